@@ -1,0 +1,129 @@
+"""The connector interface: what the gateway asks of every national registry.
+
+A connector turns a gateway operation (``"citizen.lookup"``, ``"birth.register"``, …) with
+plain-data parameters into the registry's own contract (SOAP or REST), and the registry's answer
+back into plain data. Everything registry-specific stays behind :meth:`Connector.handle`.
+
+Exceptions (nothing else escapes a public call; foreign errors are translated at the transport)::
+
+    ConnectorError            base; carries the registry name and the registry's own code
+    ├── TransientError        may succeed if tried again: timeouts, resets, 5xx, outages,
+    │                         malformed replies, "server busy" result codes
+    └── PermanentError        will not succeed as sent: rejected data, unknown citizen,
+                              unknown operation, a reply whose signature does not verify
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+__all__ = [
+    "Connector",
+    "ConnectorError",
+    "Endpoint",
+    "PermanentError",
+    "Request",
+    "Result",
+    "TransientError",
+]
+
+
+class ConnectorError(Exception):
+    """A registry call failed. ``code`` is the registry's own result code, when it gave one."""
+
+    def __init__(self, registry: str, message: str, *, code: str | None = None) -> None:
+        super().__init__(f"{registry}: {message}")
+        self.registry = registry
+        self.message = message
+        self.code = code
+
+
+class TransientError(ConnectorError):
+    """Worth retrying: the registry was unreachable, slow, overloaded or answered garbage."""
+
+
+class PermanentError(ConnectorError):
+    """Not worth retrying: the registry understood the request and refused it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """Where a registry is and how to authenticate to it (from ``[registries.<name>]``)."""
+
+    url: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+    secret: str = field(default="", repr=False)
+    api_key: str = field(default="", repr=False)
+    client_id: str = ""  # X-Road-Client for the national data-exchange platform
+    timeout: float = 10.0  # seconds for one HTTP exchange
+    sign_requests: bool = False  # sign outbound messages where the registry requires it
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    operation: str
+    params: Mapping[str, Any]
+    # Same key → the registry performs the write once, however often it is delivered.
+    idempotency_key: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    data: dict[str, Any]
+    # The registry's reference for what it did (registration number, receipt id), for the history.
+    reference: str | None = None
+
+
+class Connector(abc.ABC):
+    """One registry. Use as ``async with``; override :meth:`handle` (the one hook)."""
+
+    registry: ClassVar[str]
+    operations: ClassVar[frozenset[str]]
+
+    async def open(self) -> None:
+        """Acquire sessions, load WSDLs. Called once by ``__aenter__``."""
+
+    async def close(self) -> None:
+        """Release what :meth:`open` acquired."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def handle(self, request: Request) -> Result:
+        """Perform one operation. Raises :class:`TransientError` or :class:`PermanentError`."""
+
+    async def call(
+        self,
+        operation: str,
+        params: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> Result:
+        """Check the operation is one this registry offers, then :meth:`handle` it."""
+        if operation not in self.operations:
+            raise PermanentError(self.registry, f"unknown operation {operation!r}")
+        return await self.handle(
+            Request(
+                operation=operation,
+                params=params,
+                idempotency_key=idempotency_key,
+                request_id=request_id,
+            )
+        )
