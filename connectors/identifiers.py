@@ -1,0 +1,159 @@
+"""Vietnamese identifiers: validation by the rules in shared/spec/identifiers.md, and generators.
+
+Each ``check_*`` returns the normalised value or raises :class:`InvalidIdentifier` (a ValueError)
+whose ``kind`` names the identifier and ``reason`` says, in one line, what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+__all__ = [
+    "PROVINCES",
+    "InvalidIdentifier",
+    "PersonalId",
+    "check_agency_id",
+    "check_dossier_code",
+    "check_personal_id",
+    "check_procedure_code",
+    "check_tax_code",
+    "make_personal_id",
+    "make_tax_code",
+    "tax_check_digit",
+]
+
+
+class InvalidIdentifier(ValueError):
+    def __init__(self, kind: str, value: str, reason: str) -> None:
+        super().__init__(f"invalid {kind} {value!r}: {reason}")
+        self.kind, self.value, self.reason = kind, value, reason
+
+
+# Birth-registration province codes of the personal identification number (the 63 provinces before
+# the 2025 merger; the 2025 reorganisation does not renumber numbers already issued).
+PROVINCES: dict[str, str] = {
+    "001": "Hà Nội", "002": "Hà Giang", "004": "Cao Bằng", "006": "Bắc Kạn", "008": "Tuyên Quang",
+    "010": "Lào Cai", "011": "Điện Biên", "012": "Lai Châu", "014": "Sơn La", "015": "Yên Bái",
+    "017": "Hòa Bình", "019": "Thái Nguyên", "020": "Lạng Sơn", "022": "Quảng Ninh",
+    "024": "Bắc Giang", "025": "Phú Thọ", "026": "Vĩnh Phúc", "027": "Bắc Ninh", "030": "Hải Dương",
+    "031": "Hải Phòng", "033": "Hưng Yên", "034": "Thái Bình", "035": "Hà Nam", "036": "Nam Định",
+    "037": "Ninh Bình", "038": "Thanh Hóa", "040": "Nghệ An", "042": "Hà Tĩnh", "044": "Quảng Bình",
+    "045": "Quảng Trị", "046": "Thừa Thiên Huế", "048": "Đà Nẵng", "049": "Quảng Nam",
+    "051": "Quảng Ngãi", "052": "Bình Định", "054": "Phú Yên", "056": "Khánh Hòa",
+    "058": "Ninh Thuận", "060": "Bình Thuận", "062": "Kon Tum", "064": "Gia Lai", "066": "Đắk Lắk",
+    "067": "Đắk Nông", "068": "Lâm Đồng", "070": "Bình Phước", "072": "Tây Ninh",
+    "074": "Bình Dương", "075": "Đồng Nai", "077": "Bà Rịa–Vũng Tàu", "079": "Hồ Chí Minh",
+    "080": "Long An", "082": "Tiền Giang", "083": "Bến Tre", "084": "Trà Vinh", "086": "Vĩnh Long",
+    "087": "Đồng Tháp", "089": "An Giang", "091": "Kiên Giang", "092": "Cần Thơ",
+    "093": "Hậu Giang", "094": "Sóc Trăng", "095": "Bạc Liêu", "096": "Cà Mau",
+}  # fmt: skip
+
+_SEXES = ("male", "female")
+
+
+@dataclass(frozen=True)
+class PersonalId:
+    value: str
+    province_code: str
+    sex: str  # "male" | "female"
+    birth_year: int
+
+
+def check_personal_id(
+    value: str, *, birth_date: date | None = None, today: date | None = None
+) -> PersonalId:
+    """Validate a 12-digit personal identification number (CCCD).
+
+    Rule: digits 1-3 a known province code; digit 4 the century (1900s 0/1 … 2300s 8/9, even for
+    men); digits 5-6 the birth year's last two digits; no check digit. The birth year must not be
+    in the future and must agree with ``birth_date`` when one is given.
+    """
+    kind = "personal id"
+    if len(value) != 12 or not value.isascii() or not value.isdigit():
+        raise InvalidIdentifier(kind, value, "must be exactly 12 digits")
+    province = value[:3]
+    if province not in PROVINCES:
+        raise InvalidIdentifier(kind, value, f"unknown province code {province}")
+    marker = int(value[3])
+    year = 1900 + 100 * (marker // 2) + int(value[4:6])
+    today = today or date.today()
+    if year > today.year:
+        raise InvalidIdentifier(kind, value, f"birth year {year} is in the future")
+    if birth_date is not None and birth_date.year != year:
+        raise InvalidIdentifier(
+            kind, value, f"encodes birth year {year}, but the date of birth is {birth_date}"
+        )
+    return PersonalId(value, province, _SEXES[marker % 2], year)
+
+
+def make_personal_id(province_code: str, sex: str, birth_year: int, serial: int) -> str:
+    """Compose a personal id (the inverse of :func:`check_personal_id`)."""
+    century = (birth_year - 1900) // 100
+    marker = 2 * century + _SEXES.index(sex)
+    return f"{province_code}{marker}{birth_year % 100:02d}{serial % 1_000_000:06d}"
+
+
+_TAX_WEIGHTS = (31, 29, 23, 19, 17, 13, 7, 5, 3)
+_TAX_RE = re.compile(r"^(\d{10})(?:-(\d{3}))?$")
+
+
+def tax_check_digit(first9: str) -> int | None:
+    """N10 = 10 - (Σ wᵢ·Nᵢ mod 11); None when that is 10 (no valid code has these nine digits)."""
+    digit = 10 - sum(w * int(d) for w, d in zip(_TAX_WEIGHTS, first9, strict=True)) % 11
+    return None if digit == 10 else digit
+
+
+def check_tax_code(value: str) -> str:
+    """Validate an enterprise / tax code: 10 digits with check digit, optional ``-NNN`` branch."""
+    kind = "tax code"
+    m = _TAX_RE.match(value)
+    if not m:
+        raise InvalidIdentifier(kind, value, "must be 10 digits, optionally followed by -NNN")
+    main, branch = m.groups()
+    if main[2:9] == "0000000":
+        raise InvalidIdentifier(kind, value, "digits 3-9 are all zero")
+    if branch == "000":
+        raise InvalidIdentifier(kind, value, "branch suffix 000 is not issued")
+    expected = tax_check_digit(main[:9])
+    if expected is None or expected != int(main[9]):
+        raise InvalidIdentifier(kind, value, "check digit does not match")
+    return value
+
+
+def make_tax_code(first9: str) -> str | None:
+    digit = tax_check_digit(first9)
+    return None if digit is None else f"{first9}{digit}"
+
+
+_AGENCY_RE = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
+_PROCEDURE_RE = re.compile(r"^\d\.\d{6}(\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2})?$")
+_DOSSIER_RE = re.compile(r"^(\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2})-(\d{6})-(\d{4,})$")
+
+
+def check_agency_id(value: str) -> str:
+    """``ddd.dd.dd.Xdd``, e.g. ``000.00.00.H41`` (UBND Nghệ An)."""
+    if not _AGENCY_RE.match(value):
+        raise InvalidIdentifier("agency id", value, "must look like 000.00.00.H41")
+    return value
+
+
+def check_procedure_code(value: str) -> str:
+    """National ``1.001193`` or a local variant ``1.000494.000.00.00.H29``."""
+    if not _PROCEDURE_RE.match(value):
+        raise InvalidIdentifier("procedure code", value, "must look like 1.001193")
+    return value
+
+
+def check_dossier_code(value: str) -> str:
+    """``{agency id}-{yymmdd}-{sequence}``, e.g. ``000.00.14.H20-200703-0002``."""
+    m = _DOSSIER_RE.match(value)
+    if not m:
+        raise InvalidIdentifier("dossier code", value, "must look like 000.00.00.H41-261122-0001")
+    yymmdd = m.group(2)
+    try:
+        date(2000 + int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:]))
+    except ValueError:
+        raise InvalidIdentifier("dossier code", value, f"{yymmdd} is not a date") from None
+    return value
