@@ -86,10 +86,10 @@ class Connector(abc.ABC):
     registry: ClassVar[str]
     operations: ClassVar[frozenset[str]]
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire sessions, load WSDLs. Called once by ``__aenter__``."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`open` acquired."""
 
     async def __aenter__(self) -> Self:

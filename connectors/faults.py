@@ -31,6 +31,8 @@ from aiohttp import web
 
 __all__ = ["FAULTS_KEY", "FaultPlan", "FaultState", "fault_middleware", "fault_routes"]
 
+_KINDS = ("error", "timeout", "reset", "lost_reply", "malformed")
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -57,10 +59,10 @@ class FaultPlan:
         if "outages" in values:
             values["outages"] = tuple((float(a), float(b)) for a, b in values["outages"])
         plan = cls(**values)
-        for name in ("error_rate", "timeout_rate", "reset_rate", "lost_reply_rate", "malformed_rate"):
-            rate = getattr(plan, name)
+        for kind in _KINDS:
+            rate = getattr(plan, f"{kind}_rate")
             if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, not {rate}")
+                raise ValueError(f"{kind}_rate must be between 0 and 1, not {rate}")
         return plan
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,10 +87,10 @@ class FaultState:
         elapsed = time.monotonic() - self.started
         if any(start <= elapsed < end for start, end in plan.outages):
             return self._count("outage")
-        for name in ("error", "timeout", "reset", "lost_reply", "malformed"):
-            rate: float = getattr(plan, f"{name}_rate")
+        for kind in _KINDS:
+            rate: float = getattr(plan, f"{kind}_rate")
             if roll < rate:
-                return self._count(name)
+                return self._count(kind)
             roll -= rate
         return None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 __all__ = [
     "PROVINCES",
@@ -51,6 +51,7 @@ PROVINCES: dict[str, str] = {
 }  # fmt: skip
 
 _SEXES = ("male", "female")
+VIETNAM = timezone(timedelta(hours=7))
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def check_personal_id(
         raise InvalidIdentifier(kind, value, f"unknown province code {province}")
     marker = int(value[3])
     year = 1900 + 100 * (marker // 2) + int(value[4:6])
-    today = today or date.today()
+    today = today or datetime.now(VIETNAM).date()
     if year > today.year:
         raise InvalidIdentifier(kind, value, f"birth year {year} is in the future")
     if birth_date is not None and birth_date.year != year:

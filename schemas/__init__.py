@@ -1,4 +1,4 @@
-"""Contracts as data (WSDL, XSD, OpenAPI), shipped with the package and never fetched at run time."""
+"""Contracts as data (WSDL, XSD, OpenAPI), shipped with the package, never fetched at run time."""
 
 from __future__ import annotations
 
@@ -9,5 +9,5 @@ __all__ = ["path"]
 
 
 def path(*parts: str) -> Path:
-    """The file ``schemas/<parts…>`` inside the installed package, e.g. ``path("wsdl", "x.wsdl")``."""
+    """The file ``schemas/<parts…>`` in the installed package: ``path("wsdl", "x.wsdl")``."""
     return Path(str(resources.files(__name__).joinpath(*parts)))

@@ -40,7 +40,8 @@ def test_personal_id_must_agree_with_birth_date() -> None:
 
 
 @pytest.mark.parametrize(
-    ("province", "sex", "year"), [("040", "female", 1990), ("001", "male", 2024), ("079", "female", 2005)]
+    ("province", "sex", "year"),
+    [("040", "female", 1990), ("001", "male", 2024), ("079", "female", 2005)],
 )
 def test_make_personal_id_round_trips(province: str, sex: str, year: int) -> None:
     pid = check_personal_id(make_personal_id(province, sex, year, 12345))
@@ -71,12 +72,16 @@ def test_make_tax_code_matches_check() -> None:
     assert make_tax_code("010023348") == "0100233488"
 
 
-@pytest.mark.parametrize("value", ["000.00.00.H41", "000.00.11.H53", "000.00.00.G22", "000.00.01.A53"])
+@pytest.mark.parametrize(
+    "value", ["000.00.00.H41", "000.00.11.H53", "000.00.00.G22", "000.00.01.A53"]
+)
 def test_agency_ids(value: str) -> None:
     assert check_agency_id(value) == value
 
 
-@pytest.mark.parametrize("value", ["000.00.00.h41", "00.00.00.H41", "000.00.00.H4", "000-00-00-H41"])
+@pytest.mark.parametrize(
+    "value", ["000.00.00.h41", "00.00.00.H41", "000.00.00.H4", "000-00-00-H41"]
+)
 def test_agency_ids_invalid(value: str) -> None:
     with pytest.raises(InvalidIdentifier):
         check_agency_id(value)
