@@ -1,0 +1,86 @@
+"""Audit events: appended in the same transaction as the state change they record.
+
+Each event is serialised to canonical JSON (sorted keys, no spaces) — the *entry* — and hashed as an
+RFC 9162 leaf, ``SHA-256(0x00 || entry)``, so the log is at once a hash chain (``chain_hash`` links
+each entry to all before it) and the leaf list of a Merkle tree (see :mod:`gateway.audit.merkle`).
+Personal ids never enter the log: :func:`citizen_hash` keys them with a secret held outside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from gateway.store import Tx
+
+__all__ = ["GENESIS", "AuditEvent", "append", "citizen_hash", "decode_entry", "leaf_hash"]
+
+GENESIS = b"\x00" * 32  # the chain hash "before" entry 0
+
+
+class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who did what to which, with what outcome. Payloads are recorded by digest, never by body."""
+
+    action: str  # dossier.accepted, step.attempted, step.delivered, step.failed, job.dead, …
+    outcome: str = "ok"  # ok | retry | failed | dead | refused
+    member: str | None = None  # VN:GOV:000.00.00.H41
+    subsystem: str | None = None  # VN:GOV:000.00.00.H41:motcua
+    officer: str | None = None  # the officer's id as the client system reported it (hashed)
+    service: str | None = None  # population/citizen.lookup/v1 …
+    dossier: str | None = None
+    document: str | None = None
+    job: int | None = None
+    step: str | None = None
+    citizen: str | None = None  # citizen_hash(), never a personal id
+    request_id: str | None = None
+    digests: dict[str, str] = {}  # name → sha256 hex of a payload
+    reference: str | None = None  # the registry's reference number
+    detail: str | None = None
+
+
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def leaf_hash(entry: bytes) -> bytes:
+    """RFC 9162 §2.1.1: the hash of a leaf is SHA-256(0x00 || leaf)."""
+    return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def citizen_hash(key: bytes, personal_id: str) -> str:
+    """The keyed hash under which a personal id is searchable without being stored."""
+    return hmac.new(key, personal_id.encode(), hashlib.sha256).hexdigest()
+
+
+def append(tx: Tx, event: AuditEvent, *, at: datetime | None = None) -> int:
+    """Append ``event`` inside the caller's transaction; return its sequence number."""
+    head = tx.one("audit.head")
+    seq = 0 if head is None else head["seq"] + 1
+    prev = GENESIS if head is None else bytes(head["chain_hash"])
+    when = (at or datetime.now(UTC)).isoformat(timespec="microseconds")
+    body: dict[str, Any] = msgspec.to_builtins(event)
+    entry = _encoder.encode({"seq": seq, "at": when, **body})
+    leaf = leaf_hash(entry)
+    tx.execute(
+        "audit.insert",
+        seq=seq,
+        at=when,
+        action=event.action,
+        member=event.member,
+        service=event.service,
+        dossier=event.dossier,
+        document=event.document,
+        citizen=event.citizen,
+        entry=entry,
+        leaf_hash=leaf,
+        chain_hash=hashlib.sha256(prev + leaf).digest(),
+    )
+    return seq
+
+
+def decode_entry(entry: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = msgspec.json.decode(entry)
+    return result

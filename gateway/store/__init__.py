@@ -1,0 +1,34 @@
+"""Durable state: one interface (:mod:`.api`), the embedded SQLite store, and a factory by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .api import QueryError, Row, Store, StoreClosed, StoreError, Tx
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "QueryError",
+    "Row",
+    "SQLiteStore",
+    "Store",
+    "StoreClosed",
+    "StoreError",
+    "Tx",
+    "open_store",
+]
+
+
+def open_store(url: str, *, base: Path | None = None) -> Store:
+    """The store a URL names, as SQLAlchemy spells them: ``sqlite:///relative.db`` (to ``base``),
+    ``sqlite:////absolute/path.db``.
+
+    Raises ValueError for a scheme this build does not support.
+    """
+    if url.startswith("sqlite:"):
+        raw = url.removeprefix("sqlite:").removeprefix("///")
+        path = Path(raw)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        return SQLiteStore(path)
+    raise ValueError(f"unsupported store url {url!r} (expected sqlite:///path.db)")

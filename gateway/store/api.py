@@ -1,0 +1,90 @@
+"""The store interface: durable state behind units of work.
+
+A unit of work is a plain synchronous function ``work(tx) -> T``. :meth:`Store.transact` runs it
+inside ONE transaction on the store's own thread, so callers never block the event loop and never
+see a half-applied change: the dossier, its outbox job and its audit event commit together or not
+at all. Queries are named ``"<file>.<block>"`` (see :mod:`gateway.store.queries`), which keeps SQL
+out of the callers and lets another backend supply the same names.
+
+Exceptions::
+
+    StoreError            base
+    ├── StoreClosed       the store is not open (shutting down, or never opened)
+    └── QueryError        a named query failed (constraint, syntax, unknown name)
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar
+
+__all__ = ["QueryError", "Row", "Store", "StoreClosed", "StoreError", "Tx"]
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+
+class StoreError(Exception):
+    """Something went wrong in the store."""
+
+
+class StoreClosed(StoreError):
+    """The store is not open."""
+
+
+class QueryError(StoreError):
+    """A named query failed; the unit of work that ran it was rolled back."""
+
+
+class Tx(Protocol):
+    """What a unit of work may do. Synchronous: it runs on the store's thread."""
+
+    def execute(self, query: str, /, **params: Any) -> int:
+        """Run a named statement; return the number of rows it changed."""
+        ...
+
+    def one(self, query: str, /, **params: Any) -> Row | None:
+        """Run a named query; return its first row or None."""
+        ...
+
+    def all(self, query: str, /, **params: Any) -> list[Row]:
+        """Run a named query; return every row."""
+        ...
+
+
+class Store(abc.ABC):
+    """Durable state. Use as ``async with``; units of work via :meth:`transact` and :meth:`read`."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create the schema (every SQL file's ``schema`` block)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish queued units of work, then disconnect."""
+
+    @abc.abstractmethod
+    async def transact(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one transaction; return its result or raise what it raised.
+
+        Raises :class:`StoreClosed`, :class:`QueryError`, or whatever ``work`` raised (the unit is
+        then rolled back and nothing it wrote survives).
+        """
+
+    @abc.abstractmethod
+    async def read(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` on a consistent read-only snapshot."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

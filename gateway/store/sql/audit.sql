@@ -1,0 +1,46 @@
+-- name: schema
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq        INTEGER PRIMARY KEY,      -- 0, 1, 2 … with no gaps: the leaf index
+    at         TEXT    NOT NULL,         -- ISO 8601 UTC
+    action     TEXT    NOT NULL,
+    member     TEXT,
+    service    TEXT,
+    dossier    TEXT,
+    document   TEXT,
+    citizen    TEXT,                     -- keyed hash of a personal id, never the id
+    entry      BLOB    NOT NULL,         -- the canonical JSON that was hashed
+    leaf_hash  BLOB    NOT NULL,         -- SHA-256(0x00 || entry), RFC 9162 leaf
+    chain_hash BLOB    NOT NULL          -- SHA-256(previous chain_hash || leaf_hash)
+);
+CREATE INDEX IF NOT EXISTS audit_events_dossier ON audit_events (dossier) WHERE dossier IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_events_document ON audit_events (document) WHERE document IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_events_citizen ON audit_events (citizen) WHERE citizen IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at);
+
+-- name: head
+SELECT seq, chain_hash FROM audit_events ORDER BY seq DESC LIMIT 1;
+
+-- name: insert
+INSERT INTO audit_events (seq, at, action, member, service, dossier, document, citizen, entry, leaf_hash, chain_hash)
+VALUES (:seq, :at, :action, :member, :service, :dossier, :document, :citizen, :entry, :leaf_hash, :chain_hash);
+
+-- name: range
+SELECT seq, entry, leaf_hash, chain_hash FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
+
+-- name: count
+SELECT count(*) AS n FROM audit_events;
+
+-- name: by_dossier
+SELECT seq, entry FROM audit_events WHERE dossier = :dossier ORDER BY seq;
+
+-- name: query
+SELECT seq, entry FROM audit_events
+WHERE seq > :after
+  AND (:start IS NULL OR at >= :start)
+  AND (:stop IS NULL OR at < :stop)
+  AND (:member IS NULL OR member = :member)
+  AND (:service IS NULL OR service = :service)
+  AND (:dossier IS NULL OR dossier = :dossier)
+  AND (:document IS NULL OR document = :document)
+  AND (:citizen IS NULL OR citizen = :citizen)
+ORDER BY seq LIMIT :limit;

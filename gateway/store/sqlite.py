@@ -1,0 +1,192 @@
+"""The embedded store: stdlib sqlite3 in WAL mode, one writer thread with group commit.
+
+Why one writer thread: SQLite allows one writer at a time, and an fsync per accepted dossier
+would cap throughput at the disk's sync rate. The writer takes every unit of work queued while the
+previous commit was syncing, runs each inside its own SAVEPOINT (a failing unit rolls back alone),
+and commits them with ONE fsync. ``synchronous=FULL``: an answer is sent only after the commit that
+made it durable, so a crash or power loss never loses accepted work.
+
+Reads run on a small pool of reader connections; WAL gives each a consistent snapshot while the
+writer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .api import QueryError, Row, Store, StoreClosed
+from .queries import queries, schema_scripts
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+_Unit = tuple[Callable[[Any], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+_STOP = None
+
+
+class _Tx:
+    """The :class:`~gateway.store.api.Tx` of one SQLite connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._sql = queries()
+
+    def _run(self, query: str, params: dict[str, Any]) -> sqlite3.Cursor:
+        try:
+            sql = self._sql[query]
+        except KeyError:
+            raise QueryError(f"no SQL block named {query!r}") from None
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise QueryError(f"{query}: {exc}") from exc
+
+    def execute(self, query: str, /, **params: Any) -> int:
+        return self._run(query, params).rowcount
+
+    def one(self, query: str, /, **params: Any) -> Row | None:
+        row = self._run(query, params).fetchone()
+        return dict(row) if row is not None else None
+
+    def all(self, query: str, /, **params: Any) -> list[Row]:
+        return [dict(r) for r in self._run(query, params).fetchall()]
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():  # the caller was cancelled; the work is committed all the same
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path, *, max_batch: int = 512, readers: int = 2) -> None:
+        self.path = Path(path)
+        self._max_batch = max_batch
+        self._readers = readers
+        self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.commits = 0  # group commits done, for metrics and the bench
+        self.units = 0
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await asyncio.to_thread(self._init_schema)
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(conn,), name="lienthong-sqlite-writer", daemon=True
+        )
+        self._writer.start()
+        self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="lienthong-sqlite-read")
+
+    def _init_schema(self) -> sqlite3.Connection:
+        conn = _connect(self.path)
+        for script in schema_scripts():
+            conn.executescript(script)
+        return conn
+
+    async def close(self) -> None:
+        writer, pool = self._writer, self._pool
+        self._writer = self._pool = None
+        if writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(writer.join)
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()
+        self._reader_conns.clear()
+
+    async def transact(self, work: Callable[[Any], T]) -> T:
+        if self._writer is None:
+            raise StoreClosed("the store is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put((work, fut, loop))
+        return await fut
+
+    async def read(self, work: Callable[[Any], T]) -> T:
+        if self._pool is None:
+            raise StoreClosed("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._read, work)
+
+    def _read(self, work: Callable[[Any], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect(self.path, readonly=True)
+            with self._lock:
+                self._reader_conns.append(conn)
+        conn.execute("BEGIN")  # one snapshot for the whole unit
+        try:
+            return work(_Tx(conn))
+        finally:
+            conn.execute("COMMIT")
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        tx = _Tx(conn)
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    unit = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if unit is _STOP:
+                    stopping = True
+                    break
+                batch.append(unit)
+            self._commit(conn, tx, batch)
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, tx: _Tx, batch: list[_Unit]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for work, _, _ in batch:
+                conn.execute("SAVEPOINT unit")
+                try:
+                    outcomes.append((True, work(tx)))
+                except BaseException as exc:  # the unit's own failure: undo it alone
+                    conn.execute("ROLLBACK TO unit")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE unit")
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.units += len(batch)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = QueryError(f"commit failed: {exc}")
+            outcomes = [(False, failure)] * len(batch)
+        for (_, fut, loop), (ok, value) in zip(batch, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, fut, ok, value)
