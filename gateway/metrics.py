@@ -1,0 +1,52 @@
+"""Prometheus metrics, one registry per gateway (so several apps in one process do not mix)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CIRCUIT_STATES", "Metrics"]
+
+CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "lienthong_http_requests",
+            "HTTP requests served",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "lienthong_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.outbox_jobs = Gauge(
+            "lienthong_outbox_jobs", "Outbox jobs by state (depth)", ["state"], registry=r
+        )
+        self.attempts = Counter(
+            "lienthong_outbox_attempts", "Delivery attempts", ["kind", "outcome"], registry=r
+        )
+        self.dead_letters = Counter(
+            "lienthong_outbox_dead_letters", "Jobs that ran out of attempts", ["kind"], registry=r
+        )
+        self.circuit = Gauge(
+            "lienthong_circuit_state",
+            "Circuit breaker per registry endpoint (0 closed, 1 half-open, 2 open)",
+            ["endpoint"],
+            registry=r,
+        )
+        self.registry_calls = Counter(
+            "lienthong_registry_calls",
+            "Calls to national registries",
+            ["registry", "operation", "outcome"],
+            registry=r,
+        )
+        self.audit_events = Counter("lienthong_audit_events", "Audit events appended", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
