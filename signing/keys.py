@@ -1,0 +1,250 @@
+"""Signing keys: PEM and PKCS#12 files, and PKCS#11 tokens.
+
+Every key signs with SHA-256 (PKCS#1 v1.5 for RSA, DER-encoded ECDSA) and carries its certificate and
+the intermediates needed to reach an anchor, so signatures can embed the whole chain.
+Secrets (passwords, PINs) come from arguments, ``LIENTHONG_KEY_PASSWORD`` /
+``LIENTHONG_KEY_PASSWORD_FILE`` or ``LIENTHONG_PKCS11_PIN`` and are never logged or put in messages.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from .errors import KeyLoadError
+
+__all__ = ["DEFAULT_PKCS11_MODULE", "FileKey", "Pkcs11Key", "SigningKey", "load_key"]
+
+DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+Algorithm = Literal["rsa", "ecdsa"]
+
+
+class SigningKey(abc.ABC):
+    """A private key able to make SHA-256 signatures, with its certificate and intermediates."""
+
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return "rsa" if isinstance(self.certificate.public_key(), rsa.RSAPublicKey) else "ecdsa"
+
+    @property
+    def key_size(self) -> int:
+        pub = self.certificate.public_key()
+        assert isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+        return pub.key_size
+
+    @abc.abstractmethod
+    def sign(self, data: bytes) -> bytes:
+        """Sign ``data`` with SHA-256; DER for ECDSA. Raises :class:`KeyLoadError` if the token fails."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, file keys hold nothing
+        """Release any token session."""
+
+
+class FileKey(SigningKey):
+    """A key held in memory (from a PEM or PKCS#12 file)."""
+
+    def __init__(
+        self,
+        private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+        certificate: x509.Certificate,
+        chain: tuple[x509.Certificate, ...] = (),
+    ) -> None:
+        _check_pair(private_key.public_key(), certificate)
+        self.private_key = private_key
+        self.certificate = certificate
+        self.chain = chain
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self.private_key, rsa.RSAPrivateKey):
+            return self.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+class Pkcs11Key(SigningKey):
+    """A key that never leaves its PKCS#11 token; one session per key, serialised by a lock
+    (PKCS#11 sessions must not be used from two threads at once)."""
+
+    def __init__(self, session: Any, private_key: Any, certificate: x509.Certificate,
+                 chain: tuple[x509.Certificate, ...]) -> None:
+        self._session = session
+        self._key = private_key
+        self._lock = threading.Lock()
+        self.certificate = certificate
+        self.chain = chain
+
+    def sign(self, data: bytes) -> bytes:
+        from pkcs11 import Mechanism
+        from pkcs11.exceptions import PKCS11Error
+
+        try:
+            with self._lock:
+                if self.algorithm == "rsa":
+                    return bytes(self._key.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
+                # SoftHSM 2.6 has no CKM_ECDSA_SHA256: hash here, sign the digest with CKM_ECDSA.
+                raw = bytes(self._key.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA))
+        except PKCS11Error as exc:
+            raise KeyLoadError(f"PKCS#11 signing failed: {type(exc).__name__}") from exc
+        half = len(raw) // 2
+        return encode_dss_signature(int.from_bytes(raw[:half], "big"),
+                                    int.from_bytes(raw[half:], "big"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+def _check_pair(public_key: Any, certificate: x509.Certificate) -> None:
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if public_key.public_bytes(*fmt) != certificate.public_key().public_bytes(*fmt):
+        raise KeyLoadError("the certificate does not match the private key")
+
+
+def _split_chain(certs: list[x509.Certificate]) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    if not certs:
+        raise KeyLoadError("no certificate found for the key")
+    # Self-signed roots are dropped: anchors come from the verifier's configuration, never from us.
+    rest = tuple(c for c in certs[1:] if c.subject != c.issuer)
+    return certs[0], rest
+
+
+def _load_cert_file(path: str | Path) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise KeyLoadError(f"cannot read certificate file {path}: {type(exc).__name__}") from exc
+
+
+def _password(password: bytes | None) -> bytes | None:
+    if password is not None:
+        return password
+    if (env := os.environ.get("LIENTHONG_KEY_PASSWORD")) is not None:
+        return env.encode()
+    if (file := os.environ.get("LIENTHONG_KEY_PASSWORD_FILE")) is not None:
+        try:
+            return Path(file).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise KeyLoadError(f"cannot read password file {file}") from exc
+    return None
+
+
+def load_key(spec: str, *, cert: str | None = None, password: bytes | None = None) -> SigningKey:
+    """Load a key from a PEM file, a PKCS#12 file (``.p12``/``.pfx``) or a ``pkcs11:`` URI.
+
+    For a PEM key the certificate (and chain) comes from ``cert``, or from ``X.cert.pem`` beside
+    ``X.key.pem``. Raises :class:`KeyLoadError` (never a foreign exception) on any failure; the
+    message never contains the password or PIN.
+    """
+    if spec.startswith("pkcs11:"):
+        return _load_pkcs11(spec, cert=cert)
+    path = Path(spec)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyLoadError(f"cannot read key file {spec}: {exc.strerror}") from exc
+    pw = _password(password)
+    if path.suffix.lower() in (".p12", ".pfx"):
+        return _load_p12(data, pw, cert)
+    try:
+        key = serialization.load_pem_private_key(data, password=pw or None)
+    except TypeError as exc:
+        raise KeyLoadError("the key file is encrypted: a password is needed") from exc
+    except ValueError as exc:
+        raise KeyLoadError(f"cannot load key {spec}: bad password or not a PEM private key") from exc
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise KeyLoadError(f"unsupported key type {type(key).__name__}: use RSA or ECDSA")
+    if cert is None:
+        if not path.name.endswith(".key.pem"):
+            raise KeyLoadError("no certificate given for the PEM key (use --cert)")
+        cert = str(path.with_name(path.name[: -len(".key.pem")] + ".cert.pem"))
+    leaf, chain = _split_chain(_load_cert_file(cert))
+    return FileKey(key, leaf, chain)
+
+
+def _load_p12(data: bytes, pw: bytes | None, cert: str | None) -> SigningKey:
+    last: Exception | None = None
+    # An "empty password" PKCS#12 may have been written with b"" or with no password at all.
+    for candidate in ([pw] if pw else [b"", None]):
+        try:
+            key, leaf, extra = pkcs12.load_key_and_certificates(data, candidate)
+            break
+        except ValueError as exc:
+            last = exc
+    else:
+        raise KeyLoadError("cannot open PKCS#12 file: bad password or corrupt file") from last
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise KeyLoadError("the PKCS#12 file holds no RSA or ECDSA private key")
+    certs = _load_cert_file(cert) if cert else [c for c in [leaf, *extra] if c is not None]
+    leaf_cert, chain = _split_chain(certs)
+    return FileKey(key, leaf_cert, chain)
+
+
+def parse_pkcs11_uri(uri: str) -> dict[str, str]:
+    """Parse the path attributes of an RFC 7512 URI (``pkcs11:token=T;object=K``)."""
+    body = uri[len("pkcs11:"):]
+    path, _, query = body.partition("?")
+    attrs: dict[str, str] = {}
+    for part in [*path.split(";"), *query.split("&")]:
+        if part:
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise KeyLoadError(f"malformed PKCS#11 URI attribute {name!r}")
+            attrs[name] = unquote(value)
+    return attrs
+
+
+def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+    from pkcs11.exceptions import PKCS11Error
+
+    attrs = parse_pkcs11_uri(uri)
+    token_label = attrs.get("token")
+    label = attrs.get("object")
+    if not token_label or not label:
+        raise KeyLoadError("a PKCS#11 URI needs token=… and object=…")
+    pin = attrs.get("pin-value") or os.environ.get("LIENTHONG_PKCS11_PIN")
+    if not pin:
+        raise KeyLoadError("no PKCS#11 PIN: set LIENTHONG_PKCS11_PIN")
+    module = attrs.get("module-path") or os.environ.get("LIENTHONG_PKCS11_MODULE", DEFAULT_PKCS11_MODULE)
+    try:
+        lib = pkcs11.lib(module)
+    except (OSError, RuntimeError, PKCS11Error) as exc:
+        raise KeyLoadError(f"cannot load PKCS#11 module {module}") from exc
+    session = None
+    try:
+        token = lib.get_token(token_label=token_label)
+        session = token.open(user_pin=pin)
+        priv = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+        if cert is not None:
+            leaf, chain = _split_chain(_load_cert_file(cert))
+        else:
+            objs = list(session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE,
+                                             Attribute.LABEL: label}))
+            if not objs:
+                raise KeyLoadError(f"no certificate labelled {label!r} on the token (use --cert)")
+            leaf, chain = x509.load_der_x509_certificate(bytes(objs[0][Attribute.VALUE])), ()
+    except KeyLoadError:
+        if session is not None:
+            session.close()
+        raise
+    except PKCS11Error as exc:
+        if session is not None:
+            session.close()
+        # Type names only (PinIncorrect, NoSuchToken, NoSuchKey…): never echo the PIN.
+        raise KeyLoadError(f"PKCS#11 token {token_label!r}, object {label!r}: "
+                           f"{type(exc).__name__}") from exc
+    return Pkcs11Key(session, priv, leaf, chain)

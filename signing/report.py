@@ -1,0 +1,48 @@
+"""The verification report every verifier returns (and the CLI prints)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["SignatureReport"]
+
+
+@dataclass
+class SignatureReport:
+    """What a verifier found about one signature.
+
+    ``level``: "XMLDSig", "XAdES-B-B", "XAdES-B-T", "PAdES-B-B", "PAdES-B-T", "PAdES-B-LT" or
+    "legacy adbe.pkcs7.detached". ``revocation``: "good", "revoked", "unknown (soft-fail)" or
+    "not checked". ``reason`` is set when ``valid`` is false.
+    """
+
+    valid: bool
+    signer: str
+    chain: list[str] = field(default_factory=list)
+    signed_at: dt.datetime | None = None
+    level: str = "XMLDSig"
+    revocation: str = "not checked"
+    weaknesses: list[str] = field(default_factory=list)
+    reason: str | None = None
+    field_name: str | None = None  # PDF signature field, None for XML
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["signed_at"] = self.signed_at.isoformat() if self.signed_at else None
+        return d
+
+    def as_text(self) -> str:
+        lines = [
+            f"{'VALID' if self.valid else 'INVALID'} {self.level} signature"
+            + (f" in field {self.field_name}" if self.field_name else ""),
+            f"  signer:     {self.signer}",
+            f"  chain:      {' -> '.join(self.chain) if self.chain else '-'}",
+            f"  signed at:  {self.signed_at.isoformat() if self.signed_at else 'unknown'}",
+            f"  revocation: {self.revocation}",
+            f"  weaknesses: {', '.join(self.weaknesses) if self.weaknesses else 'none'}",
+        ]
+        if self.reason:
+            lines.append(f"  reason:     {self.reason}")
+        return "\n".join(lines)

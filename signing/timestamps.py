@@ -1,0 +1,135 @@
+"""RFC 3161 timestamps: a client, token verification, and a local TSA for development.
+
+The client and the verifier are pyHanko's (the TSA's chain and its critical timeStamping EKU are
+checked against the TrustStore's anchors). The local TSA serves pyHanko's ``DummyTimeStamper`` over
+aiohttp with the test PKI's ``tsa`` certificate; its tokens pass ``openssl ts -verify``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from asn1crypto import cms, keys, tsp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.sign.general import SignedDataCerts, extract_certificate_info
+from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
+from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+
+from .errors import TimestampError
+from .trust import TrustStore, common_name, from_asn1, to_asn1
+
+__all__ = ["TimestampInfo", "request_timestamp", "serve_tsa", "verify_timestamp"]
+
+
+@dataclass(frozen=True)
+class TimestampInfo:
+    time: dt.datetime
+    tsa: str  # the TSA certificate's common name
+
+
+async def request_timestamp(tsa_url: str, digest: bytes, *, md_algorithm: str = "sha256",
+                            timeout: float = 10.0) -> bytes:
+    """Ask ``tsa_url`` for a token over ``digest``; returns the DER ``TimeStampToken``.
+
+    Raises :class:`TimestampError` if the TSA is unreachable, refuses, or answers nonsense.
+    """
+    stamper = HTTPTimeStamper(tsa_url, timeout=timeout)
+    try:
+        token = await stamper.async_timestamp(digest, md_algorithm)
+    except Exception as exc:  # pyHanko raises IOError, TimestampRequestError, ValueError…
+        raise TimestampError(f"timestamp request to {tsa_url} failed: {exc}") from exc
+    return bytes(token.dump())
+
+
+async def verify_timestamp(token: bytes, data: bytes, trust: TrustStore) -> TimestampInfo:
+    """Check that ``token`` is a valid RFC 3161 token over ``data`` from a trusted TSA.
+
+    Raises :class:`TimestampError` if the token is malformed, its imprint does not match ``data``,
+    or its signature does not verify; :class:`UntrustedSigner` if the TSA is not trusted.
+    """
+    try:
+        content = cms.ContentInfo.load(token)
+        signed_data = content["content"]
+        if content["content_type"].native != "signed_data":
+            raise ValueError("not SignedData")
+        certs: SignedDataCerts = extract_certificate_info(signed_data)
+        tsa_cert = certs.signer_cert
+    except Exception as exc:  # asn1crypto parses lazily and raises many types
+        raise TimestampError(f"malformed timestamp token: {exc}") from exc
+    # The TSA chain: anchors from our configuration, the revocation policy applies too.
+    await trust.validate(from_asn1(tsa_cert), [from_asn1(c) for c in certs.other_certs],
+                         usage="timestamping")
+    vc = trust.validation_context(other_certs=[from_asn1(c) for c in certs.other_certs])
+
+    def imprint(algo: str) -> bytes:
+        return hashlib.new(algo.replace("_", "-") if algo.startswith("sha3") else algo,
+                           data).digest()
+
+    try:
+        status = await validate_tst_signed_data(signed_data, vc, imprint)
+    except Exception as exc:
+        raise TimestampError(f"timestamp token does not verify: {exc}") from exc
+    finally:
+        await vc.aclose()
+    if not status.get("intact"):
+        raise TimestampError("timestamp imprint does not match the signed data")
+    if not status.get("valid"):
+        raise TimestampError("timestamp token signature does not verify")
+    return TimestampInfo(time=status["timestamp"], tsa=common_name(tsa_cert))
+
+
+def _load_stamper(pki_dir: Path) -> DummyTimeStamper:
+    cert = x509.load_pem_x509_certificates((pki_dir / "tsa.cert.pem").read_bytes())
+    key = serialization.load_pem_private_key((pki_dir / "tsa.key.pem").read_bytes(), None)
+    der_key = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return DummyTimeStamper(tsa_cert=to_asn1(cert[0]), tsa_key=keys.PrivateKeyInfo.load(der_key),
+                            certs_to_embed=[to_asn1(c) for c in cert[1:]])
+
+
+@contextlib.asynccontextmanager
+async def serve_tsa(pki_dir: str | Path, host: str = "127.0.0.1", port: int = 0
+                    ) -> AsyncIterator[str]:
+    """Serve a development TSA (``POST /`` with ``application/timestamp-query``) signing with the
+    PKI's ``tsa`` key; yields its URL. Raises TimestampError if the PKI has no TSA key."""
+    try:
+        stamper = _load_stamper(Path(pki_dir))
+    except (OSError, ValueError) as exc:
+        raise TimestampError(f"no usable TSA key in {pki_dir}") from exc
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            req = tsp.TimeStampReq.load(body)
+            req.native  # noqa: B018 - asn1crypto parses lazily: force it here, not in the thread
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text="malformed TimeStampReq") from exc
+        # Signing is CPU work (RSA): off the event loop.
+        resp = await asyncio.to_thread(stamper.request_tsa_response, req)
+        return web.Response(body=resp.dump(), content_type="application/timestamp-reply")
+
+    app = web.Application(client_max_size=64 * 1024)
+    app.router.add_post("/", handle)
+    app.router.add_post("/tsa", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        real_port = sockets[0].getsockname()[1] if sockets else port
+        yield f"http://{host}:{real_port}/"
+    finally:
+        await runner.cleanup()
+
+

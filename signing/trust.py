@@ -1,0 +1,259 @@
+"""Trust: configured anchors only, chain building, validity, key usage, CRL/OCSP with a cache.
+
+Path validation is pyhanko-certvalidator's (the same engine pyHanko uses for PDFs), fed only the
+anchors given here — never the operating system's web CA store. Revocation answers (CRLs, OCSP
+responses) fetched over HTTP are cached per TrustStore for ``cache_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator import errors as cv_errors
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.fetchers.api import CRLFetcher, Fetchers, OCSPFetcher
+
+from .errors import SigningError, UntrustedSigner
+
+__all__ = ["ChainResult", "RevocationMode", "TrustStore", "common_name", "weaknesses_of"]
+
+RevocationMode = Literal["hard-fail", "soft-fail", "off"]
+Usage = Literal["signing", "timestamping"]
+
+
+def common_name(cert: x509.Certificate | asn1_x509.Certificate) -> str:
+    if isinstance(cert, asn1_x509.Certificate):
+        return str(cert.subject.native.get("common_name", cert.subject.human_friendly))
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else cert.subject.rfc4514_string()
+
+
+def to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+def from_asn1(cert: asn1_x509.Certificate) -> x509.Certificate:
+    return x509.load_der_x509_certificate(cert.dump())
+
+
+def weaknesses_of(certs: Iterable[x509.Certificate]) -> list[str]:
+    """SHA-1 certificate signatures and RSA keys under 2048 bits, one line each."""
+    out = []
+    for cert in certs:
+        cn = common_name(cert)
+        if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
+            out.append(f"SHA-1 certificate signature ({cn})")
+        pub = cert.public_key()
+        if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < 2048:
+            out.append(f"RSA-{pub.key_size} key ({cn})")
+    return out
+
+
+@dataclass
+class ChainResult:
+    """A validated chain: names leaf → anchor, revocation status, weaknesses found."""
+
+    chain: list[str]
+    revocation: str
+    weaknesses: list[str] = field(default_factory=list)
+    certificates: list[x509.Certificate] = field(default_factory=list)
+
+
+class _Cache:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._items: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        hit = self._items.get(key)
+        if hit is None or time.monotonic() - hit[0] > self.ttl:
+            return None
+        return hit[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        self._items[key] = (time.monotonic(), value)
+
+
+class _CachingCRLFetcher(CRLFetcher):  # type: ignore[misc]
+    """Delegates to a per-call network fetcher; answers repeated requests from the cache."""
+
+    def __init__(self, inner: Any, cache: _Cache) -> None:
+        self._inner, self._cache = inner, cache
+        self._seen: dict[Any, list[Any]] = {}
+
+    async def fetch(self, cert: Any, *, use_deltas: Any = None) -> Any:
+        key = ("crl", tuple(sorted(u for dp in (cert.crl_distribution_points or [])
+                                   for u in [dp.url] if u)))
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = list(await self._inner.fetch(cert, use_deltas=use_deltas))
+            self._cache.put(key, hit)
+        self._seen[(cert.issuer.sha256, cert.serial_number)] = hit
+        return hit
+
+    def fetched_crls(self) -> Any:
+        return [c for crls in self._seen.values() for c in crls]
+
+    def fetched_crls_for_cert(self, cert: Any) -> Any:
+        # KeyError means "not fetched yet": certvalidator then calls fetch().
+        return self._seen[(cert.issuer.sha256, cert.serial_number)]
+
+
+class _CachingOCSPFetcher(OCSPFetcher):  # type: ignore[misc]
+    def __init__(self, inner: Any, cache: _Cache) -> None:
+        self._inner, self._cache, self._seen = inner, cache, {}
+
+    async def fetch(self, cert: Any, authority: Any) -> Any:
+        key = ("ocsp", cert.issuer.sha256, cert.serial_number)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = await self._inner.fetch(cert, authority)
+            self._cache.put(key, hit)
+        self._seen[(cert.issuer.sha256, cert.serial_number)] = hit
+        return hit
+
+    def fetched_responses(self) -> Any:
+        return list(self._seen.values())
+
+    def fetched_responses_for_cert(self, cert: Any) -> Any:
+        hit = self._seen.get((cert.issuer.sha256, cert.serial_number))
+        return [hit] if hit is not None else []
+
+
+class TrustStore:
+    """Trust anchors from configuration, a revocation policy and a revocation-data cache.
+
+    ``revocation``: ``"hard-fail"`` refuses a signer whose revocation status cannot be had,
+    ``"soft-fail"`` accepts it and reports ``"unknown (soft-fail)"``, ``"off"`` reports
+    ``"not checked"``. A certificate found revoked is refused in every mode but ``"off"``.
+    """
+
+    def __init__(self, anchors: Sequence[x509.Certificate], *,
+                 revocation: RevocationMode = "soft-fail",
+                 intermediates: Sequence[x509.Certificate] = (), cache_ttl: float = 300.0,
+                 fetch_timeout: float = 5.0) -> None:
+        if not anchors:
+            raise SigningError("a trust store needs at least one anchor")
+        if revocation not in ("hard-fail", "soft-fail", "off"):
+            raise SigningError(f"unknown revocation policy {revocation!r}")
+        self.anchors = tuple(anchors)
+        self.intermediates = tuple(intermediates)
+        self.revocation: RevocationMode = revocation
+        self.fetch_timeout = fetch_timeout
+        self._cache = _Cache(cache_ttl)
+
+    @classmethod
+    def from_pem_files(cls, paths: Iterable[str | Path], *,
+                       revocation: RevocationMode = "soft-fail") -> TrustStore:
+        """Anchors from PEM files (each may hold several). Raises SigningError on a bad file."""
+        anchors: list[x509.Certificate] = []
+        for path in paths:
+            try:
+                anchors.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+            except (OSError, ValueError) as exc:
+                raise SigningError(f"cannot read trust anchors from {path}") from exc
+        return cls(anchors, revocation=revocation)
+
+    def validation_context(self, *, other_certs: Iterable[x509.Certificate] = (),
+                           moment: dt.datetime | None = None,
+                           backend: AIOHttpFetcherBackend | None = None,
+                           for_signing: bool = False) -> ValidationContext:
+        """A pyhanko-certvalidator context with only our anchors (for pyHanko's own use).
+
+        When ``backend`` is given, fetching goes through it with our cache in front; the caller
+        closes the backend. ``for_signing`` forces fetching on (B-LT must embed revocation data).
+        """
+        fetch = self.revocation != "off" or for_signing
+        kwargs: dict[str, Any] = {}
+        if fetch and backend is not None:
+            net = backend.get_fetchers()
+            kwargs["fetchers"] = Fetchers(
+                ocsp_fetcher=_CachingOCSPFetcher(net.ocsp_fetcher, self._cache),
+                crl_fetcher=_CachingCRLFetcher(net.crl_fetcher, self._cache),
+                cert_fetcher=net.cert_fetcher)
+        mode = "hard-fail" if self.revocation == "hard-fail" else "soft-fail"
+        return ValidationContext(
+            trust_roots=[to_asn1(a) for a in self.anchors],
+            other_certs=[to_asn1(c) for c in (*self.intermediates, *other_certs)],
+            allow_fetching=fetch, revocation_mode=mode, moment=moment,
+            # SHA-1 is reported as a weakness, not refused, so old documents can be read.
+            weak_hash_algos={"md2", "md5"}, **kwargs)
+
+    def new_backend(self) -> AIOHttpFetcherBackend:
+        return AIOHttpFetcherBackend(per_request_timeout=self.fetch_timeout)
+
+    async def validate(self, leaf: x509.Certificate, others: Iterable[x509.Certificate] = (), *,
+                       usage: Usage = "signing", moment: dt.datetime | None = None) -> ChainResult:
+        """Build and check the chain from ``leaf`` to a configured anchor.
+
+        Raises :class:`UntrustedSigner` with a precise reason: no chain to an anchor, expired,
+        not yet valid, revoked, revocation status unknown under hard-fail, or a key usage that
+        does not allow ``usage``.
+        """
+        backend = self.new_backend()
+        vc = self.validation_context(other_certs=others, moment=moment, backend=backend)
+        try:
+            validator = CertificateValidator(to_asn1(leaf), validation_context=vc)
+            path = await validator.async_validate_path()
+        except cv_errors.RevokedError as exc:
+            source = "OCSP" if "OCSP" in str(exc) else "CRL" if "CRL" in str(exc) else "revocation data"
+            raise UntrustedSigner(
+                f"certificate revoked ({source}): {_subject_of(exc, leaf)}") from exc
+        except cv_errors.ExpiredError as exc:
+            raise UntrustedSigner(f"certificate expired: {_subject_of(exc, leaf)}") from exc
+        except cv_errors.NotYetValidError as exc:
+            raise UntrustedSigner(f"certificate not yet valid: {_subject_of(exc, leaf)}") from exc
+        except cv_errors.InsufficientRevinfoError as exc:
+            raise UntrustedSigner(
+                f"revocation status unknown (hard-fail): {common_name(leaf)}") from exc
+        except cv_errors.PathBuildingError as exc:
+            raise UntrustedSigner(
+                f"no chain to a configured trust anchor: {common_name(leaf)}") from exc
+        except (cv_errors.PathValidationError, cv_errors.ValidationError) as exc:
+            raise UntrustedSigner(f"certificate chain invalid: {exc}") from exc
+        finally:
+            await backend.close()
+        _check_usage(leaf, usage)
+        certs = [from_asn1(c) for c in path.iter_certs(include_root=True)][::-1]
+        if self.revocation == "off":
+            revocation = "not checked"
+        elif vc.soft_fail_exceptions:
+            revocation = "unknown (soft-fail)"
+        else:
+            revocation = "good"
+        return ChainResult(chain=[common_name(c) for c in certs], revocation=revocation,
+                           weaknesses=weaknesses_of(certs), certificates=certs)
+
+
+def _subject_of(exc: Exception, leaf: x509.Certificate) -> str:
+    # certvalidator says "intermediate certificate N" when the culprit is not the leaf.
+    return "an intermediate certificate" if "intermediate" in str(exc) else common_name(leaf)
+
+
+def _check_usage(leaf: x509.Certificate, usage: Usage) -> None:
+    try:
+        ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        ku = None
+    if ku is not None and not (ku.digital_signature or ku.content_commitment):
+        raise UntrustedSigner(
+            f"key usage does not allow signing (digitalSignature/nonRepudiation): "
+            f"{common_name(leaf)}")
+    if usage == "timestamping":
+        try:
+            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+        except x509.ExtensionNotFound as exc:
+            raise UntrustedSigner("TSA certificate lacks the timeStamping extended key usage") from exc
+        if ExtendedKeyUsageOID.TIME_STAMPING not in eku.value or not eku.critical:
+            raise UntrustedSigner("TSA certificate lacks a critical timeStamping extended key usage")
