@@ -1,0 +1,129 @@
+"""The business-registration wire contract and its translation to the gateway's record.
+
+THE PROJECT'S OWN DESIGN (no public contract was found; see spec/registries.md §4):
+
+``GET /api/doanhnghiep/{maSoDoanhNghiep}`` with header ``ApiKey: <key>`` →
+200 ``{maSoDoanhNghiep, tenDoanhNghiep, tenTiengAnh, tenVietTat, loaiHinh {ma, ten},
+tinhTrang {ma, ten}, ngayCap (dd/MM/yyyy), diaChiTruSo {soNhaDuong, maPhuongXa, tenPhuongXa,
+maQuanHuyen, tenQuanHuyen, maTinhThanh, tenTinhThanh}, nguoiDaiDien {hoTen, chucDanh,
+soGiayToMaHoa}, vonDieuLe (VND, integer), nganhNgheChinh {maNganh (VSIC), tenNganh}}``;
+404 ``{maLoi: "KHONG_TIM_THAY", thongBao}``; 400 ``{maLoi: "MA_SO_KHONG_HOP_LE", thongBao}``;
+401 ``{maLoi: "XAC_THUC", thongBao}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from connectors.text import nfc, parse_date
+
+__all__ = [
+    "LEGAL_FORMS",
+    "STATUSES",
+    "WireEnterprise",
+    "to_record",
+]
+
+# tinhTrang.ma → gateway status, and the registry's Vietnamese label for it.
+STATUSES: dict[str, tuple[str, str]] = {
+    "HOAT_DONG": ("active", "Đang hoạt động"),
+    "TAM_NGUNG": ("suspended", "Tạm ngừng kinh doanh có thời hạn"),
+    "DANG_GIAI_THE": ("dissolving", "Đang làm thủ tục giải thể"),
+    "DA_GIAI_THE": ("dissolved", "Đã giải thể"),
+    "PHA_SAN": ("bankrupt", "Đã phá sản"),
+}
+
+# loaiHinh.ma → (Vietnamese name, English name): the legal forms of the Law on Enterprises 2020.
+LEGAL_FORMS: dict[str, tuple[str, str]] = {
+    "TNHH1TV": ("Công ty trách nhiệm hữu hạn một thành viên", "single-member limited liability"),
+    "TNHH2TV": (
+        "Công ty trách nhiệm hữu hạn hai thành viên trở lên",
+        "multi-member limited liability",
+    ),
+    "CTCP": ("Công ty cổ phần", "joint-stock company"),
+    "DNTN": ("Doanh nghiệp tư nhân", "private enterprise"),
+    "CTHD": ("Công ty hợp danh", "partnership"),
+    "CN": ("Chi nhánh", "branch"),
+}
+
+
+class _Code(msgspec.Struct):
+    ma: str
+    ten: str
+
+
+class _Address(msgspec.Struct):
+    soNhaDuong: str
+    maPhuongXa: str
+    tenPhuongXa: str
+    maQuanHuyen: str
+    tenQuanHuyen: str
+    maTinhThanh: str
+    tenTinhThanh: str
+
+
+class _Representative(msgspec.Struct):
+    hoTen: str
+    chucDanh: str
+    soGiayToMaHoa: str
+
+
+class _Line(msgspec.Struct):
+    maNganh: str
+    tenNganh: str
+
+
+class WireEnterprise(msgspec.Struct):
+    """One enterprise as the registry sends it (decoding is strict: a missing field is garbage)."""
+
+    maSoDoanhNghiep: str
+    tenDoanhNghiep: str
+    tenTiengAnh: str
+    tenVietTat: str
+    loaiHinh: _Code
+    tinhTrang: _Code
+    ngayCap: str
+    diaChiTruSo: _Address
+    nguoiDaiDien: _Representative
+    vonDieuLe: int
+    nganhNgheChinh: _Line
+
+
+def to_record(wire: WireEnterprise) -> dict[str, Any]:
+    """The gateway's enterprise record. Raises ValueError on an unknown status or a bad date."""
+    try:
+        status, _ = STATUSES[wire.tinhTrang.ma]
+    except KeyError:
+        raise ValueError(f"unknown enterprise status code {wire.tinhTrang.ma!r}") from None
+    address = wire.diaChiTruSo
+    return {
+        "tax_code": wire.maSoDoanhNghiep,
+        "name": nfc(wire.tenDoanhNghiep),
+        "name_en": nfc(wire.tenTiengAnh),
+        "short_name": nfc(wire.tenVietTat),
+        "legal_form": {"code": wire.loaiHinh.ma, "name": nfc(wire.loaiHinh.ten)},
+        "status": status,
+        "status_label": nfc(wire.tinhTrang.ten),
+        "registered_on": parse_date(wire.ngayCap, "dd/MM/yyyy").isoformat(),
+        "head_office": {
+            "detail": nfc(address.soNhaDuong),
+            "ward_code": address.maPhuongXa,
+            "ward_name": nfc(address.tenPhuongXa),
+            "district_code": address.maQuanHuyen,
+            "district_name": nfc(address.tenQuanHuyen),
+            "province_code": address.maTinhThanh,
+            "province_name": nfc(address.tenTinhThanh),
+        },
+        "legal_representative": {
+            "full_name": nfc(wire.nguoiDaiDien.hoTen),
+            "title": nfc(wire.nguoiDaiDien.chucDanh),
+            "personal_id_masked": wire.nguoiDaiDien.soGiayToMaHoa,
+        },
+        "charter_capital": wire.vonDieuLe,
+        "main_business_line": {
+            "code": wire.nganhNgheChinh.maNganh,
+            "name": nfc(wire.nganhNgheChinh.tenNganh),
+        },
+    }

@@ -1,0 +1,162 @@
+"""The REST transport's error translation, against a real server on a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict
+
+from connectors.api import Endpoint, PermanentError, TransientError
+from connectors.rest import RestTransport
+from connectors.sandboxes import serve_app
+
+seen: list[CIMultiDict[str]] = []
+
+
+async def ok(request: web.Request) -> web.Response:
+    seen.append(CIMultiDict(request.headers))
+    return web.json_response({"answer": 42, "echo": await request.text()})
+
+
+async def html(request: web.Request) -> web.Response:
+    return web.Response(text="<html>oops</html>", content_type="application/json")
+
+
+async def status(request: web.Request) -> web.Response:
+    code = int(request.match_info["code"])
+    return web.json_response({"error": code}, status=code)
+
+
+async def hang(request: web.Request) -> web.Response:
+    await asyncio.sleep(5)
+    return web.json_response({})
+
+
+async def drop(request: web.Request) -> web.Response:
+    assert request.transport is not None
+    request.transport.close()
+    raise asyncio.CancelledError
+
+
+class Answer(msgspec.Struct):
+    answer: int
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_routes(
+        [
+            web.post("/base/ok", ok),
+            web.get("/base/ok", ok),
+            web.get("/base/html", html),
+            web.get("/base/status/{code}", status),
+            web.get("/base/hang", hang),
+            web.get("/base/drop", drop),
+        ]
+    )
+    async with serve_app(app) as base:
+        yield base + "/base"
+
+
+async def call(url: str, path: str, limit: float = 5.0, **kwargs: Any) -> Any:
+    async with _transport(url, limit) as transport:
+        return await transport.request("GET", path, **kwargs)
+
+
+class _transport:
+    def __init__(self, url: str, timeout: float) -> None:
+        self.t = RestTransport("test", Endpoint(url=url, timeout=timeout))
+
+    async def __aenter__(self) -> RestTransport:
+        await self.t.open()
+        return self.t
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.t.close()
+
+
+async def test_json_reply_and_headers(url: str) -> None:
+    seen.clear()
+    async with _transport(url, 5) as transport:
+        reply = await transport.request(
+            "POST", "ok", json={"x": "Nguyễn"}, idempotency_key="k-1", request_id="r-1"
+        )
+    assert reply.status == 200 and reply.data["answer"] == 42
+    assert msgspec.json.decode(reply.data["echo"]) == {"x": "Nguyễn"}
+    assert seen[0]["Idempotency-Key"] == "k-1"
+    assert seen[0]["X-Request-Id"] == "r-1"
+    assert seen[0]["Content-Type"] == "application/json"
+
+
+async def test_typed_decoding(url: str) -> None:
+    reply = await call(url, "ok", type=Answer)
+    assert reply.data == Answer(42)
+
+
+async def test_wrong_shape_is_transient(url: str) -> None:
+    class Other(msgspec.Struct):
+        missing: str
+
+    with pytest.raises(TransientError, match="malformed reply"):
+        await call(url, "ok", type=Other)
+
+
+async def test_html_is_transient(url: str) -> None:
+    with pytest.raises(TransientError, match="malformed reply"):
+        await call(url, "html")
+
+
+@pytest.mark.parametrize("code", [500, 502, 503, 504])
+async def test_5xx_is_transient(url: str, code: int) -> None:
+    with pytest.raises(TransientError) as caught:
+        await call(url, f"status/{code}")
+    assert caught.value.code == f"http-{code}"
+
+
+@pytest.mark.parametrize("code", [400, 401, 403, 404, 409, 422])
+async def test_4xx_is_permanent(url: str, code: int) -> None:
+    with pytest.raises(PermanentError) as caught:
+        await call(url, f"status/{code}")
+    assert caught.value.code == f"http-{code}"
+    assert caught.value.registry == "test"
+
+
+async def test_accepted_status_is_returned(url: str) -> None:
+    reply = await call(url, "status/404", accept=(404,))
+    assert (reply.status, reply.data) == (404, {"error": 404})
+
+
+async def test_timeout_is_transient(url: str) -> None:
+    with pytest.raises(TransientError, match="no answer in time"):
+        await call(url, "hang", limit=0.2)
+
+
+async def test_dropped_connection_is_transient(url: str) -> None:
+    with pytest.raises(TransientError, match="connection failed"):
+        await call(url, "drop")
+
+
+async def test_refused_connection_is_transient() -> None:
+    async with serve_app(web.Application()) as base:
+        pass
+    with pytest.raises(TransientError, match="connection failed"):
+        await call(base, "ok")
+
+
+async def test_use_before_open_is_refused(url: str) -> None:
+    transport = RestTransport("test", Endpoint(url=url))
+    with pytest.raises(PermanentError, match="before open"):
+        await transport.request("GET", "ok")
+
+
+async def test_close_is_idempotent(url: str) -> None:
+    transport = RestTransport("test", Endpoint(url=url))
+    await transport.open()
+    await transport.close()
+    await transport.close()
