@@ -82,12 +82,10 @@ class RestTransport:
         endpoint: Endpoint,
         *,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
     ) -> None:
         self.registry = registry
         self.endpoint = endpoint
         self._headers = dict(headers or {})
-        self._auth = auth
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -101,7 +99,6 @@ class RestTransport:
                 base_url=self.endpoint.url.rstrip("/") + "/",
                 timeout=timeout,
                 headers={"Accept": "application/json", **self._headers},
-                auth=self._auth,
                 raise_for_status=False,
             )
 
