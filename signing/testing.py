@@ -301,7 +301,6 @@ class TestPKI:
         except ValueError:
             return ocsp.OCSPResponseBuilder.build_unsuccessful(
                 ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(serialization.Encoding.DER)
-        inter, _ = self._ca("intermediate")
         responder = self.certificate("ocsp")
         responder_key = serialization.load_pem_private_key(self.key_path("ocsp").read_bytes(), None)
         assert isinstance(responder_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
@@ -322,7 +321,6 @@ class TestPKI:
         for ext in req.extensions:
             if isinstance(ext.value, x509.OCSPNonce):
                 b = b.add_extension(ext.value, critical=False)
-        del inter
         return b.sign(responder_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
@@ -403,3 +401,41 @@ def file_key(pki: TestPKI, subject: str) -> FileKey:
     key = pki.key(subject)
     assert isinstance(key, FileKey)
     return key
+
+
+def sample_pdf(text: str = "Giay khai sinh") -> bytes:
+    """A small one-page PDF (ASCII text) to sign in tests and benches."""
+    import io
+
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.writer import PdfFileWriter
+
+    w = PdfFileWriter()
+    stream = generic.StreamObject(stream_data=f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode())
+    font = generic.DictionaryObject({
+        generic.NameObject("/Type"): generic.NameObject("/Font"),
+        generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
+        generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica")})
+    page = generic.DictionaryObject({
+        generic.NameObject("/Type"): generic.NameObject("/Page"),
+        generic.NameObject("/MediaBox"): generic.ArrayObject(
+            [generic.NumberObject(n) for n in (0, 0, 595, 842)]),
+        generic.NameObject("/Contents"): w.add_object(stream),
+        generic.NameObject("/Resources"): generic.DictionaryObject({
+            generic.NameObject("/Font"): generic.DictionaryObject(
+                {generic.NameObject("/F1"): w.add_object(font)})})})
+    w.insert_page(page)
+    out = io.BytesIO()
+    w.write(out)
+    return out.getvalue()
+
+
+SAMPLE_XML = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<edXML:edXMLEnvelope xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016">'
+    b"<edXML:edXMLHeader><edXML:MessageHeader><edXML:From><edXML:OrganId>000.00.00.H41"
+    b"</edXML:OrganId></edXML:From><edXML:Subject>Gi\xe1\xba\xa5y khai sinh</edXML:Subject>"
+    b"</edXML:MessageHeader></edXML:edXMLHeader><edXML:edXMLBody><Content>Nguy\xe1\xbb\x85n"
+    b" Th\xe1\xbb\x8b Lan</Content><Attachment>" + b"QUJDREVGR0hJSktMTU5PUA==" * 40 +
+    b"</Attachment></edXML:edXMLBody></edXML:edXMLEnvelope>\n")
+EDXML_HEADER = "{http://www.mic.gov.vn/TBT/QCVN_102_2016}edXMLHeader"
