@@ -14,3 +14,33 @@ def artifacts_dir() -> Path:
     """Where tests keep what a person may want to look at afterwards (screenshots, reports)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# ---- signing: shared test PKI, CRL/OCSP server and local TSA (owned by signing/) -------------
+# `pki`: a TestPKI for the session (certificates carry CRL/OCSP URLs on a free loopback port).
+# `pki_server`: serves those CRLs and OCSP for one test (revocation checks need it running;
+#   without it, soft-fail reports "unknown (soft-fail)" and hard-fail refuses).
+# `tsa_url`: a local RFC 3161 TSA signing with the PKI's `tsa` key, for one test.
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from signing.testing import TestPKI, free_port
+
+    return TestPKI.create(tmp_path_factory.mktemp("pki"),
+                          base_url=f"http://127.0.0.1:{free_port()}")
+
+
+@pytest.fixture
+async def pki_server(pki):  # type: ignore[no-untyped-def]
+    from signing.testing import serve_pki
+
+    async with serve_pki(pki) as url:
+        yield url
+
+
+@pytest.fixture
+async def tsa_url(pki):  # type: ignore[no-untyped-def]
+    from signing.timestamps import serve_tsa
+
+    async with serve_tsa(pki.directory) as url:
+        yield url
+# ---- end signing ------------------------------------------------------------------------------
