@@ -1,0 +1,405 @@
+"""The SOAP transport shared by the SOAP connectors (population, civil status).
+
+zeep reads the registry's WSDL (a local file from ``schemas/wsdl``, loaded once in :meth:`open`, off
+the event loop), builds request envelopes and parses replies; the HTTP exchange itself is ours,
+over an ``httpx.AsyncClient`` with an explicit timeout (zeep's ``AsyncTransport`` has none by
+default). Building the envelope ourselves leaves a hook between building and sending, where the
+civil-status connector adds an XML signature off the loop.
+
+Every failure is translated in one place, :meth:`SoapClient._translate`::
+
+    httpx timeout, connect error, reset, protocol error   → TransientError
+    HTTP 5xx without a SOAP Fault (502/503/504 …)          → TransientError
+    HTTP 4xx (401 bad credentials, 404, 413 …)             → PermanentError
+    SOAP Fault soap:Server / soap:Receiver                 → TransientError
+    SOAP Fault soap:Client / soap:Sender                   → PermanentError
+    a reply that is not the contract's (HTML, bad XML)     → TransientError
+    a request zeep cannot build from our parameters        → PermanentError
+    anything else                                          → PermanentError ("unexpected")
+
+so nothing foreign escapes a call; the original exception is chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import zeep
+import zeep.exceptions
+import zeep.helpers
+from lxml import etree  # type: ignore[import-untyped]
+
+from connectors.api import ConnectorError, Endpoint, PermanentError, TransientError
+
+__all__ = [
+    "SOAP_ENV",
+    "Fault",
+    "SandboxLedger",
+    "Signer",
+    "SoapClient",
+    "SoapFault",
+    "child_text",
+    "envelope_bytes",
+    "fault_bytes",
+    "fault_class",
+    "fingerprint",
+    "parse_request",
+]
+
+# Signs a serialised envelope and returns the signed bytes (runs on the loop; must itself move
+# CPU-bound work to a thread, as signing.xml.sign_xml does).
+Signer = Callable[[bytes], Awaitable[bytes]]
+# Extra HTTP headers for one request, computed per call (timestamps, signatures over the URL).
+HeaderFactory = Callable[[str], Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A SOAP Fault as the registry sent it: ``code`` (local part: Client/Server), ``detail_code``
+    (the registry's own error code from the fault detail, when present) and ``message``."""
+
+    code: str
+    message: str
+    detail_code: str | None = None
+
+
+def fault_class(fault: Fault) -> type[ConnectorError]:
+    """SOAP 1.1 ``Server`` / SOAP 1.2 ``Receiver``: the registry failed, retrying may help."""
+    if fault.code in ("Server", "Receiver"):
+        return TransientError
+    return PermanentError
+
+
+class _Reply:
+    """The three attributes zeep's ``process_reply`` reads from a ``requests.Response``."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self.content = response.content
+        self.headers = response.headers
+        self.encoding = response.encoding
+
+
+class SoapClient:
+    """One SOAP endpoint described by a local WSDL. Use as ``async with`` or open/close.
+
+    ``classify`` turns a :class:`Fault` into the error class to raise (default
+    :func:`fault_class`); ``headers`` adds per-request HTTP headers (authentication).
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        endpoint: Endpoint,
+        wsdl: Path,
+        *,
+        headers: HeaderFactory | None = None,
+        classify: Callable[[Fault], type[ConnectorError]] = fault_class,
+        max_reply_bytes: int = 20 * 1024 * 1024,
+    ) -> None:
+        self.registry = registry
+        self.endpoint = endpoint
+        self.wsdl = wsdl
+        self._headers = headers
+        self._classify = classify
+        self._max_reply = max_reply_bytes
+        self._zeep: zeep.Client | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Load the WSDL (in a thread: zeep loads synchronously) and open the HTTP client.
+
+        Raises :class:`PermanentError` when the WSDL cannot be loaded (a deployment error).
+        """
+        if self._zeep is not None:
+            return
+        try:
+            self._zeep = await asyncio.to_thread(self._load_wsdl)
+        except Exception as exc:
+            raise PermanentError(self.registry, f"cannot load WSDL {self.wsdl}: {exc}") from exc
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.endpoint.timeout),
+            # Registries answer on one fixed URL; a redirect would be a misconfiguration.
+            follow_redirects=False,
+            # The national platform's certificates are the OS store's business here; document
+            # signatures are checked against configured anchors elsewhere.
+            trust_env=False,
+        )
+
+    def _load_wsdl(self) -> zeep.Client:
+        settings = zeep.Settings(
+            strict=True, forbid_dtd=True, forbid_entities=True, xml_huge_tree=False
+        )
+        transport = zeep.Transport()  # type: ignore[no-untyped-call]
+        try:
+            return zeep.Client(str(self.wsdl), transport=transport, settings=settings)  # type: ignore[no-untyped-call]
+        finally:
+            # The WSDL is local; zeep never needs its requests session again (we post with httpx).
+            transport.session.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        self._zeep = None
+
+    async def __aenter__(self) -> SoapClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- calls ------------------------------------------------------------------------------
+    @property
+    def client(self) -> zeep.Client:
+        if self._zeep is None:
+            raise RuntimeError("SoapClient used before open()")
+        return self._zeep
+
+    def build(self, operation: str, params: Mapping[str, Any]) -> bytes:
+        """The serialised request envelope. Raises :class:`PermanentError` when ``params`` do not
+        fit the WSDL (a mapping bug or bad input: sending it again would not help)."""
+        with self._translate("request"):
+            envelope = self.client.create_message(self.client.service, operation, **params)  # type: ignore[no-untyped-call]
+            data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+            return data
+
+    async def call(
+        self,
+        operation: str,
+        params: Mapping[str, Any],
+        *,
+        sign: Signer | None = None,
+    ) -> dict[str, Any]:
+        """Call ``operation`` with ``params`` (zeep-style keyword values) and return the reply
+        body as plain dicts and lists.
+
+        Raises :class:`TransientError` or :class:`PermanentError` (see the module docstring).
+        """
+        body = self.build(operation, params)
+        if sign is not None:
+            body = await sign(body)
+        http = self._http
+        if http is None:
+            raise RuntimeError("SoapClient used before open()")
+        binding = self.client.service._binding
+        headers = {
+            "Content-Type": "text/xml; charset=utf-8",
+            "SOAPAction": f'"{binding.get(operation).soapaction or ""}"',
+        }
+        if self._headers is not None:
+            headers.update(self._headers(self.endpoint.url))
+        with self._translate("send"):
+            async with http.stream("POST", self.endpoint.url, content=body, headers=headers) as r:
+                chunks, size = [], 0
+                async for chunk in r.aiter_bytes():
+                    size += len(chunk)
+                    if size > self._max_reply:
+                        raise TransientError(self.registry, "reply larger than the limit")
+                    chunks.append(chunk)
+                response = httpx.Response(
+                    r.status_code, headers=r.headers, content=b"".join(chunks), request=r.request
+                )
+        self._check_status(response)
+        with self._translate("reply"):
+            # zeep's parse is synchronous lxml work; replies can carry a certificate PDF.
+            result = await asyncio.to_thread(self._process, operation, _Reply(response))
+        return result
+
+    def _process(self, operation: str, reply: _Reply) -> dict[str, Any]:
+        binding = self.client.service._binding
+        value = binding.process_reply(self.client, binding.get(operation), reply)
+        plain = zeep.helpers.serialize_object(value, target_cls=dict)  # type: ignore[no-untyped-call]
+        if not isinstance(plain, dict):
+            raise TypeError(f"unexpected reply body {type(plain).__name__}")
+        return plain
+
+    def _check_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        soap_fault = status == 500 and b"Fault" in response.content[:4096]
+        if 200 <= status < 300 or soap_fault:
+            return  # zeep reads the body; a SOAP 1.1 Fault comes with 500
+        text = response.text[:200].strip() if response.content else ""
+        message = f"HTTP {status}" + (f": {text}" if text else "")
+        if status >= 500:
+            raise TransientError(self.registry, message, code=str(status))
+        raise PermanentError(self.registry, message, code=str(status))
+
+    # --- the one place foreign errors are translated -----------------------------------------
+    @contextlib.contextmanager
+    def _translate(self, phase: str) -> Iterator[None]:
+        registry = self.registry
+        try:
+            yield
+        except ConnectorError:
+            raise
+        except httpx.TimeoutException as exc:
+            raise TransientError(registry, f"timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            # ConnectError, ReadError (reset), RemoteProtocolError (dropped mid-reply) …
+            raise TransientError(registry, f"connection failed: {type(exc).__name__}") from exc
+        except zeep.exceptions.Fault as exc:
+            fault = _fault(exc)
+            cls = self._classify(fault)
+            raise cls(
+                registry,
+                f"SOAP fault {fault.code}: {fault.message}",
+                code=fault.detail_code or fault.code,
+            ) from exc
+        except zeep.exceptions.TransportError as exc:
+            # zeep raises this for a reply that is not XML at all (the HTML "502" page).
+            raise TransientError(registry, f"malformed reply (HTTP {exc.status_code})") from exc
+        except (zeep.exceptions.Error, etree.LxmlError, ValueError, TypeError, LookupError) as exc:
+            if phase == "request":
+                raise PermanentError(registry, f"request does not fit the contract: {exc}") from exc
+            raise TransientError(registry, f"malformed reply: {exc}") from exc
+        except Exception as exc:
+            raise PermanentError(
+                registry, f"unexpected error: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _fault(exc: zeep.exceptions.Fault) -> Fault:
+    code = exc.code or ""
+    if isinstance(code, etree.QName):
+        code = code.localname
+    code = str(code).rsplit(":", 1)[-1].rsplit("}", 1)[-1] or "Server"
+    detail_code: str | None = None
+    detail = exc.detail
+    if detail is not None:
+        for node in detail.iter():
+            if isinstance(node.tag, str) and etree.QName(node).localname in ("MaLoi", "maLoi"):
+                detail_code = (node.text or "").strip() or None
+                break
+    return Fault(code=code, message=str(exc.message or ""), detail_code=detail_code)
+
+
+# --- the server side, shared by the SOAP sandboxes ----------------------------------------------
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+_MAX_REQUEST = 1024 * 1024
+# No DTDs, no network, no entity expansion: with DOCTYPEs refused up front these only matter as a
+# second fence (spec/signatures.md pitfall 5).
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=True
+)
+
+
+class SoapFault(Exception):
+    """Raised by a sandbox handler to answer with a SOAP 1.1 Fault (HTTP 500).
+
+    ``code`` is ``"Client"`` (the request is wrong) or ``"Server"`` (the registry failed);
+    ``error_code`` goes to the detail's ``MaLoi``.
+    """
+
+    def __init__(self, code: str, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.error_code, self.message = code, error_code, message
+
+
+def parse_request(body: bytes) -> etree._Element:
+    """The first element inside ``soap:Body`` of a request envelope.
+
+    Raises :class:`SoapFault` (Client) for a DOCTYPE, an oversized body, XML that does not parse
+    or an envelope without a body element.
+    """
+    if len(body) > _MAX_REQUEST:
+        raise SoapFault("Client", "XML_TOO_LARGE", "request larger than 1 MiB")
+    # Checked on the raw bytes, before any parser sees them: no DTD is ever processed.
+    if b"<!doctype" in body.lower():
+        raise SoapFault("Client", "XML_DOCTYPE", "DOCTYPE is not allowed")
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise SoapFault("Client", "XML_SYNTAX", f"not well-formed XML: {exc}") from None
+    if root.tag != f"{{{SOAP_ENV}}}Envelope":
+        raise SoapFault("Client", "SOAP_ENVELOPE", "not a SOAP 1.1 envelope")
+    soap_body = root.find(f"{{{SOAP_ENV}}}Body")
+    if soap_body is None or len(soap_body) == 0:
+        raise SoapFault("Client", "SOAP_BODY", "envelope without a body element")
+    return soap_body[0]
+
+
+def child_text(parent: etree._Element, *path: str) -> str | None:
+    """Text of the descendant reached by local names ``path`` (namespaces ignored), or None."""
+    node: etree._Element | None = parent
+    for name in path:
+        if node is None:
+            return None
+        node = next(
+            (c for c in node if isinstance(c.tag, str) and etree.QName(c).localname == name), None
+        )
+    if node is None or node.text is None:
+        return None
+    return node.text.strip() or None
+
+
+def envelope_bytes(payload: etree._Element) -> bytes:
+    env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
+    etree.SubElement(env, f"{{{SOAP_ENV}}}Body").append(payload)
+    data: bytes = etree.tostring(env, xml_declaration=True, encoding="utf-8")
+    return data
+
+
+def fault_bytes(fault: SoapFault, detail_ns: str, detail_element: str = "LoiDichVu") -> bytes:
+    env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
+    node = etree.SubElement(etree.SubElement(env, f"{{{SOAP_ENV}}}Body"), f"{{{SOAP_ENV}}}Fault")
+    etree.SubElement(node, "faultcode").text = f"soap:{fault.code}"
+    etree.SubElement(node, "faultstring").text = fault.message
+    detail = etree.SubElement(etree.SubElement(node, "detail"), f"{{{detail_ns}}}{detail_element}")
+    etree.SubElement(detail, f"{{{detail_ns}}}MaLoi").text = fault.error_code
+    etree.SubElement(detail, f"{{{detail_ns}}}MoTa").text = fault.message
+    data: bytes = etree.tostring(env, xml_declaration=True, encoding="utf-8")
+    return data
+
+
+class SandboxLedger:
+    """Idempotency records and the counters of ``GET /_sandbox/stats``.
+
+    A write is keyed by its request id (``MaYeuCau``); the same id with the same request gets the
+    stored answer (a *replay*), with a different request a Client fault. Callers check and record
+    with no ``await`` in between, so two concurrent deliveries cannot both register.
+    """
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.writes: dict[str, int] = {}
+        self.replays = 0
+        self._answers: dict[str, tuple[bytes, bytes]] = {}
+
+    def replay(self, key: str, fingerprint: bytes) -> bytes | None:
+        """The stored answer for ``key``, or None for a new key.
+
+        Raises :class:`SoapFault` (Client) when ``key`` was used for a different request.
+        """
+        stored = self._answers.get(key)
+        if stored is None:
+            return None
+        if stored[0] != fingerprint:
+            raise SoapFault(
+                "Client",
+                "DUPLICATE_REQUEST_ID",
+                f"request id {key} was used for a different request",
+            )
+        self.replays += 1
+        return stored[1]
+
+    def record(self, key: str, fingerprint: bytes, operation: str, answer: bytes) -> None:
+        self._answers[key] = (fingerprint, answer)
+        self.writes[operation] = self.writes.get(operation, 0) + 1
+
+    def stats(self) -> dict[str, Any]:
+        return {"requests": self.requests, "writes": dict(self.writes), "replays": self.replays}
+
+
+def fingerprint(element: etree._Element) -> bytes:
+    """A canonical form of a request element, for telling a replay from a reuse of its id."""
+    data: bytes = etree.tostring(element, method="c14n", exclusive=True)
+    return data
