@@ -1,0 +1,35 @@
+"""The durable outbox: jobs enqueued with the state change that needs them, delivered by a worker
+under leases, retried by policy, guarded per registry by circuit breakers, dead-lettered for an
+operator to replay."""
+
+from __future__ import annotations
+
+from .breaker import Breakers, CircuitBreaker, CircuitOpen, CircuitState
+from .errors import JobNotFound, NotDead, OutboxError
+from .jobs import STATES, Job, JobState, counts, enqueue, get_job, list_jobs, replay
+from .retry import RetryDecision, RetryPolicy, call_with_retries
+from .worker import Delivery, JobHandler, Worker
+
+__all__ = [
+    "STATES",
+    "Breakers",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "CircuitState",
+    "Delivery",
+    "Job",
+    "JobHandler",
+    "JobNotFound",
+    "JobState",
+    "NotDead",
+    "OutboxError",
+    "RetryDecision",
+    "RetryPolicy",
+    "Worker",
+    "call_with_retries",
+    "counts",
+    "enqueue",
+    "get_job",
+    "list_jobs",
+    "replay",
+]

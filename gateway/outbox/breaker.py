@@ -1,0 +1,205 @@
+"""Circuit breakers, one per registry endpoint.
+
+Why: when a registry is down, every job for it would otherwise burn an attempt (and wait out a
+timeout) on each retry, and jobs would go dead during an outage that is not their fault. An open
+breaker fails fast with :class:`CircuitOpen`; the worker then reschedules the job at
+``retry_after`` WITHOUT counting an attempt.
+
+States: ``closed`` (calls pass; ``failure_threshold`` consecutive failures open it) → ``open``
+(calls refused for ``reset_after`` seconds) → ``half-open`` (ONE trial call passes; success closes,
+failure re-opens). A trial whose outcome is never recorded (its caller was cancelled) stops
+blocking others after ``reset_after``.
+
+Breakers live in one process: each gateway instance keeps its own view of each registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+from connectors.api import PermanentError, TransientError
+from gateway.metrics import CIRCUIT_STATES, Metrics
+
+__all__ = ["Breakers", "CircuitBreaker", "CircuitOpen", "CircuitState"]
+
+T = TypeVar("T")
+CircuitState = Literal["closed", "open", "half-open"]
+log = logging.getLogger("lienthong.outbox")
+
+
+class CircuitOpen(TransientError):
+    """The breaker for ``endpoint`` refuses calls for now; try again after ``retry_after`` s."""
+
+    def __init__(self, endpoint: str, retry_after: float) -> None:
+        super().__init__(
+            endpoint, f"circuit open; retry after {retry_after:.1f}s", code="circuit-open"
+        )
+        self.endpoint = endpoint
+        self.retry_after = retry_after
+
+
+class CircuitBreaker:
+    """One endpoint's breaker. Not awaitable itself: :meth:`before_call` and the ``record_*``
+    methods are plain calls, safe from the event loop (a lock makes them thread-safe too)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        reset_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[CircuitBreaker], None] | None = None,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.reset_after = reset_after
+        self._clock = clock
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._state: CircuitState = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._trial_started: float | None = None  # half-open: when the one trial was let through
+
+    @property
+    def state(self) -> CircuitState:
+        """The state as of now (an open breaker whose time is up reads as half-open)."""
+        with self._lock:
+            self._tick()
+            return self._state
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+    def _set(self, state: CircuitState) -> None:
+        if state != self._state:
+            log.info(
+                "circuit %s: %s → %s",
+                self.name,
+                self._state,
+                state,
+                extra={"endpoint": self.name, "circuit": state},
+            )
+            self._state = state
+            if self._on_change is not None:
+                self._on_change(self)
+
+    def _tick(self) -> None:
+        if self._state == "open" and self._clock() - self._opened_at >= self.reset_after:
+            self._trial_started = None
+            self._set("half-open")
+
+    def before_call(self) -> None:
+        """Let a call through or refuse it. Raises :class:`CircuitOpen` when open, or when
+        half-open and the one trial call is already in flight."""
+        with self._lock:
+            self._tick()
+            now = self._clock()
+            if self._state == "open":
+                raise CircuitOpen(self.name, self.reset_after - (now - self._opened_at))
+            if self._state == "half-open":
+                started = self._trial_started
+                if started is not None and now - started < self.reset_after:
+                    raise CircuitOpen(self.name, self.reset_after - (now - started))
+                self._trial_started = now
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._trial_started = None
+            self._set("closed")
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._tick()
+            self._failures += 1
+            self._trial_started = None
+            if self._state == "half-open" or (
+                self._state == "closed" and self._failures >= self.failure_threshold
+            ):
+                self._opened_at = self._clock()
+                self._set("open")
+
+    def release(self) -> None:
+        """Forget an in-flight trial without judging the endpoint (the caller failed for its own
+        reasons, not the registry's)."""
+        with self._lock:
+            self._trial_started = None
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``before_call``, await ``fn()``, then record the outcome.
+
+        A TransientError (other than CircuitOpen), TimeoutError or OSError counts as a failure; a
+        PermanentError counts as a success (the registry answered: it is up). Anything else
+        releases the trial slot and is not counted. Raises :class:`CircuitOpen` or what ``fn``
+        raised.
+        """
+        self.before_call()
+        try:
+            result = await fn()
+        except CircuitOpen:
+            self.release()
+            raise
+        except PermanentError:
+            self.record_success()
+            raise
+        except (TransientError, TimeoutError, OSError):
+            self.record_failure()
+            raise
+        except BaseException:
+            self.release()
+            raise
+        self.record_success()
+        return result
+
+
+class Breakers:
+    """The breakers of one gateway, by endpoint name; keeps ``metrics.circuit`` current."""
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 5,
+        reset_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.reset_after = reset_after
+        self._clock = clock
+        self._metrics = metrics
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> CircuitBreaker:
+        """The breaker for ``name``, created closed on first use."""
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                breaker = self._breakers[name] = CircuitBreaker(
+                    name,
+                    failure_threshold=self.failure_threshold,
+                    reset_after=self.reset_after,
+                    clock=self._clock,
+                    on_change=self._publish,
+                )
+                self._publish(breaker)
+            return breaker
+
+    def states(self) -> dict[str, CircuitState]:
+        with self._lock:
+            breakers = list(self._breakers.values())
+        return {b.name: b.state for b in breakers}
+
+    def _publish(self, breaker: CircuitBreaker) -> None:
+        if self._metrics is not None:
+            # Read the private field: the public property would re-enter the breaker's lock.
+            self._metrics.circuit.labels(endpoint=breaker.name).set(CIRCUIT_STATES[breaker._state])

@@ -1,0 +1,157 @@
+"""Outbox jobs: enqueued inside the caller's transaction, read and replayed by operators.
+
+Every function here takes a :class:`~gateway.store.Tx`, so it joins the caller's unit of work: a
+dossier, its first job and its audit event commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final, Literal
+
+import msgspec
+
+from gateway.audit import AuditEvent, append
+from gateway.store import Row, Tx
+
+from .errors import JobNotFound, NotDead
+
+__all__ = ["STATES", "Job", "JobState", "counts", "enqueue", "get_job", "list_jobs", "replay"]
+
+JobState = Literal["pending", "running", "done", "dead"]
+STATES: Final = ("pending", "running", "done", "dead")
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """One durable unit of delivery. ``attempts`` counts claims, including the one in progress."""
+
+    id: int
+    kind: str
+    key: str  # unique; the idempotency key sent to the registry
+    payload: dict[str, Any]
+    dossier: str | None
+    document: str | None
+    state: str  # one of STATES
+    attempts: int
+    run_after: float
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    owner: str | None = None  # "<worker>/<claim token>" while running
+    lease_until: float | None = None
+
+
+_encode = msgspec.json.Encoder(order="sorted").encode
+_decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def job_from_row(row: Row) -> Job:
+    """Build a :class:`Job` from an ``outbox.*`` row (payload stored as JSON text)."""
+    raw = row["payload"]
+    payload = raw if isinstance(raw, dict) else _decode_payload(raw)
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        key=row["key"],
+        payload=payload,
+        dossier=row["dossier"],
+        document=row["document"],
+        state=row["state"],
+        attempts=row["attempts"],
+        run_after=row["run_after"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        owner=row["owner"],
+        lease_until=row["lease_until"],
+    )
+
+
+def enqueue(
+    tx: Tx,
+    *,
+    kind: str,
+    key: str,
+    payload: dict[str, Any],
+    dossier: str | None = None,
+    document: str | None = None,
+    run_after: float | None = None,
+    now: float | None = None,
+) -> int | None:
+    """Add a pending job inside the caller's transaction; return its id.
+
+    Returns None when a job with ``key`` already exists (a repeated submission): the existing job is
+    left as it is. Call :meth:`gateway.outbox.Worker.wake` after the transaction commits so the job
+    starts at once. Raises :class:`msgspec.EncodeError` if ``payload`` is not JSON-serialisable and
+    :class:`~gateway.store.QueryError` on a store failure.
+    """
+    at = time.time() if now is None else now
+    rows = tx.all(
+        "outbox.enqueue",
+        kind=kind,
+        key=key,
+        payload=_encode(payload).decode(),
+        dossier=dossier,
+        document=document,
+        run_after=at if run_after is None else run_after,
+        now=at,
+    )
+    return int(rows[0]["id"]) if rows else None
+
+
+def get_job(tx: Tx, job_id: int) -> Job | None:
+    row = tx.one("outbox.get", id=job_id)
+    return job_from_row(row) if row is not None else None
+
+
+def list_jobs(
+    tx: Tx, *, state: str | None = None, limit: int = 100, after_id: int = 0
+) -> list[Job]:
+    """Jobs in id order after ``after_id`` (a cursor: pass the last id you saw), optionally in one
+    state. Raises ValueError for an unknown state."""
+    if state is not None and state not in STATES:
+        raise ValueError(f"unknown job state {state!r} (expected one of {', '.join(STATES)})")
+    rows = tx.all("outbox.list", state=state, limit=limit, after_id=after_id)
+    return [job_from_row(r) for r in rows]
+
+
+def counts(tx: Tx) -> dict[str, int]:
+    """Number of jobs in each state; every state is present, zero when empty."""
+    found = {r["state"]: int(r["n"]) for r in tx.all("outbox.counts")}
+    return {s: found.get(s, 0) for s in STATES}
+
+
+def replay(tx: Tx, job_id: int, *, actor: str | None = None, now: float | None = None) -> Job:
+    """Give a dead job a fresh set of attempts: dead → pending, due now, attempts 0.
+
+    ``last_error`` is kept until the next attempt so an operator still sees why it died. Appends the
+    audit event ``job.replayed`` (``member`` = ``actor``) in the same transaction. Raises
+    :class:`JobNotFound` or :class:`NotDead`.
+    """
+    at = time.time() if now is None else now
+    before = get_job(tx, job_id)
+    if before is None:
+        raise JobNotFound(job_id)
+    if before.state != "dead" or not tx.execute("outbox.replay", id=job_id, now=at):
+        raise NotDead(job_id, before.state)
+    append(
+        tx,
+        AuditEvent(
+            action="job.replayed",
+            member=actor,
+            dossier=before.dossier,
+            document=before.document,
+            job=job_id,
+            step=step_of(before),
+            detail=f"after {before.attempts} attempts; last error: {before.last_error}",
+        ),
+    )
+    after = get_job(tx, job_id)
+    assert after is not None  # updated in this very transaction
+    return after
+
+
+def step_of(job: Job) -> str:
+    """The step audit events carry: ``payload["step"]`` when the flow set one, else the kind."""
+    step = job.payload.get("step")
+    return step if isinstance(step, str) else job.kind

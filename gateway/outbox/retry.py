@@ -1,0 +1,113 @@
+"""Retry decisions as values (DESIGN.md convention 6), and short in-request retries.
+
+Two kinds of retry, on purpose:
+
+* :class:`RetryPolicy` decides for the OUTBOX: the job is put back with ``run_after = now + delay``
+  and survives restarts. Long delays (minutes) are fine there.
+* :func:`call_with_retries` (tenacity) is for a SYNCHRONOUS lookup a caller is waiting on: a
+  couple of quick tries within about a second, never anything that must outlive the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from connectors.api import PermanentError, TransientError
+
+from .breaker import CircuitOpen
+
+__all__ = ["RetryDecision", "RetryPolicy", "call_with_retries"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """Try again after ``delay`` seconds."""
+
+    delay: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, up to ``max_attempts`` attempts in all.
+
+    The delay after failed attempt ``n`` (1-based) is ``min(max_delay, base_delay * 2**(n-1))``
+    reduced by a random fraction of up to ``jitter`` — jitter only shortens, so ``max_delay`` is a
+    true ceiling and jobs that failed together spread out instead of returning together.
+    ``rng`` returns floats in [0, 1); inject one in tests.
+    """
+
+    max_attempts: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 300.0
+    jitter: float = 0.2
+    rng: Callable[[], float] = field(default=random.random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.base_delay < 0 or self.max_delay < self.base_delay:
+            raise ValueError("need 0 <= base_delay <= max_delay")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be within [0, 1]")
+
+    def decide(self, exc: BaseException, attempt: int) -> RetryDecision | None:
+        """What to do after attempt number ``attempt`` (1-based) failed with ``exc``.
+
+        None means give up now (the job goes dead): a :class:`~connectors.api.PermanentError`
+        (the registry understood and refused; resending the same thing cannot help), or the last
+        allowed attempt. Anything else — TransientError, timeouts, OSError, and unexpected
+        exceptions (a bug must not lose a job silently; it is retried, then dead-lettered where an
+        operator can replay it) — gets a backoff delay.
+        """
+        if isinstance(exc, PermanentError) or attempt >= self.max_attempts:
+            return None
+        # Cap the exponent too: 2**attempt overflows float for absurd attempt counts.
+        raw = self.base_delay * 2.0 ** min(max(attempt - 1, 0), 64)
+        delay = min(self.max_delay, raw)
+        return RetryDecision(delay * (1.0 - self.jitter * self.rng()))
+
+
+# What a short in-request retry may retry: the registry might answer if asked again at once.
+_RETRYABLE = (TransientError, asyncio.TimeoutError, ConnectionError)
+
+
+def _worth_retrying_now(exc: BaseException) -> bool:
+    return isinstance(exc, _RETRYABLE) and not isinstance(exc, CircuitOpen)
+
+
+async def call_with_retries(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 3,
+    max_wait: float = 1.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Await ``fn()`` up to ``attempts`` times while it raises a transient error.
+
+    Waits between tries are random-exponential, at most ``max_wait`` seconds each. Re-raises the
+    last error as it was (no tenacity ``RetryError``); anything not transient — a PermanentError,
+    or a :class:`~gateway.outbox.breaker.CircuitOpen` (whose wait is far longer than a request
+    should take) — is raised at once.
+    """
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=max_wait / 4, max=max_wait),
+        retry=retry_if_exception(_worth_retrying_now),
+        sleep=sleep,
+        reraise=True,
+    )
+    result: T = await retrying(fn)
+    return result

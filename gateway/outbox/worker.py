@@ -1,0 +1,481 @@
+"""The outbox worker: claims due jobs under a lease, runs them, records the outcome atomically.
+
+One attempt of one job::
+
+    claim (one UPDATE … RETURNING: state running, owner, lease, attempts + 1)
+      → handler.run(job)            external work, OUTSIDE any transaction, lease renewed meanwhile
+      → ONE transaction, fenced by owner:
+          success: handler's recording unit + job done + audit "step.delivered"
+          failure: handler.failed(...) + job pending (run_after = now + delay) + audit "step.failed"
+                   or, when the policy gives up: handler.failed(...) + job dead + audit "job.dead"
+
+Auditing: every attempt produces exactly one event, and ``step.attempted`` is FOLDED into it — the
+event that closes the attempt (``step.delivered`` / ``step.failed`` / ``job.dead``) is the record
+that the attempt happened. Not audited, because nothing was attempted: a job deferred by an open
+circuit (rescheduled at ``retry_after``, its attempt refunded) and an attempt whose holder lost the
+lease (its result is discarded; the new holder's attempt is audited).
+
+Leases: the lease is RENEWED every ``lease / 3`` seconds while a handler runs, so a slow registry
+call keeps its job; ``run_timeout`` bounds a call that hangs. A gateway killed mid-delivery stops
+renewing; its jobs are re-claimed once ``lease_until`` passes. A late result from a holder that
+lost its lease is discarded — the fence is ``owner``, unique per claim — so the handler's recording
+unit runs at most once per delivered job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from connectors.api import ConnectorError
+from gateway.audit import AuditEvent, append
+from gateway.metrics import Metrics
+from gateway.store import Store, StoreError, Tx
+
+from .breaker import CircuitOpen
+from .jobs import Job, counts, job_from_row, step_of
+from .retry import RetryDecision, RetryPolicy
+
+__all__ = ["Delivery", "JobHandler", "Worker"]
+
+log = logging.getLogger("lienthong.outbox")
+
+_MAX_ERROR = 2000  # characters of an error kept in last_error and audit details
+
+
+class JobHandler(Protocol):
+    """The code around the outbox that knows what a job of one kind means."""
+
+    async def run(self, job: Job) -> Callable[[Tx], Any]:
+        """Do the external work (registry call, webhook, document push) and return a unit of work
+        that records its result. The worker runs that unit in the same transaction that marks the
+        job done and appends ``step.delivered``; it may return a :class:`Delivery` (or a plain
+        ``str`` reference) to enrich that audit event. Raise to fail the attempt:
+        PermanentError → dead; TransientError and anything else → retry per the policy;
+        :class:`CircuitOpen` → rescheduled without using an attempt."""
+        ...
+
+    def failed(
+        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+    ) -> None:
+        """Record a failed attempt in the handler's own state, inside the worker's transaction
+        (with the job update and the audit event). ``retry_in`` is None when ``dead``."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """What a recording unit may return to enrich the ``step.delivered`` audit event."""
+
+    reference: str | None = None  # the registry's reference number
+    detail: str | None = None
+    service: str | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+
+
+class _LeaseLost(Exception):
+    """The job is no longer ours: someone re-claimed it after our lease ran out."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+
+
+def _extra(job: Job, **more: Any) -> dict[str, Any]:
+    # LogRecord attribute names (name, msg, module…) are avoided: logging refuses to overwrite them.
+    return {
+        "job_id": job.id,
+        "job_kind": job.kind,
+        "dossier": job.dossier,
+        "document": job.document,
+        "attempt": job.attempts,
+        **more,
+    }
+
+
+class Worker:
+    """Runs outbox jobs with up to ``concurrency`` in flight. ``async with Worker(...)`` starts it
+    and stops it; :meth:`run_once` runs one batch without the background loop (tests, CLI)."""
+
+    def __init__(
+        self,
+        store: Store,
+        handlers: Mapping[str, JobHandler],
+        *,
+        policy: Callable[[Job], RetryPolicy] | RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen
+        concurrency: int = 8,
+        lease: float = 30.0,
+        poll_interval: float = 0.25,
+        owner: str | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        run_timeout: float = 300.0,
+        drain_timeout: float = 10.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if lease <= 0:
+            raise ValueError("lease must be positive")
+        self.store = store
+        self.handlers = dict(handlers)
+        self._policy = policy
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.metrics = metrics
+        self.clock = clock
+        self.run_timeout = run_timeout
+        self.drain_timeout = drain_timeout
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the background loop. Idempotent."""
+        if self._loop_task is None:
+            self._stopping = False
+            self._loop_task = asyncio.create_task(self._run_loop(), name="lienthong-outbox")
+
+    async def stop(self) -> None:
+        """Stop claiming; let in-flight jobs finish for up to ``drain_timeout`` seconds, then
+        cancel the rest (each is put back as pending and audited as an interrupted attempt)."""
+        self._stopping = True
+        self._wake.set()
+        task, self._loop_task = self._loop_task, None
+        if task is not None:
+            await task
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=self.drain_timeout)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def wake(self) -> None:
+        """Look for due jobs now rather than at the next poll. Call from the event loop's thread,
+        after the transaction that enqueued the job has committed."""
+        self._wake.set()
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim up to ``concurrency`` due jobs, run them all to the end; return how many ran."""
+        jobs = await self._claim(self.concurrency)
+        await asyncio.gather(*(self._process(job) for job in jobs))
+        await self._refresh_gauge()
+        return len(jobs)
+
+    async def _claim(self, limit: int) -> list[Job]:
+        # A fresh token per claim: the owner fence then tells this claim from any earlier claim
+        # of the same job by this same worker.
+        owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
+        now = self.clock()
+
+        def work(tx: Tx) -> list[Job]:
+            rows = tx.all(
+                "outbox.claim", owner=owner, now=now, lease_until=now + self.lease, limit=limit
+            )
+            return [job_from_row(r) for r in rows]
+
+        jobs = await self.store.transact(work)
+        return sorted(jobs, key=lambda j: j.id)
+
+    async def _run_loop(self) -> None:
+        while not self._stopping:
+            free = self.concurrency - len(self._inflight)
+            claimed: list[Job] = []
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except StoreError:
+                    log.exception("outbox: claiming jobs failed; will try again")
+                for job in claimed:
+                    t = asyncio.create_task(self._process(job), name=f"outbox-job-{job.id}")
+                    self._inflight.add(t)
+                    t.add_done_callback(self._finished)
+            try:
+                await self._refresh_gauge()
+            except StoreError:
+                log.warning("outbox: could not read job counts", exc_info=True)
+            if claimed and len(claimed) == free:
+                continue  # a full batch: more may be due right now
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()  # a slot is free
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("outbox: job task crashed", exc_info=exc)
+
+    async def _refresh_gauge(self) -> None:
+        if self.metrics is None:
+            return
+        for state, n in (await self.store.read(counts)).items():
+            self.metrics.outbox_jobs.labels(state=state).set(n)
+
+    # -- one attempt -------------------------------------------------------------------------
+
+    def policy_for(self, job: Job) -> RetryPolicy:
+        return self._policy if isinstance(self._policy, RetryPolicy) else self._policy(job)
+
+    async def _process(self, job: Job) -> None:
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            await self._finish_failure(
+                job, None, LookupError(f"no handler for job kind {job.kind!r}"), None
+            )
+            return
+        renewer = asyncio.create_task(self._renew(job), name=f"outbox-lease-{job.id}")
+        try:
+            try:
+                async with asyncio.timeout(self.run_timeout):
+                    record = await handler.run(job)
+            except CircuitOpen as exc:
+                await self._defer(job, exc)
+                return
+            except asyncio.CancelledError:
+                # Stopping: put the job back now rather than after the lease, then stop for real.
+                await self._finish_failure(
+                    job, handler, RuntimeError("interrupted: the worker stopped"), RetryDecision(0)
+                )
+                raise
+            except Exception as exc:
+                if not isinstance(exc, (TimeoutError, OSError, ConnectorError)):
+                    log.error(
+                        "outbox: handler for %s raised unexpectedly; retrying as transient",
+                        job.kind,
+                        exc_info=exc,
+                        extra=_extra(job),
+                    )
+                await self._finish_failure(
+                    job, handler, exc, self.policy_for(job).decide(exc, job.attempts)
+                )
+                return
+            await self._finish_success(job, handler, record)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _renew(self, job: Job) -> None:
+        def renew(tx: Tx, until: float) -> int:
+            return tx.execute("outbox.renew", id=job.id, owner=job.owner, lease_until=until)
+
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            until = self.clock() + self.lease
+            try:
+                kept = await self.store.transact(functools.partial(renew, until=until))
+            except StoreError:
+                log.warning("outbox: lease renewal failed", exc_info=True, extra=_extra(job))
+                continue
+            if not kept:
+                log.warning("outbox: lease on job %s was lost", job.id, extra=_extra(job))
+                return
+
+    async def _finish_success(
+        self, job: Job, handler: JobHandler, record: Callable[[Tx], Any]
+    ) -> None:
+        now = self.clock()
+
+        def work(tx: Tx) -> None:
+            # Fence FIRST: if the job is no longer ours, raising rolls back everything below, so
+            # the handler's recording never runs for a result that is being discarded.
+            if not tx.execute("outbox.complete", id=job.id, owner=job.owner, now=now):
+                raise _LeaseLost
+            outcome = record(tx)
+            d = outcome if isinstance(outcome, Delivery) else Delivery()
+            append(
+                tx,
+                AuditEvent(
+                    action="step.delivered",
+                    outcome="ok",
+                    dossier=job.dossier,
+                    document=job.document,
+                    job=job.id,
+                    step=step_of(job),
+                    service=d.service or _service_of(job),
+                    reference=outcome if isinstance(outcome, str) else d.reference,
+                    request_id=_str(job.payload.get("request_id")),
+                    digests=d.digests,
+                    detail=d.detail or f"attempt {job.attempts}",
+                ),
+            )
+
+        try:
+            await self.store.transact(work)
+        except _LeaseLost:
+            self._lost(job, "delivered")
+            return
+        except StoreError:
+            # Nothing was recorded; the lease runs out and the job is tried again.
+            log.exception("outbox: could not record delivery", extra=_extra(job))
+            return
+        except Exception as exc:
+            # The external work happened but its recording failed (a bug, a constraint): do not
+            # drop the job — count a failed attempt; the idempotency key makes resending safe.
+            log.error("outbox: recording a delivery failed", exc_info=exc, extra=_extra(job))
+            await self._finish_failure(
+                job, handler, exc, self.policy_for(job).decide(exc, job.attempts)
+            )
+            return
+        self._count(job, "delivered")
+        log.info("outbox: job %s delivered", job.id, extra=_extra(job, outcome="delivered"))
+
+    async def _finish_failure(
+        self,
+        job: Job,
+        handler: JobHandler | None,
+        error: BaseException,
+        decision: RetryDecision | None,
+    ) -> None:
+        now = self.clock()
+        text = _describe(error)
+        dead = decision is None
+        retry_in = None if decision is None else decision.delay
+
+        def work(tx: Tx, *, with_handler: bool) -> None:
+            if dead:
+                changed = tx.execute("outbox.bury", id=job.id, owner=job.owner, error=text, now=now)
+            else:
+                assert retry_in is not None
+                changed = tx.execute(
+                    "outbox.retry",
+                    id=job.id,
+                    owner=job.owner,
+                    error=text,
+                    run_after=now + retry_in,
+                    refund=0,
+                    now=now,
+                )
+            if not changed:
+                raise _LeaseLost
+            if with_handler and handler is not None:
+                handler.failed(tx, job, error, dead=dead, retry_in=retry_in)
+            append(
+                tx,
+                AuditEvent(
+                    action="job.dead" if dead else "step.failed",
+                    outcome="dead" if dead else "retry",
+                    dossier=job.dossier,
+                    document=job.document,
+                    job=job.id,
+                    step=step_of(job),
+                    service=_service_of(job),
+                    request_id=_str(job.payload.get("request_id")),
+                    detail=f"attempt {job.attempts}: {text}"
+                    + ("" if dead else f"; retry in {retry_in:.1f}s"),
+                ),
+            )
+
+        try:
+            try:
+                await self.store.transact(lambda tx: work(tx, with_handler=True))
+            except (_LeaseLost, StoreError):
+                raise
+            except Exception:
+                # handler.failed is the handler's code and may be broken; the job must still move
+                # on (retried or dead-lettered), or it would come back after every lease forever.
+                log.exception(
+                    "outbox: handler.failed raised; recording without it", extra=_extra(job)
+                )
+                await self.store.transact(lambda tx: work(tx, with_handler=False))
+        except _LeaseLost:
+            self._lost(job, "failed")
+            return
+        except StoreError:
+            log.exception("outbox: could not record a failed attempt", extra=_extra(job))
+            return
+        self._count(job, "dead" if dead else "retry")
+        if dead and self.metrics is not None:
+            self.metrics.dead_letters.labels(kind=job.kind).inc()
+        log.log(
+            logging.ERROR if dead else logging.WARNING,
+            "outbox: job %s %s: %s",
+            job.id,
+            "is dead" if dead else f"will retry in {retry_in:.1f}s",
+            text,
+            extra=_extra(job, outcome="dead" if dead else "retry", retry_in=retry_in),
+        )
+
+    async def _defer(self, job: Job, exc: CircuitOpen) -> None:
+        now = self.clock()
+        delay = max(exc.retry_after, 0.0)
+        try:
+            changed = await self.store.transact(
+                lambda tx: tx.execute(
+                    "outbox.retry",
+                    id=job.id,
+                    owner=job.owner,
+                    error=None,  # keep the last real error: an open circuit is not about this job
+                    run_after=now + delay,
+                    refund=1,
+                    now=now,
+                )
+            )
+        except StoreError:
+            log.exception("outbox: could not defer job", extra=_extra(job))
+            return
+        if not changed:
+            self._lost(job, "deferred")
+            return
+        self._count(job, "deferred")
+        log.info(
+            "outbox: job %s deferred %.1fs: circuit %s is open",
+            job.id,
+            delay,
+            exc.endpoint,
+            extra=_extra(job, outcome="deferred", endpoint=exc.endpoint),
+        )
+
+    def _lost(self, job: Job, what: str) -> None:
+        log.warning(
+            "outbox: job %s was re-claimed by another worker after our lease ran out; "
+            "our %s result is discarded",
+            job.id,
+            what,
+            extra=_extra(job, outcome="discarded"),
+        )
+        self._count(job, "discarded")
+
+    def _count(self, job: Job, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.attempts.labels(kind=job.kind, outcome=outcome).inc()
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _service_of(job: Job) -> str | None:
+    return _str(job.payload.get("service"))

@@ -1,0 +1,91 @@
+-- Durable outbox jobs (gateway.outbox). Times are REAL epoch seconds. Written to run on SQLite and,
+-- with the same block names, on PostgreSQL (RETURNING, ON CONFLICT DO NOTHING, no LIMIT on UPDATE).
+
+-- name: schema
+CREATE TABLE IF NOT EXISTS outbox_jobs (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT    NOT NULL,
+    key         TEXT    NOT NULL UNIQUE,  -- idempotency key sent to the registry
+    payload     TEXT    NOT NULL,         -- JSON object
+    dossier     TEXT,
+    document    TEXT,
+    state       TEXT    NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'running', 'done', 'dead')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    run_after   REAL    NOT NULL,
+    owner       TEXT,                     -- "<worker>/<claim token>" while running
+    lease_until REAL,                     -- while running: after this, anyone may re-claim it
+    last_error  TEXT,
+    created_at  REAL    NOT NULL,
+    updated_at  REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_jobs_due ON outbox_jobs (state, run_after);
+CREATE INDEX IF NOT EXISTS outbox_jobs_lease ON outbox_jobs (lease_until) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS outbox_jobs_dossier ON outbox_jobs (dossier) WHERE dossier IS NOT NULL;
+
+-- name: enqueue
+INSERT INTO outbox_jobs (kind, key, payload, dossier, document, state, attempts, run_after,
+                         created_at, updated_at)
+VALUES (:kind, :key, :payload, :dossier, :document, 'pending', 0, :run_after, :now, :now)
+ON CONFLICT (key) DO NOTHING
+RETURNING id;
+
+-- Due pending jobs, and running jobs whose holder's lease ran out (that gateway died or hung).
+-- PostgreSQL: add FOR UPDATE SKIP LOCKED to the inner SELECT.
+-- name: claim
+UPDATE outbox_jobs
+SET state = 'running', owner = :owner, lease_until = :lease_until,
+    attempts = attempts + 1, updated_at = :now
+WHERE id IN (
+    SELECT id FROM outbox_jobs
+    WHERE (state = 'pending' AND run_after <= :now)
+       OR (state = 'running' AND lease_until < :now)
+    ORDER BY run_after, id
+    LIMIT :limit
+)
+RETURNING id, kind, key, payload, dossier, document, state, attempts, run_after, owner,
+          lease_until, last_error, created_at, updated_at;
+
+-- Every block below that finishes a claim is fenced by owner: a holder whose lease was taken
+-- over changes nothing.
+-- name: renew
+UPDATE outbox_jobs SET lease_until = :lease_until
+WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: complete
+UPDATE outbox_jobs
+SET state = 'done', owner = NULL, lease_until = NULL, updated_at = :now
+WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- :refund is 1 when the attempt never reached the registry (circuit open), else 0.
+-- name: retry
+UPDATE outbox_jobs
+SET state = 'pending', owner = NULL, lease_until = NULL, run_after = :run_after,
+    attempts = attempts - :refund, last_error = coalesce(:error, last_error), updated_at = :now
+WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: bury
+UPDATE outbox_jobs
+SET state = 'dead', owner = NULL, lease_until = NULL, last_error = :error, updated_at = :now
+WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: replay
+UPDATE outbox_jobs
+SET state = 'pending', attempts = 0, run_after = :now, updated_at = :now
+WHERE id = :id AND state = 'dead';
+
+-- name: get
+SELECT id, kind, key, payload, dossier, document, state, attempts, run_after, owner, lease_until,
+       last_error, created_at, updated_at
+FROM outbox_jobs WHERE id = :id;
+
+-- name: list
+SELECT id, kind, key, payload, dossier, document, state, attempts, run_after, owner, lease_until,
+       last_error, created_at, updated_at
+FROM outbox_jobs
+WHERE id > :after_id AND (:state IS NULL OR state = :state)
+ORDER BY id
+LIMIT :limit;
+
+-- name: counts
+SELECT state, count(*) AS n FROM outbox_jobs GROUP BY state;

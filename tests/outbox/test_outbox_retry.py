@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import pytest
+
+from connectors.api import PermanentError, TransientError
+from gateway.outbox import CircuitOpen, RetryDecision, RetryPolicy, call_with_retries
+
+
+def test_backoff_doubles_from_base_until_the_cap() -> None:
+    policy = RetryPolicy(max_attempts=20, base_delay=0.5, max_delay=10.0, rng=lambda: 0.0)
+    delays = []
+    for n in range(1, 8):
+        d = policy.decide(TransientError("population", "busy"), n)
+        assert d is not None
+        delays.append(d.delay)
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_jitter_only_shortens_and_stays_within_its_fraction() -> None:
+    top = RetryPolicy(base_delay=1.0, max_delay=4.0, jitter=0.2, rng=lambda: 0.9999)
+    d = top.decide(TransientError("x", "busy"), 3)
+    assert d is not None
+    assert 4.0 * 0.8 <= d.delay < 4.0  # cap 4 = 1 * 2**2, shortened by < 20 %
+    none = RetryPolicy(base_delay=1.0, max_delay=4.0, jitter=0.2, rng=lambda: 0.0)
+    assert none.decide(TransientError("x", "busy"), 3) == RetryDecision(4.0)
+    half = RetryPolicy(base_delay=1.0, max_delay=4.0, jitter=0.2, rng=lambda: 0.5)
+    assert half.decide(TransientError("x", "busy"), 1) == RetryDecision(pytest.approx(0.9))
+
+
+def test_permanent_errors_give_up_at_once() -> None:
+    assert RetryPolicy().decide(PermanentError("population", "unknown citizen"), 1) is None
+
+
+def test_last_attempt_gives_up() -> None:
+    policy = RetryPolicy(max_attempts=3, rng=lambda: 0.0)
+    assert policy.decide(TransientError("x", "busy"), 2) is not None
+    assert policy.decide(TransientError("x", "busy"), 3) is None
+    assert policy.decide(TransientError("x", "busy"), 9) is None
+
+
+@pytest.mark.parametrize(
+    "exc", [TimeoutError(), OSError("reset"), ValueError("a bug"), CircuitOpen("p", 3.0)]
+)
+def test_everything_not_permanent_is_retried(exc: BaseException) -> None:
+    assert RetryPolicy(rng=lambda: 0.0).decide(exc, 1) == RetryDecision(0.5)
+
+
+def test_huge_attempt_numbers_do_not_overflow() -> None:
+    d = RetryPolicy(max_attempts=10**6, rng=lambda: 0.0).decide(TransientError("x", "y"), 5000)
+    assert d == RetryDecision(300.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_attempts": 0}, {"base_delay": -1}, {"base_delay": 5, "max_delay": 1}, {"jitter": 1.5}],
+)
+def test_nonsense_policies_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+class Flaky:
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+async def test_short_retries_recover_from_transient_errors() -> None:
+    waits: list[float] = []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    fn = Flaky(TransientError("p", "busy"), TimeoutError())
+    assert await call_with_retries(fn, attempts=3, max_wait=1.0, sleep=sleep) == "ok"
+    assert fn.calls == 3
+    assert len(waits) == 2
+    assert all(0 <= w <= 1.0 for w in waits)
+
+
+async def test_short_retries_give_up_with_the_original_error() -> None:
+    async def sleep(s: float) -> None:
+        pass
+
+    last = TransientError("p", "still busy")
+    fn = Flaky(TransientError("p", "busy"), TransientError("p", "busy"), last)
+    with pytest.raises(TransientError) as raised:
+        await call_with_retries(fn, attempts=3, sleep=sleep)
+    assert raised.value is last
+    assert fn.calls == 3
+
+
+@pytest.mark.parametrize(
+    "exc", [PermanentError("p", "no such citizen"), CircuitOpen("p", 30.0), ValueError("bug")]
+)
+async def test_short_retries_do_not_retry_the_rest(exc: BaseException) -> None:
+    async def sleep(s: float) -> None:
+        raise AssertionError("should not wait")
+
+    fn = Flaky(exc)
+    with pytest.raises(type(exc)):
+        await call_with_retries(fn, sleep=sleep)
+    assert fn.calls == 1
