@@ -22,6 +22,7 @@ __all__ = [
     "EMPTY_ROOT",
     "MerkleTree",
     "ProofError",
+    "RootStack",
     "hash_children",
     "root",
     "verify_consistency",
@@ -66,6 +67,35 @@ def root(leaves: Iterable[bytes]) -> bytes:
     while stack:
         node = sha(b"\x01" + stack.pop() + node).digest()
     return node
+
+
+class RootStack:
+    """The right edge of a growing tree (one hash per set bit of the size): O(log n) memory,
+    amortised one hash per leaf, the root of the current size in O(log n). For a writer that only
+    ever needs the latest root (the checkpointer)."""
+
+    __slots__ = ("_stack", "size")
+
+    def __init__(self) -> None:
+        self._stack: list[bytes] = []
+        self.size = 0
+
+    def append(self, leaf: bytes) -> None:
+        node, stack = leaf, self._stack
+        self.size += 1
+        c = self.size
+        while not c & 1:
+            node = hashlib.sha256(b"\x01" + stack.pop() + node).digest()
+            c >>= 1
+        stack.append(node)
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        node = self._stack[-1]
+        for left in reversed(self._stack[:-1]):
+            node = hash_children(left, node)
+        return node
 
 
 class MerkleTree:

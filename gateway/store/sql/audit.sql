@@ -44,3 +44,22 @@ WHERE seq > :after
   AND (:document IS NULL OR document = :document)
   AND (:citizen IS NULL OR citizen = :citizen)
 ORDER BY seq LIMIT :limit;
+
+-- name: leaves
+SELECT seq, leaf_hash FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
+
+-- name: get
+SELECT seq, at, entry, leaf_hash, chain_hash FROM audit_events WHERE seq = :seq;
+
+-- name: by_document
+SELECT seq, entry FROM audit_events WHERE document = :document ORDER BY seq;
+
+-- name: between
+SELECT seq, entry FROM audit_events WHERE at >= :start AND at < :stop ORDER BY seq;
+
+-- name: accessors
+-- Who touched a citizen's data: one row per member, service and action, with counts and span.
+SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS last_at
+FROM audit_events WHERE citizen = :citizen
+  AND (:start IS NULL OR at >= :start) AND (:stop IS NULL OR at < :stop)
+GROUP BY member, service, action ORDER BY min(at);

@@ -1,0 +1,500 @@
+"""Checkpoints: signed, timestamped tree heads of the audit log, written every N events or T seconds.
+
+A checkpoint is a signed note in the style of C2SP ``tlog-checkpoint`` / ``signed-note``::
+
+    lienthong/audit                     origin
+    1234                                tree size
+    3q2+7w…=                            base64 RFC 9162 root hash
+    time 2026-11-22T02:15:00.000000+00:00
+                                        (blank line)
+    — lienthong/audit AAAA…=            key name, base64(key id (4 bytes) || signature)
+
+The body (first four lines, each ending in a newline) is signed by the gateway's audit key
+(SHA-256 with RSA PKCS#1 v1.5 or ECDSA, whatever the key is); the key id is the first 4 bytes of
+SHA-256(origin || "\\n" || SubjectPublicKeyInfo DER). The whole note is then timestamped by an
+RFC 3161 TSA (imprint SHA-256(note)), so ``openssl ts -verify -data N.note -in N.tsr -token_in``
+checks it. A checkpoint is stored only when both are done.
+
+**Fail closed**: :class:`Checkpointer` retries until a timestamp is had; once it has failed for
+longer than ``fail_closed_after_s``, :attr:`Checkpointer.healthy` turns false (with the reason) and
+the gateway must stop accepting new work until checkpoints flow again.
+
+Exceptions::
+
+    CheckpointError     a checkpoint cannot be made, parsed or does not verify (``.size`` names it)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from gateway.store import Row, Store, StoreError, Tx
+
+from .merkle import RootStack
+
+__all__ = [
+    "DEFAULT_ORIGIN",
+    "Checkpoint",
+    "CheckpointCheck",
+    "CheckpointError",
+    "Checkpointer",
+    "NoteContent",
+    "key_id",
+    "load_checkpoints",
+    "make_note_body",
+    "parse_note",
+    "sign_note",
+    "verify_checkpoint",
+    "verify_note_signature",
+]
+
+log = logging.getLogger("lienthong.audit.checkpoints")
+
+DEFAULT_ORIGIN = "lienthong/audit"
+_DASH = "\u2014"  # signed-note signature lines start with an em dash
+_PAGE = 5000
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be made, parsed or verified; ``size`` names it when known."""
+
+    def __init__(self, message: str, *, size: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+# --- the note ----------------------------------------------------------------------------------
+
+
+def key_id(origin: str, certificate: x509.Certificate) -> bytes:
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(origin.encode() + b"\n" + spki).digest()[:4]
+
+
+def make_note_body(origin: str, size: int, root: bytes, at: str) -> bytes:
+    """The signed text. Raises CheckpointError on an origin that would break the format."""
+    if not origin or "\n" in origin or " " in origin:
+        raise CheckpointError(f"bad checkpoint origin {origin!r}")
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\ntime {at}\n".encode()
+
+
+def sign_note(key: Any, origin: str, size: int, root: bytes, at: str) -> bytes:
+    """Body + blank line + signature line. ``key`` is a :class:`signing.keys.SigningKey` (typed
+    loosely so this module does not import the signing package at import time). Blocking: call
+    it off the event loop for token keys."""
+    body = make_note_body(origin, size, root, at)
+    signature = key.sign(body)
+    blob = base64.b64encode(key_id(origin, key.certificate) + signature).decode()
+    return body + f"\n{_DASH} {origin} {blob}\n".encode()
+
+
+@dataclass(frozen=True)
+class NoteContent:
+    origin: str
+    size: int
+    root: bytes
+    at: str
+    body: bytes
+    key_name: str
+    key_id: bytes
+    signature: bytes
+
+
+def parse_note(note: bytes) -> NoteContent:
+    """Split a signed note. Raises CheckpointError if it is not one of ours."""
+    try:
+        text = note.decode("utf-8")
+        body, sep, sigs = text.partition("\n\n")
+        if not sep:
+            raise ValueError("no blank line before the signature")
+        lines = body.split("\n")
+        if len(lines) != 4 or not lines[3].startswith("time "):
+            raise ValueError("the body must be origin, size, root and time")
+        origin, size_s, root_b64, time_line = lines
+        size = int(size_s)
+        if size < 0 or str(size) != size_s:
+            raise ValueError("bad tree size")
+        root = base64.b64decode(root_b64, validate=True)
+        if len(root) != 32:
+            raise ValueError("the root is not 32 bytes")
+        sig_lines = [ln for ln in sigs.split("\n") if ln]
+        if len(sig_lines) != 1:
+            raise ValueError("expected exactly one signature line")
+        dash, name, blob_b64 = sig_lines[0].split(" ")
+        if dash != _DASH:
+            raise ValueError("signature line does not start with an em dash")
+        blob = base64.b64decode(blob_b64, validate=True)
+        if len(blob) < 5:
+            raise ValueError("signature too short")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"not a checkpoint note: {exc}") from exc
+    return NoteContent(
+        origin=origin,
+        size=size,
+        root=root,
+        at=time_line.removeprefix("time "),
+        body=(body + "\n").encode(),
+        key_name=name,
+        key_id=blob[:4],
+        signature=blob[4:],
+    )
+
+
+def verify_note_signature(note: bytes, certificate: x509.Certificate) -> NoteContent:
+    """Check the note's signature with ``certificate``'s public key (not its chain).
+
+    Raises CheckpointError if the note is malformed, names another key, or the signature fails.
+    """
+    content = parse_note(note)
+    if content.key_name != content.origin:
+        raise CheckpointError("signed under another name than its origin", size=content.size)
+    if content.key_id != key_id(content.origin, certificate):
+        raise CheckpointError(
+            "signed by another key than the signer certificate", size=content.size
+        )
+    pub = certificate.public_key()
+    try:
+        if isinstance(pub, rsa.RSAPublicKey):
+            pub.verify(content.signature, content.body, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(pub, ec.EllipticCurvePublicKey):
+            pub.verify(content.signature, content.body, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise CheckpointError("unsupported signer key type", size=content.size)
+    except InvalidSignature as exc:
+        raise CheckpointError("checkpoint signature does not verify", size=content.size) from exc
+    return content
+
+
+# --- stored checkpoints --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    size: int
+    root: bytes
+    at: str
+    note: bytes
+    signer_chain: tuple[x509.Certificate, ...]  # the audit key's certificate first
+    timestamp: bytes  # DER TimeStampToken over SHA-256(note)
+
+    @classmethod
+    def from_row(cls, row: Row) -> Checkpoint:
+        """Raises CheckpointError if the stored chain is not PEM."""
+        try:
+            chain = tuple(x509.load_pem_x509_certificates(str(row["signer_chain"]).encode()))
+        except ValueError as exc:
+            raise CheckpointError("stored signer chain is not PEM", size=row["size"]) from exc
+        return cls(
+            size=int(row["size"]),
+            root=_blob(row["root"]),
+            at=str(row["at"]),
+            note=_blob(row["note"]),
+            signer_chain=chain,
+            timestamp=_blob(row["timestamp"]),
+        )
+
+    def chain_pem(self) -> str:
+        return b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in self.signer_chain
+        ).decode()
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "root": self.root,
+            "at": self.at,
+            "note": self.note,
+            "signer_chain": self.chain_pem(),
+            "timestamp": self.timestamp,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready view (hashes base64, like the note)."""
+        return {
+            "size": self.size,
+            "root": base64.b64encode(self.root).decode(),
+            "at": self.at,
+            "note": self.note.decode(),
+            "signer": _cn(self.signer_chain[0]) if self.signer_chain else None,
+            "timestamp": base64.b64encode(self.timestamp).decode(),
+        }
+
+
+def _blob(value: Any) -> bytes:
+    # A hand-edited BLOB may come back as TEXT: keep what is stored, whatever its type.
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _cn(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else cert.subject.rfc4514_string()
+
+
+async def load_checkpoints(store: Store) -> list[Checkpoint]:
+    """Every checkpoint, smallest first. Raises CheckpointError on an unreadable row."""
+    rows = await store.read(lambda tx: tx.all("checkpoints.all"))
+    return [Checkpoint.from_row(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class CheckpointCheck:
+    """What verifying one checkpoint found."""
+
+    size: int
+    ok: bool
+    problem: str | None = None
+    signer: str | None = None
+    tsa: str | None = None
+    timestamp_time: str | None = None
+
+
+async def verify_checkpoint(cp: Checkpoint, trust: Any | None) -> CheckpointCheck:
+    """Check the note against its columns, its signature, and — when ``trust`` (a
+    :class:`signing.trust.TrustStore`) is given — the signer's chain and the RFC 3161 timestamp.
+
+    Never raises for a bad checkpoint: the answer says what failed.
+    """
+    try:
+        if not cp.signer_chain:
+            raise CheckpointError("no signer certificate")
+        content = verify_note_signature(cp.note, cp.signer_chain[0])
+        if (content.size, content.root, content.at) != (cp.size, cp.root, cp.at):
+            raise CheckpointError("stored size, root or time differ from the signed note")
+        if trust is None:
+            return CheckpointCheck(cp.size, True, signer=_cn(cp.signer_chain[0]))
+        from signing.errors import SigningError
+        from signing.timestamps import verify_timestamp
+
+        try:
+            info = await verify_timestamp(cp.timestamp, cp.note, trust)
+        except SigningError as exc:
+            raise CheckpointError(f"timestamp: {exc}") from exc
+        try:
+            await trust.validate(
+                cp.signer_chain[0], cp.signer_chain[1:], usage="signing", moment=info.time
+            )
+        except SigningError as exc:
+            raise CheckpointError(f"signer: {exc}") from exc
+    except CheckpointError as exc:
+        return CheckpointCheck(cp.size, False, problem=str(exc))
+    return CheckpointCheck(
+        cp.size,
+        True,
+        signer=_cn(cp.signer_chain[0]),
+        tsa=info.tsa,
+        timestamp_time=info.time.isoformat(),
+    )
+
+
+# --- the background writer -----------------------------------------------------------------------
+
+
+class Checkpointer:
+    """Writes a checkpoint when ``every`` new events have arrived or ``interval_s`` has passed
+    since the last one (and there is something new). Start and stop it with the application.
+
+    ``key`` is a :class:`signing.keys.SigningKey`; ``timestamper`` defaults to
+    :func:`signing.timestamps.request_timestamp` against ``tsa_url`` (tests may pass another
+    ``async (digest) -> token``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        key: Any,
+        *,
+        tsa_url: str | None = None,
+        origin: str = DEFAULT_ORIGIN,
+        every: int = 1000,
+        interval_s: float = 60.0,
+        fail_closed_after_s: float = 300.0,
+        poll_s: float | None = None,
+        timestamper: Callable[[bytes], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if timestamper is None and tsa_url is None:
+            raise CheckpointError("a TSA url (audit.tsa_url) is required")
+        make_note_body(origin, 0, b"\0" * 32, "x")  # fail early on a bad origin
+        self.store, self.key, self.origin = store, key, origin
+        self.every, self.interval_s = max(1, every), interval_s
+        self.fail_closed_after_s = fail_closed_after_s
+        self.poll_s = poll_s if poll_s is not None else min(1.0, interval_s)
+        self._tsa_url = tsa_url
+        self._timestamper = timestamper
+        self._clock = clock
+        self._stack = RootStack()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._last_time = clock()
+        self._failing_since: float | None = None
+        self._broken: str | None = None  # a condition retrying cannot fix (log ≠ checkpoint)
+        self.last_error: str | None = None
+        self.latest: Checkpoint | None = None
+
+    # --- lifecycle ---
+    async def start(self) -> None:
+        """Load the latest checkpoint and the leaves, then run in the background.
+
+        Raises CheckpointError if the stored latest checkpoint is unreadable.
+        """
+        await self._load()
+        self._task = asyncio.create_task(self._run(), name="lienthong-checkpointer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def healthy(self) -> tuple[bool, str]:
+        """(ok, reason) for /readyz; false means: stop accepting new work."""
+        if self._broken:
+            return False, self._broken
+        if self._task is None:
+            return False, "audit checkpointer not running"
+        if self._task.done():
+            return False, "audit checkpointer stopped unexpectedly"
+        if self._failing_since is not None:
+            failing = self._clock() - self._failing_since
+            if failing > self.fail_closed_after_s:
+                return False, (
+                    f"no timestamped audit checkpoint for {failing:.0f}s "
+                    f"(limit {self.fail_closed_after_s:.0f}s): {self.last_error}"
+                )
+        return True, "ok"
+
+    # --- work ---
+    async def _load(self) -> None:
+        row = await self.store.read(lambda tx: tx.one("checkpoints.latest"))
+        self.latest = Checkpoint.from_row(row) if row is not None else None
+        await self._catch_up(check=self.latest)
+
+    async def _catch_up(self, *, check: Checkpoint | None = None) -> int:
+        """Feed new leaves into the root stack; return the log size. When ``check`` is given,
+        the recomputed root at its size must equal its root (else the log was altered)."""
+        while True:
+            start = self._stack.size
+
+            def page(tx: Tx, start: int = start) -> list[Row]:
+                return tx.all("audit.leaves", start=start, stop=start + _PAGE)
+
+            rows = await self.store.read(page)
+            if not rows:
+                return self._stack.size
+            # Hashing a page costs milliseconds: fine to do here, rows are already in memory.
+            for row in rows:
+                if row["seq"] != self._stack.size:
+                    self._broken = f"audit log has a gap at entry {self._stack.size}"
+                    raise CheckpointError(self._broken)
+                self._stack.append(bytes(row["leaf_hash"]))
+                if check is not None and self._stack.size == check.size:
+                    if self._stack.root() != check.root:
+                        self._broken = (
+                            f"audit log does not match checkpoint {check.size}: altered entries"
+                        )
+                        log.error("%s", self._broken)
+                        raise CheckpointError(self._broken, size=check.size)
+
+    async def checkpoint_now(self) -> Checkpoint | None:
+        """Sign and timestamp the current log head, if it grew. Returns the new checkpoint (or
+        None if nothing is new). Raises CheckpointError if signing, timestamping or storing fails.
+        """
+        async with self._lock:
+            size = await self._catch_up()
+            if size == 0 or (self.latest is not None and self.latest.size >= size):
+                return None
+            root = self._stack.root()
+            at = datetime.now(UTC).isoformat(timespec="microseconds")
+            try:
+                note = await asyncio.to_thread(sign_note, self.key, self.origin, size, root, at)
+            except Exception as exc:  # a token key may fail in many ways; say so, keep going
+                raise CheckpointError(f"cannot sign checkpoint: {exc}", size=size) from exc
+            token = await self._timestamp(hashlib.sha256(note).digest(), size)
+            cp = Checkpoint(
+                size=size,
+                root=root,
+                at=at,
+                note=note,
+                signer_chain=(self.key.certificate, *self.key.chain),
+                timestamp=token,
+            )
+            try:
+                await self.store.transact(
+                    lambda tx: tx.execute("checkpoints.insert", **cp.to_row())
+                )
+            except StoreError as exc:
+                raise CheckpointError(f"cannot store checkpoint: {exc}", size=size) from exc
+            self.latest = cp
+            return cp
+
+    async def _timestamp(self, digest: bytes, size: int) -> bytes:
+        try:
+            if self._timestamper is not None:
+                return bytes(await self._timestamper(digest))
+            from signing.errors import SigningError
+            from signing.timestamps import request_timestamp
+
+            assert self._tsa_url is not None
+            try:
+                return await request_timestamp(self._tsa_url, digest)
+            except SigningError as exc:
+                raise CheckpointError(str(exc), size=size) from exc
+        except CheckpointError:
+            raise
+        except Exception as exc:  # an injected timestamper is foreign code
+            raise CheckpointError(f"timestamp failed: {exc}", size=size) from exc
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except CheckpointError as exc:
+                if self._failing_since is None:
+                    self._failing_since = self._clock()
+                self.last_error = str(exc)
+                log.warning("audit checkpoint failed (will retry): %s", exc)
+            except Exception as exc:  # keep the loop alive; the reason goes to healthy
+                if self._failing_since is None:
+                    self._failing_since = self._clock()
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("audit checkpointer error (will retry)")
+            await asyncio.sleep(self.poll_s)
+
+    async def _tick(self) -> None:
+        if self._broken:
+            return
+        # The head, not count(*): an index lookup, where count(*) scans the table every poll.
+        head = await self.store.read(lambda tx: tx.one("audit.head"))
+        size = int(head["seq"]) + 1 if head else 0
+        done = self.latest.size if self.latest else 0
+        due = size - done >= self.every or (
+            size > done and self._clock() - self._last_time >= self.interval_s
+        )
+        if not due:
+            return
+        await self.checkpoint_now()
+        self._last_time = self._clock()
+        if self._failing_since is not None:
+            log.info("audit checkpoints flowing again")
+        self._failing_since = None
+        self.last_error = None

@@ -1,0 +1,253 @@
+"""Checkpoints with a real key, a real TSA (served over HTTP) and the real SQLite store.
+
+The fixtures here are shared by the other audit test modules (``from test_checkpoints import …``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import AuditEvent, append
+from gateway.audit.checkpoints import (
+    Checkpoint,
+    Checkpointer,
+    CheckpointError,
+    load_checkpoints,
+    parse_note,
+    verify_checkpoint,
+    verify_note_signature,
+)
+from gateway.audit.merkle import root
+from gateway.store import SQLiteStore
+from signing.testing import TestPKI, free_port
+from signing.timestamps import serve_tsa
+
+
+@functools.cache
+def _pki(directory: str) -> TestPKI:
+    return TestPKI.create(Path(directory), base_url=f"http://127.0.0.1:{free_port()}")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    # Cached by directory so that modules importing this fixture share one PKI per session.
+    base = tmp_path_factory.getbasetemp() / "audit-pki"
+    return _pki(str(base))
+
+
+@pytest.fixture
+async def tsa_url(pki: TestPKI) -> AsyncIterator[str]:
+    async with serve_tsa(pki.directory) as url:
+        yield url
+
+
+async def add_events(store: SQLiteStore, n: int, *, first: int = 0) -> None:
+    for i in range(first, first + n):
+        await store.transact(
+            lambda tx, i=i: append(
+                tx,
+                AuditEvent(
+                    action="dossier.accepted" if i % 2 else "step.delivered",
+                    member=f"VN:GOV:M{i % 3}",
+                    service="population/citizen.lookup/v1",
+                    dossier=f"D{i % 4}",
+                    document=f"DOC{i % 5}",
+                    citizen="c" * 64 if i % 7 == 0 else None,
+                ),
+            )
+        )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    async with SQLiteStore(tmp_path / "audit.db") as s:
+        await add_events(s, 25)
+        yield s
+
+
+def tamper(store: SQLiteStore, sql: str, *params: object) -> None:
+    conn = sqlite3.connect(store.path)
+    with conn:
+        conn.execute(sql, params)
+    conn.close()
+
+
+async def leaves(store: SQLiteStore) -> list[bytes]:
+    rows = await store.read(lambda tx: tx.all("audit.leaves", start=0, stop=10**9))
+    return [bytes(r["leaf_hash"]) for r in rows]
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+async def test_checkpoint_is_signed_and_timestamped(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    cp = await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+    assert cp is not None and cp.size == 25
+    assert cp.root == root(await leaves(store))
+    content = verify_note_signature(cp.note, pki.certificate("gateway"))
+    assert (content.size, content.root, content.origin) == (25, cp.root, "lienthong/audit")
+    check = await verify_checkpoint(cp, pki.trust(revocation="off"))
+    assert check.ok, check.problem
+    assert check.tsa and check.timestamp_time
+    stored = await load_checkpoints(store)
+    assert stored == [cp]
+
+
+async def test_ecdsa_key_and_nothing_new(store: SQLiteStore, pki: TestPKI, tsa_url: str) -> None:
+    cpr = Checkpointer(store, pki.key("agency-000.00.11.H53"), tsa_url=tsa_url, origin="x/y")
+    cp = await cpr.checkpoint_now()
+    assert cp is not None and (await verify_checkpoint(cp, pki.trust(revocation="off"))).ok
+    assert await cpr.checkpoint_now() is None  # the log did not grow
+    await add_events(store, 3, first=25)
+    nxt = await cpr.checkpoint_now()
+    assert nxt is not None and nxt.size == 28
+
+
+async def test_background_writer_every_n(store: SQLiteStore, pki: TestPKI, tsa_url: str) -> None:
+    cpr = Checkpointer(
+        store, pki.key("gateway"), tsa_url=tsa_url, every=10, interval_s=3600, poll_s=0.01
+    )
+    await cpr.start()
+    try:
+        assert cpr.healthy == (True, "ok")
+        for _ in range(500):  # wait for the condition, not for a time
+            if cpr.latest is not None and cpr.latest.size == 25:
+                break
+            await asyncio.sleep(0.01)
+        assert cpr.latest is not None and cpr.latest.size == 25
+        await add_events(store, 5, first=25)  # 5 < every, interval far away: nothing due
+        await asyncio.sleep(0.1)
+        assert cpr.latest.size == 25
+    finally:
+        await cpr.stop()
+    assert cpr.healthy[0] is False  # stopped: not ready
+
+
+async def test_interval_triggers(store: SQLiteStore, pki: TestPKI, tsa_url: str) -> None:
+    now = [0.0]
+    cpr = Checkpointer(
+        store,
+        pki.key("gateway"),
+        tsa_url=tsa_url,
+        every=1000,
+        interval_s=60,
+        poll_s=0.01,
+        clock=lambda: now[0],
+    )
+    await cpr.start()
+    try:
+        await asyncio.sleep(0.05)
+        assert cpr.latest is None  # 25 < 1000 and the interval has not passed
+        now[0] = 61.0
+        for _ in range(500):
+            if cpr.latest is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert cpr.latest is not None and cpr.latest.size == 25
+    finally:
+        await cpr.stop()
+
+
+async def test_fail_closed_then_recovers(store: SQLiteStore, pki: TestPKI, tsa_url: str) -> None:
+    from signing.timestamps import request_timestamp
+
+    now = [0.0]
+    tsa_up = [False]
+
+    async def stamper(digest: bytes) -> bytes:
+        if not tsa_up[0]:
+            raise ConnectionRefusedError("TSA down")
+        return await request_timestamp(tsa_url, digest)
+
+    cpr = Checkpointer(
+        store,
+        pki.key("gateway"),
+        timestamper=stamper,
+        every=1,
+        poll_s=0.01,
+        fail_closed_after_s=30,
+        clock=lambda: now[0],
+    )
+    await cpr.start()
+    try:
+        for _ in range(500):
+            if cpr.last_error:
+                break
+            await asyncio.sleep(0.01)
+        assert "TSA down" in (cpr.last_error or "")
+        assert cpr.healthy == (True, "ok")  # failing, but not for long yet
+        now[0] = 31.0
+        ok, reason = cpr.healthy
+        assert not ok and "TSA down" in reason and "31s" in reason
+        assert await load_checkpoints(store) == []  # nothing half-made was stored
+        tsa_up[0] = True
+        for _ in range(500):
+            if cpr.healthy[0]:
+                break
+            await asyncio.sleep(0.01)
+        assert cpr.healthy == (True, "ok")
+        assert cpr.latest is not None and cpr.latest.size == 25
+    finally:
+        await cpr.stop()
+
+
+async def test_start_refuses_a_log_that_does_not_match(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+    tamper(store, "UPDATE audit_events SET leaf_hash = zeroblob(32) WHERE seq = 3")
+    cpr = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    with pytest.raises(CheckpointError, match="does not match checkpoint 25"):
+        await cpr.start()
+    ok, reason = cpr.healthy
+    assert not ok and "altered" in reason
+
+
+async def test_forged_note_and_swapped_timestamp_are_refused(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    cpr = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    a = await cpr.checkpoint_now()
+    await add_events(store, 2, first=25)
+    b = await cpr.checkpoint_now()
+    assert a is not None and b is not None
+    trust = pki.trust(revocation="off")
+    forged_note = a.note.replace(b"\n25\n", b"\n24\n")
+    forged = Checkpoint(**{**a.__dict__, "note": forged_note, "size": 24})
+    check = await verify_checkpoint(forged, trust)
+    assert not check.ok and "signature does not verify" in (check.problem or "")
+    swapped = Checkpoint(**{**b.__dict__, "timestamp": a.timestamp})
+    check = await verify_checkpoint(swapped, trust)
+    assert not check.ok and "timestamp" in (check.problem or "")
+    # Control: an unmodified copy still verifies, so the refusals above are about the edits.
+    other = Checkpoint(**a.__dict__)
+    assert (await verify_checkpoint(other, trust)).ok
+
+
+async def test_untrusted_signer(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str, tmp_path: Path
+) -> None:
+    stranger = TestPKI.create(tmp_path / "other")
+    cp = await Checkpointer(store, stranger.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+    assert cp is not None
+    check = await verify_checkpoint(cp, pki.trust(revocation="off"))
+    assert not check.ok and "signer" in (check.problem or "")
+
+
+def test_parse_note_refuses_garbage() -> None:
+    for bad in [b"", b"a\n1\n", b"o\n1\nAAAA\ntime x\n\n- o AAAAAAAA\n", "é".encode("latin-1")]:
+        with pytest.raises(CheckpointError):
+            parse_note(bad)
+
+
+def test_requires_a_tsa(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="TSA"):
+        Checkpointer(SQLiteStore(tmp_path / "x.db"), object())

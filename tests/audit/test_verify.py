@@ -1,0 +1,165 @@
+"""Tamper tests on the real store: each kind of tampering is found by ``verify_log`` and located."""
+# ruff: noqa: F811 - pytest fixtures imported from test_checkpoints are parameters here
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
+
+from gateway.audit import leaf_hash
+from gateway.audit.checkpoints import Checkpointer
+from gateway.audit.verify import verify_log
+from gateway.store import SQLiteStore
+from signing.testing import TestPKI
+
+
+@pytest.fixture
+async def logged(store: SQLiteStore, pki: TestPKI, tsa_url: str) -> SQLiteStore:
+    """25 events, checkpoints at 10, 20 and 25."""
+    cpr = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    tamper(store, "DELETE FROM audit_events WHERE seq >= 10")
+    for upto in (10, 20, 25):
+        await add_events(store, upto - (await _count(store)), first=await _count(store))
+        assert (await cpr.checkpoint_now()) is not None
+    return store
+
+
+async def _count(store: SQLiteStore) -> int:
+    row = await store.read(lambda tx: tx.one("audit.count"))
+    return int(row["n"]) if row else 0
+
+
+async def test_intact(logged: SQLiteStore, pki: TestPKI) -> None:
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.ok, report.problems
+    assert (report.entries, report.checkpoints) == (25, 3)
+    assert all(c["ok"] and c["tsa"] for c in report.checked)
+    assert "intact" in report.describe()
+
+
+@pytest.mark.parametrize(
+    ("sql", "entry", "words"),
+    [
+        (
+            "UPDATE audit_events SET entry = replace(entry, 'D1', 'D3') WHERE seq = 13",
+            13,
+            "modified",
+        ),
+        ("DELETE FROM audit_events WHERE seq = 7", 7, "removed"),
+        (
+            "UPDATE audit_events SET seq = -1 WHERE seq = 4; "
+            "UPDATE audit_events SET seq = 4 WHERE seq = 5; "
+            "UPDATE audit_events SET seq = 5 WHERE seq = -1",
+            4,
+            "moved",
+        ),
+    ],
+    ids=["modify", "delete", "reorder"],
+)
+async def test_entry_tampering_located(
+    logged: SQLiteStore, pki: TestPKI, sql: str, entry: int, words: str
+) -> None:
+    for stmt in sql.split("; "):
+        tamper(logged, stmt)
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert not report.ok
+    assert report.first_bad_entry == entry
+    assert words in report.problems[0]
+    # The checkpoints past the break can no longer be matched to the log.
+    assert report.first_bad_checkpoint is not None and report.first_bad_checkpoint > entry
+
+
+async def test_insert_located(logged: SQLiteStore, pki: TestPKI) -> None:
+    # Shift 15.. up by one and slip a forged entry in at 15.
+    for seq in range(24, 14, -1):
+        tamper(logged, f"UPDATE audit_events SET seq = {seq + 1} WHERE seq = {seq}")
+    forged = b'{"action":"evil","at":"2026-01-01T00:00:00+00:00","seq":15}'
+    tamper(
+        logged,
+        "INSERT INTO audit_events (seq, at, action, entry, leaf_hash, chain_hash) "
+        "VALUES (15, 'x', 'evil', ?, ?, zeroblob(32))",
+        forged,
+        leaf_hash(forged),
+    )
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_entry == 15 and "chain hash" in report.problems[0]
+
+
+async def test_truncation_caught_by_latest_checkpoint(logged: SQLiteStore, pki: TestPKI) -> None:
+    tamper(logged, "DELETE FROM audit_events WHERE seq >= 22")
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    # The chain of what is left is perfect: only the checkpoint can tell.
+    assert report.first_bad_entry is None
+    assert report.first_bad_checkpoint == 25
+    assert "entries 22..24 were removed (log truncated)" in report.problems[0]
+
+
+async def test_rewritten_log_caught_by_checkpoint_root(logged: SQLiteStore, pki: TestPKI) -> None:
+    # A forger who rewrites entry 12 and recomputes every leaf and chain hash after it.
+    import hashlib
+
+    rows = await logged.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    prev = bytes(rows[11]["chain_hash"])
+    for row in rows[12:]:
+        entry = bytes(row["entry"])
+        if row["seq"] == 12:
+            entry = entry.replace(b"VN:GOV:M0", b"VN:GOV:M9")
+        leaf = leaf_hash(entry)
+        prev = hashlib.sha256(prev + leaf).digest()
+        tamper(
+            logged,
+            "UPDATE audit_events SET entry = ?, leaf_hash = ?, chain_hash = ? WHERE seq = ?",
+            entry,
+            leaf,
+            prev,
+            row["seq"],
+        )
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_entry is None  # the chain is self-consistent again
+    assert report.first_bad_checkpoint == 20
+    assert "an entry in 10..19 was altered" in report.problems[0]
+
+
+async def test_forged_checkpoint(logged: SQLiteStore, pki: TestPKI) -> None:
+    tamper(
+        logged,
+        "UPDATE audit_events SET entry = replace(entry, 'D1', 'D3') WHERE seq = 21",
+    )
+    # The forger also edits the checkpoint's root column and note to match: no valid signature.
+    tamper(
+        logged,
+        "UPDATE audit_checkpoints SET note = replace(note, '\n25\n', '\n26\n') WHERE size = 25",
+    )
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_entry == 21
+    bad = [c for c in report.checked if not c["ok"]]
+    assert bad[0]["size"] == 25 and "signature" in bad[0]["problem"]
+
+
+async def test_forged_root_column(logged: SQLiteStore, pki: TestPKI) -> None:
+    tamper(logged, "UPDATE audit_checkpoints SET root = zeroblob(32) WHERE size = 10")
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_checkpoint == 10
+    assert "differ from the signed note" in report.problems[0]
+
+
+async def test_swapped_timestamp(logged: SQLiteStore, pki: TestPKI) -> None:
+    tamper(
+        logged,
+        "UPDATE audit_checkpoints SET timestamp = "
+        "(SELECT timestamp FROM audit_checkpoints WHERE size = 10) WHERE size = 20",
+    )
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_entry is None and report.first_bad_checkpoint == 20
+    assert "timestamp" in report.problems[0]
+    # Without trust anchors timestamps are not checked: the report must not claim they were.
+    untrusted = await verify_log(logged)
+    assert untrusted.ok and all(c["tsa"] is None for c in untrusted.checked)
+
+
+async def test_empty_log(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "e.db") as s:
+        report = await verify_log(s)
+    assert report.ok and report.entries == 0
