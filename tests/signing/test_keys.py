@@ -1,0 +1,133 @@
+"""Keys from PEM, PKCS#12 and a real PKCS#11 token (SoftHSM2), and their failure paths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from signing.errors import KeyLoadError
+from signing.keys import load_key
+from signing.pdf import sign_pdf, verify_pdf
+from signing.testing import SAMPLE_XML, sample_pdf
+from signing.xml import sign_xml, verify_xml
+
+
+def test_pem_and_p12(pki, monkeypatch):
+    monkeypatch.delenv("LIENTHONG_KEY_PASSWORD", raising=False)
+    for key in (load_key(str(pki.key_path("gateway"))), load_key(str(pki.p12_path("gateway")))):
+        assert key.algorithm == "rsa" and key.certificate == pki.certificate("gateway")
+        assert [c.subject for c in key.chain] == [pki.certificate("gateway").issuer]
+    assert load_key(str(pki.p12_path("register"))).algorithm == "ecdsa"
+
+
+def test_encrypted_pem_password_from_env_and_file(pki, tmp_path, monkeypatch):
+    key = serialization.load_pem_private_key(pki.key_path("register").read_bytes(), None)
+    path = tmp_path / "enc.key.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(b"s3cret-pw")))
+    shutil.copy(pki.cert_path("register"), tmp_path / "enc.cert.pem")
+    with pytest.raises(KeyLoadError, match="password is needed"):
+        load_key(str(path))
+    monkeypatch.setenv("LIENTHONG_KEY_PASSWORD", "wrong-pw")
+    with pytest.raises(KeyLoadError) as info:
+        load_key(str(path))
+    assert "wrong-pw" not in str(info.value)
+    monkeypatch.delenv("LIENTHONG_KEY_PASSWORD")
+    (tmp_path / "pw").write_text("s3cret-pw\n")
+    monkeypatch.setenv("LIENTHONG_KEY_PASSWORD_FILE", str(tmp_path / "pw"))
+    assert load_key(str(path)).algorithm == "ecdsa"
+
+
+def test_bad_inputs(pki, tmp_path):
+    with pytest.raises(KeyLoadError, match="cannot read key file"):
+        load_key(str(tmp_path / "missing.pem"))
+    (tmp_path / "junk.p12").write_bytes(b"junk")
+    with pytest.raises(KeyLoadError, match="PKCS#12"):
+        load_key(str(tmp_path / "junk.p12"))
+    with pytest.raises(KeyLoadError, match="does not match"):
+        load_key(str(pki.key_path("gateway")), cert=str(pki.cert_path("register")))
+    with pytest.raises(KeyLoadError, match="token=… and object=…"):
+        load_key("pkcs11:object=x")
+
+
+MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+@pytest.fixture(scope="module")
+def token(pki, tmp_path_factory):
+    """A real SoftHSM2 token with an EC and an RSA key, certificates issued by the test PKI.
+
+    One token per module: the PKCS#11 library reads SOFTHSM2_CONF once per process.
+    """
+    if not (os.path.exists(MODULE) and shutil.which("pkcs11-tool")):
+        pytest.skip("SoftHSM2/opensc not installed (scripts/install-tools.sh)")
+    d = tmp_path_factory.mktemp("softhsm")
+    (d / "tokens").mkdir()
+    conf = d / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {d / 'tokens'}\nobjectstore.backend = file\n")
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+
+    def sh(*args: str) -> None:
+        subprocess.run(args, env=env, check=True, capture_output=True)
+
+    sh("softhsm2-util", "--init-token", "--free", "--label", "lienthong", "--pin", "1234",
+       "--so-pin", "5678")
+    tool = ["pkcs11-tool", "--module", MODULE, "--token-label", "lienthong", "--login",
+            "--pin", "1234"]
+    for label, kind, kid in (("eckey", "EC:prime256v1", "02"), ("rsakey", "rsa:2048", "03")):
+        sh(*tool, "--keypairgen", "--key-type", kind, "--id", kid, "--label", label)
+        sh(*tool, "--read-object", "--type", "pubkey", "--label", label,
+           "-o", str(d / f"{label}.pub.der"))
+        pub = serialization.load_der_public_key((d / f"{label}.pub.der").read_bytes())
+        cert = pki.issue(f"token-{label}", pub)
+        (d / f"{label}.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+        (d / f"{label}.cert.pem").write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM) + pki.intermediate_pem.read_bytes())
+        sh(*tool, "--write-object", str(d / f"{label}.der"), "--type", "cert", "--id", kid,
+           "--label", label)
+    return d
+
+
+@pytest.mark.parametrize("label", ["eckey", "rsakey"])
+async def test_pkcs11_signs_xml_and_pdf(pki, pki_server, token, monkeypatch, label):
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    key = load_key(f"pkcs11:token=lienthong;object={label}",
+                   cert=str(token / f"{label}.cert.pem"))
+    try:
+        assert key.algorithm == ("ecdsa" if label == "eckey" else "rsa")
+        report = (await verify_xml(await sign_xml(SAMPLE_XML, key), pki.trust())).report
+        assert report.valid and report.signer == f"token-{label}"
+        [pdf_report] = await verify_pdf(await sign_pdf(sample_pdf(), key), pki.trust())
+        assert pdf_report.valid, pdf_report.reason
+    finally:
+        key.close()
+
+
+def test_pkcs11_certificate_from_token(token, monkeypatch):
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    key = load_key("pkcs11:token=lienthong;object=eckey")
+    try:
+        assert key.chain == () and "token-eckey" in key.certificate.subject.rfc4514_string()
+    finally:
+        key.close()
+
+
+def test_pkcs11_failures(token, monkeypatch):
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "999999")
+    with pytest.raises(KeyLoadError) as info:
+        load_key("pkcs11:token=lienthong;object=eckey")
+    assert "PinIncorrect" in str(info.value) and "999999" not in str(info.value)
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    with pytest.raises(KeyLoadError, match="NoSuchToken"):
+        load_key("pkcs11:token=absent;object=eckey")
+    with pytest.raises(KeyLoadError, match="NoSuchKey"):
+        load_key("pkcs11:token=lienthong;object=absent")
+    monkeypatch.delenv("LIENTHONG_PKCS11_PIN")
+    with pytest.raises(KeyLoadError, match="LIENTHONG_PKCS11_PIN"):
+        load_key("pkcs11:token=lienthong;object=eckey")
