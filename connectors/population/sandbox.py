@@ -371,10 +371,17 @@ async def _soap(request: web.Request) -> web.Response:
         else:
             raise SoapFault("Client", "OPERATION", f"unknown operation {name.localname}")
     except SoapFault as fault:
-        return web.Response(
-            status=500, body=fault_bytes(fault, BCA), content_type="text/xml", charset="utf-8"
+        return _fault_response(fault)
+    except Exception as exc:  # a sandbox bug answers as a real registry would: soap:Server
+        return _fault_response(
+            SoapFault("Server", "INTERNAL", f"internal error: {type(exc).__name__}")
         )
     return web.Response(body=answer, content_type="text/xml", charset="utf-8")
+
+
+def _fault_response(fault: SoapFault) -> web.Response:
+    body = fault_bytes(fault, BCA)
+    return web.Response(status=500, body=body, content_type="text/xml", charset="utf-8")
 
 
 async def _wsdl(request: web.Request) -> web.Response:
