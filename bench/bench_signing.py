@@ -31,8 +31,10 @@ def _median_us(fn: Callable[[], object], n: int, rounds: int = 5) -> float:
 def main() -> None:
     pki = new_pki()
     doc = SAMPLE_XML + b""  # ~1.4 KB; pad to ~2 KB like a civil-status request
-    doc = doc.replace(b"</edXML:edXMLBody>", b"<Pad>" + b"x" * (2048 - len(doc) - 11)
-                      + b"</Pad></edXML:edXMLBody>")
+    doc = doc.replace(
+        b"</edXML:edXMLBody>",
+        b"<Pad>" + b"x" * (2048 - len(doc) - 11) + b"</Pad></edXML:edXMLBody>",
+    )
     pdf = sample_pdf()
     print(f"bench_signing: XML document {len(doc)} bytes, PDF {len(pdf)} bytes")
     print(f"{'':28}{'RSA-2048':>14}{'ECDSA P-256':>14}")
@@ -55,8 +57,10 @@ def main() -> None:
         print(f"{name:28}{r:>14,.0f}{e:>14,.0f}")
     for algo, extra in zip(("RSA-2048", "ECDSA P-256"), rows["XML µs beyond key op"], strict=True):
         verdict = "within" if extra < TARGET_US else "OVER"
-        print(f"  {algo}: XML signing adds {extra:.0f} µs ({extra / TARGET_US:.2f}x the "
-              f"{TARGET_US:.0f} µs target: {verdict}; signxml as it comes adds ~420 µs)")
+        print(
+            f"  {algo}: XML signing adds {extra:.0f} µs ({extra / TARGET_US:.2f}x the "
+            f"{TARGET_US:.0f} µs target: {verdict}; signxml as it comes adds ~420 µs)"
+        )
 
 
 if __name__ == "__main__":

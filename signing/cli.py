@@ -41,12 +41,24 @@ def _read(path: str) -> bytes:
 @click.argument("outfile", metavar="OUT")
 @click.option("--key", "key_spec", required=True, help="PEM key, .p12 file or pkcs11: URI")
 @click.option("--cert", default=None, help="certificate (+ chain) PEM, if not beside the key")
-@click.option("--level", default=None, type=click.Choice(["XMLDSig", "B-B", "B-T", "B-LT"]),
-              help="XML: XMLDSig (default), B-B, B-T; PDF: B-B (default), B-T, B-LT")
+@click.option(
+    "--level",
+    default=None,
+    type=click.Choice(["XMLDSig", "B-B", "B-T", "B-LT"]),
+    help="XML: XMLDSig (default), B-B, B-T; PDF: B-B (default), B-T, B-LT",
+)
 @click.option("--tsa", "tsa_url", default=None, help="RFC 3161 TSA URL (for B-T, B-LT)")
 @click.option("--trust", "trust_files", multiple=True, help="anchors, for B-LT revocation data")
-def sign(kind: str, infile: str, outfile: str, key_spec: str, cert: str | None,
-         level: str | None, tsa_url: str | None, trust_files: tuple[str, ...]) -> None:
+def sign(
+    kind: str,
+    infile: str,
+    outfile: str,
+    key_spec: str,
+    cert: str | None,
+    level: str | None,
+    tsa_url: str | None,
+    trust_files: tuple[str, ...],
+) -> None:
     """Sign IN (XML or PDF) into OUT."""
     from .pdf import sign_pdf
     from .xml import sign_xml
@@ -76,11 +88,16 @@ def sign(kind: str, infile: str, outfile: str, key_spec: str, cert: str | None,
 @click.argument("kind", type=click.Choice(["xml", "pdf"]))
 @click.argument("infile", metavar="IN")
 @click.option("--trust", "trust_files", multiple=True, required=True, help="anchor PEM (repeat)")
-@click.option("--revocation", type=click.Choice(["hard-fail", "soft-fail", "off"]),
-              default="soft-fail", show_default=True)
+@click.option(
+    "--revocation",
+    type=click.Choice(["hard-fail", "soft-fail", "off"]),
+    default="soft-fail",
+    show_default=True,
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def verify(kind: str, infile: str, trust_files: tuple[str, ...], revocation: Any,
-           as_json: bool) -> None:
+def verify(
+    kind: str, infile: str, trust_files: tuple[str, ...], revocation: Any, as_json: bool
+) -> None:
     """Verify the signatures in IN; exit 0 only when valid."""
     from .pdf import verify_pdf
     from .xml import verify_xml
@@ -98,13 +115,19 @@ def verify(kind: str, infile: str, trust_files: tuple[str, ...], revocation: Any
             reports = asyncio.run(verify_pdf(data, trust))
     except SignatureInvalid as exc:
         reports = getattr(exc, "reports", None) or [
-            SignatureReport(valid=False, signer="", level="unknown", reason=exc.reason)]
+            SignatureReport(valid=False, signer="", level="unknown", reason=exc.reason)
+        ]
     except SigningError as exc:
         reports = [SignatureReport(valid=False, signer="", level="unknown", reason=str(exc))]
     ok = all(r.valid for r in reports)
     if as_json:
-        click.echo(json.dumps({"valid": ok, "signatures": [r.as_dict() for r in reports]},
-                              ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {"valid": ok, "signatures": [r.as_dict() for r in reports]},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         click.echo("\n".join(r.as_text() for r in reports))
     sys.exit(0 if ok else 1)
@@ -117,8 +140,12 @@ def pki() -> None:
 
 @pki.command("init")
 @click.argument("directory")
-@click.option("--base-url", default="http://127.0.0.1:8791", show_default=True,
-              help="where CRLs and OCSP are served (baked into the certificates)")
+@click.option(
+    "--base-url",
+    default="http://127.0.0.1:8791",
+    show_default=True,
+    help="where CRLs and OCSP are served (baked into the certificates)",
+)
 def pki_init(directory: str, base_url: str) -> None:
     """Create a test PKI in DIRECTORY."""
     from .testing import TestPKI
@@ -162,7 +189,9 @@ def tsa_serve(pki_dir: str, port: int, host: str) -> None:
 
     async def run() -> None:
         async with serve_tsa(pki_dir, host=host, port=port) as url:
-            click.echo(f"TSA at {url}", )
+            click.echo(
+                f"TSA at {url}",
+            )
             sys.stdout.flush()
             await asyncio.Event().wait()
 

@@ -78,8 +78,13 @@ class Pkcs11Key(SigningKey):
     """A key that never leaves its PKCS#11 token; one session per key, serialised by a lock
     (PKCS#11 sessions must not be used from two threads at once)."""
 
-    def __init__(self, session: Any, private_key: Any, certificate: x509.Certificate,
-                 chain: tuple[x509.Certificate, ...]) -> None:
+    def __init__(
+        self,
+        session: Any,
+        private_key: Any,
+        certificate: x509.Certificate,
+        chain: tuple[x509.Certificate, ...],
+    ) -> None:
         self._session = session
         self._key = private_key
         self._lock = threading.Lock()
@@ -95,12 +100,15 @@ class Pkcs11Key(SigningKey):
                 if self.algorithm == "rsa":
                     return bytes(self._key.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
                 # SoftHSM 2.6 has no CKM_ECDSA_SHA256: hash here, sign the digest with CKM_ECDSA.
-                raw = bytes(self._key.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA))
+                raw = bytes(
+                    self._key.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA)
+                )
         except PKCS11Error as exc:
             raise KeyLoadError(f"PKCS#11 signing failed: {type(exc).__name__}") from exc
         half = len(raw) // 2
-        return encode_dss_signature(int.from_bytes(raw[:half], "big"),
-                                    int.from_bytes(raw[half:], "big"))
+        return encode_dss_signature(
+            int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -113,7 +121,9 @@ def _check_pair(public_key: Any, certificate: x509.Certificate) -> None:
         raise KeyLoadError("the certificate does not match the private key")
 
 
-def _split_chain(certs: list[x509.Certificate]) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+def _split_chain(
+    certs: list[x509.Certificate],
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
     if not certs:
         raise KeyLoadError("no certificate found for the key")
     # Self-signed roots are dropped: anchors come from the verifier's configuration, never from us.
@@ -163,7 +173,9 @@ def load_key(spec: str, *, cert: str | None = None, password: bytes | None = Non
     except TypeError as exc:
         raise KeyLoadError("the key file is encrypted: a password is needed") from exc
     except ValueError as exc:
-        raise KeyLoadError(f"cannot load key {spec}: bad password or not a PEM private key") from exc
+        raise KeyLoadError(
+            f"cannot load key {spec}: bad password or not a PEM private key"
+        ) from exc
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise KeyLoadError(f"unsupported key type {type(key).__name__}: use RSA or ECDSA")
     if cert is None:
@@ -177,7 +189,7 @@ def load_key(spec: str, *, cert: str | None = None, password: bytes | None = Non
 def _load_p12(data: bytes, pw: bytes | None, cert: str | None) -> SigningKey:
     last: Exception | None = None
     # An "empty password" PKCS#12 may have been written with b"" or with no password at all.
-    for candidate in ([pw] if pw else [b"", None]):
+    for candidate in [pw] if pw else [b"", None]:
         try:
             key, leaf, extra = pkcs12.load_key_and_certificates(data, candidate)
             break
@@ -194,7 +206,7 @@ def _load_p12(data: bytes, pw: bytes | None, cert: str | None) -> SigningKey:
 
 def parse_pkcs11_uri(uri: str) -> dict[str, str]:
     """Parse the path attributes of an RFC 7512 URI (``pkcs11:token=T;object=K``)."""
-    body = uri[len("pkcs11:"):]
+    body = uri[len("pkcs11:") :]
     path, _, query = body.partition("?")
     attrs: dict[str, str] = {}
     for part in [*path.split(";"), *query.split("&")]:
@@ -219,7 +231,9 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
     pin = attrs.get("pin-value") or os.environ.get("LIENTHONG_PKCS11_PIN")
     if not pin:
         raise KeyLoadError("no PKCS#11 PIN: set LIENTHONG_PKCS11_PIN")
-    module = attrs.get("module-path") or os.environ.get("LIENTHONG_PKCS11_MODULE", DEFAULT_PKCS11_MODULE)
+    module = attrs.get("module-path") or os.environ.get(
+        "LIENTHONG_PKCS11_MODULE", DEFAULT_PKCS11_MODULE
+    )
     try:
         lib = pkcs11.lib(module)
     except (OSError, RuntimeError, PKCS11Error) as exc:
@@ -232,8 +246,11 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
         if cert is not None:
             leaf, chain = _split_chain(_load_cert_file(cert))
         else:
-            objs = list(session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE,
-                                             Attribute.LABEL: label}))
+            objs = list(
+                session.get_objects(
+                    {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: label}
+                )
+            )
             if not objs:
                 raise KeyLoadError(f"no certificate labelled {label!r} on the token (use --cert)")
             leaf, chain = x509.load_der_x509_certificate(bytes(objs[0][Attribute.VALUE])), ()
@@ -245,6 +262,7 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
         if session is not None:
             session.close()
         # Type names only (PinIncorrect, NoSuchToken, NoSuchKey…): never echo the PIN.
-        raise KeyLoadError(f"PKCS#11 token {token_label!r}, object {label!r}: "
-                           f"{type(exc).__name__}") from exc
+        raise KeyLoadError(
+            f"PKCS#11 token {token_label!r}, object {label!r}: {type(exc).__name__}"
+        ) from exc
     return Pkcs11Key(session, priv, leaf, chain)

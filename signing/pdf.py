@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (pyHanko and pyhanko-certvalidator are only partly annotated)
 """PAdES signatures with pyHanko: B-B, B-T (signature timestamp) and B-LT (revocation data in the DSS).
 
 Verification covers PAdES (``ETSI.CAdES.detached``) and older ``adbe.pkcs7.detached`` signatures,
@@ -33,7 +35,7 @@ Level = Literal["B-B", "B-T", "B-LT"]
 LEGACY = "legacy adbe.pkcs7.detached"
 
 
-class _KeySigner(Signer):  # type: ignore[misc]
+class _KeySigner(Signer):
     """pyHanko's one hook (``async_sign_raw``) over any SigningKey, token keys included."""
 
     def __init__(self, key: SigningKey) -> None:
@@ -42,11 +44,13 @@ class _KeySigner(Signer):  # type: ignore[misc]
             signing_cert=to_asn1(key.certificate),
             cert_registry=SimpleCertificateStore.from_certs([to_asn1(c) for c in key.chain]),
             signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": mech}),
-            embed_roots=False)
+            embed_roots=False,
+        )
         self._key = key
 
-    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False
-                             ) -> bytes:
+    async def async_sign_raw(
+        self, data: bytes, digest_algorithm: str, dry_run: bool = False
+    ) -> bytes:
         if digest_algorithm != "sha256":
             raise SigningError(f"only SHA-256 signatures are produced, not {digest_algorithm}")
         if dry_run:  # pyHanko only sizes the placeholder: no need to spend a key operation
@@ -54,32 +58,52 @@ class _KeySigner(Signer):  # type: ignore[misc]
         return self._key.sign(data)
 
 
-async def _sign(data: bytes, key: SigningKey, level: Level, tsa_url: str | None,
-                trust: TrustStore | None, field_name: str, reason: str | None) -> bytes:
+async def _sign(
+    data: bytes,
+    key: SigningKey,
+    level: Level,
+    tsa_url: str | None,
+    trust: TrustStore | None,
+    field_name: str,
+    reason: str | None,
+) -> bytes:
     backend = trust.new_backend() if trust is not None else None
     vc = None
     if level == "B-LT":
         assert trust is not None and backend is not None
         vc = trust.validation_context(other_certs=key.chain, backend=backend, for_signing=True)
     meta = PdfSignatureMetadata(
-        field_name=field_name, reason=reason, md_algorithm="sha256",
-        subfilter=SigSeedSubFilter.PADES, embed_validation_info=level == "B-LT",
-        validation_context=vc, use_pades_lta=False)
+        field_name=field_name,
+        reason=reason,
+        md_algorithm="sha256",
+        subfilter=SigSeedSubFilter.PADES,
+        embed_validation_info=level == "B-LT",
+        validation_context=vc,
+        use_pades_lta=False,
+    )
     stamper = HTTPTimeStamper(tsa_url) if level != "B-B" and tsa_url else None
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
         out = io.BytesIO()
         await PdfSigner(meta, _KeySigner(key), timestamper=stamper).async_sign_pdf(
-            writer, output=out)
+            writer, output=out
+        )
         return out.getvalue()
     finally:
         if backend is not None:
             await backend.close()
 
 
-async def sign_pdf(data: bytes, key: SigningKey, *, level: Level = "B-B",
-                   tsa_url: str | None = None, trust: TrustStore | None = None,
-                   field_name: str = "Signature1", reason: str | None = None) -> bytes:
+async def sign_pdf(
+    data: bytes,
+    key: SigningKey,
+    *,
+    level: Level = "B-B",
+    tsa_url: str | None = None,
+    trust: TrustStore | None = None,
+    field_name: str = "Signature1",
+    reason: str | None = None,
+) -> bytes:
     """Sign ``data`` (a PDF) as PAdES ``level`` in a new field ``field_name`` (incremental update).
 
     B-T and B-LT need ``tsa_url``; B-LT also needs ``trust`` (to fetch and embed CRLs/OCSP).
@@ -93,7 +117,8 @@ async def sign_pdf(data: bytes, key: SigningKey, *, level: Level = "B-B",
         raise SigningError("B-LT needs a trust store to collect revocation data")
     try:
         return await asyncio.to_thread(
-            asyncio.run, _sign(data, key, level, tsa_url, trust, field_name, reason))
+            asyncio.run, _sign(data, key, level, tsa_url, trust, field_name, reason)
+        )
     except SigningError:
         raise
     except Exception as exc:  # pyHanko: PdfReadError, SigningError, TimestampRequestError, …
@@ -113,8 +138,9 @@ async def _verify_one(sig: Any, trust: TrustStore, has_dss: bool) -> SignatureRe
     backend = trust.new_backend()
     vc = trust.validation_context(other_certs=others, backend=backend)
     try:
-        status = await async_validate_pdf_signature(sig, signer_validation_context=vc,
-                                                    ts_validation_context=vc)
+        status = await async_validate_pdf_signature(
+            sig, signer_validation_context=vc, ts_validation_context=vc
+        )
     except Exception as exc:  # pyHanko: SignatureValidationError, WeakHashAlgorithmError, …
         return SignatureReport(valid=False, reason=f"malformed signature: {exc}", **base)
     finally:
@@ -125,29 +151,58 @@ async def _verify_one(sig: Any, trust: TrustStore, has_dss: bool) -> SignatureRe
     signed_at = status.signer_reported_dt
     if status.timestamp_validity is not None:
         if not (status.timestamp_validity.intact and status.timestamp_validity.valid):
-            return SignatureReport(valid=False, reason="signature timestamp does not verify",
-                                   level=level, **base)
+            return SignatureReport(
+                valid=False, reason="signature timestamp does not verify", level=level, **base
+            )
         signed_at = status.timestamp_validity.timestamp
         if not legacy:
             level = "PAdES-B-LT" if has_dss else "PAdES-B-T"
     if not status.intact:
-        return SignatureReport(valid=False, reason="digest mismatch: the signed bytes changed",
-                               level=level, weaknesses=weak, **base)
+        return SignatureReport(
+            valid=False,
+            reason="digest mismatch: the signed bytes changed",
+            level=level,
+            weaknesses=weak,
+            **base,
+        )
     if not status.valid:
-        return SignatureReport(valid=False, reason="signature value does not verify",
-                               level=level, weaknesses=weak, **base)
+        return SignatureReport(
+            valid=False,
+            reason="signature value does not verify",
+            level=level,
+            weaknesses=weak,
+            **base,
+        )
     if status.docmdp_ok is False:
-        return SignatureReport(valid=False, reason="document modified after signing",
-                               level=level, weaknesses=weak, **base)
+        return SignatureReport(
+            valid=False,
+            reason="document modified after signing",
+            level=level,
+            weaknesses=weak,
+            **base,
+        )
     try:
         chain = await trust.validate(leaf, others)
     except UntrustedSigner as exc:
         revocation = "revoked" if "revoked" in exc.reason else "not checked"
-        return SignatureReport(valid=False, reason=exc.reason, level=level, weaknesses=weak,
-                               revocation=revocation, signed_at=signed_at, **base)
-    return SignatureReport(valid=True, chain=chain.chain, signed_at=signed_at, level=level,
-                           revocation=chain.revocation, weaknesses=weak + chain.weaknesses,
-                           **base)
+        return SignatureReport(
+            valid=False,
+            reason=exc.reason,
+            level=level,
+            weaknesses=weak,
+            revocation=revocation,
+            signed_at=signed_at,
+            **base,
+        )
+    return SignatureReport(
+        valid=True,
+        chain=chain.chain,
+        signed_at=signed_at,
+        level=level,
+        revocation=chain.revocation,
+        weaknesses=weak + chain.weaknesses,
+        **base,
+    )
 
 
 async def _verify(data: bytes, trust: TrustStore) -> list[SignatureReport]:
@@ -173,9 +228,12 @@ async def verify_pdf(data: bytes, trust: TrustStore) -> list[SignatureReport]:
         raise SignatureInvalid("no signature found")
     if not any(r.valid for r in reports):
         reason = reports[0].reason or "invalid signature"
-        cls = UntrustedSigner if reports[0].revocation == "revoked" or any(
-            w in reason for w in ("certificate", "chain", "key usage", "revocation")
-        ) else SignatureInvalid
+        cls = (
+            UntrustedSigner
+            if reports[0].revocation == "revoked"
+            or any(w in reason for w in ("certificate", "chain", "key usage", "revocation"))
+            else SignatureInvalid
+        )
         err = cls(reason)
         err.reports = reports  # type: ignore[attr-defined]
         raise err

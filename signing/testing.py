@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (pyHanko and pyhanko-certvalidator are only partly annotated)
 """A throw-away PKI for tests and the demo: root, intermediate, signers, TSA, OCSP responder, CRLs.
 
 `TestPKI.create(dir)` writes (per API.md) ``root.pem``, ``intermediate.pem``, ``crl/*.crl`` and, per
@@ -81,16 +83,19 @@ def _new_key(kind: str) -> PrivateKey:
 
 
 def _name(cn: str, org: str = "lienthong test PKI") -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-        x509.NameAttribute(NameOID.COMMON_NAME, cn),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def _pem_key(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _pem_cert(*certs: x509.Certificate) -> bytes:
@@ -99,9 +104,16 @@ def _pem_cert(*certs: x509.Certificate) -> bytes:
 
 def _ku(*, signing: bool = False, ca: bool = False, agreement: bool = False) -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=signing, content_commitment=signing and not ca, key_encipherment=False,
-        data_encipherment=False, key_agreement=agreement, key_cert_sign=ca, crl_sign=ca,
-        encipher_only=False, decipher_only=False)
+        digital_signature=signing,
+        content_commitment=signing and not ca,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=agreement,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 class TestPKI:
@@ -153,7 +165,8 @@ class TestPKI:
     def _ca(self, name: str) -> tuple[x509.Certificate, PrivateKey]:
         cert = x509.load_pem_x509_certificate((self.directory / f"{name}.pem").read_bytes())
         key = serialization.load_pem_private_key(
-            (self.directory / f"{name}.key.pem").read_bytes(), None)
+            (self.directory / f"{name}.key.pem").read_bytes(), None
+        )
         assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
         return cert, key
 
@@ -169,9 +182,13 @@ class TestPKI:
         root_key = _new_key("rsa")
         root_name = _name("lienthong Test Root CA")
         root = (
-            x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
-            .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+            x509.CertificateBuilder()
+            .subject_name(root_name)
+            .issuer_name(root_name)
+            .public_key(root_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(_ku(ca=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False)
@@ -179,12 +196,24 @@ class TestPKI:
         )
         inter_key = _new_key("rsa")
         inter = (
-            cls._leaf_builder("lienthong Test Intermediate CA", inter_key, root, root_key, now,
-                              days=1825)
+            cls._leaf_builder(
+                "lienthong Test Intermediate CA", inter_key, root, root_key, now, days=1825
+            )
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_ku(ca=True), critical=True)
-            .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-                [x509.UniformResourceIdentifier(f"{base}/crl/root.crl")], None, None, None)]), False)
+            .add_extension(
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            [x509.UniformResourceIdentifier(f"{base}/crl/root.crl")],
+                            None,
+                            None,
+                            None,
+                        )
+                    ]
+                ),
+                False,
+            )
             .sign(root_key, hashes.SHA256())
         )
         (directory / "root.pem").write_bytes(_pem_cert(root))
@@ -216,31 +245,54 @@ class TestPKI:
         return cls(Path(directory), index["base_url"], index)
 
     @staticmethod
-    def _leaf_builder(cn: str, key: PrivateKey, issuer: x509.Certificate, issuer_key: PrivateKey,
-                      now: dt.datetime, days: int = 730) -> x509.CertificateBuilder:
+    def _leaf_builder(
+        cn: str,
+        key: PrivateKey,
+        issuer: x509.Certificate,
+        issuer_key: PrivateKey,
+        now: dt.datetime,
+        days: int = 730,
+    ) -> x509.CertificateBuilder:
         return (
-            x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=days))
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(issuer.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                issuer_key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
+            )
         )
 
     @staticmethod
-    def _issue(subject: str, public_key: Any, spec: SubjectSpec, issuer: x509.Certificate,
-               issuer_key: PrivateKey, base: str, now: dt.datetime) -> x509.Certificate:
+    def _issue(
+        subject: str,
+        public_key: Any,
+        spec: SubjectSpec,
+        issuer: x509.Certificate,
+        issuer_key: PrivateKey,
+        base: str,
+        now: dt.datetime,
+    ) -> x509.Certificate:
         start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=730)
         if spec.expired:
             start, end = now - dt.timedelta(days=400), now - dt.timedelta(days=30)
         b = (
-            x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer.subject)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
+            x509.CertificateBuilder()
+            .subject_name(_name(subject))
+            .issuer_name(issuer.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                issuer_key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
+            )
         )
         if spec.usage == "none":
             # Key agreement only: a certificate that must not be accepted for signatures.
@@ -253,22 +305,52 @@ class TestPKI:
             b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False)
             b = b.add_extension(x509.OCSPNoCheck(), False)
         if spec.crl:
-            b = b.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-                [x509.UniformResourceIdentifier(f"{base}/crl/intermediate.crl")], None, None, None)]),
-                False)
+            b = b.add_extension(
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            [x509.UniformResourceIdentifier(f"{base}/crl/intermediate.crl")],
+                            None,
+                            None,
+                            None,
+                        )
+                    ]
+                ),
+                False,
+            )
         if spec.ocsp:
-            b = b.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
-                x509.oid.AuthorityInformationAccessOID.OCSP,
-                x509.UniformResourceIdentifier(f"{base}/ocsp"))]), False)
+            b = b.add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            x509.oid.AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier(f"{base}/ocsp"),
+                        )
+                    ]
+                ),
+                False,
+            )
         return b.sign(issuer_key, hashes.SHA256())
 
-    def issue(self, subject: str, public_key: Any, *, usage: Literal["signing", "none"] = "signing",
-              ) -> x509.Certificate:
+    def issue(
+        self,
+        subject: str,
+        public_key: Any,
+        *,
+        usage: Literal["signing", "none"] = "signing",
+    ) -> x509.Certificate:
         """Issue a signing certificate from the intermediate for a key held elsewhere (a token).
         Not recorded in the index: OCSP answers "unknown" for it, the CRL does not list it."""
         inter, inter_key = self._ca("intermediate")
-        return self._issue(subject, public_key, SubjectSpec(usage=usage, ocsp=False), inter,
-                           inter_key, self.base_url, _now())
+        return self._issue(
+            subject,
+            public_key,
+            SubjectSpec(usage=usage, ocsp=False),
+            inter,
+            inter_key,
+            self.base_url,
+            _now(),
+        )
 
     # --- revocation data -------------------------------------------------------------------
     def _revoked(self) -> list[int]:
@@ -281,17 +363,26 @@ class TestPKI:
         out = {}
         for name, serials in (("root", []), ("intermediate", self._revoked())):
             cert, key = self._ca(name)
-            b = (x509.CertificateRevocationListBuilder().issuer_name(cert.subject)
-                 .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=7))
-                 .add_extension(x509.CRLNumber(int(now.timestamp())), False)
-                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                     key.public_key()), False))
+            b = (
+                x509.CertificateRevocationListBuilder()
+                .issuer_name(cert.subject)
+                .last_update(now - dt.timedelta(minutes=5))
+                .next_update(now + dt.timedelta(days=7))
+                .add_extension(x509.CRLNumber(int(now.timestamp())), False)
+                .add_extension(
+                    x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False
+                )
+            )
             for serial in serials:
                 b = b.add_revoked_certificate(
-                    x509.RevokedCertificateBuilder().serial_number(serial)
-                    .revocation_date(revoked_at).build())
+                    x509.RevokedCertificateBuilder()
+                    .serial_number(serial)
+                    .revocation_date(revoked_at)
+                    .build()
+                )
             out[f"{name}.crl"] = b.sign(key, hashes.SHA256()).public_bytes(
-                serialization.Encoding.DER)
+                serialization.Encoding.DER
+            )
         return out
 
     def ocsp_response(self, request_der: bytes) -> bytes:
@@ -300,7 +391,8 @@ class TestPKI:
             req = ocsp.load_der_ocsp_request(request_der)
         except ValueError:
             return ocsp.OCSPResponseBuilder.build_unsuccessful(
-                ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(serialization.Encoding.DER)
+                ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+            ).public_bytes(serialization.Encoding.DER)
         responder = self.certificate("ocsp")
         responder_key = serialization.load_pem_private_key(self.key_path("ocsp").read_bytes(), None)
         assert isinstance(responder_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
@@ -310,14 +402,26 @@ class TestPKI:
         status = ocsp.OCSPCertStatus.UNKNOWN
         if entry is not None:
             status = ocsp.OCSPCertStatus.REVOKED if entry["revoked"] else ocsp.OCSPCertStatus.GOOD
-        b = ocsp.OCSPResponseBuilder().add_response_by_hash(
-            issuer_name_hash=req.issuer_name_hash, issuer_key_hash=req.issuer_key_hash,
-            serial_number=req.serial_number, algorithm=req.hash_algorithm, cert_status=status,
-            this_update=now - dt.timedelta(minutes=1), next_update=now + dt.timedelta(hours=1),
-            revocation_time=(dt.datetime.fromisoformat(self.index["revoked_at"])
-                             if status == ocsp.OCSPCertStatus.REVOKED else None),
-            revocation_reason=None,
-        ).responder_id(ocsp.OCSPResponderEncoding.HASH, responder).certificates([responder])
+        b = (
+            ocsp.OCSPResponseBuilder()
+            .add_response_by_hash(
+                issuer_name_hash=req.issuer_name_hash,
+                issuer_key_hash=req.issuer_key_hash,
+                serial_number=req.serial_number,
+                algorithm=req.hash_algorithm,
+                cert_status=status,
+                this_update=now - dt.timedelta(minutes=1),
+                next_update=now + dt.timedelta(hours=1),
+                revocation_time=(
+                    dt.datetime.fromisoformat(self.index["revoked_at"])
+                    if status == ocsp.OCSPCertStatus.REVOKED
+                    else None
+                ),
+                revocation_reason=None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder)
+            .certificates([responder])
+        )
         for ext in req.extensions:
             if isinstance(ext.value, x509.OCSPNonce):
                 b = b.add_extension(ext.value, critical=False)
@@ -327,18 +431,32 @@ class TestPKI:
 def _write_p12(directory: Path, subject: str) -> None:
     # cryptography refuses an empty PKCS#12 password; openssl writes one NSS's pk12util accepts.
     proc = subprocess.run(
-        ["openssl", "pkcs12", "-export", "-passout", "pass:", "-name", subject,
-         "-inkey", str(directory / f"{subject}.key.pem"),
-         "-in", str(directory / f"{subject}.cert.pem"),
-         "-out", str(directory / f"{subject}.p12")],
-        capture_output=True, check=False)
+        [
+            "openssl",
+            "pkcs12",
+            "-export",
+            "-passout",
+            "pass:",
+            "-name",
+            subject,
+            "-inkey",
+            str(directory / f"{subject}.key.pem"),
+            "-in",
+            str(directory / f"{subject}.cert.pem"),
+            "-out",
+            str(directory / f"{subject}.p12"),
+        ],
+        capture_output=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SigningError(f"openssl pkcs12 failed for {subject}: {proc.stderr.decode()[:200]}")
 
 
 @contextlib.asynccontextmanager
-async def serve_pki(pki: TestPKI, host: str = "127.0.0.1", port: int | None = None
-                    ) -> AsyncIterator[str]:
+async def serve_pki(
+    pki: TestPKI, host: str = "127.0.0.1", port: int | None = None
+) -> AsyncIterator[str]:
     """Serve the PKI's CRLs (``GET /crl/<name>.crl``) and OCSP (``POST /ocsp``, ``GET /ocsp/<b64>``).
 
     The port defaults to the one in the PKI's base URL (the URLs baked into its certificates).
@@ -412,18 +530,29 @@ def sample_pdf(text: str = "Giay khai sinh") -> bytes:
 
     w = PdfFileWriter()
     stream = generic.StreamObject(stream_data=f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode())
-    font = generic.DictionaryObject({
-        generic.NameObject("/Type"): generic.NameObject("/Font"),
-        generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
-        generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica")})
-    page = generic.DictionaryObject({
-        generic.NameObject("/Type"): generic.NameObject("/Page"),
-        generic.NameObject("/MediaBox"): generic.ArrayObject(
-            [generic.NumberObject(n) for n in (0, 0, 595, 842)]),
-        generic.NameObject("/Contents"): w.add_object(stream),
-        generic.NameObject("/Resources"): generic.DictionaryObject({
-            generic.NameObject("/Font"): generic.DictionaryObject(
-                {generic.NameObject("/F1"): w.add_object(font)})})})
+    font = generic.DictionaryObject(
+        {
+            generic.NameObject("/Type"): generic.NameObject("/Font"),
+            generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
+            generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica"),
+        }
+    )
+    page = generic.DictionaryObject(
+        {
+            generic.NameObject("/Type"): generic.NameObject("/Page"),
+            generic.NameObject("/MediaBox"): generic.ArrayObject(
+                [generic.NumberObject(n) for n in (0, 0, 595, 842)]
+            ),
+            generic.NameObject("/Contents"): w.add_object(stream),
+            generic.NameObject("/Resources"): generic.DictionaryObject(
+                {
+                    generic.NameObject("/Font"): generic.DictionaryObject(
+                        {generic.NameObject("/F1"): w.add_object(font)}
+                    )
+                }
+            ),
+        }
+    )
     w.insert_page(page)
     out = io.BytesIO()
     w.write(out)
@@ -436,6 +565,8 @@ SAMPLE_XML = (
     b"<edXML:edXMLHeader><edXML:MessageHeader><edXML:From><edXML:OrganId>000.00.00.H41"
     b"</edXML:OrganId></edXML:From><edXML:Subject>Gi\xe1\xba\xa5y khai sinh</edXML:Subject>"
     b"</edXML:MessageHeader></edXML:edXMLHeader><edXML:edXMLBody><Content>Nguy\xe1\xbb\x85n"
-    b" Th\xe1\xbb\x8b Lan</Content><Attachment>" + b"QUJDREVGR0hJSktMTU5PUA==" * 40 +
-    b"</Attachment></edXML:edXMLBody></edXML:edXMLEnvelope>\n")
+    b" Th\xe1\xbb\x8b Lan</Content><Attachment>"
+    + b"QUJDREVGR0hJSktMTU5PUA==" * 40
+    + b"</Attachment></edXML:edXMLBody></edXML:edXMLEnvelope>\n"
+)
 EDXML_HEADER = "{http://www.mic.gov.vn/TBT/QCVN_102_2016}edXMLHeader"

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call,arg-type"
+# (pyHanko is only partly annotated; DummyTimeStamper takes any iterable of certificates)
 """RFC 3161 timestamps: a client, token verification, and a local TSA for development.
 
 The client and the verifier are pyHanko's (the TSA's chain and its critical timeStamping EKU are
@@ -36,8 +38,13 @@ class TimestampInfo:
     tsa: str  # the TSA certificate's common name
 
 
-async def request_timestamp(tsa_url: str, digest: bytes, *, md_algorithm: str = "sha256",
-                            timeout: float = 10.0) -> bytes:
+async def request_timestamp(
+    tsa_url: str,
+    digest: bytes,
+    *,
+    md_algorithm: str = "sha256",
+    timeout: float = 10.0,  # noqa: ASYNC109 - passed to the HTTP client
+) -> bytes:
     """Ask ``tsa_url`` for a token over ``digest``; returns the DER ``TimeStampToken``.
 
     Raises :class:`TimestampError` if the TSA is unreachable, refuses, or answers nonsense.
@@ -66,13 +73,15 @@ async def verify_timestamp(token: bytes, data: bytes, trust: TrustStore) -> Time
     except Exception as exc:  # asn1crypto parses lazily and raises many types
         raise TimestampError(f"malformed timestamp token: {exc}") from exc
     # The TSA chain: anchors from our configuration, the revocation policy applies too.
-    await trust.validate(from_asn1(tsa_cert), [from_asn1(c) for c in certs.other_certs],
-                         usage="timestamping")
+    await trust.validate(
+        from_asn1(tsa_cert), [from_asn1(c) for c in certs.other_certs], usage="timestamping"
+    )
     vc = trust.validation_context(other_certs=[from_asn1(c) for c in certs.other_certs])
 
     def imprint(algo: str) -> bytes:
-        return hashlib.new(algo.replace("_", "-") if algo.startswith("sha3") else algo,
-                           data).digest()
+        return hashlib.new(
+            algo.replace("_", "-") if algo.startswith("sha3") else algo, data
+        ).digest()
 
     try:
         status = await validate_tst_signed_data(signed_data, vc, imprint)
@@ -90,15 +99,20 @@ async def verify_timestamp(token: bytes, data: bytes, trust: TrustStore) -> Time
 def _load_stamper(pki_dir: Path) -> DummyTimeStamper:
     cert = x509.load_pem_x509_certificates((pki_dir / "tsa.cert.pem").read_bytes())
     key = serialization.load_pem_private_key((pki_dir / "tsa.key.pem").read_bytes(), None)
-    der_key = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return DummyTimeStamper(tsa_cert=to_asn1(cert[0]), tsa_key=keys.PrivateKeyInfo.load(der_key),
-                            certs_to_embed=[to_asn1(c) for c in cert[1:]])
+    der_key = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return DummyTimeStamper(
+        tsa_cert=to_asn1(cert[0]),
+        tsa_key=keys.PrivateKeyInfo.load(der_key),
+        certs_to_embed=[to_asn1(c) for c in cert[1:]],
+    )
 
 
 @contextlib.asynccontextmanager
-async def serve_tsa(pki_dir: str | Path, host: str = "127.0.0.1", port: int = 0
-                    ) -> AsyncIterator[str]:
+async def serve_tsa(
+    pki_dir: str | Path, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
     """Serve a development TSA (``POST /`` with ``application/timestamp-query``) signing with the
     PKI's ``tsa`` key; yields its URL. Raises TimestampError if the PKI has no TSA key."""
     try:
@@ -131,5 +145,3 @@ async def serve_tsa(pki_dir: str | Path, host: str = "127.0.0.1", port: int = 0
         yield f"http://{host}:{real_port}/"
     finally:
         await runner.cleanup()
-
-

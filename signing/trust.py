@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (pyHanko and pyhanko-certvalidator are only partly annotated)
 """Trust: configured anchors only, chain building, validity, key usage, CRL/OCSP with a cache.
 
 Path validation is pyhanko-certvalidator's (the same engine pyHanko uses for PDFs), fed only the
@@ -85,7 +87,7 @@ class _Cache:
         self._items[key] = (time.monotonic(), value)
 
 
-class _CachingCRLFetcher(CRLFetcher):  # type: ignore[misc]
+class _CachingCRLFetcher(CRLFetcher):
     """Delegates to a per-call network fetcher; answers repeated requests from the cache."""
 
     def __init__(self, inner: Any, cache: _Cache) -> None:
@@ -93,8 +95,10 @@ class _CachingCRLFetcher(CRLFetcher):  # type: ignore[misc]
         self._seen: dict[Any, list[Any]] = {}
 
     async def fetch(self, cert: Any, *, use_deltas: Any = None) -> Any:
-        key = ("crl", tuple(sorted(u for dp in (cert.crl_distribution_points or [])
-                                   for u in [dp.url] if u)))
+        key = (
+            "crl",
+            tuple(sorted(u for dp in (cert.crl_distribution_points or []) for u in [dp.url] if u)),
+        )
         hit = self._cache.get(key)
         if hit is None:
             hit = list(await self._inner.fetch(cert, use_deltas=use_deltas))
@@ -110,9 +114,10 @@ class _CachingCRLFetcher(CRLFetcher):  # type: ignore[misc]
         return self._seen[(cert.issuer.sha256, cert.serial_number)]
 
 
-class _CachingOCSPFetcher(OCSPFetcher):  # type: ignore[misc]
+class _CachingOCSPFetcher(OCSPFetcher):
     def __init__(self, inner: Any, cache: _Cache) -> None:
-        self._inner, self._cache, self._seen = inner, cache, {}
+        self._inner, self._cache = inner, cache
+        self._seen: dict[Any, Any] = {}
 
     async def fetch(self, cert: Any, authority: Any) -> Any:
         key = ("ocsp", cert.issuer.sha256, cert.serial_number)
@@ -139,10 +144,15 @@ class TrustStore:
     ``"not checked"``. A certificate found revoked is refused in every mode but ``"off"``.
     """
 
-    def __init__(self, anchors: Sequence[x509.Certificate], *,
-                 revocation: RevocationMode = "soft-fail",
-                 intermediates: Sequence[x509.Certificate] = (), cache_ttl: float = 300.0,
-                 fetch_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        anchors: Sequence[x509.Certificate],
+        *,
+        revocation: RevocationMode = "soft-fail",
+        intermediates: Sequence[x509.Certificate] = (),
+        cache_ttl: float = 300.0,
+        fetch_timeout: float = 5.0,
+    ) -> None:
         if not anchors:
             raise SigningError("a trust store needs at least one anchor")
         if revocation not in ("hard-fail", "soft-fail", "off"):
@@ -154,8 +164,9 @@ class TrustStore:
         self._cache = _Cache(cache_ttl)
 
     @classmethod
-    def from_pem_files(cls, paths: Iterable[str | Path], *,
-                       revocation: RevocationMode = "soft-fail") -> TrustStore:
+    def from_pem_files(
+        cls, paths: Iterable[str | Path], *, revocation: RevocationMode = "soft-fail"
+    ) -> TrustStore:
         """Anchors from PEM files (each may hold several). Raises SigningError on a bad file."""
         anchors: list[x509.Certificate] = []
         for path in paths:
@@ -165,10 +176,14 @@ class TrustStore:
                 raise SigningError(f"cannot read trust anchors from {path}") from exc
         return cls(anchors, revocation=revocation)
 
-    def validation_context(self, *, other_certs: Iterable[x509.Certificate] = (),
-                           moment: dt.datetime | None = None,
-                           backend: AIOHttpFetcherBackend | None = None,
-                           for_signing: bool = False) -> ValidationContext:
+    def validation_context(
+        self,
+        *,
+        other_certs: Iterable[x509.Certificate] = (),
+        moment: dt.datetime | None = None,
+        backend: AIOHttpFetcherBackend | None = None,
+        for_signing: bool = False,
+    ) -> ValidationContext:
         """A pyhanko-certvalidator context with only our anchors (for pyHanko's own use).
 
         When ``backend`` is given, fetching goes through it with our cache in front; the caller
@@ -181,20 +196,31 @@ class TrustStore:
             kwargs["fetchers"] = Fetchers(
                 ocsp_fetcher=_CachingOCSPFetcher(net.ocsp_fetcher, self._cache),
                 crl_fetcher=_CachingCRLFetcher(net.crl_fetcher, self._cache),
-                cert_fetcher=net.cert_fetcher)
+                cert_fetcher=net.cert_fetcher,
+            )
         mode = "hard-fail" if self.revocation == "hard-fail" else "soft-fail"
         return ValidationContext(
             trust_roots=[to_asn1(a) for a in self.anchors],
             other_certs=[to_asn1(c) for c in (*self.intermediates, *other_certs)],
-            allow_fetching=fetch, revocation_mode=mode, moment=moment,
+            allow_fetching=fetch,
+            revocation_mode=mode,
+            moment=moment,
             # SHA-1 is reported as a weakness, not refused, so old documents can be read.
-            weak_hash_algos={"md2", "md5"}, **kwargs)
+            weak_hash_algos={"md2", "md5"},
+            **kwargs,
+        )
 
     def new_backend(self) -> AIOHttpFetcherBackend:
         return AIOHttpFetcherBackend(per_request_timeout=self.fetch_timeout)
 
-    async def validate(self, leaf: x509.Certificate, others: Iterable[x509.Certificate] = (), *,
-                       usage: Usage = "signing", moment: dt.datetime | None = None) -> ChainResult:
+    async def validate(
+        self,
+        leaf: x509.Certificate,
+        others: Iterable[x509.Certificate] = (),
+        *,
+        usage: Usage = "signing",
+        moment: dt.datetime | None = None,
+    ) -> ChainResult:
         """Build and check the chain from ``leaf`` to a configured anchor.
 
         Raises :class:`UntrustedSigner` with a precise reason: no chain to an anchor, expired,
@@ -207,19 +233,24 @@ class TrustStore:
             validator = CertificateValidator(to_asn1(leaf), validation_context=vc)
             path = await validator.async_validate_path()
         except cv_errors.RevokedError as exc:
-            source = "OCSP" if "OCSP" in str(exc) else "CRL" if "CRL" in str(exc) else "revocation data"
+            source = (
+                "OCSP" if "OCSP" in str(exc) else "CRL" if "CRL" in str(exc) else "revocation data"
+            )
             raise UntrustedSigner(
-                f"certificate revoked ({source}): {_subject_of(exc, leaf)}") from exc
+                f"certificate revoked ({source}): {_subject_of(exc, leaf)}"
+            ) from exc
         except cv_errors.ExpiredError as exc:
             raise UntrustedSigner(f"certificate expired: {_subject_of(exc, leaf)}") from exc
         except cv_errors.NotYetValidError as exc:
             raise UntrustedSigner(f"certificate not yet valid: {_subject_of(exc, leaf)}") from exc
         except cv_errors.InsufficientRevinfoError as exc:
             raise UntrustedSigner(
-                f"revocation status unknown (hard-fail): {common_name(leaf)}") from exc
+                f"revocation status unknown (hard-fail): {common_name(leaf)}"
+            ) from exc
         except cv_errors.PathBuildingError as exc:
             raise UntrustedSigner(
-                f"no chain to a configured trust anchor: {common_name(leaf)}") from exc
+                f"no chain to a configured trust anchor: {common_name(leaf)}"
+            ) from exc
         except (cv_errors.PathValidationError, cv_errors.ValidationError) as exc:
             raise UntrustedSigner(f"certificate chain invalid: {exc}") from exc
         finally:
@@ -232,8 +263,12 @@ class TrustStore:
             revocation = "unknown (soft-fail)"
         else:
             revocation = "good"
-        return ChainResult(chain=[common_name(c) for c in certs], revocation=revocation,
-                           weaknesses=weaknesses_of(certs), certificates=certs)
+        return ChainResult(
+            chain=[common_name(c) for c in certs],
+            revocation=revocation,
+            weaknesses=weaknesses_of(certs),
+            certificates=certs,
+        )
 
 
 def _subject_of(exc: Exception, leaf: x509.Certificate) -> str:
@@ -249,11 +284,16 @@ def _check_usage(leaf: x509.Certificate, usage: Usage) -> None:
     if ku is not None and not (ku.digital_signature or ku.content_commitment):
         raise UntrustedSigner(
             f"key usage does not allow signing (digitalSignature/nonRepudiation): "
-            f"{common_name(leaf)}")
+            f"{common_name(leaf)}"
+        )
     if usage == "timestamping":
         try:
             eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
         except x509.ExtensionNotFound as exc:
-            raise UntrustedSigner("TSA certificate lacks the timeStamping extended key usage") from exc
+            raise UntrustedSigner(
+                "TSA certificate lacks the timeStamping extended key usage"
+            ) from exc
         if ExtendedKeyUsageOID.TIME_STAMPING not in eku.value or not eku.critical:
-            raise UntrustedSigner("TSA certificate lacks a critical timeStamping extended key usage")
+            raise UntrustedSigner(
+                "TSA certificate lacks a critical timeStamping extended key usage"
+            )

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from .errors import SignatureInvalid, SigningError
 from .keys import SigningKey
@@ -43,13 +43,19 @@ XADES = "http://uri.etsi.org/01903/v1.3.2#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-SIG_ALGS = {"rsa": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-            "ecdsa": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"}
+SIG_ALGS = {
+    "rsa": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "ecdsa": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+}
 SIGNED_PROPS_TYPE = "http://uri.etsi.org/01903#SignedProperties"
-SHA1_URIS = frozenset({"http://www.w3.org/2000/09/xmldsig#sha1",
-                       "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-                       "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
-                       "http://www.w3.org/2000/09/xmldsig#dsa-sha1"})
+SHA1_URIS = frozenset(
+    {
+        "http://www.w3.org/2000/09/xmldsig#sha1",
+        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
+        "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
+    }
+)
 
 Level = Literal["XMLDSig", "B-B", "B-T"]
 
@@ -62,8 +68,9 @@ def _xa(tag: str) -> str:
     return f"{{{XADES}}}{tag}"
 
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                          huge_tree=False, remove_comments=False)
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=False
+)
 _PROLOG_END = re.compile(rb"<[A-Za-z_:]")
 
 
@@ -102,16 +109,20 @@ def _raw_ecdsa(der: bytes, key: SigningKey) -> bytes:
     return r.to_bytes(n, "big") + s.to_bytes(n, "big")
 
 
-def _add(parent: etree._Element, tag: str, text: str | None = None, **attrs: str
-         ) -> etree._Element:
+def _add(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
     el = etree.SubElement(parent, tag, attrs or None)
     if text is not None:
         el.text = text
     return el
 
 
-def _reference(signed_info: etree._Element, uri: str, transforms: list[str], digest: bytes,
-               type_: str | None = None) -> None:
+def _reference(
+    signed_info: etree._Element,
+    uri: str,
+    transforms: list[str],
+    digest: bytes,
+    type_: str | None = None,
+) -> None:
     attrs = {"URI": uri}
     if type_:
         attrs["Type"] = type_
@@ -134,8 +145,9 @@ def _find_parent(root: etree._Element, parent: str | None) -> etree._Element:
     return found
 
 
-def _build(data: bytes, key: SigningKey, level: Level, parent: str | None
-           ) -> tuple[etree._ElementTree, etree._Element]:
+def _build(
+    data: bytes, key: SigningKey, level: Level, parent: str | None
+) -> tuple[etree._ElementTree, etree._Element]:
     tree = _safe_parse(data, max_bytes=1 << 62)
     doc_digest = hashlib.sha256(_c14n(tree)).digest()
     holder = _find_parent(tree.getroot(), parent)
@@ -149,23 +161,31 @@ def _build(data: bytes, key: SigningKey, level: Level, parent: str | None
     key_info = _add(sig, _ds("KeyInfo"))
     x509_data = _add(key_info, _ds("X509Data"))
     for cert in (key.certificate, *key.chain):
-        _add(x509_data, _ds("X509Certificate"),
-             _b64(cert.public_bytes(serialization.Encoding.DER)))
+        _add(x509_data, _ds("X509Certificate"), _b64(cert.public_bytes(serialization.Encoding.DER)))
     if level != "XMLDSig":
         obj = _add(sig, _ds("Object"))
-        qp = etree.SubElement(obj, _xa("QualifyingProperties"), {"Target": f"#{sig_id}"},
-                              nsmap={"xades": XADES})
+        qp = etree.SubElement(
+            obj, _xa("QualifyingProperties"), {"Target": f"#{sig_id}"}, nsmap={"xades": XADES}
+        )
         sp_id = f"{sig_id}-signedprops"
         sp = _add(qp, _xa("SignedProperties"), Id=sp_id)
         ssp = _add(sp, _xa("SignedSignatureProperties"))
-        _add(ssp, _xa("SigningTime"),
-             dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"))
+        _add(
+            ssp,
+            _xa("SigningTime"),
+            dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        )
         cert_el = _add(_add(ssp, _xa("SigningCertificateV2")), _xa("Cert"))
         cd = _add(cert_el, _xa("CertDigest"))
         _add(cd, _ds("DigestMethod"), Algorithm=SHA256)
         _add(cd, _ds("DigestValue"), _b64(_cert_digest(key.certificate)))
-        _reference(signed_info, f"#{sp_id}", [EXC_C14N], hashlib.sha256(_c14n(sp)).digest(),
-                   type_=SIGNED_PROPS_TYPE)
+        _reference(
+            signed_info,
+            f"#{sp_id}",
+            [EXC_C14N],
+            hashlib.sha256(_c14n(sp)).digest(),
+            type_=SIGNED_PROPS_TYPE,
+        )
     raw = key.sign(_c14n(signed_info))
     sig_value.text = _b64(_raw_ecdsa(raw, key) if key.algorithm == "ecdsa" else raw)
     return tree, sig
@@ -194,9 +214,14 @@ def _signature_value_c14n(sig: etree._Element) -> bytes:
     return _c14n(sv)
 
 
-def sign_xml_sync(data: bytes, key: SigningKey, *, level: Level = "XMLDSig",
-                  parent: str | None = None,
-                  timestamper: Callable[[bytes], bytes] | None = None) -> bytes:
+def sign_xml_sync(
+    data: bytes,
+    key: SigningKey,
+    *,
+    level: Level = "XMLDSig",
+    parent: str | None = None,
+    timestamper: Callable[[bytes], bytes] | None = None,
+) -> bytes:
     """Synchronous :func:`sign_xml` (for benches and the CLI). ``timestamper`` maps the data to
     stamp to a DER token; it is required for B-T. Raises SigningError, SignatureInvalid
     (the input itself is refused: DOCTYPE, not well-formed), KeyLoadError, TimestampError."""
@@ -210,8 +235,14 @@ def sign_xml_sync(data: bytes, key: SigningKey, *, level: Level = "XMLDSig",
     return _serialize(tree)
 
 
-async def sign_xml(data: bytes, key: SigningKey, *, level: Level = "XMLDSig",
-                   parent: str | None = None, tsa_url: str | None = None) -> bytes:
+async def sign_xml(
+    data: bytes,
+    key: SigningKey,
+    *,
+    level: Level = "XMLDSig",
+    parent: str | None = None,
+    tsa_url: str | None = None,
+) -> bytes:
     """Sign ``data`` with an enveloped signature, placed under the element with Clark tag
     ``parent`` (the root if None). ``level``: "XMLDSig", "B-B" (XAdES-BES) or "B-T" (XAdES-T,
     needs ``tsa_url``). CPU work runs in a thread.
@@ -274,7 +305,9 @@ def _profile_check(root: etree._Element, allow_sha1: bool) -> tuple[etree._Eleme
                     raise SignatureInvalid(f"signature wrapping: duplicate Id {v!r}")
                 seen.add(v)
     weak: list[str] = []
-    algs = [el.get("Algorithm") or "" for el in sig.iter(_ds("SignatureMethod"), _ds("DigestMethod"))]
+    algs = [
+        el.get("Algorithm") or "" for el in sig.iter(_ds("SignatureMethod"), _ds("DigestMethod"))
+    ]
     for alg in algs:
         if alg in SHA1_URIS:
             if not allow_sha1:
@@ -286,8 +319,10 @@ def _profile_check(root: etree._Element, allow_sha1: bool) -> tuple[etree._Eleme
     refs = signed_info.findall(_ds("Reference"))
     whole = [r for r in refs if r.get("URI") == ""]
     if len(whole) != 1:
-        raise SignatureInvalid("signature wrapping: the signature must cover the whole document "
-                               "with exactly one Reference URI=\"\"")
+        raise SignatureInvalid(
+            "signature wrapping: the signature must cover the whole document "
+            'with exactly one Reference URI=""'
+        )
     transforms = [t.get("Algorithm") for t in whole[0].iter(_ds("Transform"))]
     if ENVELOPED not in transforms:
         raise SignatureInvalid("unsupported reference: no enveloped-signature transform")
@@ -297,21 +332,28 @@ def _profile_check(root: etree._Element, allow_sha1: bool) -> tuple[etree._Eleme
         uri = r.get("URI") or ""
         if r.get("Type") != SIGNED_PROPS_TYPE or not uri.startswith("#"):
             raise SignatureInvalid(f"signature wrapping: unexpected Reference URI={uri!r}")
-        target = sig.find(f"{_ds('Object')}/{_xa('QualifyingProperties')}/{_xa('SignedProperties')}")
+        target = sig.find(
+            f"{_ds('Object')}/{_xa('QualifyingProperties')}/{_xa('SignedProperties')}"
+        )
         if target is None or target.get("Id") != uri[1:]:
-            raise SignatureInvalid("signature wrapping: SignedProperties reference points "
-                                   "outside this signature's QualifyingProperties")
+            raise SignatureInvalid(
+                "signature wrapping: SignedProperties reference points "
+                "outside this signature's QualifyingProperties"
+            )
     return sig, weak
 
 
 def _keyinfo_certs(sig: etree._Element) -> tuple[x509.Certificate, list[x509.Certificate]]:
-    texts = [el.text or "" for el in sig.iterfind(f"{_ds('KeyInfo')}/{_ds('X509Data')}/"
-                                                  f"{_ds('X509Certificate')}")]
+    texts = [
+        el.text or ""
+        for el in sig.iterfind(f"{_ds('KeyInfo')}/{_ds('X509Data')}/{_ds('X509Certificate')}")
+    ]
     if not texts:
         raise SignatureInvalid("no X509Certificate in KeyInfo")
     try:
-        certs = [x509.load_der_x509_certificate(base64.b64decode("".join(t.split())))
-                 for t in texts]
+        certs = [
+            x509.load_der_x509_certificate(base64.b64decode("".join(t.split()))) for t in texts
+        ]
     except ValueError as exc:
         raise SignatureInvalid("malformed X509Certificate in KeyInfo") from exc
     issuers = {c.issuer for c in certs}
@@ -321,27 +363,33 @@ def _keyinfo_certs(sig: etree._Element) -> tuple[x509.Certificate, list[x509.Cer
 
 
 def _verify_sync(data: bytes, max_bytes: int, allow_sha1: bool) -> _Checked:
-    from signxml import DigestAlgorithm, SignatureMethod, XMLVerifier
     from signxml import exceptions as sx
-    from signxml.verifier import SignatureConfiguration
+    from signxml.algorithms import DigestAlgorithm, SignatureMethod
+    from signxml.verifier import SignatureConfiguration, XMLVerifier
 
     tree = _safe_parse(data, max_bytes)
     root = tree.getroot()
     sig, weak = _profile_check(root, allow_sha1)
     leaf, others = _keyinfo_certs(sig)
     n_refs = len(sig.findall(f"{_ds('SignedInfo')}/{_ds('Reference')}"))
-    methods = {m for m in SignatureMethod if m.name.startswith(("RSA_SHA", "ECDSA_SHA"))
-               and not m.name.endswith("SHA224")}
+    methods = {
+        m
+        for m in SignatureMethod
+        if m.name.startswith(("RSA_SHA", "ECDSA_SHA")) and not m.name.endswith("SHA224")
+    }
     digests = {d for d in DigestAlgorithm if d.name in ("SHA256", "SHA384", "SHA512")}
     if allow_sha1:
         digests.add(DigestAlgorithm.SHA1)
     else:
         methods = {m for m in methods if "SHA1" not in m.name}
     config = SignatureConfiguration(
-        location=".//", expect_references=n_refs, signature_methods=frozenset(methods),
+        location=".//",
+        expect_references=n_refs,
+        signature_methods=frozenset(methods),
         digest_algorithms=frozenset(digests),
         # Validity periods are the TrustStore's job (precise reasons, signing time).
-        verification_time=leaf.not_valid_before_utc + dt.timedelta(seconds=1))
+        verification_time=leaf.not_valid_before_utc + dt.timedelta(seconds=1),
+    )
     try:
         result: Any = XMLVerifier().verify(root, x509_cert=leaf, expect_config=config)
     except sx.InvalidDigest as exc:
@@ -352,17 +400,31 @@ def _verify_sync(data: bytes, max_bytes: int, allow_sha1: bool) -> _Checked:
         raise SignatureInvalid(f"malformed signature: {exc}") from exc
     results = result if isinstance(result, list) else [result]
     # The whole-document reference is the one whose signed_xml is not SignedProperties.
-    signed = next((r.signed_xml for r in results if r.signed_xml is not None
-                   and r.signed_xml.tag != _xa("SignedProperties")), None)
+    signed = next(
+        (
+            r.signed_xml
+            for r in results
+            if r.signed_xml is not None and r.signed_xml.tag != _xa("SignedProperties")
+        ),
+        None,
+    )
     if signed is None:
         raise SignatureInvalid("the signed content is not XML")
     level, signing_time, ts = "XMLDSig", None, None
-    sp = next((r.signed_xml for r in results if r.signed_xml is not None
-               and r.signed_xml.tag == _xa("SignedProperties")), None)
+    sp = next(
+        (
+            r.signed_xml
+            for r in results
+            if r.signed_xml is not None and r.signed_xml.tag == _xa("SignedProperties")
+        ),
+        None,
+    )
     if sp is not None:
         level = "XAdES-B-B"
-        digest = sp.findtext(f".//{_xa('SigningCertificateV2')}/{_xa('Cert')}/{_xa('CertDigest')}/"
-                             f"{_ds('DigestValue')}")
+        digest = sp.findtext(
+            f".//{_xa('SigningCertificateV2')}/{_xa('Cert')}/{_xa('CertDigest')}/"
+            f"{_ds('DigestValue')}"
+        )
         if digest is None or base64.b64decode(digest) != _cert_digest(leaf):
             raise SignatureInvalid("XAdES SigningCertificateV2 does not match the signer")
         st = sp.findtext(f".//{_xa('SigningTime')}")
@@ -371,17 +433,20 @@ def _verify_sync(data: bytes, max_bytes: int, allow_sha1: bool) -> _Checked:
                 signing_time = dt.datetime.fromisoformat(st.replace("Z", "+00:00"))
             except ValueError as exc:
                 raise SignatureInvalid("XAdES SigningTime is malformed") from exc
-        token_b64 = sig.findtext(f"{_ds('Object')}/{_xa('QualifyingProperties')}/"
-                                 f"{_xa('UnsignedProperties')}/{_xa('UnsignedSignatureProperties')}/"
-                                 f"{_xa('SignatureTimeStamp')}/{_xa('EncapsulatedTimeStamp')}")
+        token_b64 = sig.findtext(
+            f"{_ds('Object')}/{_xa('QualifyingProperties')}/"
+            f"{_xa('UnsignedProperties')}/{_xa('UnsignedSignatureProperties')}/"
+            f"{_xa('SignatureTimeStamp')}/{_xa('EncapsulatedTimeStamp')}"
+        )
         if token_b64:
             level = "XAdES-B-T"
             ts = (base64.b64decode("".join(token_b64.split())), _signature_value_c14n(sig))
     return _Checked(signed, leaf, others, level, weak, signing_time, ts)
 
 
-async def verify_xml(data: bytes, trust: TrustStore, *, max_bytes: int = 50_000_000,
-                     allow_sha1: bool = False) -> XMLVerification:
+async def verify_xml(
+    data: bytes, trust: TrustStore, *, max_bytes: int = 50_000_000, allow_sha1: bool = False
+) -> XMLVerification:
     """Verify the one enveloped signature in ``data`` against ``trust``.
 
     Raises :class:`SignatureInvalid` (with ``.reason``: "DOCTYPE not allowed", "digest mismatch: …",
@@ -395,9 +460,14 @@ async def verify_xml(data: bytes, trust: TrustStore, *, max_bytes: int = 50_000_
         token, stamped = checked.timestamp
         signed_at = (await verify_timestamp(token, stamped, trust)).time
     report = SignatureReport(
-        valid=True, signer=common_name(checked.leaf), chain=chain.chain, signed_at=signed_at,
-        level=checked.level, revocation=chain.revocation,
-        weaknesses=[*checked.weaknesses, *chain.weaknesses])
+        valid=True,
+        signer=common_name(checked.leaf),
+        chain=chain.chain,
+        signed_at=signed_at,
+        level=checked.level,
+        revocation=chain.revocation,
+        weaknesses=[*checked.weaknesses, *chain.weaknesses],
+    )
     return XMLVerification(signed=checked.signed, report=report)
 
 

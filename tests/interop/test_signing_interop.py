@@ -26,22 +26,31 @@ pytestmark = pytest.mark.interop
 
 async def run(*args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode(errors="replace")
 
 
 # ---- XML -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("subject", ["gateway", "agency-000.00.11.H53"])  # RSA, ECDSA
 @pytest.mark.parametrize("level", ["XMLDSig", "B-B", "B-T"])
 async def test_xmlsec1_verifies_ours(pki, pki_server, tsa_url, tmp_path, subject, level):
-    signed = await sign_xml(SAMPLE_XML, pki.key(subject), level=level, parent=EDXML_HEADER,
-                            tsa_url=tsa_url)
+    signed = await sign_xml(
+        SAMPLE_XML, pki.key(subject), level=level, parent=EDXML_HEADER, tsa_url=tsa_url
+    )
     f = tmp_path / "signed.xml"
     f.write_bytes(signed)
-    args = ["xmlsec1", "--verify", "--trusted-pem", str(pki.root_pem),
-            "--id-attr:Id", f"{XADES}:SignedProperties"]
+    args = [
+        "xmlsec1",
+        "--verify",
+        "--trusted-pem",
+        str(pki.root_pem),
+        "--id-attr:Id",
+        f"{XADES}:SignedProperties",
+    ]
     code, out = await run(*args, str(f))
     assert code == 0, out
     # …and xmlsec1 does check: one changed letter and it refuses.
@@ -69,15 +78,21 @@ async def test_we_verify_xmlsec1_output(pki, pki_server, tmp_path):
     leaf.write_bytes(pki.certificate("gateway").public_bytes(serialization.Encoding.PEM))
     tpl, out = tmp_path / "tpl.xml", tmp_path / "out.xml"
     tpl.write_text(TEMPLATE, encoding="utf-8")
-    code, text = await run("xmlsec1", "--sign", "--privkey-pem",
-                           f"{pki.key_path('gateway')},{leaf},{pki.intermediate_pem}",
-                           "--output", str(out), str(tpl))
+    code, text = await run(
+        "xmlsec1",
+        "--sign",
+        "--privkey-pem",
+        f"{pki.key_path('gateway')},{leaf},{pki.intermediate_pem}",
+        "--output",
+        str(out),
+        str(tpl),
+    )
     assert code == 0, text
     result = await verify_xml(out.read_bytes(), pki.trust(revocation="hard-fail"))
     assert result.report.valid and result.report.signer == "gateway"
     assert result.signed.findtext("{urn:lienthong:test}item") == "Giấy khai sinh"
     with pytest.raises(SignatureInvalid, match="digest mismatch"):
-        await verify_xml(out.read_bytes().replace("khai".encode(), "khal".encode()), pki.trust())
+        await verify_xml(out.read_bytes().replace(b"khai", b"khal"), pki.trust())
 
 
 async def test_openssl_verifies_xades_t_timestamp(pki, pki_server, tsa_url, tmp_path):
@@ -87,9 +102,20 @@ async def test_openssl_verifies_xades_t_timestamp(pki, pki_server, tsa_url, tmp_
     sv = root.find(f".//{{{DS}}}SignatureValue")
     (tmp_path / "tok.der").write_bytes(token)
     (tmp_path / "data").write_bytes(etree.tostring(sv, method="c14n", exclusive=True))
-    code, out = await run("openssl", "ts", "-verify", "-token_in", "-in", str(tmp_path / "tok.der"),
-                          "-data", str(tmp_path / "data"), "-CAfile", str(pki.root_pem),
-                          "-untrusted", str(pki.intermediate_pem))
+    code, out = await run(
+        "openssl",
+        "ts",
+        "-verify",
+        "-token_in",
+        "-in",
+        str(tmp_path / "tok.der"),
+        "-data",
+        str(tmp_path / "data"),
+        "-CAfile",
+        str(pki.root_pem),
+        "-untrusted",
+        str(pki.intermediate_pem),
+    )
     assert code == 0 and "Verification: OK" in out, out
 
 
@@ -99,35 +125,50 @@ async def test_openssl_verifies_tsa_tokens(pki, tsa_url, tmp_path):
     (tmp_path / "tok.der").write_bytes(token)
     for payload, ok in [(data, True), (data + b"!", False)]:
         (tmp_path / "data").write_bytes(payload)
-        code, out = await run("openssl", "ts", "-verify", "-token_in", "-in",
-                              str(tmp_path / "tok.der"), "-data", str(tmp_path / "data"),
-                              "-CAfile", str(pki.root_pem), "-untrusted", str(pki.intermediate_pem))
+        code, out = await run(
+            "openssl",
+            "ts",
+            "-verify",
+            "-token_in",
+            "-in",
+            str(tmp_path / "tok.der"),
+            "-data",
+            str(tmp_path / "data"),
+            "-CAfile",
+            str(pki.root_pem),
+            "-untrusted",
+            str(pki.intermediate_pem),
+        )
         assert (code == 0 and "Verification: OK" in out) is ok, out
 
 
 # ---- PDF -------------------------------------------------------------------------------------
 
+
 async def nss_db(pki, tmp_path: Path, subject: str | None = None) -> str:
     db = tmp_path / "nss"
     db.mkdir()
     assert (await run("certutil", "-N", "-d", f"sql:{db}", "--empty-password"))[0] == 0
-    code, out = await run("certutil", "-A", "-d", f"sql:{db}", "-n", "Root", "-t", "CT,C,C",
-                          "-i", str(pki.root_pem))
+    code, out = await run(
+        "certutil", "-A", "-d", f"sql:{db}", "-n", "Root", "-t", "CT,C,C", "-i", str(pki.root_pem)
+    )
     assert code == 0, out
     if subject:
-        code, out = await run("pk12util", "-i", str(pki.p12_path(subject)), "-d", f"sql:{db}",
-                              "-W", "")
+        code, out = await run(
+            "pk12util", "-i", str(pki.p12_path(subject)), "-d", f"sql:{db}", "-W", ""
+        )
         assert code == 0, out
     return f"sql:{db}"
 
 
 @pytest.mark.parametrize("level", ["B-B", "B-T", "B-LT"])
 async def test_pdfsig_verifies_ours(pki, pki_server, tsa_url, tmp_path, level):
-    signed = await sign_pdf(sample_pdf(), pki.key("gateway"), level=level, tsa_url=tsa_url,
-                            trust=pki.trust())
+    signed = await sign_pdf(
+        sample_pdf(), pki.key("gateway"), level=level, tsa_url=tsa_url, trust=pki.trust()
+    )
     f = tmp_path / "signed.pdf"
     f.write_bytes(signed)
-    code, out = await run("pdfsig", "-nssdir", await nss_db(pki, tmp_path), str(f))
+    _code, out = await run("pdfsig", "-nssdir", await nss_db(pki, tmp_path), str(f))
     # pdfsig exits 0 even on a digest mismatch: read what it says.
     assert "Signature Validation: Signature is Valid." in out, out
     assert "Certificate Validation: Certificate is Trusted." in out, out
@@ -145,18 +186,23 @@ async def test_pyhanko_validator_accepts_ours(pki, pki_server, tsa_url, level):
 
     from signing.trust import to_asn1
 
-    signed = await sign_pdf(sample_pdf(), pki.key("agency-000.00.00.G15"), level=level,
-                            tsa_url=tsa_url, trust=pki.trust())
+    signed = await sign_pdf(
+        sample_pdf(),
+        pki.key("agency-000.00.00.G15"),
+        level=level,
+        tsa_url=tsa_url,
+        trust=pki.trust(),
+    )
     reader = PdfFileReader(io.BytesIO(signed))
     [sig] = reader.embedded_signatures
     roots = [to_asn1(pki.trust().anchors[0])]
     if level == "B-LT":
         # Offline and hard-fail: the revocation data must come from the document's DSS.
         vc = DocumentSecurityStore.read_dss(reader).as_validation_context(
-            {"trust_roots": roots, "allow_fetching": False, "revocation_mode": "hard-fail"})
+            {"trust_roots": roots, "allow_fetching": False, "revocation_mode": "hard-fail"}
+        )
     else:
-        vc = ValidationContext(trust_roots=roots, allow_fetching=True,
-                               revocation_mode="hard-fail")
+        vc = ValidationContext(trust_roots=roots, allow_fetching=True, revocation_mode="hard-fail")
     status = await async_validate_pdf_signature(sig, vc, ts_validation_context=vc)
     await vc.aclose()
     assert status.bottom_line, status.pretty_print_details()
@@ -167,9 +213,20 @@ async def test_we_verify_pdfsig_output(pki, pki_server, tmp_path):
     db = await nss_db(pki, tmp_path, "agency-000.00.00.H41")
     src, out = tmp_path / "in.pdf", tmp_path / "out.pdf"
     src.write_bytes(sample_pdf())
-    code, text = await run("pdfsig", "-nssdir", db, "-add-signature", "-nick",
-                           "agency-000.00.00.H41", "-new-signature-field-name", "Sig1",
-                           "-digest", "SHA256", str(src), str(out))
+    code, text = await run(
+        "pdfsig",
+        "-nssdir",
+        db,
+        "-add-signature",
+        "-nick",
+        "agency-000.00.00.H41",
+        "-new-signature-field-name",
+        "Sig1",
+        "-digest",
+        "SHA256",
+        str(src),
+        str(out),
+    )
     assert code == 0 and out.exists(), text
     [report] = await verify_pdf(out.read_bytes(), pki.trust(revocation="hard-fail"))
     assert report.valid, report.reason

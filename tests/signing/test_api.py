@@ -23,15 +23,36 @@ print(json.dumps({"all": sorted(signing.__all__), "missing": missing,
 def test_all_matches_importable_and_no_gateway_imports():
     import signing.cli
 
-    out = subprocess.run([sys.executable, "-c", CHECK + "import signing.cli"], cwd="/",
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK + "import signing.cli"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     data = json.loads(out.stdout)
     assert data["missing"] == []
     assert data["foreign"] == []  # signing never imports gateway or connectors
-    expected = {"KeyLoadError", "SignatureInvalid", "SigningError", "TimestampError",
-                "UntrustedSigner", "SigningKey", "load_key", "TrustStore", "SignatureReport",
-                "sign_xml", "verify_xml", "XMLVerification", "sign_pdf", "verify_pdf",
-                "request_timestamp", "serve_tsa", "TestPKI", "serve_pki"}
+    expected = {
+        "KeyLoadError",
+        "SignatureInvalid",
+        "SigningError",
+        "TimestampError",
+        "UntrustedSigner",
+        "SigningKey",
+        "load_key",
+        "TrustStore",
+        "SignatureReport",
+        "sign_xml",
+        "verify_xml",
+        "XMLVerification",
+        "sign_pdf",
+        "verify_pdf",
+        "request_timestamp",
+        "serve_tsa",
+        "TestPKI",
+        "serve_pki",
+    }
     assert expected <= set(data["all"])
     assert [c.name for c in signing.cli.commands] == ["sign", "verify", "pki", "tsa"]
 

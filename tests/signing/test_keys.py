@@ -27,9 +27,13 @@ def test_pem_and_p12(pki, monkeypatch):
 def test_encrypted_pem_password_from_env_and_file(pki, tmp_path, monkeypatch):
     key = serialization.load_pem_private_key(pki.key_path("register").read_bytes(), None)
     path = tmp_path / "enc.key.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.BestAvailableEncryption(b"s3cret-pw")))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret-pw"),
+        )
+    )
     shutil.copy(pki.cert_path("register"), tmp_path / "enc.cert.pem")
     with pytest.raises(KeyLoadError, match="password is needed"):
         load_key(str(path))
@@ -76,29 +80,63 @@ def token(pki, tmp_path_factory):
     def sh(*args: str) -> None:
         subprocess.run(args, env=env, check=True, capture_output=True)
 
-    sh("softhsm2-util", "--init-token", "--free", "--label", "lienthong", "--pin", "1234",
-       "--so-pin", "5678")
-    tool = ["pkcs11-tool", "--module", MODULE, "--token-label", "lienthong", "--login",
-            "--pin", "1234"]
+    sh(
+        "softhsm2-util",
+        "--init-token",
+        "--free",
+        "--label",
+        "lienthong",
+        "--pin",
+        "1234",
+        "--so-pin",
+        "5678",
+    )
+    tool = [
+        "pkcs11-tool",
+        "--module",
+        MODULE,
+        "--token-label",
+        "lienthong",
+        "--login",
+        "--pin",
+        "1234",
+    ]
     for label, kind, kid in (("eckey", "EC:prime256v1", "02"), ("rsakey", "rsa:2048", "03")):
         sh(*tool, "--keypairgen", "--key-type", kind, "--id", kid, "--label", label)
-        sh(*tool, "--read-object", "--type", "pubkey", "--label", label,
-           "-o", str(d / f"{label}.pub.der"))
+        sh(
+            *tool,
+            "--read-object",
+            "--type",
+            "pubkey",
+            "--label",
+            label,
+            "-o",
+            str(d / f"{label}.pub.der"),
+        )
         pub = serialization.load_der_public_key((d / f"{label}.pub.der").read_bytes())
         cert = pki.issue(f"token-{label}", pub)
         (d / f"{label}.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
         (d / f"{label}.cert.pem").write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM) + pki.intermediate_pem.read_bytes())
-        sh(*tool, "--write-object", str(d / f"{label}.der"), "--type", "cert", "--id", kid,
-           "--label", label)
+            cert.public_bytes(serialization.Encoding.PEM) + pki.intermediate_pem.read_bytes()
+        )
+        sh(
+            *tool,
+            "--write-object",
+            str(d / f"{label}.der"),
+            "--type",
+            "cert",
+            "--id",
+            kid,
+            "--label",
+            label,
+        )
     return d
 
 
 @pytest.mark.parametrize("label", ["eckey", "rsakey"])
 async def test_pkcs11_signs_xml_and_pdf(pki, pki_server, token, monkeypatch, label):
     monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
-    key = load_key(f"pkcs11:token=lienthong;object={label}",
-                   cert=str(token / f"{label}.cert.pem"))
+    key = load_key(f"pkcs11:token=lienthong;object={label}", cert=str(token / f"{label}.cert.pem"))
     try:
         assert key.algorithm == ("ecdsa" if label == "eckey" else "rsa")
         report = (await verify_xml(await sign_xml(SAMPLE_XML, key), pki.trust())).report

@@ -14,8 +14,9 @@ PDF = sample_pdf()
 @pytest.mark.parametrize("subject", ["gateway", "agency-000.00.11.H53"])
 @pytest.mark.parametrize("level", ["B-B", "B-T", "B-LT"])
 async def test_round_trip(pki, pki_server, tsa_url, subject, level):
-    signed = await sign_pdf(PDF, pki.key(subject), level=level, tsa_url=tsa_url,
-                            trust=pki.trust(), reason="Cấp bản sao")
+    signed = await sign_pdf(
+        PDF, pki.key(subject), level=level, tsa_url=tsa_url, trust=pki.trust(), reason="Cấp bản sao"
+    )
     [report] = await verify_pdf(signed, pki.trust(revocation="hard-fail"))
     assert report.valid, report.reason
     assert report.level == f"PAdES-{level}"
@@ -26,7 +27,7 @@ async def test_round_trip(pki, pki_server, tsa_url, subject, level):
 async def test_flipped_byte_in_content(pki, pki_server):
     signed = await sign_pdf(PDF, pki.key("register"))
     i = signed.index(b"Giay khai sinh")
-    tampered = signed[:i] + b"H" + signed[i + 1:]
+    tampered = signed[:i] + b"H" + signed[i + 1 :]
     with pytest.raises(SignatureInvalid) as info:
         await verify_pdf(tampered, pki.trust())
     assert info.value.reason.startswith("digest mismatch")

@@ -13,11 +13,9 @@ import pytest
 from lxml import etree
 
 from signing.errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
-from signing.testing import TestPKI
+from signing.testing import EDXML_HEADER, SAMPLE_XML, TestPKI
 from signing.trust import TrustStore
-from signing.xml import sign_xml, verify_xml
-from signing.testing import EDXML_HEADER, SAMPLE_XML
-from signing.xml import DS, XADES
+from signing.xml import DS, XADES, sign_xml, verify_xml
 
 NS = {"ds": DS, "xades": XADES, "edXML": "http://www.mic.gov.vn/TBT/QCVN_102_2016"}
 
@@ -30,8 +28,9 @@ def other_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 @pytest.mark.parametrize("subject", ["gateway", "agency-000.00.11.H53"])
 @pytest.mark.parametrize("level", ["XMLDSig", "B-B", "B-T"])
 async def test_round_trip(pki, pki_server, tsa_url, subject, level):
-    signed = await sign_xml(SAMPLE_XML, pki.key(subject), level=level, parent=EDXML_HEADER,
-                            tsa_url=tsa_url)
+    signed = await sign_xml(
+        SAMPLE_XML, pki.key(subject), level=level, parent=EDXML_HEADER, tsa_url=tsa_url
+    )
     tree = etree.fromstring(signed)
     # The Signature sits under edXMLHeader, not at the root (edXML rule).
     assert tree.find("edXML:edXMLHeader/ds:Signature", NS) is not None
@@ -65,7 +64,7 @@ async def _refused(data, trust, cls=SignatureInvalid) -> str:
 
 async def test_flipped_byte_in_content(pki, pki_server):
     signed = await _signed(pki)
-    tampered = signed.replace("Lan".encode(), "Lam".encode())
+    tampered = signed.replace(b"Lan", b"Lam")
     assert tampered != signed
     assert (await _refused(tampered, pki.trust())).startswith("digest mismatch")
 
@@ -73,7 +72,7 @@ async def test_flipped_byte_in_content(pki, pki_server):
 async def test_flipped_byte_in_attachment(pki, pki_server):
     signed = await _signed(pki)
     i = signed.index(b"<Attachment>") + len(b"<Attachment>") + 100
-    tampered = signed[:i] + (b"B" if signed[i:i + 1] != b"B" else b"C") + signed[i + 1:]
+    tampered = signed[:i] + (b"B" if signed[i : i + 1] != b"B" else b"C") + signed[i + 1 :]
     assert (await _refused(tampered, pki.trust())).startswith("digest mismatch")
 
 
@@ -146,7 +145,8 @@ async def test_reference_to_other_element_refused(pki, pki_server):
 async def test_sha1_downgrade_refused(pki, pki_server):
     root = etree.fromstring(await _signed(pki))
     root.find(".//ds:SignatureMethod", NS).set(
-        "Algorithm", "http://www.w3.org/2000/09/xmldsig#rsa-sha1")
+        "Algorithm", "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+    )
     reason = await _refused(etree.tostring(root), pki.trust())
     assert reason.startswith("weak algorithm: SHA-1")
 
@@ -161,13 +161,18 @@ async def test_several_anchors(pki, other_pki, pki_server):
     assert (await verify_xml(await _signed(pki), trust)).report.valid
 
 
-@pytest.mark.parametrize(("subject", "reason"), [
-    ("expired", "certificate expired: expired"),
-    ("revoked-crl", "certificate revoked (CRL): revoked-crl"),
-    ("revoked-ocsp", "certificate revoked (OCSP): revoked-ocsp"),
-    ("no-signing-usage", "key usage does not allow signing (digitalSignature/nonRepudiation): "
-                         "no-signing-usage"),
-])
+@pytest.mark.parametrize(
+    ("subject", "reason"),
+    [
+        ("expired", "certificate expired: expired"),
+        ("revoked-crl", "certificate revoked (CRL): revoked-crl"),
+        ("revoked-ocsp", "certificate revoked (OCSP): revoked-ocsp"),
+        (
+            "no-signing-usage",
+            "key usage does not allow signing (digitalSignature/nonRepudiation): no-signing-usage",
+        ),
+    ],
+)
 async def test_untrusted_signers(pki, pki_server, subject, reason):
     signed = await _signed(pki, subject)
     assert await _refused(signed, pki.trust(), UntrustedSigner) == reason
