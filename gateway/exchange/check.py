@@ -1,0 +1,144 @@
+"""Everything the hub checks about an incoming package or status message, in one call.
+
+Order: size, DOCTYPE, well-formedness (streaming scan; attachments land in the blob store), XSD,
+model, sender and recipients (cheap, before any cryptography), the envelope signature and its
+binding to the sender, the attached PDFs' signatures. Nothing here touches the database: the
+caller stores the result in one transaction. Blobs written for a refused package are
+content-addressed and unreferenced, hence harmless (a sweeper may collect them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from gateway.exchange import schema
+from gateway.exchange.attachments import DEFAULT_MAX_PDF, check_manifest, pdf_sources, verify_pdfs
+from gateway.exchange.blobs import BlobStore
+from gateway.exchange.edxml import DEFAULT_MAX_BYTES, is_status_message, read_package, read_status
+from gateway.exchange.errors import ForgedSender, InvalidEdxml, UnknownRecipient
+from gateway.exchange.model import Package, StatusMessage
+from gateway.exchange.stream import Scan, scan_file
+from gateway.exchange.xmldsig import EnvelopeSignature, verify_envelope
+
+__all__ = ["CheckPolicy", "Checked", "CheckedStatus", "check_package", "check_status", "signer_is"]
+
+
+def signer_is(cert: x509.Certificate, organ_id: str) -> bool:
+    """Whether the certificate names ``organ_id`` in its subject or subject alternative names.
+
+    Certificates issued to agencies carry the agency identifier (the test PKI in the CN); a
+    deployment whose certificates do not can turn the binding off in CheckPolicy.
+    """
+    if organ_id in cert.subject.rfc4514_string():
+        return True
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return any(
+        organ_id in str(v) for v in san.get_values_for_type(x509.UniformResourceIdentifier)
+    ) or any(organ_id in str(v) for v in san.get_values_for_type(x509.DNSName))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPolicy:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pdf_bytes: int = DEFAULT_MAX_PDF
+    require_signature: bool = True
+    # The envelope signer's certificate must name From/OrganId (refuses a package signed by
+    # agency A but claiming to come from B, even over B's own authenticated connection).
+    bind_signer: bool = True
+    verify_pdfs: bool = True
+    signer_matches: Callable[[x509.Certificate, str], bool] = signer_is
+
+
+@dataclass
+class Checked:
+    scan: Scan
+    package: Package
+    signature: EnvelopeSignature | None
+    pdf_reports: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class CheckedStatus:
+    scan: Scan
+    status: StatusMessage
+    signature: EnvelopeSignature | None
+
+
+async def _envelope(
+    scan: Scan, sender: str, trust: Any, policy: CheckPolicy
+) -> EnvelopeSignature | None:
+    if not policy.require_signature:
+        return None
+    sig = await verify_envelope(scan, trust)
+    if policy.bind_signer and not policy.signer_matches(sig.certificate, sender):
+        raise ForgedSender(
+            f"the envelope is signed by {sig.signer}, not by {sender}", signer=sig.signer
+        )
+    return sig
+
+
+async def check_package(
+    path: Path,
+    blobs: BlobStore,
+    *,
+    sender: str,
+    known_agencies: Collection[str],
+    trust: Any,
+    policy: CheckPolicy = CheckPolicy(),
+) -> Checked:
+    """Check the package stored at ``path`` sent by the authenticated agency ``sender``.
+
+    Raises PayloadTooLarge, DoctypeForbidden, InvalidEdxml/SchemaInvalid, ForgedSender,
+    UnknownRecipient, SignatureInvalid, BlobError.
+    """
+    scan = await asyncio.to_thread(scan_file, path, blobs, max_bytes=policy.max_bytes)
+    await asyncio.to_thread(schema.validate, scan.root)
+    if is_status_message(scan.root):
+        raise InvalidEdxml("this is a status message: POST it to /v1/documents/{id}/status")
+    pkg = read_package(scan.root, scan.attachments)
+    if pkg.header.from_.organ_id != sender:
+        raise ForgedSender(
+            f"From/OrganId {pkg.header.from_.organ_id} is not the authenticated sender {sender}",
+            claimed=pkg.header.from_.organ_id,
+        )
+    unknown = sorted({t.organ_id for t in pkg.header.to} - set(known_agencies))
+    if unknown:
+        raise UnknownRecipient(f"unknown recipient(s): {', '.join(unknown)}", recipients=unknown)
+    check_manifest(pkg)
+    sig = await _envelope(scan, sender, trust, policy)
+    reports: list[dict[str, Any]] = []
+    if policy.verify_pdfs:
+        sources = await asyncio.to_thread(pdf_sources, pkg, blobs, policy.max_pdf_bytes)
+        reports = await verify_pdfs(sources, trust)
+    return Checked(scan, pkg, sig, reports)
+
+
+async def check_status(
+    path: Path,
+    *,
+    sender: str,
+    trust: Any,
+    policy: CheckPolicy = CheckPolicy(),
+) -> CheckedStatus:
+    """Check an edXML status message sent by ``sender``. Raises as check_package."""
+    scan = await asyncio.to_thread(scan_file, path, None, max_bytes=min(policy.max_bytes, 8 << 20))
+    await asyncio.to_thread(schema.validate, scan.root)
+    if not is_status_message(scan.root):
+        raise InvalidEdxml("not a status message (MessageHeader/StatusCode is missing)")
+    status = read_status(scan.root)
+    if status.from_.organ_id != sender:
+        raise ForgedSender(
+            f"From/OrganId {status.from_.organ_id} is not the authenticated sender {sender}",
+            claimed=status.from_.organ_id,
+        )
+    sig = await _envelope(scan, sender, trust, policy)
+    return CheckedStatus(scan, status, sig)

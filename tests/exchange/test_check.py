@@ -1,0 +1,230 @@
+"""The whole acceptance check of a package or status message, with real signed PDFs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.exchange.blobs import BlobStore
+from gateway.exchange.builder import NewAttachment, build_status
+from gateway.exchange.check import CheckPolicy, check_package, check_status
+from gateway.exchange.errors import (
+    ExchangeError,
+    ForgedSender,
+    InvalidEdxml,
+    PayloadTooLarge,
+    SignatureInvalid,
+    UnknownRecipient,
+)
+from gateway.exchange.xmldsig import sign_bytes, sign_file
+from signing.pdf import sign_pdf
+from signing.testing import TestPKI, sample_pdf
+
+from .factories import AGENCIES, NGHE_AN, SAMPLES, TAY_NINH_STC, TU_PHAP
+
+
+def _file(tmp_path: Path, data: bytes) -> Path:
+    p = tmp_path / f"in{len(list(tmp_path.glob('in*')))}.xml"
+    p.write_bytes(data)
+    return p
+
+
+async def test_accepts_a_signed_cong_van_with_signed_pdf(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    signed_pdf: bytes,
+) -> None:
+    data = make_package(to=(NGHE_AN, TU_PHAP))
+    checked = await check_package(
+        _file(tmp_path, data), blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
+    )
+    assert checked.package.header.document_id == "000.00.11.H53,2020/10/30,2491/STC-BCTC"
+    assert [t.organ_id for t in checked.package.header.to] == [NGHE_AN, TU_PHAP]
+    assert checked.signature is not None and checked.signature.signer == f"agency-{TAY_NINH_STC}"
+    (report,) = checked.pdf_reports
+    assert report["signatures"][0]["valid"] is True
+    assert blobs.read(checked.package.attachments[0].sha256) == signed_pdf
+
+
+async def test_zipped_signed_pdf_is_checked_inside_the_zip(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    signed_pdf: bytes,
+) -> None:
+    ok = make_package(attachments=[NewAttachment("cv.pdf", signed_pdf, zipped=True)])
+    checked = await check_package(
+        _file(tmp_path, ok), blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
+    )
+    assert checked.pdf_reports[0]["attachment"] == "cv.pdf.zip/cv.pdf"
+    unsigned = make_package(attachments=[NewAttachment("cv.pdf", sample_pdf(), zipped=True)])
+    with pytest.raises(SignatureInvalid, match=r"cv\.pdf\.zip/cv\.pdf"):
+        await check_package(
+            _file(tmp_path, unsigned),
+            blobs,
+            sender=TAY_NINH_STC,
+            known_agencies=AGENCIES,
+            trust=trust,
+        )
+
+
+async def test_tampered_signed_pdf_is_refused_even_when_the_envelope_is_resigned(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    signed_pdf: bytes,
+) -> None:
+    # A middleman who can sign envelopes still cannot alter the official's PDF.
+    tampered = signed_pdf.replace(b"Cong van 2491", b"Cong van 9999")
+    assert tampered != signed_pdf
+    data = make_package(attachments=[NewAttachment("cv.pdf", tampered)])
+    with pytest.raises(SignatureInvalid) as info:
+        await check_package(
+            _file(tmp_path, data), blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
+        )
+    assert info.value.extra["attachment"] == "cv.pdf"
+
+
+async def test_pdf_signed_by_untrusted_ca(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    other_pki: TestPKI,
+) -> None:
+    pdf = await sign_pdf(sample_pdf(), other_pki.key(f"agency-{TAY_NINH_STC}"))
+    data = make_package(attachments=[NewAttachment("cv.pdf", pdf)])
+    with pytest.raises(SignatureInvalid, match=r"cv\.pdf"):
+        await check_package(
+            _file(tmp_path, data), blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "sender", "error", "slug"),
+    [
+        ({}, NGHE_AN, ForgedSender, "forged-sender"),  # From says Tây Ninh, Nghệ An is logged in
+        (
+            {"signer": NGHE_AN},
+            TAY_NINH_STC,
+            ForgedSender,
+            "forged-sender",
+        ),  # signed by someone else
+        ({"to": (NGHE_AN, "000.00.99.H99")}, TAY_NINH_STC, UnknownRecipient, "unknown-recipient"),
+        ({"signed": False}, TAY_NINH_STC, SignatureInvalid, "signature-invalid"),
+    ],
+)
+async def test_refusals(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    kwargs: dict[str, Any],
+    sender: str,
+    error: type[ExchangeError],
+    slug: str,
+) -> None:
+    data = make_package(**kwargs)
+    with pytest.raises(error) as info:
+        await check_package(
+            _file(tmp_path, data), blobs, sender=sender, known_agencies=AGENCIES, trust=trust
+        )
+    assert info.value.problem()["type"] == f"urn:lienthong:problem:{slug}"
+
+
+async def test_oversized_package(
+    tmp_path: Path, blobs: BlobStore, trust: Any, make_package: Callable[..., bytes]
+) -> None:
+    data = make_package()
+    with pytest.raises(PayloadTooLarge):
+        await check_package(
+            _file(tmp_path, data),
+            blobs,
+            sender=TAY_NINH_STC,
+            known_agencies=AGENCIES,
+            trust=trust,
+            policy=CheckPolicy(max_bytes=len(data) // 2),
+        )
+    assert not list(blobs.root.rglob("sha256/*/*/*"))
+
+
+async def test_pdf_over_the_pdf_cap_is_refused_not_skipped(
+    tmp_path: Path, blobs: BlobStore, trust: Any, make_package: Callable[..., bytes]
+) -> None:
+    data = make_package()
+    with pytest.raises(PayloadTooLarge, match="PDF"):
+        await check_package(
+            _file(tmp_path, data),
+            blobs,
+            sender=TAY_NINH_STC,
+            known_agencies=AGENCIES,
+            trust=trust,
+            policy=CheckPolicy(max_pdf_bytes=100),
+        )
+
+
+async def test_sample_shaped_like_service_is_accepted(
+    tmp_path: Path, blobs: BlobStore, trust: Any, key: Callable[[str], Any]
+) -> None:
+    signed = tmp_path / "signed.xml"
+    await asyncio.to_thread(
+        sign_file, SAMPLES / "cong-van-stc-tay-ninh.xml", signed, key(TAY_NINH_STC)
+    )
+    checked = await check_package(
+        signed, blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
+    )
+    att = checked.package.attachments[0]
+    with zipfile.ZipFile(io.BytesIO(blobs.read(att.sha256))) as zf:
+        assert zf.namelist() == ["BangTongHop_DuToan_2020.csv"]
+    replaced = tmp_path / "replaced.xml"
+    await asyncio.to_thread(
+        sign_file, SAMPLES / "thay-the-stc-tay-ninh.xml", replaced, key(TAY_NINH_STC)
+    )
+    checked = await check_package(
+        replaced, blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
+    )
+    assert checked.package.doc_type == 3
+    assert checked.package.trace.business is not None
+    assert checked.package.trace.business.replacements[0].organ_ids == (NGHE_AN,)
+
+
+async def test_status_messages(tmp_path: Path, trust: Any, key: Callable[[str], Any]) -> None:
+    data = sign_bytes((SAMPLES / "trang-thai-03-ubnd-nghe-an.xml").read_bytes(), key(NGHE_AN))
+    checked = await check_status(_file(tmp_path, data), sender=NGHE_AN, trust=trust)
+    assert checked.status.status_code == "03"
+    assert checked.status.response_for.document_id == "000.00.11.H53,2020/10/30,2491/STC-BCTC"
+    with pytest.raises(ForgedSender):
+        await check_status(_file(tmp_path, data), sender=TAY_NINH_STC, trust=trust)
+    with pytest.raises(SignatureInvalid):
+        await check_status(
+            _file(tmp_path, (SAMPLES / "trang-thai-03-ubnd-nghe-an.xml").read_bytes()),
+            sender=NGHE_AN,
+            trust=trust,
+        )
+
+
+async def test_package_and_status_endpoints_do_not_mix(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    key: Callable[[str], Any],
+) -> None:
+    with pytest.raises(InvalidEdxml, match="not a status message"):
+        await check_status(_file(tmp_path, make_package()), sender=TAY_NINH_STC, trust=trust)
+    status = sign_bytes((SAMPLES / "trang-thai-03-ubnd-nghe-an.xml").read_bytes(), key(NGHE_AN))
+    with pytest.raises(InvalidEdxml, match="status message"):
+        await check_package(
+            _file(tmp_path, status), blobs, sender=NGHE_AN, known_agencies=AGENCIES, trust=trust
+        )
+    assert build_status  # the builder is exercised in test_edxml

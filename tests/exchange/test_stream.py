@@ -1,0 +1,160 @@
+"""The streaming scan: attachments decoded to blobs on the fly, the reduced envelope, refusals."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.exchange import schema
+from gateway.exchange.blobs import BlobStore
+from gateway.exchange.builder import FileAttachment, NewAttachment, build_package, write_package
+from gateway.exchange.edxml import read_package
+from gateway.exchange.errors import DoctypeForbidden, InvalidEdxml, PayloadTooLarge
+from gateway.exchange.stream import scan_file
+
+from .factories import SAMPLES, cong_van_header, trace_for
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "p.xml") -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def _blob_files(store: BlobStore) -> list[Path]:
+    return [p for p in store.root.rglob("*") if p.is_file()]
+
+
+def test_attachments_go_to_blobs_with_their_digests(tmp_path: Path, blobs: BlobStore) -> None:
+    header = cong_van_header()
+    pdf = b"%PDF-1.7\n" + os.urandom(5000)
+    data = build_package(
+        header,
+        trace_for(header),
+        [NewAttachment("cv.pdf", pdf), NewAttachment("pl.xlsx", b"PK" * 300, "application/zip")],
+    )
+    scan = scan_file(_write(tmp_path, data), blobs)
+    assert scan.sha256 == hashlib.sha256(data).hexdigest()
+    assert scan.size == len(data)
+    first, second = scan.attachments
+    assert (first.name, first.size, first.sha256) == (
+        "cv.pdf",
+        len(pdf),
+        hashlib.sha256(pdf).hexdigest(),
+    )
+    assert blobs.read(first.sha256) == pdf
+    assert blobs.read(second.sha256) == b"PK" * 300
+    # The reduced envelope holds placeholders, not the attachments, and is still valid edXML.
+    schema.validate(scan.root)
+    assert read_package(scan.root, scan.attachments).header == header
+    assert len(scan.splices) == 2
+
+
+def test_sample_shaped_like_service_crlf_mixed_prefixes_zipped(blobs: BlobStore) -> None:
+    scan = scan_file(SAMPLES / "cong-van-stc-tay-ninh.xml", blobs)
+    schema.validate(scan.root)
+    pkg = read_package(scan.root, scan.attachments)
+    assert pkg.header.promulgation_info is not None
+    assert str(pkg.header.promulgation_info.promulgation_date) == "2020-10-30"  # from 30/10/2020
+    (att,) = pkg.attachments
+    assert att.content_type == "application/zip"
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(blobs.read(att.sha256))) as zf:
+        assert zf.namelist() == ["BangTongHop_DuToan_2020.csv"]
+        assert "Chi thường xuyên" in zf.read("BangTongHop_DuToan_2020.csv").decode()
+
+
+def test_attachment_bigger_than_libxml2_text_limit(tmp_path: Path, blobs: BlobStore) -> None:
+    # libxml2 refuses text nodes over 10 MB without huge_tree; the scan never builds one.
+    big = tmp_path / "scan.tif"
+    big.write_bytes(os.urandom(12 * 1024 * 1024))
+    header = cong_van_header()
+    pkg = tmp_path / "big.xml"
+    with pkg.open("wb") as out:
+        write_package(
+            out, header, trace_for(header), [FileAttachment(big, "scan.tif", "image/tiff")]
+        )
+    scan = scan_file(pkg, blobs)
+    (att,) = scan.attachments
+    assert att.sha256 == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert len(b"".join(p for _, chunks in scan.texts() for p in chunks)) > 16_000_000
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error", "match"),
+    [
+        (lambda d: d.replace(b"JVBERi0", b"JV!ERi0"), InvalidEdxml, "base64"),
+        (lambda d: d.replace(b"JVBERi0xLjcgeA==", b"JVBERi0xLjcgeA"), InvalidEdxml, "truncated"),
+        (lambda d: d.replace(b"</edXML:edXML>", b""), InvalidEdxml, "well-formed"),
+        (
+            lambda d: d.replace(b"JVBERi0xLjcgeA==", b"<edXML:x>JVBE</edXML:x>"),
+            InvalidEdxml,
+            "text only",
+        ),
+        (
+            lambda d: d.replace(b"?>", b'?><!-- x --><!DOCTYPE edXML [<!ENTITY a "b">]>', 1),
+            DoctypeForbidden,
+            "DOCTYPE",
+        ),
+    ],
+)
+def test_refusals_leave_no_blob(
+    tmp_path: Path, blobs: BlobStore, mutate: object, error: type[Exception], match: str
+) -> None:
+    header = cong_van_header()
+    data = build_package(
+        header,
+        trace_for(header),
+        [NewAttachment("ok.pdf", b"%PDF-1.7 ok" * 10), NewAttachment("cv.pdf", b"%PDF-1.7 x")],
+    )
+    assert b"JVBERi0xLjcgeA==" in data
+    with pytest.raises(error, match=match):
+        scan_file(_write(tmp_path, mutate(data)), blobs)  # type: ignore[operator]
+    # Nothing half-written: no temp file left; only whole, content-addressed blobs may exist.
+    assert not list(blobs.tmp_dir.iterdir())
+
+
+def test_doctype_after_a_long_prolog_is_still_refused(tmp_path: Path) -> None:
+    # Past the prolog window expat's own DOCTYPE handler refuses it.
+    comment = b"<!--" + b"x" * 70000 + b"-->"
+    data = b'<?xml version="1.0"?>' + comment + b'<!DOCTYPE edXML [<!ENTITY a "b">]><edXML/>'
+    with pytest.raises((DoctypeForbidden, InvalidEdxml)):
+        scan_file(_write(tmp_path, data), None)
+
+
+def test_size_caps(tmp_path: Path, blobs: BlobStore) -> None:
+    header = cong_van_header()
+    data = build_package(header, trace_for(header), [NewAttachment("cv.pdf", b"x" * 1000)])
+    path = _write(tmp_path, data)
+    with pytest.raises(PayloadTooLarge) as info:
+        scan_file(path, blobs, max_bytes=len(data) - 1)
+    assert info.value.extra["max_bytes"] == len(data) - 1
+    with pytest.raises(PayloadTooLarge, match="envelope"):
+        scan_file(path, blobs, max_envelope=1000)
+    assert scan_file(path, blobs, max_bytes=len(data)).size == len(data)
+
+
+def test_character_reference_in_attachment_is_refused_for_the_digest(tmp_path: Path) -> None:
+    header = cong_van_header()
+    data = build_package(header, trace_for(header), [NewAttachment("cv.pdf", b"%PDF-1.7 x")])
+    data = data.replace(b"JVBERi0xLjcgeA==", b"JVBERi0xLjcgeA&#61;=")
+    scan = scan_file(_write(tmp_path, data), None)  # expat decodes it fine
+    with pytest.raises(InvalidEdxml, match="plain base64"):
+        for _, chunks in scan.texts():
+            list(chunks)
+
+
+def test_texts_replays_crlf_as_the_parser_sees_it(tmp_path: Path) -> None:
+    raw = base64.encodebytes(os.urandom(300)).replace(b"\n", b"\r\n")
+    header = cong_van_header()
+    data = build_package(header, trace_for(header), [NewAttachment("a.bin", b"marker")])
+    data = data.replace(base64.encodebytes(b"marker"), raw)
+    scan = scan_file(_write(tmp_path, data), None)
+    ((_, chunks),) = list(scan.texts())
+    assert b"".join(chunks) == raw.replace(b"\r\n", b"\n")

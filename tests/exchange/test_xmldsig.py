@@ -1,0 +1,165 @@
+"""The envelope signature: streaming verification agrees with signing.xml both ways, and refuses."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from gateway.exchange.builder import (
+    SIGNATURE_PARENT,
+    FileAttachment,
+    NewAttachment,
+    build_package,
+    write_package,
+)
+from gateway.exchange.edxml import DS_NS
+from gateway.exchange.errors import SignatureInvalid
+from gateway.exchange.stream import scan_file
+from gateway.exchange.xmldsig import check_envelope, sign_bytes, sign_file, verify_envelope
+from signing.testing import TestPKI
+from signing.xml import sign_xml, verify_xml
+
+from .factories import NGHE_AN, SAMPLES, TAY_NINH_STC, cong_van_header, trace_for
+
+
+def _scan(tmp_path: Path, data: bytes) -> Any:
+    p = tmp_path / f"p{len(list(tmp_path.iterdir()))}.xml"
+    p.write_bytes(data)
+    return scan_file(p, None)
+
+
+@pytest.mark.parametrize("agency", [NGHE_AN, TAY_NINH_STC])  # RSA-2048 and ECDSA P-256
+async def test_ours_verifies_with_signing_xml_and_back(
+    tmp_path: Path,
+    key: Callable[[str], Any],
+    trust: Any,
+    make_package: Callable[..., bytes],
+    agency: str,
+) -> None:
+    unsigned = make_package(sender=agency, signed=False)
+    ours = sign_bytes(unsigned, key(agency))
+    theirs = await sign_xml(unsigned, key(agency), parent=SIGNATURE_PARENT)
+    for data in (ours, theirs):
+        result = await verify_envelope(_scan(tmp_path, data), trust)
+        assert result.signer == f"agency-{agency}"
+        assert result.chain[-1] == "lienthong Test Root CA"
+        assert result.weaknesses == []
+        assert (await verify_xml(data, trust)).report.valid
+
+
+async def test_sample_shaped_like_service_signed_in_constant_memory(
+    tmp_path: Path, key: Callable[[str], Any], trust: Any
+) -> None:
+    # CRLF line ends, default namespace mixed with the edXML prefix, zipped attachment.
+    signed = tmp_path / "signed.xml"
+    sign_file(SAMPLES / "cong-van-stc-tay-ninh.xml", signed, key(TAY_NINH_STC))
+    result = await verify_envelope(scan_file(signed, None), trust)
+    assert result.signer == f"agency-{TAY_NINH_STC}"
+    assert (await verify_xml(signed.read_bytes(), trust)).report.valid  # an independent check
+    # And signing.xml's signature over the same bytes verifies in the streaming path.
+    theirs = await sign_xml(
+        (SAMPLES / "cong-van-stc-tay-ninh.xml").read_bytes(),
+        key(TAY_NINH_STC),
+        parent=SIGNATURE_PARENT,
+    )
+    assert (
+        await verify_envelope(_scan(tmp_path, theirs), trust)
+    ).signer == f"agency-{TAY_NINH_STC}"
+
+
+async def test_large_attachment_signed_and_verified_streaming(
+    tmp_path: Path, key: Callable[[str], Any], trust: Any
+) -> None:
+    big = tmp_path / "scan.bin"
+    big.write_bytes(os.urandom(11 * 1024 * 1024))
+    header = cong_van_header()
+    unsigned = tmp_path / "u.xml"
+    with unsigned.open("wb") as out:
+        write_package(
+            out,
+            header,
+            trace_for(header),
+            [FileAttachment(big, "scan.bin", "application/octet-stream")],
+        )
+    signed = tmp_path / "s.xml"
+    sign_file(unsigned, signed, key(TAY_NINH_STC))
+    await verify_envelope(scan_file(signed, None), trust)
+    # Flip one base64 character deep inside the attachment.
+    data = bytearray(signed.read_bytes())
+    at = len(data) // 2
+    data[at] = ord("A") if data[at] != ord("A") else ord("B")
+    tampered = tmp_path / "t.xml"
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(SignatureInvalid, match="digest mismatch"):
+        check_envelope(scan_file(tampered, None))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (
+            lambda d: d.replace(base64.encodebytes(b"%PDF-1.7 original")[:8], b"JVBERi0y"),
+            "digest mismatch",
+        ),
+        (lambda d: d.replace("Tây Ninh".encode(), b"Tay Ninh", 1), "digest mismatch"),
+        (
+            lambda d: d.replace(b"<ds:SignatureValue>", b"<ds:SignatureValue>AAAA"),
+            "SignatureValue|base64",
+        ),
+        (lambda d: d.replace(b'URI=""', b'URI="#x"'), 'URI=""'),
+        (lambda d: d.replace(b"enveloped-signature", b"xpath-filter"), "enveloped"),
+        (lambda d: d.replace(b"xmlenc#sha256", b"xmlenc#md5"), "digest method"),
+    ],
+)
+def test_tampering_is_refused(
+    tmp_path: Path, key: Callable[[str], Any], mutate: Callable[[bytes], bytes], match: str
+) -> None:
+    data = sign_bytes(
+        build_package(
+            cong_van_header(),
+            trace_for(cong_van_header()),
+            [NewAttachment("cv.pdf", b"%PDF-1.7 original")],
+        ),
+        key(TAY_NINH_STC),
+    )
+    changed = mutate(data)
+    assert changed != data
+    with pytest.raises(SignatureInvalid, match=match) as info:
+        check_envelope(_scan(tmp_path, changed))
+    assert info.value.slug == "signature-invalid"
+
+
+def test_missing_and_duplicated_signatures(tmp_path: Path, key: Callable[[str], Any]) -> None:
+    unsigned = build_package(cong_van_header(), trace_for(cong_van_header()), [])
+    with pytest.raises(SignatureInvalid, match="not signed"):
+        check_envelope(_scan(tmp_path, unsigned))
+    signed = sign_bytes(unsigned, key(TAY_NINH_STC))
+    root = etree.fromstring(signed)
+    sig = root.find(f".//{{{DS_NS}}}Signature")
+    # Signature wrapping: a second Signature, or the one Signature moved out of edXMLHeader.
+    twice = etree.fromstring(signed)
+    twice.find(f".//{{{DS_NS}}}Signature").getparent().append(etree.fromstring(etree.tostring(sig)))
+    with pytest.raises(SignatureInvalid, match="expected one"):
+        check_envelope(_scan(tmp_path, etree.tostring(twice)))
+    moved = etree.fromstring(signed)
+    s = moved.find(f".//{{{DS_NS}}}Signature")
+    s.getparent().remove(s)
+    moved[0].append(s)
+    with pytest.raises(SignatureInvalid, match="edXMLHeader"):
+        check_envelope(_scan(tmp_path, etree.tostring(moved)))
+
+
+async def test_untrusted_signer(tmp_path: Path, other_pki: TestPKI, trust: Any) -> None:
+    data = sign_bytes(
+        build_package(cong_van_header(), trace_for(cong_van_header()), []),
+        other_pki.key(f"agency-{TAY_NINH_STC}"),
+    )
+    check_envelope(_scan(tmp_path, data))  # the signature itself is fine...
+    with pytest.raises(SignatureInvalid, match="untrusted signer: no chain"):
+        await verify_envelope(_scan(tmp_path, data), trust)  # ...but not by a trusted CA
