@@ -1,0 +1,165 @@
+"""``lienthong outbox list|replay``: what operators run when deliveries fail.
+
+The lead's ``gateway.cli`` adds :data:`commands` to the top-level group. Exit status is 0 only on
+success; every error is one line on stderr (click's ``Error: …``) with exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from gateway.settings import SettingsError, load_settings
+from gateway.store import SQLiteStore, Store, StoreError, Tx, open_store
+
+from .errors import OutboxError
+from .jobs import STATES, Job, list_jobs, replay
+from .views import page, view
+
+__all__ = ["commands", "outbox"]
+
+T = TypeVar("T")
+
+config_option = click.option(
+    "--config",
+    "config",
+    envvar="LIENTHONG_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="lienthong.toml (or $LIENTHONG_CONFIG)",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def _store(config: Path | None) -> Store:
+    try:
+        settings = load_settings(config)
+        store = open_store(settings.store.url, base=settings.base_dir)
+    except (SettingsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    # Opening creates a missing database: an operator who mistyped a path must not get an empty
+    # store and "no jobs" for an answer.
+    if isinstance(store, SQLiteStore) and not store.path.exists():
+        raise click.ClickException(f"no store at {store.path} (from [store] url)")
+    return store
+
+
+def _run(config: Path | None, work: Callable[[Store], Any]) -> Any:
+    store = _store(config)
+
+    async def main() -> Any:
+        async with store:
+            return await work(store)
+
+    try:
+        return asyncio.run(main())
+    except OutboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    except StoreError as exc:
+        raise click.ClickException(f"store: {exc}") from None
+
+
+def _one_line(text: str | None, width: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _table(jobs: list[Job]) -> str:
+    header = ("ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "LAST ERROR")
+    rows = [
+        (
+            str(j.id),
+            j.kind,
+            j.dossier or j.document or "-",
+            str(j.attempts),
+            j.state,
+            _one_line(j.last_error, 70) or "-",
+        )
+        for j in jobs
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for r in [header, *rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@click.group("outbox")
+def outbox() -> None:
+    """Inspect outbox jobs and replay dead ones."""
+
+
+@outbox.command("list")
+@config_option
+@click.option("--dead", is_flag=True, help="only dead jobs (same as --state dead)")
+@click.option("--state", type=click.Choice(STATES), help="only jobs in this state")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--after", "after_id", type=click.IntRange(0), default=0, help="ids after this one")
+@json_option
+def list_command(
+    config: Path | None,
+    dead: bool,
+    state: str | None,
+    limit: int,
+    after_id: int,
+    as_json: bool,
+) -> None:
+    """List jobs in id order, oldest first."""
+    if dead:
+        if state not in (None, "dead"):
+            raise click.UsageError("--dead and --state disagree")
+        state = "dead"
+
+    async def work(store: Store) -> list[Job]:
+        return await store.read(
+            lambda tx: list_jobs(tx, state=state, limit=limit, after_id=after_id)
+        )
+
+    jobs: list[Job] = _run(config, work)
+    if as_json:
+        click.echo(msgspec.json.encode(page(jobs, limit)).decode())
+    elif not jobs:
+        click.echo(f"no {state + ' ' if state else ''}jobs")
+    else:
+        click.echo(_table(jobs))
+        if len(jobs) >= limit:
+            click.echo(f"… more: --after {jobs[-1].id}")
+
+
+@outbox.command("replay")
+@config_option
+@click.argument("job_id", type=click.IntRange(1))
+@json_option
+def replay_command(config: Path | None, job_id: int, as_json: bool) -> None:
+    """Give a dead job a fresh set of attempts (audited as job.replayed)."""
+    actor = f"cli:{_user()}"
+
+    async def work(store: Store) -> Job:
+        def unit(tx: Tx) -> Job:
+            return replay(tx, job_id, actor=actor)
+
+        return await store.transact(unit)
+
+    job: Job = _run(config, work)
+    if as_json:
+        click.echo(msgspec.json.encode(view(job)).decode())
+    else:
+        click.echo(
+            f"job {job.id} ({job.kind}, {job.dossier or job.document or 'no dossier'}) "
+            "is pending again; a running gateway picks it up at its next poll"
+        )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        return "unknown"
+
+
+commands: list[click.Command] = [outbox]

@@ -1,0 +1,188 @@
+"""The CLI against a real store file, through click's CliRunner (sync tests: the CLI runs its own
+event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.outbox import enqueue, get_job
+from gateway.outbox.cli import commands, outbox
+from gateway.outbox.testing import audit_entries
+from gateway.store import SQLiteStore, Tx
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config whose store holds jobs 1 (pending), 2 (dead) and 3 (dead, on a document)."""
+    path = tmp_path / "lienthong.toml"
+    path.write_text('[store]\nurl = "sqlite:///data/lienthong.db"\n', "utf-8")
+
+    def fill(tx: Tx) -> None:
+        for i, (state, dossier, document) in enumerate(
+            [("pending", "D-1", None), ("dead", "D-2", None), ("dead", None, "DOC-3")], start=1
+        ):
+            enqueue(
+                tx,
+                kind="flow.step",
+                key=f"k{i}",
+                payload={"step": f"s{i}"},
+                dossier=dossier,
+                document=document,
+                now=1000.0,
+            )
+            if state == "dead":
+                tx.all("outbox.claim", owner="w/1", now=10**10, lease_until=10**10 + 1, limit=5)
+                tx.execute(
+                    "outbox.bury",
+                    id=i,
+                    owner="w/1",
+                    now=1001.0,
+                    error=f"PermanentError: registry said no\nto job {i}",
+                )
+                tx.execute(
+                    "outbox.retry",
+                    id=1,
+                    owner="w/1",
+                    error=None,
+                    run_after=1000.0,
+                    refund=1,
+                    now=1001.0,
+                )  # leave job 1 pending and untried
+
+    async def setup() -> None:
+        async with SQLiteStore(tmp_path / "data" / "lienthong.db") as store:
+            await store.transact(fill)
+
+    asyncio.run(setup())
+    return path
+
+
+def states(config: Path) -> dict[int, tuple[str, int]]:
+    async def read() -> dict[int, tuple[str, int]]:
+        async with SQLiteStore(config.parent / "data" / "lienthong.db") as store:
+            found = {}
+            for i in (1, 2, 3):
+                job = await store.read(lambda tx, i=i: get_job(tx, i))
+                assert job is not None
+                found[i] = (job.state, job.attempts)
+            return found
+
+    return asyncio.run(read())
+
+
+def test_the_group_is_exported_for_the_main_cli() -> None:
+    assert commands == [outbox]
+    assert set(outbox.commands) == {"list", "replay"}
+
+
+def test_list_shows_a_table(config: Path) -> None:
+    result = CliRunner().invoke(outbox, ["list", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "LAST", "ERROR"]
+    assert lines[1].split()[:5] == ["1", "flow.step", "D-1", "0", "pending"]
+    assert lines[2].split()[:5] == ["2", "flow.step", "D-2", "1", "dead"]
+    assert lines[2].endswith("PermanentError: registry said no to job 2")  # one line per job
+    assert lines[3].split()[:5] == ["3", "flow.step", "DOC-3", "1", "dead"]
+    assert len(lines) == 4
+
+
+def test_list_dead_as_json_with_the_config_from_the_environment(config: Path) -> None:
+    result = CliRunner().invoke(
+        outbox, ["list", "--dead", "--json"], env={"LIENTHONG_CONFIG": str(config)}
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert [j["id"] for j in doc["items"]] == [2, 3]
+    assert doc["next"] is None
+    first = doc["items"][0]
+    assert (first["state"], first["step"], first["dossier"], first["attempts"]) == (
+        "dead",
+        "s2",
+        "D-2",
+        1,
+    )
+    assert "payload" not in first  # personal data stays out of listings
+    assert first["created_at"] == "1970-01-01T00:16:40+00:00"
+
+
+def test_list_pages(config: Path) -> None:
+    runner = CliRunner()
+    first = json.loads(
+        runner.invoke(outbox, ["list", "--config", str(config), "--json", "--limit", "2"]).output
+    )
+    assert [j["id"] for j in first["items"]] == [1, 2] and first["next"] == 2
+    rest = json.loads(
+        runner.invoke(
+            outbox, ["list", "--config", str(config), "--json", "--limit", "2", "--after", "2"]
+        ).output
+    )
+    assert [j["id"] for j in rest["items"]] == [3] and rest["next"] is None
+
+
+def test_list_says_so_when_empty(config: Path) -> None:
+    result = CliRunner().invoke(outbox, ["list", "--config", str(config), "--state", "running"])
+    assert result.exit_code == 0
+    assert result.output.strip() == "no running jobs"
+
+
+def test_contradictory_filters_are_a_usage_error(config: Path) -> None:
+    result = CliRunner().invoke(
+        outbox, ["list", "--config", str(config), "--dead", "--state", "done"]
+    )
+    assert result.exit_code == 2
+    assert "--dead and --state disagree" in result.output
+
+
+def test_replay_revives_a_dead_job(config: Path) -> None:
+    result = CliRunner().invoke(outbox, ["replay", "2", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert (doc["id"], doc["state"], doc["attempts"]) == (2, "pending", 0)
+    assert states(config) == {1: ("pending", 0), 2: ("pending", 0), 3: ("dead", 1)}
+
+    async def events() -> list[dict[str, object]]:
+        async with SQLiteStore(config.parent / "data" / "lienthong.db") as store:
+            return await audit_entries(store)
+
+    [event] = asyncio.run(events())
+    assert event["action"] == "job.replayed"
+    assert str(event["member"]).startswith("cli:")
+
+
+def test_replay_text_output(config: Path) -> None:
+    result = CliRunner().invoke(outbox, ["replay", "3", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("job 3 (flow.step, DOC-3) is pending again")
+
+
+@pytest.mark.parametrize(
+    ("job_id", "message"),
+    [("99", "Error: no outbox job 99"), ("1", "Error: outbox job 1 is pending, not dead")],
+)
+def test_replay_refusals_are_one_line_and_exit_1(config: Path, job_id: str, message: str) -> None:
+    result = CliRunner().invoke(outbox, ["replay", job_id, "--config", str(config)])
+    assert result.exit_code == 1
+    assert result.output.startswith(message)
+    assert len(result.output.strip().splitlines()) == 1
+    assert states(config)[1] == ("pending", 0)
+
+
+def test_a_missing_config_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(outbox, ["list"], env={"LIENTHONG_CONFIG": None})
+    assert result.exit_code == 1
+    assert "no configuration" in result.output
+
+
+def test_a_missing_store_file_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "lienthong.toml"
+    path.write_text('[store]\nurl = "sqlite:///nowhere.db"\n', "utf-8")
+    result = CliRunner().invoke(outbox, ["list", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "no store at" in result.output
+    assert not (tmp_path / "nowhere.db").exists()
