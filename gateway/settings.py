@@ -99,12 +99,6 @@ class RetrySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class BreakerSettings:
-    failures: int = 5
-    reset_after_s: float = 10.0
-
-
-@dataclass(frozen=True, kw_only=True)
 class RegistrySettings:
     url: str | None = None  # None: the embedded sandbox's URL
     username: str = "lienthong"
@@ -115,7 +109,6 @@ class RegistrySettings:
     timeout_s: float = 10.0
     sign_requests: bool = False
     retry: RetrySettings = RetrySettings()
-    breaker: BreakerSettings = BreakerSettings()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +116,8 @@ class OutboxSettings:
     workers: int = 16
     lease_s: float = 60.0
     poll_s: float = 0.25
+    breaker_failures: int = 5  # consecutive failures that open a registry's circuit
+    breaker_reset_s: float = 10.0  # how long it stays open before one trial call
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,6 +151,7 @@ class AgencySettings:
 class SandboxSettings:
     embedded: bool = True  # start the registry sandboxes inside the gateway process
     seed: int = 0
+    pki: str = "pki"  # test PKI folder (made on first start) for the sandboxes and dev signing
     faults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 

@@ -1,0 +1,230 @@
+"""Dossiers: provincial one-stop systems submit them; operators list, correct and resume them."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from connectors.identifiers import (
+    InvalidIdentifier,
+    check_dossier_code,
+    check_personal_id,
+    check_procedure_code,
+)
+from gateway import dossiers
+from gateway.api.common import decode, json_response, read_json
+from gateway.app import RUNTIME
+from gateway.auth import Identity, require
+from gateway.models import (
+    Accepted,
+    BirthData,
+    DeathData,
+    DossierCorrection,
+    DossierIn,
+    DossierList,
+    Links,
+)
+from gateway.problems import Problem
+from gateway.procedures import flow_of
+from gateway.requestid import REQUEST_ID_KEY
+
+__all__ = ["routes", "validate"]
+
+routes = web.RouteTableDef()
+
+_DATA_MODELS: dict[str, type[BirthData] | type[DeathData]] = {
+    "birth": BirthData,
+    "death": DeathData,
+}
+_SLUGS = {
+    "personal id": "invalid-personal-id",
+    "dossier code": "invalid-dossier-code",
+    "procedure code": "invalid-procedure-code",
+}
+
+
+def _check(fn: Any, value: str, where: str, **kw: Any) -> None:
+    try:
+        fn(value, **kw)
+    except InvalidIdentifier as exc:
+        raise Problem(422, _SLUGS[exc.kind], f"{where}: {exc.reason}", field=where) from None
+
+
+def _person_ids(data: BirthData | DeathData) -> list[tuple[str, str, date | None]]:
+    if isinstance(data, BirthData):
+        found = [("data.mother.personal_id", data.mother.personal_id, data.mother.birth_date)]
+        if data.father is not None:
+            found.append(
+                ("data.father.personal_id", data.father.personal_id, data.father.birth_date)
+            )
+        return found
+    found = [("data.deceased.personal_id", data.deceased.personal_id, data.deceased.birth_date)]
+    if data.beneficiary is not None:
+        found.append(("data.beneficiary.personal_id", data.beneficiary.personal_id, None))
+    return found
+
+
+def validate(doc: DossierIn) -> dict[str, Any]:
+    """Check a dossier beyond its shape; return it as the JSON document to store.
+
+    Raises Problem 422 with a slug per rule (shared/spec/identifiers.md).
+    """
+    _check(check_dossier_code, doc.code, "code")
+    _check(check_procedure_code, doc.procedure, "procedure")
+    known = flow_of(doc.procedure)
+    if known is None:
+        raise Problem(
+            422, "unknown-procedure", f"procedure {doc.procedure} is not run by this gateway"
+        )
+    if known[0] != doc.flow:
+        raise Problem(
+            422,
+            "flow-mismatch",
+            f"procedure {doc.procedure} runs the {known[0]} flow, not {doc.flow}",
+        )
+    _check(check_personal_id, doc.applicant.personal_id, "applicant.personal_id")
+    data = decode(msgspec.json.encode(doc.data), _DATA_MODELS[doc.flow], where="$.data")
+    for where, pid, born in _person_ids(data):
+        _check(check_personal_id, pid, where, birth_date=born)
+    document: dict[str, Any] = msgspec.to_builtins(doc)
+    document["data"] = msgspec.to_builtins(data)
+    return document
+
+
+def _own_scope(identity: Identity) -> str | None:
+    """Operators see every dossier; a provincial system only its own."""
+    return None if identity.may("admin") else identity.id
+
+
+def _caller(request: web.Request) -> Identity:
+    identity: Identity | None = request.get("lienthong.identity")
+    if identity is not None and identity.may("admin"):
+        return identity
+    return require(request, "dossiers.submit")
+
+
+@routes.post("/v1/dossiers")
+async def submit(request: web.Request) -> web.Response:
+    identity = require(request, "dossiers.submit")
+    runtime = request.app[RUNTIME]
+    gate = runtime.extras.get("accepting")
+    if gate is not None:
+        ok, reason = gate()
+        if not ok:
+            raise Problem(503, "not-accepting", reason)
+    document = validate(await read_json(request, DossierIn))
+    request_id = request[REQUEST_ID_KEY]
+    try:
+        outcome = await runtime.store.transact(
+            lambda tx: dossiers.accept(
+                tx,
+                document=document,
+                client=identity.id,
+                member=identity.subsystem.member,
+                request_id=request_id,
+                citizen_key=runtime.citizen_key,
+            )
+        )
+    except dossiers.Conflict as exc:
+        raise Problem(409, "duplicate-conflict", str(exc), code=document["code"]) from None
+    if runtime.worker is not None and not outcome.replayed:
+        runtime.worker.wake()
+    location = f"/v1/dossiers/{outcome.code}"
+    body = Accepted(code=outcome.code, status="accepted", links=Links(self=location))
+    return json_response(body, status=202, headers={"Location": location})
+
+
+@routes.get("/v1/dossiers/{code}")
+async def get_dossier(request: web.Request) -> web.Response:
+    identity = _caller(request)
+    code = request.match_info["code"]
+    try:
+        view = await request.app[RUNTIME].store.read(
+            lambda tx: dossiers.view(tx, code, client=_own_scope(identity))
+        )
+    except dossiers.UnknownDossier:
+        raise Problem(404, "unknown-dossier", f"no dossier {code}") from None
+    return json_response(view)
+
+
+@routes.get("/v1/dossiers")
+async def list_dossiers(request: web.Request) -> web.Response:
+    identity = _caller(request)
+    status = request.query.get("status")
+    allowed = ("accepted", "in_progress", "completed", "needs_attention", "failed")
+    if status is not None and status not in allowed:
+        raise Problem(422, "invalid-request", f"status must be one of {', '.join(allowed)}")
+    after = request.query.get("cursor", "")
+    limit = 100
+    items = await request.app[RUNTIME].store.read(
+        lambda tx: dossiers.list_dossiers(
+            tx, status=status, client=_own_scope(identity), after=after, limit=limit
+        )
+    )
+    return json_response(
+        DossierList(items=items, next=items[-1].code if len(items) == limit else None)
+    )
+
+
+def _merge(document: dict[str, Any], patch: DossierCorrection) -> DossierIn:
+    data = dict(document["data"])
+    for key, value in (patch.data or {}).items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    merged = {**document, "data": data}
+    if patch.applicant is not None:
+        merged["applicant"] = msgspec.to_builtins(patch.applicant)
+    return decode(msgspec.json.encode(merged), DossierIn)
+
+
+@routes.patch("/v1/dossiers/{code}")
+async def correct(request: web.Request) -> web.Response:
+    identity = require(request, "admin")
+    runtime = request.app[RUNTIME]
+    code = request.match_info["code"]
+    patch = await read_json(request, DossierCorrection)
+    try:
+        current = await runtime.store.read(lambda tx: dossiers.document_of(tx, code))
+        corrected = validate(_merge(current, patch))
+        await runtime.store.transact(
+            lambda tx: dossiers.correct(
+                tx,
+                code,
+                document=corrected,
+                actor=identity.id,
+                reason=patch.reason,
+                request_id=request[REQUEST_ID_KEY],
+            )
+        )
+        view = await runtime.store.read(lambda tx: dossiers.view(tx, code))
+    except dossiers.UnknownDossier:
+        raise Problem(404, "unknown-dossier", f"no dossier {code}") from None
+    except dossiers.NotCorrectable as exc:
+        raise Problem(409, "status-transition", str(exc)) from None
+    return json_response(view)
+
+
+@routes.post("/v1/dossiers/{code}/resume")
+async def resume(request: web.Request) -> web.Response:
+    identity = require(request, "admin")
+    runtime = request.app[RUNTIME]
+    code = request.match_info["code"]
+    try:
+        await runtime.store.transact(
+            lambda tx: dossiers.resume(
+                tx, code, actor=identity.id, request_id=request[REQUEST_ID_KEY]
+            )
+        )
+        view = await runtime.store.read(lambda tx: dossiers.view(tx, code))
+    except dossiers.UnknownDossier:
+        raise Problem(404, "unknown-dossier", f"no dossier {code}") from None
+    except dossiers.NotCorrectable as exc:
+        raise Problem(409, "status-transition", str(exc)) from None
+    if runtime.worker is not None:
+        runtime.worker.wake()
+    return json_response(view, status=202)

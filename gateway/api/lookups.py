@@ -1,0 +1,184 @@
+"""Synchronous lookups for provincial systems: citizen, health-insurance card, enterprise.
+
+Each call goes through the registry's circuit breaker with a few quick in-request retries, and is
+recorded in the audit log (who looked up which citizen — by keyed hash) before the answer leaves.
+Personal ids travel only in bodies, never in URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from connectors.api import PermanentError, Result, TransientError
+from connectors.identifiers import InvalidIdentifier, check_personal_id, check_tax_code
+from gateway.api.common import json_response, read_json
+from gateway.app import RUNTIME, Runtime
+from gateway.audit import AuditEvent, append, citizen_hash
+from gateway.auth import Identity, require
+from gateway.models import CitizenLookup, CitizenLookupResult, InsuranceCardLookup
+from gateway.outbox.breaker import CircuitOpen
+from gateway.outbox.retry import call_with_retries
+from gateway.problems import Problem
+from gateway.requestid import REQUEST_ID_KEY
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+async def _call(
+    request: web.Request,
+    identity: Identity,
+    *,
+    service: str,
+    registry: str,
+    operation: str,
+    params: Mapping[str, Any],
+    citizen: str | None = None,
+) -> Result:
+    """Call a registry with bounded retries; audit the access; translate failures to problems."""
+    runtime: Runtime = request.app[RUNTIME]
+    connector = runtime.connector(registry)
+    breaker = runtime.breakers.get(registry)
+    request_id = request[REQUEST_ID_KEY]
+
+    async def once() -> Result:
+        breaker.before_call()
+        try:
+            result = await connector.call(operation, params, request_id=request_id)
+        except PermanentError:
+            breaker.record_success()
+            raise
+        except BaseException:
+            breaker.record_failure()
+            raise
+        breaker.record_success()
+        return result
+
+    outcome, problem, result = "ok", None, None
+    try:
+        result = await call_with_retries(once, attempts=runtime.settings.gateway.lookup_attempts)
+    except CircuitOpen as exc:
+        outcome = "failed"
+        problem = Problem(
+            503,
+            "registry-unavailable",
+            f"the {registry} registry is failing; calls resume in {exc.retry_after:.0f} s",
+            registry=registry,
+            headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+        )
+    except TransientError as exc:
+        outcome = "failed"
+        timeout = "timed out" in exc.message.lower() or "timeout" in exc.message.lower()
+        problem = Problem(
+            504 if timeout else 502,
+            "registry-timeout" if timeout else "registry-unavailable",
+            f"the {registry} registry did not answer usably: {exc.message}",
+            registry=registry,
+        )
+    except PermanentError as exc:
+        outcome = "refused"
+        problem = Problem(
+            404 if exc.code == "not-found" else 502,
+            "not-found" if exc.code == "not-found" else "registry-refused",
+            f"the {registry} registry refused the request: {exc.message}",
+            registry=registry,
+            registry_code=exc.code,
+        )
+    digests = {"params": hashlib.sha256(msgspec.json.encode(params)).hexdigest()}
+    await runtime.store.transact(
+        lambda tx: append(
+            tx,
+            AuditEvent(
+                action=f"lookup.{service.split('.', 1)[1]}",
+                outcome=outcome,
+                member=identity.subsystem.member,
+                subsystem=identity.id,
+                service=service,
+                citizen=citizen,
+                request_id=request_id,
+                digests=digests,
+                detail=f"{registry}/{operation}",
+            ),
+        )
+    )
+    if problem is not None:
+        raise problem
+    assert result is not None
+    return result
+
+
+def _identifier(fn: Any, value: str, slug: str, **kw: Any) -> None:
+    try:
+        fn(value, **kw)
+    except InvalidIdentifier as exc:
+        raise Problem(422, slug, exc.reason, field=exc.kind) from None
+
+
+@routes.post("/v1/lookups/citizen")
+async def citizen(request: web.Request) -> web.Response:
+    identity = require(request, "lookups.citizen")
+    query = await read_json(request, CitizenLookup)
+    _identifier(check_personal_id, query.personal_id, "invalid-personal-id")
+    runtime = request.app[RUNTIME]
+    result = await _call(
+        request,
+        identity,
+        service="lookups.citizen",
+        registry="population",
+        operation="citizen.lookup",
+        params={
+            "personal_id": query.personal_id,
+            "full_name": query.full_name,
+            "birth_date": query.birth_date.isoformat(),
+        },
+        citizen=citizen_hash(runtime.citizen_key, query.personal_id),
+    )
+    data = result.data
+    return json_response(
+        CitizenLookupResult(
+            match=bool(data.get("match")),
+            mismatches=list(data.get("mismatches") or []),
+            citizen=data.get("citizen"),
+        )
+    )
+
+
+@routes.post("/v1/lookups/insurance-card")
+async def insurance_card(request: web.Request) -> web.Response:
+    identity = require(request, "lookups.insurance-card")
+    query = await read_json(request, InsuranceCardLookup)
+    result = await _call(
+        request,
+        identity,
+        service="lookups.insurance-card",
+        registry="insurance",
+        operation="card.check",
+        params={
+            "card_number": query.card_number,
+            "full_name": query.full_name,
+            "birth_date": query.birth_date.isoformat(),
+        },
+    )
+    return json_response(result.data)
+
+
+@routes.get("/v1/lookups/enterprises/{tax_code}")
+async def enterprise(request: web.Request) -> web.Response:
+    identity = require(request, "lookups.enterprise")
+    tax_code = request.match_info["tax_code"]
+    _identifier(check_tax_code, tax_code, "invalid-tax-code")
+    result = await _call(
+        request,
+        identity,
+        service="lookups.enterprise",
+        registry="business",
+        operation="enterprise.lookup",
+        params={"tax_code": tax_code},
+    )
+    return json_response(result.data)

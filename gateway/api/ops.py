@@ -1,0 +1,62 @@
+"""Operations: liveness, readiness, Prometheus metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from gateway.api.common import json_response
+from gateway.app import RUNTIME
+from gateway.outbox.jobs import counts
+from gateway.problems import Problem
+from gateway.store import StoreError
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers. Says nothing of its dependencies (that is /readyz)."""
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to accept work: the store answers, the worker runs, the audit log can checkpoint."""
+    runtime = request.app[RUNTIME]
+    checks: dict[str, str] = {}
+    try:
+        await runtime.store.read(lambda tx: tx.one("kv.count"))
+        checks["store"] = "ok"
+    except StoreError as exc:
+        checks["store"] = f"failing: {exc}"
+    worker = runtime.worker
+    checks["outbox"] = "ok" if worker is not None else "not running"
+    for name, check in runtime.extras.get("readiness", {}).items():
+        ok, reason = check()
+        checks[name] = "ok" if ok else reason
+    if all(v == "ok" for v in checks.values()):
+        return json_response({"ready": True, "checks": checks})
+    failing = "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
+    raise Problem(503, "not-ready", failing, checks=checks)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        depth = await runtime.store.read(counts)
+        for state, n in depth.items():
+            runtime.metrics.outbox_jobs.labels(state).set(n)
+    except StoreError:
+        pass  # the scrape still shows everything else; /readyz reports the store
+    return web.Response(body=runtime.metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    from gateway.openapi import document
+
+    return web.Response(body=msgspec.json.encode(document()), content_type="application/json")

@@ -1,0 +1,286 @@
+"""The aiohttp application factory: one settings object in, a running gateway out.
+
+Every resource opens and closes in one ``cleanup_ctx`` (store → sandboxes → connectors → outbox
+worker), in that order and back, so a gateway that fails to start leaves nothing half-open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from connectors import create_connector
+from connectors.api import Connector, Endpoint
+from connectors.faults import FaultPlan
+from connectors.sandboxes import run_sandboxes, sandbox_endpoint
+from gateway.auth import IDENTITY_KEY, Authenticator
+from gateway.flows import CallbackHandler, FlowStepHandler, PortalSyncHandler
+from gateway.metrics import Metrics
+from gateway.outbox.breaker import Breakers
+from gateway.outbox.jobs import Job
+from gateway.outbox.retry import RetryPolicy
+from gateway.outbox.worker import JobHandler, Worker
+from gateway.problems import Problem, problem_middleware
+from gateway.requestid import REQUEST_ID_KEY, request_id_middleware
+from gateway.settings import REGISTRY_NAMES, Settings, SettingsError
+from gateway.store import Store, open_store
+
+__all__ = ["RUNTIME", "Runtime", "create_app"]
+
+log = logging.getLogger("lienthong.http")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Runtime:
+    """Everything the handlers share, built once per app in :func:`_lifecycle`."""
+
+    settings: Settings
+    store: Store
+    metrics: Metrics
+    auth: Authenticator
+    breakers: Breakers
+    connectors: dict[str, Connector] = field(default_factory=dict)
+    registry_urls: dict[str, str] = field(default_factory=dict)
+    worker: Worker | None = None
+    citizen_key: bytes = b""
+    extras: dict[str, Any] = field(default_factory=dict)  # pki, signer, trust, checkpointer …
+
+    def connector(self, name: str) -> Connector:
+        try:
+            return self.connectors[name]
+        except KeyError:
+            raise Problem(
+                503, "registry-unavailable", f"the {name} registry is not configured", registry=name
+            ) from None
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def _route_name(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Metrics and one JSON access-log line per request (never the body, never a query string)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_name(request)
+        metrics = request.app[RUNTIME].metrics if RUNTIME in request.app else None
+        if metrics is not None:
+            metrics.requests.labels(request.method, route, str(status)).inc()
+            metrics.latency.labels(route).observe(elapsed)
+        identity = request.get(IDENTITY_KEY)
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            status,
+            extra={
+                "request_id": request.get(REQUEST_ID_KEY),
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "route": route,
+                "client": identity.id if identity else None,
+            },
+        )
+
+
+@web.middleware
+async def identify_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[IDENTITY_KEY] = request.app[RUNTIME].auth.identify(request)
+    return await handler(request)
+
+
+def _fault_plans(settings: Settings) -> dict[str, FaultPlan]:
+    try:
+        return {
+            name: FaultPlan.from_mapping(dict(p)) for name, p in settings.sandbox.faults.items()
+        }
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"[sandbox.faults]: {exc}") from None
+
+
+def _endpoint(settings: Settings, name: str, sandbox_url: str | None) -> Endpoint:
+    reg = settings.registry(name)
+    if sandbox_url is not None:
+        return sandbox_endpoint(
+            name, sandbox_url, timeout=reg.timeout_s, sign_requests=reg.sign_requests
+        )
+    assert reg.url is not None
+    return Endpoint(
+        url=reg.url,
+        username=reg.username,
+        password=reg.password,
+        secret=reg.secret,
+        api_key=reg.api_key,
+        client_id=reg.client_id,
+        timeout=reg.timeout_s,
+        sign_requests=reg.sign_requests,
+    )
+
+
+def _policy(settings: Settings) -> Callable[[Job], RetryPolicy]:
+    policies: dict[str, RetryPolicy] = {}
+    for name in REGISTRY_NAMES:
+        r = settings.registry(name).retry
+        policies[name] = RetryPolicy(
+            max_attempts=r.max_attempts,
+            base_delay=r.base_delay_s,
+            max_delay=r.max_delay_s,
+            jitter=r.jitter,
+        )
+    default = policies["portal"]
+
+    def policy_for(job: Job) -> RetryPolicy:
+        service = str(job.payload.get("service", ""))
+        return policies.get(service.split("/", 1)[0], default)
+
+    return policy_for
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    settings = runtime.settings
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(runtime.store)
+        sandboxed = [n for n in REGISTRY_NAMES if settings.registry(n).url is None]
+        if sandboxed and not settings.sandbox.embedded:
+            raise SettingsError(
+                f"no url for registr{'y' if len(sandboxed) == 1 else 'ies'} {', '.join(sandboxed)}: "
+                "set [registries.<name>] url, or [sandbox] embedded = true"
+            )
+        civil_options: dict[str, Any] = {}
+        sandbox_options: dict[str, Any] = {}
+        signing = runtime.extras.get("signing")
+        if signing is not None:
+            civil_options = {"signer": signing.signer, "trust": signing.trust}
+            if "civil_status" in sandboxed:
+                sandbox_options = {"signer": signing.register, "trust": signing.trust}
+        if sandboxed:
+            plans = _fault_plans(settings)
+            runtime.registry_urls = await stack.enter_async_context(
+                run_sandboxes(
+                    names=sandboxed,
+                    seed=settings.sandbox.seed,
+                    faults={k: v for k, v in plans.items() if k in sandboxed},
+                    **sandbox_options,
+                )
+            )
+        for name in REGISTRY_NAMES:
+            endpoint = _endpoint(settings, name, runtime.registry_urls.get(name))
+            options = civil_options if name == "civil_status" else {}
+            runtime.connectors[name] = await stack.enter_async_context(
+                create_connector(name, endpoint, **options)
+            )
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        secrets = {
+            s.id: s.callback_secret.encode() for s in settings.subsystems if s.callback_secret
+        }
+        handlers: dict[str, JobHandler] = {
+            "flow.step": FlowStepHandler(
+                runtime.store,
+                runtime.connectors,
+                runtime.breakers,
+                metrics=runtime.metrics,
+                on_result=runtime.extras.get("on_result"),
+            ),
+            "callback": CallbackHandler(
+                runtime.store,
+                lambda: session,
+                secrets,
+                timeout_s=settings.gateway.callback_timeout_s,
+            ),
+            "portal.sync": PortalSyncHandler(runtime.store, runtime.connectors["portal"]),
+        }
+        for kind, handler in runtime.extras.get("handlers", {}).items():
+            handlers[kind] = handler
+        runtime.worker = Worker(
+            runtime.store,
+            handlers,
+            policy=_policy(settings),
+            concurrency=settings.outbox.workers,
+            lease=settings.outbox.lease_s,
+            poll_interval=settings.outbox.poll_s,
+            metrics=runtime.metrics,
+        )
+        await stack.enter_async_context(runtime.worker)
+        yield
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    extras: Mapping[str, Any] | None = None,
+) -> web.Application:
+    """Build the gateway. ``extras`` carries optional parts (``signing``: a SigningSetup, extra
+    ``handlers`` by job kind, an ``on_result`` hook for the demo)."""
+    from gateway.api import dossiers, lookups, ops
+
+    metrics = Metrics()
+    app = web.Application(
+        middlewares=[
+            request_id_middleware,
+            observe_middleware,
+            problem_middleware,
+            identify_middleware,
+        ],
+        client_max_size=settings.gateway.max_body_bytes,
+    )
+    app[RUNTIME] = Runtime(
+        settings=settings,
+        store=store or open_store(settings.store.url, base=settings.base_dir),
+        metrics=metrics,
+        auth=Authenticator(settings.subsystems),
+        breakers=Breakers(
+            failure_threshold=settings.outbox.breaker_failures,
+            reset_after=settings.outbox.breaker_reset_s,
+            metrics=metrics,
+        ),
+        citizen_key=_citizen_key(settings),
+        extras=dict(extras or {}),
+    )
+    app.cleanup_ctx.append(_lifecycle)
+    for module in (ops, dossiers, lookups):
+        app.router.add_routes(module.routes)
+    return app
+
+
+def _citizen_key(settings: Settings) -> bytes:
+    key = settings.audit.citizen_id_key
+    if not key:
+        # Development only: a fixed key still keeps raw ids out of the log, but anyone with the
+        # source can test guesses. Production configs set [audit] citizen_id_key.
+        return b"lienthong-development-citizen-key"
+    try:
+        return bytes.fromhex(key)
+    except ValueError:
+        raise SettingsError("[audit] citizen_id_key must be hex") from None
+
+
+def base_url_of(listen: str) -> str:
+    host, _, port = listen.rpartition(":")
+    return f"http://{host or '127.0.0.1'}:{port}"
+
+
+def data_dir(settings: Settings) -> Path:
+    return settings.base_dir

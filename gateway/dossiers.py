@@ -1,0 +1,350 @@
+"""Dossiers: the units of work that change them, each run inside one store transaction.
+
+Every function here takes a ``tx`` and is called from ``store.transact`` (or ``store.read``), so the
+dossier row, its steps, the next outbox job, the notifications and the audit event commit together.
+Nothing here does I/O beyond the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from gateway.audit import AuditEvent, append, citizen_hash
+from gateway.flows.definitions import FLOWS, Flow
+from gateway.models import DossierSummary, DossierView, StepAttempt, StepView
+from gateway.outbox.jobs import enqueue, get_job, replay
+from gateway.store import Tx
+
+__all__ = [
+    "Acceptance",
+    "Conflict",
+    "NotCorrectable",
+    "UnknownDossier",
+    "accept",
+    "canonical",
+    "correct",
+    "list_dossiers",
+    "resume",
+    "step_delivered",
+    "step_failed",
+    "view",
+]
+
+_encode = msgspec.json.Encoder(order="sorted").encode
+RESUMABLE = ("needs_attention", "failed")
+
+
+class DossierError(Exception):
+    """Base of the dossier-level refusals the API turns into problems."""
+
+
+class Conflict(DossierError):
+    """The same code was accepted before with another body, or from another subsystem."""
+
+
+class UnknownDossier(DossierError, LookupError):
+    pass
+
+
+class NotCorrectable(DossierError):
+    """Only a stopped flow (needs_attention or failed) may be corrected or resumed."""
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    code: str
+    status: str
+    replayed: bool  # True: this exact dossier was already accepted; nothing new was stored
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def canonical(document: Any) -> bytes:
+    """Sorted-key JSON: the same dossier always gives the same bytes, whatever key order it came in."""
+    return _encode(document)
+
+
+def _step_job(tx: Tx, code: str, flow: Flow, idx: int, *, now: str) -> None:
+    step = flow.steps[idx]
+    job_id = enqueue(
+        tx,
+        kind="flow.step",
+        key=f"{code}/{step.name}",
+        payload={"index": idx, "step": step.name, "service": f"{step.registry}/{step.operation}"},
+        dossier=code,
+    )
+    if job_id is None:  # the step ran before (a resume): give its job a fresh start instead
+        row = tx.one("dossiers.step", dossier=code, idx=idx)
+        job_id = row["job_id"] if row else None
+    tx.execute("dossiers.step_scheduled", dossier=code, idx=idx, job_id=job_id, now=now)
+
+
+def _changed(tx: Tx, code: str, status: str, *, now: str) -> None:
+    """Record a status change and queue its notifications (callback, portal) through the outbox."""
+    tx.execute("dossiers.set_status", code=code, status=status, now=now)
+    row = tx.one("dossiers.get", code=code)
+    assert row is not None
+    version = row["version"]
+    payload = {"code": code, "version": version}
+    if row["callback_url"]:
+        enqueue(
+            tx, kind="callback", key=f"{code}/callback/{version}", payload=payload, dossier=code
+        )
+    enqueue(tx, kind="portal.sync", key=f"{code}/portal/{version}", payload=payload, dossier=code)
+
+
+def accept(
+    tx: Tx,
+    *,
+    document: dict[str, Any],
+    client: str,
+    member: str,
+    request_id: str,
+    citizen_key: bytes,
+) -> Acceptance:
+    """Store a new dossier with its steps, its first job and an audit event — or recognise a repeat.
+
+    Raises :class:`Conflict` when the code exists with another body or from another subsystem.
+    """
+    code, flow = document["code"], FLOWS[document["flow"]]
+    body = canonical(document)
+    digest = hashlib.sha256(body).hexdigest()
+    existing = tx.one("dossiers.get", code=code)
+    if existing is not None:
+        if existing["client"] != client or existing["body_digest"] != digest:
+            raise Conflict(f"dossier {code} was already accepted with different content")
+        return Acceptance(code, existing["status"], replayed=True)
+    now = now_iso()
+    tx.execute(
+        "dossiers.insert",
+        code=code,
+        client=client,
+        procedure=document["procedure"],
+        flow=flow.name,
+        body=body,
+        digest=digest,
+        callback_url=document.get("callback_url"),
+        request_id=request_id,
+        now=now,
+    )
+    for idx, step in enumerate(flow.steps):
+        tx.execute(
+            "dossiers.insert_step",
+            dossier=code,
+            idx=idx,
+            name=step.name,
+            registry=step.registry,
+            operation=step.operation,
+            now=now,
+        )
+    _step_job(tx, code, flow, 0, now=now)
+    append(
+        tx,
+        AuditEvent(
+            action="dossier.accepted",
+            member=member,
+            subsystem=client,
+            service="dossiers.submit",
+            dossier=code,
+            citizen=citizen_hash(citizen_key, document["applicant"]["personal_id"]),
+            request_id=request_id,
+            digests={"body": digest},
+            detail=f"flow {flow.name}, procedure {document['procedure']}",
+        ),
+    )
+    return Acceptance(code, "accepted", replayed=False)
+
+
+def _history(tx: Tx, code: str, idx: int, attempt: int, outcome: str, **kw: Any) -> None:
+    tx.execute(
+        "dossiers.add_history",
+        dossier=code,
+        idx=idx,
+        at=now_iso(),
+        attempt=attempt,
+        outcome=outcome,
+        error=kw.get("error"),
+        reference=kw.get("reference"),
+    )
+
+
+def step_delivered(
+    tx: Tx, code: str, idx: int, *, attempts: int, data: dict[str, Any], reference: str | None
+) -> None:
+    """Record a step's result, then schedule the next step or complete the dossier."""
+    row = tx.one("dossiers.get", code=code)
+    if row is None:
+        raise UnknownDossier(code)
+    flow, now = FLOWS[row["flow"]], now_iso()
+    tx.execute(
+        "dossiers.step_done",
+        dossier=code,
+        idx=idx,
+        attempts=attempts,
+        result=canonical(data),
+        reference=reference,
+        now=now,
+    )
+    _history(tx, code, idx, attempts, "delivered", reference=reference)
+    if idx + 1 < len(flow.steps):
+        _step_job(tx, code, flow, idx + 1, now=now)
+        _changed(tx, code, "in_progress", now=now)
+    else:
+        _changed(tx, code, "completed", now=now)
+        append(tx, AuditEvent(action="dossier.completed", dossier=code, service="dossiers.submit"))
+
+
+def step_failed(
+    tx: Tx, code: str, idx: int, *, attempts: int, error: str, dead: bool, permanent: bool
+) -> None:
+    """Record a failed attempt; when it was the last, stop the flow where an operator sees it.
+
+    A permanent refusal (the registry understood and said no) needs a correction: status
+    ``needs_attention``. Attempts used up on transient faults: ``failed``. Both can be resumed.
+    """
+    now = now_iso()
+    status = "failed" if dead else "pending"
+    tx.execute(
+        "dossiers.step_failed",
+        dossier=code,
+        idx=idx,
+        status=status,
+        attempts=attempts,
+        error=error,
+        now=now,
+    )
+    _history(tx, code, idx, attempts, "dead" if dead else "retry", error=error)
+    if dead:
+        _changed(tx, code, "needs_attention" if permanent else "failed", now=now)
+
+
+def view(tx: Tx, code: str, *, client: str | None = None) -> DossierView:
+    """The status document. ``client`` limits it to that subsystem's own dossiers.
+
+    Raises :class:`UnknownDossier` (also for another subsystem's dossier: its existence is not told).
+    """
+    row = tx.one("dossiers.get", code=code)
+    if row is None or (client is not None and row["client"] != client):
+        raise UnknownDossier(code)
+    history: dict[int, list[StepAttempt]] = {}
+    for h in tx.all("dossiers.history", dossier=code):
+        history.setdefault(h["idx"], []).append(
+            StepAttempt(
+                at=h["at"],
+                attempt=h["attempt"],
+                outcome=h["outcome"],
+                error=h["error"],
+                reference=h["reference"],
+            )
+        )
+    steps = [
+        StepView(
+            name=s["name"],
+            registry=s["registry"],
+            operation=s["operation"],
+            status=s["status"],
+            attempts=s["attempts"],
+            result=msgspec.json.decode(s["result"]) if s["result"] else None,
+            reference=s["reference"],
+            error=s["error"],
+            history=history.get(s["idx"], []),
+        )
+        for s in tx.all("dossiers.steps", dossier=code)
+    ]
+    return DossierView(
+        code=code,
+        procedure=row["procedure"],
+        flow=row["flow"],
+        status=row["status"],
+        steps=steps,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def list_dossiers(
+    tx: Tx, *, status: str | None, client: str | None, after: str = "", limit: int = 100
+) -> list[DossierSummary]:
+    rows = tx.all("dossiers.list_by_status", status=status, client=client, after=after, limit=limit)
+    return [DossierSummary(r["code"], r["flow"], r["status"], r["updated_at"]) for r in rows]
+
+
+def document_of(tx: Tx, code: str) -> dict[str, Any]:
+    row = tx.one("dossiers.get", code=code)
+    if row is None:
+        raise UnknownDossier(code)
+    result: dict[str, Any] = msgspec.json.decode(row["body"])
+    return result
+
+
+def correct(
+    tx: Tx, code: str, *, document: dict[str, Any], actor: str, reason: str, request_id: str
+) -> None:
+    """Replace the dossier's document with an operator's corrected one (already validated).
+
+    Raises :class:`UnknownDossier`, :class:`NotCorrectable`.
+    """
+    row = tx.one("dossiers.get", code=code)
+    if row is None:
+        raise UnknownDossier(code)
+    if row["status"] not in RESUMABLE:
+        raise NotCorrectable(f"dossier {code} is {row['status']}; only a stopped flow is corrected")
+    body = canonical(document)
+    tx.execute("dossiers.set_body", code=code, body=body, now=now_iso())
+    append(
+        tx,
+        AuditEvent(
+            action="dossier.corrected",
+            member=actor,
+            service="admin",
+            dossier=code,
+            request_id=request_id,
+            digests={
+                "before": hashlib.sha256(row["body"]).hexdigest(),
+                "after": hashlib.sha256(body).hexdigest(),
+            },
+            detail=reason,
+        ),
+    )
+
+
+def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> str:
+    """Restart a stopped flow at its first unfinished step; finished steps are not repeated.
+
+    Returns the name of the step resumed. Raises :class:`UnknownDossier`, :class:`NotCorrectable`.
+    """
+    row = tx.one("dossiers.get", code=code)
+    if row is None:
+        raise UnknownDossier(code)
+    if row["status"] not in RESUMABLE:
+        raise NotCorrectable(f"dossier {code} is {row['status']}; only a stopped flow is resumed")
+    flow, now = FLOWS[row["flow"]], now_iso()
+    pending = next(s for s in tx.all("dossiers.steps", dossier=code) if s["status"] != "done")
+    idx = pending["idx"]
+    job = get_job(tx, pending["job_id"]) if pending["job_id"] is not None else None
+    if job is not None and job.state == "dead":
+        replay(tx, job.id, actor=actor)
+        tx.execute("dossiers.step_scheduled", dossier=code, idx=idx, job_id=job.id, now=now)
+    else:
+        _step_job(tx, code, flow, idx, now=now)
+    _history(tx, code, idx, pending["attempts"], "resumed")
+    _changed(tx, code, "in_progress", now=now)
+    append(
+        tx,
+        AuditEvent(
+            action="dossier.resumed",
+            member=actor,
+            service="admin",
+            dossier=code,
+            step=flow.steps[idx].name,
+            request_id=request_id,
+        ),
+    )
+    return flow.steps[idx].name

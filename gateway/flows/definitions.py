@@ -1,0 +1,178 @@
+"""The inter-connected procedures of Decree 63/2024 as declared step lists.
+
+A step names a registry and an operation (see connectors/ and .notes/operations.md), how to build
+its parameters from the dossier and the outputs of earlier steps, and how to judge the answer. The
+engine (:mod:`gateway.flows.engine`) runs any of them the same way; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.api import PermanentError
+
+__all__ = ["FLOWS", "Context", "Flow", "Step"]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a step may read: the dossier as accepted (corrections included) and earlier outputs."""
+
+    dossier: Mapping[str, Any]  # the DossierIn document (JSON-shaped)
+    outputs: Mapping[str, Mapping[str, Any]]  # step name → result data
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        result: Mapping[str, Any] = self.dossier["data"]
+        return result
+
+    @property
+    def applicant(self) -> Mapping[str, Any]:
+        result: Mapping[str, Any] = self.dossier["applicant"]
+        return result
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    registry: str
+    operation: str
+    params: Callable[[Context], dict[str, Any]]
+    # Raises PermanentError when the registry answered but the answer stops the flow.
+    judge: Callable[[Context, dict[str, Any]], None] | None = None
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    steps: tuple[Step, ...]
+
+    def index(self, name: str) -> int:
+        return next(i for i, s in enumerate(self.steps) if s.name == name)
+
+
+def _applicant_lookup(ctx: Context) -> dict[str, Any]:
+    a = ctx.applicant
+    return {
+        "personal_id": a["personal_id"],
+        "full_name": a["full_name"],
+        "birth_date": a.get("birth_date"),
+    }
+
+
+def _applicant_matches(ctx: Context, result: dict[str, Any]) -> None:
+    mismatches = list(result.get("mismatches") or [])
+    if not ctx.applicant.get("birth_date") and "birth_date" in mismatches:
+        mismatches.remove("birth_date")  # not given, so not checked
+    if not result.get("citizen") or mismatches:
+        what = ", ".join(mismatches) or "personal_id"
+        raise PermanentError(
+            "population", f"the applicant does not match the population registry ({what})"
+        )
+
+
+VERIFY_APPLICANT = Step(
+    "verify_applicant", "population", "citizen.lookup", _applicant_lookup, _applicant_matches
+)
+
+
+def _declarant(ctx: Context) -> dict[str, Any]:
+    a = ctx.applicant
+    return {
+        "full_name": a["full_name"],
+        "personal_id": a["personal_id"],
+        "relation": ctx.data.get("relation", ""),
+    }
+
+
+def _birth_params(ctx: Context) -> dict[str, Any]:
+    d = ctx.data
+    params = {"child": d["child"], "mother": d["mother"], "declarant": _declarant(ctx)}
+    if d.get("father"):
+        params["father"] = d["father"]
+    return params
+
+
+def _child(ctx: Context) -> dict[str, Any]:
+    born = ctx.outputs["register_birth"]
+    child = ctx.data["child"]
+    return {
+        "personal_id": born["personal_id"],
+        "full_name": child["full_name"],
+        "birth_date": child["birth_date"],
+        "sex": child["sex"],
+    }
+
+
+def _residence_params(ctx: Context) -> dict[str, Any]:
+    return {
+        **{k: v for k, v in _child(ctx).items() if k != "sex"},
+        "address": ctx.data["residence"],
+        "household_head_id": ctx.data["mother"]["personal_id"],
+        "relation": "con",
+    }
+
+
+def _card_params(ctx: Context) -> dict[str, Any]:
+    province = ctx.data["residence"]["province_code"]
+    return {**_child(ctx), "province_code": province[-2:]}
+
+
+BIRTH = Flow(
+    "birth",
+    (
+        VERIFY_APPLICANT,
+        Step("register_birth", "civil_status", "birth.register", _birth_params),
+        Step("register_residence", "population", "residence.register", _residence_params),
+        Step("issue_health_card", "insurance", "card.issue_newborn", _card_params),
+    ),
+)
+
+
+def _deceased(ctx: Context) -> Mapping[str, Any]:
+    result: Mapping[str, Any] = ctx.data["deceased"]
+    return result
+
+
+def _death_params(ctx: Context) -> dict[str, Any]:
+    return {"deceased": dict(_deceased(ctx)), "declarant": _declarant(ctx)}
+
+
+def _deregister_params(ctx: Context) -> dict[str, Any]:
+    dead = _deceased(ctx)
+    return {
+        "personal_id": dead["personal_id"],
+        "full_name": dead["full_name"],
+        "reason": "death",
+        "death_record_number": ctx.outputs["register_death"]["death_record_number"],
+    }
+
+
+def _funeral_params(ctx: Context) -> dict[str, Any]:
+    dead = _deceased(ctx)
+    beneficiary = ctx.data.get("beneficiary") or {
+        "full_name": ctx.applicant["full_name"],
+        "personal_id": ctx.applicant["personal_id"],
+    }
+    return {
+        "personal_id": dead["personal_id"],
+        "full_name": dead["full_name"],
+        "death_date": dead["death_date"],
+        "death_record_number": ctx.outputs["register_death"]["death_record_number"],
+        "beneficiary": beneficiary,
+    }
+
+
+DEATH = Flow(
+    "death",
+    (
+        VERIFY_APPLICANT,
+        Step("register_death", "civil_status", "death.register", _death_params),
+        Step("deregister_residence", "population", "residence.deregister", _deregister_params),
+        Step("pay_funeral_allowance", "insurance", "funeral.pay", _funeral_params),
+    ),
+)
+
+FLOWS: dict[str, Flow] = {f.name: f for f in (BIRTH, DEATH)}

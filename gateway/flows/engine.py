@@ -1,0 +1,145 @@
+"""The one engine that runs every flow: an outbox job handler for ``flow.step`` jobs.
+
+A job names a dossier and a step index. The handler reads the dossier and earlier outputs, builds
+the step's parameters, calls the registry through its connector (behind that registry's circuit
+breaker) with the job's key as the idempotency key, judges the answer, and returns the unit of work
+that records it — which the outbox worker commits together with the job's completion and its audit
+event. The recording schedules the next step, so a flow advances one durable step at a time and a
+crash anywhere resumes from the last committed step.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from connectors.api import Connector, PermanentError
+from gateway import dossiers
+from gateway.flows.definitions import FLOWS, Context, Step
+from gateway.metrics import Metrics
+from gateway.outbox.breaker import Breakers
+from gateway.outbox.jobs import Job
+from gateway.outbox.worker import Delivery
+from gateway.store import Store, Tx
+
+__all__ = ["FlowStepHandler", "slim"]
+
+# Large binary results are kept by digest in the dossier's history; the document itself is
+# verified by the connector and handed on, not stored in every status read.
+_BINARY_FIELDS = ("certificate_pdf",)
+
+
+def slim(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The result without its large binary fields, and the SHA-256 of each field removed."""
+    kept: dict[str, Any] = {}
+    digests: dict[str, str] = {}
+    for key, value in data.items():
+        if key in _BINARY_FIELDS and isinstance(value, str):
+            raw = base64.b64decode(value)
+            digests[key] = hashlib.sha256(raw).hexdigest()
+            kept[f"{key}_sha256"] = digests[key]
+            kept[f"{key}_bytes"] = len(raw)
+        else:
+            kept[key] = value
+    return kept, digests
+
+
+class FlowStepHandler:
+    def __init__(
+        self,
+        store: Store,
+        connectors: Mapping[str, Connector],
+        breakers: Breakers,
+        *,
+        metrics: Metrics | None = None,
+        on_result: Callable[[str, Step, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.connectors = connectors
+        self.breakers = breakers
+        self.metrics = metrics
+        self.on_result = on_result  # lets the demo keep artefacts (signed certificates)
+
+    def _load(self, tx: Tx, code: str) -> tuple[dict[str, Any], str, dict[str, dict[str, Any]]]:
+        row = tx.one("dossiers.get", code=code)
+        if row is None:
+            raise PermanentError("gateway", f"dossier {code} does not exist")
+        outputs = {
+            s["name"]: msgspec.json.decode(s["result"])
+            for s in tx.all("dossiers.steps", dossier=code)
+            if s["status"] == "done" and s["result"]
+        }
+        return msgspec.json.decode(row["body"]), row["flow"], outputs
+
+    async def run(self, job: Job) -> Callable[[Tx], Any]:
+        code, idx = job.dossier, int(job.payload["index"])
+        assert code is not None
+        document, flow_name, outputs = await self.store.read(lambda tx: self._load(tx, code))
+        step = FLOWS[flow_name].steps[idx]
+        ctx = Context(document, outputs)
+        try:
+            params = step.params(ctx)
+        except (
+            KeyError
+        ) as exc:  # the dossier lacks what this step needs: an operator must correct it
+            raise PermanentError(
+                step.registry, f"the dossier has no {exc.args[0]!r} for {step.name}"
+            ) from None
+        breaker = self.breakers.get(step.registry)
+        breaker.before_call()
+        outcome = "error"
+        try:
+            result = await self.connectors[step.registry].call(
+                step.operation,
+                params,
+                idempotency_key=job.key,
+                request_id=str(job.payload.get("request_id") or job.key),
+            )
+            outcome = "ok"
+        except PermanentError:
+            breaker.record_success()  # the registry answered: it is up
+            outcome = "refused"
+            raise
+        except BaseException:
+            breaker.record_failure()
+            raise
+        else:
+            breaker.record_success()
+        finally:
+            if self.metrics is not None:
+                self.metrics.registry_calls.labels(step.registry, step.operation, outcome).inc()
+        if step.judge is not None:
+            step.judge(ctx, result.data)
+        if self.on_result is not None:
+            self.on_result(code, step, result.data)
+        data, digests = slim(result.data)
+
+        def record(tx: Tx) -> Delivery:
+            dossiers.step_delivered(
+                tx, code, idx, attempts=job.attempts, data=data, reference=result.reference
+            )
+            return Delivery(
+                reference=result.reference,
+                service=f"{step.registry}/{step.operation}",
+                digests=digests,
+            )
+
+        return record
+
+    def failed(
+        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+    ) -> None:
+        assert job.dossier is not None
+        dossiers.step_failed(
+            tx,
+            job.dossier,
+            int(job.payload["index"]),
+            attempts=job.attempts,
+            error=str(error)[:1000],
+            dead=dead,
+            permanent=isinstance(error, PermanentError),
+        )

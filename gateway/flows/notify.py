@@ -1,0 +1,151 @@
+"""Telling others a dossier changed: the provincial system's callback and the national portal.
+
+Both are outbox jobs queued in the same transaction as the change (``gateway.dossiers._changed``),
+so a notification is never lost and is retried like any delivery. Each carries the dossier's
+*current* status document and its ``version``, so a receiver can drop one that arrives late.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from connectors.api import Connector, PermanentError, TransientError
+from gateway import dossiers
+from gateway.outbox.jobs import Job
+from gateway.store import Store, Tx
+
+__all__ = ["CallbackHandler", "PortalSyncHandler", "sign_callback", "verify_callback"]
+
+SIGNATURE_HEADER = "X-Lienthong-Signature"
+
+
+def sign_callback(secret: bytes, body: bytes, *, at: int | None = None) -> str:
+    """``t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`` — the timestamp stops replays."""
+    t = int(time.time()) if at is None else at
+    mac = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify_callback(secret: bytes, body: bytes, header: str, *, tolerance_s: int = 300) -> bool:
+    """What a receiver runs: check the MAC and that the timestamp is recent."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        t = int(fields["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(time.time() - t) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign_callback(secret, body, at=t), header)
+
+
+def _noop(tx: Tx) -> None:
+    return None
+
+
+class CallbackHandler:
+    """POSTs the status document to the dossier's ``callback_url``, HMAC-signed."""
+
+    def __init__(
+        self,
+        store: Store,
+        session: Callable[[], aiohttp.ClientSession],
+        secrets: Mapping[str, bytes],
+        *,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.store, self._session, self.secrets, self.timeout_s = store, session, secrets, timeout_s
+
+    async def run(self, job: Job) -> Callable[[Tx], Any]:
+        code = str(job.payload["code"])
+
+        def load(tx: Tx) -> tuple[str | None, str, bytes]:
+            row = tx.one("dossiers.get", code=code)
+            if row is None:
+                raise PermanentError("callback", f"dossier {code} does not exist")
+            doc = msgspec.to_builtins(dossiers.view(tx, code))
+            doc["version"] = job.payload["version"]
+            return row["callback_url"], row["client"], msgspec.json.encode(doc)
+
+        url, client, body = await self.store.read(load)
+        if not url:
+            return _noop
+        headers = {"Content-Type": "application/json", "X-Lienthong-Dossier": code}
+        secret = self.secrets.get(client)
+        if secret:
+            headers[SIGNATURE_HEADER] = sign_callback(secret, body)
+        try:
+            async with self._session().post(
+                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            ) as resp:
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError("callback", f"{url}: {type(exc).__name__}: {exc}") from None
+        if status in (408, 425, 429) or status >= 500:
+            raise TransientError("callback", f"{url} answered {status}")
+        if status >= 400:
+            raise PermanentError("callback", f"{url} refused the callback with {status}")
+        return _noop
+
+    def failed(
+        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+    ) -> None:
+        """The worker's job row and audit event say it all; the dossier is not changed by this."""
+
+
+# Gateway status → the portal's TrangThaiHoSo (shared/spec/identifiers.md).
+PORTAL_STATUS = {
+    "accepted": 2,
+    "in_progress": 4,
+    "needs_attention": 8,
+    "failed": 8,
+    "completed": 10,
+}
+
+
+class PortalSyncHandler:
+    """Synchronises the dossier with the national public-service portal (``dossier.sync``)."""
+
+    def __init__(self, store: Store, portal: Connector) -> None:
+        self.store, self.portal = store, portal
+
+    async def run(self, job: Job) -> Callable[[Tx], Any]:
+        code = str(job.payload["code"])
+
+        def load(tx: Tx) -> tuple[dict[str, Any], dict[str, Any]]:
+            row = tx.one("dossiers.get", code=code)
+            if row is None:
+                raise PermanentError("portal", f"dossier {code} does not exist")
+            return row, msgspec.json.decode(row["body"])
+
+        row, document = await self.store.read(load)
+        from gateway.procedures import flow_of
+
+        known = flow_of(row["procedure"])
+        params = {
+            "code": code,
+            "procedure": row["procedure"],
+            "procedure_name": known[1] if known else row["procedure"],
+            "applicant": {
+                k: document["applicant"].get(k) for k in ("full_name", "personal_id", "phone")
+            },
+            "status": row["status"],
+            "portal_status": PORTAL_STATUS[row["status"]],
+            "received_at": row["created_at"],
+            "finished_at": row["updated_at"] if row["status"] == "completed" else None,
+            "agency": code.split("-", 1)[0],
+            "version": job.payload["version"],
+        }
+        result = await self.portal.call("dossier.sync", params, idempotency_key=job.key)
+        return lambda tx: result.reference
+
+    def failed(
+        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+    ) -> None:
+        """A portal outage does not change the dossier; the dead letter is replayable."""

@@ -1,0 +1,59 @@
+"""The gateway's keys and trust anchors, from ``[signing]`` — or, for development with embedded
+sandboxes, from a throw-away test PKI made on first start (``[sandbox] pki``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from gateway.settings import Settings, SettingsError
+from signing.errors import SigningError
+from signing.keys import SigningKey, load_key
+from signing.testing import TestPKI
+from signing.trust import TrustStore
+
+__all__ = ["SigningSetup", "signing_setup"]
+
+log = logging.getLogger("lienthong.signing")
+
+
+@dataclass(frozen=True)
+class SigningSetup:
+    signer: SigningKey  # the gateway's own key: receipts, checkpoints, civil-status requests
+    trust: TrustStore  # configured anchors only
+    register: SigningKey | None = None  # the civil-status sandbox's key (development only)
+    pki: TestPKI | None = None
+
+
+def signing_setup(settings: Settings) -> SigningSetup:
+    """Load the configured key and anchors. Raises SettingsError naming what failed."""
+    pki: TestPKI | None = None
+    if settings.sandbox.embedded:
+        folder = settings.path(settings.sandbox.pki)
+        if (folder / "root.pem").exists():
+            pki = TestPKI.load(folder)
+        else:
+            log.warning("creating a test PKI for the sandboxes in %s (development only)", folder)
+            pki = TestPKI.create(folder)
+    s = settings.signing
+    try:
+        if s.key:
+            signer = load_key(
+                str(settings.path(s.key)), cert=str(settings.path(s.cert)) if s.cert else None
+            )
+        elif pki is not None:
+            signer = pki.key("gateway")
+        else:
+            raise SettingsError("[signing] key is required when the sandboxes are not embedded")
+        if s.trust:
+            trust = TrustStore.from_pem_files(
+                [settings.path(t) for t in s.trust], revocation=s.revocation
+            )
+        elif pki is not None:
+            trust = pki.trust(revocation=s.revocation)
+        else:
+            raise SettingsError("[signing] trust is required when the sandboxes are not embedded")
+    except SigningError as exc:
+        raise SettingsError(f"[signing]: {exc}") from None
+    register = pki.key("register") if pki is not None else None
+    return SigningSetup(signer=signer, trust=trust, register=register, pki=pki)

@@ -1,0 +1,206 @@
+"""Wire models of the gateway's own API (msgspec): strict decoding, and the source of the OpenAPI
+document. Unknown fields are refused, so a typo never silently drops data."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+__all__ = [
+    "Accepted",
+    "Address",
+    "Applicant",
+    "BirthData",
+    "Child",
+    "CitizenLookup",
+    "CitizenLookupResult",
+    "DeathData",
+    "Deceased",
+    "DossierCorrection",
+    "DossierIn",
+    "DossierList",
+    "DossierView",
+    "InsuranceCardLookup",
+    "Parent",
+    "Person",
+    "ProblemDetails",
+    "StepAttempt",
+    "StepView",
+]
+
+Name = Annotated[str, Meta(min_length=1, max_length=200, description="Full name, NFC")]
+PersonalIdStr = Annotated[str, Meta(description="12-digit personal identification number")]
+Sex = Literal["male", "female", "undetermined"]
+DossierStatus = Literal["accepted", "in_progress", "completed", "needs_attention", "failed"]
+
+
+class Strict(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    pass
+
+
+class Applicant(Strict):
+    full_name: Name
+    personal_id: PersonalIdStr
+    birth_date: date | None = None  # checked against the population registry when given
+    phone: Annotated[str, Meta(pattern=r"^\+?[0-9]{8,15}$")] | None = None
+    email: str | None = None
+
+
+class Address(Strict):
+    province_code: Annotated[str, Meta(pattern=r"^\d{2,3}$")]
+    district_code: Annotated[str, Meta(pattern=r"^\d{3}$")] | None = None
+    ward_code: Annotated[str, Meta(pattern=r"^\d{5}$")] | None = None
+    detail: str = ""
+
+
+class Person(Strict):
+    full_name: Name
+    personal_id: PersonalIdStr
+
+
+class Parent(Strict):
+    full_name: Name
+    personal_id: PersonalIdStr
+    birth_date: date | None = None
+    ethnicity: str | None = None
+    nationality: str = "VN"
+
+
+class Child(Strict):
+    full_name: Name
+    sex: Sex
+    birth_date: date
+    birth_place: str
+    ethnicity: str = "01"
+    nationality: str = "VN"
+
+
+class BirthData(Strict):
+    """Birth → permanent residence → health-insurance card for the child (Decree 63/2024)."""
+
+    child: Child
+    mother: Parent
+    residence: Address
+    father: Parent | None = None
+    relation: str = "mother"  # the applicant's relation to the child
+
+
+class Deceased(Strict):
+    full_name: Name
+    personal_id: PersonalIdStr
+    death_date: date
+    death_place: str
+    birth_date: date | None = None
+    cause: str | None = None
+
+
+class DeathData(Strict):
+    """Death → residence de-registration → funeral allowance (Decree 63/2024)."""
+
+    deceased: Deceased
+    beneficiary: Person | None = None  # who receives the allowance; default: the applicant
+    relation: str = "child"
+
+
+class DossierIn(Strict):
+    code: Annotated[str, Meta(description="Dossier code (mã hồ sơ): {agency}-{yymmdd}-{seq}")]
+    procedure: Annotated[str, Meta(description="National procedure code (mã TTHC)")]
+    flow: Literal["birth", "death"]
+    submitted_at: datetime
+    applicant: Applicant
+    data: dict[str, Any]
+    callback_url: str | None = None
+
+
+class Links(Struct):
+    self: str
+
+
+class Accepted(Struct):
+    code: str
+    status: DossierStatus
+    links: Links
+
+
+class StepAttempt(Struct, omit_defaults=True):
+    at: str
+    attempt: int
+    outcome: Literal["delivered", "retry", "failed", "dead", "replayed", "resumed"]
+    error: str | None = None
+    reference: str | None = None
+
+
+class StepView(Struct, omit_defaults=True):
+    name: str
+    registry: str
+    operation: str
+    status: Literal["pending", "running", "done", "failed"]
+    attempts: int
+    result: dict[str, Any] | None = None
+    reference: str | None = None
+    error: str | None = None
+    history: list[StepAttempt] = []
+
+
+class DossierView(Struct):
+    code: str
+    procedure: str
+    flow: str
+    status: DossierStatus
+    steps: list[StepView]
+    created_at: str
+    updated_at: str
+
+
+class DossierSummary(Struct):
+    code: str
+    flow: str
+    status: DossierStatus
+    updated_at: str
+
+
+class DossierList(Struct):
+    items: list[DossierSummary]
+    next: str | None = None
+
+
+class DossierCorrection(Strict):
+    """PATCH: replace parts of ``data`` (merged one level deep) and/or the applicant."""
+
+    reason: Annotated[str, Meta(min_length=1)]
+    data: dict[str, Any] | None = None
+    applicant: Applicant | None = None
+
+
+class CitizenLookup(Strict):
+    personal_id: PersonalIdStr
+    full_name: Name
+    birth_date: date
+
+
+class CitizenLookupResult(Struct):
+    match: bool
+    mismatches: list[str]
+    citizen: dict[str, Any] | None
+
+
+class InsuranceCardLookup(Strict):
+    card_number: Annotated[str, Meta(pattern=r"^[A-Z]{2}\d{13}$")]
+    full_name: Name
+    birth_date: date
+
+
+class ProblemDetails(Struct):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str
+
+
+def schema_components(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    return msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")

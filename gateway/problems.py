@@ -1,0 +1,113 @@
+"""RFC 9457 problem details: every failure a caller can see, with a stable ``type``.
+
+Handlers raise :class:`Problem`; :func:`problem_middleware` renders it (and any aiohttp HTTP error,
+and any unexpected exception, without leaking internals) as ``application/problem+json`` carrying
+the request id. Each slug is documented in the README.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from .requestid import REQUEST_ID_KEY
+
+__all__ = ["PROBLEM_TYPE_PREFIX", "Problem", "problem_middleware", "problem_response"]
+
+PROBLEM_TYPE_PREFIX = "urn:lienthong:problem:"
+log = logging.getLogger("lienthong.http")
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    500: "Internal error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+# aiohttp's own errors, named for callers.
+_SLUG_FOR_STATUS = {
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+}
+
+
+class Problem(Exception):
+    """A failure to report to the caller as problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.slug, self.detail = status, slug, detail
+        self.title = title or _TITLES.get(status, "Error")
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(request: web.Request, problem: Problem) -> web.Response:
+    body = {
+        "type": PROBLEM_TYPE_PREFIX + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": request.path,
+        "request_id": request.get(REQUEST_ID_KEY, ""),
+        **problem.extra,
+    }
+    return web.Response(
+        status=problem.status,
+        body=msgspec.json.encode(body),
+        content_type="application/problem+json",
+        headers=problem.headers,
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem_response(request, problem)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        slug = _SLUG_FOR_STATUS.get(exc.status, f"http-{exc.status}")
+        detail = exc.reason
+        if exc.status == 413:
+            detail = "the request body is larger than this gateway accepts"
+        return problem_response(request, Problem(exc.status, slug, detail))
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID_KEY)})
+        return problem_response(
+            request,
+            Problem(
+                500,
+                "internal-error",
+                "an unexpected error; nothing was lost — quote the request id",
+            ),
+        )

@@ -1,0 +1,26 @@
+"""Request ids: accepted from ``X-Request-Id`` when sane, generated otherwise, echoed back."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+__all__ = ["REQUEST_ID_KEY", "request_id_middleware"]
+
+REQUEST_ID_KEY = "lienthong.request_id"
+_SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _SANE.match(given) else uuid.uuid4().hex
+    request[REQUEST_ID_KEY] = rid
+    response = await handler(request)
+    response.headers["X-Request-Id"] = rid
+    return response

@@ -1,0 +1,108 @@
+"""A real gateway on a real socket, with the embedded sandboxes, the test PKI and a fresh store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.app import RUNTIME, Runtime
+from gateway.cli import build_app
+from gateway.settings import Settings, settings_from_mapping
+
+MOTCUA = "VN:GOV:000.00.00.H41:motcua"
+TOKENS = {
+    "motcua": "t-motcua",
+    "operator": "t-operator",
+    "auditor": "t-auditor",
+    "outsider": "t-outsider",
+}
+FAST_RETRY = {"max_attempts": 4, "base_delay_s": 0.02, "max_delay_s": 0.1, "jitter": 0.1}
+
+
+def gateway_config(tmp: Path, pki_dir: Path, **sections: Any) -> Settings:
+    config: dict[str, Any] = {
+        "store": {"url": f"sqlite:///{tmp / 'gateway.db'}"},
+        "subsystems": [
+            {"id": MOTCUA, "token": TOKENS["motcua"], "callback_secret": "cb-secret",
+             "rights": ["dossiers.submit", "lookups.citizen", "lookups.insurance-card", "lookups.enterprise"]},
+            {"id": "VN:GOV:000.00.00.H41:vanhanh", "token": TOKENS["operator"], "rights": ["admin"]},
+            {"id": "VN:GOV:000.00.00.H41:kiemtoan", "token": TOKENS["auditor"], "rights": ["audit.read"]},
+            {"id": "VN:GOV:000.00.11.H53:motcua", "token": TOKENS["outsider"], "rights": []},
+        ],
+        "registries": {name: {"timeout_s": 2.0, "retry": FAST_RETRY}
+                       for name in ("population", "civil_status", "insurance", "business", "portal")},
+        "outbox": {"workers": 8, "lease_s": 30, "poll_s": 0.05, "breaker_failures": 50, "breaker_reset_s": 0.2},
+        "sandbox": {"embedded": True, "seed": 0, "pki": str(pki_dir)},
+    }  # fmt: skip
+    for name, value in sections.items():
+        config[name] = {**config.get(name, {}), **value} if isinstance(value, dict) else value
+    return settings_from_mapping(config, base_dir=tmp, environ={})
+
+
+@dataclass
+class Gateway:
+    http: aiohttp.ClientSession
+    url: str
+    runtime: Runtime
+
+    def headers(self, who: str = "motcua", **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKENS[who]}", **extra}
+
+    async def post(
+        self, path: str, body: Any, who: str = "motcua", **kw: Any
+    ) -> aiohttp.ClientResponse:
+        return await self.http.post(self.url + path, json=body, headers=self.headers(who), **kw)
+
+    async def get(self, path: str, who: str = "motcua") -> aiohttp.ClientResponse:
+        return await self.http.get(self.url + path, headers=self.headers(who))
+
+    async def wait_status(
+        self, code: str, wanted: set[str], *, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """Poll the dossier until its status is one of ``wanted`` (bounded; never a timing assert)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with await self.get(f"/v1/dossiers/{code}") as r:
+                doc: dict[str, Any] = await r.json()
+            if doc.get("status") in wanted:
+                return doc
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"dossier {code} stuck in {doc.get('status')}: {doc}")
+            await asyncio.sleep(0.05)
+
+    def sandbox(self, name: str) -> str:
+        return self.runtime.registry_urls[name]
+
+
+@asynccontextmanager
+async def running_gateway(settings: Settings, **extras: Any) -> AsyncIterator[Gateway]:
+    app = build_app(settings, **extras)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Gateway(http, str(server.make_url("")).rstrip("/"), app[RUNTIME])
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, pki: Any) -> Callable[..., Any]:
+    def make(**sections: Any) -> Any:
+        return running_gateway(gateway_config(tmp_path, pki.directory, **sections))
+
+    return make
+
+
+@pytest.fixture
+async def gateway(make_gateway: Callable[..., Any]) -> AsyncIterator[Gateway]:
+    async with make_gateway() as gw:
+        yield gw
