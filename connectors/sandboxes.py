@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -30,6 +30,7 @@ __all__ = [
     "LEDGER_KEY",
     "REGISTRIES",
     "Ledger",
+    "Outcome",
     "idempotent_write",
     "new_sandbox_app",
     "run_sandboxes",
@@ -94,19 +95,24 @@ def new_sandbox_app(
     return app
 
 
+Outcome = Literal["written", "found", "rejected"]
+
+
 async def idempotent_write(
     request: web.Request,
     operation: str,
     body: bytes,
-    perform: Callable[[], tuple[int, Any]],
+    perform: Callable[[], tuple[int, Any, Outcome]],
 ) -> web.Response:
     """Perform a write once per ``Idempotency-Key``; later deliveries get the recorded answer.
 
-    ``perform`` returns ``(status, json payload)``; only successful (2xx) writes are recorded and
-    counted, so a rejected request may be corrected and sent again under the same key. The same key
-    with a different body is refused with 409: replaying an answer to a different question would
-    be wrong. ``perform`` must not await: check-and-record happens without yielding to the loop,
-    so two concurrent deliveries of one key cannot both perform the write.
+    ``perform`` returns ``(status, json payload, outcome)``: ``"written"`` (a new registration:
+    counted in ``writes`` and recorded under the key), ``"found"`` (answered from an earlier
+    registration of the same thing under another key: recorded, not counted) or ``"rejected"``
+    (neither, so a corrected request may be sent again under the same key). The same key with a
+    different body is refused with 409: replaying an answer to a different question would be
+    wrong. ``perform`` must not await: check-and-record happens without yielding to the loop, so
+    two concurrent deliveries of one key cannot both perform the write.
     """
     ledger = request.app[LEDGER_KEY]
     key = request.headers.get("Idempotency-Key")
@@ -119,11 +125,11 @@ async def idempotent_write(
             )
         ledger.replays += 1
         return web.json_response(record.payload, status=record.status)
-    status, payload = perform()
-    if 200 <= status < 300:
+    status, payload, outcome = perform()
+    if outcome == "written":
         ledger.writes[operation] = ledger.writes.get(operation, 0) + 1
-        if key is not None:
-            ledger.records[key] = _Record(operation, fingerprint, status, payload)
+    if outcome != "rejected" and key is not None:
+        ledger.records[key] = _Record(operation, fingerprint, status, payload)
     return web.json_response(payload, status=status)
 
 

@@ -23,7 +23,7 @@ from connectors.identifiers import (
     check_dossier_code,
     check_procedure_code,
 )
-from connectors.sandboxes import idempotent_write, new_sandbox_app
+from connectors.sandboxes import Outcome, idempotent_write, new_sandbox_app
 from connectors.text import parse_datetime
 
 __all__ = ["PASSWORD", "USERNAME", "create_app", "endpoint"]
@@ -121,9 +121,9 @@ def _authorised(header: str | None, username: str, password: str) -> bool:
     return (user, secret) == (username, password)
 
 
-def _rejected(errors: list[str]) -> tuple[int, Any]:
+def _rejected(errors: list[str]) -> tuple[int, Any, Outcome]:
     return 400, {"error_code": "-1", "message": "Dữ liệu không hợp lệ / invalid data",
-                 "errors": errors}  # fmt: skip
+                 "errors": errors}, "rejected"  # fmt: skip
 
 
 def create_app(
@@ -140,7 +140,7 @@ def create_app(
     def transaction() -> str:
         return f"GD{seed:03d}{next(counter):09d}"
 
-    def perform(envelope: Any) -> tuple[int, Any]:
+    def perform(envelope: Any) -> tuple[int, Any, Outcome]:
         if not isinstance(envelope, dict):
             return _rejected(["the body must be a JSON object"])
         service, data = envelope.get("service"), envelope.get("data")
@@ -166,7 +166,8 @@ def create_app(
                 dossiers[record["MaHoSo"]]["progress"].append(record)
         else:
             return _rejected([f"service: không hỗ trợ / unknown service {service!r}"])
-        return 200, {"error_code": "0", "message": "Thành công", "MaGiaoDich": transaction()}
+        payload = {"error_code": "0", "message": "Thành công", "MaGiaoDich": transaction()}
+        return 200, payload, "written"
 
     async def receive(request: web.Request) -> web.Response:
         if not _authorised(request.headers.get("Authorization"), username, password):

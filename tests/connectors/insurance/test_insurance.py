@@ -1,0 +1,300 @@
+"""The BHXH connector against its sandbox, over real sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+from typing import Any
+
+import aiohttp
+import pytest
+
+from connectors.api import Endpoint, PermanentError, TransientError
+from connectors.insurance.client import InsuranceConnector
+from connectors.insurance.mapping import CARD_CODES
+from connectors.insurance.sandbox import PASSWORD, USERNAME, create_app, endpoint, scenarios
+from connectors.sandboxes import serve_app
+from connectors.testdata import Population
+
+SEED = 3
+TODAY = date(2026, 11, 22)
+SCENARIOS = scenarios(SEED)
+NEWBORN = {
+    "personal_id": "040326001234",  # Nghệ An, girl born in 2026
+    "full_name": "Trần Ngọc Ánh",
+    "birth_date": "2026-11-15",
+    "sex": "female",
+    "province_code": "040",
+}
+FUNERAL = {
+    "personal_id": "040042100222",
+    "full_name": "Lê Văn Hùng",
+    "death_date": "2026-11-20",
+    "death_record_number": "KT-2026-000123",
+    "beneficiary": {"full_name": "Lê Thị Hoa", "personal_id": "040170012345"},
+}
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    async with serve_app(create_app(seed=SEED, today=TODAY)) as base:
+        yield base
+
+
+async def admin(base: str, path: str, method: str = "GET") -> Any:
+    async with aiohttp.ClientSession() as session, session.request(method, base + path) as r:
+        return await r.json()
+
+
+def test_scenarios_cover_every_code() -> None:
+    assert set(SCENARIOS) == set(CARD_CODES)
+    assert scenarios(SEED) == SCENARIOS
+
+
+@pytest.mark.parametrize("code", sorted(set(CARD_CODES) - {"100", "101", "205"}))
+async def test_every_card_code(url: str, code: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        result = await bhxh.call("card.check", SCENARIOS[code], request_id=f"r-{code}")
+    data = result.data
+    assert data["code"] == code
+    assert data["status"] == CARD_CODES[code].status
+    assert CARD_CODES[code].english in data["message"]
+    assert CARD_CODES[code].vietnamese in data["message"]
+
+
+async def test_valid_card_fields(url: str) -> None:
+    holder = Population(SEED).citizen(0)
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        data = (await bhxh.call("card.check", SCENARIOS["000"])).data
+    assert data["status"] == "valid"
+    assert data["card_number"] == holder.health_card_number
+    assert data["full_name"] == holder.full_name
+    assert data["birth_date"] == holder.birth_date.isoformat()
+    assert data["sex"] == holder.sex
+    assert data["address"] == holder.permanent_address.detail
+    assert data["valid_from"] == "2026-01-01" and data["valid_to"] == "2026-12-31"
+    assert data["clinic"].startswith(holder.health_card_number[3:5])
+    assert data["agency"].startswith("BHXH ")
+
+
+async def test_expired_card_dates(url: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        data = (await bhxh.call("card.check", SCENARIOS["010"])).data
+    assert (data["valid_from"], data["valid_to"]) == ("2025-01-01", "2025-12-31")
+
+
+async def test_name_is_compared_without_diacritics(url: str) -> None:
+    params = {**SCENARIOS["000"], "full_name": SCENARIOS["000"]["full_name"].upper()}
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        assert (await bhxh.call("card.check", params)).data["code"] == "000"
+
+
+async def test_birth_year_alone(url: str) -> None:
+    params = {**SCENARIOS["000"], "birth_date": SCENARIOS["000"]["birth_date"][:4]}
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        data = (await bhxh.call("card.check", params)).data
+    assert data["code"] == "000"
+
+
+@pytest.mark.parametrize("code", ["100", "101"])
+async def test_registry_errors_are_transient(url: str, code: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        with pytest.raises(TransientError) as caught:
+            await bhxh.call("card.check", SCENARIOS[code])
+    assert caught.value.code == code
+
+
+async def test_missing_field_is_permanent(url: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        with pytest.raises(PermanentError) as caught:
+            await bhxh.call("card.check", SCENARIOS["205"])
+    assert caught.value.code == "205"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"full_name": "Nguyễn Thị Lan", "birth_date": "1990-05-12"},
+        {"card_number": "DN4404000456765", "full_name": "", "birth_date": "1990-05-12"},
+        {"card_number": "DN4404000456765", "full_name": "Lan", "birth_date": "12/05/1990"},
+    ],
+)
+async def test_bad_params_are_refused_before_sending(url: str, params: dict[str, Any]) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        with pytest.raises(PermanentError) as caught:
+            await bhxh.call("card.check", params)
+    assert caught.value.code == "invalid-params"
+    assert (await admin(url, "/_sandbox/stats"))["requests"] == 0
+
+
+async def test_token_is_cached(url: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        for _ in range(3):
+            await bhxh.call("card.check", SCENARIOS["000"])
+    assert bhxh.tokens_taken == 1
+    assert (await admin(url, "/_sandbox/tokens"))["issued"] == 1
+
+
+async def test_token_refreshed_on_expiry_by_the_clock(url: str) -> None:
+    now = [1000.0]
+    async with InsuranceConnector(endpoint(url), clock=lambda: now[0]) as bhxh:
+        await bhxh.call("card.check", SCENARIOS["000"])
+        now[0] += 3500  # a one-hour token, still well within its life
+        await bhxh.call("card.check", SCENARIOS["000"])
+        assert bhxh.tokens_taken == 1
+        now[0] += 75  # within the renewal margin (the last 30 s): renew before it expires
+        await bhxh.call("card.check", SCENARIOS["000"])
+        assert bhxh.tokens_taken == 2
+        await bhxh.call("card.check", SCENARIOS["000"])
+    assert bhxh.tokens_taken == 2
+    # Renewed before expiry: the registry never had to refuse a token (2 takes + 4 checks).
+    assert (await admin(url, "/_sandbox/stats"))["requests"] == 6
+    assert (await admin(url, "/_sandbox/tokens"))["issued"] == 2
+
+
+async def test_token_refreshed_once_on_401(url: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        await bhxh.call("card.check", SCENARIOS["000"])
+        await admin(url, "/_sandbox/tokens/expire", "POST")
+        result = await bhxh.call("card.check", SCENARIOS["000"])
+    assert result.data["code"] == "000"
+    assert bhxh.tokens_taken == 2
+    # token, check, refused check, token, check
+    assert (await admin(url, "/_sandbox/stats"))["requests"] == 5
+
+
+async def test_fresh_token_refused_again_is_permanent() -> None:
+    # Tokens that expire as they are issued: the one retry cannot help.
+    async with (
+        serve_app(create_app(seed=SEED, today=TODAY, token_ttl=-1)) as url,
+        InsuranceConnector(endpoint(url)) as bhxh,
+    ):
+        with pytest.raises(PermanentError) as caught:
+            await bhxh.call("card.check", SCENARIOS["000"])
+        stats = await admin(url, "/_sandbox/stats")
+    assert caught.value.code == "http-401"
+    assert bhxh.tokens_taken == 2 and stats["requests"] == 4
+
+
+async def test_wrong_credentials(url: str) -> None:
+    wrong = Endpoint(url=url, username=USERNAME, password="x" + PASSWORD)
+    async with InsuranceConnector(wrong) as bhxh:
+        with pytest.raises(PermanentError) as caught:
+            await bhxh.call("card.check", SCENARIOS["000"])
+    assert caught.value.code == "http-401"
+
+
+async def test_newborn_card(url: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        issued = await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="nb-1")
+        card = issued.data["card_number"]
+        check = await bhxh.call(
+            "card.check",
+            {"card_number": card, "full_name": NEWBORN["full_name"], "birth_date": "2026-11-15"},
+        )
+    assert issued.reference == card
+    assert card.startswith("TE140") and len(card) == 15
+    assert issued.data["valid_from"] == "2026-11-15"
+    # Turns 6 on 15 Nov 2032, after 30 September: the card ends the day before.
+    assert issued.data["valid_to"] == "2032-11-14"
+    assert check.data["status"] == "valid" and check.data["sex"] == "female"
+    assert (await admin(url, "/_sandbox/stats"))["writes"] == {"card.issue_newborn": 1}
+
+
+async def test_newborn_card_runs_to_september_for_an_early_birthday(url: str) -> None:
+    params = {**NEWBORN, "birth_date": "2026-03-02", "personal_id": "040326001235"}
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        issued = await bhxh.call("card.issue_newborn", params, idempotency_key="nb-2")
+    assert issued.data["valid_to"] == "2032-09-30"
+
+
+async def test_newborn_same_child_other_key_is_not_a_second_card(url: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        first = await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="a")
+        second = await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="b")
+    assert first.reference == second.reference
+    stats = await admin(url, "/_sandbox/stats")
+    assert stats["writes"] == {"card.issue_newborn": 1} and stats["replays"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"birth_date": "2019-01-01", "personal_id": "040319001234"}, "207"),
+        ({"personal_id": "040219001234"}, "206"),  # encodes 2019, born 2026
+        ({"province_code": "003"}, "206"),
+        ({"birth_date": "2026-12-30"}, "206"),  # in the future
+    ],
+)
+async def test_newborn_refusals(url: str, change: dict[str, Any], code: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        with pytest.raises(PermanentError) as caught:
+            await bhxh.call("card.issue_newborn", {**NEWBORN, **change}, idempotency_key="x")
+    assert caught.value.code == code
+    assert (await admin(url, "/_sandbox/stats"))["writes"] == {}
+
+
+async def test_funeral_allowance(url: str) -> None:
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        paid = await bhxh.call("funeral.pay", FUNERAL, idempotency_key="f-1")
+        again = await bhxh.call("funeral.pay", FUNERAL, idempotency_key="f-2")
+        older = await bhxh.call(
+            "funeral.pay",
+            {**FUNERAL, "personal_id": "040045100333", "death_date": "2024-01-10"},
+            idempotency_key="f-3",
+        )
+    assert paid.reference and paid.data == {"reference": paid.reference, "amount": 23_400_000}
+    assert again.reference == paid.reference
+    assert older.data["amount"] == 18_000_000
+    assert (await admin(url, "/_sandbox/stats"))["writes"] == {"funeral.pay": 2}
+
+
+async def test_funeral_refusals(url: str) -> None:
+    same = {**FUNERAL, "beneficiary": {"full_name": "X", "personal_id": FUNERAL["personal_id"]}}
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        with pytest.raises(PermanentError) as not_eligible:
+            await bhxh.call("funeral.pay", same, idempotency_key="x")
+        with pytest.raises(PermanentError) as invalid:
+            await bhxh.call("funeral.pay", {**FUNERAL, "death_date": "2027-01-01"})
+        with pytest.raises(PermanentError) as params:
+            await bhxh.call("funeral.pay", {**FUNERAL, "beneficiary": None})
+    assert (not_eligible.value.code, invalid.value.code) == ("207", "206")
+    assert params.value.code == "invalid-params"
+
+
+async def set_faults(url: str, plan: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as session:
+        reply = await session.put(f"{url}/_sandbox/faults", json=plan)
+        assert reply.status == 200
+
+
+async def test_newborn_under_lost_reply_registers_once() -> None:
+    async with serve_app(create_app(seed=SEED, today=TODAY)) as url:
+        async with InsuranceConnector(endpoint(url)) as bhxh:
+            # Take the token before the fault is armed: the token exchange would meet it too.
+            await bhxh.call("card.check", SCENARIOS["000"])
+            await set_faults(url, {"lost_reply_rate": 1.0})
+            for _ in range(3):
+                with pytest.raises(TransientError):
+                    await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="nb")
+            await set_faults(url, {})
+            issued = await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="nb")
+        stats = await admin(url, "/_sandbox/stats")
+    assert issued.data["card_number"].startswith("TE140")
+    # The first delivery registered; the two lost retries and the last one were replays.
+    assert stats["writes"] == {"card.issue_newborn": 1}
+    assert stats["replays"] == 3
+
+
+async def test_funeral_under_lost_reply_pays_once() -> None:
+    async with serve_app(create_app(seed=SEED, today=TODAY)) as url:
+        async with InsuranceConnector(endpoint(url)) as bhxh:
+            await bhxh.call("card.check", SCENARIOS["000"])
+            await set_faults(url, {"lost_reply_rate": 1.0})
+            with pytest.raises(TransientError):
+                await bhxh.call("funeral.pay", FUNERAL, idempotency_key="f")
+            await set_faults(url, {})
+            paid = await bhxh.call("funeral.pay", FUNERAL, idempotency_key="f")
+        stats = await admin(url, "/_sandbox/stats")
+    assert paid.data["amount"] == 23_400_000
+    assert stats["writes"] == {"funeral.pay": 1} and stats["replays"] == 1
