@@ -1,4 +1,4 @@
-"""Verify the whole audit log: entries, hash chain, Merkle tree, checkpoints and their timestamps.
+"""Verify the whole audit log (entries, chain, tree, checkpoints, timestamps) and evidence bundles.
 
 What each check catches:
 
@@ -16,17 +16,33 @@ What each check catches:
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import itertools
+import json
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from gateway.store import Row, Store, Tx
 
 from .chain import verify_rows
-from .checkpoints import Checkpoint, CheckpointError, load_checkpoints, verify_checkpoint
-from .events import GENESIS
-from .merkle import MerkleTree, ProofError, verify_consistency
+from .checkpoints import (
+    Checkpoint,
+    CheckpointCheck,
+    CheckpointError,
+    load_checkpoints,
+    parse_note,
+    verify_checkpoint,
+)
+from .events import GENESIS, decode_entry, leaf_hash
+from .merkle import MerkleTree, ProofError, verify_consistency, verify_inclusion
 
-__all__ = ["LogReport", "verify_log"]
+__all__ = ["BundleReport", "LogReport", "verify_bundle", "verify_log"]
 
 _PAGE = 20000
 
@@ -161,3 +177,165 @@ def _against_tree(
         except ProofError as exc:
             return f"not consistent with checkpoint {previous.size}: {exc}"
     return None
+
+
+# --- evidence bundles ----------------------------------------------------------------------------
+
+
+@dataclass
+class BundleReport:
+    """The verdict on a bundle; each problem names the file, event or checkpoint that failed."""
+
+    events: int = 0
+    checkpoints: int = 0
+    anchor: int | None = None
+    scope: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def describe(self) -> str:
+        if self.ok:
+            return (
+                f"bundle verified: {self.events} events in checkpoint {self.anchor}, "
+                f"{self.checkpoints} checkpoints signed and timestamped"
+            )
+        return "bundle FAILED: " + "; ".join(self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "checkpoints": self.checkpoints,
+            "anchor": self.anchor,
+            "scope": self.scope,
+            "problems": self.problems,
+            "notes": self.notes,
+        }
+
+
+async def verify_bundle(
+    data: bytes, trust_pem_paths: Sequence[str | Path], *, trust: Any | None = None
+) -> BundleReport:
+    """Check an evidence bundle offline against the given trust anchors (PEM files).
+
+    Revocation is not checked (offline: the report says so). Never raises for a bad bundle; raises
+    :class:`signing.errors.SigningError` only if the anchors cannot be read.
+    """
+    from signing.trust import TrustStore
+
+    if trust is None:
+        trust = TrustStore.from_pem_files(trust_pem_paths, revocation="off")
+    report = BundleReport()
+    report.notes.append("certificate revocation not checked (offline verification)")
+    try:
+        files = await asyncio.to_thread(_unzip, data)
+        manifest = json.loads(files["manifest.json"])
+        seqs = [int(s) for s in manifest["events"]]
+        sizes = [int(s) for s in manifest["checkpoints"]]
+        anchor = int(manifest["anchor"])
+        report.scope = dict(manifest.get("scope", {}))
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
+        report.problems.append(f"not an evidence bundle: {exc}")
+        return report
+    report.anchor = anchor
+    if not sizes or sizes[-1] != anchor or sizes != sorted(set(sizes)):
+        report.problems.append("manifest: checkpoints must be ascending and end at the anchor")
+        return report
+    roots = await _bundle_checkpoints(files, sizes, trust, report)
+    for a, b in itertools.pairwise(sizes):
+        name = f"proofs/consistency/{a}-{b}.json"
+        try:
+            doc = json.loads(files[name])
+            if (doc["first"], doc["second"]) != (a, b):
+                raise ProofError("proof is for other sizes")
+            if a in roots and b in roots:
+                verify_consistency(a, b, roots[a], roots[b], _hashes(doc["proof"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            report.problems.append(f"{name}: {exc}")
+    extra = {n for n in files if n.startswith("events/")} - {f"events/{s}.json" for s in seqs}
+    for name in sorted(extra):
+        report.problems.append(f"{name}: not listed in the manifest (inserted)")
+    for seq in seqs:
+        _bundle_event(files, seq, anchor, roots.get(anchor), report)
+    return report
+
+
+def _unzip(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}
+
+
+def _hashes(items: list[str]) -> list[bytes]:
+    return [base64.b64decode(x, validate=True) for x in items]
+
+
+async def _bundle_checkpoints(
+    files: dict[str, bytes], sizes: list[int], trust: Any, report: BundleReport
+) -> dict[int, bytes]:
+    """Verify each checkpoint; return the roots of those that passed."""
+    roots: dict[int, bytes] = {}
+    for size in sizes:
+        base = f"checkpoints/{size}"
+        try:
+            note = files[f"{base}.note"]
+            chain = tuple(x509.load_pem_x509_certificates(files[f"{base}.chain.pem"]))
+            token = files[f"{base}.tsr"]
+            content = parse_note(note)
+        except (KeyError, ValueError, CheckpointError) as exc:
+            report.problems.append(f"checkpoint {size}: missing or unreadable file: {exc}")
+            continue
+        cp = Checkpoint(
+            size=content.size,
+            root=content.root,
+            at=content.at,
+            note=note,
+            signer_chain=chain,
+            timestamp=token,
+        )
+        check = await verify_checkpoint(cp, trust)
+        if check.ok and content.size != size:
+            check = CheckpointCheck(size, False, f"the note is for size {content.size}")
+        if not check.ok:
+            report.problems.append(f"checkpoint {size}: {check.problem}")
+            continue
+        report.checkpoints += 1
+        roots[size] = content.root
+    return roots
+
+
+def _bundle_event(
+    files: dict[str, bytes], seq: int, anchor: int, root: bytes | None, report: BundleReport
+) -> None:
+    name = f"events/{seq}.json"
+    try:
+        entry = files[name]
+    except KeyError:
+        report.problems.append(f"{name}: missing (removed from the bundle)")
+        return
+    try:
+        claimed = decode_entry(entry)["seq"]
+    except (ValueError, KeyError, TypeError):
+        report.problems.append(f"{name}: not a log entry")
+        return
+    if claimed != seq:
+        report.problems.append(f"{name}: the entry says it is {claimed} (moved or reordered)")
+        return
+    if root is None:
+        report.problems.append(f"{name}: no verified checkpoint {anchor} to prove it against")
+        return
+    try:
+        doc = json.loads(files[f"proofs/inclusion/{seq}.json"])
+        if (doc["index"], doc["size"]) != (seq, anchor):
+            raise ProofError("proof is for another position or tree")
+        verify_inclusion(seq, anchor, leaf_hash(entry), _hashes(doc["proof"]), root)
+    except ProofError as exc:
+        report.problems.append(f"{name}: not in checkpoint {anchor} as it stands ({exc})")
+        return
+    except (KeyError, ValueError, TypeError) as exc:
+        report.problems.append(f"{name}: inclusion proof missing or unreadable: {exc}")
+        return
+    report.events += 1

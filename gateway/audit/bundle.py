@@ -1,0 +1,257 @@
+"""Evidence bundles: a zip an auditor can check offline with nothing but it and a trust anchor.
+
+Layout::
+
+    README.txt                       how to check it, with the exact openssl commands
+    manifest.json                    scope, event sequence numbers, checkpoint sizes, the anchor
+    events/<seq>.json                each entry exactly as stored (the bytes that were hashed)
+    checkpoints/<size>.note          the signed note (what the TSA timestamped)
+    checkpoints/<size>.body / .sig   the signed part of the note and the raw signature
+    checkpoints/<size>.chain.pem     the audit signer's certificate and intermediates
+    checkpoints/<size>.tsr           RFC 3161 TimeStampToken over SHA-256(<size>.note)
+    certs/tsa-chain.pem              the TSA certificates found in the tokens
+    proofs/inclusion/<seq>.json      inclusion of each event in the latest checkpoint's tree
+    proofs/consistency/<m>-<n>.json  consistency between consecutive checkpoints in the bundle
+
+Only events covered by the latest checkpoint go in (later ones are listed in the manifest as
+``pending``). A bundle proves that what it holds is in the signed log; it cannot prove that no
+other event about the dossier exists — the log is not indexed by dossier in the tree.
+
+Exceptions::
+
+    BundleError     a bundle cannot be built (nothing to export, no checkpoint, log ≠ checkpoint)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import io
+import itertools
+import json
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from gateway.store import Row, Store, Tx
+
+from .checkpoints import Checkpoint, CheckpointError, load_checkpoints, parse_note
+from .proofs import LogTree
+from .query import normalize_time
+
+__all__ = ["BundleError", "Scope", "build_bundle", "tsa_certificates"]
+
+BUNDLE_FORMAT = "lienthong-audit-bundle/1"
+
+
+class BundleError(Exception):
+    """An evidence bundle cannot be built; the message says why and what to do."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scope:
+    """Exactly one of: a dossier, a document, or a time range [start, stop)."""
+
+    dossier: str | None = None
+    document: str | None = None
+    start: str | None = None
+    stop: str | None = None
+
+    def check(self) -> Scope:
+        """Normalise the times. Raises BundleError unless exactly one kind of scope is given."""
+        kinds = [
+            self.dossier is not None,
+            self.document is not None,
+            self.start is not None or self.stop is not None,
+        ]
+        if sum(kinds) != 1:
+            raise BundleError("give exactly one of: a dossier, a document, or from and to")
+        if kinds[2] and (self.start is None or self.stop is None):
+            raise BundleError("a time range needs both from and to")
+        try:
+            return Scope(
+                dossier=self.dossier,
+                document=self.document,
+                start=normalize_time(self.start),
+                stop=normalize_time(self.stop),
+            )
+        except ValueError as exc:
+            raise BundleError(str(exc)) from exc
+
+    def describe(self) -> dict[str, str]:
+        if self.dossier is not None:
+            return {"dossier": self.dossier}
+        if self.document is not None:
+            return {"document": self.document}
+        return {"from": self.start or "", "to": self.stop or ""}
+
+
+def _blob(v: Any) -> bytes:
+    return v.encode() if isinstance(v, str) else bytes(v)
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def tsa_certificates(token: bytes) -> list[bytes]:
+    """PEM of every certificate embedded in a TimeStampToken (empty if it is unreadable)."""
+    from asn1crypto import cms, pem
+
+    try:
+        signed = cms.ContentInfo.load(token)["content"]
+        return [pem.armor("CERTIFICATE", c.chosen.dump()) for c in signed["certificates"]]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+async def _events(store: Store, scope: Scope) -> list[Row]:
+    def work(tx: Tx) -> list[Row]:
+        if scope.dossier is not None:
+            return tx.all("audit.by_dossier", dossier=scope.dossier)
+        if scope.document is not None:
+            return tx.all("audit.by_document", document=scope.document)
+        return tx.all("audit.between", start=scope.start, stop=scope.stop)
+
+    return await store.read(work)
+
+
+async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = None) -> bytes:
+    """The zip for ``scope``. Raises BundleError if nothing matches, no checkpoint covers the
+    events yet, or the stored log no longer matches the latest checkpoint (run audit verify)."""
+    scope = scope.check()
+    rows = await _events(store, scope)
+    if not rows:
+        raise BundleError(f"no audit events for {scope.describe()}")
+    try:
+        checkpoints = await load_checkpoints(store)
+    except CheckpointError as exc:
+        raise BundleError(f"unreadable checkpoint {exc.size}: {exc}") from exc
+    if not checkpoints:
+        raise BundleError("no checkpoint yet: wait for the checkpointer and export again")
+    latest = checkpoints[-1]
+    covered = [r for r in rows if r["seq"] < latest.size]
+    pending = [r["seq"] for r in rows if r["seq"] >= latest.size]
+    if not covered:
+        raise BundleError("the events are newer than the latest checkpoint: export again shortly")
+    tree = tree or LogTree(store)
+    if await tree.sync(latest.size) < latest.size or tree.tree.root(latest.size) != latest.root:
+        raise BundleError(
+            "the stored log does not match the latest checkpoint: run `lienthong audit verify`"
+        )
+    sizes = [c.size for c in checkpoints]
+    chosen = {latest.size}
+    for r in covered:  # the checkpoint in which each event first appeared
+        chosen.add(sizes[bisect.bisect_right(sizes, r["seq"])])
+    included = [c for c in checkpoints if c.size in chosen]
+
+    files: dict[str, bytes] = {}
+    for r in covered:
+        seq = int(r["seq"])
+        files[f"events/{seq}.json"] = _blob(r["entry"])
+        proof = tree.tree.inclusion_proof(seq, latest.size)
+        files[f"proofs/inclusion/{seq}.json"] = _json(
+            {
+                "index": seq,
+                "size": latest.size,
+                "leaf_hash": _b64(tree.tree.leaf(seq)),
+                "proof": [_b64(p) for p in proof],
+            }
+        )
+    tsa_pems: list[bytes] = []
+    for c in included:
+        _add_checkpoint(files, c)
+        for p in tsa_certificates(c.timestamp):
+            if p not in tsa_pems:
+                tsa_pems.append(p)
+    files["certs/tsa-chain.pem"] = b"".join(tsa_pems)
+    for a, b in itertools.pairwise(included):
+        files[f"proofs/consistency/{a.size}-{b.size}.json"] = _json(
+            {
+                "first": a.size,
+                "second": b.size,
+                "proof": [_b64(p) for p in tree.tree.consistency_proof(a.size, b.size)],
+            }
+        )
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scope": scope.describe(),
+        "events": [int(r["seq"]) for r in covered],
+        "pending": pending,
+        "checkpoints": [c.size for c in included],
+        "anchor": latest.size,
+    }
+    files["manifest.json"] = _json(manifest)
+    files["README.txt"] = _readme(manifest, latest).encode()
+    return await asyncio.to_thread(_zip, files)
+
+
+def _add_checkpoint(files: dict[str, bytes], c: Checkpoint) -> None:
+    content = parse_note(c.note)
+    base = f"checkpoints/{c.size}"
+    files[f"{base}.note"] = c.note
+    files[f"{base}.body"] = content.body
+    files[f"{base}.sig"] = content.signature
+    files[f"{base}.chain.pem"] = b"".join(
+        x.public_bytes(serialization.Encoding.PEM) for x in c.signer_chain
+    )
+    files[f"{base}.tsr"] = c.timestamp
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, ensure_ascii=False).encode() + b"\n"
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files, key=lambda n: (n != "README.txt", n)):
+            zf.writestr(name, files[name])
+    return buf.getvalue()
+
+
+def _readme(manifest: dict[str, Any], latest: Checkpoint) -> str:
+    n = latest.size
+    return f"""lienthong audit evidence bundle ({BUNDLE_FORMAT})
+Scope: {json.dumps(manifest["scope"], ensure_ascii=False)}
+Events: {len(manifest["events"])} (sequence numbers in manifest.json), proven against
+checkpoint {n} (the tree of the first {n} log entries), signed by the gateway's audit key and
+timestamped by an RFC 3161 time-stamping authority.
+
+Check everything at once (needs the lienthong tool and the trust anchor, e.g. ROOT.pem):
+
+    lienthong audit verify-bundle THIS.zip --trust ROOT.pem
+
+Or by hand, with standard tools:
+
+1. Each timestamp is over the whole signed note:
+
+    openssl ts -verify -token_in -in checkpoints/{n}.tsr -data checkpoints/{n}.note \\
+        -CAfile ROOT.pem -untrusted certs/tsa-chain.pem
+
+   (the same for every checkpoints/<size>.tsr). "Verification: OK" is the expected answer.
+
+2. The checkpoint signature (SHA-256, RSA PKCS#1 v1.5 or ECDSA) over the note's body:
+
+    openssl verify -CAfile ROOT.pem -untrusted checkpoints/{n}.chain.pem checkpoints/{n}.chain.pem
+    openssl x509 -in checkpoints/{n}.chain.pem -pubkey -noout > signer.pub
+    openssl dgst -sha256 -verify signer.pub -signature checkpoints/{n}.sig checkpoints/{n}.body
+
+   The body lists: origin, tree size, base64 root hash (RFC 9162), time.
+
+3. Each event: its leaf hash is SHA-256(0x00 || bytes of events/<seq>.json)
+   (e.g. `(printf '\\000'; cat events/7.json) | sha256sum`); proofs/inclusion/<seq>.json is its
+   RFC 9162 section 2.1.3 inclusion proof in the tree of size {n}, whose root is in checkpoint {n}.
+
+4. proofs/consistency/<m>-<n>.json are RFC 9162 section 2.1.4 proofs that each earlier checkpoint
+   is a prefix of the next one: the log was only ever appended to.
+
+What this proves: these entries are in the signed log, unaltered, at these positions, no later than
+the timestamps. What it cannot prove: that no other event about the same dossier or document exists.
+Pending events (newer than the checkpoint): {manifest["pending"] or "none"}.
+"""

@@ -1,0 +1,88 @@
+"""Proofs served from the stored log: a shared, growing Merkle tree read from the leaf hashes.
+
+One :class:`LogTree` per process (the auditor API keeps one in the app): it reads only the leaves
+it has not seen yet, hashes them in a worker thread, and answers inclusion and consistency proofs
+for any size up to the log's in O(log n). Proofs are computed from what the store holds; an auditor
+checks them against a *signed* checkpoint root, which is what makes them evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+from gateway.store import Row, Store, Tx
+
+from .merkle import MerkleTree
+
+__all__ = ["LogTree", "ProofUnavailable"]
+
+_PAGE = 20000
+
+
+class ProofUnavailable(ValueError):
+    """The proof asked for is impossible for the log as stored (index ≥ size, size > log, …)."""
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+class LogTree:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.tree = MerkleTree()
+        self._lock = asyncio.Lock()
+
+    async def sync(self, upto: int | None = None) -> int:
+        """Read new leaves (all, or until the tree has ``upto``); return the tree size.
+
+        Raises :class:`ProofUnavailable` if the log has a gap (a removed entry) where leaves are
+        read; raises StoreError if the store fails.
+        """
+        async with self._lock:
+            while upto is None or self.tree.size < upto:
+                start = self.tree.size
+                stop = start + _PAGE if upto is None else min(upto, start + _PAGE)
+
+                def page(tx: Tx, start: int = start, stop: int = stop) -> list[Row]:
+                    return tx.all("audit.leaves", start=start, stop=stop)
+
+                rows = await self.store.read(page)
+                if not rows:
+                    break
+                if rows[-1]["seq"] != start + len(rows) - 1:
+                    raise ProofUnavailable(f"the stored log has a gap after entry {start}")
+                await asyncio.to_thread(self.tree.extend, [bytes(r["leaf_hash"]) for r in rows])
+            return self.tree.size
+
+    async def inclusion(self, index: int, size: int) -> dict[str, Any]:
+        """Raises ProofUnavailable unless 0 ≤ index < size ≤ log size."""
+        if not 0 <= index < size:
+            raise ProofUnavailable(f"leaf {index} is not in a tree of size {size}")
+        if await self.sync(size) < size:
+            raise ProofUnavailable(f"the log has fewer than {size} entries")
+        proof = self.tree.inclusion_proof(index, size)
+        return {
+            "index": index,
+            "size": size,
+            "leaf_hash": _b64(self.tree.leaf(index)),
+            "root": _b64(self.tree.root(size)),
+            "proof": [_b64(p) for p in proof],
+        }
+
+    async def consistency(self, first: int, second: int) -> dict[str, Any]:
+        """Raises ProofUnavailable unless 0 ≤ first ≤ second ≤ log size."""
+        if not 0 <= first <= second:
+            raise ProofUnavailable(f"no consistency proof from {first} to {second}")
+        if await self.sync(second) < second:
+            raise ProofUnavailable(f"the log has fewer than {second} entries")
+        proof = self.tree.consistency_proof(first, second)
+        return {
+            "first": first,
+            "second": second,
+            "first_root": _b64(self.tree.root(first)),
+            "second_root": _b64(self.tree.root(second)),
+            "proof": [_b64(p) for p in proof],
+        }

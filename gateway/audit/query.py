@@ -1,0 +1,165 @@
+"""Queries over the audit log: events by time, member, service, dossier, document or citizen, paged
+with a cursor, and the "who accessed this citizen's data" report.
+
+Personal ids are never stored or put in a cursor: a citizen is searched by its keyed hash
+(:func:`gateway.audit.citizen_hash`), computed here from the id and the configured key.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.store import Store, Tx
+
+from .events import citizen_hash, decode_entry
+
+__all__ = [
+    "EventFilter",
+    "EventPage",
+    "QueryError",
+    "access_report",
+    "normalize_time",
+    "query_events",
+]
+
+MAX_LIMIT = 1000
+
+
+class QueryError(ValueError):
+    """A filter or cursor is malformed (bad time, bad cursor, limit out of range)."""
+
+
+def normalize_time(value: str | datetime | None) -> str | None:
+    """An ISO 8601 time in the log's own spelling (UTC, microseconds), so that text comparison in
+    SQL is time comparison. A date alone means its midnight UTC. Raises QueryError if unparsable
+    or without a time zone (an ambiguous local time would silently shift the window)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise QueryError(f"not an ISO 8601 time: {value!r}") from exc
+        if len(value.strip()) == 10:  # a date
+            when = when.replace(tzinfo=UTC)
+    else:
+        when = value
+    if when.tzinfo is None:
+        raise QueryError(f"time {value!r} needs a time zone (e.g. +07:00 or Z)")
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventFilter:
+    start: str | None = None  # ISO 8601, inclusive
+    stop: str | None = None  # ISO 8601, exclusive
+    member: str | None = None
+    service: str | None = None
+    dossier: str | None = None
+    document: str | None = None
+    citizen: str | None = None  # the keyed hash, never the id
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        start: str | datetime | None = None,
+        stop: str | datetime | None = None,
+        member: str | None = None,
+        service: str | None = None,
+        dossier: str | None = None,
+        document: str | None = None,
+        personal_id: str | None = None,
+        citizen_key: bytes | None = None,
+    ) -> EventFilter:
+        """Raises QueryError on a bad time, or a personal id without the key to hash it."""
+        citizen = None
+        if personal_id:
+            if not citizen_key:
+                raise QueryError("searching by citizen needs audit.citizen_key")
+            citizen = citizen_hash(citizen_key, personal_id)
+        return cls(
+            start=normalize_time(start),
+            stop=normalize_time(stop),
+            member=member or None,
+            service=service or None,
+            dossier=dossier or None,
+            document=document or None,
+            citizen=citizen,
+        )
+
+
+@dataclass(frozen=True)
+class EventPage:
+    items: list[dict[str, Any]]  # decoded entries, each with its "seq"
+    next: str | None  # opaque cursor for the next page, None at the end
+
+
+def _cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> int:
+    if not cursor:
+        return -1
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        tag, _, seq = raw.partition(":")
+        if tag != "seq":
+            raise ValueError(tag)
+        return int(seq)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise QueryError("malformed cursor") from exc
+
+
+async def query_events(
+    store: Store, flt: EventFilter, *, cursor: str | None = None, limit: int = 100
+) -> EventPage:
+    """One page of matching events in log order. Raises QueryError on a bad cursor or limit."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise QueryError(f"limit must be 1..{MAX_LIMIT}")
+    after = _after(cursor)
+
+    def work(tx: Tx) -> list[dict[str, Any]]:
+        return tx.all(
+            "audit.query",
+            after=after,
+            start=flt.start,
+            stop=flt.stop,
+            member=flt.member,
+            service=flt.service,
+            dossier=flt.dossier,
+            document=flt.document,
+            citizen=flt.citizen,
+            limit=limit + 1,  # one more tells whether there is a next page
+        )
+
+    rows = await store.read(work)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [decode_entry(_blob(r["entry"])) for r in rows]
+    return EventPage(items, _cursor(rows[-1]["seq"]) if more and rows else None)
+
+
+def _blob(v: Any) -> bytes:
+    return v.encode() if isinstance(v, str) else bytes(v)
+
+
+async def access_report(
+    store: Store,
+    citizen_key: bytes,
+    personal_id: str,
+    *,
+    start: str | datetime | None = None,
+    stop: str | datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Who accessed this citizen's data: one row per member, service and action, with a count and
+    the first and last time. Raises QueryError on a bad time or an empty key."""
+    if not citizen_key:
+        raise QueryError("the access report needs audit.citizen_key")
+    hashed = citizen_hash(citizen_key, personal_id)
+    s, e = normalize_time(start), normalize_time(stop)
+    return await store.read(lambda tx: tx.all("audit.accessors", citizen=hashed, start=s, stop=e))

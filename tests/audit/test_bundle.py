@@ -1,0 +1,272 @@
+"""Evidence bundles: built from the real store, checked offline by verify_bundle and by openssl."""
+# ruff: noqa: F811 - pytest fixtures imported from test_checkpoints are parameters here
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
+
+from gateway.audit import leaf_hash
+from gateway.audit.bundle import BundleError, Scope, build_bundle
+from gateway.audit.checkpoints import Checkpointer
+from gateway.audit.verify import verify_bundle
+from gateway.store import SQLiteStore
+from signing.testing import TestPKI
+
+
+@pytest.fixture
+async def logged(store: SQLiteStore, pki: TestPKI, tsa_url: str) -> SQLiteStore:
+    """25 events with checkpoints at 10, 20 and 25; then 2 events no checkpoint covers yet."""
+    cpr = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    tamper(store, "DELETE FROM audit_events WHERE seq >= 10")
+    for first, n in ((10, 10), (20, 5)):
+        assert await cpr.checkpoint_now() is not None
+        await add_events(store, n, first=first)
+    assert await cpr.checkpoint_now() is not None
+    await add_events(store, 2, first=25)
+    return store
+
+
+def _files(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, body in files.items():
+            zf.writestr(name, body)
+    return buf.getvalue()
+
+
+async def test_dossier_bundle_verifies(logged: SQLiteStore, pki: TestPKI) -> None:
+    data = await build_bundle(logged, Scope(dossier="D1"))
+    files = _files(data)
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["events"] == [1, 5, 9, 13, 17, 21] and manifest["pending"] == [25]
+    assert manifest["checkpoints"] == [10, 20, 25] and manifest["anchor"] == 25
+    assert "openssl ts -verify" in files["README.txt"].decode()
+    # The entries exactly as stored.
+    rows = await logged.read(lambda tx: tx.all("audit.by_dossier", dossier="D1"))
+    assert files["events/13.json"] == bytes(rows[3]["entry"])
+    report = await verify_bundle(data, [pki.root_pem])
+    assert report.ok, report.problems
+    assert (report.events, report.checkpoints, report.anchor) == (6, 3, 25)
+
+
+async def test_document_and_time_scopes(logged: SQLiteStore, pki: TestPKI) -> None:
+    doc = await build_bundle(logged, Scope(document="DOC2"))
+    assert json.loads(_files(doc)["manifest.json"])["events"] == [2, 7, 12, 17, 22]
+    rows = await logged.read(lambda tx: tx.all("audit.range", start=0, stop=30))
+    start = json.loads(rows[3]["entry"])["at"]
+    stop = json.loads(rows[6]["entry"])["at"]
+    ranged = await build_bundle(logged, Scope(start=start, stop=stop))
+    assert json.loads(_files(ranged)["manifest.json"])["events"] == [3, 4, 5]
+    assert (await verify_bundle(ranged, [pki.root_pem])).ok
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        Scope(),
+        Scope(dossier="D1", document="X"),
+        Scope(start="2026-01-01T00:00:00Z"),
+        Scope(start="yesterday", stop="today"),
+    ],
+)
+async def test_bad_scopes(logged: SQLiteStore, scope: Scope) -> None:
+    with pytest.raises(BundleError):
+        await build_bundle(logged, scope)
+
+
+async def test_refusals(store: SQLiteStore, logged: SQLiteStore) -> None:
+    with pytest.raises(BundleError, match="no audit events"):
+        await build_bundle(logged, Scope(dossier="NOPE"))
+    # Events newer than the latest checkpoint only.
+    await add_events(logged, 1, first=27)
+    rows = await logged.read(lambda tx: tx.all("audit.range", start=27, stop=28))
+    with pytest.raises(BundleError, match="newer than the latest checkpoint"):
+        await build_bundle(
+            logged, Scope(start=json.loads(rows[0]["entry"])["at"], stop="2999-01-01T00:00:00Z")
+        )
+    # A log that no longer matches its checkpoint is not exported as if it were evidence.
+    tamper(logged, "UPDATE audit_events SET leaf_hash = zeroblob(32) WHERE seq = 2")
+    with pytest.raises(BundleError, match="audit verify"):
+        await build_bundle(logged, Scope(dossier="D1"))
+
+
+async def test_no_checkpoint_yet(store: SQLiteStore) -> None:
+    with pytest.raises(BundleError, match="no checkpoint"):
+        await build_bundle(store, Scope(dossier="D1"))
+
+
+# --- tampering with the bundle ------------------------------------------------------------------
+
+
+def _modify(files: dict[str, bytes]) -> None:
+    files["events/13.json"] = files["events/13.json"].replace(b"D1", b"D3")
+
+
+def _delete(files: dict[str, bytes]) -> None:
+    del files["events/9.json"]
+
+
+def _reorder(files: dict[str, bytes]) -> None:
+    files["events/5.json"], files["events/9.json"] = files["events/9.json"], files["events/5.json"]
+
+
+def _insert(files: dict[str, bytes]) -> None:
+    files["events/6.json"] = b'{"action":"evil","at":"2026-01-01T00:00:00+00:00","seq":6}'
+
+
+def _insert_listed(files: dict[str, bytes]) -> None:
+    # A forger adds the entry to the manifest and a proof of their own: the proof cannot hold.
+    _insert(files)
+    m = json.loads(files["manifest.json"])
+    m["events"].append(6)
+    files["manifest.json"] = json.dumps(m).encode()
+    files["proofs/inclusion/6.json"] = files["proofs/inclusion/5.json"].replace(
+        b'"index": 5', b'"index": 6'
+    )
+
+
+def _forge_checkpoint(files: dict[str, bytes]) -> None:
+    files["checkpoints/20.note"] = files["checkpoints/20.note"].replace(b"\n20\n", b"\n21\n")
+
+
+def _swap_timestamp(files: dict[str, bytes]) -> None:
+    files["checkpoints/25.tsr"] = files["checkpoints/10.tsr"]
+
+
+def _truncate(files: dict[str, bytes]) -> None:
+    # Drop the latest checkpoint (and claim an earlier anchor): the proofs no longer fit.
+    for ext in ("note", "tsr", "chain.pem", "body", "sig"):
+        del files[f"checkpoints/25.{ext}"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (_modify, "events/13.json: not in checkpoint 25"),
+        (_delete, "events/9.json: missing"),
+        (_reorder, "events/5.json: the entry says it is 9"),
+        (_insert, "events/6.json: not listed in the manifest"),
+        (_insert_listed, "events/6.json: not in checkpoint 25"),
+        (_forge_checkpoint, "checkpoint 20: "),
+        (_swap_timestamp, "checkpoint 25: timestamp"),
+        (_truncate, "checkpoint 25: missing"),
+    ],
+    ids=[
+        "modify",
+        "delete",
+        "reorder",
+        "insert",
+        "insert-listed",
+        "forged-checkpoint",
+        "swapped-timestamp",
+        "truncated",
+    ],
+)
+async def test_tampered_bundle_is_located(
+    logged: SQLiteStore, pki: TestPKI, mutate: object, expected: str
+) -> None:
+    files = _files(await build_bundle(logged, Scope(dossier="D1")))
+    mutate(files)  # type: ignore[operator]
+    report = await verify_bundle(_zip(files), [pki.root_pem])
+    assert not report.ok
+    assert any(p.startswith(expected) for p in report.problems), report.problems
+
+
+async def test_untrusted_anchor(logged: SQLiteStore, pki: TestPKI, tmp_path: Path) -> None:
+    other = TestPKI.create(tmp_path / "other")
+    report = await verify_bundle(await build_bundle(logged, Scope(dossier="D1")), [other.root_pem])
+    assert not report.ok and all("checkpoint" in p or "events/" in p for p in report.problems)
+
+
+async def test_not_a_bundle(pki: TestPKI) -> None:
+    report = await verify_bundle(b"PK not really", [pki.root_pem])
+    assert not report.ok and "not an evidence bundle" in report.problems[0]
+
+
+# --- interop: the real openssl binary checks the timestamps and the signatures -----------------
+
+
+@pytest.mark.interop
+async def test_openssl_checks_the_bundle(logged: SQLiteStore, pki: TestPKI, tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is part of the toolchain"
+    out = tmp_path / "bundle"
+    with zipfile.ZipFile(io.BytesIO(await build_bundle(logged, Scope(dossier="D1")))) as zf:
+        zf.extractall(out)
+    shutil.copy(pki.root_pem, out / "ROOT.pem")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [openssl, *args], cwd=out, capture_output=True, text=True, check=False
+        )
+
+    for size in (10, 20, 25):
+        # Exactly the command README.txt gives.
+        ts = run(
+            "ts",
+            "-verify",
+            "-token_in",
+            "-in",
+            f"checkpoints/{size}.tsr",
+            "-data",
+            f"checkpoints/{size}.note",
+            "-CAfile",
+            "ROOT.pem",
+            "-untrusted",
+            "certs/tsa-chain.pem",
+        )
+        assert ts.returncode == 0 and "Verification: OK" in ts.stdout, ts.stdout + ts.stderr
+        chain = run(
+            "verify",
+            "-CAfile",
+            "ROOT.pem",
+            "-untrusted",
+            f"checkpoints/{size}.chain.pem",
+            f"checkpoints/{size}.chain.pem",
+        )
+        assert chain.returncode == 0, chain.stdout + chain.stderr
+        pub = run("x509", "-in", f"checkpoints/{size}.chain.pem", "-pubkey", "-noout")
+        (out / "signer.pub").write_text(pub.stdout)
+        sig = run(
+            "dgst",
+            "-sha256",
+            "-verify",
+            "signer.pub",
+            "-signature",
+            f"checkpoints/{size}.sig",
+            f"checkpoints/{size}.body",
+        )
+        assert sig.returncode == 0 and "Verified OK" in sig.stdout, sig.stdout + sig.stderr
+    # And openssl says no when the note was changed after timestamping.
+    note = out / "checkpoints" / "25.note"
+    note.write_bytes(note.read_bytes().replace(b"\n25\n", b"\n24\n"))
+    bad = run(
+        "ts",
+        "-verify",
+        "-token_in",
+        "-in",
+        "checkpoints/25.tsr",
+        "-data",
+        "checkpoints/25.note",
+        "-CAfile",
+        "ROOT.pem",
+        "-untrusted",
+        "certs/tsa-chain.pem",
+    )
+    assert bad.returncode != 0 and "Verification: OK" not in bad.stdout
+    # The leaf-hash recipe in README.txt matches ours.
+    entry = (out / "events" / "13.json").read_bytes()
+    assert leaf_hash(entry).hex() == __import__("hashlib").sha256(b"\0" + entry).hexdigest()
