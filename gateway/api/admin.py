@@ -1,0 +1,74 @@
+"""Operators: the outbox's dead letters and their replay (the ``admin`` right)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api.common import json_response
+from gateway.app import RUNTIME
+from gateway.auth import require
+from gateway.outbox import STATES, JobNotFound, NotDead, list_jobs, replay
+from gateway.outbox.views import page, view
+from gateway.problems import Problem
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+_MAX_LIMIT = 500
+
+
+def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise Problem(
+            400, "invalid-query", f"{name} must be an integer from {lo} to {hi}", parameter=name
+        )
+    return value
+
+
+@routes.get("/v1/admin/outbox")
+async def list_outbox(request: web.Request) -> web.Response:
+    """``?state=dead&limit=100&after=ID`` → ``{items, next}``; ``next`` feeds ``after``."""
+    require(request, "admin")
+    state = request.query.get("state")
+    if state is not None and state not in STATES:
+        raise Problem(
+            400,
+            "invalid-query",
+            f"state must be one of {', '.join(STATES)}",
+            parameter="state",
+        )
+    limit = _int(request, "limit", 100, 1, _MAX_LIMIT)
+    after = _int(request, "after", 0, 0, 2**62)
+    jobs = await request.app[RUNTIME].store.read(
+        lambda tx: list_jobs(tx, state=state, limit=limit, after_id=after)
+    )
+    return json_response(page(jobs, limit))
+
+
+@routes.post("/v1/admin/outbox/{id}/replay")
+async def replay_job(request: web.Request) -> web.Response:
+    """Dead → pending with fresh attempts; audited as ``job.replayed`` by the caller."""
+    identity = require(request, "admin")
+    runtime = request.app[RUNTIME]
+    try:
+        job_id = int(request.match_info["id"])
+    except ValueError:
+        raise Problem(404, "unknown-job", f"no outbox job {request.match_info['id']}") from None
+
+    try:
+        job = await runtime.store.transact(lambda tx: replay(tx, job_id, actor=identity.id))
+    except JobNotFound as exc:
+        raise Problem(404, "unknown-job", str(exc)) from None
+    except NotDead as exc:
+        raise Problem(409, "job-not-dead", str(exc), state=exc.state) from None
+    if runtime.worker is not None:
+        runtime.worker.wake()
+    return json_response(view(job))
