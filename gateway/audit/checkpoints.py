@@ -17,7 +17,8 @@ checks it. A checkpoint is stored only when both are done.
 
 **Fail closed**: :class:`Checkpointer` retries until a timestamp is had; once it has failed for
 longer than ``fail_closed_after_s``, :attr:`Checkpointer.healthy` turns false (with the reason) and
-the gateway must stop accepting new work until checkpoints flow again.
+the gateway must stop accepting new work until checkpoints flow again (``0`` disables this: the
+failure is then only logged and shown in ``last_error``).
 
 Exceptions::
 
@@ -372,7 +373,7 @@ class Checkpointer:
             return False, "audit checkpointer not running"
         if self._task.done():
             return False, "audit checkpointer stopped unexpectedly"
-        if self._failing_since is not None:
+        if self._failing_since is not None and self.fail_closed_after_s > 0:
             failing = self._clock() - self._failing_since
             if failing > self.fail_closed_after_s:
                 return False, (

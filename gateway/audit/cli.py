@@ -1,0 +1,269 @@
+"""``lienthong audit verify|query|export|verify-bundle``: what auditors run.
+
+The root CLI (``gateway.cli``) adds :data:`commands`. Exit status 0 only on success; every error is
+one line on stderr (click's ``Error: …``) with exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.store import SQLiteStore, Store, StoreError, open_store
+
+__all__ = ["audit", "commands"]
+
+config_option = click.option(
+    "--config",
+    "config",
+    envvar="LIENTHONG_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="lienthong.toml (or $LIENTHONG_CONFIG)",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def _settings(config: Path | None) -> Any:
+    from gateway.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(config)
+    except (SettingsError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _store(settings: Any) -> Store:
+    try:
+        store = open_store(settings.store.url, base=settings.base_dir)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    # Opening creates a missing database: a mistyped path must not "verify" an empty log.
+    if isinstance(store, SQLiteStore) and not store.path.exists():
+        raise click.ClickException(f"no store at {store.path} (from [store] url)")
+    return store
+
+
+def _trust(settings: Any, extra: tuple[Path, ...]) -> Any | None:
+    """Anchors from --trust, else [signing] trust, else the development PKI if one exists.
+    Never creates a PKI: verifying must not have side effects."""
+    from signing.errors import SigningError
+    from signing.trust import TrustStore
+
+    paths: list[Path] = list(extra)
+    revocation = settings.signing.revocation
+    if not paths:
+        paths = [settings.path(t) for t in settings.signing.trust]
+    if not paths and settings.sandbox.embedded:
+        root = settings.path(settings.sandbox.pki) / "root.pem"
+        if root.exists():
+            paths = [root]
+    if not paths:
+        return None
+    try:
+        return TrustStore.from_pem_files(paths, revocation=revocation)
+    except SigningError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run(settings: Any, work: Callable[[Store], Any]) -> Any:
+    store = _store(settings)
+
+    async def main() -> Any:
+        async with store:
+            return await work(store)
+
+    try:
+        return asyncio.run(main())
+    except StoreError as exc:
+        raise click.ClickException(f"store: {exc}") from None
+
+
+@click.group()
+def audit() -> None:
+    """Check and search the audit log; export and check evidence bundles."""
+
+
+@audit.command("verify")
+@config_option
+@click.option(
+    "--trust",
+    "trust_paths",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="trust anchor PEM (default: [signing] trust)",
+)
+@json_option
+def verify_cmd(config: Path | None, trust_paths: tuple[Path, ...], as_json: bool) -> None:
+    """Verify the whole log: entries, chain, tree, checkpoint signatures and timestamps."""
+    from .verify import verify_log
+
+    settings = _settings(config)
+    trust = _trust(settings, trust_paths)
+    report = _run(settings, lambda store: verify_log(store, trust))
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "trust_checked": trust is not None}, indent=2))
+    else:
+        click.echo(report.describe())
+        if trust is None:
+            click.echo(
+                "note: no trust anchors configured: checkpoint chains and timestamps "
+                "were not checked"
+            )
+    if not report.ok:
+        raise click.ClickException(report.problems[0])
+
+
+def _time(value: str | None) -> str | None:
+    from .query import QueryError, normalize_time
+
+    try:
+        return normalize_time(value)
+    except QueryError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@audit.command("query")
+@config_option
+@click.option("--dossier")
+@click.option("--document")
+@click.option("--member")
+@click.option("--service")
+@click.option("--from", "start", help="ISO 8601 time with zone, inclusive")
+@click.option("--to", "stop", help="ISO 8601 time with zone, exclusive")
+@click.option(
+    "--citizen",
+    "personal_id",
+    envvar="LIENTHONG_AUDIT_CITIZEN",
+    help="personal id (hashed with [audit] citizen_id_key; never stored). Prefer the "
+    "LIENTHONG_AUDIT_CITIZEN variable: command lines end up in shell history",
+)
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+def query_cmd(
+    config: Path | None,
+    dossier: str | None,
+    document: str | None,
+    member: str | None,
+    service: str | None,
+    start: str | None,
+    stop: str | None,
+    personal_id: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Events matching every filter given, in log order."""
+    from .query import EventFilter, QueryError, query_events
+
+    settings = _settings(config)
+    key = _citizen_key(settings) if personal_id else None
+    try:
+        flt = EventFilter.build(
+            start=_time(start),
+            stop=_time(stop),
+            member=member,
+            service=service,
+            dossier=dossier,
+            document=document,
+            personal_id=personal_id,
+            citizen_key=key,
+        )
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from None
+    page = _run(settings, lambda store: query_events(store, flt, limit=limit))
+    if as_json:
+        click.echo(
+            json.dumps({"items": page.items, "next": page.next}, ensure_ascii=False, indent=1)
+        )
+        return
+    for e in page.items:
+        click.echo(
+            f"{e['seq']:>8}  {e['at']}  {e['action']:<22} {e.get('outcome', 'ok'):<8} "
+            f"{e.get('member') or '-'}  {e.get('dossier') or e.get('document') or '-'}"
+        )
+    if page.next:
+        click.echo(f"(more: narrow the filters; showing the first {limit})")
+
+
+def _citizen_key(settings: Any) -> bytes:
+    key = settings.audit.citizen_id_key
+    if not key:  # the same development default as the gateway (gateway.app)
+        return b"lienthong-development-citizen-key"
+    try:
+        return bytes.fromhex(key)
+    except ValueError:
+        raise click.ClickException("[audit] citizen_id_key must be hex") from None
+
+
+@audit.command("export")
+@config_option
+@click.option("--dossier")
+@click.option("--document")
+@click.option("--from", "start")
+@click.option("--to", "stop")
+@click.argument("out", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@json_option
+def export_cmd(
+    config: Path | None,
+    dossier: str | None,
+    document: str | None,
+    start: str | None,
+    stop: str | None,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Write the evidence bundle for a dossier, a document or a time range to OUT.zip."""
+    from .bundle import BundleError, Scope, build_bundle
+
+    settings = _settings(config)
+    scope = Scope(dossier=dossier, document=document, start=start, stop=stop)
+    try:
+        data = _run(settings, lambda store: build_bundle(store, scope))
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+    if as_json:
+        click.echo(json.dumps({"path": str(out), "bytes": len(data)}))
+    else:
+        click.echo(f"wrote {out} ({len(data)} bytes)")
+
+
+@audit.command("verify-bundle")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--trust",
+    "trust_paths",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="trust anchor PEM (repeatable)",
+)
+@json_option
+def verify_bundle_cmd(bundle: Path, trust_paths: tuple[Path, ...], as_json: bool) -> None:
+    """Check an evidence bundle offline against the given trust anchors."""
+    from signing.errors import SigningError
+
+    from .verify import verify_bundle
+
+    try:
+        report = asyncio.run(verify_bundle(bundle.read_bytes(), list(trust_paths)))
+    except SigningError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(report.describe())
+        for note in report.notes:
+            click.echo(f"note: {note}")
+    if not report.ok:
+        raise click.ClickException(report.problems[0])
+
+
+commands: list[click.Command] = [audit]
