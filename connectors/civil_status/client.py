@@ -1,0 +1,167 @@
+"""The civil-status register connector (hộ tịch điện tử, Ministry of Justice): birth and death
+registration over SOAP, requests signed (XMLDSig) and birth certificates verified (PAdES)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lxml import etree  # type: ignore[import-untyped]
+
+import schemas
+from connectors.api import Connector, Endpoint, PermanentError, Request, Result, TransientError
+from connectors.civil_status import mapping
+from connectors.soap import SOAP_ENV, SoapClient
+from connectors.text import VIETNAM
+from signing.errors import SignatureInvalid, SigningError
+from signing.keys import SigningKey
+from signing.pdf import verify_pdf
+from signing.trust import TrustStore
+from signing.xml import sign_xml
+
+__all__ = ["WSDL", "CivilStatusConnector", "add_soap_header"]
+
+WSDL = schemas.path("wsdl", "civil_status.wsdl")
+_HEADER = f"{{{SOAP_ENV}}}Header"
+
+
+def add_soap_header(envelope: bytes) -> bytes:
+    """The envelope with an (empty) ``soap:Header`` first, to hold the signature.
+
+    Only ever called on envelopes zeep just built from our own data (small, trusted)."""
+    root = etree.fromstring(envelope)
+    if root.find(_HEADER) is None:
+        root.insert(0, etree.Element(_HEADER))
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return data
+
+
+class CivilStatusConnector(Connector):
+    """``birth.register`` and ``death.register``.
+
+    ``signer`` signs every request when ``endpoint.sign_requests`` (enveloped XMLDSig over the whole
+    envelope, in ``soap:Header``); ``trust`` verifies the register's signature on the birth
+    certificate before the result is accepted — with ``trust=None`` the certificate is passed on
+    unverified and ``certificate_signer`` is None. ``province_code`` (``maTinhDangKy``) and
+    ``agency_id`` (``maDonVi``) are the registering authority, overridable per call by
+    ``params["place"]["province_code"]``.
+
+    :meth:`call` raises :class:`PermanentError` for bad params, Client faults, 4xx, a certificate
+    whose signature does not verify (``code="signature-invalid"``) and a request that cannot be
+    signed (``code="signing-failed"``); :class:`TransientError` for network failures, 5xx, Server
+    faults and malformed replies.
+    """
+
+    registry: ClassVar[str] = "civil_status"
+    operations: ClassVar[frozenset[str]] = frozenset({"birth.register", "death.register"})
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        signer: SigningKey | None = None,
+        trust: TrustStore | None = None,
+        agency_id: str = "000.00.00.H41",
+        province_code: str = "040",
+        wsdl: Path = WSDL,
+    ) -> None:
+        if endpoint.sign_requests and signer is None:
+            raise ValueError("endpoint.sign_requests needs a signer")
+        self.endpoint = endpoint
+        self.signer = signer
+        self.trust = trust
+        self.agency_id = agency_id
+        self.province_code = province_code
+        self._soap = SoapClient(self.registry, endpoint, wsdl)
+
+    async def open(self) -> None:
+        await self._soap.open()
+
+    async def close(self) -> None:
+        await self._soap.close()
+
+    async def _sign(self, envelope: bytes) -> bytes:
+        assert self.signer is not None
+        try:
+            return await sign_xml(add_soap_header(envelope), self.signer, parent=_HEADER)
+        except SigningError as exc:
+            raise PermanentError(
+                self.registry, f"cannot sign the request: {exc}", code="signing-failed"
+            ) from exc
+
+    async def handle(self, request: Request) -> Result:
+        params = request.params
+        request_id = request.idempotency_key or request.request_id or uuid.uuid4().hex
+        today = datetime.now(VIETNAM).date()
+        build = (
+            mapping.birth_request
+            if request.operation == "birth.register"
+            else mapping.death_request
+        )
+        fields = self._map(
+            lambda: build(
+                params,
+                request_id,
+                agency_id=str(params.get("agency_id") or self.agency_id),
+                province_code=self.province_code,
+                today=today,
+            ),
+            PermanentError,
+        )
+        sign = self._sign if self.endpoint.sign_requests else None
+        if request.operation == "death.register":
+            reply = await self._soap.call("DangKyKhaiTu", fields, sign=sign)
+            data = self._map(lambda: mapping.death_result(reply), TransientError)
+            return Result(data=data, reference=data["death_record_number"])
+        reply = await self._soap.call("DangKyKhaiSinh", fields, sign=sign)
+        data, pdf = self._map_birth(reply)
+        data["certificate_signer"] = await self._verify_certificate(pdf)
+        data["certificate_pdf"] = base64.b64encode(pdf).decode("ascii")
+        return Result(data=data, reference=data["registration_number"])
+
+    def _map_birth(self, reply: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        try:
+            return mapping.birth_result(reply)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TransientError(self.registry, f"malformed reply: {exc}") from exc
+
+    async def _verify_certificate(self, pdf: bytes) -> str | None:
+        """The signer's name. Raises PermanentError (``signature-invalid``) when it does not
+        verify against ``trust``: the registration happened, but its evidence is not acceptable."""
+        if self.trust is None:
+            return None
+        try:
+            reports = await verify_pdf(pdf, self.trust)
+        except SignatureInvalid as exc:
+            raise PermanentError(
+                self.registry,
+                f"birth certificate signature refused: {exc.reason}",
+                code="signature-invalid",
+            ) from exc
+        except SigningError as exc:
+            raise PermanentError(
+                self.registry,
+                f"birth certificate cannot be verified: {exc}",
+                code="signature-invalid",
+            ) from exc
+        valid = [r for r in reports if r.valid]
+        if len(valid) != len(reports):
+            bad = next(r for r in reports if not r.valid)
+            raise PermanentError(
+                self.registry,
+                f"birth certificate carries an invalid signature: {bad.reason}",
+                code="signature-invalid",
+            )
+        return valid[-1].signer
+
+    def _map(
+        self, convert: Callable[[], dict[str, Any]], error: type[PermanentError | TransientError]
+    ) -> dict[str, Any]:
+        try:
+            return convert()
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise error(self.registry, str(exc)) from exc

@@ -1,0 +1,345 @@
+"""An emulator of the civil-status register: the SOAP contract of schemas/wsdl/civil_status.wsdl,
+birth registration that issues the child's personal id and a PAdES-signed birth certificate,
+death registration, idempotent writes, request-signature checks and fault injection.
+
+Routes: ``POST /soap`` (also ``/``); ``GET /soap?wsdl``; ``GET /_sandbox/stats``;
+``GET|PUT /_sandbox/faults``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import random
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from aiohttp import web
+from lxml import etree  # type: ignore[import-untyped]
+
+import schemas
+from connectors.api import Endpoint
+from connectors.civil_status.certificate import certificate_pdf
+from connectors.faults import FAULTS_KEY, FaultPlan, FaultState, fault_middleware, fault_routes
+from connectors.identifiers import PROVINCES, InvalidIdentifier, check_personal_id, make_personal_id
+from connectors.soap import (
+    SOAP_ENV,
+    SandboxLedger,
+    SoapFault,
+    child_text,
+    envelope_bytes,
+    fault_bytes,
+    fingerprint,
+    parse_request,
+)
+from connectors.text import VIETNAM, format_datetime
+from signing.errors import SignatureInvalid, SigningError
+from signing.keys import SigningKey
+from signing.pdf import sign_pdf
+from signing.trust import TrustStore
+from signing.xml import verify_xml
+
+__all__ = [
+    "NS",
+    "REGISTRY_KEY",
+    "SOAP_PATH",
+    "CivilStatusRegistry",
+    "create_app",
+    "sandbox_endpoint",
+]
+
+NS = "http://hotich.moj.gov.vn/dichvu/1.0"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+SOAP_PATH = "/soap"
+_WSDL_LOCATION = "http://localhost/soap"
+_SEX = {"1": "male", "2": "female", "3": "male"}  # the id rule has two sexes; see _child_id
+
+
+def sandbox_endpoint(
+    base_url: str, *, timeout: float = 10.0, sign_requests: bool = False
+) -> Endpoint:
+    """An :class:`Endpoint` for the sandbox at ``base_url`` (it needs no credentials)."""
+    return Endpoint(
+        url=base_url.rstrip("/") + SOAP_PATH, timeout=timeout, sign_requests=sign_requests
+    )
+
+
+class CivilStatusRegistry:
+    """The sandbox's state: issued ids, registrations, deaths, the ledger."""
+
+    def __init__(
+        self, seed: int, signer: SigningKey | None, trust: TrustStore | None, require_signed: bool
+    ) -> None:
+        self.signer, self.trust, self.require_signed = signer, trust, require_signed
+        self.ledger = SandboxLedger()
+        self.issued: set[str] = set()
+        self.deaths: dict[str, str] = {}  # personal id → death record number
+        self._rng = random.Random(f"civil_status:{seed}")
+        self._births = itertools.count(1)
+        self._death_numbers = itertools.count(1)
+        self._locks: dict[str, asyncio.Lock] = {}
+        # A hook for tests: what the register does to a certificate after signing it.
+        self.after_signing: Callable[[bytes], bytes] | None = None
+
+    def lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def child_id(self, province: str, sex_code: str, born: date) -> str:
+        # The personal-id rule knows two sexes; for "undetermined" (3) the register must still
+        # issue a number, and we use the even digit (an assumption: no rule was found).
+        while True:
+            pid = make_personal_id(
+                province, _SEX[sex_code], born.year, self._rng.randrange(1_000_000)
+            )
+            if pid not in self.issued:
+                self.issued.add(pid)
+                return pid
+
+
+REGISTRY_KEY = web.AppKey("civil_status_registry", CivilStatusRegistry)
+
+
+def _required(op: etree._Element, name: str) -> str:
+    value = child_text(op, name)
+    if value is None:
+        raise SoapFault("Client", "THIEU_TRUONG", f"{name} is required")
+    return value
+
+
+def _date(op: etree._Element, name: str) -> date:
+    value = _required(op, name)
+    try:
+        return datetime.strptime(value, "%d/%m/%Y").date()  # noqa: DTZ007 - a calendar date
+    except ValueError:
+        raise SoapFault("Client", "NGAY", f"{name} {value!r} is not dd/MM/yyyy") from None
+
+
+def _pid(op: etree._Element, name: str) -> str:
+    value = _required(op, name)
+    try:
+        return check_personal_id(value).value
+    except InvalidIdentifier as exc:
+        raise SoapFault("Client", "SO_DINH_DANH", f"{name}: {exc.reason}") from None
+
+
+def _province(op: etree._Element) -> str:
+    code = _required(op, "maTinhDangKy")
+    if code not in PROVINCES:
+        raise SoapFault("Client", "MA_TINH", f"unknown maTinhDangKy {code}")
+    return code
+
+
+def _el(parent: etree._Element, name: str, text: str | None) -> None:
+    if text is not None:
+        etree.SubElement(parent, f"{{{NS}}}{name}").text = text
+
+
+def _book(n: int, year: int) -> tuple[str, str]:
+    return f"{(n - 1) // 500 + 1:02d}/{year}", str((n - 1) % 500 // 2 + 1)
+
+
+async def _birth(reg: CivilStatusRegistry, op: etree._Element) -> bytes:
+    request_id = _required(op, "maYeuCau")
+    province = _province(op)
+    born = _date(op, "nksNgaySinh")
+    now = datetime.now(VIETNAM)
+    if born > now.date():
+        raise SoapFault("Client", "NGAY", "nksNgaySinh is in the future")
+    sex = _required(op, "nksGioiTinh")
+    if sex not in _SEX:
+        raise SoapFault("Client", "GIOI_TINH", f"nksGioiTinh must be 1, 2 or 3, not {sex}")
+    if _required(op, "loaiDangKy") not in ("0", "1", "2", "3", "4"):
+        raise SoapFault("Client", "LOAI_DANG_KY", "loaiDangKy must be 0-4")
+    mother_id = _pid(op, "meSoDinhDanh")
+    if check_personal_id(mother_id).birth_year >= born.year:
+        raise SoapFault("Client", "SAI_LECH", "the mother is not older than the child")
+    if child_text(op, "chaSoDinhDanh"):
+        _pid(op, "chaSoDinhDanh")
+    _pid(op, "nycSoGiayToTuyThan")
+    name, mother = _required(op, "nksHoTen"), _required(op, "meHoTen")
+    declarant = _required(op, "nycHoTen")
+    n = next(reg._births)
+    number = f"KS.{province}.{now.year}.{n:06d}"
+    book, page = _book(n, now.year)
+    child_id = reg.child_id(province, sex, born)
+    signer_name, signer_title = "Nguyễn Văn Hòa", "Chủ tịch UBND"
+    lines = [
+        ("So", number),
+        ("Quyen so", book),
+        ("Ho va ten", name),
+        ("So dinh danh ca nhan", child_id),
+        ("Ngay sinh", born.strftime("%d/%m/%Y")),
+        ("Noi sinh", _required(op, "nksNoiSinh")),
+        ("Ho va ten me", mother),
+        ("Ho va ten cha", child_text(op, "chaHoTen") or "-"),
+        ("Nguoi di khai sinh", declarant),
+        ("Noi dang ky", child_text(op, "noiDangKy") or PROVINCES[province]),
+        ("Ngay dang ky", now.strftime("%d/%m/%Y")),
+        ("Nguoi ky", f"{signer_name}, {signer_title}"),
+    ]
+    pdf = await asyncio.to_thread(certificate_pdf, "GIAY KHAI SINH (ban chinh dien tu)", lines)
+    if reg.signer is not None:
+        pdf = await sign_pdf(pdf, reg.signer, level="B-B", reason="Dang ky khai sinh")
+    if reg.after_signing is not None:
+        pdf = reg.after_signing(pdf)
+    reply = etree.Element(f"{{{NS}}}DangKyKhaiSinhResponse", nsmap={None: NS})
+    for field, value in (
+        ("maYeuCau", request_id),
+        ("maKetQua", "0"),
+        ("moTa", "Đã đăng ký khai sinh"),
+        ("so", number),
+        ("quyenSo", book),
+        ("trangSo", page),
+        ("ngayDangKy", format_datetime(now)),
+        ("nksSoDinhDanh", child_id),
+        ("nguoiKy", signer_name),
+        ("chucVuNguoiKy", signer_title),
+        ("nguoiThucHien", "Công chức tư pháp - hộ tịch"),
+    ):
+        _el(reply, field, value)
+
+    _el(reply, "giayKhaiSinh", base64.b64encode(pdf).decode("ascii"))
+    return envelope_bytes(reply)
+
+
+async def _death(reg: CivilStatusRegistry, op: etree._Element) -> bytes:
+    request_id = _required(op, "maYeuCau")
+    province = _province(op)
+    pid = _pid(op, "nktSoDinhDanh")
+    died = _date(op, "nktNgayChet")
+    now = datetime.now(VIETNAM)
+    if died > now.date():
+        raise SoapFault("Client", "NGAY", "nktNgayChet is in the future")
+    if check_personal_id(pid).birth_year > died.year:
+        raise SoapFault("Client", "SAI_LECH", "death before birth")
+    _required(op, "nktHoTen")
+    _required(op, "nktNoiChet")
+    _pid(op, "nycSoGiayToTuyThan")
+    if pid in reg.deaths:
+        raise SoapFault(
+            "Client", "DA_DANG_KY", f"death of {pid} already registered ({reg.deaths[pid]})"
+        )
+    n = next(reg._death_numbers)
+    number = f"KT.{province}.{now.year}.{n:06d}"
+    reg.deaths[pid] = number
+    book, page = _book(n, now.year)
+    reply = etree.Element(f"{{{NS}}}DangKyKhaiTuResponse", nsmap={None: NS})
+    for field, value in (
+        ("maYeuCau", request_id),
+        ("maKetQua", "0"),
+        ("moTa", "Đã đăng ký khai tử"),
+        ("so", number),
+        ("quyenSo", book),
+        ("trangSo", page),
+        ("ngayDangKy", format_datetime(now)),
+        ("nguoiKy", "Nguyễn Văn Hòa"),
+        ("chucVuNguoiKy", "Chủ tịch UBND"),
+    ):
+        _el(reply, field, value)
+    return envelope_bytes(reply)
+
+
+_WRITES = {"DangKyKhaiSinh": ("birth.register", _birth), "DangKyKhaiTu": ("death.register", _death)}
+
+
+async def _operation(reg: CivilStatusRegistry, body: bytes) -> etree._Element:
+    """The request element, taken from the verified content when signatures are checked."""
+    op = parse_request(body) if len(body) < 65536 else await asyncio.to_thread(parse_request, body)
+    signed = op.getroottree().getroot().find(f".//{{{DS}}}Signature") is not None
+    if not reg.require_signed or reg.trust is None:
+        return op
+    if not signed:
+        raise SoapFault("Client", "CHU_KY", "the request must be signed")
+    try:
+        verification = await verify_xml(body, reg.trust)
+    except SignatureInvalid as exc:
+        raise SoapFault("Client", "CHU_KY", f"request signature refused: {exc.reason}") from None
+    except SigningError as exc:
+        raise SoapFault("Client", "CHU_KY", f"request signature not verifiable: {exc}") from None
+    # Only what was signed is used from here on (never the original tree: signature wrapping).
+    soap_body = verification.signed.find(f"{{{SOAP_ENV}}}Body")
+    if soap_body is None or len(soap_body) == 0:
+        raise SoapFault("Client", "SOAP_BODY", "the signed envelope has no body element")
+    return soap_body[0]
+
+
+def _without_signature(op: etree._Element) -> bytes:
+    copy = etree.fromstring(etree.tostring(op))
+    for sig in copy.findall(f".//{{{DS}}}Signature"):
+        sig.getparent().remove(sig)
+    return fingerprint(copy)
+
+
+def _fault_response(fault: SoapFault) -> web.Response:
+    return web.Response(
+        status=500, body=fault_bytes(fault, NS), content_type="text/xml", charset="utf-8"
+    )
+
+
+async def _soap(request: web.Request) -> web.Response:
+    reg = request.app[REGISTRY_KEY]
+    reg.ledger.requests += 1
+    body = await request.read()
+    try:
+        op = await _operation(reg, body)
+        name = etree.QName(op)
+        if name.namespace != NS or name.localname not in _WRITES:
+            raise SoapFault("Client", "OPERATION", f"unknown operation {name.localname}")
+        operation, write = _WRITES[name.localname]
+        key, print_ = _required(op, "maYeuCau"), _without_signature(op)
+        # Signing the certificate awaits: hold the key's lock so a concurrent duplicate delivery
+        # waits for the first and then gets its answer instead of registering twice.
+        async with reg.lock(key):
+            answer = reg.ledger.replay(key, print_)
+            if answer is None:
+                answer = await write(reg, op)
+                reg.ledger.record(key, print_, operation, answer)
+    except SoapFault as fault:
+        return _fault_response(fault)
+    except Exception as exc:  # a sandbox bug answers as a real registry would: soap:Server
+        return _fault_response(
+            SoapFault("Server", "INTERNAL", f"internal error: {type(exc).__name__}")
+        )
+    return web.Response(body=answer, content_type="text/xml", charset="utf-8")
+
+
+async def _wsdl(request: web.Request) -> web.Response:
+    if "wsdl" not in request.query:
+        return web.Response(status=405, text="POST SOAP requests here; GET ?wsdl for the contract")
+    text = schemas.path("wsdl", "civil_status.wsdl").read_text(encoding="utf-8")
+    here = f"{request.scheme}://{request.host}{request.path}"
+    return web.Response(text=text.replace(_WSDL_LOCATION, here), content_type="text/xml")
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[REGISTRY_KEY].ledger.stats())
+
+
+def create_app(
+    *,
+    seed: int = 0,
+    faults: FaultPlan | None = None,
+    signer: SigningKey | None = None,
+    trust: TrustStore | None = None,
+    require_signed: bool | None = None,
+    **_: Any,
+) -> web.Application:
+    """The civil-status sandbox. ``signer`` (the register's key) signs birth certificates — without
+    it certificates are unsigned; ``trust`` checks request signatures, which are required when
+    ``require_signed`` (default: whenever ``trust`` is given)."""
+    app = web.Application(middlewares=[fault_middleware], client_max_size=1024 * 1024)
+    app[FAULTS_KEY] = FaultState(faults)
+    required = trust is not None if require_signed is None else require_signed
+    app[REGISTRY_KEY] = CivilStatusRegistry(seed, signer, trust, required)
+    app.add_routes(
+        [
+            web.post(SOAP_PATH, _soap),
+            web.post("/", _soap),
+            web.get(SOAP_PATH, _wsdl),
+            web.get("/_sandbox/stats", _stats),
+            *fault_routes(),
+        ]
+    )
+    return app

@@ -1,0 +1,299 @@
+"""The civil-status connector against its sandbox over real sockets, with real signatures."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from connectors.api import PermanentError, TransientError
+from connectors.civil_status import CivilStatusConnector
+from connectors.civil_status.sandbox import REGISTRY_KEY, create_app, sandbox_endpoint
+from connectors.faults import FAULTS_KEY, FaultPlan
+from connectors.identifiers import check_personal_id
+from connectors.testdata import WELL_KNOWN
+from signing.pdf import verify_pdf
+
+LAN, MINH, HUNG = WELL_KNOWN[0], WELL_KNOWN[1], WELL_KNOWN[2]
+BIRTH = {
+    "child": {
+        "full_name": "Trần Minh Khôi",
+        "sex": "male",
+        "birth_date": "2026-10-01",
+        "birth_place": "Bệnh viện Sản Nhi Nghệ An",
+    },
+    "mother": {
+        "full_name": LAN.full_name,
+        "personal_id": LAN.personal_id,
+        "birth_date": "1990-05-12",
+    },
+    "father": {"full_name": MINH.full_name, "personal_id": MINH.personal_id},
+    "declarant": {"full_name": MINH.full_name, "personal_id": MINH.personal_id, "relation": "Cha"},
+    "place": {"province_code": "040", "name": "UBND phường Trường Thi"},
+}
+DEATH = {
+    "deceased": {
+        "personal_id": HUNG.personal_id,
+        "full_name": HUNG.full_name,
+        "death_date": "2026-11-02",
+        "death_place": "Nghệ An",
+    },
+    "declarant": {
+        "full_name": LAN.full_name,
+        "personal_id": LAN.personal_id,
+        "relation": "Con dâu",
+    },
+}
+
+
+@dataclass
+class Sandbox:
+    app: web.Application
+    base_url: str
+
+    def faults(self, **plan: Any) -> None:
+        self.app[FAULTS_KEY].set_plan(FaultPlan(hang_s=5.0, **plan))
+
+    async def stats(self) -> dict[str, Any]:
+        async with httpx.AsyncClient() as http:
+            data: dict[str, Any] = (await http.get(f"{self.base_url}/_sandbox/stats")).json()
+            return data
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+@pytest.fixture
+async def sandbox(pki: Any, pki_server: str) -> AsyncIterator[Sandbox]:
+    # The register signs certificates with its key and requires signed requests.
+    runner, url = await serve(create_app(seed=3, signer=pki.key("register"), trust=pki.trust()))
+    try:
+        yield Sandbox(runner.app, url)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def connector(sandbox: Sandbox, pki: Any) -> AsyncIterator[CivilStatusConnector]:
+    endpoint = sandbox_endpoint(sandbox.base_url, timeout=5.0, sign_requests=True)
+    async with CivilStatusConnector(endpoint, signer=pki.key("gateway"), trust=pki.trust()) as c:
+        yield c
+
+
+async def test_birth_register_issues_id_and_signed_certificate(
+    connector: CivilStatusConnector, sandbox: Sandbox, pki: Any
+) -> None:
+    result = await connector.call("birth.register", BIRTH, idempotency_key="birth-1")
+    data = result.data
+    pid = check_personal_id(data["personal_id"])
+    assert (pid.province_code, pid.sex, pid.birth_year) == ("040", "male", 2026)
+    assert result.reference == data["registration_number"] and data[
+        "registration_number"
+    ].startswith("KS.040.")
+    assert data["book"] and data["page"] and data["registered_at"].endswith("+07:00")
+    pdf = base64.b64decode(data["certificate_pdf"])
+    assert pdf.startswith(b"%PDF-") and data["personal_id"].encode() in pdf
+    assert data["certificate_signer"]
+    reports = await verify_pdf(pdf, pki.trust())  # independently of the connector
+    assert [r.valid for r in reports] == [True] and reports[0].level.startswith("PAdES")
+    assert await sandbox.stats() == {"requests": 1, "writes": {"birth.register": 1}, "replays": 0}
+
+
+async def test_female_and_undetermined_children(connector: CivilStatusConnector) -> None:
+    girl = {**BIRTH, "child": {**BIRTH["child"], "full_name": "Trần Thị Ngọc Ánh", "sex": "female"}}
+    result = await connector.call("birth.register", girl, idempotency_key="g")
+    assert check_personal_id(result.data["personal_id"]).sex == "female"
+    other = {**BIRTH, "child": {**BIRTH["child"], "sex": "undetermined"}}
+    result = await connector.call("birth.register", other, idempotency_key="u")
+    assert len(result.data["personal_id"]) == 12
+
+
+async def test_birth_same_key_registers_once_even_with_lost_reply(
+    connector: CivilStatusConnector, sandbox: Sandbox
+) -> None:
+    sandbox.faults(lost_reply_rate=1.0)
+    with pytest.raises(TransientError):
+        await connector.call("birth.register", BIRTH, idempotency_key="birth-lost")
+    sandbox.faults()
+    first = await connector.call("birth.register", BIRTH, idempotency_key="birth-lost")
+    second = await connector.call("birth.register", BIRTH, idempotency_key="birth-lost")
+    assert first == second  # same id, same number, same certificate bytes
+    stats = await sandbox.stats()
+    assert stats["writes"] == {"birth.register": 1} and stats["replays"] == 2
+
+
+async def test_death_register(connector: CivilStatusConnector, sandbox: Sandbox) -> None:
+    result = await connector.call("death.register", DEATH, idempotency_key="death-1")
+    assert result.reference == result.data["death_record_number"]
+    assert result.data["death_record_number"].startswith("KT.040.")
+    assert await connector.call("death.register", DEATH, idempotency_key="death-1") == result
+    with pytest.raises(PermanentError) as info:
+        await connector.call("death.register", DEATH, idempotency_key="death-2")
+    assert info.value.code == "DA_DANG_KY"
+    assert (await sandbox.stats())["writes"] == {"death.register": 1}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({**BIRTH, "child": {**BIRTH["child"], "birth_date": "2999-01-01"}}, "in the future"),
+        ({**BIRTH, "child": {**BIRTH["child"], "sex": "boy"}}, "child.sex"),
+        ({**BIRTH, "mother": {**BIRTH["mother"], "personal_id": "123"}}, "mother.personal_id"),
+        (
+            {**BIRTH, "mother": {**BIRTH["mother"], "birth_date": "1991-05-12"}},
+            "encodes birth year 1990",
+        ),
+        ({k: v for k, v in BIRTH.items() if k != "declarant"}, "declarant must be an object"),
+        ({**BIRTH, "place": {"province_code": "003"}}, "unknown province code"),
+    ],
+)
+async def test_bad_birth_params_are_permanent(
+    connector: CivilStatusConnector, sandbox: Sandbox, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(PermanentError, match=message):
+        await connector.call("birth.register", params)
+    assert (await sandbox.stats())["requests"] == 0
+
+
+async def test_register_refuses_a_mother_younger_than_the_child(
+    connector: CivilStatusConnector,
+) -> None:
+    child = {
+        **BIRTH,
+        "mother": {"full_name": "Huỳnh Ngọc Ánh", "personal_id": WELL_KNOWN[9].personal_id},
+    }
+    child["child"] = {**BIRTH["child"], "birth_date": "2021-01-01"}
+    with pytest.raises(PermanentError) as info:
+        await connector.call("birth.register", child)
+    assert info.value.code == "SAI_LECH"
+
+
+# --- signatures ---------------------------------------------------------------------------------
+async def test_tampered_certificate_is_refused(
+    connector: CivilStatusConnector, sandbox: Sandbox
+) -> None:
+    def tamper(pdf: bytes) -> bytes:
+        return pdf.replace(b"Tran Minh Khoi", b"Tran Minh Khai", 1)
+
+    sandbox.app[REGISTRY_KEY].after_signing = tamper
+    with pytest.raises(PermanentError) as info:
+        await connector.call("birth.register", BIRTH, idempotency_key="t")
+    assert info.value.code == "signature-invalid"
+    assert "birth certificate" in info.value.message
+
+
+async def test_certificate_from_an_untrusted_register_is_refused(pki: Any, pki_server: str) -> None:
+    runner, url = await serve(create_app(signer=pki.key("revoked")))
+    try:
+        async with CivilStatusConnector(sandbox_endpoint(url), trust=pki.trust()) as c:
+            with pytest.raises(PermanentError) as info:
+                await c.call("birth.register", BIRTH)
+        assert info.value.code == "signature-invalid" and "revoked" in info.value.message
+    finally:
+        await runner.cleanup()
+
+
+async def test_unsigned_certificate_is_refused_when_trust_is_configured(pki: Any) -> None:
+    runner, url = await serve(create_app())
+    try:
+        async with CivilStatusConnector(sandbox_endpoint(url), trust=pki.trust()) as c:
+            with pytest.raises(PermanentError, match="no signature"):
+                await c.call("birth.register", BIRTH)
+        async with CivilStatusConnector(sandbox_endpoint(url)) as c:  # no trust: passed on as is
+            result = await c.call("birth.register", BIRTH)
+        assert result.data["certificate_signer"] is None
+    finally:
+        await runner.cleanup()
+
+
+async def test_unsigned_request_refused_by_the_register(sandbox: Sandbox, pki: Any) -> None:
+    async with CivilStatusConnector(sandbox_endpoint(sandbox.base_url), trust=pki.trust()) as c:
+        with pytest.raises(PermanentError) as info:
+            await c.call("death.register", DEATH)
+    assert info.value.code == "CHU_KY" and "must be signed" in info.value.message
+
+
+async def test_request_signed_by_an_untrusted_key_refused(sandbox: Sandbox, pki: Any) -> None:
+    endpoint = sandbox_endpoint(sandbox.base_url, sign_requests=True)
+    async with CivilStatusConnector(endpoint, signer=pki.key("revoked"), trust=pki.trust()) as c:
+        with pytest.raises(PermanentError) as info:
+            await c.call("death.register", DEATH)
+    assert info.value.code == "CHU_KY" and "revoked" in info.value.message
+    assert (await sandbox.stats())["writes"] == {}
+
+
+async def test_request_altered_after_signing_refused(sandbox: Sandbox, pki: Any) -> None:
+    endpoint = sandbox_endpoint(sandbox.base_url, sign_requests=True)
+    async with CivilStatusConnector(endpoint, signer=pki.key("gateway"), trust=pki.trust()) as c:
+        original = c._sign
+
+        async def sign_then_alter(envelope: bytes) -> bytes:
+            signed = await original(envelope)
+            return signed.replace(b"Con d\xc3\xa2u", b"Con trai")
+
+        c._sign = sign_then_alter  # type: ignore[method-assign]
+        with pytest.raises(PermanentError) as info:
+            await c.call("death.register", DEATH)
+    assert info.value.code == "CHU_KY"
+
+
+def test_sign_requests_without_a_signer_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="needs a signer"):
+        CivilStatusConnector(sandbox_endpoint("http://127.0.0.1:1", sign_requests=True))
+
+
+# --- faults -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {"error_rate": 1.0},
+        {"reset_rate": 1.0},
+        {"lost_reply_rate": 1.0},
+        {"malformed_rate": 1.0},
+        {"outages": ((0.0, 3600.0),)},
+    ],
+    ids=["error", "reset", "lost_reply", "malformed", "outage"],
+)
+async def test_faults_are_transient(
+    connector: CivilStatusConnector, sandbox: Sandbox, plan: dict[str, Any]
+) -> None:
+    sandbox.faults(**plan)
+    with pytest.raises(TransientError):
+        await connector.call("death.register", DEATH)
+
+
+async def test_timeout_is_transient(sandbox: Sandbox, pki: Any) -> None:
+    sandbox.faults(timeout_rate=1.0)
+    endpoint = sandbox_endpoint(sandbox.base_url, timeout=0.3, sign_requests=True)
+    async with CivilStatusConnector(endpoint, signer=pki.key("gateway")) as c:
+        with pytest.raises(TransientError, match="timed out"):
+            await c.call("death.register", DEATH)
+
+
+async def test_latency_still_answers(connector: CivilStatusConnector, sandbox: Sandbox) -> None:
+    sandbox.faults(latency_ms=30)
+    result = await connector.call("death.register", DEATH)
+    assert result.reference
+
+
+async def test_doctype_rejected(sandbox: Sandbox) -> None:
+    body = b'<!DOCTYPE x [<!ENTITY e "e">]><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"/>'
+    async with httpx.AsyncClient() as http:
+        response = await http.post(sandbox_endpoint(sandbox.base_url).url, content=body)
+    assert response.status_code == 500 and b"XML_DOCTYPE" in response.content
+
+
+async def test_wsdl_served(sandbox: Sandbox) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(sandbox_endpoint(sandbox.base_url).url + "?wsdl")
+    assert "DangKyKhaiSinh" in response.text and sandbox.base_url in response.text
