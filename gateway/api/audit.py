@@ -1,0 +1,217 @@
+"""The auditor API (read-only, service ``audit.read``): events, citizen search, checkpoints, proofs
+and evidence exports. Personal ids travel only in POST bodies, never in URLs (access logs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from gateway.app import RUNTIME, Runtime
+from gateway.audit.bundle import BundleError, Scope, build_bundle
+from gateway.audit.checkpoints import Checkpoint, CheckpointError, verify_checkpoint
+from gateway.audit.proofs import LogTree, ProofUnavailable
+from gateway.audit.query import EventFilter, QueryError, access_report, query_events
+from gateway.auth import require
+from gateway.problems import Problem
+
+from .common import json_response, read_json
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+SERVICE = "audit.read"
+_TREE = "audit_tree"
+
+
+class SearchRequest(
+    msgspec.Struct, forbid_unknown_fields=True, rename={"start": "from", "stop": "to"}
+):
+    personal_id: str
+    start: str | None = None
+    stop: str | None = None
+    cursor: str | None = None
+
+
+class ExportRequest(
+    msgspec.Struct, forbid_unknown_fields=True, rename={"start": "from", "stop": "to"}
+):
+    dossier: str | None = None
+    document: str | None = None
+    start: str | None = None
+    stop: str | None = None
+
+
+def _tree(runtime: Runtime) -> LogTree:
+    # One growing tree per app: proofs read only the leaves not seen yet.
+    tree = runtime.extras.get(_TREE)
+    if not isinstance(tree, LogTree):
+        tree = runtime.extras[_TREE] = LogTree(runtime.store)
+    return tree
+
+
+def _trust(runtime: Runtime) -> Any | None:
+    setup = runtime.extras.get("signing")
+    return getattr(setup, "trust", None)
+
+
+def _int(request: web.Request, name: str, default: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise Problem(400, "invalid-query", f"the query parameter {name} is required")
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise Problem(400, "invalid-query", f"{name} must be an integer") from None
+
+
+def _query_problem(exc: QueryError) -> Problem:
+    return Problem(400, "invalid-query", str(exc))
+
+
+@routes.get("/v1/audit/events")
+async def events(request: web.Request) -> web.Response:
+    require(request, SERVICE)
+    runtime = request.app[RUNTIME]
+    q = request.query
+    try:
+        flt = EventFilter.build(
+            start=q.get("from"),
+            stop=q.get("to"),
+            member=q.get("member"),
+            service=q.get("service"),
+            dossier=q.get("dossier"),
+            document=q.get("document"),
+        )
+        page = await query_events(
+            runtime.store, flt, cursor=q.get("cursor"), limit=_int(request, "limit", 100)
+        )
+    except QueryError as exc:
+        raise _query_problem(exc) from None
+    return json_response({"items": page.items, "next": page.next})
+
+
+@routes.post("/v1/audit/search")
+async def search(request: web.Request) -> web.Response:
+    """Events about one citizen, found by the keyed hash of the id, and who accessed them."""
+    require(request, SERVICE)
+    runtime = request.app[RUNTIME]
+    body = await read_json(request, SearchRequest)
+    try:
+        flt = EventFilter.build(
+            start=body.start,
+            stop=body.stop,
+            personal_id=body.personal_id,
+            citizen_key=runtime.citizen_key,
+        )
+        page = await query_events(runtime.store, flt, cursor=body.cursor)
+        who = await access_report(
+            runtime.store, runtime.citizen_key, body.personal_id, start=body.start, stop=body.stop
+        )
+    except QueryError as exc:
+        raise _query_problem(exc) from None
+    return json_response({"items": page.items, "next": page.next, "accessors": who})
+
+
+async def _summaries(
+    runtime: Runtime, rows: list[dict[str, Any]], verify: bool
+) -> list[dict[str, Any]]:
+    out = []
+    trust = _trust(runtime)
+    for row in rows:
+        try:
+            cp = Checkpoint.from_row(row)
+        except CheckpointError as exc:
+            out.append({"size": row.get("size"), "verified": False, "problem": str(exc)})
+            continue
+        item = cp.summary()
+        if verify:
+            check = await verify_checkpoint(cp, trust)
+            item.update(
+                verified=check.ok,
+                problem=check.problem,
+                tsa=check.tsa,
+                timestamp_time=check.timestamp_time,
+                trust_checked=trust is not None,
+            )
+        out.append(item)
+    return out
+
+
+@routes.get("/v1/audit/checkpoints")
+async def checkpoints(request: web.Request) -> web.Response:
+    """Newest first; ``before`` (a size) pages back; ``verify=1`` checks each one shown."""
+    require(request, SERVICE)
+    runtime = request.app[RUNTIME]
+    limit = _int(request, "limit", 20)
+    if not 1 <= limit <= 200:
+        raise Problem(400, "invalid-query", "limit must be 1..200")
+    before = _int(request, "before", 2**62)
+    rows = await runtime.store.read(
+        lambda tx: tx.all("checkpoints.page", before=before, limit=limit + 1)
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = await _summaries(runtime, rows, request.query.get("verify") in ("1", "true"))
+    return json_response({"items": items, "next": str(rows[-1]["size"]) if more else None})
+
+
+@routes.get("/v1/audit/checkpoints/latest")
+async def latest(request: web.Request) -> web.Response:
+    require(request, SERVICE)
+    runtime = request.app[RUNTIME]
+    row = await runtime.store.read(lambda tx: tx.one("checkpoints.latest"))
+    if row is None:
+        raise Problem(404, "no-checkpoint", "no checkpoint has been written yet")
+    return json_response((await _summaries(runtime, [row], True))[0])
+
+
+@routes.get("/v1/audit/proofs/inclusion")
+async def inclusion(request: web.Request) -> web.Response:
+    require(request, SERVICE)
+    runtime = request.app[RUNTIME]
+    try:
+        proof = await _tree(runtime).inclusion(_int(request, "index"), _int(request, "size"))
+    except ProofUnavailable as exc:
+        raise Problem(422, "proof-unavailable", str(exc)) from None
+    return json_response(proof)
+
+
+@routes.get("/v1/audit/proofs/consistency")
+async def consistency(request: web.Request) -> web.Response:
+    require(request, SERVICE)
+    runtime = request.app[RUNTIME]
+    try:
+        proof = await _tree(runtime).consistency(_int(request, "first"), _int(request, "second"))
+    except ProofUnavailable as exc:
+        raise Problem(422, "proof-unavailable", str(exc)) from None
+    return json_response(proof)
+
+
+@routes.post("/v1/audit/exports")
+async def export(request: web.Request) -> web.Response:
+    """The evidence bundle as application/zip."""
+    require(request, SERVICE)
+    runtime = request.app[RUNTIME]
+    body = await read_json(request, ExportRequest)
+    scope = Scope(dossier=body.dossier, document=body.document, start=body.start, stop=body.stop)
+    try:
+        data = await build_bundle(runtime.store, scope, tree=_tree(runtime))
+    except BundleError as exc:
+        status, slug = (
+            (404, "nothing-to-export")
+            if "no audit events" in str(exc)
+            else (409, "export-not-ready")
+            if "checkpoint" in str(exc)
+            else (422, "invalid-export")
+        )
+        raise Problem(status, slug, str(exc)) from None
+    name = (body.dossier or body.document or "range").replace('"', "")
+    return web.Response(
+        body=data,
+        content_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="audit-{name}.zip"'},
+    )

@@ -1,0 +1,62 @@
+"""The auditors' web console: static HTML/JS/CSS at ``/console/`` calling the auditor API.
+
+The page itself holds no data and needs no identity; every call it makes carries the auditor's
+bearer token (typed in once, kept in sessionStorage for the tab's life) and is checked by the API.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from aiohttp import web
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+_FILES = {
+    "index.html": "text/html",
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+}
+# A strict policy: the page talks only to its own origin and runs only its own script.
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def _read(name: str) -> bytes:
+    return resources.files(__name__).joinpath(name).read_bytes()
+
+
+@routes.get("/console")
+async def console_redirect(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect("/console/")
+
+
+@routes.get("/console/")
+async def console_index(request: web.Request) -> web.Response:
+    return _serve("index.html")
+
+
+@routes.get("/console/{name}")
+async def console_file(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in _FILES:
+        raise web.HTTPNotFound()
+    return _serve(name)
+
+
+def _serve(name: str) -> web.Response:
+    return web.Response(
+        body=_read(name),
+        content_type=_FILES[name],
+        charset="utf-8",
+        headers={
+            "Content-Security-Policy": _CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-cache",
+        },
+    )

@@ -1,0 +1,219 @@
+"""The auditor API over a real socket: auth, filters, cursor, citizen search, proofs, exports.
+
+The app here is the gateway's own middleware stack and Runtime with only the audit routes (and the
+console) added — the whole gateway's lifecycle (sandboxes, outbox) is not needed to test them.
+"""
+# ruff: noqa: F811 - pytest fixtures imported from test_checkpoints are parameters here
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from test_checkpoints import add_events, pki, tamper, tsa_url  # noqa: F401 - fixtures
+
+from gateway import console
+from gateway.api import audit as audit_api
+from gateway.app import RUNTIME, Runtime, identify_middleware
+from gateway.audit import AuditEvent, append, citizen_hash
+from gateway.audit.checkpoints import Checkpointer
+from gateway.audit.merkle import verify_consistency, verify_inclusion
+from gateway.audit.verify import verify_bundle
+from gateway.auth import Authenticator
+from gateway.metrics import Metrics
+from gateway.outbox.breaker import Breakers
+from gateway.problems import problem_middleware
+from gateway.requestid import request_id_middleware
+from gateway.settings import Settings, Subsystem
+from gateway.store import SQLiteStore
+from signing.testing import TestPKI
+
+AUDITOR = "auditor-token"
+CLERK = "clerk-token"
+CITIZEN_KEY = b"k" * 32
+
+
+@contextlib.asynccontextmanager
+async def serve_audit_app(store: SQLiteStore, extras: dict[str, Any]) -> AsyncIterator[str]:
+    settings = Settings(
+        subsystems=(
+            Subsystem(id="VN:GOV:A:audit", rights=("audit.read",), token=AUDITOR),
+            Subsystem(id="VN:GOV:B:motcua", rights=("dossiers.submit",), token=CLERK),
+        )
+    )
+    app = web.Application(
+        middlewares=[request_id_middleware, problem_middleware, identify_middleware]
+    )
+    app[RUNTIME] = Runtime(
+        settings=settings,
+        store=store,
+        metrics=Metrics(),
+        auth=Authenticator(settings.subsystems),
+        breakers=Breakers(),
+        citizen_key=CITIZEN_KEY,
+        extras=extras,
+    )
+    app.router.add_routes(audit_api.routes)
+    app.router.add_routes(console.routes)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+class _Signing:
+    def __init__(self, trust: Any) -> None:
+        self.trust = trust
+
+
+async def seeded_store(path: Path, pki: TestPKI, tsa_url: str) -> SQLiteStore:
+    store = SQLiteStore(path)
+    await store.open()
+    await add_events(store, 30)
+    who = citizen_hash(CITIZEN_KEY, "001099012345")
+    for member in ("VN:GOV:M1", "VN:GOV:M1", "VN:GOV:M2"):
+        await store.transact(
+            lambda tx, m=member: append(
+                tx,
+                AuditEvent(
+                    action="lookup.citizen", member=m, service="lookups.citizen", citizen=who
+                ),
+            )
+        )
+    cpr = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    await cpr.checkpoint_now()  # 33
+    await add_events(store, 4, first=33)
+    await cpr.checkpoint_now()  # 37
+    return store
+
+
+@pytest.fixture
+async def api(tmp_path: Path, pki: TestPKI, tsa_url: str) -> AsyncIterator[str]:
+    store = await seeded_store(tmp_path / "api.db", pki, tsa_url)
+    try:
+        async with serve_audit_app(
+            store, {"signing": _Signing(pki.trust(revocation="off"))}
+        ) as url:
+            yield url
+    finally:
+        await store.close()
+
+
+def _auth(token: str = AUDITOR) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_auth_required(api: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{api}/v1/audit/events") as r:
+            assert r.status == 401 and r.content_type == "application/problem+json"
+        async with s.get(f"{api}/v1/audit/checkpoints", headers=_auth(CLERK)) as r:
+            body = await r.json()
+            assert r.status == 403 and body["type"] == "urn:lienthong:problem:forbidden-service"
+
+
+async def test_events_filters_and_cursor(api: str) -> None:
+    async with aiohttp.ClientSession(headers=_auth()) as s:
+        seen: list[int] = []
+        cursor = None
+        while True:
+            q = {"dossier": "D2", "limit": "3", **({"cursor": cursor} if cursor else {})}
+            async with s.get(f"{api}/v1/audit/events", params=q) as r:
+                page = await r.json()
+            seen += [e["seq"] for e in page["items"]]
+            cursor = page["next"]
+            if not cursor:
+                break
+        assert seen == [2, 6, 10, 14, 18, 22, 26, 34]
+        async with s.get(
+            f"{api}/v1/audit/events", params={"member": "VN:GOV:M1", "service": "lookups.citizen"}
+        ) as r:
+            assert [e["seq"] for e in (await r.json())["items"]] == [30, 31]
+        async with s.get(f"{api}/v1/audit/events", params={"from": "not a time"}) as r:
+            assert r.status == 400 and (await r.json())["type"].endswith("invalid-query")
+        async with s.get(f"{api}/v1/audit/events", params={"cursor": "!!"}) as r:
+            assert r.status == 400
+
+
+async def test_citizen_search_by_post_only(api: str) -> None:
+    async with aiohttp.ClientSession(headers=_auth()) as s:
+        async with s.post(f"{api}/v1/audit/search", json={"personal_id": "001099012345"}) as r:
+            body = await r.json()
+        assert [e["seq"] for e in body["items"]] == [30, 31, 32]
+        assert [(a["member"], a["n"]) for a in body["accessors"]] == [
+            ("VN:GOV:M1", 2),
+            ("VN:GOV:M2", 1),
+        ]
+        assert "001099012345" not in str(body)
+        async with s.post(f"{api}/v1/audit/search", json={"personal_id": "x", "extra": 1}) as r:
+            assert r.status == 422
+
+
+async def test_checkpoints_and_proofs(api: str) -> None:
+    async with aiohttp.ClientSession(headers=_auth()) as s:
+        async with s.get(f"{api}/v1/audit/checkpoints/latest") as r:
+            latest = await r.json()
+        assert latest["size"] == 37 and latest["verified"] and latest["trust_checked"]
+        async with s.get(f"{api}/v1/audit/checkpoints", params={"verify": "1", "limit": "1"}) as r:
+            page = await r.json()
+        assert [c["size"] for c in page["items"]] == [37] and page["next"] == "37"
+        async with s.get(f"{api}/v1/audit/checkpoints", params={"before": "37"}) as r:
+            first = (await r.json())["items"][0]
+        root37, root33 = (base64.b64decode(c["root"]) for c in (latest, first))
+        async with s.get(
+            f"{api}/v1/audit/proofs/inclusion", params={"index": "31", "size": "37"}
+        ) as r:
+            inc = await r.json()
+        verify_inclusion(
+            31,
+            37,
+            base64.b64decode(inc["leaf_hash"]),
+            [base64.b64decode(p) for p in inc["proof"]],
+            root37,
+        )
+        async with s.get(
+            f"{api}/v1/audit/proofs/consistency", params={"first": "33", "second": "37"}
+        ) as r:
+            con = await r.json()
+        verify_consistency(33, 37, root33, root37, [base64.b64decode(p) for p in con["proof"]])
+        async with s.get(
+            f"{api}/v1/audit/proofs/inclusion", params={"index": "40", "size": "41"}
+        ) as r:
+            assert r.status == 422 and (await r.json())["type"].endswith("proof-unavailable")
+        async with s.get(f"{api}/v1/audit/proofs/inclusion", params={"index": "1"}) as r:
+            assert r.status == 400
+
+
+async def test_export(api: str, pki: TestPKI) -> None:
+    async with aiohttp.ClientSession(headers=_auth()) as s:
+        async with s.post(f"{api}/v1/audit/exports", json={"dossier": "D1"}) as r:
+            assert r.status == 200 and r.content_type == "application/zip"
+            data = await r.read()
+        report = await verify_bundle(data, [pki.root_pem])
+        assert report.ok and report.events == 9, report.problems
+        async with s.post(f"{api}/v1/audit/exports", json={"dossier": "NOPE"}) as r:
+            assert r.status == 404
+        async with s.post(f"{api}/v1/audit/exports", json={"dossier": "D1", "from": "x"}) as r:
+            assert r.status == 422
+
+
+async def test_console_is_served_with_a_strict_policy(api: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{api}/console/") as r:
+            assert r.status == 200 and "audit console" in await r.text()
+            assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+        async with s.get(f"{api}/console/console.js") as r:
+            assert r.status == 200 and r.content_type == "text/javascript"
+        async with s.get(f"{api}/console/../settings.py") as r:
+            assert r.status == 404
