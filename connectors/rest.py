@@ -11,6 +11,10 @@ foreign failure is translated in ONE place, :func:`translate_errors`:
 - a body that is not the expected JSON (the sandbox ``malformed`` fault answers HTML with a 200)
   → TransientError: a garbled reply says nothing about whether the request was acceptable.
 
+aiohttp itself sends an idempotent request (GET, PUT, DELETE) once more when the server drops
+the connection before answering (RFC 9112 §9.3.1); it never resends a POST. All other retrying is
+the caller's (the gateway's outbox and retry policy).
+
 Writes carry ``Idempotency-Key`` so a registry performs them once however often they are
 delivered; every request carries ``X-Request-Id`` for correlation in both sides' logs.
 """

@@ -212,9 +212,12 @@ async def run_sandboxes(
 
 
 def sandbox_endpoint(name: str, url: str, **overrides: Any) -> Endpoint:
-    """The Endpoint for a sandbox at ``url``: its built-in test credentials, plus ``overrides``.
+    """The Endpoint for the sandbox of ``name`` whose base URL (from :func:`run_sandboxes`) is
+    ``url``: its built-in test credentials and service path, with ``overrides`` applied
+    (``timeout=…``, ``sign_requests=…``).
 
-    Each sandbox module may define ``endpoint(url) -> Endpoint``; without one, the URL alone.
+    A sandbox module says how with ``endpoint(url)`` or ``sandbox_endpoint(url)``; without
+    either, the URL alone.
 
     Raises:
         ValueError: an unknown registry name.
@@ -222,6 +225,6 @@ def sandbox_endpoint(name: str, url: str, **overrides: Any) -> Endpoint:
     if name not in REGISTRIES:
         raise ValueError(f"unknown registry name: {name}")
     module = importlib.import_module(f"connectors.{name}.sandbox")
-    make = getattr(module, "endpoint", None)
+    make = getattr(module, "endpoint", None) or getattr(module, "sandbox_endpoint", None)
     base: Endpoint = make(url) if make is not None else Endpoint(url=url)
     return dataclasses.replace(base, **overrides) if overrides else base

@@ -1,0 +1,97 @@
+"""``lienthong sandbox serve``: run the registry sandboxes on this machine until interrupted.
+
+The root CLI (gateway/cli.py) adds :data:`commands`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+
+import click
+
+from connectors.faults import FaultPlan
+from connectors.sandboxes import REGISTRIES, run_sandboxes
+
+__all__ = ["commands", "sandbox"]
+
+
+@click.group()
+def sandbox() -> None:
+    """Emulators of the national registries (same contracts, test data, fault injection)."""
+
+
+def _plans(text: str | None, names: list[str]) -> dict[str, FaultPlan]:
+    """``--faults``: one plan for every registry (``{"error_rate": 0.1}``), or one per registry
+    (``{"insurance": {"lost_reply_rate": 0.5}}``)."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--faults") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--faults")
+    try:
+        if data and set(data) <= set(REGISTRIES):
+            strays = sorted(set(data) - set(names))
+            if strays:
+                raise ValueError(f"plans for registries not served: {', '.join(strays)}")
+            return {name: FaultPlan.from_mapping(plan) for name, plan in data.items()}
+        plan = FaultPlan.from_mapping(data)
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from None
+    return dict.fromkeys(names, plan)
+
+
+async def _serve(
+    names: list[str], port: int, seed: int, plans: dict[str, FaultPlan], as_json: bool, host: str
+) -> None:
+    ports = {name: port + i for i, name in enumerate(names)} if port else {}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with run_sandboxes(names=names, seed=seed, faults=plans, host=host, ports=ports) as urls:
+        if as_json:
+            click.echo(json.dumps({"seed": seed, "registries": urls}))
+        else:
+            for name, url in urls.items():
+                click.echo(f"{name:<13} {url}")
+            click.echo("Ctrl-C to stop.")
+        await stop.wait()
+
+
+@sandbox.command()
+@click.option(
+    "--registry",
+    "registries",
+    multiple=True,
+    type=click.Choice(REGISTRIES),
+    help="A registry to serve (repeatable; default: all five).",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port of the first registry, the next ones consecutive; 0: free ports.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Test-data seed.")
+@click.option("--faults", "faults", metavar="JSON", default=None,
+              help='Fault plan for all ({"error_rate": 0.1}) or per registry '
+                   '({"insurance": {"lost_reply_rate": 0.5}}).')  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--json", "as_json", is_flag=True, help="Print the URLs as one JSON object.")
+def serve(
+    registries: tuple[str, ...], port: int, seed: int, faults: str | None, host: str, as_json: bool
+) -> None:
+    """Serve the sandboxes and print each registry's base URL; run until Ctrl-C."""
+    names = list(dict.fromkeys(registries)) or list(REGISTRIES)
+    plans = _plans(faults, names)
+    try:
+        asyncio.run(_serve(names, port, seed, plans, as_json, host))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen: {exc}") from None
+
+
+commands: list[click.Command] = [sandbox]
