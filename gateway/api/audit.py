@@ -12,7 +12,7 @@ from gateway.app import RUNTIME, Runtime
 from gateway.audit.bundle import BundleError, Scope, build_bundle
 from gateway.audit.checkpoints import Checkpoint, CheckpointError, verify_checkpoint
 from gateway.audit.proofs import LogTree, ProofUnavailable
-from gateway.audit.query import EventFilter, QueryError, access_report, query_events
+from gateway.audit.query import EventFilter, FilterError, access_report, query_events
 from gateway.auth import require
 from gateway.problems import Problem
 
@@ -68,7 +68,7 @@ def _int(request: web.Request, name: str, default: int | None = None) -> int:
         raise Problem(400, "invalid-query", f"{name} must be an integer") from None
 
 
-def _query_problem(exc: QueryError) -> Problem:
+def _query_problem(exc: FilterError) -> Problem:
     return Problem(400, "invalid-query", str(exc))
 
 
@@ -89,7 +89,7 @@ async def events(request: web.Request) -> web.Response:
         page = await query_events(
             runtime.store, flt, cursor=q.get("cursor"), limit=_int(request, "limit", 100)
         )
-    except QueryError as exc:
+    except FilterError as exc:
         raise _query_problem(exc) from None
     return json_response({"items": page.items, "next": page.next})
 
@@ -111,7 +111,7 @@ async def search(request: web.Request) -> web.Response:
         who = await access_report(
             runtime.store, runtime.citizen_key, body.personal_id, start=body.start, stop=body.stop
         )
-    except QueryError as exc:
+    except FilterError as exc:
         raise _query_problem(exc) from None
     return json_response({"items": page.items, "next": page.next, "accessors": who})
 

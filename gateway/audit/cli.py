@@ -119,11 +119,11 @@ def verify_cmd(config: Path | None, trust_paths: tuple[Path, ...], as_json: bool
 
 
 def _time(value: str | None) -> str | None:
-    from .query import QueryError, normalize_time
+    from .query import FilterError, normalize_time
 
     try:
         return normalize_time(value)
-    except QueryError as exc:
+    except FilterError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
@@ -157,7 +157,7 @@ def query_cmd(
     as_json: bool,
 ) -> None:
     """Events matching every filter given, in log order."""
-    from .query import EventFilter, QueryError, query_events
+    from .query import EventFilter, FilterError, query_events
 
     settings = _settings(config)
     key = _citizen_key(settings) if personal_id else None
@@ -172,7 +172,7 @@ def query_cmd(
             personal_id=personal_id,
             citizen_key=key,
         )
-    except QueryError as exc:
+    except FilterError as exc:
         raise click.ClickException(str(exc)) from None
     page = _run(settings, lambda store: query_events(store, flt, limit=limit))
     if as_json:

@@ -19,7 +19,7 @@ from .events import citizen_hash, decode_entry
 __all__ = [
     "EventFilter",
     "EventPage",
-    "QueryError",
+    "FilterError",
     "access_report",
     "normalize_time",
     "query_events",
@@ -28,13 +28,13 @@ __all__ = [
 MAX_LIMIT = 1000
 
 
-class QueryError(ValueError):
+class FilterError(ValueError):
     """A filter or cursor is malformed (bad time, bad cursor, limit out of range)."""
 
 
 def normalize_time(value: str | datetime | None) -> str | None:
     """An ISO 8601 time in the log's own spelling (UTC, microseconds), so that text comparison in
-    SQL is time comparison. A date alone means its midnight UTC. Raises QueryError if unparsable
+    SQL is time comparison. A date alone means its midnight UTC. Raises FilterError if unparsable
     or without a time zone (an ambiguous local time would silently shift the window)."""
     if value is None or value == "":
         return None
@@ -42,13 +42,13 @@ def normalize_time(value: str | datetime | None) -> str | None:
         try:
             when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError as exc:
-            raise QueryError(f"not an ISO 8601 time: {value!r}") from exc
+            raise FilterError(f"not an ISO 8601 time: {value!r}") from exc
         if len(value.strip()) == 10:  # a date
             when = when.replace(tzinfo=UTC)
     else:
         when = value
     if when.tzinfo is None:
-        raise QueryError(f"time {value!r} needs a time zone (e.g. +07:00 or Z)")
+        raise FilterError(f"time {value!r} needs a time zone (e.g. +07:00 or Z)")
     return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -75,11 +75,11 @@ class EventFilter:
         personal_id: str | None = None,
         citizen_key: bytes | None = None,
     ) -> EventFilter:
-        """Raises QueryError on a bad time, or a personal id without the key to hash it."""
+        """Raises FilterError on a bad time, or a personal id without the key to hash it."""
         citizen = None
         if personal_id:
             if not citizen_key:
-                raise QueryError("searching by citizen needs audit.citizen_key")
+                raise FilterError("searching by citizen needs audit.citizen_key")
             citizen = citizen_hash(citizen_key, personal_id)
         return cls(
             start=normalize_time(start),
@@ -112,15 +112,15 @@ def _after(cursor: str | None) -> int:
             raise ValueError(tag)
         return int(seq)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise QueryError("malformed cursor") from exc
+        raise FilterError("malformed cursor") from exc
 
 
 async def query_events(
     store: Store, flt: EventFilter, *, cursor: str | None = None, limit: int = 100
 ) -> EventPage:
-    """One page of matching events in log order. Raises QueryError on a bad cursor or limit."""
+    """One page of matching events in log order. Raises FilterError on a bad cursor or limit."""
     if not 1 <= limit <= MAX_LIMIT:
-        raise QueryError(f"limit must be 1..{MAX_LIMIT}")
+        raise FilterError(f"limit must be 1..{MAX_LIMIT}")
     after = _after(cursor)
 
     def work(tx: Tx) -> list[dict[str, Any]]:
@@ -157,9 +157,9 @@ async def access_report(
     stop: str | datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Who accessed this citizen's data: one row per member, service and action, with a count and
-    the first and last time. Raises QueryError on a bad time or an empty key."""
+    the first and last time. Raises FilterError on a bad time or an empty key."""
     if not citizen_key:
-        raise QueryError("the access report needs audit.citizen_key")
+        raise FilterError("the access report needs audit.citizen_key")
     hashed = citizen_hash(citizen_key, personal_id)
     s, e = normalize_time(start), normalize_time(stop)
     return await store.read(lambda tx: tx.all("audit.accessors", citizen=hashed, start=s, stop=e))
