@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import importlib
 import inspect
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,8 +36,6 @@ __all__ = [
     "sandbox_endpoint",
     "serve_app",
 ]
-
-log = logging.getLogger(__name__)
 
 # The registries, in flow order. Defined here rather than in connectors/__init__ so that this module
 # never needs the package's __init__ (re-exported there as connectors.REGISTRIES).
@@ -166,7 +163,10 @@ async def run_sandboxes(
     ports: Mapping[str, int] | None = None,
     **options: Any,
 ) -> AsyncIterator[dict[str, str]]:
-    """Start the named sandboxes on ``host`` and yield ``name → base URL`` (an Endpoint URL).
+    """Start the named sandboxes on ``host`` and yield ``name → base URL``.
+
+    The base URL is the REST registries' Endpoint URL as it is; the SOAP ones serve under
+    ``/soap``. ``sandbox_endpoint(name, url)`` gives the right Endpoint for any of them.
 
     Each option goes to the sandboxes whose ``create_app`` names it as a keyword (``signer`` and
     ``trust`` reach civil_status). Ports default to 0 (a free port each).
@@ -184,17 +184,9 @@ async def run_sandboxes(
     strays = sorted((set(faults) | set(ports)) - set(wanted))
     if strays:
         raise ValueError(f"faults or ports given for registries not started: {', '.join(strays)}")
-    factories: dict[str, Callable[..., web.Application]] = {}
-    for name in wanted:
-        module = f"connectors.{name}.sandbox"
-        try:
-            factories[name] = importlib.import_module(module).create_app
-        except ModuleNotFoundError as exc:
-            # Tolerated only while a registry's sandbox is still being written, and only when the
-            # caller asked for "everything" rather than for this registry by name.
-            if names is not REGISTRIES or exc.name not in (module, f"connectors.{name}"):
-                raise
-            log.warning("sandbox %s is not available yet; skipping it", name)
+    factories: dict[str, Callable[..., web.Application]] = {
+        name: importlib.import_module(f"connectors.{name}.sandbox").create_app for name in wanted
+    }
     used: set[str] = set()
     urls: dict[str, str] = {}
     async with AsyncExitStack() as stack:
