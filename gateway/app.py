@@ -119,12 +119,14 @@ def _fault_plans(settings: Settings) -> dict[str, FaultPlan]:
         raise SettingsError(f"[sandbox.faults]: {exc}") from None
 
 
+SIGNED_BY_DEFAULT = {"civil_status"}  # registries whose contract requires signed requests
+
+
 def _endpoint(settings: Settings, name: str, sandbox_url: str | None) -> Endpoint:
     reg = settings.registry(name)
+    sign = reg.sign_requests if reg.sign_requests is not None else name in SIGNED_BY_DEFAULT
     if sandbox_url is not None:
-        return sandbox_endpoint(
-            name, sandbox_url, timeout=reg.timeout_s, sign_requests=reg.sign_requests
-        )
+        return sandbox_endpoint(name, sandbox_url, timeout=reg.timeout_s, sign_requests=sign)
     assert reg.url is not None
     return Endpoint(
         url=reg.url,
@@ -134,7 +136,7 @@ def _endpoint(settings: Settings, name: str, sandbox_url: str | None) -> Endpoin
         api_key=reg.api_key,
         client_id=reg.client_id,
         timeout=reg.timeout_s,
-        sign_requests=reg.sign_requests,
+        sign_requests=sign,
     )
 
 

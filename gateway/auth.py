@@ -19,8 +19,6 @@ from .settings import Subsystem
 
 __all__ = ["IDENTITY_KEY", "Authenticator", "Identity", "require"]
 
-IDENTITY_KEY = "lienthong.identity"
-
 
 @dataclass(frozen=True)
 class Identity:
@@ -33,6 +31,9 @@ class Identity:
 
     def may(self, service: str) -> bool:
         return service in self.subsystem.rights
+
+
+IDENTITY_KEY = web.RequestKey("identity", Identity | None)
 
 
 def _digest(token: str) -> bytes:
@@ -67,7 +68,7 @@ class Authenticator:
 
 def require(request: web.Request, service: str) -> Identity:
     """The caller's identity, if it holds ``service``. Raises Problem 401 / 403."""
-    identity: Identity | None = request.get(IDENTITY_KEY)
+    identity = request.get(IDENTITY_KEY)
     if identity is None:
         raise Problem(
             401,

@@ -10,7 +10,7 @@ from aiohttp import web
 
 __all__ = ["REQUEST_ID_KEY", "request_id_middleware"]
 
-REQUEST_ID_KEY = "lienthong.request_id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 _SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

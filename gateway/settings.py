@@ -107,7 +107,7 @@ class RegistrySettings:
     api_key: str = field(default="sandbox-key", repr=False)
     client_id: str = "VN:GOV:000.00.00.H41:lienthong"
     timeout_s: float = 10.0
-    sign_requests: bool = False
+    sign_requests: bool | None = None  # None: as the registry requires (civil status: signed)
     retry: RetrySettings = RetrySettings()
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from connectors.identifiers import (
     InvalidIdentifier,
+    check_agency_id,
     check_dossier_code,
     check_personal_id,
     check_procedure_code,
@@ -17,7 +18,7 @@ from connectors.identifiers import (
 from gateway import dossiers
 from gateway.api.common import decode, json_response, read_json
 from gateway.app import RUNTIME
-from gateway.auth import Identity, require
+from gateway.auth import IDENTITY_KEY, Identity, require
 from gateway.models import (
     Accepted,
     BirthData,
@@ -41,6 +42,7 @@ _DATA_MODELS: dict[str, type[BirthData] | type[DeathData]] = {
 }
 _SLUGS = {
     "personal id": "invalid-personal-id",
+    "agency id": "invalid-agency-id",
     "dossier code": "invalid-dossier-code",
     "procedure code": "invalid-procedure-code",
 }
@@ -72,6 +74,7 @@ def validate(doc: DossierIn) -> dict[str, Any]:
 
     Raises Problem 422 with a slug per rule (shared/spec/identifiers.md).
     """
+    _check(check_agency_id, doc.code.split("-", 1)[0], "code")  # the issuing agency comes first
     _check(check_dossier_code, doc.code, "code")
     _check(check_procedure_code, doc.procedure, "procedure")
     known = flow_of(doc.procedure)
@@ -100,7 +103,7 @@ def _own_scope(identity: Identity) -> str | None:
 
 
 def _caller(request: web.Request) -> Identity:
-    identity: Identity | None = request.get("lienthong.identity")
+    identity = request.get(IDENTITY_KEY)
     if identity is not None and identity.may("admin"):
         return identity
     return require(request, "dossiers.submit")

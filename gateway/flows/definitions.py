@@ -42,6 +42,9 @@ class Step:
     params: Callable[[Context], dict[str, Any]]
     # Raises PermanentError when the registry answered but the answer stops the flow.
     judge: Callable[[Context, dict[str, Any]], None] | None = None
+    # The result fields kept in the dossier (None: all). A check needs its verdict, not the
+    # citizen's whole record: the less personal data is stored, the less can leak.
+    keep: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,12 @@ def _applicant_matches(ctx: Context, result: dict[str, Any]) -> None:
 
 
 VERIFY_APPLICANT = Step(
-    "verify_applicant", "population", "citizen.lookup", _applicant_lookup, _applicant_matches
+    "verify_applicant",
+    "population",
+    "citizen.lookup",
+    _applicant_lookup,
+    _applicant_matches,
+    keep=("match", "mismatches"),
 )
 
 

@@ -116,7 +116,8 @@ class FlowStepHandler:
             step.judge(ctx, result.data)
         if self.on_result is not None:
             self.on_result(code, step, result.data)
-        data, digests = slim(result.data)
+        kept = result.data if step.keep is None else {k: result.data.get(k) for k in step.keep}
+        data, digests = slim(kept)
 
         def record(tx: Tx) -> Delivery:
             dossiers.step_delivered(

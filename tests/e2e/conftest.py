@@ -57,9 +57,10 @@ class Gateway:
         return {"Authorization": f"Bearer {TOKENS[who]}", **extra}
 
     async def post(
-        self, path: str, body: Any, who: str = "motcua", **kw: Any
+        self, path: str, body: Any, who: str = "motcua", headers: dict[str, str] | None = None
     ) -> aiohttp.ClientResponse:
-        return await self.http.post(self.url + path, json=body, headers=self.headers(who), **kw)
+        merged = {**self.headers(who), **(headers or {})}
+        return await self.http.post(self.url + path, json=body, headers=merged)
 
     async def get(self, path: str, who: str = "motcua") -> aiohttp.ClientResponse:
         return await self.http.get(self.url + path, headers=self.headers(who))

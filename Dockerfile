@@ -1,0 +1,21 @@
+# lienthong gateway: `docker build -t lienthong . && docker run -p 8080:8080 -v $PWD/etc:/etc/lienthong lienthong`
+FROM python:3.11-slim
+
+# xmlsec1/poppler are for interop checks only; the gateway itself needs nothing beyond Python wheels.
+RUN useradd --create-home --uid 10001 lienthong
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY connectors ./connectors
+COPY signing ./signing
+COPY schemas ./schemas
+RUN pip install --no-cache-dir . && rm -rf /root/.cache
+
+USER lienthong
+WORKDIR /home/lienthong
+ENV LIENTHONG_CONFIG=/etc/lienthong/lienthong.toml \
+    LIENTHONG_GATEWAY_LISTEN=0.0.0.0:8080
+EXPOSE 8080
+HEALTHCHECK CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz'); sys.exit(0)"
+ENTRYPOINT ["lienthong"]
+CMD ["serve"]

@@ -1,0 +1,391 @@
+"""``lienthong demo``: the whole story on the embedded default, with no set-up.
+
+It makes a test PKI, writes the ``lienthong.toml`` it runs with, starts the gateway on loopback with
+the five registry sandboxes (transient faults injected), pushes a batch of birth and death dossiers,
+shows an operator correcting and resuming a stopped one, waits until every dossier is done, and
+prints a summary with the audit verification. Everything it made stays in ``--output``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+from aiohttp import web
+
+from gateway.samples import sample_dossiers
+from gateway.settings import Settings, load_settings
+from signing.testing import TestPKI
+
+__all__ = ["run_demo"]
+
+TOKEN, OPERATOR, AUDITOR = "demo-motcua-token", "demo-operator-token", "demo-auditor-token"
+DONE = {"completed", "needs_attention", "failed"}
+
+CONFIG = """\
+# The configuration `lienthong demo` ran with. `lienthong serve --config {path}` runs the same gateway.
+[gateway]
+listen = "127.0.0.1:0"
+
+[store]
+url = "sqlite:///lienthong.db"
+
+[[subsystems]]
+id = "VN:GOV:000.00.00.H41:motcua"
+name = "Hệ thống một cửa điện tử tỉnh Nghệ An"
+token = "{token}"
+callback_secret = "demo-callback-secret"
+rights = ["dossiers.submit", "lookups.citizen", "lookups.insurance-card", "lookups.enterprise"]
+
+[[subsystems]]
+id = "VN:GOV:000.00.00.H41:vanhanh"
+name = "Operators"
+token = "{operator}"
+rights = ["admin"]
+
+[[subsystems]]
+id = "VN:GOV:000.00.00.H41:kiemtoan"
+name = "Auditors"
+token = "{auditor}"
+rights = ["audit.read"]
+
+[outbox]
+workers = 32
+poll_s = 0.05
+breaker_failures = 25
+breaker_reset_s = 0.5
+
+[audit]
+checkpoint_every = 500
+checkpoint_interval_s = 5
+
+[sandbox]
+embedded = true
+seed = {seed}
+pki = "pki"
+
+{registries}
+# Transient faults at the sandboxes: every dossier must still complete, none registered twice.
+[sandbox.faults.population]
+error_rate = 0.08
+lost_reply_rate = 0.03
+seed = {seed}
+
+[sandbox.faults.civil_status]
+error_rate = 0.05
+reset_rate = 0.03
+lost_reply_rate = 0.03
+seed = {seed}
+
+[sandbox.faults.insurance]
+error_rate = 0.06
+malformed_rate = 0.03
+lost_reply_rate = 0.02
+seed = {seed}
+
+[sandbox.faults.portal]
+error_rate = 0.1
+seed = {seed}
+"""
+
+REGISTRY = """[registries.{name}]
+timeout_s = 5.0
+retry = {{ max_attempts = 10, base_delay_s = 0.05, max_delay_s = 1.0, jitter = 0.2 }}
+"""
+
+
+def _write_config(output: Path, seed: int) -> Path:
+    registries = "\n".join(
+        REGISTRY.format(name=n)
+        for n in ("population", "civil_status", "insurance", "business", "portal")
+    )
+    path = output / "lienthong.toml"
+    path.write_text(
+        CONFIG.format(
+            path=path,
+            token=TOKEN,
+            operator=OPERATOR,
+            auditor=AUDITOR,
+            seed=seed,
+            registries=registries,
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
+    """A clean output folder with a fresh test PKI and the config file the demo runs with."""
+    if output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True)
+    pki = TestPKI.create(output / "pki")
+    return pki, load_settings(_write_config(output, seed), environ={})
+
+
+def _say(quiet: bool, message: str = "", **style: Any) -> None:
+    if not quiet:
+        click.secho(message, **style)
+
+
+class _Client:
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http, self.base = http, base
+
+    async def call(
+        self, method: str, path: str, token: str = TOKEN, body: Any = None
+    ) -> tuple[int, Any]:
+        async with self.http.request(
+            method, self.base + path, json=body, headers={"Authorization": f"Bearer {token}"}
+        ) as r:
+            return r.status, (await r.json() if r.content_type.endswith("json") else await r.read())
+
+
+async def _submit_all(client: _Client, dossiers: list[dict[str, Any]], quiet: bool) -> Counter[int]:
+    statuses: Counter[int] = Counter()
+    gate = asyncio.Semaphore(32)
+
+    async def one(doc: dict[str, Any]) -> None:
+        async with gate:
+            status, _ = await client.call("POST", "/v1/dossiers", body=doc)
+            statuses[status] += 1
+
+    tasks = [asyncio.create_task(one(d)) for d in dossiers]
+    with click.progressbar(
+        length=len(tasks), label="submitting dossiers ", file=None if not quiet else _Null()
+    ) as bar:
+        for task in asyncio.as_completed(tasks):
+            await task
+            bar.update(1)
+    return statuses
+
+
+class _Null:
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+async def _wait_all(client: _Client, codes: list[str], quiet: bool) -> dict[str, str]:
+    final: dict[str, str] = {}
+    deadline = time.monotonic() + 600  # a bound, not a target: a stuck flow ends the demo NOT OK
+    with click.progressbar(
+        length=len(codes), label="running the flows   ", file=None if not quiet else _Null()
+    ) as bar:
+        while len(final) < len(codes) and time.monotonic() < deadline:
+            _status, _page = await client.call(
+                "GET", "/v1/dossiers?status=completed", token=OPERATOR
+            )
+            pending = [c for c in codes if c not in final]
+            for chunk in range(0, len(pending), 50):
+                results = await asyncio.gather(
+                    *(client.call("GET", f"/v1/dossiers/{c}") for c in pending[chunk : chunk + 50])
+                )
+                for code, (_, doc) in zip(pending[chunk : chunk + 50], results, strict=True):
+                    if doc["status"] in DONE:
+                        final[code] = doc["status"]
+                        bar.update(1)
+            if len(final) < len(codes):
+                await asyncio.sleep(0.2)
+    return final
+
+
+async def _correction_story(client: _Client, seed: int, quiet: bool) -> dict[str, Any]:
+    """An operator's day: a dossier stopped by a wrong name is corrected and resumed."""
+    doc = next(sample_dossiers(1, seed=seed, start=9001, death_share=0.0))
+    right_name = doc["applicant"]["full_name"]
+    doc["applicant"]["full_name"] = right_name.replace(right_name.split()[-1], "Sai")
+    code = doc["code"]
+    await client.call("POST", "/v1/dossiers", body=doc)
+    story: dict[str, Any] = {"code": code}
+    for _ in range(600):
+        _, view = await client.call("GET", f"/v1/dossiers/{code}")
+        if view["status"] in DONE:
+            break
+        await asyncio.sleep(0.05)
+    story["stopped_as"] = view["status"]
+    story["reason"] = view["steps"][0].get("error")
+    _say(quiet, f"\n• {code} stopped: {view['status']} — {story['reason']}", fg="yellow")
+    await client.call(
+        "PATCH", f"/v1/dossiers/{code}", token=OPERATOR,
+        body={"reason": "tên người nộp sai chính tả", "applicant": {**doc["applicant"], "full_name": right_name}},
+    )  # fmt: skip
+    _status, _ = await client.call("POST", f"/v1/dossiers/{code}/resume", token=OPERATOR)
+    for _ in range(1200):
+        _, view = await client.call("GET", f"/v1/dossiers/{code}")
+        if view["status"] in DONE:
+            break
+        await asyncio.sleep(0.05)
+    story["after_resume"] = view["status"]
+    _say(
+        quiet,
+        f"  operator corrected the applicant's name and resumed it → {view['status']}",
+        fg="green",
+    )
+    return story
+
+
+async def _lookups(client: _Client, seed: int) -> dict[str, Any]:
+    from connectors.testdata import Population
+
+    person = Population(seed).citizen(0)
+    status, found = await client.call(
+        "POST", "/v1/lookups/citizen",
+        body={"personal_id": person.personal_id, "full_name": person.full_name,
+              "birth_date": person.birth_date.isoformat()},
+    )  # fmt: skip
+    status2, wrong = await client.call(
+        "POST", "/v1/lookups/citizen",
+        body={"personal_id": person.personal_id, "full_name": "Trần Văn Khác",
+              "birth_date": person.birth_date.isoformat()},
+    )  # fmt: skip
+    return {
+        "citizen_match": found.get("match") if status == 200 else f"HTTP {status}",
+        "citizen_wrong_name": wrong.get("mismatches") if status2 == 200 else f"HTTP {status2}",
+    }
+
+
+async def _sandbox_stats(http: aiohttp.ClientSession, urls: dict[str, str]) -> dict[str, Any]:
+    stats: dict[str, Any] = {}
+    for name, url in urls.items():
+        base = url.split("/", 3)
+        root = "/".join(base[:3])
+        async with http.get(root + "/_sandbox/stats") as r:
+            s = await r.json()
+        async with http.get(root + "/_sandbox/faults") as r:
+            f = await r.json()
+        stats[name] = {**s, "faults_injected": f.get("injected", {})}
+    return stats
+
+
+async def run_demo(
+    output: Path, *, count: int = 200, seed: int = 2026, quiet: bool = False
+) -> dict[str, Any]:
+    from gateway.app import RUNTIME
+    from gateway.audit import verify_chain
+    from gateway.cli import build_app
+    from signing.testing import serve_pki
+
+    _say(
+        quiet,
+        "lienthong demo — the embedded default: SQLite store, five registry sandboxes on loopback, test PKI",
+        bold=True,
+    )
+    pki, settings = await asyncio.to_thread(_prepare, output, seed)
+    certificates: list[tuple[str, bytes]] = []
+
+    def keep(code: str, step: Any, data: dict[str, Any]) -> None:
+        if "certificate_pdf" in data and len(certificates) < 3:
+            certificates.append((code, base64.b64decode(data["certificate_pdf"])))
+
+    app = build_app(settings, on_result=keep)
+    runner = web.AppRunner(app, access_log=None)
+    summary: dict[str, Any] = {"ok": False}
+    async with serve_pki(pki):
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = runner.addresses[0][1]
+            runtime = app[RUNTIME]
+            base = f"http://127.0.0.1:{port}"
+            _say(
+                quiet,
+                f"gateway on {base}; sandboxes: "
+                + ", ".join(f"{k} {v}" for k, v in runtime.registry_urls.items()),
+            )
+            async with aiohttp.ClientSession() as http:
+                client = _Client(http, base)
+                dossiers = list(sample_dossiers(count, seed=seed))
+                started = time.monotonic()
+                submitted = await _submit_all(client, dossiers, quiet)
+                final = await _wait_all(client, [d["code"] for d in dossiers], quiet)
+                elapsed = time.monotonic() - started
+                story = await _correction_story(client, seed, quiet)
+                lookups = await _lookups(client, seed)
+                sandboxes = await _sandbox_stats(http, runtime.registry_urls)
+            jobs = await runtime.store.read(lambda tx: tx.all("outbox.counts"))
+            chain = await verify_chain(runtime.store)
+            calls = {
+                f"{s.labels['registry']}/{s.labels['operation']}/{s.labels['outcome']}": int(
+                    s.value
+                )
+                for metric in runtime.metrics.registry_calls.collect()
+                for s in metric.samples
+                if s.name.endswith("_total")
+            }
+        finally:
+            await runner.cleanup()
+    for code, pdf in certificates:
+        (output / "artifacts").mkdir(exist_ok=True)
+        await asyncio.to_thread(
+            (output / "artifacts" / f"birth-certificate-{code}.pdf").write_bytes, pdf
+        )
+    outcomes = Counter(final.values())
+    summary = {
+        "ok": outcomes.get("completed", 0) == count
+        and chain.ok
+        and story.get("after_resume") == "completed",
+        "dossiers": count,
+        "accepted": submitted.get(202, 0),
+        "outcomes": dict(outcomes),
+        "elapsed_s": round(elapsed, 2),
+        "dossiers_per_s": round(count / elapsed, 1) if elapsed else None,
+        "outbox_jobs": {r["state"]: r["n"] for r in jobs},
+        "registry_calls": calls,
+        "sandboxes": sandboxes,
+        "correction": story,
+        "lookups": lookups,
+        "audit": {"ok": chain.ok, "entries": chain.entries, "report": chain.describe()},
+        "output": str(output),
+    }
+    await asyncio.to_thread(
+        (output / "summary.json").write_text,
+        json.dumps(summary, ensure_ascii=False, indent=2),
+        "utf-8",
+    )
+    if not quiet:
+        _print_summary(summary)
+    return summary
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    click.secho("\nSummary", bold=True)
+    click.echo(
+        f"  dossiers accepted      {s['accepted']} of {s['dossiers']} (202, stored durably before answering)"
+    )
+    click.echo(f"  outcomes               {s['outcomes']}")
+    click.echo(
+        f"  throughput             {s['dossiers_per_s']} dossiers/s end to end ({s['elapsed_s']} s)"
+    )
+    click.echo(f"  outbox jobs            {s['outbox_jobs']}")
+    click.echo(
+        "  per registry (writes performed / deliveries answered from the idempotency record / faults injected):"
+    )
+    for name, st in s["sandboxes"].items():
+        click.echo(
+            f"    {name:<13} writes {st.get('writes')} replays {st.get('replays')} faults {st.get('faults_injected')}"
+        )
+    retried = {k: v for k, v in s["registry_calls"].items() if not k.endswith("/ok")}
+    click.echo(f"  failed registry calls, retried by the outbox: {retried}")
+    click.echo(f"  lookups                {s['lookups']}")
+    colour = "green" if s["audit"]["ok"] else "red"
+    click.secho(f"  audit                  {s['audit']['report']}", fg=colour)
+    click.secho(
+        f"\n{'OK' if s['ok'] else 'NOT OK'} — artefacts in {s['output']}/",
+        bold=True,
+        fg="green" if s["ok"] else "red",
+    )

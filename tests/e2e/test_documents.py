@@ -1,0 +1,466 @@
+"""Two agencies exchange edXML documents through a real gateway over real sockets.
+
+Tây Ninh's Finance Department (000.00.11.H53) receives by push (its own HTTP endpoint, which
+fails once to exercise the outbox's retry); Nghệ An's People's Committee (000.00.00.H41) and the
+Ministry of Justice (000.00.00.G15) pull their inbox. Every refusal is a precise problem+json and
+leaves nothing stored: no document row, no delivery, no blob, no audit event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.api import documents as documents_api
+from gateway.app import RUNTIME, Runtime
+from gateway.cli import build_app
+from gateway.exchange.builder import SIGNATURE_PARENT, NewAttachment, build_package, build_status
+from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StaffInfo, StatusMessage
+from gateway.exchange.receipt import read_receipt
+from gateway.exchange.xmldsig import sign_bytes, sign_file
+from signing.pdf import sign_pdf
+from signing.testing import TestPKI, sample_pdf
+from signing.xml import sign_xml, verify_xml
+from tests.e2e.conftest import gateway_config
+from tests.exchange.factories import (
+    NGHE_AN,
+    SAMPLES,
+    TAY_NINH_STC,
+    TU_PHAP,
+    cong_van_header,
+    trace_for,
+)
+
+TOKENS = {TAY_NINH_STC: "t-stc", NGHE_AN: "t-ubnd", TU_PHAP: "t-btp", "outsider": "t-out"}
+PROBLEM = "urn:lienthong:problem:"
+
+
+@dataclass
+class AgencyEndpoint:
+    """Tây Ninh's own document system: records what the hub pushes; answers 503 the first time."""
+
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    fail_first: int = 1
+    calls: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            return web.Response(status=503)
+        assert request.headers["Authorization"] == "Bearer push-secret"
+        self.received.append((dict(request.headers), await request.read()))
+        return web.Response(status=200)
+
+    def kinds(self) -> list[str]:
+        return [h["X-Lienthong-Kind"] for h, _ in self.received]
+
+
+@dataclass
+class Hub:
+    http: aiohttp.ClientSession
+    url: str
+    runtime: Runtime
+    endpoint: AgencyEndpoint
+    blob_dir: Path
+
+    def h(self, who: str, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKENS[who]}", **extra}
+
+    async def send(self, who: str, data: bytes) -> aiohttp.ClientResponse:
+        return await self.http.post(
+            self.url + "/v1/documents",
+            data=data,
+            headers=self.h(who, **{"Content-Type": "application/xml"}),
+        )
+
+    async def status(self, who: str, doc: str, data: bytes) -> aiohttp.ClientResponse:
+        return await self.http.post(
+            f"{self.url}/v1/documents/{doc}/status",
+            data=data,
+            headers=self.h(who, **{"Content-Type": "application/xml"}),
+        )
+
+    async def json(self, method: str, path: str, who: str) -> tuple[int, Any]:
+        async with self.http.request(method, self.url + path, headers=self.h(who)) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def store_counts(self) -> dict[str, int]:
+        def count(tx: Any) -> dict[str, int]:
+            return {
+                "documents": _n(tx, "documents"),
+                "deliveries": _n(tx, "document_deliveries"),
+                "statuses": _n(tx, "document_statuses"),
+            }
+
+        counts = await self.runtime.store.read(count)
+        counts["blobs"] = (
+            sum(1 for p in (self.blob_dir / "sha256").rglob("*") if p.is_file())
+            if (self.blob_dir / "sha256").exists()
+            else 0
+        )
+        counts["staged"] = (
+            sum(1 for _ in (self.blob_dir / "tmp").iterdir())
+            if (self.blob_dir / "tmp").exists()
+            else 0
+        )
+        return counts
+
+
+def _n(tx: Any, table: str) -> int:
+    # Counting through the audit-free path: the store exposes only named queries.
+    return len(tx.all(f"documents.count_{table}"))
+
+
+@asynccontextmanager
+async def running_hub(tmp_path: Path, pki: TestPKI, **gateway: Any) -> AsyncIterator[Hub]:
+    endpoint = AgencyEndpoint()
+    receiver = web.Application()
+    receiver.router.add_post("/edoc", endpoint.handle)
+    agency_server = TestServer(receiver, host="127.0.0.1")
+    await agency_server.start_server()
+    settings = gateway_config(
+        tmp_path,
+        pki.directory,
+        subsystems=[
+            {"id": f"VN:GOV:{a}:vanban", "token": t, "rights": ["documents.exchange"]}
+            for a, t in TOKENS.items() if a != "outsider"
+        ] + [{"id": "VN:GOV:000.00.00.H29:motcua", "token": TOKENS["outsider"], "rights": ["dossiers.submit"]}],
+        agencies=[
+            {"id": TAY_NINH_STC, "name": "Sở Tài chính Tây Ninh",
+             "endpoint": str(agency_server.make_url("/edoc")), "token": "push-secret"},
+            {"id": NGHE_AN, "name": "UBND tỉnh Nghệ An"},
+            {"id": TU_PHAP, "name": "Bộ Tư pháp"},
+        ],
+        gateway=gateway,
+    )  # fmt: skip
+    app = build_app(settings)
+    runtime = app[RUNTIME]
+    blob_dir = tmp_path / "blobs"
+    runtime.extras["blob_dir"] = blob_dir
+    async with aiohttp.ClientSession() as push_session:
+        # Until the lead wires them into create_app: register the routes and push handlers here.
+        if not any(
+            r.resource and r.resource.canonical == "/v1/documents" for r in app.router.routes()
+        ):
+            app.router.add_routes(documents_api.routes)
+        runtime.extras.setdefault("handlers", {}).update(
+            documents_api.job_handlers(runtime, lambda: push_session)
+        )
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession() as http:
+                yield Hub(http, str(server.make_url("")).rstrip("/"), runtime, endpoint, blob_dir)
+        finally:
+            await server.close()
+            await agency_server.close()
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, pki: TestPKI, pki_server: str) -> AsyncIterator[Hub]:
+    async with running_hub(tmp_path, pki) as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def stc_pdf(pki: TestPKI) -> bytes:
+    return asyncio.run(
+        sign_pdf(sample_pdf("Cong van 2491/STC-BCTC"), pki.key(f"agency-{TAY_NINH_STC}"))
+    )
+
+
+def package(
+    pki: TestPKI, sender: str, to: tuple[str, ...], pdf: bytes, number: str = "2491", **kw: Any
+) -> bytes:
+    header = cong_van_header(sender, to, number)
+    data = build_package(
+        header, trace_for(header, kw.pop("doc_type", 0)), [NewAttachment("cong-van.pdf", pdf)]
+    )
+    return sign_bytes(data, pki.key(kw.pop("signer", f"agency-{sender}")))
+
+
+def status_message(pki: TestPKI, who: str, document_id: str, code: str, note: str = "") -> bytes:
+    msg = StatusMessage(
+        from_=Organization(who),
+        response_for=ResponseFor(
+            document_id.split(",")[0], document_id.split(",")[-1], date(2020, 10, 30), document_id
+        ),
+        status_code=code,
+        timestamp=datetime(2020, 10, 30, 10, int(code), tzinfo=VN_TZ),
+        description=note or f"Trạng thái {code}",
+        staff_info=StaffInfo("Văn phòng", "Lê Văn Minh"),
+    )
+    return sign_bytes(build_status(msg), pki.key(f"agency-{who}"))
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
+    """Poll a condition (bounded); never a timing assertion."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_both_directions_with_status_round_trips(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes
+) -> None:
+    # -- Tây Ninh → Nghệ An and the Ministry of Justice (both pull) ---------------------------
+    data = package(pki, TAY_NINH_STC, (NGHE_AN, TU_PHAP), stc_pdf)
+    async with await hub.send(TAY_NINH_STC, data) as r:
+        assert r.status == 202, await r.text()
+        assert r.content_type == "application/xml"
+        receipt_bytes = await r.read()
+        doc = r.headers["X-Lienthong-Document"]
+        assert r.headers["Location"] == f"/v1/documents/{doc}"
+    signed = await verify_xml(receipt_bytes, hub.runtime.extras["signing"].trust)
+    assert signed.report.valid and signed.report.signer == "gateway"
+    receipt = read_receipt(receipt_bytes)
+    assert receipt.document_id == "000.00.11.H53,2020/10/30,2491/STC-BCTC"
+    assert receipt.package_sha256 == hashlib.sha256(data).hexdigest()
+    assert receipt.attachments[0].sha256 == hashlib.sha256(stc_pdf).hexdigest()
+    assert receipt.trace.organ_id == "000.00.00.H41"  # the hub's own id (its registry client id)
+
+    status, inbox = await hub.json("GET", "/v1/documents/inbox", NGHE_AN)
+    assert status == 200
+    (item,) = inbox["items"]
+    assert item["id"] == doc and item["from"] == TAY_NINH_STC and item["size"] == len(data)
+    # A status before the recipient has even fetched the package is refused.
+    async with await hub.status(
+        NGHE_AN, doc, status_message(pki, NGHE_AN, receipt.document_id, "01")
+    ) as r:
+        assert r.status == 409 and (await r.json())["type"] == PROBLEM + "not-delivered"
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200 and r.content_type == "application/xml"
+        fetched = await r.read()
+    assert fetched == data  # byte for byte: the sender's signature still verifies end to end
+    assert (
+        await verify_xml(fetched, hub.runtime.extras["signing"].trust)
+    ).report.signer == f"agency-{TAY_NINH_STC}"
+    status, acked = await hub.json("POST", f"/v1/documents/{doc}/ack", NGHE_AN)
+    assert (status, acked["delivery"]) == (200, "acked")
+    assert (await hub.json("GET", f"/v1/documents/inbox?after={item['cursor']}", NGHE_AN))[1][
+        "items"
+    ] == []
+    assert (await hub.json("GET", "/v1/documents/inbox", NGHE_AN))[1]["items"] == []
+
+    for code in ("01", "03", "04", "05", "06"):
+        async with await hub.status(
+            NGHE_AN, doc, status_message(pki, NGHE_AN, receipt.document_id, code)
+        ) as r:
+            assert r.status == 201, await r.text()
+    # Out of order: back from 06 to 03.
+    async with await hub.status(
+        NGHE_AN, doc, status_message(pki, NGHE_AN, receipt.document_id, "03")
+    ) as r:
+        problem = await r.json()
+        assert r.status == 409 and r.content_type == "application/problem+json"
+        assert problem["type"] == PROBLEM + "status-transition"
+        assert (problem["current"], problem["requested"]) == ("06", "03")
+        assert problem["request_id"]
+    # The Ministry never fetched it; Tây Ninh is not a recipient at all.
+    async with await hub.status(
+        TU_PHAP, doc, status_message(pki, TU_PHAP, receipt.document_id, "01")
+    ) as r:
+        assert r.status == 409 and (await r.json())["type"] == PROBLEM + "not-delivered"
+    async with await hub.status(
+        TAY_NINH_STC, doc, status_message(pki, TAY_NINH_STC, receipt.document_id, "01")
+    ) as r:
+        assert r.status == 404 and (await r.json())["type"] == PROBLEM + "unknown-document"
+
+    # The sender sees each recipient apart; statuses were pushed back to its endpoint.
+    status, view = await hub.json("GET", f"/v1/documents/{doc}/status", TAY_NINH_STC)
+    assert status == 200
+    by = {r["recipient"]: r for r in view["recipients"]}
+    assert [h["code"] for h in by[NGHE_AN]["history"]] == ["01", "03", "04", "05", "06"]
+    assert by[NGHE_AN]["status"] == "06" and by[NGHE_AN]["delivery"] == "acked"
+    assert by[TU_PHAP]["history"] == [] and by[TU_PHAP]["delivery"] == "pending"
+
+    async def five_statuses() -> bool:
+        return hub.endpoint.kinds().count("status") == 5
+
+    await eventually(five_statuses, "status messages pushed back to Tây Ninh")
+    pushed = [b for h, b in hub.endpoint.received if h["X-Lienthong-Kind"] == "status"]
+    for body in pushed:
+        assert (
+            await verify_xml(body, hub.runtime.extras["signing"].trust)
+        ).report.signer == f"agency-{NGHE_AN}"
+    # A recipient sees only its own line; an outsider sees nothing.
+    status, mine = await hub.json("GET", f"/v1/documents/{doc}/status", TU_PHAP)
+    assert [r["recipient"] for r in mine["recipients"]] == [TU_PHAP]
+    assert (await hub.json("GET", f"/v1/documents/{doc}", "outsider"))[0] == 403
+
+    # -- Nghệ An → Tây Ninh (push, first attempt answered 503, retried by the outbox) ----------
+    ubnd_pdf = await sign_pdf(sample_pdf("Cong van 77/UBND-KT"), pki.key(f"agency-{NGHE_AN}"))
+    back = package(pki, NGHE_AN, (TAY_NINH_STC,), ubnd_pdf, number="77")
+    hub.endpoint.fail_first = hub.endpoint.calls + 1  # the next call (the package push) gets 503
+    async with await hub.send(NGHE_AN, back) as r:
+        assert r.status == 202, await r.text()
+        back_id = r.headers["X-Lienthong-Document"]
+
+    async def pushed_package() -> bool:
+        return "edoc" in hub.endpoint.kinds()
+
+    await eventually(pushed_package, "the package pushed to Tây Ninh")
+    assert hub.endpoint.calls >= 2  # the 503 was retried
+    (package_body,) = [b for h, b in hub.endpoint.received if h["X-Lienthong-Kind"] == "edoc"]
+    assert package_body == back
+    document_id = "000.00.00.H41,2020/10/30,77/STC-BCTC"
+    for code, expect in (("01", 201), ("02", 201), ("03", 409)):
+        async with await hub.status(
+            TAY_NINH_STC, back_id, status_message(pki, TAY_NINH_STC, document_id, code)
+        ) as r:
+            assert r.status == expect, await r.text()
+    status, view = await hub.json("GET", f"/v1/documents/{back_id}/status", NGHE_AN)
+    (line,) = view["recipients"]
+    assert (line["delivery"], line["mode"], line["status"]) == ("acked", "push", "02")
+    assert line["attempts"] >= 1 and "503" in (line["last_error"] or "")
+
+
+async def test_duplicates_reissue_the_receipt_and_deliver_nothing_twice(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes
+) -> None:
+    data = package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)
+    async with await hub.send(TAY_NINH_STC, data) as r:
+        first = await r.read()
+        doc = r.headers["X-Lienthong-Document"]
+    before = await hub.store_counts()
+    async with await hub.send(TAY_NINH_STC, data) as r:
+        assert r.status == 202 and r.headers["X-Lienthong-Duplicate"] == "true"
+        assert r.headers["X-Lienthong-Document"] == doc
+        assert await r.read() == first
+    assert await hub.store_counts() == before
+    assert len((await hub.json("GET", "/v1/documents/inbox", NGHE_AN))[1]["items"]) == 1
+    # Same DocumentId, other content: a conflict, not a silent overwrite.
+    other = package(pki, TAY_NINH_STC, (NGHE_AN, TU_PHAP), stc_pdf)
+    async with await hub.send(TAY_NINH_STC, other) as r:
+        body = await r.json()
+        assert (
+            r.status == 409 and body["type"] == PROBLEM + "duplicate-conflict" and body["id"] == doc
+        )
+    assert await hub.store_counts() == before
+
+
+def _tamper_attachment(data: bytes) -> bytes:
+    start = (
+        data.index(b"<edXML:ContentTransferEncoded>") + len(b"<edXML:ContentTransferEncoded>") + 200
+    )
+    flipped = b"B" if data[start : start + 1] != b"B" else b"C"
+    return data[:start] + flipped + data[start + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("name", "who", "make", "status", "slug"),
+    [
+        ("tampered attachment", TAY_NINH_STC, lambda p, pdf: _tamper_attachment(package(p, TAY_NINH_STC, (NGHE_AN,), pdf)), 422, "signature-invalid"),
+        ("missing signature", TAY_NINH_STC,
+         lambda p, pdf: build_package(cong_van_header(), trace_for(cong_van_header()), [NewAttachment("a.pdf", pdf)]),
+         422, "signature-invalid"),
+        ("untrusted signer", TAY_NINH_STC, lambda p, pdf: package(p, TAY_NINH_STC, (NGHE_AN,), pdf, signer="expired"), 422, "signature-invalid"),
+        ("forged sender", NGHE_AN, lambda p, pdf: package(p, TAY_NINH_STC, (NGHE_AN,), pdf), 403, "forged-sender"),
+        ("signed by another agency", TAY_NINH_STC,
+         lambda p, pdf: package(p, TAY_NINH_STC, (NGHE_AN,), pdf, signer=f"agency-{NGHE_AN}"), 403, "forged-sender"),
+        ("unknown recipient", TAY_NINH_STC, lambda p, pdf: package(p, TAY_NINH_STC, (NGHE_AN, "000.00.00.H99"), pdf), 422, "unknown-recipient"),
+        ("doctype", TAY_NINH_STC,
+         lambda p, pdf: b'<?xml version="1.0"?><!DOCTYPE edXML [<!ENTITY x SYSTEM "file:///etc/passwd">]><edXML>&x;</edXML>',
+         400, "doctype-forbidden"),
+        ("not edXML", TAY_NINH_STC, lambda p, pdf: b"<edXML><unclosed></edXML>", 400, "invalid-edxml"),
+        ("revoke of an unknown document", TAY_NINH_STC,
+         lambda p, pdf: package(p, TAY_NINH_STC, (NGHE_AN,), pdf, number="9999", doc_type=1), 404, "unknown-document"),
+    ],
+)  # fmt: skip
+async def test_refusals_are_precise_and_store_nothing(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes, name: str, who: str, make: Any, status: int, slug: str
+) -> None:
+    before = await hub.store_counts()
+    async with await hub.send(who, make(pki, stc_pdf)) as r:
+        body = await r.json()
+        assert r.status == status, (name, body)
+        assert r.content_type == "application/problem+json"
+        assert body["type"] == PROBLEM + slug and body["detail"] and body["request_id"], body
+    assert await hub.store_counts() == before, name
+    audit = await hub.runtime.store.read(lambda tx: tx.all("audit.query", after=-1, start=None, stop=None, member=None,
+                                                           service=None, dossier=None, document=None, citizen=None, limit=1000))  # fmt: skip
+    assert not [e for e in audit if b"document.accepted" in bytes(e["entry"])]
+
+
+async def test_oversized_package_is_refused(tmp_path: Path, pki: TestPKI, stc_pdf: bytes) -> None:
+    async with running_hub(tmp_path, pki, max_document_bytes=20_000) as hub:
+        big = package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf + b"%" + b"x" * 30_000)
+        async with await hub.send(TAY_NINH_STC, big) as r:
+            body = await r.json()
+            assert r.status == 413 and body["type"] == PROBLEM + "payload-too-large"
+            assert body["max_bytes"] == 20_000
+
+        # Chunked (no Content-Length): the stream cap catches it while spooling.
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(big), 4096):
+                yield big[i : i + 4096]
+
+        async with hub.http.post(
+            hub.url + "/v1/documents",
+            data=chunks(),
+            headers=hub.h(TAY_NINH_STC, **{"Content-Type": "application/xml"}),
+        ) as r:
+            assert r.status == 413 and (await r.json())["type"] == PROBLEM + "payload-too-large"
+        assert (await hub.store_counts())["documents"] == 0
+        assert (await hub.store_counts())["staged"] == 0
+
+
+async def test_packages_shaped_like_those_in_service(
+    hub: Hub, pki: TestPKI, tmp_path: Path
+) -> None:
+    # CRLF, default namespace beside the edXML prefix, dd/MM/yyyy dates, a zipped attachment,
+    # then a replacement (BussinessDocType 3, spelled "Business") of that document.
+    key = pki.key(f"agency-{TAY_NINH_STC}")
+    signed = tmp_path / "cong-van.xml"
+    sign_file(SAMPLES / "cong-van-stc-tay-ninh.xml", signed, key)
+    async with await hub.send(TAY_NINH_STC, signed.read_bytes()) as r:
+        assert r.status == 202, await r.text()
+        original = r.headers["X-Lienthong-Document"]
+    # signing.xml (signxml) signed packages are accepted too.
+    replacement = await sign_xml(
+        (SAMPLES / "thay-the-stc-tay-ninh.xml").read_bytes(), key, parent=SIGNATURE_PARENT
+    )
+    async with await hub.send(TAY_NINH_STC, replacement) as r:
+        assert r.status == 202, await r.text()
+    status, view = await hub.json("GET", f"/v1/documents/{original}/status", TAY_NINH_STC)
+    assert view["replaced_by"] == r.headers["X-Lienthong-Document"]
+    (first, second) = (await hub.json("GET", "/v1/documents/inbox", NGHE_AN))[1]["items"]
+    assert (first["doc_type"], second["doc_type"]) == (0, 3)
+
+
+async def test_revoke_asks_every_recipient_and_they_answer(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes
+) -> None:
+    async with await hub.send(TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)) as r:
+        doc = r.headers["X-Lienthong-Document"]
+    document_id = "000.00.11.H53,2020/10/30,2491/STC-BCTC"
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+    async with await hub.status(NGHE_AN, doc, status_message(pki, NGHE_AN, document_id, "01")) as r:
+        assert r.status == 201
+    async with await hub.send(
+        TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf, doc_type=1)
+    ) as r:
+        assert r.status == 202, await r.text()
+    status, view = await hub.json("GET", f"/v1/documents/{doc}/status", TAY_NINH_STC)
+    assert [h["code"] for h in view["recipients"][0]["history"]] == ["01", "13"]
+    # Only the sender may ask for a recall; the recipient answers 15 (accepted).
+    async with await hub.status(NGHE_AN, doc, status_message(pki, NGHE_AN, document_id, "13")) as r:
+        assert r.status == 409
+    async with await hub.status(NGHE_AN, doc, status_message(pki, NGHE_AN, document_id, "15")) as r:
+        assert r.status == 201
+    async with await hub.status(NGHE_AN, doc, status_message(pki, NGHE_AN, document_id, "03")) as r:
+        assert r.status == 409 and (await r.json())["type"] == PROBLEM + "status-transition"

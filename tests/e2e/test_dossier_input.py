@@ -1,0 +1,149 @@
+"""Bad input and identity: each refusal is a precise problem+json, and nothing is half-stored."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway.samples import sample_dossiers
+from tests.e2e.conftest import Gateway
+
+PROBLEM = "urn:lienthong:problem:"
+
+
+def birth() -> dict[str, Any]:
+    return copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=0)))
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def apply(doc: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        target = doc
+        for p in parents:
+            target = target[p]
+        if value is KeyError:
+            del target[leaf]
+        else:
+            target[leaf] = value
+
+    return apply
+
+
+BAD_DOSSIERS = [
+    ("invalid-personal-id", 422, _set("applicant.personal_id", "04019001234")),
+    ("invalid-personal-id", 422, _set("applicant.personal_id", "003190012345")),  # no province 003
+    ("invalid-personal-id", 422, _set("data.mother.personal_id", "040990012345")),  # born 2099
+    ("invalid-agency-id", 422, _set("code", "000.00.00.h41-261122-0001")),
+    ("invalid-dossier-code", 422, _set("code", "000.00.00.H41-261322-0001")),  # month 13
+    ("invalid-procedure-code", 422, _set("procedure", "1001193")),
+    ("unknown-procedure", 422, _set("procedure", "1.000894")),  # marriage: not a flow here
+    ("flow-mismatch", 422, _set("flow", "death")),
+    ("unknown-field", 422, _set("applicant.nickname", "Lan")),
+    ("unknown-field", 422, _set("data.child.weight_kg", 3.2)),
+    ("invalid-request", 422, _set("data.child.sex", "boy")),
+    ("invalid-request", 422, _set("data.child.birth_date", "22/11/2026")),
+    ("invalid-request", 422, _set("submitted_at", KeyError)),
+    ("invalid-request", 422, _set("data.residence", KeyError)),
+]
+
+
+async def _count_dossiers(gw: Gateway) -> int:
+    row = await gw.runtime.store.read(lambda tx: tx.one("dossiers.count_by_status"))
+    return int(row["n"]) if row else 0
+
+
+@pytest.mark.parametrize(("slug", "status", "mutate"), BAD_DOSSIERS)
+async def test_bad_dossier_is_refused_precisely(
+    gateway: Gateway, slug: str, status: int, mutate: Callable[[dict[str, Any]], None]
+) -> None:
+    doc = birth()
+    mutate(doc)
+    async with await gateway.post("/v1/dossiers", doc, headers={"X-Request-Id": "req-bad-1"}) as r:
+        problem = await r.json()
+        assert r.status == status, problem
+        assert r.content_type == "application/problem+json"
+    assert problem["type"] == PROBLEM + slug, problem
+    assert problem["request_id"] == "req-bad-1" and problem["instance"] == "/v1/dossiers"
+    assert problem["detail"]
+    assert await _count_dossiers(gateway) == 0
+    jobs = await gateway.runtime.store.read(lambda tx: tx.all("outbox.counts"))
+    assert jobs == []
+
+
+async def test_malformed_json_wrong_type_and_oversize(make_gateway: Any) -> None:
+    async with make_gateway(gateway={"max_body_bytes": 4096}) as gw:
+        url, auth = gw.url + "/v1/dossiers", gw.headers()
+        async with gw.http.post(
+            url, data=b'{"code": ', headers={**auth, "Content-Type": "application/json"}
+        ) as r:
+            assert (r.status, (await r.json())["type"]) == (400, PROBLEM + "malformed-json")
+        async with gw.http.post(
+            url,
+            data=b"code=1",
+            headers={**auth, "Content-Type": "application/x-www-form-urlencoded"},
+        ) as r:
+            assert (r.status, (await r.json())["type"]) == (415, PROBLEM + "unsupported-media-type")
+        big = birth()
+        big["data"]["child"]["birth_place"] = "x" * 5000
+        async with gw.http.post(url, json=big, headers=auth) as r:
+            assert (r.status, (await r.json())["type"]) == (413, PROBLEM + "payload-too-large")
+        async with gw.http.post(
+            url,
+            data="\udcff".encode("utf-8", "surrogatepass"),
+            headers={**auth, "Content-Type": "application/json"},
+        ) as r:
+            assert (r.status, (await r.json())["type"]) == (400, PROBLEM + "malformed-json")
+        assert await _count_dossiers(gw) == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "slug"),
+    [
+        ({}, 401, "unauthenticated"),
+        ({"Authorization": "Bearer not-a-token"}, 401, "unauthenticated"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, 401, "unauthenticated"),
+        ({"Authorization": "Bearer t-outsider"}, 403, "forbidden-service"),
+        ({"Authorization": "Bearer t-auditor"}, 403, "forbidden-service"),
+    ],
+)
+async def test_identity_and_rights(
+    gateway: Gateway, headers: dict[str, str], status: int, slug: str
+) -> None:
+    async with gateway.http.post(gateway.url + "/v1/dossiers", json=birth(), headers=headers) as r:
+        problem = await r.json()
+        assert (r.status, problem["type"]) == (status, PROBLEM + slug)
+        if status == 401:
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert await _count_dossiers(gateway) == 0
+
+
+async def test_operator_only_endpoints_refuse_provincial_systems(gateway: Gateway) -> None:
+    code = birth()["code"]
+    async with gateway.http.patch(
+        gateway.url + f"/v1/dossiers/{code}", json={"reason": "x"}, headers=gateway.headers()
+    ) as r:
+        assert (r.status, (await r.json())["type"]) == (403, PROBLEM + "forbidden-service")
+    async with await gateway.post(f"/v1/dossiers/{code}/resume", None) as r:
+        assert r.status == 403
+
+
+async def test_unknown_routes_and_methods_are_problems(gateway: Gateway) -> None:
+    async with await gateway.get("/v1/nothing-here") as r:
+        assert (r.status, (await r.json())["type"]) == (404, PROBLEM + "not-found")
+    async with gateway.http.delete(gateway.url + "/v1/dossiers", headers=gateway.headers()) as r:
+        assert (r.status, (await r.json())["type"]) == (405, PROBLEM + "method-not-allowed")
+
+
+async def test_request_id_is_echoed_or_generated(gateway: Gateway) -> None:
+    async with gateway.http.get(gateway.url + "/healthz", headers={"X-Request-Id": "abc-123"}) as r:
+        assert r.headers["X-Request-Id"] == "abc-123"
+    async with gateway.http.get(
+        gateway.url + "/healthz", headers={"X-Request-Id": "bad id with spaces"}
+    ) as r:
+        assert (
+            r.headers["X-Request-Id"] != "bad id with spaces"
+            and len(r.headers["X-Request-Id"]) == 32
+        )
