@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,3 +161,41 @@ class BlobStore:
             return self.path(sha256).open("rb")
         except OSError as exc:
             raise BlobError(f"blob {sha256} unreadable: {exc.strerror}") from exc
+
+    # -- staging: a request's blobs stay apart until the request is accepted -----------------
+
+    def staging(self) -> BlobStore:
+        """A private store inside this one's temp area (same file system: adoption is a rename).
+
+        Raises BlobError.
+        """
+        try:
+            path = tempfile.mkdtemp(dir=self.tmp_dir, prefix="stage-")
+        except OSError as exc:
+            raise BlobError(f"cannot create a staging area: {exc.strerror}") from exc
+        return BlobStore(path)
+
+    def adopt(self, staging: BlobStore) -> list[str]:
+        """Move every blob of ``staging`` into this store (durably); return their digests.
+
+        Raises BlobError.
+        """
+        moved = []
+        base = staging.root / "sha256"
+        try:
+            for path in sorted(base.rglob("*")) if base.exists() else []:
+                if not path.is_file():
+                    continue
+                final = self.path(path.name)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if not final.exists():
+                    os.replace(path, final)
+                    _fsync_dir(final.parent)
+                moved.append(path.name)
+        except OSError as exc:
+            raise BlobError(f"cannot adopt staged blobs: {exc.strerror}") from exc
+        return moved
+
+    def discard(self) -> None:
+        """Remove this (staging) store and everything in it."""
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -12,6 +12,7 @@ Hierarchy::
     ├── UnknownRecipient               unknown-recipient        422
     ├── StatusTransitionError          status-transition        409
     ├── UnknownDocument                unknown-document         404
+    ├── NotDelivered                   not-delivered            409
     ├── DuplicateConflict              duplicate-conflict       409
     └── BlobError                      blob-store               500
 
@@ -30,6 +31,7 @@ __all__ = [
     "ExchangeError",
     "ForgedSender",
     "InvalidEdxml",
+    "NotDelivered",
     "PayloadTooLarge",
     "SchemaInvalid",
     "SignatureInvalid",
@@ -118,6 +120,12 @@ class UnknownDocument(ExchangeError):
     slug = "unknown-document"
     title = "No such document for this agency"
     status = 404
+
+
+class NotDelivered(ExchangeError):
+    slug = "not-delivered"
+    title = "The document was not delivered to this agency yet"
+    status = 409
 
 
 class DuplicateConflict(ExchangeError):

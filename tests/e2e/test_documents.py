@@ -204,9 +204,9 @@ def status_message(pki: TestPKI, who: str, document_id: str, code: str, note: st
     return sign_bytes(build_status(msg), pki.key(f"agency-{who}"))
 
 
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
+async def eventually(check: Callable[[], Any], what: str, limit: float = 30.0) -> None:
     """Poll a condition (bounded); never a timing assertion."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + limit
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -435,7 +435,7 @@ async def test_packages_shaped_like_those_in_service(
     )
     async with await hub.send(TAY_NINH_STC, replacement) as r:
         assert r.status == 202, await r.text()
-    status, view = await hub.json("GET", f"/v1/documents/{original}/status", TAY_NINH_STC)
+    _, view = await hub.json("GET", f"/v1/documents/{original}/status", TAY_NINH_STC)
     assert view["replaced_by"] == r.headers["X-Lienthong-Document"]
     (first, second) = (await hub.json("GET", "/v1/documents/inbox", NGHE_AN))[1]["items"]
     assert (first["doc_type"], second["doc_type"]) == (0, 3)
@@ -455,7 +455,7 @@ async def test_revoke_asks_every_recipient_and_they_answer(
         TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf, doc_type=1)
     ) as r:
         assert r.status == 202, await r.text()
-    status, view = await hub.json("GET", f"/v1/documents/{doc}/status", TAY_NINH_STC)
+    _, view = await hub.json("GET", f"/v1/documents/{doc}/status", TAY_NINH_STC)
     assert [h["code"] for h in view["recipients"][0]["history"]] == ["01", "13"]
     # Only the sender may ask for a recall; the recipient answers 15 (accepted).
     async with await hub.status(NGHE_AN, doc, status_message(pki, NGHE_AN, document_id, "13")) as r:

@@ -1,0 +1,122 @@
+"""Push delivery through the outbox: packages to recipients, status messages back to senders.
+
+One handler per job kind (``document.push``, ``document.status.push``). The package is streamed
+from its blob file (aiohttp reads file bodies off the loop). A 2xx answer marks the delivery
+``acked`` in the same transaction that closes the job; 408/425/429/5xx and network errors are
+retried by the outbox's policy; any other 4xx is permanent (dead letter, an operator replays it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from connectors.api import PermanentError, TransientError
+from gateway.exchange.blobs import BlobStore
+from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
+from gateway.outbox import Delivery, Job
+from gateway.store import Tx
+
+__all__ = ["PushHandler", "handlers"]
+
+
+def _noop(_: Tx) -> None:
+    return None
+
+
+class PushHandler:
+    """Delivers ``document.push`` (package → recipient) or ``document.status.push`` (status
+    message → the document's sender) jobs."""
+
+    def __init__(
+        self,
+        store: Any,
+        blobs: BlobStore,
+        agencies: Mapping[str, AgencyRoute],
+        session: Callable[[], aiohttp.ClientSession],
+        *,
+        kind: str = PUSH_KIND,
+        timeout_s: float = 120.0,
+    ) -> None:
+        self.store, self.blobs, self.agencies = store, blobs, dict(agencies)
+        self._session, self.kind, self.timeout_s = session, kind, timeout_s
+
+    async def run(self, job: Job) -> Callable[[Tx], Any]:
+        doc_id = str(job.payload["document"])
+        recipient = str(job.payload["recipient"])
+        route = self.agencies.get(recipient)
+        if route is None or not route.endpoint:
+            raise PermanentError("documents", f"agency {recipient} has no push endpoint")
+        doc = await self.store.read(lambda tx: tx.one("documents.get", id=doc_id))
+        if doc is None:
+            raise PermanentError("documents", f"document {doc_id} does not exist")
+        status = self.kind == STATUS_PUSH_KIND
+        sha = str(job.payload["message"]) if status else doc["package_sha256"]
+        headers = {
+            "Content-Type": "application/xml",
+            "X-Lienthong-Document": doc_id,
+            "X-Lienthong-Document-Id": doc["document_id"],
+            "X-Lienthong-Kind": "status" if status else "edoc",
+        }
+        if route.token:
+            headers["Authorization"] = f"Bearer {route.token}"
+        path = self.blobs.path(sha)
+        try:
+            with path.open("rb") as body:
+                async with self._session().post(
+                    route.endpoint,
+                    data=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                ) as resp:
+                    code = resp.status
+        except FileNotFoundError:
+            raise PermanentError("documents", f"blob {sha} of {doc_id} is missing") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError("documents", f"{route.endpoint}: {type(exc).__name__}") from None
+        if code in (408, 425, 429) or code >= 500:
+            raise TransientError("documents", f"{route.endpoint} answered {code}")
+        if code >= 400:
+            raise PermanentError("documents", f"{route.endpoint} refused the package with {code}")
+        if status:
+            return lambda tx: Delivery(
+                reference=doc_id, service="documents/status", digests={"status": sha}
+            )
+
+        def record(tx: Tx) -> Delivery:
+            tx.execute(
+                "documents.mark_acked",
+                document=doc_id,
+                recipient=recipient,
+                at=datetime.now(UTC).isoformat(timespec="microseconds"),
+            )
+            return Delivery(reference=doc_id, service="documents/push", digests={"package": sha})
+
+        return record
+
+    def failed(
+        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+    ) -> None:
+        if self.kind == PUSH_KIND:
+            tx.execute(
+                "documents.delivery_failed",
+                document=str(job.payload["document"]),
+                recipient=str(job.payload["recipient"]),
+                error=f"{type(error).__name__}: {error}"[:500],
+            )
+
+
+def handlers(
+    store: Any,
+    blobs: BlobStore,
+    agencies: Mapping[str, AgencyRoute],
+    session: Callable[[], aiohttp.ClientSession],
+) -> dict[str, PushHandler]:
+    """The job handlers the outbox worker needs for document exchange, by kind."""
+    return {
+        PUSH_KIND: PushHandler(store, blobs, agencies, session, kind=PUSH_KIND),
+        STATUS_PUSH_KIND: PushHandler(store, blobs, agencies, session, kind=STATUS_PUSH_KIND),
+    }

@@ -1,0 +1,558 @@
+"""The hub: accept packages, route them per recipient, carry statuses back — over the store.
+
+Framework-free (the aiohttp handlers in ``gateway.api.documents`` are thin): every operation takes
+the authenticated agency and raises ``ExchangeError`` subclasses that map to problem+json.
+
+Acceptance is durable before it is acknowledged: the package and its attachments are streamed
+into a private staging area and checked there; only an accepted package's blobs are moved into the
+blob store, and then ONE ``store.transact`` writes the document row, a delivery row per recipient,
+an outbox job per push recipient and the audit event. A refused package leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.audit import AuditEvent
+from gateway.audit import append as audit_append
+from gateway.exchange.blobs import BlobStore
+from gateway.exchange.check import Checked, CheckPolicy, check_package, check_status
+from gateway.exchange.errors import (
+    DuplicateConflict,
+    InvalidEdxml,
+    NotDelivered,
+    StatusTransitionError,
+    UnknownDocument,
+)
+from gateway.exchange.model import TraceHeader
+from gateway.exchange.receipt import Receipt, build_receipt, sign_receipt
+from gateway.exchange.status import MEANINGS, advance, replay
+from gateway.outbox import enqueue
+from gateway.store import Tx
+
+__all__ = ["PUSH_KIND", "STATUS_PUSH_KIND", "Accepted", "AgencyRoute", "DocumentHub"]
+
+PUSH_KIND = "document.push"
+STATUS_PUSH_KIND = "document.status.push"
+SERVICE = "documents"
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyRoute:
+    id: str
+    endpoint: str | None = None  # push URL; None: the agency pulls its inbox
+    token: str | None = field(default=None, repr=False)  # bearer token for its endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    id: str
+    receipt: bytes
+    duplicate: bool = False
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="microseconds")
+
+
+def _member(agency: str) -> str:
+    return f"VN:GOV:{agency}"
+
+
+class DocumentHub:
+    """One per gateway. ``signer`` is the gateway's ``signing.SigningKey``; ``trust`` its
+    ``signing.TrustStore``; ``agencies`` the directory of known agencies (routing)."""
+
+    def __init__(
+        self,
+        store: Any,
+        blobs: BlobStore,
+        *,
+        organ_id: str,
+        agencies: Mapping[str, AgencyRoute],
+        trust: Any,
+        signer: Any,
+        policy: CheckPolicy = CheckPolicy(),  # noqa: B008 - frozen
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.store, self.blobs, self.organ_id = store, blobs, organ_id
+        self.agencies = dict(agencies)
+        self.trust, self.signer, self.policy = trust, signer, policy
+        self.on_commit = on_commit  # e.g. wake the outbox worker
+
+    # -- intake ----------------------------------------------------------------------------
+
+    async def _spool(
+        self, staging: BlobStore, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> Path:
+        """Write the body to a staged blob, hashing as it goes. Raises PayloadTooLarge."""
+        writer = staging.writer(max_bytes)
+        try:
+            async for chunk in chunks:
+                # Small synchronous writes; the fsync happens once, in commit, off the loop.
+                writer.write(chunk)
+            ref = await asyncio.to_thread(writer.commit)
+        except BaseException:
+            writer.abort()
+            raise
+        return ref.path
+
+    async def receive(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        sender: str,
+        subsystem: str,
+        request_id: str | None = None,
+    ) -> Accepted:
+        """Accept an edXML package from ``sender`` (the authenticated agency).
+
+        Raises PayloadTooLarge, DoctypeForbidden, InvalidEdxml, SignatureInvalid, ForgedSender,
+        UnknownRecipient, UnknownDocument (revoke/update/replace of an unknown document),
+        DuplicateConflict, BlobError, and signing.errors.SigningError if the receipt cannot be
+        signed.
+        """
+        staging = await asyncio.to_thread(self.blobs.staging)
+        try:
+            path = await self._spool(staging, chunks, self.policy.max_bytes)
+            checked = await check_package(
+                path,
+                staging,
+                sender=sender,
+                known_agencies=self.agencies.keys(),
+                trust=self.trust,
+                policy=self.policy,
+            )
+            pkg = checked.package
+            existing = await self.store.read(
+                lambda tx: tx.one(
+                    "documents.by_key",
+                    sender=sender,
+                    document_id=pkg.header.document_id,
+                    doc_type=pkg.doc_type,
+                )
+            )
+            if existing is not None:
+                return self._duplicate(existing, checked.scan.sha256)
+            # Refuse a revoke/update/replace of an unknown document before any blob is kept
+            # (the transaction checks again: a concurrent change cannot slip through).
+            await self.store.read(lambda tx: self._targets(tx, checked, sender))
+            received = _now()
+            doc_id = "d" + uuid.uuid4().hex
+            receipt = Receipt(
+                id=doc_id,
+                document_id=pkg.header.document_id,
+                sender=sender,
+                recipients=tuple(dict.fromkeys(t.organ_id for t in pkg.header.to)),
+                received_at=received,
+                package_sha256=checked.scan.sha256,
+                package_size=checked.scan.size,
+                attachments=pkg.attachments,
+                trace=TraceHeader(self.organ_id, received),
+            )
+            signed = await sign_receipt(build_receipt(receipt), self.signer)
+            await asyncio.to_thread(self.blobs.adopt, staging)
+            outcome: Accepted = await self.store.transact(
+                lambda tx: self._accept(tx, checked, receipt, signed, subsystem, request_id)
+            )
+        finally:
+            await asyncio.to_thread(staging.discard)
+        if self.on_commit is not None and not outcome.duplicate:
+            self.on_commit()
+        return outcome
+
+    def _duplicate(self, row: dict[str, Any], sha256: str) -> Accepted:
+        if row["package_sha256"] != sha256:
+            raise DuplicateConflict(
+                f"DocumentId {row['document_id']} was already received with other content",
+                id=row["id"],
+                document_id=row["document_id"],
+            )
+        return Accepted(row["id"], bytes(row["receipt"]), duplicate=True)
+
+    def _accept(
+        self,
+        tx: Tx,
+        checked: Checked,
+        receipt: Receipt,
+        signed: bytes,
+        subsystem: str,
+        request_id: str | None,
+    ) -> Accepted:
+        pkg = checked.package
+        business = pkg.trace.business
+        sender = receipt.sender
+        target, replaced = self._targets(tx, checked, sender)
+        meta = {
+            "attachments": [msgspec.to_builtins(a) for a in pkg.attachments],
+            "signature": checked.signature.as_dict() if checked.signature else None,
+            "pdfs": checked.pdf_reports,
+            "recipients": list(receipt.recipients),
+        }
+        inserted = tx.execute(
+            "documents.insert",
+            id=receipt.id,
+            document_id=receipt.document_id,
+            sender=sender,
+            doc_type=pkg.doc_type,
+            package_sha256=receipt.package_sha256,
+            size=receipt.package_size,
+            media_type="application/xml",
+            subject=pkg.header.subject,
+            target=target,
+            received_at=_iso(receipt.received_at),
+            receipt=signed,
+            meta=msgspec.json.encode(meta, enc_hook=str).decode(),  # pyHanko strings
+        )
+        if inserted == 0:  # the same package raced in on another request
+            row = tx.one(
+                "documents.by_key",
+                sender=sender,
+                document_id=receipt.document_id,
+                doc_type=pkg.doc_type,
+            )
+            assert row is not None
+            return self._duplicate(row, receipt.package_sha256)
+        if target is not None:
+            self._request_recall(tx, target, business.reason if business else "", receipt)
+        for original_id in replaced:
+            tx.execute("documents.mark_replaced", id=original_id, by=receipt.id)
+        for recipient in receipt.recipients:
+            route = self.agencies[recipient]
+            mode = "push" if route.endpoint else "pull"
+            tx.execute(
+                "documents.add_delivery", document=receipt.id, recipient=recipient, mode=mode
+            )
+            if mode == "push":
+                enqueue(
+                    tx,
+                    kind=PUSH_KIND,
+                    key=f"{PUSH_KIND}:{receipt.id}:{recipient}",
+                    payload={"document": receipt.id, "recipient": recipient},
+                    document=receipt.id,
+                )
+        audit_append(
+            tx,
+            AuditEvent(
+                action="document.accepted",
+                member=_member(sender),
+                subsystem=subsystem,
+                service=SERVICE,
+                document=receipt.id,
+                request_id=request_id,
+                reference=receipt.document_id,
+                digests={
+                    "package": receipt.package_sha256,
+                    **{f"attachment:{a.content_id}": a.sha256 for a in pkg.attachments},
+                },
+                detail=f"BussinessDocType {pkg.doc_type} to {', '.join(receipt.recipients)}",
+            ),
+        )
+        return Accepted(receipt.id, signed)
+
+    @staticmethod
+    def _targets(tx: Tx, checked: Checked, sender: str) -> tuple[str | None, list[str]]:
+        """The document a revoke/update acts on and the documents a replacement replaces (hub
+        ids), all the sender's own. Raises UnknownDocument."""
+        pkg = checked.package
+        business = pkg.trace.business
+        target: str | None = None
+        if pkg.doc_type in (1, 2):
+            acted_on = (business.document_id if business else "") or pkg.header.document_id
+            original = tx.one("documents.originals", sender=sender, document_id=acted_on)
+            if original is None:
+                raise UnknownDocument(
+                    f"no document {acted_on} from {sender} to revoke or update",
+                    document_id=acted_on,
+                )
+            target = original["id"]
+        replaced = []
+        if pkg.doc_type == 3 and business is not None:
+            for rep in business.replacements:
+                original = tx.one("documents.originals", sender=sender, document_id=rep.document_id)
+                if original is None:
+                    raise UnknownDocument(
+                        f"no document {rep.document_id} from {sender} to replace",
+                        document_id=rep.document_id,
+                    )
+                replaced.append(str(original["id"]))
+        return target, replaced
+
+    def _request_recall(self, tx: Tx, target: str, reason: str, receipt: Receipt) -> None:
+        """Revoke/update: record 13 for every recipient of the original whose chain allows it."""
+        for d in tx.all("documents.deliveries", document=target):
+            history = [
+                r["code"]
+                for r in tx.all(
+                    "documents.recipient_history", document=target, recipient=d["recipient"]
+                )
+            ]
+            try:
+                advance(history, "13")
+            except StatusTransitionError:
+                continue  # refused, already recalled, or a recall pending: nothing to ask
+            tx.execute(
+                "documents.add_status",
+                document=target,
+                recipient=d["recipient"],
+                code="13",
+                description=reason or f"requested by {receipt.document_id}",
+                staff="",
+                at=_iso(receipt.received_at),
+                recorded_at=_iso(receipt.received_at),
+                message_sha256=receipt.package_sha256,
+            )
+
+    # -- statuses --------------------------------------------------------------------------
+
+    async def record_status(
+        self,
+        doc_id: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        sender: str,
+        subsystem: str,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A recipient's edXML status message for document ``doc_id``; returns its history.
+
+        Raises UnknownDocument (no such document, or ``sender`` is not a recipient),
+        NotDelivered (the recipient never received it), StatusTransitionError, InvalidEdxml,
+        SignatureInvalid, ForgedSender, PayloadTooLarge, DoctypeForbidden.
+        """
+        staging = await asyncio.to_thread(self.blobs.staging)
+        try:
+            path = await self._spool(staging, chunks, min(self.policy.max_bytes, 8 << 20))
+            checked = await check_status(path, sender=sender, trust=self.trust, policy=self.policy)
+            await asyncio.to_thread(self.blobs.adopt, staging)
+            message_sha = path.name
+            st = checked.status
+            now = _now()
+
+            def unit(tx: Tx) -> dict[str, Any]:
+                doc = tx.one("documents.get", id=doc_id)
+                if doc is None:
+                    raise UnknownDocument(f"no document {doc_id}")
+                if st.response_for.document_id != doc["document_id"]:
+                    raise InvalidEdxml(
+                        f"ResponseFor/DocumentId {st.response_for.document_id} is not "
+                        f"{doc['document_id']}",
+                        field="ResponseFor/DocumentId",
+                    )
+                delivery = tx.one("documents.delivery", document=doc_id, recipient=sender)
+                if delivery is None:
+                    raise UnknownDocument(f"{sender} is not a recipient of {doc_id}")
+                if delivery["state"] == "pending":
+                    raise NotDelivered(f"{doc_id} was never delivered to {sender}")
+                if st.status_code == "13":
+                    raise StatusTransitionError(
+                        "13 (recall requested) comes from the sender's revoke or update package",
+                        current=None,
+                        requested="13",
+                    )
+                history = [
+                    r["code"]
+                    for r in tx.all(
+                        "documents.recipient_history", document=doc_id, recipient=sender
+                    )
+                ]
+                advance(history, st.status_code)
+                tx.execute(
+                    "documents.add_status",
+                    document=doc_id,
+                    recipient=sender,
+                    code=st.status_code,
+                    description=st.description,
+                    staff=st.staff_info.staff,
+                    at=_iso(st.timestamp),
+                    recorded_at=_iso(now),
+                    message_sha256=message_sha,
+                )
+                origin = self.agencies.get(doc["sender"])
+                if origin is not None and origin.endpoint:
+                    enqueue(
+                        tx,
+                        kind=STATUS_PUSH_KIND,
+                        key=f"{STATUS_PUSH_KIND}:{message_sha}",
+                        payload={
+                            "document": doc_id,
+                            "recipient": doc["sender"],
+                            "message": message_sha,
+                        },
+                        document=doc_id,
+                    )
+                audit_append(
+                    tx,
+                    AuditEvent(
+                        action="document.status",
+                        member=_member(sender),
+                        subsystem=subsystem,
+                        service=SERVICE,
+                        document=doc_id,
+                        request_id=request_id,
+                        reference=st.status_code,
+                        digests={"status": message_sha},
+                        detail=f"{st.status_code} {MEANINGS[st.status_code]}",
+                    ),
+                )
+                return {"recipient": sender, "history": [*history, st.status_code]}
+
+            result: dict[str, Any] = await self.store.transact(unit)
+        finally:
+            await asyncio.to_thread(staging.discard)
+        if self.on_commit is not None:
+            self.on_commit()
+        return result
+
+    async def statuses(self, doc_id: str, agency: str) -> dict[str, Any]:
+        """Per-recipient delivery and status history. The sender sees every recipient, a
+        recipient only itself. Raises UnknownDocument."""
+
+        def unit(tx: Tx) -> dict[str, Any]:
+            doc = tx.one("documents.get", id=doc_id)
+            if doc is None:
+                raise UnknownDocument(f"no document {doc_id}")
+            deliveries = tx.all("documents.deliveries", document=doc_id)
+            if doc["sender"] != agency:
+                deliveries = [d for d in deliveries if d["recipient"] == agency]
+                if not deliveries:
+                    raise UnknownDocument(f"no document {doc_id} for {agency}")
+            history = tx.all("documents.history", document=doc_id)
+            out = []
+            for d in deliveries:
+                mine = [h for h in history if h["recipient"] == d["recipient"]]
+                state = replay(h["code"] for h in mine)
+                out.append(
+                    {
+                        "recipient": d["recipient"],
+                        "delivery": d["state"],
+                        "mode": d["mode"],
+                        "attempts": d["attempts"],
+                        "last_error": d["last_error"],
+                        "delivered_at": d["delivered_at"],
+                        "acked_at": d["acked_at"],
+                        "status": state.last,
+                        "history": [
+                            {
+                                "code": h["code"],
+                                "meaning": MEANINGS.get(h["code"], ""),
+                                "description": h["description"],
+                                "staff": h["staff"],
+                                "at": h["at"],
+                                "recorded_at": h["recorded_at"],
+                            }
+                            for h in mine
+                        ],
+                    }
+                )
+            return {
+                "id": doc_id,
+                "document_id": doc["document_id"],
+                "from": doc["sender"],
+                "doc_type": doc["doc_type"],
+                "replaced_by": doc["replaced_by"],
+                "recipients": out,
+            }
+
+        result: dict[str, Any] = await self.store.read(unit)
+        return result
+
+    # -- pull delivery ---------------------------------------------------------------------
+
+    async def inbox(self, agency: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        rows = await self.store.read(
+            lambda tx: tx.all("documents.inbox", recipient=agency, after=after, limit=limit)
+        )
+        items = [
+            {
+                "id": r["id"],
+                "document_id": r["document_id"],
+                "from": r["sender"],
+                "received_at": r["received_at"],
+                "size": r["size"],
+                "doc_type": r["doc_type"],
+                "subject": r["subject"],
+                "cursor": str(r["seq"]),
+            }
+            for r in rows
+        ]
+        return {
+            "items": items,
+            "next": str(rows[-1]["seq"]) if rows else (str(after) if after else None),
+        }
+
+    async def fetch(
+        self, doc_id: str, agency: str, *, subsystem: str, request_id: str | None = None
+    ) -> tuple[Path, str, int]:
+        """The stored package (path, media type, size) for its sender or a recipient; a
+        recipient's pending delivery becomes ``delivered``. Raises UnknownDocument."""
+
+        def unit(tx: Tx) -> dict[str, Any]:
+            doc = tx.one("documents.get", id=doc_id)
+            if doc is None:
+                raise UnknownDocument(f"no document {doc_id}")
+            if doc["sender"] != agency:
+                if tx.one("documents.delivery", document=doc_id, recipient=agency) is None:
+                    raise UnknownDocument(f"no document {doc_id} for {agency}")
+                if tx.execute(
+                    "documents.mark_delivered", document=doc_id, recipient=agency, at=_iso(_now())
+                ):
+                    audit_append(
+                        tx,
+                        AuditEvent(
+                            action="document.delivered",
+                            member=_member(agency),
+                            subsystem=subsystem,
+                            service=SERVICE,
+                            document=doc_id,
+                            request_id=request_id,
+                            digests={"package": doc["package_sha256"]},
+                            detail="pulled",
+                        ),
+                    )
+            return doc
+
+        doc = await self.store.transact(unit)
+        return self.blobs.path(doc["package_sha256"]), doc["media_type"], int(doc["size"])
+
+    async def ack(
+        self, doc_id: str, agency: str, *, subsystem: str, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """The recipient confirms it has the package (idempotent). Raises UnknownDocument."""
+
+        def unit(tx: Tx) -> dict[str, Any]:
+            d = tx.one("documents.delivery", document=doc_id, recipient=agency)
+            if d is None:
+                raise UnknownDocument(f"no document {doc_id} for {agency}")
+            if tx.execute(
+                "documents.mark_acked", document=doc_id, recipient=agency, at=_iso(_now())
+            ):
+                audit_append(
+                    tx,
+                    AuditEvent(
+                        action="document.acked",
+                        member=_member(agency),
+                        subsystem=subsystem,
+                        service=SERVICE,
+                        document=doc_id,
+                        request_id=request_id,
+                    ),
+                )
+            row = tx.one("documents.delivery", document=doc_id, recipient=agency)
+            assert row is not None
+            return {"id": doc_id, "recipient": agency, "delivery": row["state"]}
+
+        result: dict[str, Any] = await self.store.transact(unit)
+        return result

@@ -1,0 +1,118 @@
+-- Document exchange (gateway.exchange): packages accepted by the hub, one delivery per recipient,
+-- each recipient's status history. Blobs (packages, attachments) live on disk by SHA-256; rows name
+-- them. Times are ISO 8601 UTC text. Same block names would serve PostgreSQL.
+
+-- name: schema
+CREATE TABLE IF NOT EXISTS documents (
+    id             TEXT    PRIMARY KEY,      -- the hub's id (used in URLs)
+    document_id    TEXT    NOT NULL,         -- edXML DocumentId
+    sender         TEXT    NOT NULL,         -- From/OrganId = the authenticated agency
+    doc_type       INTEGER NOT NULL,         -- BussinessDocType 0 new, 1 revoke, 2 update, 3 replace
+    package_sha256 TEXT    NOT NULL,
+    size           INTEGER NOT NULL,
+    media_type     TEXT    NOT NULL,
+    subject        TEXT    NOT NULL DEFAULT '',
+    target         TEXT,                     -- revoke/update: the hub id of the document acted on
+    replaced_by    TEXT,                     -- set on a document a later package replaced
+    received_at    TEXT    NOT NULL,
+    receipt        BLOB    NOT NULL,         -- the signed receipt, re-issued for duplicates
+    meta           TEXT    NOT NULL,         -- JSON: attachments, signature report, PDF reports
+    UNIQUE (sender, document_id, doc_type)
+);
+CREATE TABLE IF NOT EXISTS document_deliveries (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,   -- the inbox cursor
+    document     TEXT    NOT NULL REFERENCES documents (id),
+    recipient    TEXT    NOT NULL,
+    mode         TEXT    NOT NULL CHECK (mode IN ('push', 'pull')),
+    state        TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'acked')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    delivered_at TEXT,
+    acked_at     TEXT,
+    UNIQUE (document, recipient)
+);
+CREATE INDEX IF NOT EXISTS document_deliveries_inbox ON document_deliveries (recipient, seq);
+CREATE TABLE IF NOT EXISTS document_statuses (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    document    TEXT    NOT NULL REFERENCES documents (id),
+    recipient   TEXT    NOT NULL,
+    code        TEXT    NOT NULL,
+    description TEXT    NOT NULL DEFAULT '',
+    staff       TEXT    NOT NULL DEFAULT '',
+    at          TEXT    NOT NULL,            -- the status message's own Timestamp
+    recorded_at TEXT    NOT NULL,
+    message_sha256 TEXT                      -- the signed status message as received (a blob)
+);
+CREATE INDEX IF NOT EXISTS document_statuses_by_doc ON document_statuses (document, recipient, id);
+
+-- name: insert
+INSERT INTO documents (id, document_id, sender, doc_type, package_sha256, size, media_type, subject,
+                       target, received_at, receipt, meta)
+VALUES (:id, :document_id, :sender, :doc_type, :package_sha256, :size, :media_type, :subject,
+        :target, :received_at, :receipt, :meta)
+ON CONFLICT (sender, document_id, doc_type) DO NOTHING;
+
+-- name: get
+SELECT * FROM documents WHERE id = :id;
+
+-- name: by_key
+SELECT * FROM documents WHERE sender = :sender AND document_id = :document_id AND doc_type = :doc_type;
+
+-- name: originals
+-- The documents a revoke/update/replace may act on: the sender's own, by DocumentId.
+SELECT * FROM documents WHERE sender = :sender AND document_id = :document_id AND doc_type IN (0, 3)
+ORDER BY received_at DESC LIMIT 1;
+
+-- name: mark_replaced
+UPDATE documents SET replaced_by = :by WHERE id = :id AND replaced_by IS NULL;
+
+-- name: add_delivery
+INSERT INTO document_deliveries (document, recipient, mode) VALUES (:document, :recipient, :mode)
+ON CONFLICT (document, recipient) DO NOTHING;
+
+-- name: delivery
+SELECT * FROM document_deliveries WHERE document = :document AND recipient = :recipient;
+
+-- name: deliveries
+SELECT * FROM document_deliveries WHERE document = :document ORDER BY recipient;
+
+-- name: mark_delivered
+UPDATE document_deliveries SET state = 'delivered', delivered_at = :at
+WHERE document = :document AND recipient = :recipient AND state = 'pending';
+
+-- name: mark_acked
+UPDATE document_deliveries
+SET state = 'acked', acked_at = :at, delivered_at = COALESCE(delivered_at, :at)
+WHERE document = :document AND recipient = :recipient AND state != 'acked';
+
+-- name: delivery_failed
+UPDATE document_deliveries SET attempts = attempts + 1, last_error = :error
+WHERE document = :document AND recipient = :recipient;
+
+-- name: inbox
+SELECT d.seq, d.document AS id, doc.document_id, doc.sender, doc.received_at, doc.size,
+       doc.doc_type, doc.subject, d.state
+FROM document_deliveries d JOIN documents doc ON doc.id = d.document
+WHERE d.recipient = :recipient AND d.seq > :after AND d.state != 'acked'
+ORDER BY d.seq LIMIT :limit;
+
+-- name: add_status
+INSERT INTO document_statuses (document, recipient, code, description, staff, at, recorded_at,
+                               message_sha256)
+VALUES (:document, :recipient, :code, :description, :staff, :at, :recorded_at, :message_sha256);
+
+-- name: history
+SELECT recipient, code, description, staff, at, recorded_at, message_sha256
+FROM document_statuses WHERE document = :document ORDER BY recipient, id;
+
+-- name: recipient_history
+SELECT code FROM document_statuses WHERE document = :document AND recipient = :recipient ORDER BY id;
+
+-- name: count_documents
+SELECT id FROM documents;
+
+-- name: count_document_deliveries
+SELECT seq FROM document_deliveries;
+
+-- name: count_document_statuses
+SELECT id FROM document_statuses;
