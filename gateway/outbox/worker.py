@@ -214,7 +214,7 @@ class Worker:
             if free > 0:
                 try:
                     claimed = await self._claim(free)
-                except StoreError:
+                except Exception:  # the loop must outlive any one bad poll
                     log.exception("outbox: claiming jobs failed; will try again")
                 for job in claimed:
                     t = asyncio.create_task(self._process(job), name=f"outbox-job-{job.id}")
@@ -222,7 +222,7 @@ class Worker:
                     t.add_done_callback(self._finished)
             try:
                 await self._refresh_gauge()
-            except StoreError:
+            except Exception:
                 log.warning("outbox: could not read job counts", exc_info=True)
             if claimed and len(claimed) == free:
                 continue  # a full batch: more may be due right now

@@ -270,13 +270,13 @@ async def test_lease_is_renewed_while_a_call_is_slow(store: SQLiteStore) -> None
     # Real time here, in tenths of a second: renewal runs on asyncio.sleep.
     release = asyncio.Event()
     slow = ScriptedHandler(gate=release)
-    a = Worker(store, {"registry": slow}, lease=0.15, owner="gw-a")
-    b = Worker(store, {"registry": ScriptedHandler()}, lease=0.15, owner="gw-b")
+    a = Worker(store, {"registry": slow}, lease=0.3, owner="gw-a")
+    b = Worker(store, {"registry": ScriptedHandler()}, lease=0.3, owner="gw-b")
     job_id = await store.transact(lambda tx: enqueue(tx, kind="registry", key="k", payload={}))
     running = asyncio.create_task(a.run_once())
     await asyncio.wait_for(slow.started.wait(), 5)
-    for _ in range(4):  # 0.4 s in all: well past one lease
-        await asyncio.sleep(0.1)
+    for _ in range(5):  # 0.75 s in all: well past two leases
+        await asyncio.sleep(0.15)
         assert await b.run_once() == 0
     release.set()
     await asyncio.wait_for(running, 5)
