@@ -20,11 +20,6 @@ from gateway.requestid import request_id_middleware
 from gateway.settings import Settings, Subsystem
 from gateway.store import SQLiteStore, Tx
 
-# gateway.app / gateway.requestid store request state under str keys, which aiohttp 3.14 warns
-# about (NotAppKeyWarning; an error under filterwarnings=error). Theirs to fix; not what this
-# module tests.
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 OPS = {"Authorization": "Bearer ops-token"}
 CLERK = {"Authorization": "Bearer clerk-token"}
 
