@@ -1,0 +1,441 @@
+"""Citizen-lookup throughput and latency three ways, side by side in one run (issue #2):
+
+1. **direct** — the connector's own SOAP request (built once per citizen by the real
+   ``SoapClient``/``mapping`` code, fresh platform auth headers per request) to the population
+   sandbox;
+2. **proxy** — the same request through a bare pass-through aiohttp proxy: the gateway's extra
+   HTTP hop, doing no work;
+3. **gateway** — ``POST /v1/lookups/citizen`` JSON → translate → SOAP → audit append in SQLite →
+   JSON.
+
+Sandbox, proxy and gateway each run in their own process (``bench/_servers.py``); the load
+generator is this process (aiohttp, keep-alive). Per round and per target: a closed-loop
+saturation run with ``WORKERS`` concurrent workers, then an open-loop run at half the gateway's
+median saturation rate (the same offered rate for all three) for p50/p90/p99, measured from each
+request's *scheduled* send time so a stalled generator cannot hide queueing. Rounds rotate the
+order of the targets; the table shows medians over rounds and ratios taken within a round.
+
+Every answer is checked (HTTP 200 and a match for the citizen asked about); errors are counted
+and printed, and excluded from the latencies. Times are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import msgspec
+
+from bench._servers import server_process
+
+SEED = 0
+CITIZENS = 4000  # the sandbox's population; requests cycle through all of them
+TOKEN = "bench-lookup-token"
+TARGET_THROUGHPUT_RATIO = 0.70
+TARGET_ADDED_P50_MS = 2.0
+TARGET_ADDED_P99_MS = 10.0
+NAMES = ("direct", "proxy", "gateway")
+
+
+@dataclass(frozen=True)
+class Profile:
+    rounds: int
+    closed_s: float
+    open_s: float
+    workers: int
+    warmup: int
+
+
+FULL = Profile(rounds=5, closed_s=4.0, open_s=4.0, workers=32, warmup=300)
+QUICK = Profile(rounds=1, closed_s=0.4, open_s=0.4, workers=4, warmup=10)
+
+
+@dataclass(frozen=True)
+class Query:
+    personal_id: str
+    soap: bytes  # the TraCuuThongTinCongDan envelope
+    json: bytes  # the gateway's CitizenLookup body
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    headers: Callable[[], dict[str, str]]  # per request (fresh auth timestamps)
+    body: Callable[[Query], bytes]
+    check: Callable[[Query, int, bytes], str | None]  # None when the answer is right
+
+
+@dataclass
+class Sample:
+    ok: int = 0
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests only
+    late: list[float] = field(default_factory=list)  # open loop: send time − scheduled time
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.elapsed if self.elapsed else 0.0
+
+
+def _pct(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+# --- requests and checks ---------------------------------------------------------------------
+
+
+async def _queries(sandbox: str) -> tuple[list[Query], Callable[[], dict[str, str]], str]:
+    """Every citizen's SOAP envelope, built by the connector's own code, and its JSON twin."""
+    from connectors.population import mapping
+    from connectors.population.client import WSDL, auth_headers
+    from connectors.population.sandbox import sandbox_endpoint
+    from connectors.soap import SoapClient
+    from connectors.testdata import Population
+
+    endpoint = sandbox_endpoint(sandbox)
+    people = await asyncio.to_thread(Population(SEED).citizens, CITIZENS)
+    queries = []
+    async with SoapClient("population", endpoint, WSDL) as soap:
+        binding = soap.client.service._binding
+        action = binding.get("TraCuuThongTinCongDan").soapaction or ""
+        # The PopulationConnector's defaults for the header fields.
+        header = {
+            "service_code": "LIENTHONG",
+            "officer_id": "",
+            "agency_id": "000.00.00.H41",
+            "account": endpoint.username,
+        }
+        for i, c in enumerate(people):
+            params = {
+                "personal_id": c.personal_id,
+                "full_name": c.full_name,
+                "birth_date": c.birth_date.isoformat(),
+            }
+            fields = mapping.lookup_request(params, f"bench-{i:06d}", **header)
+            queries.append(
+                Query(
+                    personal_id=c.personal_id,
+                    soap=soap.build("TraCuuThongTinCongDan", fields),
+                    json=msgspec.json.encode(params),
+                )
+            )
+    static = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
+
+    def soap_headers() -> dict[str, str]:
+        # The sandbox checks a timestamped digest over its own URL; the proxy forwards without
+        # Host, so the sandbox sees its own address either way.
+        return {**static, **auth_headers(endpoint, endpoint.url)}
+
+    return queries, soap_headers, endpoint.url
+
+
+def _check_soap(q: Query, status: int, body: bytes) -> str | None:
+    if status != 200:
+        return f"HTTP {status}: {body[:80]!r}"
+    if b"<MaKetQua>0</MaKetQua>" not in body:
+        return f"no match: {body[:120]!r}"
+    if f"<dc:SoDinhDanh>{q.personal_id}</dc:SoDinhDanh>".encode() not in body:
+        return "answer names another citizen"
+    return None
+
+
+_decode = msgspec.json.Decoder()
+
+
+def _check_gateway(q: Query, status: int, body: bytes) -> str | None:
+    if status != 200:
+        return f"HTTP {status}: {body[:120]!r}"
+    doc = _decode.decode(body)
+    if doc.get("match") is not True:
+        return f"match={doc.get('match')!r} mismatches={doc.get('mismatches')}"
+    if (doc.get("citizen") or {}).get("personal_id") != q.personal_id:
+        return "answer names another citizen"
+    return None
+
+
+# --- the load generator ----------------------------------------------------------------------
+
+
+class Load:
+    def __init__(self, target: Target, queries: list[Query], session: aiohttp.ClientSession):
+        self.target, self.queries, self.session = target, queries, session
+        self._next = itertools.count()
+
+    async def one(self, sample: Sample, started: float) -> None:
+        q = self.queries[next(self._next) % len(self.queries)]
+        t = self.target
+        try:
+            async with self.session.post(t.url, data=t.body(q), headers=t.headers()) as r:
+                body = await r.read()
+                status = r.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            sample.errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
+            return
+        done = time.perf_counter()
+        wrong = t.check(q, status, body)
+        if wrong is not None:
+            sample.errors[wrong] += 1
+            return
+        sample.ok += 1
+        sample.latencies.append(done - started)
+
+    async def closed(self, workers: int, duration: float) -> Sample:
+        sample = Sample()
+        start = time.perf_counter()
+        stop_at = start + duration
+
+        async def worker() -> None:
+            while time.perf_counter() < stop_at:
+                await self.one(sample, time.perf_counter())
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        sample.elapsed = time.perf_counter() - start
+        return sample
+
+    async def open(self, rate: float, duration: float) -> Sample:
+        sample = Sample()
+        count = max(1, int(rate * duration))
+        start = time.perf_counter() + 0.005
+        tasks = []
+        for k in range(count):
+            due = start + k / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sample.late.append(time.perf_counter() - due)
+            tasks.append(asyncio.create_task(self.one(sample, due)))
+        await asyncio.gather(*tasks)
+        sample.elapsed = time.perf_counter() - start
+        return sample
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+def _gateway_config(tmp: Path, pki: Path, sandbox_soap: str) -> Path:
+    # Only population is exercised; the other registries get an address nothing listens on
+    # (the app needs a URL for each when the sandboxes are not embedded; nothing calls them).
+    others = "\n".join(
+        f'[registries.{name}]\nurl = "http://127.0.0.1:9/{name}"\n'
+        for name in ("civil_status", "insurance", "business", "portal")
+    )
+    text = f"""
+[gateway]
+listen = "127.0.0.1:0"
+
+[store]
+url = "sqlite:///{tmp / "gateway.db"}"
+
+[[subsystems]]
+id = "VN:GOV:000.00.00.H41:motcua"
+token = "{TOKEN}"
+rights = ["lookups.citizen"]
+
+[registries.population]
+url = "{sandbox_soap}"
+api_key = "sandbox-api-key"
+
+{others}
+[signing]
+key = "{pki / "gateway.key.pem"}"
+cert = "{pki / "gateway.cert.pem"}"
+trust = ["{pki / "root.pem"}"]
+
+[sandbox]
+embedded = false
+"""
+    path = tmp / "lienthong.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the bench -------------------------------------------------------------------------------
+
+
+async def _run(profile: Profile) -> None:
+    from signing.testing import TestPKI
+
+    with tempfile.TemporaryDirectory(prefix="lienthong-bench-gw-") as name:
+        tmp = Path(name)
+        pki_dir = tmp / "pki"
+        await asyncio.to_thread(TestPKI.create, pki_dir)
+        async with AsyncExitStack() as stack:
+            sandbox = await stack.enter_async_context(
+                server_process(
+                    "sandbox",
+                    "population",
+                    "--seed",
+                    str(SEED),
+                    "--citizens",
+                    str(CITIZENS),
+                    log=tmp / "sandbox.log",
+                )
+            )
+            queries, soap_headers, soap_url = await _queries(sandbox)
+            proxy = await stack.enter_async_context(
+                server_process("proxy", sandbox, log=tmp / "proxy.log")
+            )
+            config = _gateway_config(tmp, pki_dir, soap_url)
+            gateway = await stack.enter_async_context(
+                server_process("gateway", str(config), log=tmp / "gateway.log")
+            )
+            path = soap_url[len(sandbox) :]
+            json_headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+            targets = [
+                Target("direct", soap_url, soap_headers, lambda q: q.soap, _check_soap),
+                Target("proxy", proxy + path, soap_headers, lambda q: q.soap, _check_soap),
+                Target(
+                    "gateway",
+                    gateway + "/v1/lookups/citizen",
+                    lambda: json_headers,
+                    lambda q: q.json,
+                    _check_gateway,
+                ),
+            ]
+            loads: dict[str, Load] = {}
+            for t in targets:
+                session = await stack.enter_async_context(
+                    aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+                        timeout=aiohttp.ClientTimeout(total=30),
+                    )
+                )
+                loads[t.name] = Load(t, queries, session)
+            await _measure(profile, loads)
+
+
+async def _measure(profile: Profile, loads: dict[str, Load]) -> None:
+    warm: dict[str, Sample] = {}
+    for name, load in loads.items():  # first calls load zeep, open pools, warm SQLite
+        warm[name] = Sample()
+        await asyncio.gather(*(load.one(warm[name], 0.0) for _ in range(profile.warmup)))
+    closed: dict[str, list[Sample]] = {n: [] for n in NAMES}
+    order = list(NAMES)
+    for r in range(profile.rounds):
+        for name in order[r % 3 :] + order[: r % 3]:
+            closed[name].append(await loads[name].closed(profile.workers, profile.closed_s))
+    saturation = statistics.median(s.rate for s in closed["gateway"])
+    rate = max(1.0, saturation / 2)
+    opened: dict[str, list[Sample]] = {n: [] for n in NAMES}
+    for r in range(profile.rounds):
+        for name in order[r % 3 :] + order[: r % 3]:
+            opened[name].append(await loads[name].open(rate, profile.open_s))
+    _report(profile, rate, warm, closed, opened)
+
+
+def _report(
+    profile: Profile,
+    rate: float,
+    warm: dict[str, Sample],
+    closed: dict[str, list[Sample]],
+    opened: dict[str, list[Sample]],
+) -> None:
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    def ms(name: str, p: float) -> float:
+        return med([_pct(s.latencies, p) * 1000 for s in opened[name]])
+
+    print(
+        f"bench_gateway: citizen lookup (population, {CITIZENS} citizens cycled), "
+        f"{profile.rounds} round(s): closed loop {profile.closed_s:g} s × {profile.workers} "
+        f"workers, open loop {profile.open_s:g} s at {rate:,.0f} req/s (½ gateway saturation); "
+        f"medians over rounds; {os.cpu_count()} CPUs shared by generator and servers"
+    )
+    print(f"{'':34}" + "".join(f"{n:>12}" for n in NAMES))
+    rows: list[tuple[str, Callable[[str], float], str]] = [
+        ("throughput, closed loop (req/s)", lambda n: med([s.rate for s in closed[n]]), ",.0f"),
+        (
+            "latency p50 @ saturation (ms)",
+            lambda n: med([_pct(s.latencies, 50) * 1e3 for s in closed[n]]),
+            ".2f",
+        ),
+        (f"p50 @ {rate:,.0f} req/s (ms)", lambda n: ms(n, 50), ".2f"),
+        (f"p90 @ {rate:,.0f} req/s (ms)", lambda n: ms(n, 90), ".2f"),
+        (f"p99 @ {rate:,.0f} req/s (ms)", lambda n: ms(n, 99), ".2f"),
+        (
+            "generator late p99 (ms)",
+            lambda n: med([_pct(s.late, 99) * 1e3 for s in opened[n]]),
+            ".2f",
+        ),
+    ]
+    for label, value, fmt in rows:
+        print(f"{label:34}" + "".join(f"{value(n):>12{fmt}}" for n in NAMES))
+    errors: dict[str, Counter[str]] = {n: Counter() for n in NAMES}
+    total: dict[str, int] = dict.fromkeys(NAMES, 0)
+    for n in NAMES:
+        for s in [warm[n], *closed[n], *opened[n]]:
+            errors[n].update(s.errors)
+            total[n] += s.ok + sum(s.errors.values())
+    print(
+        f"{'errors / requests':34}"
+        + "".join(f"{f'{sum(errors[n].values())}/{total[n]}':>12}" for n in NAMES)
+    )
+    ratio = med(
+        [
+            g.rate / p.rate if p.rate else 0.0
+            for g, p in zip(closed["gateway"], closed["proxy"], strict=True)
+        ]
+    )
+    added50 = med(
+        [
+            (_pct(g.latencies, 50) - _pct(p.latencies, 50)) * 1e3
+            for g, p in zip(opened["gateway"], opened["proxy"], strict=True)
+        ]
+    )
+    added99 = med(
+        [
+            (_pct(g.latencies, 99) - _pct(p.latencies, 99)) * 1e3
+            for g, p in zip(opened["gateway"], opened["proxy"], strict=True)
+        ]
+    )
+    hop50 = med(
+        [
+            (_pct(p.latencies, 50) - _pct(d.latencies, 50)) * 1e3
+            for p, d in zip(opened["proxy"], opened["direct"], strict=True)
+        ]
+    )
+
+    def verdict(ok: bool, margin: str) -> str:
+        return f"{'met' if ok else 'NOT met'} ({margin})"
+
+    print(
+        f"gateway/proxy throughput     {ratio:6.2f}   target ≥ {TARGET_THROUGHPUT_RATIO:.2f}: "
+        + verdict(ratio >= TARGET_THROUGHPUT_RATIO, f"{ratio - TARGET_THROUGHPUT_RATIO:+.2f}")
+    )
+    print(
+        f"gateway − proxy p50 (ms)     {added50:6.2f}   target ≤ {TARGET_ADDED_P50_MS:.0f} ms: "
+        + verdict(added50 <= TARGET_ADDED_P50_MS, f"{TARGET_ADDED_P50_MS - added50:+.2f} ms spare")
+    )
+    print(
+        f"gateway − proxy p99 (ms)     {added99:6.2f}   target ≤ {TARGET_ADDED_P99_MS:.0f} ms: "
+        + verdict(added99 <= TARGET_ADDED_P99_MS, f"{TARGET_ADDED_P99_MS - added99:+.2f} ms spare")
+    )
+    print(f"proxy − direct p50 (ms)      {hop50:6.2f}   (the bare extra hop)")
+    for n in NAMES:
+        for message, count in errors[n].most_common(5):
+            print(f"  {n} error ×{count}: {message}")
+
+
+def main(quick: bool = False) -> None:
+    asyncio.run(_run(QUICK if quick else FULL))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Smoke tests: each bench's ``main(quick=True)`` runs end to end and prints its table.
+
+No timing is asserted (the machine is shared); only that the bench ran, measured without errors
+and said what it measured.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_gateway_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_gateway
+
+    bench_gateway.main(quick=True)
+    out = capsys.readouterr().out
+    assert "throughput, closed loop (req/s)" in out
+    assert "gateway/proxy throughput" in out
+    errors = next(line for line in out.splitlines() if line.startswith("errors / requests"))
+    assert all(cell.startswith("0/") for cell in errors.split()[-3:]), out
+
+
+def test_bench_flows_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_flows
+
+    bench_flows.main(quick=True)
+    out = capsys.readouterr().out
+    assert "flows/s (completed / total time)" in out
+    assert "duplicate registrations, no faults" in out
