@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.helpers import parse_mimetype
 
 from gateway.api.common import json_response
 from gateway.app import RUNTIME, Runtime
@@ -24,7 +25,7 @@ from gateway.exchange import delivery
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.check import CheckPolicy
 from gateway.exchange.errors import ExchangeError, PayloadTooLarge
-from gateway.exchange.hub import AgencyRoute, DocumentHub
+from gateway.exchange.hub import AgencyRoute, DocumentHub, IncomingPart
 from gateway.outbox import JobHandler
 from gateway.problems import Problem
 from gateway.requestid import REQUEST_ID_KEY
@@ -119,7 +120,8 @@ async def _body(request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
         raise Problem(
             415,
             "unsupported-media-type",
-            f"send an edXML package as application/xml, not {request.content_type or 'nothing'}",
+            "send an edXML package as application/xml or multipart/related, not "
+            f"{request.content_type or 'nothing'}",
         )
     if request.content_length is not None and request.content_length > max_bytes:
         # Refuse before reading a byte; the stream cap below covers chunked bodies.
@@ -137,18 +139,83 @@ async def _body(request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
     return chunks()
 
 
+async def _part_chunks(part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
+    # read_chunk keeps base64 quartets whole, so each chunk decodes on its own.
+    while chunk := await part.read_chunk(_CHUNK):
+        yield bytes(part.decode(chunk))
+
+
+async def _multipart(
+    request: web.Request, max_bytes: int
+) -> tuple[AsyncIterator[bytes], AsyncIterator[IncomingPart]]:
+    """The envelope (first part, or the one ``start`` names) and the attachment parts, each
+    streamed. Raises Problem 400 / 413 / 415."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise Problem(
+            413,
+            PayloadTooLarge.slug,
+            f"{request.content_length} bytes is over {max_bytes}",
+            max_bytes=max_bytes,
+        )
+    try:
+        reader = await request.multipart()
+        root = await reader.next()
+    except (ValueError, AssertionError) as exc:
+        raise Problem(400, "invalid-multipart", f"not a readable multipart body: {exc}") from None
+    if not isinstance(root, aiohttp.BodyPartReader):
+        raise Problem(400, "invalid-multipart", "the first part must be the edXML envelope")
+    start = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("start")
+    cid = root.headers.get("Content-ID", "")
+    if start and start.strip("<>") != cid.strip("<>"):
+        raise Problem(400, "invalid-multipart", "the envelope (start) must be the first part")
+    if root.headers.get("Content-Type", "application/xml").split(";")[0].strip() not in _XML:
+        raise Problem(415, "unsupported-media-type", "the first part must be application/xml")
+
+    async def parts() -> AsyncIterator[IncomingPart]:
+        while True:
+            try:
+                part = await reader.next()
+            except (ValueError, AssertionError) as exc:
+                raise Problem(400, "invalid-multipart", f"unreadable part: {exc}") from None
+            if part is None:
+                return
+            if not isinstance(part, aiohttp.BodyPartReader):
+                raise Problem(400, "invalid-multipart", "nested multipart parts are refused")
+            if "Content-Encoding" in part.headers:
+                # Compressed parts could expand past every cap before we see them.
+                raise Problem(415, "unsupported-media-type", "compressed parts are refused")
+            content_id = part.headers.get("Content-ID", "").strip().strip("<>")
+            if not content_id:
+                raise Problem(400, "invalid-multipart", "every attachment part needs a Content-ID")
+            yield IncomingPart(
+                content_id=f"cid:{content_id}",
+                name=part.filename or content_id,
+                content_type=part.headers.get("Content-Type", "application/octet-stream")
+                .split(";")[0]
+                .strip(),
+                chunks=_part_chunks(part),
+            )
+
+    return _part_chunks(root), parts()
+
+
 @routes.post("/v1/documents")
 async def send(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
     runtime = request.app[RUNTIME]
     hub = await hub_for(runtime)
-    body = await _body(request, hub.policy.max_bytes)
+    parts = None
+    if request.content_type == "multipart/related":
+        body, parts = await _multipart(request, hub.policy.max_bytes)
+    else:
+        body = await _body(request, hub.policy.max_bytes)
     with _problems():
         accepted = await hub.receive(
             body,
             sender=_agency(identity),
             subsystem=identity.id,
             request_id=request.get(REQUEST_ID_KEY),
+            parts=parts,
         )
     return web.Response(
         status=202,
@@ -177,13 +244,17 @@ async def fetch(request: web.Request) -> web.StreamResponse:
     identity = require(request, RIGHT)
     hub = await hub_for(request.app[RUNTIME])
     with _problems():
-        path, media_type, _size = await hub.fetch(
+        doc = await hub.fetch(
             request.match_info["id"],
             _agency(identity),
             subsystem=identity.id,
             request_id=request.get(REQUEST_ID_KEY),
         )
-    return web.FileResponse(path, headers={"Content-Type": media_type})
+    if doc["media_type"] == "application/xml":
+        path = hub.blobs.path(doc["package_sha256"])
+        return web.FileResponse(path, headers={"Content-Type": "application/xml"})  # sendfile
+    body, content_type = await asyncio.to_thread(delivery.package_body, doc, hub.blobs)
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 @routes.post("/v1/documents/{id}/ack")

@@ -10,7 +10,7 @@ content-addressed and unreferenced, hence harmless (a sweeper may collect them).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from gateway.exchange.attachments import DEFAULT_MAX_PDF, check_manifest, pdf_so
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.edxml import DEFAULT_MAX_BYTES, is_status_message, read_package, read_status
 from gateway.exchange.errors import ForgedSender, InvalidEdxml, UnknownRecipient
-from gateway.exchange.model import Package, StatusMessage
+from gateway.exchange.model import AttachmentInfo, Package, StatusMessage
 from gateway.exchange.stream import Scan, scan_file
 from gateway.exchange.xmldsig import EnvelopeSignature, verify_envelope
 
@@ -94,8 +94,12 @@ async def check_package(
     known_agencies: Collection[str],
     trust: Any,
     policy: CheckPolicy = CheckPolicy(),
+    parts: Sequence[AttachmentInfo] = (),
 ) -> Checked:
     """Check the package stored at ``path`` sent by the authenticated agency ``sender``.
+
+    ``parts`` are attachments that came as MIME parts beside the envelope (multipart/related),
+    already in ``blobs``; they join the ones embedded in the package.
 
     Raises PayloadTooLarge, DoctypeForbidden, InvalidEdxml/SchemaInvalid, ForgedSender,
     UnknownRecipient, SignatureInvalid, BlobError.
@@ -104,7 +108,7 @@ async def check_package(
     await asyncio.to_thread(schema.validate, scan.root)
     if is_status_message(scan.root):
         raise InvalidEdxml("this is a status message: POST it to /v1/documents/{id}/status")
-    pkg = read_package(scan.root, scan.attachments)
+    pkg = read_package(scan.root, [*scan.attachments, *parts])
     if pkg.header.from_.organ_id != sender:
         raise ForgedSender(
             f"From/OrganId {pkg.header.from_.organ_id} is not the authenticated sender {sender}",

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from connectors.api import PermanentError, TransientError
 from gateway.exchange.blobs import BlobStore
@@ -20,11 +21,32 @@ from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
 from gateway.outbox import Delivery, Job
 from gateway.store import Tx
 
-__all__ = ["PushHandler", "handlers"]
+__all__ = ["PushHandler", "handlers", "package_body"]
 
 
-def _noop(_: Tx) -> None:
-    return None
+def package_body(doc: Mapping[str, Any], blobs: BlobStore) -> tuple[Any, str]:
+    """What to send for a stored document: ``(body, content type)``. An application/xml package
+    is its blob file (opened; aiohttp streams and closes it); a multipart/related one is rebuilt
+    from the envelope and its parts, each streamed from its blob. Raises FileNotFoundError."""
+    envelope = blobs.path(doc["package_sha256"]).open("rb")
+    if doc["media_type"] != "multipart/related":
+        return envelope, "application/xml"
+    parts = msgspec.json.decode(doc["meta"])["parts"]
+    writer = aiohttp.MultipartWriter("related")
+    writer.append(envelope, {"Content-Type": "application/xml", "Content-ID": "<edxml>"})
+    for p in parts:
+        part = writer.append(
+            blobs.path(p["sha256"]).open("rb"),
+            {
+                "Content-Type": p["content_type"],
+                "Content-ID": f"<{p['content_id'].removeprefix('cid:')}>",
+            },
+        )
+        part.set_content_disposition("attachment", filename=p["name"])
+    content_type = (
+        f'multipart/related; type="application/xml"; start="<edxml>"; boundary={writer.boundary}'
+    )
+    return writer, content_type
 
 
 class PushHandler:
@@ -56,23 +78,25 @@ class PushHandler:
         status = self.kind == STATUS_PUSH_KIND
         sha = str(job.payload["message"]) if status else doc["package_sha256"]
         headers = {
-            "Content-Type": "application/xml",
             "X-Lienthong-Document": doc_id,
             "X-Lienthong-Document-Id": doc["document_id"],
             "X-Lienthong-Kind": "status" if status else "edoc",
         }
         if route.token:
             headers["Authorization"] = f"Bearer {route.token}"
-        path = self.blobs.path(sha)
         try:
-            with path.open("rb") as body:
-                async with self._session().post(
-                    route.endpoint,
-                    data=body,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                ) as resp:
-                    code = resp.status
+            if status:
+                body: Any = self.blobs.path(sha).open("rb")
+                headers["Content-Type"] = "application/xml"
+            else:
+                body, headers["Content-Type"] = package_body(doc, self.blobs)
+            async with self._session().post(
+                route.endpoint,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            ) as resp:
+                code = resp.status
         except FileNotFoundError:
             raise PermanentError("documents", f"blob {sha} of {doc_id} is missing") from None
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -29,16 +29,24 @@ from gateway.exchange.errors import (
     DuplicateConflict,
     InvalidEdxml,
     NotDelivered,
+    PayloadTooLarge,
     StatusTransitionError,
     UnknownDocument,
 )
-from gateway.exchange.model import TraceHeader
+from gateway.exchange.model import AttachmentInfo, TraceHeader
 from gateway.exchange.receipt import Receipt, build_receipt, sign_receipt
 from gateway.exchange.status import MEANINGS, advance, replay
 from gateway.outbox import enqueue
 from gateway.store import Tx
 
-__all__ = ["PUSH_KIND", "STATUS_PUSH_KIND", "Accepted", "AgencyRoute", "DocumentHub"]
+__all__ = [
+    "PUSH_KIND",
+    "STATUS_PUSH_KIND",
+    "Accepted",
+    "AgencyRoute",
+    "DocumentHub",
+    "IncomingPart",
+]
 
 PUSH_KIND = "document.push"
 STATUS_PUSH_KIND = "document.status.push"
@@ -50,6 +58,17 @@ class AgencyRoute:
     id: str
     endpoint: str | None = None  # push URL; None: the agency pulls its inbox
     token: str | None = field(default=None, repr=False)  # bearer token for its endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingPart:
+    """An attachment sent as a MIME part beside the envelope (multipart/related)."""
+
+    content_id: str
+    name: str
+    content_type: str
+    chunks: AsyncIterator[bytes]
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +115,7 @@ class DocumentHub:
 
     async def _spool(
         self, staging: BlobStore, chunks: AsyncIterator[bytes], max_bytes: int
-    ) -> Path:
+    ) -> tuple[Path, int]:
         """Write the body to a staged blob, hashing as it goes. Raises PayloadTooLarge."""
         writer = staging.writer(max_bytes)
         try:
@@ -107,7 +126,26 @@ class DocumentHub:
         except BaseException:
             writer.abort()
             raise
-        return ref.path
+        return ref.path, ref.size
+
+    async def _spool_parts(
+        self, staging: BlobStore, parts: AsyncIterator[IncomingPart], budget: int
+    ) -> list[AttachmentInfo]:
+        out = []
+        async for part in parts:
+            if budget <= 0:
+                raise PayloadTooLarge(
+                    f"the package is over {self.policy.max_bytes} bytes",
+                    max_bytes=self.policy.max_bytes,
+                )
+            path, size = await self._spool(staging, part.chunks, budget)
+            budget -= size
+            out.append(
+                AttachmentInfo(
+                    part.content_id, part.name, part.content_type, part.description, path.name, size
+                )
+            )
+        return out
 
     async def receive(
         self,
@@ -116,8 +154,10 @@ class DocumentHub:
         sender: str,
         subsystem: str,
         request_id: str | None = None,
+        parts: AsyncIterator[IncomingPart] | None = None,
     ) -> Accepted:
-        """Accept an edXML package from ``sender`` (the authenticated agency).
+        """Accept an edXML package from ``sender`` (the authenticated agency); ``parts`` are the
+        attachments of a multipart/related package (the envelope is then ``chunks``).
 
         Raises PayloadTooLarge, DoctypeForbidden, InvalidEdxml, SignatureInvalid, ForgedSender,
         UnknownRecipient, UnknownDocument (revoke/update/replace of an unknown document),
@@ -126,7 +166,10 @@ class DocumentHub:
         """
         staging = await asyncio.to_thread(self.blobs.staging)
         try:
-            path = await self._spool(staging, chunks, self.policy.max_bytes)
+            path, size = await self._spool(staging, chunks, self.policy.max_bytes)
+            mime_parts = []
+            if parts is not None:
+                mime_parts = await self._spool_parts(staging, parts, self.policy.max_bytes - size)
             checked = await check_package(
                 path,
                 staging,
@@ -134,6 +177,7 @@ class DocumentHub:
                 known_agencies=self.agencies.keys(),
                 trust=self.trust,
                 policy=self.policy,
+                parts=mime_parts,
             )
             pkg = checked.package
             existing = await self.store.read(
@@ -165,7 +209,9 @@ class DocumentHub:
             signed = await sign_receipt(build_receipt(receipt), self.signer)
             await asyncio.to_thread(self.blobs.adopt, staging)
             outcome: Accepted = await self.store.transact(
-                lambda tx: self._accept(tx, checked, receipt, signed, subsystem, request_id)
+                lambda tx: self._accept(
+                    tx, checked, receipt, signed, subsystem, request_id, mime_parts
+                )
             )
         finally:
             await asyncio.to_thread(staging.discard)
@@ -190,6 +236,7 @@ class DocumentHub:
         signed: bytes,
         subsystem: str,
         request_id: str | None,
+        mime_parts: list[AttachmentInfo],
     ) -> Accepted:
         pkg = checked.package
         business = pkg.trace.business
@@ -200,6 +247,8 @@ class DocumentHub:
             "signature": checked.signature.as_dict() if checked.signature else None,
             "pdfs": checked.pdf_reports,
             "recipients": list(receipt.recipients),
+            # multipart/related: the stored package is the envelope; these parts go beside it.
+            "parts": [msgspec.to_builtins(a) for a in mime_parts],
         }
         inserted = tx.execute(
             "documents.insert",
@@ -209,7 +258,7 @@ class DocumentHub:
             doc_type=pkg.doc_type,
             package_sha256=receipt.package_sha256,
             size=receipt.package_size,
-            media_type="application/xml",
+            media_type="multipart/related" if mime_parts else "application/xml",
             subject=pkg.header.subject,
             target=target,
             received_at=_iso(receipt.received_at),
@@ -334,7 +383,7 @@ class DocumentHub:
         """
         staging = await asyncio.to_thread(self.blobs.staging)
         try:
-            path = await self._spool(staging, chunks, min(self.policy.max_bytes, 8 << 20))
+            path, _ = await self._spool(staging, chunks, min(self.policy.max_bytes, 8 << 20))
             checked = await check_status(path, sender=sender, trust=self.trust, policy=self.policy)
             await asyncio.to_thread(self.blobs.adopt, staging)
             message_sha = path.name
@@ -495,9 +544,9 @@ class DocumentHub:
 
     async def fetch(
         self, doc_id: str, agency: str, *, subsystem: str, request_id: str | None = None
-    ) -> tuple[Path, str, int]:
-        """The stored package (path, media type, size) for its sender or a recipient; a
-        recipient's pending delivery becomes ``delivered``. Raises UnknownDocument."""
+    ) -> dict[str, Any]:
+        """The stored document row (see ``delivery.package_body``) for its sender or a
+        recipient; a recipient's pending delivery becomes ``delivered``. Raises UnknownDocument."""
 
         def unit(tx: Tx) -> dict[str, Any]:
             doc = tx.one("documents.get", id=doc_id)
@@ -524,8 +573,8 @@ class DocumentHub:
                     )
             return doc
 
-        doc = await self.store.transact(unit)
-        return self.blobs.path(doc["package_sha256"]), doc["media_type"], int(doc["size"])
+        doc: dict[str, Any] = await self.store.transact(unit)
+        return doc
 
     async def ack(
         self, doc_id: str, agency: str, *, subsystem: str, request_id: str | None = None

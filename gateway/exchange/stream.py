@@ -40,7 +40,7 @@ CHUNK = 1024 * 1024
 _ATTACHMENT_PATH = (f"{NS} edXML", f"{NS} AttachmentEncoded", f"{NS} Attachment")
 _CTE = f"{NS} ContentTransferEncoded"
 _HEADER_PATH = (f"{NS} edXML", f"{NS} edXMLEnvelope", f"{NS} edXMLHeader")
-_B64_OK = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n")
+_B64_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n"
 _WS = b" \t\r\n"
 
 
@@ -86,7 +86,7 @@ def _normalised(path: Path, start: int, end: int) -> Iterator[bytes]:
             if not chunk:
                 raise InvalidEdxml("package file changed while being read")
             left -= len(chunk)
-            if not _B64_OK.issuperset(chunk):
+            if chunk.translate(None, _B64_OK):  # anything left is not base64 or whitespace
                 raise InvalidEdxml("attachment content must be plain base64 text")
             if pending_cr:
                 chunk = b"\r" + chunk

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -464,3 +465,104 @@ async def test_revoke_asks_every_recipient_and_they_answer(
         assert r.status == 201
     async with await hub.status(NGHE_AN, doc, status_message(pki, NGHE_AN, document_id, "03")) as r:
         assert r.status == 409 and (await r.json())["type"] == PROBLEM + "status-transition"
+
+
+async def test_cli_send_inbox_status(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from gateway.exchange.cli import docs
+
+    runner = CliRunner()
+
+    async def cli(who: str, *args: str) -> Any:
+        env = {"LIENTHONG_URL": hub.url, "LIENTHONG_TOKEN": TOKENS[who]}
+        return await asyncio.to_thread(
+            runner.invoke, docs, list(args), env=env, catch_exceptions=False
+        )
+
+    pdf = tmp_path / "cong-van-2491.pdf"
+    pdf.write_bytes(stc_pdf)
+    key = str(pki.key_path(f"agency-{TAY_NINH_STC}"))
+    sent = await cli(TAY_NINH_STC, "send", str(pdf), "--to", NGHE_AN, "--from", TAY_NINH_STC,
+                     "--key", key, "--subject", "Báo cáo dự toán", "--number", "2491", "--notation", "STC-BCTC", "--json")  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    receipt = json.loads(sent.output)
+    assert receipt["to"] == [NGHE_AN] and not receipt["duplicate"]
+    again = await cli(TAY_NINH_STC, "send", str(pdf), "--to", NGHE_AN, "--from", TAY_NINH_STC, "--key", key,
+                      "--subject", "Báo cáo dự toán", "--number", "2491", "--notation", "STC-BCTC")  # fmt: skip
+    assert again.exit_code == 1 and "duplicate-conflict" in again.output  # re-signed: other bytes
+
+    box = await cli(NGHE_AN, "inbox", "--fetch", str(tmp_path / "in"), "--ack", "--json")
+    assert box.exit_code == 0, box.output
+    (item,) = json.loads(box.output)["items"]
+    assert item["id"] == receipt["id"] and item["acked"]
+    assert (await asyncio.to_thread(Path(item["file"]).read_bytes)).startswith(b"<?xml")
+
+    ubnd_key = str(pki.key_path(f"agency-{NGHE_AN}"))
+    for code in ("01", "03"):
+        st = await cli(
+            NGHE_AN, "status", receipt["id"], code, "--key", ubnd_key, "--description", "Đã vào sổ"
+        )
+        assert st.exit_code == 0, st.output
+    back = await cli(NGHE_AN, "status", receipt["id"], "01", "--key", ubnd_key)
+    assert back.exit_code == 1 and "status-transition" in back.output
+    shown = await cli(TAY_NINH_STC, "status", receipt["id"], "--json")
+    history = json.loads(shown.output)["recipients"][0]["history"]
+    assert [h["code"] for h in history] == ["01", "03"]
+    wrong = await cli(
+        TAY_NINH_STC, "send", str(SAMPLES / "cong-van-stc-tay-ninh.xml"), "--to", TU_PHAP
+    )
+    assert wrong.exit_code == 2 and "addressed to 000.00.00.H41" in wrong.output
+
+
+async def test_multipart_related_package(hub: Hub, pki: TestPKI, stc_pdf: bytes) -> None:
+    """The envelope as one part, the signed PDF as another (Content-ID = the manifest's cid)."""
+    from lxml import etree
+
+    from gateway.exchange.edxml import q
+
+    header = cong_van_header(number="3001")
+    data = build_package(header, trace_for(header), [NewAttachment("cong-van.pdf", stc_pdf)])
+    root = etree.fromstring(data)
+    cid = root.findtext(f".//{q('Reference')}/{q('ContentId')}")
+    root.remove(root.find(q("AttachmentEncoded")))  # the attachment travels as a MIME part
+    envelope = sign_bytes(
+        etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
+        pki.key(f"agency-{TAY_NINH_STC}"),
+    )
+
+    def body(pdf: bytes, with_cid: str = cid) -> aiohttp.MultipartWriter:
+        w = aiohttp.MultipartWriter("related")
+        w.append(envelope, {"Content-Type": "application/xml", "Content-ID": "<edxml>"})
+        part = w.append(
+            pdf,
+            {"Content-Type": "application/pdf", "Content-ID": f"<{with_cid.removeprefix('cid:')}>"},
+        )
+        part.set_content_disposition("attachment", filename="cong-van.pdf")
+        return w
+
+    async def post(w: aiohttp.MultipartWriter) -> aiohttp.ClientResponse:
+        return await hub.http.post(hub.url + "/v1/documents", data=w, headers=hub.h(TAY_NINH_STC))
+
+    before = await hub.store_counts()
+    async with await post(body(stc_pdf.replace(b"Cong van 2491", b"Cong van 9999"))) as r:
+        assert r.status == 422 and (await r.json())["type"] == PROBLEM + "signature-invalid"
+    async with await post(body(stc_pdf, "cid:other")) as r:
+        assert r.status == 400 and (await r.json())["type"] == PROBLEM + "invalid-edxml"
+    assert await hub.store_counts() == before
+
+    async with await post(body(stc_pdf)) as r:
+        assert r.status == 202, await r.text()
+        doc = r.headers["X-Lienthong-Document"]
+        receipt = read_receipt(await r.read())
+    assert receipt.attachments[0].sha256 == hashlib.sha256(stc_pdf).hexdigest()
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200 and r.content_type == "multipart/related"
+        reader = aiohttp.MultipartReader.from_response(r)
+        got = []
+        while (part := await reader.next()) is not None:
+            assert isinstance(part, aiohttp.BodyPartReader)
+            got.append((part.headers.get("Content-ID"), await part.read()))
+    assert got == [("<edxml>", envelope), (f"<{cid.removeprefix('cid:')}>", stc_pdf)]

@@ -1,0 +1,388 @@
+"""``lienthong docs send|inbox|status``: an agency's side of the exchange, against a running gateway.
+
+The gateway is named by ``--url`` + ``--token`` (or ``$LIENTHONG_URL`` / ``$LIENTHONG_TOKEN``), or
+by ``--config`` (``$LIENTHONG_CONFIG``: its ``[gateway] listen``, and the token of its only
+subsystem holding ``documents.exchange`` unless ``--token`` picks one). Exit status is 0 only on
+success; a refusal prints the problem's type and detail on stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import click
+
+from gateway.exchange.builder import FileAttachment, build_status, write_package
+from gateway.exchange.errors import ExchangeError
+from gateway.exchange.model import (
+    VN_TZ,
+    Business,
+    Code,
+    DocumentType,
+    MessageHeader,
+    Organization,
+    PromulgationInfo,
+    ResponseFor,
+    StaffInfo,
+    StatusMessage,
+    TraceHeader,
+    TraceHeaderList,
+    format_date,
+)
+from gateway.exchange.receipt import read_receipt
+from gateway.exchange.status import MEANINGS
+from gateway.exchange.stream import scan_file
+from gateway.exchange.xmldsig import sign_bytes, sign_file
+
+__all__ = ["commands", "docs"]
+
+T = TypeVar("T")
+
+
+class _Conn:
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url.rstrip("/"), token
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", **extra}
+
+
+def _connection(config: Path | None, url: str | None, token: str | None) -> _Conn:
+    if url:
+        if not token:
+            raise click.UsageError("--url needs --token (or $LIENTHONG_TOKEN)")
+        return _Conn(url, token)
+    if config is None:
+        raise click.UsageError("name the gateway: --url and --token, or --config")
+    from gateway.app import base_url_of
+    from gateway.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(config)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not token:
+        holders = [s for s in settings.subsystems if "documents.exchange" in s.rights and s.token]
+        if len(holders) != 1:
+            raise click.UsageError(
+                "the config has no single documents.exchange subsystem: pass --token"
+            )
+        token = holders[0].token
+    assert token is not None
+    scheme = "https" if settings.gateway.tls_cert else "http"
+    return _Conn(base_url_of(settings.gateway.listen).replace("http", scheme, 1), token)
+
+
+def _options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--config",
+                type=click.Path(dir_okay=False, path_type=Path),
+                envvar="LIENTHONG_CONFIG",
+            ),
+            click.option("--url", envvar="LIENTHONG_URL", help="gateway base URL"),
+            click.option("--token", envvar="LIENTHONG_TOKEN", help="bearer token"),
+            click.option("--json", "as_json", is_flag=True, help="machine-readable output"),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _run(work: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with aiohttp.ClientSession() as http:
+            return await work(http)
+
+    try:
+        return asyncio.run(main())
+    except aiohttp.ClientError as exc:
+        raise click.ClickException(f"cannot reach the gateway: {exc}") from None
+    except ExchangeError as exc:
+        raise click.ClickException(f"{exc.slug}: {exc.detail}") from None
+
+
+async def _check(resp: aiohttp.ClientResponse) -> None:
+    if resp.status < 400:
+        return
+    try:
+        problem = await resp.json(content_type=None)
+        message = f"{problem.get('type', resp.status)}: {problem.get('detail', '')}"
+    except (ValueError, aiohttp.ContentTypeError):
+        message = f"HTTP {resp.status}"
+    raise click.ClickException(message)
+
+
+def _key(spec: str) -> Any:
+    from signing.errors import SigningError
+    from signing.keys import load_key
+
+    try:
+        return load_key(spec)
+    except SigningError as exc:
+        raise click.ClickException(f"--key: {exc}") from None
+
+
+@click.group("docs")
+def docs() -> None:
+    """Send and receive edXML documents through the hub."""
+
+
+@docs.command("send")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--to", "to", multiple=True, required=True, help="recipient agency id (repeat)")
+@click.option("--from", "sender", help="your agency id (when FILE is not yet a package)")
+@click.option("--key", help="signing key (PEM, .p12, pkcs11: URI) to package and sign FILE")
+@click.option("--subject", default="", help="Subject of the Công văn built around FILE")
+@click.option("--number", default="1", help="CodeNumber")
+@click.option("--notation", default="CV", help="CodeNotation")
+@click.option("--receipt-out", type=click.Path(dir_okay=False, path_type=Path))
+@_options
+def send(
+    file: Path,
+    to: tuple[str, ...],
+    sender: str | None,
+    key: str | None,
+    subject: str,
+    number: str,
+    notation: str,
+    receipt_out: Path | None,
+    config: Path | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Send FILE: an edXML package as it is (its To must be --to), or any other file (a signed
+    PDF…) wrapped into a signed Công văn from --from to --to with --key."""
+    conn = _connection(config, url, token)
+    with tempfile.TemporaryDirectory(prefix="lienthong-docs-") as tmp:
+        package = _package(file, to, sender, key, subject, number, notation, Path(tmp))
+
+        async def work(http: aiohttp.ClientSession) -> tuple[bytes, dict[str, str]]:
+            with package.open("rb") as body:
+                async with http.post(
+                    conn.url + "/v1/documents",
+                    data=body,
+                    headers=conn.headers(**{"Content-Type": "application/xml"}),
+                ) as resp:
+                    await _check(resp)
+                    return await resp.read(), dict(resp.headers)
+
+        receipt_bytes, headers = _run(work)
+    if receipt_out is not None:
+        receipt_out.write_bytes(receipt_bytes)
+    receipt = read_receipt(receipt_bytes)
+    summary = {
+        "id": receipt.id,
+        "document_id": receipt.document_id,
+        "to": list(receipt.recipients),
+        "received_at": receipt.received_at.isoformat(),
+        "package_sha256": receipt.package_sha256,
+        "duplicate": headers.get("X-Lienthong-Duplicate") == "true",
+    }
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        note = " (duplicate: the original receipt)" if summary["duplicate"] else ""
+        click.echo(f"accepted {receipt.id} {receipt.document_id}{note}")
+
+
+def _package(
+    file: Path,
+    to: tuple[str, ...],
+    sender: str | None,
+    key: str | None,
+    subject: str,
+    number: str,
+    notation: str,
+    tmp: Path,
+) -> Path:
+    with file.open("rb") as f:
+        head = f.read(1024).lstrip(b"\xef\xbb\xbf \r\n\t")
+    if head.startswith(b"<"):
+        scan = scan_file(file, None, max_bytes=1 << 62)
+        named = [
+            el.text.strip()
+            for el in scan.root.iterfind(".//{*}MessageHeader/{*}To/{*}OrganId")
+            if el.text
+        ]
+        if set(named) != set(to):
+            raise click.UsageError(
+                f"the package is addressed to {', '.join(named)}, not {', '.join(to)}"
+            )
+        if key:
+            signed = tmp / "signed.xml"
+            sign_file(file, signed, _key(key))
+            return signed
+        return file
+    if not sender or not key:
+        raise click.UsageError("to wrap a file into a package give --from and --key")
+    today = datetime.now(VN_TZ).date()
+    header = MessageHeader(
+        from_=Organization(sender),
+        to=tuple(Organization(t) for t in to),
+        document_id=f"{sender},{format_date(today)},{number}/{notation}",
+        code=Code(number, notation),
+        promulgation_info=PromulgationInfo("", today),
+        document_type=DocumentType(1, "Công văn"),
+        subject=subject or file.name,
+    )
+    trace = TraceHeaderList(
+        (TraceHeader(sender, datetime.now(UTC)),), Business(header.document_id, 0)
+    )
+    ctype = "application/pdf" if file.suffix.lower() == ".pdf" else "application/octet-stream"
+    unsigned = tmp / "unsigned.xml"
+    with unsigned.open("wb") as out:
+        write_package(out, header, trace, [FileAttachment(file, file.name, ctype)])
+    signed = tmp / "package.xml"
+    sign_file(unsigned, signed, _key(key))
+    return signed
+
+
+@docs.command("inbox")
+@click.option("--after", default="", help="cursor from a previous answer")
+@click.option(
+    "--fetch",
+    "fetch_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="download packages here",
+)
+@click.option("--ack", is_flag=True, help="acknowledge each package once downloaded")
+@_options
+def inbox(
+    after: str,
+    fetch_dir: Path | None,
+    ack: bool,
+    config: Path | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """List (and optionally download and acknowledge) the documents waiting for you."""
+    if ack and fetch_dir is None:
+        raise click.UsageError("--ack needs --fetch: acknowledge only what you have")
+    conn = _connection(config, url, token)
+    if fetch_dir is not None:
+        fetch_dir.mkdir(parents=True, exist_ok=True)
+
+    async def work(http: aiohttp.ClientSession) -> dict[str, Any]:
+        async with http.get(
+            conn.url + "/v1/documents/inbox",
+            params={"after": after} if after else None,
+            headers=conn.headers(),
+        ) as resp:
+            await _check(resp)
+            page: dict[str, Any] = await resp.json()
+        for item in page["items"] if fetch_dir is not None else []:
+            assert fetch_dir is not None
+            target = fetch_dir / f"{item['id']}.xml"
+            async with http.get(
+                f"{conn.url}/v1/documents/{item['id']}", headers=conn.headers()
+            ) as resp:
+                await _check(resp)
+                with target.open("wb") as out:
+                    async for chunk in resp.content.iter_chunked(1 << 20):
+                        out.write(chunk)
+            item["file"] = str(target)
+            if ack:
+                async with http.post(
+                    f"{conn.url}/v1/documents/{item['id']}/ack", headers=conn.headers()
+                ) as resp:
+                    await _check(resp)
+                item["acked"] = True
+        return page
+
+    page = _run(work)
+    if as_json:
+        click.echo(json.dumps(page, ensure_ascii=False))
+        return
+    if not page["items"]:
+        click.echo("inbox empty")
+    for item in page["items"]:
+        click.echo(
+            f"{item['id']}  {item['document_id']}  from {item['from']}  {item['size']} B  {item.get('file', '')}"
+        )
+    if page.get("next"):
+        click.echo(f"next: --after {page['next']}")
+
+
+@docs.command("status")
+@click.argument("doc_id")
+@click.argument("code", required=False)
+@click.option("--description", default="", help="Description of the status")
+@click.option(
+    "--from", "sender", help="your agency id (defaults to the recipient the hub shows you)"
+)
+@click.option("--key", help="signing key for the status message")
+@click.option("--staff", default="", help="StaffInfo/Staff")
+@_options
+def status(
+    doc_id: str,
+    code: str | None,
+    description: str,
+    sender: str | None,
+    key: str | None,
+    staff: str,
+    config: Path | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Show DOC_ID's per-recipient history, or send status CODE (01-16) for it."""
+    conn = _connection(config, url, token)
+    if code is not None and code not in MEANINGS:
+        raise click.UsageError(f"CODE must be one of {', '.join(MEANINGS)}")
+    if code is not None and not key:
+        raise click.UsageError("sending a status needs --key to sign it")
+
+    async def work(http: aiohttp.ClientSession) -> dict[str, Any]:
+        async with http.get(
+            f"{conn.url}/v1/documents/{doc_id}/status", headers=conn.headers()
+        ) as resp:
+            await _check(resp)
+            view: dict[str, Any] = await resp.json()
+        if code is None:
+            return view
+        me = sender or view["recipients"][0]["recipient"]
+        msg = StatusMessage(
+            from_=Organization(me),
+            response_for=ResponseFor(
+                view["from"], view["document_id"].split(",")[-1], None, view["document_id"]
+            ),
+            status_code=code,
+            timestamp=datetime.now(UTC),
+            description=description or MEANINGS[code],
+            staff_info=StaffInfo(staff=staff),
+        )
+        assert key is not None
+        body = sign_bytes(build_status(msg), _key(key))
+        async with http.post(
+            f"{conn.url}/v1/documents/{doc_id}/status",
+            data=body,
+            headers=conn.headers(**{"Content-Type": "application/xml"}),
+        ) as resp:
+            await _check(resp)
+            result: dict[str, Any] = await resp.json()
+        return result
+
+    result = _run(work)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+    elif code is not None:
+        click.echo(f"{doc_id}: {' → '.join(result['history'])}")
+    else:
+        click.echo(f"{result['id']}  {result['document_id']}  from {result['from']}")
+        for r in result["recipients"]:
+            codes = " → ".join(h["code"] for h in r["history"]) or "-"
+            click.echo(f"  {r['recipient']}  delivery {r['delivery']}  status {codes}")
+
+
+commands: list[click.Command] = [docs]
