@@ -1,13 +1,16 @@
-"""Durable state: one interface (:mod:`.api`), the embedded SQLite store, and a factory by URL."""
+"""Durable state: one interface (:mod:`.api`), the embedded SQLite store, the shared PostgreSQL
+store, and a factory by URL."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from .api import QueryError, Row, Store, StoreClosed, StoreError, Tx
+from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "PostgresStore",
     "QueryError",
     "Row",
     "SQLiteStore",
@@ -21,7 +24,8 @@ __all__ = [
 
 def open_store(url: str, *, base: Path | None = None) -> Store:
     """The store a URL names, as SQLAlchemy spells them: ``sqlite:///relative.db`` (to ``base``),
-    ``sqlite:////absolute/path.db``.
+    ``sqlite:////absolute/path.db``; ``postgresql://user@host:5432/db`` (or ``postgres://``, any
+    libpq URI: ``?options=-csearch_path%3Dname`` picks a schema) for the shared PostgreSQL store.
 
     Raises ValueError for a scheme this build does not support.
     """
@@ -31,4 +35,8 @@ def open_store(url: str, *, base: Path | None = None) -> Store:
         if not path.is_absolute() and base is not None:
             path = base / path
         return SQLiteStore(path)
-    raise ValueError(f"unsupported store url {url!r} (expected sqlite:///path.db)")
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    raise ValueError(
+        f"unsupported store url {url!r} (expected sqlite:///path.db or postgresql://host/db)"
+    )

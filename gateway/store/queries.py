@@ -3,6 +3,12 @@
 A file holds blocks headed ``-- name: <block>``; a block is addressed as ``"<file>.<block>"``.
 Each file's ``schema`` block (several statements allowed) is run when a store opens, in file-name
 order. Parameters are ``:name``.
+
+Dialects: ``sqlite`` (the default) reads ``sql/*.sql`` only. ``postgres`` reads the same blocks,
+then lets each block of ``sql/postgres/<file>.sql`` replace the block of the same name in
+``sql/<file>.sql`` — only where the portable SQL cannot run on PostgreSQL as written (SQLite types
+in a schema, row locks, parameters PostgreSQL cannot type). An override of a block that does not
+exist is an error, so a renamed block cannot leave a stale override behind.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import functools
 import re
 from importlib import resources
+from importlib.abc import Traversable
 
-__all__ = ["queries", "schema_scripts"]
+__all__ = ["DIALECTS", "queries", "schema_scripts"]
 
+DIALECTS = ("sqlite", "postgres")
 _HEADER = re.compile(r"^--\s*name:\s*([\w.]+)\s*$", re.MULTILINE)
 
 
@@ -28,17 +36,40 @@ def _parse(stem: str, text: str) -> dict[str, str]:
     return blocks
 
 
-@functools.cache
-def queries() -> dict[str, str]:
-    """Every named block of every SQL file."""
+def _read_folder(folder: Traversable) -> dict[str, str]:
     found: dict[str, str] = {}
-    folder = resources.files("gateway.store").joinpath("sql")
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".sql"):
+        if entry.is_file() and entry.name.endswith(".sql"):
             found.update(_parse(entry.name.removesuffix(".sql"), entry.read_text("utf-8")))
     return found
 
 
-def schema_scripts() -> list[str]:
+def merge_overrides(base: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
+    """``base`` with each block of ``overrides`` put in its place.
+
+    Raises ValueError for an override whose block ``base`` does not have.
+    """
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise ValueError(f"dialect override of unknown SQL block(s): {', '.join(unknown)}")
+    return {**base, **overrides}
+
+
+@functools.cache
+def queries(dialect: str = "sqlite") -> dict[str, str]:
+    """Every named block of every SQL file, as ``dialect`` runs it.
+
+    Raises ValueError for an unknown dialect, a duplicate block or an override of a missing block.
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown SQL dialect {dialect!r} (expected one of {', '.join(DIALECTS)})")
+    folder = resources.files("gateway.store").joinpath("sql")
+    found = _read_folder(folder)
+    if dialect != "sqlite":
+        found = merge_overrides(found, _read_folder(folder.joinpath(dialect)))
+    return found
+
+
+def schema_scripts(dialect: str = "sqlite") -> list[str]:
     """The ``schema`` blocks, in file-name order."""
-    return [sql for key, sql in sorted(queries().items()) if key.endswith(".schema")]
+    return [sql for key, sql in sorted(queries(dialect).items()) if key.endswith(".schema")]

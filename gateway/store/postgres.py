@@ -1,0 +1,312 @@
+"""The shared store: PostgreSQL, for any number of gateway instances on one database.
+
+Why psycopg 3 (sync) and not asyncpg: the store's unit of work is a SYNCHRONOUS function
+``work(tx)`` (see :mod:`gateway.store.api`) that must run inside one transaction without blocking
+the event loop. asyncpg can only be driven from the loop, so it cannot serve a synchronous unit.
+Each unit therefore runs on a thread of a small pool, on a connection of a psycopg connection pool
+of the same size: take a connection, ``BEGIN``, run ``work(tx)``, ``COMMIT``; on any exception
+``ROLLBACK`` and re-raise. Reads run in ``REPEATABLE READ, READ ONLY`` transactions so a unit sees
+one consistent snapshot, as SQLite's WAL readers do.
+
+The SQL is the same named blocks as SQLite's, with ``sql/postgres/<file>.sql`` replacing the few
+that PostgreSQL cannot run as written (see :mod:`gateway.store.queries`): types in schemas, the
+audit head (serialised with a transaction-scoped advisory lock, so concurrent appenders take turns
+and the log gets one gap-free sequence), and the outbox claim (``FOR UPDATE SKIP LOCKED``, so two
+instances never claim the same job). ``:name`` parameters are translated once, at load, to
+psycopg's ``%(name)s``.
+
+Values come back as SQLite gives them: ``bytes`` for BYTEA, ``int`` for integers and integral
+NUMERIC (``sum`` of BIGINT), ``float`` for DOUBLE PRECISION and fractional NUMERIC (``avg``),
+``str`` for TEXT. ``bool`` parameters are sent as integers, as SQLite stores them.
+
+One difference from SQLite a unit may notice: a failed statement aborts the whole PostgreSQL
+transaction. A unit that catches a :class:`~gateway.store.QueryError` and goes on is therefore
+rolled back and :meth:`PostgresStore.transact` raises :class:`~gateway.store.QueryError` rather
+than report a commit that did not happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg.adapt import Buffer, Dumper, Loader
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+
+from .api import QueryError, Row, Store, StoreClosed, StoreError
+from .queries import queries, schema_scripts
+
+__all__ = ["PostgresStore", "to_psycopg"]
+
+T = TypeVar("T")
+
+# The key of the advisory lock that schema creation holds: (constant, hash of the schema), so two
+# instances starting together take turns while stores on other schemas do not wait.
+_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(1818588019, hashtext(current_schema()))"
+_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+_TOKEN = re.compile(
+    r"""
+      '(?:[^']|'')*'                    # string literal ('' inside is a quote)
+    | "(?:[^"]|"")*"                    # quoted identifier
+    | \$(?P<tag>\w*)\$.*?\$(?P=tag)\$   # dollar-quoted body
+    | --[^\n]*                          # line comment
+    | /\*.*?\*/                         # block comment
+    | ::                                # a cast, not a parameter
+    | :(?P<name>[A-Za-z_]\w*)           # :name parameter
+    | (?P<open>['"]|/\*|\$\w*\$)        # an opener none of the above could close
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def to_psycopg(sql: str) -> str:
+    """``sql`` with its ``:name`` parameters spelled ``%(name)s`` and every ``%`` doubled.
+
+    Literals, quoted identifiers, dollar-quoted bodies, comments and ``::`` casts keep their
+    ``:``; their ``%`` are doubled too, because psycopg scans the whole text for placeholders.
+    Raises ValueError on an unterminated literal, identifier or comment.
+    """
+    out: list[str] = []
+    pos = 0
+    for m in _TOKEN.finditer(sql):
+        if m.group("open") is not None:
+            raise ValueError(
+                f"unterminated {m.group('open')!r} in SQL at {sql[m.start() :][:40]!r}"
+            )
+        out.append(sql[pos : m.start()].replace("%", "%%"))
+        name = m.group("name")
+        out.append(f"%({name})s" if name is not None else m.group().replace("%", "%%"))
+        pos = m.end()
+    out.append(sql[pos:].replace("%", "%%"))
+    return "".join(out)
+
+
+@functools.cache
+def _statements() -> dict[str, str]:
+    # Schema blocks are left out: they run without parameters, as scripts, exactly as written.
+    return {k: to_psycopg(v) for k, v in queries("postgres").items() if not k.endswith(".schema")}
+
+
+class _NumericLoader(Loader):
+    """NUMERIC (``sum`` of BIGINT, ``avg``) as SQLite returns it: int when integral, else float."""
+
+    def load(self, data: Buffer) -> int | float:
+        text = bytes(data)
+        if text.isdigit() or (text[:1] == b"-" and text[1:].isdigit()):
+            return int(text)
+        return float(text)
+
+
+class _BoolAsIntDumper(Dumper):
+    """SQLite has no boolean type: True is stored and compared as 1. Do the same here."""
+
+    oid = psycopg.postgres.types["int8"].oid
+
+    def dump(self, obj: Any) -> Buffer:
+        return b"1" if obj else b"0"
+
+
+def _configure(conn: psycopg.Connection[Row]) -> None:
+    conn.adapters.register_loader("numeric", _NumericLoader)
+    conn.adapters.register_dumper(bool, _BoolAsIntDumper)
+
+
+def _rollback_quietly(conn: psycopg.Connection[Row]) -> None:
+    # The unit's own exception is what the caller must see; a failed ROLLBACK (the connection
+    # died) changes nothing: the server rolls back an unfinished transaction when it loses it.
+    if conn.closed or conn.info.transaction_status == TransactionStatus.IDLE:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass
+
+
+class _Tx:
+    """The :class:`~gateway.store.api.Tx` of one PostgreSQL transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Row], sql: dict[str, str]) -> None:
+        self._conn = conn
+        self._sql = sql
+        self.failure: QueryError | None = None  # the first statement that failed, if any
+
+    def _run(self, query: str, params: dict[str, Any]) -> psycopg.Cursor[Row]:
+        try:
+            sql = self._sql[query]
+        except KeyError:
+            raise QueryError(f"no SQL block named {query!r}") from None
+        try:
+            return self._conn.execute(sql, params)
+        except psycopg.Error as exc:
+            failure = QueryError(f"{query}: {exc}")
+            if self.failure is None:
+                self.failure = failure
+            raise failure from exc
+
+    def execute(self, query: str, /, **params: Any) -> int:
+        return self._run(query, params).rowcount
+
+    def one(self, query: str, /, **params: Any) -> Row | None:
+        cur = self._run(query, params)
+        return cur.fetchone() if cur.description is not None else None
+
+    def all(self, query: str, /, **params: Any) -> list[Row]:
+        cur = self._run(query, params)
+        return cur.fetchall() if cur.description is not None else []
+
+
+class PostgresStore(Store):
+    """The store on a PostgreSQL database that any number of gateway instances share.
+
+    ``url`` is a libpq connection URI or ``key=value`` string (``postgresql://user@host/db``;
+    ``?options=-csearch_path%3Dname`` selects a schema). ``pool_size`` connections serve as many
+    units of work at once; ``connect_timeout`` bounds each connection attempt and the wait for a
+    free connection (seconds).
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self.url = url
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def open(self) -> None:
+        """Create the schema, then connect the pool.
+
+        Raises :class:`StoreError` if the server cannot be reached, refuses the login, or a
+        schema block fails (nothing of that block is kept: each open runs in one transaction).
+        """
+        if self._pool is not None:
+            return
+        self._pool = await asyncio.to_thread(self._open)
+        self._executor = ThreadPoolExecutor(self.pool_size, thread_name_prefix="lienthong-pg")
+
+    def _open(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[Row]]:
+        timeout = max(2, round(self.connect_timeout))  # libpq counts whole seconds, 2 at least
+        # One direct connection first: it reports WHY a server cannot be reached (a pool only
+        # says it timed out), and it creates the schema before any unit can run.
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=timeout) as conn:
+                with conn.transaction():
+                    # Two instances starting together would race on CREATE … IF NOT EXISTS.
+                    conn.execute(_SCHEMA_LOCK)
+                    for script in schema_scripts("postgres"):
+                        conn.execute(script.encode())  # no parameters: a script of statements
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL store could not open: {exc}".strip()) from exc
+        pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] = psycopg_pool.ConnectionPool(
+            self.url,
+            connection_class=psycopg.Connection[Row],
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": timeout},
+            min_size=self.pool_size,
+            max_size=self.pool_size,
+            open=False,
+            configure=_configure,
+            timeout=self.connect_timeout,
+            name="lienthong",
+        )
+        try:
+            pool.open(wait=True, timeout=self.connect_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            pool.close()
+            raise StoreError(f"PostgreSQL store could not fill its pool: {exc}") from exc
+        return pool
+
+    async def close(self) -> None:
+        """Let queued units finish, then close every connection."""
+        executor, pool = self._executor, self._pool
+        self._executor = self._pool = None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True)
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+
+    async def transact(self, work: Callable[[Any], T]) -> T:
+        """Run ``work`` in one READ COMMITTED transaction on a pool thread; return its result.
+
+        Raises :class:`StoreClosed`; :class:`QueryError` for a failed statement or COMMIT, and
+        for a unit that went on after one of its statements failed; :class:`StoreError` when no
+        connection could be had; or whatever ``work`` raised. In every failing case the
+        transaction is rolled back.
+        """
+        return await self._submit(work, readonly=False)
+
+    async def read(self, work: Callable[[Any], T]) -> T:
+        """Run ``work`` in a REPEATABLE READ, READ ONLY transaction: one snapshot throughout.
+
+        Raises as :meth:`transact` does; a write inside ``work`` raises :class:`QueryError`.
+        """
+        return await self._submit(work, readonly=True)
+
+    async def _submit(self, work: Callable[[Any], T], *, readonly: bool) -> T:
+        executor = self._executor
+        if executor is None:
+            raise StoreClosed("the store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            fut = loop.run_in_executor(executor, self._unit, work, readonly)
+        except RuntimeError as exc:  # close() shut the executor down after the check above
+            raise StoreClosed("the store is closing") from exc
+        return await fut
+
+    def _unit(self, work: Callable[[Any], T], readonly: bool) -> T:
+        pool = self._pool
+        if pool is None:
+            raise StoreClosed("the store is closing")
+        begin = _BEGIN_READ if readonly else _BEGIN_WRITE
+        stale = False
+        for attempt in (1, 2):
+            if stale:
+                pool.check()
+            try:
+                with pool.connection() as conn:
+                    try:
+                        conn.execute(begin)
+                    except psycopg.Error as exc:
+                        if attempt == 1 and conn.broken:
+                            # The server dropped this idle connection (a restart, an idle
+                            # timeout: then it dropped the others too). Nothing has run yet:
+                            # replace every dead idle connection, then try once more.
+                            stale = True
+                            continue
+                        raise StoreError(f"could not begin a transaction: {exc}") from exc
+                    return self._run(conn, work)
+            except psycopg_pool.PoolClosed as exc:
+                raise StoreClosed("the store is closing") from exc
+            except psycopg_pool.PoolTimeout as exc:
+                raise StoreError(f"no PostgreSQL connection: {exc}") from exc
+        raise StoreError("could not begin a transaction: the server closed two connections")
+
+    def _run(self, conn: psycopg.Connection[Row], work: Callable[[Any], T]) -> T:
+        tx = _Tx(conn, _statements())
+        try:
+            result = work(tx)
+        except BaseException:
+            _rollback_quietly(conn)
+            raise
+        if conn.info.transaction_status == TransactionStatus.INERROR:
+            # PostgreSQL aborted the transaction at the failed statement; COMMIT would quietly
+            # roll back, so say so instead of returning as if the unit's writes had been kept.
+            _rollback_quietly(conn)
+            raise QueryError(
+                "the unit went on after a failed statement, and PostgreSQL had aborted its "
+                f"transaction: nothing was committed (first failure: {tx.failure})"
+            )
+        try:
+            conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            _rollback_quietly(conn)
+            raise QueryError(f"commit failed: {exc}") from exc
+        return result

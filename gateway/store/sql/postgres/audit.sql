@@ -1,0 +1,66 @@
+-- PostgreSQL versions of blocks in ../audit.sql. Each block names the sha256 (first 16 hex) of the
+-- block it ports, so a change there fails tests/store until this file follows.
+
+-- name: schema
+-- base: 658298d86b1ce0d1
+-- seq is given by audit.append, never by a default: no identity. BIGINT = SQLite's 64-bit INTEGER.
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq        BIGINT  PRIMARY KEY,
+    at         TEXT    NOT NULL,
+    action     TEXT    NOT NULL,
+    member     TEXT,
+    service    TEXT,
+    dossier    TEXT,
+    document   TEXT,
+    citizen    TEXT,
+    entry      BYTEA   NOT NULL,
+    leaf_hash  BYTEA   NOT NULL,
+    chain_hash BYTEA   NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_dossier ON audit_events (dossier) WHERE dossier IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_events_document ON audit_events (document) WHERE document IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_events_citizen ON audit_events (citizen) WHERE citizen IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at);
+-- audit.append reads the head, then inserts seq + 1. Concurrent writers must take turns or two of
+-- them read the same head. The lock cannot sit in the head query itself: a READ COMMITTED
+-- statement's snapshot is taken before it waits, so it would still miss the entry the previous
+-- holder committed. A VOLATILE function takes a fresh snapshot for each query it runs, so locking
+-- first and reading second sees every entry committed before the lock was granted. The lock is a
+-- transaction lock keyed by schema: it is released at COMMIT/ROLLBACK, and separate schemas (one
+-- per test, or per tenant) do not wait for each other. Read-only units skip it: they cannot append,
+-- and their snapshot is fixed anyway.
+CREATE OR REPLACE FUNCTION lienthong_audit_head() RETURNS TABLE (seq BIGINT, chain_hash BYTEA)
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+    IF current_setting('transaction_read_only') <> 'on' THEN
+        PERFORM pg_advisory_xact_lock(1818588020, hashtext(current_schema()));
+    END IF;
+    RETURN QUERY SELECT e.seq, e.chain_hash FROM audit_events AS e ORDER BY e.seq DESC LIMIT 1;
+END
+$fn$;
+
+-- name: head
+-- base: 9bb30959ee41f2d5
+-- Serialises appenders until their transaction ends: see lienthong_audit_head() in the schema.
+SELECT seq, chain_hash FROM lienthong_audit_head();
+
+-- name: query
+-- base: c003259e43bf75f1
+-- PostgreSQL cannot type a parameter whose first use is ":x IS NULL": cast it.
+SELECT seq, entry FROM audit_events
+WHERE seq > :after
+  AND (CAST(:start AS TEXT) IS NULL OR at >= :start)
+  AND (CAST(:stop AS TEXT) IS NULL OR at < :stop)
+  AND (CAST(:member AS TEXT) IS NULL OR member = :member)
+  AND (CAST(:service AS TEXT) IS NULL OR service = :service)
+  AND (CAST(:dossier AS TEXT) IS NULL OR dossier = :dossier)
+  AND (CAST(:document AS TEXT) IS NULL OR document = :document)
+  AND (CAST(:citizen AS TEXT) IS NULL OR citizen = :citizen)
+ORDER BY seq LIMIT :limit;
+
+-- name: accessors
+-- base: 861bebe63f267c88
+SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS last_at
+FROM audit_events WHERE citizen = :citizen
+  AND (CAST(:start AS TEXT) IS NULL OR at >= :start) AND (CAST(:stop AS TEXT) IS NULL OR at < :stop)
+GROUP BY member, service, action ORDER BY min(at);

@@ -1,0 +1,319 @@
+"""The store contract, run on both backends (SQLite in tmp_path, PostgreSQL in a fresh schema).
+
+What a caller of :class:`gateway.store.Store` may rely on whichever store it was given: units
+commit or roll back whole, failures are QueryErrors, reads see one snapshot, values have the same
+Python types, the audit log stays one gap-free chain under concurrent appenders, and two gateway
+instances never claim the same outbox job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from connectors.api import TransientError
+from gateway.audit import AuditEvent, append, verify_chain
+from gateway.dossiers import Conflict, accept
+from gateway.outbox import RetryPolicy, Worker, enqueue, get_job
+from gateway.outbox.testing import ManualClock, ScriptedHandler, audit_entries
+from gateway.samples import sample_dossiers
+from gateway.store import QueryError, Store, StoreClosed, Tx, open_store
+
+StoreFactory = Callable[[], Awaitable[Store]]  # the conftest's new_store
+
+CLIENT = "VN:GOV:000.00.00.H41:motcua"
+MEMBER = "VN:GOV:000.00.00.H41"
+KEY = b"k" * 32
+
+
+async def count(store: Store, query: str) -> int:
+    row = await store.read(lambda tx: tx.one(query))
+    assert row is not None
+    return int(row["n"])
+
+
+# -- units of work -----------------------------------------------------------------------------
+
+
+async def test_a_unit_commits_and_is_read_back(store: Store) -> None:
+    assert await store.transact(lambda tx: tx.execute("kv.put", k="a", v="1")) == 1
+    assert await store.read(lambda tx: tx.one("kv.get", k="a")) == {"v": "1"}
+    assert await store.read(lambda tx: tx.one("kv.get", k="missing")) is None
+    assert await store.read(lambda tx: tx.all("kv.get", k="missing")) == []
+
+
+async def test_a_failing_unit_rolls_back_alone(store: Store) -> None:
+    def bad(tx: Tx) -> None:
+        tx.execute("kv.put", k="half", v="written")
+        raise RuntimeError("boom")
+
+    results = await asyncio.gather(
+        *(
+            store.transact(lambda tx, i=i: tx.execute("kv.put", k=f"good{i}", v="1"))
+            for i in range(8)
+        ),
+        store.transact(bad),
+        return_exceptions=True,
+    )
+    assert results[:8] == [1] * 8
+    assert isinstance(results[8], RuntimeError) and str(results[8]) == "boom"
+    assert await store.read(lambda tx: tx.one("kv.get", k="half")) is None
+    assert await count(store, "kv.count") == 8
+
+
+async def test_sql_failures_are_query_errors_and_undo_the_unit(store: Store) -> None:
+    with pytest.raises(QueryError, match="no SQL block"):
+        await store.transact(lambda tx: tx.execute("kv.nope"))
+
+    def violates(tx: Tx) -> None:
+        tx.execute("kv.put", k="before", v="kept?")
+        tx.execute("kv.put", k="a", v=None)  # NOT NULL
+
+    with pytest.raises(QueryError, match=r"kv\.put"):
+        await store.transact(violates)
+    assert await store.read(lambda tx: tx.one("kv.get", k="before")) is None
+
+    with pytest.raises(QueryError):  # a parameter the block needs is missing
+        await store.transact(lambda tx: tx.execute("kv.put", k="x"))
+    # The store is still usable after every one of those.
+    assert await store.transact(lambda tx: tx.execute("kv.put", k="after", v="1")) == 1
+
+
+async def test_a_read_cannot_write(store: Store) -> None:
+    with pytest.raises(QueryError):
+        await store.read(lambda tx: tx.execute("kv.put", k="a", v="1"))
+    assert await count(store, "kv.count") == 0
+
+
+async def test_a_read_sees_one_snapshot(store: Store) -> None:
+    first_done, go_on = threading.Event(), threading.Event()
+
+    def reader(tx: Tx) -> tuple[Any, Any]:
+        before = tx.one("kv.count")
+        first_done.set()
+        if not go_on.wait(60):  # a guard against a hung test, not a timing assertion
+            raise TimeoutError("the writer never ran")
+        return before, tx.one("kv.count")
+
+    reading = asyncio.ensure_future(store.read(reader))
+    assert await asyncio.to_thread(first_done.wait, 60)
+    await store.transact(lambda tx: tx.execute("kv.put", k="new", v="1"))
+    go_on.set()
+    assert await reading == ({"n": 0}, {"n": 0})
+    assert await count(store, "kv.count") == 1  # a new read sees the commit
+
+
+async def test_a_closed_store_refuses_work(store_url: str) -> None:
+    s = open_store(store_url)
+    with pytest.raises(StoreClosed):
+        await s.transact(lambda tx: None)
+    async with s:
+        await s.transact(lambda tx: tx.execute("kv.put", k="a", v="1"))
+    with pytest.raises(StoreClosed):
+        await s.read(lambda tx: None)
+    with pytest.raises(StoreClosed):
+        await s.transact(lambda tx: None)
+
+
+async def test_instances_opening_together_share_one_schema(
+    new_store: StoreFactory, store_url: str
+) -> None:
+    if store_url.startswith("sqlite"):
+        # Not SQLite's contract (one process): there, PRAGMA journal_mode=WAL on a file another
+        # connection is creating fails with "database is locked" without waiting.
+        pytest.skip("SQLite: one process opens the store")
+    a, b, c = await asyncio.gather(new_store(), new_store(), new_store())
+    await a.transact(lambda tx: tx.execute("kv.put", k="a", v="1"))
+    assert await c.read(lambda tx: tx.one("kv.get", k="a")) == {"v": "1"}
+    assert await count(b, "kv.count") == 1
+
+
+async def test_values_come_back_with_sqlite_types(store: Store) -> None:
+    at = 1_800_000_000.123456  # needs a double: REAL in PostgreSQL would round it to 128 s
+
+    def work(tx: Tx) -> tuple[Any, ...]:
+        job_id = enqueue(tx, kind="k", key="v1", payload={"n": 1}, run_after=at, now=at)
+        seq = append(tx, AuditEvent(action="test.types", detail="ư ơ đ"))
+        return job_id, seq
+
+    job_id, seq = await store.transact(work)
+    row = await store.read(lambda tx: tx.one("outbox.get", id=job_id))
+    assert row is not None
+    assert type(row["id"]) is int and row["id"] == job_id
+    assert type(row["run_after"]) is float and row["run_after"] == at
+    assert type(row["attempts"]) is int and row["attempts"] == 0
+    assert row["payload"] == '{"n":1}' and row["owner"] is None and row["lease_until"] is None
+    event = await store.read(lambda tx: tx.one("audit.get", seq=seq))
+    assert event is not None
+    assert seq == 0 and type(event["seq"]) is int
+    for name in ("entry", "leaf_hash", "chain_hash"):
+        assert type(event[name]) is bytes
+    assert "ư ơ đ".encode() in event["entry"]
+    counts = await store.read(lambda tx: tx.all("outbox.counts"))
+    assert counts == [{"state": "pending", "n": 1}] and type(counts[0]["n"]) is int
+
+
+# -- the audit log: one sequence, from any number of writers -----------------------------------
+
+
+async def test_concurrent_appends_from_two_instances_keep_one_gapless_chain(
+    new_store: StoreFactory,
+) -> None:
+    a, b = await new_store(), await new_store()
+    per_store = 25
+
+    def unit(i: int) -> Any:
+        def work(tx: Tx) -> int:
+            tx.execute("kv.put", k=f"k{i}", v="x")  # a state change, audited with it
+            return append(tx, AuditEvent(action="test.append", detail=str(i)))
+
+        return work
+
+    seqs = await asyncio.gather(
+        *(s.transact(unit(i)) for i in range(per_store) for s in (a, b)),
+    )
+    assert sorted(seqs) == list(range(2 * per_store))
+    report = await verify_chain(b)
+    assert report.ok, report.describe()
+    assert report.entries == 2 * per_store
+    details = sorted(int(e["detail"]) for e in await audit_entries(a))
+    assert details == sorted(list(range(per_store)) * 2)
+
+
+async def test_a_rolled_back_append_leaves_no_gap(store: Store) -> None:
+    def append_then_fail(tx: Tx) -> None:
+        append(tx, AuditEvent(action="test.lost"))
+        raise RuntimeError("after the append")
+
+    await store.transact(lambda tx: append(tx, AuditEvent(action="test.one")))
+    with pytest.raises(RuntimeError):
+        await store.transact(append_then_fail)
+    assert await store.transact(lambda tx: append(tx, AuditEvent(action="test.two"))) == 1
+    assert [e["action"] for e in await audit_entries(store)] == ["test.one", "test.two"]
+    assert (await verify_chain(store)).ok
+
+
+# -- the outbox: claims across instances -------------------------------------------------------
+
+
+async def _enqueue(store: Store, clock: ManualClock, n: int) -> list[int]:
+    def work(tx: Tx) -> list[int]:
+        ids = [
+            enqueue(tx, kind="registry", key=f"job{i}", payload={"i": i}, now=clock())
+            for i in range(n)
+        ]
+        return [i for i in ids if i is not None]
+
+    return await store.transact(work)
+
+
+async def test_two_instances_never_claim_the_same_job(new_store: StoreFactory) -> None:
+    clock = ManualClock()
+    a, b = await new_store(), await new_store()
+    ids = await _enqueue(a, clock, 40)
+    assert len(ids) == 40
+    workers = [Worker(s, {}, clock=clock, owner=name) for s, name in ((a, "A"), (b, "B"))]
+    claimed: list[tuple[str, int]] = []
+    while True:  # rounds of concurrent claims until one round finds nothing left
+        batches = await asyncio.gather(*(w._claim(3) for w in workers for _ in range(6)))
+        found = [(job.owner or "", job.id) for batch in batches for job in batch]
+        if not found:
+            break
+        claimed.extend(found)
+    claimed_ids = [job_id for _, job_id in claimed]
+    assert len(claimed_ids) == len(set(claimed_ids)), "a job was claimed twice"
+    assert sorted(claimed_ids) == sorted(ids)
+    assert {owner.split("/")[0] for owner, _ in claimed} <= {"A", "B"}
+    for owner, job_id in claimed:
+        job = await a.read(lambda tx, job_id=job_id: get_job(tx, job_id))
+        assert job is not None
+        assert (job.state, job.attempts, job.owner) == ("running", 1, owner)
+
+
+async def test_an_expired_lease_moves_to_the_other_instance(new_store: StoreFactory) -> None:
+    clock = ManualClock()
+    a, b = await new_store(), await new_store()
+    [job_id] = await _enqueue(a, clock, 1)
+    wa = Worker(a, {}, clock=clock, owner="A", lease=30.0)
+    wb = Worker(b, {}, clock=clock, owner="B", lease=30.0)
+    [first] = await wa._claim(5)
+    assert await wb._claim(5) == []  # held under a live lease
+    clock.advance(31)
+    [second] = await wb._claim(5)
+    assert second.id == job_id and second.attempts == 2 and second.owner != first.owner
+
+    def complete(owner: str | None) -> Any:
+        return lambda tx: tx.execute("outbox.complete", id=job_id, owner=owner, now=clock())
+
+    assert await a.transact(complete(first.owner)) == 0  # fenced out: the job moved on
+    assert await b.transact(complete(second.owner)) == 1
+    job = await a.read(lambda tx: get_job(tx, job_id))
+    assert job is not None and job.state == "done"
+
+
+async def test_the_worker_retries_then_delivers_with_its_audit_trail(store: Store) -> None:
+    clock = ManualClock()
+    handler = ScriptedHandler(TransientError("civil_status", "503 busy"), None)
+    policy = RetryPolicy(max_attempts=4, base_delay=2.0, max_delay=60.0, rng=lambda: 0.0)
+    worker = Worker(store, {"registry": handler}, clock=clock, policy=policy)
+    [job_id] = await _enqueue(store, clock, 1)
+
+    assert await worker.run_once() == 1
+    job = await store.read(lambda tx: get_job(tx, job_id))
+    assert job is not None
+    assert (job.state, job.attempts, job.run_after) == ("pending", 1, clock() + 2.0)
+    assert await worker.run_once() == 0  # not due yet
+    clock.advance(2.0)
+    assert await worker.run_once() == 1
+    job = await store.read(lambda tx: get_job(tx, job_id))
+    assert job is not None and (job.state, job.attempts) == ("done", 2)
+    assert handler.recorded == [(job_id, 2)]
+    actions = [e["action"] for e in await audit_entries(store)]
+    assert len(actions) == 2 and all(a.startswith("step.") for a in actions)
+    assert (await verify_chain(store)).ok
+
+
+# -- dossiers ----------------------------------------------------------------------------------
+
+
+async def test_accepting_a_dossier_twice_stores_it_once(store: Store) -> None:
+    doc = next(sample_dossiers(1, seed=7))
+
+    def accept_it(tx: Tx) -> Any:
+        return accept(
+            tx, document=doc, client=CLIENT, member=MEMBER, request_id="r1", citizen_key=KEY
+        )
+
+    first = await store.transact(accept_it)
+    again = await store.transact(accept_it)
+    assert (first.replayed, again.replayed) == (False, True)
+    assert first.code == again.code == doc["code"]
+    row = await store.read(lambda tx: tx.one("dossiers.get", code=doc["code"]))
+    assert row is not None and type(row["body"]) is bytes and row["status"] == "accepted"
+    listed = await store.read(
+        lambda tx: tx.all("dossiers.list_by_status", status=None, client=None, after="", limit=10)
+    )
+    assert [r["code"] for r in listed] == [doc["code"]]
+    assert await store.read(lambda tx: tx.all("outbox.counts")) == [{"state": "pending", "n": 1}]
+    assert [e["action"] for e in await audit_entries(store)] == ["dossier.accepted"]
+
+
+async def test_a_conflicting_dossier_is_refused_and_stores_nothing(store: Store) -> None:
+    doc = next(sample_dossiers(1, seed=7))
+    changed = {**doc, "procedure": doc["procedure"] + "-other"}
+    await store.transact(
+        lambda tx: accept(
+            tx, document=doc, client=CLIENT, member=MEMBER, request_id="r1", citizen_key=KEY
+        )
+    )
+    with pytest.raises(Conflict):
+        await store.transact(
+            lambda tx: accept(
+                tx, document=changed, client=CLIENT, member=MEMBER, request_id="r2", citizen_key=KEY
+            )
+        )
+    assert len(await audit_entries(store)) == 1

@@ -1,0 +1,181 @@
+"""What only the PostgreSQL store has to show: its schema matches SQLite's, every named block runs
+there, connection failures are StoreErrors, and an aborted transaction is never reported as
+committed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.store import PostgresStore, QueryError, SQLiteStore, StoreError, Tx, open_store
+from gateway.store.postgres import _statements
+
+pytestmark = pytest.mark.postgres
+
+# SQLite's declared type → the PostgreSQL type its port must use (SQLite's INTEGER is 64-bit,
+# PostgreSQL's REAL is 32-bit: both would lose data if copied as written).
+TYPES = {"INTEGER": "bigint", "TEXT": "text", "BLOB": "bytea", "REAL": "double precision"}
+
+
+async def test_open_store_gives_a_postgres_store(pg_schema: tuple[str, str]) -> None:
+    url, _ = pg_schema
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    async with store:
+        assert await store.transact(lambda tx: tx.execute("kv.put", k="a", v="1")) == 1
+    with pytest.raises(ValueError, match="pool_size"):
+        PostgresStore(url, pool_size=0)
+
+
+async def test_a_unit_that_swallows_a_failure_is_not_reported_committed(
+    pg_schema: tuple[str, str],
+) -> None:
+    def swallow(tx: Tx) -> str:
+        tx.execute("kv.put", k="before", v="1")
+        try:
+            tx.execute("kv.put", k="bad", v=None)
+        except QueryError:
+            pass  # fine on SQLite; PostgreSQL has aborted the whole transaction
+        return "done"
+
+    async with PostgresStore(pg_schema[0]) as store:
+        with pytest.raises(QueryError, match=r"nothing was committed.*kv\.put"):
+            await store.transact(swallow)
+        assert await store.read(lambda tx: tx.one("kv.get", k="before")) is None
+        assert await store.transact(lambda tx: tx.execute("kv.put", k="after", v="1")) == 1
+
+
+async def test_an_unreachable_server_is_a_store_error() -> None:
+    store = PostgresStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout=2)
+    with pytest.raises(StoreError, match="could not open"):
+        await store.open()
+    await store.close()  # nothing to close, and no error
+
+
+async def test_a_search_path_without_a_schema_is_a_store_error(postgres_server: str) -> None:
+    sep = "&" if "?" in postgres_server else "?"
+    url = f"{postgres_server}{sep}options=-csearch_path%3Dt_no_such_schema"
+    store = PostgresStore(url)
+    with pytest.raises(StoreError, match="could not open"):
+        await store.open()
+
+
+async def test_terminated_connections_are_replaced(pg_schema: tuple[str, str]) -> None:
+    url, name = pg_schema
+    async with PostgresStore(url, pool_size=2) as store:
+        await store.transact(lambda tx: tx.execute("kv.put", k="a", v="1"))
+        with psycopg.connect(url, autocommit=True, application_name="killer") as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (name,),
+            ).fetchone()
+        assert killed is not None and killed[0] == 2  # both idle pool connections
+        assert await store.transact(lambda tx: tx.execute("kv.put", k="b", v="2")) == 1
+        assert await store.read(lambda tx: tx.one("kv.count")) == {"n": 2}
+
+
+def _sqlite_shape(path: Path) -> tuple[dict[str, list[tuple[str, str, bool]]], set[str]]:
+    conn = sqlite3.connect(path)
+    try:
+        tables: dict[str, list[tuple[str, str, bool]]] = {}
+        names = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        for (table,) in names:
+            cols = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+            tables[table] = sorted(
+                (c[1], TYPES.get(c[2].upper(), f"unmapped {c[2]}"), bool(c[3] or c[5]))
+                for c in cols
+            )
+        indexes = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
+        }
+        return tables, indexes
+    finally:
+        conn.close()
+
+
+async def test_the_schema_is_sqlites_with_postgres_types(
+    pg_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    url, name = pg_schema
+    async with SQLiteStore(tmp_path / "s.db"):
+        pass
+    want_tables, want_indexes = _sqlite_shape(tmp_path / "s.db")
+    async with PostgresStore(url):
+        pass
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable = 'NO'"
+            " FROM information_schema.columns WHERE table_schema = %s",
+            (name,),
+        ).fetchall()
+        got_indexes = {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %s"
+                " AND indexname NOT LIKE '%%\\_pkey' AND indexname NOT LIKE '%%\\_key'",
+                (name,),
+            )
+        }
+    got_tables: dict[str, list[tuple[str, str, bool]]] = {}
+    for table, column, data_type, not_null in rows:
+        got_tables.setdefault(table, []).append((column, data_type, not_null))
+    assert {t: sorted(c) for t, c in got_tables.items()} == want_tables
+    assert got_indexes == want_indexes
+
+
+async def test_every_named_block_prepares_on_postgres(pg_schema: tuple[str, str]) -> None:
+    url, _ = pg_schema
+    async with PostgresStore(url):
+        pass
+    failures = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for i, (key, sql) in enumerate(sorted(_statements().items())):
+            numbers: dict[str, str] = {}
+
+            def number(m: re.Match[str], numbers: dict[str, str] = numbers) -> str:
+                return numbers.setdefault(m.group(1), f"${len(numbers) + 1}")
+
+            # Server-side PREPARE types every parameter from its context, as a bound execute
+            # with a None or a str (sent untyped) must: a block that cannot be typed fails here.
+            text = re.sub(r"%\((\w+)\)s", number, sql).replace("%%", "%")
+            try:
+                conn.execute(f"PREPARE p{i} AS {text}".encode())
+                conn.execute(f"DEALLOCATE p{i}".encode())
+            except psycopg.Error as exc:
+                failures.append(f"{key}: {str(exc).strip()}")
+    assert failures == []
+
+
+async def test_reads_never_wait_for_the_audit_lock(pg_schema: tuple[str, str]) -> None:
+    # The checkpointer reads audit.head in a read-only unit while appenders hold the lock.
+    from gateway.audit import AuditEvent, append
+
+    url, _ = pg_schema
+    async with PostgresStore(url, pool_size=3) as store:
+        await store.transact(lambda tx: append(tx, AuditEvent(action="one")))
+        holding, release = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def appender(tx: Tx) -> int:
+            seq = append(tx, AuditEvent(action="two"))  # now holds the audit lock
+            loop.call_soon_threadsafe(holding.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(60)
+            return seq
+
+        pending = asyncio.ensure_future(store.transact(appender))
+        await holding.wait()
+        head = await store.read(lambda tx: tx.one("audit.head"))
+        assert head is not None and head["seq"] == 0  # the uncommitted entry is not visible
+        release.set()
+        assert await pending == 1
