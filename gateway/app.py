@@ -236,7 +236,7 @@ def create_app(
 ) -> web.Application:
     """Build the gateway. ``extras`` carries optional parts (``signing``: a SigningSetup, extra
     ``handlers`` by job kind, an ``on_result`` hook for the demo)."""
-    from gateway.api import dossiers, lookups, ops
+    from gateway.api import admin, dossiers, lookups, ops
 
     metrics = Metrics()
     app = web.Application(
@@ -262,7 +262,7 @@ def create_app(
         extras=dict(extras or {}),
     )
     app.cleanup_ctx.append(_lifecycle)
-    for module in (ops, dossiers, lookups):
+    for module in (ops, dossiers, lookups, admin):
         app.router.add_routes(module.routes)
     return app
 

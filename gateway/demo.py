@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import shutil
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ import aiohttp
 import click
 from aiohttp import web
 
+from gateway.logs import JsonFormatter
 from gateway.samples import sample_dossiers
 from gateway.settings import Settings, load_settings
 from signing.testing import TestPKI
@@ -123,10 +125,16 @@ def _write_config(output: Path, seed: int) -> Path:
 
 
 def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
-    """A clean output folder with a fresh test PKI and the config file the demo runs with."""
+    """A clean output folder with a fresh test PKI and the config file the demo runs with; the
+    gateway's JSON log goes to ``lienthong.log`` there, so the console shows only the story."""
     if output.exists():
         shutil.rmtree(output)
     output.mkdir(parents=True)
+    handler = logging.FileHandler(output / "lienthong.log", encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
     pki = TestPKI.create(output / "pki")
     return pki, load_settings(_write_config(output, seed), environ={})
 

@@ -27,9 +27,14 @@ def nfc(value: Any) -> Any:
 
 
 def decode(body: bytes, model: type[T], *, where: str = "$") -> T:
-    """Strictly decode JSON into ``model``. Raises Problem 400 / 422 with msgspec's own path."""
+    """Strictly decode JSON into ``model``, every string in NFC.
+
+    Normalising the text before decoding is not enough: JSON may escape combining marks
+    (``\u0301``), so strings are normalised after parsing, then converted. Raises Problem 400 / 422
+    with msgspec's own path to the offending field.
+    """
     try:
-        return msgspec.json.decode(body, type=model)
+        return msgspec.convert(nfc(msgspec.json.decode(body)), model)
     except msgspec.ValidationError as exc:
         message = str(exc).replace("`$", f"`{where}", 1) if where != "$" else str(exc)
         slug = "unknown-field" if "unknown field" in message else "invalid-request"
@@ -47,15 +52,7 @@ async def read_json(request: web.Request, model: type[T]) -> T:
             f"send application/json, not {request.content_type or 'nothing'}",
         )
     body = await request.read()  # client_max_size caps it (413 before we see it)
-    return decode(nfc_bytes(body), model)
-
-
-def nfc_bytes(body: bytes) -> bytes:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Problem(400, "malformed-json", "the body is not UTF-8") from None
-    return unicodedata.normalize("NFC", text).encode()
+    return decode(body, model)
 
 
 def json_response(

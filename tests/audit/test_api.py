@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from test_checkpoints import add_events, pki, tamper, tsa_url  # noqa: F401 - fixtures
+from tests.audit.test_checkpoints import add_events, pki, tamper, tsa_url  # noqa: F401 - fixtures
 
 from gateway import console
 from gateway.api import audit as audit_api

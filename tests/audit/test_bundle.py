@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
+from tests.audit.test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
 
 from gateway.audit import leaf_hash
 from gateway.audit.bundle import BundleError, Scope, build_bundle

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_api import AUDITOR, _Signing, seeded_store, serve_audit_app
-from test_checkpoints import pki, tamper, tsa_url  # noqa: F401 - fixtures
+from tests.audit.test_api import AUDITOR, _Signing, seeded_store, serve_audit_app
+from tests.audit.test_checkpoints import pki, tamper, tsa_url  # noqa: F401 - fixtures
 
 from signing.testing import TestPKI
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
+from tests.audit.test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
 
 from gateway.audit import leaf_hash
 from gateway.audit.checkpoints import Checkpointer

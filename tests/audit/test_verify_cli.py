@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_checkpoints import add_events, pki, tsa_url  # noqa: F401 - fixtures
+from tests.audit.test_checkpoints import add_events, pki, tsa_url  # noqa: F401 - fixtures
 
 from gateway.audit import AuditEvent, append, citizen_hash
 from gateway.audit.checkpoints import Checkpointer

@@ -205,6 +205,18 @@ def status_message(pki: TestPKI, who: str, document_id: str, code: str, note: st
     return sign_bytes(build_status(msg), pki.key(f"agency-{who}"))
 
 
+async def _verify_forwarded(hub: Hub, data: bytes) -> list[str]:
+    """The hub's own (streaming) verifier on a forwarded copy: who appended TraceHeaders."""
+    from gateway.exchange.stream import scan_file
+    from gateway.exchange.xmldsig import verify_envelope
+
+    path = hub.blob_dir.parent / f"forwarded-{hashlib.sha256(data).hexdigest()[:12]}.xml"
+    await asyncio.to_thread(path.write_bytes, data)
+    scan = await asyncio.to_thread(scan_file, path, None)
+    result = await verify_envelope(scan, hub.runtime.extras["signing"].trust)
+    return result.appended_by
+
+
 async def eventually(check: Callable[[], Any], what: str, limit: float = 30.0) -> None:
     """Poll a condition (bounded); never a timing assertion."""
     deadline = asyncio.get_running_loop().time() + limit
@@ -245,9 +257,19 @@ async def test_both_directions_with_status_round_trips(
     async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
         assert r.status == 200 and r.content_type == "application/xml"
         fetched = await r.read()
-    assert fetched == data  # byte for byte: the sender's signature still verifies end to end
+    # The forwarded copy carries the hub's TraceHeader after the sender's, nothing else changed.
+    hub_trace = b"<edXML:TraceHeader><edXML:OrganId>000.00.00.H41</edXML:OrganId><edXML:Timestamp>"
+    at = fetched.index(hub_trace)
+    end = fetched.index(b"</edXML:TraceHeader>", at) + len(b"</edXML:TraceHeader>")
+    assert fetched[:at] + fetched[end:] == data
+    assert await _verify_forwarded(hub, fetched) == ["000.00.00.H41"]
+    # The original, byte for byte, verifies with a strict XMLDSig verifier.
+    async with hub.http.get(
+        f"{hub.url}/v1/documents/{doc}?original=true", headers=hub.h(NGHE_AN)
+    ) as r:
+        assert await r.read() == data
     assert (
-        await verify_xml(fetched, hub.runtime.extras["signing"].trust)
+        await verify_xml(data, hub.runtime.extras["signing"].trust)
     ).report.signer == f"agency-{TAY_NINH_STC}"
     status, acked = await hub.json("POST", f"/v1/documents/{doc}/ack", NGHE_AN)
     assert (status, acked["delivery"]) == (200, "acked")
@@ -316,7 +338,7 @@ async def test_both_directions_with_status_round_trips(
     await eventually(pushed_package, "the package pushed to Tây Ninh")
     assert hub.endpoint.calls >= 2  # the 503 was retried
     (package_body,) = [b for h, b in hub.endpoint.received if h["X-Lienthong-Kind"] == "edoc"]
-    assert package_body == back
+    assert package_body != back and await _verify_forwarded(hub, package_body) == ["000.00.00.H41"]
     document_id = "000.00.00.H41,2020/10/30,77/STC-BCTC"
     for code, expect in (("01", 201), ("02", 201), ("03", 409)):
         async with await hub.status(
@@ -565,4 +587,11 @@ async def test_multipart_related_package(hub: Hub, pki: TestPKI, stc_pdf: bytes)
         while (part := await reader.next()) is not None:
             assert isinstance(part, aiohttp.BodyPartReader)
             got.append((part.headers.get("Content-ID"), await part.read()))
-    assert got == [("<edxml>", envelope), (f"<{cid.removeprefix('cid:')}>", stc_pdf)]
+    assert got[1] == (f"<{cid.removeprefix('cid:')}>", stc_pdf)
+    assert got[0][0] == "<edxml>" and await _verify_forwarded(hub, got[0][1]) == ["000.00.00.H41"]
+    async with hub.http.get(
+        f"{hub.url}/v1/documents/{doc}?original=1", headers=hub.h(NGHE_AN)
+    ) as r:
+        reader = aiohttp.MultipartReader.from_response(r)
+        first = await reader.next()
+        assert isinstance(first, aiohttp.BodyPartReader) and await first.read() == envelope

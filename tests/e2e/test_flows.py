@@ -1,0 +1,320 @@
+"""The inter-connected flows over real sockets: complete, idempotent, resumable, never doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import unicodedata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
+
+from connectors.identifiers import check_personal_id
+from gateway.audit import decode_entry, verify_chain
+from gateway.cli import main
+from gateway.flows import verify_callback
+from gateway.samples import sample_dossiers
+from tests.e2e.conftest import Gateway
+
+PROBLEM = "urn:lienthong:problem:"
+
+
+def dossiers(
+    n: int, *, death_share: float = 0.3, start: int = 1, callback_url: str | None = None
+) -> list[dict[str, Any]]:
+    return list(
+        sample_dossiers(n, seed=0, start=start, death_share=death_share, callback_url=callback_url)
+    )
+
+
+async def sandbox_stats(gw: Gateway, name: str) -> dict[str, Any]:
+    root = "/".join(gw.sandbox(name).split("/")[:3])
+    async with gw.http.get(root + "/_sandbox/stats") as r:
+        stats: dict[str, Any] = await r.json()
+        return stats
+
+
+async def set_faults(gw: Gateway, name: str, plan: dict[str, Any]) -> None:
+    root = "/".join(gw.sandbox(name).split("/")[:3])
+    async with gw.http.put(root + "/_sandbox/faults", json=plan) as r:
+        assert r.status == 200, await r.text()
+
+
+@asynccontextmanager
+async def callback_receiver() -> AsyncIterator[tuple[str, list[tuple[bytes, dict[str, str]]]]]:
+    received: list[tuple[bytes, dict[str, str]]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((await request.read(), dict(request.headers)))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/callback", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/callback")), received
+    finally:
+        await server.close()
+
+
+async def test_birth_and_death_complete_with_signed_callbacks_and_portal_sync(
+    gateway: Gateway,
+) -> None:
+    async with callback_receiver() as (url, received):
+        birth = dossiers(1, death_share=0, callback_url=url)[0]
+        death = dossiers(1, death_share=1, start=2, callback_url=url)[0]
+        for doc in (birth, death):
+            async with await gateway.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+        views = [
+            await gateway.wait_status(d["code"], {"completed", "needs_attention", "failed"})
+            for d in (birth, death)
+        ]
+        for _ in range(200):  # the last callback is queued in the same commit as "completed"
+            if sum(1 for body, _ in received if b'"completed"' in body) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    b, d = views
+    assert b["status"] == d["status"] == "completed", (b, d)
+    assert [s["name"] for s in b["steps"]] == [
+        "verify_applicant",
+        "register_birth",
+        "register_residence",
+        "issue_health_card",
+    ]
+    assert all(
+        s["status"] == "done" and s["history"][-1]["outcome"] == "delivered"
+        for s in b["steps"] + d["steps"]
+    )
+    born = b["steps"][1]["result"]
+    child = check_personal_id(
+        born["personal_id"],
+        birth_date=__import__("datetime").date.fromisoformat(birth["data"]["child"]["birth_date"]),
+    )
+    assert child.sex == birth["data"]["child"]["sex"]
+    assert born["certificate_signer"] and born["certificate_pdf_sha256"]
+    assert b["steps"][3]["result"]["card_number"].startswith("TE1")
+    assert d["steps"][2]["result"] and d["steps"][3]["reference"]
+    # Callbacks: HMAC-signed, versions increasing, the last one says completed.
+    assert received
+    for body, headers in received:
+        assert verify_callback(b"cb-secret", body, headers["X-Lienthong-Signature"])
+        assert not verify_callback(b"wrong-secret", body, headers["X-Lienthong-Signature"])
+    # The national portal holds each dossier at TrangThaiHoSo 10 (result returned).
+    root = "/".join(gateway.sandbox("portal").split("/")[:3])
+    for doc in (birth, death):
+        portal: dict[str, Any] = {}
+        for _ in range(100):  # the sync is queued with the change; give the outbox its moment
+            async with gateway.http.get(f"{root}/_sandbox/dossiers/{doc['code']}") as r:
+                portal = (await r.json()).get("dossier", {}) if r.status == 200 else {}
+            if str(portal.get("TrangThaiHoSo")) == "10":
+                break
+            await asyncio.sleep(0.05)
+        assert str(portal["TrangThaiHoSo"]) == "10", portal
+        assert portal["MaTTHC"] == doc["procedure"]
+    report = await verify_chain(gateway.runtime.store)
+    assert report.ok, report.describe()
+    rows = await gateway.runtime.store.read(
+        lambda tx: tx.all("audit.by_dossier", dossier=birth["code"])
+    )
+    actions = [decode_entry(r["entry"])["action"] for r in rows]
+    assert actions[0] == "dossier.accepted" and actions.count("step.delivered") >= 4
+    assert "dossier.completed" in actions
+    assert all(birth["applicant"]["personal_id"].encode() not in bytes(r["entry"]) for r in rows)
+
+
+async def test_same_dossier_twice_is_one_and_a_changed_one_is_a_conflict(gateway: Gateway) -> None:
+    doc = dossiers(1, death_share=0)[0]
+    answers = []
+    for body in (doc, doc, _nfd(doc)):
+        async with await gateway.post("/v1/dossiers", body) as r:
+            answers.append((r.status, await r.json()))
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0][0] == 202
+    changed = copy.deepcopy(doc)
+    changed["data"]["child"]["full_name"] = "Nguyễn Văn Khác"
+    async with await gateway.post("/v1/dossiers", changed) as r:
+        problem = await r.json()
+        assert (r.status, problem.get("type")) == (409, PROBLEM + "duplicate-conflict"), (
+            problem,
+            changed["data"]["child"],
+            doc["data"]["child"],
+        )
+    view = await gateway.wait_status(doc["code"], {"completed"})
+    rows = await gateway.runtime.store.read(
+        lambda tx: tx.all("audit.by_dossier", dossier=doc["code"])
+    )
+    assert [decode_entry(r["entry"])["action"] for r in rows].count("dossier.accepted") == 1
+    assert view["steps"][1]["status"] == "done"
+    stats = await sandbox_stats(gateway, "civil_status")
+    assert stats["writes"].get("birth.register") == 1
+
+
+def _nfd(doc: dict[str, Any]) -> dict[str, Any]:
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return unicodedata.normalize("NFD", v)
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        return v
+
+    return walk(doc)  # type: ignore[no-any-return]
+
+
+async def test_transient_faults_every_flow_completes_and_nothing_registers_twice(
+    make_gateway: Any,
+) -> None:
+    faults = {name: {"error_rate": 0.15, "lost_reply_rate": 0.1, "reset_rate": 0.05, "seed": 7}
+              for name in ("population", "civil_status", "insurance", "portal")}  # fmt: skip
+    retry = {"max_attempts": 30, "base_delay_s": 0.01, "max_delay_s": 0.05, "jitter": 0.1}
+    registries = {
+        n: {"timeout_s": 2.0, "retry": retry}
+        for n in ("population", "civil_status", "insurance", "business", "portal")
+    }
+    async with make_gateway(sandbox={"faults": faults}, registries=registries) as gw:
+        batch = dossiers(24)
+        for doc in batch:
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202
+        views = [
+            await gw.wait_status(d["code"], {"completed", "needs_attention", "failed"}, timeout=120)
+            for d in batch
+        ]
+        assert [v["status"] for v in views] == ["completed"] * len(batch)
+        births = sum(1 for d in batch if d["flow"] == "birth")
+        civil = (await sandbox_stats(gw, "civil_status"))["writes"]
+        population = (await sandbox_stats(gw, "population"))["writes"]
+        insurance = (await sandbox_stats(gw, "insurance"))["writes"]
+        assert (
+            civil.get("birth.register", 0) == births
+            and civil.get("death.register", 0) == len(batch) - births
+        )
+        assert population.get("residence.register", 0) == births
+        assert population.get("residence.deregister", 0) == len(batch) - births
+        assert insurance.get("card.issue_newborn", 0) == births
+        assert insurance.get("funeral.pay", 0) == len(batch) - births
+        assert sum(v["steps"][i]["attempts"] for v in views for i in range(4)) > 4 * len(
+            batch
+        )  # faults bit
+        assert (await verify_chain(gw.runtime.store)).ok
+
+
+async def test_dead_letter_then_replay(make_gateway: Any) -> None:
+    retry = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
+    async with make_gateway(
+        registries={"insurance": {"timeout_s": 2.0, "retry": retry}},
+        sandbox={"faults": {"insurance": {"error_rate": 1.0}}},
+    ) as gw:
+        doc = dossiers(1, death_share=0)[0]
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202
+        view = await gw.wait_status(doc["code"], {"failed", "needs_attention", "completed"})
+        assert view["status"] == "failed"
+        card = view["steps"][3]
+        assert card["status"] == "failed" and card["attempts"] == 2 and "503" in card["error"]
+        async with await gw.get("/v1/admin/outbox?state=dead", who="operator") as r:
+            dead = (await r.json())["items"]
+        assert [j["dossier"] for j in dead] == [doc["code"]] and dead[0]["last_error"]
+        async with await gw.get("/v1/admin/outbox?state=dead") as r:
+            assert r.status == 403  # a provincial system is no operator
+        await set_faults(gw, "insurance", {})
+        async with await gw.post(
+            f"/v1/admin/outbox/{dead[0]['id']}/replay", None, who="operator"
+        ) as r:
+            assert r.status in (200, 202), await r.text()
+        view = await gw.wait_status(doc["code"], {"completed"})
+        assert [s["attempts"] for s in view["steps"][:3]] == [
+            1,
+            1,
+            1,
+        ]  # finished steps not repeated
+        assert (await sandbox_stats(gw, "civil_status"))["writes"]["birth.register"] == 1
+
+
+async def test_permanent_refusal_is_corrected_and_resumed(gateway: Gateway, tmp_path: Any) -> None:
+    doc = dossiers(1, death_share=0)[0]
+    right = doc["applicant"]["full_name"]
+    doc["applicant"]["full_name"] = "Phạm Văn Sai"
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202
+    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    assert view["status"] == "needs_attention"
+    assert "does not match" in view["steps"][0]["error"]
+    async with await gateway.get("/v1/dossiers?status=needs_attention", who="operator") as r:
+        assert [d["code"] for d in (await r.json())["items"]] == [doc["code"]]
+    # Resuming before a correction is allowed but stops again the same way; correct first.
+    patch = {
+        "reason": "tên người nộp sai chính tả",
+        "applicant": {**doc["applicant"], "full_name": right},
+    }
+    async with gateway.http.patch(
+        gateway.url + f"/v1/dossiers/{doc['code']}", json=patch, headers=gateway.headers("operator")
+    ) as r:
+        assert r.status == 200, await r.text()
+    async with gateway.http.patch(
+        gateway.url + f"/v1/dossiers/{doc['code']}",
+        json={"reason": "x", "applicant": {**doc["applicant"], "personal_id": "1"}},
+        headers=gateway.headers("operator"),
+    ) as r:
+        assert (r.status, (await r.json())["type"]) == (422, PROBLEM + "invalid-personal-id")
+    # The operator resumes through the CLI, against the same store the gateway runs on.
+    config = tmp_path / "cli.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{gateway.runtime.store.path}"\n')  # type: ignore[attr-defined]
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, ["flows", "resume", doc["code"], "--config", str(config)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "resumed at step verify_applicant" in result.output
+    gateway.runtime.worker.wake()  # type: ignore[union-attr]
+    view = await gateway.wait_status(doc["code"], {"completed", "needs_attention", "failed"})
+    assert view["status"] == "completed"
+    outcomes = [h["outcome"] for h in view["steps"][0]["history"]]
+    assert outcomes == ["dead", "resumed", "delivered"]
+    again = await asyncio.to_thread(
+        CliRunner().invoke, main, ["flows", "resume", doc["code"], "--config", str(config)]
+    )
+    assert again.exit_code == 1 and "only a stopped flow" in again.output
+    async with await gateway.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
+        assert (r.status, (await r.json())["type"]) == (409, PROBLEM + "status-transition")
+
+
+async def test_a_subsystem_sees_only_its_own_dossiers(gateway: Gateway) -> None:
+    doc = dossiers(1, death_share=0)[0]
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202
+    async with await gateway.get(f"/v1/dossiers/{doc['code']}", who="outsider") as r:
+        assert r.status == 403
+    async with await gateway.get(f"/v1/dossiers/{doc['code']}", who="operator") as r:
+        assert r.status == 200
+    async with await gateway.get("/v1/dossiers/000.00.00.H41-261122-9999") as r:
+        assert (r.status, (await r.json())["type"]) == (404, PROBLEM + "unknown-dossier")
+
+
+async def test_operations_endpoints(gateway: Gateway) -> None:
+    async with gateway.http.get(gateway.url + "/healthz") as r:
+        assert r.status == 200
+    async with gateway.http.get(gateway.url + "/readyz") as r:
+        body = await r.json()
+        assert r.status == 200 and body["checks"]["store"] == "ok"
+    doc = dossiers(1, death_share=0)[0]
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202
+    await gateway.wait_status(doc["code"], {"completed"})
+    async with gateway.http.get(gateway.url + "/metrics") as r:
+        text = await r.text()
+    assert (
+        'lienthong_http_requests_total{method="POST",route="/v1/dossiers",status="202"} 1.0' in text
+    )
+    assert 'lienthong_outbox_jobs{state="done"}' in text
+    assert (
+        'lienthong_registry_calls_total{operation="birth.register",outcome="ok",registry="civil_status"} 1.0'
+        in text
+    )
+    assert "lienthong_http_request_duration_seconds_bucket" in text
+    assert 'lienthong_circuit_state{endpoint="civil_status"} 0.0' in text
