@@ -250,10 +250,15 @@ async def fetch(request: web.Request) -> web.StreamResponse:
             subsystem=identity.id,
             request_id=request.get(REQUEST_ID_KEY),
         )
+    # Recipients get the forwarded copy (with the hub's TraceHeader); the sender, or anyone
+    # asking ?original=true, the bytes as received (what a strict XMLDSig tool verifies).
+    original = request.query.get("original") in ("1", "true") or doc["sender"] == _agency(identity)
     if doc["media_type"] == "application/xml":
-        path = hub.blobs.path(doc["package_sha256"])
+        path = hub.blobs.path(delivery.envelope_sha256(doc, original=original))
         return web.FileResponse(path, headers={"Content-Type": "application/xml"})  # sendfile
-    body, content_type = await asyncio.to_thread(delivery.package_body, doc, hub.blobs)
+    body, content_type = await asyncio.to_thread(
+        lambda: delivery.package_body(doc, hub.blobs, original=original)
+    )
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 

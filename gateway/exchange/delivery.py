@@ -21,14 +21,22 @@ from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
 from gateway.outbox import Delivery, Job
 from gateway.store import Tx
 
-__all__ = ["PushHandler", "handlers", "package_body"]
+__all__ = ["PushHandler", "envelope_sha256", "handlers", "package_body"]
 
 
-def package_body(doc: Mapping[str, Any], blobs: BlobStore) -> tuple[Any, str]:
+def envelope_sha256(doc: Mapping[str, Any], *, original: bool = False) -> str:
+    """The forwarded copy (with the hub's TraceHeader) unless ``original`` is asked for."""
+    forwarded = doc.get("forward_sha256")
+    return str(doc["package_sha256"] if original or not forwarded else forwarded)
+
+
+def package_body(
+    doc: Mapping[str, Any], blobs: BlobStore, *, original: bool = False
+) -> tuple[Any, str]:
     """What to send for a stored document: ``(body, content type)``. An application/xml package
     is its blob file (opened; aiohttp streams and closes it); a multipart/related one is rebuilt
     from the envelope and its parts, each streamed from its blob. Raises FileNotFoundError."""
-    envelope = blobs.path(doc["package_sha256"]).open("rb")
+    envelope = blobs.path(envelope_sha256(doc, original=original)).open("rb")
     if doc["media_type"] != "multipart/related":
         return envelope, "application/xml"
     parts = msgspec.json.decode(doc["meta"])["parts"]

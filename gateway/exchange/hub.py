@@ -36,6 +36,7 @@ from gateway.exchange.errors import (
 from gateway.exchange.model import AttachmentInfo, TraceHeader
 from gateway.exchange.receipt import Receipt, build_receipt, sign_receipt
 from gateway.exchange.status import MEANINGS, advance, replay
+from gateway.exchange.trace import forward_copy
 from gateway.outbox import enqueue
 from gateway.store import Tx
 
@@ -207,10 +208,18 @@ class DocumentHub:
                 trace=TraceHeader(self.organ_id, received),
             )
             signed = await sign_receipt(build_receipt(receipt), self.signer)
+            forwarded = await asyncio.to_thread(forward_copy, checked.scan, receipt.trace, staging)
             await asyncio.to_thread(self.blobs.adopt, staging)
             outcome: Accepted = await self.store.transact(
                 lambda tx: self._accept(
-                    tx, checked, receipt, signed, subsystem, request_id, mime_parts
+                    tx,
+                    checked,
+                    receipt,
+                    signed,
+                    subsystem,
+                    request_id,
+                    mime_parts,
+                    forwarded.sha256 if forwarded else None,
                 )
             )
         finally:
@@ -237,6 +246,7 @@ class DocumentHub:
         subsystem: str,
         request_id: str | None,
         mime_parts: list[AttachmentInfo],
+        forward_sha256: str | None,
     ) -> Accepted:
         pkg = checked.package
         business = pkg.trace.business
@@ -257,6 +267,7 @@ class DocumentHub:
             sender=sender,
             doc_type=pkg.doc_type,
             package_sha256=receipt.package_sha256,
+            forward_sha256=forward_sha256,
             size=receipt.package_size,
             media_type="multipart/related" if mime_parts else "application/xml",
             subject=pkg.header.subject,

@@ -40,6 +40,8 @@ CHUNK = 1024 * 1024
 _ATTACHMENT_PATH = (f"{NS} edXML", f"{NS} AttachmentEncoded", f"{NS} Attachment")
 _CTE = f"{NS} ContentTransferEncoded"
 _HEADER_PATH = (f"{NS} edXML", f"{NS} edXMLEnvelope", f"{NS} edXMLHeader")
+_TRACE_LIST = f"{NS} TraceHeaderList"
+_TRACE = f"{NS} TraceHeader"
 _B64_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n"
 _WS = b" \t\r\n"
 
@@ -65,6 +67,9 @@ class Scan:
     splices: list[SpliceRange]
     header_end: int  # offset of the '<' of </edXMLHeader>: where a Signature can be inserted
     attachments: list[AttachmentInfo] = field(default_factory=list)
+    # Where a TraceHeader can be appended: just after the last TraceHeader (or the start tag of
+    # TraceHeaderList when it has none); -1 without a TraceHeaderList.
+    trace_insert: int = -1
 
     def texts(self) -> Iterator[tuple[str, Iterator[bytes]]]:
         """For each splice, its placeholder and the original text as c14n writes it.
@@ -179,7 +184,7 @@ def scan_file(
 
     stack: list[str] = []
     captures: list[tuple[int, int, _Base64Sink]] = []
-    state: dict[str, Any] = {"sink": None, "lt": 0, "header_end": -1}
+    state: dict[str, Any] = {"sink": None, "lt": 0, "header_end": -1, "trace_list": -1, "trace": -1}
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
     parser.buffer_text = True
     parser.buffer_size = 256 * 1024
@@ -191,6 +196,8 @@ def scan_file(
     def start(name: str, _attrs: Any) -> None:
         if state["sink"] is not None:
             raise InvalidEdxml("ContentTransferEncoded must hold text only")
+        if name == _TRACE_LIST and tuple(stack) == _HEADER_PATH:
+            state["trace_list"] = parser.CurrentByteIndex
         if name == _CTE and tuple(stack) == _ATTACHMENT_PATH:
             writer = blobs.writer(max_bytes) if blobs is not None else None
             state["sink"] = _Base64Sink(writer, max_bytes)
@@ -200,6 +207,8 @@ def scan_file(
     def end(name: str) -> None:
         if tuple(stack) == _HEADER_PATH:
             state["header_end"] = parser.CurrentByteIndex
+        elif name == _TRACE and tuple(stack[:-1]) == (*_HEADER_PATH, _TRACE_LIST):
+            state["trace"] = parser.CurrentByteIndex  # the '<' of </TraceHeader>
         stack.pop()
         sink = state["sink"]
         if sink is not None:
@@ -243,6 +252,15 @@ def scan_file(
                 splices.append(
                     SpliceRange(start_text, end_lt, mark, ref, sink.hash.hexdigest(), sink.size)
                 )
+            if state["trace"] >= 0:
+                trace_insert = _end_of_start_tag(f, state["trace"])  # '>' of the end tag
+            elif state["trace_list"] >= 0:
+                trace_insert = _end_of_start_tag(f, state["trace_list"])
+                f.seek(trace_insert - 2)
+                if f.read(1) == b"/":  # <TraceHeaderList/>: nowhere to put a child
+                    trace_insert = -1
+            else:
+                trace_insert = -1
             reduced_size = size - sum(s.end - s.start - len(s.placeholder) for s in splices)
             if reduced_size > max_envelope:
                 raise PayloadTooLarge(
@@ -272,6 +290,7 @@ def scan_file(
         raise
     root = parse_bytes(b"".join(parts), max_bytes=max_envelope + PROLOG_LIMIT)
     scan = Scan(path, size, digest.hexdigest(), root, splices, state["header_end"])
+    scan.trace_insert = trace_insert
     scan.attachments = _attachments(root, splices)
     return scan
 

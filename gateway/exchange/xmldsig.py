@@ -74,6 +74,7 @@ _SIGS: dict[str, tuple[str, hashes.HashAlgorithm, bool]] = {  # uri -> (kind, ha
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384": ("ecdsa", hashes.SHA384(), False),
 }
 _EC_SIZES = {256: 32, 384: 48, 521: 66}
+_MAX_TRANSIT = 8  # TraceHeaders other systems may have appended after the signature
 
 
 def _ds(local: str) -> str:
@@ -89,6 +90,7 @@ class EnvelopeSignature:
     chain: list[str] = field(default_factory=list)
     revocation: str = "not checked"
     weaknesses: list[str] = field(default_factory=list)
+    appended_by: list[str] = field(default_factory=list)  # TraceHeaders added after signing
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +98,7 @@ class EnvelopeSignature:
             "chain": self.chain,
             "revocation": self.revocation,
             "weaknesses": self.weaknesses,
+            "trace_headers_appended_by": self.appended_by,
         }
 
 
@@ -142,8 +145,15 @@ def _document_digest(
     prefixes: list[str] | None,
     hash_name: str,
     texts: Iterator[tuple[str, Iterator[bytes]]],
+    drop_traces: int = 0,
 ) -> bytes:
     doc = copy.deepcopy(root.getroottree())
+    if drop_traces:
+        traces = doc.getroot().findall(
+            f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('TraceHeaderList')}/{q('TraceHeader')}"
+        )
+        for th in traces[-drop_traces:]:
+            _remove_keep_tail(th)
     if signature is not None:
         # check_envelope made sure there is exactly one Signature: remove its copy.
         for target in list(doc.getroot().iter(_ds("Signature"))):
@@ -254,8 +264,21 @@ def check_envelope(scan: Scan) -> tuple[EnvelopeSignature, list[x509.Certificate
         t_el = ref.findall(f"{_ds('Transforms')}/{_ds('Transform')}")[1]
         prefixes = _prefix_list(t_el)
     actual = _document_digest(root, sig, ref_c14n, prefixes, hash_name, scan.texts())
+    appended: list[str] = []
     if actual != expected:
-        raise SignatureInvalid("digest mismatch: the package was changed after it was signed")
+        # Systems that handle a package append their TraceHeader after it was signed: accept
+        # exactly that (the last k TraceHeaders removed restore the signed document), nothing else.
+        traces = root.findall(
+            f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('TraceHeaderList')}/{q('TraceHeader')}"
+        )
+        for k in range(1, min(len(traces), _MAX_TRANSIT) + 1):
+            if expected == _document_digest(
+                root, sig, ref_c14n, prefixes, hash_name, scan.texts(), drop_traces=k
+            ):
+                appended = [(t.findtext(q("OrganId")) or "").strip() for t in traces[-k:]]
+                break
+        else:
+            raise SignatureInvalid("digest mismatch: the package was changed after it was signed")
     leaf, others = _certificates(sig)
     _verify_value(leaf, sm_alg, _c14n(si, cm_alg, _prefix_list(cm)), value)
     weaknesses = []
@@ -265,7 +288,7 @@ def check_envelope(scan: Scan) -> tuple[EnvelopeSignature, list[x509.Certificate
         weaknesses.append("RSA-SHA1 signature")
     cn = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     signer = str(cn[0].value) if cn else leaf.subject.rfc4514_string()
-    return EnvelopeSignature(signer, leaf, weaknesses=weaknesses), others
+    return EnvelopeSignature(signer, leaf, weaknesses=weaknesses, appended_by=appended), others
 
 
 async def verify_envelope(scan: Scan, trust: Any) -> EnvelopeSignature:

@@ -8,7 +8,8 @@ CREATE TABLE IF NOT EXISTS documents (
     document_id    TEXT    NOT NULL,         -- edXML DocumentId
     sender         TEXT    NOT NULL,         -- From/OrganId = the authenticated agency
     doc_type       INTEGER NOT NULL,         -- BussinessDocType 0 new, 1 revoke, 2 update, 3 replace
-    package_sha256 TEXT    NOT NULL,
+    package_sha256 TEXT    NOT NULL,         -- as received (what the receipt names)
+    forward_sha256 TEXT,                     -- the copy recipients get: + the hub's TraceHeader
     size           INTEGER NOT NULL,
     media_type     TEXT    NOT NULL,
     subject        TEXT    NOT NULL DEFAULT '',
@@ -46,10 +47,10 @@ CREATE TABLE IF NOT EXISTS document_statuses (
 CREATE INDEX IF NOT EXISTS document_statuses_by_doc ON document_statuses (document, recipient, id);
 
 -- name: insert
-INSERT INTO documents (id, document_id, sender, doc_type, package_sha256, size, media_type, subject,
-                       target, received_at, receipt, meta)
-VALUES (:id, :document_id, :sender, :doc_type, :package_sha256, :size, :media_type, :subject,
-        :target, :received_at, :receipt, :meta)
+INSERT INTO documents (id, document_id, sender, doc_type, package_sha256, forward_sha256, size,
+                       media_type, subject, target, received_at, receipt, meta)
+VALUES (:id, :document_id, :sender, :doc_type, :package_sha256, :forward_sha256, :size,
+        :media_type, :subject, :target, :received_at, :receipt, :meta)
 ON CONFLICT (sender, document_id, doc_type) DO NOTHING;
 
 -- name: get
