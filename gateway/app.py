@@ -164,6 +164,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = runtime.settings
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(runtime.store)
+        await _start_checkpointer(runtime, stack)
         sandboxed = [n for n in REGISTRY_NAMES if settings.registry(n).url is None]
         if sandboxed and not settings.sandbox.embedded:
             raise SettingsError(
@@ -228,6 +229,38 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _start_checkpointer(runtime: Runtime, stack: AsyncExitStack) -> None:
+    """Signed, timestamped audit checkpoints; with ``fail_closed_after_s`` the gateway refuses new
+    work (503 ``not-accepting``, and /readyz says why) while checkpoints cannot be timestamped."""
+    from gateway.audit.checkpoints import Checkpointer
+    from signing.timestamps import serve_tsa
+
+    settings, signing = runtime.settings, runtime.extras.get("signing")
+    if signing is None:
+        return  # no key: no checkpoints (unit tests of the HTTP layer)
+    audit = settings.audit
+    tsa_url = audit.tsa_url
+    if tsa_url is None and signing.pki is not None:
+        # The embedded default: a local TSA of the test PKI, as the real one would be configured.
+        tsa_url = await stack.enter_async_context(serve_tsa(signing.pki.directory))
+    if tsa_url is None:
+        raise SettingsError("[audit] tsa_url is required for signed, timestamped checkpoints")
+    checkpointer = Checkpointer(
+        runtime.store,
+        signing.signer,
+        tsa_url=tsa_url,
+        origin=audit.origin,
+        every=audit.checkpoint_every,
+        interval_s=audit.checkpoint_interval_s,
+        fail_closed_after_s=audit.fail_closed_after_s,
+    )
+    await checkpointer.start()
+    stack.push_async_callback(checkpointer.stop)
+    runtime.extras["checkpointer"] = checkpointer
+    runtime.extras.setdefault("readiness", {})["audit"] = lambda: checkpointer.healthy
+    runtime.extras["accepting"] = lambda: checkpointer.healthy
+
+
 def create_app(
     settings: Settings,
     *,
@@ -236,7 +269,8 @@ def create_app(
 ) -> web.Application:
     """Build the gateway. ``extras`` carries optional parts (``signing``: a SigningSetup, extra
     ``handlers`` by job kind, an ``on_result`` hook for the demo)."""
-    from gateway.api import admin, dossiers, lookups, ops
+    from gateway import console
+    from gateway.api import admin, audit, dossiers, lookups, ops
 
     metrics = Metrics()
     app = web.Application(
@@ -262,7 +296,7 @@ def create_app(
         extras=dict(extras or {}),
     )
     app.cleanup_ctx.append(_lifecycle)
-    for module in (ops, dossiers, lookups, admin):
+    for module in (ops, dossiers, lookups, admin, audit, console):
         app.router.add_routes(module.routes)
     return app
 

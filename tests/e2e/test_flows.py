@@ -318,3 +318,38 @@ async def test_operations_endpoints(gateway: Gateway) -> None:
     )
     assert "lienthong_http_request_duration_seconds_bucket" in text
     assert 'lienthong_circuit_state{endpoint="civil_status"} 0.0' in text
+
+
+async def test_fail_closed_when_checkpoints_cannot_be_timestamped(make_gateway: Any) -> None:
+    # A TSA that does not answer: checkpoints cannot be timestamped, so after the configured
+    # period the gateway refuses new work and says why — and keeps what it had accepted.
+    from signing.testing import free_port
+
+    dead_tsa = f"http://127.0.0.1:{free_port()}/tsa"
+    audit = {
+        "tsa_url": dead_tsa,
+        "checkpoint_every": 1,
+        "checkpoint_interval_s": 0.05,
+        "fail_closed_after_s": 0.2,
+    }
+    async with make_gateway(audit=audit) as gw:
+        first = dossiers(1, death_share=0)[0]
+        async with await gw.post("/v1/dossiers", first) as r:
+            accepted_first = r.status
+        for _ in range(200):
+            async with gw.http.get(gw.url + "/readyz") as r:
+                if r.status == 503:
+                    problem = await r.json()
+                    break
+            await asyncio.sleep(0.05)
+        assert (r.status, problem["type"]) == (503, PROBLEM + "not-ready")
+        assert "timestamped audit checkpoint" in problem["checks"]["audit"]
+        second = dossiers(1, death_share=0, start=2)[0]
+        async with await gw.post("/v1/dossiers", second) as r:
+            refused = await r.json()
+            assert (r.status, refused["type"]) == (503, PROBLEM + "not-accepting")
+        async with await gw.get(f"/v1/dossiers/{second['code']}") as r:
+            assert r.status == 404  # nothing half-stored
+        if accepted_first == 202:
+            async with await gw.get(f"/v1/dossiers/{first['code']}") as r:
+                assert r.status == 200  # what was accepted stays
