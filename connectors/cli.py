@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import json
 import signal
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -46,15 +48,38 @@ def _plans(text: str | None, names: list[str]) -> dict[str, FaultPlan]:
     return dict.fromkeys(names, plan)
 
 
+def _civil_status_keys(pki_dir: Path | None, names: list[str]) -> dict[str, Any]:
+    """The register's signing key and the PKI's anchors, so certificates are signed and requests
+    checked as the real register does; without ``--pki`` both are off."""
+    if pki_dir is None or "civil_status" not in names:
+        return {}
+    from signing.errors import SigningError
+    from signing.testing import TestPKI
+
+    try:
+        pki = TestPKI.load(pki_dir)
+        return {"signer": pki.key("register"), "trust": pki.trust()}
+    except (OSError, KeyError, SigningError) as exc:
+        raise click.BadParameter(f"{pki_dir}: not a test PKI ({exc})", param_hint="--pki") from None
+
+
 async def _serve(
-    names: list[str], port: int, seed: int, plans: dict[str, FaultPlan], as_json: bool, host: str
+    names: list[str],
+    port: int,
+    seed: int,
+    plans: dict[str, FaultPlan],
+    as_json: bool,
+    host: str,
+    options: dict[str, Any],
 ) -> None:
     ports = {name: port + i for i, name in enumerate(names)} if port else {}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with run_sandboxes(names=names, seed=seed, faults=plans, host=host, ports=ports) as urls:
+    async with run_sandboxes(
+        names=names, seed=seed, faults=plans, host=host, ports=ports, **options
+    ) as urls:
         if as_json:
             click.echo(json.dumps({"seed": seed, "registries": urls}))
         else:
@@ -80,14 +105,24 @@ async def _serve(
                    '({"insurance": {"lost_reply_rate": 0.5}}).')  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the URLs as one JSON object.")
+@click.option("--pki", "pki_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="A test PKI (lienthong pki init): civil status signs certificates with its "
+                   "register key and requires requests signed under its root.")  # fmt: skip
 def serve(
-    registries: tuple[str, ...], port: int, seed: int, faults: str | None, host: str, as_json: bool
+    registries: tuple[str, ...],
+    port: int,
+    seed: int,
+    faults: str | None,
+    host: str,
+    as_json: bool,
+    pki_dir: Path | None,
 ) -> None:
     """Serve the sandboxes and print each registry's base URL; run until Ctrl-C."""
     names = list(dict.fromkeys(registries)) or list(REGISTRIES)
     plans = _plans(faults, names)
+    options = _civil_status_keys(pki_dir, names)
     try:
-        asyncio.run(_serve(names, port, seed, plans, as_json, host))
+        asyncio.run(_serve(names, port, seed, plans, as_json, host, options))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
