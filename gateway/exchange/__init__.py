@@ -18,6 +18,7 @@ from gateway.exchange.builder import (
     write_package,
 )
 from gateway.exchange.check import Checked, CheckedStatus, CheckPolicy, check_package, check_status
+from gateway.exchange.delivery import PushHandler, package_body
 from gateway.exchange.edxml import check_prolog, parse_bytes, read_package, read_status
 from gateway.exchange.errors import (
     BlobError,
@@ -26,6 +27,7 @@ from gateway.exchange.errors import (
     ExchangeError,
     ForgedSender,
     InvalidEdxml,
+    NotDelivered,
     PayloadTooLarge,
     SchemaInvalid,
     SignatureInvalid,
@@ -33,14 +35,18 @@ from gateway.exchange.errors import (
     UnknownDocument,
     UnknownRecipient,
 )
+from gateway.exchange.hub import Accepted, AgencyRoute, DocumentHub, IncomingPart
 from gateway.exchange.receipt import Receipt, build_receipt, read_receipt, sign_receipt
 from gateway.exchange.schema import validate
 from gateway.exchange.status import StatusState, advance, replay
 from gateway.exchange.stream import Scan, scan_file
+from gateway.exchange.trace import forward_copy
 from gateway.exchange.xmldsig import EnvelopeSignature, sign_bytes, sign_file, verify_envelope
 
 __all__ = [
     "SIGNATURE_PARENT",
+    "Accepted",
+    "AgencyRoute",
     "BlobError",
     "BlobRef",
     "BlobStore",
@@ -48,14 +54,18 @@ __all__ = [
     "Checked",
     "CheckedStatus",
     "DoctypeForbidden",
+    "DocumentHub",
     "DuplicateConflict",
     "EnvelopeSignature",
     "ExchangeError",
     "FileAttachment",
     "ForgedSender",
+    "IncomingPart",
     "InvalidEdxml",
     "NewAttachment",
+    "NotDelivered",
     "PayloadTooLarge",
+    "PushHandler",
     "Receipt",
     "Scan",
     "SchemaInvalid",
@@ -72,6 +82,8 @@ __all__ = [
     "check_package",
     "check_prolog",
     "check_status",
+    "forward_copy",
+    "package_body",
     "parse_bytes",
     "read_package",
     "read_receipt",

@@ -8,6 +8,7 @@ retried by the outbox's policy; any other 4xx is permanent (dead letter, an oper
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -94,10 +95,12 @@ class PushHandler:
             headers["Authorization"] = f"Bearer {route.token}"
         try:
             if status:
-                body: Any = self.blobs.path(sha).open("rb")
+                body: Any = await asyncio.to_thread(self.blobs.path(sha).open, "rb")
                 headers["Content-Type"] = "application/xml"
             else:
-                body, headers["Content-Type"] = package_body(doc, self.blobs)
+                body, headers["Content-Type"] = await asyncio.to_thread(
+                    package_body, doc, self.blobs
+                )
             async with self._session().post(
                 route.endpoint,
                 data=body,

@@ -52,6 +52,7 @@ __all__ = [
 PUSH_KIND = "document.push"
 STATUS_PUSH_KIND = "document.status.push"
 SERVICE = "documents"
+_SPOOL_BATCH = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +121,17 @@ class DocumentHub:
         """Write the body to a staged blob, hashing as it goes. Raises PayloadTooLarge."""
         writer = staging.writer(max_bytes)
         try:
+            batch: list[bytes] = []
+            pending = 0
             async for chunk in chunks:
-                # Small synchronous writes; the fsync happens once, in commit, off the loop.
-                writer.write(chunk)
+                batch.append(chunk)
+                pending += len(chunk)
+                if pending >= _SPOOL_BATCH:
+                    # Hashing and writing a megabyte is work: keep it off the event loop.
+                    await asyncio.to_thread(writer.write, b"".join(batch))
+                    batch, pending = [], 0
+            if batch:
+                await asyncio.to_thread(writer.write, b"".join(batch))
             ref = await asyncio.to_thread(writer.commit)
         except BaseException:
             writer.abort()
