@@ -111,6 +111,19 @@ def _problems() -> Any:
         raise Problem(exc.status, exc.slug, exc.detail, title=exc.title, **exc.extra) from None
 
 
+def _accepting(runtime: Runtime) -> None:
+    """Refuse new work while the audit log cannot be checkpointed (fail-closed), as dossiers do.
+
+    Raises Problem 503 ``not-accepting``."""
+    gate = runtime.extras.get("accepting")
+    if gate is None:
+        return
+    state = gate()
+    ok, reason = state if isinstance(state, tuple) else (bool(state), "audit checkpoints failing")
+    if not ok:
+        raise Problem(503, "not-accepting", reason)
+
+
 def _agency(identity: Identity) -> str:
     return identity.subsystem.agency
 
@@ -203,6 +216,7 @@ async def _multipart(
 async def send(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
     runtime = request.app[RUNTIME]
+    _accepting(runtime)
     hub = await hub_for(runtime)
     parts = None
     if request.content_type == "multipart/related":
@@ -279,6 +293,7 @@ async def ack(request: web.Request) -> web.Response:
 @routes.post("/v1/documents/{id}/status")
 async def post_status(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
+    _accepting(request.app[RUNTIME])
     hub = await hub_for(request.app[RUNTIME])
     body = await _body(request, min(hub.policy.max_bytes, 8 << 20))
     with _problems():
