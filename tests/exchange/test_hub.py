@@ -1,0 +1,126 @@
+"""DocumentHub over the real SQLite store (no HTTP): races, recall rules, inbox paging."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.exchange.blobs import BlobStore
+from gateway.exchange.builder import build_status
+from gateway.exchange.errors import UnknownDocument
+from gateway.exchange.hub import AgencyRoute, DocumentHub
+from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StatusMessage
+from gateway.exchange.xmldsig import sign_bytes
+from gateway.store import SQLiteStore
+
+from .factories import AGENCIES, NGHE_AN, TAY_NINH_STC, TU_PHAP
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), 65536):
+        yield data[i : i + 65536]
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, pki: Any, trust: Any) -> AsyncIterator[DocumentHub]:
+    async with SQLiteStore(tmp_path / "hub.db") as store:
+        yield DocumentHub(
+            store,
+            BlobStore(tmp_path / "blobs"),
+            organ_id="000.00.00.G22",
+            agencies={a: AgencyRoute(a) for a in AGENCIES},
+            trust=trust,
+            signer=pki.key("gateway"),
+        )
+
+
+async def _count(hub: DocumentHub, table: str) -> int:
+    return len(await hub.store.read(lambda tx: tx.all(f"documents.count_{table}")))
+
+
+def _status(key: Callable[[str], Any], who: str, code: str) -> bytes:
+    doc_id = "000.00.11.H53,2020/10/30,2491/STC-BCTC"
+    msg = StatusMessage(
+        Organization(who),
+        ResponseFor(TAY_NINH_STC, "2491/STC-BCTC", date(2020, 10, 30), doc_id),
+        code,
+        datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
+    )
+    return sign_bytes(build_status(msg), key(who))
+
+
+async def test_concurrent_duplicates_store_one_document(
+    hub: DocumentHub, make_package: Callable[..., bytes]
+) -> None:
+    data = make_package(to=(NGHE_AN, TU_PHAP))
+    results = await asyncio.gather(
+        *(hub.receive(_chunks(data), sender=TAY_NINH_STC, subsystem="s") for _ in range(4))
+    )
+    assert len({r.id for r in results}) == 1
+    assert len({r.receipt for r in results}) == 1
+    assert sorted(r.duplicate for r in results) == [False, True, True, True]
+    assert await _count(hub, "documents") == 1
+    assert await _count(hub, "document_deliveries") == 2
+
+
+async def test_update_of_unknown_document_keeps_nothing(
+    hub: DocumentHub, make_package: Callable[..., bytes]
+) -> None:
+    with pytest.raises(UnknownDocument):
+        await hub.receive(_chunks(make_package(doc_type=2)), sender=TAY_NINH_STC, subsystem="s")
+    assert await _count(hub, "documents") == 0
+    assert (
+        not list((hub.blobs.root / "sha256").rglob("*"))
+        if (hub.blobs.root / "sha256").exists()
+        else True
+    )
+    assert not list(hub.blobs.tmp_dir.iterdir())
+
+
+async def test_revoke_skips_recipients_whose_chain_is_closed(
+    hub: DocumentHub, make_package: Callable[..., bytes], key: Callable[[str], Any]
+) -> None:
+    doc = (
+        await hub.receive(
+            _chunks(make_package(to=(NGHE_AN, TU_PHAP))), sender=TAY_NINH_STC, subsystem="s"
+        )
+    ).id
+    for who, codes in ((NGHE_AN, ("01", "02")), (TU_PHAP, ("01", "03"))):
+        await hub.fetch(doc, who, subsystem="s")
+        for code in codes:
+            await hub.record_status(
+                doc, _chunks(_status(key, who, code)), sender=who, subsystem="s"
+            )
+    await hub.receive(
+        _chunks(make_package(to=(NGHE_AN, TU_PHAP), doc_type=1)), sender=TAY_NINH_STC, subsystem="s"
+    )
+    view = await hub.statuses(doc, TAY_NINH_STC)
+    history = {r["recipient"]: [h["code"] for h in r["history"]] for r in view["recipients"]}
+    assert history == {NGHE_AN: ["01", "02"], TU_PHAP: ["01", "03", "13"]}
+
+
+async def test_inbox_pages_with_a_cursor(
+    hub: DocumentHub, make_package: Callable[..., bytes]
+) -> None:
+    ids = [
+        (
+            await hub.receive(
+                _chunks(make_package(number=str(n))), sender=TAY_NINH_STC, subsystem="s"
+            )
+        ).id
+        for n in range(5)
+    ]
+    first = await hub.inbox(NGHE_AN, limit=2)
+    second = await hub.inbox(NGHE_AN, after=int(first["next"]), limit=2)
+    third = await hub.inbox(NGHE_AN, after=int(second["next"]), limit=2)
+    assert [i["id"] for i in first["items"] + second["items"] + third["items"]] == ids
+    assert (await hub.inbox(TU_PHAP))["items"] == []
+    await hub.ack(ids[0], NGHE_AN, subsystem="s")
+    assert [i["id"] for i in (await hub.inbox(NGHE_AN))["items"]] == ids[1:]
+    with pytest.raises(UnknownDocument):
+        await hub.ack(ids[0], TU_PHAP, subsystem="s")
