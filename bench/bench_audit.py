@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--verify", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)
 
     audit, raw, batches = [], [], []
     for _ in range(args.runs):
