@@ -120,12 +120,27 @@ def test_refusals_leave_no_blob(
     assert not list(blobs.tmp_dir.iterdir())
 
 
-def test_doctype_after_a_long_prolog_is_still_refused(tmp_path: Path) -> None:
-    # Past the prolog window expat's own DOCTYPE handler refuses it.
+def test_a_prolog_too_long_to_check_is_refused(tmp_path: Path) -> None:
     comment = b"<!--" + b"x" * 70000 + b"-->"
     data = b'<?xml version="1.0"?>' + comment + b'<!DOCTYPE edXML [<!ENTITY a "b">]><edXML/>'
-    with pytest.raises((DoctypeForbidden, InvalidEdxml)):
+    with pytest.raises(InvalidEdxml, match="no root element"):
         scan_file(_write(tmp_path, data), None)
+
+
+def test_expat_refuses_doctype_even_if_the_prolog_check_were_bypassed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Defence in depth: the parser's own DOCTYPE handler, with the byte check switched off.
+    import gateway.exchange.stream as stream
+
+    def not_reached(*_: object, **__: object) -> None:
+        raise AssertionError("the expat pass let a DOCTYPE through")
+
+    monkeypatch.setattr(stream, "check_prolog", lambda head: 0)
+    monkeypatch.setattr(stream, "parse_bytes", not_reached)
+    for doctype in (b'<!DOCTYPE edXML SYSTEM "x.dtd">', b'<!DOCTYPE edXML [<!ENTITY a "b">]>'):
+        with pytest.raises(DoctypeForbidden):
+            scan_file(_write(tmp_path, b'<?xml version="1.0"?>' + doctype + b"<edXML/>"), None)
 
 
 def test_size_caps(tmp_path: Path, blobs: BlobStore) -> None:
