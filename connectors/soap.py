@@ -33,7 +33,7 @@ import httpx
 import zeep
 import zeep.exceptions
 import zeep.helpers
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 from connectors.api import ConnectorError, Endpoint, PermanentError, TransientError
 

@@ -106,7 +106,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def identify_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request[IDENTITY_KEY] = request.app[RUNTIME].auth.identify(request)
+    identity = request.app[RUNTIME].auth.identify(request)
+    if identity is not None:
+        request[IDENTITY_KEY] = identity
     return await handler(request)
 
 

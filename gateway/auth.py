@@ -33,7 +33,7 @@ class Identity:
         return service in self.subsystem.rights
 
 
-IDENTITY_KEY = web.RequestKey("identity", Identity | None)
+IDENTITY_KEY = web.RequestKey("identity", Identity)  # absent: anonymous
 
 
 def _digest(token: str) -> bytes:
@@ -68,7 +68,7 @@ class Authenticator:
 
 def require(request: web.Request, service: str) -> Identity:
     """The caller's identity, if it holds ``service``. Raises Problem 401 / 403."""
-    identity = request.get(IDENTITY_KEY)
+    identity: Identity | None = request.get(IDENTITY_KEY)
     if identity is None:
         raise Problem(
             401,

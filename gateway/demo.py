@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import logging
 import shutil
@@ -168,7 +169,7 @@ async def _submit_all(client: _Client, dossiers: list[dict[str, Any]], quiet: bo
 
     tasks = [asyncio.create_task(one(d)) for d in dossiers]
     with click.progressbar(
-        length=len(tasks), label="submitting dossiers ", file=None if not quiet else _Null()
+        length=len(tasks), label="submitting dossiers ", file=io.StringIO() if quiet else None
     ) as bar:
         for task in asyncio.as_completed(tasks):
             await task
@@ -176,22 +177,11 @@ async def _submit_all(client: _Client, dossiers: list[dict[str, Any]], quiet: bo
     return statuses
 
 
-class _Null:
-    def write(self, _: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-
 async def _wait_all(client: _Client, codes: list[str], quiet: bool) -> dict[str, str]:
     final: dict[str, str] = {}
     deadline = time.monotonic() + 600  # a bound, not a target: a stuck flow ends the demo NOT OK
     with click.progressbar(
-        length=len(codes), label="running the flows   ", file=None if not quiet else _Null()
+        length=len(codes), label="running the flows   ", file=io.StringIO() if quiet else None
     ) as bar:
         while len(final) < len(codes) and time.monotonic() < deadline:
             _status, _page = await client.call(

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 from .errors import SignatureInvalid, SigningError
 from .keys import SigningKey

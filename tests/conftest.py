@@ -25,8 +25,9 @@ def artifacts_dir() -> Path:
 def pki(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from signing.testing import TestPKI, free_port
 
-    return TestPKI.create(tmp_path_factory.mktemp("pki"),
-                          base_url=f"http://127.0.0.1:{free_port()}")
+    return TestPKI.create(
+        tmp_path_factory.mktemp("pki"), base_url=f"http://127.0.0.1:{free_port()}"
+    )
 
 
 @pytest.fixture
@@ -43,4 +44,6 @@ async def tsa_url(pki):  # type: ignore[no-untyped-def]
 
     async with serve_tsa(pki.directory) as url:
         yield url
+
+
 # ---- end signing ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 import schemas
 from connectors.api import Connector, Endpoint, PermanentError, Request, Result, TransientError

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 import schemas
 from connectors.api import Endpoint

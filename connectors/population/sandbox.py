@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 import schemas
 from connectors.api import Endpoint

@@ -103,7 +103,7 @@ def _own_scope(identity: Identity) -> str | None:
 
 
 def _caller(request: web.Request) -> Identity:
-    identity = request.get(IDENTITY_KEY)
+    identity: Identity | None = request.get(IDENTITY_KEY)
     if identity is not None and identity.may("admin"):
         return identity
     return require(request, "dossiers.submit")

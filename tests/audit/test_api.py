@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from tests.audit.test_checkpoints import add_events, pki, tamper, tsa_url  # noqa: F401 - fixtures
 
 from gateway import console
 from gateway.api import audit as audit_api
@@ -33,6 +32,7 @@ from gateway.requestid import request_id_middleware
 from gateway.settings import Settings, Subsystem
 from gateway.store import SQLiteStore
 from signing.testing import TestPKI
+from tests.audit.test_checkpoints import add_events, pki, tamper, tsa_url  # noqa: F401 - fixtures
 
 AUDITOR = "auditor-token"
 CLERK = "clerk-token"

@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tests.audit.test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
 
 from gateway.audit import leaf_hash
 from gateway.audit.bundle import BundleError, Scope, build_bundle
@@ -19,6 +18,7 @@ from gateway.audit.checkpoints import Checkpointer
 from gateway.audit.verify import verify_bundle
 from gateway.store import SQLiteStore
 from signing.testing import TestPKI
+from tests.audit.test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.audit.test_api import AUDITOR, _Signing, seeded_store, serve_audit_app
-from tests.audit.test_checkpoints import pki, tamper, tsa_url  # noqa: F401 - fixtures
 
 from signing.testing import TestPKI
+from tests.audit.test_api import AUDITOR, _Signing, seeded_store, serve_audit_app
+from tests.audit.test_checkpoints import pki, tamper, tsa_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.audit.test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
 
 from gateway.audit import leaf_hash
 from gateway.audit.checkpoints import Checkpointer
 from gateway.audit.verify import verify_log
 from gateway.store import SQLiteStore
 from signing.testing import TestPKI
+from tests.audit.test_checkpoints import add_events, pki, store, tamper, tsa_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture

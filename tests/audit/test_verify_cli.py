@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.audit.test_checkpoints import add_events, pki, tsa_url  # noqa: F401 - fixtures
 
 from gateway.audit import AuditEvent, append, citizen_hash
 from gateway.audit.checkpoints import Checkpointer
 from gateway.audit.cli import audit
 from gateway.store import SQLiteStore
 from signing.testing import TestPKI
+from tests.audit.test_checkpoints import add_events, pki, tsa_url  # noqa: F401 - fixtures
 
 KEY = "00112233445566778899aabbccddeeff"
 

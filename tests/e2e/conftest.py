@@ -66,10 +66,10 @@ class Gateway:
         return await self.http.get(self.url + path, headers=self.headers(who))
 
     async def wait_status(
-        self, code: str, wanted: set[str], *, timeout: float = 60.0
+        self, code: str, wanted: set[str], *, within: float = 60.0
     ) -> dict[str, Any]:
         """Poll the dossier until its status is one of ``wanted`` (bounded; never a timing assert)."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             async with await self.get(f"/v1/dossiers/{code}") as r:
                 doc: dict[str, Any] = await r.json()

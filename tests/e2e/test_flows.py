@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
@@ -183,7 +182,7 @@ async def test_transient_faults_every_flow_completes_and_nothing_registers_twice
             async with await gw.post("/v1/dossiers", doc) as r:
                 assert r.status == 202
         views = [
-            await gw.wait_status(d["code"], {"completed", "needs_attention", "failed"}, timeout=120)
+            await gw.wait_status(d["code"], {"completed", "needs_attention", "failed"}, within=120)
             for d in batch
         ]
         assert [v["status"] for v in views] == ["completed"] * len(batch)
