@@ -1,0 +1,147 @@
+"""Mutual TLS: a client certificate from the PKI identifies a subsystem; an unknown certificate
+or none at all is 401; a certificate from another CA does not get through the handshake."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import ssl
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.app import RUNTIME
+from gateway.cli import _tls_context, build_app
+from signing.testing import TestPKI
+from tests.e2e.conftest import gateway_config
+
+
+def _self_signed(folder: Path, name: str, *, ip: str | None = None) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+    if ip:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+        )
+    cert = builder.sign(key, hashes.SHA256())
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _fingerprint(cert_pem: Path) -> str:
+    cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+@pytest.fixture
+async def tls_gateway(tmp_path: Path, pki: TestPKI) -> Any:
+    server_cert, server_key = _self_signed(tmp_path, "gateway-tls", ip="127.0.0.1")
+    subject = "agency-000.00.00.H41"
+    settings = gateway_config(
+        tmp_path,
+        pki.directory,
+        gateway={"tls_cert": str(server_cert), "tls_key": str(server_key), "client_ca": str(pki.root_pem)},
+        subsystems=[
+            {"id": "VN:GOV:000.00.00.H41:motcua", "cert_fingerprint": _fingerprint(pki.cert_path(subject)),
+             "rights": ["lookups.citizen"]},
+            {"id": "VN:GOV:000.00.00.H41:dev", "token": "dev-token", "rights": ["lookups.citizen"]},
+        ],
+    )  # fmt: skip
+    app = build_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=_tls_context(settings))
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"https://127.0.0.1:{port}", server_cert, app[RUNTIME]
+    finally:
+        await runner.cleanup()
+
+
+def _client_ssl(
+    server_cert: Path, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(server_cert))
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def _lookup(
+    url: str, ctx: ssl.SSLContext, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    from connectors.testdata import Population
+
+    person = Population(0).citizen(0)
+    body = {
+        "personal_id": person.personal_id,
+        "full_name": person.full_name,
+        "birth_date": person.birth_date.isoformat(),
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url + "/v1/lookups/citizen", json=body, ssl=ctx, headers=headers or {}) as r,
+    ):
+        return r.status, await r.json()
+
+
+async def test_client_certificate_identifies_the_subsystem(tls_gateway: Any, pki: TestPKI) -> None:
+    url, server_cert, runtime = tls_gateway
+    subject = "agency-000.00.00.H41"
+    status, body = await _lookup(
+        url, _client_ssl(server_cert, pki.cert_path(subject), pki.key_path(subject))
+    )
+    assert (status, body["match"]) == (200, True)
+    rows = await runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    assert any(b'"subsystem":"VN:GOV:000.00.00.H41:motcua"' in bytes(r["entry"]) for r in rows)
+
+
+async def test_no_or_unknown_certificate_is_401_and_tokens_still_work(
+    tls_gateway: Any, pki: TestPKI
+) -> None:
+    url, server_cert, _ = tls_gateway
+    status, problem = await _lookup(url, _client_ssl(server_cert))
+    assert (status, problem["type"]) == (401, "urn:lienthong:problem:unauthenticated")
+    other = "agency-000.00.11.H53"  # a valid certificate of the PKI, but no subsystem has it
+    status, problem = await _lookup(
+        url, _client_ssl(server_cert, pki.cert_path(other), pki.key_path(other))
+    )
+    assert (status, problem["type"]) == (401, "urn:lienthong:problem:unauthenticated")
+    status, _ = await _lookup(url, _client_ssl(server_cert), {"Authorization": "Bearer dev-token"})
+    assert status == 200
+
+
+async def test_certificate_from_another_ca_fails_the_handshake(
+    tls_gateway: Any, tmp_path: Path
+) -> None:
+    url, server_cert, _ = tls_gateway
+    rogue_cert, rogue_key = _self_signed(tmp_path, "rogue-client")
+    with pytest.raises(aiohttp.ClientError):
+        await _lookup(url, _client_ssl(server_cert, rogue_cert, rogue_key))
