@@ -162,6 +162,8 @@ def _policy(settings: Settings) -> Callable[[Job], RetryPolicy]:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    from gateway.api import documents
+
     runtime = app[RUNTIME]
     settings = runtime.settings
     async with AsyncExitStack() as stack:
@@ -216,6 +218,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             ),
             "portal.sync": PortalSyncHandler(runtime.store, runtime.connectors["portal"]),
         }
+        handlers.update(documents.job_handlers(runtime, lambda: session))
         for kind, handler in runtime.extras.get("handlers", {}).items():
             handlers[kind] = handler
         runtime.worker = Worker(
@@ -228,6 +231,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             metrics=runtime.metrics,
         )
         await stack.enter_async_context(runtime.worker)
+        if runtime.extras.get("signing") is not None:
+            await documents.hub_for(runtime)  # built now, on this loop, not on a first request
         yield
 
 
@@ -272,7 +277,7 @@ def create_app(
     """Build the gateway. ``extras`` carries optional parts (``signing``: a SigningSetup, extra
     ``handlers`` by job kind, an ``on_result`` hook for the demo)."""
     from gateway import console
-    from gateway.api import admin, audit, dossiers, lookups, ops
+    from gateway.api import admin, audit, documents, dossiers, lookups, ops
 
     metrics = Metrics()
     app = web.Application(
@@ -298,7 +303,7 @@ def create_app(
         extras=dict(extras or {}),
     )
     app.cleanup_ctx.append(_lifecycle)
-    for module in (ops, dossiers, lookups, admin, audit, console):
+    for module in (ops, dossiers, lookups, documents, admin, audit, console):
         app.router.add_routes(module.routes)
     return app
 

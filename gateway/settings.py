@@ -22,6 +22,7 @@ __all__ = [
     "SERVICES",
     "AgencySettings",
     "AuditSettings",
+    "DocumentsSettings",
     "GatewaySettings",
     "OutboxSettings",
     "RegistrySettings",
@@ -148,6 +149,12 @@ class AgencySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DocumentsSettings:
+    blob_dir: str = "blobs"  # content-addressed packages and attachments
+    organ_id: str | None = None  # the hub's own agency id for its TraceHeader
+
+
+@dataclass(frozen=True, kw_only=True)
 class SandboxSettings:
     embedded: bool = True  # start the registry sandboxes inside the gateway process
     seed: int = 0
@@ -166,6 +173,7 @@ class Settings:
     signing: SigningSettings = SigningSettings()
     audit: AuditSettings = AuditSettings()
     agencies: tuple[AgencySettings, ...] = ()
+    documents: DocumentsSettings = DocumentsSettings()
     sandbox: SandboxSettings = SandboxSettings()
 
     def registry(self, name: str) -> RegistrySettings:
@@ -269,7 +277,7 @@ _TOP = {
 
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     """Apply ``LIENTHONG_<SECTION>_<KEY>`` for the scalar keys of the single-table sections."""
-    for section in ("gateway", "store", "outbox", "signing", "audit", "sandbox"):
+    for section in ("gateway", "store", "outbox", "signing", "audit", "documents", "sandbox"):
         for name in (f.name for f in dataclasses.fields(typing.get_type_hints(Settings)[section])):
             value = environ.get(f"LIENTHONG_{section.upper()}_{name.upper()}")
             if value is not None:

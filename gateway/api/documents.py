@@ -45,9 +45,9 @@ def agency_routes(runtime: Runtime) -> dict[str, AgencyRoute]:
 
 
 def hub_organ_id(runtime: Runtime) -> str:
-    """The hub's own agency id for its TraceHeader: ``extras["organ_id"]``, else the member of
+    """The hub's own agency id for its TraceHeader: ``[documents] organ_id``, else the member of
     the gateway's registry client id (``VN:GOV:<agency>:<system>``)."""
-    explicit = runtime.extras.get("organ_id")
+    explicit = runtime.settings.documents.organ_id
     if explicit:
         return str(explicit)
     client_id = runtime.settings.registry("portal").client_id
@@ -56,8 +56,8 @@ def hub_organ_id(runtime: Runtime) -> str:
 
 
 def blob_dir(runtime: Runtime) -> Path:
-    """Where packages and attachments live: ``extras["blob_dir"]``, else ``<base_dir>/blobs``."""
-    return Path(runtime.extras.get("blob_dir") or runtime.settings.base_dir / "blobs")
+    """Where packages and attachments live: ``[documents] blob_dir`` (relative to the config)."""
+    return runtime.settings.path(runtime.settings.documents.blob_dir)
 
 
 def job_handlers(

@@ -72,13 +72,14 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.done():  # the caller was cancelled; the work is committed all the same
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in outcomes:
+        if fut.done():  # the caller was cancelled; the work is committed all the same
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 class SQLiteStore(Store):
@@ -188,5 +189,10 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")
             failure = QueryError(f"commit failed: {exc}")
             outcomes = [(False, failure)] * len(batch)
+        # One wake-up per event loop per commit, not one per unit: each call_soon_threadsafe
+        # writes to the loop's self-pipe and contends for the GIL.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (_, fut, loop), (ok, value) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, fut, ok, value)
+            by_loop.setdefault(loop, []).append((fut, ok, value))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle, settled)

@@ -1,7 +1,7 @@
 -- PostgreSQL versions of blocks in ../documents.sql (see audit.sql here for the "base:" lines).
 
 -- name: schema
--- base: 00b8a8b02bbdc55a
+-- base: 46a733baccaf6fc3
 -- AUTOINCREMENT ids (never reused) → identity columns, which never reuse a value either.
 CREATE TABLE IF NOT EXISTS documents (
     id             TEXT    PRIMARY KEY,
@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS documents (
     sender         TEXT    NOT NULL,
     doc_type       BIGINT  NOT NULL,
     package_sha256 TEXT    NOT NULL,
+    forward_sha256 TEXT,
     size           BIGINT  NOT NULL,
     media_type     TEXT    NOT NULL,
     subject        TEXT    NOT NULL DEFAULT '',
