@@ -23,6 +23,7 @@ import aiohttp
 import click
 from aiohttp import web
 
+from gateway.demo_stories import evidence_story, exchange_story
 from gateway.logs import JsonFormatter
 from gateway.samples import sample_dossiers
 from gateway.settings import Settings, load_settings
@@ -59,6 +60,26 @@ id = "VN:GOV:000.00.00.H41:kiemtoan"
 name = "Auditors"
 token = "{auditor}"
 rights = ["audit.read"]
+
+[[subsystems]]
+id = "VN:GOV:000.00.11.H53:vanban"
+name = "Sở Tài chính Tây Ninh — văn bản điện tử"
+token = "demo-stc-token"
+rights = ["documents.exchange"]
+
+[[subsystems]]
+id = "VN:GOV:000.00.00.H41:vanban"
+name = "UBND tỉnh Nghệ An — văn bản điện tử"
+token = "demo-ubnd-token"
+rights = ["documents.exchange"]
+
+[[agencies]]
+id = "000.00.11.H53"
+name = "Sở Tài chính tỉnh Tây Ninh"
+
+[[agencies]]
+id = "000.00.00.H41"
+name = "Ủy ban nhân dân tỉnh Nghệ An"
 
 [outbox]
 workers = 32
@@ -314,6 +335,15 @@ async def run_demo(
                 elapsed = time.monotonic() - started
                 story = await _correction_story(client, seed, quiet)
                 lookups = await _lookups(client, seed)
+                exchange = await exchange_story(http, base, pki, output)
+                _say(quiet, f"\n• Công văn {exchange['document']}: sent {exchange['sent']}, "
+                     f"statuses {exchange['statuses']}, a backwards status refused {exchange['backwards_status'][0]}", fg="green")  # fmt: skip
+                evidence = await evidence_story(runtime, dossiers[0]["code"], pki.root_pem, output)
+                _say(
+                    quiet,
+                    f"• evidence bundle for {dossiers[0]['code']}: {evidence['bundle_report']}",
+                    fg="green",
+                )
                 sandboxes = await _sandbox_stats(http, runtime.registry_urls)
             jobs = await runtime.store.read(lambda tx: tx.all("outbox.counts"))
             chain = await verify_chain(runtime.store)
@@ -347,7 +377,8 @@ async def run_demo(
         "sandboxes": sandboxes,
         "correction": story,
         "lookups": lookups,
-        "audit": {"ok": chain.ok, "entries": chain.entries, "report": chain.describe()},
+        "documents": exchange,
+        "audit": {"ok": chain.ok, "entries": chain.entries, "report": chain.describe(), **evidence},
         "output": str(output),
     }
     await asyncio.to_thread(
@@ -380,8 +411,14 @@ def _print_summary(s: dict[str, Any]) -> None:
     retried = {k: v for k, v in s["registry_calls"].items() if not k.endswith("/ok")}
     click.echo(f"  failed registry calls, retried by the outbox: {retried}")
     click.echo(f"  lookups                {s['lookups']}")
-    colour = "green" if s["audit"]["ok"] else "red"
-    click.secho(f"  audit                  {s['audit']['report']}", fg=colour)
+    d = s["documents"]
+    click.echo(
+        f"  documents              Công văn sent {d['sent']}, duplicate {d['duplicate']}, statuses {d['statuses']}"
+    )
+    a = s["audit"]
+    colour = "green" if a["ok"] and a["log_ok"] and a["bundle_ok"] else "red"
+    click.secho(f"  audit                  {a['report']}; {a['log']}", fg=colour)
+    click.secho(f"  evidence bundle        {a['bundle']}: {a['bundle_report']}", fg=colour)
     click.secho(
         f"\n{'OK' if s['ok'] else 'NOT OK'} — artefacts in {s['output']}/",
         bold=True,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as cv_errors
+from pyhanko_certvalidator.errors import CRLFetchError, OCSPFetchError
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from pyhanko_certvalidator.fetchers.api import CRLFetcher, Fetchers, OCSPFetcher
 
@@ -87,6 +89,9 @@ class _Cache:
         self._items[key] = (time.monotonic(), value)
 
 
+_NETWORK_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
+
+
 class _CachingCRLFetcher(CRLFetcher):
     """Delegates to a per-call network fetcher; answers repeated requests from the cache."""
 
@@ -101,7 +106,12 @@ class _CachingCRLFetcher(CRLFetcher):
         )
         hit = self._cache.get(key)
         if hit is None:
-            hit = list(await self._inner.fetch(cert, use_deltas=use_deltas))
+            try:
+                hit = list(await self._inner.fetch(cert, use_deltas=use_deltas))
+            except _NETWORK_ERRORS as exc:
+                # The fetcher contract is CRLFetchError; a leaked timeout would bypass the
+                # revocation policy and fail the whole validation instead of soft-failing.
+                raise CRLFetchError(f"CRL not fetched: {type(exc).__name__}: {exc}") from exc
             self._cache.put(key, hit)
         self._seen[(cert.issuer.sha256, cert.serial_number)] = hit
         return hit
@@ -123,7 +133,10 @@ class _CachingOCSPFetcher(OCSPFetcher):
         key = ("ocsp", cert.issuer.sha256, cert.serial_number)
         hit = self._cache.get(key)
         if hit is None:
-            hit = await self._inner.fetch(cert, authority)
+            try:
+                hit = await self._inner.fetch(cert, authority)
+            except _NETWORK_ERRORS as exc:
+                raise OCSPFetchError(f"OCSP not fetched: {type(exc).__name__}: {exc}") from exc
             self._cache.put(key, hit)
         self._seen[(cert.issuer.sha256, cert.serial_number)] = hit
         return hit

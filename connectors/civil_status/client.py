@@ -137,6 +137,12 @@ class CivilStatusConnector(Connector):
         try:
             reports = await verify_pdf(pdf, self.trust)
         except SignatureInvalid as exc:
+            if "revocation status unknown" in exc.reason:
+                # Hard-fail and the CRL/OCSP server did not answer: ask again later; the
+                # registry's idempotency record gives back the same certificate.
+                raise TransientError(
+                    self.registry, f"birth certificate not yet verifiable: {exc.reason}"
+                ) from exc
             raise PermanentError(
                 self.registry,
                 f"birth certificate signature refused: {exc.reason}",
