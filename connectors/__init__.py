@@ -13,7 +13,7 @@ from typing import Any
 from connectors.api import Connector, Endpoint
 from connectors.sandboxes import REGISTRIES
 
-__all__ = ["REGISTRIES", "create_connector"]
+__all__ = ["REGISTRIES", "Connector", "Endpoint", "create_connector"]
 
 _CLASSES: dict[str, tuple[str, str]] = {
     "population": ("connectors.population.client", "PopulationConnector"),

@@ -6,6 +6,8 @@ worker), in that order and back, so a gateway that fails to start leaves nothing
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -161,11 +163,26 @@ def _policy(settings: Settings) -> Callable[[Job], RetryPolicy]:
     return policy_for
 
 
+def _preload_connectors() -> None:
+    """Import every registry's client and sandbox now, in a thread: their modules (zeep, the
+    signing stack) are read from disk, which must not happen on the event loop."""
+    for name in REGISTRY_NAMES:
+        for part in ("client", "sandbox"):
+            importlib.import_module(f"connectors.{name}.{part}")
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     from gateway.api import documents
 
     runtime = app[RUNTIME]
     settings = runtime.settings
+    await asyncio.to_thread(_preload_connectors)
+    if runtime.extras.pop("load_keys", False):
+        from gateway.keys import signing_setup
+
+        # Reading key files (and making the development PKI on a first start) is disk and CPU
+        # work: off the loop.
+        runtime.extras["signing"] = await asyncio.to_thread(signing_setup, settings)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(runtime.store)
         await _start_checkpointer(runtime, stack)
@@ -218,7 +235,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             ),
             "portal.sync": PortalSyncHandler(runtime.store, runtime.connectors["portal"]),
         }
-        handlers.update(documents.job_handlers(runtime, lambda: session))
+        # The blob store makes its folders: off the loop.
+        handlers.update(await asyncio.to_thread(documents.job_handlers, runtime, lambda: session))
         for kind, handler in runtime.extras.get("handlers", {}).items():
             handlers[kind] = handler
         runtime.worker = Worker(
@@ -274,8 +292,9 @@ def create_app(
     store: Store | None = None,
     extras: Mapping[str, Any] | None = None,
 ) -> web.Application:
-    """Build the gateway. ``extras`` carries optional parts (``signing``: a SigningSetup, extra
-    ``handlers`` by job kind, an ``on_result`` hook for the demo)."""
+    """Build the gateway. ``extras`` carries optional parts (``load_keys``: load ``[signing]`` at
+    start; or ``signing``: a ready SigningSetup; extra ``handlers`` by job kind; an ``on_result``
+    hook for the demo)."""
     from gateway import console
     from gateway.api import admin, audit, documents, dossiers, lookups, ops
 

@@ -56,10 +56,10 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def build_app(settings: Settings, **extras: Any) -> web.Application:
+    """The gateway as ``serve`` runs it: keys and trust from ``[signing]`` (loaded at start)."""
     from gateway.app import create_app
-    from gateway.keys import signing_setup
 
-    return create_app(settings, extras={"signing": signing_setup(settings), **extras})
+    return create_app(settings, extras={"load_keys": True, **extras})
 
 
 @main.command()

@@ -262,22 +262,13 @@ def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
     return cls(**kwargs)
 
 
-_TOP = {
-    "gateway",
-    "store",
-    "subsystems",
-    "registries",
-    "outbox",
-    "signing",
-    "audit",
-    "agencies",
-    "sandbox",
-}
+_TOP = {f.name for f in dataclasses.fields(Settings)} - {"base_dir"}
+_SCALAR_SECTIONS = sorted(_TOP - {"subsystems", "registries", "agencies"})  # one table each
 
 
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     """Apply ``LIENTHONG_<SECTION>_<KEY>`` for the scalar keys of the single-table sections."""
-    for section in ("gateway", "store", "outbox", "signing", "audit", "documents", "sandbox"):
+    for section in _SCALAR_SECTIONS:
         for name in (f.name for f in dataclasses.fields(typing.get_type_hints(Settings)[section])):
             value = environ.get(f"LIENTHONG_{section.upper()}_{name.upper()}")
             if value is not None:

@@ -116,7 +116,7 @@ async def serve_tsa(
     """Serve a development TSA (``POST /`` with ``application/timestamp-query``) signing with the
     PKI's ``tsa`` key; yields its URL. Raises TimestampError if the PKI has no TSA key."""
     try:
-        stamper = _load_stamper(Path(pki_dir))
+        stamper = await asyncio.to_thread(_load_stamper, Path(pki_dir))
     except (OSError, ValueError) as exc:
         raise TimestampError(f"no usable TSA key in {pki_dir}") from exc
 
@@ -139,9 +139,7 @@ async def serve_tsa(
     site = web.TCPSite(runner, host, port)
     try:
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        real_port = sockets[0].getsockname()[1] if sockets else port
+        real_port = runner.addresses[0][1]
         yield f"http://{host}:{real_port}/"
     finally:
         await runner.cleanup()

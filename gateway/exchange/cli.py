@@ -167,7 +167,8 @@ def send(
         package = _package(file, to, sender, key, subject, number, notation, Path(tmp))
 
         async def work(http: aiohttp.ClientSession) -> tuple[bytes, dict[str, str]]:
-            with package.open("rb") as body:
+            body = await asyncio.to_thread(package.open, "rb")
+            with body:  # aiohttp reads a file body in its executor
                 async with http.post(
                     conn.url + "/v1/documents",
                     data=body,
@@ -288,9 +289,12 @@ def inbox(
                 f"{conn.url}/v1/documents/{item['id']}", headers=conn.headers()
             ) as resp:
                 await _check(resp)
-                with target.open("wb") as out:
+                out = await asyncio.to_thread(target.open, "wb")
+                try:  # file I/O off the loop, one megabyte at a time
                     async for chunk in resp.content.iter_chunked(1 << 20):
-                        out.write(chunk)
+                        await asyncio.to_thread(out.write, chunk)
+                finally:
+                    await asyncio.to_thread(out.close)
             item["file"] = str(target)
             if ack:
                 async with http.post(
@@ -363,7 +367,8 @@ def status(
             staff_info=StaffInfo(staff=staff),
         )
         assert key is not None
-        body = sign_bytes(build_status(msg), _key(key))
+        # Loading the key and signing are disk and CPU work: off the loop.
+        body = await asyncio.to_thread(lambda: sign_bytes(build_status(msg), _key(key)))
         async with http.post(
             f"{conn.url}/v1/documents/{doc_id}/status",
             data=body,

@@ -119,7 +119,7 @@ class DocumentHub:
         self, staging: BlobStore, chunks: AsyncIterator[bytes], max_bytes: int
     ) -> tuple[Path, int]:
         """Write the body to a staged blob, hashing as it goes. Raises PayloadTooLarge."""
-        writer = staging.writer(max_bytes)
+        writer = await asyncio.to_thread(staging.writer, max_bytes)  # creates a temp file
         try:
             batch: list[bytes] = []
             pending = 0
@@ -134,7 +134,8 @@ class DocumentHub:
                 await asyncio.to_thread(writer.write, b"".join(batch))
             ref = await asyncio.to_thread(writer.commit)
         except BaseException:
-            writer.abort()
+            # Shielded: a cancelled request still removes its temp file.
+            await asyncio.shield(asyncio.to_thread(writer.abort))
             raise
         return ref.path, ref.size
 

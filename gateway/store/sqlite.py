@@ -97,7 +97,6 @@ class SQLiteStore(Store):
         self.units = 0
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = await asyncio.to_thread(self._init_schema)
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="lienthong-sqlite-writer", daemon=True
@@ -106,6 +105,7 @@ class SQLiteStore(Store):
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="lienthong-sqlite-read")
 
     def _init_schema(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(self.path)
         for script in schema_scripts():
             conn.executescript(script)
@@ -118,7 +118,7 @@ class SQLiteStore(Store):
             self._queue.put(_STOP)
             await asyncio.to_thread(writer.join)
         if pool is not None:
-            pool.shutdown(wait=True)
+            await asyncio.to_thread(pool.shutdown, wait=True)
         for conn in self._reader_conns:
             conn.close()
         self._reader_conns.clear()

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from blockbuster import blockbuster_ctx
 
 from gateway.app import RUNTIME, Runtime
 from gateway.cli import build_app
@@ -107,3 +108,25 @@ def make_gateway(tmp_path: Path, pki: Any) -> Callable[..., Any]:
 async def gateway(make_gateway: Callable[..., Any]) -> AsyncIterator[Gateway]:
     async with make_gateway() as gw:
         yield gw
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_on_the_loop():
+    # Our packages must never block the loop; the throw-away PKI (a test double) may.
+    with blockbuster_ctx(["gateway", "connectors", "signing"]) as bb:
+        for function in bb.functions.values():
+            function.can_block_functions.append(("signing/testing.py", _PKI_HELPERS))
+        yield bb
+
+
+_PKI_HELPERS = {
+    "key",
+    "trust",
+    "certificate",
+    "create",
+    "load",
+    "issue",
+    "crls",
+    "ocsp_response",
+    "sample_pdf",
+}

@@ -23,7 +23,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.api import documents as documents_api
 from gateway.app import RUNTIME, Runtime
 from gateway.cli import build_app
 from gateway.exchange.builder import SIGNATURE_PARENT, NewAttachment, build_package, build_status
@@ -143,29 +142,20 @@ async def running_hub(tmp_path: Path, pki: TestPKI, **gateway: Any) -> AsyncIter
             {"id": NGHE_AN, "name": "UBND tỉnh Nghệ An"},
             {"id": TU_PHAP, "name": "Bộ Tư pháp"},
         ],
+        documents={"blob_dir": str(tmp_path / "blobs")},
         gateway=gateway,
     )  # fmt: skip
     app = build_app(settings)
     runtime = app[RUNTIME]
-    blob_dir = tmp_path / "blobs"
-    runtime.extras["blob_dir"] = blob_dir
-    async with aiohttp.ClientSession() as push_session:
-        # Until the lead wires them into create_app: register the routes and push handlers here.
-        if not any(
-            r.resource and r.resource.canonical == "/v1/documents" for r in app.router.routes()
-        ):
-            app.router.add_routes(documents_api.routes)
-        runtime.extras.setdefault("handlers", {}).update(
-            documents_api.job_handlers(runtime, lambda: push_session)
-        )
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        try:
-            async with aiohttp.ClientSession() as http:
-                yield Hub(http, str(server.make_url("")).rstrip("/"), runtime, endpoint, blob_dir)
-        finally:
-            await server.close()
-            await agency_server.close()
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = str(server.make_url("")).rstrip("/")
+            yield Hub(http, url, runtime, endpoint, tmp_path / "blobs")
+    finally:
+        await server.close()
+        await agency_server.close()
 
 
 @pytest.fixture
@@ -448,8 +438,8 @@ async def test_packages_shaped_like_those_in_service(
     # then a replacement (BussinessDocType 3, spelled "Business") of that document.
     key = pki.key(f"agency-{TAY_NINH_STC}")
     signed = tmp_path / "cong-van.xml"
-    sign_file(SAMPLES / "cong-van-stc-tay-ninh.xml", signed, key)
-    async with await hub.send(TAY_NINH_STC, signed.read_bytes()) as r:
+    await asyncio.to_thread(sign_file, SAMPLES / "cong-van-stc-tay-ninh.xml", signed, key)
+    async with await hub.send(TAY_NINH_STC, await asyncio.to_thread(signed.read_bytes)) as r:
         assert r.status == 202, await r.text()
         original = r.headers["X-Lienthong-Document"]
     # signing.xml (signxml) signed packages are accepted too.
