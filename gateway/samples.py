@@ -119,12 +119,17 @@ def sample_dossiers(
     people = Population(seed).citizens(population)
     mothers = [c for c in people if c.sex == "female" and 18 <= c.age_on() <= 45]
     elders = [c for c in people if c.age_on() >= 60]
+    rng.shuffle(elders)  # each person dies once: the civil-status register refuses a second death
     adults = [c for c in people if c.age_on() >= 18]
     for seq in range(start, start + count):
         code = dossier_code(seq)
         if rng.random() < death_share:
+            if not elders:
+                raise ValueError(
+                    f"too few elderly citizens among {population} for {count} dossiers"
+                )
             yield death_dossier(
-                code, rng.choice(elders), rng.choice(adults), rng, callback_url=callback_url
+                code, elders.pop(), rng.choice(adults), rng, callback_url=callback_url
             )
         else:
             yield birth_dossier(code, rng.choice(mothers), rng, callback_url=callback_url)

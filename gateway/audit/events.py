@@ -43,6 +43,7 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 _encoder = msgspec.json.Encoder(order="sorted")
+_HEAD = "audit.head"  # Tx.memo key: (seq, chain_hash) of the last entry this transaction wrote
 
 
 def leaf_hash(entry: bytes) -> bytes:
@@ -57,14 +58,19 @@ def citizen_hash(key: bytes, personal_id: str) -> str:
 
 def append(tx: Tx, event: AuditEvent, *, at: datetime | None = None) -> int:
     """Append ``event`` inside the caller's transaction; return its sequence number."""
-    head = tx.one("audit.head")
-    seq = 0 if head is None else head["seq"] + 1
-    prev = GENESIS if head is None else bytes(head["chain_hash"])
+    head: tuple[int, bytes] | None = tx.memo.get(_HEAD)
+    if head is None:
+        row = tx.one("audit.head")
+        head = (-1, GENESIS) if row is None else (row["seq"], bytes(row["chain_hash"]))
+    seq, prev = head[0] + 1, head[1]
     when = (at or datetime.now(UTC)).isoformat(timespec="microseconds")
     body: dict[str, Any] = msgspec.to_builtins(event)
     entry = _encoder.encode({"seq": seq, "at": when, **body})
     leaf = leaf_hash(entry)
-    tx.execute(
+    chain = hashlib.sha256(prev + leaf).digest()
+    # Deferred: the store writes a transaction's entries in one batch at commit; the head for the
+    # next append in the same transaction comes from the memo, not from a read.
+    tx.defer(
         "audit.insert",
         seq=seq,
         at=when,
@@ -76,8 +82,9 @@ def append(tx: Tx, event: AuditEvent, *, at: datetime | None = None) -> int:
         citizen=event.citizen,
         entry=entry,
         leaf_hash=leaf,
-        chain_hash=hashlib.sha256(prev + leaf).digest(),
+        chain_hash=chain,
     )
+    tx.memo[_HEAD] = (seq, chain)
     return seq
 
 

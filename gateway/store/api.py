@@ -41,6 +41,19 @@ class QueryError(StoreError):
 class Tx(Protocol):
     """What a unit of work may do. Synchronous: it runs on the store's thread."""
 
+    # Values a unit leaves for later units of the same transaction (the audit head, say); what a
+    # failed unit wrote here is rolled back with it.
+    memo: dict[str, Any]
+
+    def defer(self, query: str, /, **params: Any) -> None:
+        """Queue a write for commit time, batched with the others of the same query.
+
+        For append-only rows nothing in the transaction reads back (audit entries): one batched
+        write instead of one round trip each. Dropped if the unit fails; a store may also run it
+        at once.
+        """
+        ...
+
     def execute(self, query: str, /, **params: Any) -> int:
         """Run a named statement; return the number of rows it changed."""
         ...

@@ -138,6 +138,11 @@ class _Tx:
         self._conn = conn
         self._sql = sql
         self.failure: QueryError | None = None  # the first statement that failed, if any
+        self.memo: dict[str, Any] = {}  # one transaction per unit: nothing to roll back
+
+    def defer(self, query: str, /, **params: Any) -> None:
+        # One transaction per unit here, so there is no batch to join: write at once.
+        self._run(query, params)
 
     def _run(self, query: str, params: dict[str, Any]) -> psycopg.Cursor[Row]:
         try:

@@ -13,6 +13,7 @@ writer goes on.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import sqlite3
 import threading
@@ -37,6 +38,38 @@ class _Tx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._sql = queries()
+        self.memo: dict[str, Any] = {}
+        self._memo_before: dict[str, Any] = {}
+        self._unit: list[tuple[str, dict[str, Any]]] = []  # deferred by the running unit
+        self._batch: list[tuple[str, dict[str, Any]]] = []  # deferred by units that succeeded
+
+    def defer(self, query: str, /, **params: Any) -> None:
+        if query not in self._sql:
+            raise QueryError(f"no SQL block named {query!r}")
+        self._unit.append((query, params))
+
+    def begin_unit(self) -> None:
+        self._memo_before = dict(self.memo)
+        self._unit = []
+
+    def end_unit(self, ok: bool) -> None:
+        if ok:
+            self._batch.extend(self._unit)
+        else:
+            self.memo = self._memo_before
+        self._unit = []
+
+    def flush(self) -> None:
+        """Run the deferred writes: one executemany per run of the same query, in order."""
+        for query, group in itertools.groupby(self._batch, key=lambda d: d[0]):
+            try:
+                self._conn.executemany(self._sql[query], [params for _, params in group])
+            except sqlite3.Error as exc:
+                raise QueryError(f"{query}: {exc}") from exc
+        self._batch = []
+
+    def reset(self) -> None:
+        self.memo, self._unit, self._batch = {}, [], []
 
     def _run(self, query: str, params: dict[str, Any]) -> sqlite3.Cursor:
         try:
@@ -144,8 +177,12 @@ class SQLiteStore(Store):
             with self._lock:
                 self._reader_conns.append(conn)
         conn.execute("BEGIN")  # one snapshot for the whole unit
+        tx = _Tx(conn)
         try:
-            return work(_Tx(conn))
+            result = work(tx)
+            if tx._unit:
+                raise QueryError("a read-only unit of work cannot write (defer)")
+            return result
         finally:
             conn.execute("COMMIT")
 
@@ -171,22 +208,28 @@ class SQLiteStore(Store):
 
     def _commit(self, conn: sqlite3.Connection, tx: _Tx, batch: list[_Unit]) -> None:
         outcomes: list[tuple[bool, Any]] = []
+        tx.reset()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for work, _, _ in batch:
                 conn.execute("SAVEPOINT unit")
+                tx.begin_unit()
                 try:
                     outcomes.append((True, work(tx)))
+                    tx.end_unit(True)
                 except BaseException as exc:  # the unit's own failure: undo it alone
                     conn.execute("ROLLBACK TO unit")
+                    tx.end_unit(False)
                     outcomes.append((False, exc))
                 conn.execute("RELEASE unit")
+            tx.flush()
             conn.execute("COMMIT")
             self.commits += 1
             self.units += len(batch)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, QueryError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            tx.reset()
             failure = QueryError(f"commit failed: {exc}")
             outcomes = [(False, failure)] * len(batch)
         # One wake-up per event loop per commit, not one per unit: each call_soon_threadsafe
