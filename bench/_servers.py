@@ -7,6 +7,8 @@ Each server runs in its own process (``python -m bench._servers <role> …``), b
 - ``proxy <upstream base url>``: a bare pass-through — forwards method, path, body and headers
   (minus hop-by-hop ones and ``Host``) to the upstream over a keep-alive pool and streams the
   answer back: the extra HTTP hop of a gateway, doing no work;
+- ``tsa <pki dir>``: the development TSA of a test PKI (``signing.timestamps.serve_tsa``), for
+  the gateway's signed audit checkpoints;
 - ``gateway <lienthong.toml> [--log-level L] [--profile FILE]``: the gateway as ``lienthong
   serve`` runs it (``build_app``, JSON access logs at INFO to stderr), on a free port; with
   ``--profile``, cProfile stats of everything after READY are written to FILE on SIGTERM.
@@ -87,8 +89,13 @@ async def server_process(
             raise RuntimeError(f"server {args[0]} not ready after {start_timeout:.0f} s") from None
         text = line.decode().strip()
         if not text.startswith("READY "):
-            where = f"; see {log}" if log is not None else ""
-            raise RuntimeError(f"server {' '.join(args[:2])} failed to start{where}")
+            why = ""
+            if log is not None and stderr is not None:
+                stderr.flush()
+                await asyncio.sleep(0.2)  # let the child finish writing its traceback
+                text = await asyncio.to_thread(log.read_text, errors="replace")
+                why = ": " + " | ".join(text.strip().splitlines()[-3:])
+            raise RuntimeError(f"server {' '.join(args[:2])} failed to start{why}")
         yield text.split(" ", 1)[1]
     finally:
         await _stop(proc)
@@ -198,6 +205,18 @@ async def _serve(app: web.Application, profile: Path | None = None) -> None:
         await runner.cleanup()
 
 
+async def _serve_tsa(pki_dir: Path) -> None:
+    from signing.timestamps import serve_tsa
+
+    async with serve_tsa(pki_dir) as url:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"READY {url}", flush=True)
+        await stop.wait()
+
+
 def _main(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench._servers")
     roles = parser.add_subparsers(dest="role", required=True)
@@ -207,11 +226,16 @@ def _main(argv: Sequence[str]) -> None:
     sandbox.add_argument("--citizens", type=int, default=None)
     proxy = roles.add_parser("proxy")
     proxy.add_argument("upstream")
+    tsa = roles.add_parser("tsa")
+    tsa.add_argument("pki", type=Path)
     gateway = roles.add_parser("gateway")
     gateway.add_argument("config", type=Path)
     gateway.add_argument("--log-level", default="INFO")
     gateway.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
     args = parser.parse_args(argv)
+    if args.role == "tsa":
+        asyncio.run(_serve_tsa(args.pki))
+        return
     if args.role == "sandbox":
         app = _sandbox_app(args.registry, args.seed, args.citizens)
     elif args.role == "proxy":

@@ -8,12 +8,13 @@
 3. **gateway** — ``POST /v1/lookups/citizen`` JSON → translate → SOAP → audit append in SQLite →
    JSON.
 
-Sandbox, proxy and gateway each run in their own process (``bench/_servers.py``); the load
-generator is this process (aiohttp, keep-alive). Per round and per target: a closed-loop
-saturation run with ``WORKERS`` concurrent workers, then an open-loop run at half the gateway's
-median saturation rate (the same offered rate for all three) for p50/p90/p99, measured from each
-request's *scheduled* send time so a stalled generator cannot hide queueing. Rounds rotate the
-order of the targets; the table shows medians over rounds and ratios taken within a round.
+Sandbox, proxy, gateway and the TSA its signed audit checkpoints need each run in their own
+process (``bench/_servers.py``); the load generator is this process (aiohttp, keep-alive). Per
+round and per target: a closed-loop saturation run with ``Profile.workers`` concurrent
+workers, then an open-loop run at half the gateway's median saturation rate (the same offered rate for all three)
+for p50/p90/p99, measured from each request's *scheduled* send time so a stalled generator cannot
+hide queueing. Rounds rotate the order of the targets; the table shows medians over rounds and
+ratios taken within a round.
 
 Every answer is checked (HTTP 200 and a match for the citizen asked about); errors are counted
 and printed, and excluded from the latencies. Times are printed, never asserted.
@@ -228,7 +229,7 @@ class Load:
 # --- servers ---------------------------------------------------------------------------------
 
 
-def _gateway_config(tmp: Path, pki: Path, sandbox_soap: str) -> Path:
+def _gateway_config(tmp: Path, pki: Path, sandbox_soap: str, tsa: str) -> Path:
     # Only population is exercised; the other registries get an address nothing listens on
     # (the app needs a URL for each when the sandboxes are not embedded; nothing calls them).
     others = "\n".join(
@@ -256,6 +257,9 @@ api_key = "sandbox-api-key"
 key = "{pki / "gateway.key.pem"}"
 cert = "{pki / "gateway.cert.pem"}"
 trust = ["{pki / "root.pem"}"]
+
+[audit]
+tsa_url = "{tsa}"
 
 [sandbox]
 embedded = false
@@ -291,7 +295,10 @@ async def _run(profile: Profile) -> None:
             proxy = await stack.enter_async_context(
                 server_process("proxy", sandbox, log=tmp / "proxy.log")
             )
-            config = _gateway_config(tmp, pki_dir, soap_url)
+            tsa = await stack.enter_async_context(
+                server_process("tsa", str(pki_dir), log=tmp / "tsa.log")
+            )
+            config = _gateway_config(tmp, pki_dir, soap_url, tsa)
             gateway = await stack.enter_async_context(
                 server_process("gateway", str(config), log=tmp / "gateway.log")
             )
