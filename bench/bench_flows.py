@@ -218,7 +218,6 @@ async def _run(profile: Profile) -> None:
     from signing.testing import new_pki
 
     # As tests/e2e does: the PKI's CRL/OCSP URLs are not served, so revocation is soft-fail.
-    # (With serve_pki running, every birth certificate is refused — see the report.)
     pki = await asyncio.to_thread(new_pki)
     runs: dict[str, list[Run]] = {c: [] for c in COLUMNS}
     for _ in range(profile.rounds):
