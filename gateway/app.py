@@ -233,7 +233,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 secrets,
                 timeout_s=settings.gateway.callback_timeout_s,
             ),
-            "portal.sync": PortalSyncHandler(runtime.store, runtime.connectors["portal"]),
+            "portal.sync": PortalSyncHandler(runtime.connectors["portal"]),
         }
         # The blob store makes its folders: off the loop.
         handlers.update(await asyncio.to_thread(documents.job_handlers, runtime, lambda: session))

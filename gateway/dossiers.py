@@ -92,12 +92,24 @@ def _changed(tx: Tx, code: str, status: str, *, now: str) -> None:
     row = tx.one("dossiers.get", code=code)
     assert row is not None
     version = row["version"]
-    payload = {"code": code, "version": version}
     if row["callback_url"]:
+        callback = {"code": code, "version": version}
         enqueue(
-            tx, kind="callback", key=f"{code}/callback/{version}", payload=payload, dossier=code
+            tx, kind="callback", key=f"{code}/callback/{version}", payload=callback, dossier=code
         )
-    enqueue(tx, kind="portal.sync", key=f"{code}/portal/{version}", payload=payload, dossier=code)
+    # The portal sync is frozen now: a retry under the same idempotency key must send the same
+    # content, however the dossier moves on meanwhile (the portal refuses a key reused otherwise).
+    applicant = msgspec.json.decode(row["body"])["applicant"]
+    snapshot = {
+        "code": code,
+        "version": version,
+        "procedure": row["procedure"],
+        "status": status,
+        "at": now,
+        "received_at": row["created_at"],
+        "applicant": {k: applicant.get(k) for k in ("full_name", "personal_id", "phone")},
+    }
+    enqueue(tx, kind="portal.sync", key=f"{code}/portal/{version}", payload=snapshot, dossier=code)
 
 
 def accept(

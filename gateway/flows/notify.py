@@ -19,6 +19,7 @@ import msgspec
 from connectors.api import Connector, PermanentError, TransientError
 from gateway import dossiers
 from gateway.outbox.jobs import Job
+from gateway.procedures import flow_of
 from gateway.store import Store, Tx
 
 __all__ = ["CallbackHandler", "PortalSyncHandler", "sign_callback", "verify_callback"]
@@ -110,37 +111,29 @@ PORTAL_STATUS = {
 
 
 class PortalSyncHandler:
-    """Synchronises the dossier with the national public-service portal (``dossier.sync``)."""
+    """Synchronises the dossier with the national public-service portal (``dossier.sync``).
 
-    def __init__(self, store: Store, portal: Connector) -> None:
-        self.store, self.portal = store, portal
+    Everything sent comes from the job's payload, frozen when the change was recorded, so every
+    attempt under the job's idempotency key sends the same request.
+    """
+
+    def __init__(self, portal: Connector) -> None:
+        self.portal = portal
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
-        code = str(job.payload["code"])
-
-        def load(tx: Tx) -> tuple[dict[str, Any], dict[str, Any]]:
-            row = tx.one("dossiers.get", code=code)
-            if row is None:
-                raise PermanentError("portal", f"dossier {code} does not exist")
-            return row, msgspec.json.decode(row["body"])
-
-        row, document = await self.store.read(load)
-        from gateway.procedures import flow_of
-
-        known = flow_of(row["procedure"])
+        p = job.payload
+        known = flow_of(p["procedure"])
         params = {
-            "code": code,
-            "procedure": row["procedure"],
-            "procedure_name": known[1] if known else row["procedure"],
-            "applicant": {
-                k: document["applicant"].get(k) for k in ("full_name", "personal_id", "phone")
-            },
-            "status": row["status"],
-            "portal_status": PORTAL_STATUS[row["status"]],
-            "received_at": row["created_at"],
-            "finished_at": row["updated_at"] if row["status"] == "completed" else None,
-            "agency": code.split("-", 1)[0],
-            "version": job.payload["version"],
+            "code": p["code"],
+            "procedure": p["procedure"],
+            "procedure_name": known[1] if known else p["procedure"],
+            "applicant": p["applicant"],
+            "status": p["status"],
+            "portal_status": PORTAL_STATUS[p["status"]],
+            "received_at": p["received_at"],
+            "finished_at": p["at"] if p["status"] == "completed" else None,
+            "agency": str(p["code"]).split("-", 1)[0],
+            "version": p["version"],
         }
         result = await self.portal.call("dossier.sync", params, idempotency_key=job.key)
         return lambda tx: result.reference

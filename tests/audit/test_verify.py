@@ -75,7 +75,7 @@ async def test_insert_located(logged: SQLiteStore, pki: TestPKI) -> None:
     # Shift 15.. up by one and slip a forged entry in at 15.
     for seq in range(24, 14, -1):
         tamper(logged, f"UPDATE audit_events SET seq = {seq + 1} WHERE seq = {seq}")
-    forged = b'{"action":"evil","at":"2026-01-01T00:00:00+00:00","seq":15}'
+    forged = b'{"seq":15,"at":"2026-01-01T00:00:00+00:00","action":"evil"}'
     tamper(
         logged,
         "INSERT INTO audit_events (seq, at, action, entry, leaf_hash, chain_hash) "

@@ -201,6 +201,17 @@ async def test_transient_faults_every_flow_completes_and_nothing_registers_twice
         assert sum(v["steps"][i]["attempts"] for v in views for i in range(4)) > 4 * len(
             batch
         )  # faults bit
+        # Notifications settle too, and none dies: a portal sync retried after a lost reply sends
+        # the very request its key was first used for (the portal refuses a reused key otherwise).
+        counts: dict[str, int] = {}
+        for _ in range(600):
+            rows = await gw.runtime.store.read(lambda tx: tx.all("outbox.counts"))
+            counts = {r["state"]: r["n"] for r in rows}
+            if not counts.get("pending") and not counts.get("running"):
+                break
+            await asyncio.sleep(0.05)
+        assert counts.get("dead", 0) == 0, counts
+        assert (await sandbox_stats(gw, "portal"))["replays"] > 0  # lost portal replies happened
         assert (await verify_chain(gw.runtime.store)).ok
 
 
