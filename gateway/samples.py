@@ -120,7 +120,7 @@ def sample_dossiers(
     mothers = [c for c in people if c.sex == "female" and 18 <= c.age_on() <= 45]
     elders = [c for c in people if c.age_on() >= 60]
     rng.shuffle(elders)  # each person dies once: the civil-status register refuses a second death
-    adults = [c for c in people if c.age_on() >= 18]
+    adults = [c for c in people if 18 <= c.age_on() < 60]  # declarants: never one of the deceased
     for seq in range(start, start + count):
         code = dossier_code(seq)
         if rng.random() < death_share:

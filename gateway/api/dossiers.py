@@ -92,6 +92,17 @@ def validate(doc: DossierIn) -> dict[str, Any]:
     data = decode(msgspec.json.encode(doc.data), _DATA_MODELS[doc.flow], where="$.data")
     for where, pid, born in _person_ids(data):
         _check(check_personal_id, pid, where, birth_date=born)
+    if isinstance(data, DeathData):
+        dead = data.deceased.personal_id
+        beneficiary = (
+            data.beneficiary.personal_id if data.beneficiary else doc.applicant.personal_id
+        )
+        if dead in (doc.applicant.personal_id, beneficiary):
+            raise Problem(
+                422,
+                "inconsistent-dossier",
+                "the deceased cannot be the applicant or the beneficiary of the funeral allowance",
+            )
     document: dict[str, Any] = msgspec.to_builtins(doc)
     document["data"] = msgspec.to_builtins(data)
     return document

@@ -73,6 +73,16 @@ async def test_bad_dossier_is_refused_precisely(
     assert jobs == []
 
 
+async def test_a_death_reported_by_the_deceased_is_inconsistent(gateway: Gateway) -> None:
+    doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=1)))
+    doc["applicant"]["personal_id"] = doc["data"]["deceased"]["personal_id"]
+    doc["applicant"]["birth_date"] = doc["data"]["deceased"]["birth_date"]
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+        assert (r.status, problem["type"]) == (422, PROBLEM + "inconsistent-dossier")
+    assert await _count_dossiers(gateway) == 0
+
+
 async def test_malformed_json_wrong_type_and_oversize(make_gateway: Any) -> None:
     async with make_gateway(gateway={"max_body_bytes": 4096}) as gw:
         url, auth = gw.url + "/v1/dossiers", gw.headers()
