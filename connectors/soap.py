@@ -2,13 +2,14 @@
 
 zeep reads the registry's WSDL (a local file from ``schemas/wsdl``, loaded once in :meth:`open`, off
 the event loop), builds request envelopes and parses replies; the HTTP exchange itself is ours,
-over an ``httpx.AsyncClient`` with an explicit timeout (zeep's ``AsyncTransport`` has none by
-default). Building the envelope ourselves leaves a hook between building and sending, where the
+over one ``aiohttp.ClientSession`` with an explicit timeout (zeep's ``AsyncTransport`` uses httpx,
+whose connection-pool bookkeeping cost more per call than the rest of the exchange, and has no
+timeout by default). Building the envelope ourselves leaves a hook between building and sending, where the
 civil-status connector adds an XML signature off the loop.
 
 Every failure is translated in one place, :meth:`SoapClient._translate`::
 
-    httpx timeout, connect error, reset, protocol error   → TransientError
+    timeout, connect error, reset, dropped mid-reply      → TransientError
     HTTP 5xx without a SOAP Fault (502/503/504 …)          → TransientError
     HTTP 4xx (401 bad credentials, 404, 413 …)             → PermanentError
     SOAP Fault soap:Server / soap:Receiver                 → TransientError
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import zeep
 import zeep.exceptions
 import zeep.helpers
@@ -76,14 +77,18 @@ def fault_class(fault: Fault) -> type[ConnectorError]:
     return PermanentError
 
 
+@dataclass(frozen=True)
 class _Reply:
-    """The three attributes zeep's ``process_reply`` reads from a ``requests.Response``."""
+    """The attributes zeep's ``process_reply`` reads from a ``requests.Response``."""
 
-    def __init__(self, response: httpx.Response) -> None:
-        self.status_code = response.status_code
-        self.content = response.content
-        self.headers = response.headers
-        self.encoding = response.encoding
+    status_code: int
+    content: bytes
+    headers: Mapping[str, str]
+    encoding: str | None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding or "utf-8", errors="replace")
 
 
 class SoapClient:
@@ -110,7 +115,7 @@ class SoapClient:
         self._classify = classify
         self._max_reply = max_reply_bytes
         self._zeep: zeep.Client | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -124,10 +129,8 @@ class SoapClient:
             self._zeep = await asyncio.to_thread(self._load_wsdl)
         except Exception as exc:
             raise PermanentError(self.registry, f"cannot load WSDL {self.wsdl}: {exc}") from exc
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.endpoint.timeout),
-            # Registries answer on one fixed URL; a redirect would be a misconfiguration.
-            follow_redirects=False,
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.endpoint.timeout),
             # The national platform's certificates are the OS store's business here; document
             # signatures are checked against configured anchors elsewhere.
             trust_env=False,
@@ -141,12 +144,12 @@ class SoapClient:
         try:
             return zeep.Client(str(self.wsdl), transport=transport, settings=settings)  # type: ignore[no-untyped-call]
         finally:
-            # The WSDL is local; zeep never needs its requests session again (we post with httpx).
+            # The WSDL is local; zeep never needs its requests session again (we post ourselves).
             transport.session.close()
 
     async def close(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
         self._zeep = None
 
@@ -198,20 +201,21 @@ class SoapClient:
         if self._headers is not None:
             headers.update(self._headers(self.endpoint.url))
         with self._translate("send"):
-            async with http.stream("POST", self.endpoint.url, content=body, headers=headers) as r:
+            # Registries answer on one fixed URL; a redirect would be a misconfiguration.
+            async with http.post(
+                self.endpoint.url, data=body, headers=headers, allow_redirects=False
+            ) as r:
                 chunks, size = [], 0
-                async for chunk in r.aiter_bytes():
+                async for chunk in r.content.iter_chunked(1 << 16):
                     size += len(chunk)
                     if size > self._max_reply:
                         raise TransientError(self.registry, "reply larger than the limit")
                     chunks.append(chunk)
-                response = httpx.Response(
-                    r.status_code, headers=r.headers, content=b"".join(chunks), request=r.request
-                )
+                response = _Reply(r.status, b"".join(chunks), dict(r.headers), r.charset)
         self._check_status(response)
         with self._translate("reply"):
             # zeep's parse is synchronous lxml work; replies can carry a certificate PDF.
-            result = await asyncio.to_thread(self._process, operation, _Reply(response))
+            result = await asyncio.to_thread(self._process, operation, response)
         return result
 
     def _process(self, operation: str, reply: _Reply) -> dict[str, Any]:
@@ -222,7 +226,7 @@ class SoapClient:
             raise TypeError(f"unexpected reply body {type(plain).__name__}")
         return plain
 
-    def _check_status(self, response: httpx.Response) -> None:
+    def _check_status(self, response: _Reply) -> None:
         status = response.status_code
         soap_fault = status == 500 and b"Fault" in response.content[:4096]
         if 200 <= status < 300 or soap_fault:
@@ -241,10 +245,10 @@ class SoapClient:
             yield
         except ConnectorError:
             raise
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             raise TransientError(registry, f"timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            # ConnectError, ReadError (reset), RemoteProtocolError (dropped mid-reply) …
+        except (aiohttp.ClientError, OSError) as exc:
+            # ClientConnectorError, ServerDisconnectedError (reset or dropped mid-reply) …
             raise TransientError(registry, f"connection failed: {type(exc).__name__}") from exc
         except zeep.exceptions.Fault as exc:
             fault = _fault(exc)
