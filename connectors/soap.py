@@ -77,6 +77,9 @@ def fault_class(fault: Fault) -> type[ConnectorError]:
     return PermanentError
 
 
+_INLINE_PARSE_BYTES = 16 * 1024
+
+
 @dataclass(frozen=True)
 class _Reply:
     """The attributes zeep's ``process_reply`` reads from a ``requests.Response``."""
@@ -214,8 +217,12 @@ class SoapClient:
                 response = _Reply(r.status, b"".join(chunks), dict(r.headers), r.charset)
         self._check_status(response)
         with self._translate("reply"):
-            # zeep's parse is synchronous lxml work; replies can carry a certificate PDF.
-            result = await asyncio.to_thread(self._process, operation, response)
+            if len(response.content) <= _INLINE_PARSE_BYTES:
+                # A lookup's few kilobytes parse faster than a thread hand-off would take.
+                result = self._process(operation, response)
+            else:
+                # Large replies (a certificate PDF inside) are real lxml work: off the loop.
+                result = await asyncio.to_thread(self._process, operation, response)
         return result
 
     def _process(self, operation: str, reply: _Reply) -> dict[str, Any]:
