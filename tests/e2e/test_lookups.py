@@ -1,0 +1,128 @@
+"""Synchronous lookups through the gateway: answers translated from each registry, every failure a
+precise problem naming the registry, every access in the audit log (by keyed hash, never the id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.business.sandbox import generate_enterprises
+from connectors.insurance.sandbox import scenarios
+from connectors.testdata import Population
+from gateway.audit import citizen_hash, decode_entry
+from tests.e2e.conftest import Gateway
+
+PROBLEM = "urn:lienthong:problem:"
+FAST = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
+
+
+def citizen_query(index: int = 0, **change: str) -> dict[str, str]:
+    person = Population(0).citizen(index)
+    query = {
+        "personal_id": person.personal_id,
+        "full_name": person.full_name,
+        "birth_date": person.birth_date.isoformat(),
+    }
+    return {**query, **change}
+
+
+async def _post(gw: Gateway, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+    async with await gw.post(path, body) as r:
+        return r.status, await r.json()
+
+
+async def test_citizen_match_mismatch_and_the_audit_trail(gateway: Gateway) -> None:
+    status, found = await _post(gateway, "/v1/lookups/citizen", citizen_query())
+    assert status == 200 and found["match"] is True and found["mismatches"] == []
+    assert found["citizen"]["personal_id"] == citizen_query()["personal_id"]
+    status, wrong = await _post(
+        gateway, "/v1/lookups/citizen", citizen_query(full_name="Trần Văn Khác")
+    )
+    assert status == 200 and wrong["match"] is False and wrong["mismatches"] == ["full_name"]
+    assert wrong["citizen"] is None  # a wrong name reveals nothing
+    # NFD input is the same name
+    import unicodedata
+
+    nfd = citizen_query(full_name=unicodedata.normalize("NFD", citizen_query()["full_name"]))
+    assert (await _post(gateway, "/v1/lookups/citizen", nfd))[1]["match"] is True
+    rows = await gateway.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    entries = [decode_entry(r["entry"]) for r in rows]
+    lookups = [e for e in entries if e["action"] == "lookup.citizen"]
+    assert len(lookups) == 3
+    who = citizen_hash(gateway.runtime.citizen_key, citizen_query()["personal_id"])
+    assert all(
+        e["citizen"] == who and e["subsystem"] == "VN:GOV:000.00.00.H41:motcua" for e in lookups
+    )
+    assert all(citizen_query()["personal_id"].encode() not in bytes(r["entry"]) for r in rows)
+
+
+async def test_bad_lookups_are_refused_before_any_call(gateway: Gateway) -> None:
+    status, problem = await _post(
+        gateway, "/v1/lookups/citizen", citizen_query(personal_id="040190012")
+    )
+    assert (status, problem["type"]) == (422, PROBLEM + "invalid-personal-id")
+    root = "/".join(gateway.sandbox("business").split("/")[:3])
+    async with gateway.http.get(root + "/_sandbox/stats") as r:
+        before = (await r.json())["requests"]
+    async with await gateway.get("/v1/lookups/enterprises/0100233480") as r:
+        assert (r.status, (await r.json())["type"]) == (422, PROBLEM + "invalid-tax-code")
+    async with gateway.http.get(root + "/_sandbox/stats") as r:
+        assert (await r.json())["requests"] == before  # refused before any call
+    async with await gateway.get("/v1/lookups/enterprises/0100233480", who="outsider") as r:
+        assert r.status == 403
+
+
+async def test_insurance_card_and_enterprise(gateway: Gateway) -> None:
+    cards = scenarios(0)
+    status, valid = await _post(gateway, "/v1/lookups/insurance-card", cards["000"])
+    assert status == 200 and valid["code"] == "000" and valid["status"] == "valid"
+    status, expired = await _post(gateway, "/v1/lookups/insurance-card", cards["010"])
+    assert status == 200 and expired["code"] == "010" and expired["status"] == "expired"
+    tax_code, wire = next(iter(generate_enterprises(0).items()))
+    async with await gateway.get(f"/v1/lookups/enterprises/{tax_code}") as r:
+        body = await r.json()
+        assert r.status == 200, body
+    assert (body["tax_code"], body["name"]) == (tax_code, wire["tenDoanhNghiep"])
+    unknown = "0100233488"  # a valid code no enterprise of the sandbox has
+    if unknown not in generate_enterprises(0):
+        async with await gateway.get(f"/v1/lookups/enterprises/{unknown}") as r:
+            assert (r.status, (await r.json())["type"]) == (404, PROBLEM + "not-found")
+
+
+async def test_registry_failures_are_502_504_then_503_with_the_circuit_open(
+    make_gateway: Any,
+) -> None:
+    async with make_gateway(
+        registries={"population": {"timeout_s": 0.3, "retry": FAST}},
+        gateway={"lookup_attempts": 2},
+        outbox={"breaker_failures": 4, "breaker_reset_s": 30},
+        sandbox={"faults": {"population": {"error_rate": 1.0}}},
+    ) as gw:
+        status, problem = await _post(gw, "/v1/lookups/citizen", citizen_query())
+        assert (status, problem["type"], problem["registry"]) == (
+            502,
+            PROBLEM + "registry-unavailable",
+            "population",
+        )
+        root = "/".join(gw.sandbox("population").split("/")[:3])
+        async with gw.http.put(
+            root + "/_sandbox/faults", json={"timeout_rate": 1.0, "hang_s": 5}
+        ) as r:
+            assert r.status == 200
+        status, problem = await _post(gw, "/v1/lookups/citizen", citizen_query())
+        assert (status, problem["type"]) == (504, PROBLEM + "registry-timeout")
+        # Four consecutive failures so far: the circuit is open, the registry is not called.
+        async with gw.http.get(root + "/_sandbox/stats") as r:
+            before = (await r.json())["requests"]
+        async with await gw.post("/v1/lookups/citizen", citizen_query()) as r:
+            problem = await r.json()
+            assert (r.status, problem["type"]) == (503, PROBLEM + "registry-unavailable")
+            assert int(r.headers["Retry-After"]) >= 1
+        async with gw.http.get(root + "/_sandbox/stats") as r:
+            assert (await r.json())["requests"] == before
+        rows = await gw.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+        outcomes = [
+            decode_entry(r["entry"])["outcome"]
+            for r in rows
+            if b"lookup.citizen" in bytes(r["entry"])
+        ]
+        assert outcomes == ["failed", "failed", "failed"]  # failed accesses are audited too
