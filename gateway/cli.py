@@ -152,11 +152,5 @@ for _module in (
     "gateway.audit.cli",
     "gateway.exchange.cli",
 ):
-    try:
-        _commands = importlib.import_module(_module).commands
-    except ModuleNotFoundError as _exc:  # a package still being written in this tree
-        if _exc.name != _module:
-            raise
-        continue
-    for _command in _commands:
+    for _command in importlib.import_module(_module).commands:
         main.add_command(_command)
