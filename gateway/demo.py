@@ -37,7 +37,7 @@ DONE = {"completed", "needs_attention", "failed"}
 CONFIG = """\
 # The configuration `lienthong demo` ran with. `lienthong serve --config {path}` runs the same gateway.
 [gateway]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:8080"  # for `lienthong serve`; the demo itself takes a free port
 
 [store]
 url = "sqlite:///lienthong.db"
