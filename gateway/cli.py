@@ -14,25 +14,10 @@ from typing import Any
 import click
 from aiohttp import web
 
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.cliopts import config_option, existing_store, json_option, open_settings
+from gateway.settings import Settings, SettingsError
 
-__all__ = ["config_option", "main", "open_settings"]
-
-config_option = click.option(
-    "--config",
-    "config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="LIENTHONG_CONFIG",
-    help="lienthong.toml (or set LIENTHONG_CONFIG)",
-)
-
-
-def open_settings(config: Path | None) -> Settings:
-    """Settings for a command; a bad config becomes a one-line click error (exit 1)."""
-    try:
-        return load_settings(config)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+__all__ = ["build_app", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,16 +79,15 @@ def flows() -> None:
 @flows.command("resume")
 @click.argument("code")
 @config_option
-@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@json_option
 def flows_resume(code: str, config: Path | None, as_json: bool) -> None:
     """Resume a stopped flow at its first unfinished step (the running gateway picks it up)."""
     from gateway import dossiers
-    from gateway.store import open_store
 
-    settings = open_settings(config)
+    store = existing_store(open_settings(config))
 
     async def run() -> str:
-        async with open_store(settings.store.url, base=settings.base_dir) as store:
+        async with store:
             return await store.transact(lambda tx: dossiers.resume(tx, code, actor="cli:operator"))
 
     try:

@@ -14,38 +14,10 @@ from typing import Any
 
 import click
 
-from gateway.store import SQLiteStore, Store, StoreError, open_store
+from gateway.cliopts import config_option, existing_store, json_option, open_settings
+from gateway.store import Store, StoreError
 
 __all__ = ["audit", "commands"]
-
-config_option = click.option(
-    "--config",
-    "config",
-    envvar="LIENTHONG_CONFIG",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="lienthong.toml (or $LIENTHONG_CONFIG)",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-
-
-def _settings(config: Path | None) -> Any:
-    from gateway.settings import SettingsError, load_settings
-
-    try:
-        return load_settings(config)
-    except (SettingsError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _store(settings: Any) -> Store:
-    try:
-        store = open_store(settings.store.url, base=settings.base_dir)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    # Opening creates a missing database: a mistyped path must not "verify" an empty log.
-    if isinstance(store, SQLiteStore) and not store.path.exists():
-        raise click.ClickException(f"no store at {store.path} (from [store] url)")
-    return store
 
 
 def _trust(settings: Any, extra: tuple[Path, ...]) -> Any | None:
@@ -71,7 +43,7 @@ def _trust(settings: Any, extra: tuple[Path, ...]) -> Any | None:
 
 
 def _run(settings: Any, work: Callable[[Store], Any]) -> Any:
-    store = _store(settings)
+    store = existing_store(settings)
 
     async def main() -> Any:
         async with store:
@@ -102,7 +74,7 @@ def verify_cmd(config: Path | None, trust_paths: tuple[Path, ...], as_json: bool
     """Verify the whole log: entries, chain, tree, checkpoint signatures and timestamps."""
     from .verify import verify_log
 
-    settings = _settings(config)
+    settings = open_settings(config)
     trust = _trust(settings, trust_paths)
     report = _run(settings, lambda store: verify_log(store, trust))
     if as_json:
@@ -159,7 +131,7 @@ def query_cmd(
     """Events matching every filter given, in log order."""
     from .query import EventFilter, FilterError, query_events
 
-    settings = _settings(config)
+    settings = open_settings(config)
     key = _citizen_key(settings) if personal_id else None
     try:
         flt = EventFilter.build(
@@ -219,7 +191,7 @@ def export_cmd(
     """Write the evidence bundle for a dossier, a document or a time range to OUT.zip."""
     from .bundle import BundleError, Scope, build_bundle
 
-    settings = _settings(config)
+    settings = open_settings(config)
     scope = Scope(dossier=dossier, document=document, start=start, stop=stop)
     try:
         data = _run(settings, lambda store: build_bundle(store, scope))

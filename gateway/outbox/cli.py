@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from gateway.settings import SettingsError, load_settings
-from gateway.store import SQLiteStore, Store, StoreError, Tx, open_store
+from gateway.cliopts import config_option, existing_store, json_option, open_settings
+from gateway.store import Store, StoreError, Tx
 
 from .errors import OutboxError
 from .jobs import STATES, Job, list_jobs, replay
@@ -26,31 +26,9 @@ __all__ = ["commands", "outbox"]
 
 T = TypeVar("T")
 
-config_option = click.option(
-    "--config",
-    "config",
-    envvar="LIENTHONG_CONFIG",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="lienthong.toml (or $LIENTHONG_CONFIG)",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-
-
-def _store(config: Path | None) -> Store:
-    try:
-        settings = load_settings(config)
-        store = open_store(settings.store.url, base=settings.base_dir)
-    except (SettingsError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    # Opening creates a missing database: an operator who mistyped a path must not get an empty
-    # store and "no jobs" for an answer.
-    if isinstance(store, SQLiteStore) and not store.path.exists():
-        raise click.ClickException(f"no store at {store.path} (from [store] url)")
-    return store
-
 
 def _run(config: Path | None, work: Callable[[Store], Any]) -> Any:
-    store = _store(config)
+    store = existing_store(open_settings(config))
 
     async def main() -> Any:
         async with store:

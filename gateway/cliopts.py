@@ -1,0 +1,46 @@
+"""What the command groups share: the --config and --json options, settings and an existing store.
+
+Kept apart from :mod:`gateway.cli` (which imports every group) so the groups can use it without
+importing the root command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gateway.settings import Settings, SettingsError, load_settings
+from gateway.store import SQLiteStore, Store, open_store
+
+__all__ = ["config_option", "existing_store", "json_option", "open_settings"]
+
+config_option = click.option(
+    "--config",
+    "config",
+    envvar="LIENTHONG_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="lienthong.toml (or $LIENTHONG_CONFIG)",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def open_settings(config: Path | None) -> Settings:
+    """Settings for a command; a bad config becomes a one-line error (exit 1)."""
+    try:
+        return load_settings(config)
+    except (SettingsError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def existing_store(settings: Settings) -> Store:
+    """The configured store, refusing to create one: opening a missing SQLite file would create
+    it, and an operator who mistyped a path must not get "no jobs" or "log verified" for an answer.
+    """
+    try:
+        store = open_store(settings.store.url, base=settings.base_dir)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if isinstance(store, SQLiteStore) and not store.path.exists():
+        raise click.ClickException(f"no store at {store.path} (from [store] url)")
+    return store
