@@ -21,7 +21,7 @@ from gateway.exchange import schema
 from gateway.exchange.attachments import DEFAULT_MAX_PDF, check_manifest, pdf_sources, verify_pdfs
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.edxml import DEFAULT_MAX_BYTES, is_status_message, read_package, read_status
-from gateway.exchange.errors import ForgedSender, InvalidEdxml, UnknownRecipient
+from gateway.exchange.errors import ForgedSender, InvalidEdxml, SignatureInvalid, UnknownRecipient
 from gateway.exchange.model import AttachmentInfo, Package, StatusMessage
 from gateway.exchange.stream import Scan, scan_file
 from gateway.exchange.xmldsig import EnvelopeSignature, verify_envelope
@@ -118,12 +118,25 @@ async def check_package(
     if unknown:
         raise UnknownRecipient(f"unknown recipient(s): {', '.join(unknown)}", recipients=unknown)
     check_manifest(pkg)
+    _parts_carry_signatures(parts)
     sig = await _envelope(scan, sender, trust, policy)
     reports: list[dict[str, Any]] = []
     if policy.verify_pdfs:
         sources = await asyncio.to_thread(pdf_sources, pkg, blobs, policy.max_pdf_bytes)
         reports = await verify_pdfs(sources, trust)
     return Checked(scan, pkg, sig, reports)
+
+
+def _parts_carry_signatures(parts: Sequence[AttachmentInfo]) -> None:
+    """A MIME part travels outside the signed envelope, and the edXML manifest carries no digest
+    of it: only a part that is signed itself (a PDF, verified below) can be trusted not to have
+    been altered on the way. Raises SignatureInvalid for any other."""
+    for part in parts:
+        if part.content_type.split(";")[0].strip().lower() != "application/pdf":
+            raise SignatureInvalid(
+                f"attachment {part.name!r} ({part.content_type}) came outside the signed envelope "
+                "and carries no signature of its own: send it inside the package, or as a signed PDF"
+            )
 
 
 async def check_status(

@@ -563,6 +563,16 @@ async def test_multipart_related_package(hub: Hub, pki: TestPKI, stc_pdf: bytes)
         assert r.status == 422 and (await r.json())["type"] == PROBLEM + "signature-invalid"
     async with await post(body(stc_pdf, "cid:other")) as r:
         assert r.status == 400 and (await r.json())["type"] == PROBLEM + "invalid-edxml"
+    unsigned = aiohttp.MultipartWriter("related")  # a part no signature covers: refused
+    unsigned.append(envelope, {"Content-Type": "application/xml", "Content-ID": "<edxml>"})
+    unsigned.append(
+        b"so lieu da sua",
+        {"Content-Type": "text/plain", "Content-ID": f"<{cid.removeprefix('cid:')}>"},
+    )
+    async with await post(unsigned) as r:
+        problem = await r.json()
+        assert (r.status, problem["type"]) == (422, PROBLEM + "signature-invalid")
+        assert "outside the signed envelope" in problem["detail"]
     assert await hub.store_counts() == before
 
     async with await post(body(stc_pdf)) as r:
