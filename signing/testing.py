@@ -521,20 +521,20 @@ def file_key(pki: TestPKI, subject: str) -> FileKey:
     return key
 
 
-def sample_pdf(text: str = "Giay khai sinh") -> bytes:
-    """A small one-page PDF (ASCII text) to sign in tests and benches."""
+def one_page_pdf(content: bytes) -> bytes:
+    """An A4 page with ``content`` (PDF text operators, Helvetica as /F1): documents to sign."""
     import io
 
     from pyhanko.pdf_utils import generic
     from pyhanko.pdf_utils.writer import PdfFileWriter
 
     w = PdfFileWriter()
-    stream = generic.StreamObject(stream_data=f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode())
     font = generic.DictionaryObject(
         {
             generic.NameObject("/Type"): generic.NameObject("/Font"),
             generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
             generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica"),
+            generic.NameObject("/Encoding"): generic.NameObject("/WinAnsiEncoding"),
         }
     )
     page = generic.DictionaryObject(
@@ -543,7 +543,9 @@ def sample_pdf(text: str = "Giay khai sinh") -> bytes:
             generic.NameObject("/MediaBox"): generic.ArrayObject(
                 [generic.NumberObject(n) for n in (0, 0, 595, 842)]
             ),
-            generic.NameObject("/Contents"): w.add_object(stream),
+            generic.NameObject("/Contents"): w.add_object(
+                generic.StreamObject(stream_data=content)
+            ),
             generic.NameObject("/Resources"): generic.DictionaryObject(
                 {
                     generic.NameObject("/Font"): generic.DictionaryObject(
@@ -557,6 +559,11 @@ def sample_pdf(text: str = "Giay khai sinh") -> bytes:
     out = io.BytesIO()
     w.write(out)
     return out.getvalue()
+
+
+def sample_pdf(text: str = "Giay khai sinh") -> bytes:
+    """A small one-page PDF (ASCII text) to sign in tests and benches."""
+    return one_page_pdf(f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode())
 
 
 SAMPLE_XML = (

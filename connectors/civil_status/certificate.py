@@ -1,5 +1,3 @@
-# mypy: disallow-untyped-calls=False
-# (pyHanko's PDF object constructors are untyped.)
 """The birth certificate (giấy khai sinh) as a small one-page PDF, before the register signs it.
 
 Text uses the standard Helvetica font (no embedding), so Vietnamese is written without
@@ -8,12 +6,10 @@ diacritics: the signed PDF is the evidence; the register's data travels in the S
 
 from __future__ import annotations
 
-import io
 import unicodedata
 from collections.abc import Sequence
 
-from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.writer import PdfFileWriter
+from signing.testing import one_page_pdf
 
 __all__ = ["ascii_text", "certificate_pdf"]
 
@@ -36,33 +32,4 @@ def certificate_pdf(title: str, lines: Sequence[tuple[str, str]]) -> bytes:
     for label, value in lines:
         ops += [f"({_pdf_string(label)}: {_pdf_string(value)}) Tj", "0 -18 Td"]
     ops.append("ET")
-    writer = PdfFileWriter()
-    stream = generic.StreamObject(stream_data="\n".join(ops).encode("ascii"))
-    font = generic.DictionaryObject(
-        {
-            generic.NameObject("/Type"): generic.NameObject("/Font"),
-            generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
-            generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica"),
-            generic.NameObject("/Encoding"): generic.NameObject("/WinAnsiEncoding"),
-        }
-    )
-    page = generic.DictionaryObject(
-        {
-            generic.NameObject("/Type"): generic.NameObject("/Page"),
-            generic.NameObject("/MediaBox"): generic.ArrayObject(
-                [generic.NumberObject(n) for n in (0, 0, 595, 842)]
-            ),
-            generic.NameObject("/Contents"): writer.add_object(stream),
-            generic.NameObject("/Resources"): generic.DictionaryObject(
-                {
-                    generic.NameObject("/Font"): generic.DictionaryObject(
-                        {generic.NameObject("/F1"): writer.add_object(font)}
-                    )
-                }
-            ),
-        }
-    )
-    writer.insert_page(page)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+    return one_page_pdf("\n".join(ops).encode("ascii"))
