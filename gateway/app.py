@@ -172,86 +172,91 @@ def _preload_connectors() -> None:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    from gateway.api import documents
-
     runtime = app[RUNTIME]
-    settings = runtime.settings
     await asyncio.to_thread(_preload_connectors)
     if runtime.extras.pop("load_keys", False):
         from gateway.keys import signing_setup
 
         # Reading key files (and making the development PKI on a first start) is disk and CPU
         # work: off the loop.
-        runtime.extras["signing"] = await asyncio.to_thread(signing_setup, settings)
+        runtime.extras["signing"] = await asyncio.to_thread(signing_setup, runtime.settings)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(runtime.store)
         await _start_checkpointer(runtime, stack)
-        sandboxed = [n for n in REGISTRY_NAMES if settings.registry(n).url is None]
-        if sandboxed and not settings.sandbox.embedded:
-            raise SettingsError(
-                f"no url for registr{'y' if len(sandboxed) == 1 else 'ies'} {', '.join(sandboxed)}: "
-                "set [registries.<name>] url, or [sandbox] embedded = true"
-            )
-        civil_options: dict[str, Any] = {}
-        sandbox_options: dict[str, Any] = {}
-        signing = runtime.extras.get("signing")
-        if signing is not None:
-            civil_options = {"signer": signing.signer, "trust": signing.trust}
-            if "civil_status" in sandboxed:
-                sandbox_options = {"signer": signing.register, "trust": signing.trust}
-        if sandboxed:
-            plans = _fault_plans(settings)
-            runtime.registry_urls = await stack.enter_async_context(
-                run_sandboxes(
-                    names=sandboxed,
-                    seed=settings.sandbox.seed,
-                    faults={k: v for k, v in plans.items() if k in sandboxed},
-                    **sandbox_options,
-                )
-            )
-        for name in REGISTRY_NAMES:
-            endpoint = _endpoint(settings, name, runtime.registry_urls.get(name))
-            options = civil_options if name == "civil_status" else {}
-            runtime.connectors[name] = await stack.enter_async_context(
-                create_connector(name, endpoint, **options)
-            )
-        session = await stack.enter_async_context(aiohttp.ClientSession())
-        secrets = {
-            s.id: s.callback_secret.encode() for s in settings.subsystems if s.callback_secret
-        }
-        handlers: dict[str, JobHandler] = {
-            "flow.step": FlowStepHandler(
-                runtime.store,
-                runtime.connectors,
-                runtime.breakers,
-                metrics=runtime.metrics,
-                on_result=runtime.extras.get("on_result"),
-            ),
-            "callback": CallbackHandler(
-                runtime.store,
-                lambda: session,
-                secrets,
-                timeout_s=settings.gateway.callback_timeout_s,
-            ),
-            "portal.sync": PortalSyncHandler(runtime.connectors["portal"]),
-        }
-        # The blob store makes its folders: off the loop.
-        handlers.update(await asyncio.to_thread(documents.job_handlers, runtime, lambda: session))
-        for kind, handler in runtime.extras.get("handlers", {}).items():
-            handlers[kind] = handler
-        runtime.worker = Worker(
-            runtime.store,
-            handlers,
-            policy=_policy(settings),
-            concurrency=settings.outbox.workers,
-            lease=settings.outbox.lease_s,
-            poll_interval=settings.outbox.poll_s,
-            metrics=runtime.metrics,
-        )
-        await stack.enter_async_context(runtime.worker)
-        if runtime.extras.get("signing") is not None:
-            await documents.hub_for(runtime)  # built now, on this loop, not on a first request
+        await _start_registries(runtime, stack)
+        await _start_worker(runtime, stack)
         yield
+
+
+async def _start_registries(runtime: Runtime, stack: AsyncExitStack) -> None:
+    """The sandboxes for registries without a url (embedded default), then every connector."""
+    settings = runtime.settings
+    sandboxed = [n for n in REGISTRY_NAMES if settings.registry(n).url is None]
+    if sandboxed and not settings.sandbox.embedded:
+        raise SettingsError(
+            f"no url for registr{'y' if len(sandboxed) == 1 else 'ies'} {', '.join(sandboxed)}: "
+            "set [registries.<name>] url, or [sandbox] embedded = true"
+        )
+    civil_options: dict[str, Any] = {}
+    sandbox_options: dict[str, Any] = {}
+    signing = runtime.extras.get("signing")
+    if signing is not None:
+        civil_options = {"signer": signing.signer, "trust": signing.trust}
+        if "civil_status" in sandboxed:
+            sandbox_options = {"signer": signing.register, "trust": signing.trust}
+    if sandboxed:
+        plans = _fault_plans(settings)
+        runtime.registry_urls = await stack.enter_async_context(
+            run_sandboxes(
+                names=sandboxed,
+                seed=settings.sandbox.seed,
+                faults={k: v for k, v in plans.items() if k in sandboxed},
+                **sandbox_options,
+            )
+        )
+    for name in REGISTRY_NAMES:
+        endpoint = _endpoint(settings, name, runtime.registry_urls.get(name))
+        options = civil_options if name == "civil_status" else {}
+        runtime.connectors[name] = await stack.enter_async_context(
+            create_connector(name, endpoint, **options)
+        )
+
+
+async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
+    """The outbox worker with a handler for every job kind, and the document hub."""
+    from gateway.api import documents
+
+    settings = runtime.settings
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    secrets = {s.id: s.callback_secret.encode() for s in settings.subsystems if s.callback_secret}
+    handlers: dict[str, JobHandler] = {
+        "flow.step": FlowStepHandler(
+            runtime.store,
+            runtime.connectors,
+            runtime.breakers,
+            metrics=runtime.metrics,
+            on_result=runtime.extras.get("on_result"),
+        ),
+        "callback": CallbackHandler(
+            runtime.store, lambda: session, secrets, timeout_s=settings.gateway.callback_timeout_s
+        ),
+        "portal.sync": PortalSyncHandler(runtime.connectors["portal"]),
+    }
+    # The blob store makes its folders: off the loop.
+    handlers.update(await asyncio.to_thread(documents.job_handlers, runtime, lambda: session))
+    handlers.update(runtime.extras.get("handlers", {}))
+    runtime.worker = Worker(
+        runtime.store,
+        handlers,
+        policy=_policy(settings),
+        concurrency=settings.outbox.workers,
+        lease=settings.outbox.lease_s,
+        poll_interval=settings.outbox.poll_s,
+        metrics=runtime.metrics,
+    )
+    await stack.enter_async_context(runtime.worker)
+    if runtime.extras.get("signing") is not None:
+        await documents.hub_for(runtime)  # built now, on this loop, not on a first request
 
 
 async def _start_checkpointer(runtime: Runtime, stack: AsyncExitStack) -> None:
