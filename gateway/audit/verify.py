@@ -28,7 +28,7 @@ from typing import Any
 
 from cryptography import x509
 
-from gateway.store import Row, Store, Tx
+from gateway.store import Row, Store
 
 from .chain import verify_rows
 from .checkpoints import (
@@ -105,16 +105,22 @@ async def verify_log(store: Store, trust: Any | None = None) -> LogReport:
         checkpoints = []
     tree = MerkleTree()
     start, prev = 0, GENESIS
+
+    def page(first: int) -> asyncio.Future[list[Row]]:
+        return asyncio.ensure_future(
+            store.read(lambda tx: tx.all("audit.range", start=first, stop=first + _PAGE))
+        )
+
+    # The next page is read while this one is checked: SQLite releases the GIL while it steps.
+    upcoming = page(0)
     while True:
-
-        def read(tx: Tx, start: int = start) -> list[Row]:
-            return tx.all("audit.range", start=start, stop=start + _PAGE)
-
-        rows = await store.read(read)
+        rows = await upcoming
         if not rows:
             break
+        upcoming = page(start + len(rows))
         ok, bad, problem = await asyncio.to_thread(_page, rows, start, prev, tree)
         if not ok:
+            await upcoming  # let the prefetch finish; its rows are not needed
             report.first_bad_entry = bad
             report.problems.append(f"entry {bad}: {problem}")
             break
