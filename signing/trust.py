@@ -240,6 +240,17 @@ class TrustStore:
         not yet valid, revoked, revocation status unknown under hard-fail, or a key usage that
         does not allow ``usage``.
         """
+        others = tuple(others)
+        key = None
+        if moment is None:
+            # The same signer (the civil-status register, an agency) signs document after
+            # document: a chain found good is reused for as long as revocation data is cached
+            # (a revocation is noticed within that time either way), while every certificate in
+            # it is still within its validity period.
+            key = ("chain", _fingerprint(leaf), tuple(_fingerprint(c) for c in others), usage)
+            hit: ChainResult | None = self._cache.get(key)
+            if hit is not None and _all_valid_now(hit.certificates):
+                return hit
         backend = self.new_backend()
         vc = self.validation_context(other_certs=others, moment=moment, backend=backend)
         try:
@@ -276,12 +287,24 @@ class TrustStore:
             revocation = "unknown (soft-fail)"
         else:
             revocation = "good"
-        return ChainResult(
+        result = ChainResult(
             chain=[common_name(c) for c in certs],
             revocation=revocation,
             weaknesses=weaknesses_of(certs),
             certificates=certs,
         )
+        if key is not None and revocation != "unknown (soft-fail)":  # ask again next time
+            self._cache.put(key, result)
+        return result
+
+
+def _fingerprint(cert: x509.Certificate) -> bytes:
+    return cert.fingerprint(hashes.SHA256())
+
+
+def _all_valid_now(certs: Iterable[x509.Certificate]) -> bool:
+    now = dt.datetime.now(dt.UTC)
+    return all(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in certs)
 
 
 def _subject_of(exc: Exception, leaf: x509.Certificate) -> str:
