@@ -17,6 +17,7 @@ import itertools
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -102,6 +103,20 @@ class _Tx:
         return [dict(zip(names, r, strict=True)) for r in rows]
 
 
+def _set_wal(conn: sqlite3.Connection, *, tries: int = 200) -> None:
+    """Switch to WAL. While another connection is creating the same file (a gateway restarting
+    as an operator's command opens the store) the switch fails at once with "database is
+    locked", without waiting on the busy handler: try again for up to ~10 s (we are on a thread)."""
+    for attempt in range(tries):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
+
+
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
@@ -109,7 +124,7 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn.execute("PRAGMA query_only = ON")
     else:
-        conn.execute("PRAGMA journal_mode = WAL")
+        _set_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
     return conn
 
