@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +45,7 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 _encoder = msgspec.json.Encoder()
+_sha256 = hashlib.sha256
 _HEAD = "audit.head"  # Tx.memo key: (seq, chain_hash) of the last entry this transaction wrote
 
 
@@ -57,19 +59,34 @@ def citizen_hash(key: bytes, personal_id: str) -> str:
     return hmac.new(key, personal_id.encode(), hashlib.sha256).hexdigest()
 
 
+def utc_iso(ns: int) -> str:
+    """``ns`` (nanoseconds since the epoch) as ``datetime.isoformat(timespec="microseconds")``
+    writes it in UTC, at a quarter of the cost: the text up to the second is formatted once per
+    second, then the microseconds are appended."""
+    global _second
+    sec, us = divmod(ns // 1000, 1_000_000)
+    cached = _second  # one read: another thread may replace it (it then holds another second)
+    if cached[0] != sec:
+        cached = _second = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{us:06d}+00:00"
+
+
+_second: tuple[int, str] = (-1, "")
+
+
 def append(tx: Tx, event: AuditEvent, *, at: datetime | None = None) -> int:
     """Append ``event`` inside the caller's transaction; return its sequence number."""
     head: tuple[int, bytes] | None = tx.memo.get(_HEAD)
     if head is None:
         row = tx.one("audit.head")
         head = (-1, GENESIS) if row is None else (row["seq"], bytes(row["chain_hash"]))
-    seq, prev = head[0] + 1, head[1]
-    when = (at or datetime.now(UTC)).isoformat(timespec="microseconds")
+    seq = head[0] + 1
+    when = utc_iso(time.time_ns()) if at is None else at.isoformat(timespec="microseconds")
     # The event's own JSON is '{"action":…}'; the entry puts seq and time first, so a verifier
     # checks an entry's position from its first bytes without parsing it.
     entry = b'{"seq":%d,"at":"%s",' % (seq, when.encode()) + _encoder.encode(event)[1:]
-    leaf = leaf_hash(entry)
-    chain = hashlib.sha256(prev + leaf).digest()
+    leaf = _sha256(b"\x00" + entry).digest()  # leaf_hash(entry), inline: appends are hot
+    chain = _sha256(head[1] + leaf).digest()
     # Deferred: the store writes a transaction's entries in one batch at commit; the head for the
     # next append in the same transaction comes from the memo, not from a read.
     tx.defer(

@@ -9,16 +9,22 @@ then lets each block of ``sql/postgres/<file>.sql`` replace the block of the sam
 ``sql/<file>.sql`` — only where the portable SQL cannot run on PostgreSQL as written (SQLite types
 in a schema, row locks, parameters PostgreSQL cannot type). An override of a block that does not
 exist is an error, so a renamed block cannot leave a stale override behind.
+
+:func:`positional` rewrites a block's ``:name`` parameters as SQLite's numbered ``?N``, for the
+hot batched writes: sqlite3 binds a tuple faster than it looks up each name in a dict.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import re
+from collections.abc import Callable, Mapping
 from importlib import resources
 from importlib.abc import Traversable
+from typing import Any
 
-__all__ = ["DIALECTS", "queries", "schema_scripts"]
+__all__ = ["DIALECTS", "positional", "queries", "schema_scripts"]
 
 DIALECTS = ("sqlite", "postgres")
 _HEADER = re.compile(r"^--\s*name:\s*([\w.]+)\s*$", re.MULTILINE)
@@ -73,3 +79,53 @@ def queries(dialect: str = "sqlite") -> dict[str, str]:
 def schema_scripts(dialect: str = "sqlite") -> list[str]:
     """The ``schema`` blocks, in file-name order."""
     return [sql for key, sql in sorted(queries(dialect).items()) if key.endswith(".schema")]
+
+
+# What may hold a ':' that is no parameter (SQLite's quoting and comments), or a parameter.
+_SQLITE_TOKEN = re.compile(
+    r"""
+      '(?:[^']|'')*'                    # string literal
+    | "(?:[^"]|"")*"                    # quoted identifier
+    | `(?:[^`]|``)*`                    # MySQL-style quoted identifier
+    | \[[^\]]*\]                        # MS-style quoted identifier
+    | --[^\n]*                          # line comment
+    | /\*.*?\*/                         # block comment
+    | :(?P<name>[A-Za-z_]\w*)           # :name parameter
+    | (?P<open>['"`[]|/\*)              # an opener none of the above could close
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+@functools.cache
+def positional(sql: str) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]:
+    """``sql`` with each ``:name`` as ``?N`` (a name used twice keeps one number), and a function
+    that turns a unit's params into the tuple to bind.
+
+    The function raises KeyError for a missing parameter and ignores extra ones, as a named
+    binding does. Raises ValueError on an unterminated literal, identifier or comment.
+    """
+    names: list[str] = []
+    out: list[str] = []
+    pos = 0
+    for m in _SQLITE_TOKEN.finditer(sql):
+        if m.group("open") is not None:
+            raise ValueError(
+                f"unterminated {m.group('open')!r} in SQL at {sql[m.start() :][:40]!r}"
+            )
+        name = m.group("name")
+        if name is None:
+            continue
+        if name not in names:
+            names.append(name)
+        out.append(f"{sql[pos : m.start()]}?{names.index(name) + 1}")
+        pos = m.end()
+    out.append(sql[pos:])
+    # itemgetter of one name returns the value itself, not a 1-tuple.
+    if not names:
+        return "".join(out), lambda _: ()
+    if len(names) == 1:
+        only = names[0]
+        return "".join(out), lambda params: (params[only],)
+    getter: Callable[[Mapping[str, Any]], tuple[Any, ...]] = operator.itemgetter(*names)
+    return "".join(out), getter

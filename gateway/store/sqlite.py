@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .api import QueryError, Row, Store, StoreClosed
-from .queries import queries, schema_scripts
+from .queries import positional, queries, schema_scripts
 
 __all__ = ["SQLiteStore"]
 
@@ -41,13 +41,21 @@ class _Tx:
         self._sql = queries()
         self.memo: dict[str, Any] = {}
         self._memo_before: dict[str, Any] = {}
-        self._unit: list[tuple[str, dict[str, Any]]] = []  # deferred by the running unit
-        self._batch: list[tuple[str, dict[str, Any]]] = []  # deferred by units that succeeded
+        # Deferred writes as (query name, parameters as a tuple for its positional SQL).
+        self._unit: list[tuple[str, tuple[Any, ...]]] = []  # by the running unit
+        self._batch: list[tuple[str, tuple[Any, ...]]] = []  # by units that succeeded
 
     def defer(self, query: str, /, **params: Any) -> None:
-        if query not in self._sql:
-            raise QueryError(f"no SQL block named {query!r}")
-        self._unit.append((query, params))
+        try:
+            bind = positional(self._sql[query])[1]
+        except KeyError:
+            raise QueryError(f"no SQL block named {query!r}") from None
+        # Bound as a tuple now: executemany binds tuples faster than it looks names up in dicts,
+        # and a missing parameter fails this unit here rather than the whole batch at commit.
+        try:
+            self._unit.append((query, bind(params)))
+        except KeyError as exc:
+            raise QueryError(f"{query}: no value for parameter :{exc.args[0]}") from None
 
     def begin_unit(self) -> None:
         self._memo_before = dict(self.memo)
@@ -64,7 +72,9 @@ class _Tx:
         """Run the deferred writes: one executemany per run of the same query, in order."""
         for query, group in itertools.groupby(self._batch, key=lambda d: d[0]):
             try:
-                self._conn.executemany(self._sql[query], [params for _, params in group])
+                self._conn.executemany(
+                    positional(self._sql[query])[0], [params for _, params in group]
+                )
             except sqlite3.Error as exc:
                 raise QueryError(f"{query}: {exc}") from exc
         self._batch = []

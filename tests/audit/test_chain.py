@@ -1,9 +1,11 @@
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway.audit import AuditEvent, append, citizen_hash, decode_entry, verify_chain
+from gateway.audit.events import utc_iso
 from gateway.store import SQLiteStore
 
 
@@ -87,3 +89,30 @@ def test_citizen_hash_is_keyed() -> None:
     assert a == citizen_hash(b"k1", "026092008262")
     assert a != citizen_hash(b"k2", "026092008262")
     assert "026092008262" not in a
+
+
+@pytest.mark.parametrize(
+    "ns",
+    [0, 999_999, 1_795_000_000_123_456_789, 1_795_000_000_999_999_999, 1_795_000_001_000_000_000],
+)
+def test_entry_times_are_isoformat_in_utc(ns: int) -> None:
+    # The same second twice, then the next one: the cached prefix must follow the clock.
+    expected = (
+        datetime.fromtimestamp(ns // 1_000_000_000, UTC)
+        + timedelta(microseconds=ns // 1000 % 10**6)
+    ).isoformat(timespec="microseconds")
+    assert utc_iso(ns) == expected
+    assert utc_iso(ns + 1000) == (
+        datetime.fromisoformat(expected) + timedelta(microseconds=1)
+    ).isoformat(timespec="microseconds")
+
+
+async def test_appended_entries_carry_the_current_time(store: SQLiteStore) -> None:
+    before = datetime.now(UTC)
+    seq = await store.transact(lambda tx: append(tx, AuditEvent(action="test.now")))
+    after = datetime.now(UTC)
+    row = await store.read(lambda tx: tx.one("audit.get", seq=seq))
+    assert row is not None
+    stamp = datetime.fromisoformat(decode_entry(row["entry"])["at"])
+    assert row["at"] == decode_entry(row["entry"])["at"]
+    assert before <= stamp <= after

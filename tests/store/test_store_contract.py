@@ -83,6 +83,24 @@ async def test_sql_failures_are_query_errors_and_undo_the_unit(store: Store) -> 
     assert await store.transact(lambda tx: tx.execute("kv.put", k="after", v="1")) == 1
 
 
+async def test_a_deferred_write_missing_a_parameter_fails_its_unit_alone(store: Store) -> None:
+    def bad(tx: Tx) -> None:
+        tx.execute("kv.put", k="half", v="written")
+        tx.defer("kv.put", k="deferred")  # no v
+
+    results = await asyncio.gather(
+        store.transact(lambda tx: tx.defer("kv.put", k="good", v="1")),
+        store.transact(bad),
+        store.transact(lambda tx: tx.defer("kv.put", k="also", v="2")),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], QueryError)
+    assert await store.read(lambda tx: tx.one("kv.get", k="half")) is None
+    assert await store.read(lambda tx: tx.one("kv.get", k="also")) == {"v": "2"}
+    assert await count(store, "kv.count") == 2
+
+
 async def test_a_read_cannot_write(store: Store) -> None:
     with pytest.raises(QueryError):
         await store.read(lambda tx: tx.execute("kv.put", k="a", v="1"))

@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 
 from gateway.store.postgres import to_psycopg
-from gateway.store.queries import merge_overrides, queries, schema_scripts
+from gateway.store.queries import merge_overrides, positional, queries, schema_scripts
 
 
 def test_sqlite_reads_the_portable_blocks_only() -> None:
@@ -79,3 +79,41 @@ def test_parameters_are_translated_once_and_only_outside_literals(sql: str, expe
 def test_unterminated_text_is_refused(sql: str) -> None:
     with pytest.raises(ValueError, match="unterminated"):
         to_psycopg(sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected", "names"),
+    [
+        ("SELECT v FROM kv WHERE k = :k", "SELECT v FROM kv WHERE k = ?1", ("k",)),
+        ("SELECT :a, :b, :a", "SELECT ?1, ?2, ?1", ("a", "b")),
+        ("SELECT ':no', 'it''s :no', :yes", "SELECT ':no', 'it''s :no', ?1", ("yes",)),
+        ('SELECT ":c", [:d], `:e` FROM t', 'SELECT ":c", [:d], `:e` FROM t', ()),
+        ("-- :x\nSELECT /* :y */ :z", "-- :x\nSELECT /* :y */ ?1", ("z",)),
+    ],
+)
+def test_sqlite_positional_parameters_only_outside_literals(
+    sql: str, expected: str, names: tuple[str, ...]
+) -> None:
+    text, bind = positional(sql)
+    assert text == expected
+    values = {n: f"value of {n}" for n in names}
+    assert bind({**values, "unused": 0}) == tuple(values[n] for n in names)
+
+
+def test_positional_binding_needs_every_parameter() -> None:
+    _, bind = positional("SELECT :a, :b")
+    with pytest.raises(KeyError, match="b"):
+        bind({"a": 1})
+
+
+@pytest.mark.parametrize("sql", ["SELECT 'open", 'SELECT "open', "SELECT 1 /* open", "SELECT [x"])
+def test_positional_refuses_unterminated_text(sql: str) -> None:
+    with pytest.raises(ValueError, match="unterminated"):
+        positional(sql)
+
+
+def test_every_sqlite_block_has_a_positional_form() -> None:
+    for key, sql in queries().items():
+        if not key.endswith(".schema"):
+            text, _ = positional(sql)
+            assert ":" not in re.sub(r"'[^']*'|--[^\n]*", "", text), key
