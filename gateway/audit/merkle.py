@@ -130,6 +130,32 @@ class MerkleTree:
         for leaf in leaves:
             self.append(leaf)
 
+    def extend_packed(self, packed: bytes | bytearray) -> None:
+        """Add leaf hashes given back to back, 32 bytes each: the same tree as :meth:`append` of
+        each, built a level at a time (a tight loop per level instead of one per leaf).
+        Raises ValueError if the length is not a multiple of 32."""
+        if len(packed) % HASH_SIZE:
+            raise ValueError(f"leaf hashes are {HASH_SIZE} bytes each, got {len(packed)} bytes")
+        levels, sha = self._levels, hashlib.sha256
+        levels[0] += packed
+        self.size += len(packed) // HASH_SIZE
+        level, pair = 0, 2 * HASH_SIZE
+        # Level k holds the floor(size / 2^k) complete subtrees; hash the pairs not yet above.
+        while len(levels[level]) >= pair:
+            if level + 1 == len(levels):
+                levels.append(bytearray())
+            below, above = levels[level], levels[level + 1]
+            done, due = len(above) // HASH_SIZE, len(below) // pair
+            if done == due:
+                break  # nothing new here, so nothing new higher up either
+            above += b"".join(
+                [
+                    sha(b"\x01" + below[i : i + pair]).digest()
+                    for i in range(done * pair, due * pair, pair)
+                ]
+            )
+            level += 1
+
     def leaf(self, index: int) -> bytes:
         if not 0 <= index < self.size:
             raise IndexError(f"leaf {index} outside a tree of {self.size}")

@@ -28,7 +28,7 @@ from typing import Any
 
 from cryptography import x509
 
-from gateway.store import Row, Store
+from gateway.store import Store
 
 from .chain import verify_rows
 from .checkpoints import (
@@ -81,11 +81,13 @@ class LogReport:
         }
 
 
-def _page(rows: list[Row], start: int, prev: bytes, tree: MerkleTree) -> tuple[bool, int, str]:
+def _page(
+    rows: list[tuple[Any, ...]], start: int, prev: bytes, tree: MerkleTree
+) -> tuple[bool, int, str]:
     """Check one page of rows and grow the tree with the good ones (runs in a worker thread)."""
-    report = verify_rows(rows, start_seq=start, prev=prev)
-    good = rows[: report.entries]
-    tree.extend(bytes(r["leaf_hash"]) for r in good)
+    leaves = bytearray()
+    report = verify_rows(rows, start_seq=start, prev=prev, leaves=leaves)
+    tree.extend_packed(leaves)
     return report.ok, report.first_bad if report.first_bad is not None else -1, report.problem or ""
 
 
@@ -106,9 +108,9 @@ async def verify_log(store: Store, trust: Any | None = None) -> LogReport:
     tree = MerkleTree()
     start, prev = 0, GENESIS
 
-    def page(first: int) -> asyncio.Future[list[Row]]:
+    def page(first: int) -> asyncio.Future[list[tuple[Any, ...]]]:
         return asyncio.ensure_future(
-            store.read(lambda tx: tx.all("audit.range", start=first, stop=first + _PAGE))
+            store.read(lambda tx: tx.tuples("audit.range", start=first, stop=first + _PAGE))
         )
 
     # The next page is read while this one is checked: SQLite releases the GIL while it steps.
@@ -125,7 +127,7 @@ async def verify_log(store: Store, trust: Any | None = None) -> LogReport:
             report.problems.append(f"entry {bad}: {problem}")
             break
         start += len(rows)
-        prev = bytes(rows[-1]["chain_hash"])
+        prev = bytes(rows[-1][3])
     report.entries = tree.size
     await _check_checkpoints(report, checkpoints, tree, trust)
     return report

@@ -66,6 +66,14 @@ class Tx(Protocol):
         """Run a named query; return every row."""
         ...
 
+    def tuples(self, query: str, /, **params: Any) -> list[tuple[Any, ...]]:
+        """Run a named query; return every row as a tuple, in the query's column order.
+
+        For reads of many rows where building a dict per row would cost more than the caller's
+        work on it (the audit verifier reads the whole log).
+        """
+        ...
+
 
 class Store(abc.ABC):
     """Durable state. Use as ``async with``; units of work via :meth:`transact` and :meth:`read`."""

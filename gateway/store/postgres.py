@@ -38,7 +38,7 @@ import psycopg
 import psycopg_pool
 from psycopg.adapt import Buffer, Dumper, Loader
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from .api import QueryError, Row, Store, StoreClosed, StoreError
 from .queries import queries, schema_scripts
@@ -144,13 +144,17 @@ class _Tx:
         # One transaction per unit here, so there is no batch to join: write at once.
         self._run(query, params)
 
-    def _run(self, query: str, params: dict[str, Any]) -> psycopg.Cursor[Row]:
+    def _run(
+        self, query: str, params: dict[str, Any], cursor: psycopg.Cursor[Any] | None = None
+    ) -> psycopg.Cursor[Any]:
         try:
             sql = self._sql[query]
         except KeyError:
             raise QueryError(f"no SQL block named {query!r}") from None
         try:
-            return self._conn.execute(sql, params)
+            if cursor is None:
+                return self._conn.execute(sql, params)
+            return cursor.execute(sql, params)
         except psycopg.Error as exc:
             failure = QueryError(f"{query}: {exc}")
             if self.failure is None:
@@ -162,10 +166,16 @@ class _Tx:
 
     def one(self, query: str, /, **params: Any) -> Row | None:
         cur = self._run(query, params)
-        return cur.fetchone() if cur.description is not None else None
+        row: Row | None = cur.fetchone() if cur.description is not None else None
+        return row
 
     def all(self, query: str, /, **params: Any) -> list[Row]:
         cur = self._run(query, params)
+        rows: list[Row] = cur.fetchall() if cur.description is not None else []
+        return rows
+
+    def tuples(self, query: str, /, **params: Any) -> list[tuple[Any, ...]]:
+        cur = self._run(query, params, self._conn.cursor(row_factory=tuple_row))
         return cur.fetchall() if cur.description is not None else []
 
 

@@ -133,6 +133,30 @@ def test_incremental_equals_bulk() -> None:
     assert t.leaf(5) == RANDOM_LEAVES[5]
 
 
+@pytest.mark.parametrize("cuts", [[70], [1, 69], [3, 5, 8, 16, 38], [2] * 35, [31, 1, 33, 5]])
+def test_packed_extension_builds_the_same_tree(cuts: list[int]) -> None:
+    t, at = MerkleTree(), 0
+    for size in cuts:
+        t.extend_packed(b"".join(RANDOM_LEAVES[at : at + size]))
+        at += size
+        assert t.size == at
+        assert t.root() == ref_mth(RANDOM_LEAVES[:at])
+    # Every inner node, not only the roots asked for so far, is the one append() would keep.
+    for m in range(1, at + 1):
+        assert t.root(m) == TREE.root(m)
+        assert t.consistency_proof(m, at) == TREE.consistency_proof(m, at)
+    assert [t.inclusion_proof(i) for i in range(at)] == [TREE.inclusion_proof(i) for i in range(at)]
+
+
+def test_packed_extension_refuses_a_partial_hash() -> None:
+    t = MerkleTree(RANDOM_LEAVES[:3])
+    with pytest.raises(ValueError, match="32 bytes"):
+        t.extend_packed(b"x" * 33)
+    assert t.size == 3 and t.root() == TREE.root(3)
+    t.extend_packed(b"")
+    assert t.size == 3
+
+
 # --- failure paths: every corruption of a good proof is refused --------------------------------
 
 

@@ -101,6 +101,22 @@ async def test_a_deferred_write_missing_a_parameter_fails_its_unit_alone(store: 
     assert await count(store, "kv.count") == 2
 
 
+async def test_tuples_are_the_rows_in_column_order(store: Store) -> None:
+    for i in range(3):
+        await store.transact(lambda tx, i=i: append(tx, AuditEvent(action="t", dossier=f"D{i}")))
+
+    def both(tx: Tx) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+        return tx.all("audit.range", start=1, stop=9), tx.tuples("audit.range", start=1, stop=9)
+
+    rows, tuples = await store.read(both)
+    assert [r["seq"] for r in rows] == [1, 2]
+    assert tuples == [tuple(r.values()) for r in rows]
+    assert [type(v) for v in tuples[0]] == [int, bytes, bytes, bytes]
+    assert await store.read(lambda tx: tx.tuples("audit.range", start=5, stop=9)) == []
+    with pytest.raises(QueryError, match="no SQL block"):
+        await store.read(lambda tx: tx.tuples("audit.nope"))
+
+
 async def test_a_read_cannot_write(store: Store) -> None:
     with pytest.raises(QueryError):
         await store.read(lambda tx: tx.execute("kv.put", k="a", v="1"))
