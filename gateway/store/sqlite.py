@@ -39,6 +39,7 @@ class _Tx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._sql = queries()
+        self._binds: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {}
         self.memo: dict[str, Any] = {}
         self._memo_before: dict[str, Any] = {}
         # Deferred writes as (query name, parameters as a tuple for its positional SQL).
@@ -46,10 +47,12 @@ class _Tx:
         self._batch: list[tuple[str, tuple[Any, ...]]] = []  # by units that succeeded
 
     def defer(self, query: str, /, **params: Any) -> None:
-        try:
-            bind = positional(self._sql[query])[1]
-        except KeyError:
-            raise QueryError(f"no SQL block named {query!r}") from None
+        bind = self._binds.get(query)
+        if bind is None:
+            try:
+                bind = self._binds[query] = positional(self._sql[query])[1]
+            except KeyError:
+                raise QueryError(f"no SQL block named {query!r}") from None
         # Bound as a tuple now: executemany binds tuples faster than it looks names up in dicts,
         # and a missing parameter fails this unit here rather than the whole batch at commit.
         try:
