@@ -107,3 +107,18 @@ async def test_short_retries_do_not_retry_the_rest(exc: BaseException) -> None:
     with pytest.raises(type(exc)):
         await call_with_retries(fn, sleep=sleep)
     assert fn.calls == 1
+
+
+async def test_short_retries_wait_with_full_jitter_under_a_growing_cap() -> None:
+    waits: list[float] = []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    fn = Flaky(*(TransientError("p", "busy") for _ in range(4)))
+    assert await call_with_retries(fn, attempts=5, max_wait=1.0, sleep=sleep, rng=lambda: 1.0)
+    assert waits == [0.25, 0.5, 1.0, 1.0]  # the cap doubles, then max_wait holds
+    waits.clear()
+    fn = Flaky(TransientError("p", "busy"))
+    await call_with_retries(fn, attempts=2, max_wait=1.0, sleep=sleep, rng=lambda: 0.5)
+    assert waits == [0.125]
