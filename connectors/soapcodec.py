@@ -44,6 +44,11 @@ _PARSER = etree.XMLParser(
 )
 
 
+# Attributes (xsi:type, xsi:nil …) and processing instructions anywhere in the reply element are
+# zeep's to interpret: one XPath call over the tree instead of a test at every element.
+_UNPLANNED = etree.XPath("boolean(descendant-or-self::*/@* | descendant::processing-instruction())")
+
+
 class NotCompiled(Exception):
     """The message is outside what the plan covers; zeep must handle it."""
 
@@ -204,10 +209,12 @@ class OperationCodec:
         if body is None or len(body) == 0 or body.find(_FAULT) is not None:
             raise NotCompiled("no body element, or a fault")
         node = body[0]
-        if node.tag != self._reply_tag or len(node.attrib):
-            raise NotCompiled("another body element")
+        if node.tag != self._reply_tag or _UNPLANNED(node):
+            raise NotCompiled("another body element, attributes or processing instructions")
         # The body element itself is never None, even empty (zeep: allow_none=False).
-        return _read(self._reply, node) or _defaults(self._reply)
+        return _read(self._reply, node) or {
+            p.key: [] if p.many else None for p in self._reply.particles if isinstance(p, _Field)
+        }
 
 
 def _namespaces(t: _Type) -> set[str]:
@@ -262,15 +269,24 @@ def _write_item(parent: etree._Element, f: _Field, value: Any) -> None:
         node.text = value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _defaults(t: _Type) -> dict[str, Any]:
-    return {p.key: [] if p.many else None for p in t.particles if isinstance(p, _Field)}
+_NAMES: dict[str, tuple[str, str | None]] = {}  # tag → (local name, namespace), the tags seen
+
+
+def _names(tag: str) -> tuple[str, str | None]:
+    found = _NAMES.get(tag)
+    if found is None:
+        q = etree.QName(tag)
+        found = (q.localname, q.namespace or None)
+        if len(_NAMES) < 4096:  # a hostile reply must not grow it without bound
+            _NAMES[tag] = found
+    return found
 
 
 def _read(t: _Type, node: etree._Element) -> dict[str, Any] | None:
     children = list(node)
     if not children:
         return None  # an empty complex element
-    out = _defaults(t)
+    out: dict[str, Any] = {}
     i, n = 0, len(children)
     for p in t.particles:
         assert isinstance(p, _Field)  # readable types have no choice
@@ -278,22 +294,19 @@ def _read(t: _Type, node: etree._Element) -> dict[str, Any] | None:
         while i < n:  # zeep stops at the last child; the rest keep their defaults
             child = children[i]
             tag = child.tag
-            if not isinstance(tag, str) or len(child.attrib):
-                raise NotCompiled("a processing instruction, or an element with attributes")
             if tag != p.tag:
-                q = etree.QName(tag)
-                if q.localname != p.local:
+                local, ns = _names(tag)
+                if local != p.local:
                     if p.required and not items:
                         raise ValueError(f"Unexpected element {tag!r}, expected {p.tag!r}")
                     break
-                if q.namespace and p.ns and q.namespace != p.ns:
+                if ns and p.ns and ns != p.ns:
                     break  # a foreign element of the same name: left over, refused below
             items.append(child.text if p.content is None else _read(p.content, child))
             i += 1
             if not p.many:
                 break
-        if items:
-            out[p.key] = items if p.many else items[0]
+        out[p.key] = items if p.many else (items[0] if items else None)
     if i < n:
         raise ValueError(f"Unexpected element {children[i].tag!r}")
     return out

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
 
+import msgspec
+
 __all__ = ["JsonFormatter", "configure_logging"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_encoder = msgspec.json.Encoder(enc_hook=str)  # anything else a caller passes: its str()
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,7 +25,8 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # msgspec: a third of json.dumps's cost, on a line written for every request.
+        return _encoder.encode(entry).decode()
 
 
 def configure_logging(level: str = "INFO") -> None:
