@@ -45,6 +45,10 @@ class _Tx:
         # Deferred writes as (query name, parameters as a tuple for its positional SQL).
         self._unit: list[tuple[str, tuple[Any, ...]]] = []  # by the running unit
         self._batch: list[tuple[str, tuple[Any, ...]]] = []  # by units that succeeded
+        # The running unit's savepoint, opened at its first statement that is not a SELECT. A unit
+        # that only reads and defers (an audit append) changes nothing before the flush, so it
+        # needs none: two statements fewer, and two fewer GIL hand-offs with the busy loop.
+        self.savepoint = False
 
     def defer(self, query: str, /, **params: Any) -> None:
         bind = self._binds.get(query)
@@ -63,6 +67,7 @@ class _Tx:
     def begin_unit(self) -> None:
         self._memo_before = dict(self.memo)
         self._unit = []
+        self.savepoint = False
 
     def end_unit(self, ok: bool) -> None:
         if ok:
@@ -91,6 +96,9 @@ class _Tx:
         except KeyError:
             raise QueryError(f"no SQL block named {query!r}") from None
         try:
+            if not self.savepoint and sql.lstrip()[:6].upper() != "SELECT":
+                self._conn.execute("SAVEPOINT unit")
+                self.savepoint = True
             return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
             raise QueryError(f"{query}: {exc}") from exc
@@ -252,16 +260,17 @@ class SQLiteStore(Store):
         try:
             conn.execute("BEGIN IMMEDIATE")
             for work, _, _ in batch:
-                conn.execute("SAVEPOINT unit")
                 tx.begin_unit()
                 try:
                     outcomes.append((True, work(tx)))
                     tx.end_unit(True)
                 except BaseException as exc:  # the unit's own failure: undo it alone
-                    conn.execute("ROLLBACK TO unit")
+                    if tx.savepoint:
+                        conn.execute("ROLLBACK TO unit")
                     tx.end_unit(False)
                     outcomes.append((False, exc))
-                conn.execute("RELEASE unit")
+                if tx.savepoint:
+                    conn.execute("RELEASE unit")
             tx.flush()
             conn.execute("COMMIT")
             self.commits += 1

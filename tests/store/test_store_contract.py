@@ -348,3 +348,29 @@ async def test_a_conflicting_dossier_is_refused_and_stores_nothing(store: Store)
             )
         )
     assert len(await audit_entries(store)) == 1
+
+
+async def test_units_that_read_before_writing_or_only_defer_are_undone_alone(store: Store) -> None:
+    # The SQLite store opens a unit's savepoint at its first statement that is not a SELECT:
+    # a unit failing after a read and a write, or after only deferring, must leave nothing.
+    def read_then_write(tx: Tx) -> None:
+        tx.one("kv.get", k="good")
+        tx.execute("kv.put", k="late", v="written")
+        raise RuntimeError("after the write")
+
+    def only_defers(tx: Tx) -> None:
+        tx.defer("kv.put", k="deferred", v="1")
+        raise RuntimeError("after the defer")
+
+    results = await asyncio.gather(
+        store.transact(lambda tx: tx.defer("kv.put", k="good", v="1")),
+        store.transact(read_then_write),
+        store.transact(only_defers),
+        store.transact(lambda tx: tx.execute("kv.put", k="next", v="2")),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[3] == 1
+    assert [str(r) for r in results[1:3]] == ["after the write", "after the defer"]
+    for gone in ("late", "deferred"):
+        assert await store.read(lambda tx, k=gone: tx.one("kv.get", k=k)) is None
+    assert await store.read(lambda tx: tx.one("kv.get", k="next")) == {"v": "2"}
