@@ -160,13 +160,16 @@ def compile_operation(client: zeep.Client, operation: str) -> OperationCodec | N
         request_type = _type(request.type)
     except (NotCompiled, AttributeError):
         return None
+    return OperationCodec(request.qname.text, request_type, reply.qname.text, _readable(reply))
+
+
+def _readable(reply: Element) -> _Type | None:
+    """The reply's plan, or None where zeep reads every reply (other types, a choice)."""
     try:
-        reply_type: _Type | None = _type(reply.type)
+        plan = _type(reply.type)
     except NotCompiled:
-        reply_type = None
-    if reply_type is not None and not reply_type.readable:
-        reply_type = None
-    return OperationCodec(request.qname.text, request_type, reply.qname.text, reply_type)
+        return None
+    return plan if plan.readable else None
 
 
 # --- building and reading ----------------------------------------------------------------------
@@ -198,7 +201,7 @@ class OperationCodec:
         """The reply body as plain dicts. Raises :class:`NotCompiled` for a reply zeep must read
         and ValueError for one that breaks the contract (zeep's XMLParseError)."""
         if self._reply is None:
-            raise NotCompiled("the reply type has a choice")
+            raise NotCompiled("the reply type is not compiled")
         try:
             root = etree.fromstring(content, _PARSER)
         except etree.XMLSyntaxError as exc:
