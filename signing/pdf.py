@@ -11,6 +11,7 @@ event loop in a worker thread, so the caller's loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from typing import Any, Literal
 
@@ -20,13 +21,13 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
-from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from .errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
 from .keys import SigningKey
 from .report import SignatureReport
+from .timestamps import timestamper
 from .trust import TrustStore, common_name, from_asn1, to_asn1
 
 __all__ = ["sign_pdf", "verify_pdf"]
@@ -81,13 +82,16 @@ async def _sign(
         validation_context=vc,
         use_pades_lta=False,
     )
-    stamper = HTTPTimeStamper(tsa_url) if level != "B-B" and tsa_url else None
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
         out = io.BytesIO()
-        await PdfSigner(meta, _KeySigner(key), timestamper=stamper).async_sign_pdf(
-            writer, output=out
-        )
+        async with contextlib.AsyncExitStack() as stack:
+            stamper = None
+            if level != "B-B" and tsa_url:
+                stamper = await stack.enter_async_context(timestamper(tsa_url))
+            await PdfSigner(meta, _KeySigner(key), timestamper=stamper).async_sign_pdf(
+                writer, output=out
+            )
         return out.getvalue()
     finally:
         if backend is not None:
