@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from connectors.text import (
+    VIETNAM,
     decode_legacy,
     decode_tcvn3,
     decode_vni,
@@ -20,6 +21,23 @@ def test_nfc_composes_and_trims() -> None:
     nfd = unicodedata.normalize("NFD", "Nguyễn  Thị Lan ")
     assert nfd != "Nguyễn Thị Lan"
     assert nfc(nfd) == "Nguyễn Thị Lan"
+
+
+@pytest.mark.parametrize(
+    ("text", "tidy"),
+    [
+        ("Nguyễn Thị Lan", "Nguyễn Thị Lan"),  # already tidy: returned as it is
+        (" Lan", "Lan"),
+        ("Lan\n", "Lan"),
+        ("Thị\tLan", "Thị Lan"),
+        ("Thị\u00a0Lan", "Thị Lan"),
+        ("Thị   Lan", "Thị Lan"),
+        ("", ""),
+        ("   ", ""),
+    ],
+)
+def test_nfc_tidies_whitespace(text: str, tidy: str) -> None:
+    assert nfc(text) == tidy
 
 
 @pytest.mark.parametrize(
@@ -106,6 +124,9 @@ def test_dates_round_trip(pattern: str, text: str) -> None:
         ("dd/MM/yyyy", "1/5/1990"),
         ("yyyy/MM/dd", "1990-05-12"),
         ("yyyyMMdd", ""),
+        ("yyyyMMdd", "19900230"),  # the right shape, a day February does not have
+        ("yyyy-MM-dd", "1990-05-12T00"),
+        ("yyyyMMdd", "١٩٩٠٠٥١٢"),  # Arabic-Indic digits: registries write ASCII
     ],
 )
 def test_bad_dates_refused(pattern: str, text: str) -> None:
@@ -129,3 +150,6 @@ def test_compact_datetimes_are_vietnam_time() -> None:
         format_datetime(datetime(2026, 11, 22, 9, 15))  # noqa: DTZ001 - the case under test
     with pytest.raises(ValueError):
         parse_datetime("2026112209150")
+    with pytest.raises(ValueError):
+        parse_datetime("20261122250000")  # hour 25
+    assert parse_datetime("20261122", "yyyyMMdd") == datetime(2026, 11, 22, tzinfo=VIETNAM)
