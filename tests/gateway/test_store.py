@@ -1,5 +1,7 @@
 import asyncio
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,60 @@ def test_open_store_urls(tmp_path: Path) -> None:
     assert isinstance(rel, SQLiteStore) and rel.path == tmp_path / "rel.db"
     with pytest.raises(ValueError, match="unsupported"):
         open_store("mysql://x")
+
+
+# --- the writer's batching under load (SQLiteStore._take_batch) -------------------------------
+# Driven directly, with the arrival rate set by hand: no clocks are asserted, only what each
+# batch holds, and a hang (a wait that should not happen) fails by the thread's join timeout.
+
+
+def _take(store: SQLiteStore, first: object) -> tuple[list[object], bool]:
+    result: list[tuple[list[object], bool]] = []
+    worker = threading.Thread(target=lambda: result.append(store._take_batch(first)))  # type: ignore[arg-type]
+    worker.start()
+    worker.join(timeout=30)
+    assert result, "the writer waited when it should not have"
+    return result[0]  # type: ignore[return-value]
+
+
+def test_a_quiet_writer_commits_what_is_queued_at_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "q.db", linger_s=3600)  # a wait would hang the test
+    for unit in ("b", "c"):
+        store._queue.put(unit)  # type: ignore[arg-type]
+    assert _take(store, "a") == (["a", "b", "c"], False)
+
+
+def test_a_busy_writer_waits_for_the_units_due(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "b.db", linger_s=3600)
+    store._rate = 3 / 3600  # three more units due within the linger: the batch waits for them
+
+    def arrive() -> None:
+        for unit in ("b", "c", "d"):
+            time.sleep(0.01)
+            store._queue.put(unit)  # type: ignore[arg-type]
+
+    threading.Thread(target=arrive).start()
+    assert _take(store, "a") == (["a", "b", "c", "d"], False)
+
+
+def test_a_busy_writer_stops_waiting_at_the_deadline_or_on_close(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "d.db", linger_s=0.05)
+    store._rate = 1e6  # far more due than will come: the deadline ends the wait
+    store._queue.put("b")  # type: ignore[arg-type]
+    assert _take(store, "a") == (["a", "b"], False)
+    store = SQLiteStore(tmp_path / "e.db", linger_s=3600)
+    store._rate = 1e6
+    store._queue.put(None)  # close() while the writer waits: the batch goes out, then it stops
+    assert _take(store, "a") == (["a"], True)
+
+
+async def test_the_writer_measures_the_arrival_rate(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "r.db", linger_s=0.001) as store:
+        assert store._rate == 0
+        for _ in range(3):
+            await asyncio.gather(
+                *(store.transact(lambda tx: tx.execute("kv.count")) for _ in range(200))
+            )
+            await asyncio.sleep(0.06)  # past the rate's 50 ms window
+        await store.transact(lambda tx: tx.execute("kv.count"))
+        assert store._rate > 0
