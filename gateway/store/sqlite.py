@@ -2,8 +2,9 @@
 
 Why one writer thread: SQLite allows one writer at a time, and an fsync per accepted dossier
 would cap throughput at the disk's sync rate. The writer takes every unit of work queued while the
-previous commit was syncing, runs each inside its own SAVEPOINT (a failing unit rolls back alone),
-and commits them with ONE fsync. ``synchronous=FULL``: an answer is sent only after the commit that
+previous commit was syncing (under load, lingering up to ``linger_s`` for more: see
+:meth:`SQLiteStore._take_batch`), runs each inside its own SAVEPOINT (a failing unit rolls back
+alone), and commits them with ONE fsync. ``synchronous=FULL``: an answer is sent only after the commit that
 made it durable, so a crash or power loss never loses accepted work.
 
 Reads run on a small pool of reader connections; WAL gives each a consistent snapshot while the
