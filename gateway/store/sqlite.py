@@ -4,8 +4,8 @@ Why one writer thread: SQLite allows one writer at a time, and an fsync per acce
 would cap throughput at the disk's sync rate. The writer takes every unit of work queued while the
 previous commit was syncing (under load, lingering up to ``linger_s`` for more: see
 :meth:`SQLiteStore._take_batch`), runs each inside its own SAVEPOINT (a failing unit rolls back
-alone), and commits them with ONE fsync. ``synchronous=FULL``: an answer is sent only after the commit that
-made it durable, so a crash or power loss never loses accepted work.
+alone), and commits them with ONE fsync. ``synchronous=FULL``: an answer is sent only after the
+commit that made it durable, so a crash or power loss never loses accepted work.
 
 Reads run on a small pool of reader connections; WAL gives each a consistent snapshot while the
 writer goes on.
@@ -276,12 +276,9 @@ class SQLiteStore(Store):
             self._rate, self._window = units / (now - start), (now, 0)
         batch = [first]
         target = min(self._max_batch, 1 + int(self._rate * self._linger))
-        deadline = now + self._linger
-        try:
-            return batch, self._fill(batch, target, deadline)
-        finally:
-            start, units = self._window
-            self._window = (start, units + len(batch))
+        stopping = self._fill(batch, target, now + self._linger)
+        self._window = (self._window[0], self._window[1] + len(batch))
+        return batch, stopping
 
     def _fill(self, batch: list[_Unit], target: int, deadline: float) -> bool:
         """Add queued units to ``batch``, waiting until ``deadline`` while it is under ``target``;
