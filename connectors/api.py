@@ -16,7 +16,7 @@ Exceptions (nothing else escapes a public call; foreign errors are translated at
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -107,6 +107,17 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def handle(self, request: Request) -> Result:
         """Perform one operation. Raises :class:`TransientError` or :class:`PermanentError`."""
+
+    def _map(
+        self, convert: Callable[[], dict[str, Any]], error: type[PermanentError | TransientError]
+    ) -> dict[str, Any]:
+        """``convert()``, with a mapping failure raised as ``error``. Mapping our params, a
+        ValueError is bad input (permanent); mapping a reply, it is a reply outside the contract
+        (treated like any malformed reply: transient)."""
+        try:
+            return convert()
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise error(self.registry, str(exc)) from exc
 
     async def call(
         self,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -163,11 +162,3 @@ class CivilStatusConnector(Connector):
                 code="signature-invalid",
             )
         return valid[-1].signer
-
-    def _map(
-        self, convert: Callable[[], dict[str, Any]], error: type[PermanentError | TransientError]
-    ) -> dict[str, Any]:
-        try:
-            return convert()
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise error(self.registry, str(exc)) from exc

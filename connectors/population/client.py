@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import schemas
 from connectors.api import Connector, Endpoint, PermanentError, Request, Result, TransientError
@@ -98,13 +97,3 @@ class PopulationConnector(Connector):
         date_field = "NgayDangKy" if request.operation == "residence.register" else "NgayXoa"
         data = self._map(lambda: mapping.registration_result(reply, date_field), TransientError)
         return Result(data=data, reference=data["registration_number"])
-
-    def _map(
-        self, convert: Callable[[], dict[str, Any]], error: type[PermanentError | TransientError]
-    ) -> dict[str, Any]:
-        # Mapping our params: a ValueError is bad input (permanent). Mapping a reply: a
-        # ValueError is a reply outside the contract (treated like any malformed reply).
-        try:
-            return convert()
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise error(self.registry, str(exc)) from exc
