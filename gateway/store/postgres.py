@@ -179,6 +179,31 @@ class _Tx:
         return cur.fetchall() if cur.description is not None else []
 
 
+# A unit whose statement failed only because a concurrent transaction got there first: the same
+# dossier submitted twice at once (the loser's INSERT waits for the winner's COMMIT, then violates
+# the key), or two units locking rows in opposite orders. Run again in a fresh transaction, the
+# unit sees the winner's row and answers as a repeat does (a replay, a conflict).
+_CONTENDED = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+_RACE_TRIES = 3
+
+
+class _LostRace(Exception):
+    """Raised by :meth:`PostgresStore._run` for a unit worth running again; ``error`` is what
+    the unit raised, for the caller when no try is left."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _lost_race(tx: _Tx) -> bool:
+    return tx.failure is not None and isinstance(tx.failure.__cause__, _CONTENDED)
+
+
 class PostgresStore(Store):
     """The store on a PostgreSQL database that any number of gateway instances share.
 
@@ -277,6 +302,15 @@ class PostgresStore(Store):
         return await fut
 
     def _unit(self, work: Callable[[Any], T], readonly: bool) -> T:
+        for attempt in range(1, _RACE_TRIES + 1):
+            try:
+                return self._once(work, readonly)
+            except _LostRace as race:
+                if attempt == _RACE_TRIES:
+                    raise race.error from race.error.__cause__
+        raise AssertionError("unreachable")
+
+    def _once(self, work: Callable[[Any], T], readonly: bool) -> T:
         pool = self._pool
         if pool is None:
             raise StoreClosed("the store is closing")
@@ -308,13 +342,17 @@ class PostgresStore(Store):
         tx = _Tx(conn, _statements())
         try:
             result = work(tx)
-        except BaseException:
+        except BaseException as exc:
             _rollback_quietly(conn)
+            if _lost_race(tx):
+                raise _LostRace(exc) from None
             raise
         if conn.info.transaction_status == TransactionStatus.INERROR:
             # PostgreSQL aborted the transaction at the failed statement; COMMIT would quietly
             # roll back, so say so instead of returning as if the unit's writes had been kept.
             _rollback_quietly(conn)
+            if _lost_race(tx):
+                raise _LostRace(tx.failure or QueryError("lost a race")) from None
             raise QueryError(
                 "the unit went on after a failed statement, and PostgreSQL had aborted its "
                 f"transaction: nothing was committed (first failure: {tx.failure})"

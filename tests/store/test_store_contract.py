@@ -350,6 +350,38 @@ async def test_a_conflicting_dossier_is_refused_and_stores_nothing(store: Store)
     assert len(await audit_entries(store)) == 1
 
 
+async def test_the_same_dossier_accepted_concurrently_is_stored_once(store: Store) -> None:
+    # A client that times out and submits again while its first request is still in flight:
+    # on PostgreSQL the two transactions race to insert the same code. The loser must get what
+    # a repeat gets (a replay, or a conflict for another body), never a failed query.
+    doc = next(sample_dossiers(1, seed=7))
+    changed = {**doc, "procedure": doc["procedure"] + "-other"}
+
+    def accept_it(document: dict[str, Any], request_id: str) -> Callable[[Tx], Any]:
+        return lambda tx: accept(
+            tx,
+            document=document,
+            client=CLIENT,
+            member=MEMBER,
+            request_id=request_id,
+            citizen_key=KEY,
+        )
+
+    same = await asyncio.gather(
+        *(store.transact(accept_it(doc, f"r{i}")) for i in range(4)), return_exceptions=True
+    )
+    assert sorted(r.replayed for r in same) == [False, True, True, True], same
+    other = await asyncio.gather(
+        store.transact(accept_it({**doc, "code": doc["code"] + "-2"}, "r5")),
+        store.transact(accept_it({**changed, "code": doc["code"] + "-2"}, "r6")),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in other) == ["Acceptance", "Conflict"], other
+    assert len(await audit_entries(store)) == 2
+    assert (await verify_chain(store)).ok
+    assert await store.read(lambda tx: tx.all("outbox.counts")) == [{"state": "pending", "n": 2}]
+
+
 async def test_units_that_read_before_writing_or_only_defer_are_undone_alone(store: Store) -> None:
     # The SQLite store opens a unit's savepoint at its first statement that is not a SELECT:
     # a unit failing after a read and a write, or after only deferring, must leave nothing.
