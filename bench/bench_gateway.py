@@ -261,6 +261,7 @@ trust = ["{pki / "root.pem"}"]
 
 [audit]
 tsa_url = "{tsa}"
+citizen_id_key = "{os.urandom(32).hex()}"
 
 [sandbox]
 embedded = false

@@ -358,16 +358,30 @@ def create_app(
     return app
 
 
+_MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids
+
+
 def _citizen_key(settings: Settings) -> bytes:
     key = settings.audit.citizen_id_key
     if not key:
-        # Development only: a fixed key still keeps raw ids out of the log, but anyone with the
-        # source can test guesses. Production configs set [audit] citizen_id_key.
+        if not settings.sandbox.embedded:
+            raise SettingsError(
+                "[audit] citizen_id_key is required when the sandboxes are not embedded"
+                " (32 random bytes as hex: openssl rand -hex 32)"
+            )
+        # The embedded default only: a fixed key still keeps raw ids out of the log, but anyone
+        # with the source could test guesses against it.
         return b"lienthong-development-citizen-key"
     try:
-        return bytes.fromhex(key)
+        raw = bytes.fromhex(key)
     except ValueError:
         raise SettingsError("[audit] citizen_id_key must be hex") from None
+    if len(raw) < _MIN_CITIZEN_KEY:
+        raise SettingsError(
+            f"[audit] citizen_id_key must be at least {_MIN_CITIZEN_KEY} bytes"
+            f" ({2 * _MIN_CITIZEN_KEY} hex digits)"
+        )
+    return raw
 
 
 def base_url_of(listen: str) -> str:

@@ -38,7 +38,8 @@ def _config(tmp: Path, pki: TestPKI, urls: dict[str, str], tsa_url: str, port: i
         "[outbox]\nworkers = 8\nlease_s = 2.0\npoll_s = 0.05\n",
         f'[signing]\nkey = "{pki.key_path("gateway")}"\ncert = "{pki.cert_path("gateway")}"\n'
         f'trust = ["{pki.root_pem}"]\n',
-        f'[audit]\ntsa_url = "{tsa_url}"\ncheckpoint_every = 50\ncheckpoint_interval_s = 0.5\n',
+        f'[audit]\ntsa_url = "{tsa_url}"\ncheckpoint_every = 50\ncheckpoint_interval_s = 0.5\n'
+        f'citizen_id_key = "{os.urandom(32).hex()}"\n',
         "[sandbox]\nembedded = false\n",
     ]
     for name, url in urls.items():
