@@ -13,8 +13,8 @@ Each server runs in its own process (``python -m bench._servers <role> …``), b
   serve`` runs it (``build_app``, JSON access logs at INFO to stderr), on a free port; with
   ``--profile``, cProfile stats of everything after READY are written to FILE on SIGTERM.
 
-:func:`server_process` starts one and yields its URL; the process is terminated (then killed) on
-the way out, whatever happened.
+:func:`server_process` starts one and yields it as a :class:`Server` (its URL, and its pid for
+:func:`cpu_seconds`); the process is terminated (then killed) on the way out, whatever happened.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
-__all__ = ["server_process"]
+__all__ = ["Server", "cpu_seconds", "server_process"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,14 +54,31 @@ _HOP = {
 # --- the harness (runs in the bench process) -------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str  # http://127.0.0.1:<port>
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process ``pid`` has used so far; None where ``/proc`` cannot
+    tell (not Linux, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 @contextlib.asynccontextmanager
 async def server_process(
     *args: str,
     log: Path | None = None,
     start_timeout: float = 60.0,
     env: dict[str, str] | None = None,
-) -> AsyncIterator[str]:
-    """Run ``python -m bench._servers *args`` and yield its base URL once it is READY.
+) -> AsyncIterator[Server]:
+    """Run ``python -m bench._servers *args`` and yield it once it is READY.
 
     stderr goes to ``log`` (or is discarded); ``env`` adds to (or overrides) the environment. Raises RuntimeError if the server exits or stays
     silent before it is ready; the process is stopped in every case.
@@ -97,7 +115,7 @@ async def server_process(
                 text = await asyncio.to_thread(log.read_text, errors="replace")
                 why = ": " + " | ".join(text.strip().splitlines()[-3:])
             raise RuntimeError(f"server {' '.join(args[:2])} failed to start{why}")
-        yield text.split(" ", 1)[1]
+        yield Server(text.split(" ", 1)[1], proc.pid)
     finally:
         await _stop(proc)
         if stderr is not None:

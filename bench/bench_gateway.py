@@ -18,6 +18,11 @@ ratios taken within a round.
 
 Every answer is checked (HTTP 200 and a match for the citizen asked about); errors are counted
 and printed, and excluded from the latencies. Times are printed, never asserted.
+
+Each closed-loop run also reads, from ``/proc``, the CPU time every process spent on it, per
+request: the extra hop (proxy or gateway), the sandbox and the generator, and how busy the machine
+was. A ratio of throughputs says little on its own on a small machine: one target may be bound by
+its own process (a GIL), another by the machine all of them share. The CPU lines say which.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
-from bench._servers import server_process
+from bench._servers import Server, cpu_seconds, server_process
 
 SEED = 0
 CITIZENS = 4000  # the sandbox's population; requests cycle through all of them
@@ -76,6 +81,7 @@ class Target:
     headers: Callable[[], dict[str, str]]  # per request (fresh auth timestamps)
     body: Callable[[Query], bytes]
     check: Callable[[Query, int, bytes], str | None]  # None when the answer is right
+    processes: dict[str, int]  # role (hop, sandbox) → pid of the processes serving this target
 
 
 @dataclass
@@ -85,10 +91,49 @@ class Sample:
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests only
     late: list[float] = field(default_factory=list)  # open loop: send time − scheduled time
     errors: Counter[str] = field(default_factory=Counter)
+    cpu: dict[str, float] = field(default_factory=dict)  # closed loop: role → CPU seconds used
+    busy: float = float("nan")  # closed loop: CPUs busy on average (all processes of the machine)
 
     @property
     def rate(self) -> float:
         return self.ok / self.elapsed if self.elapsed else 0.0
+
+
+def _machine_busy() -> tuple[float, float] | None:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [int(t) for t in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+class _CpuMeter:
+    """CPU time used by the given processes, by this one (the generator), and by the machine,
+    between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = processes
+
+    def _read(self) -> tuple[dict[str, float | None], tuple[float, float] | None]:
+        used: dict[str, float | None] = {r: cpu_seconds(pid) for r, pid in self.processes.items()}
+        used["generator"] = time.process_time()
+        return used, _machine_busy()
+
+    def start(self) -> None:
+        self._before = self._read()
+
+    def stop(self, sample: Sample) -> None:
+        (used0, machine0), (used1, machine1) = self._before, self._read()
+        for role, end in used1.items():
+            begin = used0[role]
+            if begin is not None and end is not None:
+                sample.cpu[role] = end - begin
+        if machine0 is not None and machine1 is not None and machine1[1] > machine0[1]:
+            share = (machine1[0] - machine0[0]) / (machine1[1] - machine0[1])
+            sample.busy = share * (os.cpu_count() or 1)
 
 
 def _pct(values: Sequence[float], p: float) -> float:
@@ -199,6 +244,8 @@ class Load:
 
     async def closed(self, workers: int, duration: float) -> Sample:
         sample = Sample()
+        meter = _CpuMeter(self.target.processes)
+        meter.start()
         start = time.perf_counter()
         stop_at = start + duration
 
@@ -208,6 +255,7 @@ class Load:
 
         await asyncio.gather(*(worker() for _ in range(workers)))
         sample.elapsed = time.perf_counter() - start
+        meter.stop(sample)
         return sample
 
     async def open(self, rate: float, duration: float) -> Sample:
@@ -230,7 +278,7 @@ class Load:
 # --- servers ---------------------------------------------------------------------------------
 
 
-def _gateway_config(tmp: Path, pki: Path, sandbox_soap: str, tsa: str) -> Path:
+def _gateway_config(tmp: Path, pki: Path, sandbox_soap: str, tsa: Server) -> Path:
     # Only population is exercised; the other registries get an address nothing listens on
     # (the app needs a URL for each when the sandboxes are not embedded; nothing calls them).
     others = "\n".join(
@@ -260,7 +308,7 @@ cert = "{pki / "gateway.cert.pem"}"
 trust = ["{pki / "root.pem"}"]
 
 [audit]
-tsa_url = "{tsa}"
+tsa_url = "{tsa.url}"
 citizen_id_key = "{os.urandom(32).hex()}"
 
 [sandbox]
@@ -293,9 +341,9 @@ async def _run(profile: Profile) -> None:
                     log=tmp / "sandbox.log",
                 )
             )
-            queries, soap_headers, soap_url = await _queries(sandbox)
+            queries, soap_headers, soap_url = await _queries(sandbox.url)
             proxy = await stack.enter_async_context(
-                server_process("proxy", sandbox, log=tmp / "proxy.log")
+                server_process("proxy", sandbox.url, log=tmp / "proxy.log")
             )
             tsa = await stack.enter_async_context(
                 server_process("tsa", str(pki_dir), log=tmp / "tsa.log")
@@ -304,17 +352,26 @@ async def _run(profile: Profile) -> None:
             gateway = await stack.enter_async_context(
                 server_process("gateway", str(config), log=tmp / "gateway.log")
             )
-            path = soap_url[len(sandbox) :]
+            path = soap_url[len(sandbox.url) :]
             json_headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+            soap = {"sandbox": sandbox.pid}
             targets = [
-                Target("direct", soap_url, soap_headers, lambda q: q.soap, _check_soap),
-                Target("proxy", proxy + path, soap_headers, lambda q: q.soap, _check_soap),
+                Target("direct", soap_url, soap_headers, lambda q: q.soap, _check_soap, soap),
+                Target(
+                    "proxy",
+                    proxy.url + path,
+                    soap_headers,
+                    lambda q: q.soap,
+                    _check_soap,
+                    {"hop": proxy.pid, **soap},
+                ),
                 Target(
                     "gateway",
-                    gateway + "/v1/lookups/citizen",
+                    gateway.url + "/v1/lookups/citizen",
                     lambda: json_headers,
                     lambda q: q.json,
                     _check_gateway,
+                    {"hop": gateway.pid, **soap},
                 ),
             ]
             loads: dict[str, Load] = {}
@@ -387,6 +444,25 @@ def _report(
             ".2f",
         ),
     ]
+
+    def per_request(role: str) -> Callable[[str], float]:
+        # CPU ms per answered request in the closed loop; NaN where the role has no process.
+        def value(n: str) -> float:
+            used = [s.cpu[role] / s.ok * 1e3 for s in closed[n] if role in s.cpu and s.ok]
+            return med(used) if used else float("nan")
+
+        return value
+
+    rows += [
+        ("CPU ms/request, closed: hop", per_request("hop"), ".3f"),
+        ("CPU ms/request, closed: sandbox", per_request("sandbox"), ".3f"),
+        ("CPU ms/request, closed: generator", per_request("generator"), ".3f"),
+        (
+            f"CPUs busy, closed (of {os.cpu_count()})",
+            lambda n: med([s.busy for s in closed[n]]),
+            ".2f",
+        ),
+    ]
     for label, value, fmt in rows:
         print(f"{label:34}" + "".join(f"{value(n):>12{fmt}}" for n in NAMES))
     errors: dict[str, Counter[str]] = {n: Counter() for n in NAMES}
@@ -440,6 +516,12 @@ def _report(
         + verdict(added99 <= TARGET_ADDED_P99_MS, f"{TARGET_ADDED_P99_MS - added99:+.2f} ms spare")
     )
     print(f"proxy − direct p50 (ms)      {hop50:6.2f}   (the bare extra hop)")
+    hop_cpu = per_request("hop")
+    print(
+        f"gateway/proxy CPU per request {hop_cpu('gateway') / hop_cpu('proxy'):5.2f}×  "
+        "(the hop's own process; the throughput ratio follows it only where both runs are "
+        "bound by that process, not by the CPUs all processes share)"
+    )
     for n in NAMES:
         for message, count in errors[n].most_common(5):
             print(f"  {n} error ×{count}: {message}")

@@ -33,16 +33,12 @@ __all__ = [
 
 VIETNAM = timezone(timedelta(hours=7))
 
-_SPACES = re.compile(r"\s+")
-
-
-_UNTIDY = re.compile(r"\s\s|[^\S ]|^\s|\s$")  # what nfc()'s whitespace rule would change
-
 
 def nfc(text: str) -> str:
     """NFC with runs of whitespace collapsed and the ends trimmed (names come padded)."""
-    text = unicodedata.normalize("NFC", text)  # returns ``text`` itself when already NFC
-    return _SPACES.sub(" ", text).strip() if _UNTIDY.search(text) else text
+    # split() and strip() know the same whitespace as re's \s (Py_UNICODE_ISSPACE), at a
+    # fraction of a regex's cost on text that is already tidy, as nearly all of it is.
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 # Đ/đ is a letter of its own (a stroke, not a combining mark): NFD leaves it whole.
@@ -53,7 +49,7 @@ def fold(name: str) -> str:
     """``"Nguyễn Thị Lan"`` → ``"NGUYEN THI LAN"``: upper case, no diacritics, single spaces."""
     decomposed = unicodedata.normalize("NFD", name.translate(_STROKE))
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _SPACES.sub(" ", bare).strip().upper()
+    return " ".join(bare.split()).upper()
 
 
 # --- TCVN3 (TCVN 5712:1993, "ABC") -------------------------------------------------------------

@@ -20,6 +20,10 @@ def test_bench_gateway_quick(capsys: pytest.CaptureFixture[str]) -> None:
     assert "gateway/proxy throughput" in out
     errors = next(line for line in out.splitlines() if line.startswith("errors / requests"))
     assert all(cell.startswith("0/") for cell in errors.split()[-3:]), out
+    # The hop's CPU per request, read from /proc: none for direct, some for proxy and gateway.
+    hop = next(line for line in out.splitlines() if line.startswith("CPU ms/request, closed: hop"))
+    direct, proxy, gateway = hop.split()[-3:]
+    assert direct == "nan" and float(proxy) > 0 and float(gateway) > 0, hop
 
 
 def test_bench_flows_quick(capsys: pytest.CaptureFixture[str]) -> None:

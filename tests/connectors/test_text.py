@@ -1,7 +1,10 @@
+import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.text import (
     VIETNAM,
@@ -38,6 +41,14 @@ def test_nfc_composes_and_trims() -> None:
 )
 def test_nfc_tidies_whitespace(text: str, tidy: str) -> None:
     assert nfc(text) == tidy
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.characters(), max_size=30))
+def test_nfc_is_nfc_with_every_unicode_whitespace_run_collapsed(text: str) -> None:
+    # The rule as a regex states it (\s is every Unicode whitespace, U+00A0 and U+3000 too).
+    expected = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip()
+    assert nfc(text) == expected
 
 
 @pytest.mark.parametrize(
