@@ -4,11 +4,11 @@ zeep interprets its type model for every message it builds or reads: about 0.4 m
 citizen-lookup request and 1 ms to read the reply, most of a lookup's CPU time in the gateway. An
 :class:`OperationCodec` walks the same model once, when the WSDL is loaded, and compiles an
 operation whose messages use only what the registries' contracts use — sequences, groups and
-choices of elements whose content is ``xs:string`` or another such type — into a plan that builds
-the request with lxml and reads the reply into the same plain dicts that
-``zeep.helpers.serialize_object`` gives. :func:`compile_operation` returns None for anything else
-(attributes, other simple types, ``xs:any``, ``xs:all``, repeated groups, defaults, nillable
-elements): that operation keeps zeep.
+choices of elements whose content is ``xs:string`` or another such type — into a plan that writes
+the request as text (what lxml would serialise, at a quarter of the cost of building a tree) and
+reads the reply with lxml into the same plain dicts that ``zeep.helpers.serialize_object`` gives.
+:func:`compile_operation` returns None for anything else (attributes, other simple types,
+``xs:any``, ``xs:all``, repeated groups, defaults, nillable elements): that operation keeps zeep.
 
 Reading follows zeep's strict mode: elements in schema order; an element matches by local name
 unless both it and the schema name a namespace and they differ; a required element may be missing
@@ -21,6 +21,7 @@ hands the reply to zeep, which answers (or refuses) as it always did. The differ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,14 @@ _PARSER = etree.XMLParser(
 # Attributes (xsi:type, xsi:nil …) and processing instructions anywhere in the reply element are
 # zeep's to interpret: one XPath call over the tree instead of a test at every element.
 _UNPLANNED = etree.XPath("boolean(descendant-or-self::*/@* | descendant::processing-instruction())")
+
+
+# Text needing care when written: markup characters, CR (which a parser would turn into LF; lxml
+# writes &#13;), and what XML 1.0 cannot carry at all (C0 controls but tab, LF and CR; U+FFFE,
+# U+FFFF), which lxml and so zeep refuse with ValueError. A lone surrogate fails the UTF-8
+# encoding of the whole envelope, with lxml's UnicodeEncodeError.
+_CAREFUL = re.compile("[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 class NotCompiled(Exception):
@@ -183,19 +192,28 @@ class OperationCodec:
     ) -> None:
         self._request_tag, self._request = request_tag, request
         self._reply_tag, self._reply = reply_tag, reply
+        # Every namespace of the request is declared once, on its element, as ns0, ns1 … (zeep's
+        # prefixes); each tag is written with its prefix, or bare when it has no namespace.
         namespaces = sorted(_namespaces(request) | {etree.QName(request_tag).namespace or ""})
-        self._nsmap = {f"ns{i}": ns for i, ns in enumerate(n for n in namespaces if n)}
+        prefixes = {ns: f"ns{i}" for i, ns in enumerate(n for n in namespaces if n)}
+        self._names = {tag: _prefixed(tag, prefixes) for tag in _tags(request) | {request_tag}}
+        declared = "".join(f' xmlns:{p}="{ns}"' for ns, p in prefixes.items())
+        request_name = self._names[request_tag]
+        self._head = (
+            "<?xml version='1.0' encoding='utf-8'?>\n"
+            f'<soap-env:Envelope xmlns:soap-env="{_SOAP_ENV}"><soap-env:Body>'
+            f"<{request_name}{declared}>"
+        )
+        self._tail = f"</{request_name}></soap-env:Body></soap-env:Envelope>"
 
     def build(self, params: Mapping[str, Any]) -> bytes:
         """The serialised envelope. Raises TypeError (a name the contract does not have, two
         options of one choice) or ValueError (a required element missing, text XML cannot carry)
         — zeep's refusals, as the connector's translation expects them."""
-        envelope = etree.Element(_ENVELOPE, nsmap={"soap-env": _SOAP_ENV})
-        body = etree.SubElement(envelope, _BODY)
-        node = etree.SubElement(body, self._request_tag, nsmap=self._nsmap)
-        _write(node, self._request, params)
-        data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
-        return data
+        out = [self._head]
+        _write(out, self._names, self._request, params)
+        out.append(self._tail)
+        return "".join(out).encode()
 
     def read(self, content: bytes) -> dict[str, Any]:
         """The reply body as plain dicts. Raises :class:`NotCompiled` for a reply zeep must read
@@ -231,7 +249,39 @@ def _namespaces(t: _Type) -> set[str]:
     return found
 
 
-def _write(parent: etree._Element, t: _Type, values: Mapping[str, Any]) -> None:
+def _tags(t: _Type) -> set[str]:
+    found: set[str] = set()
+    for p in t.particles:
+        for f in p.options if isinstance(p, _Choice) else (p,):
+            found.add(f.tag)
+            if f.content is not None:
+                found |= _tags(f.content)
+    return found
+
+
+def _prefixed(tag: str, prefixes: Mapping[str, str]) -> str:
+    q = etree.QName(tag)
+    return f"{prefixes[q.namespace]}:{q.localname}" if q.namespace else q.localname
+
+
+def _text(value: Any) -> str:
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    if _CAREFUL.search(text) is None:
+        return text
+    if _NOT_XML.search(text) is not None:
+        raise ValueError(
+            "All strings must be XML compatible: Unicode or ASCII, no NULL bytes or control "
+            "characters"
+        )
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    )
+
+
+Names = Mapping[str, str]  # Clark tag → the name written
+
+
+def _write(out: list[str], names: Names, t: _Type, values: Mapping[str, Any]) -> None:
     if not isinstance(values, Mapping):
         raise TypeError(f"{t.name}: expected a mapping, not {type(values).__name__}")
     unknown = values.keys() - t.keys
@@ -239,37 +289,42 @@ def _write(parent: etree._Element, t: _Type, values: Mapping[str, Any]) -> None:
         raise TypeError(f"{t.name}() got an unexpected keyword argument {sorted(unknown)[0]!r}")
     for p in t.particles:
         if isinstance(p, _Field):
-            _write_field(parent, p, values.get(p.key))
+            _write_field(out, names, p, values.get(p.key))
             continue
         chosen = [o for o in p.options if values.get(o.key) is not None]
         if len(chosen) > 1:
             raise TypeError(f"{t.name}: choose one of {[o.key for o in chosen]}")
         for option in chosen:
-            _write_field(parent, option, values[option.key])
+            _write_field(out, names, option, values[option.key])
 
 
-def _write_field(parent: etree._Element, f: _Field, value: Any) -> None:
+def _write_field(out: list[str], names: Names, f: _Field, value: Any) -> None:
     if f.many and isinstance(value, list):
         if f.required and not value:
             raise ValueError(f"Expected at least 1 items (minOccurs check) 0 items found ({f.key})")
         for item in value:
-            _write_item(parent, f, item)
+            _write_item(out, names, f, item)
     elif value is None:
         if f.required:
             raise ValueError(f"Missing element {f.key}")
     else:
-        _write_item(parent, f, value)
+        _write_item(out, names, f, value)
 
 
-def _write_item(parent: etree._Element, f: _Field, value: Any) -> None:
-    node = etree.SubElement(parent, f.tag)
-    if f.content is not None:
-        _write(node, f.content, value)
-    elif isinstance(value, list | tuple | dict):
-        raise TypeError(f"{f.key}: a string element cannot hold a {type(value).__name__}")
+def _write_item(out: list[str], names: Names, f: _Field, value: Any) -> None:
+    name = names[f.tag]
+    if f.content is None:
+        if isinstance(value, list | tuple | dict):
+            raise TypeError(f"{f.key}: a string element cannot hold a {type(value).__name__}")
+        out.append(f"<{name}>{_text(value)}</{name}>")
+        return
+    start = len(out)
+    out.append(f"<{name}>")
+    _write(out, names, f.content, value)
+    if len(out) == start + 1:
+        out[start] = f"<{name}/>"  # no children: lxml writes an empty element so
     else:
-        # lxml raises ValueError for text XML cannot carry (control characters).
-        node.text = value.decode() if isinstance(value, bytes) else str(value)
+        out.append(f"</{name}>")
 
 
 _NAMES: dict[str, tuple[str, str | None]] = {}  # tag → (local name, namespace), the tags seen

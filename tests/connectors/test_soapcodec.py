@@ -140,6 +140,42 @@ def test_requests_match_zeep(wsdl: str, operation: str) -> None:
     check()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a\rb",  # a parser turns a raw CR into LF: it must be written as &#13;
+        "a\r\nb",
+        "&<>]]>\"'",
+        "\t\n",
+        "\x7f\x85\u2028 😀 Nguyễn",  # XML 1.0 carries these as they are
+        b"Nguy\xe1\xbb\x85n",
+        20000101,
+        "",
+        "\x00",  # and these not at all: refused
+        "a\x08",
+        "\x0b",
+        "\x1f",
+        "\ufffe",
+        "\uffff",
+        "\ud800",
+    ],
+)
+def test_request_text_is_written_as_zeep_writes_it(text: Any) -> None:
+    soap = client("population")
+    params = {
+        "MaYeuCau": "r1", "MaDVC": "1", "MaTichHop": "037", "MaCanBo": "", "MaDonVi": "H41",
+        "SoDinhDanh": "001200000001", "HoVaTen": text,
+        "NgayThangNamSinh": {"NgayThangNam": "20000101"},
+    }  # fmt: skip
+    ours = outcome(lambda: codec("population", "TraCuuThongTinCongDan").build(params))
+    theirs = outcome(
+        lambda: etree.tostring(
+            soap.client.create_message(soap.client.service, "TraCuuThongTinCongDan", **params)
+        )
+    )
+    assert ours == theirs
+
+
 def test_request_refusals_are_permanent_errors() -> None:
     soap = client("population")
     good = {
