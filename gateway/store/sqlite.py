@@ -1,8 +1,9 @@
 """The embedded store: stdlib sqlite3 in WAL mode, one writer thread with group commit.
 
 Why one writer thread: SQLite allows one writer at a time, and an fsync per accepted dossier
-would cap throughput at the disk's sync rate. The writer takes every unit of work queued while the
-previous commit was syncing (under load, lingering up to ``linger_s`` for more: see
+would cap throughput at the disk's sync rate. Units of work submitted in one turn of an event loop
+reach the writer together, in one hand-over (one wake-up of the writer, not one per unit). The
+writer takes every unit queued while the previous commit was syncing (under load, lingering up to ``linger_s`` for more: see
 :meth:`SQLiteStore._take_batch`), runs each inside its own SAVEPOINT (a failing unit rolls back
 alone), and commits them with ONE fsync. ``synchronous=FULL``: an answer is sent only after the
 commit that made it durable, so a crash or power loss never loses accepted work.
@@ -31,6 +32,7 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 _Unit = tuple[Callable[[Any], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+_HandOver = list[_Unit]  # what one loop submitted in one turn
 _STOP = None
 
 
@@ -182,7 +184,9 @@ class SQLiteStore(Store):
         self._rate = 0.0  # units per second reaching the writer over the last window
         self._window: tuple[float, int] = (time.monotonic(), 0)  # its start, units since
         self._readers = readers
-        self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_HandOver | None] = queue.SimpleQueue()
+        # Per event loop, the units submitted in its current turn; each loop touches only its own.
+        self._turn: dict[asyncio.AbstractEventLoop, _HandOver] = {}
         self._writer: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._reader_conns: list[sqlite3.Connection] = []
@@ -210,6 +214,7 @@ class SQLiteStore(Store):
         writer, pool = self._writer, self._pool
         self._writer = self._pool = None
         if writer is not None:
+            self._hand_over(asyncio.get_running_loop())  # units submitted in this very turn
             self._queue.put(_STOP)
             await asyncio.to_thread(writer.join)
         if pool is not None:
@@ -223,8 +228,20 @@ class SQLiteStore(Store):
             raise StoreClosed("the store is not open")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put((work, fut, loop))
+        turn = self._turn.get(loop)
+        if turn is None:
+            # Waking the writer costs a futex call and, on a busy machine, two context switches
+            # (the woken writer preempts the loop, then waits for the GIL the loop holds): once
+            # per turn, then, at its end, with every unit the turn submitted.
+            turn = self._turn[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        turn.append((work, fut, loop))
         return await fut
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        turn = self._turn.pop(loop, [])
+        for i in range(0, len(turn), self._max_batch):
+            self._queue.put(turn[i : i + self._max_batch])
 
     async def read(self, work: Callable[[Any], T]) -> T:
         if self._pool is None:
@@ -259,8 +276,8 @@ class SQLiteStore(Store):
             self._commit(conn, tx, batch)
         conn.close()
 
-    def _take_batch(self, first: _Unit) -> tuple[list[_Unit], bool]:
-        """``first`` and whatever is queued behind it; and whether the store is closing.
+    def _take_batch(self, first: _HandOver) -> tuple[list[_Unit], bool]:
+        """``first``'s units and those queued behind them; and whether the store is closing.
 
         A commit costs the writer ~100 us of CPU (the fsync's, and its hand-offs of the GIL with
         the loop) whether it carries one unit or fifty, and this disk syncs in ~0.1 ms, so a busy
@@ -274,27 +291,28 @@ class SQLiteStore(Store):
         start, units = self._window
         if now - start >= 0.05:
             self._rate, self._window = units / (now - start), (now, 0)
-        batch = [first]
-        target = min(self._max_batch, 1 + int(self._rate * self._linger))
+        batch = list(first)
+        target = min(self._max_batch, len(batch) + int(self._rate * self._linger))
         stopping = self._fill(batch, target, now + self._linger)
         self._window = (self._window[0], self._window[1] + len(batch))
         return batch, stopping
 
     def _fill(self, batch: list[_Unit], target: int, deadline: float) -> bool:
         """Add queued units to ``batch``, waiting until ``deadline`` while it is under ``target``;
-        True when the store is closing."""
+        True when the store is closing. A hand-over is never split: a batch may exceed
+        ``max_batch`` by less than one hand-over."""
         while len(batch) < self._max_batch:
             try:
                 if len(batch) < target:
                     left = deadline - time.monotonic()
-                    unit = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                    units = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
                 else:
-                    unit = self._queue.get_nowait()
+                    units = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if unit is _STOP:
+            if units is _STOP:
                 return True
-            batch.append(unit)
+            batch.extend(units)
         return False
 
     def _commit(self, conn: sqlite3.Connection, tx: _Tx, batch: list[_Unit]) -> None:

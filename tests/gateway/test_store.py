@@ -27,7 +27,31 @@ async def test_concurrent_units_are_group_committed(store: SQLiteStore) -> None:
     )
     assert (await store.read(lambda tx: tx.one("kv.count"))) == {"n": 300}
     assert store.units == 300
-    assert store.commits < 300  # several units shared one fsync
+    # Submitted in one turn of the loop, they reach the writer in one hand-over of at most
+    # max_batch (512) units, and share one commit.
+    assert store.commits == 1
+
+
+async def test_a_turn_of_the_loop_is_handed_over_in_batches_of_max_batch(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "m.db", max_batch=100) as store:
+        await asyncio.gather(
+            *(store.transact(lambda tx: tx.execute("kv.count")) for _ in range(250))
+        )
+        assert (store.units, store.commits) == (250, 3)
+
+
+async def test_units_submitted_just_before_close_are_committed(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "c.db")
+    await store.open()
+    pending = [
+        asyncio.ensure_future(store.transact(lambda tx, i=i: tx.execute("kv.put", k=str(i), v="x")))
+        for i in range(3)
+    ]
+    await asyncio.sleep(0)  # the three units are in this turn's hand-over, not yet the writer's
+    await store.close()
+    assert [p.result() for p in pending] == [1, 1, 1]
+    async with SQLiteStore(tmp_path / "c.db") as again:
+        assert await again.read(lambda tx: tx.one("kv.count")) == {"n": 3}
 
 
 async def test_a_failing_unit_rolls_back_alone(store: SQLiteStore) -> None:
@@ -87,7 +111,7 @@ def test_open_store_urls(tmp_path: Path) -> None:
 # batch holds, and a hang (a wait that should not happen) fails by the thread's join timeout.
 
 
-def _take(store: SQLiteStore, first: object) -> tuple[list[object], bool]:
+def _take(store: SQLiteStore, first: list[object]) -> tuple[list[object], bool]:
     result: list[tuple[list[object], bool]] = []
     worker = threading.Thread(target=lambda: result.append(store._take_batch(first)))  # type: ignore[arg-type]
     worker.start()
@@ -98,9 +122,9 @@ def _take(store: SQLiteStore, first: object) -> tuple[list[object], bool]:
 
 def test_a_quiet_writer_commits_what_is_queued_at_once(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "q.db", linger_s=3600)  # a wait would hang the test
-    for unit in ("b", "c"):
-        store._queue.put(unit)  # type: ignore[arg-type]
-    assert _take(store, "a") == (["a", "b", "c"], False)
+    for units in (["b"], ["c", "d"]):
+        store._queue.put(units)  # type: ignore[arg-type]
+    assert _take(store, ["a"]) == (["a", "b", "c", "d"], False)
 
 
 def test_a_busy_writer_waits_for_the_units_due(tmp_path: Path) -> None:
@@ -110,21 +134,21 @@ def test_a_busy_writer_waits_for_the_units_due(tmp_path: Path) -> None:
     def arrive() -> None:
         for unit in ("b", "c", "d"):
             time.sleep(0.01)
-            store._queue.put(unit)  # type: ignore[arg-type]
+            store._queue.put([unit])  # type: ignore[list-item]
 
     threading.Thread(target=arrive).start()
-    assert _take(store, "a") == (["a", "b", "c", "d"], False)
+    assert _take(store, ["a"]) == (["a", "b", "c", "d"], False)
 
 
 def test_a_busy_writer_stops_waiting_at_the_deadline_or_on_close(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "d.db", linger_s=0.05)
     store._rate = 1e6  # far more due than will come: the deadline ends the wait
-    store._queue.put("b")  # type: ignore[arg-type]
-    assert _take(store, "a") == (["a", "b"], False)
+    store._queue.put(["b"])  # type: ignore[list-item]
+    assert _take(store, ["a"]) == (["a", "b"], False)
     store = SQLiteStore(tmp_path / "e.db", linger_s=3600)
     store._rate = 1e6
     store._queue.put(None)  # close() while the writer waits: the batch goes out, then it stops
-    assert _take(store, "a") == (["a"], True)
+    assert _take(store, ["a"]) == (["a"], True)
 
 
 async def test_the_writer_measures_the_arrival_rate(tmp_path: Path) -> None:
