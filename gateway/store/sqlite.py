@@ -3,10 +3,11 @@
 Why one writer thread: SQLite allows one writer at a time, and an fsync per accepted dossier
 would cap throughput at the disk's sync rate. Units of work submitted in one turn of an event loop
 reach the writer together, in one hand-over (one wake-up of the writer, not one per unit). The
-writer takes every unit queued while the previous commit was syncing (under load, lingering up to ``linger_s`` for more: see
-:meth:`SQLiteStore._take_batch`), runs each inside its own SAVEPOINT (a failing unit rolls back
-alone), and commits them with ONE fsync. ``synchronous=FULL``: an answer is sent only after the
-commit that made it durable, so a crash or power loss never loses accepted work.
+writer takes every unit queued while the previous commit was syncing (under load, lingering up to
+``linger_s`` for more: see :meth:`SQLiteStore._take_batch`), runs each inside its own SAVEPOINT (a
+failing unit rolls back alone), and commits them with ONE fsync. ``synchronous=FULL``: an answer
+is sent only after the commit that made it durable, so a crash or power loss never loses accepted
+work.
 
 Reads run on a small pool of reader connections; WAL gives each a consistent snapshot while the
 writer goes on.
