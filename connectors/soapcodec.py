@@ -348,6 +348,13 @@ def _read(t: _Type, node: etree._Element) -> dict[str, Any] | None:
     i, n = 0, len(children)
     for p in t.particles:
         assert isinstance(p, _Field)  # readable types have no choice
+        if i < n and not p.many and children[i].tag == p.tag:
+            # Nearly every element of a reply: the one expected here, exactly named, once. What
+            # the loop below would do with it, without its list and its name checks.
+            child = children[i]
+            out[p.key] = child.text if p.content is None else _read(p.content, child)
+            i += 1
+            continue
         items: list[Any] = []
         while i < n:  # zeep stops at the last child; the rest keep their defaults
             child = children[i]
