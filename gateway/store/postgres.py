@@ -32,7 +32,7 @@ import functools
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -41,7 +41,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
 from .api import QueryError, Row, Store, StoreClosed, StoreError
-from .queries import queries, schema_scripts
+from .queries import queries, schema_scripts, sql_tokens
 
 __all__ = ["PostgresStore", "to_psycopg"]
 
@@ -77,11 +77,7 @@ def to_psycopg(sql: str) -> str:
     """
     out: list[str] = []
     pos = 0
-    for m in _TOKEN.finditer(sql):
-        if m.group("open") is not None:
-            raise ValueError(
-                f"unterminated {m.group('open')!r} in SQL at {sql[m.start() :][:40]!r}"
-            )
+    for m in sql_tokens(_TOKEN, sql):
         out.append(sql[pos : m.start()].replace("%", "%%"))
         name = m.group("name")
         out.append(f"%({name})s" if name is not None else m.group().replace("%", "%%"))
@@ -200,8 +196,8 @@ class _LostRace(Exception):
         self.error = error
 
 
-def _lost_race(tx: _Tx) -> bool:
-    return tx.failure is not None and isinstance(tx.failure.__cause__, _CONTENDED)
+def _lost_race(failure: QueryError | None) -> TypeGuard[QueryError]:
+    return failure is not None and isinstance(failure.__cause__, _CONTENDED)
 
 
 class PostgresStore(Store):
@@ -344,15 +340,15 @@ class PostgresStore(Store):
             result = work(tx)
         except BaseException as exc:
             _rollback_quietly(conn)
-            if _lost_race(tx):
+            if _lost_race(tx.failure):
                 raise _LostRace(exc) from None
             raise
         if conn.info.transaction_status == TransactionStatus.INERROR:
             # PostgreSQL aborted the transaction at the failed statement; COMMIT would quietly
             # roll back, so say so instead of returning as if the unit's writes had been kept.
             _rollback_quietly(conn)
-            if _lost_race(tx):
-                raise _LostRace(tx.failure or QueryError("lost a race")) from None
+            if _lost_race(tx.failure):
+                raise _LostRace(tx.failure) from None
             raise QueryError(
                 "the unit went on after a failed statement, and PostgreSQL had aborted its "
                 f"transaction: nothing was committed (first failure: {tx.failure})"

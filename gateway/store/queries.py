@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
@@ -97,6 +97,19 @@ _SQLITE_TOKEN = re.compile(
 )
 
 
+def sql_tokens(pattern: re.Pattern[str], sql: str) -> Iterator[re.Match[str]]:
+    """``pattern``'s matches in ``sql``: a dialect's quoting, comments and ``:name`` parameters.
+
+    ``pattern`` names a group ``open`` for an opener nothing closes; it raises ValueError there.
+    """
+    for m in pattern.finditer(sql):
+        if m.group("open") is not None:
+            raise ValueError(
+                f"unterminated {m.group('open')!r} in SQL at {sql[m.start() :][:40]!r}"
+            )
+        yield m
+
+
 @functools.cache
 def positional(sql: str) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]:
     """``sql`` with each ``:name`` as ``?N`` (a name used twice keeps one number), and a function
@@ -108,11 +121,7 @@ def positional(sql: str) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, 
     names: list[str] = []
     out: list[str] = []
     pos = 0
-    for m in _SQLITE_TOKEN.finditer(sql):
-        if m.group("open") is not None:
-            raise ValueError(
-                f"unterminated {m.group('open')!r} in SQL at {sql[m.start() :][:40]!r}"
-            )
+    for m in sql_tokens(_SQLITE_TOKEN, sql):
         name = m.group("name")
         if name is None:
             continue

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import QueryError, SQLiteStore, StoreClosed, Tx, open_store
+from gateway.store import QueryError, SQLiteStore, StoreClosed, open_store
 
 
 @pytest.fixture
@@ -52,22 +52,6 @@ async def test_units_submitted_just_before_close_are_committed(tmp_path: Path) -
     assert [p.result() for p in pending] == [1, 1, 1]
     async with SQLiteStore(tmp_path / "c.db") as again:
         assert await again.read(lambda tx: tx.one("kv.count")) == {"n": 3}
-
-
-async def test_a_failing_unit_rolls_back_alone(store: SQLiteStore) -> None:
-    def bad(tx: Tx) -> None:
-        tx.execute("kv.put", k="half", v="written")
-        raise RuntimeError("boom")
-
-    results = await asyncio.gather(
-        store.transact(lambda tx: tx.execute("kv.put", k="good", v="1")),
-        store.transact(bad),
-        return_exceptions=True,
-    )
-    assert results[0] == 1
-    assert isinstance(results[1], RuntimeError)
-    assert await store.read(lambda tx: tx.one("kv.get", k="half")) is None
-    assert await store.read(lambda tx: tx.one("kv.get", k="good")) == {"v": "1"}
 
 
 async def test_unknown_query_and_sql_errors_are_query_errors(store: SQLiteStore) -> None:
