@@ -93,6 +93,17 @@ class _Cache:
 _NETWORK_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 
 
+def _private(value: Any) -> Any:
+    """A copy of a cached asn1crypto value (an OCSP response, a CRL) for one validation alone.
+
+    asn1crypto parses lazily, filling an object's children as they are first read, and is not
+    safe to read from two threads at once: validations run on their own threads, and two reading
+    one cached OCSP response's responder certificate together failed one of them ("No field
+    numbered 1 is present in this PublicKeyInfo", a birth certificate refused as malformed).
+    """
+    return type(value).load(value.dump())
+
+
 class _CachingCRLFetcher(CRLFetcher):
     """Delegates to a per-call network fetcher; answers repeated requests from the cache."""
 
@@ -114,6 +125,7 @@ class _CachingCRLFetcher(CRLFetcher):
                 # revocation policy and fail the whole validation instead of soft-failing.
                 raise CRLFetchError(f"CRL not fetched: {type(exc).__name__}: {exc}") from exc
             self._cache.put(key, hit)
+        hit = [_private(c) for c in hit]
         self._seen[(cert.issuer.sha256, cert.serial_number)] = hit
         return hit
 
@@ -139,6 +151,7 @@ class _CachingOCSPFetcher(OCSPFetcher):
             except _NETWORK_ERRORS as exc:
                 raise OCSPFetchError(f"OCSP not fetched: {type(exc).__name__}: {exc}") from exc
             self._cache.put(key, hit)
+        hit = _private(hit)
         self._seen[(cert.issuer.sha256, cert.serial_number)] = hit
         return hit
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 from cryptography import x509
+from pyhanko_certvalidator.authority import AuthorityWithCert
 
 from signing import trust as trust_module
 from signing.errors import UntrustedSigner
 from signing.testing import TestPKI, serve_pki
-from signing.trust import TrustStore
+from signing.trust import TrustStore, _CachingCRLFetcher, _CachingOCSPFetcher, to_asn1
 
 SIGNER = "agency-000.00.11.H53"
 
@@ -56,3 +57,29 @@ async def test_a_revoked_signer_is_never_cached_as_good(pki: TestPKI) -> None:
         for _ in range(2):
             with pytest.raises(UntrustedSigner, match="revoked"):
                 await trust.validate(pki.certificate("revoked"), [_intermediate(pki)])
+
+
+async def test_each_validation_reads_its_own_copy_of_cached_revocation_data(pki: TestPKI) -> None:
+    # asn1crypto parses lazily and is not safe to read from two threads at once; validations run
+    # on threads of their own, so none may be handed the cached object itself.
+    trust = _hard_fail(pki)
+    leaf, issuer = to_asn1(pki.certificate(SIGNER)), to_asn1(_intermediate(pki))
+    async with serve_pki(pki):
+        seen = []
+        for _ in range(2):  # two validations: the second is answered from the cache
+            backend = trust.new_backend()
+            try:
+                net = backend.get_fetchers()
+                ocsp = _CachingOCSPFetcher(net.ocsp_fetcher, trust._cache)
+                crl = _CachingCRLFetcher(net.crl_fetcher, trust._cache)
+                seen.append(
+                    (await ocsp.fetch(leaf, AuthorityWithCert(issuer)), await crl.fetch(leaf))
+                )
+            finally:
+                await backend.close()
+    (ocsp1, crls1), (ocsp2, crls2) = seen
+    cached_ocsp = trust._cache.get(("ocsp", leaf.issuer.sha256, leaf.serial_number))
+    assert ocsp1.dump() == ocsp2.dump() == cached_ocsp.dump()
+    assert len({id(ocsp1), id(ocsp2), id(cached_ocsp)}) == 3
+    assert crls1 and [c.dump() for c in crls1] == [c.dump() for c in crls2]
+    assert not {id(c) for c in crls1} & {id(c) for c in crls2}
