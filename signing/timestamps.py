@@ -117,7 +117,9 @@ async def verify_timestamp(token: bytes, data: bytes, trust: TrustStore) -> Time
     return TimestampInfo(time=status["timestamp"], tsa=common_name(tsa_cert))
 
 
-def _load_stamper(pki_dir: Path) -> DummyTimeStamper:
+def _load_stamper(pki_dir: Path, *, at: dt.datetime | None = None) -> DummyTimeStamper:
+    """pyHanko's ``DummyTimeStamper`` with the PKI's ``tsa`` key: its tokens say ``at`` when
+    given (tests of validation at a past moment), else the time of each request."""
     cert = x509.load_pem_x509_certificates((pki_dir / "tsa.cert.pem").read_bytes())
     key = serialization.load_pem_private_key((pki_dir / "tsa.key.pem").read_bytes(), None)
     der_key = key.private_bytes(
@@ -127,6 +129,7 @@ def _load_stamper(pki_dir: Path) -> DummyTimeStamper:
         tsa_cert=to_asn1(cert[0]),
         tsa_key=keys.PrivateKeyInfo.load(der_key),
         certs_to_embed=[to_asn1(c) for c in cert[1:]],
+        fixed_dt=at,
     )
 
 

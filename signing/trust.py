@@ -245,6 +245,12 @@ class TrustStore:
             allow_fetching=fetch,
             revocation_mode=mode,
             moment=moment,
+            # At a past moment (a checkpoint's or a signature's timestamp) the CRLs and OCSP
+            # answers fetched now were all issued after it; without this pyhanko-certvalidator
+            # finds none that applies and calls the status unknown, so a checkpoint older than
+            # its CA's latest CRL would fail an auditor's check. Data issued later still tells
+            # whether, and since when, the certificate was revoked.
+            retroactive_revinfo=moment is not None,
             # SHA-1 is reported as a weakness, not refused, so old documents can be read.
             weak_hash_algos={"md2", "md5"},
             **kwargs,
@@ -266,8 +272,9 @@ class TrustStore:
         """Build and check the chain from ``leaf`` to a configured anchor.
 
         Raises :class:`UntrustedSigner` with a precise reason: no chain to an anchor, expired,
-        not yet valid, revoked, revocation status unknown under hard-fail, or a key usage that
-        does not allow ``usage``.
+        not yet valid, revoked, revocation status unknown (under hard-fail, or data that cannot
+        decide), or a key usage that does not allow ``usage``. ``moment``: validate as of then
+        (a trusted timestamp's time), with revocation data issued since.
         """
         others = tuple(others)
         key = None
@@ -297,9 +304,9 @@ class TrustStore:
         except cv_errors.NotYetValidError as exc:
             raise UntrustedSigner(f"certificate not yet valid: {_subject_of(exc, leaf)}") from exc
         except cv_errors.InsufficientRevinfoError as exc:
-            raise UntrustedSigner(
-                f"revocation status unknown (hard-fail): {common_name(leaf)}"
-            ) from exc
+            # Under soft-fail too: data was found but cannot decide (an OCSP-only "revoked" at a
+            # past moment); only data that cannot be fetched is soft-failed.
+            raise UntrustedSigner(f"revocation status unknown: {common_name(leaf)}") from exc
         except cv_errors.PathBuildingError as exc:
             raise UntrustedSigner(
                 f"no chain to a configured trust anchor: {common_name(leaf)}"

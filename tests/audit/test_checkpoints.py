@@ -6,6 +6,7 @@ The fixtures here are shared by the other audit test modules (``from test_checkp
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import sqlite3
 from collections.abc import AsyncIterator
@@ -25,8 +26,9 @@ from gateway.audit.checkpoints import (
 )
 from gateway.audit.merkle import root
 from gateway.store import SQLiteStore
-from signing.testing import TestPKI, free_port
+from signing.testing import TestPKI, free_port, serve_pki
 from signing.timestamps import serve_tsa
+from signing.trust import RevocationMode
 
 
 @functools.cache
@@ -251,3 +253,38 @@ def test_parse_note_refuses_garbage() -> None:
 def test_requires_a_tsa(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="TSA"):
         Checkpointer(SQLiteStore(tmp_path / "x.db"), object())
+
+
+@pytest.mark.parametrize("revocation", ["soft-fail", "hard-fail"])
+async def test_a_checkpoint_older_than_the_revocation_data_verifies(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str, revocation: RevocationMode
+) -> None:
+    """An auditor checks checkpoints long after they were made, with CRLs and OCSP answers
+    issued since: those still tell whether the signer was revoked when the TSA saw the note."""
+    made = await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+    assert made is not None
+    hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    old = Checkpoint(**{**made.__dict__, "timestamp": pki.timestamp(made.note, at=hours_ago)})
+    trust = pki.trust(revocation=revocation)
+    async with serve_pki(pki):  # the CRLs and OCSP answers it serves are issued now
+        check = await verify_checkpoint(old, trust)
+        assert check.ok, check.problem
+        assert check.timestamp_time == hours_ago.isoformat()
+        assert (await verify_checkpoint(made, trust)).ok
+
+
+async def test_a_revoked_signer_is_refused_only_after_its_revocation(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    """The PKI's ``revoked`` key was revoked when the PKI was made: a note it signed and a TSA
+    dated before that verifies; one dated now does not."""
+    made = await Checkpointer(store, pki.key("revoked"), tsa_url=tsa_url).checkpoint_now()
+    assert made is not None
+    revoked_at = dt.datetime.fromisoformat(pki.index["revoked_at"])
+    before = revoked_at - dt.timedelta(minutes=30)
+    old = Checkpoint(**{**made.__dict__, "timestamp": pki.timestamp(made.note, at=before)})
+    trust = pki.trust(revocation="hard-fail")
+    async with serve_pki(pki):
+        assert (await verify_checkpoint(old, trust)).ok
+        now = await verify_checkpoint(made, trust)
+        assert not now.ok and "revoked" in (now.problem or "")
