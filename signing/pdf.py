@@ -152,13 +152,18 @@ async def _verify_one(sig: Any, trust: TrustStore, has_dss: bool) -> SignatureRe
     if status.md_algorithm in ("sha1", "md5"):
         weak.append(f"{status.md_algorithm.upper()} digest")
     level = LEGACY if legacy else "PAdES-B-B"
-    signed_at = status.signer_reported_dt
-    if status.timestamp_validity is not None:
-        if not (status.timestamp_validity.intact and status.timestamp_validity.valid):
+    signed_at, proven = status.signer_reported_dt, None
+    stamp = status.timestamp_validity
+    if stamp is not None:
+        if not (stamp.intact and stamp.valid):
             return SignatureReport(
                 valid=False, reason="signature timestamp does not verify", level=level, **base
             )
-        signed_at = status.timestamp_validity.timestamp
+        if not stamp.trusted:  # any key can sign a token dated when it likes
+            return SignatureReport(
+                valid=False, reason="signature timestamp is not from a trusted TSA", **base
+            )
+        signed_at = proven = stamp.timestamp
         if not legacy:
             level = "PAdES-B-LT" if has_dss else "PAdES-B-T"
     if not status.intact:
@@ -186,7 +191,8 @@ async def _verify_one(sig: Any, trust: TrustStore, has_dss: bool) -> SignatureRe
             **base,
         )
     try:
-        chain = await trust.validate(leaf, others)
+        # As for XML: judged as of the timestamp's time when there is one (signing/xml.py).
+        chain = await trust.validate(leaf, others, moment=proven)
     except UntrustedSigner as exc:
         revocation = "revoked" if "revoked" in exc.reason else "not checked"
         return SignatureReport(

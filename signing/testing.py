@@ -73,6 +73,11 @@ SUBJECTS: dict[str, SubjectSpec] = {
 }
 
 
+# How long ago the CAs and the current certificates were issued: long enough that the ``expired``
+# certificate (valid from 400 to 30 days ago) has a valid chain, and a TSA's token, within its life.
+_ISSUED = dt.timedelta(days=500)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(UTC)
 
@@ -197,7 +202,7 @@ class TestPKI:
             .issuer_name(root_name)
             .public_key(root_key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_before(now - _ISSUED)
             .not_valid_after(now + dt.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(_ku(ca=True), critical=True)
@@ -269,7 +274,7 @@ class TestPKI:
             .issuer_name(issuer.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_before(now - _ISSUED)
             .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .add_extension(
@@ -287,7 +292,7 @@ class TestPKI:
         base: str,
         now: dt.datetime,
     ) -> x509.Certificate:
-        start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=730)
+        start, end = now - _ISSUED, now + dt.timedelta(days=730)
         if spec.expired:
             start, end = now - dt.timedelta(days=400), now - dt.timedelta(days=30)
         b = (

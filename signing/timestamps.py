@@ -135,12 +135,13 @@ def _load_stamper(pki_dir: Path, *, at: dt.datetime | None = None) -> DummyTimeS
 
 @contextlib.asynccontextmanager
 async def serve_tsa(
-    pki_dir: str | Path, host: str = "127.0.0.1", port: int = 0
+    pki_dir: str | Path, host: str = "127.0.0.1", port: int = 0, *, at: dt.datetime | None = None
 ) -> AsyncIterator[str]:
     """Serve a development TSA (``POST /`` with ``application/timestamp-query``) signing with the
-    PKI's ``tsa`` key; yields its URL. Raises TimestampError if the PKI has no TSA key."""
+    PKI's ``tsa`` key; yields its URL. Its tokens say ``at`` when given (tests of signatures made
+    in the past), else the time. Raises TimestampError if the PKI has no TSA key."""
     try:
-        stamper = await asyncio.to_thread(_load_stamper, Path(pki_dir))
+        stamper = await asyncio.to_thread(_load_stamper, Path(pki_dir), at=at)
     except (OSError, ValueError) as exc:
         raise TimestampError(f"no usable TSA key in {pki_dir}") from exc
 

@@ -454,11 +454,14 @@ async def verify_xml(
     revocation, key usage) or :class:`TimestampError` (a B-T timestamp that does not verify).
     """
     checked = await asyncio.to_thread(_verify_sync, data, max_bytes, allow_sha1)
-    chain = await trust.validate(checked.leaf, checked.others)
-    signed_at = checked.signing_time
+    signed_at, proven = checked.signing_time, None
     if checked.timestamp is not None:
         token, stamped = checked.timestamp
-        signed_at = (await verify_timestamp(token, stamped, trust)).time
+        signed_at = proven = (await verify_timestamp(token, stamped, trust)).time
+    # A trusted timestamp proves the signature existed then: the signer is judged as of that
+    # moment (a certificate that expired, or was revoked, since still stands; one revoked before
+    # does not). Without one, the signer's own claim of time proves nothing: judged now.
+    chain = await trust.validate(checked.leaf, checked.others, moment=proven)
     report = SignatureReport(
         valid=True,
         signer=common_name(checked.leaf),
