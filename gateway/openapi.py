@@ -17,6 +17,7 @@ from gateway import models
 __all__ = ["OPERATIONS", "Operation", "document", "render_yaml"]
 
 PROBLEM = "ProblemDetails"
+_BODY_ERRORS = (400, 413, 415)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,10 @@ def document() -> dict[str, Any]:
         }
         if op.response is not None:
             entry["responses"][str(op.status)]["content"] = _content(op.response, refs)
-        for status in op.errors:
+        # Every body is read the same way: malformed (400), over the limit (413), or of another
+        # media type (415) — whatever else the operation refuses.
+        errors = set(op.errors) | (set(_BODY_ERRORS) if op.request is not None else set())
+        for status in sorted(errors):
             entry["responses"][str(status)] = {
                 "description": "problem",
                 "content": {"application/problem+json": {"schema": refs[models.ProblemDetails]}},

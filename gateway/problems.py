@@ -100,7 +100,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         detail = exc.reason
         if exc.status == 413:
             detail = "the request body is larger than this gateway accepts"
-        return problem_response(request, Problem(exc.status, slug, detail))
+        # RFC 9110 §15.5.6: a 405 names the methods the resource has.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem_response(request, Problem(exc.status, slug, detail, headers=allow))
     except Exception:
         log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID_KEY)})
         return problem_response(
