@@ -13,6 +13,8 @@ __all__ = [
     "Accepted",
     "Address",
     "Applicant",
+    "AuditExport",
+    "AuditSearch",
     "BirthData",
     "Child",
     "CitizenLookup",
@@ -191,6 +193,24 @@ class InsuranceCardLookup(Strict):
     card_number: Annotated[str, Meta(pattern=r"^[A-Z]{2}\d{13}$")]
     full_name: Name
     birth_date: date
+
+
+class AuditSearch(Struct, forbid_unknown_fields=True, rename={"start": "from", "stop": "to"}):
+    """POST /v1/audit/search: events about one citizen (the id is hashed, never stored)."""
+
+    personal_id: str
+    start: str | None = None  # ISO 8601, inclusive
+    stop: str | None = None  # ISO 8601, exclusive
+    cursor: str | None = None  # ``next`` of the previous page
+
+
+class AuditExport(Struct, forbid_unknown_fields=True, rename={"start": "from", "stop": "to"}):
+    """POST /v1/audit/exports: exactly one of a dossier, a document, or from and to."""
+
+    dossier: str | None = None
+    document: str | None = None
+    start: str | None = None
+    stop: str | None = None
 
 
 class ProblemDetails(Struct):

@@ -14,10 +14,34 @@ import yaml
 
 from gateway import models
 
-__all__ = ["OPERATIONS", "Operation", "document", "render_yaml"]
+__all__ = ["OPERATIONS", "Operation", "Param", "document", "render_yaml"]
 
 PROBLEM = "ProblemDetails"
 _BODY_ERRORS = (400, 413, 415)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter, as the handler reads it."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+def _int(name: str, description: str, lo: int = 0, hi: int | None = None, **kw: Any) -> Param:
+    schema: dict[str, Any] = {"type": "integer", "minimum": lo}
+    if hi is not None:
+        schema["maximum"] = hi
+    return Param(name, schema, description, **kw)
+
+
+def _text(name: str, description: str, **schema: Any) -> Param:
+    return Param(name, {"type": "string", **schema}, description)
+
+
+_FLAG = {"type": "string", "examples": ["true"]}  # "1" or "true" for yes; anything else is no
 
 
 @dataclass(frozen=True)
@@ -30,13 +54,17 @@ class Operation:
     response: Any = None
     status: int = 200
     errors: tuple[int, ...] = ()
+    query: tuple[Param, ...] = ()
 
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/v1/dossiers", "Submit a dossier (202 once stored durably)", "dossiers.submit",
               models.DossierIn, models.Accepted, 202, (400, 401, 403, 409, 413, 415, 422)),
     Operation("get", "/v1/dossiers", "List dossiers, by status (operators see all)", "dossiers.submit",
-              None, models.DossierList, 200, (401, 403, 422)),
+              None, models.DossierList, 200, (401, 403, 422),
+              (_text("status", "only dossiers in this state",
+                     enum=["accepted", "in_progress", "completed", "needs_attention", "failed"]),
+               _text("cursor", "next page: the previous answer's next"))),
     Operation("get", "/v1/dossiers/{code}", "A dossier's status and the history of every step",
               "dossiers.submit", None, models.DossierView, 200, (401, 403, 404)),
     Operation("patch", "/v1/dossiers/{code}", "Correct a stopped dossier's data (operators)", "admin",
@@ -55,9 +83,11 @@ OPERATIONS: tuple[Operation, ...] = (
               "documents.exchange", "application/xml", "application/xml", 202,
               (400, 401, 403, 409, 413, 415, 422, 503)),
     Operation("get", "/v1/documents/inbox", "Documents waiting for the calling agency (cursor: after)",
-              "documents.exchange", None, dict[str, Any], 200, (400, 401, 403)),
+              "documents.exchange", None, dict[str, Any], 200, (400, 401, 403, 422),
+              (_text("after", "next page: the previous answer's cursor", pattern="^[0-9]+$"),)),
     Operation("get", "/v1/documents/{id}", "A document's package (?original=true: as the sender signed it)",
-              "documents.exchange", None, "application/xml", 200, (401, 403, 404)),
+              "documents.exchange", None, "application/xml", 200, (401, 403, 404),
+              (Param("original", _FLAG, "true: the package as the sender signed it, without the hub's TraceHeader"),)),
     Operation("post", "/v1/documents/{id}/ack", "Acknowledge a pulled document", "documents.exchange",
               None, dict[str, Any], 200, (401, 403, 404, 409)),
     Operation("post", "/v1/documents/{id}/status", "An edXML status message from a recipient (forward-only)",
@@ -65,23 +95,39 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/documents/{id}/status", "Each recipient's status history", "documents.exchange",
               None, dict[str, Any], 200, (401, 403, 404)),
     Operation("get", "/v1/admin/outbox", "Outbox jobs by state (dead letters: state=dead)", "admin",
-              None, dict[str, Any], 200, (400, 401, 403)),
+              None, dict[str, Any], 200, (400, 401, 403),
+              (_text("state", "only jobs in this state", enum=["pending", "running", "done", "dead"]),
+               _int("limit", "page size (default 100)", 1, 500),
+               _int("after", "next page: the previous answer's next"))),
     Operation("post", "/v1/admin/outbox/{id}/replay", "Replay a dead job with fresh attempts", "admin",
               None, dict[str, Any], 200, (401, 403, 404, 409)),
     Operation("get", "/v1/audit/events", "Audit events by time, member, service, dossier, document",
-              "audit.read", None, dict[str, Any], 200, (400, 401, 403)),
+              "audit.read", None, dict[str, Any], 200, (400, 401, 403),
+              (_text("from", "ISO 8601 time, inclusive", format="date-time"),
+               _text("to", "ISO 8601 time, exclusive", format="date-time"),
+               _text("member", "member id (VN:GOV:…)"), _text("service", "service name"),
+               _text("dossier", "dossier code"), _text("document", "document id"),
+               _text("cursor", "next page: the previous answer's next"),
+               _int("limit", "page size (default 100)", 1, 1000))),
     Operation("post", "/v1/audit/search", "Events about a citizen (searched by keyed hash; the id is never stored)",
-              "audit.read", dict[str, Any], dict[str, Any], 200, (400, 401, 403, 422)),
+              "audit.read", models.AuditSearch, dict[str, Any], 200, (400, 401, 403, 422)),
     Operation("get", "/v1/audit/checkpoints", "Signed, timestamped checkpoints", "audit.read",
-              None, dict[str, Any], 200, (401, 403)),
+              None, dict[str, Any], 200, (400, 401, 403),
+              (_int("limit", "page size (default 20)", 1, 200),
+               _int("before", "next page: checkpoints of smaller sizes (the previous answer's next)"),
+               Param("verify", _FLAG, "true: check each checkpoint's signature, chain and timestamp"))),
     Operation("get", "/v1/audit/checkpoints/latest", "The latest checkpoint", "audit.read",
               None, dict[str, Any], 200, (401, 403, 404)),
     Operation("get", "/v1/audit/proofs/inclusion", "RFC 9162 inclusion proof (index, size)", "audit.read",
-              None, dict[str, Any], 200, (400, 401, 403, 422)),
+              None, dict[str, Any], 200, (400, 401, 403, 422),
+              (_int("index", "the entry's sequence number", required=True),
+               _int("size", "the tree size (a checkpoint's)", 1, required=True))),
     Operation("get", "/v1/audit/proofs/consistency", "RFC 9162 consistency proof (first, second)",
-              "audit.read", None, dict[str, Any], 200, (400, 401, 403, 422)),
+              "audit.read", None, dict[str, Any], 200, (400, 401, 403, 422),
+              (_int("first", "the older tree size", 1, required=True),
+               _int("second", "the newer tree size", 1, required=True))),
     Operation("post", "/v1/audit/exports", "Evidence bundle for a dossier, a document or a time range",
-              "audit.read", dict[str, Any], "application/zip", 200, (401, 403, 404, 409, 422)),
+              "audit.read", models.AuditExport, "application/zip", 200, (401, 403, 404, 409, 422)),
     Operation("get", "/healthz", "Liveness", None, None, dict[str, Any]),
     Operation("get", "/readyz", "Readiness (store, outbox, audit checkpoints)", None, None,
               dict[str, Any], 200, (503,)),
@@ -130,12 +176,18 @@ def document() -> dict[str, Any]:
         if op.service:
             entry["security"] = [{"bearer": []}, {"mutualTLS": []}]
             entry["x-lienthong-service"] = op.service
-        params = [p.strip("{}") for p in op.path.split("/") if p.startswith("{")]
+        params = [
+            {"name": p.strip("{}"), "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in op.path.split("/")
+            if p.startswith("{")
+        ]
+        params += [
+            {"name": q.name, "in": "query", "required": q.required, "schema": q.schema}
+            | ({"description": q.description} if q.description else {})
+            for q in op.query
+        ]
         if params:
-            entry["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+            entry["parameters"] = params
         paths.setdefault(op.path, {})[op.method] = entry
     return {
         "openapi": "3.1.0",

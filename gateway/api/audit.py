@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from gateway.app import RUNTIME, Runtime
@@ -14,6 +13,7 @@ from gateway.audit.checkpoints import Checkpoint, CheckpointError, verify_checkp
 from gateway.audit.proofs import LogTree, ProofUnavailable
 from gateway.audit.query import EventFilter, FilterError, access_report, query_events
 from gateway.auth import require
+from gateway.models import AuditExport, AuditSearch
 from gateway.problems import Problem
 
 from .common import json_response, read_json
@@ -23,24 +23,6 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 SERVICE = "audit.read"
 _TREE = "audit_tree"
-
-
-class SearchRequest(
-    msgspec.Struct, forbid_unknown_fields=True, rename={"start": "from", "stop": "to"}
-):
-    personal_id: str
-    start: str | None = None
-    stop: str | None = None
-    cursor: str | None = None
-
-
-class ExportRequest(
-    msgspec.Struct, forbid_unknown_fields=True, rename={"start": "from", "stop": "to"}
-):
-    dossier: str | None = None
-    document: str | None = None
-    start: str | None = None
-    stop: str | None = None
 
 
 def _tree(runtime: Runtime) -> LogTree:
@@ -99,7 +81,7 @@ async def search(request: web.Request) -> web.Response:
     """Events about one citizen, found by the keyed hash of the id, and who accessed them."""
     require(request, SERVICE)
     runtime = request.app[RUNTIME]
-    body = await read_json(request, SearchRequest)
+    body = await read_json(request, AuditSearch)
     try:
         flt = EventFilter.build(
             start=body.start,
@@ -196,7 +178,7 @@ async def export(request: web.Request) -> web.Response:
     """The evidence bundle as application/zip."""
     require(request, SERVICE)
     runtime = request.app[RUNTIME]
-    body = await read_json(request, ExportRequest)
+    body = await read_json(request, AuditExport)
     scope = Scope(dossier=body.dossier, document=body.document, start=body.start, stop=body.stop)
     try:
         data = await build_bundle(runtime.store, scope, tree=_tree(runtime))
