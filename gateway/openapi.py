@@ -30,8 +30,12 @@ class Param:
     required: bool = False
 
 
-def _int(name: str, description: str, lo: int = 0, hi: int | None = None, **kw: Any) -> Param:
-    schema: dict[str, Any] = {"type": "integer", "minimum": lo}
+def _int(
+    name: str, description: str, lo: int | None = 0, hi: int | None = None, **kw: Any
+) -> Param:
+    schema: dict[str, Any] = {"type": "integer"}
+    if lo is not None:
+        schema["minimum"] = lo
     if hi is not None:
         schema["maximum"] = hi
     return Param(name, schema, description, **kw)
@@ -98,7 +102,7 @@ OPERATIONS: tuple[Operation, ...] = (
               None, dict[str, Any], 200, (400, 401, 403),
               (_text("state", "only jobs in this state", enum=["pending", "running", "done", "dead"]),
                _int("limit", "page size (default 100)", 1, 500),
-               _int("after", "next page: the previous answer's next"))),
+               _int("after", "next page: the previous answer's next", 0, 2**62))),
     Operation("post", "/v1/admin/outbox/{id}/replay", "Replay a dead job with fresh attempts", "admin",
               None, dict[str, Any], 200, (401, 403, 404, 409)),
     Operation("get", "/v1/audit/events", "Audit events by time, member, service, dossier, document",
@@ -114,7 +118,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/audit/checkpoints", "Signed, timestamped checkpoints", "audit.read",
               None, dict[str, Any], 200, (400, 401, 403),
               (_int("limit", "page size (default 20)", 1, 200),
-               _int("before", "next page: checkpoints of smaller sizes (the previous answer's next)"),
+               _int("before", "next page: checkpoints of smaller sizes (the previous answer's next)",
+                    None),
                Param("verify", _FLAG, "true: check each checkpoint's signature, chain and timestamp"))),
     Operation("get", "/v1/audit/checkpoints/latest", "The latest checkpoint", "audit.read",
               None, dict[str, Any], 200, (401, 403, 404)),
