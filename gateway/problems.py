@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from .requestid import REQUEST_ID_KEY
+from .store import StoreUnavailable
 
 __all__ = ["PROBLEM_TYPE_PREFIX", "Problem", "problem_middleware", "problem_response"]
 
@@ -84,6 +85,8 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
     )
 
 
+STORE_RETRY_AFTER_S = 30  # a full disk or a lost database is not fixed in a second
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -103,6 +106,18 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         # RFC 9110 §15.5.6: a 405 names the methods the resource has.
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return problem_response(request, Problem(exc.status, slug, detail, headers=allow))
+    except StoreUnavailable as exc:
+        log.error("store unavailable: %s", exc, extra={"request_id": request.get(REQUEST_ID_KEY)})
+        return problem_response(
+            request,
+            Problem(
+                503,
+                "store-unavailable",
+                f"the gateway cannot store anything now ({exc}); nothing of this request was "
+                "kept: send it again later",
+                headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+            ),
+        )
     except Exception:
         log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID_KEY)})
         return problem_response(

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 from aiohttp import web
 
 from gateway.api.common import json_response
 from gateway.app import RUNTIME
 from gateway.outbox.jobs import counts
-from gateway.problems import Problem
+from gateway.problems import STORE_RETRY_AFTER_S, Problem
 from gateway.store import StoreError
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
+
+# How long a write that failed for want of the store (a full disk) keeps the gateway unready: as
+# long as the Retry-After its 503 gave.
+STORE_TROUBLE_S = float(STORE_RETRY_AFTER_S)
 
 
 @routes.get("/healthz")
@@ -27,11 +33,15 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready to accept work: the store answers, the worker runs, the audit log can checkpoint."""
     runtime = request.app[RUNTIME]
     checks: dict[str, str] = {}
-    try:
-        await runtime.store.read(lambda tx: tx.one("kv.count"))
-        checks["store"] = "ok"
-    except StoreError as exc:
-        checks["store"] = f"failing: {exc}"
+    trouble = runtime.store.unavailable
+    if trouble is not None and (since := time.monotonic() - trouble[0]) < STORE_TROUBLE_S:
+        checks["store"] = f"failing {since:.0f} s ago: {trouble[1]}"
+    else:
+        try:
+            await runtime.store.read(lambda tx: tx.one("kv.count"))
+            checks["store"] = "ok"
+        except StoreError as exc:
+            checks["store"] = f"failing: {exc}"
     worker = runtime.worker
     checks["outbox"] = "ok" if worker is not None else "not running"
     for name, check in runtime.extras.get("readiness", {}).items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .api import QueryError, Row, Store, StoreClosed, StoreError, Tx
+from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable, Tx
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
@@ -17,6 +17,7 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreError",
+    "StoreUnavailable",
     "Tx",
     "open_store",
 ]

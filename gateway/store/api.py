@@ -10,6 +10,7 @@ Exceptions::
 
     StoreError            base
     ├── StoreClosed       the store is not open (shutting down, or never opened)
+    ├── StoreUnavailable  the store cannot work now (disk full, I/O error, database unreachable)
     └── QueryError        a named query failed (constraint, syntax, unknown name)
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
-__all__ = ["QueryError", "Row", "Store", "StoreClosed", "StoreError", "Tx"]
+__all__ = ["QueryError", "Row", "Store", "StoreClosed", "StoreError", "StoreUnavailable", "Tx"]
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -32,6 +33,11 @@ class StoreError(Exception):
 
 class StoreClosed(StoreError):
     """The store is not open."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot work now: its disk is full or failing, its server is unreachable or has
+    been locked too long. The unit was rolled back; the same work may succeed later."""
 
 
 class QueryError(StoreError):
@@ -78,6 +84,11 @@ class Tx(Protocol):
 class Store(abc.ABC):
     """Durable state. Use as ``async with``; units of work via :meth:`transact` and :meth:`read`."""
 
+    # When (time.monotonic()) and why a write last failed with StoreUnavailable. Readiness
+    # reports it for a while: a full disk fails some writes (new rows) and not others, so one
+    # write that succeeds says little.
+    unavailable: tuple[float, str] | None = None
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect and create the schema (every SQL file's ``schema`` block)."""
@@ -90,8 +101,8 @@ class Store(abc.ABC):
     async def transact(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one transaction; return its result or raise what it raised.
 
-        Raises :class:`StoreClosed`, :class:`QueryError`, or whatever ``work`` raised (the unit is
-        then rolled back and nothing it wrote survives). ``work`` may run more than once: a store
+        Raises :class:`StoreClosed`, :class:`StoreUnavailable`, :class:`QueryError`, or whatever
+        ``work`` raised (the unit is then rolled back and nothing it wrote survives). ``work`` may run more than once: a store
         shared by several writers runs it again when its transaction lost a race with another's
         (the same key inserted by both); so it must not act outside ``tx``.
         """

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard, TypeVar
@@ -40,7 +41,7 @@ from psycopg.adapt import Buffer, Dumper, Loader
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
-from .api import QueryError, Row, Store, StoreClosed, StoreError
+from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable
 from .queries import queries, schema_scripts, sql_tokens
 
 __all__ = ["PostgresStore", "to_psycopg"]
@@ -116,6 +117,12 @@ def _configure(conn: psycopg.Connection[Row]) -> None:
     conn.adapters.register_dumper(bool, _BoolAsIntDumper)
 
 
+def _failure(what: str, exc: psycopg.Error) -> StoreError:
+    # OperationalError: the server is gone, shutting down, out of disk or memory; not the unit.
+    unavailable = isinstance(exc, psycopg.OperationalError)
+    return (StoreUnavailable if unavailable else QueryError)(f"{what}: {exc}")
+
+
 def _rollback_quietly(conn: psycopg.Connection[Row]) -> None:
     # The unit's own exception is what the caller must see; a failed ROLLBACK (the connection
     # died) changes nothing: the server rolls back an unfinished transaction when it loses it.
@@ -133,7 +140,7 @@ class _Tx:
     def __init__(self, conn: psycopg.Connection[Row], sql: dict[str, str]) -> None:
         self._conn = conn
         self._sql = sql
-        self.failure: QueryError | None = None  # the first statement that failed, if any
+        self.failure: StoreError | None = None  # the first statement that failed, if any
         self.memo: dict[str, Any] = {}  # one transaction per unit: nothing to roll back
 
     def defer(self, query: str, /, **params: Any) -> None:
@@ -152,7 +159,7 @@ class _Tx:
                 return self._conn.execute(sql, params)
             return cursor.execute(sql, params)
         except psycopg.Error as exc:
-            failure = QueryError(f"{query}: {exc}")
+            failure = _failure(query, exc)
             if self.failure is None:
                 self.failure = failure
             raise failure from exc
@@ -196,7 +203,7 @@ class _LostRace(Exception):
         self.error = error
 
 
-def _lost_race(failure: QueryError | None) -> TypeGuard[QueryError]:
+def _lost_race(failure: StoreError | None) -> TypeGuard[StoreError]:
     return failure is not None and isinstance(failure.__cause__, _CONTENDED)
 
 
@@ -272,12 +279,16 @@ class PostgresStore(Store):
     async def transact(self, work: Callable[[Any], T]) -> T:
         """Run ``work`` in one READ COMMITTED transaction on a pool thread; return its result.
 
-        Raises :class:`StoreClosed`; :class:`QueryError` for a failed statement or COMMIT, and
-        for a unit that went on after one of its statements failed; :class:`StoreError` when no
-        connection could be had; or whatever ``work`` raised. In every failing case the
-        transaction is rolled back.
+        Raises :class:`StoreClosed`; :class:`StoreUnavailable` when no connection could be had or
+        the server failed (unreachable, shutting down, out of disk); :class:`QueryError` for a
+        failed statement or COMMIT, and for a unit that went on after one of its statements
+        failed; or whatever ``work`` raised. In every failing case the transaction is rolled back.
         """
-        return await self._submit(work, readonly=False)
+        try:
+            return await self._submit(work, readonly=False)
+        except StoreUnavailable as exc:
+            self.unavailable = (time.monotonic(), str(exc))
+            raise
 
     async def read(self, work: Callable[[Any], T]) -> T:
         """Run ``work`` in a REPEATABLE READ, READ ONLY transaction: one snapshot throughout.
@@ -326,13 +337,13 @@ class PostgresStore(Store):
                             # replace every dead idle connection, then try once more.
                             stale = True
                             continue
-                        raise StoreError(f"could not begin a transaction: {exc}") from exc
+                        raise StoreUnavailable(f"could not begin a transaction: {exc}") from exc
                     return self._run(conn, work)
             except psycopg_pool.PoolClosed as exc:
                 raise StoreClosed("the store is closing") from exc
             except psycopg_pool.PoolTimeout as exc:
-                raise StoreError(f"no PostgreSQL connection: {exc}") from exc
-        raise StoreError("could not begin a transaction: the server closed two connections")
+                raise StoreUnavailable(f"no PostgreSQL connection: {exc}") from exc
+        raise StoreUnavailable("could not begin a transaction: the server closed two connections")
 
     def _run(self, conn: psycopg.Connection[Row], work: Callable[[Any], T]) -> T:
         tx = _Tx(conn, _statements())
@@ -357,5 +368,5 @@ class PostgresStore(Store):
             conn.execute("COMMIT")
         except psycopg.Error as exc:
             _rollback_quietly(conn)
-            raise QueryError(f"commit failed: {exc}") from exc
+            raise _failure("commit failed", exc) from exc
         return result

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .api import QueryError, Row, Store, StoreClosed
+from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable
 from .queries import positional, queries, schema_scripts
 
 __all__ = ["SQLiteStore"]
@@ -35,6 +35,16 @@ T = TypeVar("T")
 _Unit = tuple[Callable[[Any], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
 _HandOver = list[_Unit]  # what one loop submitted in one turn
 _STOP = None
+
+
+# SQLite's primary result codes that say the store cannot work now (not that the unit is wrong):
+# BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN. (READONLY is a write in a read-only unit: a bug.)
+_UNAVAILABLE = frozenset({5, 6, 7, 10, 13, 14})
+
+
+def _failure(what: str, exc: sqlite3.Error) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return (StoreUnavailable if code in _UNAVAILABLE else QueryError)(f"{what}: {exc}")
 
 
 class _Tx:
@@ -88,7 +98,7 @@ class _Tx:
                     positional(self._sql[query])[0], [params for _, params in group]
                 )
             except sqlite3.Error as exc:
-                raise QueryError(f"{query}: {exc}") from exc
+                raise _failure(query, exc) from exc
         self._batch = []
 
     def reset(self) -> None:
@@ -105,7 +115,7 @@ class _Tx:
                 self.savepoint = True
             return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
-            raise QueryError(f"{query}: {exc}") from exc
+            raise _failure(query, exc) from exc
 
     def execute(self, query: str, /, **params: Any) -> int:
         return self._run(query, params).rowcount
@@ -327,6 +337,12 @@ class SQLiteStore(Store):
                     outcomes.append((True, work(tx)))
                     tx.end_unit(True)
                 except BaseException as exc:  # the unit's own failure: undo it alone
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back (a full disk, an I/O error):
+                        # the units before this one are gone too, so the whole batch fails.
+                        if isinstance(exc, StoreError):
+                            raise
+                        raise StoreUnavailable(f"transaction rolled back: {exc}") from exc
                     if tx.savepoint:
                         conn.execute("ROLLBACK TO unit")
                     tx.end_unit(False)
@@ -337,12 +353,19 @@ class SQLiteStore(Store):
             conn.execute("COMMIT")
             self.commits += 1
             self.units += len(batch)
-        except (sqlite3.Error, QueryError) as exc:
+        except (sqlite3.Error, StoreError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             tx.reset()
-            failure = QueryError(f"commit failed: {exc}")
+            failure = (
+                _failure("commit failed", exc)
+                if isinstance(exc, sqlite3.Error)
+                else type(exc)(f"commit failed: {exc}")
+            )
             outcomes = [(False, failure)] * len(batch)
+        lacking = next((v for _, v in outcomes if isinstance(v, StoreUnavailable)), None)
+        if lacking is not None:
+            self.unavailable = (time.monotonic(), str(lacking))
         # One wake-up per event loop per commit, not one per unit: each call_soon_threadsafe
         # writes to the loop's self-pipe and contends for the GIL.
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}

@@ -3,10 +3,11 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.store import QueryError, SQLiteStore, StoreClosed, open_store
+from gateway.store import QueryError, SQLiteStore, StoreClosed, StoreUnavailable, open_store
 
 
 @pytest.fixture
@@ -59,6 +60,27 @@ async def test_unknown_query_and_sql_errors_are_query_errors(store: SQLiteStore)
         await store.transact(lambda tx: tx.execute("kv.nope"))
     with pytest.raises(QueryError, match=r"kv\.put"):
         await store.transact(lambda tx: tx.execute("kv.put", k="a", v=None))  # NOT NULL
+
+
+async def test_a_transaction_sqlite_rolled_back_fails_its_whole_batch(store: SQLiteStore) -> None:
+    """SQLite rolls the whole transaction back on some errors (an I/O error, at times a full
+    disk). The units before the failing one are gone with it; the ones after must not run in
+    autocommit. Here a unit stands in for SQLite by rolling the transaction back itself."""
+
+    def lost(tx: Any) -> None:
+        tx._conn.execute("ROLLBACK")
+        raise OSError("disk I/O error")
+
+    results = await asyncio.gather(
+        store.transact(lambda tx: tx.execute("kv.put", k="before", v="1")),
+        store.transact(lost),
+        store.transact(lambda tx: tx.execute("kv.put", k="after", v="1")),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [StoreUnavailable] * 3, results
+    assert store.unavailable is not None and "disk I/O error" in store.unavailable[1]
+    assert await store.read(lambda tx: tx.one("kv.count")) == {"n": 0}
+    assert await store.transact(lambda tx: tx.execute("kv.put", k="next", v="1")) == 1
 
 
 async def test_closed_store_refuses_work(tmp_path: Path) -> None:

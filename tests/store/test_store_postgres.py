@@ -8,11 +8,20 @@ import asyncio
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from gateway.store import PostgresStore, QueryError, SQLiteStore, StoreError, Tx, open_store
+from gateway.store import (
+    PostgresStore,
+    QueryError,
+    SQLiteStore,
+    StoreError,
+    StoreUnavailable,
+    Tx,
+    open_store,
+)
 from gateway.store.postgres import _statements
 
 pytestmark = pytest.mark.postgres
@@ -78,6 +87,27 @@ async def test_terminated_connections_are_replaced(pg_schema: tuple[str, str]) -
         assert killed is not None and killed[0] == 2  # both idle pool connections
         assert await store.transact(lambda tx: tx.execute("kv.put", k="b", v="2")) == 1
         assert await store.read(lambda tx: tx.one("kv.count")) == {"n": 2}
+
+
+async def test_a_server_lost_mid_unit_is_unavailable_not_a_bad_query(
+    pg_schema: tuple[str, str],
+) -> None:
+    """A client told the store is unavailable retries later; told its query failed, it would not."""
+    url, _ = pg_schema
+    async with PostgresStore(url, pool_size=1) as store:
+
+        def cut_off(tx: Any) -> None:
+            pid = tx._conn.info.backend_pid  # this unit's own server process
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            tx.execute("kv.put", k="lost", v="1")
+
+        assert store.unavailable is None
+        with pytest.raises(StoreUnavailable):
+            await store.transact(cut_off)
+        assert store.unavailable is not None and "kv.put" in store.unavailable[1]
+        assert await store.transact(lambda tx: tx.execute("kv.put", k="kept", v="1")) == 1
+        assert await store.read(lambda tx: tx.all("kv.count")) == [{"n": 1}]
 
 
 def _sqlite_shape(path: Path) -> tuple[dict[str, list[tuple[str, str, bool]]], set[str]]:
