@@ -27,7 +27,7 @@ from gateway.exchange.check import CheckPolicy
 from gateway.exchange.errors import ExchangeError, PayloadTooLarge
 from gateway.exchange.hub import AgencyRoute, DocumentHub, IncomingPart
 from gateway.outbox import JobHandler
-from gateway.problems import Problem
+from gateway.problems import STORE_RETRY_AFTER_S, Problem
 from gateway.requestid import REQUEST_ID_KEY
 
 __all__ = ["HUB_KEY", "RIGHT", "agency_routes", "blob_dir", "hub_for", "job_handlers", "routes"]
@@ -108,7 +108,10 @@ def _problems() -> Any:
     try:
         yield
     except ExchangeError as exc:
-        raise Problem(exc.status, exc.slug, exc.detail, title=exc.title, **exc.extra) from None
+        retry = {"Retry-After": str(STORE_RETRY_AFTER_S)} if exc.status == 503 else None
+        raise Problem(
+            exc.status, exc.slug, exc.detail, title=exc.title, headers=retry, **exc.extra
+        ) from None
 
 
 def _accepting(runtime: Runtime) -> None:

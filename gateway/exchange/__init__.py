@@ -22,6 +22,7 @@ from gateway.exchange.delivery import PushHandler, package_body
 from gateway.exchange.edxml import check_prolog, parse_bytes, read_package, read_status
 from gateway.exchange.errors import (
     BlobError,
+    BlobStoreUnavailable,
     DoctypeForbidden,
     DuplicateConflict,
     ExchangeError,
@@ -50,6 +51,7 @@ __all__ = [
     "BlobError",
     "BlobRef",
     "BlobStore",
+    "BlobStoreUnavailable",
     "CheckPolicy",
     "Checked",
     "CheckedStatus",

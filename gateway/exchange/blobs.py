@@ -10,6 +10,7 @@ copy is dropped). The API is synchronous on purpose: callers on the event loop r
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -20,11 +21,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from gateway.exchange.errors import BlobError, PayloadTooLarge
+from gateway.exchange.errors import BlobError, BlobStoreUnavailable, PayloadTooLarge
 
 __all__ = ["BlobRef", "BlobStore", "BlobWriter"]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+# No room, or no working disk: the sender may try again later (503), unlike a broken store (500).
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+def _failed(what: str, exc: OSError) -> BlobError:
+    return (BlobStoreUnavailable if exc.errno in _NO_ROOM else BlobError)(f"{what}: {exc.strerror}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +56,7 @@ class BlobWriter:
         try:
             fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
         except OSError as exc:
-            raise BlobError(f"cannot create a temp file: {exc.strerror}") from exc
+            raise _failed("cannot create a temp file", exc) from exc
         self._tmp = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self.ref: BlobRef | None = None
@@ -64,7 +71,7 @@ class BlobWriter:
         try:
             self._file.write(data)
         except OSError as exc:
-            raise BlobError(f"cannot write a blob: {exc.strerror}") from exc
+            raise _failed("cannot write a blob", exc) from exc
 
     @property
     def sha256(self) -> str:
@@ -89,7 +96,7 @@ class BlobWriter:
                 _fsync_dir(final.parent)
         except OSError as exc:
             self.abort()
-            raise BlobError(f"cannot store blob {digest}: {exc.strerror}") from exc
+            raise _failed(f"cannot store blob {digest}", exc) from exc
         self.ref = BlobRef(digest, self.size, final)
         return self.ref
 
@@ -172,7 +179,7 @@ class BlobStore:
         try:
             path = tempfile.mkdtemp(dir=self.tmp_dir, prefix="stage-")
         except OSError as exc:
-            raise BlobError(f"cannot create a staging area: {exc.strerror}") from exc
+            raise _failed("cannot create a staging area", exc) from exc
         return BlobStore(path)
 
     def adopt(self, staging: BlobStore) -> list[str]:
@@ -193,7 +200,7 @@ class BlobStore:
                     _fsync_dir(final.parent)
                 moved.append(path.name)
         except OSError as exc:
-            raise BlobError(f"cannot adopt staged blobs: {exc.strerror}") from exc
+            raise _failed("cannot adopt staged blobs", exc) from exc
         return moved
 
     def discard(self) -> None:

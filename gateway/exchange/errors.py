@@ -15,6 +15,7 @@ Hierarchy::
     ├── NotDelivered                   not-delivered            409
     ├── DuplicateConflict              duplicate-conflict       409
     └── BlobError                      blob-store               500
+        └── BlobStoreUnavailable       store-unavailable        503  (no room on its disk)
 
 Foreign exceptions (lxml, expat, binascii, zipfile, OSError) are translated into one of these at
 the module that calls the foreign code; nothing else escapes the public functions of this package.
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BlobError",
+    "BlobStoreUnavailable",
     "DoctypeForbidden",
     "DuplicateConflict",
     "ExchangeError",
@@ -138,3 +140,11 @@ class BlobError(ExchangeError):
     slug = "blob-store"
     title = "The blob store failed"
     status = 500
+
+
+class BlobStoreUnavailable(BlobError):
+    """The blob store's disk is full or failing: the same request may succeed later."""
+
+    slug = "store-unavailable"
+    title = "The gateway cannot store documents now"
+    status = 503

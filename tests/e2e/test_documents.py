@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import RUNTIME, Runtime
 from gateway.cli import build_app
+from gateway.exchange.blobs import BlobWriter
 from gateway.exchange.builder import SIGNATURE_PARENT, NewAttachment, build_package, build_status
 from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StaffInfo, StatusMessage
 from gateway.exchange.receipt import read_receipt
@@ -429,6 +430,32 @@ async def test_oversized_package_is_refused(tmp_path: Path, pki: TestPKI, stc_pd
             assert r.status == 413 and (await r.json())["type"] == PROBLEM + "payload-too-large"
         assert (await hub.store_counts())["documents"] == 0
         assert (await hub.store_counts())["staged"] == 0
+
+
+async def test_a_full_disk_is_a_503_to_retry_and_stores_nothing(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sending agency's system retries on 503 + Retry-After; a 500 says "do not"."""
+    real_write = BlobWriter.write
+
+    def full(self: BlobWriter, data: bytes | memoryview) -> None:
+        # The writer's temp file is swapped for the kernel's own full disk: writes get ENOSPC.
+        if self._file is not None and self._file.name != "/dev/full":
+            self._file.close()
+            self._file = open("/dev/full", "wb", buffering=0)  # the writer closes it
+        real_write(self, data)
+
+    monkeypatch.setattr(BlobWriter, "write", full)
+    before = await hub.store_counts()
+    data = package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)
+    async with await hub.send(TAY_NINH_STC, data) as r:
+        body = await r.json()
+        assert (r.status, body["type"]) == (503, PROBLEM + "store-unavailable"), body
+        assert r.headers["Retry-After"].isdigit()
+    assert await hub.store_counts() == before
+    monkeypatch.undo()  # room again: the same package is taken
+    async with await hub.send(TAY_NINH_STC, data) as r:
+        assert r.status == 202, await r.text()
 
 
 async def test_packages_shaped_like_those_in_service(

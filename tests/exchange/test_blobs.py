@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.exchange.blobs import BlobStore
-from gateway.exchange.errors import BlobError, PayloadTooLarge
+from gateway.exchange.errors import BlobError, BlobStoreUnavailable, PayloadTooLarge
 
 
 def test_write_is_named_by_digest_and_deduplicated(tmp_path: Path) -> None:
@@ -46,3 +46,16 @@ def test_errors(tmp_path: Path) -> None:
     w.commit()
     with pytest.raises(BlobError):
         w.write(b"x")
+
+
+def test_a_full_disk_is_unavailable_not_a_broken_store(tmp_path: Path) -> None:
+    """The sender of a refused document retries on 503, not on 500: a full disk must say so.
+    /dev/full is the kernel's own full disk: every write to it fails with ENOSPC."""
+    blobs = BlobStore(tmp_path)
+    with blobs.writer() as w:
+        w._file.close()
+        w._file = open("/dev/full", "wb", buffering=0)  # the writer closes it
+        with pytest.raises(BlobStoreUnavailable, match="No space left on device") as info:
+            w.write(b"x" * 1024)
+        assert (info.value.status, info.value.slug) == (503, "store-unavailable")
+    assert list((tmp_path / "tmp").iterdir()) == []  # the temp file went with the writer
