@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-
 import pytest
 
 from signing.errors import SignatureInvalid, SigningError, UntrustedSigner
 from signing.pdf import sign_pdf, verify_pdf
-from signing.testing import TestPKI, sample_pdf
-from signing.timestamps import serve_tsa
+from signing.testing import sample_pdf
 
 PDF = sample_pdf()
 
@@ -43,42 +39,6 @@ async def test_revoked_and_expired_signers(pki, pki_server):
         with pytest.raises(UntrustedSigner) as info:
             await verify_pdf(signed, pki.trust())
         assert info.value.reason.startswith(reason)
-
-
-async def test_signer_judged_as_of_its_timestamp(pki, pki_server, tsa_url):
-    """As for XML (test_xml.py): a trusted timestamp sets the moment the signer is judged at."""
-    trust = pki.trust(revocation="hard-fail")
-    revoked_at = dt.datetime.fromisoformat(pki.index["revoked_at"])
-    cases = [
-        ("revoked", revoked_at - dt.timedelta(minutes=30), None),
-        ("revoked", None, "certificate revoked"),
-        ("expired", dt.datetime.now(dt.UTC) - dt.timedelta(days=100), None),
-        ("expired", dt.datetime.now(dt.UTC) - dt.timedelta(days=10), "certificate expired"),
-    ]
-    for subject, at, refusal in cases:
-        async with contextlib.AsyncExitStack() as stack:
-            url = (
-                tsa_url
-                if at is None
-                else await stack.enter_async_context(serve_tsa(pki.directory, at=at))
-            )
-            signed = await sign_pdf(PDF, pki.key(subject), level="B-T", tsa_url=url)
-        if refusal is None:
-            [report] = await verify_pdf(signed, trust)
-            assert report.valid, (subject, report.reason)
-            assert report.signed_at == at.replace(tzinfo=dt.UTC) and report.level == "PAdES-B-T"
-        else:
-            with pytest.raises(UntrustedSigner, match=refusal):
-                await verify_pdf(signed, trust)
-
-
-async def test_timestamp_from_an_untrusted_tsa_refused(pki, pki_server, tmp_path):
-    """Else any key could date a revoked signer's signature before its revocation."""
-    stranger = TestPKI.create(tmp_path / "other", base_url="http://127.0.0.1:9")
-    async with serve_tsa(stranger.directory) as url:
-        signed = await sign_pdf(PDF, pki.key("gateway"), level="B-T", tsa_url=url)
-    with pytest.raises(SignatureInvalid, match="signature timestamp is not from a trusted TSA"):
-        await verify_pdf(signed, pki.trust())
 
 
 async def test_two_signatures(pki, pki_server):

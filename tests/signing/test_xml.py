@@ -7,16 +7,13 @@ rootdir on sys.path, ``tests/signing`` shadows the package's ``__init__`` (see t
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
-import datetime as dt
 
 import pytest
 from lxml import etree
 
 from signing.errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
 from signing.testing import EDXML_HEADER, SAMPLE_XML, TestPKI
-from signing.timestamps import serve_tsa
 from signing.trust import TrustStore
 from signing.xml import DS, XADES, sign_xml, verify_xml
 
@@ -204,45 +201,6 @@ async def test_xades_timestamp_tampered(pki, pki_server, tsa_url):
     root.find(path, NS).text = root2.find(path, NS).text  # a token over another signature
     with pytest.raises(TimestampError, match="imprint does not match"):
         await verify_xml(etree.tostring(root), pki.trust())
-
-
-async def test_signer_judged_as_of_its_timestamp(pki, pki_server, tsa_url):
-    """A trusted timestamp proves when the signature was made: the certificate must have been
-    good then. Revoked or expired since, the signature stands; revoked before, it does not."""
-    trust = pki.trust(revocation="hard-fail")
-    revoked_at = dt.datetime.fromisoformat(pki.index["revoked_at"])
-    cases = [
-        ("revoked", revoked_at - dt.timedelta(minutes=30), None),
-        ("revoked", None, "certificate revoked"),  # timestamped now, after the revocation
-        ("expired", dt.datetime.now(dt.UTC) - dt.timedelta(days=100), None),  # valid -400..-30
-        ("expired", dt.datetime.now(dt.UTC) - dt.timedelta(days=10), "certificate expired"),
-    ]
-    for subject, at, refusal in cases:
-        async with contextlib.AsyncExitStack() as stack:
-            url = (
-                tsa_url
-                if at is None
-                else await stack.enter_async_context(serve_tsa(pki.directory, at=at))
-            )
-            signed = await sign_xml(SAMPLE_XML, pki.key(subject), level="B-T", tsa_url=url)
-        if refusal is None:
-            report = (await verify_xml(signed, trust)).report
-            assert report.valid and report.signed_at == at.replace(tzinfo=dt.UTC), subject
-            assert report.revocation == "good"
-        else:
-            with pytest.raises(UntrustedSigner, match=refusal):
-                await verify_xml(signed, trust)
-    # Without a timestamp the signer's claimed time proves nothing: judged now.
-    with pytest.raises(UntrustedSigner, match="certificate expired"):
-        await verify_xml(await sign_xml(SAMPLE_XML, pki.key("expired"), level="B-B"), trust)
-
-
-async def test_timestamp_from_an_untrusted_tsa_refused(pki, other_pki, pki_server):
-    """Else any key could date a revoked signer's signature before its revocation."""
-    async with serve_tsa(other_pki.directory) as url:
-        signed = await sign_xml(SAMPLE_XML, pki.key("gateway"), level="B-T", tsa_url=url)
-    with pytest.raises(UntrustedSigner, match="no chain to a configured trust anchor: tsa"):
-        await verify_xml(signed, pki.trust())
 
 
 async def test_sign_errors(pki):
