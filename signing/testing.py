@@ -15,7 +15,6 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import subprocess
 import tempfile
@@ -164,15 +163,6 @@ class TestPKI:
 
     def certificate(self, subject: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_path(subject).read_bytes())
-
-    def timestamp(self, data: bytes, *, at: dt.datetime) -> bytes:
-        """A DER RFC 3161 token over SHA-256(``data``) from this PKI's TSA key, dated ``at``: a
-        token made in the past, for tests of validation at that moment (a served TSA says now)."""
-        from .timestamps import _load_stamper
-
-        stamper = _load_stamper(self.directory, at=at)
-        _nonce, request = stamper.request_cms(hashlib.sha256(data).digest(), "sha256")
-        return bytes(stamper.request_tsa_response(request)["time_stamp_token"].dump())
 
     def trust(self, *, revocation: RevocationMode = "soft-fail") -> TrustStore:
         return TrustStore.from_pem_files([self.root_pem], revocation=revocation)

@@ -102,9 +102,10 @@ class Store(abc.ABC):
         """Run ``work`` in one transaction; return its result or raise what it raised.
 
         Raises :class:`StoreClosed`, :class:`StoreUnavailable`, :class:`QueryError`, or whatever
-        ``work`` raised (the unit is then rolled back and nothing it wrote survives). ``work`` may run more than once: a store
-        shared by several writers runs it again when its transaction lost a race with another's
-        (the same key inserted by both); so it must not act outside ``tx``.
+        ``work`` raised (the unit is then rolled back and nothing it wrote survives). ``work``
+        may run more than once: a store shared by several writers runs it again when its
+        transaction lost a race with another's (the same key inserted by both); so it must not
+        act outside ``tx``.
         """
 
     @abc.abstractmethod
