@@ -252,7 +252,9 @@ async def inbox(request: web.Request) -> web.Response:
     hub = await hub_for(request.app[RUNTIME])
     after = request.query.get("after") or "0"
     if not after.isdigit():
-        raise Problem(422, "invalid-request", "after must be a cursor from a previous answer")
+        raise Problem(
+            400, "invalid-query", "after must be a cursor from a previous answer", parameter="after"
+        )
     return json_response(await hub.inbox(_agency(identity), int(after)))
 
 

@@ -170,7 +170,12 @@ async def list_dossiers(request: web.Request) -> web.Response:
     status = request.query.get("status")
     allowed = ("accepted", "in_progress", "completed", "needs_attention", "failed")
     if status is not None and status not in allowed:
-        raise Problem(422, "invalid-request", f"status must be one of {', '.join(allowed)}")
+        raise Problem(
+            400,
+            "invalid-query",
+            f"status must be one of {', '.join(allowed)}",
+            parameter="status",
+        )
     after = request.query.get("cursor", "")
     limit = 100
     items = await request.app[RUNTIME].store.read(
