@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +27,12 @@ from pyhanko_certvalidator import errors as cv_errors
 from pyhanko_certvalidator.errors import CRLFetchError, OCSPFetchError
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers.util import LazySession
-from pyhanko_certvalidator.fetchers.api import CRLFetcher, Fetchers, OCSPFetcher
+from pyhanko_certvalidator.fetchers.api import (
+    CertificateFetcher,
+    CRLFetcher,
+    Fetchers,
+    OCSPFetcher,
+)
 
 from .errors import SigningError, UntrustedSigner
 
@@ -102,6 +107,27 @@ def _private(value: Any) -> Any:
     numbered 1 is present in this PublicKeyInfo", a birth certificate refused as malformed).
     """
     return type(value).load(value.dump())
+
+
+class _NoIssuerFetching(CertificateFetcher):
+    """Issuers come from the signature, the configured intermediates and the anchors, never from
+    the address a certificate under check names (its AIA): that certificate is not trusted yet,
+    and its address could be anything, an internal service to make the gateway call, or one that
+    never answers, to hold every verification until the timeout. The issuers of CRLs (fetched
+    from the addresses of certificates already chained to an anchor) are still fetched."""
+
+    def __init__(self, inner: CertificateFetcher) -> None:
+        self._inner = inner
+
+    async def fetch_cert_issuers(self, cert: Any) -> AsyncGenerator[Any, None]:
+        return
+        yield  # an async generator that finds nothing
+
+    def fetch_crl_issuers(self, certificate_list: Any) -> AsyncGenerator[Any, None]:
+        return self._inner.fetch_crl_issuers(certificate_list)
+
+    def fetched_certs(self) -> Iterable[Any]:
+        return self._inner.fetched_certs()
 
 
 class _CachingCRLFetcher(CRLFetcher):
@@ -236,7 +262,7 @@ class TrustStore:
             kwargs["fetchers"] = Fetchers(
                 ocsp_fetcher=_CachingOCSPFetcher(net.ocsp_fetcher, self._cache),
                 crl_fetcher=_CachingCRLFetcher(net.crl_fetcher, self._cache),
-                cert_fetcher=net.cert_fetcher,
+                cert_fetcher=_NoIssuerFetching(net.cert_fetcher),
             )
         mode = "hard-fail" if self.revocation == "hard-fail" else "soft-fail"
         return ValidationContext(
