@@ -3,6 +3,7 @@ told about bodies and query parameters is what the gateway does with them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gateway.openapi import document
@@ -34,17 +35,18 @@ CALLERS = {
 }
 
 
-def _operations(has: str) -> list[tuple[str, str, dict[str, Any]]]:
-    return [
-        (method, path, op)
-        for path, item in document()["paths"].items()
-        for method, op in item.items()
-        if (
-            has == "json-body"
-            and "application/json" in op.get("requestBody", {}).get("content", {})
-        )
-        or (has == "query" and any(p["in"] == "query" for p in op.get("parameters", [])))
-    ]
+def _operations(keep: Callable[[dict[str, Any]], bool]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path, operation) of every documented operation ``keep`` takes."""
+    paths = document()["paths"].items()
+    return [(m, p, op) for p, item in paths for m, op in item.items() if keep(op)]
+
+
+def _json_body(op: dict[str, Any]) -> bool:
+    return "application/json" in op.get("requestBody", {}).get("content", {})
+
+
+def _query(op: dict[str, Any]) -> bool:
+    return any(p["in"] == "query" for p in op.get("parameters", []))
 
 
 def _gateway(make_gateway: Any, **sections: Any) -> Any:
@@ -69,7 +71,7 @@ def _url(base: str, path: str) -> str:
 async def test_bad_bodies_get_the_statuses_the_contract_documents(make_gateway: Any) -> None:
     """Every operation with a JSON body refuses a malformed, wrongly typed or oversize one with
     the problem type and a status its contract lists."""
-    ops = _operations("json-body")
+    ops = _operations(_json_body)
     assert {(m, p) for m, p, _ in ops} <= set(CALLERS)
     bad = [
         (b"{", "application/json", "malformed-json"),
@@ -106,7 +108,7 @@ async def test_query_parameters_are_read_as_documented(make_gateway: Any) -> Non
     """Each documented parameter is read under its name: a value of the documented type is taken,
     one that breaks its type or range is refused with a documented status, and a required one
     that is missing is refused."""
-    ops = _operations("query")
+    ops = _operations(_query)
     assert {(m, p) for m, p, _ in ops} <= set(CALLERS)
     async with _gateway(make_gateway) as gw:
         for method, path, op in ops:
