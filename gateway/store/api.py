@@ -48,7 +48,8 @@ class Tx(Protocol):
     """What a unit of work may do. Synchronous: it runs on the store's thread."""
 
     # Values a unit leaves for later units of the same transaction (the audit head, say); what a
-    # failed unit wrote here is rolled back with it.
+    # failed unit wrote here is rolled back with it. A store may carry them on to its next
+    # transactions (SQLite's single writer does) as long as it can tell when they went stale.
     memo: dict[str, Any]
 
     def defer(self, query: str, /, **params: Any) -> None:

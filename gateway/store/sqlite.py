@@ -9,6 +9,16 @@ failing unit rolls back alone), and commits them with ONE fsync. ``synchronous=F
 is sent only after the commit that made it durable, so a crash or power loss never loses accepted
 work.
 
+Why so few calls into sqlite3 per commit: each one releases the GIL and must take it back from
+the event loop, which under load holds it between its own syscalls, and CPython 3.11 lets a
+thread that releases the GIL often take it straight back (the waiting writer is woken, finds it
+taken, and waits again). Every such hand-off delays the commit and so every answer waiting on it.
+So the transaction begins at a unit's first statement, not before; the audit head carries over
+from one commit to the next while no other connection commits (:meth:`_Tx.carry_memo`); and the
+deferred rows of a query are written by one multi-row INSERT. A batch of audit appends alone
+(lookups) is then two statements (a look at ``data_version`` and the INSERT, committed as it
+runs) instead of BEGIN, a read of the head, an INSERT per row and COMMIT.
+
 Reads run on a small pool of reader connections; WAL gives each a consistent snapshot while the
 writer goes on.
 """
@@ -16,8 +26,10 @@ writer goes on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -50,10 +62,11 @@ def _failure(what: str, exc: sqlite3.Error) -> StoreError:
 class _Tx:
     """The :class:`~gateway.store.api.Tx` of one SQLite connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, begun: bool = False) -> None:
         self._conn = conn
         self._sql = queries()
         self._binds: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {}
+        # Carried over from one commit to the next (the audit head); dropped on any failure.
         self.memo: dict[str, Any] = {}
         self._memo_before: dict[str, Any] = {}
         # Deferred writes as (query name, parameters as a tuple for its positional SQL).
@@ -63,6 +76,8 @@ class _Tx:
         # that only reads and defers (an audit append) changes nothing before the flush, so it
         # needs none: two statements fewer, and two fewer GIL hand-offs with the busy loop.
         self.savepoint = False
+        self.begun = begun  # the writer's transaction: begun at the first statement of a batch
+        self._version = -1  # data_version when the memo was last kept
 
     def defer(self, query: str, /, **params: Any) -> None:
         bind = self._binds.get(query)
@@ -90,19 +105,57 @@ class _Tx:
             self.memo = self._memo_before
         self._unit = []
 
-    def flush(self) -> None:
-        """Run the deferred writes: one executemany per run of the same query, in order."""
+    def carry_memo(self) -> bool:
+        """Keep the memo of the last commit for this batch unless another connection (an
+        operator's command, a test) has committed since; True when it is kept.
+
+        SQLite's ``data_version`` moves with every other connection's commit, never our own."""
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self.memo, self._version = {}, version
+        return bool(self.memo)
+
+    def begin(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        self.begun = True
+
+    def flush(self, *, carried: bool) -> None:
+        """Run the deferred writes, in order: one multi-row INSERT per run of the same query (of
+        up to ``_ROWS`` rows), or one executemany for a statement that is not a plain INSERT.
+
+        A lone statement runs in autocommit, and so is its own transaction and commit. ``carried``:
+        the units ran on a memo from an earlier commit; a constraint failing then means another
+        connection appended after :meth:`carry_memo` looked, which :class:`_StaleMemo` reports.
+        """
+        # (query, one statement for all its rows, or None: executemany, rows)
+        writes: list[tuple[str, str | None, list[tuple[Any, ...]]]] = []
         for query, group in itertools.groupby(self._batch, key=lambda d: d[0]):
+            single, rows = positional(self._sql[query])[0], [params for _, params in group]
+            for i in range(0, len(rows), _ROWS):
+                chunk = rows[i : i + _ROWS]
+                many = single if len(chunk) == 1 else _multirow(single, len(chunk))
+                writes.append((query, many, chunk))
+        if not self.begun and (len(writes) > 1 or (writes and writes[0][1] is None)):
+            self.begin()  # more than one statement: they must commit together
+        for query, statement, rows in writes:
             try:
-                self._conn.executemany(
-                    positional(self._sql[query])[0], [params for _, params in group]
-                )
+                if statement is None:
+                    self._conn.executemany(positional(self._sql[query])[0], rows)
+                else:
+                    self._conn.execute(statement, [v for row in rows for v in row])
+            except sqlite3.IntegrityError as exc:
+                if carried:
+                    raise _StaleMemo from exc
+                raise _failure(query, exc) from exc
             except sqlite3.Error as exc:
                 raise _failure(query, exc) from exc
         self._batch = []
 
-    def reset(self) -> None:
-        self.memo, self._unit, self._batch = {}, [], []
+    def reset(self, *, memo: bool) -> None:
+        """Ready for the next batch; ``memo``: forget the memo too (after a failure)."""
+        self._unit, self._batch, self.begun = [], [], False
+        if memo:
+            self.memo = {}
 
     def _run(self, query: str, params: dict[str, Any]) -> sqlite3.Cursor:
         try:
@@ -110,6 +163,8 @@ class _Tx:
         except KeyError:
             raise QueryError(f"no SQL block named {query!r}") from None
         try:
+            if not self.begun:
+                self.begin()
             if not self.savepoint and sql.lstrip()[:6].upper() != "SELECT":
                 self._conn.execute("SAVEPOINT unit")
                 self.savepoint = True
@@ -139,6 +194,33 @@ class _Tx:
 
     def tuples(self, query: str, /, **params: Any) -> list[tuple[Any, ...]]:
         return self._run(query, params).fetchall()
+
+
+class _StaleMemo(Exception):
+    """The memo carried from an earlier commit no longer holds: run the batch again without."""
+
+
+_ROWS = 64  # rows per multi-row INSERT: 64 x 11 audit columns, far under SQLite's 32,766 variables
+# An INSERT whose VALUES is one tuple of parameters (no literal, no call, no upsert after it).
+_VALUES = re.compile(
+    r"""^(INSERT\s.+?\sVALUES\s*)(\([^()'"]*\))\s*;?\s*$""", re.IGNORECASE | re.DOTALL
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _multirow(sql: str, rows: int) -> str | None:
+    """``sql`` (``INSERT … VALUES (?1, …, ?k)``) inserting ``rows`` rows at once, each row's
+    parameters numbered on from the last row's; None for a statement of another shape."""
+    m = _VALUES.match(sql)
+    if m is None:
+        return None
+    head, values = m.groups()
+    k = max((int(n) for n in re.findall(r"\?(\d+)", values)), default=0)
+    shifted = (
+        re.sub(r"\?(\d+)", lambda n, r=r: f"?{int(n.group(1)) + r * k}", values)
+        for r in range(rows)
+    )
+    return head + ", ".join(shifted)
 
 
 def _set_wal(conn: sqlite3.Connection, *, tries: int = 200) -> None:
@@ -267,7 +349,7 @@ class SQLiteStore(Store):
             with self._lock:
                 self._reader_conns.append(conn)
         conn.execute("BEGIN")  # one snapshot for the whole unit
-        tx = _Tx(conn)
+        tx = _Tx(conn, begun=True)
         try:
             result = work(tx)
             if tx._unit:
@@ -327,36 +409,22 @@ class SQLiteStore(Store):
         return False
 
     def _commit(self, conn: sqlite3.Connection, tx: _Tx, batch: list[_Unit]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
-        tx.reset()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for work, _, _ in batch:
-                tx.begin_unit()
-                try:
-                    outcomes.append((True, work(tx)))
-                    tx.end_unit(True)
-                except BaseException as exc:  # the unit's own failure: undo it alone
-                    if not conn.in_transaction:
-                        # SQLite rolled the whole transaction back (a full disk, an I/O error):
-                        # the units before this one are gone too, so the whole batch fails.
-                        if isinstance(exc, StoreError):
-                            raise
-                        raise StoreUnavailable(f"transaction rolled back: {exc}") from exc
-                    if tx.savepoint:
-                        conn.execute("ROLLBACK TO unit")
-                    tx.end_unit(False)
-                    outcomes.append((False, exc))
-                if tx.savepoint:
-                    conn.execute("RELEASE unit")
-            tx.flush()
-            conn.execute("COMMIT")
+            try:
+                outcomes = self._run_batch(conn, tx, batch)
+            except _StaleMemo:
+                # Another connection appended since our last commit: run the units again on
+                # what the store holds now (a unit may run more than once: see Store.transact).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                tx.reset(memo=True)
+                outcomes = self._run_batch(conn, tx, batch)
             self.commits += 1
             self.units += len(batch)
         except (sqlite3.Error, StoreError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            tx.reset()
+            tx.reset(memo=True)
             failure = (
                 _failure("commit failed", exc)
                 if isinstance(exc, sqlite3.Error)
@@ -373,3 +441,35 @@ class SQLiteStore(Store):
             by_loop.setdefault(loop, []).append((fut, ok, value))
         for loop, settled in by_loop.items():
             loop.call_soon_threadsafe(_settle, settled)
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, tx: _Tx, batch: list[_Unit]) -> list[tuple[bool, Any]]:
+        """Run each unit in the batch's transaction (each in a savepoint once it writes), then
+        the deferred writes, and commit. Raises StoreError or sqlite3.Error for the batch as a
+        whole, _StaleMemo when the memo carried from the last commit proved stale."""
+        carried = tx.carry_memo()
+        outcomes: list[tuple[bool, Any]] = []
+        for work, _, _ in batch:
+            tx.begin_unit()
+            try:
+                outcomes.append((True, work(tx)))
+                tx.end_unit(True)
+            except BaseException as exc:  # the unit's own failure: undo it alone
+                if not conn.in_transaction and (tx.begun or isinstance(exc, StoreUnavailable)):
+                    # SQLite rolled the whole transaction back (a full disk, an I/O error), so
+                    # the units before this one are gone too; or it could not begin (locked too
+                    # long), and no unit can run. Either way the whole batch fails.
+                    if isinstance(exc, StoreError):
+                        raise
+                    raise StoreUnavailable(f"transaction rolled back: {exc}") from exc
+                if tx.savepoint:
+                    conn.execute("ROLLBACK TO unit")
+                tx.end_unit(False)
+                outcomes.append((False, exc))
+            if tx.savepoint:
+                conn.execute("RELEASE unit")
+        tx.flush(carried=carried)
+        if tx.begun:
+            conn.execute("COMMIT")
+        tx.reset(memo=False)
+        return outcomes

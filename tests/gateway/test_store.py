@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway.audit import AuditEvent, append, decode_entry, verify_chain
 from gateway.store import QueryError, SQLiteStore, StoreClosed, StoreUnavailable, open_store
 
 
@@ -167,3 +168,88 @@ async def test_the_writer_measures_the_arrival_rate(tmp_path: Path) -> None:
             await asyncio.sleep(0.06)  # past the rate's 50 ms window
         await store.transact(lambda tx: tx.execute("kv.count"))
         assert store._rate > 0
+
+
+# --- how few statements a commit takes (each call into sqlite3 is a GIL hand-off) -------------
+
+
+def _append(action: str) -> Any:
+    return lambda tx: append(tx, AuditEvent(action=action))
+
+
+async def test_a_batch_of_audit_appends_is_one_insert(store: SQLiteStore) -> None:
+    """After the first commit has read the audit head, a batch of appends alone (lookups) is a
+    look at data_version and one multi-row INSERT in autocommit: no BEGIN, no read of the head,
+    no COMMIT, no row by row."""
+    statements: list[str] = []
+    await store.transact(lambda tx: tx._conn.set_trace_callback(statements.append))
+    await store.transact(_append("test.first"))  # reads the head: a transaction of its own
+    assert any(s.startswith("SELECT seq, chain_hash FROM audit_events") for s in statements)
+    statements.clear()
+    seqs = await asyncio.gather(*(store.transact(_append(f"test.{i}")) for i in range(150)))
+    assert seqs == list(range(1, 151))
+    # 150 rows in chunks of 64: three INSERTs, so a BEGIN and a COMMIT around them.
+    assert [s.split(None, 1)[0] for s in statements] == [
+        "PRAGMA", "BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"
+    ]  # fmt: skip
+    statements.clear()
+    seqs = await asyncio.gather(*(store.transact(_append("test.more")) for _ in range(5)))
+    assert seqs == [151, 152, 153, 154, 155]
+    assert statements[0] == "PRAGMA data_version" and len(statements) == 2
+    assert statements[1].startswith("INSERT INTO audit_events")
+    report = await verify_chain(store)
+    assert report.ok and report.entries == 156, report.describe()
+    entries = await store.read(lambda tx: tx.tuples("audit.range", start=0, stop=156))
+    assert [decode_entry(e)["action"] for _, e, _, _ in entries[1:151]] == [
+        f"test.{i}" for i in range(150)
+    ]
+
+
+async def test_a_unit_failing_before_any_statement_fails_alone(store: SQLiteStore) -> None:
+    await store.transact(
+        _append("test.first")
+    )  # the head is known: the next batch begins no transaction
+
+    def fails(tx: Any) -> None:
+        raise ValueError("refused before touching the store")
+
+    results = await asyncio.gather(
+        store.transact(_append("test.a")),
+        store.transact(fails),
+        store.transact(_append("test.b")),
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and results[2] == 2
+    assert isinstance(results[1], ValueError)
+    assert (await verify_chain(store)).entries == 3
+
+
+async def test_appends_alternating_with_another_connection_keep_one_chain(tmp_path: Path) -> None:
+    """An operator's command appends, or a test truncates the log, through a connection of its
+    own while the gateway runs: the head the gateway carried from its last commit is then stale,
+    and its next batch runs on the head the store holds."""
+    async with SQLiteStore(tmp_path / "two.db") as a, SQLiteStore(tmp_path / "two.db") as b:
+        seqs = []
+        for i in range(6):
+            seqs.append(await (a if i % 2 == 0 else b).transact(_append(f"test.{i}")))
+        assert seqs == list(range(6))
+        conn = sqlite3.connect(a.path)
+        with conn:
+            conn.execute("DELETE FROM audit_events WHERE seq >= 4")
+        conn.close()
+        assert await a.transact(_append("test.after-truncation")) == 4
+
+        # Another connection appends after the batch looked at data_version, before its INSERT:
+        # the INSERT collides, and the batch runs again on the new head.
+        loop = asyncio.get_running_loop()
+        runs = []
+
+        def races(tx: Any) -> int:
+            runs.append(1)
+            if len(runs) == 1:
+                asyncio.run_coroutine_threadsafe(b.transact(_append("test.b")), loop).result(10)
+            return append(tx, AuditEvent(action="test.a"))
+
+        assert await a.transact(races) == 6 and len(runs) == 2
+        report = await verify_chain(b)
+        assert report.ok and report.entries == 7, report.describe()
