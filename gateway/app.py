@@ -27,6 +27,7 @@ from connectors.api import Connector, Endpoint
 from connectors.faults import FaultPlan
 from connectors.sandboxes import run_sandboxes, sandbox_endpoint
 from gateway.auth import IDENTITY_KEY, Authenticator
+from gateway.exchange import DocumentHub, ExchangeError
 from gateway.flows import CallbackHandler, FlowStepHandler, PortalSyncHandler
 from gateway.metrics import Metrics
 from gateway.outbox.breaker import Breakers
@@ -36,7 +37,7 @@ from gateway.outbox.worker import JobHandler, Worker
 from gateway.problems import Problem, problem_middleware
 from gateway.requestid import REQUEST_ID_KEY, request_id_middleware
 from gateway.settings import REGISTRY_NAMES, Settings, SettingsError
-from gateway.store import Store, open_store
+from gateway.store import Store, StoreError, open_store
 
 __all__ = ["RUNTIME", "Runtime", "create_app"]
 
@@ -282,7 +283,24 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
     )
     await stack.enter_async_context(runtime.worker)
     if runtime.extras.get("signing") is not None:
-        await documents.hub_for(runtime)  # built now, on this loop, not on a first request
+        hub = await documents.hub_for(runtime)  # built now, on this loop, not on a first request
+        sweeper = asyncio.create_task(_sweep_blobs(hub), name="lienthong-blob-sweeper")
+        stack.callback(sweeper.cancel)
+
+
+async def _sweep_blobs(hub: DocumentHub, every_s: float = 3600) -> None:
+    """Hourly, the blobs of document intakes whose transaction failed (DocumentHub.sweep)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            swept = await hub.sweep()
+        except (ExchangeError, StoreError) as exc:
+            logging.getLogger("lienthong.documents").warning("blob sweep failed: %s", exc)
+            continue
+        if swept:
+            logging.getLogger("lienthong.documents").info(
+                "swept %d blobs no document names", len(swept), extra={"blobs": swept}
+            )
 
 
 async def _start_checkpointer(runtime: Runtime, stack: AsyncExitStack) -> None:

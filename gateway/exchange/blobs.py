@@ -16,6 +16,8 @@ import os
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -195,7 +197,11 @@ class BlobStore:
                     continue
                 final = self.path(path.name)
                 final.parent.mkdir(parents=True, exist_ok=True)
-                if not final.exists():
+                try:
+                    # Already here (another document's, or an orphan): touched, so a sweep
+                    # that finds it takes it for new and leaves it (see quarantine()).
+                    os.utime(final)
+                except FileNotFoundError:
                     os.replace(path, final)
                     _fsync_dir(final.parent)
                 moved.append(path.name)
@@ -206,3 +212,81 @@ class BlobStore:
     def discard(self) -> None:
         """Remove this (staging) store and everything in it."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- sweeping: blobs no row names -------------------------------------------------------
+    # A document's blobs are adopted just before the transaction that names them; when that
+    # transaction fails (the database unavailable, the same package racing in) they stay,
+    # named by nothing. The hub sweeps them in three steps, asking the store in between, so
+    # that a blob an intake adopts meanwhile (touched by adopt()) is never taken.
+
+    def stale(self, older_than_s: float, *, now: float | None = None) -> list[str]:
+        """Digests of the blobs not written or adopted for ``older_than_s``; removes temp files,
+        staging areas and trash as old (left by a gateway that stopped mid-request or
+        mid-sweep; a blob's move to the trash sets its ctime). Raises BlobError."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        found = []
+        trash = self.tmp_dir / "trash"
+        try:
+            for entry in self.tmp_dir.iterdir():
+                if entry.lstat().st_mtime < cutoff and entry.name.startswith(("blob-", "stage-")):
+                    if entry.is_dir():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+            for entry in trash.iterdir() if trash.exists() else []:
+                if entry.lstat().st_ctime < cutoff:
+                    entry.unlink(missing_ok=True)
+            base = self.root / "sha256"
+            for path in base.glob("*/*/*") if base.exists() else []:
+                if _HEX.match(path.name) and path.lstat().st_mtime < cutoff:
+                    found.append(path.name)
+        except OSError as exc:
+            raise _failed("cannot list blobs", exc) from exc
+        return sorted(found)
+
+    def quarantine(self, digests: Iterable[str], older_than_s: float) -> list[str]:
+        """Move each blob to the trash, unless it was touched within ``older_than_s`` (adopted
+        since stale() listed it: it goes back). Returns the digests now in the trash."""
+        trash = self.tmp_dir / "trash"
+        moved = []
+        try:
+            trash.mkdir(exist_ok=True)
+            for digest in digests:
+                held = trash / digest
+                try:
+                    os.replace(self.path(digest), held)
+                except FileNotFoundError:
+                    continue
+                # An adopt() that touched the blob before the move shows here; one after it
+                # finds no blob and puts its own copy in place.
+                if held.stat().st_mtime >= time.time() - older_than_s:
+                    self._restore(held, digest)
+                else:
+                    moved.append(digest)
+        except OSError as exc:
+            raise _failed("cannot quarantine blobs", exc) from exc
+        return moved
+
+    def purge(self, digests: Iterable[str], *, keep: Collection[str] = ()) -> list[str]:
+        """Delete the quarantined blobs, but put back those in ``keep`` (named by a row after
+        all). Returns the digests deleted."""
+        trash = self.tmp_dir / "trash"
+        deleted = []
+        try:
+            for digest in digests:
+                held = trash / digest
+                if digest in keep:
+                    self._restore(held, digest)
+                else:
+                    held.unlink(missing_ok=True)
+                    deleted.append(digest)
+        except OSError as exc:
+            raise _failed("cannot purge blobs", exc) from exc
+        return deleted
+
+    def _restore(self, held: Path, digest: str) -> None:
+        final = self.path(digest)
+        if final.exists():  # an intake put its own copy back meanwhile: the same bytes
+            held.unlink(missing_ok=True)
+        else:
+            os.replace(held, final)

@@ -55,6 +55,14 @@ SERVICE = "documents"
 _SPOOL_BATCH = 1 << 20
 
 
+# A blob no row names is swept once it is this old: far beyond any intake's adopt-to-commit.
+ORPHAN_AGE_S = 24 * 3600
+
+
+def _unnamed(tx: Tx, digests: list[str]) -> list[str]:
+    return [d for d in digests if tx.one("documents.blob_named", sha256=d) is None]
+
+
 @dataclass(frozen=True, slots=True)
 class AgencyRoute:
     id: str
@@ -237,6 +245,21 @@ class DocumentHub:
         if self.on_commit is not None and not outcome.duplicate:
             self.on_commit()
         return outcome
+
+    async def sweep(self, older_than_s: float = ORPHAN_AGE_S) -> list[str]:
+        """Delete the blobs no row names that nothing has written or adopted for
+        ``older_than_s`` (those of intakes whose transaction failed); return their digests.
+
+        Between listing and deleting, the store is asked twice: before the blobs go to the
+        trash and once they are there, so that a row committed meanwhile gets its blob back.
+        Raises BlobError, StoreError.
+        """
+        stale = await asyncio.to_thread(self.blobs.stale, older_than_s)
+        orphans = await self.store.read(lambda tx: _unnamed(tx, stale))
+        held = await asyncio.to_thread(self.blobs.quarantine, orphans, older_than_s)
+        still = set(await self.store.read(lambda tx: _unnamed(tx, held)))
+        keep = [d for d in held if d not in still]
+        return await asyncio.to_thread(self.blobs.purge, held, keep=keep)
 
     def _duplicate(self, row: dict[str, Any], sha256: str) -> Accepted:
         if row["package_sha256"] != sha256:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,76 @@ def test_a_full_disk_is_unavailable_not_a_broken_store(tmp_path: Path) -> None:
             w.write(b"x" * 1024)
         assert (info.value.status, info.value.slug) == (503, "store-unavailable")
     assert list((tmp_path / "tmp").iterdir()) == []  # the temp file went with the writer
+
+
+# --- sweeping blobs no row names (DocumentHub.sweep drives these three steps) -----------------
+
+DAY = 86400
+
+
+def _age(path: Path, seconds: float) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+
+
+def _staged(blobs: BlobStore, data: bytes) -> BlobStore:
+    staging = blobs.staging()
+    staging.put(data)
+    return staging
+
+
+def test_stale_lists_old_blobs_and_clears_old_leftovers(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    old, new = blobs.put(b"old"), blobs.put(b"new")
+    _age(old.path, 2 * DAY)
+    leftover = blobs.staging()  # a gateway stopped mid-request
+    leftover.put(b"half an upload")
+    _age(leftover.root, 2 * DAY)
+    in_flight = blobs.staging()  # a request going on now
+    assert blobs.stale(DAY) == [old.sha256]
+    assert not leftover.root.exists() and in_flight.root.exists()
+    assert new.path.exists()
+
+
+def test_adopting_a_blob_that_is_already_there_makes_it_new(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    ref = blobs.put(b"an attachment two documents carry")
+    _age(ref.path, 2 * DAY)
+    assert blobs.stale(DAY) == [ref.sha256]
+    blobs.adopt(_staged(blobs, b"an attachment two documents carry"))
+    assert blobs.stale(DAY) == []
+
+
+def test_quarantine_gives_back_a_blob_adopted_after_it_was_listed(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    a, b = blobs.put(b"orphan"), blobs.put(b"adopted meanwhile")
+    for ref in (a, b):
+        _age(ref.path, 2 * DAY)
+    listed = blobs.stale(DAY)
+    blobs.adopt(_staged(blobs, b"adopted meanwhile"))  # an intake, between listing and moving
+    assert blobs.quarantine(listed, DAY) == [a.sha256]
+    assert not a.path.exists() and b.path.read_bytes() == b"adopted meanwhile"
+
+
+def test_an_intake_adopting_a_quarantined_blob_puts_its_own_copy_in_place(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    ref = blobs.put(b"sent again")
+    _age(ref.path, 2 * DAY)
+    held = blobs.quarantine(blobs.stale(DAY), DAY)
+    assert held == [ref.sha256] and not ref.path.exists()
+    blobs.adopt(_staged(blobs, b"sent again"))  # the blob is in the trash: this copy goes in
+    assert blobs.purge(held) == [ref.sha256]
+    assert ref.path.read_bytes() == b"sent again"
+
+
+def test_purge_deletes_all_but_what_a_row_names_after_all(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    a, b = blobs.put(b"orphan"), blobs.put(b"named by a row committed meanwhile")
+    for ref in (a, b):
+        _age(ref.path, 2 * DAY)
+    held = blobs.quarantine(blobs.stale(DAY), DAY)
+    assert sorted(held) == sorted([a.sha256, b.sha256])
+    assert blobs.purge(held, keep=[b.sha256]) == [a.sha256]
+    assert not a.path.exists() and b.path.read_bytes() == b"named by a row committed meanwhile"
+    assert blobs.stale(DAY) == [b.sha256]  # still old: the next sweep asks the store again
+    assert not list((blobs.tmp_dir / "trash").iterdir())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from gateway.exchange.errors import UnknownDocument
 from gateway.exchange.hub import AgencyRoute, DocumentHub
 from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StatusMessage
 from gateway.exchange.xmldsig import sign_bytes
-from gateway.store import SQLiteStore
+from gateway.store import SQLiteStore, StoreUnavailable
 
 from .factories import AGENCIES, NGHE_AN, TAY_NINH_STC, TU_PHAP
 
@@ -124,3 +126,43 @@ async def test_inbox_pages_with_a_cursor(
     assert [i["id"] for i in (await hub.inbox(NGHE_AN))["items"]] == ids[1:]
     with pytest.raises(UnknownDocument):
         await hub.ack(ids[0], TU_PHAP, subsystem="s")
+
+
+async def test_sweep_deletes_the_blobs_of_an_intake_whose_transaction_failed(
+    hub: DocumentHub, make_package: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = await hub.receive(_chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
+    # The same attachment in another package, whose transaction fails (the database gone):
+    # its blobs were adopted just before, and no row names them.
+    failed = make_package(number="2492")
+    transact = hub.store.transact
+
+    async def unavailable(work: Any) -> Any:
+        raise StoreUnavailable("disk I/O error")
+
+    monkeypatch.setattr(hub.store, "transact", unavailable)
+    with pytest.raises(StoreUnavailable):
+        await hub.receive(_chunks(failed), sender=TAY_NINH_STC, subsystem="s")
+    monkeypatch.setattr(hub.store, "transact", transact)
+    root = hub.blobs.root / "sha256"
+    before = {p.name for p in root.glob("*/*/*")}
+    named = {
+        d
+        for d in before
+        if await hub.store.read(lambda tx, d=d: tx.one("documents.blob_named", sha256=d))
+    }
+    orphans = before - named
+    assert len(named) == 3 and len(orphans) == 2  # package + forwarded copy; the PDF is shared
+
+    assert await hub.sweep() == []  # nothing is old yet
+    old = time.time() - 2 * 86400
+    for path in root.glob("*/*/*"):
+        os.utime(path, (old, old))
+    assert sorted(await hub.sweep()) == sorted(orphans)
+    assert {p.name for p in root.glob("*/*/*")} == named
+    doc = await hub.fetch(kept.id, NGHE_AN, subsystem="s")
+    assert hub.blobs.read(doc["forward_sha256"]).startswith(b"<?xml")
+    # The failed package sent again is taken, and its blobs are back.
+    again = await hub.receive(_chunks(failed), sender=TAY_NINH_STC, subsystem="s")
+    assert not again.duplicate
+    assert {p.name for p in root.glob("*/*/*")} == before

@@ -406,3 +406,49 @@ async def test_units_that_read_before_writing_or_only_defer_are_undone_alone(sto
     for gone in ("late", "deferred"):
         assert await store.read(lambda tx, k=gone: tx.one("kv.get", k=k)) is None
     assert await store.read(lambda tx: tx.one("kv.get", k="next")) == {"v": "2"}
+
+
+# -- the document hub's blobs ------------------------------------------------------------------
+
+
+async def test_a_blob_is_named_by_a_package_its_copy_its_meta_or_a_status(store: Store) -> None:
+    package, copy, attachment, message, orphan = (f"{c}" * 64 for c in "abcde")
+
+    def unit(tx: Tx) -> None:
+        tx.execute(
+            "documents.insert",
+            id="d1",
+            document_id="000.00.11.H53,2026/12/05,1/STC",
+            sender="000.00.11.H53",
+            doc_type=0,
+            package_sha256=package,
+            forward_sha256=copy,
+            size=1,
+            media_type="application/xml",
+            subject="",
+            target=None,
+            received_at="2026-12-05T00:00:00+00:00",
+            receipt=b"r",
+            meta=f'{{"attachments": [{{"name": "a.pdf", "sha256": "{attachment}"}}]}}',
+        )
+        tx.execute(
+            "documents.add_status",
+            document="d1",
+            recipient="000.00.00.H41",
+            code="03",
+            description="",
+            staff="",
+            at="2026-12-05T00:00:00+00:00",
+            recorded_at="2026-12-05T00:00:00+00:00",
+            message_sha256=message,
+        )
+
+    await store.transact(unit)
+    named = await store.read(
+        lambda tx: [
+            d
+            for d in (package, copy, attachment, message, orphan)
+            if tx.one("documents.blob_named", sha256=d) is not None
+        ]
+    )
+    assert named == [package, copy, attachment, message]

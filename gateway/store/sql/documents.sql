@@ -117,3 +117,13 @@ SELECT seq FROM document_deliveries;
 
 -- name: count_document_statuses
 SELECT id FROM document_statuses;
+
+-- name: blob_named
+-- Whether any row names the blob: a package, its forwarded copy, a status message, or anything
+-- the row's meta holds (attachments, multipart parts) — a digest anywhere in it counts.
+SELECT 1 AS named
+WHERE EXISTS (SELECT 1 FROM documents
+              WHERE package_sha256 = CAST(:sha256 AS TEXT)
+                 OR forward_sha256 = CAST(:sha256 AS TEXT)
+                 OR meta LIKE '%' || CAST(:sha256 AS TEXT) || '%')
+   OR EXISTS (SELECT 1 FROM document_statuses WHERE message_sha256 = CAST(:sha256 AS TEXT));
