@@ -288,10 +288,13 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
         stack.callback(sweeper.cancel)
 
 
-async def _sweep_blobs(hub: DocumentHub, every_s: float = 3600) -> None:
-    """Hourly, the blobs of document intakes whose transaction failed (DocumentHub.sweep)."""
+async def _sweep_blobs(hub: DocumentHub, every_s: float = 3600, first_s: float = 60) -> None:
+    """Hourly, the blobs of document intakes whose transaction failed (DocumentHub.sweep); the
+    first a minute after start, so that a gateway restarted more often than hourly sweeps too."""
+    delay = first_s
     while True:
-        await asyncio.sleep(every_s)
+        await asyncio.sleep(delay)
+        delay = every_s
         try:
             swept = await hub.sweep()
         except (ExchangeError, StoreError) as exc:

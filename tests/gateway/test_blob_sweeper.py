@@ -40,7 +40,7 @@ async def test_a_failed_sweep_is_logged_and_the_next_one_runs(
 ) -> None:
     hub = _Hub()
     caplog.set_level(logging.INFO, logger="lienthong.documents")
-    task = asyncio.create_task(_sweep_blobs(hub, every_s=0.001))  # type: ignore[arg-type]
+    task = asyncio.create_task(_sweep_blobs(hub, every_s=0.001, first_s=0))  # type: ignore[arg-type]
     await asyncio.wait_for(hub.done.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
