@@ -413,8 +413,8 @@ class SQLiteStore(Store):
             try:
                 outcomes = self._run_batch(conn, tx, batch)
             except _StaleMemo:
-                # Another connection appended since our last commit: run the units again on
-                # what the store holds now (a unit may run more than once: see Store.transact).
+                # Another connection appended after the batch looked at data_version: run the
+                # units again on what the store holds now (a unit may run more than once).
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 tx.reset(memo=True)
