@@ -42,6 +42,7 @@ from gateway.store import Store, StoreError, open_store
 __all__ = ["RUNTIME", "Runtime", "create_app"]
 
 log = logging.getLogger("lienthong.http")
+_documents_log = logging.getLogger("lienthong.documents")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -298,10 +299,10 @@ async def _sweep_blobs(hub: DocumentHub, every_s: float = 3600, first_s: float =
         try:
             swept = await hub.sweep()
         except (ExchangeError, StoreError) as exc:
-            logging.getLogger("lienthong.documents").warning("blob sweep failed: %s", exc)
+            _documents_log.warning("blob sweep failed: %s", exc)
             continue
         if swept:
-            logging.getLogger("lienthong.documents").info(
+            _documents_log.info(
                 "swept %d blobs no document names", len(swept), extra={"blobs": swept}
             )
 

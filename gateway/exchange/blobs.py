@@ -137,6 +137,7 @@ class BlobStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
+        self.trash_dir = self.tmp_dir / "trash"  # blobs a sweep is about to delete
         try:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -225,7 +226,6 @@ class BlobStore:
         mid-sweep; a blob's move to the trash sets its ctime). Raises BlobError."""
         cutoff = (time.time() if now is None else now) - older_than_s
         found = []
-        trash = self.tmp_dir / "trash"
         try:
             for entry in self.tmp_dir.iterdir():
                 if entry.lstat().st_mtime < cutoff and entry.name.startswith(("blob-", "stage-")):
@@ -233,7 +233,7 @@ class BlobStore:
                         shutil.rmtree(entry, ignore_errors=True)
                     else:
                         entry.unlink(missing_ok=True)
-            for entry in trash.iterdir() if trash.exists() else []:
+            for entry in self.trash_dir.iterdir() if self.trash_dir.exists() else []:
                 if entry.lstat().st_ctime < cutoff:
                     entry.unlink(missing_ok=True)
             base = self.root / "sha256"
@@ -247,12 +247,11 @@ class BlobStore:
     def quarantine(self, digests: Iterable[str], older_than_s: float) -> list[str]:
         """Move each blob to the trash, unless it was touched within ``older_than_s`` (adopted
         since stale() listed it: it goes back). Returns the digests now in the trash."""
-        trash = self.tmp_dir / "trash"
         moved = []
         try:
-            trash.mkdir(exist_ok=True)
+            self.trash_dir.mkdir(exist_ok=True)
             for digest in digests:
-                held = trash / digest
+                held = self.trash_dir / digest
                 try:
                     os.replace(self.path(digest), held)
                 except FileNotFoundError:
@@ -270,11 +269,10 @@ class BlobStore:
     def purge(self, digests: Iterable[str], *, keep: Collection[str] = ()) -> list[str]:
         """Delete the quarantined blobs, but put back those in ``keep`` (named by a row after
         all). Returns the digests deleted."""
-        trash = self.tmp_dir / "trash"
         deleted = []
         try:
             for digest in digests:
-                held = trash / digest
+                held = self.trash_dir / digest
                 if digest in keep:
                     self._restore(held, digest)
                 else:

@@ -127,20 +127,20 @@ class _Tx:
         the units ran on a memo from an earlier commit; a constraint failing then means another
         connection appended after :meth:`carry_memo` looked, which :class:`_StaleMemo` reports.
         """
-        # (query, one statement for all its rows, or None: executemany, rows)
-        writes: list[tuple[str, str | None, list[tuple[Any, ...]]]] = []
+        # (query, its SQL for one row, one statement for all the rows or None, the rows)
+        writes: list[tuple[str, str, str | None, list[tuple[Any, ...]]]] = []
         for query, group in itertools.groupby(self._batch, key=lambda d: d[0]):
             single, rows = positional(self._sql[query])[0], [params for _, params in group]
             for i in range(0, len(rows), _ROWS):
                 chunk = rows[i : i + _ROWS]
                 many = single if len(chunk) == 1 else _multirow(single, len(chunk))
-                writes.append((query, many, chunk))
-        if not self.begun and (len(writes) > 1 or (writes and writes[0][1] is None)):
+                writes.append((query, single, many, chunk))
+        if not self.begun and (len(writes) > 1 or (writes and writes[0][2] is None)):
             self.begin()  # more than one statement: they must commit together
-        for query, statement, rows in writes:
+        for query, single, statement, rows in writes:
             try:
                 if statement is None:
-                    self._conn.executemany(positional(self._sql[query])[0], rows)
+                    self._conn.executemany(single, rows)
                 else:
                     self._conn.execute(statement, [v for row in rows for v in row])
             except sqlite3.IntegrityError as exc:

@@ -133,4 +133,4 @@ def test_purge_deletes_all_but_what_a_row_names_after_all(tmp_path: Path) -> Non
     assert blobs.purge(held, keep=[b.sha256]) == [a.sha256]
     assert not a.path.exists() and b.path.read_bytes() == b"named by a row committed meanwhile"
     assert blobs.stale(DAY) == [b.sha256]  # still old: the next sweep asks the store again
-    assert not list((blobs.tmp_dir / "trash").iterdir())
+    assert not list(blobs.trash_dir.iterdir())
