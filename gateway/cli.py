@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.cliopts import config_option, existing_store, json_option, open_settings
 from gateway.settings import Settings, SettingsError
+from gateway.store import StoreError
 
 __all__ = ["build_app", "main"]
 
@@ -96,6 +97,8 @@ def flows_resume(code: str, config: Path | None, as_json: bool) -> None:
         raise click.ClickException(f"no dossier {code}") from None
     except dossiers.NotCorrectable as exc:
         raise click.ClickException(str(exc)) from None
+    except StoreError as exc:
+        raise click.ClickException(f"store: {exc}") from None
     if as_json:
         click.echo(json.dumps({"code": code, "resumed_step": step}))
     else:

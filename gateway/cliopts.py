@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from gateway.settings import Settings, SettingsError, load_settings
-from gateway.store import SQLiteStore, Store, open_store
+from gateway.store import Store, open_store
 
 __all__ = ["config_option", "existing_store", "json_option", "open_settings"]
 
@@ -34,13 +34,10 @@ def open_settings(config: Path | None) -> Settings:
 
 
 def existing_store(settings: Settings) -> Store:
-    """The configured store, refusing to create one: opening a missing SQLite file would create
-    it, and an operator who mistyped a path must not get "no jobs" or "log verified" for an answer.
-    """
+    """The configured store, refusing to create one: an operator who mistyped a path or a
+    database name must not get "no jobs" or "log verified" for an answer, nor turn another file
+    or database into a store. The refusal is a StoreError when the store opens."""
     try:
-        store = open_store(settings.store.url, base=settings.base_dir)
+        return open_store(settings.store.url, base=settings.base_dir, create=False)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    if isinstance(store, SQLiteStore) and not store.path.exists():
-        raise click.ClickException(f"no store at {store.path} (from [store] url)")
-    return store

@@ -23,10 +23,12 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, base: Path | None = None) -> Store:
+def open_store(url: str, *, base: Path | None = None, create: bool = True) -> Store:
     """The store a URL names, as SQLAlchemy spells them: ``sqlite:///relative.db`` (to ``base``),
     ``sqlite:////absolute/path.db``; ``postgresql://user@host:5432/db`` (or ``postgres://``, any
     libpq URI: ``?options=-csearch_path%3Dname`` picks a schema) for the shared PostgreSQL store.
+
+    ``create=False``: the store must exist already (see the stores' own ``create``).
 
     Raises ValueError for a scheme this build does not support.
     """
@@ -35,9 +37,9 @@ def open_store(url: str, *, base: Path | None = None) -> Store:
         path = Path(raw)
         if not path.is_absolute() and base is not None:
             path = base / path
-        return SQLiteStore(path)
+        return SQLiteStore(path, create=create)
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url)
+        return PostgresStore(url, create=create)
     raise ValueError(
         f"unsupported store url {url!r} (expected sqlite:///path.db or postgresql://host/db)"
     )

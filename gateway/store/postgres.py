@@ -42,7 +42,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
 from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable
-from .queries import queries, schema_scripts, sql_tokens
+from .queries import CORE_TABLES, queries, schema_scripts, sql_tokens
 
 __all__ = ["PostgresStore", "to_psycopg"]
 
@@ -207,19 +207,43 @@ def _lost_race(failure: StoreError | None) -> TypeGuard[StoreError]:
     return failure is not None and isinstance(failure.__cause__, _CONTENDED)
 
 
+def _check_existing(conn: psycopg.Connection[Any]) -> None:
+    found = conn.execute(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+        [list(CORE_TABLES)],
+    ).fetchall()
+    missing = sorted(set(CORE_TABLES) - {row[0] for row in found})
+    if missing:
+        info = conn.info
+        raise StoreError(
+            f"database {info.dbname!r} on {info.host} is not a lienthong store"
+            f" (no table {', '.join(missing)} in its schema)"
+        )
+
+
 class PostgresStore(Store):
     """The store on a PostgreSQL database that any number of gateway instances share.
 
     ``url`` is a libpq connection URI or ``key=value`` string (``postgresql://user@host/db``;
     ``?options=-csearch_path%3Dname`` selects a schema). ``pool_size`` connections serve as many
     units of work at once; ``connect_timeout`` bounds each connection attempt and the wait for a
-    free connection (seconds).
+    free connection (seconds). ``create=False``: open only a database that already holds a
+    lienthong store (an operator's command), never give another one lienthong's tables.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 4, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 4,
+        connect_timeout: float = 10.0,
+        create: bool = True,
+    ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         self.url = url
+        self._create = create
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] | None = None
@@ -245,10 +269,14 @@ class PostgresStore(Store):
                 with conn.transaction():
                     # Two instances starting together would race on CREATE … IF NOT EXISTS.
                     conn.execute(_SCHEMA_LOCK)
+                    if not self._create:
+                        _check_existing(conn)
                     for script in schema_scripts("postgres"):
                         conn.execute(script.encode())  # no parameters: a script of statements
         except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL store could not open: {exc}".strip()) from exc
+            # libpq's messages run over several lines ("…\n\tIs the server running…"): one line.
+            detail = " ".join(str(exc).split())
+            raise StoreError(f"PostgreSQL store could not open: {detail}") from exc
         pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] = psycopg_pool.ConnectionPool(
             self.url,
             connection_class=psycopg.Connection[Row],

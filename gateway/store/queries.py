@@ -24,7 +24,11 @@ from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
 
-__all__ = ["DIALECTS", "positional", "queries", "schema_scripts"]
+__all__ = ["CORE_TABLES", "DIALECTS", "positional", "queries", "schema_scripts"]
+
+# Tables every lienthong store has had since its first version: a database without them is not
+# one (an operator's command given a wrong URL must not turn it into one).
+CORE_TABLES = ("audit_events", "dossiers", "outbox_jobs")
 
 DIALECTS = ("sqlite", "postgres")
 _HEADER = re.compile(r"^--\s*name:\s*([\w.]+)\s*$", re.MULTILINE)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable
-from .queries import positional, queries, schema_scripts
+from .queries import CORE_TABLES, positional, queries, schema_scripts
 
 __all__ = ["SQLiteStore"]
 
@@ -249,6 +249,24 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _check_existing(path: Path) -> None:
+    """Raise StoreError unless ``path`` is a SQLite database with lienthong's tables; looked at
+    read-only, so that nothing is created, switched to WAL or given tables on the way."""
+    if not path.is_file():
+        raise StoreError(f"no store at {path}" + (" (a folder)" if path.is_dir() else ""))
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path} is not a SQLite database ({exc})") from None
+    missing = sorted(set(CORE_TABLES) - tables)
+    if missing:
+        raise StoreError(f"{path} is not a lienthong store (no table {', '.join(missing)})")
+
+
 def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     for fut, ok, value in outcomes:
         if fut.done():  # the caller was cancelled; the work is committed all the same
@@ -261,7 +279,8 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 
 class SQLiteStore(Store):
     """``linger_s``: under load, how long the writer may wait for more units before a commit (see
-    :meth:`_take_batch`); 0 commits what is queued at once, always."""
+    :meth:`_take_batch`); 0 commits what is queued at once, always. ``create=False``: open only
+    a lienthong store that exists (an operator's command), never make or change another file."""
 
     def __init__(
         self,
@@ -270,8 +289,10 @@ class SQLiteStore(Store):
         max_batch: int = 512,
         readers: int = 2,
         linger_s: float = 0.001,
+        create: bool = True,
     ) -> None:
         self.path = Path(path)
+        self._create = create
         self._max_batch = max_batch
         self._linger = linger_s
         self._rate = 0.0  # units per second reaching the writer over the last window
@@ -297,10 +318,15 @@ class SQLiteStore(Store):
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="lienthong-sqlite-read")
 
     def _init_schema(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(self.path)
-        for script in schema_scripts():
-            conn.executescript(script)
+        if not self._create:
+            _check_existing(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(self.path)
+            for script in schema_scripts():
+                conn.executescript(script)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         return conn
 
     async def close(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,55 @@ def test_a_missing_store_file_is_not_created(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "no store at" in result.output
     assert not (tmp_path / "nowhere.db").exists()
+
+
+def _foreign_db(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('Nguyễn Văn A')")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b""), "is not a lienthong store"),
+        (lambda p: p.write_text("hello\n"), "is not a SQLite database"),
+        (_foreign_db, "is not a lienthong store (no table audit_events, dossiers, outbox_jobs)"),
+        (lambda p: p.mkdir(), "(a folder)"),
+    ],
+    ids=["empty-file", "text-file", "another-applications-database", "a-folder"],
+)
+def test_a_file_that_is_not_a_store_is_refused_and_left_as_it_was(
+    tmp_path: Path, make: Callable[[Path], None], message: str
+) -> None:
+    target = tmp_path / "other.db"
+    make(target)
+    before = sorted((p.name, p.read_bytes() if p.is_file() else b"") for p in tmp_path.iterdir())
+    config = tmp_path / "lienthong.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{target}"\n', "utf-8")
+    result = CliRunner().invoke(outbox, ["list", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    after = sorted(
+        (p.name, p.read_bytes() if p.is_file() else b"") for p in tmp_path.iterdir() if p != config
+    )
+    assert after == before  # no -wal file, no tables, nothing switched to WAL
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["outbox", "list"], ["flows", "resume", "000.00.00.H41-261122-0001"], ["audit", "verify"]],
+    ids=" ".join,
+)
+def test_an_unreachable_store_is_one_line_for_every_command(
+    tmp_path: Path, command: list[str]
+) -> None:
+    from gateway.cli import main
+
+    config = tmp_path / "lienthong.toml"
+    config.write_text('[store]\nurl = "postgresql://postgres@127.0.0.1:1/test"\n', "utf-8")
+    result = CliRunner().invoke(main, [*command, "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: store: PostgreSQL store could not open")
+    assert len(result.output.strip().splitlines()) == 1

@@ -21,7 +21,7 @@ from gateway.dossiers import Conflict, accept
 from gateway.outbox import RetryPolicy, Worker, enqueue, get_job
 from gateway.outbox.testing import ManualClock, ScriptedHandler, audit_entries
 from gateway.samples import sample_dossiers
-from gateway.store import QueryError, Store, StoreClosed, Tx, open_store
+from gateway.store import QueryError, Store, StoreClosed, StoreError, Tx, open_store
 
 StoreFactory = Callable[[], Awaitable[Store]]  # the conftest's new_store
 
@@ -452,3 +452,16 @@ async def test_a_blob_is_named_by_a_package_its_copy_its_meta_or_a_status(store:
         ]
     )
     assert named == [package, copy, attachment, message]
+
+
+async def test_create_false_opens_only_an_existing_store(store_url: str) -> None:
+    """An operator's command (create=False) given the URL of a database that holds no store is
+    refused, and leaves that database without lienthong's tables; a real store opens."""
+    for _ in range(2):  # the first refusal created nothing: the second is the same
+        with pytest.raises(StoreError, match=r"not a lienthong store|no store at"):
+            async with open_store(store_url, create=False):
+                pass
+    async with open_store(store_url) as store:  # the gateway itself creates it
+        await store.transact(lambda tx: tx.execute("kv.put", k="a", v="1"))
+    async with open_store(store_url, create=False) as store:
+        assert await store.read(lambda tx: tx.one("kv.get", k="a")) == {"v": "1"}
