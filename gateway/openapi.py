@@ -30,14 +30,11 @@ class Param:
     required: bool = False
 
 
-def _int(
-    name: str, description: str, lo: int | None = 0, hi: int | None = None, **kw: Any
-) -> Param:
+def _int(name: str, description: str, lo: int | None = 0, hi: int = 2**63 - 1, **kw: Any) -> Param:
     schema: dict[str, Any] = {"type": "integer"}
     if lo is not None:
         schema["minimum"] = lo
-    if hi is not None:
-        schema["maximum"] = hi
+    schema["maximum"] = hi  # at most what the store's integers hold
     return Param(name, schema, description, **kw)
 
 
@@ -88,7 +85,7 @@ OPERATIONS: tuple[Operation, ...] = (
               (400, 401, 403, 409, 413, 415, 422, 503)),
     Operation("get", "/v1/documents/inbox", "Documents waiting for the calling agency (cursor: after)",
               "documents.exchange", None, dict[str, Any], 200, (400, 401, 403),
-              (_text("after", "next page: the previous answer's cursor", pattern="^[0-9]+$"),)),
+              (_text("after", "next page: the previous answer's cursor", pattern="^[0-9]{1,18}$"),)),
     Operation("get", "/v1/documents/{id}", "A document's package (?original=true: as the sender signed it)",
               "documents.exchange", None, "application/xml", 200, (401, 403, 404),
               (Param("original", _FLAG, "true: the package as the sender signed it, without the hub's TraceHeader"),)),
@@ -102,7 +99,7 @@ OPERATIONS: tuple[Operation, ...] = (
               None, dict[str, Any], 200, (400, 401, 403),
               (_text("state", "only jobs in this state", enum=["pending", "running", "done", "dead"]),
                _int("limit", "page size (default 100)", 1, 500),
-               _int("after", "next page: the previous answer's next", 0, 2**62))),
+               _int("after", "next page: the previous answer's next"))),
     Operation("post", "/v1/admin/outbox/{id}/replay", "Replay a dead job with fresh attempts", "admin",
               None, dict[str, Any], 200, (401, 403, 404, 409)),
     Operation("get", "/v1/audit/events", "Audit events by time, member, service, dossier, document",
@@ -118,8 +115,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/audit/checkpoints", "Signed, timestamped checkpoints", "audit.read",
               None, dict[str, Any], 200, (400, 401, 403),
               (_int("limit", "page size (default 20)", 1, 200),
-               _int("before", "next page: checkpoints of smaller sizes (the previous answer's next)",
-                    None),
+               _int("before", "next page: checkpoints of smaller sizes (the previous answer's next)"),
                Param("verify", _FLAG, "true: check each checkpoint's signature, chain and timestamp"))),
     Operation("get", "/v1/audit/checkpoints/latest", "The latest checkpoint", "audit.read",
               None, dict[str, Any], 200, (401, 403, 404)),

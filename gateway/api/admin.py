@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api.common import json_response
+from gateway.api.common import SQL_INT_MAX, json_response, parse_int, query_int
 from gateway.app import RUNTIME
 from gateway.auth import require
 from gateway.outbox import STATES, JobNotFound, NotDead, list_jobs, replay
@@ -16,21 +16,6 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 
 _MAX_LIMIT = 500
-
-
-def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = lo - 1
-    if not lo <= value <= hi:
-        raise Problem(
-            400, "invalid-query", f"{name} must be an integer from {lo} to {hi}", parameter=name
-        )
-    return value
 
 
 @routes.get("/v1/admin/outbox")
@@ -45,8 +30,8 @@ async def list_outbox(request: web.Request) -> web.Response:
             f"state must be one of {', '.join(STATES)}",
             parameter="state",
         )
-    limit = _int(request, "limit", 100, 1, _MAX_LIMIT)
-    after = _int(request, "after", 0, 0, 2**62)
+    limit = query_int(request, "limit", 100, lo=1, hi=_MAX_LIMIT)
+    after = query_int(request, "after", 0)
     jobs = await request.app[RUNTIME].store.read(
         lambda tx: list_jobs(tx, state=state, limit=limit, after_id=after)
     )
@@ -58,10 +43,9 @@ async def replay_job(request: web.Request) -> web.Response:
     """Dead → pending with fresh attempts; audited as ``job.replayed`` by the caller."""
     identity = require(request, "admin")
     runtime = request.app[RUNTIME]
-    try:
-        job_id = int(request.match_info["id"])
-    except ValueError:
-        raise Problem(404, "unknown-job", f"no outbox job {request.match_info['id']}") from None
+    job_id = parse_int(request.match_info["id"])
+    if job_id is None or not 0 < job_id <= SQL_INT_MAX:
+        raise Problem(404, "unknown-job", f"no outbox job {request.match_info['id']}")
 
     try:
         job = await runtime.store.transact(lambda tx: replay(tx, job_id, actor=identity.id))

@@ -16,7 +16,7 @@ from gateway.auth import require
 from gateway.models import AuditExport, AuditSearch
 from gateway.problems import Problem
 
-from .common import json_response, read_json
+from .common import SQL_INT_MAX, json_response, query_int, read_json
 
 __all__ = ["routes"]
 
@@ -38,18 +38,6 @@ def _trust(runtime: Runtime) -> Any | None:
     return getattr(setup, "trust", None)
 
 
-def _int(request: web.Request, name: str, default: int | None = None) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        if default is None:
-            raise Problem(400, "invalid-query", f"the query parameter {name} is required")
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise Problem(400, "invalid-query", f"{name} must be an integer") from None
-
-
 def _query_problem(exc: FilterError) -> Problem:
     return Problem(400, "invalid-query", str(exc))
 
@@ -69,7 +57,10 @@ async def events(request: web.Request) -> web.Response:
             document=q.get("document"),
         )
         page = await query_events(
-            runtime.store, flt, cursor=q.get("cursor"), limit=_int(request, "limit", 100)
+            runtime.store,
+            flt,
+            cursor=q.get("cursor"),
+            limit=query_int(request, "limit", 100, lo=1, hi=1000),
         )
     except FilterError as exc:
         raise _query_problem(exc) from None
@@ -128,10 +119,8 @@ async def checkpoints(request: web.Request) -> web.Response:
     """Newest first; ``before`` (a size) pages back; ``verify=1`` checks each one shown."""
     require(request, SERVICE)
     runtime = request.app[RUNTIME]
-    limit = _int(request, "limit", 20)
-    if not 1 <= limit <= 200:
-        raise Problem(400, "invalid-query", "limit must be 1..200")
-    before = _int(request, "before", 2**62)
+    limit = query_int(request, "limit", 20, lo=1, hi=200)
+    before = query_int(request, "before", SQL_INT_MAX)
     rows = await runtime.store.read(
         lambda tx: tx.all("checkpoints.page", before=before, limit=limit + 1)
     )
@@ -156,7 +145,9 @@ async def inclusion(request: web.Request) -> web.Response:
     require(request, SERVICE)
     runtime = request.app[RUNTIME]
     try:
-        proof = await _tree(runtime).inclusion(_int(request, "index"), _int(request, "size"))
+        proof = await _tree(runtime).inclusion(
+            query_int(request, "index"), query_int(request, "size", lo=1)
+        )
     except ProofUnavailable as exc:
         raise Problem(422, "proof-unavailable", str(exc)) from None
     return json_response(proof)
@@ -167,7 +158,9 @@ async def consistency(request: web.Request) -> web.Response:
     require(request, SERVICE)
     runtime = request.app[RUNTIME]
     try:
-        proof = await _tree(runtime).consistency(_int(request, "first"), _int(request, "second"))
+        proof = await _tree(runtime).consistency(
+            query_int(request, "first", lo=1), query_int(request, "second", lo=1)
+        )
     except ProofUnavailable as exc:
         raise Problem(422, "proof-unavailable", str(exc)) from None
     return json_response(proof)

@@ -10,9 +10,13 @@ from aiohttp import web
 
 from gateway.problems import Problem
 
-__all__ = ["json_response", "nfc", "read_json"]
+__all__ = ["SQL_INT_MAX", "json_response", "nfc", "query_int", "read_json"]
 
 T = TypeVar("T")
+
+# The largest integer a store can hold (SQLite INTEGER, PostgreSQL bigint): ids and cursors above
+# it are refused at the boundary, not by the database (an OverflowError, a 500).
+SQL_INT_MAX = 2**63 - 1
 
 
 def nfc(value: Any) -> Any:
@@ -64,3 +68,37 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+def query_int(
+    request: web.Request,
+    name: str,
+    default: int | None = None,
+    *,
+    lo: int = 0,
+    hi: int = SQL_INT_MAX,
+) -> int:
+    """The integer query parameter ``name`` (ASCII digits, ``lo`` to ``hi``), or ``default`` when
+    absent; ``default=None`` makes it required. Anything else is a 400 invalid-query."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise Problem(
+                400, "invalid-query", f"the query parameter {name} is required", parameter=name
+            )
+        return default
+    value = parse_int(raw)
+    if value is None or not lo <= value <= hi:
+        raise Problem(
+            400, "invalid-query", f"{name} must be an integer from {lo} to {hi}", parameter=name
+        )
+    return value
+
+
+def parse_int(text: str) -> int | None:
+    """``text`` as an int if it is a plain decimal (ASCII digits, an optional minus), else None:
+    ``int()`` also takes "+1", " 1 ", "1_000" and other scripts' digits."""
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        return None
+    return int(text)

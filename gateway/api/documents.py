@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.helpers import parse_mimetype
 
-from gateway.api.common import json_response
+from gateway.api.common import SQL_INT_MAX, json_response, parse_int
 from gateway.app import RUNTIME, Runtime
 from gateway.auth import Identity, require
 from gateway.exchange import delivery
@@ -250,12 +250,12 @@ async def send(request: web.Request) -> web.Response:
 async def inbox(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
     hub = await hub_for(request.app[RUNTIME])
-    after = request.query.get("after") or "0"
-    if not after.isdigit():
+    after = parse_int(request.query.get("after") or "0")
+    if after is None or not 0 <= after <= SQL_INT_MAX:
         raise Problem(
             400, "invalid-query", "after must be a cursor from a previous answer", parameter="after"
         )
-    return json_response(await hub.inbox(_agency(identity), int(after)))
+    return json_response(await hub.inbox(_agency(identity), after))
 
 
 @routes.get("/v1/documents/{id}")

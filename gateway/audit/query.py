@@ -108,8 +108,8 @@ def _after(cursor: str | None) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         tag, _, seq = raw.partition(":")
-        if tag != "seq":
-            raise ValueError(tag)
+        if tag != "seq" or not (seq.isascii() and seq.isdigit()) or int(seq) >= 2**63:
+            raise ValueError(tag)  # a cursor this module never wrote
         return int(seq)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FilterError("malformed cursor") from exc

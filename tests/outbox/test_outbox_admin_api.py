@@ -123,7 +123,7 @@ async def test_replay_refusals(client: TestClient[Any, Any], store: SQLiteStore)
     assert resp.status == 409
     body = await resp.json()
     assert (body["type"], body["state"]) == ("urn:lienthong:problem:job-not-dead", "pending")
-    for missing in ("999", "abc"):
+    for missing in ("999", "abc", str(2**64), "-1", "%2B5", "%D9%A1"):  # %D9%A1: an Arabic 1
         resp = await client.post(f"/v1/admin/outbox/{missing}/replay", headers=OPS)
         assert resp.status == 404
         assert (await resp.json())["type"] == "urn:lienthong:problem:unknown-job"
