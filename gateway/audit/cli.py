@@ -105,8 +105,10 @@ def _time(value: str | None) -> str | None:
 @click.option("--document")
 @click.option("--member")
 @click.option("--service")
-@click.option("--from", "start", help="ISO 8601 time with zone, inclusive")
-@click.option("--to", "stop", help="ISO 8601 time with zone, exclusive")
+@click.option(
+    "--from", "start", help="ISO 8601 time with zone (or a date: midnight UTC), inclusive"
+)
+@click.option("--to", "stop", help="ISO 8601 time with zone (or a date: midnight UTC), exclusive")
 @click.option(
     "--citizen",
     "personal_id",
@@ -132,7 +134,7 @@ def query_cmd(
     from .query import EventFilter, FilterError, query_events
 
     settings = open_settings(config)
-    key = _citizen_key(settings) if personal_id else None
+    key = _citizen_key(settings) if personal_id is not None else None
     try:
         flt = EventFilter.build(
             start=_time(start),
@@ -198,7 +200,10 @@ def export_cmd(
     except BundleError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        out.write_bytes(data)
+        with out.open("xb") as f:  # never over an existing file (a store, an earlier bundle)
+            f.write(data)
+    except FileExistsError:
+        raise click.ClickException(f"{out} exists: a bundle is never written over a file") from None
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
     if as_json:

@@ -75,15 +75,22 @@ class EventFilter:
         personal_id: str | None = None,
         citizen_key: bytes | None = None,
     ) -> EventFilter:
-        """Raises FilterError on a bad time, or a personal id without the key to hash it."""
+        """Raises FilterError on a bad time or an empty window, or a personal id that is empty
+        (a search about no one must not answer with everyone's events) or without the key to
+        hash it."""
         citizen = None
-        if personal_id:
+        if personal_id is not None:
+            if not personal_id.strip():
+                raise FilterError("the personal id to search for is empty")
             if not citizen_key:
                 raise FilterError("searching by citizen needs audit.citizen_key")
-            citizen = citizen_hash(citizen_key, personal_id)
+            citizen = citizen_hash(citizen_key, personal_id.strip())
+        first, end = normalize_time(start), normalize_time(stop)
+        if first is not None and end is not None and first >= end:
+            raise FilterError(f"the window is empty: from {first} is not before to {end}")
         return cls(
-            start=normalize_time(start),
-            stop=normalize_time(stop),
+            start=first,
+            stop=end,
             member=member or None,
             service=service or None,
             dossier=dossier or None,

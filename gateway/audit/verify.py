@@ -242,9 +242,9 @@ async def verify_bundle(
     try:
         files = await asyncio.to_thread(_unzip, data)
         manifest = json.loads(files["manifest.json"])
-        seqs = [int(s) for s in manifest["events"]]
-        sizes = [int(s) for s in manifest["checkpoints"]]
-        anchor = int(manifest["anchor"])
+        seqs = _whole_numbers(manifest["events"], "events")
+        sizes = _whole_numbers(manifest["checkpoints"], "checkpoints")
+        (anchor,) = _whole_numbers([manifest["anchor"]], "anchor")
         report.scope = dict(manifest.get("scope", {}))
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
         report.problems.append(f"not an evidence bundle: {exc}")
@@ -270,6 +270,14 @@ async def verify_bundle(
     for seq in seqs:
         _bundle_event(files, seq, anchor, roots.get(anchor), report)
     return report
+
+
+def _whole_numbers(values: Any, what: str) -> list[int]:
+    """``values`` if it is a list of non-negative ints: JSON's 77.5, 1e3, Infinity and true are
+    not sequence numbers (int() would round them, or overflow)."""
+    if not isinstance(values, list) or not all(type(v) is int and v >= 0 for v in values):
+        raise ValueError(f"manifest {what}: not whole numbers")
+    return values
 
 
 def _unzip(data: bytes) -> dict[str, bytes]:
@@ -307,6 +315,10 @@ async def _bundle_checkpoints(
         check = await verify_checkpoint(cp, trust)
         if check.ok and content.size != size:
             check = CheckpointCheck(size, False, f"the note is for size {content.size}")
+        for part, value in ((".body", content.body), (".sig", content.signature)):
+            # Copies of the note's parts for openssl (README.txt): they must say the same.
+            if check.ok and files.get(base + part, value) != value:
+                check = CheckpointCheck(size, False, f"{base}{part} differs from the signed note")
         if not check.ok:
             report.problems.append(f"checkpoint {size}: {check.problem}")
             continue

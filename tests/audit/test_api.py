@@ -158,6 +158,9 @@ async def test_citizen_search_by_post_only(api: str) -> None:
         assert "001099012345" not in str(body)
         async with s.post(f"{api}/v1/audit/search", json={"personal_id": "x", "extra": 1}) as r:
             assert r.status == 422
+        for nobody in ("", "  "):  # a search about no one is refused, not answered with everyone
+            async with s.post(f"{api}/v1/audit/search", json={"personal_id": nobody}) as r:
+                assert r.status == 400 and "empty" in (await r.json())["detail"]
 
 
 async def test_checkpoints_and_proofs(api: str) -> None:

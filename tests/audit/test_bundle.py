@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -146,6 +148,20 @@ def _swap_timestamp(files: dict[str, bytes]) -> None:
     files["checkpoints/25.tsr"] = files["checkpoints/10.tsr"]
 
 
+def _junk_signature(files: dict[str, bytes]) -> None:
+    # The copy an auditor checks with openssl (README.txt), not the note's own signature.
+    files["checkpoints/25.sig"] = os.urandom(64)
+
+
+def _manifest(**changes: object) -> Callable[[dict[str, bytes]], None]:
+    def change(files: dict[str, bytes]) -> None:
+        files["manifest.json"] = json.dumps(
+            {**json.loads(files["manifest.json"]), **changes}
+        ).encode()  # json.dumps writes float("inf") as Infinity, as a forger's file may
+
+    return change
+
+
 def _truncate(files: dict[str, bytes]) -> None:
     # Drop the latest checkpoint (and claim an earlier anchor): the proofs no longer fit.
     for ext in ("note", "tsr", "chain.pem", "body", "sig"):
@@ -163,6 +179,10 @@ def _truncate(files: dict[str, bytes]) -> None:
         (_forge_checkpoint, "checkpoint 20: "),
         (_swap_timestamp, "checkpoint 25: timestamp"),
         (_truncate, "checkpoint 25: missing"),
+        (_junk_signature, "checkpoint 25: checkpoints/25.sig differs from the signed note"),
+        (_manifest(events=[float("inf")]), "not an evidence bundle: manifest events"),
+        (_manifest(anchor=25.5), "not an evidence bundle: manifest anchor"),
+        (_manifest(checkpoints=[True, 25]), "not an evidence bundle: manifest checkpoints"),
     ],
     ids=[
         "modify",
@@ -173,6 +193,10 @@ def _truncate(files: dict[str, bytes]) -> None:
         "forged-checkpoint",
         "swapped-timestamp",
         "truncated",
+        "junk-openssl-signature",
+        "infinite-seq",
+        "fractional-anchor",
+        "boolean-size",
     ],
 )
 async def test_tampered_bundle_is_located(

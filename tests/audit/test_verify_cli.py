@@ -81,12 +81,34 @@ async def test_query_filters_and_citizen(config: Path, monkeypatch: pytest.Monke
     assert "001099012345" not in out  # the id is never echoed back
     code, out = await _invoke("query", "--config", str(config), "--from", "2026-01-01T00:00:00")
     assert code == 2 and "time zone" in out
+    code, out = await _invoke(
+        "query", "--config", str(config), "--from", "2026-02-01", "--to", "2026-01-01"
+    )
+    assert code == 1 and "the window is empty" in out
+    monkeypatch.delenv("LIENTHONG_AUDIT_CITIZEN")
+    code, out = await _invoke("query", "--config", str(config), "--citizen", "", "--json")
+    assert code == 1 and out.strip() == "Error: the personal id to search for is empty"
 
 
 async def test_export_and_verify_bundle(config: Path, pki: TestPKI, tmp_path: Path) -> None:
     out_zip = tmp_path / "D1.zip"
     code, out = await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip))
     assert code == 0 and out_zip.exists(), out
+    written = out_zip.read_bytes()
+    store = tmp_path / "gw.db"
+    for existing in (out_zip, store):  # never written over: an earlier bundle, the store itself
+        before = existing.read_bytes()
+        code, out = await _invoke(
+            "export", "--config", str(config), "--dossier", "D1", str(existing)
+        )
+        assert (
+            code == 1
+            and out.strip() == f"Error: {existing} exists: a bundle is never written over a file"
+        )
+        assert existing.read_bytes() == before
+    assert out_zip.read_bytes() == written
+    code, out = await _invoke("verify", "--config", str(config))
+    assert code == 0, out
     code, out = await _invoke("verify-bundle", str(out_zip), "--trust", str(pki.root_pem))
     assert code == 0 and "bundle verified: 3 events in checkpoint 13" in out, out
     other = TestPKI.create(tmp_path / "other")
