@@ -119,11 +119,11 @@ def flows_resume(code: str, config: Path | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def demo(output: Path, count: int, seed: int, as_json: bool) -> None:
     """Run the whole story on the embedded default: sandboxes, gateway, faults, flows, audit."""
-    from gateway.demo import run_demo
+    from gateway.demo import OutputError, run_demo
 
     try:
         summary = asyncio.run(run_demo(output, count=count, seed=seed, quiet=as_json))
-    except SettingsError as exc:
+    except (SettingsError, OutputError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))

@@ -146,12 +146,41 @@ def _write_config(output: Path, seed: int) -> Path:
     return path
 
 
+class OutputError(Exception):
+    """The output folder cannot be used: it holds other files, or cannot be made."""
+
+
+# Everything a demo run writes in its folder: a folder holding anything else is not a demo's.
+_OUTPUTS = frozenset(
+    {"artifacts", "blobs", "pki", "lienthong.toml", "lienthong.log", "summary.json"}
+    | {f"lienthong.db{suffix}" for suffix in ("", "-wal", "-shm", "-journal")}
+)
+
+
+def _clear(output: Path) -> None:
+    """Remove an earlier demo's output; refuse a folder that holds anything else (a mistyped
+    --output must not delete someone's files)."""
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise OutputError(f"{output} is not a folder")
+    strangers = sorted(p.name for p in output.iterdir() if p.name not in _OUTPUTS)
+    if strangers:
+        raise OutputError(
+            f"{output} holds files a demo did not write ({', '.join(strangers[:3])}"
+            f"{', …' if len(strangers) > 3 else ''}): choose another --output"
+        )
+    shutil.rmtree(output)
+
+
 def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
     """A clean output folder with a fresh test PKI and the config file the demo runs with; the
     gateway's JSON log goes to ``lienthong.log`` there, so the console shows only the story."""
-    if output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True)
+    _clear(output)
+    try:
+        output.mkdir(parents=True)
+    except OSError as exc:
+        raise OutputError(f"cannot make {output}: {exc.strerror}") from None
     handler = logging.FileHandler(output / "lienthong.log", encoding="utf-8")
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -1,0 +1,50 @@
+"""``lienthong demo --output DIR`` replaces an earlier demo's output, and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from gateway.demo import OutputError, _clear
+
+
+def test_a_folder_with_other_files_is_refused_and_kept(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("precious")
+    (tmp_path / "lienthong.db").write_bytes(b"an earlier demo's store")
+    result = CliRunner().invoke(main, ["demo", "--output", str(tmp_path), "--dossiers", "1"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {tmp_path} holds files a demo did not write (notes.txt): choose another --output"
+    )
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+    assert (tmp_path / "lienthong.db").exists()
+
+
+def test_an_earlier_demos_output_is_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "demo-output"
+    (out / "pki").mkdir(parents=True)
+    (out / "artifacts").mkdir()
+    for name in ("lienthong.db", "lienthong.db-wal", "lienthong.log", "summary.json"):
+        (out / name).write_text("old")
+    _clear(out)
+    assert not out.exists()
+    _clear(out)  # nothing there: nothing to do
+
+
+def test_an_output_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(main, ["demo", "--output", str(blocker / "sub")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot make {blocker / 'sub'}: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_clear_refuses_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("x")
+    with pytest.raises(OutputError, match="is not a folder"):
+        _clear(target)
