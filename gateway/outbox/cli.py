@@ -77,7 +77,9 @@ def outbox() -> None:
 @click.option("--dead", is_flag=True, help="only dead jobs (same as --state dead)")
 @click.option("--state", type=click.Choice(STATES), help="only jobs in this state")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
-@click.option("--after", "after_id", type=click.IntRange(0), default=0, help="ids after this one")
+@click.option(
+    "--after", "after_id", type=click.IntRange(0, 2**63 - 1), default=0, help="ids after this one"
+)
 @json_option
 def list_command(
     config: Path | None,
@@ -111,7 +113,7 @@ def list_command(
 
 @outbox.command("replay")
 @config_option
-@click.argument("job_id", type=click.IntRange(1))
+@click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
 @json_option
 def replay_command(config: Path | None, job_id: int, as_json: bool) -> None:
     """Give a dead job a fresh set of attempts (audited as job.replayed)."""

@@ -240,3 +240,12 @@ def test_an_unreachable_store_is_one_line_for_every_command(
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error: store: PostgreSQL store could not open")
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args", [["replay", str(2**63)], ["list", "--after", str(2**64)]], ids=["replay", "list"]
+)
+def test_ids_beyond_the_stores_integers_are_usage_errors(config: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(outbox, [*args, "--config", str(config)])
+    assert result.exit_code == 2, result.output  # click's usage error, not an OverflowError
+    assert "is not in the range" in result.output
