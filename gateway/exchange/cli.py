@@ -40,6 +40,7 @@ from gateway.exchange.receipt import read_receipt
 from gateway.exchange.status import MEANINGS
 from gateway.exchange.stream import scan_file
 from gateway.exchange.xmldsig import sign_bytes, sign_file
+from signing.errors import SigningError
 
 __all__ = ["commands", "docs"]
 
@@ -122,7 +123,6 @@ async def _check(resp: aiohttp.ClientResponse) -> None:
 
 
 def _key(spec: str) -> Any:
-    from signing.errors import SigningError
     from signing.keys import load_key
 
     try:
@@ -142,8 +142,8 @@ def docs() -> None:
 @click.option("--from", "sender", help="your agency id (when FILE is not yet a package)")
 @click.option("--key", help="signing key (PEM, .p12, pkcs11: URI) to package and sign FILE")
 @click.option("--subject", default="", help="Subject of the Công văn built around FILE")
-@click.option("--number", default="1", help="CodeNumber")
-@click.option("--notation", default="CV", help="CodeNotation")
+@click.option("--number", help="CodeNumber from your register (when FILE is not yet a package)")
+@click.option("--notation", default="CV", show_default=True, help="CodeNotation")
 @click.option("--receipt-out", type=click.Path(dir_okay=False, path_type=Path))
 @_options
 def send(
@@ -152,7 +152,7 @@ def send(
     sender: str | None,
     key: str | None,
     subject: str,
-    number: str,
+    number: str | None,
     notation: str,
     receipt_out: Path | None,
     config: Path | None,
@@ -163,8 +163,17 @@ def send(
     """Send FILE: an edXML package as it is (its To must be --to), or any other file (a signed
     PDF…) wrapped into a signed Công văn from --from to --to with --key."""
     conn = _connection(config, url, token)
+    if receipt_out is not None and not receipt_out.parent.is_dir():
+        # Checked before sending: once the hub has accepted the document, a failure to keep its
+        # receipt would look like a failure to send.
+        raise click.UsageError(f"--receipt-out: no folder {receipt_out.parent}")
     with tempfile.TemporaryDirectory(prefix="lienthong-docs-") as tmp:
-        package = _package(file, to, sender, key, subject, number, notation, Path(tmp))
+        try:
+            package = _package(file, to, sender, key, subject, number, notation, Path(tmp))
+        except ExchangeError as exc:
+            raise click.ClickException(f"{file}: {exc.slug}: {exc.detail}") from None
+        except (SigningError, OSError) as exc:
+            raise click.ClickException(f"{file}: {exc}") from None
 
         async def work(http: aiohttp.ClientSession) -> tuple[bytes, dict[str, str]]:
             body = await asyncio.to_thread(package.open, "rb")
@@ -178,9 +187,15 @@ def send(
                     return await resp.read(), dict(resp.headers)
 
         receipt_bytes, headers = _run(work)
-    if receipt_out is not None:
-        receipt_out.write_bytes(receipt_bytes)
     receipt = read_receipt(receipt_bytes)
+    if receipt_out is not None:
+        try:
+            receipt_out.write_bytes(receipt_bytes)
+        except OSError as exc:
+            raise click.ClickException(
+                f"accepted {receipt.id} {receipt.document_id}, but the receipt could not be "
+                f"written to {receipt_out}: {exc.strerror}"
+            ) from None
     summary = {
         "id": receipt.id,
         "document_id": receipt.document_id,
@@ -202,7 +217,7 @@ def _package(
     sender: str | None,
     key: str | None,
     subject: str,
-    number: str,
+    number: str | None,
     notation: str,
     tmp: Path,
 ) -> Path:
@@ -224,8 +239,11 @@ def _package(
             sign_file(file, signed, _key(key))
             return signed
         return file
-    if not sender or not key:
-        raise click.UsageError("to wrap a file into a package give --from and --key")
+    if not sender or not key or not (number or "").strip() or not notation.strip():
+        raise click.UsageError(
+            "to wrap a file into a package give --from, --key and --number (and a --notation)"
+        )
+    assert number is not None
     today = datetime.now(VN_TZ).date()
     header = MessageHeader(
         from_=Organization(sender),
@@ -272,7 +290,12 @@ def inbox(
         raise click.UsageError("--ack needs --fetch: acknowledge only what you have")
     conn = _connection(config, url, token)
     if fetch_dir is not None:
-        fetch_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fetch_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(
+                f"--fetch: cannot make {fetch_dir}: {exc.strerror}"
+            ) from None
 
     async def work(http: aiohttp.ClientSession) -> dict[str, Any]:
         async with http.get(

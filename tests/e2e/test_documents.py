@@ -555,6 +555,31 @@ async def test_cli_send_inbox_status(
     )
     assert wrong.exit_code == 2 and "addressed to 000.00.00.H41" in wrong.output
 
+    # Bad input: one line each, and nothing sent.
+    def one_line(result: Any, code: int, *words: str) -> None:
+        assert result.exit_code == code, result.output
+        assert len(result.output.strip().splitlines()) == 1 or code == 2, result.output
+        assert all(w in result.output for w in words), result.output
+
+    bad = {
+        "truncated.xml": (SAMPLES / "cong-van-stc-tay-ninh.xml").read_bytes()[:500],
+        "doctype.xml": b'<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>',
+        "other-root.xml": b"<a><b/></a>",
+    }
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+        result = await cli(TAY_NINH_STC, "send", str(tmp_path / name), "--to", NGHE_AN)
+        one_line(result, 1, f"{tmp_path / name}: ")
+    no_number = await cli(TAY_NINH_STC, "send", str(pdf), "--to", NGHE_AN, "--from", TAY_NINH_STC, "--key", key)  # fmt: skip
+    one_line(no_number, 2, "--number")
+    receipt_nowhere = await cli(TAY_NINH_STC, "send", str(pdf), "--to", NGHE_AN, "--from", TAY_NINH_STC, "--key", key,
+                                "--number", "2492", "--receipt-out", str(tmp_path / "no" / "r.xml"))  # fmt: skip
+    one_line(receipt_nowhere, 2, "--receipt-out: no folder")
+    fetch_nowhere = await cli(NGHE_AN, "inbox", "--fetch", str(pdf / "in"))
+    one_line(fetch_nowhere, 1, "--fetch: cannot make")
+    box = await cli(NGHE_AN, "inbox", "--json")
+    assert json.loads(box.output)["items"] == []  # none of the refused sends reached the hub
+
 
 async def test_multipart_related_package(hub: Hub, pki: TestPKI, stc_pdf: bytes) -> None:
     """The envelope as one part, the signed PDF as another (Content-ID = the manifest's cid)."""
