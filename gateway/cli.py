@@ -15,8 +15,10 @@ import click
 from aiohttp import web
 
 from gateway.cliopts import config_option, existing_store, json_option, open_settings
+from gateway.exchange.errors import ExchangeError
 from gateway.settings import Settings, SettingsError
 from gateway.store import StoreError
+from signing.errors import SigningError
 
 __all__ = ["build_app", "main"]
 
@@ -33,11 +35,18 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(settings.path(g.tls_cert), settings.path(g.tls_key) if g.tls_key else None)
+    cert, key = settings.path(g.tls_cert), settings.path(g.tls_key) if g.tls_key else None
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:  # ssl's own messages name no file ("PEM lib")
+        raise SettingsError(f"[gateway] tls_cert {cert} / tls_key {key}: {exc}") from None
     if g.client_ca:
         # Optional: token clients still connect; certificate clients are verified against client_ca.
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.load_verify_locations(settings.path(g.client_ca))
+        try:
+            ctx.load_verify_locations(settings.path(g.client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(f"[gateway] client_ca {settings.path(g.client_ca)}: {exc}") from None
     return ctx
 
 
@@ -70,6 +79,10 @@ def serve(config: Path | None, log_level: str) -> None:
         )
     except (SettingsError, OSError, ssl.SSLError) as exc:
         raise click.ClickException(str(exc)) from None
+    except (StoreError, ExchangeError, SigningError) as exc:
+        # What the start refuses (a store that cannot open, a blob folder that cannot be made,
+        # keys that cannot be read): one line, with what failed.
+        raise click.ClickException(f"cannot start: {exc}") from None
 
 
 @main.group()
