@@ -1,22 +1,29 @@
 """Configuration: ``lienthong.toml`` into frozen, keyword-only settings, strictly.
 
-Unknown keys and missing required keys are refused at start with a one-line
-:class:`SettingsError` that names them. Every scalar key can also be set from the environment as
+Unknown keys, missing required keys and bad values (a wrong type, a number out of its range, NaN
+or infinity, a URL that is not http(s), a listen address that cannot be bound, TLS half set up, a
+fault plan the sandboxes would refuse) are refused at start with a one-line :class:`SettingsError`
+that names the key. Every scalar key can also be set from the environment as
 ``LIENTHONG_<SECTION>_<KEY>`` (``LIENTHONG_STORE_URL``, ``LIENTHONG_OUTBOX_WORKERS``); the
 environment wins over the file. One :class:`Settings` object flows down from ``create_app``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import ipaddress
+import math
 import os
+import re
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 __all__ = [
     "SERVICES",
@@ -54,16 +61,103 @@ class SettingsError(ValueError):
     """The configuration is wrong; the message is one line naming what and where."""
 
 
+# Checks on a converted value, attached to a field's type with ``Annotated[type, check]``: each
+# takes the value and the key's name and raises SettingsError naming the key.
+
+
+def _positive(value: float, where: str) -> None:
+    if value <= 0:
+        raise SettingsError(f"{where}: must be greater than 0, got {value!r}")
+
+
+def _not_negative(value: float, where: str) -> None:
+    if value < 0:
+        raise SettingsError(f"{where}: must be 0 or more, got {value!r}")
+
+
+def _fraction(value: float, where: str) -> None:
+    if not 0 <= value <= 1:
+        raise SettingsError(f"{where}: must be between 0 and 1, got {value!r}")
+
+
+def _http_url(value: str, where: str) -> None:
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError unless a number from 0 to 65535
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not value.isprintable()
+        or " " in value
+    ):
+        raise SettingsError(f"{where}: expected an http:// or https:// URL, got {value!r}")
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _listen_address(value: str, where: str) -> None:
+    """``host:port`` as ``serve`` splits it (at the last colon): a port from 0 to 65535 and a host
+    name, an IPv4 or a bare IPv6 address (``::1:8080``), or nothing (127.0.0.1)."""
+    host, colon, port = value.rpartition(":")
+    if not (colon and port.isascii() and port.isdigit() and len(port) <= 5 and int(port) < 65536):
+        raise SettingsError(
+            f"{where}: expected host:port with a port from 0 to 65535, got {value!r}"
+        )
+    if host.startswith("["):
+        raise SettingsError(
+            f"{where}: write an IPv6 host without brackets (e.g. '::1:8080'), got {value!r}"
+        )
+    if host and not _HOST_NAME.fullmatch(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise SettingsError(
+                f"{where}: {host!r} is neither a host name nor an IP address"
+            ) from None
+
+
+def _fault_plans(plans: Mapping[str, Mapping[str, Any]], where: str) -> None:
+    """``[sandbox.faults.<registry>]``: what the sandboxes' FaultPlan takes, checked now."""
+    from connectors.faults import FaultPlan
+
+    for name, table in plans.items():
+        if name not in REGISTRY_NAMES:
+            raise SettingsError(
+                f"{where}: unknown registry: {_shown(name)} (known: {', '.join(REGISTRY_NAMES)})"
+            )
+        plan = _convert(FaultPlan, table, f"{where}.{name}")  # keys, types, finite numbers
+        for key in ("latency_ms", "hang_s"):
+            _not_negative(getattr(plan, key), f"{where}.{name}.{key}")
+        try:
+            FaultPlan.from_mapping(dataclasses.asdict(plan))  # the rates, between 0 and 1
+        except ValueError as exc:
+            raise SettingsError(f"{where}.{name}: {exc}") from None
+
+
+PositiveInt = Annotated[int, _positive]
+NonNegativeInt = Annotated[int, _not_negative]
+PositiveFloat = Annotated[float, _positive]
+NonNegativeFloat = Annotated[float, _not_negative]
+Fraction = Annotated[float, _fraction]
+HttpUrl = Annotated[str, _http_url]
+ListenAddress = Annotated[str, _listen_address]
+FaultPlans = Annotated[Mapping[str, Mapping[str, Any]], _fault_plans]
+
+
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
-    listen: str = "127.0.0.1:8080"
+    listen: ListenAddress = "127.0.0.1:8080"
     tls_cert: str | None = None
     tls_key: str | None = None
     client_ca: str | None = None  # PEM of CAs whose client certificates identify subsystems
-    max_body_bytes: int = 1_048_576
-    max_document_bytes: int = 200 * 1024 * 1024
-    lookup_attempts: int = 3  # in-request retries for synchronous lookups
-    callback_timeout_s: float = 10.0
+    max_body_bytes: PositiveInt = 1_048_576
+    max_document_bytes: PositiveInt = 200 * 1024 * 1024
+    lookup_attempts: PositiveInt = 3  # in-request retries for synchronous lookups
+    callback_timeout_s: PositiveFloat = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,32 +187,32 @@ class Subsystem:
 
 @dataclass(frozen=True, kw_only=True)
 class RetrySettings:
-    max_attempts: int = 8
-    base_delay_s: float = 0.5
-    max_delay_s: float = 300.0
-    jitter: float = 0.2
+    max_attempts: PositiveInt = 8
+    base_delay_s: NonNegativeFloat = 0.5
+    max_delay_s: NonNegativeFloat = 300.0  # at least base_delay_s
+    jitter: Fraction = 0.2
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegistrySettings:
-    url: str | None = None  # None: the embedded sandbox's URL
+    url: HttpUrl | None = None  # None: the embedded sandbox's URL
     username: str = "lienthong"
     password: str = field(default="sandbox", repr=False)
     secret: str = field(default="sandbox-secret", repr=False)
     api_key: str = field(default="sandbox-key", repr=False)
     client_id: str = "VN:GOV:000.00.00.H41:lienthong"
-    timeout_s: float = 10.0
+    timeout_s: PositiveFloat = 10.0
     sign_requests: bool | None = None  # None: as the registry requires (civil status: signed)
     retry: RetrySettings = RetrySettings()
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutboxSettings:
-    workers: int = 16
-    lease_s: float = 60.0
-    poll_s: float = 0.25
-    breaker_failures: int = 5  # consecutive failures that open a registry's circuit
-    breaker_reset_s: float = 10.0  # how long it stays open before one trial call
+    workers: PositiveInt = 16
+    lease_s: PositiveFloat = 60.0
+    poll_s: PositiveFloat = 0.25
+    breaker_failures: PositiveInt = 5  # consecutive failures that open a registry's circuit
+    breaker_reset_s: PositiveFloat = 10.0  # how long it stays open before one trial call
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,15 +221,15 @@ class SigningSettings:
     cert: str | None = None
     trust: tuple[str, ...] = ()  # trust-anchor PEM files
     revocation: Literal["hard-fail", "soft-fail", "off"] = "soft-fail"
-    tsa_url: str | None = None
+    tsa_url: HttpUrl | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class AuditSettings:
-    checkpoint_every: int = 1000
-    checkpoint_interval_s: float = 60.0
-    tsa_url: str | None = None
-    fail_closed_after_s: float = 0.0  # 0: never stop accepting work
+    checkpoint_every: PositiveInt = 1000
+    checkpoint_interval_s: PositiveFloat = 60.0
+    tsa_url: HttpUrl | None = None
+    fail_closed_after_s: NonNegativeFloat = 0.0  # 0: never stop accepting work
     citizen_id_key: str = field(default="", repr=False)  # hex; the HMAC key for personal ids
     origin: str = "lienthong.local/audit"
 
@@ -144,7 +238,7 @@ class AuditSettings:
 class AgencySettings:
     id: str
     name: str = ""
-    endpoint: str | None = None  # push delivery URL; None: the agency pulls its inbox
+    endpoint: HttpUrl | None = None  # push delivery URL; None: the agency pulls its inbox
     token: str | None = field(default=None, repr=False)
 
 
@@ -157,9 +251,9 @@ class DocumentsSettings:
 @dataclass(frozen=True, kw_only=True)
 class SandboxSettings:
     embedded: bool = True  # start the registry sandboxes inside the gateway process
-    seed: int = 0
+    seed: NonNegativeInt = 0
     pki: str = "pki"  # test PKI folder (made on first start) for the sandboxes and dev signing
-    faults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    faults: FaultPlans = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,9 +282,24 @@ class Settings:
 T = TypeVar("T")
 
 
+def _shown(name: object) -> str:
+    """A key or id as written, or quoted if it would break the one-line message."""
+    return name if isinstance(name, str) and name.isprintable() else repr(name)
+
+
+def _names(names: list[Any]) -> str:
+    return ", ".join(map(_shown, names))
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     """Check and convert one value to the annotated type; raise SettingsError naming ``where``."""
     origin = typing.get_origin(tp)
+    if origin is Annotated:  # a type and the checks of its value
+        base, *checks = typing.get_args(tp)
+        value = _convert(base, value, where)
+        for check in checks:
+            check(value, where)
+        return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
@@ -202,17 +311,21 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise SettingsError(f"{where}: {value!r} is not one of {allowed}")
         return value
     if origin is tuple:
-        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+        kinds = typing.get_args(tp)
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
             raise SettingsError(f"{where}: expected a list")
-        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        items = (kinds[0],) * len(value) if kinds[-1] is Ellipsis else kinds  # or tuple[X, Y]
+        if len(items) != len(value):
+            raise SettingsError(f"{where}: expected a list of {len(items)}, got {value!r}")
+        pairs = enumerate(zip(items, value, strict=True))
+        return tuple(_convert(t, v, f"{where}[{i}]") for i, (t, v) in pairs)
     if origin in (Mapping, dict) or tp is Mapping:
         if not isinstance(value, dict):
             raise SettingsError(f"{where}: expected a table")
         _, vt = typing.get_args(tp)
-        return {k: _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _convert(vt, v, f"{where}.{_shown(k)}") for k, v in value.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise SettingsError(f"{where}: expected a table")
@@ -225,13 +338,23 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise SettingsError(f"{where}: expected true or false, got {value!r}")
         return value
-    if tp in (int, float):
-        if isinstance(value, bool):
+    if tp is int:  # neither a float nor a bool (an int to Python); a string from the environment
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise SettingsError(f"{where}: expected a number, got {value!r}")
         try:
-            return tp(value)
-        except (TypeError, ValueError):
+            real = float(value)
+        except (ValueError, OverflowError):
             raise SettingsError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(real):  # TOML and the environment both allow nan and inf
+            raise SettingsError(f"{where}: expected a finite number, got {value!r}")
+        return real
     if tp is str:
         if not isinstance(value, str):
             raise SettingsError(f"{where}: expected a string, got {value!r}")
@@ -242,11 +365,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 
 
 def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise SettingsError(f"unknown key(s) in [{where or 'top level'}]: {', '.join(unknown)}")
+        raise SettingsError(f"unknown key(s) in [{where or 'top level'}]: {_names(unknown)}")
     missing = [
         name
         for name, f in fields.items()
@@ -272,7 +395,33 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
         for name in (f.name for f in dataclasses.fields(typing.get_type_hints(Settings)[section])):
             value = environ.get(f"LIENTHONG_{section.upper()}_{name.upper()}")
             if value is not None:
-                data.setdefault(section, {})[name] = value
+                data[section] = {**data.get(section, {}), name: value}  # the caller's stays
+
+
+def _check_together(settings: Settings) -> None:
+    """What no single key shows: rights, ids, TLS files that go in pairs, retry delays."""
+    for sub in settings.subsystems:
+        wrong = sorted(set(sub.rights) - set(SERVICES))
+        if wrong:
+            raise SettingsError(f"subsystem {_shown(sub.id)}: unknown right(s): {_names(wrong)}")
+        if not sub.token and not sub.cert_fingerprint:
+            raise SettingsError(f"subsystem {_shown(sub.id)}: needs a token or a cert_fingerprint")
+    ids = [s.id for s in settings.subsystems]
+    if len(ids) != len(set(ids)):
+        raise SettingsError("subsystem ids must be unique")
+    g = settings.gateway
+    # tls_cert alone is a PEM holding the key as well; a key without a certificate serves nothing.
+    if g.tls_key and not g.tls_cert:
+        raise SettingsError("gateway.tls_key is set without gateway.tls_cert")
+    if g.client_ca and not g.tls_cert:
+        raise SettingsError("gateway.client_ca is set without gateway.tls_cert")
+    for name, registry in settings.registries.items():
+        retry = registry.retry
+        if retry.max_delay_s < retry.base_delay_s:
+            raise SettingsError(
+                f"registries.{name}.retry.max_delay_s: must be at least base_delay_s"
+                f" ({retry.base_delay_s}), got {retry.max_delay_s}"
+            )
 
 
 def settings_from_mapping(
@@ -280,27 +429,21 @@ def settings_from_mapping(
 ) -> Settings:
     """Build settings from parsed TOML (plus the environment). Raises SettingsError."""
     raw = dict(data)
-    _env_overrides(raw, os.environ if environ is None else environ)
     unknown = sorted(set(raw) - _TOP)
     if unknown:
-        raise SettingsError(f"unknown section(s): {', '.join(unknown)}")
-    registries = raw.get("registries", {})
-    bad = sorted(set(registries) - set(REGISTRY_NAMES))
+        raise SettingsError(f"unknown section(s): {_names(unknown)}")
+    for section in [*_SCALAR_SECTIONS, "registries"]:
+        if not isinstance(raw.get(section, {}), dict):
+            raise SettingsError(f"{section}: expected a table")
+    _env_overrides(raw, os.environ if environ is None else environ)
+    bad = sorted(set(raw.get("registries", {})) - set(REGISTRY_NAMES))
     if bad:
         raise SettingsError(
-            f"unknown registr{'y' if len(bad) == 1 else 'ies'}: {', '.join(bad)}"
+            f"unknown registr{'y' if len(bad) == 1 else 'ies'}: {_names(bad)}"
             f" (known: {', '.join(REGISTRY_NAMES)})"
         )
     settings = _build(Settings, {**raw, "base_dir": str(base_dir)}, "")
-    for sub in settings.subsystems:
-        wrong = sorted(set(sub.rights) - set(SERVICES))
-        if wrong:
-            raise SettingsError(f"subsystem {sub.id}: unknown right(s): {', '.join(wrong)}")
-        if not sub.token and not sub.cert_fingerprint:
-            raise SettingsError(f"subsystem {sub.id}: needs a token or a cert_fingerprint")
-    ids = [s.id for s in settings.subsystems]
-    if len(ids) != len(set(ids)):
-        raise SettingsError("subsystem ids must be unique")
+    _check_together(settings)
     return settings
 
 
@@ -317,6 +460,10 @@ def load_settings(
         data = tomllib.loads(file.read_text("utf-8"))
     except FileNotFoundError:
         raise SettingsError(f"{file}: no such file") from None
+    except OSError as exc:  # a folder, no permission
+        raise SettingsError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{file}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{file}: not valid TOML: {exc}") from None
     try:
