@@ -97,7 +97,9 @@ def make_personal_id(province_code: str, sex: str, birth_year: int, serial: int)
 
 
 _TAX_WEIGHTS = (31, 29, 23, 19, 17, 13, 7, 5, 3)
-_TAX_RE = re.compile(r"^(\d{10})(?:-(\d{3}))?$")
+# Matched with fullmatch and [0-9]: re's $ also matches before a final newline, and \d takes
+# every script's digits; either would let "…\n" or Arabic-Indic digits through as an identifier.
+_TAX_RE = re.compile(r"([0-9]{10})(?:-([0-9]{3}))?")
 
 
 def tax_check_digit(first9: str) -> int | None:
@@ -109,7 +111,7 @@ def tax_check_digit(first9: str) -> int | None:
 def check_tax_code(value: str) -> str:
     """Validate an enterprise / tax code: 10 digits with check digit, optional ``-NNN`` branch."""
     kind = "tax code"
-    m = _TAX_RE.match(value)
+    m = _TAX_RE.fullmatch(value)
     if not m:
         raise InvalidIdentifier(kind, value, "must be 10 digits, optionally followed by -NNN")
     main, branch = m.groups()
@@ -128,28 +130,29 @@ def make_tax_code(first9: str) -> str | None:
     return None if digit is None else f"{first9}{digit}"
 
 
-_AGENCY_RE = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
-_PROCEDURE_RE = re.compile(r"^\d\.\d{6}(\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2})?$")
-_DOSSIER_RE = re.compile(r"^(\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2})-(\d{6})-(\d{4,})$")
+_AGENCY = r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}"
+_AGENCY_RE = re.compile(_AGENCY)
+_PROCEDURE_RE = re.compile(rf"[0-9]\.[0-9]{{6}}(\.{_AGENCY})?")
+_DOSSIER_RE = re.compile(rf"({_AGENCY})-([0-9]{{6}})-([0-9]{{4,}})")
 
 
 def check_agency_id(value: str) -> str:
     """``ddd.dd.dd.Xdd``, e.g. ``000.00.00.H41`` (UBND Nghệ An)."""
-    if not _AGENCY_RE.match(value):
+    if not _AGENCY_RE.fullmatch(value):
         raise InvalidIdentifier("agency id", value, "must look like 000.00.00.H41")
     return value
 
 
 def check_procedure_code(value: str) -> str:
     """National ``1.001193`` or a local variant ``1.000494.000.00.00.H29``."""
-    if not _PROCEDURE_RE.match(value):
+    if not _PROCEDURE_RE.fullmatch(value):
         raise InvalidIdentifier("procedure code", value, "must look like 1.001193")
     return value
 
 
 def check_dossier_code(value: str) -> str:
     """``{agency id}-{yymmdd}-{sequence}``, e.g. ``000.00.14.H20-200703-0002``."""
-    m = _DOSSIER_RE.match(value)
+    m = _DOSSIER_RE.fullmatch(value)
     if not m:
         raise InvalidIdentifier("dossier code", value, "must look like 000.00.00.H41-261122-0001")
     yymmdd = m.group(2)

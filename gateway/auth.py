@@ -37,7 +37,9 @@ IDENTITY_KEY = web.RequestKey("identity", Identity)  # absent: anonymous
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    # surrogateescape: header bytes that are not UTF-8 arrive as lone surrogates; such a token
+    # matches nothing (configured tokens are text), it must not fail the request with a 500.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 class Authenticator:

@@ -33,7 +33,13 @@ __all__ = [
     "StepView",
 ]
 
-Name = Annotated[str, Meta(min_length=1, max_length=200, description="Full name, NFC")]
+# Patterns end in (?!\n)$ where nothing else excludes a newline: $ alone also matches before a
+# final "\n" (Python's re, which msgspec uses), and codes travel on into headers and XML.
+# A line of text: no control character, and more than spaces.
+_LINE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*(?!\n)$"
+Name = Annotated[
+    str, Meta(min_length=1, max_length=200, pattern=_LINE, description="Full name, NFC")
+]
 PersonalIdStr = Annotated[str, Meta(description="12-digit personal identification number")]
 Sex = Literal["male", "female", "undetermined"]
 DossierStatus = Literal["accepted", "in_progress", "completed", "needs_attention", "failed"]
@@ -47,14 +53,14 @@ class Applicant(Strict):
     full_name: Name
     personal_id: PersonalIdStr
     birth_date: date | None = None  # checked against the population registry when given
-    phone: Annotated[str, Meta(pattern=r"^\+?[0-9]{8,15}$")] | None = None
+    phone: Annotated[str, Meta(pattern=r"^\+?[0-9]{8,15}(?!\n)$")] | None = None
     email: str | None = None
 
 
 class Address(Strict):
-    province_code: Annotated[str, Meta(pattern=r"^\d{2,3}$")]
-    district_code: Annotated[str, Meta(pattern=r"^\d{3}$")] | None = None
-    ward_code: Annotated[str, Meta(pattern=r"^\d{5}$")] | None = None
+    province_code: Annotated[str, Meta(pattern=r"^[0-9]{2,3}(?!\n)$")]
+    district_code: Annotated[str, Meta(pattern=r"^[0-9]{3}(?!\n)$")] | None = None
+    ward_code: Annotated[str, Meta(pattern=r"^[0-9]{5}(?!\n)$")] | None = None
     detail: str = ""
 
 
@@ -71,11 +77,14 @@ class Parent(Strict):
     nationality: str = "VN"
 
 
+Line = Annotated[str, Meta(max_length=500, pattern=_LINE)]
+
+
 class Child(Strict):
     full_name: Name
     sex: Sex
     birth_date: date
-    birth_place: str
+    birth_place: Line
     ethnicity: str = "01"
     nationality: str = "VN"
 
@@ -94,7 +103,7 @@ class Deceased(Strict):
     full_name: Name
     personal_id: PersonalIdStr
     death_date: date
-    death_place: str
+    death_place: Line
     birth_date: date | None = None
     cause: str | None = None
 
@@ -190,7 +199,7 @@ class CitizenLookupResult(Struct):
 
 
 class InsuranceCardLookup(Strict):
-    card_number: Annotated[str, Meta(pattern=r"^[A-Z]{2}\d{13}$")]
+    card_number: Annotated[str, Meta(pattern=r"^[A-Z]{2}[0-9]{13}(?!\n)$")]
     full_name: Name
     birth_date: date
 

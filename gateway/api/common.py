@@ -39,6 +39,10 @@ def decode(body: bytes, model: type[T], *, where: str = "$") -> T:
     """
     try:
         return msgspec.convert(nfc(msgspec.json.decode(body)), model)
+    except RecursionError:
+        # Arrays in arrays a few hundred deep (a kilobyte of JSON) exhaust the stack in the
+        # decoder or in nfc(); no body of ours nests more than a few levels.
+        raise Problem(400, "malformed-json", "the body nests too deeply") from None
     except msgspec.ValidationError as exc:
         message = str(exc).replace("`$", f"`{where}", 1) if where != "$" else str(exc)
         slug = "unknown-field" if "unknown field" in message else "invalid-request"

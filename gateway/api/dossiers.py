@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
@@ -15,6 +16,7 @@ from connectors.identifiers import (
     check_personal_id,
     check_procedure_code,
 )
+from connectors.text import VIETNAM
 from gateway import dossiers
 from gateway.api.common import decode, json_response, read_json
 from gateway.app import RUNTIME
@@ -69,6 +71,85 @@ def _person_ids(data: BirthData | DeathData) -> list[tuple[str, str, date | None
     return found
 
 
+_EARLIEST = date(1900, 1, 1)
+
+
+def _check_dates(doc: DossierIn, data: BirthData | DeathData) -> None:
+    """Births and deaths between 1900 and today (Vietnam's date), a child born after its
+    mother: the registries refuse anything else, after the dossier was accepted."""
+    today = datetime.now(VIETNAM).date()
+    dates = [("applicant.birth_date", doc.applicant.birth_date)]
+    if isinstance(data, BirthData):
+        dates += [
+            ("data.child.birth_date", data.child.birth_date),
+            ("data.mother.birth_date", data.mother.birth_date),
+            ("data.father.birth_date", data.father.birth_date if data.father else None),
+        ]
+    else:
+        dates += [
+            ("data.deceased.death_date", data.deceased.death_date),
+            ("data.deceased.birth_date", data.deceased.birth_date),
+        ]
+    for where, day in dates:
+        if day is not None and not _EARLIEST <= day <= today:
+            raise Problem(
+                422, "invalid-request", f"{where}: {day} is not between 1900 and today", field=where
+            )
+    if isinstance(data, BirthData):
+        for where, parent in (("mother", data.mother), ("father", data.father)):
+            if (
+                parent is not None
+                and parent.birth_date
+                and parent.birth_date >= data.child.birth_date
+            ):
+                raise Problem(
+                    422,
+                    "inconsistent-dossier",
+                    f"the child is born on {data.child.birth_date}, before its {where}",
+                    field=f"data.{where}.birth_date",
+                )
+    elif data.deceased.birth_date and data.deceased.birth_date > data.deceased.death_date:
+        raise Problem(
+            422,
+            "inconsistent-dossier",
+            "the deceased died before being born",
+            field="data.deceased",
+        )
+
+
+def _http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host and a valid port, printable, without spaces."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError unless a number from 0 to 65535
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and url.isprintable()
+        and " " not in url
+    )
+
+
+def own_code(code: str, identity: Identity) -> None:
+    """A provincial system files dossiers under its own agency's codes (``{agency}-…``), where
+    its member id names an agency (``VN:GOV:000.00.00.H41``): another agency's code would take
+    that code from it."""
+    agency = identity.subsystem.member.rsplit(":", 1)[-1]
+    try:
+        check_agency_id(agency)
+    except InvalidIdentifier:
+        return  # a member id without an agency (development configs): nothing to compare
+    if code.split("-", 1)[0] != agency:
+        raise Problem(
+            422,
+            "invalid-dossier-code",
+            f"code: {code} is another agency's; yours begin with {agency}-",
+            field="code",
+        )
+
+
 def validate(doc: DossierIn) -> dict[str, Any]:
     """Check a dossier beyond its shape; return it as the JSON document to store.
 
@@ -88,8 +169,21 @@ def validate(doc: DossierIn) -> dict[str, Any]:
             "flow-mismatch",
             f"procedure {doc.procedure} runs the {known[0]} flow, not {doc.flow}",
         )
-    _check(check_personal_id, doc.applicant.personal_id, "applicant.personal_id")
+    _check(
+        check_personal_id,
+        doc.applicant.personal_id,
+        "applicant.personal_id",
+        birth_date=doc.applicant.birth_date,
+    )
+    if doc.callback_url is not None and not _http_url(doc.callback_url):
+        raise Problem(
+            422,
+            "invalid-request",
+            "callback_url: expected an absolute http:// or https:// URL",
+            field="callback_url",
+        )
     data = decode(msgspec.json.encode(doc.data), _DATA_MODELS[doc.flow], where="$.data")
+    _check_dates(doc, data)
     for where, pid, born in _person_ids(data):
         _check(check_personal_id, pid, where, birth_date=born)
     if isinstance(data, DeathData):
@@ -130,6 +224,7 @@ async def submit(request: web.Request) -> web.Response:
         if not ok:
             raise Problem(503, "not-accepting", reason)
     document = validate(await read_json(request, DossierIn))
+    own_code(document["code"], identity)
     request_id = request[REQUEST_ID_KEY]
     try:
         outcome = await runtime.store.transact(

@@ -124,7 +124,9 @@ def _identifier(fn: Any, value: str, slug: str, **kw: Any) -> None:
 async def citizen(request: web.Request) -> web.Response:
     identity = require(request, "lookups.citizen")
     query = await read_json(request, CitizenLookup)
-    _identifier(check_personal_id, query.personal_id, "invalid-personal-id")
+    _identifier(
+        check_personal_id, query.personal_id, "invalid-personal-id", birth_date=query.birth_date
+    )
     runtime = request.app[RUNTIME]
     result = await _call(
         request,

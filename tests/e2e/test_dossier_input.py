@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +49,23 @@ BAD_DOSSIERS = [
     ("invalid-request", 422, _set("data.child.birth_date", "22/11/2026")),
     ("invalid-request", 422, _set("submitted_at", KeyError)),
     ("invalid-request", 422, _set("data.residence", KeyError)),
+    # Found by fuzzing: re's $ matches before a final newline and \d takes any script's digits.
+    # A newline in the code reached the Location header: stored, and the answer never sent.
+    ("invalid-dossier-code", 422, _set("code", "000.00.00.H41-261122-0201\n")),
+    ("invalid-dossier-code", 422, _set("code", "000.00.00.H41-261122-\u0660\u0660\u0669\u0660")),
+    ("invalid-procedure-code", 422, _set("procedure", "1.001193\n")),
+    ("invalid-request", 422, _set("data.residence.province_code", "\u0661\u0662")),
+    ("invalid-request", 422, _set("data.residence.ward_code", "01026\n")),
+    ("invalid-dossier-code", 422, _set("code", "000.00.11.H53-261122-0106")),  # not the caller's
+    ("invalid-personal-id", 422, _set("applicant.birth_date", "1999-01-01")),  # id says 1985
+    ("invalid-request", 422, _set("applicant.full_name", " ")),
+    ("invalid-request", 422, _set("data.child.birth_place", "\u0000")),
+    ("invalid-request", 422, _set("data.child.birth_place", "")),
+    ("invalid-request", 422, _set("data.child.birth_date", "2999-01-01")),
+    ("invalid-request", 422, _set("data.child.birth_date", "0001-01-01")),
+    ("inconsistent-dossier", 422, _set("data.child.birth_date", "1950-01-01")),  # before mother
+    ("invalid-request", 422, _set("callback_url", "file:///etc/passwd")),
+    ("invalid-request", 422, _set("callback_url", "")),
 ]
 
 
@@ -106,7 +125,27 @@ async def test_malformed_json_wrong_type_and_oversize(make_gateway: Any) -> None
             headers={**auth, "Content-Type": "application/json"},
         ) as r:
             assert (r.status, (await r.json())["type"]) == (400, PROBLEM + "malformed-json")
+        for depth in (500, 1500):  # arrays in arrays: the decoder's and nfc()'s recursion
+            nested = b'{"code": ' + b"[" * depth + b"]" * depth + b"}"
+            async with gw.http.post(
+                url, data=nested, headers={**auth, "Content-Type": "application/json"}
+            ) as r:
+                assert (r.status, (await r.json())["type"]) == (400, PROBLEM + "malformed-json")
         assert await _count_dossiers(gw) == 0
+
+
+async def test_a_token_that_is_not_utf8_is_a_401(gateway: Gateway) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"GET /v1/dossiers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer \xff\xfe\r\n\r\n"
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401"), head
+    assert json.loads(body)["type"] == PROBLEM + "unauthenticated"
 
 
 @pytest.mark.parametrize(

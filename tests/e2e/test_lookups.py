@@ -60,6 +60,15 @@ async def test_bad_lookups_are_refused_before_any_call(gateway: Gateway) -> None
         gateway, "/v1/lookups/citizen", citizen_query(personal_id="040190012")
     )
     assert (status, problem["type"]) == (422, PROBLEM + "invalid-personal-id")
+    year = int(citizen_query()["birth_date"][:4])
+    for wrong in (
+        {"birth_date": f"{year + 1}-01-01"},  # not the year the id encodes (was the registry's 502)
+        {"full_name": " "},
+        {"full_name": "\u0000"},
+        {"personal_id": "040190012345\n"},
+    ):
+        status, problem = await _post(gateway, "/v1/lookups/citizen", {**citizen_query(), **wrong})
+        assert status == 422, (wrong, problem)
     root = "/".join(gateway.sandbox("business").split("/")[:3])
     async with gateway.http.get(root + "/_sandbox/stats") as r:
         before = (await r.json())["requests"]
