@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,42 @@ def _civil_status_keys(pki_dir: Path | None, names: list[str]) -> dict[str, Any]
         return {"signer": pki.key("register"), "trust": pki.trust()}
     except (OSError, KeyError, SigningError) as exc:
         raise click.BadParameter(f"{pki_dir}: not a test PKI ({exc})", param_hint="--pki") from None
+
+
+def _taken_port(host: str, ports: range) -> int | None:
+    """The first of ``ports`` another process holds on ``host`` (asked after the sandboxes that
+    did start have stopped again), to name it in the error."""
+    for port in ports:
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+                probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return port
+    return None
+
+
+def _listen_error(host: str, first: int, count: int, exc: OSError) -> str:
+    """One line for sandboxes that could not bind: which address, and why."""
+    name = f"[{host}]" if ":" in host else host
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {name}: unknown host {host!r} ({exc.strerror})"
+    if not first:
+        where = f"{name} (free ports)"
+    elif exc.errno == errno.EADDRINUSE and (
+        taken := _taken_port(host, range(first, first + count))
+    ):
+        where = f"{name}:{taken}"
+    else:
+        where = f"{name}:{first}" + (f"-{first + count - 1}" if count > 1 else "")
+    why = {
+        errno.EADDRINUSE: "address already in use",
+        errno.EADDRNOTAVAIL: "address not available on this machine",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"cannot listen on {where}: {why}"
 
 
 async def _serve(
@@ -119,6 +157,12 @@ def serve(
 ) -> None:
     """Serve the sandboxes and print each registry's base URL; run until Ctrl-C."""
     names = list(dict.fromkeys(registries)) or list(REGISTRIES)
+    if port and port + len(names) - 1 > 65535:
+        raise click.BadParameter(
+            f"{port} leaves no room for {len(names)} registries on consecutive ports "
+            f"(at most {65536 - len(names)}, or 0 for free ports)",
+            param_hint="--port",
+        )
     plans = _plans(faults, names)
     options = _civil_status_keys(pki_dir, names)
     try:
@@ -126,7 +170,7 @@ def serve(
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        raise click.ClickException(f"cannot listen: {exc}") from None
+        raise click.ClickException(_listen_error(host, port, len(names), exc)) from None
 
 
 commands: list[click.Command] = [sandbox]

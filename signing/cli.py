@@ -1,16 +1,23 @@
 """Click commands the root CLI adds: ``sign``, ``verify``, ``pki``, ``tsa``.
 
 Exit codes: 0 success (for ``verify``: every signature valid), 1 invalid signature, 2 bad input
-or usage. Errors are one line on stderr; secrets never appear in them.
+or usage (also: IN is not an XML / PDF document at all, a server cannot listen). Errors are one
+line on stderr; secrets never appear in them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
+import re
+import shutil
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 
@@ -22,8 +29,9 @@ from .trust import TrustStore
 __all__ = ["commands", "pki", "sign", "tsa", "verify"]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    # One line whatever the message carries (an exception's text may hold newlines).
+    click.echo(f"error: {' '.join(message.split())}", err=True)
     sys.exit(code)
 
 
@@ -31,8 +39,82 @@ def _read(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror}")
-        raise AssertionError from exc  # unreachable
+        _fail(f"cannot read {path}: {exc.strerror or exc}")
+
+
+def _check_writable(path: str) -> None:
+    """Refuse an OUT that cannot be written before any signing work (a PIN, a TSA request)."""
+    if not path:
+        _fail("OUT is empty: name the file to write")
+    target = Path(path)
+    if target.is_dir():
+        _fail(f"cannot write {path}: it is a folder")
+    if not target.parent.is_dir():
+        _fail(f"cannot write {path}: folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK) or (
+        target.exists() and not os.access(target, os.W_OK)
+    ):
+        _fail(f"cannot write {path}: permission denied")
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _not_a_document(path: str, kind: str, data: bytes, reason: str) -> str | None:
+    """The one-line error when ``reason`` (a signing error's text) says that IN is not an XML or
+    PDF document at all, as opposed to a document whose signature is missing or does not verify."""
+    if kind == "pdf":
+        if b"%PDF-" not in data[:1024]:
+            return f"{path} is not a PDF"
+        for prefix in ("not a readable PDF: ", "cannot sign PDF: PdfReadError: "):
+            if reason.startswith(prefix):
+                return f"{path} is not a readable PDF: {reason[len(prefix) :]}"
+        return None
+    if reason.startswith("not well-formed XML"):
+        return f"{path} is {reason.replace(' (<string>, line 1)', '')}"
+    if reason == "DOCTYPE not allowed":
+        return f"{path} has a DOCTYPE, refused"
+    return None
+
+
+def _base_url_port(url: str) -> int:
+    """The port of a test PKI's base URL (``pki serve`` listens on it); ValueError says what is
+    wrong with the URL."""
+    example = "e.g. http://127.0.0.1:8791"
+    if re.search(r"[\s\x00-\x1f\x7f]", url):
+        raise ValueError(f"{url!r} is not a URL: it holds blanks or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a URL: {exc}") from None
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"{url!r} is not an absolute http:// URL with a host ({example})")
+    if parts.username or parts.password or parts.query or parts.fragment or parts.path.strip("/"):
+        raise ValueError(
+            f"{url!r} must be http://HOST[:PORT] alone, without user, path, query or fragment "
+            f"(pki serve serves the CRLs and OCSP at the root; {example})"
+        )
+    if port == 0:
+        raise ValueError(f"{url!r}: port 0 cannot be baked into certificates ({example})")
+    return port or 80
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    """One line for a server that could not bind ``host:port``."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {where}: unknown host {host!r} ({exc.strerror})"
+    why = {
+        errno.EADDRINUSE: "address already in use",
+        errno.EADDRNOTAVAIL: "address not available on this machine",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"cannot listen on {where}: {why}"
 
 
 @click.command()
@@ -63,24 +145,37 @@ def sign(
     from .pdf import sign_pdf
     from .xml import sign_xml
 
+    chosen: Any = level or ("XMLDSig" if kind == "xml" else "B-B")
+    if kind == "xml" and chosen == "B-LT":
+        _fail("XML signatures support XMLDSig, B-B and B-T")
+    if kind == "pdf" and chosen == "XMLDSig":
+        _fail("PDF signatures support B-B, B-T and B-LT")
+    if tsa_url is not None and chosen not in ("B-T", "B-LT"):
+        needs = "--level B-T" if kind == "xml" else "--level B-T or B-LT"
+        _fail(f"--tsa needs {needs}: a signature at level {chosen} carries no timestamp")
+    if tsa_url is None and chosen in ("B-T", "B-LT"):
+        _fail(f"--level {chosen} needs --tsa URL (an RFC 3161 timestamp authority)")
+    if trust_files and chosen != "B-LT":
+        _fail("--trust needs --level B-LT (PDF): only B-LT embeds revocation data")
     data = _read(infile)
+    if kind == "pdf" and b"%PDF-" not in data[:1024]:
+        _fail(f"{infile} is not a PDF")
+    _check_writable(outfile)
     try:
-        key = load_key(key_spec, cert=cert)
         trust = TrustStore.from_pem_files(trust_files) if trust_files else None
-        if kind == "xml":
-            xml_level: Any = level or "XMLDSig"
-            if xml_level == "B-LT":
-                _fail("XML signatures support XMLDSig, B-B and B-T")
-            out = asyncio.run(sign_xml(data, key, level=xml_level, tsa_url=tsa_url))
-        else:
-            pdf_level: Any = level or "B-B"
-            if pdf_level == "XMLDSig":
-                _fail("PDF signatures support B-B, B-T and B-LT")
-            out = asyncio.run(sign_pdf(data, key, level=pdf_level, tsa_url=tsa_url, trust=trust))
-        key.close()
+        key = load_key(key_spec, cert=cert)
+        try:
+            if kind == "xml":
+                out = asyncio.run(sign_xml(data, key, level=chosen, tsa_url=tsa_url))
+            else:
+                out = asyncio.run(sign_pdf(data, key, level=chosen, tsa_url=tsa_url, trust=trust))
+        finally:
+            key.close()
     except SigningError as exc:
-        _fail(str(exc))
-    Path(outfile).write_bytes(out)
+        _fail(_not_a_document(infile, kind, data, str(exc)) or str(exc))
+    except UnicodeError as exc:  # a UTF-16 byte-order mark before bytes that are not UTF-16
+        _fail(f"{infile} is not well-formed XML: {exc}")
+    _write(outfile, out)
     click.echo(f"signed {infile} -> {outfile}")
 
 
@@ -98,7 +193,7 @@ def sign(
 def verify(
     kind: str, infile: str, trust_files: tuple[str, ...], revocation: Any, as_json: bool
 ) -> None:
-    """Verify the signatures in IN; exit 0 only when valid."""
+    """Verify the signatures in IN; exit 0 only when valid (1 invalid, 2 bad input)."""
     from .pdf import verify_pdf
     from .xml import verify_xml
 
@@ -107,6 +202,8 @@ def verify(
         trust = TrustStore.from_pem_files(trust_files, revocation=revocation)
     except SigningError as exc:
         _fail(str(exc))
+    if kind == "pdf" and b"%PDF-" not in data[:1024]:
+        _fail(f"{infile} is not a PDF")
     reports: list[SignatureReport]
     try:
         if kind == "xml":
@@ -114,11 +211,16 @@ def verify(
         else:
             reports = asyncio.run(verify_pdf(data, trust))
     except SignatureInvalid as exc:
+        problem = _not_a_document(infile, kind, data, exc.reason)
+        if problem:
+            _fail(problem)
         reports = getattr(exc, "reports", None) or [
             SignatureReport(valid=False, signer="", level="unknown", reason=exc.reason)
         ]
     except SigningError as exc:
         reports = [SignatureReport(valid=False, signer="", level="unknown", reason=str(exc))]
+    except UnicodeError as exc:  # a UTF-16 byte-order mark before bytes that are not UTF-16
+        _fail(f"{infile} is not well-formed XML: {exc}")
     ok = all(r.valid for r in reports)
     if as_json:
         click.echo(
@@ -144,16 +246,36 @@ def pki() -> None:
     "--base-url",
     default="http://127.0.0.1:8791",
     show_default=True,
-    help="where CRLs and OCSP are served (baked into the certificates)",
+    help="http://HOST:PORT where CRLs and OCSP are served (baked into the certificates)",
 )
 def pki_init(directory: str, base_url: str) -> None:
-    """Create a test PKI in DIRECTORY."""
+    """Create a test PKI in DIRECTORY (new or empty: an existing PKI is never overwritten)."""
     from .testing import TestPKI
 
+    if not directory:
+        _fail("DIRECTORY is empty: name a new or empty folder for the test PKI")
     try:
-        made = TestPKI.create(Path(directory), base_url=base_url)
+        _base_url_port(base_url)
+    except ValueError as exc:
+        _fail(f"--base-url {exc}")
+    folder = Path(directory)
+    existed = folder.exists()
+    try:
+        if existed and not folder.is_dir():
+            _fail(f"{directory} is not a folder")
+        if existed and any(folder.iterdir()):
+            _fail(
+                f"{directory} is not empty: a test PKI is never overwritten; choose another folder"
+            )
+    except OSError as exc:
+        _fail(f"cannot read {directory}: {exc.strerror or exc}")
+    try:
+        made = TestPKI.create(folder, base_url=base_url)
     except (SigningError, OSError) as exc:
-        _fail(str(exc))
+        if not existed:  # what was written is ours alone: do not leave half a PKI behind
+            shutil.rmtree(folder, ignore_errors=True)
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        _fail(f"cannot create the test PKI in {directory}: {why}")
     click.echo(f"test PKI in {directory}: {', '.join(made.subjects)}")
 
 
@@ -163,15 +285,35 @@ def pki_serve(directory: str) -> None:
     """Serve DIRECTORY's CRLs and OCSP at its base URL until interrupted."""
     from .testing import TestPKI, serve_pki
 
-    made = TestPKI.load(Path(directory))
+    if not directory:
+        _fail("DIRECTORY is empty: name the folder of a test PKI (lienthong pki init)")
+    try:
+        made = TestPKI.load(Path(directory))
+    except SigningError as exc:
+        _fail(str(exc))
+    except (KeyError, TypeError, AttributeError):
+        _fail(f"{directory} is not a test PKI (index.json has no base_url)")
+    try:
+        port = _base_url_port(made.base_url)
+    except ValueError as exc:
+        _fail(f"{directory} has an unusable base URL: {exc}")
+    try:
+        made.crls()  # the CA key and certificates are readable: serving them will work
+    except (OSError, ValueError, KeyError, SigningError) as exc:
+        _fail(f"{directory} is not a usable test PKI: {exc}")
+    host = "127.0.0.1"
 
     async def run() -> None:
-        async with serve_pki(made) as url:
+        async with serve_pki(made, host=host, port=port) as url:
             click.echo(f"CRLs and OCSP at {url}")
+            sys.stdout.flush()
             await asyncio.Event().wait()
 
-    with _interruptible():
-        asyncio.run(run())
+    try:
+        with _interruptible():
+            asyncio.run(run())
+    except OSError as exc:
+        _fail(_listen_error(host, port, exc))
 
 
 @click.group()
@@ -181,17 +323,18 @@ def tsa() -> None:
 
 @tsa.command("serve")
 @click.option("--pki", "pki_dir", required=True, help="test PKI directory (uses its tsa key)")
-@click.option("--port", default=8792, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8792, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 def tsa_serve(pki_dir: str, port: int, host: str) -> None:
     """Serve a TSA signing with PKI's tsa certificate until interrupted."""
     from .timestamps import serve_tsa
 
+    if not pki_dir:
+        _fail("--pki is empty: name the folder of a test PKI (lienthong pki init)")
+
     async def run() -> None:
         async with serve_tsa(pki_dir, host=host, port=port) as url:
-            click.echo(
-                f"TSA at {url}",
-            )
+            click.echo(f"TSA at {url}")
             sys.stdout.flush()
             await asyncio.Event().wait()
 
@@ -200,6 +343,8 @@ def tsa_serve(pki_dir: str, port: int, host: str) -> None:
             asyncio.run(run())
     except SigningError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(_listen_error(host, port, exc))
 
 
 class _interruptible:
