@@ -79,7 +79,12 @@ def _safe_parse(data: bytes, max_bytes: int) -> etree._ElementTree:
         raise SignatureInvalid(f"document too large ({len(data)} > {max_bytes} bytes)")
     head = data
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        head = data.decode("utf-16").encode()
+        try:
+            head = data.decode("utf-16").encode()
+        except UnicodeDecodeError as exc:
+            raise SignatureInvalid(
+                f"not well-formed XML: a UTF-16 mark before {exc.reason}"
+            ) from None
     # A DOCTYPE can only appear in the prolog, before the first element.
     m = _PROLOG_END.search(head)
     prolog = head[: m.start()] if m else head

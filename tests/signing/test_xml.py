@@ -210,3 +210,8 @@ async def test_sign_errors(pki):
         await sign_xml(SAMPLE_XML, pki.key("gateway"), level="B-T")
     with pytest.raises(SignatureInvalid, match="not well-formed"):
         await sign_xml(b"<a>", pki.key("gateway"))
+    for broken in (b"\xff\xfe\x00", b"\xfe\xff\xd8\x00"):  # a UTF-16 mark, then not UTF-16
+        with pytest.raises(SignatureInvalid, match="not well-formed"):  # not a UnicodeDecodeError
+            await sign_xml(broken, pki.key("gateway"))
+        with pytest.raises(SignatureInvalid, match="not well-formed"):
+            await verify_xml(broken, pki.trust())
