@@ -120,7 +120,9 @@ class DossierIn(Strict):
     code: Annotated[str, Meta(description="Dossier code (mã hồ sơ): {agency}-{yymmdd}-{seq}")]
     procedure: Annotated[str, Meta(description="National procedure code (mã TTHC)")]
     flow: Literal["birth", "death"]
-    submitted_at: datetime
+    submitted_at: Annotated[
+        datetime, Meta(tz=True, extra_json_schema={"format": "date-time"})
+    ]  # with its offset: the time the citizen filed, unambiguous
     applicant: Applicant
     data: dict[str, Any]
     callback_url: str | None = None

@@ -51,16 +51,26 @@ class Operation:
     path: str
     summary: str
     service: str | None  # the right it needs; None: public
-    request: Any = None  # a msgspec type, or a media type string
+    request: Any = None  # a msgspec type, or media type strings (space-separated)
     response: Any = None
     status: int = 200
     errors: tuple[int, ...] = ()
     query: tuple[Param, ...] = ()
+    headers: tuple[str, ...] = ()  # of the success answer (see _HEADERS)
+
+
+# Headers of success answers, by name.
+_HEADERS = {
+    "Location": "where the accepted resource's status is read",
+    "X-Lienthong-Document": "the hub's id of the document",
+    "X-Lienthong-Duplicate": "true when the package had been accepted before (the original receipt)",
+}
 
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("post", "/v1/dossiers", "Submit a dossier (202 once stored durably)", "dossiers.submit",
-              models.DossierIn, models.Accepted, 202, (400, 401, 403, 409, 413, 415, 422)),
+              models.DossierIn, models.Accepted, 202, (400, 401, 403, 409, 413, 415, 422),
+              headers=("Location",)),
     Operation("get", "/v1/dossiers", "List dossiers, by status (operators see all)", "dossiers.submit",
               None, models.DossierList, 200, (400, 401, 403),
               (_text("status", "only dossiers in this state",
@@ -81,8 +91,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/v1/lookups/enterprises/{tax_code}", "Look up an enterprise by tax code",
               "lookups.enterprise", None, dict[str, Any], 200, (401, 403, 404, 422, 502, 503, 504)),
     Operation("post", "/v1/documents", "Send an edXML package (application/xml or multipart/related); 202 with the hub's signed receipt",
-              "documents.exchange", "application/xml", "application/xml", 202,
-              (400, 401, 403, 409, 413, 415, 422, 503)),
+              "documents.exchange", "application/xml multipart/related", "application/xml", 202,
+              (400, 401, 403, 409, 413, 415, 422, 503),
+              headers=("Location", "X-Lienthong-Document", "X-Lienthong-Duplicate")),
     Operation("get", "/v1/documents/inbox", "Documents waiting for the calling agency (cursor: after)",
               "documents.exchange", None, dict[str, Any], 200, (400, 401, 403),
               (_text("after", "next page: the previous answer's cursor", pattern="^[0-9]{1,18}$"),)),
@@ -138,7 +149,7 @@ OPERATIONS: tuple[Operation, ...] = (
 
 def _content(schema_or_media: Any, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     if isinstance(schema_or_media, str):
-        return {schema_or_media: {"schema": {"type": "string"}}}
+        return {media: {"schema": {"type": "string"}} for media in schema_or_media.split()}
     return {"application/json": {"schema": refs[schema_or_media]}}
 
 
@@ -164,9 +175,16 @@ def document() -> dict[str, Any]:
         }
         if op.response is not None:
             entry["responses"][str(op.status)]["content"] = _content(op.response, refs)
+        if op.headers:
+            entry["responses"][str(op.status)]["headers"] = {
+                h: {"description": _HEADERS[h], "schema": {"type": "string"}} for h in op.headers
+            }
         # Every body is read the same way: malformed (400), over the limit (413), or of another
-        # media type (415) — whatever else the operation refuses.
+        # media type (415) — whatever else the operation refuses. Any call that needs the store
+        # may find it unavailable (503, store-unavailable).
         errors = set(op.errors) | (set(_BODY_ERRORS) if op.request is not None else set())
+        if op.service is not None:
+            errors.add(503)
         for status in sorted(errors):
             entry["responses"][str(status)] = {
                 "description": "problem",

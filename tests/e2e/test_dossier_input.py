@@ -48,6 +48,7 @@ BAD_DOSSIERS = [
     ("invalid-request", 422, _set("data.child.sex", "boy")),
     ("invalid-request", 422, _set("data.child.birth_date", "22/11/2026")),
     ("invalid-request", 422, _set("submitted_at", KeyError)),
+    ("invalid-request", 422, _set("submitted_at", "2026-11-10T09:15:00")),  # no offset: ambiguous
     ("invalid-request", 422, _set("data.residence", KeyError)),
     # Found by fuzzing: re's $ matches before a final newline and \d takes any script's digits.
     # A newline in the code reached the Location header: stored, and the answer never sent.
