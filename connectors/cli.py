@@ -18,6 +18,7 @@ import click
 
 from connectors.faults import FaultPlan
 from connectors.sandboxes import REGISTRIES, run_sandboxes
+from signing.cli import listen_failure
 
 __all__ = ["commands", "sandbox"]
 
@@ -93,12 +94,7 @@ def _listen_error(host: str, first: int, count: int, exc: OSError) -> str:
         where = f"{name}:{taken}"
     else:
         where = f"{name}:{first}" + (f"-{first + count - 1}" if count > 1 else "")
-    why = {
-        errno.EADDRINUSE: "address already in use",
-        errno.EADDRNOTAVAIL: "address not available on this machine",
-        errno.EACCES: "permission denied (ports below 1024 need privileges)",
-    }.get(exc.errno or 0, exc.strerror or str(exc))
-    return f"cannot listen on {where}: {why}"
+    return f"cannot listen on {where}: {listen_failure(exc)}"
 
 
 async def _serve(

@@ -104,17 +104,21 @@ def _base_url_port(url: str) -> int:
     return port or 80
 
 
+def listen_failure(exc: OSError) -> str:
+    """Why a server could not bind, in words (the sandbox command says it the same way)."""
+    return {
+        errno.EADDRINUSE: "address already in use",
+        errno.EADDRNOTAVAIL: "address not available on this machine",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+
+
 def _listen_error(host: str, port: int, exc: OSError) -> str:
     """One line for a server that could not bind ``host:port``."""
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if isinstance(exc, socket.gaierror):
         return f"cannot listen on {where}: unknown host {host!r} ({exc.strerror})"
-    why = {
-        errno.EADDRINUSE: "address already in use",
-        errno.EADDRNOTAVAIL: "address not available on this machine",
-        errno.EACCES: "permission denied (ports below 1024 need privileges)",
-    }.get(exc.errno or 0, exc.strerror or str(exc))
-    return f"cannot listen on {where}: {why}"
+    return f"cannot listen on {where}: {listen_failure(exc)}"
 
 
 @click.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,12 @@ async def tsa_url(pki):  # type: ignore[no-untyped-def]
 
 
 # ---- end signing ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port another socket is listening on, for "address already in use"."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])

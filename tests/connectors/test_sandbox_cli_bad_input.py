@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +26,6 @@ def one_line_error(result: Result, *words: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     for word in words:
         assert word in lines[0], (word, lines[0])
-
-
-@pytest.fixture
-def held_port() -> Iterator[int]:
-    """A loopback port another socket is listening on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize(
