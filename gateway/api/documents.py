@@ -9,6 +9,7 @@ with its slug. Right needed: ``documents``; the caller's agency is its subsystem
 from __future__ import annotations
 
 import asyncio
+import binascii
 from collections.abc import AsyncIterator, Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.helpers import parse_mimetype
+from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.api.common import SQL_INT_MAX, json_response, parse_int
 from gateway.app import RUNTIME, Runtime
@@ -24,7 +26,7 @@ from gateway.auth import Identity, require
 from gateway.exchange import delivery
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.check import CheckPolicy
-from gateway.exchange.errors import ExchangeError, PayloadTooLarge
+from gateway.exchange.errors import ExchangeError, InvalidEdxml, PayloadTooLarge
 from gateway.exchange.hub import AgencyRoute, DocumentHub, IncomingPart
 from gateway.outbox import JobHandler
 from gateway.problems import STORE_RETRY_AFTER_S, Problem
@@ -37,6 +39,12 @@ RIGHT = "documents.exchange"
 HUB_KEY = "documents.hub"  # in Runtime.extras: a DocumentHub, built on first use if absent
 _XML = ("application/xml", "text/xml")
 _CHUNK = 256 * 1024
+# Content-Transfer-Encodings a part may carry (RFC 2045 §6): the identity ones, and base64,
+# decoded strictly. quoted-printable is refused: an escape can straddle two chunks.
+_IDENTITY_CTE = frozenset({"7bit", "8bit", "binary"})
+_B64_SPACE = b" \t\r\n"
+# What aiohttp raises for a multipart body it cannot read (binascii.Error is a ValueError).
+_UNREADABLE = (ValueError, AssertionError, BadHttpMessage, web.RequestPayloadError)
 _lock = asyncio.Lock()
 
 
@@ -131,13 +139,25 @@ def _agency(identity: Identity) -> str:
     return identity.subsystem.agency
 
 
-async def _body(request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
+def _reason(exc: Exception) -> str:
+    """aiohttp's message for a broken body, without its "400, message:" framing."""
+    cause = exc.__cause__ if isinstance(exc, web.RequestPayloadError) and exc.__cause__ else exc
+    text = getattr(cause, "message", None) or str(cause)
+    return " ".join(str(text).split())
+
+
+async def _body(
+    request: web.Request,
+    max_bytes: int,
+    send: str = "an edXML package as application/xml or multipart/related",
+) -> AsyncIterator[bytes]:
+    """The request body, streamed. Raises Problem 413 / 415, and 400 ``invalid-edxml`` while
+    streaming a body aiohttp cannot read (a Content-Encoding it does not have)."""
     if request.content_type not in _XML:
         raise Problem(
             415,
             "unsupported-media-type",
-            "send an edXML package as application/xml or multipart/related, not "
-            f"{request.content_type or 'nothing'}",
+            f"send {send}, not {request.content_type or 'nothing'}",
         )
     if request.content_length is not None and request.content_length > max_bytes:
         # Refuse before reading a byte; the stream cap below covers chunked bodies.
@@ -149,16 +169,91 @@ async def _body(request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
         )
 
     async def chunks() -> AsyncIterator[bytes]:
-        async for chunk in request.content.iter_chunked(_CHUNK):
+        while True:
+            try:
+                chunk = await request.content.read(_CHUNK)
+            except web.RequestPayloadError as exc:  # e.g. a Content-Encoding it does not have
+                raise Problem(
+                    InvalidEdxml.status,
+                    InvalidEdxml.slug,
+                    f"the request body cannot be read: {_reason(exc)}",
+                    title=InvalidEdxml.title,
+                ) from None
+            if not chunk:
+                return
             yield chunk
 
     return chunks()
 
 
-async def _part_chunks(part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
-    # read_chunk keeps base64 quartets whole, so each chunk decodes on its own.
-    while chunk := await part.read_chunk(_CHUNK):
-        yield bytes(part.decode(chunk))
+class _Base64:
+    """Strict, incremental base64 (RFC 2045 §6.8): line breaks and blanks are skipped; any other
+    byte outside the alphabet, data after the padding or a cut quartet raises binascii.Error.
+    aiohttp's own decoder ignores stray bytes and drops what follows a padding: silently other
+    bytes than the sender's."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+        self._padded = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._carry + chunk.translate(None, _B64_SPACE)
+        if data and self._padded:
+            raise binascii.Error("data after the base64 padding")
+        whole = len(data) - len(data) % 4
+        self._carry = data[whole:]
+        if not whole:
+            return b""
+        self._padded = data[whole - 1 : whole] == b"="
+        return binascii.a2b_base64(data[:whole], strict_mode=True)
+
+    def close(self) -> None:
+        if self._carry:
+            raise binascii.Error("the base64 data ends inside a quartet")
+
+
+def _transfer_encoding(part: aiohttp.BodyPartReader, what: str) -> str:
+    """The part's Content-Transfer-Encoding (lower case; ``binary`` if it names none).
+
+    Raises Problem 415 for a Content-Encoding (a compressed part could expand past every cap
+    before we see it) or a transfer encoding other than 7bit, 8bit, binary and base64."""
+    if "Content-Encoding" in part.headers:
+        raise Problem(
+            415, "unsupported-media-type", f"{what}: Content-Encoding (compressed parts) is refused"
+        )
+    encoding = part.headers.get("Content-Transfer-Encoding", "binary").strip().lower()
+    if encoding not in _IDENTITY_CTE and encoding != "base64":
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            f"{what}: Content-Transfer-Encoding {encoding or 'empty'} is refused; "
+            "send 7bit, 8bit, binary or base64",
+        )
+    return encoding
+
+
+async def _part_chunks(
+    part: aiohttp.BodyPartReader, encoding: str, what: str
+) -> AsyncIterator[bytes]:
+    """The part's bytes, decoded (``encoding`` from ``_transfer_encoding``). Raises Problem 400
+    ``invalid-multipart`` for a part that ends badly or whose base64 is not base64."""
+    decoder = _Base64() if encoding == "base64" else None
+    while True:
+        try:
+            raw = await part.read_chunk(_CHUNK)
+            if decoder is None:
+                data = raw
+            elif raw:
+                data = decoder.feed(raw)
+            else:
+                decoder.close()
+                data = b""
+        except _UNREADABLE as exc:
+            raise Problem(400, "invalid-multipart", f"{what}: {_reason(exc)}") from None
+        if not raw:
+            return
+        if data:
+            yield data
 
 
 async def _multipart(
@@ -176,8 +271,10 @@ async def _multipart(
     try:
         reader = await request.multipart()
         root = await reader.next()
-    except (ValueError, AssertionError) as exc:
-        raise Problem(400, "invalid-multipart", f"not a readable multipart body: {exc}") from None
+    except _UNREADABLE as exc:
+        raise Problem(
+            400, "invalid-multipart", f"not a readable multipart body: {_reason(exc)}"
+        ) from None
     if not isinstance(root, aiohttp.BodyPartReader):
         raise Problem(400, "invalid-multipart", "the first part must be the edXML envelope")
     start = parse_mimetype(request.headers.get("Content-Type", "")).parameters.get("start")
@@ -186,33 +283,34 @@ async def _multipart(
         raise Problem(400, "invalid-multipart", "the envelope (start) must be the first part")
     if root.headers.get("Content-Type", "application/xml").split(";")[0].strip() not in _XML:
         raise Problem(415, "unsupported-media-type", "the first part must be application/xml")
+    envelope = _transfer_encoding(root, "the envelope part")
 
     async def parts() -> AsyncIterator[IncomingPart]:
         while True:
             try:
                 part = await reader.next()
-            except (ValueError, AssertionError) as exc:
-                raise Problem(400, "invalid-multipart", f"unreadable part: {exc}") from None
+            except _UNREADABLE as exc:
+                raise Problem(
+                    400, "invalid-multipart", f"unreadable part: {_reason(exc)}"
+                ) from None
             if part is None:
                 return
             if not isinstance(part, aiohttp.BodyPartReader):
                 raise Problem(400, "invalid-multipart", "nested multipart parts are refused")
-            if "Content-Encoding" in part.headers:
-                # Compressed parts could expand past every cap before we see them.
-                raise Problem(415, "unsupported-media-type", "compressed parts are refused")
             content_id = part.headers.get("Content-ID", "").strip().strip("<>")
             if not content_id:
                 raise Problem(400, "invalid-multipart", "every attachment part needs a Content-ID")
+            encoding = _transfer_encoding(part, f"part <{content_id}>")
             yield IncomingPart(
                 content_id=f"cid:{content_id}",
                 name=part.filename or content_id,
                 content_type=part.headers.get("Content-Type", "application/octet-stream")
                 .split(";")[0]
                 .strip(),
-                chunks=_part_chunks(part),
+                chunks=_part_chunks(part, encoding, f"part <{content_id}>"),
             )
 
-    return _part_chunks(root), parts()
+    return _part_chunks(root, envelope, "the envelope part"), parts()
 
 
 @routes.post("/v1/documents")
@@ -300,7 +398,9 @@ async def post_status(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
     _accepting(request.app[RUNTIME])
     hub = await hub_for(request.app[RUNTIME])
-    body = await _body(request, min(hub.policy.max_bytes, 8 << 20))
+    body = await _body(
+        request, min(hub.policy.max_bytes, 8 << 20), "an edXML status message as application/xml"
+    )
     with _problems():
         result = await hub.record_status(
             request.match_info["id"],

@@ -33,7 +33,7 @@ from gateway.exchange.errors import (
     StatusTransitionError,
     UnknownDocument,
 )
-from gateway.exchange.model import AttachmentInfo, TraceHeader
+from gateway.exchange.model import AttachmentInfo, StatusMessage, TraceHeader
 from gateway.exchange.receipt import Receipt, build_receipt, sign_receipt
 from gateway.exchange.status import MEANINGS, advance, replay
 from gateway.exchange.trace import forward_copy
@@ -429,39 +429,16 @@ class DocumentHub:
         try:
             path, _ = await self._spool(staging, chunks, min(self.policy.max_bytes, 8 << 20))
             checked = await check_status(path, sender=sender, trust=self.trust, policy=self.policy)
+            st = checked.status
+            # Refuse before the message's blob is kept (the transaction checks again: a
+            # concurrent status cannot slip through).
+            await self.store.read(lambda tx: self._answerable(tx, doc_id, st, sender))
             await asyncio.to_thread(self.blobs.adopt, staging)
             message_sha = path.name
-            st = checked.status
             now = _now()
 
             def unit(tx: Tx) -> dict[str, Any]:
-                doc = tx.one("documents.get", id=doc_id)
-                if doc is None:
-                    raise UnknownDocument(f"no document {doc_id}")
-                if st.response_for.document_id != doc["document_id"]:
-                    raise InvalidEdxml(
-                        f"ResponseFor/DocumentId {st.response_for.document_id} is not "
-                        f"{doc['document_id']}",
-                        field="ResponseFor/DocumentId",
-                    )
-                delivery = tx.one("documents.delivery", document=doc_id, recipient=sender)
-                if delivery is None:
-                    raise UnknownDocument(f"{sender} is not a recipient of {doc_id}")
-                if delivery["state"] == "pending":
-                    raise NotDelivered(f"{doc_id} was never delivered to {sender}")
-                if st.status_code == "13":
-                    raise StatusTransitionError(
-                        "13 (recall requested) comes from the sender's revoke or update package",
-                        current=None,
-                        requested="13",
-                    )
-                history = [
-                    r["code"]
-                    for r in tx.all(
-                        "documents.recipient_history", document=doc_id, recipient=sender
-                    )
-                ]
-                advance(history, st.status_code)
+                doc, history = self._answerable(tx, doc_id, st, sender)
                 tx.execute(
                     "documents.add_status",
                     document=doc_id,
@@ -508,6 +485,48 @@ class DocumentHub:
         if self.on_commit is not None:
             self.on_commit()
         return result
+
+    @staticmethod
+    def _answerable(
+        tx: Tx, doc_id: str, st: StatusMessage, sender: str
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The document row and ``sender``'s status history, if ``st`` may be recorded.
+
+        Raises UnknownDocument (no such document, or ``sender`` is not a recipient: asked first,
+        so that nobody else learns the document's DocumentId or sender), InvalidEdxml
+        (ResponseFor names another DocumentId or another OrganId than the document's sender),
+        NotDelivered, StatusTransitionError."""
+        doc = tx.one("documents.get", id=doc_id)
+        if doc is None:
+            raise UnknownDocument(f"no document {doc_id}")
+        delivery = tx.one("documents.delivery", document=doc_id, recipient=sender)
+        if delivery is None:
+            raise UnknownDocument(f"{sender} is not a recipient of {doc_id}")
+        if st.response_for.document_id != doc["document_id"]:
+            raise InvalidEdxml(
+                f"ResponseFor/DocumentId {st.response_for.document_id} is not {doc['document_id']}",
+                field="ResponseFor/DocumentId",
+            )
+        if st.response_for.organ_id != doc["sender"]:
+            raise InvalidEdxml(
+                f"ResponseFor/OrganId {st.response_for.organ_id or '(empty)'} is not the "
+                f"document's sender {doc['sender']}",
+                field="ResponseFor/OrganId",
+            )
+        if delivery["state"] == "pending":
+            raise NotDelivered(f"{doc_id} was never delivered to {sender}")
+        if st.status_code == "13":
+            raise StatusTransitionError(
+                "13 (recall requested) comes from the sender's revoke or update package",
+                current=None,
+                requested="13",
+            )
+        history = [
+            r["code"]
+            for r in tx.all("documents.recipient_history", document=doc_id, recipient=sender)
+        ]
+        advance(history, st.status_code)
+        return doc, history
 
     async def statuses(self, doc_id: str, agency: str) -> dict[str, Any]:
         """Per-recipient delivery and status history. The sender sees every recipient, a

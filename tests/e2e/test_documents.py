@@ -647,3 +647,243 @@ async def test_multipart_related_package(hub: Hub, pki: TestPKI, stc_pdf: bytes)
         reader = aiohttp.MultipartReader.from_response(r)
         first = await reader.next()
         assert isinstance(first, aiohttp.BodyPartReader) and await first.read() == envelope
+
+
+# -- bad input found by fuzzing: never a 500, nothing stored --------------------------------------
+
+
+def _related(*parts: tuple[dict[str, str], bytes], boundary: str = "xyz") -> bytes:
+    """A multipart/related body written by hand: aiohttp's writer would encode the parts itself."""
+    out = bytearray()
+    for headers, content in parts:
+        out += f"--{boundary}\r\n".encode()
+        out += b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
+        out += b"\r\n" + content + b"\r\n"
+    return bytes(out + f"--{boundary}--\r\n".encode())
+
+
+def _mime_base64(data: bytes) -> bytes:
+    """base64 as MIME writes it: lines of 76 characters, CRLF between them."""
+    import base64
+
+    text = base64.b64encode(data)
+    return b"\r\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+
+
+_ENVELOPE = {"Content-Type": "application/xml", "Content-ID": "<edxml>"}
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "content", "status", "slug"),
+    [
+        ("invalid base64", {"Content-Transfer-Encoding": "base64"}, lambda env: b"!!!notbase64", 400, "invalid-multipart"),
+        ("base64 cut mid-quartet", {"Content-Transfer-Encoding": "base64"}, lambda env: _mime_base64(env)[:-1], 400, "invalid-multipart"),
+        ("base64 after its padding", {"Content-Transfer-Encoding": "base64"},
+         lambda env: _mime_base64(b"x") + b"\r\n" + _mime_base64(env), 400, "invalid-multipart"),
+        ("base64 with a stray byte", {"Content-Transfer-Encoding": "BASE64"},
+         lambda env: _mime_base64(env)[:1000] + b"*" + _mime_base64(env)[1000:], 400, "invalid-multipart"),
+        ("unknown transfer encoding", {"Content-Transfer-Encoding": "x-foo"}, lambda env: env, 415, "unsupported-media-type"),
+        ("quoted-printable", {"Content-Transfer-Encoding": "quoted-printable"}, lambda env: env, 415, "unsupported-media-type"),
+        ("gzip, not gzip", {"Content-Encoding": "gzip"}, lambda env: env, 415, "unsupported-media-type"),
+        ("gzip", {"Content-Encoding": "gzip"}, lambda env: __import__("gzip").compress(env), 415, "unsupported-media-type"),
+        ("deflate, base64", {"Content-Encoding": "deflate", "Content-Transfer-Encoding": "base64"},
+         lambda env: _mime_base64(__import__("zlib").compress(env)), 415, "unsupported-media-type"),
+    ],
+)  # fmt: skip
+async def test_envelope_part_encodings_are_refused_cleanly(
+    hub: Hub,
+    pki: TestPKI,
+    stc_pdf: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    headers: dict[str, str],
+    content: Callable[[bytes], bytes],
+    status: int,
+    slug: str,
+) -> None:
+    """A bad Content-Transfer-Encoding or any Content-Encoding on the envelope part is a 400 or
+    415 problem (it was a 500: binascii.Error, RuntimeError, zlib.error), and nothing is kept."""
+    import gateway.api.documents
+
+    monkeypatch.setattr(gateway.api.documents, "_CHUNK", 1001)  # many chunks, none aligned
+    envelope = package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)
+    before = await hub.store_counts()
+    async with hub.http.post(
+        hub.url + "/v1/documents",
+        data=_related(({**_ENVELOPE, **headers}, content(envelope))),
+        headers=hub.h(TAY_NINH_STC, **{"Content-Type": "multipart/related; boundary=xyz"}),
+    ) as r:
+        body = await r.json(content_type=None)
+        assert (r.status, r.content_type) == (status, "application/problem+json"), (name, body)
+        assert body["type"] == PROBLEM + slug and body["detail"], (name, body)
+    assert await hub.store_counts() == before, name
+    assert (await hub.json("GET", "/v1/documents/inbox", NGHE_AN))[1]["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "content", "status", "slug"),
+    [
+        ("invalid base64", {"Content-Transfer-Encoding": "base64"}, lambda pdf: b"!!!notbase64", 400, "invalid-multipart"),
+        ("unknown transfer encoding", {"Content-Transfer-Encoding": "x-foo"}, lambda pdf: pdf, 415, "unsupported-media-type"),
+        ("gzip", {"Content-Encoding": "gzip"}, lambda pdf: __import__("gzip").compress(pdf), 415, "unsupported-media-type"),
+    ],
+)  # fmt: skip
+async def test_attachment_part_encodings_are_refused_cleanly(
+    hub: Hub,
+    pki: TestPKI,
+    stc_pdf: bytes,
+    name: str,
+    headers: dict[str, str],
+    content: Callable[[bytes], bytes],
+    status: int,
+    slug: str,
+) -> None:
+    from lxml import etree
+
+    from gateway.exchange.edxml import q
+
+    header = cong_van_header(number="3002")
+    data = build_package(header, trace_for(header), [NewAttachment("cong-van.pdf", stc_pdf)])
+    root = etree.fromstring(data)
+    cid = str(root.findtext(f".//{q('Reference')}/{q('ContentId')}")).removeprefix("cid:")
+    root.remove(root.find(q("AttachmentEncoded")))
+    envelope = sign_bytes(
+        etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
+        pki.key(f"agency-{TAY_NINH_STC}"),
+    )
+    pdf_part = {"Content-Type": "application/pdf", "Content-ID": f"<{cid}>"}
+    before = await hub.store_counts()
+    async with hub.http.post(
+        hub.url + "/v1/documents",
+        data=_related((_ENVELOPE, envelope), ({**pdf_part, **headers}, content(stc_pdf))),
+        headers=hub.h(TAY_NINH_STC, **{"Content-Type": "multipart/related; boundary=xyz"}),
+    ) as r:
+        body = await r.json(content_type=None)
+        assert (r.status, r.content_type) == (status, "application/problem+json"), (name, body)
+        assert body["type"] == PROBLEM + slug, (name, body)
+    assert await hub.store_counts() == before, name
+    # The same package with its parts base64-encoded, as MIME mailers write them, is taken.
+    b64 = {"Content-Transfer-Encoding": "base64"}
+    async with hub.http.post(
+        hub.url + "/v1/documents",
+        data=_related(
+            ({**_ENVELOPE, **b64}, _mime_base64(envelope)),
+            ({**pdf_part, **b64}, _mime_base64(stc_pdf)),
+        ),
+        headers=hub.h(TAY_NINH_STC, **{"Content-Type": "multipart/related; boundary=xyz"}),
+    ) as r:
+        assert r.status == 202, await r.text()
+        receipt = read_receipt(await r.read())
+    assert receipt.package_sha256 == hashlib.sha256(envelope).hexdigest()
+    assert receipt.attachments[0].sha256 == hashlib.sha256(stc_pdf).hexdigest()
+
+
+async def test_base64_envelope_over_many_chunks_is_taken(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.api.documents
+
+    monkeypatch.setattr(gateway.api.documents, "_CHUNK", 1001)
+    envelope = package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)
+    async with hub.http.post(
+        hub.url + "/v1/documents",
+        data=_related(
+            ({**_ENVELOPE, "Content-Transfer-Encoding": "base64"}, _mime_base64(envelope))
+        ),
+        headers=hub.h(TAY_NINH_STC, **{"Content-Type": "multipart/related; boundary=xyz"}),
+    ) as r:
+        assert r.status == 202, await r.text()
+        receipt = read_receipt(await r.read())
+    assert receipt.package_sha256 == hashlib.sha256(envelope).hexdigest()
+
+
+def _status_for(pki: TestPKI, who: str, organ_id: str, document_id: str, code: str) -> bytes:
+    msg = StatusMessage(
+        from_=Organization(who),
+        response_for=ResponseFor(organ_id, "2491/STC-BCTC", date(2020, 10, 30), document_id),
+        status_code=code,
+        timestamp=datetime(2020, 10, 30, 10, int(code), tzinfo=VN_TZ),
+        description=f"Trạng thái {code}",
+    )
+    return sign_bytes(build_status(msg), pki.key(f"agency-{who}"))
+
+
+async def test_status_must_answer_the_documents_sender(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes
+) -> None:
+    """ResponseFor names the document answered: its DocumentId and its sender's OrganId."""
+    async with await hub.send(TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)) as r:
+        assert r.status == 202, await r.text()
+        doc = r.headers["X-Lienthong-Document"]
+    document_id = "000.00.11.H53,2020/10/30,2491/STC-BCTC"
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+    before = await hub.store_counts()
+    for organ_id, doc_id, field_name in (
+        (NGHE_AN, document_id, "ResponseFor/OrganId"),  # the recipient itself
+        (TU_PHAP, document_id, "ResponseFor/OrganId"),  # some other agency
+        (TAY_NINH_STC, document_id.replace("2491", "2492"), "ResponseFor/DocumentId"),
+    ):
+        async with await hub.status(
+            NGHE_AN, doc, _status_for(pki, NGHE_AN, organ_id, doc_id, "01")
+        ) as r:
+            problem = await r.json()
+            assert (r.status, r.content_type) == (400, "application/problem+json"), problem
+            assert problem["type"] == PROBLEM + "invalid-edxml", problem
+            assert problem["field"] == field_name, problem
+        assert await hub.store_counts() == before, organ_id  # no status row, no blob
+    # A non-recipient learns nothing about the document from a wrong ResponseFor.
+    async with await hub.status(
+        TU_PHAP, doc, _status_for(pki, TU_PHAP, TU_PHAP, document_id, "01")
+    ) as r:
+        problem = await r.json()
+        assert (r.status, problem["type"]) == (404, PROBLEM + "unknown-document"), problem
+        assert TAY_NINH_STC not in problem["detail"] and document_id not in problem["detail"]
+    assert await hub.store_counts() == before
+    _, view = await hub.json("GET", f"/v1/documents/{doc}/status", TAY_NINH_STC)
+    assert view["recipients"][0]["history"] == []
+    async with await hub.status(
+        NGHE_AN, doc, _status_for(pki, NGHE_AN, TAY_NINH_STC, document_id, "01")
+    ) as r:
+        assert r.status == 201, await r.text()
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_body_that_is_not_in_its_content_encoding_is_a_400(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes, coding: str
+) -> None:
+    """aiohttp inflates a request body itself; one that does not inflate was a 500."""
+    import gzip
+
+    async with await hub.send(TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)) as r:
+        doc = r.headers["X-Lienthong-Document"]
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+    document_id = "000.00.11.H53,2020/10/30,2491/STC-BCTC"
+    other = package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf, number="2492")
+    status = status_message(pki, NGHE_AN, document_id, "01")
+    before = await hub.store_counts()
+    for who, path, content_type, data, slug in (
+        (TAY_NINH_STC, "/v1/documents", "application/xml", other, "invalid-edxml"),
+        (TAY_NINH_STC, "/v1/documents", "multipart/related; boundary=xyz",
+         _related((_ENVELOPE, other)), "invalid-multipart"),
+        (NGHE_AN, f"/v1/documents/{doc}/status", "application/xml", status, "invalid-edxml"),
+    ):  # fmt: skip
+        headers = hub.h(who, **{"Content-Type": content_type, "Content-Encoding": coding})
+        async with hub.http.post(hub.url + path, data=data, headers=headers) as r:
+            problem = await r.json(content_type=None)
+            assert (r.status, r.content_type) == (400, "application/problem+json"), problem
+            assert problem["type"] == PROBLEM + slug and coding in problem["detail"], problem
+        assert await hub.store_counts() == before, path
+    # The same bodies, really compressed, are taken.
+    gz = {"Content-Type": "application/xml", "Content-Encoding": "gzip"}
+    async with hub.http.post(
+        hub.url + "/v1/documents", data=gzip.compress(other), headers=hub.h(TAY_NINH_STC, **gz)
+    ) as r:
+        assert r.status == 202, await r.text()
+    async with hub.http.post(
+        f"{hub.url}/v1/documents/{doc}/status",
+        data=gzip.compress(status),
+        headers=hub.h(NGHE_AN, **gz),
+    ) as r:
+        assert r.status == 201, await r.text()

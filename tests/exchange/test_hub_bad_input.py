@@ -1,0 +1,147 @@
+"""Bad input found by fuzzing the document endpoints: refused with its own error, nothing kept."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import random
+from collections.abc import AsyncIterator, Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.api.documents import _Base64
+from gateway.exchange.blobs import BlobStore
+from gateway.exchange.builder import build_status
+from gateway.exchange.errors import InvalidEdxml, UnknownDocument
+from gateway.exchange.hub import AgencyRoute, DocumentHub
+from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StatusMessage
+from gateway.exchange.xmldsig import sign_bytes
+from gateway.store import SQLiteStore
+
+from .factories import AGENCIES, NGHE_AN, TAY_NINH_STC, TU_PHAP
+
+DOCUMENT_ID = "000.00.11.H53,2020/10/30,2491/STC-BCTC"
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), 65536):
+        yield data[i : i + 65536]
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, pki: Any, trust: Any) -> AsyncIterator[DocumentHub]:
+    async with SQLiteStore(tmp_path / "hub.db") as store:
+        yield DocumentHub(
+            store,
+            BlobStore(tmp_path / "blobs"),
+            organ_id="000.00.00.G22",
+            agencies={a: AgencyRoute(a) for a in AGENCIES},
+            trust=trust,
+            signer=pki.key("gateway"),
+        )
+
+
+def _status(
+    key: Callable[[str], Any], who: str, organ_id: str, code: str = "01", doc: str = DOCUMENT_ID
+) -> bytes:
+    msg = StatusMessage(
+        Organization(who),
+        ResponseFor(organ_id, "2491/STC-BCTC", date(2020, 10, 30), doc),
+        code,
+        datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
+    )
+    return sign_bytes(build_status(msg), key(who))
+
+
+def _blobs(hub: DocumentHub) -> set[str]:
+    return {p.name for p in (hub.blobs.root / "sha256").glob("*/*/*")}
+
+
+async def _statuses(hub: DocumentHub) -> int:
+    return len(await hub.store.read(lambda tx: tx.all("documents.count_document_statuses")))
+
+
+@pytest.mark.parametrize(
+    ("who", "organ_id", "doc", "error", "field"),
+    [
+        (NGHE_AN, NGHE_AN, DOCUMENT_ID, InvalidEdxml, "ResponseFor/OrganId"),  # itself
+        (NGHE_AN, TU_PHAP, DOCUMENT_ID, InvalidEdxml, "ResponseFor/OrganId"),  # a third agency
+        (NGHE_AN, TAY_NINH_STC, DOCUMENT_ID + "x", InvalidEdxml, "ResponseFor/DocumentId"),
+        # Not a recipient: told nothing more, whatever its ResponseFor says.
+        (TU_PHAP, TU_PHAP, DOCUMENT_ID + "x", UnknownDocument, None),
+    ],
+)
+async def test_status_for_another_document_is_refused_and_keeps_nothing(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    key: Callable[[str], Any],
+    who: str,
+    organ_id: str,
+    doc: str,
+    error: type[Exception],
+    field: str | None,
+) -> None:
+    accepted = await hub.receive(_chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
+    await hub.fetch(accepted.id, NGHE_AN, subsystem="s")
+    blobs = _blobs(hub)
+    with pytest.raises(error) as refused:
+        await hub.record_status(
+            accepted.id, _chunks(_status(key, who, organ_id, doc=doc)), sender=who, subsystem="s"
+        )
+    if field is not None:
+        assert isinstance(refused.value, InvalidEdxml) and refused.value.extra["field"] == field
+        assert refused.value.status == 400 and refused.value.slug == "invalid-edxml"
+    else:
+        assert TAY_NINH_STC not in str(refused.value) and DOCUMENT_ID not in str(refused.value)
+    assert await _statuses(hub) == 0
+    assert _blobs(hub) == blobs  # the refused message's blob was never kept
+    assert not list(hub.blobs.tmp_dir.iterdir())
+    view = await hub.statuses(accepted.id, TAY_NINH_STC)
+    assert view["recipients"][0]["history"] == []
+    # The right answer is taken.
+    result = await hub.record_status(
+        accepted.id, _chunks(_status(key, NGHE_AN, TAY_NINH_STC)), sender=NGHE_AN, subsystem="s"
+    )
+    assert result == {"recipient": NGHE_AN, "history": ["01"]}
+
+
+def _decode(chunks: list[bytes]) -> bytes:
+    decoder = _Base64()
+    out = b"".join(decoder.feed(c) for c in chunks)
+    decoder.close()
+    return out
+
+
+def _split(data: bytes, rng: random.Random) -> list[bytes]:
+    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 12))))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+def test_base64_decodes_the_same_however_it_is_cut() -> None:
+    rng = random.Random(2491)
+    for size in (0, 1, 2, 3, 4, 5, 57, 58, 1000):
+        data = rng.randbytes(size)
+        text = base64.encodebytes(data).replace(b"\n", b"\r\n")  # MIME lines of 76
+        for _ in range(20):
+            assert _decode(_split(text, rng) if len(text) > 1 else [text]) == data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"!!!notbase64",
+        b"aGk",  # a cut quartet
+        b"aGk=aGk=",  # data after the padding
+        b"aGk=\r\n\r\naGk=",
+        b"aGVsbG8*d29ybGQ=",  # a byte outside the alphabet
+        b"=aGk",
+    ],
+)
+def test_base64_refuses_what_is_not_base64(text: bytes) -> None:
+    rng = random.Random(len(text))
+    for chunks in ([text], _split(text, rng), [bytes([b]) for b in text]):
+        with pytest.raises(binascii.Error):
+            _decode(chunks)
