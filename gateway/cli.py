@@ -46,7 +46,9 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
         try:
             ctx.load_verify_locations(settings.path(g.client_ca))
         except (OSError, ssl.SSLError) as exc:
-            raise SettingsError(f"[gateway] client_ca {settings.path(g.client_ca)}: {exc}") from None
+            raise SettingsError(
+                f"[gateway] client_ca {settings.path(g.client_ca)}: {exc}"
+            ) from None
     return ctx
 
 
