@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -165,4 +166,8 @@ async def test_sweep_deletes_the_blobs_of_an_intake_whose_transaction_failed(
     # The failed package sent again is taken, and its blobs are back.
     again = await hub.receive(_chunks(failed), sender=TAY_NINH_STC, subsystem="s")
     assert not again.duplicate
-    assert {p.name for p in root.glob("*/*/*")} == before
+    after = {p.name for p in root.glob("*/*/*")}
+    # The package's own blob is the same; its forwarded copy is made anew (its TraceHeader's
+    # time may have moved on a second), so only the count is compared for that one.
+    assert hashlib.sha256(failed).hexdigest() in after and named <= after
+    assert len(after) == len(before)
