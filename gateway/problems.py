@@ -77,11 +77,18 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
         "request_id": request.get(REQUEST_ID_KEY, ""),
         **problem.extra,
     }
+    headers = problem.headers
+    if request.content.exception() is not None:
+        # The body could not be read (a Content-Encoding it is not in): neither can the rest of
+        # it, so the connection ends with this answer; and the stream is marked ended, or
+        # aiohttp, draining it after the answer, logs the same failure as a server error.
+        request.content.feed_eof()
+        headers = {**(headers or {}), "Connection": "close"}
     return web.Response(
         status=problem.status,
         body=msgspec.json.encode(body),
         content_type="application/problem+json",
-        headers=problem.headers,
+        headers=headers,
     )
 
 

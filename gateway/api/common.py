@@ -10,7 +10,14 @@ from aiohttp import web
 
 from gateway.problems import Problem
 
-__all__ = ["SQL_INT_MAX", "json_response", "nfc", "query_int", "read_json"]
+__all__ = [
+    "SQL_INT_MAX",
+    "json_response",
+    "nfc",
+    "query_int",
+    "read_json",
+    "unreadable_body",
+]
 
 T = TypeVar("T")
 
@@ -59,8 +66,19 @@ async def read_json(request: web.Request, model: type[T]) -> T:
             "unsupported-media-type",
             f"send application/json, not {request.content_type or 'nothing'}",
         )
-    body = await request.read()  # client_max_size caps it (413 before we see it)
+    try:
+        body = await request.read()  # client_max_size caps it (413 before we see it)
+    except web.RequestPayloadError as exc:  # not in its Content-Encoding (gzip that is not)
+        raise unreadable_body(exc, "malformed-json") from None
     return decode(body, model)
+
+
+def unreadable_body(exc: web.RequestPayloadError, slug: str, **extra: Any) -> Problem:
+    """The 400 for a body aiohttp cannot read (a Content-Encoding it is not in); the answer ends
+    the connection (problem_response)."""
+    cause = exc.__cause__ or exc  # aiohttp's own error, without its "400, message:" framing
+    detail = " ".join(str(getattr(cause, "message", None) or cause).split())
+    return Problem(400, slug, f"the request body cannot be read: {detail}", **extra)
 
 
 def json_response(

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import BadHttpMessage
 
-from gateway.api.common import SQL_INT_MAX, json_response, parse_int
+from gateway.api.common import SQL_INT_MAX, json_response, parse_int, unreadable_body
 from gateway.app import RUNTIME, Runtime
 from gateway.auth import Identity, require
 from gateway.exchange import delivery
@@ -173,12 +173,7 @@ async def _body(
             try:
                 chunk = await request.content.read(_CHUNK)
             except web.RequestPayloadError as exc:  # e.g. a Content-Encoding it does not have
-                raise Problem(
-                    InvalidEdxml.status,
-                    InvalidEdxml.slug,
-                    f"the request body cannot be read: {_reason(exc)}",
-                    title=InvalidEdxml.title,
-                ) from None
+                raise unreadable_body(exc, InvalidEdxml.slug, title=InvalidEdxml.title) from None
             if not chunk:
                 return
             yield chunk

@@ -103,7 +103,9 @@ async def test_a_death_reported_by_the_deceased_is_inconsistent(gateway: Gateway
     assert await _count_dossiers(gateway) == 0
 
 
-async def test_malformed_json_wrong_type_and_oversize(make_gateway: Any) -> None:
+async def test_malformed_json_wrong_type_and_oversize(
+    make_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     async with make_gateway(gateway={"max_body_bytes": 4096}) as gw:
         url, auth = gw.url + "/v1/dossiers", gw.headers()
         async with gw.http.post(
@@ -126,6 +128,15 @@ async def test_malformed_json_wrong_type_and_oversize(make_gateway: Any) -> None
             headers={**auth, "Content-Type": "application/json"},
         ) as r:
             assert (r.status, (await r.json())["type"]) == (400, PROBLEM + "malformed-json")
+        for encoding in ("gzip", "deflate"):  # a body that is not in its Content-Encoding
+            async with gw.http.post(
+                url,
+                data=b'{"code": 1}',
+                headers={**auth, "Content-Type": "application/json", "Content-Encoding": encoding},
+            ) as r:
+                assert (r.status, (await r.json())["type"]) == (400, PROBLEM + "malformed-json")
+                assert r.headers["Connection"] == "close"  # the rest cannot be read either
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]  # a client's fault
         for depth in (500, 1500):  # arrays in arrays: the decoder's and nfc()'s recursion
             nested = b'{"code": ' + b"[" * depth + b"]" * depth + b"}"
             async with gw.http.post(
