@@ -92,7 +92,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "lookups.enterprise", None, dict[str, Any], 200, (401, 403, 404, 422, 502, 503, 504)),
     Operation("post", "/v1/documents", "Send an edXML package (application/xml or multipart/related); 202 with the hub's signed receipt",
               "documents.exchange", "application/xml multipart/related", "application/xml", 202,
-              (400, 401, 403, 409, 413, 415, 422, 503),
+              (400, 401, 403, 404, 409, 413, 415, 422, 503),
               headers=("Location", "X-Lienthong-Document", "X-Lienthong-Duplicate")),
     Operation("get", "/v1/documents/inbox", "Documents waiting for the calling agency (cursor: after)",
               "documents.exchange", None, dict[str, Any], 200, (400, 401, 403),
