@@ -12,6 +12,7 @@ from gateway.problems import Problem
 
 __all__ = [
     "SQL_INT_MAX",
+    "body_error",
     "json_response",
     "nfc",
     "query_int",
@@ -76,9 +77,13 @@ async def read_json(request: web.Request, model: type[T]) -> T:
 def unreadable_body(exc: web.RequestPayloadError, slug: str, **extra: Any) -> Problem:
     """The 400 for a body aiohttp cannot read (a Content-Encoding it is not in); the answer ends
     the connection (problem_response)."""
-    cause = exc.__cause__ or exc  # aiohttp's own error, without its "400, message:" framing
-    detail = " ".join(str(getattr(cause, "message", None) or cause).split())
-    return Problem(400, slug, f"the request body cannot be read: {detail}", **extra)
+    return Problem(400, slug, f"the request body cannot be read: {body_error(exc)}", **extra)
+
+
+def body_error(exc: Exception) -> str:
+    """aiohttp's message for a broken body, on one line, without its "400, message:" framing."""
+    cause = exc.__cause__ if isinstance(exc, web.RequestPayloadError) and exc.__cause__ else exc
+    return " ".join(str(getattr(cause, "message", None) or cause).split())
 
 
 def json_response(

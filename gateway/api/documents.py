@@ -20,7 +20,13 @@ from aiohttp import web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import BadHttpMessage
 
-from gateway.api.common import SQL_INT_MAX, json_response, parse_int, unreadable_body
+from gateway.api.common import (
+    SQL_INT_MAX,
+    body_error,
+    json_response,
+    parse_int,
+    unreadable_body,
+)
 from gateway.app import RUNTIME, Runtime
 from gateway.auth import Identity, require
 from gateway.exchange import delivery
@@ -139,13 +145,6 @@ def _agency(identity: Identity) -> str:
     return identity.subsystem.agency
 
 
-def _reason(exc: Exception) -> str:
-    """aiohttp's message for a broken body, without its "400, message:" framing."""
-    cause = exc.__cause__ if isinstance(exc, web.RequestPayloadError) and exc.__cause__ else exc
-    text = getattr(cause, "message", None) or str(cause)
-    return " ".join(str(text).split())
-
-
 async def _body(
     request: web.Request,
     max_bytes: int,
@@ -244,7 +243,7 @@ async def _part_chunks(
                 decoder.close()
                 data = b""
         except _UNREADABLE as exc:
-            raise Problem(400, "invalid-multipart", f"{what}: {_reason(exc)}") from None
+            raise Problem(400, "invalid-multipart", f"{what}: {body_error(exc)}") from None
         if not raw:
             return
         if data:
@@ -268,7 +267,7 @@ async def _multipart(
         root = await reader.next()
     except _UNREADABLE as exc:
         raise Problem(
-            400, "invalid-multipart", f"not a readable multipart body: {_reason(exc)}"
+            400, "invalid-multipart", f"not a readable multipart body: {body_error(exc)}"
         ) from None
     if not isinstance(root, aiohttp.BodyPartReader):
         raise Problem(400, "invalid-multipart", "the first part must be the edXML envelope")
@@ -286,7 +285,7 @@ async def _multipart(
                 part = await reader.next()
             except _UNREADABLE as exc:
                 raise Problem(
-                    400, "invalid-multipart", f"unreadable part: {_reason(exc)}"
+                    400, "invalid-multipart", f"unreadable part: {body_error(exc)}"
                 ) from None
             if part is None:
                 return
