@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +11,13 @@ import pytest
 
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import NewAttachment, build_package
+from gateway.exchange.hub import AgencyRoute, DocumentHub
 from gateway.exchange.xmldsig import sign_bytes
+from gateway.store import SQLiteStore
 from signing.pdf import sign_pdf
 from signing.testing import TestPKI, sample_pdf
 
-from .factories import NGHE_AN, TAY_NINH_STC, cong_van_header, trace_for
+from .factories import AGENCIES, NGHE_AN, TAY_NINH_STC, cong_van_header, trace_for
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +80,16 @@ def make_package(key: Callable[[str], Any], signed_pdf: bytes) -> Callable[..., 
         return sign_bytes(data, key(signer or sender)) if signed else data
 
     return make
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, pki: Any, trust: Any) -> AsyncIterator[DocumentHub]:
+    async with SQLiteStore(tmp_path / "hub.db") as store:
+        yield DocumentHub(
+            store,
+            BlobStore(tmp_path / "blobs"),
+            organ_id="000.00.00.G22",
+            agencies={a: AgencyRoute(a) for a in AGENCIES},
+            trust=trust,
+            signer=pki.key("gateway"),
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from pathlib import Path
 
@@ -68,3 +69,8 @@ def trace_for(header: MessageHeader, doc_type: int = 0) -> TraceHeaderList:
             staff_info=StaffInfo("Văn phòng Sở", "Trần Thị Hoa", "0912345678"),
         ),
     )
+
+
+async def chunks(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), 65536):
+        yield data[i : i + 65536]

@@ -6,40 +6,20 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import build_status
 from gateway.exchange.errors import UnknownDocument
-from gateway.exchange.hub import AgencyRoute, DocumentHub
+from gateway.exchange.hub import DocumentHub
 from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StatusMessage
 from gateway.exchange.xmldsig import sign_bytes
-from gateway.store import SQLiteStore, StoreUnavailable
+from gateway.store import StoreUnavailable
 
-from .factories import AGENCIES, NGHE_AN, TAY_NINH_STC, TU_PHAP
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), 65536):
-        yield data[i : i + 65536]
-
-
-@pytest.fixture
-async def hub(tmp_path: Path, pki: Any, trust: Any) -> AsyncIterator[DocumentHub]:
-    async with SQLiteStore(tmp_path / "hub.db") as store:
-        yield DocumentHub(
-            store,
-            BlobStore(tmp_path / "blobs"),
-            organ_id="000.00.00.G22",
-            agencies={a: AgencyRoute(a) for a in AGENCIES},
-            trust=trust,
-            signer=pki.key("gateway"),
-        )
+from .factories import NGHE_AN, TAY_NINH_STC, TU_PHAP, chunks
 
 
 async def _count(hub: DocumentHub, table: str) -> int:
@@ -62,7 +42,7 @@ async def test_concurrent_duplicates_store_one_document(
 ) -> None:
     data = make_package(to=(NGHE_AN, TU_PHAP))
     results = await asyncio.gather(
-        *(hub.receive(_chunks(data), sender=TAY_NINH_STC, subsystem="s") for _ in range(4))
+        *(hub.receive(chunks(data), sender=TAY_NINH_STC, subsystem="s") for _ in range(4))
     )
     assert len({r.id for r in results}) == 1
     assert len({r.receipt for r in results}) == 1
@@ -75,7 +55,7 @@ async def test_update_of_unknown_document_keeps_nothing(
     hub: DocumentHub, make_package: Callable[..., bytes]
 ) -> None:
     with pytest.raises(UnknownDocument):
-        await hub.receive(_chunks(make_package(doc_type=2)), sender=TAY_NINH_STC, subsystem="s")
+        await hub.receive(chunks(make_package(doc_type=2)), sender=TAY_NINH_STC, subsystem="s")
     assert await _count(hub, "documents") == 0
     assert (
         not list((hub.blobs.root / "sha256").rglob("*"))
@@ -90,17 +70,15 @@ async def test_revoke_skips_recipients_whose_chain_is_closed(
 ) -> None:
     doc = (
         await hub.receive(
-            _chunks(make_package(to=(NGHE_AN, TU_PHAP))), sender=TAY_NINH_STC, subsystem="s"
+            chunks(make_package(to=(NGHE_AN, TU_PHAP))), sender=TAY_NINH_STC, subsystem="s"
         )
     ).id
     for who, codes in ((NGHE_AN, ("01", "02")), (TU_PHAP, ("01", "03"))):
         await hub.fetch(doc, who, subsystem="s")
         for code in codes:
-            await hub.record_status(
-                doc, _chunks(_status(key, who, code)), sender=who, subsystem="s"
-            )
+            await hub.record_status(doc, chunks(_status(key, who, code)), sender=who, subsystem="s")
     await hub.receive(
-        _chunks(make_package(to=(NGHE_AN, TU_PHAP), doc_type=1)), sender=TAY_NINH_STC, subsystem="s"
+        chunks(make_package(to=(NGHE_AN, TU_PHAP), doc_type=1)), sender=TAY_NINH_STC, subsystem="s"
     )
     view = await hub.statuses(doc, TAY_NINH_STC)
     history = {r["recipient"]: [h["code"] for h in r["history"]] for r in view["recipients"]}
@@ -113,7 +91,7 @@ async def test_inbox_pages_with_a_cursor(
     ids = [
         (
             await hub.receive(
-                _chunks(make_package(number=str(n))), sender=TAY_NINH_STC, subsystem="s"
+                chunks(make_package(number=str(n))), sender=TAY_NINH_STC, subsystem="s"
             )
         ).id
         for n in range(5)
@@ -132,7 +110,7 @@ async def test_inbox_pages_with_a_cursor(
 async def test_sweep_deletes_the_blobs_of_an_intake_whose_transaction_failed(
     hub: DocumentHub, make_package: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kept = await hub.receive(_chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
+    kept = await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
     # The same attachment in another package, whose transaction fails (the database gone):
     # its blobs were adopted just before, and no row names them.
     failed = make_package(number="2492")
@@ -143,7 +121,7 @@ async def test_sweep_deletes_the_blobs_of_an_intake_whose_transaction_failed(
 
     monkeypatch.setattr(hub.store, "transact", unavailable)
     with pytest.raises(StoreUnavailable):
-        await hub.receive(_chunks(failed), sender=TAY_NINH_STC, subsystem="s")
+        await hub.receive(chunks(failed), sender=TAY_NINH_STC, subsystem="s")
     monkeypatch.setattr(hub.store, "transact", transact)
     root = hub.blobs.root / "sha256"
     before = {p.name for p in root.glob("*/*/*")}
@@ -164,7 +142,7 @@ async def test_sweep_deletes_the_blobs_of_an_intake_whose_transaction_failed(
     doc = await hub.fetch(kept.id, NGHE_AN, subsystem="s")
     assert hub.blobs.read(doc["forward_sha256"]).startswith(b"<?xml")
     # The failed package sent again is taken, and its blobs are back.
-    again = await hub.receive(_chunks(failed), sender=TAY_NINH_STC, subsystem="s")
+    again = await hub.receive(chunks(failed), sender=TAY_NINH_STC, subsystem="s")
     assert not again.duplicate
     after = {p.name for p in root.glob("*/*/*")}
     # The package's own blob is the same; its forwarded copy is made anew (its TraceHeader's

@@ -5,43 +5,22 @@ from __future__ import annotations
 import base64
 import binascii
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.api.documents import _Base64
-from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import build_status
 from gateway.exchange.errors import InvalidEdxml, UnknownDocument
-from gateway.exchange.hub import AgencyRoute, DocumentHub
+from gateway.exchange.hub import DocumentHub
 from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StatusMessage
 from gateway.exchange.xmldsig import sign_bytes
-from gateway.store import SQLiteStore
 
-from .factories import AGENCIES, NGHE_AN, TAY_NINH_STC, TU_PHAP
+from .factories import NGHE_AN, TAY_NINH_STC, TU_PHAP, chunks
 
 DOCUMENT_ID = "000.00.11.H53,2020/10/30,2491/STC-BCTC"
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), 65536):
-        yield data[i : i + 65536]
-
-
-@pytest.fixture
-async def hub(tmp_path: Path, pki: Any, trust: Any) -> AsyncIterator[DocumentHub]:
-    async with SQLiteStore(tmp_path / "hub.db") as store:
-        yield DocumentHub(
-            store,
-            BlobStore(tmp_path / "blobs"),
-            organ_id="000.00.00.G22",
-            agencies={a: AgencyRoute(a) for a in AGENCIES},
-            trust=trust,
-            signer=pki.key("gateway"),
-        )
 
 
 def _status(
@@ -84,12 +63,12 @@ async def test_status_for_another_document_is_refused_and_keeps_nothing(
     error: type[Exception],
     field: str | None,
 ) -> None:
-    accepted = await hub.receive(_chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
+    accepted = await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
     await hub.fetch(accepted.id, NGHE_AN, subsystem="s")
     blobs = _blobs(hub)
     with pytest.raises(error) as refused:
         await hub.record_status(
-            accepted.id, _chunks(_status(key, who, organ_id, doc=doc)), sender=who, subsystem="s"
+            accepted.id, chunks(_status(key, who, organ_id, doc=doc)), sender=who, subsystem="s"
         )
     if field is not None:
         assert isinstance(refused.value, InvalidEdxml) and refused.value.extra["field"] == field
@@ -103,7 +82,7 @@ async def test_status_for_another_document_is_refused_and_keeps_nothing(
     assert view["recipients"][0]["history"] == []
     # The right answer is taken.
     result = await hub.record_status(
-        accepted.id, _chunks(_status(key, NGHE_AN, TAY_NINH_STC)), sender=NGHE_AN, subsystem="s"
+        accepted.id, chunks(_status(key, NGHE_AN, TAY_NINH_STC)), sender=NGHE_AN, subsystem="s"
     )
     assert result == {"recipient": NGHE_AN, "history": ["01"]}
 
@@ -142,6 +121,6 @@ def test_base64_decodes_the_same_however_it_is_cut() -> None:
 )
 def test_base64_refuses_what_is_not_base64(text: bytes) -> None:
     rng = random.Random(len(text))
-    for chunks in ([text], _split(text, rng), [bytes([b]) for b in text]):
+    for pieces in ([text], _split(text, rng), [bytes([b]) for b in text]):
         with pytest.raises(binascii.Error):
-            _decode(chunks)
+            _decode(pieces)

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,15 +46,6 @@ def usage_error(result: Result, *words: str) -> None:
     assert len(errors) == 1, result.stderr
     for word in words:
         assert word in errors[0], (word, errors[0])
-
-
-@pytest.fixture
-def held_port() -> Iterator[int]:
-    """A loopback port another socket is listening on, for "address already in use"."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield int(s.getsockname()[1])
 
 
 def _copy_pki(pki: TestPKI, to: Path, base_url: str) -> Path:
