@@ -407,8 +407,10 @@ def _citizen_key(settings: Settings) -> bytes:
 
 
 def base_url_of(listen: str) -> str:
+    """The URL of a ``listen`` address (``host:port``; an IPv6 host goes in brackets)."""
     host, _, port = listen.rpartition(":")
-    return f"http://{host or '127.0.0.1'}:{port}"
+    host = host or "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def data_dir(settings: Settings) -> Path:

@@ -1,4 +1,5 @@
-"""``lienthong serve`` refuses what it cannot start with in one line, never a traceback."""
+"""``lienthong serve``: what it cannot start with is one line, never a traceback; and the URL of
+its listen address (IPv6 in brackets)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,18 @@ def test_serve_refuses_in_one_line(
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("listen", "url"),
+    [
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        (":8080", "http://127.0.0.1:8080"),
+        ("::1:8080", "http://[::1]:8080"),
+        ("gw.tinh.gov.vn:443", "http://gw.tinh.gov.vn:443"),
+    ],
+)
+def test_the_url_of_a_listen_address(listen: str, url: str) -> None:
+    from gateway.app import base_url_of
+
+    assert base_url_of(listen) == url
