@@ -49,7 +49,10 @@ def normalize_time(value: str | datetime | None) -> str | None:
         when = value
     if when.tzinfo is None:
         raise FilterError(f"time {value!r} needs a time zone (e.g. +07:00 or Z)")
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        return when.astimezone(UTC).isoformat(timespec="microseconds")
+    except OverflowError:  # year 1 east of UTC, or 9999 west of it
+        raise FilterError(f"time {value!r} is out of range in UTC") from None
 
 
 @dataclass(frozen=True, kw_only=True)

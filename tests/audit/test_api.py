@@ -140,8 +140,13 @@ async def test_events_filters_and_cursor(api: str) -> None:
             f"{api}/v1/audit/events", params={"member": "VN:GOV:M1", "service": "lookups.citizen"}
         ) as r:
             assert [e["seq"] for e in (await r.json())["items"]] == [30, 31]
-        async with s.get(f"{api}/v1/audit/events", params={"from": "not a time"}) as r:
-            assert r.status == 400 and (await r.json())["type"].endswith("invalid-query")
+        for bad in (
+            {"from": "not a time"},
+            {"to": "0001-01-01T00:00:05+05:00"},  # before year 1 in UTC (was a 500)
+            {"from": "9999-12-31T23:00:00-05:00"},  # after year 9999 in UTC
+        ):
+            async with s.get(f"{api}/v1/audit/events", params=bad) as r:
+                assert r.status == 400 and (await r.json())["type"].endswith("invalid-query"), bad
         async with s.get(f"{api}/v1/audit/events", params={"cursor": "!!"}) as r:
             assert r.status == 400
 
