@@ -39,6 +39,7 @@ __all__ = [
     "SigningSettings",
     "StoreSettings",
     "Subsystem",
+    "is_http_url",
     "load_settings",
     "settings_from_mapping",
 ]
@@ -80,19 +81,24 @@ def _fraction(value: float, where: str) -> None:
         raise SettingsError(f"{where}: must be between 0 and 1, got {value!r}")
 
 
-def _http_url(value: str, where: str) -> None:
+def is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host and a valid port, printable, without spaces (the
+    registries, TSAs and agency endpoints here; a dossier's callback_url)."""
     try:
         parts = urlsplit(value)
         _ = parts.port  # raises ValueError unless a number from 0 to 65535
     except ValueError:
-        parts = None
-    if (
-        parts is None
-        or parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or not value.isprintable()
-        or " " in value
-    ):
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and value.isprintable()
+        and " " not in value
+    )
+
+
+def _http_url(value: str, where: str) -> None:
+    if not is_http_url(value):
         raise SettingsError(f"{where}: expected an http:// or https:// URL, got {value!r}")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
@@ -33,6 +32,7 @@ from gateway.models import (
 from gateway.problems import Problem
 from gateway.procedures import flow_of
 from gateway.requestid import REQUEST_ID_KEY
+from gateway.settings import is_http_url
 
 __all__ = ["routes", "validate"]
 
@@ -117,21 +117,6 @@ def _check_dates(doc: DossierIn, data: BirthData | DeathData) -> None:
         )
 
 
-def _http_url(url: str) -> bool:
-    """An absolute http(s) URL with a host and a valid port, printable, without spaces."""
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError unless a number from 0 to 65535
-    except ValueError:
-        return False
-    return (
-        parts.scheme in ("http", "https")
-        and bool(parts.hostname)
-        and url.isprintable()
-        and " " not in url
-    )
-
-
 def own_code(code: str, identity: Identity) -> None:
     """A provincial system files dossiers under its own agency's codes (``{agency}-…``), where
     its member id names an agency (``VN:GOV:000.00.00.H41``): another agency's code would take
@@ -175,7 +160,7 @@ def validate(doc: DossierIn) -> dict[str, Any]:
         "applicant.personal_id",
         birth_date=doc.applicant.birth_date,
     )
-    if doc.callback_url is not None and not _http_url(doc.callback_url):
+    if doc.callback_url is not None and not is_http_url(doc.callback_url):
         raise Problem(
             422,
             "invalid-request",

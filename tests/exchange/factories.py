@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
+from gateway.exchange.builder import build_status
 from gateway.exchange.model import (
     VN_TZ,
     Business,
@@ -15,11 +17,14 @@ from gateway.exchange.model import (
     Organization,
     OtherInfo,
     PromulgationInfo,
+    ResponseFor,
     SignerInfo,
     StaffInfo,
+    StatusMessage,
     TraceHeader,
     TraceHeaderList,
 )
+from gateway.exchange.xmldsig import sign_bytes
 
 TAY_NINH_STC = "000.00.11.H53"  # Sở Tài chính Tây Ninh
 NGHE_AN = "000.00.00.H41"  # UBND tỉnh Nghệ An
@@ -74,3 +79,24 @@ def trace_for(header: MessageHeader, doc_type: int = 0) -> TraceHeaderList:
 async def chunks(data: bytes) -> AsyncIterator[bytes]:
     for i in range(0, len(data), 65536):
         yield data[i : i + 65536]
+
+
+STATUS_DOCUMENT_ID = "000.00.11.H53,2020/10/30,2491/STC-BCTC"  # make_package()'s DocumentId
+
+
+def signed_status(
+    key: Callable[[str], Any],
+    who: str,
+    code: str = "01",
+    *,
+    organ_id: str = TAY_NINH_STC,
+    doc: str = STATUS_DOCUMENT_ID,
+) -> bytes:
+    """A status message from ``who`` answering make_package()'s Công văn, signed with its key."""
+    msg = StatusMessage(
+        Organization(who),
+        ResponseFor(organ_id, "2491/STC-BCTC", date(2020, 10, 30), doc),
+        code,
+        datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
+    )
+    return sign_bytes(build_status(msg), key(who))

@@ -7,34 +7,19 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from datetime import date, datetime
 from typing import Any
 
 import pytest
 
-from gateway.exchange.builder import build_status
 from gateway.exchange.errors import UnknownDocument
 from gateway.exchange.hub import DocumentHub
-from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StatusMessage
-from gateway.exchange.xmldsig import sign_bytes
 from gateway.store import StoreUnavailable
 
-from .factories import NGHE_AN, TAY_NINH_STC, TU_PHAP, chunks
+from .factories import NGHE_AN, TAY_NINH_STC, TU_PHAP, chunks, signed_status
 
 
 async def _count(hub: DocumentHub, table: str) -> int:
     return len(await hub.store.read(lambda tx: tx.all(f"documents.count_{table}")))
-
-
-def _status(key: Callable[[str], Any], who: str, code: str) -> bytes:
-    doc_id = "000.00.11.H53,2020/10/30,2491/STC-BCTC"
-    msg = StatusMessage(
-        Organization(who),
-        ResponseFor(TAY_NINH_STC, "2491/STC-BCTC", date(2020, 10, 30), doc_id),
-        code,
-        datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
-    )
-    return sign_bytes(build_status(msg), key(who))
 
 
 async def test_concurrent_duplicates_store_one_document(
@@ -76,7 +61,9 @@ async def test_revoke_skips_recipients_whose_chain_is_closed(
     for who, codes in ((NGHE_AN, ("01", "02")), (TU_PHAP, ("01", "03"))):
         await hub.fetch(doc, who, subsystem="s")
         for code in codes:
-            await hub.record_status(doc, chunks(_status(key, who, code)), sender=who, subsystem="s")
+            await hub.record_status(
+                doc, chunks(signed_status(key, who, code)), sender=who, subsystem="s"
+            )
     await hub.receive(
         chunks(make_package(to=(NGHE_AN, TU_PHAP), doc_type=1)), sender=TAY_NINH_STC, subsystem="s"
     )

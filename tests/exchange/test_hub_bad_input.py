@@ -6,33 +6,15 @@ import base64
 import binascii
 import random
 from collections.abc import Callable
-from datetime import date, datetime
 from typing import Any
 
 import pytest
 
 from gateway.api.documents import _Base64
-from gateway.exchange.builder import build_status
 from gateway.exchange.errors import InvalidEdxml, UnknownDocument
 from gateway.exchange.hub import DocumentHub
-from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StatusMessage
-from gateway.exchange.xmldsig import sign_bytes
 
-from .factories import NGHE_AN, TAY_NINH_STC, TU_PHAP, chunks
-
-DOCUMENT_ID = "000.00.11.H53,2020/10/30,2491/STC-BCTC"
-
-
-def _status(
-    key: Callable[[str], Any], who: str, organ_id: str, code: str = "01", doc: str = DOCUMENT_ID
-) -> bytes:
-    msg = StatusMessage(
-        Organization(who),
-        ResponseFor(organ_id, "2491/STC-BCTC", date(2020, 10, 30), doc),
-        code,
-        datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
-    )
-    return sign_bytes(build_status(msg), key(who))
+from .factories import NGHE_AN, STATUS_DOCUMENT_ID, TAY_NINH_STC, TU_PHAP, chunks, signed_status
 
 
 def _blobs(hub: DocumentHub) -> set[str]:
@@ -46,11 +28,17 @@ async def _statuses(hub: DocumentHub) -> int:
 @pytest.mark.parametrize(
     ("who", "organ_id", "doc", "error", "field"),
     [
-        (NGHE_AN, NGHE_AN, DOCUMENT_ID, InvalidEdxml, "ResponseFor/OrganId"),  # itself
-        (NGHE_AN, TU_PHAP, DOCUMENT_ID, InvalidEdxml, "ResponseFor/OrganId"),  # a third agency
-        (NGHE_AN, TAY_NINH_STC, DOCUMENT_ID + "x", InvalidEdxml, "ResponseFor/DocumentId"),
+        (NGHE_AN, NGHE_AN, STATUS_DOCUMENT_ID, InvalidEdxml, "ResponseFor/OrganId"),  # itself
+        (
+            NGHE_AN,
+            TU_PHAP,
+            STATUS_DOCUMENT_ID,
+            InvalidEdxml,
+            "ResponseFor/OrganId",
+        ),  # a third agency
+        (NGHE_AN, TAY_NINH_STC, STATUS_DOCUMENT_ID + "x", InvalidEdxml, "ResponseFor/DocumentId"),
         # Not a recipient: told nothing more, whatever its ResponseFor says.
-        (TU_PHAP, TU_PHAP, DOCUMENT_ID + "x", UnknownDocument, None),
+        (TU_PHAP, TU_PHAP, STATUS_DOCUMENT_ID + "x", UnknownDocument, None),
     ],
 )
 async def test_status_for_another_document_is_refused_and_keeps_nothing(
@@ -68,13 +56,18 @@ async def test_status_for_another_document_is_refused_and_keeps_nothing(
     blobs = _blobs(hub)
     with pytest.raises(error) as refused:
         await hub.record_status(
-            accepted.id, chunks(_status(key, who, organ_id, doc=doc)), sender=who, subsystem="s"
+            accepted.id,
+            chunks(signed_status(key, who, organ_id=organ_id, doc=doc)),
+            sender=who,
+            subsystem="s",
         )
     if field is not None:
         assert isinstance(refused.value, InvalidEdxml) and refused.value.extra["field"] == field
         assert refused.value.status == 400 and refused.value.slug == "invalid-edxml"
     else:
-        assert TAY_NINH_STC not in str(refused.value) and DOCUMENT_ID not in str(refused.value)
+        assert TAY_NINH_STC not in str(refused.value) and STATUS_DOCUMENT_ID not in str(
+            refused.value
+        )
     assert await _statuses(hub) == 0
     assert _blobs(hub) == blobs  # the refused message's blob was never kept
     assert not list(hub.blobs.tmp_dir.iterdir())
@@ -82,7 +75,7 @@ async def test_status_for_another_document_is_refused_and_keeps_nothing(
     assert view["recipients"][0]["history"] == []
     # The right answer is taken.
     result = await hub.record_status(
-        accepted.id, chunks(_status(key, NGHE_AN, TAY_NINH_STC)), sender=NGHE_AN, subsystem="s"
+        accepted.id, chunks(signed_status(key, NGHE_AN)), sender=NGHE_AN, subsystem="s"
     )
     assert result == {"recipient": NGHE_AN, "history": ["01"]}
 
