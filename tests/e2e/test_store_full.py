@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from gateway.api import ops
+from gateway.audit import AuditEvent, append
 from gateway.audit.verify import verify_log
 from gateway.samples import sample_dossiers
+from gateway.store import StoreUnavailable
 from tests.e2e.conftest import Gateway
 
 PROBLEM = "urn:lienthong:problem:"
@@ -26,6 +28,17 @@ async def _cap(gw: Gateway, pages: int | None) -> None:
         conn.execute(f"PRAGMA max_page_count = {int(limit)}").fetchone()
 
     await gw.runtime.store.transact(cap)
+
+
+async def _fill(gw: Gateway) -> None:
+    """Append small audit events until the capped store refuses one."""
+    filler = AuditEvent(action="test.fill", detail="x" * 200)
+    for _ in range(10_000):
+        try:
+            await gw.runtime.store.transact(lambda tx: append(tx, filler))
+        except StoreUnavailable:
+            return
+    raise AssertionError("the capped store never filled")
 
 
 async def _dossier_stored(gw: Gateway, code: str) -> bool:
@@ -55,6 +68,9 @@ async def test_a_full_store_refuses_work_and_takes_it_again_later(
     async with await gateway.get("/readyz") as r:
         assert r.status == 503 and "full" in (await r.json())["checks"]["store"]
     # A lookup's answer never leaves without its audit event: none can be written, so no answer.
+    # A dossier needs more room than a lookup's one audit row, which may still fit in the last
+    # pages' free space: fill that first with rows as small, so that the store is full for it too.
+    await _fill(gateway)
     lookup = {"personal_id": "040190012345", "full_name": "Nguyễn Thị Lan"}
     async with await gateway.post(
         "/v1/lookups/citizen", {**lookup, "birth_date": "1990-05-12"}
