@@ -256,7 +256,6 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
 
     settings = runtime.settings
     session = await stack.enter_async_context(aiohttp.ClientSession())
-    secrets = {s.id: s.callback_secret.encode() for s in settings.subsystems if s.callback_secret}
     handlers: dict[str, JobHandler] = {
         "flow.step": FlowStepHandler(
             runtime.store,
@@ -266,7 +265,10 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
             on_result=runtime.extras.get("on_result"),
         ),
         "callback": CallbackHandler(
-            runtime.store, lambda: session, secrets, timeout_s=settings.gateway.callback_timeout_s
+            runtime.store,
+            lambda: session,
+            {s.id: s for s in settings.subsystems},
+            timeout_s=settings.gateway.callback_timeout_s,
         ),
         "portal.sync": PortalSyncHandler(runtime.connectors["portal"]),
     }

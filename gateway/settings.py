@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 __all__ = [
     "SERVICES",
     "AgencySettings",
@@ -102,6 +104,44 @@ def _http_url(value: str, where: str) -> None:
         raise SettingsError(f"{where}: expected an http:// or https:// URL, got {value!r}")
 
 
+def _callback_base(value: str, where: str) -> None:
+    _http_url(value, where)
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise SettingsError(
+            f"{where}: expected scheme://host[:port][/path], without user, query or fragment,"
+            f" got {value!r}"
+        )
+
+
+def callback_allowed(url: str, bases: tuple[str, ...]) -> bool:
+    """Whether ``url`` lies under one of ``bases`` (a subsystem's ``callback_urls``): the same
+    scheme, host and port, and a path equal to the base's or below it as a folder
+    (``https://h/cb`` admits ``https://h/cb/x``, not ``https://h/cbx``).
+
+    Judged on the URL as aiohttp will send it (yarl's parsing: ``..`` and ``.`` segments resolved,
+    the default port filled in), so that no spelling reaches what the comparison did not see. A
+    URL carrying credentials is never admitted."""
+    try:
+        target = URL(url)
+    except (ValueError, TypeError):
+        return False
+    if target.user is not None or target.password is not None:
+        return False
+    for base in bases:
+        allowed = URL(base)
+        if (target.scheme, target.host, target.port) != (
+            allowed.scheme,
+            allowed.host,
+            allowed.port,
+        ):
+            continue
+        folder = allowed.raw_path.rstrip("/")
+        if target.raw_path == folder or target.raw_path.startswith(folder + "/"):
+            return True
+    return False
+
+
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -150,6 +190,7 @@ PositiveFloat = Annotated[float, _positive]
 NonNegativeFloat = Annotated[float, _not_negative]
 Fraction = Annotated[float, _fraction]
 HttpUrl = Annotated[str, _http_url]
+CallbackBase = Annotated[str, _callback_base]
 ListenAddress = Annotated[str, _listen_address]
 FaultPlans = Annotated[Mapping[str, Mapping[str, Any]], _fault_plans]
 
@@ -180,7 +221,14 @@ class Subsystem:
     token: str | None = field(default=None, repr=False)
     cert_fingerprint: str | None = None  # SHA-256 hex of the client certificate (DER)
     callback_secret: str | None = field(default=None, repr=False)  # HMAC key for callbacks
+    # Where its dossiers' callback_url may point (URL prefixes); none: it gets no callbacks. The
+    # gateway POSTs from inside the province's network, so a URL a client may choose freely
+    # would let it reach whatever the gateway can (databases, admin ports, the registries).
+    callback_urls: tuple[CallbackBase, ...] = ()
     name: str = ""
+
+    def allows_callback(self, url: str) -> bool:
+        return callback_allowed(url, self.callback_urls)
 
     @property
     def member(self) -> str:

@@ -135,6 +135,19 @@ def own_code(code: str, identity: Identity) -> None:
         )
 
 
+def own_callback(url: str | None, identity: Identity) -> None:
+    """A callback goes only where the operator let this subsystem's callbacks go."""
+    if url is None or identity.subsystem.allows_callback(url):
+        return
+    allowed = ", ".join(identity.subsystem.callback_urls) or "none: ask the operator for them"
+    raise Problem(
+        422,
+        "callback-not-allowed",
+        f"callback_url: {url} is not under this subsystem's callback URLs ({allowed})",
+        field="callback_url",
+    )
+
+
 def validate(doc: DossierIn) -> dict[str, Any]:
     """Check a dossier beyond its shape; return it as the JSON document to store.
 
@@ -210,6 +223,7 @@ async def submit(request: web.Request) -> web.Response:
             raise Problem(503, "not-accepting", reason)
     document = validate(await read_json(request, DossierIn))
     own_code(document["code"], identity)
+    own_callback(document.get("callback_url"), identity)
     request_id = request[REQUEST_ID_KEY]
     try:
         outcome = await runtime.store.transact(

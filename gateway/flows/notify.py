@@ -20,6 +20,7 @@ from connectors.api import Connector, PermanentError, TransientError
 from gateway import dossiers
 from gateway.outbox.jobs import Job
 from gateway.procedures import flow_of
+from gateway.settings import Subsystem
 from gateway.store import Store, Tx
 
 __all__ = ["CallbackHandler", "PortalSyncHandler", "sign_callback", "verify_callback"]
@@ -51,17 +52,21 @@ def _noop(tx: Tx) -> None:
 
 
 class CallbackHandler:
-    """POSTs the status document to the dossier's ``callback_url``, HMAC-signed."""
+    """POSTs the status document to the dossier's ``callback_url``, HMAC-signed with the
+    subsystem's ``callback_secret``, if the URL is still under its ``callback_urls`` (checked
+    again here: the operator may have narrowed them since the dossier was accepted). Redirects are
+    not followed: they could lead anywhere."""
 
     def __init__(
         self,
         store: Store,
         session: Callable[[], aiohttp.ClientSession],
-        secrets: Mapping[str, bytes],
+        subsystems: Mapping[str, Subsystem],
         *,
         timeout_s: float = 10.0,
     ) -> None:
-        self.store, self._session, self.secrets, self.timeout_s = store, session, secrets, timeout_s
+        self.store, self._session, self.timeout_s = store, session, timeout_s
+        self.subsystems = subsystems
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         code = str(job.payload["code"])
@@ -77,13 +82,21 @@ class CallbackHandler:
         url, client, body = await self.store.read(load)
         if not url:
             return _noop
+        subsystem = self.subsystems.get(client)
+        if subsystem is None or not subsystem.allows_callback(url):
+            raise PermanentError(
+                "callback", f"{url} is not under the callback_urls of subsystem {client}"
+            )
         headers = {"Content-Type": "application/json", "X-Lienthong-Dossier": code}
-        secret = self.secrets.get(client)
-        if secret:
-            headers[SIGNATURE_HEADER] = sign_callback(secret, body)
+        if subsystem.callback_secret:
+            headers[SIGNATURE_HEADER] = sign_callback(subsystem.callback_secret.encode(), body)
         try:
             async with self._session().post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                allow_redirects=False,
             ) as resp:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -92,6 +105,8 @@ class CallbackHandler:
             raise TransientError("callback", f"{url} answered {status}")
         if status >= 400:
             raise PermanentError("callback", f"{url} refused the callback with {status}")
+        if status >= 300:
+            raise PermanentError("callback", f"{url} answered {status}: redirects are not followed")
         return _noop
 
     def failed(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +28,15 @@ TOKENS = {
 FAST_RETRY = {"max_attempts": 4, "base_delay_s": 0.02, "max_delay_s": 0.1, "jitter": 0.1}
 
 
-def gateway_config(tmp: Path, pki_dir: Path, **sections: Any) -> Settings:
+def gateway_config(
+    tmp: Path, pki_dir: Path, *, callback_urls: Sequence[str] = (), **sections: Any
+) -> Settings:
+    """The tests' gateway; ``callback_urls``: where motcua's callbacks may go (none by default)."""
     config: dict[str, Any] = {
         "store": {"url": f"sqlite:///{tmp / 'gateway.db'}"},
         "subsystems": [
             {"id": MOTCUA, "token": TOKENS["motcua"], "callback_secret": "cb-secret",
+             "callback_urls": list(callback_urls),
              "rights": ["dossiers.submit", "lookups.citizen", "lookups.insurance-card", "lookups.enterprise"]},
             {"id": "VN:GOV:000.00.00.H41:vanhanh", "token": TOKENS["operator"], "rights": ["admin"]},
             {"id": "VN:GOV:000.00.00.H41:kiemtoan", "token": TOKENS["auditor"], "rights": ["audit.read"]},

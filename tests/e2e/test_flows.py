@@ -63,9 +63,12 @@ async def callback_receiver() -> AsyncIterator[tuple[str, list[tuple[bytes, dict
 
 
 async def test_birth_and_death_complete_with_signed_callbacks_and_portal_sync(
-    gateway: Gateway,
+    make_gateway: Any,
 ) -> None:
-    async with callback_receiver() as (url, received):
+    async with (
+        callback_receiver() as (url, received),
+        make_gateway(callback_urls=[url]) as gateway,
+    ):
         birth = dossiers(1, death_share=0, callback_url=url)[0]
         death = dossiers(1, death_share=1, start=2, callback_url=url)[0]
         for doc in (birth, death):
@@ -79,53 +82,57 @@ async def test_birth_and_death_complete_with_signed_callbacks_and_portal_sync(
             if sum(1 for body, _ in received if b'"completed"' in body) >= 2:
                 break
             await asyncio.sleep(0.05)
-    b, d = views
-    assert b["status"] == d["status"] == "completed", (b, d)
-    assert [s["name"] for s in b["steps"]] == [
-        "verify_applicant",
-        "register_birth",
-        "register_residence",
-        "issue_health_card",
-    ]
-    assert all(
-        s["status"] == "done" and s["history"][-1]["outcome"] == "delivered"
-        for s in b["steps"] + d["steps"]
-    )
-    born = b["steps"][1]["result"]
-    child = check_personal_id(
-        born["personal_id"],
-        birth_date=__import__("datetime").date.fromisoformat(birth["data"]["child"]["birth_date"]),
-    )
-    assert child.sex == birth["data"]["child"]["sex"]
-    assert born["certificate_signer"] and born["certificate_pdf_sha256"]
-    assert b["steps"][3]["result"]["card_number"].startswith("TE1")
-    assert d["steps"][2]["result"] and d["steps"][3]["reference"]
-    # Callbacks: HMAC-signed, versions increasing, the last one says completed.
-    assert received
-    for body, headers in received:
-        assert verify_callback(b"cb-secret", body, headers["X-Lienthong-Signature"])
-        assert not verify_callback(b"wrong-secret", body, headers["X-Lienthong-Signature"])
-    # The national portal holds each dossier at TrangThaiHoSo 10 (result returned).
-    root = "/".join(gateway.sandbox("portal").split("/")[:3])
-    for doc in (birth, death):
-        portal: dict[str, Any] = {}
-        for _ in range(100):  # the sync is queued with the change; give the outbox its moment
-            async with gateway.http.get(f"{root}/_sandbox/dossiers/{doc['code']}") as r:
-                portal = (await r.json()).get("dossier", {}) if r.status == 200 else {}
-            if str(portal.get("TrangThaiHoSo")) == "10":
-                break
-            await asyncio.sleep(0.05)
-        assert str(portal["TrangThaiHoSo"]) == "10", portal
-        assert portal["MaTTHC"] == doc["procedure"]
-    report = await verify_chain(gateway.runtime.store)
-    assert report.ok, report.describe()
-    rows = await gateway.runtime.store.read(
-        lambda tx: tx.all("audit.by_dossier", dossier=birth["code"])
-    )
-    actions = [decode_entry(r["entry"])["action"] for r in rows]
-    assert actions[0] == "dossier.accepted" and actions.count("step.delivered") >= 4
-    assert "dossier.completed" in actions
-    assert all(birth["applicant"]["personal_id"].encode() not in bytes(r["entry"]) for r in rows)
+        b, d = views
+        assert b["status"] == d["status"] == "completed", (b, d)
+        assert [s["name"] for s in b["steps"]] == [
+            "verify_applicant",
+            "register_birth",
+            "register_residence",
+            "issue_health_card",
+        ]
+        assert all(
+            s["status"] == "done" and s["history"][-1]["outcome"] == "delivered"
+            for s in b["steps"] + d["steps"]
+        )
+        born = b["steps"][1]["result"]
+        child = check_personal_id(
+            born["personal_id"],
+            birth_date=__import__("datetime").date.fromisoformat(
+                birth["data"]["child"]["birth_date"]
+            ),
+        )
+        assert child.sex == birth["data"]["child"]["sex"]
+        assert born["certificate_signer"] and born["certificate_pdf_sha256"]
+        assert b["steps"][3]["result"]["card_number"].startswith("TE1")
+        assert d["steps"][2]["result"] and d["steps"][3]["reference"]
+        # Callbacks: HMAC-signed, versions increasing, the last one says completed.
+        assert received
+        for body, headers in received:
+            assert verify_callback(b"cb-secret", body, headers["X-Lienthong-Signature"])
+            assert not verify_callback(b"wrong-secret", body, headers["X-Lienthong-Signature"])
+        # The national portal holds each dossier at TrangThaiHoSo 10 (result returned).
+        root = "/".join(gateway.sandbox("portal").split("/")[:3])
+        for doc in (birth, death):
+            portal: dict[str, Any] = {}
+            for _ in range(100):  # the sync is queued with the change; give the outbox its moment
+                async with gateway.http.get(f"{root}/_sandbox/dossiers/{doc['code']}") as r:
+                    portal = (await r.json()).get("dossier", {}) if r.status == 200 else {}
+                if str(portal.get("TrangThaiHoSo")) == "10":
+                    break
+                await asyncio.sleep(0.05)
+            assert str(portal["TrangThaiHoSo"]) == "10", portal
+            assert portal["MaTTHC"] == doc["procedure"]
+        report = await verify_chain(gateway.runtime.store)
+        assert report.ok, report.describe()
+        rows = await gateway.runtime.store.read(
+            lambda tx: tx.all("audit.by_dossier", dossier=birth["code"])
+        )
+        actions = [decode_entry(r["entry"])["action"] for r in rows]
+        assert actions[0] == "dossier.accepted" and actions.count("step.delivered") >= 4
+        assert "dossier.completed" in actions
+        assert all(
+            birth["applicant"]["personal_id"].encode() not in bytes(r["entry"]) for r in rows
+        )
 
 
 async def test_same_dossier_twice_is_one_and_a_changed_one_is_a_conflict(gateway: Gateway) -> None:

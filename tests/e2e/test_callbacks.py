@@ -1,0 +1,165 @@
+"""Callbacks go only where the operator let a subsystem's callbacks go, over real sockets.
+
+The gateway POSTs from inside the province's network: a ``callback_url`` a client could choose
+freely would let it reach whatever the gateway can reach (databases, admin ports, the registries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.samples import sample_dossiers
+from tests.e2e.conftest import Gateway
+
+PROBLEM = "urn:lienthong:problem:"
+
+
+@dataclass
+class Receiver:
+    base: str  # http://127.0.0.1:<port>
+    status: int = 204  # what /hook answers
+    hits: dict[str, int] = field(default_factory=dict)  # path → requests received
+
+
+@asynccontextmanager
+async def receiver() -> AsyncIterator[Receiver]:
+    """``/hook`` answers ``status``; ``/redirect`` sends the caller on to ``/elsewhere``."""
+    app = web.Application()
+    got = Receiver(base="")
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        got.hits[request.path] = got.hits.get(request.path, 0) + 1
+        if request.path.startswith("/redirect"):
+            raise web.HTTPTemporaryRedirect("/elsewhere")
+        return web.Response(status=got.status if request.path.startswith("/hook") else 204)
+
+    app.router.add_post("/{tail:.*}", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    got.base = str(server.make_url("")).rstrip("/")
+    try:
+        yield got
+    finally:
+        await server.close()
+
+
+def birth(n: int, callback_url: str | None) -> dict[str, Any]:
+    doc = next(iter(sample_dossiers(1, seed=0, start=n, death_share=0, callback_url=callback_url)))
+    return doc
+
+
+async def jobs(gw: Gateway, state: str) -> list[dict[str, Any]]:
+    async with await gw.get(f"/v1/admin/outbox?state={state}", who="operator") as r:
+        assert r.status == 200, await r.text()
+        return [j for j in (await r.json())["items"] if j["kind"] == "callback"]
+
+
+async def dead_callbacks(gw: Gateway, code: str, *, within: float = 30.0) -> list[dict[str, Any]]:
+    """The dossier's callback jobs once it has completed and one of them is dead."""
+    await gw.wait_status(code, {"completed"})
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        dead = [j for j in await jobs(gw, "dead") if j["dossier"] == code]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            return dead
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ":1/hook",  # another port: the receiver's port is replaced below
+        "/hookx",  # a sibling of the allowed folder
+        "/hook/../admin",  # sent as /admin
+        "/hook/%2e%2e/admin",
+        "/",
+    ],
+)
+async def test_a_callback_url_outside_the_subsystems_callback_urls_is_refused_and_nothing_stored(
+    make_gateway: Any, path: str
+) -> None:
+    async with receiver() as rx, make_gateway(callback_urls=[rx.base + "/hook"]) as gw:
+        url = rx.base.rsplit(":", 1)[0] + path if path.startswith(":") else rx.base + path
+        doc = birth(1, url)
+        async with await gw.post("/v1/dossiers", doc) as r:
+            problem = await r.json()
+            assert r.status == 422, problem
+        assert problem["type"] == PROBLEM + "callback-not-allowed"
+        assert problem["field"] == "callback_url" and rx.base + "/hook" in problem["detail"]
+        async with await gw.get(f"/v1/dossiers/{doc['code']}") as r:
+            assert r.status == 404  # nothing was stored
+    assert rx.hits == {}
+
+
+async def test_a_subsystem_without_callback_urls_gets_no_callbacks(gateway: Gateway) -> None:
+    doc = birth(1, "https://motcua.hanoi.gov.vn/hook")
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+        assert r.status == 422, problem
+    assert problem["type"] == PROBLEM + "callback-not-allowed"
+    assert "none: ask the operator" in problem["detail"]
+    async with await gateway.post("/v1/dossiers", birth(1, None)) as r:
+        assert r.status == 202, await r.text()  # without a callback_url, as before
+
+
+async def test_callbacks_under_the_callback_urls_are_delivered(make_gateway: Any) -> None:
+    async with receiver() as rx, make_gateway(callback_urls=[rx.base + "/hook"]) as gw:
+        doc = birth(1, rx.base + "/hook/dossiers?from=motcua")
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202, await r.text()
+        await gw.wait_status(doc["code"], {"completed"})
+        for _ in range(200):  # the last callback is queued with the change to completed
+            if not await jobs(gw, "pending") and not await jobs(gw, "running"):
+                break
+            await asyncio.sleep(0.05)
+        assert rx.hits["/hook/dossiers"] >= 2
+        assert await jobs(gw, "dead") == []
+
+
+async def test_redirects_are_not_followed(make_gateway: Any) -> None:
+    async with receiver() as rx, make_gateway(callback_urls=[rx.base + "/redirect"]) as gw:
+        doc = birth(1, rx.base + "/redirect")
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202, await r.text()
+        dead = await dead_callbacks(gw, doc["code"])
+        assert dead and "307: redirects are not followed" in dead[0]["last_error"]
+        assert rx.hits.get("/redirect", 0) >= 1
+        assert "/elsewhere" not in rx.hits
+
+
+async def test_callback_urls_are_checked_again_when_the_callback_is_sent(
+    make_gateway: Any,
+) -> None:
+    """A dossier accepted while its URL was allowed; the operator then narrows callback_urls and
+    replays the failed callback: it is not sent, and says why."""
+    async with receiver() as rx:
+        rx.status = 503  # each callback fails until its attempts run out
+        async with make_gateway(callback_urls=[rx.base + "/hook"]) as gw:
+            doc = birth(1, rx.base + "/hook")
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            dead = await dead_callbacks(gw, doc["code"])
+            assert dead and "answered 503" in dead[0]["last_error"]
+        sent = rx.hits["/hook"]
+        async with make_gateway(callback_urls=[rx.base + "/other"]) as gw:
+            job = dead[0]["id"]
+            async with await gw.post(f"/v1/admin/outbox/{job}/replay", None, who="operator") as r:
+                assert r.status == 200, await r.text()
+            for _ in range(400):
+                again = [j for j in await jobs(gw, "dead") if j["id"] == job]
+                if again and "callback_urls" in (again[0]["last_error"] or ""):
+                    break
+                await asyncio.sleep(0.05)
+            assert again and again[0]["last_error"].endswith(
+                "is not under the callback_urls of subsystem VN:GOV:000.00.00.H41:motcua"
+            ), again
+        assert rx.hits["/hook"] == sent

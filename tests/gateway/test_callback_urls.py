@@ -1,0 +1,94 @@
+"""A subsystem's ``callback_urls``: what the config takes, and which callback URLs they admit."""
+
+from typing import Any
+
+import pytest
+
+from gateway.settings import SettingsError, callback_allowed, settings_from_mapping
+
+MOTCUA = "VN:GOV:000.00.00.H41:motcua"
+
+
+def _subsystem(callback_urls: Any) -> dict[str, Any]:
+    return {"id": MOTCUA, "token": "t", "rights": [], "callback_urls": callback_urls}
+
+
+def test_callback_urls_load_and_default_to_none() -> None:
+    settings = settings_from_mapping(
+        {
+            "subsystems": [
+                _subsystem(["https://motcua.hanoi.gov.vn/hook"]),
+                {"id": "a:b", "token": "u"},
+            ]
+        },
+        environ={},
+    )
+    given, unset = settings.subsystems
+    assert given.callback_urls == ("https://motcua.hanoi.gov.vn/hook",)
+    assert unset.callback_urls == ()
+    assert given.allows_callback("https://motcua.hanoi.gov.vn/hook/42")
+    assert not unset.allows_callback("https://motcua.hanoi.gov.vn/hook/42")
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "ftp://motcua.hanoi.gov.vn/",
+        "/hook",
+        "https://motcua.hanoi.gov.vn/hook?token=1",
+        "https://motcua.hanoi.gov.vn/hook#x",
+        "https://user:pw@motcua.hanoi.gov.vn/hook",
+        "https://@motcua.hanoi.gov.vn/hook",
+        "https://motcua.hanoi.gov.vn:99999/",
+        7,
+    ],
+)
+def test_a_callback_base_that_is_not_scheme_host_port_path_is_refused(base: Any) -> None:
+    with pytest.raises(SettingsError, match=r"subsystems\[0\]\.callback_urls\[0\]: expected"):
+        settings_from_mapping({"subsystems": [_subsystem([base])]}, environ={})
+
+
+BASES = ("https://motcua.hanoi.gov.vn/hook", "http://10.0.0.7:8081/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://motcua.hanoi.gov.vn/hook",
+        "https://motcua.hanoi.gov.vn/hook/",
+        "https://motcua.hanoi.gov.vn/hook/dossiers?code=1#top",
+        "https://MOTCUA.hanoi.gov.vn:443/hook/x",  # host case and the default port spelled out
+        "https://motcua.hanoi.gov.vn/hook/a/../b",  # resolves to /hook/b
+        "http://10.0.0.7:8081/anything",  # a base of "/" admits its whole origin
+    ],
+)
+def test_urls_under_a_base_are_admitted(url: str) -> None:
+    assert callback_allowed(url, BASES)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://motcua.hanoi.gov.vn/hookx",  # a sibling, not below the folder
+        "https://motcua.hanoi.gov.vn/",
+        "https://motcua.hanoi.gov.vn/hook/../admin",  # sent as /admin
+        "https://motcua.hanoi.gov.vn/hook/%2e%2e/admin",  # also /admin
+        "https://motcua.hanoi.gov.vn/hook%2F..%2Fadmin",  # not the folder /hook/
+        "http://motcua.hanoi.gov.vn/hook",  # another scheme
+        "https://motcua.hanoi.gov.vn:8443/hook",  # another port
+        "https://motcua.hanoi.gov.vn.evil.example/hook",
+        "https://motcua.hanoi.gov.vn@169.254.169.254/hook",  # the host is after the @
+        "https://user:pw@motcua.hanoi.gov.vn/hook",  # credentials are never sent
+        "http://10.0.0.7:8082/",
+        "http://10.0.0.7/",
+        "http://127.0.0.1:5432/",
+        "not a url at all",
+        "",
+    ],
+)
+def test_urls_outside_every_base_are_refused(url: str) -> None:
+    assert not callback_allowed(url, BASES)
+
+
+def test_no_bases_admit_nothing() -> None:
+    assert not callback_allowed("https://motcua.hanoi.gov.vn/hook", ())
