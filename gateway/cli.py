@@ -23,7 +23,82 @@ from signing.errors import SigningError
 __all__ = ["build_app", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineUsageError(click.UsageError):
+    """A click usage error told in one line: ``Error: <command>: <reason> (see '<command> --help')``.
+
+    Same exit code (2), same stream (stderr) as click's own four-line usage block."""
+
+    def __init__(self, error: click.UsageError, program: str) -> None:
+        ctx = error.ctx or _innermost_context(error)
+        super().__init__(error.format_message(), ctx)
+        self.command_path = ctx.command_path if ctx is not None else program
+
+    def format_message(self) -> str:
+        reason = " ".join(self.message.split()) or "invalid usage"
+        if reason.endswith(".") and not reason.endswith(".."):
+            reason = reason[:-1]
+        line = f"{self.command_path}: {reason}"
+        ctx = self.ctx
+        if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+            help_name = max(ctx.command.get_help_option_names(ctx), key=len)
+            line += f" (see '{self.command_path} {help_name}')"
+        return " ".join(line.split())  # a command path from argv[0] may hold whitespace too
+
+    def show(self, file: Any = None) -> None:
+        color = self.ctx.color if self.ctx is not None else self.show_color
+        click.echo(f"Error: {self.format_message()}", file=file, err=file is None, color=color)
+
+
+def _innermost_context(error: BaseException) -> click.Context | None:
+    """The context of the deepest frame ``error`` came through: click's parser raises a few usage
+    errors ("Option '--state' requires an argument") without the context of the command at fault."""
+    import traceback
+
+    found = None
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        ctx = frame.f_locals.get("ctx")
+        if isinstance(ctx, click.Context):
+            found = ctx
+    return found
+
+
+class _Lienthong(click.Group):
+    """The ``lienthong`` group: every click usage error under it, at any depth, is one line.
+
+    Only the usage error's rendering changes: click's ``main`` still does everything else (help,
+    ``--version``, ``sys.exit(n)``/``ctx.exit(n)``, ``Error: …`` exit 1 for other ClickExceptions,
+    ``Aborted!``, EPIPE, shell completion). A bare group (``lienthong``, ``lienthong outbox``) still
+    prints its help, as click's NoArgsIsHelpError does."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            if _told_as_click_does(exc):
+                raise
+            raise _OneLineUsageError(exc, info_name or self.name or "lienthong") from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if _told_as_click_does(exc):
+                raise
+            raise _OneLineUsageError(exc, ctx.command_path) from exc
+
+
+def _told_as_click_does(error: click.UsageError) -> bool:
+    """Already one line, or a bare group's help (NoArgsIsHelpError: help text, not a complaint)."""
+    return isinstance(error, (_OneLineUsageError, click.exceptions.NoArgsIsHelpError))
+
+
+@click.group(cls=_Lienthong, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lienthong")
 def main() -> None:
     """lienthong — interoperability gateway and document-exchange hub."""
