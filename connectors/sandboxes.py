@@ -142,7 +142,7 @@ async def serve_app(
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0]
-        yield f"http://{host}:{bound[1]}"
+        yield f"http://{f'[{host}]' if ':' in host else host}:{bound[1]}"  # IPv6 in brackets
     finally:
         await runner.cleanup()
 

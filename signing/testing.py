@@ -500,7 +500,8 @@ async def serve_pki(
     site = web.TCPSite(runner, host, port)
     try:
         await site.start()
-        yield f"http://{host}:{port}"
+        bound = runner.addresses[0][1]  # port 0: the one the system chose
+        yield f"http://{f'[{host}]' if ':' in host else host}:{bound}"  # IPv6 in brackets
     finally:
         await runner.cleanup()
 

@@ -165,6 +165,6 @@ async def serve_tsa(
     try:
         await site.start()
         real_port = runner.addresses[0][1]
-        yield f"http://{host}:{real_port}/"
+        yield f"http://{f'[{host}]' if ':' in host else host}:{real_port}/"  # IPv6 in brackets
     finally:
         await runner.cleanup()
