@@ -34,6 +34,7 @@ from gateway.outbox.breaker import Breakers
 from gateway.outbox.jobs import Job
 from gateway.outbox.retry import RetryPolicy
 from gateway.outbox.worker import JobHandler, Worker
+from gateway.parse_errors import server_handler_args
 from gateway.problems import Problem, problem_middleware
 from gateway.requestid import REQUEST_ID_KEY, request_id_middleware
 from gateway.settings import REGISTRY_NAMES, Settings, SettingsError
@@ -362,6 +363,8 @@ def create_app(
             identify_middleware,
         ],
         client_max_size=settings.gateway.max_body_bytes,
+        # What aiohttp's HTTP parser refuses, before any middleware: problem+json, one WARNING.
+        handler_args=server_handler_args(),
     )
     app[RUNTIME] = Runtime(
         settings=settings,

@@ -1,0 +1,178 @@
+"""Requests aiohttp's HTTP parser refuses: a problem+json answer and one WARNING line.
+
+aiohttp (checked against 3.14.5) answers a request its parser refuses (a NUL in a header, a request
+line over 8190 bytes, a ``Content-Encoding`` it cannot decode, a bad method, chunk size or
+``Content-Length``) on its own, before any middleware or signal runs: ``RequestHandler.handle_error``
+writes a text/plain 400 that quotes the client's bytes, and logs it at ERROR with a traceback, so
+any client could fill the log. aiohttp has no public hook for that answer (aio-libs/aiohttp#3287 and
+#6463 are open: no middleware sees the request, ``on_response_prepare`` is not sent for it, and the
+``RequestHandler`` class is not a parameter). So, in two parts:
+
+* public: :func:`server_handler_args` is ``Application(handler_args=...)``: the ``logger`` aiohttp's
+  connection handlers use (a documented parameter of the web protocol). :class:`ServerLog` passes
+  every record on to ``aiohttp.server`` unchanged, except one carrying the client's malformed bytes
+  (an ``HttpProcessingError``, or the ``RequestPayloadError`` aiohttp meets draining an undecodable
+  body after the answer): that is one WARNING line, without a traceback.
+* private, and only here: ``RequestHandler.handle_error`` is wrapped, once. For a connection handler
+  whose logger is a :class:`ServerLog` (this gateway's; the sandboxes and any other aiohttp server
+  keep aiohttp's answer) and an error of the parser, it answers problem+json instead. Should
+  aiohttp's ``handle_error`` change its parameters, nothing is wrapped: aiohttp's own answer again,
+  still logged as one WARNING line, and tests/e2e/test_http_parse_errors.py fails.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Callable, Mapping
+from functools import cache, wraps
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, LineTooLong
+
+from .problems import PROBLEM_TYPE_PREFIX, Problem
+
+__all__ = ["ACCEPTED_CODINGS", "ServerLog", "parse_problem", "server_handler_args"]
+
+log = logging.getLogger("lienthong.http")
+
+# The request Content-Encodings aiohttp decodes with nothing more installed (br needs Brotli, zstd
+# backports.zstd); RFC 9110 §15.5.16: a 415 for a content coding says which are accepted.
+ACCEPTED_CODINGS = "gzip, deflate"
+_QUOTE = 60  # at most this many characters of aiohttp's message, which may quote the client's bytes
+
+
+def _summary(exc: BaseException) -> str:
+    """What aiohttp's message for ``exc`` says is wrong: one printable line, at most ``_QUOTE``
+    characters."""
+    if isinstance(exc, web.RequestPayloadError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # "400, message: …" around the parser's own error
+    text = str(getattr(exc, "message", "") or exc).strip()
+    # The parser's messages: what is wrong (over one or two lines), a blank line, the bytes.
+    line = " ".join(text.split("\n\n", 1)[0].split()).rstrip(":")
+    line = "".join(c if c.isprintable() else "?" for c in line)
+    return line if len(line) <= _QUOTE else line[: _QUOTE - 1] + "…"
+
+
+def parse_problem(exc: HttpProcessingError) -> Problem:
+    """What to answer for a request aiohttp's parser refused with ``exc``."""
+    if isinstance(exc, ContentEncodingError):
+        # Raised while parsing the headers only for a coding aiohttp cannot decode (a body that
+        # is not in its coding fails later, as the handler reads it: api.common.unreadable_body).
+        return Problem(
+            415,
+            "unsupported-media-type",
+            f"the request's Content-Encoding cannot be decoded here: send the body as "
+            f"{ACCEPTED_CODINGS}, or not compressed",
+            headers={"Accept-Encoding": ACCEPTED_CODINGS},
+        )
+    if isinstance(exc, LineTooLong):  # its message quotes the line
+        return Problem(
+            400,
+            "malformed-request",
+            "the request line or a header field is longer than this gateway reads",
+        )
+    return Problem(
+        400, "malformed-request", f"the request is not well-formed HTTP/1.1: {_summary(exc)}"
+    )
+
+
+def _answer(problem: Problem, request_id: str) -> web.Response:
+    body = {
+        "type": PROBLEM_TYPE_PREFIX + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": "",  # the request's target was never read
+        "request_id": request_id,
+    }
+    response = web.Response(
+        status=problem.status,
+        body=msgspec.json.encode(body),
+        content_type="application/problem+json",
+        headers={**problem.headers, "X-Request-Id": request_id, "Connection": "close"},
+    )
+    response.force_close()  # the parser cannot go on after an error: neither can the connection
+    return response
+
+
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's connection handlers' logger in this gateway: ``aiohttp.server``, but a client's
+    malformed request is one WARNING line, not an ERROR with a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
+            log.warning("a malformed request (%s): %s", _format(msg, args), _summary(exc))
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
+def _format(msg: object, args: tuple[object, ...]) -> str:
+    try:
+        return str(msg) % args if args else str(msg)
+    except (TypeError, ValueError):
+        return str(msg)
+
+
+_HandleError = Callable[..., web.StreamResponse]
+_CHECKED_PARAMETERS = ["self", "request", "status", "exc", "message"]  # aiohttp 3.14.5
+
+
+def _answer_parse_errors(aiohttp_handle_error: _HandleError) -> _HandleError:
+    @wraps(aiohttp_handle_error)
+    def handle_error(
+        self: web.RequestHandler,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # The parser's errors come with a 4xx (400 in 3.14.5); a handler's with 500 or 504.
+        if (
+            not isinstance(self.logger, ServerLog)
+            or not isinstance(exc, HttpProcessingError)
+            or status >= 500
+            or request.writer.output_size > 0  # aiohttp raises ConnectionError
+        ):
+            return aiohttp_handle_error(self, request, status, exc, message)
+        problem = parse_problem(exc)
+        request_id = os.urandom(16).hex()
+        log.warning(
+            "refused a malformed request from %s: %s",
+            request.remote,
+            _summary(exc),
+            extra={"request_id": request_id, "status": problem.status, "problem": problem.slug},
+        )
+        return _answer(problem, request_id)
+
+    handle_error.lienthong_parse_errors = True  # type: ignore[attr-defined]
+    return handle_error
+
+
+@cache  # once a process
+def _install() -> None:
+    current = web.RequestHandler.handle_error
+    if getattr(current, "lienthong_parse_errors", False):
+        return
+    if list(inspect.signature(current).parameters) != _CHECKED_PARAMETERS:
+        log.warning(
+            "aiohttp %s changed RequestHandler.handle_error: a malformed request gets aiohttp's "
+            "own text/plain answer (see gateway/parse_errors.py)",
+            aiohttp.__version__,
+        )
+        return
+    web.RequestHandler.handle_error = _answer_parse_errors(current)  # type: ignore[method-assign]
+
+
+def server_handler_args() -> Mapping[str, Any]:
+    """``web.Application(handler_args=...)`` for the gateway (see the module's docstring)."""
+    _install()
+    return {"logger": ServerLog()}

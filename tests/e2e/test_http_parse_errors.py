@@ -1,0 +1,222 @@
+"""What aiohttp's HTTP parser refuses, before any middleware runs, is still a problem+json answer:
+a stable type, a short detail that does not quote the client's bytes back, the connection closed,
+and one WARNING line in the log — never an ERROR with a traceback (gateway/parse_errors.py).
+
+These go over a real socket to a real gateway; they fail if aiohttp changes how it answers a
+request its parser refuses (the part of parse_errors.py that is not public aiohttp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.logs import JsonFormatter
+from gateway.parse_errors import ServerLog
+from tests.e2e.conftest import Gateway
+
+PROBLEM = "urn:lienthong:problem:"
+LONG = b"a" * 9000  # over aiohttp's 8190-byte line and field limits
+QUOTED = b"a" * 40  # what must not come back
+POST = b"POST /v1/dossiers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+MALFORMED = [
+    pytest.param(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n",
+        400,
+        "malformed-request",
+        id="nul-in-a-header",
+    ),
+    pytest.param(
+        b"GET /" + LONG + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+        "malformed-request",
+        id="request-line-too-long",
+    ),
+    pytest.param(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + LONG + b"\r\n\r\n",
+        400,
+        "malformed-request",
+        id="header-too-long",
+    ),
+    pytest.param(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: 1\r\n" % i for i in range(200))
+        + b"\r\n",
+        400,
+        "malformed-request",
+        id="too-many-headers",
+    ),
+    pytest.param(
+        POST + b"Content-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
+        415,
+        "unsupported-media-type",
+        id="content-encoding-br",
+    ),
+    pytest.param(b"BLAH\r\n\r\n", 400, "malformed-request", id="invalid-method"),
+    pytest.param(
+        POST + b"Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
+        400,
+        "malformed-request",
+        id="invalid-chunk-size",
+    ),
+    pytest.param(
+        POST + b"Content-Length: abc\r\n\r\n", 400, "malformed-request", id="bad-content-length"
+    ),
+    pytest.param(
+        POST + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n{}",
+        400,
+        "malformed-request",
+        id="two-content-lengths",
+    ),
+]
+
+
+def _address(gateway: Gateway) -> tuple[str, int]:
+    host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+def _parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+async def _send(gateway: Gateway, data: bytes) -> bytes:
+    """``data`` on a fresh connection; everything the gateway answers, up to its closing it."""
+    reader, writer = await asyncio.open_connection(*_address(gateway))
+    try:
+        writer.write(data)
+        # read() ends at EOF only: a connection the gateway left open fails here.
+        return await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+
+
+def _one_warning(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, caplog.text
+    (record,) = warnings
+    assert record.exc_info is None
+    line = JsonFormatter().format(record)  # the gateway's log format: one JSON object a line
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["level"] == "warning" and "error" not in entry  # no traceback
+    assert QUOTED.decode() not in line
+    return record
+
+
+@pytest.mark.parametrize(("data", "status", "slug"), MALFORMED)
+async def test_a_request_the_parser_refuses_is_a_problem(
+    gateway: Gateway,
+    caplog: pytest.LogCaptureFixture,
+    data: bytes,
+    status: int,
+    slug: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    answer = await _send(gateway, data)
+
+    code, headers, body = _parse(answer)
+    assert code == status, answer[:300]
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["connection"] == "close"
+    problem: dict[str, Any] = json.loads(body)
+    assert problem["type"] == PROBLEM + slug
+    assert problem["status"] == status
+    assert problem["title"] == {400: "Bad request", 415: "Unsupported media type"}[status]
+    assert problem["detail"].startswith("the request")
+    assert len(problem["detail"]) <= 130  # aiohttp's own words, cut: a few dozen bytes at most
+    assert QUOTED not in answer  # the client's bytes do not come back
+    assert "install" not in problem["detail"].lower()  # aiohttp's advice is for us, not callers
+    assert problem["instance"] == ""  # the target was never read
+    assert problem["request_id"] == headers["x-request-id"]
+    if status == 415:  # RFC 9110 §15.5.16: which content codings would do
+        assert headers["accept-encoding"] == "gzip, deflate"
+
+    record = _one_warning(caplog)
+    assert record.name == "lienthong.http"
+    assert record.__dict__["request_id"] == problem["request_id"]
+    assert (record.__dict__["status"], record.__dict__["problem"]) == (status, slug)
+
+    async with gateway.http.get(gateway.url + "/healthz") as r:  # a fresh connection still works
+        assert r.status == 200
+        assert (await r.json())["status"] == "ok"
+
+
+async def test_a_malformed_request_after_a_good_one_on_the_same_connection(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    reader, writer = await asyncio.open_connection(*_address(gateway))
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        code, headers, _ = _parse(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10))
+        assert code == 200
+        await reader.readexactly(int(headers["content-length"]))
+        writer.write(b"BLAH\r\n\r\n")  # the second request on a kept-alive connection
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    code, headers, body = _parse(answer)
+    assert (code, headers["content-type"]) == (400, "application/problem+json")
+    assert json.loads(body)["type"] == PROBLEM + "malformed-request"
+    _one_warning(caplog)
+
+
+async def test_a_body_that_fails_to_decode_after_the_answer_is_a_warning(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refused before its body is read (no credentials), then aiohttp drains the body and finds
+    it is not gzip: a client's fault, one WARNING line, not an "Unhandled exception" ERROR."""
+    caplog.set_level(logging.INFO)
+    reader, writer = await asyncio.open_connection(*_address(gateway))
+    try:
+        writer.write(POST + b"Content-Encoding: gzip\r\nContent-Length: 11\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        code, headers, _ = _parse(head)
+        assert code == 401
+        await reader.readexactly(int(headers["content-length"]))
+        writer.write(b"not gzip at")
+        assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # then it is closed
+    finally:
+        writer.close()
+    record = _one_warning(caplog)
+    assert "content-encoding" in record.getMessage().lower()
+
+
+async def test_other_aiohttp_servers_keep_aiohttps_answer(gateway: Gateway) -> None:
+    """The wrapped handle_error acts for the gateway's connections only (its ServerLog)."""
+    server = TestServer(web.Application(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+    finally:
+        await server.close()
+    code, headers, _ = _parse(answer)
+    assert code == 400
+    assert headers["content-type"].startswith("text/plain")
+
+
+def test_server_log_passes_other_errors_on_unchanged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError as exc:
+        ServerLog().exception("Error handling request from %s", "127.0.0.1", exc_info=exc)
+    (record,) = caplog.records
+    assert (record.name, record.levelno) == ("aiohttp.server", logging.ERROR)
+    assert record.exc_info is not None and record.exc_info[1] is not None
+    assert record.getMessage() == "Error handling request from 127.0.0.1"
