@@ -33,11 +33,17 @@ def open_settings(config: Path | None) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def existing_store(settings: Settings) -> Store:
+def existing_store(settings: Settings, *, readonly: bool = False) -> Store:
     """The configured store, refusing to create one: an operator who mistyped a path or a
     database name must not get "no jobs" or "log verified" for an answer, nor turn another file
-    or database into a store. The refusal is a StoreError when the store opens."""
+    or database into a store. The refusal is a StoreError when the store opens.
+
+    ``readonly``: for commands that only read. They then work on a store this user may not
+    write (an auditor's copy on read-only media) and never change it; a command that writes
+    gets a StoreError saying the store is read-only."""
     try:
-        return open_store(settings.store.url, base=settings.base_dir, create=False)
+        return open_store(
+            settings.store.url, base=settings.base_dir, create=False, readonly=readonly
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

@@ -43,7 +43,8 @@ def _trust(settings: Any, extra: tuple[Path, ...]) -> Any | None:
 
 
 def _run(settings: Any, work: Callable[[Store], Any]) -> Any:
-    store = existing_store(settings)
+    # Every audit command only reads: an auditor's read-only copy of a store will do.
+    store = existing_store(settings, readonly=True)
 
     async def main() -> Any:
         async with store:

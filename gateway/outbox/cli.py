@@ -27,8 +27,10 @@ __all__ = ["commands", "outbox"]
 T = TypeVar("T")
 
 
-def _run(config: Path | None, work: Callable[[Store], Any]) -> Any:
-    store = existing_store(open_settings(config))
+def _run(config: Path | None, work: Callable[[Store], Any], *, readonly: bool = False) -> Any:
+    """``work`` on the configured store; ``readonly`` for a command that only reads it (then a
+    store this user may not write will do)."""
+    store = existing_store(open_settings(config), readonly=readonly)
 
     async def main() -> Any:
         async with store:
@@ -100,7 +102,7 @@ def list_command(
             lambda tx: list_jobs(tx, state=state, limit=limit, after_id=after_id)
         )
 
-    jobs: list[Job] = _run(config, work)
+    jobs: list[Job] = _run(config, work, readonly=True)
     if as_json:
         click.echo(msgspec.json.encode(page(jobs, limit)).decode())
     elif not jobs:

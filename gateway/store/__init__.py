@@ -23,12 +23,16 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, base: Path | None = None, create: bool = True) -> Store:
+def open_store(
+    url: str, *, base: Path | None = None, create: bool = True, readonly: bool = False
+) -> Store:
     """The store a URL names, as SQLAlchemy spells them: ``sqlite:///relative.db`` (to ``base``),
     ``sqlite:////absolute/path.db``; ``postgresql://user@host:5432/db`` (or ``postgres://``, any
     libpq URI: ``?options=-csearch_path%3Dname`` picks a schema) for the shared PostgreSQL store.
 
     ``create=False``: the store must exist already (see the stores' own ``create``).
+    ``readonly=True``: open an existing store only to read it; its ``transact`` raises StoreError.
+    A SQLite store opened so may be one this user cannot write (a copy on read-only media).
 
     Raises ValueError for a scheme this build does not support.
     """
@@ -37,9 +41,9 @@ def open_store(url: str, *, base: Path | None = None, create: bool = True) -> St
         path = Path(raw)
         if not path.is_absolute() and base is not None:
             path = base / path
-        return SQLiteStore(path, create=create)
+        return SQLiteStore(path, create=create, readonly=readonly)
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url, create=create)
+        return PostgresStore(url, create=create, readonly=readonly)
     raise ValueError(
         f"unsupported store url {url!r} (expected sqlite:///path.db or postgresql://host/db)"
     )

@@ -117,6 +117,12 @@ def _configure(conn: psycopg.Connection[Row]) -> None:
     conn.adapters.register_dumper(bool, _BoolAsIntDumper)
 
 
+def _configure_readonly(conn: psycopg.Connection[Row]) -> None:
+    _configure(conn)
+    # The store refuses units that write; the server then refuses any write that got past.
+    conn.execute("SET default_transaction_read_only = on")
+
+
 def _failure(what: str, exc: psycopg.Error) -> StoreError:
     # OperationalError: the server is gone, shutting down, out of disk or memory; not the unit.
     unavailable = isinstance(exc, psycopg.OperationalError)
@@ -230,6 +236,8 @@ class PostgresStore(Store):
     units of work at once; ``connect_timeout`` bounds each connection attempt and the wait for a
     free connection (seconds). ``create=False``: open only a database that already holds a
     lienthong store (an operator's command), never give another one lienthong's tables.
+    ``readonly``: open an existing store only to read it (implies ``create=False``): the schema
+    is not touched, sessions are read-only, and :meth:`transact` raises StoreError.
     """
 
     def __init__(
@@ -239,11 +247,13 @@ class PostgresStore(Store):
         pool_size: int = 4,
         connect_timeout: float = 10.0,
         create: bool = True,
+        readonly: bool = False,
     ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         self.url = url
-        self._create = create
+        self._create = create and not readonly
+        self._readonly = readonly
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] | None = None
@@ -267,12 +277,15 @@ class PostgresStore(Store):
         try:
             with psycopg.connect(self.url, autocommit=True, connect_timeout=timeout) as conn:
                 with conn.transaction():
-                    # Two instances starting together would race on CREATE … IF NOT EXISTS.
-                    conn.execute(_SCHEMA_LOCK)
-                    if not self._create:
+                    if self._readonly:  # read as it is: no schema to create, no lock to take
                         _check_existing(conn)
-                    for script in schema_scripts("postgres"):
-                        conn.execute(script.encode())  # no parameters: a script of statements
+                    else:
+                        # Two instances starting together would race on CREATE … IF NOT EXISTS.
+                        conn.execute(_SCHEMA_LOCK)
+                        if not self._create:
+                            _check_existing(conn)
+                        for script in schema_scripts("postgres"):
+                            conn.execute(script.encode())  # no parameters: a script of statements
         except psycopg.Error as exc:
             # libpq's messages run over several lines ("…\n\tIs the server running…"): one line.
             detail = " ".join(str(exc).split())
@@ -284,7 +297,7 @@ class PostgresStore(Store):
             min_size=self.pool_size,
             max_size=self.pool_size,
             open=False,
-            configure=_configure,
+            configure=_configure_readonly if self._readonly else _configure,
             timeout=self.connect_timeout,
             name="lienthong",
         )
@@ -311,7 +324,10 @@ class PostgresStore(Store):
         the server failed (unreachable, shutting down, out of disk); :class:`QueryError` for a
         failed statement or COMMIT, and for a unit that went on after one of its statements
         failed; or whatever ``work`` raised. In every failing case the transaction is rolled back.
+        On a store opened ``readonly``, raises StoreError.
         """
+        if self._readonly:
+            raise StoreError("the PostgreSQL store was opened read-only: it cannot be changed")
         try:
             return await self._submit(work, readonly=False)
         except StoreUnavailable as exc:

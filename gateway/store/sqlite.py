@@ -21,6 +21,10 @@ runs) instead of BEGIN, a read of the head, an INSERT per row and COMMIT.
 
 Reads run on a small pool of reader connections; WAL gives each a consistent snapshot while the
 writer goes on.
+
+A store opened ``readonly`` (what auditors' and operators' reading commands use) has no writer:
+only readers, opened so that they work on a store this user may not write (a copy on read-only
+media) and leave nothing behind there (see :func:`_connect_readonly`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import os
 import queue
 import re
 import sqlite3
@@ -237,8 +242,13 @@ def _set_wal(conn: sqlite3.Connection, *, tries: int = 200) -> None:
             time.sleep(0.05)
 
 
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+def _connect(path: Path, *, readonly: bool = False, uri: str = "") -> sqlite3.Connection:
+    """A connection to ``path``: the writer's, or with ``readonly`` a reader's. ``uri``: URI
+    parameters (``mode=ro``, ``immutable=1``) for a reader of a store this user cannot write."""
+    target = f"{path.resolve().as_uri()}?{uri}" if uri else path
+    conn = sqlite3.connect(
+        target, uri=bool(uri), isolation_level=None, check_same_thread=False, timeout=30
+    )
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
@@ -249,19 +259,60 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A reader's connection to ``path`` that works, and leaves nothing behind, even where this
+    user may not write the file or its folder.
+
+    Where it may write both, a reader connects as the writer's readers do: SQLite makes the
+    -wal and -shm files a WAL database needs and, as the last connection to close, removes them.
+    Where it may not, SQLite cannot make them (a copy on read-only media: "attempt to write a
+    readonly database"), or makes them and cannot remove them (files an auditor may only read,
+    in a folder they may write): left behind, owned by this user, they would stop a gateway
+    started later from writing its -shm. So, instead:
+
+    - a -wal file with content holds commits not yet in the file (a live gateway's, or those of
+      one that stopped without a checkpoint): read through it, ``mode=ro``; SQLite then uses the
+      -shm beside it read-only, and fails if there is none and it may not make one;
+    - otherwise the file holds the whole database: ``immutable=1`` reads it with no -shm and no
+      locks. Right while nothing writes the file, as is true of a copy; a gateway starting on
+      the store meanwhile writes its -wal, not the file, until its first checkpoint.
+    """
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return _connect(path, readonly=True)
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.is_file() and wal.stat().st_size > 0
+    return _connect(path, readonly=True, uri="mode=ro" if pending else "immutable=1")
+
+
+def _code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code of ``exc`` (sqlite3.SQLITE_READONLY, …), 0 when unknown."""
+    return int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
+
+
+def _read_only(path: Path, why: str) -> StoreError:
+    return StoreError(f"{path} is read-only ({why}): only commands that read the store can use it")
+
+
 def _check_existing(path: Path) -> None:
     """Raise StoreError unless ``path`` is a SQLite database with lienthong's tables; looked at
-    read-only, so that nothing is created, switched to WAL or given tables on the way."""
+    by a reader, so that nothing is created, switched to WAL or given tables on the way."""
     if not path.is_file():
         raise StoreError(f"no store at {path}" + (" (a folder)" if path.is_dir() else ""))
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = _connect_readonly(path)
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"{path} is not a SQLite database ({exc})") from None
+        if _code(exc) == sqlite3.SQLITE_NOTADB:
+            raise StoreError(f"{path} is not a SQLite database ({exc})") from None
+        # Not the file's fault: SQLite could not open it to read (a file this user may not read,
+        # a -wal copied without its -shm onto read-only media).
+        hint = ""
+        if Path(f"{path}-wal").is_file() and not Path(f"{path}-shm").is_file():
+            hint = ": its -wal file can be read only with its -shm file, or in a writable folder"
+        raise StoreError(f"cannot read the store at {path} ({exc}){hint}") from None
     missing = sorted(set(CORE_TABLES) - tables)
     if missing:
         raise StoreError(f"{path} is not a lienthong store (no table {', '.join(missing)})")
@@ -280,7 +331,9 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 class SQLiteStore(Store):
     """``linger_s``: under load, how long the writer may wait for more units before a commit (see
     :meth:`_take_batch`); 0 commits what is queued at once, always. ``create=False``: open only
-    a lienthong store that exists (an operator's command), never make or change another file."""
+    a lienthong store that exists (an operator's command), never make or change another file.
+    ``readonly``: open an existing store only to read it (implies ``create=False``): no writer,
+    and :meth:`transact` raises StoreError; works on a store this user may not write."""
 
     def __init__(
         self,
@@ -290,9 +343,11 @@ class SQLiteStore(Store):
         readers: int = 2,
         linger_s: float = 0.001,
         create: bool = True,
+        readonly: bool = False,
     ) -> None:
         self.path = Path(path)
-        self._create = create
+        self._create = create and not readonly
+        self._readonly = readonly
         self._max_batch = max_batch
         self._linger = linger_s
         self._rate = 0.0  # units per second reaching the writer over the last window
@@ -310,22 +365,33 @@ class SQLiteStore(Store):
         self.units = 0
 
     async def open(self) -> None:
-        conn = await asyncio.to_thread(self._init_schema)
-        self._writer = threading.Thread(
-            target=self._write_loop, args=(conn,), name="lienthong-sqlite-writer", daemon=True
-        )
-        self._writer.start()
+        if self._readonly:
+            await asyncio.to_thread(_check_existing, self.path)  # no schema, no writer
+        else:
+            conn = await asyncio.to_thread(self._init_schema)
+            self._writer = threading.Thread(
+                target=self._write_loop, args=(conn,), name="lienthong-sqlite-writer", daemon=True
+            )
+            self._writer.start()
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="lienthong-sqlite-read")
 
     def _init_schema(self) -> sqlite3.Connection:
         if not self._create:
             _check_existing(self.path)
+        if self.path.is_file() and not os.access(self.path, os.W_OK):
+            # SQLite would open it read-only without a word, make the -wal and -shm files of a
+            # writer that cannot write, and fail only at the first unit: refuse now instead.
+            raise _read_only(self.path, "this user may not write the file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path)
             for script in schema_scripts():
                 conn.executescript(script)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            if _code(exc) == sqlite3.SQLITE_READONLY:  # its folder, or a read-only file system
+                raise _read_only(self.path, str(exc)) from exc
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+        except OSError as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         return conn
 
@@ -343,6 +409,8 @@ class SQLiteStore(Store):
         self._reader_conns.clear()
 
     async def transact(self, work: Callable[[Any], T]) -> T:
+        if self._readonly:
+            raise StoreError(f"{self.path} was opened read-only: it cannot be changed")
         if self._writer is None:
             raise StoreClosed("the store is not open")
         loop = asyncio.get_running_loop()
@@ -371,7 +439,11 @@ class SQLiteStore(Store):
     def _read(self, work: Callable[[Any], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = _connect(self.path, readonly=True)
+            conn = self._local.conn = (
+                _connect_readonly(self.path)
+                if self._readonly
+                else _connect(self.path, readonly=True)
+            )
             with self._lock:
                 self._reader_conns.append(conn)
         conn.execute("BEGIN")  # one snapshot for the whole unit
