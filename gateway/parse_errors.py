@@ -36,7 +36,13 @@ from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, L
 
 from .problems import PROBLEM_TYPE_PREFIX, Problem
 
-__all__ = ["ACCEPTED_CODINGS", "ServerLog", "parse_problem", "server_handler_args"]
+__all__ = [
+    "ACCEPTED_CODINGS",
+    "ServerLog",
+    "parse_problem",
+    "server_handler_args",
+    "unsupported_coding",
+]
 
 log = logging.getLogger("lienthong.http")
 
@@ -58,18 +64,23 @@ def _summary(exc: BaseException) -> str:
     return line if len(line) <= _QUOTE else line[: _QUOTE - 1] + "…"
 
 
+def unsupported_coding() -> Problem:
+    """The 415 for a body in a Content-Encoding this gateway does not decode."""
+    return Problem(
+        415,
+        "unsupported-media-type",
+        f"the request's Content-Encoding cannot be decoded here: send the body as "
+        f"{ACCEPTED_CODINGS}, or not compressed",
+        headers={"Accept-Encoding": ACCEPTED_CODINGS},
+    )
+
+
 def parse_problem(exc: HttpProcessingError) -> Problem:
     """What to answer for a request aiohttp's parser refused with ``exc``."""
     if isinstance(exc, ContentEncodingError):
         # Raised while parsing the headers only for a coding aiohttp cannot decode (a body that
         # is not in its coding fails later, as the handler reads it: api.common.unreadable_body).
-        return Problem(
-            415,
-            "unsupported-media-type",
-            f"the request's Content-Encoding cannot be decoded here: send the body as "
-            f"{ACCEPTED_CODINGS}, or not compressed",
-            headers={"Accept-Encoding": ACCEPTED_CODINGS},
-        )
+        return unsupported_coding()
     if isinstance(exc, LineTooLong):  # its message quotes the line
         return Problem(
             400,

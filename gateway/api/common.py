@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from gateway.parse_errors import unsupported_coding
 from gateway.problems import Problem
 
 __all__ = [
@@ -59,6 +60,18 @@ def decode(body: bytes, model: type[T], *, where: str = "$") -> T:
         raise Problem(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
 
 
+# The codings aiohttp decodes (gzip, deflate; br and zstd its parser refuses, as
+# gateway.parse_errors answers), and none. It hands any other body over as it came: still encoded.
+_DECODED = frozenset({"gzip", "deflate", "identity"})
+
+
+def check_content_encoding(request: web.Request) -> None:
+    """Raise Problem 415 unless the body is in one coding aiohttp decodes, or in none."""
+    codings = request.headers.getall("Content-Encoding", [])
+    if codings and (len(codings) > 1 or codings[0].strip().lower() not in _DECODED):
+        raise unsupported_coding()
+
+
 async def read_json(request: web.Request, model: type[T]) -> T:
     """The request body as ``model``. Raises Problem 415 / 413 / 400 / 422."""
     if request.content_type != "application/json":
@@ -67,6 +80,7 @@ async def read_json(request: web.Request, model: type[T]) -> T:
             "unsupported-media-type",
             f"send application/json, not {request.content_type or 'nothing'}",
         )
+    check_content_encoding(request)
     try:
         body = await request.read()  # client_max_size caps it (413 before we see it)
     except web.RequestPayloadError as exc:  # not in its Content-Encoding (gzip that is not)

@@ -23,6 +23,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from gateway.api.common import (
     SQL_INT_MAX,
     body_error,
+    check_content_encoding,
     json_response,
     parse_int,
     unreadable_body,
@@ -158,6 +159,7 @@ async def _body(
             "unsupported-media-type",
             f"send {send}, not {request.content_type or 'nothing'}",
         )
+    check_content_encoding(request)
     if request.content_length is not None and request.content_length > max_bytes:
         # Refuse before reading a byte; the stream cap below covers chunked bodies.
         raise Problem(

@@ -875,6 +875,15 @@ async def test_a_body_that_is_not_in_its_content_encoding_is_a_400(
             assert (r.status, r.content_type) == (400, "application/problem+json"), problem
             assert problem["type"] == PROBLEM + slug and coding in problem["detail"], problem
         assert await hub.store_counts() == before, path
+    # A coding aiohttp does not decode would be streamed still encoded: refused before reading.
+    foo = {"Content-Type": "application/xml", "Content-Encoding": "x-foo"}
+    async with hub.http.post(
+        hub.url + "/v1/documents", data=other, headers=hub.h(TAY_NINH_STC, **foo)
+    ) as r:
+        problem = await r.json(content_type=None)
+        assert (r.status, problem["type"]) == (415, PROBLEM + "unsupported-media-type"), problem
+        assert r.headers["Accept-Encoding"] == "gzip, deflate"
+    assert await hub.store_counts() == before
     # The same bodies, really compressed, are taken.
     gz = {"Content-Type": "application/xml", "Content-Encoding": "gzip"}
     async with hub.http.post(

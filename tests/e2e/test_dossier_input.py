@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict
 
 from gateway.samples import sample_dossiers
 from tests.e2e.conftest import Gateway
@@ -136,6 +137,23 @@ async def test_malformed_json_wrong_type_and_oversize(
             ) as r:
                 assert (r.status, (await r.json())["type"]) == (400, PROBLEM + "malformed-json")
                 assert r.headers["Connection"] == "close"  # the rest cannot be read either
+        # A coding aiohttp does not decode would reach the handler still encoded: refused.
+        for codings in (["foo"], ["compress"], ["gzip, gzip"], ["gzip", "gzip"], ["identity, x"]):
+            headers = CIMultiDict({**auth, "Content-Type": "application/json"})
+            for coding in codings:
+                headers.add("Content-Encoding", coding)
+            async with gw.http.post(url, json=birth(), headers=headers) as r:
+                assert (r.status, (await r.json())["type"]) == (
+                    415,
+                    PROBLEM + "unsupported-media-type",
+                ), codings
+                assert r.headers["Accept-Encoding"] == "gzip, deflate"
+        async with gw.http.post(
+            url,
+            data=b'{"code": 1}',
+            headers={**auth, "Content-Type": "application/json", "Content-Encoding": "Identity"},
+        ) as r:
+            assert r.status == 422  # no coding at all: read, and judged on its content
         assert not [r for r in caplog.records if r.levelname == "ERROR"]  # a client's fault
         for depth in (500, 1500):  # arrays in arrays: the decoder's and nfc()'s recursion
             nested = b'{"code": ' + b"[" * depth + b"]" * depth + b"}"
