@@ -124,17 +124,15 @@ def callback_allowed(url: str, bases: tuple[str, ...]) -> bool:
     URL carrying credentials is never admitted."""
     try:
         target = URL(url)
+        # yarl reads the parts lazily: a host that is not valid IDNA ("xn--") fails only here.
+        origin = (target.scheme, target.raw_host, target.port)
+        if target.raw_user is not None or target.raw_password is not None:
+            return False
     except (ValueError, TypeError):
-        return False
-    if target.user is not None or target.password is not None:
         return False
     for base in bases:
         allowed = URL(base)
-        if (target.scheme, target.host, target.port) != (
-            allowed.scheme,
-            allowed.host,
-            allowed.port,
-        ):
+        if origin != (allowed.scheme, allowed.raw_host, allowed.port):
             continue
         folder = allowed.raw_path.rstrip("/")
         if target.raw_path == folder or target.raw_path.startswith(folder + "/"):

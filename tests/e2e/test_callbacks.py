@@ -111,6 +111,13 @@ async def test_a_subsystem_without_callback_urls_gets_no_callbacks(gateway: Gate
         assert r.status == 202, await r.text()  # without a callback_url, as before
 
 
+async def test_a_host_that_is_not_valid_idna_is_refused_not_a_500(make_gateway: Any) -> None:
+    async with make_gateway(callback_urls=["https://motcua.hanoi.gov.vn/hook"]) as gw:
+        async with await gw.post("/v1/dossiers", birth(1, "http://XN--/hook")) as r:
+            problem = await r.json()
+            assert (r.status, problem["type"]) == (422, PROBLEM + "callback-not-allowed"), problem
+
+
 async def test_callbacks_under_the_callback_urls_are_delivered(make_gateway: Any) -> None:
     async with receiver() as rx, make_gateway(callback_urls=[rx.base + "/hook"]) as gw:
         doc = birth(1, rx.base + "/hook/dossiers?from=motcua")

@@ -84,6 +84,8 @@ def test_urls_under_a_base_are_admitted(url: str) -> None:
         "http://127.0.0.1:5432/",
         "not a url at all",
         "",
+        "http://XN--/hook",  # not valid IDNA: yarl fails only when the host is read
+        "https://xn--/hook",
     ],
 )
 def test_urls_outside_every_base_are_refused(url: str) -> None:
@@ -92,3 +94,9 @@ def test_urls_outside_every_base_are_refused(url: str) -> None:
 
 def test_no_bases_admit_nothing() -> None:
     assert not callback_allowed("https://motcua.hanoi.gov.vn/hook", ())
+
+
+def test_a_host_matches_in_unicode_and_in_punycode() -> None:
+    assert callback_allowed("https://xn--tda.vn/hook/1", ("https://ü.vn/hook",))
+    assert callback_allowed("https://ü.vn/hook/1", ("https://xn--tda.vn/hook",))
+    assert not callback_allowed("https://u.vn/hook/1", ("https://ü.vn/hook",))
