@@ -363,8 +363,11 @@ def create_app(
             identify_middleware,
         ],
         client_max_size=settings.gateway.max_body_bytes,
-        # What aiohttp's HTTP parser refuses, before any middleware: problem+json, one WARNING.
-        handler_args=server_handler_args(),
+        # What aiohttp's HTTP parser refuses, before any middleware: problem+json, one WARNING,
+        # counted as requests of the route "malformed" (the method is unknown: "-").
+        handler_args=server_handler_args(
+            lambda status: metrics.requests.labels("-", "malformed", str(status)).inc()
+        ),
     )
     app[RUNTIME] = Runtime(
         settings=settings,

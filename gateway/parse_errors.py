@@ -115,8 +115,9 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
     """aiohttp's connection handlers' logger in this gateway: ``aiohttp.server``, but a client's
     malformed request is one WARNING line, not an ERROR with a traceback."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_refused: Callable[[int], None] | None = None) -> None:
         super().__init__(logging.getLogger("aiohttp.server"), {})
+        self.on_refused = on_refused  # told the status of each refusal (the gateway's metrics)
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info")
@@ -155,6 +156,8 @@ def _answer_parse_errors(aiohttp_handle_error: _HandleError) -> _HandleError:
         ):
             return aiohttp_handle_error(self, request, status, exc, message)
         problem = parse_problem(exc)
+        if self.logger.on_refused is not None:
+            self.logger.on_refused(problem.status)
         request_id = os.urandom(16).hex()
         log.warning(
             "refused a malformed request from %s: %s",
@@ -183,7 +186,8 @@ def _install() -> None:
     web.RequestHandler.handle_error = _answer_parse_errors(current)  # type: ignore[method-assign]
 
 
-def server_handler_args() -> Mapping[str, Any]:
-    """``web.Application(handler_args=...)`` for the gateway (see the module's docstring)."""
+def server_handler_args(on_refused: Callable[[int], None] | None = None) -> Mapping[str, Any]:
+    """``web.Application(handler_args=...)`` for the gateway (see the module's docstring);
+    ``on_refused`` is told the status of every request refused here."""
     _install()
-    return {"logger": ServerLog()}
+    return {"logger": ServerLog(on_refused)}

@@ -151,6 +151,11 @@ async def test_a_request_the_parser_refuses_is_a_problem(
     async with gateway.http.get(gateway.url + "/healthz") as r:  # a fresh connection still works
         assert r.status == 200
         assert (await r.json())["status"] == "ok"
+    async with gateway.http.get(gateway.url + "/metrics") as r:  # operators see it counted
+        counted = (
+            f'lienthong_http_requests_total{{method="-",route="malformed",status="{status}"}} 1.0'
+        )
+        assert counted in (await r.text()).splitlines()
 
 
 async def test_a_malformed_request_after_a_good_one_on_the_same_connection(
