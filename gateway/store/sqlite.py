@@ -59,9 +59,13 @@ _STOP = None
 _UNAVAILABLE = frozenset({5, 6, 7, 10, 13, 14})
 
 
+def _code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code of ``exc`` (sqlite3.SQLITE_READONLY, …), 0 when unknown."""
+    return int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
+
+
 def _failure(what: str, exc: sqlite3.Error) -> StoreError:
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    return (StoreUnavailable if code in _UNAVAILABLE else QueryError)(f"{what}: {exc}")
+    return (StoreUnavailable if _code(exc) in _UNAVAILABLE else QueryError)(f"{what}: {exc}")
 
 
 class _Tx:
@@ -282,11 +286,6 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     wal = path.with_name(path.name + "-wal")
     pending = wal.is_file() and wal.stat().st_size > 0
     return _connect(path, readonly=True, uri="mode=ro" if pending else "immutable=1")
-
-
-def _code(exc: sqlite3.Error) -> int:
-    """SQLite's primary result code of ``exc`` (sqlite3.SQLITE_READONLY, …), 0 when unknown."""
-    return int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
 
 
 def _read_only(path: Path, why: str) -> StoreError:
