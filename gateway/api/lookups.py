@@ -91,6 +91,8 @@ async def _call(
             registry_code=exc.code,
         )
     digests = {"params": hashlib.sha256(msgspec.json.encode(params)).hexdigest()}
+    # Committed before the answer leaves, so a crash of the gateway never loses it; not waiting
+    # for the disk's sync, whose tail (tens of ms on a shared disk) would be every lookup's.
     await runtime.store.transact(
         lambda tx: append(
             tx,
@@ -105,7 +107,8 @@ async def _call(
                 digests=digests,
                 detail=f"{registry}/{operation}",
             ),
-        )
+        ),
+        durable=False,
     )
     if problem is not None:
         raise problem

@@ -21,10 +21,22 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
-__all__ = ["QueryError", "Row", "Store", "StoreClosed", "StoreError", "StoreUnavailable", "Tx"]
+__all__ = [
+    "RELAXED_SYNC_S",
+    "QueryError",
+    "Row",
+    "Store",
+    "StoreClosed",
+    "StoreError",
+    "StoreUnavailable",
+    "Tx",
+]
 
 T = TypeVar("T")
 Row = dict[str, Any]
+
+# The longest the SQLite store leaves a commit made with ``durable=False`` unsynced.
+RELAXED_SYNC_S = 0.2
 
 
 class StoreError(Exception):
@@ -99,7 +111,7 @@ class Store(abc.ABC):
         """Finish queued units of work, then disconnect."""
 
     @abc.abstractmethod
-    async def transact(self, work: Callable[[Tx], T]) -> T:
+    async def transact(self, work: Callable[[Tx], T], *, durable: bool = True) -> T:
         """Run ``work`` in one transaction; return its result or raise what it raised.
 
         Raises :class:`StoreClosed`, :class:`StoreUnavailable`, :class:`QueryError`, or whatever
@@ -107,6 +119,13 @@ class Store(abc.ABC):
         may run more than once: a store shared by several writers runs it again when its
         transaction lost a race with another's (the same key inserted by both); so it must not
         act outside ``tx``.
+
+        By default the commit is on disk before this returns. ``durable=False`` returns once the
+        commit is written but before it is synced (PostgreSQL's ``synchronous_commit = off``): a
+        crash of the gateway never loses it; a power cut or an OS crash shortly after it may.
+        The sync follows within :data:`RELAXED_SYNC_S` on SQLite (three ``wal_writer_delay``
+        rounds, 0.6 s by default, on PostgreSQL), and any durable commit syncs every commit
+        before it. For records whose answer must not wait on the disk; never for accepted work.
         """
 
     @abc.abstractmethod

@@ -52,6 +52,8 @@ T = TypeVar("T")
 # instances starting together take turns while stores on other schemas do not wait.
 _SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(1818588019, hashtext(current_schema()))"
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
+# A commit that returns before the server has flushed it (see Store.transact's ``durable``).
+_BEGIN_RELAXED = f"{_BEGIN_WRITE}; SET LOCAL synchronous_commit = off"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 _TOKEN = re.compile(
@@ -317,8 +319,9 @@ class PostgresStore(Store):
         if pool is not None:
             await asyncio.to_thread(pool.close)
 
-    async def transact(self, work: Callable[[Any], T]) -> T:
+    async def transact(self, work: Callable[[Any], T], *, durable: bool = True) -> T:
         """Run ``work`` in one READ COMMITTED transaction on a pool thread; return its result.
+        ``durable=False``: with ``synchronous_commit = off`` (see :meth:`Store.transact`).
 
         Raises :class:`StoreClosed`; :class:`StoreUnavailable` when no connection could be had or
         the server failed (unreachable, shutting down, out of disk); :class:`QueryError` for a
@@ -329,7 +332,7 @@ class PostgresStore(Store):
         if self._readonly:
             raise StoreError("the PostgreSQL store was opened read-only: it cannot be changed")
         try:
-            return await self._submit(work, readonly=False)
+            return await self._submit(work, _BEGIN_WRITE if durable else _BEGIN_RELAXED)
         except StoreUnavailable as exc:
             self.unavailable = (time.monotonic(), str(exc))
             raise
@@ -339,33 +342,32 @@ class PostgresStore(Store):
 
         Raises as :meth:`transact` does; a write inside ``work`` raises :class:`QueryError`.
         """
-        return await self._submit(work, readonly=True)
+        return await self._submit(work, _BEGIN_READ)
 
-    async def _submit(self, work: Callable[[Any], T], *, readonly: bool) -> T:
+    async def _submit(self, work: Callable[[Any], T], begin: str) -> T:
         executor = self._executor
         if executor is None:
             raise StoreClosed("the store is not open")
         loop = asyncio.get_running_loop()
         try:
-            fut = loop.run_in_executor(executor, self._unit, work, readonly)
+            fut = loop.run_in_executor(executor, self._unit, work, begin)
         except RuntimeError as exc:  # close() shut the executor down after the check above
             raise StoreClosed("the store is closing") from exc
         return await fut
 
-    def _unit(self, work: Callable[[Any], T], readonly: bool) -> T:
+    def _unit(self, work: Callable[[Any], T], begin: str) -> T:
         for attempt in range(1, _RACE_TRIES + 1):
             try:
-                return self._once(work, readonly)
+                return self._once(work, begin)
             except _LostRace as race:
                 if attempt == _RACE_TRIES:
                     raise race.error from race.error.__cause__
         raise AssertionError("unreachable")
 
-    def _once(self, work: Callable[[Any], T], readonly: bool) -> T:
+    def _once(self, work: Callable[[Any], T], begin: str) -> T:
         pool = self._pool
         if pool is None:
             raise StoreClosed("the store is closing")
-        begin = _BEGIN_READ if readonly else _BEGIN_WRITE
         stale = False
         for attempt in (1, 2):
             if stale:

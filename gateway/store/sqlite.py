@@ -7,7 +7,10 @@ writer takes every unit queued while the previous commit was syncing (under load
 ``linger_s`` for more: see :meth:`SQLiteStore._take_batch`), runs each inside its own SAVEPOINT (a
 failing unit rolls back alone), and commits them with ONE fsync. ``synchronous=FULL``: an answer
 is sent only after the commit that made it durable, so a crash or power loss never loses accepted
-work.
+work. A batch of units that all said ``durable=False`` (lookups' audit events) commits with
+``synchronous=NORMAL`` instead: written to the WAL, which survives a crash of the process, and
+synced by the writer within ``RELAXED_SYNC_S`` (or by the next FULL commit, whichever is first).
+The fsync's latency, and its tail (tens of ms on a shared disk), then stays out of the answer.
 
 Why so few calls into sqlite3 per commit: each one releases the GIL and must take it back from
 the event loop, which under load holds it between its own syscalls, and CPython 3.11 lets a
@@ -43,13 +46,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable
+from .api import RELAXED_SYNC_S, QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable
 from .queries import CORE_TABLES, positional, queries, schema_scripts
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-_Unit = tuple[Callable[[Any], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+_Unit = tuple[Callable[[Any], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool]  # durable
 _HandOver = list[_Unit]  # what one loop submitted in one turn
 _STOP = None
 
@@ -362,6 +365,8 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self.commits = 0  # group commits done, for metrics and the bench
         self.units = 0
+        self._durable = True  # the writer's synchronous setting: FULL (True) or NORMAL
+        self._unsynced_since: float | None = None  # the first commit not yet synced, if any
 
     async def open(self) -> None:
         if self._readonly:
@@ -407,7 +412,7 @@ class SQLiteStore(Store):
             conn.close()
         self._reader_conns.clear()
 
-    async def transact(self, work: Callable[[Any], T]) -> T:
+    async def transact(self, work: Callable[[Any], T], *, durable: bool = True) -> T:
         if self._readonly:
             raise StoreError(f"{self.path} was opened read-only: it cannot be changed")
         if self._writer is None:
@@ -421,7 +426,7 @@ class SQLiteStore(Store):
             # per turn, then, at its end, with every unit the turn submitted.
             turn = self._turn[loop] = []
             loop.call_soon(self._hand_over, loop)
-        turn.append((work, fut, loop))
+        turn.append((work, fut, loop, durable))
         return await fut
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -459,12 +464,49 @@ class SQLiteStore(Store):
         tx = _Tx(conn)
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self._sync_due())
+            except queue.Empty:
+                self._sync_wal()
+                continue
             if first is _STOP:
                 break
             batch, stopping = self._take_batch(first)
             self._commit(conn, tx, batch)
+            if self._sync_due() == 0:  # a steady load never leaves the queue empty
+                self._sync_wal()
+        self._sync_wal()
         conn.close()
+
+    def _sync_due(self) -> float | None:
+        """Seconds until the commits made with ``durable=False`` must be synced; None if none
+        are waiting."""
+        if self._unsynced_since is None:
+            return None
+        return max(0.0, self._unsynced_since + RELAXED_SYNC_S - time.monotonic())
+
+    def _sync_wal(self) -> None:
+        """Sync the WAL, where commits made with synchronous=NORMAL wait for the disk: what a
+        FULL commit would have done. SQLite offers no call for it; any descriptor of the file
+        syncs it."""
+        if self._unsynced_since is None:
+            return
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            pass  # checkpointed into the database file, which SQLite synced, and removed
+        except OSError as exc:
+            self.unavailable = (time.monotonic(), f"cannot sync the write-ahead log: {exc}")
+            return
+        else:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                self.unavailable = (time.monotonic(), f"cannot sync the write-ahead log: {exc}")
+                return
+            finally:
+                os.close(fd)
+        self._unsynced_since = None
 
     def _take_batch(self, first: _HandOver) -> tuple[list[_Unit], bool]:
         """``first``'s units and those queued behind them; and whether the store is closing.
@@ -506,7 +548,13 @@ class SQLiteStore(Store):
         return False
 
     def _commit(self, conn: sqlite3.Connection, tx: _Tx, batch: list[_Unit]) -> None:
+        durable = any(unit[3] for unit in batch)
         try:
+            if durable != self._durable:
+                # Set between transactions, and only when it changes: one more call into sqlite3
+                # per commit would cost a hand-off of the GIL (see the module docstring).
+                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                self._durable = durable
             try:
                 outcomes = self._run_batch(conn, tx, batch)
             except _StaleMemo:
@@ -518,6 +566,10 @@ class SQLiteStore(Store):
                 outcomes = self._run_batch(conn, tx, batch)
             self.commits += 1
             self.units += len(batch)
+            if durable:
+                self._unsynced_since = None  # a FULL commit syncs the WAL: every frame before it
+            elif self._unsynced_since is None:
+                self._unsynced_since = time.monotonic()
         except (sqlite3.Error, StoreError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -534,7 +586,7 @@ class SQLiteStore(Store):
         # One wake-up per event loop per commit, not one per unit: each call_soon_threadsafe
         # writes to the loop's self-pipe and contends for the GIL.
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (_, fut, loop), (ok, value) in zip(batch, outcomes, strict=True):
+        for (_, fut, loop, _), (ok, value) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append((fut, ok, value))
         for loop, settled in by_loop.items():
             loop.call_soon_threadsafe(_settle, settled)
@@ -546,7 +598,7 @@ class SQLiteStore(Store):
         whole, _StaleMemo when the memo carried from the last commit proved stale."""
         carried = tx.carry_memo()
         outcomes: list[tuple[bool, Any]] = []
-        for work, _, _ in batch:
+        for work, _, _, _ in batch:
             tx.begin_unit()
             try:
                 outcomes.append((True, work(tx)))

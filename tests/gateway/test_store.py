@@ -1,5 +1,8 @@
 import asyncio
+import os
+import signal
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -9,6 +12,7 @@ import pytest
 
 from gateway.audit import AuditEvent, append, decode_entry, verify_chain
 from gateway.store import QueryError, SQLiteStore, StoreClosed, StoreUnavailable, open_store
+from gateway.store import sqlite as sqlite_store
 
 
 @pytest.fixture
@@ -253,3 +257,87 @@ async def test_appends_alternating_with_another_connection_keep_one_chain(tmp_pa
         assert await a.transact(races) == 6 and len(runs) == 2
         report = await verify_chain(b)
         assert report.ok and report.entries == 7, report.describe()
+
+
+# --- commits made with durable=False: synced by the writer, not by the commit ----------------
+
+
+class _Syncs:
+    """Records what the store's os.fsync syncs (the file each descriptor names)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.files: list[str] = []
+        self.done = threading.Event()
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            real(fd)
+            self.files.append(os.readlink(f"/proc/self/fd/{fd}"))
+            self.done.set()
+
+        monkeypatch.setattr(sqlite_store.os, "fsync", fsync)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd (Linux)")
+async def test_the_writer_syncs_the_wal_after_a_relaxed_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs = _Syncs(monkeypatch)
+    async with SQLiteStore(tmp_path / "r.db") as store:
+        assert await store.transact(_append("test.lookup"), durable=False) == 0
+        # Nothing else arrives: the writer's wait for work runs out and it syncs the WAL.
+        assert await asyncio.to_thread(syncs.done.wait, 30)
+        assert syncs.files == [str((tmp_path / "r.db-wal").resolve())]
+        assert store._unsynced_since is None
+        await store.transact(_append("test.accepted"))  # durable: SQLite syncs, not the writer
+        assert syncs.files == [str((tmp_path / "r.db-wal").resolve())]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd (Linux)")
+async def test_a_durable_commit_or_closing_syncs_what_relaxed_commits_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "RELAXED_SYNC_S", 3600.0)  # the writer never gets to it
+    syncs = _Syncs(monkeypatch)
+    async with SQLiteStore(tmp_path / "d.db") as store:
+        await store.transact(_append("test.lookup"), durable=False)
+        assert store._unsynced_since is not None
+        await store.transact(_append("test.accepted"))  # FULL syncs every frame before it
+        assert store._unsynced_since is None and syncs.files == []
+        await store.transact(_append("test.lookup"), durable=False)
+        assert store._unsynced_since is not None
+    assert syncs.files == [str((tmp_path / "d.db-wal").resolve())]  # synced on close
+
+
+_CRASH = """
+import asyncio, os, signal, sys
+from gateway.audit import AuditEvent, append
+from gateway.store import SQLiteStore, sqlite
+
+sqlite.RELAXED_SYNC_S = 3600.0  # never synced: only written to the WAL
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    await store.open()
+    for i in range(20):
+        await store.transact(lambda tx, i=i: append(tx, AuditEvent(action=f"test.{i}")), durable=False)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+async def test_relaxed_commits_survive_a_crash_of_the_process(tmp_path: Path) -> None:
+    """What durable=False promises: once transact returned, a killed gateway loses nothing."""
+    path = tmp_path / "crash.db"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CRASH, str(path), cwd=str(Path(__file__).parents[2])
+    )
+    assert await proc.wait() == -signal.SIGKILL
+    async with SQLiteStore(path) as store:
+        report = await verify_chain(store)
+        assert report.ok and report.entries == 20, report.describe()
+        entries = await store.read(lambda tx: tx.tuples("audit.range", start=0, stop=20))
+        assert [decode_entry(e)["action"] for _, e, _, _ in entries] == [
+            f"test.{i}" for i in range(20)
+        ]

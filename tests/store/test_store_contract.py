@@ -46,6 +46,52 @@ async def test_a_unit_commits_and_is_read_back(store: Store) -> None:
     assert await store.read(lambda tx: tx.all("kv.get", k="missing")) == []
 
 
+def _sync_setting(tx: Any) -> str:
+    """What the backend will do at this transaction's commit: SQLite's synchronous (1 NORMAL,
+    2 FULL), PostgreSQL's synchronous_commit."""
+    if hasattr(tx, "begun"):  # SQLite's Tx
+        return {1: "normal", 2: "full"}[tx._conn.execute("PRAGMA synchronous").fetchone()[0]]
+    return str(tx._conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"])
+
+
+async def test_relaxed_units_commit_without_waiting_for_the_sync_and_others_wait(
+    store: Store,
+) -> None:
+    """durable=False: committed (read back, one chain with the durable appends) by a commit
+    that does not wait for the disk; durable units, alone or batched with relaxed ones, by one
+    that does. A relaxed unit that fails still rolls back alone."""
+
+    def relaxed_append(tx: Tx) -> str:
+        append(tx, AuditEvent(action="test.lookup"))
+        return _sync_setting(tx)
+
+    def durable_append(tx: Tx) -> str:
+        append(tx, AuditEvent(action="test.accepted"))
+        return _sync_setting(tx)
+
+    def fails(tx: Tx) -> None:
+        tx.execute("kv.put", k="half", v="written")
+        raise RuntimeError("boom")
+
+    waits = {"full", "on"}  # SQLite, PostgreSQL
+    assert await store.transact(relaxed_append, durable=False) in {"normal", "off"}
+    assert await store.transact(durable_append) in waits
+    together = await asyncio.gather(
+        store.transact(relaxed_append, durable=False),
+        store.transact(durable_append),
+        store.transact(fails, durable=False),
+        return_exceptions=True,
+    )
+    assert together[1] in waits
+    # SQLite commits the three as one batch, durably; PostgreSQL commits each unit on its own.
+    assert together[0] in {"full", "off"}
+    assert isinstance(together[2], RuntimeError)
+    assert await store.transact(relaxed_append, durable=False) in {"normal", "off"}
+    assert await store.read(lambda tx: tx.one("kv.get", k="half")) is None
+    report = await verify_chain(store)
+    assert report.ok and report.entries == 5, report.describe()
+
+
 async def test_a_failing_unit_rolls_back_alone(store: Store) -> None:
     def bad(tx: Tx) -> None:
         tx.execute("kv.put", k="half", v="written")
