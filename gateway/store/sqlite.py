@@ -9,8 +9,9 @@ failing unit rolls back alone), and commits them with ONE fsync. ``synchronous=F
 is sent only after the commit that made it durable, so a crash or power loss never loses accepted
 work. A batch of units that all said ``durable=False`` (lookups' audit events) commits with
 ``synchronous=NORMAL`` instead: written to the WAL, which survives a crash of the process, and
-synced by the writer within ``RELAXED_SYNC_S`` (or by the next FULL commit, whichever is first).
-The fsync's latency, and its tail (tens of ms on a shared disk), then stays out of the answer.
+synced within ``RELAXED_SYNC_S`` by a thread of its own (:class:`_WalSyncer`), or by the next FULL
+commit if that comes first. The fsync's latency, and its tail (tens of ms on a shared disk), then
+stays out of the answer.
 
 Why so few calls into sqlite3 per commit: each one releases the GIL and must take it back from
 the event loop, which under load holds it between its own syscalls, and CPython 3.11 lets a
@@ -330,6 +331,72 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_exception(value)
 
 
+class _WalSyncer:
+    """Syncs the WAL within ``RELAXED_SYNC_S`` of a commit made with synchronous=NORMAL, which
+    wrote its frames there without syncing them: what a FULL commit would have done, for all
+    such commits at once. On a thread of its own: an fsync carrying 0.2 s of commits takes
+    milliseconds, which the writer must not spend while every answer waits on its next commit.
+    SQLite offers no call for it; an fsync of any descriptor of the file does it."""
+
+    def __init__(self, wal: Path, failed: Callable[[str], None]) -> None:
+        self._wal, self._failed = wal, failed
+        self._cond = threading.Condition()
+        self.dirty = False  # commits made since the last sync that no sync covers yet
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="lienthong-sqlite-sync", daemon=True)
+        self._thread.start()
+
+    def committed(self, durable: bool) -> None:
+        """Called by the writer after each commit."""
+        with self._cond:
+            if durable:
+                self.dirty = False  # a FULL commit synced the WAL, so every frame before it too
+            elif not self.dirty:
+                self.dirty = True
+                self._cond.notify()
+
+    def close(self) -> None:
+        """Called by the writer after its last commit: stop, and sync what is left."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        if self.dirty:
+            self.dirty = False
+            self._sync()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                self._cond.wait_for(lambda: self.dirty or self._closing)
+                # Let the commits of the next RELAXED_SYNC_S gather: one fsync for them all.
+                if self._closing or self._cond.wait_for(lambda: self._closing, RELAXED_SYNC_S):
+                    return
+                if self.dirty:
+                    # Cleared first: a commit made during the fsync may miss it, and asks again.
+                    self.dirty = False
+                    self._cond.release()
+                    try:
+                        self._sync()
+                    finally:
+                        self._cond.acquire()
+
+    def _sync(self) -> None:
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed into the database file (which SQLite synced) and removed
+        except OSError as exc:
+            self._failed(f"cannot sync the write-ahead log: {exc}")
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._failed(f"cannot sync the write-ahead log: {exc}")
+        finally:
+            os.close(fd)
+
+
 class SQLiteStore(Store):
     """``linger_s``: under load, how long the writer may wait for more units before a commit (see
     :meth:`_take_batch`); 0 commits what is queued at once, always. ``create=False``: open only
@@ -366,15 +433,19 @@ class SQLiteStore(Store):
         self.commits = 0  # group commits done, for metrics and the bench
         self.units = 0
         self._durable = True  # the writer's synchronous setting: FULL (True) or NORMAL
-        self._unsynced_since: float | None = None  # the first commit not yet synced, if any
+        self._syncer: _WalSyncer | None = None  # the writer's
 
     async def open(self) -> None:
         if self._readonly:
             await asyncio.to_thread(_check_existing, self.path)  # no schema, no writer
         else:
             conn = await asyncio.to_thread(self._init_schema)
+            self._syncer = _WalSyncer(Path(f"{self.path}-wal"), self._sync_failed)
             self._writer = threading.Thread(
-                target=self._write_loop, args=(conn,), name="lienthong-sqlite-writer", daemon=True
+                target=self._write_loop,
+                args=(conn, self._syncer),
+                name="lienthong-sqlite-writer",
+                daemon=True,
             )
             self._writer.start()
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="lienthong-sqlite-read")
@@ -460,53 +531,20 @@ class SQLiteStore(Store):
         finally:
             conn.execute("COMMIT")
 
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
+    def _write_loop(self, conn: sqlite3.Connection, syncer: _WalSyncer) -> None:
         tx = _Tx(conn)
         stopping = False
         while not stopping:
-            try:
-                first = self._queue.get(timeout=self._sync_due())
-            except queue.Empty:
-                self._sync_wal()
-                continue
+            first = self._queue.get()
             if first is _STOP:
                 break
             batch, stopping = self._take_batch(first)
             self._commit(conn, tx, batch)
-            if self._sync_due() == 0:  # a steady load never leaves the queue empty
-                self._sync_wal()
-        self._sync_wal()
+        syncer.close()
         conn.close()
 
-    def _sync_due(self) -> float | None:
-        """Seconds until the commits made with ``durable=False`` must be synced; None if none
-        are waiting."""
-        if self._unsynced_since is None:
-            return None
-        return max(0.0, self._unsynced_since + RELAXED_SYNC_S - time.monotonic())
-
-    def _sync_wal(self) -> None:
-        """Sync the WAL, where commits made with synchronous=NORMAL wait for the disk: what a
-        FULL commit would have done. SQLite offers no call for it; any descriptor of the file
-        syncs it."""
-        if self._unsynced_since is None:
-            return
-        try:
-            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
-        except FileNotFoundError:
-            pass  # checkpointed into the database file, which SQLite synced, and removed
-        except OSError as exc:
-            self.unavailable = (time.monotonic(), f"cannot sync the write-ahead log: {exc}")
-            return
-        else:
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                self.unavailable = (time.monotonic(), f"cannot sync the write-ahead log: {exc}")
-                return
-            finally:
-                os.close(fd)
-        self._unsynced_since = None
+    def _sync_failed(self, why: str) -> None:
+        self.unavailable = (time.monotonic(), why)
 
     def _take_batch(self, first: _HandOver) -> tuple[list[_Unit], bool]:
         """``first``'s units and those queued behind them; and whether the store is closing.
@@ -566,10 +604,8 @@ class SQLiteStore(Store):
                 outcomes = self._run_batch(conn, tx, batch)
             self.commits += 1
             self.units += len(batch)
-            if durable:
-                self._unsynced_since = None  # a FULL commit syncs the WAL: every frame before it
-            elif self._unsynced_since is None:
-                self._unsynced_since = time.monotonic()
+            assert self._syncer is not None
+            self._syncer.committed(durable)
         except (sqlite3.Error, StoreError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

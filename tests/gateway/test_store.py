@@ -288,7 +288,7 @@ async def test_the_writer_syncs_the_wal_after_a_relaxed_commit(
         # Nothing else arrives: the writer's wait for work runs out and it syncs the WAL.
         assert await asyncio.to_thread(syncs.done.wait, 30)
         assert syncs.files == [str((tmp_path / "r.db-wal").resolve())]
-        assert store._unsynced_since is None
+        assert not store._syncer.dirty
         await store.transact(_append("test.accepted"))  # durable: SQLite syncs, not the writer
         assert syncs.files == [str((tmp_path / "r.db-wal").resolve())]
 
@@ -301,11 +301,11 @@ async def test_a_durable_commit_or_closing_syncs_what_relaxed_commits_left(
     syncs = _Syncs(monkeypatch)
     async with SQLiteStore(tmp_path / "d.db") as store:
         await store.transact(_append("test.lookup"), durable=False)
-        assert store._unsynced_since is not None
+        assert store._syncer.dirty
         await store.transact(_append("test.accepted"))  # FULL syncs every frame before it
-        assert store._unsynced_since is None and syncs.files == []
+        assert not store._syncer.dirty and syncs.files == []
         await store.transact(_append("test.lookup"), durable=False)
-        assert store._unsynced_since is not None
+        assert store._syncer.dirty
     assert syncs.files == [str((tmp_path / "d.db-wal").resolve())]  # synced on close
 
 
