@@ -94,8 +94,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         route = _route_name(request)
         metrics = request.app[RUNTIME].metrics if RUNTIME in request.app else None
         if metrics is not None:
-            metrics.requests.labels(request.method, route, str(status)).inc()
-            metrics.latency.labels(route).observe(elapsed)
+            metrics.answered(request.method, route, status, elapsed)
         identity = request.get(IDENTITY_KEY)
         log.info(
             "%s %s %s",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["CIRCUIT_STATES", "Metrics"]
 
 CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -47,6 +50,23 @@ class Metrics:
             registry=r,
         )
         self.audit_events = Counter("lienthong_audit_events", "Audit events appended", registry=r)
+        # labels() takes a lock and checks its arguments on every call, twice a request: the
+        # series are kept here instead. As many as the registry holds: routes are the app's own.
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency. Methods other than HTTP's usual ones are
+        counted as ``other``: a client may send any token as a method, and each would otherwise
+        be a new series for as long as the gateway runs."""
+        key = (method if method in _METHODS else "other", route, status)
+        series = self._answered.get(key)
+        if series is None:
+            series = self._answered[key] = (
+                self.requests.labels(key[0], route, str(status)),
+                self.latency.labels(route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
