@@ -384,17 +384,14 @@ class _WalSyncer:
     def _sync(self) -> None:
         try:
             fd = os.open(self._wal, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except FileNotFoundError:
-            return  # checkpointed into the database file (which SQLite synced) and removed
+            pass  # checkpointed into the database file (which SQLite synced) and removed
         except OSError as exc:
             self._failed(f"cannot sync the write-ahead log: {exc}")
-            return
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            self._failed(f"cannot sync the write-ahead log: {exc}")
-        finally:
-            os.close(fd)
 
 
 class SQLiteStore(Store):
@@ -539,7 +536,7 @@ class SQLiteStore(Store):
             if first is _STOP:
                 break
             batch, stopping = self._take_batch(first)
-            self._commit(conn, tx, batch)
+            self._commit(conn, tx, batch, syncer)
         syncer.close()
         conn.close()
 
@@ -585,7 +582,9 @@ class SQLiteStore(Store):
             batch.extend(units)
         return False
 
-    def _commit(self, conn: sqlite3.Connection, tx: _Tx, batch: list[_Unit]) -> None:
+    def _commit(
+        self, conn: sqlite3.Connection, tx: _Tx, batch: list[_Unit], syncer: _WalSyncer
+    ) -> None:
         durable = any(unit[3] for unit in batch)
         try:
             if durable != self._durable:
@@ -604,8 +603,7 @@ class SQLiteStore(Store):
                 outcomes = self._run_batch(conn, tx, batch)
             self.commits += 1
             self.units += len(batch)
-            assert self._syncer is not None
-            self._syncer.committed(durable)
+            syncer.committed(durable)
         except (sqlite3.Error, StoreError) as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
