@@ -371,6 +371,75 @@ def test_reply_edge_cases_match_zeep(children: list[Any]) -> None:
     assert ours == read_outcome(soap, lambda: zeep_read(soap, "TraCuuThongTinCongDan", reply))
 
 
+def raw_envelope(reply: str, *, declaration: str = '<?xml version="1.0"?>') -> str:
+    return (
+        f'{declaration}<s:Envelope xmlns:s="{SOAP_ENV}"><s:Body>'
+        f'<t:TraCuuThongTinCongDanResponse xmlns:t="http://dancuquocgia.bca">{reply}'
+        "</t:TraCuuThongTinCongDanResponse></s:Body></s:Envelope>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        # a comment is dropped and the text around it joined, as zeep's parser does
+        (raw_envelope("<t:MaYeuCau>r<!-- c -->1</t:MaYeuCau><t:MaKetQua>0</t:MaKetQua>"), "r1"),
+        (
+            raw_envelope("<t:MaYeuCau><![CDATA[<r&1>]]></t:MaYeuCau><t:MaKetQua>0</t:MaKetQua>"),
+            "<r&1>",
+        ),
+        (
+            raw_envelope("<t:MaYeuCau>&#x1EA1;&amp;\r\n</t:MaYeuCau><t:MaKetQua>0</t:MaKetQua>"),
+            "\u1ea1&\n",
+        ),
+        # pretty-printed: the whitespace between elements is no element
+        (raw_envelope("\n  <t:MaYeuCau>r1</t:MaYeuCau>\n  <t:MaKetQua>0</t:MaKetQua>\n"), "r1"),
+        (
+            raw_envelope(
+                "<t:MaYeuCau>Tr\xe2n</t:MaYeuCau><t:MaKetQua>0</t:MaKetQua>",
+                declaration='<?xml version="1.0" encoding="iso-8859-1"?>',
+            ).encode("iso-8859-1"),
+            "Tr\xe2n",
+        ),
+        (
+            raw_envelope("<t:MaYeuCau>Tr\u1ea7n</t:MaYeuCau><t:MaKetQua>0</t:MaKetQua>").encode(
+                "utf-16"
+            ),
+            "Tr\u1ea7n",
+        ),
+    ],
+)
+def test_replies_written_otherwise_are_read_as_zeep_reads_them(
+    content: str | bytes, expected: str
+) -> None:
+    """What a registry's own serialiser may write and the generated replies above never hold."""
+    data = content.encode() if isinstance(content, str) else content
+    ours = codec("population", "TraCuuThongTinCongDan").read(data)  # not handed to zeep
+    assert ours["MaYeuCau"] == expected
+    reply = _Reply(200, data, {}, "utf-8")
+    assert ours == zeep_read(client("population"), "TraCuuThongTinCongDan", reply)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        # a processing instruction inside the reply element is zeep's to interpret
+        raw_envelope("<t:MaYeuCau>r1<?pi x?></t:MaYeuCau><t:MaKetQua>0</t:MaKetQua>").encode(),
+        # nested deeper than the parser allows (256): refused by zeep too, not read
+        raw_envelope(
+            f"<t:MaYeuCau>{'<x>' * 300}{'</x>' * 300}</t:MaYeuCau><t:MaKetQua>0</t:MaKetQua>"
+        ).encode(),
+    ],
+)
+def test_replies_the_codec_leaves_to_zeep_get_zeeps_outcome(content: bytes) -> None:
+    with pytest.raises(NotCompiled):
+        codec("population", "TraCuuThongTinCongDan").read(content)
+    soap = client("population")
+    reply = _Reply(200, content, {}, "utf-8")
+    ours = read_outcome(soap, lambda: soap._process("TraCuuThongTinCongDan", reply))
+    assert ours == read_outcome(soap, lambda: zeep_read(soap, "TraCuuThongTinCongDan", reply))
+
+
 @pytest.mark.parametrize(
     "body",
     [
