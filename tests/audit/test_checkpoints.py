@@ -11,6 +11,7 @@ import functools
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,6 +112,34 @@ async def test_ecdsa_key_and_nothing_new(store: SQLiteStore, pki: TestPKI, tsa_u
     await add_events(store, 3, first=25)
     nxt = await cpr.checkpoint_now()
     assert nxt is not None and nxt.size == 28
+
+
+async def test_a_checkpoint_does_not_chase_appends_made_while_it_reads(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    """Under load, events keep arriving while a checkpoint reads the log: it covers the log as
+    its read found it, in one read, and the next checkpoint covers the rest."""
+    cpr = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    reads = 0
+    read = store.read
+
+    async def busy_read(work: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        found = await read(work)
+        await add_events(store, 1, first=100 + reads)  # one more lookup came in meanwhile
+        return found
+
+    store.read = busy_read  # type: ignore[method-assign]
+    try:
+        cp = await asyncio.wait_for(cpr.checkpoint_now(), 30)
+    finally:
+        del store.read
+    assert cp is not None and cp.size == 25
+    assert reads == 1
+    assert cp.root == root((await leaves(store))[:25])
+    nxt = await cpr.checkpoint_now()
+    assert nxt is not None and nxt.size == 26
 
 
 async def test_background_writer_every_n(store: SQLiteStore, pki: TestPKI, tsa_url: str) -> None:
