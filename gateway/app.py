@@ -72,6 +72,9 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# Seconds a request waited for registries (a lookup's calls, retries included): logged beside its
+# whole duration, so that a slow answer says whose time it was.
+REGISTRY_SECONDS_KEY = web.RequestKey("registry_seconds", float)
 
 
 def _route_name(request: web.Request) -> str:
@@ -96,19 +99,17 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         if metrics is not None:
             metrics.answered(request.method, route, status, elapsed)
         identity = request.get(IDENTITY_KEY)
-        log.info(
-            "%s %s %s",
-            request.method,
-            request.path,
-            status,
-            extra={
-                "request_id": request.get(REQUEST_ID_KEY),
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-                "route": route,
-                "client": identity.id if identity else None,
-            },
-        )
+        extra = {
+            "request_id": request.get(REQUEST_ID_KEY),
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 3),
+            "route": route,
+            "client": identity.id if identity else None,
+        }
+        registry = request.get(REGISTRY_SECONDS_KEY)
+        if registry is not None:
+            extra["registry_ms"] = round(registry * 1000, 3)
+        log.info("%s %s %s", request.method, request.path, status, extra=extra)
 
 
 @web.middleware

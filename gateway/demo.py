@@ -438,7 +438,9 @@ def _print_summary(s: dict[str, Any]) -> None:
             f"    {name:<13} writes {st.get('writes')} replays {st.get('replays')} faults {st.get('faults_injected')}"
         )
     retried = {k: v for k, v in s["registry_calls"].items() if not k.endswith("/ok")}
-    click.echo(f"  failed registry calls, retried by the outbox: {retried}")
+    click.echo(
+        f"  failed registry calls, retried (deliveries by the outbox, lookups at once): {retried}"
+    )
     click.echo(f"  lookups                {s['lookups']}")
     d = s["documents"]
     click.echo(

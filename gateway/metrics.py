@@ -49,10 +49,18 @@ class Metrics:
             ["registry", "operation", "outcome"],
             registry=r,
         )
+        self.registry_latency = Histogram(
+            "lienthong_registry_call_duration_seconds",
+            "Time from sending a call to a national registry to having read its answer",
+            ["registry"],
+            buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         self.audit_events = Counter("lienthong_audit_events", "Audit events appended", registry=r)
         # labels() takes a lock and checks its arguments on every call, twice a request: the
         # series are kept here instead. As many as the registry holds: routes are the app's own.
         self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._called: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def answered(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency. Methods other than HTTP's usual ones are
@@ -64,6 +72,19 @@ class Metrics:
             series = self._answered[key] = (
                 self.requests.labels(key[0], route, str(status)),
                 self.latency.labels(route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def called(self, registry: str, operation: str, outcome: str, seconds: float) -> None:
+        """Count one call to a registry (``outcome``: ok, refused or error) and its duration.
+        Lookups and deliveries alike; each in-request retry is a call of its own."""
+        key = (registry, operation, outcome)
+        series = self._called.get(key)
+        if series is None:
+            series = self._called[key] = (
+                self.registry_calls.labels(registry, operation, outcome),
+                self.registry_latency.labels(registry),
             )
         series[0].inc()
         series[1].observe(seconds)

@@ -8,6 +8,7 @@ Personal ids travel only in bodies, never in URLs.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from aiohttp import web
 from connectors.api import PermanentError, Result, TransientError
 from connectors.identifiers import InvalidIdentifier, check_personal_id, check_tax_code
 from gateway.api.common import json_response, read_json
-from gateway.app import RUNTIME, Runtime
+from gateway.app import REGISTRY_SECONDS_KEY, RUNTIME, Runtime
 from gateway.audit import AuditEvent, append, citizen_hash
 from gateway.auth import Identity, require
 from gateway.models import CitizenLookup, CitizenLookupResult, InsuranceCardLookup
@@ -46,17 +47,26 @@ async def _call(
     connector = runtime.connector(registry)
     breaker = runtime.breakers.get(registry)
     request_id = request[REQUEST_ID_KEY]
+    metrics = runtime.metrics
 
     async def once() -> Result:
         breaker.before_call()
+        outcome = "error"
+        started = time.perf_counter()
         try:
             result = await connector.call(operation, params, request_id=request_id)
+            outcome = "ok"
         except PermanentError:
+            outcome = "refused"
             breaker.record_success()
             raise
         except BaseException:
             breaker.record_failure()
             raise
+        finally:
+            elapsed = time.perf_counter() - started
+            request[REGISTRY_SECONDS_KEY] = request.get(REGISTRY_SECONDS_KEY, 0.0) + elapsed
+            metrics.called(registry, operation, outcome, elapsed)
         breaker.record_success()
         return result
 

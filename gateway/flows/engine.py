@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -92,6 +93,7 @@ class FlowStepHandler:
         breaker = self.breakers.get(step.registry)
         breaker.before_call()
         outcome = "error"
+        started = time.perf_counter()
         try:
             result = await self.connectors[step.registry].call(
                 step.operation,
@@ -111,7 +113,8 @@ class FlowStepHandler:
             breaker.record_success()
         finally:
             if self.metrics is not None:
-                self.metrics.registry_calls.labels(step.registry, step.operation, outcome).inc()
+                elapsed = time.perf_counter() - started
+                self.metrics.called(step.registry, step.operation, outcome, elapsed)
         if step.judge is not None:
             step.judge(ctx, result.data)
         if self.on_result is not None:

@@ -3,7 +3,10 @@ precise problem naming the registry, every access in the audit log (by keyed has
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from connectors.business.sandbox import generate_enterprises
 from connectors.insurance.sandbox import scenarios
@@ -97,6 +100,44 @@ async def test_insurance_card_and_enterprise(gateway: Gateway) -> None:
             assert (r.status, (await r.json())["type"]) == (404, PROBLEM + "not-found")
 
 
+def _metric(text: str, prefix: str) -> float:
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)]
+    assert len(values) == 1, (prefix, values)
+    return values[0]
+
+
+async def test_registry_calls_are_counted_timed_and_logged(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator sees each registry's calls and their time in /metrics, and in each lookup's
+    access-log line how much of its time was the registry's."""
+    caplog.set_level(logging.INFO, logger="lienthong.http")
+    assert (await _post(gateway, "/v1/lookups/citizen", citizen_query()))[0] == 200
+    unknown = "0100233488"  # a valid code no enterprise of the sandbox has: refused, 404
+    assert unknown not in generate_enterprises(0)
+    async with await gateway.get(f"/v1/lookups/enterprises/{unknown}") as r:
+        assert r.status == 404
+    async with gateway.http.get(gateway.url + "/metrics") as r:
+        text = await r.text()
+    calls = "lienthong_registry_calls_total"
+    assert _metric(text, calls + '{operation="citizen.lookup",outcome="ok",registry="population"}')
+    assert _metric(
+        text, calls + '{operation="enterprise.lookup",outcome="refused",registry="business"}'
+    )
+    timed = "lienthong_registry_call_duration_seconds"
+    assert _metric(text, timed + '_count{registry="population"}') == 1.0
+    assert _metric(text, timed + '_count{registry="business"}') == 1.0
+    assert _metric(text, timed + '_sum{registry="population"}') > 0
+    lines: dict[str, Any] = {
+        r.route: r  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "lienthong.http" and hasattr(r, "duration_ms")
+    }
+    for route in ("/v1/lookups/citizen", "/v1/lookups/enterprises/{tax_code}"):
+        assert 0 < lines[route].registry_ms <= lines[route].duration_ms
+    assert not hasattr(lines["/metrics"], "registry_ms")  # no registry was called
+
+
 async def test_registry_failures_are_502_504_then_503_with_the_circuit_open(
     make_gateway: Any,
 ) -> None:
@@ -111,6 +152,21 @@ async def test_registry_failures_are_502_504_then_503_with_the_circuit_open(
             502,
             PROBLEM + "registry-unavailable",
             "population",
+        )
+        async with gw.http.get(gw.url + "/metrics") as r:
+            text = await r.text()
+        # Both attempts were calls, each counted and timed.
+        assert (
+            _metric(
+                text,
+                'lienthong_registry_calls_total{operation="citizen.lookup",outcome="error",'
+                'registry="population"}',
+            )
+            == 2.0
+        )
+        assert (
+            _metric(text, 'lienthong_registry_call_duration_seconds_count{registry="population"}')
+            == 2.0
         )
         root = "/".join(gw.sandbox("population").split("/")[:3])
         async with gw.http.put(
