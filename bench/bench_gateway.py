@@ -23,6 +23,10 @@ Each closed-loop run also reads, from ``/proc``, the CPU time every process spen
 request: the extra hop (proxy or gateway), the sandbox and the generator, and how busy the machine
 was. A ratio of throughputs says little on its own on a small machine: one target may be bound by
 its own process (a GIL), another by the machine all of them share. The CPU lines say which.
+
+Each open-loop run of the gateway also reads the gateway's own access-log lines for the requests
+it answered: how long each took inside the gateway, and how much of that it waited for the
+registry (``registry_ms``), so that a tail is seen as the gateway's or its wait's.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class Target:
     body: Callable[[Query], bytes]
     check: Callable[[Query, int, bytes], str | None]  # None when the answer is right
     processes: dict[str, int]  # role (hop, sandbox) → pid of the processes serving this target
+    log: Path | None = None  # the gateway's log: its own access-log line for each request
 
 
 @dataclass
@@ -93,6 +98,8 @@ class Sample:
     errors: Counter[str] = field(default_factory=Counter)
     cpu: dict[str, float] = field(default_factory=dict)  # closed loop: role → CPU seconds used
     busy: float = float("nan")  # closed loop: CPUs busy on average (all processes of the machine)
+    # open loop, gateway: from its access log, (duration_ms, registry_ms) of each lookup answered
+    inside: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -260,6 +267,8 @@ class Load:
 
     async def open(self, rate: float, duration: float) -> Sample:
         sample = Sample()
+        log = self.target.log
+        logged = log.stat().st_size if log is not None else 0
         count = max(1, int(rate * duration))
         start = time.perf_counter() + 0.005
         tasks = []
@@ -272,7 +281,22 @@ class Load:
             tasks.append(asyncio.create_task(self.one(sample, due)))
         await asyncio.gather(*tasks)
         sample.elapsed = time.perf_counter() - start
+        if log is not None:  # each line is written before its answer is sent: all are there
+            sample.inside = await asyncio.to_thread(_access_log, log, logged)
         return sample
+
+
+def _access_log(log: Path, offset: int) -> list[tuple[float, float]]:
+    """(duration_ms, registry_ms) of each lookup the gateway logged after ``offset``."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().splitlines()
+    found = []
+    for line in lines:
+        if b'"registry_ms"' in line:
+            entry = _decode.decode(line)
+            found.append((entry["duration_ms"], entry["registry_ms"]))
+    return found
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -372,6 +396,7 @@ async def _run(profile: Profile) -> None:
                     lambda q: q.json,
                     _check_gateway,
                     {"hop": gateway.pid, **soap},
+                    log=tmp / "gateway.log",
                 ),
             ]
             loads: dict[str, Load] = {}
@@ -516,6 +541,24 @@ def _report(
         + verdict(added99 <= TARGET_ADDED_P99_MS, f"{TARGET_ADDED_P99_MS - added99:+.2f} ms spare")
     )
     print(f"proxy − direct p50 (ms)      {hop50:6.2f}   (the bare extra hop)")
+    inside = [s.inside for s in opened["gateway"] if s.inside]
+    if inside:
+        # The gateway's own view of the same requests, from its access log: how much of each
+        # answer was the wait for the registry (its SOAP round trip, as the loop saw it) and how
+        # much the rest (JSON in and out, checks, mapping, the audit commit).
+        def p50_p99(of: Callable[[tuple[float, float]], float]) -> str:
+            return "/".join(
+                f"{med([_pct([of(x) for x in run], p) for run in inside]):.2f}" for p in (50, 99)
+            )
+
+        print(
+            "gateway's access log (p50/p99 ms): answered "
+            + p50_p99(lambda x: x[0])
+            + ", waiting for the registry "
+            + p50_p99(lambda x: x[1])
+            + ", the rest "
+            + p50_p99(lambda x: x[0] - x[1])
+        )
     hop_cpu = per_request("hop")
     print(
         f"gateway/proxy CPU per request {hop_cpu('gateway') / hop_cpu('proxy'):5.2f}×  "

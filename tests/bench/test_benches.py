@@ -24,6 +24,11 @@ def test_bench_gateway_quick(capsys: pytest.CaptureFixture[str]) -> None:
     hop = next(line for line in out.splitlines() if line.startswith("CPU ms/request, closed: hop"))
     direct, proxy, gateway = hop.split()[-3:]
     assert direct == "nan" and float(proxy) > 0 and float(gateway) > 0, hop
+    # The gateway's own times, from its access log: a lookup waits for the registry, and that
+    # wait is part of its answer's time.
+    inside = next(line for line in out.splitlines() if line.startswith("gateway's access log"))
+    answered, registry, rest = (float(p.split()[-1].split("/")[0]) for p in inside.split(", "))
+    assert 0 < registry <= answered and rest > 0, inside
 
 
 def test_bench_flows_quick(capsys: pytest.CaptureFixture[str]) -> None:
