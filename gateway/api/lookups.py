@@ -8,7 +8,6 @@ Personal ids travel only in bodies, never in URLs.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +21,7 @@ from gateway.app import REGISTRY_SECONDS_KEY, RUNTIME, Runtime
 from gateway.audit import AuditEvent, append, citizen_hash
 from gateway.auth import Identity, require
 from gateway.models import CitizenLookup, CitizenLookupResult, InsuranceCardLookup
-from gateway.outbox.breaker import CircuitOpen
+from gateway.outbox.breaker import CircuitOpen, call_registry
 from gateway.outbox.retry import call_with_retries
 from gateway.problems import Problem
 from gateway.requestid import REQUEST_ID_KEY
@@ -47,28 +46,18 @@ async def _call(
     connector = runtime.connector(registry)
     breaker = runtime.breakers.get(registry)
     request_id = request[REQUEST_ID_KEY]
-    metrics = runtime.metrics
+
+    def spent(seconds: float) -> None:  # in-request retries add up
+        request[REGISTRY_SECONDS_KEY] = request.get(REGISTRY_SECONDS_KEY, 0.0) + seconds
 
     async def once() -> Result:
-        breaker.before_call()
-        outcome = "error"
-        started = time.perf_counter()
-        try:
-            result = await connector.call(operation, params, request_id=request_id)
-            outcome = "ok"
-        except PermanentError:
-            outcome = "refused"
-            breaker.record_success()
-            raise
-        except BaseException:
-            breaker.record_failure()
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            request[REGISTRY_SECONDS_KEY] = request.get(REGISTRY_SECONDS_KEY, 0.0) + elapsed
-            metrics.called(registry, operation, outcome, elapsed)
-        breaker.record_success()
-        return result
+        return await call_registry(
+            breaker,
+            operation,
+            lambda: connector.call(operation, params, request_id=request_id),
+            runtime.metrics,
+            spent,
+        )
 
     outcome, problem, result = "ok", None, None
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,7 +21,7 @@ from connectors.api import Connector, PermanentError
 from gateway import dossiers
 from gateway.flows.definitions import FLOWS, Context, Step
 from gateway.metrics import Metrics
-from gateway.outbox.breaker import Breakers
+from gateway.outbox.breaker import Breakers, call_registry
 from gateway.outbox.jobs import Job
 from gateway.outbox.worker import Delivery
 from gateway.store import Store, Tx
@@ -90,31 +89,17 @@ class FlowStepHandler:
             raise PermanentError(
                 step.registry, f"the dossier has no {exc.args[0]!r} for {step.name}"
             ) from None
-        breaker = self.breakers.get(step.registry)
-        breaker.before_call()
-        outcome = "error"
-        started = time.perf_counter()
-        try:
-            result = await self.connectors[step.registry].call(
+        result = await call_registry(
+            self.breakers.get(step.registry),
+            step.operation,
+            lambda: self.connectors[step.registry].call(
                 step.operation,
                 params,
                 idempotency_key=job.key,
                 request_id=str(job.payload.get("request_id") or job.key),
-            )
-            outcome = "ok"
-        except PermanentError:
-            breaker.record_success()  # the registry answered: it is up
-            outcome = "refused"
-            raise
-        except BaseException:
-            breaker.record_failure()
-            raise
-        else:
-            breaker.record_success()
-        finally:
-            if self.metrics is not None:
-                elapsed = time.perf_counter() - started
-                self.metrics.called(step.registry, step.operation, outcome, elapsed)
+            ),
+            self.metrics,
+        )
         if step.judge is not None:
             step.judge(ctx, result.data)
         if self.on_result is not None:

@@ -24,7 +24,7 @@ from typing import Literal, TypeVar
 from connectors.api import PermanentError, TransientError
 from gateway.metrics import CIRCUIT_STATES, Metrics
 
-__all__ = ["Breakers", "CircuitBreaker", "CircuitOpen", "CircuitState"]
+__all__ = ["Breakers", "CircuitBreaker", "CircuitOpen", "CircuitState", "call_registry"]
 
 T = TypeVar("T")
 CircuitState = Literal["closed", "open", "half-open"]
@@ -159,6 +159,41 @@ class CircuitBreaker:
             raise
         self.record_success()
         return result
+
+
+async def call_registry(
+    breaker: CircuitBreaker,
+    operation: str,
+    fn: Callable[[], Awaitable[T]],
+    metrics: Metrics | None,
+    spent: Callable[[float], None] | None = None,
+) -> T:
+    """One call to the registry ``breaker`` guards, as lookups and flow steps make it: through the
+    breaker (a PermanentError is an answer, so the registry is up; anything else counts as a
+    failure), counted and timed in ``metrics`` (outcome ok, refused or error); ``spent`` is told
+    the seconds the call took. Raises :class:`CircuitOpen` before any call, or what ``fn``
+    raised."""
+    breaker.before_call()
+    outcome = "error"
+    started = time.perf_counter()
+    try:
+        result = await fn()
+        outcome = "ok"
+    except PermanentError:
+        outcome = "refused"
+        breaker.record_success()
+        raise
+    except BaseException:
+        breaker.record_failure()
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        if metrics is not None:
+            metrics.called(breaker.name, operation, outcome, elapsed)
+        if spent is not None:
+            spent(elapsed)
+    breaker.record_success()
+    return result
 
 
 class Breakers:
