@@ -134,30 +134,34 @@ class CircuitBreaker:
         with self._lock:
             self._trial_started = None
 
-    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """``before_call``, await ``fn()``, then record the outcome.
+    def record(self, error: BaseException | None) -> None:
+        """Judge how a call that :meth:`before_call` let through ended: ``error`` is what it
+        raised, or None.
 
-        A TransientError (other than CircuitOpen), TimeoutError or OSError counts as a failure; a
-        PermanentError counts as a success (the registry answered: it is up). Anything else
-        releases the trial slot and is not counted. Raises :class:`CircuitOpen` or what ``fn``
-        raised.
+        An answer counts as a success, a refusal (PermanentError) too: the registry answered, so
+        it is up. A TransientError (other than CircuitOpen), TimeoutError or OSError counts as a
+        failure. Anything else (the caller was cancelled, a bug of ours) says nothing about the
+        registry: it only releases the trial slot.
         """
+        if error is None or isinstance(error, PermanentError):
+            self.record_success()
+        elif isinstance(error, TransientError | TimeoutError | OSError) and not isinstance(
+            error, CircuitOpen
+        ):
+            self.record_failure()
+        else:
+            self.release()
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``before_call``, await ``fn()``, then :meth:`record` the outcome. Raises
+        :class:`CircuitOpen` or what ``fn`` raised."""
         self.before_call()
         try:
             result = await fn()
-        except CircuitOpen:
-            self.release()
+        except BaseException as exc:
+            self.record(exc)
             raise
-        except PermanentError:
-            self.record_success()
-            raise
-        except (TransientError, TimeoutError, OSError):
-            self.record_failure()
-            raise
-        except BaseException:
-            self.release()
-            raise
-        self.record_success()
+        self.record(None)
         return result
 
 
@@ -169,22 +173,19 @@ async def call_registry(
     spent: Callable[[float], None] | None = None,
 ) -> T:
     """One call to the registry ``breaker`` guards, as lookups and flow steps make it: through the
-    breaker (a PermanentError is an answer, so the registry is up; anything else counts as a
-    failure), counted and timed in ``metrics`` (outcome ok, refused or error); ``spent`` is told
-    the seconds the call took. Raises :class:`CircuitOpen` before any call, or what ``fn``
-    raised."""
+    breaker (judged by :meth:`CircuitBreaker.record`), counted and timed in ``metrics`` (outcome
+    ok, refused or error); ``spent`` is told the seconds the call took. Raises
+    :class:`CircuitOpen` before any call, or what ``fn`` raised."""
     breaker.before_call()
     outcome = "error"
     started = time.perf_counter()
     try:
         result = await fn()
         outcome = "ok"
-    except PermanentError:
-        outcome = "refused"
-        breaker.record_success()
-        raise
-    except BaseException:
-        breaker.record_failure()
+    except BaseException as exc:
+        if isinstance(exc, PermanentError):
+            outcome = "refused"
+        breaker.record(exc)
         raise
     finally:
         elapsed = time.perf_counter() - started
@@ -192,7 +193,7 @@ async def call_registry(
             metrics.called(breaker.name, operation, outcome, elapsed)
         if spent is not None:
             spent(elapsed)
-    breaker.record_success()
+    breaker.record(None)
     return result
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from connectors.api import PermanentError, TransientError
@@ -14,6 +16,7 @@ from gateway.outbox import (
     enqueue,
     get_job,
 )
+from gateway.outbox.breaker import call_registry
 from gateway.outbox.testing import ManualClock, ScriptedHandler, audit_entries
 from gateway.store import SQLiteStore
 
@@ -119,6 +122,50 @@ async def test_call_releases_the_trial_on_a_bug() -> None:
         await b.call(bug)
     assert b.state == "half-open"
     b.before_call()  # the slot is free again
+
+
+async def test_call_registry_judges_as_the_breaker_does() -> None:
+    """Lookups and flow steps call through call_registry: a cancelled caller or a bug of ours
+    must not open the registry's circuit (it said nothing about the registry), a dropped
+    connection must; each call is still counted."""
+    clock = ManualClock()
+    metrics = Metrics()
+    b = CircuitBreaker("population", failure_threshold=1, reset_after=5.0, clock=clock)
+    hanging = asyncio.Event()
+
+    async def hang() -> None:
+        await hanging.wait()
+
+    async def bug() -> None:
+        raise KeyError("mapping")
+
+    async def down() -> None:
+        raise OSError("connection reset")
+
+    call = asyncio.create_task(call_registry(b, "lookup", hang, metrics))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    with pytest.raises(KeyError):
+        await call_registry(b, "lookup", bug, metrics)
+    assert b.state == "closed"
+    with pytest.raises(OSError):
+        await call_registry(b, "lookup", down, metrics)
+    assert b.state == "open"
+    calls = metrics.registry_calls.labels(
+        registry="population", operation="lookup", outcome="error"
+    )
+    assert calls._value.get() == 3
+
+    clock.advance(5)  # half-open: a cancelled trial frees the slot for the next caller
+    call = asyncio.create_task(call_registry(b, "lookup", hang, metrics))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert b.state == "half-open"
+    b.before_call()
 
 
 def test_breakers_are_per_endpoint_and_publish_their_state() -> None:
