@@ -56,6 +56,17 @@ class QueryError(StoreError):
     """A named query failed; the unit of work that ran it was rolled back."""
 
 
+def raisable(exc: BaseException) -> BaseException:
+    """``exc``, a unit's failure, as its caller can be given it through an asyncio Future, which
+    refuses StopIteration (it would end the coroutine awaiting it; PEP 479): a RuntimeError
+    caused by it instead. A refused set_exception would leave the caller waiting for ever."""
+    if isinstance(exc, StopIteration):
+        error = RuntimeError("a unit of work raised StopIteration")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
 class Tx(Protocol):
     """What a unit of work may do. Synchronous: it runs on the store's thread."""
 

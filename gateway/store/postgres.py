@@ -41,7 +41,7 @@ from psycopg.adapt import Buffer, Dumper, Loader
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
-from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable
+from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable, raisable
 from .queries import CORE_TABLES, queries, schema_scripts, sql_tokens
 
 __all__ = ["PostgresStore", "to_psycopg"]
@@ -362,6 +362,8 @@ class PostgresStore(Store):
             except _LostRace as race:
                 if attempt == _RACE_TRIES:
                     raise race.error from race.error.__cause__
+            except StopIteration as exc:
+                raise raisable(exc) from exc
         raise AssertionError("unreachable")
 
     def _once(self, work: Callable[[Any], T], begin: str) -> T:

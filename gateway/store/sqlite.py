@@ -47,7 +47,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .api import RELAXED_SYNC_S, QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable
+from .api import (
+    RELAXED_SYNC_S,
+    QueryError,
+    Row,
+    Store,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
+    raisable,
+)
 from .queries import CORE_TABLES, positional, queries, schema_scripts
 
 __all__ = ["SQLiteStore"]
@@ -328,7 +337,7 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
         if ok:
             fut.set_result(value)
         else:
-            fut.set_exception(value)
+            fut.set_exception(raisable(value))
 
 
 class _WalSyncer:
@@ -601,6 +610,18 @@ class SQLiteStore(Store):
                     conn.execute("ROLLBACK")
                 tx.reset(memo=True)
                 outcomes = self._run_batch(conn, tx, batch)
+            except QueryError:
+                if len(batch) == 1:
+                    raise
+                # A deferred write failed at the flush, and the rows of every unit went with it:
+                # commit each unit alone, so that only the one whose rows fail is refused, as on
+                # PostgreSQL (a unit may run more than once).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                tx.reset(memo=True)
+                for unit in batch:
+                    self._commit(conn, tx, [unit], syncer)
+                return
             self.commits += 1
             self.units += len(batch)
             syncer.committed(durable)

@@ -147,6 +147,46 @@ async def test_a_deferred_write_missing_a_parameter_fails_its_unit_alone(store: 
     assert await count(store, "kv.count") == 2
 
 
+async def test_a_deferred_write_breaking_a_constraint_fails_its_unit_alone(store: Store) -> None:
+    # Deferred rows are written together at the commit (SQLite: one batch of units); a row that
+    # breaks a constraint there must take only its own unit down.
+    results = await asyncio.gather(
+        *(
+            store.transact(lambda tx, i=i: tx.defer("kv.put", k=f"good{i}", v="1"))
+            for i in range(5)
+        ),
+        store.transact(lambda tx: tx.defer("kv.put", k="bad", v=None)),  # NOT NULL
+        store.transact(lambda tx: tx.execute("kv.put", k="direct", v="2")),
+        return_exceptions=True,
+    )
+    assert results[:5] == [None] * 5 and results[6] == 1
+    assert isinstance(results[5], QueryError)
+    assert await count(store, "kv.count") == 6
+
+
+async def test_a_unit_raising_stop_iteration_fails_alone_and_leaves_no_caller_waiting(
+    store: Store,
+) -> None:
+    # asyncio refuses StopIteration on a Future: given as it is, the unit's caller (and, in a
+    # batch, the callers after it) would wait for ever.
+    def stops(tx: Tx) -> None:
+        tx.execute("kv.put", k="stopped", v="1")
+        next(iter([]))
+
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            store.transact(stops),
+            store.transact(lambda tx: tx.execute("kv.put", k="after", v="1")),
+            return_exceptions=True,
+        ),
+        timeout=10,
+    )
+    assert isinstance(results[0], RuntimeError)
+    assert isinstance(results[0].__cause__, StopIteration)
+    assert results[1] == 1
+    assert await store.read(lambda tx: tx.one("kv.get", k="stopped")) is None
+
+
 async def test_tuples_are_the_rows_in_column_order(store: Store) -> None:
     for i in range(3):
         await store.transact(lambda tx, i=i: append(tx, AuditEvent(action="t", dossier=f"D{i}")))
