@@ -127,7 +127,12 @@ def _configure_readonly(conn: psycopg.Connection[Row]) -> None:
 
 def _failure(what: str, exc: psycopg.Error) -> StoreError:
     # OperationalError: the server is gone, shutting down, out of disk or memory; not the unit.
-    unavailable = isinstance(exc, psycopg.OperationalError)
+    # But a program limit (SQLSTATE class 54: a key too long for its index, too many columns) is
+    # the unit's own doing, and would be so again on any server: a failed query, which must not
+    # mark the store unavailable for everyone else.
+    unavailable = isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, psycopg.errors.ProgramLimitExceeded
+    )
     return (StoreUnavailable if unavailable else QueryError)(f"{what}: {exc}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,18 @@ async def test_a_unit_that_swallows_a_failure_is_not_reported_committed(
         with pytest.raises(QueryError, match=r"nothing was committed.*kv\.put"):
             await store.transact(swallow)
         assert await store.read(lambda tx: tx.one("kv.get", k="before")) is None
+        assert await store.transact(lambda tx: tx.execute("kv.put", k="after", v="1")) == 1
+
+
+async def test_a_key_too_long_for_its_index_is_a_bad_query_not_an_outage(
+    pg_schema: tuple[str, str],
+) -> None:
+    # PostgreSQL reports it as an OperationalError (program limit exceeded); it is the unit's
+    # own input, and must not make the store (and /readyz) unavailable for everyone.
+    async with PostgresStore(pg_schema[0]) as store:
+        with pytest.raises(QueryError, match="index row"):
+            await store.transact(lambda tx: tx.execute("kv.put", k=secrets.token_hex(6000), v="1"))
+        assert store.unavailable is None
         assert await store.transact(lambda tx: tx.execute("kv.put", k="after", v="1")) == 1
 
 
