@@ -40,7 +40,7 @@ from typing import Any, Protocol, Self
 from connectors.api import ConnectorError
 from gateway.audit import AuditEvent, append
 from gateway.metrics import Metrics
-from gateway.store import Store, StoreError, Tx
+from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
 from .breaker import CircuitOpen
 from .jobs import Job, counts, job_from_row, step_of
@@ -87,9 +87,21 @@ class _LeaseLost(Exception):
     """The job is no longer ours: someone re-claimed it after our lease ran out."""
 
 
+# The store cannot keep everything an error may say: PostgreSQL refuses NUL in text, and neither
+# store (nor the audit entry's JSON) takes a lone surrogate. A reason that cannot be written would
+# leave its job unrecorded, to be tried again after every lease, for ever.
+_UNWRITABLE = str.maketrans({0: "\ufffd"})
+
+
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
+    text = text.encode("utf-8", "replace").decode().translate(_UNWRITABLE)
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+
+
+# Store failures after which the lease is left to run out, for the job to be tried again: the
+# store is down or closing, not this job's fault. Any other (a failed query) counts an attempt.
+_OUTAGE = (StoreUnavailable, StoreClosed)
 
 
 def _extra(job: Job, **more: Any) -> dict[str, Any]:
@@ -337,13 +349,14 @@ class Worker:
         except _LeaseLost:
             self._lost(job, "delivered")
             return
-        except StoreError:
+        except _OUTAGE:
             # Nothing was recorded; the lease runs out and the job is tried again.
             log.exception("outbox: could not record delivery", extra=_extra(job))
             return
         except Exception as exc:
-            # The external work happened but its recording failed (a bug, a constraint): do not
-            # drop the job — count a failed attempt; the idempotency key makes resending safe.
+            # The external work happened but its recording failed (a bug, a constraint, a value
+            # the store refuses): do not drop the job, nor leave it to be sent again for ever —
+            # count a failed attempt; the idempotency key makes resending safe.
             log.error("outbox: recording a delivery failed", exc_info=exc, extra=_extra(job))
             await self._finish_failure(
                 job, handler, exc, self.policy_for(job).decide(exc, job.attempts)
@@ -401,11 +414,12 @@ class Worker:
         try:
             try:
                 await self.store.transact(lambda tx: work(tx, with_handler=True))
-            except (_LeaseLost, StoreError):
+            except (_LeaseLost, *_OUTAGE):
                 raise
             except Exception:
-                # handler.failed is the handler's code and may be broken; the job must still move
-                # on (retried or dead-lettered), or it would come back after every lease forever.
+                # handler.failed is the handler's code and may be broken, or write what the store
+                # refuses; the job must still move on (retried or dead-lettered), or it would come
+                # back after every lease for ever.
                 log.exception(
                     "outbox: handler.failed raised; recording without it", extra=_extra(job)
                 )

@@ -11,7 +11,7 @@ from gateway.audit import verify_chain
 from gateway.metrics import Metrics
 from gateway.outbox import Job, RetryPolicy, Worker, enqueue, get_job, replay
 from gateway.outbox.testing import ManualClock, ScriptedHandler, audit_entries
-from gateway.store import SQLiteStore
+from gateway.store import QueryError, SQLiteStore
 
 NO_JITTER = RetryPolicy(max_attempts=4, base_delay=2.0, max_delay=60.0, rng=lambda: 0.0)
 
@@ -177,6 +177,21 @@ async def test_a_failing_recording_unit_is_a_failed_attempt(
     assert j.last_error == "RuntimeError: constraint failed"
     assert len(handler.recorded) == 1  # it ran, and was rolled back
     assert [f.dead for f in handler.failures] == [False]
+    assert [e["action"] for e in await audit_entries(store)] == ["step.failed"]
+
+
+async def test_a_recording_unit_refused_by_the_store_is_a_failed_attempt(
+    store: SQLiteStore, clock: ManualClock
+) -> None:
+    # A failed query is not an outage: left to its lease, the job would be sent again after every
+    # lease, for ever, never dead and with no reason kept.
+    handler = ScriptedHandler(record_error=QueryError("deliveries.insert: value too long"))
+    w = worker(store, clock, handler)
+    job_id = await add(store, clock)
+    await w.run_once()
+    j = await job(store, job_id)
+    assert (j.state, j.attempts) == ("pending", 1)
+    assert j.last_error == "QueryError: deliveries.insert: value too long"
     assert [e["action"] for e in await audit_entries(store)] == ["step.failed"]
 
 

@@ -394,6 +394,23 @@ async def test_the_worker_retries_then_delivers_with_its_audit_trail(store: Stor
     assert (await verify_chain(store)).ok
 
 
+async def test_an_error_the_store_cannot_keep_as_said_still_moves_the_job_on(store: Store) -> None:
+    # PostgreSQL refuses NUL in text, and neither store takes a lone surrogate: a registry's error
+    # saying either must still be recorded (readably), or the job would stay "running" and be sent
+    # again after every lease, for ever, with no reason kept.
+    clock = ManualClock()
+    handler = ScriptedHandler(TransientError("insurance", "note: bad\x00byte \udce9"))
+    policy = RetryPolicy(max_attempts=1, base_delay=1.0, max_delay=1.0, rng=lambda: 0.0)
+    worker = Worker(store, {"registry": handler}, clock=clock, policy=policy)
+    [job_id] = await _enqueue(store, clock, 1)
+
+    assert await worker.run_once() == 1
+    job = await store.read(lambda tx: get_job(tx, job_id))
+    assert job is not None and (job.state, job.attempts) == ("dead", 1)
+    assert job.last_error is not None and "note: bad\ufffdbyte ?" in job.last_error
+    assert [e["action"] for e in await audit_entries(store)] == ["job.dead"]
+
+
 # -- dossiers ----------------------------------------------------------------------------------
 
 
