@@ -37,11 +37,18 @@ __all__ = ["DEFAULT_MAX_ENVELOPE", "Scan", "SpliceRange", "scan_file"]
 
 DEFAULT_MAX_ENVELOPE = 8 * 1024 * 1024
 CHUNK = 1024 * 1024
-_ATTACHMENT_PATH = (f"{NS} edXML", f"{NS} AttachmentEncoded", f"{NS} Attachment")
+# Deepest element nesting accepted. The deepest the edXML XSD defines is 9 (…/TraceHeaderList/
+# Bussiness/BussinessDocumentInfo/ReceiverList/Receiver/OrganId), an XMLDSig (XAdES) signature in
+# edXMLHeader about 13; the XSD lets foreign elements in, so leave room, but refuse a nesting that
+# only serves to make the parser work (expat's cost per element grows with the depth).
+MAX_DEPTH = 64
+_ATTACHMENT_PATH = [f"{NS} edXML", f"{NS} AttachmentEncoded", f"{NS} Attachment"]
 _CTE = f"{NS} ContentTransferEncoded"
-_HEADER_PATH = (f"{NS} edXML", f"{NS} edXMLEnvelope", f"{NS} edXMLHeader")
+_HEADER = f"{NS} edXMLHeader"
+_HEADER_PATH = [f"{NS} edXML", f"{NS} edXMLEnvelope", _HEADER]
 _TRACE_LIST = f"{NS} TraceHeaderList"
 _TRACE = f"{NS} TraceHeader"
+_TRACE_PARENT = [*_HEADER_PATH, _TRACE_LIST]
 _B64_OK = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n"
 _WS = b" \t\r\n"
 
@@ -196,18 +203,21 @@ def scan_file(
     def start(name: str, _attrs: Any) -> None:
         if state["sink"] is not None:
             raise InvalidEdxml("ContentTransferEncoded must hold text only")
-        if name == _TRACE_LIST and tuple(stack) == _HEADER_PATH:
+        if len(stack) >= MAX_DEPTH:
+            raise InvalidEdxml(f"elements are nested more than {MAX_DEPTH} deep")
+        if name == _TRACE_LIST and stack == _HEADER_PATH:
             state["trace_list"] = parser.CurrentByteIndex
-        if name == _CTE and tuple(stack) == _ATTACHMENT_PATH:
+        if name == _CTE and stack == _ATTACHMENT_PATH:
             writer = blobs.writer(max_bytes) if blobs is not None else None
             state["sink"] = _Base64Sink(writer, max_bytes)
             state["lt"] = parser.CurrentByteIndex
         stack.append(name)
 
     def end(name: str) -> None:
-        if tuple(stack) == _HEADER_PATH:
+        # Compare paths only for the two elements that matter (list equality stops at the length).
+        if name == _HEADER and stack == _HEADER_PATH:
             state["header_end"] = parser.CurrentByteIndex
-        elif name == _TRACE and tuple(stack[:-1]) == (*_HEADER_PATH, _TRACE_LIST):
+        elif name == _TRACE and len(stack) == 5 and stack[:4] == _TRACE_PARENT:
             state["trace"] = parser.CurrentByteIndex  # the '<' of </TraceHeader>
         stack.pop()
         sink = state["sink"]

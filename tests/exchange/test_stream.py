@@ -14,7 +14,7 @@ from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import FileAttachment, NewAttachment, build_package, write_package
 from gateway.exchange.edxml import read_package
 from gateway.exchange.errors import DoctypeForbidden, InvalidEdxml, PayloadTooLarge
-from gateway.exchange.stream import scan_file
+from gateway.exchange.stream import MAX_DEPTH, scan_file
 
 from .factories import SAMPLES, cong_van_header, trace_for
 
@@ -173,3 +173,25 @@ def test_texts_replays_crlf_as_the_parser_sees_it(tmp_path: Path) -> None:
     scan = scan_file(_write(tmp_path, data), None)
     ((_, chunks),) = list(scan.texts())
     assert b"".join(chunks) == raw.replace(b"\r\n", b"\n")
+
+
+def _nested(depth: int, *, closed: bool = True) -> bytes:
+    """A package whose MessageHeader (itself 4 deep) holds foreign elements nested to ``depth``."""
+    header = cong_van_header()
+    data = build_package(header, trace_for(header), [])
+    n = depth - 4
+    inner = b'<x:a xmlns:x="urn:x">' + b"<x:a>" * (n - 1)
+    if closed:
+        inner += b"</x:a>" * n
+    at = data.index(b"</edXML:MessageHeader>")
+    return data[:at] + inner + (data[at:] if closed else b"")
+
+
+def test_nesting_is_refused_past_max_depth_as_soon_as_it_is_seen(tmp_path: Path) -> None:
+    assert scan_file(_write(tmp_path, _nested(MAX_DEPTH)), None).root is not None
+    with pytest.raises(InvalidEdxml, match=f"nested more than {MAX_DEPTH} deep"):
+        scan_file(_write(tmp_path, _nested(MAX_DEPTH + 1)), None)
+    # Refused at the start tag that goes too deep, not after the rest was parsed: a file cut
+    # right after it is refused for its depth, not as truncated XML.
+    with pytest.raises(InvalidEdxml, match=f"nested more than {MAX_DEPTH} deep"):
+        scan_file(_write(tmp_path, _nested(100_000, closed=False)), None)
