@@ -192,6 +192,11 @@ def scan_file(
     stack: list[str] = []
     captures: list[tuple[int, int, _Base64Sink]] = []
     state: dict[str, Any] = {"sink": None, "lt": 0, "header_end": -1, "trace_list": -1, "trace": -1}
+    # Bytes known to lie inside ContentTransferEncoded elements: the closed ones, and the open
+    # one up to ``text_to`` (how far its text has been handed over). Everything else fed to the
+    # parser counts against max_envelope as it is fed (see ``too_big``).
+    state["attached"] = 0
+    state["text_to"] = 0
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
     parser.buffer_text = True
     parser.buffer_size = 256 * 1024
@@ -210,7 +215,7 @@ def scan_file(
         if name == _CTE and stack == _ATTACHMENT_PATH:
             writer = blobs.writer(max_bytes) if blobs is not None else None
             state["sink"] = _Base64Sink(writer, max_bytes)
-            state["lt"] = parser.CurrentByteIndex
+            state["lt"] = state["text_to"] = parser.CurrentByteIndex
         stack.append(name)
 
     def end(name: str) -> None:
@@ -224,11 +229,28 @@ def scan_file(
         if sink is not None:
             state["sink"] = None
             captures.append((state["lt"], parser.CurrentByteIndex, sink))
+            state["attached"] += parser.CurrentByteIndex - state["lt"]
 
     def chars(text: str) -> None:
         sink = state["sink"]
         if sink is not None:
+            # Where the event that handed this text over starts: every byte before it is inside
+            # the open element (pyexpat also hands over what it holds when Parse returns).
+            state["text_to"] = parser.CurrentByteIndex
             sink.feed(text)
+
+    def too_big(fed: int) -> None:
+        """Refuse as soon as the bytes fed outside attachment text pass ``max_envelope``: a
+        190 MB attribute must not be parsed whole first. A lower bound of the envelope's size
+        (the exact size is checked below)."""
+        outside = fed - state["attached"]
+        if state["sink"] is not None:
+            outside -= max(0, state["text_to"] - state["lt"])
+        if outside > max_envelope:
+            raise PayloadTooLarge(
+                f"the envelope without attachments is over {max_envelope} bytes",
+                max_bytes=max_envelope,
+            )
 
     parser.StartDoctypeDeclHandler = doctype
     parser.EntityDeclHandler = doctype
@@ -243,9 +265,12 @@ def scan_file(
             head = f.read(PROLOG_LIMIT)
             check_prolog(head)
             chunk = head
+            fed = 0
             while chunk:
                 digest.update(chunk)
                 parser.Parse(chunk, False)
+                fed += len(chunk)
+                too_big(fed)
                 chunk = f.read(CHUNK)
             parser.Parse(b"", True)
             splices: list[SpliceRange] = []

@@ -14,7 +14,7 @@ from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import FileAttachment, NewAttachment, build_package, write_package
 from gateway.exchange.edxml import read_package
 from gateway.exchange.errors import DoctypeForbidden, InvalidEdxml, PayloadTooLarge
-from gateway.exchange.stream import MAX_DEPTH, scan_file
+from gateway.exchange.stream import CHUNK, MAX_DEPTH, scan_file
 
 from .factories import SAMPLES, cong_van_header, trace_for
 
@@ -195,3 +195,35 @@ def test_nesting_is_refused_past_max_depth_as_soon_as_it_is_seen(tmp_path: Path)
     # right after it is refused for its depth, not as truncated XML.
     with pytest.raises(InvalidEdxml, match=f"nested more than {MAX_DEPTH} deep"):
         scan_file(_write(tmp_path, _nested(100_000, closed=False)), None)
+
+
+def test_envelope_cap_is_applied_while_the_file_is_fed(tmp_path: Path) -> None:
+    # A 3 MB attribute that never ends: refused for its size once 1 MB of it is fed, not read
+    # to the end first (it would then be refused as truncated XML).
+    header = cong_van_header()
+    data = build_package(header, trace_for(header), [])
+    at = data.index(b"<edXML:Subject>")
+    cut = data[:at] + b'<x:a xmlns:x="urn:x" b="' + b"x" * (3 * CHUNK)
+    with pytest.raises(PayloadTooLarge, match=f"over {CHUNK} bytes"):
+        scan_file(_write(tmp_path, cut), None, max_envelope=CHUNK)
+
+
+def test_envelope_cap_while_fed_counts_attachment_text_out_exactly(tmp_path: Path) -> None:
+    # Attachments several times the cap, in CRLF lines, on both sides of a parser chunk: the
+    # early count never refuses what the exact count accepts.
+    header = cong_van_header()
+    data = build_package(
+        header,
+        trace_for(header),
+        [NewAttachment("a.bin", b"marker-a"), NewAttachment("b.bin", b"marker-b")],
+    )
+    for marker in (b"marker-a", b"marker-b"):
+        raw = base64.encodebytes(os.urandom(2 * CHUNK)).replace(b"\n", b"\r\n")
+        data = data.replace(base64.encodebytes(marker), raw)
+    path = _write(tmp_path, data)
+    scan = scan_file(path, None)
+    envelope = scan.size - sum(s.end - s.start - len(s.placeholder) for s in scan.splices)
+    assert envelope < CHUNK
+    assert scan_file(path, None, max_envelope=envelope).size == len(data)
+    with pytest.raises(PayloadTooLarge, match="envelope"):
+        scan_file(path, None, max_envelope=envelope - 1)
