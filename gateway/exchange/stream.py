@@ -120,6 +120,7 @@ class _Base64Sink:
         self.size = 0
         self.max = max_bytes
         self.carry = b""
+        self.padded = False  # the last quartet decoded ended with '=': nothing may follow
         self.seen_text = False
 
     def feed(self, text: str) -> None:
@@ -129,6 +130,9 @@ class _Base64Sink:
         except UnicodeEncodeError:
             raise InvalidEdxml("attachment content is not base64") from None
         data = self.carry + raw.translate(None, _WS)
+        if data and self.padded:
+            # a2b_base64 refuses this within one call; text comes in several (parser flushes).
+            raise InvalidEdxml("attachment content is not valid base64: data after the padding")
         cut = len(data) - len(data) % 4
         self.carry = data[cut:]
         if cut:
@@ -139,6 +143,7 @@ class _Base64Sink:
             decoded = binascii.a2b_base64(b64, strict_mode=True)
         except binascii.Error as exc:
             raise InvalidEdxml(f"attachment content is not valid base64: {exc}") from exc
+        self.padded = b64.endswith(b"=")
         self.size += len(decoded)
         if self.size > self.max:
             raise PayloadTooLarge(f"an attachment is over {self.max} bytes", max_bytes=self.max)

@@ -12,7 +12,7 @@ import pytest
 from gateway.exchange import schema
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import FileAttachment, NewAttachment, build_package, write_package
-from gateway.exchange.edxml import read_package
+from gateway.exchange.edxml import PROLOG_LIMIT, read_package
 from gateway.exchange.errors import DoctypeForbidden, InvalidEdxml, PayloadTooLarge
 from gateway.exchange.stream import CHUNK, MAX_DEPTH, scan_file
 
@@ -227,3 +227,21 @@ def test_envelope_cap_while_fed_counts_attachment_text_out_exactly(tmp_path: Pat
     assert scan_file(path, None, max_envelope=envelope).size == len(data)
     with pytest.raises(PayloadTooLarge, match="envelope"):
         scan_file(path, None, max_envelope=envelope - 1)
+
+
+@pytest.mark.parametrize("boundary", [False, True])
+def test_data_after_base64_padding_is_refused_even_across_a_parser_flush(
+    tmp_path: Path, boundary: bool
+) -> None:
+    # "QQ==" then more base64: a recipient's decoder stops at the padding ("A"), the hub would
+    # store "A" + "SECOND PART". With the padding ending exactly where the first parser call
+    # ends (PROLOG_LIMIT bytes), the text reaches the decoder in two pieces.
+    header = cong_van_header()
+    data = build_package(header, trace_for(header), [NewAttachment("a.bin", b"marker")])
+    enc = base64.b64encode(b"marker")
+    at = data.index(enc)
+    blank = b"\n" * (PROLOG_LIMIT - at - 4 if boundary else 10)
+    data = data[:at] + blank + b"QQ==" + base64.b64encode(b"SECOND PART") + data[at + len(enc) :]
+    assert (data[PROLOG_LIMIT - 4 : PROLOG_LIMIT] == b"QQ==") is boundary
+    with pytest.raises(InvalidEdxml, match="not valid base64"):
+        scan_file(_write(tmp_path, data), None)
