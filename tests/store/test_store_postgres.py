@@ -8,6 +8,8 @@ import asyncio
 import re
 import secrets
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from gateway.store import (
     PostgresStore,
     QueryError,
+    Row,
     SQLiteStore,
     StoreError,
     StoreUnavailable,
@@ -222,3 +225,68 @@ async def test_reads_never_wait_for_the_audit_lock(pg_schema: tuple[str, str]) -
         assert head is not None and head["seq"] == 0  # the uncommitted entry is not visible
         release.set()
         assert await pending == 1
+
+
+def _document_for_b(tx: Tx, i: int) -> None:
+    tx.execute(
+        "documents.insert",
+        id=f"D{i}",
+        document_id=f"doc{i}",
+        sender="A",
+        doc_type=0,
+        package_sha256="x",
+        forward_sha256=None,
+        size=1,
+        media_type="application/xml",
+        subject="",
+        target=None,
+        received_at=f"2026-01-01T00:00:0{i}Z",
+        receipt=b"r",
+        meta="{}",
+    )
+    tx.execute("documents.add_delivery", document=f"D{i}", recipient="B", mode="pull")
+
+
+async def test_an_inbox_cursor_never_passes_a_delivery_committed_late(
+    pg_schema: tuple[str, str],
+) -> None:
+    """PostgreSQL gives identity values at INSERT: a delivery that took seq 1 but commits after
+    one that took seq 2 must not be skipped by a recipient paging with ``after``. Transactions
+    adding deliveries take turns (documents.add_delivery), so the second waits for the first."""
+    hold, inserted = threading.Event(), threading.Event()
+
+    def first(tx: Tx) -> None:
+        _document_for_b(tx, 1)  # the lower seq …
+        inserted.set()
+        hold.wait(30)  # … committed last, if the second does not wait for it
+
+    async with PostgresStore(pg_schema[0]) as store:
+        one = asyncio.create_task(store.transact(first))
+        assert await asyncio.to_thread(inserted.wait, 30)
+        two = asyncio.create_task(store.transact(lambda tx: _document_for_b(tx, 2)))
+
+        def advisory_waiters() -> int:
+            with psycopg.connect(pg_schema[0]) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    " AND objid::bigint = (hashtext(%s)::bigint + 4294967296) %% 4294967296",
+                    (pg_schema[1],),
+                ).fetchone()
+            return int(row[0]) if row else 0
+
+        # Until the second unit has either committed or is seen waiting for its turn.
+        for _ in range(600):
+            if two.done() or await asyncio.to_thread(advisory_waiters):
+                break
+            await asyncio.sleep(0.05)
+
+        def inbox(after: int) -> Callable[[Tx], list[Row]]:
+            return lambda tx: tx.all("documents.inbox", recipient="B", after=after, limit=100)
+
+        page = await store.read(inbox(0))
+        cursor = page[-1]["seq"] if page else 0
+        hold.set()
+        await one
+        await two
+        seen = [r["id"] for r in page + await store.read(inbox(cursor))]
+        assert sorted(seen) == ["D1", "D2"]

@@ -29,11 +29,14 @@ CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at);
 -- transaction lock keyed by schema: it is released at COMMIT/ROLLBACK, and separate schemas (one
 -- per test, or per tenant) do not wait for each other. Read-only units skip it: they cannot append,
 -- and their snapshot is fixed anyway.
+-- (documents.add_delivery takes the same turn: see there.)
+CREATE OR REPLACE FUNCTION lienthong_audit_turn() RETURNS void
+LANGUAGE sql VOLATILE AS $fn$ SELECT pg_advisory_xact_lock(1818588020, hashtext(current_schema())) $fn$;
 CREATE OR REPLACE FUNCTION lienthong_audit_head() RETURNS TABLE (seq BIGINT, chain_hash BYTEA)
 LANGUAGE plpgsql VOLATILE AS $fn$
 BEGIN
     IF current_setting('transaction_read_only') <> 'on' THEN
-        PERFORM pg_advisory_xact_lock(1818588020, hashtext(current_schema()));
+        PERFORM lienthong_audit_turn();
     END IF;
     RETURN QUERY SELECT e.seq, e.chain_hash FROM audit_events AS e ORDER BY e.seq DESC LIMIT 1;
 END

@@ -45,3 +45,16 @@ CREATE TABLE IF NOT EXISTS document_statuses (
     message_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS document_statuses_by_doc ON document_statuses (document, recipient, id);
+
+-- name: add_delivery
+-- base: a3be4adc070be774
+-- A recipient pages its inbox by seq (documents.inbox: seq > :after), so no delivery may become
+-- visible below a seq a reader has passed. PostgreSQL hands identity values out at INSERT, not at
+-- COMMIT: two transactions adding deliveries could commit out of seq order, and a reader between
+-- the two commits would skip the lower one for good. Taking the audit lock first (the same
+-- transaction takes it anyway to append its audit entry, and holds it to COMMIT) makes seq order
+-- commit order. SQLite needs nothing: its one writer commits in seq order.
+WITH turn AS (SELECT lienthong_audit_turn())
+INSERT INTO document_deliveries (document, recipient, mode)
+SELECT :document, :recipient, :mode FROM turn
+ON CONFLICT (document, recipient) DO NOTHING;
