@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 __all__ = [
+    "DOSSIER_CODE_MAX",
     "PROVINCES",
     "InvalidIdentifier",
     "PersonalId",
@@ -133,7 +134,11 @@ def make_tax_code(first9: str) -> str | None:
 _AGENCY = r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}"
 _AGENCY_RE = re.compile(_AGENCY)
 _PROCEDURE_RE = re.compile(rf"[0-9]\.[0-9]{{6}}(\.{_AGENCY})?")
-_DOSSIER_RE = re.compile(rf"({_AGENCY})-([0-9]{{6}})-([0-9]{{4,}})")
+# The sequence is 4 digits in every sample (identifiers.md); up to 6 leaves a busy agency room
+# past 9999 a day. Unbounded, a code of thousands of digits was accepted: past PostgreSQL's index
+# row limit, or into a URL longer than the server reads back.
+_DOSSIER_RE = re.compile(rf"({_AGENCY})-([0-9]{{6}})-([0-9]{{4,6}})")
+DOSSIER_CODE_MAX = len("000.00.00.H41-261122-000001")  # the longest code _DOSSIER_RE takes
 
 
 def check_agency_id(value: str) -> str:
@@ -151,10 +156,15 @@ def check_procedure_code(value: str) -> str:
 
 
 def check_dossier_code(value: str) -> str:
-    """``{agency id}-{yymmdd}-{sequence}``, e.g. ``000.00.14.H20-200703-0002``."""
+    """``{agency id}-{yymmdd}-{sequence}``, e.g. ``000.00.14.H20-200703-0002``: a sequence of 4
+    to 6 digits."""
     m = _DOSSIER_RE.fullmatch(value)
     if not m:
-        raise InvalidIdentifier("dossier code", value, "must look like 000.00.00.H41-261122-0001")
+        raise InvalidIdentifier(
+            "dossier code",
+            value,
+            "must look like 000.00.00.H41-261122-0001 (a sequence of 4 to 6 digits)",
+        )
     yymmdd = m.group(2)
     try:
         date(2000 + int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:]))

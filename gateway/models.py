@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from connectors.identifiers import DOSSIER_CODE_MAX
+
 __all__ = [
     "Accepted",
     "Address",
@@ -117,7 +119,13 @@ class DeathData(Strict):
 
 
 class DossierIn(Strict):
-    code: Annotated[str, Meta(description="Dossier code (mã hồ sơ): {agency}-{yymmdd}-{seq}")]
+    code: Annotated[
+        str,
+        Meta(
+            max_length=DOSSIER_CODE_MAX,
+            description="Dossier code (mã hồ sơ): {agency}-{yymmdd}-{seq}, seq 4 to 6 digits",
+        ),
+    ]
     procedure: Annotated[str, Meta(description="National procedure code (mã TTHC)")]
     flow: Literal["birth", "death"]
     submitted_at: Annotated[

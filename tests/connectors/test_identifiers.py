@@ -3,6 +3,7 @@ from datetime import date
 import pytest
 
 from connectors.identifiers import (
+    DOSSIER_CODE_MAX,
     InvalidIdentifier,
     check_agency_id,
     check_dossier_code,
@@ -95,3 +96,18 @@ def test_procedure_and_dossier_codes() -> None:
     assert check_dossier_code("000.00.14.H20-200703-0002")
     with pytest.raises(InvalidIdentifier, match="not a date"):
         check_dossier_code("000.00.14.H20-201303-0002")
+
+
+@pytest.mark.parametrize("sequence", ["0002", "10002", "100002"])
+def test_dossier_code_sequences_of_4_to_6_digits(sequence: str) -> None:
+    code = f"000.00.14.H20-200703-{sequence}"
+    assert check_dossier_code(code) == code
+    assert len(code) <= DOSSIER_CODE_MAX
+
+
+@pytest.mark.parametrize("sequence", ["002", "1000002", "1" * 3000])
+def test_dossier_code_sequence_is_bounded(sequence: str) -> None:
+    # Unbounded before: thousands of digits were a dossier code (past PostgreSQL's index row
+    # limit, and into a URL longer than the server reads).
+    with pytest.raises(InvalidIdentifier, match="4 to 6 digits"):
+        check_dossier_code(f"000.00.14.H20-200703-{sequence}")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
 from blockbuster import blockbuster_ctx
@@ -111,6 +115,42 @@ def make_gateway(tmp_path: Path, pki: Any) -> Callable[..., Any]:
 @pytest.fixture
 async def gateway(make_gateway: Callable[..., Any]) -> AsyncIterator[Gateway]:
     async with make_gateway() as gw:
+        yield gw
+
+
+POSTGRES_URL = os.environ.get(
+    "LIENTHONG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_admin(sql: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(sql.encode())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_section(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The ``[store]`` section of a gateway on each store: SQLite in ``tmp_path``, or a fresh
+    schema of the real PostgreSQL server at ``$LIENTHONG_TEST_POSTGRES``, dropped afterwards.
+    An unreachable server fails the test: a skipped case would vouch for code nobody ran."""
+    if request.param == "sqlite":
+        yield {"url": f"sqlite:///{tmp_path / 'gateway.db'}"}
+        return
+    schema = f"e2e_{uuid.uuid4().hex}"
+    _postgres_admin(f'CREATE SCHEMA "{schema}"')
+    try:
+        sep = "&" if "?" in POSTGRES_URL else "?"
+        yield {"url": f"{POSTGRES_URL}{sep}options={quote(f'-c search_path={schema}')}"}
+    finally:
+        _postgres_admin(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+async def any_gateway(
+    make_gateway: Callable[..., Any], store_section: dict[str, str]
+) -> AsyncIterator[Gateway]:
+    """The gateway, once on SQLite and once on PostgreSQL."""
+    async with make_gateway(store=store_section) as gw:
         yield gw
 
 

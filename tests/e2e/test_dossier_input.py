@@ -94,6 +94,42 @@ async def test_bad_dossier_is_refused_precisely(
     assert jobs == []
 
 
+@pytest.mark.parametrize(
+    ("sequence", "slug"),
+    [
+        ("1000001", "invalid-request"),  # 7 digits: one past the longest code (the model's limit)
+        ("7" * 3000, "invalid-request"),  # past PostgreSQL's btree row limit: was a 503
+        ("7" * 20000, "invalid-request"),  # stored on SQLite, its URL past the server's limit
+    ],
+)
+async def test_an_overlong_dossier_code_is_refused_on_each_store(
+    any_gateway: Gateway, sequence: str, slug: str
+) -> None:
+    """Before, the sequence had no upper bound: on PostgreSQL a 3,000-digit code broke the
+    index's row limit (503 store-unavailable, and /readyz failed for 30 s); on SQLite a
+    20,000-digit code was stored and answered with a Location no request could fetch."""
+    doc = birth()
+    doc["code"] = doc["code"].rsplit("-", 1)[0] + "-" + sequence
+    async with await any_gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+        assert (r.status, problem["type"]) == (422, PROBLEM + slug), problem
+        assert "Location" not in r.headers
+    assert "code" in problem.get("field", "") + problem["detail"]
+    assert await _count_dossiers(any_gateway) == 0
+    async with any_gateway.http.get(any_gateway.url + "/readyz") as r:
+        assert r.status == 200, await r.text()
+
+
+async def test_a_six_digit_sequence_is_accepted_and_readable(any_gateway: Gateway) -> None:
+    doc = birth()
+    doc["code"] = doc["code"].rsplit("-", 1)[0] + "-100001"
+    async with await any_gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+        location = r.headers["Location"]
+    async with await any_gateway.get(location) as r:
+        assert (r.status, (await r.json())["code"]) == (200, doc["code"])
+
+
 async def test_a_death_reported_by_the_deceased_is_inconsistent(gateway: Gateway) -> None:
     doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=1)))
     doc["applicant"]["personal_id"] = doc["data"]["deceased"]["personal_id"]
