@@ -2,23 +2,38 @@
 
 Attached PDFs carry their own signatures (``adbe.pkcs7.detached`` or PAdES); each one, also when
 zipped (as many systems in service send them), must verify against the configured trust anchors.
-pyHanko needs the PDF in memory, so PDFs are capped (``max_pdf_bytes``); a bigger PDF is refused
-rather than passed unchecked.
+pyHanko needs the PDF in memory, so PDFs are capped (``max_pdf_bytes``), and are read and checked
+one at a time; a package's PDFs together (what its zips inflate to included) and their number are
+capped too. A PDF over a cap is refused rather than passed unchecked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.errors import BlobError, InvalidEdxml, PayloadTooLarge, SignatureInvalid
 from gateway.exchange.model import Package
 
-__all__ = ["DEFAULT_MAX_PDF", "check_manifest", "pdf_sources", "verify_pdfs"]
+__all__ = [
+    "DEFAULT_MAX_PDF",
+    "DEFAULT_MAX_PDFS",
+    "DEFAULT_MAX_PDF_TOTAL",
+    "check_manifest",
+    "pdf_sources",
+    "verify_pdf_source",
+    "verify_pdfs",
+]
 
-DEFAULT_MAX_PDF = 64 * 1024 * 1024
+DEFAULT_MAX_PDF = 64 * 1024 * 1024  # one PDF (pyHanko reads it whole)
+# All the PDFs of one package, attached or unzipped: a zip of a few hundred KB can inflate to
+# gigabytes, each byte of which would be hashed. Above the package cap (200 MB), so that any
+# package of plain PDFs fits.
+DEFAULT_MAX_PDF_TOTAL = 256 * 1024 * 1024
+DEFAULT_MAX_PDFS = 64  # PDFs per package, attached or unzipped: each is a signature to check
 
 
 def _cid(value: str) -> str:
@@ -51,67 +66,109 @@ def _is_zip(name: str, content_type: str) -> bool:
 
 
 def pdf_sources(
-    pkg: Package, blobs: BlobStore, max_pdf_bytes: int = DEFAULT_MAX_PDF
-) -> list[tuple[str, bytes]]:
-    """``(label, pdf bytes)`` for each PDF attached, directly or inside a zip.
+    pkg: Package,
+    blobs: BlobStore,
+    max_pdf_bytes: int = DEFAULT_MAX_PDF,
+    *,
+    max_total: int = DEFAULT_MAX_PDF_TOTAL,
+    max_pdfs: int = DEFAULT_MAX_PDFS,
+) -> Iterator[tuple[str, bytes]]:
+    """``(label, pdf bytes)`` for each PDF attached, directly or inside a zip, one at a time:
+    check each before asking for the next, so that one PDF at most is in memory.
 
-    Synchronous (run in a thread). Raises PayloadTooLarge for a PDF over the cap, InvalidEdxml
-    for a broken zip, BlobError.
+    Synchronous (run each step in a thread). Raises PayloadTooLarge for a PDF over
+    ``max_pdf_bytes``, for PDFs together over ``max_total`` bytes (what a zip inflates to is
+    counted as it is read: its headers may lie) or for more than ``max_pdfs`` PDFs;
+    InvalidEdxml for a broken zip; BlobError.
     """
-    out: list[tuple[str, bytes]] = []
+    count = 0
+    total = 0
+
+    def take(label: str, size: int) -> int:
+        """Count one more PDF of (at least) ``size`` bytes; how many bytes it may have."""
+        nonlocal count
+        count += 1
+        if count > max_pdfs:
+            raise PayloadTooLarge(
+                f"more than {max_pdfs} PDFs in the package: their signatures cannot all be checked",
+                max_pdfs=max_pdfs,
+            )
+        room = min(max_pdf_bytes, max_total - total)
+        if size > room:
+            over(label, size)
+        return room
+
+    def over(label: str, size: int) -> None:
+        if size > max_pdf_bytes:
+            raise PayloadTooLarge(
+                f"PDF {label} is over {max_pdf_bytes} bytes: its signature cannot be checked",
+                max_bytes=max_pdf_bytes,
+            )
+        raise PayloadTooLarge(
+            f"the PDFs of the package (unzipped) are over {max_total} bytes together: "
+            "their signatures cannot all be checked",
+            max_bytes=max_total,
+        )
+
     for a in pkg.attachments:
         if _is_pdf(a.name, a.content_type):
-            if a.size > max_pdf_bytes:
-                raise PayloadTooLarge(
-                    f"PDF {a.name} is over {max_pdf_bytes} bytes: its signature cannot be checked",
-                    max_bytes=max_pdf_bytes,
-                )
-            out.append((a.name, blobs.read(a.sha256)))
+            take(a.name, a.size)
+            total += a.size
+            yield a.name, blobs.read(a.sha256)
         elif _is_zip(a.name, a.content_type):
             try:
                 with blobs.open(a.sha256) as f, zipfile.ZipFile(f) as zf:
                     for info in zf.infolist():
                         if info.is_dir() or not info.filename.lower().endswith(".pdf"):
                             continue
-                        if info.file_size > max_pdf_bytes:
-                            raise PayloadTooLarge(
-                                f"PDF {a.name}/{info.filename} is over {max_pdf_bytes} bytes",
-                                max_bytes=max_pdf_bytes,
-                            )
+                        label = f"{a.name}/{info.filename}"
+                        room = take(label, info.file_size)
                         with zf.open(info) as member:
-                            # Read one byte past the cap: the header's size may lie (zip bomb).
-                            data = member.read(max_pdf_bytes + 1)
-                        if len(data) > max_pdf_bytes:
-                            raise PayloadTooLarge(
-                                f"PDF {a.name}/{info.filename} is over {max_pdf_bytes} bytes",
-                                max_bytes=max_pdf_bytes,
-                            )
-                        out.append((f"{a.name}/{info.filename}", data))
+                            # Read one byte past the room: the header's size may lie (zip bomb).
+                            data = member.read(room + 1)
+                        if len(data) > room:
+                            over(label, len(data))
+                        total += len(data)
+                        yield label, data
+                        del data
             except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
                 raise InvalidEdxml(f"attachment {a.name} is not a readable zip: {exc}") from exc
             except OSError as exc:
                 raise BlobError(f"cannot read attachment {a.name}: {exc}") from exc
-    return out
 
 
-async def verify_pdfs(sources: Sequence[tuple[str, bytes]], trust: Any) -> list[dict[str, Any]]:
-    """Verify every signature of every PDF; all must be valid and trusted.
+async def verify_pdf_source(label: str, data: bytes, trust: Any) -> dict[str, Any]:
+    """Verify every signature of one PDF; all must be valid and trusted.
 
-    Returns one report dict per PDF. Raises SignatureInvalid naming the attachment.
+    Returns its report dict. Raises SignatureInvalid naming the attachment.
     """
     from signing.errors import SignatureInvalid as SigningInvalid
     from signing.pdf import verify_pdf
 
+    try:
+        found = await verify_pdf(data, trust)
+    except SigningInvalid as exc:
+        raise SignatureInvalid(f"attachment {label}: {exc.reason}", attachment=label) from exc
+    bad = [r for r in found if not r.valid]
+    if bad:
+        raise SignatureInvalid(
+            f"attachment {label}: {bad[0].reason or 'invalid signature'}", attachment=label
+        )
+    return {"attachment": label, "signatures": [r.as_dict() for r in found]}
+
+
+async def verify_pdfs(sources: Iterator[tuple[str, bytes]], trust: Any) -> list[dict[str, Any]]:
+    """Verify the PDFs ``sources`` yields (``pdf_sources``), each before the next is read (in a
+    thread). Returns one report dict per PDF. Raises as ``pdf_sources`` and SignatureInvalid."""
     reports: list[dict[str, Any]] = []
-    for label, data in sources:
-        try:
-            found = await verify_pdf(data, trust)
-        except SigningInvalid as exc:
-            raise SignatureInvalid(f"attachment {label}: {exc.reason}", attachment=label) from exc
-        bad = [r for r in found if not r.valid]
-        if bad:
-            raise SignatureInvalid(
-                f"attachment {label}: {bad[0].reason or 'invalid signature'}", attachment=label
-            )
-        reports.append({"attachment": label, "signatures": [r.as_dict() for r in found]})
-    return reports
+    try:
+        while True:
+            item = await asyncio.to_thread(next, sources, None)
+            if item is None:
+                return reports
+            reports.append(await verify_pdf_source(*item, trust))
+            del item
+    finally:
+        close = getattr(sources, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)  # closes an open zip and its blob

@@ -18,7 +18,14 @@ from typing import Any
 from cryptography import x509
 
 from gateway.exchange import schema
-from gateway.exchange.attachments import DEFAULT_MAX_PDF, check_manifest, pdf_sources, verify_pdfs
+from gateway.exchange.attachments import (
+    DEFAULT_MAX_PDF,
+    DEFAULT_MAX_PDF_TOTAL,
+    DEFAULT_MAX_PDFS,
+    check_manifest,
+    pdf_sources,
+    verify_pdfs,
+)
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.edxml import DEFAULT_MAX_BYTES, is_status_message, read_package, read_status
 from gateway.exchange.errors import ForgedSender, InvalidEdxml, SignatureInvalid, UnknownRecipient
@@ -50,6 +57,8 @@ def signer_is(cert: x509.Certificate, organ_id: str) -> bool:
 class CheckPolicy:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pdf_bytes: int = DEFAULT_MAX_PDF
+    max_pdf_total_bytes: int = DEFAULT_MAX_PDF_TOTAL  # a package's PDFs together, unzipped
+    max_pdfs: int = DEFAULT_MAX_PDFS  # PDFs per package, attached or unzipped
     require_signature: bool = True
     # The envelope signer's certificate must name From/OrganId (refuses a package signed by
     # agency A but claiming to come from B, even over B's own authenticated connection).
@@ -122,7 +131,13 @@ async def check_package(
     sig = await _envelope(scan, sender, trust, policy)
     reports: list[dict[str, Any]] = []
     if policy.verify_pdfs:
-        sources = await asyncio.to_thread(pdf_sources, pkg, blobs, policy.max_pdf_bytes)
+        sources = pdf_sources(
+            pkg,
+            blobs,
+            policy.max_pdf_bytes,
+            max_total=policy.max_pdf_total_bytes,
+            max_pdfs=policy.max_pdfs,
+        )
         reports = await verify_pdfs(sources, trust)
     return Checked(scan, pkg, sig, reports)
 

@@ -228,3 +228,83 @@ async def test_package_and_status_endpoints_do_not_mix(
             _file(tmp_path, status), blobs, sender=NGHE_AN, known_agencies=AGENCIES, trust=trust
         )
     assert build_status  # the builder is exercised in test_edxml
+
+
+def _zip(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+async def _check_zip(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    zipped: bytes,
+    policy: CheckPolicy,
+) -> Any:
+    data = make_package(attachments=[NewAttachment("phu-luc.zip", zipped, "application/zip")])
+    return await check_package(
+        _file(tmp_path, data),
+        blobs,
+        sender=TAY_NINH_STC,
+        known_agencies=AGENCIES,
+        trust=trust,
+        policy=policy,
+    )
+
+
+async def test_pdfs_unzipped_are_capped_in_total_not_only_each(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    signed_pdf: bytes,
+) -> None:
+    # Each PDF is under the per-PDF cap; together they are not: a zip bomb of many members,
+    # every one just under the cap, is refused once the total is passed.
+    size = len(signed_pdf)
+    zipped = _zip([(f"pl{i}.pdf", signed_pdf) for i in range(3)])
+    policy = CheckPolicy(max_pdf_bytes=size, max_pdf_total_bytes=2 * size + size // 2)
+    with pytest.raises(PayloadTooLarge, match="together") as info:
+        await _check_zip(tmp_path, blobs, trust, make_package, zipped, policy)
+    assert info.value.extra == {"max_bytes": 2 * size + size // 2}
+    policy = CheckPolicy(max_pdf_bytes=size, max_pdf_total_bytes=3 * size)
+    checked = await _check_zip(tmp_path, blobs, trust, make_package, zipped, policy)
+    assert [r["attachment"] for r in checked.pdf_reports] == [
+        "phu-luc.zip/pl0.pdf",
+        "phu-luc.zip/pl1.pdf",
+        "phu-luc.zip/pl2.pdf",
+    ]
+
+
+async def test_the_number_of_pdfs_per_package_is_capped(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    signed_pdf: bytes,
+) -> None:
+    zipped = _zip([(f"pl{i}.pdf", signed_pdf) for i in range(3)])
+    with pytest.raises(PayloadTooLarge, match="more than 2 PDFs") as info:
+        await _check_zip(tmp_path, blobs, trust, make_package, zipped, CheckPolicy(max_pdfs=2))
+    assert info.value.extra == {"max_pdfs": 2}
+    checked = await _check_zip(
+        tmp_path, blobs, trust, make_package, zipped, CheckPolicy(max_pdfs=3)
+    )
+    assert len(checked.pdf_reports) == 3
+
+
+async def test_each_pdf_is_checked_before_the_next_is_read(
+    tmp_path: Path, blobs: BlobStore, trust: Any, make_package: Callable[..., bytes]
+) -> None:
+    # An unsigned PDF, then one over the cap: the first is refused before the second is read
+    # (PDFs are not all read into memory first).
+    zipped = _zip([("a.pdf", sample_pdf()), ("b.pdf", b"%PDF-1.7\n" + b"\0" * 5000)])
+    with pytest.raises(SignatureInvalid, match=r"phu-luc\.zip/a\.pdf"):
+        await _check_zip(
+            tmp_path, blobs, trust, make_package, zipped, CheckPolicy(max_pdf_bytes=4000)
+        )
