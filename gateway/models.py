@@ -39,6 +39,12 @@ __all__ = [
 # final "\n" (Python's re, which msgspec uses), and codes travel on into headers and XML.
 # A line of text: no control character, and more than spaces.
 _LINE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*(?!\n)$"
+# Text that travels on into the registries' XML and SOAP: one line, no control character (XML 1.0
+# has no way to carry most of them: a flow accepted with one stopped at the registry that got it).
+Line = Annotated[str, Meta(max_length=500, pattern=_LINE)]
+# The same, where an empty string says "none" (an address without a street line).
+_LINE_OR_EMPTY = r"^[^\x00-\x1f\x7f]*(?!\n)$"
+OptionalLine = Annotated[str, Meta(max_length=500, pattern=_LINE_OR_EMPTY)]
 Name = Annotated[
     str, Meta(min_length=1, max_length=200, pattern=_LINE, description="Full name, NFC")
 ]
@@ -56,14 +62,14 @@ class Applicant(Strict):
     personal_id: PersonalIdStr
     birth_date: date | None = None  # checked against the population registry when given
     phone: Annotated[str, Meta(pattern=r"^\+?[0-9]{8,15}(?!\n)$")] | None = None
-    email: str | None = None
+    email: Annotated[str, Meta(max_length=254, pattern=_LINE_OR_EMPTY)] | None = None
 
 
 class Address(Strict):
     province_code: Annotated[str, Meta(pattern=r"^[0-9]{2,3}(?!\n)$")]
     district_code: Annotated[str, Meta(pattern=r"^[0-9]{3}(?!\n)$")] | None = None
     ward_code: Annotated[str, Meta(pattern=r"^[0-9]{5}(?!\n)$")] | None = None
-    detail: str = ""
+    detail: OptionalLine = ""
 
 
 class Person(Strict):
@@ -75,11 +81,8 @@ class Parent(Strict):
     full_name: Name
     personal_id: PersonalIdStr
     birth_date: date | None = None
-    ethnicity: str | None = None
-    nationality: str = "VN"
-
-
-Line = Annotated[str, Meta(max_length=500, pattern=_LINE)]
+    ethnicity: Line | None = None
+    nationality: Line = "VN"
 
 
 class Child(Strict):
@@ -87,8 +90,8 @@ class Child(Strict):
     sex: Sex
     birth_date: date
     birth_place: Line
-    ethnicity: str = "01"
-    nationality: str = "VN"
+    ethnicity: Line = "01"
+    nationality: Line = "VN"
 
 
 class BirthData(Strict):
@@ -98,7 +101,7 @@ class BirthData(Strict):
     mother: Parent
     residence: Address
     father: Parent | None = None
-    relation: str = "mother"  # the applicant's relation to the child
+    relation: Line = "mother"  # the applicant's relation to the child
 
 
 class Deceased(Strict):
@@ -107,7 +110,7 @@ class Deceased(Strict):
     death_date: date
     death_place: Line
     birth_date: date | None = None
-    cause: str | None = None
+    cause: Line | None = None
 
 
 class DeathData(Strict):
@@ -115,7 +118,7 @@ class DeathData(Strict):
 
     deceased: Deceased
     beneficiary: Person | None = None  # who receives the allowance; default: the applicant
-    relation: str = "child"
+    relation: Line = "child"
 
 
 class DossierIn(Strict):

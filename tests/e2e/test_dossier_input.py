@@ -68,6 +68,18 @@ BAD_DOSSIERS = [
     ("inconsistent-dossier", 422, _set("data.child.birth_date", "1950-01-01")),  # before mother
     ("invalid-request", 422, _set("callback_url", "file:///etc/passwd")),
     ("invalid-request", 422, _set("callback_url", "")),
+    # Were plain str: a control character was accepted (202), then the flow stopped partway, the
+    # birth registered and the residence refused ("All strings must be XML compatible").
+    ("invalid-request", 422, _set("data.residence.detail", "\u0001")),
+    ("invalid-request", 422, _set("data.residence.detail", "Số 1\nLê Lợi")),
+    ("invalid-request", 422, _set("data.residence.detail", "x" * 501)),
+    ("invalid-request", 422, _set("data.child.ethnicity", "\u0000")),
+    ("invalid-request", 422, _set("data.child.nationality", "\u001f")),
+    ("invalid-request", 422, _set("data.mother.ethnicity", "\u007f")),
+    ("invalid-request", 422, _set("data.mother.nationality", "VN\n")),
+    ("invalid-request", 422, _set("data.relation", "mẹ\r")),
+    ("invalid-request", 422, _set("data.relation", "x" * 501)),
+    ("invalid-request", 422, _set("applicant.email", "a@b.vn\u0000")),
 ]
 
 
@@ -130,8 +142,41 @@ async def test_a_six_digit_sequence_is_accepted_and_readable(any_gateway: Gatewa
         assert (r.status, (await r.json())["code"]) == (200, doc["code"])
 
 
+def death() -> dict[str, Any]:
+    return copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=1)))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        _set("data.deceased.cause", "\u0007"),
+        _set("data.deceased.cause", "x" * 501),
+        _set("data.relation", "\u0000"),
+        _set("data.relation", " "),
+    ],
+)
+async def test_bad_death_dossier_text_is_refused(
+    gateway: Gateway, mutate: Callable[[dict[str, Any]], None]
+) -> None:
+    doc = death()
+    mutate(doc)
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+        assert (r.status, problem["type"]) == (422, PROBLEM + "invalid-request"), problem
+    assert "$.data." in problem["detail"]
+    assert await _count_dossiers(gateway) == 0
+
+
+async def test_optional_text_may_be_empty_or_absent(gateway: Gateway) -> None:
+    doc = birth()
+    doc["data"]["residence"]["detail"] = ""
+    doc["applicant"]["email"] = ""
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+
+
 async def test_a_death_reported_by_the_deceased_is_inconsistent(gateway: Gateway) -> None:
-    doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=1)))
+    doc = death()
     doc["applicant"]["personal_id"] = doc["data"]["deceased"]["personal_id"]
     doc["applicant"]["birth_date"] = doc["data"]["deceased"]["birth_date"]
     async with await gateway.post("/v1/dossiers", doc) as r:
