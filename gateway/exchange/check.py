@@ -10,6 +10,7 @@ content-addressed and unreferenced, hence harmless (a sweeper may collect them).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,24 +34,46 @@ from gateway.exchange.model import AttachmentInfo, Package, StatusMessage
 from gateway.exchange.stream import Scan, scan_file
 from gateway.exchange.xmldsig import EnvelopeSignature, verify_envelope
 
-__all__ = ["CheckPolicy", "Checked", "CheckedStatus", "check_package", "check_status", "signer_is"]
+__all__ = [
+    "CheckPolicy",
+    "Checked",
+    "CheckedStatus",
+    "certificate_agency",
+    "check_package",
+    "check_status",
+    "signer_is",
+]
+
+
+# An agency identifier (identifiers.md: ``ddd.dd.dd.Xdd``) as a whole token: not inside a longer
+# run of digits, letters and dots.
+_AGENCY_ID = re.compile(
+    r"(?<![0-9A-Za-z.])[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}(?![0-9A-Za-z.])"
+)
+
+
+def certificate_agency(cert: x509.Certificate) -> str | None:
+    """The agency identifier the certificate is issued to: the one its subject's common name
+    names (``CN=Sở Tài chính 000.00.11.H53``; the test PKI: ``CN=agency-000.00.11.H53``).
+
+    None when the subject has no single CN, or the CN names no agency identifier or more than
+    one. Nothing else is read: the organisation (O) of an agency's certificate often names its
+    parent body (the province's People's Committee for a department), so an identifier found
+    there, or anywhere in a longer string, must not count.
+    """
+    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    if len(cns) != 1:
+        return None
+    found = _AGENCY_ID.findall(str(cns[0].value))
+    return found[0] if len(found) == 1 else None
 
 
 def signer_is(cert: x509.Certificate, organ_id: str) -> bool:
-    """Whether the certificate names ``organ_id`` in its subject or subject alternative names.
-
-    Certificates issued to agencies carry the agency identifier (the test PKI in the CN); a
-    deployment whose certificates do not can turn the binding off in CheckPolicy.
+    """Whether the certificate is issued to agency ``organ_id`` (``certificate_agency``: exactly
+    that identifier in its CN). A deployment whose certificates name agencies otherwise can
+    pass its own rule in CheckPolicy.signer_matches, or turn the binding off.
     """
-    if organ_id in cert.subject.rfc4514_string():
-        return True
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    return any(
-        organ_id in str(v) for v in san.get_values_for_type(x509.UniformResourceIdentifier)
-    ) or any(organ_id in str(v) for v in san.get_values_for_type(x509.DNSName))
+    return certificate_agency(cert) == organ_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,25 @@ import asyncio
 import io
 import zipfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import NewAttachment, build_status
-from gateway.exchange.check import CheckPolicy, check_package, check_status
+from gateway.exchange.check import (
+    CheckPolicy,
+    certificate_agency,
+    check_package,
+    check_status,
+    signer_is,
+)
 from gateway.exchange.errors import (
     ExchangeError,
     ForgedSender,
@@ -23,6 +34,7 @@ from gateway.exchange.errors import (
     UnknownRecipient,
 )
 from gateway.exchange.xmldsig import sign_bytes, sign_file
+from signing.keys import FileKey
 from signing.pdf import sign_pdf
 from signing.testing import TestPKI, sample_pdf
 
@@ -307,4 +319,70 @@ async def test_each_pdf_is_checked_before_the_next_is_read(
     with pytest.raises(SignatureInvalid, match=r"phu-luc\.zip/a\.pdf"):
         await _check_zip(
             tmp_path, blobs, trust, make_package, zipped, CheckPolicy(max_pdf_bytes=4000)
+        )
+
+
+def _cert(cn: str | None, org: str = "lienthong test PKI", uris: tuple[str, ...] = ()) -> Any:
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")]
+    attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    if cn is not None:
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    name = x509.Name(attrs)
+    now = datetime.now(UTC)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+    )
+    if uris:
+        b = b.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]), False
+        )
+    return b.sign(key, hashes.SHA256())
+
+
+PROVINCE = "000.00.00.H53"  # UBND tỉnh Tây Ninh; TAY_NINH_STC is its Finance Department
+
+
+@pytest.mark.parametrize(
+    ("cert", "agency"),
+    [
+        (_cert(f"agency-{TAY_NINH_STC}"), TAY_NINH_STC),  # the test PKI's agency certificates
+        (_cert(TAY_NINH_STC), TAY_NINH_STC),
+        (_cert(f"Sở Tài chính {TAY_NINH_STC}", f"UBND tỉnh Tây Ninh ({PROVINCE})"), TAY_NINH_STC),
+        (_cert("Sở Tài chính", f"UBND tỉnh Tây Ninh ({PROVINCE})"), None),  # O is not read
+        (_cert("Sở Tài chính", uris=(f"urn:x:{PROVINCE}",)), None),  # nor the SANs
+        (_cert(f"{TAY_NINH_STC} {PROVINCE}"), None),  # two: which one?
+        (_cert(f"agency-{PROVINCE}1"), None),  # not an agency id, nor is 000.00.00.H5
+        (_cert(f"agency-1{PROVINCE}"), None),
+        (_cert(None, PROVINCE), None),
+    ],
+)
+def test_a_certificate_names_its_agency_in_its_cn_exactly(cert: Any, agency: str | None) -> None:
+    assert certificate_agency(cert) == agency
+    for candidate in (TAY_NINH_STC, PROVINCE):
+        assert signer_is(cert, candidate) is (candidate == agency)
+
+
+async def test_a_department_certificate_does_not_sign_for_its_province(
+    tmp_path: Path,
+    blobs: BlobStore,
+    pki: TestPKI,
+    trust: Any,
+    key: Callable[[str], Any],
+    make_package: Callable[..., bytes],
+) -> None:
+    # Issued by the trusted CA to the department; its subject also names the province.
+    private = ec.generate_private_key(ec.SECP256R1())
+    cert = pki.issue(f"So Tai chinh {TAY_NINH_STC} thuoc UBND {PROVINCE}", private.public_key())
+    dept = FileKey(private, cert, key(TAY_NINH_STC).chain)
+    data = sign_bytes(make_package(sender=PROVINCE, signed=False), dept)
+    with pytest.raises(ForgedSender, match=r"not by 000\.00\.00\.H53"):
+        await check_package(
+            _file(tmp_path, data), blobs, sender=PROVINCE, known_agencies=AGENCIES, trust=trust
         )
