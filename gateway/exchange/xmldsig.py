@@ -109,8 +109,13 @@ def _one(parent: etree._Element, tag: str, what: str) -> etree._Element:
     return found[0]
 
 
-def _c14n(node: Any, algorithm: str, prefixes: list[str] | None = None) -> bytes:
-    exclusive, comments = _C14N[algorithm]
+def _c14n(
+    node: Any, algorithm: str, prefixes: list[str] | None = None, *, comments: bool = True
+) -> bytes:
+    """``node`` canonicalised by ``algorithm``; comments kept only if the algorithm keeps them
+    and ``comments`` allows it."""
+    exclusive, with_comments = _C14N[algorithm]
+    comments = comments and with_comments
     kwargs: dict[str, Any] = {"method": "c14n", "exclusive": exclusive, "with_comments": comments}
     if exclusive and prefixes:
         kwargs["inclusive_ns_prefixes"] = prefixes
@@ -158,7 +163,9 @@ def _document_digest(
         # check_envelope made sure there is exactly one Signature: remove its copy.
         for target in list(doc.getroot().iter(_ds("Signature"))):
             _remove_keep_tail(target)
-    canonical = _c14n(doc, algorithm, prefixes)
+    # XMLDSig §4.3.3.3: URI="" is the document "minus any comment nodes", so a #WithComments
+    # transform has none left to keep (as xmlsec1 and every conforming verifier read it).
+    canonical = _c14n(doc, algorithm, prefixes, comments=False)
     h = hashlib.new(hash_name)
     pos = 0
     for mark, chunks in texts:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
+import copy
+import hashlib
 import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from gateway.exchange.builder import (
@@ -163,3 +168,77 @@ async def test_untrusted_signer(tmp_path: Path, other_pki: TestPKI, trust: Any) 
     check_envelope(_scan(tmp_path, data))  # the signature itself is fine...
     with pytest.raises(SignatureInvalid, match="untrusted signer: no chain"):
         await verify_envelope(_scan(tmp_path, data), trust)  # ...but not by a trusted CA
+
+
+_WITH_COMMENTS = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"
+
+
+def _xmlsec1(*args: str) -> tuple[int, str]:
+    done = subprocess.run(["xmlsec1", *args], capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 is not installed")
+def test_uri_empty_reference_excludes_comments_with_xmlsec1_both_ways(
+    tmp_path: Path, pki: TestPKI, key: Callable[[str], Any], make_package: Callable[..., bytes]
+) -> None:
+    # XMLDSig §4.3.3.3: a Reference URI="" is the document minus its comments, whatever the
+    # canonicalisation's #WithComments says. A package with a comment, signed so:
+    unsigned = make_package(sender=NGHE_AN, signed=False)
+    unsigned = unsigned.replace(b"<edXML:Subject>", b"<!-- ghi chu --><edXML:Subject>")
+    root = etree.fromstring(unsigned)
+    header = next(root.iter(SIGNATURE_PARENT))
+    ds = f"{{{DS_NS}}}"
+    sig = etree.SubElement(header, ds + "Signature", nsmap={"ds": DS_NS})
+    si = etree.SubElement(sig, ds + "SignedInfo")
+    c14n = "http://www.w3.org/2001/10/xml-exc-c14n#"
+    etree.SubElement(si, ds + "CanonicalizationMethod", Algorithm=c14n)
+    rsa = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+    etree.SubElement(si, ds + "SignatureMethod", Algorithm=rsa)
+    ref = etree.SubElement(si, ds + "Reference", URI="")
+    tr = etree.SubElement(ref, ds + "Transforms")
+    enveloped = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+    etree.SubElement(tr, ds + "Transform", Algorithm=enveloped)
+    etree.SubElement(tr, ds + "Transform", Algorithm=_WITH_COMMENTS)
+    sha256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+    etree.SubElement(ref, ds + "DigestMethod", Algorithm=sha256)
+    etree.SubElement(ref, ds + "DigestValue")
+    etree.SubElement(sig, ds + "SignatureValue")
+    x5 = etree.SubElement(etree.SubElement(sig, ds + "KeyInfo"), ds + "X509Data")
+    etree.SubElement(x5, ds + "X509Certificate")
+    etree.SubElement(x5, ds + "X509Certificate")
+    template = tmp_path / "template.xml"
+    template.write_bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    agency = f"agency-{NGHE_AN}"  # RSA-2048
+    verify = ["--verify", "--trusted-pem", str(pki.root_pem), "--untrusted-pem"]
+    verify += [str(pki.intermediate_pem), "--enabled-reference-uris", "empty"]
+
+    # 1. xmlsec1 signs it: the hub accepts, xmlsec1 verifies it.
+    theirs = tmp_path / "theirs.xml"
+    pem = f"{pki.key_path(agency)},{pki.cert_path(agency)},{pki.intermediate_pem}"
+    code, out = _xmlsec1("--sign", "--privkey-pem", pem, "--output", str(theirs), str(template))
+    assert code == 0, out
+    assert b"<!-- ghi chu -->" in theirs.read_bytes()
+    assert check_envelope(scan_file(theirs, None))[0].signer == agency
+    assert _xmlsec1(*verify, str(theirs))[0] == 0
+
+    # 2. The same signature with the digest taken over the comment too: both refuse it.
+    kept = copy.deepcopy(root)
+    kept_sig = next(kept.iter(ds + "Signature"))
+    kept_sig.getparent().remove(kept_sig)
+    digest = hashlib.sha256(
+        etree.tostring(kept, method="c14n", exclusive=True, with_comments=True)
+    ).digest()
+    sig.find(f"{ds}SignedInfo/{ds}Reference/{ds}DigestValue").text = base64.b64encode(
+        digest
+    ).decode()
+    signed_info = etree.tostring(si, method="c14n", exclusive=True)
+    sig.find(f"{ds}SignatureValue").text = base64.b64encode(key(NGHE_AN).sign(signed_info)).decode()
+    for el, cert in zip(x5, (key(NGHE_AN).certificate, *key(NGHE_AN).chain), strict=True):
+        el.text = base64.b64encode(cert.public_bytes(Encoding.DER)).decode()
+    ours = tmp_path / "with-comment-digest.xml"
+    ours.write_bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    with pytest.raises(SignatureInvalid, match="digest mismatch"):
+        check_envelope(scan_file(ours, None))
+    assert _xmlsec1(*verify, str(ours))[0] != 0
