@@ -226,13 +226,18 @@ class AuditSearch(Struct, forbid_unknown_fields=True, rename={"start": "from", "
     cursor: str | None = None  # ``next`` of the previous page
 
 
+# An export's filters end up in the database's queries and the bundle's file name: no control
+# character (PostgreSQL refuses a NUL in text: a 500).
+Filter = Annotated[str, Meta(max_length=200, pattern=_LINE_OR_EMPTY)]
+
+
 class AuditExport(Struct, forbid_unknown_fields=True, rename={"start": "from", "stop": "to"}):
     """POST /v1/audit/exports: exactly one of a dossier, a document, or from and to."""
 
-    dossier: str | None = None
-    document: str | None = None
-    start: str | None = None
-    stop: str | None = None
+    dossier: Filter | None = None
+    document: Filter | None = None
+    start: Filter | None = None
+    stop: Filter | None = None
 
 
 class ProblemDetails(Struct):

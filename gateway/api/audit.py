@@ -16,7 +16,7 @@ from gateway.auth import require
 from gateway.models import AuditExport, AuditSearch
 from gateway.problems import Problem
 
-from .common import SQL_INT_MAX, json_response, query_int, read_json
+from .common import SQL_INT_MAX, json_response, query_int, query_text, read_json
 
 __all__ = ["routes"]
 
@@ -46,20 +46,19 @@ def _query_problem(exc: FilterError) -> Problem:
 async def events(request: web.Request) -> web.Response:
     require(request, SERVICE)
     runtime = request.app[RUNTIME]
-    q = request.query
     try:
         flt = EventFilter.build(
-            start=q.get("from"),
-            stop=q.get("to"),
-            member=q.get("member"),
-            service=q.get("service"),
-            dossier=q.get("dossier"),
-            document=q.get("document"),
+            start=query_text(request, "from"),
+            stop=query_text(request, "to"),
+            member=query_text(request, "member"),
+            service=query_text(request, "service"),
+            dossier=query_text(request, "dossier"),
+            document=query_text(request, "document"),
         )
         page = await query_events(
             runtime.store,
             flt,
-            cursor=q.get("cursor"),
+            cursor=query_text(request, "cursor"),
             limit=query_int(request, "limit", 100, lo=1, hi=1000),
         )
     except FilterError as exc:

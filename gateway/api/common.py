@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ __all__ = [
     "json_response",
     "nfc",
     "query_int",
+    "query_text",
     "read_json",
     "unreadable_body",
 ]
@@ -132,6 +134,24 @@ def query_int(
     if value is None or not lo <= value <= hi:
         raise Problem(
             400, "invalid-query", f"{name} must be an integer from {lo} to {hi}", parameter=name
+        )
+    return value
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def query_text(request: web.Request, name: str) -> str | None:
+    """The text query parameter ``name``, or None when absent. A control character in it is a
+    400 invalid-query naming the parameter: no identifier, time or cursor of this API has one,
+    and PostgreSQL refuses a NUL in any text (a 500, where SQLite answered as if it were text)."""
+    value = request.query.get(name)
+    if value is not None and _CONTROL.search(value):
+        raise Problem(
+            400,
+            "invalid-query",
+            f"the query parameter {name} holds a control character",
+            parameter=name,
         )
     return value
 

@@ -17,7 +17,7 @@ from connectors.identifiers import (
 )
 from connectors.text import VIETNAM
 from gateway import dossiers
-from gateway.api.common import decode, json_response, read_json
+from gateway.api.common import decode, json_response, query_text, read_json
 from gateway.app import RUNTIME
 from gateway.auth import IDENTITY_KEY, Identity, require
 from gateway.models import (
@@ -205,6 +205,17 @@ def _own_scope(identity: Identity) -> str | None:
     return None if identity.may("admin") else identity.id
 
 
+def _path_code(request: web.Request) -> str:
+    """The dossier code in the path. One that cannot be a dossier code is no dossier: 404, as an
+    unknown one, without asking the store (PostgreSQL refuses a NUL in text: it was a 500)."""
+    code = request.match_info["code"]
+    try:
+        check_dossier_code(code)
+    except InvalidIdentifier:
+        raise Problem(404, "unknown-dossier", f"no dossier {code!r}") from None
+    return code
+
+
 def _caller(request: web.Request) -> Identity:
     identity: Identity | None = request.get(IDENTITY_KEY)
     if identity is not None and identity.may("admin"):
@@ -248,7 +259,7 @@ async def submit(request: web.Request) -> web.Response:
 @routes.get("/v1/dossiers/{code}")
 async def get_dossier(request: web.Request) -> web.Response:
     identity = _caller(request)
-    code = request.match_info["code"]
+    code = _path_code(request)
     try:
         view = await request.app[RUNTIME].store.read(
             lambda tx: dossiers.view(tx, code, client=_own_scope(identity))
@@ -261,7 +272,7 @@ async def get_dossier(request: web.Request) -> web.Response:
 @routes.get("/v1/dossiers")
 async def list_dossiers(request: web.Request) -> web.Response:
     identity = _caller(request)
-    status = request.query.get("status")
+    status = query_text(request, "status")
     allowed = ("accepted", "in_progress", "completed", "needs_attention", "failed")
     if status is not None and status not in allowed:
         raise Problem(
@@ -270,7 +281,7 @@ async def list_dossiers(request: web.Request) -> web.Response:
             f"status must be one of {', '.join(allowed)}",
             parameter="status",
         )
-    after = request.query.get("cursor", "")
+    after = query_text(request, "cursor") or ""
     limit = 100
     items = await request.app[RUNTIME].store.read(
         lambda tx: dossiers.list_dossiers(
@@ -299,7 +310,7 @@ def _merge(document: dict[str, Any], patch: DossierCorrection) -> DossierIn:
 async def correct(request: web.Request) -> web.Response:
     identity = require(request, "admin")
     runtime = request.app[RUNTIME]
-    code = request.match_info["code"]
+    code = _path_code(request)
     patch = await read_json(request, DossierCorrection)
     try:
         current = await runtime.store.read(lambda tx: dossiers.document_of(tx, code))
@@ -326,7 +337,7 @@ async def correct(request: web.Request) -> web.Response:
 async def resume(request: web.Request) -> web.Response:
     identity = require(request, "admin")
     runtime = request.app[RUNTIME]
-    code = request.match_info["code"]
+    code = _path_code(request)
     try:
         await runtime.store.transact(
             lambda tx: dossiers.resume(
