@@ -374,6 +374,21 @@ def _subject_of(exc: Exception, leaf: x509.Certificate) -> str:
     return "an intermediate certificate" if "intermediate" in str(exc) else common_name(leaf)
 
 
+# Extended key usages that dedicate a key to a service other than signing documents: a TSA's key
+# signs timestamps, an OCSP responder's key signs OCSP answers, a TLS server's or a code signer's
+# key signs handshakes or software. A certificate whose EKU lists only these must not sign an
+# official document (nor an audit checkpoint), though its KeyUsage says digitalSignature.
+# National signing certificates carry clientAuth and emailProtection, often documentSigning
+# (1.3.6.1.5.5.7.3.36) or a vendor's document-signing purpose; any one purpose outside this set
+# (or anyExtendedKeyUsage, or no EKU at all) leaves the certificate usable for documents.
+_SERVICE_ONLY_EKUS = {
+    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+}
+
+
 def _check_usage(leaf: x509.Certificate, usage: Usage) -> None:
     try:
         ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -384,6 +399,17 @@ def _check_usage(leaf: x509.Certificate, usage: Usage) -> None:
             f"key usage does not allow signing (digitalSignature/nonRepudiation): "
             f"{common_name(leaf)}"
         )
+    if usage == "signing":
+        try:
+            purposes = set(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        except x509.ExtensionNotFound:
+            return
+        if purposes and purposes <= _SERVICE_ONLY_EKUS.keys():
+            names = ", ".join(sorted(_SERVICE_ONLY_EKUS[p] for p in purposes))
+            raise UntrustedSigner(
+                f"extended key usage ({names}) does not allow signing documents: "
+                f"{common_name(leaf)}"
+            )
     if usage == "timestamping":
         try:
             eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)

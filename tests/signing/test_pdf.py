@@ -41,6 +41,16 @@ async def test_revoked_and_expired_signers(pki, pki_server):
         assert info.value.reason.startswith(reason)
 
 
+@pytest.mark.parametrize(("subject", "purpose"), [("tsa", "timeStamping"), ("ocsp", "OCSPSigning")])
+async def test_a_tsa_or_ocsp_key_does_not_sign_documents(pki, pki_server, subject, purpose):
+    signed = await sign_pdf(PDF, pki.key(subject))
+    with pytest.raises(UntrustedSigner) as info:
+        await verify_pdf(signed, pki.trust())
+    assert info.value.reason == (
+        f"extended key usage ({purpose}) does not allow signing documents: {subject}"
+    )
+
+
 async def test_two_signatures(pki, pki_server):
     once = await sign_pdf(PDF, pki.key("register"), field_name="Register")
     twice = await sign_pdf(once, pki.key("gateway"), field_name="Gateway")

@@ -171,6 +171,10 @@ async def test_several_anchors(pki, other_pki, pki_server):
             "no-signing-usage",
             "key usage does not allow signing (digitalSignature/nonRepudiation): no-signing-usage",
         ),
+        # The TSA's and the OCSP responder's keys have digitalSignature, under the same anchor:
+        # their extended key usage dedicates them to timestamps and OCSP answers.
+        ("tsa", "extended key usage (timeStamping) does not allow signing documents: tsa"),
+        ("ocsp", "extended key usage (OCSPSigning) does not allow signing documents: ocsp"),
     ],
 )
 async def test_untrusted_signers(pki, pki_server, subject, reason):
