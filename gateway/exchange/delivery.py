@@ -22,7 +22,11 @@ from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
 from gateway.outbox import Delivery, Job
 from gateway.store import Tx
 
-__all__ = ["PushHandler", "envelope_sha256", "handlers", "package_body"]
+__all__ = ["MESSAGE_KINDS", "PushHandler", "envelope_sha256", "handlers", "package_body"]
+
+# The national axis's message kinds (spec/edxml.md, "Transport"), by the package's
+# BussinessDocType (0 new, 1 revoke, 2 update, 3 replace); a status message is ``status``.
+MESSAGE_KINDS = {0: "edoc", 1: "revocation", 2: "update", 3: "replacement"}
 
 
 def envelope_sha256(doc: Mapping[str, Any], *, original: bool = False) -> str:
@@ -89,7 +93,7 @@ class PushHandler:
         headers = {
             "X-Lienthong-Document": doc_id,
             "X-Lienthong-Document-Id": doc["document_id"],
-            "X-Lienthong-Kind": "status" if status else "edoc",
+            "X-Lienthong-Kind": "status" if status else MESSAGE_KINDS[int(doc["doc_type"])],
         }
         if route.token:
             headers["Authorization"] = f"Bearer {route.token}"
