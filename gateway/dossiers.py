@@ -8,6 +8,7 @@ Nothing here does I/O beyond the transaction.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -296,19 +297,42 @@ def document_of(tx: Tx, code: str) -> dict[str, Any]:
     return result
 
 
-def correct(
-    tx: Tx, code: str, *, document: dict[str, Any], actor: str, reason: str, request_id: str
-) -> None:
-    """Replace the dossier's document with an operator's corrected one (already validated).
+def _take_turn(tx: Tx) -> None:
+    """Wait until every other transaction that appends to the audit log has ended, and make them
+    wait for this one: a read after this sees the dossier as the last of them left it, and no
+    other correction or resume can change it before this transaction ends.
 
-    Raises :class:`UnknownDossier`, :class:`NotCorrectable`.
+    The audit head is read under that lock on a store shared by several writers (PostgreSQL's
+    READ COMMITTED: see ``lienthong_audit_head`` in its audit.sql); SQLite has one writer, whose
+    units never interleave. Corrections and resumes append an event anyway: taking the turn at
+    their start only holds it a few reads longer. Without it, two of them read the same row and
+    the second to commit overwrote the first (a correction lost, a flow resumed twice).
     """
+    tx.one("audit.head")
+
+
+def correct(
+    tx: Tx,
+    code: str,
+    *,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    actor: str,
+    reason: str,
+    request_id: str,
+) -> None:
+    """Replace the dossier's document with ``change(document)``: an operator's correction, merged
+    onto the document as it stands in this transaction and checked by ``change``, which raises
+    what it refuses. Two corrections at once are applied one after the other, neither lost.
+
+    Raises :class:`UnknownDossier`, :class:`NotCorrectable`, or what ``change`` raised.
+    """
+    _take_turn(tx)
     row = tx.one("dossiers.get", code=code)
     if row is None:
         raise UnknownDossier(code)
     if row["status"] not in RESUMABLE:
         raise NotCorrectable(f"dossier {code} is {row['status']}; only a stopped flow is corrected")
-    body = canonical(document)
+    body = canonical(change(msgspec.json.decode(row["body"])))
     tx.execute("dossiers.set_body", code=code, body=body, now=now_iso())
     append(
         tx,

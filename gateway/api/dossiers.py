@@ -27,12 +27,14 @@ from gateway.models import (
     DossierCorrection,
     DossierIn,
     DossierList,
+    DossierView,
     Links,
 )
 from gateway.problems import Problem
 from gateway.procedures import flow_of
 from gateway.requestid import REQUEST_ID_KEY
 from gateway.settings import is_http_url
+from gateway.store import Tx
 
 __all__ = ["routes", "validate"]
 
@@ -312,20 +314,23 @@ async def correct(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     code = _path_code(request)
     patch = await read_json(request, DossierCorrection)
-    try:
-        current = await runtime.store.read(lambda tx: dossiers.document_of(tx, code))
-        corrected = validate(_merge(current, patch))
-        await runtime.store.transact(
-            lambda tx: dossiers.correct(
-                tx,
-                code,
-                document=corrected,
-                actor=identity.id,
-                reason=patch.reason,
-                request_id=request[REQUEST_ID_KEY],
-            )
+
+    def corrected(tx: Tx) -> DossierView:
+        # Merged onto the document as it stands in the transaction that stores the result: two
+        # corrections at once are applied one after the other, neither lost. The answer is read
+        # in the same transaction: a read after the commit that failed would deny it happened.
+        dossiers.correct(
+            tx,
+            code,
+            change=lambda current: validate(_merge(current, patch)),
+            actor=identity.id,
+            reason=patch.reason,
+            request_id=request[REQUEST_ID_KEY],
         )
-        view = await runtime.store.read(lambda tx: dossiers.view(tx, code))
+        return dossiers.view(tx, code)
+
+    try:
+        view = await runtime.store.transact(corrected)
     except dossiers.UnknownDossier:
         raise Problem(404, "unknown-dossier", f"no dossier {code}") from None
     except dossiers.NotCorrectable as exc:

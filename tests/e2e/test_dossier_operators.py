@@ -3,10 +3,136 @@ and identifiers that cannot be a dossier's: on SQLite and on the real PostgreSQL
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import hashlib
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway import dossiers
+from gateway.samples import sample_dossiers
+from gateway.store import StoreUnavailable
 from tests.e2e.conftest import Gateway
 
 PROBLEM = "urn:lienthong:problem:"
 WRONG_NAME = "Phạm Văn Sai"
+
+
+async def stopped_dossier(gw: Gateway, start: int = 1) -> tuple[dict[str, Any], str]:
+    """A birth dossier stopped at its first step (the applicant's name does not match the
+    population registry): the dossier as submitted, and the applicant's right name."""
+    doc = copy.deepcopy(next(sample_dossiers(1, seed=0, start=start, death_share=0)))
+    right = doc["applicant"]["full_name"]
+    doc["applicant"]["full_name"] = WRONG_NAME
+    async with await gw.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+    view = await gw.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    assert view["status"] == "needs_attention", view
+    return doc, right
+
+
+async def patch(gw: Gateway, code: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async with gw.http.patch(
+        f"{gw.url}/v1/dossiers/{code}", json=body, headers=gw.headers("operator")
+    ) as r:
+        return r.status, await r.json()
+
+
+async def stored_body(gw: Gateway, code: str) -> bytes:
+    row = await gw.runtime.store.read(lambda tx: tx.one("dossiers.get", code=code))
+    assert row is not None
+    return bytes(row["body"])
+
+
+async def audit_events(gw: Gateway, code: str, action: str) -> list[dict[str, Any]]:
+    async with await gw.get(f"/v1/audit/events?dossier={code}", who="auditor") as r:
+        assert r.status == 200, await r.text()
+        items: list[dict[str, Any]] = (await r.json())["items"]
+    return [e for e in items if e["action"] == action]
+
+
+async def test_concurrent_corrections_are_neither_lost_nor_misaudited(
+    any_gateway: Gateway,
+) -> None:
+    """Two operators correct different parts of one dossier at the same moment. Before, each
+    read the document, merged its change and wrote it back in another transaction: both got 200
+    and one correction was silently lost (on PostgreSQL as on SQLite)."""
+    gw = any_gateway
+    doc, right = await stopped_dossier(gw)
+    code = doc["code"]
+    fixes = [
+        {"reason": "tên người nộp", "applicant": {**doc["applicant"], "full_name": right}},
+        {"reason": "địa chỉ", "data": {"residence": {"detail": "Số 1 Lê Lợi"}}},
+        {"reason": "nơi sinh", "data": {"child": {"birth_place": "Bệnh viện Sản Nhi"}}},
+    ]
+    answers = await asyncio.gather(*(patch(gw, code, fix) for fix in fixes))
+    statuses = [status for status, _ in answers]
+    assert set(statuses) <= {200, 409}, answers
+    for status, body in answers:
+        if status == 409:
+            assert body["type"] == PROBLEM + "status-transition", body
+    kept = [fix for (status, _), fix in zip(answers, fixes, strict=True) if status == 200]
+    assert kept, answers
+    stored = await gw.runtime.store.read(lambda tx: dossiers.document_of(tx, code))
+    for fix in kept:  # every correction answered 200 is in the stored document
+        if "applicant" in fix:
+            assert stored["applicant"]["full_name"] == right
+        else:
+            ((part, change),) = fix["data"].items()
+            for key, value in change.items():
+                assert stored["data"][part][key] == value, (fix, stored["data"][part])
+    # One audit event per correction kept; each starts from the body the previous one left, and
+    # the last ends at the body stored.
+    events = await audit_events(gw, code, "dossier.corrected")
+    assert len(events) == len(kept), events
+    for earlier, later in itertools.pairwise(events):
+        assert later["digests"]["before"] == earlier["digests"]["after"]
+    assert events[-1]["digests"]["after"] == hashlib.sha256(await stored_body(gw, code)).hexdigest()
+
+
+class _ReadsFailAfterACommit:
+    """Makes the store's reads fail once a write transaction has committed: the state in which a
+    handler that committed, then read again to answer, told the caller nothing was kept."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, gw: Gateway) -> None:
+        store = gw.runtime.store
+        transact, read = store.transact, store.read
+        self.committed = False
+
+        async def failing_read(work: Callable[[Any], Any]) -> Any:
+            if self.committed:
+                raise StoreUnavailable("injected: the database went away")
+            return await read(work)
+
+        async def noting_transact(work: Callable[[Any], Any], **kw: Any) -> Any:
+            result = await transact(work, **kw)
+            self.committed = True
+            return result
+
+        monkeypatch.setattr(store, "read", failing_read)
+        monkeypatch.setattr(store, "transact", noting_transact)
+
+
+async def test_a_committed_correction_answers_from_its_own_transaction(
+    any_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, PATCH committed, then read the dossier in another transaction to answer; when
+    that read failed, the 503 said "nothing of this request was kept", though it was."""
+    gw = any_gateway
+    doc, right = await stopped_dossier(gw)
+    code = doc["code"]
+    with monkeypatch.context() as mp:
+        failing = _ReadsFailAfterACommit(mp, gw)
+        status, body = await patch(
+            gw, code, {"reason": "tên", "applicant": {**doc["applicant"], "full_name": right}}
+        )
+        assert failing.committed
+    assert (status, body.get("code"), body.get("status")) == (200, code, "needs_attention"), body
+    stored = await gw.runtime.store.read(lambda tx: dossiers.document_of(tx, code))
+    assert stored["applicant"]["full_name"] == right
 
 
 NUL_REQUESTS = [
