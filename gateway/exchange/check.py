@@ -146,6 +146,7 @@ async def check_package(
             f"From/OrganId {pkg.header.from_.organ_id} is not the authenticated sender {sender}",
             claimed=pkg.header.from_.organ_id,
         )
+    _document_id_is_the_senders(pkg.header.document_id, sender)
     unknown = sorted({t.organ_id for t in pkg.header.to} - set(known_agencies))
     if unknown:
         raise UnknownRecipient(f"unknown recipient(s): {', '.join(unknown)}", recipients=unknown)
@@ -163,6 +164,19 @@ async def check_package(
         )
         reports = await verify_pdfs(sources, trust)
     return Checked(scan, pkg, sig, reports)
+
+
+def _document_id_is_the_senders(document_id: str, sender: str) -> None:
+    """A DocumentId is ``{OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}`` (spec/edxml.md),
+    its OrganId the issuing agency's: a sender may not number a document as another agency's.
+    Raises InvalidEdxml."""
+    issuer = document_id.split(",", 1)[0].strip()
+    if issuer != sender:
+        raise InvalidEdxml(
+            f"DocumentId {document_id} must begin with the sender's OrganId {sender} "
+            "({OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation})",
+            field="MessageHeader/DocumentId",
+        )
 
 
 def _parts_carry_signatures(parts: Sequence[AttachmentInfo]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import zipfile
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.exchange.blobs import BlobStore
-from gateway.exchange.builder import NewAttachment, build_status
+from gateway.exchange.builder import NewAttachment, build_package, build_status
 from gateway.exchange.check import (
     CheckPolicy,
     certificate_agency,
@@ -38,7 +39,15 @@ from signing.keys import FileKey
 from signing.pdf import sign_pdf
 from signing.testing import TestPKI, sample_pdf
 
-from .factories import AGENCIES, NGHE_AN, SAMPLES, TAY_NINH_STC, TU_PHAP
+from .factories import (
+    AGENCIES,
+    NGHE_AN,
+    SAMPLES,
+    TAY_NINH_STC,
+    TU_PHAP,
+    cong_van_header,
+    trace_for,
+)
 
 
 def _file(tmp_path: Path, data: bytes) -> Path:
@@ -386,3 +395,37 @@ async def test_a_department_certificate_does_not_sign_for_its_province(
         await check_package(
             _file(tmp_path, data), blobs, sender=PROVINCE, known_agencies=AGENCIES, trust=trust
         )
+
+
+@pytest.mark.parametrize(
+    "document_id",
+    [
+        f"{TAY_NINH_STC},2020/10/30,2491/STC-BCTC",  # Tây Ninh's Finance Department's number
+        f"{TAY_NINH_STC}x,2020/10/30,2491/BTP",
+        "2491/BTP",
+    ],
+)
+async def test_a_document_id_must_be_the_senders(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    key: Callable[[str], Any],
+    signed_pdf: bytes,
+    document_id: str,
+) -> None:
+    # The Ministry of Justice (G15) sends a package numbered as another agency's document.
+    header = cong_van_header(TU_PHAP, (NGHE_AN,))
+    pdf = [NewAttachment("cv.pdf", signed_pdf)]
+    ok = sign_bytes(build_package(header, trace_for(header), pdf), key(TU_PHAP))
+    assert header.document_id.startswith(f"{TU_PHAP},")
+    checked = await check_package(
+        _file(tmp_path, ok), blobs, sender=TU_PHAP, known_agencies=AGENCIES, trust=trust
+    )
+    assert checked.package.header.document_id == header.document_id
+    header = dataclasses.replace(header, document_id=document_id)
+    data = sign_bytes(build_package(header, trace_for(header), pdf), key(TU_PHAP))
+    with pytest.raises(InvalidEdxml, match="must begin with the sender's OrganId") as info:
+        await check_package(
+            _file(tmp_path, data), blobs, sender=TU_PHAP, known_agencies=AGENCIES, trust=trust
+        )
+    assert info.value.extra == {"field": "MessageHeader/DocumentId"}
