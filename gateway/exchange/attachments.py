@@ -23,6 +23,8 @@ __all__ = [
     "DEFAULT_MAX_PDFS",
     "DEFAULT_MAX_PDF_TOTAL",
     "check_manifest",
+    "is_pdf",
+    "media_type",
     "pdf_sources",
     "verify_pdf_source",
     "verify_pdfs",
@@ -55,12 +57,18 @@ def check_manifest(pkg: Package) -> None:
             )
 
 
-def _is_pdf(name: str, content_type: str) -> bool:
-    return content_type.lower() == "application/pdf" or name.lower().endswith(".pdf")
+def media_type(content_type: str) -> str:
+    """``type/subtype`` of a Content-Type, lower case, without parameters or blanks: the one
+    reading of an attachment's type, for every check that looks at it."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def is_pdf(name: str, content_type: str) -> bool:
+    return media_type(content_type) == "application/pdf" or name.lower().endswith(".pdf")
 
 
 def _is_zip(name: str, content_type: str) -> bool:
-    return content_type.lower() in ("application/zip", "application/x-zip-compressed") or (
+    return media_type(content_type) in ("application/zip", "application/x-zip-compressed") or (
         name.lower().endswith(".zip")
     )
 
@@ -111,7 +119,7 @@ def pdf_sources(
         )
 
     for a in pkg.attachments:
-        if _is_pdf(a.name, a.content_type):
+        if is_pdf(a.name, a.content_type):
             take(a.name, a.size)
             total += a.size
             yield a.name, blobs.read(a.sha256)

@@ -24,6 +24,7 @@ from gateway.exchange.attachments import (
     DEFAULT_MAX_PDF_TOTAL,
     DEFAULT_MAX_PDFS,
     check_manifest,
+    media_type,
     pdf_sources,
     verify_pdfs,
 )
@@ -184,7 +185,7 @@ def _parts_carry_signatures(parts: Sequence[AttachmentInfo]) -> None:
     of it: only a part that is signed itself (a PDF, verified below) can be trusted not to have
     been altered on the way. Raises SignatureInvalid for any other."""
     for part in parts:
-        if part.content_type.split(";")[0].strip().lower() != "application/pdf":
+        if media_type(part.content_type) != "application/pdf":
             raise SignatureInvalid(
                 f"attachment {part.name!r} ({part.content_type}) came outside the signed envelope "
                 "and carries no signature of its own: send it inside the package, or as a signed PDF"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from gateway.api.documents import _Base64
-from gateway.exchange.errors import InvalidEdxml, UnknownDocument
-from gateway.exchange.hub import DocumentHub
+from gateway.exchange.errors import InvalidEdxml, SignatureInvalid, UnknownDocument
+from gateway.exchange.hub import DocumentHub, IncomingPart
 
 from .factories import NGHE_AN, STATUS_DOCUMENT_ID, TAY_NINH_STC, TU_PHAP, chunks, signed_status
 
@@ -117,3 +117,30 @@ def test_base64_refuses_what_is_not_base64(text: bytes) -> None:
     for pieces in ([text], _split(text, rng), [bytes([b]) for b in text]):
         with pytest.raises(binascii.Error):
             _decode(pieces)
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/pdf", "application/pdf; name=evil.exe", " Application/PDF ", "application/pdf;"],
+)
+async def test_a_part_said_to_be_a_pdf_is_checked_as_one_whatever_its_parameters(
+    hub: DocumentHub, make_package: Callable[..., bytes], content_type: str
+) -> None:
+    # The check that lets a MIME part in (only a signed PDF may come outside the envelope) and
+    # the one that verifies PDFs read its type alike: none of these is let in unverified.
+    async def parts() -> AsyncIterator[IncomingPart]:
+        yield IncomingPart("cid:p1", "evil.exe", content_type, _one(b"MZ not a pdf, not signed"))
+
+    blobs = _blobs(hub)
+    with pytest.raises(SignatureInvalid, match=r"evil\.exe"):
+        await hub.receive(
+            chunks(make_package(attachments=[])),
+            sender=TAY_NINH_STC,
+            subsystem="s",
+            parts=parts(),
+        )
+    assert _blobs(hub) == blobs
