@@ -355,7 +355,9 @@ def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> s
     """Restart a stopped flow at its first unfinished step; finished steps are not repeated.
 
     Returns the name of the step resumed. Raises :class:`UnknownDossier`, :class:`NotCorrectable`.
+    Of several resumes at once, one restarts the flow; the others find it running.
     """
+    _take_turn(tx)
     row = tx.one("dossiers.get", code=code)
     if row is None:
         raise UnknownDossier(code)

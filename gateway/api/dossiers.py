@@ -30,6 +30,7 @@ from gateway.models import (
     DossierView,
     Links,
 )
+from gateway.outbox import NotDead
 from gateway.problems import Problem
 from gateway.procedures import flow_of
 from gateway.requestid import REQUEST_ID_KEY
@@ -343,17 +344,19 @@ async def resume(request: web.Request) -> web.Response:
     identity = require(request, "admin")
     runtime = request.app[RUNTIME]
     code = _path_code(request)
+
+    def resumed(tx: Tx) -> DossierView:
+        dossiers.resume(tx, code, actor=identity.id, request_id=request[REQUEST_ID_KEY])
+        return dossiers.view(tx, code)  # in the same transaction, as for a correction
+
     try:
-        await runtime.store.transact(
-            lambda tx: dossiers.resume(
-                tx, code, actor=identity.id, request_id=request[REQUEST_ID_KEY]
-            )
-        )
-        view = await runtime.store.read(lambda tx: dossiers.view(tx, code))
+        view = await runtime.store.transact(resumed)
     except dossiers.UnknownDossier:
         raise Problem(404, "unknown-dossier", f"no dossier {code}") from None
     except dossiers.NotCorrectable as exc:
         raise Problem(409, "status-transition", str(exc)) from None
+    except NotDead as exc:  # its dead step was replayed meanwhile (the outbox's own replay)
+        raise Problem(409, "status-transition", f"dossier {code}: {exc}") from None
     if runtime.worker is not None:
         runtime.worker.wake()
     return json_response(view, status=202)

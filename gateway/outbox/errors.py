@@ -33,6 +33,8 @@ class NotDead(OutboxError):
     def __init__(self, job_id: int, state: str) -> None:
         super().__init__(
             f"outbox job {job_id} is {state}, not dead: only dead jobs can be replayed"
+            if state != "dead"
+            else f"outbox job {job_id} was replayed by another request meanwhile: no longer dead"
         )
         self.job_id = job_id
         self.state = state

@@ -93,6 +93,32 @@ async def test_concurrent_corrections_are_neither_lost_nor_misaudited(
     assert events[-1]["digests"]["after"] == hashlib.sha256(await stored_body(gw, code)).hexdigest()
 
 
+async def test_concurrent_resumes_one_202_the_others_409(any_gateway: Gateway) -> None:
+    """Before, on PostgreSQL: one 202, then 500s (NotDead escaped: "outbox job 4 is dead, not
+    dead"). Now every store answers one 202 and a 409 status-transition to each other caller."""
+    gw = any_gateway
+    doc, right = await stopped_dossier(gw)
+    code = doc["code"]
+    status, body = await patch(
+        gw, code, {"reason": "tên", "applicant": {**doc["applicant"], "full_name": right}}
+    )
+    assert status == 200, body
+
+    async def resume() -> tuple[int, dict[str, Any]]:
+        async with await gw.post(f"/v1/dossiers/{code}/resume", None, who="operator") as r:
+            return r.status, await r.json()
+
+    answers = await asyncio.gather(*(resume() for _ in range(6)))
+    assert sorted(s for s, _ in answers) == [202, 409, 409, 409, 409, 409], answers
+    for status, body in answers:
+        if status == 409:
+            assert body["type"] == PROBLEM + "status-transition", body
+    view = await gw.wait_status(code, {"completed", "needs_attention", "failed"})
+    assert view["status"] == "completed", view
+    assert [h["outcome"] for h in view["steps"][0]["history"]] == ["dead", "resumed", "delivered"]
+    assert len(await audit_events(gw, code, "dossier.resumed")) == 1
+
+
 class _ReadsFailAfterACommit:
     """Makes the store's reads fail once a write transaction has committed: the state in which a
     handler that committed, then read again to answer, told the caller nothing was kept."""
@@ -133,6 +159,30 @@ async def test_a_committed_correction_answers_from_its_own_transaction(
     assert (status, body.get("code"), body.get("status")) == (200, code, "needs_attention"), body
     stored = await gw.runtime.store.read(lambda tx: dossiers.document_of(tx, code))
     assert stored["applicant"]["full_name"] == right
+
+
+async def test_a_committed_resume_answers_from_its_own_transaction(
+    any_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for PATCH: a resume that committed is never answered "nothing was kept"."""
+    gw = any_gateway
+    doc, right = await stopped_dossier(gw)
+    code = doc["code"]
+    status, body = await patch(
+        gw, code, {"reason": "tên", "applicant": {**doc["applicant"], "full_name": right}}
+    )
+    assert status == 200, body
+    worker = gw.runtime.worker
+    assert worker is not None
+    with monkeypatch.context() as mp:
+        mp.setattr(worker, "wake", lambda: None)  # the worker reads too: it waits for the test
+        failing = _ReadsFailAfterACommit(mp, gw)
+        async with await gw.post(f"/v1/dossiers/{code}/resume", None, who="operator") as r:
+            body = await r.json()
+        assert failing.committed
+    assert (r.status, body.get("status")) == (202, "in_progress"), body
+    worker.wake()
+    assert (await gw.wait_status(code, {"completed"}))["status"] == "completed"
 
 
 NUL_REQUESTS = [
