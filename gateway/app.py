@@ -83,9 +83,25 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+# A tax code is an individual's personal id since 1 July 2025 (identifiers.md), and access logs
+# must never hold one (API.md: personal ids never travel in URLs, because logs keep URLs). Its one
+# route keeps its tax code in the path (API.md); the log names the route instead of the path, and
+# so it does for any path under it that matched no route (a 404, a 405).
+_TAX_CODE_ROUTE = "/v1/lookups/enterprises/{tax_code}"
+_TAX_CODE_PREFIX = _TAX_CODE_ROUTE.removesuffix("{tax_code}")
+
+
+def _logged_path(request: web.Request) -> str:
+    """The path an access-log line shows: the route's template where the path carries a tax
+    code, else the path itself (dossier codes and document ids identify no person)."""
+    path = request.path
+    return _TAX_CODE_ROUTE if path.startswith(_TAX_CODE_PREFIX) else path
+
+
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Metrics and one JSON access-log line per request (never the body, never a query string)."""
+    """Metrics and one JSON access-log line per request (never the body, never a query string,
+    never a tax code: see _logged_path)."""
     started = time.perf_counter()
     status = 500
     try:
@@ -109,7 +125,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         registry = request.get(REGISTRY_SECONDS_KEY)
         if registry is not None:
             extra["registry_ms"] = round(registry * 1000, 3)
-        log.info("%s %s %s", request.method, request.path, status, extra=extra)
+        log.info("%s %s %s", request.method, _logged_path(request), status, extra=extra)
 
 
 @web.middleware

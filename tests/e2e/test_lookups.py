@@ -191,3 +191,39 @@ async def test_registry_failures_are_502_504_then_503_with_the_circuit_open(
             if b"lookup.citizen" in bytes(r["entry"])
         ]
         assert outcomes == ["failed", "failed", "failed"]  # failed accesses are audited too
+
+
+async def test_access_log_never_holds_a_tax_code(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tax code is an individual's personal id since 1 July 2025 (identifiers.md): the access
+    log names the enterprise route, never the code in its path. Before, it logged request.path.
+    Other paths (a dossier's code) are logged as they are."""
+    caplog.set_level(logging.INFO, logger="lienthong.http")
+    personal = "040190012345"  # 12 digits: an individual's tax code, i.e. their personal id
+    enterprise = next(iter(generate_enterprises(0)))
+    async with await gateway.get(f"/v1/lookups/enterprises/{personal}") as r:
+        assert r.status == 422
+    async with await gateway.get(f"/v1/lookups/enterprises/{enterprise}") as r:
+        assert r.status == 200
+    async with gateway.http.post(
+        f"{gateway.url}/v1/lookups/enterprises/{personal}", headers=gateway.headers()
+    ) as r:
+        assert r.status == 405
+    async with await gateway.get(f"/v1/lookups/enterprises/{personal}/more") as r:
+        assert r.status == 404
+    dossier = "000.00.00.H41-261122-0001"
+    async with await gateway.get(f"/v1/dossiers/{dossier}") as r:
+        assert r.status == 404
+    lines = [r for r in caplog.records if r.name == "lienthong.http" and hasattr(r, "status")]
+    logged = [f"{r.getMessage()} {sorted(vars(r).items())!r}" for r in lines]
+    assert len(lines) == 5, logged
+    for line in logged:
+        assert personal not in line and enterprise not in line, line
+    assert [r.getMessage() for r in lines[:4]] == [
+        "GET /v1/lookups/enterprises/{tax_code} 422",
+        "GET /v1/lookups/enterprises/{tax_code} 200",
+        "POST /v1/lookups/enterprises/{tax_code} 405",
+        "GET /v1/lookups/enterprises/{tax_code} 404",
+    ]
+    assert lines[4].getMessage() == f"GET /v1/dossiers/{dossier} 404"
