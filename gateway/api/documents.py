@@ -13,12 +13,13 @@ import binascii
 from collections.abc import AsyncIterator, Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.streams import StreamReader
 
 from gateway.api.common import (
     SQL_INT_MAX,
@@ -208,6 +209,55 @@ class _Base64:
             raise binascii.Error("the base64 data ends inside a quartet")
 
 
+class _Received:
+    """``request.content`` as the multipart reader sees it: each read first lets through what
+    has arrived, then refuses (Problem 413) once the body received so far (after any
+    Content-Encoding is undone) is over ``max_bytes``. Counted as received, not as the parts
+    decode to: 200 MB of base64 blanks decode to nothing but are read all the same; and so
+    also without a Content-Length (chunked), and in a preamble or in part headers."""
+
+    def __init__(self, stream: StreamReader, max_bytes: int) -> None:
+        self._stream = stream
+        self._max = max_bytes
+
+    def _check(self) -> None:
+        if self._stream.total_bytes > self._max:
+            raise Problem(
+                413,
+                PayloadTooLarge.slug,
+                f"the body is over {self._max} bytes",
+                max_bytes=self._max,
+            )
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self._stream.read(n)
+        self._check()
+        return data
+
+    async def readline(self, **kwargs: Any) -> bytes:
+        data = await self._stream.readline(**kwargs)
+        self._check()
+        return data
+
+    async def readany(self) -> bytes:
+        data = await self._stream.readany()
+        self._check()
+        return data
+
+    async def readexactly(self, n: int) -> bytes:
+        data = await self._stream.readexactly(n)
+        self._check()
+        return data
+
+    async def readchunk(self) -> tuple[bytes, bool]:
+        data = await self._stream.readchunk()
+        self._check()
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # at_eof, unread_data, …: no bytes arrive
+        return getattr(self._stream, name)
+
+
 def _transfer_encoding(part: aiohttp.BodyPartReader, what: str) -> str:
     """The part's Content-Transfer-Encoding (lower case; ``binary`` if it names none).
 
@@ -256,7 +306,9 @@ async def _multipart(
     request: web.Request, max_bytes: int
 ) -> tuple[AsyncIterator[bytes], AsyncIterator[IncomingPart]]:
     """The envelope (first part, or the one ``start`` names) and the attachment parts, each
-    streamed. Raises Problem 400 / 413 / 415."""
+    streamed. Raises Problem 400 / 413 / 415; 413 also while streaming, once more than
+    ``max_bytes`` of body have come (see ``_Received``)."""
+    check_content_encoding(request)
     if request.content_length is not None and request.content_length > max_bytes:
         raise Problem(
             413,
@@ -265,7 +317,8 @@ async def _multipart(
             max_bytes=max_bytes,
         )
     try:
-        reader = await request.multipart()
+        content = cast(StreamReader, _Received(request.content, max_bytes))
+        reader = aiohttp.MultipartReader(request.headers, content)
         root = await reader.next()
     except _UNREADABLE as exc:
         raise Problem(

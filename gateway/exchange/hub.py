@@ -23,6 +23,7 @@ import msgspec
 
 from gateway.audit import AuditEvent
 from gateway.audit import append as audit_append
+from gateway.exchange.attachments import DEFAULT_MAX_PDFS
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.check import Checked, CheckPolicy, check_package, check_status
 from gateway.exchange.errors import (
@@ -41,6 +42,7 @@ from gateway.outbox import enqueue
 from gateway.store import Tx
 
 __all__ = [
+    "MAX_PARTS",
     "PUSH_KIND",
     "STATUS_PUSH_KIND",
     "Accepted",
@@ -49,6 +51,10 @@ __all__ = [
     "IncomingPart",
 ]
 
+# Attachment parts beside the envelope in one multipart/related package. Each must be a signed
+# PDF (check.py), and a package carries at most attachments.DEFAULT_MAX_PDFS PDFs; each part is a
+# blob written and synced before any check can run.
+MAX_PARTS = DEFAULT_MAX_PDFS
 PUSH_KIND = "document.push"
 STATUS_PUSH_KIND = "document.status.push"
 SERVICE = "documents"
@@ -150,8 +156,13 @@ class DocumentHub:
     async def _spool_parts(
         self, staging: BlobStore, parts: AsyncIterator[IncomingPart], budget: int
     ) -> list[AttachmentInfo]:
-        out = []
+        out: list[AttachmentInfo] = []
         async for part in parts:
+            if len(out) == MAX_PARTS:
+                raise PayloadTooLarge(
+                    f"more than {MAX_PARTS} attachment parts beside the envelope",
+                    max_parts=MAX_PARTS,
+                )
             if budget <= 0:
                 raise PayloadTooLarge(
                     f"the package is over {self.policy.max_bytes} bytes",

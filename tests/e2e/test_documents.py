@@ -896,3 +896,98 @@ async def test_a_body_that_is_not_in_its_content_encoding_is_a_400(
         headers=hub.h(NGHE_AN, **gz),
     ) as r:
         assert r.status == 201, await r.text()
+
+
+def _envelope_and_part(pki: TestPKI, pdf: bytes, number: str) -> tuple[bytes, str]:
+    """A signed envelope whose one attachment (``pdf``) travels as a MIME part; its cid."""
+    from lxml import etree
+
+    from gateway.exchange.edxml import q
+
+    header = cong_van_header(number=number)
+    data = build_package(header, trace_for(header), [NewAttachment("cong-van.pdf", pdf)])
+    root = etree.fromstring(data)
+    cid = str(root.findtext(f".//{q('Reference')}/{q('ContentId')}")).removeprefix("cid:")
+    root.remove(root.find(q("AttachmentEncoded")))
+    envelope = sign_bytes(
+        etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
+        pki.key(f"agency-{TAY_NINH_STC}"),
+    )
+    return envelope, cid
+
+
+async def test_multipart_cap_counts_the_bytes_received_not_decoded(
+    tmp_path: Path, pki: TestPKI, stc_pdf: bytes
+) -> None:
+    """base64 blanks decode to nothing but are read all the same: the cap counts what comes,
+    also without a Content-Length (chunked), where only the stream can be counted."""
+    envelope, cid = _envelope_and_part(pki, stc_pdf, "3003")
+    cap = len(envelope) + len(stc_pdf) + 8000  # room for the package as sent, headers and all
+    pdf_part = {"Content-Type": "application/pdf", "Content-ID": f"<{cid}>"}
+    b64 = {"Content-Transfer-Encoding": "base64"}
+    ok = _related((_ENVELOPE, envelope), ({**pdf_part, **b64}, _mime_base64(stc_pdf)))
+    blank = _related(
+        (_ENVELOPE, envelope), ({**pdf_part, **b64}, b" " * 3 * cap + _mime_base64(stc_pdf))
+    )
+    content_type = {"Content-Type": "multipart/related; boundary=xyz"}
+
+    async def chunked(data: bytes) -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 4096):
+            yield data[i : i + 4096]
+
+    async with running_hub(tmp_path, pki, max_document_bytes=cap) as hub:
+        for body in (blank, chunked(blank)):
+            async with hub.http.post(
+                hub.url + "/v1/documents", data=body, headers=hub.h(TAY_NINH_STC, **content_type)
+            ) as r:
+                problem = await r.json(content_type=None)
+                assert (r.status, r.content_type) == (413, "application/problem+json"), problem
+                assert problem["type"] == PROBLEM + "payload-too-large", problem
+                assert problem["max_bytes"] == cap, problem
+            counts = await hub.store_counts()
+            assert (counts["documents"], counts["blobs"], counts["staged"]) == (0, 0, 0)
+        async with hub.http.post(
+            hub.url + "/v1/documents", data=chunked(ok), headers=hub.h(TAY_NINH_STC, **content_type)
+        ) as r:
+            assert r.status == 202, await r.text()
+
+
+async def test_multipart_parts_are_capped_in_number(hub: Hub, pki: TestPKI, stc_pdf: bytes) -> None:
+    from gateway.exchange.hub import MAX_PARTS
+
+    envelope, _ = _envelope_and_part(pki, stc_pdf, "3004")
+    parts = [
+        ({"Content-Type": "application/pdf", "Content-ID": f"<p{i}>"}, b"%P")
+        for i in range(MAX_PARTS + 1)
+    ]
+    before = await hub.store_counts()
+    async with hub.http.post(
+        hub.url + "/v1/documents",
+        data=_related((_ENVELOPE, envelope), *parts),
+        headers=hub.h(TAY_NINH_STC, **{"Content-Type": "multipart/related; boundary=xyz"}),
+    ) as r:
+        problem = await r.json(content_type=None)
+        assert (r.status, problem["type"]) == (413, PROBLEM + "payload-too-large"), problem
+        assert problem["max_parts"] == MAX_PARTS and str(MAX_PARTS) in problem["detail"], problem
+    assert await hub.store_counts() == before
+
+
+async def test_multipart_body_content_encoding_is_checked_like_xml(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes
+) -> None:
+    envelope = package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf, number="3005")
+    before = await hub.store_counts()
+    for content_type, data in (
+        ("application/xml", envelope),
+        ("multipart/related; boundary=xyz", _related((_ENVELOPE, envelope))),
+    ):
+        headers = {"Content-Type": content_type, "Content-Encoding": "x-foo"}
+        async with hub.http.post(
+            hub.url + "/v1/documents", data=data, headers=hub.h(TAY_NINH_STC, **headers)
+        ) as r:
+            problem = await r.json(content_type=None)
+            assert (r.status, problem["type"]) == (415, PROBLEM + "unsupported-media-type"), (
+                content_type,
+                problem,
+            )
+    assert await hub.store_counts() == before
