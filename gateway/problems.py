@@ -17,7 +17,14 @@ from aiohttp import web
 from .requestid import REQUEST_ID_KEY
 from .store import StoreUnavailable
 
-__all__ = ["PROBLEM_TYPE_PREFIX", "Problem", "problem_middleware", "problem_response"]
+__all__ = [
+    "NOT_ACCEPTING_RETRY_AFTER_S",
+    "PROBLEM_TYPE_PREFIX",
+    "Problem",
+    "not_accepting",
+    "problem_middleware",
+    "problem_response",
+]
 
 PROBLEM_TYPE_PREFIX = "urn:lienthong:problem:"
 log = logging.getLogger("lienthong.http")
@@ -93,6 +100,21 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
 
 
 STORE_RETRY_AFTER_S = 30  # a full disk or a lost database is not fixed in a second
+# Fail-closed: audit checkpoints cannot be timestamped (a TSA down, a key gone). The checkpointer
+# retries every second and new work is accepted again at its first success, but what stopped it
+# is rarely fixed that fast.
+NOT_ACCEPTING_RETRY_AFTER_S = 30
+
+
+def not_accepting(reason: str) -> Problem:
+    """The 503 ``not-accepting`` for new work refused while the audit log fails closed."""
+    return Problem(
+        503,
+        "not-accepting",
+        reason,
+        headers={"Retry-After": str(NOT_ACCEPTING_RETRY_AFTER_S)},
+    )
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -31,7 +31,7 @@ from gateway.models import (
     Links,
 )
 from gateway.outbox import NotDead
-from gateway.problems import Problem
+from gateway.problems import Problem, not_accepting
 from gateway.procedures import flow_of
 from gateway.requestid import REQUEST_ID_KEY
 from gateway.settings import is_http_url
@@ -234,7 +234,7 @@ async def submit(request: web.Request) -> web.Response:
     if gate is not None:
         ok, reason = gate()
         if not ok:
-            raise Problem(503, "not-accepting", reason)
+            raise not_accepting(reason)
     document = validate(await read_json(request, DossierIn))
     own_code(document["code"], identity)
     own_callback(document.get("callback_url"), identity)

@@ -365,6 +365,7 @@ async def test_fail_closed_when_checkpoints_cannot_be_timestamped(make_gateway: 
         async with await gw.post("/v1/dossiers", second) as r:
             refused = await r.json()
             assert (r.status, refused["type"]) == (503, PROBLEM + "not-accepting")
+            assert int(r.headers["Retry-After"]) > 0  # was missing
         async with await gw.get(f"/v1/dossiers/{second['code']}") as r:
             assert r.status == 404  # nothing half-stored
         if accepted_first == 202:
