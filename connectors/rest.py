@@ -146,10 +146,8 @@ class RestTransport:
             async with self._session.request(
                 method, path.lstrip("/"), data=body, params=params, headers=sent
             ) as response:
-                raw = await response.content.read(MAX_BODY + 1)
+                raw = await self._read_body(response)
                 status = response.status
-            if len(raw) > MAX_BODY:
-                raise TransientError(self.registry, f"reply larger than {MAX_BODY} bytes")
             if status >= 500:
                 raise TransientError(
                     self.registry, f"HTTP {status}: {_snippet(raw)}", code=f"http-{status}"
@@ -168,6 +166,18 @@ class RestTransport:
                 raise TransientError(self.registry, f"unexpected HTTP {status}")
             data = msgspec.json.decode(raw, type=type)
         return RestReply(status, data)
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, however many pieces it arrives in (chunked, through a proxy, in TLS
+        records), refused as soon as it grows past :data:`MAX_BODY`."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise TransientError(self.registry, f"reply larger than {MAX_BODY} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _snippet(raw: bytes, limit: int = 200) -> str:

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
+from connectors import rest
 from connectors.api import Endpoint, PermanentError, TransientError
 from connectors.rest import RestTransport
 from connectors.sandboxes import serve_app
@@ -43,6 +44,32 @@ async def drop(request: web.Request) -> web.Response:
     raise asyncio.CancelledError
 
 
+async def pieces(request: web.Request) -> web.StreamResponse:
+    """The JSON in two chunks with a pause between them, as a proxy or TLS records deliver it."""
+    body = msgspec.json.encode({"answer": 42, "pad": "x" * 3000})
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(body[:1000])
+    await asyncio.sleep(0.1)
+    await response.write(body[1000:])
+    await response.write_eof()
+    return response
+
+
+async def endless(request: web.Request) -> web.StreamResponse:
+    """Chunk after chunk of JSON that never ends."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    try:
+        await response.write(b'{"pad": "')
+        for _ in range(100):
+            await response.write(b"x" * 4096)
+            await asyncio.sleep(0.05)
+    except ConnectionResetError:
+        pass  # the client gave up, as it should
+    return response
+
+
 class Answer(msgspec.Struct):
     answer: int
 
@@ -58,6 +85,8 @@ async def url() -> AsyncIterator[str]:
             web.get("/base/status/{code}", status),
             web.get("/base/hang", hang),
             web.get("/base/drop", drop),
+            web.get("/base/pieces", pieces),
+            web.get("/base/endless", endless),
         ]
     )
     async with serve_app(app) as base:
@@ -130,6 +159,22 @@ async def test_4xx_is_permanent(url: str, code: int) -> None:
 async def test_accepted_status_is_returned(url: str) -> None:
     reply = await call(url, "status/404", accept=(404,))
     assert (reply.status, reply.data) == (404, {"error": 404})
+
+
+async def test_reply_in_pieces_is_read_whole(url: str) -> None:
+    reply = await call(url, "pieces", type=Answer)
+    assert reply.data == Answer(42)
+
+
+async def test_reply_over_the_cap_is_refused_as_it_is_read(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rest, "MAX_BODY", 20_000)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TransientError, match="reply larger than 20000 bytes"):
+        await call(url, "endless", limit=10)
+    # Refused once past the cap, not after the five seconds the whole body would take.
+    assert asyncio.get_running_loop().time() - started < 2
 
 
 async def test_timeout_is_transient(url: str) -> None:
