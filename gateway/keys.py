@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
 
 from gateway.settings import Settings, SettingsError
 from signing.errors import SigningError
@@ -12,7 +15,7 @@ from signing.keys import SigningKey, load_key
 from signing.testing import TestPKI
 from signing.trust import TrustStore
 
-__all__ = ["SigningSetup", "signing_setup"]
+__all__ = ["SigningSetup", "audit_certificate", "signing_setup"]
 
 log = logging.getLogger("lienthong.signing")
 
@@ -57,3 +60,37 @@ def signing_setup(settings: Settings) -> SigningSetup:
         raise SettingsError(f"[signing]: {exc}") from None
     register = pki.key("register") if pki is not None else None
     return SigningSetup(signer=signer, trust=trust, register=register, pki=pki)
+
+
+def audit_certificate(settings: Settings) -> x509.Certificate | None:
+    """The certificate of the key that signs the audit checkpoints, as :func:`signing_setup` would
+    choose it — ``[signing] cert``, else the key's own (a PKCS#12 file, a certificate beside a
+    ``.key.pem``, a token's), else the development PKI's gateway certificate if that PKI exists —
+    or None when no key is configured. Never creates a PKI.
+
+    Raises SettingsError if the configured certificate or key cannot be read.
+    """
+    s = settings.signing
+    if s.cert:
+        return _first_certificate(settings.path(s.cert), "[signing] cert")
+    if s.key:
+        try:
+            key = load_key(str(settings.path(s.key)))
+        except SigningError as exc:
+            raise SettingsError(f"[signing] key: {exc}") from None
+        try:
+            return key.certificate
+        finally:
+            key.close()
+    if settings.sandbox.embedded:
+        path = settings.path(settings.sandbox.pki) / "gateway.cert.pem"
+        if path.is_file():
+            return _first_certificate(path, "[sandbox] pki")
+    return None
+
+
+def _first_certificate(path: Path, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())[0]
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{what}: cannot read a certificate from {path}: {exc}") from None

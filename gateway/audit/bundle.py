@@ -223,9 +223,11 @@ Events: {len(manifest["events"])} (sequence numbers in manifest.json), proven ag
 checkpoint {n} (the tree of the first {n} log entries), signed by the gateway's audit key and
 timestamped by an RFC 3161 time-stamping authority.
 
-Check everything at once (needs the lienthong tool and the trust anchor, e.g. ROOT.pem):
+Check everything at once (needs the lienthong tool, the trust anchor, e.g. ROOT.pem, and the
+gateway's published audit certificate, e.g. AUDIT.pem: the anchor alone admits any certificate
+issued under it, an agency's as well as the gateway's):
 
-    lienthong audit verify-bundle THIS.zip --trust ROOT.pem
+    lienthong audit verify-bundle THIS.zip --trust ROOT.pem --signer AUDIT.pem
 
 Or by hand, with standard tools:
 
@@ -242,7 +244,9 @@ Or by hand, with standard tools:
     openssl x509 -in checkpoints/{n}.chain.pem -pubkey -noout > signer.pub
     openssl dgst -sha256 -verify signer.pub -signature checkpoints/{n}.sig checkpoints/{n}.body
 
-   The body lists: origin, tree size, base64 root hash (RFC 9162), time.
+   The body lists: origin, tree size, base64 root hash (RFC 9162), time. signer.pub must be the
+   public key of the gateway's audit certificate (compare with
+   `openssl x509 -in AUDIT.pem -pubkey -noout`): the chain alone does not say whose key it is.
 
 3. Each event: its leaf hash is SHA-256(0x00 || bytes of events/<seq>.json)
    (e.g. `(printf '\\000'; cat events/7.json) | sha256sum`); proofs/inclusion/<seq>.json is its

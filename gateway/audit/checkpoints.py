@@ -2,12 +2,12 @@
 
 A checkpoint is a signed note in the style of C2SP ``tlog-checkpoint`` / ``signed-note``::
 
-    lienthong/audit                     origin
+    lienthong.local/audit               origin
     1234                                tree size
     3q2+7w…=                            base64 RFC 9162 root hash
     time 2026-11-22T02:15:00.000000+00:00
                                         (blank line)
-    — lienthong/audit AAAA…=            key name, base64(key id (4 bytes) || signature)
+    — lienthong.local/audit AAAA…=      key name, base64(key id (4 bytes) || signature)
 
 The body (first four lines, each ending in a newline) is signed by the gateway's audit key
 (SHA-256 with RSA PKCS#1 v1.5 or ECDSA, whatever the key is); the key id is the first 4 bytes of
@@ -33,7 +33,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +54,8 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "NoteContent",
+    "describe_signer",
+    "key_fingerprint",
     "key_id",
     "load_checkpoints",
     "make_note_body",
@@ -65,7 +67,7 @@ __all__ = [
 
 log = logging.getLogger("lienthong.audit.checkpoints")
 
-DEFAULT_ORIGIN = "lienthong/audit"
+DEFAULT_ORIGIN = "lienthong.local/audit"  # [audit] origin's default too (gateway.settings)
 _DASH = "\u2014"  # signed-note signature lines start with an em dash
 _PAGE = 5000
 
@@ -81,11 +83,26 @@ class CheckpointError(Exception):
 # --- the note ----------------------------------------------------------------------------------
 
 
-def key_id(origin: str, certificate: x509.Certificate) -> bytes:
-    spki = certificate.public_key().public_bytes(
+def _spki(certificate: x509.Certificate) -> bytes:
+    return certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(origin.encode() + b"\n" + spki).digest()[:4]
+
+
+def key_id(origin: str, certificate: x509.Certificate) -> bytes:
+    return hashlib.sha256(origin.encode() + b"\n" + _spki(certificate)).digest()[:4]
+
+
+def key_fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 of the certificate's SubjectPublicKeyInfo, hex: what pins an audit signer (the key,
+    so a certificate renewed for the same key still matches). ``openssl x509 -in C -pubkey
+    -noout | openssl pkey -pubin -outform DER | sha256sum`` prints the same."""
+    return hashlib.sha256(_spki(certificate)).hexdigest()
+
+
+def describe_signer(certificate: x509.Certificate) -> str:
+    """Who signed, for people: the common name and the start of the key's fingerprint."""
+    return f"{_cn(certificate)} [key sha256:{key_fingerprint(certificate)[:16]}]"
 
 
 def make_note_body(origin: str, size: int, root: bytes, at: str) -> bytes:
@@ -255,7 +272,8 @@ async def load_checkpoints(store: Store) -> list[Checkpoint]:
 
 @dataclass(frozen=True)
 class CheckpointCheck:
-    """What verifying one checkpoint found."""
+    """What verifying one checkpoint found. ``signer`` is the signer's common name, ``key`` its
+    key fingerprint (:func:`key_fingerprint`), ``origin`` the note's, once the signature checked."""
 
     size: int
     ok: bool
@@ -263,22 +281,45 @@ class CheckpointCheck:
     signer: str | None = None
     tsa: str | None = None
     timestamp_time: str | None = None
+    key: str | None = None
+    origin: str | None = None
 
 
-async def verify_checkpoint(cp: Checkpoint, trust: Any | None) -> CheckpointCheck:
+async def verify_checkpoint(
+    cp: Checkpoint,
+    trust: Any | None,
+    *,
+    signers: Sequence[x509.Certificate] | None = None,
+    origin: str | None = None,
+) -> CheckpointCheck:
     """Check the note against its columns, its signature, and — when ``trust`` (a
     :class:`signing.trust.TrustStore`) is given — the signer's chain and the RFC 3161 timestamp.
 
+    ``signers``: the audit signers' certificates; the checkpoint must be signed by one of their
+    keys. Without them, any certificate that chains to an anchor with a signing usage passes (an
+    agency's, say): the caller must then see that every checkpoint has the one key it expects.
+    ``origin``: the log's name; the note must carry it.
+
     Never raises for a bad checkpoint: the answer says what failed.
     """
+    leaf, key, note_origin = None, None, None
     try:
         if not cp.signer_chain:
             raise CheckpointError("no signer certificate")
-        content = verify_note_signature(cp.note, cp.signer_chain[0])
+        leaf = cp.signer_chain[0]
+        content = verify_note_signature(cp.note, leaf)
+        key, note_origin = key_fingerprint(leaf), content.origin
         if (content.size, content.root, content.at) != (cp.size, cp.root, cp.at):
             raise CheckpointError("stored size, root or time differ from the signed note")
+        if origin is not None and content.origin != origin:
+            raise CheckpointError(f"origin {content.origin!r} is not the log's ({origin!r})")
+        if signers is not None and key not in {key_fingerprint(c) for c in signers}:
+            pinned = ", ".join(describe_signer(c) for c in signers) or "none"
+            raise CheckpointError(
+                f"signed by {describe_signer(leaf)}, not by the audit signer ({pinned})"
+            )
         if trust is None:
-            return CheckpointCheck(cp.size, True, signer=_cn(cp.signer_chain[0]))
+            return CheckpointCheck(cp.size, True, signer=_cn(leaf), key=key, origin=content.origin)
         from signing.errors import SigningError
         from signing.timestamps import verify_timestamp
 
@@ -293,13 +334,22 @@ async def verify_checkpoint(cp: Checkpoint, trust: Any | None) -> CheckpointChec
         except SigningError as exc:
             raise CheckpointError(f"signer: {exc}") from exc
     except CheckpointError as exc:
-        return CheckpointCheck(cp.size, False, problem=str(exc))
+        return CheckpointCheck(
+            cp.size,
+            False,
+            problem=str(exc),
+            signer=_cn(leaf) if leaf is not None and key is not None else None,
+            key=key,
+            origin=note_origin,
+        )
     return CheckpointCheck(
         cp.size,
         True,
-        signer=_cn(cp.signer_chain[0]),
+        signer=_cn(leaf),
         tsa=info.tsa,
         timestamp_time=info.time.isoformat(),
+        key=key,
+        origin=content.origin,
     )
 
 

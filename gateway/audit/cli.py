@@ -42,6 +42,49 @@ def _trust(settings: Any, extra: tuple[Path, ...]) -> Any | None:
         raise click.ClickException(str(exc)) from None
 
 
+def _certificates(paths: tuple[Path, ...]) -> list[Any]:
+    """The first certificate of each PEM file (a leaf followed by its chain is fine)."""
+    from cryptography import x509
+
+    out = []
+    for path in paths:
+        try:
+            out.append(x509.load_pem_x509_certificates(path.read_bytes())[0])
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"--signer {path}: not a PEM certificate ({exc})") from None
+    return out
+
+
+def _configured_signer(settings: Any) -> list[Any] | None:
+    """The configured audit key's certificate, as a list of pins; None if no key is configured."""
+    from gateway.keys import audit_certificate
+    from gateway.settings import SettingsError
+
+    try:
+        cert = audit_certificate(settings)
+    except SettingsError as exc:
+        raise click.ClickException(f"{exc} (or name the audit signer with --signer)") from None
+    return None if cert is None else [cert]
+
+
+def _unpinned(signers: list[dict[str, str]]) -> click.ClickException:
+    who = ", ".join(f"{s['name']} [key sha256:{s['key_sha256']}]" for s in signers)
+    return click.ClickException(
+        f"the checkpoint signer is not pinned: the checkpoints are signed by {who}; if that is "
+        "the gateway's audit key, give its certificate with --signer"
+    )
+
+
+signer_option = click.option(
+    "--signer",
+    "signer_paths",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the gateway's audit certificate (PEM): checkpoints must be signed by its key "
+    "(repeatable: keys the gateway used before)",
+)
+
+
 def _run(settings: Any, work: Callable[[Store], Any]) -> Any:
     # Every audit command only reads: an auditor's read-only copy of a store will do.
     store = existing_store(settings, readonly=True)
@@ -70,18 +113,29 @@ def audit() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="trust anchor PEM (default: [signing] trust)",
 )
+@signer_option
 @json_option
-def verify_cmd(config: Path | None, trust_paths: tuple[Path, ...], as_json: bool) -> None:
-    """Verify the whole log: entries, chain, tree, checkpoint signatures and timestamps."""
+def verify_cmd(
+    config: Path | None,
+    trust_paths: tuple[Path, ...],
+    signer_paths: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Verify the whole log: entries, chain, tree, checkpoint signatures and timestamps, and that
+    the checkpoints are signed by the audit key ([signing] key, or --signer) under [audit] origin."""
     from .verify import verify_log
 
     settings = open_settings(config)
     trust = _trust(settings, trust_paths)
-    report = _run(settings, lambda store: verify_log(store, trust))
+    signers = _certificates(signer_paths) if signer_paths else _configured_signer(settings)
+    origin = settings.audit.origin
+    report = _run(settings, lambda store: verify_log(store, trust, signers=signers, origin=origin))
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "trust_checked": trust is not None}, indent=2))
     else:
         click.echo(report.describe())
+        for note in report.notes:
+            click.echo(f"note: {note}")
         if trust is None:
             click.echo(
                 "note: no trust anchors configured: checkpoint chains and timestamps "
@@ -89,6 +143,8 @@ def verify_cmd(config: Path | None, trust_paths: tuple[Path, ...], as_json: bool
             )
     if not report.ok:
         raise click.ClickException(report.problems[0])
+    if report.signers and not report.signer_pinned:
+        raise _unpinned(report.signers)
 
 
 def _time(value: str | None) -> str | None:
@@ -223,15 +279,21 @@ def export_cmd(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="trust anchor PEM (repeatable)",
 )
+@signer_option
 @json_option
-def verify_bundle_cmd(bundle: Path, trust_paths: tuple[Path, ...], as_json: bool) -> None:
-    """Check an evidence bundle offline against the given trust anchors."""
+def verify_bundle_cmd(
+    bundle: Path, trust_paths: tuple[Path, ...], signer_paths: tuple[Path, ...], as_json: bool
+) -> None:
+    """Check an evidence bundle offline against the given trust anchors and the gateway's audit
+    certificate (--signer). Without --signer it names who signed and fails: the anchors alone
+    admit any certificate issued under them."""
     from signing.errors import SigningError
 
     from .verify import verify_bundle
 
+    signers = _certificates(signer_paths) if signer_paths else None
     try:
-        report = asyncio.run(verify_bundle(bundle.read_bytes(), list(trust_paths)))
+        report = asyncio.run(verify_bundle(bundle.read_bytes(), list(trust_paths), signers=signers))
     except SigningError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -242,6 +304,8 @@ def verify_bundle_cmd(bundle: Path, trust_paths: tuple[Path, ...], as_json: bool
             click.echo(f"note: {note}")
     if not report.ok:
         raise click.ClickException(report.problems[0])
+    if not report.signer_pinned:
+        raise _unpinned(report.signers)
 
 
 commands: list[click.Command] = [audit]

@@ -10,6 +10,12 @@ What each check catches:
   is larger than the log;
 - each checkpoint: its signature, its note against its columns, and (with a trust store) the signer
   chain and the RFC 3161 timestamp over the note — a forged checkpoint or a swapped timestamp;
+- who signed: with ``signers`` (the audit signers' certificates) every checkpoint must be signed by
+  one of their keys, and with ``origin`` carry the log's name. Trust anchors alone do not say whose
+  key signs the log: an agency's certificate chains to the same national root. Without ``signers``
+  the report says the signer was not pinned, names who signed, and every checkpoint must carry the
+  same key and origin as the first (a log has one signer) — the caller must compare that signer
+  with the gateway's published audit certificate;
 - consecutive checkpoints: an RFC 9162 consistency proof from the recomputed tree.
 """
 
@@ -47,9 +53,53 @@ __all__ = ["BundleReport", "LogReport", "verify_bundle", "verify_log"]
 _PAGE = 20000
 
 
+_UNPINNED = (
+    "signer not pinned (checked against the trust anchors only, which any certificate issued "
+    "under them satisfies): signed by "
+)
+
+
+@dataclass
+class _Signers:
+    """Who signed the good checkpoints seen so far; without pins, the one-signer rule."""
+
+    pinned: bool  # the caller named the signers' keys
+    origin_pinned: bool
+    seen: list[dict[str, str]] = field(default_factory=list)  # name, key_sha256, origin
+    first: tuple[int, str, str] | None = None  # size, key, origin of the first good checkpoint
+
+    def check(self, size: int, check: CheckpointCheck) -> str | None:
+        """Record a verified checkpoint's signer; say why it breaks the rule, if it does."""
+        key, origin = check.key or "", check.origin or ""
+        if self.first is None:
+            self.first = (size, key, origin)
+        first, first_key, first_origin = self.first
+        if not self.pinned and key != first_key:
+            return (
+                f"signed by {_who(check.signer, key)}, checkpoint {first} by another key "
+                f"(sha256:{first_key[:16]}): a log has one audit signer; pin the signers to "
+                "accept several"
+            )
+        if not self.origin_pinned and origin != first_origin:
+            return f"origin {origin!r} differs from checkpoint {first}'s ({first_origin!r})"
+        signer = {"name": check.signer or "", "key_sha256": key, "origin": origin}
+        if signer not in self.seen:
+            self.seen.append(signer)
+        return None
+
+    def describe(self) -> str:
+        return ", ".join(_who(s["name"], s["key_sha256"]) for s in self.seen)
+
+
+def _who(name: str | None, key: str) -> str:
+    return f"{name} [key sha256:{key[:16]}]"
+
+
 @dataclass
 class LogReport:
-    """The verdict. ``first_bad_entry`` is a sequence number, ``first_bad_checkpoint`` a size."""
+    """The verdict. ``first_bad_entry`` is a sequence number, ``first_bad_checkpoint`` a size.
+    ``signers``: who signed the good checkpoints (name, key_sha256, origin); ``signer_pinned``:
+    whether they were checked against the expected audit signers or only against the anchors."""
 
     entries: int = 0
     checkpoints: int = 0
@@ -57,6 +107,9 @@ class LogReport:
     first_bad_checkpoint: int | None = None
     problems: list[str] = field(default_factory=list)
     checked: list[dict[str, Any]] = field(default_factory=list)  # one per checkpoint
+    signers: list[dict[str, str]] = field(default_factory=list)
+    signer_pinned: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -64,9 +117,13 @@ class LogReport:
 
     def describe(self) -> str:
         if self.ok:
-            return (
+            text = (
                 f"audit log intact: {self.entries} entries, {self.checkpoints} checkpoints verified"
             )
+            if self.signers:
+                who = ", ".join(_who(s["name"], s["key_sha256"]) for s in self.signers)
+                text += f", signed by {who}" + ("" if self.signer_pinned else " (not pinned)")
+            return text
         return "audit log FAILED: " + "; ".join(self.problems)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +135,9 @@ class LogReport:
             "first_bad_checkpoint": self.first_bad_checkpoint,
             "problems": self.problems,
             "checked": self.checked,
+            "signers": self.signers,
+            "signer_pinned": self.signer_pinned,
+            "notes": self.notes,
         }
 
 
@@ -91,14 +151,23 @@ def _page(
     return report.ok, report.first_bad if report.first_bad is not None else -1, report.problem or ""
 
 
-async def verify_log(store: Store, trust: Any | None = None) -> LogReport:
+async def verify_log(
+    store: Store,
+    trust: Any | None = None,
+    *,
+    signers: Sequence[x509.Certificate] | None = None,
+    origin: str | None = None,
+) -> LogReport:
     """Check everything; never raises for a bad log (the report says what failed, and where).
 
     ``trust`` is a :class:`signing.trust.TrustStore`; without it, checkpoint signatures are
     checked with the certificate stored beside them but chains and timestamps are not.
-    Raises :class:`gateway.store.StoreError` only if the store cannot be read.
+    ``signers``: the certificates of the audit keys (the configured one, and any it replaced);
+    ``origin``: the log's name (``[audit] origin``). See the module's docstring for what is
+    checked without them. Raises :class:`gateway.store.StoreError` only if the store cannot be
+    read.
     """
-    report = LogReport()
+    report = LogReport(signer_pinned=signers is not None)
     try:
         checkpoints = await load_checkpoints(store)
     except CheckpointError as exc:
@@ -129,26 +198,40 @@ async def verify_log(store: Store, trust: Any | None = None) -> LogReport:
         start += len(rows)
         prev = bytes(rows[-1][3])
     report.entries = tree.size
-    await _check_checkpoints(report, checkpoints, tree, trust)
+    who = _Signers(pinned=signers is not None, origin_pinned=origin is not None)
+    await _check_checkpoints(report, checkpoints, tree, trust, who, signers, origin)
+    report.signers = who.seen
+    if who.seen and signers is None:
+        report.notes.append(_UNPINNED + who.describe())
     return report
 
 
 async def _check_checkpoints(
-    report: LogReport, checkpoints: list[Checkpoint], tree: MerkleTree, trust: Any | None
+    report: LogReport,
+    checkpoints: list[Checkpoint],
+    tree: MerkleTree,
+    trust: Any | None,
+    who: _Signers,
+    signers: Sequence[x509.Certificate] | None,
+    origin: str | None,
 ) -> None:
     previous: Checkpoint | None = None
     chain_broken = report.first_bad_entry is not None
     for cp in checkpoints:
         report.checkpoints += 1
-        check = await verify_checkpoint(cp, trust)
+        check = await verify_checkpoint(cp, trust, signers=signers, origin=origin)
         status: dict[str, Any] = {
             "size": cp.size,
             "at": cp.at,
             "signer": check.signer,
+            "key_sha256": check.key,
+            "origin": check.origin,
             "tsa": check.tsa,
             "timestamp_time": check.timestamp_time,
         }
         problem = check.problem
+        if problem is None:
+            problem = who.check(cp.size, check)
         if problem is None:
             problem = _against_tree(cp, previous, tree, chain_broken)
         status["ok"] = problem is None
@@ -200,6 +283,8 @@ class BundleReport:
     scope: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    signers: list[dict[str, str]] = field(default_factory=list)  # as LogReport's
+    signer_pinned: bool = False
 
     @property
     def ok(self) -> bool:
@@ -207,9 +292,12 @@ class BundleReport:
 
     def describe(self) -> str:
         if self.ok:
+            who = ", ".join(_who(s["name"], s["key_sha256"]) for s in self.signers)
             return (
                 f"bundle verified: {self.events} events in checkpoint {self.anchor}, "
-                f"{self.checkpoints} checkpoints signed and timestamped"
+                f"{self.checkpoints} checkpoints signed by {who}"
+                + ("" if self.signer_pinned else " (not pinned)")
+                + " and timestamped"
             )
         return "bundle FAILED: " + "; ".join(self.problems)
 
@@ -222,14 +310,24 @@ class BundleReport:
             "scope": self.scope,
             "problems": self.problems,
             "notes": self.notes,
+            "signers": self.signers,
+            "signer_pinned": self.signer_pinned,
         }
 
 
 async def verify_bundle(
-    data: bytes, trust_pem_paths: Sequence[str | Path], *, trust: Any | None = None
+    data: bytes,
+    trust_pem_paths: Sequence[str | Path],
+    *,
+    trust: Any | None = None,
+    signers: Sequence[x509.Certificate] | None = None,
+    origin: str | None = None,
 ) -> BundleReport:
     """Check an evidence bundle offline against the given trust anchors (PEM files).
 
+    ``signers``: the certificates of the gateway's audit keys, as the gateway publishes them; the
+    checkpoints must be signed by one of them. Without them the report names who signed, says
+    the signer was not pinned, and requires one key and one origin for all checkpoints.
     Revocation is not checked (offline: the report says so). Never raises for a bad bundle; raises
     :class:`signing.errors.SigningError` only if the anchors cannot be read.
     """
@@ -237,8 +335,24 @@ async def verify_bundle(
 
     if trust is None:
         trust = TrustStore.from_pem_files(trust_pem_paths, revocation="off")
-    report = BundleReport()
+    report = BundleReport(signer_pinned=signers is not None)
     report.notes.append("certificate revocation not checked (offline verification)")
+    who = _Signers(pinned=signers is not None, origin_pinned=origin is not None)
+    await _verify_bundle(data, trust, report, who, signers, origin)
+    report.signers = who.seen
+    if who.seen and signers is None:
+        report.notes.append(_UNPINNED + who.describe())
+    return report
+
+
+async def _verify_bundle(
+    data: bytes,
+    trust: Any,
+    report: BundleReport,
+    who: _Signers,
+    signers: Sequence[x509.Certificate] | None,
+    origin: str | None,
+) -> None:
     try:
         files = await asyncio.to_thread(_unzip, data)
         manifest = json.loads(files["manifest.json"])
@@ -248,12 +362,12 @@ async def verify_bundle(
         report.scope = dict(manifest.get("scope", {}))
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
         report.problems.append(f"not an evidence bundle: {exc}")
-        return report
+        return
     report.anchor = anchor
     if not sizes or sizes[-1] != anchor or sizes != sorted(set(sizes)):
         report.problems.append("manifest: checkpoints must be ascending and end at the anchor")
-        return report
-    roots = await _bundle_checkpoints(files, sizes, trust, report)
+        return
+    roots = await _bundle_checkpoints(files, sizes, trust, report, who, signers, origin)
     for a, b in itertools.pairwise(sizes):
         name = f"proofs/consistency/{a}-{b}.json"
         try:
@@ -269,7 +383,6 @@ async def verify_bundle(
         report.problems.append(f"{name}: not listed in the manifest (inserted)")
     for seq in seqs:
         _bundle_event(files, seq, anchor, roots.get(anchor), report)
-    return report
 
 
 def _whole_numbers(values: Any, what: str) -> list[int]:
@@ -290,7 +403,13 @@ def _hashes(items: list[str]) -> list[bytes]:
 
 
 async def _bundle_checkpoints(
-    files: dict[str, bytes], sizes: list[int], trust: Any, report: BundleReport
+    files: dict[str, bytes],
+    sizes: list[int],
+    trust: Any,
+    report: BundleReport,
+    who: _Signers,
+    signers: Sequence[x509.Certificate] | None,
+    origin: str | None,
 ) -> dict[int, bytes]:
     """Verify each checkpoint; return the roots of those that passed."""
     roots: dict[int, bytes] = {}
@@ -312,15 +431,16 @@ async def _bundle_checkpoints(
             signer_chain=chain,
             timestamp=token,
         )
-        check = await verify_checkpoint(cp, trust)
+        check = await verify_checkpoint(cp, trust, signers=signers, origin=origin)
         if check.ok and content.size != size:
             check = CheckpointCheck(size, False, f"the note is for size {content.size}")
         for part, value in ((".body", content.body), (".sig", content.signature)):
             # Copies of the note's parts for openssl (README.txt): they must say the same.
             if check.ok and files.get(base + part, value) != value:
                 check = CheckpointCheck(size, False, f"{base}{part} differs from the signed note")
-        if not check.ok:
-            report.problems.append(f"checkpoint {size}: {check.problem}")
+        problem = check.problem if not check.ok else who.check(size, check)
+        if problem is not None:
+            report.problems.append(f"checkpoint {size}: {problem}")
             continue
         report.checkpoints += 1
         roots[size] = content.root

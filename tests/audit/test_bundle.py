@@ -294,3 +294,39 @@ async def test_openssl_checks_the_bundle(logged: SQLiteStore, pki: TestPKI, tmp_
     # The leaf-hash recipe in README.txt matches ours.
     entry = (out / "events" / "13.json").read_bytes()
     assert leaf_hash(entry).hex() == __import__("hashlib").sha256(b"\0" + entry).hexdigest()
+
+
+async def test_a_bundle_signed_by_another_anchored_key_is_refused(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    """A made-up log checkpointed by an agency's key (same root, signing usage) makes a bundle
+    that passes the anchors; the gateway's published audit certificate refuses it."""
+    agency = Checkpointer(store, pki.key("agency-000.00.11.H53"), tsa_url=tsa_url)
+    assert await agency.checkpoint_now() is not None
+    data = await build_bundle(store, Scope(dossier="D1"))
+    report = await verify_bundle(data, [pki.root_pem], signers=[pki.certificate("gateway")])
+    assert not report.ok and report.signer_pinned
+    assert (
+        report.problems[0].startswith("checkpoint 25: signed by agency-000.00.11.H53 [key sha256:")
+        and "not by the audit signer (gateway [key sha256:" in report.problems[0]
+    )
+    unpinned = await verify_bundle(data, [pki.root_pem])
+    assert unpinned.ok and not unpinned.signer_pinned
+    assert [s["name"] for s in unpinned.signers] == ["agency-000.00.11.H53"]
+    assert "(not pinned)" in unpinned.describe()
+    assert unpinned.notes[-1].startswith("signer not pinned")
+
+
+async def test_one_bundle_one_signer_when_not_pinned(
+    logged: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    agency = Checkpointer(logged, pki.key("agency-000.00.11.H53"), tsa_url=tsa_url)
+    assert await agency.checkpoint_now() is not None  # 27, by another key than 10, 20 and 25
+    await add_events(logged, 1, first=27)  # dossier D3
+    data = await build_bundle(logged, Scope(dossier="D1"))
+    report = await verify_bundle(data, [pki.root_pem])
+    assert not report.ok
+    assert report.problems[0].startswith("checkpoint 27: signed by agency-000.00.11.H53")
+    assert "a log has one audit signer" in report.problems[0]
+    both = [pki.certificate("gateway"), pki.certificate("agency-000.00.11.H53")]
+    assert (await verify_bundle(data, [pki.root_pem], signers=both)).ok

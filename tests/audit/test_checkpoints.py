@@ -20,6 +20,7 @@ from gateway.audit.checkpoints import (
     Checkpoint,
     Checkpointer,
     CheckpointError,
+    key_fingerprint,
     load_checkpoints,
     parse_note,
     verify_checkpoint,
@@ -96,7 +97,7 @@ async def test_checkpoint_is_signed_and_timestamped(
     assert cp is not None and cp.size == 25
     assert cp.root == root(await leaves(store))
     content = verify_note_signature(cp.note, pki.certificate("gateway"))
-    assert (content.size, content.root, content.origin) == (25, cp.root, "lienthong/audit")
+    assert (content.size, content.root, content.origin) == (25, cp.root, "lienthong.local/audit")
     check = await verify_checkpoint(cp, pki.trust(revocation="off"))
     assert check.ok, check.problem
     assert check.tsa and check.timestamp_time
@@ -271,6 +272,32 @@ async def test_untrusted_signer(
     assert cp is not None
     check = await verify_checkpoint(cp, pki.trust(revocation="off"))
     assert not check.ok and "signer" in (check.problem or "")
+
+
+async def test_the_signer_and_origin_can_be_pinned(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    """Anchors alone admit any certificate under them with a signing usage: an agency's key
+    signs a checkpoint that chains; pinned to the audit signer's key, it is refused."""
+    agency = pki.key("agency-000.00.11.H53")
+    cp = await Checkpointer(store, agency, tsa_url=tsa_url).checkpoint_now()
+    assert cp is not None
+    trust = pki.trust(revocation="off")
+    loose = await verify_checkpoint(cp, trust)
+    assert loose.ok and loose.key == key_fingerprint(agency.certificate)
+    gateway = pki.certificate("gateway")
+    for t in (trust, None):  # the pin holds with or without the anchors
+        check = await verify_checkpoint(cp, t, signers=[gateway])
+        assert not check.ok and check.signer == "agency-000.00.11.H53"
+        assert check.problem == (
+            f"signed by agency-000.00.11.H53 [key sha256:{key_fingerprint(agency.certificate)[:16]}"
+            f"], not by the audit signer (gateway [key sha256:{key_fingerprint(gateway)[:16]}])"
+        )
+    assert (await verify_checkpoint(cp, trust, signers=[gateway, agency.certificate])).ok
+    check = await verify_checkpoint(cp, trust, origin="lienthong.example/audit")
+    assert check.problem == (
+        "origin 'lienthong.local/audit' is not the log's ('lienthong.example/audit')"
+    )
 
 
 def test_parse_note_refuses_garbage() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import AuditEvent, append
-from gateway.audit.checkpoints import Checkpointer
+from gateway.audit.checkpoints import Checkpointer, key_fingerprint
 from gateway.outbox import enqueue
 from gateway.store import SQLiteStore, Tx
 from signing.testing import TestPKI
@@ -132,8 +132,11 @@ def copy_store(db: Path, pki: TestPKI, scratch: Path, *extra: Path) -> Path:
     for f in (db, *extra):
         shutil.copyfile(f, copy / f.name)
     shutil.copyfile(pki.root_pem, copy / "root.pem")
+    # The gateway's published audit certificate: the key its checkpoints must be signed by.
+    shutil.copyfile(pki.cert_path("gateway"), copy / "audit.pem")
     (copy / "lienthong.toml").write_text(
-        '[store]\nurl = "sqlite:///gw.db"\n[signing]\ntrust = ["root.pem"]\nrevocation = "off"\n',
+        '[store]\nurl = "sqlite:///gw.db"\n'
+        '[signing]\ncert = "audit.pem"\ntrust = ["root.pem"]\nrevocation = "off"\n',
         "utf-8",
     )
     out = scratch / "out"
@@ -169,7 +172,10 @@ async def test_a_read_only_copy_is_verified_searched_and_listed_and_left_as_it_w
     def run() -> None:
         verify = lienthong("audit", "verify", "--config", config)
         assert verify.returncode == 0, verify.stderr
-        assert verify.stdout == "audit log intact: 12 entries, 1 checkpoints verified\n"
+        assert verify.stdout == (
+            "audit log intact: 12 entries, 1 checkpoints verified, "
+            f"signed by gateway [key sha256:{key_fingerprint(pki.certificate('gateway'))[:16]}]\n"
+        )
 
         query = lienthong("audit", "query", "--config", config, "--member", "VN:GOV:M1")
         assert query.returncode == 0, query.stderr
@@ -178,7 +184,10 @@ async def test_a_read_only_copy_is_verified_searched_and_listed_and_left_as_it_w
         bundle = scratch / "out" / "D1.zip"
         export = lienthong("audit", "export", "--config", config, "--dossier", "D1", bundle)
         assert export.returncode == 0, export.stderr
-        checked = lienthong("audit", "verify-bundle", bundle, "--trust", copy / "root.pem")
+        checked = lienthong(
+            "audit", "verify-bundle", bundle, "--trust", copy / "root.pem",
+            "--signer", copy / "audit.pem",
+        )  # fmt: skip
         assert checked.returncode == 0 and "bundle verified: 12 events" in checked.stdout
 
         jobs = lienthong("outbox", "list", "--config", config, "--dead")

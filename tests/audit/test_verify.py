@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import leaf_hash
-from gateway.audit.checkpoints import Checkpointer
+from gateway.audit.checkpoints import DEFAULT_ORIGIN, Checkpointer, key_fingerprint
 from gateway.audit.verify import verify_log
 from gateway.store import SQLiteStore
 from signing.testing import TestPKI
@@ -163,3 +163,46 @@ async def test_empty_log(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "e.db") as s:
         report = await verify_log(s)
     assert report.ok and report.entries == 0
+
+
+# --- who signed: pinned to the audit signer, or one signer per log ------------------------------
+
+
+async def test_pinned_signer(logged: SQLiteStore, pki: TestPKI, tsa_url: str) -> None:
+    gateway = pki.certificate("gateway")
+    report = await verify_log(logged, pki.trust(revocation="off"), signers=[gateway])
+    assert report.ok and report.signer_pinned and not report.notes, report.problems
+    assert report.signers == [
+        {"name": "gateway", "key_sha256": key_fingerprint(gateway), "origin": DEFAULT_ORIGIN}
+    ]
+    # A checkpoint made by an agency's key (it chains to the same anchor, with a signing usage).
+    await add_events(logged, 2, first=25)
+    agency = Checkpointer(logged, pki.key("agency-000.00.11.H53"), tsa_url=tsa_url)
+    assert await agency.checkpoint_now() is not None
+    report = await verify_log(logged, pki.trust(revocation="off"), signers=[gateway])
+    assert report.first_bad_checkpoint == 27 and report.first_bad_entry is None
+    assert report.problems == [
+        "checkpoint 27: signed by agency-000.00.11.H53 [key sha256:"
+        f"{key_fingerprint(pki.certificate('agency-000.00.11.H53'))[:16]}], not by the audit "
+        f"signer (gateway [key sha256:{key_fingerprint(gateway)[:16]}])"
+    ]
+    # Unpinned, a log still has one signer: the key of its first checkpoint.
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert not report.signer_pinned and report.first_bad_checkpoint == 27
+    assert "a log has one audit signer" in report.problems[0]
+    assert report.notes == [
+        "signer not pinned (checked against the trust anchors only, which any certificate "
+        f"issued under them satisfies): signed by gateway [key sha256:{key_fingerprint(gateway)[:16]}]"
+    ]
+    # Several keys (a key the gateway replaced, and the new one) may be pinned together.
+    both = [gateway, pki.certificate("agency-000.00.11.H53")]
+    report = await verify_log(logged, pki.trust(revocation="off"), signers=both)
+    assert report.ok and [s["name"] for s in report.signers] == ["gateway", "agency-000.00.11.H53"]
+
+
+async def test_pinned_origin(logged: SQLiteStore, pki: TestPKI) -> None:
+    report = await verify_log(logged, pki.trust(revocation="off"), origin="other/log")
+    assert [c["problem"] for c in report.checked] == [
+        f"origin {DEFAULT_ORIGIN!r} is not the log's ('other/log')"
+    ] * 3
+    assert (await verify_log(logged, origin=DEFAULT_ORIGIN)).ok

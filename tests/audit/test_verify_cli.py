@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.audit import AuditEvent, append, citizen_hash
-from gateway.audit.checkpoints import Checkpointer
+from gateway.audit.checkpoints import Checkpointer, key_fingerprint
 from gateway.audit.cli import audit
 from gateway.store import SQLiteStore
 from signing.testing import TestPKI
@@ -41,7 +41,8 @@ async def config(tmp_path: Path, pki: TestPKI, tsa_url: str) -> Path:
     cfg = tmp_path / "lienthong.toml"
     cfg.write_text(
         '[store]\nurl = "sqlite:///gw.db"\n'
-        f'[signing]\ntrust = ["{pki.root_pem}"]\nrevocation = "off"\n'
+        f'[signing]\ncert = "{pki.cert_path("gateway")}"\ntrust = ["{pki.root_pem}"]\n'
+        'revocation = "off"\n'
         f'[audit]\ncitizen_id_key = "{KEY}"\n'
     )
     return cfg
@@ -109,11 +110,128 @@ async def test_export_and_verify_bundle(config: Path, pki: TestPKI, tmp_path: Pa
     assert out_zip.read_bytes() == written
     code, out = await _invoke("verify", "--config", str(config))
     assert code == 0, out
-    code, out = await _invoke("verify-bundle", str(out_zip), "--trust", str(pki.root_pem))
+    signer = str(pki.cert_path("gateway"))
+    code, out = await _invoke(
+        "verify-bundle", str(out_zip), "--trust", str(pki.root_pem), "--signer", signer
+    )
     assert code == 0 and "bundle verified: 3 events in checkpoint 13" in out, out
+    assert f"signed by gateway [key sha256:{_fp(pki, 'gateway')[:16]}] and timestamped" in out
     other = TestPKI.create(tmp_path / "other")
-    code, out = await _invoke("verify-bundle", str(out_zip), "--trust", str(other.root_pem))
+    code, out = await _invoke(
+        "verify-bundle", str(out_zip), "--trust", str(other.root_pem), "--signer", signer
+    )
     assert code == 1 and out.startswith("bundle FAILED") and "Error: checkpoint 13" in out
+
+
+def _fp(pki: TestPKI, subject: str) -> str:
+    return key_fingerprint(pki.certificate(subject))
+
+
+async def test_verify_bundle_without_signer_names_the_signer_and_fails(
+    config: Path, pki: TestPKI, tmp_path: Path
+) -> None:
+    """The anchors alone admit any certificate issued under them: without --signer the bundle is
+    checked, its signer named, and the command fails saying the signer was not pinned."""
+    out_zip = tmp_path / "D1.zip"
+    assert (await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip)))[
+        0
+    ] == 0
+    code, out = await _invoke("verify-bundle", str(out_zip), "--trust", str(pki.root_pem))
+    assert code == 1, out
+    assert "(not pinned)" in out and "note: signer not pinned" in out
+    assert out.splitlines()[-1] == (
+        "Error: the checkpoint signer is not pinned: the checkpoints are signed by gateway "
+        f"[key sha256:{_fp(pki, 'gateway')}]; if that is the gateway's audit key, give its "
+        "certificate with --signer"
+    )
+    code, out = await _invoke("verify-bundle", str(out_zip), "--trust", str(pki.root_pem), "--json")
+    doc = json.loads(out[: out.rindex("}") + 1])
+    assert code == 1 and doc["ok"] and not doc["signer_pinned"]
+    assert doc["signers"] == [
+        {"name": "gateway", "key_sha256": _fp(pki, "gateway"), "origin": "lienthong.local/audit"}
+    ]
+
+
+@pytest.fixture
+async def forged(tmp_path: Path, pki: TestPKI, tsa_url: str) -> Path:
+    """A made-up log, checkpointed by an agency's key: its certificate chains to the same root
+    with a signing usage, and the TSA timestamps anything. Config as the gateway's."""
+    folder = tmp_path / "forged"
+    folder.mkdir()
+    async with SQLiteStore(folder / "gw.db") as store:
+        await add_events(store, 12)
+        agency = pki.key("agency-000.00.11.H53")
+        assert await Checkpointer(store, agency, tsa_url=tsa_url).checkpoint_now()
+    cfg = folder / "lienthong.toml"
+    cfg.write_text(
+        '[store]\nurl = "sqlite:///gw.db"\n'
+        f'[signing]\ncert = "{pki.cert_path("gateway")}"\ntrust = ["{pki.root_pem}"]\n'
+        'revocation = "off"\n'
+    )
+    return cfg
+
+
+async def test_a_log_signed_by_another_anchored_key_is_refused(
+    forged: Path, pki: TestPKI, tmp_path: Path
+) -> None:
+    code, out = await _invoke("verify", "--config", str(forged))
+    assert code == 1, out
+    assert out.splitlines()[-1] == (
+        "Error: checkpoint 12: signed by agency-000.00.11.H53 "
+        f"[key sha256:{_fp(pki, 'agency-000.00.11.H53')[:16]}], not by the audit signer "
+        f"(gateway [key sha256:{_fp(pki, 'gateway')[:16]}])"
+    )
+    # Its bundle, checked offline against the gateway's published certificate: refused too.
+    bundle = tmp_path / "forged.zip"
+    code, out = await _invoke("export", "--config", str(forged), "--dossier", "D1", str(bundle))
+    assert code == 0, out
+    args = ["verify-bundle", str(bundle), "--trust", str(pki.root_pem)]
+    code, out = await _invoke(*args, "--signer", str(pki.cert_path("gateway")))
+    assert code == 1 and out.startswith("bundle FAILED: checkpoint 12: signed by agency"), out
+    assert "not by the audit signer (gateway" in out
+    # Without --signer it is not called verified either, and the forger is named.
+    code, out = await _invoke(*args)
+    assert code == 1 and "signed by agency-000.00.11.H53" in out.splitlines()[-1], out
+    # --signer replaces the configured key (an auditor names the key they were given).
+    code, out = await _invoke(
+        "verify", "--config", str(forged), "--signer", str(pki.cert_path("agency-000.00.11.H53"))
+    )
+    assert code == 0 and "signed by agency-000.00.11.H53" in out, out
+
+
+async def test_a_log_under_another_origin_is_refused(
+    config: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    async with SQLiteStore(config.parent / "gw.db") as store:
+        await add_events(store, 2, first=13)
+        cpr = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url, origin="other/log")
+        assert await cpr.checkpoint_now()
+    code, out = await _invoke("verify", "--config", str(config))
+    assert code == 1, out
+    assert out.splitlines()[-1] == (
+        "Error: checkpoint 15: origin 'other/log' is not the log's ('lienthong.local/audit')"
+    )
+
+
+async def test_no_configured_key_means_no_pin(config: Path, pki: TestPKI, tmp_path: Path) -> None:
+    """An auditor's config without the gateway's key or certificate: the log is checked, its
+    signer named, and the command fails until --signer names the expected one."""
+    bare = tmp_path / "bare.toml"
+    bare.write_text(
+        '[store]\nurl = "sqlite:///gw.db"\n'
+        f'[signing]\ntrust = ["{pki.root_pem}"]\nrevocation = "off"\n'
+        "[sandbox]\nembedded = false\n"
+    )
+    code, out = await _invoke("verify", "--config", str(bare))
+    assert code == 1 and "Error: the checkpoint signer is not pinned" in out, out
+    assert "signed by gateway" in out
+    code, out = await _invoke("verify", "--config", str(bare), "--json")
+    doc = json.loads(out[: out.rindex("}") + 1])
+    assert code == 1 and doc["ok"] and not doc["signer_pinned"]
+    code, out = await _invoke(
+        "verify", "--config", str(bare), "--signer", str(pki.cert_path("gateway"))
+    )
+    assert code == 0 and "intact: 13 entries" in out, out
 
 
 async def test_one_line_errors(config: Path, tmp_path: Path) -> None:
@@ -125,3 +243,21 @@ async def test_one_line_errors(config: Path, tmp_path: Path) -> None:
     missing.write_text('[store]\nurl = "sqlite:///typo.db"\n')
     code, out = await _invoke("verify", "--config", str(missing))
     assert code == 1 and "no store at" in out and not (tmp_path / "typo.db").exists()
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        '[signing]\nkey = "{pki}/gateway.key.pem"\n',  # the certificate beside the key
+        '[signing]\nkey = "{pki}/gateway.p12"\n',  # the certificate in the PKCS#12 file
+        '[sandbox]\npki = "{pki}"\n',  # the development PKI's gateway, when it exists
+    ],
+    ids=["pem-key", "p12", "dev-pki"],
+)
+async def test_the_configured_key_pins_the_signer(
+    config: Path, pki: TestPKI, tmp_path: Path, section: str
+) -> None:
+    cfg = tmp_path / "other.toml"
+    cfg.write_text('[store]\nurl = "sqlite:///gw.db"\n' + section.format(pki=pki.directory))
+    code, out = await _invoke("verify", "--config", str(cfg), "--trust", str(pki.root_pem))
+    assert code == 0 and "signed by gateway" in out and "not pinned" not in out, out
