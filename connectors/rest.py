@@ -8,6 +8,10 @@ foreign failure is translated in ONE place, :func:`translate_errors`:
 - HTTP 5xx → TransientError; HTTP 4xx → PermanentError (``code`` = ``"http-<status>"``), unless the
   caller listed the status in ``accept`` and wants to interpret it itself (404 "not found", a 401
   that means "refresh the token")
+- HTTP 3xx → PermanentError: redirects are not followed (a registry answers where it is
+  configured; following one would hand the API key or the query's credentials to another host)
+- no error message quotes an aiohttp exception's URL: insurance's query carries its token and
+  password, and the message is stored as a step's error and shown to clients
 - a body that is not the expected JSON (the sandbox ``malformed`` fault answers HTML with a 200)
   → TransientError: a garbled reply says nothing about whether the request was acceptable.
 
@@ -64,17 +68,32 @@ def translate_errors(registry: str) -> Iterator[None]:
         # aiohttp's ServerTimeoutError is also a TimeoutError; both mean "no answer in time".
         raise TransientError(registry, f"no answer in time ({type(exc).__name__})") from exc
     except aiohttp.InvalidURL as exc:
-        raise PermanentError(registry, f"invalid registry URL: {exc}") from exc
+        raise PermanentError(registry, f"invalid registry URL ({_describe(exc)})") from exc
     except aiohttp.ClientConnectionError as exc:
         # Refused, reset, DNS, server disconnected: the request may or may not have been
         # processed (lost reply), which is why writes carry an idempotency key.
-        raise TransientError(registry, f"connection failed: {type(exc).__name__}: {exc}") from exc
+        raise TransientError(registry, f"connection failed: {_describe(exc)}") from exc
     except aiohttp.ClientPayloadError as exc:
-        raise TransientError(registry, f"truncated reply: {exc}") from exc
+        raise TransientError(registry, f"truncated reply: {_describe(exc)}") from exc
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise TransientError(registry, f"malformed reply: {exc}") from exc
     except aiohttp.ClientError as exc:
-        raise TransientError(registry, f"HTTP client error: {type(exc).__name__}: {exc}") from exc
+        raise TransientError(registry, f"HTTP client error: {_describe(exc)}") from exc
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    """An aiohttp exception for an error message, WITHOUT the request's URL: the query of a
+    registry call can carry credentials (insurance's token, id_token, username and password), and
+    the message is stored as a step's error and shown to clients. Only exceptions whose text is
+    known to hold no URL (a host and port at most) are quoted; of the others, the type."""
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientResponseError):  # its str() ends with url=...
+        return f"{name} (HTTP {exc.status})"
+    if isinstance(exc, (aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
+        # "Cannot connect to host h:p ssl:… [reason]", an OS error, or what was wrong with the
+        # body's framing.
+        return f"{name}: {exc}"
+    return name
 
 
 class RestTransport:
@@ -143,8 +162,15 @@ class RestTransport:
         if body is not None:
             sent["Content-Type"] = "application/json"
         with translate_errors(self.registry):
+            # A registry answers where it is configured; a redirect is a misconfiguration (or an
+            # attempt to collect the credentials a request carries) and is not followed.
             async with self._session.request(
-                method, path.lstrip("/"), data=body, params=params, headers=sent
+                method,
+                path.lstrip("/"),
+                data=body,
+                params=params,
+                headers=sent,
+                allow_redirects=False,
             ) as response:
                 raw = await self._read_body(response)
                 status = response.status
@@ -155,6 +181,13 @@ class RestTransport:
             if status >= 400 and status not in accept:
                 raise PermanentError(
                     self.registry, f"HTTP {status}: {_snippet(raw)}", code=f"http-{status}"
+                )
+            if 300 <= status < 400 and status not in accept:
+                # Where it pointed is not quoted: a Location can echo the request's query.
+                raise PermanentError(
+                    self.registry,
+                    f"HTTP {status}: redirects are not followed",
+                    code=f"http-{status}",
                 )
             if status in accept and not 200 <= status < 300:
                 # The caller interprets this status itself; its body is a courtesy, not a contract.

@@ -6,15 +6,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from connectors import rest
-from connectors.api import Endpoint, PermanentError, TransientError
-from connectors.rest import RestTransport
+from connectors.api import ConnectorError, Endpoint, PermanentError, TransientError
+from connectors.business.client import BusinessConnector
+from connectors.insurance.client import InsuranceConnector
+from connectors.population.client import WSDL
+from connectors.rest import RestTransport, translate_errors
 from connectors.sandboxes import serve_app
+from connectors.soap import SoapClient
 
 seen: list[CIMultiDict[str]] = []
 
@@ -205,3 +211,98 @@ async def test_close_is_idempotent(url: str) -> None:
     await transport.open()
     await transport.close()
     await transport.close()
+
+
+# --- redirects are not followed, and no error text quotes a URL --------------------------------
+SECRETS = ("S3cr3t-Passw0rd", "bhxh_user", "AT-token", "IT-token")
+
+
+async def test_insurance_redirect_loop_is_refused_without_its_credentials() -> None:
+    seen_paths: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        answer = {"access_token": "AT-token", "id_token": "IT-token"}
+        return web.json_response({"maKetQua": "200", "APIKey": answer})
+
+    async def loop(request: web.Request) -> web.Response:
+        seen_paths.append(request.path_qs)
+        raise web.HTTPFound("/api/egw/elsewhere")
+
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    app.router.add_route("*", "/api/egw/{p}", loop)
+    async with serve_app(app) as base:
+        endpoint = Endpoint(url=base, username="bhxh_user", password="S3cr3t-Passw0rd")
+        async with InsuranceConnector(endpoint) as insurance:
+            with pytest.raises(PermanentError) as caught:
+                await insurance.call(
+                    "card.check",
+                    {
+                        "card_number": "HS4010120878811",
+                        "full_name": "A",
+                        "birth_date": "1992-01-01",
+                    },
+                )
+    assert caught.value.code == "http-302"
+    assert "redirects are not followed" in str(caught.value)
+    assert not [s for s in SECRETS if s in str(caught.value)], str(caught.value)
+    assert len(seen_paths) == 1  # asked once, not followed round the loop
+
+
+async def test_redirect_to_another_host_sends_it_nothing() -> None:
+    other_saw: list[str] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        other_saw.append(request.headers.get("ApiKey", "(no key)"))
+        return web.json_response({}, status=404)
+
+    other = web.Application()
+    other.router.add_get("/{p:.*}", collect)
+    async with serve_app(other, host="127.0.0.2") as other_url:
+
+        async def moved(request: web.Request) -> web.Response:
+            raise web.HTTPFound(other_url + "/collect")
+
+        registry = web.Application()
+        registry.router.add_get("/{p:.*}", moved)
+        async with serve_app(registry) as base:
+            endpoint = Endpoint(url=base, api_key="REAL-BUSINESS-API-KEY")
+            async with BusinessConnector(endpoint) as business:
+                with pytest.raises(PermanentError) as caught:
+                    await business.call("enterprise.lookup", {"tax_code": "0100233488"})
+    assert other_saw == []  # before: the API key went there, and its 404 was believed
+    assert caught.value.code == "http-302"
+    assert "no enterprise" not in str(caught.value)
+
+
+def _request_info(url: str) -> aiohttp.RequestInfo:
+    return aiohttp.RequestInfo(URL(url), "POST", CIMultiDictProxy(CIMultiDict()), URL(url))
+
+
+SECRET_URL = (
+    "http://registry.example/api/egw/x?token=AT-token&username=bhxh_user&password=S3cr3t-Passw0rd"
+)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        aiohttp.TooManyRedirects(_request_info(SECRET_URL), ()),
+        aiohttp.ClientResponseError(_request_info(SECRET_URL), (), status=400),
+        aiohttp.InvalidUrlClientError(SECRET_URL),
+        aiohttp.InvalidUrlRedirectClientError(SECRET_URL, "bad"),
+        aiohttp.NonHttpUrlClientError(SECRET_URL),
+        aiohttp.NonHttpUrlRedirectClientError(SECRET_URL),
+        aiohttp.ServerDisconnectedError(SECRET_URL),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_error_text_never_quotes_the_url(exc: aiohttp.ClientError) -> None:
+    assert [s for s in SECRETS if s in str(exc)]  # the exception itself does carry them
+    soap = SoapClient("population", Endpoint(url="http://registry.example"), WSDL)
+    for translated in (translate_errors("insurance"), soap._translate("send")):
+        with pytest.raises(ConnectorError) as caught:
+            with translated:
+                raise exc
+        assert type(exc).__name__ in str(caught.value)
+        assert not [s for s in SECRETS if s in str(caught.value)], str(caught.value)
