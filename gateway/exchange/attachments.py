@@ -36,6 +36,13 @@ DEFAULT_MAX_PDF = 64 * 1024 * 1024  # one PDF (pyHanko reads it whole)
 # package of plain PDFs fits.
 DEFAULT_MAX_PDF_TOTAL = 256 * 1024 * 1024
 DEFAULT_MAX_PDFS = 64  # PDFs per package, attached or unzipped: each is a signature to check
+# A zip's central directory, which zipfile reads whole into objects before anything else: 1 MiB
+# lists some 20,000 files; a 200 MB zip of empty files would list millions (seconds of CPU and
+# gigabytes of memory before its first member is looked at).
+MAX_ZIP_DIRECTORY = 1024 * 1024
+_EOCD = b"PK\x05\x06"  # end of central directory record (22 bytes + a comment of up to 64 KiB)
+_ZIP64_LOCATOR = b"PK\x06\x07"  # 20 bytes, just before it in a zip64 file
+_ZIP64_EOCD = b"PK\x06\x06"  # 56 bytes, just before the locator
 
 
 def _cid(value: str) -> str:
@@ -71,6 +78,26 @@ def _is_zip(name: str, content_type: str) -> bool:
     return media_type(content_type) in ("application/zip", "application/x-zip-compressed") or (
         name.lower().endswith(".zip")
     )
+
+
+def _zip_directory_size(f: Any) -> int | None:
+    """The size of the central directory the zip in ``f`` declares, found as zipfile finds it
+    (the last end record in the file's last 64 KiB + 22 bytes; its zip64 record if it has one).
+    None when there is none: zipfile then says what is wrong."""
+    f.seek(0, 2)
+    size = f.tell()
+    span = min(size, 56 + 20 + 22 + 0xFFFF)
+    f.seek(size - span)
+    tail = f.read(span)
+    at = tail.rfind(_EOCD, max(0, span - 22 - 0xFFFF))
+    if at < 0 or len(tail) - at < 22:
+        return None
+    declared = int.from_bytes(tail[at + 12 : at + 16], "little")
+    if at >= 56 + 20 and tail[at - 20 : at - 16] == _ZIP64_LOCATOR:
+        record = tail[at - 20 - 56 : at - 20]
+        if record[:4] == _ZIP64_EOCD:
+            declared = int.from_bytes(record[40:48], "little")
+    return declared
 
 
 def pdf_sources(
@@ -125,20 +152,28 @@ def pdf_sources(
             yield a.name, blobs.read(a.sha256)
         elif _is_zip(a.name, a.content_type):
             try:
-                with blobs.open(a.sha256) as f, zipfile.ZipFile(f) as zf:
-                    for info in zf.infolist():
-                        if info.is_dir() or not info.filename.lower().endswith(".pdf"):
-                            continue
-                        label = f"{a.name}/{info.filename}"
-                        room = take(label, info.file_size)
-                        with zf.open(info) as member:
-                            # Read one byte past the room: the header's size may lie (zip bomb).
-                            data = member.read(room + 1)
-                        if len(data) > room:
-                            over(label, len(data))
-                        total += len(data)
-                        yield label, data
-                        del data
+                with blobs.open(a.sha256) as f:
+                    directory = _zip_directory_size(f)
+                    if directory is not None and directory > MAX_ZIP_DIRECTORY:
+                        raise PayloadTooLarge(
+                            f"attachment {a.name}: its zip directory is over {MAX_ZIP_DIRECTORY} "
+                            "bytes (too many files to list)",
+                            max_bytes=MAX_ZIP_DIRECTORY,
+                        )
+                    with zipfile.ZipFile(f) as zf:
+                        for info in zf.infolist():
+                            if info.is_dir() or not info.filename.lower().endswith(".pdf"):
+                                continue
+                            label = f"{a.name}/{info.filename}"
+                            room = take(label, info.file_size)
+                            with zf.open(info) as member:
+                                # Read one byte past the room: the header's size may lie (zip bomb).
+                                data = member.read(room + 1)
+                            if len(data) > room:
+                                over(label, len(data))
+                            total += len(data)
+                            yield label, data
+                            del data
             except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
                 raise InvalidEdxml(f"attachment {a.name} is not a readable zip: {exc}") from exc
             except OSError as exc:

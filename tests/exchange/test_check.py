@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway.exchange.attachments import MAX_ZIP_DIRECTORY, _zip_directory_size
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import NewAttachment, build_package, build_status
 from gateway.exchange.check import (
@@ -429,3 +430,37 @@ async def test_a_document_id_must_be_the_senders(
             _file(tmp_path, data), blobs, sender=TU_PHAP, known_agencies=AGENCIES, trust=trust
         )
     assert info.value.extra == {"field": "MessageHeader/DocumentId"}
+
+
+async def test_a_zip_listing_too_many_files_is_refused_before_it_is_read(
+    tmp_path: Path, blobs: BlobStore, trust: Any, make_package: Callable[..., bytes]
+) -> None:
+    # zipfile reads the whole central directory into objects first: a zip of millions of empty
+    # files would cost seconds and gigabytes before any member is counted.
+    names = [f"bang-ke/{i:06d}.csv" for i in range(MAX_ZIP_DIRECTORY // 60 + 1)]
+    zipped = _zip([(n, b"") for n in names])
+    assert len(zipped) < 4 * MAX_ZIP_DIRECTORY
+    with pytest.raises(PayloadTooLarge, match="zip directory") as info:
+        await _check_zip(tmp_path, blobs, trust, make_package, zipped, CheckPolicy())
+    assert info.value.extra == {"max_bytes": MAX_ZIP_DIRECTORY}
+    # Fewer: taken (no PDF in it to check).
+    small = _zip([(n, b"") for n in names[:1000]])
+    checked = await _check_zip(tmp_path, blobs, trust, make_package, small, CheckPolicy())
+    assert checked.pdf_reports == []
+
+
+def test_the_zip_directory_size_is_the_one_zipfile_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Over ZIP_FILECOUNT_LIMIT files (65,535; lowered here), zip64 end records: the size zipfile
+    # uses is the zip64 one, even when the classic record says otherwise.
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 5)
+    zipped = bytearray(_zip([(f"{i}.csv", b"") for i in range(10)]))
+    assert b"PK\x06\x06" in zipped
+    with zipfile.ZipFile(io.BytesIO(bytes(zipped))) as zf:
+        directory = sum(46 + len(i.filename.encode()) + len(i.extra) for i in zf.infolist())
+    assert _zip_directory_size(io.BytesIO(bytes(zipped))) == directory
+    eocd = zipped.rindex(b"PK\x05\x06")
+    zipped[eocd + 12 : eocd + 16] = (10).to_bytes(4, "little")  # a lying classic record
+    assert _zip_directory_size(io.BytesIO(bytes(zipped))) == directory
+    with zipfile.ZipFile(io.BytesIO(bytes(zipped))) as zf:
+        assert len(zf.infolist()) == 10  # zipfile too reads the zip64 record
+    assert _zip_directory_size(io.BytesIO(b"not a zip")) is None
