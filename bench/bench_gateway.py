@@ -304,9 +304,11 @@ def _access_log(log: Path, offset: int) -> list[tuple[float, float]]:
 
 def _gateway_config(tmp: Path, pki: Path, sandbox_soap: str, tsa: Server) -> Path:
     # Only population is exercised; the other registries get an address nothing listens on
-    # (the app needs a URL for each when the sandboxes are not embedded; nothing calls them).
+    # (the app needs a URL for each when the sandboxes are not embedded; nothing calls them), and
+    # dummy credentials, which a url requires.
     others = "\n".join(
         f'[registries.{name}]\nurl = "http://127.0.0.1:9/{name}"\n'
+        'username = "unused"\npassword = "unused"\nsecret = "unused"\napi_key = "unused"\n'
         for name in ("civil_status", "insurance", "business", "portal")
     )
     text = f"""
@@ -323,6 +325,8 @@ rights = ["lookups.citizen"]
 
 [registries.population]
 url = "{sandbox_soap}"
+username = "lienthong"
+secret = "sandbox-secret"
 api_key = "sandbox-api-key"
 
 {others}

@@ -245,13 +245,24 @@ class RetrySettings:
     jitter: Fraction = 0.2
 
 
+# The credentials each registry's connector sends: required whenever its url is set (the embedded
+# sandboxes bring their own; no default may reach a real registry).
+CREDENTIALS = {
+    "population": ("username", "secret", "api_key"),  # signed Basic auth, ApiKey header
+    "civil_status": (),  # signed requests (XMLDSig), no account
+    "insurance": ("username", "password"),  # token taken with them
+    "business": ("api_key",),
+    "portal": ("username", "password"),  # HTTP Basic
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class RegistrySettings:
-    url: HttpUrl | None = None  # None: the embedded sandbox's URL
-    username: str = "lienthong"
-    password: str = field(default="sandbox", repr=False)
-    secret: str = field(default="sandbox-secret", repr=False)
-    api_key: str = field(default="sandbox-key", repr=False)
+    url: HttpUrl | None = None  # None: the embedded sandbox's URL (and its credentials)
+    username: str = ""
+    password: str = field(default="", repr=False)
+    secret: str = field(default="", repr=False)
+    api_key: str = field(default="", repr=False)
     client_id: str = "VN:GOV:000.00.00.H41:lienthong"
     timeout_s: PositiveFloat = 10.0
     sign_requests: bool | None = None  # None: as the registry requires (civil status: signed)
@@ -468,6 +479,12 @@ def _check_together(settings: Settings) -> None:
     if g.client_ca and not g.tls_cert:
         raise SettingsError("gateway.client_ca is set without gateway.tls_cert")
     for name, registry in settings.registries.items():
+        missing = [key for key in CREDENTIALS[name] if registry.url and not getattr(registry, key)]
+        if missing:
+            raise SettingsError(
+                f"registries.{name}: url is set without {', '.join(missing)}"
+                " (the sandbox's credentials serve only the embedded sandbox)"
+            )
         retry = registry.retry
         if retry.max_delay_s < retry.base_delay_s:
             raise SettingsError(

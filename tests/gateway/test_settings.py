@@ -25,6 +25,9 @@ rights = ["dossiers.submit", "lookups.citizen"]
 
 [registries.population]
 url = "http://127.0.0.1:9100/"
+username = "lienthong"
+secret = "population-secret"
+api_key = "population-key"
 timeout_s = 2.5
 retry = { max_attempts = 4 }
 
@@ -264,7 +267,13 @@ def test_listen_addresses_that_serve_binds_still_load(listen: str) -> None:
     )
 
 
-URL_KEYS = ["signing.tsa_url", "audit.tsa_url", "registries.population.url", "agencies[0].endpoint"]
+# civil_status: a registry whose url needs no credentials beside it.
+URL_KEYS = [
+    "signing.tsa_url",
+    "audit.tsa_url",
+    "registries.civil_status.url",
+    "agencies[0].endpoint",
+]
 
 
 @pytest.mark.parametrize("where", URL_KEYS)

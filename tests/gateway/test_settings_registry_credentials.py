@@ -1,0 +1,68 @@
+"""A registry's url needs that registry's credentials beside it: the embedded sandboxes bring their
+own, and no default credential may ever be sent to a real registry."""
+
+from typing import Any
+
+import pytest
+
+from gateway.settings import SettingsError, settings_from_mapping
+
+# What each registry's connector sends (README, [registries.<name>]).
+CREDENTIALS = {
+    "population": ("username", "secret", "api_key"),
+    "civil_status": (),
+    "insurance": ("username", "password"),
+    "business": ("api_key",),
+    "portal": ("username", "password"),
+}
+
+URL = "https://registry.example.vn/api"
+GIVEN = {"username": "h41-gateway", "password": "pw-1", "secret": "s-1", "api_key": "k-1"}
+
+
+def _load(name: str, table: dict[str, Any], environ: dict[str, str] | None = None) -> Any:
+    return settings_from_mapping({"registries": {name: table}}, environ=environ or {})
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [(name, key) for name, keys in CREDENTIALS.items() for key in keys]
+)
+def test_a_url_without_one_of_its_registrys_credentials_is_refused(name: str, key: str) -> None:
+    table = {"url": URL, **{k: GIVEN[k] for k in CREDENTIALS[name] if k != key}}
+    with pytest.raises(SettingsError) as info:
+        _load(name, table)
+    message = str(info.value)
+    assert message.startswith(f"registries.{name}: url is set without {key}")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["insurance", "population", "business", "portal"])
+def test_a_url_alone_gets_no_sandbox_credentials(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"registries.{name}: url is set without"):
+        _load(name, {"url": URL})
+
+
+@pytest.mark.parametrize("name", ["insurance", "population", "business", "portal"])
+def test_an_empty_credential_is_no_credential(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"registries.{name}: url is set without"):
+        _load(name, {"url": URL, **{k: "" for k in CREDENTIALS[name]}})
+
+
+@pytest.mark.parametrize("name", list(CREDENTIALS))
+def test_a_url_with_its_credentials_loads_them(name: str) -> None:
+    given = {k: GIVEN[k] for k in CREDENTIALS[name]}
+    registry = _load(name, {"url": URL, **given}).registry(name)
+    assert registry.url == URL
+    assert {k: getattr(registry, k) for k in given} == given
+
+
+@pytest.mark.parametrize("name", list(CREDENTIALS))
+def test_no_url_needs_no_credentials_and_has_none(name: str) -> None:
+    """The embedded sandbox: its own credentials are used, never these."""
+    registry = _load(name, {"timeout_s": 2}).registry(name)
+    assert registry.url is None
+    assert (registry.username, registry.password, registry.secret, registry.api_key) == ("",) * 4
+
+
+def test_civil_status_needs_only_its_url() -> None:
+    assert _load("civil_status", {"url": URL}).registry("civil_status").url == URL
