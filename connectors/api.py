@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Self
 
 __all__ = [
+    "RETRYABLE_4XX",
     "Connector",
     "ConnectorError",
     "Endpoint",
@@ -29,6 +30,7 @@ __all__ = [
     "Request",
     "Result",
     "TransientError",
+    "transient_status",
 ]
 
 
@@ -48,6 +50,17 @@ class TransientError(ConnectorError):
 
 class PermanentError(ConnectorError):
     """Not worth retrying: the registry understood the request and refused it."""
+
+
+# 408 Request Timeout, 425 Too Early, 429 Too Many Requests: the server refused the request for
+# now, not for what it says; the same request later may succeed.
+RETRYABLE_4XX: frozenset[int] = frozenset({408, 425, 429})
+
+
+def transient_status(status: int) -> bool:
+    """Whether an HTTP error status is worth retrying: any 5xx, or one of :data:`RETRYABLE_4XX`.
+    The one definition for every outbound HTTP call (registries, callbacks, document delivery)."""
+    return status >= 500 or status in RETRYABLE_4XX
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,9 +5,10 @@ One :class:`RestTransport` per connector holds one ``aiohttp.ClientSession`` (op
 foreign failure is translated in ONE place, :func:`translate_errors`:
 
 - connection refused / reset / server disconnected / timeouts / truncated bodies → TransientError
-- HTTP 5xx → TransientError; HTTP 4xx → PermanentError (``code`` = ``"http-<status>"``), unless the
-  caller listed the status in ``accept`` and wants to interpret it itself (404 "not found", a 401
-  that means "refresh the token")
+- HTTP 5xx, 408, 425, 429 (:func:`~connectors.api.transient_status`) → TransientError; any other
+  4xx → PermanentError (``code`` = ``"http-<status>"``), unless the caller listed the status in
+  ``accept`` and wants to interpret it itself (404 "not found", a 401 that means "refresh the
+  token")
 - HTTP 3xx → PermanentError: redirects are not followed (a registry answers where it is
   configured; following one would hand the API key or the query's credentials to another host)
 - no error message quotes an aiohttp exception's URL: insurance's query carries its token and
@@ -33,7 +34,13 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from connectors.api import ConnectorError, Endpoint, PermanentError, TransientError
+from connectors.api import (
+    ConnectorError,
+    Endpoint,
+    PermanentError,
+    TransientError,
+    transient_status,
+)
 
 __all__ = ["RestReply", "RestTransport", "translate_errors"]
 
@@ -148,8 +155,10 @@ class RestTransport:
         ``path`` is relative to the endpoint URL (no leading slash keeps any base path).
 
         Raises:
-            TransientError: unreachable, timed out, 5xx, or a reply that is not the expected JSON.
-            PermanentError: a 4xx not listed in ``accept``; the transport is not open.
+            TransientError: unreachable, timed out, 5xx, 408, 425, 429, or a reply that is not the
+                expected JSON.
+            PermanentError: another 4xx or a 3xx not listed in ``accept``; the transport is not
+                open.
         """
         if self._session is None:
             raise PermanentError(self.registry, "transport used before open() or after close()")
@@ -174,7 +183,7 @@ class RestTransport:
             ) as response:
                 raw = await self._read_body(response)
                 status = response.status
-            if status >= 500:
+            if transient_status(status):
                 raise TransientError(
                     self.registry, f"HTTP {status}: {_snippet(raw)}", code=f"http-{status}"
                 )

@@ -13,7 +13,8 @@ Every failure is translated in one place, :meth:`SoapClient._translate`::
 
     timeout, connect error, reset, dropped mid-reply      → TransientError
     HTTP 5xx without a SOAP Fault (502/503/504 …)          → TransientError
-    HTTP 4xx (401 bad credentials, 404, 413 …)             → PermanentError
+    HTTP 408, 425, 429 (timeout, too early, rate limited)  → TransientError
+    any other HTTP 4xx (401 bad credentials, 404, 413 …)   → PermanentError
     SOAP Fault soap:Server / soap:Receiver                 → TransientError
     SOAP Fault soap:Client / soap:Sender                   → PermanentError
     a reply that is not the contract's (HTML, bad XML)     → TransientError
@@ -38,7 +39,13 @@ import zeep.exceptions
 import zeep.helpers
 from lxml import etree
 
-from connectors.api import ConnectorError, Endpoint, PermanentError, TransientError
+from connectors.api import (
+    ConnectorError,
+    Endpoint,
+    PermanentError,
+    TransientError,
+    transient_status,
+)
 from connectors.soapcodec import NotCompiled, OperationCodec, compile_operation
 
 __all__ = [
@@ -258,7 +265,7 @@ class SoapClient:
             return  # zeep reads the body; a SOAP 1.1 Fault comes with 500
         text = response.text[:200].strip() if response.content else ""
         message = f"HTTP {status}" + (f": {text}" if text else "")
-        if status >= 500:
+        if transient_status(status):
             raise TransientError(self.registry, message, code=str(status))
         raise PermanentError(self.registry, message, code=str(status))
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from connectors.api import Connector, PermanentError, TransientError
+from connectors.api import Connector, PermanentError, TransientError, transient_status
 from gateway import dossiers
 from gateway.outbox.jobs import Job
 from gateway.procedures import flow_of
@@ -101,7 +101,7 @@ class CallbackHandler:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError("callback", f"{url}: {type(exc).__name__}: {exc}") from None
-        if status in (408, 425, 429) or status >= 500:
+        if transient_status(status):
             raise TransientError("callback", f"{url} answered {status}")
         if status >= 400:
             raise PermanentError("callback", f"{url} refused the callback with {status}")

@@ -154,6 +154,13 @@ async def test_5xx_is_transient(url: str, code: int) -> None:
     assert caught.value.code == f"http-{code}"
 
 
+@pytest.mark.parametrize("code", [408, 425, 429])
+async def test_retry_later_4xx_is_transient(url: str, code: int) -> None:
+    with pytest.raises(TransientError) as caught:
+        await call(url, f"status/{code}")
+    assert caught.value.code == f"http-{code}"
+
+
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 409, 422])
 async def test_4xx_is_permanent(url: str, code: int) -> None:
     with pytest.raises(PermanentError) as caught:

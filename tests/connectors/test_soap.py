@@ -1,8 +1,11 @@
 import importlib
 
 import pytest
+from aiohttp import web
 
-from connectors.api import PermanentError, TransientError
+from connectors.api import Endpoint, PermanentError, TransientError
+from connectors.population.client import PopulationConnector
+from connectors.sandboxes import serve_app
 from connectors.soap import Fault, SandboxLedger, SoapFault, fault_class, parse_request
 
 ENV = b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>%s</s:Body></s:Envelope>'
@@ -13,6 +16,34 @@ def test_fault_codes_classified() -> None:
     assert fault_class(Fault("Receiver", "busy")) is TransientError
     assert fault_class(Fault("Client", "bad")) is PermanentError
     assert fault_class(Fault("Sender", "bad")) is PermanentError
+
+
+LOOKUP = {"personal_id": "026092008262", "full_name": "A B", "birth_date": "1992-01-01"}
+
+
+async def _lookup_answered_with(status: int) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, text="slow down", headers={"Retry-After": "5"})
+
+    app = web.Application()
+    app.router.add_post("/soap", answer)
+    async with serve_app(app) as base:
+        async with PopulationConnector(Endpoint(url=base + "/soap")) as population:
+            await population.call("citizen.lookup", LOOKUP)
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 502, 503])
+async def test_retry_later_statuses_are_transient(status: int) -> None:
+    with pytest.raises(TransientError) as caught:
+        await _lookup_answered_with(status)
+    assert caught.value.code == str(status)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
+async def test_other_4xx_are_permanent(status: int) -> None:
+    with pytest.raises(PermanentError) as caught:
+        await _lookup_answered_with(status)
+    assert caught.value.code == str(status)
 
 
 def test_parse_request_returns_the_operation() -> None:
