@@ -395,6 +395,8 @@ class Checkpointer:
         self._last_time = clock()
         self._failing_since: float | None = None
         self._broken: str | None = None  # a condition retrying cannot fix (log ≠ checkpoint)
+        # The latest checkpoint, until the log has been read up to its size and its root matched.
+        self._pending: Checkpoint | None = None
         self.last_error: str | None = None
         self.latest: Checkpoint | None = None
 
@@ -402,7 +404,13 @@ class Checkpointer:
     async def start(self) -> None:
         """Load the latest checkpoint and the leaves, then run in the background.
 
-        Raises CheckpointError if the stored latest checkpoint is unreadable.
+        A log shorter than the latest checkpoint (entries removed from its end) leaves the
+        checkpointer broken — :attr:`healthy` false, :meth:`checkpoint_now` refused — until the
+        log reaches that size again: with the checkpoint's root (the entries were put back) it
+        recovers; with another (new entries took the removed ones' places) it stays broken.
+
+        Raises CheckpointError if the stored latest checkpoint is unreadable, or the log does not
+        match it (altered entries) or has a gap.
         """
         await self._load()
         self._task = asyncio.create_task(self._run(), name="lienthong-checkpointer")
@@ -436,12 +444,20 @@ class Checkpointer:
     async def _load(self) -> None:
         row = await self.store.read(lambda tx: tx.one("checkpoints.latest"))
         self.latest = Checkpoint.from_row(row) if row is not None else None
-        await self._catch_up(check=self.latest)
+        self._pending = self.latest
+        size = await self._catch_up()
+        if self._pending is not None and size < self._pending.size:
+            # Signing the head now would sign a fork: the next appends reuse the removed
+            # entries' sequence numbers, and a checkpoint of them contradicts this one.
+            self._broken = (
+                f"audit log truncated below checkpoint {self._pending.size}: it has {size} entries"
+            )
+            log.error("%s", self._broken)
 
-    async def _catch_up(self, *, check: Checkpoint | None = None) -> int:
+    async def _catch_up(self) -> int:
         """Feed new leaves into the root stack, up to the log's end when the last page was read;
-        return the log size. When ``check`` is given, the recomputed root at its size must equal
-        its root (else the log was altered)."""
+        return the log size. When the stack reaches the size of the checkpoint loaded at start,
+        its root must equal that checkpoint's (else the log was altered)."""
         while True:
             start = self._stack.size
 
@@ -453,32 +469,40 @@ class Checkpointer:
                 # Hashing a page (up to 5,000 leaves) took the loop 5-20 ms, a stall in the tail
                 # of every request in flight: off the loop. Callers hold the lock or are starting
                 # up, so nothing else touches the stack meanwhile.
-                await asyncio.to_thread(self._feed, rows, check)
+                await asyncio.to_thread(self._feed, rows)
             if len(rows) < _PAGE:
                 # A short page ended at the log's end as it was then. Reading on until a page
                 # came back empty chased a busy gateway's appends: ~20 more reads of a few
                 # leaves each per checkpoint, under load.
                 return self._stack.size
 
-    def _feed(self, rows: list[Row], check: Checkpoint | None) -> None:
+    def _feed(self, rows: list[Row]) -> None:
         for row in rows:
             if row["seq"] != self._stack.size:
                 self._broken = f"audit log has a gap at entry {self._stack.size}"
+                self._pending = None  # nothing brings this back
                 raise CheckpointError(self._broken)
             self._stack.append(bytes(row["leaf_hash"]))
+            check = self._pending
             if check is not None and self._stack.size == check.size:
+                self._pending = None
                 if self._stack.root() != check.root:
                     self._broken = (
                         f"audit log does not match checkpoint {check.size}: altered entries"
                     )
                     log.error("%s", self._broken)
                     raise CheckpointError(self._broken, size=check.size)
+                if self._broken is not None:  # truncated, and now the same entries again
+                    log.warning("audit log matches checkpoint %d again", check.size)
+                    self._broken = None
 
     async def checkpoint_now(self) -> Checkpoint | None:
         """Sign and timestamp the current log head, if it grew. Returns the new checkpoint (or
         None if nothing is new). Raises CheckpointError if signing, timestamping or storing fails.
         """
         async with self._lock:
+            if self._broken:
+                raise CheckpointError(f"not signing: {self._broken}")
             size = await self._catch_up()
             if size == 0 or (self.latest is not None and self.latest.size >= size):
                 return None
@@ -543,6 +567,11 @@ class Checkpointer:
 
     async def _tick(self) -> None:
         if self._broken:
+            if self._pending is not None:
+                # Truncated: follow the log back to the checkpoint's size, where its root says
+                # whether the removed entries came back or others took their places.
+                async with self._lock:
+                    await self._catch_up()
             return
         # The head, not count(*): an index lookup, where count(*) scans the table every poll.
         head = await self.store.read(lambda tx: tx.one("audit.head"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -241,6 +242,91 @@ async def test_start_refuses_a_log_that_does_not_match(
         await cpr.start()
     ok, reason = cpr.healthy
     assert not ok and "altered" in reason
+
+
+async def _truncated(tmp_path: Path, pki: TestPKI, tsa_url: str) -> tuple[Path, Checkpoint]:
+    """A gateway's store with a checkpoint of 20 entries, of which the last 5 were then deleted
+    (between two runs of the gateway)."""
+    path = tmp_path / "truncated.db"
+    async with SQLiteStore(path) as s:
+        await add_events(s, 20)
+        cp = await Checkpointer(s, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+        assert cp is not None and cp.size == 20
+    shutil.copyfile(path, tmp_path / "backup.db")  # closed: the whole store is in the file
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("DELETE FROM audit_events WHERE seq >= 15")
+    conn.close()
+    return path, cp
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(500):  # wait for the condition, not for a time
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_log_truncated_below_its_checkpoint_is_not_signed_again(
+    tmp_path: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    """Restarted on a log cut below its latest checkpoint, the checkpointer says so (readiness,
+    new work refused) and signs nothing: the next appends take the removed entries' sequence
+    numbers, and a checkpoint of them would be a fork of the signed log."""
+    path, _ = await _truncated(tmp_path, pki, tsa_url)
+    async with SQLiteStore(path) as s:
+        cpr = Checkpointer(
+            s, pki.key("gateway"), tsa_url=tsa_url, every=1, interval_s=0.05, poll_s=0.01
+        )
+        await cpr.start()
+        try:
+            truncated = "audit log truncated below checkpoint 20: it has 15 entries"
+            assert cpr.healthy == (False, truncated)
+            with pytest.raises(CheckpointError, match=f"not signing: {truncated}"):
+                await cpr.checkpoint_now()
+            await add_events(s, 3, first=15)  # new traffic: 15, 16, 17
+            await asyncio.sleep(0.1)
+            assert cpr.healthy == (False, truncated)
+            await add_events(s, 5, first=18)  # 18..22: the log passes 20 with other entries
+            await _until(lambda: "does not match" in cpr.healthy[1])
+            assert cpr.healthy == (
+                False,
+                "audit log does not match checkpoint 20: altered entries",
+            )
+            await asyncio.sleep(0.1)
+            with pytest.raises(CheckpointError, match="not signing: audit log does not match"):
+                await cpr.checkpoint_now()
+        finally:
+            await cpr.stop()
+        assert [c.size for c in await load_checkpoints(s)] == [20]  # no fork was signed
+
+
+async def test_a_truncated_log_given_back_its_entries_recovers(
+    tmp_path: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    path, _ = await _truncated(tmp_path, pki, tsa_url)
+    async with SQLiteStore(path) as s:
+        backup = tmp_path / "backup.db"  # the same 5 entries, put back as they were
+        cpr = Checkpointer(
+            s, pki.key("gateway"), tsa_url=tsa_url, every=1, interval_s=0.05, poll_s=0.01
+        )
+        await cpr.start()
+        try:
+            assert not cpr.healthy[0]
+            conn = sqlite3.connect(path)
+            with conn:
+                conn.execute("ATTACH DATABASE ? AS backup", (str(backup),))
+                conn.execute(
+                    "INSERT INTO audit_events SELECT * FROM backup.audit_events WHERE seq >= 15"
+                )
+            conn.close()
+            await _until(lambda: cpr.healthy[0])
+            assert cpr.healthy == (True, "ok")
+            await add_events(s, 2, first=20)
+            await _until(lambda: cpr.latest is not None and cpr.latest.size == 22)
+            assert [c.size for c in await load_checkpoints(s)] == [20, 22]
+        finally:
+            await cpr.stop()
 
 
 async def test_forged_note_and_swapped_timestamp_are_refused(
