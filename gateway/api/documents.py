@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,10 +35,10 @@ from gateway.auth import Identity, require
 from gateway.exchange import delivery
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.check import CheckPolicy
-from gateway.exchange.errors import ExchangeError, InvalidEdxml, PayloadTooLarge
+from gateway.exchange.errors import ExchangeError, InvalidEdxml, PayloadTooLarge, UnknownDocument
 from gateway.exchange.hub import AgencyRoute, DocumentHub, IncomingPart
 from gateway.outbox import JobHandler
-from gateway.problems import STORE_RETRY_AFTER_S, Problem
+from gateway.problems import STORE_RETRY_AFTER_S, Problem, not_accepting
 from gateway.requestid import REQUEST_ID_KEY
 
 __all__ = ["HUB_KEY", "RIGHT", "agency_routes", "blob_dir", "hub_for", "job_handlers", "routes"]
@@ -130,6 +131,20 @@ def _problems() -> Any:
         ) from None
 
 
+_DOCUMENT_ID = re.compile(r"d[0-9a-f]{32}")  # the hub's ids: "d" + a uuid4's hex
+
+
+def _path_id(request: web.Request) -> str:
+    """The document id in the path. One that cannot be a document id is no document: 404, as an
+    unknown one, without asking the store (PostgreSQL refuses a NUL in text: it was a 500)."""
+    doc = request.match_info["id"]
+    if _DOCUMENT_ID.fullmatch(doc) is None:
+        raise Problem(
+            404, UnknownDocument.slug, f"no document {doc!r}", title=UnknownDocument.title
+        )
+    return doc
+
+
 def _accepting(runtime: Runtime) -> None:
     """Refuse new work while the audit log cannot be checkpointed (fail-closed), as dossiers do.
 
@@ -140,7 +155,7 @@ def _accepting(runtime: Runtime) -> None:
     state = gate()
     ok, reason = state if isinstance(state, tuple) else (bool(state), "audit checkpoints failing")
     if not ok:
-        raise Problem(503, "not-accepting", reason)
+        raise not_accepting(reason)
 
 
 def _agency(identity: Identity) -> str:
@@ -411,7 +426,7 @@ async def fetch(request: web.Request) -> web.StreamResponse:
     hub = await hub_for(request.app[RUNTIME])
     with _problems():
         doc = await hub.fetch(
-            request.match_info["id"],
+            _path_id(request),
             _agency(identity),
             subsystem=identity.id,
             request_id=request.get(REQUEST_ID_KEY),
@@ -434,7 +449,7 @@ async def ack(request: web.Request) -> web.Response:
     hub = await hub_for(request.app[RUNTIME])
     with _problems():
         result = await hub.ack(
-            request.match_info["id"],
+            _path_id(request),
             _agency(identity),
             subsystem=identity.id,
             request_id=request.get(REQUEST_ID_KEY),
@@ -452,7 +467,7 @@ async def post_status(request: web.Request) -> web.Response:
     )
     with _problems():
         result = await hub.record_status(
-            request.match_info["id"],
+            _path_id(request),
             body,
             sender=_agency(identity),
             subsystem=identity.id,
@@ -466,5 +481,5 @@ async def get_status(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
     hub = await hub_for(request.app[RUNTIME])
     with _problems():
-        result = await hub.statuses(request.match_info["id"], _agency(identity))
+        result = await hub.statuses(_path_id(request), _agency(identity))
     return json_response(result)

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -124,7 +124,9 @@ def _n(tx: Any, table: str) -> int:
 
 
 @asynccontextmanager
-async def running_hub(tmp_path: Path, pki: TestPKI, **gateway: Any) -> AsyncIterator[Hub]:
+async def running_hub(
+    tmp_path: Path, pki: TestPKI, store: dict[str, str] | None = None, **gateway: Any
+) -> AsyncIterator[Hub]:
     endpoint = AgencyEndpoint()
     receiver = web.Application()
     receiver.router.add_post("/edoc", endpoint.handle)
@@ -145,6 +147,7 @@ async def running_hub(tmp_path: Path, pki: TestPKI, **gateway: Any) -> AsyncIter
         ],
         documents={"blob_dir": str(tmp_path / "blobs")},
         gateway=gateway,
+        **({"store": store} if store else {}),
     )  # fmt: skip
     app = build_app(settings)
     runtime = app[RUNTIME]
@@ -991,3 +994,36 @@ async def test_multipart_body_content_encoding_is_checked_like_xml(
                 problem,
             )
     assert await hub.store_counts() == before
+
+
+async def test_a_path_id_that_cannot_be_a_document_is_unknown_on_each_store(
+    tmp_path: Path, pki: TestPKI, store_section: dict[str, str]
+) -> None:
+    """Before, on PostgreSQL, a NUL in the path reached the database: 500 (SQLite: 404)."""
+    async with running_hub(tmp_path, pki, store=store_section) as hub:
+        for method, path in (
+            ("GET", "/v1/documents/%00"),
+            ("GET", "/v1/documents/d%00"),
+            ("POST", "/v1/documents/%00/ack"),
+            ("GET", "/v1/documents/%00/status"),
+            ("GET", "/v1/documents/no-such-document"),
+        ):
+            status, problem = await hub.json(method, path, NGHE_AN)
+            assert (status, problem["type"]) == (404, PROBLEM + "unknown-document"), path
+        async with hub.http.get(hub.url + "/readyz") as r:
+            assert r.status == 200, await r.text()
+
+
+def test_not_accepting_documents_says_when_to_retry() -> None:
+    # While the audit log fails closed the hub refuses new packages and statuses as dossiers are
+    # refused: a 503 with Retry-After (it had none).
+    from types import SimpleNamespace
+
+    from gateway.api.documents import _accepting
+    from gateway.problems import Problem
+
+    failing = SimpleNamespace(extras={"accepting": lambda: (False, "audit checkpoints failing")})
+    with pytest.raises(Problem) as refused:
+        _accepting(cast(Runtime, failing))
+    assert (refused.value.status, refused.value.slug) == (503, "not-accepting")
+    assert int(refused.value.headers["Retry-After"]) > 0
