@@ -3,9 +3,11 @@
 Unknown keys, missing required keys and bad values (a wrong type, a number out of its range, NaN
 or infinity, a URL that is not http(s), a listen address that cannot be bound, TLS half set up, a
 fault plan the sandboxes would refuse) are refused at start with a one-line :class:`SettingsError`
-that names the key. Every scalar key can also be set from the environment as
-``LIENTHONG_<SECTION>_<KEY>`` (``LIENTHONG_STORE_URL``, ``LIENTHONG_OUTBOX_WORKERS``); the
-environment wins over the file. One :class:`Settings` object flows down from ``create_app``.
+that names the key. Every key can also be set from the environment as
+``LIENTHONG_<SECTION>_<KEY>`` (``LIENTHONG_STORE_URL``, ``LIENTHONG_OUTBOX_WORKERS``), a registry's
+as ``LIENTHONG_REGISTRIES_<NAME>_<KEY>``; the environment wins over the file, and a variable that
+names a section but none of its keys is refused. One :class:`Settings` object flows down from
+``create_app``.
 """
 
 from __future__ import annotations
@@ -450,15 +452,75 @@ def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
 
 _TOP = {f.name for f in dataclasses.fields(Settings)} - {"base_dir"}
 _SCALAR_SECTIONS = sorted(_TOP - {"subsystems", "registries", "agencies"})  # one table each
+_LISTS = ("subsystems", "agencies")  # arrays of tables: not settable from the environment
+
+# LIENTHONG_* variables that are not configuration keys though they begin like one.
+_NOT_KEYS = frozenset({"LIENTHONG_AUDIT_CITIZEN"})  # `audit query --citizen`
+
+
+def _keys(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _environment_keys() -> dict[str, tuple[str, ...]]:
+    """``LIENTHONG_<SECTION>_<KEY>`` → the key's path: every key of the single-table sections,
+    ``LIENTHONG_REGISTRIES_<NAME>_<KEY>`` and ``…_<NAME>_RETRY_<KEY>`` for the registries."""
+    hints = typing.get_type_hints(Settings)
+    paths: list[tuple[str, ...]] = [
+        (section, key) for section in _SCALAR_SECTIONS for key in _keys(hints[section])
+    ]
+    for name in REGISTRY_NAMES:
+        for key in _keys(RegistrySettings):
+            if key == "retry":
+                paths += [("registries", name, key, k) for k in _keys(RetrySettings)]
+            else:
+                paths.append(("registries", name, key))
+    return {"LIENTHONG_" + "_".join(path).upper(): path for path in paths}
+
+
+_ENVIRONMENT_KEYS = _environment_keys()
+
+
+def _with(table: Any, path: tuple[str, ...], value: str) -> Any:
+    """A copy of ``table`` with ``value`` at ``path``; the caller's tables stay as they are. A
+    table that is not one is left for the build to refuse."""
+    if not isinstance(table, dict):
+        return table
+    head, *rest = path
+    return {**table, head: _with(table.get(head, {}), tuple(rest), value) if rest else value}
+
+
+def _unknown_variable(variable: str) -> str | None:
+    """Why ``variable`` names no key of the section it names; None: it names no section."""
+    if not variable.startswith("LIENTHONG_") or variable in _NOT_KEYS:
+        return None
+    written, _, rest = variable.removeprefix("LIENTHONG_").partition("_")
+    section = written.lower()
+    if section not in _TOP or written != section.upper():
+        return None  # LIENTHONG_CONFIG, LIENTHONG_KEY_PASSWORD, …
+    if section in _LISTS:
+        return f"[[{section}]] cannot be set from the environment: write it in the file"
+    where, key = section, rest.lower()
+    if section == "registries":
+        name = next((n for n in REGISTRY_NAMES if f"{key}_".startswith(f"{n}_")), None)
+        if name is None:
+            return f"names none of the registries ({', '.join(REGISTRY_NAMES)})"
+        where, key = f"registries.{name}", key[len(name) + 1 :]
+    prefix = f"LIENTHONG_{where.replace('.', '_').upper()}_"
+    known = [k.removeprefix(prefix).lower() for k in _ENVIRONMENT_KEYS if k.startswith(prefix)]
+    return f"[{where}] has no key {_shown(key) if key else repr(key)} (known: {', '.join(known)})"
 
 
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
-    """Apply ``LIENTHONG_<SECTION>_<KEY>`` for the scalar keys of the single-table sections."""
-    for section in _SCALAR_SECTIONS:
-        for name in (f.name for f in dataclasses.fields(typing.get_type_hints(Settings)[section])):
-            value = environ.get(f"LIENTHONG_{section.upper()}_{name.upper()}")
-            if value is not None:
-                data[section] = {**data.get(section, {}), name: value}  # the caller's stays
+    """Apply ``LIENTHONG_<SECTION>_<KEY>`` (``LIENTHONG_REGISTRIES_<NAME>_<KEY>``); refuse one
+    that names a section and no key of it (``LIENTHONG_GATEWAY_LISTN``)."""
+    for variable in sorted(environ):
+        path = _ENVIRONMENT_KEYS.get(variable)
+        if path is not None:
+            section, *rest = path
+            data[section] = _with(data.get(section, {}), tuple(rest), environ[variable])
+        elif (why := _unknown_variable(variable)) is not None:
+            raise SettingsError(f"{_shown(variable)}: {why}")
 
 
 def _check_together(settings: Settings) -> None:
