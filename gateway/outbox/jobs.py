@@ -132,8 +132,13 @@ def replay(tx: Tx, job_id: int, *, actor: str | None = None, now: float | None =
     before = get_job(tx, job_id)
     if before is None:
         raise JobNotFound(job_id)
-    if before.state != "dead" or not tx.execute("outbox.replay", id=job_id, now=at):
+    if before.state != "dead":
         raise NotDead(job_id, before.state)
+    if not tx.execute("outbox.replay", id=job_id, now=at):
+        # Dead when read, not when updated: another replay or resume took it meanwhile
+        # (PostgreSQL, READ COMMITTED). Say the state it is in now.
+        now_job = get_job(tx, job_id)
+        raise NotDead(job_id, now_job.state if now_job is not None else "gone")
     append(
         tx,
         AuditEvent(
