@@ -194,7 +194,7 @@ class DossierList(Struct):
 class DossierCorrection(Strict):
     """PATCH: replace parts of ``data`` (merged one level deep) and/or the applicant."""
 
-    reason: Annotated[str, Meta(min_length=1)]
+    reason: Line  # kept in the audit log: one line of text
     data: dict[str, Any] | None = None
     applicant: Applicant | None = None
 

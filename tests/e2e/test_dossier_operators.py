@@ -93,6 +93,22 @@ async def test_concurrent_corrections_are_neither_lost_nor_misaudited(
     assert events[-1]["digests"]["after"] == hashlib.sha256(await stored_body(gw, code)).hexdigest()
 
 
+async def test_a_correction_reason_is_one_line_of_text(gateway: Gateway) -> None:
+    # The reason goes into the audit log: it was any text at all (a NUL, lines, megabytes).
+    doc, right = await stopped_dossier(gateway)
+    code = doc["code"]
+    before = await stored_body(gateway, code)
+    fix = {"applicant": {**doc["applicant"], "full_name": right}}
+    for reason in ("tên\x00", "tên\nngười nộp", " ", "x" * 501):
+        status, problem = await patch(gateway, code, {"reason": reason, **fix})
+        assert (status, problem["type"]) == (422, PROBLEM + "invalid-request"), (reason, problem)
+        assert "$.reason" in problem["detail"], problem
+    assert await stored_body(gateway, code) == before
+    assert await audit_events(gateway, code, "dossier.corrected") == []
+    status, _ = await patch(gateway, code, {"reason": "x" * 500, **fix})
+    assert status == 200
+
+
 async def test_concurrent_resumes_one_202_the_others_409(any_gateway: Gateway) -> None:
     """Before, on PostgreSQL: one 202, then 500s (NotDead escaped: "outbox job 4 is dead, not
     dead"). Now every store answers one 202 and a 409 status-transition to each other caller."""
