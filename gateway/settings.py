@@ -43,6 +43,7 @@ __all__ = [
     "SigningSettings",
     "StoreSettings",
     "Subsystem",
+    "fingerprint",
     "is_http_url",
     "load_settings",
     "settings_from_mapping",
@@ -140,6 +141,12 @@ def callback_allowed(url: str, bases: tuple[str, ...]) -> bool:
         if target.raw_path == folder or target.raw_path.startswith(folder + "/"):
             return True
     return False
+
+
+def fingerprint(value: str) -> str:
+    """A ``cert_fingerprint`` as the gateway compares it with a client certificate's SHA-256:
+    lower case, without colons (``AB:CD:…`` and ``abcd…`` are one)."""
+    return value.lower().replace(":", "")
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -534,6 +541,19 @@ def _check_together(settings: Settings) -> None:
     ids = [s.id for s in settings.subsystems]
     if len(ids) != len(set(ids)):
         raise SettingsError("subsystem ids must be unique")
+    # A token or a certificate identifies one subsystem: shared, it would be any of them (the
+    # clerks' token an operator's). Tokens are compared as written, fingerprints as read.
+    holders: dict[tuple[str, str], str] = {}
+    for sub in settings.subsystems:
+        for kind, value in (
+            ("token", sub.token),
+            ("cert_fingerprint", sub.cert_fingerprint and fingerprint(sub.cert_fingerprint)),
+        ):
+            if value and (other := holders.setdefault((kind, value), sub.id)) != sub.id:
+                raise SettingsError(
+                    f"subsystems {_shown(other)} and {_shown(sub.id)} have the same {kind}:"
+                    " each must identify one subsystem"
+                )
     g = settings.gateway
     # tls_cert alone is a PEM holding the key as well; a key without a certificate serves nothing.
     if g.tls_key and not g.tls_cert:

@@ -1,0 +1,61 @@
+"""``[[subsystems]]``: what makes a subsystem's identity and its callbacks trustworthy."""
+
+from typing import Any
+
+import pytest
+
+from gateway.settings import SettingsError, settings_from_mapping
+
+MOTCUA, VANHANH = "VN:GOV:000.00.00.H41:motcua", "VN:GOV:000.00.00.H41:vanhanh"
+FINGERPRINT = "ab" * 32
+
+
+def _refused(*subsystems: dict[str, Any]) -> str:
+    with pytest.raises(SettingsError) as info:
+        settings_from_mapping({"subsystems": list(subsystems)}, environ={})
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# --- a token or a certificate identifies one subsystem ---
+
+
+def test_two_subsystems_with_one_token_are_refused_without_showing_it() -> None:
+    message = _refused(
+        {"id": MOTCUA, "token": "shared-secret-token", "rights": ["dossiers.submit"]},
+        {"id": VANHANH, "token": "shared-secret-token", "rights": ["admin"]},
+    )
+    assert message == (
+        f"subsystems {MOTCUA} and {VANHANH} have the same token: each must identify one subsystem"
+    )
+    assert "shared-secret-token" not in message
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [FINGERPRINT, FINGERPRINT.upper(), ":".join(["AB"] * 32), ":".join(["ab"] * 32)],
+)
+def test_two_spellings_of_one_fingerprint_are_refused(spelling: str) -> None:
+    message = _refused(
+        {"id": MOTCUA, "cert_fingerprint": FINGERPRINT},
+        {"id": VANHANH, "cert_fingerprint": spelling, "rights": ["admin"]},
+    )
+    assert message == (
+        f"subsystems {MOTCUA} and {VANHANH} have the same cert_fingerprint:"
+        " each must identify one subsystem"
+    )
+
+
+def test_distinct_tokens_and_fingerprints_load() -> None:
+    settings = settings_from_mapping(
+        {
+            "subsystems": [
+                {"id": MOTCUA, "token": "t-1", "cert_fingerprint": FINGERPRINT},
+                {"id": VANHANH, "token": "t-2", "cert_fingerprint": "cd" * 32},
+                {"id": "VN:GOV:000.00.00.H41:kiemtoan", "token": "t-3"},
+            ]
+        },
+        environ={},
+    )
+    assert [s.token for s in settings.subsystems] == ["t-1", "t-2", "t-3"]
