@@ -15,8 +15,8 @@ Every failure is translated in one place, :meth:`SoapClient._translate`::
     HTTP 5xx without a SOAP Fault (502/503/504 …)          → TransientError
     HTTP 408, 425, 429 (timeout, too early, rate limited)  → TransientError
     any other HTTP 4xx (401 bad credentials, 404, 413 …)   → PermanentError
-    SOAP Fault soap:Server / soap:Receiver                 → TransientError
-    SOAP Fault soap:Client / soap:Sender                   → PermanentError
+    SOAP Fault soap:Server / soap:Receiver (and Server.*)  → TransientError
+    SOAP Fault soap:Client / soap:Sender (and Client.*)    → PermanentError
     a reply that is not the contract's (HTML, bad XML)     → TransientError
     a request zeep cannot build from our parameters        → PermanentError
     anything else                                          → PermanentError ("unexpected")
@@ -81,8 +81,12 @@ class Fault:
 
 
 def fault_class(fault: Fault) -> type[ConnectorError]:
-    """SOAP 1.1 ``Server`` / SOAP 1.2 ``Receiver``: the registry failed, retrying may help."""
-    if fault.code in ("Server", "Receiver"):
+    """SOAP 1.1 ``Server`` / SOAP 1.2 ``Receiver``: the registry failed, retrying may help.
+
+    Classified on the code's first segment: SOAP 1.1 refines a code with dotted parts
+    (``Server.userException`` from Axis, ``Server.Busy``, ``Client.Authentication``), and the
+    refinement keeps the class of what it refines."""
+    if fault.code.split(".", 1)[0] in ("Server", "Receiver"):
         return TransientError
     return PermanentError
 
@@ -260,9 +264,11 @@ class SoapClient:
 
     def _check_status(self, response: _Reply) -> None:
         status = response.status_code
-        soap_fault = status == 500 and b"Fault" in response.content[:4096]
+        # A SOAP Fault comes with 500 and an XML body (after a soap:Header of any size): zeep reads
+        # it, and its code says whether to retry. A 500 that is not XML is an HTTP failure.
+        soap_fault = status == 500 and _is_xml(response.headers.get("Content-Type", ""))
         if 200 <= status < 300 or soap_fault:
-            return  # zeep reads the body; a SOAP 1.1 Fault comes with 500
+            return
         text = response.text[:200].strip() if response.content else ""
         message = f"HTTP {status}" + (f": {text}" if text else "")
         if transient_status(status):
@@ -301,6 +307,13 @@ class SoapClient:
             raise PermanentError(
                 registry, f"unexpected error: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def _is_xml(content_type: str) -> bool:
+    """``text/xml`` (SOAP 1.1), ``application/soap+xml`` (1.2), ``application/xml``, or an MTOM
+    ``multipart/related`` package whose root part is the envelope."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("text/xml", "application/xml", "multipart/related") or media.endswith("+xml")
 
 
 def _fault(exc: zeep.exceptions.Fault) -> Fault:

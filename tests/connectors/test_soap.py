@@ -21,9 +21,12 @@ def test_fault_codes_classified() -> None:
 LOOKUP = {"personal_id": "026092008262", "full_name": "A B", "birth_date": "1992-01-01"}
 
 
-async def _lookup_answered_with(status: int) -> None:
+async def _lookup_answered_with(
+    status: int, body: bytes = b"slow down", content_type: str = "text/plain"
+) -> None:
     async def answer(request: web.Request) -> web.Response:
-        return web.Response(status=status, text="slow down", headers={"Retry-After": "5"})
+        headers = {"Retry-After": "5", "Content-Type": content_type}
+        return web.Response(status=status, body=body, headers=headers)
 
     app = web.Application()
     app.router.add_post("/soap", answer)
@@ -44,6 +47,55 @@ async def test_other_4xx_are_permanent(status: int) -> None:
     with pytest.raises(PermanentError) as caught:
         await _lookup_answered_with(status)
     assert caught.value.code == str(status)
+
+
+def _fault(code: str, header: str = "") -> bytes:
+    return (
+        '<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
+        f'envelope/">{header}<soapenv:Body><soapenv:Fault><faultcode>{code}</faultcode>'
+        "<faultstring>refused</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    ).encode()
+
+
+def test_dotted_fault_codes_keep_their_class() -> None:
+    assert fault_class(Fault("Server.userException", "x")) is TransientError
+    assert fault_class(Fault("Server.Busy", "x")) is TransientError
+    assert fault_class(Fault("Client.Authentication", "x")) is PermanentError
+    assert fault_class(Fault("ServerError", "x")) is PermanentError  # not a refinement of Server
+
+
+# A WS-Security header of some kilobytes before the body: the Fault is far past the first 4 KiB.
+BIG_HEADER = (
+    "<soapenv:Header><wsse:Security xmlns:wsse='urn:wsse'>"
+    + "A" * 5000
+    + "</wsse:Security></soapenv:Header>"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "code"),
+    [
+        (_fault("soapenv:Server.userException"), TransientError, "Server.userException"),
+        (_fault("soapenv:Server.Busy"), TransientError, "Server.Busy"),
+        (_fault("soapenv:Client", BIG_HEADER), PermanentError, "Client"),
+        (_fault("soapenv:Server", BIG_HEADER), TransientError, "Server"),
+    ],
+    ids=["Server.userException", "Server.Busy", "Client-after-5KB", "Server-after-5KB"],
+)
+async def test_faults_are_read_and_classified(
+    body: bytes, error: type[Exception], code: str
+) -> None:
+    with pytest.raises((TransientError, PermanentError)) as caught:
+        await _lookup_answered_with(500, body, "text/xml; charset=utf-8")
+    assert type(caught.value) is error
+    assert caught.value.code == code
+    assert "SOAP fault" in caught.value.message and "refused" in caught.value.message
+
+
+async def test_a_500_that_is_not_xml_is_an_http_failure() -> None:
+    with pytest.raises(TransientError) as caught:
+        await _lookup_answered_with(500, b"<html>Fault tolerance is down</html>", "text/html")
+    assert caught.value.code == "500"
 
 
 def test_parse_request_returns_the_operation() -> None:
