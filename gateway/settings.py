@@ -173,6 +173,26 @@ def _listen_address(value: str, where: str) -> None:
             ) from None
 
 
+_SUBSYSTEM_ID = re.compile(r"VN:GOV:([^:]*):([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _subsystem_id(value: str, where: str) -> None:
+    """``VN:GOV:<agency id>:<subsystem>`` (identifiers.md), the agency id valid: the gateway reads
+    the caller's agency from it (whose dossier codes it may file, whose documents it sends)."""
+    from connectors.identifiers import InvalidIdentifier, check_agency_id
+
+    match = _SUBSYSTEM_ID.fullmatch(value)
+    if match is None:
+        raise SettingsError(
+            f"{where}: expected VN:GOV:<agency id>:<subsystem> (letters, digits, '.', '_', '-'),"
+            f" e.g. VN:GOV:000.00.00.H41:motcua, got {value!r}"
+        )
+    try:
+        check_agency_id(match[1])
+    except InvalidIdentifier as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+
+
 def _fault_plans(plans: Mapping[str, Mapping[str, Any]], where: str) -> None:
     """``[sandbox.faults.<registry>]``: what the sandboxes' FaultPlan takes, checked now."""
     from connectors.faults import FaultPlan
@@ -200,6 +220,7 @@ HttpUrl = Annotated[str, _http_url]
 CallbackBase = Annotated[str, _callback_base]
 ListenAddress = Annotated[str, _listen_address]
 FaultPlans = Annotated[Mapping[str, Mapping[str, Any]], _fault_plans]
+SubsystemId = Annotated[str, _subsystem_id]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,7 +244,7 @@ class StoreSettings:
 class Subsystem:
     """A member's system, e.g. ``VN:GOV:000.00.00.H41:motcua``, and what it may call."""
 
-    id: str
+    id: SubsystemId
     rights: tuple[str, ...] = ()
     token: str | None = field(default=None, repr=False)
     cert_fingerprint: str | None = None  # SHA-256 hex of the client certificate (DER)

@@ -18,7 +18,7 @@ def test_callback_urls_load_and_default_to_none() -> None:
         {
             "subsystems": [
                 _subsystem(["https://motcua.hanoi.gov.vn/hook"]),
-                {"id": "a:b", "token": "u"},
+                {"id": "VN:GOV:000.00.00.H41:kiemtoan", "token": "u"},
             ]
         },
         environ={},

@@ -77,7 +77,11 @@ def test_config_from_environment_variable(tmp_path: Path) -> None:
         ({"subsystems": [{"token": "t"}]}, "missing required key(s) in [subsystems[0]]: id"),
         ({"subsystems": [{"id": "VN:GOV:000.00.00.H41:x"}]}, "needs a token or a cert_fingerprint"),
         (
-            {"subsystems": [{"id": "a:b", "token": "t", "rights": ["everything"]}]},
+            {
+                "subsystems": [
+                    {"id": "VN:GOV:000.00.00.H41:x", "token": "t", "rights": ["everything"]}
+                ]
+            },
             "unknown right(s): everything",
         ),
         ({"registries": {"police": {}}}, "unknown registry: police"),

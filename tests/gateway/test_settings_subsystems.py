@@ -59,3 +59,44 @@ def test_distinct_tokens_and_fingerprints_load() -> None:
         environ={},
     )
     assert [s.token for s in settings.subsystems] == ["t-1", "t-2", "t-3"]
+
+
+# --- an id names the member's agency: VN:GOV:<agency id>:<subsystem> ---
+
+
+@pytest.mark.parametrize(
+    "subsystem_id",
+    [
+        "VN:GOV:000.00.00.H41",  # the member, without its subsystem: agency 'GOV' was read
+        "VN:GOV:000.00.00.H41:",
+        "VN:GOV:GOV:motcua",
+        "VN:GOV:000.00.00.h41:motcua",
+        "VN:GOV:H41:motcua",
+        "VN:GOV:000.00.00.H41:motcua:extra",
+        "VN:GOV:000.00.00.H41:a/b",
+        "VN:GOV:000.00.00.H41:mot cua",
+        "VN:COM:000.00.00.H41:motcua",
+        "a:b",
+        "motcua",
+        "",
+    ],
+)
+def test_an_id_that_is_not_member_and_subsystem_is_refused(subsystem_id: str) -> None:
+    message = _refused({"id": subsystem_id, "token": "t"})
+    assert message.startswith("subsystems[0].id: ")
+    assert "VN:GOV:<agency id>:<subsystem>" in message or "invalid agency id" in message
+
+
+@pytest.mark.parametrize(
+    ("subsystem_id", "agency"),
+    [
+        (MOTCUA, "000.00.00.H41"),
+        ("VN:GOV:000.00.11.H53:vanban", "000.00.11.H53"),
+        ("VN:GOV:000.00.00.G15:cong-van_2.0", "000.00.00.G15"),
+    ],
+)
+def test_a_member_and_subsystem_id_loads_with_its_agency(subsystem_id: str, agency: str) -> None:
+    settings = settings_from_mapping(
+        {"subsystems": [{"id": subsystem_id, "token": "t"}]}, environ={}
+    )
+    assert settings.subsystems[0].agency == agency
