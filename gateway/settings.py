@@ -559,6 +559,11 @@ def _check_together(settings: Settings) -> None:
             raise SettingsError(f"subsystem {_shown(sub.id)}: unknown right(s): {_names(wrong)}")
         if not sub.token and not sub.cert_fingerprint:
             raise SettingsError(f"subsystem {_shown(sub.id)}: needs a token or a cert_fingerprint")
+        if sub.callback_urls and not sub.callback_secret:  # callbacks go out signed (API.md)
+            raise SettingsError(
+                f"subsystem {_shown(sub.id)}: callback_urls need a callback_secret to sign"
+                " the callbacks with"
+            )
     ids = [s.id for s in settings.subsystems]
     if len(ids) != len(set(ids)):
         raise SettingsError("subsystem ids must be unique")

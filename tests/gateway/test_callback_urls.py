@@ -10,7 +10,13 @@ MOTCUA = "VN:GOV:000.00.00.H41:motcua"
 
 
 def _subsystem(callback_urls: Any) -> dict[str, Any]:
-    return {"id": MOTCUA, "token": "t", "rights": [], "callback_urls": callback_urls}
+    return {
+        "id": MOTCUA,
+        "token": "t",
+        "rights": [],
+        "callback_secret": "cb-secret",
+        "callback_urls": callback_urls,
+    }
 
 
 def test_callback_urls_load_and_default_to_none() -> None:

@@ -100,3 +100,35 @@ def test_a_member_and_subsystem_id_loads_with_its_agency(subsystem_id: str, agen
         {"subsystems": [{"id": subsystem_id, "token": "t"}]}, environ={}
     )
     assert settings.subsystems[0].agency == agency
+
+
+# --- callbacks go out signed ---
+
+
+@pytest.mark.parametrize("secret", [None, ""])
+def test_callback_urls_without_a_callback_secret_are_refused(secret: str | None) -> None:
+    subsystem = {"id": MOTCUA, "token": "t", "callback_urls": ["https://motcua.example.vn/cb"]}
+    if secret is not None:
+        subsystem["callback_secret"] = secret
+    assert _refused(subsystem) == (
+        f"subsystem {MOTCUA}: callback_urls need a callback_secret to sign the callbacks with"
+    )
+
+
+def test_callback_urls_with_a_callback_secret_load_and_a_secret_alone_too() -> None:
+    settings = settings_from_mapping(
+        {
+            "subsystems": [
+                {
+                    "id": MOTCUA,
+                    "token": "t-1",
+                    "callback_secret": "s",
+                    "callback_urls": ["https://motcua.example.vn/cb"],
+                },
+                {"id": VANHANH, "token": "t-2", "callback_secret": "s2"},  # gets no callbacks
+            ]
+        },
+        environ={},
+    )
+    assert settings.subsystems[0].allows_callback("https://motcua.example.vn/cb/1")
+    assert settings.subsystems[1].callback_urls == ()
