@@ -49,8 +49,9 @@ class PopulationConnector(Connector):
     params may override with ``agency_id`` / ``officer_id`` / ``service_code``.
 
     :meth:`call` raises :class:`PermanentError` for bad params, unknown operations, refused
-    credentials (HTTP 401) and Client faults; :class:`TransientError` for network failures,
-    5xx, Server faults and malformed replies.
+    credentials (HTTP 401), Client faults and a (de-)registration refused with MaKetQua 1 or 2
+    (``code`` = MaKetQua, the message carries the registry's MoTa); :class:`TransientError` for
+    network failures, 5xx, Server faults and malformed replies (an unknown MaKetQua among them).
     """
 
     registry: ClassVar[str] = "population"

@@ -16,12 +16,14 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from connectors.api import PermanentError
 from connectors.identifiers import check_personal_id
 from connectors.text import fold, format_date, nfc, parse_date, parse_datetime
 
 __all__ = [
     "FIELD_NAMES",
     "INTEGRATION_CODES",
+    "REGISTRATION_REFUSALS",
     "SEX_CODES",
     "authorization",
     "citizen_from_registry",
@@ -234,11 +236,33 @@ def lookup_result(reply: Mapping[str, Any]) -> dict[str, Any]:
     raise ValueError(f"unknown MaKetQua {code!r}")
 
 
+# MaKetQua of a registration or de-registration that the registry refused (the WSDL's result codes):
+# the same request will be refused again, so it is permanent, and the registry's MoTa says why.
+REGISTRATION_REFUSALS = {
+    "1": "data does not match the registry",
+    "2": "no citizen with this SoDinhDanh",
+}
+
+
 def registration_result(reply: Mapping[str, Any], date_field: str) -> dict[str, Any]:
     """``DangKyThuongTruResponse`` / ``XoaDangKyThuongTruResponse`` → ``{registration_number,
-    registered_at, household_book?}``. Raises ValueError when the reply lacks its number."""
+    registered_at, household_book?}``.
+
+    Raises:
+        PermanentError: MaKetQua 1 or 2 (``code`` = MaKetQua, the message carries MoTa).
+        ValueError: any other code, or a 0 without its number (a reply outside the contract).
+    """
+    code = str(reply.get("MaKetQua"))
+    if code in REGISTRATION_REFUSALS:
+        why = str(reply.get("MoTa") or "").strip()
+        raise PermanentError(
+            "population",
+            f"refused (MaKetQua {code}, {REGISTRATION_REFUSALS[code]})"
+            + (f": {why}" if why else ""),
+            code=code,
+        )
     number = reply.get("SoHoSo")
-    if str(reply.get("MaKetQua")) != "0" or not number:
+    if code != "0" or not number:
         raise ValueError(
             f"registration reply without a number (MaKetQua {reply.get('MaKetQua')!r})"
         )

@@ -17,6 +17,7 @@ from connectors.api import Endpoint, PermanentError, TransientError
 from connectors.faults import FAULTS_KEY, FaultPlan
 from connectors.population import PopulationConnector, auth_headers
 from connectors.population.sandbox import REGISTRY_KEY, SOAP_PATH, create_app, sandbox_endpoint
+from connectors.sandboxes import serve_app
 from connectors.testdata import WELL_KNOWN, Population
 
 SEED = 5
@@ -395,3 +396,42 @@ async def test_stats_count_requests(connector: PopulationConnector, sandbox: San
     for _ in range(3):
         await connector.call("citizen.lookup", lookup(LAN))
     assert await sandbox.stats() == {"requests": 3, "writes": {}, "replays": 0}
+
+
+REGISTRATION_REPLY = """<?xml version="1.0"?>
+<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+<t:{op}Response xmlns:t="http://dancuquocgia.bca"><t:MaYeuCau>k1</t:MaYeuCau>
+<t:MaKetQua>{code}</t:MaKetQua><t:MoTa>Không tìm thấy công dân</t:MoTa></t:{op}Response>
+</s:Body></s:Envelope>"""
+
+
+async def _registration_answered(operation: str, code: str) -> None:
+    op, params = {
+        "residence.register": ("DangKyThuongTru", NEWBORN),
+        "residence.deregister": ("XoaDangKyThuongTru", DEATH),
+    }[operation]
+
+    async def answer(request: web.Request) -> web.Response:
+        body = REGISTRATION_REPLY.format(op=op, code=code).encode()
+        return web.Response(body=body, content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_post("/soap", answer)
+    async with serve_app(app) as base:
+        async with PopulationConnector(Endpoint(url=base + "/soap")) as population:
+            await population.call(operation, params, idempotency_key="k1")
+
+
+@pytest.mark.parametrize("operation", ["residence.register", "residence.deregister"])
+@pytest.mark.parametrize("code", ["1", "2"])
+async def test_registration_refused_by_result_code_is_permanent(operation: str, code: str) -> None:
+    with pytest.raises(PermanentError) as info:
+        await _registration_answered(operation, code)
+    assert info.value.code == code
+    assert "Không tìm thấy công dân" in info.value.message  # the registry's MoTa is kept
+
+
+@pytest.mark.parametrize("operation", ["residence.register", "residence.deregister"])
+async def test_registration_unknown_result_code_is_transient(operation: str) -> None:
+    with pytest.raises(TransientError, match="MaKetQua '7'"):
+        await _registration_answered(operation, "7")
