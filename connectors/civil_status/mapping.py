@@ -42,8 +42,10 @@ DOCUMENT_TYPES = {
     "citizen_id_card": "4",
     "other": "8",
 }
-# A birth is registered "on time" within 60 days (Law on Civil Status, art. 15).
+# A birth is registered "on time" within 60 days of it (Law on Civil Status 2014, art. 15), a death
+# within 15 days (art. 33); registered after that, it is late (loaiDangKy 4).
 ON_TIME_DAYS = 60
+DEATH_ON_TIME_DAYS = 15
 _DATE = "dd/MM/yyyy"
 
 
@@ -167,12 +169,13 @@ def death_request(
     died = _date(_require(deceased, "death_date", "deceased."), "deceased.death_date")
     if died > today:
         raise ValueError(f"deceased.death_date {died} is in the future")
+    late = (today - died).days > DEATH_ON_TIME_DAYS
     return {
         "maYeuCau": request_id,
         "maDonVi": agency_id,
         "maTinhDangKy": _province(params, province_code),
         "noiDangKy": _place_name(params),
-        "loaiDangKy": REGISTRATION_TYPES["on_time"],
+        "loaiDangKy": REGISTRATION_TYPES["late" if late else "on_time"],
         "nktHoTen": nfc(str(_require(deceased, "full_name", "deceased."))),
         "nktSoDinhDanh": _pid(
             _require(deceased, "personal_id", "deceased."), "deceased.personal_id"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from connectors.api import PermanentError, TransientError
-from connectors.civil_status import CivilStatusConnector
+from connectors.civil_status import CivilStatusConnector, mapping
 from connectors.civil_status.sandbox import REGISTRY_KEY, create_app, sandbox_endpoint
 from connectors.faults import FAULTS_KEY, FaultPlan
 from connectors.identifiers import check_personal_id
@@ -297,3 +298,39 @@ async def test_wsdl_served(sandbox: Sandbox) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.get(sandbox_endpoint(sandbox.base_url).url + "?wsdl")
     assert "DangKyKhaiSinh" in response.text and sandbox.base_url in response.text
+
+
+@pytest.mark.parametrize(
+    ("days_after", "registration_type"),
+    [(0, "1"), (15, "1"), (16, "4"), (400, "4")],  # on time within 15 days (art. 33), then late
+)
+def test_death_registration_type_follows_the_deadline(
+    days_after: int, registration_type: str
+) -> None:
+    died = date(2026, 11, 2)
+    fields = mapping.death_request(
+        DEATH,
+        "r-1",
+        agency_id="000.00.00.H40",
+        province_code="040",
+        today=died + timedelta(days=days_after),
+    )
+    assert fields["loaiDangKy"] == registration_type
+
+
+@pytest.mark.parametrize(
+    ("days_after", "registration_type"),
+    [(0, "1"), (60, "1"), (61, "4")],  # on time within 60 days (art. 15), then late
+)
+def test_birth_registration_type_follows_the_deadline(
+    days_after: int, registration_type: str
+) -> None:
+    born = date(2026, 10, 1)
+    fields = mapping.birth_request(
+        BIRTH,
+        "r-1",
+        agency_id="000.00.00.H40",
+        province_code="040",
+        today=born + timedelta(days=days_after),
+    )
+    assert fields["loaiDangKy"] == registration_type
