@@ -384,24 +384,39 @@ def _names(names: list[Any]) -> str:
     return ", ".join(map(_shown, names))
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    """Check and convert one value to the annotated type; raise SettingsError naming ``where``."""
+def _got(value: Any, secret: bool) -> str:
+    """How a refusal shows the value it got: a secret's (a field declared ``repr=False``: tokens,
+    passwords, keys) only by its type."""
+    if secret:
+        return f"got a value of type {type(value).__name__} (secret: not shown)"
+    return f"got {value!r}"
+
+
+def _convert(tp: Any, value: Any, where: str, secret: bool = False) -> Any:
+    """Check and convert one value to the annotated type; raise SettingsError naming ``where``
+    (and never showing the value of a ``secret``)."""
     origin = typing.get_origin(tp)
     if origin is Annotated:  # a type and the checks of its value
         base, *checks = typing.get_args(tp)
-        value = _convert(base, value, where)
+        value = _convert(base, value, where, secret)
         for check in checks:
-            check(value, where)
+            try:
+                check(value, where)
+            except SettingsError:
+                if secret:  # the checks quote the value
+                    raise SettingsError(f"{where}: not a valid value (secret: not shown)") from None
+                raise
         return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(args[0], value, where)
+        return _convert(args[0], value, where, secret)
     if origin is Literal:
         if value not in typing.get_args(tp):
             allowed = ", ".join(map(str, typing.get_args(tp)))
-            raise SettingsError(f"{where}: {value!r} is not one of {allowed}")
+            shown = "the value (secret: not shown)" if secret else repr(value)
+            raise SettingsError(f"{where}: {shown} is not one of {allowed}")
         return value
     if origin is tuple:
         kinds = typing.get_args(tp)
@@ -411,14 +426,14 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise SettingsError(f"{where}: expected a list")
         items = (kinds[0],) * len(value) if kinds[-1] is Ellipsis else kinds  # or tuple[X, Y]
         if len(items) != len(value):
-            raise SettingsError(f"{where}: expected a list of {len(items)}, got {value!r}")
+            raise SettingsError(f"{where}: expected a list of {len(items)}, {_got(value, secret)}")
         pairs = enumerate(zip(items, value, strict=True))
-        return tuple(_convert(t, v, f"{where}[{i}]") for i, (t, v) in pairs)
+        return tuple(_convert(t, v, f"{where}[{i}]", secret) for i, (t, v) in pairs)
     if origin in (Mapping, dict) or tp is Mapping:
         if not isinstance(value, dict):
             raise SettingsError(f"{where}: expected a table")
         _, vt = typing.get_args(tp)
-        return {k: _convert(vt, v, f"{where}.{_shown(k)}") for k, v in value.items()}
+        return {k: _convert(vt, v, f"{where}.{_shown(k)}", secret) for k, v in value.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise SettingsError(f"{where}: expected a table")
@@ -429,28 +444,28 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
             return value.lower() in ("1", "true", "yes")
         if not isinstance(value, bool):
-            raise SettingsError(f"{where}: expected true or false, got {value!r}")
+            raise SettingsError(f"{where}: expected true or false, {_got(value, secret)}")
         return value
     if tp is int:  # neither a float nor a bool (an int to Python); a string from the environment
         if isinstance(value, str):
             with contextlib.suppress(ValueError):
                 value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SettingsError(f"{where}: expected an integer, got {value!r}")
+            raise SettingsError(f"{where}: expected an integer, {_got(value, secret)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise SettingsError(f"{where}: expected a number, got {value!r}")
+            raise SettingsError(f"{where}: expected a number, {_got(value, secret)}")
         try:
             real = float(value)
         except (ValueError, OverflowError):
-            raise SettingsError(f"{where}: expected a number, got {value!r}") from None
+            raise SettingsError(f"{where}: expected a number, {_got(value, secret)}") from None
         if not math.isfinite(real):  # TOML and the environment both allow nan and inf
-            raise SettingsError(f"{where}: expected a finite number, got {value!r}")
+            raise SettingsError(f"{where}: expected a finite number, {_got(value, secret)}")
         return real
     if tp is str:
         if not isinstance(value, str):
-            raise SettingsError(f"{where}: expected a string, got {value!r}")
+            raise SettingsError(f"{where}: expected a string, {_got(value, secret)}")
         return value
     if tp is Path:
         return Path(value)
@@ -474,7 +489,10 @@ def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
         raise SettingsError(
             f"missing required key(s) in [{where or 'top level'}]: {', '.join(missing)}"
         )
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    kwargs = {
+        k: _convert(hints[k], v, f"{where}.{k}" if where else k, secret=not fields[k].repr)
+        for k, v in data.items()
+    }
     return cls(**kwargs)
 
 
