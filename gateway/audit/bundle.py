@@ -14,8 +14,10 @@ Layout::
     proofs/consistency/<m>-<n>.json  consistency between consecutive checkpoints in the bundle
 
 Only events covered by the latest checkpoint go in (later ones are listed in the manifest as
-``pending``). A bundle proves that what it holds is in the signed log; it cannot prove that no
-other event about the dossier exists — the log is not indexed by dossier in the tree.
+``pending``). A bundle proves that what it holds is in the signed log, and each event says by its
+own fields that it is about the scope (events are selected by indexed columns, which no hash covers:
+:func:`scope_test`); it cannot prove that no other event about the dossier exists — the log is not
+indexed by dossier in the tree.
 
 Exceptions::
 
@@ -31,6 +33,7 @@ import io
 import itertools
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,10 +43,11 @@ from cryptography.hazmat.primitives import serialization
 from gateway.store import Row, Store, Tx
 
 from .checkpoints import Checkpoint, CheckpointError, load_checkpoints, parse_note
+from .events import decode_entry
 from .proofs import LogTree
 from .query import normalize_time
 
-__all__ = ["BundleError", "Scope", "build_bundle", "tsa_certificates"]
+__all__ = ["BundleError", "Scope", "build_bundle", "scope_test", "tsa_certificates"]
 
 BUNDLE_FORMAT = "lienthong-audit-bundle/1"
 
@@ -109,6 +113,47 @@ def tsa_certificates(token: bytes) -> list[bytes]:
         return []
 
 
+def scope_test(scope: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
+    """What an event must say to belong to a bundle's scope (:meth:`Scope.describe`), by its own
+    fields — the events are selected by the indexed columns, which can be edited to select another
+    dossier's: a function of the decoded entry that says why it does not belong, or None. Raises
+    ValueError on a scope a bundle cannot have."""
+    if set(scope) == {"dossier"} or set(scope) == {"document"}:
+        ((field_name, wanted),) = scope.items()
+        if not isinstance(wanted, str):
+            raise ValueError(f"scope: {field_name} is not a string")
+
+        def about(event: dict[str, Any]) -> str | None:
+            found = event.get(field_name)
+            return None if found == wanted else f"is about {field_name} {found!r}, not {wanted!r}"
+
+        return about
+    if set(scope) == {"from", "to"}:
+        start, stop = _when(scope["from"]), _when(scope["to"])
+
+        def during(event: dict[str, Any]) -> str | None:
+            try:
+                at = _when(event.get("at"))
+            except ValueError:
+                return f"has no time the scope can place ({event.get('at')!r})"
+            if start <= at < stop:
+                return None
+            return f"is dated {event.get('at')}, outside [{scope['from']}, {scope['to']})"
+
+        return during
+    raise ValueError(f"scope: not a dossier, a document or from and to: {scope!r}")
+
+
+def _when(value: Any) -> datetime:
+    """An aware time from ISO 8601 text. Raises ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(f"not a time: {value!r}")
+    when = datetime.fromisoformat(value)
+    if when.tzinfo is None:
+        raise ValueError(f"no time zone: {value!r}")
+    return when
+
+
 async def _events(store: Store, scope: Scope) -> list[Row]:
     def work(tx: Tx) -> list[Row]:
         if scope.dossier is not None:
@@ -133,6 +178,12 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
         raise BundleError(f"unreadable checkpoint {exc.size}: {exc}") from exc
     if not checkpoints:
         raise BundleError("no checkpoint yet: wait for the checkpointer and export again")
+    outside = _outside(rows, scope)
+    if outside:
+        raise BundleError(
+            f"the index selects entries that are not about {scope.describe()} "
+            f"({outside}): the log's columns were edited; run `lienthong audit verify`"
+        )
     latest = checkpoints[-1]
     covered = [r for r in rows if r["seq"] < latest.size]
     pending = [r["seq"] for r in rows if r["seq"] >= latest.size]
@@ -189,6 +240,20 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
     files["manifest.json"] = _json(manifest)
     files["README.txt"] = _readme(manifest, latest).encode()
     return await asyncio.to_thread(_zip, files)
+
+
+def _outside(rows: list[Row], scope: Scope) -> str:
+    """The entries among ``rows`` whose own fields are not in ``scope``, as "seq N: why"."""
+    test = scope_test(scope.describe())
+    found = []
+    for r in rows:
+        try:
+            why = test(decode_entry(_blob(r["entry"])))
+        except (ValueError, TypeError, AttributeError):
+            why = "is not a log entry"
+        if why is not None:
+            found.append(f"entry {r['seq']} {why}")
+    return "; ".join(found[:3]) + ("; …" if len(found) > 3 else "")
 
 
 def _add_checkpoint(files: dict[str, bytes], c: Checkpoint) -> None:

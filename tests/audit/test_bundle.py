@@ -183,6 +183,20 @@ def _truncate(files: dict[str, bytes]) -> None:
         (_manifest(events=[float("inf")]), "not an evidence bundle: manifest events"),
         (_manifest(anchor=25.5), "not an evidence bundle: manifest anchor"),
         (_manifest(checkpoints=[True, 25]), "not an evidence bundle: manifest checkpoints"),
+        (
+            _manifest(scope={"dossier": "D2"}),
+            "events/1.json: not in the bundle's scope: the event is about dossier 'D1', not 'D2'",
+        ),
+        (
+            _manifest(scope={"document": "DOC2"}),
+            "events/1.json: not in the bundle's scope: the event is about document 'DOC1'",
+        ),
+        (
+            _manifest(scope={"from": "2020-01-01T00:00:00+00:00", "to": "2020-01-02T00:00:00Z"}),
+            "events/1.json: not in the bundle's scope: the event is dated 20",
+        ),
+        (_manifest(scope={}), "not an evidence bundle: scope: not a dossier, a document"),
+        (_manifest(scope="D1"), "not an evidence bundle: "),
     ],
     ids=[
         "modify",
@@ -197,6 +211,11 @@ def _truncate(files: dict[str, bytes]) -> None:
         "infinite-seq",
         "fractional-anchor",
         "boolean-size",
+        "another-dossier",
+        "another-document",
+        "another-time",
+        "no-scope",
+        "scope-not-an-object",
     ],
 )
 async def test_tampered_bundle_is_located(
@@ -330,3 +349,16 @@ async def test_one_bundle_one_signer_when_not_pinned(
     assert "a log has one audit signer" in report.problems[0]
     both = [pki.certificate("gateway"), pki.certificate("agency-000.00.11.H53")]
     assert (await verify_bundle(data, [pki.root_pem], signers=both)).ok
+
+
+async def test_a_bundle_is_not_built_from_edited_columns(logged: SQLiteStore) -> None:
+    """Two of D1's events given D2 in the dossier column: D2's query now selects them, but their
+    entries say D1; the export refuses (and verify_bundle would refuse such a bundle)."""
+    tamper(logged, "UPDATE audit_events SET dossier = 'D2' WHERE seq IN (5, 9)")
+    with pytest.raises(BundleError) as info:
+        await build_bundle(logged, Scope(dossier="D2"))
+    assert str(info.value) == (
+        "the index selects entries that are not about {'dossier': 'D2'} (entry 5 is about "
+        "dossier 'D1', not 'D2'; entry 9 is about dossier 'D1', not 'D2'): the log's columns "
+        "were edited; run `lienthong audit verify`"
+    )

@@ -7,6 +7,7 @@ import pytest
 from gateway.audit import AuditEvent, append, citizen_hash, decode_entry, verify_chain
 from gateway.audit.events import utc_iso
 from gateway.store import SQLiteStore
+from tests.audit.test_checkpoints import verify_range  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -54,6 +55,33 @@ async def test_tampering_is_located(
     assert not report.ok
     assert report.first_bad == first_bad
     assert problem in (report.problem or "")
+
+
+@pytest.mark.parametrize(
+    ("column", "seq", "value", "said"),
+    [
+        ("dossier", 7, "'D2'", "dossier 'D2' (the entry: 'D1')"),
+        ("dossier", 4, "NULL", "dossier None (the entry: 'D1')"),
+        ("member", 9, "'VN:GOV:X'", "member 'VN:GOV:X' (the entry: None)"),
+        ("service", 3, "'lookups.citizen'", "service 'lookups.citizen' (the entry: None)"),
+        ("document", 5, "'DOC'", "document 'DOC' (the entry: None)"),
+        ("citizen", 11, "'ab'", "citizen 'ab' (the entry: None)"),
+        ("action", 2, "'dossier.accepted'", "action 'dossier.accepted' (the entry: 'test.event')"),
+        ("at", 6, "'2020-01-01T00:00:00.000000+00:00'", "at '2020-01-01T00:00:00.000000+00:00'"),
+    ],
+)
+@pytest.mark.usefixtures("verify_range")
+async def test_edited_index_columns_are_located(
+    store: SQLiteStore, column: str, seq: int, value: str, said: str
+) -> None:
+    """Queries, exports and the access report select by the columns beside each entry, which no
+    hash covers: a column that no longer says what its entry says is named, at its entry."""
+    assert (await verify_chain(store)).ok
+    _tamper(store, f"UPDATE audit_events SET {column} = {value} WHERE seq = {seq}")
+    report = await verify_chain(store)
+    assert (report.ok, report.first_bad, report.entries) == (False, seq, seq)
+    assert (report.problem or "").startswith("indexed columns differ from the entry")
+    assert said in (report.problem or "")
 
 
 async def test_recomputed_leaf_still_breaks_the_chain(store: SQLiteStore) -> None:

@@ -172,9 +172,10 @@ async def test_a_read_only_copy_is_verified_searched_and_listed_and_left_as_it_w
     def run() -> None:
         verify = lienthong("audit", "verify", "--config", config)
         assert verify.returncode == 0, verify.stderr
-        assert verify.stdout == (
+        # (Then notes, such as the indexed columns not compared on a store without that query.)
+        assert verify.stdout.splitlines()[0] == (
             "audit log intact: 12 entries, 1 checkpoints verified, "
-            f"signed by gateway [key sha256:{key_fingerprint(pki.certificate('gateway'))[:16]}]\n"
+            f"signed by gateway [key sha256:{key_fingerprint(pki.certificate('gateway'))[:16]}]"
         )
 
         query = lienthong("audit", "query", "--config", config, "--member", "VN:GOV:M1")
@@ -244,7 +245,7 @@ async def test_a_copy_taken_while_the_gateway_was_writing_is_read_with_its_log(
     )
 
     assert verify.returncode == 0, verify.stderr
-    assert verify.stdout == "audit log intact: 5 entries, 0 checkpoints verified\n"
+    assert verify.stdout.splitlines()[0] == "audit log intact: 5 entries, 0 checkpoints verified"
     assert snapshot(copy) == before
 
 
