@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,24 +50,73 @@ class FaultPlan:
     seed: int = 0
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any]) -> FaultPlan:
-        """Build a plan from config or JSON; unknown keys and out-of-range rates are refused."""
+    def from_mapping(cls, data: Mapping[str, Any]) -> FaultPlan:
+        """Build a plan from config or JSON (``sandbox serve --faults``, ``PUT /_sandbox/faults``).
+
+        Raises:
+            ValueError: naming the field: an unknown key; a rate that is not a number between 0
+                and 1; ``latency_ms`` or ``hang_s`` not a finite number >= 0; ``outages`` not a
+                list of ``[start_s, end_s]`` with 0 <= start_s <= end_s; ``seed`` not an integer.
+                Numbers are JSON numbers: neither strings nor booleans.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a fault plan must be an object, not {_shown(data)}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(str(key) for key in set(data) - names)
         if unknown:
             raise ValueError(f"unknown fault setting(s): {', '.join(unknown)}")
-        values = dict(data)
-        if "outages" in values:
-            values["outages"] = tuple((float(a), float(b)) for a, b in values["outages"])
-        plan = cls(**values)
-        for kind in _KINDS:
-            rate = getattr(plan, f"{kind}_rate")
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{kind}_rate must be between 0 and 1, not {rate}")
-        return plan
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name == "seed":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"seed must be an integer, not {_shown(value)}")
+                values[name] = value
+            elif name == "outages":
+                values[name] = _outages(value)
+            else:
+                number = _number(name, value)
+                if name.endswith("_rate") and not 0.0 <= number <= 1.0:
+                    raise ValueError(f"{name} must be between 0 and 1, not {_shown(value)}")
+                if number < 0:
+                    raise ValueError(f"{name} must not be negative, not {_shown(value)}")
+                values[name] = number
+        return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(name: str, value: Any) -> float:
+    """A finite JSON number (int or float, not a bool) as a float, else ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, not {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too big for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, not {_shown(value)}")
+    return number
+
+
+def _outages(value: Any) -> tuple[tuple[float, float], ...]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"outages must be a list of [start_s, end_s], not {_shown(value)}")
+    windows = []
+    for i, window in enumerate(value):
+        where = f"outages[{i}]"
+        if not isinstance(window, list | tuple) or len(window) != 2:
+            raise ValueError(f"{where} must be [start_s, end_s], not {_shown(window)}")
+        start, end = _number(f"{where}[0]", window[0]), _number(f"{where}[1]", window[1])
+        if not 0.0 <= start <= end:
+            raise ValueError(f"{where} must have 0 <= start_s <= end_s, not {_shown(window)}")
+        windows.append((start, end))
+    return tuple(windows)
 
 
 class FaultState:

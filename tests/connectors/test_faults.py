@@ -62,9 +62,25 @@ def test_outage_window_overrides_rates() -> None:
         ({"error_rate": 0.1, "eror_rate": 0.2}, "unknown fault setting"),
         ({"error_rate": 1.5}, "between 0 and 1"),
         ({"malformed_rate": -0.1}, "between 0 and 1"),
+        ({"seed": [1]}, "seed must be an integer, not \\[1\\]"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"seed": True}, "seed must be an integer"),
+        ({"latency_ms": "5"}, "latency_ms must be a number, not '5'"),
+        ({"latency_ms": -1}, "latency_ms must not be negative"),
+        ({"latency_ms": float("nan")}, "latency_ms must be a finite number"),
+        ({"hang_s": 10**400}, "hang_s must be a finite number"),
+        ({"error_rate": True}, "error_rate must be a number, not True"),
+        ({"reset_rate": None}, "reset_rate must be a number"),
+        ({"outages": 5}, "outages must be a list"),
+        ({"outages": [5]}, "outages\\[0\\] must be \\[start_s, end_s\\]"),
+        ({"outages": [[0, 1, 2]]}, "outages\\[0\\] must be"),
+        ({"outages": [[0, "9"]]}, "outages\\[0\\]\\[1\\] must be a number"),
+        ({"outages": [[5, 1]]}, "0 <= start_s <= end_s"),
+        ({"outages": [[-1, 1]]}, "0 <= start_s <= end_s"),
+        ([("error_rate", 0.5)], "a fault plan must be an object"),
     ],
 )
-def test_from_mapping_refuses(data: dict[str, Any], message: str) -> None:
+def test_from_mapping_refuses(data: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FaultPlan.from_mapping(data)
 
@@ -83,7 +99,17 @@ async def test_put_faults_refuses_unknown_keys_and_keeps_the_plan() -> None:
         async with session.put(f"{url}/_sandbox/faults", json={"error_rat": 1.0}) as reply:
             assert reply.status == 400
             assert "error_rat" in (await reply.json())["error"]
-        async with session.put(f"{url}/_sandbox/faults", json={"error_rate": 2}) as reply:
+        for wrong in (
+            {"error_rate": 2},
+            {"error_rate": True},
+            {"latency_ms": "5"},
+            {"seed": [1]},
+            ["error_rate"],
+        ):
+            async with session.put(f"{url}/_sandbox/faults", json=wrong) as reply:
+                assert reply.status == 400, wrong
+                assert "must be" in (await reply.json())["error"]
+        async with session.put(f"{url}/_sandbox/faults", data=b"{nope") as reply:
             assert reply.status == 400
         async with session.get(f"{url}/_sandbox/faults") as reply:
             assert (await reply.json())["plan"]["error_rate"] == 0.25

@@ -181,6 +181,11 @@ async def test_cli_serves_until_interrupted() -> None:
         (["--faults", '{"eror_rate": 1}'], "unknown fault setting"),
         (["--faults", '{"portal": {"error_rate": 1}}', "--registry", "business"], "not served"),
         (["--registry", "tax"], "tax"),
+        (["--faults", '{"seed": [1]}'], "seed must be an integer"),
+        (["--faults", '{"latency_ms": "5"}'], "latency_ms must be a number"),
+        (["--faults", '{"error_rate": true}'], "error_rate must be a number"),
+        (["--faults", '{"portal": 5}'], "a fault plan must be an object"),
+        (["--faults", '{"portal": {"outages": [[5, 1]]}}'], "outages[0] must have 0 <= start_s"),
     ],
 )
 def test_cli_refuses(args: list[str], message: str) -> None:
@@ -189,5 +194,7 @@ def test_cli_refuses(args: list[str], message: str) -> None:
     from connectors.cli import sandbox
 
     result = CliRunner().invoke(sandbox, ["serve", *args])
-    assert result.exit_code == 2
-    assert message in result.output
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
