@@ -9,7 +9,10 @@ Secrets (passwords, PINs) come from arguments, ``LIENTHONG_KEY_PASSWORD`` /
 from __future__ import annotations
 
 import abc
+import contextlib
+import ctypes
 import hashlib
+import hmac
 import os
 import threading
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -74,20 +78,132 @@ class FileKey(SigningKey):
         return self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
+class _TokenSession:
+    """The one logged-in session this process holds on a token, shared by the keys loaded from it.
+
+    PKCS#11 logs in per application and token, not per session: a second C_Login on the same
+    token fails (UserAlreadyLoggedIn), and C_Logout logs every session out. So the keys of one
+    token share one session, opened and logged in with the first key and closed with the last
+    (closing the last session of a token logs the application out). The lock serialises its use:
+    a session must not be used from two threads at once.
+    """
+
+    def __init__(self, ident: tuple[str, bytes], session: Any, pin: bytes) -> None:
+        self.ident, self.session, self.pin = ident, session, pin
+        self.lock = threading.Lock()
+        self.refs = 0
+
+
+_tokens: dict[tuple[str, bytes], _TokenSession] = {}  # by (module path, token serial)
+_tokens_lock = threading.Lock()
+_PIN_SALT = os.urandom(16)  # the PIN a session was opened with is kept only as a salted hash
+
+
+def _pin_digest(pin: str) -> bytes:
+    return hashlib.sha256(_PIN_SALT + pin.encode()).digest()
+
+
+def _open_token(lib: Any, module: str, token_label: str, pin: str) -> _TokenSession:
+    """The token's shared session, logged in (opened now if no key holds it), with one more
+    reference. Raises PKCS11Error from the module, KeyLoadError for a PIN other than the one the
+    shared session was opened with."""
+    from pkcs11.exceptions import PKCS11Error
+
+    with _tokens_lock:
+        token = lib.get_token(token_label=token_label)
+        ident = (module, bytes(token.serial))
+        shared = _tokens.get(ident)
+        if shared is None:
+            try:
+                session = token.open(user_pin=pin)
+            except PKCS11Error:
+                # python-pkcs11 opens the session, then logs in; when C_Login fails it raises
+                # without closing the session. No key of ours holds a session on this token
+                # (we hold the lock, and there is no shared one), so every session of this
+                # process on its slot is that one.
+                _close_all_sessions(module, token.slot.slot_id)
+                raise
+            shared = _tokens[ident] = _TokenSession(ident, session, _pin_digest(pin))
+        elif not hmac.compare_digest(shared.pin, _pin_digest(pin)):
+            # The token is logged in already: a wrong PIN would otherwise be let through.
+            raise KeyLoadError(
+                f"PKCS#11 token {token_label!r} is open in this process with another PIN"
+            )
+        shared.refs += 1
+        return shared
+
+
+def _release_token(shared: _TokenSession) -> None:
+    """Drop one reference; the last closes the session (and so logs the token out)."""
+    with _tokens_lock:
+        shared.refs -= 1
+        if shared.refs > 0:
+            return
+        del _tokens[shared.ident]
+    from pkcs11.exceptions import PKCS11Error
+
+    with shared.lock, contextlib.suppress(PKCS11Error):  # a token pulled out: nothing to close
+        shared.session.close()
+
+
+class _CK_VERSION(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte)]
+
+
+class _CK_FUNCTION_LIST(ctypes.Structure):
+    """The head of CK_FUNCTION_LIST, up to C_CloseAllSessions (PKCS#11 2.40 §5.1)."""
+
+    _fields_ = [("version", _CK_VERSION)] + [
+        (name, ctypes.c_void_p)
+        for name in (
+            "C_Initialize",
+            "C_Finalize",
+            "C_GetInfo",
+            "C_GetFunctionList",
+            "C_GetSlotList",
+            "C_GetSlotInfo",
+            "C_GetTokenInfo",
+            "C_GetMechanismList",
+            "C_GetMechanismInfo",
+            "C_InitToken",
+            "C_InitPIN",
+            "C_SetPIN",
+            "C_OpenSession",
+            "C_CloseSession",
+            "C_CloseAllSessions",
+        )
+    ]
+
+
+def _close_all_sessions(module: str, slot_id: int) -> None:
+    """C_CloseAllSessions on ``slot_id``, which python-pkcs11 does not expose. The module is the
+    one python-pkcs11 loaded (the same path: dlopen returns the same library)."""
+    try:
+        so = ctypes.CDLL(module)
+        functions = ctypes.POINTER(_CK_FUNCTION_LIST)()
+        if so.C_GetFunctionList(ctypes.byref(functions)) != 0 or not functions:
+            return
+        address = functions.contents.C_CloseAllSessions
+        if address:
+            ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong)(address)(slot_id)
+    except (OSError, AttributeError, ValueError):  # not a loadable module: nothing was opened
+        pass
+
+
 class Pkcs11Key(SigningKey):
-    """A key that never leaves its PKCS#11 token; one session per key, serialised by a lock
-    (PKCS#11 sessions must not be used from two threads at once)."""
+    """A key that never leaves its PKCS#11 token, used through the session this process shares
+    for that token (see :class:`_TokenSession`); :meth:`close` gives the session back."""
 
     def __init__(
         self,
-        session: Any,
+        token: _TokenSession,
         private_key: Any,
         certificate: x509.Certificate,
         chain: tuple[x509.Certificate, ...],
     ) -> None:
-        self._session = session
+        self._shared = token
+        self._closed = False
         self._key = private_key
-        self._lock = threading.Lock()
         self.certificate = certificate
         self.chain = chain
 
@@ -95,8 +211,10 @@ class Pkcs11Key(SigningKey):
         from pkcs11 import Mechanism
         from pkcs11.exceptions import PKCS11Error
 
+        if self._closed:
+            raise KeyLoadError("PKCS#11 key used after close()")
         try:
-            with self._lock:
+            with self._shared.lock:
                 if self.algorithm == "rsa":
                     return bytes(self._key.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
                 # SoftHSM 2.6 has no CKM_ECDSA_SHA256: hash here, sign the digest with CKM_ECDSA.
@@ -111,8 +229,11 @@ class Pkcs11Key(SigningKey):
         )
 
     def close(self) -> None:
-        with self._lock:
-            self._session.close()
+        with _tokens_lock:  # once: a second close must not give back another key's share
+            if self._closed:
+                return
+            self._closed = True
+        _release_token(self._shared)
 
 
 def _check_pair(public_key: Any, certificate: x509.Certificate) -> None:
@@ -220,7 +341,7 @@ def parse_pkcs11_uri(uri: str) -> dict[str, str]:
 
 def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
     import pkcs11
-    from pkcs11 import Attribute, ObjectClass
+    from pkcs11 import ObjectClass
     from pkcs11.exceptions import PKCS11Error
 
     attrs = parse_pkcs11_uri(uri)
@@ -238,31 +359,86 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
         lib = pkcs11.lib(module)
     except (OSError, RuntimeError, PKCS11Error) as exc:
         raise KeyLoadError(f"cannot load PKCS#11 module {module}") from exc
-    session = None
+    what = f"PKCS#11 token {token_label!r}, object {label!r}"
     try:
-        token = lib.get_token(token_label=token_label)
-        session = token.open(user_pin=pin)
-        priv = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
-        if cert is not None:
-            leaf, chain = _split_chain(_load_cert_file(cert))
-        else:
-            objs = list(
-                session.get_objects(
-                    {Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: label}
-                )
-            )
-            if not objs:
-                raise KeyLoadError(f"no certificate labelled {label!r} on the token (use --cert)")
-            leaf, chain = x509.load_der_x509_certificate(bytes(objs[0][Attribute.VALUE])), ()
-    except KeyLoadError:
-        if session is not None:
-            session.close()
-        raise
+        shared = _open_token(lib, module, token_label, pin)
     except PKCS11Error as exc:
-        if session is not None:
-            session.close()
-        # Type names only (PinIncorrect, NoSuchToken, NoSuchKey…): never echo the PIN.
+        # Type names only (PinIncorrect, NoSuchToken…): never echo the PIN.
+        raise KeyLoadError(f"{what}: {type(exc).__name__}") from exc
+    try:
+        with shared.lock:
+            priv = shared.session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            if cert is not None:
+                leaf, chain = _split_chain(_load_cert_file(cert))
+            else:
+                leaf, chain = _token_certificates(shared.session, label)
+        key = Pkcs11Key(shared, priv, leaf, chain)
+    except PKCS11Error as exc:
+        _release_token(shared)
+        raise KeyLoadError(f"{what}: {type(exc).__name__}") from exc
+    except BaseException:
+        _release_token(shared)
+        raise
+    try:
+        _check_token_pair(key)
+    except BaseException:
+        key.close()
+        raise
+    return key
+
+
+def _token_certificates(
+    session: Any, label: str
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    """The certificate labelled ``label`` on the token and, from the token's other certificates,
+    its issuers up to (not including) a self-signed root. Raises KeyLoadError if there is no such
+    certificate or it is not DER; PKCS11Error from the token."""
+    from pkcs11 import Attribute, ObjectClass
+
+    found = list(
+        session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: label})
+    )
+    if not found:
+        raise KeyLoadError(f"no certificate labelled {label!r} on the token (use --cert)")
+    try:
+        leaf = x509.load_der_x509_certificate(bytes(found[0][Attribute.VALUE]))
+    except ValueError as exc:
         raise KeyLoadError(
-            f"PKCS#11 token {token_label!r}, object {label!r}: {type(exc).__name__}"
+            f"the certificate labelled {label!r} on the token is not a DER certificate"
         ) from exc
-    return Pkcs11Key(session, priv, leaf, chain)
+    others = []
+    for obj in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
+        try:
+            others.append(x509.load_der_x509_certificate(bytes(obj[Attribute.VALUE])))
+        except ValueError:  # another certificate, unreadable: it cannot be an issuer anyway
+            continue
+    chain: list[x509.Certificate] = []
+    current = leaf
+    while current.issuer != current.subject and len(chain) < 8:
+        issuer = next((c for c in others if c.subject == current.issuer and c != current), None)
+        if issuer is None or issuer.subject == issuer.issuer:
+            break  # anchors come from the verifier's configuration, never from the token
+        chain.append(issuer)
+        current = issuer
+    return leaf, tuple(chain)
+
+
+def _check_token_pair(key: Pkcs11Key) -> None:
+    """The token's key must be the certificate's: a signature it makes must verify with the
+    certificate's public key (the token may hold no public-key object to compare). Raises
+    KeyLoadError if not."""
+    probe = b"lienthong: does this certificate belong to this key?"
+    try:
+        signature = key.sign(probe)
+    except KeyLoadError as exc:  # e.g. an RSA key asked for ECDSA: another key than the cert's
+        raise KeyLoadError(f"the certificate does not match the private key ({exc})") from exc
+    public = key.certificate.public_key()
+    try:
+        if isinstance(public, rsa.RSAPublicKey):
+            public.verify(signature, probe, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(signature, probe, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise KeyLoadError(f"unsupported certificate key type {type(public).__name__}")
+    except InvalidSignature as exc:
+        raise KeyLoadError("the certificate does not match the private key") from exc

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from signing.errors import KeyLoadError
@@ -130,6 +132,33 @@ def token(pki, tmp_path_factory):
             "--label",
             label,
         )
+    # The issuing CA's certificate, as tokens carry it: the chain of a certificate read from the
+    # token. And a key whose certificate object on the token is not a certificate.
+    (d / "intermediate.der").write_bytes(
+        x509.load_pem_x509_certificate(pki.intermediate_pem.read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+    )
+    sh(*tool, "--write-object", str(d / "intermediate.der"), "--type", "cert", "--id", "09",
+       "--label", "Intermediate CA")  # fmt: skip
+    sh(*tool, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "04", "--label", "badcert")
+    import pkcs11
+    from pkcs11 import Attribute, CertificateType, ObjectClass
+
+    session = pkcs11.lib(MODULE).get_token(token_label="lienthong").open(rw=True, user_pin="1234")
+    try:
+        session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.CERTIFICATE,
+                Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+                Attribute.TOKEN: True,
+                Attribute.LABEL: "badcert",
+                Attribute.SUBJECT: b"\x30\x00",
+                Attribute.VALUE: b"\x30\x03not a certificate",
+            }
+        )
+    finally:
+        session.close()
     return d
 
 
@@ -147,13 +176,85 @@ async def test_pkcs11_signs_xml_and_pdf(pki, pki_server, token, monkeypatch, lab
         key.close()
 
 
-def test_pkcs11_certificate_from_token(token, monkeypatch):
+async def test_pkcs11_certificate_and_chain_from_token(pki, pki_server, token, monkeypatch):
+    """Without --cert, the certificate comes from the token with the issuers the token holds:
+    before, with no chain, a verifier that has only the root refused the key's own signature."""
     monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
     key = load_key("pkcs11:token=lienthong;object=eckey")
     try:
-        assert key.chain == () and "token-eckey" in key.certificate.subject.rfc4514_string()
+        assert "token-eckey" in key.certificate.subject.rfc4514_string()
+        assert [c.subject for c in key.chain] == [
+            x509.load_pem_x509_certificate(pki.intermediate_pem.read_bytes()).subject
+        ]
+        report = (await verify_xml(await sign_xml(SAMPLE_XML, key), pki.trust())).report
+        assert report.valid and report.chain[1] == "lienthong Test Intermediate CA"
     finally:
         key.close()
+
+
+def _open_sessions() -> list[int]:
+    """Handles of the sessions this process has open with SoftHSM (handles are small numbers)."""
+
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_ulong) for n in ("slot", "state", "flags", "error")]
+
+    so = ctypes.CDLL(MODULE)
+    info = Info()
+    return [
+        h for h in range(1, 400) if so.C_GetSessionInfo(ctypes.c_ulong(h), ctypes.byref(info)) == 0
+    ]
+
+
+def test_pkcs11_a_failed_login_leaves_no_session(token, monkeypatch):
+    before = _open_sessions()
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "0000")
+    for _ in range(3):
+        with pytest.raises(KeyLoadError, match="PinIncorrect"):
+            load_key("pkcs11:token=lienthong;object=eckey")
+    assert _open_sessions() == before  # before: one more session per failed login
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    load_key("pkcs11:token=lienthong;object=eckey").close()  # the token still opens
+    assert _open_sessions() == before
+
+
+async def test_pkcs11_keys_of_one_token_share_its_session(pki, pki_server, token, monkeypatch):
+    """Two keys of one token, and one key twice: before, the second load failed with
+    UserAlreadyLoggedIn, and closing one key logged the token out under the others."""
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    before = _open_sessions()
+    ec = load_key("pkcs11:token=lienthong;object=eckey", cert=str(token / "eckey.cert.pem"))
+    rsa = load_key("pkcs11:token=lienthong;object=rsakey", cert=str(token / "rsakey.cert.pem"))
+    again = load_key("pkcs11:token=lienthong;object=eckey", cert=str(token / "eckey.cert.pem"))
+    assert len(_open_sessions()) == len(before) + 1  # one session for the token
+    ec.close()
+    ec.close()  # twice: gives back one share only
+    for key in (rsa, again):  # still logged in
+        report = (await verify_xml(await sign_xml(SAMPLE_XML, key), pki.trust())).report
+        assert report.valid
+    with pytest.raises(KeyLoadError, match="after close"):
+        ec.sign(b"x")
+    # A second load with another PIN is not let in because the token is logged in already.
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "0000")
+    with pytest.raises(KeyLoadError, match="with another PIN"):
+        load_key("pkcs11:token=lienthong;object=eckey", cert=str(token / "eckey.cert.pem"))
+    rsa.close()
+    again.close()
+    assert _open_sessions() == before  # closed with the last key
+
+
+def test_pkcs11_certificate_must_match_the_token_key(pki, token, monkeypatch):
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    before = _open_sessions()
+    for cert in (pki.cert_path("register"), token / "rsakey.cert.pem"):  # another EC, an RSA key
+        with pytest.raises(KeyLoadError, match="does not match the private key"):
+            load_key("pkcs11:token=lienthong;object=eckey", cert=str(cert))
+    assert _open_sessions() == before
+
+
+def test_pkcs11_a_malformed_certificate_on_the_token(token, monkeypatch):
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    with pytest.raises(KeyLoadError, match="'badcert' on the token is not a DER certificate"):
+        load_key("pkcs11:token=lienthong;object=badcert")
 
 
 def test_pkcs11_failures(token, monkeypatch):
