@@ -42,9 +42,12 @@ def verify_callback(secret: bytes, body: bytes, header: str, *, tolerance_s: int
         t = int(fields["t"])
     except (ValueError, KeyError):
         return False
-    if abs(time.time() - t) > tolerance_s:
+    if abs(int(time.time()) - t) > tolerance_s:  # in ints: a 400-digit t cannot overflow a float
         return False
-    return hmac.compare_digest(sign_callback(secret, body, at=t), header)
+    # Compared as bytes: compare_digest refuses a str with non-ASCII characters (TypeError), and a
+    # header is whatever the sender put there. surrogatepass: any str encodes.
+    expected = sign_callback(secret, body, at=t).encode("ascii")
+    return hmac.compare_digest(expected, header.encode("utf-8", "surrogatepass"))
 
 
 def _noop(tx: Tx) -> None:
