@@ -266,7 +266,8 @@ class SoapClient:
         status = response.status_code
         # A SOAP Fault comes with 500 and an XML body (after a soap:Header of any size): zeep reads
         # it, and its code says whether to retry. A 500 that is not XML is an HTTP failure.
-        soap_fault = status == 500 and _is_xml(response.headers.get("Content-Type", ""))
+        # No Content-Type at all is read as XML, the SOAP default (zeep's too).
+        soap_fault = status == 500 and _is_xml(response.headers.get("Content-Type", "text/xml"))
         if 200 <= status < 300 or soap_fault:
             return
         text = response.text[:200].strip() if response.content else ""

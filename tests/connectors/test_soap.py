@@ -1,3 +1,4 @@
+import asyncio
 import importlib
 
 import pytest
@@ -90,6 +91,30 @@ async def test_faults_are_read_and_classified(
     assert type(caught.value) is error
     assert caught.value.code == code
     assert "SOAP fault" in caught.value.message and "refused" in caught.value.message
+
+
+async def test_a_fault_without_a_content_type_is_read_as_xml() -> None:
+    body = _fault("soapenv:Client", BIG_HEADER)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # aiohttp's server always adds a Content-Type; this one sends none.
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass  # the request head; its body is not needed
+        head = f"HTTP/1.1 500 Internal Server Error\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode() + b"Connection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with PopulationConnector(Endpoint(url=f"http://127.0.0.1:{port}/soap")) as c:
+            with pytest.raises(PermanentError) as caught:
+                await c.call("citizen.lookup", LOOKUP)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert caught.value.code == "Client"
 
 
 async def test_a_500_that_is_not_xml_is_an_http_failure() -> None:
