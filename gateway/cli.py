@@ -20,7 +20,9 @@ from gateway.settings import Settings, SettingsError
 from gateway.store import StoreError
 from signing.errors import SigningError
 
-__all__ = ["build_app", "main"]
+__all__ = ["LOG_LEVELS", "build_app", "main"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # what logging.setLevel takes
 
 
 class _OneLineUsageError(click.UsageError):
@@ -136,7 +138,12 @@ def build_app(settings: Settings, **extras: Any) -> web.Application:
 
 @main.command()
 @config_option
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
 def serve(config: Path | None, log_level: str) -> None:
     """Run the gateway."""
     from gateway.logs import configure_logging
@@ -231,3 +238,7 @@ for _module in (
 ):
     for _command in importlib.import_module(_module).commands:
         main.add_command(_command)
+
+
+if __name__ == "__main__":  # python -m gateway.cli
+    main()

@@ -173,6 +173,20 @@ def _listen_address(value: str, where: str) -> None:
             ) from None
 
 
+# The stores open_store (gateway.store) opens: anything else would fail only as the gateway starts.
+_STORE_SCHEMES = ("sqlite:", "postgresql://", "postgres://")
+
+
+def _store_url(value: str, where: str) -> None:
+    if not value.startswith(_STORE_SCHEMES):
+        # Only the scheme: the rest of a database URL may hold its password.
+        scheme, colon, _ = value.partition(":")
+        got = f"a {_shown(scheme)}: URL" if colon else "no scheme"
+        raise SettingsError(
+            f"{where}: expected sqlite:///path.db or postgresql://user@host/db, got {got}"
+        )
+
+
 _SUBSYSTEM_ID = re.compile(r"VN:GOV:([^:]*):([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -221,6 +235,7 @@ CallbackBase = Annotated[str, _callback_base]
 ListenAddress = Annotated[str, _listen_address]
 FaultPlans = Annotated[Mapping[str, Mapping[str, Any]], _fault_plans]
 SubsystemId = Annotated[str, _subsystem_id]
+StoreUrl = Annotated[str, _store_url]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,7 +252,7 @@ class GatewaySettings:
 
 @dataclass(frozen=True, kw_only=True)
 class StoreSettings:
-    url: str = "sqlite:///lienthong.db"
+    url: StoreUrl = "sqlite:///lienthong.db"
 
 
 @dataclass(frozen=True, kw_only=True)
