@@ -16,25 +16,17 @@ from typing import Any
 import msgspec
 
 from gateway.store import Store, Tx
-from gateway.store.queries import queries
 
 from .events import GENESIS
 
-__all__ = ["INDEXED", "ChainReport", "range_query", "verify_chain", "verify_rows"]
+__all__ = ["INDEXED", "VERIFY_QUERY", "ChainReport", "verify_chain", "verify_rows"]
 
 _PAGE = 5000
 
-# The columns stored beside each entry for queries, in the order audit.verify_range returns them
-# after the four of audit.range.
+# The block the verifiers read the log with: seq, entry, leaf_hash, chain_hash, then the columns
+# stored beside each entry for queries, in this order.
+VERIFY_QUERY = "audit.verify_range"
 INDEXED = ("at", "action", "member", "service", "dossier", "document", "citizen")
-_WITH_COLUMNS = "audit.verify_range"
-
-
-def range_query() -> str:
-    """The block the verifiers read the log with: ``audit.verify_range`` (seq, entry, leaf_hash,
-    chain_hash, then :data:`INDEXED`) when the store's SQL has it, else ``audit.range`` — whose
-    rows carry no columns, so that :func:`verify_rows` cannot compare them."""
-    return _WITH_COLUMNS if _WITH_COLUMNS in queries() else "audit.range"
 
 
 class _Indexed(msgspec.Struct, gc=False):
@@ -72,7 +64,7 @@ def verify_rows(
     prev: bytes = GENESIS,
     leaves: bytearray | None = None,
 ) -> ChainReport:
-    """Check rows of :func:`range_query` as tuples ``(seq, entry, leaf_hash, chain_hash)``, with
+    """Check rows of :data:`VERIFY_QUERY` as tuples ``(seq, entry, leaf_hash, chain_hash)``, with
     the :data:`INDEXED` columns after them when the query returns them (then each must equal the
     entry's field), given in ``seq`` order (:meth:`~gateway.store.Tx.tuples`); stop at the first
     that fails. The leaf hash of each good row is added to ``leaves``, back to back (for
@@ -195,10 +187,8 @@ async def verify_chain(store: Store) -> ChainReport:
     """Verify the whole log page by page, each page read off the event loop."""
     start, prev, total = 0, GENESIS, 0
 
-    query = range_query()
-
     def page(tx: Tx) -> list[tuple[Any, ...]]:
-        return tx.tuples(query, start=start, stop=start + _PAGE)
+        return tx.tuples(VERIFY_QUERY, start=start, stop=start + _PAGE)
 
     while True:
         rows = await store.read(page)

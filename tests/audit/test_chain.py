@@ -7,7 +7,6 @@ import pytest
 from gateway.audit import AuditEvent, append, citizen_hash, decode_entry, verify_chain
 from gateway.audit.events import utc_iso
 from gateway.store import SQLiteStore
-from tests.audit.test_checkpoints import verify_range  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -70,7 +69,6 @@ async def test_tampering_is_located(
         ("at", 6, "'2020-01-01T00:00:00.000000+00:00'", "at '2020-01-01T00:00:00.000000+00:00'"),
     ],
 )
-@pytest.mark.usefixtures("verify_range")
 async def test_edited_index_columns_are_located(
     store: SQLiteStore, column: str, seq: int, value: str, said: str
 ) -> None:

@@ -29,7 +29,6 @@ from gateway.audit.checkpoints import (
 )
 from gateway.audit.merkle import root
 from gateway.store import SQLiteStore
-from gateway.store.queries import queries
 from signing.testing import TestPKI, free_port, serve_pki
 from signing.timestamps import serve_tsa
 from signing.trust import RevocationMode
@@ -75,22 +74,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     async with SQLiteStore(tmp_path / "audit.db") as s:
         await add_events(s, 25)
         yield s
-
-
-# The verifier's read with the columns indexed beside each entry, requested for
-# gateway/store/sql/audit.sql (the store's file, not this package's) as `-- name: verify_range`.
-# Until the store has it, the tests that compare columns add it to the SQLite blocks themselves.
-VERIFY_RANGE = (
-    "SELECT seq, entry, leaf_hash, chain_hash, at, action, member, service, dossier, document, "
-    "citizen FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq"
-)
-
-
-@pytest.fixture
-def verify_range(monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = queries()
-    if "audit.verify_range" not in blocks:
-        monkeypatch.setitem(blocks, "audit.verify_range", VERIFY_RANGE)
 
 
 def tamper(store: SQLiteStore, sql: str, *params: object) -> None:

@@ -172,7 +172,6 @@ async def test_a_read_only_copy_is_verified_searched_and_listed_and_left_as_it_w
     def run() -> None:
         verify = lienthong("audit", "verify", "--config", config)
         assert verify.returncode == 0, verify.stderr
-        # (Then notes, such as the indexed columns not compared on a store without that query.)
         assert verify.stdout.splitlines()[0] == (
             "audit log intact: 12 entries, 1 checkpoints verified, "
             f"signed by gateway [key sha256:{key_fingerprint(pki.certificate('gateway'))[:16]}]"

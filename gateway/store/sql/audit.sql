@@ -27,6 +27,12 @@ VALUES (:seq, :at, :action, :member, :service, :dossier, :document, :citizen, :e
 -- name: range
 SELECT seq, entry, leaf_hash, chain_hash FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
 
+-- name: verify_range
+-- What the verifiers read: the hashed entry and, after it, the columns queries select by, which
+-- must say what the entry says (gateway/audit/chain.py, INDEXED).
+SELECT seq, entry, leaf_hash, chain_hash, at, action, member, service, dossier, document, citizen
+FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
+
 -- name: count
 SELECT count(*) AS n FROM audit_events;
 
