@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.audit.bundle import Scope, build_bundle
 from gateway.audit.verify import verify_bundle, verify_log
@@ -128,16 +129,25 @@ async def evidence_story(runtime: Any, code: str, trust_pem: Path, out: Path) ->
     check that bundle offline against nothing but the root certificate."""
     checkpointer = runtime.extras["checkpointer"]
     await checkpointer.checkpoint_now()
-    log = await verify_log(runtime.store, runtime.extras["signing"].trust)
+    signing = runtime.extras["signing"]
+    # The auditor pins the gateway's audit key (its published certificate) and the log's name: a
+    # checkpoint signed by any other key under the same root proves nothing.
+    pins = {"signers": [signing.signer.certificate], "origin": runtime.settings.audit.origin}
+    log = await verify_log(runtime.store, signing.trust, **pins)
     bundle = await build_bundle(runtime.store, Scope(dossier=code))
     path = out / "artifacts" / f"evidence-{code}.zip"
+    signer_pem = out / "artifacts" / "audit-signer.pem"
     await asyncio.to_thread(path.write_bytes, bundle)
-    report = await verify_bundle(bundle, [trust_pem])
+    await asyncio.to_thread(
+        signer_pem.write_bytes, signing.signer.certificate.public_bytes(Encoding.PEM)
+    )
+    report = await verify_bundle(bundle, [trust_pem], **pins)
     return {
         "log": log.describe(),
         "log_ok": log.ok,
         "checkpoints": log.checkpoints,
         "bundle": str(path),
+        "signer": str(signer_pem),
         "bundle_ok": report.ok,
         "bundle_report": report.describe(),
     }
