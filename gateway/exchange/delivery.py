@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from connectors.api import PermanentError, TransientError
+from connectors.api import PermanentError, TransientError, transient_status
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
 from gateway.outbox import Delivery, Job
@@ -110,14 +110,19 @@ class PushHandler:
                 data=body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                # An agency's endpoint is configured: a redirect would send the package (and its
+                # bearer token, within the origin) somewhere nobody configured.
+                allow_redirects=False,
             ) as resp:
                 code = resp.status
         except FileNotFoundError:
             raise PermanentError("documents", f"blob {sha} of {doc_id} is missing") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError("documents", f"{route.endpoint}: {type(exc).__name__}") from None
-        if code in (408, 425, 429) or code >= 500:
+        if transient_status(code):
             raise TransientError("documents", f"{route.endpoint} answered {code}")
+        if 300 <= code < 400:
+            raise PermanentError("documents", f"{route.endpoint} redirected the package ({code})")
         if code >= 400:
             raise PermanentError("documents", f"{route.endpoint} refused the package with {code}")
         if status:

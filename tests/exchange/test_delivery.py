@@ -6,6 +6,12 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from connectors.api import PermanentError
 from gateway.exchange.delivery import PushHandler
 from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute, DocumentHub
 from gateway.outbox import Job
@@ -27,7 +33,7 @@ class _Session:
     def __init__(self) -> None:
         self.headers: list[dict[str, str]] = []
 
-    def post(self, url: str, *, data: Any, headers: dict[str, str], timeout: Any) -> _Answer:
+    def post(self, url: str, *, data: Any, headers: dict[str, str], **_: Any) -> _Answer:
         if hasattr(data, "close"):
             data.close()
         self.headers.append(headers)
@@ -86,3 +92,36 @@ async def test_the_pushed_kind_follows_bussiness_doc_type(
             await status_push.run(_job(STATUS_PUSH_KIND, job))
             assert session.headers[-1]["X-Lienthong-Kind"] == "status"
     assert kinds == {0: "edoc", 1: "revocation", 2: "update", 3: "replacement"}
+
+
+async def test_a_redirecting_endpoint_gets_no_package_sent_on(
+    hub: DocumentHub, make_package: Callable[..., bytes]
+) -> None:
+    # Over real sockets: an agency endpoint answering 307 elsewhere. aiohttp would follow it and
+    # post the package (with the bearer token, within the origin) where nobody configured.
+    hits: dict[str, int] = {"edoc": 0, "elsewhere": 0}
+
+    async def edoc(request: web.Request) -> web.Response:
+        hits["edoc"] += 1
+        await request.read()
+        raise web.HTTPTemporaryRedirect("/elsewhere")
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        hits["elsewhere"] += 1
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/edoc", edoc)
+    app.router.add_post("/elsewhere", elsewhere)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            routes = {**hub.agencies, NGHE_AN: AgencyRoute(NGHE_AN, str(server.make_url("/edoc")))}
+            push = PushHandler(hub.store, hub.blobs, routes, lambda: session)
+            accepted = await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
+            with pytest.raises(PermanentError, match=r"redirected the package \(307\)"):
+                await push.run(_job(PUSH_KIND, {"document": accepted.id, "recipient": NGHE_AN}))
+    finally:
+        await server.close()
+    assert hits == {"edoc": 1, "elsewhere": 0}
