@@ -38,6 +38,16 @@ def _trust(runtime: Runtime) -> Any | None:
     return getattr(setup, "trust", None)
 
 
+def _pins(runtime: Runtime) -> dict[str, Any]:
+    """What a checkpoint shown as verified must be signed by: this gateway's own audit key, for
+    this log's name. Under the same anchors any agency's certificate would do otherwise."""
+    signer = getattr(runtime.extras.get("signing"), "signer", None)
+    return {
+        "signers": None if signer is None else [signer.certificate],
+        "origin": runtime.settings.audit.origin,
+    }
+
+
 def _query_problem(exc: FilterError) -> Problem:
     return Problem(400, "invalid-query", str(exc))
 
@@ -92,7 +102,7 @@ async def _summaries(
     runtime: Runtime, rows: list[dict[str, Any]], verify: bool
 ) -> list[dict[str, Any]]:
     out = []
-    trust = _trust(runtime)
+    trust, pins = _trust(runtime), _pins(runtime)
     for row in rows:
         try:
             cp = Checkpoint.from_row(row)
@@ -101,7 +111,7 @@ async def _summaries(
             continue
         item = cp.summary()
         if verify:
-            check = await verify_checkpoint(cp, trust)
+            check = await verify_checkpoint(cp, trust, **pins)
             item.update(
                 verified=check.ok,
                 problem=check.problem,

@@ -73,11 +73,13 @@ async def serve_audit_app(store: SQLiteStore, extras: dict[str, Any]) -> AsyncIt
 
 
 class _Signing:
-    def __init__(self, trust: Any) -> None:
-        self.trust = trust
+    def __init__(self, trust: Any, signer: Any) -> None:
+        self.trust, self.signer = trust, signer
 
 
-async def seeded_store(path: Path, pki: TestPKI, tsa_url: str) -> SQLiteStore:
+async def seeded_store(
+    path: Path, pki: TestPKI, tsa_url: str, signer: str = "gateway"
+) -> SQLiteStore:
     store = SQLiteStore(path)
     await store.open()
     await add_events(store, 30)
@@ -91,7 +93,7 @@ async def seeded_store(path: Path, pki: TestPKI, tsa_url: str) -> SQLiteStore:
                 ),
             )
         )
-    cpr = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    cpr = Checkpointer(store, pki.key(signer), tsa_url=tsa_url)
     await cpr.checkpoint_now()  # 33
     await add_events(store, 4, first=33)
     await cpr.checkpoint_now()  # 37
@@ -103,7 +105,7 @@ async def api(tmp_path: Path, pki: TestPKI, tsa_url: str) -> AsyncIterator[str]:
     store = await seeded_store(tmp_path / "api.db", pki, tsa_url)
     try:
         async with serve_audit_app(
-            store, {"signing": _Signing(pki.trust(revocation="off"))}
+            store, {"signing": _Signing(pki.trust(revocation="off"), pki.key("gateway"))}
         ) as url:
             yield url
     finally:
@@ -201,6 +203,24 @@ async def test_checkpoints_and_proofs(api: str) -> None:
             assert r.status == 422 and (await r.json())["type"].endswith("proof-unavailable")
         async with s.get(f"{api}/v1/audit/proofs/inclusion", params={"index": "1"}) as r:
             assert r.status == 400
+
+
+async def test_a_checkpoint_signed_by_another_anchored_key_is_not_verified(
+    tmp_path: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    # An agency's certificate chains to the same anchors: it verified before, as if the
+    # gateway's own audit key had signed.
+    store = await seeded_store(tmp_path / "forged.db", pki, tsa_url, signer="agency-000.00.11.H53")
+    signing = _Signing(pki.trust(revocation="off"), pki.key("gateway"))
+    try:
+        async with serve_audit_app(store, {"signing": signing}) as url:
+            async with aiohttp.ClientSession(headers=_auth()) as s:
+                async with s.get(f"{url}/v1/audit/checkpoints/latest") as r:
+                    latest = await r.json()
+    finally:
+        await store.close()
+    assert latest["size"] == 37 and latest["verified"] is False
+    assert "not by the audit signer" in latest["problem"], latest
 
 
 async def test_export(api: str, pki: TestPKI) -> None:
