@@ -64,6 +64,14 @@ async def test_unsigned_and_garbage(pki):
         await verify_pdf(PDF, pki.trust())
     with pytest.raises(SignatureInvalid, match="not a readable PDF"):
         await verify_pdf(b"%PDF-1.7 nonsense", pki.trust())
+    # A "PDF" without its end marker is refused before pyHanko searches all of it backwards for
+    # one (~0.2 s of CPU a MB); a signed PDF with up to 1 KiB of trailing bytes still reads.
+    with pytest.raises(SignatureInvalid, match=r"no %%EOF in its last 1024 bytes"):
+        await verify_pdf(b"%PDF-1.4\n" + b"\0" * (4 << 20), pki.trust())
+    signed = await sign_pdf(PDF, pki.key("gateway"))
+    assert (await verify_pdf(signed + b"\n" * 1000, pki.trust()))[0].valid
+    with pytest.raises(SignatureInvalid, match="no %%EOF"):
+        await verify_pdf(signed + b"\n" * 1024, pki.trust())
 
 
 async def test_sign_argument_errors(pki):
