@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 
 from gateway.audit import AuditEvent, append
-from gateway.audit.chain import verify_rows
+from gateway.audit.chain import VERIFY_QUERY, verify_rows
 from gateway.audit.merkle import MerkleTree
 from gateway.audit.verify import verify_log
 from gateway.store import SQLiteStore, Tx
@@ -155,7 +155,7 @@ async def _verify(folder: Path, n: int, runs: int) -> tuple[list[float], list[fl
             elapsed = time.perf_counter() - started
             assert report.ok and report.entries == n, report.problems  # correctness, not time
             full.append(n / elapsed)
-        rows = await store.read(lambda tx: tx.tuples("audit.range", start=0, stop=n))
+        rows = await store.read(lambda tx: tx.tuples(VERIFY_QUERY, start=0, stop=n))
     cpu: list[float] = []
     for _ in range(runs):
         started = time.perf_counter()

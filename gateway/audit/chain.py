@@ -64,49 +64,15 @@ def verify_rows(
     prev: bytes = GENESIS,
     leaves: bytearray | None = None,
 ) -> ChainReport:
-    """Check rows of :data:`VERIFY_QUERY` as tuples ``(seq, entry, leaf_hash, chain_hash)``, with
-    the :data:`INDEXED` columns after them when the query returns them (then each must equal the
-    entry's field), given in ``seq`` order (:meth:`~gateway.store.Tx.tuples`); stop at the first
-    that fails. The leaf hash of each good row is added to ``leaves``, back to back (for
+    """Check rows of :data:`VERIFY_QUERY`, tuples ``(seq, entry, leaf_hash, chain_hash, *INDEXED)``
+    in ``seq`` order (:meth:`~gateway.store.Tx.tuples`): each entry in its place, its hashes,
+    and its :data:`INDEXED` columns equal to its own fields; stop at the first that fails. The leaf
+    hash of each good row is added to ``leaves``, back to back (for
     :meth:`MerkleTree.extend_packed`).
 
-    The loop is the verifier's hot path (hundreds of thousands of entries): tuples, not dicts,
-    names bound locally, the two hashes computed inline.
+    The loop is the verifier's hot path (hundreds of thousands of entries): tuples unpacked in
+    one step, not dicts, names bound locally, the two hashes computed inline.
     """
-    if rows and len(rows[0]) > 4:
-        return _verify_with_columns(rows, start_seq, prev, leaves)
-    sha256 = hashlib.sha256
-    out = bytearray() if leaves is None else leaves
-    expected, count = start_seq, 0
-    for seq, entry, stored_leaf, stored_chain in rows:
-        if type(entry) is not bytes:
-            # A hand-edited entry may come back as TEXT; hash what is stored, whatever its type.
-            entry = entry.encode() if isinstance(entry, str) else bytes(entry)
-        if seq != expected:
-            what = "removed" if seq > expected else "inserted or reordered"
-            return ChainReport(False, count, expected, f"entry {expected} was {what}")
-        if not entry.startswith(b'{"seq":%d,' % seq):
-            return ChainReport(False, count, seq, _misplaced(entry, seq))
-        leaf = sha256(b"\x00" + entry).digest()  # RFC 9162 leaf hash, as leaf_hash()
-        if leaf != stored_leaf:
-            return ChainReport(False, count, seq, "entry content was modified")
-        prev = sha256(prev + leaf).digest()
-        if prev != stored_chain:
-            return ChainReport(
-                False, count, seq, "chain hash does not follow from the previous entry"
-            )
-        out += leaf
-        expected += 1
-        count += 1
-    return ChainReport(True, count)
-
-
-def _verify_with_columns(
-    rows: Sequence[tuple[Any, ...]], start_seq: int, prev: bytes, leaves: bytearray | None
-) -> ChainReport:
-    """:func:`verify_rows`'s loop for rows that carry the indexed columns. Kept apart (the same
-    checks, then the columns') so that each loop unpacks its rows in one step: indexing or
-    star-unpacking the tuples cost the 4-column loop a third more."""
     sha256 = hashlib.sha256
     decode = _decode_indexed
     out = bytearray() if leaves is None else leaves
@@ -125,13 +91,14 @@ def _verify_with_columns(
         citizen,
     ) in rows:
         if type(entry) is not bytes:
+            # A hand-edited entry may come back as TEXT; hash what is stored, whatever its type.
             entry = entry.encode() if isinstance(entry, str) else bytes(entry)
         if seq != expected:
             what = "removed" if seq > expected else "inserted or reordered"
             return ChainReport(False, count, expected, f"entry {expected} was {what}")
         if not entry.startswith(b'{"seq":%d,' % seq):
             return ChainReport(False, count, seq, _misplaced(entry, seq))
-        leaf = sha256(b"\x00" + entry).digest()
+        leaf = sha256(b"\x00" + entry).digest()  # RFC 9162 leaf hash, as leaf_hash()
         if leaf != stored_leaf:
             return ChainReport(False, count, seq, "entry content was modified")
         prev = sha256(prev + leaf).digest()

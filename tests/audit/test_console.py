@@ -32,7 +32,7 @@ async def site(tmp_path: Path, pki: TestPKI, tsa_url: str) -> AsyncIterator[tupl
     store = await seeded_store(path, pki, tsa_url)
     try:
         async with serve_audit_app(
-            store, {"signing": _Signing(pki.trust(revocation="off"))}
+            store, {"signing": _Signing(pki.trust(revocation="off"), pki.key("gateway"))}
         ) as url:
             yield url, path
     finally:
