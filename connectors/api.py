@@ -16,10 +16,13 @@ Exceptions (nothing else escapes a public call; foreign errors are translated at
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
+from urllib.parse import quote, quote_plus
+
+from yarl import URL
 
 __all__ = [
     "RETRYABLE_4XX",
@@ -30,6 +33,7 @@ __all__ = [
     "Request",
     "Result",
     "TransientError",
+    "excerpt",
     "transient_status",
 ]
 
@@ -61,6 +65,20 @@ def transient_status(status: int) -> bool:
     """Whether an HTTP error status is worth retrying: any 5xx, or one of :data:`RETRYABLE_4XX`.
     The one definition for every outbound HTTP call (registries, callbacks, document delivery)."""
     return status >= 500 or status in RETRYABLE_4XX
+
+
+def excerpt(raw: bytes, *, hide: Collection[str] = (), limit: int = 200) -> str:
+    """The start of a reply's body for an error message (stored as a step's error, shown to
+    clients), with each of ``hide`` — the credentials the request carried — replaced by ``***``,
+    as it is or percent-encoded (as sent, or as an echo may re-encode it), before it is cut: an
+    error page may echo the request."""
+    text = raw.decode("utf-8", "replace")
+    for value in hide:
+        if len(value) >= 4:  # shorter ones (a flag, a digit) say nothing and would garble it
+            sent = URL.build(query={"v": value}).raw_query_string[2:]  # as aiohttp encodes it
+            for form in {value, sent, quote(value, safe=""), quote_plus(value)}:
+                text = text.replace(form, "***")
+    return text[:limit].strip()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,6 +39,7 @@ from connectors.api import (
     Endpoint,
     PermanentError,
     TransientError,
+    excerpt,
     transient_status,
 )
 
@@ -183,14 +184,13 @@ class RestTransport:
             ) as response:
                 raw = await self._read_body(response)
                 status = response.status
-            if transient_status(status):
-                raise TransientError(
-                    self.registry, f"HTTP {status}: {_snippet(raw)}", code=f"http-{status}"
-                )
-            if status >= 400 and status not in accept:
-                raise PermanentError(
-                    self.registry, f"HTTP {status}: {_snippet(raw)}", code=f"http-{status}"
-                )
+            if transient_status(status) or (status >= 400 and status not in accept):
+                # The reply's first words, but never what this request carried: an error page
+                # may echo the URL, and insurance's query holds its token and password.
+                said = excerpt(raw, hide=[*(params or {}).values(), *self._headers.values()])
+                said = said or "(empty body)"
+                error = TransientError if transient_status(status) else PermanentError
+                raise error(self.registry, f"HTTP {status}: {said}", code=f"http-{status}")
             if 300 <= status < 400 and status not in accept:
                 # Where it pointed is not quoted: a Location can echo the request's query.
                 raise PermanentError(
@@ -220,7 +220,3 @@ class RestTransport:
                 raise TransientError(self.registry, f"reply larger than {MAX_BODY} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-def _snippet(raw: bytes, limit: int = 200) -> str:
-    return raw[:limit].decode("utf-8", "replace").strip() or "(empty body)"

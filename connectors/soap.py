@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from connectors.api import (
     Endpoint,
     PermanentError,
     TransientError,
+    excerpt,
     transient_status,
 )
 from connectors.soapcodec import NotCompiled, OperationCodec, compile_operation
@@ -222,8 +223,8 @@ class SoapClient:
             "Content-Type": "text/xml; charset=utf-8",
             "SOAPAction": f'"{binding.get(operation).soapaction or ""}"',
         }
-        if self._headers is not None:
-            headers.update(self._headers(self.endpoint.url))
+        auth = {} if self._headers is None else self._headers(self.endpoint.url)
+        headers.update(auth)
         with self._translate("send"):
             # Registries answer on one fixed URL; a redirect would be a misconfiguration.
             async with http.post(
@@ -236,7 +237,7 @@ class SoapClient:
                         raise TransientError(self.registry, "reply larger than the limit")
                     chunks.append(chunk)
                 response = _Reply(r.status, b"".join(chunks), r.headers, r.charset)
-        self._check_status(response)
+        self._check_status(response, sent=auth.values())
         with self._translate("reply"):
             if len(response.content) <= _INLINE_PARSE_BYTES:
                 # A lookup's few kilobytes parse faster than a thread hand-off would take.
@@ -262,7 +263,7 @@ class SoapClient:
             raise TypeError(f"unexpected reply body {type(plain).__name__}")
         return plain
 
-    def _check_status(self, response: _Reply) -> None:
+    def _check_status(self, response: _Reply, sent: Collection[str] = ()) -> None:
         status = response.status_code
         # A SOAP Fault comes with 500 and an XML body (after a soap:Header of any size): zeep reads
         # it, and its code says whether to retry. A 500 that is not XML is an HTTP failure.
@@ -270,7 +271,8 @@ class SoapClient:
         soap_fault = status == 500 and _is_xml(response.headers.get("Content-Type", "text/xml"))
         if 200 <= status < 300 or soap_fault:
             return
-        text = response.text[:200].strip() if response.content else ""
+        # The reply's first words, never the credentials this request carried (an echo).
+        text = excerpt(response.content, hide=sent)
         message = f"HTTP {status}" + (f": {text}" if text else "")
         if transient_status(status):
             raise TransientError(self.registry, message, code=str(status))

@@ -313,3 +313,38 @@ def test_error_text_never_quotes_the_url(exc: aiohttp.ClientError) -> None:
                 raise exc
         assert type(exc).__name__ in str(caught.value)
         assert not [s for s in SECRETS if s in str(caught.value)], str(caught.value)
+
+
+async def test_an_error_page_echoing_the_request_never_shows_its_credentials() -> None:
+    # Insurance's calls carry token, id_token, username and password in the query string (its
+    # contract); an error page that echoes the request, decoded or as sent, must not carry them
+    # into the step's error, which the API and the callbacks show.
+    password = "S3cr3t+Pass/w0rd é"
+
+    async def token(request: web.Request) -> web.Response:
+        answer = {"access_token": "AT-token", "id_token": "IT-token"}
+        return web.json_response({"maKetQua": "200", "APIKey": answer})
+
+    async def echo(request: web.Request) -> web.Response:
+        page = f"bad gateway for {request.path_qs} ({dict(request.query)})"
+        return web.Response(status=502, text=page)
+
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    app.router.add_route("*", "/api/egw/{p}", echo)
+    async with serve_app(app) as base:
+        endpoint = Endpoint(url=base, username="bhxh_user", password=password)
+        async with InsuranceConnector(endpoint) as insurance:
+            with pytest.raises(TransientError) as caught:
+                await insurance.call(
+                    "card.check",
+                    {
+                        "card_number": "HS4010120878811",
+                        "full_name": "A",
+                        "birth_date": "1992-01-01",
+                    },
+                )
+    message = str(caught.value)
+    assert caught.value.code == "http-502" and "bad gateway for /api/egw/" in message, message
+    for secret in ("AT-token", "IT-token", "S3cr3t", "w0rd"):
+        assert secret not in message, message

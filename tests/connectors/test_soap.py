@@ -123,6 +123,27 @@ async def test_a_500_that_is_not_xml_is_an_http_failure() -> None:
     assert caught.value.code == "500"
 
 
+async def test_an_error_page_echoing_the_request_never_shows_its_credentials() -> None:
+    # The platform's ApiKey (and the Authorization digest) travel in headers; a proxy's error
+    # page that echoes them must not carry them into the step's error, shown to clients.
+    async def echo(request: web.Request) -> web.Response:
+        h = request.headers
+        page = f"<html>upstream failed: ApiKey={h['ApiKey']} {h['Authorization']}</html>"
+        return web.Response(status=502, text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/soap", echo)
+    endpoint = Endpoint(url="", username="u", secret="platform-secret", api_key="API-KEY-123456")
+    async with serve_app(app) as base:
+        endpoint = Endpoint(**{**endpoint.__dict__, "url": base + "/soap"})
+        async with PopulationConnector(endpoint) as population:
+            with pytest.raises(TransientError) as caught:
+                await population.call("citizen.lookup", LOOKUP)
+    message = str(caught.value)
+    assert caught.value.code == "502" and "upstream failed" in message, message
+    assert "API-KEY-123456" not in message and "Basic " not in message, message
+
+
 def test_parse_request_returns_the_operation() -> None:
     op = parse_request(ENV % b'<Op xmlns="urn:x"><A>1</A></Op>')
     assert op.tag == "{urn:x}Op"
