@@ -150,6 +150,7 @@ def fingerprint(value: str) -> str:
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def _listen_address(value: str, where: str) -> None:
@@ -592,6 +593,15 @@ def _check_together(settings: Settings) -> None:
             raise SettingsError(f"subsystem {_shown(sub.id)}: unknown right(s): {_names(wrong)}")
         if not sub.token and not sub.cert_fingerprint:
             raise SettingsError(f"subsystem {_shown(sub.id)}: needs a token or a cert_fingerprint")
+        # Either would otherwise never match, and the subsystem be refused without a word why:
+        # a bearer token is read without the blanks around it, a fingerprint is a SHA-256.
+        if sub.token is not None and sub.token != sub.token.strip():
+            raise SettingsError(f"subsystem {_shown(sub.id)}: token has blanks around it")
+        if sub.cert_fingerprint and not _SHA256_HEX.fullmatch(fingerprint(sub.cert_fingerprint)):
+            raise SettingsError(
+                f"subsystem {_shown(sub.id)}: cert_fingerprint is not a SHA-256 (64 hex digits,"
+                " colons allowed)"
+            )
         if sub.callback_urls and not sub.callback_secret:  # callbacks go out signed (API.md)
             raise SettingsError(
                 f"subsystem {_shown(sub.id)}: callback_urls need a callback_secret to sign"

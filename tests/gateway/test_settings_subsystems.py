@@ -61,6 +61,26 @@ def test_distinct_tokens_and_fingerprints_load() -> None:
     assert [s.token for s in settings.subsystems] == ["t-1", "t-2", "t-3"]
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"token": " t-1"}, "token has blanks around it"),
+        ({"token": "t-1\n"}, "token has blanks around it"),
+        ({"cert_fingerprint": "ab" * 31}, "cert_fingerprint is not a SHA-256"),
+        ({"cert_fingerprint": "zz" * 32}, "cert_fingerprint is not a SHA-256"),
+        ({"cert_fingerprint": "sha256:" + "ab" * 32}, "cert_fingerprint is not a SHA-256"),
+    ],
+)
+def test_a_token_or_fingerprint_that_could_never_match_is_refused(
+    given: dict[str, str], said: str
+) -> None:
+    # The gateway reads a bearer token without the blanks around it and compares fingerprints as
+    # SHA-256 hex: such a subsystem could never be identified, and nothing would say why.
+    message = _refused({"id": MOTCUA, **given})
+    assert message.startswith(f"subsystem {MOTCUA}: {said}")
+    assert "t-1" not in message
+
+
 # --- an id names the member's agency: VN:GOV:<agency id>:<subsystem> ---
 
 
