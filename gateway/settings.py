@@ -104,7 +104,18 @@ def is_http_url(value: str) -> bool:
 
 def _http_url(value: str, where: str) -> None:
     if not is_http_url(value):
-        raise SettingsError(f"{where}: expected an http:// or https:// URL, got {value!r}")
+        shown = _without_password(value)
+        raise SettingsError(f"{where}: expected an http:// or https:// URL, got {shown!r}")
+
+
+def _without_password(value: str) -> str:
+    """``value`` with the password of a ``user:password@`` in it shown as ``***``: a refusal is
+    printed and logged."""
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        password = None
+    return value if not password else value.replace(f":{password}@", ":***@", 1)
 
 
 def _callback_base(value: str, where: str) -> None:

@@ -44,6 +44,8 @@ def open_store(
         return SQLiteStore(path, create=create, readonly=readonly)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url, create=create, readonly=readonly)
+    scheme = url.partition(":")[0]  # not the rest: a database URL may hold a password
     raise ValueError(
-        f"unsupported store url {url!r} (expected sqlite:///path.db or postgresql://host/db)"
+        f"unsupported store url scheme {scheme!r} (expected sqlite:///path.db or "
+        "postgresql://host/db)"
     )

@@ -301,6 +301,21 @@ def test_a_url_that_is_not_absolute_http_is_refused(where: str, url: Any) -> Non
 
 
 @pytest.mark.parametrize("where", URL_KEYS)
+def test_a_refused_url_is_shown_without_its_password(where: str) -> None:
+    # The line is printed and logged: a user:password@ in a (wrong) URL must not be.
+    message = _refused(_nested(where, "ftp://bhxh_user:S3cr3t-pw@registry.example.vn/api"))
+    assert "S3cr3t-pw" not in message and "bhxh_user:***@registry.example.vn" in message, message
+
+
+def test_an_unsupported_store_url_is_named_by_its_scheme_only() -> None:
+    from gateway.store import open_store
+
+    with pytest.raises(ValueError) as refused:
+        open_store("mysql://root:S3cr3t-pw@db.example.vn/lienthong")
+    assert "S3cr3t-pw" not in str(refused.value) and "'mysql'" in str(refused.value)
+
+
+@pytest.mark.parametrize("where", URL_KEYS)
 @pytest.mark.parametrize(
     "url", ["http://127.0.0.1:9100/", "https://tsa.example.vn/tsr", "HTTPS://[::1]:8443/x?y=1"]
 )
