@@ -18,6 +18,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import quote, quote_plus
@@ -34,6 +36,7 @@ __all__ = [
     "Result",
     "TransientError",
     "excerpt",
+    "retry_after",
     "transient_status",
 ]
 
@@ -49,7 +52,14 @@ class ConnectorError(Exception):
 
 
 class TransientError(ConnectorError):
-    """Worth retrying: the registry was unreachable, slow, overloaded or answered garbage."""
+    """Worth retrying: the registry was unreachable, slow, overloaded or answered garbage.
+    ``wait_s``: how long the registry asked to be left alone (its Retry-After), when it said."""
+
+    def __init__(
+        self, registry: str, message: str, *, code: str | None = None, wait_s: float | None = None
+    ) -> None:
+        super().__init__(registry, message, code=code)
+        self.wait_s = wait_s
 
 
 class PermanentError(ConnectorError):
@@ -65,6 +75,23 @@ def transient_status(status: int) -> bool:
     """Whether an HTTP error status is worth retrying: any 5xx, or one of :data:`RETRYABLE_4XX`.
     The one definition for every outbound HTTP call (registries, callbacks, document delivery)."""
     return status >= 500 or status in RETRYABLE_4XX
+
+
+def retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """A Retry-After header (RFC 9110 10.2.3: delay-seconds or an HTTP-date) in seconds from
+    ``now``, at least 0; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT; parsedate gives naive for "-0000"
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def excerpt(raw: bytes, *, hide: Collection[str] = (), limit: int = 200) -> str:

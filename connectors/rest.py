@@ -40,6 +40,7 @@ from connectors.api import (
     PermanentError,
     TransientError,
     excerpt,
+    retry_after,
     transient_status,
 )
 
@@ -184,13 +185,16 @@ class RestTransport:
             ) as response:
                 raw = await self._read_body(response)
                 status = response.status
+                wait_s = retry_after(response.headers.get("Retry-After"))
             if transient_status(status) or (status >= 400 and status not in accept):
                 # The reply's first words, but never what this request carried: an error page
                 # may echo the URL, and insurance's query holds its token and password.
                 said = excerpt(raw, hide=[*(params or {}).values(), *self._headers.values()])
                 said = said or "(empty body)"
-                error = TransientError if transient_status(status) else PermanentError
-                raise error(self.registry, f"HTTP {status}: {said}", code=f"http-{status}")
+                message, code = f"HTTP {status}: {said}", f"http-{status}"
+                if transient_status(status):
+                    raise TransientError(self.registry, message, code=code, wait_s=wait_s)
+                raise PermanentError(self.registry, message, code=code)
             if 300 <= status < 400 and status not in accept:
                 # Where it pointed is not quoted: a Location can echo the request's query.
                 raise PermanentError(

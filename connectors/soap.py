@@ -45,6 +45,7 @@ from connectors.api import (
     PermanentError,
     TransientError,
     excerpt,
+    retry_after,
     transient_status,
 )
 from connectors.soapcodec import NotCompiled, OperationCodec, compile_operation
@@ -275,7 +276,8 @@ class SoapClient:
         text = excerpt(response.content, hide=sent)
         message = f"HTTP {status}" + (f": {text}" if text else "")
         if transient_status(status):
-            raise TransientError(self.registry, message, code=str(status))
+            wait_s = retry_after(response.headers.get("Retry-After"))
+            raise TransientError(self.registry, message, code=str(status), wait_s=wait_s)
         raise PermanentError(self.registry, message, code=str(status))
 
     # --- the one place foreign errors are translated -----------------------------------------

@@ -40,7 +40,8 @@ class RetryPolicy:
 
     The delay after failed attempt ``n`` (1-based) is ``min(max_delay, base_delay * 2**(n-1))``
     reduced by a random fraction of up to ``jitter`` — jitter only shortens, so ``max_delay`` is a
-    true ceiling and jobs that failed together spread out instead of returning together.
+    true ceiling and jobs that failed together spread out instead of returning together. A
+    registry's Retry-After (``TransientError.wait_s``) lengthens it, up to ``max_delay``.
     ``rng`` returns floats in [0, 1); inject one in tests.
     """
 
@@ -71,16 +72,26 @@ class RetryPolicy:
             return None
         # Cap the exponent too: 2**attempt overflows float for absurd attempt counts.
         raw = self.base_delay * 2.0 ** min(max(attempt - 1, 0), 64)
-        delay = min(self.max_delay, raw)
-        return RetryDecision(delay * (1.0 - self.jitter * self.rng()))
+        delay = min(self.max_delay, raw) * (1.0 - self.jitter * self.rng())
+        # A registry that said when to come back (Retry-After) is not called sooner, within the
+        # policy's longest delay.
+        if isinstance(exc, TransientError) and exc.wait_s is not None:
+            delay = max(delay, min(exc.wait_s, self.max_delay))
+        return RetryDecision(delay)
 
 
 # What a short in-request retry may retry: the registry might answer if asked again at once.
 _RETRYABLE = (TransientError, asyncio.TimeoutError, ConnectionError)
 
 
-def _worth_retrying_now(exc: BaseException) -> bool:
-    return isinstance(exc, _RETRYABLE) and not isinstance(exc, CircuitOpen)
+def _worth_retrying_now(exc: BaseException, max_wait: float) -> bool:
+    # Not a registry that asked to be left alone for longer than a request may wait.
+    asked = exc.wait_s if isinstance(exc, TransientError) else None
+    return (
+        isinstance(exc, _RETRYABLE)
+        and not isinstance(exc, CircuitOpen)
+        and (asked is None or asked <= max_wait)
+    )
 
 
 async def call_with_retries(
@@ -95,8 +106,9 @@ async def call_with_retries(
 
     The wait after failed try ``n`` is random in ``[0, min(max_wait, max_wait / 4 * 2**(n-1))]``
     ("full jitter"). Re-raises the last error as it was; anything not transient — a
-    PermanentError, or a :class:`~gateway.outbox.breaker.CircuitOpen` (whose wait is far longer
-    than a request should take) — is raised at once.
+    PermanentError, a :class:`~gateway.outbox.breaker.CircuitOpen` (whose wait is far longer
+    than a request should take), a registry's Retry-After longer than ``max_wait`` — is raised
+    at once.
 
     The first try is a plain await and tenacity takes over only once it has failed: building
     tenacity's retry state costs 12-19 µs a call, paid by every lookup when nearly all of them
@@ -105,7 +117,7 @@ async def call_with_retries(
     try:
         return await fn()
     except BaseException as exc:
-        if attempts <= 1 or not _worth_retrying_now(exc):
+        if attempts <= 1 or not _worth_retrying_now(exc, max_wait):
             raise
 
     def backoff(failed: int) -> float:
@@ -119,7 +131,7 @@ async def call_with_retries(
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts - 1),
         wait=wait,
-        retry=retry_if_exception(_worth_retrying_now),
+        retry=retry_if_exception(lambda exc: _worth_retrying_now(exc, max_wait)),
         sleep=sleep,
         reraise=True,
     )

@@ -348,3 +348,51 @@ async def test_an_error_page_echoing_the_request_never_shows_its_credentials() -
     assert caught.value.code == "http-502" and "bad gateway for /api/egw/" in message, message
     for secret in ("AT-token", "IT-token", "S3cr3t", "w0rd"):
         assert secret not in message, message
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        ("Sun, 06 Dec 2026 12:02:00 GMT", 120.0),
+        ("Sun, 06 Dec 2026 11:59:00 GMT", 0.0),  # already past
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_reads_seconds_and_http_dates(
+    header: str | None, seconds: float | None
+) -> None:
+    from datetime import UTC, datetime
+
+    from connectors.api import retry_after
+
+    assert retry_after(header, now=datetime(2026, 12, 6, 12, 0, tzinfo=UTC)) == seconds
+
+
+@pytest.mark.parametrize("registry", ["rest", "soap"])
+async def test_a_registrys_retry_after_travels_with_its_transient_error(registry: str) -> None:
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="busy", headers={"Retry-After": "42"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{p:.*}", busy)
+    async with serve_app(app) as base:
+        with pytest.raises(TransientError) as caught:
+            if registry == "rest":
+                async with BusinessConnector(Endpoint(url=base, api_key="k")) as business:
+                    await business.call("enterprise.lookup", {"tax_code": "0100233488"})
+            else:
+                from connectors.population.client import PopulationConnector
+
+                async with PopulationConnector(Endpoint(url=base + "/soap")) as population:
+                    await population.call(
+                        "citizen.lookup",
+                        {
+                            "personal_id": "001099012345",
+                            "full_name": "A",
+                            "birth_date": "1999-01-01",
+                        },
+                    )
+    assert caught.value.wait_s == 42.0

@@ -45,6 +45,16 @@ def test_everything_not_permanent_is_retried(exc: BaseException) -> None:
     assert RetryPolicy(rng=lambda: 0.0).decide(exc, 1) == RetryDecision(0.5)
 
 
+def test_a_registrys_retry_after_lengthens_the_delay_up_to_the_cap() -> None:
+    policy = RetryPolicy(max_attempts=9, base_delay=1.0, max_delay=60.0, rng=lambda: 0.0)
+    busy = TransientError("insurance", "HTTP 503", wait_s=20.0)
+    assert policy.decide(busy, 1) == RetryDecision(20.0)  # not the 1 s backoff
+    assert policy.decide(busy, 7) == RetryDecision(60.0)  # the backoff, already longer
+    too_long = TransientError("insurance", "HTTP 429", wait_s=3600.0)
+    assert policy.decide(too_long, 1) == RetryDecision(60.0)  # within the policy's ceiling
+    assert policy.decide(TransientError("insurance", "HTTP 503"), 1) == RetryDecision(1.0)
+
+
 def test_huge_attempt_numbers_do_not_overflow() -> None:
     d = RetryPolicy(max_attempts=10**6, rng=lambda: 0.0).decide(TransientError("x", "y"), 5000)
     assert d == RetryDecision(300.0)
@@ -97,7 +107,13 @@ async def test_short_retries_give_up_with_the_original_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "exc", [PermanentError("p", "no such citizen"), CircuitOpen("p", 30.0), ValueError("bug")]
+    "exc",
+    [
+        PermanentError("p", "no such citizen"),
+        CircuitOpen("p", 30.0),
+        ValueError("bug"),
+        TransientError("p", "HTTP 429", wait_s=30.0),  # asked to wait longer than a request may
+    ],
 )
 async def test_short_retries_do_not_retry_the_rest(exc: BaseException) -> None:
     async def sleep(s: float) -> None:
