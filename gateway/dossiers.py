@@ -94,12 +94,16 @@ def _changed(tx: Tx, code: str, status: str, *, now: str) -> None:
     assert row is not None
     version = row["version"]
     if row["callback_url"]:
-        callback = {"code": code, "version": version}
+        # The status document as of this change, frozen: a callback retried after the dossier has
+        # moved on must still tell this state (needs_attention, say), under this version.
+        document = msgspec.to_builtins(view(tx, code))
+        document["version"] = version
+        callback = {"code": code, "version": version, "document": document}
         enqueue(
             tx, kind="callback", key=f"{code}/callback/{version}", payload=callback, dossier=code
         )
-    # The portal sync is frozen now: a retry under the same idempotency key must send the same
-    # content, however the dossier moves on meanwhile (the portal refuses a key reused otherwise).
+    # The portal sync is frozen now too: a retry under the same idempotency key must send the
+    # same content, however the dossier moves on meanwhile (the portal refuses a key reused).
     applicant = msgspec.json.decode(row["body"])["applicant"]
     snapshot = {
         "code": code,

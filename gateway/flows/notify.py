@@ -78,8 +78,10 @@ class CallbackHandler:
             row = tx.one("dossiers.get", code=code)
             if row is None:
                 raise PermanentError("callback", f"dossier {code} does not exist")
-            doc = msgspec.to_builtins(dossiers.view(tx, code))
-            doc["version"] = job.payload["version"]
+            doc = job.payload.get("document")  # frozen when the status changed
+            if doc is None:  # a job queued before documents were frozen in its payload
+                doc = msgspec.to_builtins(dossiers.view(tx, code))
+                doc["version"] = job.payload["version"]
             return row["callback_url"], row["client"], msgspec.json.encode(doc)
 
         url, client, body = await self.store.read(load)

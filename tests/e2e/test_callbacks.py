@@ -170,3 +170,55 @@ async def test_callback_urls_are_checked_again_when_the_callback_is_sent(
                 "is not under the callback_urls of subsystem VN:GOV:000.00.00.H41:motcua"
             ), again
         assert rx.hits["/hook"] == sent
+
+
+async def test_a_retried_callback_tells_the_state_it_was_queued_for(make_gateway: Any) -> None:
+    """The receiver refuses the needs_attention callback until the dossier has been corrected,
+    resumed and completed; the callback retried then must still say needs_attention under its
+    version (it said the dossier's current status: the client never heard it needed attention)."""
+    from tests.e2e.test_dossier_operators import WRONG_NAME
+
+    held = asyncio.Event()
+    received: list[tuple[int, str]] = []
+    refused: list[int] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["status"] == "needs_attention" and not refused:
+            refused.append(body["version"])
+            await held.wait()
+            return web.Response(status=503)
+        received.append((body["version"], body["status"]))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url("/hook"))
+        async with make_gateway(callback_urls=[url.rsplit("/", 1)[0] + "/"]) as gw:
+            doc = birth(1, url)
+            right = doc["applicant"]["full_name"]
+            doc["applicant"]["full_name"] = WRONG_NAME
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            await gw.wait_status(doc["code"], {"needs_attention"})
+            fix = {"reason": "tên", "applicant": {**doc["applicant"], "full_name": right}}
+            async with gw.http.patch(
+                f"{gw.url}/v1/dossiers/{doc['code']}", json=fix, headers=gw.headers("operator")
+            ) as r:
+                assert r.status == 200, await r.text()
+            async with await gw.post(
+                f"/v1/dossiers/{doc['code']}/resume", None, who="operator"
+            ) as r:
+                assert r.status == 202, await r.text()
+            await gw.wait_status(doc["code"], {"completed"})
+            held.set()
+            for _ in range(400):
+                if any(v == refused[0] for v, _ in received):
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await server.close()
+    assert (refused[0], "needs_attention") in received, received
