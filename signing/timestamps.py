@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
@@ -54,8 +55,21 @@ async def request_timestamp(
         try:
             token = await stamper.async_timestamp(digest, md_algorithm)
         except Exception as exc:  # pyHanko raises IOError, TimestampRequestError, ValueError…
-            raise TimestampError(f"timestamp request to {tsa_url} failed: {exc}") from exc
+            raise TimestampError(f"timestamp request to {_shown(tsa_url)} failed: {exc}") from exc
     return bytes(token.dump())
+
+
+def _shown(url: str) -> str:
+    """``url`` without the ``user:password@`` a TSA with basic authentication is given: the
+    error is logged, and shown by /readyz while checkpoints fail."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(the TSA URL)"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 @contextlib.asynccontextmanager

@@ -47,3 +47,17 @@ async def test_pades_timestamps_reuse_the_tls_context(
     reports = await verify_pdf(signed, pki.trust())
     assert [r.valid for r in reports] == [True]
     assert no_new_tls_contexts == []
+
+
+async def test_a_failed_request_never_shows_the_tsa_password() -> None:
+    # A TSA with basic authentication is configured as https://user:password@host/…; the error
+    # is logged and shown by /readyz while audit checkpoints fail.
+    from signing.errors import TimestampError
+    from signing.testing import free_port
+
+    url = f"http://acme:S3cretPass@127.0.0.1:{free_port()}/tsa"
+    with pytest.raises(TimestampError) as failed:
+        await request_timestamp(url, hashlib.sha256(b"x").digest(), timeout=2.0)
+    message = str(failed.value)
+    assert "S3cretPass" not in message and "acme" not in message, message
+    assert f"***@127.0.0.1:{url.rsplit(':', 1)[1]}" in message, message
