@@ -18,7 +18,7 @@ import msgspec
 from gateway.audit import AuditEvent, append, citizen_hash
 from gateway.flows.definitions import FLOWS, Flow
 from gateway.models import DossierSummary, DossierView, StepAttempt, StepView
-from gateway.outbox.jobs import enqueue, get_job, replay
+from gateway.outbox.jobs import Job, enqueue, get_job, replay
 from gateway.store import Tx
 
 __all__ = [
@@ -390,3 +390,22 @@ def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> s
         ),
     )
     return flow.steps[idx].name
+
+
+def replay_job(tx: Tx, job_id: int, *, actor: str, request_id: str | None = None) -> Job:
+    """An operator's replay of a dead outbox job (the admin API, ``lienthong outbox replay``).
+
+    The dead step of a stopped flow is resumed with its dossier, as :func:`resume` does: replayed
+    alone, the step ran while the dossier still said failed, and corrections and resumes were
+    taken meanwhile (a correction the registry's write never saw). Any other job is replayed
+    alone. Raises JobNotFound or NotDead.
+    """
+    job = get_job(tx, job_id)
+    if job is not None and job.kind == "flow.step" and job.state == "dead" and job.dossier:
+        row = tx.one("dossiers.get", code=job.dossier)
+        if row is not None and row["status"] in RESUMABLE:
+            resume(tx, job.dossier, actor=actor, request_id=request_id)
+            job = get_job(tx, job_id)
+            if job is not None and job.state != "dead":
+                return job
+    return replay(tx, job_id, actor=actor)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway import dossiers
 from gateway.api.common import SQL_INT_MAX, json_response, parse_int, query_int
 from gateway.app import RUNTIME
 from gateway.auth import require
-from gateway.outbox import STATES, JobNotFound, NotDead, list_jobs, replay
+from gateway.outbox import STATES, JobNotFound, NotDead, list_jobs
 from gateway.outbox.views import page, view
 from gateway.problems import Problem
+from gateway.requestid import REQUEST_ID_KEY
 
 __all__ = ["routes"]
 
@@ -48,7 +50,11 @@ async def replay_job(request: web.Request) -> web.Response:
         raise Problem(404, "unknown-job", f"no outbox job {request.match_info['id']}")
 
     try:
-        job = await runtime.store.transact(lambda tx: replay(tx, job_id, actor=identity.id))
+        job = await runtime.store.transact(
+            lambda tx: dossiers.replay_job(
+                tx, job_id, actor=identity.id, request_id=request.get(REQUEST_ID_KEY)
+            )
+        )
     except JobNotFound as exc:
         raise Problem(404, "unknown-job", str(exc)) from None
     except NotDead as exc:

@@ -19,7 +19,7 @@ from gateway.cliopts import config_option, existing_store, json_option, open_set
 from gateway.store import Store, StoreError, Tx
 
 from .errors import OutboxError
-from .jobs import STATES, Job, list_jobs, replay
+from .jobs import STATES, Job, list_jobs
 from .views import page, view
 
 __all__ = ["commands", "outbox"]
@@ -122,8 +122,10 @@ def replay_command(config: Path | None, job_id: int, as_json: bool) -> None:
     actor = f"cli:{_user()}"
 
     async def work(store: Store) -> Job:
+        from gateway.dossiers import replay_job  # a flow's step is resumed with its dossier
+
         def unit(tx: Tx) -> Job:
-            return replay(tx, job_id, actor=actor)
+            return replay_job(tx, job_id, actor=actor)
 
         return await store.transact(unit)
 

@@ -240,12 +240,23 @@ async def test_dead_letter_then_replay(make_gateway: Any) -> None:
         assert [j["dossier"] for j in dead] == [doc["code"]] and dead[0]["last_error"]
         async with await gw.get("/v1/admin/outbox?state=dead") as r:
             assert r.status == 403  # a provincial system is no operator
-        await set_faults(gw, "insurance", {})
+        await set_faults(gw, "insurance", {"latency_ms": 1000})  # up again, slowly
         async with await gw.post(
             f"/v1/admin/outbox/{dead[0]['id']}/replay", None, who="operator"
         ) as r:
             assert r.status in (200, 202), await r.text()
+        # The replayed step resumes its dossier: while it runs the dossier says so, and takes
+        # no correction (it said failed, and a correction the registry never saw was accepted).
+        async with await gw.get(f"/v1/dossiers/{doc['code']}") as r:
+            assert (await r.json())["status"] == "in_progress"
+        fix = {"reason": "tên", "data": {"child": {"full_name": "Nguyễn Văn Khác"}}}
+        async with gw.http.patch(
+            f"{gw.url}/v1/dossiers/{doc['code']}", json=fix, headers=gw.headers("operator")
+        ) as r:
+            assert r.status == 409, await r.text()
         view = await gw.wait_status(doc["code"], {"completed"})
+        history = [h["outcome"] for h in view["steps"][3]["history"]]
+        assert history[-2:] == ["resumed", "delivered"], history
         assert [s["attempts"] for s in view["steps"][:3]] == [
             1,
             1,
