@@ -58,9 +58,18 @@ def _check_writable(path: str) -> None:
 
 
 def _write(path: str, data: bytes) -> None:
+    """OUT whole or not at all: written beside it, then renamed over it, so that a full disk
+    leaves neither half a signed document nor a good earlier OUT cut short."""
+    target = Path(path)
+    part = target.with_name(f".{target.name}.part")
     try:
-        Path(path).write_bytes(data)
+        with part.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(part, target)
     except OSError as exc:
+        part.unlink(missing_ok=True)
         _fail(f"cannot write {path}: {exc.strerror or exc}")
 
 

@@ -308,16 +308,28 @@ def inbox(
         for item in page["items"] if fetch_dir is not None else []:
             assert fetch_dir is not None
             target = fetch_dir / f"{item['id']}.xml"
+            # Whole or not at all: fetched beside it, renamed once complete, so that a full
+            # disk or a dropped connection leaves no cut-off package under the package's name.
+            part = target.with_name(f".{target.name}.part")
             async with http.get(
                 f"{conn.url}/v1/documents/{item['id']}", headers=conn.headers()
             ) as resp:
                 await _check(resp)
-                out = await asyncio.to_thread(target.open, "wb")
-                try:  # file I/O off the loop, one megabyte at a time
-                    async for chunk in resp.content.iter_chunked(1 << 20):
-                        await asyncio.to_thread(out.write, chunk)
-                finally:
-                    await asyncio.to_thread(out.close)
+                try:
+                    out = await asyncio.to_thread(part.open, "wb")
+                    try:  # file I/O off the loop, one megabyte at a time
+                        async for chunk in resp.content.iter_chunked(1 << 20):
+                            await asyncio.to_thread(out.write, chunk)
+                    finally:
+                        await asyncio.to_thread(out.close)
+                    await asyncio.to_thread(part.replace, target)
+                except BaseException as exc:
+                    await asyncio.to_thread(part.unlink, missing_ok=True)
+                    if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientError):
+                        raise click.ClickException(
+                            f"cannot write {target}: {exc.strerror or exc}"
+                        ) from None
+                    raise
             item["file"] = str(target)
             if ack:
                 async with http.post(

@@ -536,6 +536,14 @@ async def test_cli_send_inbox_status(
                       "--subject", "Báo cáo dự toán", "--number", "2491", "--notation", "STC-BCTC")  # fmt: skip
     assert again.exit_code == 1 and "duplicate-conflict" in again.output  # re-signed: other bytes
 
+    # A package that cannot be written (here: a folder in its way) is one line, leaves no
+    # partial file behind, and is not acknowledged: it stays in the inbox.
+    (tmp_path / "in" / f"{receipt['id']}.xml").mkdir(parents=True)
+    blocked = await cli(NGHE_AN, "inbox", "--fetch", str(tmp_path / "in"), "--ack")
+    assert blocked.exit_code == 1 and blocked.output.count("\n") == 1, blocked.output
+    assert "cannot write" in blocked.output, blocked.output
+    assert [p.name for p in (tmp_path / "in").iterdir()] == [f"{receipt['id']}.xml"]
+    (tmp_path / "in" / f"{receipt['id']}.xml").rmdir()
     box = await cli(NGHE_AN, "inbox", "--fetch", str(tmp_path / "in"), "--ack", "--json")
     assert box.exit_code == 0, box.output
     (item,) = json.loads(box.output)["items"]

@@ -188,11 +188,12 @@ def test_sign_reports_a_failed_write(
     pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "in.xml").write_bytes(SAMPLE_XML)
+    (tmp_path / "o.xml").write_bytes(b"an earlier, good OUT")
 
-    def full(self: Path, data: bytes) -> int:
+    def full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_bytes", full)
+    monkeypatch.setattr(os, "fsync", full)
     result = CliRunner().invoke(
         sign,
         [
@@ -204,6 +205,9 @@ def test_sign_reports_a_failed_write(
         ],
     )
     one_line_error(result, 2, "cannot write", "o.xml", "No space left on device")
+    # Neither half a signed document nor the earlier OUT cut short.
+    assert (tmp_path / "o.xml").read_bytes() == b"an earlier, good OUT"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.xml", "o.xml"]
 
 
 # ---- 7. input that is not an XML / PDF document at all ----------------------------------------
