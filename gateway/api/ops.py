@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.api.common import json_response
 from gateway.app import RUNTIME
+from gateway.auth import IDENTITY_KEY, Identity
 from gateway.outbox.jobs import counts
 from gateway.problems import STORE_RETRY_AFTER_S, Problem
 from gateway.store import StoreError
@@ -49,6 +50,11 @@ async def readyz(request: web.Request) -> web.Response:
         checks[name] = "ok" if ok else reason
     if all(v == "ok" for v in checks.values()):
         return json_response({"ready": True, "checks": checks})
+    # Why a check fails names paths, database hosts and users: operators (the admin right) read
+    # it here, as the log has it; any other caller (a load balancer) learns which checks fail.
+    identity: Identity | None = request.get(IDENTITY_KEY)
+    if identity is None or not identity.may("admin"):
+        checks = {k: "ok" if v == "ok" else "failing" for k, v in checks.items()}
     failing = "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
     raise Problem(503, "not-ready", failing, checks=checks)
 

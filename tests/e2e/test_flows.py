@@ -365,13 +365,17 @@ async def test_fail_closed_when_checkpoints_cannot_be_timestamped(make_gateway: 
         async with await gw.post("/v1/dossiers", first) as r:
             accepted_first = r.status
         for _ in range(200):
-            async with gw.http.get(gw.url + "/readyz") as r:
+            async with await gw.get("/readyz", who="operator") as r:
                 if r.status == 503:
                     problem = await r.json()
                     break
             await asyncio.sleep(0.05)
         assert (r.status, problem["type"]) == (503, PROBLEM + "not-ready")
         assert "timestamped audit checkpoint" in problem["checks"]["audit"]
+        async with gw.http.get(gw.url + "/readyz") as r:  # anyone: which check, not why
+            anonymous = await r.json()
+        assert anonymous["checks"]["audit"] == "failing", anonymous
+        assert "timestamped" not in anonymous["detail"], anonymous
         second = dossiers(1, death_share=0, start=2)[0]
         async with await gw.post("/v1/dossiers", second) as r:
             refused = await r.json()

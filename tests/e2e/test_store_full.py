@@ -65,8 +65,10 @@ async def test_a_full_store_refuses_work_and_takes_it_again_later(
             break
     assert refused is not None, "the capped store never filled"
     assert not await _dossier_stored(gateway, refused["code"])  # nothing half-stored
-    async with await gateway.get("/readyz") as r:
+    async with await gateway.get("/readyz", who="operator") as r:
         assert r.status == 503 and "full" in (await r.json())["checks"]["store"]
+    async with gateway.http.get(gateway.url + "/readyz") as r:  # anyone: which check, not why
+        assert r.status == 503 and (await r.json())["checks"]["store"] == "failing"
     # A lookup's answer never leaves without its audit event: none can be written, so no answer.
     # A dossier needs more room than a lookup's one audit row, which may still fit in the last
     # pages' free space: fill that first with rows as small, so that the store is full for it too.
