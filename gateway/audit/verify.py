@@ -92,6 +92,12 @@ class _Signers:
     def describe(self) -> str:
         return ", ".join(_who(s["name"], s["key_sha256"]) for s in self.seen)
 
+    def tell(self, report: LogReport | BundleReport) -> None:
+        """Put who signed in ``report``, with a note when no signer was pinned."""
+        report.signers = self.seen
+        if self.seen and not self.pinned:
+            report.notes.append(_UNPINNED + self.describe())
+
 
 def _who(name: str | None, key: str) -> str:
     return f"{name} [key sha256:{key[:16]}]"
@@ -202,9 +208,7 @@ async def verify_log(
     report.entries = tree.size
     who = _Signers(pinned=signers is not None, origin_pinned=origin is not None)
     await _check_checkpoints(report, checkpoints, tree, trust, who, signers, origin)
-    report.signers = who.seen
-    if who.seen and signers is None:
-        report.notes.append(_UNPINNED + who.describe())
+    who.tell(report)
     return report
 
 
@@ -341,9 +345,7 @@ async def verify_bundle(
     report.notes.append("certificate revocation not checked (offline verification)")
     who = _Signers(pinned=signers is not None, origin_pinned=origin is not None)
     await _verify_bundle(data, trust, report, who, signers, origin)
-    report.signers = who.seen
-    if who.seen and signers is None:
-        report.notes.append(_UNPINNED + who.describe())
+    who.tell(report)
     return report
 
 
