@@ -162,6 +162,9 @@ def accept(
             now=now,
         )
     _step_job(tx, code, flow, 0, now=now)
+    # Announced like every later state: the portal hears of the dossier when it is received
+    # (spec/registries.md §5: every dossier and its progress), and its system gets a callback.
+    _changed(tx, code, "accepted", now=now)
     append(
         tx,
         AuditEvent(

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.outbox import list_jobs
 from gateway.samples import sample_dossiers
 from tests.e2e.conftest import Gateway
 
@@ -222,3 +223,39 @@ async def test_a_retried_callback_tells_the_state_it_was_queued_for(make_gateway
     finally:
         await server.close()
     assert (refused[0], "needs_attention") in received, received
+
+
+async def test_acceptance_is_announced_to_the_client_and_the_portal(make_gateway: Any) -> None:
+    """The dossier's first state, accepted, is told like every later one: a callback with its
+    version, and a portal sync (the portal heard of a dossier only once its first step was done,
+    or when it stopped)."""
+    received: list[tuple[int, str]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        received.append((body["version"], body["status"]))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url("/hook"))
+        async with make_gateway(callback_urls=[url.rsplit("/", 1)[0] + "/"]) as gw:
+            doc = birth(1, url)
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            await gw.wait_status(doc["code"], {"completed"})
+            synced: list[Any] = []
+            for _ in range(200):
+                listed = await gw.runtime.store.read(lambda tx: list_jobs(tx, limit=1000))
+                synced = [j for j in listed if j.key == f"{doc['code']}/portal/1"]
+                if (1, "accepted") in received and synced and synced[0].state == "done":
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await server.close()
+    assert (1, "accepted") in received, received
+    assert synced and synced[0].state == "done", synced
+    assert synced[0].payload["status"] == "accepted"

@@ -18,7 +18,7 @@ import pytest
 from connectors.api import TransientError
 from gateway.audit import AuditEvent, append, verify_chain
 from gateway.dossiers import Conflict, accept
-from gateway.outbox import RetryPolicy, Worker, enqueue, get_job
+from gateway.outbox import RetryPolicy, Worker, enqueue, get_job, list_jobs
 from gateway.outbox.testing import ManualClock, ScriptedHandler, audit_entries
 from gateway.samples import sample_dossiers
 from gateway.store import QueryError, Store, StoreClosed, StoreError, Tx, open_store
@@ -432,7 +432,12 @@ async def test_accepting_a_dossier_twice_stores_it_once(store: Store) -> None:
         lambda tx: tx.all("dossiers.list_by_status", status=None, client=None, after="", limit=10)
     )
     assert [r["code"] for r in listed] == [doc["code"]]
-    assert await store.read(lambda tx: tx.all("outbox.counts")) == [{"state": "pending", "n": 1}]
+    # Once: its first step, and the portal told it was received (no callback_url here).
+    jobs = await store.read(lambda tx: list_jobs(tx))
+    assert sorted((j.kind, j.state) for j in jobs) == [
+        ("flow.step", "pending"),
+        ("portal.sync", "pending"),
+    ]
     assert [e["action"] for e in await audit_entries(store)] == ["dossier.accepted"]
 
 
@@ -482,7 +487,8 @@ async def test_the_same_dossier_accepted_concurrently_is_stored_once(store: Stor
     assert sorted(type(r).__name__ for r in other) == ["Acceptance", "Conflict"], other
     assert len(await audit_entries(store)) == 2
     assert (await verify_chain(store)).ok
-    assert await store.read(lambda tx: tx.all("outbox.counts")) == [{"state": "pending", "n": 2}]
+    # Two dossiers stored once each: each its first step and its portal sync.
+    assert await store.read(lambda tx: tx.all("outbox.counts")) == [{"state": "pending", "n": 4}]
 
 
 async def test_units_that_read_before_writing_or_only_defer_are_undone_alone(store: Store) -> None:
