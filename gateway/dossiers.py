@@ -269,7 +269,10 @@ def view(tx: Tx, code: str, *, client: str | None = None) -> DossierView:
             name=s["name"],
             registry=s["registry"],
             operation=s["operation"],
-            status=s["status"],
+            # Pending in its table until an outcome is recorded: running while its job is.
+            status="running"
+            if s["status"] == "pending" and s["job_state"] == "running"
+            else s["status"],
             attempts=s["attempts"],
             result=msgspec.json.decode(s["result"]) if s["result"] else None,
             reference=s["reference"],

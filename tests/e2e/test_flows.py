@@ -249,6 +249,14 @@ async def test_dead_letter_then_replay(make_gateway: Any) -> None:
         # no correction (it said failed, and a correction the registry never saw was accepted).
         async with await gw.get(f"/v1/dossiers/{doc['code']}") as r:
             assert (await r.json())["status"] == "in_progress"
+        seen = set()  # and its step says running while its job runs (it said pending)
+        for _ in range(100):
+            async with await gw.get(f"/v1/dossiers/{doc['code']}") as r:
+                seen.add((await r.json())["steps"][3]["status"])
+            if "running" in seen:
+                break
+            await asyncio.sleep(0.01)
+        assert "running" in seen, seen
         fix = {"reason": "tên", "data": {"child": {"full_name": "Nguyễn Văn Khác"}}}
         async with gw.http.patch(
             f"{gw.url}/v1/dossiers/{doc['code']}", json=fix, headers=gw.headers("operator")

@@ -64,7 +64,10 @@ INSERT INTO dossier_steps (dossier, idx, name, registry, operation, status, upda
 VALUES (:dossier, :idx, :name, :registry, :operation, 'pending', :now);
 
 -- name: steps
-SELECT * FROM dossier_steps WHERE dossier = :dossier ORDER BY idx;
+-- With the state of each step's outbox job: a step is running while its job is.
+SELECT s.*, j.state AS job_state
+FROM dossier_steps AS s LEFT JOIN outbox_jobs AS j ON j.id = s.job_id
+WHERE s.dossier = :dossier ORDER BY s.idx;
 
 -- name: step
 SELECT * FROM dossier_steps WHERE dossier = :dossier AND idx = :idx;
