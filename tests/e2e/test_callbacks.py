@@ -7,7 +7,7 @@ freely would let it reach whatever the gateway can reach (databases, admin ports
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +49,19 @@ async def receiver() -> AsyncIterator[Receiver]:
     got.base = str(server.make_url("")).rstrip("/")
     try:
         yield got
+    finally:
+        await server.close()
+
+
+@asynccontextmanager
+async def hook_at(hook: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
+    """A callback receiver answering POST /hook with ``hook``; yields its URL."""
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/hook"))
     finally:
         await server.close()
 
@@ -192,12 +205,7 @@ async def test_a_retried_callback_tells_the_state_it_was_queued_for(make_gateway
         received.append((body["version"], body["status"]))
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        url = str(server.make_url("/hook"))
+    async with hook_at(hook) as url:
         async with make_gateway(callback_urls=[url.rsplit("/", 1)[0] + "/"]) as gw:
             doc = birth(1, url)
             right = doc["applicant"]["full_name"]
@@ -220,8 +228,6 @@ async def test_a_retried_callback_tells_the_state_it_was_queued_for(make_gateway
                 if any(v == refused[0] for v, _ in received):
                     break
                 await asyncio.sleep(0.05)
-    finally:
-        await server.close()
     assert (refused[0], "needs_attention") in received, received
 
 
@@ -236,12 +242,7 @@ async def test_acceptance_is_announced_to_the_client_and_the_portal(make_gateway
         received.append((body["version"], body["status"]))
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        url = str(server.make_url("/hook"))
+    async with hook_at(hook) as url:
         async with make_gateway(callback_urls=[url.rsplit("/", 1)[0] + "/"]) as gw:
             doc = birth(1, url)
             async with await gw.post("/v1/dossiers", doc) as r:
@@ -254,8 +255,6 @@ async def test_acceptance_is_announced_to_the_client_and_the_portal(make_gateway
                 if (1, "accepted") in received and synced and synced[0].state == "done":
                     break
                 await asyncio.sleep(0.05)
-    finally:
-        await server.close()
     assert (1, "accepted") in received, received
     assert synced and synced[0].state == "done", synced
     assert synced[0].payload["status"] == "accepted"
