@@ -99,7 +99,8 @@ def excerpt(raw: bytes, *, hide: Collection[str] = (), limit: int = 200) -> str:
     clients), with each of ``hide`` — the credentials the request carried — replaced by ``***``,
     as it is or percent-encoded (as sent, or as an echo may re-encode it), before it is cut: an
     error page may echo the request."""
-    text = raw.decode("utf-8", "replace")
+    # Only the start matters (the cut keeps ``limit`` characters): not megabytes on the loop.
+    text = raw[: 16 * 1024].decode("utf-8", "replace")
     for value in hide:
         if len(value) >= 4:  # shorter ones (a flag, a digit) say nothing and would garble it
             sent = URL.build(query={"v": value}).raw_query_string[2:]  # as aiohttp encodes it
