@@ -4,14 +4,16 @@ zeep reads the registry's WSDL (a local file from ``schemas/wsdl``, loaded once 
 the event loop); :mod:`connectors.soapcodec` compiles each operation from zeep's model into a plan
 that builds requests and reads replies with zeep's results at a fraction of its cost, and zeep
 itself handles what a plan does not cover (faults, MTOM, types outside the plan). The HTTP
-exchange itself is ours, over one ``aiohttp.ClientSession`` with an explicit timeout (zeep's
+exchange itself is ours, over :class:`connectors.http1.HttpClient` with an explicit timeout (zeep's
 ``AsyncTransport`` uses httpx, whose connection-pool bookkeeping cost more per call than the rest
-of the exchange, and has no timeout by default). Building the envelope ourselves leaves a hook
+of the exchange, and has no timeout by default; aiohttp's client cost three times this one's CPU
+per call). Building the envelope ourselves leaves a hook
 between building and sending, where the civil-status connector adds an XML signature off the loop.
 
 Every failure is translated in one place, :meth:`SoapClient._translate`::
 
     timeout, connect error, reset, dropped mid-reply      → TransientError
+    a reply that is not HTTP, or over the size limit       → TransientError
     HTTP 5xx without a SOAP Fault (502/503/504 …)          → TransientError
     HTTP 408, 425, 429 (timeout, too early, rate limited)  → TransientError
     any other HTTP 4xx (401 bad credentials, 404, 413 …)   → PermanentError
@@ -33,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import zeep
 import zeep.exceptions
 import zeep.helpers
 from lxml import etree
+from yarl import URL
 
 from connectors.api import (
     ConnectorError,
@@ -48,6 +50,7 @@ from connectors.api import (
     retry_after,
     transient_status,
 )
+from connectors.http1 import BadReply, HttpClient
 from connectors.soapcodec import NotCompiled, OperationCodec, compile_operation
 
 __all__ = [
@@ -135,7 +138,8 @@ class SoapClient:
         self._max_reply = max_reply_bytes
         self._zeep: zeep.Client | None = None
         self._codecs: dict[str, OperationCodec | None] = {}
-        self._http: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
+        self._url = URL(endpoint.url)
 
     # --- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -149,12 +153,10 @@ class SoapClient:
             self._zeep, self._codecs = await asyncio.to_thread(self._load_wsdl)
         except Exception as exc:
             raise PermanentError(self.registry, f"cannot load WSDL {self.wsdl}: {exc}") from exc
-        self._http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.endpoint.timeout),
-            # The national platform's certificates are the OS store's business here; document
-            # signatures are checked against configured anchors elsewhere.
-            trust_env=False,
-        )
+        # The national platform's certificates are the OS store's business here (the client's
+        # default TLS context); document signatures are checked against configured anchors
+        # elsewhere.
+        self._http = HttpClient(timeout=self.endpoint.timeout, max_reply=self._max_reply)
 
     def _load_wsdl(self) -> tuple[zeep.Client, dict[str, OperationCodec | None]]:
         settings = zeep.Settings(
@@ -227,17 +229,9 @@ class SoapClient:
         auth = {} if self._headers is None else self._headers(self.endpoint.url)
         headers.update(auth)
         with self._translate("send"):
-            # Registries answer on one fixed URL; a redirect would be a misconfiguration.
-            async with http.post(
-                self.endpoint.url, data=body, headers=headers, allow_redirects=False
-            ) as r:
-                chunks, size = [], 0
-                async for chunk in r.content.iter_chunked(1 << 16):
-                    size += len(chunk)
-                    if size > self._max_reply:
-                        raise TransientError(self.registry, "reply larger than the limit")
-                    chunks.append(chunk)
-                response = _Reply(r.status, b"".join(chunks), r.headers, r.charset)
+            # Registries answer on one fixed URL: a redirect is an answer like any other.
+            reply = await http.request("POST", self._url, headers, body)
+        response = _Reply(reply.status, reply.body, reply.headers, reply.charset)
         self._check_status(response, sent=auth.values())
         with self._translate("reply"):
             if len(response.content) <= _INLINE_PARSE_BYTES:
@@ -290,9 +284,11 @@ class SoapClient:
             raise
         except TimeoutError as exc:
             raise TransientError(registry, f"timed out ({type(exc).__name__})") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            # ClientConnectorError, ServerDisconnectedError (reset or dropped mid-reply) …
+        except OSError as exc:
+            # refused, reset, dropped mid-reply, TLS refused …
             raise TransientError(registry, f"connection failed: {type(exc).__name__}") from exc
+        except BadReply as exc:  # not HTTP, or larger than the limit
+            raise TransientError(registry, str(exc)) from exc
         except zeep.exceptions.Fault as exc:
             fault = _fault(exc)
             cls = self._classify(fault)

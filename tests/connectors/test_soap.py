@@ -50,6 +50,27 @@ async def test_other_4xx_are_permanent(status: int) -> None:
     assert caught.value.code == str(status)
 
 
+async def test_a_reply_over_the_limit_or_not_http_is_transient() -> None:
+    async def raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answers.pop(0))
+        await writer.drain()
+        writer.close()
+
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 4096\r\n\r\n" + b" " * 4096,
+        b"<html>not HTTP at all</html>\r\n\r\n",
+    ]
+    listener = await asyncio.start_server(raw, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/soap"
+    async with listener, PopulationConnector(Endpoint(url=url)) as population:
+        population._soap._http.max_reply = 1024  # type: ignore[union-attr]
+        with pytest.raises(TransientError, match="larger than the limit"):
+            await population.call("citizen.lookup", LOOKUP)
+        with pytest.raises(TransientError, match=r"not an HTTP/1\.x reply"):
+            await population.call("citizen.lookup", LOOKUP)
+
+
 def _fault(code: str, header: str = "") -> bytes:
     return (
         '<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'

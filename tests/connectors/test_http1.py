@@ -1,0 +1,291 @@
+"""The registry HTTP/1.1 client over real sockets: what it reads, what it reuses, how it fails.
+
+Each server here is a plain asyncio server that writes exactly the bytes a test scripts, so the
+replies a real server would rarely send (chunked, close-delimited, 100 Continue, cut short,
+garbage) are sent as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from connectors import http1
+from connectors.http1 import BadReply, HttpClient, ReplyTooLarge
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: 5\r\n\r\nhello"
+
+# What a script gets for each request: its head and body; what it returns: the bytes to answer
+# with, or None to close the connection without answering.
+Script = Callable[[bytes, bytes], bytes | None]
+
+
+class Server:
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.close_after = False  # close each connection after its first answer
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.url = ""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                self.requests.append((head, body))
+                answer = self.script(head, body)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client went away, or the test is over
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def serving(script: Script, tls: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
+    server = Server(script)
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=tls)
+    port = listener.sockets[0].getsockname()[1]
+    server.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/soap?x=1"
+    async with listener:
+        yield server
+
+
+def always(answer: bytes | None) -> Script:
+    return lambda head, body: answer
+
+
+async def test_a_reply_is_read_whole_and_its_connection_kept_for_the_next_request() -> None:
+    async with serving(always(OK)) as server, HttpClient(timeout=5, max_reply=1000) as client:
+        for _ in range(3):
+            reply = await client.request("POST", server.url, {"SOAPAction": '""'}, b"<x/>")
+            assert (reply.status, reply.body) == (200, b"hello")
+            assert reply.headers["content-type"] == "text/xml; charset=utf-8"
+            assert reply.charset == "utf-8"
+    assert server.connections == 1
+    head, body = server.requests[0]
+    assert head.startswith(b"POST /soap?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nContent-Length: 4\r\n" in head and b'\r\nSOAPAction: ""\r\n' in head
+    assert body == b"<x/>"
+
+
+async def test_a_chunked_reply_is_joined() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    async with serving(always(chunked)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        assert (await client.request("GET", server.url, {})).body == b"hello world"
+        assert (await client.request("GET", server.url, {})).body == b"hello world"
+    assert server.connections == 1
+
+
+async def test_a_body_without_a_length_ends_when_the_server_closes_and_is_not_reused() -> None:
+    no_length = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+    async with serving(always(no_length)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        server.close_after = True
+        assert (await client.request("GET", server.url, {})).body == b"until the end"
+        assert (await client.request("GET", server.url, {})).body == b"until the end"
+    assert server.connections == 2
+
+
+async def test_connection_close_in_a_reply_means_a_new_connection_next_time() -> None:
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+    async with serving(always(closing)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        for _ in range(2):
+            assert (await client.request("GET", server.url, {})).body == b"ok"
+    assert server.connections == 2
+
+
+async def test_100_continue_before_the_reply_is_skipped() -> None:
+    answer = b"HTTP/1.1 100 Continue\r\n\r\n" + OK
+    async with serving(always(answer)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        reply = await client.request("POST", server.url, {}, b"x")
+    assert (reply.status, reply.body) == (200, b"hello")
+
+
+async def test_a_reply_over_the_cap_is_refused_and_its_connection_dropped() -> None:
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
+    async with serving(always(big)) as server, HttpClient(timeout=5, max_reply=1000) as client:
+        with pytest.raises(ReplyTooLarge, match="larger than the limit"):
+            await client.request("GET", server.url, {})
+        server.script = always(OK)
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+    assert server.connections == 2
+
+
+async def test_a_connection_cut_mid_reply_is_a_connection_error() -> None:
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
+    async with serving(always(cut)) as server, HttpClient(timeout=5, max_reply=1000) as client:
+        server.close_after = True
+        with pytest.raises(ConnectionError, match="before its reply was whole"):
+            await client.request("GET", server.url, {})
+
+
+async def test_no_answer_at_all_is_a_connection_error() -> None:
+    async with serving(always(None)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        with pytest.raises(ConnectionError):
+            await client.request("POST", server.url, {}, b"x")
+
+
+async def test_a_reply_that_is_not_http_is_a_bad_reply() -> None:
+    async with (
+        serving(always(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")) as server,
+        HttpClient(timeout=5, max_reply=100) as client,
+    ):
+        with pytest.raises(BadReply, match=r"not an HTTP/1\.x reply"):
+            await client.request("GET", server.url, {})
+
+
+async def test_headers_past_their_cap_are_a_bad_reply() -> None:
+    flood = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\nContent-Length: 0\r\n\r\n"
+    async with serving(always(flood)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        with pytest.raises(BadReply, match="headers larger"):
+            await client.request("GET", server.url, {})
+
+
+async def test_a_deadline_passed_is_a_timeout_and_the_connection_is_not_reused() -> None:
+    answers = iter([b"", OK])  # the first request: no answer, and no close
+
+    async with (
+        serving(lambda head, body: next(answers)) as server,
+        HttpClient(timeout=0.3, max_reply=100) as client,
+    ):
+        with pytest.raises(TimeoutError):
+            await client.request("GET", server.url, {})
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+    assert server.connections == 2
+
+
+async def test_an_idle_connection_the_server_closed_is_not_used() -> None:
+    async with serving(always(OK)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        server.close_after = True  # after answering, while the client holds the connection idle
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+        (idle,) = client._idle[("http", "127.0.0.1", int(server.url.split(":")[2].split("/")[0]))]
+        for _ in range(200):  # until the server's close reaches it
+            if idle.lost:
+                break
+            await asyncio.sleep(0.01)
+        assert idle.lost
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+    assert server.connections == 2
+
+
+async def test_a_connection_idle_too_long_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http1, "IDLE_S", 0.0)
+    async with serving(always(OK)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        await client.request("GET", server.url, {})
+        await client.request("GET", server.url, {})
+    assert server.connections == 2
+
+
+async def test_header_injection_and_head_are_refused_before_anything_is_sent() -> None:
+    async with serving(always(OK)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        for headers in ({"X-A": "1\r\nX-Injected: 2"}, {"X-A\nB": "1"}, {"X-A": "nul\x00"}):
+            with pytest.raises(ValueError, match="line break"):
+                await client.request("POST", server.url, headers, b"x")
+        with pytest.raises(ValueError, match="HEAD"):
+            await client.request("HEAD", server.url, {})
+        with pytest.raises(ValueError, match="not an http"):
+            await client.request("GET", "ftp://127.0.0.1/x", {})
+    assert server.requests == []
+
+
+async def test_credentials_in_the_url_go_as_basic_authorization_never_beside_another() -> None:
+    async with serving(always(OK)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        url = server.url.replace("http://", "http://user:p%40ss@")
+        await client.request("GET", url, {})
+        with pytest.raises(ValueError, match="Authorization"):
+            await client.request("GET", url, {"authorization": "Bearer x"})
+    (head, _), *rest = server.requests
+    assert rest == []
+    expected = base64.b64encode(b"user:p@ss")
+    assert b"\r\nAuthorization: Basic " + expected + b"\r\n" in head
+    assert b"user" not in head.split(b"\r\n")[0]  # not in the request line
+
+
+async def test_a_closed_client_refuses_work() -> None:
+    client = HttpClient(timeout=5, max_reply=100)
+    await client.close()
+    with pytest.raises(RuntimeError):
+        await client.request("GET", "http://127.0.0.1:9/", {})
+
+
+async def test_a_refused_connection_is_an_oserror() -> None:
+    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()
+    async with HttpClient(timeout=5, max_reply=100) as client:
+        with pytest.raises(OSError):
+            await client.request("GET", f"http://127.0.0.1:{port}/", {})
+
+
+async def test_https_checks_the_server_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    async with serving(always(OK), tls=server_tls) as server:
+        trusting = ssl.create_default_context(cafile=str(cert))
+        async with HttpClient(timeout=5, max_reply=100, tls=trusting) as client:
+            assert (await client.request("GET", server.url, {})).body == b"hello"
+            assert (await client.request("GET", server.url, {})).body == b"hello"
+        assert server.connections == 1
+        async with HttpClient(timeout=5, max_reply=100) as client:  # the system's anchors
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await client.request("GET", server.url, {})
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registry")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "registry.pem", folder / "registry.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
