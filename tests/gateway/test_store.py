@@ -288,7 +288,7 @@ async def test_the_writer_syncs_the_wal_after_a_relaxed_commit(
         # Nothing else arrives: the writer's wait for work runs out and it syncs the WAL.
         assert await asyncio.to_thread(syncs.done.wait, 30)
         assert syncs.files == [str((tmp_path / "r.db-wal").resolve())]
-        assert not store._syncer.dirty
+        assert not store._wal.dirty
         await store.transact(_append("test.accepted"))  # durable: SQLite syncs, not the writer
         assert syncs.files == [str((tmp_path / "r.db-wal").resolve())]
 
@@ -301,11 +301,11 @@ async def test_a_durable_commit_or_closing_syncs_what_relaxed_commits_left(
     syncs = _Syncs(monkeypatch)
     async with SQLiteStore(tmp_path / "d.db") as store:
         await store.transact(_append("test.lookup"), durable=False)
-        assert store._syncer.dirty
+        assert store._wal.dirty
         await store.transact(_append("test.accepted"))  # FULL syncs every frame before it
-        assert not store._syncer.dirty and syncs.files == []
+        assert not store._wal.dirty and syncs.files == []
         await store.transact(_append("test.lookup"), durable=False)
-        assert store._syncer.dirty
+        assert store._wal.dirty
     assert syncs.files == [str((tmp_path / "d.db-wal").resolve())]  # synced on close
 
 
@@ -341,3 +341,56 @@ async def test_relaxed_commits_survive_a_crash_of_the_process(tmp_path: Path) ->
         assert [decode_entry(e)["action"] for _, e, _, _ in entries] == [
             f"test.{i}" for i in range(20)
         ]
+
+
+# --- checkpoints: the WAL keeper's, never a commit's ------------------------------------------
+
+
+def _in_database_file(path: Path) -> int:
+    """Audit entries the database file itself holds, without its WAL (immutable=1 ignores it)."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM audit_events").fetchone()[0])
+    except sqlite3.OperationalError as exc:
+        assert "no such table" in str(exc)  # even the schema is only in the WAL yet
+        return 0
+    finally:
+        conn.close()
+
+
+def _many(n: int) -> Any:
+    def work(tx: Any) -> None:
+        for i in range(n):
+            append(tx, AuditEvent(action="test.bulk", dossier=f"D-{i:06d}", detail="x" * 400))
+
+    return work
+
+
+async def test_no_commit_checkpoints_the_wal_even_past_sqlites_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's automatic checkpoint (at 1,000 pages) ran inside the commit that crossed it: that
+    commit, and every answer waiting on it, waited for the copy and its fsyncs."""
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_S", 3600.0)  # the keeper never gets to it
+    path = tmp_path / "c.db"
+    async with SQLiteStore(path) as store:
+        for _ in range(8):
+            await store.transact(_many(1000))
+        assert (tmp_path / "c.db-wal").stat().st_size > 1000 * 4096  # past the threshold
+        assert _in_database_file(path) == 0  # all of it still only in the WAL
+    assert _in_database_file(path) == 8000  # the writer's close checkpointed it
+
+
+async def test_the_wal_keeper_checkpoints_while_commits_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_S", 0.05)
+    path = tmp_path / "k.db"
+    async with SQLiteStore(path) as store:
+        await store.transact(_many(10))
+        for _ in range(600):  # within a few of its rounds
+            if _in_database_file(path) == 10:
+                break
+            await asyncio.sleep(0.05)
+        assert _in_database_file(path) == 10
+        assert store.unavailable is None
