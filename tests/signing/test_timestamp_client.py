@@ -61,3 +61,21 @@ async def test_a_failed_request_never_shows_the_tsa_password() -> None:
     message = str(failed.value)
     assert "S3cretPass" not in message and "acme" not in message, message
     assert f"***@127.0.0.1:{url.rsplit(':', 1)[1]}" in message, message
+
+
+async def test_the_local_tsa_signs_with_the_key_it_loaded_once(
+    pki: TestPKI, tsa_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyHanko's DummyTimeStamper loads its RSA key again for every token (OpenSSL 3 checks the
+    key at each load: ~40 ms of CPU); the local TSA keeps the one it loaded at start."""
+    from cryptography.hazmat.primitives import serialization
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the TSA key was loaded again for a token")
+
+    monkeypatch.setattr(serialization, "load_der_private_key", refused)
+    data = b"checkpoint 8"
+    for _ in range(2):
+        token = await request_timestamp(tsa_url, hashlib.sha256(data).digest())
+        info = await verify_timestamp(token, data, pki.trust())
+        assert info.tsa
