@@ -61,6 +61,7 @@ from .api import (
 from .queries import CORE_TABLES, positional, queries, schema_scripts
 
 CHECKPOINT_S = 1.0  # while commits come, the WAL is checkpointed this often (_WalKeeper)
+WAL_LIMIT_BYTES = 64 << 20  # a larger WAL is emptied at its next checkpoint (_WalKeeper)
 
 __all__ = ["SQLiteStore"]
 
@@ -353,7 +354,7 @@ class _WalKeeper:
       it);
     - checkpoints it (copies its pages into the database file, which is then synced) every
       ``CHECKPOINT_S`` while commits come, with a PASSIVE checkpoint on a connection of its own,
-      which the writer does not wait for. The writer's connection has SQLite's automatic
+      which the writer does not wait for, and empties it past ``WAL_LIMIT_BYTES``. The writer's connection has SQLite's automatic
       checkpoint turned off: run by whichever commit crossed 1,000 pages, it held that commit,
       and every answer waiting on it, for the copy and two fsyncs — tens of ms on a shared disk,
       which was most of the lookups' p99 (December 6: 42 -> 17 ms in paired open-loop runs).
@@ -431,10 +432,20 @@ class _WalKeeper:
     def _checkpoint(self) -> None:
         try:
             if self._conn is None:
-                self._conn = sqlite3.connect(self._path, isolation_level=None, timeout=30)
+                # A short busy timeout: TRUNCATE holds new commits while it waits for a reader.
+                self._conn = sqlite3.connect(self._path, isolation_level=None, timeout=0.1)
                 self._conn.execute("PRAGMA synchronous = FULL")
             # PASSIVE: as many pages as no reader still needs, without waiting for anyone.
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            if os.path.getsize(self._wal) > WAL_LIMIT_BYTES:
+                # Under steady commits a PASSIVE checkpoint never quite catches up with the
+                # writer, and SQLite starts the WAL over only once one has: the file would grow
+                # for as long as the load lasts. TRUNCATE waits for the commit under way, holds
+                # the next one while it copies what the PASSIVE one left (a few commits' pages),
+                # and empties the file. If a reader holds it back, it gives up: next time.
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except FileNotFoundError:
+            pass  # no WAL: nothing was written since the last checkpoint emptied it
         except sqlite3.Error as exc:
             self._failed(f"cannot checkpoint the write-ahead log: {exc}")
 

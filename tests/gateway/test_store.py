@@ -394,3 +394,24 @@ async def test_the_wal_keeper_checkpoints_while_commits_come(
             await asyncio.sleep(0.05)
         assert _in_database_file(path) == 10
         assert store.unavailable is None
+
+
+async def test_the_wal_keeper_empties_a_wal_grown_past_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PASSIVE checkpoint never lets SQLite start the WAL over while commits keep coming: past
+    its limit, the keeper empties it."""
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_S", 0.05)
+    monkeypatch.setattr(sqlite_store, "WAL_LIMIT_BYTES", 256 * 1024)
+    path, wal = tmp_path / "t.db", tmp_path / "t.db-wal"
+    async with SQLiteStore(path) as store:
+        for _ in range(4):
+            await store.transact(_many(1000))
+        assert wal.stat().st_size > 256 * 1024
+        for _ in range(600):
+            if wal.stat().st_size <= 256 * 1024:
+                break
+            await asyncio.sleep(0.05)
+        assert wal.stat().st_size <= 256 * 1024
+        assert _in_database_file(path) == 4000
+        assert store.unavailable is None
