@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import subprocess
 import tempfile
@@ -35,7 +36,7 @@ from .errors import SigningError
 from .keys import FileKey, SigningKey, load_key
 from .trust import RevocationMode, TrustStore
 
-__all__ = ["AGENCIES", "SUBJECTS", "TestPKI", "serve_pki"]
+__all__ = ["AGENCIES", "SUBJECTS", "TestPKI", "self_signed", "serve_pki"]
 
 UTC = dt.UTC
 AGENCIES = ("agency-000.00.00.H41", "agency-000.00.11.H53", "agency-000.00.00.G15")
@@ -504,6 +505,38 @@ async def serve_pki(
         yield f"http://{f'[{host}]' if ':' in host else host}:{bound}"  # IPv6 in brackets
     finally:
         await runner.cleanup()
+
+
+def self_signed(folder: Path, name: str, *, ip: str | None = None) -> tuple[Path, Path]:
+    """A self-signed certificate named ``name`` (for ``ip``, if given) and its key, as PEM files
+    in ``folder``: a test's TLS server, trusted by naming the certificate as the client's CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+    if ip:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+        )
+    cert = builder.sign(key, hashes.SHA256())
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 def free_port() -> int:

@@ -3,9 +3,8 @@ or none at all is 401; a certificate from another CA does not get through the ha
 
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
 import hashlib
-import ipaddress
 import ssl
 from pathlib import Path
 from typing import Any
@@ -14,44 +13,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from gateway.app import RUNTIME
 from gateway.cli import _tls_context, build_app
-from signing.testing import TestPKI
+from signing.testing import TestPKI, self_signed
 from tests.e2e.conftest import gateway_config
-
-
-def _self_signed(folder: Path, name: str, *, ip: str | None = None) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-    )
-    if ip:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
-        )
-    cert = builder.sign(key, hashes.SHA256())
-    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def _fingerprint(cert_pem: Path) -> str:
@@ -61,7 +28,9 @@ def _fingerprint(cert_pem: Path) -> str:
 
 @pytest.fixture
 async def tls_gateway(tmp_path: Path, pki: TestPKI) -> Any:
-    server_cert, server_key = _self_signed(tmp_path, "gateway-tls", ip="127.0.0.1")
+    server_cert, server_key = await asyncio.to_thread(
+        self_signed, tmp_path, "gateway-tls", ip="127.0.0.1"
+    )
     subject = "agency-000.00.00.H41"
     settings = gateway_config(
         tmp_path,
@@ -142,6 +111,6 @@ async def test_certificate_from_another_ca_fails_the_handshake(
     tls_gateway: Any, tmp_path: Path
 ) -> None:
     url, server_cert, _ = tls_gateway
-    rogue_cert, rogue_key = _self_signed(tmp_path, "rogue-client")
+    rogue_cert, rogue_key = await asyncio.to_thread(self_signed, tmp_path, "rogue-client")
     with pytest.raises(aiohttp.ClientError):
         await _lookup(url, _client_ssl(server_cert, rogue_cert, rogue_key))
