@@ -354,10 +354,11 @@ class _WalKeeper:
       it);
     - checkpoints it (copies its pages into the database file, which is then synced) every
       ``CHECKPOINT_S`` while commits come, with a PASSIVE checkpoint on a connection of its own,
-      which the writer does not wait for, and empties it past ``WAL_LIMIT_BYTES``. The writer's connection has SQLite's automatic
-      checkpoint turned off: run by whichever commit crossed 1,000 pages, it held that commit,
-      and every answer waiting on it, for the copy and two fsyncs — tens of ms on a shared disk,
-      which was most of the lookups' p99 (December 6: 42 -> 17 ms in paired open-loop runs).
+      which the writer does not wait for, and empties it past ``WAL_LIMIT_BYTES``. The writer's
+      connection has SQLite's automatic checkpoint turned off: run by whichever commit crossed
+      1,000 pages, it held that commit, and every answer waiting on it, for the copy and two
+      fsyncs — tens of ms on a shared disk, which was most of the lookups' p99 (December 6:
+      42 -> 17 ms in paired open-loop runs).
     """
 
     def __init__(self, path: Path, failed: Callable[[str], None]) -> None:
@@ -365,6 +366,7 @@ class _WalKeeper:
         self._cond = threading.Condition()
         self.dirty = False  # commits made since the last sync that no sync covers yet
         self._written = False  # commits made since the last checkpoint
+        self._checkpointed = time.monotonic()
         self._closing = False
         self._conn: sqlite3.Connection | None = None  # for checkpoints, opened on first use
         self._thread = threading.Thread(target=self._run, name="lienthong-sqlite-wal", daemon=True)
@@ -403,9 +405,11 @@ class _WalKeeper:
                         # Cleared first: a commit made during the fsync may miss it, and asks again.
                         self.dirty = False
                         self._unlocked(self._sync)
-                    if self._written and not self._closing:
+                    due = time.monotonic() - self._checkpointed >= CHECKPOINT_S
+                    if self._written and due and not self._closing:
                         self._written = False
                         self._unlocked(self._checkpoint)
+                        self._checkpointed = time.monotonic()
         finally:
             if self._conn is not None:
                 self._conn.close()
