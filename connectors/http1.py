@@ -173,7 +173,10 @@ def _system_tls() -> ssl.SSLContext:
 
 
 def _head(method: str, u: URL, headers: Mapping[str, str], length: int) -> bytes:
-    lines = [f"{method} {u.raw_path_qs} HTTP/1.1\r\nHost: {u.host_port_subcomponent}\r\n"]
+    lines = [
+        f"{method} {u.raw_path_qs} HTTP/1.1\r\nHost: {u.host_port_subcomponent}\r\n"
+        "User-Agent: lienthong\r\n"  # who calls, in the registry's logs
+    ]
     if length or method != "GET":
         lines.append(f"Content-Length: {length}\r\n")
     for name, value in headers.items():

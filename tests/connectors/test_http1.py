@@ -84,6 +84,7 @@ async def test_a_reply_is_read_whole_and_its_connection_kept_for_the_next_reques
     assert server.connections == 1
     head, body = server.requests[0]
     assert head.startswith(b"POST /soap?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nUser-Agent: lienthong\r\n" in head
     assert b"\r\nContent-Length: 4\r\n" in head and b'\r\nSOAPAction: ""\r\n' in head
     assert body == b"<x/>"
 
