@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.parse_errors import unsupported_coding
-from gateway.problems import Problem
+from gateway.problems import Problem, not_accepting
 
 __all__ = [
     "SQL_INT_MAX",
@@ -163,3 +163,20 @@ def parse_int(text: str) -> int | None:
     if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
         return None
     return int(text)
+
+
+def refuse_unless_accepting(extras: dict[str, Any]) -> None:
+    """Refuse new work while the audit log fails closed: its checkpoints cannot be timestamped,
+    or it is shorter than its latest checkpoint (new entries would take the removed ones'
+    sequence numbers and fork the signed log). New work is whatever appends to the log: a
+    dossier, a document or status, a lookup. ``extras``: the runtime's (its ``accepting`` gate
+    answers ``(ok, reason)``; none, no gate).
+
+    Raises Problem 503 ``not-accepting``."""
+    gate = extras.get("accepting")
+    if gate is None:
+        return
+    state = gate()
+    ok, reason = state if isinstance(state, tuple) else (bool(state), "audit checkpoints failing")
+    if not ok:
+        raise not_accepting(reason)

@@ -28,6 +28,7 @@ from gateway.api.common import (
     check_content_encoding,
     json_response,
     parse_int,
+    refuse_unless_accepting,
     unreadable_body,
 )
 from gateway.app import RUNTIME, Runtime
@@ -38,7 +39,7 @@ from gateway.exchange.check import CheckPolicy
 from gateway.exchange.errors import ExchangeError, InvalidEdxml, PayloadTooLarge, UnknownDocument
 from gateway.exchange.hub import AgencyRoute, DocumentHub, IncomingPart
 from gateway.outbox import JobHandler
-from gateway.problems import STORE_RETRY_AFTER_S, Problem, not_accepting
+from gateway.problems import STORE_RETRY_AFTER_S, Problem
 from gateway.requestid import REQUEST_ID_KEY
 
 __all__ = ["HUB_KEY", "RIGHT", "agency_routes", "blob_dir", "hub_for", "job_handlers", "routes"]
@@ -143,19 +144,6 @@ def _path_id(request: web.Request) -> str:
             404, UnknownDocument.slug, f"no document {doc!r}", title=UnknownDocument.title
         )
     return doc
-
-
-def _accepting(runtime: Runtime) -> None:
-    """Refuse new work while the audit log cannot be checkpointed (fail-closed), as dossiers do.
-
-    Raises Problem 503 ``not-accepting``."""
-    gate = runtime.extras.get("accepting")
-    if gate is None:
-        return
-    state = gate()
-    ok, reason = state if isinstance(state, tuple) else (bool(state), "audit checkpoints failing")
-    if not ok:
-        raise not_accepting(reason)
 
 
 def _agency(identity: Identity) -> str:
@@ -381,7 +369,7 @@ async def _multipart(
 async def send(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
     runtime = request.app[RUNTIME]
-    _accepting(runtime)
+    refuse_unless_accepting(runtime.extras)
     hub = await hub_for(runtime)
     parts = None
     if request.content_type == "multipart/related":
@@ -460,7 +448,7 @@ async def ack(request: web.Request) -> web.Response:
 @routes.post("/v1/documents/{id}/status")
 async def post_status(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
-    _accepting(request.app[RUNTIME])
+    refuse_unless_accepting(request.app[RUNTIME].extras)
     hub = await hub_for(request.app[RUNTIME])
     body = await _body(
         request, min(hub.policy.max_bytes, 8 << 20), "an edXML status message as application/xml"

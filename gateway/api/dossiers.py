@@ -17,7 +17,13 @@ from connectors.identifiers import (
 )
 from connectors.text import VIETNAM
 from gateway import dossiers
-from gateway.api.common import decode, json_response, query_text, read_json
+from gateway.api.common import (
+    decode,
+    json_response,
+    query_text,
+    read_json,
+    refuse_unless_accepting,
+)
 from gateway.app import RUNTIME
 from gateway.auth import IDENTITY_KEY, Identity, require
 from gateway.models import (
@@ -31,7 +37,7 @@ from gateway.models import (
     Links,
 )
 from gateway.outbox import NotDead
-from gateway.problems import Problem, not_accepting
+from gateway.problems import Problem
 from gateway.procedures import flow_of
 from gateway.requestid import REQUEST_ID_KEY
 from gateway.settings import is_http_url
@@ -230,11 +236,7 @@ def _caller(request: web.Request) -> Identity:
 async def submit(request: web.Request) -> web.Response:
     identity = require(request, "dossiers.submit")
     runtime = request.app[RUNTIME]
-    gate = runtime.extras.get("accepting")
-    if gate is not None:
-        ok, reason = gate()
-        if not ok:
-            raise not_accepting(reason)
+    refuse_unless_accepting(runtime.extras)
     document = validate(await read_json(request, DossierIn))
     own_code(document["code"], identity)
     own_callback(document.get("callback_url"), identity)

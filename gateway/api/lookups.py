@@ -16,7 +16,7 @@ from aiohttp import web
 
 from connectors.api import PermanentError, Result, TransientError
 from connectors.identifiers import InvalidIdentifier, check_personal_id, check_tax_code
-from gateway.api.common import json_response, read_json
+from gateway.api.common import json_response, read_json, refuse_unless_accepting
 from gateway.app import REGISTRY_SECONDS_KEY, RUNTIME, Runtime
 from gateway.audit import AuditEvent, append, citizen_hash
 from gateway.auth import Identity, require
@@ -43,6 +43,7 @@ async def _call(
 ) -> Result:
     """Call a registry with bounded retries; audit the access; translate failures to problems."""
     runtime: Runtime = request.app[RUNTIME]
+    refuse_unless_accepting(runtime.extras)  # a lookup appends to the audit log too
     connector = runtime.connector(registry)
     breaker = runtime.breakers.get(registry)
     request_id = request[REQUEST_ID_KEY]

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import pytest
@@ -1025,13 +1025,11 @@ async def test_a_path_id_that_cannot_be_a_document_is_unknown_on_each_store(
 def test_not_accepting_documents_says_when_to_retry() -> None:
     # While the audit log fails closed the hub refuses new packages and statuses as dossiers are
     # refused: a 503 with Retry-After (it had none).
-    from types import SimpleNamespace
-
-    from gateway.api.documents import _accepting
+    from gateway.api.common import refuse_unless_accepting
     from gateway.problems import Problem
 
-    failing = SimpleNamespace(extras={"accepting": lambda: (False, "audit checkpoints failing")})
+    failing = {"accepting": lambda: (False, "audit checkpoints failing")}
     with pytest.raises(Problem) as refused:
-        _accepting(cast(Runtime, failing))
+        refuse_unless_accepting(failing)
     assert (refused.value.status, refused.value.slug) == (503, "not-accepting")
     assert int(refused.value.headers["Retry-After"]) > 0

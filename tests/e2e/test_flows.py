@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
 from connectors.identifiers import check_personal_id
+from connectors.testdata import Population
 from gateway.audit import decode_entry, verify_chain
 from gateway.cli import main
 from gateway.flows import verify_callback
@@ -391,6 +392,18 @@ async def test_fail_closed_when_checkpoints_cannot_be_timestamped(make_gateway: 
             assert int(r.headers["Retry-After"]) > 0  # was missing
         async with await gw.get(f"/v1/dossiers/{second['code']}") as r:
             assert r.status == 404  # nothing half-stored
+        # A lookup appends to the log too: refused as well (it went through, and was logged).
+        person = Population(0).citizen(0)
+        query = {
+            "personal_id": person.personal_id,
+            "full_name": person.full_name,
+            "birth_date": person.birth_date.isoformat(),
+        }
+        logged = await gw.runtime.store.read(lambda tx: tx.one("audit.count"))
+        async with await gw.post("/v1/lookups/citizen", query) as r:
+            refused = await r.json()
+            assert (r.status, refused["type"]) == (503, PROBLEM + "not-accepting"), refused
+        assert await gw.runtime.store.read(lambda tx: tx.one("audit.count")) == logged
         if accepted_first == 202:
             async with await gw.get(f"/v1/dossiers/{first['code']}") as r:
                 assert r.status == 200  # what was accepted stays
