@@ -20,6 +20,7 @@ __all__ = [
     "query_int",
     "query_text",
     "read_json",
+    "refuse_unless_accepting",
     "unreadable_body",
 ]
 
