@@ -61,11 +61,14 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(script: Script, tls: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
+async def serving(
+    script: Script, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[Server]:
     server = Server(script)
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=tls)
+    listener = await asyncio.start_server(server.handle, host, 0, ssl=tls)
     port = listener.sockets[0].getsockname()[1]
-    server.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/soap?x=1"
+    shown = f"[{host}]" if ":" in host else host
+    server.url = f"{'https' if tls else 'http'}://{shown}:{port}/soap?x=1"
     async with listener:
         yield server
 
@@ -87,6 +90,13 @@ async def test_a_reply_is_read_whole_and_its_connection_kept_for_the_next_reques
     assert b"\r\nUser-Agent: lienthong\r\n" in head
     assert b"\r\nContent-Length: 4\r\n" in head and b'\r\nSOAPAction: ""\r\n' in head
     assert body == b"<x/>"
+
+
+async def test_an_ipv6_registry_is_reached_and_named_in_brackets() -> None:
+    async with serving(always(OK), host="::1") as server, HttpClient(timeout=5, max_reply=100) as c:
+        assert (await c.request("GET", server.url, {})).body == b"hello"
+    (head, _), *_ = server.requests
+    assert b"\r\nHost: [::1]:" in head
 
 
 async def test_a_chunked_reply_is_joined() -> None:
