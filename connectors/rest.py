@@ -1,24 +1,27 @@
 """JSON over HTTP: the transport shared by the REST registries (insurance, business, portal).
 
-One :class:`RestTransport` per connector holds one ``aiohttp.ClientSession`` (opened by
-:meth:`RestTransport.open`, closed by :meth:`RestTransport.close`) with explicit timeouts. Every
-foreign failure is translated in ONE place, :func:`translate_errors`:
+One :class:`RestTransport` per connector holds one :class:`connectors.http1.HttpClient` (opened by
+:meth:`RestTransport.open`, closed by :meth:`RestTransport.close`), as the SOAP connectors do, with
+one deadline over each exchange. Every foreign failure is translated in ONE place,
+:func:`translate_errors`:
 
-- connection refused / reset / server disconnected / timeouts / truncated bodies → TransientError
+- connection refused / reset / dropped mid-reply / timeouts / a reply that is not HTTP or is over
+  :data:`MAX_BODY` → TransientError
 - HTTP 5xx, 408, 425, 429 (:func:`~connectors.api.transient_status`) → TransientError; any other
   4xx → PermanentError (``code`` = ``"http-<status>"``), unless the caller listed the status in
   ``accept`` and wants to interpret it itself (404 "not found", a 401 that means "refresh the
   token")
 - HTTP 3xx → PermanentError: redirects are not followed (a registry answers where it is
   configured; following one would hand the API key or the query's credentials to another host)
-- no error message quotes an aiohttp exception's URL: insurance's query carries its token and
-  password, and the message is stored as a step's error and shown to clients
+- a request that cannot be sent (a header with a line break) → PermanentError
+- no error message quotes the request's URL: insurance's query carries its token and password,
+  and the message is stored as a step's error and shown to clients (the client's errors never
+  carry it)
 - a body that is not the expected JSON (the sandbox ``malformed`` fault answers HTML with a 200)
   → TransientError: a garbled reply says nothing about whether the request was acceptable.
 
-aiohttp itself sends an idempotent request (GET, PUT, DELETE) once more when the server drops
-the connection before answering (RFC 9112 §9.3.1); it never resends a POST. All other retrying is
-the caller's (the gateway's outbox and retry policy).
+No request is sent twice by the transport; all retrying is the caller's (the gateway's outbox and
+retry policy, a lookup's in-request retries).
 
 Writes carry ``Idempotency-Key`` so a registry performs them once however often they are
 delivered; every request carries ``X-Request-Id`` for correlation in both sides' logs.
@@ -31,8 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
 import msgspec
+from yarl import URL
 
 from connectors.api import (
     ConnectorError,
@@ -43,6 +46,7 @@ from connectors.api import (
     retry_after,
     transient_status,
 )
+from connectors.http1 import BadReply, HttpClient, ReplyTooLarge
 
 __all__ = ["RestReply", "RestTransport", "translate_errors"]
 
@@ -65,44 +69,28 @@ def translate_errors(registry: str) -> Iterator[None]:
     """Translate foreign exceptions raised inside the block into connector errors.
 
     Raises:
-        TransientError: connection failures, timeouts, disconnects, truncated or undecodable
-            bodies (retrying may help).
-        PermanentError: a URL the client cannot use (retrying will not help).
+        TransientError: connection failures, timeouts, cut, oversized, undecodable or non-HTTP
+            replies (retrying may help).
+        PermanentError: a request that cannot be sent (retrying will not help).
     """
     try:
         yield
     except ConnectorError:
         raise
     except TimeoutError as exc:
-        # aiohttp's ServerTimeoutError is also a TimeoutError; both mean "no answer in time".
         raise TransientError(registry, f"no answer in time ({type(exc).__name__})") from exc
-    except aiohttp.InvalidURL as exc:
-        raise PermanentError(registry, f"invalid registry URL ({_describe(exc)})") from exc
-    except aiohttp.ClientConnectionError as exc:
-        # Refused, reset, DNS, server disconnected: the request may or may not have been
-        # processed (lost reply), which is why writes carry an idempotency key.
-        raise TransientError(registry, f"connection failed: {_describe(exc)}") from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise TransientError(registry, f"truncated reply: {_describe(exc)}") from exc
+    except OSError as exc:
+        # Refused, reset, dropped: the request may or may not have been processed (lost reply),
+        # which is why writes carry an idempotency key. Its text names a host and port at most.
+        raise TransientError(registry, f"connection failed: {type(exc).__name__}: {exc}") from exc
+    except ReplyTooLarge as exc:
+        raise TransientError(registry, str(exc)) from exc
+    except BadReply as exc:
+        raise TransientError(registry, f"malformed reply: {exc}") from exc
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise TransientError(registry, f"malformed reply: {exc}") from exc
-    except aiohttp.ClientError as exc:
-        raise TransientError(registry, f"HTTP client error: {_describe(exc)}") from exc
-
-
-def _describe(exc: aiohttp.ClientError) -> str:
-    """An aiohttp exception for an error message, WITHOUT the request's URL: the query of a
-    registry call can carry credentials (insurance's token, id_token, username and password), and
-    the message is stored as a step's error and shown to clients. Only exceptions whose text is
-    known to hold no URL (a host and port at most) are quoted; of the others, the type."""
-    name = type(exc).__name__
-    if isinstance(exc, aiohttp.ClientResponseError):  # its str() ends with url=...
-        return f"{name} (HTTP {exc.status})"
-    if isinstance(exc, (aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
-        # "Cannot connect to host h:p ssl:… [reason]", an OS error, or what was wrong with the
-        # body's framing.
-        return f"{name}: {exc}"
-    return name
+    except ValueError as exc:  # from the client: the request itself cannot be sent
+        raise PermanentError(registry, f"request cannot be sent: {exc}") from exc
 
 
 class RestTransport:
@@ -118,26 +106,17 @@ class RestTransport:
         self.registry = registry
         self.endpoint = endpoint
         self._headers = dict(headers or {})
-        self._session: aiohttp.ClientSession | None = None
+        self._base = URL(endpoint.url.rstrip("/") + "/")
+        self._http: HttpClient | None = None
 
     async def open(self) -> None:
-        if self._session is None:
-            timeout = aiohttp.ClientTimeout(
-                total=self.endpoint.timeout,
-                # Connecting to a live registry is fast; a slow connect means it is not there.
-                connect=min(self.endpoint.timeout, 5.0),
-            )
-            self._session = aiohttp.ClientSession(
-                base_url=self.endpoint.url.rstrip("/") + "/",
-                timeout=timeout,
-                headers={"Accept": "application/json", **self._headers},
-                raise_for_status=False,
-            )
+        if self._http is None:
+            self._http = HttpClient(timeout=self.endpoint.timeout, max_reply=MAX_BODY)
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.close()
 
     async def request(
         self,
@@ -162,9 +141,9 @@ class RestTransport:
             PermanentError: another 4xx or a 3xx not listed in ``accept``; the transport is not
                 open.
         """
-        if self._session is None:
+        if self._http is None:
             raise PermanentError(self.registry, "transport used before open() or after close()")
-        sent = dict(headers or {})
+        sent = {"Accept": "application/json", **self._headers, **(headers or {})}
         if idempotency_key is not None:
             sent["Idempotency-Key"] = idempotency_key
         if request_id is not None:
@@ -172,20 +151,15 @@ class RestTransport:
         body = None if json is None else msgspec.json.encode(json)
         if body is not None:
             sent["Content-Type"] = "application/json"
+        url = self._base.join(URL(path.lstrip("/")))
+        if params:
+            url = url.extend_query(params)
         with translate_errors(self.registry):
             # A registry answers where it is configured; a redirect is a misconfiguration (or an
             # attempt to collect the credentials a request carries) and is not followed.
-            async with self._session.request(
-                method,
-                path.lstrip("/"),
-                data=body,
-                params=params,
-                headers=sent,
-                allow_redirects=False,
-            ) as response:
-                raw = await self._read_body(response)
-                status = response.status
-                wait_s = retry_after(response.headers.get("Retry-After"))
+            reply = await self._http.request(method, url, sent, body or b"")
+            raw, status = reply.body, reply.status
+            wait_s = retry_after(reply.headers.get("Retry-After"))
             if transient_status(status) or (status >= 400 and status not in accept):
                 # The reply's first words, but never what this request carried: an error page
                 # may echo the URL, and insurance's query holds its token and password.
@@ -212,15 +186,3 @@ class RestTransport:
                 raise TransientError(self.registry, f"unexpected HTTP {status}")
             data = msgspec.json.decode(raw, type=type)
         return RestReply(status, data)
-
-    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
-        """The whole body, however many pieces it arrives in (chunked, through a proxy, in TLS
-        records), refused as soon as it grows past :data:`MAX_BODY`."""
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise TransientError(self.registry, f"reply larger than {MAX_BODY} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)

@@ -54,10 +54,10 @@ async def lookup(url: str, limit: float = 5.0) -> Any:
     ("plan", "kind", "match", "deliveries"),
     [
         ({"error_rate": 1.0}, "error", "HTTP 503", 1),
-        # aiohttp sends an idempotent request (this GET) once more when the server drops the
-        # connection (RFC 9112 §9.3.1); a POST is never resent by the client.
-        ({"reset_rate": 1.0}, "reset", "connection failed", 2),
-        ({"lost_reply_rate": 1.0}, "lost_reply", "connection failed", 2),
+        # Sent once: the transport never resends (aiohttp's client sent an idempotent GET once
+        # more when the server dropped the connection); retrying is the caller's.
+        ({"reset_rate": 1.0}, "reset", "connection failed", 1),
+        ({"lost_reply_rate": 1.0}, "lost_reply", "connection failed", 1),
         ({"malformed_rate": 1.0}, "malformed", "malformed reply", 1),
         ({"outages": [[0, 3600]]}, "outage", "HTTP 503", 1),
     ],
