@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.exchange.attachments import MAX_ZIP_DIRECTORY, _zip_directory_size
 from gateway.exchange.blobs import BlobStore
-from gateway.exchange.builder import NewAttachment, build_package, build_status
+from gateway.exchange.builder import NewAttachment, build_package
 from gateway.exchange.check import (
     CheckPolicy,
     certificate_agency,
@@ -57,6 +57,22 @@ def _file(tmp_path: Path, data: bytes) -> Path:
     return p
 
 
+async def _check(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    data: bytes,
+    *,
+    sender: str = TAY_NINH_STC,
+    **kw: Any,
+) -> Any:
+    """check_package on ``data`` from ``sender`` (Tây Ninh's finance department), with the test
+    directory of agencies and trust anchors."""
+    return await check_package(
+        _file(tmp_path, data), blobs, sender=sender, known_agencies=AGENCIES, trust=trust, **kw
+    )
+
+
 async def test_accepts_a_signed_cong_van_with_signed_pdf(
     tmp_path: Path,
     blobs: BlobStore,
@@ -65,9 +81,7 @@ async def test_accepts_a_signed_cong_van_with_signed_pdf(
     signed_pdf: bytes,
 ) -> None:
     data = make_package(to=(NGHE_AN, TU_PHAP))
-    checked = await check_package(
-        _file(tmp_path, data), blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
-    )
+    checked = await _check(tmp_path, blobs, trust, data)
     assert checked.package.header.document_id == "000.00.11.H53,2020/10/30,2491/STC-BCTC"
     assert [t.organ_id for t in checked.package.header.to] == [NGHE_AN, TU_PHAP]
     assert checked.signature is not None and checked.signature.signer == f"agency-{TAY_NINH_STC}"
@@ -84,19 +98,11 @@ async def test_zipped_signed_pdf_is_checked_inside_the_zip(
     signed_pdf: bytes,
 ) -> None:
     ok = make_package(attachments=[NewAttachment("cv.pdf", signed_pdf, zipped=True)])
-    checked = await check_package(
-        _file(tmp_path, ok), blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
-    )
+    checked = await _check(tmp_path, blobs, trust, ok)
     assert checked.pdf_reports[0]["attachment"] == "cv.pdf.zip/cv.pdf"
     unsigned = make_package(attachments=[NewAttachment("cv.pdf", sample_pdf(), zipped=True)])
     with pytest.raises(SignatureInvalid, match=r"cv\.pdf\.zip/cv\.pdf"):
-        await check_package(
-            _file(tmp_path, unsigned),
-            blobs,
-            sender=TAY_NINH_STC,
-            known_agencies=AGENCIES,
-            trust=trust,
-        )
+        await _check(tmp_path, blobs, trust, unsigned)
 
 
 async def test_tampered_signed_pdf_is_refused_even_when_the_envelope_is_resigned(
@@ -111,9 +117,7 @@ async def test_tampered_signed_pdf_is_refused_even_when_the_envelope_is_resigned
     assert tampered != signed_pdf
     data = make_package(attachments=[NewAttachment("cv.pdf", tampered)])
     with pytest.raises(SignatureInvalid) as info:
-        await check_package(
-            _file(tmp_path, data), blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
-        )
+        await _check(tmp_path, blobs, trust, data)
     assert info.value.extra["attachment"] == "cv.pdf"
 
 
@@ -127,9 +131,7 @@ async def test_pdf_signed_by_untrusted_ca(
     pdf = await sign_pdf(sample_pdf(), other_pki.key(f"agency-{TAY_NINH_STC}"))
     data = make_package(attachments=[NewAttachment("cv.pdf", pdf)])
     with pytest.raises(SignatureInvalid, match=r"cv\.pdf"):
-        await check_package(
-            _file(tmp_path, data), blobs, sender=TAY_NINH_STC, known_agencies=AGENCIES, trust=trust
-        )
+        await _check(tmp_path, blobs, trust, data)
 
 
 @pytest.mark.parametrize(
@@ -158,9 +160,7 @@ async def test_refusals(
 ) -> None:
     data = make_package(**kwargs)
     with pytest.raises(error) as info:
-        await check_package(
-            _file(tmp_path, data), blobs, sender=sender, known_agencies=AGENCIES, trust=trust
-        )
+        await _check(tmp_path, blobs, trust, data, sender=sender)
     assert info.value.problem()["type"] == f"urn:lienthong:problem:{slug}"
 
 
@@ -169,14 +169,7 @@ async def test_oversized_package(
 ) -> None:
     data = make_package()
     with pytest.raises(PayloadTooLarge):
-        await check_package(
-            _file(tmp_path, data),
-            blobs,
-            sender=TAY_NINH_STC,
-            known_agencies=AGENCIES,
-            trust=trust,
-            policy=CheckPolicy(max_bytes=len(data) // 2),
-        )
+        await _check(tmp_path, blobs, trust, data, policy=CheckPolicy(max_bytes=len(data) // 2))
     assert not list(blobs.root.rglob("sha256/*/*/*"))
 
 
@@ -185,14 +178,7 @@ async def test_pdf_over_the_pdf_cap_is_refused_not_skipped(
 ) -> None:
     data = make_package()
     with pytest.raises(PayloadTooLarge, match="PDF"):
-        await check_package(
-            _file(tmp_path, data),
-            blobs,
-            sender=TAY_NINH_STC,
-            known_agencies=AGENCIES,
-            trust=trust,
-            policy=CheckPolicy(max_pdf_bytes=100),
-        )
+        await _check(tmp_path, blobs, trust, data, policy=CheckPolicy(max_pdf_bytes=100))
 
 
 async def test_sample_shaped_like_service_is_accepted(
@@ -246,10 +232,7 @@ async def test_package_and_status_endpoints_do_not_mix(
         await check_status(_file(tmp_path, make_package()), sender=TAY_NINH_STC, trust=trust)
     status = sign_bytes((SAMPLES / "trang-thai-03-ubnd-nghe-an.xml").read_bytes(), key(NGHE_AN))
     with pytest.raises(InvalidEdxml, match="status message"):
-        await check_package(
-            _file(tmp_path, status), blobs, sender=NGHE_AN, known_agencies=AGENCIES, trust=trust
-        )
-    assert build_status  # the builder is exercised in test_edxml
+        await _check(tmp_path, blobs, trust, status, sender=NGHE_AN)
 
 
 def _zip(members: list[tuple[str, bytes]]) -> bytes:
@@ -269,14 +252,7 @@ async def _check_zip(
     policy: CheckPolicy,
 ) -> Any:
     data = make_package(attachments=[NewAttachment("phu-luc.zip", zipped, "application/zip")])
-    return await check_package(
-        _file(tmp_path, data),
-        blobs,
-        sender=TAY_NINH_STC,
-        known_agencies=AGENCIES,
-        trust=trust,
-        policy=policy,
-    )
+    return await _check(tmp_path, blobs, trust, data, policy=policy)
 
 
 async def test_pdfs_unzipped_are_capped_in_total_not_only_each(
@@ -393,9 +369,7 @@ async def test_a_department_certificate_does_not_sign_for_its_province(
     dept = FileKey(private, cert, key(TAY_NINH_STC).chain)
     data = sign_bytes(make_package(sender=PROVINCE, signed=False), dept)
     with pytest.raises(ForgedSender, match=r"not by 000\.00\.00\.H53"):
-        await check_package(
-            _file(tmp_path, data), blobs, sender=PROVINCE, known_agencies=AGENCIES, trust=trust
-        )
+        await _check(tmp_path, blobs, trust, data, sender=PROVINCE)
 
 
 @pytest.mark.parametrize(
@@ -419,16 +393,12 @@ async def test_a_document_id_must_be_the_senders(
     pdf = [NewAttachment("cv.pdf", signed_pdf)]
     ok = sign_bytes(build_package(header, trace_for(header), pdf), key(TU_PHAP))
     assert header.document_id.startswith(f"{TU_PHAP},")
-    checked = await check_package(
-        _file(tmp_path, ok), blobs, sender=TU_PHAP, known_agencies=AGENCIES, trust=trust
-    )
+    checked = await _check(tmp_path, blobs, trust, ok, sender=TU_PHAP)
     assert checked.package.header.document_id == header.document_id
     header = dataclasses.replace(header, document_id=document_id)
     data = sign_bytes(build_package(header, trace_for(header), pdf), key(TU_PHAP))
     with pytest.raises(InvalidEdxml, match="must begin with the sender's OrganId") as info:
-        await check_package(
-            _file(tmp_path, data), blobs, sender=TU_PHAP, known_agencies=AGENCIES, trust=trust
-        )
+        await _check(tmp_path, blobs, trust, data, sender=TU_PHAP)
     assert info.value.extra == {"field": "MessageHeader/DocumentId"}
 
 
