@@ -232,35 +232,38 @@ async def test_close_is_idempotent(url: str) -> None:
 SECRETS = ("S3cr3t-Passw0rd", "bhxh_user", "AT-token", "IT-token")
 
 
-async def test_insurance_redirect_loop_is_refused_without_its_credentials() -> None:
-    seen_paths: list[str] = []
+async def _card_check(egw: Any, password: str = "S3cr3t-Passw0rd") -> ConnectorError:
+    """What insurance's card.check raises against a registry that issues tokens and answers
+    its egw calls with ``egw``."""
 
     async def token(request: web.Request) -> web.Response:
         answer = {"access_token": "AT-token", "id_token": "IT-token"}
         return web.json_response({"maKetQua": "200", "APIKey": answer})
 
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    app.router.add_route("*", "/api/egw/{p}", egw)
+    card = {"card_number": "HS4010120878811", "full_name": "A", "birth_date": "1992-01-01"}
+    async with serve_app(app) as base:
+        endpoint = Endpoint(url=base, username="bhxh_user", password=password)
+        async with InsuranceConnector(endpoint) as insurance:
+            with pytest.raises(ConnectorError) as caught:
+                await insurance.call("card.check", card)
+    return caught.value
+
+
+async def test_insurance_redirect_loop_is_refused_without_its_credentials() -> None:
+    seen_paths: list[str] = []
+
     async def loop(request: web.Request) -> web.Response:
         seen_paths.append(request.path_qs)
         raise web.HTTPFound("/api/egw/elsewhere")
 
-    app = web.Application()
-    app.router.add_post("/api/token/take", token)
-    app.router.add_route("*", "/api/egw/{p}", loop)
-    async with serve_app(app) as base:
-        endpoint = Endpoint(url=base, username="bhxh_user", password="S3cr3t-Passw0rd")
-        async with InsuranceConnector(endpoint) as insurance:
-            with pytest.raises(PermanentError) as caught:
-                await insurance.call(
-                    "card.check",
-                    {
-                        "card_number": "HS4010120878811",
-                        "full_name": "A",
-                        "birth_date": "1992-01-01",
-                    },
-                )
-    assert caught.value.code == "http-302"
-    assert "redirects are not followed" in str(caught.value)
-    assert not [s for s in SECRETS if s in str(caught.value)], str(caught.value)
+    caught = await _card_check(loop)
+    assert isinstance(caught, PermanentError)
+    assert caught.code == "http-302"
+    assert "redirects are not followed" in str(caught)
+    assert not [s for s in SECRETS if s in str(caught)], str(caught)
     assert len(seen_paths) == 1  # asked once, not followed round the loop
 
 
@@ -315,31 +318,14 @@ async def test_an_error_page_echoing_the_request_never_shows_its_credentials() -
     # into the step's error, which the API and the callbacks show.
     password = "S3cr3t+Pass/w0rd é"
 
-    async def token(request: web.Request) -> web.Response:
-        answer = {"access_token": "AT-token", "id_token": "IT-token"}
-        return web.json_response({"maKetQua": "200", "APIKey": answer})
-
     async def echo(request: web.Request) -> web.Response:
         page = f"bad gateway for {request.path_qs} ({dict(request.query)})"
         return web.Response(status=502, text=page)
 
-    app = web.Application()
-    app.router.add_post("/api/token/take", token)
-    app.router.add_route("*", "/api/egw/{p}", echo)
-    async with serve_app(app) as base:
-        endpoint = Endpoint(url=base, username="bhxh_user", password=password)
-        async with InsuranceConnector(endpoint) as insurance:
-            with pytest.raises(TransientError) as caught:
-                await insurance.call(
-                    "card.check",
-                    {
-                        "card_number": "HS4010120878811",
-                        "full_name": "A",
-                        "birth_date": "1992-01-01",
-                    },
-                )
-    message = str(caught.value)
-    assert caught.value.code == "http-502" and "bad gateway for /api/egw/" in message, message
+    caught = await _card_check(echo, password)
+    assert isinstance(caught, TransientError)
+    message = str(caught)
+    assert caught.code == "http-502" and "bad gateway for /api/egw/" in message, message
     for secret in ("AT-token", "IT-token", "S3cr3t", "w0rd"):
         assert secret not in message, message
 
