@@ -34,6 +34,17 @@ async def stopped_dossier(gw: Gateway, start: int = 1) -> tuple[dict[str, Any], 
     return doc, right
 
 
+async def corrected_dossier(gw: Gateway) -> str:
+    """A stopped dossier whose applicant's name an operator has corrected (not yet resumed):
+    its code."""
+    doc, right = await stopped_dossier(gw)
+    status, body = await patch(
+        gw, doc["code"], {"reason": "tên", "applicant": {**doc["applicant"], "full_name": right}}
+    )
+    assert status == 200, body
+    return str(doc["code"])
+
+
 async def patch(gw: Gateway, code: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     async with gw.http.patch(
         f"{gw.url}/v1/dossiers/{code}", json=body, headers=gw.headers("operator")
@@ -113,12 +124,7 @@ async def test_concurrent_resumes_one_202_the_others_409(any_gateway: Gateway) -
     """Before, on PostgreSQL: one 202, then 500s (NotDead escaped: "outbox job 4 is dead, not
     dead"). Now every store answers one 202 and a 409 status-transition to each other caller."""
     gw = any_gateway
-    doc, right = await stopped_dossier(gw)
-    code = doc["code"]
-    status, body = await patch(
-        gw, code, {"reason": "tên", "applicant": {**doc["applicant"], "full_name": right}}
-    )
-    assert status == 200, body
+    code = await corrected_dossier(gw)
 
     async def resume() -> tuple[int, dict[str, Any]]:
         async with await gw.post(f"/v1/dossiers/{code}/resume", None, who="operator") as r:
@@ -182,12 +188,7 @@ async def test_a_committed_resume_answers_from_its_own_transaction(
 ) -> None:
     """As for PATCH: a resume that committed is never answered "nothing was kept"."""
     gw = any_gateway
-    doc, right = await stopped_dossier(gw)
-    code = doc["code"]
-    status, body = await patch(
-        gw, code, {"reason": "tên", "applicant": {**doc["applicant"], "full_name": right}}
-    )
-    assert status == 200, body
+    code = await corrected_dossier(gw)
     worker = gw.runtime.worker
     assert worker is not None
     with monkeypatch.context() as mp:
