@@ -6,7 +6,7 @@ that builds requests and reads replies with zeep's results at a fraction of its 
 itself handles what a plan does not cover (faults, MTOM, types outside the plan). The HTTP
 exchange itself is ours, over :class:`connectors.http1.HttpClient` with an explicit timeout (zeep's
 ``AsyncTransport`` uses httpx, whose connection-pool bookkeeping cost more per call than the rest
-of the exchange, and has no timeout by default; aiohttp's client cost three times this one's CPU
+of the exchange, and has no timeout by default; aiohttp's client cost about twice this one's CPU
 per call). Building the envelope ourselves leaves a hook
 between building and sending, where the civil-status connector adds an XML signature off the loop.
 
