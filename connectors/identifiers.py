@@ -114,6 +114,14 @@ def check_tax_code(value: str) -> str:
     kind = "tax code"
     m = _TAX_RE.fullmatch(value)
     if not m:
+        if len(value) == 12 and value.isascii() and value.isdigit():
+            raise InvalidIdentifier(
+                kind,
+                value,
+                "12 digits is a personal identification number (an individual's tax code since "
+                "1 July 2025), not an enterprise's: an enterprise's has 10 digits, optionally "
+                "followed by -NNN",
+            )
         raise InvalidIdentifier(kind, value, "must be 10 digits, optionally followed by -NNN")
     main, branch = m.groups()
     if main[2:9] == "0000000":

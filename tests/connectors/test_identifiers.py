@@ -62,6 +62,8 @@ def test_tax_code_valid(value: str) -> None:
         ("0314409058-000", "000"),
         ("031440905", "10 digits"),
         ("0314409058-02", "10 digits"),
+        ("001099012345", "personal identification number"),  # an individual's, since July 2025
+        ("0010990123456", "10 digits"),
     ],
 )
 def test_tax_code_invalid(value: str, reason: str) -> None:
