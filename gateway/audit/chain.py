@@ -19,13 +19,23 @@ from gateway.store import Store, Tx
 
 from .events import GENESIS
 
-__all__ = ["INDEXED", "VERIFY_QUERY", "ChainReport", "verify_chain", "verify_rows"]
+__all__ = [
+    "INDEXED",
+    "PAGE_QUERY",
+    "VERIFY_QUERY",
+    "ChainReport",
+    "verify_chain",
+    "verify_page",
+    "verify_rows",
+]
 
 _PAGE = 5000
 
 # The block the verifiers read the log with: seq, entry, leaf_hash, chain_hash, then the columns
 # stored beside each entry for queries, in this order.
 VERIFY_QUERY = "audit.verify_range"
+# The same range as one row, for verify_page: n, first, last, odd, entries, leaves, chains, columns.
+PAGE_QUERY = "audit.verify_page"
 INDEXED = ("at", "action", "member", "service", "dossier", "document", "citizen")
 
 
@@ -42,6 +52,7 @@ class _Indexed(msgspec.Struct, gc=False):
 
 
 _decode_indexed = msgspec.json.Decoder(_Indexed).decode
+_encode = msgspec.json.encode
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,53 @@ def verify_rows(
         expected += 1
         count += 1
     return ChainReport(True, count)
+
+
+def verify_page(
+    page: Sequence[Any], *, start_seq: int, prev: bytes, leaves: bytearray
+) -> bytes | None:
+    """Check a page of the log as one row of :data:`PAGE_QUERY` holds it, from ``prev``, the
+    chain hash before it: what :func:`verify_rows` checks, each entry's columns compared as JSON
+    arrays. Returns the chain hash of its last entry, the page's leaf hashes added to ``leaves``
+    — or None, with ``leaves`` untouched, when anything in the page fails or cannot be checked
+    this way: then :func:`verify_rows`, on the same range, says what and where.
+
+    Why: reading a row per entry cost about as much as checking it (~2 us), and took the GIL back
+    for each, so the next page could not be read while this one was checked. The store builds
+    this row in one call that does not hold it. Equal arrays mean equal columns (each side is a
+    JSON encoding of its own values), so the check is exact; arrays that differ only in how they
+    escape a character fall back to the row-by-row check.
+    """
+    n, first, last, odd, entries, leaf_hashes, chain_hashes, columns = page
+    if not n or first != start_seq or last - first + 1 != n or odd:
+        return None
+    split_entries, split_columns = bytes(entries).split(b"\n"), bytes(columns).split(b"\n")
+    if len(split_entries) != n or len(split_columns) != n:
+        return None
+    sha256, decode, encode = hashlib.sha256, _decode_indexed, _encode
+    ours, chains = bytearray(), bytearray()
+    for seq, entry, stored in zip(
+        range(start_seq, start_seq + n), split_entries, split_columns, strict=True
+    ):
+        if not entry.startswith(b'{"seq":%d,' % seq):
+            return None
+        leaf = sha256(b"\x00" + entry).digest()
+        prev = sha256(prev + leaf).digest()
+        ours += leaf
+        chains += prev
+        try:
+            f = decode(entry)
+        except msgspec.DecodeError:
+            return None
+        if (
+            encode((f.at, f.action, f.member, f.service, f.dossier, f.document, f.citizen))
+            != stored
+        ):
+            return None
+    if ours != leaf_hashes or chains != chain_hashes:
+        return None
+    leaves += ours
+    return prev
 
 
 def _columns_differ(fields: _Indexed, columns: tuple[Any, ...]) -> str:

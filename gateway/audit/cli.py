@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from gateway.cliopts import config_option, existing_store, json_option, open_settings
+from gateway.gil import quick_handoffs
 from gateway.store import Store, StoreError
 
 __all__ = ["audit", "commands"]
@@ -129,7 +130,10 @@ def verify_cmd(
     trust = _trust(settings, trust_paths)
     signers = _certificates(signer_paths) if signer_paths else _configured_signer(settings)
     origin = settings.audit.origin
-    report = _run(settings, lambda store: verify_log(store, trust, signers=signers, origin=origin))
+    with quick_handoffs():  # the store's readers read the next pages while this thread checks
+        report = _run(
+            settings, lambda store: verify_log(store, trust, signers=signers, origin=origin)
+        )
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "trust_checked": trust is not None}, indent=2))
     else:

@@ -28,17 +28,18 @@ import io
 import itertools
 import json
 import zipfile
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
-from gateway.store import Store
+from gateway.store import Store, StoreError
 
 from .bundle import scope_test
-from .chain import VERIFY_QUERY, verify_rows
+from .chain import PAGE_QUERY, VERIFY_QUERY, verify_page, verify_rows
 from .checkpoints import (
     Checkpoint,
     CheckpointCheck,
@@ -52,7 +53,8 @@ from .merkle import MerkleTree, ProofError, verify_consistency, verify_inclusion
 
 __all__ = ["BundleReport", "LogReport", "verify_bundle", "verify_log"]
 
-_PAGE = 20000
+_PAGE = 4000  # entries per read: small enough that the first read, which nothing overlaps, is short
+_AHEAD = 2  # pages read ahead: the store's readers
 
 
 _UNPINNED = (
@@ -149,7 +151,17 @@ class LogReport:
         }
 
 
-def _page(
+def _fast(page: Sequence[Any], start: int, prev: bytes, tree: MerkleTree) -> bytes | None:
+    """Check a page read with PAGE_QUERY and grow the tree with it; the chain hash of its last
+    entry, or None if it must be checked row by row (runs in a worker thread)."""
+    leaves = bytearray()
+    last = verify_page(page, start_seq=start, prev=prev, leaves=leaves)
+    if last is not None:
+        tree.extend_packed(leaves)
+    return last
+
+
+def _rows(
     rows: list[tuple[Any, ...]], start: int, prev: bytes, tree: MerkleTree
 ) -> tuple[bool, int, str]:
     """Check one page of rows and grow the tree with the good ones (runs in a worker thread)."""
@@ -185,26 +197,52 @@ async def verify_log(
     tree = MerkleTree()
     start, prev = 0, GENESIS
 
-    def page(first: int) -> asyncio.Future[list[tuple[Any, ...]]]:
-        return asyncio.ensure_future(
-            store.read(lambda tx: tx.tuples(VERIFY_QUERY, start=first, stop=first + _PAGE))
-        )
+    def read(query: str, first: int) -> Awaitable[list[tuple[Any, ...]]]:
+        return store.read(lambda tx: tx.tuples(query, start=first, stop=first + _PAGE))
 
-    # The next page is read while this one is checked: SQLite releases the GIL while it steps.
-    upcoming = page(0)
-    while True:
-        rows = await upcoming
-        if not rows:
-            break
-        upcoming = page(start + len(rows))
-        ok, bad, problem = await asyncio.to_thread(_page, rows, start, prev, tree)
-        if not ok:
-            await upcoming  # let the prefetch finish; its rows are not needed
-            report.first_bad_entry = bad
-            report.problems.append(f"entry {bad}: {problem}")
-            break
-        start += len(rows)
-        prev = bytes(rows[-1][3])
+    # The store builds a page without holding the GIL, so the next pages are read while this one
+    # is checked: _AHEAD of them at once, as the store has readers, since each read also waits
+    # for the GIL the check holds (to start, and to hand its row over).
+    ahead: deque[asyncio.Future[list[tuple[Any, ...]]]] = deque()
+    requested = 0  # the first entry of the next page to ask for
+
+    def read_ahead() -> None:
+        nonlocal requested
+        while len(ahead) < _AHEAD:
+            ahead.append(asyncio.ensure_future(read(PAGE_QUERY, requested)))
+            requested += _PAGE
+
+    try:
+        read_ahead()
+        while True:
+            try:
+                (page,) = await ahead.popleft()  # an aggregate: one row, even past the end
+            except StoreError:  # a column the store cannot write as JSON (a blob): row by row
+                page = None
+            read_ahead()
+            if page is not None and not page[0]:
+                break  # past the log's end
+            if page is not None and (
+                last := await asyncio.to_thread(_fast, page, start, prev, tree)
+            ):
+                n = page[0]
+            else:
+                # Something in this page failed, or cannot be checked in one piece: the
+                # row-by-row check says what, and where (or raises if the store cannot be read).
+                rows = await read(VERIFY_QUERY, start)
+                if not rows:
+                    break
+                ok, bad, problem = await asyncio.to_thread(_rows, rows, start, prev, tree)
+                if not ok:
+                    report.first_bad_entry = bad
+                    report.problems.append(f"entry {bad}: {problem}")
+                    break
+                n, last = len(rows), bytes(rows[-1][3])
+            if n < _PAGE:
+                break  # the log's end, when this page was read
+            start, prev = start + n, last
+    finally:
+        await asyncio.gather(*ahead, return_exceptions=True)  # no read outlives the verifier
     report.entries = tree.size
     who = _Signers(pinned=signers is not None, origin_pinned=origin is not None)
     await _check_checkpoints(report, checkpoints, tree, trust, who, signers, origin)

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import leaf_hash
+from gateway.audit import verify as verify_module
+from gateway.audit.chain import PAGE_QUERY, VERIFY_QUERY, verify_page
 from gateway.audit.checkpoints import DEFAULT_ORIGIN, Checkpointer, key_fingerprint
+from gateway.audit.events import GENESIS
 from gateway.audit.verify import verify_log
-from gateway.store import SQLiteStore
+from gateway.store import SQLiteStore, StoreError
 from signing.testing import TestPKI
 from tests.audit.test_checkpoints import (  # noqa: F401 - fixtures
     add_events,
@@ -235,3 +238,90 @@ async def test_edited_columns_are_found(logged: SQLiteStore, pki: TestPKI) -> No
     tamper(logged, "UPDATE audit_events SET dossier = 'D1', member = 'VN:GOV:M2' WHERE seq = 17")
     report = await verify_log(logged, pki.trust(revocation="off"))
     assert report.first_bad_entry == 21 and "citizen None (the entry: 'ccc" in report.problems[0]
+
+
+# --- the page form: a page read in one piece is never taken for more than its rows say ----------
+
+
+async def _fast_page(store: SQLiteStore, start: int, stop: int) -> bytes | None:
+    """What verify_page says of entries [start, stop): the chain hash of the last, or None."""
+    prev = (
+        GENESIS
+        if start == 0
+        else bytes(
+            (await store.read(lambda tx: tx.tuples(VERIFY_QUERY, start=start - 1, stop=start)))[0][
+                3
+            ]
+        )
+    )
+    (page,) = await store.read(lambda tx: tx.tuples(PAGE_QUERY, start=start, stop=stop))
+    return verify_page(page, start_seq=start, prev=prev, leaves=bytearray())
+
+
+@pytest.mark.parametrize(
+    ("sql", "entry", "words"),
+    [
+        (  # a newline inside an entry would split it in two
+            "UPDATE audit_events SET entry = CAST(replace(CAST(entry AS TEXT), ',\"action\"',"
+            " char(10) || ',\"action\"') AS BLOB) WHERE seq = 7",
+            7,
+            "modified",
+        ),
+        (  # json_array refuses a blob: the page cannot be built in one piece
+            "UPDATE audit_events SET dossier = CAST(dossier AS BLOB) WHERE seq = 4",
+            4,
+            "indexed columns differ",
+        ),
+    ],
+    ids=["newline", "blob-column"],
+)
+async def test_what_a_page_in_one_piece_hides_is_found_row_by_row(
+    logged: SQLiteStore, pki: TestPKI, sql: str, entry: int, words: str
+) -> None:
+    assert await _fast_page(logged, 0, 25) is not None
+    tamper(logged, sql)
+    try:
+        assert await _fast_page(logged, 0, 25) is None
+    except StoreError:
+        assert "blob" in sql.lower()  # the store could not build the page at all
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_entry == entry and words in report.problems[0], report.problems
+
+
+async def test_an_entry_stored_as_text_reads_the_same_either_way(
+    logged: SQLiteStore, pki: TestPKI
+) -> None:
+    """The row-by-row check hashes a TEXT entry's bytes as it does a BLOB's; so does the page."""
+    tamper(logged, "UPDATE audit_events SET entry = CAST(entry AS TEXT) WHERE seq = 12")
+    assert await _fast_page(logged, 10, 20) is not None
+    assert (await verify_log(logged, pki.trust(revocation="off"))).ok
+
+
+async def test_pages_past_the_first_are_checked_in_one_piece(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several pages, each checked in one piece (not one falling back to rows): the same leaves."""
+    monkeypatch.setattr(verify_module, "_PAGE", 7)
+    monkeypatch.setattr(verify_module, "verify_rows", _never)
+    async with SQLiteStore(tmp_path / "p.db") as store:
+        await add_events(store, 30)
+        report = await verify_log(store)
+        assert report.ok and report.entries == 30, report.problems
+        rows = await store.read(lambda tx: tx.tuples(VERIFY_QUERY, start=0, stop=30))
+        assert await _fast_page(store, 7, 14) == bytes(rows[13][3])
+
+
+def _never(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a page was checked row by row")
+
+
+async def test_hashes_shifted_between_entries_are_found(logged: SQLiteStore, pki: TestPKI) -> None:
+    """Entry 5's leaf hash cut to 31 bytes and its last byte put before entry 6's: back to back,
+    the hashes read the same, so the page must not be checked in one piece."""
+    rows = await logged.read(lambda tx: tx.tuples(VERIFY_QUERY, start=5, stop=7))
+    five, six = bytes(rows[0][2]), bytes(rows[1][2])
+    tamper(logged, "UPDATE audit_events SET leaf_hash = ? WHERE seq = 5", five[:31])
+    tamper(logged, "UPDATE audit_events SET leaf_hash = ? WHERE seq = 6", five[31:] + six)
+    assert await _fast_page(logged, 0, 25) is None
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_entry == 5 and "modified" in report.problems[0], report.problems

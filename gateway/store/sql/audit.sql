@@ -33,6 +33,26 @@ SELECT seq, entry, leaf_hash, chain_hash FROM audit_events WHERE seq >= :start A
 SELECT seq, entry, leaf_hash, chain_hash, at, action, member, service, dossier, document, citizen
 FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
 
+-- name: verify_page
+-- The same rows as verify_range, as one row that SQLite builds without taking Python's GIL back
+-- for each entry (gateway/audit/chain.py, verify_page): how many, the first and last seq, how many
+-- rows cannot be laid back to back safely (a missing entry, a hash that is not a 32-byte blob),
+-- the entries joined by newlines (an entry holding one splits into too many), the leaf and the
+-- chain hashes back to back, and each entry's columns as a JSON array, joined by newlines (a
+-- column holding a blob fails the query: json_array refuses blobs, and the verifier then reads
+-- the page row by row).
+SELECT count(*) AS n, min(seq) AS first, max(seq) AS last,
+       count(*) - count(entry) + total(
+           typeof(leaf_hash) != 'blob' OR length(leaf_hash) != 32
+           OR typeof(chain_hash) != 'blob' OR length(chain_hash) != 32
+       ) AS odd,
+       CAST(group_concat(entry, x'0a') AS BLOB) AS entries,
+       CAST(group_concat(leaf_hash, x'') AS BLOB) AS leaves,
+       CAST(group_concat(chain_hash, x'') AS BLOB) AS chains,
+       CAST(group_concat(json_array(at, action, member, service, dossier, document, citizen), x'0a')
+            AS BLOB) AS columns
+FROM (SELECT * FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq);
+
 -- name: count
 SELECT count(*) AS n FROM audit_events;
 

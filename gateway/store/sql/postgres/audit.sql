@@ -67,3 +67,22 @@ SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS l
 FROM audit_events WHERE citizen = :citizen
   AND (CAST(:start AS TEXT) IS NULL OR at >= :start) AND (CAST(:stop AS TEXT) IS NULL OR at < :stop)
 GROUP BY member, service, action ORDER BY min(at);
+
+-- name: verify_page
+-- base: 367234ac8ec87581
+-- PostgreSQL's aggregates take their order; its columns cannot hold a blob, nor its entry and
+-- hashes a NULL. Each array is written as msgspec writes the entry's fields (no spaces), so that a
+-- clean entry's compare equal; one that differs only in how it escapes falls back to
+-- verify_range, as any page that fails here does.
+SELECT count(*) AS n, min(seq) AS first, max(seq) AS last,
+       count(*) FILTER (WHERE length(leaf_hash) <> 32 OR length(chain_hash) <> 32) AS odd,
+       string_agg(entry, '\x0a'::bytea ORDER BY seq) AS entries,
+       string_agg(leaf_hash, ''::bytea ORDER BY seq) AS leaves,
+       string_agg(chain_hash, ''::bytea ORDER BY seq) AS chains,
+       convert_to(string_agg(
+           '[' || coalesce(to_json(at)::text, 'null') || ',' || coalesce(to_json(action)::text, 'null')
+           || ',' || coalesce(to_json(member)::text, 'null') || ',' || coalesce(to_json(service)::text, 'null')
+           || ',' || coalesce(to_json(dossier)::text, 'null') || ',' || coalesce(to_json(document)::text, 'null')
+           || ',' || coalesce(to_json(citizen)::text, 'null') || ']',
+           E'\n' ORDER BY seq), 'UTF8') AS columns
+FROM audit_events WHERE seq >= :start AND seq < :stop;
