@@ -36,7 +36,7 @@ from typing import Any
 
 from cryptography import x509
 
-from gateway.store import Store, StoreError
+from gateway.store import QueryError, Store, StoreError
 
 from .bundle import scope_test
 from .chain import PAGE_QUERY, VERIFY_QUERY, verify_page, verify_rows
@@ -161,6 +161,27 @@ def _fast(page: Sequence[Any], start: int, prev: bytes, tree: MerkleTree) -> byt
     return last
 
 
+async def _unreadable(store: Store, start: int, failure: QueryError) -> int:
+    """The first entry of the page at ``start`` whose row the store cannot read (SQLite: a text
+    column that is not UTF-8, written around the gateway), found by halving the page; raises
+    ``failure`` if no row fails on its own."""
+
+    async def readable(first: int, stop: int) -> bool:
+        try:
+            await store.read(lambda tx: tx.tuples(VERIFY_QUERY, start=first, stop=stop))
+        except QueryError:
+            return False
+        return True
+
+    low, high = start, start + _PAGE  # the first unreadable row is in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if await readable(low, middle) else (low, middle)
+    if await readable(low, low + 1):
+        raise failure
+    return low
+
+
 def _rows(
     rows: list[tuple[Any, ...]], start: int, prev: bytes, tree: MerkleTree
 ) -> tuple[bool, int, str]:
@@ -229,7 +250,13 @@ async def verify_log(
             else:
                 # Something in this page failed, or cannot be checked in one piece: the
                 # row-by-row check says what, and where (or raises if the store cannot be read).
-                rows = await read(VERIFY_QUERY, start)
+                try:
+                    rows = await read(VERIFY_QUERY, start)
+                except QueryError as exc:
+                    bad = await _unreadable(store, start, exc)
+                    report.first_bad_entry = bad
+                    report.problems.append(f"entry {bad}: the store cannot read it ({exc})")
+                    break
                 if not rows:
                     break
                 ok, bad, problem = await asyncio.to_thread(_rows, rows, start, prev, tree)

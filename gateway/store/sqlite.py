@@ -201,25 +201,34 @@ class _Tx:
     def execute(self, query: str, /, **params: Any) -> int:
         return self._run(query, params).rowcount
 
+    def _fetch(
+        self, query: str, params: dict[str, Any], how: Callable[[sqlite3.Cursor], T]
+    ) -> tuple[sqlite3.Cursor, T]:
+        """The cursor and what ``how`` fetched from it. SQLite goes on stepping while rows are
+        fetched, and a row can fail then (a text column that is not UTF-8): a QueryError too."""
+        cursor = self._run(query, params)
+        try:
+            return cursor, how(cursor)
+        except sqlite3.Error as exc:
+            raise _failure(query, exc) from exc
+
     # Rows come as tuples and become dicts with dict(zip(...)): three times faster than
     # dict(sqlite3.Row). Readers of the whole log (the audit verifier) skip the dicts: tuples().
     def one(self, query: str, /, **params: Any) -> Row | None:
-        cursor = self._run(query, params)
-        row = cursor.fetchone()
+        cursor, row = self._fetch(query, params, sqlite3.Cursor.fetchone)
         if row is None:
             return None
         return dict(zip([d[0] for d in cursor.description], row, strict=True))
 
     def all(self, query: str, /, **params: Any) -> list[Row]:
-        cursor = self._run(query, params)
-        rows = cursor.fetchall()
+        cursor, rows = self._fetch(query, params, sqlite3.Cursor.fetchall)
         if not rows:
             return []
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, r, strict=True)) for r in rows]
 
     def tuples(self, query: str, /, **params: Any) -> list[tuple[Any, ...]]:
-        return self._run(query, params).fetchall()
+        return self._fetch(query, params, sqlite3.Cursor.fetchall)[1]
 
 
 class _StaleMemo(Exception):

@@ -325,3 +325,12 @@ async def test_hashes_shifted_between_entries_are_found(logged: SQLiteStore, pki
     assert await _fast_page(logged, 0, 25) is None
     report = await verify_log(logged, pki.trust(revocation="off"))
     assert report.first_bad_entry == 5 and "modified" in report.problems[0], report.problems
+
+
+async def test_a_column_that_is_not_text_is_located(logged: SQLiteStore, pki: TestPKI) -> None:
+    """Bytes that are not UTF-8 written into a text column: SQLite cannot hand that row over at
+    all, so the entry is found by reading ever smaller ranges."""
+    tamper(logged, "UPDATE audit_events SET dossier = CAST(x'ff00fe' AS TEXT) WHERE seq = 13")
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_entry == 13, report.problems
+    assert "cannot read it" in report.problems[0] and "UTF-8" in report.problems[0]

@@ -418,3 +418,23 @@ async def test_the_wal_keeper_starts_a_wal_grown_past_its_limit_over(
         assert wal.stat().st_size < 16 * 256 * 1024
         assert store.unavailable is None
     assert _in_database_file(path) == written
+
+
+async def test_a_row_that_fails_while_fetched_is_a_query_error(tmp_path: Path) -> None:
+    """SQLite goes on stepping while rows are fetched: a text column that is not UTF-8 (written
+    around the gateway) fails there, and must reach the caller as the store's error."""
+    path = tmp_path / "t.db"
+    async with SQLiteStore(path) as store:
+        await store.transact(lambda tx: tx.execute("kv.put", k="a", v="fine"))
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE kv SET v = CAST(x'ff00fe' AS TEXT) WHERE k = 'a'")
+    conn.close()
+    async with SQLiteStore(path) as store:
+        for read in (
+            lambda tx: tx.one("kv.get", k="a"),
+            lambda tx: tx.all("kv.get", k="a"),
+            lambda tx: tx.tuples("kv.get", k="a"),
+        ):
+            with pytest.raises(QueryError, match="UTF-8"):
+                await store.read(read)
