@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from connectors import http1
 from connectors.http1 import BadReply, HttpClient, ReplyTooLarge
@@ -90,6 +91,19 @@ async def test_a_reply_is_read_whole_and_its_connection_kept_for_the_next_reques
     assert b"\r\nUser-Agent: lienthong\r\n" in head
     assert b"\r\nContent-Length: 4\r\n" in head and b'\r\nSOAPAction: ""\r\n' in head
     assert body == b"<x/>"
+
+
+def test_the_client_works_on_uvloop_too() -> None:
+    """uvloop, which aiohttp deployments often run on, hands a protocol transports that are not
+    asyncio.Transport instances: the connection took none, and every registry call failed."""
+
+    async def exchange() -> None:
+        async with serving(always(OK)) as server, HttpClient(timeout=5, max_reply=100) as c:
+            for _ in range(2):  # a new connection, then the same one again
+                assert (await c.request("GET", server.url, {})).body == b"hello"
+            assert server.connections == 1
+
+    uvloop.run(exchange())
 
 
 async def test_an_ipv6_registry_is_reached_and_named_in_brackets() -> None:
