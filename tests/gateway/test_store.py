@@ -415,7 +415,7 @@ async def test_the_wal_keeper_starts_a_wal_grown_past_its_limit_over(
                 written += 10
 
         await asyncio.gather(*(commits() for _ in range(4)))  # the writer always has work
-        assert wal.stat().st_size < 16 * 256 * 1024
+        assert wal.stat().st_size < 32 * 256 * 1024  # without the restarts: 22-51 MB
         assert store.unavailable is None
     assert _in_database_file(path) == written
 
