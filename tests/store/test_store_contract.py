@@ -17,6 +17,7 @@ import pytest
 
 from connectors.api import TransientError
 from gateway.audit import AuditEvent, append, verify_chain
+from gateway.audit import verify as verify_module
 from gateway.audit.chain import PAGE_QUERY, VERIFY_QUERY, verify_page
 from gateway.audit.events import GENESIS
 from gateway.dossiers import Conflict, accept
@@ -606,3 +607,19 @@ async def test_each_backend_builds_the_audit_page_the_verifier_checks_in_one_pie
         leaves = bytearray()
         assert verify_page(page, start_seq=start, prev=prev, leaves=leaves) == bytes(rows[-1][3])
         assert bytes(leaves) == b"".join(bytes(r[2]) for r in rows[start:stop])
+
+
+async def test_each_backend_verifies_a_log_of_several_pages_each_in_one_piece(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a page was checked row by row")
+
+    monkeypatch.setattr(verify_module, "_PAGE", 7)  # 30 entries: four full pages and a short one
+    monkeypatch.setattr(verify_module, "verify_rows", never)
+    for i in range(30):
+        await store.transact(
+            lambda tx, i=i: append(tx, AuditEvent(action="test.page", dossier=f"Hồ sơ {i}"))
+        )
+    report = await verify_module.verify_log(store)
+    assert report.ok and report.entries == 30, report.problems
