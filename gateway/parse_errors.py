@@ -46,6 +46,13 @@ __all__ = [
 
 log = logging.getLogger("lienthong.http")
 
+# What this gateway reads of a request's head. aiohttp's LineTooLong does not say whether the
+# request line or a header field was too long, only the limit it went past: the two limits differ
+# by two bytes (the field's is aiohttp's default) so that the limit names which it was.
+MAX_REQUEST_LINE = 8192
+MAX_HEADER_FIELD = 8190
+MAX_HEADERS = 128  # aiohttp's default
+
 # The request Content-Encodings aiohttp decodes with nothing more installed (br needs Brotli, zstd
 # backports.zstd); RFC 9110 §15.5.16: a 415 for a content coding says which are accepted.
 ACCEPTED_CODINGS = "gzip, deflate"
@@ -81,11 +88,24 @@ def parse_problem(exc: HttpProcessingError) -> Problem:
         # Raised while parsing the headers only for a coding aiohttp cannot decode (a body that
         # is not in its coding fails later, as the handler reads it: api.common.unreadable_body).
         return unsupported_coding()
-    if isinstance(exc, LineTooLong):  # its message quotes the line
+    if isinstance(exc, LineTooLong):  # its message quotes the line: not repeated here
+        if str(exc.args[1]) == str(MAX_REQUEST_LINE):  # RFC 9110 §15.5.15
+            return Problem(
+                414,
+                "uri-too-long",
+                f"the request line is longer than this gateway reads ({MAX_REQUEST_LINE} bytes)",
+            )
+        return Problem(  # RFC 6585 §5
+            431,
+            "header-fields-too-large",
+            f"the request has a header field longer than this gateway reads "
+            f"({MAX_HEADER_FIELD} bytes)",
+        )
+    if "too many headers" in str(exc.message).lower():
         return Problem(
-            400,
-            "malformed-request",
-            "the request line or a header field is longer than this gateway reads",
+            431,
+            "header-fields-too-large",
+            f"the request has more header fields than this gateway reads ({MAX_HEADERS})",
         )
     return Problem(
         400, "malformed-request", f"the request is not well-formed HTTP/1.1: {_summary(exc)}"
@@ -190,4 +210,9 @@ def server_handler_args(on_refused: Callable[[int], None] | None = None) -> Mapp
     """``web.Application(handler_args=...)`` for the gateway (see the module's docstring);
     ``on_refused`` is told the status of every request refused here."""
     _install()
-    return {"logger": ServerLog(on_refused)}
+    return {
+        "logger": ServerLog(on_refused),
+        "max_line_size": MAX_REQUEST_LINE,
+        "max_field_size": MAX_HEADER_FIELD,
+        "max_headers": MAX_HEADERS,
+    }

@@ -35,22 +35,28 @@ MALFORMED = [
     ),
     pytest.param(
         b"GET /" + LONG + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-        400,
-        "malformed-request",
+        414,
+        "uri-too-long",
         id="request-line-too-long",
     ),
-    pytest.param(
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + LONG + b"\r\n\r\n",
-        400,
-        "malformed-request",
+    pytest.param(  # one byte under the line's limit: still too long for a header field
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8191 + b"\r\n\r\n",
+        431,
+        "header-fields-too-large",
         id="header-too-long",
+    ),
+    pytest.param(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big" + LONG + b": 1\r\n\r\n",
+        431,
+        "header-fields-too-large",
+        id="header-name-too-long",
     ),
     pytest.param(
         b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
         + b"".join(b"X-H%d: 1\r\n" % i for i in range(200))
         + b"\r\n",
-        400,
-        "malformed-request",
+        431,
+        "header-fields-too-large",
         id="too-many-headers",
     ),
     pytest.param(
@@ -133,7 +139,15 @@ async def test_a_request_the_parser_refuses_is_a_problem(
     problem: dict[str, Any] = json.loads(body)
     assert problem["type"] == PROBLEM + slug
     assert problem["status"] == status
-    assert problem["title"] == {400: "Bad request", 415: "Unsupported media type"}[status]
+    assert (
+        problem["title"]
+        == {
+            400: "Bad request",
+            414: "URI too long",
+            415: "Unsupported media type",
+            431: "Request header fields too large",
+        }[status]
+    )
     assert problem["detail"].startswith("the request")
     assert len(problem["detail"]) <= 130  # aiohttp's own words, cut: a few dozen bytes at most
     assert QUOTED not in answer  # the client's bytes do not come back
