@@ -221,6 +221,29 @@ async def verify_log(
     def read(query: str, first: int) -> Awaitable[list[tuple[Any, ...]]]:
         return store.read(lambda tx: tx.tuples(query, start=first, stop=first + _PAGE))
 
+    def failed(entry: int, problem: str) -> None:
+        report.first_bad_entry = entry
+        report.problems.append(f"entry {entry}: {problem}")
+
+    async def row_by_row() -> tuple[int, bytes] | None:
+        """Check the page at ``start`` row by row, growing the tree with its good entries: how
+        many it holds and the last one's chain hash, or None when one failed (reported)."""
+        unreadable = None
+        try:
+            rows = await read(VERIFY_QUERY, start)
+        except QueryError as exc:  # a row the store cannot hand over: the rows before it first
+            bad = await _unreadable(store, start, exc)
+            rows = await store.read(lambda tx: tx.tuples(VERIFY_QUERY, start=start, stop=bad))
+            unreadable = (bad, f"the store cannot read it ({exc})")
+        ok, bad, problem = await asyncio.to_thread(_rows, rows, start, prev, tree)
+        if not ok:
+            failed(bad, problem)
+            return None
+        if unreadable is not None:
+            failed(*unreadable)
+            return None
+        return len(rows), bytes(rows[-1][3]) if rows else prev
+
     # The store builds a page without holding the GIL, so the next pages are read while this one
     # is checked: _AHEAD of them at once, as the store has readers, since each read also waits
     # for the GIL the check holds (to start, and to hand its row over).
@@ -250,21 +273,10 @@ async def verify_log(
             else:
                 # Something in this page failed, or cannot be checked in one piece: the
                 # row-by-row check says what, and where (or raises if the store cannot be read).
-                try:
-                    rows = await read(VERIFY_QUERY, start)
-                except QueryError as exc:
-                    bad = await _unreadable(store, start, exc)
-                    report.first_bad_entry = bad
-                    report.problems.append(f"entry {bad}: the store cannot read it ({exc})")
+                checked = await row_by_row()
+                if checked is None:
                     break
-                if not rows:
-                    break
-                ok, bad, problem = await asyncio.to_thread(_rows, rows, start, prev, tree)
-                if not ok:
-                    report.first_bad_entry = bad
-                    report.problems.append(f"entry {bad}: {problem}")
-                    break
-                n, last = len(rows), bytes(rows[-1][3])
+                n, last = checked
             if n < _PAGE:
                 break  # the log's end, when this page was read
             start, prev = start + n, last

@@ -334,3 +334,6 @@ async def test_a_column_that_is_not_text_is_located(logged: SQLiteStore, pki: Te
     report = await verify_log(logged, pki.trust(revocation="off"))
     assert report.first_bad_entry == 13, report.problems
     assert "cannot read it" in report.problems[0] and "UTF-8" in report.problems[0]
+    # The entries before it were checked: the checkpoint at 10 holds, those past 13 cannot.
+    assert report.entries == 13 and report.checked[0]["ok"]
+    assert report.first_bad_checkpoint == 20
