@@ -113,32 +113,41 @@ async def test_an_ipv6_registry_is_reached_and_named_in_brackets() -> None:
     assert b"\r\nHost: [::1]:" in head
 
 
-async def test_a_chunked_reply_is_joined() -> None:
-    chunked = (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-    )
-    async with serving(always(chunked)) as server, HttpClient(timeout=5, max_reply=100) as client:
-        assert (await client.request("GET", server.url, {})).body == b"hello world"
-        assert (await client.request("GET", server.url, {})).body == b"hello world"
-    assert server.connections == 1
-
-
-async def test_a_body_without_a_length_ends_when_the_server_closes_and_is_not_reused() -> None:
-    no_length = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
-    async with serving(always(no_length)) as server, HttpClient(timeout=5, max_reply=100) as client:
-        server.close_after = True
-        assert (await client.request("GET", server.url, {})).body == b"until the end"
-        assert (await client.request("GET", server.url, {})).body == b"until the end"
-    assert server.connections == 2
-
-
-async def test_connection_close_in_a_reply_means_a_new_connection_next_time() -> None:
-    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
-    async with serving(always(closing)) as server, HttpClient(timeout=5, max_reply=100) as client:
+@pytest.mark.parametrize(
+    ("answer", "close_after", "body", "connections"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            False,
+            b"hello world",
+            1,  # joined, and the connection kept
+            id="chunked",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+            True,
+            b"until the end",
+            2,  # ends when the server closes: not reused
+            id="no-length",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+            False,
+            b"ok",
+            2,  # the server said so: a new connection next time
+            id="connection-close",
+        ),
+    ],
+)
+async def test_how_a_reply_ends_decides_whether_its_connection_is_reused(
+    answer: bytes, close_after: bool, body: bytes, connections: int
+) -> None:
+    async with serving(always(answer)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        server.close_after = close_after
         for _ in range(2):
-            assert (await client.request("GET", server.url, {})).body == b"ok"
-    assert server.connections == 2
+            assert (await client.request("GET", server.url, {})).body == body
+    assert server.connections == connections
 
 
 async def test_100_continue_before_the_reply_is_skipped() -> None:
