@@ -8,6 +8,7 @@ Large packages go through ``gateway.exchange.stream`` instead, which calls the s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from datetime import date
 
@@ -53,6 +54,8 @@ __all__ = [
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 PROLOG_LIMIT = 64 * 1024
+# The XML declaration's encoding pseudo-attribute (XML 1.0 §4.3.3: EncName is ASCII).
+_ENCODING = re.compile(rb"""\sencoding\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
 def q(local: str) -> str:
@@ -76,11 +79,23 @@ def check_prolog(head: bytes) -> int:
     """Offset of the root element's ``<`` in ``head`` (the first bytes of a document).
 
     Raises DoctypeForbidden for ``<!DOCTYPE``/``<!ENTITY`` (any ``<!`` that is not a comment) and
-    InvalidEdxml for anything that is not UTF-8 XML starting within PROLOG_LIMIT bytes.
+    InvalidEdxml for anything that is not UTF-8 XML starting within PROLOG_LIMIT bytes: edXML is
+    UTF-8, so an XML declaration naming any other encoding is refused here, before a parser would
+    look the name up among Python's codecs (``x-nope``, ``rot13`` or ``base64`` are no XML
+    encodings; ``utf-32`` or ``shift_jis`` would make expat fail on a Python exception).
     """
     if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00", b"\x3c\x00")):
         raise InvalidEdxml("edXML must be encoded in UTF-8")
     i = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+    if head.startswith(b"<?xml", i) and head[i + 5 : i + 6] in (b" ", b"\t", b"\r", b"\n"):
+        end = head.find(b"?>", i)
+        declared = _ENCODING.search(head, i, end if end >= 0 else len(head))
+        if declared is not None:
+            name = (declared.group(1) or declared.group(2) or b"").decode("ascii", "replace")
+            if name.strip().lower() != "utf-8":
+                raise InvalidEdxml(
+                    f"edXML must be encoded in UTF-8, not {name[:40]!r}", field="encoding"
+                )
     n = len(head)
     while i < n:
         c = head[i]

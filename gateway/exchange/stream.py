@@ -202,7 +202,9 @@ def scan_file(
     # parser counts against max_envelope as it is fed (see ``too_big``).
     state["attached"] = 0
     state["text_to"] = 0
-    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    # UTF-8 whatever the declaration says (check_prolog refuses any other): expat then never
+    # looks an encoding name up among Python's codecs.
+    parser = xml.parsers.expat.ParserCreate(encoding="UTF-8", namespace_separator=" ")
     parser.buffer_text = True
     parser.buffer_size = 256 * 1024
     parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
@@ -325,6 +327,9 @@ def scan_file(
     except OSError as exc:
         _abort(captures, state)
         raise InvalidEdxml(f"cannot read the package: {exc.strerror}") from exc
+    except (LookupError, UnicodeError) as exc:  # belt and braces: an encoding expat asked for
+        _abort(captures, state)
+        raise InvalidEdxml(f"the package cannot be decoded: {exc}") from exc
     except ExchangeError:
         _abort(captures, state)
         raise
