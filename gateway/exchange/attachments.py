@@ -5,12 +5,20 @@ zipped (as many systems in service send them), must verify against the configure
 pyHanko needs the PDF in memory, so PDFs are capped (``max_pdf_bytes``), and are read and checked
 one at a time; a package's PDFs together (what its zips inflate to included) and their number are
 capped too. A PDF over a cap is refused rather than passed unchecked.
+
+A zip whose PDFs cannot all be read is refused (400 ``invalid-edxml``) rather than passed with
+a signature unchecked: a member that is encrypted, or whose compressed data does not inflate
+(deflate, bzip2, lzma), or a method zipfile does not have. So is a zip inside a zip (a member
+named ``*.zip``): its PDFs would escape the check, and inflating archives within archives is
+where zip bombs live; the sender attaches the inner files, or the inner zip, directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import lzma
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,6 +108,50 @@ def _zip_directory_size(f: Any) -> int | None:
     return declared
 
 
+class _BlobFile:
+    """A blob opened for zipfile: an error reading the disk is a BlobError (the gateway's), so
+    that any OSError zipfile raises otherwise is about the zip's contents (bz2's 'Invalid data
+    stream') and the client's."""
+
+    def __init__(self, f: Any, name: str) -> None:
+        self._f, self.name = f, name
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self._f.read(n)
+        except OSError as exc:
+            raise BlobError(f"cannot read attachment {self.name}: {exc.strerror or exc}") from exc
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return int(self._f.seek(offset, whence))
+        except OSError as exc:
+            raise BlobError(f"cannot read attachment {self.name}: {exc.strerror or exc}") from exc
+
+    def tell(self) -> int:
+        return int(self._f.tell())
+
+    def seekable(self) -> bool:
+        return True
+
+
+# What zipfile (and the decompressors under it) raise for a zip it cannot read: a broken
+# structure, an encrypted member (RuntimeError), data that does not inflate (zlib.error,
+# LZMAError, bz2's OSError), a method it does not have (NotImplementedError).
+_UNREADABLE_ZIP = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+    ValueError,
+)
+
+
 def pdf_sources(
     pkg: Package,
     blobs: BlobStore,
@@ -152,7 +204,8 @@ def pdf_sources(
             yield a.name, blobs.read(a.sha256)
         elif _is_zip(a.name, a.content_type):
             try:
-                with blobs.open(a.sha256) as f:
+                with blobs.open(a.sha256) as raw:
+                    f = _BlobFile(raw, a.name)
                     directory = _zip_directory_size(f)
                     if directory is not None and directory > MAX_ZIP_DIRECTORY:
                         raise PayloadTooLarge(
@@ -162,9 +215,24 @@ def pdf_sources(
                         )
                     with zipfile.ZipFile(f) as zf:
                         for info in zf.infolist():
-                            if info.is_dir() or not info.filename.lower().endswith(".pdf"):
+                            lower = info.filename.lower()
+                            if info.is_dir():
+                                continue
+                            if lower.endswith(".zip"):
+                                raise InvalidEdxml(
+                                    f"attachment {a.name} holds a zip ({info.filename}): zips "
+                                    "inside zips are refused, attach the inner files directly",
+                                    attachment=a.name,
+                                )
+                            if not lower.endswith(".pdf"):
                                 continue
                             label = f"{a.name}/{info.filename}"
+                            if info.flag_bits & 0x1:
+                                raise InvalidEdxml(
+                                    f"attachment {label} is encrypted: its signature cannot be "
+                                    "checked",
+                                    attachment=label,
+                                )
                             room = take(label, info.file_size)
                             with zf.open(info) as member:
                                 # Read one byte past the room: the header's size may lie (zip bomb).
@@ -174,10 +242,10 @@ def pdf_sources(
                             total += len(data)
                             yield label, data
                             del data
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-                raise InvalidEdxml(f"attachment {a.name} is not a readable zip: {exc}") from exc
-            except OSError as exc:
-                raise BlobError(f"cannot read attachment {a.name}: {exc}") from exc
+            except _UNREADABLE_ZIP as exc:
+                raise InvalidEdxml(
+                    f"attachment {a.name} is not a readable zip: {exc}", attachment=a.name
+                ) from exc
 
 
 async def verify_pdf_source(label: str, data: bytes, trust: Any) -> dict[str, Any]:

@@ -4,16 +4,21 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.exchange.builder import NewAttachment, build_package
+from gateway.exchange.xmldsig import sign_bytes
 from signing.testing import TestPKI
 from tests.e2e.test_documents import PROBLEM, Hub, package, running_hub, status_message
 
-from .factories import NGHE_AN, TAY_NINH_STC
+from .factories import NGHE_AN, TAY_NINH_STC, cong_van_header, trace_for
 
 # Each an encoding Python knows but expat cannot use (or no XML encoding at all).
 FOREIGN_ENCODINGS = [
@@ -66,3 +71,63 @@ async def test_an_encoding_other_than_utf8_is_invalid_edxml_on_both_endpoints(
             assert (status, slug) == (400, "invalid-edxml"), (encoding, body)
     async with await hub.status(NGHE_AN, doc, message) as r:
         assert r.status == 201, await r.text()
+
+
+def _zip(members: list[tuple[str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytearray:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return bytearray(buf.getvalue())
+
+
+def _encrypted(pdf: bytes) -> bytes:
+    z = _zip([("a.pdf", pdf)])
+    z[6] |= 1  # the local header's and the directory's "encrypted" flag
+    z[z.rfind(b"PK\x01\x02") + 8] |= 1
+    return bytes(z)
+
+
+def _corrupt_deflate(pdf: bytes) -> bytes:
+    z = _zip([("a.pdf", pdf)])
+    data = 30 + struct.unpack("<H", z[26:28])[0] + struct.unpack("<H", z[28:30])[0]
+    z[data + 10 : data + 40] = b"\xff" * 30
+    return bytes(z)
+
+
+def _bzip2_marked(pdf: bytes) -> bytes:
+    z = _zip([("a.pdf", pdf)])  # deflated data said to be bzip2
+    z[8:10] = struct.pack("<H", zipfile.ZIP_BZIP2)
+    cd = z.rfind(b"PK\x01\x02")
+    z[cd + 10 : cd + 12] = struct.pack("<H", zipfile.ZIP_BZIP2)
+    return bytes(z)
+
+
+def _nested(pdf: bytes) -> bytes:
+    return bytes(_zip([("inner.zip", bytes(_zip([("a.pdf", pdf)])))]))
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (_encrypted, "encrypted"),
+        (_corrupt_deflate, "not a readable zip"),
+        (_bzip2_marked, "not a readable zip"),
+        (_nested, "zips inside zips"),
+    ],
+)
+async def test_a_zip_whose_pdfs_cannot_be_checked_is_invalid_edxml_and_stores_nothing(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes, make: Any, says: str
+) -> None:
+    header = cong_van_header(TAY_NINH_STC, (NGHE_AN,), "2492")
+    attachment = NewAttachment("phu-luc.zip", make(signed_pdf), "application/zip")
+    data = sign_bytes(
+        build_package(header, trace_for(header), [attachment]),
+        pki.key(f"agency-{TAY_NINH_STC}"),
+    )
+    before = await hub.store_counts()
+    async with await hub.send(TAY_NINH_STC, data) as r:
+        status, slug, body = await _problem(r)
+    assert (status, slug) == (400, "invalid-edxml"), body
+    assert says in body["detail"] and body["attachment"].startswith("phu-luc.zip")
+    assert await hub.store_counts() == before
