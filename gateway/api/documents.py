@@ -408,7 +408,9 @@ async def inbox(request: web.Request) -> web.Response:
     return json_response(await hub.inbox(_agency(identity), after))
 
 
-@routes.get("/v1/documents/{id}")
+# No HEAD: fetching is what delivers (the delivery becomes ``delivered``, with its audit event),
+# and a HEAD must change nothing; a HEAD here is 405 (Allow: GET).
+@routes.get("/v1/documents/{id}", allow_head=False)
 async def fetch(request: web.Request) -> web.StreamResponse:
     identity = require(request, RIGHT)
     hub = await hub_for(request.app[RUNTIME])

@@ -131,3 +131,30 @@ async def test_a_zip_whose_pdfs_cannot_be_checked_is_invalid_edxml_and_stores_no
     assert (status, slug) == (400, "invalid-edxml"), body
     assert says in body["detail"] and body["attachment"].startswith("phu-luc.zip")
     assert await hub.store_counts() == before
+
+
+async def test_head_of_a_document_is_refused_and_delivers_nothing(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes
+) -> None:
+    async with await hub.send(
+        TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf)
+    ) as r:
+        assert r.status == 202
+        doc = r.headers["X-Lienthong-Document"]
+
+    async def state() -> tuple[str, int]:
+        """The recipient's delivery state, and how many audit events name the document."""
+        _, view = await hub.json("GET", f"/v1/documents/{doc}/status", TAY_NINH_STC)
+        events = await hub.runtime.store.read(
+            lambda tx: len(tx.all("audit.by_document", document=doc))
+        )
+        return view["recipients"][0]["delivery"], events
+
+    before = await state()
+    assert before[0] == "pending"
+    async with hub.http.head(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 405 and r.headers["Allow"] == "GET"
+    assert await state() == before
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+    assert (await state())[0] == "delivered"
