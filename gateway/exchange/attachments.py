@@ -19,12 +19,12 @@ import asyncio
 import lzma
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.errors import BlobError, InvalidEdxml, PayloadTooLarge, SignatureInvalid
-from gateway.exchange.model import Package
+from gateway.exchange.model import AttachmentInfo, Package
 
 __all__ = [
     "DEFAULT_MAX_PDF",
@@ -57,8 +57,19 @@ def _cid(value: str) -> str:
     return value.strip().removeprefix("cid:").strip("<>")
 
 
-def check_manifest(pkg: Package) -> None:
-    """Every manifest Reference has its Attachment and no ContentId repeats. Raises InvalidEdxml."""
+def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
+    """Every manifest Reference has its Attachment and no ContentId repeats; every MIME part
+    (``parts``, multipart/related) is one the manifest references: a part travels outside the
+    signed envelope, and one the sender did not list would be forwarded as if it had.
+    Raises InvalidEdxml."""
+    referenced = {_cid(r.content_id) for r in pkg.references}
+    for part in parts:
+        if _cid(part.content_id) not in referenced:
+            raise InvalidEdxml(
+                f"part <{_cid(part.content_id)}> is not referenced by the package's manifest",
+                field="Reference",
+                content_id=_cid(part.content_id),
+            )
     seen: set[str] = set()
     for a in pkg.attachments:
         cid = _cid(a.content_id)

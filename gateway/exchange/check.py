@@ -151,7 +151,7 @@ async def check_package(
     unknown = sorted({t.organ_id for t in pkg.header.to} - set(known_agencies))
     if unknown:
         raise UnknownRecipient(f"unknown recipient(s): {', '.join(unknown)}", recipients=unknown)
-    check_manifest(pkg)
+    check_manifest(pkg, parts)
     _parts_carry_signatures(parts)
     sig = await _envelope(scan, sender, trust, policy)
     reports: list[dict[str, Any]] = []

@@ -65,6 +65,10 @@ _SPOOL_BATCH = 1 << 20
 ORPHAN_AGE_S = 24 * 3600
 
 
+def _part_key(part: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (part["content_id"], part["name"], part["content_type"], part["sha256"])
+
+
 def _unnamed(tx: Tx, digests: list[str]) -> list[str]:
     return [d for d in digests if tx.one("documents.blob_named", sha256=d) is None]
 
@@ -219,7 +223,7 @@ class DocumentHub:
                 )
             )
             if existing is not None:
-                return self._duplicate(existing, checked.scan.sha256)
+                return self._duplicate(existing, checked.scan.sha256, mime_parts)
             # Refuse a revoke/update/replace of an unknown document before any blob is kept
             # (the transaction checks again: a concurrent change cannot slip through).
             await self.store.read(lambda tx: self._targets(tx, checked, sender))
@@ -272,8 +276,18 @@ class DocumentHub:
         keep = [d for d in held if d not in still]
         return await asyncio.to_thread(self.blobs.purge, held, keep=keep)
 
-    def _duplicate(self, row: dict[str, Any], sha256: str) -> Accepted:
-        if row["package_sha256"] != sha256:
+    def _duplicate(
+        self, row: dict[str, Any], sha256: str, parts: list[AttachmentInfo]
+    ) -> Accepted:
+        """The original receipt for the same package sent again; DuplicateConflict if the
+        DocumentId came before with other content. A multipart/related package is the same only
+        if its envelope and every part are (what the recipient gets of each part: its
+        Content-ID, name, type and bytes, in order): the envelope's signature covers no part."""
+        stored = msgspec.json.decode(row["meta"]).get("parts") or []
+        same_parts = [_part_key(p) for p in stored] == [
+            _part_key(msgspec.to_builtins(p)) for p in parts
+        ]
+        if row["package_sha256"] != sha256 or not same_parts:
             raise DuplicateConflict(
                 f"DocumentId {row['document_id']} was already received with other content",
                 id=row["id"],
@@ -328,7 +342,7 @@ class DocumentHub:
                 doc_type=pkg.doc_type,
             )
             assert row is not None
-            return self._duplicate(row, receipt.package_sha256)
+            return self._duplicate(row, receipt.package_sha256, mime_parts)
         if target is not None:
             self._request_recall(tx, target, business.reason if business else "", receipt)
         for original_id in replaced:

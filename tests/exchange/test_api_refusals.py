@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
 import zipfile
@@ -11,11 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway.exchange.builder import NewAttachment, build_package
 from gateway.exchange.xmldsig import sign_bytes
-from signing.testing import TestPKI
+from signing.pdf import sign_pdf
+from signing.testing import TestPKI, sample_pdf
 from tests.e2e.test_documents import PROBLEM, Hub, package, running_hub, status_message
 
 from .factories import NGHE_AN, TAY_NINH_STC, cong_van_header, trace_for
@@ -158,3 +161,71 @@ async def test_head_of_a_document_is_refused_and_delivers_nothing(
     async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
         assert r.status == 200
     assert (await state())[0] == "delivered"
+
+
+def _envelope_without_attachments(pki: TestPKI, pdf: bytes, number: str) -> tuple[bytes, str]:
+    """A signed envelope whose manifest names one PDF that travels as a MIME part; its cid."""
+    from lxml import etree
+
+    from gateway.exchange.edxml import q
+
+    header = cong_van_header(TAY_NINH_STC, (NGHE_AN,), number)
+    root = etree.fromstring(
+        build_package(header, trace_for(header), [NewAttachment("cong-van.pdf", pdf)])
+    )
+    cid = str(root.findtext(f".//{q('Reference')}/{q('ContentId')}")).removeprefix("cid:")
+    root.remove(root.find(q("AttachmentEncoded")))
+    envelope = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return sign_bytes(envelope, pki.key(f"agency-{TAY_NINH_STC}")), cid
+
+
+def _related(envelope: bytes, *parts: tuple[str, bytes]) -> aiohttp.MultipartWriter:
+    w = aiohttp.MultipartWriter("related")
+    w.append(envelope, {"Content-Type": "application/xml", "Content-ID": "<edxml>"})
+    for cid, pdf in parts:
+        part = w.append(pdf, {"Content-Type": "application/pdf", "Content-ID": f"<{cid}>"})
+        part.set_content_disposition("attachment", filename="cong-van.pdf")
+    return w
+
+
+@pytest.fixture(scope="module")
+def other_signed_pdf(pki: TestPKI) -> bytes:
+    return asyncio.run(sign_pdf(sample_pdf("Phu luc khac"), pki.key(f"agency-{TAY_NINH_STC}")))
+
+
+async def test_a_multipart_package_is_the_same_only_if_every_part_is(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes, other_signed_pdf: bytes
+) -> None:
+    envelope, cid = _envelope_without_attachments(pki, signed_pdf, "3101")
+
+    async def post(w: aiohttp.MultipartWriter) -> aiohttp.ClientResponse:
+        return await hub.http.post(hub.url + "/v1/documents", data=w, headers=hub.h(TAY_NINH_STC))
+
+    async with await post(_related(envelope, (cid, signed_pdf))) as r:
+        assert r.status == 202, await r.text()
+        first = (r.headers["X-Lienthong-Document"], await r.read())
+    async with await post(_related(envelope, (cid, signed_pdf))) as r:  # a retry: the receipt
+        assert r.status == 202 and r.headers["X-Lienthong-Duplicate"] == "true"
+        assert (r.headers["X-Lienthong-Document"], await r.read()) == first
+    counts = await hub.store_counts()
+    # The same envelope, another (validly signed) PDF as its part: not the package accepted.
+    async with await post(_related(envelope, (cid, other_signed_pdf))) as r:
+        status, slug, body = await _problem(r)
+    assert (status, slug) == (409, "duplicate-conflict"), body
+    assert body["id"] == first[0]
+    assert await hub.store_counts() == counts
+
+
+async def test_a_multipart_part_the_manifest_does_not_reference_is_refused(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes, other_signed_pdf: bytes
+) -> None:
+    envelope, cid = _envelope_without_attachments(pki, signed_pdf, "3102")
+    before = await hub.store_counts()
+    w = _related(envelope, (cid, signed_pdf), ("not-in-the-manifest", other_signed_pdf))
+    async with await hub.http.post(
+        hub.url + "/v1/documents", data=w, headers=hub.h(TAY_NINH_STC)
+    ) as r:
+        status, slug, body = await _problem(r)
+    assert (status, slug) == (400, "invalid-edxml"), body
+    assert body["content_id"] == "not-in-the-manifest" and body["field"] == "Reference"
+    assert await hub.store_counts() == before
