@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,13 +168,18 @@ def send(
         # Checked before sending: once the hub has accepted the document, a failure to keep its
         # receipt would look like a failure to send.
         raise click.UsageError(f"--receipt-out: no folder {receipt_out.parent}")
+    for option, value in (("--subject", subject), ("--number", number), ("--notation", notation)):
+        _one_line(option, value or "")
+    shown = _shown(file)
     with tempfile.TemporaryDirectory(prefix="lienthong-docs-") as tmp:
         try:
             package = _package(file, to, sender, key, subject, number, notation, Path(tmp))
         except ExchangeError as exc:
-            raise click.ClickException(f"{file}: {exc.slug}: {exc.detail}") from None
-        except (SigningError, OSError) as exc:
-            raise click.ClickException(f"{file}: {exc}") from None
+            raise click.ClickException(f"{shown}: {exc.slug}: {exc.detail}") from None
+        except (SigningError, OSError, ValueError) as exc:
+            # ValueError: what lxml says of text it cannot put in XML (checked above; belt and
+            # braces for what reaches it otherwise).
+            raise click.ClickException(f"{shown}: {exc}") from None
 
         async def work(http: aiohttp.ClientSession) -> tuple[bytes, dict[str, str]]:
             body = await asyncio.to_thread(package.open, "rb")
@@ -187,7 +193,13 @@ def send(
                     return await resp.read(), dict(resp.headers)
 
         receipt_bytes, headers = _run(work)
-    receipt = read_receipt(receipt_bytes)
+    try:
+        receipt = read_receipt(receipt_bytes)
+    except ExchangeError as exc:
+        raise click.ClickException(
+            f"the answer is not a lienthong receipt ({exc.detail}): check --url; if it names "
+            "the gateway, the document may have been accepted (see its inbox or status)"
+        ) from None
     if receipt_out is not None:
         try:
             receipt_out.write_bytes(receipt_bytes)
@@ -209,6 +221,24 @@ def send(
     else:
         note = " (duplicate: the original receipt)" if summary["duplicate"] else ""
         click.echo(f"accepted {receipt.id} {receipt.document_id}{note}")
+
+
+def _shown(path: Path) -> str:
+    """``path`` as it can be printed (a name that is not UTF-8 shows its bytes escaped)."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _one_line(option: str, value: str) -> None:
+    """Refuse (UsageError) text edXML cannot carry or that is not one line: control characters,
+    and bytes of the command line that were not UTF-8 (surrogates)."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs") or ch in "\ufffe\uffff":
+            what = (
+                "is not valid UTF-8"
+                if unicodedata.category(ch) == "Cs"
+                else (f"holds the control character U+{ord(ch):04X}")
+            )
+            raise click.UsageError(f"{option} {what}")
 
 
 def _package(
@@ -244,6 +274,13 @@ def _package(
             "to wrap a file into a package give --from, --key and --number (and a --notation)"
         )
     assert number is not None
+    try:
+        file.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.ClickException(
+            f"{_shown(file)}: the file name is not valid UTF-8 (edXML names attachments in "
+            "UTF-8): rename the file"
+        ) from None
     today = datetime.now(VN_TZ).date()
     header = MessageHeader(
         from_=Organization(sender),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import struct
 import zipfile
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from gateway.exchange.builder import NewAttachment, build_package
 from gateway.exchange.xmldsig import sign_bytes
@@ -229,3 +232,58 @@ async def test_a_multipart_part_the_manifest_does_not_reference_is_refused(
     assert (status, slug) == (400, "invalid-edxml"), body
     assert body["content_id"] == "not-in-the-manifest" and body["field"] == "Reference"
     assert await hub.store_counts() == before
+
+
+async def test_cli_send_failures_are_one_line_and_a_nonzero_exit(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    async def cli(*args: str, url: str = hub.url) -> Any:
+        env = {"LIENTHONG_URL": url, "LIENTHONG_TOKEN": "t-stc"}
+        # Not catch_exceptions=False: a traceback is what is tested against.
+        return await asyncio.to_thread(
+            CliRunner().invoke, main, ["docs", "send", *args], env=env, prog_name="lienthong"
+        )
+
+    def one_line(result: Any, code: int, *words: str) -> None:
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+        assert result.exit_code == code, result.output
+        assert "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert all(w in result.output for w in words), result.output
+
+    key = str(pki.key_path(f"agency-{TAY_NINH_STC}"))
+    pdf = tmp_path / "cong-van.pdf"
+    pdf.write_bytes(signed_pdf)
+    wrap = ["--to", NGHE_AN, "--from", TAY_NINH_STC, "--key", key, "--number", "77"]
+    enc = tmp_path / "enc.xml"
+    enc.write_bytes(_declaring(package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf), "x-nope"))
+    one_line(await cli(str(enc), "--to", NGHE_AN), 1, "invalid-edxml", "UTF-8")
+    one_line(await cli(str(pdf), *wrap, "--notation", "a\x01b"), 2, "--notation", "U+0001")
+    one_line(await cli(str(pdf), *wrap, "--subject", "x\x0by"), 2, "--subject", "U+000B")
+    one_line(await cli(str(pdf), *wrap, "--subject", "x\udcffy"), 2, "--subject", "UTF-8")
+    bad_name = tmp_path / os.fsdecode(b"bad\xff.pdf")
+    bad_name.write_bytes(signed_pdf)
+    one_line(await cli(str(bad_name), *wrap), 1, "bad\\xff.pdf", "not valid UTF-8")
+
+    async def not_a_receipt(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200, text="<html>ok</html", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/v1/documents", not_a_receipt)
+    elsewhere = TestServer(app, host="127.0.0.1")
+    await elsewhere.start_server()
+    try:
+        one_line(
+            await cli(str(pdf), *wrap, url=str(elsewhere.make_url("")).rstrip("/")),
+            1,
+            "not a lienthong receipt",
+        )
+    finally:
+        await elsewhere.close()
+    _, box = await hub.json("GET", "/v1/documents/inbox", NGHE_AN)
+    assert box["items"] == []  # nothing reached the hub
