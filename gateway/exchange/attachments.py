@@ -16,6 +16,7 @@ where zip bombs live; the sender attaches the inner files, or the inner zip, dir
 from __future__ import annotations
 
 import asyncio
+import logging
 import lzma
 import zipfile
 import zlib
@@ -37,6 +38,46 @@ __all__ = [
     "verify_pdf_source",
     "verify_pdfs",
 ]
+
+# pyHanko's loggers that, while it validates a PDF, log a warning or a debug line with the
+# exception's traceback ("Failed to build path for …" for a signer under a PKI not trusted here):
+# the PDF is the client's, so its failures are the client's, answered with a problem, and the
+# gateway's log keeps one line of each, never a traceback (``_OneLine``).
+_PDF_VALIDATION_LOGGERS = (
+    "pyhanko.sign.validation.generic_cms",
+    "pyhanko.sign.validation.pdf_embedded",
+    "pyhanko.sign.validation.status",
+    "pyhanko.sign.validation.ades",
+    "pyhanko.sign.diff_analysis.policies",
+    "pyhanko.pdf_utils.reader",
+    "pyhanko.pdf_utils.xref",
+    "pyhanko_certvalidator.revinfo.validate_crl",
+    "pyhanko_certvalidator.revinfo.validate_ocsp",
+)
+
+
+class _OneLine(logging.Filter):
+    """Folds a record's exception into its message, on one line, and drops the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info or record.stack_info:
+            exc = record.exc_info[1] if record.exc_info else None
+            message = record.getMessage()
+            if exc is not None:
+                message = f"{message}: {type(exc).__name__}: {exc}"
+            record.msg, record.args = " ".join(message.split()), ()
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def _quiet_pdf_validation() -> None:
+    for name in _PDF_VALIDATION_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _OneLine) for f in log.filters):
+            log.addFilter(_OneLine())
+
+
+_quiet_pdf_validation()
 
 DEFAULT_MAX_PDF = 64 * 1024 * 1024  # one PDF (pyHanko reads it whole)
 # All the PDFs of one package, attached or unzipped: a zip of a few hundred KB can inflate to

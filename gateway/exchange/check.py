@@ -32,6 +32,7 @@ from gateway.exchange.blobs import BlobStore
 from gateway.exchange.edxml import DEFAULT_MAX_BYTES, is_status_message, read_package, read_status
 from gateway.exchange.errors import ForgedSender, InvalidEdxml, SignatureInvalid, UnknownRecipient
 from gateway.exchange.model import AttachmentInfo, Package, StatusMessage
+from gateway.exchange.status import MEANINGS
 from gateway.exchange.stream import Scan, scan_file
 from gateway.exchange.xmldsig import EnvelopeSignature, verify_envelope
 
@@ -205,6 +206,13 @@ async def check_status(
     if not is_status_message(scan.root):
         raise InvalidEdxml("not a status message (MessageHeader/StatusCode is missing)")
     status = read_status(scan.root)
+    if status.status_code not in MEANINGS:
+        # The XSD lets any two digits through; edXML means only these: a malformed message,
+        # not a move the recipient's chain refuses.
+        raise InvalidEdxml(
+            f"StatusCode {status.status_code} is not an edXML status ({', '.join(MEANINGS)})",
+            field="StatusCode",
+        )
     if status.from_.organ_id != sender:
         raise ForgedSender(
             f"From/OrganId {status.from_.organ_id} is not the authenticated sender {sender}",

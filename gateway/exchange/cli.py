@@ -344,17 +344,27 @@ def inbox(
             page: dict[str, Any] = await resp.json()
         for item in page["items"] if fetch_dir is not None else []:
             assert fetch_dir is not None
-            target = fetch_dir / f"{item['id']}.xml"
-            # Whole or not at all: fetched beside it, renamed once complete, so that a full
-            # disk or a dropped connection leaves no cut-off package under the package's name.
-            part = target.with_name(f".{target.name}.part")
             async with http.get(
                 f"{conn.url}/v1/documents/{item['id']}", headers=conn.headers()
             ) as resp:
                 await _check(resp)
+                # An application/xml package is <id>.xml; a multipart/related one (the envelope
+                # and its parts) is <id>.mime: a MIME entity, its Content-Type (which names the
+                # boundary) written at its head so that any MIME reader can take it apart.
+                head = b""
+                target = fetch_dir / f"{item['id']}.xml"
+                if resp.content_type == "multipart/related":
+                    target = fetch_dir / f"{item['id']}.mime"
+                    content_type = resp.headers.get("Content-Type", "")
+                    head = f"MIME-Version: 1.0\r\nContent-Type: {content_type}\r\n\r\n".encode()
+                # Whole or not at all: fetched beside it, renamed once complete, so that a full
+                # disk or a dropped connection leaves no cut-off package under the package's name.
+                part = target.with_name(f".{target.name}.part")
                 try:
                     out = await asyncio.to_thread(part.open, "wb")
                     try:  # file I/O off the loop, one megabyte at a time
+                        if head:
+                            await asyncio.to_thread(out.write, head)
                         async for chunk in resp.content.iter_chunked(1 << 20):
                             await asyncio.to_thread(out.write, chunk)
                     finally:

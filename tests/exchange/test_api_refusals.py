@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import logging
 import os
 import struct
 import zipfile
@@ -287,3 +289,72 @@ async def test_cli_send_failures_are_one_line_and_a_nonzero_exit(
         await elsewhere.close()
     _, box = await hub.json("GET", "/v1/documents/inbox", NGHE_AN)
     assert box["items"] == []  # nothing reached the hub
+
+
+async def test_a_status_code_edxml_does_not_define_is_invalid_edxml(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes
+) -> None:
+    async with await hub.send(
+        TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf)
+    ) as r:
+        doc = r.headers["X-Lienthong-Document"]
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+    document_id = "000.00.11.H53,2020/10/30,2491/STC-BCTC"
+    for code in ("07", "08", "09", "10", "11", "12", "14"):  # the XSD lets them through
+        async with await hub.status(
+            NGHE_AN, doc, status_message(pki, NGHE_AN, document_id, code)
+        ) as r:
+            status, slug, body = await _problem(r)
+        assert (status, slug, body["field"]) == (400, "invalid-edxml", "StatusCode"), body
+    async with await hub.status(NGHE_AN, doc, status_message(pki, NGHE_AN, document_id, "01")) as r:
+        assert r.status == 201, await r.text()
+
+
+async def test_inbox_fetch_keeps_a_multipart_package_as_a_mime_entity(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes, tmp_path: Path
+) -> None:
+    import email
+    import email.policy
+
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    envelope, cid = _envelope_without_attachments(pki, signed_pdf, "3103")
+    async with await hub.http.post(
+        hub.url + "/v1/documents",
+        data=_related(envelope, (cid, signed_pdf)),
+        headers=hub.h(TAY_NINH_STC),
+    ) as r:
+        assert r.status == 202, await r.text()
+        doc = r.headers["X-Lienthong-Document"]
+    env = {"LIENTHONG_URL": hub.url, "LIENTHONG_TOKEN": "t-ubnd"}
+    args = ["docs", "inbox", "--fetch", str(tmp_path / "in"), "--json"]
+    result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
+    assert result.exit_code == 0, result.output
+    (item,) = json.loads(result.output)["items"]
+    saved = Path(item["file"])
+    assert saved.name == f"{doc}.mime"
+    raw = await asyncio.to_thread(saved.read_bytes)
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message.get_content_type() == "multipart/related"
+    first, second = message.iter_parts()
+    assert first["Content-ID"] == "<edxml>" and b"edXML" in first.get_payload(decode=True)
+    assert second["Content-ID"] == f"<{cid}>"
+    assert second.get_payload(decode=True) == signed_pdf
+
+
+async def test_a_pdf_signed_under_an_untrusted_pki_logs_no_traceback(
+    hub: Hub, pki: TestPKI, other_pki: TestPKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    pdf = await sign_pdf(sample_pdf("Ky boi PKI khac"), other_pki.key(f"agency-{TAY_NINH_STC}"))
+    caplog.set_level(logging.DEBUG, logger="pyhanko")
+    caplog.set_level(logging.DEBUG, logger="pyhanko_certvalidator")
+    async with await hub.send(TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), pdf)) as r:
+        status, slug, body = await _problem(r)
+    assert (status, slug) == (422, "signature-invalid"), body
+    told = [rec for rec in caplog.records if rec.name.startswith("pyhanko")]
+    assert any("Failed to build path" in rec.getMessage() for rec in told), told
+    assert not [rec for rec in told if rec.exc_info or rec.stack_info]
+    assert "Traceback" not in caplog.text
