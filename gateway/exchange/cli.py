@@ -118,6 +118,10 @@ async def _check(resp: aiohttp.ClientResponse) -> None:
     try:
         problem = await resp.json(content_type=None)
         message = f"{problem.get('type', resp.status)}: {problem.get('detail', '')}"
+        if str(problem.get("type", "")).endswith(":duplicate-conflict") and problem.get("id"):
+            # A retry of `send --key` signs again, so it is other bytes than the package the
+            # hub accepted: say where that one is.
+            message += f" (accepted as {problem['id']}: lienthong docs status {problem['id']})"
     except (ValueError, aiohttp.ContentTypeError):
         message = f"HTTP {resp.status}"
     raise click.ClickException(message)

@@ -290,6 +290,13 @@ async def test_cli_send_failures_are_one_line_and_a_nonzero_exit(
     _, box = await hub.json("GET", "/v1/documents/inbox", NGHE_AN)
     assert box["items"] == []  # nothing reached the hub
 
+    # A retry of a send that wraps and signs is signed anew: other bytes, refused as a
+    # conflict, and the refusal names the document the hub accepted.
+    sent = await cli(str(pdf), *wrap)
+    assert sent.exit_code == 0, sent.output
+    accepted = sent.output.split()[1]
+    one_line(await cli(str(pdf), *wrap), 1, "duplicate-conflict", f"docs status {accepted}")
+
 
 async def test_a_status_code_edxml_does_not_define_is_invalid_edxml(
     hub: Hub, pki: TestPKI, signed_pdf: bytes
