@@ -276,9 +276,7 @@ class DocumentHub:
         keep = [d for d in held if d not in still]
         return await asyncio.to_thread(self.blobs.purge, held, keep=keep)
 
-    def _duplicate(
-        self, row: dict[str, Any], sha256: str, parts: list[AttachmentInfo]
-    ) -> Accepted:
+    def _duplicate(self, row: dict[str, Any], sha256: str, parts: list[AttachmentInfo]) -> Accepted:
         """The original receipt for the same package sent again; DuplicateConflict if the
         DocumentId came before with other content. A multipart/related package is the same only
         if its envelope and every part are (what the recipient gets of each part: its
