@@ -35,7 +35,7 @@ from gateway.outbox.jobs import Job
 from gateway.outbox.retry import RetryPolicy
 from gateway.outbox.worker import JobHandler, Worker
 from gateway.parse_errors import server_handler_args
-from gateway.problems import Problem, problem_middleware
+from gateway.problems import CLIENT_CLOSED, Problem, client_gone, problem_middleware
 from gateway.requestid import REQUEST_ID_KEY, request_id_middleware
 from gateway.settings import REGISTRY_NAMES, Settings, SettingsError
 from gateway.store import Store, StoreError, open_store
@@ -108,6 +108,10 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
         status = response.status
         return response
+    except asyncio.CancelledError:
+        if client_gone(request):  # aiohttp cancels the handler of a client that went away
+            status = CLIENT_CLOSED
+        raise
     finally:
         elapsed = time.perf_counter() - started
         route = _route_name(request)

@@ -135,7 +135,10 @@ def accept(
     digest = hashlib.sha256(body).hexdigest()
     existing = tx.one("dossiers.get", code=code)
     if existing is not None:
-        if existing["client"] != client or existing["body_digest"] != digest:
+        if existing["client"] != client:
+            # Said without more: whose it is, and what it holds, are that subsystem's business.
+            raise Conflict(f"the dossier code {code} is taken")
+        if existing["body_digest"] != digest:
             raise Conflict(f"dossier {code} was already accepted with different content")
         return Acceptance(code, existing["status"], replayed=True)
     now = now_iso()

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from connectors.identifiers import DOSSIER_CODE_MAX
+from connectors.identifiers import DOSSIER_CODE_MAX, PROVINCES
 
 __all__ = [
     "Accepted",
@@ -37,13 +37,17 @@ __all__ = [
 
 # Patterns end in (?!\n)$ where nothing else excludes a newline: $ alone also matches before a
 # final "\n" (Python's re, which msgspec uses), and codes travel on into headers and XML.
-# A line of text: no control character, and more than spaces.
-_LINE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*(?!\n)$"
-# Text that travels on into the registries' XML and SOAP: one line, no control character (XML 1.0
-# has no way to carry most of them: a flow accepted with one stopped at the registry that got it).
+# Text that travels on into the registries' XML and SOAP is one line with no control character
+# (C0, DEL, C1), no line or paragraph separator, and nothing XML 1.0 cannot carry (surrogates,
+# U+FFFE, U+FFFF): a flow accepted with one stopped at the registry that got it.
+_NOT_TEXT = r"\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff"
+# Combining marks: on their own they are no name and no place (the registries refuse them).
+_MARKS = r"\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+# A line of text, with more in it than spaces and marks.
+_LINE = rf"^[^{_NOT_TEXT}]*[^\s{_NOT_TEXT}{_MARKS}][^{_NOT_TEXT}]*(?!\n)$"
 Line = Annotated[str, Meta(max_length=500, pattern=_LINE)]
 # The same, where an empty string says "none" (an address without a street line).
-_LINE_OR_EMPTY = r"^[^\x00-\x1f\x7f]*(?!\n)$"
+_LINE_OR_EMPTY = rf"^[^{_NOT_TEXT}]*(?!\n)$"
 OptionalLine = Annotated[str, Meta(max_length=500, pattern=_LINE_OR_EMPTY)]
 Name = Annotated[
     str, Meta(min_length=1, max_length=200, pattern=_LINE, description="Full name, NFC")
@@ -70,6 +74,12 @@ class Address(Strict):
     district_code: Annotated[str, Meta(pattern=r"^[0-9]{3}(?!\n)$")] | None = None
     ward_code: Annotated[str, Meta(pattern=r"^[0-9]{5}(?!\n)$")] | None = None
     detail: OptionalLine = ""
+
+    def __post_init__(self) -> None:
+        # "040" or the registries' "40": a province of the code list, or the residence
+        # registry refuses it after the birth was registered (msgspec adds the path).
+        if self.province_code.rjust(3, "0") not in PROVINCES:
+            raise ValueError(f"province_code: unknown province code {self.province_code}")
 
 
 class Person(Strict):
@@ -136,7 +146,7 @@ class DossierIn(Strict):
     ]  # with its offset: the time the citizen filed, unambiguous
     applicant: Applicant
     data: dict[str, Any]
-    callback_url: str | None = None
+    callback_url: Annotated[str, Meta(max_length=2048)] | None = None
 
 
 class Links(Struct):

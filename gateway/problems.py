@@ -12,15 +12,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 
 from .requestid import REQUEST_ID_KEY
 from .store import StoreUnavailable
 
 __all__ = [
+    "CLIENT_CLOSED",
     "NOT_ACCEPTING_RETRY_AFTER_S",
     "PROBLEM_TYPE_PREFIX",
     "Problem",
+    "client_gone",
     "not_accepting",
     "problem_middleware",
     "problem_response",
@@ -45,6 +47,8 @@ _TITLES = {
     502: "Bad gateway",
     503: "Service unavailable",
     504: "Gateway timeout",
+    505: "HTTP version not supported",
+    499: "Client closed request",
 }
 
 # aiohttp's own errors, named for callers.
@@ -120,9 +124,33 @@ def not_accepting(reason: str) -> Problem:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# nginx's status for a request whose client closed the connection before the answer: in the
+# access log and the metrics only (no one is left to receive it). Never a server error.
+CLIENT_CLOSED = 499
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+_HTTP1 = (HttpVersion11, HttpVersion10)
+
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.version not in _HTTP1:
+        # aiohttp's parser takes any digit.digit (HTTP/2.0, HTTP/0.9) and would answer in kind.
+        return problem_response(
+            request,
+            Problem(
+                505,
+                "http-version-not-supported",
+                f"HTTP/{request.version.major}.{request.version.minor}: this gateway speaks "
+                "HTTP/1.1 (and 1.0)",
+                headers={"Connection": "close"},
+            ),
+        )
     try:
         return await handler(request)
     except Problem as problem:
@@ -149,7 +177,14 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
                 headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
             ),
         )
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and client_gone(request):
+            # The client went away before its body was read: no fault of ours, and no one to
+            # answer; the status is for the access log and the metrics. (A reset of another
+            # connection, leaked from below, is a 500 like any other.)
+            return problem_response(
+                request, Problem(CLIENT_CLOSED, "client-closed-request", "the client went away")
+            )
         log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID_KEY)})
         return problem_response(
             request,

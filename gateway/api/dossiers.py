@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -15,9 +15,9 @@ from connectors.identifiers import (
     check_personal_id,
     check_procedure_code,
 )
-from connectors.text import VIETNAM
 from gateway import dossiers
 from gateway.api.common import (
+    check_life_date,
     decode,
     json_response,
     query_text,
@@ -80,13 +80,9 @@ def _person_ids(data: BirthData | DeathData) -> list[tuple[str, str, date | None
     return found
 
 
-_EARLIEST = date(1900, 1, 1)
-
-
 def _check_dates(doc: DossierIn, data: BirthData | DeathData) -> None:
     """Births and deaths between 1900 and today (Vietnam's date), a child born after its
     mother: the registries refuse anything else, after the dossier was accepted."""
-    today = datetime.now(VIETNAM).date()
     dates = [("applicant.birth_date", doc.applicant.birth_date)]
     if isinstance(data, BirthData):
         dates += [
@@ -100,10 +96,7 @@ def _check_dates(doc: DossierIn, data: BirthData | DeathData) -> None:
             ("data.deceased.birth_date", data.deceased.birth_date),
         ]
     for where, day in dates:
-        if day is not None and not _EARLIEST <= day <= today:
-            raise Problem(
-                422, "invalid-request", f"{where}: {day} is not between 1900 and today", field=where
-            )
+        check_life_date(day, where)
     if isinstance(data, BirthData):
         for where, parent in (("mother", data.mother), ("father", data.father)):
             if (
@@ -204,9 +197,26 @@ def validate(doc: DossierIn) -> dict[str, Any]:
                 "inconsistent-dossier",
                 "the deceased cannot be the applicant or the beneficiary of the funeral allowance",
             )
-    document: dict[str, Any] = msgspec.to_builtins(doc)
-    document["data"] = msgspec.to_builtins(data)
+    document: dict[str, Any] = _builtins(doc)
+    document["data"] = _builtins(data)
     return document
+
+
+def _builtins(value: Any) -> Any:
+    """``value`` as JSON builtins, each default spelled out and each absent field (None) left out.
+
+    What the gateway acts on is stored, whether the client sent a default or left it to the model:
+    with msgspec's ``omit_defaults`` (which compares strings by identity) a birth dossier without
+    ``relation`` was stored without it, and its registration refused ("declarant.relation is
+    required"); and the same dossier sent again with ``"nationality": "VN"`` spelled out was
+    stored another way, so refused as a conflict."""
+    if not isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    return {
+        f.encode_name: _builtins(v)
+        for f in msgspec.structs.fields(value)
+        if (v := getattr(value, f.name)) is not None
+    }
 
 
 def _own_scope(identity: Identity) -> str | None:
@@ -287,6 +297,13 @@ async def list_dossiers(request: web.Request) -> web.Response:
             parameter="status",
         )
     after = query_text(request, "cursor") or ""
+    if after:  # the code of the last dossier of the page before
+        try:
+            check_dossier_code(after)
+        except InvalidIdentifier:
+            raise Problem(
+                400, "invalid-query", "cursor: not one this API gave", parameter="cursor"
+            ) from None
     limit = 100
     items = await request.app[RUNTIME].store.read(
         lambda tx: dossiers.list_dossiers(

@@ -16,7 +16,12 @@ from aiohttp import web
 
 from connectors.api import PermanentError, Result, TransientError
 from connectors.identifiers import InvalidIdentifier, check_personal_id, check_tax_code
-from gateway.api.common import json_response, read_json, refuse_unless_accepting
+from gateway.api.common import (
+    check_life_date,
+    json_response,
+    read_json,
+    refuse_unless_accepting,
+)
 from gateway.app import REGISTRY_SECONDS_KEY, RUNTIME, Runtime
 from gateway.audit import AuditEvent, append, citizen_hash
 from gateway.auth import Identity, require
@@ -116,19 +121,24 @@ async def _call(
     return result
 
 
-def _identifier(fn: Any, value: str, slug: str, **kw: Any) -> None:
+def _identifier(fn: Any, value: str, slug: str, field: str, **kw: Any) -> None:
     try:
         fn(value, **kw)
     except InvalidIdentifier as exc:
-        raise Problem(422, slug, exc.reason, field=exc.kind) from None
+        raise Problem(422, slug, f"{field}: {exc.reason}", field=field) from None
 
 
 @routes.post("/v1/lookups/citizen")
 async def citizen(request: web.Request) -> web.Response:
     identity = require(request, "lookups.citizen")
     query = await read_json(request, CitizenLookup)
+    check_life_date(query.birth_date, "birth_date")
     _identifier(
-        check_personal_id, query.personal_id, "invalid-personal-id", birth_date=query.birth_date
+        check_personal_id,
+        query.personal_id,
+        "invalid-personal-id",
+        "personal_id",
+        birth_date=query.birth_date,
     )
     runtime = request.app[RUNTIME]
     result = await _call(
@@ -158,6 +168,7 @@ async def citizen(request: web.Request) -> web.Response:
 async def insurance_card(request: web.Request) -> web.Response:
     identity = require(request, "lookups.insurance-card")
     query = await read_json(request, InsuranceCardLookup)
+    check_life_date(query.birth_date, "birth_date")
     result = await _call(
         request,
         identity,
@@ -177,7 +188,7 @@ async def insurance_card(request: web.Request) -> web.Response:
 async def enterprise(request: web.Request) -> web.Response:
     identity = require(request, "lookups.enterprise")
     tax_code = request.match_info["tax_code"]
-    _identifier(check_tax_code, tax_code, "invalid-tax-code")
+    _identifier(check_tax_code, tax_code, "invalid-tax-code", "tax_code")
     result = await _call(
         request,
         identity,

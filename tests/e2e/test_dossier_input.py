@@ -12,7 +12,7 @@ import pytest
 from multidict import CIMultiDict
 
 from gateway.samples import sample_dossiers
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import MOTCUA, TOKENS, Gateway
 
 PROBLEM = "urn:lienthong:problem:"
 
@@ -80,6 +80,21 @@ BAD_DOSSIERS = [
     ("invalid-request", 422, _set("data.relation", "mẹ\r")),
     ("invalid-request", 422, _set("data.relation", "x" * 501)),
     ("invalid-request", 422, _set("applicant.email", "a@b.vn\u0000")),
+    # Found by probing (December): accepted, then the flow stopped at a registry. XML 1.0 cannot
+    # carry U+FFFE/U+FFFF; a lone combining mark is no name ("HoVaTen is required"); C1 controls
+    # and line separators are not one line of text.
+    ("invalid-request", 422, _set("data.child.full_name", "Trần Thị\ufffe Chi")),
+    ("invalid-request", 422, _set("data.child.birth_place", "Bệnh viện\uffff")),
+    ("invalid-request", 422, _set("applicant.full_name", "\u0301")),
+    ("invalid-request", 422, _set("data.mother.full_name", " \u0301\u0300 ")),
+    ("invalid-request", 422, _set("data.child.full_name", "Lan\u0085")),
+    ("invalid-request", 422, _set("data.residence.detail", "Số 1\u2028Lê Lợi")),
+    # Accepted, then the birth registered and the residence refused.
+    ("invalid-request", 422, _set("data.residence.province_code", "999")),
+    ("invalid-request", 422, _set("data.residence.province_code", "03")),
+    # A client's value that quotes msgspec's words is still only a wrong value.
+    ("invalid-request", 422, _set("flow", "unknown field")),
+    ("invalid-request", 422, _set("callback_url", "https://motcua.example/" + "a" * 2100)),
 ]
 
 
@@ -243,6 +258,82 @@ async def test_malformed_json_wrong_type_and_oversize(
             ) as r:
                 assert (r.status, (await r.json())["type"]) == (400, PROBLEM + "malformed-json")
         assert await _count_dossiers(gw) == 0
+
+
+async def test_a_problem_in_the_data_names_its_path(gateway: Gateway) -> None:
+    """``data`` is decoded on its own, by flow: its errors were reported from its root, without
+    the ``$.data`` a client needs to find them."""
+    for mutate, where in (
+        (_set("data.child", KeyError), "`$.data`"),
+        (_set("data.residence.province_code", "999"), "`$.data.residence`"),
+        (_set("data.child.sex", "boy"), "`$.data.child.sex`"),
+    ):
+        doc = birth()
+        mutate(doc)
+        async with await gateway.post("/v1/dossiers", doc) as r:
+            problem = await r.json()
+        assert r.status == 422 and where in problem["detail"], problem
+
+
+async def _raw_post(gw: Gateway, path: str, body: bytes, **headers: str) -> tuple[int, Any]:
+    merged = {**gw.headers(), "Content-Type": "application/json", **headers}
+    async with gw.http.post(gw.url + path, data=body, headers=merged) as r:
+        return r.status, (await r.json())["type"].removeprefix(PROBLEM)
+
+
+@pytest.mark.parametrize("path", ["/v1/dossiers", "/v1/lookups/citizen"])
+async def test_json_that_is_not_utf8_or_names_a_key_twice_is_malformed(
+    gateway: Gateway, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are not UTF-8 inside a string were a 500 with a traceback; a key given twice
+    was taken silently, the last one winning (a first personal_id never checked)."""
+    lookup = b'"personal_id": "040190012345", "full_name": "Lan", "birth_date": "1990-01-01"'
+    for body in (
+        b'{"code": "\xff"}',
+        '{"full_name": "Trần"}'.encode("latin-1", "replace").replace(b"?", b"\xe0"),
+        b"{" + lookup + b', "personal_id": "040190012346"}',
+        b'{"x": {"a": 1, "a": 2}, ' + lookup + b"}",
+        # two keys that are one once in NFC
+        b'{"full_name": "A", "full_name": "A", "\xc3\xa1": 1, "a\xcc\x81": 2}',
+    ):
+        assert await _raw_post(gateway, path, body) == (400, "malformed-json"), body
+    assert await _raw_post(
+        gateway, path, b"{" + lookup + b"}", **{"Content-Type": "application/json; charset=latin-1"}
+    ) == (415, "unsupported-media-type")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert await _count_dossiers(gateway) == 0
+
+
+async def test_a_default_spelled_out_is_the_same_dossier(gateway: Gateway) -> None:
+    doc = birth()
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202
+        first = await r.json()
+    doc["data"]["child"]["nationality"] = "VN"  # the model's default
+    doc["data"]["relation"] = "mother"
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert (r.status, await r.json()) == (202, first)
+    doc["data"]["child"]["nationality"] = "LA"
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 409
+
+
+async def test_a_code_taken_by_another_subsystem_says_only_that(make_gateway: Any) -> None:
+    """The same body from another system of the same agency: the 409 said "different content",
+    which was untrue, and hinted at what the other system had sent."""
+    subsystems = [
+        {"id": MOTCUA, "token": TOKENS["motcua"], "rights": ["dossiers.submit"]},
+        {"id": MOTCUA + "2", "token": "t-motcua2", "rights": ["dossiers.submit"]},
+    ]
+    async with make_gateway(subsystems=subsystems) as gw:
+        doc = birth()
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202
+        other = {"Authorization": "Bearer t-motcua2"}
+        async with await gw.post("/v1/dossiers", doc, headers=other) as r:
+            problem = await r.json()
+        assert (r.status, problem["type"]) == (409, PROBLEM + "duplicate-conflict")
+        assert problem["detail"] == f"the dossier code {doc['code']} is taken"
 
 
 async def test_a_token_that_is_not_utf8_is_a_401(gateway: Gateway) -> None:

@@ -210,6 +210,11 @@ NUL_REQUESTS = [
     ("POST", "/v1/dossiers/%00/resume", "operator", None, 404, "unknown-dossier"),
     ("GET", "/v1/dossiers?cursor=%00", "operator", None, 400, "invalid-query"),
     ("GET", "/v1/dossiers?status=%00", "operator", None, 400, "invalid-query"),
+    # were a 200 with an empty page, and the first status taken silently
+    ("GET", "/v1/dossiers?cursor=zzzz", "operator", None, 400, "invalid-query"),
+    ("GET", "/v1/dossiers?cursor=%FF", "operator", None, 400, "invalid-query"),
+    ("GET", "/v1/dossiers?status=completed&status=bogus", "operator", None, 400, "invalid-query"),
+    ("GET", "/v1/audit/events?member=a&member=b", "auditor", None, 400, "invalid-query"),
     ("GET", "/v1/audit/events?member=%00", "auditor", None, 400, "invalid-query"),
     ("GET", "/v1/audit/events?dossier=%00", "auditor", None, 400, "invalid-query"),
     ("GET", "/v1/audit/events?service=a%1Fb", "auditor", None, 400, "invalid-query"),

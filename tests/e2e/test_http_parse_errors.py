@@ -172,6 +172,41 @@ async def test_a_request_the_parser_refuses_is_a_problem(
         assert counted in (await r.text()).splitlines()
 
 
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9"])
+async def test_a_version_other_than_http1_is_a_505(gateway: Gateway, version: bytes) -> None:
+    """aiohttp's parser takes any digit.digit, and the gateway answered ``HTTP/2.0 200 OK``."""
+    answer = await _send(gateway, b"GET /healthz " + version + b"\r\nHost: x\r\n\r\n")
+    code, headers, body = _parse(answer)
+    assert code == 505, answer[:200]
+    assert json.loads(body)["type"] == PROBLEM + "http-version-not-supported"
+    assert headers["connection"] == "close"
+
+
+async def test_a_client_gone_mid_body_is_no_server_error(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that closed its connection before sending its whole body was logged as an
+    unhandled error with a traceback, and counted as a 500."""
+    reader, writer = await asyncio.open_connection(*_address(gateway))
+    writer.write(
+        b"POST /v1/dossiers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t-motcua\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"code": '
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler is reading the body
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(100):  # until the gateway has noticed and answered (to no one)
+        async with gateway.http.get(gateway.url + "/metrics") as r:
+            metrics = await r.text()
+        if 'route="/v1/dossiers",status="499"' in metrics:
+            break
+        await asyncio.sleep(0.05)
+    assert 'route="/v1/dossiers",status="499"' in metrics
+    assert 'status="500"' not in metrics
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 async def test_a_malformed_request_after_a_good_one_on_the_same_connection(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -58,6 +58,32 @@ async def test_citizen_match_mismatch_and_the_audit_trail(gateway: Gateway) -> N
     assert all(citizen_query()["personal_id"].encode() not in bytes(r["entry"]) for r in rows)
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/lookups/citizen", citizen_query()),
+        (
+            "/v1/lookups/insurance-card",
+            {"card_number": "GD4010123456789", "full_name": "Nguyễn Văn An"},
+        ),
+    ],
+)
+@pytest.mark.parametrize("born", ["1899-12-31", "9999-12-31", "0001-01-01"])
+async def test_a_lookups_date_of_birth_lies_between_1900_and_today(
+    gateway: Gateway, path: str, body: dict[str, str], born: str
+) -> None:
+    """As a dossier's: they were sent on to the registry and answered 200."""
+    status, problem = await _post(gateway, path, {**body, "birth_date": born})
+    assert (status, problem["type"], problem["field"]) == (
+        422,
+        PROBLEM + "invalid-request",
+        "birth_date",
+    )
+    assert not await gateway.runtime.store.read(
+        lambda tx: tx.all("audit.range", start=0, stop=10)
+    )  # refused before any call, so nothing to audit
+
+
 async def test_bad_lookups_are_refused_before_any_call(gateway: Gateway) -> None:
     status, problem = await _post(
         gateway, "/v1/lookups/citizen", citizen_query(personal_id="040190012")
@@ -69,9 +95,14 @@ async def test_bad_lookups_are_refused_before_any_call(gateway: Gateway) -> None
         {"full_name": " "},
         {"full_name": "\u0000"},
         {"personal_id": "040190012345\n"},
+        {"full_name": "Tr\uffffang"},  # was the registry's 502 registry-refused
     ):
         status, problem = await _post(gateway, "/v1/lookups/citizen", {**citizen_query(), **wrong})
         assert status == 422, (wrong, problem)
+    status, problem = await _post(
+        gateway, "/v1/lookups/citizen", citizen_query(personal_id="003190012345")
+    )
+    assert problem["field"] == "personal_id" and problem["detail"].startswith("personal_id: ")
     root = "/".join(gateway.sandbox("business").split("/")[:3])
     async with gateway.http.get(root + "/_sandbox/stats") as r:
         before = (await r.json())["requests"]
