@@ -401,3 +401,15 @@ async def test_request_id_is_echoed_or_generated(gateway: Gateway) -> None:
             r.headers["X-Request-Id"] != "bad id with spaces"
             and len(r.headers["X-Request-Id"]) == 32
         )
+
+
+async def test_a_birth_that_leaves_the_relation_to_its_default_completes(gateway: Gateway) -> None:
+    """The model's default (the applicant is the mother) was not stored, so the flow sent the
+    civil-status registry no relation, and the registration was refused ("declarant.relation is
+    required"): every client that left the default out had its dossier stopped."""
+    doc = birth()
+    del doc["data"]["relation"]
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202
+    view = await gateway.wait_status(doc["code"], {"completed", "needs_attention", "failed"})
+    assert view["status"] == "completed", view
