@@ -15,7 +15,7 @@ from signing.keys import SigningKey, load_key
 from signing.testing import TestPKI
 from signing.trust import TrustStore
 
-__all__ = ["SigningSetup", "audit_certificate", "signing_setup"]
+__all__ = ["SigningSetup", "audit_certificate", "key_spec", "signing_setup"]
 
 log = logging.getLogger("lienthong.signing")
 
@@ -26,6 +26,12 @@ class SigningSetup:
     trust: TrustStore  # configured anchors only
     register: SigningKey | None = None  # the civil-status sandbox's key (development only)
     pki: TestPKI | None = None
+
+
+def key_spec(settings: Settings, key: str) -> str:
+    """``[signing] key`` as :func:`signing.keys.load_key` takes it: a ``pkcs11:`` URI as written
+    (a token's key, not a file), a file's path relative to the config file's folder."""
+    return key if key.startswith("pkcs11:") else str(settings.path(key))
 
 
 def signing_setup(settings: Settings) -> SigningSetup:
@@ -42,7 +48,7 @@ def signing_setup(settings: Settings) -> SigningSetup:
     try:
         if s.key:
             signer = load_key(
-                str(settings.path(s.key)), cert=str(settings.path(s.cert)) if s.cert else None
+                key_spec(settings, s.key), cert=str(settings.path(s.cert)) if s.cert else None
             )
         elif pki is not None:
             signer = pki.key("gateway")
@@ -75,7 +81,7 @@ def audit_certificate(settings: Settings) -> x509.Certificate | None:
         return _first_certificate(settings.path(s.cert), "[signing] cert")
     if s.key:
         try:
-            key = load_key(str(settings.path(s.key)))
+            key = load_key(key_spec(settings, s.key))
         except SigningError as exc:
             raise SettingsError(f"[signing] key: {exc}") from None
         try:
