@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import shutil
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,7 +30,7 @@ from gateway.samples import sample_dossiers
 from gateway.settings import Settings, load_settings
 from signing.testing import TestPKI
 
-__all__ = ["run_demo"]
+__all__ = ["make_pki", "run_demo"]
 
 TOKEN, OPERATOR, AUDITOR = "demo-motcua-token", "demo-operator-token", "demo-auditor-token"
 DONE = {"completed", "needs_attention", "failed"}
@@ -186,8 +187,18 @@ def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    pki = TestPKI.create(output / "pki")
+    pki = make_pki(output / "pki")
     return pki, load_settings(_write_config(output, seed), environ={})
+
+
+def make_pki(folder: Path) -> TestPKI:
+    """The demo's test PKI. The revocation URLs in its certificates name the port its CRLs and
+    OCSP are served on: a free one, not the default 8791, so that two demos, or a demo and the
+    gateway of an earlier one, never meet there (the second one failed with a traceback)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return TestPKI.create(folder, base_url=f"http://127.0.0.1:{port}")
 
 
 def _say(quiet: bool, message: str = "", **style: Any) -> None:

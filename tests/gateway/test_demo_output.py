@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.demo import OutputError, _clear
+from gateway.demo import OutputError, _clear, make_pki
 
 
 def test_a_folder_with_other_files_is_refused_and_kept(tmp_path: Path) -> None:
@@ -48,3 +50,10 @@ def test_clear_refuses_a_file(tmp_path: Path) -> None:
     target.write_text("x")
     with pytest.raises(OutputError, match="is not a folder"):
         _clear(target)
+
+
+def test_each_demo_pki_serves_revocation_on_a_port_of_its_own(tmp_path: Path) -> None:
+    port = urlsplit(make_pki(tmp_path / "pki").base_url).port
+    assert port is not None and port != 8791  # the default every test PKI shares
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # free: nothing else listens there
