@@ -11,6 +11,7 @@ import contextlib
 import gc
 import importlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
@@ -91,11 +92,19 @@ _TAX_CODE_ROUTE = "/v1/lookups/enterprises/{tax_code}"
 _TAX_CODE_PREFIX = _TAX_CODE_ROUTE.removesuffix("{tax_code}")
 
 
+# Any other path may hold what a client typed there by mistake (``//v1/lookups/enterprises/…``, a
+# personal id as a dossier code): runs of 9 or more digits (an old ID card has 9, a personal id
+# 12, a tax code 10 or 13) are masked. Dossier codes and document ids have shorter ones.
+_ID_LIKE = re.compile(r"[0-9]{9,}")
+
+
 def _logged_path(request: web.Request) -> str:
     """The path an access-log line shows: the route's template where the path carries a tax
-    code, else the path itself (dossier codes and document ids identify no person)."""
+    code, else the path with anything that may be a person's number masked."""
     path = request.path
-    return _TAX_CODE_ROUTE if path.startswith(_TAX_CODE_PREFIX) else path
+    if path.startswith(_TAX_CODE_PREFIX):
+        return _TAX_CODE_ROUTE
+    return _ID_LIKE.sub("…", path)
 
 
 @web.middleware

@@ -234,7 +234,7 @@ async def test_access_log_never_holds_a_tax_code(
 ) -> None:
     """A tax code is an individual's personal id since 1 July 2025 (identifiers.md): the access
     log names the enterprise route, never the code in its path. Before, it logged request.path.
-    Other paths (a dossier's code) are logged as they are."""
+    Other paths (a dossier's code) are logged as they are, but for runs of 9 or more digits."""
     caplog.set_level(logging.INFO, logger="lienthong.http")
     personal = "040190012345"  # 12 digits: an individual's tax code, i.e. their personal id
     enterprise = next(iter(generate_enterprises(0)))
@@ -251,9 +251,13 @@ async def test_access_log_never_holds_a_tax_code(
     dossier = "000.00.00.H41-261122-0001"
     async with await gateway.get(f"/v1/dossiers/{dossier}") as r:
         assert r.status == 404
+    # Mistyped paths, found by probing: they were logged as they came.
+    for path in (f"//v1/lookups/enterprises/{personal}", f"/v1/dossiers/{personal}"):
+        async with await gateway.get(path) as r:
+            assert r.status == 404
     lines = [r for r in caplog.records if r.name == "lienthong.http" and hasattr(r, "status")]
     logged = [f"{r.getMessage()} {sorted(vars(r).items())!r}" for r in lines]
-    assert len(lines) == 5, logged
+    assert len(lines) == 7, logged
     for line in logged:
         assert personal not in line and enterprise not in line, line
     assert [r.getMessage() for r in lines[:4]] == [
@@ -262,4 +266,8 @@ async def test_access_log_never_holds_a_tax_code(
         "POST /v1/lookups/enterprises/{tax_code} 405",
         "GET /v1/lookups/enterprises/{tax_code} 404",
     ]
-    assert lines[4].getMessage() == f"GET /v1/dossiers/{dossier} 404"
+    assert [r.getMessage() for r in lines[4:]] == [
+        f"GET /v1/dossiers/{dossier} 404",
+        "GET //v1/lookups/enterprises/… 404",
+        "GET /v1/dossiers/… 404",
+    ]
