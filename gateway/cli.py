@@ -163,7 +163,9 @@ def serve(config: Path | None, log_level: str) -> None:
         )
     except (SettingsError, OSError, ssl.SSLError) as exc:
         raise click.ClickException(str(exc)) from None
-    except (StoreError, ExchangeError, SigningError) as exc:
+    except StoreError as exc:  # as the other commands say it: "store: … is not a lienthong store"
+        raise click.ClickException(f"store: {exc}") from None
+    except (ExchangeError, SigningError) as exc:
         # What the start refuses (a store that cannot open, a blob folder that cannot be made,
         # keys that cannot be read): one line, with what failed.
         raise click.ClickException(f"cannot start: {exc}") from None

@@ -344,6 +344,30 @@ def _check_existing(path: Path) -> None:
         raise StoreError(f"{path} is not a lienthong store (no table {', '.join(missing)})")
 
 
+def _check_not_foreign(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise StoreError if the database ``conn`` opened holds another application's tables and
+    none of lienthong's: the gateway must not add its own beside them. A database with nothing in
+    it (a new file, a 0-byte one, one with no table) becomes a store; one with lienthong's tables
+    is a store, which the schema scripts bring up to date."""
+    try:
+        names = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+            )
+        }
+    except sqlite3.Error as exc:
+        if _code(exc) == sqlite3.SQLITE_NOTADB:
+            raise StoreError(f"{path} is not a SQLite database ({exc})") from None
+        raise
+    if names and not names & set(CORE_TABLES):
+        shown = ", ".join(sorted(names)[:3]) + (", …" if len(names) > 3 else "")
+        raise StoreError(
+            f"{path} is not a lienthong store (another application's database: {shown};"
+            f" no table {', '.join(sorted(CORE_TABLES))}): left as it was"
+        )
+
+
 def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     for fut, ok, value in outcomes:
         if fut.done():  # the caller was cancelled; the work is committed all the same
@@ -529,6 +553,14 @@ class SQLiteStore(Store):
             raise _read_only(self.path, "this user may not write the file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_file() and self.path.stat().st_size > 0:
+                # Looked at by a reader first: the writer's connection would switch the file to
+                # WAL, which changes another application's database before anything is refused.
+                reader = _connect_readonly(self.path)
+                try:
+                    _check_not_foreign(reader, self.path)
+                finally:
+                    reader.close()
             conn = _connect(self.path)
             for script in schema_scripts():
                 conn.executescript(script)

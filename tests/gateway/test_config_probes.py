@@ -1,0 +1,58 @@
+"""What a tester's probes of the configuration found, through ``lienthong serve`` and the other
+commands: each refusal is one ``Error:`` line, names what is wrong, shows no secret, and leaves
+what it was given as it was."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from gateway.cli import main
+
+
+def _config(tmp_path: Path, *, store: str = "sqlite:///gw.db", extra: str = "") -> Path:
+    path = tmp_path / "lienthong.toml"
+    path.write_text(
+        f"""
+[gateway]
+listen = "127.0.0.1:0"
+
+[store]
+url = "{store}"
+
+[[subsystems]]
+id = "VN:GOV:000.00.00.H41:motcua"
+token = "t"
+rights = ["lookups.citizen"]
+
+[sandbox]
+embedded = true
+{extra}
+""",
+        "utf-8",
+    )
+    return path
+
+
+def _one_error(result: Result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_serve_refuses_another_applications_sqlite_database(tmp_path: Path) -> None:
+    crm = tmp_path / "crm.db"
+    conn = sqlite3.connect(crm)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+    before = crm.read_bytes()
+    config = _config(tmp_path, store="sqlite:///crm.db")
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert error.startswith(f"Error: store: {crm} is not a lienthong store"), error
+    assert crm.read_bytes() == before
+    assert not (tmp_path / "crm.db-wal").exists()
