@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -15,6 +15,7 @@ from connectors.identifiers import (
     check_personal_id,
     check_procedure_code,
 )
+from connectors.text import VIETNAM
 from gateway import dossiers
 from gateway.api.common import (
     check_life_date,
@@ -157,6 +158,14 @@ def validate(doc: DossierIn) -> dict[str, Any]:
     """
     _check(check_agency_id, doc.code.split("-", 1)[0], "code")  # the issuing agency comes first
     _check(check_dossier_code, doc.code, "code")
+    # yymmdd: the day the one-stop system received it; a day's grace for clocks either side of
+    # midnight.
+    issued = doc.code.split("-")[1]
+    received = date(2000 + int(issued[:2]), int(issued[2:4]), int(issued[4:]))
+    if received > datetime.now(VIETNAM).date() + timedelta(days=1):
+        raise Problem(
+            422, "invalid-dossier-code", f"code: dated {received}, in the future", field="code"
+        )
     _check(check_procedure_code, doc.procedure, "procedure")
     known = flow_of(doc.procedure)
     if known is None:

@@ -59,6 +59,7 @@ BAD_DOSSIERS = [
     ("invalid-request", 422, _set("data.residence.province_code", "\u0661\u0662")),
     ("invalid-request", 422, _set("data.residence.ward_code", "01026\n")),
     ("invalid-dossier-code", 422, _set("code", "000.00.11.H53-261122-0106")),  # not the caller's
+    ("invalid-dossier-code", 422, _set("code", "000.00.00.H41-991231-0001")),  # received in 2099
     ("invalid-personal-id", 422, _set("applicant.birth_date", "1999-01-01")),  # id says 1985
     ("invalid-request", 422, _set("applicant.full_name", " ")),
     ("invalid-request", 422, _set("data.child.birth_place", "\u0000")),

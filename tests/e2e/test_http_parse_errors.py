@@ -187,7 +187,7 @@ async def test_a_client_gone_mid_body_is_no_server_error(
 ) -> None:
     """A client that closed its connection before sending its whole body was logged as an
     unhandled error with a traceback, and counted as a 500."""
-    reader, writer = await asyncio.open_connection(*_address(gateway))
+    _, writer = await asyncio.open_connection(*_address(gateway))
     writer.write(
         b"POST /v1/dossiers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t-motcua\r\n"
         b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"code": '
