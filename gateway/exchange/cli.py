@@ -57,6 +57,12 @@ class _Conn:
 
 
 def _connection(config: Path | None, url: str | None, token: str | None) -> _Conn:
+    if token and not all("!" <= c <= "~" for c in token):
+        # It goes into a header line, where a newline would end it (aiohttp refuses with a
+        # traceback); RFC 6750's token is visible ASCII.
+        raise click.BadParameter(
+            "a bearer token is visible ASCII, with no space", param_hint="--token"
+        )
     if url:
         if not token:
             raise click.UsageError("--url needs --token (or $LIENTHONG_TOKEN)")

@@ -243,8 +243,8 @@ async def test_cli_send_failures_are_one_line_and_a_nonzero_exit(
 
     from gateway.cli import main
 
-    async def cli(*args: str, url: str = hub.url) -> Any:
-        env = {"LIENTHONG_URL": url, "LIENTHONG_TOKEN": "t-stc"}
+    async def cli(*args: str, url: str = hub.url, token: str = "t-stc") -> Any:
+        env = {"LIENTHONG_URL": url, "LIENTHONG_TOKEN": token}
         # Not catch_exceptions=False: a traceback is what is tested against.
         return await asyncio.to_thread(
             CliRunner().invoke, main, ["docs", "send", *args], env=env, prog_name="lienthong"
@@ -267,6 +267,9 @@ async def test_cli_send_failures_are_one_line_and_a_nonzero_exit(
     one_line(await cli(str(pdf), *wrap, "--notation", "a\x01b"), 2, "--notation", "U+0001")
     one_line(await cli(str(pdf), *wrap, "--subject", "x\x0by"), 2, "--subject", "U+000B")
     one_line(await cli(str(pdf), *wrap, "--subject", "x\udcffy"), 2, "--subject", "UTF-8")
+    # A token that would break its header line was aiohttp's ValueError, with a traceback.
+    one_line(await cli(str(pdf), *wrap, token="t-stc\nX-Other: y"), 2, "--token", "visible ASCII")
+    one_line(await cli(str(pdf), *wrap, token="t stc"), 2, "--token")
     bad_name = tmp_path / os.fsdecode(b"bad\xff.pdf")
     bad_name.write_bytes(signed_pdf)
     one_line(await cli(str(bad_name), *wrap), 1, "bad\\xff.pdf", "not valid UTF-8")
