@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from yarl import URL
 
@@ -47,6 +47,8 @@ __all__ = [
     "is_http_url",
     "load_settings",
     "settings_from_mapping",
+    "url_without_password",
+    "without_url_secrets",
 ]
 
 # The gateway's own services, to which rights are granted per subsystem.
@@ -108,14 +110,52 @@ def _http_url(value: str, where: str) -> None:
         raise SettingsError(f"{where}: expected an http:// or https:// URL, got {shown!r}")
 
 
-def _without_password(value: str) -> str:
-    """``value`` with the password of a ``user:password@`` in it shown as ``***``: a refusal is
-    printed and logged."""
-    try:
-        password = urlsplit(value).password
-    except ValueError:
-        password = None
-    return value if not password else value.replace(f":{password}@", ":***@", 1)
+# The authority of a URL (after ``scheme://``, up to the path, query or fragment), and the
+# password parameters libpq also reads from a URL's query (``?password=…``).
+_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)")
+_QUERY_SECRET = re.compile(r"([?&](?:ssl)?password=)([^&#]*)", re.IGNORECASE)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The secrets written in ``url``: the password of its ``user:password@`` (read as urllib
+    reads it, up to the last ``@``, and as libpq does, up to the first) and of a ``password=``
+    query parameter, each as written and percent-decoded. Found by pattern, not by a URL parser:
+    the URLs that need hiding most are those a parser refuses (``[::1`` unclosed, ``%zz``)."""
+    found: list[str] = []
+    match = _AUTHORITY.match(url)
+    if match and "@" in match[2]:
+        authority = match[2]
+        for userinfo in (authority.rpartition("@")[0], authority.partition("@")[0]):
+            if ":" in userinfo:
+                found.append(userinfo.partition(":")[2])
+    found += [m[2] for m in _QUERY_SECRET.finditer(url)]
+    secrets = {s for s in found if s}
+    secrets |= {unquote(s) for s in secrets} - {""}
+    return sorted(secrets, key=len, reverse=True)
+
+
+def url_without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` (and of a ``password=`` in its query)
+    shown as ``***``, whatever else is wrong with it: a refusal is printed and logged."""
+    match = _AUTHORITY.match(url)
+    if match and "@" in match[2]:
+        userinfo, at, host = match[2].rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        url = match[1] + user + (colon and ":***") + at + host + url[match.end() :]
+    return _QUERY_SECRET.sub(lambda m: m[1] + ("***" if m[2] else ""), url)
+
+
+def without_url_secrets(text: str, url: str) -> str:
+    """``text`` (an error message, perhaps a library's: libpq quotes the URL it could not parse,
+    or the one token of it that it could not decode) with ``url`` and every secret in it hidden."""
+    if url and url in text:
+        text = text.replace(url, url_without_password(url))
+    for secret in _url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+_without_password = url_without_password
 
 
 def _callback_base(value: str, where: str) -> None:
@@ -124,7 +164,7 @@ def _callback_base(value: str, where: str) -> None:
     if parts.query or parts.fragment or "@" in parts.netloc:
         raise SettingsError(
             f"{where}: expected scheme://host[:port][/path], without user, query or fragment,"
-            f" got {value!r}"
+            f" got {_without_password(value)!r}"
         )
 
 
@@ -197,6 +237,17 @@ def _store_url(value: str, where: str) -> None:
         raise SettingsError(
             f"{where}: expected sqlite:///path.db or postgresql://user@host/db, got {got}"
         )
+    if value.startswith(_STORE_SCHEMES[1:]):
+        # As libpq will read it, now: a URL it cannot parse fails at load, naming the key. Its
+        # message quotes the URL, or the token it could not decode (the password, as may be).
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(value)
+        except psycopg.Error as exc:
+            detail = without_url_secrets(" ".join(str(exc).split()), value)
+            raise SettingsError(f"{where}: not a PostgreSQL URL libpq can read: {detail}") from None
 
 
 _SUBSYSTEM_ID = re.compile(r"VN:GOV:([^:]*):([A-Za-z0-9][A-Za-z0-9._-]*)")

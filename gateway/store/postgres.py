@@ -41,6 +41,8 @@ from psycopg.adapt import Buffer, Dumper, Loader
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
+from gateway.settings import without_url_secrets
+
 from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable, raisable
 from .queries import CORE_TABLES, queries, schema_scripts, sql_tokens
 
@@ -295,7 +297,7 @@ class PostgresStore(Store):
                             conn.execute(script.encode())  # no parameters: a script of statements
         except psycopg.Error as exc:
             # libpq's messages run over several lines ("…\n\tIs the server running…"): one line.
-            detail = " ".join(str(exc).split())
+            detail = without_url_secrets(" ".join(str(exc).split()), self.url)
             raise StoreError(f"PostgreSQL store could not open: {detail}") from exc
         pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] = psycopg_pool.ConnectionPool(
             self.url,
@@ -312,7 +314,8 @@ class PostgresStore(Store):
             pool.open(wait=True, timeout=self.connect_timeout)
         except psycopg_pool.PoolTimeout as exc:
             pool.close()
-            raise StoreError(f"PostgreSQL store could not fill its pool: {exc}") from exc
+            detail = without_url_secrets(str(exc), self.url)
+            raise StoreError(f"PostgreSQL store could not fill its pool: {detail}") from exc
         return pool
 
     async def close(self) -> None:
