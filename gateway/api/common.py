@@ -109,12 +109,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> None:
         seen.add(key)
 
 
+# Built once: json.loads(..., object_pairs_hook=...) builds a decoder per call, costlier than
+# the parse itself.
+_KEY_CHECKER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def _refuse_duplicate_keys(body: bytes) -> None:
     """Raise _DuplicateKey if an object of ``body`` (valid JSON) names a key twice, or two keys
     that are one in NFC. msgspec, as most parsers, keeps the last one without a word: a client
     sending ``personal_id`` twice would have one checked and the other dropped unseen.
-    The second parse costs a few microseconds for a lookup's body."""
-    json.loads(body, object_pairs_hook=_unique_keys)
+    The second parse costs under 2 us for a lookup's body."""
+    _KEY_CHECKER.decode(body.decode())  # valid UTF-8: msgspec has read it
 
 
 # The codings aiohttp decodes (gzip, deflate; br and zstd its parser refuses, as
