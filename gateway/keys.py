@@ -10,10 +10,10 @@ from pathlib import Path
 from cryptography import x509
 
 from gateway.settings import Settings, SettingsError
-from signing.errors import SigningError
+from signing.errors import SigningError, UntrustedSigner
 from signing.keys import SigningKey, load_key
 from signing.testing import TestPKI
-from signing.trust import TrustStore
+from signing.trust import TrustStore, _check_usage
 
 __all__ = ["SigningSetup", "audit_certificate", "key_spec", "signing_setup"]
 
@@ -50,6 +50,12 @@ def signing_setup(settings: Settings) -> SigningSetup:
             signer = load_key(
                 key_spec(settings, s.key), cert=str(settings.path(s.cert)) if s.cert else None
             )
+            _check_signing_usage(
+                signer,
+                f"[signing] cert {settings.path(s.cert)}"
+                if s.cert
+                else f"[signing] key {key_spec(settings, s.key)}",
+            )
         elif pki is not None:
             signer = pki.key("gateway")
         else:
@@ -66,6 +72,20 @@ def signing_setup(settings: Settings) -> SigningSetup:
         raise SettingsError(f"[signing]: {exc}") from None
     register = pki.key("register") if pki is not None else None
     return SigningSetup(signer=signer, trust=trust, register=register, pki=pki)
+
+
+def _check_signing_usage(signer: SigningKey, what: str) -> None:
+    """Refuse a key whose certificate may not sign documents (its extended key usage dedicates it
+    to another service: a TSA's, an OCSP responder's; or its key usage lacks digitalSignature):
+    every receipt and audit checkpoint it signed would be refused (``audit verify``). The rule
+    is the verifier's own (:mod:`signing.trust`)."""
+    try:
+        _check_usage(signer.certificate, "signing")
+    except UntrustedSigner as exc:
+        signer.close()
+        raise SettingsError(
+            f"{what}: {exc.reason}: it cannot sign documents or audit checkpoints"
+        ) from None
 
 
 def audit_certificate(settings: Settings) -> x509.Certificate | None:
