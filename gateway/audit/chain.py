@@ -24,6 +24,7 @@ __all__ = [
     "PAGE_QUERY",
     "VERIFY_QUERY",
     "ChainReport",
+    "out_of_sequence",
     "verify_chain",
     "verify_page",
     "verify_rows",
@@ -105,8 +106,7 @@ def verify_rows(
             # A hand-edited entry may come back as TEXT; hash what is stored, whatever its type.
             entry = entry.encode() if isinstance(entry, str) else bytes(entry)
         if seq != expected:
-            what = "removed" if seq > expected else "inserted or reordered"
-            return ChainReport(False, count, expected, f"entry {expected} was {what}")
+            return ChainReport(False, count, expected, out_of_sequence(expected, seq))
         if not entry.startswith(b'{"seq":%d,' % seq):
             return ChainReport(False, count, seq, _misplaced(entry, seq))
         leaf = sha256(b"\x00" + entry).digest()  # RFC 9162 leaf hash, as leaf_hash()
@@ -183,6 +183,21 @@ def verify_page(
         return None
     leaves += ours
     return prev
+
+
+def out_of_sequence(expected: int, found: Any) -> str:
+    """Why the entry stored where ``expected`` should be is ``found``: a gap (entries removed, or
+    one inserted with a later sequence number) or a row out of order."""
+    if isinstance(found, int) and found > expected:
+        gone = f"entry {expected}" if found == expected + 1 else f"entries {expected}..{found - 1}"
+        after = (
+            f"the next entry stored after entry {expected - 1}" if expected else "the first entry"
+        )
+        return (
+            f"missing: {after} has seq {found} ({gone} removed, or entry {found} inserted out of "
+            "sequence)"
+        )
+    return f"missing: in its place is seq {found!r} (inserted or reordered)"
 
 
 def _columns_differ(fields: _Indexed, columns: tuple[Any, ...]) -> str:

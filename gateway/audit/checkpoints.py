@@ -337,7 +337,7 @@ async def verify_checkpoint(
         return CheckpointCheck(
             cp.size,
             False,
-            problem=str(exc),
+            problem=" ".join(str(exc).split()),  # one line: a parser's message may hold several
             signer=_cn(leaf) if leaf is not None and key is not None else None,
             key=key,
             origin=note_origin,

@@ -124,15 +124,17 @@ def verify_cmd(
 ) -> None:
     """Verify the whole log: entries, chain, tree, checkpoint signatures and timestamps, and that
     the checkpoints are signed by the audit key ([signing] key, or --signer) under [audit] origin."""
-    from .verify import verify_log
+    from .verify import CheckpointPolicy, verify_log
 
     settings = open_settings(config)
     trust = _trust(settings, trust_paths)
     signers = _certificates(signer_paths) if signer_paths else _configured_signer(settings)
     origin = settings.audit.origin
+    policy = CheckpointPolicy.from_settings(settings.audit)
     with quick_handoffs():  # the store's readers read the next pages while this thread checks
         report = _run(
-            settings, lambda store: verify_log(store, trust, signers=signers, origin=origin)
+            settings,
+            lambda store: verify_log(store, trust, signers=signers, origin=origin, policy=policy),
         )
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "trust_checked": trust is not None}, indent=2))
@@ -146,7 +148,7 @@ def verify_cmd(
                 "were not checked"
             )
     if not report.ok:
-        raise click.ClickException(report.problems[0])
+        raise click.ClickException(" ".join(report.problems[0].split()))
     if report.signers and not report.signer_pinned:
         raise _unpinned(report.signers)
 

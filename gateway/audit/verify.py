@@ -17,7 +17,16 @@ What each check catches:
   the report says the signer was not pinned, names who signed, and every checkpoint must carry the
   same key and origin as the first (a log has one signer) — the caller must compare that signer
   with the gateway's published audit certificate;
-- consecutive checkpoints: an RFC 9162 consistency proof from the recomputed tree.
+- consecutive checkpoints: an RFC 9162 consistency proof from the recomputed tree;
+- coverage: a log is only as good as the signed checkpoints that cover it. Entries past the latest
+  good checkpoint are named in the report (``uncovered``), and they fail the log once the
+  gateway's checkpoint policy (:class:`CheckpointPolicy`: ``[audit] checkpoint_every``,
+  ``checkpoint_interval_s``, and ``fail_closed_after_s`` or a minute of grace) says a checkpoint
+  should have covered them: judged against the log's newest entry when a checkpoint covers part
+  of the log (an auditor's copy verified days later still passes), against the verifier's clock
+  when none does (nothing signed vouches for any of it: only a gateway whose first checkpoint is
+  not yet due passes). A log rewritten whole with its checkpoints deleted, or whose later
+  checkpoints were deleted, fails here.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import zipfile
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +49,7 @@ from cryptography import x509
 from gateway.store import QueryError, Store, StoreError
 
 from .bundle import scope_test
-from .chain import PAGE_QUERY, VERIFY_QUERY, verify_page, verify_rows
+from .chain import PAGE_QUERY, VERIFY_QUERY, out_of_sequence, verify_page, verify_rows
 from .checkpoints import (
     Checkpoint,
     CheckpointCheck,
@@ -51,7 +61,7 @@ from .checkpoints import (
 from .events import GENESIS, decode_entry, leaf_hash
 from .merkle import MerkleTree, ProofError, verify_consistency, verify_inclusion
 
-__all__ = ["BundleReport", "LogReport", "verify_bundle", "verify_log"]
+__all__ = ["BundleReport", "CheckpointPolicy", "LogReport", "verify_bundle", "verify_log"]
 
 _PAGE = 4000  # entries per read: small enough that the first read, which nothing overlaps, is short
 _AHEAD = 2  # pages read ahead: the store's readers
@@ -105,6 +115,38 @@ def _who(name: str | None, key: str) -> str:
     return f"{name} [key sha256:{key[:16]}]"
 
 
+def _line(text: str) -> str:
+    """One line: a problem quoting a parser (asn1crypto's "while parsing …") may hold several."""
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointPolicy:
+    """How soon the gateway signs a checkpoint over new entries: when ``every`` entries have
+    arrived or ``interval_s`` has passed (``[audit] checkpoint_every``, ``checkpoint_interval_s``),
+    give or take ``grace_s`` (polling, signing, the TSA; ``[audit] fail_closed_after_s`` when that
+    is longer, as the gateway keeps working that long without checkpoints)."""
+
+    every: int = 1000
+    interval_s: float = 60.0
+    grace_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, audit: Any) -> CheckpointPolicy:
+        """From ``settings.audit`` (:class:`gateway.settings.AuditSettings`)."""
+        return cls(
+            every=audit.checkpoint_every,
+            interval_s=audit.checkpoint_interval_s,
+            grace_s=max(60.0, float(audit.fail_closed_after_s)),
+        )
+
+    def describe(self) -> str:
+        return (
+            f"the gateway signs one every {self.every} entries or {self.interval_s:g} s, "
+            f"{self.grace_s:g} s of grace"
+        )
+
+
 @dataclass
 class LogReport:
     """The verdict. ``first_bad_entry`` is a sequence number, ``first_bad_checkpoint`` a size.
@@ -120,6 +162,9 @@ class LogReport:
     signers: list[dict[str, str]] = field(default_factory=list)
     signer_pinned: bool = False
     notes: list[str] = field(default_factory=list)
+    covered: int = 0  # entries 0..covered-1 are in a good checkpoint's tree
+    uncovered: tuple[int, int] | None = None  # first and last entry no good checkpoint covers
+    checkpoint_due_by: str | None = None  # when the policy wants them covered
 
     @property
     def ok(self) -> bool:
@@ -133,8 +178,14 @@ class LogReport:
             if self.signers:
                 who = ", ".join(_who(s["name"], s["key_sha256"]) for s in self.signers)
                 text += f", signed by {who}" + ("" if self.signer_pinned else " (not pinned)")
+            if self.uncovered is not None:
+                first, last = self.uncovered
+                text += (
+                    f"; entries {first}..{last} are covered by no signed checkpoint yet "
+                    f"(one is due by {self.checkpoint_due_by})"
+                )
             return text
-        return "audit log FAILED: " + "; ".join(self.problems)
+        return "audit log FAILED: " + "; ".join(_line(p) for p in self.problems)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +199,9 @@ class LogReport:
             "signers": self.signers,
             "signer_pinned": self.signer_pinned,
             "notes": self.notes,
+            "covered": self.covered,
+            "uncovered": list(self.uncovered) if self.uncovered is not None else None,
+            "checkpoint_due_by": self.checkpoint_due_by,
         }
 
 
@@ -198,6 +252,8 @@ async def verify_log(
     *,
     signers: Sequence[x509.Certificate] | None = None,
     origin: str | None = None,
+    policy: CheckpointPolicy | None = None,
+    now: datetime | None = None,
 ) -> LogReport:
     """Check everything; never raises for a bad log (the report says what failed, and where).
 
@@ -205,8 +261,10 @@ async def verify_log(
     checked with the certificate stored beside them but chains and timestamps are not.
     ``signers``: the certificates of the audit keys (the configured one, and any it replaced);
     ``origin``: the log's name (``[audit] origin``). See the module's docstring for what is
-    checked without them. Raises :class:`gateway.store.StoreError` only if the store cannot be
-    read.
+    checked without them. ``policy``: when the gateway checkpoints (default: the settings'
+    defaults), which says how long entries may go uncovered; ``now``: the verifier's clock (a
+    log no checkpoint covers is judged against it). Raises :class:`gateway.store.StoreError`
+    only if the store cannot be read.
     """
     report = LogReport(signer_pinned=signers is not None)
     try:
@@ -223,7 +281,7 @@ async def verify_log(
 
     def failed(entry: int, problem: str) -> None:
         report.first_bad_entry = entry
-        report.problems.append(f"entry {entry}: {problem}")
+        report.problems.append(_line(f"entry {entry}: {problem}"))
 
     async def row_by_row() -> tuple[int, bytes] | None:
         """Check the page at ``start`` row by row, growing the tree with its good entries: how
@@ -282,11 +340,84 @@ async def verify_log(
             start, prev = start + n, last
     finally:
         await asyncio.gather(*ahead, return_exceptions=True)  # no read outlives the verifier
+    if report.first_bad_entry is None:
+        # The pages end at the first short one: a row stored past a gap there was never read.
+        beyond = await _stored_beyond(store, tree.size)
+        if beyond is not None:
+            failed(*beyond)
     report.entries = tree.size
     who = _Signers(pinned=signers is not None, origin_pinned=origin is not None)
     await _check_checkpoints(report, checkpoints, tree, trust, who, signers, origin)
     who.tell(report)
+    report.covered = max((c["size"] for c in report.checked if c["ok"]), default=0)
+    if report.first_bad_entry is None and report.entries > report.covered:
+        await _coverage(report, store, policy or CheckpointPolicy(), now or datetime.now(UTC))
     return report
+
+
+async def _stored_beyond(store: Store, size: int) -> tuple[int, str] | None:
+    """A row stored outside entries 0..size-1 (after a gap, or before 0): where, and why."""
+    row = await store.read(lambda tx: tx.one("audit.count"))
+    if (int(row["n"]) if row is not None else 0) == size:
+        return None
+    filters = dict.fromkeys(("start", "stop", "member", "service", "dossier", "document"))
+
+    def first_after(after: int) -> Callable[[Any], list[Any]]:
+        return lambda tx: tx.all("audit.query", after=after, limit=1, citizen=None, **filters)
+
+    after = await store.read(first_after(size - 1))
+    if after:
+        return size, out_of_sequence(size, int(after[0]["seq"]))
+    (before,) = await store.read(first_after(-(2**63)))  # the count says there is one
+    return int(before["seq"]), "stored before entry 0 (inserted out of sequence)"
+
+
+async def _entry_time(store: Store, seq: int) -> datetime | None:
+    """Entry ``seq``'s time (its column, which the chain check found equal to the entry's)."""
+    rows = await store.read(lambda tx: tx.tuples(VERIFY_QUERY, start=seq, stop=seq + 1))
+    try:
+        when = datetime.fromisoformat(str(rows[0][4]))
+    except (IndexError, ValueError):
+        return None
+    return when if when.tzinfo is not None else None
+
+
+async def _coverage(
+    report: LogReport, store: Store, policy: CheckpointPolicy, now: datetime
+) -> None:
+    """Name the entries no good checkpoint covers; fail the log if one should have by now."""
+    first, last = report.covered, report.entries - 1
+    report.uncovered = (first, last)
+    what = f"entries {first}..{last} are covered by no signed checkpoint"
+    # The checkpoint was due interval_s after the first of them, or at the every-th.
+    nth = first + policy.every - 1
+    times = {seq: await _entry_time(store, seq) for seq in {first, min(nth, last), last}}
+    if any(t is None for t in times.values()):
+        bad = min(seq for seq, t in times.items() if t is None)
+        report.problems.append(f"{what}, and entry {bad} has no time to judge them by")
+        return
+    start, newest = times[first], times[last]
+    assert start is not None and newest is not None
+    due = start + timedelta(seconds=policy.interval_s)
+    if nth <= last:
+        nth_time = times[nth]
+        assert nth_time is not None
+        due = min(due, nth_time)
+    due += timedelta(seconds=policy.grace_s)
+    report.checkpoint_due_by = due.astimezone(UTC).isoformat(timespec="seconds")
+    if report.covered:
+        # A checkpoint vouches for the log up to it: judge the rest by the log's own clock, so
+        # that a copy of a live store, verified later, still passes.
+        reference, against = newest, f"the log runs to {newest.isoformat(timespec='seconds')}"
+    else:
+        # Nothing signed vouches for any of it: only a gateway whose first checkpoint is not due
+        # yet may have such a log.
+        reference = max(now, newest)
+        against = f"it is now {now.astimezone(UTC).isoformat(timespec='seconds')}"
+    if reference > due:
+        report.problems.append(
+            f"{what}: one was due by {report.checkpoint_due_by} ({policy.describe()}) and {against}"
+        )
 
 
 async def _check_checkpoints(
@@ -317,6 +448,7 @@ async def _check_checkpoints(
             problem = who.check(cp.size, check)
         if problem is None:
             problem = _against_tree(cp, previous, tree, chain_broken)
+        problem = _line(problem) if problem is not None else None
         status["ok"] = problem is None
         status["problem"] = problem
         report.checked.append(status)

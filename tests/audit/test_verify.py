@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,102 @@ async def test_a_column_that_is_not_text_is_located(logged: SQLiteStore, pki: Te
     # The entries before it were checked: the checkpoint at 10 holds, those past 13 cannot.
     assert report.entries == 13 and report.checked[0]["ok"]
     assert report.first_bad_checkpoint == 20
+
+
+# --- coverage: what no signed checkpoint vouches for -------------------------------------------
+
+
+def _later(hours: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)
+
+
+async def test_a_log_no_checkpoint_covers_passes_only_until_one_is_due(store: SQLiteStore) -> None:
+    """A gateway's first entries, before its first checkpoint is due: verifiable, and said to be
+    unsigned. The same log once a checkpoint was due (a log rewritten whole, its checkpoints
+    deleted): nothing signed vouches for it, so it fails, naming the entries."""
+    young = await verify_log(store)
+    assert young.ok and young.uncovered == (0, 24) and young.covered == 0, young.problems
+    assert "entries 0..24 are covered by no signed checkpoint yet (one is due by " in (
+        young.describe()
+    )
+    old = await verify_log(store, now=_later(2))
+    assert not old.ok and old.first_bad_entry is None
+    assert old.problems[0].startswith(
+        "entries 0..24 are covered by no signed checkpoint: one was due by "
+    ), old.problems
+    assert "(the gateway signs one every 1000 entries or 60 s, 60 s of grace)" in old.problems[0]
+    assert old.to_dict()["uncovered"] == [0, 24]
+
+
+async def test_deleting_every_checkpoint_is_found(logged: SQLiteStore, pki: TestPKI) -> None:
+    tamper(logged, "DELETE FROM audit_checkpoints")
+    report = await verify_log(logged, pki.trust(revocation="off"), now=_later(1))
+    assert not report.ok and report.checkpoints == 0
+    assert report.problems[0].startswith("entries 0..24 are covered by no signed checkpoint")
+
+
+async def test_entries_past_the_latest_checkpoint_are_judged_by_the_policy(
+    logged: SQLiteStore, pki: TestPKI
+) -> None:
+    """The checkpoints at 20 and 25 deleted: 10 covers the rest. The log's own clock (its newest
+    entry), not the verifier's, judges the rest: a copy verified days later still passes."""
+    tamper(logged, "DELETE FROM audit_checkpoints WHERE size > 10")
+    report = await verify_log(logged, pki.trust(revocation="off"), now=_later(48))
+    assert report.ok and report.covered == 10 and report.uncovered == (10, 24), report.problems
+    # A gateway that checkpoints every 5 entries, at once: 10..14 were due before entry 24.
+    strict = verify_module.CheckpointPolicy(every=5, interval_s=3600, grace_s=0)
+    report = await verify_log(logged, pki.trust(revocation="off"), policy=strict)
+    assert not report.ok
+    (newest,) = await logged.read(lambda tx: tx.tuples(VERIFY_QUERY, start=24, stop=25))
+    runs_to = dt.datetime.fromisoformat(newest[4]).isoformat(timespec="seconds")
+    assert report.problems == [
+        f"entries 10..24 are covered by no signed checkpoint: one was due by "
+        f"{report.checkpoint_due_by} (the gateway signs one every 5 entries or 3600 s, 0 s of "
+        f"grace) and the log runs to {runs_to}"
+    ]
+
+
+@pytest.mark.parametrize("seq", [1000, 100_000], ids=["in-the-page", "past-the-page"])
+async def test_a_row_inserted_after_a_gap_is_named(
+    logged: SQLiteStore, pki: TestPKI, seq: int
+) -> None:
+    tamper(
+        logged,
+        f"INSERT INTO audit_events SELECT {seq}, at, action, member, service, dossier, document, "
+        "citizen, entry, leaf_hash, chain_hash FROM audit_events WHERE seq = 24",
+    )
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_entry == 25
+    assert report.problems == [
+        f"entry 25: missing: the next entry stored after entry 24 has seq {seq} (entries "
+        f"25..{seq - 1} removed, or entry {seq} inserted out of sequence)"
+    ]
+
+
+async def test_a_row_inserted_before_entry_0_is_named(logged: SQLiteStore, pki: TestPKI) -> None:
+    tamper(
+        logged,
+        "INSERT INTO audit_events SELECT -4, at, action, member, service, dossier, document, "
+        "citizen, entry, leaf_hash, chain_hash FROM audit_events WHERE seq = 3",
+    )
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_entry == -4
+    assert report.problems == ["entry -4: stored before entry 0 (inserted out of sequence)"]
+
+
+async def test_one_entry_removed_is_named(logged: SQLiteStore, pki: TestPKI) -> None:
+    tamper(logged, "DELETE FROM audit_events WHERE seq = 0")
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.problems[0] == (
+        "entry 0: missing: the first entry has seq 1 (entry 0 removed, or entry 1 inserted out "
+        "of sequence)"
+    )
+
+
+async def test_an_unreadable_timestamp_is_one_line(logged: SQLiteStore, pki: TestPKI) -> None:
+    tamper(logged, "UPDATE audit_checkpoints SET timestamp = x'3000' WHERE size = 25")
+    report = await verify_log(logged, pki.trust(revocation="off"))
+    assert report.first_bad_checkpoint == 25
+    assert report.problems[0].startswith("checkpoint 25: timestamp: malformed timestamp token")
+    assert all("\n" not in p for p in report.problems) and "\n" not in report.describe()
+    assert all("\n" not in (c["problem"] or "") for c in report.checked)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
@@ -261,3 +262,74 @@ async def test_the_configured_key_pins_the_signer(
     cfg.write_text('[store]\nurl = "sqlite:///gw.db"\n' + section.format(pki=pki.directory))
     code, out = await _invoke("verify", "--config", str(cfg), "--trust", str(pki.root_pem))
     assert code == 0 and "signed by gateway" in out and "not pinned" not in out, out
+
+
+@pytest.fixture
+async def old_log(tmp_path: Path, pki: TestPKI, tsa_url: str) -> Path:
+    """Six events logged two hours ago, then checkpointed: a gateway's store as an auditor gets
+    it. Config as the gateway's: a checkpoint every 500 entries or 5 s."""
+    folder = tmp_path / "old"
+    folder.mkdir()
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    async with SQLiteStore(folder / "gw.db") as store:
+        for i in range(6):
+            await store.transact(
+                lambda tx, i=i: append(
+                    tx, AuditEvent(action="dossier.accepted", dossier=f"D{i}"), at=at
+                )
+            )
+        assert await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+    cfg = folder / "lienthong.toml"
+    cfg.write_text(
+        '[store]\nurl = "sqlite:///gw.db"\n'
+        f'[signing]\ncert = "{pki.cert_path("gateway")}"\ntrust = ["{pki.root_pem}"]\n'
+        'revocation = "off"\n[audit]\ncheckpoint_every = 500\ncheckpoint_interval_s = 5\n'
+    )
+    return cfg
+
+
+async def test_a_log_no_signed_checkpoint_vouches_for_is_not_intact(old_log: Path) -> None:
+    """Its checkpoint deleted (or the whole log rewritten, every hash recomputed, and the
+    checkpoints deleted): the chain is perfect, but nothing signed vouches for it."""
+    code, out = await _invoke("verify", "--config", str(old_log))
+    assert code == 0 and "intact: 6 entries, 1 checkpoints verified" in out, out
+    assert "covered by no signed checkpoint" not in out
+    conn = sqlite3.connect(old_log.parent / "gw.db")
+    with conn:
+        conn.execute("DELETE FROM audit_checkpoints")
+    conn.close()
+    code, out = await _invoke("verify", "--config", str(old_log))
+    assert code == 1, out
+    error = out.splitlines()[-1]
+    assert error.startswith(
+        "Error: entries 0..5 are covered by no signed checkpoint: one was due by "
+    ), out
+    assert "(the gateway signs one every 500 entries or 5 s, 60 s of grace) and it is now " in error
+    code, out = await _invoke("verify", "--config", str(old_log), "--json")
+    doc = json.loads(out[: out.rindex("}") + 1])
+    assert code == 1 and not doc["ok"] and doc["uncovered"] == [0, 5] and doc["covered"] == 0
+
+
+async def test_a_fresh_log_before_its_first_checkpoint_verifies(config: Path) -> None:
+    conn = sqlite3.connect(config.parent / "gw.db")
+    with conn:
+        conn.execute("DELETE FROM audit_checkpoints")
+    conn.close()
+    code, out = await _invoke("verify", "--config", str(config))
+    assert code == 0, out
+    assert out.splitlines()[0].startswith(
+        "audit log intact: 13 entries, 0 checkpoints verified; entries 0..12 are covered by no "
+        "signed checkpoint yet (one is due by "
+    ), out
+
+
+async def test_an_unparsable_timestamp_is_told_in_one_line(config: Path) -> None:
+    conn = sqlite3.connect(config.parent / "gw.db")
+    with conn:
+        conn.execute("UPDATE audit_checkpoints SET timestamp = x'3000'")
+    conn.close()
+    code, out = await _invoke("verify", "--config", str(config))
+    assert code == 1, out
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["audit log FAILED", "Error"], out
+    assert lines[1].startswith("Error: checkpoint 13: timestamp: malformed timestamp token: ")
