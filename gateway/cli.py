@@ -4,8 +4,11 @@ assembles them and turns every expected failure into a one-line message and a no
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib
 import json
+import os
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -129,6 +132,36 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
+def _check_listen(listen: str) -> None:
+    """Bind the listen address as ``serve`` will (every address the host resolves to), and let it
+    go: a host that does not resolve, an address this machine does not have, a port in use or
+    one this user may not bind is refused now, naming the key, before anything is started.
+    Raises SettingsError."""
+    host, _, port = listen.rpartition(":")
+    host = host or "127.0.0.1"
+    where = f"gateway.listen: cannot listen on {listen!r}"
+    try:
+        found = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise SettingsError(f"{where}: the host {host!r} does not resolve ({reason})") from None
+    for family, kind, proto, _, address in found:
+        with socket.socket(family, kind, proto) as probe:
+            if os.name == "posix":  # as asyncio's create_server binds: a port in TIME_WAIT will do
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+                probe.listen()
+            except OSError as exc:
+                raise SettingsError(
+                    f"{where}: {exc.strerror or exc} ({address[0]!s} port {address[1]!s})"
+                ) from None
+
+
 def build_app(settings: Settings, **extras: Any) -> web.Application:
     """The gateway as ``serve`` runs it: keys and trust from ``[signing]`` (loaded at start)."""
     from gateway.app import create_app
@@ -151,6 +184,7 @@ def serve(config: Path | None, log_level: str) -> None:
     settings = open_settings(config)
     configure_logging(log_level)
     try:
+        _check_listen(settings.gateway.listen)
         app = build_app(settings)
         host, _, port = settings.gateway.listen.rpartition(":")
         web.run_app(
@@ -161,7 +195,12 @@ def serve(config: Path | None, log_level: str) -> None:
             print=lambda msg: click.echo(msg, err=True),
             access_log=None,
         )
-    except (SettingsError, OSError, ssl.SSLError) as exc:
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):  # taken since _check_listen
+            where = f"gateway.listen: cannot listen on {settings.gateway.listen!r}"
+            raise click.ClickException(f"{where}: {exc.strerror}") from None
+        raise click.ClickException(str(exc)) from None
+    except (SettingsError, ssl.SSLError) as exc:
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:  # as the other commands say it: "store: … is not a lienthong store"
         raise click.ClickException(f"store: {exc}") from None

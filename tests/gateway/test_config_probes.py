@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from gateway.cli import main
@@ -56,3 +57,24 @@ def test_serve_refuses_another_applications_sqlite_database(tmp_path: Path) -> N
     assert error.startswith(f"Error: store: {crm} is not a lienthong store"), error
     assert crm.read_bytes() == before
     assert not (tmp_path / "crm.db-wal").exists()
+
+
+@pytest.mark.parametrize(
+    ("listen", "reason"),
+    [
+        ("127.0.0.1:{held}", "Address already in use"),
+        ("10.255.255.1:18083", "Cannot assign requested address"),  # not this machine's
+        ("no.such.host.invalid:18083", "the host 'no.such.host.invalid' does not resolve"),
+    ],
+    ids=["port-in-use", "not-this-machine", "no-such-host"],
+)
+def test_serve_names_gateway_listen_when_it_cannot_listen(
+    tmp_path: Path, held_port: int, listen: str, reason: str
+) -> None:
+    listen = listen.format(held=held_port)
+    config = _config(tmp_path)
+    args = ["serve", "--config", str(config)]
+    error = _one_error(CliRunner().invoke(main, args, env={"LIENTHONG_GATEWAY_LISTEN": listen}))
+    assert error.startswith(f"Error: gateway.listen: cannot listen on {listen!r}: "), error
+    assert reason in error, error
+    assert not (tmp_path / "gw.db").exists()  # refused before anything started
