@@ -201,6 +201,13 @@ def fingerprint(value: str) -> str:
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
+# A bearer token as an Authorization header can carry it: visible ASCII, no blank, no control
+# (a newline or NUL could never be presented, nor a space inside one be told from the scheme's).
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+_HEADER_TOKEN_RULE = (
+    "must be visible ASCII characters only (no space, newline, NUL or other control, no"
+    " letter outside ASCII): it is presented in an Authorization header"
+)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -270,6 +277,17 @@ def _subsystem_id(value: str, where: str) -> None:
         raise SettingsError(f"{where}: {exc}") from None
 
 
+def _agency_id(value: str, where: str) -> None:
+    """An agency id as identifiers.md defines it (``000.00.00.H41``): the hub routes documents
+    and writes TraceHeaders by it."""
+    from connectors.identifiers import InvalidIdentifier, check_agency_id
+
+    try:
+        check_agency_id(value)
+    except InvalidIdentifier as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+
+
 def _fault_plans(plans: Mapping[str, Mapping[str, Any]], where: str) -> None:
     """``[sandbox.faults.<registry>]``: what the sandboxes' FaultPlan takes, checked now."""
     from connectors.faults import FaultPlan
@@ -298,6 +316,7 @@ CallbackBase = Annotated[str, _callback_base]
 ListenAddress = Annotated[str, _listen_address]
 FaultPlans = Annotated[Mapping[str, Mapping[str, Any]], _fault_plans]
 SubsystemId = Annotated[str, _subsystem_id]
+AgencyId = Annotated[str, _agency_id]
 StoreUrl = Annotated[str, _store_url]
 
 
@@ -407,7 +426,7 @@ class AuditSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class AgencySettings:
-    id: str
+    id: AgencyId
     name: str = ""
     endpoint: HttpUrl | None = None  # push delivery URL; None: the agency pulls its inbox
     token: str | None = field(default=None, repr=False)
@@ -416,7 +435,7 @@ class AgencySettings:
 @dataclass(frozen=True, kw_only=True)
 class DocumentsSettings:
     blob_dir: str = "blobs"  # content-addressed packages and attachments
-    organ_id: str | None = None  # the hub's own agency id for its TraceHeader
+    organ_id: AgencyId | None = None  # the hub's own agency id for its TraceHeader
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -470,9 +489,17 @@ def _got(value: Any, secret: bool) -> str:
     return f"got {value!r}"
 
 
+class _FromEnvironment(str):
+    """A value from a ``LIENTHONG_*`` variable: text by nature, so converted to the key's type
+    (``"32"`` to 32, ``"true"`` to True, one path to a list of one). A value written in the file
+    has its TOML type, which must be the key's own: ``workers = "32"`` is refused."""
+
+
 def _convert(tp: Any, value: Any, where: str, secret: bool = False) -> Any:
     """Check and convert one value to the annotated type; raise SettingsError naming ``where``
-    (and never showing the value of a ``secret``)."""
+    (and never showing the value of a ``secret``). Only a value from the environment
+    (:class:`_FromEnvironment`) is converted from text."""
+    from_environment = isinstance(value, _FromEnvironment)
     origin = typing.get_origin(tp)
     if origin is Annotated:  # a type and the checks of its value
         base, *checks = typing.get_args(tp)
@@ -491,17 +518,17 @@ def _convert(tp: Any, value: Any, where: str, secret: bool = False) -> Any:
             return None
         return _convert(args[0], value, where, secret)
     if origin is Literal:
-        if value not in typing.get_args(tp):
+        if not isinstance(value, str) or value not in typing.get_args(tp):
             allowed = ", ".join(map(str, typing.get_args(tp)))
             shown = "the value (secret: not shown)" if secret else repr(value)
             raise SettingsError(f"{where}: {shown} is not one of {allowed}")
-        return value
+        return str(value)
     if origin is tuple:
         kinds = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [value]
+        if from_environment:
+            value = [str(value)]
         if not isinstance(value, list):
-            raise SettingsError(f"{where}: expected a list")
+            raise SettingsError(f"{where}: expected a list, {_got(value, secret)}")
         items = (kinds[0],) * len(value) if kinds[-1] is Ellipsis else kinds  # or tuple[X, Y]
         if len(items) != len(value):
             raise SettingsError(f"{where}: expected a list of {len(items)}, {_got(value, secret)}")
@@ -519,20 +546,20 @@ def _convert(tp: Any, value: Any, where: str, secret: bool = False) -> Any:
     if tp is Any:
         return value
     if tp is bool:
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+        if from_environment and value.lower() in ("1", "true", "yes", "0", "false", "no"):
             return value.lower() in ("1", "true", "yes")
         if not isinstance(value, bool):
             raise SettingsError(f"{where}: expected true or false, {_got(value, secret)}")
         return value
     if tp is int:  # neither a float nor a bool (an int to Python); a string from the environment
-        if isinstance(value, str):
+        if from_environment:
             with contextlib.suppress(ValueError):
                 value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise SettingsError(f"{where}: expected an integer, {_got(value, secret)}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
+        if isinstance(value, bool) or not (isinstance(value, int | float) or from_environment):
             raise SettingsError(f"{where}: expected a number, {_got(value, secret)}")
         try:
             real = float(value)
@@ -544,8 +571,10 @@ def _convert(tp: Any, value: Any, where: str, secret: bool = False) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise SettingsError(f"{where}: expected a string, {_got(value, secret)}")
-        return value
+        return str(value)
     if tp is Path:
+        if not isinstance(value, str):
+            raise SettingsError(f"{where}: expected a path, {_got(value, secret)}")
         return Path(value)
     raise SettingsError(f"{where}: unsupported setting type {tp!r}")
 
@@ -642,7 +671,8 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
         path = _ENVIRONMENT_KEYS.get(variable)
         if path is not None:
             section, *rest = path
-            data[section] = _with(data.get(section, {}), tuple(rest), environ[variable])
+            value = _FromEnvironment(environ[variable])
+            data[section] = _with(data.get(section, {}), tuple(rest), value)
         elif (why := _unknown_variable(variable)) is not None:
             raise SettingsError(f"{_shown(variable)}: {why}")
 
@@ -659,6 +689,8 @@ def _check_together(settings: Settings) -> None:
         # a bearer token is read without the blanks around it, a fingerprint is a SHA-256.
         if sub.token is not None and sub.token != sub.token.strip():
             raise SettingsError(f"subsystem {_shown(sub.id)}: token has blanks around it")
+        if sub.token is not None and not _HEADER_TOKEN.fullmatch(sub.token):
+            raise SettingsError(f"subsystem {_shown(sub.id)}: token {_HEADER_TOKEN_RULE}")
         if sub.cert_fingerprint and not _SHA256_HEX.fullmatch(fingerprint(sub.cert_fingerprint)):
             raise SettingsError(
                 f"subsystem {_shown(sub.id)}: cert_fingerprint is not a SHA-256 (64 hex digits,"
@@ -685,6 +717,15 @@ def _check_together(settings: Settings) -> None:
                     f"subsystems {_shown(other)} and {_shown(sub.id)} have the same {kind}:"
                     " each must identify one subsystem"
                 )
+    agencies: set[str] = set()
+    for agency in settings.agencies:
+        if agency.id in agencies:
+            raise SettingsError(
+                f"agency {agency.id}: listed twice in [[agencies]] (each agency once)"
+            )
+        agencies.add(agency.id)
+        if agency.token is not None and not _HEADER_TOKEN.fullmatch(agency.token):
+            raise SettingsError(f"agency {agency.id}: token {_HEADER_TOKEN_RULE}")
     g = settings.gateway
     # tls_cert alone is a PEM holding the key as well; a key without a certificate serves nothing.
     if g.tls_key and not g.tls_cert:

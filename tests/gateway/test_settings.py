@@ -146,7 +146,8 @@ RETRY = "registries.population.retry"
 # key → (refused values, accepted values and what they load as)
 RANGES: dict[str, tuple[list[Any], list[tuple[Any, Any]]]] = {
     **{
-        key: ([0, -1, 1.9, 1.0, True, "2.0", "many"], [(3, 3), ("3", 3)])
+        # A number written as a string in the file is refused: only the environment's are text.
+        key: ([0, -1, 1.9, 1.0, True, "2.0", "many", "3"], [(3, 3)])
         for key in (
             "outbox.workers",
             "outbox.breaker_failures",
@@ -159,8 +160,8 @@ RANGES: dict[str, tuple[list[Any], list[tuple[Any, Any]]]] = {
     },
     **{
         key: (
-            [0, -5, math.nan, math.inf, -math.inf, "nan", "inf", True, "lots"],
-            [(0.5, 0.5), (2, 2.0), ("0.25", 0.25)],
+            [0, -5, math.nan, math.inf, -math.inf, "nan", "inf", True, "lots", "0.25"],
+            [(0.5, 0.5), (2, 2.0)],
         )
         for key in (
             "outbox.lease_s",
