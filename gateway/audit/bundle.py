@@ -13,6 +13,15 @@ Layout::
     proofs/inclusion/<seq>.json      inclusion of each event in the latest checkpoint's tree
     proofs/consistency/<m>-<n>.json  consistency between consecutive checkpoints in the bundle
 
+Nothing else is in a bundle, and ``audit verify-bundle`` refuses anything else: a member outside
+this layout (``extra.txt``, ``../evil.txt``) or not listed by the manifest, a member twice, one
+missing, and a derived member that is not what the exporter derives — ``README.txt`` from the
+manifest, ``certs/tsa-chain.pem`` from the tokens, ``.body`` / ``.sig`` from the note — so that a
+verified bundle is exactly what the exporter wrote (but for ``created_at``, which nothing signs).
+Changing README.txt's text is therefore a new :data:`BUNDLE_FORMAT`. A member larger than
+:data:`MAX_MEMBER` bytes, or members larger than :data:`MAX_TOTAL` together, once decompressed,
+are refused unread (a zip bomb): real bundles are small JSON, PEM and DER files.
+
 Only events covered by the latest checkpoint go in (later ones are listed in the manifest as
 ``pending``). A bundle proves that what it holds is in the signed log, and each event says by its
 own fields that it is about the scope (events are selected by indexed columns, which no hash covers:
@@ -32,6 +41,7 @@ import bisect
 import io
 import itertools
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,9 +57,49 @@ from .events import decode_entry
 from .proofs import LogTree
 from .query import normalize_time
 
-__all__ = ["BundleError", "Scope", "build_bundle", "scope_test", "tsa_certificates"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "MAX_MEMBER",
+    "MAX_TOTAL",
+    "BundleError",
+    "Scope",
+    "build_bundle",
+    "bundle_json",
+    "bundle_members",
+    "in_layout",
+    "readme_text",
+    "scope_test",
+    "tsa_certificates",
+]
 
 BUNDLE_FORMAT = "lienthong-audit-bundle/1"
+MANIFEST_KEYS = ("format", "created_at", "scope", "events", "pending", "checkpoints", "anchor")
+MAX_MEMBER = 64 * 2**20  # bytes, decompressed: a manifest listing a million events is ~10 MB
+MAX_TOTAL = 512 * 2**20  # bytes, decompressed, all members: ~400,000 events with their proofs
+
+_N = "(?:0|[1-9][0-9]*)"
+_LAYOUT = re.compile(
+    r"README\.txt|manifest\.json|certs/tsa-chain\.pem"
+    rf"|events/{_N}\.json|proofs/inclusion/{_N}\.json|proofs/consistency/{_N}-{_N}\.json"
+    rf"|checkpoints/{_N}\.(?:note|body|sig|chain\.pem|tsr)"
+)
+CHECKPOINT_PARTS = (".note", ".body", ".sig", ".chain.pem", ".tsr")
+
+
+def in_layout(name: str) -> bool:
+    """Whether a member's name is one a bundle can hold (see the module's docstring)."""
+    return _LAYOUT.fullmatch(name) is not None
+
+
+def bundle_members(events: list[int], checkpoints: list[int]) -> set[str]:
+    """Every member of the bundle whose manifest lists ``events`` and ``checkpoints``."""
+    names = {"README.txt", "manifest.json", "certs/tsa-chain.pem"}
+    for seq in events:
+        names |= {f"events/{seq}.json", f"proofs/inclusion/{seq}.json"}
+    for size in checkpoints:
+        names |= {f"checkpoints/{size}{part}" for part in CHECKPOINT_PARTS}
+    names |= {f"proofs/consistency/{a}-{b}.json" for a, b in itertools.pairwise(checkpoints)}
+    return names
 
 
 class BundleError(Exception):
@@ -205,7 +255,7 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
         seq = int(r["seq"])
         files[f"events/{seq}.json"] = _blob(r["entry"])
         proof = tree.tree.inclusion_proof(seq, latest.size)
-        files[f"proofs/inclusion/{seq}.json"] = _json(
+        files[f"proofs/inclusion/{seq}.json"] = bundle_json(
             {
                 "index": seq,
                 "size": latest.size,
@@ -221,7 +271,7 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
                 tsa_pems.append(p)
     files["certs/tsa-chain.pem"] = b"".join(tsa_pems)
     for a, b in itertools.pairwise(included):
-        files[f"proofs/consistency/{a.size}-{b.size}.json"] = _json(
+        files[f"proofs/consistency/{a.size}-{b.size}.json"] = bundle_json(
             {
                 "first": a.size,
                 "second": b.size,
@@ -237,8 +287,8 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
         "checkpoints": [c.size for c in included],
         "anchor": latest.size,
     }
-    files["manifest.json"] = _json(manifest)
-    files["README.txt"] = _readme(manifest, latest).encode()
+    files["manifest.json"] = bundle_json(manifest)
+    files["README.txt"] = readme_text(manifest).encode()
     return await asyncio.to_thread(_zip, files)
 
 
@@ -268,7 +318,8 @@ def _add_checkpoint(files: dict[str, bytes], c: Checkpoint) -> None:
     files[f"{base}.tsr"] = c.timestamp
 
 
-def _json(obj: Any) -> bytes:
+def bundle_json(obj: Any) -> bytes:
+    """A bundle's JSON member, as the exporter writes it."""
     return json.dumps(obj, indent=1, ensure_ascii=False).encode() + b"\n"
 
 
@@ -280,8 +331,9 @@ def _zip(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _readme(manifest: dict[str, Any], latest: Checkpoint) -> str:
-    n = latest.size
+def readme_text(manifest: dict[str, Any]) -> str:
+    """README.txt of the bundle with this manifest."""
+    n = manifest["anchor"]
     return f"""lienthong audit evidence bundle ({BUNDLE_FORMAT})
 Scope: {json.dumps(manifest["scope"], ensure_ascii=False)}
 Events: {len(manifest["events"])} (sequence numbers in manifest.json), proven against

@@ -295,11 +295,22 @@ def verify_bundle_cmd(
     admit any certificate issued under them."""
     from signing.errors import SigningError
 
+    from .bundle import MAX_MEMBER, MAX_TOTAL
     from .verify import verify_bundle
 
     signers = _certificates(signer_paths) if signer_paths else None
     try:
-        report = asyncio.run(verify_bundle(bundle.read_bytes(), list(trust_paths), signers=signers))
+        size = bundle.stat().st_size
+        if size > MAX_TOTAL + MAX_MEMBER:  # a zip a little larger than all it may hold
+            raise click.ClickException(
+                f"{bundle}: refused unread: {size} bytes; a bundle is at most {MAX_TOTAL} once "
+                "decompressed"
+            )
+        data = bundle.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {bundle}: {exc.strerror}") from None
+    try:
+        report = asyncio.run(verify_bundle(data, list(trust_paths), signers=signers))
     except SigningError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -37,6 +37,7 @@ import io
 import itertools
 import json
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,10 +46,22 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway.store import QueryError, Store, StoreError
 
-from .bundle import scope_test
+from .bundle import (
+    BUNDLE_FORMAT,
+    MANIFEST_KEYS,
+    MAX_MEMBER,
+    MAX_TOTAL,
+    bundle_json,
+    bundle_members,
+    in_layout,
+    readme_text,
+    scope_test,
+    tsa_certificates,
+)
 from .chain import PAGE_QUERY, VERIFY_QUERY, out_of_sequence, verify_page, verify_rows
 from .checkpoints import (
     Checkpoint,
@@ -567,20 +580,38 @@ async def _verify_bundle(
     origin: str | None,
 ) -> None:
     try:
-        files = await asyncio.to_thread(_unzip, data)
+        files, strays = await asyncio.to_thread(_unzip, data)
+    except _Refused as exc:
+        report.problems.append(_line(str(exc)))
+        return
+    try:
         manifest = json.loads(files["manifest.json"])
         seqs = _whole_numbers(manifest["events"], "events")
         sizes = _whole_numbers(manifest["checkpoints"], "checkpoints")
         (anchor,) = _whole_numbers([manifest["anchor"]], "anchor")
+        pending = _whole_numbers(manifest["pending"], "pending")
         report.scope = dict(manifest["scope"])
         in_scope = scope_test(report.scope)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
-        report.problems.append(f"not an evidence bundle: {exc}")
+        report.problems.append(_line(f"not an evidence bundle: {exc}"))
         return
     report.anchor = anchor
+    report.problems.extend(strays)
     if not sizes or sizes[-1] != anchor or sizes != sorted(set(sizes)):
         report.problems.append("manifest: checkpoints must be ascending and end at the anchor")
         return
+    if seqs != sorted(set(seqs)) or any(s >= anchor for s in seqs):
+        report.problems.append(f"manifest: events must be ascending and in checkpoint {anchor}")
+    if any(s < anchor for s in pending):
+        report.problems.append(f"manifest: pending events must be newer than checkpoint {anchor}")
+    form = {k: manifest.get(k) for k in MANIFEST_KEYS}
+    if manifest.get("format") != BUNDLE_FORMAT:
+        report.problems.append(
+            f"manifest.json: format {manifest.get('format')!r}, not {BUNDLE_FORMAT!r}"
+        )
+    elif list(manifest) != list(MANIFEST_KEYS) or files["manifest.json"] != bundle_json(form):
+        report.problems.append("manifest.json: not as the exporter writes it (edited)")
+    _members(files, bundle_members(seqs, sizes), set(seqs), report)
     roots = await _bundle_checkpoints(files, sizes, trust, report, who, signers, origin)
     for a, b in itertools.pairwise(sizes):
         name = f"proofs/consistency/{a}-{b}.json"
@@ -590,13 +621,99 @@ async def _verify_bundle(
                 raise ProofError("proof is for other sizes")
             if a in roots and b in roots:
                 verify_consistency(a, b, roots[a], roots[b], _hashes(doc["proof"]))
+                _exact(files, name, {"first": a, "second": b, "proof": doc["proof"]})
         except (KeyError, ValueError, TypeError) as exc:
-            report.problems.append(f"{name}: {exc}")
-    extra = {n for n in files if n.startswith("events/")} - {f"events/{s}.json" for s in seqs}
-    for name in sorted(extra):
-        report.problems.append(f"{name}: not listed in the manifest (inserted)")
+            report.problems.append(_line(f"{name}: {exc}"))
     for seq in seqs:
         _bundle_event(files, seq, anchor, roots.get(anchor), report, in_scope)
+    _derived(files, manifest, sizes, report)
+
+
+class _Refused(Exception):
+    """A zip the verifier does not read at all (the message says why, in one line)."""
+
+
+def _unzip(data: bytes) -> tuple[dict[str, bytes], list[str]]:
+    """The members a bundle may hold, by name, and what is wrong with the others (outside the
+    layout, twice in the zip): read only after every size was found within the caps. Raises
+    _Refused for a zip that is not one, or too large once decompressed."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            total = 0
+            for info in infos:
+                if info.file_size > MAX_MEMBER:
+                    raise _Refused(
+                        f"refused unread: {info.filename!r} is {info.file_size} bytes once "
+                        f"decompressed; a bundle member is at most {MAX_MEMBER} (a zip bomb?)"
+                    )
+                total += info.file_size
+            if total > MAX_TOTAL:
+                raise _Refused(
+                    f"refused unread: its members are {total} bytes once decompressed; a "
+                    f"bundle is at most {MAX_TOTAL} (a zip bomb?)"
+                )
+            files: dict[str, bytes] = {}
+            strays: list[str] = []
+            for info in infos:
+                name = info.filename
+                if not in_layout(name):
+                    parts = name.replace("\\", "/").split("/")
+                    escape = ".." in parts or name.startswith(("/", "\\")) or ":" in parts[0]
+                    why = "a path out of the bundle's folder" if escape else "not a bundle member"
+                    strays.append(_line(f"{name!r}: {why} (not in the bundle's layout)"))
+                elif name in files:
+                    strays.append(f"{name}: twice in the zip")
+                else:
+                    with zf.open(info) as member:  # stops at the declared size (then the CRC)
+                        files[name] = member.read(MAX_MEMBER + 1)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
+        raise _Refused(_line(f"not an evidence bundle: {exc}")) from None
+    except (EOFError, OSError, ValueError, zlib.error) as exc:
+        raise _Refused(_line(f"not an evidence bundle: a damaged zip ({exc})")) from None
+    return files, strays
+
+
+def _members(files: dict[str, bytes], expected: set[str], seqs: set[int], report: Any) -> None:
+    """Members the manifest does not account for (the missing ones are named where checked)."""
+    for name in sorted(set(files) - expected):
+        if name.startswith("events/"):
+            report.problems.append(f"{name}: not listed in the manifest (inserted)")
+        else:
+            report.problems.append(f"{name}: not listed in the manifest (added)")
+
+
+def _exact(files: dict[str, bytes], name: str, doc: dict[str, Any]) -> None:
+    """Raise ValueError unless member ``name`` is ``doc`` as the exporter writes it."""
+    if files[name] != bundle_json(doc):
+        raise ValueError("not as the exporter writes it (edited)")
+
+
+def _derived(
+    files: dict[str, bytes], manifest: dict[str, Any], sizes: list[int], report: BundleReport
+) -> None:
+    """README.txt and certs/tsa-chain.pem: what the exporter derives from the rest."""
+    for name in ("README.txt", "certs/tsa-chain.pem"):
+        if name not in files:
+            report.problems.append(f"{name}: missing (removed from the bundle)")
+            continue
+        try:
+            want = (
+                readme_text(manifest).encode() if name == "README.txt" else _tsa_chain(files, sizes)
+            )
+        except (KeyError, ValueError, TypeError):
+            want = None
+        if files[name] != want:
+            report.problems.append(f"{name}: not what the exporter writes for this bundle (edited)")
+
+
+def _tsa_chain(files: dict[str, bytes], sizes: list[int]) -> bytes:
+    pems: list[bytes] = []
+    for size in sizes:
+        for pem in tsa_certificates(files.get(f"checkpoints/{size}.tsr", b"")):
+            if pem not in pems:
+                pems.append(pem)
+    return b"".join(pems)
 
 
 def _whole_numbers(values: Any, what: str) -> list[int]:
@@ -607,9 +724,8 @@ def _whole_numbers(values: Any, what: str) -> list[int]:
     return values
 
 
-def _unzip(data: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        return {i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
 
 
 def _hashes(items: list[str]) -> list[bytes]:
@@ -635,7 +751,7 @@ async def _bundle_checkpoints(
             token = files[f"{base}.tsr"]
             content = parse_note(note)
         except (KeyError, ValueError, CheckpointError) as exc:
-            report.problems.append(f"checkpoint {size}: missing or unreadable file: {exc}")
+            report.problems.append(_line(f"checkpoint {size}: missing or unreadable file: {exc}"))
             continue
         cp = Checkpoint(
             size=content.size,
@@ -650,11 +766,18 @@ async def _bundle_checkpoints(
             check = CheckpointCheck(size, False, f"the note is for size {content.size}")
         for part, value in ((".body", content.body), (".sig", content.signature)):
             # Copies of the note's parts for openssl (README.txt): they must say the same.
-            if check.ok and files.get(base + part, value) != value:
+            if check.ok and base + part not in files:
+                check = CheckpointCheck(size, False, f"{base}{part} is missing")
+            elif check.ok and files[base + part] != value:
                 check = CheckpointCheck(size, False, f"{base}{part} differs from the signed note")
+        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+        if check.ok and files[f"{base}.chain.pem"] != pem:
+            check = CheckpointCheck(
+                size, False, f"{base}.chain.pem holds more than its certificates (edited)"
+            )
         problem = check.problem if not check.ok else who.check(size, check)
         if problem is not None:
-            report.problems.append(f"checkpoint {size}: {problem}")
+            report.problems.append(_line(f"checkpoint {size}: {problem}"))
             continue
         report.checkpoints += 1
         roots[size] = content.root
@@ -696,7 +819,17 @@ def _bundle_event(
         report.problems.append(f"{name}: not in checkpoint {anchor} as it stands ({exc})")
         return
     except (KeyError, ValueError, TypeError) as exc:
-        report.problems.append(f"{name}: inclusion proof missing or unreadable: {exc}")
+        report.problems.append(_line(f"{name}: inclusion proof missing or unreadable: {exc}"))
+        return
+    proof_name = f"proofs/inclusion/{seq}.json"
+    want = {
+        "index": seq,
+        "size": anchor,
+        "leaf_hash": _b64(leaf_hash(entry)),
+        "proof": doc["proof"],
+    }
+    if files[proof_name] != bundle_json(want):
+        report.problems.append(f"{proof_name}: not as the exporter writes it (edited)")
         return
     # In the log as it stands, but is it about what the bundle says? The exporter selected it by
     # the indexed columns, which no hash covers.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import leaf_hash
+from gateway.audit import verify as verify_module
 from gateway.audit.bundle import BundleError, Scope, build_bundle
 from gateway.audit.checkpoints import Checkpointer
 from gateway.audit.verify import verify_bundle
@@ -168,6 +170,41 @@ def _truncate(files: dict[str, bytes]) -> None:
         del files[f"checkpoints/25.{ext}"]
 
 
+def _put(name: str, body: bytes = b"x") -> Callable[[dict[str, bytes]], None]:
+    def put(files: dict[str, bytes]) -> None:
+        files[name] = body
+
+    return put
+
+
+def _drop(name: str) -> Callable[[dict[str, bytes]], None]:
+    def drop(files: dict[str, bytes]) -> None:
+        del files[name]
+
+    return drop
+
+
+def _edit(name: str, old: bytes, new: bytes) -> Callable[[dict[str, bytes]], None]:
+    def edit(files: dict[str, bytes]) -> None:
+        assert old in files[name]
+        files[name] = files[name].replace(old, new, 1)
+
+    return edit
+
+
+def _append(name: str, tail: bytes) -> Callable[[dict[str, bytes]], None]:
+    def append(files: dict[str, bytes]) -> None:
+        files[name] += tail
+
+    return append
+
+
+def _forged_leaf_hash(files: dict[str, bytes]) -> None:
+    doc = json.loads(files["proofs/inclusion/13.json"])
+    doc["leaf_hash"] = base64.b64encode(b"\0" * 32).decode()
+    files["proofs/inclusion/13.json"] = json.dumps(doc, indent=1).encode() + b"\n"
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -197,6 +234,24 @@ def _truncate(files: dict[str, bytes]) -> None:
         ),
         (_manifest(scope={}), "not an evidence bundle: scope: not a dossier, a document"),
         (_manifest(scope="D1"), "not an evidence bundle: "),
+        # Nothing but the layout, exactly as the exporter wrote it.
+        (_put("extra.txt"), "'extra.txt': not a bundle member (not in the bundle's layout)"),
+        (_put("../evil.txt"), "'../evil.txt': a path out of the bundle's folder"),
+        (_put("/etc/evil.txt"), "'/etc/evil.txt': a path out of the bundle's folder"),
+        (_put("checkpoints/7.note"), "checkpoints/7.note: not listed in the manifest (added)"),
+        (_put("proofs/inclusion/2.json"), "proofs/inclusion/2.json: not listed in the manifest"),
+        (_edit("README.txt", b"openssl", b"0penssl"), "README.txt: not what the exporter writes"),
+        (_drop("README.txt"), "README.txt: missing"),
+        (_append("certs/tsa-chain.pem", b"\n"), "certs/tsa-chain.pem: not what the exporter"),
+        (_drop("certs/tsa-chain.pem"), "certs/tsa-chain.pem: missing"),
+        (_drop("checkpoints/25.body"), "checkpoint 25: checkpoints/25.body is missing"),
+        (_drop("checkpoints/10.sig"), "checkpoint 10: checkpoints/10.sig is missing"),
+        (_append("checkpoints/20.chain.pem", b"note\n"), "checkpoint 20: checkpoints/20.chain.pem"),
+        (_forged_leaf_hash, "proofs/inclusion/13.json: not as the exporter writes it"),
+        (_manifest(), "manifest.json: not as the exporter writes it (edited)"),
+        (_manifest(format="x/2"), "manifest.json: format 'x/2'"),
+        (_manifest(extra=1), "manifest.json: not as the exporter writes it (edited)"),
+        (_edit("proofs/consistency/10-20.json", b"\n", b" \n"), "proofs/consistency/10-20.json:"),
     ],
     ids=[
         "modify",
@@ -216,6 +271,23 @@ def _truncate(files: dict[str, bytes]) -> None:
         "another-time",
         "no-scope",
         "scope-not-an-object",
+        "extra-member",
+        "path-traversal",
+        "absolute-path",
+        "unlisted-checkpoint",
+        "unlisted-proof",
+        "edited-readme",
+        "removed-readme",
+        "edited-tsa-chain",
+        "removed-tsa-chain",
+        "removed-body",
+        "removed-sig",
+        "text-after-the-chain",
+        "forged-leaf-hash",
+        "reformatted-manifest",
+        "another-format",
+        "manifest-key-added",
+        "reformatted-proof",
     ],
 )
 async def test_tampered_bundle_is_located(
@@ -362,3 +434,63 @@ async def test_a_bundle_is_not_built_from_edited_columns(logged: SQLiteStore) ->
         "dossier 'D1', not 'D2'; entry 9 is about dossier 'D1', not 'D2'): the log's columns "
         "were edited; run `lienthong audit verify`"
     )
+
+
+async def test_an_exported_bundle_is_exactly_what_the_verifier_expects(
+    logged: SQLiteStore, pki: TestPKI
+) -> None:
+    """Every derived member re-derived and compared: nothing is reported on a bundle as written,
+    through several checkpoints (10, 20, 25) and their consistency proofs."""
+    data = await build_bundle(logged, Scope(document="DOC2"))
+    report = await verify_bundle(data, [pki.root_pem], signers=[pki.certificate("gateway")])
+    assert report.ok and report.checkpoints == 3, report.problems
+
+
+async def test_a_member_twice_is_refused(logged: SQLiteStore, pki: TestPKI) -> None:
+    files = _files(await build_bundle(logged, Scope(dossier="D1")))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, body in files.items():
+            zf.writestr(name, body)
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("events/13.json", files["events/13.json"])
+    report = await verify_bundle(buf.getvalue(), [pki.root_pem])
+    assert "events/13.json: twice in the zip" in report.problems, report.problems
+
+
+@pytest.mark.parametrize("name", ["events/5.json", "manifest.json"])
+async def test_a_zip_bomb_is_refused_unread(
+    logged: SQLiteStore, pki: TestPKI, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member that decompresses past the cap (65 MiB of zeros, 65 KiB in the zip) is refused
+    before anything is decompressed: nothing is read."""
+    files = _files(await build_bundle(logged, Scope(dossier="D1")))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for member, body in files.items():
+            zf.writestr(member, bytes(65 * 2**20) if member == name else body)
+    assert len(buf.getvalue()) < 2**20
+    monkeypatch.setattr(zipfile.ZipFile, "open", _never_opened)
+    report = await verify_bundle(buf.getvalue(), [pki.root_pem])
+    assert report.problems == [
+        f"refused unread: {name!r} is {65 * 2**20} bytes once decompressed; a bundle member is "
+        "at most 67108864 (a zip bomb?)"
+    ]
+
+
+async def test_members_too_large_together_are_refused_unread(
+    logged: SQLiteStore, pki: TestPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = await build_bundle(logged, Scope(dossier="D1"))
+    total = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    monkeypatch.setattr(verify_module, "MAX_TOTAL", total - 1)
+    monkeypatch.setattr(zipfile.ZipFile, "open", _never_opened)
+    report = await verify_bundle(data, [pki.root_pem])
+    assert report.problems == [
+        f"refused unread: its members are {total} bytes once decompressed; a bundle is at most "
+        f"{total - 1} (a zip bomb?)"
+    ]
+
+
+def _never_opened(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a member was decompressed")

@@ -333,3 +333,14 @@ async def test_an_unparsable_timestamp_is_told_in_one_line(config: Path) -> None
     lines = out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["audit log FAILED", "Error"], out
     assert lines[1].startswith("Error: checkpoint 13: timestamp: malformed timestamp token: ")
+
+
+async def test_a_bundle_file_too_large_is_refused_unread(tmp_path: Path, pki: TestPKI) -> None:
+    huge = tmp_path / "huge.zip"
+    with huge.open("wb") as f:  # sparse: nothing is written to disk
+        f.truncate(600 * 2**20)
+    code, out = await _invoke("verify-bundle", str(huge), "--trust", str(pki.root_pem))
+    assert code == 1 and out.splitlines() == [
+        f"Error: {huge}: refused unread: {600 * 2**20} bytes; a bundle is at most 536870912 "
+        "once decompressed"
+    ], out
