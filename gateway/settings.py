@@ -2,8 +2,11 @@
 
 Unknown keys, missing required keys and bad values (a wrong type, a number out of its range, NaN
 or infinity, a URL that is not http(s), a listen address that cannot be bound, TLS half set up, a
-fault plan the sandboxes would refuse) are refused at start with a one-line :class:`SettingsError`
-that names the key. Every key can also be set from the environment as
+fault plan the sandboxes would refuse, an agency id that is not one, a token no Authorization
+header can carry) are refused at start with a one-line :class:`SettingsError` that names the key,
+and never shows a secret nor the password of a URL. A value in the file must have the key's TOML
+type (``workers = "32"`` is refused); the environment's, text by nature, are converted. Every key
+can also be set from the environment as
 ``LIENTHONG_<SECTION>_<KEY>`` (``LIENTHONG_STORE_URL``, ``LIENTHONG_OUTBOX_WORKERS``), a registry's
 as ``LIENTHONG_REGISTRIES_<NAME>_<KEY>``; the environment wins over the file, and a variable that
 names a section but none of its keys is refused. One :class:`Settings` object flows down from

@@ -495,6 +495,9 @@ class SQLiteStore(Store):
     """``linger_s``: under load, how long the writer may wait for more units before a commit (see
     :meth:`_take_batch`); 0 commits what is queued at once, always. ``create=False``: open only
     a lienthong store that exists (an operator's command), never make or change another file.
+    With ``create`` (``serve``), a missing file, a 0-byte one or a database with no table becomes a
+    store, but a file holding another application's tables (and none of lienthong's), or no
+    SQLite database at all, is refused with StoreError and left as it was.
     ``readonly``: open an existing store only to read it (implies ``create=False``): no writer,
     and :meth:`transact` raises StoreError; works on a store this user may not write."""
 
