@@ -117,6 +117,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
         status = response.status
         return response
+    except web.HTTPException as exc:  # a redirect (GET /console → /console/) aiohttp answers
+        status = exc.status
+        raise
     except asyncio.CancelledError:
         if client_gone(request):  # aiohttp cancels the handler of a client that went away
             status = CLIENT_CLOSED

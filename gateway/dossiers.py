@@ -409,6 +409,10 @@ def replay_job(tx: Tx, job_id: int, *, actor: str, request_id: str | None = None
     taken meanwhile (a correction the registry's write never saw). Any other job is replayed
     alone. Raises JobNotFound or NotDead.
     """
+    # Read the job and its dossier as the last replay or resume left them: without the turn,
+    # on PostgreSQL, of several replays at once the losers read a dead job, then found its
+    # dossier resumed by the winner (NotCorrectable: a 500).
+    _take_turn(tx)
     job = get_job(tx, job_id)
     if job is not None and job.kind == "flow.step" and job.state == "dead" and job.dossier:
         row = tx.one("dossiers.get", code=job.dossier)

@@ -11,12 +11,25 @@ from gateway.app import RUNTIME, Runtime
 from gateway.audit.bundle import BundleError, Scope, build_bundle
 from gateway.audit.checkpoints import Checkpoint, CheckpointError, verify_checkpoint
 from gateway.audit.proofs import LogTree, ProofUnavailable
-from gateway.audit.query import EventFilter, FilterError, access_report, query_events
+from gateway.audit.query import (
+    EventFilter,
+    FilterError,
+    access_report,
+    normalize_time,
+    query_events,
+)
 from gateway.auth import require
 from gateway.models import AuditExport, AuditSearch
 from gateway.problems import Problem
 
-from .common import SQL_INT_MAX, json_response, query_int, query_text, read_json
+from .common import (
+    SQL_INT_MAX,
+    json_response,
+    query_flag,
+    query_int,
+    query_text,
+    read_json,
+)
 
 __all__ = ["routes"]
 
@@ -135,7 +148,7 @@ async def checkpoints(request: web.Request) -> web.Response:
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    items = await _summaries(runtime, rows, request.query.get("verify") in ("1", "true"))
+    items = await _summaries(runtime, rows, query_flag(request, "verify"))
     return json_response({"items": items, "next": str(rows[-1]["size"]) if more else None})
 
 
@@ -181,7 +194,21 @@ async def export(request: web.Request) -> web.Response:
     require(request, SERVICE)
     runtime = request.app[RUNTIME]
     body = await read_json(request, AuditExport)
-    scope = Scope(dossier=body.dossier, document=body.document, start=body.start, stop=body.stop)
+    # An empty filter is no filter (it was a 404 nothing-to-export: no scope reads as an empty one)
+    scope = Scope(
+        dossier=body.dossier or None,
+        document=body.document or None,
+        start=body.start or None,
+        stop=body.stop or None,
+    )
+    try:
+        first, end = normalize_time(scope.start), normalize_time(scope.stop)
+    except FilterError as exc:
+        raise Problem(422, "invalid-export", str(exc)) from None
+    if first is not None and end is not None and first >= end:
+        raise Problem(
+            422, "invalid-export", f"the range is empty: from {first} is not before to {end}"
+        )
     try:
         data = await build_bundle(runtime.store, scope, tree=_tree(runtime))
     except BundleError as exc:

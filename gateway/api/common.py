@@ -21,6 +21,7 @@ __all__ = [
     "check_life_date",
     "json_response",
     "nfc",
+    "query_flag",
     "query_int",
     "query_text",
     "read_json",
@@ -219,6 +220,17 @@ def query_text(request: web.Request, name: str) -> str | None:
             parameter=name,
         )
     return value
+
+
+def query_flag(request: web.Request, name: str) -> bool:
+    """The yes/no query parameter ``name``: ``1`` or ``true``, ``0`` or ``false``, absent (no);
+    anything else is a 400 invalid-query (``verify=yes`` was a silent no)."""
+    raw = _single(request, name)
+    if raw is None or raw in ("0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise Problem(400, "invalid-query", f"{name} must be 1, true, 0 or false", parameter=name)
 
 
 def _single(request: web.Request, name: str) -> str | None:

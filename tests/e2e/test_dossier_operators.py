@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from gateway import dossiers
+from gateway.outbox import list_jobs
 from gateway.samples import sample_dossiers
 from gateway.store import StoreUnavailable
 from tests.e2e.conftest import Gateway
@@ -141,6 +142,27 @@ async def test_concurrent_resumes_one_202_the_others_409(any_gateway: Gateway) -
     assert len(await audit_events(gw, code, "dossier.resumed")) == 1
 
 
+async def test_concurrent_replays_of_a_dead_step_one_200_the_others_409(
+    any_gateway: Gateway,
+) -> None:
+    """Found by probing: on PostgreSQL, of six replays at once two or three were 500s (the
+    losers read the job dead, then its dossier already resumed by the winner)."""
+    gw = any_gateway
+    code = await corrected_dossier(gw)
+    dead = await gw.runtime.store.read(lambda tx: list_jobs(tx, state="dead", limit=10, after_id=0))
+    (job,) = [j for j in dead if j.dossier == code]
+
+    async def replay() -> tuple[int, dict[str, Any]]:
+        async with await gw.post(f"/v1/admin/outbox/{job.id}/replay", None, who="operator") as r:
+            return r.status, await r.json()
+
+    answers = await asyncio.gather(*(replay() for _ in range(6)))
+    assert sorted(s for s, _ in answers) == [200, 409, 409, 409, 409, 409], answers
+    view = await gw.wait_status(code, {"completed", "needs_attention", "failed"})
+    assert view["status"] == "completed", view
+    assert len(await audit_events(gw, code, "dossier.resumed")) == 1
+
+
 class _ReadsFailAfterACommit:
     """Makes the store's reads fail once a write transaction has committed: the state in which a
     handler that committed, then read again to answer, told the caller nothing was kept."""
@@ -246,3 +268,35 @@ async def test_control_characters_in_identifiers_are_refused_at_the_boundary(
             assert f"$.{next(iter(body))}" in problem["detail"], problem  # type: ignore[arg-type]
     async with gw.http.get(gw.url + "/readyz") as r:
         assert r.status == 200, await r.text()
+
+
+SCOPE_AND_FLAG_REQUESTS = [
+    ("POST", "/v1/audit/exports", "auditor", {"from": "", "to": ""}, 422, "invalid-export"),
+    ("POST", "/v1/audit/exports", "auditor", {"dossier": ""}, 422, "invalid-export"),
+    (
+        "POST",
+        "/v1/audit/exports",
+        "auditor",
+        {"from": "2027-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+        422,
+        "invalid-export",
+    ),
+    ("GET", "/v1/admin/outbox?state=dead&state=done", "operator", None, 400, "invalid-query"),
+    ("GET", "/v1/audit/checkpoints?verify=yes", "auditor", None, 400, "invalid-query"),
+    ("GET", "/v1/audit/checkpoints?verify=1&verify=0", "auditor", None, 400, "invalid-query"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "who", "body", "status", "slug"), SCOPE_AND_FLAG_REQUESTS
+)
+async def test_export_scopes_and_query_flags_are_checked(
+    gateway: Gateway, method: str, path: str, who: str, body: Any, status: int, slug: str
+) -> None:
+    """Found by probing: an empty or reversed export scope was a 404 nothing-to-export, a state
+    given twice took the first, ``verify=yes`` was a silent no."""
+    async with gateway.http.request(
+        method, gateway.url + path, json=body, headers=gateway.headers(who)
+    ) as r:
+        problem = await r.json()
+    assert (r.status, problem["type"]) == (status, PROBLEM + slug), problem

@@ -274,3 +274,19 @@ def test_server_log_passes_other_errors_on_unchanged(caplog: pytest.LogCaptureFi
     assert (record.name, record.levelno) == ("aiohttp.server", logging.ERROR)
     assert record.exc_info is not None and record.exc_info[1] is not None
     assert record.getMessage() == "Error handling request from 127.0.0.1"
+
+
+async def test_a_redirect_is_logged_and_counted_as_itself(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``GET /console`` is aiohttp's 308 to ``/console/``; the access log and the metrics said
+    500, a false server error for an operator's alerts."""
+    caplog.set_level(logging.INFO, logger="lienthong.http")
+    async with gateway.http.get(gateway.url + "/console", allow_redirects=False) as r:
+        assert r.status == 308 and r.headers["Location"] == "/console/"
+    async with gateway.http.get(gateway.url + "/metrics") as r:
+        metrics = await r.text()
+    assert 'route="/console",status="308"' in metrics and 'status="500"' not in metrics
+    assert [rec.getMessage() for rec in caplog.records if rec.name == "lienthong.http"][0] == (
+        "GET /console 308"
+    )
