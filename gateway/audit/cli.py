@@ -1,7 +1,9 @@
 """``lienthong audit verify|query|export|verify-bundle``: what auditors run.
 
 The root CLI (``gateway.cli``) adds :data:`commands`. Exit status 0 only on success; every error is
-one line on stderr (click's ``Error: …``) with exit status 1.
+one line on stderr (click's ``Error: …``) with exit status 1 — but a command line that cannot be
+parsed (a malformed time, an empty filter, no scope or half a time range for ``export``) is a usage
+error naming the option, exit status 2.
 """
 
 from __future__ import annotations
@@ -153,25 +155,39 @@ def verify_cmd(
         raise _unpinned(report.signers)
 
 
-def _time(value: str | None) -> str | None:
+def _filter(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A filter given empty would select nothing and be ignored: everything would be answered."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            "is empty: a filter must name something (leave the option out to match all)",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
+def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--from / --to: an ISO 8601 time with zone, or a date (midnight UTC), in the log's spelling."""
     from .query import FilterError, normalize_time
 
+    _filter(ctx, param, value)
     try:
         return normalize_time(value)
     except FilterError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+_TIME_HELP = "ISO 8601 time with zone (or a date: midnight UTC)"
 
 
 @audit.command("query")
 @config_option
-@click.option("--dossier")
-@click.option("--document")
-@click.option("--member")
-@click.option("--service")
-@click.option(
-    "--from", "start", help="ISO 8601 time with zone (or a date: midnight UTC), inclusive"
-)
-@click.option("--to", "stop", help="ISO 8601 time with zone (or a date: midnight UTC), exclusive")
+@click.option("--dossier", callback=_filter)
+@click.option("--document", callback=_filter)
+@click.option("--member", callback=_filter)
+@click.option("--service", callback=_filter)
+@click.option("--from", "start", callback=_time, help=f"{_TIME_HELP}, inclusive")
+@click.option("--to", "stop", callback=_time, help=f"{_TIME_HELP}, exclusive")
 @click.option(
     "--citizen",
     "personal_id",
@@ -194,14 +210,18 @@ def query_cmd(
     as_json: bool,
 ) -> None:
     """Events matching every filter given, in log order."""
+    import os
+
     from .query import EventFilter, FilterError, query_events
 
+    if personal_id is None and os.environ.get("LIENTHONG_AUDIT_CITIZEN") == "":
+        personal_id = ""  # click reads an empty variable as unset: it would match everyone
     settings = open_settings(config)
     key = _citizen_key(settings) if personal_id is not None else None
     try:
         flt = EventFilter.build(
-            start=_time(start),
-            stop=_time(stop),
+            start=start,
+            stop=stop,
             member=member,
             service=service,
             dossier=dossier,
@@ -238,10 +258,10 @@ def _citizen_key(settings: Any) -> bytes:
 
 @audit.command("export")
 @config_option
-@click.option("--dossier")
-@click.option("--document")
-@click.option("--from", "start")
-@click.option("--to", "stop")
+@click.option("--dossier", callback=_filter)
+@click.option("--document", callback=_filter)
+@click.option("--from", "start", callback=_time, help=f"{_TIME_HELP}, inclusive")
+@click.option("--to", "stop", callback=_time, help=f"{_TIME_HELP}, exclusive")
 @click.argument("out", type=click.Path(dir_okay=False, writable=True, path_type=Path))
 @json_option
 def export_cmd(
@@ -256,6 +276,19 @@ def export_cmd(
     """Write the evidence bundle for a dossier, a document or a time range to OUT.zip."""
     from .bundle import BundleError, Scope, build_bundle
 
+    given = [o for o, v in (("--dossier", dossier), ("--document", document)) if v is not None]
+    if start is not None or stop is not None:
+        given.append("--from and --to")
+    if len(given) != 1:
+        raise click.UsageError(
+            "give exactly one scope: --dossier, --document, or --from and --to"
+            + (f" (given: {', '.join(given)})" if given else "")
+        )
+    if (start is None) != (stop is None):
+        raise click.UsageError(
+            f"{'--from' if start is not None else '--to'} needs "
+            f"{'--to' if start is not None else '--from'}: a time range has both ends"
+        )
     settings = open_settings(config)
     scope = Scope(dossier=dossier, document=document, start=start, stop=stop)
     try:

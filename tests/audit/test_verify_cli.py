@@ -239,7 +239,7 @@ async def test_one_line_errors(config: Path, tmp_path: Path) -> None:
     code, out = await _invoke("export", "--config", str(config), "--dossier", "NONE", "x.zip")
     assert code == 1 and out.strip() == "Error: no audit events for {'dossier': 'NONE'}"
     code, out = await _invoke("export", "--config", str(config), str(tmp_path / "y.zip"))
-    assert code == 1 and "exactly one of" in out
+    assert code == 2 and "give exactly one scope" in out
     missing = tmp_path / "nostore.toml"
     missing.write_text('[store]\nurl = "sqlite:///typo.db"\n')
     code, out = await _invoke("verify", "--config", str(missing))
@@ -344,3 +344,89 @@ async def test_a_bundle_file_too_large_is_refused_unread(tmp_path: Path, pki: Te
         f"Error: {huge}: refused unread: {600 * 2**20} bytes; a bundle is at most 536870912 "
         "once decompressed"
     ], out
+
+
+def _lienthong(*args: str) -> tuple[int, str]:
+    """The root command, as a shell runs it: usage errors are told in its one-line form."""
+    from gateway.cli import main
+
+    result = CliRunner().invoke(main, list(args), prog_name="lienthong")
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ([], "give exactly one scope: --dossier, --document, or --from and --to"),
+        (
+            ["--dossier", "D1", "--document", "DOC1"],
+            "give exactly one scope: --dossier, --document, or --from and --to (given: "
+            "--dossier, --document)",
+        ),
+        (["--from", "2026-01-01"], "--from needs --to: a time range has both ends"),
+        (["--to", "2026-01-01"], "--to needs --from: a time range has both ends"),
+        (
+            ["--from", "yesterday", "--to", "2026-01-01"],
+            "Invalid value for '--from': not an ISO 8601 time: 'yesterday'",
+        ),
+        (
+            ["--from", "2026-01-01", "--to", "2026-01-02T00:00"],
+            "Invalid value for '--to': time '2026-01-02T00:00' needs a time zone (e.g. +07:00 "
+            "or Z)",
+        ),
+        (
+            ["--dossier", ""],
+            "Invalid value for '--dossier': is empty: a filter must name something (leave the "
+            "option out to match all)",
+        ),
+    ],
+    ids=["no-scope", "two-scopes", "from-alone", "to-alone", "from-yesterday", "no-zone", "empty"],
+)
+def test_export_usage_errors_are_exit_2_naming_the_option(
+    config: Path, tmp_path: Path, args: list[str], reason: str
+) -> None:
+    out_zip = tmp_path / "x.zip"
+    code, out = _lienthong("audit", "export", "--config", str(config), *args, str(out_zip))
+    assert (code, out.splitlines()) == (
+        2,
+        [
+            f"Error: lienthong audit export: {reason} (see 'lienthong audit export --help')",
+        ],
+    )
+    assert not out_zip.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--from", "yesterday"], "Invalid value for '--from': not an ISO 8601 time: 'yesterday'"),
+        (["--to", "soon"], "Invalid value for '--to': not an ISO 8601 time: 'soon'"),
+        *(
+            (
+                [option, ""],
+                f"Invalid value for '{option}': is empty: a filter must name "
+                "something (leave the option out to match all)",
+            )
+            for option in ("--dossier", "--document", "--member", "--service", "--from")
+        ),
+    ],
+    ids=["from-yesterday", "to-soon", "dossier", "document", "member", "service", "from-empty"],
+)
+def test_query_usage_errors_are_exit_2_naming_the_option(
+    config: Path, args: list[str], reason: str
+) -> None:
+    code, out = _lienthong("audit", "query", "--config", str(config), *args)
+    assert (code, out.splitlines()) == (
+        2,
+        [f"Error: lienthong audit query: {reason} (see 'lienthong audit query --help')"],
+    )
+
+
+def test_an_empty_citizen_variable_matches_no_one(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Click takes an empty variable for an unset one: the search would answer with every
+    event."""
+    monkeypatch.setenv("LIENTHONG_AUDIT_CITIZEN", "")
+    code, out = _lienthong("audit", "query", "--config", str(config), "--json")
+    assert (code, out.strip()) == (1, "Error: the personal id to search for is empty")
