@@ -62,7 +62,8 @@ def _pins(runtime: Runtime) -> dict[str, Any]:
 
 
 def _query_problem(exc: FilterError) -> Problem:
-    return Problem(400, "invalid-query", str(exc))
+    named: dict[str, Any] = {} if exc.parameter is None else {"parameter": exc.parameter}
+    return Problem(400, "invalid-query", str(exc), **named)
 
 
 @routes.get("/v1/audit/events")

@@ -29,7 +29,40 @@ MAX_LIMIT = 1000
 
 
 class FilterError(ValueError):
-    """A filter or cursor is malformed (bad time, bad cursor, limit out of range)."""
+    """A filter or cursor is malformed (bad time, bad cursor, limit out of range); ``parameter``
+    names it, as the API's query parameter (``from``, ``to``, ``cursor``, ``limit``), when known."""
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def _times(
+    start: str | datetime | None, stop: str | datetime | None
+) -> tuple[str | None, str | None]:
+    """Both ends of a window, normalised; FilterError naming the one that is wrong."""
+    ends = []
+    for name, value in (("from", start), ("to", stop)):
+        try:
+            ends.append(normalize_time(value))
+        except FilterError as exc:
+            raise FilterError(str(exc), parameter=name) from None
+    first, end = ends
+    if first is not None and end is not None and first >= end:
+        raise FilterError(
+            f"the window is empty: from {first} is not before to {end}", parameter="from"
+        )
+    return first, end
+
+
+def _citizen(citizen_key: bytes | None, personal_id: str) -> str:
+    """The keyed hash a search and the access report look for: the id without blanks around it
+    (the report hashed it as given, and told a pasted " 0011…" that no one had accessed it)."""
+    if not personal_id.strip():
+        raise FilterError("the personal id to search for is empty")
+    if not citizen_key:
+        raise FilterError("searching by citizen needs audit.citizen_key")
+    return citizen_hash(citizen_key, personal_id.strip())
 
 
 def normalize_time(value: str | datetime | None) -> str | None:
@@ -81,16 +114,8 @@ class EventFilter:
         """Raises FilterError on a bad time or an empty window, or a personal id that is empty
         (a search about no one must not answer with everyone's events) or without the key to
         hash it."""
-        citizen = None
-        if personal_id is not None:
-            if not personal_id.strip():
-                raise FilterError("the personal id to search for is empty")
-            if not citizen_key:
-                raise FilterError("searching by citizen needs audit.citizen_key")
-            citizen = citizen_hash(citizen_key, personal_id.strip())
-        first, end = normalize_time(start), normalize_time(stop)
-        if first is not None and end is not None and first >= end:
-            raise FilterError(f"the window is empty: from {first} is not before to {end}")
+        citizen = None if personal_id is None else _citizen(citizen_key, personal_id)
+        first, end = _times(start, stop)
         return cls(
             start=first,
             stop=end,
@@ -122,7 +147,7 @@ def _after(cursor: str | None) -> int:
             raise ValueError(tag)  # a cursor this module never wrote
         return int(seq)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise FilterError("malformed cursor") from exc
+        raise FilterError("malformed cursor", parameter="cursor") from exc
 
 
 async def query_events(
@@ -130,7 +155,7 @@ async def query_events(
 ) -> EventPage:
     """One page of matching events in log order. Raises FilterError on a bad cursor or limit."""
     if not 1 <= limit <= MAX_LIMIT:
-        raise FilterError(f"limit must be 1..{MAX_LIMIT}")
+        raise FilterError(f"limit must be 1..{MAX_LIMIT}", parameter="limit")
     after = _after(cursor)
 
     def work(tx: Tx) -> list[dict[str, Any]]:
@@ -168,8 +193,6 @@ async def access_report(
 ) -> list[dict[str, Any]]:
     """Who accessed this citizen's data: one row per member, service and action, with a count and
     the first and last time. Raises FilterError on a bad time or an empty key."""
-    if not citizen_key:
-        raise FilterError("the access report needs audit.citizen_key")
-    hashed = citizen_hash(citizen_key, personal_id)
-    s, e = normalize_time(start), normalize_time(stop)
+    hashed = _citizen(citizen_key, personal_id)
+    s, e = _times(start, stop)
     return await store.read(lambda tx: tx.all("audit.accessors", citizen=hashed, start=s, stop=e))
