@@ -42,7 +42,7 @@ def _text(name: str, description: str, **schema: Any) -> Param:
     return Param(name, {"type": "string", **schema}, description)
 
 
-_FLAG = {"type": "string", "examples": ["true"]}  # "1" or "true" for yes; anything else is no
+_FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}  # anything else is a 400
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "documents.exchange", None, dict[str, Any], 200, (400, 401, 403),
               (_text("after", "next page: the previous answer's cursor", pattern="^[0-9]{1,18}$"),)),
     Operation("get", "/v1/documents/{id}", "A document's package (?original=true: as the sender signed it)",
-              "documents.exchange", None, "application/xml", 200, (401, 403, 404),
+              "documents.exchange", None, "application/xml", 200, (400, 401, 403, 404),
               (Param("original", _FLAG, "true: the package as the sender signed it, without the hub's TraceHeader"),)),
     Operation("post", "/v1/documents/{id}/ack", "Acknowledge a pulled document", "documents.exchange",
               None, dict[str, Any], 200, (401, 403, 404, 409)),

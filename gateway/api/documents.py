@@ -28,6 +28,7 @@ from gateway.api.common import (
     check_content_encoding,
     json_response,
     parse_int,
+    query_flag,
     refuse_unless_accepting,
     unreadable_body,
 )
@@ -413,6 +414,7 @@ async def inbox(request: web.Request) -> web.Response:
 @routes.get("/v1/documents/{id}", allow_head=False)
 async def fetch(request: web.Request) -> web.StreamResponse:
     identity = require(request, RIGHT)
+    asked = query_flag(request, "original")  # checked before the fetch, which delivers
     hub = await hub_for(request.app[RUNTIME])
     with _problems():
         doc = await hub.fetch(
@@ -423,7 +425,7 @@ async def fetch(request: web.Request) -> web.StreamResponse:
         )
     # Recipients get the forwarded copy (with the hub's TraceHeader); the sender, or anyone
     # asking ?original=true, the bytes as received (what a strict XMLDSig tool verifies).
-    original = request.query.get("original") in ("1", "true") or doc["sender"] == _agency(identity)
+    original = asked or doc["sender"] == _agency(identity)
     if doc["media_type"] == "application/xml":
         path = hub.blobs.path(delivery.envelope_sha256(doc, original=original))
         return web.FileResponse(path, headers={"Content-Type": "application/xml"})  # sendfile
