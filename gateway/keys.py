@@ -13,7 +13,7 @@ from gateway.settings import Settings, SettingsError
 from signing.errors import SigningError, UntrustedSigner
 from signing.keys import SigningKey, load_key
 from signing.testing import TestPKI
-from signing.trust import TrustStore, _check_usage
+from signing.trust import TrustStore, check_usage
 
 __all__ = ["SigningSetup", "audit_certificate", "key_spec", "signing_setup"]
 
@@ -80,7 +80,7 @@ def _check_signing_usage(signer: SigningKey, what: str) -> None:
     every receipt and audit checkpoint it signed would be refused (``audit verify``). The rule
     is the verifier's own (:mod:`signing.trust`)."""
     try:
-        _check_usage(signer.certificate, "signing")
+        check_usage(signer.certificate, "signing")
     except UntrustedSigner as exc:
         signer.close()
         raise SettingsError(

@@ -36,7 +36,14 @@ from pyhanko_certvalidator.fetchers.api import (
 
 from .errors import SigningError, UntrustedSigner
 
-__all__ = ["ChainResult", "RevocationMode", "TrustStore", "common_name", "weaknesses_of"]
+__all__ = [
+    "ChainResult",
+    "RevocationMode",
+    "TrustStore",
+    "check_usage",
+    "common_name",
+    "weaknesses_of",
+]
 
 RevocationMode = Literal["hard-fail", "soft-fail", "off"]
 Usage = Literal["signing", "timestamping"]
@@ -341,7 +348,7 @@ class TrustStore:
             raise UntrustedSigner(f"certificate chain invalid: {exc}") from exc
         finally:
             await backend.close()
-        _check_usage(leaf, usage)
+        check_usage(leaf, usage)
         certs = [from_asn1(c) for c in path.iter_certs(include_root=True)][::-1]
         if self.revocation == "off":
             revocation = "not checked"
@@ -389,7 +396,7 @@ _SERVICE_ONLY_EKUS = {
 }
 
 
-def _check_usage(leaf: x509.Certificate, usage: Usage) -> None:
+def check_usage(leaf: x509.Certificate, usage: Usage) -> None:
     try:
         ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:

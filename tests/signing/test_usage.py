@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from signing.errors import UntrustedSigner
-from signing.trust import _check_usage
+from signing.trust import check_usage
 
 DOCUMENT_SIGNING = ObjectIdentifier("1.3.6.1.5.5.7.3.36")
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -45,7 +45,7 @@ def _cert(*purposes: ObjectIdentifier) -> x509.Certificate:
     ],
 )
 def test_document_signers(purposes: tuple[ObjectIdentifier, ...]) -> None:
-    _check_usage(_cert(*purposes), "signing")
+    check_usage(_cert(*purposes), "signing")
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_keys_dedicated_to_another_service(
     purposes: tuple[ObjectIdentifier, ...], names: str
 ) -> None:
     with pytest.raises(UntrustedSigner) as info:
-        _check_usage(_cert(*purposes), "signing")
+        check_usage(_cert(*purposes), "signing")
     assert (
         info.value.reason
         == f"extended key usage ({names}) does not allow signing documents: signer"
