@@ -151,7 +151,7 @@ async def test_background_writer_every_n(store: SQLiteStore, pki: TestPKI, tsa_u
     await cpr.start()
     try:
         assert cpr.healthy == (True, "ok")
-        for _ in range(500):  # wait for the condition, not for a time
+        for _ in range(3000):  # wait for the condition, not for a time (bounded: 30 s)
             if cpr.latest is not None and cpr.latest.size == 25:
                 break
             await asyncio.sleep(0.01)
@@ -180,7 +180,7 @@ async def test_interval_triggers(store: SQLiteStore, pki: TestPKI, tsa_url: str)
         await asyncio.sleep(0.05)
         assert cpr.latest is None  # 25 < 1000 and the interval has not passed
         now[0] = 61.0
-        for _ in range(500):
+        for _ in range(3000):  # bounded: 30 s
             if cpr.latest is not None:
                 break
             await asyncio.sleep(0.01)
@@ -211,7 +211,7 @@ async def test_fail_closed_then_recovers(store: SQLiteStore, pki: TestPKI, tsa_u
     )
     await cpr.start()
     try:
-        for _ in range(500):
+        for _ in range(3000):  # bounded: 30 s
             if cpr.last_error:
                 break
             await asyncio.sleep(0.01)
@@ -222,7 +222,7 @@ async def test_fail_closed_then_recovers(store: SQLiteStore, pki: TestPKI, tsa_u
         assert not ok and "TSA down" in reason and "31s" in reason
         assert await load_checkpoints(store) == []  # nothing half-made was stored
         tsa_up[0] = True
-        for _ in range(500):
+        for _ in range(3000):  # bounded: 30 s
             if cpr.healthy[0]:
                 break
             await asyncio.sleep(0.01)
@@ -261,7 +261,7 @@ async def _truncated(tmp_path: Path, pki: TestPKI, tsa_url: str) -> tuple[Path, 
 
 
 async def _until(condition: Any) -> None:
-    for _ in range(500):  # wait for the condition, not for a time
+    for _ in range(3000):  # wait for the condition, not for a time (bounded: 30 s)
         if condition():
             return
         await asyncio.sleep(0.01)
@@ -324,7 +324,9 @@ async def test_a_truncated_log_given_back_its_entries_recovers(
             assert cpr.healthy == (True, "ok")
             await add_events(s, 2, first=20)
             await _until(lambda: cpr.latest is not None and cpr.latest.size == 22)
-            assert [c.size for c in await load_checkpoints(s)] == [20, 22]
+            # Signed again from 20 on: at 22, and at 21 too when it polled between the two
+            # appends (each its own transaction; it failed CI's full run once as [20, 21, 22]).
+            assert [c.size for c in await load_checkpoints(s)] in ([20, 22], [20, 21, 22])
         finally:
             await cpr.stop()
 
