@@ -1,17 +1,21 @@
-"""``lienthong serve``: what it cannot start with is one line, never a traceback; and the URL of
-its listen address (IPv6 in brackets)."""
+"""``lienthong serve``: what it cannot start with is one line, never a traceback, naming what is
+wrong and leaving what it was given as it was; and the URL of its listen address (IPv6 in
+brackets)."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from gateway.cli import main
 
 
-def _config(tmp_path: Path, gateway: str, sections: str) -> Path:
+def _config(
+    tmp_path: Path, gateway: str = "", sections: str = "", *, store: str = "sqlite:///gw.db"
+) -> Path:
     path = tmp_path / "lienthong.toml"
     path.write_text(
         f"""
@@ -19,7 +23,7 @@ def _config(tmp_path: Path, gateway: str, sections: str) -> Path:
 listen = "127.0.0.1:0"
 {gateway}
 [store]
-url = "sqlite:///gw.db"
+url = "{store}"
 
 [[subsystems]]
 id = "VN:GOV:000.00.00.H41:motcua"
@@ -50,11 +54,15 @@ def test_serve_refuses_in_one_line(
     (tmp_path / "junk.pem").write_text("not a certificate")
     (tmp_path / "file").write_text("a file, not a folder")
     config = _config(tmp_path, gateway, sections)
-    result = CliRunner().invoke(main, ["serve", "--config", str(config)])
+    assert message in _one_error(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+
+
+def _one_error(result: Result) -> str:
     assert result.exit_code == 1, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
 
 
 @pytest.mark.parametrize(
@@ -70,3 +78,38 @@ def test_the_url_of_a_listen_address(listen: str, url: str) -> None:
     from gateway.app import base_url_of
 
     assert base_url_of(listen) == url
+
+
+def test_serve_refuses_another_applications_sqlite_database(tmp_path: Path) -> None:
+    crm = tmp_path / "crm.db"
+    conn = sqlite3.connect(crm)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+    before = crm.read_bytes()
+    config = _config(tmp_path, store="sqlite:///crm.db")
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert error.startswith(f"Error: store: {crm} is not a lienthong store"), error
+    assert crm.read_bytes() == before
+    assert not (tmp_path / "crm.db-wal").exists()
+
+
+@pytest.mark.parametrize(
+    ("listen", "reason"),
+    [
+        ("127.0.0.1:{held}", "Address already in use"),
+        ("10.255.255.1:18083", "Cannot assign requested address"),  # not this machine's
+        ("no.such.host.invalid:18083", "the host 'no.such.host.invalid' does not resolve"),
+    ],
+    ids=["port-in-use", "not-this-machine", "no-such-host"],
+)
+def test_serve_names_gateway_listen_when_it_cannot_listen(
+    tmp_path: Path, held_port: int, listen: str, reason: str
+) -> None:
+    listen = listen.format(held=held_port)
+    config = _config(tmp_path)
+    args = ["serve", "--config", str(config)]
+    error = _one_error(CliRunner().invoke(main, args, env={"LIENTHONG_GATEWAY_LISTEN": listen}))
+    assert error.startswith(f"Error: gateway.listen: cannot listen on {listen!r}: "), error
+    assert reason in error, error
+    assert not (tmp_path / "gw.db").exists()  # refused before anything started
