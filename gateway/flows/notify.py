@@ -135,13 +135,28 @@ class PortalSyncHandler:
 
     Everything sent comes from the job's payload, frozen when the change was recorded, so every
     attempt under the job's idempotency key sends the same request.
+
+    The portal keeps whichever sync reached it last, and its record carries no version, so the
+    syncs of one dossier must reach it in order: a sync that a later change has superseded is
+    not sent at all (a retry of an older state, sent after the newer one, left the portal saying
+    "in progress" of a completed dossier), and one waits while an earlier one is in flight.
     """
 
-    def __init__(self, portal: Connector) -> None:
-        self.portal = portal
+    def __init__(self, portal: Connector, store: Store) -> None:
+        self.portal, self.store = portal, store
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         p = job.payload
+        mine = int(p["version"])
+        others = await self.store.read(
+            lambda tx: tx.all("outbox.of_dossier", dossier=p["code"], kind="portal.sync", id=job.id)
+        )
+        versions = [(int(o["key"].rsplit("/", 1)[1]), o["state"]) for o in others]
+        newest = max((v for v, _ in versions), default=mine)
+        if newest > mine:  # its own sync, queued, retried or sent, carries the newer state
+            return lambda tx: f"superseded by version {newest}"
+        if any(v < mine and state == "running" for v, state in versions):
+            raise TransientError("portal", "an earlier sync of this dossier is still in flight")
         known = flow_of(p["procedure"])
         params = {
             "code": p["code"],

@@ -220,6 +220,14 @@ async def test_transient_faults_every_flow_completes_and_nothing_registers_twice
             await asyncio.sleep(0.05)
         assert counts.get("dead", 0) == 0, counts
         assert (await sandbox_stats(gw, "portal"))["replays"] > 0  # lost portal replies happened
+        # And the portal ends where the dossiers did: an older state's sync, retried after a
+        # newer one went through, left it "in progress" (found by probing: 5 of 6 dossiers).
+        root = "/".join(gw.sandbox("portal").split("/")[:3])
+        held = []
+        for doc in batch:
+            async with gw.http.get(f"{root}/_sandbox/dossiers/{doc['code']}") as r:
+                held.append(str((await r.json())["dossier"]["TrangThaiHoSo"]))
+        assert held == ["10"] * len(batch), held
         assert (await verify_chain(gw.runtime.store)).ok
 
 

@@ -87,5 +87,10 @@ WHERE id > :after_id AND (:state IS NULL OR state = :state)
 ORDER BY id
 LIMIT :limit;
 
+-- name: of_dossier
+-- The other jobs of one kind about a dossier (a portal sync looks for later and in-flight ones).
+SELECT id, key, state FROM outbox_jobs
+WHERE dossier = :dossier AND kind = :kind AND id <> :id;
+
 -- name: counts
 SELECT state, count(*) AS n FROM outbox_jobs GROUP BY state;
