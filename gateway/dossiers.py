@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from gateway.audit import AuditEvent, append, citizen_hash
-from gateway.flows.definitions import FLOWS, Flow
+from gateway.flows.definitions import FLOWS, Context, Flow
 from gateway.models import DossierSummary, DossierView, StepAttempt, StepView
 from gateway.outbox.jobs import Job, enqueue, get_job, replay
 from gateway.store import Tx
@@ -345,7 +345,10 @@ def correct(
         raise UnknownDossier(code)
     if row["status"] not in RESUMABLE:
         raise NotCorrectable(f"dossier {code} is {row['status']}; only a stopped flow is corrected")
-    body = canonical(change(msgspec.json.decode(row["body"])))
+    before = msgspec.json.decode(row["body"])
+    after = change(before)
+    _finished_steps_unchanged(tx, code, FLOWS[row["flow"]], before, after)
+    body = canonical(after)
     tx.execute("dossiers.set_body", code=code, body=body, now=now_iso())
     append(
         tx,
@@ -362,6 +365,38 @@ def correct(
             detail=reason,
         ),
     )
+
+
+def _finished_steps_unchanged(
+    tx: Tx, code: str, flow: Flow, before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    """Raise NotCorrectable if a correction changes what a finished step sent: finished steps
+    are not repeated, so the registry keeps the old data while the later steps would send the new
+    (a child renamed after its birth was registered got its health card under the new name), and
+    a verified applicant could be swapped for one never verified."""
+    steps = tx.all("dossiers.steps", dossier=code)
+    outputs = {
+        s["name"]: msgspec.json.decode(s["result"])
+        for s in steps
+        if s["status"] == "done" and s["result"]
+    }
+    for s in steps:
+        if s["status"] != "done":
+            continue
+        step = flow.steps[s["idx"]]
+        sent = [_params_or_none(step.params, Context(doc, outputs)) for doc in (before, after)]
+        if sent[0] != sent[1]:
+            raise NotCorrectable(
+                f"dossier {code}: the correction changes what step {step.name}, already done, "
+                f"sent to {step.registry}; a finished step is not repeated"
+            )
+
+
+def _params_or_none(params: Callable[[Context], dict[str, Any]], ctx: Context) -> Any:
+    try:
+        return params(ctx)
+    except KeyError:  # the document lacks what the step needs: it cannot have sent this
+        return None
 
 
 def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> str:

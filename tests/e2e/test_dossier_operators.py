@@ -300,3 +300,28 @@ async def test_export_scopes_and_query_flags_are_checked(
     ) as r:
         problem = await r.json()
     assert (r.status, problem["type"]) == (status, PROBLEM + slug), problem
+
+
+async def test_a_correction_of_what_a_finished_step_sent_is_refused(make_gateway: Any) -> None:
+    """Found by probing: with the flow stopped at the health card, the child's name was corrected
+    (200) and the card issued under the new name, while the birth register kept the old one."""
+    retry = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
+    async with make_gateway(
+        registries={"insurance": {"timeout_s": 2.0, "retry": retry}},
+        sandbox={"faults": {"insurance": {"error_rate": 1.0}}},
+    ) as gw:
+        doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=0)))
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202
+        view = await gw.wait_status(doc["code"], {"failed", "needs_attention", "completed"})
+        assert [s["status"] for s in view["steps"]] == ["done", "done", "done", "failed"], view
+        before = await stored_body(gw, doc["code"])
+        renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}
+        status, body = await patch(gw, doc["code"], {"reason": "tên", "data": renamed})
+        assert (status, body["type"]) == (409, PROBLEM + "status-transition"), body
+        assert "register_birth" in body["detail"]
+        assert await stored_body(gw, doc["code"]) == before
+        # What no finished step sent may still be corrected.
+        phone = {**doc["applicant"], "phone": "0912345678"}
+        status, body = await patch(gw, doc["code"], {"reason": "số điện thoại", "applicant": phone})
+        assert status == 200, body
