@@ -7,17 +7,22 @@ No identity → 401 ``unauthenticated``; no right to the service → 403 ``forbi
 
 from __future__ import annotations
 
+import _ssl
 import hashlib
 import hmac
 import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
+from cryptography import x509
+
+from signing.errors import UntrustedSigner
+from signing.trust import TrustStore
 
 from .problems import Problem
 from .settings import Subsystem
 
-__all__ = ["IDENTITY_KEY", "Authenticator", "Identity", "require"]
+__all__ = ["IDENTITY_KEY", "Authenticator", "Identity", "check_client_certificate", "require"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,43 @@ class Authenticator:
                 if hmac.compare_digest(known, digest):
                     return Identity(sub, "token")
         return None
+
+
+async def check_client_certificate(request: web.Request, trust: TrustStore) -> None:
+    """Raise Problem 401 if the client certificate of this mTLS request has been revoked (or,
+    under hard-fail, its status cannot be had): the handshake checked its chain and dates
+    against client_ca, not the CA's CRL or OCSP. A chain found good is cached by the trust store
+    for as long as its revocation data."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return
+    chain = _verified_chain(ssl_object)
+    if not chain:
+        return
+    try:
+        await trust.validate(chain[0], chain[1:])
+    except UntrustedSigner as exc:
+        raise Problem(
+            401,
+            "unauthenticated",
+            f"the client certificate is refused: {exc.reason}",
+            headers={"WWW-Authenticate": 'Bearer realm="lienthong"'},
+        ) from None
+
+
+def _verified_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
+    """The chain the handshake verified, leaf first (with the intermediates the client sent,
+    which a client_ca of roots alone needs). Public as ``get_verified_chain`` from Python 3.13;
+    in 3.11 the same method is on the private ``_sslobj``. Without it: the leaf alone."""
+    getter = getattr(ssl_object, "get_verified_chain", None) or getattr(
+        getattr(ssl_object, "_sslobj", None), "get_verified_chain", None
+    )
+    if getter is not None:
+        ders = [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in getter()]
+    else:
+        leaf = ssl_object.getpeercert(binary_form=True)
+        ders = [leaf] if leaf else []
+    return [x509.load_der_x509_certificate(der) for der in ders]
 
 
 def require(request: web.Request, service: str) -> Identity:

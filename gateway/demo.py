@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import shutil
-import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +27,7 @@ from gateway.demo_stories import evidence_story, exchange_story
 from gateway.logs import JsonFormatter
 from gateway.samples import sample_dossiers
 from gateway.settings import Settings, load_settings
-from signing.testing import TestPKI
+from signing.testing import TestPKI, free_port
 
 __all__ = ["make_pki", "run_demo"]
 
@@ -193,12 +192,10 @@ def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
 
 def make_pki(folder: Path) -> TestPKI:
     """The demo's test PKI. The revocation URLs in its certificates name the port its CRLs and
-    OCSP are served on: a free one, not the default 8791, so that two demos, or a demo and the
-    gateway of an earlier one, never meet there (the second one failed with a traceback)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return TestPKI.create(folder, base_url=f"http://127.0.0.1:{port}")
+    OCSP are served on: a free one, as the tests' PKIs have, not the default 8791, so that two
+    demos, or a demo and the gateway of an earlier one, never meet there (the second one failed
+    with a traceback)."""
+    return TestPKI.create(folder, base_url=f"http://127.0.0.1:{free_port()}")
 
 
 def _say(quiet: bool, message: str = "", **style: Any) -> None:

@@ -26,6 +26,9 @@ class SigningSetup:
     trust: TrustStore  # configured anchors only
     register: SigningKey | None = None  # the civil-status sandbox's key (development only)
     pki: TestPKI | None = None
+    # [gateway] client_ca with [signing] revocation: the TLS handshake checks a client
+    # certificate's chain and dates, not whether its CA has revoked it.
+    clients: TrustStore | None = None
 
 
 def key_spec(settings: Settings, key: str) -> str:
@@ -71,7 +74,15 @@ def signing_setup(settings: Settings) -> SigningSetup:
     except SigningError as exc:
         raise SettingsError(f"[signing]: {exc}") from None
     register = pki.key("register") if pki is not None else None
-    return SigningSetup(signer=signer, trust=trust, register=register, pki=pki)
+    clients = None
+    if settings.gateway.client_ca:
+        try:
+            clients = TrustStore.from_pem_files(
+                [settings.path(settings.gateway.client_ca)], revocation=s.revocation
+            )
+        except SigningError as exc:
+            raise SettingsError(f"[gateway] client_ca: {exc}") from None
+    return SigningSetup(signer=signer, trust=trust, register=register, pki=pki, clients=clients)
 
 
 def _check_signing_usage(signer: SigningKey, what: str) -> None:

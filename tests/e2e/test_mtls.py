@@ -40,6 +40,8 @@ async def tls_gateway(tmp_path: Path, pki: TestPKI) -> Any:
             {"id": "VN:GOV:000.00.00.H41:motcua", "cert_fingerprint": _fingerprint(pki.cert_path(subject)),
              "rights": ["lookups.citizen"]},
             {"id": "VN:GOV:000.00.00.H41:dev", "token": "dev-token", "rights": ["lookups.citizen"]},
+            {"id": "VN:GOV:000.00.00.H41:stolen", "cert_fingerprint": _fingerprint(pki.cert_path("revoked")),
+             "rights": ["lookups.citizen"]},
         ],
     )  # fmt: skip
     app = build_app(settings)
@@ -114,3 +116,18 @@ async def test_certificate_from_another_ca_fails_the_handshake(
     rogue_cert, rogue_key = await asyncio.to_thread(self_signed, tmp_path, "rogue-client")
     with pytest.raises(aiohttp.ClientError):
         await _lookup(url, _client_ssl(server_cert, rogue_cert, rogue_key))
+
+
+async def test_a_revoked_client_certificate_is_refused(
+    tls_gateway: Any, pki: TestPKI, pki_server: str
+) -> None:
+    """Found by probing: the handshake checks the chain and the dates against client_ca, not the
+    CA's CRL or OCSP, and a revoked certificate mapped to a subsystem was served (200)."""
+    url, server_cert, runtime = tls_gateway
+    status, problem = await _lookup(
+        url, _client_ssl(server_cert, pki.cert_path("revoked"), pki.key_path("revoked"))
+    )
+    assert (status, problem["type"]) == (401, "urn:lienthong:problem:unauthenticated"), problem
+    assert "revoked" in problem["detail"], problem
+    rows = await runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    assert not any(b"stolen" in bytes(r["entry"]) for r in rows)  # nothing was done for it
