@@ -26,7 +26,7 @@ from connectors import create_connector
 from connectors.api import Connector, Endpoint
 from connectors.faults import FaultPlan
 from connectors.sandboxes import run_sandboxes, sandbox_endpoint
-from gateway.auth import IDENTITY_KEY, Authenticator, check_client_certificate
+from gateway.auth import IDENTITY_KEY, Authenticator
 from gateway.exchange import DocumentHub, ExchangeError
 from gateway.flows import CallbackHandler, FlowStepHandler, PortalSyncHandler
 from gateway.gil import quick_handoffs
@@ -151,7 +151,7 @@ async def identify_middleware(request: web.Request, handler: Handler) -> web.Str
     if identity is not None:
         signing = runtime.extras.get("signing")
         if identity.via == "mtls" and signing is not None and signing.clients is not None:
-            await check_client_certificate(request, signing.clients)
+            await signing.clients.check(request)
         request[IDENTITY_KEY] = identity
     return await handler(request)
 

@@ -11,10 +11,12 @@ import _ssl
 import hashlib
 import hmac
 import ssl
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from signing.errors import UntrustedSigner
 from signing.trust import TrustStore
@@ -22,7 +24,7 @@ from signing.trust import TrustStore
 from .problems import Problem
 from .settings import Subsystem
 
-__all__ = ["IDENTITY_KEY", "Authenticator", "Identity", "check_client_certificate", "require"]
+__all__ = ["IDENTITY_KEY", "Authenticator", "ClientRevocation", "Identity", "require"]
 
 
 @dataclass(frozen=True)
@@ -73,26 +75,44 @@ class Authenticator:
         return None
 
 
-async def check_client_certificate(request: web.Request, trust: TrustStore) -> None:
-    """Raise Problem 401 if the client certificate of this mTLS request has been revoked (or,
-    under hard-fail, its status cannot be had): the handshake checked its chain and dates
-    against client_ca, not the CA's CRL or OCSP. A chain found good is cached by the trust store
-    for as long as its revocation data."""
-    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-    if not isinstance(ssl_object, ssl.SSLObject):
-        return
-    chain = _verified_chain(ssl_object)
-    if not chain:
-        return
-    try:
-        await trust.validate(chain[0], chain[1:])
-    except UntrustedSigner as exc:
-        raise Problem(
-            401,
-            "unauthenticated",
-            f"the client certificate is refused: {exc.reason}",
-            headers={"WWW-Authenticate": 'Bearer realm="lienthong"'},
-        ) from None
+class ClientRevocation:
+    """Refuses an mTLS client whose certificate its CA has revoked: the handshake checks the
+    chain and the dates against client_ca, not the CA's CRL or OCSP.
+
+    ``trust`` (client_ca's certificates as anchors, ``[signing] revocation``) caches a chain
+    found good for as long as its revocation data. A status it could not have (soft-fail: the
+    CA's server down) is not cached there; here it is, for ``unknown_s``, so that an outage of
+    the CA's server costs one fetch timeout a minute per client, not one per request."""
+
+    def __init__(self, trust: TrustStore, *, unknown_s: float = 60.0) -> None:
+        self.trust, self.unknown_s = trust, unknown_s
+        self._unknown: dict[bytes, float] = {}  # leaf DER → until when its unknown status holds
+
+    async def check(self, request: web.Request) -> None:
+        """Raise Problem 401 if this request's client certificate is revoked (or, under
+        hard-fail, its status cannot be had)."""
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        if not isinstance(ssl_object, ssl.SSLObject):
+            return
+        chain = _verified_chain(ssl_object)
+        if not chain:
+            return
+        leaf = chain[0].public_bytes(serialization.Encoding.DER)
+        now = time.monotonic()
+        if self._unknown.get(leaf, 0.0) > now:
+            return
+        try:
+            result = await self.trust.validate(chain[0], chain[1:])
+        except UntrustedSigner as exc:
+            raise Problem(
+                401,
+                "unauthenticated",
+                f"the client certificate is refused: {exc.reason}",
+                headers={"WWW-Authenticate": 'Bearer realm="lienthong"'},
+            ) from None
+        if result.revocation.startswith("unknown"):
+            self._unknown = {k: t for k, t in self._unknown.items() if t > now}  # stays small
+            self._unknown[leaf] = now + self.unknown_s
 
 
 def _verified_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:

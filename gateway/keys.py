@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from gateway.auth import ClientRevocation
 from gateway.settings import Settings, SettingsError
 from signing.errors import SigningError, UntrustedSigner
 from signing.keys import SigningKey, load_key
@@ -28,7 +29,7 @@ class SigningSetup:
     pki: TestPKI | None = None
     # [gateway] client_ca with [signing] revocation: the TLS handshake checks a client
     # certificate's chain and dates, not whether its CA has revoked it.
-    clients: TrustStore | None = None
+    clients: ClientRevocation | None = None
 
 
 def key_spec(settings: Settings, key: str) -> str:
@@ -77,8 +78,10 @@ def signing_setup(settings: Settings) -> SigningSetup:
     clients = None
     if settings.gateway.client_ca:
         try:
-            clients = TrustStore.from_pem_files(
-                [settings.path(settings.gateway.client_ca)], revocation=s.revocation
+            clients = ClientRevocation(
+                TrustStore.from_pem_files(
+                    [settings.path(settings.gateway.client_ca)], revocation=s.revocation
+                )
             )
         except SigningError as exc:
             raise SettingsError(f"[gateway] client_ca: {exc}") from None

@@ -131,3 +131,27 @@ async def test_a_revoked_client_certificate_is_refused(
     assert "revoked" in problem["detail"], problem
     rows = await runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
     assert not any(b"stolen" in bytes(r["entry"]) for r in rows)  # nothing was done for it
+
+
+async def test_an_unknown_revocation_status_is_asked_again_only_after_a_minute(
+    tls_gateway: Any, pki: TestPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No CRL/OCSP server here: under soft-fail the client is served, and the status the CA's
+    server could not give is not asked for again on every request (each ask waits for its
+    fetch timeout)."""
+    url, server_cert, runtime = tls_gateway
+    trust = runtime.extras["signing"].clients.trust
+    asked = []
+    validate = trust.validate
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        asked.append(1)
+        return await validate(*args, **kwargs)
+
+    monkeypatch.setattr(trust, "validate", counting)
+    subject = "agency-000.00.00.H41"
+    ctx = _client_ssl(server_cert, pki.cert_path(subject), pki.key_path(subject))
+    for _ in range(3):
+        status, _ = await _lookup(url, ctx)
+        assert status == 200
+    assert len(asked) == 1
