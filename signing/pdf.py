@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import io
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from asn1crypto import algos
+from cryptography import x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.fields import SigSeedSubFilter
+from pyhanko.sign.fields import SigSeedSubFilter, enumerate_sig_fields
 from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationError
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from .errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
@@ -110,8 +117,11 @@ async def sign_pdf(
 ) -> bytes:
     """Sign ``data`` (a PDF) as PAdES ``level`` in a new field ``field_name`` (incremental update).
 
-    B-T and B-LT need ``tsa_url``; B-LT also needs ``trust`` (to fetch and embed CRLs/OCSP).
-    Raises SigningError (bad arguments, not a PDF, field exists), TimestampError, KeyLoadError.
+    B-T and B-LT need ``tsa_url``; B-LT also needs ``trust`` (to fetch and embed CRLs/OCSP) and
+    fails when that data cannot be had for the whole chain (the signer's and the TSA's): the
+    result must validate from its DSS alone, as :func:`verify_pdf` then checks it.
+    Raises SigningError (bad arguments, not a PDF, field exists, B-LT without revocation data),
+    TimestampError, KeyLoadError.
     """
     if level not in ("B-B", "B-T", "B-LT"):
         raise SigningError(f"unknown PAdES level {level!r}")
@@ -120,7 +130,7 @@ async def sign_pdf(
     if level == "B-LT" and trust is None:
         raise SigningError("B-LT needs a trust store to collect revocation data")
     try:
-        return await asyncio.to_thread(
+        out = await asyncio.to_thread(
             asyncio.run, _sign(data, key, level, tsa_url, trust, field_name, reason)
         )
     except SigningError:
@@ -128,44 +138,240 @@ async def sign_pdf(
     except Exception as exc:  # pyHanko: PdfReadError, SigningError, TimestampRequestError, …
         if "imestamp" in type(exc).__name__ or "imestamp" in str(exc):
             raise TimestampError(f"PDF signature timestamp failed: {exc}") from exc
+        cause = _validation_cause(exc)
+        if level == "B-LT" and cause is not None:
+            raise SigningError(
+                f"B-LT: cannot embed revocation data for the signer's chain: {_describe(cause)}"
+            ) from exc
         raise SigningError(f"cannot sign PDF: {type(exc).__name__}: {exc}") from exc
+    if level == "B-LT":
+        assert trust is not None
+        # What a verifier will see: a signature that validates from its DSS alone, nothing
+        # fetched. Anything less is not B-LT, and is not written as such.
+        reports = await asyncio.to_thread(asyncio.run, _verify(out, trust))
+        mine = next((r for r in reports if r.field_name == field_name), None)
+        if mine is None or not mine.valid or mine.level != "PAdES-B-LT":
+            why = mine.reason if mine is not None else "the new signature was not found"
+            raise SigningError(
+                f"B-LT: the signature does not validate from its embedded revocation data: {why}"
+            )
+    return out
 
 
-async def _verify_one(sig: Any, trust: TrustStore, has_dss: bool) -> SignatureReport:
+def _validation_cause(exc: BaseException) -> BaseException | None:
+    """The pyhanko-certvalidator error behind a pyHanko signing failure, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.startswith("pyhanko_certvalidator"):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@dataclass
+class _Embedded:
+    """The certificates and revocation data (DER) a PDF's DSS carries, for B-LT validation."""
+
+    certs: list[x509.Certificate] = field(default_factory=list)
+    crls: list[bytes] = field(default_factory=list)
+    ocsps: list[bytes] = field(default_factory=list)
+
+
+def _read_dss(reader: PdfFileReader) -> _Embedded:
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except NoDSSFoundError:
+        return _Embedded()
+    out = _Embedded()
+    # An entry that cannot be read is left out: the signature stands or falls on the rest.
+    for ref in dss.certs.values():
+        with contextlib.suppress(Exception):
+            out.certs.append(x509.load_der_x509_certificate(ref.get_object().data))
+    for refs, dest in ((dss.crls, out.crls), (dss.ocsps, out.ocsps)):
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                dest.append(bytes(ref.get_object().data))
+    return out
+
+
+def _describe(exc: BaseException) -> str:
+    """A pyHanko / asn1crypto error as one readable line (their texts run over several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _cms_problem(exc: BaseException) -> str:
+    return f"malformed signature: the CMS in /Contents cannot be read ({_describe(exc)})"
+
+
+_SUBFILTERS = {"/" + str(sf.value).lstrip("/") for sf in SigSeedSubFilter}
+
+
+def _signatures(reader: PdfFileReader) -> list[Any]:
+    """Each filled signature field as pyHanko's EmbeddedPdfSignature, in signing order, or as a
+    SignatureReport (after the rest) when its signature dictionary or CMS cannot be read.
+
+    pyHanko's ``reader.embedded_signatures`` parses every CMS up front and fails the whole file
+    on the first bad one, and skips a field with an unknown SubFilter with only a log line."""
+    good: list[Any] = []
+    bad: list[SignatureReport] = []
+    for fq_name, sig_obj, sig_field in enumerate_sig_fields(reader, filled_status=True):
+        base: dict[str, Any] = {"signer": "unknown", "level": "unknown", "field_name": fq_name}
+        try:
+            subfilter = str(sig_obj.get_object().get("/SubFilter", ""))
+        except Exception as exc:
+            bad.append(SignatureReport(valid=False, reason=f"malformed signature: {exc}", **base))
+            continue
+        if subfilter not in _SUBFILTERS:
+            bad.append(
+                SignatureReport(
+                    valid=False,
+                    reason=f"unsupported signature type: SubFilter {subfilter or 'missing'}",
+                    **base,
+                )
+            )
+            continue
+        try:
+            emb = EmbeddedPdfSignature(reader, sig_field, fq_name)
+            # pyHanko reads the certificates lazily: a CMS whose certificates do not parse
+            # fails here, not above.
+            base["signer"] = common_name(emb.signer_cert)
+            content_type = emb.signed_data["encap_content_info"]["content_type"].native
+        except SignatureValidationError as exc:  # parsed, but inconsistent
+            bad.append(
+                SignatureReport(
+                    valid=False, reason=f"malformed signature: {_describe(exc)}", **base
+                )
+            )
+            continue
+        except Exception as exc:  # asn1crypto's ValueError, pyHanko's PdfReadError, …
+            bad.append(SignatureReport(valid=False, reason=_cms_problem(exc), **base))
+            continue
+        if not hasattr(emb, "external_md_algorithm"):  # neither data nor a timestamp token
+            bad.append(
+                SignatureReport(
+                    valid=False,
+                    reason=f"malformed signature: the CMS encapsulates {content_type!r}, "
+                    "not 'data'",
+                    **base,
+                )
+            )
+            continue
+        good.append(emb)
+    with contextlib.suppress(Exception):
+        good.sort(key=lambda e: e.signed_revision)
+    return [*good, *bad]
+
+
+async def _verify_one(sig: Any, trust: TrustStore, dss: _Embedded) -> SignatureReport:
+    if isinstance(sig, SignatureReport):
+        return sig
+    try:
+        return await _verify_parsed(sig, trust, dss)
+    except Exception as exc:  # a CMS that pyHanko parses lazily and only now finds broken
+        return SignatureReport(
+            valid=False,
+            signer=_signer_name(sig),
+            level="unknown",
+            field_name=getattr(sig, "field_name", None),
+            reason=_cms_problem(exc),
+        )
+
+
+def _signer_name(sig: Any) -> str:
+    try:
+        return common_name(sig.signer_cert)
+    except Exception:
+        return "unknown"
+
+
+async def _verify_parsed(sig: Any, trust: TrustStore, dss: _Embedded) -> SignatureReport:
     subfilter = str(sig.sig_object.get("/SubFilter", ""))
     legacy = subfilter == "/adbe.pkcs7.detached"
     leaf = from_asn1(sig.signer_cert)
     others = [from_asn1(c) for c in sig.other_embedded_certs]
-    name = common_name(leaf)
+    base = {"signer": common_name(leaf), "field_name": sig.field_name}
+    if dss.crls or dss.ocsps:
+        # B-LT: the DSS must carry what it takes to validate the signer's chain and the
+        # timestamp's with nothing fetched. If it does, the signature stands on its own; if it
+        # does not, it is no B-LT signature and is judged as B-T, with what can be fetched.
+        report = await _judge(sig, trust, leaf, [*others, *dss.certs], base, legacy, dss)
+        if report.valid:
+            return report
+    return await _judge(sig, trust, leaf, others, base, legacy, None)
+
+
+def _stamp_time(sig: Any) -> dt.datetime | None:
+    """The time the signature timestamp claims (pyHanko then checks the token itself)."""
+    try:
+        tst = next(extract_tst_data_iter(sig.signer_info, signed=False), None)
+        if tst is None:
+            return None
+        when: dt.datetime = tst["encap_content_info"]["content"].parsed["gen_time"].native
+        return when
+    except Exception:
+        return None
+
+
+async def _judge(
+    sig: Any,
+    trust: TrustStore,
+    leaf: x509.Certificate,
+    others: list[x509.Certificate],
+    base: dict[str, Any],
+    legacy: bool,
+    dss: _Embedded | None,
+) -> SignatureReport:
+    """One signature judged online (``dss`` None: revocation data fetched as the trust's policy
+    says) or offline from its DSS alone (B-LT: hard-fail, nothing fetched)."""
+    offline = dss is not None
+    revinfo: dict[str, Any] = (
+        {"crls": dss.crls, "ocsps": dss.ocsps, "offline": True} if dss is not None else {}
+    )
     weak = [LEGACY] if legacy else []
-    base = {"signer": name, "field_name": sig.field_name}
+    level = LEGACY if legacy else "PAdES-B-B"
     backend = trust.new_backend()
-    vc = trust.validation_context(other_certs=others, backend=backend)
+    vc = trust.validation_context(other_certs=others, backend=backend, **revinfo)
+    # Offline, the timestamp's chain is judged as of the timestamp, with the data embedded then
+    # (an OCSP answer in a DSS is not fresh for ever).
+    ts_vc = (
+        trust.validation_context(
+            other_certs=others, backend=backend, moment=_stamp_time(sig), **revinfo
+        )
+        if offline
+        else vc
+    )
     try:
         status = await async_validate_pdf_signature(
-            sig, signer_validation_context=vc, ts_validation_context=vc
+            sig, signer_validation_context=vc, ts_validation_context=ts_vc
         )
     except Exception as exc:  # pyHanko: SignatureValidationError, WeakHashAlgorithmError, …
-        return SignatureReport(valid=False, reason=f"malformed signature: {exc}", **base)
+        return SignatureReport(
+            valid=False, reason=f"malformed signature: {_describe(exc)}", level=level, **base
+        )
     finally:
         await backend.close()
     if status.md_algorithm in ("sha1", "md5"):
         weak.append(f"{status.md_algorithm.upper()} digest")
-    level = LEGACY if legacy else "PAdES-B-B"
     signed_at, proven = status.signer_reported_dt, None
     stamp = status.timestamp_validity
     if stamp is not None:
+        if not legacy:
+            level = "PAdES-B-LT" if offline else "PAdES-B-T"
         if not (stamp.intact and stamp.valid):
             return SignatureReport(
                 valid=False, reason="signature timestamp does not verify", level=level, **base
             )
         if not stamp.trusted:  # any key can sign a token dated when it likes
             return SignatureReport(
-                valid=False, reason="signature timestamp is not from a trusted TSA", **base
+                valid=False,
+                reason="signature timestamp is not from a trusted TSA",
+                level=level,
+                **base,
             )
         signed_at = proven = stamp.timestamp
-        if not legacy:
-            level = "PAdES-B-LT" if has_dss else "PAdES-B-T"
+    elif offline:  # revocation data but no timestamp: B-B with a DSS, not B-LT
+        return SignatureReport(valid=False, reason="no signature timestamp", level=level, **base)
     if not status.intact:
         return SignatureReport(
             valid=False,
@@ -192,7 +398,7 @@ async def _verify_one(sig: Any, trust: TrustStore, has_dss: bool) -> SignatureRe
         )
     try:
         # As for XML: judged as of the timestamp's time when there is one (signing/xml.py).
-        chain = await trust.validate(leaf, others, moment=proven)
+        chain = await trust.validate(leaf, others, moment=proven, **revinfo)
     except UntrustedSigner as exc:
         revocation = "revoked" if "revoked" in exc.reason else "not checked"
         return SignatureReport(
@@ -227,11 +433,14 @@ async def _verify(data: bytes, trust: TrustStore) -> list[SignatureReport]:
     try:
         # strict=False: poppler's output has "orphaned generation" quirks (toolchain notes).
         reader = PdfFileReader(io.BytesIO(data), strict=False)
-        sigs = list(reader.embedded_signatures)
-        has_dss = "/DSS" in reader.root
+        sigs = _signatures(reader)
     except Exception as exc:  # pyHanko's PdfReadError, PdfStrictReadError, ValueError …
         raise SignatureInvalid(f"not a readable PDF: {exc}") from exc
-    return [await _verify_one(s, trust, has_dss) for s in sigs]
+    try:
+        dss = _read_dss(reader)
+    except Exception:  # a DSS that cannot be read embeds nothing
+        dss = _Embedded()
+    return [await _verify_one(s, trust, dss) for s in sigs]
 
 
 async def verify_pdf(data: bytes, trust: TrustStore) -> list[SignatureReport]:

@@ -256,13 +256,19 @@ class TrustStore:
         moment: dt.datetime | None = None,
         backend: AIOHttpFetcherBackend | None = None,
         for_signing: bool = False,
+        crls: Iterable[bytes] = (),
+        ocsps: Iterable[bytes] = (),
+        offline: bool = False,
     ) -> ValidationContext:
         """A pyhanko-certvalidator context with only our anchors (for pyHanko's own use).
 
         When ``backend`` is given, fetching goes through it with our cache in front; the caller
-        closes the backend. ``for_signing`` forces fetching on (B-LT must embed revocation data).
+        closes the backend. ``for_signing`` forces fetching on and revocation to hard-fail (B-LT
+        must embed revocation data for the whole chain). ``crls`` and ``ocsps`` (DER) are
+        revocation data at hand (a PDF's DSS); ``offline`` uses only those, fetches nothing and
+        requires them for every certificate (hard-fail): a B-LT signature stands on its own.
         """
-        fetch = self.revocation != "off" or for_signing
+        fetch = (self.revocation != "off" or for_signing) and not offline
         kwargs: dict[str, Any] = {}
         if fetch and backend is not None:
             net = backend.get_fetchers()
@@ -271,11 +277,14 @@ class TrustStore:
                 crl_fetcher=_CachingCRLFetcher(net.crl_fetcher, self._cache),
                 cert_fetcher=_NoIssuerFetching(net.cert_fetcher),
             )
-        mode = "hard-fail" if self.revocation == "hard-fail" else "soft-fail"
+        hard = self.revocation == "hard-fail" or for_signing or offline
+        mode = "hard-fail" if hard else "soft-fail"
         return ValidationContext(
             trust_roots=[to_asn1(a) for a in self.anchors],
             other_certs=[to_asn1(c) for c in (*self.intermediates, *other_certs)],
             allow_fetching=fetch,
+            crls=list(crls),
+            ocsps=list(ocsps),
             revocation_mode=mode,
             moment=moment,
             # At a past moment (a checkpoint's or a signature's timestamp) the CRLs and OCSP
@@ -301,17 +310,22 @@ class TrustStore:
         *,
         usage: Usage = "signing",
         moment: dt.datetime | None = None,
+        crls: Iterable[bytes] = (),
+        ocsps: Iterable[bytes] = (),
+        offline: bool = False,
     ) -> ChainResult:
         """Build and check the chain from ``leaf`` to a configured anchor.
 
         Raises :class:`UntrustedSigner` with a precise reason: no chain to an anchor, expired,
         not yet valid, revoked, revocation status unknown (under hard-fail, or data that cannot
         decide), or a key usage that does not allow ``usage``. ``moment``: validate as of then
-        (a trusted timestamp's time), with revocation data issued since.
+        (a trusted timestamp's time), with revocation data issued since. ``crls``, ``ocsps``
+        and ``offline``: as for :meth:`validation_context` (a B-LT signature's embedded data).
         """
         others = tuple(others)
+        crls, ocsps = tuple(crls), tuple(ocsps)
         key = None
-        if moment is None:
+        if moment is None and not (crls or ocsps or offline):
             # The same signer (the civil-status register, an agency) signs document after
             # document: a chain found good is reused for as long as revocation data is cached
             # (a revocation is noticed within that time either way), while every certificate in
@@ -321,7 +335,14 @@ class TrustStore:
             if hit is not None and _all_valid_now(hit.certificates):
                 return hit
         backend = self.new_backend()
-        vc = self.validation_context(other_certs=others, moment=moment, backend=backend)
+        vc = self.validation_context(
+            other_certs=others,
+            moment=moment,
+            backend=backend,
+            crls=crls,
+            ocsps=ocsps,
+            offline=offline,
+        )
         try:
             validator = CertificateValidator(to_asn1(leaf), validation_context=vc)
             path = await validator.async_validate_path()
@@ -350,7 +371,7 @@ class TrustStore:
             await backend.close()
         check_usage(leaf, usage)
         certs = [from_asn1(c) for c in path.iter_certs(include_root=True)][::-1]
-        if self.revocation == "off":
+        if self.revocation == "off" and not offline:
             revocation = "not checked"
         elif vc.soft_fail_exceptions:
             revocation = "unknown (soft-fail)"
