@@ -8,8 +8,11 @@ line on stderr; secrets never appear in them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -21,10 +24,10 @@ from urllib.parse import urlsplit
 
 import click
 
-from .errors import SignatureInvalid, SigningError
-from .keys import load_key
+from .errors import SignatureInvalid, SigningError, UntrustedSigner
+from .keys import SigningKey, load_key
 from .report import SignatureReport
-from .trust import TrustStore
+from .trust import TrustStore, check_usage, common_name
 
 __all__ = ["commands", "pki", "sign", "tsa", "verify"]
 
@@ -73,6 +76,52 @@ def _write(path: str, data: bytes) -> None:
         _fail(f"cannot write {path}: {exc.strerror or exc}")
 
 
+@contextlib.contextmanager
+def _quiet_pyhanko() -> Any:
+    """pyHanko and pyhanko-certvalidator log each failed validation (a warning with the whole
+    story, or a traceback) on stderr; the commands print their own report, one line on failure."""
+    loggers = [logging.getLogger(n) for n in ("pyhanko", "pyhanko_certvalidator")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _check_signer(key: SigningKey, trust: TrustStore | None) -> None:
+    """Refuse a key that may sign no document, by the rule the gateway applies to ``[signing]``
+    at start (signing.trust.check_usage: key usage, and an EKU that dedicates the key to a TSA,
+    an OCSP responder, a TLS server or code signing), and one whose certificate, or an issuer
+    given with it, is not valid now: a signature made with it proves nothing (B-B, B-T and B-LT
+    alike; a verifier refuses it). With ``trust`` (B-LT), the chain and its revocation status
+    are checked too, so a revoked signer is refused."""
+    cert = key.certificate
+    try:
+        check_usage(cert, "signing")
+    except UntrustedSigner as exc:
+        _fail(f"this key may sign no document: {exc.reason}")
+    now = dt.datetime.now(dt.UTC)
+    for c in (cert, *key.chain):
+        if now > c.not_valid_after_utc:
+            _fail(
+                f"certificate expired: {common_name(c)} (valid until "
+                f"{c.not_valid_after_utc:%Y-%m-%d %H:%M} UTC): it signs no document"
+            )
+        if now < c.not_valid_before_utc:
+            _fail(
+                f"certificate not yet valid: {common_name(c)} (valid from "
+                f"{c.not_valid_before_utc:%Y-%m-%d %H:%M} UTC): it signs no document"
+            )
+    if trust is not None:
+        try:
+            asyncio.run(trust.validate(cert, key.chain))
+        except UntrustedSigner as exc:
+            _fail(f"the signer's certificate is refused: {exc.reason}")
+
+
 def _not_a_document(path: str, kind: str, data: bytes, reason: str) -> str | None:
     """The one-line error when ``reason`` (a signing error's text) says that IN is not an XML or
     PDF document at all, as opposed to a document whose signature is missing or does not verify."""
@@ -83,6 +132,8 @@ def _not_a_document(path: str, kind: str, data: bytes, reason: str) -> str | Non
             if reason.startswith(prefix):
                 return f"{path} is not a readable PDF: {reason[len(prefix) :]}"
         return None
+    if reason.startswith("the document already holds a signature"):
+        return f"{path} already holds a signature: co-signing XML is not supported"
     if reason.startswith("not well-formed XML"):
         return f"{path} is {reason.replace(' (<string>, line 1)', '')}"
     if reason == "DOCTYPE not allowed":
@@ -155,9 +206,6 @@ def sign(
     trust_files: tuple[str, ...],
 ) -> None:
     """Sign IN (XML or PDF) into OUT."""
-    from .pdf import sign_pdf
-    from .xml import sign_xml
-
     chosen: Any = level or ("XMLDSig" if kind == "xml" else "B-B")
     if kind == "xml" and chosen == "B-LT":
         _fail("XML signatures support XMLDSig, B-B and B-T")
@@ -175,21 +223,37 @@ def sign(
         _fail(f"{infile} is not a PDF")
     _check_writable(outfile)
     try:
-        trust = TrustStore.from_pem_files(trust_files) if trust_files else None
-        key = load_key(key_spec, cert=cert)
-        try:
-            if kind == "xml":
-                out = asyncio.run(sign_xml(data, key, level=chosen, tsa_url=tsa_url))
-            else:
-                out = asyncio.run(sign_pdf(data, key, level=chosen, tsa_url=tsa_url, trust=trust))
-        finally:
-            key.close()
+        with _quiet_pyhanko():
+            out = _sign_with(kind, data, key_spec, cert, chosen, tsa_url, trust_files)
     except SigningError as exc:
         _fail(_not_a_document(infile, kind, data, str(exc)) or str(exc))
     except UnicodeError as exc:  # a UTF-16 byte-order mark before bytes that are not UTF-16
         _fail(f"{infile} is not well-formed XML: {exc}")
     _write(outfile, out)
     click.echo(f"signed {infile} -> {outfile}")
+
+
+def _sign_with(
+    kind: str,
+    data: bytes,
+    key_spec: str,
+    cert: str | None,
+    chosen: Any,
+    tsa_url: str | None,
+    trust_files: tuple[str, ...],
+) -> bytes:
+    from .pdf import sign_pdf
+    from .xml import sign_xml
+
+    trust = TrustStore.from_pem_files(trust_files) if trust_files else None
+    key = load_key(key_spec, cert=cert)
+    try:
+        _check_signer(key, trust)
+        if kind == "xml":
+            return asyncio.run(sign_xml(data, key, level=chosen, tsa_url=tsa_url))
+        return asyncio.run(sign_pdf(data, key, level=chosen, tsa_url=tsa_url, trust=trust))
+    finally:
+        key.close()
 
 
 @click.command()
@@ -219,19 +283,22 @@ def verify(
         _fail(f"{infile} is not a PDF")
     reports: list[SignatureReport]
     try:
-        if kind == "xml":
-            reports = [asyncio.run(verify_xml(data, trust)).report]
-        else:
-            reports = asyncio.run(verify_pdf(data, trust))
+        with _quiet_pyhanko():
+            if kind == "xml":
+                reports = [asyncio.run(verify_xml(data, trust)).report]
+            else:
+                reports = asyncio.run(verify_pdf(data, trust))
     except SignatureInvalid as exc:
         problem = _not_a_document(infile, kind, data, exc.reason)
         if problem:
             _fail(problem)
         reports = getattr(exc, "reports", None) or [
-            SignatureReport(valid=False, signer="", level="unknown", reason=exc.reason)
+            SignatureReport(valid=False, signer="unknown", level="unknown", reason=exc.reason)
         ]
-    except SigningError as exc:
-        reports = [SignatureReport(valid=False, signer="", level="unknown", reason=str(exc))]
+    except SigningError as exc:  # TimestampError: a B-T token that does not verify
+        reports = getattr(exc, "reports", None) or [
+            SignatureReport(valid=False, signer="unknown", level="unknown", reason=str(exc))
+        ]
     except UnicodeError as exc:  # a UTF-16 byte-order mark before bytes that are not UTF-16
         _fail(f"{infile} is not well-formed XML: {exc}")
     ok = all(r.valid for r in reports)

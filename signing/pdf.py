@@ -112,10 +112,12 @@ async def sign_pdf(
     level: Level = "B-B",
     tsa_url: str | None = None,
     trust: TrustStore | None = None,
-    field_name: str = "Signature1",
+    field_name: str | None = None,
     reason: str | None = None,
 ) -> bytes:
-    """Sign ``data`` (a PDF) as PAdES ``level`` in a new field ``field_name`` (incremental update).
+    """Sign ``data`` (a PDF) as PAdES ``level`` in a new field ``field_name`` (incremental update;
+    by default the first of Signature1, Signature2, … the PDF does not have yet, so that a signed
+    PDF can be signed again: each signature covers the revisions before it).
 
     B-T and B-LT need ``tsa_url``; B-LT also needs ``trust`` (to fetch and embed CRLs/OCSP) and
     fails when that data cannot be had for the whole chain (the signer's and the TSA's): the
@@ -129,6 +131,8 @@ async def sign_pdf(
         raise SigningError(f"{level} needs a TSA URL")
     if level == "B-LT" and trust is None:
         raise SigningError("B-LT needs a trust store to collect revocation data")
+    if field_name is None:
+        field_name = _free_field_name(data)
     try:
         out = await asyncio.to_thread(
             asyncio.run, _sign(data, key, level, tsa_url, trust, field_name, reason)
@@ -156,6 +160,15 @@ async def sign_pdf(
                 f"B-LT: the signature does not validate from its embedded revocation data: {why}"
             )
     return out
+
+
+def _free_field_name(data: bytes) -> str:
+    try:
+        reader = PdfFileReader(io.BytesIO(data), strict=False)
+        taken = {name for name, _, _ in enumerate_sig_fields(reader)}
+    except Exception:  # not a PDF: pyHanko says so when it tries to sign
+        return "Signature1"
+    return next(f"Signature{n}" for n in range(1, len(taken) + 2) if f"Signature{n}" not in taken)
 
 
 def _validation_cause(exc: BaseException) -> BaseException | None:

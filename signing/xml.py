@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
-from .errors import SignatureInvalid, SigningError
+from .errors import SignatureInvalid, SigningError, TimestampError
 from .keys import SigningKey
 from .report import SignatureReport
 from .timestamps import request_timestamp, verify_timestamp
@@ -154,6 +154,15 @@ def _build(
     data: bytes, key: SigningKey, level: Level, parent: str | None
 ) -> tuple[etree._ElementTree, etree._Element]:
     tree = _safe_parse(data, max_bytes=1 << 62)
+    if (
+        tree.getroot().tag == _ds("Signature")
+        or tree.getroot().find(f".//{_ds('Signature')}") is not None
+    ):
+        # A second enveloped signature would cover the first, and the verifier (exactly one
+        # signature per document: signature wrapping otherwise) refuses the result.
+        raise SigningError(
+            "the document already holds a signature: co-signing XML is not supported"
+        )
     doc_digest = hashlib.sha256(_c14n(tree)).digest()
     holder = _find_parent(tree.getroot(), parent)
     sig_id = f"sig-{secrets.token_hex(8)}"
@@ -457,7 +466,53 @@ async def verify_xml(
     Raises :class:`SignatureInvalid` (with ``.reason``: "DOCTYPE not allowed", "digest mismatch: …",
     "signature wrapping: …", "weak algorithm: …", …), :class:`UntrustedSigner` (chain, expiry,
     revocation, key usage) or :class:`TimestampError` (a B-T timestamp that does not verify).
+    Each carries ``.reports``: one invalid SignatureReport naming the level and signer the
+    signature claims, when they can be read at all ("unknown" otherwise).
     """
+    try:
+        return await _verify_xml(data, trust, max_bytes=max_bytes, allow_sha1=allow_sha1)
+    except (SignatureInvalid, TimestampError) as exc:
+        reason = exc.reason if isinstance(exc, SignatureInvalid) else str(exc)
+        signer, level = await asyncio.to_thread(_claimed, data, max_bytes)
+        exc.reports = [  # type: ignore[union-attr]
+            SignatureReport(valid=False, signer=signer, level=level, reason=reason)
+        ]
+        raise
+
+
+def _claimed(data: bytes, max_bytes: int) -> tuple[str, str]:
+    """The signer and level a signature claims, read without verifying anything, for a report
+    on a signature that failed; ("unknown", "unknown") when there is no one signature to read."""
+    try:
+        root = _safe_parse(data, max_bytes).getroot()
+        sigs = root.findall(f".//{_ds('Signature')}")
+        if root.tag == _ds("Signature"):
+            sigs.insert(0, root)
+        if len(sigs) != 1:
+            return "unknown", "unknown"
+        sig = sigs[0]
+        qp = f"{_ds('Object')}/{_xa('QualifyingProperties')}"
+        level = "XMLDSig"
+        if sig.find(f"{qp}/{_xa('SignedProperties')}") is not None:
+            level = "XAdES-B-B"
+            if (
+                sig.find(f"{qp}/{_xa('UnsignedProperties')}//{_xa('SignatureTimeStamp')}")
+                is not None
+            ):
+                level = "XAdES-B-T"
+        try:
+            leaf, _ = _keyinfo_certs(sig)
+        except SignatureInvalid:
+            return "unknown", level
+        return common_name(leaf), level
+    except Exception:
+        return "unknown", "unknown"
+
+
+async def _verify_xml(
+    data: bytes, trust: TrustStore, *, max_bytes: int = 50_000_000, allow_sha1: bool = False
+) -> XMLVerification:
+    """What :func:`verify_xml` does, without the failure report."""
     checked = await asyncio.to_thread(_verify_sync, data, max_bytes, allow_sha1)
     signed_at, proven = checked.signing_time, None
     if checked.timestamp is not None:
