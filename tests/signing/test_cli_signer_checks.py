@@ -5,27 +5,12 @@ session's test PKI, the CLI in its own process."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from signing.testing import SAMPLE_XML, sample_pdf
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _lienthong(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from gateway.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
+from tests.signing.run_cli import lienthong
 
 
 @pytest.fixture
@@ -53,7 +38,7 @@ REFUSED = {
 def test_sign_refuses_a_key_that_signs_no_document(pki, inputs, subject, kind, level):
     out = inputs / f"out.{kind}"
     extra = ["--tsa", "http://127.0.0.1:9/"] if level == "B-T" else []
-    r = _lienthong(
+    r = lienthong(
         "sign",
         kind,
         str(inputs / f"in.{kind}"),
@@ -73,7 +58,7 @@ def test_sign_refuses_a_key_that_signs_no_document(pki, inputs, subject, kind, l
 async def test_sign_b_lt_refuses_a_revoked_signer(pki, pki_server, tsa_url, inputs):
     # The CRL/OCSP server answers on this event loop: the CLI runs from a thread.
     r = await asyncio.to_thread(
-        _lienthong,
+        lienthong,
         "sign",
         "pdf",
         str(inputs / "in.pdf"),
@@ -95,8 +80,8 @@ async def test_sign_b_lt_refuses_a_revoked_signer(pki, pki_server, tsa_url, inpu
 def test_sign_xml_refuses_a_signed_document(pki, inputs):
     once = inputs / "once.xml"
     gw = str(pki.p12_path("gateway"))
-    assert _lienthong("sign", "xml", str(inputs / "in.xml"), str(once), "--key", gw).returncode == 0
-    r = _lienthong("sign", "xml", str(once), str(inputs / "twice.xml"), "--key", gw)
+    assert lienthong("sign", "xml", str(inputs / "in.xml"), str(once), "--key", gw).returncode == 0
+    r = lienthong("sign", "xml", str(once), str(inputs / "twice.xml"), "--key", gw)
     assert r.returncode == 2
     assert r.stderr == (
         f"error: {once} already holds a signature: co-signing XML is not supported\n"
@@ -105,13 +90,13 @@ def test_sign_xml_refuses_a_signed_document(pki, inputs):
 
 def test_sign_pdf_cosigns_in_the_next_free_field(pki, inputs):
     once, twice = inputs / "once.pdf", inputs / "twice.pdf"
-    r = _lienthong(
+    r = lienthong(
         "sign", "pdf", str(inputs / "in.pdf"), str(once), "--key", str(pki.p12_path("gateway"))
     )
     assert r.returncode == 0, r.stderr
-    r = _lienthong("sign", "pdf", str(once), str(twice), "--key", str(pki.p12_path("register")))
+    r = lienthong("sign", "pdf", str(once), str(twice), "--key", str(pki.p12_path("register")))
     assert r.returncode == 0, r.stderr
-    r = _lienthong("verify", "pdf", str(twice), "--trust", str(pki.root_pem), "--revocation", "off")
+    r = lienthong("verify", "pdf", str(twice), "--trust", str(pki.root_pem), "--revocation", "off")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "VALID PAdES-B-B signature in field Signature1" in r.stdout
     assert "VALID PAdES-B-B signature in field Signature2" in r.stdout
@@ -123,7 +108,7 @@ async def test_xml_verify_failure_names_level_and_signer(pki, inputs):
     signed = await sign_xml(SAMPLE_XML, pki.key("expired"), level="B-B")
     path = inputs / "expired.xml"
     path.write_bytes(signed)
-    r = _lienthong("verify", "xml", str(path), "--trust", str(pki.root_pem), "--revocation", "off")
+    r = lienthong("verify", "xml", str(path), "--trust", str(pki.root_pem), "--revocation", "off")
     assert r.returncode == 1
     lines = r.stdout.splitlines()
     assert lines[0] == "INVALID XAdES-B-B signature"
@@ -137,7 +122,7 @@ async def test_pdf_verify_keeps_pyhanko_logs_off_stderr(pki, inputs):
     for subject in ("expired", "weak-rsa1024"):
         path = inputs / f"{subject}.pdf"
         path.write_bytes(await sign_pdf(sample_pdf(), pki.key(subject)))
-        r = _lienthong(
+        r = lienthong(
             "verify", "pdf", str(path), "--trust", str(pki.root_pem), "--revocation", "off"
         )
         assert r.returncode == (1 if subject == "expired" else 0), r.stdout

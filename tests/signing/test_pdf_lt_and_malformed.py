@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from signing.errors import SigningError
 from signing.pdf import sign_pdf, verify_pdf
 from signing.testing import sample_pdf, serve_pki
+from tests.signing.run_cli import lienthong
 
-ROOT = Path(__file__).resolve().parents[2]
 PDF = sample_pdf()
-
-
-def _lienthong(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from gateway.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +44,7 @@ async def test_b_lt_verifies_offline_from_its_dss(pki, blt_pdf, revocation):
 
 
 def test_b_lt_offline_cli_says_valid_b_lt_and_logs_nothing(pki, blt_pdf):
-    r = _lienthong(
+    r = lienthong(
         "verify", "pdf", str(blt_pdf), "--trust", str(pki.root_pem), "--revocation", "hard-fail"
     )
     assert r.returncode == 0, r.stdout + r.stderr
@@ -79,7 +64,7 @@ def test_b_lt_cli_exits_2_without_revocation_data(pki, tsa_url, tmp_path):
     (tmp_path / "in.pdf").write_bytes(PDF)
     out = tmp_path / "out.pdf"
     args = ["--level", "B-LT", "--tsa", tsa_url, "--trust", str(pki.root_pem)]
-    r = _lienthong(
+    r = lienthong(
         "sign",
         "pdf",
         str(tmp_path / "in.pdf"),
@@ -131,7 +116,7 @@ def bb_pdf(pki) -> bytes:  # type: ignore[no-untyped-def]
 def test_corrupt_cms_is_invalid_with_a_reason(pki, bb_pdf, tmp_path, pos):
     bad = tmp_path / f"fuzz-{pos}.pdf"
     bad.write_bytes(_flip(bb_pdf, pos))
-    r = _lienthong("verify", "pdf", str(bad), "--trust", str(pki.root_pem), "--revocation", "off")
+    r = lienthong("verify", "pdf", str(bad), "--trust", str(pki.root_pem), "--revocation", "off")
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode in (0, 1), r.stdout + r.stderr  # never "not a readable PDF" (2)
     if r.returncode == 1:
