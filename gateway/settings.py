@@ -109,7 +109,7 @@ def is_http_url(value: str) -> bool:
 
 def _http_url(value: str, where: str) -> None:
     if not is_http_url(value):
-        shown = _without_password(value)
+        shown = url_without_password(value)
         raise SettingsError(f"{where}: expected an http:// or https:// URL, got {shown!r}")
 
 
@@ -158,16 +158,13 @@ def without_url_secrets(text: str, url: str) -> str:
     return text
 
 
-_without_password = url_without_password
-
-
 def _callback_base(value: str, where: str) -> None:
     _http_url(value, where)
     parts = urlsplit(value)
     if parts.query or parts.fragment or "@" in parts.netloc:
         raise SettingsError(
             f"{where}: expected scheme://host[:port][/path], without user, query or fragment,"
-            f" got {_without_password(value)!r}"
+            f" got {url_without_password(value)!r}"
         )
 
 
