@@ -49,6 +49,14 @@ async def config(tmp_path: Path, pki: TestPKI, tsa_url: str) -> Path:
     return cfg
 
 
+def _tamper(config: Path, statement: str) -> None:
+    """An edit of the gateway's store behind its back, as a forger (or a bad disk) would."""
+    conn = sqlite3.connect(config.parent / "gw.db")
+    with conn:
+        conn.execute(statement)
+    conn.close()
+
+
 async def _invoke(*args: str) -> tuple[int, str]:
     # The CLI runs its own event loop (asyncio.run): give it a thread of its own.
     def run() -> tuple[int, str]:
@@ -64,10 +72,7 @@ async def test_verify_ok_then_tampered(config: Path) -> None:
     code, out = await _invoke("verify", "--config", str(config), "--json")
     doc = json.loads(out)
     assert code == 0 and doc["ok"] and doc["trust_checked"] and doc["checked"][0]["tsa"]
-    conn = sqlite3.connect(config.parent / "gw.db")
-    with conn:
-        conn.execute("DELETE FROM audit_events WHERE seq = 12")
-    conn.close()
+    _tamper(config, "DELETE FROM audit_events WHERE seq = 12")
     code, out = await _invoke("verify", "--config", str(config))
     assert code == 1
     assert "Error: checkpoint 13: covers 13 entries but the log has 12" in out
@@ -294,10 +299,7 @@ async def test_a_log_no_signed_checkpoint_vouches_for_is_not_intact(old_log: Pat
     code, out = await _invoke("verify", "--config", str(old_log))
     assert code == 0 and "intact: 6 entries, 1 checkpoints verified" in out, out
     assert "covered by no signed checkpoint" not in out
-    conn = sqlite3.connect(old_log.parent / "gw.db")
-    with conn:
-        conn.execute("DELETE FROM audit_checkpoints")
-    conn.close()
+    _tamper(old_log, "DELETE FROM audit_checkpoints")
     code, out = await _invoke("verify", "--config", str(old_log))
     assert code == 1, out
     error = out.splitlines()[-1]
@@ -311,10 +313,7 @@ async def test_a_log_no_signed_checkpoint_vouches_for_is_not_intact(old_log: Pat
 
 
 async def test_a_fresh_log_before_its_first_checkpoint_verifies(config: Path) -> None:
-    conn = sqlite3.connect(config.parent / "gw.db")
-    with conn:
-        conn.execute("DELETE FROM audit_checkpoints")
-    conn.close()
+    _tamper(config, "DELETE FROM audit_checkpoints")
     code, out = await _invoke("verify", "--config", str(config))
     assert code == 0, out
     assert out.splitlines()[0].startswith(
@@ -324,10 +323,7 @@ async def test_a_fresh_log_before_its_first_checkpoint_verifies(config: Path) ->
 
 
 async def test_an_unparsable_timestamp_is_told_in_one_line(config: Path) -> None:
-    conn = sqlite3.connect(config.parent / "gw.db")
-    with conn:
-        conn.execute("UPDATE audit_checkpoints SET timestamp = x'3000'")
-    conn.close()
+    _tamper(config, "UPDATE audit_checkpoints SET timestamp = x'3000'")
     code, out = await _invoke("verify", "--config", str(config))
     assert code == 1, out
     lines = out.splitlines()
