@@ -414,3 +414,19 @@ async def test_a_birth_that_leaves_the_relation_to_its_default_completes(gateway
         assert r.status == 202
     view = await gateway.wait_status(doc["code"], {"completed", "needs_attention", "failed"})
     assert view["status"] == "completed", view
+
+
+async def test_a_large_body_is_judged_as_a_small_one(gateway: Gateway) -> None:
+    """Bodies over 64 KiB are decoded in a thread, not on the event loop: the same answers."""
+    pad = " " * (70 * 1024)  # JSON whitespace: the same document, a larger body
+    doc = birth()
+    doc["data"]["child"]["sex"] = "boy"
+    body = json.dumps(doc).replace("{", "{" + pad, 1).encode()
+    assert await _raw_post(gateway, "/v1/dossiers", body) == (422, "invalid-request")
+    twice = b'{"code": "a", "code": "b",' + pad.encode() + b'"x": 1}'
+    assert await _raw_post(gateway, "/v1/dossiers", twice) == (400, "malformed-json")
+    good = birth()
+    body = json.dumps(good).replace("{", "{" + pad, 1).encode()
+    merged = {**gateway.headers(), "Content-Type": "application/json"}
+    async with gateway.http.post(gateway.url + "/v1/dossiers", data=body, headers=merged) as r:
+        assert r.status == 202, await r.text()
