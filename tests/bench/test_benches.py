@@ -6,6 +6,8 @@ and said what it measured.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -14,9 +16,18 @@ pytestmark = pytest.mark.slow
 def test_bench_gateway_quick(capsys: pytest.CaptureFixture[str]) -> None:
     from bench import bench_gateway
 
+    cpus = os.sched_getaffinity(0)
     bench_gateway.main(quick=True)
     out = capsys.readouterr().out
     assert "throughput, closed loop (req/s)" in out
+    # The open loop again with the hop on CPUs of its own, then every process back on all CPUs.
+    assert os.sched_getaffinity(0) == cpus
+    if len(cpus) > 1:
+        alone = next(
+            line for line in out.splitlines() if line.startswith("p99 @") and "alone" in line
+        )
+        assert all(float(cell) > 0 for cell in alone.split()[-3:]), alone
+        assert "gateway − proxy p99, hop alone on CPU" in out
     assert "gateway/proxy throughput" in out
     errors = next(line for line in out.splitlines() if line.startswith("errors / requests"))
     assert all(cell.startswith("0/") for cell in errors.split()[-3:]), out
