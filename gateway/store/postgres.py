@@ -222,18 +222,39 @@ def _lost_race(failure: StoreError | None) -> TypeGuard[StoreError]:
     return failure is not None and isinstance(failure.__cause__, _CONTENDED)
 
 
-def _check_existing(conn: psycopg.Connection[Any]) -> None:
-    found = conn.execute(
-        "SELECT table_name FROM information_schema.tables"
-        " WHERE table_schema = current_schema() AND table_name = ANY(%s)",
-        [list(CORE_TABLES)],
+def _tables(conn: psycopg.Connection[Any]) -> set[str]:
+    """The tables of the schema the store's tables go in (the first of the search path)."""
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
     ).fetchall()
-    missing = sorted(set(CORE_TABLES) - {row[0] for row in found})
+    return {row[0] for row in rows}
+
+
+def _not_a_store(conn: psycopg.Connection[Any], why: str, then: str = "") -> StoreError:
+    info = conn.info
+    return StoreError(
+        f"database {info.dbname!r} on {info.host} is not a lienthong store ({why}){then}"
+    )
+
+
+def _check_existing(conn: psycopg.Connection[Any]) -> None:
+    missing = sorted(set(CORE_TABLES) - _tables(conn))
     if missing:
-        info = conn.info
-        raise StoreError(
-            f"database {info.dbname!r} on {info.host} is not a lienthong store"
-            f" (no table {', '.join(missing)} in its schema)"
+        raise _not_a_store(conn, f"no table {', '.join(missing)} in its schema")
+
+
+def _check_not_foreign(conn: psycopg.Connection[Any]) -> None:
+    """Refuse a schema that holds another application's tables and none of lienthong's: the
+    gateway must not add its own beside them (as the SQLite store refuses such a file). An
+    empty schema becomes a store; one with lienthong's tables is brought up to date."""
+    names = _tables(conn)
+    if names and not names & set(CORE_TABLES):
+        shown = ", ".join(sorted(names)[:3]) + (", …" if len(names) > 3 else "")
+        raise _not_a_store(
+            conn,
+            f"another application's tables in its schema: {shown};"
+            f" no table {', '.join(sorted(CORE_TABLES))}",
+            ": left as it was",
         )
 
 
@@ -293,6 +314,8 @@ class PostgresStore(Store):
                         conn.execute(_SCHEMA_LOCK)
                         if not self._create:
                             _check_existing(conn)
+                        else:
+                            _check_not_foreign(conn)
                         for script in schema_scripts("postgres"):
                             conn.execute(script.encode())  # no parameters: a script of statements
         except psycopg.Error as exc:
