@@ -290,6 +290,12 @@ class SoapClient:
         except BadReply as exc:  # not HTTP, or larger than the limit
             raise TransientError(registry, str(exc)) from exc
         except zeep.exceptions.Fault as exc:
+            if exc.detail is not None and not isinstance(exc.detail, etree._Element):
+                # An error reply in XML that holds no SOAP Fault (a proxy's own error page):
+                # zeep hands over the whole document as bytes.
+                raise TransientError(
+                    registry, "malformed reply: an error without a SOAP Fault"
+                ) from exc
             fault = _fault(exc)
             cls = self._classify(fault)
             raise cls(

@@ -138,6 +138,17 @@ async def test_a_fault_without_a_content_type_is_read_as_xml() -> None:
     assert caught.value.code == "Client"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"<error>upstream timeout</error>", b'<am:fault xmlns:am="http://wso2.org/apimanager"/>'],
+)
+async def test_a_500_in_xml_without_a_soap_fault_is_a_malformed_reply(body: bytes) -> None:
+    """A platform proxy's own XML error page: zeep hands its whole document over as the fault's
+    detail, in bytes. It escaped as an AttributeError (a lookup answered 500, unaudited)."""
+    with pytest.raises(TransientError, match="malformed reply: an error without a SOAP Fault"):
+        await _lookup_answered_with(500, body, "application/xml")
+
+
 async def test_a_500_that_is_not_xml_is_an_http_failure() -> None:
     with pytest.raises(TransientError) as caught:
         await _lookup_answered_with(500, b"<html>Fault tolerance is down</html>", "text/html")
