@@ -107,13 +107,25 @@ class InsuranceConnector(Connector):
             card = await self._call(CARD_CHECK, body, WireCard, request)
             meaning = CARD_CODES.get(card.maKetQua)
             if meaning is None:
+                note = f": {card.ghiChu}" if card.ghiChu else ""
                 raise TransientError(
-                    self.registry, f"unknown result code {card.maKetQua!r}", code=card.maKetQua
+                    self.registry,
+                    f"unknown result code {card.maKetQua!r}{note}",
+                    code=card.maKetQua,
                 )
             if meaning.transient:
                 raise TransientError(self.registry, meaning.message, code=card.maKetQua)
             if card.maKetQua == "205":
                 raise PermanentError(self.registry, meaning.message, code="205")
+            asked = str(body["maThe"])
+            if card.maKetQua == "000" and (card.maThe or "").upper() != asked:
+                # "Valid" is said of the card in the answer: one about no card, or another card,
+                # would vouch for a card nobody checked.
+                raise TransientError(
+                    self.registry,
+                    f"malformed reply: card {card.maThe or '(none)'} said valid, {asked} was asked",
+                    code="000",
+                )
             try:
                 data = card_check_data(card)
             except ValueError as exc:

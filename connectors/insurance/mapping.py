@@ -204,7 +204,7 @@ def card_check_data(wire: WireCard) -> dict[str, Any]:
         "card_number": wire.maThe or None,
         "full_name": nfc(wire.hoTen) if wire.hoTen else None,
         "birth_date": _from_wire_date(wire.ngaySinh),
-        "sex": _SEX_FROM_WIRE.get(wire.gioiTinh or "", "undetermined") if wire.gioiTinh else None,
+        "sex": _SEX_FROM_WIRE.get(nfc(wire.gioiTinh), "undetermined") if wire.gioiTinh else None,
         "address": nfc(wire.diaChi) if wire.diaChi else None,
         "clinic": wire.maDKBD or None,
         "agency": nfc(wire.cqBHXH) if wire.cqBHXH else None,

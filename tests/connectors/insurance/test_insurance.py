@@ -298,3 +298,58 @@ async def test_funeral_under_lost_reply_pays_once() -> None:
         stats = await admin(url, "/_sandbox/stats")
     assert paid.data["amount"] == 23_400_000
     assert stats["writes"] == {"funeral.pay": 1} and stats["replays"] == 1
+
+
+def _fake_bhxh(card_answer: dict[str, Any]) -> aiohttp.web.Application:
+    """A BHXH that gives a token and answers every card check with ``card_answer``."""
+    from aiohttp import web
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"maKetQua": "200", "APIKey": {"access_token": "t", "id_token": "i"}}
+        )
+
+    async def check(request: web.Request) -> web.Response:
+        return web.json_response(card_answer)
+
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    app.router.add_post("/api/egw/KQNhanLichSuKCB2024", check)
+    return app
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"maKetQua": "000", "maThe": "DN4790000000001", "hoTen": "Khác"},  # another card
+        {"maKetQua": "000"},  # no card at all
+    ],
+)
+async def test_valid_said_of_another_card_or_none_is_a_malformed_reply(
+    answer: dict[str, Any],
+) -> None:
+    asked = SCENARIOS["000"]
+    async with serve_app(_fake_bhxh(answer)) as base, InsuranceConnector(endpoint(base)) as bhxh:
+        with pytest.raises(TransientError, match=r"malformed reply: card .* said valid") as caught:
+            await bhxh.call("card.check", asked)
+    assert str(asked["card_number"]).upper() in str(caught.value)
+
+
+async def test_the_registry_sex_is_read_in_any_unicode_form() -> None:
+    import unicodedata
+
+    asked = SCENARIOS["000"]
+    answer = {
+        "maKetQua": "000",
+        "maThe": str(asked["card_number"]).upper(),
+        "gioiTinh": unicodedata.normalize("NFD", "Nữ"),
+    }
+    async with serve_app(_fake_bhxh(answer)) as base, InsuranceConnector(endpoint(base)) as bhxh:
+        assert (await bhxh.call("card.check", asked)).data["sex"] == "female"
+
+
+async def test_an_unknown_code_keeps_the_registrys_note() -> None:
+    answer = {"maKetQua": "999", "ghiChu": "Hệ thống bảo trì"}
+    async with serve_app(_fake_bhxh(answer)) as base, InsuranceConnector(endpoint(base)) as bhxh:
+        with pytest.raises(TransientError, match="unknown result code '999': Hệ thống bảo trì"):
+            await bhxh.call("card.check", SCENARIOS["000"])
