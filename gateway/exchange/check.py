@@ -31,7 +31,13 @@ from gateway.exchange.attachments import (
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.edxml import DEFAULT_MAX_BYTES, is_status_message, read_package, read_status
 from gateway.exchange.errors import ForgedSender, InvalidEdxml, SignatureInvalid, UnknownRecipient
-from gateway.exchange.model import AttachmentInfo, Package, StatusMessage
+from gateway.exchange.model import (
+    AttachmentInfo,
+    MessageHeader,
+    Package,
+    StatusMessage,
+    parse_date,
+)
 from gateway.exchange.status import MEANINGS
 from gateway.exchange.stream import Scan, scan_file
 from gateway.exchange.xmldsig import EnvelopeSignature, verify_envelope
@@ -148,7 +154,13 @@ async def check_package(
             f"From/OrganId {pkg.header.from_.organ_id} is not the authenticated sender {sender}",
             claimed=pkg.header.from_.organ_id,
         )
-    _document_id_is_the_senders(pkg.header.document_id, sender)
+    _document_id_is_the_senders(pkg.header, sender)
+    if any(t.organ_id == sender for t in pkg.header.to):
+        # Its sender has it already; a delivery to itself could never be marked delivered.
+        raise InvalidEdxml(
+            f"To names the sender {sender}: a package goes to other agencies",
+            field="MessageHeader/To",
+        )
     unknown = sorted({t.organ_id for t in pkg.header.to} - set(known_agencies))
     if unknown:
         raise UnknownRecipient(f"unknown recipient(s): {', '.join(unknown)}", recipients=unknown)
@@ -168,16 +180,43 @@ async def check_package(
     return Checked(scan, pkg, sig, reports)
 
 
-def _document_id_is_the_senders(document_id: str, sender: str) -> None:
-    """A DocumentId is ``{OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}`` (spec/edxml.md),
-    its OrganId the issuing agency's: a sender may not number a document as another agency's.
-    Raises InvalidEdxml."""
-    issuer = document_id.split(",", 1)[0].strip()
-    if issuer != sender:
-        raise InvalidEdxml(
-            f"DocumentId {document_id} must begin with the sender's OrganId {sender} "
-            "({OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation})",
-            field="MessageHeader/DocumentId",
+def _document_id_is_the_senders(header: MessageHeader, sender: str) -> None:
+    """A DocumentId is ``{OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}`` (spec/edxml.md):
+    its OrganId the issuing agency's (a sender may not number a document as another agency's),
+    its date and number those the header gives in ``PromulgationInfo`` and ``Code``, where it
+    gives them. Recipients file and answer the document by this id, so one that says something
+    else than the header would be registered under the wrong number. Raises InvalidEdxml."""
+    document_id = header.document_id
+    form = "{OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}"
+
+    def refuse(why: str) -> InvalidEdxml:
+        return InvalidEdxml(
+            f"DocumentId {document_id} {why} ({form})", field="MessageHeader/DocumentId"
+        )
+
+    parts = document_id.split(",")
+    if parts[0].strip() != sender:
+        raise refuse(f"must begin with the sender's OrganId {sender}")
+    if len(parts) != 3 or any(p != p.strip() or not p for p in parts):
+        raise refuse("is not three parts separated by commas")
+    _, day, code = parts
+    number, slash, notation = code.partition("/")
+    if not (number and slash and notation):
+        raise refuse(f"has no {{CodeNumber}}/{{CodeNotation}} (found {code!r})")
+    try:
+        issued = parse_date(day)
+    except InvalidEdxml:
+        raise refuse(f"has no date (found {day!r})") from None
+    if header.code is not None and code != f"{header.code.code_number}/{header.code.code_notation}":
+        raise refuse(
+            f"says number {code}, the header's Code says "
+            f"{header.code.code_number}/{header.code.code_notation}"
+        )
+    info = header.promulgation_info
+    if info is not None and issued != info.promulgation_date:
+        raise refuse(
+            f"says {issued:%Y/%m/%d}, the header's PromulgationDate says "
+            f"{info.promulgation_date:%Y/%m/%d}"
         )
 
 

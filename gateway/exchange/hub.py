@@ -665,12 +665,16 @@ class DocumentHub:
     async def ack(
         self, doc_id: str, agency: str, *, subsystem: str, request_id: str | None = None
     ) -> dict[str, Any]:
-        """The recipient confirms it has the package (idempotent). Raises UnknownDocument."""
+        """The recipient confirms it has the package (idempotent). Raises UnknownDocument,
+        NotDelivered (it never fetched it, nor was it pushed: an ack then would stand for a
+        delivery that did not happen, and let its statuses through)."""
 
         def unit(tx: Tx) -> dict[str, Any]:
             d = tx.one("documents.delivery", document=doc_id, recipient=agency)
             if d is None:
                 raise UnknownDocument(f"no document {doc_id} for {agency}")
+            if d["state"] == "pending":
+                raise NotDelivered(f"{doc_id} was never delivered to {agency}: fetch it first")
             if tx.execute(
                 "documents.mark_acked", document=doc_id, recipient=agency, at=_iso(_now())
             ):

@@ -248,6 +248,12 @@ async def test_both_directions_with_status_round_trips(
         NGHE_AN, doc, status_message(pki, NGHE_AN, receipt.document_id, "01")
     ) as r:
         assert r.status == 409 and (await r.json())["type"] == PROBLEM + "not-delivered"
+    # So is an ack: it stood for a delivery that never happened, and let statuses through.
+    status, refused = await hub.json("POST", f"/v1/documents/{doc}/ack", NGHE_AN)
+    assert (status, refused["type"]) == (409, PROBLEM + "not-delivered"), refused
+    status, seen = await hub.json("GET", f"/v1/documents/{doc}/status", TAY_NINH_STC)
+    (mine,) = [d for d in seen["recipients"] if d["recipient"] == NGHE_AN]
+    assert (mine["delivery"], mine["delivered_at"], mine["acked_at"]) == ("pending", None, None)
     async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
         assert r.status == 200 and r.content_type == "application/xml"
         fetched = await r.read()

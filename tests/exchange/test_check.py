@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import re
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -400,6 +401,62 @@ async def test_a_document_id_must_be_the_senders(
     with pytest.raises(InvalidEdxml, match="must begin with the sender's OrganId") as info:
         await _check(tmp_path, blobs, trust, data, sender=TU_PHAP)
     assert info.value.extra == {"field": "MessageHeader/DocumentId"}
+
+
+@pytest.mark.parametrize(
+    ("document_id", "why"),
+    [
+        (f"{TU_PHAP}", "is not three parts"),
+        (f"{TU_PHAP},hello", "is not three parts"),
+        (f"{TU_PHAP}, 2020/10/30,2491/STC-BCTC", "is not three parts"),
+        (f"{TU_PHAP},2020/10/30,2491/STC-BCTC,x", "is not three parts"),
+        (f"{TU_PHAP},2020/10/30,2491", "has no {CodeNumber}/{CodeNotation}"),
+        (f"{TU_PHAP},30 Oct 2020,2491/STC-BCTC", "has no date"),
+        (f"{TU_PHAP},2019/01/01,2491/STC-BCTC", "the header's PromulgationDate says 2020/10/30"),
+        (f"{TU_PHAP},2020/10/30,999/XX", "the header's Code says 2491/STC-BCTC"),
+    ],
+)
+async def test_a_document_id_must_say_what_the_header_says(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    key: Callable[[str], Any],
+    signed_pdf: bytes,
+    document_id: str,
+    why: str,
+) -> None:
+    """Recipients file and answer a document by its DocumentId: one whose date or number is not
+    the header's would be registered under another number."""
+    header = dataclasses.replace(cong_van_header(TU_PHAP, (NGHE_AN,)), document_id=document_id)
+    pdf = [NewAttachment("cv.pdf", signed_pdf)]
+    data = sign_bytes(build_package(header, trace_for(header), pdf), key(TU_PHAP))
+    with pytest.raises(InvalidEdxml, match=re.escape(why)) as info:
+        await _check(tmp_path, blobs, trust, data, sender=TU_PHAP)
+    assert info.value.extra == {"field": "MessageHeader/DocumentId"}
+
+
+async def test_a_document_id_may_give_its_date_as_real_packages_do(
+    tmp_path: Path, blobs: BlobStore, trust: Any, key: Callable[[str], Any], signed_pdf: bytes
+) -> None:
+    header = dataclasses.replace(
+        cong_van_header(TU_PHAP, (NGHE_AN,)), document_id=f"{TU_PHAP},30/10/2020,2491/STC-BCTC"
+    )
+    pdf = [NewAttachment("cv.pdf", signed_pdf)]
+    data = sign_bytes(build_package(header, trace_for(header), pdf), key(TU_PHAP))
+    checked = await _check(tmp_path, blobs, trust, data, sender=TU_PHAP)
+    assert checked.package.header.document_id == f"{TU_PHAP},30/10/2020,2491/STC-BCTC"
+
+
+async def test_a_package_addressed_to_its_sender_is_refused(
+    tmp_path: Path, blobs: BlobStore, trust: Any, key: Callable[[str], Any], signed_pdf: bytes
+) -> None:
+    """Its delivery could never be marked delivered (a sender's own fetch is not a delivery)."""
+    header = cong_van_header(TU_PHAP, (NGHE_AN, TU_PHAP))
+    pdf = [NewAttachment("cv.pdf", signed_pdf)]
+    data = sign_bytes(build_package(header, trace_for(header), pdf), key(TU_PHAP))
+    with pytest.raises(InvalidEdxml, match="To names the sender") as info:
+        await _check(tmp_path, blobs, trust, data, sender=TU_PHAP)
+    assert info.value.extra == {"field": "MessageHeader/To"}
 
 
 async def test_a_zip_listing_too_many_files_is_refused_before_it_is_read(

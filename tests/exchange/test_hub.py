@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.exchange.errors import UnknownDocument
+from gateway.exchange.errors import NotDelivered, UnknownDocument
 from gateway.exchange.hub import DocumentHub
 from gateway.store import StoreUnavailable
 
@@ -88,6 +88,9 @@ async def test_inbox_pages_with_a_cursor(
     third = await hub.inbox(NGHE_AN, after=int(second["next"]), limit=2)
     assert [i["id"] for i in first["items"] + second["items"] + third["items"]] == ids
     assert (await hub.inbox(TU_PHAP))["items"] == []
+    with pytest.raises(NotDelivered):  # an ack stands for a delivery: fetched (or pushed) first
+        await hub.ack(ids[0], NGHE_AN, subsystem="s")
+    await hub.fetch(ids[0], NGHE_AN, subsystem="s")
     await hub.ack(ids[0], NGHE_AN, subsystem="s")
     assert [i["id"] for i in (await hub.inbox(NGHE_AN))["items"]] == ids[1:]
     with pytest.raises(UnknownDocument):
