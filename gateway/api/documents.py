@@ -465,7 +465,8 @@ async def post_status(request: web.Request) -> web.Response:
             subsystem=identity.id,
             request_id=request.get(REQUEST_ID_KEY),
         )
-    return json_response(result, status=201)
+    # The same message again (a retry after a lost reply) is answered, not recorded twice.
+    return json_response(result, status=200 if result.pop("repeated", False) else 201)
 
 
 @routes.get("/v1/documents/{id}/status")

@@ -453,15 +453,21 @@ class DocumentHub:
             path, _ = await self._spool(staging, chunks, min(self.policy.max_bytes, 8 << 20))
             checked = await check_status(path, sender=sender, trust=self.trust, policy=self.policy)
             st = checked.status
+            message_sha = path.name
             # Refuse before the message's blob is kept (the transaction checks again: a
             # concurrent status cannot slip through).
-            await self.store.read(lambda tx: self._answerable(tx, doc_id, st, sender))
+            _, history, again = await self.store.read(
+                lambda tx: self._answerable(tx, doc_id, st, sender, message_sha)
+            )
+            if again:
+                return {"recipient": sender, "history": history, "repeated": True}
             await asyncio.to_thread(self.blobs.adopt, staging)
-            message_sha = path.name
             now = _now()
 
             def unit(tx: Tx) -> dict[str, Any]:
-                doc, history = self._answerable(tx, doc_id, st, sender)
+                doc, history, again = self._answerable(tx, doc_id, st, sender, message_sha)
+                if again:  # the same message raced in on another request
+                    return {"recipient": sender, "history": history, "repeated": True}
                 tx.execute(
                     "documents.add_status",
                     document=doc_id,
@@ -511,9 +517,11 @@ class DocumentHub:
 
     @staticmethod
     def _answerable(
-        tx: Tx, doc_id: str, st: StatusMessage, sender: str
-    ) -> tuple[dict[str, Any], list[str]]:
-        """The document row and ``sender``'s status history, if ``st`` may be recorded.
+        tx: Tx, doc_id: str, st: StatusMessage, sender: str, message_sha: str
+    ) -> tuple[dict[str, Any], list[str], bool]:
+        """The document row, ``sender``'s status history, and whether this very message
+        (``message_sha``) is in it already — a client's retry after a lost reply, answered as
+        the first time rather than refused as a step back — if ``st`` may be recorded.
 
         Raises UnknownDocument (no such document, or ``sender`` is not a recipient: asked first,
         so that nobody else learns the document's DocumentId or sender), InvalidEdxml
@@ -544,12 +552,12 @@ class DocumentHub:
                 current=None,
                 requested="13",
             )
-        history = [
-            r["code"]
-            for r in tx.all("documents.recipient_history", document=doc_id, recipient=sender)
-        ]
+        rows = tx.all("documents.recipient_history", document=doc_id, recipient=sender)
+        history = [r["code"] for r in rows]
+        if any(r["message_sha256"] == message_sha for r in rows):
+            return doc, history, True
         advance(history, st.status_code)
-        return doc, history
+        return doc, history, False
 
     async def statuses(self, doc_id: str, agency: str) -> dict[str, Any]:
         """Per-recipient delivery and status history. The sender sees every recipient, a

@@ -279,13 +279,17 @@ async def test_both_directions_with_status_round_trips(
     assert (await hub.json("GET", "/v1/documents/inbox", NGHE_AN))[1]["items"] == []
 
     for code in ("01", "03", "04", "05", "06"):
-        async with await hub.status(
-            NGHE_AN, doc, status_message(pki, NGHE_AN, receipt.document_id, code)
-        ) as r:
+        message = status_message(pki, NGHE_AN, receipt.document_id, code)
+        async with await hub.status(NGHE_AN, doc, message) as r:
             assert r.status == 201, await r.text()
-    # Out of order: back from 06 to 03.
+            first = await r.json()
+        # The same message again (a retry after a lost reply): answered, not recorded twice,
+        # where a new "01" after "01" is a step the chain refuses.
+        async with await hub.status(NGHE_AN, doc, message) as r:
+            assert (r.status, await r.json()) == (200, first)
+    # Out of order: back from 06 to 03 (a new message: the same bytes again would be a retry).
     async with await hub.status(
-        NGHE_AN, doc, status_message(pki, NGHE_AN, receipt.document_id, "03")
+        NGHE_AN, doc, status_message(pki, NGHE_AN, receipt.document_id, "03", "again")
     ) as r:
         problem = await r.json()
         assert r.status == 409 and r.content_type == "application/problem+json"

@@ -107,7 +107,8 @@ SELECT recipient, code, description, staff, at, recorded_at, message_sha256
 FROM document_statuses WHERE document = :document ORDER BY recipient, id;
 
 -- name: recipient_history
-SELECT code FROM document_statuses WHERE document = :document AND recipient = :recipient ORDER BY id;
+SELECT code, message_sha256 FROM document_statuses
+WHERE document = :document AND recipient = :recipient ORDER BY id;
 
 -- name: count_documents
 SELECT id FROM documents;
