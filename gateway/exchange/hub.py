@@ -381,7 +381,8 @@ class DocumentHub:
     @staticmethod
     def _targets(tx: Tx, checked: Checked, sender: str) -> tuple[str | None, list[str]]:
         """The document a revoke/update acts on and the documents a replacement replaces (hub
-        ids), all the sender's own. Raises UnknownDocument."""
+        ids), all the sender's own. Raises UnknownDocument; InvalidEdxml for a revoke or update
+        addressed to an agency the original did not go to."""
         pkg = checked.package
         business = pkg.trace.business
         target: str | None = None
@@ -394,6 +395,16 @@ class DocumentHub:
                     document_id=acted_on,
                 )
             target = original["id"]
+            had = {d["recipient"] for d in tx.all("documents.deliveries", document=target)}
+            strangers = sorted({t.organ_id for t in pkg.header.to} - had)
+            if strangers:
+                # A recall goes to those who have the document: one sent elsewhere would ask
+                # agencies that never had it, and leave those that have it waiting for it.
+                raise InvalidEdxml(
+                    f"{acted_on} was not sent to {', '.join(strangers)}: a revoke or update goes "
+                    f"to the original's recipients ({', '.join(sorted(had))})",
+                    field="MessageHeader/To",
+                )
         replaced = []
         if pkg.doc_type == 3 and business is not None:
             for rep in business.replacements:
@@ -407,8 +418,11 @@ class DocumentHub:
         return target, replaced
 
     def _request_recall(self, tx: Tx, target: str, reason: str, receipt: Receipt) -> None:
-        """Revoke/update: record 13 for every recipient of the original whose chain allows it."""
+        """Revoke/update: record 13 for each recipient of the original that the revoke or update
+        is addressed to (and so receives) and whose chain allows it."""
         for d in tx.all("documents.deliveries", document=target):
+            if d["recipient"] not in receipt.recipients:
+                continue  # not asked: it keeps the document as it was
             history = [
                 r["code"]
                 for r in tx.all(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.exchange.errors import NotDelivered, UnknownDocument
+from gateway.exchange.errors import InvalidEdxml, NotDelivered, UnknownDocument
 from gateway.exchange.hub import DocumentHub
 from gateway.store import StoreUnavailable
 
@@ -70,6 +70,49 @@ async def test_revoke_skips_recipients_whose_chain_is_closed(
     view = await hub.statuses(doc, TAY_NINH_STC)
     history = {r["recipient"]: [h["code"] for h in r["history"]] for r in view["recipients"]}
     assert history == {NGHE_AN: ["01", "02"], TU_PHAP: ["01", "03", "13"]}
+
+
+async def test_a_revoke_asks_only_the_recipients_it_goes_to(
+    hub: DocumentHub, make_package: Callable[..., bytes], key: Callable[[str], Any]
+) -> None:
+    """A recipient the revoke is not addressed to never receives it: asking it to answer a
+    recall (13) would leave it stuck, every later status refused until it answers."""
+    doc = (
+        await hub.receive(
+            chunks(make_package(to=(NGHE_AN, TU_PHAP))), sender=TAY_NINH_STC, subsystem="s"
+        )
+    ).id
+    for who in (NGHE_AN, TU_PHAP):
+        await hub.fetch(doc, who, subsystem="s")
+        await hub.record_status(
+            doc, chunks(signed_status(key, who, "01")), sender=who, subsystem="s"
+        )
+    await hub.receive(
+        chunks(make_package(to=(NGHE_AN,), doc_type=1)), sender=TAY_NINH_STC, subsystem="s"
+    )
+    view = await hub.statuses(doc, TAY_NINH_STC)
+    history = {r["recipient"]: [h["code"] for h in r["history"]] for r in view["recipients"]}
+    assert history == {NGHE_AN: ["01", "13"], TU_PHAP: ["01"]}
+    # The one not asked goes on as before.
+    await hub.record_status(
+        doc, chunks(signed_status(key, TU_PHAP, "03")), sender=TU_PHAP, subsystem="s"
+    )
+
+
+async def test_a_revoke_to_an_agency_the_original_did_not_go_to_is_refused(
+    hub: DocumentHub, make_package: Callable[..., bytes]
+) -> None:
+    doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    with pytest.raises(InvalidEdxml, match=r"was not sent to 000\.00\.00\.G15") as refused:
+        await hub.receive(
+            chunks(make_package(to=(NGHE_AN, TU_PHAP), doc_type=1)),
+            sender=TAY_NINH_STC,
+            subsystem="s",
+        )
+    assert refused.value.extra == {"field": "MessageHeader/To"}
+    assert await _count(hub, "documents") == 1  # nothing of the revoke kept
+    view = await hub.statuses(doc, TAY_NINH_STC)
+    assert [r["history"] for r in view["recipients"]] == [[]]
 
 
 async def test_inbox_pages_with_a_cursor(
