@@ -15,7 +15,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,22 @@ def _now() -> datetime:
 
 def _iso(t: datetime) -> str:
     return t.isoformat(timespec="microseconds")
+
+
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the hub's clock a sender's may run
+
+
+def _in_time(at: datetime, before: list[datetime]) -> None:
+    """A status says when it happened: not ahead of the hub's clock (give or take its skew),
+    nor before the recipient's earlier statuses — the sender reads the times back as the
+    document's course. Raises InvalidEdxml."""
+    if at > _now() + CLOCK_SKEW:
+        raise InvalidEdxml(f"Timestamp {_iso(at)} is in the future", field="Timestamp")
+    if before and at < max(before):
+        raise InvalidEdxml(
+            f"Timestamp {_iso(at)} is before this recipient's previous status ({_iso(max(before))})",
+            field="Timestamp",
+        )
 
 
 def _member(agency: str) -> str:
@@ -571,6 +587,7 @@ class DocumentHub:
         if any(r["message_sha256"] == message_sha for r in rows):
             return doc, history, True
         advance(history, st.status_code)
+        _in_time(st.timestamp, [datetime.fromisoformat(r["at"]) for r in rows if r["code"] != "13"])
         return doc, history, False
 
     async def statuses(self, doc_id: str, agency: str) -> dict[str, Any]:

@@ -91,12 +91,13 @@ def signed_status(
     *,
     organ_id: str = TAY_NINH_STC,
     doc: str = STATUS_DOCUMENT_ID,
+    at: datetime = datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
 ) -> bytes:
     """A status message from ``who`` answering make_package()'s Công văn, signed with its key."""
     msg = StatusMessage(
         Organization(who),
         ResponseFor(organ_id, "2491/STC-BCTC", date(2020, 10, 30), doc),
         code,
-        datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
+        at,
     )
     return sign_bytes(build_status(msg), key(who))

@@ -7,6 +7,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -113,6 +114,30 @@ async def test_a_revoke_to_an_agency_the_original_did_not_go_to_is_refused(
     assert await _count(hub, "documents") == 1  # nothing of the revoke kept
     view = await hub.statuses(doc, TAY_NINH_STC)
     assert [r["history"] for r in view["recipients"]] == [[]]
+
+
+async def test_a_status_must_not_be_dated_ahead_or_before_the_last(
+    hub: DocumentHub, make_package: Callable[..., bytes], key: Callable[[str], Any]
+) -> None:
+    """The sender reads the times back as the document's course: a status stamped years ahead,
+    or before the one it follows, would tell it something that did not happen."""
+    doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    await hub.fetch(doc, NGHE_AN, subsystem="s")
+    now = datetime.now(UTC)
+
+    async def send(code: str, at: datetime) -> dict[str, Any]:
+        message = signed_status(key, NGHE_AN, code, at=at)
+        return await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
+
+    with pytest.raises(InvalidEdxml, match="is in the future") as refused:
+        await send("01", now + timedelta(days=2))
+    assert refused.value.extra == {"field": "Timestamp"}
+    await send("01", now + timedelta(minutes=1))  # a clock a little ahead is no lie
+    with pytest.raises(InvalidEdxml, match="is before this recipient's previous status"):
+        await send("03", now - timedelta(days=1))
+    await send("03", now + timedelta(minutes=1))  # the same instant is not before it
+    view = await hub.statuses(doc, TAY_NINH_STC)
+    assert [h["code"] for h in view["recipients"][0]["history"]] == ["01", "03"]
 
 
 async def test_inbox_pages_with_a_cursor(

@@ -107,7 +107,7 @@ SELECT recipient, code, description, staff, at, recorded_at, message_sha256
 FROM document_statuses WHERE document = :document ORDER BY recipient, id;
 
 -- name: recipient_history
-SELECT code, message_sha256 FROM document_statuses
+SELECT code, message_sha256, at FROM document_statuses
 WHERE document = :document AND recipient = :recipient ORDER BY id;
 
 -- name: count_documents
