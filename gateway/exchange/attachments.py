@@ -99,9 +99,10 @@ def _cid(value: str) -> str:
 
 
 def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
-    """Every manifest Reference has its Attachment and no ContentId repeats; every MIME part
-    (``parts``, multipart/related) is one the manifest references: a part travels outside the
-    signed envelope, and one the sender did not list would be forwarded as if it had.
+    """Every manifest Reference has its Attachment and every Attachment its Reference, and no
+    ContentId repeats; every MIME part (``parts``, multipart/related) is one the manifest
+    references: a part travels outside the signed envelope, and one the sender did not list would
+    be forwarded as if it had.
     Raises InvalidEdxml."""
     referenced = {_cid(r.content_id) for r in pkg.references}
     for part in parts:
@@ -116,6 +117,14 @@ def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
         cid = _cid(a.content_id)
         if cid in seen:
             raise InvalidEdxml(f"attachment ContentId {a.content_id} repeats", field="ContentId")
+        if cid not in referenced:
+            # The manifest is the document's list of parts, which recipients file: one it does
+            # not list would reach them unannounced (and unnamed in the receipt's manifest).
+            raise InvalidEdxml(
+                f"attachment {a.content_id} ({a.name}) is not listed in the package's manifest",
+                field="Reference",
+                content_id=cid,
+            )
         seen.add(cid)
     for r in pkg.references:
         if _cid(r.content_id) not in seen:

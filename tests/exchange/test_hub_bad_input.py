@@ -165,3 +165,22 @@ async def test_a_part_said_to_be_a_pdf_is_checked_as_one_whatever_its_parameters
             parts=parts(),
         )
     assert _blobs(hub) == blobs
+
+
+async def test_an_embedded_attachment_the_manifest_does_not_list_is_refused(
+    hub: DocumentHub, key: Callable[[str], Any], signed_pdf: bytes
+) -> None:
+    """The manifest is the document's list of parts, which recipients file: an attachment it
+    does not list reached them unannounced (and unnamed in the receipt)."""
+    header = cong_van_header()
+    hidden = [NewAttachment("cv.pdf", signed_pdf), NewAttachment("hidden.exe", b"MZ")]
+    root = etree.fromstring(build_package(header, trace_for(header), hidden))
+    manifest = root.find(f".//{q('edXMLManifest')}")
+    listed = manifest.findall(q("Reference"))
+    manifest.remove(listed[1])  # the exe's Reference; its Attachment stays
+    package = sign_bytes(etree.tostring(root, encoding="UTF-8"), key(TAY_NINH_STC))
+    blobs = _blobs(hub)
+    with pytest.raises(InvalidEdxml, match=r"\(hidden\.exe\) is not listed") as refused:
+        await hub.receive(chunks(package), sender=TAY_NINH_STC, subsystem="s")
+    assert refused.value.extra["field"] == "Reference"
+    assert _blobs(hub) == blobs
