@@ -18,6 +18,7 @@ import msgspec
 
 from connectors.api import Connector, PermanentError, TransientError, transient_status
 from gateway import dossiers
+from gateway.outbox.breaker import NotYet
 from gateway.outbox.jobs import Job
 from gateway.procedures import flow_of
 from gateway.settings import Subsystem
@@ -156,7 +157,9 @@ class PortalSyncHandler:
         if newest > mine:  # its own sync, queued, retried or sent, carries the newer state
             return lambda tx: f"superseded by version {newest}"
         if any(v < mine and state == "running" for v, state in versions):
-            raise TransientError("portal", "an earlier sync of this dossier is still in flight")
+            # A wait, not a failed attempt: counted as one, a slow portal ran the newest sync
+            # out of attempts before it was ever sent, and the portal kept an older status.
+            raise NotYet("portal", 1.0, "an earlier sync of this dossier is still in flight")
         known = flow_of(p["procedure"])
         params = {
             "code": p["code"],

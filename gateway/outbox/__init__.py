@@ -4,7 +4,7 @@ operator to replay."""
 
 from __future__ import annotations
 
-from .breaker import Breakers, CircuitBreaker, CircuitOpen, CircuitState
+from .breaker import Breakers, CircuitBreaker, CircuitOpen, CircuitState, NotYet
 from .errors import JobNotFound, NotDead, OutboxError
 from .jobs import STATES, Job, JobState, counts, enqueue, get_job, list_jobs, replay
 from .retry import RetryDecision, RetryPolicy, call_with_retries
@@ -22,6 +22,7 @@ __all__ = [
     "JobNotFound",
     "JobState",
     "NotDead",
+    "NotYet",
     "OutboxError",
     "RetryDecision",
     "RetryPolicy",

@@ -24,22 +24,35 @@ from typing import Literal, TypeVar
 from connectors.api import PermanentError, TransientError
 from gateway.metrics import CIRCUIT_STATES, Metrics
 
-__all__ = ["Breakers", "CircuitBreaker", "CircuitOpen", "CircuitState", "call_registry"]
+__all__ = ["Breakers", "CircuitBreaker", "CircuitOpen", "CircuitState", "NotYet", "call_registry"]
 
 T = TypeVar("T")
 CircuitState = Literal["closed", "open", "half-open"]
 log = logging.getLogger("lienthong.outbox")
 
 
-class CircuitOpen(TransientError):
+class NotYet(TransientError):
+    """A job cannot run yet, for a reason outside it: the outbox worker reschedules it after
+    ``retry_after`` s without using an attempt (nothing was attempted)."""
+
+    def __init__(
+        self, endpoint: str, retry_after: float, message: str, *, code: str = "not-yet"
+    ) -> None:
+        super().__init__(endpoint, message, code=code)
+        self.endpoint = endpoint
+        self.retry_after = retry_after
+
+
+class CircuitOpen(NotYet):
     """The breaker for ``endpoint`` refuses calls for now; try again after ``retry_after`` s."""
 
     def __init__(self, endpoint: str, retry_after: float) -> None:
         super().__init__(
-            endpoint, f"circuit open; retry after {retry_after:.1f}s", code="circuit-open"
+            endpoint,
+            retry_after,
+            f"circuit open; retry after {retry_after:.1f}s",
+            code="circuit-open",
         )
-        self.endpoint = endpoint
-        self.retry_after = retry_after
 
 
 class CircuitBreaker:

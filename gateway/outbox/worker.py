@@ -42,7 +42,7 @@ from gateway.audit import AuditEvent, append
 from gateway.metrics import Metrics
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
-from .breaker import CircuitOpen
+from .breaker import NotYet
 from .jobs import Job, counts, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
 
@@ -62,7 +62,8 @@ class JobHandler(Protocol):
         job done and appends ``step.delivered``; it may return a :class:`Delivery` (or a plain
         ``str`` reference) to enrich that audit event. Raise to fail the attempt:
         PermanentError → dead; TransientError and anything else → retry per the policy;
-        :class:`CircuitOpen` → rescheduled without using an attempt."""
+        :class:`~gateway.outbox.breaker.NotYet` (an open circuit, an earlier job still in flight)
+        → rescheduled without using an attempt."""
         ...
 
     def failed(
@@ -272,7 +273,7 @@ class Worker:
             try:
                 async with asyncio.timeout(self.run_timeout):
                     record = await handler.run(job)
-            except CircuitOpen as exc:
+            except NotYet as exc:
                 await self._defer(job, exc)
                 return
             except asyncio.CancelledError:
@@ -442,7 +443,7 @@ class Worker:
             extra=_extra(job, outcome="dead" if dead else "retry", retry_in=retry_in),
         )
 
-    async def _defer(self, job: Job, exc: CircuitOpen) -> None:
+    async def _defer(self, job: Job, exc: NotYet) -> None:
         now = self.clock()
         delay = max(exc.retry_after, 0.0)
         try:
@@ -451,7 +452,7 @@ class Worker:
                     "outbox.retry",
                     id=job.id,
                     owner=job.owner,
-                    error=None,  # keep the last real error: an open circuit is not about this job
+                    error=None,  # keep the last real error: a wait is not about this job
                     run_after=now + delay,
                     refund=1,
                     now=now,
@@ -465,10 +466,10 @@ class Worker:
             return
         self._count(job, "deferred")
         log.info(
-            "outbox: job %s deferred %.1fs: circuit %s is open",
+            "outbox: job %s deferred %.1fs: %s",
             job.id,
             delay,
-            exc.endpoint,
+            exc,
             extra=_extra(job, outcome="deferred", endpoint=exc.endpoint),
         )
 

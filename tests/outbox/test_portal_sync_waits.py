@@ -1,0 +1,94 @@
+"""A portal sync waits for an earlier sync of the same dossier without using an attempt.
+
+The portal keeps whichever sync reached it last, so a dossier's syncs go out in order and a newer
+one waits while an older one is in flight. That wait was counted as a failed attempt: behind a
+slow portal the newest sync ran out of attempts before it was ever sent (dead, "an earlier sync
+of this dossier is still in flight"), and the portal kept the older status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, cast
+
+from connectors.api import Connector, Result
+from gateway.flows.notify import PortalSyncHandler
+from gateway.outbox import RetryPolicy, Worker, enqueue, get_job
+from gateway.outbox.testing import ManualClock
+from gateway.store import SQLiteStore
+
+CODE = "000.00.00.H41-261206-0001"
+
+
+class SlowPortal:
+    """Answers a sync once its version is let through; remembers the order of what it got."""
+
+    def __init__(self) -> None:
+        self.got: list[int] = []
+        self.calls: dict[int, asyncio.Event] = {}
+        self.release: dict[int, asyncio.Event] = {1: asyncio.Event(), 2: asyncio.Event()}
+
+    async def call(self, operation: str, params: dict[str, Any], **_: Any) -> Result:
+        version = int(params["version"])
+        self.calls.setdefault(version, asyncio.Event()).set()
+        await self.release[version].wait()
+        self.got.append(version)
+        return Result(data={}, reference=f"sync {version}")
+
+
+def _snapshot(version: int, status: str) -> dict[str, Any]:
+    return {
+        "code": CODE,
+        "procedure": "1.001193",
+        "applicant": {"full_name": "Nguyễn Văn An", "personal_id": "040090001234"},
+        "status": status,
+        "received_at": "2026-12-06T08:00:00+07:00",
+        "at": "2026-12-06T08:00:05+07:00",
+        "version": version,
+    }
+
+
+async def test_a_sync_behind_one_in_flight_waits_without_using_an_attempt(tmp_path: Path) -> None:
+    clock = ManualClock()
+    portal = SlowPortal()
+    async with SQLiteStore(tmp_path / "gw.db") as store:
+        handler = PortalSyncHandler(cast(Connector, portal), store)
+        # One attempt each: a wait counted as an attempt would make the newer sync dead at once.
+        policy = RetryPolicy(max_attempts=1)
+        first, second = (
+            Worker(store, {"portal.sync": handler}, policy=policy, clock=clock, concurrency=1)
+            for _ in range(2)
+        )
+
+        async def change(version: int, status: str) -> None:
+            await store.transact(
+                lambda tx: enqueue(
+                    tx,
+                    kind="portal.sync",
+                    key=f"{CODE}/portal/{version}",
+                    payload=_snapshot(version, status),
+                    dossier=CODE,
+                    now=clock(),
+                )
+            )
+
+        await change(1, "in_progress")
+        older = asyncio.create_task(first.run_once())  # claims version 1, whose call hangs
+        await asyncio.wait_for(portal.calls.setdefault(1, asyncio.Event()).wait(), 10)
+        await change(2, "completed")  # the dossier moves on meanwhile
+        assert await second.run_once() == 1  # claims version 2: it must wait
+        newer = await store.read(lambda tx: get_job(tx, 2))
+        assert newer is not None
+        assert (newer.state, newer.attempts) == ("pending", 0)
+        assert newer.run_after == clock() + 1.0
+        assert 2 not in portal.calls  # nothing was sent for it
+
+        portal.release[1].set()
+        await older
+        clock.advance(1.0)
+        portal.release[2].set()
+        assert await second.run_once() == 1
+        done = await store.read(lambda tx: get_job(tx, 2))
+        assert done is not None and (done.state, done.attempts) == ("done", 1)
+    assert portal.got == [1, 2]  # in order: the portal ends at "completed"
