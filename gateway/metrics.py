@@ -29,7 +29,10 @@ class Metrics:
             registry=r,
         )
         self.outbox_jobs = Gauge(
-            "lienthong_outbox_jobs", "Outbox jobs by state (depth)", ["state"], registry=r
+            "lienthong_outbox_jobs",
+            "Outbox jobs not done, by state: pending, running, dead (the depth)",
+            ["state"],
+            registry=r,
         )
         self.attempts = Counter(
             "lienthong_outbox_attempts", "Delivery attempts", ["kind", "outcome"], registry=r

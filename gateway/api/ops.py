@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.api.common import json_response
 from gateway.app import RUNTIME
 from gateway.auth import IDENTITY_KEY, Identity
-from gateway.outbox.jobs import counts
+from gateway.outbox.jobs import depth
 from gateway.problems import STORE_RETRY_AFTER_S, Problem
 from gateway.store import StoreError
 
@@ -63,8 +63,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     try:
-        depth = await runtime.store.read(counts)
-        for state, n in depth.items():
+        for state, n in (await runtime.store.read(depth)).items():
             runtime.metrics.outbox_jobs.labels(state).set(n)
     except StoreError:
         pass  # the scrape still shows everything else; /readyz reports the store

@@ -43,7 +43,7 @@ from gateway.metrics import Metrics
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
 from .breaker import NotYet
-from .jobs import Job, counts, job_from_row, step_of
+from .jobs import Job, depth, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
 
 __all__ = ["Delivery", "JobHandler", "Worker"]
@@ -253,7 +253,7 @@ class Worker:
     async def _refresh_gauge(self) -> None:
         if self.metrics is None:
             return
-        for state, n in (await self.store.read(counts)).items():
+        for state, n in (await self.store.read(depth)).items():
             self.metrics.outbox_jobs.labels(state=state).set(n)
 
     # -- one attempt -------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from gateway.audit import verify_chain
@@ -12,8 +14,10 @@ from gateway.outbox import (
     list_jobs,
     replay,
 )
+from gateway.outbox.jobs import depth
 from gateway.outbox.testing import ManualClock, audit_entries
 from gateway.store import SQLiteStore, Tx
+from gateway.store.queries import queries
 
 
 async def test_enqueue_stores_the_job_pending_and_due(
@@ -88,6 +92,27 @@ async def test_counts_name_every_state(store: SQLiteStore) -> None:
     assert await store.read(counts) == {"pending": 0, "running": 0, "done": 0, "dead": 0}
     await store.transact(lambda tx: enqueue(tx, kind="a", key="x", payload={}))
     assert await store.read(counts) == {"pending": 1, "running": 0, "done": 0, "dead": 0}
+
+
+async def test_depth_counts_what_is_queued_from_the_index(store: SQLiteStore) -> None:
+    """The worker reads the depth after every poll and /metrics on every scrape: it must cost
+    what is queued, not every job ever done (kept, and counted by a full scan, it took an idle
+    gateway with 2 million done jobs 29 % of a CPU)."""
+    for key in ("a", "b", "c", "d"):
+        await store.transact(lambda tx, k=key: enqueue(tx, kind="k", key=k, payload={}))
+    with sqlite3.connect(store.path) as raw:
+        raw.execute("UPDATE outbox_jobs SET state = 'done' WHERE key IN ('a', 'b')")
+        raw.execute("UPDATE outbox_jobs SET state = 'dead' WHERE key = 'c'")
+        raw.commit()
+        plan = " ".join(
+            str(row[-1])
+            for row in raw.execute("EXPLAIN QUERY PLAN " + queries("sqlite")["outbox.unfinished"])
+        )
+    raw.close()
+    assert await store.read(depth) == {"pending": 1, "running": 0, "dead": 1}
+    assert await store.read(counts) == {"pending": 1, "running": 0, "done": 2, "dead": 1}
+    # SEARCH (a range of the index), where a count of every state SCANs all of it.
+    assert plan == "SEARCH outbox_jobs USING COVERING INDEX outbox_jobs_due (state=?)", plan
 
 
 async def test_get_unknown_job_is_none(store: SQLiteStore) -> None:

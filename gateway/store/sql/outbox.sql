@@ -93,4 +93,12 @@ SELECT id, key, state FROM outbox_jobs
 WHERE dossier = :dossier AND kind = :kind AND id <> :id;
 
 -- name: counts
+-- Every job ever queued (done ones are kept): a scan of the table, for a report, never a poll.
 SELECT state, count(*) AS n FROM outbox_jobs GROUP BY state;
+
+-- name: unfinished
+-- The jobs not done, by state: the outbox's depth, read from the due index, so that it costs
+-- what is queued, not what was ever done (a poll read the whole table: 29 % of a CPU for an idle
+-- gateway with 2 million done jobs).
+SELECT state, count(*) AS n FROM outbox_jobs
+WHERE state IN ('pending', 'running', 'dead') GROUP BY state;
