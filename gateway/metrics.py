@@ -34,6 +34,11 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.store_up = Gauge(
+            "lienthong_store_up",
+            "1 if the store answered this scrape within 2 s (else the outbox depth is stale)",
+            registry=r,
+        )
         self.attempts = Counter(
             "lienthong_outbox_attempts", "Delivery attempts", ["kind", "outcome"], registry=r
         )

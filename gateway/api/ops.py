@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import msgspec
@@ -21,6 +22,10 @@ routes = web.RouteTableDef()
 # How long a write that failed for want of the store (a full disk) keeps the gateway unready: as
 # long as the Retry-After its 503 gave.
 STORE_TROUBLE_S = float(STORE_RETRY_AFTER_S)
+# How long a probe or a scrape waits for the store: an unreachable PostgreSQL made each wait the
+# pool's connect timeout (10 s), Prometheus' whole scrape timeout, and a readiness probe's
+# timeout came before its 503.
+PROBE_TIMEOUT_S = 2.0
 
 
 @routes.get("/healthz")
@@ -39,10 +44,13 @@ async def readyz(request: web.Request) -> web.Response:
         checks["store"] = f"failing {since:.0f} s ago: {trouble[1]}"
     else:
         try:
-            await runtime.store.read(lambda tx: tx.one("kv.count"))
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await runtime.store.read(lambda tx: tx.one("kv.count"))
             checks["store"] = "ok"
         except StoreError as exc:
             checks["store"] = f"failing: {exc}"
+        except TimeoutError:
+            checks["store"] = f"failing: no answer within {PROBE_TIMEOUT_S:g} s"
     worker = runtime.worker
     checks["outbox"] = "ok" if worker is not None else "not running"
     for name, check in runtime.extras.get("readiness", {}).items():
@@ -62,11 +70,17 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
+    runtime.breakers.states()  # an open circuit whose time is up reads, and shows, as half-open
     try:
-        for state, n in (await runtime.store.read(depth)).items():
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            jobs = await runtime.store.read(depth)
+        for state, n in jobs.items():
             runtime.metrics.outbox_jobs.labels(state).set(n)
-    except StoreError:
-        pass  # the scrape still shows everything else; /readyz reports the store
+        runtime.metrics.store_up.set(1)
+    except (StoreError, TimeoutError):
+        # The scrape still shows everything else; the depth is the last one read, and
+        # lienthong_store_up says it is stale (/readyz says why).
+        runtime.metrics.store_up.set(0)
     return web.Response(body=runtime.metrics.render(), content_type="text/plain", charset="utf-8")
 
 

@@ -1,0 +1,64 @@
+"""What /metrics and /readyz say when the registry recovers or the store stops answering."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tests.e2e.test_lookups import FAST, _metric, _post, citizen_query
+
+
+async def _scrape(gw: Any) -> str:
+    async with gw.http.get(gw.url + "/metrics") as r:
+        assert r.status == 200
+        return str(await r.text())
+
+
+async def test_an_open_circuit_shows_half_open_once_its_time_is_up_without_traffic(
+    make_gateway: Any,
+) -> None:
+    """The gauge changed only when a call read the breaker: after the registry came back, with
+    no traffic, /metrics said "open" for ever and an alert on it kept firing."""
+    async with make_gateway(
+        registries={"population": {"timeout_s": 0.3, "retry": FAST}},
+        gateway={"lookup_attempts": 2},
+        outbox={"breaker_failures": 2, "breaker_reset_s": 0.5},
+        sandbox={"faults": {"population": {"error_rate": 1.0}}},
+    ) as gw:
+        status, _ = await _post(gw, "/v1/lookups/citizen", citizen_query())
+        assert status == 502
+        gauge = 'lienthong_circuit_state{endpoint="population"}'
+        assert _metric(await _scrape(gw), gauge) == 2.0  # open
+        deadline = time.monotonic() + 30
+        while _metric(text := await _scrape(gw), gauge) == 2.0:
+            assert time.monotonic() < deadline, "still open long after breaker_reset_s"
+            await asyncio.sleep(0.1)
+        assert _metric(text, gauge) == 1.0  # half-open: the next call is a trial
+        assert _metric(text, "lienthong_store_up") == 1.0
+
+
+async def test_a_store_that_does_not_answer_fails_probes_quickly(make_gateway: Any) -> None:
+    """An unreachable PostgreSQL made each scrape and the first readiness probe wait the pool's
+    connect timeout (10 s): longer than Prometheus' scrape timeout. The store here hangs (a
+    stand-in for the network): both answer within the probe timeout, and say so."""
+    async with make_gateway() as gw:
+        store = gw.runtime.store
+        never = asyncio.Event()
+
+        async def hang(work: Any) -> Any:
+            await never.wait()
+            return await real(work)  # released at the end: whatever waited carries on
+
+        real, store.read = store.read, hang
+        try:
+            text = await _scrape(gw)
+            assert _metric(text, "lienthong_store_up") == 0.0
+            async with await gw.get("/readyz", who="operator") as r:
+                assert r.status == 503
+                problem = await r.json()
+            assert problem["checks"]["store"] == "failing: no answer within 2 s", problem
+        finally:
+            store.read = real
+            never.set()
+        assert _metric(await _scrape(gw), "lienthong_store_up") == 1.0
