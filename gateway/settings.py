@@ -24,7 +24,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -84,6 +84,20 @@ def _positive(value: float, where: str) -> None:
 def _not_negative(value: float, where: str) -> None:
     if value < 0:
         raise SettingsError(f"{where}: must be 0 or more, got {value!r}")
+
+
+def _at_most(limit: float, unit: str = "") -> Callable[[float, str], None]:
+    """A check that a value is no more than ``limit``: a number the gateway turns into a count
+    of workers or a time must fit what it becomes (a SQLite integer, a date before year 9999)."""
+
+    def check(value: float, where: str) -> None:
+        if value > limit:
+            raise SettingsError(f"{where}: must be at most {limit:g}{unit}, got {value!r}")
+
+    return check
+
+
+DAY_S = 86_400.0
 
 
 def _fraction(value: float, where: str) -> None:
@@ -366,9 +380,11 @@ class Subsystem:
 
 @dataclass(frozen=True, kw_only=True)
 class RetrySettings:
-    max_attempts: PositiveInt = 8
-    base_delay_s: NonNegativeFloat = 0.5
-    max_delay_s: NonNegativeFloat = 300.0  # at least base_delay_s
+    max_attempts: Annotated[int, _positive, _at_most(1000)] = 8
+    base_delay_s: Annotated[float, _not_negative, _at_most(7 * DAY_S, " s (a week)")] = 0.5
+    max_delay_s: Annotated[float, _not_negative, _at_most(7 * DAY_S, " s (a week)")] = (
+        300.0  # ≥ base_delay_s
+    )
     jitter: Fraction = 0.2
 
 
@@ -398,11 +414,13 @@ class RegistrySettings:
 
 @dataclass(frozen=True, kw_only=True)
 class OutboxSettings:
-    workers: PositiveInt = 16
-    lease_s: PositiveFloat = 60.0
-    poll_s: PositiveFloat = 0.25
+    workers: Annotated[int, _positive, _at_most(1024)] = 16
+    lease_s: Annotated[float, _positive, _at_most(DAY_S, " s (a day)")] = 60.0
+    poll_s: Annotated[float, _positive, _at_most(3600, " s")] = 0.25
     breaker_failures: PositiveInt = 5  # consecutive failures that open a registry's circuit
-    breaker_reset_s: PositiveFloat = 10.0  # how long it stays open before one trial call
+    breaker_reset_s: Annotated[float, _positive, _at_most(DAY_S, " s (a day)")] = (
+        10.0  # open, then one trial
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

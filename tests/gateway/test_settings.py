@@ -178,6 +178,20 @@ RANGES: dict[str, tuple[list[Any], list[tuple[Any, Any]]]] = {
     f"{RETRY}.jitter": ([-0.1, 1.1, math.nan, True], [(0, 0.0), (1, 1.0), (0.3, 0.3)]),
     "sandbox.seed": ([-1, 1.5, True, "x"], [(0, 0), (42, 42)]),
 }
+# Upper bounds: what each value becomes must hold it (the workers are a SQLite LIMIT, times become
+# dates): a huge one loaded, then every claim failed with OverflowError, or `outbox list --json`
+# with "year 33715 is out of range".
+BOUNDS: dict[str, tuple[Any, Any]] = {  # key → (the largest accepted, the smallest refused)
+    "outbox.workers": (1024, 1025),
+    f"{RETRY}.max_attempts": (1000, 10**20),
+    "outbox.lease_s": (86_400, 86_400.5),
+    "outbox.poll_s": (3600, 1e12),
+    "outbox.breaker_reset_s": (86_400, 1e9),
+    f"{RETRY}.max_delay_s": (604_800, 1e12),
+}
+for key, (largest, refused) in BOUNDS.items():
+    RANGES[key][0].append(refused)
+    RANGES[key][1].append((largest, type(RANGES[key][1][0][1])(largest)))  # as the key loads
 
 
 @pytest.mark.parametrize(
@@ -209,6 +223,7 @@ def test_numbers_in_range_still_load(where: str, value: Any, loaded: Any) -> Non
         ("LIENTHONG_GATEWAY_LISTEN", "garbage", "gateway.listen"),
         ("LIENTHONG_AUDIT_TSA_URL", "notaurl", "audit.tsa_url"),
         ("LIENTHONG_SANDBOX_SEED", "-3", "sandbox.seed"),
+        ("LIENTHONG_OUTBOX_WORKERS", "99999999999999999999", "outbox.workers"),
     ],
 )
 def test_bad_values_from_the_environment_are_refused(variable: str, value: str, where: str) -> None:
