@@ -61,7 +61,7 @@ async def test_retry_then_success(store: SQLiteStore, clock: ManualClock) -> Non
     clock.advance(2.0)
     assert await w.run_once() == 1
     j = await job(store, job_id)
-    assert (j.state, j.attempts) == ("done", 2)
+    assert (j.state, j.attempts, j.last_error) == ("done", 2, None)  # not listed as failed
     assert handler.recorded == [(job_id, 2)]
     assert [(f.attempt, f.dead, f.retry_in) for f in handler.failures] == [(1, False, 2.0)]
 

@@ -53,8 +53,10 @@ UPDATE outbox_jobs SET lease_until = :lease_until
 WHERE id = :id AND owner = :owner AND state = 'running';
 
 -- name: complete
+-- The last error goes with success: a done job listed with it read as a failure (the audit log
+-- keeps every attempt's).
 UPDATE outbox_jobs
-SET state = 'done', owner = NULL, lease_until = NULL, updated_at = :now
+SET state = 'done', owner = NULL, lease_until = NULL, last_error = NULL, updated_at = :now
 WHERE id = :id AND owner = :owner AND state = 'running';
 
 -- :refund is 1 when the attempt never reached the registry (circuit open), else 0.
