@@ -313,7 +313,9 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
             {s.id: s for s in settings.subsystems},
             timeout_s=settings.gateway.callback_timeout_s,
         ),
-        "portal.sync": PortalSyncHandler(runtime.connectors["portal"], runtime.store),
+        "portal.sync": PortalSyncHandler(
+            runtime.connectors["portal"], runtime.store, runtime.breakers, runtime.metrics
+        ),
     }
     # The blob store makes its folders: off the loop.
     handlers.update(await asyncio.to_thread(documents.job_handlers, runtime, lambda: session))

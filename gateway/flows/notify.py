@@ -18,7 +18,8 @@ import msgspec
 
 from connectors.api import Connector, PermanentError, TransientError, transient_status
 from gateway import dossiers
-from gateway.outbox.breaker import NotYet
+from gateway.metrics import Metrics
+from gateway.outbox.breaker import Breakers, NotYet, call_registry
 from gateway.outbox.jobs import Job
 from gateway.procedures import flow_of
 from gateway.settings import Subsystem
@@ -143,8 +144,16 @@ class PortalSyncHandler:
     "in progress" of a completed dossier), and one waits while an earlier one is in flight.
     """
 
-    def __init__(self, portal: Connector, store: Store) -> None:
-        self.portal, self.store = portal, store
+    def __init__(
+        self,
+        portal: Connector,
+        store: Store,
+        breakers: Breakers | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.portal, self.store, self.metrics = portal, store, metrics
+        # The portal is a registry like the others: its own circuit, its calls counted and timed.
+        self.breaker = (breakers or Breakers()).get("portal")
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         p = job.payload
@@ -173,7 +182,12 @@ class PortalSyncHandler:
             "agency": str(p["code"]).split("-", 1)[0],
             "version": p["version"],
         }
-        result = await self.portal.call("dossier.sync", params, idempotency_key=job.key)
+        result = await call_registry(
+            self.breaker,
+            "dossier.sync",
+            lambda: self.portal.call("dossier.sync", params, idempotency_key=job.key),
+            self.metrics,
+        )
         return lambda tx: result.reference
 
     def failed(

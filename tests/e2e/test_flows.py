@@ -356,13 +356,27 @@ async def test_operations_endpoints(gateway: Gateway) -> None:
     assert (
         'lienthong_http_requests_total{method="POST",route="/v1/dossiers",status="202"} 1.0' in text
     )
-    assert 'lienthong_outbox_jobs{state="done"}' in text
+    # The depth: what is queued, not every job ever done.
+    assert 'lienthong_outbox_jobs{state="pending"}' in text
+    assert 'lienthong_outbox_jobs{state="done"}' not in text
     assert (
         'lienthong_registry_calls_total{operation="birth.register",outcome="ok",registry="civil_status"} 1.0'
         in text
     )
     assert "lienthong_http_request_duration_seconds_bucket" in text
     assert 'lienthong_circuit_state{endpoint="civil_status"} 0.0' in text
+    # The portal is a registry like the others: its syncs go through its circuit and are counted
+    # (they went round both, so a portal outage spent every sync's attempts unseen).
+    synced = (
+        'lienthong_registry_calls_total{operation="dossier.sync",outcome="ok",registry="portal"}'
+    )
+    deadline = asyncio.get_running_loop().time() + 30
+    while synced not in text:
+        assert asyncio.get_running_loop().time() < deadline, "no portal sync counted"
+        await asyncio.sleep(0.1)
+        async with gateway.http.get(gateway.url + "/metrics") as r:
+            text = await r.text()
+    assert 'lienthong_circuit_state{endpoint="portal"} 0.0' in text
 
 
 async def test_fail_closed_when_checkpoints_cannot_be_timestamped(make_gateway: Any) -> None:
