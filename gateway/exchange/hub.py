@@ -12,6 +12,7 @@ an outbox job per push recipient and the audit event. A refused package leaves n
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from gateway.exchange.attachments import DEFAULT_MAX_PDFS
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.check import Checked, CheckPolicy, check_package, check_status
 from gateway.exchange.errors import (
+    BlobError,
     DuplicateConflict,
     InvalidEdxml,
     NotDelivered,
@@ -55,6 +57,8 @@ __all__ = [
 # PDF (check.py), and a package carries at most attachments.DEFAULT_MAX_PDFS PDFs; each part is a
 # blob written and synced before any check can run.
 MAX_PARTS = DEFAULT_MAX_PDFS
+log = logging.getLogger("lienthong.documents")
+
 PUSH_KIND = "document.push"
 STATUS_PUSH_KIND = "document.status.push"
 SERVICE = "documents"
@@ -671,15 +675,23 @@ class DocumentHub:
         self, doc_id: str, agency: str, *, subsystem: str, request_id: str | None = None
     ) -> dict[str, Any]:
         """The stored document row (see ``delivery.package_body``) for its sender or a
-        recipient; a recipient's pending delivery becomes ``delivered``. Raises UnknownDocument."""
+        recipient; a recipient's pending delivery becomes ``delivered``. Raises UnknownDocument,
+        BlobError (a blob of the package is missing: then nothing is marked delivered)."""
 
-        def unit(tx: Tx) -> dict[str, Any]:
+        def seen(tx: Tx) -> dict[str, Any]:
             doc = tx.one("documents.get", id=doc_id)
             if doc is None:
                 raise UnknownDocument(f"no document {doc_id}")
             if doc["sender"] != agency:
                 if tx.one("documents.delivery", document=doc_id, recipient=agency) is None:
                     raise UnknownDocument(f"no document {doc_id} for {agency}")
+            return doc
+
+        await asyncio.to_thread(self._blobs_present, await self.store.read(seen))
+
+        def unit(tx: Tx) -> dict[str, Any]:
+            doc = seen(tx)
+            if doc["sender"] != agency:
                 if tx.execute(
                     "documents.mark_delivered", document=doc_id, recipient=agency, at=_iso(_now())
                 ):
@@ -700,6 +712,17 @@ class DocumentHub:
 
         doc: dict[str, Any] = await self.store.transact(unit)
         return doc
+
+    def _blobs_present(self, doc: Mapping[str, Any]) -> None:
+        """Raise BlobError unless every blob of a stored document is there (its package as
+        received, its forwarded copy, its MIME parts): a fetch must not mark delivered what it
+        cannot send."""
+        wanted = [doc["package_sha256"], doc["forward_sha256"]]
+        wanted += [p["sha256"] for p in msgspec.json.decode(doc["meta"]).get("parts", [])]
+        missing = [sha for sha in wanted if sha and not self.blobs.exists(sha)]
+        if missing:
+            log.error("document %s: blob(s) missing from the blob store: %s", doc["id"], missing)
+            raise BlobError(f"the stored package of {doc['id']} cannot be read")
 
     async def ack(
         self, doc_id: str, agency: str, *, subsystem: str, request_id: str | None = None

@@ -1043,3 +1043,26 @@ def test_not_accepting_documents_says_when_to_retry() -> None:
         refuse_unless_accepting(failing)
     assert (refused.value.status, refused.value.slug) == (503, "not-accepting")
     assert int(refused.value.headers["Retry-After"]) > 0
+
+
+async def test_a_document_whose_blob_is_gone_is_a_500_problem_and_stays_undelivered(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes
+) -> None:
+    """Before: a bare 404 with an XML content type and an empty body, logged as 200, and the
+    delivery marked delivered (and audited) though nothing was sent."""
+    data = package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)
+    async with await hub.send(TAY_NINH_STC, data) as r:
+        assert r.status == 202, await r.text()
+        doc = r.headers["X-Lienthong-Document"]
+    for blob in (hub.blob_dir / "sha256").rglob("*"):
+        if blob.is_file() and blob.read_bytes().startswith(b"<?xml"):
+            blob.unlink()  # the package as received and its forwarded copy
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 500 and r.content_type == "application/problem+json"
+        problem = await r.json()
+    assert problem["type"] == PROBLEM + "blob-store", problem
+    assert "sha256" not in problem["detail"]  # the paths are the operator's, in the log
+    _, seen = await hub.json("GET", f"/v1/documents/{doc}/status", TAY_NINH_STC)
+    assert [(d["delivery"], d["delivered_at"]) for d in seen["recipients"]] == [("pending", None)]
+    rows = await hub.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=1000))
+    assert not [r for r in rows if b"document.delivered" in bytes(r["entry"])]
