@@ -64,7 +64,10 @@ class Strict(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=Tru
 class Applicant(Strict):
     full_name: Name
     personal_id: PersonalIdStr
-    birth_date: date | None = None  # checked against the population registry when given
+    # Required: the first step of every procedure verifies the applicant against the population
+    # registry by id, name and birth date (service 037 asks for all three). Optional, a dossier
+    # without it was accepted and then stopped at that step.
+    birth_date: date
     phone: Annotated[str, Meta(pattern=r"^\+?[0-9]{8,15}(?!\n)$")] | None = None
     email: Annotated[str, Meta(max_length=254, pattern=_LINE_OR_EMPTY)] | None = None
 

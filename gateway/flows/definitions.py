@@ -61,14 +61,12 @@ def _applicant_lookup(ctx: Context) -> dict[str, Any]:
     return {
         "personal_id": a["personal_id"],
         "full_name": a["full_name"],
-        "birth_date": a.get("birth_date"),
+        "birth_date": a["birth_date"],
     }
 
 
 def _applicant_matches(ctx: Context, result: dict[str, Any]) -> None:
     mismatches = list(result.get("mismatches") or [])
-    if not ctx.applicant.get("birth_date") and "birth_date" in mismatches:
-        mismatches.remove("birth_date")  # not given, so not checked
     if not result.get("citizen") or mismatches:
         what = ", ".join(mismatches) or "personal_id"
         raise PermanentError(

@@ -96,6 +96,8 @@ BAD_DOSSIERS = [
     # A client's value that quotes msgspec's words is still only a wrong value.
     ("invalid-request", 422, _set("flow", "unknown field")),
     ("invalid-request", 422, _set("callback_url", "https://motcua.example/" + "a" * 2100)),
+    # Accepted, then dead at the first step: the population registry is asked by birth date too.
+    ("invalid-request", 422, _set("applicant.birth_date", KeyError)),
 ]
 
 
