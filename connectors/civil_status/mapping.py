@@ -74,6 +74,19 @@ def _date(value: Any, field: str) -> date:
         raise ValueError(f"{field}: {exc}") from None
 
 
+def _declared(params: Mapping[str, Any], today: date, event: date) -> date:
+    """The day the birth or death was declared (``declared_on``: the dossier's filing date),
+    else today. Lateness is judged against it, not against the day of the call: a retry after
+    midnight must send the request its key was first used for, and the law counts the days to
+    the declaration, not to the register's processing."""
+    if params.get("declared_on") is None:
+        return today
+    declared = min(_date(params["declared_on"], "declared_on"), today)  # a client's clock ahead
+    if declared < event:
+        raise ValueError(f"declared_on {declared} is before the event it declares ({event})")
+    return declared
+
+
 def _pid(value: Any, field: str, birth: date | None = None) -> str:
     try:
         return check_personal_id(str(value), birth_date=birth).value
@@ -135,7 +148,7 @@ def birth_request(
     sex = str(_require(child, "sex", "child."))
     if sex not in SEX_CODES:
         raise ValueError(f"child.sex must be one of {sorted(SEX_CODES)}, not {sex!r}")
-    late = (today - born).days > ON_TIME_DAYS
+    late = (_declared(params, today, born) - born).days > ON_TIME_DAYS
     mother = _section(params, "mother")
     father = _section(params, "father", optional=True)
     declarant = _section(params, "declarant")
@@ -169,7 +182,7 @@ def death_request(
     died = _date(_require(deceased, "death_date", "deceased."), "deceased.death_date")
     if died > today:
         raise ValueError(f"deceased.death_date {died} is in the future")
-    late = (today - died).days > DEATH_ON_TIME_DAYS
+    late = (_declared(params, today, died) - died).days > DEATH_ON_TIME_DAYS
     return {
         "maYeuCau": request_id,
         "maDonVi": agency_id,

@@ -84,7 +84,7 @@ def _person_ids(data: BirthData | DeathData) -> list[tuple[str, str, date | None
 def _check_dates(doc: DossierIn, data: BirthData | DeathData) -> None:
     """Births and deaths between 1900 and today (Vietnam's date), a child born after its
     mother: the registries refuse anything else, after the dossier was accepted."""
-    dates = [("applicant.birth_date", doc.applicant.birth_date)]
+    dates: list[tuple[str, date | None]] = [("applicant.birth_date", doc.applicant.birth_date)]
     if isinstance(data, BirthData):
         dates += [
             ("data.child.birth_date", data.child.birth_date),

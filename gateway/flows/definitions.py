@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from connectors.api import PermanentError
+from connectors.text import VIETNAM
 
 __all__ = ["FLOWS", "Context", "Flow", "Step"]
 
@@ -93,9 +95,20 @@ def _declarant(ctx: Context) -> dict[str, Any]:
     }
 
 
+def _declared_on(ctx: Context) -> str:
+    """The day the dossier was filed, in Vietnam: when the birth or death was declared."""
+    filed = datetime.fromisoformat(str(ctx.dossier["submitted_at"]))
+    return filed.astimezone(VIETNAM).date().isoformat()
+
+
 def _birth_params(ctx: Context) -> dict[str, Any]:
     d = ctx.data
-    params = {"child": d["child"], "mother": d["mother"], "declarant": _declarant(ctx)}
+    params = {
+        "child": d["child"],
+        "mother": d["mother"],
+        "declarant": _declarant(ctx),
+        "declared_on": _declared_on(ctx),
+    }
     if d.get("father"):
         params["father"] = d["father"]
     return params
@@ -143,7 +156,11 @@ def _deceased(ctx: Context) -> Mapping[str, Any]:
 
 
 def _death_params(ctx: Context) -> dict[str, Any]:
-    return {"deceased": dict(_deceased(ctx)), "declarant": _declarant(ctx)}
+    return {
+        "deceased": dict(_deceased(ctx)),
+        "declarant": _declarant(ctx),
+        "declared_on": _declared_on(ctx),
+    }
 
 
 def _deregister_params(ctx: Context) -> dict[str, Any]:

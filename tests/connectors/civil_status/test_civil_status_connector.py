@@ -334,3 +334,39 @@ def test_birth_registration_type_follows_the_deadline(
         today=born + timedelta(days=days_after),
     )
     assert fields["loaiDangKy"] == registration_type
+
+
+@pytest.mark.parametrize("operation", ["birth", "death"])
+def test_lateness_is_judged_on_the_declaration_day_so_a_retry_sends_the_same_request(
+    operation: str,
+) -> None:
+    """Judged on the day of the call, a registration declared on its last on-time day and
+    retried after midnight (a lost reply) became "late": another request under the same key,
+    which the register refuses for ever, though it had registered the first."""
+    build, params, event, limit = (
+        (mapping.birth_request, BIRTH, date(2026, 10, 1), 60)
+        if operation == "birth"
+        else (mapping.death_request, DEATH, date(2026, 11, 2), 15)
+    )
+    if operation == "death":
+        params = {**params, "deceased": {**params["deceased"], "death_date": event.isoformat()}}
+    declared = event + timedelta(days=limit)  # the last day on time
+    sent = [
+        build(
+            {**params, "declared_on": declared.isoformat()},
+            "key-1",
+            agency_id="000.00.00.H40",
+            province_code="040",
+            today=declared + timedelta(days=later),
+        )
+        for later in (0, 1, 30)
+    ]
+    assert sent[0]["loaiDangKy"] == "1" and sent[0] == sent[1] == sent[2]
+    with pytest.raises(ValueError, match="before the event it declares"):
+        build(
+            {**params, "declared_on": (event - timedelta(days=1)).isoformat()},
+            "key-1",
+            agency_id="000.00.00.H40",
+            province_code="040",
+            today=declared,
+        )
