@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from connectors.api import Endpoint
 from connectors.faults import FAULTS_KEY, FaultPlan, FaultState, fault_middleware, fault_routes
@@ -30,6 +31,7 @@ __all__ = [
     "REGISTRIES",
     "Ledger",
     "Outcome",
+    "counting",
     "idempotent_write",
     "new_sandbox_app",
     "run_sandboxes",
@@ -68,13 +70,21 @@ class Ledger:
 LEDGER_KEY = web.AppKey("ledger", Ledger)
 
 
-@web.middleware
-async def _count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # Outside the fault middleware, so requests that meet a fault are counted too: "the sandbox
-    # saw zero requests" must mean nothing reached it at all.
-    if not request.path.startswith("/_sandbox/"):
-        request.app[LEDGER_KEY].requests += 1
-    return await handler(request)
+def counting(ledger_of: Callable[[web.Application], Any]) -> Middleware:
+    """A middleware counting each request but the admin routes in ``ledger_of(app)``. Put it
+    before the fault middleware, so requests that meet a fault are counted too: "the sandbox saw
+    zero requests" must mean nothing reached it at all."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/_sandbox/"):
+            ledger_of(request.app).requests += 1
+        return await handler(request)
+
+    return count
+
+
+_count_requests = counting(lambda app: app[LEDGER_KEY])
 
 
 async def _stats(request: web.Request) -> web.Response:

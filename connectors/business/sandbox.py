@@ -168,7 +168,10 @@ def create_app(
 
     async def listing(request: web.Request) -> web.Response:
         status = request.query.get("status")
-        limit = int(request.query.get("limit", "100"))
+        limit_text = request.query.get("limit", "100")
+        if not limit_text.isascii() or not limit_text.isdigit():
+            return _error(400, "THAM_SO_KHONG_HOP_LE", f"limit must be a count, not {limit_text!r}")
+        limit = int(limit_text)
         codes = [c for c, r in enterprises.items() if status in (None, r["tinhTrang"]["ma"])]
         return web.json_response({"count": len(codes), "codes": codes[:limit]})
 

@@ -24,6 +24,7 @@ from connectors.api import Endpoint
 from connectors.civil_status.certificate import certificate_pdf
 from connectors.faults import FAULTS_KEY, FaultPlan, FaultState, fault_middleware, fault_routes
 from connectors.identifiers import PROVINCES, InvalidIdentifier, check_personal_id, make_personal_id
+from connectors.sandboxes import counting
 from connectors.soap import (
     SOAP_ENV,
     SandboxLedger,
@@ -280,7 +281,6 @@ def _fault_response(fault: SoapFault) -> web.Response:
 
 async def _soap(request: web.Request) -> web.Response:
     reg = request.app[REGISTRY_KEY]
-    reg.ledger.requests += 1
     body = await request.read()
     try:
         op = await _operation(reg, body)
@@ -329,7 +329,10 @@ def create_app(
     """The civil-status sandbox. ``signer`` (the register's key) signs birth certificates — without
     it certificates are unsigned; ``trust`` checks request signatures, which are required when
     ``require_signed`` (default: whenever ``trust`` is given)."""
-    app = web.Application(middlewares=[fault_middleware], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[counting(lambda app: app[REGISTRY_KEY].ledger), fault_middleware],
+        client_max_size=1024 * 1024,
+    )
     app[FAULTS_KEY] = FaultState(faults)
     required = trust is not None if require_signed is None else require_signed
     app[REGISTRY_KEY] = CivilStatusRegistry(seed, signer, trust, required)

@@ -26,6 +26,7 @@ from connectors.api import Endpoint
 from connectors.faults import FAULTS_KEY, FaultPlan, FaultState, fault_middleware, fault_routes
 from connectors.identifiers import PROVINCES, InvalidIdentifier, check_personal_id
 from connectors.population import mapping
+from connectors.sandboxes import counting
 from connectors.soap import (
     SandboxLedger,
     SoapFault,
@@ -342,7 +343,6 @@ def _authorised(request: web.Request, auth: dict[str, Any]) -> str | None:
 
 async def _soap(request: web.Request) -> web.Response:
     reg = request.app[REGISTRY_KEY]
-    reg.ledger.requests += 1
     problem = _authorised(request, request.app[_AUTH_KEY])
     if problem:
         return web.Response(status=401, text=f"Unauthorized: {problem}")
@@ -419,7 +419,10 @@ def create_app(
 ) -> web.Application:
     """The population sandbox: ``citizens`` people of ``seed`` (generated at start-up, off the
     loop), credentials checked as the national platform does unless ``require_auth`` is off."""
-    app = web.Application(middlewares=[fault_middleware], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[counting(lambda app: app[REGISTRY_KEY].ledger), fault_middleware],
+        client_max_size=1024 * 1024,
+    )
     app[FAULTS_KEY] = FaultState(faults)
     registry = PopulationRegistry(seed, citizens)
     app[REGISTRY_KEY] = registry

@@ -198,3 +198,26 @@ def test_cli_refuses(args: list[str], message: str) -> None:
     assert "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0], result.output
+
+
+async def test_every_sandbox_counts_the_requests_that_meet_a_fault() -> None:
+    """The SOAP sandboxes counted inside their handler, after the fault middleware: a request
+    answered with an injected 503 was missing from /_sandbox/stats ("nothing reached it")."""
+    async with run_sandboxes(seed=4) as urls, aiohttp.ClientSession() as http:
+        for name, url in urls.items():
+            async with http.put(f"{url}/_sandbox/faults", json={"error_rate": 1.0}) as r:
+                assert r.status == 200, name
+            async with http.post(f"{url}/anything", data=b"<x/>") as r:
+                assert r.status >= 500, name
+            assert (await get_json(f"{url}/_sandbox/stats"))["requests"] == 1, name
+
+
+async def test_the_enterprise_listing_refuses_a_limit_that_is_no_count() -> None:
+    async with run_sandboxes(seed=4) as urls, aiohttp.ClientSession() as http:
+        base = urls["business"]
+        for limit in ("abc", "-1", "1e3", "٣"):
+            async with http.get(f"{base}/_sandbox/enterprises", params={"limit": limit}) as r:
+                assert r.status == 400, limit
+                assert (await r.json())["maLoi"] == "THAM_SO_KHONG_HOP_LE"
+        async with http.get(f"{base}/_sandbox/enterprises", params={"limit": "2"}) as r:
+            assert r.status == 200 and len((await r.json())["codes"]) == 2
