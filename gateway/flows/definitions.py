@@ -58,12 +58,19 @@ class Flow:
         return next(i for i, s in enumerate(self.steps) if s.name == name)
 
 
+def _agency(ctx: Context) -> str:
+    """The agency whose one-stop system filed the dossier (its code's prefix): the requesting
+    unit of every registry call made for it (MaDonVi, maDonVi), not the connector's default."""
+    return str(ctx.dossier["code"]).split("-", 1)[0]
+
+
 def _applicant_lookup(ctx: Context) -> dict[str, Any]:
     a = ctx.applicant
     return {
         "personal_id": a["personal_id"],
         "full_name": a["full_name"],
         "birth_date": a["birth_date"],
+        "agency_id": _agency(ctx),
     }
 
 
@@ -108,6 +115,10 @@ def _birth_params(ctx: Context) -> dict[str, Any]:
         "mother": d["mother"],
         "declarant": _declarant(ctx),
         "declared_on": _declared_on(ctx),
+        "agency_id": _agency(ctx),
+        # Registered where the child will live (the same commune registers its residence next):
+        # its number then begins with that province's code, not the connector's default's.
+        "place": {"province_code": str(d["residence"]["province_code"]).zfill(3)},
     }
     if d.get("father"):
         params["father"] = d["father"]
@@ -131,6 +142,7 @@ def _residence_params(ctx: Context) -> dict[str, Any]:
         "address": ctx.data["residence"],
         "household_head_id": ctx.data["mother"]["personal_id"],
         "relation": "con",
+        "agency_id": _agency(ctx),
     }
 
 
@@ -160,6 +172,7 @@ def _death_params(ctx: Context) -> dict[str, Any]:
         "deceased": dict(_deceased(ctx)),
         "declarant": _declarant(ctx),
         "declared_on": _declared_on(ctx),
+        "agency_id": _agency(ctx),
     }
 
 
@@ -170,6 +183,7 @@ def _deregister_params(ctx: Context) -> dict[str, Any]:
         "full_name": dead["full_name"],
         "reason": "death",
         "death_record_number": ctx.outputs["register_death"]["death_record_number"],
+        "agency_id": _agency(ctx),
     }
 
 

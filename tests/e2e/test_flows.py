@@ -429,3 +429,36 @@ async def test_fail_closed_when_checkpoints_cannot_be_timestamped(make_gateway: 
         if accepted_first == 202:
             async with await gw.get(f"/v1/dossiers/{first['code']}") as r:
                 assert r.status == 200  # what was accepted stays
+
+
+async def test_a_birth_is_registered_in_the_province_the_child_will_live_in(
+    make_gateway: Any,
+) -> None:
+    """The registering province and unit were the connector's defaults (Nghệ An, H41) for every
+    dossier: a child registered by Hồ Chí Minh City's one-stop system, to live there, got a
+    Nghệ An personal id (its first three digits are the registering province) and number."""
+    hcm = "VN:GOV:000.00.00.H29:motcua"
+    async with make_gateway(
+        subsystems=[{"id": hcm, "token": "t-hcm", "rights": ["dossiers.submit"]}]
+    ) as gw:
+        doc = dossiers(1, death_share=0)[0]
+        doc["code"] = "000.00.00.H29-" + doc["code"].split("-", 1)[1]
+        assert doc["data"]["residence"]["province_code"] == "079"  # the sample lives there
+        async with await gw.post(
+            "/v1/dossiers", doc, headers={"Authorization": "Bearer t-hcm"}
+        ) as r:
+            assert r.status == 202, await r.text()
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:  # polled as the H29 system (wait_status asks as motcua)
+            async with gw.http.get(
+                f"{gw.url}/v1/dossiers/{doc['code']}", headers={"Authorization": "Bearer t-hcm"}
+            ) as r:
+                view = await r.json()
+            if view.get("status") in ("completed", "needs_attention", "failed"):
+                break
+            assert asyncio.get_running_loop().time() < deadline, view
+            await asyncio.sleep(0.05)
+        assert view["status"] == "completed", view
+        born = view["steps"][1]["result"]
+        assert born["personal_id"].startswith("079"), born
+        assert view["steps"][1]["reference"].startswith("KS.079."), view["steps"][1]
