@@ -239,6 +239,9 @@ def _lookup(reg: PopulationRegistry, op: etree._Element) -> bytes:
     return envelope_bytes(reply)
 
 
+RELATION_CODES = ("CH01", "CH02", "CH03", "CH04", "CH05")  # ChuHo/QuanHe (see the WSDL)
+
+
 def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
     request_id = _required(op, "MaYeuCau")
     pid, birth = _required(op, "SoDinhDanh"), _required(op, "NgayThangNamSinh", "NgayThangNam")
@@ -260,6 +263,11 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
     head = reg.people.get(head_id) if head_id else None
     if head_id and head is None:
         raise SoapFault("Client", "CHU_HO", f"no household head {head_id}")
+    to_member = child_text(op, "QuanHeChuHo") or "CH03"
+    if to_member not in RELATION_CODES:  # checked before anything is recorded
+        raise SoapFault(
+            "Client", "QUAN_HE", f"QuanHeChuHo {to_member!r} is not a relation code (CH01..CH05)"
+        )
     number = reg.number("DKTT", province[1:])
     if record is None:
         # Someone the registry first hears of here: a newborn whose birth the civil-status
@@ -274,8 +282,16 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
     )
     record.deregistered = None
     if head is not None:
-        record.household_head, record.household_book = head.pid, head.household_book
-        record.relation = child_text(op, "QuanHeChuHo") or "CH03"
+        # The household the named member belongs to, and the relation to its head: a child of
+        # the head or of the head's spouse is the head's child, any other's is "other".
+        record.household_head = head.household_head or head.pid
+        record.household_book = head.household_book
+        head_is_parent = (head.relation or "CH01") in ("CH01", "CH02")
+        record.relation = (
+            to_member
+            if record.household_head == head.pid
+            else ("CH03" if to_member == "CH03" and head_is_parent else "CH05")
+        )
     else:
         record.household_head, record.relation = pid, "CH01"
         record.household_book = f"{province[1:]}{next(reg._numbers):07d}"

@@ -141,7 +141,7 @@ def _residence_params(ctx: Context) -> dict[str, Any]:
         **{k: v for k, v in _child(ctx).items() if k != "sex"},
         "address": ctx.data["residence"],
         "household_head_id": ctx.data["mother"]["personal_id"],
-        "relation": "con",
+        "relation": "CH03",  # the mother's child (ChuHo/QuanHe codes)
         "agency_id": _agency(ctx),
     }
 

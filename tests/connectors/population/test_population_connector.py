@@ -231,7 +231,7 @@ async def test_lost_reply_then_redelivery_registers_once(
     assert stats["replays"] == 2  # the second lost delivery and the last one
 
 
-async def test_register_refusals(connector: PopulationConnector) -> None:
+async def test_register_refusals(connector: PopulationConnector, sandbox: Sandbox) -> None:
     wrong_name = {
         **NEWBORN,
         "personal_id": LAN.personal_id,
@@ -249,6 +249,25 @@ async def test_register_refusals(connector: PopulationConnector) -> None:
     with pytest.raises(PermanentError) as info:
         await connector.call("residence.register", bad_province, idempotency_key="c")
     assert info.value.code == "MA_TINH"
+    for words in ("con", "child", "CH9"):  # the relation is a code, not free words
+        with pytest.raises(PermanentError) as info:
+            await connector.call(
+                "residence.register", {**NEWBORN, "relation": words}, idempotency_key=f"d-{words}"
+            )
+        assert info.value.code == "QUAN_HE"
+    assert (await sandbox.stats())["writes"] == {}  # nothing of a refused one recorded
+
+
+async def test_a_child_joins_its_mothers_household_under_its_head(
+    connector: PopulationConnector, sandbox: Sandbox
+) -> None:
+    """Lan is the wife (CH02) of Minh, the head. Her newborn was recorded with Lan as its head
+    and its relation in free words; it is the head's household, and the head's child."""
+    child = {**NEWBORN, "household_head_id": LAN.personal_id}
+    await connector.call("residence.register", child, idempotency_key="k-lan")
+    record = sandbox.app[REGISTRY_KEY].people[str(NEWBORN["personal_id"])]
+    assert (record.household_head, record.relation) == (MINH.personal_id, "CH03")
+    assert record.household_book == MINH.household_book
 
 
 async def test_deregister_after_death(connector: PopulationConnector, sandbox: Sandbox) -> None:
