@@ -275,6 +275,13 @@ def _package(
                 f"the package is addressed to {', '.join(named)}, not {', '.join(to)}"
             )
         if key:
+            if scan.root.find(".//{http://www.w3.org/2000/09/xmldsig#}Signature") is not None:
+                # A second signature makes the package one the hub refuses ("expected one
+                # ds:Signature"): say so here, before anything is sent.
+                raise click.UsageError(
+                    "the package is signed already: send it without --key (or sign the "
+                    "unsigned package)"
+                )
             signed = tmp / "signed.xml"
             sign_file(file, signed, _key(key))
             return signed

@@ -593,6 +593,12 @@ async def test_cli_send_inbox_status(
         one_line(result, 1, f"{tmp_path / name}: ")
     no_number = await cli(TAY_NINH_STC, "send", str(pdf), "--to", NGHE_AN, "--from", TAY_NINH_STC, "--key", key)  # fmt: skip
     one_line(no_number, 2, "--number")
+    signed = tmp_path / "signed.xml"
+    await asyncio.to_thread(
+        sign_file, SAMPLES / "cong-van-stc-tay-ninh.xml", signed, pki.key(f"agency-{TAY_NINH_STC}")
+    )
+    signed_again = await cli(TAY_NINH_STC, "send", str(signed), "--to", NGHE_AN, "--key", key)
+    one_line(signed_again, 2, "signed already")  # a second signature the hub would refuse
     receipt_nowhere = await cli(TAY_NINH_STC, "send", str(pdf), "--to", NGHE_AN, "--from", TAY_NINH_STC, "--key", key,
                                 "--number", "2492", "--receipt-out", str(tmp_path / "no" / "r.xml"))  # fmt: skip
     one_line(receipt_nowhere, 2, "--receipt-out: no folder")
