@@ -635,12 +635,19 @@ class DocumentHub:
                         ],
                     }
                 )
+            signature = msgspec.json.decode(doc["meta"]).get("signature") or {}
             return {
                 "id": doc_id,
                 "document_id": doc["document_id"],
                 "from": doc["sender"],
                 "doc_type": doc["doc_type"],
                 "replaced_by": doc["replaced_by"],
+                # Who signed the envelope, and what in it is weak (RSA-SHA1, SHA-1 digests,
+                # C14N 1.0: verified, as older packages need, but flagged, per spec/edxml.md).
+                "signature": {
+                    "signer": signature.get("signer"),
+                    "weaknesses": signature.get("weaknesses") or [],
+                },
                 "recipients": out,
             }
 

@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
+from gateway.exchange.builder import SIGNATURE_PARENT
+from gateway.exchange.edxml import DS_NS
 from gateway.exchange.errors import InvalidEdxml, NotDelivered, UnknownDocument
 from gateway.exchange.hub import DocumentHub
+from gateway.exchange.xmldsig import EXC_C14N
 from gateway.store import StoreUnavailable
 
 from .factories import NGHE_AN, TAY_NINH_STC, TU_PHAP, chunks, signed_status
@@ -207,3 +214,49 @@ async def test_sweep_deletes_the_blobs_of_an_intake_whose_transaction_failed(
     # time may have moved on a second), so only the count is compared for that one.
     assert hashlib.sha256(failed).hexdigest() in after and named <= after
     assert len(after) == len(before)
+
+
+@pytest.mark.interop
+async def test_a_weak_signature_is_accepted_and_shown_as_weak(
+    hub: DocumentHub, make_package: Callable[..., bytes], pki: Any, tmp_path: Path
+) -> None:
+    """spec/edxml.md: older packages carry RSA-SHA1 and SHA-1 digests; verify them, flag them as
+    weak. The flags were kept in the row's meta, which no answer showed."""
+    if shutil.which("xmlsec1") is None:
+        pytest.fail("xmlsec1 is one of the project's tools (make tools)")
+    # Nghệ An's key is RSA (an RSA-SHA1 signature needs one), to Tây Ninh's department.
+    root = etree.fromstring(make_package(sender=NGHE_AN, to=(TAY_NINH_STC,), signed=False))
+    ds = f"{{{DS_NS}}}"
+    sig = etree.SubElement(next(root.iter(SIGNATURE_PARENT)), ds + "Signature", nsmap={"ds": DS_NS})
+    si = etree.SubElement(sig, ds + "SignedInfo")
+    etree.SubElement(si, ds + "CanonicalizationMethod", Algorithm=EXC_C14N)
+    etree.SubElement(si, ds + "SignatureMethod", Algorithm=DS_NS + "rsa-sha1")
+    ref = etree.SubElement(si, ds + "Reference", URI="")
+    transforms = etree.SubElement(ref, ds + "Transforms")
+    etree.SubElement(transforms, ds + "Transform", Algorithm=DS_NS + "enveloped-signature")
+    etree.SubElement(transforms, ds + "Transform", Algorithm=EXC_C14N)
+    etree.SubElement(ref, ds + "DigestMethod", Algorithm=DS_NS + "sha1")
+    etree.SubElement(ref, ds + "DigestValue")
+    etree.SubElement(sig, ds + "SignatureValue")
+    x509 = etree.SubElement(etree.SubElement(sig, ds + "KeyInfo"), ds + "X509Data")
+    etree.SubElement(x509, ds + "X509Certificate")
+    etree.SubElement(x509, ds + "X509Certificate")
+    template, signed = tmp_path / "template.xml", tmp_path / "signed.xml"
+    template.write_bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    agency = f"agency-{NGHE_AN}"
+    pem = f"{pki.key_path(agency)},{pki.cert_path(agency)},{pki.intermediate_pem}"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["xmlsec1", "--sign", "--privkey-pem", pem, "--output", str(signed), str(template)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = (await hub.receive(chunks(signed.read_bytes()), sender=NGHE_AN, subsystem="s")).id
+    for who in (NGHE_AN, TAY_NINH_STC):  # the sender and the recipient both see it
+        view = await hub.statuses(doc, who)
+        assert view["signature"] == {
+            "signer": agency,
+            "weaknesses": ["SHA-1 digest", "RSA-SHA1 signature"],
+        }
