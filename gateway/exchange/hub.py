@@ -53,12 +53,12 @@ __all__ = [
     "IncomingPart",
 ]
 
+log = logging.getLogger("lienthong.documents")
+
 # Attachment parts beside the envelope in one multipart/related package. Each must be a signed
 # PDF (check.py), and a package carries at most attachments.DEFAULT_MAX_PDFS PDFs; each part is a
 # blob written and synced before any check can run.
 MAX_PARTS = DEFAULT_MAX_PDFS
-log = logging.getLogger("lienthong.documents")
-
 PUSH_KIND = "document.push"
 STATUS_PUSH_KIND = "document.status.push"
 SERVICE = "documents"
@@ -119,9 +119,9 @@ def _in_time(at: datetime, before: list[datetime]) -> None:
     document's course. Raises InvalidEdxml."""
     if at > _now() + CLOCK_SKEW:
         raise InvalidEdxml(f"Timestamp {_iso(at)} is in the future", field="Timestamp")
-    if before and at < max(before):
+    if before and at < (last := max(before)):
         raise InvalidEdxml(
-            f"Timestamp {_iso(at)} is before this recipient's previous status ({_iso(max(before))})",
+            f"Timestamp {_iso(at)} is before this recipient's previous status ({_iso(last)})",
             field="Timestamp",
         )
 
