@@ -13,7 +13,7 @@ import json
 import tempfile
 import unicodedata
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ import aiohttp
 import click
 
 from gateway.exchange.builder import FileAttachment, build_status, write_package
-from gateway.exchange.errors import ExchangeError
+from gateway.exchange.errors import ExchangeError, InvalidEdxml
 from gateway.exchange.model import (
     VN_TZ,
     Business,
@@ -36,6 +36,7 @@ from gateway.exchange.model import (
     TraceHeader,
     TraceHeaderList,
     format_date,
+    parse_date,
 )
 from gateway.exchange.receipt import read_receipt
 from gateway.exchange.status import MEANINGS
@@ -251,6 +252,15 @@ def _one_line(option: str, value: str) -> None:
             raise click.UsageError(f"{option} {what}")
 
 
+def _issued(document_id: str) -> date | None:
+    """The date in a DocumentId (``{OrganId},{yyyy/MM/dd},{number}``), None if it has none."""
+    parts = document_id.split(",")
+    try:
+        return parse_date(parts[1]) if len(parts) == 3 else None
+    except InvalidEdxml:
+        return None
+
+
 def _package(
     file: Path,
     to: tuple[str, ...],
@@ -455,15 +465,20 @@ def status(
         if code is None:
             return view
         me = sender or view["recipients"][0]["recipient"]
+        now = datetime.now(UTC)
         msg = StatusMessage(
             from_=Organization(me),
             response_for=ResponseFor(
-                view["from"], view["document_id"].split(",")[-1], None, view["document_id"]
+                view["from"],
+                view["document_id"].split(",")[-1],
+                _issued(view["document_id"]),
+                view["document_id"],
             ),
             status_code=code,
-            timestamp=datetime.now(UTC),
+            timestamp=now,
             description=description or MEANINGS[code],
             staff_info=StaffInfo(staff=staff),
+            trace=TraceHeaderList((TraceHeader(me, now),)),  # as `send` adds the sender's
         )
         assert key is not None
         # Loading the key and signing are disk and CPU work: off the loop.

@@ -22,11 +22,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from lxml import etree
 
 from gateway.app import RUNTIME, Runtime
 from gateway.cli import build_app
 from gateway.exchange.blobs import BlobWriter
 from gateway.exchange.builder import SIGNATURE_PARENT, NewAttachment, build_package, build_status
+from gateway.exchange.edxml import q
 from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StaffInfo, StatusMessage
 from gateway.exchange.receipt import read_receipt
 from gateway.exchange.xmldsig import sign_bytes, sign_file
@@ -568,6 +570,18 @@ async def test_cli_send_inbox_status(
         assert st.exit_code == 0, st.output
     back = await cli(NGHE_AN, "status", receipt["id"], "01", "--key", ubnd_key)
     assert back.exit_code == 1 and "status-transition" in back.output
+    # What the CLI sent carries its sender's TraceHeader and the answered document's date.
+    rows = await hub.runtime.store.read(
+        lambda tx: tx.all("documents.history", document=receipt["id"])
+    )
+    sha = rows[-1]["message_sha256"]
+    sent_status = etree.fromstring(
+        (hub.blob_dir / "sha256" / sha[:2] / sha[2:4] / sha).read_bytes()
+    )
+    trace = [t.findtext(q("OrganId")) for t in sent_status.iter(q("TraceHeader"))]
+    assert trace == [NGHE_AN]
+    issued = receipt["document_id"].split(",")[1]
+    assert sent_status.findtext(f".//{q('ResponseFor')}/{q('PromulgationDate')}") == issued
     shown = await cli(TAY_NINH_STC, "status", receipt["id"], "--json")
     history = json.loads(shown.output)["recipients"][0]["history"]
     assert [h["code"] for h in history] == ["01", "03"]
