@@ -335,6 +335,7 @@ def _gateway_config(tmp: Path, pki: Path, sandbox_soap: str, tsa: Server) -> Pat
     others = "\n".join(
         f'[registries.{name}]\nurl = "http://127.0.0.1:9/{name}"\n'
         'username = "unused"\npassword = "unused"\nsecret = "unused"\napi_key = "unused"\n'
+        'officer_name = "unused"\nofficer_id = "040088101111"\n'
         for name in ("civil_status", "insurance", "business", "portal")
     )
     text = f"""
@@ -354,6 +355,7 @@ url = "{sandbox_soap}"
 username = "lienthong"
 secret = "sandbox-secret"
 api_key = "sandbox-api-key"
+officer_id = "040088101111"
 
 {others}
 [signing]

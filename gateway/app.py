@@ -287,10 +287,22 @@ async def _start_registries(runtime: Runtime, stack: AsyncExitStack) -> None:
         )
     for name in REGISTRY_NAMES:
         endpoint = _endpoint(settings, name, runtime.registry_urls.get(name))
-        options = civil_options if name == "civil_status" else {}
+        options = civil_options if name == "civil_status" else _officer(settings, name)
         runtime.connectors[name] = await stack.enter_async_context(
             create_connector(name, endpoint, **options)
         )
+
+
+def _officer(settings: Settings, name: str) -> dict[str, str]:
+    """The officer a registry is told asks (``officer_name``, ``officer_id``), where it takes
+    one and the configuration names one."""
+    reg = settings.registry(name)
+    if name == "population":
+        return {"officer_id": reg.officer_id} if reg.officer_id else {}
+    if name == "insurance":
+        named = {"officer_name": reg.officer_name, "officer_id": reg.officer_id}
+        return {k: v for k, v in named.items() if v}
+    return {}
 
 
 async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:

@@ -32,6 +32,8 @@ from urllib.parse import unquote, urlsplit
 
 from yarl import URL
 
+from connectors.identifiers import check_personal_id
+
 __all__ = [
     "SERVICES",
     "AgencySettings",
@@ -98,6 +100,15 @@ def _at_most(limit: float, unit: str = "") -> Callable[[float, str], None]:
 
 
 DAY_S = 86_400.0
+
+
+def _officer_id(value: str, where: str) -> None:
+    """An officer is named by their 12-digit personal id (spec/identifiers.md)."""
+    if value:
+        try:
+            check_personal_id(value)
+        except ValueError as exc:
+            raise SettingsError(f"{where}: not a personal id ({exc})") from None
 
 
 def _fraction(value: float, where: str) -> None:
@@ -391,9 +402,11 @@ class RetrySettings:
 # The credentials each registry's connector sends: required whenever its url is set (the embedded
 # sandboxes bring their own; no default may reach a real registry).
 CREDENTIALS = {
-    "population": ("username", "secret", "api_key"),  # signed Basic auth, ApiKey header
+    # signed Basic auth, ApiKey header; MaCanBo: the officer on whose behalf the gateway asks
+    "population": ("username", "secret", "api_key", "officer_id"),
     "civil_status": (),  # signed requests (XMLDSig), no account
-    "insurance": ("username", "password"),  # token taken with them
+    # a token taken with the account; hoTenCb, cccdCb: the officer asking
+    "insurance": ("username", "password", "officer_name", "officer_id"),
     "business": ("api_key",),
     "portal": ("username", "password"),  # HTTP Basic
 }
@@ -407,6 +420,10 @@ class RegistrySettings:
     secret: str = field(default="", repr=False)
     api_key: str = field(default="", repr=False)
     client_id: str = "VN:GOV:000.00.00.H41:lienthong"
+    # The officer on whose behalf the gateway asks (population MaCanBo; BHXH hoTenCb, cccdCb):
+    # a registry logs who looked a citizen up. The embedded sandboxes need none.
+    officer_name: str = ""
+    officer_id: Annotated[str, _officer_id] = ""
     timeout_s: PositiveFloat = 10.0
     sign_requests: bool | None = None  # None: as the registry requires (civil status: signed)
     retry: RetrySettings = RetrySettings()

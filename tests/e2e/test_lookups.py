@@ -271,3 +271,41 @@ async def test_access_log_never_holds_a_tax_code(
         "GET //v1/lookups/enterprises/… 404",
         "GET /v1/dossiers/… 404",
     ]
+
+
+async def test_the_configured_officer_is_who_asks_the_insurance_registry(
+    make_gateway: Any,
+) -> None:
+    """BHXH logs the officer asking (hoTenCb, cccdCb). With no officer to configure, the gateway
+    sent its account name and its X-Road client id ('VN:GOV:…') as the officer's CCCD."""
+    from aiohttp import web
+
+    from connectors.sandboxes import serve_app
+
+    bodies: list[dict[str, Any]] = []
+    card = scenarios(0)["000"]
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"maKetQua": "200", "APIKey": {"access_token": "a", "id_token": "i"}}
+        )
+
+    async def check(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.json_response({"maKetQua": "000", "maThe": str(card["card_number"]).upper()})
+
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    app.router.add_post("/api/egw/KQNhanLichSuKCB2024", check)
+    async with serve_app(app) as bhxh:
+        insurance = {
+            "url": bhxh,
+            "username": "h41-gateway",
+            "password": "pw",
+            "officer_name": "Nguyễn Văn Cán Bộ",
+            "officer_id": "040088101111",
+        }
+        async with make_gateway(registries={"insurance": insurance}) as gw:
+            status, answer = await _post(gw, "/v1/lookups/insurance-card", card)
+    assert (status, answer["status"]) == (200, "valid"), answer
+    assert [(b["hoTenCb"], b["cccdCb"]) for b in bodies] == [("Nguyễn Văn Cán Bộ", "040088101111")]

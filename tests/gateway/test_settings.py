@@ -28,6 +28,7 @@ url = "http://127.0.0.1:9100/"
 username = "lienthong"
 secret = "population-secret"
 api_key = "population-key"
+officer_id = "040088101111"
 timeout_s = 2.5
 retry = { max_attempts = 4 }
 

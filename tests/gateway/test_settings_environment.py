@@ -9,7 +9,15 @@ from click.testing import CliRunner
 from gateway.cli import main
 from gateway.settings import SettingsError, settings_from_mapping
 
-INSURANCE = {"registries": {"insurance": {"url": "https://bhxh.example.vn/"}}}
+INSURANCE = {
+    "registries": {
+        "insurance": {
+            "url": "https://bhxh.example.vn/",
+            "officer_name": "Nguyễn Văn Cán Bộ",
+            "officer_id": "040088101111",
+        }
+    }
+}
 
 
 def _refused(environ: dict[str, str], data: dict | None = None) -> str:

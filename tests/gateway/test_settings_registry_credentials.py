@@ -9,15 +9,22 @@ from gateway.settings import SettingsError, settings_from_mapping
 
 # What each registry's connector sends (README, [registries.<name>]).
 CREDENTIALS = {
-    "population": ("username", "secret", "api_key"),
+    "population": ("username", "secret", "api_key", "officer_id"),
     "civil_status": (),
-    "insurance": ("username", "password"),
+    "insurance": ("username", "password", "officer_name", "officer_id"),
     "business": ("api_key",),
     "portal": ("username", "password"),
 }
 
 URL = "https://registry.example.vn/api"
-GIVEN = {"username": "h41-gateway", "password": "pw-1", "secret": "s-1", "api_key": "k-1"}
+GIVEN = {
+    "username": "h41-gateway",
+    "password": "pw-1",
+    "secret": "s-1",
+    "api_key": "k-1",
+    "officer_name": "Nguyễn Văn Cán Bộ",  # who asks: the registries log it
+    "officer_id": "040088101111",
+}
 
 
 def _load(name: str, table: dict[str, Any], environ: dict[str, str] | None = None) -> Any:
@@ -66,3 +73,12 @@ def test_no_url_needs_no_credentials_and_has_none(name: str) -> None:
 
 def test_civil_status_needs_only_its_url() -> None:
     assert _load("civil_status", {"url": URL}).registry("civil_status").url == URL
+
+
+@pytest.mark.parametrize("officer_id", ["VN:GOV:000.00.00.H41:lienthong", "12345", "040099999999x"])
+def test_an_officer_is_named_by_a_personal_id(officer_id: str) -> None:
+    """BHXH's cccdCb got the gateway's X-Road client id when no officer was configured."""
+    with pytest.raises(
+        SettingsError, match=r"registries\.insurance\.officer_id: not a personal id"
+    ):
+        _load("insurance", {"url": URL, **GIVEN, "officer_id": officer_id})
