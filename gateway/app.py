@@ -28,7 +28,12 @@ from connectors.faults import FaultPlan
 from connectors.sandboxes import run_sandboxes, sandbox_endpoint
 from gateway.auth import IDENTITY_KEY, Authenticator
 from gateway.exchange import DocumentHub, ExchangeError
-from gateway.flows import CallbackHandler, FlowStepHandler, PortalSyncHandler
+from gateway.flows import (
+    CallbackHandler,
+    FlowStepHandler,
+    PortalProgressHandler,
+    PortalSyncHandler,
+)
 from gateway.gil import quick_handoffs
 from gateway.metrics import Metrics
 from gateway.outbox.breaker import Breakers
@@ -326,6 +331,9 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
             timeout_s=settings.gateway.callback_timeout_s,
         ),
         "portal.sync": PortalSyncHandler(
+            runtime.connectors["portal"], runtime.store, runtime.breakers, runtime.metrics
+        ),
+        "portal.progress": PortalProgressHandler(
             runtime.connectors["portal"], runtime.store, runtime.breakers, runtime.metrics
         ),
     }

@@ -216,12 +216,26 @@ def step_delivered(
         now=now,
     )
     _history(tx, code, idx, attempts, "delivered", reference=reference)
-    if idx + 1 < len(flow.steps):
+    done = idx + 1 == len(flow.steps)
+    if not done:
         _step_job(tx, code, flow, idx + 1, now=now)
         _changed(tx, code, "in_progress", now=now)
     else:
         _changed(tx, code, "completed", now=now)
         append(tx, AuditEvent(action="dossier.completed", dossier=code, service="dossiers.submit"))
+    # The portal's progress log (CapNhatTienDoHoSoMC): one record per step done, frozen now.
+    step = flow.steps[idx]
+    progress = {
+        "code": code,
+        "step": step.name,
+        "content": f"{step.name}: {step.registry}/{step.operation}"
+        + (f", {reference}" if reference else ""),
+        "status": "completed" if done else "in_progress",
+        "at": now,
+    }
+    enqueue(
+        tx, kind="portal.progress", key=f"{code}/progress/{idx}", payload=progress, dossier=code
+    )
 
 
 def step_failed(

@@ -2,7 +2,13 @@
 
 from .definitions import FLOWS, Context, Flow, Step
 from .engine import FlowStepHandler
-from .notify import CallbackHandler, PortalSyncHandler, sign_callback, verify_callback
+from .notify import (
+    CallbackHandler,
+    PortalProgressHandler,
+    PortalSyncHandler,
+    sign_callback,
+    verify_callback,
+)
 
 __all__ = [
     "FLOWS",
@@ -10,6 +16,7 @@ __all__ = [
     "Context",
     "Flow",
     "FlowStepHandler",
+    "PortalProgressHandler",
     "PortalSyncHandler",
     "Step",
     "sign_callback",

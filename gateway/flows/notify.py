@@ -194,3 +194,43 @@ class PortalSyncHandler:
         self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
     ) -> None:
         """A portal outage does not change the dossier; the dead letter is replayable."""
+
+
+class PortalProgressHandler:
+    """Sends a step's progress record to the portal (``dossier.progress``, CapNhatTienDoHoSoMC).
+
+    The portal takes progress only for a dossier it has (a sync reached it): while the dossier's
+    syncs are not through, the record waits (without using an attempt)."""
+
+    def __init__(
+        self,
+        portal: Connector,
+        store: Store,
+        breakers: Breakers | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.portal, self.store, self.metrics = portal, store, metrics
+        self.breaker = (breakers or Breakers()).get("portal")
+
+    async def run(self, job: Job) -> Callable[[Tx], Any]:
+        p = job.payload
+        syncs = await self.store.read(
+            lambda tx: tx.all("outbox.of_dossier", dossier=p["code"], kind="portal.sync", id=job.id)
+        )
+        # A sync that a newer one superseded is done without being sent; the newest is always
+        # sent. So once none is queued or in flight and one is done, the portal has the dossier.
+        states = {s["state"] for s in syncs}
+        if "done" not in states or states & {"pending", "running"}:
+            raise NotYet("portal", 1.0, "the portal does not have the dossier yet (syncing)")
+        result = await call_registry(
+            self.breaker,
+            "dossier.progress",
+            lambda: self.portal.call("dossier.progress", dict(p), idempotency_key=job.key),
+            self.metrics,
+        )
+        return lambda tx: result.reference
+
+    def failed(
+        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+    ) -> None:
+        """As a sync's: the dossier is not changed; the dead letter is replayable."""

@@ -123,6 +123,20 @@ async def test_birth_and_death_complete_with_signed_callbacks_and_portal_sync(
                 await asyncio.sleep(0.05)
             assert str(portal["TrangThaiHoSo"]) == "10", portal
             assert portal["MaTTHC"] == doc["procedure"]
+        # And its progress log has a record of each step done (CapNhatTienDoHoSoMC), the last
+        # one "result returned".
+        steps = {"birth": [s["name"] for s in b["steps"]], "death": [s["name"] for s in d["steps"]]}
+        for doc, kind in ((birth, "birth"), (death, "death")):
+            progress: list[dict[str, Any]] = []
+            for _ in range(200):
+                async with gateway.http.get(f"{root}/_sandbox/dossiers/{doc['code']}") as r:
+                    progress = (await r.json())["progress"]
+                if len(progress) == len(steps[kind]):
+                    break
+                await asyncio.sleep(0.05)
+            assert sorted(r["PhongBanXuLy"] for r in progress) == sorted(steps[kind]), progress
+            last = next(r for r in progress if r["PhongBanXuLy"] == steps[kind][-1])
+            assert last["TrangThai"] == "10" and last["MaHoSo"] == doc["code"]
         report = await verify_chain(gateway.runtime.store)
         assert report.ok, report.describe()
         rows = await gateway.runtime.store.read(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from connectors.api import Connector, Result
-from gateway.flows.notify import PortalSyncHandler
+from gateway.flows.notify import PortalProgressHandler, PortalSyncHandler
 from gateway.outbox import RetryPolicy, Worker, enqueue, get_job
 from gateway.outbox.testing import ManualClock
 from gateway.store import SQLiteStore
@@ -92,3 +92,62 @@ async def test_a_sync_behind_one_in_flight_waits_without_using_an_attempt(tmp_pa
         done = await store.read(lambda tx: get_job(tx, 2))
         assert done is not None and (done.state, done.attempts) == ("done", 1)
     assert portal.got == [1, 2]  # in order: the portal ends at "completed"
+
+
+class Portal:
+    """Takes any record at once; remembers what it got."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(self, operation: str, params: dict[str, Any], **_: Any) -> Result:
+        self.got.append((operation, params))
+        return Result(data={}, reference="MGD-1")
+
+
+async def test_progress_waits_until_the_portal_has_the_dossier(tmp_path: Path) -> None:
+    """The portal refuses progress for a dossier no sync has brought it ("not synced")."""
+    clock = ManualClock()
+    portal = Portal()
+    async with SQLiteStore(tmp_path / "gw.db") as store:
+        worker = Worker(
+            store,
+            {
+                "portal.progress": PortalProgressHandler(cast(Connector, portal), store),
+                "portal.sync": PortalSyncHandler(cast(Connector, portal), store),
+            },
+            policy=RetryPolicy(max_attempts=1),
+            clock=clock,
+            concurrency=1,
+        )
+        progress = {"code": CODE, "step": "verify_applicant", "content": "x", "status": "in_progress", "at": "2026-12-06T08:00:05+07:00"}  # fmt: skip
+        await store.transact(
+            lambda tx: enqueue(
+                tx,
+                kind="portal.progress",
+                key=f"{CODE}/progress/0",
+                payload=progress,
+                dossier=CODE,
+                now=clock(),
+            )
+        )
+        assert await worker.run_once() == 1
+        waiting = await store.read(lambda tx: get_job(tx, 1))
+        assert waiting is not None and (waiting.state, waiting.attempts) == ("pending", 0)
+        assert portal.got == []
+        await store.transact(
+            lambda tx: enqueue(
+                tx,
+                kind="portal.sync",
+                key=f"{CODE}/portal/1",
+                payload=_snapshot(1, "accepted"),
+                dossier=CODE,
+                now=clock(),
+            )
+        )
+        assert await worker.run_once() == 1  # the sync (the progress is not due yet)
+        clock.advance(1.0)
+        assert await worker.run_once() == 1
+        sent = await store.read(lambda tx: get_job(tx, 1))
+        assert sent is not None and sent.state == "done"
+    assert [operation for operation, _ in portal.got] == ["dossier.sync", "dossier.progress"]
