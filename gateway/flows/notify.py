@@ -23,7 +23,7 @@ from gateway.outbox.breaker import Breakers, NotYet, call_registry
 from gateway.outbox.jobs import Job
 from gateway.procedures import flow_of
 from gateway.settings import Subsystem
-from gateway.store import Store, Tx
+from gateway.store import Row, Store, Tx
 
 __all__ = ["CallbackHandler", "PortalSyncHandler", "sign_callback", "verify_callback"]
 
@@ -132,7 +132,45 @@ PORTAL_STATUS = {
 }
 
 
-class PortalSyncHandler:
+class _PortalJob:
+    """What the portal's job handlers share: the portal is a registry like the others (its own
+    circuit, its calls counted and timed), and an outage of it does not change the dossier (the
+    dead letter is replayable)."""
+
+    def __init__(
+        self,
+        portal: Connector,
+        store: Store,
+        breakers: Breakers | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.portal, self.store, self.metrics = portal, store, metrics
+        self.breaker = (breakers or Breakers()).get("portal")
+
+    async def _syncs(self, job: Job) -> list[Row]:
+        """The dossier's other sync jobs (id, key, state)."""
+        code = job.payload["code"]
+        rows: list[Row] = await self.store.read(
+            lambda tx: tx.all("outbox.of_dossier", dossier=code, kind="portal.sync", id=job.id)
+        )
+        return rows
+
+    async def _send(self, operation: str, params: dict[str, Any], job: Job) -> Callable[[Tx], Any]:
+        result = await call_registry(
+            self.breaker,
+            operation,
+            lambda: self.portal.call(operation, params, idempotency_key=job.key),
+            self.metrics,
+        )
+        return lambda tx: result.reference
+
+    def failed(
+        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+    ) -> None:
+        """Nothing to record beside the job's own row and audit event."""
+
+
+class PortalSyncHandler(_PortalJob):
     """Synchronises the dossier with the national public-service portal (``dossier.sync``).
 
     Everything sent comes from the job's payload, frozen when the change was recorded, so every
@@ -144,24 +182,10 @@ class PortalSyncHandler:
     "in progress" of a completed dossier), and one waits while an earlier one is in flight.
     """
 
-    def __init__(
-        self,
-        portal: Connector,
-        store: Store,
-        breakers: Breakers | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.portal, self.store, self.metrics = portal, store, metrics
-        # The portal is a registry like the others: its own circuit, its calls counted and timed.
-        self.breaker = (breakers or Breakers()).get("portal")
-
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         p = job.payload
         mine = int(p["version"])
-        others = await self.store.read(
-            lambda tx: tx.all("outbox.of_dossier", dossier=p["code"], kind="portal.sync", id=job.id)
-        )
-        versions = [(int(o["key"].rsplit("/", 1)[1]), o["state"]) for o in others]
+        versions = [(int(o["key"].rsplit("/", 1)[1]), o["state"]) for o in await self._syncs(job)]
         newest = max((v for v, _ in versions), default=mine)
         if newest > mine:  # its own sync, queued, retried or sent, carries the newer state
             return lambda tx: f"superseded by version {newest}"
@@ -182,55 +206,19 @@ class PortalSyncHandler:
             "agency": str(p["code"]).split("-", 1)[0],
             "version": p["version"],
         }
-        result = await call_registry(
-            self.breaker,
-            "dossier.sync",
-            lambda: self.portal.call("dossier.sync", params, idempotency_key=job.key),
-            self.metrics,
-        )
-        return lambda tx: result.reference
-
-    def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
-    ) -> None:
-        """A portal outage does not change the dossier; the dead letter is replayable."""
+        return await self._send("dossier.sync", params, job)
 
 
-class PortalProgressHandler:
+class PortalProgressHandler(_PortalJob):
     """Sends a step's progress record to the portal (``dossier.progress``, CapNhatTienDoHoSoMC).
 
     The portal takes progress only for a dossier it has (a sync reached it): while the dossier's
     syncs are not through, the record waits (without using an attempt)."""
 
-    def __init__(
-        self,
-        portal: Connector,
-        store: Store,
-        breakers: Breakers | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.portal, self.store, self.metrics = portal, store, metrics
-        self.breaker = (breakers or Breakers()).get("portal")
-
     async def run(self, job: Job) -> Callable[[Tx], Any]:
-        p = job.payload
-        syncs = await self.store.read(
-            lambda tx: tx.all("outbox.of_dossier", dossier=p["code"], kind="portal.sync", id=job.id)
-        )
         # A sync that a newer one superseded is done without being sent; the newest is always
         # sent. So once none is queued or in flight and one is done, the portal has the dossier.
-        states = {s["state"] for s in syncs}
+        states = {s["state"] for s in await self._syncs(job)}
         if "done" not in states or states & {"pending", "running"}:
             raise NotYet("portal", 1.0, "the portal does not have the dossier yet (syncing)")
-        result = await call_registry(
-            self.breaker,
-            "dossier.progress",
-            lambda: self.portal.call("dossier.progress", dict(p), idempotency_key=job.key),
-            self.metrics,
-        )
-        return lambda tx: result.reference
-
-    def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
-    ) -> None:
-        """As a sync's: the dossier is not changed; the dead letter is replayable."""
+        return await self._send("dossier.progress", dict(job.payload), job)
