@@ -25,6 +25,7 @@ from aiohttp import web
 
 from gateway.demo_stories import evidence_story, exchange_story
 from gateway.logs import JsonFormatter
+from gateway.outbox.jobs import depth
 from gateway.samples import sample_dossiers
 from gateway.settings import Settings, load_settings
 from signing.testing import TestPKI, free_port
@@ -235,6 +236,17 @@ async def _submit_all(client: _Client, dossiers: list[dict[str, Any]], quiet: bo
     return statuses
 
 
+async def _notifications_sent(runtime: Any, within_s: float = 60.0) -> None:
+    """Let the outbox send what the dossiers' last changes queued (callbacks, portal syncs and
+    progress) before the summary counts it: bounded, as a registry may be down for longer."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        queued = await runtime.store.read(depth)
+        if not queued["pending"] and not queued["running"]:
+            return
+        await asyncio.sleep(0.1)
+
+
 async def _wait_all(client: _Client, codes: list[str], quiet: bool) -> dict[str, str]:
     final: dict[str, str] = {}
     deadline = time.monotonic() + 600  # a bound, not a target: a stuck flow ends the demo NOT OK
@@ -381,6 +393,7 @@ async def run_demo(
                     f"• evidence bundle for {dossiers[0]['code']}: {evidence['bundle_report']}",
                     fg="green",
                 )
+                await _notifications_sent(runtime)
                 sandboxes = await _sandbox_stats(http, runtime.registry_urls)
             jobs = await runtime.store.read(lambda tx: tx.all("outbox.counts"))
             chain = await verify_chain(runtime.store)
