@@ -110,10 +110,26 @@ def _place_name(params: Mapping[str, Any]) -> str | None:
     return nfc(str(place)) if place else None
 
 
+# The declarant's relation to the person registered, as the register writes it (Vietnamese);
+# the gateway's API names the usual ones in English, and any other text goes as it is.
+RELATION_WORDS = {
+    "mother": "Mẹ",
+    "father": "Cha",
+    "child": "Con",
+    "spouse": "Vợ/Chồng",
+    "sibling": "Anh/Chị/Em",
+    "grandparent": "Ông/Bà",
+    "grandchild": "Cháu",
+    "relative": "Người thân",
+    "guardian": "Người giám hộ",
+}
+
+
 def _declarant(d: Mapping[str, Any]) -> dict[str, Any]:
+    relation = nfc(str(_require(d, "relation", "declarant.")))
     return {
         "nycHoTen": nfc(str(_require(d, "full_name", "declarant."))),
-        "nycQuanHe": nfc(str(_require(d, "relation", "declarant."))),
+        "nycQuanHe": RELATION_WORDS.get(relation.strip().lower(), relation),
         "nycLoaiGiayToTuyThan": DOCUMENT_TYPES["citizen_id_card"],
         "nycSoGiayToTuyThan": _pid(
             _require(d, "personal_id", "declarant."), "declarant.personal_id"

@@ -370,3 +370,18 @@ def test_lateness_is_judged_on_the_declaration_day_so_a_retry_sends_the_same_req
             province_code="040",
             today=declared,
         )
+
+
+@pytest.mark.parametrize(
+    ("relation", "on_the_wire"),
+    [("mother", "Mẹ"), ("child", "Con"), (" Father ", "Cha"), ("Con dâu", "Con dâu")],
+)
+def test_the_declarants_relation_goes_in_the_registers_words(
+    relation: str, on_the_wire: str
+) -> None:
+    """The API's defaults ("mother", "child") went to the register in English."""
+    params = {**BIRTH, "declarant": {**BIRTH["declarant"], "relation": relation}}  # type: ignore[dict-item]
+    fields = mapping.birth_request(
+        params, "r-1", agency_id="000.00.00.H40", province_code="040", today=date(2026, 10, 2)
+    )
+    assert fields["nycQuanHe"] == on_the_wire
