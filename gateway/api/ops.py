@@ -52,7 +52,10 @@ async def readyz(request: web.Request) -> web.Response:
         except TimeoutError:
             checks["store"] = f"failing: no answer within {PROBE_TIMEOUT_S:g} s"
     worker = runtime.worker
-    checks["outbox"] = "ok" if worker is not None else "not running"
+    if worker is None:
+        checks["outbox"] = "not running"
+    else:  # a worker whose every claim fails delivers nothing, however alive it is
+        checks["outbox"] = f"failing: {worker.claim_failure}" if worker.claim_failure else "ok"
     for name, check in runtime.extras.get("readiness", {}).items():
         ok, reason = check()
         checks[name] = "ok" if ok else reason

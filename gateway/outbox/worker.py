@@ -142,6 +142,8 @@ class Worker:
             raise ValueError("lease must be positive")
         self.store = store
         self.handlers = dict(handlers)
+        # Why the last claim failed, while claims fail (readiness reports it), else None.
+        self.claim_failure: str | None = None
         self._policy = policy
         self.concurrency = concurrency
         self.lease = lease
@@ -227,8 +229,10 @@ class Worker:
             if free > 0:
                 try:
                     claimed = await self._claim(free)
-                except Exception:  # the loop must outlive any one bad poll
+                    self.claim_failure = None
+                except Exception as exc:  # the loop must outlive any one bad poll
                     log.exception("outbox: claiming jobs failed; will try again")
+                    self.claim_failure = f"claiming jobs fails: {type(exc).__name__}: {exc}"[:300]
                 for job in claimed:
                     t = asyncio.create_task(self._process(job), name=f"outbox-job-{job.id}")
                     self._inflight.add(t)

@@ -62,3 +62,37 @@ async def test_a_store_that_does_not_answer_fails_probes_quickly(make_gateway: A
             store.read = real
             never.set()
         assert _metric(await _scrape(gw), "lienthong_store_up") == 1.0
+
+
+async def test_readiness_says_so_when_every_claim_of_the_outbox_fails(make_gateway: Any) -> None:
+    """The outbox check said "ok" whenever a worker existed: one whose every claim failed (an
+    out-of-range setting did that) delivered nothing while the gateway reported ready."""
+    import sqlite3
+
+    async with make_gateway() as gw:
+        db = gw.runtime.store.path
+
+        def rename(a: str, b: str) -> None:
+            with sqlite3.connect(db, timeout=10) as raw:
+                raw.execute(f"ALTER TABLE {a} RENAME TO {b}")
+
+        await asyncio.to_thread(rename, "outbox_jobs", "outbox_jobs_away")
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                async with await gw.get("/readyz", who="operator") as r:
+                    body = await r.json()
+                if r.status == 503:
+                    break
+                assert time.monotonic() < deadline, body
+                await asyncio.sleep(0.05)
+            assert body["checks"]["outbox"].startswith("failing: claiming jobs fails"), body
+        finally:
+            await asyncio.to_thread(rename, "outbox_jobs_away", "outbox_jobs")
+        deadline = time.monotonic() + 30
+        while True:  # and ready again once claims work
+            async with gw.http.get(gw.url + "/readyz") as r:
+                if r.status == 200:
+                    break
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
