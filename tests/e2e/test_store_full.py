@@ -7,6 +7,7 @@ which SQLite answers exactly as a full disk: SQLITE_FULL.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -82,8 +83,15 @@ async def test_a_full_store_refuses_work_and_takes_it_again_later(
     await _cap(gateway, 2**30)  # room again
     # Readiness stays failing as long as the 503's Retry-After; let that time pass.
     monkeypatch.setattr(ops, "STORE_TROUBLE_S", 0.0)
-    async with await gateway.get("/readyz") as r:
-        assert r.status == 200, await r.text()
+
+    async def ready() -> bool:  # the outbox is ready again once its next claim succeeds
+        async with await gateway.get("/readyz") as r:
+            return r.status == 200
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await ready():
+        assert asyncio.get_running_loop().time() < deadline, "never ready again"
+        await asyncio.sleep(0.05)
     async with await gateway.post("/v1/dossiers", refused) as r:
         assert r.status == 202
     done = await gateway.wait_status(refused["code"], {"completed", "needs_attention", "failed"})
