@@ -154,7 +154,7 @@ async def check_package(
             f"From/OrganId {pkg.header.from_.organ_id} is not the authenticated sender {sender}",
             claimed=pkg.header.from_.organ_id,
         )
-    _document_id_is_the_senders(pkg.header, sender)
+    _document_id_fits(pkg.header, sender)
     if any(t.organ_id == sender for t in pkg.header.to):
         # Its sender has it already; a delivery to itself could never be marked delivered.
         raise InvalidEdxml(
@@ -180,7 +180,7 @@ async def check_package(
     return Checked(scan, pkg, sig, reports)
 
 
-def _document_id_is_the_senders(header: MessageHeader, sender: str) -> None:
+def _document_id_fits(header: MessageHeader, sender: str) -> None:
     """A DocumentId is ``{OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}`` (spec/edxml.md):
     its OrganId the issuing agency's (a sender may not number a document as another agency's),
     its date and number those the header gives in ``PromulgationInfo`` and ``Code``, where it

@@ -130,6 +130,21 @@ def _member(agency: str) -> str:
     return f"VN:GOV:{agency}"
 
 
+def _event(
+    action: str, agency: str, subsystem: str, document: str, request_id: str | None, **more: Any
+) -> AuditEvent:
+    """The audit event of something ``agency`` (its ``subsystem``) did to ``document``."""
+    return AuditEvent(
+        action=action,
+        member=_member(agency),
+        subsystem=subsystem,
+        service=SERVICE,
+        document=document,
+        request_id=request_id,
+        **more,
+    )
+
+
 class DocumentHub:
     """One per gateway. ``signer`` is the gateway's ``signing.SigningKey``; ``trust`` its
     ``signing.TrustStore``; ``agencies`` the directory of known agencies (routing)."""
@@ -381,13 +396,12 @@ class DocumentHub:
                 )
         audit_append(
             tx,
-            AuditEvent(
-                action="document.accepted",
-                member=_member(sender),
-                subsystem=subsystem,
-                service=SERVICE,
-                document=receipt.id,
-                request_id=request_id,
+            _event(
+                "document.accepted",
+                sender,
+                subsystem,
+                receipt.id,
+                request_id,
                 reference=receipt.document_id,
                 digests={
                     "package": receipt.package_sha256,
@@ -528,13 +542,12 @@ class DocumentHub:
                     )
                 audit_append(
                     tx,
-                    AuditEvent(
-                        action="document.status",
-                        member=_member(sender),
-                        subsystem=subsystem,
-                        service=SERVICE,
-                        document=doc_id,
-                        request_id=request_id,
+                    _event(
+                        "document.status",
+                        sender,
+                        subsystem,
+                        doc_id,
+                        request_id,
                         reference=st.status_code,
                         digests={"status": message_sha},
                         detail=f"{st.status_code} {MEANINGS[st.status_code]}",
@@ -694,27 +707,28 @@ class DocumentHub:
                     raise UnknownDocument(f"no document {doc_id} for {agency}")
             return doc
 
-        await asyncio.to_thread(self._blobs_present, await self.store.read(seen))
+        found: dict[str, Any] = await self.store.read(seen)
+        await asyncio.to_thread(self._blobs_present, found)
+        if found["sender"] == agency:
+            return found  # the sender's own copy: nothing is delivered, nothing to write
 
         def unit(tx: Tx) -> dict[str, Any]:
             doc = seen(tx)
-            if doc["sender"] != agency:
-                if tx.execute(
-                    "documents.mark_delivered", document=doc_id, recipient=agency, at=_iso(_now())
-                ):
-                    audit_append(
-                        tx,
-                        AuditEvent(
-                            action="document.delivered",
-                            member=_member(agency),
-                            subsystem=subsystem,
-                            service=SERVICE,
-                            document=doc_id,
-                            request_id=request_id,
-                            digests={"package": doc["package_sha256"]},
-                            detail="pulled",
-                        ),
-                    )
+            if tx.execute(
+                "documents.mark_delivered", document=doc_id, recipient=agency, at=_iso(_now())
+            ):
+                audit_append(
+                    tx,
+                    _event(
+                        "document.delivered",
+                        agency,
+                        subsystem,
+                        doc_id,
+                        request_id,
+                        digests={"package": doc["package_sha256"]},
+                        detail="pulled",
+                    ),
+                )
             return doc
 
         doc: dict[str, Any] = await self.store.transact(unit)
@@ -749,13 +763,12 @@ class DocumentHub:
             ):
                 audit_append(
                     tx,
-                    AuditEvent(
-                        action="document.acked",
-                        member=_member(agency),
-                        subsystem=subsystem,
-                        service=SERVICE,
-                        document=doc_id,
-                        request_id=request_id,
+                    _event(
+                        "document.acked",
+                        agency,
+                        subsystem,
+                        doc_id,
+                        request_id,
                     ),
                 )
             row = tx.one("documents.delivery", document=doc_id, recipient=agency)

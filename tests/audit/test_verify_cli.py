@@ -22,6 +22,18 @@ from tests.audit.test_checkpoints import add_events, pki, tsa_url  # noqa: F401 
 KEY = "00112233445566778899aabbccddeeff"
 
 
+def _gateway_config(folder: Path, pki: TestPKI, audit: str = "") -> Path:
+    """A gateway's lienthong.toml beside its store ``gw.db`` in ``folder``: the gateway's
+    certificate, the test root as the only anchor, and ``audit`` (a section) after them."""
+    cfg = folder / "lienthong.toml"
+    cfg.write_text(
+        '[store]\nurl = "sqlite:///gw.db"\n'
+        f'[signing]\ncert = "{pki.cert_path("gateway")}"\ntrust = ["{pki.root_pem}"]\n'
+        'revocation = "off"\n' + audit
+    )
+    return cfg
+
+
 @pytest.fixture
 async def config(tmp_path: Path, pki: TestPKI, tsa_url: str) -> Path:
     async with SQLiteStore(tmp_path / "gw.db") as store:
@@ -39,13 +51,7 @@ async def config(tmp_path: Path, pki: TestPKI, tsa_url: str) -> Path:
             )
         )
         assert await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
-    cfg = tmp_path / "lienthong.toml"
-    cfg.write_text(
-        '[store]\nurl = "sqlite:///gw.db"\n'
-        f'[signing]\ncert = "{pki.cert_path("gateway")}"\ntrust = ["{pki.root_pem}"]\n'
-        'revocation = "off"\n'
-        f'[audit]\ncitizen_id_key = "{KEY}"\n'
-    )
+    cfg = _gateway_config(tmp_path, pki, f'[audit]\ncitizen_id_key = "{KEY}"\n')
     return cfg
 
 
@@ -168,13 +174,7 @@ async def forged(tmp_path: Path, pki: TestPKI, tsa_url: str) -> Path:
         await add_events(store, 12)
         agency = pki.key("agency-000.00.11.H53")
         assert await Checkpointer(store, agency, tsa_url=tsa_url).checkpoint_now()
-    cfg = folder / "lienthong.toml"
-    cfg.write_text(
-        '[store]\nurl = "sqlite:///gw.db"\n'
-        f'[signing]\ncert = "{pki.cert_path("gateway")}"\ntrust = ["{pki.root_pem}"]\n'
-        'revocation = "off"\n'
-    )
-    return cfg
+    return _gateway_config(folder, pki)
 
 
 async def test_a_log_signed_by_another_anchored_key_is_refused(
@@ -284,13 +284,9 @@ async def old_log(tmp_path: Path, pki: TestPKI, tsa_url: str) -> Path:
                 )
             )
         assert await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
-    cfg = folder / "lienthong.toml"
-    cfg.write_text(
-        '[store]\nurl = "sqlite:///gw.db"\n'
-        f'[signing]\ncert = "{pki.cert_path("gateway")}"\ntrust = ["{pki.root_pem}"]\n'
-        'revocation = "off"\n[audit]\ncheckpoint_every = 500\ncheckpoint_interval_s = 5\n'
+    return _gateway_config(
+        folder, pki, "[audit]\ncheckpoint_every = 500\ncheckpoint_interval_s = 5\n"
     )
-    return cfg
 
 
 async def test_a_log_no_signed_checkpoint_vouches_for_is_not_intact(old_log: Path) -> None:
