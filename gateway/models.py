@@ -124,6 +124,9 @@ class Deceased(Strict):
     death_place: Line
     birth_date: date | None = None
     cause: Line | None = None
+    # The last residence (nơi cư trú cuối cùng on the declaration form): the death is registered
+    # in its province. Without it, in the civil-status connector's configured province.
+    residence: Address | None = None
 
 
 class DeathData(Strict):

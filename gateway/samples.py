@@ -96,6 +96,7 @@ def death_dossier(
                 "birth_date": deceased.birth_date.isoformat(),
                 "death_date": died.isoformat(),
                 "death_place": deceased.permanent_address.detail,
+                "residence": deceased.permanent_address.as_dict(),
             },
             "relation": "child",
         },

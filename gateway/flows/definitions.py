@@ -168,12 +168,16 @@ def _deceased(ctx: Context) -> Mapping[str, Any]:
 
 
 def _death_params(ctx: Context) -> dict[str, Any]:
-    return {
-        "deceased": dict(_deceased(ctx)),
+    dead = _deceased(ctx)
+    params = {
+        "deceased": {k: v for k, v in dead.items() if k != "residence"},
         "declarant": _declarant(ctx),
         "declared_on": _declared_on(ctx),
         "agency_id": _agency(ctx),
     }
+    if dead.get("residence"):  # registered where the deceased last lived, as a birth is
+        params["place"] = {"province_code": str(dead["residence"]["province_code"]).zfill(3)}
+    return params
 
 
 def _deregister_params(ctx: Context) -> dict[str, Any]:

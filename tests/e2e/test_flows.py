@@ -445,34 +445,59 @@ async def test_fail_closed_when_checkpoints_cannot_be_timestamped(make_gateway: 
                 assert r.status == 200  # what was accepted stays
 
 
+async def _filed_by_ho_chi_minh_city(make_gateway: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    """Run ``doc`` to its end as Hồ Chí Minh City's one-stop system filed it; its final view."""
+    hcm = "VN:GOV:000.00.00.H29:motcua"
+    async with make_gateway(
+        subsystems=[{"id": hcm, "token": "t-hcm", "rights": ["dossiers.submit"]}]
+    ) as gw:
+        doc["code"] = "000.00.00.H29-" + doc["code"].split("-", 1)[1]
+        auth = {"Authorization": "Bearer t-hcm"}
+        async with await gw.post("/v1/dossiers", doc, headers=auth) as r:
+            assert r.status == 202, await r.text()
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:  # polled as the H29 system (wait_status asks as motcua)
+            async with gw.http.get(f"{gw.url}/v1/dossiers/{doc['code']}", headers=auth) as r:
+                view: dict[str, Any] = await r.json()
+            if view.get("status") in ("completed", "needs_attention", "failed"):
+                return view
+            assert asyncio.get_running_loop().time() < deadline, view
+            await asyncio.sleep(0.05)
+
+
 async def test_a_birth_is_registered_in_the_province_the_child_will_live_in(
     make_gateway: Any,
 ) -> None:
     """The registering province and unit were the connector's defaults (Nghệ An, H41) for every
     dossier: a child registered by Hồ Chí Minh City's one-stop system, to live there, got a
     Nghệ An personal id (its first three digits are the registering province) and number."""
-    hcm = "VN:GOV:000.00.00.H29:motcua"
-    async with make_gateway(
-        subsystems=[{"id": hcm, "token": "t-hcm", "rights": ["dossiers.submit"]}]
-    ) as gw:
-        doc = dossiers(1, death_share=0)[0]
-        doc["code"] = "000.00.00.H29-" + doc["code"].split("-", 1)[1]
-        assert doc["data"]["residence"]["province_code"] == "079"  # the sample lives there
-        async with await gw.post(
-            "/v1/dossiers", doc, headers={"Authorization": "Bearer t-hcm"}
-        ) as r:
-            assert r.status == 202, await r.text()
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:  # polled as the H29 system (wait_status asks as motcua)
-            async with gw.http.get(
-                f"{gw.url}/v1/dossiers/{doc['code']}", headers={"Authorization": "Bearer t-hcm"}
-            ) as r:
-                view = await r.json()
-            if view.get("status") in ("completed", "needs_attention", "failed"):
-                break
-            assert asyncio.get_running_loop().time() < deadline, view
-            await asyncio.sleep(0.05)
-        assert view["status"] == "completed", view
-        born = view["steps"][1]["result"]
-        assert born["personal_id"].startswith("079"), born
-        assert view["steps"][1]["reference"].startswith("KS.079."), view["steps"][1]
+    doc = dossiers(1, death_share=0)[0]
+    assert doc["data"]["residence"]["province_code"] == "079"  # the sample lives there
+    view = await _filed_by_ho_chi_minh_city(make_gateway, doc)
+    assert view["status"] == "completed", view
+    born = view["steps"][1]["result"]
+    assert born["personal_id"].startswith("079"), born
+    assert view["steps"][1]["reference"].startswith("KS.079."), view["steps"][1]
+
+
+async def test_a_death_is_registered_in_the_province_the_deceased_last_lived_in(
+    make_gateway: Any,
+) -> None:
+    """Every death was registered in the connector's configured province (Nghệ An): the
+    deceased's last residence, when the declaration gives it, now names the registering one."""
+    doc = next(
+        d
+        for d in dossiers(40, death_share=1)
+        if d["data"]["deceased"]["residence"]["province_code"] != "040"
+    )
+    province = doc["data"]["deceased"]["residence"]["province_code"]
+    view = await _filed_by_ho_chi_minh_city(make_gateway, copy.deepcopy(doc))
+    assert view["status"] == "completed", view
+    assert view["steps"][1]["reference"].startswith(f"KT.{province}."), view["steps"][1]
+
+    # Without it (the field is optional), the connector's province, as before.
+    del doc["data"]["deceased"]["residence"]
+    doc["code"] = doc["code"][:-4] + "9999"
+    view = await _filed_by_ho_chi_minh_city(make_gateway, doc)
+    assert view["status"] == "completed", view
+    assert view["steps"][1]["reference"].startswith("KT.040."), view["steps"][1]
