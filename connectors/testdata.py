@@ -367,8 +367,15 @@ class Population:
             else:
                 spouse = self._parent(rng, core, "female" if core.sex == "male" else "male",
                                       rng.choices(_FAMILY, _FAMILY_W)[0])  # fmt: skip
+                # Near the citizen's age, and the id encodes that birth year (as every id does).
+                born = core.birth + timedelta(days=rng.randint(-2000, 2000))
+                pid = spouse.personal_id
+                sex = "female" if core.sex == "male" else "male"
                 spouse = replace(
-                    spouse, birth_date=core.birth + timedelta(days=rng.randint(-2000, 2000))
+                    spouse,
+                    birth_date=born,
+                    personal_id=make_personal_id(pid[:3], sex, born.year, int(pid[6:])),
+                    old_id=spouse.old_id if born.year < 1990 else None,
                 )
         stats = core.province[1:]
         si_code = f"{stats}{(int(core.personal_id[-6:]) * 37 + index) % 10**8:08d}"

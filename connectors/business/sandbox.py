@@ -11,7 +11,7 @@ Admin routes: ``GET /_sandbox/enterprises?status=HOAT_DONG&limit=N`` lists tax c
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -114,6 +114,10 @@ def _enterprise(rng: random.Random, tax_code: str) -> dict[str, Any]:
     }
 
 
+def _day(text: str) -> date:
+    return datetime.strptime(text, "%d/%m/%Y").date()
+
+
 def generate_enterprises(seed: int = 0, count: int = 3000) -> dict[str, dict[str, Any]]:
     """The sandbox's enterprises for ``seed``: tax code → wire record. Deterministic."""
     rng = random.Random(f"business:{seed}")
@@ -135,6 +139,12 @@ def generate_enterprises(seed: int = 0, count: int = 3000) -> dict[str, dict[str
             record["tenTiengAnh"] = f"BRANCH OF {parent['tenTiengAnh']}"
             record["tenVietTat"] = parent["tenVietTat"]
             record["loaiHinh"] = {"ma": "CN", "ten": LEGAL_FORMS["CN"][0]}
+            # A branch lives within its enterprise: opened on or after it, and not active when
+            # the enterprise is not (suspended, dissolving, dissolved or bankrupt with it).
+            if parent["tinhTrang"]["ma"] != "HOAT_DONG":
+                record["tinhTrang"] = dict(parent["tinhTrang"])
+            if _day(record["ngayCap"]) < _day(parent["ngayCap"]):
+                record["ngayCap"] = parent["ngayCap"]
             found[branch] = record
     return found
 

@@ -36,6 +36,8 @@ def test_thousands_of_valid_unique_citizens() -> None:
         assert len(p.permanent_address.ward_code) == 5
         for parent in (p.father, p.mother):
             assert check_personal_id(parent.personal_id).birth_year < p.birth_date.year
+        if p.spouse is not None:  # the id encoded a parent's birth year, not the spouse's
+            check_personal_id(p.spouse.personal_id, birth_date=p.spouse.birth_date)
     assert sum(p.ethnicity == "01" for p in people) > 0.75 * len(people)
     assert {p.sex for p in people} == {"male", "female"}
     assert any("ễ" in p.full_name or "ị" in p.full_name for p in people)

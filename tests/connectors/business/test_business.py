@@ -49,6 +49,24 @@ def test_generation_is_deterministic_and_valid() -> None:
     assert any("-" in code for code in generate_enterprises(0))
 
 
+def test_branches_live_within_their_enterprise() -> None:
+    """A branch was drawn on its own: active branches of dissolved enterprises, branches opened
+    before their enterprise. Now opened on or after it, and active only while it is."""
+
+    def day(text: str) -> tuple[str, ...]:
+        return tuple(reversed(text.split("/")))
+
+    found = generate_enterprises(0)
+    branches = [(code, code.split("-")[0]) for code in found if "-" in code]
+    assert len(branches) > 100
+    for branch, parent in branches:
+        b, p = found[branch], found[parent]
+        if p["tinhTrang"]["ma"] != "HOAT_DONG":
+            assert b["tinhTrang"] == p["tinhTrang"], branch
+        assert day(b["ngayCap"]) >= day(p["ngayCap"]), branch
+    assert any(found[p]["tinhTrang"]["ma"] == "DA_GIAI_THE" for _, p in branches)
+
+
 async def test_lookup_maps_every_field(url: str) -> None:
     expected = generate_enterprises(SEED, 500)
     code = next(iter(expected))
