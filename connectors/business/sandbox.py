@@ -11,7 +11,7 @@ Admin routes: ``GET /_sandbox/enterprises?status=HOAT_DONG&limit=N`` lists tax c
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -115,7 +115,8 @@ def _enterprise(rng: random.Random, tax_code: str) -> dict[str, Any]:
 
 
 def _day(text: str) -> date:
-    return datetime.strptime(text, "%d/%m/%Y").date()
+    day, month, year = map(int, text.split("/"))  # dd/mm/yyyy, as written above
+    return date(year, month, day)
 
 
 def generate_enterprises(seed: int = 0, count: int = 3000) -> dict[str, dict[str, Any]]:
