@@ -60,7 +60,16 @@ _lock = asyncio.Lock()
 
 
 def agency_routes(runtime: Runtime) -> dict[str, AgencyRoute]:
-    return {a.id: AgencyRoute(a.id, a.endpoint, a.token) for a in runtime.settings.agencies}
+    """The hub's directory: ``[[agencies]]``, and every agency a subsystem may exchange documents
+    for (it pulls its inbox). Without those, an agency allowed to send could never be answered:
+    a reply addressed to it was refused as to an unknown recipient."""
+    settings = runtime.settings
+    pulling = {
+        sub.agency: AgencyRoute(sub.agency)
+        for sub in settings.subsystems
+        if "documents.exchange" in sub.rights
+    }
+    return pulling | {a.id: AgencyRoute(a.id, a.endpoint, a.token) for a in settings.agencies}
 
 
 def hub_organ_id(runtime: Runtime) -> str:

@@ -127,8 +127,13 @@ def _n(tx: Any, table: str) -> int:
 
 @asynccontextmanager
 async def running_hub(
-    tmp_path: Path, pki: TestPKI, store: dict[str, str] | None = None, **gateway: Any
+    tmp_path: Path,
+    pki: TestPKI,
+    store: dict[str, str] | None = None,
+    unlisted: tuple[str, ...] = (),
+    **gateway: Any,
 ) -> AsyncIterator[Hub]:
+    """The hub with the three agencies' subsystems; ``unlisted`` left out of [[agencies]]."""
     endpoint = AgencyEndpoint()
     receiver = web.Application()
     receiver.router.add_post("/edoc", endpoint.handle)
@@ -141,12 +146,12 @@ async def running_hub(
             {"id": f"VN:GOV:{a}:vanban", "token": t, "rights": ["documents.exchange"]}
             for a, t in TOKENS.items() if a != "outsider"
         ] + [{"id": "VN:GOV:000.00.00.H29:motcua", "token": TOKENS["outsider"], "rights": ["dossiers.submit"]}],
-        agencies=[
+        agencies=[a for a in [
             {"id": TAY_NINH_STC, "name": "Sở Tài chính Tây Ninh",
              "endpoint": str(agency_server.make_url("/edoc")), "token": "push-secret"},
             {"id": NGHE_AN, "name": "UBND tỉnh Nghệ An"},
             {"id": TU_PHAP, "name": "Bộ Tư pháp"},
-        ],
+        ] if a["id"] not in unlisted],
         documents={"blob_dir": str(tmp_path / "blobs")},
         gateway=gateway,
         **({"store": store} if store else {}),
@@ -1086,3 +1091,23 @@ async def test_a_document_whose_blob_is_gone_is_a_500_problem_and_stays_undelive
     assert [(d["delivery"], d["delivered_at"]) for d in seen["recipients"]] == [("pending", None)]
     rows = await hub.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=1000))
     assert not [r for r in rows if b"document.delivered" in bytes(r["entry"])]
+
+
+async def test_an_agency_allowed_to_exchange_can_be_answered_though_not_listed(
+    tmp_path: Path, pki: TestPKI, pki_server: str, stc_pdf: bytes
+) -> None:
+    """The Ministry of Justice has a subsystem with documents.exchange but no [[agencies]] entry:
+    it could send, and every reply addressed to it was refused as to an unknown recipient. Its
+    subsystem makes it a pulling agency; an agency with neither is still unknown."""
+    pdf = await sign_pdf(sample_pdf("Cong van 17/BTP"), pki.key(f"agency-{TU_PHAP}"))
+    async with running_hub(tmp_path, pki, unlisted=(TU_PHAP,)) as hub:
+        async with await hub.send(TU_PHAP, package(pki, TU_PHAP, (NGHE_AN,), pdf, "17")) as r:
+            assert r.status == 202, await r.text()
+        reply = package(pki, NGHE_AN, (TU_PHAP,), stc_pdf, "18", signer=f"agency-{NGHE_AN}")
+        async with await hub.send(NGHE_AN, reply) as r:
+            assert r.status == 202, await r.text()
+        status, inbox = await hub.json("GET", "/v1/documents/inbox", TU_PHAP)
+        assert status == 200 and [i["from"] for i in inbox["items"]] == [NGHE_AN], inbox
+        stranger = package(pki, NGHE_AN, ("000.00.00.H99",), stc_pdf, "19")
+        async with await hub.send(NGHE_AN, stranger) as r:
+            assert (r.status, (await r.json())["type"]) == (422, PROBLEM + "unknown-recipient")
