@@ -172,6 +172,17 @@ def validate(doc: DossierIn) -> dict[str, Any]:
         raise Problem(
             422, "unknown-procedure", f"procedure {doc.procedure} is not run by this gateway"
         )
+    local = doc.procedure[9:]  # a locally published variant's agency id, if any
+    if local and local.rsplit(".", 1)[-1] != doc.code.split("-", 1)[0].rsplit(".", 1)[-1]:
+        # Published by another province or ministry (its level-1 code, H29, G15): not a
+        # procedure of the agency filing the dossier.
+        raise Problem(
+            422,
+            "unknown-procedure",
+            f"procedure {doc.procedure} is {local}'s local variant, and the dossier is filed by "
+            f"{doc.code.split('-', 1)[0]}",
+            field="procedure",
+        )
     if known[0] != doc.flow:
         raise Problem(
             422,

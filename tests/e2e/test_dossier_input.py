@@ -43,6 +43,8 @@ BAD_DOSSIERS = [
     ("invalid-dossier-code", 422, _set("code", "000.00.00.H41-261322-0001")),  # month 13
     ("invalid-procedure-code", 422, _set("procedure", "1001193")),
     ("unknown-procedure", 422, _set("procedure", "1.000894")),  # marriage: not a flow here
+    # Hồ Chí Minh City's local variant, in a dossier Nghệ An's system files.
+    ("unknown-procedure", 422, _set("procedure", "1.001193.000.00.00.H29")),
     ("flow-mismatch", 422, _set("flow", "death")),
     ("unknown-field", 422, _set("applicant.nickname", "Lan")),
     ("unknown-field", 422, _set("data.child.weight_kg", 3.2)),
@@ -189,6 +191,15 @@ async def test_optional_text_may_be_empty_or_absent(gateway: Gateway) -> None:
     doc = birth()
     doc["data"]["residence"]["detail"] = ""
     doc["applicant"]["email"] = ""
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+
+
+async def test_a_local_variant_of_the_filing_province_runs_the_national_flow(
+    gateway: Gateway,
+) -> None:
+    doc = birth()
+    doc["procedure"] = "1.001193.000.00.00.H41"  # published by Nghệ An, filed by Nghệ An
     async with await gateway.post("/v1/dossiers", doc) as r:
         assert r.status == 202, await r.text()
 
