@@ -4,13 +4,15 @@ Each event is serialised to compact JSON that starts with its sequence number an
 (``{"seq":N,"at":"…",…}``, then the event's fields in a fixed order) — the *entry* — and hashed as an
 RFC 9162 leaf, ``SHA-256(0x00 || entry)``, so the log is at once a hash chain (``chain_hash`` links
 each entry to all before it) and the leaf list of a Merkle tree (see :mod:`gateway.audit.merkle`).
-Personal ids never enter the log: :func:`citizen_hash` keys them with a secret held outside it.
+Personal ids never enter the log: :func:`citizen_hash` keys them with a secret held outside it,
+and long numbers in an event's free text are withheld.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +45,13 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     reference: str | None = None  # the registry's reference number
     detail: str | None = None
 
+
+# Free text in an event (a registry's fault, an operator's reason) can quote a personal id
+# ("no citizen 019053987654"), an old 9-digit id, a health-insurance card or a social-insurance
+# code. The log is kept for ever and exported in evidence bundles: every run of nine digits or
+# more is withheld from ``detail``. (No reference, dossier code or document id has such a run.)
+_LONG_NUMBER = re.compile(r"(?<![0-9])[0-9]{9,}(?![0-9])")
+WITHHELD = "[number withheld]"
 
 _encoder = msgspec.json.Encoder()
 _sha256 = hashlib.sha256
@@ -81,6 +90,8 @@ def append(tx: Tx, event: AuditEvent, *, at: datetime | None = None) -> int:
         row = tx.one("audit.head")
         head = (-1, GENESIS) if row is None else (row["seq"], bytes(row["chain_hash"]))
     seq = head[0] + 1
+    if event.detail is not None and _LONG_NUMBER.search(event.detail):
+        event = msgspec.structs.replace(event, detail=_LONG_NUMBER.sub(WITHHELD, event.detail))
     when = utc_iso(time.time_ns()) if at is None else at.isoformat(timespec="microseconds")
     # The event's own JSON is '{"action":…}'; the entry puts seq and time first, so a verifier
     # checks an entry's position from its first bytes without parsing it.

@@ -501,3 +501,25 @@ async def test_a_death_is_registered_in_the_province_the_deceased_last_lived_in(
     view = await _filed_by_ho_chi_minh_city(make_gateway, doc)
     assert view["status"] == "completed", view
     assert view["steps"][1]["reference"].startswith("KT.040."), view["steps"][1]
+
+
+async def test_a_registry_fault_quoting_a_personal_id_does_not_put_it_in_the_audit_log(
+    gateway: Gateway,
+) -> None:
+    """The population register refuses to de-register a citizen it does not know with
+    "no citizen <personal id>"; that text went verbatim into the step's audit events, in a log
+    kept for ever and exported in bundles, which personal ids never enter."""
+    doc = dossiers(10, death_share=1)[0]
+    stranger = "019053987654"  # a well-formed id of no one in the register (born 1953)
+    doc["data"]["deceased"].update(personal_id=stranger, birth_date="1953-03-04")
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed"})
+    failed = next(s for s in view["steps"] if s["name"] == "deregister_residence")
+    assert stranger in failed["error"]  # the dossier's own view keeps the registry's words
+    rows = await gateway.runtime.store.read(
+        lambda tx: tx.all("audit.by_dossier", dossier=doc["code"])
+    )
+    details = [decode_entry(r["entry"]).get("detail", "") for r in rows]
+    assert any("no citizen [number withheld]" in d for d in details), details
+    assert all(stranger.encode() not in bytes(r["entry"]) for r in rows)
