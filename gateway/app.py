@@ -329,6 +329,9 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
             lambda: session,
             {s.id: s for s in settings.subsystems},
             timeout_s=settings.gateway.callback_timeout_s,
+            breakers=runtime.breakers,
+            # A receiver that hangs holds at most a quarter of the workers.
+            max_in_flight=max(1, settings.outbox.workers // 4),
         ),
         "portal.sync": PortalSyncHandler(
             runtime.connectors["portal"], runtime.store, runtime.breakers, runtime.metrics

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+import yarl
 
 from connectors.api import Connector, PermanentError, TransientError, transient_status
 from gateway import dossiers
@@ -56,11 +57,26 @@ def _noop(tx: Tx) -> None:
     return None
 
 
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``: one receiver, whatever the path."""
+    parsed = yarl.URL(url)
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
+
+
 class CallbackHandler:
     """POSTs the status document to the dossier's ``callback_url``, HMAC-signed with the
     subsystem's ``callback_secret``, if the URL is still under its ``callback_urls`` (checked
     again here: the operator may have narrowed them since the dossier was accepted). Redirects are
-    not followed: they could lead anywhere."""
+    not followed: they could lead anywhere.
+
+    A receiver is another province's system, which the gateway does not control, and its
+    callbacks share the outbox's workers with every registry call. So each receiver (scheme, host
+    and port) has its own circuit breaker (while it is open, callbacks wait without using
+    attempts: a receiver being redeployed does not run them dead) and at most
+    ``max_in_flight`` of its callbacks are sent at once (a receiver that hangs holds that many
+    workers, not all of them). A dossier's callbacks arrive in order: one waits while an earlier
+    version is still to be sent, so a receiver never hears an older status after a newer one.
+    """
 
     def __init__(
         self,
@@ -69,14 +85,20 @@ class CallbackHandler:
         subsystems: Mapping[str, Subsystem],
         *,
         timeout_s: float = 10.0,
+        breakers: Breakers | None = None,
+        max_in_flight: int = 4,
     ) -> None:
         self.store, self._session, self.timeout_s = store, session, timeout_s
         self.subsystems = subsystems
+        self.breakers = breakers or Breakers()
+        self.max_in_flight = max_in_flight
+        self._in_flight: dict[str, int] = {}  # receiver → callbacks being sent (one loop)
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         code = str(job.payload["code"])
+        mine = int(job.payload["version"])
 
-        def load(tx: Tx) -> tuple[str | None, str, bytes]:
+        def load(tx: Tx) -> tuple[str | None, str, bytes, bool]:
             row = tx.one("dossiers.get", code=code)
             if row is None:
                 raise PermanentError("callback", f"dossier {code} does not exist")
@@ -84,9 +106,14 @@ class CallbackHandler:
             if doc is None:  # a job queued before documents were frozen in its payload
                 doc = msgspec.to_builtins(dossiers.view(tx, code))
                 doc["version"] = job.payload["version"]
-            return row["callback_url"], row["client"], msgspec.json.encode(doc)
+            others = tx.all("outbox.of_dossier", dossier=code, kind="callback", id=job.id)
+            earlier = any(
+                int(o["key"].rsplit("/", 1)[1]) < mine and o["state"] in ("pending", "running")
+                for o in others
+            )
+            return row["callback_url"], row["client"], msgspec.json.encode(doc), earlier
 
-        url, client, body = await self.store.read(load)
+        url, client, body, earlier = await self.store.read(load)
         if not url:
             return _noop
         subsystem = self.subsystems.get(client)
@@ -94,6 +121,20 @@ class CallbackHandler:
             raise PermanentError(
                 "callback", f"{url} is not under the callback_urls of subsystem {client}"
             )
+        if earlier:
+            raise NotYet("callback", 0.5, "an earlier callback of this dossier is not sent yet")
+        receiver = _origin(url)
+        if self._in_flight.get(receiver, 0) >= self.max_in_flight:
+            raise NotYet("callback", 1.0, f"{self.max_in_flight} callbacks to {receiver} in flight")
+        breaker = self.breakers.get(f"callback {receiver}")
+        self._in_flight[receiver] = self._in_flight.get(receiver, 0) + 1
+        try:  # CircuitOpen (a NotYet) while the receiver is failing
+            await breaker.call(lambda: self._post(url, code, body, subsystem))
+        finally:
+            self._in_flight[receiver] -= 1
+        return _noop
+
+    async def _post(self, url: str, code: str, body: bytes, subsystem: Subsystem) -> None:
         headers = {"Content-Type": "application/json", "X-Lienthong-Dossier": code}
         if subsystem.callback_secret:
             headers[SIGNATURE_HEADER] = sign_callback(subsystem.callback_secret.encode(), body)
@@ -114,7 +155,6 @@ class CallbackHandler:
             raise PermanentError("callback", f"{url} refused the callback with {status}")
         if status >= 300:
             raise PermanentError("callback", f"{url} answered {status}: redirects are not followed")
-        return _noop
 
     def failed(
         self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None

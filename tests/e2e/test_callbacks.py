@@ -7,6 +7,7 @@ freely would let it reach whatever the gateway can reach (databases, admin ports
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -258,3 +259,126 @@ async def test_acceptance_is_announced_to_the_client_and_the_portal(make_gateway
     assert (1, "accepted") in received, received
     assert synced and synced[0].state == "done", synced
     assert synced[0].payload["status"] == "accepted"
+
+
+async def test_a_dossiers_callbacks_arrive_in_order_though_one_is_retried(
+    make_gateway: Any,
+) -> None:
+    """The receiver refuses version 2 (503) until the dossier has completed. Every later version
+    was sent meanwhile, and version 2 arrived last: the client's final word was "accepted" or
+    "in progress" of a completed dossier. Now each waits for the earlier ones."""
+    done = asyncio.Event()
+    answered: list[int] = []  # versions the receiver took, in order
+
+    async def hook(request: web.Request) -> web.Response:
+        version = (await request.json())["version"]
+        if version == 2 and not done.is_set():
+            return web.Response(status=503)
+        answered.append(version)
+        return web.Response(status=204)
+
+    patient = {"max_attempts": 1000, "base_delay_s": 0.05, "max_delay_s": 0.2, "jitter": 0.1}
+    async with hook_at(hook) as url:
+        async with make_gateway(
+            callback_urls=[url.rsplit("/", 1)[0] + "/"], registries={"portal": {"retry": patient}}
+        ) as gw:
+            doc = birth(1, url)
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            await gw.wait_status(doc["code"], {"completed"})
+            done.set()
+            queued: list[Any] = []
+            for _ in range(400):
+                listed = await gw.runtime.store.read(lambda tx: list_jobs(tx, limit=1000))
+                queued = [j for j in listed if j.kind == "callback"]
+                if queued and all(j.state == "done" for j in queued):
+                    break
+                await asyncio.sleep(0.05)
+    assert len(queued) >= 4 and all(j.state == "done" for j in queued), queued
+    assert answered == list(range(1, len(queued) + 1)), answered
+
+
+async def test_a_receiver_that_hangs_holds_a_quarter_of_the_workers(make_gateway: Any) -> None:
+    """Callbacks share the outbox's workers with every registry call. A receiver that never
+    answered held every worker until its timeout, and no dossier of any province moved; now at
+    most a quarter of them (here one of four) wait on one receiver."""
+    release = asyncio.Event()
+    calls = 0
+
+    async def hang(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return web.Response(status=204)
+
+    async with hook_at(hang) as url:
+        try:
+            async with make_gateway(
+                callback_urls=[url.rsplit("/", 1)[0] + "/"],
+                gateway={"callback_timeout_s": 600},
+                outbox={"workers": 4},
+            ) as gw:
+                docs = [birth(n, url) for n in range(1, 7)]
+                for doc in docs:
+                    async with await gw.post("/v1/dossiers", doc) as r:
+                        assert r.status == 202, await r.text()
+                for doc in docs:  # bounded polls: the flows run while the receiver hangs
+                    await gw.wait_status(doc["code"], {"completed"}, within=45)
+                assert calls == 1  # one callback in flight; the others wait their turn
+                release.set()  # before the gateway stops: it would wait for the one in flight
+        finally:
+            release.set()
+
+
+async def test_a_receiver_down_for_a_while_gets_every_callback_when_it_is_back(
+    make_gateway: Any,
+) -> None:
+    """Callbacks spent their attempts against a receiver that was down (a redeploy), each within
+    a second, and went dead: the client never heard of its dossier again. Now the receiver's
+    circuit opens after two failures and the callbacks wait, without using attempts, until a
+    trial call finds it back."""
+    with socket.socket() as parked:  # the receiver's port, refusing connections while it is down
+        parked.bind(("127.0.0.1", 0))
+        port = parked.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/hook"
+        answered: list[int] = []
+        few = {"max_attempts": 4, "base_delay_s": 0.02, "max_delay_s": 0.1, "jitter": 0.1}
+        async with make_gateway(
+            callback_urls=[f"http://127.0.0.1:{port}/"],
+            registries={"portal": {"retry": few}},
+            outbox={"breaker_failures": 2, "breaker_reset_s": 2},
+        ) as gw:
+            doc = birth(1, url)
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            receiver = f"callback http://127.0.0.1:{port}"
+            for _ in range(400):
+                if gw.runtime.breakers.states().get(receiver) == "open":
+                    break
+                await asyncio.sleep(0.05)
+            assert gw.runtime.breakers.states().get(receiver) == "open", (
+                gw.runtime.breakers.states()
+            )
+
+            async def hook(request: web.Request) -> web.Response:
+                answered.append((await request.json())["version"])
+                return web.Response(status=204)
+
+            app = web.Application()
+            app.router.add_post("/hook", hook)
+            parked.close()
+            server = TestServer(app, host="127.0.0.1", port=port)
+            await server.start_server()
+            try:
+                await gw.wait_status(doc["code"], {"completed"})
+                queued: list[Any] = []
+                for _ in range(400):
+                    listed = await gw.runtime.store.read(lambda tx: list_jobs(tx, limit=1000))
+                    queued = [j for j in listed if j.kind == "callback"]
+                    if queued and all(j.state in ("done", "dead") for j in queued):
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                await server.close()
+    assert [j.state for j in queued] == ["done"] * len(queued), queued
+    assert answered == list(range(1, len(queued) + 1)), answered
