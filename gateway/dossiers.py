@@ -361,7 +361,9 @@ def correct(
         raise NotCorrectable(f"dossier {code} is {row['status']}; only a stopped flow is corrected")
     before = msgspec.json.decode(row["body"])
     after = change(before)
-    _finished_steps_unchanged(tx, code, FLOWS[row["flow"]], before, after)
+    _finished_steps_unchanged(
+        tx, code, FLOWS[row["flow"]], before, after, unanswered=row["status"] == "failed"
+    )
     body = canonical(after)
     tx.execute("dossiers.set_body", code=code, body=body, now=now_iso())
     append(
@@ -382,12 +384,24 @@ def correct(
 
 
 def _finished_steps_unchanged(
-    tx: Tx, code: str, flow: Flow, before: dict[str, Any], after: dict[str, Any]
+    tx: Tx,
+    code: str,
+    flow: Flow,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    unanswered: bool,
 ) -> None:
     """Raise NotCorrectable if a correction changes what a finished step sent: finished steps
     are not repeated, so the registry keeps the old data while the later steps would send the new
     (a child renamed after its birth was registered got its health card under the new name), and
-    a verified applicant could be swapped for one never verified."""
+    a verified applicant could be swapped for one never verified.
+
+    ``unanswered``: the flow stopped on transient faults (timeouts, lost replies), so its last
+    write may have been registered without the gateway hearing it. That step's request is kept
+    too: changed, it went under the same idempotency key, which the registry refused for ever as
+    another request, while it held the first. Resumed as it was, it learns the outcome.
+    """
     steps = tx.all("dossiers.steps", dossier=code)
     outputs = {
         s["name"]: msgspec.json.decode(s["result"])
@@ -395,14 +409,20 @@ def _finished_steps_unchanged(
         if s["status"] == "done" and s["result"]
     }
     for s in steps:
-        if s["status"] != "done":
-            continue
         step = flow.steps[s["idx"]]
+        done = s["status"] == "done"
+        unknown = unanswered and step.writes and s["attempts"] > 0 and not done
+        if not (done or unknown):
+            continue
         sent = [_params_or_none(step.params, Context(doc, outputs)) for doc in (before, after)]
         if sent[0] != sent[1]:
             raise NotCorrectable(
                 f"dossier {code}: the correction changes what step {step.name}, already done, "
                 f"sent to {step.registry}; a finished step is not repeated"
+                if done
+                else f"dossier {code}: the correction changes what step {step.name} sent to "
+                f"{step.registry}, whose answer was lost (it may have registered it): resume "
+                "the dossier first to learn the outcome"
             )
 
 

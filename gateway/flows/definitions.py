@@ -47,6 +47,9 @@ class Step:
     # The result fields kept in the dossier (None: all). A check needs its verdict, not the
     # citizen's whole record: the less personal data is stored, the less can leak.
     keep: tuple[str, ...] | None = None
+    # Whether the operation changes the registry (a lookup does not): a write whose answer was
+    # lost may have been registered.
+    writes: bool = True
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ VERIFY_APPLICANT = Step(
     _applicant_lookup,
     _applicant_matches,
     keep=("match", "mismatches"),
+    writes=False,
 )
 
 

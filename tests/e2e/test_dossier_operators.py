@@ -325,3 +325,42 @@ async def test_a_correction_of_what_a_finished_step_sent_is_refused(make_gateway
         phone = {**doc["applicant"], "phone": "0912345678"}
         status, body = await patch(gw, doc["code"], {"reason": "số điện thoại", "applicant": phone})
         assert status == 200, body
+
+
+async def test_a_correction_of_a_write_whose_answer_was_lost_is_refused_until_resumed(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: the birth register took the birth but every reply was lost, so the flow
+    stopped (failed) with the step not done. A correction of the child's name was accepted (200),
+    and the resumed step, the same idempotency key for another request, was refused for ever
+    ("used for a different request"): the dossier could never finish. Now the correction is 409
+    until a resume has learnt the outcome."""
+    retry = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
+    async with make_gateway(
+        registries={"civil_status": {"timeout_s": 2.0, "retry": retry}},
+        sandbox={"faults": {"civil_status": {"lost_reply_rate": 1.0}}},
+    ) as gw:
+        doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=0)))
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202
+        view = await gw.wait_status(doc["code"], {"failed", "needs_attention", "completed"})
+        assert view["status"] == "failed", view
+        assert [s["status"] for s in view["steps"][:2]] == ["done", "failed"], view
+        renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}
+        status, body = await patch(gw, doc["code"], {"reason": "tên", "data": renamed})
+        assert (status, body["type"]) == (409, PROBLEM + "status-transition"), body
+        assert "register_birth" in body["detail"] and "resume" in body["detail"], body
+        # What the unanswered step did not send may still be corrected.
+        phone = {**doc["applicant"], "phone": "0912345678"}
+        status, body = await patch(gw, doc["code"], {"reason": "số điện thoại", "applicant": phone})
+        assert status == 200, body
+
+        root = "/".join(gw.sandbox("civil_status").split("/")[:3])
+        async with gw.http.put(root + "/_sandbox/faults", json={}) as r:
+            assert r.status == 200, await r.text()
+        async with await gw.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
+            assert r.status == 202, await r.text()
+        view = await gw.wait_status(doc["code"], {"failed", "needs_attention", "completed"})
+        assert view["status"] == "completed", view
+        # The register answered with the birth it had taken from the first, unanswered attempt.
+        assert view["steps"][1]["reference"].endswith(".000001"), view["steps"][1]
