@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard, TypeVar
 
 import psycopg
+import psycopg.conninfo
 import psycopg_pool
 from psycopg.adapt import Buffer, Dumper, Loader
 from psycopg.pq import TransactionStatus
@@ -116,15 +118,74 @@ class _BoolAsIntDumper(Dumper):
         return b"1" if obj else b"0"
 
 
-def _configure(conn: psycopg.Connection[Row]) -> None:
+def _configure(conn: psycopg.Connection[Row], waits: tuple[float, float]) -> None:
     conn.adapters.register_loader("numeric", _NumericLoader)
     conn.adapters.register_dumper(bool, _BoolAsIntDumper)
+    _bound_waits(conn, *waits)
 
 
-def _configure_readonly(conn: psycopg.Connection[Row]) -> None:
-    _configure(conn)
+def _configure_readonly(conn: psycopg.Connection[Row], waits: tuple[float, float]) -> None:
+    _configure(conn, waits)
     # The store refuses units that write; the server then refuses any write that got past.
     conn.execute("SET default_transaction_read_only = on")
+
+
+def _bound_waits(conn: psycopg.Connection[Any], lock_s: float, idle_s: float) -> None:
+    """Bound what one instance can make the others wait for. Appends take turns on an advisory
+    lock: an instance frozen while holding it (a stopped process, a paused VM, a partition)
+    held every other instance's appends, and so their requests, with no limit. The server now
+    ends a session idle inside its transaction after ``idle_s`` (releasing its locks), and a
+    wait for a lock longer than ``lock_s`` fails (StoreUnavailable: a 503 to retry). A value
+    the operator set (``options=-c lock_timeout=…`` in the URL) is kept."""
+    for name, seconds in (
+        ("lock_timeout", lock_s),
+        ("idle_in_transaction_session_timeout", idle_s),
+    ):
+        conn.execute(
+            "SELECT set_config(%s, %s, false) WHERE current_setting(%s) = '0'",
+            (name, f"{round(seconds * 1000)}ms", name),
+        )
+
+
+# TCP keepalives, unless the URL sets its own: a server gone without a FIN (a partition) is
+# noticed in about a minute, not after the kernel's two hours.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+def _connect_options(url: str) -> dict[str, Any]:
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    return {k: v for k, v in _KEEPALIVES.items() if k not in given}
+
+
+# The digest of the schema scripts this code creates, stored in the schema once they have run:
+# an open that finds it runs no DDL at all. (Run on every open, CREATE … IF NOT EXISTS took table
+# locks that deadlocked with running instances' writes, and needed the CREATE right, so that a
+# runtime role with only DML rights could neither serve nor run an operator's command.)
+_SCHEMA_TABLE = """
+CREATE TABLE IF NOT EXISTS lienthong_schema (
+    one    INTEGER PRIMARY KEY DEFAULT 1 CHECK (one = 1),
+    digest TEXT    NOT NULL
+)"""
+_SCHEMA_DONE = """
+INSERT INTO lienthong_schema (one, digest) VALUES (1, %(digest)s)
+ON CONFLICT (one) DO UPDATE SET digest = excluded.digest"""
+
+
+@functools.cache
+def _schema_digest() -> str:
+    return hashlib.sha256("\0".join(schema_scripts("postgres")).encode()).hexdigest()
+
+
+def _up_to_date(conn: psycopg.Connection[Any]) -> bool:
+    if "lienthong_schema" not in _tables(conn):
+        return False
+    row = conn.execute("SELECT digest FROM lienthong_schema").fetchone()
+    return row is not None and row[0] == _schema_digest()
 
 
 def _failure(what: str, exc: psycopg.Error) -> StoreError:
@@ -132,9 +193,12 @@ def _failure(what: str, exc: psycopg.Error) -> StoreError:
     # But a program limit (SQLSTATE class 54: a key too long for its index, too many columns) is
     # the unit's own doing, and would be so again on any server: a failed query, which must not
     # mark the store unavailable for everyone else.
-    unavailable = isinstance(exc, psycopg.OperationalError) and not isinstance(
-        exc, psycopg.errors.ProgramLimitExceeded
-    )
+    # A session the server ended for sitting idle in its transaction (a frozen instance: see
+    # _bound_waits) is gone like a lost server, whatever SQLSTATE class says.
+    unavailable = (
+        isinstance(exc, psycopg.OperationalError)
+        and not isinstance(exc, psycopg.errors.ProgramLimitExceeded)
+    ) or isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout)
     return (StoreUnavailable if unavailable else QueryError)(f"{what}: {exc}")
 
 
@@ -268,6 +332,8 @@ class PostgresStore(Store):
     lienthong store (an operator's command), never give another one lienthong's tables.
     ``readonly``: open an existing store only to read it (implies ``create=False``): the schema
     is not touched, sessions are read-only, and :meth:`transact` raises StoreError.
+    ``lock_timeout_s`` and ``idle_timeout_s`` bound the waits one instance can cause the others
+    (see :func:`_bound_waits`).
     """
 
     def __init__(
@@ -278,6 +344,8 @@ class PostgresStore(Store):
         connect_timeout: float = 10.0,
         create: bool = True,
         readonly: bool = False,
+        lock_timeout_s: float = 10.0,
+        idle_timeout_s: float = 60.0,
     ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
@@ -286,6 +354,7 @@ class PostgresStore(Store):
         self._readonly = readonly
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
+        self.lock_timeout_s, self.idle_timeout_s = lock_timeout_s, idle_timeout_s
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -302,34 +371,29 @@ class PostgresStore(Store):
 
     def _open(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[Row]]:
         timeout = max(2, round(self.connect_timeout))  # libpq counts whole seconds, 2 at least
+        options = {"connect_timeout": timeout, **_connect_options(self.url)}
         # One direct connection first: it reports WHY a server cannot be reached (a pool only
         # says it timed out), and it creates the schema before any unit can run.
         try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=timeout) as conn:
+            with psycopg.connect(self.url, autocommit=True, **options) as conn:
                 with conn.transaction():
-                    if self._readonly:  # read as it is: no schema to create, no lock to take
-                        _check_existing(conn)
-                    else:
-                        # Two instances starting together would race on CREATE … IF NOT EXISTS.
-                        conn.execute(_SCHEMA_LOCK)
-                        if not self._create:
-                            _check_existing(conn)
-                        else:
-                            _check_not_foreign(conn)
-                        for script in schema_scripts("postgres"):
-                            conn.execute(script.encode())  # no parameters: a script of statements
+                    self._prepare(conn)
         except psycopg.Error as exc:
             # libpq's messages run over several lines ("…\n\tIs the server running…"): one line.
             detail = without_url_secrets(" ".join(str(exc).split()), self.url)
             raise StoreError(f"PostgreSQL store could not open: {detail}") from exc
+        configure = functools.partial(
+            _configure_readonly if self._readonly else _configure,
+            waits=(self.lock_timeout_s, self.idle_timeout_s),
+        )
         pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] = psycopg_pool.ConnectionPool(
             self.url,
             connection_class=psycopg.Connection[Row],
-            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": timeout},
+            kwargs={"autocommit": True, "row_factory": dict_row, **options},
             min_size=self.pool_size,
             max_size=self.pool_size,
             open=False,
-            configure=_configure_readonly if self._readonly else _configure,
+            configure=configure,
             timeout=self.connect_timeout,
             name="lienthong",
         )
@@ -340,6 +404,29 @@ class PostgresStore(Store):
             detail = without_url_secrets(str(exc), self.url)
             raise StoreError(f"PostgreSQL store could not fill its pool: {detail}") from exc
         return pool
+
+    def _prepare(self, conn: psycopg.Connection[Any]) -> None:
+        """Check the schema the store goes in; create or update its tables if they are not this
+        code's (only then: the lock and the DDL)."""
+        if conn.execute("SELECT current_schema()").fetchone() == (None,):
+            raise _not_a_store(conn, "its search_path names no schema that exists")
+        if self._readonly:  # read as it is: no schema to create, no lock to take
+            _check_existing(conn)
+            return
+        if _up_to_date(conn):
+            return
+        # Two instances starting together would race on CREATE … IF NOT EXISTS.
+        conn.execute(_SCHEMA_LOCK)
+        if not self._create:
+            _check_existing(conn)
+        else:
+            _check_not_foreign(conn)
+        if _up_to_date(conn):  # the other one did it while this one waited
+            return
+        for script in schema_scripts("postgres"):
+            conn.execute(script.encode())  # no parameters: a script of statements
+        conn.execute(_SCHEMA_TABLE)
+        conn.execute(_SCHEMA_DONE, {"digest": _schema_digest()})
 
     async def close(self) -> None:
         """Let queued units finish, then close every connection."""

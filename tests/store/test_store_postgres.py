@@ -27,6 +27,7 @@ from gateway.store import (
     open_store,
 )
 from gateway.store.postgres import _statements
+from tests.store.conftest import admin
 
 pytestmark = pytest.mark.postgres
 
@@ -86,7 +87,7 @@ async def test_a_search_path_without_a_schema_is_a_store_error(postgres_server: 
     sep = "&" if "?" in postgres_server else "?"
     url = f"{postgres_server}{sep}options=-csearch_path%3Dt_no_such_schema"
     store = PostgresStore(url)
-    with pytest.raises(StoreError, match="could not open"):
+    with pytest.raises(StoreError, match="search_path names no schema that exists"):
         await store.open()
 
 
@@ -176,6 +177,11 @@ async def test_the_schema_is_sqlites_with_postgres_types(
     got_tables: dict[str, list[tuple[str, str, bool]]] = {}
     for table, column, data_type, not_null in rows:
         got_tables.setdefault(table, []).append((column, data_type, not_null))
+    # PostgreSQL's own: the digest of the schema scripts that made it (see PostgresStore._prepare)
+    assert sorted(got_tables.pop("lienthong_schema")) == [
+        ("digest", "text", True),
+        ("one", "integer", True),
+    ]
     assert {t: sorted(c) for t, c in got_tables.items()} == want_tables
     assert got_indexes == want_indexes
 
@@ -290,3 +296,69 @@ async def test_an_inbox_cursor_never_passes_a_delivery_committed_late(
         await two
         seen = [r["id"] for r in page + await store.read(inbox(cursor))]
         assert sorted(seen) == ["D1", "D2"]
+
+
+async def test_an_instance_frozen_holding_the_audit_turn_holds_the_others_a_bounded_time(
+    pg_schema: tuple[str, str],
+) -> None:
+    """Found by probing two gateways on one schema: one stopped (SIGSTOP) while its transaction
+    held the audit turn, and every append of the other, so every request, waited with no limit.
+    Now a wait for the turn fails after lock_timeout_s (StoreUnavailable: a 503 to retry), and
+    the server ends the frozen session after idle_timeout_s, releasing the turn."""
+    from gateway.audit import AuditEvent, append
+
+    url, _ = pg_schema
+    frozen = PostgresStore(url, pool_size=1, idle_timeout_s=1.0)
+    other = PostgresStore(url, pool_size=1, lock_timeout_s=0.2)
+    async with frozen, other:
+        await other.transact(lambda tx: append(tx, AuditEvent(action="before")))
+        holding = threading.Event()
+        thaw = threading.Event()
+
+        def freeze(tx: Tx) -> None:
+            append(tx, AuditEvent(action="frozen"))  # holds the audit turn from here
+            holding.set()
+            thaw.wait(30)  # the process stopped: its session sits idle in its transaction
+            append(tx, AuditEvent(action="after the thaw"))
+
+        stuck = asyncio.ensure_future(frozen.transact(freeze))
+        await asyncio.to_thread(holding.wait, 30)
+        with pytest.raises(StoreUnavailable, match="lock timeout"):
+            await other.transact(lambda tx: append(tx, AuditEvent(action="waits")))
+        appended = None
+        for _ in range(200):  # bounded: the server ends the frozen session after a second
+            try:
+                appended = await other.transact(lambda tx: append(tx, AuditEvent(action="on")))
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.05)
+        assert appended == 1  # the frozen one's entry was never committed
+        thaw.set()
+        with pytest.raises(StoreUnavailable):  # its session is gone: nothing of it was kept
+            await stuck
+
+
+async def test_a_role_without_create_rights_runs_an_existing_store(
+    pg_schema: tuple[str, str],
+) -> None:
+    """Every open ran the schema scripts, which need the CREATE right (PostgreSQL checks it
+    before IF NOT EXISTS): a runtime role with only DML rights, the tables made by another, could
+    neither serve nor run an operator's command. An up-to-date schema is now opened as it is."""
+    url, schema = pg_schema
+    async with PostgresStore(url):  # the owner makes the tables
+        pass
+    role = f"{schema}_app"
+    admin(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        admin(
+            f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}";'
+            f' GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}";'
+            f' GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}";'
+            f' GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA "{schema}" TO "{role}"'
+        )
+        as_role = re.sub(r"//[^@/]*@", f"//{role}@", url)
+        async with PostgresStore(as_role) as store:
+            await store.transact(lambda tx: tx.execute("kv.put", k="a", v="1"))
+            assert await store.read(lambda tx: tx.one("kv.get", k="a")) == {"v": "1"}
+    finally:
+        admin(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
