@@ -119,7 +119,13 @@ def _c14n(
     kwargs: dict[str, Any] = {"method": "c14n", "exclusive": exclusive, "with_comments": comments}
     if exclusive and prefixes:
         kwargs["inclusive_ns_prefixes"] = prefixes
-    out: bytes = etree.tostring(node, **kwargs)
+    try:
+        out: bytes = etree.tostring(node, **kwargs)
+    except etree.C14NError as exc:
+        # libxml2 refuses to canonicalise a relative namespace URI (xmlns:n="u"), as C14N 1.0
+        # says it must; the package can then be neither verified nor signed.
+        raise InvalidEdxml(f"cannot be canonicalised for its signature ({exc}): a namespace "
+                           "URI must be absolute") from None  # fmt: skip
     return out
 
 

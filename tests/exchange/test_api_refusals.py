@@ -368,3 +368,28 @@ async def test_a_pdf_signed_under_an_untrusted_pki_logs_no_traceback(
     assert any("Failed to build path" in rec.getMessage() for rec in told), told
     assert not [rec for rec in told if rec.exc_info or rec.stack_info]
     assert "Traceback" not in caplog.text
+
+
+async def test_a_relative_namespace_uri_is_invalid_edxml_on_both_endpoints(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes
+) -> None:
+    """Found by probing: one xmlns:n="u" anywhere made libxml2's canonicalisation fail, and the
+    C14NError escaped as a 500, from a package and from a status message alike."""
+    data = package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf)
+    relative = data.replace(b"<edXML:MessageHeader", b'<edXML:MessageHeader xmlns:n="u"', 1)
+    assert relative != data
+    async with await hub.send(TAY_NINH_STC, relative) as r:
+        status, slug, body = await _problem(r)
+        assert (status, slug) == (400, "invalid-edxml"), body
+        assert "namespace URI must be absolute" in body["detail"], body
+    async with await hub.send(TAY_NINH_STC, data) as r:
+        assert r.status == 202, await r.text()
+        doc = r.headers["X-Lienthong-Document"]
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+    message = status_message(pki, NGHE_AN, "000.00.11.H53,2020/10/30,2491/STC-BCTC", "01")
+    bad = message.replace(b"xmlns:edXML=", b'xmlns:n="u" xmlns:edXML=', 1)
+    assert bad != message
+    async with await hub.status(NGHE_AN, doc, bad) as r:
+        status, slug, body = await _problem(r)
+        assert (status, slug) == (400, "invalid-edxml"), body
