@@ -97,12 +97,18 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
         # aiohttp, draining it after the answer, logs the same failure as a server error.
         request.content.feed_eof()
         headers = {**(headers or {}), "Connection": "close"}
-    return web.Response(
+    response = web.Response(
         status=problem.status,
         body=msgspec.json.encode(body),
         content_type="application/problem+json",
         headers=headers,
     )
+    if problem.status == 408:
+        # The body stopped arriving: the connection ends with this answer, at once (the header
+        # alone does not close it, and aiohttp would wait 10 s more for the rest of the body).
+        request.content.feed_eof()
+        response.force_close()
+    return response
 
 
 STORE_RETRY_AFTER_S = 30  # a full disk or a lost database is not fixed in a second

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import unicodedata
+from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # The largest integer a store can hold (SQLite INTEGER, PostgreSQL bigint): ids and cursors above
 # it are refused at the boundary, not by the database (an OverflowError, a 500).
@@ -140,6 +142,26 @@ def check_content_encoding(request: web.Request) -> None:
         raise unsupported_coding()
 
 
+# A client that stops sending its body midway held its connection (and a document's staging
+# folder) for ever: each wait for more of a body is bounded (nginx's client_body_timeout).
+BODY_IDLE_S = 30.0
+
+
+async def more_body(read: Awaitable[R]) -> R:
+    """``await read`` (a read of the request body), or Problem 408 after BODY_IDLE_S without
+    it; the answer ends the connection (the rest of the body will not be read)."""
+    try:
+        async with asyncio.timeout(BODY_IDLE_S):
+            return await read
+    except TimeoutError:
+        raise Problem(
+            408,
+            "request-timeout",
+            f"the request body stopped arriving: nothing came for {BODY_IDLE_S:g} s",
+            headers={"Connection": "close"},
+        ) from None
+
+
 async def read_json(request: web.Request, model: type[T]) -> T:
     """The request body as ``model``. Raises Problem 415 / 413 / 400 / 422."""
     if request.content_type != "application/json":
@@ -155,7 +177,10 @@ async def read_json(request: web.Request, model: type[T]) -> T:
         )
     check_content_encoding(request)
     try:
-        body = await request.read()  # client_max_size caps it (413 before we see it)
+        # client_max_size caps it (413 before we see it). A body that came with its headers
+        # (nearly every one) is read without a timer.
+        read = request.read()
+        body = await (read if request.content.is_eof() else more_body(read))
     except web.RequestPayloadError as exc:  # not in its Content-Encoding (gzip that is not)
         raise unreadable_body(exc, "malformed-json") from None
     if len(body) > _DECODE_ON_LOOP_MAX:

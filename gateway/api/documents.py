@@ -27,6 +27,7 @@ from gateway.api.common import (
     body_error,
     check_content_encoding,
     json_response,
+    more_body,
     parse_int,
     query_flag,
     refuse_unless_accepting,
@@ -186,7 +187,7 @@ async def _body(
     async def chunks() -> AsyncIterator[bytes]:
         while True:
             try:
-                chunk = await request.content.read(_CHUNK)
+                chunk = await more_body(request.content.read(_CHUNK))
             except web.RequestPayloadError as exc:  # e.g. a Content-Encoding it does not have
                 raise unreadable_body(exc, InvalidEdxml.slug, title=InvalidEdxml.title) from None
             if not chunk:
@@ -243,27 +244,27 @@ class _Received:
             )
 
     async def read(self, n: int = -1) -> bytes:
-        data = await self._stream.read(n)
+        data = await more_body(self._stream.read(n))
         self._check()
         return data
 
     async def readline(self, **kwargs: Any) -> bytes:
-        data = await self._stream.readline(**kwargs)
+        data = await more_body(self._stream.readline(**kwargs))
         self._check()
         return data
 
     async def readany(self) -> bytes:
-        data = await self._stream.readany()
+        data = await more_body(self._stream.readany())
         self._check()
         return data
 
     async def readexactly(self, n: int) -> bytes:
-        data = await self._stream.readexactly(n)
+        data = await more_body(self._stream.readexactly(n))
         self._check()
         return data
 
     async def readchunk(self) -> tuple[bytes, bool]:
-        data = await self._stream.readchunk()
+        data = await more_body(self._stream.readchunk())
         self._check()
         return data
 

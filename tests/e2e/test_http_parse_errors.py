@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.logs import JsonFormatter
 from gateway.parse_errors import ServerLog
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import TOKENS, Gateway
 
 PROBLEM = "urn:lienthong:problem:"
 LONG = b"a" * 9000  # over aiohttp's 8190-byte line and field limits
@@ -289,3 +289,23 @@ async def test_a_redirect_is_logged_and_counted_as_itself(
     assert 'route="/console",status="308"' in metrics and 'status="500"' not in metrics
     logged = [rec.getMessage() for rec in caplog.records if rec.name == "lienthong.http"]
     assert logged[:1] == ["GET /console 308"]
+
+
+async def test_a_body_that_stops_arriving_is_a_408_and_the_connection_ends(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by probing: a client with a valid token that sent 5 bytes of a 100,000-byte body
+    and stopped held its connection for ever (400 s and counting)."""
+    from gateway.api import common
+
+    monkeypatch.setattr(common, "BODY_IDLE_S", 0.5)
+    head = (
+        b"POST /v1/lookups/citizen HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + TOKENS["motcua"].encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    answer = await _send(gateway, head + b'{"per')  # then nothing more: ends when it is closed
+    code, headers, body = _parse(answer)
+    assert code == 408, answer[:300]
+    assert json.loads(body)["type"] == PROBLEM + "request-timeout"
+    assert headers["connection"] == "close"

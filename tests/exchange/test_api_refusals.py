@@ -393,3 +393,32 @@ async def test_a_relative_namespace_uri_is_invalid_edxml_on_both_endpoints(
     async with await hub.status(NGHE_AN, doc, bad) as r:
         status, slug, body = await _problem(r)
         assert (status, slug) == (400, "invalid-edxml"), body
+
+
+async def test_a_package_that_stops_arriving_is_a_408_and_leaves_nothing_staged(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by probing: an agency that sent the first bytes of a package and stopped held its
+    connection and its staging folder for ever."""
+    from gateway.api import common
+
+    monkeypatch.setattr(common, "BODY_IDLE_S", 0.5)
+    data = package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf)
+    host, port = hub.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml\r\n"
+            + f"Authorization: Bearer {hub.h(TAY_NINH_STC)['Authorization'][7:]}\r\n".encode()
+            + f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data[:1000]
+        )
+        answer = await asyncio.wait_for(reader.read(), timeout=10)  # to EOF: it must close
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer[:300]
+    assert json.loads(body)["type"] == PROBLEM + "request-timeout"
+    assert await hub.store_counts() == {
+        "documents": 0, "deliveries": 0, "statuses": 0, "blobs": 0, "staged": 0
+    }  # fmt: skip
