@@ -89,3 +89,27 @@ SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS l
 FROM audit_events WHERE citizen = :citizen
   AND (:start IS NULL OR at >= :start) AND (:stop IS NULL OR at < :stop)
 GROUP BY member, service, action ORDER BY min(at);
+
+-- name: extent_dossier
+-- What an export of the scope would hold, before any entry is read (gateway/audit/bundle.py,
+-- _extent): how many events, and of those the anchor (the latest checkpoint's size) covers, their
+-- entries' bytes, their number, and how many lie left of the tree's first split.
+SELECT count(*) AS n,
+       coalesce(sum(CASE WHEN seq < :anchor THEN length(entry) END), 0) AS bytes,
+       coalesce(sum(CASE WHEN seq < :anchor THEN 1 END), 0) AS covered,
+       coalesce(sum(CASE WHEN seq < :split THEN 1 END), 0) AS left_side
+FROM audit_events WHERE dossier = :dossier;
+
+-- name: extent_document
+SELECT count(*) AS n,
+       coalesce(sum(CASE WHEN seq < :anchor THEN length(entry) END), 0) AS bytes,
+       coalesce(sum(CASE WHEN seq < :anchor THEN 1 END), 0) AS covered,
+       coalesce(sum(CASE WHEN seq < :split THEN 1 END), 0) AS left_side
+FROM audit_events WHERE document = :document;
+
+-- name: extent_between
+SELECT count(*) AS n,
+       coalesce(sum(CASE WHEN seq < :anchor THEN length(entry) END), 0) AS bytes,
+       coalesce(sum(CASE WHEN seq < :anchor THEN 1 END), 0) AS covered,
+       coalesce(sum(CASE WHEN seq < :split THEN 1 END), 0) AS left_side
+FROM audit_events WHERE at >= :start AND at < :stop;
