@@ -182,7 +182,56 @@ def accept(
             detail=f"flow {flow.name}, procedure {document['procedure']}",
         ),
     )
+    others = _named(document)
+    others.pop(document["applicant"]["personal_id"], None)  # dossier.accepted names the applicant
+    _concerns(
+        tx,
+        others,
+        citizen_key,
+        member=member,
+        subsystem=client,
+        dossier=code,
+        request_id=request_id,
+    )
     return Acceptance(code, "accepted", replayed=False)
+
+
+# Who a dossier is about, besides its applicant: each is found by an auditor's search of their id.
+_PEOPLE = ("mother", "father", "deceased", "beneficiary")
+
+
+def _named(document: dict[str, Any]) -> dict[str, list[str]]:
+    """Every personal id the dossier names, with the roles it is named in."""
+    named: dict[str, list[str]] = {document["applicant"]["personal_id"]: ["applicant"]}
+    data = document.get("data") or {}
+    for role in _PEOPLE:
+        person = data.get(role)
+        if isinstance(person, dict) and person.get("personal_id"):
+            named.setdefault(str(person["personal_id"]), []).append(role)
+    return named
+
+
+def _concerns(
+    tx: Tx,
+    named: dict[str, list[str]],
+    citizen_key: bytes,
+    *,
+    service: str = "dossiers.submit",
+    **who: Any,
+) -> None:
+    """One ``dossier.concerns`` event per person in ``named``: an event holds one citizen hash,
+    and a search by citizen then finds the dossier, and through it each step (audit.query)."""
+    for personal_id, roles in named.items():
+        append(
+            tx,
+            AuditEvent(
+                action="dossier.concerns",
+                service=service,
+                citizen=citizen_hash(citizen_key, personal_id),
+                detail="names the " + " and the ".join(roles),
+                **who,
+            ),
+        )
 
 
 def _history(tx: Tx, code: str, idx: int, attempt: int, outcome: str, **kw: Any) -> None:
@@ -346,6 +395,7 @@ def correct(
     actor: str,
     reason: str,
     request_id: str,
+    citizen_key: bytes,
 ) -> None:
     """Replace the dossier's document with ``change(document)``: an operator's correction, merged
     onto the document as it stands in this transaction and checked by ``change``, which raises
@@ -378,6 +428,11 @@ def correct(
             },
             detail=reason,
         ),
+    )
+    before_ids = _named(before)
+    added = {pid: roles for pid, roles in _named(after).items() if pid not in before_ids}
+    _concerns(
+        tx, added, citizen_key, service="admin", member=actor, dossier=code, request_id=request_id
     )
 
 

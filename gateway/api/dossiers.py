@@ -366,6 +366,7 @@ async def correct(request: web.Request) -> web.Response:
             actor=identity.id,
             reason=patch.reason,
             request_id=request[REQUEST_ID_KEY],
+            citizen_key=runtime.citizen_key,
         )
         return dossiers.view(tx, code)
 
