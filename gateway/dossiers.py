@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.audit import AuditEvent, append, citizen_hash
+from gateway.audit import Actor, AuditEvent, append, citizen_hash
 from gateway.flows.definitions import FLOWS, Context, Flow
 from gateway.models import DossierSummary, DossierView, StepAttempt, StepView
 from gateway.outbox.jobs import Job, enqueue, get_job, replay
@@ -392,7 +392,7 @@ def correct(
     code: str,
     *,
     change: Callable[[dict[str, Any]], dict[str, Any]],
-    actor: str,
+    actor: Actor,
     reason: str,
     request_id: str,
     citizen_key: bytes,
@@ -418,7 +418,8 @@ def correct(
         tx,
         AuditEvent(
             action="dossier.corrected",
-            member=actor,
+            member=actor.member,
+            subsystem=actor.subsystem,
             service="admin",
             dossier=code,
             request_id=request_id,
@@ -432,7 +433,14 @@ def correct(
     before_ids = _named(before)
     added = {pid: roles for pid, roles in _named(after).items() if pid not in before_ids}
     _concerns(
-        tx, added, citizen_key, service="admin", member=actor, dossier=code, request_id=request_id
+        tx,
+        added,
+        citizen_key,
+        service="admin",
+        member=actor.member,
+        subsystem=actor.subsystem,
+        dossier=code,
+        request_id=request_id,
     )
 
 
@@ -468,7 +476,7 @@ def _params_or_none(params: Callable[[Context], dict[str, Any]], ctx: Context) -
         return None
 
 
-def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> str:
+def resume(tx: Tx, code: str, *, actor: Actor, request_id: str | None = None) -> str:
     """Restart a stopped flow at its first unfinished step; finished steps are not repeated.
 
     Returns the name of the step resumed. Raises :class:`UnknownDossier`, :class:`NotCorrectable`.
@@ -485,7 +493,7 @@ def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> s
     idx = pending["idx"]
     job = get_job(tx, pending["job_id"]) if pending["job_id"] is not None else None
     if job is not None and job.state == "dead":
-        replay(tx, job.id, actor=actor)
+        replay(tx, job.id, actor=actor, request_id=request_id)
         tx.execute("dossiers.step_scheduled", dossier=code, idx=idx, job_id=job.id, now=now)
     else:
         _step_job(tx, code, flow, idx, now=now)
@@ -495,7 +503,8 @@ def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> s
         tx,
         AuditEvent(
             action="dossier.resumed",
-            member=actor,
+            member=actor.member,
+            subsystem=actor.subsystem,
             service="admin",
             dossier=code,
             step=flow.steps[idx].name,
@@ -505,7 +514,7 @@ def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> s
     return flow.steps[idx].name
 
 
-def replay_job(tx: Tx, job_id: int, *, actor: str, request_id: str | None = None) -> Job:
+def replay_job(tx: Tx, job_id: int, *, actor: Actor, request_id: str | None = None) -> Job:
     """An operator's replay of a dead outbox job (the admin API, ``lienthong outbox replay``).
 
     The dead step of a stopped flow is resumed with its dossier, as :func:`resume` does: replayed
@@ -525,4 +534,4 @@ def replay_job(tx: Tx, job_id: int, *, actor: str, request_id: str | None = None
             job = get_job(tx, job_id)
             if job is not None and job.state != "dead":
                 return job
-    return replay(tx, job_id, actor=actor)
+    return replay(tx, job_id, actor=actor, request_id=request_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 from connectors.testdata import Population
 from gateway.audit import citizen_hash
+from gateway.outbox import list_jobs
 from gateway.samples import sample_dossiers
 from tests.e2e.conftest import Gateway
 from tests.e2e.test_dossier_operators import patch, stopped_dossier
@@ -81,3 +82,36 @@ async def test_a_person_a_correction_adds_is_found(any_gateway: Gateway) -> None
     assert {"dossier.accepted", "dossier.corrected", "dossier.concerns"} <= set(actions), actions
     [added] = [e for e in found if e["action"] == "dossier.concerns"]
     assert (added["detail"], added["service"]) == ("names the father", "admin")
+
+
+async def test_operators_actions_are_found_by_their_member(any_gateway: Gateway) -> None:
+    """A correction, a replay of the dead step and the resume it makes were recorded with the
+    operator's subsystem id as member (VN:GOV:000.00.00.H41:vanhanh) and no subsystem, and the
+    replay without request id or service: a search by the agency's member id missed them all."""
+    gw = any_gateway
+    doc, right = await stopped_dossier(gw, start=3)
+    fix = {"reason": "tên", "applicant": {**doc["applicant"], "full_name": right}}
+    async with gw.http.patch(
+        f"{gw.url}/v1/dossiers/{doc['code']}",
+        json=fix,
+        headers=gw.headers("operator", **{"X-Request-Id": "fix-1"}),
+    ) as r:
+        assert r.status == 200, await r.text()
+    dead = await gw.runtime.store.read(lambda tx: list_jobs(tx, state="dead", limit=10, after_id=0))
+    (job,) = [j for j in dead if j.dossier == doc["code"]]
+    async with await gw.post(
+        f"/v1/admin/outbox/{job.id}/replay", None, who="operator", headers={"X-Request-Id": "rp-1"}
+    ) as r:
+        assert r.status == 200, await r.text()
+    async with await gw.get(
+        "/v1/audit/events?member=VN:GOV:000.00.00.H41&service=admin", who="auditor"
+    ) as r:
+        assert r.status == 200, await r.text()
+        items = [e for e in (await r.json())["items"] if e.get("dossier") == doc["code"]]
+    by_action = {e["action"]: e for e in items}
+    assert set(by_action) == {"dossier.corrected", "job.replayed", "dossier.resumed"}, items
+    for event in items:
+        assert event["subsystem"] == "VN:GOV:000.00.00.H41:vanhanh", event
+    assert by_action["dossier.corrected"]["request_id"] == "fix-1"
+    assert by_action["job.replayed"]["request_id"] == by_action["dossier.resumed"]["request_id"]
+    assert by_action["job.replayed"]["request_id"] == "rp-1"
