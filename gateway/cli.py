@@ -17,7 +17,7 @@ from typing import Any
 import click
 from aiohttp import web
 
-from gateway.cliopts import config_option, existing_store, json_option, open_settings
+from gateway.cliopts import cli_user, config_option, existing_store, json_option, open_settings
 from gateway.exchange.errors import ExchangeError
 from gateway.settings import Settings, SettingsError
 from gateway.store import StoreError
@@ -222,12 +222,15 @@ def flows() -> None:
 def flows_resume(code: str, config: Path | None, as_json: bool) -> None:
     """Resume a stopped flow at its first unfinished step (the running gateway picks it up)."""
     from gateway import dossiers
+    from gateway.audit import Actor
 
     store = existing_store(open_settings(config))
 
     async def run() -> str:
         async with store:
-            return await store.transact(lambda tx: dossiers.resume(tx, code, actor="cli:operator"))
+            return await store.transact(
+                lambda tx: dossiers.resume(tx, code, actor=Actor.cli(cli_user()))
+            )
 
     try:
         step = asyncio.run(run())

@@ -6,6 +6,7 @@ importing the root command.
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 
 import click
@@ -13,7 +14,7 @@ import click
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.store import Store, open_store
 
-__all__ = ["config_option", "existing_store", "json_option", "open_settings"]
+__all__ = ["cli_user", "config_option", "existing_store", "json_option", "open_settings"]
 
 config_option = click.option(
     "--config",
@@ -23,6 +24,14 @@ config_option = click.option(
     help="lienthong.toml (or $LIENTHONG_CONFIG)",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def cli_user() -> str:
+    """The login name an operator's command is audited under (``cli:<name>``)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        return "unknown"
 
 
 def open_settings(config: Path | None) -> Settings:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.audit import AuditEvent, append, citizen_hash
+from gateway.audit import Actor, AuditEvent, append, citizen_hash
 from gateway.flows.definitions import FLOWS, Context, Flow
 from gateway.models import DossierSummary, DossierView, StepAttempt, StepView
 from gateway.outbox.jobs import Job, enqueue, get_job, replay
@@ -182,7 +182,56 @@ def accept(
             detail=f"flow {flow.name}, procedure {document['procedure']}",
         ),
     )
+    others = _named(document)
+    others.pop(document["applicant"]["personal_id"], None)  # dossier.accepted names the applicant
+    _concerns(
+        tx,
+        others,
+        citizen_key,
+        member=member,
+        subsystem=client,
+        dossier=code,
+        request_id=request_id,
+    )
     return Acceptance(code, "accepted", replayed=False)
+
+
+# Who a dossier is about, besides its applicant: each is found by an auditor's search of their id.
+_PEOPLE = ("mother", "father", "deceased", "beneficiary")
+
+
+def _named(document: dict[str, Any]) -> dict[str, list[str]]:
+    """Every personal id the dossier names, with the roles it is named in."""
+    named: dict[str, list[str]] = {document["applicant"]["personal_id"]: ["applicant"]}
+    data = document.get("data") or {}
+    for role in _PEOPLE:
+        person = data.get(role)
+        if isinstance(person, dict) and person.get("personal_id"):
+            named.setdefault(str(person["personal_id"]), []).append(role)
+    return named
+
+
+def _concerns(
+    tx: Tx,
+    named: dict[str, list[str]],
+    citizen_key: bytes,
+    *,
+    service: str = "dossiers.submit",
+    **who: Any,
+) -> None:
+    """One ``dossier.concerns`` event per person in ``named``: an event holds one citizen hash,
+    and a search by citizen then finds the dossier, and through it each step (audit.query)."""
+    for personal_id, roles in named.items():
+        append(
+            tx,
+            AuditEvent(
+                action="dossier.concerns",
+                service=service,
+                citizen=citizen_hash(citizen_key, personal_id),
+                detail="names the " + " and the ".join(roles),
+                **who,
+            ),
+        )
 
 
 def _history(tx: Tx, code: str, idx: int, attempt: int, outcome: str, **kw: Any) -> None:
@@ -343,9 +392,10 @@ def correct(
     code: str,
     *,
     change: Callable[[dict[str, Any]], dict[str, Any]],
-    actor: str,
+    actor: Actor,
     reason: str,
     request_id: str,
+    citizen_key: bytes,
 ) -> None:
     """Replace the dossier's document with ``change(document)``: an operator's correction, merged
     onto the document as it stands in this transaction and checked by ``change``, which raises
@@ -370,7 +420,8 @@ def correct(
         tx,
         AuditEvent(
             action="dossier.corrected",
-            member=actor,
+            member=actor.member,
+            subsystem=actor.subsystem,
             service="admin",
             dossier=code,
             request_id=request_id,
@@ -380,6 +431,18 @@ def correct(
             },
             detail=reason,
         ),
+    )
+    before_ids = _named(before)
+    added = {pid: roles for pid, roles in _named(after).items() if pid not in before_ids}
+    _concerns(
+        tx,
+        added,
+        citizen_key,
+        service="admin",
+        member=actor.member,
+        subsystem=actor.subsystem,
+        dossier=code,
+        request_id=request_id,
     )
 
 
@@ -433,7 +496,7 @@ def _params_or_none(params: Callable[[Context], dict[str, Any]], ctx: Context) -
         return None
 
 
-def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> str:
+def resume(tx: Tx, code: str, *, actor: Actor, request_id: str | None = None) -> str:
     """Restart a stopped flow at its first unfinished step; finished steps are not repeated.
 
     Returns the name of the step resumed. Raises :class:`UnknownDossier`, :class:`NotCorrectable`.
@@ -450,7 +513,7 @@ def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> s
     idx = pending["idx"]
     job = get_job(tx, pending["job_id"]) if pending["job_id"] is not None else None
     if job is not None and job.state == "dead":
-        replay(tx, job.id, actor=actor)
+        replay(tx, job.id, actor=actor, request_id=request_id)
         tx.execute("dossiers.step_scheduled", dossier=code, idx=idx, job_id=job.id, now=now)
     else:
         _step_job(tx, code, flow, idx, now=now)
@@ -460,7 +523,8 @@ def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> s
         tx,
         AuditEvent(
             action="dossier.resumed",
-            member=actor,
+            member=actor.member,
+            subsystem=actor.subsystem,
             service="admin",
             dossier=code,
             step=flow.steps[idx].name,
@@ -470,7 +534,7 @@ def resume(tx: Tx, code: str, *, actor: str, request_id: str | None = None) -> s
     return flow.steps[idx].name
 
 
-def replay_job(tx: Tx, job_id: int, *, actor: str, request_id: str | None = None) -> Job:
+def replay_job(tx: Tx, job_id: int, *, actor: Actor, request_id: str | None = None) -> Job:
     """An operator's replay of a dead outbox job (the admin API, ``lienthong outbox replay``).
 
     The dead step of a stopped flow is resumed with its dossier, as :func:`resume` does: replayed
@@ -490,4 +554,4 @@ def replay_job(tx: Tx, job_id: int, *, actor: str, request_id: str | None = None
             job = get_job(tx, job_id)
             if job is not None and job.state != "dead":
                 return job
-    return replay(tx, job_id, actor=actor)
+    return replay(tx, job_id, actor=actor, request_id=request_id)

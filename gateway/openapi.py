@@ -139,7 +139,7 @@ OPERATIONS: tuple[Operation, ...] = (
               (_int("first", "the older tree size", 1, required=True),
                _int("second", "the newer tree size", 1, required=True))),
     Operation("post", "/v1/audit/exports", "Evidence bundle for a dossier, a document or a time range",
-              "audit.read", models.AuditExport, "application/zip", 200, (401, 403, 404, 409, 422)),
+              "audit.read", models.AuditExport, "application/zip", 200, (401, 403, 404, 409, 413, 422)),
     Operation("get", "/healthz", "Liveness", None, None, dict[str, Any]),
     Operation("get", "/readyz", "Readiness (store, outbox, audit checkpoints)", None, None,
               dict[str, Any], 200, (503,)),

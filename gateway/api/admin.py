@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway import dossiers
 from gateway.api.common import SQL_INT_MAX, json_response, parse_int, query_int, query_text
 from gateway.app import RUNTIME
+from gateway.audit import Actor
 from gateway.auth import require
 from gateway.outbox import STATES, JobNotFound, NotDead, list_jobs
 from gateway.outbox.views import page, view
@@ -52,7 +53,10 @@ async def replay_job(request: web.Request) -> web.Response:
     try:
         job = await runtime.store.transact(
             lambda tx: dossiers.replay_job(
-                tx, job_id, actor=identity.id, request_id=request.get(REQUEST_ID_KEY)
+                tx,
+                job_id,
+                actor=Actor(identity.subsystem.member, identity.id),
+                request_id=request.get(REQUEST_ID_KEY),
             )
         )
     except JobNotFound as exc:

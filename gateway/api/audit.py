@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.app import RUNTIME, Runtime
-from gateway.audit.bundle import BundleError, Scope, build_bundle
+from gateway.audit.bundle import BundleError, BundleTooLarge, Scope, build_bundle
 from gateway.audit.checkpoints import Checkpoint, CheckpointError, verify_checkpoint
 from gateway.audit.proofs import LogTree, ProofUnavailable
 from gateway.audit.query import (
@@ -212,6 +212,9 @@ async def export(request: web.Request) -> web.Response:
         )
     try:
         data = await build_bundle(runtime.store, scope, tree=_tree(runtime))
+    except BundleTooLarge as exc:
+        # A bundle verify-bundle would refuse unread is no evidence: say so before building it.
+        raise Problem(413, "export-too-large", str(exc)) from None
     except BundleError as exc:
         status, slug = (
             (404, "nothing-to-export")

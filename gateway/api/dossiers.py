@@ -26,6 +26,7 @@ from gateway.api.common import (
     refuse_unless_accepting,
 )
 from gateway.app import RUNTIME
+from gateway.audit import Actor
 from gateway.auth import IDENTITY_KEY, Identity, require
 from gateway.models import (
     Accepted,
@@ -363,9 +364,10 @@ async def correct(request: web.Request) -> web.Response:
             tx,
             code,
             change=lambda current: validate(_merge(current, patch)),
-            actor=identity.id,
+            actor=Actor(identity.subsystem.member, identity.id),
             reason=patch.reason,
             request_id=request[REQUEST_ID_KEY],
+            citizen_key=runtime.citizen_key,
         )
         return dossiers.view(tx, code)
 
@@ -385,7 +387,12 @@ async def resume(request: web.Request) -> web.Response:
     code = _path_code(request)
 
     def resumed(tx: Tx) -> DossierView:
-        dossiers.resume(tx, code, actor=identity.id, request_id=request[REQUEST_ID_KEY])
+        dossiers.resume(
+            tx,
+            code,
+            actor=Actor(identity.subsystem.member, identity.id),
+            request_id=request[REQUEST_ID_KEY],
+        )
         return dossiers.view(tx, code)  # in the same transaction, as for a correction
 
     try:

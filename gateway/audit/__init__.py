@@ -9,7 +9,7 @@ from .checkpoints import (
     CheckpointError,
     verify_checkpoint,
 )
-from .events import GENESIS, AuditEvent, append, citizen_hash, decode_entry, leaf_hash
+from .events import GENESIS, Actor, AuditEvent, append, citizen_hash, decode_entry, leaf_hash
 from .merkle import MerkleTree, ProofError, root, verify_consistency, verify_inclusion
 from .proofs import LogTree, ProofUnavailable
 from .query import EventFilter, EventPage, FilterError, access_report, query_events
@@ -17,6 +17,7 @@ from .verify import BundleReport, LogReport, verify_bundle, verify_log
 
 __all__ = [
     "GENESIS",
+    "Actor",
     "AuditEvent",
     "BundleError",
     "BundleReport",

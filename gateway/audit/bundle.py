@@ -30,7 +30,8 @@ indexed by dossier in the tree.
 
 Exceptions::
 
-    BundleError     a bundle cannot be built (nothing to export, no checkpoint, log ≠ checkpoint)
+    BundleError         a bundle cannot be built (nothing to export, no checkpoint, log ≠ checkpoint)
+    └── BundleTooLarge  it would be larger than verify-bundle accepts: narrow the scope
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from gateway.store import Row, Store, Tx
 
 from .checkpoints import Checkpoint, CheckpointError, load_checkpoints, parse_note
 from .events import decode_entry
+from .merkle import MerkleTree
 from .proofs import LogTree
 from .query import normalize_time
 
@@ -62,6 +64,7 @@ __all__ = [
     "MAX_MEMBER",
     "MAX_TOTAL",
     "BundleError",
+    "BundleTooLarge",
     "Scope",
     "build_bundle",
     "bundle_json",
@@ -104,6 +107,10 @@ def bundle_members(events: list[int], checkpoints: list[int]) -> set[str]:
 
 class BundleError(Exception):
     """An evidence bundle cannot be built; the message says why and what to do."""
+
+
+class BundleTooLarge(BundleError):
+    """The bundle would be larger than ``audit verify-bundle`` accepts (:data:`MAX_TOTAL`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,35 +222,113 @@ async def _events(store: Store, scope: Scope) -> list[Row]:
     return await store.read(work)
 
 
+# What each covered event adds to a bundle besides its entry, at the least (bundle_json, indent 1):
+# its inclusion proof's fixed part (index, size, leaf hash: ~100 bytes), each hash of its path
+# (50 bytes), and its line in the manifest's event list.
+_PROOF_BASE = 64
+_PATH_HASH = 48
+
+
+@dataclass(frozen=True)
+class _Extent:
+    """How many events the scope selects and, of those the anchor covers, a size they cannot
+    make a bundle smaller than: read by one aggregate query, before any entry is."""
+
+    events: int
+    least_bytes: int
+
+
+async def _extent(store: Store, scope: Scope, anchor: int) -> _Extent:
+    # Leaves left of the tree's first split have an inclusion path of exactly 1 + log2(split)
+    # hashes; those right of it at least one. Most of a wide range lies left of it.
+    split = 1 << ((anchor - 1).bit_length() - 1) if anchor > 1 else 0
+    params = {"anchor": anchor, "split": split}
+
+    def work(tx: Tx) -> Row | None:
+        if scope.dossier is not None:
+            return tx.one("audit.extent_dossier", dossier=scope.dossier, **params)
+        if scope.document is not None:
+            return tx.one("audit.extent_document", document=scope.document, **params)
+        return tx.one("audit.extent_between", start=scope.start, stop=scope.stop, **params)
+
+    row = await store.read(work)
+    if row is None:
+        return _Extent(0, 0)
+    covered, left = int(row["covered"]), int(row["left_side"])
+    path_hashes = left * (split.bit_length() if split else 0) + (covered - left) * (anchor > 1)
+    least = int(row["bytes"]) + covered * (_PROOF_BASE + 3) + path_hashes * _PATH_HASH
+    return _Extent(int(row["n"]), least)
+
+
+class _Budget:
+    """The bytes a bundle's members may take together, spent as they are made: verify-bundle
+    refuses a bundle over :data:`MAX_TOTAL` (or a member over :data:`MAX_MEMBER`), so building
+    stops as soon as it would write one, and memory stays within what a bundle may be."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope, self.limit, self.spent = scope, MAX_TOTAL, 0
+
+    def add(self, files: dict[str, bytes], name: str, data: bytes) -> None:
+        self.spent += len(data)
+        if len(data) > MAX_MEMBER or self.spent > self.limit:
+            raise BundleTooLarge(_too_large(self.scope, f"more than {self.limit} bytes"))
+        files[name] = data
+
+
+def _too_large(scope: Scope, size: str) -> str:
+    return (
+        f"the bundle for {scope.describe()} would be {size} once decompressed; "
+        f"`lienthong audit verify-bundle` accepts at most {MAX_TOTAL}: export a narrower range"
+    )
+
+
 async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = None) -> bytes:
     """The zip for ``scope``. Raises BundleError if nothing matches, no checkpoint covers the
-    events yet, or the stored log no longer matches the latest checkpoint (run audit verify)."""
+    events yet, or the stored log no longer matches the latest checkpoint (run audit verify);
+    BundleTooLarge if the bundle would be larger than verify-bundle accepts.
+
+    The size is judged before the entries are read, and again as the members are made; the
+    entries are checked, proven and zipped in a worker thread (a wide range is a few hundred
+    thousand of each: seconds of CPU the event loop must not wait for)."""
     scope = scope.check()
-    rows = await _events(store, scope)
-    if not rows:
-        raise BundleError(f"no audit events for {scope.describe()}")
     try:
         checkpoints = await load_checkpoints(store)
     except CheckpointError as exc:
         raise BundleError(f"unreadable checkpoint {exc.size}: {exc}") from exc
+    extent = await _extent(store, scope, checkpoints[-1].size if checkpoints else 0)
+    if not extent.events:
+        raise BundleError(f"no audit events for {scope.describe()}")
     if not checkpoints:
         raise BundleError("no checkpoint yet: wait for the checkpointer and export again")
-    outside = _outside(rows, scope)
+    if extent.least_bytes > MAX_TOTAL:
+        raise BundleTooLarge(_too_large(scope, f"at least {extent.least_bytes} bytes"))
+    rows = await _events(store, scope)
+    outside = await asyncio.to_thread(_outside, rows, scope)
     if outside:
         raise BundleError(
             f"the index selects entries that are not about {scope.describe()} "
             f"({outside}): the log's columns were edited; run `lienthong audit verify`"
         )
     latest = checkpoints[-1]
-    covered = [r for r in rows if r["seq"] < latest.size]
-    pending = [r["seq"] for r in rows if r["seq"] >= latest.size]
-    if not covered:
+    if not any(r["seq"] < latest.size for r in rows):
         raise BundleError("the events are newer than the latest checkpoint: export again shortly")
     tree = tree or LogTree(store)
     if await tree.sync(latest.size) < latest.size or tree.tree.root(latest.size) != latest.root:
         raise BundleError(
             "the stored log does not match the latest checkpoint: run `lienthong audit verify`"
         )
+    return await asyncio.to_thread(_assemble, rows, scope, checkpoints, tree.tree)
+
+
+def _assemble(
+    rows: list[Row], scope: Scope, checkpoints: list[Checkpoint], tree: MerkleTree
+) -> bytes:
+    """The zip of the events in ``rows`` proven against the latest of ``checkpoints`` (whose
+    tree ``tree`` holds). Runs in a worker thread; reads only the part of ``tree`` the latest
+    checkpoint covers, which appends beyond it do not change. Raises BundleTooLarge."""
+    latest = checkpoints[-1]
+    covered = [r for r in rows if r["seq"] < latest.size]
+    pending = [r["seq"] for r in rows if r["seq"] >= latest.size]
     sizes = [c.size for c in checkpoints]
     chosen = {latest.size}
     for r in covered:  # the checkpoint in which each event first appeared
@@ -251,32 +336,42 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
     included = [c for c in checkpoints if c.size in chosen]
 
     files: dict[str, bytes] = {}
+    budget = _Budget(scope)
     for r in covered:
         seq = int(r["seq"])
-        files[f"events/{seq}.json"] = _blob(r["entry"])
-        proof = tree.tree.inclusion_proof(seq, latest.size)
-        files[f"proofs/inclusion/{seq}.json"] = bundle_json(
-            {
-                "index": seq,
-                "size": latest.size,
-                "leaf_hash": _b64(tree.tree.leaf(seq)),
-                "proof": [_b64(p) for p in proof],
-            }
+        budget.add(files, f"events/{seq}.json", _blob(r["entry"]))
+        proof = tree.inclusion_proof(seq, latest.size)
+        budget.add(
+            files,
+            f"proofs/inclusion/{seq}.json",
+            bundle_json(
+                {
+                    "index": seq,
+                    "size": latest.size,
+                    "leaf_hash": _b64(tree.leaf(seq)),
+                    "proof": [_b64(p) for p in proof],
+                }
+            ),
         )
     tsa_pems: list[bytes] = []
     for c in included:
-        _add_checkpoint(files, c)
+        for name, data in _checkpoint_files(c).items():
+            budget.add(files, name, data)
         for p in tsa_certificates(c.timestamp):
             if p not in tsa_pems:
                 tsa_pems.append(p)
-    files["certs/tsa-chain.pem"] = b"".join(tsa_pems)
+    budget.add(files, "certs/tsa-chain.pem", b"".join(tsa_pems))
     for a, b in itertools.pairwise(included):
-        files[f"proofs/consistency/{a.size}-{b.size}.json"] = bundle_json(
-            {
-                "first": a.size,
-                "second": b.size,
-                "proof": [_b64(p) for p in tree.tree.consistency_proof(a.size, b.size)],
-            }
+        budget.add(
+            files,
+            f"proofs/consistency/{a.size}-{b.size}.json",
+            bundle_json(
+                {
+                    "first": a.size,
+                    "second": b.size,
+                    "proof": [_b64(p) for p in tree.consistency_proof(a.size, b.size)],
+                }
+            ),
         )
     manifest = {
         "format": BUNDLE_FORMAT,
@@ -287,9 +382,9 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
         "checkpoints": [c.size for c in included],
         "anchor": latest.size,
     }
-    files["manifest.json"] = bundle_json(manifest)
-    files["README.txt"] = readme_text(manifest).encode()
-    return await asyncio.to_thread(_zip, files)
+    budget.add(files, "manifest.json", bundle_json(manifest))
+    budget.add(files, "README.txt", readme_text(manifest).encode())
+    return _zip(files)
 
 
 def _outside(rows: list[Row], scope: Scope) -> str:
@@ -306,16 +401,18 @@ def _outside(rows: list[Row], scope: Scope) -> str:
     return "; ".join(found[:3]) + ("; …" if len(found) > 3 else "")
 
 
-def _add_checkpoint(files: dict[str, bytes], c: Checkpoint) -> None:
+def _checkpoint_files(c: Checkpoint) -> dict[str, bytes]:
     content = parse_note(c.note)
     base = f"checkpoints/{c.size}"
-    files[f"{base}.note"] = c.note
-    files[f"{base}.body"] = content.body
-    files[f"{base}.sig"] = content.signature
-    files[f"{base}.chain.pem"] = b"".join(
-        x.public_bytes(serialization.Encoding.PEM) for x in c.signer_chain
-    )
-    files[f"{base}.tsr"] = c.timestamp
+    return {
+        f"{base}.note": c.note,
+        f"{base}.body": content.body,
+        f"{base}.sig": content.signature,
+        f"{base}.chain.pem": b"".join(
+            x.public_bytes(serialization.Encoding.PEM) for x in c.signer_chain
+        ),
+        f"{base}.tsr": c.timestamp,
+    }
 
 
 def bundle_json(obj: Any) -> bytes:

@@ -196,6 +196,11 @@ _TIME_HELP = "ISO 8601 time with zone (or a date: midnight UTC)"
     "LIENTHONG_AUDIT_CITIZEN variable: command lines end up in shell history",
 )
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--cursor",
+    callback=_filter,
+    help="continue after the page that printed it (its 'next'); give the same filters",
+)
 @json_option
 def query_cmd(
     config: Path | None,
@@ -207,9 +212,10 @@ def query_cmd(
     stop: str | None,
     personal_id: str | None,
     limit: int,
+    cursor: str | None,
     as_json: bool,
 ) -> None:
-    """Events matching every filter given, in log order."""
+    """Events matching every filter given, in log order, a page (--limit) at a time."""
     import os
 
     from .query import EventFilter, FilterError, query_events
@@ -231,7 +237,10 @@ def query_cmd(
         )
     except FilterError as exc:
         raise click.ClickException(str(exc)) from None
-    page = _run(settings, lambda store: query_events(store, flt, limit=limit))
+    try:
+        page = _run(settings, lambda store: query_events(store, flt, cursor=cursor, limit=limit))
+    except FilterError as exc:  # a cursor this command never printed
+        raise click.BadParameter(str(exc), param_hint="'--cursor'") from None
     if as_json:
         click.echo(
             json.dumps({"items": page.items, "next": page.next}, ensure_ascii=False, indent=1)
@@ -242,8 +251,12 @@ def query_cmd(
             f"{e['seq']:>8}  {e['at']}  {e['action']:<22} {e.get('outcome', 'ok'):<8} "
             f"{e.get('member') or '-'}  {e.get('dossier') or e.get('document') or '-'}"
         )
+    if not page.items:
+        click.echo("no event matches" + (" after this cursor" if cursor else ""))
     if page.next:
-        click.echo(f"(more: narrow the filters; showing the first {limit})")
+        click.echo(
+            f"(more: these are {limit}; the next page: the same command with --cursor {page.next})"
+        )
 
 
 def _citizen_key(settings: Any) -> bytes:

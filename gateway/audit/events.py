@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ import msgspec
 
 from gateway.store import Tx
 
-__all__ = ["GENESIS", "AuditEvent", "append", "citizen_hash", "decode_entry", "leaf_hash"]
+__all__ = ["GENESIS", "Actor", "AuditEvent", "append", "citizen_hash", "decode_entry", "leaf_hash"]
 
 GENESIS = b"\x00" * 32  # the chain hash "before" entry 0
 
@@ -44,6 +45,21 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     digests: dict[str, str] = {}  # name → sha256 hex of a payload
     reference: str | None = None  # the registry's reference number
     detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who took an operator's action (a correction, a resume, a replay), as every other event
+    names its caller: ``member`` is the agency (``VN:GOV:000.00.00.H41``), so that a search by
+    member finds its operators' actions too, and ``subsystem`` the caller within it. The command
+    line is no member: its actions are ``member`` "cli", ``subsystem`` "cli:<login name>"."""
+
+    member: str
+    subsystem: str
+
+    @classmethod
+    def cli(cls, user: str) -> Actor:
+        return cls("cli", f"cli:{user}")
 
 
 # Free text in an event (a registry's fault, an operator's reason) can quote a personal id

@@ -94,10 +94,15 @@ async function loadCitizen(form) {
 }
 
 // --- checkpoints ---
-async function loadCheckpoints() {
-  const page = await (await api("/v1/audit/checkpoints?verify=1")).json();
+// Newest first, a page (20) at a time: "More" asks for those before the last one shown.
+let checkpointsBefore = null;
+
+async function loadCheckpoints(append) {
+  const query = new URLSearchParams({ verify: "1" });
+  if (append && checkpointsBefore) query.set("before", checkpointsBefore);
+  const page = await (await api("/v1/audit/checkpoints?" + query)).json();
   const body = $("#checkpoints tbody");
-  body.replaceChildren();
+  if (!append) body.replaceChildren();
   for (const c of page.items) {
     const tr = document.createElement("tr");
     cell(tr, c.size); cell(tr, c.at); cell(tr, c.signer); cell(tr, c.timestamp_time);
@@ -106,7 +111,9 @@ async function loadCheckpoints() {
     cell(tr, status, c.verified ? "ok" : "bad");
     body.appendChild(tr);
   }
-  say(page.items.length ? "" : "No checkpoint yet.");
+  checkpointsBefore = page.next;
+  $("#checkpoints-more").hidden = !page.next;
+  say(body.children.length ? "" : "No checkpoint yet.");
 }
 
 // --- export ---
@@ -155,6 +162,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#events-more").addEventListener("click", guard(() => loadEvents(true)));
   $("#timeline-form").addEventListener("submit", guard((e) => loadTimeline(e.target)));
   $("#citizen-form").addEventListener("submit", guard((e) => loadCitizen(e.target)));
-  $("#checkpoints-load").addEventListener("click", guard(loadCheckpoints));
+  $("#checkpoints-load").addEventListener("click", guard(() => loadCheckpoints(false)));
+  $("#checkpoints-more").addEventListener("click", guard(() => loadCheckpoints(true)));
   $("#export-form").addEventListener("submit", guard((e) => exportBundle(e.target)));
 });

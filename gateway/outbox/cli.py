@@ -7,7 +7,6 @@ success; every error is one line on stderr (click's ``Error: …``) with exit st
 from __future__ import annotations
 
 import asyncio
-import getpass
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +14,13 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from gateway.cliopts import config_option, existing_store, json_option, open_settings
+from gateway.cliopts import (
+    cli_user,
+    config_option,
+    existing_store,
+    json_option,
+    open_settings,
+)
 from gateway.store import Store, StoreError, Tx
 
 from .errors import OutboxError
@@ -119,7 +124,9 @@ def list_command(
 @json_option
 def replay_command(config: Path | None, job_id: int, as_json: bool) -> None:
     """Give a dead job a fresh set of attempts (audited as job.replayed)."""
-    actor = f"cli:{_user()}"
+    from gateway.audit import Actor
+
+    actor = Actor.cli(cli_user())
 
     async def work(store: Store) -> Job:
         from gateway.dossiers import replay_job  # a flow's step is resumed with its dossier
@@ -137,13 +144,6 @@ def replay_command(config: Path | None, job_id: int, as_json: bool) -> None:
             f"job {job.id} ({job.kind}, {job.dossier or job.document or 'no dossier'}) "
             "is pending again; a running gateway picks it up at its next poll"
         )
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name in some containers
-        return "unknown"
 
 
 commands: list[click.Command] = [outbox]

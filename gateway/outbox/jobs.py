@@ -11,7 +11,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from gateway.audit import AuditEvent, append
+from gateway.audit import Actor, AuditEvent, append
 from gateway.store import Row, Tx
 
 from .errors import JobNotFound, NotDead
@@ -143,11 +143,19 @@ def depth(tx: Tx) -> dict[str, int]:
     return {s: found.get(s, 0) for s in UNFINISHED}
 
 
-def replay(tx: Tx, job_id: int, *, actor: str | None = None, now: float | None = None) -> Job:
+def replay(
+    tx: Tx,
+    job_id: int,
+    *,
+    actor: Actor | None = None,
+    request_id: str | None = None,
+    now: float | None = None,
+) -> Job:
     """Give a dead job a fresh set of attempts: dead → pending, due now, attempts 0.
 
     ``last_error`` is kept until the next attempt so an operator still sees why it died. Appends the
-    audit event ``job.replayed`` (``member`` = ``actor``) in the same transaction. Raises
+    audit event ``job.replayed`` (by ``actor``, service ``admin``, as the operator's other actions
+    are) in the same transaction. Raises
     :class:`JobNotFound` or :class:`NotDead`.
     """
     at = time.time() if now is None else now
@@ -165,7 +173,10 @@ def replay(tx: Tx, job_id: int, *, actor: str | None = None, now: float | None =
         tx,
         AuditEvent(
             action="job.replayed",
-            member=actor,
+            member=None if actor is None else actor.member,
+            subsystem=None if actor is None else actor.subsystem,
+            service="admin",
+            request_id=request_id,
             dossier=before.dossier,
             document=before.document,
             job=job_id,

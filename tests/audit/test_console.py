@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.audit.checkpoints import Checkpointer
+from gateway.store import SQLiteStore
 from signing.testing import TestPKI
 from tests.audit.test_api import AUDITOR, _Signing, seeded_store, serve_audit_app
-from tests.audit.test_checkpoints import pki, tamper, tsa_url  # noqa: F401 - fixtures
+from tests.audit.test_checkpoints import add_events, pki, tamper, tsa_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 
@@ -115,6 +117,51 @@ async def test_console_end_to_end(
             assert errors == []
         finally:
             await browser.close()
+
+
+async def test_the_console_pages_through_every_checkpoint(
+    tmp_path: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    # It showed the 20 newest and ignored the API's "next": older checkpoints were out of reach.
+    from playwright.async_api import async_playwright, expect
+
+    store = SQLiteStore(tmp_path / "many.db")
+    await store.open()
+    checkpointer = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    for i in range(23):
+        await add_events(store, 1, first=i)
+        assert await checkpointer.checkpoint_now() is not None
+    try:
+        async with (
+            serve_audit_app(
+                store, {"signing": _Signing(pki.trust(revocation="off"), pki.key("gateway"))}
+            ) as url,
+            async_playwright() as p,
+        ):
+            browser = await p.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                page = await browser.new_page()
+                await page.goto(f"{url}/console/")
+                await page.fill("#token", AUDITOR)
+                await page.click("#token-form button")
+                await page.click("nav button[data-tab=checkpoints]")
+                await page.click("#checkpoints-load")
+                cps = page.locator("#checkpoints tbody tr")
+                await expect(cps).to_have_count(20)
+                await expect(cps.first.locator("td").first).to_have_text("23")
+                await page.click("#checkpoints-more")
+                await expect(cps).to_have_count(23)
+                await expect(cps.last.locator("td").first).to_have_text("1")
+                await expect(cps.locator("td.ok")).to_have_count(23)
+                await expect(page.locator("#checkpoints-more")).to_be_hidden()
+                await page.click("#checkpoints-load")  # loading again starts from the newest
+                await expect(cps).to_have_count(20)
+            finally:
+                await browser.close()
+    finally:
+        await store.close()
 
 
 def tamper_db(db: Path) -> None:

@@ -103,6 +103,34 @@ async def test_query_filters_and_citizen(config: Path, monkeypatch: pytest.Monke
     assert code == 1 and out.strip() == "Error: the personal id to search for is empty"
 
 
+async def test_query_pages_on_with_the_cursor_it_prints(config: Path) -> None:
+    # The output offered a "next" cursor but no option took it: past --limit nothing was reachable.
+    base = ["query", "--config", str(config), "--limit", "5"]
+    seen: list[int] = []
+    cursor: list[str] = []
+    for _ in range(5):
+        code, out = await _invoke(*base, *cursor, "--json")
+        page = json.loads(out)
+        assert code == 0, out
+        seen += [e["seq"] for e in page["items"]]
+        if not page["next"]:
+            break
+        cursor = ["--cursor", page["next"]]
+    assert seen == list(range(13))
+    code, out = await _invoke(*base)
+    hint = out.splitlines()[-1]
+    assert code == 0 and "--cursor " in hint, out
+    code, out = await _invoke(*base, "--cursor", hint.split("--cursor ")[1].rstrip(")"))
+    assert code == 0 and out.splitlines()[0].split()[0] == "5", out
+    code, out = await _invoke(*base, "--cursor", "!!")
+    assert code == 2 and "Invalid value for '--cursor': malformed cursor" in out, out
+
+
+async def test_query_says_when_nothing_matches(config: Path) -> None:
+    code, out = await _invoke("query", "--config", str(config), "--dossier", "NOPE")
+    assert (code, out.strip()) == (0, "no event matches")
+
+
 async def test_export_and_verify_bundle(config: Path, pki: TestPKI, tmp_path: Path) -> None:
     out_zip = tmp_path / "D1.zip"
     code, out = await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip))

@@ -109,12 +109,21 @@ async def test_replay_answers_the_job_and_audits_the_operator(
     client: TestClient[Any, Any], store: SQLiteStore
 ) -> None:
     job_id = await dead_job(store)
-    resp = await client.post(f"/v1/admin/outbox/{job_id}/replay", headers=OPS)
+    resp = await client.post(
+        f"/v1/admin/outbox/{job_id}/replay", headers={**OPS, "X-Request-Id": "replay-1"}
+    )
     assert resp.status == 200
     body = await resp.json()
     assert (body["id"], body["state"], body["attempts"]) == (job_id, "pending", 0)
     [event] = await audit_entries(store)
-    assert (event["action"], event["member"]) == ("job.replayed", "VN:GOV:000.00.00.H41:ops")
+    # The member is the agency, as in every other event (it was the subsystem's id, so a search
+    # by member missed operators' actions); the request id and service were missing.
+    assert (event["action"], event["member"], event["subsystem"]) == (
+        "job.replayed",
+        "VN:GOV:000.00.00.H41",
+        "VN:GOV:000.00.00.H41:ops",
+    )
+    assert (event["service"], event["request_id"]) == ("admin", "replay-1")
 
 
 async def test_replay_refusals(client: TestClient[Any, Any], store: SQLiteStore) -> None:

@@ -154,7 +154,9 @@ def test_replay_revives_a_dead_job(config: Path) -> None:
 
     [event] = asyncio.run(events())
     assert event["action"] == "job.replayed"
-    assert str(event["member"]).startswith("cli:")
+    # The command line is no member: "cli", and the login name as its subsystem.
+    assert event["member"] == "cli" and str(event["subsystem"]).startswith("cli:")
+    assert event["service"] == "admin"
 
 
 def test_replay_text_output(config: Path) -> None:

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from gateway.audit import verify_chain
+from gateway.audit import Actor, verify_chain
 from gateway.outbox import (
     JobNotFound,
     NotDead,
@@ -141,13 +141,27 @@ async def test_replay_revives_a_dead_job_and_audits_it(
         return job_id
 
     job_id = await store.transact(dead_job)
-    job = await store.transact(lambda tx: replay(tx, job_id, actor="ops@so-tu-phap", now=clock()))
+    job = await store.transact(
+        lambda tx: replay(
+            tx,
+            job_id,
+            actor=Actor("VN:GOV:000.00.00.H29", "VN:GOV:000.00.00.H29:stp"),
+            request_id="r-7",
+            now=clock(),
+        )
+    )
     assert (job.state, job.attempts, job.run_after) == ("pending", 0, clock())
     assert job.last_error == "PermanentError: no"  # kept: why it died
     [event] = await audit_entries(store)
     assert event["action"] == "job.replayed"
+    # Named as every other caller is: the agency, then its subsystem; the operator's service.
+    assert (event["subsystem"], event["service"], event["request_id"]) == (
+        "VN:GOV:000.00.00.H29:stp",
+        "admin",
+        "r-7",
+    )
     assert (event["member"], event["job"], event["dossier"], event["step"]) == (
-        "ops@so-tu-phap",
+        "VN:GOV:000.00.00.H29",
         job_id,
         "D-9",
         "notify",

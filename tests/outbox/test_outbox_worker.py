@@ -7,7 +7,7 @@ import time
 import pytest
 
 from connectors.api import PermanentError, TransientError
-from gateway.audit import verify_chain
+from gateway.audit import Actor, verify_chain
 from gateway.metrics import Metrics
 from gateway.outbox import Job, RetryPolicy, Worker, enqueue, get_job, replay
 from gateway.outbox.testing import ManualClock, ScriptedHandler, audit_entries
@@ -128,7 +128,7 @@ async def test_replayed_job_is_delivered(store: SQLiteStore, clock: ManualClock)
     job_id = await add(store, clock)
     await w.run_once()
     assert (await job(store, job_id)).state == "dead"
-    await store.transact(lambda tx: replay(tx, job_id, actor="operator", now=clock()))
+    await store.transact(lambda tx: replay(tx, job_id, actor=Actor.cli("operator"), now=clock()))
     assert await w.run_once() == 1
     j = await job(store, job_id)
     assert (j.state, j.attempts) == ("done", 1)

@@ -68,7 +68,10 @@ WHERE seq > :after
   AND (:service IS NULL OR service = :service)
   AND (:dossier IS NULL OR dossier = :dossier)
   AND (:document IS NULL OR document = :document)
-  AND (:citizen IS NULL OR citizen = :citizen)
+  -- A citizen's events: those that hold their hash, and every event of a dossier that names them
+  -- (its dossier.accepted or dossier.concerns holds the hash; its steps hold none).
+  AND (:citizen IS NULL OR citizen = :citizen OR dossier IN (
+      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL))
 ORDER BY seq LIMIT :limit;
 
 -- name: leaves
@@ -86,6 +89,31 @@ SELECT seq, entry FROM audit_events WHERE at >= :start AND at < :stop ORDER BY s
 -- name: accessors
 -- Who touched a citizen's data: one row per member, service and action, with counts and span.
 SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS last_at
-FROM audit_events WHERE citizen = :citizen
+FROM audit_events WHERE (citizen = :citizen OR dossier IN (
+      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL))
   AND (:start IS NULL OR at >= :start) AND (:stop IS NULL OR at < :stop)
 GROUP BY member, service, action ORDER BY min(at);
+
+-- name: extent_dossier
+-- What an export of the scope would hold, before any entry is read (gateway/audit/bundle.py,
+-- _extent): how many events, and of those the anchor (the latest checkpoint's size) covers, their
+-- entries' bytes, their number, and how many lie left of the tree's first split.
+SELECT count(*) AS n,
+       coalesce(sum(CASE WHEN seq < :anchor THEN length(entry) END), 0) AS bytes,
+       coalesce(sum(CASE WHEN seq < :anchor THEN 1 END), 0) AS covered,
+       coalesce(sum(CASE WHEN seq < :split THEN 1 END), 0) AS left_side
+FROM audit_events WHERE dossier = :dossier;
+
+-- name: extent_document
+SELECT count(*) AS n,
+       coalesce(sum(CASE WHEN seq < :anchor THEN length(entry) END), 0) AS bytes,
+       coalesce(sum(CASE WHEN seq < :anchor THEN 1 END), 0) AS covered,
+       coalesce(sum(CASE WHEN seq < :split THEN 1 END), 0) AS left_side
+FROM audit_events WHERE document = :document;
+
+-- name: extent_between
+SELECT count(*) AS n,
+       coalesce(sum(CASE WHEN seq < :anchor THEN length(entry) END), 0) AS bytes,
+       coalesce(sum(CASE WHEN seq < :anchor THEN 1 END), 0) AS covered,
+       coalesce(sum(CASE WHEN seq < :split THEN 1 END), 0) AS left_side
+FROM audit_events WHERE at >= :start AND at < :stop;

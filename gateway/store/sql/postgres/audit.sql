@@ -48,7 +48,7 @@ $fn$;
 SELECT seq, chain_hash FROM lienthong_audit_head();
 
 -- name: query
--- base: c003259e43bf75f1
+-- base: 80c515edb64966e5
 -- PostgreSQL cannot type a parameter whose first use is ":x IS NULL": cast it.
 SELECT seq, entry FROM audit_events
 WHERE seq > :after
@@ -58,13 +58,15 @@ WHERE seq > :after
   AND (CAST(:service AS TEXT) IS NULL OR service = :service)
   AND (CAST(:dossier AS TEXT) IS NULL OR dossier = :dossier)
   AND (CAST(:document AS TEXT) IS NULL OR document = :document)
-  AND (CAST(:citizen AS TEXT) IS NULL OR citizen = :citizen)
+  AND (CAST(:citizen AS TEXT) IS NULL OR citizen = :citizen OR dossier IN (
+      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL))
 ORDER BY seq LIMIT :limit;
 
 -- name: accessors
--- base: 861bebe63f267c88
+-- base: 0c61b8d81283b852
 SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS last_at
-FROM audit_events WHERE citizen = :citizen
+FROM audit_events WHERE (citizen = :citizen OR dossier IN (
+      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL))
   AND (CAST(:start AS TEXT) IS NULL OR at >= :start) AND (CAST(:stop AS TEXT) IS NULL OR at < :stop)
 GROUP BY member, service, action ORDER BY min(at);
 
