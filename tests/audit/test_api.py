@@ -7,7 +7,6 @@ console) added — the whole gateway's lifecycle (sandboxes, outbox) is not need
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import io
