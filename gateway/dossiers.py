@@ -311,6 +311,9 @@ def step_failed(
         _changed(tx, code, "needs_attention" if permanent else "failed", now=now)
 
 
+_RESTARTS = ("resumed", "replayed")
+
+
 def view(tx: Tx, code: str, *, client: str | None = None) -> DossierView:
     """The status document. ``client`` limits it to that subsystem's own dossiers.
 
@@ -319,34 +322,45 @@ def view(tx: Tx, code: str, *, client: str | None = None) -> DossierView:
     row = tx.one("dossiers.get", code=code)
     if row is None or (client is not None and row["client"] != client):
         raise UnknownDossier(code)
+    # A step's job counts its attempts from 1 again after each resume (its retry budget starts
+    # over); the view counts them across resumes: a resumed entry holds the attempts before it.
     history: dict[int, list[StepAttempt]] = {}
+    before: dict[int, int] = {}  # step → attempts made before its last resume
     for h in tx.all("dossiers.history", dossier=code):
-        history.setdefault(h["idx"], []).append(
+        idx, base = h["idx"], before.get(h["idx"], 0)
+        if h["outcome"] in _RESTARTS:
+            before[idx] = base = base + h["attempt"]
+        history.setdefault(idx, []).append(
             StepAttempt(
                 at=h["at"],
-                attempt=h["attempt"],
+                attempt=base if h["outcome"] in _RESTARTS else base + h["attempt"],
                 outcome=h["outcome"],
                 error=h["error"],
                 reference=h["reference"],
             )
         )
-    steps = [
-        StepView(
-            name=s["name"],
-            registry=s["registry"],
-            operation=s["operation"],
-            # Pending in its table until an outcome is recorded: running while its job is.
-            status="running"
-            if s["status"] == "pending" and s["job_state"] == "running"
-            else s["status"],
-            attempts=s["attempts"],
-            result=msgspec.json.decode(s["result"]) if s["result"] else None,
-            reference=s["reference"],
-            error=s["error"],
-            history=history.get(s["idx"], []),
+    steps = []
+    for s in tx.all("dossiers.steps", dossier=code):
+        entries = history.get(s["idx"], [])
+        # Since its last resume, none of the step's attempts has an outcome yet: the count in
+        # its row is the one before.
+        waiting = bool(entries) and entries[-1].outcome in _RESTARTS
+        steps.append(
+            StepView(
+                name=s["name"],
+                registry=s["registry"],
+                operation=s["operation"],
+                # Pending in its table until an outcome is recorded: running while its job is.
+                status="running"
+                if s["status"] == "pending" and s["job_state"] == "running"
+                else s["status"],
+                attempts=before.get(s["idx"], 0) + (0 if waiting else s["attempts"]),
+                result=msgspec.json.decode(s["result"]) if s["result"] else None,
+                reference=s["reference"],
+                error=s["error"],
+                history=entries,
+            )
         )
-        for s in tx.all("dossiers.steps", dossier=code)
-    ]
     return DossierView(
         code=code,
         procedure=row["procedure"],

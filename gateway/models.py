@@ -173,7 +173,7 @@ class StepAttempt(Struct, omit_defaults=True):
     reference: str | None = None
 
 
-class StepView(Struct, omit_defaults=True):
+class StepView(Struct):  # every field always present (null when empty): clients index them
     name: str
     registry: str
     operation: str

@@ -364,3 +364,42 @@ async def test_a_correction_of_a_write_whose_answer_was_lost_is_refused_until_re
         assert view["status"] == "completed", view
         # The register answered with the birth it had taken from the first, unanswered attempt.
         assert view["steps"][1]["reference"].endswith(".000001"), view["steps"][1]
+
+
+async def test_a_steps_attempts_are_counted_across_resumes(make_gateway: Any) -> None:
+    """Found by probing: after a resume the view counted from 1 again (a step tried five times
+    said attempts: 1), and a step without history had no history field at all."""
+    retry = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
+    async with make_gateway(
+        registries={"insurance": {"timeout_s": 2.0, "retry": retry}},
+        sandbox={"faults": {"insurance": {"error_rate": 1.0}}},
+    ) as gw:
+        doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=0)))
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202
+        async with await gw.get(f"/v1/dossiers/{doc['code']}") as r:
+            fresh = await r.json()
+        # Every field is there, null or empty when there is nothing to say (the last step has
+        # not run yet).
+        assert fresh["steps"][3]["history"] == [], fresh["steps"][3]
+        assert all(set(s) >= {"result", "reference", "error", "history"} for s in fresh["steps"])
+        view = await gw.wait_status(doc["code"], {"failed", "needs_attention", "completed"})
+        card = view["steps"][3]
+        assert (card["status"], card["attempts"]) == ("failed", 2), card
+        async with await gw.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
+            assert r.status == 202, await r.text()
+        for _ in range(400):  # bounded: until the resumed step has failed again
+            async with await gw.get(f"/v1/dossiers/{doc['code']}") as r:
+                view = await r.json()
+            if view["status"] == "failed":
+                break
+            await asyncio.sleep(0.05)
+        card = view["steps"][3]
+        assert card["attempts"] == 4, card
+        assert [(h["attempt"], h["outcome"]) for h in card["history"]] == [
+            (1, "retry"),
+            (2, "dead"),
+            (2, "resumed"),
+            (3, "retry"),
+            (4, "dead"),
+        ], card["history"]
