@@ -35,7 +35,7 @@ from connectors.soap import (
     fingerprint,
     parse_request,
 )
-from connectors.text import VIETNAM, format_datetime
+from connectors.text import VIETNAM, format_datetime, nfc
 from signing.errors import SignatureInvalid, SigningError
 from signing.keys import SigningKey
 from signing.pdf import sign_pdf
@@ -77,6 +77,9 @@ class CivilStatusRegistry:
         self.ledger = SandboxLedger()
         self.issued: set[str] = set()
         self.deaths: dict[str, str] = {}  # personal id → death record number
+        # (mother's id, child's name, birth date) → birth record number: the register refuses
+        # the same birth twice, as it refuses a second death
+        self.births: dict[tuple[str, str, date], str] = {}
         self._rng = random.Random(f"civil_status:{seed}")
         self._births = itertools.count(1)
         self._death_numbers = itertools.count(1)
@@ -161,8 +164,18 @@ async def _birth(reg: CivilStatusRegistry, op: etree._Element) -> bytes:
     _pid(op, "nycSoGiayToTuyThan")
     name, mother = _required(op, "nksHoTen"), _required(op, "meHoTen")
     declarant = _required(op, "nycHoTen")
+    # The name as written, in any case or spacing (twins Anh and Ánh are two children).
+    child = (mother_id, nfc(name).casefold(), born)
+    if child in reg.births:
+        raise SoapFault(
+            "Client",
+            "DA_DANG_KY",
+            f"the birth of {name} on {born:%d/%m/%Y} to this mother is already registered "
+            f"({reg.births[child]})",
+        )
     n = next(reg._births)
     number = f"KS.{province}.{now.year}.{n:06d}"
+    reg.births[child] = number
     book, page = _book(n, now.year)
     child_id = reg.child_id(province, sex, born)
     signer_name, signer_title = "Nguyễn Văn Hòa", "Chủ tịch UBND"

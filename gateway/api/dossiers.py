@@ -207,6 +207,17 @@ def validate(doc: DossierIn) -> dict[str, Any]:
     _check_dates(doc, data)
     for where, pid, born in _person_ids(data):
         _check(check_personal_id, pid, where, birth_date=born)
+    if (
+        isinstance(data, BirthData)
+        and data.father
+        and (data.father.personal_id == data.mother.personal_id)
+    ):
+        raise Problem(
+            422,
+            "inconsistent-dossier",
+            "the father and the mother have the same personal id",
+            field="data.father.personal_id",
+        )
     if isinstance(data, DeathData):
         dead = data.deceased.personal_id
         beneficiary = (

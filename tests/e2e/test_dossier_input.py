@@ -204,6 +204,16 @@ async def test_a_local_variant_of_the_filing_province_runs_the_national_flow(
         assert r.status == 202, await r.text()
 
 
+async def test_a_father_with_the_mothers_personal_id_is_inconsistent(gateway: Gateway) -> None:
+    doc = birth()  # accepted and completed: a child whose two parents are one person
+    mother = doc["data"]["mother"]
+    doc["data"]["father"] = {"full_name": "Trần Văn Minh", "personal_id": mother["personal_id"]}
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+    assert (r.status, problem["type"]) == (422, PROBLEM + "inconsistent-dossier"), problem
+    assert problem["field"] == "data.father.personal_id"
+
+
 async def test_a_death_reported_by_the_deceased_is_inconsistent(gateway: Gateway) -> None:
     doc = death()
     doc["applicant"]["personal_id"] = doc["data"]["deceased"]["personal_id"]

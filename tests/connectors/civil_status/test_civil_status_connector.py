@@ -133,6 +133,21 @@ async def test_birth_same_key_registers_once_even_with_lost_reply(
     assert stats["writes"] == {"birth.register": 1} and stats["replays"] == 2
 
 
+async def test_the_same_birth_under_another_key_is_refused_as_registered(
+    connector: CivilStatusConnector, sandbox: Sandbox
+) -> None:
+    """A one-stop system that lost a 202 and filed the birth again under a new code got two
+    birth certificates and two personal ids for one child; twins are two children."""
+    first = await connector.call("birth.register", BIRTH, idempotency_key="birth-a")
+    again = {**BIRTH, "child": {**BIRTH["child"], "full_name": BIRTH["child"]["full_name"].upper()}}
+    with pytest.raises(PermanentError) as info:
+        await connector.call("birth.register", again, idempotency_key="birth-b")
+    assert info.value.code == "DA_DANG_KY" and first.reference in str(info.value)
+    twin = {**BIRTH, "child": {**BIRTH["child"], "full_name": "Nguyễn Minh Ánh"}}
+    assert (await connector.call("birth.register", twin, idempotency_key="birth-c")).reference
+    assert (await sandbox.stats())["writes"] == {"birth.register": 2}
+
+
 async def test_death_register(connector: CivilStatusConnector, sandbox: Sandbox) -> None:
     result = await connector.call("death.register", DEATH, idempotency_key="death-1")
     assert result.reference == result.data["death_record_number"]
@@ -210,8 +225,9 @@ async def test_unsigned_certificate_is_refused_when_trust_is_configured(pki: Any
         async with CivilStatusConnector(sandbox_endpoint(url), trust=pki.trust()) as c:
             with pytest.raises(PermanentError, match="no signature"):
                 await c.call("birth.register", BIRTH)
+        other = {**BIRTH, "child": {**BIRTH["child"], "full_name": "Trần Minh Khang"}}
         async with CivilStatusConnector(sandbox_endpoint(url)) as c:  # no trust: passed on as is
-            result = await c.call("birth.register", BIRTH)
+            result = await c.call("birth.register", other)
         assert result.data["certificate_signer"] is None
     finally:
         await runner.cleanup()
