@@ -575,11 +575,13 @@ class DocumentHub:
         (ResponseFor names another DocumentId or another OrganId than the document's sender),
         NotDelivered, StatusTransitionError."""
         doc = tx.one("documents.get", id=doc_id)
+        # One answer whether the document does not exist or is not theirs: nobody else learns
+        # that it exists.
         if doc is None:
-            raise UnknownDocument(f"no document {doc_id}")
+            raise UnknownDocument(f"no document {doc_id} for {sender}")
         delivery = tx.one("documents.delivery", document=doc_id, recipient=sender)
         if delivery is None:
-            raise UnknownDocument(f"{sender} is not a recipient of {doc_id}")
+            raise UnknownDocument(f"no document {doc_id} for {sender}")
         if st.response_for.document_id != doc["document_id"]:
             raise InvalidEdxml(
                 f"ResponseFor/DocumentId {st.response_for.document_id} is not {doc['document_id']}",
@@ -613,8 +615,8 @@ class DocumentHub:
 
         def unit(tx: Tx) -> dict[str, Any]:
             doc = tx.one("documents.get", id=doc_id)
-            if doc is None:
-                raise UnknownDocument(f"no document {doc_id}")
+            if doc is None:  # said as when it is not theirs: nobody else learns it exists
+                raise UnknownDocument(f"no document {doc_id} for {agency}")
             deliveries = tx.all("documents.deliveries", document=doc_id)
             if doc["sender"] != agency:
                 deliveries = [d for d in deliveries if d["recipient"] == agency]
@@ -700,8 +702,8 @@ class DocumentHub:
 
         def seen(tx: Tx) -> dict[str, Any]:
             doc = tx.one("documents.get", id=doc_id)
-            if doc is None:
-                raise UnknownDocument(f"no document {doc_id}")
+            if doc is None:  # said as when it is not theirs: nobody else learns it exists
+                raise UnknownDocument(f"no document {doc_id} for {agency}")
             if doc["sender"] != agency:
                 if tx.one("documents.delivery", document=doc_id, recipient=agency) is None:
                     raise UnknownDocument(f"no document {doc_id} for {agency}")

@@ -1111,3 +1111,28 @@ async def test_an_agency_allowed_to_exchange_can_be_answered_though_not_listed(
         stranger = package(pki, NGHE_AN, ("000.00.00.H99",), stc_pdf, "19")
         async with await hub.send(NGHE_AN, stranger) as r:
             assert (r.status, (await r.json())["type"]) == (422, PROBLEM + "unknown-recipient")
+
+
+async def test_an_agency_not_party_to_a_document_cannot_tell_it_exists(
+    hub: Hub, pki: TestPKI, stc_pdf: bytes
+) -> None:
+    """Found by probing: the Ministry of Justice, neither sender nor recipient, was told "no
+    document X for 000.00.00.G15" for a real document and "no document Y" for an unknown one."""
+    async with await hub.send(TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)) as r:
+        assert r.status == 202, await r.text()
+        real = r.headers["X-Lienthong-Document"]
+    unknown = "d" + "0" * 32  # shaped like a hub id, given to no document
+    message = status_message(pki, TU_PHAP, "000.00.11.H53,2020/10/30,2491/STC-BCTC", "01")
+    for doc in (real, unknown):
+        answers = []
+        for method, path in (("GET", f"/v1/documents/{doc}"), ("GET", f"/v1/documents/{doc}/status"),
+                             ("POST", f"/v1/documents/{doc}/ack")):  # fmt: skip
+            status, body = await hub.json(method, path, TU_PHAP)
+            answers.append((status, body["type"], body["detail"].replace(doc, "ID")))
+        async with await hub.status(TU_PHAP, doc, message) as r:
+            body = await r.json()
+            answers.append((r.status, body["type"], body["detail"].replace(doc, "ID")))
+        if doc == real:
+            seen = answers
+    assert answers == seen, (seen, answers)
+    assert {a[:2] for a in answers} == {(404, PROBLEM + "unknown-document")}
