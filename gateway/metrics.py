@@ -64,7 +64,9 @@ class Metrics:
             buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
-        self.audit_events = Counter("lienthong_audit_events", "Audit events appended", registry=r)
+        self.audit_entries = Gauge(
+            "lienthong_audit_entries", "Entries in the audit log, read at each scrape", registry=r
+        )
         # labels() takes a lock and checks its arguments on every call, twice a request: the
         # series are kept here instead. As many as the registry holds: routes are the app's own.
         self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}

@@ -13,7 +13,7 @@ from gateway.app import RUNTIME
 from gateway.auth import IDENTITY_KEY, Identity
 from gateway.outbox.jobs import depth
 from gateway.problems import STORE_RETRY_AFTER_S, Problem
-from gateway.store import StoreError
+from gateway.store import StoreError, Tx
 
 __all__ = ["routes"]
 
@@ -70,15 +70,22 @@ async def readyz(request: web.Request) -> web.Response:
     raise Problem(503, "not-ready", failing, checks=checks)
 
 
+def _scraped(tx: Tx) -> tuple[dict[str, int], int]:
+    """What a scrape reads from the store: the outbox's depth, the audit log's size."""
+    head = tx.one("audit.head")  # read-only: takes no turn on a shared store
+    return depth(tx), 0 if head is None else int(head["seq"]) + 1
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     runtime.breakers.states()  # an open circuit whose time is up reads, and shows, as half-open
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
-            jobs = await runtime.store.read(depth)
+            jobs, entries = await runtime.store.read(_scraped)
         for state, n in jobs.items():
             runtime.metrics.outbox_jobs.labels(state).set(n)
+        runtime.metrics.audit_entries.set(entries)
         runtime.metrics.store_up.set(1)
     except (StoreError, TimeoutError):
         # The scrape still shows everything else; the depth is the last one read, and

@@ -158,7 +158,10 @@ _KEEPALIVES = {
 
 
 def _connect_options(url: str) -> dict[str, Any]:
-    given = psycopg.conninfo.conninfo_to_dict(url)
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:  # the connect that follows says what is wrong, without the password
+        return dict(_KEEPALIVES)
     return {k: v for k, v in _KEEPALIVES.items() if k not in given}
 
 

@@ -96,3 +96,16 @@ async def test_readiness_says_so_when_every_claim_of_the_outbox_fails(make_gatew
                     break
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
+
+
+async def test_the_audit_logs_size_is_a_metric(make_gateway: Any) -> None:
+    """lienthong_audit_events_total was declared and never counted: 0 after dozens of events.
+    The log's size is now read at each scrape, as the outbox's depth is."""
+    async with make_gateway() as gw:
+        status, _ = await _post(gw, "/v1/lookups/citizen", citizen_query())
+        assert status == 200
+        size = await gw.runtime.store.read(lambda tx: tx.one("audit.head"))
+        assert size is not None
+        text = await _scrape(gw)
+        assert _metric(text, "lienthong_audit_entries") == size["seq"] + 1 >= 1
+        assert "lienthong_audit_events_total" not in text
