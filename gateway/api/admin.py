@@ -5,7 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import dossiers
-from gateway.api.common import SQL_INT_MAX, json_response, parse_int, query_int, query_text
+from gateway.api.common import (
+    SQL_INT_MAX,
+    json_response,
+    only_parameters,
+    parse_int,
+    query_int,
+    query_text,
+)
 from gateway.app import RUNTIME
 from gateway.audit import Actor
 from gateway.auth import require
@@ -25,6 +32,7 @@ _MAX_LIMIT = 500
 async def list_outbox(request: web.Request) -> web.Response:
     """``?state=dead&limit=100&after=ID`` → ``{items, next}``; ``next`` feeds ``after``."""
     require(request, "admin")
+    only_parameters(request, "state", "limit", "after")
     state = query_text(request, "state")
     if state is not None and state not in STATES:
         raise Problem(

@@ -25,6 +25,7 @@ from gateway.problems import Problem
 from .common import (
     SQL_INT_MAX,
     json_response,
+    only_parameters,
     query_flag,
     query_int,
     query_text,
@@ -69,6 +70,8 @@ def _query_problem(exc: FilterError) -> Problem:
 @routes.get("/v1/audit/events")
 async def events(request: web.Request) -> web.Response:
     require(request, SERVICE)
+    only_parameters(request, "from", "to", "member", "service", "dossier", "document", "cursor",
+                    "limit")  # fmt: skip
     runtime = request.app[RUNTIME]
     try:
         flt = EventFilter.build(
@@ -141,6 +144,7 @@ async def _summaries(
 async def checkpoints(request: web.Request) -> web.Response:
     """Newest first; ``before`` (a size) pages back; ``verify=1`` checks each one shown."""
     require(request, SERVICE)
+    only_parameters(request, "limit", "before", "verify")
     runtime = request.app[RUNTIME]
     limit = query_int(request, "limit", 20, lo=1, hi=200)
     before = query_int(request, "before", SQL_INT_MAX)
@@ -166,6 +170,7 @@ async def latest(request: web.Request) -> web.Response:
 @routes.get("/v1/audit/proofs/inclusion")
 async def inclusion(request: web.Request) -> web.Response:
     require(request, SERVICE)
+    only_parameters(request, "index", "size")
     runtime = request.app[RUNTIME]
     try:
         proof = await _tree(runtime).inclusion(
@@ -179,6 +184,7 @@ async def inclusion(request: web.Request) -> web.Response:
 @routes.get("/v1/audit/proofs/consistency")
 async def consistency(request: web.Request) -> web.Response:
     require(request, SERVICE)
+    only_parameters(request, "first", "second")
     runtime = request.app[RUNTIME]
     try:
         proof = await _tree(runtime).consistency(

@@ -240,6 +240,20 @@ def query_int(
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def only_parameters(request: web.Request, *names: str) -> None:
+    """Refuse a query parameter the route does not read (400 invalid-query naming it): a filter
+    misspelt (``?dosier=…``) was ignored, and the answer held everything, as if filtered."""
+    unknown = sorted(set(request.query) - set(names))
+    if unknown:
+        known = ", ".join(names) or "none"
+        raise Problem(
+            400,
+            "invalid-query",
+            f"unknown query parameter {unknown[0]} (this route reads: {known})",
+            parameter=unknown[0],
+        )
+
+
 def query_text(request: web.Request, name: str) -> str | None:
     """The text query parameter ``name``, or None when absent. A control character in it is a
     400 invalid-query naming the parameter: no identifier, time or cursor of this API has one,

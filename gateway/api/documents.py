@@ -28,6 +28,7 @@ from gateway.api.common import (
     check_content_encoding,
     json_response,
     more_body,
+    only_parameters,
     parse_int,
     query_flag,
     refuse_unless_accepting,
@@ -410,6 +411,7 @@ async def send(request: web.Request) -> web.Response:
 @routes.get("/v1/documents/inbox")
 async def inbox(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
+    only_parameters(request, "after")
     hub = await hub_for(request.app[RUNTIME])
     after = parse_int(request.query.get("after") or "0")
     if after is None or not 0 <= after <= SQL_INT_MAX:
@@ -424,6 +426,7 @@ async def inbox(request: web.Request) -> web.Response:
 @routes.get("/v1/documents/{id}", allow_head=False)
 async def fetch(request: web.Request) -> web.StreamResponse:
     identity = require(request, RIGHT)
+    only_parameters(request, "original")
     asked = query_flag(request, "original")  # checked before the fetch, which delivers
     hub = await hub_for(request.app[RUNTIME])
     with _problems():

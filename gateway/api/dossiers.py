@@ -21,6 +21,7 @@ from gateway.api.common import (
     check_life_date,
     decode,
     json_response,
+    only_parameters,
     query_text,
     read_json,
     refuse_unless_accepting,
@@ -319,6 +320,7 @@ async def get_dossier(request: web.Request) -> web.Response:
 @routes.get("/v1/dossiers")
 async def list_dossiers(request: web.Request) -> web.Response:
     identity = _caller(request)
+    only_parameters(request, "status", "cursor")
     status = query_text(request, "status")
     allowed = ("accepted", "in_progress", "completed", "needs_attention", "failed")
     if status is not None and status not in allowed:

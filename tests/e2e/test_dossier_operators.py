@@ -284,6 +284,12 @@ SCOPE_AND_FLAG_REQUESTS = [
     ("GET", "/v1/admin/outbox?state=dead&state=done", "operator", None, 400, "invalid-query"),
     ("GET", "/v1/audit/checkpoints?verify=yes", "auditor", None, 400, "invalid-query"),
     ("GET", "/v1/audit/checkpoints?verify=1&verify=0", "auditor", None, 400, "invalid-query"),
+    # A misspelt filter was ignored, and the answer held everything as if filtered.
+    ("GET", "/v1/audit/events?dosier=X", "auditor", None, 400, "invalid-query"),
+    ("GET", "/v1/audit/checkpoints?verfy=1", "auditor", None, 400, "invalid-query"),
+    ("GET", "/v1/audit/proofs/inclusion?index=0&size=1&x=1", "auditor", None, 400, "invalid-query"),
+    ("GET", "/v1/admin/outbox?sate=dead", "operator", None, 400, "invalid-query"),
+    ("GET", "/v1/dossiers?staus=failed", "motcua", None, 400, "invalid-query"),
 ]
 
 
@@ -403,3 +409,12 @@ async def test_a_steps_attempts_are_counted_across_resumes(make_gateway: Any) ->
             (3, "retry"),
             (4, "dead"),
         ], card["history"]
+
+
+async def test_an_unknown_query_parameter_is_named(gateway: Gateway) -> None:
+    async with await gateway.get("/v1/audit/events?dossier=X&dosier=Y", who="auditor") as r:
+        problem = await r.json()
+    assert (r.status, problem["parameter"]) == (400, "dosier"), problem
+    assert "dossier" in problem["detail"]  # what the route reads
+    async with await gateway.get("/v1/audit/events?dossier=X&limit=5", who="auditor") as r:
+        assert r.status == 200, await r.text()
