@@ -8,6 +8,7 @@ Personal ids are never stored or put in a cursor: a citizen is searched by its k
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +66,9 @@ def _citizen(citizen_key: bytes | None, personal_id: str) -> str:
     return citizen_hash(citizen_key, personal_id.strip())
 
 
+_DAY = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})([+-][0-9]{2}:[0-9]{2})?")
+
+
 def normalize_time(value: str | datetime | None) -> str | None:
     """An ISO 8601 time in the log's own spelling (UTC, microseconds), so that text comparison in
     SQL is time comparison. A date alone means its midnight UTC. Raises FilterError if unparsable
@@ -72,12 +76,16 @@ def normalize_time(value: str | datetime | None) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        day = _DAY.fullmatch(text)
         try:
-            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            if day:  # a date, with or without its zone: its midnight there (UTC without)
+                # (fromisoformat reads "2026-12-06+07:00" as 07:00 with no zone)
+                when = datetime.fromisoformat(f"{day[1]}T00:00:00{day[2] or '+00:00'}")
+            else:
+                when = datetime.fromisoformat(text)
         except ValueError as exc:
             raise FilterError(f"not an ISO 8601 time: {value!r}") from exc
-        if len(value.strip()) == 10:  # a date
-            when = when.replace(tzinfo=UTC)
     else:
         when = value
     if when.tzinfo is None:
