@@ -7,7 +7,8 @@ import asyncio
 import copy
 import hashlib
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -308,18 +309,28 @@ async def test_export_scopes_and_query_flags_are_checked(
     assert (r.status, problem["type"]) == (status, PROBLEM + slug), problem
 
 
-async def test_a_correction_of_what_a_finished_step_sent_is_refused(make_gateway: Any) -> None:
-    """Found by probing: with the flow stopped at the health card, the child's name was corrected
-    (200) and the card issued under the new name, while the birth register kept the old one."""
+@asynccontextmanager
+async def birth_stopped_by(
+    make_gateway: Any, registry: str, fault: dict[str, float]
+) -> AsyncIterator[tuple[Gateway, dict[str, Any], dict[str, Any]]]:
+    """A gateway whose ``registry`` fails as ``fault`` says (two attempts a step), and a birth
+    dossier run until its flow stopped: (gateway, dossier, its view)."""
     retry = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
     async with make_gateway(
-        registries={"insurance": {"timeout_s": 2.0, "retry": retry}},
-        sandbox={"faults": {"insurance": {"error_rate": 1.0}}},
+        registries={registry: {"timeout_s": 2.0, "retry": retry}},
+        sandbox={"faults": {registry: fault}},
     ) as gw:
         doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=0)))
         async with await gw.post("/v1/dossiers", doc) as r:
             assert r.status == 202
         view = await gw.wait_status(doc["code"], {"failed", "needs_attention", "completed"})
+        yield gw, doc, view
+
+
+async def test_a_correction_of_what_a_finished_step_sent_is_refused(make_gateway: Any) -> None:
+    """Found by probing: with the flow stopped at the health card, the child's name was corrected
+    (200) and the card issued under the new name, while the birth register kept the old one."""
+    async with birth_stopped_by(make_gateway, "insurance", {"error_rate": 1.0}) as (gw, doc, view):
         assert [s["status"] for s in view["steps"]] == ["done", "done", "done", "failed"], view
         before = await stored_body(gw, doc["code"])
         renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}
@@ -341,15 +352,8 @@ async def test_a_correction_of_a_write_whose_answer_was_lost_is_refused_until_re
     and the resumed step, the same idempotency key for another request, was refused for ever
     ("used for a different request"): the dossier could never finish. Now the correction is 409
     until a resume has learnt the outcome."""
-    retry = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
-    async with make_gateway(
-        registries={"civil_status": {"timeout_s": 2.0, "retry": retry}},
-        sandbox={"faults": {"civil_status": {"lost_reply_rate": 1.0}}},
-    ) as gw:
-        doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=0)))
-        async with await gw.post("/v1/dossiers", doc) as r:
-            assert r.status == 202
-        view = await gw.wait_status(doc["code"], {"failed", "needs_attention", "completed"})
+    lost = {"lost_reply_rate": 1.0}
+    async with birth_stopped_by(make_gateway, "civil_status", lost) as (gw, doc, view):
         assert view["status"] == "failed", view
         assert [s["status"] for s in view["steps"][:2]] == ["done", "failed"], view
         renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}

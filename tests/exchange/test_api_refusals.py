@@ -58,6 +58,16 @@ async def _problem(r: Any) -> tuple[int, str, dict[str, Any]]:
     return r.status, str(body.get("type", "")).removeprefix(PROBLEM), body
 
 
+async def _delivered_to_nghe_an(hub: Hub, data: bytes) -> str:
+    """Send ``data`` from Tây Ninh and fetch it as Nghệ An (statuses need a delivery): its id."""
+    async with await hub.send(TAY_NINH_STC, data) as r:
+        assert r.status == 202, await r.text()
+        doc = str(r.headers["X-Lienthong-Document"])
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+    return doc
+
+
 async def test_an_encoding_other_than_utf8_is_invalid_edxml_on_both_endpoints(
     hub: Hub, pki: TestPKI, signed_pdf: bytes
 ) -> None:
@@ -67,11 +77,7 @@ async def test_an_encoding_other_than_utf8_is_invalid_edxml_on_both_endpoints(
             status, slug, body = await _problem(r)
             assert (status, slug) == (400, "invalid-edxml"), (encoding, body)
             assert "UTF-8" in body["detail"]
-    async with await hub.send(TAY_NINH_STC, data) as r:
-        assert r.status == 202, await r.text()
-        doc = r.headers["X-Lienthong-Document"]
-    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
-        assert r.status == 200
+    doc = await _delivered_to_nghe_an(hub, data)
     message = status_message(pki, NGHE_AN, "000.00.11.H53,2020/10/30,2491/STC-BCTC", "01")
     for encoding in FOREIGN_ENCODINGS:
         async with await hub.status(NGHE_AN, doc, _declaring(message, encoding)) as r:
@@ -382,11 +388,7 @@ async def test_a_relative_namespace_uri_is_invalid_edxml_on_both_endpoints(
         status, slug, body = await _problem(r)
         assert (status, slug) == (400, "invalid-edxml"), body
         assert "namespace URI must be absolute" in body["detail"], body
-    async with await hub.send(TAY_NINH_STC, data) as r:
-        assert r.status == 202, await r.text()
-        doc = r.headers["X-Lienthong-Document"]
-    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
-        assert r.status == 200
+    doc = await _delivered_to_nghe_an(hub, data)
     message = status_message(pki, NGHE_AN, "000.00.11.H53,2020/10/30,2491/STC-BCTC", "01")
     bad = message.replace(b"xmlns:edXML=", b'xmlns:n="u" xmlns:edXML=', 1)
     assert bad != message
