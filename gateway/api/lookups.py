@@ -8,6 +8,7 @@ Personal ids travel only in bodies, never in URLs.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
@@ -95,7 +96,11 @@ async def _call(
             registry=registry,
             registry_code=exc.code,
         )
-    digests = {"params": hashlib.sha256(msgspec.json.encode(params)).hexdigest()}
+    # Keyed, as the citizen's hash is: a plain SHA-256 of {personal_id, full_name, birth_date}
+    # gave the id back to anyone who read the log and knew the name and birth date (a million
+    # guesses for a province and year).
+    params_hmac = hmac.new(runtime.citizen_key, msgspec.json.encode(params), hashlib.sha256)
+    digests = {"params_hmac": params_hmac.hexdigest()}
     # Committed before the answer leaves, so a crash of the gateway never loses it; not waiting
     # for the disk's sync, whose tail (tens of ms on a shared disk) would be every lookup's.
     await runtime.store.transact(

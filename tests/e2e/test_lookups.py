@@ -3,9 +3,12 @@ precise problem naming the registry, every access in the audit log (by keyed has
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from typing import Any
 
+import msgspec
 import pytest
 
 from connectors.business.sandbox import generate_enterprises
@@ -56,6 +59,13 @@ async def test_citizen_match_mismatch_and_the_audit_trail(gateway: Gateway) -> N
         e["citizen"] == who and e["subsystem"] == "VN:GOV:000.00.00.H41:motcua" for e in lookups
     )
     assert all(citizen_query()["personal_id"].encode() not in bytes(r["entry"]) for r in rows)
+    # The request's digest is keyed too: a plain SHA-256 of {id, name, birth date} gave the id
+    # back to whoever knew the name and birth date (a million guesses).
+    asked = msgspec.json.encode(citizen_query())
+    plain = hashlib.sha256(asked).hexdigest()
+    keyed = hmac.new(gateway.runtime.citizen_key, asked, hashlib.sha256).hexdigest()
+    assert lookups[0]["digests"] == {"params_hmac": keyed}
+    assert all(plain.encode() not in bytes(r["entry"]) for r in rows)
 
 
 @pytest.mark.parametrize(
