@@ -53,13 +53,23 @@ class ConnectorError(Exception):
 
 class TransientError(ConnectorError):
     """Worth retrying: the registry was unreachable, slow, overloaded or answered garbage.
-    ``wait_s``: how long the registry asked to be left alone (its Retry-After), when it said."""
+    ``wait_s``: how long the registry asked to be left alone (its Retry-After), when it said.
+    ``answered``: the registry did answer, with a result code that says to try again later
+    (BHXH's 100/101, a data or server error about one record): worth retrying, but no sign that
+    the registry is down, so a circuit breaker does not count it."""
 
     def __init__(
-        self, registry: str, message: str, *, code: str | None = None, wait_s: float | None = None
+        self,
+        registry: str,
+        message: str,
+        *,
+        code: str | None = None,
+        wait_s: float | None = None,
+        answered: bool = False,
     ) -> None:
         super().__init__(registry, message, code=code)
         self.wait_s = wait_s
+        self.answered = answered
 
 
 class PermanentError(ConnectorError):

@@ -114,7 +114,9 @@ class InsuranceConnector(Connector):
                     code=card.maKetQua,
                 )
             if meaning.transient:
-                raise TransientError(self.registry, meaning.message, code=card.maKetQua)
+                raise TransientError(
+                    self.registry, meaning.message, code=card.maKetQua, answered=True
+                )
             if card.maKetQua == "205":
                 raise PermanentError(self.registry, meaning.message, code="205")
             asked = str(body["maThe"])

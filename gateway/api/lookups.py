@@ -81,11 +81,13 @@ async def _call(
     except TransientError as exc:
         outcome = "failed"
         timeout = "timed out" in exc.message.lower() or "timeout" in exc.message.lower()
+        coded = {"registry_code": exc.code} if exc.code else {}
         problem = Problem(
             504 if timeout else 502,
             "registry-timeout" if timeout else "registry-unavailable",
             f"the {registry} registry did not answer usably: {exc.message}",
             registry=registry,
+            **coded,  # BHXH's 100/101: it answered, with a code saying to ask again later
         )
     except PermanentError as exc:
         outcome = "refused"

@@ -151,12 +151,16 @@ class CircuitBreaker:
         """Judge how a call that :meth:`before_call` let through ended: ``error`` is what it
         raised, or None.
 
-        An answer counts as a success, a refusal (PermanentError) too: the registry answered, so
-        it is up. A TransientError (other than CircuitOpen), TimeoutError or OSError counts as a
+        An answer counts as a success, a refusal (PermanentError) too, and a result code saying
+        to try again later (``TransientError.answered``): the registry answered, so it is up. A TransientError (other than CircuitOpen), TimeoutError or OSError counts as a
         failure. Anything else (the caller was cancelled, a bug of ours) says nothing about the
         registry: it only releases the trial slot.
         """
-        if error is None or isinstance(error, PermanentError):
+        if (
+            error is None
+            or isinstance(error, PermanentError)
+            or (isinstance(error, TransientError) and error.answered)
+        ):
             self.record_success()
         elif isinstance(error, TransientError | TimeoutError | OSError) and not isinstance(
             error, CircuitOpen

@@ -319,3 +319,22 @@ async def test_the_configured_officer_is_who_asks_the_insurance_registry(
             status, answer = await _post(gw, "/v1/lookups/insurance-card", card)
     assert (status, answer["status"]) == (200, "valid"), answer
     assert [(b["hoTenCb"], b["cccdCb"]) for b in bodies] == [("Nguyễn Văn Cán Bộ", "040088101111")]
+
+
+async def test_a_cards_data_error_does_not_open_the_registrys_circuit(make_gateway: Any) -> None:
+    """Found by probing: BHXH's 100 (a data error about one record, in an HTTP 200 answer) was
+    counted as the registry failing; two lookups of one such card opened the insurance circuit,
+    and every province's card lookups (and the flows' card steps) got 503."""
+    cards = scenarios(0)
+    async with make_gateway(
+        registries={"insurance": {"timeout_s": 2.0, "retry": FAST}},
+        gateway={"lookup_attempts": 2},
+        outbox={"breaker_failures": 2, "breaker_reset_s": 60},
+    ) as gw:
+        for _ in range(3):
+            status, problem = await _post(gw, "/v1/lookups/insurance-card", cards["100"])
+            assert status == 502, problem  # retried in the request, then told as it is
+            assert problem["registry_code"] == "100", problem
+        status, valid = await _post(gw, "/v1/lookups/insurance-card", cards["000"])
+        assert status == 200 and valid["code"] == "000", valid
+        assert gw.runtime.breakers.states()["insurance"] == "closed"
