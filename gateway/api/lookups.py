@@ -81,7 +81,7 @@ async def _call(
     except TransientError as exc:
         outcome = "failed"
         timeout = "timed out" in exc.message.lower() or "timeout" in exc.message.lower()
-        coded = {"registry_code": exc.code} if exc.code else {}
+        coded: dict[str, Any] = {"registry_code": exc.code} if exc.code else {}
         problem = Problem(
             504 if timeout else 502,
             "registry-timeout" if timeout else "registry-unavailable",
