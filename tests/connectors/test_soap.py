@@ -189,6 +189,14 @@ def test_parse_request_returns_the_operation() -> None:
             "XML_DOCTYPE",
         ),
         (b"<!doctype html><html/>", "XML_DOCTYPE"),
+        # Found by probing: in UTF-16 or UTF-32 there are no "<!doctype" bytes to find.
+        *(
+            (
+                (b'<!DOCTYPE x [<!ENTITY e "a">]>' + ENV % b"<Op>&e;</Op>").decode().encode(enc),
+                "XML_DOCTYPE",
+            )
+            for enc in ("utf-16", "utf-32")
+        ),
         (b"<a>", "XML_SYNTAX"),
         (b"x" * (1024 * 1024 + 1), "XML_TOO_LARGE"),
     ],
