@@ -58,7 +58,13 @@ DossierStatus = Literal["accepted", "in_progress", "completed", "needs_attention
 
 
 class Strict(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    pass
+    def __post_init__(self) -> None:
+        # A name has a letter (or digit) in it. The pattern cannot say so in Python's re: a name
+        # of marks outside its ranges (U+0483, U+3099) or of a zero-width space passed, and
+        # reached the registry empty (THIEU_TRUONG: a 502, or a flow stopped).
+        name = getattr(self, "full_name", None)
+        if name is not None and not any(map(str.isalnum, name)):
+            raise ValueError("full_name: a name has at least one letter")
 
 
 class Applicant(Strict):
@@ -79,6 +85,7 @@ class Address(Strict):
     detail: OptionalLine = ""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # "040" or the registries' "40": a province of the code list, or the residence
         # registry refuses it after the birth was registered (msgspec adds the path).
         if self.province_code.rjust(3, "0") not in PROVINCES:

@@ -90,6 +90,11 @@ BAD_DOSSIERS = [
     ("invalid-request", 422, _set("data.child.birth_place", "Bệnh viện\uffff")),
     ("invalid-request", 422, _set("applicant.full_name", "\u0301")),
     ("invalid-request", 422, _set("data.mother.full_name", " \u0301\u0300 ")),
+    # Marks the pattern's ranges did not hold (Cyrillic, kana, Devanagari), a zero-width space.
+    ("invalid-request", 422, _set("applicant.full_name", "\u0483")),
+    ("invalid-request", 422, _set("data.child.full_name", "\u3099")),
+    ("invalid-request", 422, _set("data.mother.full_name", "\u093c")),
+    ("invalid-request", 422, _set("data.child.full_name", "\u200b")),
     ("invalid-request", 422, _set("data.child.full_name", "Lan\u0085")),
     ("invalid-request", 422, _set("data.residence.detail", "Số 1\u2028Lê Lợi")),
     # Accepted, then the birth registered and the residence refused.

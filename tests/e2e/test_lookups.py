@@ -338,3 +338,14 @@ async def test_a_cards_data_error_does_not_open_the_registrys_circuit(make_gatew
         status, valid = await _post(gw, "/v1/lookups/insurance-card", cards["000"])
         assert status == 200 and valid["code"] == "000", valid
         assert gw.runtime.breakers.states()["insurance"] == "closed"
+
+
+@pytest.mark.parametrize("name", ["\u0483", "\u3099", "\u093c", "\u05b0\u05b0", "\u200b"])
+async def test_a_name_with_no_letter_is_refused_before_the_registry(
+    gateway: Gateway, name: str
+) -> None:
+    """Found by probing: marks outside the pattern's ranges reached the registry as an empty
+    HoVaTen, and the answer was a 502 registry-refused (THIEU_TRUONG)."""
+    status, problem = await _post(gateway, "/v1/lookups/citizen", citizen_query(full_name=name))
+    assert (status, problem["type"]) == (422, PROBLEM + "invalid-request"), problem
+    assert "at least one letter" in problem["detail"], problem
