@@ -318,7 +318,7 @@ async def test_a_receiver_that_hangs_holds_a_quarter_of_the_workers(make_gateway
                 gateway={"callback_timeout_s": 600},
                 outbox={"workers": 4},
             ) as gw:
-                docs = [birth(n, url) for n in range(1, 7)]
+                docs = list(sample_dossiers(6, seed=0, death_share=0, callback_url=url))
                 for doc in docs:
                     async with await gw.post("/v1/dossiers", doc) as r:
                         assert r.status == 202, await r.text()
