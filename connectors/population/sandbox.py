@@ -89,6 +89,7 @@ class _Record:
     household_head: str | None = None
     relation: str | None = None
     deregistered: str | None = None  # the de-registration number
+    deceased: str | None = None  # the death record it was de-registered for (SoTrichLucKhaiTu)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -170,7 +171,7 @@ def _congdan(parent: etree._Element, r: _Record) -> None:
     if c is not None:
         _address(cd, "NoiDangKyKhaiSinh", c.birth_registration_place)
         _address(cd, "QueQuan", c.hometown)
-    _address(cd, "ThuongTru", r.permanent)
+    _address(cd, "ThuongTru", None if r.deregistered else r.permanent)  # none since then
     _address(cd, "NoiOHienTai", c.current_address if c is not None else r.permanent)
     _el(cd, DC, "QuocTich", c.nationality if c is not None else "VN")
     if c is not None:
@@ -259,15 +260,23 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
             raise SoapFault(
                 "Client", "SAI_LECH", f"data does not match the registry: {', '.join(wrong)}"
             )
+        if record.deceased:
+            raise SoapFault(
+                "Client", "DA_CHET", f"{pid} is deceased (death record {record.deceased})"
+            )
     head_id = child_text(op, "SoDinhDanhChuHo")
     head = reg.people.get(head_id) if head_id else None
     if head_id and head is None:
         raise SoapFault("Client", "CHU_HO", f"no household head {head_id}")
+    if head is not None and head.deceased:
+        raise SoapFault("Client", "CHU_HO", f"the household head {head_id} is deceased")
     to_member = child_text(op, "QuanHeChuHo") or "CH03"
     if to_member not in RELATION_CODES:  # checked before anything is recorded
         raise SoapFault(
             "Client", "QUAN_HE", f"QuanHeChuHo {to_member!r} is not a relation code (CH01..CH05)"
         )
+    if head is not None and to_member == "CH01":
+        raise SoapFault("Client", "QUAN_HE", "CH01 is the head: a member joining has another")
     number = reg.number("DKTT", province[1:])
     if record is None:
         # Someone the registry first hears of here: a newborn whose birth the civil-status
@@ -323,6 +332,8 @@ def _deregister(reg: PopulationRegistry, op: etree._Element) -> bytes:
         )
     province = record.permanent.province_code[1:] if record.permanent else pid[1:3]
     record.deregistered = reg.number("XDKTT", province)
+    if reason == "01":
+        record.deceased = child_text(op, "SoTrichLucKhaiTu")
     reply = _response("XoaDangKyThuongTruResponse", request_id)
     _el(reply, BCA, "MaKetQua", "0")
     _el(reply, BCA, "MoTa", "Đã xóa đăng ký thường trú")

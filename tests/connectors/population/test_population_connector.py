@@ -282,6 +282,38 @@ async def test_deregister_after_death(connector: PopulationConnector, sandbox: S
     assert stats["writes"] == {"residence.deregister": 1} and stats["replays"] == 1
 
 
+async def test_the_dead_stay_dead(connector: PopulationConnector) -> None:
+    """Found by probing: after a death de-registration the citizen could be registered again
+    (the de-registration undone), others could join the dead head's household, and a lookup
+    still gave the old permanent address."""
+    await connector.call("residence.deregister", DEATH, idempotency_key="d-1")
+    found = await connector.call(
+        "citizen.lookup",
+        {"personal_id": HUNG.personal_id, "full_name": HUNG.full_name,
+         "birth_date": HUNG.birth_date.isoformat()},
+    )  # fmt: skip
+    assert found.data["match"] and found.data["citizen"]["permanent_address"] is None
+    back = {
+        **NEWBORN,
+        "personal_id": HUNG.personal_id,
+        "full_name": HUNG.full_name,
+        "birth_date": HUNG.birth_date.isoformat(),
+    }
+    with pytest.raises(PermanentError) as info:
+        await connector.call("residence.register", back, idempotency_key="back")
+    assert info.value.code == "DA_CHET" and "KT.040.2026.000001" in info.value.message
+    under_the_dead = {**NEWBORN, "household_head_id": HUNG.personal_id}
+    with pytest.raises(PermanentError) as info:
+        await connector.call("residence.register", under_the_dead, idempotency_key="under")
+    assert info.value.code == "CHU_HO" and "deceased" in info.value.message
+
+
+async def test_a_member_joining_a_household_is_not_its_head(connector: PopulationConnector) -> None:
+    with pytest.raises(PermanentError) as info:
+        await connector.call("residence.register", {**NEWBORN, "relation": "CH01"})
+    assert info.value.code == "QUAN_HE"
+
+
 async def test_deregister_refusals(connector: PopulationConnector) -> None:
     with pytest.raises(PermanentError) as info:
         await connector.call("residence.deregister", {**DEATH, "personal_id": "040042999999"})
