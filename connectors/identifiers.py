@@ -91,7 +91,10 @@ def check_personal_id(
 
 
 def make_personal_id(province_code: str, sex: str, birth_year: int, serial: int) -> str:
-    """Compose a personal id (the inverse of :func:`check_personal_id`)."""
+    """Compose a personal id (the inverse of :func:`check_personal_id`). Raises ValueError for
+    a birth year the century digit cannot say (before 1900 or after 2399)."""
+    if not 1900 <= birth_year <= 2399:
+        raise ValueError(f"no personal id encodes the birth year {birth_year} (1900-2399)")
     century = (birth_year - 1900) // 100
     marker = 2 * century + _SEXES.index(sex)
     return f"{province_code}{marker}{birth_year % 100:02d}{serial % 1_000_000:06d}"

@@ -316,7 +316,9 @@ class Population:
         )
 
     def _parent(self, rng: random.Random, child: _Core, sex: str, family: str) -> Parent:
-        birth_year = child.birth.year - rng.randint(20, 38)
+        # Not before 1900: no personal id encodes an earlier year (a child born in 1936 gave
+        # its father 072-299972697).
+        birth_year = max(1900, child.birth.year - rng.randint(20, 38))
         birth = date(birth_year, rng.randint(1, 12), rng.randint(1, 28))
         province = child.province if rng.random() < 0.8 else rng.choice(_PROVINCE_CODES)
         serial = _SERIAL_SPAN + rng.randrange(_SERIAL_SPAN)

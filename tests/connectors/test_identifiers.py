@@ -49,6 +49,13 @@ def test_make_personal_id_round_trips(province: str, sex: str, year: int) -> Non
     assert (pid.province_code, pid.sex, pid.birth_year) == (province, sex, year)
 
 
+@pytest.mark.parametrize("year", [1898, 1899, 2400])
+def test_no_personal_id_encodes_a_year_outside_its_centuries(year: int) -> None:
+    """Parents born in 1898 got ids like 072-299972697 (a negative century digit)."""
+    with pytest.raises(ValueError, match=str(year)):
+        make_personal_id("072", "male", year, 12345)
+
+
 @pytest.mark.parametrize("value", ["0100233488", "0100109106", "0314409058-002"])
 def test_tax_code_valid(value: str) -> None:
     assert check_tax_code(value) == value

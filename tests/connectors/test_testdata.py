@@ -36,6 +36,7 @@ def test_thousands_of_valid_unique_citizens() -> None:
         assert len(p.permanent_address.ward_code) == 5
         for parent in (p.father, p.mother):
             assert check_personal_id(parent.personal_id).birth_year < p.birth_date.year
+            assert check_personal_id(parent.personal_id, birth_date=parent.birth_date)
         if p.spouse is not None:  # the id encoded a parent's birth year, not the spouse's
             check_personal_id(p.spouse.personal_id, birth_date=p.spouse.birth_date)
     assert sum(p.ethnicity == "01" for p in people) > 0.75 * len(people)
@@ -78,3 +79,10 @@ def test_index_bounds() -> None:
         Population(0).citizen(-1)
     with pytest.raises(ValueError):
         Population(0).citizen(500_000)
+
+
+def test_a_parent_of_a_citizen_born_in_the_1930s_has_a_personal_id() -> None:
+    """Seed 2's citizen 1064 had a father born in 1898, served as 072-299972697."""
+    p = Population(2).citizen(1064)
+    for parent in (p.father, p.mother):
+        assert check_personal_id(parent.personal_id, birth_date=parent.birth_date)
