@@ -56,7 +56,8 @@ class FaultPlan:
         Raises:
             ValueError: naming the field: an unknown key; a rate that is not a number between 0
                 and 1; ``latency_ms`` or ``hang_s`` not a finite number >= 0; ``outages`` not a
-                list of ``[start_s, end_s]`` with 0 <= start_s <= end_s; ``seed`` not an integer.
+                list of ``[start_s, end_s]`` with 0 <= start_s <= end_s; ``seed`` not an integer;
+                rates that add up to more than 1 (each request draws at most one fault).
                 Numbers are JSON numbers: neither strings nor booleans.
         """
         if not isinstance(data, Mapping):
@@ -80,6 +81,12 @@ class FaultPlan:
                 if number < 0:
                     raise ValueError(f"{name} must not be negative, not {_shown(value)}")
                 values[name] = number
+        # One draw per request picks at most one fault: rates are shares of the requests, and
+        # over 1 together the later ones were cut short (0.7 + 0.7 gave 0.7 and 0.3).
+        rates = {k: v for k, v in values.items() if k.endswith("_rate") and v}
+        if sum(rates.values()) > 1.0 + 1e-9:
+            shown = " + ".join(f"{k} {v:g}" for k, v in rates.items())
+            raise ValueError(f"the fault rates add up to more than 1 ({shown})")
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:

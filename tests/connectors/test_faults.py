@@ -78,11 +78,18 @@ def test_outage_window_overrides_rates() -> None:
         ({"outages": [[5, 1]]}, "0 <= start_s <= end_s"),
         ({"outages": [[-1, 1]]}, "0 <= start_s <= end_s"),
         ([("error_rate", 0.5)], "a fault plan must be an object"),
+        # One draw per request: 0.7 + 0.7 timed out 30 % of the requests, not 70 %.
+        ({"error_rate": 0.7, "timeout_rate": 0.7}, "add up to more than 1"),
     ],
 )
 def test_from_mapping_refuses(data: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FaultPlan.from_mapping(data)
+
+
+def test_rates_adding_up_to_one_are_taken() -> None:
+    plan = FaultPlan.from_mapping({"error_rate": 0.5, "reset_rate": 0.3, "lost_reply_rate": 0.2})
+    assert plan.error_rate + plan.reset_rate + plan.lost_reply_rate == 1.0
 
 
 def test_from_mapping_round_trip() -> None:
