@@ -303,7 +303,12 @@ def _officer(settings: Settings, name: str) -> dict[str, str]:
     one and the configuration names one."""
     reg = settings.registry(name)
     if name == "population":
-        return {"officer_id": reg.officer_id} if reg.officer_id else {}
+        if reg.officer_id:
+            return {"officer_id": reg.officer_id}
+        # Only the embedded sandbox has no officer configured (a real url requires one).
+        from connectors.population.sandbox import SANDBOX_OFFICER_ID
+
+        return {"officer_id": SANDBOX_OFFICER_ID}
     if name == "insurance":
         named = {"officer_name": reg.officer_name, "officer_id": reg.officer_id}
         return {k: v for k, v in named.items() if v}

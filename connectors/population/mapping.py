@@ -83,6 +83,9 @@ def _header(
     agency_id: str,
     account: str,
 ) -> dict[str, Any]:
+    if not officer_id:
+        # The registry asks who asks (the officer's personal id): never sent empty.
+        raise ValueError("officer_id (MaCanBo) is required: the officer asking, by personal id")
     header = {
         "MaYeuCau": request_id,
         "MaDVC": service_code,

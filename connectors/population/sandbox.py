@@ -36,7 +36,7 @@ from connectors.soap import (
     fingerprint,
     parse_request,
 )
-from connectors.testdata import Address, Citizen, Population
+from connectors.testdata import WELL_KNOWN, Address, Citizen, Population
 from connectors.text import VIETNAM, fold, format_datetime
 
 __all__ = [
@@ -240,6 +240,14 @@ def _lookup(reg: PopulationRegistry, op: etree._Element) -> bytes:
     return envelope_bytes(reply)
 
 
+# The officer the embedded sandbox's callers name when none is configured (a test person of
+# every seed: Trần Văn Minh); a real registry gets the configured officer_id.
+SANDBOX_OFFICER_ID = WELL_KNOWN[1].personal_id
+
+# The WSDL's ThongTinYeuCau, required in every operation: a connector that dropped the officer
+# or the service code passed against this sandbox and would fail at the real registry.
+_REQUEST_INFO = ("MaYeuCau", "MaDVC", "MaTichHop", "MaCanBo", "MaDonVi")
+
 RELATION_CODES = ("CH01", "CH02", "CH03", "CH04", "CH05")  # ChuHo/QuanHe (see the WSDL)
 
 
@@ -382,8 +390,12 @@ async def _soap(request: web.Request) -> web.Response:
             else await asyncio.to_thread(parse_request, body)
         )
         name = etree.QName(op)
-        if name.namespace != BCA:
-            raise SoapFault("Client", "OPERATION", f"unknown operation {op.tag}")
+        if name.namespace != BCA or (
+            name.localname != "TraCuuThongTinCongDan" and name.localname not in _WRITES
+        ):
+            raise SoapFault("Client", "OPERATION", f"unknown operation {name.localname}")
+        for field in _REQUEST_INFO:  # ThongTinYeuCau: who asks, for which service
+            _required(op, field)
         if name.localname == "TraCuuThongTinCongDan":
             answer = _lookup(reg, op)
         elif name.localname in _WRITES:
@@ -395,8 +407,6 @@ async def _soap(request: web.Request) -> web.Response:
             else:
                 answer = write(reg, op)
                 reg.ledger.record(key, print_, operation, answer)
-        else:
-            raise SoapFault("Client", "OPERATION", f"unknown operation {name.localname}")
     except SoapFault as fault:
         return _fault_response(fault)
     except Exception as exc:  # a sandbox bug answers as a real registry would: soap:Server

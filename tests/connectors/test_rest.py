@@ -15,6 +15,7 @@ from connectors import rest
 from connectors.api import ConnectorError, Endpoint, PermanentError, TransientError
 from connectors.business.client import BusinessConnector
 from connectors.insurance.client import InsuranceConnector
+from connectors.population.sandbox import SANDBOX_OFFICER_ID as OFFICER
 from connectors.rest import RestTransport
 from connectors.sandboxes import serve_app
 
@@ -366,7 +367,9 @@ async def test_a_registrys_retry_after_travels_with_its_transient_error(registry
             else:
                 from connectors.population.client import PopulationConnector
 
-                async with PopulationConnector(Endpoint(url=base + "/soap")) as population:
+                async with PopulationConnector(
+                    Endpoint(url=base + "/soap"), officer_id=OFFICER
+                ) as population:
                     await population.call(
                         "citizen.lookup",
                         {

@@ -80,8 +80,12 @@ async def test_five_working_sandboxes() -> None:
             "business", sandbox_endpoint("business", urls["business"])
         ) as c:
             assert (await c.call("enterprise.lookup", {"tax_code": code})).reference == code
+        from connectors.population.sandbox import SANDBOX_OFFICER_ID
+
         async with create_connector(
-            "population", sandbox_endpoint("population", urls["population"])
+            "population",
+            sandbox_endpoint("population", urls["population"]),
+            officer_id=SANDBOX_OFFICER_ID,
         ) as c:
             from connectors.testdata import Population
 

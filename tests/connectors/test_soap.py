@@ -6,6 +6,7 @@ from aiohttp import web
 
 from connectors.api import Endpoint, PermanentError, TransientError
 from connectors.population.client import PopulationConnector
+from connectors.population.sandbox import SANDBOX_OFFICER_ID as OFFICER
 from connectors.sandboxes import serve_app
 from connectors.soap import Fault, SandboxLedger, SoapFault, fault_class, parse_request
 
@@ -32,7 +33,9 @@ async def _lookup_answered_with(
     app = web.Application()
     app.router.add_post("/soap", answer)
     async with serve_app(app) as base:
-        async with PopulationConnector(Endpoint(url=base + "/soap")) as population:
+        async with PopulationConnector(
+            Endpoint(url=base + "/soap"), officer_id=OFFICER
+        ) as population:
             await population.call("citizen.lookup", LOOKUP)
 
 
@@ -63,7 +66,7 @@ async def test_a_reply_over_the_limit_or_not_http_is_transient() -> None:
     ]
     listener = await asyncio.start_server(raw, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/soap"
-    async with listener, PopulationConnector(Endpoint(url=url)) as population:
+    async with listener, PopulationConnector(Endpoint(url=url), officer_id=OFFICER) as population:
         population._soap._http.max_reply = 1024  # type: ignore[union-attr]
         with pytest.raises(TransientError, match="larger than the limit"):
             await population.call("citizen.lookup", LOOKUP)
@@ -129,7 +132,9 @@ async def test_a_fault_without_a_content_type_is_read_as_xml() -> None:
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with PopulationConnector(Endpoint(url=f"http://127.0.0.1:{port}/soap")) as c:
+        async with PopulationConnector(
+            Endpoint(url=f"http://127.0.0.1:{port}/soap"), officer_id=OFFICER
+        ) as c:
             with pytest.raises(PermanentError) as caught:
                 await c.call("citizen.lookup", LOOKUP)
     finally:
@@ -168,7 +173,7 @@ async def test_an_error_page_echoing_the_request_never_shows_its_credentials() -
     endpoint = Endpoint(url="", username="u", secret="platform-secret", api_key="API-KEY-123456")
     async with serve_app(app) as base:
         endpoint = Endpoint(**{**endpoint.__dict__, "url": base + "/soap"})
-        async with PopulationConnector(endpoint) as population:
+        async with PopulationConnector(endpoint, officer_id=OFFICER) as population:
             with pytest.raises(TransientError) as caught:
                 await population.call("citizen.lookup", LOOKUP)
     message = str(caught.value)

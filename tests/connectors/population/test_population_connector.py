@@ -17,6 +17,7 @@ from connectors.api import Endpoint, PermanentError, TransientError
 from connectors.faults import FAULTS_KEY, FaultPlan
 from connectors.population import PopulationConnector, auth_headers
 from connectors.population.sandbox import REGISTRY_KEY, SOAP_PATH, create_app, sandbox_endpoint
+from connectors.population.sandbox import SANDBOX_OFFICER_ID as OFFICER
 from connectors.sandboxes import serve_app
 from connectors.testdata import WELL_KNOWN, Population
 
@@ -55,7 +56,9 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 @pytest.fixture
 async def connector(sandbox: Sandbox) -> AsyncIterator[PopulationConnector]:
-    async with PopulationConnector(sandbox_endpoint(sandbox.base_url, timeout=2.0)) as c:
+    async with PopulationConnector(
+        sandbox_endpoint(sandbox.base_url, timeout=2.0), officer_id=OFFICER
+    ) as c:
         yield c
 
 
@@ -160,7 +163,7 @@ async def test_bad_params_refused_before_sending(
 )
 async def test_bad_credentials_are_permanent(sandbox: Sandbox, changes: dict[str, str]) -> None:
     endpoint = replace(sandbox_endpoint(sandbox.base_url), **changes)
-    async with PopulationConnector(endpoint) as c:
+    async with PopulationConnector(endpoint, officer_id=OFFICER) as c:
         with pytest.raises(PermanentError) as info:
             await c.call("citizen.lookup", lookup(LAN))
     assert info.value.code == "401"
@@ -348,7 +351,9 @@ async def test_faults_are_transient(
 
 async def test_timeout_is_transient(sandbox: Sandbox) -> None:
     sandbox.faults(timeout_rate=1.0)
-    async with PopulationConnector(sandbox_endpoint(sandbox.base_url, timeout=0.2)) as c:
+    async with PopulationConnector(
+        sandbox_endpoint(sandbox.base_url, timeout=0.2), officer_id=OFFICER
+    ) as c:
         with pytest.raises(TransientError, match="timed out"):
             await c.call("citizen.lookup", lookup(LAN))
 
@@ -363,7 +368,9 @@ async def test_nobody_listening_is_transient() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    async with PopulationConnector(sandbox_endpoint(f"http://127.0.0.1:{port}", timeout=1.0)) as c:
+    async with PopulationConnector(
+        sandbox_endpoint(f"http://127.0.0.1:{port}", timeout=1.0), officer_id=OFFICER
+    ) as c:
         with pytest.raises(TransientError, match="connection failed"):
             await c.call("citizen.lookup", lookup(LAN))
 
@@ -381,7 +388,7 @@ async def test_server_fault_is_transient(connector: PopulationConnector, sandbox
 
 async def test_http_404_is_permanent(sandbox: Sandbox) -> None:
     broken = Endpoint(url=sandbox.base_url + "/nowhere", timeout=1.0)
-    async with PopulationConnector(broken) as c:
+    async with PopulationConnector(broken, officer_id=OFFICER) as c:
         with pytest.raises(PermanentError) as info:
             await c.call("citizen.lookup", lookup(LAN))
     assert info.value.code == "404"
@@ -469,7 +476,9 @@ async def _registration_answered(operation: str, code: str) -> None:
     app = web.Application()
     app.router.add_post("/soap", answer)
     async with serve_app(app) as base:
-        async with PopulationConnector(Endpoint(url=base + "/soap")) as population:
+        async with PopulationConnector(
+            Endpoint(url=base + "/soap"), officer_id=OFFICER
+        ) as population:
             await population.call(operation, params, idempotency_key="k1")
 
 
