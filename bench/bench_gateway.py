@@ -64,6 +64,7 @@ TARGET_THROUGHPUT_RATIO = 0.70
 TARGET_ADDED_P50_MS = 2.0
 TARGET_ADDED_P99_MS = 10.0
 NAMES = ("direct", "proxy", "gateway")
+OFFICER_ID = "040088101111"  # the officer (MaCanBo) both the direct path and the gateway name
 
 
 @dataclass(frozen=True)
@@ -194,10 +195,10 @@ async def _queries(sandbox: str) -> tuple[list[Query], Callable[[], dict[str, st
     async with SoapClient("population", endpoint, WSDL) as soap:
         binding = soap.client.service._binding
         action = binding.get("TraCuuThongTinCongDan").soapaction or ""
-        # The PopulationConnector's defaults for the header fields.
+        # The header fields the gateway sends (its connector's defaults, the configured officer).
         header = {
             "service_code": "LIENTHONG",
-            "officer_id": "",
+            "officer_id": OFFICER_ID,
             "agency_id": "000.00.00.H41",
             "account": endpoint.username,
         }
@@ -355,7 +356,7 @@ url = "{sandbox_soap}"
 username = "lienthong"
 secret = "sandbox-secret"
 api_key = "sandbox-api-key"
-officer_id = "040088101111"
+officer_id = "{OFFICER_ID}"
 
 {others}
 [signing]
