@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from gateway.audit import Actor, AuditEvent, append, citizen_hash
-from gateway.flows.definitions import FLOWS, Context, Flow
+from gateway.flows.definitions import FLOWS, Context, Flow, Step
 from gateway.models import DossierSummary, DossierView, StepAttempt, StepView
 from gateway.outbox.jobs import Job, enqueue, get_job, replay
 from gateway.store import Tx
@@ -72,8 +72,7 @@ def canonical(document: Any) -> bytes:
     return _encode(document)
 
 
-def _step_job(tx: Tx, code: str, flow: Flow, idx: int, *, now: str) -> None:
-    step = flow.steps[idx]
+def _step_job(tx: Tx, code: str, step: Step, idx: int, *, now: str) -> None:
     job_id = enqueue(
         tx,
         kind="flow.step",
@@ -164,7 +163,7 @@ def accept(
             operation=step.operation,
             now=now,
         )
-    _step_job(tx, code, flow, 0, now=now)
+    _step_job(tx, code, flow.steps[0], 0, now=now)
     # Announced like every later state: the portal hears of the dossier when it is received
     # (spec/registries.md §5: every dossier and its progress), and its system gets a callback.
     _changed(tx, code, "accepted", now=now)
@@ -265,15 +264,16 @@ def step_delivered(
         now=now,
     )
     _history(tx, code, idx, attempts, "delivered", reference=reference)
-    done = idx + 1 == len(flow.steps)
+    names = [s["name"] for s in tx.all("dossiers.steps", dossier=code)]  # the dossier's own list
+    done = idx + 1 == len(names)
     if not done:
-        _step_job(tx, code, flow, idx + 1, now=now)
+        _step_job(tx, code, flow.step(names[idx + 1]), idx + 1, now=now)
         _changed(tx, code, "in_progress", now=now)
     else:
         _changed(tx, code, "completed", now=now)
         append(tx, AuditEvent(action="dossier.completed", dossier=code, service="dossiers.submit"))
     # The portal's progress log (CapNhatTienDoHoSoMC): one record per step done, frozen now.
-    step = flow.steps[idx]
+    step = flow.step(names[idx])
     progress = {
         "code": code,
         "step": step.name,
@@ -486,7 +486,7 @@ def _finished_steps_unchanged(
         if s["status"] == "done" and s["result"]
     }
     for s in steps:
-        step = flow.steps[s["idx"]]
+        step = flow.step(s["name"])
         done = s["status"] == "done"
         unknown = unanswered and step.writes and s["attempts"] > 0 and not done
         if not (done or unknown):
@@ -530,7 +530,7 @@ def resume(tx: Tx, code: str, *, actor: Actor, request_id: str | None = None) ->
         replay(tx, job.id, actor=actor, request_id=request_id)
         tx.execute("dossiers.step_scheduled", dossier=code, idx=idx, job_id=job.id, now=now)
     else:
-        _step_job(tx, code, flow, idx, now=now)
+        _step_job(tx, code, flow.step(pending["name"]), idx, now=now)
     _history(tx, code, idx, pending["attempts"], "resumed")
     _changed(tx, code, "in_progress", now=now)
     append(
@@ -541,11 +541,11 @@ def resume(tx: Tx, code: str, *, actor: Actor, request_id: str | None = None) ->
             subsystem=actor.subsystem,
             service="admin",
             dossier=code,
-            step=flow.steps[idx].name,
+            step=pending["name"],
             request_id=request_id,
         ),
     )
-    return flow.steps[idx].name
+    return str(pending["name"])
 
 
 def replay_job(tx: Tx, job_id: int, *, actor: Actor, request_id: str | None = None) -> Job:

@@ -54,11 +54,18 @@ class Step:
 
 @dataclass(frozen=True)
 class Flow:
+    """A flow's steps as new dossiers get them. A dossier keeps the list of step names it was
+    accepted with (its step rows), and runs those, looked up here by name: a step added to a
+    flow reaches the dossiers accepted after it, and none already running."""
+
     name: str
     steps: tuple[Step, ...]
 
     def index(self, name: str) -> int:
         return next(i for i, s in enumerate(self.steps) if s.name == name)
+
+    def step(self, name: str) -> Step:
+        return self.steps[self.index(name)]
 
 
 def _agency(ctx: Context) -> str:

@@ -64,22 +64,26 @@ class FlowStepHandler:
         self.metrics = metrics
         self.on_result = on_result  # lets the demo keep artefacts (signed certificates)
 
-    def _load(self, tx: Tx, code: str) -> tuple[dict[str, Any], str, dict[str, dict[str, Any]]]:
+    def _load(
+        self, tx: Tx, code: str, idx: int
+    ) -> tuple[dict[str, Any], Step, dict[str, dict[str, Any]]]:
         row = tx.one("dossiers.get", code=code)
         if row is None:
             raise PermanentError("gateway", f"dossier {code} does not exist")
+        steps = tx.all("dossiers.steps", dossier=code)
         outputs = {
             s["name"]: msgspec.json.decode(s["result"])
-            for s in tx.all("dossiers.steps", dossier=code)
+            for s in steps
             if s["status"] == "done" and s["result"]
         }
-        return msgspec.json.decode(row["body"]), row["flow"], outputs
+        # The dossier's own step, by the name it was accepted with (see Flow).
+        step = FLOWS[row["flow"]].step(steps[idx]["name"])
+        return msgspec.json.decode(row["body"]), step, outputs
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         code, idx = job.dossier, int(job.payload["index"])
         assert code is not None
-        document, flow_name, outputs = await self.store.read(lambda tx: self._load(tx, code))
-        step = FLOWS[flow_name].steps[idx]
+        document, step, outputs = await self.store.read(lambda tx: self._load(tx, code, idx))
         ctx = Context(document, outputs)
         try:
             params = step.params(ctx)
