@@ -129,7 +129,9 @@ class Deceased(Strict):
     personal_id: PersonalIdStr
     death_date: date
     death_place: Line
-    birth_date: date | None = None
+    # Required: the deceased is verified against the population registry (by id, name and
+    # birth date, as the applicant is) before the death is registered.
+    birth_date: date
     cause: Line | None = None
     # The last residence (nơi cư trú cuối cùng on the declaration form): the death is registered
     # in its province. Without it, in the civil-status connector's configured province.

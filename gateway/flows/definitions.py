@@ -178,6 +178,40 @@ def _deceased(ctx: Context) -> Mapping[str, Any]:
     return result
 
 
+def _deceased_lookup(ctx: Context) -> dict[str, Any]:
+    dead = _deceased(ctx)
+    return {
+        "personal_id": dead["personal_id"],
+        "full_name": dead["full_name"],
+        "birth_date": dead["birth_date"],
+        "agency_id": _agency(ctx),
+    }
+
+
+def _deceased_matches(ctx: Context, result: dict[str, Any]) -> None:
+    mismatches = list(result.get("mismatches") or [])
+    if not result.get("citizen") or mismatches:
+        what = ", ".join(mismatches) or "personal_id"
+        raise PermanentError(
+            "population", f"the deceased does not match the population registry ({what})"
+        )
+
+
+# Before the death is registered, which cannot be undone: a death of someone the population
+# registry does not hold was registered, then its residence could not be de-registered, and
+# the dossier could be neither corrected (the registered death had sent the deceased) nor
+# finished.
+VERIFY_DECEASED = Step(
+    "verify_deceased",
+    "population",
+    "citizen.lookup",
+    _deceased_lookup,
+    _deceased_matches,
+    keep=("match", "mismatches"),
+    writes=False,
+)
+
+
 def _death_params(ctx: Context) -> dict[str, Any]:
     dead = _deceased(ctx)
     params = {
@@ -221,6 +255,7 @@ DEATH = Flow(
     "death",
     (
         VERIFY_APPLICANT,
+        VERIFY_DECEASED,
         Step("register_death", "civil_status", "death.register", _death_params),
         Step("deregister_residence", "population", "residence.deregister", _deregister_params),
         Step("pay_funeral_allowance", "insurance", "funeral.pay", _funeral_params),

@@ -178,6 +178,8 @@ def death() -> dict[str, Any]:
         _set("data.deceased.cause", "x" * 501),
         _set("data.relation", "\u0000"),
         _set("data.relation", " "),
+        # The deceased is verified against the population registry by id, name and birth date.
+        _set("data.deceased.birth_date", KeyError),
     ],
 )
 async def test_bad_death_dossier_text_is_refused(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
@@ -445,6 +446,11 @@ async def test_fail_closed_when_checkpoints_cannot_be_timestamped(make_gateway: 
                 assert r.status == 200  # what was accepted stays
 
 
+def _step(view: dict[str, Any], name: str) -> dict[str, Any]:
+    step: dict[str, Any] = next(s for s in view["steps"] if s["name"] == name)
+    return step
+
+
 async def _filed_by_ho_chi_minh_city(make_gateway: Any, doc: dict[str, Any]) -> dict[str, Any]:
     """Run ``doc`` to its end as Hồ Chí Minh City's one-stop system filed it; its final view."""
     hcm = "VN:GOV:000.00.00.H29:motcua"
@@ -493,33 +499,93 @@ async def test_a_death_is_registered_in_the_province_the_deceased_last_lived_in(
     province = doc["data"]["deceased"]["residence"]["province_code"]
     view = await _filed_by_ho_chi_minh_city(make_gateway, copy.deepcopy(doc))
     assert view["status"] == "completed", view
-    assert view["steps"][1]["reference"].startswith(f"KT.{province}."), view["steps"][1]
+    assert _step(view, "register_death")["reference"].startswith(f"KT.{province}."), view
 
     # Without it (the field is optional), the connector's province, as before.
     del doc["data"]["deceased"]["residence"]
     doc["code"] = doc["code"][:-4] + "9999"
     view = await _filed_by_ho_chi_minh_city(make_gateway, doc)
     assert view["status"] == "completed", view
-    assert view["steps"][1]["reference"].startswith("KT.040."), view["steps"][1]
+    assert _step(view, "register_death")["reference"].startswith("KT.040."), view
 
 
 async def test_a_registry_fault_quoting_a_personal_id_does_not_put_it_in_the_audit_log(
     gateway: Gateway,
 ) -> None:
-    """The population register refuses to de-register a citizen it does not know with
-    "no citizen <personal id>"; that text went verbatim into the step's audit events, in a log
-    kept for ever and exported in bundles, which personal ids never enter."""
-    doc = dossiers(10, death_share=1)[0]
-    stranger = "019053987654"  # a well-formed id of no one in the register (born 1953)
-    doc["data"]["deceased"].update(personal_id=stranger, birth_date="1953-03-04")
+    """The population register refuses a residence in the household of someone it does not
+    hold with "no household head <personal id>"; that text went verbatim into the step's audit
+    events, in a log kept for ever and exported in bundles, which personal ids never enter."""
+    doc = dossiers(1, death_share=0)[0]
+    stranger = "019190987654"  # a well-formed id of no one in the register (born 1990)
+    doc["data"]["mother"].update(personal_id=stranger, birth_date="1990-03-04")
     async with await gateway.post("/v1/dossiers", doc) as r:
         assert r.status == 202, await r.text()
     view = await gateway.wait_status(doc["code"], {"needs_attention", "failed"})
-    failed = next(s for s in view["steps"] if s["name"] == "deregister_residence")
+    failed = _step(view, "register_residence")
     assert stranger in failed["error"]  # the dossier's own view keeps the registry's words
     rows = await gateway.runtime.store.read(
         lambda tx: tx.all("audit.by_dossier", dossier=doc["code"])
     )
     details = [decode_entry(r["entry"]).get("detail", "") for r in rows]
-    assert any("no citizen [number withheld]" in d for d in details), details
+    assert any("household head [number withheld]" in d for d in details), details
     assert all(stranger.encode() not in bytes(r["entry"]) for r in rows)
+
+
+async def test_a_death_of_someone_the_population_registry_does_not_hold_stops_before_it_is_registered(
+    gateway: Gateway,
+) -> None:
+    """The death was registered (it cannot be undone), then the residence could not be
+    de-registered, and the dossier could be neither corrected (the registered death had sent
+    the deceased) nor finished. The deceased is now verified first; a correction of a mistyped
+    id is taken, and the resumed flow completes."""
+    doc = dossiers(10, death_share=1)[0]
+    right = dict(doc["data"]["deceased"])
+    doc["data"]["deceased"].update(personal_id="019053987654", birth_date="1953-03-04")
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    assert view["status"] == "needs_attention", view
+    assert _step(view, "verify_deceased")["status"] == "failed", view
+    assert _step(view, "register_death")["attempts"] == 0, view
+    assert (await sandbox_stats(gateway, "civil_status"))["writes"] == {}
+    fix = {"reason": "số định danh", "data": {"deceased": right}}
+    async with gateway.http.patch(
+        f"{gateway.url}/v1/dossiers/{doc['code']}", json=fix, headers=gateway.headers("operator")
+    ) as r:
+        assert r.status == 200, await r.text()
+    async with await gateway.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
+        assert r.status == 202, await r.text()
+    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    assert view["status"] == "completed", view
+    assert [s["name"] for s in view["steps"]] == [
+        "verify_applicant",
+        "verify_deceased",
+        "register_death",
+        "deregister_residence",
+        "pay_funeral_allowance",
+    ]
+
+
+async def test_a_dossier_keeps_the_steps_it_was_accepted_with(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step added to a flow (verify_deceased) reaches the dossiers accepted after it: one
+    accepted before, and stopped, resumes its own four steps, each by its name."""
+    from gateway.flows import definitions
+
+    death = definitions.FLOWS["death"]
+    before = definitions.Flow("death", tuple(s for s in death.steps if s.name != "verify_deceased"))
+    monkeypatch.setitem(definitions.FLOWS, "death", before)
+    await set_faults(gateway, "insurance", {"error_rate": 1.0})
+    doc = dossiers(10, death_share=1)[0]
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    assert view["status"] == "failed" and len(view["steps"]) == 4, view
+    monkeypatch.setitem(definitions.FLOWS, "death", death)  # the gateway upgraded
+    await set_faults(gateway, "insurance", {})
+    async with await gateway.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
+        assert r.status == 202, await r.text()
+    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    assert view["status"] == "completed", view
+    assert [s["name"] for s in view["steps"]] == [s.name for s in before.steps]
