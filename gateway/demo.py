@@ -344,7 +344,9 @@ async def run_demo(
 ) -> dict[str, Any]:
     from gateway.app import RUNTIME
     from gateway.audit import verify_chain
+    from gateway.audit.verify import verify_log
     from gateway.cli import build_app
+    from gateway.store import open_store
     from signing.testing import serve_pki
 
     _say(
@@ -396,7 +398,7 @@ async def run_demo(
                 await _notifications_sent(runtime)
                 sandboxes = await _sandbox_stats(http, runtime.registry_urls)
             jobs = await runtime.store.read(lambda tx: tx.all("outbox.counts"))
-            chain = await verify_chain(runtime.store)
+            signing = runtime.extras["signing"]
             calls = {
                 f"{s.labels['registry']}/{s.labels['operation']}/{s.labels['outcome']}": int(
                     s.value
@@ -407,6 +409,17 @@ async def run_demo(
             }
         finally:
             await runner.cleanup()
+    # Verified as an auditor would find the store: the gateway stopped, its last checkpoint
+    # (signed as it stopped) covering the whole log.
+    async with open_store(settings.store.url, base=settings.base_dir, readonly=True) as store:
+        chain = await verify_chain(store)
+        log = await verify_log(
+            store,
+            signing.trust,
+            signers=[signing.signer.certificate],
+            origin=settings.audit.origin,
+        )
+    evidence.update(log=log.describe(), log_ok=log.ok, checkpoints=log.checkpoints)
     for code, pdf in certificates:
         (output / "artifacts").mkdir(exist_ok=True)
         await asyncio.to_thread(
@@ -416,6 +429,7 @@ async def run_demo(
     summary = {
         "ok": outcomes.get("completed", 0) == count
         and chain.ok
+        and log.ok
         and story.get("after_resume") == "completed",
         "dossiers": count,
         "accepted": submitted.get(202, 0),
