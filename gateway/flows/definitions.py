@@ -74,34 +74,41 @@ def _agency(ctx: Context) -> str:
     return str(ctx.dossier["code"]).split("-", 1)[0]
 
 
-def _applicant_lookup(ctx: Context) -> dict[str, Any]:
-    a = ctx.applicant
-    return {
-        "personal_id": a["personal_id"],
-        "full_name": a["full_name"],
-        "birth_date": a["birth_date"],
-        "agency_id": _agency(ctx),
-    }
+def _verified(name: str, who: str, person: Callable[[Context], Mapping[str, Any]]) -> Step:
+    """A step that looks ``person`` up in the population registry (by id, name and birth date:
+    service 037 asks for all three) and stops the flow unless the registry holds them as given.
+    It keeps the verdict, not the citizen's record: the less personal data stored, the less can
+    leak."""
+
+    def params(ctx: Context) -> dict[str, Any]:
+        p = person(ctx)
+        return {
+            "personal_id": p["personal_id"],
+            "full_name": p["full_name"],
+            "birth_date": p["birth_date"],
+            "agency_id": _agency(ctx),
+        }
+
+    def judge(ctx: Context, result: dict[str, Any]) -> None:
+        mismatches = list(result.get("mismatches") or [])
+        if not result.get("citizen") or mismatches:
+            what = ", ".join(mismatches) or "personal_id"
+            raise PermanentError(
+                "population", f"the {who} does not match the population registry ({what})"
+            )
+
+    return Step(
+        name,
+        "population",
+        "citizen.lookup",
+        params,
+        judge,
+        keep=("match", "mismatches"),
+        writes=False,
+    )
 
 
-def _applicant_matches(ctx: Context, result: dict[str, Any]) -> None:
-    mismatches = list(result.get("mismatches") or [])
-    if not result.get("citizen") or mismatches:
-        what = ", ".join(mismatches) or "personal_id"
-        raise PermanentError(
-            "population", f"the applicant does not match the population registry ({what})"
-        )
-
-
-VERIFY_APPLICANT = Step(
-    "verify_applicant",
-    "population",
-    "citizen.lookup",
-    _applicant_lookup,
-    _applicant_matches,
-    keep=("match", "mismatches"),
-    writes=False,
-)
+VERIFY_APPLICANT = _verified("verify_applicant", "applicant", lambda ctx: ctx.applicant)
 
 
 def _declarant(ctx: Context) -> dict[str, Any]:
@@ -178,38 +185,11 @@ def _deceased(ctx: Context) -> Mapping[str, Any]:
     return result
 
 
-def _deceased_lookup(ctx: Context) -> dict[str, Any]:
-    dead = _deceased(ctx)
-    return {
-        "personal_id": dead["personal_id"],
-        "full_name": dead["full_name"],
-        "birth_date": dead["birth_date"],
-        "agency_id": _agency(ctx),
-    }
-
-
-def _deceased_matches(ctx: Context, result: dict[str, Any]) -> None:
-    mismatches = list(result.get("mismatches") or [])
-    if not result.get("citizen") or mismatches:
-        what = ", ".join(mismatches) or "personal_id"
-        raise PermanentError(
-            "population", f"the deceased does not match the population registry ({what})"
-        )
-
-
 # Before the death is registered, which cannot be undone: a death of someone the population
 # registry does not hold was registered, then its residence could not be de-registered, and
 # the dossier could be neither corrected (the registered death had sent the deceased) nor
 # finished.
-VERIFY_DECEASED = Step(
-    "verify_deceased",
-    "population",
-    "citizen.lookup",
-    _deceased_lookup,
-    _deceased_matches,
-    keep=("match", "mismatches"),
-    writes=False,
-)
+VERIFY_DECEASED = _verified("verify_deceased", "deceased", _deceased)
 
 
 def _death_params(ctx: Context) -> dict[str, Any]:
