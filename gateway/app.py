@@ -460,7 +460,10 @@ def create_app(
     )
     app[RUNTIME] = Runtime(
         settings=settings,
-        store=store or open_store(settings.store.url, base=settings.base_dir),
+        store=store
+        or open_store(
+            settings.store.url, base=settings.base_dir, pool_size=settings.store.pool_size
+        ),
         metrics=metrics,
         auth=Authenticator(settings.subsystems),
         breakers=Breakers(

@@ -360,6 +360,8 @@ class GatewaySettings:
 @dataclass(frozen=True, kw_only=True)
 class StoreSettings:
     url: StoreUrl = "sqlite:///lienthong.db"
+    # PostgreSQL: connections (and threads) serving units of work at once; SQLite has one writer.
+    pool_size: Annotated[int, _positive, _at_most(256)] = 4
 
 
 @dataclass(frozen=True, kw_only=True)

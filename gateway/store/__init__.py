@@ -24,7 +24,12 @@ __all__ = [
 
 
 def open_store(
-    url: str, *, base: Path | None = None, create: bool = True, readonly: bool = False
+    url: str,
+    *,
+    base: Path | None = None,
+    create: bool = True,
+    readonly: bool = False,
+    pool_size: int = 4,
 ) -> Store:
     """The store a URL names, as SQLAlchemy spells them: ``sqlite:///relative.db`` (to ``base``),
     ``sqlite:////absolute/path.db``; ``postgresql://user@host:5432/db`` (or ``postgres://``, any
@@ -33,6 +38,7 @@ def open_store(
     ``create=False``: the store must exist already (see the stores' own ``create``).
     ``readonly=True``: open an existing store only to read it; its ``transact`` raises StoreError.
     A SQLite store opened so may be one this user cannot write (a copy on read-only media).
+    ``pool_size``: PostgreSQL's connections (SQLite has one writer).
 
     Raises ValueError for a scheme this build does not support.
     """
@@ -43,7 +49,7 @@ def open_store(
             path = base / path
         return SQLiteStore(path, create=create, readonly=readonly)
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url, create=create, readonly=readonly)
+        return PostgresStore(url, create=create, readonly=readonly, pool_size=pool_size)
     scheme = url.partition(":")[0]  # not the rest: a database URL may hold a password
     raise ValueError(
         f"unsupported store url scheme {scheme!r} (expected sqlite:///path.db or "

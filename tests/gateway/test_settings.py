@@ -151,6 +151,7 @@ RANGES: dict[str, tuple[list[Any], list[tuple[Any, Any]]]] = {
         key: ([0, -1, 1.9, 1.0, True, "2.0", "many", "3"], [(3, 3)])
         for key in (
             "outbox.workers",
+            "store.pool_size",
             "outbox.breaker_failures",
             "gateway.max_body_bytes",
             "gateway.max_document_bytes",
@@ -184,6 +185,7 @@ RANGES: dict[str, tuple[list[Any], list[tuple[Any, Any]]]] = {
 # with "year 33715 is out of range".
 BOUNDS: dict[str, tuple[Any, Any]] = {  # key → (the largest accepted, the smallest refused)
     "outbox.workers": (1024, 1025),
+    "store.pool_size": (256, 257),
     f"{RETRY}.max_attempts": (1000, 10**20),
     "outbox.lease_s": (86_400, 86_400.5),
     "outbox.poll_s": (3600, 1e12),
@@ -431,3 +433,15 @@ def test_the_cli_prints_one_line(tmp_path: Path, text: bytes, message: str) -> N
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_the_postgresql_pool_size_reaches_the_store() -> None:
+    """The pool was fixed at 4 connections whatever the outbox's workers (16 by default)."""
+    from gateway.app import RUNTIME, create_app
+    from gateway.store import PostgresStore
+
+    settings = settings_from_mapping(
+        {"store": {"url": "postgresql://u@127.0.0.1/db", "pool_size": 12}}, environ={}
+    )
+    store = create_app(settings)[RUNTIME].store  # not opened: nothing connects
+    assert isinstance(store, PostgresStore) and store.pool_size == 12
