@@ -93,9 +93,7 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
     headers = problem.headers
     if request.content.exception() is not None:
         # The body could not be read (a Content-Encoding it is not in): neither can the rest of
-        # it, so the connection ends with this answer; and the stream is marked ended, or
-        # aiohttp, draining it after the answer, logs the same failure as a server error.
-        request.content.feed_eof()
+        # it, so the connection ends with this answer.
         headers = {**(headers or {}), "Connection": "close"}
     response = web.Response(
         status=problem.status,
@@ -103,9 +101,11 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
         content_type="application/problem+json",
         headers=headers,
     )
-    if problem.status == 408:
-        # The body stopped arriving: the connection ends with this answer, at once (the header
-        # alone does not close it, and aiohttp would wait 10 s more for the rest of the body).
+    if headers is not None and headers.get("Connection") == "close":
+        # An answer that ends the connection (an unreadable body, one that stopped arriving, a
+        # version it does not speak) ends it at once: the header alone does not close it, and
+        # the stream is marked ended, or aiohttp, draining it after the answer, waits 10 s for
+        # the rest or logs the failed read as a server error.
         request.content.feed_eof()
         response.force_close()
     return response

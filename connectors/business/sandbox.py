@@ -21,6 +21,7 @@ from connectors.business.mapping import LEGAL_FORMS, STATUSES
 from connectors.faults import FaultPlan
 from connectors.identifiers import PROVINCES, InvalidIdentifier, check_tax_code, make_tax_code
 from connectors.sandboxes import new_sandbox_app
+from connectors.text import parse_date
 
 __all__ = ["API_KEY", "create_app", "endpoint", "generate_enterprises"]
 
@@ -114,11 +115,6 @@ def _enterprise(rng: random.Random, tax_code: str) -> dict[str, Any]:
     }
 
 
-def _day(text: str) -> date:
-    day, month, year = map(int, text.split("/"))  # dd/mm/yyyy, as written above
-    return date(year, month, day)
-
-
 def generate_enterprises(seed: int = 0, count: int = 3000) -> dict[str, dict[str, Any]]:
     """The sandbox's enterprises for ``seed``: tax code → wire record. Deterministic."""
     rng = random.Random(f"business:{seed}")
@@ -144,7 +140,9 @@ def generate_enterprises(seed: int = 0, count: int = 3000) -> dict[str, dict[str
             # the enterprise is not (suspended, dissolving, dissolved or bankrupt with it).
             if parent["tinhTrang"]["ma"] != "HOAT_DONG":
                 record["tinhTrang"] = dict(parent["tinhTrang"])
-            if _day(record["ngayCap"]) < _day(parent["ngayCap"]):
+            if parse_date(record["ngayCap"], "dd/MM/yyyy") < parse_date(
+                parent["ngayCap"], "dd/MM/yyyy"
+            ):
                 record["ngayCap"] = parent["ngayCap"]
             found[branch] = record
     return found
