@@ -326,6 +326,7 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
             runtime.store,
             runtime.connectors,
             runtime.breakers,
+            citizen_key=runtime.citizen_key,
             metrics=runtime.metrics,
             on_result=runtime.extras.get("on_result"),
         ),

@@ -29,6 +29,7 @@ __all__ = [
     "accept",
     "canonical",
     "correct",
+    "issued",
     "list_dossiers",
     "resume",
     "step_delivered",
@@ -231,6 +232,23 @@ def _concerns(
                 **who,
             ),
         )
+
+
+def issued(tx: Tx, code: str, personal_id: str, role: str, citizen_key: bytes) -> None:
+    """A step's answer issued ``personal_id`` to someone the dossier is about (a newborn): the
+    dossier names them from now on, for an auditor's search by that id, as it names its filer's."""
+    row = tx.one("dossiers.get", code=code)
+    if row is None:
+        raise UnknownDossier(code)
+    client = row["client"]
+    _concerns(
+        tx,
+        {personal_id: [role]},
+        citizen_key,
+        member=client.rsplit(":", 1)[0],
+        subsystem=client,
+        dossier=code,
+    )
 
 
 def _history(tx: Tx, code: str, idx: int, attempt: int, outcome: str, **kw: Any) -> None:

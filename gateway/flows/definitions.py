@@ -50,6 +50,9 @@ class Step:
     # Whether the operation changes the registry (a lookup does not): a write whose answer was
     # lost may have been registered.
     writes: bool = True
+    # Who the personal id in the answer is issued to (the child, by the birth registration):
+    # the dossier then names them too, and an auditor's search by that id finds it.
+    issues: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ BIRTH = Flow(
     "birth",
     (
         VERIFY_APPLICANT,
-        Step("register_birth", "civil_status", "birth.register", _birth_params),
+        Step("register_birth", "civil_status", "birth.register", _birth_params, issues="child"),
         Step("register_residence", "population", "residence.register", _residence_params),
         Step("issue_health_card", "insurance", "card.issue_newborn", _card_params),
     ),

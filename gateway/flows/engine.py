@@ -55,12 +55,14 @@ class FlowStepHandler:
         connectors: Mapping[str, Connector],
         breakers: Breakers,
         *,
+        citizen_key: bytes,
         metrics: Metrics | None = None,
         on_result: Callable[[str, Step, dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
         self.connectors = connectors
         self.breakers = breakers
+        self.citizen_key = citizen_key  # hashes a personal id an answer issues (Step.issues)
         self.metrics = metrics
         self.on_result = on_result  # lets the demo keep artefacts (signed certificates)
 
@@ -111,10 +113,14 @@ class FlowStepHandler:
         kept = result.data if step.keep is None else {k: result.data.get(k) for k in step.keep}
         data, digests = slim(kept)
 
+        issued = str(result.data.get("personal_id") or "") if step.issues else ""
+
         def record(tx: Tx) -> Delivery:
             dossiers.step_delivered(
                 tx, code, idx, attempts=job.attempts, data=data, reference=result.reference
             )
+            if issued:
+                dossiers.issued(tx, code, issued, str(step.issues), self.citizen_key)
             return Delivery(
                 reference=result.reference,
                 service=f"{step.registry}/{step.operation}",

@@ -7,11 +7,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
+
 from connectors.testdata import Population
 from gateway.audit import citizen_hash
 from gateway.outbox import list_jobs
 from gateway.samples import sample_dossiers
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import MOTCUA, Gateway
 from tests.e2e.test_dossier_operators import patch, stopped_dossier
 
 DONE = {"completed", "needs_attention", "failed"}
@@ -115,3 +117,27 @@ async def test_operators_actions_are_found_by_their_member(any_gateway: Gateway)
     assert by_action["dossier.corrected"]["request_id"] == "fix-1"
     assert by_action["job.replayed"]["request_id"] == by_action["dossier.resumed"]["request_id"]
     assert by_action["job.replayed"]["request_id"] == "rp-1"
+
+
+async def test_a_newborn_is_found_by_the_personal_id_its_birth_registration_issued(
+    any_gateway: Gateway,
+) -> None:
+    gw = any_gateway
+    birth = next(sample_dossiers(1, seed=0, death_share=0, start=11))
+    async with await gw.post("/v1/dossiers", birth) as r:
+        assert r.status == 202, await r.text()
+    await gw.wait_status(birth["code"], DONE)
+    steps = await gw.runtime.store.read(lambda tx: tx.all("dossiers.steps", dossier=birth["code"]))
+    [registered] = [s for s in steps if s["name"] == "register_birth"]
+    assert registered["status"] == "done", steps
+    child_id = msgspec.json.decode(registered["result"])["personal_id"]
+
+    found = [e for e in await search(gw, child_id) if e.get("dossier") == birth["code"]]
+    hashed = citizen_hash(gw.runtime.citizen_key, child_id)
+    [named] = [e for e in found if e.get("citizen") == hashed]
+    assert (named["action"], named["detail"]) == ("dossier.concerns", "names the child")
+    assert (named["member"], named["subsystem"]) == ("VN:GOV:000.00.00.H41", MOTCUA)
+    # Through it, the whole dossier: its acceptance and its steps, the birth's own included.
+    delivered = {e.get("step") for e in found if e["action"] == "step.delivered"}
+    assert "dossier.accepted" in {e["action"] for e in found}
+    assert {"verify_applicant", "register_birth"} <= delivered, delivered
