@@ -110,8 +110,9 @@ async def search(request: web.Request) -> web.Response:
         who = await access_report(
             runtime.store, runtime.citizen_key, body.personal_id, start=body.start, stop=body.stop
         )
-    except FilterError as exc:
-        raise _query_problem(exc) from None
+    except FilterError as exc:  # a field of the body, not a query parameter: as any body's
+        at = f" - at `$.{exc.parameter}`" if exc.parameter else ""
+        raise Problem(422, "invalid-request", f"{exc}{at}") from None
     return json_response({"items": page.items, "next": page.next, "accessors": who})
 
 

@@ -60,7 +60,7 @@ def _citizen(citizen_key: bytes | None, personal_id: str) -> str:
     """The keyed hash a search and the access report look for: the id without blanks around it
     (the report hashed it as given, and told a pasted " 0011…" that no one had accessed it)."""
     if not personal_id.strip():
-        raise FilterError("the personal id to search for is empty")
+        raise FilterError("the personal id to search for is empty", parameter="personal_id")
     if not citizen_key:
         raise FilterError("searching by citizen needs audit.citizen_key")
     return citizen_hash(citizen_key, personal_id.strip())
