@@ -41,7 +41,7 @@ from gateway.outbox.jobs import Job
 from gateway.outbox.retry import RetryPolicy
 from gateway.outbox.worker import JobHandler, Worker
 from gateway.parse_errors import server_handler_args
-from gateway.problems import CLIENT_CLOSED, Problem, client_gone, problem_middleware
+from gateway.problems import CLIENT_CLOSED, SERVER, Problem, client_gone, problem_middleware
 from gateway.requestid import REQUEST_ID_KEY, request_id_middleware
 from gateway.settings import REGISTRY_NAMES, Settings, SettingsError
 from gateway.store import Store, StoreError, open_store
@@ -476,9 +476,15 @@ def create_app(
         extras=dict(extras or {}),
     )
     app.cleanup_ctx.append(_lifecycle)
+    app.on_response_prepare.append(_name_server)
     for module in (ops, dossiers, lookups, documents, admin, audit, console):
         app.router.add_routes(module.routes)
     return app
+
+
+async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp's default (Python/3.11 aiohttp/3.14.5) tells any client which versions to attack.
+    response.headers["Server"] = SERVER
 
 
 _MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids

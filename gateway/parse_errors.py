@@ -34,7 +34,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, LineTooLong
 
-from .problems import PROBLEM_TYPE_PREFIX, Problem
+from .problems import PROBLEM_TYPE_PREFIX, SERVER, Problem
 
 __all__ = [
     "ACCEPTED_CODINGS",
@@ -125,7 +125,12 @@ def _answer(problem: Problem, request_id: str) -> web.Response:
         status=problem.status,
         body=msgspec.json.encode(body),
         content_type="application/problem+json",
-        headers={**problem.headers, "X-Request-Id": request_id, "Connection": "close"},
+        headers={
+            **problem.headers,
+            "X-Request-Id": request_id,
+            "Connection": "close",
+            "Server": SERVER,
+        },
     )
     response.force_close()  # the parser cannot go on after an error: neither can the connection
     return response

@@ -21,6 +21,7 @@ __all__ = [
     "CLIENT_CLOSED",
     "NOT_ACCEPTING_RETRY_AFTER_S",
     "PROBLEM_TYPE_PREFIX",
+    "SERVER",
     "Problem",
     "client_gone",
     "not_accepting",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 PROBLEM_TYPE_PREFIX = "urn:lienthong:problem:"
+SERVER = "lienthong"  # every answer's Server header: the product, not the versions it runs on
 log = logging.getLogger("lienthong.http")
 
 _TITLES = {

@@ -136,6 +136,7 @@ async def test_a_request_the_parser_refuses_is_a_problem(
     assert code == status, answer[:300]
     assert headers["content-type"] == "application/problem+json"
     assert headers["connection"] == "close"
+    assert headers["server"] == "lienthong"  # not aiohttp's, which names its version
     problem: dict[str, Any] = json.loads(body)
     assert problem["type"] == PROBLEM + slug
     assert problem["status"] == status
@@ -284,6 +285,7 @@ async def test_a_redirect_is_logged_and_counted_as_itself(
     caplog.set_level(logging.INFO, logger="lienthong.http")
     async with gateway.http.get(gateway.url + "/console", allow_redirects=False) as r:
         assert r.status == 308 and r.headers["Location"] == "/console/"
+        assert r.headers["Server"] == "lienthong"
     async with gateway.http.get(gateway.url + "/metrics") as r:
         metrics = await r.text()
     assert 'route="/console",status="308"' in metrics and 'status="500"' not in metrics
@@ -309,3 +311,16 @@ async def test_a_body_that_stops_arriving_is_a_408_and_the_connection_ends(
     assert code == 408, answer[:300]
     assert json.loads(body)["type"] == PROBLEM + "request-timeout"
     assert headers["connection"] == "close"
+
+
+async def test_every_answer_names_the_product_not_its_versions(gateway: Gateway) -> None:
+    """aiohttp's Server header said ``Python/3.11 aiohttp/3.14.5``: which flaws to try."""
+    for method, path in (
+        ("GET", "/healthz"),  # a handler's answer
+        ("GET", "/v1/nowhere"),  # a problem
+        ("POST", "/v1/lookups/citizen"),  # refused before any handler: no identity
+        ("GET", "/console/"),  # a file
+    ):
+        async with gateway.http.request(method, gateway.url + path) as r:
+            await r.read()
+            assert r.headers["Server"] == "lienthong", (path, r.status, r.headers)
