@@ -105,6 +105,16 @@ class Parent(Strict):
     nationality: Line = "VN"
 
 
+class Mother(Strict):
+    full_name: Name
+    personal_id: PersonalIdStr
+    # Required: the mother is verified against the population registry (by id, name and birth
+    # date, as the applicant is) before the birth is registered: the child joins her household.
+    birth_date: date
+    ethnicity: Line | None = None
+    nationality: Line = "VN"
+
+
 class Child(Strict):
     full_name: Name
     sex: Sex
@@ -118,10 +128,12 @@ class BirthData(Strict):
     """Birth → permanent residence → health-insurance card for the child (Decree 63/2024)."""
 
     child: Child
-    mother: Parent
-    residence: Address
+    mother: Mother
+    residence: Address  # district_code and ward_code required: the child's residence
     father: Parent | None = None
-    relation: Line = "mother"  # the applicant's relation to the child
+    # The applicant's relation to the child, on the birth certificate. Default: mother or
+    # father, when the applicant is that parent; required otherwise.
+    relation: Line | None = None
 
 
 class Deceased(Strict):

@@ -100,26 +100,80 @@ def _check_dates(doc: DossierIn, data: BirthData | DeathData) -> None:
         ]
     for where, day in dates:
         check_life_date(day, where)
+    filed_on = _filed_on(doc)
     if isinstance(data, BirthData):
+        _check_filed_after(filed_on, data.child.birth_date, "birth")
         for where, parent in (("mother", data.mother), ("father", data.father)):
-            if (
-                parent is not None
-                and parent.birth_date
-                and parent.birth_date >= data.child.birth_date
-            ):
+            if parent is None:
+                continue
+            # Without a date, the year its personal id encodes: a parent born the child's year
+            # or later is refused by the register, after the dossier was accepted.
+            younger = (
+                parent.birth_date >= data.child.birth_date
+                if parent.birth_date
+                else check_personal_id(parent.personal_id).birth_year >= data.child.birth_date.year
+            )
+            if younger:
                 raise Problem(
                     422,
                     "inconsistent-dossier",
                     f"the child is born on {data.child.birth_date}, before its {where}",
                     field=f"data.{where}.birth_date",
                 )
-    elif data.deceased.birth_date and data.deceased.birth_date > data.deceased.death_date:
+        if _age(data.child.birth_date, filed_on) >= _CARD_AGE:
+            # The procedure ends with the health-insurance card of a child under 6: an older
+            # child's birth and residence would be registered, and the flow stop at the card.
+            raise Problem(
+                422,
+                "inconsistent-dossier",
+                f"the child was {_CARD_AGE} or older on {filed_on}: the inter-connected birth"
+                " procedure is for a child under 6 (its health-insurance card); register the"
+                " birth alone",
+                field="data.child.birth_date",
+            )
+    else:
+        _check_filed_after(filed_on, data.deceased.death_date, "death")
+        if data.deceased.birth_date > data.deceased.death_date:
+            raise Problem(
+                422,
+                "inconsistent-dossier",
+                "the deceased died before being born",
+                field="data.deceased",
+            )
+
+
+_CARD_AGE = 6  # BHXH issues group-TE cards to children under 6 (spec/registries.md)
+# A one-stop system's clock may run a little ahead of the gateway's; no more than this.
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _filed_on(doc: DossierIn) -> date:
+    """The day the dossier was filed, in Vietnam (what a registration says it was declared on);
+    refuses a filing time in the future."""
+    if doc.submitted_at > datetime.now(VIETNAM) + _CLOCK_SKEW:
+        raise Problem(
+            422,
+            "invalid-request",
+            f"submitted_at: {doc.submitted_at.isoformat()} is in the future",
+            field="submitted_at",
+        )
+    return doc.submitted_at.astimezone(VIETNAM).date()
+
+
+def _check_filed_after(filed_on: date, event: date, what: str) -> None:
+    # The register refuses a declaration dated before the event, and no correction can change
+    # when a dossier was filed.
+    if filed_on < event:
         raise Problem(
             422,
             "inconsistent-dossier",
-            "the deceased died before being born",
-            field="data.deceased",
+            f"submitted_at: filed on {filed_on}, before the {what} it declares ({event})",
+            field="submitted_at",
         )
+
+
+def _age(born: date, on: date) -> int:
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
 def own_code(code: str, identity: Identity) -> None:
@@ -205,9 +259,19 @@ def validate(doc: DossierIn) -> dict[str, Any]:
             field="callback_url",
         )
     data = decode(msgspec.json.encode(doc.data), _DATA_MODELS[doc.flow], where="$.data")
-    _check_dates(doc, data)
     for where, pid, born in _person_ids(data):
         _check(check_personal_id, pid, where, birth_date=born)
+    _check_dates(doc, data)
+    if isinstance(data, BirthData):
+        data = _birth_declarant(doc, data)
+        for key in ("district_code", "ward_code"):  # where the child's residence is registered
+            if getattr(data.residence, key) is None:
+                raise Problem(
+                    422,
+                    "invalid-request",
+                    f"Object missing required field `{key}` - at `$.data.residence`",
+                    field=f"data.residence.{key}",
+                )
     if (
         isinstance(data, BirthData)
         and data.father
@@ -233,6 +297,39 @@ def validate(doc: DossierIn) -> dict[str, Any]:
     document: dict[str, Any] = _builtins(doc)
     document["data"] = _builtins(data)
     return document
+
+
+# The relations a birth's declarant may name that say who they are: a parent the dossier names.
+_PARENTS = {"mother": "mother", "mẹ": "mother", "father": "father", "cha": "father", "bố": "father"}
+
+
+def _birth_declarant(doc: DossierIn, data: BirthData) -> BirthData:
+    """``data`` with the applicant's relation to the child, which the register writes on the
+    birth certificate: a parent's when the applicant is one, else as the client says it."""
+    parents = {"mother": data.mother, "father": data.father}
+    applicant = doc.applicant.personal_id
+    if data.relation is None:
+        role = next(
+            (r for r, p in parents.items() if p is not None and p.personal_id == applicant), None
+        )
+        if role is None:
+            raise Problem(
+                422,
+                "invalid-request",
+                "data.relation: required when the applicant is neither parent"
+                " (grandparent, sibling, relative, guardian, …)",
+                field="data.relation",
+            )
+        return msgspec.structs.replace(data, relation=role)
+    role = _PARENTS.get(data.relation.strip().lower())
+    if role is not None and getattr(parents[role], "personal_id", None) != applicant:
+        raise Problem(
+            422,
+            "inconsistent-dossier",
+            f"data.relation: the applicant is not the child's {role} (data.{role}.personal_id)",
+            field="data.relation",
+        )
+    return data
 
 
 def _builtins(value: Any) -> Any:

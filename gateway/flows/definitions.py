@@ -112,6 +112,8 @@ def _verified(name: str, who: str, person: Callable[[Context], Mapping[str, Any]
 
 
 VERIFY_APPLICANT = _verified("verify_applicant", "applicant", lambda ctx: ctx.applicant)
+# Before the birth is registered, which cannot be undone: the child joins her household next.
+VERIFY_MOTHER = _verified("verify_mother", "mother", lambda ctx: ctx.data["mother"])
 
 
 def _declarant(ctx: Context) -> dict[str, Any]:
@@ -176,6 +178,7 @@ BIRTH = Flow(
     "birth",
     (
         VERIFY_APPLICANT,
+        VERIFY_MOTHER,
         Step("register_birth", "civil_status", "birth.register", _birth_params, issues="child"),
         Step("register_residence", "population", "residence.register", _residence_params),
         Step("issue_health_card", "insurance", "card.issue_newborn", _card_params),

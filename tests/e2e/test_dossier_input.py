@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from connectors.identifiers import make_personal_id
 from gateway.samples import sample_dossiers
 from tests.e2e.conftest import MOTCUA, TOKENS, Gateway
 
@@ -105,6 +106,21 @@ BAD_DOSSIERS = [
     ("invalid-request", 422, _set("callback_url", "https://motcua.example/" + "a" * 2100)),
     # Accepted, then dead at the first step: the population registry is asked by birth date too.
     ("invalid-request", 422, _set("applicant.birth_date", KeyError)),
+    # Found by probing (December 7): each was accepted, and the flow stopped for ever after the
+    # birth was registered (which cannot be undone), or the register refused it.
+    # Filed before the birth: refused as declared before the event; no correction changes it.
+    ("inconsistent-dossier", 422, _set("submitted_at", "2026-10-31T09:00:00+07:00")),
+    ("invalid-request", 422, _set("submitted_at", "2099-01-01T09:00:00+07:00")),  # the future
+    # A child of 6 gets no group-TE card: the flow's last step was refused for ever.
+    ("inconsistent-dossier", 422, _set("data.child.birth_date", "2020-11-03")),
+    # The child's residence is registered in a ward of a district: the register needs both.
+    ("invalid-request", 422, _set("data.residence.district_code", KeyError)),
+    ("invalid-request", 422, _set("data.residence.ward_code", KeyError)),
+    # The mother is verified (by id, name and birth date) before the birth is registered.
+    ("invalid-request", 422, _set("data.mother.birth_date", KeyError)),
+    # The sample's applicant is the mother: the certificate would name her the father.
+    ("inconsistent-dossier", 422, _set("data.relation", "father")),
+    ("inconsistent-dossier", 422, _set("data.relation", "Cha")),
 ]
 
 
@@ -460,3 +476,60 @@ async def test_a_large_body_is_judged_as_a_small_one(gateway: Gateway) -> None:
     merged = {**gateway.headers(), "Content-Type": "application/json"}
     async with gateway.http.post(gateway.url + "/v1/dossiers", data=body, headers=merged) as r:
         assert r.status == 202, await r.text()
+
+
+async def test_the_declarants_relation_is_the_parent_the_applicant_is(gateway: Gateway) -> None:
+    """Found by probing: the relation defaulted to "mother" whoever filed, and a father who
+    filed was written on the birth certificate as the child's mother (nycQuanHe Mẹ)."""
+    doc = birth()
+    father = {
+        "full_name": "Trần Văn Minh",
+        "personal_id": make_personal_id("040", "male", 1988, 101111),
+        "birth_date": "1988-05-06",
+    }
+    doc["data"]["father"] = father
+    doc["applicant"] = {**father, "phone": "0912345678"}
+    del doc["data"]["relation"]
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+    stored = await gateway.runtime.store.read(lambda tx: tx.one("dossiers.get", code=doc["code"]))
+    assert json.loads(stored["body"])["data"]["relation"] == "father"
+
+    # Neither parent filed: the client must say how the applicant is related to the child.
+    other = birth()
+    other["code"] = other["code"][:-4] + "0002"
+    other["applicant"] = {**father, "phone": "0912345678"}
+    del other["data"]["relation"]
+    async with await gateway.post("/v1/dossiers", other) as r:
+        problem = await r.json()
+    assert (r.status, problem["type"]) == (422, PROBLEM + "invalid-request"), problem
+    assert problem["field"] == "data.relation"
+    other["data"]["relation"] = "grandparent"
+    async with await gateway.post("/v1/dossiers", other) as r:
+        assert r.status == 202, await r.text()
+
+
+async def test_a_parent_the_id_says_is_no_older_than_the_child_is_inconsistent(
+    gateway: Gateway,
+) -> None:
+    """Without the father's birth date, the year his personal id encodes: a father born the
+    child's year was accepted, and the register refused the birth ("not older than the child")."""
+    doc = birth()
+    doc["data"]["father"] = {
+        "full_name": "Lê Văn Hùng",
+        "personal_id": make_personal_id("040", "male", 2026, 123456),
+    }
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+    assert (r.status, problem["type"]) == (422, PROBLEM + "inconsistent-dossier"), problem
+    assert problem["field"] == "data.father.birth_date"
+    assert await _count_dossiers(gateway) == 0
+
+
+async def test_a_death_filed_before_it_happened_is_inconsistent(gateway: Gateway) -> None:
+    doc = death()
+    doc["submitted_at"] = "2026-10-01T09:00:00+07:00"
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+    assert (r.status, problem["type"]) == (422, PROBLEM + "inconsistent-dossier"), problem
+    assert problem["field"] == "submitted_at"
