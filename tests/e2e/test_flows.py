@@ -569,6 +569,34 @@ async def test_a_death_of_someone_the_population_registry_does_not_hold_stops_be
     ]
 
 
+async def test_a_birth_whose_mother_the_population_registry_does_not_hold_stops_before_it_is_registered(
+    gateway: Gateway,
+) -> None:
+    """Found by probing: the birth was registered, then the child's residence refused ("no
+    household head"), and the mother's id could not be corrected (the registered birth had sent
+    it): half a flow, for ever. The mother is now verified first; a corrected id completes."""
+    doc = dossiers(1, death_share=0)[0]
+    right = dict(doc["data"]["mother"])
+    doc["data"]["mother"].update(personal_id="019190987654", birth_date="1990-03-04")
+    doc["data"]["relation"] = "guardian"  # the applicant is no longer the mother the data names
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    assert view["status"] == "needs_attention", view
+    assert "the mother does not match" in _step(view, "verify_mother")["error"], view
+    assert _step(view, "register_birth")["attempts"] == 0, view
+    assert (await sandbox_stats(gateway, "civil_status"))["writes"] == {}
+    fix = {"reason": "số định danh của mẹ", "data": {"mother": right}}
+    async with gateway.http.patch(
+        f"{gateway.url}/v1/dossiers/{doc['code']}", json=fix, headers=gateway.headers("operator")
+    ) as r:
+        assert r.status == 200, await r.text()
+    async with await gateway.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
+        assert r.status == 202, await r.text()
+    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    assert view["status"] == "completed", view
+
+
 async def test_a_dossier_keeps_the_steps_it_was_accepted_with(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
