@@ -16,21 +16,31 @@ where zip bombs live; the sender attaches the inner files, or the inner zip, dir
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import lzma
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from cryptography import x509
+
 from gateway.exchange.blobs import BlobStore
-from gateway.exchange.errors import BlobError, InvalidEdxml, PayloadTooLarge, SignatureInvalid
+from gateway.exchange.errors import (
+    BlobError,
+    ForgedSender,
+    InvalidEdxml,
+    PayloadTooLarge,
+    SignatureInvalid,
+)
 from gateway.exchange.model import AttachmentInfo, Package
 
 __all__ = [
     "DEFAULT_MAX_PDF",
     "DEFAULT_MAX_PDFS",
     "DEFAULT_MAX_PDF_TOTAL",
+    "SignerOk",
     "check_manifest",
     "is_pdf",
     "media_type",
@@ -92,6 +102,9 @@ MAX_ZIP_DIRECTORY = 1024 * 1024
 _EOCD = b"PK\x05\x06"  # end of central directory record (22 bytes + a comment of up to 64 KiB)
 _ZIP64_LOCATOR = b"PK\x06\x07"  # 20 bytes, just before it in a zip64 file
 _ZIP64_EOCD = b"PK\x06\x06"  # 56 bytes, just before the locator
+
+# Whether a certificate may sign the PDF that is (or is in) an attachment: see verify_pdfs.
+SignerOk = Callable[[AttachmentInfo, x509.Certificate], bool]
 
 
 def _cid(value: str) -> str:
@@ -220,9 +233,10 @@ def pdf_sources(
     *,
     max_total: int = DEFAULT_MAX_PDF_TOTAL,
     max_pdfs: int = DEFAULT_MAX_PDFS,
-) -> Iterator[tuple[str, bytes]]:
-    """``(label, pdf bytes)`` for each PDF attached, directly or inside a zip, one at a time:
-    check each before asking for the next, so that one PDF at most is in memory.
+) -> Iterator[tuple[str, bytes, AttachmentInfo]]:
+    """``(label, pdf bytes, attachment)`` for each PDF attached, directly or inside a zip (the
+    attachment is then the zip), one at a time: check each before asking for the next, so that
+    one PDF at most is in memory.
 
     Synchronous (run each step in a thread). Raises PayloadTooLarge for a PDF over
     ``max_pdf_bytes``, for PDFs together over ``max_total`` bytes (what a zip inflates to is
@@ -262,7 +276,7 @@ def pdf_sources(
         if is_pdf(a.name, a.content_type):
             take(a.name, a.size)
             total += a.size
-            yield a.name, blobs.read(a.sha256)
+            yield a.name, blobs.read(a.sha256), a
         elif _is_zip(a.name, a.content_type):
             try:
                 with blobs.open(a.sha256) as raw:
@@ -301,7 +315,7 @@ def pdf_sources(
                             if len(data) > room:
                                 over(label, len(data))
                             total += len(data)
-                            yield label, data
+                            yield label, data, a
                             del data
             except _UNREADABLE_ZIP as exc:
                 raise InvalidEdxml(
@@ -309,10 +323,17 @@ def pdf_sources(
                 ) from exc
 
 
-async def verify_pdf_source(label: str, data: bytes, trust: Any) -> dict[str, Any]:
-    """Verify every signature of one PDF; all must be valid and trusted.
+async def verify_pdf_source(
+    label: str,
+    data: bytes,
+    trust: Any,
+    signer_ok: Callable[[x509.Certificate], bool] | None = None,
+) -> dict[str, Any]:
+    """Verify every signature of one PDF; all must be valid and trusted, and with ``signer_ok``
+    one at least by a certificate it accepts.
 
-    Returns its report dict. Raises SignatureInvalid naming the attachment.
+    Returns its report dict. Raises SignatureInvalid naming the attachment, ForgedSender when no
+    signature is by a signer ``signer_ok`` accepts.
     """
     from signing.errors import SignatureInvalid as SigningInvalid
     from signing.pdf import verify_pdf
@@ -326,20 +347,37 @@ async def verify_pdf_source(label: str, data: bytes, trust: Any) -> dict[str, An
         raise SignatureInvalid(
             f"attachment {label}: {bad[0].reason or 'invalid signature'}", attachment=label
         )
+    if signer_ok is not None and not any(
+        r.certificate is not None and signer_ok(r.certificate) for r in found
+    ):
+        raise ForgedSender(
+            f"attachment {label} is signed by {', '.join(r.signer for r in found)}, "
+            "not by the agency that sends it",
+            attachment=label,
+        )
     return {"attachment": label, "signatures": [r.as_dict() for r in found]}
 
 
-async def verify_pdfs(sources: Iterator[tuple[str, bytes]], trust: Any) -> list[dict[str, Any]]:
+async def verify_pdfs(
+    sources: Iterator[tuple[str, bytes, AttachmentInfo]],
+    trust: Any,
+    signer_ok: SignerOk | None = None,
+) -> list[dict[str, Any]]:
     """Verify the PDFs ``sources`` yields (``pdf_sources``), each before the next is read (in a
-    thread). Returns one report dict per PDF. Raises as ``pdf_sources`` and SignatureInvalid."""
+    thread); with ``signer_ok``, one of each PDF's signatures at least must be by a certificate
+    that ``signer_ok(attachment, certificate)`` accepts. Returns one report dict per PDF. Raises
+    as ``pdf_sources``, SignatureInvalid and ForgedSender."""
     reports: list[dict[str, Any]] = []
     try:
         while True:
             item = await asyncio.to_thread(next, sources, None)
             if item is None:
                 return reports
-            reports.append(await verify_pdf_source(*item, trust))
+            label, data, attachment = item
             del item
+            ok = None if signer_ok is None else functools.partial(signer_ok, attachment)
+            reports.append(await verify_pdf_source(label, data, trust, ok))
+            del data
     finally:
         close = getattr(sources, "close", None)
         if close is not None:
