@@ -430,6 +430,7 @@ async def _judge(
         level=level,
         revocation=chain.revocation,
         weaknesses=weak + chain.weaknesses,
+        certificate=leaf,
         **base,
     )
 

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cryptography import x509
+
 __all__ = ["SignatureReport"]
 
 
@@ -27,9 +29,14 @@ class SignatureReport:
     weaknesses: list[str] = field(default_factory=list)
     reason: str | None = None
     field_name: str | None = None  # PDF signature field, None for XML
+    # The signer's certificate, where a verifier sets it (PDF: each valid signature), for a
+    # caller that must know who signed, not only that the chain is trusted (the document hub
+    # holds a MIME part's PDF to its sender). Not part of the report's JSON.
+    certificate: x509.Certificate | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["certificate"]
         d["signed_at"] = self.signed_at.isoformat() if self.signed_at else None
         return d
 

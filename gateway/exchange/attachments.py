@@ -6,33 +6,49 @@ pyHanko needs the PDF in memory, so PDFs are capped (``max_pdf_bytes``), and are
 one at a time; a package's PDFs together (what its zips inflate to included) and their number are
 capped too. A PDF over a cap is refused rather than passed unchecked.
 
+A PDF is known by its content as well as by its name and type: PDF readers open any file with
+``%PDF-`` in its first 1,024 bytes as one, whatever it is called, so an unsigned PDF attached as
+``cong-van.bin`` (``application/octet-stream``) must not escape the check. Zip members alike.
+
 A zip whose PDFs cannot all be read is refused (400 ``invalid-edxml``) rather than passed with
 a signature unchecked: a member that is encrypted, or whose compressed data does not inflate
 (deflate, bzip2, lzma), or a method zipfile does not have. So is a zip inside a zip (a member
 named ``*.zip``): its PDFs would escape the check, and inflating archives within archives is
-where zip bombs live; the sender attaches the inner files, or the inner zip, directly.
+where zip bombs live; the sender attaches the inner files, or the inner zip, directly. Every
+member is looked into (its first KiB), so an encrypted one is refused whatever its name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import lzma
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from cryptography import x509
+
 from gateway.exchange.blobs import BlobStore
-from gateway.exchange.errors import BlobError, InvalidEdxml, PayloadTooLarge, SignatureInvalid
+from gateway.exchange.errors import (
+    BlobError,
+    ForgedSender,
+    InvalidEdxml,
+    PayloadTooLarge,
+    SignatureInvalid,
+)
 from gateway.exchange.model import AttachmentInfo, Package
 
 __all__ = [
     "DEFAULT_MAX_PDF",
     "DEFAULT_MAX_PDFS",
     "DEFAULT_MAX_PDF_TOTAL",
+    "SignerOk",
     "check_manifest",
     "is_pdf",
+    "looks_like_pdf",
     "media_type",
     "pdf_sources",
     "verify_pdf_source",
@@ -93,6 +109,12 @@ _EOCD = b"PK\x05\x06"  # end of central directory record (22 bytes + a comment o
 _ZIP64_LOCATOR = b"PK\x06\x07"  # 20 bytes, just before it in a zip64 file
 _ZIP64_EOCD = b"PK\x06\x06"  # 56 bytes, just before the locator
 
+# PDF readers accept the "%PDF-" header anywhere in a file's first 1,024 bytes (Acrobat's rule,
+# in the implementation notes of Adobe's PDF Reference), not only at its start.
+PDF_HEADER_WINDOW = 1024
+# Whether a certificate may sign the PDF that is (or is in) an attachment: see verify_pdfs.
+SignerOk = Callable[[AttachmentInfo, x509.Certificate], bool]
+
 
 def _cid(value: str) -> str:
     return value.strip().removeprefix("cid:").strip("<>")
@@ -102,9 +124,14 @@ def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
     """Every manifest Reference has its Attachment and every Attachment its Reference, and no
     ContentId repeats; every MIME part (``parts``, multipart/related) is one the manifest
     references: a part travels outside the signed envelope, and one the sender did not list would
-    be forwarded as if it had.
+    be forwarded as if it had. An embedded Attachment says the same ContentType (its media type)
+    and AttachmentName as its Reference: the hub judges an attachment by the Attachment element
+    (is it a PDF, whose signature must be checked?), while recipients file it as the manifest
+    says (a Reference ``cong-van.pdf``, ``application/pdf`` for an Attachment ``cong-van.bin``,
+    ``application/octet-stream`` was an unsigned PDF let through).
     Raises InvalidEdxml."""
-    referenced = {_cid(r.content_id) for r in pkg.references}
+    references = {_cid(r.content_id): r for r in pkg.references}
+    referenced = references.keys()
     for part in parts:
         if _cid(part.content_id) not in referenced:
             raise InvalidEdxml(
@@ -126,6 +153,16 @@ def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
                 content_id=cid,
             )
         seen.add(cid)
+        r = references[cid]
+        if a not in parts and (
+            a.name != r.attachment_name or media_type(a.content_type) != media_type(r.content_type)
+        ):
+            raise InvalidEdxml(
+                f"attachment {a.content_id} is {a.name!r} ({a.content_type}), but its manifest "
+                f"Reference says {r.attachment_name!r} ({r.content_type})",
+                field="Attachment",
+                content_id=cid,
+            )
     for r in pkg.references:
         if _cid(r.content_id) not in seen:
             raise InvalidEdxml(
@@ -141,6 +178,20 @@ def media_type(content_type: str) -> str:
 
 def is_pdf(name: str, content_type: str) -> bool:
     return media_type(content_type) == "application/pdf" or name.lower().endswith(".pdf")
+
+
+def looks_like_pdf(head: bytes) -> bool:
+    """Whether a PDF reader would open a file that begins with ``head`` (at least its first
+    PDF_HEADER_WINDOW + 4 bytes, or the whole file) as a PDF: ``%PDF-`` starts in its first KiB."""
+    return head.find(b"%PDF-", 0, PDF_HEADER_WINDOW + 4) >= 0
+
+
+def _head(blobs: BlobStore, a: AttachmentInfo) -> bytes:
+    with blobs.open(a.sha256) as f:
+        try:
+            return f.read(PDF_HEADER_WINDOW + 4)
+        except OSError as exc:
+            raise BlobError(f"cannot read attachment {a.name}: {exc.strerror or exc}") from exc
 
 
 def _is_zip(name: str, content_type: str) -> bool:
@@ -220,9 +271,10 @@ def pdf_sources(
     *,
     max_total: int = DEFAULT_MAX_PDF_TOTAL,
     max_pdfs: int = DEFAULT_MAX_PDFS,
-) -> Iterator[tuple[str, bytes]]:
-    """``(label, pdf bytes)`` for each PDF attached, directly or inside a zip, one at a time:
-    check each before asking for the next, so that one PDF at most is in memory.
+) -> Iterator[tuple[str, bytes, AttachmentInfo]]:
+    """``(label, pdf bytes, attachment)`` for each PDF attached, directly or inside a zip (the
+    attachment is then the zip), one at a time: check each before asking for the next, so that
+    one PDF at most is in memory.
 
     Synchronous (run each step in a thread). Raises PayloadTooLarge for a PDF over
     ``max_pdf_bytes``, for PDFs together over ``max_total`` bytes (what a zip inflates to is
@@ -259,11 +311,16 @@ def pdf_sources(
         )
 
     for a in pkg.attachments:
-        if is_pdf(a.name, a.content_type):
+        # A zip is read as one (its members checked below), even when a stored PDF member puts
+        # "%PDF-" in its first KiB; anything else that is a PDF by its content is one.
+        zipped = _is_zip(a.name, a.content_type)
+        if is_pdf(a.name, a.content_type) or (
+            not zipped and a.size > 0 and looks_like_pdf(_head(blobs, a))
+        ):
             take(a.name, a.size)
             total += a.size
-            yield a.name, blobs.read(a.sha256)
-        elif _is_zip(a.name, a.content_type):
+            yield a.name, blobs.read(a.sha256), a
+        elif zipped:
             try:
                 with blobs.open(a.sha256) as raw:
                     f = _BlobFile(raw, a.name)
@@ -285,23 +342,24 @@ def pdf_sources(
                                     "inside zips are refused, attach the inner files directly",
                                     attachment=a.name,
                                 )
-                            if not lower.endswith(".pdf"):
-                                continue
                             label = f"{a.name}/{info.filename}"
                             if info.flag_bits & 0x1:
                                 raise InvalidEdxml(
-                                    f"attachment {label} is encrypted: its signature cannot be "
-                                    "checked",
+                                    f"attachment {label} is encrypted: whether it is a PDF, and "
+                                    "its signature, cannot be checked",
                                     attachment=label,
                                 )
-                            room = take(label, info.file_size)
                             with zf.open(info) as member:
+                                head = member.read(PDF_HEADER_WINDOW + 4)
+                                if not (lower.endswith(".pdf") or looks_like_pdf(head)):
+                                    continue
+                                room = take(label, info.file_size)
                                 # Read one byte past the room: the header's size may lie (zip bomb).
-                                data = member.read(room + 1)
+                                data = head + member.read(max(0, room + 1 - len(head)))
                             if len(data) > room:
                                 over(label, len(data))
                             total += len(data)
-                            yield label, data
+                            yield label, data, a
                             del data
             except _UNREADABLE_ZIP as exc:
                 raise InvalidEdxml(
@@ -309,10 +367,17 @@ def pdf_sources(
                 ) from exc
 
 
-async def verify_pdf_source(label: str, data: bytes, trust: Any) -> dict[str, Any]:
-    """Verify every signature of one PDF; all must be valid and trusted.
+async def verify_pdf_source(
+    label: str,
+    data: bytes,
+    trust: Any,
+    signer_ok: Callable[[x509.Certificate], bool] | None = None,
+) -> dict[str, Any]:
+    """Verify every signature of one PDF; all must be valid and trusted, and with ``signer_ok``
+    one at least by a certificate it accepts.
 
-    Returns its report dict. Raises SignatureInvalid naming the attachment.
+    Returns its report dict. Raises SignatureInvalid naming the attachment, ForgedSender when no
+    signature is by a signer ``signer_ok`` accepts.
     """
     from signing.errors import SignatureInvalid as SigningInvalid
     from signing.pdf import verify_pdf
@@ -326,20 +391,37 @@ async def verify_pdf_source(label: str, data: bytes, trust: Any) -> dict[str, An
         raise SignatureInvalid(
             f"attachment {label}: {bad[0].reason or 'invalid signature'}", attachment=label
         )
+    if signer_ok is not None and not any(
+        r.certificate is not None and signer_ok(r.certificate) for r in found
+    ):
+        raise ForgedSender(
+            f"attachment {label} is signed by {', '.join(r.signer for r in found)}, "
+            "not by the agency that sends it",
+            attachment=label,
+        )
     return {"attachment": label, "signatures": [r.as_dict() for r in found]}
 
 
-async def verify_pdfs(sources: Iterator[tuple[str, bytes]], trust: Any) -> list[dict[str, Any]]:
+async def verify_pdfs(
+    sources: Iterator[tuple[str, bytes, AttachmentInfo]],
+    trust: Any,
+    signer_ok: SignerOk | None = None,
+) -> list[dict[str, Any]]:
     """Verify the PDFs ``sources`` yields (``pdf_sources``), each before the next is read (in a
-    thread). Returns one report dict per PDF. Raises as ``pdf_sources`` and SignatureInvalid."""
+    thread); with ``signer_ok``, one of each PDF's signatures at least must be by a certificate
+    that ``signer_ok(attachment, certificate)`` accepts. Returns one report dict per PDF. Raises
+    as ``pdf_sources``, SignatureInvalid and ForgedSender."""
     reports: list[dict[str, Any]] = []
     try:
         while True:
             item = await asyncio.to_thread(next, sources, None)
             if item is None:
                 return reports
-            reports.append(await verify_pdf_source(*item, trust))
+            label, data, attachment = item
             del item
+            ok = None if signer_ok is None else functools.partial(signer_ok, attachment)
+            reports.append(await verify_pdf_source(label, data, trust, ok))
+            del data
     finally:
         close = getattr(sources, "close", None)
         if close is not None:

@@ -23,6 +23,7 @@ from gateway.exchange.attachments import (
     DEFAULT_MAX_PDF,
     DEFAULT_MAX_PDF_TOTAL,
     DEFAULT_MAX_PDFS,
+    SignerOk,
     check_manifest,
     media_type,
     pdf_sources,
@@ -176,8 +177,21 @@ async def check_package(
             max_total=policy.max_pdf_total_bytes,
             max_pdfs=policy.max_pdfs,
         )
-        reports = await verify_pdfs(sources, trust)
+        reports = await verify_pdfs(sources, trust, _signer_ok(parts, sender, policy))
     return Checked(scan, pkg, sig, reports)
+
+
+def _signer_ok(
+    parts: Sequence[AttachmentInfo], sender: str, policy: CheckPolicy
+) -> SignerOk | None:
+    """Who may sign an attached PDF. One embedded in the package is covered by the envelope's
+    signature, already bound to the sender. A MIME part travels outside it, and the manifest
+    carries no digest of it: its own PDF signature is all that ties it to the sender, so one of
+    its signatures must be the sender's, by the rule the envelope's signer is held to (any
+    trusted signer would let anyone on the way put another agency's signed PDF in its place)."""
+    if not policy.bind_signer:
+        return None
+    return lambda a, cert: a not in parts or policy.signer_matches(cert, sender)
 
 
 def _document_id_fits(header: MessageHeader, sender: str) -> None:
@@ -222,8 +236,9 @@ def _document_id_fits(header: MessageHeader, sender: str) -> None:
 
 def _parts_carry_signatures(parts: Sequence[AttachmentInfo]) -> None:
     """A MIME part travels outside the signed envelope, and the edXML manifest carries no digest
-    of it: only a part that is signed itself (a PDF, verified below) can be trusted not to have
-    been altered on the way. Raises SignatureInvalid for any other."""
+    of it: only a part that is signed itself (a PDF, verified below, by its sender: _signer_ok)
+    can be trusted not to have been altered or replaced on the way. Raises SignatureInvalid for
+    any other."""
     for part in parts:
         if media_type(part.content_type) != "application/pdf":
             raise SignatureInvalid(

@@ -123,7 +123,8 @@ def check_prolog(head: bytes) -> int:
 
 
 def parse_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Element:
-    """Parse a whole (small) edXML document. Raises PayloadTooLarge, DoctypeForbidden, InvalidEdxml.
+    """Parse a whole (small) edXML document. Raises PayloadTooLarge, DoctypeForbidden, InvalidEdxml
+    (also for a comment or processing instruction inside an element's text).
 
     CPU-bound: call through ``asyncio.to_thread`` from the event loop.
     """
@@ -141,7 +142,31 @@ def parse_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._El
         raise DoctypeForbidden("DOCTYPE is refused")
     if root.tag != q("edXML"):
         raise InvalidEdxml(f"the root element must be edXML:edXML, not {root.tag}")
+    _refuse_split_text(root)
     return root
+
+
+def _refuse_split_text(root: etree._Element) -> None:
+    """Refuse a comment or processing instruction among an element's text. Raises InvalidEdxml.
+
+    The envelope signature's ``URI=""`` reference leaves comments out (XMLDSig §4.3.3.3), so
+    anyone who relays a signed package can write ``2102/STC<!---->-BCTC`` where the sender signed
+    ``2102/STC-BCTC``, and the signature still verifies. A reader taking an element's first text
+    node (lxml's ``.text``, as this hub did, and as many a recipient's software does) then reads
+    ``2102/STC``: another document. A processing instruction is signed, but splits the text for
+    such readers all the same. Reading the whole text here would fix the hub's reading only;
+    refusing the package means nobody downstream is handed the ambiguity either. A comment or PI
+    between elements (the text around it blank) is harmless and stays accepted.
+    """
+    for node in root.iter(etree.Comment, etree.ProcessingInstruction):
+        parent = node.getparent()
+        if parent is not None and "".join(parent.xpath("text()")).strip(" \t\r\n"):
+            where = etree.QName(parent).localname
+            raise InvalidEdxml(
+                f"a comment or processing instruction inside the text of {where}: the signature "
+                "does not cover comments, so readers could disagree on its value",
+                field=where,
+            )
 
 
 # -- reading the model ------------------------------------------------------------------------

@@ -197,8 +197,14 @@ def _certificates(signature: etree._Element) -> tuple[x509.Certificate, list[x50
             raise SignatureInvalid("KeyInfo holds a certificate that cannot be read") from exc
     if not certs:
         raise SignatureInvalid("the signature carries no X509Certificate in KeyInfo")
-    issuers = {c.issuer for c in certs}
-    leaves = [c for c in certs if c.subject not in issuers or c.subject == c.issuer]
+    # XMLDSig sets no order in X509Data: the signer's certificate is the one that issues none of
+    # the others, and a self-signed one (a root sent along, as some systems do, first or not) is
+    # the signer only when it is alone. The chain built from the rest is checked afterwards.
+    leaves = [
+        c
+        for c in certs
+        if c.subject != c.issuer and not any(d is not c and d.issuer == c.subject for d in certs)
+    ]
     leaf = leaves[0] if leaves else certs[0]
     return leaf, [c for c in certs if c is not leaf]
 

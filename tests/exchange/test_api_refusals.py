@@ -424,3 +424,48 @@ async def test_a_package_that_stops_arriving_is_a_408_and_leaves_nothing_staged(
     assert await hub.store_counts() == {
         "documents": 0, "deliveries": 0, "statuses": 0, "blobs": 0, "staged": 0
     }  # fmt: skip
+
+
+async def test_a_charset_other_than_utf8_is_415_on_every_document_body(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes
+) -> None:
+    """edXML is UTF-8, and a charset parameter outranks the XML declaration (RFC 7303): a
+    recipient that honours charset=utf-16 reads other text than the hub checked. Refused, as
+    JSON bodies are; nothing is kept."""
+    data = package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf)
+    message = status_message(pki, NGHE_AN, "000.00.11.H53,2020/10/30,2491/STC-BCTC", "01")
+    before = await hub.store_counts()
+    for charset in ("utf-16", "iso-8859-1", "UTF-16LE", "windows-1258"):
+        ctype = f"application/xml; charset={charset}"
+        async with await hub.http.post(
+            hub.url + "/v1/documents",
+            data=data,
+            headers=hub.h(TAY_NINH_STC, **{"Content-Type": ctype}),
+        ) as r:
+            assert r.status == 415, await r.text()  # it was 202: accepted and forwarded
+            status, slug, body = await _problem(r)
+        assert (status, slug) == (415, "unsupported-media-type"), body
+        assert body["detail"] == f"send edXML in UTF-8, not {charset}"
+        w = aiohttp.MultipartWriter("related")
+        w.append(data, {"Content-Type": ctype, "Content-ID": "<edxml>"})
+        async with await hub.http.post(
+            hub.url + "/v1/documents", data=w, headers=hub.h(TAY_NINH_STC)
+        ) as r:
+            status, slug, body = await _problem(r)
+        assert (status, slug) == (415, "unsupported-media-type"), body
+    assert await hub.store_counts() == before
+
+    # UTF-8, however spelt, is accepted; then a status, refused and accepted alike.
+    ctype = 'application/xml; charset="UTF-8"'
+    async with await hub.http.post(
+        hub.url + "/v1/documents", data=data, headers=hub.h(TAY_NINH_STC, **{"Content-Type": ctype})
+    ) as r:
+        assert r.status == 202, await r.text()
+        doc = r.headers["X-Lienthong-Document"]
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+    url = f"{hub.url}/v1/documents/{doc}/status"
+    for charset, expected in (("iso-8859-1", 415), ("utf-8", 201)):
+        headers = hub.h(NGHE_AN, **{"Content-Type": f"text/xml; charset={charset}"})
+        async with hub.http.post(url, data=message, headers=headers) as r:
+            assert r.status == expected, await r.text()

@@ -17,8 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from lxml import etree
 
-from gateway.exchange.attachments import MAX_ZIP_DIRECTORY, _zip_directory_size
+from gateway.exchange.attachments import MAX_ZIP_DIRECTORY, _zip_directory_size, looks_like_pdf
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import NewAttachment, build_package
 from gateway.exchange.check import (
@@ -28,6 +29,7 @@ from gateway.exchange.check import (
     check_status,
     signer_is,
 )
+from gateway.exchange.edxml import q
 from gateway.exchange.errors import (
     ExchangeError,
     ForgedSender,
@@ -470,3 +472,97 @@ def test_the_zip_directory_size_is_the_one_zipfile_reads(monkeypatch: pytest.Mon
     with zipfile.ZipFile(io.BytesIO(bytes(zipped))) as zf:
         assert len(zf.infolist()) == 10  # zipfile too reads the zip64 record
     assert _zip_directory_size(io.BytesIO(b"not a zip")) is None
+
+
+def _retyped(data: bytes, name: str, content_type: str) -> bytes:
+    """``data`` (unsigned) with its one Attachment element renamed and retyped, the manifest's
+    Reference left as it was."""
+    root = etree.fromstring(data)
+    (attachment,) = root.iter(q("Attachment"))
+    attachment.find(q("AttachmentName")).text = name
+    attachment.find(q("ContentType")).text = content_type
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+async def test_an_attachment_must_say_what_its_manifest_reference_says(
+    tmp_path: Path, blobs: BlobStore, trust: Any, key: Callable[[str], Any]
+) -> None:
+    """Recipients file an attachment as the manifest says; the hub judged it by the Attachment
+    element. An unsigned PDF that the Reference calls cong-van.pdf (application/pdf) and the
+    Attachment cong-van.bin (application/octet-stream) was accepted unchecked."""
+    header = cong_van_header()
+    unsigned = build_package(header, trace_for(header), [NewAttachment("cong-van.pdf", b"x")])
+    for name, content_type in (
+        ("cong-van.bin", "application/octet-stream"),
+        ("cong-van.bin", "application/pdf"),
+        ("cong-van.pdf", "application/octet-stream"),
+    ):
+        data = sign_bytes(_retyped(unsigned, name, content_type), key(TAY_NINH_STC))
+        with pytest.raises(
+            InvalidEdxml, match=r"its manifest Reference says 'cong-van\.pdf'"
+        ) as info:
+            await _check(tmp_path, blobs, trust, data)
+        assert info.value.extra["field"] == "Attachment"
+    # Parameters and case are no difference in a media type.
+    same = _retyped(unsigned, "cong-van.pdf", "Application/PDF; name=cong-van.pdf")
+    with pytest.raises(SignatureInvalid, match=r"cong-van\.pdf"):  # checked as a PDF: b"x" is none
+        await _check(tmp_path, blobs, trust, sign_bytes(same, key(TAY_NINH_STC)))
+
+
+async def test_a_pdf_is_known_by_its_content_whatever_it_is_called(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    signed_pdf: bytes,
+) -> None:
+    """A PDF reader opens a file with %PDF- in its first KiB as a PDF, whatever its name: an
+    unsigned one called cong-van.bin (application/octet-stream, in the manifest too) passed."""
+    octets = "application/octet-stream"
+    unsigned = sample_pdf("Cong van khong ky")
+    for content in (unsigned, b"\r\n" * 400 + unsigned):
+        data = make_package(attachments=[NewAttachment("cong-van.bin", content, octets)])
+        with pytest.raises(SignatureInvalid, match=r"cong-van\.bin"):
+            await _check(tmp_path, blobs, trust, data)
+    # Zip members alike (a member that cannot even be looked into is refused: see README).
+    for member in ("scan.bin", "scan"):
+        data = make_package(
+            attachments=[
+                NewAttachment("phu-luc.zip", _zip([(member, unsigned)]), "application/zip")
+            ]
+        )
+        with pytest.raises(SignatureInvalid, match=rf"phu-luc\.zip/{member}"):
+            await _check(tmp_path, blobs, trust, data)
+    # A signed PDF so named is checked and accepted; what is no PDF is not looked at further,
+    # nor a header past the first KiB, where no reader looks. A zip is read as a zip, even when
+    # a PDF stored in it (not deflated) puts %PDF- in its first KiB.
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("cv.pdf", signed_pdf)
+    assert looks_like_pdf(stored.getvalue()[:1028])
+    data = make_package(
+        attachments=[
+            NewAttachment("cong-van.bin", signed_pdf, octets),
+            NewAttachment("ghi-chu.txt", "Công văn số 2491".encode(), "text/plain"),
+            NewAttachment("khac.bin", b"\0" * 1024 + unsigned, octets),
+            NewAttachment("phu-luc.zip", _zip([("doc.txt", b"van ban")]), "application/zip"),
+            NewAttachment("ban-goc.zip", stored.getvalue(), "application/zip"),
+        ]
+    )
+    checked = await _check(tmp_path, blobs, trust, data)
+    assert [r["attachment"] for r in checked.pdf_reports] == ["cong-van.bin", "ban-goc.zip/cv.pdf"]
+
+
+@pytest.mark.parametrize(
+    ("head", "pdf"),
+    [
+        (b"%PDF-1.7", True),
+        (b"\0" * 1023 + b"%PDF-1.7", True),
+        (b"\0" * 1024 + b"%PDF-1.7", False),
+        (b"\0" * 1022 + b"%PDF", False),
+        (b"%PDF", False),
+        (b"", False),
+    ],
+)
+def test_a_pdf_header_counts_in_the_first_kib(head: bytes, pdf: bool) -> None:
+    assert looks_like_pdf(head) is pdf

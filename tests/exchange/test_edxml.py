@@ -76,6 +76,39 @@ def test_parse_bytes_refuses_doctype_size_and_junk() -> None:
         parse_bytes(b"<html/>")
 
 
+_SUBJECT = "V/v báo cáo tình hình thực hiện dự toán".encode()
+
+
+@pytest.mark.parametrize(
+    "insert",
+    [b"<!---->", b"<!-- ghi chu -->", b"<?x y?>", b"<?pi?>"],
+)
+def test_a_comment_or_pi_inside_an_element_text_is_refused(insert: bytes) -> None:
+    # Readers that take an element's first text node would read "V/v " (see
+    # _refuse_split_text); comments are not even covered by the envelope signature.
+    data = _package()
+    assert data.count(_SUBJECT) == 1
+    split = data.replace(_SUBJECT, _SUBJECT[:4] + insert + _SUBJECT[4:])
+    with pytest.raises(InvalidEdxml, match="inside the text of Subject") as refused:
+        parse_bytes(split)
+    assert refused.value.extra == {"field": "Subject"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        (b"<edXML:Subject>", b"\n  <!-- ghi chu -->\n  <?x y?><edXML:Subject>"),  # between elements
+        (b"<edXML:edXMLEnvelope>", b"<!-- c --><edXML:edXMLEnvelope>"),
+        (_SUBJECT, _SUBJECT[:4] + b"<![CDATA[" + _SUBJECT[4:] + b"]]>"),  # one text, as c14n
+    ],
+)
+def test_a_comment_or_pi_between_elements_is_accepted(change: tuple[bytes, bytes]) -> None:
+    data = _package()
+    assert data.count(change[0]) == 1
+    root = parse_bytes(data.replace(*change))
+    assert read_package(root).header.subject.startswith("V/v báo cáo tình hình thực hiện dự toán")
+
+
 # -- dates -------------------------------------------------------------------------------------
 
 

@@ -9,21 +9,32 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
 
-from gateway.exchange.builder import SIGNATURE_PARENT
+from gateway.exchange.builder import SIGNATURE_PARENT, build_package, build_status
 from gateway.exchange.edxml import DS_NS
 from gateway.exchange.errors import InvalidEdxml, NotDelivered, UnknownDocument
 from gateway.exchange.hub import DocumentHub
-from gateway.exchange.xmldsig import EXC_C14N
+from gateway.exchange.model import VN_TZ, Code, Organization, ResponseFor, StatusMessage
+from gateway.exchange.xmldsig import EXC_C14N, sign_bytes
 from gateway.store import StoreUnavailable
 
-from .factories import NGHE_AN, TAY_NINH_STC, TU_PHAP, chunks, signed_status
+from .factories import (
+    NGHE_AN,
+    STATUS_DOCUMENT_ID,
+    TAY_NINH_STC,
+    TU_PHAP,
+    chunks,
+    cong_van_header,
+    signed_status,
+    trace_for,
+)
 
 
 async def _count(hub: DocumentHub, table: str) -> int:
@@ -260,3 +271,88 @@ async def test_a_weak_signature_is_accepted_and_shown_as_weak(
             "signer": agency,
             "weaknesses": ["SHA-1 digest", "RSA-SHA1 signature"],
         }
+
+
+def _c14n(data: bytes) -> bytes:
+    """What the envelope signature covers (exclusive C14N of the document, comments left out)."""
+    return bytes(
+        etree.tostring(etree.fromstring(data), method="c14n", exclusive=True, with_comments=False)
+    )
+
+
+async def test_a_comment_inside_a_signed_revoke_cannot_redirect_it_to_another_document(
+    hub: DocumentHub, make_package: Callable[..., bytes], key: Callable[[str], Any]
+) -> None:
+    """The signature leaves comments out, so ``2102/STC<!---->-BCTC`` verifies as the signed
+    ``2102/STC-BCTC``; the hub read only the text before the comment, ``2102/STC``, and recorded
+    the recall (13) on that other document. A package with text split so is refused."""
+    short = replace(
+        cong_van_header(number="2102"),
+        document_id=f"{TAY_NINH_STC},2020/10/30,2102/STC",
+        code=Code("2102", "STC"),
+    )
+    other = sign_bytes(build_package(short, trace_for(short)), key(TAY_NINH_STC))
+    other_id = (await hub.receive(chunks(other), sender=TAY_NINH_STC, subsystem="s")).id
+    signed_for = (
+        await hub.receive(chunks(make_package(number="2102")), sender=TAY_NINH_STC, subsystem="s")
+    ).id
+    for doc in (other_id, signed_for):
+        await hub.fetch(doc, NGHE_AN, subsystem="s")
+
+    revoke = make_package(number="2102", doc_type=1)
+    target = f"<edXML:DocumentId>{TAY_NINH_STC},2020/10/30,2102/STC-BCTC</edXML:DocumentId>"
+    business = revoke.index(b"<edXML:Bussiness>")
+    at = revoke.index(target.encode(), business)
+    tampered = (
+        revoke[:at] + target.replace("/STC-", "/STC<!---->-").encode() + revoke[at + len(target) :]
+    )
+    assert _c14n(tampered) == _c14n(revoke)  # the signature still holds
+    with pytest.raises(InvalidEdxml, match="comment") as refused:
+        await hub.receive(chunks(tampered), sender=TAY_NINH_STC, subsystem="s")
+    assert refused.value.extra == {"field": "DocumentId"}
+    for doc in (other_id, signed_for):
+        view = await hub.statuses(doc, TAY_NINH_STC)
+        assert [r["history"] for r in view["recipients"]] == [[]]
+
+    # The revoke as signed reaches the document it names, and only that one.
+    await hub.receive(chunks(revoke), sender=TAY_NINH_STC, subsystem="s")
+    history = {
+        doc: [
+            h["code"] for h in (await hub.statuses(doc, TAY_NINH_STC))["recipients"][0]["history"]
+        ]
+        for doc in (other_id, signed_for)
+    }
+    assert history == {other_id: [], signed_for: ["13"]}
+
+
+async def test_a_status_whose_text_a_comment_splits_is_refused(
+    hub: DocumentHub, make_package: Callable[..., bytes], key: Callable[[str], Any]
+) -> None:
+    """The same for a status message: its Description was read as the text before the comment
+    (``Da tiep nhan``) and recorded so. A comment between elements stays harmless."""
+    doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    await hub.fetch(doc, NGHE_AN, subsystem="s")
+    message = StatusMessage(
+        Organization(NGHE_AN),
+        ResponseFor(TAY_NINH_STC, "2491/STC-BCTC", date(2020, 10, 30), STATUS_DOCUMENT_ID),
+        "01",
+        datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
+        description="Da tiep nhan, chuyen xu ly",
+    )
+    signed = sign_bytes(build_status(message), key(NGHE_AN))
+    whole = b">Da tiep nhan, chuyen xu ly<"
+    assert signed.count(whole) == 1
+    with pytest.raises(InvalidEdxml, match="Description"):
+        await hub.record_status(
+            doc,
+            chunks(signed.replace(whole, b">Da tiep nhan<!---->, chuyen xu ly<")),
+            sender=NGHE_AN,
+            subsystem="s",
+        )
+    between = signed.replace(b"<edXML:StatusCode>", b"<!-- ghi chu --><edXML:StatusCode>")
+    assert between != signed
+    await hub.record_status(doc, chunks(between), sender=NGHE_AN, subsystem="s")
+    view = await hub.statuses(doc, TAY_NINH_STC)
+    assert [(h["code"], h["description"]) for h in view["recipients"][0]["history"]] == [
+        ("01", "Da tiep nhan, chuyen xu ly")
+    ]

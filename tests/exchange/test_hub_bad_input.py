@@ -14,9 +14,12 @@ from lxml import etree
 from gateway.api.documents import _Base64
 from gateway.exchange.builder import NewAttachment, build_package
 from gateway.exchange.edxml import q
-from gateway.exchange.errors import InvalidEdxml, SignatureInvalid, UnknownDocument
+from gateway.exchange.errors import ForgedSender, InvalidEdxml, SignatureInvalid, UnknownDocument
 from gateway.exchange.hub import DocumentHub, IncomingPart
+from gateway.exchange.receipt import read_receipt
 from gateway.exchange.xmldsig import sign_bytes
+from signing.pdf import sign_pdf
+from signing.testing import sample_pdf
 
 from .factories import (
     NGHE_AN,
@@ -184,3 +187,44 @@ async def test_an_embedded_attachment_the_manifest_does_not_list_is_refused(
         await hub.receive(chunks(package), sender=TAY_NINH_STC, subsystem="s")
     assert refused.value.extra["field"] == "Reference"
     assert _blobs(hub) == blobs
+
+
+async def test_a_part_must_be_signed_by_its_sender_not_by_any_trusted_signer(
+    hub: DocumentHub, key: Callable[[str], Any], signed_pdf: bytes
+) -> None:
+    """A MIME part travels outside the signed envelope and the manifest carries no digest of it:
+    anyone on the way could put in its place any PDF signed by anyone the hub trusts (another
+    agency's decision), and it was forwarded as the sender's attachment. 403 forged-sender, as
+    for an envelope signed by another agency."""
+    header = cong_van_header()
+    root = etree.fromstring(
+        build_package(header, trace_for(header), [NewAttachment("cong-van.pdf", b"%PDF-")])
+    )
+    cid = str(root.findtext(f".//{q('Reference')}/{q('ContentId')}"))
+    root.remove(root.find(q("AttachmentEncoded")))
+    envelope = sign_bytes(etree.tostring(root, encoding="UTF-8"), key(TAY_NINH_STC))
+    by_justice = await sign_pdf(sample_pdf("Quyet dinh cua Bo Tu phap"), key(TU_PHAP))
+
+    def parts(pdf: bytes) -> AsyncIterator[IncomingPart]:
+        async def one() -> AsyncIterator[IncomingPart]:
+            yield IncomingPart(cid, "cong-van.pdf", "application/pdf", _one(pdf))
+
+        return one()
+
+    blobs = _blobs(hub)
+    with pytest.raises(ForgedSender, match=r"cong-van\.pdf is signed by agency-000\.00\.00\.G15"):
+        await hub.receive(
+            chunks(envelope), sender=TAY_NINH_STC, subsystem="s", parts=parts(by_justice)
+        )
+    assert _blobs(hub) == blobs
+    # The sender's own signed PDF in the same place is accepted; so is one the sender signed
+    # besides another agency (a document issued jointly): one of its signatures is the sender's.
+    accepted = await hub.receive(
+        chunks(envelope), sender=TAY_NINH_STC, subsystem="s", parts=parts(signed_pdf)
+    )
+    assert [a.name for a in read_receipt(accepted.receipt).attachments] == ["cong-van.pdf"]
+    jointly = await sign_pdf(by_justice, key(TAY_NINH_STC))
+    other = sign_bytes(  # another number: another document
+        etree.tostring(root, encoding="UTF-8").replace(b"2491", b"2492"), key(TAY_NINH_STC)
+    )
+    await hub.receive(chunks(other), sender=TAY_NINH_STC, subsystem="s", parts=parts(jointly))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
@@ -25,12 +26,13 @@ from gateway.exchange.builder import (
 )
 from gateway.exchange.edxml import DS_NS
 from gateway.exchange.errors import SignatureInvalid
+from gateway.exchange.hub import DocumentHub
 from gateway.exchange.stream import scan_file
 from gateway.exchange.xmldsig import check_envelope, sign_bytes, sign_file, verify_envelope
 from signing.testing import TestPKI
 from signing.xml import sign_xml, verify_xml
 
-from .factories import NGHE_AN, SAMPLES, TAY_NINH_STC, cong_van_header, trace_for
+from .factories import NGHE_AN, SAMPLES, TAY_NINH_STC, chunks, cong_van_header, trace_for
 
 
 def _scan(tmp_path: Path, data: bytes) -> Any:
@@ -242,3 +244,80 @@ def test_uri_empty_reference_excludes_comments_with_xmlsec1_both_ways(
     with pytest.raises(SignatureInvalid, match="digest mismatch"):
         check_envelope(scan_file(ours, None))
     assert _xmlsec1(*verify, str(ours))[0] != 0
+
+
+def _key_info(data: bytes, pki: TestPKI, agency: str, order: tuple[str, ...]) -> bytes:
+    """``data`` with KeyInfo's X509Certificate elements replaced by ``order`` ("signer",
+    "intermediate", "root"). KeyInfo is not covered by the digest: the signature holds."""
+    pems = {
+        "signer": pki.cert_path(f"agency-{agency}"),
+        "intermediate": pki.intermediate_pem,
+        "root": pki.root_pem,
+    }
+    root = etree.fromstring(data)
+    x5 = next(root.iter(f"{{{DS_NS}}}X509Data"))
+    for el in list(x5):
+        x5.remove(el)
+    for name in order:
+        cert = x509.load_pem_x509_certificate(pems[name].read_bytes())
+        etree.SubElement(x5, f"{{{DS_NS}}}X509Certificate").text = base64.b64encode(
+            cert.public_bytes(Encoding.DER)
+        ).decode()
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+@pytest.mark.parametrize("agency", [NGHE_AN, TAY_NINH_STC])  # RSA-2048 and ECDSA P-256
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("root", "intermediate", "signer"),
+        ("intermediate", "root", "signer"),
+        ("root", "signer", "intermediate"),
+        ("signer", "intermediate", "root"),
+        ("intermediate", "signer"),
+    ],
+)
+async def test_the_signer_is_the_certificate_that_issues_none_of_the_others(
+    tmp_path: Path,
+    pki: TestPKI,
+    trust: Any,
+    make_package: Callable[..., bytes],
+    agency: str,
+    order: tuple[str, ...],
+) -> None:
+    """XMLDSig sets no order in X509Data. A self-signed root listed first was taken for the
+    signer: the valid package was refused ("the signature method does not match the
+    certificate's key", or a SignatureValue that does not verify)."""
+    data = _key_info(make_package(sender=agency), pki, agency, order)
+    result = await verify_envelope(_scan(tmp_path, data), trust)
+    assert result.signer == f"agency-{agency}"
+    assert result.chain[-1] == "lienthong Test Root CA"
+
+
+async def test_a_self_signed_certificate_is_the_signer_only_when_alone(
+    tmp_path: Path, pki: TestPKI, make_package: Callable[..., bytes]
+) -> None:
+    data = _key_info(make_package(sender=NGHE_AN), pki, NGHE_AN, ("root",))
+    with pytest.raises(SignatureInvalid, match="does not verify with the signer's key"):
+        check_envelope(_scan(tmp_path, data))
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 is not installed")
+async def test_a_root_listed_first_in_key_info_is_accepted_by_the_hub_and_xmlsec1(
+    tmp_path: Path, pki: TestPKI, hub: DocumentHub, make_package: Callable[..., bytes]
+) -> None:
+    data = _key_info(make_package(), pki, TAY_NINH_STC, ("root", "intermediate", "signer"))
+    accepted = await hub.receive(chunks(data), sender=TAY_NINH_STC, subsystem="s")
+    assert not accepted.duplicate
+    signed = tmp_path / "root-first.xml"
+    signed.write_bytes(data)
+    code, out = _xmlsec1(
+        "--verify",
+        "--trusted-pem",
+        str(pki.root_pem),
+        "--enabled-reference-uris",
+        "empty",
+        str(signed),
+    )
+    assert code == 0, out
