@@ -459,6 +459,14 @@ class DocumentHub:
                 detail=f"BussinessDocType {pkg.doc_type} to {', '.join(receipt.recipients)}",
             ),
         )
+        # The table's key holds the type (a revoke or update names its original's DocumentId),
+        # so a new and a replacing document of one DocumentId racing in both pass the insert.
+        # Look again now, last: on PostgreSQL this transaction holds the audit turn by now
+        # (every accept takes it, until it ends), so the later of the two sees the earlier
+        # (SQLite has one writer). Raising undoes the whole transaction.
+        others = [r for r in _namesakes(tx, pkg, sender) if r["id"] != receipt.id]
+        if others:
+            raise _conflict(others[0])
         return Accepted(receipt.id, signed)
 
     @staticmethod

@@ -1,5 +1,5 @@
-"""A DocumentId names one document of its sender, whichever way the sender writes its date — on
-SQLite and on PostgreSQL.
+"""A DocumentId names one document of its sender, whichever way the sender writes its date, and
+new and replacing documents share one namespace of them — on SQLite and on PostgreSQL.
 
 spec/edxml.md: a DocumentId is ``{OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}``; ``dd/MM/yyyy``
 is seen in real packages: "accept both, emit the first".
@@ -7,6 +7,7 @@ is seen in real packages: "accept both, emit the first".
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -153,6 +154,52 @@ async def test_a_status_and_a_revoke_find_the_document_by_another_spelling(
     assert revoke.id != doc
     view = await hub.statuses(doc, TAY_NINH_STC)
     assert [h["code"] for h in view["recipients"][0]["history"]] == ["01", "13"]
+
+
+async def test_new_and_replacing_documents_share_one_namespace_of_document_ids(
+    hub: DocumentHub, package: Callable[..., bytes]
+) -> None:
+    original = await _receive(hub, package())
+    with pytest.raises(DuplicateConflict) as refused:  # a replacement taking its DocumentId
+        await _receive(hub, package(doc_type=3, subject="V/v thay thế"))
+    assert refused.value.extra["id"] == original.id
+    replacement = await _receive(hub, package(number="1502", doc_type=3))  # an id of its own
+    with pytest.raises(DuplicateConflict) as refused:  # a new document taking the replacement's
+        await _receive(hub, package(number="1502"))
+    assert refused.value.extra["id"] == replacement.id
+    # A revoke and an update name the original's DocumentId, as they must.
+    await _receive(hub, package(doc_type=1))
+    await _receive(hub, package(doc_type=2))
+    assert await _documents(hub) == 4
+    box = await hub.inbox(NGHE_AN)
+    assert [(i["document_id"], i["doc_type"]) for i in box["items"]] == [
+        (f"{TAY_NINH_STC},2020/10/30,1501/STC-BCTC", 0),
+        (f"{TAY_NINH_STC},2020/10/30,1502/STC-BCTC", 3),
+        (f"{TAY_NINH_STC},2020/10/30,1501/STC-BCTC", 1),
+        (f"{TAY_NINH_STC},2020/10/30,1501/STC-BCTC", 2),
+    ]
+
+
+async def test_a_new_and_a_replacing_document_racing_in_store_one(
+    hub: DocumentHub, package: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both have looked before either commits: the transactions themselves must tell."""
+    both_looked = asyncio.Barrier(2)
+    transact = hub.store.transact
+
+    async def after_both(work: Any, **kw: Any) -> Any:
+        await both_looked.wait()
+        return await transact(work, **kw)
+
+    monkeypatch.setattr(hub.store, "transact", after_both)
+    results = await asyncio.gather(
+        _receive(hub, package()), _receive(hub, package(doc_type=3)), return_exceptions=True
+    )
+    accepted = [r for r in results if isinstance(r, Accepted)]
+    refused = [r for r in results if isinstance(r, DuplicateConflict)]
+    assert (len(accepted), len(refused)) == (1, 1), results
+    assert refused[0].extra["id"] == accepted[0].id
+    assert await _documents(hub) == 1
 
 
 async def test_document_ids_an_earlier_version_filed_as_sent_are_refiled(

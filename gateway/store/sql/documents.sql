@@ -57,9 +57,13 @@ ON CONFLICT (sender, document_id, doc_type) DO NOTHING;
 SELECT * FROM documents WHERE id = :id;
 
 -- name: by_key
--- The documents that hold a package's DocumentId (in its normal form) for its type.
+-- The documents that hold a package's DocumentId (in its normal form) for its kind: new (0) and
+-- replacing (3) documents share one namespace (a replacement takes an id of its own), while a
+-- revoke (1) or update (2) names its original's and so has one per kind. Oldest first: one,
+-- unless a store from before this rule holds several.
 SELECT * FROM documents
-WHERE sender = :sender AND document_id = :document_id AND doc_type = :doc_type
+WHERE sender = :sender AND document_id = :document_id
+  AND (doc_type = :doc_type OR (doc_type IN (0, 3) AND :doc_type IN (0, 3)))
 ORDER BY received_at, id;
 
 -- name: unfiled
