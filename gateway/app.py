@@ -361,6 +361,10 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
     await stack.enter_async_context(runtime.worker)
     if runtime.extras.get("signing") is not None:
         hub = await documents.hub_for(runtime)  # built now, on this loop, not on a first request
+        # Before the first request: a DocumentId an earlier version filed as sent is looked up
+        # by its normal form from now on.
+        if refiled := await hub.refile_document_ids():
+            _documents_log.info("%d stored DocumentId(s) refiled as yyyy/MM/dd", refiled)
         sweeper = asyncio.create_task(_sweep_blobs(hub), name="lienthong-blob-sweeper")
         stack.callback(sweeper.cancel)
 

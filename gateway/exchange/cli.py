@@ -21,6 +21,7 @@ import aiohttp
 import click
 
 from gateway.exchange.builder import FileAttachment, build_status, write_package
+from gateway.exchange.check import certificate_agency
 from gateway.exchange.errors import ExchangeError, InvalidEdxml
 from gateway.exchange.model import (
     VN_TZ,
@@ -427,6 +428,33 @@ def inbox(
         click.echo(f"next: --after {page['next']}")
 
 
+def _status_sender(view: dict[str, Any], doc_id: str, sender: str | None, key: Any) -> str:
+    """The agency a status for ``view``'s document speaks for: ``--from``, else the recipient the
+    hub shows the caller. Raises UsageError when that is the document's sender, who only reads
+    statuses: named by ``--from`` or by the key's certificate (the hub binds the signer to From
+    by it), or seen from the view, which shows a recipient itself alone and the sender every
+    recipient (none, one, or more)."""
+    origin = view["from"]
+    if origin in (sender, certificate_agency(key.certificate)):
+        raise click.UsageError(
+            f"only a recipient sends statuses: {doc_id} is {origin}'s own document"
+        )
+    if sender:
+        return sender
+    shown: list[str] = [r["recipient"] for r in view["recipients"]]
+    if not shown:
+        raise click.UsageError(
+            f"only a recipient sends statuses: the hub shows you no recipient of {doc_id} to "
+            "send as"
+        )
+    if len(shown) > 1:
+        raise click.UsageError(
+            f"only a recipient sends statuses: the hub shows you every recipient of {doc_id} "
+            f"({', '.join(shown)}), as it does the document's sender"
+        )
+    return shown[0]
+
+
 @docs.command("status")
 @click.argument("doc_id")
 @click.argument("code", required=False)
@@ -464,7 +492,9 @@ def status(
             view: dict[str, Any] = await resp.json()
         if code is None:
             return view
-        me = sender or view["recipients"][0]["recipient"]
+        assert key is not None
+        signing_key = await asyncio.to_thread(_key, key)  # disk, or a token: off the loop
+        me = _status_sender(view, doc_id, sender, signing_key)
         now = datetime.now(UTC)
         msg = StatusMessage(
             from_=Organization(me),
@@ -480,9 +510,7 @@ def status(
             staff_info=StaffInfo(staff=staff),
             trace=TraceHeaderList((TraceHeader(me, now),)),  # as `send` adds the sender's
         )
-        assert key is not None
-        # Loading the key and signing are disk and CPU work: off the loop.
-        body = await asyncio.to_thread(lambda: sign_bytes(build_status(msg), _key(key)))
+        body = await asyncio.to_thread(lambda: sign_bytes(build_status(msg), signing_key))
         async with http.post(
             f"{conn.url}/v1/documents/{doc_id}/status",
             data=body,

@@ -36,7 +36,13 @@ from gateway.exchange.errors import (
     StatusTransitionError,
     UnknownDocument,
 )
-from gateway.exchange.model import AttachmentInfo, StatusMessage, TraceHeader
+from gateway.exchange.model import (
+    AttachmentInfo,
+    Package,
+    StatusMessage,
+    TraceHeader,
+    normal_document_id,
+)
 from gateway.exchange.receipt import Receipt, build_receipt, sign_receipt
 from gateway.exchange.status import MEANINGS, advance, replay
 from gateway.exchange.trace import forward_copy
@@ -75,6 +81,24 @@ def _part_key(part: Mapping[str, Any]) -> tuple[str, str, str, str]:
 
 def _unnamed(tx: Tx, digests: list[str]) -> list[str]:
     return [d for d in digests if tx.one("documents.blob_named", sha256=d) is None]
+
+
+def _conflict(row: Mapping[str, Any]) -> DuplicateConflict:
+    return DuplicateConflict(
+        f"DocumentId {row['document_id']} was already received with other content",
+        id=row["id"],
+        document_id=row["document_id"],
+    )
+
+
+def _namesakes(tx: Tx, pkg: Package, sender: str) -> list[dict[str, Any]]:
+    """The sender's documents that hold ``pkg``'s DocumentId for its kind (documents.by_key)."""
+    return tx.all(
+        "documents.by_key",
+        sender=sender,
+        document_id=normal_document_id(pkg.header.document_id),
+        doc_type=pkg.doc_type,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,15 +273,8 @@ class DocumentHub:
                 parts=mime_parts,
             )
             pkg = checked.package
-            existing = await self.store.read(
-                lambda tx: tx.one(
-                    "documents.by_key",
-                    sender=sender,
-                    document_id=pkg.header.document_id,
-                    doc_type=pkg.doc_type,
-                )
-            )
-            if existing is not None:
+            existing = await self.store.read(lambda tx: _namesakes(tx, pkg, sender))
+            if existing:
                 return self._duplicate(existing, checked.scan.sha256, mime_parts)
             # Refuse a revoke/update/replace of an unknown document before any blob is kept
             # (the transaction checks again: a concurrent change cannot slip through).
@@ -311,22 +328,60 @@ class DocumentHub:
         keep = [d for d in held if d not in still]
         return await asyncio.to_thread(self.blobs.purge, held, keep=keep)
 
-    def _duplicate(self, row: dict[str, Any], sha256: str, parts: list[AttachmentInfo]) -> Accepted:
-        """The original receipt for the same package sent again; DuplicateConflict if the
-        DocumentId came before with other content. A multipart/related package is the same only
-        if its envelope and every part are (what the recipient gets of each part: its
-        Content-ID, name, type and bytes, in order): the envelope's signature covers no part."""
-        stored = msgspec.json.decode(row["meta"]).get("parts") or []
-        same_parts = [_part_key(p) for p in stored] == [
-            _part_key(msgspec.to_builtins(p)) for p in parts
-        ]
-        if row["package_sha256"] != sha256 or not same_parts:
-            raise DuplicateConflict(
-                f"DocumentId {row['document_id']} was already received with other content",
-                id=row["id"],
-                document_id=row["document_id"],
+    async def refile_document_ids(self) -> int:
+        """Put the rows an earlier version filed under the sender's spelling of a DocumentId
+        (``…,30/10/2020,…``, ``…,2020/1/5,…``) under its normal form, which this version files
+        and looks up by; return how many moved. Run once the store is open, before packages are
+        taken. A row whose normal form another document of its kind holds already (one document
+        accepted twice under two spellings, as earlier versions allowed) keeps its spelling: the
+        DocumentId then names the other, and this one is still answered by its hub id.
+        Raises StoreError."""
+
+        def unit(tx: Tx) -> tuple[int, list[dict[str, Any]]]:
+            moved, kept = 0, []
+            for row in tx.all("documents.unfiled"):
+                normal = normal_document_id(row["document_id"])
+                if normal == row["document_id"]:
+                    continue  # no date where the form puts it: from before DocumentIds were checked
+                if tx.all(
+                    "documents.by_key",
+                    sender=row["sender"],
+                    document_id=normal,
+                    doc_type=row["doc_type"],
+                ):
+                    kept.append(row)
+                    continue
+                moved += tx.execute(
+                    "documents.refile", id=row["id"], document_id=normal, was=row["document_id"]
+                )
+            return moved, kept
+
+        moved: int
+        kept: list[dict[str, Any]]
+        moved, kept = await self.store.transact(unit)
+        for row in kept:
+            log.warning(
+                "document %s keeps DocumentId %s as sent: another document holds %s",
+                row["id"],
+                row["document_id"],
+                normal_document_id(row["document_id"]),
             )
-        return Accepted(row["id"], bytes(row["receipt"]), duplicate=True)
+        return moved
+
+    def _duplicate(
+        self, rows: list[dict[str, Any]], sha256: str, parts: list[AttachmentInfo]
+    ) -> Accepted:
+        """The original receipt for the same package sent again; DuplicateConflict if the
+        DocumentId came before (``rows``, see _namesakes) with other content. A multipart/related
+        package is the same only if its envelope and every part are (what the recipient gets of
+        each part: its Content-ID, name, type and bytes, in order): the envelope's signature
+        covers no part."""
+        wanted = [_part_key(msgspec.to_builtins(p)) for p in parts]
+        for row in rows:
+            stored = msgspec.json.decode(row["meta"]).get("parts") or []
+            if row["package_sha256"] == sha256 and [_part_key(p) for p in stored] == wanted:
+                return Accepted(row["id"], bytes(row["receipt"]), duplicate=True)
+        raise _conflict(rows[0])
 
     def _accept(
         self,
@@ -354,7 +409,8 @@ class DocumentHub:
         inserted = tx.execute(
             "documents.insert",
             id=receipt.id,
-            document_id=receipt.document_id,
+            # Filed, looked up and shown in the spec's form; the receipt names it as sent.
+            document_id=normal_document_id(pkg.header.document_id),
             sender=sender,
             doc_type=pkg.doc_type,
             package_sha256=receipt.package_sha256,
@@ -368,14 +424,7 @@ class DocumentHub:
             meta=msgspec.json.encode(meta, enc_hook=str).decode(),  # pyHanko strings
         )
         if inserted == 0:  # the same package raced in on another request
-            row = tx.one(
-                "documents.by_key",
-                sender=sender,
-                document_id=receipt.document_id,
-                doc_type=pkg.doc_type,
-            )
-            assert row is not None
-            return self._duplicate(row, receipt.package_sha256, mime_parts)
+            return self._duplicate(_namesakes(tx, pkg, sender), receipt.package_sha256, mime_parts)
         if target is not None:
             self._request_recall(tx, target, business.reason if business else "", receipt)
         for original_id in replaced:
@@ -410,6 +459,14 @@ class DocumentHub:
                 detail=f"BussinessDocType {pkg.doc_type} to {', '.join(receipt.recipients)}",
             ),
         )
+        # The table's key holds the type (a revoke or update names its original's DocumentId),
+        # so a new and a replacing document of one DocumentId racing in both pass the insert.
+        # Look again now, last: on PostgreSQL this transaction holds the audit turn by now
+        # (every accept takes it, until it ends), so the later of the two sees the earlier
+        # (SQLite has one writer). Raising undoes the whole transaction.
+        others = [r for r in _namesakes(tx, pkg, sender) if r["id"] != receipt.id]
+        if others:
+            raise _conflict(others[0])
         return Accepted(receipt.id, signed)
 
     @staticmethod
@@ -422,7 +479,9 @@ class DocumentHub:
         target: str | None = None
         if pkg.doc_type in (1, 2):
             acted_on = (business.document_id if business else "") or pkg.header.document_id
-            original = tx.one("documents.originals", sender=sender, document_id=acted_on)
+            original = tx.one(
+                "documents.originals", sender=sender, document_id=normal_document_id(acted_on)
+            )
             if original is None:
                 raise UnknownDocument(
                     f"no document {acted_on} from {sender} to revoke or update",
@@ -442,7 +501,11 @@ class DocumentHub:
         replaced = []
         if pkg.doc_type == 3 and business is not None:
             for rep in business.replacements:
-                original = tx.one("documents.originals", sender=sender, document_id=rep.document_id)
+                original = tx.one(
+                    "documents.originals",
+                    sender=sender,
+                    document_id=normal_document_id(rep.document_id),
+                )
                 if original is None:
                     raise UnknownDocument(
                         f"no document {rep.document_id} from {sender} to replace",
@@ -582,7 +645,11 @@ class DocumentHub:
         delivery = tx.one("documents.delivery", document=doc_id, recipient=sender)
         if delivery is None:
             raise UnknownDocument(f"no document {doc_id} for {sender}")
-        if st.response_for.document_id != doc["document_id"]:
+        # Both sides normalised: a row an earlier version filed as sent, and refile_document_ids
+        # could not move (its normal form was taken), is answered all the same.
+        if normal_document_id(st.response_for.document_id) != normal_document_id(
+            doc["document_id"]
+        ):
             raise InvalidEdxml(
                 f"ResponseFor/DocumentId {st.response_for.document_id} is not {doc['document_id']}",
                 field="ResponseFor/DocumentId",

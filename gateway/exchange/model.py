@@ -36,6 +36,7 @@ __all__ = [
     "TraceHeaderList",
     "format_date",
     "format_timestamp",
+    "normal_document_id",
     "parse_date",
     "parse_timestamp",
 ]
@@ -85,6 +86,21 @@ def format_date(value: date) -> str:
 def format_timestamp(value: datetime) -> str:
     local = value.astimezone(VN_TZ)
     return f"{format_date(local.date())} {local:%H:%M:%S}"
+
+
+def normal_document_id(document_id: str) -> str:
+    """``document_id`` as spec/edxml.md emits it: ``{OrganId},{yyyy/MM/dd},{number}``, its date
+    zero-padded. Senders also write ``30/10/2020`` or ``2020/1/5`` (accepted alike): one document
+    whichever, so the hub files and compares DocumentIds in this form. An id with no date where
+    the form puts one is returned as it is."""
+    parts = document_id.split(",")
+    if len(parts) != 3:
+        return document_id
+    try:
+        issued = parse_date(parts[1])
+    except InvalidEdxml:
+        return document_id
+    return f"{parts[0]},{format_date(issued)},{parts[2]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from signing.pdf import sign_pdf
 from signing.testing import TestPKI, sample_pdf
 from tests.e2e.test_documents import PROBLEM, Hub, package, running_hub, status_message
 
-from .factories import NGHE_AN, TAY_NINH_STC, cong_van_header, trace_for
+from .factories import NGHE_AN, TAY_NINH_STC, TU_PHAP, cong_van_header, trace_for
 
 # Each an encoding Python knows but expat cannot use (or no XML encoding at all).
 FOREIGN_ENCODINGS = [
@@ -305,6 +305,62 @@ async def test_cli_send_failures_are_one_line_and_a_nonzero_exit(
     assert sent.exit_code == 0, sent.output
     accepted = sent.output.split()[1]
     one_line(await cli(str(pdf), *wrap), 1, "duplicate-conflict", f"docs status {accepted}")
+
+
+async def test_cli_status_is_sent_by_a_recipient_only(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes
+) -> None:
+    """`docs status ID CODE` run by the document's sender signed the status as the first
+    recipient the hub showed it, and the hub refused it as a forged sender; with no recipient
+    shown it failed on an empty list. Each is a usage error now, told before anything is sent."""
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    async def cli(token: str, *args: str, url: str = hub.url) -> Any:
+        env = {"LIENTHONG_URL": url, "LIENTHONG_TOKEN": token}
+        return await asyncio.to_thread(
+            CliRunner().invoke, main, ["docs", "status", *args], env=env, prog_name="lienthong"
+        )
+
+    def refused(result: Any, *words: str) -> None:
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+        assert result.exit_code == 2, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert "only a recipient sends statuses" in result.output, result.output
+        assert all(w in result.output for w in words), result.output
+
+    stc_key = str(pki.key_path(f"agency-{TAY_NINH_STC}"))
+    ubnd_key = str(pki.key_path(f"agency-{NGHE_AN}"))
+    no_agency_key = str(pki.key_path("gateway"))  # its certificate names no agency
+    one = await _delivered_to_nghe_an(hub, package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf))
+    # The sender, known by its key, by --from, or by the view it gets (every recipient).
+    refused(await cli("t-stc", one, "03", "--key", stc_key), f"{TAY_NINH_STC}'s own document")
+    refused(await cli("t-stc", one, "03", "--key", ubnd_key, "--from", TAY_NINH_STC))
+    two = package(pki, TAY_NINH_STC, (NGHE_AN, TU_PHAP), signed_pdf, number="2492")
+    async with await hub.send(TAY_NINH_STC, two) as r:
+        assert r.status == 202, await r.text()
+        both = r.headers["X-Lienthong-Document"]
+    refused(await cli("t-stc", both, "03", "--key", no_agency_key), "every recipient")
+    _, view = await hub.json("GET", f"/v1/documents/{one}/status", TAY_NINH_STC)
+    assert [r["history"] for r in view["recipients"]] == [[]]  # nothing was sent
+
+    async def no_recipient(request: web.Request) -> web.Response:
+        doc = {"id": one, "document_id": "x", "from": TAY_NINH_STC, "recipients": []}
+        return web.json_response(doc)
+
+    app = web.Application()
+    app.router.add_get("/v1/documents/{id}/status", no_recipient)
+    elsewhere = TestServer(app, host="127.0.0.1")
+    await elsewhere.start_server()
+    try:
+        url = str(elsewhere.make_url("")).rstrip("/")
+        refused(await cli("t-x", one, "03", "--key", no_agency_key, url=url), "no recipient")
+    finally:
+        await elsewhere.close()
+    # The recipient sends, as before.
+    sent = await cli("t-ubnd", one, "01", "--key", ubnd_key)
+    assert sent.exit_code == 0, sent.output
 
 
 async def test_a_status_code_edxml_does_not_define_is_invalid_edxml(

@@ -76,9 +76,13 @@ async def test_the_pushed_kind_follows_bussiness_doc_type(
     )
     kinds = {}
     first = ""
-    for doc_type in (0, 1, 2, 3):  # new, revoke, update, replace (of the first)
+    for doc_type in (0, 1, 2, 3):  # new, revoke, update (of the first), replace
+        # A replacement takes a DocumentId of its own; a revoke or update names the original's.
+        number = "2492" if doc_type == 3 else "2491"
         accepted = await hub.receive(
-            chunks(make_package(doc_type=doc_type)), sender=TAY_NINH_STC, subsystem="s"
+            chunks(make_package(doc_type=doc_type, number=number)),
+            sender=TAY_NINH_STC,
+            subsystem="s",
         )
         await push.run(_job(PUSH_KIND, {"document": accepted.id, "recipient": NGHE_AN}))
         kinds[doc_type] = session.headers[-1]["X-Lienthong-Kind"]

@@ -5,7 +5,7 @@
 -- name: schema
 CREATE TABLE IF NOT EXISTS documents (
     id             TEXT    PRIMARY KEY,      -- the hub's id (used in URLs)
-    document_id    TEXT    NOT NULL,         -- edXML DocumentId
+    document_id    TEXT    NOT NULL,         -- edXML DocumentId, date as yyyy/MM/dd (model.normal_document_id)
     sender         TEXT    NOT NULL,         -- From/OrganId = the authenticated agency
     doc_type       INTEGER NOT NULL,         -- BussinessDocType 0 new, 1 revoke, 2 update, 3 replace
     package_sha256 TEXT    NOT NULL,         -- as received (what the receipt names)
@@ -57,7 +57,24 @@ ON CONFLICT (sender, document_id, doc_type) DO NOTHING;
 SELECT * FROM documents WHERE id = :id;
 
 -- name: by_key
-SELECT * FROM documents WHERE sender = :sender AND document_id = :document_id AND doc_type = :doc_type;
+-- The documents that hold a package's DocumentId (in its normal form) for its kind: new (0) and
+-- replacing (3) documents share one namespace (a replacement takes an id of its own), while a
+-- revoke (1) or update (2) names its original's and so has one per kind. Oldest first: one,
+-- unless a store from before this rule holds several.
+SELECT * FROM documents
+WHERE sender = :sender AND document_id = :document_id
+  AND (doc_type = :doc_type OR (doc_type IN (0, 3) AND :doc_type IN (0, 3)))
+ORDER BY received_at, id;
+
+-- name: unfiled
+-- Rows that may hold a DocumentId as an earlier version filed it, in the sender's spelling of its
+-- date (30/10/2020, 2020/1/5): no ",yyyy/MM/dd," in it. DocumentHub.refile_document_ids looks closer.
+SELECT id, sender, doc_type, document_id FROM documents
+WHERE document_id NOT LIKE '%,____/__/__,%'
+ORDER BY received_at, id;
+
+-- name: refile
+UPDATE documents SET document_id = :document_id WHERE id = :id AND document_id = :was;
 
 -- name: originals
 -- The documents a revoke/update/replace may act on: the sender's own, by DocumentId.

@@ -1,11 +1,11 @@
 -- PostgreSQL versions of blocks in ../documents.sql (see audit.sql here for the "base:" lines).
 
 -- name: schema
--- base: 46a733baccaf6fc3
+-- base: f7d79035a9f87970
 -- AUTOINCREMENT ids (never reused) → identity columns, which never reuse a value either.
 CREATE TABLE IF NOT EXISTS documents (
     id             TEXT    PRIMARY KEY,
-    document_id    TEXT    NOT NULL,
+    document_id    TEXT    NOT NULL,         -- edXML DocumentId, date as yyyy/MM/dd
     sender         TEXT    NOT NULL,
     doc_type       BIGINT  NOT NULL,
     package_sha256 TEXT    NOT NULL,
