@@ -193,6 +193,19 @@ def _callback_base(value: str, where: str) -> None:
         )
 
 
+# A slash or backslash spelled encoded (yarl also sends a raw backslash as %5C). A receiver may
+# decode them before it resolves the path, nginx does %2F, and some read a backslash as a slash:
+# /cb/..%2Fadmin, under /cb/ as compared and sent, is /admin to it.
+_ENCODED_SEPARATOR = re.compile(r"%2f|%5c", re.IGNORECASE)
+
+
+def _encoded_dot_segment(path: str) -> bool:
+    """Whether ``path`` (as written) has a ``.`` or ``..`` segment spelled with ``%2E``. yarl
+    decodes and resolves one before the comparison, but a URL library that did not would send it
+    as written, for the receiver to resolve (``/cb/%2E%2E/admin``)."""
+    return any("%2e" in s.lower() and unquote(s) in (".", "..") for s in path.split("/"))
+
+
 def callback_allowed(url: str, bases: tuple[str, ...]) -> bool:
     """Whether ``url`` lies under one of ``bases`` (a subsystem's ``callback_urls``): the same
     scheme, host and port, and a path equal to the base's or below it as a folder
@@ -200,12 +213,16 @@ def callback_allowed(url: str, bases: tuple[str, ...]) -> bool:
 
     Judged on the URL as aiohttp will send it (yarl's parsing: ``..`` and ``.`` segments resolved,
     the default port filled in), so that no spelling reaches what the comparison did not see. A
-    URL carrying credentials is never admitted."""
+    URL carrying credentials is never admitted, nor one whose path holds an encoded slash or
+    backslash, a backslash, or a dot segment spelled encoded: the receiver might decode them
+    before resolving the path, and serve another folder than the one compared."""
     try:
         target = URL(url)
         # yarl reads the parts lazily: a host that is not valid IDNA ("xn--") fails only here.
         origin = (target.scheme, target.raw_host, target.port)
         if target.raw_user is not None or target.raw_password is not None:
+            return False
+        if _ENCODED_SEPARATOR.search(target.raw_path) or _encoded_dot_segment(urlsplit(url).path):
             return False
     except (ValueError, TypeError):
         return False

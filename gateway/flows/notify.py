@@ -22,9 +22,10 @@ from gateway import dossiers
 from gateway.metrics import Metrics
 from gateway.outbox.breaker import Breakers, NotYet, call_registry
 from gateway.outbox.jobs import Job
+from gateway.outbox.worker import Delivery
 from gateway.procedures import flow_of
 from gateway.settings import Subsystem
-from gateway.store import Row, Store, Tx
+from gateway.store import Store, Tx
 
 __all__ = ["CallbackHandler", "PortalSyncHandler", "sign_callback", "verify_callback"]
 
@@ -187,13 +188,22 @@ class _PortalJob:
         self.portal, self.store, self.metrics = portal, store, metrics
         self.breaker = (breakers or Breakers()).get("portal")
 
-    async def _syncs(self, job: Job) -> list[Row]:
-        """The dossier's other sync jobs (id, key, state)."""
+    async def _others(self, job: Job, *kinds: str) -> list[list[tuple[int, str]]]:
+        """For each of ``kinds``, the dossier's other jobs of that kind as (number, state): the
+        number ends their keys (a sync's version, a progress record's step index)."""
         code = job.payload["code"]
-        rows: list[Row] = await self.store.read(
-            lambda tx: tx.all("outbox.of_dossier", dossier=code, kind="portal.sync", id=job.id)
-        )
-        return rows
+
+        def read(tx: Tx) -> list[list[tuple[int, str]]]:
+            return [
+                [
+                    (_number(o["key"]), o["state"])
+                    for o in tx.all("outbox.of_dossier", dossier=code, kind=kind, id=job.id)
+                ]
+                for kind in kinds
+            ]
+
+        found: list[list[tuple[int, str]]] = await self.store.read(read)
+        return found
 
     async def _send(self, operation: str, params: dict[str, Any], job: Job) -> Callable[[Tx], Any]:
         result = await call_registry(
@@ -220,15 +230,21 @@ class PortalSyncHandler(_PortalJob):
     syncs of one dossier must reach it in order: a sync that a later change has superseded is
     not sent at all (a retry of an older state, sent after the newer one, left the portal saying
     "in progress" of a completed dossier), and one waits while an earlier one is in flight.
+
+    So a done sync is not always a sent one; the newest of a dossier's syncs is never superseded,
+    and is done only once the portal has it (what :class:`PortalProgressHandler` waits for).
     """
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         p = job.payload
         mine = int(p["version"])
-        versions = [(int(o["key"].rsplit("/", 1)[1]), o["state"]) for o in await self._syncs(job)]
+        [versions] = await self._others(job, "portal.sync")
         newest = max((v for v, _ in versions), default=mine)
         if newest > mine:  # its own sync, queued, retried or sent, carries the newer state
-            return lambda tx: f"superseded by version {newest}"
+            not_sent = Delivery(
+                detail=f"attempt {job.attempts}: not sent, superseded by version {newest}"
+            )
+            return lambda tx: not_sent
         if any(v < mine and state == "running" for v, state in versions):
             # A wait, not a failed attempt: counted as one, a slow portal ran the newest sync
             # out of attempts before it was ever sent, and the portal kept an older status.
@@ -246,19 +262,51 @@ class PortalSyncHandler(_PortalJob):
             "agency": str(p["code"]).split("-", 1)[0],
             "version": p["version"],
         }
-        return await self._send("dossier.sync", params, job)
+        sent = await self._send("dossier.sync", params, job)
+
+        def delivered(tx: Tx) -> Any:
+            # The dossier's progress records may be waiting for this, long if a dead sync held
+            # them (they poll it once a minute): they go now. "Now" is when this attempt was
+            # claimed, on the worker's clock.
+            tx.execute(
+                "outbox.due_now", dossier=p["code"], kind="portal.progress", now=job.updated_at
+            )
+            return sent(tx)
+
+        return delivered
 
 
 class PortalProgressHandler(_PortalJob):
     """Sends a step's progress record to the portal (``dossier.progress``, CapNhatTienDoHoSoMC).
 
-    The portal takes progress only for a dossier it has (a sync reached it): while the dossier's
-    syncs are not through, the record waits (without using an attempt)."""
+    The portal takes progress only for a dossier it has, so the record waits (without using an
+    attempt) until the dossier's newest sync is done: being the newest, it was sent, not
+    superseded. A done older sync proves nothing: superseded syncs are done unsent, and through
+    a portal outage every sync but the newest is superseded and the newest dies — the records
+    then went out, died ("dossier not synced"), and replaying the sync did not bring them back.
+    While the newest sync is dead they wait for it to be replayed (or for the dossier's next
+    change, whose sync supersedes it); its delivery makes them due at once.
+
+    And they reach the portal in the order of their steps: one waits while an earlier one is
+    still to be sent or retried (a dead one no longer holds the rest back)."""
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
-        # A sync that a newer one superseded is done without being sent; the newest is always
-        # sent. So once none is queued or in flight and one is done, the portal has the dossier.
-        states = {s["state"] for s in await self._syncs(job)}
-        if "done" not in states or states & {"pending", "running"}:
+        syncs, progress = await self._others(job, "portal.sync", "portal.progress")
+        newest = max(syncs, default=None)
+        if newest is not None and newest[1] == "dead":
+            # Only an operator's replay or a new change helps: no need to look every second.
+            raise NotYet(
+                "portal", 60.0, f"the dossier's newest portal sync (version {newest[0]}) is dead"
+            )
+        if newest is None or newest[1] != "done":
             raise NotYet("portal", 1.0, "the portal does not have the dossier yet (syncing)")
+        mine = _number(job.key)
+        if any(i < mine and state in ("pending", "running") for i, state in progress):
+            raise NotYet("portal", 0.5, "an earlier progress record of this dossier is not sent")
         return await self._send("dossier.progress", dict(job.payload), job)
+
+
+def _number(key: str) -> int:
+    """The number a dossier's job key ends with: ``<code>/portal/<version>``,
+    ``<code>/progress/<step index>``."""
+    return int(key.rsplit("/", 1)[1])

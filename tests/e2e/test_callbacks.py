@@ -96,6 +96,10 @@ async def dead_callbacks(gw: Gateway, code: str, *, within: float = 30.0) -> lis
         "/hookx",  # a sibling of the allowed folder
         "/hook/../admin",  # sent as /admin
         "/hook/%2e%2e/admin",
+        "/hook/%2E%2E%2fadmin",  # sent as /hook/..%2Fadmin: /admin once %2F is decoded (nginx)
+        "/hook/..%2f..%2fadmin",
+        "/hook/x%5C..%5C..%5Cadmin",
+        "/hook/x/%2E%2E/y",  # a dot segment spelled encoded
         "/",
     ],
 )

@@ -66,6 +66,9 @@ BASES = ("https://motcua.hanoi.gov.vn/hook", "http://10.0.0.7:8081/")
         "https://MOTCUA.hanoi.gov.vn:443/hook/x",  # host case and the default port spelled out
         "https://motcua.hanoi.gov.vn/hook/a/../b",  # resolves to /hook/b
         "http://10.0.0.7:8081/anything",  # a base of "/" admits its whole origin
+        "https://motcua.hanoi.gov.vn/hook/v1%2E0",  # an encoded dot in a name: no dot segment
+        "https://motcua.hanoi.gov.vn/hook/caf%C3%A9/a%20b",
+        "https://motcua.hanoi.gov.vn/hook/x?next=%2Fadmin%5C",  # the query is no path
     ],
 )
 def test_urls_under_a_base_are_admitted(url: str) -> None:
@@ -80,6 +83,17 @@ def test_urls_under_a_base_are_admitted(url: str) -> None:
         "https://motcua.hanoi.gov.vn/hook/../admin",  # sent as /admin
         "https://motcua.hanoi.gov.vn/hook/%2e%2e/admin",  # also /admin
         "https://motcua.hanoi.gov.vn/hook%2F..%2Fadmin",  # not the folder /hook/
+        # Sent as /hook/..%2Fadmin: a receiver that decodes %2F before it resolves the path
+        # (nginx) serves /admin. The same for %5C and a backslash, read as a slash by some.
+        "https://motcua.hanoi.gov.vn/hook/%2E%2E%2fadmin",
+        "https://motcua.hanoi.gov.vn/hook/..%2f..%2fadmin",
+        "https://motcua.hanoi.gov.vn/hook/a%2Fb",
+        "https://motcua.hanoi.gov.vn/hook/x%5c..%5C..%5cadmin",
+        "https://motcua.hanoi.gov.vn/hook/x\\..\\..\\admin",
+        # A dot segment spelled encoded, even one that stays in the folder.
+        "https://motcua.hanoi.gov.vn/hook/x/%2e%2E/y",
+        "https://motcua.hanoi.gov.vn/hook/.%2e/hook/y",
+        "https://motcua.hanoi.gov.vn/hook/%2E/y",
         "http://motcua.hanoi.gov.vn/hook",  # another scheme
         "https://motcua.hanoi.gov.vn:8443/hook",  # another port
         "https://motcua.hanoi.gov.vn.evil.example/hook",

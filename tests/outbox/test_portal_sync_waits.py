@@ -151,3 +151,43 @@ async def test_progress_waits_until_the_portal_has_the_dossier(tmp_path: Path) -
         sent = await store.read(lambda tx: get_job(tx, 1))
         assert sent is not None and sent.state == "done"
     assert [operation for operation, _ in portal.got] == ["dossier.sync", "dossier.progress"]
+
+
+async def test_progress_records_reach_the_portal_in_the_order_of_their_steps(
+    tmp_path: Path,
+) -> None:
+    """Records released together (the sync they waited for delivered) went out in whatever order
+    the worker claimed them: here the later step's, queued first (a retry, a resumed flow)."""
+    clock = ManualClock()
+    portal = Portal()
+    async with SQLiteStore(tmp_path / "gw.db") as store:
+        worker = Worker(
+            store,
+            {
+                "portal.progress": PortalProgressHandler(cast(Connector, portal), store),
+                "portal.sync": PortalSyncHandler(cast(Connector, portal), store),
+            },
+            policy=RetryPolicy(max_attempts=1),
+            clock=clock,
+            concurrency=1,
+        )
+
+        def queue(kind: str, key: str, payload: dict[str, Any]) -> Any:
+            return store.transact(
+                lambda tx: enqueue(
+                    tx, kind=kind, key=key, payload=payload, dossier=CODE, now=clock()
+                )
+            )
+
+        for idx in (1, 0):
+            progress = {"code": CODE, "step": f"step{idx}", "content": "x", "status": "in_progress", "at": "2026-12-06T08:00:05+07:00"}  # fmt: skip
+            await queue("portal.progress", f"{CODE}/progress/{idx}", progress)
+        await queue("portal.sync", f"{CODE}/portal/1", _snapshot(1, "in_progress"))
+        for _ in range(10):
+            clock.advance(1.0)
+            await worker.run_once()
+    assert [(op, params.get("step")) for op, params in portal.got] == [
+        ("dossier.sync", None),
+        ("dossier.progress", "step0"),
+        ("dossier.progress", "step1"),
+    ]

@@ -104,3 +104,9 @@ SELECT state, count(*) AS n FROM outbox_jobs GROUP BY state;
 -- gateway with 2 million done jobs).
 SELECT state, count(*) AS n FROM outbox_jobs
 WHERE state IN ('pending', 'running', 'dead') GROUP BY state;
+
+-- name: due_now
+-- A dossier's waiting jobs of one kind, made due now: the portal's progress records, once a sync
+-- has brought the portal the dossier (they waited for it without looking every second).
+UPDATE outbox_jobs SET run_after = :now
+WHERE dossier = :dossier AND kind = :kind AND state = 'pending' AND run_after > :now;
