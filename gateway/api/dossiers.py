@@ -70,6 +70,7 @@ def _check(fn: Any, value: str, where: str, **kw: Any) -> None:
 
 
 def _person_ids(data: BirthData | DeathData) -> list[tuple[str, str, date | None]]:
+    found: list[tuple[str, str, date | None]]
     if isinstance(data, BirthData):
         found = [("data.mother.personal_id", data.mother.personal_id, data.mother.birth_date)]
         if data.father is not None:

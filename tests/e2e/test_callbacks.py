@@ -218,6 +218,11 @@ async def test_a_retried_callback_tells_the_state_it_was_queued_for(make_gateway
             async with await gw.post("/v1/dossiers", doc) as r:
                 assert r.status == 202, await r.text()
             await gw.wait_status(doc["code"], {"needs_attention"})
+            for _ in range(400):  # bounded: until the receiver holds that callback
+                if refused:
+                    break
+                await asyncio.sleep(0.05)
+            assert refused, received
             fix = {"reason": "tên", "applicant": {**doc["applicant"], "full_name": right}}
             async with gw.http.patch(
                 f"{gw.url}/v1/dossiers/{doc['code']}", json=fix, headers=gw.headers("operator")
