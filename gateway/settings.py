@@ -111,6 +111,17 @@ def _officer_id(value: str, where: str) -> None:
             raise SettingsError(f"{where}: not a personal id ({exc})") from None
 
 
+def _note_origin(value: str, where: str) -> None:
+    """The log's name, the first line of every checkpoint note and the key name of its signature
+    line (C2SP signed-note, tlog-checkpoint): not empty, no space or control character (a newline
+    would forge a line, a space split the signature line), no '+' (the note format reserves it)."""
+    if not value or not value.isprintable() or any(c.isspace() or c == "+" for c in value):
+        raise SettingsError(
+            f"{where}: must be a name without spaces, control characters or '+'"
+            f" (e.g. lienthong.local/audit), got {value!r}"
+        )
+
+
 def _fraction(value: float, where: str) -> None:
     if not 0 <= value <= 1:
         raise SettingsError(f"{where}: must be between 0 and 1, got {value!r}")
@@ -458,7 +469,7 @@ class AuditSettings:
     tsa_url: HttpUrl | None = None
     fail_closed_after_s: NonNegativeFloat = 0.0  # 0: never stop accepting work
     citizen_id_key: str = field(default="", repr=False)  # hex; the HMAC key for personal ids
-    origin: str = "lienthong.local/audit"
+    origin: Annotated[str, _note_origin] = "lienthong.local/audit"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -113,3 +113,33 @@ def test_serve_names_gateway_listen_when_it_cannot_listen(
     assert error.startswith(f"Error: gateway.listen: cannot listen on {listen!r}: "), error
     assert reason in error, error
     assert not (tmp_path / "gw.db").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["", "lienthong.local/audit\\nforged line", "lienthong local/audit", "tab\\there", "a+b"],
+    ids=["empty", "newline", "space", "tab", "plus"],
+)
+def test_an_origin_no_checkpoint_note_can_carry_is_refused_at_load(
+    tmp_path: Path, origin: str
+) -> None:
+    """It was accepted, and `serve` died with a 56-line traceback once the checkpointer met it."""
+    config = _config(tmp_path, sections=f'[audit]\norigin = "{origin}"')
+    for command in (["serve"], ["audit", "verify"]):
+        error = _one_error(CliRunner().invoke(main, [*command, "--config", str(config)]))
+        assert error.startswith(f"Error: {config}: audit.origin: must be a name without"), error
+    assert not (tmp_path / "gw.db").exists() and not (tmp_path / "pki").exists()
+
+
+def test_a_checkpoint_error_at_start_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.cli
+    from gateway.audit.checkpoints import CheckpointError
+
+    def altered(*_: object, **__: object) -> None:
+        raise CheckpointError("audit log does not match checkpoint 20: altered entries")
+
+    monkeypatch.setattr(gateway.cli, "build_app", altered)
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(_config(tmp_path))]))
+    assert error == "Error: cannot start: audit log does not match checkpoint 20: altered entries"
