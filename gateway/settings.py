@@ -345,7 +345,6 @@ def _fault_plans(plans: Mapping[str, Mapping[str, Any]], where: str) -> None:
 PositiveInt = Annotated[int, _positive]
 NonNegativeInt = Annotated[int, _not_negative]
 PositiveFloat = Annotated[float, _positive]
-NonNegativeFloat = Annotated[float, _not_negative]
 Fraction = Annotated[float, _fraction]
 HttpUrl = Annotated[str, _http_url]
 CallbackBase = Annotated[str, _callback_base]
@@ -465,9 +464,12 @@ class SigningSettings:
 @dataclass(frozen=True, kw_only=True)
 class AuditSettings:
     checkpoint_every: PositiveInt = 1000
-    checkpoint_interval_s: PositiveFloat = 60.0
+    # Bounded: `audit verify` adds both to an entry's time, which must stay a date.
+    checkpoint_interval_s: Annotated[float, _positive, _at_most(DAY_S, " s (a day)")] = 60.0
     tsa_url: HttpUrl | None = None
-    fail_closed_after_s: NonNegativeFloat = 0.0  # 0: never stop accepting work
+    fail_closed_after_s: Annotated[float, _not_negative, _at_most(7 * DAY_S, " s (a week)")] = (
+        0.0  # 0: never stop accepting work
+    )
     citizen_id_key: str = field(default="", repr=False)  # hex; the HMAC key for personal ids
     origin: Annotated[str, _note_origin] = "lienthong.local/audit"
 
