@@ -143,3 +143,37 @@ def test_a_checkpoint_error_at_start_is_one_line(
     monkeypatch.setattr(gateway.cli, "build_app", altered)
     error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(_config(tmp_path))]))
     assert error == "Error: cannot start: audit log does not match checkpoint 20: altered entries"
+
+
+@pytest.mark.parametrize(
+    ("index", "reason"),
+    [
+        (None, "{pki} is not a folder"),
+        ("{}", "{pki} is not a test PKI (index.json has no base_url)"),
+        (
+            '{"base_url": "http://127.0.0.1:1"}',
+            "{pki} is not a test PKI (index.json has no subjects)",
+        ),
+        ("{", "{pki} is not a test PKI (index.json is not JSON: "),
+        ("", "{pki} is not a test PKI (no index.json)"),
+    ],
+    ids=["a-file", "no-base-url", "no-subjects", "malformed", "missing"],
+)
+def test_a_sandbox_pki_that_is_no_test_pki_is_named_with_the_reason(
+    tmp_path: Path, index: str | None, reason: str
+) -> None:
+    """It was a KeyError traceback (no base_url), 'no index.json' for a malformed one, and
+    '[Errno 20] Not a directory' after a log line claiming to create a PKI in a file."""
+    pki = tmp_path / "devpki"
+    if index is None:
+        pki.write_text("a file, not a folder")
+    else:
+        pki.mkdir()
+        (pki / "root.pem").write_text("")  # a PKI made before: it is loaded, not made anew
+        if index:
+            (pki / "index.json").write_text(index)
+    config = _config(tmp_path, sections='pki = "devpki"')
+    result = CliRunner().invoke(main, ["serve", "--config", str(config)])
+    error = _one_error(result)
+    assert error.startswith(f"Error: [sandbox] pki: {reason.format(pki=pki)}"), error
+    assert "creating a test PKI" not in result.output
