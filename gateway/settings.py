@@ -280,6 +280,17 @@ def _store_url(value: str, where: str) -> None:
         raise SettingsError(
             f"{where}: expected sqlite:///path.db or postgresql://user@host/db, got {got}"
         )
+    if value.startswith("sqlite:"):
+        # open_store takes what follows "sqlite:" (and "///") as the file's path: a host would
+        # become part of an absolute path (sqlite://h/x.db: /h/x.db) and a query or fragment part
+        # of the file's name. SQLAlchemy, whose spelling this is, has no host here either.
+        rest = value.removeprefix("sqlite:")
+        hosted = rest.startswith("//") and not rest.startswith("///")
+        if hosted or "?" in rest or "#" in rest or not rest.removeprefix("///"):
+            raise SettingsError(
+                f"{where}: expected sqlite:///relative/path.db or sqlite:////absolute/path.db"
+                f" (a file: no host, query or fragment), got {url_without_password(value)!r}"
+            )
     if value.startswith(_STORE_SCHEMES[1:]):
         # As libpq will read it, now: a URL it cannot parse fails at load, naming the key. Its
         # message quotes the URL, or the token it could not decode (the password, as may be).
