@@ -740,6 +740,7 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 def _check_together(settings: Settings) -> None:
     """What no single key shows: rights, ids, TLS files that go in pairs, retry delays."""
+    g = settings.gateway
     for sub in settings.subsystems:
         wrong = sorted(set(sub.rights) - set(SERVICES))
         if wrong:
@@ -756,6 +757,13 @@ def _check_together(settings: Settings) -> None:
             raise SettingsError(
                 f"subsystem {_shown(sub.id)}: cert_fingerprint is not a SHA-256 (64 hex digits,"
                 " colons allowed)"
+            )
+        # Without client_ca the server asks for no client certificate: every request of such a
+        # subsystem would be a 401, and nothing would say why.
+        if sub.cert_fingerprint and not sub.token and not g.client_ca:
+            raise SettingsError(
+                f"subsystem {_shown(sub.id)}: its only credential, cert_fingerprint, needs"
+                " gateway.client_ca (and tls_cert): without it no client certificate is asked for"
             )
         if sub.callback_urls and not sub.callback_secret:  # callbacks go out signed (API.md)
             raise SettingsError(
@@ -787,7 +795,6 @@ def _check_together(settings: Settings) -> None:
         agencies.add(agency.id)
         if agency.token is not None and not _HEADER_TOKEN.fullmatch(agency.token):
             raise SettingsError(f"agency {agency.id}: token {_HEADER_TOKEN_RULE}")
-    g = settings.gateway
     # tls_cert alone is a PEM holding the key as well; a key without a certificate serves nothing.
     if g.tls_key and not g.tls_cert:
         raise SettingsError("gateway.tls_key is set without gateway.tls_cert")

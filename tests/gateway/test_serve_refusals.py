@@ -177,3 +177,18 @@ def test_a_sandbox_pki_that_is_no_test_pki_is_named_with_the_reason(
     error = _one_error(result)
     assert error.startswith(f"Error: [sandbox] pki: {reason.format(pki=pki)}"), error
     assert "creating a test PKI" not in result.output
+
+
+def test_serve_refuses_a_fingerprint_only_subsystem_it_could_never_identify(
+    tmp_path: Path,
+) -> None:
+    subsystem = (
+        f'[[subsystems]]\nid = "VN:GOV:000.00.00.H41:vanhanh"\ncert_fingerprint = "{"ab" * 32}"'
+    )
+    config = _config(tmp_path, sections=subsystem)
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert error.startswith(
+        f"Error: {config}: subsystem VN:GOV:000.00.00.H41:vanhanh: its only credential,"
+        " cert_fingerprint, needs gateway.client_ca"
+    ), error
+    assert not (tmp_path / "gw.db").exists()
