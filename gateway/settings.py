@@ -807,6 +807,11 @@ def _check_together(settings: Settings) -> None:
                 f"registries.{name}: url is set without {', '.join(missing)}"
                 " (the sandbox's credentials serve only the embedded sandbox)"
             )
+        if registry.url and name in settings.sandbox.faults:  # the plan would be dropped unsaid
+            raise SettingsError(
+                f"sandbox.faults.{name}: the {name} registry has a url: there is no sandbox"
+                " to inject faults into"
+            )
         retry = registry.retry
         if retry.max_delay_s < retry.base_delay_s:
             raise SettingsError(

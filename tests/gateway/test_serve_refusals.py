@@ -192,3 +192,16 @@ def test_serve_refuses_a_fingerprint_only_subsystem_it_could_never_identify(
         " cert_fingerprint, needs gateway.client_ca"
     ), error
     assert not (tmp_path / "gw.db").exists()
+
+
+def test_serve_refuses_faults_for_a_registry_it_does_not_sandbox(tmp_path: Path) -> None:
+    sections = (
+        "[sandbox.faults.business]\nerror_rate = 1.0\n"
+        '[registries.business]\nurl = "http://127.0.0.1:1/api"\napi_key = "k"\n'
+    )
+    config = _config(tmp_path, sections=sections)
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert error == (
+        f"Error: {config}: sandbox.faults.business: the business registry has a url: there is"
+        " no sandbox to inject faults into"
+    )

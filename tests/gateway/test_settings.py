@@ -375,6 +375,18 @@ def test_a_bad_fault_plan_is_refused(faults: Any, message: str) -> None:
     assert message in _refused({"sandbox": {"faults": faults}})
 
 
+def test_a_fault_plan_for_a_registry_with_a_url_is_refused() -> None:
+    """The plan was dropped at start without a word: no sandbox serves that registry."""
+    business = {"url": "http://127.0.0.1:1/api", "api_key": "k"}
+    data = {"registries": {"business": business}, "sandbox": {"faults": {"business": {}}}}
+    assert _refused(data) == (
+        "sandbox.faults.business: the business registry has a url: there is no sandbox to"
+        " inject faults into"
+    )
+    data["sandbox"]["faults"] = {"portal": {"error_rate": 1.0}}  # another registry's: sandboxed
+    assert settings_from_mapping(data, environ={}).sandbox.faults["portal"]["error_rate"] == 1.0
+
+
 def test_a_good_fault_plan_loads_and_builds() -> None:
     plan = {"error_rate": 0.1, "latency_ms": 5, "outages": [[0, 1.5]], "seed": 3}
     s = settings_from_mapping({"sandbox": {"faults": {"portal": plan}}}, environ={})
