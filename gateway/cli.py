@@ -182,7 +182,7 @@ def serve(config: Path | None, log_level: str) -> None:
     """Run the gateway."""
     from gateway.logs import configure_logging
 
-    settings = open_settings(config)
+    settings = open_settings(config, needs_citizen_key=True)
     configure_logging(log_level)
     try:
         _check_listen(settings.gateway.listen)
@@ -217,8 +217,15 @@ def flows() -> None:
     """Inter-connected procedure flows."""
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An empty argument is a usage error (exit 2), as the README says, not "no dossier ''"."""
+    if not value.strip():
+        raise click.BadParameter("is empty: name the dossier to resume", ctx=ctx, param=param)
+    return value
+
+
 @flows.command("resume")
-@click.argument("code")
+@click.argument("code", callback=_not_empty)
 @config_option
 @json_option
 def flows_resume(code: str, config: Path | None, as_json: bool) -> None:

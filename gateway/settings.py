@@ -48,6 +48,7 @@ __all__ = [
     "SigningSettings",
     "StoreSettings",
     "Subsystem",
+    "citizen_key",
     "fingerprint",
     "is_http_url",
     "load_settings",
@@ -738,8 +739,40 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             raise SettingsError(f"{_shown(variable)}: {why}")
 
 
+MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids
+DEVELOPMENT_CITIZEN_KEY = b"lienthong-development-citizen-key"
+
+
+def citizen_key(settings: Settings) -> bytes:
+    """The HMAC key personal ids are hashed under in the audit log: ``[audit] citizen_id_key``
+    (hex, at least 16 bytes) or, with the embedded sandboxes only, a fixed development key.
+    Raises SettingsError naming the key (never showing it)."""
+    key = settings.audit.citizen_id_key
+    if not key:
+        if not settings.sandbox.embedded:
+            raise SettingsError(
+                "audit.citizen_id_key: required when the sandboxes are not embedded"
+                " (32 random bytes as hex: openssl rand -hex 32)"
+            )
+        # The embedded default only: a fixed key still keeps raw ids out of the log, but anyone
+        # with the source could test guesses against it.
+        return DEVELOPMENT_CITIZEN_KEY
+    try:
+        raw = bytes.fromhex(key)
+    except ValueError:
+        raise SettingsError("audit.citizen_id_key: must be hex (secret: not shown)") from None
+    if len(raw) < MIN_CITIZEN_KEY:
+        raise SettingsError(
+            f"audit.citizen_id_key: must be at least {MIN_CITIZEN_KEY} bytes"
+            f" ({2 * MIN_CITIZEN_KEY} hex digits)"
+        )
+    return raw
+
+
 def _check_together(settings: Settings) -> None:
     """What no single key shows: rights, ids, TLS files that go in pairs, retry delays."""
+    if settings.audit.citizen_id_key:  # a key given must be one, whatever the command
+        citizen_key(settings)
     g = settings.gateway
     for sub in settings.subsystems:
         wrong = sorted(set(sub.rights) - set(SERVICES))
@@ -821,9 +854,17 @@ def _check_together(settings: Settings) -> None:
 
 
 def settings_from_mapping(
-    data: Mapping[str, Any], *, base_dir: Path = Path("."), environ: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path = Path("."),
+    environ: Mapping[str, str] | None = None,
+    needs_citizen_key: bool = False,
 ) -> Settings:
-    """Build settings from parsed TOML (plus the environment). Raises SettingsError."""
+    """Build settings from parsed TOML (plus the environment). Raises SettingsError.
+
+    ``needs_citizen_key``: for what hashes personal ids (``serve``, ``audit query --citizen``),
+    ``[audit] citizen_id_key`` is required unless the sandboxes are embedded. The other commands
+    do without it: an auditor verifying a copy of the log need not hold the key."""
     raw = dict(data)
     unknown = sorted(set(raw) - _TOP)
     if unknown:
@@ -840,13 +881,19 @@ def settings_from_mapping(
         )
     settings = _build(Settings, {**raw, "base_dir": str(base_dir)}, "")
     _check_together(settings)
+    if needs_citizen_key:
+        citizen_key(settings)
     return settings
 
 
 def load_settings(
-    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    needs_citizen_key: bool = False,
 ) -> Settings:
-    """Read ``path`` (or ``$LIENTHONG_CONFIG``). Raises SettingsError with a one-line message."""
+    """Read ``path`` (or ``$LIENTHONG_CONFIG``). Raises SettingsError with a one-line message.
+    ``needs_citizen_key``: as :func:`settings_from_mapping`."""
     env = os.environ if environ is None else environ
     chosen = path or env.get("LIENTHONG_CONFIG")
     if not chosen:
@@ -863,6 +910,11 @@ def load_settings(
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{file}: not valid TOML: {exc}") from None
     try:
-        return settings_from_mapping(data, base_dir=file.resolve().parent, environ=env)
+        return settings_from_mapping(
+            data,
+            base_dir=file.resolve().parent,
+            environ=env,
+            needs_citizen_key=needs_citizen_key,
+        )
     except SettingsError as exc:
         raise SettingsError(f"{file}: {exc}") from None
