@@ -43,7 +43,7 @@ from gateway.outbox.worker import JobHandler, Worker
 from gateway.parse_errors import server_handler_args
 from gateway.problems import CLIENT_CLOSED, SERVER, Problem, client_gone, problem_middleware
 from gateway.requestid import REQUEST_ID_KEY, request_id_middleware
-from gateway.settings import REGISTRY_NAMES, Settings, SettingsError
+from gateway.settings import REGISTRY_NAMES, Settings, SettingsError, citizen_key
 from gateway.store import Store, StoreError, open_store
 
 __all__ = ["RUNTIME", "Runtime", "create_app"]
@@ -476,7 +476,7 @@ def create_app(
             reset_after=settings.outbox.breaker_reset_s,
             metrics=metrics,
         ),
-        citizen_key=_citizen_key(settings),
+        citizen_key=citizen_key(settings),
         extras=dict(extras or {}),
     )
     app.cleanup_ctx.append(_lifecycle)
@@ -489,32 +489,6 @@ def create_app(
 async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp's default (Python/3.11 aiohttp/3.14.5) tells any client which versions to attack.
     response.headers["Server"] = SERVER
-
-
-_MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids
-
-
-def _citizen_key(settings: Settings) -> bytes:
-    key = settings.audit.citizen_id_key
-    if not key:
-        if not settings.sandbox.embedded:
-            raise SettingsError(
-                "[audit] citizen_id_key is required when the sandboxes are not embedded"
-                " (32 random bytes as hex: openssl rand -hex 32)"
-            )
-        # The embedded default only: a fixed key still keeps raw ids out of the log, but anyone
-        # with the source could test guesses against it.
-        return b"lienthong-development-citizen-key"
-    try:
-        raw = bytes.fromhex(key)
-    except ValueError:
-        raise SettingsError("[audit] citizen_id_key must be hex") from None
-    if len(raw) < _MIN_CITIZEN_KEY:
-        raise SettingsError(
-            f"[audit] citizen_id_key must be at least {_MIN_CITIZEN_KEY} bytes"
-            f" ({2 * _MIN_CITIZEN_KEY} hex digits)"
-        )
-    return raw
 
 
 def base_url_of(listen: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import click
 from aiohttp import web
 
+from gateway.audit.checkpoints import CheckpointError
 from gateway.cliopts import cli_user, config_option, existing_store, json_option, open_settings
 from gateway.exchange.errors import ExchangeError
 from gateway.settings import Settings, SettingsError
@@ -181,7 +182,7 @@ def serve(config: Path | None, log_level: str) -> None:
     """Run the gateway."""
     from gateway.logs import configure_logging
 
-    settings = open_settings(config)
+    settings = open_settings(config, needs_citizen_key=True)
     configure_logging(log_level)
     try:
         _check_listen(settings.gateway.listen)
@@ -204,9 +205,10 @@ def serve(config: Path | None, log_level: str) -> None:
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:  # as the other commands say it: "store: … is not a lienthong store"
         raise click.ClickException(f"store: {exc}") from None
-    except (ExchangeError, SigningError) as exc:
+    except (ExchangeError, SigningError, CheckpointError) as exc:
         # What the start refuses (a store that cannot open, a blob folder that cannot be made,
-        # keys that cannot be read): one line, with what failed.
+        # keys that cannot be read, an audit log its checkpoints do not match): one line, with
+        # what failed.
         raise click.ClickException(f"cannot start: {exc}") from None
 
 
@@ -215,8 +217,15 @@ def flows() -> None:
     """Inter-connected procedure flows."""
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An empty argument is a usage error (exit 2), as the README says, not "no dossier ''"."""
+    if not value.strip():
+        raise click.BadParameter("is empty: name the dossier to resume", ctx=ctx, param=param)
+    return value
+
+
 @flows.command("resume")
-@click.argument("code")
+@click.argument("code", callback=_not_empty)
 @config_option
 @json_option
 def flows_resume(code: str, config: Path | None, as_json: bool) -> None:

@@ -34,10 +34,11 @@ def cli_user() -> str:
         return "unknown"
 
 
-def open_settings(config: Path | None) -> Settings:
-    """Settings for a command; a bad config becomes a one-line error (exit 1)."""
+def open_settings(config: Path | None, *, needs_citizen_key: bool = False) -> Settings:
+    """Settings for a command; a bad config becomes a one-line error (exit 1).
+    ``needs_citizen_key``: the command hashes personal ids (see load_settings)."""
     try:
-        return load_settings(config)
+        return load_settings(config, needs_citizen_key=needs_citizen_key)
     except (SettingsError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 

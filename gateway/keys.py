@@ -40,14 +40,7 @@ def key_spec(settings: Settings, key: str) -> str:
 
 def signing_setup(settings: Settings) -> SigningSetup:
     """Load the configured key and anchors. Raises SettingsError naming what failed."""
-    pki: TestPKI | None = None
-    if settings.sandbox.embedded:
-        folder = settings.path(settings.sandbox.pki)
-        if (folder / "root.pem").exists():
-            pki = TestPKI.load(folder)
-        else:
-            log.warning("creating a test PKI for the sandboxes in %s (development only)", folder)
-            pki = TestPKI.create(folder)
+    pki = _sandbox_pki(settings.path(settings.sandbox.pki)) if settings.sandbox.embedded else None
     s = settings.signing
     try:
         if s.key:
@@ -86,6 +79,24 @@ def signing_setup(settings: Settings) -> SigningSetup:
         except SigningError as exc:
             raise SettingsError(f"[gateway] client_ca: {exc}") from None
     return SigningSetup(signer=signer, trust=trust, register=register, pki=pki, clients=clients)
+
+
+def _sandbox_pki(folder: Path) -> TestPKI:
+    """``[sandbox] pki``: the test PKI in ``folder``, made there on the first start. Raises
+    SettingsError naming the key and why the folder is no PKI (a file, a malformed index.json)."""
+    if folder.exists() and not folder.is_dir():
+        raise SettingsError(f"[sandbox] pki: {folder} is not a folder")
+    try:
+        if (folder / "root.pem").exists():
+            return TestPKI.load(folder)
+        log.warning("creating a test PKI for the sandboxes in %s (development only)", folder)
+        return TestPKI.create(folder)
+    except SigningError as exc:  # names the folder
+        raise SettingsError(f"[sandbox] pki: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(
+            f"[sandbox] pki: cannot create a test PKI in {folder}: {exc.strerror or exc}"
+        ) from None
 
 
 def _check_signing_usage(signer: SigningKey, what: str) -> None:

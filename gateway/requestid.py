@@ -22,6 +22,10 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     # 128 random bits as 32 hex digits, as uuid4().hex gives, at a fifth of its cost.
     rid = given if _SANE.match(given) else os.urandom(16).hex()
     request[REQUEST_ID_KEY] = rid
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # answered by aiohttp as raised: a redirect (/console)
+        exc.headers["X-Request-Id"] = rid
+        raise
     response.headers["X-Request-Id"] = rid
     return response

@@ -48,6 +48,7 @@ __all__ = [
     "SigningSettings",
     "StoreSettings",
     "Subsystem",
+    "citizen_key",
     "fingerprint",
     "is_http_url",
     "load_settings",
@@ -109,6 +110,17 @@ def _officer_id(value: str, where: str) -> None:
             check_personal_id(value)
         except ValueError as exc:
             raise SettingsError(f"{where}: not a personal id ({exc})") from None
+
+
+def _note_origin(value: str, where: str) -> None:
+    """The log's name, the first line of every checkpoint note and the key name of its signature
+    line (C2SP signed-note, tlog-checkpoint): not empty, no space or control character (a newline
+    would forge a line, a space split the signature line), no '+' (the note format reserves it)."""
+    if not value or not value.isprintable() or any(c.isspace() or c == "+" for c in value):
+        raise SettingsError(
+            f"{where}: must be a name without spaces, control characters or '+'"
+            f" (e.g. lienthong.local/audit), got {value!r}"
+        )
 
 
 def _fraction(value: float, where: str) -> None:
@@ -286,6 +298,17 @@ def _store_url(value: str, where: str) -> None:
         raise SettingsError(
             f"{where}: expected sqlite:///path.db or postgresql://user@host/db, got {got}"
         )
+    if value.startswith("sqlite:"):
+        # open_store takes what follows "sqlite:" (and "///") as the file's path: a host would
+        # become part of an absolute path (sqlite://h/x.db: /h/x.db) and a query or fragment part
+        # of the file's name. SQLAlchemy, whose spelling this is, has no host here either.
+        rest = value.removeprefix("sqlite:")
+        hosted = rest.startswith("//") and not rest.startswith("///")
+        if hosted or "?" in rest or "#" in rest or not rest.removeprefix("///"):
+            raise SettingsError(
+                f"{where}: expected sqlite:///relative/path.db or sqlite:////absolute/path.db"
+                f" (a file: no host, query or fragment), got {url_without_password(value)!r}"
+            )
     if value.startswith(_STORE_SCHEMES[1:]):
         # As libpq will read it, now: a URL it cannot parse fails at load, naming the key. Its
         # message quotes the URL, or the token it could not decode (the password, as may be).
@@ -351,7 +374,6 @@ def _fault_plans(plans: Mapping[str, Mapping[str, Any]], where: str) -> None:
 PositiveInt = Annotated[int, _positive]
 NonNegativeInt = Annotated[int, _not_negative]
 PositiveFloat = Annotated[float, _positive]
-NonNegativeFloat = Annotated[float, _not_negative]
 Fraction = Annotated[float, _fraction]
 HttpUrl = Annotated[str, _http_url]
 CallbackBase = Annotated[str, _callback_base]
@@ -471,11 +493,14 @@ class SigningSettings:
 @dataclass(frozen=True, kw_only=True)
 class AuditSettings:
     checkpoint_every: PositiveInt = 1000
-    checkpoint_interval_s: PositiveFloat = 60.0
+    # Bounded: `audit verify` adds both to an entry's time, which must stay a date.
+    checkpoint_interval_s: Annotated[float, _positive, _at_most(DAY_S, " s (a day)")] = 60.0
     tsa_url: HttpUrl | None = None
-    fail_closed_after_s: NonNegativeFloat = 0.0  # 0: never stop accepting work
+    fail_closed_after_s: Annotated[float, _not_negative, _at_most(7 * DAY_S, " s (a week)")] = (
+        0.0  # 0: never stop accepting work
+    )
     citizen_id_key: str = field(default="", repr=False)  # hex; the HMAC key for personal ids
-    origin: str = "lienthong.local/audit"
+    origin: Annotated[str, _note_origin] = "lienthong.local/audit"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -731,8 +756,41 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             raise SettingsError(f"{_shown(variable)}: {why}")
 
 
+MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids
+DEVELOPMENT_CITIZEN_KEY = b"lienthong-development-citizen-key"
+
+
+def citizen_key(settings: Settings) -> bytes:
+    """The HMAC key personal ids are hashed under in the audit log: ``[audit] citizen_id_key``
+    (hex, at least 16 bytes) or, with the embedded sandboxes only, a fixed development key.
+    Raises SettingsError naming the key (never showing it)."""
+    key = settings.audit.citizen_id_key
+    if not key:
+        if not settings.sandbox.embedded:
+            raise SettingsError(
+                "audit.citizen_id_key: required when the sandboxes are not embedded"
+                " (32 random bytes as hex: openssl rand -hex 32)"
+            )
+        # The embedded default only: a fixed key still keeps raw ids out of the log, but anyone
+        # with the source could test guesses against it.
+        return DEVELOPMENT_CITIZEN_KEY
+    try:
+        raw = bytes.fromhex(key)
+    except ValueError:
+        raise SettingsError("audit.citizen_id_key: must be hex (secret: not shown)") from None
+    if len(raw) < MIN_CITIZEN_KEY:
+        raise SettingsError(
+            f"audit.citizen_id_key: must be at least {MIN_CITIZEN_KEY} bytes"
+            f" ({2 * MIN_CITIZEN_KEY} hex digits)"
+        )
+    return raw
+
+
 def _check_together(settings: Settings) -> None:
     """What no single key shows: rights, ids, TLS files that go in pairs, retry delays."""
+    if settings.audit.citizen_id_key:  # a key given must be one, whatever the command
+        citizen_key(settings)
+    g = settings.gateway
     for sub in settings.subsystems:
         wrong = sorted(set(sub.rights) - set(SERVICES))
         if wrong:
@@ -749,6 +807,13 @@ def _check_together(settings: Settings) -> None:
             raise SettingsError(
                 f"subsystem {_shown(sub.id)}: cert_fingerprint is not a SHA-256 (64 hex digits,"
                 " colons allowed)"
+            )
+        # Without client_ca the server asks for no client certificate: every request of such a
+        # subsystem would be a 401, and nothing would say why.
+        if sub.cert_fingerprint and not sub.token and not g.client_ca:
+            raise SettingsError(
+                f"subsystem {_shown(sub.id)}: its only credential, cert_fingerprint, needs"
+                " gateway.client_ca (and tls_cert): without it no client certificate is asked for"
             )
         if sub.callback_urls and not sub.callback_secret:  # callbacks go out signed (API.md)
             raise SettingsError(
@@ -780,7 +845,6 @@ def _check_together(settings: Settings) -> None:
         agencies.add(agency.id)
         if agency.token is not None and not _HEADER_TOKEN.fullmatch(agency.token):
             raise SettingsError(f"agency {agency.id}: token {_HEADER_TOKEN_RULE}")
-    g = settings.gateway
     # tls_cert alone is a PEM holding the key as well; a key without a certificate serves nothing.
     if g.tls_key and not g.tls_cert:
         raise SettingsError("gateway.tls_key is set without gateway.tls_cert")
@@ -793,6 +857,11 @@ def _check_together(settings: Settings) -> None:
                 f"registries.{name}: url is set without {', '.join(missing)}"
                 " (the sandbox's credentials serve only the embedded sandbox)"
             )
+        if registry.url and name in settings.sandbox.faults:  # the plan would be dropped unsaid
+            raise SettingsError(
+                f"sandbox.faults.{name}: the {name} registry has a url: there is no sandbox"
+                " to inject faults into"
+            )
         retry = registry.retry
         if retry.max_delay_s < retry.base_delay_s:
             raise SettingsError(
@@ -802,9 +871,17 @@ def _check_together(settings: Settings) -> None:
 
 
 def settings_from_mapping(
-    data: Mapping[str, Any], *, base_dir: Path = Path("."), environ: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path = Path("."),
+    environ: Mapping[str, str] | None = None,
+    needs_citizen_key: bool = False,
 ) -> Settings:
-    """Build settings from parsed TOML (plus the environment). Raises SettingsError."""
+    """Build settings from parsed TOML (plus the environment). Raises SettingsError.
+
+    ``needs_citizen_key``: for what hashes personal ids (``serve``, ``audit query --citizen``),
+    ``[audit] citizen_id_key`` is required unless the sandboxes are embedded. The other commands
+    do without it: an auditor verifying a copy of the log need not hold the key."""
     raw = dict(data)
     unknown = sorted(set(raw) - _TOP)
     if unknown:
@@ -821,13 +898,19 @@ def settings_from_mapping(
         )
     settings = _build(Settings, {**raw, "base_dir": str(base_dir)}, "")
     _check_together(settings)
+    if needs_citizen_key:
+        citizen_key(settings)
     return settings
 
 
 def load_settings(
-    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    needs_citizen_key: bool = False,
 ) -> Settings:
-    """Read ``path`` (or ``$LIENTHONG_CONFIG``). Raises SettingsError with a one-line message."""
+    """Read ``path`` (or ``$LIENTHONG_CONFIG``). Raises SettingsError with a one-line message.
+    ``needs_citizen_key``: as :func:`settings_from_mapping`."""
     env = os.environ if environ is None else environ
     chosen = path or env.get("LIENTHONG_CONFIG")
     if not chosen:
@@ -844,6 +927,11 @@ def load_settings(
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{file}: not valid TOML: {exc}") from None
     try:
-        return settings_from_mapping(data, base_dir=file.resolve().parent, environ=env)
+        return settings_from_mapping(
+            data,
+            base_dir=file.resolve().parent,
+            environ=env,
+            needs_citizen_key=needs_citizen_key,
+        )
     except SettingsError as exc:
         raise SettingsError(f"{file}: {exc}") from None

@@ -243,11 +243,23 @@ class TestPKI:
 
     @classmethod
     def load(cls, directory: Path) -> TestPKI:
-        """Open a PKI written by :meth:`create`. Raises SigningError if it is not one."""
+        """Open a PKI written by :meth:`create`. Raises SigningError saying why it is not one."""
         try:
-            index = json.loads((Path(directory) / "index.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise SigningError(f"{directory} is not a test PKI (no index.json)") from exc
+            text = (Path(directory) / "index.json").read_text()
+        except FileNotFoundError:
+            raise SigningError(f"{directory} is not a test PKI (no index.json)") from None
+        except (OSError, ValueError) as exc:  # not a folder, unreadable, not UTF-8
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise SigningError(f"{directory} is not a test PKI (index.json: {why})") from None
+        try:
+            index = json.loads(text)
+        except ValueError as exc:
+            raise SigningError(
+                f"{directory} is not a test PKI (index.json is not JSON: {exc})"
+            ) from None
+        for key, kind in (("base_url", str), ("subjects", dict)):
+            if not isinstance(index, dict) or not isinstance(index.get(key), kind):
+                raise SigningError(f"{directory} is not a test PKI (index.json has no {key})")
         return cls(Path(directory), index["base_url"], index)
 
     @staticmethod

@@ -18,6 +18,7 @@ import click
 
 from gateway.cliopts import config_option, existing_store, json_option, open_settings
 from gateway.gil import quick_handoffs
+from gateway.settings import citizen_key
 from gateway.store import Store, StoreError
 
 __all__ = ["audit", "commands"]
@@ -222,8 +223,9 @@ def query_cmd(
 
     if personal_id is None and os.environ.get("LIENTHONG_AUDIT_CITIZEN") == "":
         personal_id = ""  # click reads an empty variable as unset: it would match everyone
-    settings = open_settings(config)
-    key = _citizen_key(settings) if personal_id is not None else None
+    # Hashed with the gateway's key: a non-embedded gateway's log holds no development-key hash.
+    settings = open_settings(config, needs_citizen_key=personal_id is not None)
+    key = citizen_key(settings) if personal_id is not None else None
     try:
         flt = EventFilter.build(
             start=start,
@@ -257,16 +259,6 @@ def query_cmd(
         click.echo(
             f"(more: these are {limit}; the next page: the same command with --cursor {page.next})"
         )
-
-
-def _citizen_key(settings: Any) -> bytes:
-    key = settings.audit.citizen_id_key
-    if not key:  # the same development default as the gateway (gateway.app)
-        return b"lienthong-development-citizen-key"
-    try:
-        return bytes.fromhex(key)
-    except ValueError:
-        raise click.ClickException("[audit] citizen_id_key must be hex") from None
 
 
 @audit.command("export")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from gateway.app import RUNTIME
 from gateway.audit import citizen_hash
@@ -35,23 +35,70 @@ def _config(tmp_path: Path, *, embedded: bool, key: str | None) -> Path:
     return path
 
 
+REQUIRED = "audit.citizen_id_key: required when the sandboxes are not embedded"
+NOT_HEX = "audit.citizen_id_key: must be hex (secret: not shown)"
+SHORT = "audit.citizen_id_key: must be at least 16 bytes (32 hex digits)"
+
+
+def _one_line(result: Result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        (None, "[audit] citizen_id_key is required when the sandboxes are not embedded"),
-        ("not hex", "[audit] citizen_id_key must be hex"),
-        ("00" * 15, "[audit] citizen_id_key must be at least 16 bytes"),
+        (None, REQUIRED),
+        ("not hex", NOT_HEX),
+        ("abcd" * 7 + "zz", NOT_HEX),
+        ("00" * 15, SHORT),
     ],
 )
-def test_serve_refuses_a_missing_or_weak_key_in_one_line(
+def test_serve_refuses_a_missing_or_weak_key_in_one_line_naming_the_file(
     tmp_path: Path, key: str | None, message: str
 ) -> None:
     config = _config(tmp_path, embedded=False, key=key)
-    result = CliRunner().invoke(main, ["serve", "--config", str(config)])
-    assert result.exit_code != 0
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0], result.output
+    line = _one_line(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert line.startswith(f"Error: {config}: {message}"), line
     assert not (tmp_path / "gw.db").exists()  # refused before anything was opened
+
+
+@pytest.mark.parametrize("embedded", [True, False])
+@pytest.mark.parametrize(
+    "command",
+    [["outbox", "list"], ["audit", "verify"], ["flows", "resume", "000.00.00.H41-261122-0001"]],
+    ids=" ".join,
+)
+@pytest.mark.parametrize(("key", "message"), [("zz", NOT_HEX), ("00" * 15, SHORT)])
+def test_every_command_refuses_a_key_that_is_not_one(
+    tmp_path: Path, command: list[str], embedded: bool, key: str, message: str
+) -> None:
+    """It was checked only as the gateway's app was built: the other commands took it, and
+    `serve` named neither the file nor the key as a load error does."""
+    config = _config(tmp_path, embedded=embedded, key=key)
+    line = _one_line(CliRunner().invoke(main, [*command, "--config", str(config)]))
+    assert line == f"Error: {config}: {message}"
+
+
+def test_a_search_by_citizen_needs_the_key_of_a_non_embedded_gateway(tmp_path: Path) -> None:
+    """It hashed the id with the development key, which no such gateway's log uses, and so
+    answered "no event matches"."""
+    config = _config(tmp_path, embedded=False, key=None)
+    result = CliRunner().invoke(
+        main,
+        ["audit", "query", "--config", str(config)],
+        env={"LIENTHONG_AUDIT_CITIZEN": "040190012345"},
+    )
+    assert _one_line(result).startswith(f"Error: {config}: {REQUIRED}")
+
+
+def test_commands_that_hash_no_id_do_without_the_key(tmp_path: Path) -> None:
+    """An auditor verifying a copy of the log need not hold the key: only its absence is fine."""
+    config = _config(tmp_path, embedded=False, key=None)
+    line = _one_line(CliRunner().invoke(main, ["outbox", "list", "--config", str(config)]))
+    assert "citizen_id_key" not in line and "no store at" in line, line
 
 
 def _key_used(config: Path) -> bytes:

@@ -43,6 +43,39 @@ def test_the_store_urls_open_store_takes_load(url: str) -> None:
     assert settings_from_mapping({"store": {"url": url}}, environ={}).store.url == url
 
 
+SQLITE_FORMS = "store.url: expected sqlite:///relative/path.db or sqlite:////absolute/path.db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://probeops-hostform/gw.db",  # was the store /probeops-hostform/gw.db
+        "sqlite://localhost/gw.db",
+        "sqlite://gw.db",
+        "sqlite:///gw.db?mode=ro",  # was a file named 'gw.db?mode=ro'
+        "sqlite:////var/lib/lienthong/gw.db?cache=shared",
+        "sqlite:///gw.db#x",
+        "sqlite:///",
+        "sqlite://",
+        "sqlite:",
+    ],
+)
+def test_a_sqlite_url_with_a_host_a_query_or_no_path_is_refused_at_load(url: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        settings_from_mapping({"store": {"url": url}}, environ={})
+    assert str(info.value).startswith(SQLITE_FORMS), info.value
+    assert str(info.value).endswith(f"got {url!r}")
+
+
+def test_the_cli_refuses_a_sqlite_host_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "lienthong.toml"
+    config.write_text('[store]\nurl = "sqlite://probeops-hostform/gw.db"\n')
+    result = CliRunner().invoke(main, ["outbox", "list", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    [line] = result.output.splitlines()
+    assert line.startswith(f"Error: {config}: {SQLITE_FORMS}"), line  # not "no store at //…"
+
+
 def test_a_store_url_from_the_environment_is_checked_too() -> None:
     with pytest.raises(SettingsError, match="got a mysql: URL"):
         settings_from_mapping({}, environ={"LIENTHONG_STORE_URL": "mysql://h/x"})

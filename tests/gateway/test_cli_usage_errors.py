@@ -99,6 +99,17 @@ CASES = {
         "lienthong",
         ["Option '--version' does not take a value"],
     ),
+    # an empty argument
+    "nested: empty argument": (
+        ["flows", "resume", ""],
+        "lienthong flows resume",
+        ["Invalid value for 'CODE'", "is empty"],
+    ),  # was "Error: no dossier " and exit 1, after opening the store
+    "nested: blank argument": (
+        ["flows", "resume", " "],
+        "lienthong flows resume",
+        ["Invalid value for 'CODE'", "is empty"],
+    ),
     # bad choice
     "top-level command: bad choice": (
         ["sign", "docx", "a", "b", "--key", "k"],

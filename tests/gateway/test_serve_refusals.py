@@ -113,3 +113,95 @@ def test_serve_names_gateway_listen_when_it_cannot_listen(
     assert error.startswith(f"Error: gateway.listen: cannot listen on {listen!r}: "), error
     assert reason in error, error
     assert not (tmp_path / "gw.db").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["", "lienthong.local/audit\\nforged line", "lienthong local/audit", "tab\\there", "a+b"],
+    ids=["empty", "newline", "space", "tab", "plus"],
+)
+def test_an_origin_no_checkpoint_note_can_carry_is_refused_at_load(
+    tmp_path: Path, origin: str
+) -> None:
+    """It was accepted, and `serve` died with a 56-line traceback once the checkpointer met it."""
+    config = _config(tmp_path, sections=f'[audit]\norigin = "{origin}"')
+    for command in (["serve"], ["audit", "verify"]):
+        error = _one_error(CliRunner().invoke(main, [*command, "--config", str(config)]))
+        assert error.startswith(f"Error: {config}: audit.origin: must be a name without"), error
+    assert not (tmp_path / "gw.db").exists() and not (tmp_path / "pki").exists()
+
+
+def test_a_checkpoint_error_at_start_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.cli
+    from gateway.audit.checkpoints import CheckpointError
+
+    def altered(*_: object, **__: object) -> None:
+        raise CheckpointError("audit log does not match checkpoint 20: altered entries")
+
+    monkeypatch.setattr(gateway.cli, "build_app", altered)
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(_config(tmp_path))]))
+    assert error == "Error: cannot start: audit log does not match checkpoint 20: altered entries"
+
+
+@pytest.mark.parametrize(
+    ("index", "reason"),
+    [
+        (None, "{pki} is not a folder"),
+        ("{}", "{pki} is not a test PKI (index.json has no base_url)"),
+        (
+            '{"base_url": "http://127.0.0.1:1"}',
+            "{pki} is not a test PKI (index.json has no subjects)",
+        ),
+        ("{", "{pki} is not a test PKI (index.json is not JSON: "),
+        ("", "{pki} is not a test PKI (no index.json)"),
+    ],
+    ids=["a-file", "no-base-url", "no-subjects", "malformed", "missing"],
+)
+def test_a_sandbox_pki_that_is_no_test_pki_is_named_with_the_reason(
+    tmp_path: Path, index: str | None, reason: str
+) -> None:
+    """It was a KeyError traceback (no base_url), 'no index.json' for a malformed one, and
+    '[Errno 20] Not a directory' after a log line claiming to create a PKI in a file."""
+    pki = tmp_path / "devpki"
+    if index is None:
+        pki.write_text("a file, not a folder")
+    else:
+        pki.mkdir()
+        (pki / "root.pem").write_text("")  # a PKI made before: it is loaded, not made anew
+        if index:
+            (pki / "index.json").write_text(index)
+    config = _config(tmp_path, sections='pki = "devpki"')
+    result = CliRunner().invoke(main, ["serve", "--config", str(config)])
+    error = _one_error(result)
+    assert error.startswith(f"Error: [sandbox] pki: {reason.format(pki=pki)}"), error
+    assert "creating a test PKI" not in result.output
+
+
+def test_serve_refuses_a_fingerprint_only_subsystem_it_could_never_identify(
+    tmp_path: Path,
+) -> None:
+    subsystem = (
+        f'[[subsystems]]\nid = "VN:GOV:000.00.00.H41:vanhanh"\ncert_fingerprint = "{"ab" * 32}"'
+    )
+    config = _config(tmp_path, sections=subsystem)
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert error.startswith(
+        f"Error: {config}: subsystem VN:GOV:000.00.00.H41:vanhanh: its only credential,"
+        " cert_fingerprint, needs gateway.client_ca"
+    ), error
+    assert not (tmp_path / "gw.db").exists()
+
+
+def test_serve_refuses_faults_for_a_registry_it_does_not_sandbox(tmp_path: Path) -> None:
+    sections = (
+        "[sandbox.faults.business]\nerror_rate = 1.0\n"
+        '[registries.business]\nurl = "http://127.0.0.1:1/api"\napi_key = "k"\n'
+    )
+    config = _config(tmp_path, sections=sections)
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert error == (
+        f"Error: {config}: sandbox.faults.business: the business registry has a url: there is"
+        " no sandbox to inject faults into"
+    )

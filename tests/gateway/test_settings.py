@@ -191,6 +191,9 @@ BOUNDS: dict[str, tuple[Any, Any]] = {  # key → (the largest accepted, the sma
     "outbox.poll_s": (3600, 1e12),
     "outbox.breaker_reset_s": (86_400, 1e9),
     f"{RETRY}.max_delay_s": (604_800, 1e12),
+    # `audit verify` crashed (OverflowError) on a log checked with these, which `serve` ran with.
+    "audit.checkpoint_interval_s": (86_400, 3e11),
+    "audit.fail_closed_after_s": (604_800, 1e300),
 }
 for key, (largest, refused) in BOUNDS.items():
     RANGES[key][0].append(refused)
@@ -372,6 +375,18 @@ def test_a_bad_fault_plan_is_refused(faults: Any, message: str) -> None:
     assert message in _refused({"sandbox": {"faults": faults}})
 
 
+def test_a_fault_plan_for_a_registry_with_a_url_is_refused() -> None:
+    """The plan was dropped at start without a word: no sandbox serves that registry."""
+    business = {"url": "http://127.0.0.1:1/api", "api_key": "k"}
+    data = {"registries": {"business": business}, "sandbox": {"faults": {"business": {}}}}
+    assert _refused(data) == (
+        "sandbox.faults.business: the business registry has a url: there is no sandbox to"
+        " inject faults into"
+    )
+    data["sandbox"]["faults"] = {"portal": {"error_rate": 1.0}}  # another registry's: sandboxed
+    assert settings_from_mapping(data, environ={}).sandbox.faults["portal"]["error_rate"] == 1.0
+
+
 def test_a_good_fault_plan_loads_and_builds() -> None:
     plan = {"error_rate": 0.1, "latency_ms": 5, "outages": [[0, 1.5]], "seed": 3}
     s = settings_from_mapping({"sandbox": {"faults": {"portal": plan}}}, environ={})
@@ -423,6 +438,8 @@ def test_a_file_that_is_not_utf8_or_not_a_file_is_refused(tmp_path: Path) -> Non
         (b"registries = 5\n", "registries: expected a table"),
         (b'[gateway]\nlisten = "127.0.0.1:99999"\n', "gateway.listen:"),
         (b"[outbox]\nlease_s = nan\n", "outbox.lease_s: expected a finite number"),
+        (b"[audit]\ncheckpoint_interval_s = 1e300\n", "audit.checkpoint_interval_s: must be at"),
+        (b"[audit]\nfail_closed_after_s = 3e11\n", "audit.fail_closed_after_s: must be at most"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8 text"),
     ],
 )

@@ -10,9 +10,14 @@ MOTCUA, VANHANH = "VN:GOV:000.00.00.H41:motcua", "VN:GOV:000.00.00.H41:vanhanh"
 FINGERPRINT = "ab" * 32
 
 
-def _refused(*subsystems: dict[str, Any]) -> str:
+MTLS = {"tls_cert": "tls/gateway.pem", "client_ca": "tls/clients-ca.pem"}
+
+
+def _refused(*subsystems: dict[str, Any], gateway: dict[str, str] | None = None) -> str:
     with pytest.raises(SettingsError) as info:
-        settings_from_mapping({"subsystems": list(subsystems)}, environ={})
+        settings_from_mapping(
+            {"subsystems": list(subsystems), "gateway": gateway or {}}, environ={}
+        )
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -40,6 +45,7 @@ def test_two_spellings_of_one_fingerprint_are_refused(spelling: str) -> None:
     message = _refused(
         {"id": MOTCUA, "cert_fingerprint": FINGERPRINT},
         {"id": VANHANH, "cert_fingerprint": spelling, "rights": ["admin"]},
+        gateway=MTLS,
     )
     assert message == (
         f"subsystems {MOTCUA} and {VANHANH} have the same cert_fingerprint:"
@@ -79,6 +85,26 @@ def test_a_token_or_fingerprint_that_could_never_match_is_refused(
     message = _refused({"id": MOTCUA, **given})
     assert message.startswith(f"subsystem {MOTCUA}: {said}")
     assert "t-1" not in message
+
+
+@pytest.mark.parametrize(
+    "gateway", [{}, {"tls_cert": "tls/gateway.pem"}], ids=["plain-http", "tls-without-client-ca"]
+)
+def test_a_fingerprint_alone_without_client_ca_is_refused(gateway: dict[str, str]) -> None:
+    """The server asks for no client certificate without client_ca: such a subsystem's every
+    request was a 401, and the gateway started without a word."""
+    message = _refused({"id": VANHANH, "cert_fingerprint": FINGERPRINT}, gateway=gateway)
+    assert message == (
+        f"subsystem {VANHANH}: its only credential, cert_fingerprint, needs gateway.client_ca"
+        " (and tls_cert): without it no client certificate is asked for"
+    )
+
+
+def test_a_fingerprint_loads_with_client_ca_or_beside_a_token() -> None:
+    alone = {"id": VANHANH, "cert_fingerprint": FINGERPRINT}
+    assert settings_from_mapping({"subsystems": [alone], "gateway": MTLS}, environ={}).subsystems
+    beside = {**alone, "token": "t-1"}  # the token still identifies it over plain HTTP
+    assert settings_from_mapping({"subsystems": [beside]}, environ={}).subsystems
 
 
 # --- an id names the member's agency: VN:GOV:<agency id>:<subsystem> ---
