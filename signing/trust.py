@@ -41,6 +41,7 @@ __all__ = [
     "RevocationMode",
     "TrustStore",
     "check_usage",
+    "check_valid_now",
     "common_name",
     "weaknesses_of",
 ]
@@ -415,6 +416,24 @@ _SERVICE_ONLY_EKUS = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
     ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
 }
+
+
+def check_valid_now(certs: Iterable[x509.Certificate]) -> None:
+    """Raise :class:`UntrustedSigner` naming the first of ``certs`` (a signer's certificate and
+    the issuers given with it) that is expired or not yet valid, and the date that rules it out:
+    a signature made with it now is refused by every verifier."""
+    now = dt.datetime.now(dt.UTC)
+    for c in certs:
+        if now > c.not_valid_after_utc:
+            raise UntrustedSigner(
+                f"certificate expired: {common_name(c)} "
+                f"(valid until {c.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+            )
+        if now < c.not_valid_before_utc:
+            raise UntrustedSigner(
+                f"certificate not yet valid: {common_name(c)} "
+                f"(valid from {c.not_valid_before_utc:%Y-%m-%d %H:%M} UTC)"
+            )
 
 
 def check_usage(leaf: x509.Certificate, usage: Usage) -> None:
