@@ -125,6 +125,8 @@ def _not_a_document(path: str, kind: str, data: bytes, reason: str) -> str | Non
         return None
     if reason.startswith("the document already holds a signature"):
         return f"{path} already holds a signature: co-signing XML is not supported"
+    if reason.startswith("the document holds the id "):
+        return f"{path} {reason.removeprefix('the document ')}"
     if reason.startswith("not well-formed XML"):
         return f"{path} is {reason.replace(' (<string>, line 1)', '')}"
     if reason == "DOCTYPE not allowed":

@@ -163,6 +163,16 @@ def _build(
         raise SigningError(
             "the document already holds a signature: co-signing XML is not supported"
         )
+    repeated = _repeated_id(tree.getroot())
+    if repeated is not None:
+        # The verifier refuses any repeated id (signature wrapping): a signature over this
+        # document could never be verified, by us or by an agency using the same rule.
+        value, first, second = repeated
+        raise SigningError(
+            f"the document holds the id {value!r} twice ({_where(first)} and {_where(second)}): "
+            "a signature over it could not be verified (a repeated id is refused as signature "
+            "wrapping)"
+        )
     doc_digest = hashlib.sha256(_c14n(tree)).digest()
     holder = _find_parent(tree.getroot(), parent)
     sig_id = f"sig-{secrets.token_hex(8)}"
@@ -203,6 +213,10 @@ def _build(
     raw = key.sign(_c14n(signed_info))
     sig_value.text = _b64(_raw_ecdsa(raw, key) if key.algorithm == "ecdsa" else raw)
     return tree, sig
+
+
+def _where(el: etree._Element) -> str:
+    return f"<{etree.QName(el).localname}> on line {el.sourceline}"
 
 
 def _cert_digest(cert: x509.Certificate) -> bytes:
@@ -301,6 +315,21 @@ class _Checked:
     timestamp: tuple[bytes, bytes] | None  # (token, stamped data)
 
 
+def _repeated_id(root: etree._Element) -> tuple[str, etree._Element, etree._Element] | None:
+    """The first value two elements (or two attributes of one) give as ``Id``, ``ID`` or
+    ``id``, with the two elements; None if every one is unique. A reference ``#x`` could
+    resolve to either, so the verifier refuses such a document (signature wrapping)."""
+    seen: dict[str, etree._Element] = {}
+    for el in root.iter():
+        for attr in ("Id", "ID", "id"):
+            v = el.get(attr)
+            if v is not None:
+                if v in seen:
+                    return v, seen[v], el
+                seen[v] = el
+    return None
+
+
 def _profile_check(root: etree._Element, allow_sha1: bool) -> tuple[etree._Element, list[str]]:
     sigs = root.findall(f".//{_ds('Signature')}")
     if root.tag == _ds("Signature"):
@@ -310,14 +339,9 @@ def _profile_check(root: etree._Element, allow_sha1: bool) -> tuple[etree._Eleme
     if len(sigs) > 1:
         raise SignatureInvalid(f"signature wrapping: {len(sigs)} Signature elements")
     sig = sigs[0]
-    seen: set[str] = set()
-    for el in root.iter():
-        for attr in ("Id", "ID", "id"):
-            v = el.get(attr)
-            if v is not None:
-                if v in seen:
-                    raise SignatureInvalid(f"signature wrapping: duplicate Id {v!r}")
-                seen.add(v)
+    repeated = _repeated_id(root)
+    if repeated is not None:
+        raise SignatureInvalid(f"signature wrapping: duplicate Id {repeated[0]!r}")
     weak: list[str] = []
     algs = [
         el.get("Algorithm") or "" for el in sig.iter(_ds("SignatureMethod"), _ds("DigestMethod"))
