@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
-from .errors import SignatureInvalid, SigningError, TimestampError
+from .errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
 from .keys import SigningKey
 from .report import SignatureReport
 from .timestamps import request_timestamp, verify_timestamp
@@ -496,6 +496,8 @@ async def verify_xml(
     try:
         return await _verify_xml(data, trust, max_bytes=max_bytes, allow_sha1=allow_sha1)
     except (SignatureInvalid, TimestampError) as exc:
+        if getattr(exc, "reports", None):  # the signer refused: _verify_xml wrote the report
+            raise
         reason = exc.reason if isinstance(exc, SignatureInvalid) else str(exc)
         signer, level = await asyncio.to_thread(_claimed, data, max_bytes)
         exc.reports = [  # type: ignore[union-attr]
@@ -545,7 +547,21 @@ async def _verify_xml(
     # A trusted timestamp proves the signature existed then: the signer is judged as of that
     # moment (a certificate that expired, or was revoked, since still stands; one revoked before
     # does not). Without one, the signer's own claim of time proves nothing: judged now.
-    chain = await trust.validate(checked.leaf, checked.others, moment=proven)
+    try:
+        chain = await trust.validate(checked.leaf, checked.others, moment=proven)
+    except UntrustedSigner as exc:
+        # The same report as verify_pdf's: revocation from the refusal's kind, and the time of
+        # a timestamp that verified.
+        exc.reports = [  # type: ignore[attr-defined]
+            SignatureReport.untrusted(
+                exc,
+                signer=common_name(checked.leaf),
+                level=checked.level,
+                signed_at=signed_at,
+                weaknesses=checked.weaknesses,
+            )
+        ]
+        raise
     report = SignatureReport(
         valid=True,
         signer=common_name(checked.leaf),
