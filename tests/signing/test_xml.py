@@ -12,6 +12,7 @@ import copy
 import pytest
 from lxml import etree
 
+import signing.xml as signing_xml
 from signing.errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
 from signing.testing import EDXML_HEADER, SAMPLE_XML, TestPKI
 from signing.trust import TrustStore
@@ -97,6 +98,33 @@ async def test_doctype_refused_before_parsing(pki):
 async def test_size_cap(pki):
     with pytest.raises(SignatureInvalid, match="too large"):
         await verify_xml(SAMPLE_XML, pki.trust(), max_bytes=100)
+
+
+async def test_node_cap(pki):
+    """Memory grows with a document's nodes (~0.8 KB each while signxml checks it: 24 MB of
+    <i>x</i> took 3.2 GB), so their number is capped, and counted before any tree is built.
+    Before, only the bytes were capped."""
+    too_many = b"<doc>" + b"<i/>" * 500_000 + b"</doc>"  # 2 MB, 500,001 nodes
+    reason = await _refused(too_many, pki.trust())
+    assert reason == (
+        "document too large (more than 500000 elements, comments and processing instructions)"
+    )
+    comments = b"<doc>" + b"<!---->" * 10 + b"<?pi?>" * 10 + b"</doc>"  # 21 nodes
+    with pytest.raises(SignatureInvalid, match="more than 20 elements, comments"):
+        await verify_xml(comments, pki.trust(), max_nodes=20)
+
+
+async def test_the_signer_refuses_what_the_verifier_would(pki, monkeypatch):
+    """The signer's caps leave room for the signature it adds: what it signs, verify_xml reads."""
+    monkeypatch.setattr(signing_xml, "MAX_NODES", 300)
+    room = signing_xml.MAX_NODES - signing_xml._SIGNATURE_ROOM[0]
+    fits = b"<doc>" + b"<i/>" * (room - 1) + b"</doc>"
+    signed = await sign_xml(fits, pki.key("gateway"), level="B-B")
+    report = (await verify_xml(signed, pki.trust(revocation="off"), max_nodes=300)).report
+    assert report.valid
+    too_many = b"<doc>" + b"<i/>" * room + b"</doc>"
+    with pytest.raises(SigningError, match="document too large to sign: signed, it would be"):
+        await sign_xml(too_many, pki.key("gateway"))
 
 
 async def test_unsigned_document(pki):
