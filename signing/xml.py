@@ -8,10 +8,11 @@ spec pitfall 1) and, for B-T, an RFC 3161 ``SignatureTimeStamp`` over the canoni
 xmlsec1 verifies what this writes (tests/interop).
 
 Verification refuses any DOCTYPE before parsing, caps the size and the number of nodes (the
-signer refuses what the verifier would), refuses SHA-1 unless asked, checks the reference profile
-(exactly one signature, one whole-document reference, no duplicate Ids), then lets signxml check
-digests and the signature against the KeyInfo leaf, and the TrustStore check the chain. Only the
-signed content (re-parsed from its canonical form) is returned.
+signer refuses what the verifier would), reports SHA-1 as a weakness (or refuses it, if asked),
+checks the reference profile (exactly one signature, one whole-document reference, no duplicate
+Ids), then lets signxml check digests and the signature against the KeyInfo leaf, and the
+TrustStore check the chain. Only the signed content (re-parsed from its canonical form) is
+returned.
 """
 
 from __future__ import annotations
@@ -49,14 +50,23 @@ SIG_ALGS = {
     "ecdsa": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
 }
 SIGNED_PROPS_TYPE = "http://uri.etsi.org/01903#SignedProperties"
-SHA1_URIS = frozenset(
-    {
-        "http://www.w3.org/2000/09/xmldsig#sha1",
-        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
-        "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
-    }
-)
+SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
+# SHA-1, in older documents: verified and reported as a weakness (spec: "verify them and report
+# them as weak, never produce them"), as for PDF and edXML envelopes; refused with
+# allow_sha1=False.
+SHA1_URIS = {
+    SHA1: "SHA-1 digest",
+    "http://www.w3.org/2000/09/xmldsig#rsa-sha1": "RSA-SHA1 signature",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1": "ECDSA-SHA1 signature",
+    "http://www.w3.org/2000/09/xmldsig#dsa-sha1": "DSA-SHA1 signature",
+}
+# The digests a XAdES CertDigest may use.
+CERT_DIGESTS = {
+    SHA1: "sha1",
+    SHA256: "sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384": "sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512": "sha512",
+}
 
 Level = Literal["XMLDSig", "B-B", "B-T"]
 
@@ -275,6 +285,22 @@ def _where(el: etree._Element) -> str:
     return f"<{etree.QName(el).localname}> on line {el.sourceline}"
 
 
+def _cert_digest_matches(sp: etree._Element, leaf: x509.Certificate) -> bool:
+    """Whether the signed properties name ``leaf`` as the signing certificate: XAdES's
+    SigningCertificateV2, or the SigningCertificate of older documents (often SHA-1)."""
+    for version in ("SigningCertificateV2", "SigningCertificate"):
+        cert_digest = sp.find(f".//{_xa(version)}/{_xa('Cert')}/{_xa('CertDigest')}")
+        if cert_digest is not None:
+            method = cert_digest.find(_ds("DigestMethod"))
+            algo = CERT_DIGESTS.get(method.get("Algorithm") or "") if method is not None else None
+            value = cert_digest.findtext(_ds("DigestValue"))
+            if algo is None or value is None:
+                return False
+            der = leaf.public_bytes(serialization.Encoding.DER)
+            return base64.b64decode(value) == hashlib.new(algo, der).digest()
+    return False
+
+
 def _cert_digest(cert: x509.Certificate) -> bytes:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
 
@@ -406,7 +432,8 @@ def _profile_check(root: etree._Element, allow_sha1: bool) -> tuple[etree._Eleme
         if alg in SHA1_URIS:
             if not allow_sha1:
                 raise SignatureInvalid(f"weak algorithm: SHA-1 not accepted ({alg})")
-            weak.append(f"SHA-1 ({alg.rsplit('#', 1)[-1]})")
+            if SHA1_URIS[alg] not in weak:
+                weak.append(SHA1_URIS[alg])
     signed_info = sig.find(_ds("SignedInfo"))
     if signed_info is None:
         raise SignatureInvalid("malformed signature: no SignedInfo")
@@ -523,12 +550,8 @@ def _verify_sync(data: bytes, max_bytes: int, max_nodes: int, allow_sha1: bool) 
     )
     if sp is not None:
         level = "XAdES-B-B"
-        digest = sp.findtext(
-            f".//{_xa('SigningCertificateV2')}/{_xa('Cert')}/{_xa('CertDigest')}/"
-            f"{_ds('DigestValue')}"
-        )
-        if digest is None or base64.b64decode(digest) != _cert_digest(leaf):
-            raise SignatureInvalid("XAdES SigningCertificateV2 does not match the signer")
+        if not _cert_digest_matches(sp, leaf):
+            raise SignatureInvalid("XAdES SigningCertificate does not match the signer")
         st = sp.findtext(f".//{_xa('SigningTime')}")
         if st:
             try:
@@ -547,12 +570,14 @@ async def verify_xml(
     *,
     max_bytes: int = MAX_BYTES,
     max_nodes: int = MAX_NODES,
-    allow_sha1: bool = False,
+    allow_sha1: bool = True,
 ) -> XMLVerification:
     """Verify the one enveloped signature in ``data`` against ``trust``.
 
     A document over ``max_bytes``, or over ``max_nodes`` elements, comments and processing
     instructions (counted before any tree is built), is refused: see MAX_NODES for the memory.
+    SHA-1 (older documents) is verified and listed in the report's weaknesses; with
+    ``allow_sha1=False`` it is refused ("weak algorithm: SHA-1 not accepted").
 
     Raises :class:`SignatureInvalid` (with ``.reason``: "DOCTYPE not allowed", "digest mismatch: …",
     "signature wrapping: …", "weak algorithm: …", …), :class:`UntrustedSigner` (chain, expiry,
