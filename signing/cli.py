@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import errno
 import json
 import logging
@@ -27,7 +26,7 @@ import click
 from .errors import SignatureInvalid, SigningError, UntrustedSigner
 from .keys import SigningKey, load_key
 from .report import SignatureReport
-from .trust import TrustStore, check_usage, common_name
+from .trust import TrustStore, check_usage, check_valid_now
 
 __all__ = ["commands", "pki", "sign", "tsa", "verify"]
 
@@ -103,18 +102,10 @@ def _check_signer(key: SigningKey, trust: TrustStore | None) -> None:
         check_usage(cert, "signing")
     except UntrustedSigner as exc:
         _fail(f"this key may sign no document: {exc.reason}")
-    now = dt.datetime.now(dt.UTC)
-    for c in (cert, *key.chain):
-        if now > c.not_valid_after_utc:
-            _fail(
-                f"certificate expired: {common_name(c)} (valid until "
-                f"{c.not_valid_after_utc:%Y-%m-%d %H:%M} UTC): it signs no document"
-            )
-        if now < c.not_valid_before_utc:
-            _fail(
-                f"certificate not yet valid: {common_name(c)} (valid from "
-                f"{c.not_valid_before_utc:%Y-%m-%d %H:%M} UTC): it signs no document"
-            )
+    try:
+        check_valid_now((cert, *key.chain))
+    except UntrustedSigner as exc:
+        _fail(f"{exc.reason}: it signs no document")
     if trust is not None:
         try:
             asyncio.run(trust.validate(cert, key.chain))
@@ -134,6 +125,8 @@ def _not_a_document(path: str, kind: str, data: bytes, reason: str) -> str | Non
         return None
     if reason.startswith("the document already holds a signature"):
         return f"{path} already holds a signature: co-signing XML is not supported"
+    if reason.startswith("the document holds the id "):
+        return f"{path} {reason.removeprefix('the document ')}"
     if reason.startswith("not well-formed XML"):
         return f"{path} is {reason.replace(' (<string>, line 1)', '')}"
     if reason == "DOCTYPE not allowed":

@@ -32,7 +32,16 @@ class SignatureInvalid(SigningError):
 
 
 class UntrustedSigner(SignatureInvalid):
-    """The signature is intact but its signer is not trusted (chain, validity, revocation, usage)."""
+    """The signature is intact but its signer is not trusted (chain, validity, revocation, usage).
+
+    ``kind`` says why, for code to branch on (``reason`` is for people, and ends with a subject's
+    name, which may say anything): "no-chain", "chain-invalid", "expired", "not-yet-valid",
+    "revoked", "revocation-unknown" or "usage".
+    """
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class TimestampError(SigningError):

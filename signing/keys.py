@@ -341,7 +341,7 @@ def parse_pkcs11_uri(uri: str) -> dict[str, str]:
 
 def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
     import pkcs11
-    from pkcs11 import ObjectClass
+    from pkcs11 import Attribute, ObjectClass
     from pkcs11.exceptions import PKCS11Error
 
     attrs = parse_pkcs11_uri(uri)
@@ -367,7 +367,23 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
         raise KeyLoadError(f"{what}: {type(exc).__name__}") from exc
     try:
         with shared.lock:
-            priv = shared.session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            # The whole search is read (and ended) here. session.get_key() raised
+            # MultipleObjectsReturned with its search still open; the session was then closed,
+            # and the search, ended when garbage-collected, printed a SessionHandleInvalid
+            # traceback after our one-line error.
+            found = list(
+                shared.session.get_objects(
+                    {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}
+                )
+            )
+            if not found:
+                raise KeyLoadError(f"{what}: NoSuchKey")
+            if len(found) > 1:
+                raise KeyLoadError(
+                    f"{what}: {len(found)} private keys have this label on the token: "
+                    "give each its own label"
+                )
+            [priv] = found
             if cert is not None:
                 leaf, chain = _split_chain(_load_cert_file(cert))
             else:

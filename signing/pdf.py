@@ -413,15 +413,8 @@ async def _judge(
         # As for XML: judged as of the timestamp's time when there is one (signing/xml.py).
         chain = await trust.validate(leaf, others, moment=proven, **revinfo)
     except UntrustedSigner as exc:
-        revocation = "revoked" if "revoked" in exc.reason else "not checked"
-        return SignatureReport(
-            valid=False,
-            reason=exc.reason,
-            level=level,
-            weaknesses=weak,
-            revocation=revocation,
-            signed_at=signed_at,
-            **base,
+        return SignatureReport.untrusted(
+            exc, level=level, weaknesses=weak, signed_at=signed_at, **base
         )
     return SignatureReport(
         valid=True,
@@ -468,14 +461,9 @@ async def verify_pdf(data: bytes, trust: TrustStore) -> list[SignatureReport]:
     if not reports:
         raise SignatureInvalid("no signature found")
     if not any(r.valid for r in reports):
-        reason = reports[0].reason or "invalid signature"
-        cls = (
-            UntrustedSigner
-            if reports[0].revocation == "revoked"
-            or any(w in reason for w in ("certificate", "chain", "key usage", "revocation"))
-            else SignatureInvalid
-        )
-        err = cls(reason)
+        first = reports[0]
+        reason = first.reason or "invalid signature"
+        err = UntrustedSigner(reason, first.cause) if first.cause else SignatureInvalid(reason)
         err.reports = reports  # type: ignore[attr-defined]
         raise err
     return reports

@@ -8,6 +8,8 @@ from typing import Any
 
 from cryptography import x509
 
+from .errors import UntrustedSigner
+
 __all__ = ["SignatureReport"]
 
 
@@ -16,8 +18,12 @@ class SignatureReport:
     """What a verifier found about one signature.
 
     ``level``: "XMLDSig", "XAdES-B-B", "XAdES-B-T", "PAdES-B-B", "PAdES-B-T", "PAdES-B-LT" or
-    "legacy adbe.pkcs7.detached". ``revocation``: "good", "revoked", "unknown (soft-fail)" or
-    "not checked". ``reason`` is set when ``valid`` is false.
+    "legacy adbe.pkcs7.detached". ``revocation``: "good", "revoked", "unknown (soft-fail)",
+    "unknown" (refused: the status could not be had or decided) or "not checked". ``reason`` is
+    set when ``valid`` is false; ``cause`` when the signer was refused: the
+    :class:`UntrustedSigner` kind ("revoked", "expired", "no-chain", …), for code to branch on
+    (``reason`` ends with a subject's name, which may say anything). ``cause`` is not in
+    :meth:`as_dict` or :meth:`as_text`.
     """
 
     valid: bool
@@ -33,10 +39,20 @@ class SignatureReport:
     # caller that must know who signed, not only that the chain is trusted (the document hub
     # holds a MIME part's PDF to its sender). Not part of the report's JSON.
     certificate: x509.Certificate | None = field(default=None, repr=False, compare=False)
+    cause: str | None = None
+
+    @classmethod
+    def untrusted(cls, exc: UntrustedSigner, **fields: Any) -> SignatureReport:
+        """The report on a signature whose signer ``exc`` refused (XML and PDF alike), the
+        revocation status taken from its kind, never from its text."""
+        revocation = {"revoked": "revoked", "revocation-unknown": "unknown"}.get(
+            exc.kind, "not checked"
+        )
+        return cls(valid=False, reason=exc.reason, cause=exc.kind, revocation=revocation, **fields)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        del d["certificate"]
+        del d["certificate"], d["cause"]
         d["signed_at"] = self.signed_at.isoformat() if self.signed_at else None
         return d
 

@@ -64,21 +64,31 @@ async def request_timestamp(
         try:
             token = await stamper.async_timestamp(digest, md_algorithm)
         except Exception as exc:  # pyHanko raises IOError, TimestampRequestError, ValueError…
-            raise TimestampError(f"timestamp request to {_shown(tsa_url)} failed: {exc}") from exc
+            shown = _shown(tsa_url)
+            why = str(exc).replace(tsa_url, shown)  # in case a library's text quotes the URL
+            raise TimestampError(f"timestamp request to {shown} failed: {why}") from exc
     return bytes(token.dump())
 
 
 def _shown(url: str) -> str:
-    """``url`` without the ``user:password@`` a TSA with basic authentication is given: the
-    error is logged, and shown by /readyz while checkpoints fail."""
+    """``url`` as an error may show it: the error is logged, shown by /readyz and in the 503 that
+    refuses new work while checkpoints fail. The password of ``user:password@`` becomes ``***``
+    (the user name stays: it tells which account), and so does every query value: a TSA may take
+    its key as ``?password=``, ``?token=``, ``?apikey=``…, and no list of names is complete."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return "(the TSA URL)"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = "&".join(
+        f"{name}={'***' if value else ''}" if sep else ("***" if name else "")
+        for name, sep, value in (item.partition("=") for item in parts.query.split("&"))
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 @contextlib.asynccontextmanager

@@ -41,6 +41,7 @@ __all__ = [
     "RevocationMode",
     "TrustStore",
     "check_usage",
+    "check_valid_now",
     "common_name",
     "weaknesses_of",
 ]
@@ -351,22 +352,28 @@ class TrustStore:
                 "OCSP" if "OCSP" in str(exc) else "CRL" if "CRL" in str(exc) else "revocation data"
             )
             raise UntrustedSigner(
-                f"certificate revoked ({source}): {_subject_of(exc, leaf)}"
+                f"certificate revoked ({source}): {_subject_of(exc, leaf)}", "revoked"
             ) from exc
         except cv_errors.ExpiredError as exc:
-            raise UntrustedSigner(f"certificate expired: {_subject_of(exc, leaf)}") from exc
+            raise UntrustedSigner(
+                f"certificate expired: {_subject_of(exc, leaf)}", "expired"
+            ) from exc
         except cv_errors.NotYetValidError as exc:
-            raise UntrustedSigner(f"certificate not yet valid: {_subject_of(exc, leaf)}") from exc
+            raise UntrustedSigner(
+                f"certificate not yet valid: {_subject_of(exc, leaf)}", "not-yet-valid"
+            ) from exc
         except cv_errors.InsufficientRevinfoError as exc:
             # Under soft-fail too: data was found but cannot decide (an OCSP-only "revoked" at a
             # past moment); only data that cannot be fetched is soft-failed.
-            raise UntrustedSigner(f"revocation status unknown: {common_name(leaf)}") from exc
+            raise UntrustedSigner(
+                f"revocation status unknown: {common_name(leaf)}", "revocation-unknown"
+            ) from exc
         except cv_errors.PathBuildingError as exc:
             raise UntrustedSigner(
-                f"no chain to a configured trust anchor: {common_name(leaf)}"
+                f"no chain to a configured trust anchor: {common_name(leaf)}", "no-chain"
             ) from exc
         except (cv_errors.PathValidationError, cv_errors.ValidationError) as exc:
-            raise UntrustedSigner(f"certificate chain invalid: {exc}") from exc
+            raise UntrustedSigner(f"certificate chain invalid: {exc}", "chain-invalid") from exc
         finally:
             await backend.close()
         check_usage(leaf, usage)
@@ -417,6 +424,26 @@ _SERVICE_ONLY_EKUS = {
 }
 
 
+def check_valid_now(certs: Iterable[x509.Certificate]) -> None:
+    """Raise :class:`UntrustedSigner` naming the first of ``certs`` (a signer's certificate and
+    the issuers given with it) that is expired or not yet valid, and the date that rules it out:
+    a signature made with it now is refused by every verifier."""
+    now = dt.datetime.now(dt.UTC)
+    for c in certs:
+        if now > c.not_valid_after_utc:
+            raise UntrustedSigner(
+                f"certificate expired: {common_name(c)} "
+                f"(valid until {c.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)",
+                "expired",
+            )
+        if now < c.not_valid_before_utc:
+            raise UntrustedSigner(
+                f"certificate not yet valid: {common_name(c)} "
+                f"(valid from {c.not_valid_before_utc:%Y-%m-%d %H:%M} UTC)",
+                "not-yet-valid",
+            )
+
+
 def check_usage(leaf: x509.Certificate, usage: Usage) -> None:
     try:
         ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -425,7 +452,8 @@ def check_usage(leaf: x509.Certificate, usage: Usage) -> None:
     if ku is not None and not (ku.digital_signature or ku.content_commitment):
         raise UntrustedSigner(
             f"key usage does not allow signing (digitalSignature/nonRepudiation): "
-            f"{common_name(leaf)}"
+            f"{common_name(leaf)}",
+            "usage",
         )
     if usage == "signing":
         try:
@@ -436,16 +464,17 @@ def check_usage(leaf: x509.Certificate, usage: Usage) -> None:
             names = ", ".join(sorted(_SERVICE_ONLY_EKUS[p] for p in purposes))
             raise UntrustedSigner(
                 f"extended key usage ({names}) does not allow signing documents: "
-                f"{common_name(leaf)}"
+                f"{common_name(leaf)}",
+                "usage",
             )
     if usage == "timestamping":
         try:
             eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
         except x509.ExtensionNotFound as exc:
             raise UntrustedSigner(
-                "TSA certificate lacks the timeStamping extended key usage"
+                "TSA certificate lacks the timeStamping extended key usage", "usage"
             ) from exc
         if ExtendedKeyUsageOID.TIME_STAMPING not in eku.value or not eku.critical:
             raise UntrustedSigner(
-                "TSA certificate lacks a critical timeStamping extended key usage"
+                "TSA certificate lacks a critical timeStamping extended key usage", "usage"
             )

@@ -7,10 +7,12 @@ SignedInfo, SHA-256, RSA or ECDSA, the signer's chain in KeyInfo; for XAdES a se
 spec pitfall 1) and, for B-T, an RFC 3161 ``SignatureTimeStamp`` over the canonical SignatureValue.
 xmlsec1 verifies what this writes (tests/interop).
 
-Verification refuses any DOCTYPE before parsing, caps the size, refuses SHA-1 unless asked, checks
-the reference profile (exactly one signature, one whole-document reference, no duplicate Ids), then
-lets signxml check digests and the signature against the KeyInfo leaf, and the TrustStore check
-the chain. Only the signed content (re-parsed from its canonical form) is returned.
+Verification refuses any DOCTYPE before parsing, caps the size and the number of nodes (the
+signer refuses what the verifier would), reports SHA-1 as a weakness (or refuses it, if asked),
+checks the reference profile (exactly one signature, one whole-document reference, no duplicate
+Ids), then lets signxml check digests and the signature against the KeyInfo leaf, and the
+TrustStore check the chain. Only the signed content (re-parsed from its canonical form) is
+returned.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
-from .errors import SignatureInvalid, SigningError, TimestampError
+from .errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
 from .keys import SigningKey
 from .report import SignatureReport
 from .timestamps import request_timestamp, verify_timestamp
@@ -48,14 +50,23 @@ SIG_ALGS = {
     "ecdsa": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
 }
 SIGNED_PROPS_TYPE = "http://uri.etsi.org/01903#SignedProperties"
-SHA1_URIS = frozenset(
-    {
-        "http://www.w3.org/2000/09/xmldsig#sha1",
-        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
-        "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
-    }
-)
+SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
+# SHA-1, in older documents: verified and reported as a weakness (spec: "verify them and report
+# them as weak, never produce them"), as for PDF and edXML envelopes; refused with
+# allow_sha1=False.
+SHA1_URIS = {
+    SHA1: "SHA-1 digest",
+    "http://www.w3.org/2000/09/xmldsig#rsa-sha1": "RSA-SHA1 signature",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1": "ECDSA-SHA1 signature",
+    "http://www.w3.org/2000/09/xmldsig#dsa-sha1": "DSA-SHA1 signature",
+}
+# The digests a XAdES CertDigest may use.
+CERT_DIGESTS = {
+    SHA1: "sha1",
+    SHA256: "sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384": "sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512": "sha512",
+}
 
 Level = Literal["XMLDSig", "B-B", "B-T"]
 
@@ -68,15 +79,59 @@ def _xa(tag: str) -> str:
     return f"{{{XADES}}}{tag}"
 
 
-_PARSER = etree.XMLParser(
+_PARSER_OPTIONS: dict[str, Any] = dict(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=False
 )
+_PARSER = etree.XMLParser(**_PARSER_OPTIONS)
 _PROLOG_END = re.compile(rb"<[A-Za-z_:]")
 
+# What verify_xml reads by default. Its memory grows with the document's nodes more than with its
+# bytes: lxml takes ~250 bytes a node, and signxml holds three copies of the document at once
+# while it checks the whole-document reference (about 0.8 KB a node in all; ~6x the bytes of
+# text). 24 MB of <i>x</i> (3 million nodes) took 2.3 GB; 500,000 nodes take ~0.45 GB, and with
+# 50 MB of text the worst case stays under about 1 GB.
+MAX_BYTES = 50_000_000
+MAX_NODES = 500_000
+# What a signature adds to the document it signs (its elements; its certificates and timestamp
+# token in base64): sign_xml refuses a document that, signed, verify_xml would refuse.
+_SIGNATURE_ROOM = (100, 100_000)  # nodes, bytes
 
-def _safe_parse(data: bytes, max_bytes: int) -> etree._ElementTree:
+
+class _TooLarge(SignatureInvalid):
+    pass
+
+
+class _NodeCounter:
+    """A parser target that builds nothing: it counts elements, comments and processing
+    instructions (each a node of the tree a parse would build) and stops past ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.nodes = limit, 0
+
+    def _node(self) -> None:
+        self.nodes += 1
+        if self.nodes > self.limit:
+            raise _TooLarge(
+                f"document too large (more than {self.limit} elements, comments and "
+                "processing instructions)"
+            )
+
+    def start(self, tag: str, attrib: Any) -> None:
+        self._node()
+
+    def comment(self, text: str) -> None:
+        self._node()
+
+    def pi(self, target: str, data: str) -> None:
+        self._node()
+
+    def close(self) -> int:
+        return self.nodes
+
+
+def _safe_parse(data: bytes, max_bytes: int, max_nodes: int) -> etree._ElementTree:
     if len(data) > max_bytes:
-        raise SignatureInvalid(f"document too large ({len(data)} > {max_bytes} bytes)")
+        raise _TooLarge(f"document too large ({len(data)} > {max_bytes} bytes)")
     head = data
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         try:
@@ -91,6 +146,9 @@ def _safe_parse(data: bytes, max_bytes: int) -> etree._ElementTree:
     if b"<!doctype" in prolog.lower():
         raise SignatureInvalid("DOCTYPE not allowed")
     try:
+        # Counted first, with no tree built, so that a document of too many nodes is refused
+        # before it takes the memory they would.
+        etree.fromstring(data, etree.XMLParser(target=_NodeCounter(max_nodes), **_PARSER_OPTIONS))
         tree = etree.ElementTree(etree.fromstring(data, _PARSER))
     except etree.XMLSyntaxError as exc:
         raise SignatureInvalid(f"not well-formed XML: {exc}") from exc
@@ -153,7 +211,15 @@ def _find_parent(root: etree._Element, parent: str | None) -> etree._Element:
 def _build(
     data: bytes, key: SigningKey, level: Level, parent: str | None
 ) -> tuple[etree._ElementTree, etree._Element]:
-    tree = _safe_parse(data, max_bytes=1 << 62)
+    try:
+        tree = _safe_parse(
+            data, MAX_BYTES - _SIGNATURE_ROOM[1], max_nodes=MAX_NODES - _SIGNATURE_ROOM[0]
+        )
+    except _TooLarge:
+        raise SigningError(
+            "document too large to sign: signed, it would be more than a verifier reads "
+            f"({MAX_BYTES} bytes, {MAX_NODES} elements, comments and processing instructions)"
+        ) from None
     if (
         tree.getroot().tag == _ds("Signature")
         or tree.getroot().find(f".//{_ds('Signature')}") is not None
@@ -162,6 +228,16 @@ def _build(
         # signature per document: signature wrapping otherwise) refuses the result.
         raise SigningError(
             "the document already holds a signature: co-signing XML is not supported"
+        )
+    repeated = _repeated_id(tree.getroot())
+    if repeated is not None:
+        # The verifier refuses any repeated id (signature wrapping): a signature over this
+        # document could never be verified, by us or by an agency using the same rule.
+        value, first, second = repeated
+        raise SigningError(
+            f"the document holds the id {value!r} twice ({_where(first)} and {_where(second)}): "
+            "a signature over it could not be verified (a repeated id is refused as signature "
+            "wrapping)"
         )
     doc_digest = hashlib.sha256(_c14n(tree)).digest()
     holder = _find_parent(tree.getroot(), parent)
@@ -203,6 +279,26 @@ def _build(
     raw = key.sign(_c14n(signed_info))
     sig_value.text = _b64(_raw_ecdsa(raw, key) if key.algorithm == "ecdsa" else raw)
     return tree, sig
+
+
+def _where(el: etree._Element) -> str:
+    return f"<{etree.QName(el).localname}> on line {el.sourceline}"
+
+
+def _cert_digest_matches(sp: etree._Element, leaf: x509.Certificate) -> bool:
+    """Whether the signed properties name ``leaf`` as the signing certificate: XAdES's
+    SigningCertificateV2, or the SigningCertificate of older documents (often SHA-1)."""
+    for version in ("SigningCertificateV2", "SigningCertificate"):
+        cert_digest = sp.find(f".//{_xa(version)}/{_xa('Cert')}/{_xa('CertDigest')}")
+        if cert_digest is not None:
+            method = cert_digest.find(_ds("DigestMethod"))
+            algo = CERT_DIGESTS.get(method.get("Algorithm") or "") if method is not None else None
+            value = cert_digest.findtext(_ds("DigestValue"))
+            if algo is None or value is None:
+                return False
+            der = leaf.public_bytes(serialization.Encoding.DER)
+            return base64.b64decode(value) == hashlib.new(algo, der).digest()
+    return False
 
 
 def _cert_digest(cert: x509.Certificate) -> bytes:
@@ -301,6 +397,21 @@ class _Checked:
     timestamp: tuple[bytes, bytes] | None  # (token, stamped data)
 
 
+def _repeated_id(root: etree._Element) -> tuple[str, etree._Element, etree._Element] | None:
+    """The first value two elements (or two attributes of one) give as ``Id``, ``ID`` or
+    ``id``, with the two elements; None if every one is unique. A reference ``#x`` could
+    resolve to either, so the verifier refuses such a document (signature wrapping)."""
+    seen: dict[str, etree._Element] = {}
+    for el in root.iter():
+        for attr in ("Id", "ID", "id"):
+            v = el.get(attr)
+            if v is not None:
+                if v in seen:
+                    return v, seen[v], el
+                seen[v] = el
+    return None
+
+
 def _profile_check(root: etree._Element, allow_sha1: bool) -> tuple[etree._Element, list[str]]:
     sigs = root.findall(f".//{_ds('Signature')}")
     if root.tag == _ds("Signature"):
@@ -310,14 +421,9 @@ def _profile_check(root: etree._Element, allow_sha1: bool) -> tuple[etree._Eleme
     if len(sigs) > 1:
         raise SignatureInvalid(f"signature wrapping: {len(sigs)} Signature elements")
     sig = sigs[0]
-    seen: set[str] = set()
-    for el in root.iter():
-        for attr in ("Id", "ID", "id"):
-            v = el.get(attr)
-            if v is not None:
-                if v in seen:
-                    raise SignatureInvalid(f"signature wrapping: duplicate Id {v!r}")
-                seen.add(v)
+    repeated = _repeated_id(root)
+    if repeated is not None:
+        raise SignatureInvalid(f"signature wrapping: duplicate Id {repeated[0]!r}")
     weak: list[str] = []
     algs = [
         el.get("Algorithm") or "" for el in sig.iter(_ds("SignatureMethod"), _ds("DigestMethod"))
@@ -326,7 +432,8 @@ def _profile_check(root: etree._Element, allow_sha1: bool) -> tuple[etree._Eleme
         if alg in SHA1_URIS:
             if not allow_sha1:
                 raise SignatureInvalid(f"weak algorithm: SHA-1 not accepted ({alg})")
-            weak.append(f"SHA-1 ({alg.rsplit('#', 1)[-1]})")
+            if SHA1_URIS[alg] not in weak:
+                weak.append(SHA1_URIS[alg])
     signed_info = sig.find(_ds("SignedInfo"))
     if signed_info is None:
         raise SignatureInvalid("malformed signature: no SignedInfo")
@@ -376,16 +483,24 @@ def _keyinfo_certs(sig: etree._Element) -> tuple[x509.Certificate, list[x509.Cer
     return leaf, [c for c in certs if c is not leaf]
 
 
-def _verify_sync(data: bytes, max_bytes: int, allow_sha1: bool) -> _Checked:
+def _verify_sync(data: bytes, max_bytes: int, max_nodes: int, allow_sha1: bool) -> _Checked:
     from signxml import exceptions as sx
     from signxml.algorithms import DigestAlgorithm, SignatureMethod
     from signxml.verifier import SignatureConfiguration, XMLVerifier
 
-    tree = _safe_parse(data, max_bytes)
-    root = tree.getroot()
-    sig, weak = _profile_check(root, allow_sha1)
+    tree = _safe_parse(data, max_bytes, max_nodes)
+    sig, weak = _profile_check(tree.getroot(), allow_sha1)
     leaf, others = _keyinfo_certs(sig)
     n_refs = len(sig.findall(f"{_ds('SignedInfo')}/{_ds('Reference')}"))
+    token_b64 = sig.findtext(
+        f"{_ds('Object')}/{_xa('QualifyingProperties')}/"
+        f"{_xa('UnsignedProperties')}/{_xa('UnsignedSignatureProperties')}/"
+        f"{_xa('SignatureTimeStamp')}/{_xa('EncapsulatedTimeStamp')}"
+    )
+    stamped = _signature_value_c14n(sig)
+    # signxml parses the same bytes into a tree of its own: ours is let go first, as the
+    # copies signxml makes of the document (three at once) are most of the memory it takes.
+    del tree, sig
     methods = {
         m
         for m in SignatureMethod
@@ -405,7 +520,7 @@ def _verify_sync(data: bytes, max_bytes: int, allow_sha1: bool) -> _Checked:
         verification_time=leaf.not_valid_before_utc + dt.timedelta(seconds=1),
     )
     try:
-        result: Any = XMLVerifier().verify(root, x509_cert=leaf, expect_config=config)
+        result: Any = XMLVerifier().verify(data, x509_cert=leaf, expect_config=config)
     except sx.InvalidDigest as exc:
         raise SignatureInvalid(f"digest mismatch: {exc}") from exc
     except sx.InvalidSignature as exc:
@@ -435,33 +550,34 @@ def _verify_sync(data: bytes, max_bytes: int, allow_sha1: bool) -> _Checked:
     )
     if sp is not None:
         level = "XAdES-B-B"
-        digest = sp.findtext(
-            f".//{_xa('SigningCertificateV2')}/{_xa('Cert')}/{_xa('CertDigest')}/"
-            f"{_ds('DigestValue')}"
-        )
-        if digest is None or base64.b64decode(digest) != _cert_digest(leaf):
-            raise SignatureInvalid("XAdES SigningCertificateV2 does not match the signer")
+        if not _cert_digest_matches(sp, leaf):
+            raise SignatureInvalid("XAdES SigningCertificate does not match the signer")
         st = sp.findtext(f".//{_xa('SigningTime')}")
         if st:
             try:
                 signing_time = dt.datetime.fromisoformat(st.replace("Z", "+00:00"))
             except ValueError as exc:
                 raise SignatureInvalid("XAdES SigningTime is malformed") from exc
-        token_b64 = sig.findtext(
-            f"{_ds('Object')}/{_xa('QualifyingProperties')}/"
-            f"{_xa('UnsignedProperties')}/{_xa('UnsignedSignatureProperties')}/"
-            f"{_xa('SignatureTimeStamp')}/{_xa('EncapsulatedTimeStamp')}"
-        )
         if token_b64:
             level = "XAdES-B-T"
-            ts = (base64.b64decode("".join(token_b64.split())), _signature_value_c14n(sig))
+            ts = (base64.b64decode("".join(token_b64.split())), stamped)
     return _Checked(signed, leaf, others, level, weak, signing_time, ts)
 
 
 async def verify_xml(
-    data: bytes, trust: TrustStore, *, max_bytes: int = 50_000_000, allow_sha1: bool = False
+    data: bytes,
+    trust: TrustStore,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_nodes: int = MAX_NODES,
+    allow_sha1: bool = True,
 ) -> XMLVerification:
     """Verify the one enveloped signature in ``data`` against ``trust``.
+
+    A document over ``max_bytes``, or over ``max_nodes`` elements, comments and processing
+    instructions (counted before any tree is built), is refused: see MAX_NODES for the memory.
+    SHA-1 (older documents) is verified and listed in the report's weaknesses; with
+    ``allow_sha1=False`` it is refused ("weak algorithm: SHA-1 not accepted").
 
     Raises :class:`SignatureInvalid` (with ``.reason``: "DOCTYPE not allowed", "digest mismatch: …",
     "signature wrapping: …", "weak algorithm: …", …), :class:`UntrustedSigner` (chain, expiry,
@@ -470,21 +586,23 @@ async def verify_xml(
     signature claims, when they can be read at all ("unknown" otherwise).
     """
     try:
-        return await _verify_xml(data, trust, max_bytes=max_bytes, allow_sha1=allow_sha1)
+        return await _verify_xml(data, trust, max_bytes, max_nodes, allow_sha1)
     except (SignatureInvalid, TimestampError) as exc:
+        if getattr(exc, "reports", None):  # the signer refused: _verify_xml wrote the report
+            raise
         reason = exc.reason if isinstance(exc, SignatureInvalid) else str(exc)
-        signer, level = await asyncio.to_thread(_claimed, data, max_bytes)
+        signer, level = await asyncio.to_thread(_claimed, data, max_bytes, max_nodes)
         exc.reports = [  # type: ignore[union-attr]
             SignatureReport(valid=False, signer=signer, level=level, reason=reason)
         ]
         raise
 
 
-def _claimed(data: bytes, max_bytes: int) -> tuple[str, str]:
+def _claimed(data: bytes, max_bytes: int, max_nodes: int) -> tuple[str, str]:
     """The signer and level a signature claims, read without verifying anything, for a report
     on a signature that failed; ("unknown", "unknown") when there is no one signature to read."""
     try:
-        root = _safe_parse(data, max_bytes).getroot()
+        root = _safe_parse(data, max_bytes, max_nodes).getroot()
         sigs = root.findall(f".//{_ds('Signature')}")
         if root.tag == _ds("Signature"):
             sigs.insert(0, root)
@@ -510,10 +628,10 @@ def _claimed(data: bytes, max_bytes: int) -> tuple[str, str]:
 
 
 async def _verify_xml(
-    data: bytes, trust: TrustStore, *, max_bytes: int = 50_000_000, allow_sha1: bool = False
+    data: bytes, trust: TrustStore, max_bytes: int, max_nodes: int, allow_sha1: bool
 ) -> XMLVerification:
     """What :func:`verify_xml` does, without the failure report."""
-    checked = await asyncio.to_thread(_verify_sync, data, max_bytes, allow_sha1)
+    checked = await asyncio.to_thread(_verify_sync, data, max_bytes, max_nodes, allow_sha1)
     signed_at, proven = checked.signing_time, None
     if checked.timestamp is not None:
         token, stamped = checked.timestamp
@@ -521,7 +639,21 @@ async def _verify_xml(
     # A trusted timestamp proves the signature existed then: the signer is judged as of that
     # moment (a certificate that expired, or was revoked, since still stands; one revoked before
     # does not). Without one, the signer's own claim of time proves nothing: judged now.
-    chain = await trust.validate(checked.leaf, checked.others, moment=proven)
+    try:
+        chain = await trust.validate(checked.leaf, checked.others, moment=proven)
+    except UntrustedSigner as exc:
+        # The same report as verify_pdf's: revocation from the refusal's kind, and the time of
+        # a timestamp that verified.
+        exc.reports = [  # type: ignore[attr-defined]
+            SignatureReport.untrusted(
+                exc,
+                signer=common_name(checked.leaf),
+                level=checked.level,
+                signed_at=signed_at,
+                weaknesses=checked.weaknesses,
+            )
+        ]
+        raise
     report = SignatureReport(
         valid=True,
         signer=common_name(checked.leaf),

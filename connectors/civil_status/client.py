@@ -16,7 +16,7 @@ from connectors.api import Connector, Endpoint, PermanentError, Request, Result,
 from connectors.civil_status import mapping
 from connectors.soap import SOAP_ENV, SoapClient
 from connectors.text import VIETNAM
-from signing.errors import SignatureInvalid, SigningError
+from signing.errors import SignatureInvalid, SigningError, UntrustedSigner
 from signing.keys import SigningKey
 from signing.pdf import verify_pdf
 from signing.trust import TrustStore
@@ -136,7 +136,7 @@ class CivilStatusConnector(Connector):
         try:
             reports = await verify_pdf(pdf, self.trust)
         except SignatureInvalid as exc:
-            if "revocation status unknown" in exc.reason:
+            if isinstance(exc, UntrustedSigner) and exc.kind == "revocation-unknown":
                 # Hard-fail and the CRL/OCSP server did not answer: ask again later; the
                 # registry's idempotency record gives back the same certificate.
                 raise TransientError(

@@ -232,6 +232,37 @@ async def test_fail_closed_then_recovers(store: SQLiteStore, pki: TestPKI, tsa_u
         await cpr.stop()
 
 
+async def test_a_failing_tsa_is_named_without_its_secrets(store: SQLiteStore, pki: TestPKI) -> None:
+    """The reason a checkpoint failed is logged (last_error) and shown by /readyz and the 503
+    not-accepting (healthy): the TSA's password, in its user info or its query, is not in it.
+    Before, ``?password=`` came through as written (to any client, in the 503's detail)."""
+    now = [0.0]
+    url = f"http://tsauser:TsaS3cret@127.0.0.1:{free_port()}/tsa?password=QueryS3cret"
+    cpr = Checkpointer(
+        store,
+        pki.key("gateway"),
+        tsa_url=url,
+        every=1,
+        poll_s=0.01,
+        fail_closed_after_s=30,
+        clock=lambda: now[0],
+    )
+    await cpr.start()
+    try:
+        for _ in range(3000):  # bounded: 30 s
+            if cpr.last_error:
+                break
+            await asyncio.sleep(0.01)
+        now[0] = 31.0
+        ok, reason = cpr.healthy
+    finally:
+        await cpr.stop()
+    assert not ok
+    for shown in (reason, cpr.last_error or ""):
+        assert "S3cret" not in shown, shown
+        assert "tsauser:***@127.0.0.1:" in shown and "/tsa?password=*** failed" in shown, shown
+
+
 async def test_start_refuses_a_log_that_does_not_match(
     store: SQLiteStore, pki: TestPKI, tsa_url: str
 ) -> None:

@@ -1,14 +1,19 @@
 """A ``[signing]`` key whose certificate may not sign documents is refused at start, with the
 verifier's own rule (signing.trust): its extended key usage dedicates it to another service (a
-TSA's, an OCSP responder's), or its key usage lacks digitalSignature. Before, the gateway started
-and signed audit checkpoints that ``audit verify`` always refused."""
+TSA's, an OCSP responder's), its key usage lacks digitalSignature, or it (or an issuer given with
+it) is expired or not yet valid. Before, the gateway started and signed audit checkpoints that
+``audit verify`` always refused."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.cli import main
 from gateway.keys import signing_setup
@@ -48,6 +53,57 @@ def test_a_key_dedicated_to_another_service_is_refused(
     assert "\n" not in message
 
 
+def _not_yet_valid(pki, folder: Path) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """A signing key and its certificate from the PKI's intermediate, valid from tomorrow."""
+    inter = x509.load_pem_x509_certificate(pki.intermediate_pem.read_bytes())
+    inter_key = serialization.load_pem_private_key(
+        (pki.directory / "intermediate.key.pem").read_bytes(), None
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "tomorrow")]))
+        .issuer_name(inter.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=365))
+        .sign(inter_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    key_path, cert_path = folder / "tomorrow.key.pem", folder / "tomorrow.cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + inter.public_bytes(serialization.Encoding.PEM)
+    )
+    return key_path, cert_path
+
+
+def test_an_expired_or_not_yet_valid_certificate_is_refused(pki, tmp_path: Path) -> None:
+    expired = pki.certificate("expired").not_valid_after_utc
+    with pytest.raises(SettingsError) as refused:
+        signing_setup(_settings(pki, {"key": str(pki.p12_path("expired"))}))
+    assert str(refused.value) == (
+        f"[signing] key {pki.p12_path('expired')}: certificate expired: expired (valid until "
+        f"{expired:%Y-%m-%d %H:%M} UTC): it cannot sign documents or audit checkpoints"
+    )
+    key_path, cert_path = _not_yet_valid(pki, tmp_path)
+    with pytest.raises(SettingsError) as refused:
+        signing_setup(_settings(pki, {"key": str(key_path), "cert": str(cert_path)}))
+    starts = x509.load_pem_x509_certificate(cert_path.read_bytes()).not_valid_before_utc
+    assert str(refused.value) == (
+        f"[signing] cert {cert_path}: certificate not yet valid: tomorrow (valid from "
+        f"{starts:%Y-%m-%d %H:%M} UTC): it cannot sign documents or audit checkpoints"
+    )
+
+
 def test_a_document_signing_key_is_accepted(pki) -> None:
     setup = signing_setup(
         _settings(pki, {"key": str(pki.key_path("gateway")), "cert": str(pki.cert_path("gateway"))})
@@ -55,7 +111,14 @@ def test_a_document_signing_key_is_accepted(pki) -> None:
     assert "gateway" in setup.signer.certificate.subject.rfc4514_string()
 
 
-def test_serve_refuses_a_tsa_key_in_one_line(pki, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("subject", "reason"),
+    [
+        ("tsa", "extended key usage"),
+        ("expired", "certificate expired: expired (valid until "),
+    ],
+)
+def test_serve_refuses_the_key_in_one_line(pki, tmp_path: Path, subject: str, reason: str) -> None:
     config = tmp_path / "lienthong.toml"
     config.write_text(
         f"""
@@ -64,8 +127,8 @@ listen = "127.0.0.1:0"
 [store]
 url = "sqlite:///gw.db"
 [signing]
-key = "{pki.key_path("tsa")}"
-cert = "{pki.cert_path("tsa")}"
+key = "{pki.key_path(subject)}"
+cert = "{pki.cert_path(subject)}"
 trust = ["{pki.root_pem}"]
 [sandbox]
 embedded = true
@@ -76,6 +139,6 @@ pki = "{pki.directory}"
     result = CliRunner().invoke(main, ["serve", "--config", str(config)])
     assert result.exit_code == 1, result.output
     [error] = [line for line in result.stderr.splitlines() if line.startswith("Error")]
-    assert error.startswith(f"Error: [signing] cert {pki.cert_path('tsa')}: extended key usage")
+    assert error.startswith(f"Error: [signing] cert {pki.cert_path(subject)}: {reason}"), error
     assert "Traceback" not in result.output
     assert not (tmp_path / "gw.db").exists()  # refused before the store was made

@@ -95,6 +95,42 @@ async def test_we_verify_xmlsec1_output(pki, pki_server, tmp_path):
         await verify_xml(out.read_bytes().replace(b"khai", b"khal"), pki.trust())
 
 
+async def test_we_verify_an_xmlsec1_sha1_signature_as_weak(pki, pki_server, tmp_path):
+    """RSA-SHA1 and a SHA-1 digest, as older documents carry them: verified and reported as
+    weak, as the spec says and as PDF does (`verify xml` refused them before)."""
+    from tests.signing.run_cli import lienthong
+
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(pki.certificate("gateway").public_bytes(serialization.Encoding.PEM))
+    tpl, out = tmp_path / "tpl.xml", tmp_path / "sha1.xml"
+    tpl.write_text(
+        TEMPLATE.replace(
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+        ).replace(
+            "http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2000/09/xmldsig#sha1"
+        ),
+        encoding="utf-8",
+    )
+    code, text = await run(
+        "xmlsec1",
+        "--sign",
+        "--privkey-pem",
+        f"{pki.key_path('gateway')},{leaf},{pki.intermediate_pem}",
+        "--output",
+        str(out),
+        str(tpl),
+    )
+    assert code == 0, text
+    report = (await verify_xml(out.read_bytes(), pki.trust(revocation="hard-fail"))).report
+    assert report.valid and report.weaknesses == ["RSA-SHA1 signature", "SHA-1 digest"]
+    r = await asyncio.to_thread(lienthong, "verify", "xml", str(out), "--trust", str(pki.root_pem))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "  weaknesses: RSA-SHA1 signature, SHA-1 digest" in r.stdout.splitlines()
+    with pytest.raises(SignatureInvalid, match="digest mismatch"):
+        await verify_xml(out.read_bytes().replace(b"khai", b"khal"), pki.trust())
+
+
 async def test_openssl_verifies_xades_t_timestamp(pki, pki_server, tsa_url, tmp_path):
     signed = await sign_xml(SAMPLE_XML, pki.key("gateway"), level="B-T", tsa_url=tsa_url)
     root = etree.fromstring(signed)

@@ -88,6 +88,35 @@ def test_sign_xml_refuses_a_signed_document(pki, inputs):
     )
 
 
+def test_sign_xml_refuses_a_document_with_a_repeated_id(pki, inputs):
+    """The verifier refuses any id given twice (signature wrapping): before, `sign xml` wrote a
+    signature over such a document that `verify xml` then always refused."""
+    doc = inputs / "dupid.xml"
+    doc.write_bytes(
+        b'<BaoCao>\n<Bang ten="A"><Dong id="1">x</Dong></Bang>\n'
+        b'<Bang ten="B"><Dong id="1">y</Dong></Bang></BaoCao>'
+    )
+    out = inputs / "dupid-s.xml"
+    for level in ("XMLDSig", "B-B"):
+        r = lienthong(
+            "sign",
+            "xml",
+            str(doc),
+            str(out),
+            "--key",
+            str(pki.p12_path("gateway")),
+            "--level",
+            level,
+        )
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert r.stderr == (
+            f"error: {doc} holds the id '1' twice (<Dong> on line 2 and <Dong> on line 3): a "
+            "signature over it could not be verified (a repeated id is refused as signature "
+            "wrapping)\n"
+        )
+        assert not out.exists()
+
+
 def test_sign_pdf_cosigns_in_the_next_free_field(pki, inputs):
     once, twice = inputs / "once.pdf", inputs / "twice.pdf"
     r = lienthong(

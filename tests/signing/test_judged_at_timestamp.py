@@ -89,3 +89,26 @@ async def test_timestamp_from_an_untrusted_tsa_refused(
         signed = await sign(pki.key("gateway"), level="B-T", tsa_url=url)
     with pytest.raises(SigningError, match=refusal):
         await verify(signed, pki.trust())
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_ocsp_only_revocation_after_the_timestamp_is_refused(
+    pki: TestPKI, pki_server: Any, fmt: str
+) -> None:
+    """A known limitation, documented in the README: pyhanko-certvalidator (0.33) takes an OCSP
+    "revoked" answer dated after the moment judged as no proof of the status then (its CRL check
+    takes the same revocation as good then). If this test fails after an upgrade, the library
+    has changed: drop the README's exception."""
+    sign, verify = FORMATS[fmt]
+    at = dt.datetime.fromisoformat(pki.index["revoked_at"]) - dt.timedelta(minutes=30)
+    async with serve_tsa(pki.directory, at=at) as url:
+        by_crl = await sign(pki.key("revoked-crl"), level="B-T", tsa_url=url)
+        by_ocsp = await sign(pki.key("revoked-ocsp"), level="B-T", tsa_url=url)
+    for revocation in ("soft-fail", "hard-fail"):
+        trust = pki.trust(revocation=revocation)
+        assert (await verify(by_crl, trust)).revocation == "good"
+        with pytest.raises(UntrustedSigner) as refused:
+            await verify(by_ocsp, trust)
+        assert refused.value.kind == "revocation-unknown"
+        assert refused.value.reason == "revocation status unknown: revoked-ocsp"
+    assert (await verify(by_ocsp, pki.trust(revocation="off"))).revocation == "not checked"

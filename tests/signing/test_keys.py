@@ -16,6 +16,7 @@ from signing.keys import load_key
 from signing.pdf import sign_pdf, verify_pdf
 from signing.testing import SAMPLE_XML, sample_pdf
 from signing.xml import sign_xml, verify_xml
+from tests.signing.run_cli import lienthong
 
 
 def test_pem_and_p12(pki, monkeypatch):
@@ -142,6 +143,8 @@ def token(pki, tmp_path_factory):
     sh(*tool, "--write-object", str(d / "intermediate.der"), "--type", "cert", "--id", "09",
        "--label", "Intermediate CA")  # fmt: skip
     sh(*tool, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "04", "--label", "badcert")
+    for kid in ("05", "06"):  # two keys under one label
+        sh(*tool, "--keypairgen", "--key-type", "EC:prime256v1", "--id", kid, "--label", "twice")
     import pkcs11
     from pkcs11 import Attribute, CertificateType, ObjectClass
 
@@ -270,3 +273,33 @@ def test_pkcs11_failures(token, monkeypatch):
     monkeypatch.delenv("LIENTHONG_PKCS11_PIN")
     with pytest.raises(KeyLoadError, match="LIENTHONG_PKCS11_PIN"):
         load_key("pkcs11:token=lienthong;object=eckey")
+
+
+def test_pkcs11_two_keys_under_one_label(pki, token, tmp_path, monkeypatch):
+    """Refused in one line. Before, python-pkcs11's get_key raised with its object search still
+    open, the session was closed, and the search, ended when garbage-collected, printed a
+    SessionHandleInvalid traceback after the error line."""
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    message = (
+        "PKCS#11 token 'lienthong', object 'twice': 2 private keys have this label on the "
+        "token: give each its own label"
+    )
+    (tmp_path / "in.xml").write_bytes(SAMPLE_XML)
+    r = lienthong(  # its own process: the traceback came as the search was garbage-collected
+        "sign",
+        "xml",
+        str(tmp_path / "in.xml"),
+        str(tmp_path / "out.xml"),
+        "--key",
+        "pkcs11:token=lienthong;object=twice",
+        "--cert",
+        str(pki.cert_path("gateway")),
+    )
+    assert r.returncode == 2
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr == f"error: {message}\n"
+    before = _open_sessions()
+    with pytest.raises(KeyLoadError) as refused:
+        load_key("pkcs11:token=lienthong;object=twice", cert=str(pki.cert_path("gateway")))
+    assert str(refused.value) == message
+    assert _open_sessions() == before

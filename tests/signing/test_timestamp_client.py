@@ -50,17 +50,22 @@ async def test_pades_timestamps_reuse_the_tls_context(
 
 
 async def test_a_failed_request_never_shows_the_tsa_password() -> None:
-    # A TSA with basic authentication is configured as https://user:password@host/…; the error
-    # is logged and shown by /readyz while audit checkpoints fail.
+    # A TSA with basic authentication is configured as https://user:password@host/…, one with a
+    # key as …?password=… (or ?token=…); the error is logged, shown by /readyz and in the 503
+    # that refuses new work while audit checkpoints fail. Before, the query went out as written,
+    # and the user name was dropped (README: `user:***@`, `?password=***`).
     from signing.errors import TimestampError
     from signing.testing import free_port
 
-    url = f"http://acme:S3cretPass@127.0.0.1:{free_port()}/tsa"
+    port = free_port()
+    url = f"http://acme:S3cretPass@127.0.0.1:{port}/tsa?password=QueryS3cret&token=T0ken&v=1"
     with pytest.raises(TimestampError) as failed:
         await request_timestamp(url, hashlib.sha256(b"x").digest(), timeout=2.0)
     message = str(failed.value)
-    assert "S3cretPass" not in message and "acme" not in message, message
-    assert f"***@127.0.0.1:{url.rsplit(':', 1)[1]}" in message, message
+    for secret in ("S3cretPass", "QueryS3cret", "T0ken"):
+        assert secret not in message, message
+    shown = f"http://acme:***@127.0.0.1:{port}/tsa?password=***&token=***&v=***"
+    assert message.startswith(f"timestamp request to {shown} failed: "), message
 
 
 async def test_the_local_tsa_signs_with_the_key_it_loaded_once(

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 
 import pytest
 from lxml import etree
 
+import signing.xml as signing_xml
 from signing.errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
 from signing.testing import EDXML_HEADER, SAMPLE_XML, TestPKI
 from signing.trust import TrustStore
@@ -99,6 +101,33 @@ async def test_size_cap(pki):
         await verify_xml(SAMPLE_XML, pki.trust(), max_bytes=100)
 
 
+async def test_node_cap(pki):
+    """Memory grows with a document's nodes (~0.8 KB each while signxml checks it: 24 MB of
+    <i>x</i> took 3.2 GB), so their number is capped, and counted before any tree is built.
+    Before, only the bytes were capped."""
+    too_many = b"<doc>" + b"<i/>" * 500_000 + b"</doc>"  # 2 MB, 500,001 nodes
+    reason = await _refused(too_many, pki.trust())
+    assert reason == (
+        "document too large (more than 500000 elements, comments and processing instructions)"
+    )
+    comments = b"<doc>" + b"<!---->" * 10 + b"<?pi?>" * 10 + b"</doc>"  # 21 nodes
+    with pytest.raises(SignatureInvalid, match="more than 20 elements, comments"):
+        await verify_xml(comments, pki.trust(), max_nodes=20)
+
+
+async def test_the_signer_refuses_what_the_verifier_would(pki, monkeypatch):
+    """The signer's caps leave room for the signature it adds: what it signs, verify_xml reads."""
+    monkeypatch.setattr(signing_xml, "MAX_NODES", 300)
+    room = signing_xml.MAX_NODES - signing_xml._SIGNATURE_ROOM[0]
+    fits = b"<doc>" + b"<i/>" * (room - 1) + b"</doc>"
+    signed = await sign_xml(fits, pki.key("gateway"), level="B-B")
+    report = (await verify_xml(signed, pki.trust(revocation="off"), max_nodes=300)).report
+    assert report.valid
+    too_many = b"<doc>" + b"<i/>" * room + b"</doc>"
+    with pytest.raises(SigningError, match="document too large to sign: signed, it would be"):
+        await sign_xml(too_many, pki.key("gateway"))
+
+
 async def test_unsigned_document(pki):
     assert await _refused(SAMPLE_XML, pki.trust()) == "no signature found"
 
@@ -142,13 +171,57 @@ async def test_reference_to_other_element_refused(pki, pki_server):
     assert reason.startswith("signature wrapping")
 
 
-async def test_sha1_downgrade_refused(pki, pki_server):
+async def test_sha1_refused_on_request_and_no_downgrade(pki, pki_server):
     root = etree.fromstring(await _signed(pki))
     root.find(".//ds:SignatureMethod", NS).set(
         "Algorithm", "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
     )
-    reason = await _refused(etree.tostring(root), pki.trust())
-    assert reason.startswith("weak algorithm: SHA-1")
+    downgraded = etree.tostring(root)
+    with pytest.raises(SignatureInvalid, match="weak algorithm: SHA-1 not accepted"):
+        await verify_xml(downgraded, pki.trust(), allow_sha1=False)
+    # By default SHA-1 is verified (older documents), and a SHA-256 signature relabelled
+    # SHA-1 does not verify: its SignedInfo is not what was signed.
+    reason = await _refused(downgraded, pki.trust())
+    assert reason.startswith("signature value does not verify")
+
+
+def _with_sha1_signing_certificate(signed: bytes, key, cert) -> bytes:  # type: ignore[no-untyped-def]
+    """``signed`` (XAdES-B-B) with XAdES 1.3.2's SigningCertificate naming ``cert`` by its SHA-1
+    digest, as older documents carry it, and signed again by ``key``."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    root = etree.fromstring(signed)
+    v2 = root.find(".//xades:SigningCertificateV2", NS)
+    v2.tag = f"{{{XADES}}}SigningCertificate"
+    v2.find(".//ds:DigestMethod", NS).set("Algorithm", signing_xml.SHA1)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    v2.find(".//ds:DigestValue", NS).text = base64.b64encode(hashlib.sha1(der).digest()).decode()
+    sp = root.find(".//xades:SignedProperties", NS)
+    root.find(".//ds:Reference[@Type]/ds:DigestValue", NS).text = base64.b64encode(
+        hashlib.sha256(signing_xml._c14n(sp)).digest()
+    ).decode()
+    signed_info = signing_xml._c14n(root.find(".//ds:SignedInfo", NS))
+    signature = key.private_key.sign(signed_info, padding.PKCS1v15(), hashes.SHA256())
+    root.find(".//ds:SignatureValue", NS).text = base64.b64encode(signature).decode()
+    return etree.tostring(root)
+
+
+async def test_an_older_xades_with_a_sha1_certificate_digest(pki, pki_server):
+    """Verified, the SHA-1 reported. Before, any SHA-1 was refused, and only a SHA-256
+    SigningCertificateV2 was read."""
+    key = pki.key("gateway")
+    signed = await sign_xml(SAMPLE_XML, key, level="B-B")
+    report = (
+        await verify_xml(_with_sha1_signing_certificate(signed, key, key.certificate), pki.trust())
+    ).report
+    assert report.valid and report.level == "XAdES-B-B", report.reason
+    assert report.weaknesses == ["SHA-1 digest"]
+    # …and the digest is checked: another certificate's is refused.
+    other = _with_sha1_signing_certificate(signed, key, pki.certificate("register"))
+    assert await _refused(other, pki.trust()) == (
+        "XAdES SigningCertificate does not match the signer"
+    )
 
 
 async def test_wrong_trust_anchor(pki, other_pki, pki_server):

@@ -110,6 +110,21 @@ async def test_birth_register_issues_id_and_signed_certificate(
     assert await sandbox.stats() == {"requests": 1, "writes": {"birth.register": 1}, "replays": 0}
 
 
+async def test_a_certificate_whose_revocation_cannot_be_had_is_asked_for_again(pki: Any) -> None:
+    """Hard-fail, and no CRL or OCSP server answers (none runs): the birth certificate cannot be
+    verified yet, a transient failure (the registry gives the same certificate back on a retry),
+    not a refused signature. Told by the refusal's kind, not by its text."""
+    runner, url = await serve(create_app(seed=3, signer=pki.key("register"), trust=pki.trust()))
+    try:
+        endpoint = sandbox_endpoint(url, timeout=5.0, sign_requests=True)
+        trust = pki.trust(revocation="hard-fail")
+        async with CivilStatusConnector(endpoint, signer=pki.key("gateway"), trust=trust) as c:
+            with pytest.raises(TransientError, match="not yet verifiable: revocation status"):
+                await c.call("birth.register", BIRTH, idempotency_key="birth-unknown")
+    finally:
+        await runner.cleanup()
+
+
 async def test_female_and_undetermined_children(connector: CivilStatusConnector) -> None:
     girl = {**BIRTH, "child": {**BIRTH["child"], "full_name": "Trần Thị Ngọc Ánh", "sex": "female"}}
     result = await connector.call("birth.register", girl, idempotency_key="g")
