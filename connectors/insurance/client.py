@@ -32,6 +32,12 @@ from connectors.rest import RestTransport
 
 __all__ = ["InsuranceConnector"]
 
+
+def _card(number: str) -> str:
+    """A card number as the request sends it (``card_check_body``): no spaces, upper case."""
+    return number.replace(" ", "").upper()
+
+
 CARD_CHECK = "api/egw/KQNhanLichSuKCB2024"
 NEWBORN_CARD = "api/egw/CapTheTreEm"  # the project's own design
 FUNERAL = "api/egw/TroCapMaiTang"  # the project's own design
@@ -91,7 +97,8 @@ class InsuranceConnector(Connector):
             PermanentError: ``"invalid-params"`` (nothing sent), ``"http-401"`` (credentials
                 refused, or a fresh token refused again), the registry's ``"205"`` / ``"206"`` /
                 ``"207"`` (missing field, invalid data, not eligible), other 4xx.
-            TransientError: unreachable, 5xx, timeouts, malformed replies, result codes
+            TransientError: unreachable, 5xx, timeouts, malformed replies (a card check
+                answered about another card, whatever its code, among them), result codes
                 ``100``/``101`` (registry data / server error), an unknown result code.
         """
         try:
@@ -105,6 +112,15 @@ class InsuranceConnector(Connector):
             raise PermanentError(self.registry, str(exc), code="invalid-params") from exc
         if request.operation == "card.check":
             card = await self._call(CARD_CHECK, body, WireCard, request)
+            asked = str(body["maThe"])
+            if card.maThe and _card(card.maThe) != asked:
+                # Whatever its code says (valid, expired, revoked, ask again) is said of the card
+                # in the answer: of another card, it says nothing about the one asked.
+                raise TransientError(
+                    self.registry,
+                    f"malformed reply: card {card.maThe} answered (maKetQua {card.maKetQua}), "
+                    f"{asked} was asked",
+                )
             meaning = CARD_CODES.get(card.maKetQua)
             if meaning is None:
                 note = f": {card.ghiChu}" if card.ghiChu else ""
@@ -119,13 +135,12 @@ class InsuranceConnector(Connector):
                 )
             if card.maKetQua == "205":
                 raise PermanentError(self.registry, meaning.message, code="205")
-            asked = str(body["maThe"])
-            if card.maKetQua == "000" and (card.maThe or "").upper() != asked:
-                # "Valid" is said of the card in the answer: one about no card, or another card,
-                # would vouch for a card nobody checked.
+            if card.maKetQua == "000" and not card.maThe:
+                # "Valid" is said of the card in the answer: one about no card would vouch for a
+                # card nobody checked.
                 raise TransientError(
                     self.registry,
-                    f"malformed reply: card {card.maThe or '(none)'} said valid, {asked} was asked",
+                    f"malformed reply: card (none) said valid, {asked} was asked",
                     code="000",
                 )
             try:

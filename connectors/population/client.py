@@ -51,7 +51,8 @@ class PopulationConnector(Connector):
     :meth:`call` raises :class:`PermanentError` for bad params, unknown operations, refused
     credentials (HTTP 401), Client faults and a (de-)registration refused with MaKetQua 1 or 2
     (``code`` = MaKetQua, the message carries the registry's MoTa); :class:`TransientError` for
-    network failures, 5xx, Server faults and malformed replies (an unknown MaKetQua among them).
+    network failures, 5xx, Server faults and malformed replies (an unknown MaKetQua, or a lookup
+    answered with another citizen's record, among them).
     """
 
     registry: ClassVar[str] = "population"
@@ -93,7 +94,8 @@ class PopulationConnector(Connector):
         fields = self._map(lambda: build(params, request_id, **header), PermanentError)
         reply = await self._soap.call(soap_operation, fields)
         if request.operation == "citizen.lookup":
-            data = self._map(lambda: mapping.lookup_result(reply), TransientError)
+            asked = fields["SoDinhDanh"]
+            data = self._map(lambda: mapping.lookup_result(reply, asked), TransientError)
             return Result(data=data)
         date_field = "NgayDangKy" if request.operation == "residence.register" else "NgayXoa"
         data = self._map(lambda: mapping.registration_result(reply, date_field), TransientError)

@@ -214,16 +214,22 @@ def citizen_from_registry(cd: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def lookup_result(reply: Mapping[str, Any]) -> dict[str, Any]:
-    """``TraCuuThongTinCongDanResponse`` → ``{match, mismatches, citizen}``.
+def lookup_result(reply: Mapping[str, Any], asked: str) -> dict[str, Any]:
+    """``TraCuuThongTinCongDanResponse`` to the citizen ``asked`` (a personal id) →
+    ``{match, mismatches, citizen}``.
 
-    Raises ValueError for a result code outside the contract (the connector treats it as a
-    malformed reply).
+    Raises ValueError for a result code outside the contract, or a record about anyone but the
+    citizen asked (the connector treats both as a malformed reply).
     """
     code = str(reply.get("MaKetQua"))
+    collection = reply.get("CongdanCollection") or {}
+    people = collection.get("CongDan") or []
+    for person in people:
+        # "Matches" is said of the record in the answer: one about another citizen would verify
+        # someone nobody asked about (the flows register births and deaths on this answer).
+        if person.get("SoDinhDanh") != asked:
+            raise ValueError(f"malformed reply: a record about another citizen (MaKetQua {code})")
     if code == "0":
-        collection = reply.get("CongdanCollection") or {}
-        people = collection.get("CongDan") or []
         if not people:
             raise ValueError("MaKetQua 0 without CongDan")
         return {"match": True, "mismatches": [], "citizen": citizen_from_registry(people[0])}

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import aiohttp
 import psycopg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from blockbuster import blockbuster_ctx
 
@@ -116,6 +117,37 @@ def make_gateway(tmp_path: Path, pki: Any) -> Callable[..., Any]:
 async def gateway(make_gateway: Callable[..., Any]) -> AsyncIterator[Gateway]:
     async with make_gateway() as gw:
         yield gw
+
+
+@dataclass
+class PopulationRegistry:
+    """The population sandbox as a configured registry (not embedded): a test changes its
+    records (``app[REGISTRY_KEY].people``) and reads every request body it got (``requests``)."""
+
+    app: web.Application
+    requests: list[bytes]
+    settings: dict[str, Any]  # the gateway's [registries.population] for it
+
+
+@asynccontextmanager
+async def population_registry(seed: int = 0) -> AsyncIterator[PopulationRegistry]:
+    from connectors.population.sandbox import SANDBOX_OFFICER_ID, SOAP_PATH, create_app
+    from connectors.sandboxes import serve_app
+
+    app = create_app(seed=seed, citizens=100, require_auth=False)
+    requests: list[bytes] = []
+
+    @web.middleware
+    async def keep(request: web.Request, handler: Any) -> web.StreamResponse:
+        requests.append(await request.read())
+        return await handler(request)
+
+    app.middlewares.append(keep)
+    async with serve_app(app) as base:
+        # A url needs the registry's credentials; this sandbox does not check them.
+        settings = {"url": base + SOAP_PATH, "username": "u", "secret": "s", "api_key": "k",
+                    "officer_id": SANDBOX_OFFICER_ID, "timeout_s": 2.0, "retry": FAST_RETRY}  # fmt: skip
+        yield PopulationRegistry(app, requests, settings)
 
 
 POSTGRES_URL = os.environ.get(

@@ -7,6 +7,7 @@ import copy
 import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,12 +16,13 @@ from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
 from connectors.identifiers import check_personal_id
+from connectors.population.sandbox import REGISTRY_KEY
 from connectors.testdata import Population
 from gateway.audit import decode_entry, verify_chain
 from gateway.cli import main
 from gateway.flows import verify_callback
 from gateway.samples import sample_dossiers
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import Gateway, population_registry
 
 PROBLEM = "urn:lienthong:problem:"
 
@@ -620,3 +622,27 @@ async def test_a_dossier_keeps_the_steps_it_was_accepted_with(
     view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
     assert view["status"] == "completed", view
     assert [s["name"] for s in view["steps"]] == [s.name for s in before.steps]
+
+
+async def test_a_death_is_not_registered_on_another_citizens_record(make_gateway: Any) -> None:
+    """Found by probing: the population registry's record of another citizen, in answer to
+    verify_deceased, verified the deceased, and the death (which cannot be undone) was
+    registered. Such an answer is a registry fault: retried, then the flow stops before it."""
+    doc = next(sample_dossiers(1, seed=0, population=100, death_share=1))
+    deceased = doc["data"]["deceased"]["personal_id"]
+    async with population_registry() as registry:
+        people = registry.app[REGISTRY_KEY].people
+        someone = next(
+            pid for pid in people if pid not in (deceased, doc["applicant"]["personal_id"])
+        )
+        people[deceased] = replace(people[deceased], pid=someone)
+        async with make_gateway(registries={"population": registry.settings}) as gw:
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            view = await gw.wait_status(doc["code"], {"completed", "needs_attention", "failed"})
+            writes = (await sandbox_stats(gw, "civil_status"))["writes"]
+    steps = {s["name"]: s for s in view["steps"]}
+    assert view["status"] != "completed" and steps["verify_applicant"]["status"] == "done"
+    assert steps["verify_deceased"]["status"] == "failed", steps["verify_deceased"]
+    assert "another citizen" in steps["verify_deceased"]["error"]
+    assert steps["register_death"]["status"] == "pending" and writes == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -13,9 +14,10 @@ import pytest
 
 from connectors.business.sandbox import generate_enterprises
 from connectors.insurance.sandbox import scenarios
+from connectors.population.sandbox import REGISTRY_KEY
 from connectors.testdata import Population
 from gateway.audit import citizen_hash, decode_entry
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import Gateway, population_registry
 
 PROBLEM = "urn:lienthong:problem:"
 FAST = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
@@ -349,3 +351,22 @@ async def test_a_name_with_no_letter_is_refused_before_the_registry(
     status, problem = await _post(gateway, "/v1/lookups/citizen", citizen_query(full_name=name))
     assert (status, problem["type"]) == (422, PROBLEM + "invalid-request"), problem
     assert "at least one letter" in problem["detail"], problem
+
+
+async def test_a_citizen_answered_with_another_citizens_record_is_a_registry_fault(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: the population registry's record of another citizen, in answer to a
+    lookup, was a 200 `match: true` with that citizen's data."""
+    asked, other = citizen_query(), Population(0).citizen(1)
+    async with population_registry() as registry:
+        people = registry.app[REGISTRY_KEY].people
+        pid = asked["personal_id"]
+        people[pid] = replace(people[pid], pid=other.personal_id)
+        async with make_gateway(
+            registries={"population": registry.settings}, gateway={"lookup_attempts": 1}
+        ) as gw:
+            status, problem = await _post(gw, "/v1/lookups/citizen", asked)
+    assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+    assert "another citizen" in problem["detail"]
+    assert other.personal_id not in str(problem) and other.full_name not in str(problem)

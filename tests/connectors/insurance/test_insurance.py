@@ -318,21 +318,36 @@ def _fake_bhxh(card_answer: dict[str, Any]) -> aiohttp.web.Application:
     return app
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        {"maKetQua": "000", "maThe": "DN4790000000001", "hoTen": "Khác"},  # another card
-        {"maKetQua": "000"},  # no card at all
-    ],
-)
-async def test_valid_said_of_another_card_or_none_is_a_malformed_reply(
-    answer: dict[str, Any],
-) -> None:
+async def test_valid_said_of_no_card_is_a_malformed_reply() -> None:
     asked = SCENARIOS["000"]
+    answer = {"maKetQua": "000"}
     async with serve_app(_fake_bhxh(answer)) as base, InsuranceConnector(endpoint(base)) as bhxh:
         with pytest.raises(TransientError, match=r"malformed reply: card .* said valid") as caught:
             await bhxh.call("card.check", asked)
     assert str(asked["card_number"]).upper() in str(caught.value)
+
+
+@pytest.mark.parametrize("code", sorted(CARD_CODES))
+async def test_an_answer_about_another_card_is_a_malformed_reply(code: str) -> None:
+    """Found by probing: only a "valid" (000) was checked against the card asked; an expired,
+    revoked or reduced card (010, 110, 120 …) of another number was reported as the one asked,
+    and a 100/101 about it did not count against the registry."""
+    asked = SCENARIOS["000"]
+    answer = {"maKetQua": code, "maThe": "DN4790000000001", "hoTen": "Khác"}
+    async with serve_app(_fake_bhxh(answer)) as base, InsuranceConnector(endpoint(base)) as bhxh:
+        with pytest.raises(TransientError, match="malformed reply: card DN4790000000001") as caught:
+            await bhxh.call("card.check", asked)
+    assert str(asked["card_number"]).upper() in str(caught.value)
+    assert not caught.value.answered  # a registry fault: its breaker counts it
+
+
+async def test_the_card_answered_is_compared_as_the_request_sends_it() -> None:
+    asked = SCENARIOS["010"]
+    number = str(asked["card_number"]).upper()
+    spaced = f"{number[:2]} {number[2]} {number[3:5]} {number[5:]}".lower()  # XX Y ZZ NNNNNNNNNN
+    answer = {"maKetQua": "010", "maThe": spaced}
+    async with serve_app(_fake_bhxh(answer)) as base, InsuranceConnector(endpoint(base)) as bhxh:
+        assert (await bhxh.call("card.check", asked)).data["status"] == "expired"
 
 
 async def test_the_registry_sex_is_read_in_any_unicode_form() -> None:

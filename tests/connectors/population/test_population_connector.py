@@ -142,6 +142,18 @@ async def test_unknown_citizen_is_not_an_error(connector: PopulationConnector) -
     assert result.data == {"match": False, "mismatches": ["personal_id"], "citizen": None}
 
 
+async def test_a_record_about_another_citizen_is_a_malformed_reply(
+    connector: PopulationConnector, sandbox: Sandbox
+) -> None:
+    """Found by probing: a reply whose CongDan was another citizen's (SoDinhDanh not the id
+    asked) was taken as a match, with that citizen's record; the flows' verify steps, which
+    come before registering a birth or a death, ask the same question."""
+    people = sandbox.app[REGISTRY_KEY].people
+    people[LAN.personal_id] = replace(people[LAN.personal_id], pid=MINH.personal_id)
+    with pytest.raises(TransientError, match="malformed reply: a record about another citizen"):
+        await connector.call("citizen.lookup", lookup(LAN))
+
+
 async def test_bad_params_refused_before_sending(
     connector: PopulationConnector, sandbox: Sandbox
 ) -> None:
