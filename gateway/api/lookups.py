@@ -46,13 +46,21 @@ async def _call(
     operation: str,
     params: Mapping[str, Any],
     citizen: str | None = None,
+    names_unit: bool = False,
 ) -> Result:
-    """Call a registry with bounded retries; audit the access; translate failures to problems."""
+    """Call a registry with bounded retries; audit the access; translate failures to problems.
+
+    ``names_unit``: the registry logs the requesting unit (population's MaDonVi): it is told
+    the asking subsystem's agency, as a flow's calls name the agency that filed the dossier —
+    not the connector's default, one province's. ``params`` (what was asked) is digested
+    without it: the event names the member already.
+    """
     runtime: Runtime = request.app[RUNTIME]
     refuse_unless_accepting(runtime.extras)  # a lookup appends to the audit log too
     connector = runtime.connector(registry)
     breaker = runtime.breakers.get(registry)
     request_id = request[REQUEST_ID_KEY]
+    sent = {**params, "agency_id": identity.subsystem.agency} if names_unit else params
 
     def spent(seconds: float) -> None:  # in-request retries add up
         request[REGISTRY_SECONDS_KEY] = request.get(REGISTRY_SECONDS_KEY, 0.0) + seconds
@@ -61,7 +69,7 @@ async def _call(
         return await call_registry(
             breaker,
             operation,
-            lambda: connector.call(operation, params, request_id=request_id),
+            lambda: connector.call(operation, sent, request_id=request_id),
             runtime.metrics,
             spent,
         )
@@ -160,6 +168,7 @@ async def citizen(request: web.Request) -> web.Response:
             "birth_date": query.birth_date.isoformat(),
         },
         citizen=citizen_hash(runtime.citizen_key, query.personal_id),
+        names_unit=True,  # MaDonVi; BHXH and the business registry are told no unit
     )
     data = result.data
     return json_response(

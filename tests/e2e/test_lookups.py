@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +18,7 @@ from connectors.insurance.sandbox import scenarios
 from connectors.population.sandbox import REGISTRY_KEY
 from connectors.testdata import Population
 from gateway.audit import citizen_hash, decode_entry
-from tests.e2e.conftest import Gateway, population_registry
+from tests.e2e.conftest import MOTCUA, TOKENS, Gateway, population_registry
 
 PROBLEM = "urn:lienthong:problem:"
 FAST = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
@@ -370,3 +371,32 @@ async def test_a_citizen_answered_with_another_citizens_record_is_a_registry_fau
     assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
     assert "another citizen" in problem["detail"]
     assert other.personal_id not in str(problem) and other.full_name not in str(problem)
+
+
+async def test_the_population_registry_is_told_which_agency_asks(make_gateway: Any) -> None:
+    """Found by probing: every citizen lookup named 000.00.00.H41 (the connector's default) as
+    the requesting unit (MaDonVi), whichever agency's system asked; the registry's access log
+    blamed Nghệ An for Hồ Chí Minh City's lookups. A flow names its dossier's agency."""
+    hcm = "VN:GOV:000.00.00.H29:motcua"
+    subsystems = [
+        {"id": MOTCUA, "token": TOKENS["motcua"], "rights": ["lookups.citizen"]},
+        {"id": hcm, "token": "t-hcm", "rights": ["lookups.citizen"]},
+    ]
+    async with population_registry() as registry:
+        async with make_gateway(
+            registries={"population": registry.settings}, subsystems=subsystems
+        ) as gw:
+            for token in ("t-hcm", TOKENS["motcua"]):
+                auth = {"Authorization": f"Bearer {token}"}
+                async with await gw.post("/v1/lookups/citizen", citizen_query(), headers=auth) as r:
+                    assert (r.status, (await r.json())["match"]) == (200, True)
+            rows = await gw.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=10))
+    units = [re.findall(rb"<(?:\w+:)?MaDonVi>([^<]*)<", body) for body in registry.requests]
+    assert units == [[b"000.00.00.H29"], [b"000.00.00.H41"]]
+    # What was asked is digested as before: the unit is the event's member, not the question.
+    asked = hmac.new(gw.runtime.citizen_key, msgspec.json.encode(citizen_query()), hashlib.sha256)
+    events = [decode_entry(r["entry"]) for r in rows]
+    assert [(e["member"], e["digests"]["params_hmac"]) for e in events] == [
+        ("VN:GOV:000.00.00.H29", asked.hexdigest()),
+        ("VN:GOV:000.00.00.H41", asked.hexdigest()),
+    ]
