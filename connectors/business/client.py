@@ -35,8 +35,10 @@ class BusinessConnector(Connector):
         Raises:
             PermanentError: code ``"invalid-tax-code"`` (checked before any request is sent:
                 a bad check digit is the caller's typo, not the registry's business),
-                ``"not-found"``, ``"http-401"`` (wrong API key), other 4xx.
-            TransientError: unreachable, 5xx, timeouts, a reply that is not the contract's.
+                ``"not-found"`` (a 404 with ``maLoi: KHONG_TIM_THAY``), ``"http-401"`` (wrong
+                API key), other 4xx.
+            TransientError: unreachable, 5xx, timeouts, a reply that is not the contract's
+                (any other 404: ``"http-404"``).
         """
         raw = request.params.get("tax_code")
         if not isinstance(raw, str):
@@ -53,8 +55,19 @@ class BusinessConnector(Connector):
             type=WireEnterprise,
         )
         if reply.status == 404:
-            raise PermanentError(
-                self.registry, f"no enterprise with tax code {tax_code}", code="not-found"
+            said = reply.data if isinstance(reply.data, dict) else {}
+            if said.get("maLoi") == "KHONG_TIM_THAY":
+                raise PermanentError(
+                    self.registry, f"no enterprise with tax code {tax_code}", code="not-found"
+                )
+            # Not the registry's answer: a web server's own 404 (a wrong url or base path, a
+            # proxy) says nothing of the enterprise, and a registry that answers only that is
+            # failing, which its breaker must see.
+            raise TransientError(
+                self.registry,
+                "HTTP 404 without the registry's not-found answer (maLoi KHONG_TIM_THAY): "
+                "is its url right?",
+                code="http-404",
             )
         wire: WireEnterprise = reply.data
         if wire.maSoDoanhNghiep != tax_code:

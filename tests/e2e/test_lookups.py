@@ -400,3 +400,33 @@ async def test_the_population_registry_is_told_which_agency_asks(make_gateway: A
         ("VN:GOV:000.00.00.H29", asked.hexdigest()),
         ("VN:GOV:000.00.00.H41", asked.hexdigest()),
     ]
+
+
+async def test_a_bare_404_from_the_business_registry_is_a_fault_its_breaker_counts(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: a 404 page (a wrong url, a proxy) was 404 "no enterprise with tax code
+    …" for every enterprise, and the breaker took it for an answer, so nothing showed the
+    registry failing. Only the registry's own not-found (maLoi KHONG_TIM_THAY) is not-found."""
+    from aiohttp import web
+
+    from connectors.sandboxes import serve_app
+
+    async def nowhere(request: web.Request) -> web.Response:
+        return web.Response(
+            status=404, text="<h1>404 Not Found</h1>nginx", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", nowhere)
+    async with serve_app(app) as base:
+        async with make_gateway(
+            registries={"business": {"url": base, "api_key": "k", "retry": FAST}},
+            gateway={"lookup_attempts": 1},
+            outbox={"breaker_failures": 2, "breaker_reset_s": 60},
+        ) as gw:
+            answers = []
+            for _ in range(3):
+                async with await gw.get("/v1/lookups/enterprises/0100233488") as r:
+                    answers.append((r.status, (await r.json()).get("registry_code")))
+    assert answers == [(502, "http-404"), (502, "http-404"), (503, None)]

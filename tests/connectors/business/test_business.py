@@ -133,6 +133,34 @@ async def test_unknown_enterprise_is_not_found(url: str) -> None:
     assert (await stats(url))["requests"] == 1
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"<html><body><h1>404 Not Found</h1>nginx</body></html>", "text/html"),
+        (b"", "text/plain"),
+        (b'{"maLoi": "KHONG_CO_DUONG_DAN", "thongBao": "no such path"}', "application/json"),
+        (b'["KHONG_TIM_THAY"]', "application/json"),
+    ],
+    ids=["nginx", "empty", "other-code", "not-an-object"],
+)
+async def test_a_404_without_the_registrys_not_found_is_a_registry_fault(
+    body: bytes, content_type: str
+) -> None:
+    """Found by probing: any 404 (a web server's page, from a wrong url or base path) was "no
+    enterprise with tax code …", and counted as the registry answering."""
+    from aiohttp import web
+
+    async def nowhere(request: web.Request) -> web.Response:
+        return web.Response(status=404, body=body, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", nowhere)
+    async with serve_app(app) as base, BusinessConnector(endpoint(base)) as connector:
+        with pytest.raises(TransientError, match="not-found answer") as caught:
+            await connector.call("enterprise.lookup", {"tax_code": "0100233488"})
+    assert caught.value.code == "http-404" and not caught.value.answered
+
+
 async def test_wrong_api_key(url: str) -> None:
     code = next(iter(generate_enterprises(SEED, 500)))
     async with BusinessConnector(Endpoint(url=url, api_key="not-" + API_KEY)) as connector:
