@@ -22,6 +22,7 @@ __all__ = [
     "check_tax_code",
     "make_personal_id",
     "make_tax_code",
+    "province_from_registry",
     "tax_check_digit",
 ]
 
@@ -53,6 +54,13 @@ PROVINCES: dict[str, str] = {
 
 _SEXES = ("male", "female")
 VIETNAM = timezone(timedelta(hours=7))
+
+
+def province_from_registry(code: str) -> str:
+    """A registry's 2-digit province code (the statistics office's: ``"40"``, as the population
+    and business registries send it) as the 3-digit one of personal ids and of every answer of
+    the gateway (``"040"``: "0" + it, spec/identifiers.md); any other code as it is."""
+    return f"0{code}" if len(code) == 2 else code
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from connectors.identifiers import province_from_registry
 from connectors.text import nfc, parse_date
 
 __all__ = [
@@ -113,7 +114,9 @@ def to_record(wire: WireEnterprise) -> dict[str, Any]:
             "ward_name": nfc(address.tenPhuongXa),
             "district_code": address.maQuanHuyen,
             "district_name": nfc(address.tenQuanHuyen),
-            "province_code": address.maTinhThanh,
+            # The registry's 2-digit code ("08"); the gateway answers 3 digits ("008"), as
+            # its citizen records and personal ids do.
+            "province_code": province_from_registry(address.maTinhThanh),
             "province_name": nfc(address.tenTinhThanh),
         },
         "legal_representative": {

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.api import PermanentError
-from connectors.identifiers import check_personal_id
+from connectors.identifiers import check_personal_id, province_from_registry
 from connectors.text import fold, format_date, nfc, parse_date, parse_datetime
 
 __all__ = [
@@ -61,10 +61,6 @@ def province_to_registry(code: str) -> str:
     if len(code) == 2 and code.isdigit():
         return code
     raise ValueError(f"province_code {code!r} must be 3 digits starting with 0")
-
-
-def province_from_registry(code: str) -> str:
-    return f"0{code}" if len(code) == 2 else code
 
 
 def _require(params: Mapping[str, Any], name: str) -> Any:

@@ -143,6 +143,9 @@ async def test_insurance_card_and_enterprise(gateway: Gateway) -> None:
         body = await r.json()
         assert r.status == 200, body
     assert (body["tax_code"], body["name"]) == (tax_code, wire["tenDoanhNghiep"])
+    # One form of province code in every answer: 3 digits, as a citizen's (the registry's "08"
+    # was passed on as it came).
+    assert body["head_office"]["province_code"] == "0" + wire["diaChiTruSo"]["maTinhThanh"]
     unknown = "0100233488"  # a valid code no enterprise of the sandbox has
     if unknown not in generate_enterprises(0):
         async with await gateway.get(f"/v1/lookups/enterprises/{unknown}") as r:

@@ -12,7 +12,7 @@ from connectors.api import Endpoint, PermanentError, TransientError
 from connectors.business.client import BusinessConnector
 from connectors.business.mapping import STATUSES
 from connectors.business.sandbox import API_KEY, create_app, endpoint, generate_enterprises
-from connectors.identifiers import check_tax_code
+from connectors.identifiers import PROVINCES, check_tax_code
 from connectors.sandboxes import serve_app
 
 SEED = 7
@@ -82,7 +82,9 @@ async def test_lookup_maps_every_field(url: str) -> None:
     assert record["legal_form"]["code"] == wire["loaiHinh"]["ma"]
     day, month, year = wire["ngayCap"].split("/")
     assert record["registered_on"] == f"{year}-{month}-{day}"
-    assert record["head_office"]["province_code"] == wire["diaChiTruSo"]["maTinhThanh"]
+    # 3 digits, as citizen records give it: the registry's 2-digit code with its leading 0
+    assert record["head_office"]["province_code"] == "0" + wire["diaChiTruSo"]["maTinhThanh"]
+    assert record["head_office"]["province_code"] in PROVINCES
     assert record["head_office"]["ward_code"] == wire["diaChiTruSo"]["maPhuongXa"]
     masked = record["legal_representative"]["personal_id_masked"]
     assert len(masked) == 12 and masked[3:9] == "******"
