@@ -72,13 +72,18 @@ class PersonalId:
 
 
 def check_personal_id(
-    value: str, *, birth_date: date | None = None, today: date | None = None
+    value: str,
+    *,
+    birth_date: date | None = None,
+    birth_year: int | None = None,
+    today: date | None = None,
 ) -> PersonalId:
     """Validate a 12-digit personal identification number (CCCD).
 
     Rule: digits 1-3 a known province code; digit 4 the century (1900s 0/1 … 2300s 8/9, even for
     men); digits 5-6 the birth year's last two digits; no check digit. The birth year must not be
-    in the future and must agree with ``birth_date`` when one is given.
+    in the future and must agree with ``birth_date``, or ``birth_year`` (a record that holds
+    only the year), when one is given.
     """
     kind = "personal id"
     if len(value) != 12 or not value.isascii() or not value.isdigit():
@@ -94,6 +99,10 @@ def check_personal_id(
     if birth_date is not None and birth_date.year != year:
         raise InvalidIdentifier(
             kind, value, f"encodes birth year {year}, but the date of birth is {birth_date}"
+        )
+    if birth_year is not None and birth_year != year:
+        raise InvalidIdentifier(
+            kind, value, f"encodes birth year {year}, but the year of birth is {birth_year}"
         )
     return PersonalId(value, province, _SEXES[marker % 2], year)
 

@@ -53,6 +53,15 @@ Name = Annotated[
     str, Meta(min_length=1, max_length=200, pattern=_LINE, description="Full name, NFC")
 ]
 PersonalIdStr = Annotated[str, Meta(description="12-digit personal identification number")]
+# A lookup's date of birth: older records hold only the year, which both registries take
+# (population NgayThangNamSinh/Nam, BHXH ngaySinh yyyy). The handler checks the date itself.
+BirthDateOrYear = Annotated[
+    str,
+    Meta(
+        pattern=r"^[0-9]{4}(-[0-9]{2}-[0-9]{2})?(?!\n)$",
+        description="Date of birth, YYYY-MM-DD; or the year alone, YYYY, for records holding only the year",
+    ),
+]
 Sex = Literal["male", "female", "undetermined"]
 DossierStatus = Literal["accepted", "in_progress", "completed", "needs_attention", "failed"]
 
@@ -239,7 +248,7 @@ class DossierCorrection(Strict):
 class CitizenLookup(Strict):
     personal_id: PersonalIdStr
     full_name: Name
-    birth_date: date
+    birth_date: BirthDateOrYear
 
 
 class CitizenLookupResult(Struct):
@@ -251,7 +260,7 @@ class CitizenLookupResult(Struct):
 class InsuranceCardLookup(Strict):
     card_number: Annotated[str, Meta(pattern=r"^[A-Z]{2}[0-9]{13}(?!\n)$")]
     full_name: Name
-    birth_date: date
+    birth_date: BirthDateOrYear
 
 
 class AuditSearch(Struct, forbid_unknown_fields=True, rename={"start": "from", "stop": "to"}):

@@ -94,16 +94,24 @@ def _header(
     return header
 
 
-def _person(params: Mapping[str, Any], *, with_birth: bool = True) -> dict[str, Any]:
+def _person(
+    params: Mapping[str, Any], *, with_birth: bool = True, year_alone: bool = False
+) -> dict[str, Any]:
+    """``year_alone``: a ``birth_date`` of the year alone (``YYYY``) is sent as ``Nam``, as
+    service 037 takes it for records that hold only the year."""
     pid = str(_require(params, "personal_id"))
-    birth = None
+    birth, year = None, None
     if with_birth:
-        try:
-            birth = parse_date(str(_require(params, "birth_date")))
-        except ValueError as exc:
-            raise ValueError(f"birth_date: {exc}") from None
+        text = str(_require(params, "birth_date"))
+        if year_alone and len(text) == 4 and text.isascii() and text.isdigit():
+            year = int(text)
+        else:
+            try:
+                birth = parse_date(text)
+            except ValueError as exc:
+                raise ValueError(f"birth_date: {exc}") from None
     try:
-        check_personal_id(pid, birth_date=birth)
+        check_personal_id(pid, birth_date=birth, birth_year=year)
     except ValueError as exc:
         raise ValueError(f"personal_id: {exc}") from None
     fields: dict[str, Any] = {
@@ -112,12 +120,15 @@ def _person(params: Mapping[str, Any], *, with_birth: bool = True) -> dict[str, 
     }
     if birth is not None:
         fields["NgayThangNamSinh"] = {"NgayThangNam": format_date(birth, "yyyyMMdd")}
+    elif year is not None:
+        fields["NgayThangNamSinh"] = {"Nam": str(year)}
     return fields
 
 
 def lookup_request(params: Mapping[str, Any], request_id: str, **header: str) -> dict[str, Any]:
-    """``citizen.lookup`` params → ``TraCuuThongTinCongDan`` fields."""
-    return {**_header("citizen.lookup", request_id, **header), **_person(params)}
+    """``citizen.lookup`` params → ``TraCuuThongTinCongDan`` fields (``birth_date`` a date, or a
+    year alone)."""
+    return {**_header("citizen.lookup", request_id, **header), **_person(params, year_alone=True)}
 
 
 def register_request(params: Mapping[str, Any], request_id: str, **header: str) -> dict[str, Any]:

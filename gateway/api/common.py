@@ -19,6 +19,7 @@ from gateway.problems import Problem, not_accepting
 
 __all__ = [
     "SQL_INT_MAX",
+    "birth_date_or_year",
     "body_error",
     "check_life_date",
     "json_response",
@@ -53,13 +54,36 @@ def nfc(value: Any) -> Any:
 _EARLIEST = date(1900, 1, 1)
 
 
-def check_life_date(day: date | None, where: str) -> None:
-    """A date of birth or death lies between 1900 and today (Vietnam's date): the registries
-    refuse anything else. Raises Problem 422 invalid-request naming ``where``."""
-    if day is not None and not _EARLIEST <= day <= datetime.now(VIETNAM).date():
+def check_life_date(day: date | int | None, where: str) -> None:
+    """A date of birth or death (or a year of birth: an int) lies between 1900 and today
+    (Vietnam's date): the registries refuse anything else. Raises Problem 422 invalid-request
+    naming ``where``."""
+    today = datetime.now(VIETNAM).date()
+    if isinstance(day, int):
+        good = _EARLIEST.year <= day <= today.year
+    else:
+        good = day is None or _EARLIEST <= day <= today
+    if not good:
         raise Problem(
             422, "invalid-request", f"{where}: {day} is not between 1900 and today", field=where
         )
+
+
+def birth_date_or_year(value: str, where: str) -> date | int:
+    """A lookup's ``YYYY-MM-DD`` or ``YYYY`` (the model checked the shape) as a date or a year,
+    between 1900 and today. Raises Problem 422 invalid-request naming ``where``."""
+    if len(value) == 4:
+        year = int(value)
+        check_life_date(year, where)
+        return year
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise Problem(
+            422, "invalid-request", f"{where}: {value} is not a day of the calendar", field=where
+        ) from None
+    check_life_date(day, where)
+    return day
 
 
 def decode(body: bytes, model: type[T], *, where: str = "$") -> T:

@@ -18,7 +18,7 @@ from aiohttp import web
 from connectors.api import PermanentError, Result, TransientError
 from connectors.identifiers import InvalidIdentifier, check_personal_id, check_tax_code
 from gateway.api.common import (
-    check_life_date,
+    birth_date_or_year,
     json_response,
     read_json,
     refuse_unless_accepting,
@@ -147,13 +147,13 @@ def _identifier(fn: Any, value: str, slug: str, field: str, **kw: Any) -> None:
 async def citizen(request: web.Request) -> web.Response:
     identity = require(request, "lookups.citizen")
     query = await read_json(request, CitizenLookup)
-    check_life_date(query.birth_date, "birth_date")
+    born = birth_date_or_year(query.birth_date, "birth_date")
     _identifier(
         check_personal_id,
         query.personal_id,
         "invalid-personal-id",
         "personal_id",
-        birth_date=query.birth_date,
+        **({"birth_year": born} if isinstance(born, int) else {"birth_date": born}),
     )
     runtime = request.app[RUNTIME]
     result = await _call(
@@ -165,7 +165,7 @@ async def citizen(request: web.Request) -> web.Response:
         params={
             "personal_id": query.personal_id,
             "full_name": query.full_name,
-            "birth_date": query.birth_date.isoformat(),
+            "birth_date": query.birth_date,
         },
         citizen=citizen_hash(runtime.citizen_key, query.personal_id),
         names_unit=True,  # MaDonVi; BHXH and the business registry are told no unit
@@ -184,7 +184,7 @@ async def citizen(request: web.Request) -> web.Response:
 async def insurance_card(request: web.Request) -> web.Response:
     identity = require(request, "lookups.insurance-card")
     query = await read_json(request, InsuranceCardLookup)
-    check_life_date(query.birth_date, "birth_date")
+    birth_date_or_year(query.birth_date, "birth_date")
     result = await _call(
         request,
         identity,
@@ -194,7 +194,7 @@ async def insurance_card(request: web.Request) -> web.Response:
         params={
             "card_number": query.card_number,
             "full_name": query.full_name,
-            "birth_date": query.birth_date.isoformat(),
+            "birth_date": query.birth_date,
         },
     )
     return json_response(result.data)

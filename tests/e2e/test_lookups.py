@@ -81,7 +81,7 @@ async def test_citizen_match_mismatch_and_the_audit_trail(gateway: Gateway) -> N
         ),
     ],
 )
-@pytest.mark.parametrize("born", ["1899-12-31", "9999-12-31", "0001-01-01"])
+@pytest.mark.parametrize("born", ["1899-12-31", "9999-12-31", "0001-01-01", "1899", "9999"])
 async def test_a_lookups_date_of_birth_lies_between_1900_and_today(
     gateway: Gateway, path: str, body: dict[str, str], born: str
 ) -> None:
@@ -95,6 +95,34 @@ async def test_a_lookups_date_of_birth_lies_between_1900_and_today(
     assert not await gateway.runtime.store.read(
         lambda tx: tx.all("audit.range", start=0, stop=10)
     )  # refused before any call, so nothing to audit
+
+
+async def test_a_lookup_by_the_year_of_birth_alone(gateway: Gateway) -> None:
+    """Both registries take a year alone for older records (population Nam, BHXH ngaySinh
+    yyyy), and the connectors sent it; the API refused it (422 "Invalid RFC3339 encoded date")."""
+    year = citizen_query()["birth_date"][:4]
+    status, found = await _post(gateway, "/v1/lookups/citizen", citizen_query(birth_date=year))
+    assert (status, found["match"]) == (200, True), found
+    assert found["citizen"]["birth_date"] == citizen_query()["birth_date"]
+    card = scenarios(0)["000"]
+    by_year = {**card, "birth_date": str(card["birth_date"])[:4]}
+    status, valid = await _post(gateway, "/v1/lookups/insurance-card", by_year)
+    assert (status, valid["code"]) == (200, "000"), valid
+    # The year must still agree with the one the personal id encodes.
+    wrong = citizen_query(birth_date=str(int(year) + 1))
+    status, problem = await _post(gateway, "/v1/lookups/citizen", wrong)
+    assert (status, problem["type"], problem["field"]) == (
+        422,
+        PROBLEM + "invalid-personal-id",
+        "personal_id",
+    )
+    for bad in ("2023-02-29", "1990-13-01", "90", "1990-5-12", "1990-05-12T00:00:00"):
+        for path, body in (
+            ("/v1/lookups/citizen", citizen_query()),
+            ("/v1/lookups/insurance-card", card),
+        ):
+            status, problem = await _post(gateway, path, {**body, "birth_date": bad})
+            assert (status, problem["type"]) == (422, PROBLEM + "invalid-request"), (bad, problem)
 
 
 async def test_bad_lookups_are_refused_before_any_call(gateway: Gateway) -> None:

@@ -137,6 +137,17 @@ async def test_lookup_mismatch(
     assert result.data == {"match": False, "mismatches": mismatches, "citizen": None}
 
 
+async def test_lookup_by_the_year_of_birth_alone(connector: PopulationConnector) -> None:
+    """Service 037 takes NgayThangNamSinh as Nam (a year) for records holding only the year;
+    the connector refused anything but a full date."""
+    year = str(LAN.birth_date.year)
+    result = await connector.call("citizen.lookup", lookup(LAN, birth_date=year))
+    assert result.data["match"] is True
+    assert result.data["citizen"]["birth_date"] == LAN.birth_date.isoformat()
+    with pytest.raises(PermanentError, match="encodes birth year 1990"):
+        await connector.call("citizen.lookup", lookup(LAN, birth_date="1991"))
+
+
 async def test_unknown_citizen_is_not_an_error(connector: PopulationConnector) -> None:
     result = await connector.call("citizen.lookup", lookup(LAN, personal_id="040190999999"))
     assert result.data == {"match": False, "mismatches": ["personal_id"], "citizen": None}
