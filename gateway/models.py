@@ -258,9 +258,23 @@ class CitizenLookupResult(Struct):
 
 
 class InsuranceCardLookup(Strict):
-    card_number: Annotated[str, Meta(pattern=r"^[A-Z]{2}[0-9]{13}(?!\n)$")]
+    # As printed on the card, "XX Y ZZ NNNNNNNNNN" (identifiers.md), in either case: BHXH is
+    # asked without the spaces, in upper case (the connector's own form), so that is taken.
+    card_number: Annotated[
+        str,
+        Meta(
+            max_length=64,
+            pattern=r"^ *[A-Za-z] *[A-Za-z](?: *[0-9]){13} *(?!\n)$",
+            description="Health-insurance card: 2 letters and 13 digits, in either case, spaces "
+            "anywhere (DN4404000456765, dn 4 40 4000456765)",
+        ),
+    ]
     full_name: Name
     birth_date: BirthDateOrYear
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.card_number = self.card_number.replace(" ", "").upper()
 
 
 class AuditSearch(Struct, forbid_unknown_fields=True, rename={"start": "from", "stop": "to"}):

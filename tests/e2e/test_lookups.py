@@ -180,6 +180,29 @@ async def test_insurance_card_and_enterprise(gateway: Gateway) -> None:
             assert (r.status, (await r.json())["type"]) == (404, PROBLEM + "not-found")
 
 
+async def test_a_card_number_as_printed_is_looked_up(gateway: Gateway) -> None:
+    """A card is printed "XX Y ZZ NNNNNNNNNN" (identifiers.md), and the connector asks BHXH
+    without spaces and in upper case; the API refused a number with spaces or in lower case."""
+    card = scenarios(0)["000"]
+    number = str(card["card_number"]).upper()
+    for written in (f"{number[:2]} {number[2]} {number[3:5]} {number[5:]}", number.lower()):
+        status, valid = await _post(
+            gateway, "/v1/lookups/insurance-card", {**card, "card_number": written}
+        )
+        assert (status, valid["code"], valid["card_number"]) == (200, "000", number), valid
+    for wrong in (
+        number + "1",
+        number[:-1],
+        "Đ" + number[1:],
+        number + "\t",
+        f"{number[:5]}-{number[5:]}",
+    ):
+        status, problem = await _post(
+            gateway, "/v1/lookups/insurance-card", {**card, "card_number": wrong}
+        )
+        assert (status, problem["type"]) == (422, PROBLEM + "invalid-request"), (wrong, problem)
+
+
 def _metric(text: str, prefix: str) -> float:
     values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)]
     assert len(values) == 1, (prefix, values)
