@@ -16,7 +16,9 @@ one deadline over each exchange. Every foreign failure is translated in ONE plac
 - a request that cannot be sent (a header with a line break) → PermanentError
 - no error message quotes the request's URL: insurance's query carries its token and password,
   and the message is stored as a step's error and shown to clients (the client's errors never
-  carry it)
+  carry it); nor, in an error page's excerpt, the query's values, the credential headers or the
+  endpoint's configured secrets, wherever the page echoes them (BHXH's token request carries the
+  password in its JSON body)
 - a body that is not the expected JSON (the sandbox ``malformed`` fault answers HTML with a 200)
   → TransientError: a garbled reply says nothing about whether the request was acceptable.
 
@@ -162,8 +164,15 @@ class RestTransport:
             wait_s = retry_after(reply.headers.get("Retry-After"))
             if transient_status(status) or (status >= 400 and status not in accept):
                 # The reply's first words, but never what this request carried: an error page
-                # may echo the URL, and insurance's query holds its token and password.
-                said = excerpt(raw, hide=[*(params or {}).values(), *self._headers.values()])
+                # may echo the URL (insurance's query holds its token and password) or the body
+                # (its token request's holds the password), so the configured secrets too.
+                hide = [
+                    *(params or {}).values(),
+                    *self._headers.values(),
+                    *(headers or {}).values(),
+                    *self.endpoint.secrets(),
+                ]
+                said = excerpt(raw, hide=hide)
                 said = said or "(empty body)"
                 message, code = f"HTTP {status}: {said}", f"http-{status}"
                 if transient_status(status):

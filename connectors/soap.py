@@ -267,7 +267,7 @@ class SoapClient:
         if 200 <= status < 300 or soap_fault:
             return
         # The reply's first words, never the credentials this request carried (an echo).
-        text = excerpt(response.content, hide=sent)
+        text = excerpt(response.content, hide=[*sent, *self.endpoint.secrets()])
         message = f"HTTP {status}" + (f": {text}" if text else "")
         if transient_status(status):
             wait_s = retry_after(response.headers.get("Retry-After"))

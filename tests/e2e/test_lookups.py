@@ -349,3 +349,36 @@ async def test_a_name_with_no_letter_is_refused_before_the_registry(
     status, problem = await _post(gateway, "/v1/lookups/citizen", citizen_query(full_name=name))
     assert (status, problem["type"]) == (422, PROBLEM + "invalid-request"), problem
     assert "at least one letter" in problem["detail"], problem
+
+
+async def test_a_registry_echoing_the_password_it_was_sent_never_shows_it_to_the_client(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: BHXH's token endpoint echoing its request body in a 500 page put the
+    gateway's password into the lookup's 502 ``detail``."""
+    from aiohttp import web
+
+    from connectors.sandboxes import serve_app
+
+    async def token(request: web.Request) -> web.Response:
+        said = (await request.read()).decode()
+        return web.Response(status=500, text=f"Internal error while handling request body: {said}")
+
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    async with serve_app(app) as bhxh:
+        insurance = {
+            "url": bhxh,
+            "username": "h41-gateway",
+            "password": "pw-secret-123",
+            "officer_name": "Nguyễn Văn Cán Bộ",
+            "officer_id": "040088101111",
+            "retry": FAST,
+        }
+        async with make_gateway(
+            registries={"insurance": insurance}, gateway={"lookup_attempts": 1}
+        ) as gw:
+            status, problem = await _post(gw, "/v1/lookups/insurance-card", scenarios(0)["000"])
+    assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+    assert "while handling request body" in problem["detail"], problem
+    assert "pw-secret" not in problem["detail"], problem
