@@ -19,8 +19,8 @@ one deadline over each exchange. Every foreign failure is translated in ONE plac
   carry it); nor, in an error page's excerpt, the query's values, the credential headers or the
   endpoint's configured secrets, wherever the page echoes them (BHXH's token request carries the
   password in its JSON body)
-- a body that is not the expected JSON (the sandbox ``malformed`` fault answers HTML with a 200)
-  → TransientError: a garbled reply says nothing about whether the request was acceptable.
+- a body that is not the expected JSON (the sandbox ``malformed`` fault answers HTML with a 200;
+  JSON nested deeper than the decoder reads) → TransientError: a garbled reply says nothing about whether the request was acceptable.
 
 No request is sent twice by the transport; all retrying is the caller's (the gateway's outbox and
 retry policy, a lookup's in-request retries).
@@ -71,8 +71,8 @@ def translate_errors(registry: str) -> Iterator[None]:
     """Translate foreign exceptions raised inside the block into connector errors.
 
     Raises:
-        TransientError: connection failures, timeouts, cut, oversized, undecodable or non-HTTP
-            replies (retrying may help).
+        TransientError: connection failures, timeouts, cut, oversized, undecodable (nested too
+            deep included) or non-HTTP replies (retrying may help).
         PermanentError: a request that cannot be sent (retrying will not help).
     """
     try:
@@ -89,7 +89,9 @@ def translate_errors(registry: str) -> Iterator[None]:
         raise TransientError(registry, str(exc)) from exc
     except BadReply as exc:
         raise TransientError(registry, f"malformed reply: {exc}") from exc
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.MsgspecError, RecursionError) as exc:
+        # msgspec raises RecursionError, no DecodeError, for JSON nested deeper than it reads
+        # (some 1,000 levels; a few kilobytes of brackets): garbage like any other.
         raise TransientError(registry, f"malformed reply: {exc}") from exc
     except ValueError as exc:  # from the client: the request itself cannot be sent
         raise PermanentError(registry, f"request cannot be sent: {exc}") from exc
@@ -189,7 +191,7 @@ class RestTransport:
                 # The caller interprets this status itself; its body is a courtesy, not a contract.
                 try:
                     return RestReply(status, msgspec.json.decode(raw))
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     return RestReply(status, None)
             if not 200 <= status < 300:
                 raise TransientError(self.registry, f"unexpected HTTP {status}")

@@ -66,7 +66,7 @@ async def _call(
             spent,
         )
 
-    outcome, problem, result = "ok", None, None
+    outcome, problem, result, unexpected = "ok", None, None, None
     try:
         result = await call_with_retries(once, attempts=runtime.settings.gateway.lookup_attempts)
     except CircuitOpen as exc:
@@ -98,6 +98,10 @@ async def _call(
             registry=registry,
             registry_code=exc.code,
         )
+    except Exception as exc:
+        # A bug, ours or a connector's: the registry may have been asked all the same, and every
+        # access is audited. The problem middleware answers it (500) once the event is in.
+        outcome, unexpected = "failed", exc
     # Keyed, as the citizen's hash is: a plain SHA-256 of {personal_id, full_name, birth_date}
     # gave the id back to anyone who read the log and knew the name and birth date (a million
     # guesses for a province and year).
@@ -122,6 +126,8 @@ async def _call(
         ),
         durable=False,
     )
+    if unexpected is not None:
+        raise unexpected
     if problem is not None:
         raise problem
     assert result is not None

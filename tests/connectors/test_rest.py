@@ -134,6 +134,29 @@ async def test_json_reply_and_headers(url: str) -> None:
     assert seen[0]["Content-Type"] == "application/json"
 
 
+DEEP = b'{"answer":42,"x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+async def test_json_nested_too_deep_is_a_malformed_reply() -> None:
+    """Found by probing: msgspec raises RecursionError (no DecodeError) for JSON nested some
+    1,000 deep; it escaped the transport, and a lookup answered 500, unaudited, uncounted by
+    the breaker."""
+
+    async def deep(request: web.Request) -> web.Response:
+        status = int(request.query.get("status", "200"))
+        return web.Response(status=status, body=DEEP, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/deep", deep)
+    async with serve_app(app) as base, _transport(base, 5) as transport:
+        for wire in (Any, Answer):
+            with pytest.raises(TransientError, match="malformed reply"):
+                await transport.request("GET", "deep", type=wire)
+        # A status the caller interprets itself: its body is a courtesy, read or not.
+        reply = await transport.request("GET", "deep", params={"status": "404"}, accept=(404,))
+        assert (reply.status, reply.data) == (404, None)
+
+
 async def test_typed_decoding(url: str) -> None:
     reply = await call(url, "ok", type=Answer)
     assert reply.data == Answer(42)

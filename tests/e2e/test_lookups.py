@@ -382,3 +382,84 @@ async def test_a_registry_echoing_the_password_it_was_sent_never_shows_it_to_the
     assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
     assert "while handling request body" in problem["detail"], problem
     assert "pw-secret" not in problem["detail"], problem
+
+
+DEEP = b'{"maKetQua":"000","maSoDoanhNghiep":"0100233488","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+def _deep_registry() -> Any:
+    """A registry whose every answer (but BHXH's token) is JSON nested 5,000 deep."""
+    from aiohttp import web
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"maKetQua": "200", "APIKey": {"access_token": "a", "id_token": "i"}}
+        )
+
+    async def deep(request: web.Request) -> web.Response:
+        return web.Response(body=DEEP, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    app.router.add_route("*", "/{p:.*}", deep)
+    return app
+
+
+@pytest.mark.parametrize("registry", ["insurance", "business"])
+async def test_a_reply_nested_too_deep_is_a_502_audited_and_counted(
+    make_gateway: Any, registry: str
+) -> None:
+    """Found by probing: JSON nested deeper than msgspec reads raised RecursionError through the
+    connector; the lookup answered 500, was not audited, and the breaker did not count it."""
+    from connectors.sandboxes import serve_app
+
+    async with serve_app(_deep_registry()) as url:
+        config = {
+            "insurance": {
+                "url": url,
+                "username": "u",
+                "password": "pw",
+                "officer_name": "Cán Bộ",
+                "officer_id": "040088101111",
+            },
+            "business": {"url": url, "api_key": "k"},
+        }[registry]
+        async with make_gateway(
+            registries={registry: config}, gateway={"lookup_attempts": 1}
+        ) as gw:
+            if registry == "insurance":
+                status, problem = await _post(gw, "/v1/lookups/insurance-card", scenarios(0)["000"])
+            else:
+                async with await gw.get("/v1/lookups/enterprises/0100233488") as r:
+                    status, problem = r.status, await r.json()
+            assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+            assert "malformed reply" in problem["detail"], problem
+            assert gw.runtime.breakers.get(registry).failures == 1
+            rows = await gw.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    events = [decode_entry(r["entry"]) for r in rows]
+    assert [(e["action"], e["outcome"]) for e in events if e["action"].startswith("lookup.")] == [
+        ("lookup.enterprise" if registry == "business" else "lookup.insurance-card", "failed")
+    ]
+
+
+async def test_a_lookup_that_fails_unexpectedly_is_audited_all_the_same(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every access is audited, whatever its outcome: a bug after the registry was asked is a
+    500, and its event is in the log before the answer leaves."""
+    connector = gateway.runtime.connector("population")
+    asked = connector.call
+
+    async def buggy(*args: Any, **kwargs: Any) -> Any:
+        await asked(*args, **kwargs)
+        raise RuntimeError("a bug after the registry answered")
+
+    monkeypatch.setattr(connector, "call", buggy)
+    status, problem = await _post(gateway, "/v1/lookups/citizen", citizen_query())
+    assert (status, problem["type"]) == (500, PROBLEM + "internal-error"), problem
+    rows = await gateway.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    events = [decode_entry(r["entry"]) for r in rows]
+    who = citizen_hash(gateway.runtime.citizen_key, citizen_query()["personal_id"])
+    assert [(e["action"], e["outcome"], e["citizen"]) for e in events] == [
+        ("lookup.citizen", "failed", who)
+    ]
