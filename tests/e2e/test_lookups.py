@@ -384,11 +384,38 @@ async def test_a_registry_echoing_the_password_it_was_sent_never_shows_it_to_the
     assert "pw-secret" not in problem["detail"], problem
 
 
-DEEP = b'{"maKetQua":"000","maSoDoanhNghiep":"0100233488","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+def _pointed_at(url: str, registry: str) -> dict[str, Any]:
+    """``[registries.<registry>]`` for a registry at ``url``, with the credentials it needs."""
+    return {
+        "population": {
+            "url": url + "/soap",
+            "username": "u",
+            "secret": "s3cret-pop",
+            "api_key": "k3y-pop",
+            "officer_id": "040088101111",
+        },
+        "insurance": {
+            "url": url,
+            "username": "u",
+            "password": "pw",
+            "officer_name": "Cán Bộ",
+            "officer_id": "040088101111",
+        },
+        "business": {"url": url, "api_key": "k"},
+    }[registry]
 
 
-def _deep_registry() -> Any:
-    """A registry whose every answer (but BHXH's token) is JSON nested 5,000 deep."""
+async def _look_up(gw: Gateway, registry: str) -> tuple[int, dict[str, Any]]:
+    if registry == "population":
+        return await _post(gw, "/v1/lookups/citizen", citizen_query())
+    if registry == "insurance":
+        return await _post(gw, "/v1/lookups/insurance-card", scenarios(0)["000"])
+    async with await gw.get("/v1/lookups/enterprises/0100233488") as r:
+        return r.status, await r.json()
+
+
+def _answering(status: int, body: str, content_type: str = "text/html") -> Any:
+    """A registry answering ``status`` with ``body`` to all but BHXH's token requests."""
     from aiohttp import web
 
     async def token(request: web.Request) -> web.Response:
@@ -396,13 +423,41 @@ def _deep_registry() -> Any:
             {"maKetQua": "200", "APIKey": {"access_token": "a", "id_token": "i"}}
         )
 
-    async def deep(request: web.Request) -> web.Response:
-        return web.Response(body=DEEP, content_type="application/json")
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type=content_type)
 
     app = web.Application()
     app.router.add_post("/api/token/take", token)
-    app.router.add_route("*", "/{p:.*}", deep)
+    app.router.add_route("*", "/{p:.*}", answer)
     return app
+
+
+NGINX_504 = (
+    "<html><head><title>504 Gateway Time-out</title></head><body><center><h1>504 Gateway "
+    "Time-out</h1></center><hr><center>nginx</center></body></html>"
+)
+
+
+@pytest.mark.parametrize("registry", ["population", "insurance", "business"])
+async def test_one_http_failure_has_one_registry_code_whichever_registry_answered_it(
+    make_gateway: Any, registry: str
+) -> None:
+    """Found by probing: the same HTTP 504 gave registry_code "504" from the population
+    registry (SOAP) and "http-504" from the REST ones; the bare form reads as a MaKetQua."""
+    from connectors.sandboxes import serve_app
+
+    async with (
+        serve_app(_answering(504, NGINX_504)) as url,
+        make_gateway(
+            registries={registry: _pointed_at(url, registry)}, gateway={"lookup_attempts": 1}
+        ) as gw,
+    ):
+        status, problem = await _look_up(gw, registry)
+    assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+    assert (problem["registry"], problem["registry_code"]) == (registry, "http-504"), problem
+
+
+DEEP = '{"maKetQua":"000","maSoDoanhNghiep":"0100233488","x":' + "[" * 5000 + "]" * 5000 + "}"
 
 
 @pytest.mark.parametrize("registry", ["insurance", "business"])
@@ -413,29 +468,17 @@ async def test_a_reply_nested_too_deep_is_a_502_audited_and_counted(
     connector; the lookup answered 500, was not audited, and the breaker did not count it."""
     from connectors.sandboxes import serve_app
 
-    async with serve_app(_deep_registry()) as url:
-        config = {
-            "insurance": {
-                "url": url,
-                "username": "u",
-                "password": "pw",
-                "officer_name": "Cán Bộ",
-                "officer_id": "040088101111",
-            },
-            "business": {"url": url, "api_key": "k"},
-        }[registry]
-        async with make_gateway(
-            registries={registry: config}, gateway={"lookup_attempts": 1}
-        ) as gw:
-            if registry == "insurance":
-                status, problem = await _post(gw, "/v1/lookups/insurance-card", scenarios(0)["000"])
-            else:
-                async with await gw.get("/v1/lookups/enterprises/0100233488") as r:
-                    status, problem = r.status, await r.json()
-            assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
-            assert "malformed reply" in problem["detail"], problem
-            assert gw.runtime.breakers.get(registry).failures == 1
-            rows = await gw.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    async with (
+        serve_app(_answering(200, DEEP, "application/json")) as url,
+        make_gateway(
+            registries={registry: _pointed_at(url, registry)}, gateway={"lookup_attempts": 1}
+        ) as gw,
+    ):
+        status, problem = await _look_up(gw, registry)
+        assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+        assert "malformed reply" in problem["detail"], problem
+        assert gw.runtime.breakers.get(registry).failures == 1
+        rows = await gw.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
     events = [decode_entry(r["entry"]) for r in rows]
     assert [(e["action"], e["outcome"]) for e in events if e["action"].startswith("lookup.")] == [
         ("lookup.enterprise" if registry == "business" else "lookup.insurance-card", "failed")
