@@ -57,7 +57,9 @@ class TransientError(ConnectorError):
     ``wait_s``: how long the registry asked to be left alone (its Retry-After), when it said.
     ``answered``: the registry did answer, with a result code that says to try again later
     (BHXH's 100/101, a data or server error about one record): worth retrying, but no sign that
-    the registry is down, so a circuit breaker does not count it."""
+    the registry is down, so a circuit breaker does not count it.
+    ``timed_out``: the gateway's own deadline for the exchange ran out before an answer came
+    (an answer that speaks of a timeout, a proxy's 504, is an answer: not this)."""
 
     def __init__(
         self,
@@ -67,10 +69,12 @@ class TransientError(ConnectorError):
         code: str | None = None,
         wait_s: float | None = None,
         answered: bool = False,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(registry, message, code=code)
         self.wait_s = wait_s
         self.answered = answered
+        self.timed_out = timed_out
 
 
 class PermanentError(ConnectorError):

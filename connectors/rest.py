@@ -80,7 +80,9 @@ def translate_errors(registry: str) -> Iterator[None]:
     except ConnectorError:
         raise
     except TimeoutError as exc:
-        raise TransientError(registry, f"no answer in time ({type(exc).__name__})") from exc
+        raise TransientError(
+            registry, f"no answer in time ({type(exc).__name__})", timed_out=True
+        ) from exc
     except OSError as exc:
         # Refused, reset, dropped: the request may or may not have been processed (lost reply),
         # which is why writes carry an idempotency key. Its text names a host and port at most.

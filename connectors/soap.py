@@ -287,7 +287,9 @@ class SoapClient:
         except ConnectorError:
             raise
         except TimeoutError as exc:
-            raise TransientError(registry, f"timed out ({type(exc).__name__})") from exc
+            raise TransientError(
+                registry, f"timed out ({type(exc).__name__})", timed_out=True
+            ) from exc
         except OSError as exc:
             # refused, reset, dropped mid-reply, TLS refused …
             raise TransientError(registry, f"connection failed: {type(exc).__name__}") from exc

@@ -80,11 +80,12 @@ async def _call(
         )
     except TransientError as exc:
         outcome = "failed"
-        timeout = "timed out" in exc.message.lower() or "timeout" in exc.message.lower()
+        # 504 when our own deadline ran out, whatever the registry's words; a registry's (or its
+        # proxy's) 502/503/504 is an answer, a bad one: 502, its status in registry_code.
         coded: dict[str, Any] = {"registry_code": exc.code} if exc.code else {}
         problem = Problem(
-            504 if timeout else 502,
-            "registry-timeout" if timeout else "registry-unavailable",
+            504 if exc.timed_out else 502,
+            "registry-timeout" if exc.timed_out else "registry-unavailable",
             f"the {registry} registry did not answer usably: {exc.message}",
             registry=registry,
             **coded,  # BHXH's 100/101: it answered, with a code saying to ask again later

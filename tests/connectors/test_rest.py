@@ -180,6 +180,13 @@ async def test_5xx_is_transient(url: str, code: int) -> None:
     with pytest.raises(TransientError) as caught:
         await call(url, f"status/{code}")
     assert caught.value.code == f"http-{code}"
+    assert not caught.value.timed_out  # an answer, even a 504: not our deadline
+
+
+async def test_timeout_is_transient(url: str) -> None:
+    with pytest.raises(TransientError, match="no answer in time") as caught:
+        await call(url, "hang", limit=0.2)
+    assert caught.value.timed_out
 
 
 @pytest.mark.parametrize("code", [408, 425, 429])
@@ -221,11 +228,6 @@ async def test_reply_over_the_cap_is_refused_as_it_is_read(
             break
         await asyncio.sleep(0.05)
     assert endless_chunks and endless_chunks[0] < 50, endless_chunks
-
-
-async def test_timeout_is_transient(url: str) -> None:
-    with pytest.raises(TransientError, match="no answer in time"):
-        await call(url, "hang", limit=0.2)
 
 
 async def test_dropped_connection_is_transient(url: str) -> None:

@@ -3,6 +3,7 @@ precise problem naming the registry, every access in the audit log (by keyed has
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -414,8 +415,8 @@ async def _look_up(gw: Gateway, registry: str) -> tuple[int, dict[str, Any]]:
         return r.status, await r.json()
 
 
-def _answering(status: int, body: str, content_type: str = "text/html") -> Any:
-    """A registry answering ``status`` with ``body`` to all but BHXH's token requests."""
+def _registry(answer: Any) -> Any:
+    """A registry whose every answer, but BHXH's token, is ``answer``'s (an aiohttp handler)."""
     from aiohttp import web
 
     async def token(request: web.Request) -> web.Response:
@@ -423,13 +424,24 @@ def _answering(status: int, body: str, content_type: str = "text/html") -> Any:
             {"maKetQua": "200", "APIKey": {"access_token": "a", "id_token": "i"}}
         )
 
-    async def answer(request: web.Request) -> web.Response:
-        return web.Response(status=status, text=body, content_type=content_type)
-
     app = web.Application()
     app.router.add_post("/api/token/take", token)
     app.router.add_route("*", "/{p:.*}", answer)
     return app
+
+
+def _answering(status: int, body: str, content_type: str = "text/html") -> Any:
+    """A registry answering ``status`` with ``body`` to all but BHXH's token requests."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type=content_type)
+
+    return _registry(answer)
+
+
+async def _hang(request: Any) -> Any:
+    await asyncio.sleep(3600)  # takes the request, never answers
 
 
 NGINX_504 = (
@@ -455,6 +467,43 @@ async def test_one_http_failure_has_one_registry_code_whichever_registry_answere
         status, problem = await _look_up(gw, registry)
     assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
     assert (problem["registry"], problem["registry_code"]) == (registry, "http-504"), problem
+
+
+@pytest.mark.parametrize("registry", ["population", "insurance", "business"])
+@pytest.mark.parametrize(
+    ("registry_does", "expected"),
+    [
+        ("503-saying-timeout", (502, "registry-unavailable", "http-503")),
+        ("504-from-its-proxy", (502, "registry-unavailable", "http-504")),
+        ("hangs", (504, "registry-timeout", None)),
+    ],
+)
+async def test_504_is_the_gateways_own_deadline_never_the_registrys_words(
+    make_gateway: Any, registry: str, registry_does: str, expected: tuple[Any, ...]
+) -> None:
+    """Found by probing: 504 or 502 was chosen by looking for "timeout" in the error's text,
+    which quotes the registry's page. A 503 saying "connection pool timeout" (an answer, at
+    once) was a 504; nginx's "504 Gateway Time-out" page a 502 by luck of its spelling."""
+    from connectors.sandboxes import serve_app
+
+    app = {
+        "503-saying-timeout": lambda: _answering(
+            503, "database connection pool timeout (30 s)", "text/plain"
+        ),
+        "504-from-its-proxy": lambda: _answering(504, NGINX_504),
+        "hangs": lambda: _registry(_hang),
+    }[registry_does]()
+    async with serve_app(app) as url:
+        config = {**_pointed_at(url, registry), "timeout_s": 0.3}
+        async with make_gateway(
+            registries={registry: config}, gateway={"lookup_attempts": 1}
+        ) as gw:
+            status, problem = await _look_up(gw, registry)
+    assert (status, problem["type"], problem.get("registry_code")) == (
+        expected[0],
+        PROBLEM + expected[1],
+        expected[2],
+    ), problem
 
 
 DEEP = '{"maKetQua":"000","maSoDoanhNghiep":"0100233488","x":' + "[" * 5000 + "]" * 5000 + "}"
