@@ -7,6 +7,7 @@ Personal ids travel only in bodies, never in URLs.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -57,18 +58,31 @@ async def _call(
     def spent(seconds: float) -> None:  # in-request retries add up
         request[REGISTRY_SECONDS_KEY] = request.get(REGISTRY_SECONDS_KEY, 0.0) + seconds
 
+    # One deadline for the whole lookup: without it a hanging registry held the client for
+    # lookup_attempts × timeout_s. A try it cuts is the registry's failure to answer in time,
+    # which its breaker counts as it counts the connector's own timeouts.
+    limit = runtime.settings.gateway.lookup_timeout_s
+    deadline = asyncio.get_running_loop().time() + limit
+
+    async def ask() -> Result:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await connector.call(operation, params, request_id=request_id)
+        except TimeoutError:  # the connectors translate their own: this is the deadline
+            raise TransientError(
+                registry,
+                f"no answer within the lookup's {limit:g} s ([gateway] lookup_timeout_s)",
+                timed_out=True,
+            ) from None
+
     async def once() -> Result:
-        return await call_registry(
-            breaker,
-            operation,
-            lambda: connector.call(operation, params, request_id=request_id),
-            runtime.metrics,
-            spent,
-        )
+        return await call_registry(breaker, operation, ask, runtime.metrics, spent)
 
     outcome, problem, result, unexpected = "ok", None, None, None
     try:
-        result = await call_with_retries(once, attempts=runtime.settings.gateway.lookup_attempts)
+        result = await call_with_retries(
+            once, attempts=runtime.settings.gateway.lookup_attempts, deadline=deadline
+        )
     except CircuitOpen as exc:
         outcome = "failed"
         problem = Problem(
@@ -80,8 +94,9 @@ async def _call(
         )
     except TransientError as exc:
         outcome = "failed"
-        # 504 when our own deadline ran out, whatever the registry's words; a registry's (or its
-        # proxy's) 502/503/504 is an answer, a bad one: 502, its status in registry_code.
+        # 504 when our own deadline ran out (a try's, or the lookup's), whatever the registry's
+        # words; a registry's (or its proxy's) 502/503/504 is an answer, a bad one: 502, its
+        # status in registry_code.
         coded: dict[str, Any] = {"registry_code": exc.code} if exc.code else {}
         problem = Problem(
             504 if exc.timed_out else 502,

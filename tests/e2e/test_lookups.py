@@ -506,6 +506,35 @@ async def test_504_is_the_gateways_own_deadline_never_the_registrys_words(
     ), problem
 
 
+@pytest.mark.parametrize("registry", ["population", "insurance", "business"])
+async def test_a_hanging_registry_holds_a_lookup_no_longer_than_its_deadline(
+    make_gateway: Any, registry: str
+) -> None:
+    """Found by probing: each of lookup_attempts tries had the registry's whole timeout_s, and
+    nothing bounded their sum (30 s by default). [gateway] lookup_timeout_s does: the try it
+    cuts is a 504, counted by the breaker as the registry's failure to answer, and no retry
+    starts that the deadline would overtake."""
+    from connectors.sandboxes import serve_app
+
+    asked: list[str] = []
+
+    async def hang(request: Any) -> Any:
+        asked.append(request.path)
+        await _hang(request)
+
+    async with serve_app(_registry(hang)) as url:
+        config = {**_pointed_at(url, registry), "timeout_s": 30.0}
+        async with make_gateway(
+            registries={registry: config},
+            gateway={"lookup_attempts": 3, "lookup_timeout_s": 0.5},
+        ) as gw:
+            status, problem = await _look_up(gw, registry)
+            assert gw.runtime.breakers.get(registry).failures == 1
+    assert (status, problem["type"]) == (504, PROBLEM + "registry-timeout"), problem
+    assert "lookup_timeout_s" in problem["detail"], problem
+    assert len(asked) == 1, asked
+
+
 DEEP = '{"maKetQua":"000","maSoDoanhNghiep":"0100233488","x":' + "[" * 5000 + "]" * 5000 + "}"
 
 
