@@ -16,6 +16,7 @@ Exceptions (nothing else escapes a public call; foreign errors are translated at
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,7 +57,9 @@ class TransientError(ConnectorError):
     ``wait_s``: how long the registry asked to be left alone (its Retry-After), when it said.
     ``answered``: the registry did answer, with a result code that says to try again later
     (BHXH's 100/101, a data or server error about one record): worth retrying, but no sign that
-    the registry is down, so a circuit breaker does not count it."""
+    the registry is down, so a circuit breaker does not count it.
+    ``timed_out``: the gateway's own deadline for the exchange ran out before an answer came
+    (an answer that speaks of a timeout, a proxy's 504, is an answer: not this)."""
 
     def __init__(
         self,
@@ -66,10 +69,12 @@ class TransientError(ConnectorError):
         code: str | None = None,
         wait_s: float | None = None,
         answered: bool = False,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(registry, message, code=code)
         self.wait_s = wait_s
         self.answered = answered
+        self.timed_out = timed_out
 
 
 class PermanentError(ConnectorError):
@@ -107,16 +112,25 @@ def retry_after(value: str | None, *, now: datetime | None = None) -> float | No
 def excerpt(raw: bytes, *, hide: Collection[str] = (), limit: int = 200) -> str:
     """The start of a reply's body for an error message (stored as a step's error, shown to
     clients), with each of ``hide`` — the credentials the request carried — replaced by ``***``,
-    as it is or percent-encoded (as sent, or as an echo may re-encode it), before it is cut: an
-    error page may echo the request."""
+    as it is, percent-encoded or JSON-escaped (as sent, or as an echo may re-encode it), before
+    it is cut: an error page may echo the request, its query or its JSON body."""
     # Only the start matters (the cut keeps ``limit`` characters): not megabytes on the loop.
     text = raw[: 16 * 1024].decode("utf-8", "replace")
     for value in hide:
         if len(value) >= 4:  # shorter ones (a flag, a digit) say nothing and would garble it
-            sent = URL.build(query={"v": value}).raw_query_string[2:]  # as aiohttp encodes it
-            for form in {value, sent, quote(value, safe=""), quote_plus(value)}:
+            for form in sorted(_spellings(value), key=len, reverse=True):
                 text = text.replace(form, "***")
     return text[:limit].strip()
+
+
+def _spellings(value: str) -> set[str]:
+    """How an echo may spell ``value``: as sent in a query (aiohttp's encoding), percent-encoded
+    otherwise, or inside a JSON string (escaped, non-ASCII as it is or as ``\\uXXXX``, and
+    ``/`` as ``\\/``, as PHP writes it)."""
+    sent = URL.build(query={"v": value}).raw_query_string[2:]
+    in_json = {json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]}
+    in_json |= {form.replace("/", "\\/") for form in in_json}
+    return {value, sent, quote(value, safe=""), quote_plus(value), *in_json}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +145,12 @@ class Endpoint:
     client_id: str = ""  # X-Road-Client for the national data-exchange platform
     timeout: float = 10.0  # seconds for one HTTP exchange
     sign_requests: bool = False  # sign outbound messages where the registry requires it
+
+    def secrets(self) -> tuple[str, ...]:
+        """The configured credentials, which no error text may quote: a registry's error page
+        may echo a request's body (BHXH's token request holds the password), not only its query
+        and headers."""
+        return tuple(value for value in (self.password, self.secret, self.api_key) if value)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,9 +16,11 @@ one deadline over each exchange. Every foreign failure is translated in ONE plac
 - a request that cannot be sent (a header with a line break) → PermanentError
 - no error message quotes the request's URL: insurance's query carries its token and password,
   and the message is stored as a step's error and shown to clients (the client's errors never
-  carry it)
-- a body that is not the expected JSON (the sandbox ``malformed`` fault answers HTML with a 200)
-  → TransientError: a garbled reply says nothing about whether the request was acceptable.
+  carry it); nor, in an error page's excerpt, the query's values, the credential headers or the
+  endpoint's configured secrets, wherever the page echoes them (BHXH's token request carries the
+  password in its JSON body)
+- a body that is not the expected JSON (the sandbox ``malformed`` fault answers HTML with a 200;
+  JSON nested deeper than the decoder reads) → TransientError: a garbled reply says nothing about whether the request was acceptable.
 
 No request is sent twice by the transport; all retrying is the caller's (the gateway's outbox and
 retry policy, a lookup's in-request retries).
@@ -69,8 +71,8 @@ def translate_errors(registry: str) -> Iterator[None]:
     """Translate foreign exceptions raised inside the block into connector errors.
 
     Raises:
-        TransientError: connection failures, timeouts, cut, oversized, undecodable or non-HTTP
-            replies (retrying may help).
+        TransientError: connection failures, timeouts, cut, oversized, undecodable (nested too
+            deep included) or non-HTTP replies (retrying may help).
         PermanentError: a request that cannot be sent (retrying will not help).
     """
     try:
@@ -78,7 +80,9 @@ def translate_errors(registry: str) -> Iterator[None]:
     except ConnectorError:
         raise
     except TimeoutError as exc:
-        raise TransientError(registry, f"no answer in time ({type(exc).__name__})") from exc
+        raise TransientError(
+            registry, f"no answer in time ({type(exc).__name__})", timed_out=True
+        ) from exc
     except OSError as exc:
         # Refused, reset, dropped: the request may or may not have been processed (lost reply),
         # which is why writes carry an idempotency key. Its text names a host and port at most.
@@ -87,7 +91,9 @@ def translate_errors(registry: str) -> Iterator[None]:
         raise TransientError(registry, str(exc)) from exc
     except BadReply as exc:
         raise TransientError(registry, f"malformed reply: {exc}") from exc
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.MsgspecError, RecursionError) as exc:
+        # msgspec raises RecursionError, no DecodeError, for JSON nested deeper than it reads
+        # (some 1,000 levels; a few kilobytes of brackets): garbage like any other.
         raise TransientError(registry, f"malformed reply: {exc}") from exc
     except ValueError as exc:  # from the client: the request itself cannot be sent
         raise PermanentError(registry, f"request cannot be sent: {exc}") from exc
@@ -162,8 +168,15 @@ class RestTransport:
             wait_s = retry_after(reply.headers.get("Retry-After"))
             if transient_status(status) or (status >= 400 and status not in accept):
                 # The reply's first words, but never what this request carried: an error page
-                # may echo the URL, and insurance's query holds its token and password.
-                said = excerpt(raw, hide=[*(params or {}).values(), *self._headers.values()])
+                # may echo the URL (insurance's query holds its token and password) or the body
+                # (its token request's holds the password), so the configured secrets too.
+                hide = [
+                    *(params or {}).values(),
+                    *self._headers.values(),
+                    *(headers or {}).values(),
+                    *self.endpoint.secrets(),
+                ]
+                said = excerpt(raw, hide=hide)
                 said = said or "(empty body)"
                 message, code = f"HTTP {status}: {said}", f"http-{status}"
                 if transient_status(status):
@@ -180,7 +193,7 @@ class RestTransport:
                 # The caller interprets this status itself; its body is a courtesy, not a contract.
                 try:
                     return RestReply(status, msgspec.json.decode(raw))
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     return RestReply(status, None)
             if not 200 <= status < 300:
                 raise TransientError(self.registry, f"unexpected HTTP {status}")

@@ -17,6 +17,7 @@ Every failure is translated in one place, :meth:`SoapClient._translate`::
     HTTP 5xx without a SOAP Fault (502/503/504 …)          → TransientError
     HTTP 408, 425, 429 (timeout, too early, rate limited)  → TransientError
     any other HTTP 4xx (401 bad credentials, 404, 413 …)   → PermanentError
+    (an HTTP failure's ``code`` is ``"http-<status>"``, as the REST transport's)
     SOAP Fault soap:Server / soap:Receiver (and Server.*)  → TransientError
     SOAP Fault soap:Client / soap:Sender (and Client.*)    → PermanentError
     a reply that is not the contract's (HTML, bad XML)     → TransientError
@@ -267,12 +268,15 @@ class SoapClient:
         if 200 <= status < 300 or soap_fault:
             return
         # The reply's first words, never the credentials this request carried (an echo).
-        text = excerpt(response.content, hide=sent)
+        text = excerpt(response.content, hide=[*sent, *self.endpoint.secrets()])
         message = f"HTTP {status}" + (f": {text}" if text else "")
+        # Spelt as the REST transport spells it: a bare "504" reads as a registry's result code
+        # (MaKetQua), and one HTTP failure should carry one code whichever registry answered.
+        code = f"http-{status}"
         if transient_status(status):
             wait_s = retry_after(response.headers.get("Retry-After"))
-            raise TransientError(self.registry, message, code=str(status), wait_s=wait_s)
-        raise PermanentError(self.registry, message, code=str(status))
+            raise TransientError(self.registry, message, code=code, wait_s=wait_s)
+        raise PermanentError(self.registry, message, code=code)
 
     # --- the one place foreign errors are translated -----------------------------------------
     @contextlib.contextmanager
@@ -283,7 +287,9 @@ class SoapClient:
         except ConnectorError:
             raise
         except TimeoutError as exc:
-            raise TransientError(registry, f"timed out ({type(exc).__name__})") from exc
+            raise TransientError(
+                registry, f"timed out ({type(exc).__name__})", timed_out=True
+            ) from exc
         except OSError as exc:
             # refused, reset, dropped mid-reply, TLS refused …
             raise TransientError(registry, f"connection failed: {type(exc).__name__}") from exc

@@ -393,6 +393,9 @@ class GatewaySettings:
     max_body_bytes: PositiveInt = 1_048_576
     max_document_bytes: PositiveInt = 200 * 1024 * 1024
     lookup_attempts: PositiveInt = 3  # in-request retries for synchronous lookups
+    # A lookup's whole time with its registry, tries and waits: lookup_attempts × a registry's
+    # timeout_s (30 s by default) outlasted many clients and proxies.
+    lookup_timeout_s: PositiveFloat = 15.0
     callback_timeout_s: PositiveFloat = 10.0
 
 

@@ -7,6 +7,7 @@ Personal ids travel only in bodies, never in URLs.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -65,18 +66,31 @@ async def _call(
     def spent(seconds: float) -> None:  # in-request retries add up
         request[REGISTRY_SECONDS_KEY] = request.get(REGISTRY_SECONDS_KEY, 0.0) + seconds
 
-    async def once() -> Result:
-        return await call_registry(
-            breaker,
-            operation,
-            lambda: connector.call(operation, sent, request_id=request_id),
-            runtime.metrics,
-            spent,
-        )
+    # One deadline for the whole lookup: without it a hanging registry held the client for
+    # lookup_attempts × timeout_s. A try it cuts is the registry's failure to answer in time,
+    # which its breaker counts as it counts the connector's own timeouts.
+    limit = runtime.settings.gateway.lookup_timeout_s
+    deadline = asyncio.get_running_loop().time() + limit
 
-    outcome, problem, result = "ok", None, None
+    async def ask() -> Result:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await connector.call(operation, sent, request_id=request_id)
+        except TimeoutError:  # the connectors translate their own: this is the deadline
+            raise TransientError(
+                registry,
+                f"no answer within the lookup's {limit:g} s ([gateway] lookup_timeout_s)",
+                timed_out=True,
+            ) from None
+
+    async def once() -> Result:
+        return await call_registry(breaker, operation, ask, runtime.metrics, spent)
+
+    outcome, problem, result, unexpected = "ok", None, None, None
     try:
-        result = await call_with_retries(once, attempts=runtime.settings.gateway.lookup_attempts)
+        result = await call_with_retries(
+            once, attempts=runtime.settings.gateway.lookup_attempts, deadline=deadline
+        )
     except CircuitOpen as exc:
         outcome = "failed"
         problem = Problem(
@@ -88,11 +102,13 @@ async def _call(
         )
     except TransientError as exc:
         outcome = "failed"
-        timeout = "timed out" in exc.message.lower() or "timeout" in exc.message.lower()
+        # 504 when our own deadline ran out (a try's, or the lookup's), whatever the registry's
+        # words; a registry's (or its proxy's) 502/503/504 is an answer, a bad one: 502, its
+        # status in registry_code.
         coded: dict[str, Any] = {"registry_code": exc.code} if exc.code else {}
         problem = Problem(
-            504 if timeout else 502,
-            "registry-timeout" if timeout else "registry-unavailable",
+            504 if exc.timed_out else 502,
+            "registry-timeout" if exc.timed_out else "registry-unavailable",
             f"the {registry} registry did not answer usably: {exc.message}",
             registry=registry,
             **coded,  # BHXH's 100/101: it answered, with a code saying to ask again later
@@ -106,6 +122,10 @@ async def _call(
             registry=registry,
             registry_code=exc.code,
         )
+    except Exception as exc:
+        # A bug, ours or a connector's: the registry may have been asked all the same, and every
+        # access is audited. The problem middleware answers it (500) once the event is in.
+        outcome, unexpected = "failed", exc
     # Keyed, as the citizen's hash is: a plain SHA-256 of {personal_id, full_name, birth_date}
     # gave the id back to anyone who read the log and knew the name and birth date (a million
     # guesses for a province and year).
@@ -130,6 +150,8 @@ async def _call(
         ),
         durable=False,
     )
+    if unexpected is not None:
+        raise unexpected
     if problem is not None:
         raise problem
     assert result is not None

@@ -9,7 +9,17 @@ from .checkpoints import (
     CheckpointError,
     verify_checkpoint,
 )
-from .events import GENESIS, Actor, AuditEvent, append, citizen_hash, decode_entry, leaf_hash
+from .events import (
+    GENESIS,
+    WITHHELD,
+    Actor,
+    AuditEvent,
+    append,
+    citizen_hash,
+    decode_entry,
+    leaf_hash,
+    withhold_numbers,
+)
 from .merkle import MerkleTree, ProofError, root, verify_consistency, verify_inclusion
 from .proofs import LogTree, ProofUnavailable
 from .query import EventFilter, EventPage, FilterError, access_report, query_events
@@ -17,6 +27,7 @@ from .verify import BundleReport, LogReport, verify_bundle, verify_log
 
 __all__ = [
     "GENESIS",
+    "WITHHELD",
     "Actor",
     "AuditEvent",
     "BundleError",
@@ -50,4 +61,5 @@ __all__ = [
     "verify_inclusion",
     "verify_log",
     "verify_rows",
+    "withhold_numbers",
 ]

@@ -22,7 +22,17 @@ import msgspec
 
 from gateway.store import Tx
 
-__all__ = ["GENESIS", "Actor", "AuditEvent", "append", "citizen_hash", "decode_entry", "leaf_hash"]
+__all__ = [
+    "GENESIS",
+    "WITHHELD",
+    "Actor",
+    "AuditEvent",
+    "append",
+    "citizen_hash",
+    "decode_entry",
+    "leaf_hash",
+    "withhold_numbers",
+]
 
 GENESIS = b"\x00" * 32  # the chain hash "before" entry 0
 
@@ -69,6 +79,14 @@ class Actor:
 _LONG_NUMBER = re.compile(r"(?<![0-9])[0-9]{9,}(?![0-9])")
 WITHHELD = "[number withheld]"
 
+
+def withhold_numbers(text: str) -> str:
+    """``text`` with each run of nine digits or more ``[number withheld]``: what an event's
+    ``detail`` keeps of free text, and what a log line keeps of a registry's words (logs are
+    shipped and read more widely than the audit log, which keeps no personal id either)."""
+    return _LONG_NUMBER.sub(WITHHELD, text)
+
+
 _encoder = msgspec.json.Encoder()
 _sha256 = hashlib.sha256
 _HEAD = "audit.head"  # Tx.memo key: (seq, chain_hash) of the last entry this transaction wrote
@@ -107,7 +125,7 @@ def append(tx: Tx, event: AuditEvent, *, at: datetime | None = None) -> int:
         head = (-1, GENESIS) if row is None else (row["seq"], bytes(row["chain_hash"]))
     seq = head[0] + 1
     if event.detail is not None and _LONG_NUMBER.search(event.detail):
-        event = msgspec.structs.replace(event, detail=_LONG_NUMBER.sub(WITHHELD, event.detail))
+        event = msgspec.structs.replace(event, detail=withhold_numbers(event.detail))
     when = utc_iso(time.time_ns()) if at is None else at.isoformat(timespec="microseconds")
     # The event's own JSON is '{"action":…}'; the entry puts seq and time first, so a verifier
     # checks an entry's position from its first bytes without parsing it.

@@ -84,13 +84,15 @@ class RetryPolicy:
 _RETRYABLE = (TransientError, asyncio.TimeoutError, ConnectionError)
 
 
-def _worth_retrying_now(exc: BaseException, max_wait: float) -> bool:
-    # Not a registry that asked to be left alone for longer than a request may wait.
+def _worth_retrying_now(exc: BaseException, max_wait: float, deadline: float | None) -> bool:
+    # Not a registry that asked to be left alone for longer than a request may wait, nor a try
+    # that would start after the request's deadline.
     asked = exc.wait_s if isinstance(exc, TransientError) else None
     return (
         isinstance(exc, _RETRYABLE)
         and not isinstance(exc, CircuitOpen)
         and (asked is None or asked <= max_wait)
+        and (deadline is None or asyncio.get_running_loop().time() + max_wait < deadline)
     )
 
 
@@ -99,6 +101,7 @@ async def call_with_retries(
     *,
     attempts: int = 3,
     max_wait: float = 1.0,
+    deadline: float | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: Callable[[], float] = random.random,
 ) -> T:
@@ -108,7 +111,8 @@ async def call_with_retries(
     ("full jitter"). Re-raises the last error as it was; anything not transient — a
     PermanentError, a :class:`~gateway.outbox.breaker.CircuitOpen` (whose wait is far longer
     than a request should take), a registry's Retry-After longer than ``max_wait`` — is raised
-    at once.
+    at once. ``deadline`` (the event loop's time): no retry once ``max_wait`` or less is left
+    before it (``fn`` itself must stop at it).
 
     The first try is a plain await and tenacity takes over only once it has failed: building
     tenacity's retry state costs 12-19 µs a call, paid by every lookup when nearly all of them
@@ -117,7 +121,7 @@ async def call_with_retries(
     try:
         return await fn()
     except BaseException as exc:
-        if attempts <= 1 or not _worth_retrying_now(exc, max_wait):
+        if attempts <= 1 or not _worth_retrying_now(exc, max_wait, deadline):
             raise
 
     def backoff(failed: int) -> float:
@@ -131,7 +135,7 @@ async def call_with_retries(
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts - 1),
         wait=wait,
-        retry=retry_if_exception(lambda exc: _worth_retrying_now(exc, max_wait)),
+        retry=retry_if_exception(lambda exc: _worth_retrying_now(exc, max_wait, deadline)),
         sleep=sleep,
         reraise=True,
     )

@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from connectors.api import ConnectorError
-from gateway.audit import AuditEvent, append
+from gateway.audit import AuditEvent, append, withhold_numbers
 from gateway.metrics import Metrics
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
@@ -438,12 +438,14 @@ class Worker:
         self._count(job, "dead" if dead else "retry")
         if dead and self.metrics is not None:
             self.metrics.dead_letters.labels(kind=job.kind).inc()
+        # The registry's words may quote a personal id ("death of 0400… already registered"):
+        # the log keeps of them what the audit event does. The dossier's view keeps them whole.
         log.log(
             logging.ERROR if dead else logging.WARNING,
             "outbox: job %s %s: %s",
             job.id,
             "is dead" if dead else f"will retry in {retry_in:.1f}s",
-            text,
+            withhold_numbers(text),
             extra=_extra(job, outcome="dead" if dead else "retry", retry_in=retry_in),
         )
 
@@ -473,7 +475,7 @@ class Worker:
             "outbox: job %s deferred %.1fs: %s",
             job.id,
             delay,
-            exc,
+            withhold_numbers(str(exc)),
             extra=_extra(job, outcome="deferred", endpoint=exc.endpoint),
         )
 

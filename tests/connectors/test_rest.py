@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -133,6 +134,29 @@ async def test_json_reply_and_headers(url: str) -> None:
     assert seen[0]["Content-Type"] == "application/json"
 
 
+DEEP = b'{"answer":42,"x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+async def test_json_nested_too_deep_is_a_malformed_reply() -> None:
+    """Found by probing: msgspec raises RecursionError (no DecodeError) for JSON nested some
+    1,000 deep; it escaped the transport, and a lookup answered 500, unaudited, uncounted by
+    the breaker."""
+
+    async def deep(request: web.Request) -> web.Response:
+        status = int(request.query.get("status", "200"))
+        return web.Response(status=status, body=DEEP, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/deep", deep)
+    async with serve_app(app) as base, _transport(base, 5) as transport:
+        for wire in (Any, Answer):
+            with pytest.raises(TransientError, match="malformed reply"):
+                await transport.request("GET", "deep", type=wire)
+        # A status the caller interprets itself: its body is a courtesy, read or not.
+        reply = await transport.request("GET", "deep", params={"status": "404"}, accept=(404,))
+        assert (reply.status, reply.data) == (404, None)
+
+
 async def test_typed_decoding(url: str) -> None:
     reply = await call(url, "ok", type=Answer)
     assert reply.data == Answer(42)
@@ -156,6 +180,13 @@ async def test_5xx_is_transient(url: str, code: int) -> None:
     with pytest.raises(TransientError) as caught:
         await call(url, f"status/{code}")
     assert caught.value.code == f"http-{code}"
+    assert not caught.value.timed_out  # an answer, even a 504: not our deadline
+
+
+async def test_timeout_is_transient(url: str) -> None:
+    with pytest.raises(TransientError, match="no answer in time") as caught:
+        await call(url, "hang", limit=0.2)
+    assert caught.value.timed_out
 
 
 @pytest.mark.parametrize("code", [408, 425, 429])
@@ -197,11 +228,6 @@ async def test_reply_over_the_cap_is_refused_as_it_is_read(
             break
         await asyncio.sleep(0.05)
     assert endless_chunks and endless_chunks[0] < 50, endless_chunks
-
-
-async def test_timeout_is_transient(url: str) -> None:
-    with pytest.raises(TransientError, match="no answer in time"):
-        await call(url, "hang", limit=0.2)
 
 
 async def test_dropped_connection_is_transient(url: str) -> None:
@@ -379,3 +405,68 @@ async def test_a_registrys_retry_after_travels_with_its_transient_error(registry
                         },
                     )
     assert caught.value.wait_s == 42.0
+
+
+def _php_json(text: str) -> str:
+    return json.dumps(text).replace("/", "\\/")  # PHP's json_encode: \uXXXX and \/
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        lambda body: body.decode(),  # the bytes as sent
+        lambda body: json.dumps(json.loads(body)),  # re-encoded: non-ASCII as \uXXXX
+        lambda body: "{" + ",".join(f'"{k}":{_php_json(v)}' for k, v in json.loads(body).items()),
+    ],
+    ids=["as-sent", "json-ascii", "php"],
+)
+@pytest.mark.parametrize("password", ["pw-secret-123", 'S3cr3t"Pass/w0rd é\\'])
+async def test_a_token_endpoint_echoing_its_body_never_shows_the_password(
+    echo: Any, password: str
+) -> None:
+    """Found by probing: BHXH's token endpoint answering ``500 Internal error while handling
+    request body: {"username":"u","password":"pw-secret-123"}`` put the password into the
+    error, which a lookup's 502 ``detail`` and a flow step's error show. Excerpts hid the query's
+    values and the headers, not the credentials a JSON body carried."""
+
+    async def token(request: web.Request) -> web.Response:
+        page = "Internal error while handling request body: " + echo(await request.read())
+        return web.Response(status=500, text=page)
+
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    card = {"card_number": "HS4010120878811", "full_name": "A", "birth_date": "1992-01-01"}
+    async with serve_app(app) as base:
+        endpoint = Endpoint(url=base, username="bhxh_user", password=password)
+        async with InsuranceConnector(endpoint) as insurance:
+            with pytest.raises(TransientError) as caught:
+                await insurance.call("card.check", card)
+    message = str(caught.value)
+    assert "while handling request body" in message and "bhxh_user" in message, message
+    assert '"password":"***"' in message.replace(" ", ""), message
+    for piece in ("pw-secret", "S3cr3t", "w0rd"):
+        assert piece not in message, message
+
+
+async def test_a_soap_error_page_never_shows_the_endpoints_secrets() -> None:
+    """The population registry's secret signs its Basic auth and is never sent as it is, but an
+    error page quoting the configuration (a misconfigured proxy's debug page) must not show it,
+    nor the API key, in whatever form."""
+    from connectors.population.client import PopulationConnector
+
+    async def debug(request: web.Request) -> web.Response:
+        return web.Response(status=502, text="upstream config: secret=pop-secret-42 key=K%2Fapi")
+
+    app = web.Application()
+    app.router.add_post("/soap", debug)
+    async with serve_app(app) as base:
+        endpoint = Endpoint(url=base + "/soap", secret="pop-secret-42", api_key="K/api")
+        async with PopulationConnector(endpoint, officer_id=OFFICER) as population:
+            with pytest.raises(TransientError) as caught:
+                await population.call(
+                    "citizen.lookup",
+                    {"personal_id": "001099012345", "full_name": "A", "birth_date": "1999-01-01"},
+                )
+    message = str(caught.value)
+    assert "upstream config" in message and "pop-secret" not in message, message
+    assert "K%2Fapi" not in message, message

@@ -3,6 +3,7 @@ precise problem naming the registry, every access in the audit log (by keyed has
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -484,3 +485,237 @@ async def test_a_bare_404_from_the_business_registry_is_a_fault_its_breaker_coun
                 async with await gw.get("/v1/lookups/enterprises/0100233488") as r:
                     answers.append((r.status, (await r.json()).get("registry_code")))
     assert answers == [(502, "http-404"), (502, "http-404"), (503, None)]
+
+
+async def test_a_registry_echoing_the_password_it_was_sent_never_shows_it_to_the_client(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: BHXH's token endpoint echoing its request body in a 500 page put the
+    gateway's password into the lookup's 502 ``detail``."""
+    from aiohttp import web
+
+    from connectors.sandboxes import serve_app
+
+    async def token(request: web.Request) -> web.Response:
+        said = (await request.read()).decode()
+        return web.Response(status=500, text=f"Internal error while handling request body: {said}")
+
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    async with serve_app(app) as bhxh:
+        insurance = {
+            "url": bhxh,
+            "username": "h41-gateway",
+            "password": "pw-secret-123",
+            "officer_name": "Nguyễn Văn Cán Bộ",
+            "officer_id": "040088101111",
+            "retry": FAST,
+        }
+        async with make_gateway(
+            registries={"insurance": insurance}, gateway={"lookup_attempts": 1}
+        ) as gw:
+            status, problem = await _post(gw, "/v1/lookups/insurance-card", scenarios(0)["000"])
+    assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+    assert "while handling request body" in problem["detail"], problem
+    assert "pw-secret" not in problem["detail"], problem
+
+
+def _pointed_at(url: str, registry: str) -> dict[str, Any]:
+    """``[registries.<registry>]`` for a registry at ``url``, with the credentials it needs."""
+    return {
+        "population": {
+            "url": url + "/soap",
+            "username": "u",
+            "secret": "s3cret-pop",
+            "api_key": "k3y-pop",
+            "officer_id": "040088101111",
+        },
+        "insurance": {
+            "url": url,
+            "username": "u",
+            "password": "pw",
+            "officer_name": "Cán Bộ",
+            "officer_id": "040088101111",
+        },
+        "business": {"url": url, "api_key": "k"},
+    }[registry]
+
+
+async def _look_up(gw: Gateway, registry: str) -> tuple[int, dict[str, Any]]:
+    if registry == "population":
+        return await _post(gw, "/v1/lookups/citizen", citizen_query())
+    if registry == "insurance":
+        return await _post(gw, "/v1/lookups/insurance-card", scenarios(0)["000"])
+    async with await gw.get("/v1/lookups/enterprises/0100233488") as r:
+        return r.status, await r.json()
+
+
+def _registry(answer: Any) -> Any:
+    """A registry whose every answer, but BHXH's token, is ``answer``'s (an aiohttp handler)."""
+    from aiohttp import web
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"maKetQua": "200", "APIKey": {"access_token": "a", "id_token": "i"}}
+        )
+
+    app = web.Application()
+    app.router.add_post("/api/token/take", token)
+    app.router.add_route("*", "/{p:.*}", answer)
+    return app
+
+
+def _answering(status: int, body: str, content_type: str = "text/html") -> Any:
+    """A registry answering ``status`` with ``body`` to all but BHXH's token requests."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type=content_type)
+
+    return _registry(answer)
+
+
+async def _hang(request: Any) -> Any:
+    await asyncio.sleep(3600)  # takes the request, never answers
+
+
+NGINX_504 = (
+    "<html><head><title>504 Gateway Time-out</title></head><body><center><h1>504 Gateway "
+    "Time-out</h1></center><hr><center>nginx</center></body></html>"
+)
+
+
+@pytest.mark.parametrize("registry", ["population", "insurance", "business"])
+async def test_one_http_failure_has_one_registry_code_whichever_registry_answered_it(
+    make_gateway: Any, registry: str
+) -> None:
+    """Found by probing: the same HTTP 504 gave registry_code "504" from the population
+    registry (SOAP) and "http-504" from the REST ones; the bare form reads as a MaKetQua."""
+    from connectors.sandboxes import serve_app
+
+    async with (
+        serve_app(_answering(504, NGINX_504)) as url,
+        make_gateway(
+            registries={registry: _pointed_at(url, registry)}, gateway={"lookup_attempts": 1}
+        ) as gw,
+    ):
+        status, problem = await _look_up(gw, registry)
+    assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+    assert (problem["registry"], problem["registry_code"]) == (registry, "http-504"), problem
+
+
+@pytest.mark.parametrize("registry", ["population", "insurance", "business"])
+@pytest.mark.parametrize(
+    ("registry_does", "expected"),
+    [
+        ("503-saying-timeout", (502, "registry-unavailable", "http-503")),
+        ("504-from-its-proxy", (502, "registry-unavailable", "http-504")),
+        ("hangs", (504, "registry-timeout", None)),
+    ],
+)
+async def test_504_is_the_gateways_own_deadline_never_the_registrys_words(
+    make_gateway: Any, registry: str, registry_does: str, expected: tuple[Any, ...]
+) -> None:
+    """Found by probing: 504 or 502 was chosen by looking for "timeout" in the error's text,
+    which quotes the registry's page. A 503 saying "connection pool timeout" (an answer, at
+    once) was a 504; nginx's "504 Gateway Time-out" page a 502 by luck of its spelling."""
+    from connectors.sandboxes import serve_app
+
+    app = {
+        "503-saying-timeout": lambda: _answering(
+            503, "database connection pool timeout (30 s)", "text/plain"
+        ),
+        "504-from-its-proxy": lambda: _answering(504, NGINX_504),
+        "hangs": lambda: _registry(_hang),
+    }[registry_does]()
+    async with serve_app(app) as url:
+        config = {**_pointed_at(url, registry), "timeout_s": 0.3}
+        async with make_gateway(
+            registries={registry: config}, gateway={"lookup_attempts": 1}
+        ) as gw:
+            status, problem = await _look_up(gw, registry)
+    assert (status, problem["type"], problem.get("registry_code")) == (
+        expected[0],
+        PROBLEM + expected[1],
+        expected[2],
+    ), problem
+
+
+@pytest.mark.parametrize("registry", ["population", "insurance", "business"])
+async def test_a_hanging_registry_holds_a_lookup_no_longer_than_its_deadline(
+    make_gateway: Any, registry: str
+) -> None:
+    """Found by probing: each of lookup_attempts tries had the registry's whole timeout_s, and
+    nothing bounded their sum (30 s by default). [gateway] lookup_timeout_s does: the try it
+    cuts is a 504, counted by the breaker as the registry's failure to answer, and no retry
+    starts that the deadline would overtake."""
+    from connectors.sandboxes import serve_app
+
+    asked: list[str] = []
+
+    async def hang(request: Any) -> Any:
+        asked.append(request.path)
+        await _hang(request)
+
+    async with serve_app(_registry(hang)) as url:
+        config = {**_pointed_at(url, registry), "timeout_s": 30.0}
+        async with make_gateway(
+            registries={registry: config},
+            gateway={"lookup_attempts": 3, "lookup_timeout_s": 0.5},
+        ) as gw:
+            status, problem = await _look_up(gw, registry)
+            assert gw.runtime.breakers.get(registry).failures == 1
+    assert (status, problem["type"]) == (504, PROBLEM + "registry-timeout"), problem
+    assert "lookup_timeout_s" in problem["detail"], problem
+    assert len(asked) == 1, asked
+
+
+DEEP = '{"maKetQua":"000","maSoDoanhNghiep":"0100233488","x":' + "[" * 5000 + "]" * 5000 + "}"
+
+
+@pytest.mark.parametrize("registry", ["insurance", "business"])
+async def test_a_reply_nested_too_deep_is_a_502_audited_and_counted(
+    make_gateway: Any, registry: str
+) -> None:
+    """Found by probing: JSON nested deeper than msgspec reads raised RecursionError through the
+    connector; the lookup answered 500, was not audited, and the breaker did not count it."""
+    from connectors.sandboxes import serve_app
+
+    async with (
+        serve_app(_answering(200, DEEP, "application/json")) as url,
+        make_gateway(
+            registries={registry: _pointed_at(url, registry)}, gateway={"lookup_attempts": 1}
+        ) as gw,
+    ):
+        status, problem = await _look_up(gw, registry)
+        assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+        assert "malformed reply" in problem["detail"], problem
+        assert gw.runtime.breakers.get(registry).failures == 1
+        rows = await gw.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    events = [decode_entry(r["entry"]) for r in rows]
+    assert [(e["action"], e["outcome"]) for e in events if e["action"].startswith("lookup.")] == [
+        ("lookup.enterprise" if registry == "business" else "lookup.insurance-card", "failed")
+    ]
+
+
+async def test_a_lookup_that_fails_unexpectedly_is_audited_all_the_same(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every access is audited, whatever its outcome: a bug after the registry was asked is a
+    500, and its event is in the log before the answer leaves."""
+    connector = gateway.runtime.connector("population")
+    asked = connector.call
+
+    async def buggy(*args: Any, **kwargs: Any) -> Any:
+        await asked(*args, **kwargs)
+        raise RuntimeError("a bug after the registry answered")
+
+    monkeypatch.setattr(connector, "call", buggy)
+    status, problem = await _post(gateway, "/v1/lookups/citizen", citizen_query())
+    assert (status, problem["type"]) == (500, PROBLEM + "internal-error"), problem
+    rows = await gateway.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    events = [decode_entry(r["entry"]) for r in rows]
+    who = citizen_hash(gateway.runtime.citizen_key, citizen_query()["personal_id"])
+    assert [(e["action"], e["outcome"], e["citizen"]) for e in events] == [
+        ("lookup.citizen", "failed", who)
+    ]

@@ -170,6 +170,7 @@ RANGES: dict[str, tuple[list[Any], list[tuple[Any, Any]]]] = {
             "outbox.poll_s",
             "outbox.breaker_reset_s",
             "gateway.callback_timeout_s",
+            "gateway.lookup_timeout_s",
             "audit.checkpoint_interval_s",
             "registries.population.timeout_s",
         )

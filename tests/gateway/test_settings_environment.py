@@ -117,5 +117,5 @@ def test_the_cli_refuses_a_mistyped_variable_in_one_line(tmp_path: Path) -> None
     assert result.output.strip().splitlines() == [
         f"Error: {config}: LIENTHONG_GATEWAY_LISTN: [gateway] has no key listn"
         " (known: listen, tls_cert, tls_key, client_ca, max_body_bytes, max_document_bytes,"
-        " lookup_attempts, callback_timeout_s)"
+        " lookup_attempts, lookup_timeout_s, callback_timeout_s)"
     ]

@@ -138,3 +138,26 @@ async def test_short_retries_wait_with_full_jitter_under_a_growing_cap() -> None
     fn = Flaky(TransientError("p", "busy"))
     await call_with_retries(fn, attempts=2, max_wait=1.0, sleep=sleep, rng=lambda: 0.5)
     assert waits == [0.125]
+
+
+@pytest.mark.parametrize(("left", "tries"), [(0.5, 1), (1.5, 2), (None, 2)])
+async def test_short_retries_start_no_try_that_the_deadline_would_overtake(
+    left: float | None, tries: int
+) -> None:
+    """A lookup's deadline: no retry once its longest wait (max_wait) would reach it."""
+    import asyncio
+
+    calls = 0
+
+    async def fn() -> str:
+        nonlocal calls
+        calls += 1
+        raise TransientError("population", "busy")
+
+    async def sleep(_: float) -> None:
+        return None
+
+    deadline = None if left is None else asyncio.get_running_loop().time() + left
+    with pytest.raises(TransientError):
+        await call_with_retries(fn, attempts=2, max_wait=1.0, deadline=deadline, sleep=sleep)
+    assert calls == tries

@@ -189,7 +189,7 @@ async def test_bad_credentials_are_permanent(sandbox: Sandbox, changes: dict[str
     async with PopulationConnector(endpoint, officer_id=OFFICER) as c:
         with pytest.raises(PermanentError) as info:
             await c.call("citizen.lookup", lookup(LAN))
-    assert info.value.code == "401"
+    assert info.value.code == "http-401"
 
 
 async def test_stale_timestamp_refused(sandbox: Sandbox) -> None:
@@ -414,7 +414,7 @@ async def test_http_404_is_permanent(sandbox: Sandbox) -> None:
     async with PopulationConnector(broken, officer_id=OFFICER) as c:
         with pytest.raises(PermanentError) as info:
             await c.call("citizen.lookup", lookup(LAN))
-    assert info.value.code == "404"
+    assert info.value.code == "http-404"
 
 
 # --- the sandbox's own defences and extras -------------------------------------------------------
