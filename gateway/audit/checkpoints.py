@@ -13,7 +13,9 @@ The body (first four lines, each ending in a newline) is signed by the gateway's
 (SHA-256 with RSA PKCS#1 v1.5 or ECDSA, whatever the key is); the key id is the first 4 bytes of
 SHA-256(origin || "\\n" || SubjectPublicKeyInfo DER). The whole note is then timestamped by an
 RFC 3161 TSA (imprint SHA-256(note)), so ``openssl ts -verify -data N.note -in N.tsr -token_in``
-checks it. A checkpoint is stored only when both are done.
+checks it. A checkpoint is stored only when both are done, and only if the log still holds the
+entries it covers: a crash of the store can lose the last events committed without waiting for
+the sync (lookups'), after the checkpointer read them.
 
 **Fail closed**: :class:`Checkpointer` retries until a timestamp is had; once it has failed for
 longer than ``fail_closed_after_s``, :attr:`Checkpointer.healthy` turns false (with the reason) and
@@ -45,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from gateway.store import Row, Store, StoreError, Tx
 
+from .events import GENESIS
 from .merkle import RootStack
 
 __all__ = [
@@ -356,6 +359,10 @@ async def verify_checkpoint(
 # --- the background writer -----------------------------------------------------------------------
 
 
+class _LogLost(Exception):
+    """The log no longer holds the entries a checkpoint about to be stored covers."""
+
+
 class Checkpointer:
     """Writes a checkpoint when ``every`` new events have arrived or ``interval_s`` has passed
     since the last one (and there is something new). Start and stop it with the application.
@@ -390,6 +397,12 @@ class Checkpointer:
         self._timestamper = timestamper
         self._clock = clock
         self._stack = RootStack()
+        # The chain hash of the stack's last leaf, computed from the leaves fed (as the log's
+        # chain_hash column is): what a checkpoint's insert compares with the log.
+        self._chain = GENESIS
+        # A store failure may have been a crash that lost entries the stack holds: the next
+        # checkpoint reads the stack again from the log first.
+        self._stale = False
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._last_time = clock()
@@ -482,7 +495,9 @@ class Checkpointer:
                 self._broken = f"audit log has a gap at entry {self._stack.size}"
                 self._pending = None  # nothing brings this back
                 raise CheckpointError(self._broken)
-            self._stack.append(bytes(row["leaf_hash"]))
+            leaf = bytes(row["leaf_hash"])
+            self._stack.append(leaf)
+            self._chain = hashlib.sha256(self._chain + leaf).digest()
             check = self._pending
             if check is not None and self._stack.size == check.size:
                 self._pending = None
@@ -498,37 +513,92 @@ class Checkpointer:
 
     async def checkpoint_now(self) -> Checkpoint | None:
         """Sign and timestamp the current log head, if it grew. Returns the new checkpoint (or
-        None if nothing is new). Raises CheckpointError if signing, timestamping or storing fails.
+        None if nothing is new). Raises CheckpointError if signing, timestamping or storing fails,
+        or if the log no longer holds the entries read (lost in a crash of the store); StoreError
+        if the log cannot be read. After a store failure or lost entries, the next call reads the
+        whole log again before it signs.
         """
         async with self._lock:
             if self._broken:
                 raise CheckpointError(f"not signing: {self._broken}")
-            size = await self._catch_up()
-            if size == 0 or (self.latest is not None and self.latest.size >= size):
-                return None
-            root = self._stack.root()
-            at = datetime.now(UTC).isoformat(timespec="microseconds")
             try:
-                note = await asyncio.to_thread(sign_note, self.key, self.origin, size, root, at)
-            except Exception as exc:  # a token key may fail in many ways; say so, keep going
-                raise CheckpointError(f"cannot sign checkpoint: {exc}", size=size) from exc
-            token = await self._timestamp(hashlib.sha256(note).digest(), size)
-            cp = Checkpoint(
+                if self._stale:
+                    await self._rebuild()
+                    if self._broken:  # truncated below the latest checkpoint
+                        raise CheckpointError(f"not signing: {self._broken}")
+                return await self._sign_head()
+            except StoreError:
+                self._stale = True
+                raise
+
+    async def _rebuild(self) -> None:
+        """Drop the stack and read it again from the log, checked against the latest stored
+        checkpoint, as at start."""
+        log.warning("audit checkpointer: reading the log again (a store failure or lost entries)")
+        self._stack, self._chain, self._pending = RootStack(), GENESIS, None
+        await self._load()
+        self._stale = False
+
+    async def _sign_head(self) -> Checkpoint | None:
+        size = await self._catch_up()
+        if size == 0 or (self.latest is not None and self.latest.size >= size):
+            return None
+        root, chain = self._stack.root(), self._chain
+        at = datetime.now(UTC).isoformat(timespec="microseconds")
+        try:
+            note = await asyncio.to_thread(sign_note, self.key, self.origin, size, root, at)
+        except Exception as exc:  # a token key may fail in many ways; say so, keep going
+            raise CheckpointError(f"cannot sign checkpoint: {exc}", size=size) from exc
+        token = await self._timestamp(hashlib.sha256(note).digest(), size)
+        cp = Checkpoint(
+            size=size,
+            root=root,
+            at=at,
+            note=note,
+            signer_chain=(self.key.certificate, *self.key.chain),
+            timestamp=token,
+        )
+
+        def insert(tx: Tx) -> None:
+            # Lookups' events are committed without waiting for the sync: a crash of the store
+            # (PostgreSQL's server; the OS under SQLite) can lose the last of them after the
+            # stack read them, and new events then take their sequence numbers. So the log must
+            # still hold what the stack was built from, maybe over several cycles. Each entry's
+            # chain_hash is SHA-256(previous chain_hash || leaf_hash), written by its appender
+            # from the entry before it; a crash loses a suffix of commits (the WAL is replayed in
+            # order), and new entries chain from what is left. So the chain hash stored at
+            # size - 1 follows from every leaf 0..size-1, and equals ``chain``, computed the same
+            # way from the stack's leaves, only if the log holds exactly the leaves signed (a
+            # chain altered by hand fails `audit verify` on its own). The leaf hash at size - 1
+            # would not do: the stack may hold lost leaves below one it read after the crash.
+            # No audit turn is needed: appends only add entries past the head.
+            row = tx.one("audit.get", seq=size - 1)
+            if row is None or bytes(row["chain_hash"]) != chain:
+                raise _LogLost
+            # This commit is durable (transact's default: SQLite commits the batch holding it
+            # with synchronous=FULL, which fsyncs the WAL and so every frame before this one;
+            # PostgreSQL with the server's synchronous_commit, on unless its operator turned
+            # it off, which flushes the WAL in order up to this commit's record). The entries
+            # just checked committed before this transaction read them, earlier in the WAL: once
+            # the checkpoint is stored, they are on disk too, and no crash can take them from
+            # under it. (If a checkpoint of this size is stored already, the insert does nothing
+            # and flushes nothing: that one's commit flushed the same entries, checked alike.)
+            tx.execute("checkpoints.insert", **cp.to_row())
+
+        try:
+            await self.store.transact(insert)
+        except _LogLost:
+            self._stale = True
+            raise CheckpointError(
+                f"checkpoint {size} not stored: the log no longer holds the entries it covers "
+                "(lost in a crash of the store?); reading the log again",
                 size=size,
-                root=root,
-                at=at,
-                note=note,
-                signer_chain=(self.key.certificate, *self.key.chain),
-                timestamp=token,
-            )
-            try:
-                await self.store.transact(
-                    lambda tx: tx.execute("checkpoints.insert", **cp.to_row())
-                )
-            except StoreError as exc:
-                raise CheckpointError(f"cannot store checkpoint: {exc}", size=size) from exc
-            self.latest = cp
-            return cp
+            ) from None
+        except StoreError as exc:
+            self._stale = True
+            raise CheckpointError(f"cannot store checkpoint: {exc}", size=size) from exc
+        self.latest = cp
+        return cp
 
     async def _timestamp(self, digest: bytes, size: int) -> bytes:
         try:
@@ -559,6 +629,8 @@ class Checkpointer:
                 self.last_error = str(exc)
                 log.warning("audit checkpoint failed (will retry): %s", exc)
             except Exception as exc:  # keep the loop alive; the reason goes to healthy
+                if isinstance(exc, StoreError):  # see checkpoint_now
+                    self._stale = True
                 if self._failing_since is None:
                     self._failing_since = self._clock()
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -133,7 +133,9 @@ class Store(abc.ABC):
 
         By default the commit is on disk before this returns. ``durable=False`` returns once the
         commit is written but before it is synced (PostgreSQL's ``synchronous_commit = off``): a
-        crash of the gateway never loses it; a power cut or an OS crash shortly after it may.
+        crash of the gateway never loses it; a power cut or an OS crash shortly after it may, and
+        on PostgreSQL a crash of the database server too (the commit waits in the server's memory
+        until its WAL writer writes it out).
         The sync follows within :data:`RELAXED_SYNC_S` on SQLite (three ``wal_writer_delay``
         rounds, 0.6 s by default, on PostgreSQL), and any durable commit syncs every commit
         before it. For records whose answer must not wait on the disk; never for accepted work.
