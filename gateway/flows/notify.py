@@ -267,7 +267,7 @@ class PortalSyncHandler(_PortalJob):
         def delivered(tx: Tx) -> Any:
             # The dossier's progress records may be waiting for this, long if a dead sync held
             # them (they poll it once a minute): they go now. "Now" is when this attempt was
-            # claimed, on the worker's clock.
+            # claimed, on the clock of the jobs' times (the worker's; PostgreSQL's, its server's).
             tx.execute(
                 "outbox.due_now", dossier=p["code"], kind="portal.progress", now=job.updated_at
             )

@@ -95,6 +95,10 @@ def enqueue(
     left as it is. Call :meth:`gateway.outbox.Worker.wake` after the transaction commits so the job
     starts at once. Raises :class:`msgspec.EncodeError` if ``payload`` is not JSON-serialisable and
     :class:`~gateway.store.QueryError` on a store failure.
+
+    ``now`` (default: this host's clock) and ``run_after`` (default: ``now``) are read on one
+    clock: the job is due ``run_after - now`` seconds after it is queued. SQLite stores them as
+    given; PostgreSQL counts from its own clock (see :mod:`gateway.outbox.worker`, Clocks).
     """
     at = time.time() if now is None else now
     rows = tx.all(
@@ -104,7 +108,7 @@ def enqueue(
         payload=_encode(payload).decode(),
         dossier=dossier,
         document=document,
-        run_after=at if run_after is None else run_after,
+        delay=0.0 if run_after is None else run_after - at,
         now=at,
     )
     return int(rows[0]["id"]) if rows else None
@@ -151,7 +155,8 @@ def replay(
     request_id: str | None = None,
     now: float | None = None,
 ) -> Job:
-    """Give a dead job a fresh set of attempts: dead → pending, due now, attempts 0.
+    """Give a dead job a fresh set of attempts: dead → pending, due now (``now`` on SQLite, the
+    server's clock on PostgreSQL), attempts 0.
 
     ``last_error`` is kept until the next attempt so an operator still sees why it died. Appends the
     audit event ``job.replayed`` (by ``actor``, service ``admin``, as the operator's other actions

@@ -20,6 +20,11 @@ call keeps its job; ``run_timeout`` bounds a call that hangs. A gateway killed m
 renewing; its jobs are re-claimed once ``lease_until`` passes. A late result from a holder that
 lost its lease is discarded — the fence is ``owner``, unique per claim — so the handler's recording
 unit runs at most once per delivered job.
+
+Clocks: the worker gives the store its ``clock()`` as ``now`` and the lease and retry delays as
+spans. SQLite writes and compares times on that clock (one host, one clock); PostgreSQL, whose
+store several gateways share, on the database server's clock, so that instances whose clocks
+differ still agree on whose a job is and when it is due (see ``sql/postgres/outbox.sql``).
 """
 
 from __future__ import annotations
@@ -214,9 +219,7 @@ class Worker:
         now = self.clock()
 
         def work(tx: Tx) -> list[Job]:
-            rows = tx.all(
-                "outbox.claim", owner=owner, now=now, lease_until=now + self.lease, limit=limit
-            )
+            rows = tx.all("outbox.claim", owner=owner, now=now, lease=self.lease, limit=limit)
             return [job_from_row(r) for r in rows]
 
         jobs = await self.store.transact(work)
@@ -305,14 +308,13 @@ class Worker:
                 await renewer
 
     async def _renew(self, job: Job) -> None:
-        def renew(tx: Tx, until: float) -> int:
-            return tx.execute("outbox.renew", id=job.id, owner=job.owner, lease_until=until)
+        def renew(tx: Tx, now: float) -> int:
+            return tx.execute("outbox.renew", id=job.id, owner=job.owner, now=now, lease=self.lease)
 
         while True:
             await asyncio.sleep(self.lease / 3)
-            until = self.clock() + self.lease
             try:
-                kept = await self.store.transact(functools.partial(renew, until=until))
+                kept = await self.store.transact(functools.partial(renew, now=self.clock()))
             except StoreError:
                 log.warning("outbox: lease renewal failed", exc_info=True, extra=_extra(job))
                 continue
@@ -392,7 +394,7 @@ class Worker:
                     id=job.id,
                     owner=job.owner,
                     error=text,
-                    run_after=now + retry_in,
+                    delay=retry_in,
                     refund=0,
                     now=now,
                 )
@@ -459,7 +461,7 @@ class Worker:
                     id=job.id,
                     owner=job.owner,
                     error=None,  # keep the last real error: a wait is not about this job
-                    run_after=now + delay,
+                    delay=delay,
                     refund=1,
                     now=now,
                 )

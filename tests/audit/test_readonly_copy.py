@@ -107,7 +107,7 @@ def scratch() -> Iterator[Path]:
 
 def _dead_job(tx: Tx) -> None:
     enqueue(tx, kind="flow.step", key="k1", payload={"step": "s1"}, dossier="D1", now=1000.0)
-    tx.all("outbox.claim", owner="w/1", now=10**10, lease_until=10**10 + 1, limit=5)
+    tx.all("outbox.claim", owner="w/1", now=10**10, lease=1, limit=5)
     tx.execute("outbox.bury", id=1, owner="w/1", now=1001.0, error="PermanentError: said no")
 
 

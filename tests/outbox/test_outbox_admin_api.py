@@ -57,7 +57,7 @@ async def dead_job(store: SQLiteStore, key: str = "k1") -> int:
     def unit(tx: Tx) -> int:
         job_id = enqueue(tx, kind="callback", key=key, payload={"url": "x"}, dossier="D-1")
         assert job_id is not None
-        tx.all("outbox.claim", owner="w/1", now=10**10, lease_until=10**10 + 1, limit=1)
+        tx.all("outbox.claim", owner="w/1", now=10**10, lease=1, limit=1)
         tx.execute("outbox.bury", id=job_id, owner="w/1", error="PermanentError: 410", now=1.0)
         return job_id
 

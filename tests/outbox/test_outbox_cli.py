@@ -38,7 +38,7 @@ def config(tmp_path: Path) -> Path:
                 now=1000.0,
             )
             if state == "dead":
-                tx.all("outbox.claim", owner="w/1", now=10**10, lease_until=10**10 + 1, limit=5)
+                tx.all("outbox.claim", owner="w/1", now=10**10, lease=1, limit=5)
                 tx.execute(
                     "outbox.bury",
                     id=i,
@@ -51,7 +51,7 @@ def config(tmp_path: Path) -> Path:
                     id=1,
                     owner="w/1",
                     error=None,
-                    run_after=1000.0,
+                    delay=-1.0,  # due at 1000.0
                     refund=1,
                     now=1001.0,
                 )  # leave job 1 pending and untried

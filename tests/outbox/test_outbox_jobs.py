@@ -136,7 +136,7 @@ async def test_replay_revives_a_dead_job_and_audits_it(
         job_id = enqueue(tx, kind="a", key="x", payload={"step": "notify"}, dossier="D-9")
         assert job_id is not None
         # As the worker would leave it after giving up.
-        tx.all("outbox.claim", owner="w/1", now=10**10, lease_until=10**10 + 30, limit=1)
+        tx.all("outbox.claim", owner="w/1", now=10**10, lease=30, limit=1)
         tx.execute("outbox.bury", id=job_id, owner="w/1", error="PermanentError: no", now=1.0)
         return job_id
 

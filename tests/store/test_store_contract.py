@@ -13,6 +13,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from connectors.api import TransientError
@@ -24,7 +25,7 @@ from gateway.dossiers import Conflict, accept
 from gateway.outbox import RetryPolicy, Worker, enqueue, get_job, list_jobs
 from gateway.outbox.testing import ManualClock, ScriptedHandler, audit_entries
 from gateway.samples import sample_dossiers
-from gateway.store import QueryError, Store, StoreClosed, StoreError, Tx, open_store
+from gateway.store import PostgresStore, QueryError, Store, StoreClosed, StoreError, Tx, open_store
 
 StoreFactory = Callable[[], Awaitable[Store]]  # the conftest's new_store
 
@@ -253,10 +254,12 @@ async def test_instances_opening_together_share_one_schema(
 
 
 async def test_values_come_back_with_sqlite_types(store: Store) -> None:
-    at = 1_800_000_000.123456  # needs a double: REAL in PostgreSQL would round it to 128 s
+    at = 1_700_000_000.123456  # needs a double: REAL in PostgreSQL would round it to 128 s
 
     def work(tx: Tx) -> tuple[Any, ...]:
-        job_id = enqueue(tx, kind="k", key="v1", payload={"n": 1}, run_after=at, now=at)
+        job_id = enqueue(tx, kind="k", key="v1", payload={"n": 1}, dossier="D", now=at)
+        # PostgreSQL's enqueue keeps the server's time, not ``at``: due_now writes the one given.
+        tx.execute("outbox.due_now", dossier="D", kind="k", now=at)
         seq = append(tx, AuditEvent(action="test.types", detail="ư ơ đ"))
         return job_id, seq
 
@@ -331,6 +334,19 @@ async def _enqueue(store: Store, clock: ManualClock, n: int) -> list[int]:
     return await store.transact(work)
 
 
+async def _time_passes(store: Store, url: str, clock: ManualClock, seconds: float) -> None:
+    """``seconds`` go by for the outbox. On SQLite its times are the workers' clock, which moves;
+    on PostgreSQL they are the server's, which a test cannot move: the jobs' times move back."""
+    if not isinstance(store, PostgresStore):
+        clock.advance(seconds)
+        return
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE outbox_jobs SET run_after = run_after - %(s)s, lease_until = lease_until - %(s)s",
+            {"s": seconds},
+        )
+
+
 async def test_two_instances_never_claim_the_same_job(new_store: StoreFactory) -> None:
     clock = ManualClock()
     a, b = await new_store(), await new_store()
@@ -354,7 +370,9 @@ async def test_two_instances_never_claim_the_same_job(new_store: StoreFactory) -
         assert (job.state, job.attempts, job.owner) == ("running", 1, owner)
 
 
-async def test_an_expired_lease_moves_to_the_other_instance(new_store: StoreFactory) -> None:
+async def test_an_expired_lease_moves_to_the_other_instance(
+    new_store: StoreFactory, store_url: str
+) -> None:
     clock = ManualClock()
     a, b = await new_store(), await new_store()
     [job_id] = await _enqueue(a, clock, 1)
@@ -362,7 +380,7 @@ async def test_an_expired_lease_moves_to_the_other_instance(new_store: StoreFact
     wb = Worker(b, {}, clock=clock, owner="B", lease=30.0)
     [first] = await wa._claim(5)
     assert await wb._claim(5) == []  # held under a live lease
-    clock.advance(31)
+    await _time_passes(a, store_url, clock, 31)
     [second] = await wb._claim(5)
     assert second.id == job_id and second.attempts == 2 and second.owner != first.owner
 
@@ -375,19 +393,21 @@ async def test_an_expired_lease_moves_to_the_other_instance(new_store: StoreFact
     assert job is not None and job.state == "done"
 
 
-async def test_the_worker_retries_then_delivers_with_its_audit_trail(store: Store) -> None:
+async def test_the_worker_retries_then_delivers_with_its_audit_trail(
+    store: Store, store_url: str
+) -> None:
     clock = ManualClock()
     handler = ScriptedHandler(TransientError("civil_status", "503 busy"), None)
-    policy = RetryPolicy(max_attempts=4, base_delay=2.0, max_delay=60.0, rng=lambda: 0.0)
+    policy = RetryPolicy(max_attempts=4, base_delay=60.0, max_delay=60.0, rng=lambda: 0.0)
     worker = Worker(store, {"registry": handler}, clock=clock, policy=policy)
     [job_id] = await _enqueue(store, clock, 1)
 
     assert await worker.run_once() == 1
     job = await store.read(lambda tx: get_job(tx, job_id))
     assert job is not None
-    assert (job.state, job.attempts, job.run_after) == ("pending", 1, clock() + 2.0)
+    assert (job.state, job.attempts, job.run_after) == ("pending", 1, job.updated_at + 60.0)
     assert await worker.run_once() == 0  # not due yet
-    clock.advance(2.0)
+    await _time_passes(store, store_url, clock, 60.0)
     assert await worker.run_once() == 1
     job = await store.read(lambda tx: get_job(tx, job_id))
     assert job is not None and (job.state, job.attempts) == ("done", 2)

@@ -1,6 +1,6 @@
 """What only the PostgreSQL store has to show: its schema matches SQLite's, every named block runs
-there, connection failures are StoreErrors, and an aborted transaction is never reported as
-committed."""
+there, connection failures are StoreErrors, an aborted transaction is never reported as
+committed, and the outbox keeps the server's clock, not the gateways'."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from connectors.api import TransientError
+from gateway.outbox import RetryPolicy, Worker, enqueue, get_job
+from gateway.outbox.testing import ScriptedHandler
 from gateway.store import (
     PostgresStore,
     QueryError,
@@ -362,3 +366,121 @@ async def test_a_role_without_create_rights_runs_an_existing_store(
             assert await store.read(lambda tx: tx.one("kv.get", k="a")) == {"v": "1"}
     finally:
         admin(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+
+
+# -- the outbox keeps the server's clock ---------------------------------------------------------
+# Gateways sharing the database read each other's leases and due times: written and compared on
+# each instance's own clock, one whose clock ran ahead took over the jobs the others were running.
+
+
+def _skewed(seconds: float) -> Callable[[], float]:
+    """A gateway's clock, ``seconds`` off the server's (the test's host is the server's)."""
+    return lambda: time.time() + seconds
+
+
+def _server_time(url: str) -> float:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT date_part('epoch', statement_timestamp())").fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+@pytest.mark.parametrize(
+    ("holder", "other"), [(0.0, 60.0), (-60.0, 0.0)], ids=["other-ahead", "holder-behind"]
+)
+async def test_a_running_job_stays_its_holders_whatever_the_gateways_clocks(
+    pg_schema: tuple[str, str], holder: float, other: float
+) -> None:
+    """Two gateways 60 s apart, 30 s leases: while A runs a job (under a lease that is valid by
+    the server's clock), B does not take it, and A's result is the one recorded, once."""
+    url, _ = pg_schema
+    gate = asyncio.Event()
+    held, taken = ScriptedHandler(gate=gate), ScriptedHandler()
+    async with PostgresStore(url) as a, PostgresStore(url) as b:
+        wa = Worker(a, {"registry": held}, clock=_skewed(holder), owner="A", lease=30.0)
+        wb = Worker(b, {"registry": taken}, clock=_skewed(other), owner="B", lease=30.0)
+        job_id = await a.transact(
+            lambda tx: enqueue(tx, kind="registry", key="k1", payload={}, now=wa.clock())
+        )
+        running = asyncio.create_task(wa.run_once())
+        await held.started.wait()  # A has claimed the job and is calling the registry
+        assert await wb.run_once() == 0
+        gate.set()
+        assert await running == 1
+        job = await a.read(lambda tx: get_job(tx, job_id))
+        assert job is not None and (job.state, job.attempts) == ("done", 1)
+        assert held.recorded == [(job_id, 1)] and taken.runs == []
+
+
+@pytest.mark.parametrize(
+    ("retrier", "other"), [(0.0, 3600.0), (-3600.0, 0.0)], ids=["other-ahead", "retrier-behind"]
+)
+async def test_a_retried_job_is_due_after_its_delay_on_the_servers_clock(
+    pg_schema: tuple[str, str], retrier: float, other: float
+) -> None:
+    """A retry 600 s later is 600 s later on the server's clock, whichever gateway retried it:
+    not due before for a gateway an hour ahead, nor cut short by one an hour behind."""
+    url, _ = pg_schema
+    handler = ScriptedHandler(TransientError("civil_status", "503 busy"))
+    policy = RetryPolicy(max_attempts=4, base_delay=600.0, max_delay=600.0, rng=lambda: 0.0)
+    async with PostgresStore(url) as a, PostgresStore(url) as b:
+        wa = Worker(a, {"registry": handler}, clock=_skewed(retrier), policy=policy, owner="A")
+        wb = Worker(b, {"registry": handler}, clock=_skewed(other), policy=policy, owner="B")
+        job_id = await a.transact(
+            lambda tx: enqueue(tx, kind="registry", key="k1", payload={}, now=wa.clock())
+        )
+        before = _server_time(url)
+        assert await wa.run_once() == 1  # fails: retry in 600 s
+        after = _server_time(url)
+        job = await a.read(lambda tx: get_job(tx, job_id))
+        assert job is not None and (job.state, job.attempts) == ("pending", 1)
+        assert before <= job.updated_at <= after
+        assert job.run_after == job.updated_at + 600.0
+        assert await wb.run_once() == 0
+        assert await wa.run_once() == 0
+        # 600 s pass on the server (the job's time moves back): due now, for the gateway behind too.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE outbox_jobs SET run_after = run_after - 600")
+        assert await wa.run_once() == 1
+        job = await a.read(lambda tx: get_job(tx, job_id))
+        assert job is not None and (job.state, job.attempts) == ("done", 2)
+
+
+async def test_every_time_the_outbox_writes_is_the_servers(pg_schema: tuple[str, str]) -> None:
+    """Whatever ``now`` a gateway gives (an hour ahead here), a job's times are the server's."""
+    url, _ = pg_schema
+    now = float(int(time.time()) + 3600)
+    w = "w/1"
+
+    def work(tx: Tx) -> list[Row | None]:
+        enqueue(tx, kind="k", key="later", payload={}, now=now, run_after=now + 600)
+        enqueue(tx, kind="k", key="done", payload={}, now=now)
+        enqueue(tx, kind="k", key="dead", payload={}, now=now)
+        claimed = tx.all("outbox.claim", owner=w, now=now, lease=30, limit=5)
+        assert [r["id"] for r in claimed] == [2, 3]  # job 1 is due 600 s on, by the server's clock
+        tx.execute("outbox.renew", id=2, owner=w, now=now, lease=60)
+        renewed = tx.one("outbox.get", id=2)
+        tx.execute("outbox.complete", id=2, owner=w, now=now)
+        tx.execute("outbox.bury", id=3, owner=w, error="no", now=now)
+        buried = tx.one("outbox.get", id=3)
+        tx.execute("outbox.replay", id=3, now=now)
+        done, replayed = tx.one("outbox.get", id=2), tx.one("outbox.get", id=3)
+        return [tx.one("outbox.get", id=1), claimed[0], renewed, done, buried, replayed]
+
+    async with PostgresStore(url) as store:
+        before = _server_time(url)
+        rows = await store.transact(work)
+        after = _server_time(url)
+    assert None not in rows
+    queued, claimed, renewed, done, buried, replayed = [r for r in rows if r is not None]
+
+    def server(t: float) -> bool:
+        return before <= t <= after
+
+    assert server(queued["created_at"]) and queued["updated_at"] == queued["created_at"]
+    assert queued["run_after"] == queued["created_at"] + 600
+    assert server(claimed["updated_at"]) and claimed["lease_until"] == claimed["updated_at"] + 30
+    assert server(renewed["lease_until"] - 60)
+    assert server(done["updated_at"]) and done["state"] == "done"
+    assert server(buried["updated_at"]) and buried["state"] == "dead"
+    assert server(replayed["run_after"]) and replayed["updated_at"] == replayed["run_after"]

@@ -1,5 +1,7 @@
 -- Durable outbox jobs (gateway.outbox). Times are REAL epoch seconds. Written to run on SQLite and,
 -- with the same block names, on PostgreSQL (RETURNING, ON CONFLICT DO NOTHING, no LIMIT on UPDATE).
+-- A time ahead is given as :now plus a span (:delay, :lease), not as a moment: PostgreSQL's
+-- versions add the span to the server's clock, not to the caller's :now (see postgres/outbox.sql).
 
 -- name: schema
 CREATE TABLE IF NOT EXISTS outbox_jobs (
@@ -26,7 +28,7 @@ CREATE INDEX IF NOT EXISTS outbox_jobs_dossier ON outbox_jobs (dossier) WHERE do
 -- name: enqueue
 INSERT INTO outbox_jobs (kind, key, payload, dossier, document, state, attempts, run_after,
                          created_at, updated_at)
-VALUES (:kind, :key, :payload, :dossier, :document, 'pending', 0, :run_after, :now, :now)
+VALUES (:kind, :key, :payload, :dossier, :document, 'pending', 0, :now + :delay, :now, :now)
 ON CONFLICT (key) DO NOTHING
 RETURNING id;
 
@@ -34,7 +36,7 @@ RETURNING id;
 -- PostgreSQL: add FOR UPDATE SKIP LOCKED to the inner SELECT.
 -- name: claim
 UPDATE outbox_jobs
-SET state = 'running', owner = :owner, lease_until = :lease_until,
+SET state = 'running', owner = :owner, lease_until = :now + :lease,
     attempts = attempts + 1, updated_at = :now
 WHERE id IN (
     SELECT id FROM outbox_jobs
@@ -49,7 +51,7 @@ RETURNING id, kind, key, payload, dossier, document, state, attempts, run_after,
 -- Every block below that finishes a claim is fenced by owner: a holder whose lease was taken
 -- over changes nothing.
 -- name: renew
-UPDATE outbox_jobs SET lease_until = :lease_until
+UPDATE outbox_jobs SET lease_until = :now + :lease
 WHERE id = :id AND owner = :owner AND state = 'running';
 
 -- name: complete
@@ -62,7 +64,7 @@ WHERE id = :id AND owner = :owner AND state = 'running';
 -- :refund is 1 when the attempt never reached the registry (circuit open), else 0.
 -- name: retry
 UPDATE outbox_jobs
-SET state = 'pending', owner = NULL, lease_until = NULL, run_after = :run_after,
+SET state = 'pending', owner = NULL, lease_until = NULL, run_after = :now + :delay,
     attempts = attempts - :refund, last_error = coalesce(:error, last_error), updated_at = :now
 WHERE id = :id AND owner = :owner AND state = 'running';
 

@@ -1,4 +1,19 @@
 -- PostgreSQL versions of blocks in ../outbox.sql (see audit.sql here for the "base:" lines).
+--
+-- A job's times here are the database SERVER's clock, not the calling gateway's: the gateways that
+-- share this database read the leases and due times each other write, and their clocks may differ.
+-- (On each gateway's own clock, one running 30 s ahead found the leases of the jobs the others
+-- were running expired and claimed them: the holders' results were thrown away and the registries
+-- called twice; a retry delay written by one running behind was cut short for the others.)
+-- So where the portable block has :now, the blocks below that write or compare a job's times have
+-- date_part('epoch', statement_timestamp()), and add to it the span the caller gives
+-- (:lease, :delay); :now goes unused. SQLite keeps the caller's :now: the processes on a SQLite
+-- store are on one host (its WAL works only there), which has one clock.
+-- Why statement_timestamp(), the time the statement came in: like now(), it is one value for the
+-- whole statement, and stable, so it bounds the claim's index scans; now() is the transaction's
+-- start, which a unit that waited (for a lock, say) before its statement would write in the past.
+-- clock_timestamp() moves row by row within a statement, and being volatile it cannot bound an
+-- index scan: the claim would read every pending and running row, due or not.
 
 -- name: schema
 -- base: c5dc62febaa0592b
@@ -24,27 +39,73 @@ CREATE INDEX IF NOT EXISTS outbox_jobs_due ON outbox_jobs (state, run_after);
 CREATE INDEX IF NOT EXISTS outbox_jobs_lease ON outbox_jobs (lease_until) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS outbox_jobs_dossier ON outbox_jobs (dossier) WHERE dossier IS NOT NULL;
 
+-- name: enqueue
+-- base: 1a162fbab09a0307
+INSERT INTO outbox_jobs (kind, key, payload, dossier, document, state, attempts, run_after,
+                         created_at, updated_at)
+VALUES (:kind, :key, :payload, :dossier, :document, 'pending', 0,
+        date_part('epoch', statement_timestamp()) + :delay,
+        date_part('epoch', statement_timestamp()), date_part('epoch', statement_timestamp()))
+ON CONFLICT (key) DO NOTHING
+RETURNING id;
+
 -- name: claim
--- base: 529c0687fac52c2d
+-- base: 25ae982f87df9a3d
 -- Several gateways claim at once: SKIP LOCKED passes over rows another claim holds (they are
 -- being taken) instead of waiting for them, and a row whose holder committed meanwhile is checked
 -- again against the WHERE on its new version, so no job is claimed twice. Locking below LIMIT
 -- means skipped rows do not use up the batch.
 WITH due AS (
     SELECT id FROM outbox_jobs
-    WHERE (state = 'pending' AND run_after <= :now)
-       OR (state = 'running' AND lease_until < :now)
+    WHERE (state = 'pending' AND run_after <= date_part('epoch', statement_timestamp()))
+       OR (state = 'running' AND lease_until < date_part('epoch', statement_timestamp()))
     ORDER BY run_after, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
 UPDATE outbox_jobs AS j
-SET state = 'running', owner = :owner, lease_until = :lease_until,
-    attempts = j.attempts + 1, updated_at = :now
+SET state = 'running', owner = :owner,
+    lease_until = date_part('epoch', statement_timestamp()) + :lease,
+    attempts = j.attempts + 1, updated_at = date_part('epoch', statement_timestamp())
 FROM due
 WHERE j.id = due.id
 RETURNING j.id, j.kind, j.key, j.payload, j.dossier, j.document, j.state, j.attempts, j.run_after,
           j.owner, j.lease_until, j.last_error, j.created_at, j.updated_at;
+
+-- name: renew
+-- base: ff80467ead44ffba
+UPDATE outbox_jobs SET lease_until = date_part('epoch', statement_timestamp()) + :lease
+WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: complete
+-- base: 7dbcb142cfbf5304
+UPDATE outbox_jobs
+SET state = 'done', owner = NULL, lease_until = NULL, last_error = NULL,
+    updated_at = date_part('epoch', statement_timestamp())
+WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: retry
+-- base: d7908ea1f26d81ec
+UPDATE outbox_jobs
+SET state = 'pending', owner = NULL, lease_until = NULL,
+    run_after = date_part('epoch', statement_timestamp()) + :delay, attempts = attempts - :refund,
+    last_error = coalesce(:error, last_error),
+    updated_at = date_part('epoch', statement_timestamp())
+WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: bury
+-- base: f35aafffd2c2ea79
+UPDATE outbox_jobs
+SET state = 'dead', owner = NULL, lease_until = NULL, last_error = :error,
+    updated_at = date_part('epoch', statement_timestamp())
+WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: replay
+-- base: a58b6bf9ad8773a3
+UPDATE outbox_jobs
+SET state = 'pending', attempts = 0, run_after = date_part('epoch', statement_timestamp()),
+    updated_at = date_part('epoch', statement_timestamp())
+WHERE id = :id AND state = 'dead';
 
 -- name: list
 -- base: 8ccf55ba7e8d4002
