@@ -536,6 +536,17 @@ async def test_a_registry_fault_quoting_a_personal_id_does_not_put_it_in_the_aud
     assert all(dead.encode() not in bytes(r["entry"]) for r in rows)
 
 
+async def _correct_and_resume(gateway: Gateway, code: str, fix: dict[str, Any]) -> dict[str, Any]:
+    """An operator's correction of a stopped dossier, then its resume; the view once it ends."""
+    async with gateway.http.patch(
+        f"{gateway.url}/v1/dossiers/{code}", json=fix, headers=gateway.headers("operator")
+    ) as r:
+        assert r.status == 200, await r.text()
+    async with await gateway.post(f"/v1/dossiers/{code}/resume", None, who="operator") as r:
+        assert r.status == 202, await r.text()
+    return await gateway.wait_status(code, {"needs_attention", "failed", "completed"})
+
+
 async def test_a_death_of_someone_the_population_registry_does_not_hold_stops_before_it_is_registered(
     gateway: Gateway,
 ) -> None:
@@ -554,13 +565,7 @@ async def test_a_death_of_someone_the_population_registry_does_not_hold_stops_be
     assert _step(view, "register_death")["attempts"] == 0, view
     assert (await sandbox_stats(gateway, "civil_status"))["writes"] == {}
     fix = {"reason": "số định danh", "data": {"deceased": right}}
-    async with gateway.http.patch(
-        f"{gateway.url}/v1/dossiers/{doc['code']}", json=fix, headers=gateway.headers("operator")
-    ) as r:
-        assert r.status == 200, await r.text()
-    async with await gateway.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
-        assert r.status == 202, await r.text()
-    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    view = await _correct_and_resume(gateway, doc["code"], fix)
     assert view["status"] == "completed", view
     assert [s["name"] for s in view["steps"]] == [
         "verify_applicant",
@@ -589,13 +594,7 @@ async def test_a_birth_whose_mother_the_population_registry_does_not_hold_stops_
     assert _step(view, "register_birth")["attempts"] == 0, view
     assert (await sandbox_stats(gateway, "civil_status"))["writes"] == {}
     fix = {"reason": "số định danh của mẹ", "data": {"mother": right}}
-    async with gateway.http.patch(
-        f"{gateway.url}/v1/dossiers/{doc['code']}", json=fix, headers=gateway.headers("operator")
-    ) as r:
-        assert r.status == 200, await r.text()
-    async with await gateway.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
-        assert r.status == 202, await r.text()
-    view = await gateway.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    view = await _correct_and_resume(gateway, doc["code"], fix)
     assert view["status"] == "completed", view
 
 
