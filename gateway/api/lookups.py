@@ -86,7 +86,8 @@ async def _call(
     async def once() -> Result:
         return await call_registry(breaker, operation, ask, runtime.metrics, spent)
 
-    outcome, problem, result, unexpected = "ok", None, None, None
+    outcome, problem, result = "ok", None, None
+    unexpected: BaseException | None = None
     try:
         result = await call_with_retries(
             once, attempts=runtime.settings.gateway.lookup_attempts, deadline=deadline
@@ -126,6 +127,10 @@ async def _call(
         # A bug, ours or a connector's: the registry may have been asked all the same, and every
         # access is audited. The problem middleware answers it (500) once the event is in.
         outcome, unexpected = "failed", exc
+    except asyncio.CancelledError as exc:
+        # The client went away (aiohttp cancels its handler) or the gateway is stopping: the
+        # registry may have been asked all the same. Recorded, then the cancellation goes on.
+        outcome, unexpected = "cancelled", exc
     # Keyed, as the citizen's hash is: a plain SHA-256 of {personal_id, full_name, birth_date}
     # gave the id back to anyone who read the log and knew the name and birth date (a million
     # guesses for a province and year).
@@ -133,7 +138,7 @@ async def _call(
     digests = {"params_hmac": params_hmac.hexdigest()}
     # Committed before the answer leaves, so a crash of the gateway never loses it; not waiting
     # for the disk's sync, whose tail (tens of ms on a shared disk) would be every lookup's.
-    await runtime.store.transact(
+    record = runtime.store.transact(
         lambda tx: append(
             tx,
             AuditEvent(
@@ -150,6 +155,8 @@ async def _call(
         ),
         durable=False,
     )
+    # Shielded: a second cancellation (a stop while this is written) must not drop the event.
+    await (asyncio.shield(record) if outcome == "cancelled" else record)
     if unexpected is not None:
         raise unexpected
     if problem is not None:

@@ -41,7 +41,7 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Who did what to which, with what outcome. Payloads are recorded by digest, never by body."""
 
     action: str  # dossier.accepted, step.attempted, step.delivered, step.failed, job.dead, …
-    outcome: str = "ok"  # ok | retry | failed | dead | refused
+    outcome: str = "ok"  # ok | retry | failed | dead | refused | cancelled
     member: str | None = None  # VN:GOV:000.00.00.H41
     subsystem: str | None = None  # VN:GOV:000.00.00.H41:motcua
     officer: str | None = None  # the officer's id as the client system reported it (hashed)

@@ -719,3 +719,38 @@ async def test_a_lookup_that_fails_unexpectedly_is_audited_all_the_same(
     assert [(e["action"], e["outcome"], e["citizen"]) for e in events] == [
         ("lookup.citizen", "failed", who)
     ]
+
+
+async def test_a_lookup_its_client_gave_up_on_is_audited_as_cancelled(make_gateway: Any) -> None:
+    """The registry was asked: a client that went away before the answer (aiohttp then cancels
+    its handler) took the lookup's audit event with it. It is recorded, outcome "cancelled"."""
+    from connectors.sandboxes import serve_app
+
+    asked = asyncio.Event()
+
+    async def hang(request: Any) -> Any:
+        asked.set()
+        await _hang(request)
+
+    async with (
+        serve_app(_registry(hang)) as url,
+        make_gateway(registries={"population": _pointed_at(url, "population")}) as gw,
+    ):
+        lookup = asyncio.create_task(_look_up(gw, "population"))
+        await asyncio.wait_for(asked.wait(), 10)
+        lookup.cancel()  # the client goes away: its connection is closed
+        with pytest.raises(asyncio.CancelledError):
+            await lookup
+
+        async def lookups() -> list[dict[str, Any]]:
+            rows = await gw.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=9))
+            events = [decode_entry(r["entry"]) for r in rows]
+            return [e for e in events if e["action"] == "lookup.citizen"]
+
+        for _ in range(200):
+            if await lookups():
+                break
+            await asyncio.sleep(0.05)
+        events = await lookups()
+    who = citizen_hash(gw.runtime.citizen_key, citizen_query()["personal_id"])
+    assert [(e["outcome"], e["citizen"]) for e in events] == [("cancelled", who)], events
