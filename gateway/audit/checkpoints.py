@@ -545,6 +545,16 @@ class Checkpointer:
             return None
         root, chain = self._stack.root(), self._chain
         at = datetime.now(UTC).isoformat(timespec="microseconds")
+        from signing.errors import UntrustedSigner
+        from signing.trust import check_valid_now
+
+        try:
+            # Checked at start too; a certificate that expired since would sign checkpoints
+            # that `audit verify` refuses: failing instead, the gateway says why (/readyz) and,
+            # after fail_closed_after_s, stops taking work the log could not seal.
+            check_valid_now((self.key.certificate, *self.key.chain))
+        except UntrustedSigner as exc:
+            raise CheckpointError(f"cannot sign checkpoint: {exc.reason}", size=size) from None
         try:
             note = await asyncio.to_thread(sign_note, self.key, self.origin, size, root, at)
         except Exception as exc:  # a token key may fail in many ways; say so, keep going

@@ -14,6 +14,7 @@ Hierarchy::
     ├── UnknownDocument                unknown-document         404
     ├── NotDelivered                   not-delivered            409
     ├── DuplicateConflict              duplicate-conflict       409
+    ├── ReceiptUnsigned                documents-unavailable    503  (the hub's key cannot sign)
     └── BlobError                      blob-store               500
         └── BlobStoreUnavailable       store-unavailable        503  (no room on its disk)
 
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidEdxml",
     "NotDelivered",
     "PayloadTooLarge",
+    "ReceiptUnsigned",
     "SchemaInvalid",
     "SignatureInvalid",
     "StatusTransitionError",
@@ -134,6 +136,15 @@ class DuplicateConflict(ExchangeError):
     slug = "duplicate-conflict"
     title = "The DocumentId was already used for a different package"
     status = 409
+
+
+class ReceiptUnsigned(ExchangeError):
+    """The hub cannot sign a receipt now (its certificate expired, its token failed): nothing of
+    the package was kept, and the same request may succeed once an operator has seen to it."""
+
+    slug = "documents-unavailable"
+    title = "The hub cannot sign receipts now"
+    status = 503
 
 
 class BlobError(ExchangeError):

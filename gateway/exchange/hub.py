@@ -254,8 +254,7 @@ class DocumentHub:
 
         Raises PayloadTooLarge, DoctypeForbidden, InvalidEdxml, SignatureInvalid, ForgedSender,
         UnknownRecipient, UnknownDocument (revoke/update/replace of an unknown document),
-        DuplicateConflict, BlobError, and signing.errors.SigningError if the receipt cannot be
-        signed.
+        DuplicateConflict, BlobError, ReceiptUnsigned.
         """
         staging = await asyncio.to_thread(self.blobs.staging)
         try:

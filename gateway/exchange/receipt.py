@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from lxml import etree  # type: ignore[import-untyped,unused-ignore]
 
 from gateway.exchange.edxml import DS_NS, q, safe_parser
-from gateway.exchange.errors import InvalidEdxml
+from gateway.exchange.errors import InvalidEdxml, ReceiptUnsigned
 from gateway.exchange.model import (
     NS,
     VN_TZ,
@@ -22,6 +23,9 @@ from gateway.exchange.model import (
     format_timestamp,
     parse_timestamp,
 )
+
+if TYPE_CHECKING:
+    from signing.keys import SigningKey
 
 __all__ = ["RECEIPT_NS", "Receipt", "build_receipt", "read_receipt", "sign_receipt"]
 
@@ -72,11 +76,19 @@ def build_receipt(r: Receipt) -> bytes:
     return out
 
 
-async def sign_receipt(data: bytes, key: object) -> bytes:
-    """Sign with the gateway key (``signing.SigningKey``); raises signing.errors.SigningError."""
+async def sign_receipt(data: bytes, key: SigningKey) -> bytes:
+    """Sign with the gateway key. Raises ReceiptUnsigned if it cannot: its token fails, or its
+    certificate (or an issuer given with it) expired since the gateway started — a receipt
+    signed so would be refused by the sender who checks it."""
+    from signing.errors import SigningError
+    from signing.trust import check_valid_now
     from signing.xml import sign_xml
 
-    return await sign_xml(data, key, level="XMLDSig")  # type: ignore[arg-type]
+    try:
+        check_valid_now((key.certificate, *key.chain))
+        return await sign_xml(data, key, level="XMLDSig")
+    except SigningError as exc:
+        raise ReceiptUnsigned(f"the hub cannot sign its receipt: {exc}") from exc
 
 
 def read_receipt(data: bytes) -> Receipt:

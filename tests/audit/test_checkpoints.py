@@ -467,3 +467,14 @@ async def test_a_revoked_signer_is_refused_only_after_its_revocation(
         assert (await verify_checkpoint(old, trust)).ok
         now = await verify_checkpoint(made, trust)
     assert not now.ok and "revoked" in (now.problem or "")
+
+
+async def test_a_signer_whose_certificate_expired_signs_no_checkpoint(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    """The gateway refuses an expired [signing] certificate at start; one that expires while it
+    runs signed checkpoints that `audit verify` refused. The checkpoint fails instead, saying why
+    (its error reaches /readyz and, after fail_closed_after_s, stops new work)."""
+    with pytest.raises(CheckpointError, match="certificate expired"):
+        await Checkpointer(store, pki.key("expired"), tsa_url=tsa_url).checkpoint_now()
+    assert await load_checkpoints(store) == []

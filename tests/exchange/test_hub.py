@@ -19,7 +19,7 @@ from lxml import etree
 
 from gateway.exchange.builder import SIGNATURE_PARENT, build_package, build_status
 from gateway.exchange.edxml import DS_NS
-from gateway.exchange.errors import InvalidEdxml, NotDelivered, UnknownDocument
+from gateway.exchange.errors import InvalidEdxml, NotDelivered, ReceiptUnsigned, UnknownDocument
 from gateway.exchange.hub import DocumentHub
 from gateway.exchange.model import VN_TZ, Code, Organization, ResponseFor, StatusMessage
 from gateway.exchange.xmldsig import EXC_C14N, sign_bytes
@@ -356,3 +356,17 @@ async def test_a_status_whose_text_a_comment_splits_is_refused(
     assert [(h["code"], h["description"]) for h in view["recipients"][0]["history"]] == [
         ("01", "Da tiep nhan, chuyen xu ly")
     ]
+
+
+async def test_a_hub_whose_certificate_expired_keeps_nothing_and_says_so(
+    hub: DocumentHub, make_package: Callable[..., bytes], pki: Any
+) -> None:
+    """A receipt signed with a certificate expired since the gateway started is refused by the
+    sender who checks it (and a failing token was a 500): the package is refused, 503, and
+    nothing of it is kept."""
+    hub.signer = pki.key("expired")
+    with pytest.raises(ReceiptUnsigned, match="certificate expired") as refused:
+        await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
+    assert (refused.value.status, refused.value.slug) == (503, "documents-unavailable")
+    assert await _count(hub, "documents") == 0
+    assert list((hub.blobs.root / "sha256").glob("*/*/*")) == []
