@@ -7,6 +7,7 @@ import asyncio
 import errno
 import importlib
 import json
+import logging
 import os
 import socket
 import ssl
@@ -106,8 +107,14 @@ def _told_as_click_does(error: click.UsageError) -> bool:
 
 @click.group(cls=_Lienthong, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lienthong")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """lienthong — interoperability gateway and document-exchange hub."""
+    if ctx.invoked_subcommand != "serve":  # serve logs JSON lines (--log-level)
+        # pyHanko logs as a warning what it then raises (a timestamp's imprint not matching):
+        # with no logging set up, Python printed each before the command's one-line error.
+        for name in ("pyhanko", "pyhanko_certvalidator"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:

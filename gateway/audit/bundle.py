@@ -123,7 +123,8 @@ class Scope:
     stop: str | None = None
 
     def check(self) -> Scope:
-        """Normalise the times. Raises BundleError unless exactly one kind of scope is given."""
+        """Normalise the times. Raises BundleError unless exactly one kind of scope is given, or
+        for a time range whose start is not before its stop."""
         kinds = [
             self.dossier is not None,
             self.document is not None,
@@ -134,14 +135,14 @@ class Scope:
         if kinds[2] and (self.start is None or self.stop is None):
             raise BundleError("a time range needs both from and to")
         try:
-            return Scope(
-                dossier=self.dossier,
-                document=self.document,
-                start=normalize_time(self.start),
-                stop=normalize_time(self.stop),
-            )
+            start, stop = normalize_time(self.start), normalize_time(self.stop)
         except ValueError as exc:
             raise BundleError(str(exc)) from exc
+        if start is not None and stop is not None and start >= stop:
+            # As the log's times compare (one spelling, UTC): else the range matches nothing
+            # and the auditor who typed its ends the wrong way round is told the log is empty.
+            raise BundleError(f"the range is empty: from {start} is not before to {stop}")
+        return Scope(dossier=self.dossier, document=self.document, start=start, stop=stop)
 
     def describe(self) -> dict[str, str]:
         if self.dossier is not None:

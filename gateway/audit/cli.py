@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,20 @@ def _filter(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return value
 
 
+def _citizen(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--citizen (or its variable): an empty one would match everyone, as any empty filter."""
+    if value is None and os.environ.get("LIENTHONG_AUDIT_CITIZEN") == "":
+        value = ""  # click reads an empty variable as unset
+    return _filter(ctx, param, value)
+
+
+def _window(start: str | None, stop: str | None) -> None:
+    """--from after --to selects nothing: say so, rather than that the log holds nothing.
+    (Both normalised by _time to one spelling in UTC, which compares as the times do.)"""
+    if start is not None and stop is not None and start >= stop:
+        raise click.UsageError(f"the window is empty: --from {start} is not before --to {stop}")
+
+
 def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """--from / --to: an ISO 8601 time with zone, or a date (midnight UTC), in the log's spelling."""
     from .query import FilterError, normalize_time
@@ -193,6 +208,7 @@ _TIME_HELP = "ISO 8601 time with zone (or a date: midnight UTC)"
     "--citizen",
     "personal_id",
     envvar="LIENTHONG_AUDIT_CITIZEN",
+    callback=_citizen,
     help="personal id (hashed with [audit] citizen_id_key; never stored). Prefer the "
     "LIENTHONG_AUDIT_CITIZEN variable: command lines end up in shell history",
 )
@@ -217,12 +233,9 @@ def query_cmd(
     as_json: bool,
 ) -> None:
     """Events matching every filter given, in log order, a page (--limit) at a time."""
-    import os
-
     from .query import EventFilter, FilterError, query_events
 
-    if personal_id is None and os.environ.get("LIENTHONG_AUDIT_CITIZEN") == "":
-        personal_id = ""  # click reads an empty variable as unset: it would match everyone
+    _window(start, stop)
     # Hashed with the gateway's key: a non-embedded gateway's log holds no development-key hash.
     settings = open_settings(config, needs_citizen_key=personal_id is not None)
     key = citizen_key(settings) if personal_id is not None else None
@@ -294,6 +307,7 @@ def export_cmd(
             f"{'--from' if start is not None else '--to'} needs "
             f"{'--to' if start is not None else '--from'}: a time range has both ends"
         )
+    _window(start, stop)
     settings = open_settings(config)
     scope = Scope(dossier=dossier, document=document, start=start, stop=stop)
     try:

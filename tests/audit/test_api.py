@@ -259,6 +259,17 @@ async def test_export(api: str, pki: TestPKI) -> None:
             assert r.status == 404
         async with s.post(f"{api}/v1/audit/exports", json={"dossier": "D1", "from": "x"}) as r:
             assert r.status == 422
+        backwards = {"from": "2026-12-08", "to": "2026-12-07T23:59:59+07:00"}
+        async with s.post(f"{api}/v1/audit/exports", json=backwards) as r:
+            problem = await r.json()
+        assert (r.status, problem["type"]) == (422, "urn:lienthong:problem:invalid-export")
+        assert problem["detail"] == (
+            "the range is empty: from 2026-12-08T00:00:00.000000+00:00 is not before to "
+            "2026-12-07T16:59:59.000000+00:00"
+        )
+        async with s.post(f"{api}/v1/audit/exports", json={"from": "x", "to": "y"}) as r:
+            problem = await r.json()
+        assert (r.status, problem["type"]) == (422, "urn:lienthong:problem:invalid-export")
 
 
 async def _wide_log(path: Path, pki: TestPKI, tsa_url: str, n: int) -> SQLiteStore:

@@ -17,7 +17,7 @@ import pytest
 
 from gateway.audit import leaf_hash
 from gateway.audit import verify as verify_module
-from gateway.audit.bundle import BundleError, Scope, build_bundle
+from gateway.audit.bundle import BundleError, Scope, build_bundle, bundle_json, readme_text
 from gateway.audit.checkpoints import Checkpointer
 from gateway.audit.verify import verify_bundle
 from gateway.store import SQLiteStore
@@ -164,6 +164,17 @@ def _manifest(**changes: object) -> Callable[[dict[str, bytes]], None]:
     return change
 
 
+def _no_events(files: dict[str, bytes]) -> None:
+    """Every event and its proof taken out, the manifest and README made to match: what it
+    would prove is nothing, and audit export never writes one."""
+    for name in [n for n in files if n.startswith(("events/", "proofs/inclusion/"))]:
+        del files[name]
+    manifest = json.loads(files["manifest.json"])
+    manifest["events"] = []
+    files["manifest.json"] = bundle_json(manifest)
+    files["README.txt"] = readme_text(manifest).encode()
+
+
 def _truncate(files: dict[str, bytes]) -> None:
     # Drop the latest checkpoint (and claim an earlier anchor): the proofs no longer fit.
     for ext in ("note", "tsr", "chain.pem", "body", "sig"):
@@ -233,6 +244,7 @@ def _forged_leaf_hash(files: dict[str, bytes]) -> None:
             "events/1.json: not in the bundle's scope: the event is dated 20",
         ),
         (_manifest(scope={}), "not an evidence bundle: scope: not a dossier, a document"),
+        (_no_events, "manifest: the bundle holds no event"),
         (_manifest(scope="D1"), "not an evidence bundle: "),
         # Nothing but the layout, exactly as the exporter wrote it.
         (_put("extra.txt"), "'extra.txt': not a bundle member (not in the bundle's layout)"),
@@ -270,6 +282,7 @@ def _forged_leaf_hash(files: dict[str, bytes]) -> None:
         "another-document",
         "another-time",
         "no-scope",
+        "no-events",
         "scope-not-an-object",
         "extra-member",
         "path-traversal",
@@ -494,3 +507,23 @@ async def test_members_too_large_together_are_refused_unread(
 
 def _never_opened(*args: object, **kwargs: object) -> None:
     raise AssertionError("a member was decompressed")
+
+
+async def test_a_member_compressed_otherwise_than_deflate_is_refused_unread(
+    logged: SQLiteStore, pki: TestPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by probing: zipfile decompresses a bzip2 or LZMA member whole, whatever size it
+    declares, before the size is checked (a 22 KB bundle took 3.2 GB). The exporter deflates:
+    anything else is refused before a member is opened."""
+    files = _files(await build_bundle(logged, Scope(dossier="D1")))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for member, body in files.items():
+            method = zipfile.ZIP_BZIP2 if member == "events/5.json" else zipfile.ZIP_DEFLATED
+            zf.writestr(member, body, compress_type=method)
+    monkeypatch.setattr(zipfile.ZipFile, "open", _never_opened)
+    report = await verify_bundle(buf.getvalue(), [pki.root_pem])
+    assert report.problems == [
+        "refused unread: 'events/5.json' is compressed with method 12; a bundle's members are "
+        "stored or deflated"
+    ]

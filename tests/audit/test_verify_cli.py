@@ -7,6 +7,8 @@ import asyncio
 import datetime as dt
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,10 +99,10 @@ async def test_query_filters_and_citizen(config: Path, monkeypatch: pytest.Monke
     code, out = await _invoke(
         "query", "--config", str(config), "--from", "2026-02-01", "--to", "2026-01-01"
     )
-    assert code == 1 and "the window is empty" in out
+    assert code == 2 and "the window is empty" in out
     monkeypatch.delenv("LIENTHONG_AUDIT_CITIZEN")
     code, out = await _invoke("query", "--config", str(config), "--citizen", "", "--json")
-    assert code == 1 and out.strip() == "Error: the personal id to search for is empty"
+    assert code == 2 and "Invalid value for '--citizen': is empty" in out, out
 
 
 async def test_query_pages_on_with_the_cursor_it_prints(config: Path) -> None:
@@ -399,8 +401,22 @@ def _lienthong(*args: str) -> tuple[int, str]:
             "Invalid value for '--dossier': is empty: a filter must name something (leave the "
             "option out to match all)",
         ),
+        (  # it matched nothing: "no audit events", as if the log held none
+            ["--from", "2026-12-08", "--to", "2026-12-07T23:00:00+07:00"],
+            "the window is empty: --from 2026-12-08T00:00:00.000000+00:00 is not before --to "
+            "2026-12-07T16:00:00.000000+00:00",
+        ),
     ],
-    ids=["no-scope", "two-scopes", "from-alone", "to-alone", "from-yesterday", "no-zone", "empty"],
+    ids=[
+        "no-scope",
+        "two-scopes",
+        "from-alone",
+        "to-alone",
+        "from-yesterday",
+        "no-zone",
+        "empty",
+        "backwards",
+    ],
 )
 def test_export_usage_errors_are_exit_2_naming_the_option(
     config: Path, tmp_path: Path, args: list[str], reason: str
@@ -427,10 +443,32 @@ def test_export_usage_errors_are_exit_2_naming_the_option(
                 f"Invalid value for '{option}': is empty: a filter must name "
                 "something (leave the option out to match all)",
             )
-            for option in ("--dossier", "--document", "--member", "--service", "--from")
+            for option in (
+                "--dossier",
+                "--document",
+                "--member",
+                "--service",
+                "--from",
+                "--citizen",
+            )
+        ),
+        (
+            ["--from", "2026-12-08", "--to", "2026-12-08"],
+            "the window is empty: --from 2026-12-08T00:00:00.000000+00:00 is not before --to "
+            "2026-12-08T00:00:00.000000+00:00",
         ),
     ],
-    ids=["from-yesterday", "to-soon", "dossier", "document", "member", "service", "from-empty"],
+    ids=[
+        "from-yesterday",
+        "to-soon",
+        "dossier",
+        "document",
+        "member",
+        "service",
+        "from-empty",
+        "citizen-empty",
+        "backwards",
+    ],
 )
 def test_query_usage_errors_are_exit_2_naming_the_option(
     config: Path, args: list[str], reason: str
@@ -449,4 +487,41 @@ def test_an_empty_citizen_variable_matches_no_one(
     event."""
     monkeypatch.setenv("LIENTHONG_AUDIT_CITIZEN", "")
     code, out = _lienthong("audit", "query", "--config", str(config), "--json")
-    assert (code, out.strip()) == (1, "Error: the personal id to search for is empty")
+    assert (code, out.strip()) == (
+        2,
+        "Error: lienthong audit query: Invalid value for '--citizen': is empty: a filter must "
+        "name something (leave the option out to match all) (see 'lienthong audit query --help')",
+    )
+
+
+async def test_a_swapped_timestamp_is_told_in_one_line_by_the_installed_command(
+    config: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    """Found by probing: pyHanko logs a warning of its own for a token over other data; the
+    command configures no logging, so Python printed it to stderr, a line per checkpoint, before
+    the error. Run as a shell runs it (pytest's log capture would hide it in-process)."""
+    async with SQLiteStore(config.parent / "gw.db") as store:
+        await add_events(store, 2, first=13)
+        assert await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+    _tamper(
+        config,
+        "UPDATE audit_checkpoints SET timestamp = (SELECT timestamp FROM audit_checkpoints "
+        "WHERE size = 15) WHERE size = 13",
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            str(Path(sys.executable).with_name("lienthong")),
+            "audit",
+            "verify",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert done.stderr.splitlines() == [
+        "Error: checkpoint 13: timestamp: timestamp imprint does not match the signed data"
+    ], done.stderr
