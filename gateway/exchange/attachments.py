@@ -11,8 +11,8 @@ A PDF is known by its content as well as by its name and type: PDF readers open 
 ``cong-van.bin`` (``application/octet-stream``) must not escape the check. Zip members alike.
 
 A zip whose PDFs cannot all be read is refused (400 ``invalid-edxml``) rather than passed with
-a signature unchecked: a member that is encrypted, or whose compressed data does not inflate
-(deflate, bzip2, lzma), or a method zipfile does not have. So is a zip inside a zip (a member
+a signature unchecked: a member that is encrypted, or whose compressed data does not inflate, or
+compressed otherwise than stored or deflated (zipfile inflates bzip2 and LZMA whole: a zip bomb). So is a zip inside a zip (a member
 named ``*.zip``): its PDFs would escape the check, and inflating archives within archives is
 where zip bombs live; the sender attaches the inner files, or the inner zip, directly. Every
 member is looked into (its first KiB), so an encrypted one is refused whatever its name.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import lzma
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -248,9 +247,14 @@ class _BlobFile:
         return True
 
 
+# The methods whose members zipfile inflates a bounded piece at a time. It inflates a bzip2 or
+# LZMA member whole on its first read, whatever size it declares: a 1 KB zip holding 1 GiB of
+# zeros took 2 GB to read its first KiB. Every zip tool writes deflate unless told otherwise.
+_READ_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
+
 # What zipfile (and the decompressors under it) raise for a zip it cannot read: a broken
-# structure, an encrypted member (RuntimeError), data that does not inflate (zlib.error,
-# LZMAError, bz2's OSError), a method it does not have (NotImplementedError).
+# structure, an encrypted member (RuntimeError), data that does not inflate (zlib.error).
 _UNREADABLE_ZIP = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
@@ -258,7 +262,6 @@ _UNREADABLE_ZIP = (
     NotImplementedError,
     RuntimeError,
     zlib.error,
-    lzma.LZMAError,
     OSError,
     ValueError,
 )
@@ -347,6 +350,14 @@ def pdf_sources(
                                 raise InvalidEdxml(
                                     f"attachment {label} is encrypted: whether it is a PDF, and "
                                     "its signature, cannot be checked",
+                                    attachment=label,
+                                )
+                            if info.compress_type not in _READ_METHODS:
+                                method = _METHOD_NAMES.get(info.compress_type)
+                                raise InvalidEdxml(
+                                    f"attachment {label} is compressed with "
+                                    f"{method or f'method {info.compress_type}'}: only stored "
+                                    "or deflated members are read (zip it with deflate)",
                                     attachment=label,
                                 )
                             with zf.open(info) as member:

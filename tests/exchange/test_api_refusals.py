@@ -117,6 +117,16 @@ def _bzip2_marked(pdf: bytes) -> bytes:
     return bytes(z)
 
 
+def _bzip2(pdf: bytes) -> bytes:
+    """A well-made bzip2 member. zipfile inflates one whole on its first read, whatever size it
+    declares: 1 KB of zip held 1 GiB of zeros, and reading its first KiB took 2 GB."""
+    return bytes(_zip([("a.pdf", pdf)], zipfile.ZIP_BZIP2))
+
+
+def _lzma(pdf: bytes) -> bytes:
+    return bytes(_zip([("notes.txt", b"ghi chu"), ("a.pdf", pdf)], zipfile.ZIP_LZMA))
+
+
 def _nested(pdf: bytes) -> bytes:
     return bytes(_zip([("inner.zip", bytes(_zip([("a.pdf", pdf)])))]))
 
@@ -126,7 +136,9 @@ def _nested(pdf: bytes) -> bytes:
     [
         (_encrypted, "encrypted"),
         (_corrupt_deflate, "not a readable zip"),
-        (_bzip2_marked, "not a readable zip"),
+        (_bzip2_marked, "is compressed with bzip2"),
+        (_bzip2, "is compressed with bzip2: only stored or deflated members are read"),
+        (_lzma, "phu-luc.zip/notes.txt is compressed with LZMA"),
         (_nested, "zips inside zips"),
     ],
 )
