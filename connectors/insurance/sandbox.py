@@ -131,13 +131,18 @@ class Registry:
 
     def __init__(self, seed: int = 0, *, holders: int = 2000, today: date | None = None) -> None:
         self.seed = seed
-        self.today = today or datetime.now(VIETNAM).date()
+        self._today = today  # fixed only when given (tests); else Vietnam's date at each request
         self.newborn: dict[str, dict[str, Any]] = {}  # by the child's personal id
         self.funerals: dict[str, dict[str, Any]] = {}  # by the deceased's personal id
         self._counter = 0
         cards, flagged = _holders(seed, holders, self.today.year)
         self.cards: dict[str, Card] = dict(cards)  # by social-insurance code (last 10 characters)
         self.flagged: dict[str, str] = dict(flagged)  # code → social-insurance code of its card
+
+    @property
+    def today(self) -> date:
+        """A sandbox started yesterday refused a death or birth of today as impossible."""
+        return self._today or datetime.now(VIETNAM).date()
 
     # --- KQNhanLichSuKCB2024 -------------------------------------------------------------------
     def check(self, body: Any) -> dict[str, Any]:

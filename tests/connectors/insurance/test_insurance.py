@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 
 from connectors.api import Endpoint, PermanentError, TransientError
+from connectors.identifiers import VIETNAM
 from connectors.insurance.client import InsuranceConnector
-from connectors.insurance.mapping import CARD_CODES
+from connectors.insurance.mapping import CARD_CODES, funeral_body
 from connectors.insurance.sandbox import PASSWORD, USERNAME, create_app, endpoint, scenarios
 from connectors.sandboxes import serve_app
 from connectors.testdata import Population
@@ -368,3 +369,56 @@ async def test_an_unknown_code_keeps_the_registrys_note() -> None:
     async with serve_app(_fake_bhxh(answer)) as base, InsuranceConnector(endpoint(base)) as bhxh:
         with pytest.raises(TransientError, match="unknown result code '999': Hệ thống bảo trì"):
             await bhxh.call("card.check", SCENARIOS["000"])
+
+
+@pytest.mark.parametrize(
+    ("operation", "params"), [("funeral.pay", FUNERAL), ("card.issue_newborn", NEWBORN)]
+)
+@pytest.mark.parametrize("code", ["100", "101"])
+async def test_a_write_answered_ask_again_later_does_not_open_the_registrys_circuit(
+    operation: str, params: dict[str, Any], code: str
+) -> None:
+    """Found by probing: a card check's 100/101 was an answer, a write's "no answer": one
+    deceased whose record has a data error (101), retried, opened the breaker that card lookups
+    and every other funeral and newborn-card step share, while BHXH was up."""
+    from aiohttp import web
+
+    from gateway.outbox.breaker import CircuitBreaker, call_registry
+
+    async def ask_again(request: web.Request) -> web.Response:
+        return web.json_response({"maKetQua": code})
+
+    app = _fake_bhxh({"maKetQua": "000"})
+    for path in ("/api/egw/TroCapMaiTang", "/api/egw/CapTheTreEm"):
+        app.router.add_post(path, ask_again)
+    breaker = CircuitBreaker("insurance", failure_threshold=2)
+    async with serve_app(app) as base, InsuranceConnector(endpoint(base)) as bhxh:
+        for _ in range(3):
+            with pytest.raises(TransientError) as caught:
+                await call_registry(
+                    breaker, operation, lambda: bhxh.call(operation, params), metrics=None
+                )
+            assert caught.value.code == code and caught.value.answered
+    assert (breaker.state, breaker.failures) == ("closed", 0)
+
+
+def test_the_sandbox_knows_what_day_it_is_after_midnight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by probing: its date was read once, at start; a sandbox that had run past midnight
+    refused a death of the new day as "impossible date" (206) — after the death was registered
+    and the residence de-registered, which use the live clock."""
+    from datetime import datetime, timedelta
+
+    from connectors.insurance import sandbox
+
+    registry = sandbox.Registry(SEED)  # started now, no date given: it follows the clock
+    tomorrow = datetime.now(VIETNAM) + timedelta(days=1)
+
+    class Tomorrow(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return tomorrow
+
+    monkeypatch.setattr(sandbox, "datetime", Tomorrow)
+    died = {**funeral_body(FUNERAL), "ngayChet": tomorrow.strftime("%d/%m/%Y")}
+    status, reply, outcome = registry.pay_funeral(died)
+    assert (status, reply["maKetQua"], outcome) == (200, "000", "written"), reply
