@@ -23,9 +23,10 @@ import pytest
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.errors import StatusTransitionError
 from gateway.exchange.hub import STATUS_PUSH_KIND, AgencyRoute, DocumentHub
+from gateway.exchange.model import VN_TZ
 from gateway.store import open_store
 
-from .factories import AGENCIES, NGHE_AN, TAY_NINH_STC, VN_TZ, chunks, signed_status
+from .factories import AGENCIES, NGHE_AN, TAY_NINH_STC, chunks, signed_status
 
 POSTGRES_URL = os.environ.get(
     "LIENTHONG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"

@@ -146,6 +146,18 @@ FROM document_statuses WHERE document = :document ORDER BY recipient, id;
 SELECT code, message_sha256, at FROM document_statuses
 WHERE document = :document AND recipient = :recipient ORDER BY id;
 
+-- name: pushes_before
+-- The push jobs (packages, status messages) queued before job :id and not finished (pending,
+-- retrying, running) about document :document or :root (the document it revokes or updates), or
+-- about a revoke or update of either: gateway.exchange.delivery holds a push back while one of
+-- them goes to the same agency. Read by state from the due index: it costs what is queued.
+SELECT j.id, j.payload
+FROM outbox_jobs j LEFT JOIN documents d ON d.id = j.document
+WHERE j.state IN ('pending', 'running') AND j.id < :id
+  AND j.kind IN ('document.push', 'document.status.push')
+  AND (j.document IN (:document, :root) OR d.target IN (:document, :root))
+ORDER BY j.id;
+
 -- name: count_documents
 SELECT id FROM documents;
 
