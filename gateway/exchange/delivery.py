@@ -17,10 +17,12 @@ import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
 import yarl
+from aiohttp.payload import BufferedReaderPayload
 
 from connectors.api import PermanentError, TransientError, transient_status
 from gateway.exchange.blobs import BlobStore
@@ -28,7 +30,14 @@ from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
 from gateway.outbox import Breakers, Delivery, Job, NotYet
 from gateway.store import Tx
 
-__all__ = ["MESSAGE_KINDS", "PushHandler", "envelope_sha256", "handlers", "package_body"]
+__all__ = [
+    "MESSAGE_KINDS",
+    "PushHandler",
+    "attachment_disposition",
+    "envelope_sha256",
+    "handlers",
+    "package_body",
+]
 
 # The national axis's message kinds (spec/edxml.md, "Transport"), by the package's
 # BussinessDocType (0 new, 1 revoke, 2 update, 3 replace); a status message is ``status``.
@@ -52,20 +61,46 @@ def package_body(
         return envelope, "application/xml"
     parts = msgspec.json.decode(doc["meta"])["parts"]
     writer = aiohttp.MultipartWriter("related")
-    writer.append(envelope, {"Content-Type": "application/xml", "Content-ID": "<edxml>"})
-    for p in parts:
-        part = writer.append(
-            blobs.path(p["sha256"]).open("rb"),
-            {
-                "Content-Type": p["content_type"],
-                "Content-ID": f"<{p['content_id'].removeprefix('cid:')}>",
-            },
+    # filename=None: aiohttp would otherwise name each part after its file, here the blob's
+    # digest, and call the envelope an attachment.
+    writer.append_payload(
+        BufferedReaderPayload(
+            envelope,
+            filename=None,
+            headers={"Content-Type": "application/xml", "Content-ID": "<edxml>"},
         )
-        part.set_content_disposition("attachment", filename=p["name"])
+    )
+    for p in parts:
+        writer.append_payload(
+            BufferedReaderPayload(
+                blobs.path(p["sha256"]).open("rb"),
+                filename=None,
+                headers={
+                    "Content-Type": p["content_type"],
+                    "Content-ID": f"<{p['content_id'].removeprefix('cid:')}>",
+                    "Content-Disposition": attachment_disposition(p["name"]),
+                },
+            )
+        )
     content_type = (
         f'multipart/related; type="application/xml"; start="<edxml>"; boundary={writer.boundary}'
     )
     return writer, content_type
+
+
+# RFC 8187's attr-char beside letters and digits (quote() keeps "_.-~" itself).
+_ATTR_CHARS = "!#$&+^`|"
+
+
+def attachment_disposition(name: str) -> str:
+    """``Content-Disposition`` of an attachment part named ``name``, as MIME readers decode it: a
+    quoted ``filename`` for a printable ASCII name, else ``filename*=UTF-8''…`` (RFC 2231/6266).
+    (aiohttp's own percent-encodes into a plain ``filename="C%C3%B4ng…"``, which no reader
+    decodes back.)"""
+    if name.isascii() and name.isprintable():
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'attachment; filename="{quoted}"'
+    return "attachment; filename*=UTF-8''" + quote(name, safe=_ATTR_CHARS)
 
 
 def _origin(url: str) -> str:
