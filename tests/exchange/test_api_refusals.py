@@ -369,6 +369,17 @@ async def test_cli_status_is_sent_by_a_recipient_only(
         refused(await cli("t-x", one, "03", "--key", no_agency_key, url=url), "no recipient")
     finally:
         await elsewhere.close()
+    # Text edXML cannot carry, or bytes of the command line that were not UTF-8: a usage error
+    # before anything is fetched or signed (it was lxml's ValueError, a traceback).
+    for option, value, said in (
+        ("--description", "a\x01b", "U+0001"),
+        ("--staff", "a\udcffb", "not valid UTF-8"),
+    ):
+        bad = await cli("t-ubnd", one, "03", "--key", ubnd_key, option, value)
+        assert bad.exception is None or isinstance(bad.exception, SystemExit), bad.exc_info
+        assert bad.exit_code == 2, bad.output
+        assert len(bad.output.strip().splitlines()) == 1, bad.output
+        assert option in bad.output and said in bad.output, bad.output
     # The recipient sends, as before.
     sent = await cli("t-ubnd", one, "01", "--key", ubnd_key)
     assert sent.exit_code == 0, sent.output
