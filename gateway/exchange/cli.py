@@ -479,6 +479,8 @@ def status(
 ) -> None:
     """Show DOC_ID's per-recipient history, or send status CODE (01-16) for it."""
     conn = _connection(config, url, token)
+    for option, value in (("--description", description), ("--staff", staff)):
+        _one_line(option, value)
     if code is not None and code not in MEANINGS:
         raise click.UsageError(f"CODE must be one of {', '.join(MEANINGS)}")
     if code is not None and not key:

@@ -4,6 +4,11 @@ One handler per job kind (``document.push``, ``document.status.push``). The pack
 from its blob file (aiohttp reads file bodies off the loop). A 2xx answer marks the delivery
 ``acked`` in the same transaction that closes the job; 408/425/429/5xx and network errors are
 retried by the outbox's policy; any other 4xx is permanent (dead letter, an operator replays it).
+
+As for dossier callbacks: one agency gets one document's messages in the order they were queued
+(a push waits, without using an attempt, while an earlier one to the same agency about the same
+document is still to be sent or retried), and each agency endpoint has its own circuit breaker,
+under which its pushes wait without using attempts.
 """
 
 from __future__ import annotations
@@ -12,17 +17,27 @@ import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
+import yarl
+from aiohttp.payload import BufferedReaderPayload
 
 from connectors.api import PermanentError, TransientError, transient_status
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
-from gateway.outbox import Delivery, Job
+from gateway.outbox import Breakers, Delivery, Job, NotYet
 from gateway.store import Tx
 
-__all__ = ["MESSAGE_KINDS", "PushHandler", "envelope_sha256", "handlers", "package_body"]
+__all__ = [
+    "MESSAGE_KINDS",
+    "PushHandler",
+    "attachment_disposition",
+    "envelope_sha256",
+    "handlers",
+    "package_body",
+]
 
 # The national axis's message kinds (spec/edxml.md, "Transport"), by the package's
 # BussinessDocType (0 new, 1 revoke, 2 update, 3 replace); a status message is ``status``.
@@ -46,20 +61,52 @@ def package_body(
         return envelope, "application/xml"
     parts = msgspec.json.decode(doc["meta"])["parts"]
     writer = aiohttp.MultipartWriter("related")
-    writer.append(envelope, {"Content-Type": "application/xml", "Content-ID": "<edxml>"})
-    for p in parts:
-        part = writer.append(
-            blobs.path(p["sha256"]).open("rb"),
-            {
-                "Content-Type": p["content_type"],
-                "Content-ID": f"<{p['content_id'].removeprefix('cid:')}>",
-            },
+    # filename=None: aiohttp would otherwise name each part after its file, here the blob's
+    # digest, and call the envelope an attachment.
+    writer.append_payload(
+        BufferedReaderPayload(
+            envelope,
+            filename=None,
+            headers={"Content-Type": "application/xml", "Content-ID": "<edxml>"},
         )
-        part.set_content_disposition("attachment", filename=p["name"])
+    )
+    for p in parts:
+        writer.append_payload(
+            BufferedReaderPayload(
+                blobs.path(p["sha256"]).open("rb"),
+                filename=None,
+                headers={
+                    "Content-Type": p["content_type"],
+                    "Content-ID": f"<{p['content_id'].removeprefix('cid:')}>",
+                    "Content-Disposition": attachment_disposition(p["name"]),
+                },
+            )
+        )
     content_type = (
         f'multipart/related; type="application/xml"; start="<edxml>"; boundary={writer.boundary}'
     )
     return writer, content_type
+
+
+# RFC 8187's attr-char beside letters and digits (quote() keeps "_.-~" itself).
+_ATTR_CHARS = "!#$&+^`|"
+
+
+def attachment_disposition(name: str) -> str:
+    """``Content-Disposition`` of an attachment part named ``name``, as MIME readers decode it: a
+    quoted ``filename`` for a printable ASCII name, else ``filename*=UTF-8''…`` (RFC 2231/6266).
+    (aiohttp's own percent-encodes into a plain ``filename="C%C3%B4ng…"``, which no reader
+    decodes back.)"""
+    if name.isascii() and name.isprintable():
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'attachment; filename="{quoted}"'
+    return "attachment; filename*=UTF-8''" + quote(name, safe=_ATTR_CHARS)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of an agency's endpoint: one breaker per server, whatever the path."""
+    parsed = yarl.URL(url)
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
 
 
 class PushHandler:
@@ -75,9 +122,11 @@ class PushHandler:
         *,
         kind: str = PUSH_KIND,
         timeout_s: float = 120.0,
+        breakers: Breakers | None = None,
     ) -> None:
         self.store, self.blobs, self.agencies = store, blobs, dict(agencies)
         self._session, self.kind, self.timeout_s = session, kind, timeout_s
+        self.breakers = breakers or Breakers()
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         doc_id = str(job.payload["document"])
@@ -85,9 +134,16 @@ class PushHandler:
         route = self.agencies.get(recipient)
         if route is None or not route.endpoint:
             raise PermanentError("documents", f"agency {recipient} has no push endpoint")
-        doc = await self.store.read(lambda tx: tx.one("documents.get", id=doc_id))
+        doc, earlier = await self.store.read(lambda tx: self._load(tx, job, doc_id, recipient))
         if doc is None:
             raise PermanentError("documents", f"document {doc_id} does not exist")
+        if earlier:
+            # One agency gets one document's messages in the order they were queued: a status
+            # retried after a 503 must not arrive after the later ones (06 before 01), nor a
+            # revoke before the document it revokes. A dead push no longer holds the rest back.
+            raise NotYet(
+                "documents", 0.5, f"an earlier push of {doc_id} to {recipient} is not sent yet"
+            )
         status = self.kind == STATUS_PUSH_KIND
         sha = str(job.payload["message"]) if status else doc["package_sha256"]
         headers = {
@@ -97,6 +153,11 @@ class PushHandler:
         }
         if route.token:
             headers["Authorization"] = f"Bearer {route.token}"
+        # While the agency's endpoint is failing, its pushes wait without using attempts
+        # (CircuitOpen is a NotYet), as callbacks do: an agency down for a redeploy gets them
+        # when it is back instead of dead letters.
+        breaker = self.breakers.get(f"documents {_origin(route.endpoint)}")
+        breaker.before_call()
         try:
             if status:
                 body: Any = await asyncio.to_thread(self.blobs.path(sha).open, "rb")
@@ -105,26 +166,18 @@ class PushHandler:
                 body, headers["Content-Type"] = await asyncio.to_thread(
                     package_body, doc, self.blobs
                 )
-            async with self._session().post(
-                route.endpoint,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                # An agency's endpoint is configured: a redirect would send the package (and its
-                # bearer token, within the origin) somewhere nobody configured.
-                allow_redirects=False,
-            ) as resp:
-                code = resp.status
         except FileNotFoundError:
+            breaker.release()  # ours, not the agency's
             raise PermanentError("documents", f"blob {sha} of {doc_id} is missing") from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError("documents", f"{route.endpoint}: {type(exc).__name__}") from None
-        if transient_status(code):
-            raise TransientError("documents", f"{route.endpoint} answered {code}")
-        if 300 <= code < 400:
-            raise PermanentError("documents", f"{route.endpoint} redirected the package ({code})")
-        if code >= 400:
-            raise PermanentError("documents", f"{route.endpoint} refused the package with {code}")
+        except BaseException:
+            breaker.release()
+            raise
+        try:
+            await self._post(route.endpoint, body, headers)
+        except BaseException as exc:
+            breaker.record(exc)
+            raise
+        breaker.record(None)
         if status:
             return lambda tx: Delivery(
                 reference=doc_id, service="documents/status", digests={"status": sha}
@@ -140,6 +193,45 @@ class PushHandler:
             return Delivery(reference=doc_id, service="documents/push", digests={"package": sha})
 
         return record
+
+    @staticmethod
+    def _load(tx: Tx, job: Job, doc_id: str, recipient: str) -> tuple[dict[str, Any] | None, bool]:
+        """The document row, and whether a push queued before ``job`` to the same agency about
+        the same document (or the one it revokes or updates, or another revoke or update of
+        that one) is still to be sent or retried."""
+        doc = tx.one("documents.get", id=doc_id)
+        if doc is None:
+            return None, False
+        before = tx.all(
+            "documents.pushes_before", id=job.id, document=doc_id, root=doc["target"] or doc_id
+        )
+        earlier = any(
+            msgspec.json.decode(row["payload"]).get("recipient") == recipient for row in before
+        )
+        return doc, earlier
+
+    async def _post(self, endpoint: str, body: Any, headers: dict[str, str]) -> None:
+        """POST one message. Raises TransientError (no answer, 408/425/429/5xx) or
+        PermanentError (a redirect, another 4xx)."""
+        try:
+            async with self._session().post(
+                endpoint,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                # An agency's endpoint is configured: a redirect would send the package (and its
+                # bearer token, within the origin) somewhere nobody configured.
+                allow_redirects=False,
+            ) as resp:
+                code = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError("documents", f"{endpoint}: {type(exc).__name__}") from None
+        if transient_status(code):
+            raise TransientError("documents", f"{endpoint} answered {code}")
+        if 300 <= code < 400:
+            raise PermanentError("documents", f"{endpoint} redirected the package ({code})")
+        if code >= 400:
+            raise PermanentError("documents", f"{endpoint} refused the package with {code}")
 
     def failed(
         self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
@@ -158,9 +250,16 @@ def handlers(
     blobs: BlobStore,
     agencies: Mapping[str, AgencyRoute],
     session: Callable[[], aiohttp.ClientSession],
+    *,
+    breakers: Breakers | None = None,
+    timeout_s: float = 120.0,
 ) -> dict[str, PushHandler]:
-    """The job handlers the outbox worker needs for document exchange, by kind."""
+    """The job handlers the outbox worker needs for document exchange, by kind. Both share
+    ``breakers`` (one breaker per agency endpoint, whichever kind of message goes to it)."""
+    breakers = breakers or Breakers()
     return {
-        PUSH_KIND: PushHandler(store, blobs, agencies, session, kind=PUSH_KIND),
-        STATUS_PUSH_KIND: PushHandler(store, blobs, agencies, session, kind=STATUS_PUSH_KIND),
+        kind: PushHandler(
+            store, blobs, agencies, session, kind=kind, timeout_s=timeout_s, breakers=breakers
+        )
+        for kind in (PUSH_KIND, STATUS_PUSH_KIND)
     }

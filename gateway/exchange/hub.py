@@ -519,6 +519,8 @@ class DocumentHub:
         for d in tx.all("documents.deliveries", document=target):
             if d["recipient"] not in receipt.recipients:
                 continue  # not asked: it keeps the document as it was
+            # The recipient's own statuses wait meanwhile (see record_status).
+            tx.one("documents.lock_delivery", document=target, recipient=d["recipient"])
             history = [
                 r["code"]
                 for r in tx.all(
@@ -575,6 +577,10 @@ class DocumentHub:
             now = _now()
 
             def unit(tx: Tx) -> dict[str, Any]:
+                # Units adding to one recipient's history take turns (the check below, then the
+                # insert): two that both read it before either inserted would both record,
+                # the same message twice or a step back (PostgreSQL runs units side by side).
+                tx.one("documents.lock_delivery", document=doc_id, recipient=sender)
                 doc, history, again = self._answerable(tx, doc_id, st, sender, message_sha)
                 if again:  # the same message raced in on another request
                     return {"recipient": sender, "history": history, "repeated": True}

@@ -186,28 +186,39 @@ async def test_head_of_a_document_is_refused_and_delivers_nothing(
     assert (await state())[0] == "delivered"
 
 
-def _envelope_without_attachments(pki: TestPKI, pdf: bytes, number: str) -> tuple[bytes, str]:
-    """A signed envelope whose manifest names one PDF that travels as a MIME part; its cid."""
+def _envelope_without_attachments(
+    pki: TestPKI, pdf: bytes, number: str, name: str = "cong-van.pdf"
+) -> tuple[bytes, str]:
+    """A signed envelope whose manifest names one PDF (``name``) that travels as a MIME part;
+    its cid."""
     from lxml import etree
 
     from gateway.exchange.edxml import q
 
     header = cong_van_header(TAY_NINH_STC, (NGHE_AN,), number)
-    root = etree.fromstring(
-        build_package(header, trace_for(header), [NewAttachment("cong-van.pdf", pdf)])
-    )
+    root = etree.fromstring(build_package(header, trace_for(header), [NewAttachment(name, pdf)]))
     cid = str(root.findtext(f".//{q('Reference')}/{q('ContentId')}")).removeprefix("cid:")
     root.remove(root.find(q("AttachmentEncoded")))
     envelope = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
     return sign_bytes(envelope, pki.key(f"agency-{TAY_NINH_STC}")), cid
 
 
-def _related(envelope: bytes, *parts: tuple[str, bytes]) -> aiohttp.MultipartWriter:
+def _related(
+    envelope: bytes,
+    *parts: tuple[str, bytes],
+    disposition: str = 'attachment; filename="cong-van.pdf"',
+) -> aiohttp.MultipartWriter:
     w = aiohttp.MultipartWriter("related")
     w.append(envelope, {"Content-Type": "application/xml", "Content-ID": "<edxml>"})
     for cid, pdf in parts:
-        part = w.append(pdf, {"Content-Type": "application/pdf", "Content-ID": f"<{cid}>"})
-        part.set_content_disposition("attachment", filename="cong-van.pdf")
+        w.append(
+            pdf,
+            {
+                "Content-Type": "application/pdf",
+                "Content-ID": f"<{cid}>",
+                "Content-Disposition": disposition,
+            },
+        )
     return w
 
 
@@ -370,6 +381,17 @@ async def test_cli_status_is_sent_by_a_recipient_only(
         refused(await cli("t-x", one, "03", "--key", no_agency_key, url=url), "no recipient")
     finally:
         await elsewhere.close()
+    # Text edXML cannot carry, or bytes of the command line that were not UTF-8: a usage error
+    # before anything is fetched or signed (it was lxml's ValueError, a traceback).
+    for option, value, said in (
+        ("--description", "a\x01b", "U+0001"),
+        ("--staff", "a\udcffb", "not valid UTF-8"),
+    ):
+        bad = await cli("t-ubnd", one, "03", "--key", ubnd_key, option, value)
+        assert bad.exception is None or isinstance(bad.exception, SystemExit), bad.exc_info
+        assert bad.exit_code == 2, bad.output
+        assert len(bad.output.strip().splitlines()) == 1, bad.output
+        assert option in bad.output and said in bad.output, bad.output
     # The recipient sends, as before.
     sent = await cli("t-ubnd", one, "01", "--key", ubnd_key)
     assert sent.exit_code == 0, sent.output
@@ -426,6 +448,36 @@ async def test_inbox_fetch_keeps_a_multipart_package_as_a_mime_entity(
     first, second = message.iter_parts()
     assert first["Content-ID"] == "<edxml>" and b"edXML" in first.get_payload(decode=True)
     assert second["Content-ID"] == f"<{cid}>"
+    assert second.get_payload(decode=True) == signed_pdf
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Công văn 2491 STC (100%).pdf", 'bao-cao "quy 3".pdf'],
+)
+async def test_a_forwarded_part_keeps_its_name_and_the_envelope_is_no_attachment(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes, name: str
+) -> None:
+    import email
+    import email.policy
+    from urllib.parse import quote
+
+    envelope, cid = _envelope_without_attachments(pki, signed_pdf, "3104", name)
+    sent = "attachment; filename*=UTF-8''" + quote(name, safe="")
+    async with await hub.http.post(
+        hub.url + "/v1/documents",
+        data=_related(envelope, (cid, signed_pdf), disposition=sent),
+        headers=hub.h(TAY_NINH_STC),
+    ) as r:
+        assert r.status == 202, await r.text()
+        doc = r.headers["X-Lienthong-Document"]
+    async with hub.http.get(f"{hub.url}/v1/documents/{doc}", headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+        raw = f"Content-Type: {r.headers['Content-Type']}\r\n\r\n".encode() + await r.read()
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    first, second = message.iter_parts()
+    assert first["Content-Disposition"] is None  # the envelope, not a file named by a digest
+    assert second.get_filename() == name
     assert second.get_payload(decode=True) == signed_pdf
 
 

@@ -9,6 +9,7 @@ instances never claim the same outbox job.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -651,3 +652,97 @@ async def test_each_backend_verifies_a_log_of_several_pages_each_in_one_piece(
         )
     report = await verify_module.verify_log(store)
     assert report.ok and report.entries == 30, report.problems
+
+
+def _status(tx: Tx, recipient: str, code: str, message: str) -> None:
+    tx.execute(
+        "documents.add_status",
+        document="d1",
+        recipient=recipient,
+        code=code,
+        description="",
+        staff="",
+        at="2026-12-05T00:00:00+00:00",
+        recorded_at="2026-12-05T00:00:00+00:00",
+        message_sha256=message,
+    )
+
+
+def _as_before_the_key(store_url: str, copies: list[tuple[str, str, str]]) -> None:
+    """Make the store one from before a status message was unique: no key, and (as concurrent
+    PostgreSQL units left them) ``copies`` of messages already recorded."""
+    rows = [
+        ("d1", r, c, "2026-12-05T00:00:00+00:00", "2026-12-05T00:00:00+00:00", m)
+        for r, c, m in copies
+    ]
+    insert = (
+        "INSERT INTO document_statuses (document, recipient, code, at, recorded_at, message_sha256)"
+        " VALUES ({0}, {0}, {0}, {0}, {0}, {0})"
+    )
+    if store_url.startswith("sqlite:"):
+        conn = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+        with conn:
+            conn.execute("DROP INDEX document_statuses_message")
+            conn.executemany(insert.format("?"), rows)
+        conn.close()
+        return
+    with psycopg.connect(store_url, autocommit=True) as pg:
+        pg.execute("DROP INDEX document_statuses_message")
+        pg.cursor().executemany(insert.format("%s").encode(), rows)
+        pg.execute("UPDATE lienthong_schema SET digest = 'an earlier version'")
+
+
+async def test_a_status_message_is_recorded_once_and_older_stores_are_mended(
+    store_url: str,
+) -> None:
+    one, two = "a" * 64, "b" * 64
+    async with open_store(store_url) as store:
+        await store.transact(
+            lambda tx: tx.execute(
+                "documents.insert",
+                id="d1",
+                document_id="000.00.11.H53,2026/12/05,1/STC",
+                sender="000.00.11.H53",
+                doc_type=0,
+                package_sha256="c" * 64,
+                forward_sha256=None,
+                size=1,
+                media_type="application/xml",
+                subject="",
+                target=None,
+                received_at="2026-12-05T00:00:00+00:00",
+                receipt=b"r",
+                meta="{}",
+            )
+        )
+        await store.transact(lambda tx: _status(tx, "000.00.00.H41", "01", one))
+        await store.transact(lambda tx: _status(tx, "000.00.00.G15", "01", one))  # another's
+        with pytest.raises(QueryError):
+            await store.transact(lambda tx: _status(tx, "000.00.00.H41", "01", one))
+    # A store an earlier version left with the same message recorded three times (the copies
+    # made its history 01, 01, 01, 03, 03: refused for ever as it no longer replays).
+    _as_before_the_key(
+        store_url,
+        [
+            ("000.00.00.H41", "01", one),
+            ("000.00.00.H41", "03", two),
+            ("000.00.00.H41", "01", one),
+            ("000.00.00.H41", "03", two),
+        ],
+    )
+    async with open_store(store_url) as store:
+        histories = await store.read(
+            lambda tx: {
+                r: [
+                    (h["code"], h["message_sha256"])
+                    for h in tx.all("documents.recipient_history", document="d1", recipient=r)
+                ]
+                for r in ("000.00.00.H41", "000.00.00.G15")
+            }
+        )
+        assert histories == {
+            "000.00.00.H41": [("01", one), ("03", two)],
+            "000.00.00.G15": [("01", one)],
+        }
+        with pytest.raises(QueryError):  # and the key is there
+            await store.transact(lambda tx: _status(tx, "000.00.00.H41", "03", two))

@@ -45,6 +45,20 @@ CREATE TABLE IF NOT EXISTS document_statuses (
     message_sha256 TEXT                      -- the signed status message as received (a blob)
 );
 CREATE INDEX IF NOT EXISTS document_statuses_by_doc ON document_statuses (document, recipient, id);
+-- One status message is recorded once per recipient (a retry is answered "repeated"). Stores from
+-- before this key may hold a message twice (none on SQLite, whose one writer serialised the check
+-- and the insert; PostgreSQL's concurrent units did not): the later copies go, the first stays.
+-- Only while the key is missing, so that an open does not scan the table each time.
+DELETE FROM document_statuses
+WHERE id IN (SELECT later.id
+             FROM document_statuses later
+             JOIN document_statuses first
+               ON first.document = later.document AND first.recipient = later.recipient
+              AND first.message_sha256 = later.message_sha256 AND first.id < later.id
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_master
+                               WHERE type = 'index' AND name = 'document_statuses_message'));
+CREATE UNIQUE INDEX IF NOT EXISTS document_statuses_message
+    ON document_statuses (document, recipient, message_sha256);
 
 -- name: insert
 INSERT INTO documents (id, document_id, sender, doc_type, package_sha256, forward_sha256, size,
@@ -91,6 +105,11 @@ ON CONFLICT (document, recipient) DO NOTHING;
 -- name: delivery
 SELECT * FROM document_deliveries WHERE document = :document AND recipient = :recipient;
 
+-- name: lock_delivery
+-- Taken before a unit reads a recipient's status history to add to it: two units adding to one
+-- history then take turns (PostgreSQL: FOR UPDATE; SQLite's one writer takes turns already).
+SELECT seq FROM document_deliveries WHERE document = :document AND recipient = :recipient;
+
 -- name: deliveries
 SELECT * FROM document_deliveries WHERE document = :document ORDER BY recipient;
 
@@ -126,6 +145,18 @@ FROM document_statuses WHERE document = :document ORDER BY recipient, id;
 -- name: recipient_history
 SELECT code, message_sha256, at FROM document_statuses
 WHERE document = :document AND recipient = :recipient ORDER BY id;
+
+-- name: pushes_before
+-- The push jobs (packages, status messages) queued before job :id and not finished (pending,
+-- retrying, running) about document :document or :root (the document it revokes or updates), or
+-- about a revoke or update of either: gateway.exchange.delivery holds a push back while one of
+-- them goes to the same agency. Read by state from the due index: it costs what is queued.
+SELECT j.id, j.payload
+FROM outbox_jobs j LEFT JOIN documents d ON d.id = j.document
+WHERE j.state IN ('pending', 'running') AND j.id < :id
+  AND j.kind IN ('document.push', 'document.status.push')
+  AND (j.document IN (:document, :root) OR d.target IN (:document, :root))
+ORDER BY j.id;
 
 -- name: count_documents
 SELECT id FROM documents;

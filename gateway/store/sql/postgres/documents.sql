@@ -1,7 +1,7 @@
 -- PostgreSQL versions of blocks in ../documents.sql (see audit.sql here for the "base:" lines).
 
 -- name: schema
--- base: f7d79035a9f87970
+-- base: 566381f134cae8c8
 -- AUTOINCREMENT ids (never reused) → identity columns, which never reuse a value either.
 CREATE TABLE IF NOT EXISTS documents (
     id             TEXT    PRIMARY KEY,
@@ -45,6 +45,15 @@ CREATE TABLE IF NOT EXISTS document_statuses (
     message_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS document_statuses_by_doc ON document_statuses (document, recipient, id);
+-- Concurrent units before lock_delivery recorded one message several times (and so bricked the
+-- recipient's history: it no longer replays). The later copies go, the first stays; this script
+-- runs once per schema change, under the schema lock.
+DELETE FROM document_statuses later
+USING document_statuses first
+WHERE first.document = later.document AND first.recipient = later.recipient
+  AND first.message_sha256 = later.message_sha256 AND first.id < later.id;
+CREATE UNIQUE INDEX IF NOT EXISTS document_statuses_message
+    ON document_statuses (document, recipient, message_sha256);
 
 -- name: add_delivery
 -- base: a3be4adc070be774
@@ -58,3 +67,10 @@ WITH turn AS (SELECT lienthong_audit_turn())
 INSERT INTO document_deliveries (document, recipient, mode)
 SELECT :document, :recipient, :mode FROM turn
 ON CONFLICT (document, recipient) DO NOTHING;
+
+-- name: lock_delivery
+-- base: 93d102d3cb17dccf
+-- READ COMMITTED: the row lock makes a second unit adding to the same recipient's history wait
+-- until the first commits; its next statement (the history) then sees the first one's row.
+SELECT seq FROM document_deliveries WHERE document = :document AND recipient = :recipient
+FOR UPDATE;

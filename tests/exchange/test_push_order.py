@@ -1,0 +1,200 @@
+"""Push delivery through the real outbox worker to an agency endpoint on a real socket: one
+agency gets a document's messages in the order they were queued, even when one of them has to be
+retried, and an agency endpoint that is down makes its pushes wait rather than die.
+
+The worker runs batch by batch (``run_once``) on a clock moved by hand, so what is due when is
+the test's to say; the store (SQLite) and the HTTP exchange are real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.exchange import delivery
+from gateway.exchange.hub import AgencyRoute, DocumentHub
+from gateway.exchange.model import VN_TZ
+from gateway.outbox import Breakers, Job, RetryPolicy, Worker, list_jobs
+from gateway.outbox.testing import ManualClock
+
+from .factories import NGHE_AN, TAY_NINH_STC, chunks, signed_status
+
+
+@dataclass
+class Endpoint:
+    """An agency's system: answers 503 while ``failing`` is above 0 (counting each one down),
+    or while ``down``; records what it took (headers and body) in ``received``."""
+
+    failing: int = 0
+    down: bool = False
+    calls: int = 0
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.calls += 1
+        if self.down or self.failing > 0:
+            self.failing -= 1
+            return web.Response(status=503)
+        self.received.append((dict(request.headers), body))
+        return web.Response(status=200)
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[tuple[Endpoint, str]]:
+    ep = Endpoint()
+    app = web.Application()
+    app.router.add_post("/edoc", ep.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield ep, str(server.make_url("/edoc"))
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def _pushing(hub: DocumentHub, agency: str, url: str) -> DocumentHub:
+    """The same hub (store, blobs, keys) with ``agency`` taking pushes at ``url``."""
+    agencies = {**hub.agencies, agency: AgencyRoute(agency, url)}
+    return DocumentHub(
+        hub.store,
+        hub.blobs,
+        organ_id=hub.organ_id,
+        agencies=agencies,
+        trust=hub.trust,
+        signer=hub.signer,
+    )
+
+
+def _worker(
+    hub: DocumentHub,
+    session: aiohttp.ClientSession,
+    clock: ManualClock,
+    *,
+    concurrency: int,
+    max_attempts: int = 8,
+    breakers: Breakers | None = None,
+) -> Worker:
+    handlers = delivery.handlers(
+        hub.store, hub.blobs, hub.agencies, lambda: session, breakers=breakers
+    )
+    return Worker(
+        hub.store,
+        handlers,
+        policy=RetryPolicy(max_attempts=max_attempts, base_delay=10, max_delay=10, jitter=0),
+        concurrency=concurrency,
+        clock=clock,
+    )
+
+
+async def _jobs(hub_or_worker: DocumentHub | Worker, state: str | None = None) -> list[Job]:
+    return await hub_or_worker.store.read(lambda tx: list_jobs(tx, state=state))
+
+
+async def _drain(worker: Worker, clock: ManualClock, step: float, rounds: int = 50) -> None:
+    """Run batches, moving the clock ``step`` on between them, until no job is left to run."""
+    for _ in range(rounds):
+        await worker.run_once()
+        if not await _jobs(worker, "pending"):
+            return
+        clock.advance(step)
+    raise AssertionError("jobs still pending after every round")
+
+
+async def test_statuses_reach_the_sender_in_order_after_a_retry(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    key: Callable[[str], Any],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    ep, url = endpoint
+    hub = _pushing(hub, TAY_NINH_STC, url)  # the sender's system takes its statuses pushed
+    clock = ManualClock()
+    worker = _worker(hub, session, clock, concurrency=8)
+    doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    await hub.fetch(doc, NGHE_AN, subsystem="s")
+    at = datetime(2020, 10, 30, 11, tzinfo=VN_TZ)
+    codes: dict[str, str] = {}
+
+    async def status(code: str, n: int) -> None:
+        message = signed_status(key, NGHE_AN, code, at=at + timedelta(hours=n))
+        codes[hashlib.sha256(message).hexdigest()] = code
+        await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
+
+    ep.failing = 1  # a moment's 503: the 01 is put back for 10 s
+    await status("01", 0)
+    await worker.run_once()
+    await status("03", 1)
+    await status("06", 2)
+    await worker.run_once()  # the 03 and the 06 are due now; the 01 is not
+    await _drain(worker, clock, step=1.0)
+    order = [codes[hashlib.sha256(body).hexdigest()] for _, body in ep.received]
+    assert order == ["01", "03", "06"]
+    assert ep.calls == 4  # waiting cost no call
+
+
+async def test_a_revoke_does_not_overtake_the_document_it_revokes(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    ep, url = endpoint
+    hub = _pushing(hub, NGHE_AN, url)
+    clock = ManualClock()
+    worker = _worker(hub, session, clock, concurrency=8)
+    ep.failing = 1
+    new = await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
+    await worker.run_once()  # 503: the document is put back for 10 s
+    revoke = await hub.receive(chunks(make_package(doc_type=1)), sender=TAY_NINH_STC, subsystem="s")
+    await worker.run_once()
+    await _drain(worker, clock, step=1.0)
+    got = [(h["X-Lienthong-Kind"], h["X-Lienthong-Document"]) for h, _ in ep.received]
+    assert got == [("edoc", new.id), ("revocation", revoke.id)]
+
+
+async def test_pushes_to_an_agency_that_is_down_wait_without_using_attempts(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    # Four documents for an agency whose system is being redeployed; each push may be tried
+    # twice. Once its endpoint has failed twice, the others wait for it instead of failing.
+    ep, url = endpoint
+    hub = _pushing(hub, NGHE_AN, url)
+    clock = ManualClock()
+    breakers = Breakers(failure_threshold=2, reset_after=30, clock=clock)
+    worker = _worker(hub, session, clock, concurrency=1, max_attempts=2, breakers=breakers)
+    for n in range(4):
+        await hub.receive(
+            chunks(make_package(number=f"{2600 + n}")), sender=TAY_NINH_STC, subsystem="s"
+        )
+    ep.down = True
+    for _ in range(3):  # one round of each job at least, then past every retry's delay
+        while await worker.run_once():
+            pass
+        clock.advance(10)
+    assert ep.calls == 2
+    assert await _jobs(hub, "dead") == []
+    ep.down = False  # back: what waited goes out
+    clock.advance(30)
+    await _drain(worker, clock, step=30.0)
+    assert len(ep.received) == 4
+    assert await _jobs(hub, "dead") == []
+    assert all(j.state == "done" for j in await _jobs(hub))
