@@ -7,7 +7,6 @@ import asyncio
 import errno
 import importlib
 import json
-import logging
 import os
 import socket
 import ssl
@@ -113,8 +112,9 @@ def main(ctx: click.Context) -> None:
     if ctx.invoked_subcommand != "serve":  # serve logs JSON lines (--log-level)
         # pyHanko logs as a warning what it then raises (a timestamp's imprint not matching):
         # with no logging set up, Python printed each before the command's one-line error.
-        for name in ("pyhanko", "pyhanko_certvalidator"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        from signing.cli import quiet_pyhanko
+
+        ctx.with_resource(quiet_pyhanko())
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:

@@ -14,7 +14,7 @@ from gateway.settings import Settings, SettingsError
 from signing.errors import SigningError, UntrustedSigner
 from signing.keys import SigningKey, load_key
 from signing.testing import TestPKI
-from signing.trust import TrustStore, check_usage, check_valid_now
+from signing.trust import TrustStore, check_strength, check_usage, check_valid_now
 
 __all__ = ["SigningSetup", "audit_certificate", "key_spec", "signing_setup"]
 
@@ -101,12 +101,14 @@ def _sandbox_pki(folder: Path) -> TestPKI:
 
 def _check_signing_usage(signer: SigningKey, what: str) -> None:
     """Refuse a key whose certificate may not sign documents (its extended key usage dedicates it
-    to another service: a TSA's, an OCSP responder's; or its key usage lacks digitalSignature),
+    to another service: a TSA's, an OCSP responder's; or its key usage lacks digitalSignature;
+    or its key is too weak: RSA under 2048 bits),
     or whose certificate, or an issuer given with it, is expired or not yet valid: every receipt
     and audit checkpoint it signed would be refused (``audit verify``). The rules are the
     verifier's own (:mod:`signing.trust`), and ``lienthong sign``'s."""
     try:
         check_usage(signer.certificate, "signing")
+        check_strength(signer.certificate)
         check_valid_now((signer.certificate, *signer.chain))
     except UntrustedSigner as exc:
         signer.close()

@@ -26,9 +26,9 @@ import click
 from .errors import SignatureInvalid, SigningError, UntrustedSigner
 from .keys import SigningKey, load_key
 from .report import SignatureReport
-from .trust import TrustStore, check_usage, check_valid_now
+from .trust import TrustStore, check_strength, check_usage, check_valid_now
 
-__all__ = ["commands", "pki", "sign", "tsa", "verify"]
+__all__ = ["commands", "pki", "quiet_pyhanko", "sign", "tsa", "verify"]
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -76,9 +76,11 @@ def _write(path: str, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_pyhanko() -> Any:
+def quiet_pyhanko() -> Any:
     """pyHanko and pyhanko-certvalidator log each failed validation (a warning with the whole
-    story, or a traceback) on stderr; the commands print their own report, one line on failure."""
+    story, or a traceback) on stderr; the commands print their own report, one line on failure.
+    (Every ``lienthong`` command but ``serve`` runs inside it: ``audit verify`` checks timestamps
+    with pyHanko too.)"""
     loggers = [logging.getLogger(n) for n in ("pyhanko", "pyhanko_certvalidator")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -100,6 +102,7 @@ def _check_signer(key: SigningKey, trust: TrustStore | None) -> None:
     cert = key.certificate
     try:
         check_usage(cert, "signing")
+        check_strength(cert)
     except UntrustedSigner as exc:
         _fail(f"this key may sign no document: {exc.reason}")
     try:
@@ -216,7 +219,7 @@ def sign(
         _fail(f"{infile} is not a PDF")
     _check_writable(outfile)
     try:
-        with _quiet_pyhanko():
+        with quiet_pyhanko():
             out = _sign_with(kind, data, key_spec, cert, chosen, tsa_url, trust_files)
     except SigningError as exc:
         _fail(_not_a_document(infile, kind, data, str(exc)) or str(exc))
@@ -276,7 +279,7 @@ def verify(
         _fail(f"{infile} is not a PDF")
     reports: list[SignatureReport]
     try:
-        with _quiet_pyhanko():
+        with quiet_pyhanko():
             if kind == "xml":
                 reports = [asyncio.run(verify_xml(data, trust)).report]
             else:

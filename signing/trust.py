@@ -20,7 +20,7 @@ import aiohttp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as cv_errors
@@ -40,6 +40,7 @@ __all__ = [
     "ChainResult",
     "RevocationMode",
     "TrustStore",
+    "check_strength",
     "check_usage",
     "check_valid_now",
     "common_name",
@@ -442,6 +443,22 @@ def check_valid_now(certs: Iterable[x509.Certificate]) -> None:
                 f"(valid from {c.not_valid_before_utc:%Y-%m-%d %H:%M} UTC)",
                 "not-yet-valid",
             )
+
+
+def check_strength(leaf: x509.Certificate) -> None:
+    """Raise :class:`UntrustedSigner` ("weak") for a key the norms do not let anyone sign with:
+    RSA under 2048 bits, an elliptic curve under 256. A verifier reports such signatures as
+    weak (:func:`weaknesses_of`); the gateway and ``lienthong sign`` never make them."""
+    pub = leaf.public_key()
+    if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < 2048:
+        floor = "RSA keys of at least 2048 bits"
+    elif isinstance(pub, ec.EllipticCurvePublicKey) and pub.key_size < 256:
+        floor = "elliptic curves of at least 256 bits"
+    else:
+        return
+    raise UntrustedSigner(
+        f"a {pub.key_size}-bit key is too weak to sign ({floor}): {common_name(leaf)}", "weak"
+    )
 
 
 def check_usage(leaf: x509.Certificate, usage: Usage) -> None:

@@ -35,6 +35,8 @@ def _settings(pki, signing: dict[str, str]):  # type: ignore[no-untyped-def]
         ("tsa", "extended key usage (timeStamping) does not allow signing documents"),
         ("ocsp", "extended key usage (OCSPSigning) does not allow signing documents"),
         ("no-signing-usage", "key usage does not allow signing"),
+        # The norms: RSA of at least 2048 bits; the verifier flags it weak, nobody signs with it
+        ("weak-rsa1024", "a 1024-bit key is too weak to sign (RSA keys of at least 2048 bits)"),
     ],
 )
 @pytest.mark.parametrize("form", ["pem-and-cert", "p12"])

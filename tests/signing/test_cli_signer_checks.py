@@ -27,6 +27,8 @@ REFUSED = {
     "signing documents: ocsp",
     "no-signing-usage": "this key may sign no document: key usage does not allow signing",
     "expired": "certificate expired: expired (valid until ",
+    "weak-rsa1024": "this key may sign no document: a 1024-bit key is too weak to sign (RSA keys "
+    "of at least 2048 bits): weak-rsa1024",
 }
 
 
