@@ -27,6 +27,7 @@ from connectors.api import Connector, Endpoint
 from connectors.faults import FaultPlan
 from connectors.sandboxes import run_sandboxes, sandbox_endpoint
 from gateway.auth import IDENTITY_KEY, Authenticator
+from gateway.crossorigin import cross_site_middleware
 from gateway.exchange import DocumentHub, ExchangeError
 from gateway.flows import (
     CallbackHandler,
@@ -454,6 +455,9 @@ def create_app(
             request_id_middleware,
             observe_middleware,
             problem_middleware,
+            # Before anyone is identified: a forged request is refused whoever's certificate
+            # the browser presented with it.
+            cross_site_middleware,
             identify_middleware,
         ],
         client_max_size=settings.gateway.max_body_bytes,
