@@ -311,7 +311,9 @@ class PortalProgressHandler(_PortalJob):
 
 def _superseded(job: Job, version: int) -> Callable[[Tx], Delivery]:
     """The recording of a notification done without being sent: a newer one carries the news."""
-    not_sent = Delivery(detail=f"attempt {job.attempts}: not sent, superseded by version {version}")
+    not_sent = Delivery(
+        detail=f"attempt {job.attempts}: not sent, superseded by version {version}", superseded=True
+    )
     return lambda tx: not_sent
 
 
