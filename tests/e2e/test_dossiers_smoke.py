@@ -10,3 +10,11 @@ async def test_accept_and_first_step(gateway: Gateway) -> None:
         assert r.headers["Location"] == f"/v1/dossiers/{doc['code']}"
     view = await gateway.wait_status(doc["code"], {"completed", "needs_attention", "failed"})
     print(view)
+
+
+async def test_the_console_is_served_without_blocking_the_loop(gateway: Gateway) -> None:
+    """Found while testing: each of the console's files was read from disk on the event loop,
+    at every request (500 here, where a blocking call on the loop raises)."""
+    for name in ("", "console.js", "console.css"):
+        async with gateway.http.get(f"{gateway.url}/console/{name}") as r:
+            assert r.status == 200, await r.text()
