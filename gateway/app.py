@@ -493,6 +493,10 @@ def create_app(
 async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp's default (Python/3.11 aiohttp/3.14.5) tells any client which versions to attack.
     response.headers["Server"] = SERVER
+    # The API's answers carry personal data (a dossier's people, a child's issued personal id, a
+    # lookup's citizen, a document): no browser or proxy in between may keep them on disk.
+    if request.path.startswith("/v1/"):
+        response.headers.setdefault("Cache-Control", "no-store")
 
 
 def base_url_of(listen: str) -> str:
