@@ -27,6 +27,7 @@ from connectors.api import Connector, Endpoint
 from connectors.faults import FaultPlan
 from connectors.sandboxes import run_sandboxes, sandbox_endpoint
 from gateway.auth import IDENTITY_KEY, Authenticator
+from gateway.crossorigin import cross_site_middleware
 from gateway.exchange import DocumentHub, ExchangeError
 from gateway.flows import (
     CallbackHandler,
@@ -454,6 +455,9 @@ def create_app(
             request_id_middleware,
             observe_middleware,
             problem_middleware,
+            # Before anyone is identified: a forged request is refused whoever's certificate
+            # the browser presented with it.
+            cross_site_middleware,
             identify_middleware,
         ],
         client_max_size=settings.gateway.max_body_bytes,
@@ -489,6 +493,10 @@ def create_app(
 async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp's default (Python/3.11 aiohttp/3.14.5) tells any client which versions to attack.
     response.headers["Server"] = SERVER
+    # The API's answers carry personal data (a dossier's people, a child's issued personal id, a
+    # lookup's citizen, a document): no browser or proxy in between may keep them on disk.
+    if request.path.startswith("/v1/"):
+        response.headers.setdefault("Cache-Control", "no-store")
 
 
 def base_url_of(listen: str) -> str:

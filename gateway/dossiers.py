@@ -444,7 +444,12 @@ def correct(
     before = msgspec.json.decode(row["body"])
     after = change(before)
     _finished_steps_unchanged(
-        tx, code, FLOWS[row["flow"]], before, after, unanswered=row["status"] == "failed"
+        tx,
+        code,
+        FLOWS[row["flow"]],
+        before,
+        after,
+        unanswered=_unanswered(tx, code, stopped_on_a_fault=row["status"] == "failed"),
     )
     body = canonical(after)
     tx.execute("dossiers.set_body", code=code, body=body, now=now_iso())
@@ -478,6 +483,32 @@ def correct(
     )
 
 
+def _unanswered(tx: Tx, code: str, *, stopped_on_a_fault: bool) -> set[int]:
+    """The steps of a stopped dossier an attempt of which, since the step was last resumed, may
+    have reached the registry without its answer reaching the gateway: one that ended in a
+    transient fault (a timeout, a reset, a lost reply, a 5xx — every failed attempt that was
+    retried: a refusal never is), or the last one, when the flow stopped on such a fault
+    (``failed``). Judged by the step's attempts, not by how the flow ended: a refusal after such
+    an attempt (a proxy's 403, which the registry never saw) stopped it ``needs_attention``
+    while the registry may hold the first request.
+
+    Only since the last resume: the resumed attempts send the same request again, and their
+    answer is what the operator corrects by. Counting older attempts would refuse every
+    correction for ever once a write had met one fault, however clearly refused since."""
+    since_resume: dict[int, list[str]] = {}
+    for h in tx.all("dossiers.history", dossier=code):
+        entries = since_resume.setdefault(h["idx"], [])
+        if h["outcome"] in _RESTARTS:
+            entries.clear()
+        else:
+            entries.append(h["outcome"])
+    return {
+        idx
+        for idx, outcomes in since_resume.items()
+        if "retry" in outcomes or (stopped_on_a_fault and outcomes[-1:] == ["dead"])
+    }
+
+
 def _finished_steps_unchanged(
     tx: Tx,
     code: str,
@@ -485,17 +516,17 @@ def _finished_steps_unchanged(
     before: dict[str, Any],
     after: dict[str, Any],
     *,
-    unanswered: bool,
+    unanswered: set[int],
 ) -> None:
     """Raise NotCorrectable if a correction changes what a finished step sent: finished steps
     are not repeated, so the registry keeps the old data while the later steps would send the new
     (a child renamed after its birth was registered got its health card under the new name), and
     a verified applicant could be swapped for one never verified.
 
-    ``unanswered``: the flow stopped on transient faults (timeouts, lost replies), so its last
-    write may have been registered without the gateway hearing it. That step's request is kept
-    too: changed, it went under the same idempotency key, which the registry refused for ever as
-    another request, while it held the first. Resumed as it was, it learns the outcome.
+    ``unanswered``: the steps whose writes may have been registered without the gateway hearing
+    it (see :func:`_unanswered`). Their requests are kept too: changed, they went under the same
+    idempotency key, which the registry refused for ever as another request, while it held the
+    first. Resumed as it was, the step learns the outcome.
     """
     steps = tx.all("dossiers.steps", dossier=code)
     outputs = {
@@ -506,7 +537,7 @@ def _finished_steps_unchanged(
     for s in steps:
         step = flow.step(s["name"])
         done = s["status"] == "done"
-        unknown = unanswered and step.writes and s["attempts"] > 0 and not done
+        unknown = step.writes and s["idx"] in unanswered and not done
         if not (done or unknown):
             continue
         sent = [_params_or_none(step.params, Context(doc, outputs)) for doc in (before, after)]

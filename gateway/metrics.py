@@ -40,7 +40,18 @@ class Metrics:
             registry=r,
         )
         self.attempts = Counter(
-            "lienthong_outbox_attempts", "Delivery attempts", ["kind", "outcome"], registry=r
+            "lienthong_outbox_attempts",
+            "Delivery attempts by outcome: delivered, superseded (done unsent: a newer "
+            "notification carries the news), retry, dead, discarded (a lease lost)",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.waits = Counter(
+            "lienthong_outbox_waits",
+            "Jobs put back without using an attempt (an open circuit, an earlier job of the "
+            "dossier not sent yet, a receiver's callbacks all in flight)",
+            ["kind"],
+            registry=r,
         )
         self.dead_letters = Counter(
             "lienthong_outbox_dead_letters", "Jobs that ran out of attempts", ["kind"], registry=r

@@ -6,6 +6,7 @@ bearer token (typed in once, kept in sessionStorage for the tab's life) and is c
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 
 from aiohttp import web
@@ -26,8 +27,17 @@ _CSP = (
 )
 
 
-def _read(name: str) -> bytes:
-    return resources.files(__name__).joinpath(name).read_bytes()
+_read: dict[str, bytes] = {}  # the files as first read: they change only with the package
+
+
+async def _file(name: str) -> bytes:
+    """A file of the page, read from the package once, off the loop (a disk read blocks it)."""
+    body = _read.get(name)
+    if body is None:
+        body = _read[name] = await asyncio.to_thread(
+            resources.files(__name__).joinpath(name).read_bytes
+        )
+    return body
 
 
 @routes.get("/console")
@@ -37,7 +47,7 @@ async def console_redirect(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/console/")
 async def console_index(request: web.Request) -> web.Response:
-    return _serve("index.html")
+    return await _serve("index.html")
 
 
 @routes.get("/console/{name}")
@@ -45,12 +55,12 @@ async def console_file(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in _FILES:
         raise web.HTTPNotFound()
-    return _serve(name)
+    return await _serve(name)
 
 
-def _serve(name: str) -> web.Response:
+async def _serve(name: str) -> web.Response:
     return web.Response(
-        body=_read(name),
+        body=await _file(name),
         content_type=_FILES[name],
         charset="utf-8",
         headers={

@@ -76,7 +76,9 @@ class CallbackHandler:
     attempts: a receiver being redeployed does not run them dead) and at most
     ``max_in_flight`` of its callbacks are sent at once (a receiver that hangs holds that many
     workers, not all of them). A dossier's callbacks arrive in order: one waits while an earlier
-    version is still to be sent, so a receiver never hears an older status after a newer one.
+    version is still to be sent, and one sent after a later version was (a dead callback an
+    operator replays) is done unsent, "superseded by version N", so a receiver never hears an
+    older status after a newer one.
     """
 
     def __init__(
@@ -99,7 +101,7 @@ class CallbackHandler:
         code = str(job.payload["code"])
         mine = int(job.payload["version"])
 
-        def load(tx: Tx) -> tuple[str | None, str, bytes, bool]:
+        def load(tx: Tx) -> tuple[str | None, str, bytes, list[tuple[int, str]]]:
             row = tx.one("dossiers.get", code=code)
             if row is None:
                 raise PermanentError("callback", f"dossier {code} does not exist")
@@ -107,22 +109,26 @@ class CallbackHandler:
             if doc is None:  # a job queued before documents were frozen in its payload
                 doc = msgspec.to_builtins(dossiers.view(tx, code))
                 doc["version"] = job.payload["version"]
-            others = tx.all("outbox.of_dossier", dossier=code, kind="callback", id=job.id)
-            earlier = any(
-                int(o["key"].rsplit("/", 1)[1]) < mine and o["state"] in ("pending", "running")
-                for o in others
-            )
-            return row["callback_url"], row["client"], msgspec.json.encode(doc), earlier
+            others = [
+                (_number(o["key"]), str(o["state"]))
+                for o in tx.all("outbox.of_dossier", dossier=code, kind="callback", id=job.id)
+            ]
+            return row["callback_url"], row["client"], msgspec.json.encode(doc), others
 
-        url, client, body, earlier = await self.store.read(load)
+        url, client, body, others = await self.store.read(load)
         if not url:
             return _noop
+        # A later version the receiver has already heard: this one, sent now (a dead callback an
+        # operator replayed), would arrive after it and tell an older status last.
+        sent_later = max((v for v, state in others if v > mine and state == "done"), default=None)
+        if sent_later is not None:
+            return _superseded(job, sent_later)
         subsystem = self.subsystems.get(client)
         if subsystem is None or not subsystem.allows_callback(url):
             raise PermanentError(
                 "callback", f"{url} is not under the callback_urls of subsystem {client}"
             )
-        if earlier:
+        if any(v < mine and state in ("pending", "running") for v, state in others):
             raise NotYet("callback", 0.5, "an earlier callback of this dossier is not sent yet")
         receiver = _origin(url)
         if self._in_flight.get(receiver, 0) >= self.max_in_flight:
@@ -241,10 +247,7 @@ class PortalSyncHandler(_PortalJob):
         [versions] = await self._others(job, "portal.sync")
         newest = max((v for v, _ in versions), default=mine)
         if newest > mine:  # its own sync, queued, retried or sent, carries the newer state
-            not_sent = Delivery(
-                detail=f"attempt {job.attempts}: not sent, superseded by version {newest}"
-            )
-            return lambda tx: not_sent
+            return _superseded(job, newest)
         if any(v < mine and state == "running" for v, state in versions):
             # A wait, not a failed attempt: counted as one, a slow portal ran the newest sync
             # out of attempts before it was ever sent, and the portal kept an older status.
@@ -304,6 +307,14 @@ class PortalProgressHandler(_PortalJob):
         if any(i < mine and state in ("pending", "running") for i, state in progress):
             raise NotYet("portal", 0.5, "an earlier progress record of this dossier is not sent")
         return await self._send("dossier.progress", dict(job.payload), job)
+
+
+def _superseded(job: Job, version: int) -> Callable[[Tx], Delivery]:
+    """The recording of a notification done without being sent: a newer one carries the news."""
+    not_sent = Delivery(
+        detail=f"attempt {job.attempts}: not sent, superseded by version {version}", superseded=True
+    )
+    return lambda tx: not_sent
 
 
 def _number(key: str) -> int:

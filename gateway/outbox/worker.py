@@ -87,6 +87,9 @@ class Delivery:
     detail: str | None = None
     service: str | None = None
     digests: dict[str, str] = field(default_factory=dict)
+    # Done without being sent (a newer notification carries the news): counted apart from the
+    # deliveries, as lienthong_outbox_attempts_total{outcome="superseded"}.
+    superseded: bool = False
 
 
 class _LeaseLost(Exception):
@@ -326,14 +329,17 @@ class Worker:
         self, job: Job, handler: JobHandler, record: Callable[[Tx], Any]
     ) -> None:
         now = self.clock()
+        recorded: list[Delivery] = []
 
         def work(tx: Tx) -> None:
+            recorded.clear()  # a unit the store runs again starts afresh
             # Fence FIRST: if the job is no longer ours, raising rolls back everything below, so
             # the handler's recording never runs for a result that is being discarded.
             if not tx.execute("outbox.complete", id=job.id, owner=job.owner, now=now):
                 raise _LeaseLost
             outcome = record(tx)
             d = outcome if isinstance(outcome, Delivery) else Delivery()
+            recorded.append(d)
             append(
                 tx,
                 AuditEvent(
@@ -369,8 +375,14 @@ class Worker:
                 job, handler, exc, self.policy_for(job).decide(exc, job.attempts)
             )
             return
-        self._count(job, "delivered")
-        log.info("outbox: job %s delivered", job.id, extra=_extra(job, outcome="delivered"))
+        outcome = "superseded" if recorded and recorded[-1].superseded else "delivered"
+        self._count(job, outcome)
+        log.info(
+            "outbox: job %s %s",
+            job.id,
+            "done unsent (superseded)" if outcome == "superseded" else "delivered",
+            extra=_extra(job, outcome=outcome),
+        )
 
     async def _finish_failure(
         self,
@@ -472,7 +484,10 @@ class Worker:
         if not changed:
             self._lost(job, "deferred")
             return
-        self._count(job, "deferred")
+        # A wait, not an attempt (it is refunded): lienthong_outbox_attempts_total counts what
+        # reached, or was meant to reach, the other side.
+        if self.metrics is not None:
+            self.metrics.waits.labels(kind=job.kind).inc()
         log.info(
             "outbox: job %s deferred %.1fs: %s",
             job.id,

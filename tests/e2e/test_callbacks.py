@@ -391,3 +391,51 @@ async def test_a_receiver_down_for_a_while_gets_every_callback_when_it_is_back(
                 await server.close()
     assert [j.state for j in queued] == ["done"] * len(queued), queued
     assert answered == list(range(1, len(queued) + 1)), answered
+
+
+async def test_a_replayed_dead_callback_is_not_sent_after_a_later_one(make_gateway: Any) -> None:
+    """Found by probing: version 1 died (the receiver answered 503 to it), the later versions
+    were sent, and an operator's replay of version 1 sent it last: the receiver's final word was
+    "accepted" of a completed dossier. Now it is done unsent, "superseded by version N", as a
+    portal sync is."""
+    healed = asyncio.Event()
+    answered: list[int] = []  # versions the receiver took, in order
+
+    async def hook(request: web.Request) -> web.Response:
+        version = (await request.json())["version"]
+        if version == 1 and not healed.is_set():
+            return web.Response(status=503)
+        answered.append(version)
+        return web.Response(status=204)
+
+    async with hook_at(hook) as url:
+        async with make_gateway(callback_urls=[url.rsplit("/", 1)[0] + "/"]) as gw:
+            doc = birth(1, url)
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            [dead] = await dead_callbacks(gw, doc["code"])
+            versions: list[int] = []
+            for _ in range(400):  # bounded: until every later version has been taken
+                listed = await gw.runtime.store.read(lambda tx: list_jobs(tx, limit=1000))
+                versions = [int(j.key.rsplit("/", 1)[1]) for j in listed if j.kind == "callback"]
+                if sorted(answered) == sorted(versions)[1:]:
+                    break
+                await asyncio.sleep(0.05)
+            assert answered == sorted(versions)[1:], (answered, versions)
+
+            healed.set()
+            async with await gw.post(
+                f"/v1/admin/outbox/{dead['id']}/replay", None, who="operator"
+            ) as r:
+                assert r.status == 200, await r.text()
+            for _ in range(400):
+                job = await gw.runtime.store.read(lambda tx: tx.one("outbox.get", id=dead["id"]))
+                if job["state"] == "done":
+                    break
+                await asyncio.sleep(0.05)
+            assert job["state"] == "done", job
+            async with await gw.get(f"/v1/audit/events?dossier={doc['code']}", who="auditor") as r:
+                events = (await r.json())["items"]
+    assert 1 not in answered, answered
+    [delivered] = [e for e in events if e["action"] == "step.delivered" and e["job"] == dead["id"]]
+    assert f"not sent, superseded by version {max(versions)}" in delivered["detail"], delivered

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from connectors.api import PermanentError, TransientError
 from gateway import dossiers
 from gateway.outbox import list_jobs
 from gateway.samples import sample_dossiers
@@ -377,6 +378,97 @@ async def test_a_correction_of_a_write_whose_answer_was_lost_is_refused_until_re
         # The register answered with the birth it had taken from the first, unanswered attempt.
         born = step(view, "register_birth")
         assert born["reference"].endswith(".000001"), born
+
+
+class BirthRegisterBehindAWaf:
+    """The civil-status connector behind a proxy that handles its birth registrations as
+    ``script`` says, one word a request, then lets them through: ``lost`` (the register takes it,
+    the reply is lost), ``reset`` (dropped before the register saw it), ``refuse`` (the proxy
+    answers 403 itself)."""
+
+    def __init__(self, connector: Any, script: list[str]) -> None:
+        self.connector, self.script = connector, script
+
+    async def call(self, operation: str, params: Any, **kw: Any) -> Any:
+        what = self.script.pop(0) if operation == "birth.register" and self.script else "pass"
+        if what == "refuse":
+            raise PermanentError("civil_status", "HTTP 403: Forbidden (WAF)", code="http-403")
+        if what == "reset":
+            raise TransientError("civil_status", "ConnectionResetError: reset by peer")
+        result = await self.connector.call(operation, params, **kw)
+        if what == "lost":
+            raise TransientError("civil_status", "ConnectionResetError: the reply was lost")
+        return result
+
+
+@asynccontextmanager
+async def birth_behind_a_waf(
+    make_gateway: Any, script: list[str]
+) -> AsyncIterator[tuple[Gateway, dict[str, Any], dict[str, Any]]]:
+    """A birth dossier run until its flow stopped, its registration handled as ``script`` says
+    (two attempts a run): (gateway, dossier, its view)."""
+    retry = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
+    async with make_gateway(registries={"civil_status": {"timeout_s": 2.0, "retry": retry}}) as gw:
+        connectors = gw.runtime.connectors
+        connectors["civil_status"] = BirthRegisterBehindAWaf(connectors["civil_status"], script)
+        doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=0)))
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202
+        view = await gw.wait_status(doc["code"], {"failed", "needs_attention", "completed"})
+        yield gw, doc, view
+
+
+async def resumed(gw: Gateway, code: str) -> dict[str, Any]:
+    async with await gw.post(f"/v1/dossiers/{code}/resume", None, who="operator") as r:
+        assert r.status == 202, await r.text()
+    return await gw.wait_status(code, {"failed", "needs_attention", "completed"})
+
+
+async def test_a_write_whose_reply_was_lost_before_a_refusal_is_not_corrected_unresumed(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: the register took the birth and its reply was lost; the retry met a
+    proxy's 403, a permanent refusal, so the flow stopped needs_attention (not failed), and the
+    guard, which looked at how the flow ended, let the child's name be corrected (200). The
+    resumed step, another request under the same idempotency key, was refused for ever. Now the
+    step's own attempts decide: the correction is 409 until a resume has heard the register."""
+    async with birth_behind_a_waf(make_gateway, ["lost", "refuse"]) as (gw, doc, view):
+        assert view["status"] == "needs_attention", view
+        born = step(view, "register_birth")
+        assert [h["outcome"] for h in born["history"]] == ["retry", "dead"], born
+        before = await stored_body(gw, doc["code"])
+        renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}
+        status, body = await patch(gw, doc["code"], {"reason": "tên", "data": renamed})
+        assert (status, body["type"]) == (409, PROBLEM + "status-transition"), body
+        assert "register_birth" in body["detail"] and "resume" in body["detail"], body
+        assert await stored_body(gw, doc["code"]) == before
+        # What the unanswered step did not send may still be corrected.
+        phone = {**doc["applicant"], "phone": "0912345678"}
+        status, body = await patch(gw, doc["code"], {"reason": "số điện thoại", "applicant": phone})
+        assert status == 200, body
+
+        view = await resumed(gw, doc["code"])
+        assert view["status"] == "completed", view
+        # The register answered with the birth it had taken from the first, unanswered attempt.
+        assert step(view, "register_birth")["reference"].endswith(".000001"), view
+
+
+async def test_a_refusal_heard_after_a_resume_lets_the_write_be_corrected(
+    make_gateway: Any,
+) -> None:
+    """The guard does not hold a dossier for ever: once a resume has sent the request again and
+    the answer was a refusal, with no fault since, what it refused may be corrected."""
+    async with birth_behind_a_waf(make_gateway, ["reset", "refuse", "refuse"]) as (gw, doc, _):
+        renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}
+        status, body = await patch(gw, doc["code"], {"reason": "tên", "data": renamed})
+        assert (status, body["type"]) == (409, PROBLEM + "status-transition"), body
+
+        view = await resumed(gw, doc["code"])
+        assert view["status"] == "needs_attention", view
+        status, body = await patch(gw, doc["code"], {"reason": "tên", "data": renamed})
+        assert status == 200, body
+        view = await resumed(gw, doc["code"])
+        assert view["status"] == "completed", view
 
 
 def step(view: dict[str, Any], name: str) -> dict[str, Any]:

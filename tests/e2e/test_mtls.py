@@ -38,7 +38,7 @@ async def tls_gateway(tmp_path: Path, pki: TestPKI) -> Any:
         gateway={"tls_cert": str(server_cert), "tls_key": str(server_key), "client_ca": str(pki.root_pem)},
         subsystems=[
             {"id": "VN:GOV:000.00.00.H41:motcua", "cert_fingerprint": _fingerprint(pki.cert_path(subject)),
-             "rights": ["lookups.citizen"]},
+             "rights": ["lookups.citizen", "admin"]},
             {"id": "VN:GOV:000.00.00.H41:dev", "token": "dev-token", "rights": ["lookups.citizen"]},
             {"id": "VN:GOV:000.00.00.H41:stolen", "cert_fingerprint": _fingerprint(pki.cert_path("revoked")),
              "rights": ["lookups.citizen"]},
@@ -155,3 +155,68 @@ async def test_an_unknown_revocation_status_is_asked_again_only_after_a_minute(
         status, _ = await _lookup(url, ctx)
         assert status == 200
     assert len(asked) == 1
+
+
+async def _dead_job(runtime: Any) -> int:
+    from gateway.outbox import enqueue
+    from gateway.store import Tx
+
+    def unit(tx: Tx) -> int:
+        job_id = enqueue(tx, kind="callback", key="csrf/1", payload={"code": "D-1", "version": 1})
+        assert job_id is not None
+        tx.all("outbox.claim", owner="w/1", now=10**10, lease=1, limit=1)
+        tx.execute("outbox.bury", id=job_id, owner="w/1", error="PermanentError: 410", now=1.0)
+        return job_id
+
+    job_id: int = await runtime.store.transact(unit)
+    return job_id
+
+
+async def test_a_cross_site_request_is_refused_whoever_the_certificate_names(
+    tls_gateway: Any, pki: TestPKI
+) -> None:
+    """Found by probing: the replay and resume routes read no body, so nothing refused a form
+    another web site made an operator's browser post, with the operator's client certificate
+    (SameSite does not apply to it): dead jobs were replayed and stopped dossiers resumed, audited
+    as the operator's own. Now any request that changes state and that a browser says comes
+    from another site is 403; the gateway's own pages and clients that are no browser pass."""
+    url, server_cert, runtime = tls_gateway
+    subject = "agency-000.00.00.H41"
+    ctx = _client_ssl(server_cert, pki.cert_path(subject), pki.key_path(subject))
+    job_id = await _dead_job(runtime)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    forged = [
+        {**form, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {**form, "Origin": "https://evil.example"},  # a browser without Sec-Fetch-Site
+        {**form, "Origin": "null"},  # a sandboxed frame's
+        {**form, "Sec-Fetch-Site": "same-site"},  # a sibling host of the same domain
+    ]
+
+    async with aiohttp.ClientSession() as http:
+
+        async def post(path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+            async with http.post(url + path, data="a=b", headers=headers, ssl=ctx) as r:
+                return r.status, await r.json()
+
+        for headers in forged:
+            for path in (f"/v1/admin/outbox/{job_id}/replay", "/v1/dossiers/X-1/resume"):
+                status, problem = await post(path, headers)
+                assert (status, problem["type"]) == (
+                    403,
+                    "urn:lienthong:problem:cross-site-request",
+                ), (headers, problem)
+        job = await runtime.store.read(lambda tx: tx.one("outbox.get", id=job_id))
+        assert job["state"] == "dead"
+        # A JSON write route too: the rule is the gateway's, not each route's.
+        async with http.post(url + "/v1/lookups/citizen", json={}, headers=forged[0], ssl=ctx) as r:
+            assert r.status == 403
+
+        # The gateway's own page (the console's fetch: same origin), and a client that is no
+        # browser (no Origin, no Sec-Fetch-Site), are served.
+        own = {"Origin": url, "Sec-Fetch-Site": "same-origin"}
+        status, body = await post(f"/v1/admin/outbox/{job_id}/replay", own)
+        assert (status, body["state"]) == (200, "pending"), body
+        status, problem = await post("/v1/dossiers/X-1/resume", {})
+        assert status == 404, problem
+        status, problem = await post("/v1/dossiers/X-1/resume", {"Origin": url})
+        assert status == 404, problem

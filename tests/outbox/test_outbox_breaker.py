@@ -239,7 +239,8 @@ async def test_open_circuit_defers_jobs_without_using_attempts(
     assert await state(ids[2]) == ("pending", 0, clock() + 30.0)  # deferred, attempt refunded
     assert [f.job for f in handler.failures] == ids[:2]  # a deferral is no failed attempt
     assert len(await audit_entries(store)) == 2  # and not audited
-    assert metrics.attempts.labels(kind="registry", outcome="deferred")._value.get() == 1
+    assert metrics.waits.labels(kind="registry")._value.get() == 1  # a wait, not an attempt
+    assert metrics.attempts.labels(kind="registry", outcome="deferred")._value.get() == 0
 
     clock.advance(29)
     assert await w.run_once() == 0  # nothing is due while the circuit is open

@@ -14,9 +14,10 @@ from typing import Any, cast
 
 from connectors.api import Connector, Result
 from gateway.flows.notify import PortalProgressHandler, PortalSyncHandler
+from gateway.metrics import Metrics
 from gateway.outbox import RetryPolicy, Worker, enqueue, get_job
 from gateway.outbox.testing import ManualClock
-from gateway.store import SQLiteStore
+from gateway.store import SQLiteStore, Tx
 
 CODE = "000.00.00.H41-261206-0001"
 
@@ -191,3 +192,61 @@ async def test_progress_records_reach_the_portal_in_the_order_of_their_steps(
         ("dossier.progress", "step0"),
         ("dossier.progress", "step1"),
     ]
+
+
+async def test_metrics_count_a_superseded_sync_and_a_wait_as_what_they_are(
+    tmp_path: Path,
+) -> None:
+    """Found by probing: through a portal outage every superseded sync (never sent) was counted
+    as delivered, and each wait (once a second, its attempt refunded) as a delivery attempt:
+    the delivered/dead ratio read as healthy while the portal had taken nothing."""
+    clock = ManualClock()
+    portal = Portal()
+    metrics = Metrics()
+    async with SQLiteStore(tmp_path / "gw.db") as store:
+        handlers = {
+            "portal.sync": PortalSyncHandler(cast(Connector, portal), store, metrics=metrics),
+            "portal.progress": PortalProgressHandler(
+                cast(Connector, portal), store, metrics=metrics
+            ),
+        }
+        worker = Worker(store, handlers, clock=clock, concurrency=1, metrics=metrics)
+
+        def unit(tx: Tx) -> None:
+            # The progress record first: it waits for a sync the portal does not have yet.
+            enqueue(
+                tx,
+                kind="portal.progress",
+                key=f"{CODE}/progress/0",
+                payload={"code": CODE, "step": "verify_applicant"},
+                dossier=CODE,
+                now=clock(),
+            )
+            for version, status in ((1, "accepted"), (2, "in_progress")):
+                enqueue(
+                    tx,
+                    kind="portal.sync",
+                    key=f"{CODE}/portal/{version}",
+                    payload=_snapshot(version, status),
+                    dossier=CODE,
+                    now=clock(),
+                )
+
+        await store.transact(unit)
+        assert await worker.run_once() == 1  # the progress record waits
+        assert await worker.run_once() == 1  # version 1: superseded, not sent
+        assert await worker.run_once() == 1  # version 2: sent
+        clock.advance(1.0)
+        assert await worker.run_once() == 1  # the progress record goes
+
+    def count(name: str, **labels: str) -> float:
+        value = metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+    attempts = "lienthong_outbox_attempts_total"
+    assert [op for op, _ in portal.got] == ["dossier.sync", "dossier.progress"]
+    assert count(attempts, kind="portal.sync", outcome="delivered") == 1
+    assert count(attempts, kind="portal.sync", outcome="superseded") == 1
+    assert count(attempts, kind="portal.progress", outcome="delivered") == 1
+    assert count(attempts, kind="portal.progress", outcome="deferred") == 0
+    assert count("lienthong_outbox_waits_total", kind="portal.progress") == 1
