@@ -117,14 +117,16 @@ class CivilStatusConnector(Connector):
             data = self._map(lambda: mapping.death_result(reply), TransientError)
             return Result(data=data, reference=data["death_record_number"])
         reply = await self._soap.call("DangKyKhaiSinh", fields, sign=sign)
-        data, pdf = self._map_birth(reply)
+        data, pdf = self._map_birth(reply, fields)
         data["certificate_signer"] = await self._verify_certificate(pdf)
         data["certificate_pdf"] = base64.b64encode(pdf).decode("ascii")
         return Result(data=data, reference=data["registration_number"])
 
-    def _map_birth(self, reply: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    def _map_birth(
+        self, reply: dict[str, Any], asked: dict[str, Any]
+    ) -> tuple[dict[str, Any], bytes]:
         try:
-            return mapping.birth_result(reply)
+            return mapping.birth_result(reply, asked)
         except (ValueError, KeyError, TypeError) as exc:
             raise TransientError(self.registry, f"malformed reply: {exc}") from exc
 

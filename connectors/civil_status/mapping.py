@@ -220,11 +220,14 @@ def _registered_at(reply: Mapping[str, Any]) -> str:
     return parse_datetime(str(_require(reply, "ngayDangKy"))).isoformat()
 
 
-def birth_result(reply: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
-    """``DangKyKhaiSinhResponse`` → (gateway data without the certificate, certificate PDF)."""
+def birth_result(
+    reply: Mapping[str, Any], asked: Mapping[str, Any]
+) -> tuple[dict[str, Any], bytes]:
+    """``DangKyKhaiSinhResponse`` to the ``DangKyKhaiSinh`` fields ``asked`` → (gateway data
+    without the certificate, certificate PDF)."""
     if str(reply.get("maKetQua")) != "0":
         raise ValueError(f"unexpected maKetQua {reply.get('maKetQua')!r}")
-    pid = _pid(_require(reply, "nksSoDinhDanh"), "nksSoDinhDanh")
+    pid = _child_id(_require(reply, "nksSoDinhDanh"), asked)
     pdf = reply.get("giayKhaiSinh")
     if isinstance(pdf, str):  # zeep leaves base64Binary decoded; be lenient with text
         try:
@@ -241,6 +244,24 @@ def birth_result(reply: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
         "registered_at": _registered_at(reply),
     }
     return data, pdf
+
+
+def _child_id(value: Any, asked: Mapping[str, Any]) -> str:
+    """The personal id the register issued, if it can be the child's: its digits say the
+    province that registered the birth, the century and sex, and the year of birth. One that
+    cannot was filed as the child's, and the birth, which cannot be undone, marked done: the
+    flow then died at the residence, where no correction helps."""
+    born = parse_date(str(asked["nksNgaySinh"]), _DATE)
+    pid = check_personal_id(str(value), birth_date=born)  # ValueError names the year
+    sex = {v: k for k, v in SEX_CODES.items()}[str(asked["nksGioiTinh"])]
+    if pid.province_code != asked["maTinhDangKy"]:
+        raise ValueError(
+            f"nksSoDinhDanh {pid.value} is of province {pid.province_code}; the birth was "
+            f"registered in {asked['maTinhDangKy']}"
+        )
+    if sex != "undetermined" and pid.sex != sex:  # the id's rule knows two sexes
+        raise ValueError(f"nksSoDinhDanh {pid.value} is a {pid.sex}'s; the child is {sex}")
+    return pid.value
 
 
 def death_result(reply: Mapping[str, Any]) -> dict[str, Any]:

@@ -416,3 +416,25 @@ def test_the_declarants_relation_goes_in_the_registers_words(
         params, "r-1", agency_id="000.00.00.H40", province_code="040", today=date(2026, 10, 2)
     )
     assert fields["nycQuanHe"] == on_the_wire
+
+
+@pytest.mark.parametrize(
+    ("issued", "says"),
+    [
+        ("026226123456", "nksSoDinhDanh 026226123456 is of province 026; the birth was registered"),
+        ("040326123456", "nksSoDinhDanh 040326123456 is a female's; the child is male"),
+        ("040092123456", "encodes birth year 1992, but the date of birth is 2026-10-01"),
+    ],
+    ids=["another-province", "another-sex", "another-year"],
+)
+async def test_a_personal_id_that_cannot_be_the_childs_is_a_malformed_reply(
+    connector: CivilStatusConnector, sandbox: Sandbox, issued: str, says: str
+) -> None:
+    """Found by probing: the id the register answered was checked for its shape alone. One that
+    cannot be the child's was filed as the child's and the birth, which cannot be undone, marked
+    done; the flow then died at the residence, where no correction helps. A malformed reply is
+    asked again (the register answers a repeated request from its idempotency record)."""
+    sandbox.app[REGISTRY_KEY].child_id = lambda *args: issued  # type: ignore[method-assign]
+    with pytest.raises(TransientError, match="malformed reply") as caught:
+        await connector.call("birth.register", BIRTH, idempotency_key="birth-wrong-id")
+    assert says in str(caught.value)
