@@ -15,7 +15,7 @@ from aiohttp import web
 
 from connectors.text import VIETNAM
 from gateway.parse_errors import unsupported_coding
-from gateway.problems import Problem, not_accepting
+from gateway.problems import Problem, not_accepting, send_continue
 
 __all__ = [
     "SQL_INT_MAX",
@@ -200,8 +200,13 @@ async def read_json(request: web.Request, model: type[T]) -> T:
             415, "unsupported-media-type", f"send JSON in UTF-8 (RFC 8259), not {charset}"
         )
     check_content_encoding(request)
+    limit = request.client_max_size  # [gateway] max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        # Refused before a byte is read, and before a client that waits is invited to send it.
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    await send_continue(request)
     try:
-        body = await _read_body(request, request.client_max_size)  # [gateway] max_body_bytes
+        body = await _read_body(request, limit)
     except web.RequestPayloadError as exc:  # not in its Content-Encoding (gzip that is not)
         raise unreadable_body(exc, "malformed-json") from None
     if len(body) > _DECODE_ON_LOOP_MAX:

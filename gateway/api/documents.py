@@ -42,7 +42,7 @@ from gateway.exchange.check import CheckPolicy
 from gateway.exchange.errors import ExchangeError, InvalidEdxml, PayloadTooLarge, UnknownDocument
 from gateway.exchange.hub import AgencyRoute, DocumentHub, IncomingPart
 from gateway.outbox import JobHandler
-from gateway.problems import STORE_RETRY_AFTER_S, Problem
+from gateway.problems import STORE_RETRY_AFTER_S, Problem, send_continue
 from gateway.requestid import REQUEST_ID_KEY
 
 __all__ = ["HUB_KEY", "RIGHT", "agency_routes", "blob_dir", "hub_for", "job_handlers", "routes"]
@@ -205,6 +205,7 @@ async def _body(
                 return
             yield chunk
 
+    await send_continue(request)
     return chunks()
 
 
@@ -341,6 +342,7 @@ async def _multipart(
             f"{request.content_length} bytes is over {max_bytes}",
             max_bytes=max_bytes,
         )
+    await send_continue(request)
     try:
         content = cast(StreamReader, _Received(request.content, max_bytes))
         reader = aiohttp.MultipartReader(request.headers, content)

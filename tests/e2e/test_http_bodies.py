@@ -1,11 +1,13 @@
-"""How a JSON request body is read, over a real socket: a body that keeps arriving is read
-however long it takes.
+"""How a JSON request body is read, over a real socket: ``Expect: 100-continue`` invites it only
+once the request passed every check made without it, any other expectation is a problem+json
+417 like every error, and a body that keeps arriving is read however long it takes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -45,6 +47,91 @@ async def _send(gateway: Gateway, data: bytes) -> bytes:
         return await asyncio.wait_for(reader.read(), timeout=10)
     finally:
         writer.close()
+
+
+async def test_an_expectation_other_than_100_continue_is_a_problem_logged_and_counted(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by probing: aiohttp answered it before any middleware, a text/plain 417 echoing the
+    header ("Unknown Expect: …"), with no request id, no access-log line and no metric."""
+    caplog.set_level(logging.INFO, logger="lienthong.http")
+    answer = await _send(
+        gateway,
+        _head(
+            LOOKUP,
+            "Content-Type: application/json",
+            "Expect: secret-words",
+            f"Content-Length: {len(BAD_LOOKUP)}",
+            "X-Request-Id: req-expect-1",
+        )
+        + BAD_LOOKUP,
+    )
+    status, headers, body = _parse(answer)
+    assert status == 417, answer[:300]
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["x-request-id"] == "req-expect-1"
+    problem = json.loads(body)
+    assert problem["type"] == PROBLEM + "expectation-failed"
+    assert problem["title"] == "Expectation failed" and problem["request_id"] == "req-expect-1"
+    assert b"secret-words" not in answer
+    logged = [r.getMessage() for r in caplog.records if r.name == "lienthong.http"]
+    assert f"POST {LOOKUP} 417" in logged, logged
+    async with gateway.http.get(gateway.url + "/metrics") as r:
+        metrics = await r.text()
+    assert f'route="{LOOKUP}",status="417"}} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("fields", "token", "status", "slug"),
+    [
+        pytest.param((), None, 401, "unauthenticated", id="no-identity"),
+        pytest.param((), "auditor", 403, "forbidden-service", id="no-right"),
+        pytest.param(("Content-Length: 99999999",), "motcua", 413, "payload-too-large", id="size"),
+        pytest.param(
+            ("Content-Type: text/plain",), "motcua", 415, "unsupported-media-type", id="type"
+        ),
+    ],
+)
+async def test_100_continue_is_not_sent_for_a_request_refused_without_its_body(
+    gateway: Gateway, fields: tuple[str, ...], token: str | None, status: int, slug: str
+) -> None:
+    """Found by probing: aiohttp told every ``Expect: 100-continue`` client to send its body at
+    once, with no credentials or a Content-Length of 99,999,999 on a 1 MiB route: the body was
+    invited, then refused. Now the refusal comes first, and the connection ends with it (the
+    client still holds its body)."""
+    defaults = {"Content-Type: application/json", "Content-Length: 5000"}
+    named = {f.split(":", 1)[0] for f in fields}
+    fields = (*fields, *(f for f in defaults if f.split(":", 1)[0] not in named))
+    head = _head(LOOKUP, "Expect: 100-continue", *fields, token=token)
+    answer = await _send(gateway, head)  # the body is never sent
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]
+    _, headers, body = _parse(answer)
+    assert json.loads(body)["type"] == PROBLEM + slug
+    assert headers["connection"] == "close"
+
+
+async def test_100_continue_invites_the_body_once_the_request_passed_its_checks(
+    gateway: Gateway,
+) -> None:
+    reader, writer = await _connect(gateway)
+    try:
+        writer.write(
+            _head(
+                LOOKUP,
+                "Content-Type: application/json",
+                "Expect: 100-continue",
+                f"Content-Length: {len(BAD_LOOKUP)}",
+            )
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(BAD_LOOKUP)
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    status, _, body = _parse(answer)
+    assert status == 422, answer[:300]  # the body was read, and judged
+    assert "personal_id" in json.loads(body)["detail"]
 
 
 async def test_a_json_body_that_keeps_arriving_slowly_is_read_whole(

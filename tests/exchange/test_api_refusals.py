@@ -565,3 +565,39 @@ async def test_a_fetch_answers_the_whole_document_whatever_range_or_condition_it
         metrics = await r.text()
     assert 'route="/v1/documents/{id}",status="200"} 2.0' in metrics
 
+
+async def test_100_continue_invites_a_package_only_from_a_sender_that_may_send_it(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes
+) -> None:
+    """Found by probing: aiohttp told every ``Expect: 100-continue`` client to send its body
+    before the gateway knew who it was; a refusal now comes instead, and ends the connection."""
+    data = package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf)
+    host, port = hub.url.removeprefix("http://").rsplit(":", 1)
+
+    def head(who: str) -> bytes:
+        return (
+            b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/xml\r\nExpect: 100-continue\r\n"
+            + f"Authorization: {hub.h(who)['Authorization']}\r\n".encode()
+            + f"Content-Length: {len(data)}\r\n\r\n".encode()
+        )
+
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head("outsider"))  # a subsystem without the documents right
+        refused = await asyncio.wait_for(reader.read(), timeout=10)  # to EOF: it must close
+    finally:
+        writer.close()
+    assert refused.startswith(b"HTTP/1.1 403 "), refused[:300]
+    assert json.loads(refused.partition(b"\r\n\r\n")[2])["type"] == PROBLEM + "forbidden-service"
+
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head(TAY_NINH_STC))
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        writer.write(data)
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert answer.startswith(b"HTTP/1.1 202 "), answer[:300]
