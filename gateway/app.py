@@ -42,7 +42,14 @@ from gateway.outbox.jobs import Job
 from gateway.outbox.retry import RetryPolicy
 from gateway.outbox.worker import JobHandler, Worker
 from gateway.parse_errors import server_handler_args
-from gateway.problems import CLIENT_CLOSED, SERVER, Problem, client_gone, problem_middleware
+from gateway.problems import (
+    CLIENT_CLOSED,
+    SERVER,
+    Problem,
+    client_gone,
+    defer_expectation,
+    problem_middleware,
+)
 from gateway.requestid import REQUEST_ID_KEY, request_id_middleware
 from gateway.settings import REGISTRY_NAMES, Settings, SettingsError, citizen_key
 from gateway.store import Store, StoreError, open_store
@@ -486,8 +493,17 @@ def create_app(
     app.cleanup_ctx.append(_lifecycle)
     app.on_response_prepare.append(_name_server)
     for module in (ops, dossiers, lookups, documents, admin, audit, console):
-        app.router.add_routes(module.routes)
+        app.router.add_routes(map(_deferring_expect, module.routes))
     return app
+
+
+def _deferring_expect(route: web.AbstractRouteDef) -> web.AbstractRouteDef:
+    """``route`` with defer_expectation as its expect handler: aiohttp's default one answers
+    ``Expect`` outside every middleware (gateway.problems)."""
+    if not isinstance(route, web.RouteDef):  # a StaticDef takes one too: add it here then
+        raise TypeError(f"{route!r}: only plain routes are registered here")
+    kwargs = {**route.kwargs, "expect_handler": defer_expectation}
+    return web.RouteDef(route.method, route.path, route.handler, kwargs)
 
 
 async def _name_server(request: web.Request, response: web.StreamResponse) -> None:

@@ -24,9 +24,11 @@ __all__ = [
     "SERVER",
     "Problem",
     "client_gone",
+    "defer_expectation",
     "not_accepting",
     "problem_middleware",
     "problem_response",
+    "send_continue",
 ]
 
 PROBLEM_TYPE_PREFIX = "urn:lienthong:problem:"
@@ -39,10 +41,12 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Payload too large",
     414: "URI too long",
     415: "Unsupported media type",
+    417: "Expectation failed",
     422: "Unprocessable content",
     431: "Request header fields too large",
     500: "Internal error",
@@ -82,6 +86,55 @@ class Problem(Exception):
         self.extra = extra
 
 
+# Expect (RFC 9110 §10.1.1). aiohttp answers it in the route's expect handler, before any
+# middleware: a text/plain 417 quoting the header (no request id, no log line, no metric), and a
+# "100 Continue" to any client, before its identity or its body's size was checked — inviting a
+# body that is then refused. Every route of the gateway has defer_expectation instead
+# (gateway.app): problem_middleware refuses any expectation but 100-continue (417), and the
+# handlers' body readers call send_continue once the request passed every check made without
+# its body; a refusal before then ends the connection (problem_response).
+_CONTINUED_KEY = web.RequestKey("continued", bool)
+_CONTINUE = "100-continue"
+
+
+async def defer_expectation(request: web.Request) -> None:
+    """The routes' ``expect_handler``: answers nothing; see send_continue."""
+    return None
+
+
+def _expectations(request: web.Request) -> list[str]:
+    return [
+        item.strip().lower()
+        for value in request.headers.getall("Expect", [])
+        for item in value.split(",")
+        if item.strip()
+    ]
+
+
+async def send_continue(request: web.Request) -> None:
+    """Tell a client that waits to send its body (``Expect: 100-continue``) to send it: called
+    just before the body is read, after the checks that need no body (identity, right, media
+    type, declared size)."""
+    if (
+        request.version == HttpVersion11  # RFC 9110: ignored in an HTTP/1.0 request
+        and _CONTINUE in _expectations(request)
+        and not request.get(_CONTINUED_KEY)
+        and not request.content.is_eof()  # all of it came without waiting: nothing to invite
+    ):
+        request[_CONTINUED_KEY] = True
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp does: the answer's own bytes come next
+
+
+def _body_held_back(request: web.Request) -> bool:
+    """The client may still hold its body back, waiting for a 100 Continue it was not sent."""
+    return (
+        bool(_expectations(request))
+        and not request.get(_CONTINUED_KEY)
+        and not request.content.is_eof()
+    )
+
+
 def problem_response(request: web.Request, problem: Problem) -> web.Response:
     body = {
         "type": PROBLEM_TYPE_PREFIX + problem.slug,
@@ -93,9 +146,10 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
         **problem.extra,
     }
     headers = problem.headers
-    if request.content.exception() is not None:
+    if request.content.exception() is not None or _body_held_back(request):
         # The body could not be read (a Content-Encoding it is not in): neither can the rest of
-        # it, so the connection ends with this answer.
+        # it; or the client waits to be told to send it, and will not be: the connection ends
+        # with this answer.
         headers = {**(headers or {}), "Connection": "close"}
     response = web.Response(
         status=problem.status,
@@ -157,6 +211,17 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
                 f"HTTP/{request.version.major}.{request.version.minor}: this gateway speaks "
                 "HTTP/1.1 (and 1.0)",
                 headers={"Connection": "close"},
+            ),
+        )
+    unmet = [e for e in _expectations(request) if e != _CONTINUE]
+    if unmet:
+        # RFC 9110 §10.1.1; the expectation is not quoted back (aiohttp's answer echoed it).
+        return problem_response(
+            request,
+            Problem(
+                417,
+                "expectation-failed",
+                f"this gateway meets no expectation but {_CONTINUE} (the Expect header)",
             ),
         )
     try:

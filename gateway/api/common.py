@@ -15,7 +15,7 @@ from aiohttp import web
 
 from connectors.text import VIETNAM
 from gateway.parse_errors import unsupported_coding
-from gateway.problems import Problem, not_accepting
+from gateway.problems import Problem, not_accepting, send_continue
 
 __all__ = [
     "SQL_INT_MAX",
@@ -200,17 +200,37 @@ async def read_json(request: web.Request, model: type[T]) -> T:
             415, "unsupported-media-type", f"send JSON in UTF-8 (RFC 8259), not {charset}"
         )
     check_content_encoding(request)
+    limit = request.client_max_size  # [gateway] max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        # Refused before a byte is read, and before a client that waits is invited to send it.
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    await send_continue(request)
     try:
-        # client_max_size caps it (413 before we see it). A body that came with its headers
-        # (nearly every one) is read without a timer.
-        read = request.read()
-        body = await (read if request.content.is_eof() else more_body(read))
+        body = await _read_body(request, limit)
     except web.RequestPayloadError as exc:  # not in its Content-Encoding (gzip that is not)
         raise unreadable_body(exc, "malformed-json") from None
     if len(body) > _DECODE_ON_LOOP_MAX:
         # A megabyte takes ~30 ms to parse, check and convert: every other request would wait.
         return await asyncio.to_thread(decode, body, model)
     return decode(body, model)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes once decoded (413 past it); Problem 408 when it
+    stops arriving: each wait for more of it is bounded, not the whole read, which a large body
+    sent slowly but steadily may take longer than BODY_IDLE_S to finish."""
+    if request.content.is_eof():
+        # It came with its headers (nearly every body): read without a timer; client_max_size
+        # caps it.
+        return await request.read()
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await more_body(request.content.readany()):
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def unreadable_body(exc: web.RequestPayloadError, slug: str, **extra: Any) -> Problem:

@@ -42,7 +42,7 @@ from gateway.exchange.check import CheckPolicy
 from gateway.exchange.errors import ExchangeError, InvalidEdxml, PayloadTooLarge, UnknownDocument
 from gateway.exchange.hub import AgencyRoute, DocumentHub, IncomingPart
 from gateway.outbox import JobHandler
-from gateway.problems import STORE_RETRY_AFTER_S, Problem
+from gateway.problems import STORE_RETRY_AFTER_S, Problem, send_continue
 from gateway.requestid import REQUEST_ID_KEY
 
 __all__ = ["HUB_KEY", "RIGHT", "agency_routes", "blob_dir", "hub_for", "job_handlers", "routes"]
@@ -205,6 +205,7 @@ async def _body(
                 return
             yield chunk
 
+    await send_continue(request)
     return chunks()
 
 
@@ -341,6 +342,7 @@ async def _multipart(
             f"{request.content_length} bytes is over {max_bytes}",
             max_bytes=max_bytes,
         )
+    await send_continue(request)
     try:
         content = cast(StreamReader, _Received(request.content, max_bytes))
         reader = aiohttp.MultipartReader(request.headers, content)
@@ -453,11 +455,32 @@ async def fetch(request: web.Request) -> web.StreamResponse:
     original = asked or doc["sender"] == _agency(identity)
     if doc["media_type"] == "application/xml":
         path = hub.blobs.path(delivery.envelope_sha256(doc, original=original))
-        return web.FileResponse(path, headers={"Content-Type": "application/xml"})  # sendfile
+        return await _whole_file(path, "application/xml")
     body, content_type = await asyncio.to_thread(
         lambda: delivery.package_body(doc, hub.blobs, original=original)
     )
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _whole_file(path: Path, content_type: str) -> web.Response:
+    """The file at ``path``, whole, streamed: always a 200. Not a FileResponse: that answers
+    ``Range`` and ``If-*`` headers on its own once the handler has returned (412, 416, 304 or
+    206, after the fetch had recorded the document delivered), with an empty body and no
+    problem+json, and the access log and the metrics counted them as 200s. A fetch delivers,
+    so it is no cacheable read of a file: nothing conditional, nothing partial."""
+    size = (await asyncio.to_thread(path.stat)).st_size  # a blob: named by its hash, never changed
+
+    async def chunks() -> AsyncIterator[bytes]:
+        file = await asyncio.to_thread(path.open, "rb")  # opened once it is sent
+        try:
+            while chunk := await asyncio.to_thread(file.read, _CHUNK):
+                yield chunk
+        finally:
+            await asyncio.to_thread(file.close)
+
+    return web.Response(
+        body=chunks(), headers={"Content-Type": content_type, "Content-Length": str(size)}
+    )
 
 
 @routes.post("/v1/documents/{id}/ack")

@@ -146,16 +146,26 @@ def _check_dates(doc: DossierIn, data: BirthData | DeathData) -> None:
 _CARD_AGE = 6  # BHXH issues group-TE cards to children under 6 (spec/registries.md)
 # A one-stop system's clock may run a little ahead of the gateway's; no more than this.
 _CLOCK_SKEW = timedelta(minutes=5)
+_FIRST_YEAR = 1900  # no birth or death filed is earlier (check_life_date)
 
 
 def _filed_on(doc: DossierIn) -> date:
     """The day the dossier was filed, in Vietnam (what a registration says it was declared on);
-    refuses a filing time in the future."""
+    refuses a filing time in the future, or before 1900 (as the births and deaths filed)."""
     if doc.submitted_at > datetime.now(VIETNAM) + _CLOCK_SKEW:
         raise Problem(
             422,
             "invalid-request",
             f"submitted_at: {doc.submitted_at.isoformat()} is in the future",
+            field="submitted_at",
+        )
+    if doc.submitted_at.year < _FIRST_YEAR:
+        # Before the conversion: 0001-01-01T00:00:00+07:00 (.NET's DateTime.MinValue with the
+        # office's offset, an unset field) is before year 1 in UTC, which Python cannot hold.
+        raise Problem(
+            422,
+            "invalid-request",
+            f"submitted_at: {doc.submitted_at.isoformat()} is before {_FIRST_YEAR}",
             field="submitted_at",
         )
     return doc.submitted_at.astimezone(VIETNAM).date()

@@ -111,6 +111,11 @@ BAD_DOSSIERS = [
     # Filed before the birth: refused as declared before the event; no correction changes it.
     ("inconsistent-dossier", 422, _set("submitted_at", "2026-10-31T09:00:00+07:00")),
     ("invalid-request", 422, _set("submitted_at", "2099-01-01T09:00:00+07:00")),  # the future
+    # Found by probing (December 8): .NET's DateTime.MinValue with the office's offset (an unset
+    # field) is before year 1 in UTC: converting it to Vietnam's time was a 500 (OverflowError).
+    ("invalid-request", 422, _set("submitted_at", "0001-01-01T00:00:00+07:00")),
+    ("invalid-request", 422, _set("submitted_at", "0001-01-01T00:00:00+14:00")),
+    ("invalid-request", 422, _set("submitted_at", "1899-12-31T23:59:59-12:00")),
     # A child of 6 gets no group-TE card: the flow's last step was refused for ever.
     ("inconsistent-dossier", 422, _set("data.child.birth_date", "2020-11-03")),
     # The child's residence is registered in a ward of a district: the register needs both.

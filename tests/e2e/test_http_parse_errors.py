@@ -309,7 +309,9 @@ async def test_a_body_that_stops_arriving_is_a_408_and_the_connection_ends(
     answer = await _send(gateway, head + b'{"per')  # then nothing more: ends when it is closed
     code, headers, body = _parse(answer)
     assert code == 408, answer[:300]
-    assert json.loads(body)["type"] == PROBLEM + "request-timeout"
+    problem = json.loads(body)
+    assert problem["type"] == PROBLEM + "request-timeout"
+    assert problem["title"] == "Request timeout"  # was the generic "Error"
     assert headers["connection"] == "close"
 
 

@@ -589,3 +589,79 @@ async def test_a_charset_other_than_utf8_is_415_on_every_document_body(
         headers = hub.h(NGHE_AN, **{"Content-Type": f"text/xml; charset={charset}"})
         async with hub.http.post(url, data=message, headers=headers) as r:
             assert r.status == expected, await r.text()
+
+
+@pytest.mark.parametrize(
+    "conditions",
+    [
+        pytest.param({"If-Unmodified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}, id="unmodified"),
+        pytest.param({"If-Match": '"not-this-one"'}, id="if-match"),
+        pytest.param({"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}, id="modified"),
+        pytest.param({"If-None-Match": "*"}, id="if-none-match"),
+        pytest.param({"Range": "bytes=99999999-"}, id="range-past-the-end"),
+        pytest.param({"Range": "bytes=0-9"}, id="range"),
+    ],
+)
+async def test_a_fetch_answers_the_whole_document_whatever_range_or_condition_it_names(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes, conditions: dict[str, str]
+) -> None:
+    """Found by probing: the file answer judged these headers on its own, after the fetch had
+    recorded the document delivered: 412, 304 or 416 with an empty body (no problem+json), or a
+    206 with ten bytes of it, each counted a 200 in the access log and the metrics — and the
+    recipient could ack a document it never received. A fetch delivers: it is no cacheable read
+    of a file, and answers the whole document, 200, whatever it is asked."""
+    async with await hub.send(
+        TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf)
+    ) as r:
+        assert r.status == 202
+        doc = r.headers["X-Lienthong-Document"]
+    url = f"{hub.url}/v1/documents/{doc}"
+    async with hub.http.get(url, headers=hub.h(NGHE_AN, **conditions)) as r:
+        first = await r.read()
+        assert r.status == 200, (r.status, first[:300])
+        assert r.content_type == "application/xml"
+        assert int(r.headers["Content-Length"]) == len(first)
+        assert "Content-Range" not in r.headers and "ETag" not in r.headers
+    async with hub.http.get(url, headers=hub.h(NGHE_AN)) as r:
+        assert r.status == 200
+        assert await r.read() == first and first.startswith(b"<?xml")
+    async with hub.http.get(hub.url + "/metrics") as r:
+        metrics = await r.text()
+    assert 'route="/v1/documents/{id}",status="200"} 2.0' in metrics
+
+
+async def test_100_continue_invites_a_package_only_from_a_sender_that_may_send_it(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes
+) -> None:
+    """Found by probing: aiohttp told every ``Expect: 100-continue`` client to send its body
+    before the gateway knew who it was; a refusal now comes instead, and ends the connection."""
+    data = package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf)
+    host, port = hub.url.removeprefix("http://").rsplit(":", 1)
+
+    def head(who: str) -> bytes:
+        return (
+            b"POST /v1/documents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/xml\r\nExpect: 100-continue\r\n"
+            + f"Authorization: {hub.h(who)['Authorization']}\r\n".encode()
+            + f"Content-Length: {len(data)}\r\n\r\n".encode()
+        )
+
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head("outsider"))  # a subsystem without the documents right
+        refused = await asyncio.wait_for(reader.read(), timeout=10)  # to EOF: it must close
+    finally:
+        writer.close()
+    assert refused.startswith(b"HTTP/1.1 403 "), refused[:300]
+    assert json.loads(refused.partition(b"\r\n\r\n")[2])["type"] == PROBLEM + "forbidden-service"
+
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head(TAY_NINH_STC))
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        writer.write(data)
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert answer.startswith(b"HTTP/1.1 202 "), answer[:300]
