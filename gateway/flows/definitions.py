@@ -44,9 +44,10 @@ class Step:
     params: Callable[[Context], dict[str, Any]]
     # Raises PermanentError when the registry answered but the answer stops the flow.
     judge: Callable[[Context, dict[str, Any]], None] | None = None
-    # The result fields kept in the dossier (None: all). A check needs its verdict, not the
-    # citizen's whole record: the less personal data is stored, the less can leak.
-    keep: tuple[str, ...] | None = None
+    # What of the result the dossier keeps: those fields, or what the function makes of the
+    # result (None: all). A check needs its verdict, not the citizen's whole record: the less
+    # personal data is stored, the less can leak.
+    keep: tuple[str, ...] | Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     # Whether the operation changes the registry (a lookup does not): a write whose answer was
     # lost may have been registered.
     writes: bool = True
@@ -77,11 +78,20 @@ def _agency(ctx: Context) -> str:
     return str(ctx.dossier["code"]).split("-", 1)[0]
 
 
-def _verified(name: str, who: str, person: Callable[[Context], Mapping[str, Any]]) -> Step:
+def _verified(
+    name: str,
+    who: str,
+    person: Callable[[Context], Mapping[str, Any]],
+    keep: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
+) -> Step:
     """A step that looks ``person`` up in the population registry (by id, name and birth date:
     service 037 asks for all three) and stops the flow unless the registry holds them as given.
     It keeps the verdict, not the citizen's record: the less personal data stored, the less can
-    leak."""
+    leak; and what ``keep`` takes of the record besides."""
+
+    def kept(result: Mapping[str, Any]) -> dict[str, Any]:
+        verdict = {"match": result.get("match"), "mismatches": result.get("mismatches")}
+        return {**verdict, **keep(result)} if keep is not None else verdict
 
     def params(ctx: Context) -> dict[str, Any]:
         p = person(ctx)
@@ -106,7 +116,7 @@ def _verified(name: str, who: str, person: Callable[[Context], Mapping[str, Any]
         "citizen.lookup",
         params,
         judge,
-        keep=("match", "mismatches"),
+        keep=kept,
         writes=False,
     )
 
@@ -191,11 +201,22 @@ def _deceased(ctx: Context) -> Mapping[str, Any]:
     return result
 
 
+def _last_province(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The province of the deceased's last residence as the registry holds it (where they lived,
+    else their permanent address), where the death is registered when the dossier does not say:
+    a death was registered in the connector's own province (Nghệ An's) whoever filed it."""
+    citizen = result.get("citizen") or {}
+    for address in (citizen.get("current_address"), citizen.get("permanent_address")):
+        if address and address.get("province_code"):
+            return {"residence_province": address["province_code"]}
+    return {}
+
+
 # Before the death is registered, which cannot be undone: a death of someone the population
 # registry does not hold was registered, then its residence could not be de-registered, and
 # the dossier could be neither corrected (the registered death had sent the deceased) nor
 # finished.
-VERIFY_DECEASED = _verified("verify_deceased", "deceased", _deceased)
+VERIFY_DECEASED = _verified("verify_deceased", "deceased", _deceased, keep=_last_province)
 
 
 def _death_params(ctx: Context) -> dict[str, Any]:
@@ -206,8 +227,19 @@ def _death_params(ctx: Context) -> dict[str, Any]:
         "declared_on": _declared_on(ctx),
         "agency_id": _agency(ctx),
     }
-    if dead.get("residence"):  # registered where the deceased last lived, as a birth is
-        params["place"] = {"province_code": str(dead["residence"]["province_code"]).zfill(3)}
+    # Registered where the deceased last lived, as a birth is: as the dossier says, else as the
+    # population registry said when the deceased was verified.
+    if dead.get("residence"):
+        province = str(dead["residence"]["province_code"]).zfill(3)
+    else:
+        province = str(ctx.outputs.get("verify_deceased", {}).get("residence_province") or "")
+    if not province:
+        raise PermanentError(
+            "civil_status",
+            "the deceased's last residence is not known (the population registry holds none): "
+            "give data.deceased.residence",
+        )
+    params["place"] = {"province_code": province}
     return params
 
 

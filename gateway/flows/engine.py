@@ -110,7 +110,12 @@ class FlowStepHandler:
             step.judge(ctx, result.data)
         if self.on_result is not None:
             self.on_result(code, step, result.data)
-        kept = result.data if step.keep is None else {k: result.data.get(k) for k in step.keep}
+        if step.keep is None:
+            kept = result.data
+        elif callable(step.keep):
+            kept = step.keep(result.data)
+        else:
+            kept = {k: result.data.get(k) for k in step.keep}
         data, digests = slim(kept)
 
         issued = str(result.data.get("personal_id") or "") if step.issues else ""

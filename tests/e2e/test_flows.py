@@ -493,23 +493,61 @@ async def test_a_death_is_registered_in_the_province_the_deceased_last_lived_in(
     make_gateway: Any,
 ) -> None:
     """Every death was registered in the connector's configured province (Nghệ An): the
-    deceased's last residence, when the declaration gives it, now names the registering one."""
-    doc = next(
-        d
-        for d in dossiers(40, death_share=1)
-        if d["data"]["deceased"]["residence"]["province_code"] != "040"
-    )
+    deceased's last residence, when the declaration gives it, names the registering one; when
+    it does not, the one the population registry holds (where they lived, which for a tenth of
+    its people is not their permanent address) — never the connector's default."""
+    people = {c.personal_id: c for c in Population(0).citizens(2000)}
+
+    def lived(doc: dict[str, Any]) -> str:
+        return people[doc["data"]["deceased"]["personal_id"]].current_address.province_code
+
+    deaths = dossiers(200, death_share=1)
+    doc = next(d for d in deaths if d["data"]["deceased"]["residence"]["province_code"] != "040")
     province = doc["data"]["deceased"]["residence"]["province_code"]
     view = await _filed_by_ho_chi_minh_city(make_gateway, copy.deepcopy(doc))
     assert view["status"] == "completed", view
     assert _step(view, "register_death")["reference"].startswith(f"KT.{province}."), view
 
-    # Without it (the field is optional), the connector's province, as before.
-    del doc["data"]["deceased"]["residence"]
-    doc["code"] = doc["code"][:-4] + "9999"
-    view = await _filed_by_ho_chi_minh_city(make_gateway, doc)
+    # Without it (the field is optional): where the registry says the deceased lived.
+    moved = next(
+        d
+        for d in deaths
+        if lived(d) not in ("040", d["data"]["deceased"]["residence"]["province_code"])
+    )
+    del moved["data"]["deceased"]["residence"]
+    moved["code"] = moved["code"][:-4] + "9999"  # maybe the dossier above
+    view = await _filed_by_ho_chi_minh_city(make_gateway, moved)
     assert view["status"] == "completed", view
-    assert _step(view, "register_death")["reference"].startswith("KT.040."), view
+    assert _step(view, "verify_deceased")["result"]["residence_province"] == lived(moved)
+    assert _step(view, "register_death")["reference"].startswith(f"KT.{lived(moved)}."), view
+
+
+async def test_a_death_no_residence_is_known_for_stops_before_it_is_registered(
+    make_gateway: Any,
+) -> None:
+    """Neither the dossier nor the population registry says where the deceased lived: the flow
+    stops before the death is registered, which cannot be undone, asking for the residence; the
+    correction gives it, and the death is registered there."""
+    doc = next(sample_dossiers(1, seed=0, population=100, death_share=1))
+    residence = doc["data"]["deceased"].pop("residence")
+    async with population_registry() as registry:
+        people = registry.app[REGISTRY_KEY].people
+        deceased = doc["data"]["deceased"]["personal_id"]
+        people[deceased] = replace(people[deceased], citizen=None, permanent=None)
+        async with make_gateway(registries={"population": registry.settings}) as gw:
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            view = await gw.wait_status(doc["code"], {"completed", "needs_attention", "failed"})
+            assert view["status"] == "needs_attention", view
+            stopped = _step(view, "register_death")
+            assert "give data.deceased.residence" in stopped["error"], stopped
+            assert (await sandbox_stats(gw, "civil_status"))["writes"] == {}
+            fix = {"reason": "nơi cư trú", "data": {"deceased": {**doc["data"]["deceased"],
+                                                                  "residence": residence}}}  # fmt: skip
+            view = await _correct_and_resume(gw, doc["code"], fix)
+    assert view["status"] == "completed", view
+    province = residence["province_code"]
+    assert _step(view, "register_death")["reference"].startswith(f"KT.{province}."), view
 
 
 async def test_a_registry_fault_quoting_a_personal_id_does_not_put_it_in_the_audit_log(
