@@ -94,9 +94,14 @@ def job_handlers(
     runtime: Runtime, session: Callable[[], aiohttp.ClientSession]
 ) -> dict[str, JobHandler]:
     """The outbox handlers for push delivery (``document.push``, ``document.status.push``)."""
+    # The gateway's breakers: [outbox] breaker_*, and the circuit-state gauge, as for registries.
     return dict(
         delivery.handlers(
-            runtime.store, BlobStore(blob_dir(runtime)), agency_routes(runtime), session
+            runtime.store,
+            BlobStore(blob_dir(runtime)),
+            agency_routes(runtime),
+            session,
+            breakers=runtime.breakers,
         )
     )
 

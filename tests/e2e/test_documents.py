@@ -348,6 +348,12 @@ async def test_both_directions_with_status_round_trips(
 
     await eventually(pushed_package, "the package pushed to Tây Ninh")
     assert hub.endpoint.calls >= 2  # the 503 was retried
+    # Its endpoint's breaker is the gateway's ([outbox] breaker_*), in the circuit-state gauge.
+    async with hub.http.get(hub.url + "/metrics") as r:
+        gauges = await r.text()
+    (stc,) = (a for a in hub.runtime.settings.agencies if a.id == TAY_NINH_STC)
+    pushed_to = "/".join(str(stc.endpoint).split("/")[:3])
+    assert f'lienthong_circuit_state{{endpoint="documents {pushed_to}"}} 0.0' in gauges
     (package_body,) = [b for h, b in hub.endpoint.received if h["X-Lienthong-Kind"] == "edoc"]
     assert package_body != back and await _verify_forwarded(hub, package_body) == ["000.00.00.H41"]
     document_id = "000.00.00.H41,2020/10/30,77/STC-BCTC"
