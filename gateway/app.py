@@ -308,15 +308,14 @@ async def _start_registries(runtime: Runtime, stack: AsyncExitStack) -> None:
 
 def _officer(settings: Settings, name: str) -> dict[str, str]:
     """The officer a registry is told asks (``officer_name``, ``officer_id``), where it takes
-    one and the configuration names one."""
+    one and the configuration names one; and the population registry's ``service_code``."""
     reg = settings.registry(name)
     if name == "population":
-        if reg.officer_id:
-            return {"officer_id": reg.officer_id}
-        # Only the embedded sandbox has no officer configured (a real url requires one).
+        # Only the embedded sandbox has none configured (a real url requires both).
         from connectors.population.sandbox import SANDBOX_OFFICER_ID
 
-        return {"officer_id": SANDBOX_OFFICER_ID}
+        named = {"officer_id": reg.officer_id or SANDBOX_OFFICER_ID}
+        return named | ({"service_code": reg.service_code} if reg.service_code else {})
     if name == "insurance":
         named = {"officer_name": reg.officer_name, "officer_id": reg.officer_id}
         return {k: v for k, v in named.items() if v}

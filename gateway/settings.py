@@ -447,7 +447,7 @@ class RetrySettings:
 # sandboxes bring their own; no default may reach a real registry).
 CREDENTIALS = {
     # signed Basic auth, ApiKey header; MaCanBo: the officer on whose behalf the gateway asks
-    "population": ("username", "secret", "api_key", "officer_id"),
+    "population": ("username", "secret", "api_key", "officer_id", "service_code"),
     "civil_status": (),  # signed requests (XMLDSig), no account
     # a token taken with the account; hoTenCb, cccdCb: the officer asking
     "insurance": ("username", "password", "officer_name", "officer_id"),
@@ -468,6 +468,9 @@ class RegistrySettings:
     # a registry logs who looked a citizen up. The embedded sandboxes need none.
     officer_name: str = ""
     officer_id: Annotated[str, _officer_id] = ""
+    # The public service a citizen lookup is made for (population MaDVC; a flow's calls name
+    # their dossier's procedure).
+    service_code: str = ""
     timeout_s: PositiveFloat = 10.0
     sign_requests: bool | None = None  # None: as the registry requires (civil status: signed)
     retry: RetrySettings = RetrySettings()

@@ -178,9 +178,7 @@ class InsuranceConnector(Connector):
         if meaning is None:
             raise TransientError(self.registry, f"unknown result code {code!r}{detail}", code=code)
         if meaning.transient:  # an answer (about one record), as a card check's: see there
-            raise TransientError(
-                self.registry, meaning.message + detail, code=code, answered=True
-            )
+            raise TransientError(self.registry, meaning.message + detail, code=code, answered=True)
         if code != "000":
             raise PermanentError(self.registry, meaning.message + detail, code=code)
 

@@ -78,6 +78,12 @@ def _agency(ctx: Context) -> str:
     return str(ctx.dossier["code"]).split("-", 1)[0]
 
 
+def _asking(ctx: Context) -> dict[str, str]:
+    """Who asks the population registry, and for which public service: the filing agency, and
+    the dossier's procedure (MaDVC; it was a constant no service catalogue holds)."""
+    return {"agency_id": _agency(ctx), "service_code": str(ctx.dossier["procedure"])}
+
+
 def _verified(
     name: str,
     who: str,
@@ -99,7 +105,7 @@ def _verified(
             "personal_id": p["personal_id"],
             "full_name": p["full_name"],
             "birth_date": p["birth_date"],
-            "agency_id": _agency(ctx),
+            **_asking(ctx),
         }
 
     def judge(ctx: Context, result: dict[str, Any]) -> None:
@@ -175,7 +181,7 @@ def _residence_params(ctx: Context) -> dict[str, Any]:
         "address": ctx.data["residence"],
         "household_head_id": ctx.data["mother"]["personal_id"],
         "relation": "CH03",  # the mother's child (ChuHo/QuanHe codes)
-        "agency_id": _agency(ctx),
+        **_asking(ctx),
     }
 
 
@@ -250,7 +256,7 @@ def _deregister_params(ctx: Context) -> dict[str, Any]:
         "full_name": dead["full_name"],
         "reason": "death",
         "death_record_number": ctx.outputs["register_death"]["death_record_number"],
-        "agency_id": _agency(ctx),
+        **_asking(ctx),
     }
 
 

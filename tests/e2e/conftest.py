@@ -146,7 +146,7 @@ async def population_registry(seed: int = 0) -> AsyncIterator[PopulationRegistry
     async with serve_app(app) as base:
         # A url needs the registry's credentials; this sandbox does not check them.
         settings = {"url": base + SOAP_PATH, "username": "u", "secret": "s", "api_key": "k",
-                    "officer_id": SANDBOX_OFFICER_ID, "timeout_s": 2.0, "retry": FAST_RETRY}  # fmt: skip
+                    "officer_id": SANDBOX_OFFICER_ID, "service_code": "1.001193", "timeout_s": 2.0, "retry": FAST_RETRY}  # fmt: skip
         yield PopulationRegistry(app, requests, settings)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -683,3 +684,22 @@ async def test_a_death_is_not_registered_on_another_citizens_record(make_gateway
     assert steps["verify_deceased"]["status"] == "failed", steps["verify_deceased"]
     assert "another citizen" in steps["verify_deceased"]["error"]
     assert steps["register_death"]["status"] == "pending" and writes == {}
+
+
+async def test_a_flows_population_calls_name_the_dossiers_procedure(make_gateway: Any) -> None:
+    """Found by probing: every call told the population registry it was made for the public
+    service "LIENTHONG" (MaDVC), a code no service catalogue holds. A flow's calls name the
+    procedure the dossier was filed under: a birth's 1.001193, a death's 1.000656."""
+    birth = next(sample_dossiers(1, seed=0, population=100, death_share=0))
+    death = next(sample_dossiers(1, seed=0, population=100, death_share=1, start=2))
+    async with population_registry() as registry:
+        async with make_gateway(registries={"population": registry.settings}) as gw:
+            for doc in (birth, death):
+                async with await gw.post("/v1/dossiers", doc) as r:
+                    assert r.status == 202, await r.text()
+                view = await gw.wait_status(doc["code"], {"completed", "needs_attention", "failed"})
+                assert view["status"] == "completed", view
+    services = [re.findall(rb"<(?:\w+:)?MaDVC>([^<]*)<", body) for body in registry.requests]
+    # verify applicant, verify mother, register residence; verify applicant, verify deceased,
+    # de-register residence
+    assert services == [[b"1.001193"]] * 3 + [[b"1.000656"]] * 3, services

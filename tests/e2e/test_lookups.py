@@ -448,6 +448,9 @@ async def test_the_population_registry_is_told_which_agency_asks(make_gateway: A
             rows = await gw.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=10))
     units = [re.findall(rb"<(?:\w+:)?MaDonVi>([^<]*)<", body) for body in registry.requests]
     assert units == [[b"000.00.00.H29"], [b"000.00.00.H41"]]
+    # The public service asked for: the configured one (it was "LIENTHONG", in no catalogue).
+    services = [re.findall(rb"<(?:\w+:)?MaDVC>([^<]*)<", body) for body in registry.requests]
+    assert services == [[registry.settings["service_code"].encode()]] * 2
     # What was asked is digested as before: the unit is the event's member, not the question.
     asked = hmac.new(gw.runtime.citizen_key, msgspec.json.encode(citizen_query()), hashlib.sha256)
     events = [decode_entry(r["entry"]) for r in rows]
@@ -529,6 +532,7 @@ def _pointed_at(url: str, registry: str) -> dict[str, Any]:
             "secret": "s3cret-pop",
             "api_key": "k3y-pop",
             "officer_id": "040088101111",
+            "service_code": "2.002156",
         },
         "insurance": {
             "url": url,

@@ -49,7 +49,7 @@ def _config(tmp: Path, pki: TestPKI, urls: dict[str, str], tsa_url: str, port: i
         lines.append(
             f'[registries.{name}]\nurl = "{e.url}"\nusername = "{e.username}"\npassword = "{e.password}"\n'
             f'secret = "{e.secret}"\napi_key = "{e.api_key}"\nclient_id = "{e.client_id}"\ntimeout_s = 5.0\n'
-            'officer_name = "Cán bộ một cửa"\nofficer_id = "040088101111"\n'
+            'officer_name = "Cán bộ một cửa"\nofficer_id = "040088101111"\nservice_code = "1.001193"\n'
             "retry = { max_attempts = 50, base_delay_s = 0.02, max_delay_s = 0.2 }\n"
         )
     path = tmp / "lienthong.toml"

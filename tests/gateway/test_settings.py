@@ -29,6 +29,7 @@ username = "lienthong"
 secret = "population-secret"
 api_key = "population-key"
 officer_id = "040088101111"
+service_code = "2.002156"
 timeout_s = 2.5
 retry = { max_attempts = 4 }
 

@@ -9,7 +9,7 @@ from gateway.settings import SettingsError, settings_from_mapping
 
 # What each registry's connector sends (README, [registries.<name>]).
 CREDENTIALS = {
-    "population": ("username", "secret", "api_key", "officer_id"),
+    "population": ("username", "secret", "api_key", "officer_id", "service_code"),
     "civil_status": (),
     "insurance": ("username", "password", "officer_name", "officer_id"),
     "business": ("api_key",),
@@ -24,6 +24,7 @@ GIVEN = {
     "api_key": "k-1",
     "officer_name": "Nguyễn Văn Cán Bộ",  # who asks: the registries log it
     "officer_id": "040088101111",
+    "service_code": "2.002156",  # the public service a lookup is for (population MaDVC)
 }
 
 
