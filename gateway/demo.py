@@ -160,18 +160,34 @@ _OUTPUTS = frozenset(
 
 def _clear(output: Path) -> None:
     """Remove an earlier demo's output; refuse a folder that holds anything else (a mistyped
-    --output must not delete someone's files)."""
+    --output must not delete someone's files). A demo's folder is known by the first line of
+    its lienthong.toml, written before anything else: a gateway's own folder holds the same
+    names (lienthong.toml, lienthong.db, pki/) and was deleted whole."""
     if not output.exists():
         return
     if not output.is_dir():
         raise OutputError(f"{output} is not a folder")
-    strangers = sorted(p.name for p in output.iterdir() if p.name not in _OUTPUTS)
+    names = [p.name for p in output.iterdir()]
+    strangers = sorted(name for name in names if name not in _OUTPUTS)
     if strangers:
         raise OutputError(
             f"{output} holds files a demo did not write ({', '.join(strangers[:3])}"
             f"{', …' if len(strangers) > 3 else ''}): choose another --output"
         )
+    if names and not _written_by_a_demo(output / "lienthong.toml"):
+        raise OutputError(
+            f"{output} is not an earlier demo's output (its lienthong.toml is not the one a "
+            "demo writes): choose another --output"
+        )
     shutil.rmtree(output)
+
+
+def _written_by_a_demo(config: Path) -> bool:
+    try:
+        with config.open("rb") as f:
+            return f.readline().startswith(CONFIG.split("{", 1)[0].encode())
+    except OSError:
+        return False
 
 
 def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
@@ -182,13 +198,14 @@ def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
         output.mkdir(parents=True)
     except OSError as exc:
         raise OutputError(f"cannot make {output}: {exc.strerror}") from None
+    config = _write_config(output, seed)  # first: it marks the folder as a demo's (_clear)
     handler = logging.FileHandler(output / "lienthong.log", encoding="utf-8")
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     pki = make_pki(output / "pki")
-    return pki, load_settings(_write_config(output, seed), environ={})
+    return pki, load_settings(config, environ={})
 
 
 def make_pki(folder: Path) -> TestPKI:

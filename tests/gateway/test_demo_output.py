@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.demo import OutputError, _clear, make_pki
+from gateway.demo import OutputError, _clear, _write_config, make_pki
 
 
 def test_a_folder_with_other_files_is_refused_and_kept(tmp_path: Path) -> None:
@@ -31,9 +31,33 @@ def test_an_earlier_demos_output_is_replaced(tmp_path: Path) -> None:
     (out / "artifacts").mkdir()
     for name in ("lienthong.db", "lienthong.db-wal", "lienthong.log", "summary.json"):
         (out / name).write_text("old")
+    _write_config(out, seed=0)  # what a demo writes first
     _clear(out)
     assert not out.exists()
     _clear(out)  # nothing there: nothing to do
+    out.mkdir()
+    _clear(out)  # an empty folder: taken
+    assert not out.exists()
+
+
+def test_a_gateways_own_folder_is_refused_and_kept(tmp_path: Path) -> None:
+    """Found by probing: only the names at the folder's top were compared with a demo's, and a
+    gateway's folder holds the same ones (its lienthong.toml, its store lienthong.db, pki/):
+    `demo --output` on it deleted it whole."""
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "gateway.key.pem").write_text("the production key")
+    (tmp_path / "lienthong.toml").write_text(
+        "# production\n[store]\nurl = 'sqlite:///lienthong.db'\n"
+    )
+    (tmp_path / "lienthong.db").write_bytes(b"the production store")
+    result = CliRunner().invoke(main, ["demo", "--output", str(tmp_path), "--dossiers", "1"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {tmp_path} is not an earlier demo's output (its lienthong.toml is not the one a "
+        "demo writes): choose another --output"
+    )
+    assert (tmp_path / "lienthong.db").read_bytes() == b"the production store"
+    assert (tmp_path / "pki" / "gateway.key.pem").read_text() == "the production key"
 
 
 def test_an_output_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
