@@ -82,12 +82,15 @@ def signing_setup(settings: Settings) -> SigningSetup:
 
 
 def _sandbox_pki(folder: Path) -> TestPKI:
-    """``[sandbox] pki``: the test PKI in ``folder``, made there on the first start. Raises
-    SettingsError naming the key and why the folder is no PKI (a file, a malformed index.json)."""
+    """``[sandbox] pki``: the test PKI in ``folder``, made there on the first start (the folder
+    new or empty). Raises SettingsError naming the key and why the folder is no PKI (a file, no
+    root.pem, a malformed index.json)."""
     if folder.exists() and not folder.is_dir():
         raise SettingsError(f"[sandbox] pki: {folder} is not a folder")
     try:
-        if (folder / "root.pem").exists():
+        # Made only in a new or empty folder, as `pki init` makes one: any other is loaded, and
+        # refused if it is no PKI (a folder of the operator's keys was written over).
+        if folder.exists() and any(folder.iterdir()):
             return TestPKI.load(folder)
         log.warning("creating a test PKI for the sandboxes in %s (development only)", folder)
         return TestPKI.create(folder)

@@ -205,3 +205,19 @@ def test_serve_refuses_faults_for_a_registry_it_does_not_sandbox(tmp_path: Path)
         f"Error: {config}: sandbox.faults.business: the business registry has a url: there is"
         " no sandbox to inject faults into"
     )
+
+
+def test_a_sandbox_pki_folder_holding_other_files_is_refused_never_written_over(
+    tmp_path: Path,
+) -> None:
+    """Found by probing: a folder with no root.pem was taken for a new one, and a test PKI was
+    written over what it held (the operator's gateway.key.pem, index.json). As `pki init`, a
+    PKI is made only in a new or empty folder."""
+    pki = tmp_path / "keys"
+    pki.mkdir()
+    (pki / "gateway.key.pem").write_text("MY REAL KEY")
+    config = _config(tmp_path, sections='pki = "keys"')
+    result = CliRunner().invoke(main, ["serve", "--config", str(config)])
+    assert _one_error(result) == f"Error: [sandbox] pki: {pki} is not a test PKI (no index.json)"
+    assert [p.name for p in pki.iterdir()] == ["gateway.key.pem"]
+    assert (pki / "gateway.key.pem").read_text() == "MY REAL KEY"
