@@ -146,7 +146,9 @@ def is_http_url(value: str) -> bool:
 
 def _http_url(value: str, where: str) -> None:
     if not is_http_url(value):
-        shown = url_without_password(value)
+        # Every query value hidden, as a TSA URL's are in the errors of a running gateway: a
+        # service may take its key as ?token=, ?apikey=…, and no list of names is complete.
+        shown = _QUERY_VALUE.sub(r"\1***", url_without_password(value))
         raise SettingsError(f"{where}: expected an http:// or https:// URL, got {shown!r}")
 
 
@@ -154,6 +156,7 @@ def _http_url(value: str, where: str) -> None:
 # password parameters libpq also reads from a URL's query (``?password=…``).
 _AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)")
 _QUERY_SECRET = re.compile(r"([?&](?:ssl)?password=)([^&#]*)", re.IGNORECASE)
+_QUERY_VALUE = re.compile(r"([?&][^=&#]*=)[^&#]+")
 
 
 def _url_secrets(url: str) -> list[str]:

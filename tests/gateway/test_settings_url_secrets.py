@@ -88,11 +88,17 @@ def test_a_callback_url_with_a_password_is_refused_without_it(url: str) -> None:
         ({"signing": {"tsa_url": "ftp://u:SuperSecretPw@tsa.example/"}}, "signing.tsa_url"),
         ({"audit": {"tsa_url": "https://u:SuperSecretPw@tsa example/"}}, "audit.tsa_url"),
         ({"agencies": [{"id": "000.00.11.H53", "endpoint": "https://u:SuperSecretPw@[x"}]}, "ag"),
+        # Found by probing: a TSA takes its key in the query as often (?token=), and a running
+        # gateway hides every query value of its TSA URL; the refusal at load showed them.
+        ({"signing": {"tsa_url": "ftp://tsa/?token=SuperSecret"}}, "signing.tsa_url"),
+        ({"audit": {"tsa_url": "http://tsa:bad/?k=1&token=SuperSecret"}}, "audit.tsa_url"),
     ],
 )
 def test_other_urls_are_refused_without_their_password(data: dict[str, object], where: str) -> None:
     message = _refusal(data)
     assert message.startswith(where) and "SuperSecret" not in message, message
+    if "token=" in message:
+        assert "token=***" in message, message
 
 
 @pytest.mark.parametrize(
