@@ -184,11 +184,12 @@ def _children(el: etree._Element | None, local: str) -> Iterator[etree._Element]
     return iter(el.findall(q(local)))
 
 
-def _text(el: etree._Element | None, local: str, default: str = "") -> str:
-    c = _child(el, local)
-    if c is None or c.text is None:
-        return default
-    return str(c.text).strip()
+def _text(el: etree._Element | None, local: str) -> str:
+    return _own_text(_child(el, local))
+
+
+def _own_text(el: etree._Element | None) -> str:
+    return "" if el is None or el.text is None else str(el.text).strip()
 
 
 def _required(el: etree._Element | None, local: str, where: str) -> str:
@@ -265,14 +266,15 @@ def _trace(el: etree._Element | None) -> TraceHeaderList:
         b = _child(el, "Business")
     business = None
     if b is not None:
-        doc_type = _int(b, "BussinessDocType")
-        if doc_type is None:
-            doc_type = _int(b, "BusinessDocType") or 0
-        if doc_type not in (0, 1, 2, 3):
+        typed = _business_child(b, "DocType")
+        if typed is None:  # read as 0, it made a revoke or an update a new document
+            raise InvalidEdxml("Bussiness has no BussinessDocType", field="BussinessDocType")
+        doc_type = _own_text(typed)
+        if doc_type not in ("0", "1", "2", "3"):
             raise InvalidEdxml(
-                f"BussinessDocType must be 0-3, not {doc_type}", field="BussinessDocType"
+                f"BussinessDocType must be 0-3, not {doc_type!r}", field="BussinessDocType"
             )
-        info = _child(b, "BussinessDocumentInfo")
+        info = _business_child(b, "DocumentInfo")
         receivers = tuple(
             Receiver(_required(r, "OrganId", "Receiver"), _int(r, "ReceiverType") or 1)
             for r in _children(_child(info, "ReceiverList"), "Receiver")
@@ -288,8 +290,8 @@ def _trace(el: etree._Element | None) -> TraceHeaderList:
         )
         business = Business(
             document_id=_text(b, "DocumentId"),
-            doc_type=doc_type,
-            reason=_text(b, "BussinessDocReason") or _text(b, "BusinessDocReason"),
+            doc_type=int(doc_type),
+            reason=_own_text(_business_child(b, "DocReason")),
             paper=_int(b, "Paper") or 0,
             staff_info=_staff(_child(b, "StaffInfo"))
             if _child(b, "StaffInfo") is not None
@@ -298,6 +300,19 @@ def _trace(el: etree._Element | None) -> TraceHeaderList:
             replacements=replacements,
         )
     return TraceHeaderList(traces, business)
+
+
+def _business_child(b: etree._Element, name: str) -> etree._Element | None:
+    """``Bussiness<name>``, the wire's spelling, or ``Business<name>``, which some systems
+    send: one of them, never both (which would the hub believe?)."""
+    found = [
+        c for c in (_child(b, f"Bussiness{name}"), _child(b, f"Business{name}")) if c is not None
+    ]
+    if len(found) > 1:
+        raise InvalidEdxml(
+            f"Bussiness{name} is given twice (as Business{name} too)", field=f"Bussiness{name}"
+        )
+    return found[0] if found else None
 
 
 def is_status_message(root: etree._Element) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 import pytest
@@ -245,3 +246,47 @@ def test_schema_is_lenient_on_record_order_and_business_spelling() -> None:
     root.find(f".//{q('PromulgationDate')}").text = "30/10/2020"
     schema.validate(root)
     assert read_package(root).trace.business is not None
+
+
+def _business(package: bytes, *renames: tuple[str, str]) -> etree._Element:
+    root = parse_bytes(package)
+    for old, new in renames:
+        root.find(f".//{q(old)}").tag = q(new)
+    return root
+
+
+def test_a_system_that_corrects_the_spelling_throughout_is_read_alike() -> None:
+    """Found by probing: the reader took Business/BusinessDocType, but the XSD, which runs
+    first, refused it: a system that spells it right throughout got 400. The spec: the wire
+    spells Bussiness; accept Business too."""
+    revoke = build_package(cong_van_header(), trace_for(cong_van_header(), 1), [])
+    wire = read_package(parse_bytes(revoke)).trace.business
+    root = _business(
+        revoke,
+        ("Bussiness", "Business"),
+        ("BussinessDocType", "BusinessDocType"),
+    )
+    schema.validate(root)
+    assert wire is not None and wire.doc_type == 1
+    assert read_package(root).trace.business == wire
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ("drop", "Bussiness has no BussinessDocType"),
+        ("both", "BussinessDocType is given twice (as BusinessDocType too)"),
+    ],
+)
+def test_a_business_block_says_its_doc_type_once(change: str, says: str) -> None:
+    """With either spelling allowed, neither is required by the XSD: a block without one was
+    read as 0, a new document, and a revoke became one; one with both, either."""
+    root = parse_bytes(build_package(cong_van_header(), trace_for(cong_van_header(), 1), []))
+    typed = root.find(f".//{q('BussinessDocType')}")
+    if change == "drop":
+        typed.getparent().remove(typed)
+    else:
+        etree.SubElement(typed.getparent(), q("BusinessDocType")).text = "0"
+    schema.validate(root)
+    with pytest.raises(InvalidEdxml, match=re.escape(says)):
+        read_package(root)
