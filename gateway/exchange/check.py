@@ -156,6 +156,14 @@ async def check_package(
             claimed=pkg.header.from_.organ_id,
         )
     _document_id_fits(pkg.header, sender)
+    if not pkg.trace.trace_headers:
+        # Every system that handles a package appends its TraceHeader, the sender's first; the
+        # hub appends its own to the list, and one without was forwarded with no trace of it.
+        raise InvalidEdxml(
+            "the package has no TraceHeader: its sender appends one to the TraceHeaderList "
+            "(the hub appends its own after it)",
+            field="TraceHeaderList",
+        )
     if any(t.organ_id == sender for t in pkg.header.to):
         # Its sender has it already; a delivery to itself could never be marked delivered.
         raise InvalidEdxml(

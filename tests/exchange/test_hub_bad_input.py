@@ -228,3 +228,28 @@ async def test_a_part_must_be_signed_by_its_sender_not_by_any_trusted_signer(
         etree.tostring(root, encoding="UTF-8").replace(b"2491", b"2492"), key(TAY_NINH_STC)
     )
     await hub.receive(chunks(other), sender=TAY_NINH_STC, subsystem="s", parts=parts(jointly))
+
+
+@pytest.mark.parametrize("list_kept", [False, True], ids=["no-list", "empty-list"])
+async def test_a_package_without_its_senders_trace_header_is_refused(
+    hub: DocumentHub, key: Callable[[str], Any], signed_pdf: bytes, list_kept: bool
+) -> None:
+    """Found by probing: with no TraceHeaderList (or an empty one) the package was forwarded
+    with no TraceHeader of the hub's, which edXML says every system that handles it appends —
+    its sender first."""
+    header = cong_van_header()
+    root = etree.fromstring(
+        build_package(header, trace_for(header), [NewAttachment("cv.pdf", signed_pdf)])
+    )
+    trace_list = root.find(f".//{q('TraceHeaderList')}")
+    if list_kept:
+        for th in trace_list.findall(q("TraceHeader")):
+            trace_list.remove(th)
+    else:
+        trace_list.getparent().remove(trace_list)
+    package = sign_bytes(etree.tostring(root, encoding="UTF-8"), key(TAY_NINH_STC))
+    blobs = _blobs(hub)
+    with pytest.raises(InvalidEdxml, match="the package has no TraceHeader") as refused:
+        await hub.receive(chunks(package), sender=TAY_NINH_STC, subsystem="s")
+    assert refused.value.extra["field"] == "TraceHeaderList"
+    assert _blobs(hub) == blobs
