@@ -511,7 +511,9 @@ class Worker:
         # reached, or was meant to reach, the other side.
         if self.metrics is not None:
             self.metrics.waits.labels(kind=job.kind).inc()
-        log.info(
+        # Routine (an open circuit, an earlier job of the dossier unsent): DEBUG. The circuit's
+        # opening and closing, and each failed attempt, are logged where they happen.
+        log.debug(
             "outbox: job %s deferred %.1fs: %s",
             job.id,
             delay,
