@@ -10,21 +10,37 @@ States: ``closed`` (calls pass; ``failure_threshold`` consecutive failures open 
 failure re-opens). A trial whose outcome is never recorded (its caller was cancelled) stops
 blocking others after ``reset_after``.
 
+The trial is a real job's call, and its failure says the endpoint is still down, not that the
+job is wrong: the worker :func:`watches <watch_trials>` each attempt, and an attempt whose trial
+failed is put back without using one of the job's attempts, like a job the open circuit refused.
+Only calls made while the circuit is closed use attempts (a trial judged by an answer closes it).
+
 Breakers live in one process: each gateway instance keeps its own view of each registry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from typing import Literal, TypeVar
 
 from connectors.api import PermanentError, TransientError
 from gateway.metrics import CIRCUIT_STATES, Metrics
 
-__all__ = ["Breakers", "CircuitBreaker", "CircuitOpen", "CircuitState", "NotYet", "call_registry"]
+__all__ = [
+    "Breakers",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "CircuitState",
+    "NotYet",
+    "TrialWatch",
+    "call_registry",
+    "watch_trials",
+]
 
 T = TypeVar("T")
 CircuitState = Literal["closed", "open", "half-open"]
@@ -53,6 +69,34 @@ class CircuitOpen(NotYet):
             f"circuit open; retry after {retry_after:.1f}s",
             code="circuit-open",
         )
+
+
+class TrialWatch:
+    """What one outbox attempt's calls through breakers told: whether one of them, let through as
+    a half-open circuit's trial, failed (the endpoint is still down), and for how long that
+    circuit then refuses calls. See :func:`watch_trials`."""
+
+    def __init__(self) -> None:
+        self.trials: set[CircuitBreaker] = set()  # breakers whose trial a call of ours holds
+        self.failed_trial: str | None = None  # the endpoint whose trial failed
+        self.reopened_for = 0.0  # seconds until its circuit lets a call through again
+        self.reset_after = 0.0  # that breaker's reset period
+
+
+_watch: ContextVar[TrialWatch | None] = ContextVar("lienthong_trial_watch", default=None)
+
+
+@contextlib.contextmanager
+def watch_trials() -> Iterator[TrialWatch]:
+    """Watch the breaker calls made in this context (one job's attempt: the outbox worker runs
+    each in its own task). A context that nobody watches, a lookup's, is judged the same way;
+    only nobody is told."""
+    watch = TrialWatch()
+    token = _watch.set(watch)
+    try:
+        yield watch
+    finally:
+        _watch.reset(token)
 
 
 class CircuitBreaker:
@@ -118,11 +162,17 @@ class CircuitBreaker:
             now = self._clock()
             if self._state == "open":
                 raise CircuitOpen(self.name, self.reset_after - (now - self._opened_at))
-            if self._state == "half-open":
+            trial = self._state == "half-open"
+            if trial:
                 started = self._trial_started
                 if started is not None and now - started < self.reset_after:
                     raise CircuitOpen(self.name, self.reset_after - (now - started))
                 self._trial_started = now
+        if (watch := _watch.get()) is not None:
+            if trial:
+                watch.trials.add(self)
+            else:
+                watch.trials.discard(self)
 
     def record_success(self) -> None:
         with self._lock:
@@ -144,8 +194,18 @@ class CircuitBreaker:
     def release(self) -> None:
         """Forget an in-flight trial without judging the endpoint (the caller failed for its own
         reasons, not the registry's)."""
+        self._was_trial()
         with self._lock:
             self._trial_started = None
+
+    def _was_trial(self) -> TrialWatch | None:
+        """The watch of the call ending here if :meth:`before_call` let it through as the trial
+        (a context makes one call at a time through one breaker), else None."""
+        watch = _watch.get()
+        if watch is None or self not in watch.trials:
+            return None
+        watch.trials.discard(self)
+        return watch
 
     def record(self, error: BaseException | None) -> None:
         """Judge how a call that :meth:`before_call` let through ended: ``error`` is what it
@@ -154,8 +214,10 @@ class CircuitBreaker:
         An answer counts as a success, a refusal (PermanentError) too, and a result code saying
         to try again later (``TransientError.answered``): the registry answered, so it is up. A TransientError (other than CircuitOpen), TimeoutError or OSError counts as a
         failure. Anything else (the caller was cancelled, a bug of ours) says nothing about the
-        registry: it only releases the trial slot.
+        registry: it only releases the trial slot. A failed trial is told to the attempt that
+        watches its context (:func:`watch_trials`).
         """
+        watch = self._was_trial()
         if (
             error is None
             or isinstance(error, PermanentError)
@@ -166,6 +228,14 @@ class CircuitBreaker:
             error, CircuitOpen
         ):
             self.record_failure()
+            if watch is not None:  # the trial failed: tell the attempt, and how long it waits
+                with self._lock:
+                    self._tick()
+                    shut = self._state == "open"
+                    left = self.reset_after - (self._clock() - self._opened_at)
+                watch.failed_trial = self.name
+                watch.reopened_for = max(left, 0.0) if shut else 0.0
+                watch.reset_after = self.reset_after
         else:
             self.release()
 

@@ -15,6 +15,16 @@ that the attempt happened. Not audited, because nothing was attempted: a job def
 circuit (rescheduled at ``retry_after``, its attempt refunded) and an attempt whose holder lost the
 lease (its result is discarded; the new holder's attempt is audited).
 
+Attempts: only calls made while the endpoint's circuit is closed use them. A job the open circuit
+refuses waits (above); one whose call was the half-open circuit's trial, and failed, made a real
+call (audited ``step.failed``, told to the handler) but gets its attempt back too: the endpoint is
+still down, which is not the job's fault. It waits for the circuit's next trial and one reset
+period more, so that the next trial is another waiting job's if there is one: a job that fails
+alone, while others' trials find the endpoint up, then runs out of attempts with the circuit
+closed and goes dead; a registry down for an hour keeps its work pending, not dead. (A job that
+fails alone with nothing else calling its endpoint waits the same way, a try every two reset
+periods: from its calls alone it cannot be told from an endpoint that is down.)
+
 Leases: the lease is RENEWED every ``lease / 3`` seconds while a handler runs, so a slow registry
 call keeps its job; ``run_timeout`` bounds a call that hangs. A gateway killed mid-delivery stops
 renewing; its jobs are re-claimed once ``lease_until`` passes. A late result from a holder that
@@ -42,12 +52,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from connectors.api import ConnectorError
+from connectors.api import ConnectorError, PermanentError
 from gateway.audit import AuditEvent, append, withhold_numbers
 from gateway.metrics import Metrics
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
-from .breaker import NotYet
+from .breaker import NotYet, TrialWatch, watch_trials
 from .jobs import Job, depth, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
 
@@ -281,8 +291,9 @@ class Worker:
         renewer = asyncio.create_task(self._renew(job), name=f"outbox-lease-{job.id}")
         try:
             try:
-                async with asyncio.timeout(self.run_timeout):
-                    record = await handler.run(job)
+                with watch_trials() as trials:
+                    async with asyncio.timeout(self.run_timeout):
+                        record = await handler.run(job)
             except NotYet as exc:
                 await self._defer(job, exc)
                 return
@@ -300,9 +311,14 @@ class Worker:
                         exc_info=exc,
                         extra=_extra(job),
                     )
-                await self._finish_failure(
-                    job, handler, exc, self.policy_for(job).decide(exc, job.attempts)
-                )
+                if trials.failed_trial is not None and not isinstance(exc, PermanentError):
+                    await self._finish_failure(
+                        job, handler, exc, _after_trial(trials), trial=trials.failed_trial
+                    )
+                else:
+                    await self._finish_failure(
+                        job, handler, exc, self.policy_for(job).decide(exc, job.attempts)
+                    )
                 return
             await self._finish_success(job, handler, record)
         finally:
@@ -390,11 +406,17 @@ class Worker:
         handler: JobHandler | None,
         error: BaseException,
         decision: RetryDecision | None,
+        *,
+        trial: str | None = None,
     ) -> None:
+        """Record a failed attempt: retried after ``decision``'s delay, or dead when it is None.
+        ``trial``: the endpoint whose half-open circuit's trial this attempt's call was; it failed,
+        so the attempt is refunded (see the module's Attempts)."""
         now = self.clock()
         text = _describe(error)
         dead = decision is None
         retry_in = None if decision is None else decision.delay
+        counted = "" if trial is None else f" (the trial of circuit {trial}: not counted)"
 
         def work(tx: Tx, *, with_handler: bool) -> None:
             if dead:
@@ -407,7 +429,7 @@ class Worker:
                     owner=job.owner,
                     error=text,
                     delay=retry_in,
-                    refund=0,
+                    refund=0 if trial is None else 1,
                     now=now,
                 )
             if not changed:
@@ -425,7 +447,7 @@ class Worker:
                     step=step_of(job),
                     service=_service_of(job),
                     request_id=_str(job.payload.get("request_id")),
-                    detail=f"attempt {job.attempts}: {text}"
+                    detail=f"attempt {job.attempts}{counted}: {text}"
                     + ("" if dead else f"; retry in {retry_in:.1f}s"),
                 ),
             )
@@ -456,9 +478,10 @@ class Worker:
         # the log keeps of them what the audit event does. The dossier's view keeps them whole.
         log.log(
             logging.ERROR if dead else logging.WARNING,
-            "outbox: job %s %s: %s",
+            "outbox: job %s %s%s: %s",
             job.id,
             "is dead" if dead else f"will retry in {retry_in:.1f}s",
+            counted,
             withhold_numbers(text),
             extra=_extra(job, outcome="dead" if dead else "retry", retry_in=retry_in),
         )
@@ -488,7 +511,9 @@ class Worker:
         # reached, or was meant to reach, the other side.
         if self.metrics is not None:
             self.metrics.waits.labels(kind=job.kind).inc()
-        log.info(
+        # Routine (an open circuit, an earlier job of the dossier unsent): DEBUG. The circuit's
+        # opening and closing, and each failed attempt, are logged where they happen.
+        log.debug(
             "outbox: job %s deferred %.1fs: %s",
             job.id,
             delay,
@@ -509,6 +534,14 @@ class Worker:
     def _count(self, job: Job, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.attempts.labels(kind=job.kind, outcome=outcome).inc()
+
+
+def _after_trial(trials: TrialWatch) -> RetryDecision:
+    """When a job whose call was a circuit's failed trial comes back: at the circuit's next trial
+    and one reset period later, so that trial is another waiting job's (they are due when the
+    circuit lets one through), and a job that alone fails does not keep the circuit open for all
+    of them."""
+    return RetryDecision(trials.reopened_for + trials.reset_after)
 
 
 def _str(value: object) -> str | None:

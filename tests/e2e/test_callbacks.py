@@ -393,6 +393,48 @@ async def test_a_receiver_down_for_a_while_gets_every_callback_when_it_is_back(
     assert answered == list(range(1, len(queued) + 1)), answered
 
 
+async def test_a_receiver_failing_through_many_trials_still_gets_every_callback(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: each time the receiver's circuit let a trial through, that callback
+    used one of its attempts, and a receiver answering 500 for about a minute ran the dossier's
+    first callbacks dead one after another. A failed trial uses no attempt now: here each
+    callback may be tried 4 times and the receiver fails 12 calls in a row."""
+    answered: list[int] = []
+    failed = 0
+
+    async def hook(request: web.Request) -> web.Response:
+        nonlocal failed
+        version = (await request.json())["version"]
+        if failed < 12:
+            failed += 1
+            return web.Response(status=503)
+        answered.append(version)
+        return web.Response(status=204)
+
+    few = {"max_attempts": 4, "base_delay_s": 0.02, "max_delay_s": 0.1, "jitter": 0.1}
+    async with hook_at(hook) as url:
+        async with make_gateway(
+            callback_urls=[url.rsplit("/", 1)[0] + "/"],
+            registries={"portal": {"retry": few}},
+            outbox={"breaker_failures": 2, "breaker_reset_s": 0.1},
+        ) as gw:
+            doc = birth(1, url)
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            await gw.wait_status(doc["code"], {"completed"})
+            queued: list[Any] = []
+            for _ in range(600):  # bounded: until every callback is done or dead
+                listed = await gw.runtime.store.read(lambda tx: list_jobs(tx, limit=1000))
+                queued = [j for j in listed if j.kind == "callback"]
+                if queued and all(j.state in ("done", "dead") for j in queued):
+                    break
+                await asyncio.sleep(0.05)
+    assert failed == 12
+    assert [j.state for j in queued] == ["done"] * len(queued), queued
+    assert answered == list(range(1, len(queued) + 1)), answered
+
+
 async def test_a_replayed_dead_callback_is_not_sent_after_a_later_one(make_gateway: Any) -> None:
     """Found by probing: version 1 died (the receiver answered 503 to it), the later versions
     were sent, and an operator's replay of version 1 sent it last: the receiver's final word was

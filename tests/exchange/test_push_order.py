@@ -198,3 +198,34 @@ async def test_pushes_to_an_agency_that_is_down_wait_without_using_attempts(
     assert len(ep.received) == 4
     assert await _jobs(hub, "dead") == []
     assert all(j.state == "done" for j in await _jobs(hub))
+
+
+async def test_pushes_wait_out_an_outage_longer_than_their_attempts(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    """Found by probing: every 30 s the half-open circuit let one push through as its trial, and
+    that try used one of the push's attempts, so an agency down for a couple of minutes got its
+    pushes dead-lettered one trial at a time. A failed trial uses no attempt now."""
+    ep, url = endpoint
+    hub = _pushing(hub, NGHE_AN, url)
+    clock = ManualClock()
+    breakers = Breakers(failure_threshold=2, reset_after=30, clock=clock)
+    worker = _worker(hub, session, clock, concurrency=1, max_attempts=2, breakers=breakers)
+    for n in range(4):
+        await hub.receive(
+            chunks(make_package(number=f"{2700 + n}")), sender=TAY_NINH_STC, subsystem="s"
+        )
+    ep.down = True
+    for _ in range(60):  # ten minutes down: a trial every 30 s
+        while await worker.run_once():
+            pass
+        clock.advance(10)
+    assert ep.calls >= 2 + 8  # two that opened the circuit, then the trials, each a real call
+    assert await _jobs(hub, "dead") == []
+    ep.down = False
+    await _drain(worker, clock, step=30.0)
+    assert len(ep.received) == 4
+    assert all(j.state == "done" for j in await _jobs(hub))

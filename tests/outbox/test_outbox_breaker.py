@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -253,3 +254,115 @@ async def test_open_circuit_defers_jobs_without_using_attempts(
     assert await w.run_once() == 1
     assert await w.run_once() == 1
     assert [(await state(i))[:2] for i in ids] == [("done", 2), ("done", 2), ("done", 1)]
+
+
+async def _run_for(w: Worker, clock: ManualClock, seconds: int) -> None:
+    """Move the clock one second at a time, running every job due at each."""
+    for _ in range(seconds):
+        clock.advance(1)
+        for _ in range(50):  # bounded: a job deferred by 0 s would otherwise come back at once
+            if not await w.run_once():
+                break
+
+
+async def test_a_failed_trial_uses_no_attempt_so_an_outage_does_not_kill_the_job(
+    store: SQLiteStore, clock: ManualClock
+) -> None:
+    """Found by probing: the half-open circuit's trial is a real job's call, and its failure
+    spent one of the job's attempts; with the defaults a dossier went failed (a callback, a push
+    dead) after about a minute of an outage, although its circuit was open. Now only calls made
+    while the circuit is closed use attempts."""
+    breakers = Breakers(failure_threshold=2, reset_after=30.0, clock=clock)
+    registry_up = False
+    calls = 0
+
+    async def deliver(job: Job) -> None:
+        async def send() -> None:
+            nonlocal calls
+            calls += 1
+            if not registry_up:
+                raise TransientError("civil_status", "HTTP 503: Service Unavailable")
+
+        await call_registry(breakers.get("civil_status"), "death.register", send, None)
+
+    handler = ScriptedHandler(call=deliver)
+    metrics = Metrics()
+    policy = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=60.0, rng=lambda: 0.0)
+    w = Worker(
+        store, {"registry": handler}, policy=policy, clock=clock, concurrency=1, metrics=metrics
+    )
+    job_id = await store.transact(
+        lambda tx: enqueue(tx, kind="registry", key="k", payload={}, now=clock())
+    )
+    assert job_id is not None
+    assert await w.run_once() == 1
+    await _run_for(w, clock, 400)  # two closed attempts open the circuit, then trials every 60 s
+    j = await store.read(lambda tx: get_job(tx, job_id))
+    assert j is not None and (j.state, j.attempts) == ("pending", 2), j
+    trials = handler.failures[2:]
+    assert calls == 2 + len(trials) and len(trials) >= 5
+    # Each failed trial was a real call: told to the handler (a flow step's history keeps it) and
+    # audited, with its attempt number unchanged, back for the trial after the next.
+    assert {(f.attempt, f.dead, f.retry_in) for f in trials} == {(3, False, 60.0)}
+    events = await audit_entries(store)
+    assert len(events) == calls
+    assert all(
+        "(the trial of circuit civil_status: not counted)" in e["detail"] for e in events[2:]
+    )
+    assert metrics.attempts.labels(kind="registry", outcome="retry")._value.get() == calls
+    assert breakers.get("civil_status").state in ("open", "half-open")
+
+    registry_up = True
+    await _run_for(w, clock, 60)
+    j = await store.read(lambda tx: get_job(tx, job_id))
+    assert j is not None and (j.state, j.attempts) == ("done", 3), j
+    assert breakers.get("civil_status").state == "closed"
+
+
+async def test_a_job_that_fails_alone_still_goes_dead_once_others_close_the_circuit(
+    store: SQLiteStore, clock: ManualClock
+) -> None:
+    """The liveness side: a job the registry fails for its own reasons opens the circuit; it is
+    not the next trial (a failed trial comes back one reset period after the next), so another
+    waiting job's trial finds the registry up and closes the circuit, and the failing job's
+    attempts, made while it is closed, count again: it ends dead."""
+    breakers = Breakers(failure_threshold=2, reset_after=30.0, clock=clock)
+    happened: list[tuple[str, str]] = []
+
+    async def deliver(job: Job) -> None:
+        async def send() -> None:
+            if job.key == "poison":
+                happened.append(("poison", "failed"))
+                raise TransientError("civil_status", "HTTP 503: Service Unavailable")
+            happened.append((job.key, "delivered"))
+
+        await call_registry(breakers.get("civil_status"), "death.register", send, None)
+
+    handler = ScriptedHandler(call=deliver)
+    policy = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=60.0, rng=lambda: 0.0)
+    w = Worker(store, {"registry": handler}, policy=policy, clock=clock, concurrency=1)
+
+    async def add(key: str) -> int:
+        job_id = await store.transact(
+            lambda tx: enqueue(tx, kind="registry", key=key, payload={}, now=clock())
+        )
+        assert job_id is not None
+        return job_id
+
+    poison = await add("poison")
+    await w.run_once()
+    clock.advance(1)
+    await w.run_once()  # its second failure opens the circuit
+    assert breakers.get("civil_status").state == "open"
+    healthy = await add("healthy")
+    await _run_for(w, clock, 200)
+
+    def state(job_id: int) -> Any:
+        return store.read(lambda tx: get_job(tx, job_id))
+
+    assert ((await state(healthy)).state, (await state(poison)).state) == ("done", "dead")
+    assert (await state(poison)).attempts == 3
+    # The poison job's trial failed and was not counted; the healthy job's closed the circuit,
+    # and only then did the poison job use its last attempt.
+    assert happened == [("poison", "failed")] * 3 + [("healthy", "delivered"), ("poison", "failed")]
+    assert [f.dead for f in handler.failures] == [False, False, False, True]

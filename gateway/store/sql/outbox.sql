@@ -92,8 +92,9 @@ ORDER BY id
 LIMIT :limit;
 
 -- name: of_dossier
--- The other jobs of one kind about a dossier (a portal sync looks for later and in-flight ones).
-SELECT id, key, state FROM outbox_jobs
+-- The other jobs of one kind about a dossier (a portal sync looks for later and in-flight ones;
+-- a job waiting for an earlier one, for when that one is due).
+SELECT id, key, state, run_after FROM outbox_jobs
 WHERE dossier = :dossier AND kind = :kind AND id <> :id;
 
 -- name: counts
@@ -109,6 +110,8 @@ WHERE state IN ('pending', 'running', 'dead') GROUP BY state;
 
 -- name: due_now
 -- A dossier's waiting jobs of one kind, made due now: the portal's progress records, once a sync
--- has brought the portal the dossier (they waited for it without looking every second).
+-- has brought the portal the dossier, and the jobs that waited for an earlier one of their kind
+-- (a callback, a progress record), once it is done or dead (they waited without looking every
+-- second).
 UPDATE outbox_jobs SET run_after = :now
 WHERE dossier = :dossier AND kind = :kind AND state = 'pending' AND run_after > :now;
