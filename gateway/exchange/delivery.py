@@ -27,8 +27,8 @@ from aiohttp.payload import BufferedReaderPayload
 from connectors.api import PermanentError, TransientError, transient_status
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
-from gateway.outbox import Breakers, Delivery, Job, NotYet
-from gateway.store import Tx
+from gateway.outbox import Breakers, Delivery, Job, NotYet, wait_behind
+from gateway.store import Row, Tx
 
 __all__ = [
     "MESSAGE_KINDS",
@@ -137,12 +137,14 @@ class PushHandler:
         doc, earlier = await self.store.read(lambda tx: self._load(tx, job, doc_id, recipient))
         if doc is None:
             raise PermanentError("documents", f"document {doc_id} does not exist")
-        if earlier:
+        if earlier is not None:
             # One agency gets one document's messages in the order they were queued: a status
             # retried after a 503 must not arrive after the later ones (06 before 01), nor a
             # revoke before the document it revokes. A dead push no longer holds the rest back.
             raise NotYet(
-                "documents", 0.5, f"an earlier push of {doc_id} to {recipient} is not sent yet"
+                "documents",
+                wait_behind(str(earlier["state"]), float(earlier["run_after"]), job.updated_at),
+                f"an earlier push of {doc_id} to {recipient} is not sent yet",
             )
         status = self.kind == STATUS_PUSH_KIND
         sha = str(job.payload["message"]) if status else doc["package_sha256"]
@@ -178,12 +180,19 @@ class PushHandler:
             breaker.record(exc)
             raise
         breaker.record(None)
+        root = str(doc["target"] or doc_id)
         if status:
-            return lambda tx: Delivery(
-                reference=doc_id, service="documents/status", digests={"status": sha}
-            )
+
+            def sent(tx: Tx) -> Delivery:
+                _wake(tx, job, doc_id, root)
+                return Delivery(
+                    reference=doc_id, service="documents/status", digests={"status": sha}
+                )
+
+            return sent
 
         def record(tx: Tx) -> Delivery:
+            _wake(tx, job, doc_id, root)
             tx.execute(
                 "documents.mark_acked",
                 document=doc_id,
@@ -195,20 +204,24 @@ class PushHandler:
         return record
 
     @staticmethod
-    def _load(tx: Tx, job: Job, doc_id: str, recipient: str) -> tuple[dict[str, Any] | None, bool]:
-        """The document row, and whether a push queued before ``job`` to the same agency about
+    def _load(
+        tx: Tx, job: Job, doc_id: str, recipient: str
+    ) -> tuple[dict[str, Any] | None, Row | None]:
+        """The document row, and the first push queued before ``job`` to the same agency about
         the same document (or the one it revokes or updates, or another revoke or update of
-        that one) is still to be sent or retried."""
+        that one) still to be sent or retried, if any."""
         doc = tx.one("documents.get", id=doc_id)
         if doc is None:
-            return None, False
+            return None, None
         before = tx.all(
             "documents.pushes_before", id=job.id, document=doc_id, root=doc["target"] or doc_id
         )
-        earlier = any(
-            msgspec.json.decode(row["payload"]).get("recipient") == recipient for row in before
+        earlier = (
+            row
+            for row in before
+            if msgspec.json.decode(row["payload"]).get("recipient") == recipient
         )
-        return doc, earlier
+        return doc, next(earlier, None)
 
     async def _post(self, endpoint: str, body: Any, headers: dict[str, str]) -> None:
         """POST one message. Raises TransientError (no answer, 408/425/429/5xx) or
@@ -236,6 +249,10 @@ class PushHandler:
     def failed(
         self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
     ) -> None:
+        if dead:  # it holds nothing back any more
+            doc = tx.one("documents.get", id=str(job.payload["document"]))
+            if doc is not None:
+                _wake(tx, job, doc["id"], str(doc["target"] or doc["id"]))
         if self.kind == PUSH_KIND:
             tx.execute(
                 "documents.delivery_failed",
@@ -243,6 +260,12 @@ class PushHandler:
                 recipient=str(job.payload["recipient"]),
                 error=f"{type(error).__name__}: {error}"[:500],
             )
+
+
+def _wake(tx: Tx, job: Job, doc_id: str, root: str) -> None:
+    """The pushes waiting behind ``job`` (about ``doc_id`` or ``root``) made due now: it is done
+    or dead. "Now" is when it was claimed, on the clock of the jobs' times."""
+    tx.execute("documents.pushes_due_now", document=doc_id, root=root, now=job.updated_at)
 
 
 def handlers(

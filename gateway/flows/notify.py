@@ -20,6 +20,7 @@ import yarl
 from connectors.api import Connector, PermanentError, TransientError, transient_status
 from gateway import dossiers
 from gateway.metrics import Metrics
+from gateway.outbox import wait_behind
 from gateway.outbox.breaker import Breakers, NotYet, call_registry
 from gateway.outbox.jobs import Job
 from gateway.outbox.worker import Delivery
@@ -74,13 +75,9 @@ def _others_of(tx: Tx, job: Job, kind: str) -> list[_Other]:
     ]
 
 
-# A job waiting for another of its dossier comes back when that one is due, this much later (for
-# it to have been claimed first), or, while that one runs, after _WHILE_RUNNING: the one waited
-# for makes it due at once when it is done or dead (outbox.due_now), so these only bound a wake
-# that came between our look and our wait. Looking every half second instead, 400 dossiers'
-# callbacks behind a receiver that was down made 1,100 deferrals a second and slowed every flow.
-_AFTER_DUE = 0.5
-_WHILE_RUNNING = 5.0
+_NO_SYNC_S = (
+    5.0  # a progress record with no sync queued yet: one comes with the dossier's next change
+)
 
 
 def _first_unfinished(others: Iterable[_Other], below: int) -> _Other | None:
@@ -91,11 +88,9 @@ def _first_unfinished(others: Iterable[_Other], below: int) -> _Other | None:
 
 
 def _wait_for(other: _Other, job: Job) -> float:
-    """How long ``job`` waits for ``other``, on the clock of the jobs' times (``job.updated_at``
-    is when it was claimed: the worker's clock, PostgreSQL's server's)."""
-    if other.state == "running":
-        return _WHILE_RUNNING
-    return max(other.run_after - job.updated_at, 0.0) + _AFTER_DUE
+    """How long ``job`` waits for ``other`` (made due at once when ``other`` is done or dead:
+    outbox.due_now); ``job.updated_at`` is when it was claimed, on the jobs' clock."""
+    return wait_behind(other.state, other.run_after, job.updated_at)
 
 
 def _then_wake(job: Job, unit: Callable[[Tx], Any]) -> Callable[[Tx], Any]:
@@ -364,7 +359,7 @@ class PortalProgressHandler(_PortalJob):
         if newest is None or newest.state != "done":
             raise NotYet(
                 "portal",
-                _WHILE_RUNNING if newest is None else _wait_for(newest, job),
+                _NO_SYNC_S if newest is None else _wait_for(newest, job),
                 "the portal does not have the dossier yet (syncing)",
             )
         if (earlier := _first_unfinished(progress, _number(job.key))) is not None:

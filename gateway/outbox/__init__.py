@@ -4,7 +4,7 @@ operator to replay."""
 
 from __future__ import annotations
 
-from .breaker import Breakers, CircuitBreaker, CircuitOpen, CircuitState, NotYet
+from .breaker import Breakers, CircuitBreaker, CircuitOpen, CircuitState, NotYet, wait_behind
 from .errors import JobNotFound, NotDead, OutboxError
 from .jobs import STATES, Job, JobState, counts, enqueue, get_job, list_jobs, replay
 from .retry import RetryDecision, RetryPolicy, call_with_retries
@@ -33,4 +33,5 @@ __all__ = [
     "get_job",
     "list_jobs",
     "replay",
+    "wait_behind",
 ]

@@ -59,6 +59,23 @@ class NotYet(TransientError):
         self.retry_after = retry_after
 
 
+# A job waiting for an earlier one comes back when that one is due, this much later (for it to
+# have been claimed first), or, while that one runs, after _WHILE_RUNNING: the one waited for
+# makes it due at once when it is done or dead, so these only bound a wake that came between the
+# waiting job's look and its wait. Looking every half second instead, 400 dossiers' callbacks
+# behind a receiver that was down made 1,100 deferrals a second and slowed every flow.
+_AFTER_DUE = 0.5
+_WHILE_RUNNING = 5.0
+
+
+def wait_behind(state: str, run_after: float, now: float) -> float:
+    """How long a job waits for an earlier one in ``state``, due at ``run_after`` (both on the
+    clock of the jobs' times; ``now``: when the waiting one was claimed)."""
+    if state == "running":
+        return _WHILE_RUNNING
+    return max(run_after - now, 0.0) + _AFTER_DUE
+
+
 class CircuitOpen(NotYet):
     """The breaker for ``endpoint`` refuses calls for now; try again after ``retry_after`` s."""
 

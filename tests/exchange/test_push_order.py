@@ -229,3 +229,37 @@ async def test_pushes_wait_out_an_outage_longer_than_their_attempts(
     await _drain(worker, clock, step=30.0)
     assert len(ep.received) == 4
     assert all(j.state == "done" for j in await _jobs(hub))
+
+
+async def test_a_push_waiting_behind_a_retried_one_comes_back_when_that_one_is_due(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    key: Callable[[str], Any],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    """Found by probing: a push held behind an earlier one looked again every half second for as
+    long as that one was put back (a claim, a write and a log line each time, claimed ahead of
+    new work), as callbacks did. It now waits until that one is due, and is made due as soon as
+    that one is sent."""
+    ep, url = endpoint
+    hub = _pushing(hub, TAY_NINH_STC, url)
+    clock = ManualClock()
+    worker = _worker(hub, session, clock, concurrency=8)
+    doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    await hub.fetch(doc, NGHE_AN, subsystem="s")
+    at = datetime(2020, 10, 30, 11, tzinfo=VN_TZ)
+    ep.failing = 1  # the 01 is put back for 10 s
+    for n, code in enumerate(("01", "03")):
+        message = signed_status(key, NGHE_AN, code, at=at + timedelta(hours=n))
+        await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
+        await worker.run_once()
+    first, second = sorted(await _jobs(hub, "pending"), key=lambda j: j.id)
+    assert first.run_after == clock.now + 10
+    assert second.run_after == first.run_after + 0.5  # not clock.now + 0.5
+    assert second.attempts == 0  # a wait uses no attempt
+    clock.advance(10)
+    await worker.run_once()  # the 01 goes, and makes the 03 due at once
+    assert (await _jobs(hub, "pending"))[0].run_after == clock.now
+    await worker.run_once()
+    assert len(ep.received) == 2 and await _jobs(hub, "pending") == []

@@ -148,15 +148,24 @@ WHERE document = :document AND recipient = :recipient ORDER BY id;
 
 -- name: pushes_before
 -- The push jobs (packages, status messages) queued before job :id and not finished (pending,
--- retrying, running) about document :document or :root (the document it revokes or updates), or
+-- retrying, running; when each is due) about document :document or :root (the document it revokes or updates), or
 -- about a revoke or update of either: gateway.exchange.delivery holds a push back while one of
 -- them goes to the same agency. Read by state from the due index: it costs what is queued.
-SELECT j.id, j.payload
+SELECT j.id, j.payload, j.state, j.run_after
 FROM outbox_jobs j LEFT JOIN documents d ON d.id = j.document
 WHERE j.state IN ('pending', 'running') AND j.id < :id
   AND j.kind IN ('document.push', 'document.status.push')
   AND (j.document IN (:document, :root) OR d.target IN (:document, :root))
 ORDER BY j.id;
+
+-- name: pushes_due_now
+-- The pushes waiting behind one about document :document or :root (see pushes_before), made due
+-- now once it is done or dead: they wait for it without looking every half second.
+UPDATE outbox_jobs SET run_after = :now
+WHERE state = 'pending' AND run_after > :now
+  AND kind IN ('document.push', 'document.status.push')
+  AND (document IN (:document, :root)
+       OR document IN (SELECT id FROM documents WHERE target IN (:document, :root)));
 
 -- name: count_documents
 SELECT id FROM documents;
