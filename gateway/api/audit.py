@@ -8,7 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from gateway.app import RUNTIME, Runtime
-from gateway.audit.bundle import BundleError, BundleTooLarge, Scope, build_bundle
+from gateway.audit.bundle import (
+    BundleError,
+    BundleTooLarge,
+    ExportNotReady,
+    NothingToExport,
+    Scope,
+    build_bundle,
+)
 from gateway.audit.checkpoints import Checkpoint, CheckpointError, verify_checkpoint
 from gateway.audit.proofs import LogTree, ProofUnavailable
 from gateway.audit.query import (
@@ -213,15 +220,12 @@ async def export(request: web.Request) -> web.Response:
     except BundleTooLarge as exc:
         # A bundle verify-bundle would refuse unread is no evidence: say so before building it.
         raise Problem(413, "export-too-large", str(exc)) from None
-    except BundleError as exc:
-        status, slug = (
-            (404, "nothing-to-export")
-            if "no audit events" in str(exc)
-            else (409, "export-not-ready")
-            if "checkpoint" in str(exc)
-            else (422, "invalid-export")
-        )
-        raise Problem(status, slug, str(exc)) from None
+    except NothingToExport as exc:
+        raise Problem(404, "nothing-to-export", str(exc)) from None
+    except ExportNotReady as exc:
+        raise Problem(409, "export-not-ready", str(exc)) from None
+    except BundleError as exc:  # the scope, or an index that selects other entries (edited)
+        raise Problem(422, "invalid-export", str(exc)) from None
     name = (body.dossier or body.document or "range").replace('"', "")
     return web.Response(
         body=data,

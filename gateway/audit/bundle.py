@@ -65,7 +65,10 @@ __all__ = [
     "MAX_TOTAL",
     "BundleError",
     "BundleTooLarge",
+    "ExportNotReady",
+    "NothingToExport",
     "Scope",
+    "ScopeInvalid",
     "build_bundle",
     "bundle_json",
     "bundle_members",
@@ -113,6 +116,18 @@ class BundleTooLarge(BundleError):
     """The bundle would be larger than ``audit verify-bundle`` accepts (:data:`MAX_TOTAL`)."""
 
 
+class ScopeInvalid(BundleError):
+    """The scope asked for is not one (no kind or two, a bad time, an empty range)."""
+
+
+class NothingToExport(BundleError):
+    """No event is about the scope."""
+
+
+class ExportNotReady(BundleError):
+    """No signed checkpoint covers the events (yet), or the log no longer matches the latest."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Scope:
     """Exactly one of: a dossier, a document, or a time range [start, stop)."""
@@ -131,17 +146,17 @@ class Scope:
             self.start is not None or self.stop is not None,
         ]
         if sum(kinds) != 1:
-            raise BundleError("give exactly one of: a dossier, a document, or from and to")
+            raise ScopeInvalid("give exactly one of: a dossier, a document, or from and to")
         if kinds[2] and (self.start is None or self.stop is None):
-            raise BundleError("a time range needs both from and to")
+            raise ScopeInvalid("a time range needs both from and to")
         try:
             start, stop = normalize_time(self.start), normalize_time(self.stop)
         except ValueError as exc:
-            raise BundleError(str(exc)) from exc
+            raise ScopeInvalid(str(exc)) from exc
         if start is not None and stop is not None and start >= stop:
             # As the log's times compare (one spelling, UTC): else the range matches nothing
             # and the auditor who typed its ends the wrong way round is told the log is empty.
-            raise BundleError(f"the range is empty: from {start} is not before to {stop}")
+            raise ScopeInvalid(f"the range is empty: from {start} is not before to {stop}")
         return Scope(dossier=self.dossier, document=self.document, start=start, stop=stop)
 
     def describe(self) -> dict[str, str]:
@@ -295,12 +310,12 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
     try:
         checkpoints = await load_checkpoints(store)
     except CheckpointError as exc:
-        raise BundleError(f"unreadable checkpoint {exc.size}: {exc}") from exc
+        raise ExportNotReady(f"unreadable checkpoint {exc.size}: {exc}") from exc
     extent = await _extent(store, scope, checkpoints[-1].size if checkpoints else 0)
     if not extent.events:
-        raise BundleError(f"no audit events for {scope.describe()}")
+        raise NothingToExport(f"no audit events for {scope.describe()}")
     if not checkpoints:
-        raise BundleError("no checkpoint yet: wait for the checkpointer and export again")
+        raise ExportNotReady("no checkpoint yet: wait for the checkpointer and export again")
     if extent.least_bytes > MAX_TOTAL:
         raise BundleTooLarge(_too_large(scope, f"at least {extent.least_bytes} bytes"))
     rows = await _events(store, scope)
@@ -312,10 +327,12 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
         )
     latest = checkpoints[-1]
     if not any(r["seq"] < latest.size for r in rows):
-        raise BundleError("the events are newer than the latest checkpoint: export again shortly")
+        raise ExportNotReady(
+            "the events are newer than the latest checkpoint: export again shortly"
+        )
     tree = tree or LogTree(store)
     if await tree.sync(latest.size) < latest.size or tree.tree.root(latest.size) != latest.root:
-        raise BundleError(
+        raise ExportNotReady(
             "the stored log does not match the latest checkpoint: run `lienthong audit verify`"
         )
     return await asyncio.to_thread(_assemble, rows, scope, checkpoints, tree.tree)
