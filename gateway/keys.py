@@ -111,7 +111,7 @@ def _check_signing_usage(signer: SigningKey, what: str) -> None:
     verifier's own (:mod:`signing.trust`), and ``lienthong sign``'s."""
     try:
         check_usage(signer.certificate, "signing")
-        check_strength(signer.certificate)
+        check_strength((signer.certificate, *signer.chain))
         check_valid_now((signer.certificate, *signer.chain))
     except UntrustedSigner as exc:
         signer.close()

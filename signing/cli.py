@@ -102,7 +102,7 @@ def _check_signer(key: SigningKey, trust: TrustStore | None) -> None:
     cert = key.certificate
     try:
         check_usage(cert, "signing")
-        check_strength(cert)
+        check_strength((cert, *key.chain))
     except UntrustedSigner as exc:
         _fail(f"this key may sign no document: {exc.reason}")
     try:

@@ -445,20 +445,23 @@ def check_valid_now(certs: Iterable[x509.Certificate]) -> None:
             )
 
 
-def check_strength(leaf: x509.Certificate) -> None:
-    """Raise :class:`UntrustedSigner` ("weak") for a key the norms do not let anyone sign with:
-    RSA under 2048 bits, an elliptic curve under 256. A verifier reports such signatures as
-    weak (:func:`weaknesses_of`); the gateway and ``lienthong sign`` never make them."""
-    pub = leaf.public_key()
-    if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < 2048:
-        floor = "RSA keys of at least 2048 bits"
-    elif isinstance(pub, ec.EllipticCurvePublicKey) and pub.key_size < 256:
-        floor = "elliptic curves of at least 256 bits"
-    else:
-        return
-    raise UntrustedSigner(
-        f"a {pub.key_size}-bit key is too weak to sign ({floor}): {common_name(leaf)}", "weak"
-    )
+def check_strength(certs: Iterable[x509.Certificate]) -> None:
+    """Raise :class:`UntrustedSigner` ("weak") naming the first of ``certs`` (a signer's
+    certificate and the issuers given with it) the norms do not let anyone sign with: an RSA key
+    under 2048 bits, an elliptic curve under 256, a SHA-1 certificate signature. A verifier
+    refuses or flags such signatures (:func:`weaknesses_of`); the gateway and ``lienthong
+    sign`` never make them."""
+    for cert in certs:
+        pub = cert.public_key()
+        if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < 2048:
+            why = f"a {pub.key_size}-bit key is too weak to sign (RSA keys of at least 2048 bits)"
+        elif isinstance(pub, ec.EllipticCurvePublicKey) and pub.key_size < 256:
+            why = f"a {pub.key_size}-bit key is too weak to sign (curves of at least 256 bits)"
+        elif isinstance(cert.signature_hash_algorithm, hashes.SHA1):
+            why = "a SHA-1 certificate signature is too weak to sign under"
+        else:
+            continue
+        raise UntrustedSigner(f"{why}: {common_name(cert)}", "weak")
 
 
 def check_usage(leaf: x509.Certificate, usage: Usage) -> None:

@@ -144,3 +144,56 @@ pki = "{pki.directory}"
     assert error.startswith(f"Error: [signing] cert {pki.cert_path(subject)}: {reason}"), error
     assert "Traceback" not in result.output
     assert not (tmp_path / "gw.db").exists()  # refused before the store was made
+
+
+def _issued_by_a_weak_intermediate(pki, folder: Path) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """A P-256 signing key whose certificate a 1024-bit RSA intermediate of the PKI's issued."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    inter = x509.load_pem_x509_certificate(pki.intermediate_pem.read_bytes())
+    inter_key = serialization.load_pem_private_key(
+        (pki.directory / "intermediate.key.pem").read_bytes(), None
+    )
+    now = dt.datetime.now(dt.UTC)
+
+    def issue(name: str, public: object, issuer: x509.Certificate, key: object, ca: bool):  # type: ignore[no-untyped-def]
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
+            .issuer_name(issuer.subject)
+            .public_key(public)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+
+    weak_key = rsa.generate_private_key(65537, 1024)
+    weak = issue("weak-ca", weak_key.public_key(), inter, inter_key, True)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = issue("signed-by-weak", leaf_key.public_key(), weak, weak_key, False)
+    key_path, cert_path = folder / "leaf.key.pem", folder / "leaf.cert.pem"
+    key_path.write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, weak, inter))
+    )
+    return key_path, cert_path
+
+
+def test_a_key_whose_issuer_is_too_weak_is_refused(pki, tmp_path: Path) -> None:
+    """Found by reviewing: only the signer's own key was held to the norms; one a 1024-bit CA
+    issued was taken, and every verifier refuses its chain."""
+    key_path, cert_path = _issued_by_a_weak_intermediate(pki, tmp_path)
+    with pytest.raises(SettingsError) as refused:
+        signing_setup(_settings(pki, {"key": str(key_path), "cert": str(cert_path)}))
+    assert str(refused.value) == (
+        f"[signing] cert {cert_path}: a 1024-bit key is too weak to sign (RSA keys of at least "
+        "2048 bits): weak-ca: it cannot sign documents or audit checkpoints"
+    )
