@@ -156,12 +156,12 @@ async def check_package(
             claimed=pkg.header.from_.organ_id,
         )
     _document_id_fits(pkg.header, sender)
-    if not pkg.trace.trace_headers:
+    if all(t.organ_id != sender for t in pkg.trace.trace_headers):
         # Every system that handles a package appends its TraceHeader, the sender's first; the
         # hub appends its own to the list, and one without was forwarded with no trace of it.
         raise InvalidEdxml(
-            "the package has no TraceHeader: its sender appends one to the TraceHeaderList "
-            "(the hub appends its own after it)",
+            f"the package has no TraceHeader of its sender {sender}: the sender appends one to "
+            "the TraceHeaderList (the hub appends its own after it)",
             field="TraceHeaderList",
         )
     if any(t.organ_id == sender for t in pkg.header.to):

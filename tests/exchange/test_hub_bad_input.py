@@ -230,26 +230,30 @@ async def test_a_part_must_be_signed_by_its_sender_not_by_any_trusted_signer(
     await hub.receive(chunks(other), sender=TAY_NINH_STC, subsystem="s", parts=parts(jointly))
 
 
-@pytest.mark.parametrize("list_kept", [False, True], ids=["no-list", "empty-list"])
+@pytest.mark.parametrize("change", ["no-list", "empty-list", "another-agencys"])
 async def test_a_package_without_its_senders_trace_header_is_refused(
-    hub: DocumentHub, key: Callable[[str], Any], signed_pdf: bytes, list_kept: bool
+    hub: DocumentHub, key: Callable[[str], Any], signed_pdf: bytes, change: str
 ) -> None:
     """Found by probing: with no TraceHeaderList (or an empty one) the package was forwarded
     with no TraceHeader of the hub's, which edXML says every system that handles it appends —
-    its sender first."""
+    its sender first; nor may the only one name another agency."""
     header = cong_van_header()
     root = etree.fromstring(
         build_package(header, trace_for(header), [NewAttachment("cv.pdf", signed_pdf)])
     )
     trace_list = root.find(f".//{q('TraceHeaderList')}")
-    if list_kept:
-        for th in trace_list.findall(q("TraceHeader")):
-            trace_list.remove(th)
-    else:
+    if change == "no-list":
         trace_list.getparent().remove(trace_list)
+    for th in trace_list.findall(q("TraceHeader")):
+        if change == "empty-list":
+            trace_list.remove(th)
+        else:
+            th.find(q("OrganId")).text = NGHE_AN
     package = sign_bytes(etree.tostring(root, encoding="UTF-8"), key(TAY_NINH_STC))
     blobs = _blobs(hub)
-    with pytest.raises(InvalidEdxml, match="the package has no TraceHeader") as refused:
+    with pytest.raises(
+        InvalidEdxml, match="the package has no TraceHeader of its sender"
+    ) as refused:
         await hub.receive(chunks(package), sender=TAY_NINH_STC, subsystem="s")
     assert refused.value.extra["field"] == "TraceHeaderList"
     assert _blobs(hub) == blobs
