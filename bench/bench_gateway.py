@@ -65,6 +65,7 @@ TARGET_ADDED_P50_MS = 2.0
 TARGET_ADDED_P99_MS = 10.0
 NAMES = ("direct", "proxy", "gateway")
 OFFICER_ID = "040088101111"  # the officer (MaCanBo) both the direct path and the gateway name
+SERVICE_CODE = "2.002156"  # the public service (MaDVC) both paths name: [registries.population]
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ async def _queries(sandbox: str) -> tuple[list[Query], Callable[[], dict[str, st
         action = binding.get("TraCuuThongTinCongDan").soapaction or ""
         # The header fields the gateway sends (its connector's defaults, the configured officer).
         header = {
-            "service_code": "LIENTHONG",
+            "service_code": SERVICE_CODE,
             "officer_id": OFFICER_ID,
             "agency_id": "000.00.00.H41",
             "account": endpoint.username,
@@ -357,6 +358,7 @@ username = "lienthong"
 secret = "sandbox-secret"
 api_key = "sandbox-api-key"
 officer_id = "{OFFICER_ID}"
+service_code = "{SERVICE_CODE}"
 
 {others}
 [signing]
