@@ -7,8 +7,9 @@ retried by the outbox's policy; any other 4xx is permanent (dead letter, an oper
 
 As for dossier callbacks: one agency gets one document's messages in the order they were queued
 (a push waits, without using an attempt, while an earlier one to the same agency about the same
-document is still to be sent or retried), and each agency endpoint has its own circuit breaker,
-under which its pushes wait without using attempts.
+document is still to be sent or retried; a dead one, replayed after a later one was sent, is
+done unsent), and each agency endpoint has its own circuit breaker, under which its pushes wait
+without using attempts.
 """
 
 from __future__ import annotations
@@ -134,9 +135,19 @@ class PushHandler:
         route = self.agencies.get(recipient)
         if route is None or not route.endpoint:
             raise PermanentError("documents", f"agency {recipient} has no push endpoint")
-        doc, earlier = await self.store.read(lambda tx: self._load(tx, job, doc_id, recipient))
+        doc, earlier, sent_later = await self.store.read(
+            lambda tx: self._load(tx, job, doc_id, recipient)
+        )
         if doc is None:
             raise PermanentError("documents", f"document {doc_id} does not exist")
+        root = str(doc["target"] or doc_id)
+        status = self.kind == STATUS_PUSH_KIND
+        if sent_later is not None:
+            # A dead push an operator replayed after later ones went out: sent now, it would
+            # arrive after them (the sender's system told 01 after 06, a document after its
+            # revoke). The later ones carry the news; this one is done unsent, as callbacks are.
+            service = "documents/status" if status else "documents/push"
+            return _superseded(job, doc_id, root, sent_later, service)
         if earlier is not None:
             # One agency gets one document's messages in the order they were queued: a status
             # retried after a 503 must not arrive after the later ones (06 before 01), nor a
@@ -146,7 +157,6 @@ class PushHandler:
                 wait_behind(str(earlier["state"]), float(earlier["run_after"]), job.updated_at),
                 f"an earlier push of {doc_id} to {recipient} is not sent yet",
             )
-        status = self.kind == STATUS_PUSH_KIND
         sha = str(job.payload["message"]) if status else doc["package_sha256"]
         headers = {
             "X-Lienthong-Document": doc_id,
@@ -180,7 +190,6 @@ class PushHandler:
             breaker.record(exc)
             raise
         breaker.record(None)
-        root = str(doc["target"] or doc_id)
         if status:
 
             def sent(tx: Tx) -> Delivery:
@@ -206,22 +215,32 @@ class PushHandler:
     @staticmethod
     def _load(
         tx: Tx, job: Job, doc_id: str, recipient: str
-    ) -> tuple[dict[str, Any] | None, Row | None]:
-        """The document row, and the first push queued before ``job`` to the same agency about
-        the same document (or the one it revokes or updates, or another revoke or update of
-        that one) still to be sent or retried, if any."""
+    ) -> tuple[dict[str, Any] | None, Row | None, int | None]:
+        """The document row; the first push queued before ``job`` to the same agency about the
+        same document (or the one it revokes or updates, or another revoke or update of that
+        one) still to be sent or retried, if any; and the last push queued after ``job`` to the
+        same agency about them that is done, if any."""
         doc = tx.one("documents.get", id=doc_id)
         if doc is None:
-            return None, None
-        before = tx.all(
-            "documents.pushes_before", id=job.id, document=doc_id, root=doc["target"] or doc_id
-        )
-        earlier = (
-            row
-            for row in before
-            if msgspec.json.decode(row["payload"]).get("recipient") == recipient
-        )
-        return doc, next(earlier, None)
+            return None, None, None
+        root = doc["target"] or doc_id
+
+        def to_recipient(row: Row) -> bool:
+            return bool(msgspec.json.decode(row["payload"]).get("recipient") == recipient)
+
+        before = tx.all("documents.pushes_before", id=job.id, document=doc_id, root=root)
+        earlier = next(filter(to_recipient, before), None)
+        # Done later pushes are looked for only for a push that has failed before (its last
+        # error is kept through retries, waits and a replay), not with an index for every push:
+        # a later push waits while this one is pending or running, so it is done before this one
+        # only if this one was dead when it went — and a dead job has its error. So the common
+        # push asks nothing, and a failed one reads the jobs queued since it (done jobs are kept
+        # for ever, and neither outbox_jobs.document nor documents.target has an index).
+        if job.last_error is None:
+            return doc, earlier, None
+        after = tx.all("documents.pushes_after", id=job.id, document=doc_id, root=root)
+        done = [int(row["id"]) for row in after if row["state"] == "done" and to_recipient(row)]
+        return doc, earlier, max(done, default=None)
 
     async def _post(self, endpoint: str, body: Any, headers: dict[str, str]) -> None:
         """POST one message. Raises TransientError (no answer, 408/425/429/5xx) or
@@ -260,6 +279,23 @@ class PushHandler:
                 recipient=str(job.payload["recipient"]),
                 error=f"{type(error).__name__}: {error}"[:500],
             )
+
+
+def _superseded(
+    job: Job, doc_id: str, root: str, push: int, service: str
+) -> Callable[[Tx], Delivery]:
+    """The recording of a push done without being sent: push ``push``, queued later, went out."""
+
+    def not_sent(tx: Tx) -> Delivery:
+        _wake(tx, job, doc_id, root)  # what waits behind it
+        return Delivery(
+            reference=doc_id,
+            service=service,
+            detail=f"attempt {job.attempts}: not sent, superseded by push {push}",
+            superseded=True,
+        )
+
+    return not_sent
 
 
 def _wake(tx: Tx, job: Job, doc_id: str, root: str) -> None:

@@ -19,10 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.audit import EventFilter, query_events
 from gateway.exchange import delivery
 from gateway.exchange.hub import AgencyRoute, DocumentHub
 from gateway.exchange.model import VN_TZ
-from gateway.outbox import Breakers, Job, RetryPolicy, Worker, list_jobs
+from gateway.outbox import Breakers, Job, RetryPolicy, Worker, list_jobs, replay
 from gateway.outbox.testing import ManualClock
 
 from .factories import NGHE_AN, TAY_NINH_STC, chunks, signed_status
@@ -263,3 +264,113 @@ async def test_a_push_waiting_behind_a_retried_one_comes_back_when_that_one_is_d
     assert (await _jobs(hub, "pending"))[0].run_after == clock.now
     await worker.run_once()
     assert len(ep.received) == 2 and await _jobs(hub, "pending") == []
+
+
+async def _replay(hub: DocumentHub, job: Job) -> None:
+    """What an operator's ``lienthong outbox replay`` does to a dead letter."""
+    await hub.store.transact(lambda tx: replay(tx, job.id))
+
+
+async def _delivered(hub: DocumentHub, document: str, job: Job) -> dict[str, Any]:
+    page = await query_events(hub.store, EventFilter(document=document), limit=1000)
+    [event] = [e for e in page.items if e["action"] == "step.delivered" and e["job"] == job.id]
+    return event
+
+
+async def test_a_replayed_dead_status_is_not_sent_after_the_later_ones(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    key: Callable[[str], Any],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    """Found by probing: the 01 died (a 503 with its last attempt), the 03 and the 06 went, and
+    the operator's replay of the 01 sent it last: the sender's system was told "received" of a
+    document the recipient had finished. It is now done unsent, "superseded by push N", as a
+    replayed callback is."""
+    ep, url = endpoint
+    hub = _pushing(hub, TAY_NINH_STC, url)
+    clock = ManualClock()
+    worker = _worker(hub, session, clock, concurrency=8, max_attempts=1)
+    doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    await hub.fetch(doc, NGHE_AN, subsystem="s")
+    at = datetime(2020, 10, 30, 11, tzinfo=VN_TZ)
+    codes: dict[str, str] = {}
+
+    async def status(code: str, n: int) -> None:
+        message = signed_status(key, NGHE_AN, code, at=at + timedelta(hours=n))
+        codes[hashlib.sha256(message).hexdigest()] = code
+        await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
+
+    ep.failing = 1
+    await status("01", 0)
+    await worker.run_once()
+    [dead] = await _jobs(hub, "dead")
+    await status("03", 1)
+    await status("06", 2)
+    await _drain(worker, clock, step=1.0)
+    await _replay(hub, dead)
+    await _drain(worker, clock, step=1.0)
+    order = [codes[hashlib.sha256(body).hexdigest()] for _, body in ep.received]
+    assert order == ["03", "06"]
+    assert ep.calls == 3  # the 01's 503, the 03, the 06: the replay called nobody
+    assert all(j.state == "done" for j in await _jobs(hub))
+    last = max(j.id for j in await _jobs(hub))
+    event = await _delivered(hub, doc, dead)
+    assert event["detail"] == f"attempt 1: not sent, superseded by push {last}"
+    assert event["service"] == "documents/status"
+
+
+async def test_a_replayed_dead_document_is_not_sent_after_its_revoke(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    ep, url = endpoint
+    hub = _pushing(hub, NGHE_AN, url)
+    clock = ManualClock()
+    worker = _worker(hub, session, clock, concurrency=8, max_attempts=1)
+    ep.failing = 1
+    new = await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
+    await worker.run_once()  # 503 with its only attempt: dead
+    [dead] = await _jobs(hub, "dead")
+    revoke = await hub.receive(chunks(make_package(doc_type=1)), sender=TAY_NINH_STC, subsystem="s")
+    await _drain(worker, clock, step=1.0)
+    await _replay(hub, dead)
+    update = await hub.receive(chunks(make_package(doc_type=2)), sender=TAY_NINH_STC, subsystem="s")
+    await _drain(worker, clock, step=1.0)  # the update queued behind it goes
+    got = [(h["X-Lienthong-Kind"], h["X-Lienthong-Document"]) for h, _ in ep.received]
+    assert got == [("revocation", revoke.id), ("update", update.id)]
+    assert all(j.state == "done" for j in await _jobs(hub))
+    [pushed] = [j for j in await _jobs(hub) if j.document == revoke.id]
+    event = await _delivered(hub, new.id, dead)
+    assert event["detail"] == f"attempt 1: not sent, superseded by push {pushed.id}"
+
+
+async def test_a_replayed_dead_push_with_nothing_sent_after_it_is_sent(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    # A later push of another document sent, or one about it still to be sent, does not
+    # supersede it: the replayed document goes, then the revoke queued behind it.
+    ep, url = endpoint
+    hub = _pushing(hub, NGHE_AN, url)
+    clock = ManualClock()
+    worker = _worker(hub, session, clock, concurrency=8, max_attempts=1)
+    ep.failing = 1
+    new = await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")
+    await worker.run_once()
+    [dead] = await _jobs(hub, "dead")
+    other = await hub.receive(
+        chunks(make_package(number="2800")), sender=TAY_NINH_STC, subsystem="s"
+    )
+    await _drain(worker, clock, step=1.0)  # another document of the agency's went
+    await _replay(hub, dead)
+    revoke = await hub.receive(chunks(make_package(doc_type=1)), sender=TAY_NINH_STC, subsystem="s")
+    await _drain(worker, clock, step=1.0)
+    got = [h["X-Lienthong-Document"] for h, _ in ep.received]
+    assert got == [other.id, new.id, revoke.id]
+    assert all(j.state == "done" for j in await _jobs(hub))

@@ -158,6 +158,19 @@ WHERE j.state IN ('pending', 'running') AND j.id < :id
   AND (j.document IN (:document, :root) OR d.target IN (:document, :root))
 ORDER BY j.id;
 
+-- name: pushes_after
+-- The push jobs queued after job :id (with their state) about the same documents as
+-- pushes_before: a replayed dead push is not sent once one of them went to the same agency
+-- (gateway.exchange.delivery). No filter on state here: with one, SQLite reads every done job
+-- from the due index; without, it reads by primary key from :id on, the jobs queued since this
+-- one (and the caller asks only for a job that has failed before).
+SELECT j.id, j.payload, j.state
+FROM outbox_jobs j LEFT JOIN documents d ON d.id = j.document
+WHERE j.id > :id
+  AND j.kind IN ('document.push', 'document.status.push')
+  AND (j.document IN (:document, :root) OR d.target IN (:document, :root))
+ORDER BY j.id;
+
 -- name: pushes_due_now
 -- The pushes waiting behind one about document :document or :root (see pushes_before), made due
 -- now once it is done or dead: they wait for it without looking every half second.
