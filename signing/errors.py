@@ -7,8 +7,10 @@ python-pkcs11, aiohttp) are translated at the boundary and chained as ``__cause_
     ├── KeyLoadError                bad key path, password, PIN, PKCS#11 URI or module
     ├── SignatureInvalid            .reason: "digest mismatch", "signature wrapping: …",
     │   │                           "DOCTYPE not allowed", "weak algorithm: …", …
-    │   └── UntrustedSigner         chain does not reach a configured anchor, or the signer's
-    │                               certificate is expired, revoked, or lacks the signing key usage
+    │   ├── UntrustedSigner         chain does not reach a configured anchor, or the signer's
+    │   │                           certificate is expired, revoked, or lacks the signing key usage
+    │   └── DocumentTooComplex      a PDF refused before the work its checking would cost (too
+    │                               many signatures, form fields, objects in object streams)
     └── TimestampError              TSA unreachable, refused, or a token that does not verify
 """
 
@@ -42,6 +44,11 @@ class UntrustedSigner(SignatureInvalid):
     def __init__(self, reason: str, kind: str) -> None:
         super().__init__(reason)
         self.kind = kind
+
+
+class DocumentTooComplex(SignatureInvalid):
+    """A document refused unchecked: verifying it would cost more than any genuine one needs
+    (``signing.pdf_limits``). Its signatures are neither valid nor shown invalid."""
 
 
 class TimestampError(SigningError):

@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from asn1crypto import algos
+from asn1crypto import algos, core
 from cryptography import x509
+from cryptography.x509 import ocsp
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import SigSeedSubFilter, enumerate_sig_fields
@@ -31,7 +33,14 @@ from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from .errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
+from . import pdf_limits
+from .errors import (
+    DocumentTooComplex,
+    SignatureInvalid,
+    SigningError,
+    TimestampError,
+    UntrustedSigner,
+)
 from .keys import SigningKey
 from .report import SignatureReport
 from .timestamps import timestamper
@@ -191,19 +200,30 @@ class _Embedded:
 
 
 def _read_dss(reader: PdfFileReader) -> _Embedded:
+    if pdf_limits.dss_size(reader) > pdf_limits.MAX_DSS_ENTRIES:
+        # More than every allowed signature's chains need: padding, each entry of which would
+        # be parsed and offered to validation. Such a DSS embeds nothing (B-T, judged online).
+        return _Embedded()
     try:
         dss = DocumentSecurityStore.read_dss(reader)
     except NoDSSFoundError:
         return _Embedded()
     out = _Embedded()
-    # An entry that cannot be read is left out: the signature stands or falls on the rest.
+    # An entry that cannot be read is left out: the signature stands or falls on the rest. A
+    # CRL or OCSP answer is parsed here, as validation would: one that does not parse made the
+    # whole validation context fail.
     for ref in dss.certs.values():
         with contextlib.suppress(Exception):
             out.certs.append(x509.load_der_x509_certificate(ref.get_object().data))
-    for refs, dest in ((dss.crls, out.crls), (dss.ocsps, out.ocsps)):
+    for refs, dest, load in (
+        (dss.crls, out.crls, x509.load_der_x509_crl),
+        (dss.ocsps, out.ocsps, ocsp.load_der_ocsp_response),
+    ):
         for ref in refs:
             with contextlib.suppress(Exception):
-                dest.append(bytes(ref.get_object().data))
+                der = bytes(ref.get_object().data)
+                load(der)
+                dest.append(der)
     return out
 
 
@@ -220,7 +240,7 @@ def _cms_problem(exc: BaseException) -> str:
 _SUBFILTERS = {"/" + str(sf.value).lstrip("/") for sf in SigSeedSubFilter}
 
 
-def _signatures(reader: PdfFileReader) -> list[Any]:
+def _signatures(reader: PdfFileReader, fields: int) -> list[Any]:
     """Each filled signature field as pyHanko's EmbeddedPdfSignature, in signing order, or as a
     SignatureReport (after the rest) when its signature dictionary or CMS cannot be read.
 
@@ -228,7 +248,17 @@ def _signatures(reader: PdfFileReader) -> list[Any]:
     on the first bad one, and skips a field with an unknown SubFilter with only a log line."""
     good: list[Any] = []
     bad: list[SignatureReport] = []
-    for fq_name, sig_obj, sig_field in enumerate_sig_fields(reader, filled_status=True):
+    filled = list(
+        itertools.islice(
+            enumerate_sig_fields(reader, filled_status=True), pdf_limits.MAX_SIGNATURES + 1
+        )
+    )
+    if len(filled) > pdf_limits.MAX_SIGNATURES:
+        raise DocumentTooComplex(
+            f"too many signatures: the PDF has more than {pdf_limits.MAX_SIGNATURES} signed "
+            "fields, each of which would be checked"
+        )
+    for fq_name, sig_obj, sig_field in filled:
         base: dict[str, Any] = {"signer": "unknown", "level": "unknown", "field_name": fq_name}
         try:
             subfilter = str(sig_obj.get_object().get("/SubFilter", ""))
@@ -246,6 +276,10 @@ def _signatures(reader: PdfFileReader) -> list[Any]:
             continue
         try:
             emb = EmbeddedPdfSignature(reader, sig_field, fq_name)
+            padded = _padded(emb)
+            if padded:
+                bad.append(SignatureReport(valid=False, reason=padded, **base))
+                continue
             # pyHanko reads the certificates lazily: a CMS whose certificates do not parse
             # fails here, not above.
             base["signer"] = common_name(emb.signer_cert)
@@ -271,9 +305,37 @@ def _signatures(reader: PdfFileReader) -> list[Any]:
             )
             continue
         good.append(emb)
+    last = reader.xrefs.total_revisions - 1
+    pdf_limits.check_diff_work([last - _signed_revision(e) for e in good], fields)
     with contextlib.suppress(Exception):
         good.sort(key=lambda e: e.signed_revision)
     return [*good, *bad]
+
+
+def _signed_revision(sig: Any) -> int:
+    """The revision a signature covers; the first when that cannot be told (the most work)."""
+    try:
+        return int(sig.signed_revision)
+    except Exception:
+        return 0
+
+
+def _padded(emb: Any) -> str | None:
+    """Why a signature is refused for the certificates its CMS (or its timestamp token's)
+    carries, counted before any is parsed (pdf_limits.MAX_CMS_CERTIFICATES), or None."""
+    cmses = [emb.signed_data]
+    with contextlib.suppress(Exception):  # a token that cannot be read fails validation later
+        cmses += list(extract_tst_data_iter(emb.signer_info, signed=False))
+    for cms in cmses:
+        certs = cms["certificates"]
+        count = 0 if isinstance(certs, core.Void) else len(certs)
+        if count > pdf_limits.MAX_CMS_CERTIFICATES:
+            what = "signature" if cms is emb.signed_data else "signature timestamp"
+            return (
+                f"too many certificates in the {what}: its CMS carries {count}, more than the "
+                f"{pdf_limits.MAX_CMS_CERTIFICATES} checked"
+            )
+    return None
 
 
 async def _verify_one(sig: Any, trust: TrustStore, dss: _Embedded) -> SignatureReport:
@@ -308,8 +370,11 @@ async def _verify_parsed(sig: Any, trust: TrustStore, dss: _Embedded) -> Signatu
         # B-LT: the DSS must carry what it takes to validate the signer's chain and the
         # timestamp's with nothing fetched. If it does, the signature stands on its own; if it
         # does not, it is no B-LT signature and is judged as B-T, with what can be fetched.
-        report = await _judge(sig, trust, leaf, [*others, *dss.certs], base, legacy, dss)
-        if report.valid:
+        try:
+            report = await _judge(sig, trust, leaf, [*others, *dss.certs], base, legacy, dss)
+        except Exception:  # data pyHanko cannot use: no B-LT signature either
+            report = None
+        if report is not None and report.valid:
             return report
     return await _judge(sig, trust, leaf, others, base, legacy, None)
 
@@ -440,7 +505,12 @@ async def _verify(data: bytes, trust: TrustStore) -> list[SignatureReport]:
     try:
         # strict=False: poppler's output has "orphaned generation" quirks (toolchain notes).
         reader = PdfFileReader(io.BytesIO(data), strict=False)
-        sigs = _signatures(reader)
+        # Before pyHanko opens an object stream or walks the form: the costs they bound.
+        pdf_limits.check_object_streams(reader)
+        fields = pdf_limits.check_form(reader)
+        sigs = _signatures(reader, fields)
+    except DocumentTooComplex:
+        raise
     except Exception as exc:  # pyHanko's PdfReadError, PdfStrictReadError, ValueError …
         raise SignatureInvalid(f"not a readable PDF: {exc}") from exc
     try:

@@ -4,7 +4,10 @@ Attached PDFs carry their own signatures (``adbe.pkcs7.detached`` or PAdES); eac
 zipped (as many systems in service send them), must verify against the configured trust anchors.
 pyHanko needs the PDF in memory, so PDFs are capped (``max_pdf_bytes``), and are read and checked
 one at a time; a package's PDFs together (what its zips inflate to included) and their number are
-capped too. A PDF over a cap is refused rather than passed unchecked.
+capped too. A PDF over a cap is refused rather than passed unchecked. So is one whose checking
+would cost more than any genuine document's (too many signatures, form fields, objects in object
+streams: ``signing.pdf_limits``, refused before pyHanko validates it), and the gateway verifies
+at most MAX_CONCURRENT_PDF_CHECKS PDFs at once, all packages together.
 
 A PDF is known by its content as well as by its name and type: PDF readers open any file with
 ``%PDF-`` in its first 1,024 bytes as one, whatever it is called, so an unsigned PDF attached as
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import weakref
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +48,7 @@ __all__ = [
     "DEFAULT_MAX_PDF",
     "DEFAULT_MAX_PDFS",
     "DEFAULT_MAX_PDF_TOTAL",
+    "MAX_CONCURRENT_PDF_CHECKS",
     "SignerOk",
     "check_manifest",
     "is_pdf",
@@ -107,6 +112,25 @@ MAX_ZIP_DIRECTORY = 1024 * 1024
 _EOCD = b"PK\x05\x06"  # end of central directory record (22 bytes + a comment of up to 64 KiB)
 _ZIP64_LOCATOR = b"PK\x06\x07"  # 20 bytes, just before it in a zip64 file
 _ZIP64_EOCD = b"PK\x06\x06"  # 56 bytes, just before the locator
+
+# PDFs verified at once in one gateway, all packages together: each takes a CPU (pyHanko's work is
+# Python, under the GIL: more at once are no faster) and up to some hundreds of MB; the rest wait
+# their turn. A few, so that one waiting on a CRL or OCSP fetch does not hold the others up.
+MAX_CONCURRENT_PDF_CHECKS = 4
+_pdf_checks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _pdf_check_slot() -> asyncio.Semaphore:
+    """The running loop's semaphore of MAX_CONCURRENT_PDF_CHECKS (a semaphore is bound to one
+    loop; tests and the CLI run several)."""
+    loop = asyncio.get_running_loop()
+    gate = _pdf_checks.get(loop)
+    if gate is None:
+        gate = _pdf_checks[loop] = asyncio.Semaphore(MAX_CONCURRENT_PDF_CHECKS)
+    return gate
+
 
 # PDF readers accept the "%PDF-" header anywhere in a file's first 1,024 bytes (Acrobat's rule,
 # in the implementation notes of Adobe's PDF Reference), not only at its start.
@@ -387,14 +411,25 @@ async def verify_pdf_source(
     """Verify every signature of one PDF; all must be valid and trusted, and with ``signer_ok``
     one at least by a certificate it accepts.
 
-    Returns its report dict. Raises SignatureInvalid naming the attachment, ForgedSender when no
+    At most MAX_CONCURRENT_PDF_CHECKS run at once; the others wait.
+
+    Returns its report dict. Raises SignatureInvalid naming the attachment, PayloadTooLarge for
+    a PDF refused unchecked as costlier to verify than any genuine one (too many signatures,
+    form fields, objects in object streams: ``signing.pdf_limits``), ForgedSender when no
     signature is by a signer ``signer_ok`` accepts.
     """
+    from signing.errors import DocumentTooComplex
     from signing.errors import SignatureInvalid as SigningInvalid
     from signing.pdf import verify_pdf
 
     try:
-        found = await verify_pdf(data, trust)
+        async with _pdf_check_slot():
+            found = await verify_pdf(data, trust)
+    except DocumentTooComplex as exc:
+        raise PayloadTooLarge(
+            f"attachment {label}: {exc.reason}: its signatures cannot be checked",
+            attachment=label,
+        ) from exc
     except SigningInvalid as exc:
         raise SignatureInvalid(f"attachment {label}: {exc.reason}", attachment=label) from exc
     bad = [r for r in found if not r.valid]
