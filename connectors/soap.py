@@ -14,6 +14,7 @@ Every failure is translated in one place, :meth:`SoapClient._translate`::
 
     timeout, connect error, reset, dropped mid-reply      → TransientError
     a reply that is not HTTP, or over the size limit       → TransientError
+    a reply of over 100,000 elements (MAX_REPLY_NODES)    → TransientError ("malformed reply")
     HTTP 5xx without a SOAP Fault (502/503/504 …)          → TransientError
     HTTP 408, 425, 429 (timeout, too early, rate limited)  → TransientError
     any other HTTP 4xx (401 bad credentials, 404, 413 …)   → PermanentError
@@ -99,6 +100,57 @@ def fault_class(fault: Fault) -> type[ConnectorError]:
 
 _INLINE_PARSE_BYTES = 16 * 1024
 
+# A reply's tree, lxml's and zeep's objects, grows with its elements more than its bytes: 20 MiB
+# of <a/> (the size cap) made a 712 MB tree. The contracts' largest answer, a household's
+# CongdanCollection, has some 60 elements a citizen: 100,000 is over 1,500 citizens.
+MAX_REPLY_NODES = 100_000
+
+
+class _TooManyNodes(ValueError):
+    pass
+
+
+class _NodeCounter:
+    """A parser target that builds nothing: it counts elements, comments and processing
+    instructions, and stops past ``limit`` (as ``verify xml`` counts, in signing.xml)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.nodes = limit, 0
+
+    def _node(self) -> None:
+        self.nodes += 1
+        if self.nodes > self.limit:
+            raise _TooManyNodes(
+                f"more than {self.limit} elements, comments and processing instructions"
+            )
+
+    def start(self, tag: str, attrib: Any) -> None:
+        self._node()
+
+    def comment(self, text: str) -> None:
+        self._node()
+
+    def pi(self, target: str, data: str) -> None:
+        self._node()
+
+    def close(self) -> int:
+        return self.nodes
+
+
+def _check_nodes(content: bytes, limit: int) -> None:
+    """Raise :class:`_TooManyNodes` (a malformed reply) for a reply of more than ``limit``
+    nodes, counted before the codec or zeep builds its tree. XML that does not parse is left
+    to them (an MTOM package, an HTML error page), which refuse or read it as before."""
+    if len(content) < 4 * limit:
+        # An element takes at least 4 bytes (<a/>), a comment or a processing instruction
+        # more: a shorter reply cannot hold too many (the lookups' few KiB are not counted).
+        return
+    parser = etree.XMLParser(
+        target=_NodeCounter(limit), resolve_entities=False, no_network=True, huge_tree=False
+    )
+    with contextlib.suppress(etree.XMLSyntaxError):
+        etree.fromstring(content, parser)
+
 
 @dataclass(frozen=True)
 class _Reply:
@@ -130,6 +182,7 @@ class SoapClient:
         headers: HeaderFactory | None = None,
         classify: Callable[[Fault], type[ConnectorError]] = fault_class,
         max_reply_bytes: int = 20 * 1024 * 1024,
+        max_reply_nodes: int = MAX_REPLY_NODES,
     ) -> None:
         self.registry = registry
         self.endpoint = endpoint
@@ -137,6 +190,7 @@ class SoapClient:
         self._headers = headers
         self._classify = classify
         self._max_reply = max_reply_bytes
+        self._max_nodes = max_reply_nodes
         self._zeep: zeep.Client | None = None
         self._codecs: dict[str, OperationCodec | None] = {}
         self._http: HttpClient | None = None
@@ -244,6 +298,7 @@ class SoapClient:
         return result
 
     def _process(self, operation: str, reply: _Reply) -> dict[str, Any]:
+        _check_nodes(reply.content, self._max_nodes)
         codec = self._codecs.get(operation)
         if codec is not None and reply.status_code == 200:
             # zeep also reads multipart (MTOM) replies; the codec does not.

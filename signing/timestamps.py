@@ -33,10 +33,12 @@ from pyhanko.sign.general import (
     simple_cms_attribute,
 )
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
+from .capped import ReplyTooLarge, TsaReply
 from .errors import TimestampError
 from .trust import TrustStore, common_name, from_asn1, to_asn1
 
@@ -102,9 +104,26 @@ async def timestamper(
     Left to itself, pyHanko opens a session per request whose TLS context loads certifi's CA bundle
     each time: 15-30 ms of CPU, on the event loop, for every audit checkpoint (a stall in the
     lookups' tail latency). aiohttp's default verified context is built once per process.
+
+    pyHanko reads the reply whole: the session's replies stop at 1 MiB (signing.capped), a
+    timestamp reply being a few KiB.
     """
-    async with aiohttp.ClientSession() as session:
-        yield HTTPTimeStamper(tsa_url, timeout=timeout, session=session)
+    async with aiohttp.ClientSession(response_class=TsaReply) as session:
+        yield _CappedTimeStamper(tsa_url, timeout=timeout, session=session)
+
+
+class _CappedTimeStamper(HTTPTimeStamper):
+    """pyHanko's client, saying when a reply was refused for its size: pyHanko's own error
+    reads "Error while contacting timestamp service" whatever went wrong."""
+
+    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        try:
+            return await super().async_request_tsa_response(req)
+        except TimestampRequestError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ReplyTooLarge):
+                raise TimestampRequestError(f"TSA answered with a {cause}") from cause
+            raise
 
 
 async def verify_timestamp(token: bytes, data: bytes, trust: TrustStore) -> TimestampInfo:

@@ -26,6 +26,11 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as cv_errors
 from pyhanko_certvalidator.errors import CRLFetchError, OCSPFetchError
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.cert_fetch_client import (
+    AIOHttpCertificateFetcher,
+)
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.crl_client import AIOHttpCRLFetcher
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.ocsp_client import AIOHttpOCSPFetcher
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers.util import LazySession
 from pyhanko_certvalidator.fetchers.api import (
     CertificateFetcher,
@@ -33,10 +38,13 @@ from pyhanko_certvalidator.fetchers.api import (
     Fetchers,
     OCSPFetcher,
 )
+from pyhanko_certvalidator.fetchers.common_utils import FetchBudget
 
+from .capped import CappedReply, CertReply, CrlReply, OcspReply, ReplyTooLarge
 from .errors import SigningError, UntrustedSigner
 
 __all__ = [
+    "CappedFetcherBackend",
     "ChainResult",
     "RevocationMode",
     "TrustStore",
@@ -139,11 +147,27 @@ class _NoIssuerFetching(CertificateFetcher):
         return self._inner.fetched_certs()
 
 
-class _CachingCRLFetcher(CRLFetcher):
-    """Delegates to a per-call network fetcher; answers repeated requests from the cache."""
+def _too_large(exc: BaseException) -> ReplyTooLarge | None:
+    """The cap an answer went over, when that is why ``exc`` (a fetcher's error) was raised."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, ReplyTooLarge):
+        seen = seen.__cause__
+    return seen
 
-    def __init__(self, inner: Any, cache: _Cache) -> None:
+
+def _note_too_large(exc: BaseException, refusals: list[str]) -> None:
+    cause = _too_large(exc)
+    if cause is not None and str(cause) not in refusals:
+        refusals.append(str(cause))
+
+
+class _CachingCRLFetcher(CRLFetcher):
+    """Delegates to a per-call network fetcher; answers repeated requests from the cache.
+    ``refusals`` collects why an answer was refused (over its cap), for a hard-fail's reason."""
+
+    def __init__(self, inner: Any, cache: _Cache, refusals: list[str] | None = None) -> None:
         self._inner, self._cache = inner, cache
+        self._refusals = [] if refusals is None else refusals
         self._seen: dict[Any, list[Any]] = {}
 
     async def fetch(self, cert: Any, *, use_deltas: Any = None) -> Any:
@@ -159,6 +183,9 @@ class _CachingCRLFetcher(CRLFetcher):
                 # The fetcher contract is CRLFetchError; a leaked timeout would bypass the
                 # revocation policy and fail the whole validation instead of soft-failing.
                 raise CRLFetchError(f"CRL not fetched: {type(exc).__name__}: {exc}") from exc
+            except CRLFetchError as exc:
+                _note_too_large(exc, self._refusals)
+                raise
             self._cache.put(key, hit)
         hit = [_private(c) for c in hit]
         self._seen[(cert.issuer.sha256, cert.serial_number)] = hit
@@ -173,8 +200,9 @@ class _CachingCRLFetcher(CRLFetcher):
 
 
 class _CachingOCSPFetcher(OCSPFetcher):
-    def __init__(self, inner: Any, cache: _Cache) -> None:
+    def __init__(self, inner: Any, cache: _Cache, refusals: list[str] | None = None) -> None:
         self._inner, self._cache = inner, cache
+        self._refusals = [] if refusals is None else refusals
         self._seen: dict[Any, Any] = {}
 
     async def fetch(self, cert: Any, authority: Any) -> Any:
@@ -185,6 +213,9 @@ class _CachingOCSPFetcher(OCSPFetcher):
                 hit = await self._inner.fetch(cert, authority)
             except _NETWORK_ERRORS as exc:
                 raise OCSPFetchError(f"OCSP not fetched: {type(exc).__name__}: {exc}") from exc
+            except OCSPFetchError as exc:
+                _note_too_large(exc, self._refusals)
+                raise
             self._cache.put(key, hit)
         hit = _private(hit)
         self._seen[(cert.issuer.sha256, cert.serial_number)] = hit
@@ -202,13 +233,56 @@ class _PlainSession(LazySession):
     """A lazy session on aiohttp's default TLS context, built once per process. pyHanko's own
     lazy session builds a new context from certifi's CA bundle every time: 15-30 ms of CPU on the
     event loop for each validation that fetches revocation data. Closed by the backend, as
-    pyHanko's is."""
+    pyHanko's is. Its responses read at most what ``reply`` allows (signing.capped)."""
+
+    def __init__(self, reply: type[CappedReply]) -> None:
+        super().__init__()
+        self._reply = reply
 
     def get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(response_class=self._reply)
         session: aiohttp.ClientSession = self._session
         return session
+
+
+class CappedFetcherBackend(AIOHttpFetcherBackend):
+    """pyhanko-certvalidator's aiohttp backend, each fetcher on a session of its own whose
+    answers are capped: a CRL at 16 MiB, an OCSP answer at 64 KiB, an issuer's certificate at
+    1 MiB (signing.capped). An answer over its cap is a failed fetch. ``refusals`` says which
+    were refused, for the reason of a validation that then fails.
+
+    pyhanko-certvalidator reads every answer whole and has no size limit of its own (its
+    ``FetchLimits`` count requests; custom backends keep their own limits), so the fetchers are
+    built here as its ``get_fetchers`` builds them, on the capped sessions.
+    """
+
+    def __init__(self, per_request_timeout: float) -> None:
+        self._crl_session = _PlainSession(CrlReply)
+        self._ocsp_session = _PlainSession(OcspReply)
+        self._cert_session = _PlainSession(CertReply)
+        # pyHanko annotates a plain ClientSession, and takes its own LazySession too.
+        session: Any = self._ocsp_session
+        super().__init__(session=session, per_request_timeout=per_request_timeout)
+        self.refusals: list[str] = []
+
+    def get_fetchers(self) -> Fetchers:
+        timeout, budget = self.per_request_timeout, FetchBudget(self.limits)
+        return Fetchers(
+            ocsp_fetcher=AIOHttpOCSPFetcher(
+                self._ocsp_session, per_request_timeout=timeout, budget=budget
+            ),
+            crl_fetcher=AIOHttpCRLFetcher(
+                self._crl_session, per_request_timeout=timeout, budget=budget
+            ),
+            cert_fetcher=AIOHttpCertificateFetcher(
+                self._cert_session, per_request_timeout=timeout, budget=budget
+            ),
+        )
+
+    async def close(self) -> None:
+        for session in (self._crl_session, self._ocsp_session, self._cert_session):
+            await session.close()
 
 
 class TrustStore:
@@ -274,9 +348,10 @@ class TrustStore:
         kwargs: dict[str, Any] = {}
         if fetch and backend is not None:
             net = backend.get_fetchers()
+            refusals = backend.refusals if isinstance(backend, CappedFetcherBackend) else []
             kwargs["fetchers"] = Fetchers(
-                ocsp_fetcher=_CachingOCSPFetcher(net.ocsp_fetcher, self._cache),
-                crl_fetcher=_CachingCRLFetcher(net.crl_fetcher, self._cache),
+                ocsp_fetcher=_CachingOCSPFetcher(net.ocsp_fetcher, self._cache, refusals),
+                crl_fetcher=_CachingCRLFetcher(net.crl_fetcher, self._cache, refusals),
                 cert_fetcher=_NoIssuerFetching(net.cert_fetcher),
             )
         hard = self.revocation == "hard-fail" or for_signing or offline
@@ -300,10 +375,8 @@ class TrustStore:
             **kwargs,
         )
 
-    def new_backend(self) -> AIOHttpFetcherBackend:
-        # pyHanko annotates a plain ClientSession, and takes its own LazySession too.
-        session: Any = _PlainSession()
-        return AIOHttpFetcherBackend(session=session, per_request_timeout=self.fetch_timeout)
+    def new_backend(self) -> CappedFetcherBackend:
+        return CappedFetcherBackend(per_request_timeout=self.fetch_timeout)
 
     async def validate(
         self,
@@ -366,8 +439,11 @@ class TrustStore:
         except cv_errors.InsufficientRevinfoError as exc:
             # Under soft-fail too: data was found but cannot decide (an OCSP-only "revoked" at a
             # past moment); only data that cannot be fetched is soft-failed.
+            # pyhanko-certvalidator's own message drops why a fetch failed; an answer refused
+            # for its size is named (the CA's, or the network's, to fix).
+            why = f" ({'; '.join(backend.refusals)})" if backend.refusals else ""
             raise UntrustedSigner(
-                f"revocation status unknown: {common_name(leaf)}", "revocation-unknown"
+                f"revocation status unknown: {common_name(leaf)}{why}", "revocation-unknown"
             ) from exc
         except cv_errors.PathBuildingError as exc:
             raise UntrustedSigner(

@@ -3,12 +3,22 @@ import importlib
 
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from connectors.api import Endpoint, PermanentError, TransientError
 from connectors.population.client import PopulationConnector
 from connectors.population.sandbox import SANDBOX_OFFICER_ID as OFFICER
+from connectors.population.sandbox import create_app, sandbox_endpoint
 from connectors.sandboxes import serve_app
-from connectors.soap import Fault, SandboxLedger, SoapFault, fault_class, parse_request
+from connectors.soap import (
+    MAX_REPLY_NODES,
+    Fault,
+    SandboxLedger,
+    SoapFault,
+    fault_class,
+    parse_request,
+)
+from connectors.testdata import WELL_KNOWN
 
 ENV = b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>%s</s:Body></s:Envelope>'
 
@@ -241,3 +251,46 @@ def test_all_is_honest(module: str) -> None:
     mod = importlib.import_module(module)
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.{name}"
+
+
+async def test_a_reply_of_too_many_elements_is_malformed_before_it_is_built() -> None:
+    # 20 MiB of <a/> (under the size cap) made a 712 MB tree: a reply is refused past
+    # MAX_REPLY_NODES elements, counted before the codec or zeep builds anything.
+    body = ENV % (b"<a/>" * (MAX_REPLY_NODES + 1))
+    with pytest.raises(TransientError, match=r"malformed reply: more than 100000 elements"):
+        await _lookup_answered_with(200, body, "text/xml; charset=utf-8")
+
+
+async def test_a_large_reply_within_the_node_cap_is_read() -> None:
+    # The sandbox's answer with half a megabyte of comment before it: counted (it is long
+    # enough to hold too many elements), and read as ever.
+    app = create_app(seed=0, citizens=20)
+    padded: list[int] = []
+
+    @web.middleware
+    async def pad(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            head, sep, rest = response.body.partition(b"?>")
+            body = head + sep + b"<!--" + b"x" * 4 * MAX_REPLY_NODES + b"-->" + rest
+            response.body = body
+            padded.append(len(body))
+        return response
+
+    app.middlewares.append(pad)
+    citizen = WELL_KNOWN[0]
+    async with (
+        serve_app(app) as base,
+        PopulationConnector(sandbox_endpoint(base), officer_id=OFFICER) as population,
+    ):
+        answer = await population.call(
+            "citizen.lookup",
+            {
+                "personal_id": citizen.personal_id,
+                "full_name": citizen.full_name,
+                "birth_date": citizen.birth_date.isoformat(),
+            },
+        )
+    assert padded and min(padded) > 4 * MAX_REPLY_NODES
+    assert answer.data["match"] is True
+    assert answer.data["citizen"]["personal_id"] == citizen.personal_id
