@@ -54,6 +54,7 @@ from connectors.api import (
 )
 from connectors.http1 import BadReply, HttpClient
 from connectors.soapcodec import NotCompiled, OperationCodec, compile_operation
+from signing.xml import NodeCounter
 
 __all__ = [
     "SOAP_ENV",
@@ -106,47 +107,16 @@ _INLINE_PARSE_BYTES = 16 * 1024
 MAX_REPLY_NODES = 100_000
 
 
-class _TooManyNodes(ValueError):
-    pass
-
-
-class _NodeCounter:
-    """A parser target that builds nothing: it counts elements, comments and processing
-    instructions, and stops past ``limit`` (as ``verify xml`` counts, in signing.xml)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.nodes = limit, 0
-
-    def _node(self) -> None:
-        self.nodes += 1
-        if self.nodes > self.limit:
-            raise _TooManyNodes(
-                f"more than {self.limit} elements, comments and processing instructions"
-            )
-
-    def start(self, tag: str, attrib: Any) -> None:
-        self._node()
-
-    def comment(self, text: str) -> None:
-        self._node()
-
-    def pi(self, target: str, data: str) -> None:
-        self._node()
-
-    def close(self) -> int:
-        return self.nodes
-
-
 def _check_nodes(content: bytes, limit: int) -> None:
-    """Raise :class:`_TooManyNodes` (a malformed reply) for a reply of more than ``limit``
-    nodes, counted before the codec or zeep builds its tree. XML that does not parse is left
+    """Raise :class:`signing.xml.TooManyNodes` (a malformed reply) for a reply of more than
+    ``limit`` nodes, counted before the codec or zeep builds its tree. XML that does not parse is left
     to them (an MTOM package, an HTML error page), which refuse or read it as before."""
     if len(content) < 4 * limit:
         # An element takes at least 4 bytes (<a/>), a comment or a processing instruction
         # more: a shorter reply cannot hold too many (the lookups' few KiB are not counted).
         return
     parser = etree.XMLParser(
-        target=_NodeCounter(limit), resolve_entities=False, no_network=True, huge_tree=False
+        target=NodeCounter(limit), resolve_entities=False, no_network=True, huge_tree=False
     )
     with contextlib.suppress(etree.XMLSyntaxError):
         etree.fromstring(content, parser)

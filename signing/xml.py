@@ -38,7 +38,15 @@ from .report import SignatureReport
 from .timestamps import request_timestamp, verify_timestamp
 from .trust import TrustStore, common_name
 
-__all__ = ["XMLVerification", "sign_xml", "sign_xml_sync", "verify_xml", "verify_xml_sync"]
+__all__ = [
+    "NodeCounter",
+    "TooManyNodes",
+    "XMLVerification",
+    "sign_xml",
+    "sign_xml_sync",
+    "verify_xml",
+    "verify_xml_sync",
+]
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
@@ -101,9 +109,14 @@ class _TooLarge(SignatureInvalid):
     pass
 
 
-class _NodeCounter:
+class TooManyNodes(ValueError):
+    """A document holds more nodes than a :class:`NodeCounter` allows."""
+
+
+class NodeCounter:
     """A parser target that builds nothing: it counts elements, comments and processing
-    instructions (each a node of the tree a parse would build) and stops past ``limit``."""
+    instructions (each a node of the tree a parse would build) and raises TooManyNodes past
+    ``limit``: a document is counted so before it takes the memory its tree would."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.nodes = limit, 0
@@ -111,9 +124,8 @@ class _NodeCounter:
     def _node(self) -> None:
         self.nodes += 1
         if self.nodes > self.limit:
-            raise _TooLarge(
-                f"document too large (more than {self.limit} elements, comments and "
-                "processing instructions)"
+            raise TooManyNodes(
+                f"more than {self.limit} elements, comments and processing instructions"
             )
 
     def start(self, tag: str, attrib: Any) -> None:
@@ -148,8 +160,10 @@ def _safe_parse(data: bytes, max_bytes: int, max_nodes: int) -> etree._ElementTr
     try:
         # Counted first, with no tree built, so that a document of too many nodes is refused
         # before it takes the memory they would.
-        etree.fromstring(data, etree.XMLParser(target=_NodeCounter(max_nodes), **_PARSER_OPTIONS))
+        etree.fromstring(data, etree.XMLParser(target=NodeCounter(max_nodes), **_PARSER_OPTIONS))
         tree = etree.ElementTree(etree.fromstring(data, _PARSER))
+    except TooManyNodes as exc:
+        raise _TooLarge(f"document too large ({exc})") from None
     except etree.XMLSyntaxError as exc:
         raise SignatureInvalid(f"not well-formed XML: {exc}") from exc
     if tree.docinfo.doctype:
