@@ -22,13 +22,12 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
-import yarl
 from aiohttp.payload import BufferedReaderPayload
 
 from connectors.api import PermanentError, TransientError, transient_status
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
-from gateway.outbox import Breakers, Delivery, Job, NotYet, wait_behind
+from gateway.outbox import Breakers, Delivery, Job, NotYet, endpoint_of, wait_behind
 from gateway.store import Row, Tx
 
 __all__ = [
@@ -104,12 +103,6 @@ def attachment_disposition(name: str) -> str:
     return "attachment; filename*=UTF-8''" + quote(name, safe=_ATTR_CHARS)
 
 
-def _origin(url: str) -> str:
-    """``scheme://host:port`` of an agency's endpoint: one breaker per server, whatever the path."""
-    parsed = yarl.URL(url)
-    return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
-
-
 class PushHandler:
     """Delivers ``document.push`` (package → recipient) or ``document.status.push`` (status
     message → the document's sender) jobs."""
@@ -168,7 +161,7 @@ class PushHandler:
         # While the agency's endpoint is failing, its pushes wait without using attempts
         # (CircuitOpen is a NotYet), as callbacks do: an agency down for a redeploy gets them
         # when it is back instead of dead letters.
-        breaker = self.breakers.get(f"documents {_origin(route.endpoint)}")
+        breaker = self.breakers.get(f"documents {endpoint_of(route.endpoint)}")
         breaker.before_call()
         try:
             if status:

@@ -15,12 +15,11 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import msgspec
-import yarl
 
 from connectors.api import Connector, PermanentError, TransientError, transient_status
 from gateway import dossiers
 from gateway.metrics import Metrics
-from gateway.outbox import wait_behind
+from gateway.outbox import endpoint_of, wait_behind
 from gateway.outbox.breaker import Breakers, NotYet, call_registry
 from gateway.outbox.jobs import Job
 from gateway.outbox.worker import Delivery
@@ -108,12 +107,6 @@ def _wake(tx: Tx, job: Job) -> None:
     tx.execute("outbox.due_now", dossier=job.dossier, kind=job.kind, now=job.updated_at)
 
 
-def _origin(url: str) -> str:
-    """``scheme://host:port`` of ``url``: one receiver, whatever the path."""
-    parsed = yarl.URL(url)
-    return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
-
-
 class CallbackHandler:
     """POSTs the status document to the dossier's ``callback_url``, HMAC-signed with the
     subsystem's ``callback_secret``, if the URL is still under its ``callback_urls`` (checked
@@ -184,7 +177,7 @@ class CallbackHandler:
                 _wait_for(earlier, job),
                 f"an earlier callback of this dossier (version {earlier.number}) is not sent yet",
             )
-        receiver = _origin(url)
+        receiver = endpoint_of(url)
         if self._in_flight.get(receiver, 0) >= self.max_in_flight:
             raise NotYet("callback", 1.0, f"{self.max_in_flight} callbacks to {receiver} in flight")
         breaker = self.breakers.get(f"callback {receiver}")

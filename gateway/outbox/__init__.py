@@ -4,7 +4,15 @@ operator to replay."""
 
 from __future__ import annotations
 
-from .breaker import Breakers, CircuitBreaker, CircuitOpen, CircuitState, NotYet, wait_behind
+from .breaker import (
+    Breakers,
+    CircuitBreaker,
+    CircuitOpen,
+    CircuitState,
+    NotYet,
+    endpoint_of,
+    wait_behind,
+)
 from .errors import JobNotFound, NotDead, OutboxError
 from .jobs import STATES, Job, JobState, counts, enqueue, get_job, list_jobs, replay
 from .retry import RetryDecision, RetryPolicy, call_with_retries
@@ -29,6 +37,7 @@ __all__ = [
     "Worker",
     "call_with_retries",
     "counts",
+    "endpoint_of",
     "enqueue",
     "get_job",
     "list_jobs",

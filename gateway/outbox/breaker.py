@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Literal, TypeVar
 
+import yarl
+
 from connectors.api import PermanentError, TransientError
 from gateway.metrics import CIRCUIT_STATES, Metrics
 
@@ -39,6 +41,7 @@ __all__ = [
     "NotYet",
     "TrialWatch",
     "call_registry",
+    "endpoint_of",
     "watch_trials",
 ]
 
@@ -74,6 +77,13 @@ def wait_behind(state: str, run_after: float, now: float) -> float:
     if state == "running":
         return _WHILE_RUNNING
     return max(run_after - now, 0.0) + _AFTER_DUE
+
+
+def endpoint_of(url: str) -> str:
+    """``scheme://host:port`` of ``url``: one server, whatever the path — what a receiver's or an
+    agency's breaker (and its callbacks' in-flight count) is keyed by."""
+    parsed = yarl.URL(url)
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
 
 
 class CircuitOpen(NotYet):
