@@ -311,14 +311,14 @@ class Worker:
                         exc_info=exc,
                         extra=_extra(job),
                     )
-                if trials.failed_trial is not None and not isinstance(exc, PermanentError):
-                    await self._finish_failure(
-                        job, handler, exc, _after_trial(trials), trial=trials.failed_trial
-                    )
+                # A failed trial of a half-open circuit is refunded (see Attempts); a permanent
+                # answer is judged by the policy even then.
+                trial = None if isinstance(exc, PermanentError) else trials.failed_trial
+                if trial is not None:
+                    decision = _after_trial(trials)
                 else:
-                    await self._finish_failure(
-                        job, handler, exc, self.policy_for(job).decide(exc, job.attempts)
-                    )
+                    decision = self.policy_for(job).decide(exc, job.attempts)
+                await self._finish_failure(job, handler, exc, decision, trial=trial)
                 return
             await self._finish_success(job, handler, record)
         finally:
