@@ -314,6 +314,7 @@ class Worker:
                 # A failed trial of a half-open circuit is refunded (see Attempts); a permanent
                 # answer is judged by the policy even then.
                 trial = None if isinstance(exc, PermanentError) else trials.failed_trial
+                decision: RetryDecision | None
                 if trial is not None:
                     decision = _after_trial(trials)
                 else:
