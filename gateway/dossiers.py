@@ -8,7 +8,7 @@ Nothing here does I/O beyond the transaction.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "resume",
     "step_delivered",
     "step_failed",
+    "step_outputs",
     "view",
 ]
 
@@ -73,6 +74,33 @@ def canonical(document: Any) -> bytes:
     return _encode(document)
 
 
+def step_outputs(steps: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The results of a dossier's finished steps (rows of ``dossiers.steps``) by step name: what
+    later steps build their requests from."""
+    return {
+        s["name"]: msgspec.json.decode(s["result"])
+        for s in steps
+        if s["status"] == "done" and s["result"]
+    }
+
+
+def _keep_request(tx: Tx, code: str, step: Step, idx: int) -> None:
+    """Build a write step's request now, from the dossier and the earlier results, and keep it:
+    every attempt of the step sends exactly this (see ``step_requests`` in dossiers.sql). A
+    request kept already stays. A dossier the request cannot be built from keeps none: the
+    attempt builds it again and stops the flow with the reason."""
+    if not step.writes or tx.one("dossiers.request", dossier=code, idx=idx) is not None:
+        return
+    row = tx.one("dossiers.get", code=code)
+    assert row is not None
+    outputs = step_outputs(tx.all("dossiers.steps", dossier=code))
+    try:
+        params = step.params(Context(msgspec.json.decode(row["body"]), outputs))
+    except Exception:  # reported by the attempt, not by the step before it
+        return
+    tx.execute("dossiers.keep_request", dossier=code, idx=idx, body=canonical(params))
+
+
 def _step_job(tx: Tx, code: str, step: Step, idx: int, *, now: str) -> None:
     job_id = enqueue(
         tx,
@@ -85,6 +113,7 @@ def _step_job(tx: Tx, code: str, step: Step, idx: int, *, now: str) -> None:
         row = tx.one("dossiers.step", dossier=code, idx=idx)
         job_id = row["job_id"] if row else None
     tx.execute("dossiers.step_scheduled", dossier=code, idx=idx, job_id=job_id, now=now)
+    _keep_request(tx, code, step, idx)
 
 
 def _changed(tx: Tx, code: str, status: str, *, now: str) -> None:
@@ -443,16 +472,15 @@ def correct(
         raise NotCorrectable(f"dossier {code} is {row['status']}; only a stopped flow is corrected")
     before = msgspec.json.decode(row["body"])
     after = change(before)
-    _finished_steps_unchanged(
-        tx,
-        code,
-        FLOWS[row["flow"]],
-        before,
-        after,
-        unanswered=_unanswered(tx, code, stopped_on_a_fault=row["status"] == "failed"),
-    )
+    unanswered = _unanswered(tx, code, stopped_on_a_fault=row["status"] == "failed")
+    _finished_steps_unchanged(tx, code, FLOWS[row["flow"]], before, after, unanswered=unanswered)
     body = canonical(after)
     tx.execute("dossiers.set_body", code=code, body=body, now=now_iso())
+    # A kept request the registry has had no chance to hold (its step never ran, or was
+    # answered) is built again from the corrected dossier when the flow resumes.
+    for s in tx.all("dossiers.steps", dossier=code):
+        if s["status"] != "done" and s["idx"] not in unanswered:
+            tx.execute("dossiers.forget_request", dossier=code, idx=s["idx"])
     append(
         tx,
         AuditEvent(
@@ -529,11 +557,7 @@ def _finished_steps_unchanged(
     first. Resumed as it was, the step learns the outcome.
     """
     steps = tx.all("dossiers.steps", dossier=code)
-    outputs = {
-        s["name"]: msgspec.json.decode(s["result"])
-        for s in steps
-        if s["status"] == "done" and s["result"]
-    }
+    outputs = step_outputs(steps)
     for s in steps:
         step = flow.step(s["name"])
         done = s["status"] == "done"

@@ -66,32 +66,26 @@ class FlowStepHandler:
         self.metrics = metrics
         self.on_result = on_result  # lets the demo keep artefacts (signed certificates)
 
-    def _load(
-        self, tx: Tx, code: str, idx: int
-    ) -> tuple[dict[str, Any], Step, dict[str, dict[str, Any]]]:
+    def _load(self, tx: Tx, code: str, idx: int) -> tuple[Context, Step, dict[str, Any] | None]:
+        """The step's context, the step, and its request as kept when it was scheduled."""
         row = tx.one("dossiers.get", code=code)
         if row is None:
             raise PermanentError("gateway", f"dossier {code} does not exist")
         steps = tx.all("dossiers.steps", dossier=code)
-        outputs = {
-            s["name"]: msgspec.json.decode(s["result"])
-            for s in steps
-            if s["status"] == "done" and s["result"]
-        }
+        ctx = Context(msgspec.json.decode(row["body"]), dossiers.step_outputs(steps))
         # The dossier's own step, by the name it was accepted with (see Flow).
         step = FLOWS[row["flow"]].step(steps[idx]["name"])
-        return msgspec.json.decode(row["body"]), step, outputs
+        kept = tx.one("dossiers.request", dossier=code, idx=idx)
+        return ctx, step, None if kept is None else msgspec.json.decode(kept["body"])
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         code, idx = job.dossier, int(job.payload["index"])
         assert code is not None
-        document, step, outputs = await self.store.read(lambda tx: self._load(tx, code, idx))
-        ctx = Context(document, outputs)
+        ctx, step, kept = await self.store.read(lambda tx: self._load(tx, code, idx))
         try:
-            params = step.params(ctx)
-        except (
-            KeyError
-        ) as exc:  # the dossier lacks what this step needs: an operator must correct it
+            # A write sends what it was first built as: the registry may hold it under this key.
+            params = kept if kept is not None else step.params(ctx)
+        except KeyError as exc:  # the dossier lacks what this step needs: an operator corrects it
             raise PermanentError(
                 step.registry, f"the dossier has no {exc.args[0]!r} for {step.name}"
             ) from None

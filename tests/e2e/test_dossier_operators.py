@@ -9,12 +9,14 @@ import hashlib
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from connectors.api import PermanentError, TransientError
 from gateway import dossiers
+from gateway.flows.definitions import FLOWS, Context
 from gateway.outbox import list_jobs
 from gateway.samples import sample_dossiers
 from gateway.store import StoreUnavailable
@@ -388,8 +390,11 @@ class BirthRegisterBehindAWaf:
 
     def __init__(self, connector: Any, script: list[str]) -> None:
         self.connector, self.script = connector, script
+        self.sent: list[dict[str, Any]] = []  # the birth registrations' parameters, in order
 
     async def call(self, operation: str, params: Any, **kw: Any) -> Any:
+        if operation == "birth.register":
+            self.sent.append(params)
         what = self.script.pop(0) if operation == "birth.register" and self.script else "pass"
         if what == "refuse":
             raise PermanentError("civil_status", "HTTP 403: Forbidden (WAF)", code="http-403")
@@ -469,6 +474,52 @@ async def test_a_refusal_heard_after_a_resume_lets_the_write_be_corrected(
         assert status == 200, body
         view = await resumed(gw, doc["code"])
         assert view["status"] == "completed", view
+
+
+async def test_a_write_retried_after_an_upgrade_sends_what_it_first_sent(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Noticed in review: each attempt built its request again, so an upgrade that changed what
+    a step sends (MaDVC, MaDonVi both changed so) sent another request, under the same
+    idempotency key, for a write the register had taken with its reply lost: refused for ever as
+    a reused key, the dossier stuck. A write now sends the request it was first built as."""
+    async with birth_behind_a_waf(make_gateway, ["lost", "lost"]) as (gw, doc, view):
+        assert view["status"] == "failed", view
+        # The upgrade: the new version names the declarant's relation otherwise.
+        birth = FLOWS["birth"]
+        register = birth.step("register_birth")
+
+        def params_now(ctx: Context) -> dict[str, Any]:
+            p = register.params(ctx)
+            return {**p, "declarant": {**p["declarant"], "relation": "Mẹ đẻ"}}
+
+        upgraded = replace(register, params=params_now)
+        steps = tuple(upgraded if s is register else s for s in birth.steps)
+        monkeypatch.setitem(FLOWS, "birth", replace(birth, steps=steps))
+
+        view = await resumed(gw, doc["code"])
+        assert view["status"] == "completed", view
+        waf = gw.runtime.connectors["civil_status"]
+        assert len(waf.sent) == 3 and waf.sent[2] == waf.sent[0], waf.sent
+        # The register answered with the birth it had taken from the first, unanswered attempt.
+        assert step(view, "register_birth")["reference"].endswith(".000001"), view
+
+
+async def test_a_corrected_write_sends_the_corrected_request(make_gateway: Any) -> None:
+    """A write the register refused (the proxy's 403: the register never saw it) is corrected;
+    the resumed step sends the request built from the corrected dossier, not the one kept."""
+    async with birth_behind_a_waf(make_gateway, ["refuse"]) as (gw, doc, view):
+        assert view["status"] == "needs_attention", view
+        renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}
+        status, body = await patch(gw, doc["code"], {"reason": "tên", "data": renamed})
+        assert status == 200, body
+        view = await resumed(gw, doc["code"])
+        assert view["status"] == "completed", view
+        sent = gw.runtime.connectors["civil_status"].sent
+        assert [p["child"]["full_name"] for p in sent] == [
+            doc["data"]["child"]["full_name"],
+            "Nguyễn Văn Đổi",
+        ], sent
 
 
 def step(view: dict[str, Any], name: str) -> dict[str, Any]:

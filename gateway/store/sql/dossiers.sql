@@ -40,6 +40,16 @@ CREATE TABLE IF NOT EXISTS step_history (
     reference TEXT
 );
 CREATE INDEX IF NOT EXISTS step_history_dossier ON step_history (dossier, idx, id);
+-- What a write step sends, as built when it was scheduled: each attempt (retries, replays,
+-- resumes) sends exactly this, so an upgrade that changes how a step builds its request cannot
+-- send another request under an idempotency key a registry already holds. A correction forgets
+-- it where nothing was sent that the registry may hold (dossiers.correct).
+CREATE TABLE IF NOT EXISTS step_requests (
+    dossier TEXT    NOT NULL,
+    idx     INTEGER NOT NULL,
+    body    BLOB    NOT NULL,              -- canonical JSON of the step's parameters
+    PRIMARY KEY (dossier, idx)
+);
 
 -- name: insert
 INSERT INTO dossiers (code, client, procedure, flow, status, body, body_digest, callback_url, request_id, created_at, updated_at)
@@ -84,6 +94,16 @@ WHERE dossier = :dossier AND idx = :idx;
 -- name: step_failed
 UPDATE dossier_steps SET status = :status, attempts = :attempts, error = :error, updated_at = :now
 WHERE dossier = :dossier AND idx = :idx;
+
+-- name: request
+SELECT body FROM step_requests WHERE dossier = :dossier AND idx = :idx;
+
+-- name: keep_request
+INSERT INTO step_requests (dossier, idx, body) VALUES (:dossier, :idx, :body)
+ON CONFLICT (dossier, idx) DO NOTHING;
+
+-- name: forget_request
+DELETE FROM step_requests WHERE dossier = :dossier AND idx = :idx;
 
 -- name: add_history
 INSERT INTO step_history (dossier, idx, at, attempt, outcome, error, reference)

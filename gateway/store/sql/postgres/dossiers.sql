@@ -1,7 +1,7 @@
 -- PostgreSQL versions of blocks in ../dossiers.sql (see audit.sql here for the "base:" lines).
 
 -- name: schema
--- base: 75bc22cf5c17b1bb
+-- base: 2053c0c5a3208668
 CREATE TABLE IF NOT EXISTS dossiers (
     code         TEXT PRIMARY KEY,
     client       TEXT NOT NULL,
@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS step_history (
     reference TEXT
 );
 CREATE INDEX IF NOT EXISTS step_history_dossier ON step_history (dossier, idx, id);
+CREATE TABLE IF NOT EXISTS step_requests (
+    dossier TEXT    NOT NULL,
+    idx     BIGINT  NOT NULL,
+    body    BYTEA   NOT NULL,
+    PRIMARY KEY (dossier, idx)
+);
 
 -- name: list_by_status
 -- base: 89752436e0c2dde9
