@@ -12,7 +12,8 @@ import asyncio
 import base64
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -83,11 +84,11 @@ class CivilStatusRegistry:
         self._rng = random.Random(f"civil_status:{seed}")
         self._births = itertools.count(1)
         self._death_numbers = itertools.count(1)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[Hashable, asyncio.Lock] = {}
         # A hook for tests: what the register does to a certificate after signing it.
         self.after_signing: Callable[[bytes], bytes] | None = None
 
-    def lock(self, key: str) -> asyncio.Lock:
+    def lock(self, key: Hashable) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
     def child_id(self, province: str, sex_code: str, born: date) -> str:
@@ -144,12 +145,34 @@ def _book(n: int, year: int) -> tuple[str, str]:
     return f"{(n - 1) // 500 + 1:02d}/{year}", str((n - 1) % 500 // 2 + 1)
 
 
-async def _birth(reg: CivilStatusRegistry, op: etree._Element) -> bytes:
+@dataclass(frozen=True)
+class _BirthRequest:
+    """A ``DangKyKhaiSinh`` request with every field checked: nothing is registered before it is
+    whole (a request refused for its last field had taken a number and a personal id)."""
+
+    request_id: str
+    province: str
+    born: date
+    sex: str
+    name: str
+    place: str
+    mother_id: str
+    mother: str
+    father: str | None
+    declarant: str
+    office: str
+
+    @property
+    def child(self) -> tuple[str, str, date]:
+        # The name as written, in any case or spacing (twins Anh and Ánh are two children).
+        return (self.mother_id, nfc(self.name).casefold(), self.born)
+
+
+def _birth_request(op: etree._Element, today: date) -> _BirthRequest:
     request_id = _required(op, "maYeuCau")
     province = _province(op)
     born = _date(op, "nksNgaySinh")
-    now = datetime.now(VIETNAM)
-    if born > now.date():
+    if born > today:
         raise SoapFault("Client", "NGAY", "nksNgaySinh is in the future")
     sex = _required(op, "nksGioiTinh")
     if sex not in _SEX:
@@ -162,45 +185,84 @@ async def _birth(reg: CivilStatusRegistry, op: etree._Element) -> bytes:
     if child_text(op, "chaSoDinhDanh"):
         _pid(op, "chaSoDinhDanh")
     _pid(op, "nycSoGiayToTuyThan")
-    name, mother = _required(op, "nksHoTen"), _required(op, "meHoTen")
-    declarant = _required(op, "nycHoTen")
-    # The name as written, in any case or spacing (twins Anh and Ánh are two children).
-    child = (mother_id, nfc(name).casefold(), born)
-    if child in reg.births:
-        raise SoapFault(
-            "Client",
-            "DA_DANG_KY",
-            f"the birth of {name} on {born:%d/%m/%Y} to this mother is already registered "
-            f"({reg.births[child]})",
-        )
-    n = next(reg._births)
-    number = f"KS.{province}.{now.year}.{n:06d}"
-    reg.births[child] = number
-    book, page = _book(n, now.year)
-    child_id = reg.child_id(province, sex, born)
-    signer_name, signer_title = "Nguyễn Văn Hòa", "Chủ tịch UBND"
+    return _BirthRequest(
+        request_id=request_id,
+        province=province,
+        born=born,
+        sex=sex,
+        name=_required(op, "nksHoTen"),
+        place=_required(op, "nksNoiSinh"),
+        mother_id=mother_id,
+        mother=_required(op, "meHoTen"),
+        father=child_text(op, "chaHoTen"),
+        declarant=_required(op, "nycHoTen"),
+        office=child_text(op, "noiDangKy") or PROVINCES[province],
+    )
+
+
+_SIGNER_NAME, _SIGNER_TITLE = "Nguyễn Văn Hòa", "Chủ tịch UBND"
+
+
+async def _certificate(
+    reg: CivilStatusRegistry,
+    asked: _BirthRequest,
+    number: str,
+    book: str,
+    child_id: str,
+    now: datetime,
+) -> bytes:
+    """The birth certificate, signed by the register when it has a key."""
     lines = [
         ("So", number),
         ("Quyen so", book),
-        ("Ho va ten", name),
+        ("Ho va ten", asked.name),
         ("So dinh danh ca nhan", child_id),
-        ("Ngay sinh", born.strftime("%d/%m/%Y")),
-        ("Noi sinh", _required(op, "nksNoiSinh")),
-        ("Ho va ten me", mother),
-        ("Ho va ten cha", child_text(op, "chaHoTen") or "-"),
-        ("Nguoi di khai sinh", declarant),
-        ("Noi dang ky", child_text(op, "noiDangKy") or PROVINCES[province]),
+        ("Ngay sinh", asked.born.strftime("%d/%m/%Y")),
+        ("Noi sinh", asked.place),
+        ("Ho va ten me", asked.mother),
+        ("Ho va ten cha", asked.father or "-"),
+        ("Nguoi di khai sinh", asked.declarant),
+        ("Noi dang ky", asked.office),
         ("Ngay dang ky", now.strftime("%d/%m/%Y")),
-        ("Nguoi ky", f"{signer_name}, {signer_title}"),
+        ("Nguoi ky", f"{_SIGNER_NAME}, {_SIGNER_TITLE}"),
     ]
     pdf = await asyncio.to_thread(certificate_pdf, "GIAY KHAI SINH (ban chinh dien tu)", lines)
     if reg.signer is not None:
         pdf = await sign_pdf(pdf, reg.signer, level="B-B", reason="Dang ky khai sinh")
     if reg.after_signing is not None:
         pdf = reg.after_signing(pdf)
+    return pdf
+
+
+async def _birth(reg: CivilStatusRegistry, op: etree._Element) -> bytes:
+    now = datetime.now(VIETNAM)
+    asked = _birth_request(op, now.date())
+    # The same child under two maYeuCau: the second waits until the first is registered (then
+    # refused as a duplicate) or has failed (then registers).
+    async with reg.lock(("birth", *asked.child)):
+        if asked.child in reg.births:
+            raise SoapFault(
+                "Client",
+                "DA_DANG_KY",
+                f"the birth of {asked.name} on {asked.born:%d/%m/%Y} to this mother is already "
+                f"registered ({reg.births[asked.child]})",
+            )
+        # A failure from here on registers nothing: the personal id goes back (the number is
+        # skipped, as a database sequence skips one), and a retry under the same maYeuCau
+        # registers the birth instead of being refused as its duplicate.
+        n = next(reg._births)
+        number = f"KS.{asked.province}.{now.year}.{n:06d}"
+        book, page = _book(n, now.year)
+        child_id = reg.child_id(asked.province, asked.sex, asked.born)
+        try:
+            pdf = await _certificate(reg, asked, number, book, child_id, now)
+        except BaseException:
+            reg.issued.discard(child_id)
+            raise
+        reg.births[asked.child] = number
     reply = etree.Element(f"{{{NS}}}DangKyKhaiSinhResponse", nsmap={None: NS})
     for field, value in (
-        ("maYeuCau", request_id),
+        ("maYeuCau", asked.request_id),
         ("maKetQua", "0"),
         ("moTa", "Đã đăng ký khai sinh"),
         ("so", number),
@@ -208,8 +270,8 @@ async def _birth(reg: CivilStatusRegistry, op: etree._Element) -> bytes:
         ("trangSo", page),
         ("ngayDangKy", format_datetime(now)),
         ("nksSoDinhDanh", child_id),
-        ("nguoiKy", signer_name),
-        ("chucVuNguoiKy", signer_title),
+        ("nguoiKy", _SIGNER_NAME),
+        ("chucVuNguoiKy", _SIGNER_TITLE),
         ("nguoiThucHien", "Công chức tư pháp - hộ tịch"),
     ):
         _el(reply, field, value)
@@ -248,8 +310,8 @@ async def _death(reg: CivilStatusRegistry, op: etree._Element) -> bytes:
         ("quyenSo", book),
         ("trangSo", page),
         ("ngayDangKy", format_datetime(now)),
-        ("nguoiKy", "Nguyễn Văn Hòa"),
-        ("chucVuNguoiKy", "Chủ tịch UBND"),
+        ("nguoiKy", _SIGNER_NAME),
+        ("chucVuNguoiKy", _SIGNER_TITLE),
     ):
         _el(reply, field, value)
     return envelope_bytes(reply)

@@ -14,9 +14,11 @@ from aiohttp import web
 
 from connectors.api import PermanentError, TransientError
 from connectors.civil_status import CivilStatusConnector, mapping
+from connectors.civil_status.client import WSDL
 from connectors.civil_status.sandbox import REGISTRY_KEY, create_app, sandbox_endpoint
 from connectors.faults import FAULTS_KEY, FaultPlan
 from connectors.identifiers import check_personal_id
+from connectors.soap import SoapClient
 from connectors.testdata import WELL_KNOWN
 from signing.pdf import verify_pdf
 
@@ -207,6 +209,71 @@ async def test_register_refuses_a_mother_younger_than_the_child(
     with pytest.raises(PermanentError) as info:
         await connector.call("birth.register", child)
     assert info.value.code == "SAI_LECH"
+
+
+async def _post_raw(url: str, operation: str, fields: dict[str, Any]) -> bytes:
+    """``operation`` with ``fields`` as the connector's WSDL builds it, posted unsigned."""
+    async with SoapClient("civil_status", sandbox_endpoint(url), WSDL) as soap:
+        body = soap.build(operation, fields)
+    async with httpx.AsyncClient() as http:
+        response = await http.post(sandbox_endpoint(url).url, content=body)
+    return response.content
+
+
+@pytest.mark.parametrize(
+    ("operation", "build", "params", "last_field"),
+    [
+        ("DangKyKhaiSinh", mapping.birth_request, BIRTH, "nksNoiSinh"),
+        ("DangKyKhaiTu", mapping.death_request, DEATH, "nktNoiChet"),
+    ],
+    ids=["birth", "death"],
+)
+async def test_a_request_refused_for_a_missing_field_registers_nothing(
+    operation: str, build: Any, params: dict[str, Any], last_field: str
+) -> None:
+    """Found by probing: the register recorded the birth before reading nksNoiSinh, so the
+    request it refused (THIEU_TRUONG: "fix it") had taken a number and a personal id, and the
+    corrected request, under the same maYeuCau or another, was refused DA_DANG_KY for ever."""
+    fields = build(params, "key-1", agency_id="000.00.00.H40", province_code="040",
+                   today=date(2026, 11, 20))  # fmt: skip
+    runner, url = await serve(create_app(seed=3))
+    try:
+        refused = await _post_raw(url, operation, {**fields, last_field: " "})
+        assert b"THIEU_TRUONG" in refused and last_field.encode() in refused
+        for key in ("key-1", "key-2"):  # the corrected request, then the same under another key
+            answer = await _post_raw(url, operation, {**fields, "maYeuCau": key})
+            if key == "key-1":
+                assert b"<maKetQua>0</maKetQua>" in answer, answer[:600]
+            else:
+                assert b"DA_DANG_KY" in answer  # a second registration stays refused
+        registry = runner.app[REGISTRY_KEY]
+        assert len(registry.births) + len(registry.deaths) == 1
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_birth_whose_certificate_failed_registers_on_the_retry(
+    connector: CivilStatusConnector, sandbox: Sandbox
+) -> None:
+    """Found by probing: the register recorded the birth, then failed making its certificate
+    (soap:Server: "retry"); the retry under the same maYeuCau was refused DA_DANG_KY, a birth
+    registered whose number and child id nobody learnt."""
+    failures = [OSError("disk full while storing the certificate")]
+
+    def fail_once(pdf: bytes) -> bytes:
+        if failures:
+            raise failures.pop()
+        return pdf
+
+    registry = sandbox.app[REGISTRY_KEY]
+    registry.after_signing = fail_once
+    with pytest.raises(TransientError, match="internal error"):
+        await connector.call("birth.register", BIRTH, idempotency_key="birth-retried")
+    assert registry.births == {} and registry.issued == set()
+    result = await connector.call("birth.register", BIRTH, idempotency_key="birth-retried")
+    assert registry.births == {next(iter(registry.births)): result.reference}
+    assert registry.issued == {result.data["personal_id"]}
+    assert (await sandbox.stats())["writes"] == {"birth.register": 1}
 
 
 # --- signatures ---------------------------------------------------------------------------------
