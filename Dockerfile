@@ -1,8 +1,11 @@
 # lienthong gateway: `docker build -t lienthong . && docker run -p 8080:8080 -v $PWD/etc:/etc/lienthong lienthong`
 FROM python:3.11-slim
 
-# xmlsec1/poppler are for interop checks only; the gateway itself needs nothing beyond Python wheels.
-RUN useradd --create-home --uid 10001 lienthong
+# xmlsec1/poppler are for interop checks only; the gateway itself needs nothing beyond Python wheels
+# but the font its embedded civil-status sandbox writes birth certificates in.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 lienthong
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway

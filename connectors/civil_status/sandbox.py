@@ -160,6 +160,7 @@ class _BirthRequest:
     mother: str
     father: str | None
     declarant: str
+    relation: str
     office: str
 
     @property
@@ -196,6 +197,7 @@ def _birth_request(op: etree._Element, today: date) -> _BirthRequest:
         mother=_required(op, "meHoTen"),
         father=child_text(op, "chaHoTen"),
         declarant=_required(op, "nycHoTen"),
+        relation=_required(op, "nycQuanHe"),
         office=child_text(op, "noiDangKy") or PROVINCES[province],
     )
 
@@ -213,22 +215,23 @@ async def _certificate(
 ) -> bytes:
     """The birth certificate, signed by the register when it has a key."""
     lines = [
-        ("So", number),
-        ("Quyen so", book),
-        ("Ho va ten", asked.name),
-        ("So dinh danh ca nhan", child_id),
-        ("Ngay sinh", asked.born.strftime("%d/%m/%Y")),
-        ("Noi sinh", asked.place),
-        ("Ho va ten me", asked.mother),
-        ("Ho va ten cha", asked.father or "-"),
-        ("Nguoi di khai sinh", asked.declarant),
-        ("Noi dang ky", asked.office),
-        ("Ngay dang ky", now.strftime("%d/%m/%Y")),
-        ("Nguoi ky", f"{_SIGNER_NAME}, {_SIGNER_TITLE}"),
+        ("Số", number),
+        ("Quyển số", book),
+        ("Họ, chữ đệm, tên", asked.name),
+        ("Số định danh cá nhân", child_id),
+        ("Ngày, tháng, năm sinh", asked.born.strftime("%d/%m/%Y")),
+        ("Nơi sinh", asked.place),
+        ("Họ, chữ đệm, tên người mẹ", asked.mother),
+        ("Họ, chữ đệm, tên người cha", asked.father or "-"),
+        ("Người đi khai sinh", asked.declarant),
+        ("Quan hệ với người được khai sinh", asked.relation),
+        ("Nơi đăng ký", asked.office),
+        ("Ngày đăng ký", now.strftime("%d/%m/%Y")),
+        ("Người ký", f"{_SIGNER_NAME}, {_SIGNER_TITLE}"),
     ]
-    pdf = await asyncio.to_thread(certificate_pdf, "GIAY KHAI SINH (ban chinh dien tu)", lines)
+    pdf = await asyncio.to_thread(certificate_pdf, "GIẤY KHAI SINH (bản chính điện tử)", lines)
     if reg.signer is not None:
-        pdf = await sign_pdf(pdf, reg.signer, level="B-B", reason="Dang ky khai sinh")
+        pdf = await sign_pdf(pdf, reg.signer, level="B-B", reason="Đăng ký khai sinh")
     if reg.after_signing is not None:
         pdf = reg.after_signing(pdf)
     return pdf

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from connectors.api import PermanentError, TransientError
-from connectors.civil_status import CivilStatusConnector, mapping
+from connectors.civil_status import CivilStatusConnector, certificate, mapping
 from connectors.civil_status.client import WSDL
 from connectors.civil_status.sandbox import REGISTRY_KEY, create_app, sandbox_endpoint
 from connectors.faults import FAULTS_KEY, FaultPlan
@@ -68,6 +70,12 @@ class Sandbox:
             return data
 
 
+def text_of(pdf: bytes) -> str:
+    """The text of a PDF as poppler's pdftotext reads it (an independent reader)."""
+    read = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
+    return read.stdout.decode("utf-8")
+
+
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app, shutdown_timeout=0.2)
     await runner.setup()
@@ -105,7 +113,9 @@ async def test_birth_register_issues_id_and_signed_certificate(
     ].startswith("KS.040.")
     assert data["book"] and data["page"] and data["registered_at"].endswith("+07:00")
     pdf = base64.b64decode(data["certificate_pdf"])
-    assert pdf.startswith(b"%PDF-") and data["personal_id"].encode() in pdf
+    assert pdf.startswith(b"%PDF-") and f"Số định danh cá nhân: {data['personal_id']}" in text_of(
+        pdf
+    )
     assert data["certificate_signer"]
     reports = await verify_pdf(pdf, pki.trust())  # independently of the connector
     assert [r.valid for r in reports] == [True] and reports[0].level.startswith("PAdES")
@@ -125,6 +135,39 @@ async def test_a_certificate_whose_revocation_cannot_be_had_is_asked_for_again(p
                 await c.call("birth.register", BIRTH, idempotency_key="birth-unknown")
     finally:
         await runner.cleanup()
+
+
+async def test_the_certificate_says_the_names_as_registered_and_the_relation(
+    connector: CivilStatusConnector,
+) -> None:
+    """Found by probing: certificates were set in Helvetica without diacritics, so twins
+    "Nguyễn Ngọc Anh" and "Nguyễn Ngọc Ánh", two registrations, read the same on their signed
+    certificates, and the declarant's relation README says is written on it was not."""
+    said = []
+    for name in ("Nguyễn Ngọc Anh", "Nguyễn Ngọc Ánh"):
+        twin = {**BIRTH, "child": {**BIRTH["child"], "full_name": name, "sex": "female"}}
+        result = await connector.call("birth.register", twin, idempotency_key=name)
+        said.append(text_of(base64.b64decode(result.data["certificate_pdf"])))
+        assert f"Họ, chữ đệm, tên: {name}\n" in said[-1]
+        assert f"Số định danh cá nhân: {result.data['personal_id']}\n" in said[-1]
+    assert f"Người đi khai sinh: {MINH.full_name}\n" in said[0]
+    assert "Quan hệ với người được khai sinh: Cha\n" in said[0]
+    assert "Nơi sinh: Bệnh viện Sản Nhi Nghệ An\n" in said[0]
+    assert said[0].startswith("GIẤY KHAI SINH (bản chính điện tử)\n")
+
+
+def test_without_the_font_a_certificate_is_still_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A machine without Debian's fonts-dejavu-core still registers births: the certificate
+    falls back to plain Latin letters (the sandbox must not fail every birth for a font)."""
+    monkeypatch.setattr(certificate, "FONT_PATH", tmp_path / "DejaVuSans.ttf")
+    certificate._font.cache_clear()
+    try:
+        pdf = certificate.certificate_pdf("GIẤY KHAI SINH", [("Họ, chữ đệm, tên", "Đỗ Ngọc Ánh")])
+    finally:
+        certificate._font.cache_clear()
+    assert text_of(pdf).startswith("GIAY KHAI SINH\nHo, chu dem, ten: Do Ngoc Anh\n")
 
 
 async def test_female_and_undetermined_children(connector: CivilStatusConnector) -> None:
@@ -281,7 +324,7 @@ async def test_tampered_certificate_is_refused(
     connector: CivilStatusConnector, sandbox: Sandbox
 ) -> None:
     def tamper(pdf: bytes) -> bytes:
-        return pdf.replace(b"Tran Minh Khoi", b"Tran Minh Khai", 1)
+        return pdf.replace(b"/MediaBox [ 0 0 595 842 ]", b"/MediaBox [ 0 0 595 841 ]", 1)
 
     sandbox.app[REGISTRY_KEY].after_signing = tamper
     with pytest.raises(PermanentError) as info:
