@@ -52,8 +52,9 @@ def _plans(text: str | None, names: list[str]) -> dict[str, FaultPlan]:
 
 
 def _civil_status_keys(pki_dir: Path | None, names: list[str]) -> dict[str, Any]:
-    """The register's signing key and the PKI's anchors, so certificates are signed and requests
-    checked as the real register does; without ``--pki`` both are off."""
+    """The register's signing key, the PKI's anchors and its gateway certificate (the one caller
+    registered), so certificates are signed and requests checked as the real register does;
+    without ``--pki`` all are off."""
     if pki_dir is None or "civil_status" not in names:
         return {}
     from signing.errors import SigningError
@@ -61,7 +62,11 @@ def _civil_status_keys(pki_dir: Path | None, names: list[str]) -> dict[str, Any]
 
     try:
         pki = TestPKI.load(pki_dir)
-        return {"signer": pki.key("register"), "trust": pki.trust()}
+        return {
+            "signer": pki.key("register"),
+            "trust": pki.trust(),
+            "callers": [pki.certificate("gateway")],
+        }
     except (OSError, KeyError, SigningError) as exc:
         raise click.BadParameter(f"{pki_dir}: not a test PKI ({exc})", param_hint="--pki") from None
 
@@ -141,7 +146,7 @@ async def _serve(
 @click.option("--json", "as_json", is_flag=True, help="Print the URLs as one JSON object.")
 @click.option("--pki", "pki_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="A test PKI (lienthong pki init): civil status signs certificates with its "
-                   "register key and requires requests signed under its root.")  # fmt: skip
+                   "register key and requires requests signed by its gateway certificate.")  # fmt: skip
 def serve(
     registries: tuple[str, ...],
     port: int,

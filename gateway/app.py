@@ -287,7 +287,14 @@ async def _start_registries(runtime: Runtime, stack: AsyncExitStack) -> None:
     if signing is not None:
         civil_options = {"signer": signing.signer, "trust": signing.trust}
         if "civil_status" in sandboxed:
-            sandbox_options = {"signer": signing.register, "trust": signing.trust}
+            # The register takes requests from this gateway only, as the real one from the
+            # members whose certificates it registered.
+            callers = [signing.signer.certificate]
+            sandbox_options = {
+                "signer": signing.register,
+                "trust": signing.trust,
+                "callers": callers,
+            }
     if sandboxed:
         plans = _fault_plans(settings)
         runtime.registry_urls = await stack.enter_async_context(

@@ -35,7 +35,7 @@ class SignatureReport:
     weaknesses: list[str] = field(default_factory=list)
     reason: str | None = None
     field_name: str | None = None  # PDF signature field, None for XML
-    # The signer's certificate, where a verifier sets it (PDF: each valid signature), for a
+    # The signer's certificate, where a verifier sets it (PDF and XML: each valid signature), for a
     # caller that must know who signed, not only that the chain is trusted (the document hub
     # holds a MIME part's PDF to its sender). Not part of the report's JSON.
     certificate: x509.Certificate | None = field(default=None, repr=False, compare=False)

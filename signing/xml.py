@@ -676,6 +676,7 @@ async def _verify_xml(
         level=checked.level,
         revocation=chain.revocation,
         weaknesses=[*checked.weaknesses, *chain.weaknesses],
+        certificate=checked.leaf,
     )
     return XMLVerification(signed=checked.signed, report=report)
 

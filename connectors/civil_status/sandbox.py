@@ -12,12 +12,13 @@ import asyncio
 import base64
 import itertools
 import random
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
 from lxml import etree
 
 import schemas
@@ -37,10 +38,10 @@ from connectors.soap import (
     parse_request,
 )
 from connectors.text import VIETNAM, format_datetime, nfc
-from signing.errors import SignatureInvalid, SigningError
+from signing.errors import SignatureInvalid, SigningError, UntrustedSigner
 from signing.keys import SigningKey
 from signing.pdf import sign_pdf
-from signing.trust import TrustStore
+from signing.trust import TrustStore, check_strength, common_name
 from signing.xml import verify_xml
 
 __all__ = [
@@ -72,9 +73,15 @@ class CivilStatusRegistry:
     """The sandbox's state: issued ids, registrations, deaths, the ledger."""
 
     def __init__(
-        self, seed: int, signer: SigningKey | None, trust: TrustStore | None, require_signed: bool
+        self,
+        seed: int,
+        signer: SigningKey | None,
+        trust: TrustStore | None,
+        require_signed: bool,
+        callers: Sequence[x509.Certificate] = (),
     ) -> None:
         self.signer, self.trust, self.require_signed = signer, trust, require_signed
+        self.callers = list(callers)
         self.ledger = SandboxLedger()
         self.issued: set[str] = set()
         self.deaths: dict[str, str] = {}  # personal id → death record number
@@ -337,11 +344,30 @@ async def _operation(reg: CivilStatusRegistry, body: bytes) -> etree._Element:
         raise SoapFault("Client", "CHU_KY", f"request signature refused: {exc.reason}") from None
     except SigningError as exc:
         raise SoapFault("Client", "CHU_KY", f"request signature not verifiable: {exc}") from None
+    _check_caller(reg, verification.report.certificate)
     # Only what was signed is used from here on (never the original tree: signature wrapping).
     soap_body = verification.signed.find(f"{{{SOAP_ENV}}}Body")
     if soap_body is None or len(soap_body) == 0:
         raise SoapFault("Client", "SOAP_BODY", "the signed envelope has no body element")
     return soap_body[0]
+
+
+def _check_caller(reg: CivilStatusRegistry, signer: x509.Certificate | None) -> None:
+    """A chain to a trusted root is not enough: the register takes requests only from the
+    gateways whose certificates it registered (another agency's certificate chains to the same
+    root), and only under keys the norms let anyone sign with (RSA of 2048 bits at least)."""
+    if signer is None:  # verify_xml names the signer of every signature it found valid
+        raise SoapFault("Client", "CHU_KY", "request signature names no signer certificate")
+    try:
+        check_strength([signer])
+    except UntrustedSigner as exc:
+        raise SoapFault("Client", "CHU_KY", f"request signature refused: {exc.reason}") from None
+    if signer not in reg.callers:
+        raise SoapFault(
+            "Client",
+            "CHU_KY",
+            f"request signed by {common_name(signer)}, not a gateway registered with the register",
+        )
 
 
 def _without_signature(op: etree._Element) -> bytes:
@@ -402,18 +428,29 @@ def create_app(
     signer: SigningKey | None = None,
     trust: TrustStore | None = None,
     require_signed: bool | None = None,
+    callers: Sequence[x509.Certificate] = (),
     **_: Any,
 ) -> web.Application:
     """The civil-status sandbox. ``signer`` (the register's key) signs birth certificates — without
     it certificates are unsigned; ``trust`` checks request signatures, which are required when
-    ``require_signed`` (default: whenever ``trust`` is given)."""
+    ``require_signed`` (default: whenever ``trust`` is given); ``callers`` are the certificates
+    of the gateways it takes requests from (as the real register registers a member's), the only
+    signers it accepts.
+
+    Raises:
+        ValueError: signatures are checked and no caller is named (every request would be refused).
+    """
     app = web.Application(
         middlewares=[counting(lambda app: app[REGISTRY_KEY].ledger), fault_middleware],
         client_max_size=1024 * 1024,
     )
     app[FAULTS_KEY] = FaultState(faults)
     required = trust is not None if require_signed is None else require_signed
-    app[REGISTRY_KEY] = CivilStatusRegistry(seed, signer, trust, required)
+    if required and trust is not None and not callers:
+        raise ValueError(
+            "a register that checks request signatures needs its callers' certificates"
+        )
+    app[REGISTRY_KEY] = CivilStatusRegistry(seed, signer, trust, required, callers)
     app.add_routes(
         [
             web.post(SOAP_PATH, _soap),

@@ -23,6 +23,7 @@ from connectors.identifiers import check_personal_id
 from connectors.soap import SoapClient
 from connectors.testdata import WELL_KNOWN
 from signing.pdf import verify_pdf
+from signing.testing import AGENCIES
 
 LAN, MINH, HUNG = WELL_KNOWN[0], WELL_KNOWN[1], WELL_KNOWN[2]
 BIRTH = {
@@ -84,10 +85,21 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
+def register_app(pki: Any, *callers: str) -> web.Application:
+    """The register as the real one runs: it signs certificates with its key and takes requests
+    signed only by the gateways it registered (``callers``, default: the PKI's gateway)."""
+    return create_app(
+        seed=3,
+        signer=pki.key("register"),
+        trust=pki.trust(),
+        callers=[pki.certificate(name) for name in callers or ("gateway",)],
+    )
+
+
 @pytest.fixture
 async def sandbox(pki: Any, pki_server: str) -> AsyncIterator[Sandbox]:
     # The register signs certificates with its key and requires signed requests.
-    runner, url = await serve(create_app(seed=3, signer=pki.key("register"), trust=pki.trust()))
+    runner, url = await serve(register_app(pki))
     try:
         yield Sandbox(runner.app, url)
     finally:
@@ -126,7 +138,7 @@ async def test_a_certificate_whose_revocation_cannot_be_had_is_asked_for_again(p
     """Hard-fail, and no CRL or OCSP server answers (none runs): the birth certificate cannot be
     verified yet, a transient failure (the registry gives the same certificate back on a retry),
     not a refused signature. Told by the refusal's kind, not by its text."""
-    runner, url = await serve(create_app(seed=3, signer=pki.key("register"), trust=pki.trust()))
+    runner, url = await serve(register_app(pki))
     try:
         endpoint = sandbox_endpoint(url, timeout=5.0, sign_requests=True)
         trust = pki.trust(revocation="hard-fail")
@@ -372,6 +384,36 @@ async def test_request_signed_by_an_untrusted_key_refused(sandbox: Sandbox, pki:
             await c.call("death.register", DEATH)
     assert info.value.code == "CHU_KY" and "revoked" in info.value.message
     assert (await sandbox.stats())["writes"] == {}
+
+
+@pytest.mark.parametrize(
+    ("signer", "callers", "says"),
+    [
+        (AGENCIES[1], ("gateway",), f"signed by {AGENCIES[1]}, not a gateway registered"),
+        ("weak-rsa1024", ("gateway", "weak-rsa1024"), "1024-bit key is too weak to sign"),
+    ],
+    ids=["another-agency", "rsa-1024"],
+)
+async def test_the_register_takes_requests_from_its_registered_gateways_only(
+    pki: Any, pki_server: str, signer: str, callers: tuple[str, ...], says: str
+) -> None:
+    """Found by probing: any certificate that chained to the root was a caller (another
+    agency's), and an RSA-1024 key signed as well as any (the norm: 2048 bits at least)."""
+    runner, url = await serve(register_app(pki, *callers))
+    try:
+        endpoint = sandbox_endpoint(url, sign_requests=True)
+        async with CivilStatusConnector(endpoint, signer=pki.key(signer)) as c:
+            with pytest.raises(PermanentError) as info:
+                await c.call("death.register", DEATH)
+        assert info.value.code == "CHU_KY" and says in info.value.message
+        assert runner.app[REGISTRY_KEY].deaths == {}
+    finally:
+        await runner.cleanup()
+
+
+def test_a_register_that_checks_signatures_needs_its_callers(pki: Any) -> None:
+    with pytest.raises(ValueError, match="needs its callers' certificates"):
+        create_app(signer=pki.key("register"), trust=pki.trust())
 
 
 async def test_request_altered_after_signing_refused(sandbox: Sandbox, pki: Any) -> None:
