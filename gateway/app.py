@@ -324,8 +324,12 @@ def _officer(settings: Settings, name: str) -> dict[str, str]:
         named = {"officer_id": reg.officer_id or SANDBOX_OFFICER_ID}
         return named | ({"service_code": reg.service_code} if reg.service_code else {})
     if name == "insurance":
+        # Likewise (a real url requires both): the embedded sandbox refuses a card check that
+        # names no person as the officer, as BHXH does.
+        from connectors.insurance.sandbox import SANDBOX_OFFICER
+
         named = {"officer_name": reg.officer_name, "officer_id": reg.officer_id}
-        return {k: v for k, v in named.items() if v}
+        return {k: v or SANDBOX_OFFICER[k] for k, v in named.items()}
     return {}
 
 

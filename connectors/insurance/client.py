@@ -53,9 +53,9 @@ class _Token:
 class InsuranceConnector(Connector):
     """Vietnam Social Security: health-insurance cards and the funeral allowance.
 
-    ``officer_name`` / ``officer_id`` fill ``hoTenCb`` / ``cccdCb`` (the officer on whose behalf
-    a card is checked); they default to the endpoint's username and client id. ``clock`` is for
-    tests (monotonic seconds).
+    ``officer_name`` / ``officer_id`` fill ``hoTenCb`` / ``cccdCb``: the officer on whose behalf
+    a card is checked, a person (full name, personal id), whom the registry requires (without
+    one a card check is refused ``205``). ``clock`` is for tests (monotonic seconds).
     """
 
     registry: ClassVar[str] = "insurance"
@@ -72,8 +72,8 @@ class InsuranceConnector(Connector):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.endpoint = endpoint
-        self.officer_name = officer_name or endpoint.username
-        self.officer_id = officer_id or endpoint.client_id
+        # Not the account's username or X-Road id: BHXH logs a person as the one asking.
+        self.officer_name, self.officer_id = officer_name, officer_id
         self._clock = clock
         self._http = RestTransport(self.registry, endpoint)
         self._token: _Token | None = None
@@ -133,8 +133,9 @@ class InsuranceConnector(Connector):
                 raise TransientError(
                     self.registry, meaning.message, code=card.maKetQua, answered=True
                 )
-            if card.maKetQua == "205":
-                raise PermanentError(self.registry, meaning.message, code="205")
+            if card.maKetQua == "205":  # which field, in the registry's note, as a write's
+                note = f" ({card.ghiChu})" if card.ghiChu else ""
+                raise PermanentError(self.registry, meaning.message + note, code="205")
             if card.maKetQua == "000" and not card.maThe:
                 # "Valid" is said of the card in the answer: one about no card would vouch for a
                 # card nobody checked.

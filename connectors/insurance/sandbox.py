@@ -31,13 +31,26 @@ from connectors.faults import FaultPlan
 from connectors.identifiers import PROVINCES, VIETNAM, InvalidIdentifier, check_personal_id
 from connectors.insurance.mapping import CARD_CODES, WRITE_CODES
 from connectors.sandboxes import Outcome, idempotent_write, new_sandbox_app
-from connectors.testdata import Population
+from connectors.testdata import WELL_KNOWN, Population
 from connectors.text import fold
 
-__all__ = ["PASSWORD", "STATE_CODES", "USERNAME", "Registry", "create_app", "endpoint", "scenarios"]
+__all__ = [
+    "PASSWORD",
+    "SANDBOX_OFFICER",
+    "STATE_CODES",
+    "USERNAME",
+    "Registry",
+    "create_app",
+    "endpoint",
+    "scenarios",
+]
 
 USERNAME = "lienthong"
 PASSWORD = "sandbox-bhxh"
+# The officer the embedded sandbox's callers name when none is configured: a test person of every
+# seed (Trần Văn Minh, population's SANDBOX_OFFICER_ID too); a real registry gets the configured
+# officer_name and officer_id.
+SANDBOX_OFFICER = {"officer_name": WELL_KNOWN[1].full_name, "officer_id": WELL_KNOWN[1].personal_id}
 
 # Codes that come from the registry's own record of a card rather than from the request.
 STATE_CODES = ("001", "002", "003", "004", "010", "080", "090", "100", "101", "110",
@@ -146,8 +159,11 @@ class Registry:
 
     # --- KQNhanLichSuKCB2024 -------------------------------------------------------------------
     def check(self, body: Any) -> dict[str, Any]:
-        def answer(code: str, card: Card | None = None, number: str = "") -> dict[str, Any]:
-            reply: dict[str, Any] = {"maKetQua": code, "ghiChu": CARD_CODES[code].vietnamese}
+        def answer(
+            code: str, card: Card | None = None, number: str = "", detail: str = ""
+        ) -> dict[str, Any]:
+            note = CARD_CODES[code].vietnamese + (f": {detail}" if detail else "")
+            reply: dict[str, Any] = {"maKetQua": code, "ghiChu": note}
             if number:
                 reply["maThe"] = number
             if card is not None:
@@ -161,11 +177,14 @@ class Registry:
                     reply["ghiChu"] += f". {card.note}"
             return reply
 
-        fields = ("maThe", "hoTen", "ngaySinh", "hoTenCb")
+        fields = ("maThe", "hoTen", "ngaySinh", "hoTenCb", "cccdCb")
         if not isinstance(body, dict) or any(
             not isinstance(body.get(k), str) or not body[k].strip() for k in fields
         ):
             return answer("205")
+        refusal = _officer_refusal(body["hoTenCb"], body["cccdCb"])
+        if refusal:
+            return answer("205", detail=refusal)
         number = body["maThe"].strip().upper()
         if not _CARD_RE.match(number):
             return answer("051", number=number)
@@ -267,6 +286,19 @@ class Registry:
         return 200, reply, "written"
 
 
+def _officer_refusal(name: str, personal_id: str) -> str:
+    """Why ``hoTenCb`` / ``cccdCb`` name no officer ("" if they do). BHXH logs the person who
+    asks: a citizen's id card number and full name, never an account's name or an X-Road id."""
+    try:
+        check_personal_id(personal_id.strip())
+    except InvalidIdentifier as exc:
+        return f"cccdCb: {exc.reason}"
+    words = name.split()
+    if len(words) < 2 or not all(word.isalpha() for word in words):
+        return f"hoTenCb {name!r} is not a person's full name"
+    return ""
+
+
 def _write_error(code: str, detail: str = "") -> tuple[int, dict[str, Any], Outcome]:
     note = WRITE_CODES[code].vietnamese + (f": {detail}" if detail else "")
     # Application errors travel as HTTP 200 with a result code, as the card check does.
@@ -276,7 +308,8 @@ def _write_error(code: str, detail: str = "") -> tuple[int, dict[str, Any], Outc
 def scenarios(seed: int = 0, *, holders: int = 2000) -> dict[str, dict[str, Any]]:
     """For every maKetQua, ``card.check`` params that make the sandbox (same seed) answer it.
 
-    The 205 scenario names an officer with an empty name (the params' ``officer`` override).
+    The 205 scenario names an officer with an empty name (the params' ``officer`` override);
+    every other one leaves the officer to the connector (:data:`SANDBOX_OFFICER` will do).
     """
     registry = Registry(seed, holders=holders, today=date(2026, 11, 1))
     base = registry.cards[Population(seed).citizen(0).social_insurance_code]

@@ -67,11 +67,11 @@ async def test_five_working_sandboxes() -> None:
             assert stats["requests"] == 0, name
             await get_json(f"{url}/_sandbox/faults")
         # The REST ones answer a real call through their connector and the endpoint helper.
-        async with create_connector(
-            "insurance", sandbox_endpoint("insurance", urls["insurance"])
-        ) as c:
-            from connectors.insurance.sandbox import scenarios
+        from connectors.insurance.sandbox import SANDBOX_OFFICER, scenarios
 
+        async with create_connector(
+            "insurance", sandbox_endpoint("insurance", urls["insurance"]), **SANDBOX_OFFICER
+        ) as c:
             assert (await c.call("card.check", scenarios(4)["000"])).data["status"] == "valid"
         from connectors.business.sandbox import generate_enterprises
 

@@ -13,7 +13,14 @@ from connectors.api import Endpoint, PermanentError, TransientError
 from connectors.identifiers import VIETNAM
 from connectors.insurance.client import InsuranceConnector
 from connectors.insurance.mapping import CARD_CODES, funeral_body
-from connectors.insurance.sandbox import PASSWORD, USERNAME, create_app, endpoint, scenarios
+from connectors.insurance.sandbox import (
+    PASSWORD,
+    SANDBOX_OFFICER,
+    USERNAME,
+    create_app,
+    endpoint,
+    scenarios,
+)
 from connectors.sandboxes import serve_app
 from connectors.testdata import Population
 
@@ -54,7 +61,7 @@ def test_scenarios_cover_every_code() -> None:
 
 @pytest.mark.parametrize("code", sorted(set(CARD_CODES) - {"100", "101", "205"}))
 async def test_every_card_code(url: str, code: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         result = await bhxh.call("card.check", SCENARIOS[code], request_id=f"r-{code}")
     data = result.data
     assert data["code"] == code
@@ -65,7 +72,7 @@ async def test_every_card_code(url: str, code: str) -> None:
 
 async def test_valid_card_fields(url: str) -> None:
     holder = Population(SEED).citizen(0)
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         data = (await bhxh.call("card.check", SCENARIOS["000"])).data
     assert data["status"] == "valid"
     assert data["card_number"] == holder.health_card_number
@@ -79,36 +86,67 @@ async def test_valid_card_fields(url: str) -> None:
 
 
 async def test_expired_card_dates(url: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         data = (await bhxh.call("card.check", SCENARIOS["010"])).data
     assert (data["valid_from"], data["valid_to"]) == ("2025-01-01", "2025-12-31")
 
 
 async def test_name_is_compared_without_diacritics(url: str) -> None:
     params = {**SCENARIOS["000"], "full_name": SCENARIOS["000"]["full_name"].upper()}
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         assert (await bhxh.call("card.check", params)).data["code"] == "000"
 
 
 async def test_birth_year_alone(url: str) -> None:
     params = {**SCENARIOS["000"], "birth_date": SCENARIOS["000"]["birth_date"][:4]}
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         data = (await bhxh.call("card.check", params)).data
     assert data["code"] == "000"
 
 
 @pytest.mark.parametrize("code", ["100", "101"])
 async def test_registry_errors_are_transient(url: str, code: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         with pytest.raises(TransientError) as caught:
             await bhxh.call("card.check", SCENARIOS[code])
     assert caught.value.code == code
 
 
 async def test_missing_field_is_permanent(url: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         with pytest.raises(PermanentError) as caught:
             await bhxh.call("card.check", SCENARIOS["205"])
+    assert caught.value.code == "205"
+
+
+@pytest.mark.parametrize(
+    ("officer", "says"),
+    [
+        ({"full_name": "Trần Văn Minh", "personal_id": ""}, ""),
+        ({"full_name": "lienthong", "personal_id": SANDBOX_OFFICER["officer_id"]}, "hoTenCb"),
+        (
+            {"full_name": "Trần Văn Minh", "personal_id": "VN:GOV:000.00.00.H41:lienthong"},
+            "cccdCb",
+        ),
+    ],
+    ids=["no-cccdCb", "account-name", "x-road-id"],
+)
+async def test_a_card_check_must_name_a_person_as_the_officer(
+    url: str, officer: dict[str, str], says: str
+) -> None:
+    """Found by probing: the embedded gateway sent its account name as hoTenCb and an empty
+    cccdCb (the BHXH body names both, spec §3), and the sandbox answered the card anyway."""
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
+        with pytest.raises(PermanentError) as caught:
+            await bhxh.call("card.check", {**SCENARIOS["000"], "officer": officer})
+    assert caught.value.code == "205" and says in caught.value.message
+
+
+async def test_the_connector_names_no_officer_of_its_own(url: str) -> None:
+    """The account's username is not a person: without an officer the registry refuses."""
+    async with InsuranceConnector(endpoint(url)) as bhxh:
+        with pytest.raises(PermanentError) as caught:
+            await bhxh.call("card.check", SCENARIOS["000"])
     assert caught.value.code == "205"
 
 
@@ -121,7 +159,7 @@ async def test_missing_field_is_permanent(url: str) -> None:
     ],
 )
 async def test_bad_params_are_refused_before_sending(url: str, params: dict[str, Any]) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         with pytest.raises(PermanentError) as caught:
             await bhxh.call("card.check", params)
     assert caught.value.code == "invalid-params"
@@ -129,7 +167,7 @@ async def test_bad_params_are_refused_before_sending(url: str, params: dict[str,
 
 
 async def test_token_is_cached(url: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         for _ in range(3):
             await bhxh.call("card.check", SCENARIOS["000"])
     assert bhxh.tokens_taken == 1
@@ -138,7 +176,7 @@ async def test_token_is_cached(url: str) -> None:
 
 async def test_token_refreshed_on_expiry_by_the_clock(url: str) -> None:
     now = [1000.0]
-    async with InsuranceConnector(endpoint(url), clock=lambda: now[0]) as bhxh:
+    async with InsuranceConnector(endpoint(url), clock=lambda: now[0], **SANDBOX_OFFICER) as bhxh:
         await bhxh.call("card.check", SCENARIOS["000"])
         now[0] += 3500  # a one-hour token, still well within its life
         await bhxh.call("card.check", SCENARIOS["000"])
@@ -154,7 +192,7 @@ async def test_token_refreshed_on_expiry_by_the_clock(url: str) -> None:
 
 
 async def test_token_refreshed_once_on_401(url: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         await bhxh.call("card.check", SCENARIOS["000"])
         await admin(url, "/_sandbox/tokens/expire", "POST")
         result = await bhxh.call("card.check", SCENARIOS["000"])
@@ -168,7 +206,7 @@ async def test_fresh_token_refused_again_is_permanent() -> None:
     # Tokens that expire as they are issued: the one retry cannot help.
     async with (
         serve_app(create_app(seed=SEED, today=TODAY, token_ttl=-1)) as url,
-        InsuranceConnector(endpoint(url)) as bhxh,
+        InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh,
     ):
         with pytest.raises(PermanentError) as caught:
             await bhxh.call("card.check", SCENARIOS["000"])
@@ -186,7 +224,7 @@ async def test_wrong_credentials(url: str) -> None:
 
 
 async def test_newborn_card(url: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         issued = await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="nb-1")
         card = issued.data["card_number"]
         check = await bhxh.call(
@@ -204,13 +242,13 @@ async def test_newborn_card(url: str) -> None:
 
 async def test_newborn_card_runs_to_september_for_an_early_birthday(url: str) -> None:
     params = {**NEWBORN, "birth_date": "2026-03-02", "personal_id": "040326001235"}
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         issued = await bhxh.call("card.issue_newborn", params, idempotency_key="nb-2")
     assert issued.data["valid_to"] == "2032-09-30"
 
 
 async def test_newborn_same_child_other_key_is_not_a_second_card(url: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         first = await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="a")
         second = await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="b")
     assert first.reference == second.reference
@@ -228,7 +266,7 @@ async def test_newborn_same_child_other_key_is_not_a_second_card(url: str) -> No
     ],
 )
 async def test_newborn_refusals(url: str, change: dict[str, Any], code: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         with pytest.raises(PermanentError) as caught:
             await bhxh.call("card.issue_newborn", {**NEWBORN, **change}, idempotency_key="x")
     assert caught.value.code == code
@@ -236,7 +274,7 @@ async def test_newborn_refusals(url: str, change: dict[str, Any], code: str) -> 
 
 
 async def test_funeral_allowance(url: str) -> None:
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         paid = await bhxh.call("funeral.pay", FUNERAL, idempotency_key="f-1")
         again = await bhxh.call("funeral.pay", FUNERAL, idempotency_key="f-2")
         older = await bhxh.call(
@@ -252,7 +290,7 @@ async def test_funeral_allowance(url: str) -> None:
 
 async def test_funeral_refusals(url: str) -> None:
     same = {**FUNERAL, "beneficiary": {"full_name": "X", "personal_id": FUNERAL["personal_id"]}}
-    async with InsuranceConnector(endpoint(url)) as bhxh:
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
         with pytest.raises(PermanentError) as not_eligible:
             await bhxh.call("funeral.pay", same, idempotency_key="x")
         with pytest.raises(PermanentError) as invalid:
@@ -271,7 +309,7 @@ async def set_faults(url: str, plan: dict[str, Any]) -> None:
 
 async def test_newborn_under_lost_reply_registers_once() -> None:
     async with serve_app(create_app(seed=SEED, today=TODAY)) as url:
-        async with InsuranceConnector(endpoint(url)) as bhxh:
+        async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
             # Take the token before the fault is armed: the token exchange would meet it too.
             await bhxh.call("card.check", SCENARIOS["000"])
             await set_faults(url, {"lost_reply_rate": 1.0})
@@ -289,7 +327,7 @@ async def test_newborn_under_lost_reply_registers_once() -> None:
 
 async def test_funeral_under_lost_reply_pays_once() -> None:
     async with serve_app(create_app(seed=SEED, today=TODAY)) as url:
-        async with InsuranceConnector(endpoint(url)) as bhxh:
+        async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
             await bhxh.call("card.check", SCENARIOS["000"])
             await set_faults(url, {"lost_reply_rate": 1.0})
             with pytest.raises(TransientError):
