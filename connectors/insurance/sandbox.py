@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -70,11 +71,21 @@ class Card:
     address: str
     clinic: str
     agency: str
-    valid_from: date
-    valid_to: date
+    valid_from: date | None  # None, with valid_to: a year card (see validity)
+    valid_to: date | None
     area: str = ""
     state: str = ""  # one of STATE_CODES but 010 (which follows from the dates), or ""
     note: str = ""
+    years_late: int = 0  # a year card not renewed for this many years (the expired test card: 1)
+
+    def validity(self, day: date) -> tuple[date, date]:
+        """The card's dates as the registry answers them on ``day``. A year card (an adult's)
+        is renewed each year, so it runs through the year of the check: made once for the year
+        the sandbox started, every adult card was "expired" after 31 December."""
+        if self.valid_from is not None and self.valid_to is not None:
+            return self.valid_from, self.valid_to
+        year = day.year - self.years_late
+        return date(year, 1, 1), date(year, 12, 31)
 
 
 def _dmy(day: date) -> str:
@@ -97,14 +108,15 @@ def _agency(stats: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _holders(seed: int, holders: int, year: int) -> tuple[dict[str, Card], dict[str, str]]:
+def _holders(seed: int, holders: int) -> tuple[dict[str, Card], dict[str, str]]:
     """The seeded card holders and the test card of each state code (cached: building them
     takes a noticeable fraction of a second, and every sandbox instance would repeat it)."""
     population = Population(seed)
     cards: dict[str, Card] = {}
     for citizen in population.citizens(holders):
         number = citizen.health_card_number
-        start, end = date(year, 1, 1), date(year, 12, 31)
+        start: date | None = None  # a year card
+        end: date | None = None
         if number.startswith("TE"):
             start, end = citizen.birth_date, _te_valid_to(citizen.birth_date)
         stats = number[3:5]
@@ -128,7 +140,7 @@ def _holders(seed: int, holders: int, year: int) -> tuple[dict[str, Card], dict[
         ssc = citizen.social_insurance_code
         card = cards[ssc]
         if code == "010":
-            card = replace(card, valid_from=date(year - 1, 1, 1), valid_to=date(year - 1, 12, 31))
+            card = replace(card, years_late=1)
         elif code in ("003", "004"):
             new_number = card.number[:5] + f"{(int(ssc) + 5_000_000) % 10**10:010d}"
             card = replace(card, state=code, note=f"Thẻ mới / new card: {new_number}")
@@ -142,23 +154,33 @@ def _holders(seed: int, holders: int, year: int) -> tuple[dict[str, Card], dict[
 class Registry:
     """The emulated registry's data and rules, without HTTP (the app wraps it)."""
 
-    def __init__(self, seed: int = 0, *, holders: int = 2000, today: date | None = None) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        holders: int = 2000,
+        today: date | None = None,
+        clock: Callable[[], date] | None = None,
+    ) -> None:
         self.seed = seed
-        self._today = today  # fixed only when given (tests); else Vietnam's date at each request
+        # Vietnam's date at each request, unless tests fix it (today) or move it (clock).
+        self._clock = clock or (lambda: today or datetime.now(VIETNAM).date())
         self.newborn: dict[str, dict[str, Any]] = {}  # by the child's personal id
         self.funerals: dict[str, dict[str, Any]] = {}  # by the deceased's personal id
         self._counter = 0
-        cards, flagged = _holders(seed, holders, self.today.year)
+        cards, flagged = _holders(seed, holders)
         self.cards: dict[str, Card] = dict(cards)  # by social-insurance code (last 10 characters)
         self.flagged: dict[str, str] = dict(flagged)  # code → social-insurance code of its card
 
     @property
     def today(self) -> date:
         """A sandbox started yesterday refused a death or birth of today as impossible."""
-        return self._today or datetime.now(VIETNAM).date()
+        return self._clock()
 
     # --- KQNhanLichSuKCB2024 -------------------------------------------------------------------
     def check(self, body: Any) -> dict[str, Any]:
+        today = self.today
+
         def answer(
             code: str, card: Card | None = None, number: str = "", detail: str = ""
         ) -> dict[str, Any]:
@@ -167,11 +189,12 @@ class Registry:
             if number:
                 reply["maThe"] = number
             if card is not None:
+                valid_from, valid_to = card.validity(today)
                 reply.update(
                     maThe=card.number, hoTen=card.full_name, ngaySinh=_dmy(card.birth_date),
                     gioiTinh={"male": "Nam", "female": "Nữ"}[card.sex], diaChi=card.address,
-                    maDKBD=card.clinic, cqBHXH=card.agency, gtTheTu=_dmy(card.valid_from),
-                    gtTheDen=_dmy(card.valid_to), maKV=card.area,
+                    maDKBD=card.clinic, cqBHXH=card.agency, gtTheTu=_dmy(valid_from),
+                    gtTheDen=_dmy(valid_to), maKV=card.area,
                 )  # fmt: skip
                 if card.note:
                     reply["ghiChu"] += f". {card.note}"
@@ -210,7 +233,7 @@ class Registry:
             return answer("070", number=number)
         if card.state:
             return answer(card.state, card)
-        if card.valid_to < self.today:
+        if card.validity(today)[1] < today:
             return answer("010", card)
         return answer("000", card)
 
@@ -351,9 +374,11 @@ def create_app(
     token_ttl: float = 3600.0,
     holders: int = 2000,
     today: date | None = None,
+    clock: Callable[[], date] | None = None,
 ) -> web.Application:
-    """The BHXH sandbox application. ``today`` fixes the registry's date (default: Vietnam's)."""
-    registry = Registry(seed, holders=holders, today=today)
+    """The BHXH sandbox application. ``today`` fixes the registry's date, ``clock`` tells it at
+    each request (default: Vietnam's date at each request)."""
+    registry = Registry(seed, holders=holders, today=today, clock=clock)
     tokens: dict[str, tuple[str, float]] = {}  # access token → (id token, expiry, monotonic)
     issued = [0]
 

@@ -91,6 +91,28 @@ async def test_expired_card_dates(url: str) -> None:
     assert (data["valid_from"], data["valid_to"]) == ("2025-01-01", "2025-12-31")
 
 
+async def test_a_sandbox_running_into_a_new_year_renews_its_year_cards() -> None:
+    """Found by probing: the cards were made once, valid through 31 December of the year the
+    sandbox started, and checked against the date of each request: on 2 January almost every
+    adult card was answered 010 expired. The registry's clock is moved across New Year."""
+    day = [date(2026, 12, 31)]
+    async with (
+        serve_app(create_app(seed=SEED, clock=lambda: day[0])) as url,
+        InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh,
+    ):
+        before = (await bhxh.call("card.check", SCENARIOS["000"])).data
+        day[0] = date(2027, 1, 2)
+        after = (await bhxh.call("card.check", SCENARIOS["000"])).data
+        expired = (await bhxh.call("card.check", SCENARIOS["010"])).data
+    assert (before["status"], before["valid_to"]) == ("valid", "2026-12-31")
+    assert (after["status"], after["valid_from"], after["valid_to"]) == (
+        "valid",
+        "2027-01-01",
+        "2027-12-31",
+    )
+    assert (expired["code"], expired["valid_to"]) == ("010", "2026-12-31")
+
+
 async def test_name_is_compared_without_diacritics(url: str) -> None:
     params = {**SCENARIOS["000"], "full_name": SCENARIOS["000"]["full_name"].upper()}
     async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
