@@ -16,6 +16,7 @@ tools:
 	@scripts/install-tools.sh
 
 demo: $(STAMP)
+	@scripts/install-tools.sh demo
 	$(VENV)/bin/lienthong demo
 
 test: $(STAMP) tools
