@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,6 +17,9 @@ from gateway.store import SQLiteStore
 from signing.testing import TestPKI
 from tests.audit.test_api import AUDITOR, _Signing, seeded_store, serve_audit_app
 from tests.audit.test_checkpoints import add_events, pki, tamper, tsa_url  # noqa: F401 - fixtures
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page, Request, Route
 
 pytestmark = pytest.mark.browser
 
@@ -160,6 +166,158 @@ async def test_the_console_pages_through_every_checkpoint(
                 await expect(cps).to_have_count(20)
             finally:
                 await browser.close()
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def console_page(
+    url: str, token: str | None = AUDITOR, **context: Any
+) -> AsyncIterator[Page]:
+    """The console at ``url`` in a new browser, its token set (``None``: none); the test fails if
+    the page raised."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = await (await browser.new_context(**context)).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{url}/console/")
+            if token is not None:
+                await page.fill("#token", token)
+                await page.click("#token-form button[type=submit]")
+            yield page
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+class Held:
+    """The first request a route sees, held until released: an answer slower than the next one
+    (a busy gateway, a slow link), in the order a test chooses rather than by timing."""
+
+    def __init__(self, page: Page) -> None:
+        self.request: Request | None = None
+        self._seen = asyncio.Event()
+        self._release = asyncio.Event()
+        self._end: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        page.on("requestfailed", lambda r: self._ended(r, "aborted"))
+        page.on("requestfinished", lambda r: self._ended(r, "answered"))
+
+    def _ended(self, request: Request, how: str) -> None:
+        if request is self.request and not self._end.done():
+            self._end.set_result(how)
+
+    async def route(self, route: Route) -> None:
+        from playwright.async_api import Error
+
+        if self.request is not None:
+            await route.continue_()
+            return
+        self.request = route.request
+        self._seen.set()
+        await self._release.wait()
+        with contextlib.suppress(Error):  # the page has given it up meanwhile
+            await route.continue_()
+
+    async def seen(self) -> None:
+        await asyncio.wait_for(self._seen.wait(), 10)
+
+    async def release(self) -> str:
+        """Let the held request go on; how it ended: ``aborted`` by the page, or ``answered``."""
+        self._release.set()
+        return await asyncio.wait_for(self._end, 10)
+
+
+async def test_an_older_slower_answer_is_never_shown_under_a_newer_query(
+    site: tuple[str, Path],
+) -> None:
+    # Found by probing: each tab wrote whichever answer came last, so the Citizen tab showed who
+    # accessed one person's data under another person's id, and the Events tab another filter's.
+    from playwright.async_api import expect
+
+    url, _ = site
+    async with console_page(url) as page:
+        await page.click("nav button[data-tab=citizen]")
+        held = Held(page)
+        await page.route("**/v1/audit/search", held.route)
+        await page.fill("#citizen-form input[name=personal_id]", "001099012345")  # 2 accessors
+        await page.click("#citizen-form button")
+        await held.seen()
+        await page.fill("#citizen-form input[name=personal_id]", "001099012346")  # none
+        await page.click("#citizen-form button")
+        await expect(page.locator("#message")).to_have_text(
+            "No recorded access to this citizen's data."
+        )
+        assert await held.release() == "aborted"
+        await expect(page.locator("#accessors tbody tr")).to_have_count(0)
+        await expect(page.locator("#message")).to_have_text(
+            "No recorded access to this citizen's data."
+        )
+
+        await page.click("nav button[data-tab=events]")
+        held = Held(page)
+        await page.route("**/v1/audit/events*", held.route)
+        await page.fill("#events-form input[name=dossier]", "D1")
+        await page.click("#events-form button[type=submit]")
+        await held.seen()
+        await page.fill("#events-form input[name=dossier]", "D2")
+        await page.click("#events-form button[type=submit]")
+        dossiers = page.locator("#events-table tbody tr td:nth-child(7)")
+        await expect(dossiers).to_have_count(8)
+        assert await held.release() == "aborted"
+        assert set(await dossiers.all_text_contents()) == {"D2"}
+
+
+async def test_a_double_click_lists_each_entry_once(
+    site: tuple[str, Path],
+) -> None:
+    # Found by probing: both runs of a double-clicked "Show timeline" appended to one list, which
+    # then showed every event twice (two acceptances, two replays).
+    from playwright.async_api import expect
+
+    url, _ = site
+    async with console_page(url) as page:
+        await page.click("nav button[data-tab=timeline]")
+        held = Held(page)
+        await page.route("**/v1/audit/events*", held.route)
+        await page.fill("#timeline-form input[name=code]", "D3")
+        await page.dblclick("#timeline-form button")
+        entries = page.locator("#timeline li")
+        await expect(entries).to_have_count(8)
+        assert await held.release() == "aborted"
+        await expect(entries).to_have_count(8)
+
+
+async def test_more_appends_one_page_and_a_failed_search_leaves_no_rows(tmp_path: Path) -> None:
+    # Found by probing: a double-clicked More appended the same page twice; a search that failed
+    # left the last one's rows and its More, which then appended the new query's rows to them.
+    from playwright.async_api import expect
+
+    store = SQLiteStore(tmp_path / "many.db")
+    await store.open()
+    await add_events(store, 250)
+    try:
+        async with serve_audit_app(store, {}) as url, console_page(url) as page:
+            await page.click("#events-form button[type=submit]")
+            seqs = page.locator("#events-table tbody tr td:first-child")
+            await expect(seqs).to_have_count(100)
+            held = Held(page)
+            await page.route("**/v1/audit/events*", held.route)
+            await page.dblclick("#events-more")
+            await expect(seqs).to_have_count(200)
+            assert await held.release() == "aborted"
+            assert await seqs.all_text_contents() == [str(i) for i in range(200)]
+
+            await page.fill("#events-form input[name=from]", "yesterday")
+            await page.click("#events-form button[type=submit]")
+            await expect(page.locator("#message")).to_contain_text("400: not an ISO 8601 time")
+            await expect(seqs).to_have_count(0)
+            await expect(page.locator("#events-more")).to_be_hidden()
     finally:
         await store.close()
 
