@@ -21,6 +21,7 @@ from gateway.audit.proofs import LogTree, ProofUnavailable
 from gateway.audit.query import (
     EventFilter,
     FilterError,
+    InvalidPersonalId,
     access_report,
     query_events,
 )
@@ -116,6 +117,10 @@ async def search(request: web.Request) -> web.Response:
         who = await access_report(
             runtime.store, runtime.citizen_key, body.personal_id, start=body.start, stop=body.stop
         )
+    except InvalidPersonalId as exc:  # as a lookup refuses it
+        raise Problem(
+            422, "invalid-personal-id", f"personal_id: {exc.reason}", field="personal_id"
+        ) from None
     except FilterError as exc:  # a field of the body, not a query parameter: as any body's
         at = f" - at `$.{exc.parameter}`" if exc.parameter else ""
         raise Problem(422, "invalid-request", f"{exc}{at}") from None

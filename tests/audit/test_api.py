@@ -195,6 +195,29 @@ async def test_citizen_search_by_post_only(api: str) -> None:
             assert problem["detail"].endswith(f" - at `$.{at}`"), (bad, problem)
 
 
+async def test_a_malformed_personal_id_is_refused_as_a_lookup_refuses_it(api: str) -> None:
+    # Found by probing: a mistyped id was hashed and searched, and the answer said that no one
+    # had accessed the citizen's data; no event can hold it (only valid ids are hashed).
+    async with aiohttp.ClientSession(headers=_auth()) as s:
+        for bad, reason in (
+            ("123", "must be exactly 12 digits"),
+            ("00109901234", "must be exactly 12 digits"),  # a digit dropped
+            ("0010990123450", "must be exactly 12 digits"),
+            ("001 099 012 345", "must be exactly 12 digits"),
+            ("00109901234x", "must be exactly 12 digits"),
+            ("003099012345", "unknown province code 003"),
+        ):
+            async with s.post(f"{api}/v1/audit/search", json={"personal_id": bad}) as r:
+                problem = await r.json()
+            assert (r.status, problem["type"], problem["detail"], problem["field"]) == (
+                422,
+                "urn:lienthong:problem:invalid-personal-id",
+                f"personal_id: {reason}",
+                "personal_id",
+            ), bad
+            assert bad not in str(problem)
+
+
 async def test_checkpoints_and_proofs(api: str) -> None:
     async with aiohttp.ClientSession(headers=_auth()) as s:
         async with s.get(f"{api}/v1/audit/checkpoints/latest") as r:

@@ -93,6 +93,14 @@ async def test_console_end_to_end(
             await expect(page.locator("#accessors tbody tr")).to_have_count(2)
             await expect(page.locator("#accessors tbody tr").first).to_contain_text("VN:GOV:M1")
 
+            # A mistyped id is refused, not answered "no recorded access".
+            await page.fill("#citizen-form input[name=personal_id]", "00109901234")
+            await page.click("#citizen-form button")
+            await expect(page.locator("#message")).to_have_text(
+                "422: personal_id: must be exactly 12 digits"
+            )
+            await expect(page.locator("#accessors tbody tr")).to_have_count(0)
+
             await page.click("nav button[data-tab=checkpoints]")
             await page.click("#checkpoints-load")
             cps = page.locator("#checkpoints tbody tr")

@@ -103,6 +103,9 @@ async def test_query_filters_and_citizen(config: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv("LIENTHONG_AUDIT_CITIZEN")
     code, out = await _invoke("query", "--config", str(config), "--citizen", "", "--json")
     assert code == 2 and "Invalid value for '--citizen': is empty" in out, out
+    monkeypatch.setenv("LIENTHONG_AUDIT_CITIZEN", "00109901234")  # a digit dropped
+    code, out = await _invoke("query", "--config", str(config), "--json")
+    assert (code, out.strip()) == (1, "Error: personal id: must be exactly 12 digits"), out
 
 
 async def test_query_pages_on_with_the_cursor_it_prints(config: Path) -> None:
