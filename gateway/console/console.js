@@ -152,7 +152,8 @@ async function exportBundle(signal, form) {
   signal.throwIfAborted();
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
-  a.download = (body.dossier || body.document || "range") + "-evidence.zip";
+  // A DocumentId holds "/" and ",": not in a file's name.
+  a.download = (body.dossier || body.document || "range").replace(/[^\w.-]+/g, "_") + "-evidence.zip";
   document.body.appendChild(a);
   a.click();
   a.remove();

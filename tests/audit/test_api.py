@@ -325,6 +325,76 @@ async def _wide_log(path: Path, pki: TestPKI, tsa_url: str, n: int) -> SQLiteSto
 WIDE = {"from": "2000-01-01", "to": "2100-01-01"}
 
 
+LETTER = "000.00.11.H53,2026/12/07,2491/STC-BCTC"  # an agency's DocumentId, as the letter says
+
+
+async def test_a_letter_is_found_by_its_documentid_as_by_its_hub_id(
+    tmp_path: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    # Found by probing: the document filter took only the hub's own id, which an auditor holding
+    # a letter does not have; its DocumentId found "nothing recorded" and no evidence to export.
+    store = await seeded_store(tmp_path / "letters.db", pki, tsa_url)
+    hub_id = "d" + "5" * 32
+
+    def file_letter(tx: Any) -> None:
+        tx.execute(
+            "documents.insert",
+            id=hub_id,
+            document_id=LETTER,
+            sender="000.00.11.H53",
+            doc_type=0,
+            package_sha256="a" * 64,
+            forward_sha256="b" * 64,
+            size=1,
+            media_type="application/xml",
+            subject="",
+            target=None,
+            received_at="2026-12-07T02:00:00+00:00",
+            receipt=b"r",
+            meta="{}",
+        )
+        for action in ("document.accepted", "document.delivered"):
+            append(
+                tx,
+                AuditEvent(
+                    action=action,
+                    member="VN:GOV:000.00.11.H53",
+                    service="documents.exchange",
+                    document=hub_id,
+                    reference=LETTER,
+                ),
+            )
+
+    await store.transact(file_letter)
+    await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+    signing = {"signing": _Signing(pki.trust(revocation="off"), pki.key("gateway"))}
+    try:
+        async with (
+            serve_audit_app(store, signing) as api,
+            aiohttp.ClientSession(headers=_auth()) as s,
+        ):
+            # its date as the spec also writes it (dd/MM/yyyy): the same letter
+            for document in (hub_id, LETTER, "000.00.11.H53,07/12/2026,2491/STC-BCTC"):
+                async with s.get(f"{api}/v1/audit/events", params={"document": document}) as r:
+                    page = await r.json()
+                actions = [e["action"] for e in page["items"]]
+                assert actions == ["document.accepted", "document.delivered"], document
+                async with s.post(f"{api}/v1/audit/exports", json={"document": document}) as r:
+                    assert r.status == 200, await r.text()
+                    assert r.headers["Content-Disposition"] == (
+                        f'attachment; filename="audit-{hub_id}.zip"'
+                    )
+                    report = await verify_bundle(await r.read(), [pki.root_pem])
+                assert report.ok and report.events == 2, report.problems
+            unknown = "000.00.11.H53,2026/12/08,2491/STC-BCTC"
+            async with s.get(f"{api}/v1/audit/events", params={"document": unknown}) as r:
+                assert (await r.json())["items"] == []
+            async with s.post(f"{api}/v1/audit/exports", json={"document": unknown}) as r:
+                assert r.status == 404
+    finally:
+        await store.close()
+
+
 async def test_an_export_larger_than_verify_bundle_accepts_is_refused(
     tmp_path: Path, pki: TestPKI, tsa_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
