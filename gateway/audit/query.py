@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.identifiers import InvalidIdentifier, check_personal_id
+from connectors.text import VIETNAM
 from gateway.store import Store, Tx
 
 from .events import citizen_hash, decode_entry
@@ -88,17 +89,18 @@ _DAY = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})([+-][0-9]{2}:[0-9]{2})?")
 
 def normalize_time(value: str | datetime | None) -> str | None:
     """An ISO 8601 time in the log's own spelling (UTC, microseconds), so that text comparison in
-    SQL is time comparison. A date alone means its midnight UTC. Raises FilterError if unparsable
-    or without a time zone (an ambiguous local time would silently shift the window)."""
+    SQL is time comparison. A date alone means that day in Vietnam (its 00:00 at +07:00), as the
+    province counts its days; with a zone, its midnight there. Raises FilterError if unparsable or
+    a time without a time zone (a local time read as UTC would silently shift the window)."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
         text = value.strip().replace("Z", "+00:00")
         day = _DAY.fullmatch(text)
         try:
-            if day:  # a date, with or without its zone: its midnight there (UTC without)
-                # (fromisoformat reads "2026-12-06+07:00" as 07:00 with no zone)
-                when = datetime.fromisoformat(f"{day[1]}T00:00:00{day[2] or '+00:00'}")
+            if day:  # (fromisoformat reads "2026-12-06+07:00" as 07:00 with no zone)
+                when = datetime.fromisoformat(f"{day[1]}T00:00:00{day[2] or ''}")
+                when = when if day[2] else when.replace(tzinfo=VIETNAM)
             else:
                 when = datetime.fromisoformat(text)
         except ValueError as exc:

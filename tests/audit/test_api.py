@@ -287,7 +287,7 @@ async def test_export(api: str, pki: TestPKI) -> None:
             problem = await r.json()
         assert (r.status, problem["type"]) == (422, "urn:lienthong:problem:invalid-export")
         assert problem["detail"] == (
-            "the range is empty: from 2026-12-08T00:00:00.000000+00:00 is not before to "
+            "the range is empty: from 2026-12-07T17:00:00.000000+00:00 is not before to "
             "2026-12-07T16:59:59.000000+00:00"
         )
         # Refused for what they are, whatever words they hold: the problem's type was picked by

@@ -406,7 +406,7 @@ def _lienthong(*args: str) -> tuple[int, str]:
         ),
         (  # it matched nothing: "no audit events", as if the log held none
             ["--from", "2026-12-08", "--to", "2026-12-07T23:00:00+07:00"],
-            "the window is empty: --from 2026-12-08T00:00:00.000000+00:00 is not before --to "
+            "the window is empty: --from 2026-12-07T17:00:00.000000+00:00 is not before --to "
             "2026-12-07T16:00:00.000000+00:00",
         ),
     ],
@@ -457,8 +457,8 @@ def test_export_usage_errors_are_exit_2_naming_the_option(
         ),
         (
             ["--from", "2026-12-08", "--to", "2026-12-08"],
-            "the window is empty: --from 2026-12-08T00:00:00.000000+00:00 is not before --to "
-            "2026-12-08T00:00:00.000000+00:00",
+            "the window is empty: --from 2026-12-07T17:00:00.000000+00:00 is not before --to "
+            "2026-12-07T17:00:00.000000+00:00",
         ),
     ],
     ids=[
