@@ -61,7 +61,7 @@ async function loadEvents(signal, append) {
   for (const e of page.items) {
     const tr = document.createElement("tr");
     cell(tr, e.seq); cell(tr, e.at); cell(tr, e.action); cell(tr, e.outcome || "ok");
-    cell(tr, e.member); cell(tr, e.service); cell(tr, e.dossier || e.document);
+    cell(tr, e.member); cell(tr, e.service); cell(tr, e.dossier || e.document); cell(tr, e.detail);
     body.appendChild(tr);
   }
   nextCursor = page.next;
@@ -83,7 +83,8 @@ async function loadTimeline(signal, form) {
       const li = document.createElement("li");
       li.textContent = `${e.at} — ${e.action} (${e.outcome || "ok"})` +
         (e.step ? ` step ${e.step}` : "") + (e.member ? ` by ${e.member}` : "") +
-        (e.reference ? ` ref ${e.reference}` : "") + ` [#${e.seq}]`;
+        (e.reference ? ` ref ${e.reference}` : "") +
+        (e.detail ? `: ${e.detail}` : "") + ` [#${e.seq}]`;  // why a job died, an operator's reason
       entries.appendChild(li);
     }
     cursor = page.next;

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from gateway.audit import AuditEvent, append
 from gateway.audit.checkpoints import Checkpointer
 from gateway.store import SQLiteStore
 from signing.testing import TestPKI
@@ -326,6 +327,40 @@ async def test_more_appends_one_page_and_a_failed_search_leaves_no_rows(tmp_path
             await expect(page.locator("#message")).to_contain_text("400: not an ISO 8601 time")
             await expect(seqs).to_have_count(0)
             await expect(page.locator("#events-more")).to_be_hidden()
+    finally:
+        await store.close()
+
+
+async def test_an_events_detail_is_shown_as_text(tmp_path: Path) -> None:
+    # Found by probing: the tabs dropped `detail`, so an auditor never saw why a job died nor
+    # the operator's reason for a correction.
+    from playwright.async_api import expect
+
+    died = "the applicant does not match the population registry (full_name)"
+    reason = "tên người nộp sai chính tả <b>x</b>"  # shown as typed, never as HTML
+    store = SQLiteStore(tmp_path / "details.db")
+    await store.open()
+    for action, outcome, detail in (
+        ("job.dead", "dead", died),
+        ("dossier.corrected", "ok", reason),
+    ):
+        event = AuditEvent(action=action, outcome=outcome, dossier="D9", detail=detail)
+        await store.transact(lambda tx, e=event: append(tx, e))
+    try:
+        async with serve_audit_app(store, {}) as url, console_page(url) as page:
+            await page.fill("#events-form input[name=dossier]", "D9")
+            await page.click("#events-form button[type=submit]")
+            details = page.locator("#events-table tbody tr td:nth-child(8)")
+            await expect(details).to_have_text([died, reason])
+
+            await page.click("nav button[data-tab=timeline]")
+            await page.fill("#timeline-form input[name=code]", "D9")
+            await page.click("#timeline-form button")
+            entries = page.locator("#timeline li")
+            await expect(entries).to_have_count(2)
+            await expect(entries.first).to_contain_text(f"job.dead (dead): {died} [#0]")
+            await expect(entries.last).to_contain_text(f"dossier.corrected (ok): {reason} [#1]")
+            assert await page.locator("#timeline b, #events-table b").count() == 0
     finally:
         await store.close()
 
