@@ -9,7 +9,9 @@ function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 function say(text) { $("#message").textContent = text || ""; }
 
 async function api(path, signal, options = {}) {
-  const headers = { Authorization: "Bearer " + token(), ...(options.headers || {}) };
+  const headers = { ...(options.headers || {}) };
+  // Without a token the browser's client certificate, if it has one, identifies the auditor.
+  if (token()) headers.Authorization = "Bearer " + token();
   const response = await fetch(path, { ...options, headers, signal });
   if (!response.ok) {
     let detail = response.statusText;
@@ -165,19 +167,27 @@ async function exportBundle(signal, form) {
 function guard(tab, fn) {
   return async (event) => {
     if (event) event.preventDefault();
-    if (!token()) { say("Enter the auditor token first."); return; }
     const signal = start(tab);
     try { await fn(signal, event); } catch (err) { if (!signal.aborted) say(err.message); }
   };
 }
 
+function showToken() {
+  $("#token-state").textContent = token() ? "token set" : "no token";
+  $("#token-forget").hidden = !token();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  $("#token-state").textContent = token() ? "token set" : "";
+  showToken();
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("#token").value);
     $("#token").value = "";
-    $("#token-state").textContent = "token set";
+    showToken();
+  });
+  $("#token-forget").addEventListener("click", () => {  // a shared workstation
+    sessionStorage.removeItem(TOKEN_KEY);
+    showToken();
   });
   for (const button of document.querySelectorAll("nav button")) {
     button.addEventListener("click", () => {

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import io
 import json
+import ssl
 import threading
 import zipfile
 from collections.abc import AsyncIterator
@@ -46,11 +47,20 @@ CITIZEN_KEY = b"k" * 32
 
 
 @contextlib.asynccontextmanager
-async def serve_audit_app(store: SQLiteStore, extras: dict[str, Any]) -> AsyncIterator[str]:
+async def serve_audit_app(
+    store: SQLiteStore,
+    extras: dict[str, Any],
+    *,
+    tls: ssl.SSLContext | None = None,
+    subsystems: tuple[Subsystem, ...] = (),
+) -> AsyncIterator[str]:
+    """The audit routes and the console on a loopback port (over ``tls`` if given), for the
+    auditor's and a clerk's tokens and ``subsystems``."""
     settings = Settings(
         subsystems=(
             Subsystem(id="VN:GOV:A:audit", rights=("audit.read",), token=AUDITOR),
             Subsystem(id="VN:GOV:B:motcua", rights=("dossiers.submit",), token=CLERK),
+            *subsystems,
         )
     )
     app = web.Application(
@@ -69,11 +79,11 @@ async def serve_audit_app(store: SQLiteStore, extras: dict[str, Any]) -> AsyncIt
     app.router.add_routes(console.routes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 

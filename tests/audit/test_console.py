@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import ssl
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from gateway.audit import AuditEvent, append
 from gateway.audit.checkpoints import Checkpointer
+from gateway.settings import Subsystem
 from gateway.store import SQLiteStore
-from signing.testing import TestPKI
+from signing.testing import TestPKI, self_signed
 from tests.audit.test_api import AUDITOR, _Signing, seeded_store, serve_audit_app
 from tests.audit.test_checkpoints import add_events, pki, tamper, tsa_url  # noqa: F401 - fixtures
 
@@ -65,9 +69,10 @@ async def test_console_end_to_end(
             await page.goto(f"{url}/console/")
             await expect(page.locator("h1")).to_have_text("lienthong audit console")
 
-            # Without a token the API is not called.
+            # Without a token the API is asked all the same (a client certificate would say who
+            # asks): its 401 is shown.
             await page.click("#events-form button[type=submit]")
-            await expect(page.locator("#message")).to_contain_text("token")
+            await expect(page.locator("#message")).to_contain_text("401")
             # A wrong token: the API's 401 is shown.
             await page.fill("#token", "wrong")
             await page.click("#token-form button")
@@ -363,6 +368,62 @@ async def test_an_events_detail_is_shown_as_text(tmp_path: Path) -> None:
             assert await page.locator("#timeline b, #events-table b").count() == 0
     finally:
         await store.close()
+
+
+async def test_an_auditor_known_by_certificate_needs_no_token(
+    tmp_path: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    # Found by probing: with mutual TLS (production) the console refused to ask the API until
+    # some token was typed ("Enter the auditor token first"), which the certificate made moot.
+    from playwright.async_api import expect
+
+    cert, key = await asyncio.to_thread(self_signed, tmp_path, "console-tls", ip="127.0.0.1")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    tls.verify_mode = ssl.CERT_OPTIONAL  # as serve does with a client_ca: tokens still work
+    tls.load_verify_locations(pki.root_pem)
+    agency = "agency-000.00.00.H41"
+    der = pki.certificate(agency).public_bytes(serialization.Encoding.DER)
+    auditors = Subsystem(
+        id="VN:GOV:000.00.00.H41:kiemtoan",
+        rights=("audit.read",),
+        cert_fingerprint=hashlib.sha256(der).hexdigest(),
+    )
+    store = await seeded_store(tmp_path / "mtls.db", pki, tsa_url)
+    try:
+        async with serve_audit_app(store, {}, tls=tls, subsystems=(auditors,)) as url:
+            client = {
+                "origin": url,
+                "certPath": pki.cert_path(agency),
+                "keyPath": pki.key_path(agency),
+            }
+            async with console_page(
+                url, token=None, client_certificates=[client], ignore_https_errors=True
+            ) as page:
+                await page.fill("#events-form input[name=dossier]", "D1")
+                await page.click("#events-form button[type=submit]")
+                await expect(page.locator("#events-table tbody tr")).to_have_count(9)
+                await expect(page.locator("#message")).to_have_text("")
+    finally:
+        await store.close()
+
+
+async def test_the_token_can_be_forgotten(site: tuple[str, Path]) -> None:
+    # A shared workstation: the token stayed for the tab's life, with no way to clear it.
+    from playwright.async_api import expect
+
+    url, _ = site
+    async with console_page(url) as page:
+        await expect(page.locator("#token-state")).to_have_text("token set")
+        await page.click("#token-forget")
+        await expect(page.locator("#token-state")).to_have_text("no token")
+        await expect(page.locator("#token-forget")).to_be_hidden()
+        await page.click("#events-form button[type=submit]")  # asked without one: refused
+        await expect(page.locator("#message")).to_contain_text(
+            "401: present a client certificate or an Authorization: Bearer token"
+        )
+        await page.reload()
+        await expect(page.locator("#token-state")).to_have_text("no token")
 
 
 def tamper_db(db: Path) -> None:
