@@ -8,18 +8,49 @@ function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
 function say(text) { $("#message").textContent = text || ""; }
 
+// A bearer token travels in a header, which carries Latin-1 only: tokens are printable ASCII.
+const TOKEN_FORM = /^[\x21-\x7e]+$/;
+const UNREACHABLE = "The gateway did not answer: is it running, and the network up?";
+
+// The gateway's answer; a failure outside it is said in words, not the browser's.
 async function api(path, signal, options = {}) {
   const headers = { ...(options.headers || {}) };
   // Without a token the browser's client certificate, if it has one, identifies the auditor.
   if (token()) headers.Authorization = "Bearer " + token();
-  const response = await fetch(path, { ...options, headers, signal });
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers, signal });
+  } catch (err) {
+    throw unreachable(err, signal);
+  }
   if (!response.ok) {
-    let detail = response.statusText;
-    try { const p = await response.json(); detail = p.detail || p.title || detail; } catch (e) { /* not JSON */ }
+    let detail = response.statusText;  // a proxy's 502 page says no more than its status
+    if (isJson(response)) {
+      try { const p = await response.json(); detail = p.detail || p.title || detail; }
+      catch (err) { if (signal.aborted) throw err; }
+    }
     throw new Error(response.status + ": " + detail);
   }
   return response;
 }
+
+function isJson(response) {
+  return /^application\/([\w.-]+\+)?json\b/i.test(response.headers.get("Content-Type") || "");
+}
+
+// The JSON of a gateway's answer: a page from something in between (a captive portal) is no
+// answer, and a body cut short is none either.
+async function apiJson(path, signal, options = {}) {
+  const response = await api(path, signal, options);
+  if (isJson(response)) {
+    try { return await response.json(); }
+    catch (err) { if (signal.aborted || !(err instanceof SyntaxError)) throw unreachable(err, signal); }
+  }
+  throw new Error(`The answer is not the gateway's (HTTP ${response.status}, ` +
+    `${response.headers.get("Content-Type") || "no type"}): is a proxy or a portal in between?`);
+}
+
+function unreachable(err, signal) { return signal.aborted ? err : new Error(UNREACHABLE); }
 
 function cell(row, text, cls) {
   const td = document.createElement("td");
@@ -58,7 +89,7 @@ async function loadEvents(signal, append) {
     body.replaceChildren();
     $("#events-more").hidden = true;
   }
-  const page = await (await api("/v1/audit/events?" + query, signal)).json();
+  const page = await apiJson("/v1/audit/events?" + query, signal);
   signal.throwIfAborted();
   for (const e of page.items) {
     const tr = document.createElement("tr");
@@ -80,7 +111,7 @@ async function loadTimeline(signal, form) {
   let cursor = null;
   do {
     if (cursor) query.set("cursor", cursor);
-    const page = await (await api("/v1/audit/events?" + query, signal)).json();
+    const page = await apiJson("/v1/audit/events?" + query, signal);
     for (const e of page.items) {
       const li = document.createElement("li");
       li.textContent = `${e.at} — ${e.action} (${e.outcome || "ok"})` +
@@ -102,10 +133,10 @@ async function loadCitizen(signal, form) {
   const personal_id = new FormData(form).get("personal_id");
   const body = $("#accessors tbody");
   body.replaceChildren();
-  const result = await (await api("/v1/audit/search", signal, {
+  const result = await apiJson("/v1/audit/search", signal, {
     method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ personal_id }),
-  })).json();
+  });
   signal.throwIfAborted();
   for (const a of result.accessors) {
     const tr = document.createElement("tr");
@@ -129,7 +160,7 @@ async function loadCheckpoints(signal, append) {
     body.replaceChildren();
     $("#checkpoints-more").hidden = true;
   }
-  const page = await (await api("/v1/audit/checkpoints?" + query, signal)).json();
+  const page = await apiJson("/v1/audit/checkpoints?" + query, signal);
   signal.throwIfAborted();
   for (const c of page.items) {
     const tr = document.createElement("tr");
@@ -151,7 +182,8 @@ async function exportBundle(signal, form) {
   const response = await api("/v1/audit/exports", signal, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
-  const blob = await response.blob();
+  let blob;
+  try { blob = await response.blob(); } catch (err) { throw unreachable(err, signal); }
   signal.throwIfAborted();
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
@@ -181,9 +213,15 @@ document.addEventListener("DOMContentLoaded", () => {
   showToken();
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    sessionStorage.setItem(TOKEN_KEY, $("#token").value);
+    const typed = $("#token").value.trim();
+    if (!TOKEN_FORM.test(typed)) {
+      say("A token is ASCII letters, digits and punctuation only: this one cannot be sent.");
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, typed);
     $("#token").value = "";
     showToken();
+    say("");
   });
   $("#token-forget").addEventListener("click", () => {  // a shared workstation
     sessionStorage.removeItem(TOKEN_KEY);

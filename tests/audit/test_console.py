@@ -426,6 +426,49 @@ async def test_the_token_can_be_forgotten(site: tuple[str, Path]) -> None:
         await expect(page.locator("#token-state")).to_have_text("no token")
 
 
+async def test_failures_outside_the_gateway_are_told_in_words(tmp_path: Path) -> None:
+    # Found by probing: the browser's own words were shown ("Failed to fetch", a JSON parser's
+    # "Unexpected token '<'", "String contains non ISO-8859-1 code point").
+    from playwright.async_api import expect
+
+    store = SQLiteStore(tmp_path / "words.db")
+    await store.open()
+    await add_events(store, 5)
+    message = "#message"
+    try:
+        async with contextlib.AsyncExitStack() as gateway:
+            url = await gateway.enter_async_context(serve_audit_app(store, {}))
+            async with console_page(url, token=None) as page:
+                await page.fill("#token", "mật-khẩu")  # a header carries Latin-1 only
+                await page.click("#token-form button[type=submit]")
+                await expect(page.locator(message)).to_have_text(
+                    "A token is ASCII letters, digits and punctuation only: this one cannot be "
+                    "sent."
+                )
+                await expect(page.locator("#token-state")).to_have_text("no token")
+
+                async def portal(route: Route) -> None:  # a captive portal's or a proxy's page
+                    await route.fulfill(status=200, content_type="text/html", body="<html>Wi-Fi")
+
+                await page.route("**/v1/audit/events*", portal)
+                await page.fill("#token", AUDITOR)
+                await page.click("#token-form button[type=submit]")
+                await page.click("#events-form button[type=submit]")
+                await expect(page.locator(message)).to_have_text(
+                    "The answer is not the gateway's (HTTP 200, text/html): is a proxy or a "
+                    "portal in between?"
+                )
+                await page.unroute("**/v1/audit/events*")
+
+                await gateway.aclose()  # the gateway stops
+                await page.click("#events-form button[type=submit]")
+                await expect(page.locator(message)).to_have_text(
+                    "The gateway did not answer: is it running, and the network up?"
+                )
+    finally:
+        await store.close()
+
+
 def tamper_db(db: Path) -> None:
     import sqlite3
 
