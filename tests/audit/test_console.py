@@ -68,6 +68,8 @@ async def test_console_end_to_end(
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await page.goto(f"{url}/console/")
             await expect(page.locator("h1")).to_have_text("lienthong audit console")
+            # Its words are English: read by a screen reader as such (it said lang="vi").
+            await expect(page.locator("html")).to_have_attribute("lang", "en")
 
             # Without a token the API is asked all the same (a client certificate would say who
             # asks): its 401 is shown.
