@@ -21,10 +21,12 @@ from gateway.audit.proofs import LogTree, ProofUnavailable
 from gateway.audit.query import (
     EventFilter,
     FilterError,
+    InvalidPersonalId,
     access_report,
     query_events,
 )
 from gateway.auth import require
+from gateway.exchange.model import normal_document_id
 from gateway.models import AuditExport, AuditSearch
 from gateway.problems import Problem
 
@@ -68,6 +70,22 @@ def _pins(runtime: Runtime) -> dict[str, Any]:
     }
 
 
+async def _hub_document(runtime: Runtime, document: str | None) -> str | None:
+    """The hub's id a ``document`` filter names. A DocumentId (``{OrganId},{yyyy/MM/dd},
+    {number}``: what an auditor holding the letter has, its date in any spelling the hub accepts)
+    names the letter the hub filed under it from that OrganId, a new or replacing document (one
+    per DocumentId; a revoke or update of it is a package with a hub id of its own); found
+    through the sender's index of its documents. Any other text is a hub id, as given."""
+    if not document or "," not in document:  # a hub id holds no comma
+        return document
+    filed = normal_document_id(document.strip())
+    sender = filed.partition(",")[0]
+    row = await runtime.store.read(
+        lambda tx: tx.one("documents.originals", sender=sender, document_id=filed)
+    )
+    return document if row is None else str(row["id"])
+
+
 def _query_problem(exc: FilterError) -> Problem:
     named: dict[str, Any] = {} if exc.parameter is None else {"parameter": exc.parameter}
     return Problem(400, "invalid-query", str(exc), **named)
@@ -79,6 +97,7 @@ async def events(request: web.Request) -> web.Response:
     only_parameters(request, "from", "to", "member", "service", "dossier", "document", "cursor",
                     "limit")  # fmt: skip
     runtime = request.app[RUNTIME]
+    document = await _hub_document(runtime, query_text(request, "document"))
     try:
         flt = EventFilter.build(
             start=query_text(request, "from"),
@@ -86,7 +105,7 @@ async def events(request: web.Request) -> web.Response:
             member=query_text(request, "member"),
             service=query_text(request, "service"),
             dossier=query_text(request, "dossier"),
-            document=query_text(request, "document"),
+            document=document,
         )
         page = await query_events(
             runtime.store,
@@ -116,6 +135,10 @@ async def search(request: web.Request) -> web.Response:
         who = await access_report(
             runtime.store, runtime.citizen_key, body.personal_id, start=body.start, stop=body.stop
         )
+    except InvalidPersonalId as exc:  # as a lookup refuses it
+        raise Problem(
+            422, "invalid-personal-id", f"personal_id: {exc.reason}", field="personal_id"
+        ) from None
     except FilterError as exc:  # a field of the body, not a query parameter: as any body's
         at = f" - at `$.{exc.parameter}`" if exc.parameter else ""
         raise Problem(422, "invalid-request", f"{exc}{at}") from None
@@ -211,7 +234,7 @@ async def export(request: web.Request) -> web.Response:
     # An empty filter is no filter (it was a 404 nothing-to-export: no scope reads as an empty one)
     scope = Scope(
         dossier=body.dossier or None,
-        document=body.document or None,
+        document=await _hub_document(runtime, body.document or None),
         start=body.start or None,
         stop=body.stop or None,
     )
@@ -226,7 +249,7 @@ async def export(request: web.Request) -> web.Response:
         raise Problem(409, "export-not-ready", str(exc)) from None
     except BundleError as exc:  # the scope, or an index that selects other entries (edited)
         raise Problem(422, "invalid-export", str(exc)) from None
-    name = (body.dossier or body.document or "range").replace('"', "")
+    name = (scope.dossier or scope.document or "range").replace('"', "")
     return web.Response(
         body=data,
         content_type="application/zip",

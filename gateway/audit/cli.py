@@ -183,7 +183,8 @@ def _window(start: str | None, stop: str | None) -> None:
 
 
 def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """--from / --to: an ISO 8601 time with zone, or a date (midnight UTC), in the log's spelling."""
+    """--from / --to: an ISO 8601 time with zone, or a date (its day in Vietnam), in the log's
+    spelling."""
     from .query import FilterError, normalize_time
 
     _filter(ctx, param, value)
@@ -193,7 +194,7 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
-_TIME_HELP = "ISO 8601 time with zone (or a date: midnight UTC)"
+_TIME_HELP = "ISO 8601 time with zone (or a date: from its 00:00 in Vietnam, +07:00)"
 
 
 @audit.command("query")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.identifiers import InvalidIdentifier, check_personal_id
+from connectors.text import VIETNAM
 from gateway.store import Store, Tx
 
 from .events import citizen_hash, decode_entry
@@ -21,6 +23,7 @@ __all__ = [
     "EventFilter",
     "EventPage",
     "FilterError",
+    "InvalidPersonalId",
     "access_report",
     "normalize_time",
     "query_events",
@@ -36,6 +39,15 @@ class FilterError(ValueError):
     def __init__(self, message: str, *, parameter: str | None = None) -> None:
         super().__init__(message)
         self.parameter = parameter
+
+
+class InvalidPersonalId(FilterError):
+    """The personal id to search for is none (not 12 digits, an unknown province): no event can
+    hold its hash, since only valid ids are hashed. ``reason`` says what is wrong, without the id."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"personal id: {reason}", parameter="personal_id")
+        self.reason = reason
 
 
 def _times(
@@ -58,12 +70,18 @@ def _times(
 
 def _citizen(citizen_key: bytes | None, personal_id: str) -> str:
     """The keyed hash a search and the access report look for: the id without blanks around it
-    (the report hashed it as given, and told a pasted " 0011…" that no one had accessed it)."""
-    if not personal_id.strip():
+    (the report hashed it as given, and told a pasted " 0011…" that no one had accessed it).
+    A mistyped id is refused (InvalidPersonalId): the answer would be that no one accessed it."""
+    personal_id = personal_id.strip()
+    if not personal_id:
         raise FilterError("the personal id to search for is empty", parameter="personal_id")
+    try:
+        check_personal_id(personal_id)
+    except InvalidIdentifier as exc:
+        raise InvalidPersonalId(exc.reason) from None
     if not citizen_key:
         raise FilterError("searching by citizen needs audit.citizen_key")
-    return citizen_hash(citizen_key, personal_id.strip())
+    return citizen_hash(citizen_key, personal_id)
 
 
 _DAY = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})([+-][0-9]{2}:[0-9]{2})?")
@@ -71,17 +89,18 @@ _DAY = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})([+-][0-9]{2}:[0-9]{2})?")
 
 def normalize_time(value: str | datetime | None) -> str | None:
     """An ISO 8601 time in the log's own spelling (UTC, microseconds), so that text comparison in
-    SQL is time comparison. A date alone means its midnight UTC. Raises FilterError if unparsable
-    or without a time zone (an ambiguous local time would silently shift the window)."""
+    SQL is time comparison. A date alone means that day in Vietnam (its 00:00 at +07:00), as the
+    province counts its days; with a zone, its midnight there. Raises FilterError if unparsable or
+    a time without a time zone (a local time read as UTC would silently shift the window)."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
         text = value.strip().replace("Z", "+00:00")
         day = _DAY.fullmatch(text)
         try:
-            if day:  # a date, with or without its zone: its midnight there (UTC without)
-                # (fromisoformat reads "2026-12-06+07:00" as 07:00 with no zone)
-                when = datetime.fromisoformat(f"{day[1]}T00:00:00{day[2] or '+00:00'}")
+            if day:  # (fromisoformat reads "2026-12-06+07:00" as 07:00 with no zone)
+                when = datetime.fromisoformat(f"{day[1]}T00:00:00{day[2] or ''}")
+                when = when if day[2] else when.replace(tzinfo=VIETNAM)
             else:
                 when = datetime.fromisoformat(text)
         except ValueError as exc:
@@ -121,7 +140,7 @@ class EventFilter:
     ) -> EventFilter:
         """Raises FilterError on a bad time or an empty window, or a personal id that is empty
         (a search about no one must not answer with everyone's events) or without the key to
-        hash it."""
+        hash it; InvalidPersonalId on a personal id that is not one."""
         citizen = None if personal_id is None else _citizen(citizen_key, personal_id)
         first, end = _times(start, stop)
         return cls(

@@ -1,7 +1,8 @@
 """The auditors' web console: static HTML/JS/CSS at ``/console/`` calling the auditor API.
 
-The page itself holds no data and needs no identity; every call it makes carries the auditor's
-bearer token (typed in once, kept in sessionStorage for the tab's life) and is checked by the API.
+The page itself holds no data and needs no identity; every call it makes is checked by the API,
+which knows the auditor by the browser's client certificate or by a bearer token (typed in once,
+kept in sessionStorage for the tab's life or until forgotten; sent only when one is set).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import io
 import json
+import ssl
 import threading
 import zipfile
 from collections.abc import AsyncIterator
@@ -46,11 +47,20 @@ CITIZEN_KEY = b"k" * 32
 
 
 @contextlib.asynccontextmanager
-async def serve_audit_app(store: SQLiteStore, extras: dict[str, Any]) -> AsyncIterator[str]:
+async def serve_audit_app(
+    store: SQLiteStore,
+    extras: dict[str, Any],
+    *,
+    tls: ssl.SSLContext | None = None,
+    subsystems: tuple[Subsystem, ...] = (),
+) -> AsyncIterator[str]:
+    """The audit routes and the console on a loopback port (over ``tls`` if given), for the
+    auditor's and a clerk's tokens and ``subsystems``."""
     settings = Settings(
         subsystems=(
             Subsystem(id="VN:GOV:A:audit", rights=("audit.read",), token=AUDITOR),
             Subsystem(id="VN:GOV:B:motcua", rights=("dossiers.submit",), token=CLERK),
+            *subsystems,
         )
     )
     app = web.Application(
@@ -69,11 +79,11 @@ async def serve_audit_app(store: SQLiteStore, extras: dict[str, Any]) -> AsyncIt
     app.router.add_routes(console.routes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 
@@ -195,6 +205,29 @@ async def test_citizen_search_by_post_only(api: str) -> None:
             assert problem["detail"].endswith(f" - at `$.{at}`"), (bad, problem)
 
 
+async def test_a_malformed_personal_id_is_refused_as_a_lookup_refuses_it(api: str) -> None:
+    # Found by probing: a mistyped id was hashed and searched, and the answer said that no one
+    # had accessed the citizen's data; no event can hold it (only valid ids are hashed).
+    async with aiohttp.ClientSession(headers=_auth()) as s:
+        for bad, reason in (
+            ("123", "must be exactly 12 digits"),
+            ("00109901234", "must be exactly 12 digits"),  # a digit dropped
+            ("0010990123450", "must be exactly 12 digits"),
+            ("001 099 012 345", "must be exactly 12 digits"),
+            ("00109901234x", "must be exactly 12 digits"),
+            ("003099012345", "unknown province code 003"),
+        ):
+            async with s.post(f"{api}/v1/audit/search", json={"personal_id": bad}) as r:
+                problem = await r.json()
+            assert (r.status, problem["type"], problem["detail"], problem["field"]) == (
+                422,
+                "urn:lienthong:problem:invalid-personal-id",
+                f"personal_id: {reason}",
+                "personal_id",
+            ), bad
+            assert bad not in str(problem)
+
+
 async def test_checkpoints_and_proofs(api: str) -> None:
     async with aiohttp.ClientSession(headers=_auth()) as s:
         async with s.get(f"{api}/v1/audit/checkpoints/latest") as r:
@@ -264,7 +297,7 @@ async def test_export(api: str, pki: TestPKI) -> None:
             problem = await r.json()
         assert (r.status, problem["type"]) == (422, "urn:lienthong:problem:invalid-export")
         assert problem["detail"] == (
-            "the range is empty: from 2026-12-08T00:00:00.000000+00:00 is not before to "
+            "the range is empty: from 2026-12-07T17:00:00.000000+00:00 is not before to "
             "2026-12-07T16:59:59.000000+00:00"
         )
         # Refused for what they are, whatever words they hold: the problem's type was picked by
@@ -300,6 +333,76 @@ async def _wide_log(path: Path, pki: TestPKI, tsa_url: str, n: int) -> SQLiteSto
 
 
 WIDE = {"from": "2000-01-01", "to": "2100-01-01"}
+
+
+LETTER = "000.00.11.H53,2026/12/07,2491/STC-BCTC"  # an agency's DocumentId, as the letter says
+
+
+async def test_a_letter_is_found_by_its_documentid_as_by_its_hub_id(
+    tmp_path: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    # Found by probing: the document filter took only the hub's own id, which an auditor holding
+    # a letter does not have; its DocumentId found "nothing recorded" and no evidence to export.
+    store = await seeded_store(tmp_path / "letters.db", pki, tsa_url)
+    hub_id = "d" + "5" * 32
+
+    def file_letter(tx: Any) -> None:
+        tx.execute(
+            "documents.insert",
+            id=hub_id,
+            document_id=LETTER,
+            sender="000.00.11.H53",
+            doc_type=0,
+            package_sha256="a" * 64,
+            forward_sha256="b" * 64,
+            size=1,
+            media_type="application/xml",
+            subject="",
+            target=None,
+            received_at="2026-12-07T02:00:00+00:00",
+            receipt=b"r",
+            meta="{}",
+        )
+        for action in ("document.accepted", "document.delivered"):
+            append(
+                tx,
+                AuditEvent(
+                    action=action,
+                    member="VN:GOV:000.00.11.H53",
+                    service="documents.exchange",
+                    document=hub_id,
+                    reference=LETTER,
+                ),
+            )
+
+    await store.transact(file_letter)
+    await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+    signing = {"signing": _Signing(pki.trust(revocation="off"), pki.key("gateway"))}
+    try:
+        async with (
+            serve_audit_app(store, signing) as api,
+            aiohttp.ClientSession(headers=_auth()) as s,
+        ):
+            # its date as the spec also writes it (dd/MM/yyyy): the same letter
+            for document in (hub_id, LETTER, "000.00.11.H53,07/12/2026,2491/STC-BCTC"):
+                async with s.get(f"{api}/v1/audit/events", params={"document": document}) as r:
+                    page = await r.json()
+                actions = [e["action"] for e in page["items"]]
+                assert actions == ["document.accepted", "document.delivered"], document
+                async with s.post(f"{api}/v1/audit/exports", json={"document": document}) as r:
+                    assert r.status == 200, await r.text()
+                    assert r.headers["Content-Disposition"] == (
+                        f'attachment; filename="audit-{hub_id}.zip"'
+                    )
+                    report = await verify_bundle(await r.read(), [pki.root_pem])
+                assert report.ok and report.events == 2, report.problems
+            unknown = "000.00.11.H53,2026/12/08,2491/STC-BCTC"
+            async with s.get(f"{api}/v1/audit/events", params={"document": unknown}) as r:
+                assert (await r.json())["items"] == []
+            async with s.post(f"{api}/v1/audit/exports", json={"document": unknown}) as r:
+                assert r.status == 404
+    finally:
+        await store.close()
 
 
 async def test_an_export_larger_than_verify_bundle_accepts_is_refused(

@@ -11,7 +11,10 @@ from gateway.audit.query import FilterError, normalize_time
 @pytest.mark.parametrize(
     ("given", "means"),
     [
-        ("2026-12-06", "2026-12-06T00:00:00.000000+00:00"),  # a date alone: midnight UTC
+        # A date alone is that day in Vietnam: it was midnight UTC, 07:00 there, and a day's
+        # window took the first 7 hours of the next day in place of its own.
+        ("2026-12-06", "2026-12-05T17:00:00.000000+00:00"),
+        (" 2026-12-06 ", "2026-12-05T17:00:00.000000+00:00"),
         ("2026-12-06Z", "2026-12-06T00:00:00.000000+00:00"),
         # fromisoformat reads this as 07:00 without a zone: it was refused as lacking one
         ("2026-12-06+07:00", "2026-12-05T17:00:00.000000+00:00"),

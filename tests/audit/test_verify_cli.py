@@ -103,6 +103,9 @@ async def test_query_filters_and_citizen(config: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv("LIENTHONG_AUDIT_CITIZEN")
     code, out = await _invoke("query", "--config", str(config), "--citizen", "", "--json")
     assert code == 2 and "Invalid value for '--citizen': is empty" in out, out
+    monkeypatch.setenv("LIENTHONG_AUDIT_CITIZEN", "00109901234")  # a digit dropped
+    code, out = await _invoke("query", "--config", str(config), "--json")
+    assert (code, out.strip()) == (1, "Error: personal id: must be exactly 12 digits"), out
 
 
 async def test_query_pages_on_with_the_cursor_it_prints(config: Path) -> None:
@@ -403,7 +406,7 @@ def _lienthong(*args: str) -> tuple[int, str]:
         ),
         (  # it matched nothing: "no audit events", as if the log held none
             ["--from", "2026-12-08", "--to", "2026-12-07T23:00:00+07:00"],
-            "the window is empty: --from 2026-12-08T00:00:00.000000+00:00 is not before --to "
+            "the window is empty: --from 2026-12-07T17:00:00.000000+00:00 is not before --to "
             "2026-12-07T16:00:00.000000+00:00",
         ),
     ],
@@ -454,8 +457,8 @@ def test_export_usage_errors_are_exit_2_naming_the_option(
         ),
         (
             ["--from", "2026-12-08", "--to", "2026-12-08"],
-            "the window is empty: --from 2026-12-08T00:00:00.000000+00:00 is not before --to "
-            "2026-12-08T00:00:00.000000+00:00",
+            "the window is empty: --from 2026-12-07T17:00:00.000000+00:00 is not before --to "
+            "2026-12-07T17:00:00.000000+00:00",
         ),
     ],
     ids=[
