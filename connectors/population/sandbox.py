@@ -218,22 +218,33 @@ def _mismatches(op: etree._Element, r: _Record) -> list[str]:
     return wrong
 
 
+def _unknown(reply: etree._Element) -> bytes:
+    """The WSDL's MaKetQua 2: no citizen with this SoDinhDanh."""
+    _el(reply, BCA, "MaKetQua", "2")
+    _el(reply, BCA, "MoTa", "Không tìm thấy công dân")
+    return envelope_bytes(reply)
+
+
+def _not_matching(reply: etree._Element, wrong: list[str]) -> bytes:
+    """The WSDL's MaKetQua 1: the request's data do not match the record (DanhSachSaiLech
+    names the fields)."""
+    _el(reply, BCA, "MaKetQua", "1")
+    _el(reply, BCA, "MoTa", "Thông tin không khớp")
+    listing = _el(reply, BCA, "DanhSachSaiLech")
+    for name in wrong:
+        _el(listing, BCA, "TruongSaiLech", name)
+    return envelope_bytes(reply)
+
+
 def _lookup(reg: PopulationRegistry, op: etree._Element) -> bytes:
     request_id = _required(op, "MaYeuCau")
     record = reg.people.get(_required(op, "SoDinhDanh"))
     reply = _response("TraCuuThongTinCongDanResponse", request_id)
     if record is None:
-        _el(reply, BCA, "MaKetQua", "2")
-        _el(reply, BCA, "MoTa", "Không tìm thấy công dân")
-        return envelope_bytes(reply)
+        return _unknown(reply)
     wrong = _mismatches(op, record)
     if wrong:
-        _el(reply, BCA, "MaKetQua", "1")
-        _el(reply, BCA, "MoTa", "Thông tin không khớp")
-        listing = _el(reply, BCA, "DanhSachSaiLech")
-        for name in wrong:
-            _el(listing, BCA, "TruongSaiLech", name)
-        return envelope_bytes(reply)
+        return _not_matching(reply, wrong)
     _el(reply, BCA, "MaKetQua", "0")
     _el(reply, BCA, "MoTa", "Thông tin khớp")
     _congdan(_el(reply, DC, "CongdanCollection"), record)
@@ -251,8 +262,19 @@ _REQUEST_INFO = ("MaYeuCau", "MaDVC", "MaTichHop", "MaCanBo", "MaDonVi")
 RELATION_CODES = ("CH01", "CH02", "CH03", "CH04", "CH05")  # ChuHo/QuanHe (see the WSDL)
 
 
-def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
+@dataclass(frozen=True)
+class _Answer:
+    """A write's reply, and whether it registered anything: a refusal (MaKetQua 1 or 2) is not
+    kept under its MaYeuCau, so the corrected request may be sent again under the same id, as
+    after a Client fault."""
+
+    body: bytes
+    registered: bool
+
+
+def _register(reg: PopulationRegistry, op: etree._Element) -> _Answer:
     request_id = _required(op, "MaYeuCau")
+    reply = _response("DangKyThuongTruResponse", request_id)
     pid, birth = _required(op, "SoDinhDanh"), _required(op, "NgayThangNamSinh", "NgayThangNam")
     try:
         check_personal_id(pid, birth_date=datetime.strptime(birth, "%Y%m%d").date())  # noqa: DTZ007
@@ -265,9 +287,7 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
     if record is not None:
         wrong = _mismatches(op, record)
         if wrong:
-            raise SoapFault(
-                "Client", "SAI_LECH", f"data does not match the registry: {', '.join(wrong)}"
-            )
+            return _Answer(_not_matching(reply, wrong), False)
         if record.deceased:
             raise SoapFault(
                 "Client", "DA_CHET", f"{pid} is deceased (death record {record.deceased})"
@@ -312,23 +332,23 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
     else:
         record.household_head, record.relation = pid, "CH01"
         record.household_book = f"{province[1:]}{next(reg._numbers):07d}"
-    reply = _response("DangKyThuongTruResponse", request_id)
     _el(reply, BCA, "MaKetQua", "0")
     _el(reply, BCA, "MoTa", "Đã đăng ký thường trú")
     _el(reply, BCA, "SoHoSo", number)
     _el(reply, BCA, "NgayDangKy", format_datetime(datetime.now(VIETNAM)))
     _el(reply, BCA, "SoSoHoKhau", record.household_book)
-    return envelope_bytes(reply)
+    return _Answer(envelope_bytes(reply), True)
 
 
-def _deregister(reg: PopulationRegistry, op: etree._Element) -> bytes:
+def _deregister(reg: PopulationRegistry, op: etree._Element) -> _Answer:
     request_id = _required(op, "MaYeuCau")
     pid = _required(op, "SoDinhDanh")
     record = reg.people.get(pid)
+    reply = _response("XoaDangKyThuongTruResponse", request_id)
     if record is None:
-        raise SoapFault("Client", "KHONG_TON_TAI", f"no citizen {pid}")
+        return _Answer(_unknown(reply), False)
     if fold(_required(op, "HoVaTen")) != fold(record.full_name):
-        raise SoapFault("Client", "SAI_LECH", "data does not match the registry: HoVaTen")
+        return _Answer(_not_matching(reply, ["HoVaTen"]), False)
     reason = _required(op, "LyDoXoa")
     if reason not in mapping.DEREGISTRATION_REASONS.values():
         raise SoapFault("Client", "LY_DO", f"unknown LyDoXoa {reason}")
@@ -342,12 +362,11 @@ def _deregister(reg: PopulationRegistry, op: etree._Element) -> bytes:
     record.deregistered = reg.number("XDKTT", province)
     if reason == "01":
         record.deceased = child_text(op, "SoTrichLucKhaiTu")
-    reply = _response("XoaDangKyThuongTruResponse", request_id)
     _el(reply, BCA, "MaKetQua", "0")
     _el(reply, BCA, "MoTa", "Đã xóa đăng ký thường trú")
     _el(reply, BCA, "SoHoSo", record.deregistered)
     _el(reply, BCA, "NgayXoa", format_datetime(datetime.now(VIETNAM)))
-    return envelope_bytes(reply)
+    return _Answer(envelope_bytes(reply), True)
 
 
 _WRITES = {
@@ -405,8 +424,10 @@ async def _soap(request: web.Request) -> web.Response:
             if stored is not None:
                 answer = stored
             else:
-                answer = write(reg, op)
-                reg.ledger.record(key, print_, operation, answer)
+                written = write(reg, op)
+                answer = written.body
+                if written.registered:
+                    reg.ledger.record(key, print_, operation, answer)
     except SoapFault as fault:
         return _fault_response(fault)
     except Exception as exc:  # a sandbox bug answers as a real registry would: soap:Server

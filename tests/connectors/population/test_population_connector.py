@@ -266,7 +266,10 @@ async def test_register_refusals(connector: PopulationConnector, sandbox: Sandbo
     }
     with pytest.raises(PermanentError) as info:
         await connector.call("residence.register", wrong_name, idempotency_key="a")
-    assert info.value.code == "SAI_LECH"
+    # The WSDL's result code (it was a Client fault SAI_LECH), naming the field
+    assert info.value.code == "1" and "data does not match the registry: full_name" in str(
+        info.value
+    )
     no_head = {**NEWBORN, "household_head_id": "040190999999"}
     with pytest.raises(PermanentError) as info:
         await connector.call("residence.register", no_head, idempotency_key="b")
@@ -340,10 +343,21 @@ async def test_a_member_joining_a_household_is_not_its_head(connector: Populatio
     assert info.value.code == "QUAN_HE"
 
 
-async def test_deregister_refusals(connector: PopulationConnector) -> None:
+async def test_deregister_refusals(connector: PopulationConnector, sandbox: Sandbox) -> None:
+    """The WSDL's result codes, MaKetQua 1 (naming the fields) and 2: the sandbox answered Client
+    faults SAI_LECH and KHONG_TON_TAI, so the connector's mapping of 1 and 2 never ran."""
     with pytest.raises(PermanentError) as info:
         await connector.call("residence.deregister", {**DEATH, "personal_id": "040042999999"})
-    assert info.value.code == "KHONG_TON_TAI"
+    assert info.value.code == "2" and "no citizen with this SoDinhDanh" in str(info.value)
+    with pytest.raises(PermanentError) as info:
+        await connector.call(
+            "residence.deregister", {**DEATH, "full_name": "Lê Văn Khác"}, idempotency_key="d-1"
+        )
+    assert info.value.code == "1" and "does not match the registry: full_name" in str(info.value)
+    assert (await sandbox.stats())["writes"] == {}  # a refusal registers nothing
+    # nor holds its key: the corrected request, under the same key, goes through
+    result = await connector.call("residence.deregister", DEATH, idempotency_key="d-1")
+    assert result.reference and (await sandbox.stats())["writes"] == {"residence.deregister": 1}
     with pytest.raises(PermanentError, match="death_record_number is required"):
         await connector.call("residence.deregister", {**DEATH, "death_record_number": ""})
     with pytest.raises(PermanentError, match="reason"):
