@@ -218,6 +218,8 @@ def citizen_from_registry(cd: Mapping[str, Any]) -> dict[str, Any]:
         "father": _relative(cd.get("Cha")),
         "mother": _relative(cd.get("Me")),
         "household_book": cd.get("SoSoHoKhau"),
+        # Set when the registry holds the citizen dead (the WSDL's project element).
+        "death_record_number": cd.get("SoTrichLucKhaiTu"),
     }
 
 

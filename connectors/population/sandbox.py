@@ -190,6 +190,8 @@ def _congdan(parent: etree._Element, r: _Record) -> None:
         _el(node, DC, "QuanHe", r.relation or "CH01")
     if r.household_book:
         _el(cd, DC, "SoSoHoKhau", r.household_book)
+    if r.deceased:  # the death this registry recorded (the residence de-registered for it)
+        _el(cd, DC, "SoTrichLucKhaiTu", r.deceased)
 
 
 def _required(op: etree._Element, *path: str) -> str:

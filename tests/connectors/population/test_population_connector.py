@@ -107,6 +107,7 @@ async def test_lookup_match_returns_the_citizen(connector: PopulationConnector) 
         "personal_id": LAN.mother.personal_id,
     }
     assert citizen["household_book"] == MINH.household_book
+    assert citizen["death_record_number"] is None  # alive
 
 
 async def test_lookup_generated_citizen(connector: PopulationConnector) -> None:
@@ -322,6 +323,8 @@ async def test_the_dead_stay_dead(connector: PopulationConnector) -> None:
          "birth_date": HUNG.birth_date.isoformat()},
     )  # fmt: skip
     assert found.data["match"] and found.data["citizen"]["permanent_address"] is None
+    # and says the registry holds them dead (SoTrichLucKhaiTu): it answered a plain match
+    assert found.data["citizen"]["death_record_number"] == "KT.040.2026.000001"
     back = {
         **NEWBORN,
         "personal_id": HUNG.personal_id,
