@@ -149,6 +149,9 @@ def register_request(params: Mapping[str, Any], request_id: str, **header: str) 
     if params.get("household_head_id"):
         fields["SoDinhDanhChuHo"] = str(params["household_head_id"])
         fields["QuanHeChuHo"] = str(params.get("relation") or "CH03")
+    # The name as registered, diacritics and all (HoVaTen has none): the registry's record of a
+    # newborn it does not hold yet is made from it (the WSDL's project element).
+    fields["HoVaTenKhaiSinh"] = nfc(str(params["full_name"]))
     return fields
 
 

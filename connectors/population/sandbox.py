@@ -36,8 +36,8 @@ from connectors.soap import (
     fingerprint,
     parse_request,
 )
-from connectors.testdata import WELL_KNOWN, Address, Citizen, Population
-from connectors.text import VIETNAM, fold, format_datetime
+from connectors.testdata import WELL_KNOWN, Address, Citizen, Parent, Population
+from connectors.text import VIETNAM, fold, format_datetime, nfc, parse_date
 
 __all__ = [
     "API_KEY",
@@ -84,6 +84,8 @@ class _Record:
     full_name: str
     birth: str  # yyyyMMdd
     citizen: Citizen | None  # None for people first seen in a registration (newborns)
+    sex: str = "undetermined"
+    relatives: dict[str, Parent] = field(default_factory=dict)  # by tag: Cha, Me, VoChong
     permanent: Address | None = None
     household_book: str | None = None
     household_head: str | None = None
@@ -110,6 +112,12 @@ class PopulationRegistry:
                 full_name=c.full_name,
                 birth=c.birth_date.strftime("%Y%m%d"),
                 citizen=c,
+                sex=c.sex,
+                relatives={
+                    tag: p
+                    for tag, p in (("Cha", c.father), ("Me", c.mother), ("VoChong", c.spouse))
+                    if p is not None
+                },
                 permanent=c.permanent_address,
                 household_book=c.household_book,
                 household_head=c.household_head_id,
@@ -158,8 +166,8 @@ def _congdan(parent: etree._Element, r: _Record) -> None:
     if c is not None and c.old_id:
         _el(cd, DC, "SoCMND", c.old_id)
     _name(cd, "HoVaTen", r.full_name)
+    _el(cd, DC, "GioiTinh", mapping.SEX_CODES[r.sex])
     if c is not None:
-        _el(cd, DC, "GioiTinh", mapping.SEX_CODES[c.sex])
         _el(cd, DC, "DanToc", c.ethnicity)
         _el(cd, DC, "TonGiao", c.religion)
         _el(cd, DC, "TinhTrangHonNhan", mapping.MARITAL_CODES[c.marital_status])
@@ -174,16 +182,16 @@ def _congdan(parent: etree._Element, r: _Record) -> None:
     _address(cd, "ThuongTru", None if r.deregistered else r.permanent)  # none since then
     _address(cd, "NoiOHienTai", c.current_address if c is not None else r.permanent)
     _el(cd, DC, "QuocTich", c.nationality if c is not None else "VN")
-    if c is not None:
-        for tag, p in (("Cha", c.father), ("Me", c.mother), ("VoChong", c.spouse)):
-            if p is None:
-                continue
-            node = _el(cd, DC, tag)
-            _name(node, "HoVaTen", p.full_name)
-            _el(node, DC, "QuocTich", p.nationality)
-            _el(node, DC, "SoDinhDanh", p.personal_id)
-            if p.old_id:
-                _el(node, DC, "SoCMND", p.old_id)
+    for tag in ("Cha", "Me", "VoChong"):  # the WSDL's order
+        p = r.relatives.get(tag)
+        if p is None:
+            continue
+        node = _el(cd, DC, tag)
+        _name(node, "HoVaTen", p.full_name)
+        _el(node, DC, "QuocTich", p.nationality)
+        _el(node, DC, "SoDinhDanh", p.personal_id)
+        if p.old_id:
+            _el(node, DC, "SoCMND", p.old_id)
     if r.household_head:
         node = _el(cd, DC, "ChuHo")
         _el(node, DC, "SoDinhDanh", r.household_head)
@@ -274,12 +282,24 @@ class _Answer:
     registered: bool
 
 
+def _as_parent(r: _Record) -> Parent:
+    """``r`` as a relative in another's record (Cha, Me)."""
+    c = r.citizen
+    return Parent(
+        full_name=r.full_name,
+        personal_id=r.pid,
+        birth_date=parse_date(r.birth, "yyyyMMdd"),
+        nationality=c.nationality if c is not None else "VN",
+        old_id=c.old_id if c is not None else None,
+    )
+
+
 def _register(reg: PopulationRegistry, op: etree._Element) -> _Answer:
     request_id = _required(op, "MaYeuCau")
     reply = _response("DangKyThuongTruResponse", request_id)
     pid, birth = _required(op, "SoDinhDanh"), _required(op, "NgayThangNamSinh", "NgayThangNam")
     try:
-        check_personal_id(pid, birth_date=datetime.strptime(birth, "%Y%m%d").date())  # noqa: DTZ007
+        born = check_personal_id(pid, birth_date=datetime.strptime(birth, "%Y%m%d").date())  # noqa: DTZ007
     except (InvalidIdentifier, ValueError) as exc:
         raise SoapFault("Client", "SO_DINH_DANH", f"SoDinhDanh: {exc}") from None
     province = "0" + _required(op, "DiaChiThuongTru", "MaTinhThanh")
@@ -294,6 +314,11 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> _Answer:
             raise SoapFault(
                 "Client", "DA_CHET", f"{pid} is deceased (death record {record.deceased})"
             )
+    registered_name = child_text(op, "HoVaTenKhaiSinh")
+    if registered_name is not None and fold(registered_name) != fold(_required(op, "HoVaTen")):
+        raise SoapFault("Client", "HO_TEN", "HoVaTenKhaiSinh and HoVaTen are different names")
+    if record is None and registered_name is None:
+        return _Answer(_unknown(reply), False)  # nobody held, and nothing to record them by
     head_id = child_text(op, "SoDinhDanhChuHo")
     head = reg.people.get(head_id) if head_id else None
     if head_id and head is None:
@@ -310,8 +335,14 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> _Answer:
     number = reg.number("DKTT", province[1:])
     if record is None:
         # Someone the registry first hears of here: a newborn whose birth the civil-status
-        # register has just recorded (in the real system that record arrives by replication).
-        record = _Record(pid=pid, full_name=_required(op, "HoVaTen"), birth=birth, citizen=None)
+        # register has just recorded. In the real system that record arrives by replication;
+        # here it is made of what the request says as registered: the name (HoVaTen is folded),
+        # the sex the id encodes, and the parent whose child it joins.
+        record = _Record(
+            pid=pid, full_name=nfc(registered_name or ""), birth=birth, citizen=None, sex=born.sex
+        )
+        if head is not None and to_member == "CH03":
+            record.relatives["Me" if head.sex == "female" else "Cha"] = _as_parent(head)
         reg.people[pid] = record
     record.permanent = Address(
         province_code=province,

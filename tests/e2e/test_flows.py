@@ -109,6 +109,17 @@ async def test_birth_and_death_complete_with_signed_callbacks_and_portal_sync(
         )
         assert child.sex == birth["data"]["child"]["sex"]
         assert born["certificate_signer"] and born["certificate_pdf_sha256"]
+        # The population registry holds the child as registered: it answered "DO NGOC ANH", sex
+        # "undetermined", no mother (its record was made of the residence request's folded name).
+        declared = birth["data"]["child"]
+        query = {k: declared[k] for k in ("full_name", "birth_date")}
+        async with await gateway.post(
+            "/v1/lookups/citizen", {**query, "personal_id": born["personal_id"]}
+        ) as r:
+            found = (await r.json())["citizen"]
+        assert (found["full_name"], found["sex"]) == (declared["full_name"], declared["sex"])
+        mother = birth["data"]["mother"]
+        assert found["mother"] == {k: mother[k] for k in ("full_name", "personal_id")}, found
         assert _step(b, "issue_health_card")["result"]["card_number"].startswith("TE1")
         assert d["steps"][2]["result"] and d["steps"][3]["reference"]
         # Callbacks: HMAC-signed, versions increasing, the last one says completed.

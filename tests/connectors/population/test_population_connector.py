@@ -217,7 +217,15 @@ async def test_register_newborn_then_look_them_up(
         "citizen.lookup", {k: NEWBORN[k] for k in ("personal_id", "full_name", "birth_date")}
     )
     assert found.data["match"] is True
-    assert found.data["citizen"]["permanent_address"]["ward_code"] == "16681"
+    citizen = found.data["citizen"]
+    assert citizen["permanent_address"]["ward_code"] == "16681"
+    # The record as the birth registered it, not made of the request's folded name ("TRAN MINH
+    # KHOI", sex "undetermined", no parent): the name with its diacritics, the sex the id
+    # encodes, the parent whose child it joins (Minh, a man: its father).
+    assert citizen["full_name"] == "Trần Minh Khôi"
+    assert citizen["sex"] == "male" and citizen["nationality"] == "VN"
+    assert citizen["father"] == {"full_name": MINH.full_name, "personal_id": MINH.personal_id}
+    assert citizen["mother"] is None
     assert (await sandbox.stats())["writes"] == {"residence.register": 1}
 
 
@@ -298,6 +306,33 @@ async def test_a_child_joins_its_mothers_household_under_its_head(
     record = sandbox.app[REGISTRY_KEY].people[str(NEWBORN["personal_id"])]
     assert (record.household_head, record.relation) == (MINH.personal_id, "CH03")
     assert record.household_book == MINH.household_book
+    found = await connector.call(
+        "citizen.lookup", {k: NEWBORN[k] for k in ("personal_id", "full_name", "birth_date")}
+    )
+    assert found.data["citizen"]["mother"] == {
+        "full_name": LAN.full_name,
+        "personal_id": LAN.personal_id,
+    }
+
+
+async def test_a_person_the_registry_does_not_hold_and_nothing_to_record_them_by_is_unknown(
+    sandbox: Sandbox,
+) -> None:
+    """A newborn's record is made from the name as registered (HoVaTenKhaiSinh, with its
+    diacritics: HoVaTen has none); without it, an id the registry does not hold is the WSDL's
+    MaKetQua 2, and nothing is registered."""
+    body = f"""<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+<DangKyThuongTru xmlns="http://dancuquocgia.bca"><MaYeuCau>k-raw</MaYeuCau><MaDVC>1.001193</MaDVC>
+<MaTichHop>DKTT</MaTichHop><MaCanBo>{OFFICER}</MaCanBo><MaDonVi>000.00.00.H41</MaDonVi>
+<SoDinhDanh>040226000777</SoDinhDanh><HoVaTen>TRAN MINH KHOI</HoVaTen>
+<NgayThangNamSinh><NgayThangNam>20261001</NgayThangNam></NgayThangNamSinh>
+<DiaChiThuongTru><MaTinhThanh>40</MaTinhThanh><MaQuanHuyen>412</MaQuanHuyen>
+<MaPhuongXa>16681</MaPhuongXa></DiaChiThuongTru></DangKyThuongTru></s:Body></s:Envelope>"""
+    response = await post_raw(sandbox, body.encode())
+    assert response.status_code == 200, response.text
+    assert "<MaKetQua>2</MaKetQua>" in response.text.replace("ns0:", "")
+    assert "040226000777" not in sandbox.app[REGISTRY_KEY].people
+    assert (await sandbox.stats())["writes"] == {}
 
 
 async def test_deregister_after_death(connector: PopulationConnector, sandbox: Sandbox) -> None:
