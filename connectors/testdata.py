@@ -10,6 +10,13 @@ What is real and what is made up:
   health-insurance card layout ``XX Y ZZ NNNNNNNNNN`` and the ethnicity codes are real;
 - district and ward codes have the real lengths (3 and 5 digits) but are synthetic, as are
   street addresses, household book numbers and the household relation codes other than ``CH01``.
+
+Households hold together as a registry's would: citizens from 10 on come in blocks of four, the
+first an adult who heads the household; the others are, by the household's plan, a spouse of the
+other sex near the head's age (each the other's ``spouse``, both married), children born when
+both parents were 18 to 42 (the head, and the spouse, among their parents; the father's family
+name), a parent of the head 18 to 40 years older (the head's father or mother) — or adults who
+live alone, heading households of their own. Minors are single.
 """
 
 from __future__ import annotations
@@ -176,6 +183,7 @@ class Citizen:
             "father": parent(self.father),
             "mother": parent(self.mother),
             "household_book": self.household_book,
+            "death_record_number": None,  # the test data hold no deaths: the registry records them
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -218,11 +226,52 @@ _FIXED = (
     (9, "Huỳnh", "Ngọc", "Ánh", "female", date(2021, 6, 15), "040"),
 )
 _FIXED_SERIALS = {0: 12345}  # 040190012345, the applicant of the API examples
-# Households of the fixed people: 0 (wife) lives in 1's household; the rest head their own.
-_FIXED_HEAD = {0: 1}
+# Households of the fixed people: 0 (wife) lives in 1's household, 9 (a child) in her mother
+# 7's; the rest head their own.
+_FIXED_HEAD = {0: 1, 9: 7}
+_FIXED_RELATION = {0: "CH02", 9: "CH03"}
 _FIXED_MARITAL = {0: "married", 1: "married", 2: "widowed", 3: "married", 4: "married",
                   5: "single", 6: "married", 7: "divorced", 8: "single", 9: "single"}  # fmt: skip
 FIXED_COUNT = len(_FIXED)
+
+
+_HOUSEHOLD = 4  # citizens FIXED_COUNT.. come in blocks of four: a household and who lives alone
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """A place in a household, as the household's plan draws it before the person is named."""
+
+    relation: str  # CH01 the head, CH02 spouse, CH03 child, CH04 parent (of the head)
+    sex: str
+    birth: date
+    family: str  # a child's is its father's
+
+
+def _years_after(day: date, years: int) -> date:
+    """The same day ``years`` later (earlier when negative); 29 February becomes the 28th."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+_ADULT = _years_after(TODAY, -18)  # born on or before: 18 or older
+
+
+def _sex(rng: random.Random) -> str:
+    return "male" if rng.random() < 0.5 else "female"
+
+
+def _family(rng: random.Random) -> str:
+    family: str = rng.choices(_FAMILY, _FAMILY_W)[0]
+    return family
+
+
+def _adult_birth(rng: random.Random) -> date:
+    """A birth date 18 to 92 years back, ages around 32 the likeliest."""
+    age_days = int(rng.triangular(18 * 365.25, 92 * 365.25, 32 * 365.25))
+    return min(TODAY - timedelta(days=age_days + 1), _ADULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +293,7 @@ class Population:
         self.seed = seed
         self._core = lru_cache(maxsize=4096)(self._make_core)
         self._address = lru_cache(maxsize=4096)(self._make_address)
+        self._household = lru_cache(maxsize=1024)(self._make_household)
 
     def citizen(self, index: int) -> Citizen:
         """Citizen number ``index`` (0-based). Raises ValueError for a negative index or one
@@ -279,15 +329,56 @@ class Population:
             pid = make_personal_id(province, sex, birth.year, serial)
             return _Core(index, family, middle, given, sex, birth, province, pid)
         rng = self._rng("core", index)
-        sex = "male" if rng.random() < 0.5 else "female"
-        family = rng.choices(_FAMILY, _FAMILY_W)[0]
+        member = self._member(index)
+        if member is None:  # lives alone: an adult
+            member = _Member("CH01", _sex(rng), _adult_birth(rng), _family(rng))
+        sex = member.sex
         middle = rng.choice(MIDDLE[sex])
         given = rng.choice(GIVEN[sex])
-        age_days = int(rng.triangular(0, 90 * 365.25, 30 * 365.25))
-        birth = TODAY - timedelta(days=age_days + 1)
         province = rng.choices(_PROVINCE_CODES, _PROVINCE_W)[0]
-        pid = make_personal_id(province, sex, birth.year, self._serial(index))
-        return _Core(index, family, middle, given, sex, birth, province, pid)
+        if member.relation == "CH03" and rng.random() < 0.8:  # born where the family lives
+            province = self._core(self._head_of(index)).province
+        pid = make_personal_id(province, sex, member.birth.year, self._serial(index))
+        return _Core(index, member.family, middle, given, sex, member.birth, province, pid)
+
+    def _member(self, index: int) -> _Member | None:
+        """Citizen ``index``'s place in its block's household; None for one who lives alone."""
+        first = FIXED_COUNT + (index - FIXED_COUNT) // _HOUSEHOLD * _HOUSEHOLD
+        return self._household(first)[index - first]
+
+    def _make_household(self, first: int) -> tuple[_Member | None, ...]:
+        """The household citizen ``first`` heads, drawn from the head: maybe a spouse of the
+        other sex within six years of the head's age, children born when both parents were 18
+        to 42, maybe a parent of the head 18 to 40 years older; the block's places it leaves
+        are people living alone (None)."""
+        rng = self._rng("household", first)
+        head = _Member("CH01", _sex(rng), _adult_birth(rng), _family(rng))
+        members = [head]
+        if head.birth <= _years_after(_ADULT, -2) and rng.random() < 0.8:
+            other = "female" if head.sex == "male" else "male"
+            born = min(head.birth + timedelta(days=rng.randint(-2190, 2190)), _ADULT)
+            members.append(_Member("CH02", other, born, _family(rng)))
+        couple = list(members)
+        father = next((m for m in couple if m.sex == "male"), None)
+        earliest = _years_after(max(m.birth for m in couple), 18)
+        latest = min(_years_after(min(m.birth for m in couple), 42), TODAY - timedelta(days=1))
+        if earliest <= latest:
+            for _ in range(rng.choice((0, 1, 1, 2, 2, 3))):
+                born = earliest + timedelta(days=rng.randrange((latest - earliest).days + 1))
+                # No father at home: the child's is the one _build draws, of this family name.
+                family = father.family if father is not None else _family(rng)
+                members.append(_Member("CH03", _sex(rng), born, family))
+        if head.birth >= _years_after(TODAY, -60) and rng.random() < 0.3:
+            sex = _sex(rng)
+            born = _years_after(head.birth, -rng.randint(18, 40)) - timedelta(
+                days=rng.randrange(300)
+            )
+            # The head's father gave the head his family name.
+            members.append(
+                _Member("CH04", sex, born, head.family if sex == "male" else _family(rng))
+            )
+        places: list[_Member | None] = [*members[:_HOUSEHOLD]]
+        return tuple(places + [None] * (_HOUSEHOLD - len(places)))
 
     def _make_address(self, key: str, province: str) -> Address:
         rng = self._rng("address", key)
@@ -334,7 +425,39 @@ class Population:
         if index < FIXED_COUNT:
             return _FIXED_HEAD.get(index, index)
         # Households of up to four consecutive citizens; the first is the head.
-        return FIXED_COUNT + (index - FIXED_COUNT) // 4 * 4
+        first = FIXED_COUNT + (index - FIXED_COUNT) // _HOUSEHOLD * _HOUSEHOLD
+        return first if self._member(index) is not None else index
+
+    def _relation(self, index: int) -> str:
+        if index < FIXED_COUNT:
+            return _FIXED_RELATION.get(index, "CH01")
+        member = self._member(index)
+        return member.relation if member is not None else "CH01"
+
+    def _members(self, head: int) -> list[int]:
+        """The citizens of the household ``head`` heads, the head first."""
+        if head < FIXED_COUNT:
+            return [head, *(i for i, h in _FIXED_HEAD.items() if h == head)]
+        if self._member(head) is None:
+            return [head]
+        return [head + i for i, m in enumerate(self._household(head)) if m is not None]
+
+    def _old_id(self, core: _Core) -> str | None:
+        """The 9-digit CMND of someone born before 2000 (its own stream: a citizen's record and
+        a relative's mention of them agree)."""
+        if core.birth.year >= 2000:
+            return None
+        return f"{self._rng('old_id', core.index).randrange(10**9):09d}"
+
+    def _as_relative(self, index: int) -> Parent:
+        """Citizen ``index`` as a parent or spouse in another citizen's record."""
+        c = self._core(index)
+        return Parent(
+            full_name=f"{c.family} {c.middle} {c.given}",
+            personal_id=c.personal_id,
+            birth_date=c.birth,
+            old_id=self._old_id(c),
+        )
 
     def _build(self, index: int) -> Citizen:
         core = self._core(index)
@@ -342,43 +465,43 @@ class Population:
         head = self._core(self._head_of(index))
         home = self._address(f"household:{head.index}", head.province)
         birthplace = self._address(f"birth:{index}", core.province)
-        if index == head.index:
-            relation = "CH01"
-        elif index in _FIXED_HEAD:
-            relation = "CH02"
-        else:
-            relation = rng.choice(("CH02", "CH03", "CH03", "CH04", "CH05"))
-        age = (TODAY - core.birth).days // 365
+        relation = self._relation(index)
+        at_home = [(i, self._relation(i)) for i in self._members(head.index) if i != index]
+        # The parents who live here: a child's are the head and the head's spouse; the head's,
+        # a parent of theirs (CH04). Any other is drawn, a father of the citizen's family name.
+        parent_relations = {"CH03": ("CH01", "CH02"), "CH01": ("CH04",)}.get(relation, ())
+        parents = {
+            self._core(i).sex: self._as_relative(i) for i, r in at_home if r in parent_relations
+        }
+        father = parents.get("male") or self._parent(rng, core, "male", core.family)
+        mother = parents.get("female") or self._parent(rng, core, "female", _family(rng))
+        partner = next(
+            (i for i, r in at_home if {r, relation} == {"CH01", "CH02"}), None
+        )  # a head and its spouse are each other's
         if index in _FIXED_MARITAL:
             marital = _FIXED_MARITAL[index]
-        elif age < 20:
-            marital = "single"
+        elif partner is not None:
+            marital = "married"
+        elif relation == "CH03" or core.birth > _years_after(TODAY, -20):
+            marital = "single"  # children living with their parents are
+        elif relation == "CH04":
+            marital = "widowed"  # living with a child, their spouse dead
         else:
-            marital = rng.choices(("single", "married", "widowed", "divorced"), (25, 65, 6, 4))[0]
-        father = self._parent(rng, core, "male", core.family)
-        mother = self._parent(rng, core, "female", rng.choices(_FAMILY, _FAMILY_W)[0])
-        spouse = None
-        if marital == "married":
-            if index == 0 or index == 1:
-                other = self._core(1 - index)
-                spouse = Parent(
-                    full_name=f"{other.family} {other.middle} {other.given}",
-                    personal_id=other.personal_id,
-                    birth_date=other.birth,
-                )
-            else:
-                spouse = self._parent(rng, core, "female" if core.sex == "male" else "male",
-                                      rng.choices(_FAMILY, _FAMILY_W)[0])  # fmt: skip
-                # Near the citizen's age, and the id encodes that birth year (as every id does).
-                born = core.birth + timedelta(days=rng.randint(-2000, 2000))
-                pid = spouse.personal_id
-                sex = "female" if core.sex == "male" else "male"
-                spouse = replace(
-                    spouse,
-                    birth_date=born,
-                    personal_id=make_personal_id(pid[:3], sex, born.year, int(pid[6:])),
-                    old_id=spouse.old_id if born.year < 1990 else None,
-                )
+            marital = rng.choices(("single", "married", "widowed", "divorced"), (40, 20, 25, 15))[0]
+        spouse = self._as_relative(partner) if partner is not None else None
+        if spouse is None and marital == "married":  # married to someone living elsewhere
+            sex = "female" if core.sex == "male" else "male"
+            spouse = self._parent(rng, core, sex, _family(rng))
+            # Near the citizen's age, an adult, and the id encodes that birth year (as every id
+            # does).
+            born = min(core.birth + timedelta(days=rng.randint(-2000, 2000)), _ADULT)
+            pid = spouse.personal_id
+            spouse = replace(
+                spouse,
+                birth_date=born,
+                personal_id=make_personal_id(pid[:3], sex, born.year, int(pid[6:])),
+                old_id=spouse.old_id if born.year < 1990 else None,
+            )
         stats = core.province[1:]
         si_code = f"{stats}{(int(core.personal_id[-6:]) * 37 + index) % 10**8:08d}"
         group = health_card_group(core.birth)
@@ -388,9 +511,8 @@ class Population:
         return Citizen(
             index=index,
             personal_id=core.personal_id,
-            old_id=f"{rng.randrange(10**9):09d}" if core.birth.year < 2000 else None,
-            # Children of the household carry the head's family name.
-            family_name=head.family if relation == "CH03" else core.family,
+            old_id=self._old_id(core),
+            family_name=core.family,  # a child's is its father's (the household's plan)
             middle_name=core.middle,
             given_name=core.given,
             sex=core.sex,
@@ -421,4 +543,5 @@ WELL_KNOWN: tuple[Citizen, ...] = tuple(_FIXED_POPULATION.citizen(i) for i in ra
 """Citizens 0-9, identical for every seed. 0 Nguyễn Thị Lan (040190012345, a mother, wife of 1),
 1 Trần Văn Minh (her husband, household head), 2 Lê Văn Hùng (born 1942, the deceased of the
 death flow), 3 Phạm Thị Hoa and 4 Hoàng Văn Nam (Hà Nội), 5 Võ Thị Mai, 6 Đặng Quốc Bảo (HCMC),
-7 Bùi Thị Thu Hương, 8 Đỗ Minh Tuấn (Đà Nẵng), 9 Huỳnh Ngọc Ánh (a child under 6, card group TE)."""
+7 Bùi Thị Thu Hương, 8 Đỗ Minh Tuấn (Đà Nẵng), 9 Huỳnh Ngọc Ánh (a child under 6, card group TE,
+7's daughter, in her household)."""

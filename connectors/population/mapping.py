@@ -149,6 +149,9 @@ def register_request(params: Mapping[str, Any], request_id: str, **header: str) 
     if params.get("household_head_id"):
         fields["SoDinhDanhChuHo"] = str(params["household_head_id"])
         fields["QuanHeChuHo"] = str(params.get("relation") or "CH03")
+    # The name as registered, diacritics and all (HoVaTen has none): the registry's record of a
+    # newborn it does not hold yet is made from it (the WSDL's project element).
+    fields["HoVaTenKhaiSinh"] = nfc(str(params["full_name"]))
     return fields
 
 
@@ -218,7 +221,15 @@ def citizen_from_registry(cd: Mapping[str, Any]) -> dict[str, Any]:
         "father": _relative(cd.get("Cha")),
         "mother": _relative(cd.get("Me")),
         "household_book": cd.get("SoSoHoKhau"),
+        # Set when the registry holds the citizen dead (the WSDL's project element).
+        "death_record_number": cd.get("SoTrichLucKhaiTu"),
     }
+
+
+def _mismatched(reply: Mapping[str, Any]) -> list[str]:
+    """The gateway's names of the fields a reply's DanhSachSaiLech lists."""
+    names = (reply.get("DanhSachSaiLech") or {}).get("TruongSaiLech") or []
+    return [FIELD_NAMES.get(n, n) for n in names]
 
 
 def lookup_result(reply: Mapping[str, Any], asked: str) -> dict[str, Any]:
@@ -241,12 +252,7 @@ def lookup_result(reply: Mapping[str, Any], asked: str) -> dict[str, Any]:
             raise ValueError("MaKetQua 0 without CongDan")
         return {"match": True, "mismatches": [], "citizen": citizen_from_registry(people[0])}
     if code == "1":
-        names = (reply.get("DanhSachSaiLech") or {}).get("TruongSaiLech") or []
-        return {
-            "match": False,
-            "mismatches": [FIELD_NAMES.get(n, n) for n in names],
-            "citizen": None,
-        }
+        return {"match": False, "mismatches": _mismatched(reply), "citizen": None}
     if code == "2":
         return {"match": False, "mismatches": ["personal_id"], "citizen": None}
     raise ValueError(f"unknown MaKetQua {code!r}")
@@ -265,16 +271,18 @@ def registration_result(reply: Mapping[str, Any], date_field: str) -> dict[str, 
     registered_at, household_book?}``.
 
     Raises:
-        PermanentError: MaKetQua 1 or 2 (``code`` = MaKetQua, the message carries MoTa).
+        PermanentError: MaKetQua 1 or 2 (``code`` = MaKetQua, the message carries the fields
+            DanhSachSaiLech names, as the gateway calls them, and MoTa).
         ValueError: any other code, or a 0 without its number (a reply outside the contract).
     """
     code = str(reply.get("MaKetQua"))
     if code in REGISTRATION_REFUSALS:
+        fields = ", ".join(_mismatched(reply))
+        what = REGISTRATION_REFUSALS[code] + (f": {fields}" if fields else "")
         why = str(reply.get("MoTa") or "").strip()
         raise PermanentError(
             "population",
-            f"refused (MaKetQua {code}, {REGISTRATION_REFUSALS[code]})"
-            + (f": {why}" if why else ""),
+            f"refused (MaKetQua {code}, {what})" + (f": {why}" if why else ""),
             code=code,
         )
     number = reply.get("SoHoSo")

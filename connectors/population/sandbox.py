@@ -36,8 +36,8 @@ from connectors.soap import (
     fingerprint,
     parse_request,
 )
-from connectors.testdata import WELL_KNOWN, Address, Citizen, Population
-from connectors.text import VIETNAM, fold, format_datetime
+from connectors.testdata import WELL_KNOWN, Address, Citizen, Parent, Population
+from connectors.text import VIETNAM, fold, format_datetime, nfc, parse_date
 
 __all__ = [
     "API_KEY",
@@ -84,6 +84,8 @@ class _Record:
     full_name: str
     birth: str  # yyyyMMdd
     citizen: Citizen | None  # None for people first seen in a registration (newborns)
+    sex: str = "undetermined"
+    relatives: dict[str, Parent] = field(default_factory=dict)  # by tag: Cha, Me, VoChong
     permanent: Address | None = None
     household_book: str | None = None
     household_head: str | None = None
@@ -110,6 +112,12 @@ class PopulationRegistry:
                 full_name=c.full_name,
                 birth=c.birth_date.strftime("%Y%m%d"),
                 citizen=c,
+                sex=c.sex,
+                relatives={
+                    tag: p
+                    for tag, p in (("Cha", c.father), ("Me", c.mother), ("VoChong", c.spouse))
+                    if p is not None
+                },
                 permanent=c.permanent_address,
                 household_book=c.household_book,
                 household_head=c.household_head_id,
@@ -158,8 +166,8 @@ def _congdan(parent: etree._Element, r: _Record) -> None:
     if c is not None and c.old_id:
         _el(cd, DC, "SoCMND", c.old_id)
     _name(cd, "HoVaTen", r.full_name)
+    _el(cd, DC, "GioiTinh", mapping.SEX_CODES[r.sex])
     if c is not None:
-        _el(cd, DC, "GioiTinh", mapping.SEX_CODES[c.sex])
         _el(cd, DC, "DanToc", c.ethnicity)
         _el(cd, DC, "TonGiao", c.religion)
         _el(cd, DC, "TinhTrangHonNhan", mapping.MARITAL_CODES[c.marital_status])
@@ -174,22 +182,24 @@ def _congdan(parent: etree._Element, r: _Record) -> None:
     _address(cd, "ThuongTru", None if r.deregistered else r.permanent)  # none since then
     _address(cd, "NoiOHienTai", c.current_address if c is not None else r.permanent)
     _el(cd, DC, "QuocTich", c.nationality if c is not None else "VN")
-    if c is not None:
-        for tag, p in (("Cha", c.father), ("Me", c.mother), ("VoChong", c.spouse)):
-            if p is None:
-                continue
-            node = _el(cd, DC, tag)
-            _name(node, "HoVaTen", p.full_name)
-            _el(node, DC, "QuocTich", p.nationality)
-            _el(node, DC, "SoDinhDanh", p.personal_id)
-            if p.old_id:
-                _el(node, DC, "SoCMND", p.old_id)
+    for tag in ("Cha", "Me", "VoChong"):  # the WSDL's order
+        p = r.relatives.get(tag)
+        if p is None:
+            continue
+        node = _el(cd, DC, tag)
+        _name(node, "HoVaTen", p.full_name)
+        _el(node, DC, "QuocTich", p.nationality)
+        _el(node, DC, "SoDinhDanh", p.personal_id)
+        if p.old_id:
+            _el(node, DC, "SoCMND", p.old_id)
     if r.household_head:
         node = _el(cd, DC, "ChuHo")
         _el(node, DC, "SoDinhDanh", r.household_head)
         _el(node, DC, "QuanHe", r.relation or "CH01")
     if r.household_book:
         _el(cd, DC, "SoSoHoKhau", r.household_book)
+    if r.deceased:  # the death this registry recorded (the residence de-registered for it)
+        _el(cd, DC, "SoTrichLucKhaiTu", r.deceased)
 
 
 def _required(op: etree._Element, *path: str) -> str:
@@ -218,22 +228,33 @@ def _mismatches(op: etree._Element, r: _Record) -> list[str]:
     return wrong
 
 
+def _unknown(reply: etree._Element) -> bytes:
+    """The WSDL's MaKetQua 2: no citizen with this SoDinhDanh."""
+    _el(reply, BCA, "MaKetQua", "2")
+    _el(reply, BCA, "MoTa", "Không tìm thấy công dân")
+    return envelope_bytes(reply)
+
+
+def _not_matching(reply: etree._Element, wrong: list[str]) -> bytes:
+    """The WSDL's MaKetQua 1: the request's data do not match the record (DanhSachSaiLech
+    names the fields)."""
+    _el(reply, BCA, "MaKetQua", "1")
+    _el(reply, BCA, "MoTa", "Thông tin không khớp")
+    listing = _el(reply, BCA, "DanhSachSaiLech")
+    for name in wrong:
+        _el(listing, BCA, "TruongSaiLech", name)
+    return envelope_bytes(reply)
+
+
 def _lookup(reg: PopulationRegistry, op: etree._Element) -> bytes:
     request_id = _required(op, "MaYeuCau")
     record = reg.people.get(_required(op, "SoDinhDanh"))
     reply = _response("TraCuuThongTinCongDanResponse", request_id)
     if record is None:
-        _el(reply, BCA, "MaKetQua", "2")
-        _el(reply, BCA, "MoTa", "Không tìm thấy công dân")
-        return envelope_bytes(reply)
+        return _unknown(reply)
     wrong = _mismatches(op, record)
     if wrong:
-        _el(reply, BCA, "MaKetQua", "1")
-        _el(reply, BCA, "MoTa", "Thông tin không khớp")
-        listing = _el(reply, BCA, "DanhSachSaiLech")
-        for name in wrong:
-            _el(listing, BCA, "TruongSaiLech", name)
-        return envelope_bytes(reply)
+        return _not_matching(reply, wrong)
     _el(reply, BCA, "MaKetQua", "0")
     _el(reply, BCA, "MoTa", "Thông tin khớp")
     _congdan(_el(reply, DC, "CongdanCollection"), record)
@@ -251,11 +272,34 @@ _REQUEST_INFO = ("MaYeuCau", "MaDVC", "MaTichHop", "MaCanBo", "MaDonVi")
 RELATION_CODES = ("CH01", "CH02", "CH03", "CH04", "CH05")  # ChuHo/QuanHe (see the WSDL)
 
 
-def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
+@dataclass(frozen=True)
+class _Answer:
+    """A write's reply, and whether it registered anything: a refusal (MaKetQua 1 or 2) is not
+    kept under its MaYeuCau, so the corrected request may be sent again under the same id, as
+    after a Client fault."""
+
+    body: bytes
+    registered: bool
+
+
+def _as_parent(r: _Record) -> Parent:
+    """``r`` as a relative in another's record (Cha, Me)."""
+    c = r.citizen
+    return Parent(
+        full_name=r.full_name,
+        personal_id=r.pid,
+        birth_date=parse_date(r.birth, "yyyyMMdd"),
+        nationality=c.nationality if c is not None else "VN",
+        old_id=c.old_id if c is not None else None,
+    )
+
+
+def _register(reg: PopulationRegistry, op: etree._Element) -> _Answer:
     request_id = _required(op, "MaYeuCau")
+    reply = _response("DangKyThuongTruResponse", request_id)
     pid, birth = _required(op, "SoDinhDanh"), _required(op, "NgayThangNamSinh", "NgayThangNam")
     try:
-        check_personal_id(pid, birth_date=datetime.strptime(birth, "%Y%m%d").date())  # noqa: DTZ007
+        born = check_personal_id(pid, birth_date=datetime.strptime(birth, "%Y%m%d").date())  # noqa: DTZ007
     except (InvalidIdentifier, ValueError) as exc:
         raise SoapFault("Client", "SO_DINH_DANH", f"SoDinhDanh: {exc}") from None
     province = "0" + _required(op, "DiaChiThuongTru", "MaTinhThanh")
@@ -265,13 +309,16 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
     if record is not None:
         wrong = _mismatches(op, record)
         if wrong:
-            raise SoapFault(
-                "Client", "SAI_LECH", f"data does not match the registry: {', '.join(wrong)}"
-            )
+            return _Answer(_not_matching(reply, wrong), False)
         if record.deceased:
             raise SoapFault(
                 "Client", "DA_CHET", f"{pid} is deceased (death record {record.deceased})"
             )
+    registered_name = child_text(op, "HoVaTenKhaiSinh")
+    if registered_name is not None and fold(registered_name) != fold(_required(op, "HoVaTen")):
+        raise SoapFault("Client", "HO_TEN", "HoVaTenKhaiSinh and HoVaTen are different names")
+    if record is None and registered_name is None:
+        return _Answer(_unknown(reply), False)  # nobody held, and nothing to record them by
     head_id = child_text(op, "SoDinhDanhChuHo")
     head = reg.people.get(head_id) if head_id else None
     if head_id and head is None:
@@ -288,8 +335,14 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
     number = reg.number("DKTT", province[1:])
     if record is None:
         # Someone the registry first hears of here: a newborn whose birth the civil-status
-        # register has just recorded (in the real system that record arrives by replication).
-        record = _Record(pid=pid, full_name=_required(op, "HoVaTen"), birth=birth, citizen=None)
+        # register has just recorded. In the real system that record arrives by replication;
+        # here it is made of what the request says as registered: the name (HoVaTen is folded),
+        # the sex the id encodes, and the parent whose child it joins.
+        record = _Record(
+            pid=pid, full_name=nfc(registered_name or ""), birth=birth, citizen=None, sex=born.sex
+        )
+        if head is not None and to_member == "CH03":
+            record.relatives["Me" if head.sex == "female" else "Cha"] = _as_parent(head)
         reg.people[pid] = record
     record.permanent = Address(
         province_code=province,
@@ -312,23 +365,23 @@ def _register(reg: PopulationRegistry, op: etree._Element) -> bytes:
     else:
         record.household_head, record.relation = pid, "CH01"
         record.household_book = f"{province[1:]}{next(reg._numbers):07d}"
-    reply = _response("DangKyThuongTruResponse", request_id)
     _el(reply, BCA, "MaKetQua", "0")
     _el(reply, BCA, "MoTa", "Đã đăng ký thường trú")
     _el(reply, BCA, "SoHoSo", number)
     _el(reply, BCA, "NgayDangKy", format_datetime(datetime.now(VIETNAM)))
     _el(reply, BCA, "SoSoHoKhau", record.household_book)
-    return envelope_bytes(reply)
+    return _Answer(envelope_bytes(reply), True)
 
 
-def _deregister(reg: PopulationRegistry, op: etree._Element) -> bytes:
+def _deregister(reg: PopulationRegistry, op: etree._Element) -> _Answer:
     request_id = _required(op, "MaYeuCau")
     pid = _required(op, "SoDinhDanh")
     record = reg.people.get(pid)
+    reply = _response("XoaDangKyThuongTruResponse", request_id)
     if record is None:
-        raise SoapFault("Client", "KHONG_TON_TAI", f"no citizen {pid}")
+        return _Answer(_unknown(reply), False)
     if fold(_required(op, "HoVaTen")) != fold(record.full_name):
-        raise SoapFault("Client", "SAI_LECH", "data does not match the registry: HoVaTen")
+        return _Answer(_not_matching(reply, ["HoVaTen"]), False)
     reason = _required(op, "LyDoXoa")
     if reason not in mapping.DEREGISTRATION_REASONS.values():
         raise SoapFault("Client", "LY_DO", f"unknown LyDoXoa {reason}")
@@ -342,12 +395,11 @@ def _deregister(reg: PopulationRegistry, op: etree._Element) -> bytes:
     record.deregistered = reg.number("XDKTT", province)
     if reason == "01":
         record.deceased = child_text(op, "SoTrichLucKhaiTu")
-    reply = _response("XoaDangKyThuongTruResponse", request_id)
     _el(reply, BCA, "MaKetQua", "0")
     _el(reply, BCA, "MoTa", "Đã xóa đăng ký thường trú")
     _el(reply, BCA, "SoHoSo", record.deregistered)
     _el(reply, BCA, "NgayXoa", format_datetime(datetime.now(VIETNAM)))
-    return envelope_bytes(reply)
+    return _Answer(envelope_bytes(reply), True)
 
 
 _WRITES = {
@@ -405,8 +457,10 @@ async def _soap(request: web.Request) -> web.Response:
             if stored is not None:
                 answer = stored
             else:
-                answer = write(reg, op)
-                reg.ledger.record(key, print_, operation, answer)
+                written = write(reg, op)
+                answer = written.body
+                if written.registered:
+                    reg.ledger.record(key, print_, operation, answer)
     except SoapFault as fault:
         return _fault_response(fault)
     except Exception as exc:  # a sandbox bug answers as a real registry would: soap:Server

@@ -89,11 +89,13 @@ def _verified(
     who: str,
     person: Callable[[Context], Mapping[str, Any]],
     keep: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
+    *,
+    living: bool = True,
 ) -> Step:
     """A step that looks ``person`` up in the population registry (by id, name and birth date:
-    service 037 asks for all three) and stops the flow unless the registry holds them as given.
-    It keeps the verdict, not the citizen's record: the less personal data stored, the less can
-    leak; and what ``keep`` takes of the record besides."""
+    service 037 asks for all three) and stops the flow unless the registry holds them as given
+    — and, when ``living``, alive. It keeps the verdict, not the citizen's record: the less
+    personal data stored, the less can leak; and what ``keep`` takes of the record besides."""
 
     def kept(result: Mapping[str, Any]) -> dict[str, Any]:
         verdict = {"match": result.get("match"), "mismatches": result.get("mismatches")}
@@ -114,6 +116,14 @@ def _verified(
             what = ", ".join(mismatches) or "personal_id"
             raise PermanentError(
                 "population", f"the {who} does not match the population registry ({what})"
+            )
+        died = result["citizen"].get("death_record_number")
+        if living and died:
+            # A dead mother's household refuses her child after the birth is registered, which
+            # cannot be undone; the dead declare nothing.
+            raise PermanentError(
+                "population",
+                f"the {who} is recorded deceased by the population registry (death record {died})",
             )
 
     return Step(
@@ -222,7 +232,11 @@ def _last_province(result: Mapping[str, Any]) -> dict[str, Any]:
 # registry does not hold was registered, then its residence could not be de-registered, and
 # the dossier could be neither corrected (the registered death had sent the deceased) nor
 # finished.
-VERIFY_DECEASED = _verified("verify_deceased", "deceased", _deceased, keep=_last_province)
+# Alive or not: the registry may hold the death already (declared by another dossier, or
+# de-registered first) — the death registration then says whether it is a second one.
+VERIFY_DECEASED = _verified(
+    "verify_deceased", "deceased", _deceased, keep=_last_province, living=False
+)
 
 
 def _death_params(ctx: Context) -> dict[str, Any]:

@@ -1,9 +1,10 @@
+from collections import defaultdict
 from datetime import date
 
 import pytest
 
 from connectors.identifiers import check_personal_id
-from connectors.testdata import WELL_KNOWN, Population, health_card_group
+from connectors.testdata import TODAY, WELL_KNOWN, Citizen, Parent, Population, health_card_group
 
 _CARD_GROUPS = {"TE", "HS", "DN", "GD", "HT"}
 
@@ -83,6 +84,71 @@ def test_index_bounds() -> None:
 
 def test_a_parent_of_a_citizen_born_in_the_1930s_has_a_personal_id() -> None:
     """Seed 2's citizen 1064 had a father born in 1898, served as 072-299972697."""
-    p = Population(2).citizen(1064)
-    for parent in (p.father, p.mother):
-        assert check_personal_id(parent.personal_id, birth_date=parent.birth_date)
+    born_before_1940 = [p for p in Population(2).citizens(2000) if p.birth_date.year < 1940]
+    assert born_before_1940
+    for p in born_before_1940:
+        for parent in (p.father, p.mother):
+            assert check_personal_id(parent.personal_id, birth_date=parent.birth_date)
+
+
+def _years(older: date, younger: date) -> int:
+    return younger.year - older.year - ((younger.month, younger.day) < (older.month, older.day))
+
+
+def _is(parent: Parent | None, c: Citizen) -> bool:
+    """``parent`` names ``c``, as the registry holds them."""
+    return parent is not None and (parent.personal_id, parent.full_name, parent.birth_date) == (
+        c.personal_id,
+        c.full_name,
+        c.birth_date,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_households_are_families_a_registry_could_hold(seed: int) -> None:
+    """Found by probing seed 0: a 5-year-old "spouse" (CH02) of a 75-year-old head, "children"
+    (CH03) older than the head or whose parents did not include the head, spouses married to
+    someone else than the head, two spouses in a household, a father of another family name
+    than his child's. Households are now built from the head: a spouse of the other sex and
+    near the head's age, children 18 to 42 years younger than their parents, a parent 18 to 40
+    years older."""
+    people = Population(seed).citizens(2000)
+    by_id = {c.personal_id: c for c in people}
+    households: dict[str, list[Citizen]] = defaultdict(list)
+    for c in people:
+        households[c.household_head_id].append(c)
+        assert c.father.full_name.split()[0] == c.family_name, c  # the father's family name
+        if c.spouse is not None:
+            assert c.marital_status == "married" and _years(c.spouse.birth_date, TODAY) >= 18, c
+        if c.age_on() < 18:
+            assert (c.marital_status, c.spouse) == ("single", None), c
+    sizes = {len(members) for members in households.values()}
+    assert 1 in sizes and 4 in sizes, sizes
+    for head_id, members in households.items():
+        head = by_id[head_id]
+        assert head.relation_to_head == "CH01" and head.age_on() >= 18, head
+        assert [m.relation_to_head for m in members].count("CH02") <= 1, members
+        spouse = next((m for m in members if m.relation_to_head == "CH02"), None)
+        for m in members:
+            assert m.household_book == head.household_book, m
+            assert m.permanent_address == head.permanent_address, m
+            if m.relation_to_head == "CH02":
+                assert m.sex != head.sex and m.age_on() >= 18, (head, m)
+                assert _is(m.spouse, head) and _is(head.spouse, m), (head, m)
+            elif m.relation_to_head == "CH03":
+                parents = [head] if spouse is None else [head, spouse]
+                for parent in parents:
+                    assert 18 <= _years(parent.birth_date, m.birth_date) <= 42, (parent, m)
+                    assert _is(m.father, parent) or _is(m.mother, parent), (parent, m)
+            elif m.relation_to_head == "CH04":
+                assert 18 <= _years(m.birth_date, head.birth_date) <= 40, (head, m)
+                assert _is(head.father, m) or _is(head.mother, m), (head, m)
+    relations = {c.relation_to_head for c in people}
+    assert {"CH01", "CH02", "CH03", "CH04"} <= relations, relations
+
+
+def test_the_fixed_child_lives_with_her_mother() -> None:
+    """Huỳnh Ngọc Ánh (citizen 9, born 2021) headed a household of her own, at five."""
+    anh, huong = WELL_KNOWN[9], WELL_KNOWN[7]
+    assert (anh.household_head_id, anh.relation_to_head) == (huong.personal_id, "CH03")
+    assert _is(anh.mother, huong) and anh.family_name == "Huỳnh"

@@ -109,6 +109,17 @@ async def test_birth_and_death_complete_with_signed_callbacks_and_portal_sync(
         )
         assert child.sex == birth["data"]["child"]["sex"]
         assert born["certificate_signer"] and born["certificate_pdf_sha256"]
+        # The population registry holds the child as registered: it answered "DO NGOC ANH", sex
+        # "undetermined", no mother (its record was made of the residence request's folded name).
+        declared = birth["data"]["child"]
+        query = {k: declared[k] for k in ("full_name", "birth_date")}
+        async with await gateway.post(
+            "/v1/lookups/citizen", {**query, "personal_id": born["personal_id"]}
+        ) as r:
+            found = (await r.json())["citizen"]
+        assert (found["full_name"], found["sex"]) == (declared["full_name"], declared["sex"])
+        mother = birth["data"]["mother"]
+        assert found["mother"] == {k: mother[k] for k in ("full_name", "personal_id")}, found
         assert _step(b, "issue_health_card")["result"]["card_number"].startswith("TE1")
         assert d["steps"][2]["result"] and d["steps"][3]["reference"]
         # Callbacks: HMAC-signed, versions increasing, the last one says completed.
@@ -481,8 +492,8 @@ async def test_a_birth_is_registered_in_the_province_the_child_will_live_in(
     """The registering province and unit were the connector's defaults (Nghệ An, H41) for every
     dossier: a child registered by Hồ Chí Minh City's one-stop system, to live there, got a
     Nghệ An personal id (its first three digits are the registering province) and number."""
-    doc = dossiers(1, death_share=0)[0]
-    assert doc["data"]["residence"]["province_code"] == "079"  # the sample lives there
+    births = dossiers(30, death_share=0)
+    doc = next(d for d in births if d["data"]["residence"]["province_code"] == "079")
     view = await _filed_by_ho_chi_minh_city(make_gateway, doc)
     assert view["status"] == "completed", view
     born = _step(view, "register_birth")
@@ -634,6 +645,60 @@ async def test_a_birth_whose_mother_the_population_registry_does_not_hold_stops_
     assert (await sandbox_stats(gateway, "civil_status"))["writes"] == {}
     fix = {"reason": "số định danh của mẹ", "data": {"mother": right}}
     view = await _correct_and_resume(gateway, doc["code"], fix)
+    assert view["status"] == "completed", view
+
+
+async def test_a_birth_whose_mother_or_applicant_is_dead_stops_before_it_is_registered(
+    gateway: Gateway,
+) -> None:
+    """Found by probing: a mother whose death was registered first (she died at or after the
+    birth) was verified (the registry's lookup answered a plain match), the birth was registered
+    (irreversible), then her household refused the child ("the household head is deceased"): a
+    dossier stuck for ever. The lookup says the registry recorded her death; the flow stops at
+    verify_mother (verify_applicant, when she files it herself) with nothing registered."""
+    birth = dossiers(1, death_share=0)[0]
+    death = dossiers(1, death_share=1, start=2)[0]
+    mother, declarant = birth["data"]["mother"], death["applicant"]
+    assert declarant["personal_id"] != mother["personal_id"]
+    death["data"]["deceased"].update(mother, death_date="2026-11-25",
+                                     residence=birth["data"]["residence"])  # fmt: skip
+    death["submitted_at"] = "2026-11-26T09:00:00+07:00"
+    orphan = copy.deepcopy(birth)
+    orphan["code"] = birth["code"][:-4] + "9999"
+    orphan["applicant"], orphan["data"]["relation"] = declarant, "grandparent"
+    orphan["data"]["child"]["birth_date"] = "2026-11-24"
+    orphan["submitted_at"] = "2026-12-01T09:00:00+07:00"
+    views = {}
+    for doc in (death, orphan, birth):  # the death first; the mother files the last herself
+        async with await gateway.post("/v1/dossiers", doc) as r:
+            assert r.status == 202, await r.text()
+        views[doc["code"]] = await gateway.wait_status(
+            doc["code"], {"completed", "needs_attention", "failed"}
+        )
+    assert views[death["code"]]["status"] == "completed", views[death["code"]]
+    for doc, step in ((orphan, "verify_mother"), (birth, "verify_applicant")):
+        view = views[doc["code"]]
+        assert view["status"] == "needs_attention", view
+        who = step.split("_")[1]
+        assert f"the {who} is recorded deceased" in _step(view, step)["error"], view
+        assert _step(view, "register_birth")["attempts"] == 0, view
+    assert (await sandbox_stats(gateway, "civil_status"))["writes"] == {"death.register": 1}
+
+
+async def test_a_death_the_population_registry_already_holds_is_still_verified(
+    make_gateway: Any,
+) -> None:
+    """verify_deceased refuses no one for being dead: the population registry may have recorded
+    the death (from another declaration) before this dossier registers it."""
+    doc = next(sample_dossiers(1, seed=0, population=100, death_share=1))
+    async with population_registry() as registry:
+        people = registry.app[REGISTRY_KEY].people
+        deceased = doc["data"]["deceased"]["personal_id"]
+        people[deceased] = replace(people[deceased], deceased="KT.040.2026.000099")
+        async with make_gateway(registries={"population": registry.settings}) as gw:
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            view = await gw.wait_status(doc["code"], {"completed", "needs_attention", "failed"})
     assert view["status"] == "completed", view
 
 

@@ -107,6 +107,7 @@ async def test_lookup_match_returns_the_citizen(connector: PopulationConnector) 
         "personal_id": LAN.mother.personal_id,
     }
     assert citizen["household_book"] == MINH.household_book
+    assert citizen["death_record_number"] is None  # alive
 
 
 async def test_lookup_generated_citizen(connector: PopulationConnector) -> None:
@@ -216,7 +217,15 @@ async def test_register_newborn_then_look_them_up(
         "citizen.lookup", {k: NEWBORN[k] for k in ("personal_id", "full_name", "birth_date")}
     )
     assert found.data["match"] is True
-    assert found.data["citizen"]["permanent_address"]["ward_code"] == "16681"
+    citizen = found.data["citizen"]
+    assert citizen["permanent_address"]["ward_code"] == "16681"
+    # The record as the birth registered it, not made of the request's folded name ("TRAN MINH
+    # KHOI", sex "undetermined", no parent): the name with its diacritics, the sex the id
+    # encodes, the parent whose child it joins (Minh, a man: its father).
+    assert citizen["full_name"] == "Trần Minh Khôi"
+    assert citizen["sex"] == "male" and citizen["nationality"] == "VN"
+    assert citizen["father"] == {"full_name": MINH.full_name, "personal_id": MINH.personal_id}
+    assert citizen["mother"] is None
     assert (await sandbox.stats())["writes"] == {"residence.register": 1}
 
 
@@ -266,7 +275,10 @@ async def test_register_refusals(connector: PopulationConnector, sandbox: Sandbo
     }
     with pytest.raises(PermanentError) as info:
         await connector.call("residence.register", wrong_name, idempotency_key="a")
-    assert info.value.code == "SAI_LECH"
+    # The WSDL's result code (it was a Client fault SAI_LECH), naming the field
+    assert info.value.code == "1" and "data does not match the registry: full_name" in str(
+        info.value
+    )
     no_head = {**NEWBORN, "household_head_id": "040190999999"}
     with pytest.raises(PermanentError) as info:
         await connector.call("residence.register", no_head, idempotency_key="b")
@@ -294,6 +306,33 @@ async def test_a_child_joins_its_mothers_household_under_its_head(
     record = sandbox.app[REGISTRY_KEY].people[str(NEWBORN["personal_id"])]
     assert (record.household_head, record.relation) == (MINH.personal_id, "CH03")
     assert record.household_book == MINH.household_book
+    found = await connector.call(
+        "citizen.lookup", {k: NEWBORN[k] for k in ("personal_id", "full_name", "birth_date")}
+    )
+    assert found.data["citizen"]["mother"] == {
+        "full_name": LAN.full_name,
+        "personal_id": LAN.personal_id,
+    }
+
+
+async def test_a_person_the_registry_does_not_hold_and_nothing_to_record_them_by_is_unknown(
+    sandbox: Sandbox,
+) -> None:
+    """A newborn's record is made from the name as registered (HoVaTenKhaiSinh, with its
+    diacritics: HoVaTen has none); without it, an id the registry does not hold is the WSDL's
+    MaKetQua 2, and nothing is registered."""
+    body = f"""<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+<DangKyThuongTru xmlns="http://dancuquocgia.bca"><MaYeuCau>k-raw</MaYeuCau><MaDVC>1.001193</MaDVC>
+<MaTichHop>DKTT</MaTichHop><MaCanBo>{OFFICER}</MaCanBo><MaDonVi>000.00.00.H41</MaDonVi>
+<SoDinhDanh>040226000777</SoDinhDanh><HoVaTen>TRAN MINH KHOI</HoVaTen>
+<NgayThangNamSinh><NgayThangNam>20261001</NgayThangNam></NgayThangNamSinh>
+<DiaChiThuongTru><MaTinhThanh>40</MaTinhThanh><MaQuanHuyen>412</MaQuanHuyen>
+<MaPhuongXa>16681</MaPhuongXa></DiaChiThuongTru></DangKyThuongTru></s:Body></s:Envelope>"""
+    response = await post_raw(sandbox, body.encode())
+    assert response.status_code == 200, response.text
+    assert "<MaKetQua>2</MaKetQua>" in response.text.replace("ns0:", "")
+    assert "040226000777" not in sandbox.app[REGISTRY_KEY].people
+    assert (await sandbox.stats())["writes"] == {}
 
 
 async def test_deregister_after_death(connector: PopulationConnector, sandbox: Sandbox) -> None:
@@ -319,6 +358,8 @@ async def test_the_dead_stay_dead(connector: PopulationConnector) -> None:
          "birth_date": HUNG.birth_date.isoformat()},
     )  # fmt: skip
     assert found.data["match"] and found.data["citizen"]["permanent_address"] is None
+    # and says the registry holds them dead (SoTrichLucKhaiTu): it answered a plain match
+    assert found.data["citizen"]["death_record_number"] == "KT.040.2026.000001"
     back = {
         **NEWBORN,
         "personal_id": HUNG.personal_id,
@@ -340,10 +381,21 @@ async def test_a_member_joining_a_household_is_not_its_head(connector: Populatio
     assert info.value.code == "QUAN_HE"
 
 
-async def test_deregister_refusals(connector: PopulationConnector) -> None:
+async def test_deregister_refusals(connector: PopulationConnector, sandbox: Sandbox) -> None:
+    """The WSDL's result codes, MaKetQua 1 (naming the fields) and 2: the sandbox answered Client
+    faults SAI_LECH and KHONG_TON_TAI, so the connector's mapping of 1 and 2 never ran."""
     with pytest.raises(PermanentError) as info:
         await connector.call("residence.deregister", {**DEATH, "personal_id": "040042999999"})
-    assert info.value.code == "KHONG_TON_TAI"
+    assert info.value.code == "2" and "no citizen with this SoDinhDanh" in str(info.value)
+    with pytest.raises(PermanentError) as info:
+        await connector.call(
+            "residence.deregister", {**DEATH, "full_name": "Lê Văn Khác"}, idempotency_key="d-1"
+        )
+    assert info.value.code == "1" and "does not match the registry: full_name" in str(info.value)
+    assert (await sandbox.stats())["writes"] == {}  # a refusal registers nothing
+    # nor holds its key: the corrected request, under the same key, goes through
+    result = await connector.call("residence.deregister", DEATH, idempotency_key="d-1")
+    assert result.reference and (await sandbox.stats())["writes"] == {"residence.deregister": 1}
     with pytest.raises(PermanentError, match="death_record_number is required"):
         await connector.call("residence.deregister", {**DEATH, "death_record_number": ""})
     with pytest.raises(PermanentError, match="reason"):
