@@ -8,7 +8,8 @@ Exceptions (nothing else escapes a public call; foreign errors are translated at
 
     ConnectorError            base; carries the registry name and the registry's own code
     ├── TransientError        may succeed if tried again: timeouts, resets, 5xx, outages,
-    │                         malformed replies, "server busy" result codes
+    │                         malformed replies (a reference holding a control character
+    │                         included), "server busy" result codes
     └── PermanentError        will not succeed as sent: rejected data, unknown citizen,
                               unknown operation, a reply whose signature does not verify
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import json
+import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -216,10 +218,11 @@ class Connector(abc.ABC):
         idempotency_key: str | None = None,
         request_id: str | None = None,
     ) -> Result:
-        """Check the operation is one this registry offers, then :meth:`handle` it."""
+        """Check the operation is one this registry offers, then :meth:`handle` it; a result
+        whose reference holds a control character is a malformed reply (TransientError)."""
         if operation not in self.operations:
             raise PermanentError(self.registry, f"unknown operation {operation!r}")
-        return await self.handle(
+        result = await self.handle(
             Request(
                 operation=operation,
                 params=params,
@@ -227,3 +230,18 @@ class Connector(abc.ABC):
                 request_id=request_id,
             )
         )
+        if result.reference is not None and _has_control(result.reference):
+            # The reference is kept as text with the step's history: PostgreSQL refuses a NUL
+            # there (after the registry did the write), SQLite would keep it and show it on.
+            raise TransientError(
+                self.registry,
+                f"malformed reply: its reference {result.reference[:64]!r} "
+                "holds a control character",
+            )
+        return result
+
+
+def _has_control(text: str) -> bool:
+    """Whether ``text`` holds a C0 or C1 control character (NUL, ESC, a newline, DEL…) or a
+    lone surrogate."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") for c in text)

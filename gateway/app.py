@@ -237,6 +237,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         runtime.extras["signing"] = await asyncio.to_thread(signing_setup, runtime.settings)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(runtime.store)
+        await _bind_blob_folder(runtime)
         await _start_checkpointer(runtime, stack)
         await _start_registries(runtime, stack)
         await _start_worker(runtime, stack)
@@ -270,6 +271,16 @@ def _tuned_for_serving() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+async def _bind_blob_folder(runtime: Runtime) -> None:
+    """Refuse to start on a blob folder that is not the store's: gateways sharing a store that
+    each kept their own would answer 500 for the documents the others took."""
+    from gateway.api import documents
+    from gateway.exchange.blobs import BlobStore, bind_to_store
+
+    blobs = await asyncio.to_thread(BlobStore, documents.blob_dir(runtime))  # makes its folders
+    await bind_to_store(blobs, runtime.store)
 
 
 async def _start_registries(runtime: Runtime, stack: AsyncExitStack) -> None:

@@ -4,11 +4,13 @@ A blob is written to a temp file in the same file system while its SHA-256 is co
 fsync'ed, then renamed into place (atomic), and the directory fsync'ed, so a crash leaves either
 the whole blob or nothing under its name. Writing the same content twice is harmless (the second
 copy is dropped). The API is synchronous on purpose: callers on the event loop run it through
-``asyncio.to_thread``; the streaming parser already runs on a worker thread.
+``asyncio.to_thread``; the streaming parser already runs on a worker thread. The one coroutine,
+:func:`bind_to_store`, asks the store whether this folder is its own (a gateway's start).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
@@ -17,19 +19,23 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from gateway.exchange.errors import BlobError, BlobStoreUnavailable, PayloadTooLarge
 
-__all__ = ["BlobRef", "BlobStore", "BlobWriter"]
+__all__ = ["MARK_FILE", "BlobRef", "BlobStore", "BlobWriter", "bind_to_store"]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 # No room, or no working disk: the sender may try again later (503), unlike a broken store (500).
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+# The id of the store a blob folder belongs to: in the folder, and under this key in the store.
+MARK_FILE = "store-id"
+MARK_KEY = "blob_folder"
 
 
 def _failed(what: str, exc: OSError) -> BlobError:
@@ -150,6 +156,49 @@ class BlobStore:
 
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
+
+    # -- the mark: which store's blobs these are (see bind_to_store) ---------------------------
+
+    def mark(self) -> str | None:
+        """The id of the store this folder belongs to; None while unmarked. Raises BlobError."""
+        try:
+            return (self.root / MARK_FILE).read_text("ascii").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BlobError(f"cannot read {self.root / MARK_FILE}: {exc}") from exc
+
+    def take_mark(self, store_id: str) -> str:
+        """Mark this folder as ``store_id``'s, unless it is marked already; return its mark.
+
+        The mark is linked into place whole, and only where none is: of the gateways sharing
+        the folder that start at once, the first one's stands. Raises BlobError."""
+        try:
+            fd, temp = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")  # swept if left
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(store_id.encode("ascii"))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.link(temp, self.root / MARK_FILE)
+                _fsync_dir(self.root)
+            finally:
+                os.unlink(temp)
+        except FileExistsError:
+            pass  # marked already: that mark stands
+        except OSError as exc:
+            raise _failed(f"cannot write {self.root / MARK_FILE}", exc) from exc
+        marked = self.mark()
+        if marked is None:
+            raise BlobError(f"{self.root / MARK_FILE} vanished as it was written")
+        return marked
+
+    def holds_blobs(self) -> bool:
+        """Whether any blob is here. Raises BlobError."""
+        try:
+            return next((self.root / "sha256").glob("*/*/*"), None) is not None
+        except OSError as exc:
+            raise _failed("cannot list blobs", exc) from exc
 
     def writer(self, max_bytes: int | None = None) -> BlobWriter:
         return BlobWriter(self, max_bytes)
@@ -288,3 +337,70 @@ class BlobStore:
             held.unlink(missing_ok=True)
         else:
             os.replace(held, final)
+
+
+# -- one store, one blob folder ------------------------------------------------------------------
+# Every gateway on a store must use one blob folder: a document's rows are the store's, its
+# blobs are in the folder of the gateway that took it. The folder and the store each keep the id
+# the first gateway gave them (MARK_FILE, kv MARK_KEY); a gateway starts only where they match,
+# or where the folder can take the store's id: it holds the store's first document, or the store
+# holds none and the folder nothing either.
+
+
+async def bind_to_store(blobs: BlobStore, store: Any) -> None:
+    """Check that ``blobs`` is the blob folder of ``store`` (a gateway.store.Store), marking
+    both the first time. Raises BlobError (naming ``[documents] blob_dir`` and why), StoreError.
+    """
+
+    def look(tx: Any) -> tuple[str | None, dict[str, Any] | None]:
+        return _store_mark(tx), tx.one("documents.first")
+
+    store_mark, first = await store.read(look)
+    folder_mark = await asyncio.to_thread(blobs.mark)
+    if store_mark is not None and store_mark == folder_mark:
+        return
+    why = await asyncio.to_thread(_not_the_stores, blobs, store_mark, folder_mark, first)
+    if why is None:
+        # The folder first: a gateway sharing it that starts at the same moment takes its mark.
+        marked = await asyncio.to_thread(
+            blobs.take_mark, folder_mark or store_mark or uuid.uuid4().hex
+        )
+        if await store.transact(lambda tx: _claim(tx, marked)) != marked:
+            why = "another gateway on this store marked another folder as this one started"
+    if why is not None:
+        raise BlobError(
+            f"[documents] blob_dir {blobs.root} is not this store's blob folder: {why} "
+            "(every gateway on one store must share one blob_dir)"
+        )
+
+
+def _store_mark(tx: Any) -> str | None:
+    row = tx.one("kv.get", k=MARK_KEY)
+    return None if row is None else str(row["v"])
+
+
+def _claim(tx: Any, mark: str) -> str | None:
+    """Give the store ``mark`` unless it has one; return the one it has."""
+    tx.execute("kv.add", k=MARK_KEY, v=mark)
+    return _store_mark(tx)
+
+
+def _not_the_stores(
+    blobs: BlobStore, store_mark: str | None, folder_mark: str | None, first: dict[str, Any] | None
+) -> str | None:
+    """Why ``blobs`` cannot be (or become) the blob folder of the store whose mark and first
+    document are given; None if it can. Raises BlobError."""
+    if store_mark is not None and folder_mark is not None:
+        return f"its {MARK_FILE} names another store ({folder_mark}; this one is {store_mark})"
+    if first is not None:
+        if blobs.exists(first["package_sha256"]):
+            return None
+        return f"it lacks the package of the store's document {first['id']}"
+    if store_mark is not None:
+        return f"it has no {MARK_FILE}, and the store's folder is marked {store_mark}"
+    if blobs.holds_blobs():  # and the store holds no document: another store's blobs
+        if folder_mark is not None:
+            return f"its {MARK_FILE} names another store ({folder_mark}), whose blobs it holds"
+        return "it holds blobs, and the store no document: another store's folder"
+    # An empty folder marked for no store: a first start that stopped before marking the store.
+    return None

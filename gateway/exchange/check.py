@@ -44,6 +44,7 @@ from gateway.exchange.stream import Scan, scan_file
 from gateway.exchange.xmldsig import EnvelopeSignature, verify_envelope
 
 __all__ = [
+    "MAX_DOCUMENT_ID",
     "CheckPolicy",
     "Checked",
     "CheckedStatus",
@@ -52,6 +53,12 @@ __all__ = [
     "check_status",
     "signer_is",
 ]
+
+
+# The longest DocumentId the hub files (a real one is about 40 characters). Both stores must answer
+# alike: PostgreSQL cannot index a key over about 2,700 bytes (the sender's DocumentIds are a
+# unique key), so without a bound a long one was a 500 there and accepted by SQLite.
+MAX_DOCUMENT_ID = 255
 
 
 # An agency identifier (identifiers.md: ``ddd.dd.dd.Xdd``) as a whole token: not inside a longer
@@ -207,7 +214,8 @@ def _document_id_fits(header: MessageHeader, sender: str) -> None:
     its OrganId the issuing agency's (a sender may not number a document as another agency's),
     its date and number those the header gives in ``PromulgationInfo`` and ``Code``, where it
     gives them. Recipients file and answer the document by this id, so one that says something
-    else than the header would be registered under the wrong number. Raises InvalidEdxml."""
+    else than the header would be registered under the wrong number; one over MAX_DOCUMENT_ID
+    characters is refused whole. Raises InvalidEdxml."""
     document_id = header.document_id
     form = "{OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}"
 
@@ -216,6 +224,12 @@ def _document_id_fits(header: MessageHeader, sender: str) -> None:
             f"DocumentId {document_id} {why} ({form})", field="MessageHeader/DocumentId"
         )
 
+    if len(document_id) > MAX_DOCUMENT_ID:  # said, not quoted: it may be megabytes
+        raise InvalidEdxml(
+            f"DocumentId is {len(document_id)} characters, longer than {MAX_DOCUMENT_ID} "
+            "characters: shorten its CodeNumber/CodeNotation",
+            field="MessageHeader/DocumentId",
+        )
     parts = document_id.split(",")
     if parts[0].strip() != sender:
         raise refuse(f"must begin with the sender's OrganId {sender}")

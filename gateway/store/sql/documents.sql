@@ -180,6 +180,10 @@ WHERE state = 'pending' AND run_after > :now
   AND (document IN (:document, :root)
        OR document IN (SELECT id FROM documents WHERE target IN (:document, :root)));
 
+-- name: first
+-- One document, found by its key's index: is its package in a blob folder (blobs.bind_to_store)?
+SELECT id, package_sha256 FROM documents ORDER BY id LIMIT 1;
+
 -- name: count_documents
 SELECT id FROM documents;
 
