@@ -395,8 +395,10 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
     )
     try:
         lib = pkcs11.lib(module)
-    except (OSError, RuntimeError, PKCS11Error) as exc:
-        raise KeyLoadError(f"cannot load PKCS#11 module {module}") from exc
+    except (OSError, RuntimeError) as exc:  # PKCS11Error is a RuntimeError
+        raise KeyLoadError(
+            f"cannot load PKCS#11 module {module}: {_module_failure(exc, module)}"
+        ) from exc
     what = f"PKCS#11 token {token_label!r}, object {label!r}"
     try:
         shared = _open_token(lib, module, token_label, pin)
@@ -439,6 +441,21 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
         key.close()
         raise
     return key
+
+
+def _module_failure(exc: BaseException, module: str) -> str:
+    """Why ``module`` could not be used: the loader's reason (no such file, not a library), or,
+    for a module that loaded and whose C_Initialize failed (python-pkcs11 raises a PKCS11Error
+    subclass with no text), where to look."""
+    from pkcs11.exceptions import PKCS11Error
+
+    if type(exc) is PKCS11Error or not isinstance(exc, PKCS11Error):
+        text = str(exc).removeprefix(f"OS exception while loading {module}: ")
+        return text.removeprefix(f"{module}: ") or type(exc).__name__
+    return (
+        f"it did not start ({type(exc).__name__}): is its configuration readable "
+        "(for SoftHSM2, the file SOFTHSM2_CONF names)?"
+    )
 
 
 def _token_certificates(
