@@ -253,11 +253,18 @@ def _check_pair(public_key: Any, certificate: x509.Certificate) -> None:
 def _split_chain(
     certs: list[x509.Certificate],
 ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    """The key's certificate and the issuers to embed with it. A bundle may list its certificates
+    in any order (an intermediate first is common): the key's own is the first one that issued
+    none of the others. Self-signed roots are dropped: anchors come from the verifier's
+    configuration, never from us."""
     if not certs:
         raise KeyLoadError("no certificate found for the key")
-    # Self-signed roots are dropped: anchors come from the verifier's configuration, never from us.
-    rest = tuple(c for c in certs[1:] if c.subject != c.issuer)
-    return certs[0], rest
+    certs = list(dict.fromkeys(certs))  # a certificate given twice is embedded once
+    kept = [c for c in certs if c.subject != c.issuer] or certs
+    leaf = next(
+        (c for c in kept if not any(d is not c and d.issuer == c.subject for d in kept)), kept[0]
+    )
+    return leaf, tuple(c for c in kept if c is not leaf)
 
 
 def _load_cert_file(path: str | Path) -> list[x509.Certificate]:
