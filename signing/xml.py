@@ -37,7 +37,7 @@ from lxml import etree
 from .errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
 from .keys import SigningKey
 from .report import SignatureReport
-from .timestamps import request_timestamp, verify_timestamp
+from .timestamps import TimestampInfo, request_timestamp, verify_timestamp
 from .trust import TrustStore, common_name
 
 __all__ = [
@@ -713,6 +713,19 @@ def _claimed(data: bytes, max_bytes: int, max_nodes: int) -> tuple[str, str]:
         return "unknown", "unknown"
 
 
+async def _verify_signature_timestamp(
+    token: bytes, stamped: bytes, trust: TrustStore
+) -> TimestampInfo:
+    """:func:`verify_timestamp`, its refusal of the TSA said to be the timestamp's, as verify_pdf
+    says it: "no chain to a configured trust anchor: tsa" read as the signer's chain failing."""
+    try:
+        return await verify_timestamp(token, stamped, trust)
+    except UntrustedSigner as exc:
+        raise UntrustedSigner(
+            f"signature timestamp is not from a trusted TSA ({exc.reason})", exc.kind
+        ) from exc
+
+
 async def _verify_xml(
     data: bytes, trust: TrustStore, max_bytes: int, max_nodes: int, allow_sha1: bool
 ) -> XMLVerification:
@@ -720,8 +733,7 @@ async def _verify_xml(
     checked = await asyncio.to_thread(_verify_sync, data, max_bytes, max_nodes, allow_sha1)
     signed_at, proven = checked.signing_time, None
     if checked.timestamp is not None:
-        token, stamped = checked.timestamp
-        signed_at = proven = (await verify_timestamp(token, stamped, trust)).time
+        signed_at = proven = (await _verify_signature_timestamp(*checked.timestamp, trust)).time
     # A trusted timestamp proves the signature existed then: the signer is judged as of that
     # moment (a certificate that expired, or was revoked, since still stands; one revoked before
     # does not). Without one, the signer's own claim of time proves nothing: judged now.
