@@ -12,7 +12,7 @@ from cryptography import x509
 from gateway.auth import ClientRevocation
 from gateway.settings import Settings, SettingsError
 from signing.errors import SigningError, UntrustedSigner
-from signing.keys import SigningKey, load_key
+from signing.keys import SigningKey, is_pkcs11_uri, load_key, shown_key
 from signing.testing import TestPKI
 from signing.trust import TrustStore, check_strength, check_usage, check_valid_now
 
@@ -33,9 +33,10 @@ class SigningSetup:
 
 
 def key_spec(settings: Settings, key: str) -> str:
-    """``[signing] key`` as :func:`signing.keys.load_key` takes it: a ``pkcs11:`` URI as written
-    (a token's key, not a file), a file's path relative to the config file's folder."""
-    return key if key.startswith("pkcs11:") else str(settings.path(key))
+    """``[signing] key`` as :func:`signing.keys.load_key` takes it: a ``pkcs11:`` URI (its scheme
+    in any case) as written (a token's key, not a file), a file's path relative to the config
+    file's folder."""
+    return key if is_pkcs11_uri(key) else str(settings.path(key))
 
 
 def signing_setup(settings: Settings) -> SigningSetup:
@@ -51,7 +52,7 @@ def signing_setup(settings: Settings) -> SigningSetup:
                 signer,
                 f"[signing] cert {settings.path(s.cert)}"
                 if s.cert
-                else f"[signing] key {key_spec(settings, s.key)}",
+                else f"[signing] key {shown_key(key_spec(settings, s.key))}",
             )
         elif pki is not None:
             signer = pki.key("gateway")

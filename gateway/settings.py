@@ -492,7 +492,7 @@ class OutboxSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class SigningSettings:
-    key: str | None = None  # PEM / .p12 path or pkcs11: URI
+    key: str | None = None  # PEM / .p12 path or pkcs11: URI (PIN: LIENTHONG_PKCS11_PIN)
     cert: str | None = None
     trust: tuple[str, ...] = ()  # trust-anchor PEM files
     revocation: Literal["hard-fail", "soft-fail", "off"] = "soft-fail"

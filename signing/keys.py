@@ -28,7 +28,15 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .errors import KeyLoadError
 
-__all__ = ["DEFAULT_PKCS11_MODULE", "FileKey", "Pkcs11Key", "SigningKey", "load_key"]
+__all__ = [
+    "DEFAULT_PKCS11_MODULE",
+    "FileKey",
+    "Pkcs11Key",
+    "SigningKey",
+    "is_pkcs11_uri",
+    "load_key",
+    "shown_key",
+]
 
 DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 Algorithm = Literal["rsa", "ecdsa"]
@@ -245,11 +253,18 @@ def _check_pair(public_key: Any, certificate: x509.Certificate) -> None:
 def _split_chain(
     certs: list[x509.Certificate],
 ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    """The key's certificate and the issuers to embed with it. A bundle may list its certificates
+    in any order (an intermediate first is common): the key's own is the first one that issued
+    none of the others. Self-signed roots are dropped: anchors come from the verifier's
+    configuration, never from us."""
     if not certs:
         raise KeyLoadError("no certificate found for the key")
-    # Self-signed roots are dropped: anchors come from the verifier's configuration, never from us.
-    rest = tuple(c for c in certs[1:] if c.subject != c.issuer)
-    return certs[0], rest
+    certs = list(dict.fromkeys(certs))  # a certificate given twice is embedded once
+    kept = [c for c in certs if c.subject != c.issuer] or certs
+    leaf = next(
+        (c for c in kept if not any(d is not c and d.issuer == c.subject for d in kept)), kept[0]
+    )
+    return leaf, tuple(c for c in kept if c is not leaf)
 
 
 def _load_cert_file(path: str | Path) -> list[x509.Certificate]:
@@ -279,7 +294,7 @@ def load_key(spec: str, *, cert: str | None = None, password: bytes | None = Non
     ``X.key.pem``. Raises :class:`KeyLoadError` (never a foreign exception) on any failure; the
     message never contains the password or PIN.
     """
-    if spec.startswith("pkcs11:"):
+    if is_pkcs11_uri(spec):
         return _load_pkcs11(spec, cert=cert)
     path = Path(spec)
     try:
@@ -325,17 +340,47 @@ def _load_p12(data: bytes, pw: bytes | None, cert: str | None) -> SigningKey:
     return FileKey(key, leaf_cert, chain)
 
 
+def is_pkcs11_uri(spec: str) -> bool:
+    """Whether a key ``spec`` is a ``pkcs11:`` URI (not a file): its scheme in any case, as URI
+    schemes are (RFC 3986 §3.1)."""
+    return spec[:7].lower() == "pkcs11:"
+
+
+def shown_key(spec: str) -> str:
+    """A key ``spec`` as a message may show it: a file's path, or a token's key by its token and
+    object labels — never the URI as written, whose other attributes (a ``pin-value`` above all)
+    are not for logs and error lines."""
+    if not is_pkcs11_uri(spec):
+        return spec
+    try:
+        attrs = parse_pkcs11_uri(spec)
+    except KeyLoadError:
+        return "a pkcs11: URI"
+    return f"PKCS#11 token {attrs.get('token', '')!r}, object {attrs.get('object', '')!r}"
+
+
+# RFC 7512's PIN attributes: the PIN comes from LIENTHONG_PKCS11_PIN only, never from the URI,
+# which is written in command lines (ps, shell history) and configuration files.
+_PIN_ATTRIBUTES = ("pin-value", "pin-source")
+
+
 def parse_pkcs11_uri(uri: str) -> dict[str, str]:
-    """Parse the path attributes of an RFC 7512 URI (``pkcs11:token=T;object=K``)."""
+    """Parse the attributes of an RFC 7512 URI (``pkcs11:token=T;object=K``). Raises
+    KeyLoadError for a malformed attribute or a PIN in the URI, naming neither's value."""
     body = uri[len("pkcs11:") :]
     path, _, query = body.partition("?")
     attrs: dict[str, str] = {}
     for part in [*path.split(";"), *query.split("&")]:
         if part:
             name, sep, value = part.partition("=")
-            if not sep:
-                raise KeyLoadError(f"malformed PKCS#11 URI attribute {name!r}")
+            if not sep:  # not quoted: it may be a PIN written without its name
+                raise KeyLoadError("malformed PKCS#11 URI: an attribute without '=' (name=value)")
             attrs[name] = unquote(value)
+    if pin := next((name for name in attrs if name.lower() in _PIN_ATTRIBUTES), None):
+        raise KeyLoadError(
+            f"PKCS#11 URI with a PIN ({pin}): not accepted, as it would show in command lines "
+            "and configuration; set LIENTHONG_PKCS11_PIN instead"
+        )
     return attrs
 
 
@@ -349,7 +394,7 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
     label = attrs.get("object")
     if not token_label or not label:
         raise KeyLoadError("a PKCS#11 URI needs token=… and object=…")
-    pin = attrs.get("pin-value") or os.environ.get("LIENTHONG_PKCS11_PIN")
+    pin = os.environ.get("LIENTHONG_PKCS11_PIN")
     if not pin:
         raise KeyLoadError("no PKCS#11 PIN: set LIENTHONG_PKCS11_PIN")
     module = attrs.get("module-path") or os.environ.get(
@@ -357,8 +402,10 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
     )
     try:
         lib = pkcs11.lib(module)
-    except (OSError, RuntimeError, PKCS11Error) as exc:
-        raise KeyLoadError(f"cannot load PKCS#11 module {module}") from exc
+    except (OSError, RuntimeError) as exc:  # PKCS11Error is a RuntimeError
+        raise KeyLoadError(
+            f"cannot load PKCS#11 module {module}: {_module_failure(exc, module)}"
+        ) from exc
     what = f"PKCS#11 token {token_label!r}, object {label!r}"
     try:
         shared = _open_token(lib, module, token_label, pin)
@@ -401,6 +448,21 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
         key.close()
         raise
     return key
+
+
+def _module_failure(exc: BaseException, module: str) -> str:
+    """Why ``module`` could not be used: the loader's reason (no such file, not a library), or,
+    for a module that loaded and whose C_Initialize failed (python-pkcs11 raises a PKCS11Error
+    subclass with no text), where to look."""
+    from pkcs11.exceptions import PKCS11Error
+
+    if type(exc) is PKCS11Error or not isinstance(exc, PKCS11Error):
+        text = str(exc).removeprefix(f"OS exception while loading {module}: ")
+        return text.removeprefix(f"{module}: ") or type(exc).__name__
+    return (
+        f"it did not start ({type(exc).__name__}): is its configuration readable "
+        "(for SoftHSM2, the file SOFTHSM2_CONF names)?"
+    )
 
 
 def _token_certificates(

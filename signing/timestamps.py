@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +68,30 @@ async def request_timestamp(
             token = await stamper.async_timestamp(digest, md_algorithm)
         except Exception as exc:  # pyHanko raises IOError, TimestampRequestError, ValueError…
             shown = _shown(tsa_url)
-            why = str(exc).replace(tsa_url, shown)  # in case a library's text quotes the URL
+            why = _failure(exc).replace(tsa_url, shown)  # in case a library's text quotes the URL
             raise TimestampError(f"timestamp request to {shown} failed: {why}") from exc
     return bytes(token.dump())
+
+
+def _failure(exc: Exception) -> str:
+    """Why a timestamp request failed. pyHanko says "Error while contacting timestamp service"
+    whatever happened: the cause it chains says what (no connection, an HTTP error, no URL at
+    all), in words that never quote the URL (an aiohttp error's text does, query and all)."""
+    cause = exc.__cause__ if isinstance(exc, TimestampRequestError) else None
+    if isinstance(cause, aiohttp.ContentTypeError):  # an answer, but not a timestamp reply
+        return str(cause.message)
+    if isinstance(cause, aiohttp.ClientResponseError):
+        return f"HTTP {cause.status} {cause.message}"
+    if isinstance(cause, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return "not an http:// or https:// URL"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        error = cause.os_error  # refused: "Connect call failed (…)" says less than errno's words
+        refused = isinstance(error, ConnectionError) and error.errno
+        why = os.strerror(error.errno) if refused else error.strerror
+        return f"cannot connect to {cause.host}:{cause.port} ({why or error})"
+    if isinstance(cause, TimeoutError):
+        return "no answer in time"
+    return str(exc)
 
 
 def _shown(url: str) -> str:

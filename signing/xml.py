@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import hashlib
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urljoin
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -35,13 +37,14 @@ from lxml import etree
 from .errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
 from .keys import SigningKey
 from .report import SignatureReport
-from .timestamps import request_timestamp, verify_timestamp
+from .timestamps import TimestampInfo, request_timestamp, verify_timestamp
 from .trust import TrustStore, common_name
 
 __all__ = [
     "NodeCounter",
     "TooManyNodes",
     "XMLVerification",
+    "c14n_apex",
     "sign_xml",
     "sign_xml_sync",
     "verify_xml",
@@ -51,6 +54,10 @@ __all__ = [
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+C14N_11 = "http://www.w3.org/2006/12/xml-c14n11"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+# What C14N 1.1 inherits into a subset's apex as 1.0 does (xml:base is joined, xml:id is not).
+_C14N11_INHERITED = (f"{{{XML_NS}}}lang", f"{{{XML_NS}}}space")
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 SIG_ALGS = {
@@ -173,6 +180,44 @@ def _safe_parse(data: bytes, max_bytes: int, max_nodes: int) -> etree._ElementTr
 
 def _c14n(node: etree._Element | etree._ElementTree) -> bytes:
     return bytes(etree.tostring(node, method="c14n", exclusive=True, with_comments=False))
+
+
+def _xml_attributes(el: etree._Element) -> dict[str, str]:
+    """The xml:* attributes of ``el`` (xml:lang, xml:space, xml:base, xml:id), by Clark name."""
+    return {name: value for name, value in el.attrib.items() if name.startswith(f"{{{XML_NS}}}")}
+
+
+def c14n_apex(
+    node: etree._Element, *, c14n11: bool = False, outer: Sequence[Mapping[str, str]] = ()
+) -> etree._Element:
+    """``node`` and its descendants copied into a document of their own, ``node`` its root, with
+    what inclusive canonicalisation (C14N 1.0, or 1.1 if ``c14n11``) writes on the apex of a
+    subtree: every namespace in scope (lxml serialises a subtree so) and the xml:* attributes
+    ``node`` inherits (§2.4: 1.0, the nearest of each; 1.1, xml:lang and xml:space so and
+    xml:base joined, no xml:id). ``outer``: the xml:* attributes of ancestors beyond ``node``'s
+    tree, nearest first, when that tree is a copy of part of the document.
+
+    Canonicalise the copy, not ``node``: lxml 6.1.3 (libxml2 2.14.6) canonicalises an inner
+    element inclusively with a spurious ``xmlns=""`` on each grandchild in a default namespace,
+    so the SignedInfo of a ``<Signature xmlns="…xmldsig#">`` with inclusive C14N (.NET
+    SignedXml's default) never verified, where xmlsec1 verifies it.
+    """
+    apex = etree.fromstring(etree.tostring(node, with_tail=False), _PARSER)
+    ancestors = [_xml_attributes(a) for a in node.iterancestors()] + list(outer)
+    inherited: dict[str, str] = {}
+    for attributes in ancestors:  # nearest first: the nearest of each name wins
+        for name, value in attributes.items():
+            inherited.setdefault(name, value)
+    if c14n11:
+        base = f"{{{XML_NS}}}base"
+        inherited = {n: v for n, v in inherited.items() if n in _C14N11_INHERITED}
+        bases = [a[base] for a in reversed(ancestors) if base in a]
+        if bases:  # an xml:base relative to its ancestors' is made whole
+            apex.set(base, functools.reduce(urljoin, [*bases, node.get(base, "")]))
+    for name, value in inherited.items():
+        if apex.get(name) is None:
+            apex.set(name, value)
+    return apex
 
 
 def _b64(data: bytes) -> str:
@@ -497,10 +542,36 @@ def _keyinfo_certs(sig: etree._Element) -> tuple[x509.Certificate, list[x509.Cer
     return leaf, [c for c in certs if c is not leaf]
 
 
+@functools.cache
+def _verifier_class() -> Any:
+    """signxml's XMLVerifier, canonicalising SignedInfo inclusively as :func:`c14n_apex` does
+    (its own canonical form of an inner element is lxml's: see there). Built on first use, as
+    signxml is imported then."""
+    from signxml.verifier import XMLVerifier
+
+    class Verifier(XMLVerifier):
+        def __init__(self, outer: Sequence[Mapping[str, str]]) -> None:
+            super().__init__()
+            self._outer = outer  # the xml:* attributes of the Signature's ancestors
+
+        def _c14n(self, nodes: Any, algorithm: Any, inclusive_ns_prefixes: Any = None) -> bytes:
+            # signxml's copy of the Signature is a document of its own: SignedInfo is the one
+            # inner element it canonicalises (a reference's target is copied out before).
+            if getattr(nodes, "tag", None) == _ds("SignedInfo") and not algorithm.value.startswith(
+                EXC_C14N
+            ):
+                nodes = c14n_apex(
+                    nodes, c14n11=algorithm.value.startswith(C14N_11), outer=self._outer
+                )
+            return bytes(super()._c14n(nodes, algorithm, inclusive_ns_prefixes))
+
+    return Verifier
+
+
 def _verify_sync(data: bytes, max_bytes: int, max_nodes: int, allow_sha1: bool) -> _Checked:
     from signxml import exceptions as sx
     from signxml.algorithms import DigestAlgorithm, SignatureMethod
-    from signxml.verifier import SignatureConfiguration, XMLVerifier
+    from signxml.verifier import SignatureConfiguration
 
     tree = _safe_parse(data, max_bytes, max_nodes)
     sig, weak = _profile_check(tree.getroot(), allow_sha1)
@@ -512,6 +583,7 @@ def _verify_sync(data: bytes, max_bytes: int, max_nodes: int, allow_sha1: bool) 
         f"{_xa('SignatureTimeStamp')}/{_xa('EncapsulatedTimeStamp')}"
     )
     stamped = _signature_value_c14n(sig)
+    outer = [_xml_attributes(a) for a in sig.iterancestors()]  # signxml's copy leaves them out
     # signxml parses the same bytes into a tree of its own: ours is let go first, as the
     # copies signxml makes of the document (three at once) are most of the memory it takes.
     del tree, sig
@@ -534,7 +606,7 @@ def _verify_sync(data: bytes, max_bytes: int, max_nodes: int, allow_sha1: bool) 
         verification_time=leaf.not_valid_before_utc + dt.timedelta(seconds=1),
     )
     try:
-        result: Any = XMLVerifier().verify(data, x509_cert=leaf, expect_config=config)
+        result: Any = _verifier_class()(outer).verify(data, x509_cert=leaf, expect_config=config)
     except sx.InvalidDigest as exc:
         raise SignatureInvalid(f"digest mismatch: {exc}") from exc
     except sx.InvalidSignature as exc:
@@ -641,6 +713,19 @@ def _claimed(data: bytes, max_bytes: int, max_nodes: int) -> tuple[str, str]:
         return "unknown", "unknown"
 
 
+async def _verify_signature_timestamp(
+    token: bytes, stamped: bytes, trust: TrustStore
+) -> TimestampInfo:
+    """:func:`verify_timestamp`, its refusal of the TSA said to be the timestamp's, as verify_pdf
+    says it: "no chain to a configured trust anchor: tsa" read as the signer's chain failing."""
+    try:
+        return await verify_timestamp(token, stamped, trust)
+    except UntrustedSigner as exc:
+        raise UntrustedSigner(
+            f"signature timestamp is not from a trusted TSA ({exc.reason})", exc.kind
+        ) from exc
+
+
 async def _verify_xml(
     data: bytes, trust: TrustStore, max_bytes: int, max_nodes: int, allow_sha1: bool
 ) -> XMLVerification:
@@ -648,8 +733,7 @@ async def _verify_xml(
     checked = await asyncio.to_thread(_verify_sync, data, max_bytes, max_nodes, allow_sha1)
     signed_at, proven = checked.signing_time, None
     if checked.timestamp is not None:
-        token, stamped = checked.timestamp
-        signed_at = proven = (await verify_timestamp(token, stamped, trust)).time
+        signed_at = proven = (await _verify_signature_timestamp(*checked.timestamp, trust)).time
     # A trusted timestamp proves the signature existed then: the signer is judged as of that
     # moment (a certificate that expired, or was revoked, since still stands; one revoked before
     # does not). Without one, the signer's own claim of time proves nothing: judged now.

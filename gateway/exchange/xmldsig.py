@@ -49,15 +49,16 @@ __all__ = [
 
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+C14N_11 = "http://www.w3.org/2006/12/xml-c14n11"
 _C14N = {
     EXC_C14N: (True, False),
     "http://www.w3.org/2001/10/xml-exc-c14n#WithComments": (True, True),
     "http://www.w3.org/TR/2001/REC-xml-c14n-20010315": (False, False),
     "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments": (False, True),
-    # C14N 1.1 differs from 1.0 only in how xml:* attributes are inherited into a subset;
-    # edXML carries none, so 1.0's output is 1.1's.
-    "http://www.w3.org/2006/12/xml-c14n11": (False, False),
-    "http://www.w3.org/2006/12/xml-c14n11#WithComments": (False, True),
+    # C14N 1.1 differs from 1.0 only in how xml:* attributes are inherited into a subset's apex
+    # (SignedInfo's): c14n_apex does each version's.
+    C14N_11: (False, False),
+    f"{C14N_11}#WithComments": (False, True),
 }
 _DIGESTS: dict[str, tuple[str, bool]] = {  # uri -> (hashlib name, weak)
     "http://www.w3.org/2001/04/xmlenc#sha256": ("sha256", False),
@@ -113,9 +114,14 @@ def _c14n(
     node: Any, algorithm: str, prefixes: list[str] | None = None, *, comments: bool = True
 ) -> bytes:
     """``node`` canonicalised by ``algorithm``; comments kept only if the algorithm keeps them
-    and ``comments`` allows it."""
+    and ``comments`` allows it. An inner element (SignedInfo) is canonicalised inclusively as
+    the apex of its subtree, from a copy (signing.xml.c14n_apex: lxml's own is wrong)."""
     exclusive, with_comments = _C14N[algorithm]
     comments = comments and with_comments
+    if not exclusive and isinstance(node, etree._Element) and node.getparent() is not None:
+        from signing.xml import c14n_apex  # signing.xml loads pyHanko: only when needed
+
+        node = c14n_apex(node, c14n11=algorithm.startswith(C14N_11))
     kwargs: dict[str, Any] = {"method": "c14n", "exclusive": exclusive, "with_comments": comments}
     if exclusive and prefixes:
         kwargs["inclusive_ns_prefixes"] = prefixes
