@@ -290,6 +290,19 @@ def _connect(path: Path, *, readonly: bool = False, uri: str = "") -> sqlite3.Co
     return conn
 
 
+def _create_private(path: Path) -> None:
+    """Create a missing store file readable and writable by its owner alone (0600), whatever the
+    umask: it holds applicants' personal ids, names and phone numbers. SQLite gives the -wal and
+    -shm files it makes the mode of the store file. An existing file keeps the mode it has.
+    Raises StoreError saying why it cannot be made (SQLite says only "unable to open")."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:  # a folder this user may not write, a read-only file system
+        raise StoreError(f"cannot create the store at {path}: {exc.strerror or exc}") from None
+
+
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     """A reader's connection to ``path`` that works, and leaves nothing behind, even where this
     user may not write the file or its folder.
@@ -564,6 +577,7 @@ class SQLiteStore(Store):
                     _check_not_foreign(reader, self.path)
                 finally:
                     reader.close()
+            _create_private(self.path)
             conn = _connect(self.path)
             for script in schema_scripts():
                 conn.executescript(script)
