@@ -6,7 +6,7 @@
 subject, ``<subject>.cert.pem`` (certificate + intermediate), ``<subject>.key.pem`` and
 ``<subject>.p12`` (empty password). CRL distribution points and the OCSP URL are baked into the
 certificates from ``base_url``; :func:`serve_pki` serves them on loopback.
-Not for production: keys are written unencrypted.
+Not for production: keys are written unencrypted (readable by their owner alone, 0600).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import json
+import os
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -223,15 +224,15 @@ class TestPKI:
             .sign(root_key, hashes.SHA256())
         )
         (directory / "root.pem").write_bytes(_pem_cert(root))
-        (directory / "root.key.pem").write_bytes(_pem_key(root_key))
+        _write_private(directory / "root.key.pem", _pem_key(root_key))
         (directory / "intermediate.pem").write_bytes(_pem_cert(inter))
-        (directory / "intermediate.key.pem").write_bytes(_pem_key(inter_key))
+        _write_private(directory / "intermediate.key.pem", _pem_key(inter_key))
         subjects: dict[str, Any] = {}
         for subject, spec in SUBJECTS.items():
             key = _new_key(spec.key)
             cert = cls._issue(subject, key.public_key(), spec, inter, inter_key, base, now)
             subjects[subject] = {"serial": cert.serial_number, "revoked": spec.revoked}
-            (directory / f"{subject}.key.pem").write_bytes(_pem_key(key))
+            _write_private(directory / f"{subject}.key.pem", _pem_key(key))
             (directory / f"{subject}.cert.pem").write_bytes(_pem_cert(cert, inter))
             _write_p12(directory, subject)
         index = {"base_url": base, "subjects": subjects, "revoked_at": now.isoformat()}
@@ -446,6 +447,13 @@ class TestPKI:
         return b.sign(responder_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` readable by its owner alone (0600, whatever the umask): a private key."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # a file written over keeps its mode otherwise
+        f.write(data)
+
+
 def _write_p12(directory: Path, subject: str) -> None:
     # cryptography refuses an empty PKCS#12 password; openssl writes one NSS's pk12util accepts.
     proc = subprocess.run(
@@ -541,13 +549,7 @@ def self_signed(folder: Path, name: str, *, ip: str | None = None) -> tuple[Path
     cert = builder.sign(key, hashes.SHA256())
     cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    _write_private(key_path, _pem_key(key))
     return cert_path, key_path
 
 
