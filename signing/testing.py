@@ -18,6 +18,9 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import secrets
+import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -180,11 +183,28 @@ class TestPKI:
     # --- creation --------------------------------------------------------------------------
     @classmethod
     def create(cls, directory: Path, *, base_url: str = "http://127.0.0.1:8791") -> TestPKI:
-        """Generate the whole PKI into ``directory`` (created if missing). Raises SigningError
-        if ``openssl`` (used to write empty-password PKCS#12 files) fails."""
+        """Generate the whole PKI into ``directory``, a missing or empty folder. It is built in a
+        folder beside it, renamed into place once complete: a creation that fails (no openssl,
+        a full disk) leaves nothing behind, and a later one finds the folder as it was. Private
+        keys are written readable by their owner alone. Raises SigningError if ``openssl`` (used
+        to write empty-password PKCS#12 files) is missing or fails; OSError if the folder or
+        the one beside it cannot be written (``directory`` not empty: ENOTEMPTY)."""
         directory = Path(directory)
-        (directory / "crl").mkdir(parents=True, exist_ok=True)
         base = base_url.rstrip("/")
+        target = directory.resolve()  # "." has no name to build beside; a link stays a link
+        building = _folder_beside(target)
+        try:
+            index = cls._generate(building, base)
+            os.replace(building, target)  # rename(2) takes the place of an empty folder
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        return cls(directory, base, index)
+
+    @classmethod
+    def _generate(cls, directory: Path, base: str) -> dict[str, Any]:
+        """Write every file of the PKI into the (empty) ``directory``; returns its index."""
+        (directory / "crl").mkdir()
         now = _now()
         root_key = _new_key("rsa")
         root_name = _name("lienthong Test Root CA")
@@ -237,10 +257,9 @@ class TestPKI:
             _write_p12(directory, subject)
         index = {"base_url": base, "subjects": subjects, "revoked_at": now.isoformat()}
         (directory / "index.json").write_text(json.dumps(index, indent=1))
-        pki = cls(directory, base, index)
-        for name, data in pki.crls().items():
+        for name, data in cls(directory, base, index).crls().items():
             (directory / "crl" / name).write_bytes(data)
-        return pki
+        return index
 
     @classmethod
     def load(cls, directory: Path) -> TestPKI:
@@ -447,6 +466,17 @@ class TestPKI:
         return b.sign(responder_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
+def _folder_beside(directory: Path) -> Path:
+    """A new folder beside ``directory`` (whose parents are made), to build it in: with the mode
+    ``directory`` has, or else the one a new folder gets (the umask's)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    building = directory.with_name(f".{directory.name}.{secrets.token_hex(4)}.partial")
+    building.mkdir()
+    with contextlib.suppress(FileNotFoundError):
+        building.chmod(stat.S_IMODE(directory.stat().st_mode))
+    return building
+
+
 def _write_private(path: Path, data: bytes) -> None:
     """Write ``path`` readable by its owner alone (0600, whatever the umask): a private key."""
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
@@ -456,25 +486,30 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _write_p12(directory: Path, subject: str) -> None:
     # cryptography refuses an empty PKCS#12 password; openssl writes one NSS's pk12util accepts.
-    proc = subprocess.run(
-        [
-            "openssl",
-            "pkcs12",
-            "-export",
-            "-passout",
-            "pass:",
-            "-name",
-            subject,
-            "-inkey",
-            str(directory / f"{subject}.key.pem"),
-            "-in",
-            str(directory / f"{subject}.cert.pem"),
-            "-out",
-            str(directory / f"{subject}.p12"),
-        ],
-        capture_output=True,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [
+                "openssl",
+                "pkcs12",
+                "-export",
+                "-passout",
+                "pass:",
+                "-name",
+                subject,
+                "-inkey",
+                str(directory / f"{subject}.key.pem"),
+                "-in",
+                str(directory / f"{subject}.cert.pem"),
+                "-out",
+                str(directory / f"{subject}.p12"),
+            ],
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise SigningError(
+            "openssl not found on PATH: it writes the test PKI's .p12 files (install openssl)"
+        ) from None
     if proc.returncode != 0:
         raise SigningError(f"openssl pkcs12 failed for {subject}: {proc.stderr.decode()[:200]}")
 
