@@ -28,6 +28,7 @@ from gateway.logs import JsonFormatter
 from gateway.outbox.jobs import depth
 from gateway.samples import sample_dossiers
 from gateway.settings import Settings, load_settings
+from signing.errors import SigningError
 from signing.testing import TestPKI, free_port
 
 __all__ = ["make_pki", "run_demo"]
@@ -159,15 +160,21 @@ _OUTPUTS = frozenset(
 
 
 def _clear(output: Path) -> None:
-    """Remove an earlier demo's output; refuse a folder that holds anything else (a mistyped
-    --output must not delete someone's files). A demo's folder is known by the first line of
-    its lienthong.toml, written before anything else: a gateway's own folder holds the same
-    names (lienthong.toml, lienthong.db, pki/) and was deleted whole."""
+    """Empty an earlier demo's output folder; refuse a folder that holds anything else (a
+    mistyped --output must not delete someone's files). A demo's folder is known by the first
+    line of its lienthong.toml, written before anything else: a gateway's own folder holds the
+    same names (lienthong.toml, lienthong.db, pki/) and was deleted whole. So lienthong.toml is
+    deleted last: a clear that stops midway (a file this user may not delete) leaves a folder
+    the next run still knows as a demo's. The folder itself is kept, and so is a link to it
+    (a demo-output linked to a larger disk). Raises OutputError."""
     if not output.exists():
         return
     if not output.is_dir():
         raise OutputError(f"{output} is not a folder")
-    names = [p.name for p in output.iterdir()]
+    try:
+        names = [p.name for p in output.iterdir()]
+    except OSError as exc:
+        raise OutputError(f"cannot read {output}: {_reason(exc)}") from None
     strangers = sorted(name for name in names if name not in _OUTPUTS)
     if strangers:
         raise OutputError(
@@ -179,7 +186,30 @@ def _clear(output: Path) -> None:
             f"{output} is not an earlier demo's output (its lienthong.toml is not the one a "
             "demo writes): choose another --output"
         )
-    shutil.rmtree(output)
+    try:
+        for entry in (output / name for name in sorted(names, key=_toml_last)):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, onerror=_with_path)
+            else:  # a file, or a link: the link goes, never what it points to
+                entry.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot clear {output}: {_reason(exc)}") from None
+
+
+def _with_path(function: Any, path: str, excinfo: Any) -> None:
+    """rmtree's failure, naming the file by its path (rmtree's own error names it alone)."""
+    exc = excinfo[1]
+    raise OSError(exc.errno, exc.strerror, path) from None
+
+
+def _toml_last(name: str) -> bool:
+    return name == "lienthong.toml"
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError in words, with the file it is about: "Permission denied: demo/artifacts/x"."""
+    why = exc.strerror or str(exc)
+    return f"{why}: {exc.filename}" if exc.filename else why
 
 
 def _written_by_a_demo(config: Path) -> bool:
@@ -195,16 +225,21 @@ def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
     gateway's JSON log goes to ``lienthong.log`` there, so the console shows only the story."""
     _clear(output)
     try:
-        output.mkdir(parents=True)
+        output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot make {output}: {exc.strerror}") from None
-    config = _write_config(output, seed)  # first: it marks the folder as a demo's (_clear)
-    handler = logging.FileHandler(output / "lienthong.log", encoding="utf-8")
+    try:
+        config = _write_config(output, seed)  # first: it marks the folder as a demo's (_clear)
+        pki = make_pki(output / "pki")
+        handler = logging.FileHandler(output / "lienthong.log", encoding="utf-8")
+    except OSError as exc:  # a full disk
+        raise OutputError(f"cannot write in {output}: {_reason(exc)}") from None
+    except SigningError as exc:  # openssl missing
+        raise OutputError(f"cannot make the test PKI in {output / 'pki'}: {exc}") from None
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    pki = make_pki(output / "pki")
     return pki, load_settings(config, environ={})
 
 

@@ -1,0 +1,103 @@
+"""``lienthong demo`` into the output of an earlier one that is a link (a demo-output linked to a
+larger disk), or that holds a file this user may not delete: one line, never a traceback, and a
+folder the next run still takes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from gateway.demo import _clear, _write_config
+
+AS_ROOT = os.geteuid() == 0
+
+
+def _earlier_demo(out: Path) -> None:
+    """What a demo leaves (the names that matter here; _write_config is what marks it)."""
+    (out / "pki").mkdir(parents=True)
+    (out / "pki" / "root.key.pem").write_text("key")
+    (out / "artifacts").mkdir()
+    (out / "artifacts" / "cong-van-2491.receipt.xml").write_text("<receipt/>")
+    (out / "lienthong.db").write_text("old")
+    _write_config(out, seed=0)
+
+
+def test_a_link_to_an_earlier_demos_output_is_cleared_through(tmp_path: Path) -> None:
+    """Found by probing: shutil.rmtree refused the link ('Cannot call rmtree on a symbolic
+    link'), and the demo ended in a traceback."""
+    disk = tmp_path / "disk" / "demo"
+    _earlier_demo(disk)
+    link = tmp_path / "demo-output"
+    link.symlink_to(disk)
+    _clear(link)
+    assert link.is_symlink() and link.resolve() == disk.resolve()
+    assert list(disk.iterdir()) == []
+
+
+def test_links_inside_the_output_go_and_what_they_point_to_stays(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "demo-output", tmp_path / "big-disk"
+    _earlier_demo(out)
+    (elsewhere / "sha256").mkdir(parents=True)
+    (out / "blobs").symlink_to(elsewhere)
+    _clear(out)
+    assert list(out.iterdir()) == [] and (elsewhere / "sha256").is_dir()
+
+
+def _run_bound_by_modes(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``argv`` in a process that file modes bind: as root, without the capabilities that let
+    root write any folder (as in a container where they are dropped)."""
+    command = list(argv)
+    if AS_ROOT:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.fail("running as root without setpriv: modes bind no process")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner",
+                   "--inh-caps=-all", *command]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_a_file_that_may_not_be_deleted_is_one_line_and_the_folder_stays_a_demos(
+    tmp_path: Path,
+) -> None:
+    """Found by probing: rmtree stopped at the first file it could not delete with a traceback,
+    after deleting lienthong.toml, and every later run refused the folder as not a demo's."""
+    out = tmp_path / "demo-output"
+    _earlier_demo(out)
+    (out / "artifacts").chmod(0o555)
+    try:
+        done = _run_bound_by_modes(
+            sys.executable, "-c", "from gateway.cli import main; main()",
+            "demo", "--output", str(out), "--dossiers", "1",
+        )  # fmt: skip
+    finally:
+        (out / "artifacts").chmod(0o755)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        f"Error: cannot clear {out}: Permission denied: "
+        f"{out / 'artifacts' / 'cong-van-2491.receipt.xml'}\n"
+    )
+    assert (out / "lienthong.toml").is_file()  # deleted last: the folder is still a demo's
+    _clear(out)  # and the next run takes it
+    assert list(out.iterdir()) == []
+
+
+def test_a_demo_without_openssl_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-such-bin"))
+    out = tmp_path / "demo-output"
+    result = CliRunner().invoke(main, ["demo", "--output", str(out), "--dossiers", "1"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"Error: cannot make the test PKI in {out / 'pki'}: openssl not found on PATH: it "
+        "writes the test PKI's .p12 files (install openssl)\n"
+    )
