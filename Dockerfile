@@ -19,6 +19,7 @@ WORKDIR /home/lienthong
 ENV LIENTHONG_CONFIG=/etc/lienthong/lienthong.toml \
     LIENTHONG_GATEWAY_LISTEN=0.0.0.0:8080
 EXPOSE 8080
-HEALTHCHECK CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz'); sys.exit(0)"
+# /healthz at the configured listen address, over HTTPS when [gateway] tls_cert is set.
+HEALTHCHECK CMD ["python", "-m", "gateway.healthcheck"]
 ENTRYPOINT ["lienthong"]
 CMD ["serve"]
