@@ -389,7 +389,7 @@ def pki_serve(directory: str) -> None:
         with _interruptible():
             asyncio.run(run())
     except OSError as exc:
-        _fail(_listen_error(host, port, exc))
+        _fail(_listen_error(host, port, exc), code=1)  # a runtime failure, as serve's
 
 
 @click.group()
@@ -420,7 +420,7 @@ def tsa_serve(pki_dir: str, port: int, host: str) -> None:
     except SigningError as exc:
         _fail(str(exc))
     except OSError as exc:
-        _fail(_listen_error(host, port, exc))
+        _fail(_listen_error(host, port, exc), code=1)  # a runtime failure, as serve's
 
 
 class _interruptible:

@@ -327,18 +327,19 @@ def test_tsa_serve_cannot_listen(pki: TestPKI, held_port: int) -> None:
     runner = CliRunner()
     pki_dir = str(pki.directory)
     result = runner.invoke(tsa, ["serve", "--pki", pki_dir, "--port", str(held_port)])
-    one_line_error(result, 2, f"cannot listen on 127.0.0.1:{held_port}", "address already in use")
+    # Exit 1, as serve and sandbox serve: a runtime failure, not bad input (2 for those).
+    one_line_error(result, 1, f"cannot listen on 127.0.0.1:{held_port}", "address already in use")
     result = runner.invoke(tsa, ["serve", "--pki", pki_dir, "--host", "nosuch.invalid"])
-    one_line_error(result, 2, "cannot listen on nosuch.invalid", "unknown host")
+    one_line_error(result, 1, "cannot listen on nosuch.invalid", "unknown host")
     result = runner.invoke(tsa, ["serve", "--pki", pki_dir, "--host", "192.0.2.1"])  # TEST-NET-1
-    one_line_error(result, 2, "cannot listen on 192.0.2.1:8792", "address not available")
+    one_line_error(result, 1, "cannot listen on 192.0.2.1:8792", "address not available")
     one_line_error(runner.invoke(tsa, ["serve", "--pki", str(pki.directory / "nope")]), 2, "nope")
 
 
 def test_tsa_serve_in_use_in_a_real_process(pki: TestPKI, held_port: int) -> None:
     with _cli("tsa", "serve", "--pki", str(pki.directory), "--port", str(held_port)) as process:
         out, err = process.communicate(timeout=60)
-    assert process.returncode == 2 and out == ""
+    assert process.returncode == 1 and out == ""
     assert err == f"error: cannot listen on 127.0.0.1:{held_port}: address already in use\n"
 
 
@@ -374,7 +375,7 @@ def test_pki_serve_refuses_a_bad_base_url(
 def test_pki_serve_port_in_use(pki: TestPKI, tmp_path: Path, held_port: int) -> None:
     made = _copy_pki(pki, tmp_path / "p", f"http://127.0.0.1:{held_port}")
     result = CliRunner().invoke(pki_group, ["serve", str(made)])
-    one_line_error(result, 2, f"cannot listen on 127.0.0.1:{held_port}", "address already in use")
+    one_line_error(result, 1, f"cannot listen on 127.0.0.1:{held_port}", "address already in use")
 
 
 def test_pki_serve_still_serves(pki: TestPKI, tmp_path: Path) -> None:
