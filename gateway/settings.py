@@ -146,10 +146,16 @@ def is_http_url(value: str) -> bool:
 
 def _http_url(value: str, where: str) -> None:
     if not is_http_url(value):
-        # Every query value hidden, as a TSA URL's are in the errors of a running gateway: a
-        # service may take its key as ?token=, ?apikey=…, and no list of names is complete.
-        shown = _QUERY_VALUE.sub(r"\1***", url_without_password(value))
-        raise SettingsError(f"{where}: expected an http:// or https:// URL, got {shown!r}")
+        raise SettingsError(
+            f"{where}: expected an http:// or https:// URL, got {_refused_url(value)!r}"
+        )
+
+
+def _refused_url(value: str) -> str:
+    """A refused URL as its refusal shows it: without its password, and with every query value
+    hidden, as a TSA URL's are in the errors of a running gateway: a service may take its key as
+    ?token=, ?apikey=…, and no list of names is complete."""
+    return _QUERY_VALUE.sub(r"\1***", url_without_password(value))
 
 
 # The authority of a URL (after ``scheme://``, up to the path, query or fragment), and the
@@ -204,7 +210,7 @@ def _callback_base(value: str, where: str) -> None:
     if parts.query or parts.fragment or "@" in parts.netloc:
         raise SettingsError(
             f"{where}: expected scheme://host[:port][/path], without user, query or fragment,"
-            f" got {url_without_password(value)!r}"
+            f" got {_refused_url(value)!r}"
         )
 
 
