@@ -9,7 +9,7 @@ type (``workers = "32"`` is refused); the environment's, text by nature, are con
 can also be set from the environment as
 ``LIENTHONG_<SECTION>_<KEY>`` (``LIENTHONG_STORE_URL``, ``LIENTHONG_OUTBOX_WORKERS``), a registry's
 as ``LIENTHONG_REGISTRIES_<NAME>_<KEY>``; the environment wins over the file, and a variable that
-names a section but none of its keys is refused. One :class:`Settings` object flows down from
+names a section but none of its keys, or is written in another case than upper, is refused. One :class:`Settings` object flows down from
 ``create_app``.
 """
 
@@ -738,12 +738,17 @@ def _with(table: Any, path: tuple[str, ...], value: str) -> Any:
 
 
 def _unknown_variable(variable: str) -> str | None:
-    """Why ``variable`` names no key of the section it names; None: it names no section."""
-    if not variable.startswith("LIENTHONG_") or variable in _NOT_KEYS:
+    """Why ``variable`` names no key of the section it names; None: it names no section. Its
+    case does not decide: one spelled in another case than upper (``LIENTHONG_store_url``,
+    ``lienthong_gateway_listn``) is refused, never silently ignored."""
+    upper = variable.upper()
+    if not upper.startswith("LIENTHONG_") or variable in _NOT_KEYS:
         return None
-    written, _, rest = variable.removeprefix("LIENTHONG_").partition("_")
+    if variable != upper and (upper in _ENVIRONMENT_KEYS or upper in _NOT_KEYS):
+        return f"variables are read in upper case only: name it {upper}"
+    written, _, rest = upper.removeprefix("LIENTHONG_").partition("_")
     section = written.lower()
-    if section not in _TOP or written != section.upper():
+    if section not in _TOP:
         return None  # LIENTHONG_CONFIG, LIENTHONG_KEY_PASSWORD, …
     if section in _LISTS:
         return f"[[{section}]] cannot be set from the environment: write it in the file"
