@@ -937,7 +937,9 @@ def load_settings(
         raise SettingsError("no configuration: pass --config or set LIENTHONG_CONFIG")
     file = Path(chosen)
     try:
-        data = tomllib.loads(file.read_text("utf-8"))
+        # A byte order mark (Windows Notepad saves one) is no TOML statement: it was refused as
+        # "Invalid statement (at line 1, column 1)", pointing at nothing one can see.
+        data = tomllib.loads(file.read_text("utf-8").removeprefix("\ufeff"))
     except FileNotFoundError:
         raise SettingsError(f"{file}: no such file") from None
     except OSError as exc:  # a folder, no permission
