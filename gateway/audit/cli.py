@@ -366,6 +366,8 @@ def verify_bundle_cmd(
         report = asyncio.run(verify_bundle(data, list(trust_paths), signers=signers))
     except SigningError as exc:
         raise click.ClickException(str(exc)) from None
+    if report.anchor is None:  # no manifest read (not a zip, not a bundle): nothing to report
+        raise click.ClickException(report.problems[0])
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
