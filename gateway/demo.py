@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import itertools
 import json
 import logging
 import shutil
@@ -26,7 +27,7 @@ from aiohttp import web
 from gateway.demo_stories import evidence_story, exchange_story
 from gateway.logs import JsonFormatter
 from gateway.outbox.jobs import depth
-from gateway.samples import sample_dossiers
+from gateway.samples import dossier_code, sample_dossiers
 from gateway.settings import Settings, load_settings
 from signing.errors import SigningError
 from signing.testing import TestPKI, free_port
@@ -323,9 +324,19 @@ async def _wait_all(client: _Client, codes: list[str], quiet: bool) -> dict[str,
     return final
 
 
-async def _correction_story(client: _Client, seed: int, quiet: bool) -> dict[str, Any]:
+def _batch_and_story(count: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The batch's ``count`` dossiers, and the story's birth (code …-9001): the next birth of the
+    same stream, so its child is none the batch registers. Drawn from a stream of its own, it
+    was the batch's first birth again whenever the batch began with one, and the register
+    refused the second birth of one child to one mother (the story ended needs_attention)."""
+    stream = sample_dossiers(count + 100, seed=seed)  # read lazily: only up to the story's
+    batch = list(itertools.islice(stream, count))
+    story = next(d for d in stream if d["flow"] == "birth")
+    return batch, {**story, "code": dossier_code(9001)}
+
+
+async def _correction_story(client: _Client, doc: dict[str, Any], quiet: bool) -> dict[str, Any]:
     """An operator's day: a dossier stopped by a wrong name is corrected and resumed."""
-    doc = next(sample_dossiers(1, seed=seed, start=9001, death_share=0.0))
     right_name = doc["applicant"]["full_name"]
     doc["applicant"]["full_name"] = right_name.replace(right_name.split()[-1], "Sai")
     code = doc["code"]
@@ -431,12 +442,12 @@ async def run_demo(
             )
             async with aiohttp.ClientSession() as http:
                 client = _Client(http, base)
-                dossiers = list(sample_dossiers(count, seed=seed))
+                dossiers, story_dossier = _batch_and_story(count, seed)
                 started = time.monotonic()
                 submitted = await _submit_all(client, dossiers, quiet)
                 final = await _wait_all(client, [d["code"] for d in dossiers], quiet)
                 elapsed = time.monotonic() - started
-                story = await _correction_story(client, seed, quiet)
+                story = await _correction_story(client, story_dossier, quiet)
                 lookups = await _lookups(client, seed)
                 exchange = await exchange_story(http, base, pki, output)
                 _say(quiet, f"\n• Công văn {exchange['document']}: sent {exchange['sent']}, "
