@@ -12,8 +12,9 @@ One attempt of one job::
 Auditing: every attempt produces exactly one event, and ``step.attempted`` is FOLDED into it — the
 event that closes the attempt (``step.delivered`` / ``step.failed`` / ``job.dead``) is the record
 that the attempt happened. Not audited, because nothing was attempted: a job deferred by an open
-circuit (rescheduled at ``retry_after``, its attempt refunded) and an attempt whose holder lost the
-lease (its result is discarded; the new holder's attempt is audited).
+circuit (rescheduled at ``retry_after``, its attempt refunded). An attempt whose holder lost the
+lease is audited by the worker that takes the job over, as failed, its outcome unknown (see
+Leases); the holder's own late result is discarded.
 
 Attempts: only calls made while the endpoint's circuit is closed use them. A job the open circuit
 refuses waits (above); one whose call was the half-open circuit's trial, and failed, made a real
@@ -27,9 +28,13 @@ periods: from its calls alone it cannot be told from an endpoint that is down.)
 
 Leases: the lease is RENEWED every ``lease / 3`` seconds while a handler runs, so a slow registry
 call keeps its job; ``run_timeout`` bounds a call that hangs. A gateway killed mid-delivery stops
-renewing; its jobs are re-claimed once ``lease_until`` passes. A late result from a holder that
-lost its lease is discarded — the fence is ``owner``, unique per claim — so the handler's recording
-unit runs at most once per delivered job.
+renewing; once ``lease_until`` passes, the next worker to claim takes the job over and records
+the attempt it was making as failed, its outcome unknown (:class:`~gateway.outbox.AttemptLost`,
+told to the handler, audited ``step.failed`` or ``job.dead``), then the job is retried by its
+policy like any attempt whose answer was lost: attempts lost to crashes count, so a job that
+crashes every gateway running it ends dead. A late result from a holder that lost its lease is
+discarded — the fence is ``owner``, unique per claim — so the handler's recording unit runs at
+most once per delivered job.
 
 Clocks: the worker gives the store its ``clock()`` as ``now`` and the lease and retry delays as
 spans. SQLite writes and compares times on that clock (one host, one clock); PostgreSQL, whose
@@ -58,6 +63,7 @@ from gateway.metrics import Metrics
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
 from .breaker import NotYet, TrialWatch, watch_trials
+from .errors import AttemptLost
 from .jobs import Job, depth, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
 
@@ -226,17 +232,32 @@ class Worker:
         return len(jobs)
 
     async def _claim(self, limit: int) -> list[Job]:
+        """Record the attempts whose holders stopped, then claim up to ``limit`` due jobs."""
+        await self._take_over_lapsed(limit)
+        return await self._take("outbox.claim", limit)
+
+    async def _take(self, query: str, limit: int) -> list[Job]:
         # A fresh token per claim: the owner fence then tells this claim from any earlier claim
         # of the same job by this same worker.
         owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         now = self.clock()
 
         def work(tx: Tx) -> list[Job]:
-            rows = tx.all("outbox.claim", owner=owner, now=now, lease=self.lease, limit=limit)
+            rows = tx.all(query, owner=owner, now=now, lease=self.lease, limit=limit)
             return [job_from_row(r) for r in rows]
 
         jobs = await self.store.transact(work)
         return sorted(jobs, key=lambda j: j.id)
+
+    async def _take_over_lapsed(self, limit: int) -> None:
+        """Take over the running jobs whose lease ran out and record, for each, the attempt its
+        holder was making as failed, its outcome unknown: retried by the job's policy, or dead
+        when that was its last attempt. Recorded before the job is tried again, so the handler
+        (a flow step's history) knows a request may have reached the registry unanswered."""
+        for job in await self._take("outbox.reclaim", limit):
+            lost = AttemptLost(job.attempts)
+            decision = self.policy_for(job).decide(lost, job.attempts)
+            await self._finish_failure(job, self.handlers.get(job.kind), lost, decision)
 
     async def _run_loop(self) -> None:
         while not self._stopping:

@@ -32,17 +32,33 @@ VALUES (:kind, :key, :payload, :dossier, :document, 'pending', 0, :now + :delay,
 ON CONFLICT (key) DO NOTHING
 RETURNING id;
 
--- Due pending jobs, and running jobs whose holder's lease ran out (that gateway died or hung).
--- PostgreSQL: add FOR UPDATE SKIP LOCKED to the inner SELECT.
 -- name: claim
+-- Due pending jobs, each for one more attempt. (A running job whose lease ran out is taken over
+-- by reclaim, below, first.) PostgreSQL's version also locks the rows it takes.
 UPDATE outbox_jobs
 SET state = 'running', owner = :owner, lease_until = :now + :lease,
     attempts = attempts + 1, updated_at = :now
 WHERE id IN (
     SELECT id FROM outbox_jobs
-    WHERE (state = 'pending' AND run_after <= :now)
-       OR (state = 'running' AND lease_until < :now)
+    WHERE state = 'pending' AND run_after <= :now
     ORDER BY run_after, id
+    LIMIT :limit
+)
+RETURNING id, kind, key, payload, dossier, document, state, attempts, run_after, owner,
+          lease_until, last_error, created_at, updated_at;
+
+-- name: reclaim
+-- Running jobs whose holder's lease ran out: that gateway was killed, hung or lost the store in
+-- the middle of an attempt, whose outcome nobody recorded. Taken over (a new owner, attempts
+-- unchanged) only for the taker to record that attempt — failed, its outcome unknown — and put
+-- the job back by its retry policy or bury it: the lost attempt counts, and is told to the
+-- job's handler (a flow step's history shows a write whose answer was lost).
+UPDATE outbox_jobs
+SET owner = :owner, lease_until = :now + :lease, updated_at = :now
+WHERE id IN (
+    SELECT id FROM outbox_jobs
+    WHERE state = 'running' AND lease_until < :now
+    ORDER BY lease_until, id
     LIMIT :limit
 )
 RETURNING id, kind, key, payload, dossier, document, state, attempts, run_after, owner,

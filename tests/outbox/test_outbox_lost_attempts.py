@@ -1,0 +1,166 @@
+"""Attempts whose holder stopped mid-way (killed, hung, cut off from the store), on both stores.
+
+A gateway that dies while it waits for a registry's answer leaves its job ``running`` under a
+lease that runs out. Whoever takes the job over must record that attempt — failed, its outcome
+unknown — before trying again: the step's history then shows a write whose answer was lost (a
+correction that changes it is refused), and a job that kills every gateway that runs it ends dead
+after its attempts instead of coming back for ever.
+
+The dying gateway is played by its claim (the store's own block, as its worker ran it); its
+lease is made to run out by moving the row's times back, so both stores (PostgreSQL compares
+the times on its own clock) see the same thing without waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from gateway.outbox import Job, RetryPolicy, Worker, enqueue, get_job
+from gateway.outbox.testing import ScriptedHandler, audit_entries
+from gateway.store import Store, Tx, open_store
+
+POSTGRES_URL = os.environ.get(
+    "LIENTHONG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+NOW = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0, rng=lambda: 0.0)
+LATER = RetryPolicy(max_attempts=2, base_delay=600.0, max_delay=600.0, rng=lambda: 0.0)
+
+
+def _postgres_admin(sql: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(sql.encode())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite file, or a fresh schema of the real PostgreSQL server (dropped after)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'outbox.db'}"
+        return
+    schema = f"lost_{uuid.uuid4().hex}"
+    _postgres_admin(f'CREATE SCHEMA "{schema}"')
+    try:
+        sep = "&" if "?" in POSTGRES_URL else "?"
+        yield f"{POSTGRES_URL}{sep}options={quote(f'-c search_path={schema}')}"
+    finally:
+        _postgres_admin(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    async with open_store(store_url) as s:
+        yield s
+
+
+def raw_sql(url: str, sql: str) -> None:
+    """Run ``sql`` on the store's database beside the store (what time does to the rows)."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=10)
+        try:
+            conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+    else:
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute(sql.encode())
+
+
+def leases_run_out(url: str) -> None:
+    raw_sql(url, "UPDATE outbox_jobs SET lease_until = lease_until - 3600 WHERE state = 'running'")
+
+
+def due_now(url: str) -> None:
+    raw_sql(url, "UPDATE outbox_jobs SET run_after = run_after - 3600 WHERE state = 'pending'")
+
+
+async def add(store: Store) -> int:
+    job_id = await store.transact(
+        lambda tx: enqueue(
+            tx,
+            kind="registry",
+            key=f"k-{uuid.uuid4().hex}",
+            payload={"step": "birth.register", "service": "civil_status/birth.register/v1"},
+            dossier="000.00.00.H41-261122-0001",
+        )
+    )
+    assert job_id is not None
+    return job_id
+
+
+async def dies_holding(store: Store, job_id: int, gateway: str) -> None:
+    """A gateway claims the due job, starts its attempt, and is killed: nothing more is written."""
+
+    def claim(tx: Tx) -> list[int]:
+        rows = tx.all("outbox.claim", owner=f"{gateway}/1", now=time.time(), lease=30, limit=5)
+        return [int(r["id"]) for r in rows]
+
+    assert await store.transact(claim) == [job_id]
+
+
+async def job(store: Store, job_id: int) -> Job:
+    found = await store.read(lambda tx: get_job(tx, job_id))
+    assert found is not None
+    return found
+
+
+async def test_an_attempt_whose_gateway_died_is_recorded_before_the_next(
+    store: Store, store_url: str
+) -> None:
+    handler = ScriptedHandler()
+    worker = Worker(store, {"registry": handler}, policy=NOW, owner="gw-b")
+    job_id = await add(store)
+    await dies_holding(store, job_id, "gw-a")
+    assert await worker.run_once() == 0  # gw-a's lease still holds
+    leases_run_out(store_url)
+
+    assert await worker.run_once() == 1
+    lost = "the gateway stopped during attempt 1 (its lease ran out): its outcome is unknown"
+    # Told to the handler (a flow step writes it in the step's history) as a retried failure,
+    # before attempt 2 ran and delivered.
+    assert [(f.attempt, f.error, f.dead) for f in handler.failures] == [(1, lost, False)]
+    assert handler.recorded == [(job_id, 2)]
+    events = await audit_entries(store)
+    assert [(e["action"], e.get("outcome", "ok")) for e in events] == [
+        ("step.failed", "retry"),
+        ("step.delivered", "ok"),
+    ]
+    assert events[0]["detail"].startswith(f"attempt 1: AttemptLost: {lost}")
+    assert (await job(store, job_id)).state == "done"
+
+
+async def test_a_job_that_kills_every_gateway_ends_dead_after_its_attempts(
+    store: Store, store_url: str
+) -> None:
+    handler = ScriptedHandler()
+    worker = Worker(store, {"registry": handler}, policy=LATER, owner="gw-z")
+    job_id = await add(store)
+
+    await dies_holding(store, job_id, "gw-1")  # attempt 1
+    leases_run_out(store_url)
+    assert await worker.run_once() == 0  # attempt 1 recorded; attempt 2 due in 600 s
+    j = await job(store, job_id)
+    assert (j.state, j.attempts) == ("pending", 1)
+    assert j.last_error is not None and "stopped during attempt 1" in j.last_error
+
+    due_now(store_url)
+    await dies_holding(store, job_id, "gw-2")  # attempt 2, the last the policy allows
+    leases_run_out(store_url)
+    assert await worker.run_once() == 0
+
+    j = await job(store, job_id)
+    assert (j.state, j.attempts) == ("dead", 2)
+    assert j.last_error is not None and "stopped during attempt 2" in j.last_error
+    assert [(f.attempt, f.dead) for f in handler.failures] == [(1, False), (2, True)]
+    assert handler.runs == []  # the job itself never ran here
+    events = await audit_entries(store)
+    assert [e["action"] for e in events] == ["step.failed", "job.dead"]
