@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import socket
@@ -178,6 +179,11 @@ class Worker:
         self.run_timeout = run_timeout
         self.drain_timeout = drain_timeout
         self._inflight: set[asyncio.Task[None]] = set()
+        # The jobs this worker is running: never taken over by itself, however expired their
+        # leases look (a stall, a clock step, the store locked by another process for longer
+        # than a lease) — a second run beside the first would call the registry twice and keep
+        # whichever result came last.
+        self._running: set[int] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -234,16 +240,18 @@ class Worker:
     async def _claim(self, limit: int) -> list[Job]:
         """Record the attempts whose holders stopped, then claim up to ``limit`` due jobs."""
         await self._take_over_lapsed(limit)
-        return await self._take("outbox.claim", limit)
+        jobs = await self._take("outbox.claim", limit)
+        self._running.update(job.id for job in jobs)
+        return jobs
 
-    async def _take(self, query: str, limit: int) -> list[Job]:
+    async def _take(self, query: str, limit: int, **params: Any) -> list[Job]:
         # A fresh token per claim: the owner fence then tells this claim from any earlier claim
         # of the same job by this same worker.
         owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         now = self.clock()
 
         def work(tx: Tx) -> list[Job]:
-            rows = tx.all(query, owner=owner, now=now, lease=self.lease, limit=limit)
+            rows = tx.all(query, owner=owner, now=now, lease=self.lease, limit=limit, **params)
             return [job_from_row(r) for r in rows]
 
         jobs = await self.store.transact(work)
@@ -254,7 +262,8 @@ class Worker:
         holder was making as failed, its outcome unknown: retried by the job's policy, or dead
         when that was its last attempt. Recorded before the job is tried again, so the handler
         (a flow step's history) knows a request may have reached the registry unanswered."""
-        for job in await self._take("outbox.reclaim", limit):
+        busy = json.dumps(sorted(self._running))
+        for job in await self._take("outbox.reclaim", limit, busy=busy):
             lost = AttemptLost(job.attempts)
             decision = self.policy_for(job).decide(lost, job.attempts)
             await self._finish_failure(job, self.handlers.get(job.kind), lost, decision)
@@ -303,6 +312,12 @@ class Worker:
         return self._policy if isinstance(self._policy, RetryPolicy) else self._policy(job)
 
     async def _process(self, job: Job) -> None:
+        try:
+            await self._attempt(job)
+        finally:
+            self._running.discard(job.id)
+
+    async def _attempt(self, job: Job) -> None:
         handler = self.handlers.get(job.kind)
         if handler is None:
             await self._finish_failure(
@@ -360,7 +375,13 @@ class Worker:
                 log.warning("outbox: lease renewal failed", exc_info=True, extra=_extra(job))
                 continue
             if not kept:
-                log.warning("outbox: lease on job %s was lost", job.id, extra=_extra(job))
+                log.warning(
+                    "outbox: lost the lease on job %s: it ran out (this process stalled or was cut "
+                    "off from the store, or a clock stepped) and another gateway took the job "
+                    "over; this attempt's result will be discarded",
+                    job.id,
+                    extra=_extra(job),
+                )
                 return
 
     async def _finish_success(
@@ -545,8 +566,8 @@ class Worker:
 
     def _lost(self, job: Job, what: str) -> None:
         log.warning(
-            "outbox: job %s was re-claimed by another worker after our lease ran out; "
-            "our %s result is discarded",
+            "outbox: job %s: another gateway took the job over after its lease ran out; "
+            "this attempt's %s result is discarded",
             job.id,
             what,
             extra=_extra(job, outcome="discarded"),

@@ -13,6 +13,7 @@ the times on its own clock) see the same thing without waiting.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -164,3 +165,49 @@ async def test_a_job_that_kills_every_gateway_ends_dead_after_its_attempts(
     assert handler.runs == []  # the job itself never ran here
     events = await audit_entries(store)
     assert [e["action"] for e in events] == ["step.failed", "job.dead"]
+
+
+async def test_a_worker_never_takes_over_a_job_it_is_still_running(
+    store: Store, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its lease looks expired (the process stalled, the clock stepped, another process held the
+    SQLite write lock): the worker still running the job must not start it again beside itself,
+    nor record it lost, and the one attempt's result is the one kept."""
+    gate = asyncio.Event()
+    handler = ScriptedHandler(gate=gate)
+    worker = Worker(store, {"registry": handler}, policy=NOW, owner="gw-a")
+    job_id = await add(store)
+    first = asyncio.create_task(worker.run_once())
+    await asyncio.wait_for(handler.started.wait(), 5)
+    leases_run_out(store_url)
+
+    assert await worker.run_once() == 0
+    assert len(handler.runs) == 1 and handler.failures == []
+    gate.set()
+    assert await asyncio.wait_for(first, 5) == 1
+    assert handler.recorded == [(job_id, 1)]
+    j = await job(store, job_id)
+    assert (j.state, j.attempts) == ("done", 1)
+    assert [e["action"] for e in await audit_entries(store)] == ["step.delivered"]
+    assert "discarded" not in caplog.text
+
+
+async def test_another_gateway_takes_over_a_job_whose_holder_stalled(
+    store: Store, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process cannot tell a stalled holder from a dead one: it records the attempt as
+    lost and tries again; the holder, back, is told the truth and its result is discarded."""
+    gate = asyncio.Event()
+    stalled = ScriptedHandler(gate=gate)
+    a = Worker(store, {"registry": stalled}, policy=NOW, owner="gw-a")
+    b = Worker(store, {"registry": ScriptedHandler()}, policy=NOW, owner="gw-b")
+    job_id = await add(store)
+    running = asyncio.create_task(a.run_once())
+    await asyncio.wait_for(stalled.started.wait(), 5)
+    leases_run_out(store_url)
+    assert await b.run_once() == 1
+    gate.set()
+    await asyncio.wait_for(running, 5)
+    assert stalled.recorded == []
+    assert (await job(store, job_id)).state == "done"
+    assert "another gateway took the job over after its lease ran out" in caplog.text

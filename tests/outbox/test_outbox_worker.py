@@ -272,19 +272,20 @@ async def test_a_late_failure_from_a_lost_lease_changes_nothing(
     assert [e["action"] for e in await audit_entries(store)] == ["step.failed", "step.delivered"]
 
 
-async def test_the_same_worker_reclaiming_is_fenced_too(
+async def test_a_worker_of_the_same_name_taking_over_is_fenced_too(
     store: SQLiteStore, clock: ManualClock
 ) -> None:
     gate = asyncio.Event()
     handler = ScriptedHandler(gate=gate)
     a = worker(store, clock, handler, owner="gw-a", concurrency=1)
+    again = worker(store, clock, handler, owner="gw-a", concurrency=1)  # restarted, same name
     job_id = await add(store, clock)
     first = asyncio.create_task(a.run_once())
     await asyncio.wait_for(handler.started.wait(), 5)
     clock.advance(31)
-    assert await a.run_once() == 0  # same worker name, new claim: attempt 1 recorded as lost
+    assert await again.run_once() == 0  # a new claim: attempt 1 recorded as lost
     clock.advance(2)
-    second = asyncio.create_task(a.run_once())
+    second = asyncio.create_task(again.run_once())
     gate.set()
     assert await asyncio.wait_for(first, 5) == 1
     await asyncio.wait_for(second, 5)

@@ -52,12 +52,14 @@ RETURNING id, kind, key, payload, dossier, document, state, attempts, run_after,
 -- the middle of an attempt, whose outcome nobody recorded. Taken over (a new owner, attempts
 -- unchanged) only for the taker to record that attempt — failed, its outcome unknown — and put
 -- the job back by its retry policy or bury it: the lost attempt counts, and is told to the
--- job's handler (a flow step's history shows a write whose answer was lost).
+-- job's handler (a flow step's history shows a write whose answer was lost). Never one in :busy
+-- (a JSON array of job ids): the caller is running those itself, whatever their leases say.
 UPDATE outbox_jobs
 SET owner = :owner, lease_until = :now + :lease, updated_at = :now
 WHERE id IN (
     SELECT id FROM outbox_jobs
     WHERE state = 'running' AND lease_until < :now
+      AND id NOT IN (SELECT value FROM json_each(:busy))
     ORDER BY lease_until, id
     LIMIT :limit
 )

@@ -72,12 +72,15 @@ RETURNING j.id, j.kind, j.key, j.payload, j.dossier, j.document, j.state, j.atte
           j.owner, j.lease_until, j.last_error, j.created_at, j.updated_at;
 
 -- name: reclaim
--- base: 54e03eaae6bf7fd4
+-- base: 6b8e8ce4fdf28fa2
 -- Locked as claim's rows are: two gateways never take over the same lapsed attempt, so it is
 -- recorded once.
 WITH lapsed AS (
     SELECT id FROM outbox_jobs
     WHERE state = 'running' AND lease_until < date_part('epoch', statement_timestamp())
+      AND id NOT IN (
+          SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(:busy AS jsonb))
+      )
     ORDER BY lease_until, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
