@@ -25,7 +25,7 @@ from gateway.store import Store, StoreError, Tx
 
 from .errors import OutboxError
 from .jobs import STATES, Job, list_jobs
-from .views import page, view
+from .views import iso, page, view
 
 __all__ = ["commands", "outbox"]
 
@@ -54,8 +54,18 @@ def _one_line(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def _due(job: Job) -> str:
+    """When a pending job is due, or when a running one's lease ends (its holder's, if that
+    gateway stopped): why a job waits, told without --json."""
+    if job.state == "pending":
+        return iso(job.run_after)
+    if job.state == "running" and job.lease_until is not None:
+        return f"lease {iso(job.lease_until)}"
+    return "-"
+
+
 def _table(jobs: list[Job]) -> str:
-    header = ("ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "LAST ERROR")
+    header = ("ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "DUE", "LAST ERROR")
     rows = [
         (
             str(j.id),
@@ -63,6 +73,7 @@ def _table(jobs: list[Job]) -> str:
             j.dossier or j.document or "-",
             str(j.attempts),
             j.state,
+            _due(j),
             _one_line(j.last_error, 70) or "-",
         )
         for j in jobs

@@ -39,7 +39,10 @@ most once per delivered job.
 Clocks: the worker gives the store its ``clock()`` as ``now`` and the lease and retry delays as
 spans. SQLite writes and compares times on that clock (one host, one clock); PostgreSQL, whose
 store several gateways share, on the database server's clock, so that instances whose clocks
-differ still agree on whose a job is and when it is due (see ``sql/postgres/outbox.sql``).
+differ still agree on whose a job is and when it is due (see ``sql/postgres/outbox.sql``). A
+clock set back (it ran ahead until corrected) would leave the leases and due times written on it
+in the future, a dead gateway's job held for the size of the error: the worker moves them back to
+count from now, as the spans they were written as, at its first claim and every minute after.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -125,6 +129,10 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
 
+# How often the worker looks for jobs written on a clock since set back: they wait at most this
+# much longer than they were meant to.
+_REBASE_EVERY_S = 60.0
+
 # Store failures after which the lease is left to run out, for the job to be tried again: the
 # store is down or closing, not this job's fault. Any other (a failed query) counts an attempt.
 _OUTAGE = (StoreUnavailable, StoreClosed)
@@ -184,6 +192,7 @@ class Worker:
         # than a lease) — a second run beside the first would call the registry twice and keep
         # whichever result came last.
         self._running: set[int] = set()
+        self._next_rebase = -math.inf  # on the event loop's (monotonic) clock
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -238,7 +247,9 @@ class Worker:
         return len(jobs)
 
     async def _claim(self, limit: int) -> list[Job]:
-        """Record the attempts whose holders stopped, then claim up to ``limit`` due jobs."""
+        """Count the times written on a clock since set back from now (now and then), record
+        the attempts whose holders stopped, then claim up to ``limit`` due jobs."""
+        await self._rebase_now_and_then()
         await self._take_over_lapsed(limit)
         jobs = await self._take("outbox.claim", limit)
         self._running.update(job.id for job in jobs)
@@ -256,6 +267,23 @@ class Worker:
 
         jobs = await self.store.transact(work)
         return sorted(jobs, key=lambda j: j.id)
+
+    async def _rebase_now_and_then(self) -> None:
+        """At the first claim, then every :data:`_REBASE_EVERY_S`: the leases and due times
+        written on a clock since set back count from now (see ``outbox.rebase``). Not at every
+        poll: it reads every pending job, where a poll reads only the due ones."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_rebase:
+            return
+        now = self.clock()
+        moved = await self.store.transact(lambda tx: tx.execute("outbox.rebase", now=now))
+        self._next_rebase = loop.time() + _REBASE_EVERY_S
+        if moved:
+            log.warning(
+                "outbox: %d job(s) were last written on a clock ahead of this one (it was set "
+                "back since): their leases and waits now count from now",
+                moved,
+            )
 
     async def _take_over_lapsed(self, limit: int) -> None:
         """Take over the running jobs whose lease ran out and record, for each, the attempt its

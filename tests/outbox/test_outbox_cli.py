@@ -86,12 +86,39 @@ def test_list_shows_a_table(config: Path) -> None:
     result = CliRunner().invoke(outbox, ["list", "--config", str(config)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "LAST", "ERROR"]
-    assert lines[1].split()[:5] == ["1", "flow.step", "D-1", "0", "pending"]
-    assert lines[2].split()[:5] == ["2", "flow.step", "D-2", "1", "dead"]
+    header = ["ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "DUE", "LAST", "ERROR"]
+    assert lines[0].split() == header
+    # When a pending job is due (a running one: when its lease ends), so that an operator sees
+    # why a job waits.
+    assert lines[1].split()[:6] == [
+        "1", "flow.step", "D-1", "0", "pending", "1970-01-01T00:16:40+00:00"
+    ]  # fmt: skip
+    assert lines[2].split()[:6] == ["2", "flow.step", "D-2", "1", "dead", "-"]
     assert lines[2].endswith("PermanentError: registry said no to job 2")  # one line per job
-    assert lines[3].split()[:5] == ["3", "flow.step", "DOC-3", "1", "dead"]
+    assert lines[3].split()[:6] == ["3", "flow.step", "DOC-3", "1", "dead", "-"]
     assert len(lines) == 4
+
+
+def test_list_shows_when_a_running_jobs_lease_ends(config: Path) -> None:
+    async def claim() -> None:
+        async with SQLiteStore(config.parent / "data" / "lienthong.db") as store:
+            await store.transact(
+                lambda tx: tx.all("outbox.claim", owner="w/2", now=2000.0, lease=60, limit=1)
+            )
+
+    asyncio.run(claim())
+    result = CliRunner().invoke(outbox, ["list", "--config", str(config), "--state", "running"])
+    assert result.exit_code == 0, result.output
+    row = result.output.splitlines()[1].split()
+    assert row[:7] == [
+        "1",
+        "flow.step",
+        "D-1",
+        "1",
+        "running",
+        "lease",
+        "1970-01-01T00:34:20+00:00",
+    ]
 
 
 def test_list_dead_as_json_with_the_config_from_the_environment(config: Path) -> None:

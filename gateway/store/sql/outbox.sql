@@ -66,10 +66,23 @@ WHERE id IN (
 RETURNING id, kind, key, payload, dossier, document, state, attempts, run_after, owner,
           lease_until, last_error, created_at, updated_at;
 
+-- name: rebase
+-- The unfinished jobs last written (updated_at) on a clock ahead of :now: it has been set back
+-- since (it ran ahead until NTP or an operator corrected it). Their lease and due time are kept
+-- as the spans they were written as, counted from now: trusted as moments, a lease written 30
+-- days ahead held a dead gateway's job for 30 days, and a retry due "in 2 s" on that clock waited
+-- as long. No wait is cut short and no holder's lease ended: a live holder renews as before.
+UPDATE outbox_jobs
+SET run_after = :now + (run_after - updated_at),
+    lease_until = :now + (lease_until - updated_at),
+    updated_at = :now
+WHERE state IN ('pending', 'running') AND updated_at > :now;
+
 -- Every block below that finishes a claim is fenced by owner: a holder whose lease was taken
 -- over changes nothing.
 -- name: renew
-UPDATE outbox_jobs SET lease_until = :now + :lease
+-- updated_at too: it says on which clock the lease was written (see rebase).
+UPDATE outbox_jobs SET lease_until = :now + :lease, updated_at = :now
 WHERE id = :id AND owner = :owner AND state = 'running';
 
 -- name: complete

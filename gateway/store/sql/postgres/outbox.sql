@@ -72,7 +72,7 @@ RETURNING j.id, j.kind, j.key, j.payload, j.dossier, j.document, j.state, j.atte
           j.owner, j.lease_until, j.last_error, j.created_at, j.updated_at;
 
 -- name: reclaim
--- base: 6b8e8ce4fdf28fa2
+-- base: 1560c63046a9d0a3
 -- Locked as claim's rows are: two gateways never take over the same lapsed attempt, so it is
 -- recorded once.
 WITH lapsed AS (
@@ -94,9 +94,27 @@ RETURNING j.id, j.kind, j.key, j.payload, j.dossier, j.document, j.state, j.atte
           j.owner, j.lease_until, j.last_error, j.created_at, j.updated_at;
 
 -- name: renew
--- base: ff80467ead44ffba
-UPDATE outbox_jobs SET lease_until = date_part('epoch', statement_timestamp()) + :lease
+-- base: ef752f3ffa433396
+UPDATE outbox_jobs SET lease_until = date_part('epoch', statement_timestamp()) + :lease,
+    updated_at = date_part('epoch', statement_timestamp())
 WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: rebase
+-- base: 7b0822e97ff5946d
+-- The server's clock set back. Rows another unit holds are left for the next rebase: waiting for
+-- them could deadlock with a unit that updates several of a dossier's jobs (due_now).
+WITH ahead AS (
+    SELECT id FROM outbox_jobs
+    WHERE state IN ('pending', 'running')
+      AND updated_at > date_part('epoch', statement_timestamp())
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox_jobs AS j
+SET run_after = date_part('epoch', statement_timestamp()) + (j.run_after - j.updated_at),
+    lease_until = date_part('epoch', statement_timestamp()) + (j.lease_until - j.updated_at),
+    updated_at = date_part('epoch', statement_timestamp())
+FROM ahead
+WHERE j.id = ahead.id;
 
 -- name: complete
 -- base: 7dbcb142cfbf5304

@@ -1,4 +1,6 @@
-"""Attempts whose holder stopped mid-way (killed, hung, cut off from the store), on both stores.
+"""Leases and due times, on both stores: attempts whose holder stopped mid-way (killed, hung, cut
+off from the store), a holder whose lease only looks expired, times written on a clock since set
+back.
 
 A gateway that dies while it waits for a registry's answer leaves its job ``running`` under a
 lease that runs out. Whoever takes the job over must record that attempt — failed, its outcome
@@ -211,3 +213,42 @@ async def test_another_gateway_takes_over_a_job_whose_holder_stalled(
     assert stalled.recorded == []
     assert (await job(store, job_id)).state == "done"
     assert "another gateway took the job over after its lease ran out" in caplog.text
+
+
+def written_ahead(url: str, seconds: float) -> None:
+    """As if every job had last been written on a clock ``seconds`` ahead (since set back)."""
+    raw_sql(
+        url,
+        f"UPDATE outbox_jobs SET run_after = run_after + {seconds}, "
+        f"lease_until = lease_until + {seconds}, updated_at = updated_at + {seconds}, "
+        f"created_at = created_at + {seconds}",
+    )
+
+
+def an_hour_passes(url: str) -> None:
+    raw_sql(
+        url, "UPDATE outbox_jobs SET run_after = run_after - 3600, lease_until = lease_until - 3600"
+    )
+
+
+async def test_times_written_on_a_clock_since_set_back_count_from_now(
+    store: Store, store_url: str
+) -> None:
+    """The host ran 30 days ahead, then its clock was corrected: a dead gateway's lease and a
+    retry's due time written on that clock are kept as spans from now (a lease of 30 s, a wait of
+    600 s), not waited for 30 days."""
+    handler = ScriptedHandler()
+    worker = Worker(store, {"registry": handler}, policy=LATER, owner="gw-b")
+    held = await add(store)
+    await dies_holding(store, held, "gw-ahead")  # lease: 30 s
+    waiting = await store.transact(
+        lambda tx: enqueue(tx, kind="registry", key="w", payload={}, run_after=time.time() + 600)
+    )
+    written_ahead(store_url, 30 * 86_400)
+
+    assert await worker.run_once() == 0  # the lease holds 30 s, the wait 600 s: from now
+    an_hour_passes(store_url)
+    assert await worker.run_once() == 1
+    assert handler.recorded == [(waiting, 1)]
+    assert [(f.job, f.attempt) for f in handler.failures] == [(held, 1)]  # taken over
+    assert (await job(store, held)).state == "pending"
