@@ -25,7 +25,7 @@ from gateway.store import Store, StoreError, Tx
 
 from .errors import OutboxError
 from .jobs import STATES, Job, list_jobs
-from .views import iso, page, view
+from .views import escape_controls, iso, page, view
 
 __all__ = ["commands", "outbox"]
 
@@ -50,7 +50,7 @@ def _run(config: Path | None, work: Callable[[Store], Any], *, readonly: bool = 
 
 
 def _one_line(text: str | None, width: int) -> str:
-    flat = " ".join((text or "").split())
+    flat = escape_controls(" ".join((text or "").split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 

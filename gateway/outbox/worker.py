@@ -71,6 +71,7 @@ from .breaker import NotYet, TrialWatch, watch_trials
 from .errors import AttemptLost
 from .jobs import Job, depth, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
+from .views import escape_controls
 
 __all__ = ["Delivery", "JobHandler", "Worker"]
 
@@ -126,6 +127,9 @@ _UNWRITABLE = str.maketrans({0: "\ufffd"})
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     text = text.encode("utf-8", "replace").decode().translate(_UNWRITABLE)
+    # Nor is a terminal's command kept (ESC, BEL, a bidi override): a registry's words, which an
+    # operator reads in a terminal (outbox list) or a log viewer.
+    text = escape_controls(text)
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
 

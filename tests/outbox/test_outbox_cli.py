@@ -278,3 +278,21 @@ def test_ids_beyond_the_stores_integers_are_usage_errors(config: Path, args: lis
     result = CliRunner().invoke(outbox, [*args, "--config", str(config)])
     assert result.exit_code == 2, result.output  # click's usage error, not an OverflowError
     assert "is not in the range" in result.output
+
+
+TRAP = "\x1b[2J\x1b[H\x1b[32mOK: outbox empty, no dead letters\x1b[8m\a\u202e"
+
+
+def test_list_never_prints_what_a_terminal_would_act_on(config: Path) -> None:
+    """A registry's or portal's words (an error page, a refusal) are quoted in last_error: an
+    escape sequence there cleared the operator's screen and wrote, in green, that nothing was
+    dead. They are shown escaped, as text."""
+    db = config.parent / "data" / "lienthong.db"
+    raw = sqlite3.connect(db)
+    raw.execute("UPDATE outbox_jobs SET last_error = ? WHERE id = 2", (f"E42: {TRAP}",))
+    raw.commit()
+    raw.close()
+    result = CliRunner().invoke(outbox, ["list", "--config", str(config), "--dead"])
+    assert result.exit_code == 0, result.output
+    assert all(ch.isprintable() for ch in result.output.replace("\n", ""))
+    assert r"E42: \x1b[2J\x1b[H\x1b[32mOK: outbox empty" in result.output

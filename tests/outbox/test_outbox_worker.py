@@ -407,3 +407,19 @@ async def test_concurrency_bounds_one_batch(store: SQLiteStore, clock: ManualClo
     assert await w.run_once() == 2
     assert await w.run_once() == 0
     assert len(handler.recorded) == 5
+
+
+async def test_an_error_is_kept_without_what_a_terminal_would_act_on(
+    store: SQLiteStore, clock: ManualClock
+) -> None:
+    """The job's last_error and the audit detail quote the registry's words with their control
+    characters escaped: every reader (a terminal, a log viewer) sees text, not commands."""
+    trap = "\x1b[2J\x1b[32mOK: no dead letters\a\u202e\nsecond line"
+    w = worker(store, clock, ScriptedHandler(PermanentError("portal", f"E42: {trap}")))
+    job_id = await add(store, clock)
+    await w.run_once()
+    j = await job(store, job_id)
+    kept = r"E42: \x1b[2J\x1b[32mOK: no dead letters\x07\u202e" + "\nsecond line"
+    assert j.last_error == f"PermanentError: portal: {kept}"
+    [event] = await audit_entries(store)
+    assert "\x1b" not in event["detail"] and r"\x1b[2J" in event["detail"]
