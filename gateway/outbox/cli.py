@@ -114,18 +114,20 @@ def list_command(
         state = "dead"
 
     async def work(store: Store) -> list[Job]:
+        # One more than asked for tells whether more follow: a full page alone does not.
         return await store.read(
-            lambda tx: list_jobs(tx, state=state, limit=limit, after_id=after_id)
+            lambda tx: list_jobs(tx, state=state, limit=limit + 1, after_id=after_id)
         )
 
-    jobs: list[Job] = _run(config, work, readonly=True)
+    read: list[Job] = _run(config, work, readonly=True)
+    jobs, more = read[:limit], len(read) > limit
     if as_json:
-        click.echo(msgspec.json.encode(page(jobs, limit)).decode())
+        click.echo(msgspec.json.encode(page(jobs, limit, more=more)).decode())
     elif not jobs:
         click.echo(f"no {state + ' ' if state else ''}jobs")
     else:
         click.echo(_table(jobs))
-        if len(jobs) >= limit:
+        if more:
             click.echo(f"… more: --after {jobs[-1].id}")
 
 

@@ -74,8 +74,10 @@ def view(job: Job) -> JobView:
     )
 
 
-def page(jobs: list[Job], limit: int) -> JobList:
-    """A page of ``limit`` asked for; ``next`` is set only when the page came back full."""
-    return JobList(
-        items=[view(j) for j in jobs], next=jobs[-1].id if jobs and len(jobs) >= limit else None
-    )
+def page(jobs: list[Job], limit: int, *, more: bool | None = None) -> JobList:
+    """A page of ``limit`` asked for. ``more``: whether jobs follow it, known to a caller that
+    read one more than ``limit``; None: guessed from a full page (``next`` then set whenever the
+    page came back full)."""
+    if more is None:
+        more = len(jobs) >= limit
+    return JobList(items=[view(j) for j in jobs], next=jobs[-1].id if jobs and more else None)

@@ -296,3 +296,16 @@ def test_list_never_prints_what_a_terminal_would_act_on(config: Path) -> None:
     assert result.exit_code == 0, result.output
     assert all(ch.isprintable() for ch in result.output.replace("\n", ""))
     assert r"E42: \x1b[2J\x1b[H\x1b[32mOK: outbox empty" in result.output
+
+
+def test_a_page_that_ends_the_list_says_no_more(config: Path) -> None:
+    """Three jobs, three asked for: no "… more" (its --after N then found nothing)."""
+    runner = CliRunner()
+    table = runner.invoke(outbox, ["list", "--config", str(config), "--limit", "3"]).output
+    assert "more" not in table and len(table.splitlines()) == 4
+    doc = json.loads(
+        runner.invoke(outbox, ["list", "--config", str(config), "--limit", "3", "--json"]).output
+    )
+    assert [j["id"] for j in doc["items"]] == [1, 2, 3] and doc["next"] is None
+    shorter = runner.invoke(outbox, ["list", "--config", str(config), "--limit", "2"]).output
+    assert shorter.splitlines()[-1] == "… more: --after 2"
