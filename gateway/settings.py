@@ -100,6 +100,17 @@ def _at_most(limit: float, unit: str = "") -> Callable[[float, str], None]:
     return check
 
 
+def _at_least(floor: float, unit: str = "") -> Callable[[float, str], None]:
+    """A check that a value is no less than ``floor``: a time below which what it sets cannot
+    work (a lease that runs out before it can be renewed)."""
+
+    def check(value: float, where: str) -> None:
+        if not value >= floor:
+            raise SettingsError(f"{where}: must be at least {floor:g}{unit}, got {value!r}")
+
+    return check
+
+
 DAY_S = 86_400.0
 
 
@@ -488,10 +499,13 @@ class RegistrySettings:
 @dataclass(frozen=True, kw_only=True)
 class OutboxSettings:
     workers: Annotated[int, _positive, _at_most(1024)] = 16
-    lease_s: Annotated[float, _positive, _at_most(DAY_S, " s (a day)")] = 60.0
-    poll_s: Annotated[float, _positive, _at_most(3600, " s")] = 0.25
+    # Floors: a lease must outlast a store write and its renewal (every lease / 3), or a job is
+    # taken over while it runs, again and again; a shorter poll only spins a CPU; a shorter reset
+    # never holds a failing registry off.
+    lease_s: Annotated[float, _at_least(1, " s"), _at_most(DAY_S, " s (a day)")] = 60.0
+    poll_s: Annotated[float, _at_least(0.01, " s"), _at_most(3600, " s")] = 0.25
     breaker_failures: PositiveInt = 5  # consecutive failures that open a registry's circuit
-    breaker_reset_s: Annotated[float, _positive, _at_most(DAY_S, " s (a day)")] = (
+    breaker_reset_s: Annotated[float, _at_least(0.1, " s"), _at_most(DAY_S, " s (a day)")] = (
         10.0  # open, then one trial
     )
 

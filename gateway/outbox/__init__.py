@@ -13,13 +13,14 @@ from .breaker import (
     endpoint_of,
     wait_behind,
 )
-from .errors import JobNotFound, NotDead, OutboxError
+from .errors import AttemptLost, JobNotFound, NotDead, OutboxError
 from .jobs import STATES, Job, JobState, counts, enqueue, get_job, list_jobs, replay
 from .retry import RetryDecision, RetryPolicy, call_with_retries
 from .worker import Delivery, JobHandler, Worker
 
 __all__ = [
     "STATES",
+    "AttemptLost",
     "Breakers",
     "CircuitBreaker",
     "CircuitOpen",

@@ -25,7 +25,7 @@ from gateway.store import Store, StoreError, Tx
 
 from .errors import OutboxError
 from .jobs import STATES, Job, list_jobs
-from .views import page, view
+from .views import escape_controls, iso, page, view
 
 __all__ = ["commands", "outbox"]
 
@@ -50,12 +50,22 @@ def _run(config: Path | None, work: Callable[[Store], Any], *, readonly: bool = 
 
 
 def _one_line(text: str | None, width: int) -> str:
-    flat = " ".join((text or "").split())
+    flat = escape_controls(" ".join((text or "").split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def _due(job: Job) -> str:
+    """When a pending job is due, or when a running one's lease ends (its holder's, if that
+    gateway stopped): why a job waits, told without --json."""
+    if job.state == "pending":
+        return iso(job.run_after)
+    if job.state == "running" and job.lease_until is not None:
+        return f"lease {iso(job.lease_until)}"
+    return "-"
+
+
 def _table(jobs: list[Job]) -> str:
-    header = ("ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "LAST ERROR")
+    header = ("ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "DUE", "LAST ERROR")
     rows = [
         (
             str(j.id),
@@ -63,6 +73,7 @@ def _table(jobs: list[Job]) -> str:
             j.dossier or j.document or "-",
             str(j.attempts),
             j.state,
+            _due(j),
             _one_line(j.last_error, 70) or "-",
         )
         for j in jobs
@@ -103,18 +114,20 @@ def list_command(
         state = "dead"
 
     async def work(store: Store) -> list[Job]:
+        # One more than asked for tells whether more follow: a full page alone does not.
         return await store.read(
-            lambda tx: list_jobs(tx, state=state, limit=limit, after_id=after_id)
+            lambda tx: list_jobs(tx, state=state, limit=limit + 1, after_id=after_id)
         )
 
-    jobs: list[Job] = _run(config, work, readonly=True)
+    read: list[Job] = _run(config, work, readonly=True)
+    jobs, more = read[:limit], len(read) > limit
     if as_json:
-        click.echo(msgspec.json.encode(page(jobs, limit)).decode())
+        click.echo(msgspec.json.encode(page(jobs, limit, more=more)).decode())
     elif not jobs:
         click.echo(f"no {state + ' ' if state else ''}jobs")
     else:
         click.echo(_table(jobs))
-        if len(jobs) >= limit:
+        if more:
             click.echo(f"… more: --after {jobs[-1].id}")
 
 

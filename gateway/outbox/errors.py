@@ -4,7 +4,9 @@ Exceptions::
 
     OutboxError            base
     ├── JobNotFound        no job has that id (also a LookupError)
-    └── NotDead            the job exists but is not dead, so it cannot be replayed
+    ├── NotDead            the job exists but is not dead, so it cannot be replayed
+    └── AttemptLost        given to a handler's ``failed``: an attempt whose holder stopped
+                           mid-way (its outcome is unknown), never raised by a public call
 
 :class:`gateway.outbox.breaker.CircuitOpen` is NOT in this tree: it is a
 :class:`connectors.api.TransientError`, so code that retries registry calls handles it already.
@@ -12,7 +14,7 @@ Exceptions::
 
 from __future__ import annotations
 
-__all__ = ["JobNotFound", "NotDead", "OutboxError"]
+__all__ = ["AttemptLost", "JobNotFound", "NotDead", "OutboxError"]
 
 
 class OutboxError(Exception):
@@ -38,3 +40,18 @@ class NotDead(OutboxError):
         )
         self.job_id = job_id
         self.state = state
+
+
+class AttemptLost(OutboxError):
+    """The gateway that made attempt ``attempt`` stopped before recording it (killed, hung, or
+    cut off from the store until its lease ran out): the registry may or may not have done what
+    it was asked. The worker that takes the job over records it as a failed attempt with this
+    error — retried by the policy like any fault whose answer was lost, or dead once the job's
+    attempts are used up."""
+
+    def __init__(self, attempt: int) -> None:
+        super().__init__(
+            f"the gateway stopped during attempt {attempt} (its lease ran out): "
+            "its outcome is unknown"
+        )
+        self.attempt = attempt

@@ -6,13 +6,14 @@ whether to replay needs the error, the dossier and the attempts, not the persona
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 
 import msgspec
 
 from .jobs import Job, step_of
 
-__all__ = ["JobList", "JobView", "iso", "page", "view"]
+__all__ = ["JobList", "JobView", "escape_controls", "iso", "page", "view"]
 
 
 class JobView(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +36,19 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
 class JobList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[JobView]
     next: int | None  # pass as ``after`` for the next page; None when this page is the last
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control and format character but newline and tab written out as an
+    escape (``\\x1b``, ``\\u202e``): what a job's error quotes comes from outside (a registry's
+    message, a proxy's error page), and a terminal acts on ESC, BEL or a bidi override — a
+    portal's refusal cleared the operator's screen and printed, in green, that nothing was dead."""
+    return "".join(
+        ch.encode("unicode_escape").decode()
+        if ch not in "\n\t" and unicodedata.category(ch) in ("Cc", "Cf")
+        else ch
+        for ch in text
+    )
 
 
 def iso(epoch: float) -> str:
@@ -60,8 +74,10 @@ def view(job: Job) -> JobView:
     )
 
 
-def page(jobs: list[Job], limit: int) -> JobList:
-    """A page of ``limit`` asked for; ``next`` is set only when the page came back full."""
-    return JobList(
-        items=[view(j) for j in jobs], next=jobs[-1].id if jobs and len(jobs) >= limit else None
-    )
+def page(jobs: list[Job], limit: int, *, more: bool | None = None) -> JobList:
+    """A page of ``limit`` asked for. ``more``: whether jobs follow it, known to a caller that
+    read one more than ``limit``; None: guessed from a full page (``next`` then set whenever the
+    page came back full)."""
+    if more is None:
+        more = len(jobs) >= limit
+    return JobList(items=[view(j) for j in jobs], next=jobs[-1].id if jobs and more else None)

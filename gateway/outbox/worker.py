@@ -12,8 +12,9 @@ One attempt of one job::
 Auditing: every attempt produces exactly one event, and ``step.attempted`` is FOLDED into it — the
 event that closes the attempt (``step.delivered`` / ``step.failed`` / ``job.dead``) is the record
 that the attempt happened. Not audited, because nothing was attempted: a job deferred by an open
-circuit (rescheduled at ``retry_after``, its attempt refunded) and an attempt whose holder lost the
-lease (its result is discarded; the new holder's attempt is audited).
+circuit (rescheduled at ``retry_after``, its attempt refunded). An attempt whose holder lost the
+lease is audited by the worker that takes the job over, as failed, its outcome unknown (see
+Leases); the holder's own late result is discarded.
 
 Attempts: only calls made while the endpoint's circuit is closed use them. A job the open circuit
 refuses waits (above); one whose call was the half-open circuit's trial, and failed, made a real
@@ -27,14 +28,21 @@ periods: from its calls alone it cannot be told from an endpoint that is down.)
 
 Leases: the lease is RENEWED every ``lease / 3`` seconds while a handler runs, so a slow registry
 call keeps its job; ``run_timeout`` bounds a call that hangs. A gateway killed mid-delivery stops
-renewing; its jobs are re-claimed once ``lease_until`` passes. A late result from a holder that
-lost its lease is discarded — the fence is ``owner``, unique per claim — so the handler's recording
-unit runs at most once per delivered job.
+renewing; once ``lease_until`` passes, the next worker to claim takes the job over and records
+the attempt it was making as failed, its outcome unknown (:class:`~gateway.outbox.AttemptLost`,
+told to the handler, audited ``step.failed`` or ``job.dead``), then the job is retried by its
+policy like any attempt whose answer was lost: attempts lost to crashes count, so a job that
+crashes every gateway running it ends dead. A late result from a holder that lost its lease is
+discarded — the fence is ``owner``, unique per claim — so the handler's recording unit runs at
+most once per delivered job.
 
 Clocks: the worker gives the store its ``clock()`` as ``now`` and the lease and retry delays as
 spans. SQLite writes and compares times on that clock (one host, one clock); PostgreSQL, whose
 store several gateways share, on the database server's clock, so that instances whose clocks
-differ still agree on whose a job is and when it is due (see ``sql/postgres/outbox.sql``).
+differ still agree on whose a job is and when it is due (see ``sql/postgres/outbox.sql``). A
+clock set back (it ran ahead until corrected) would leave the leases and due times written on it
+in the future, a dead gateway's job held for the size of the error: the worker moves them back to
+count from now, as the spans they were written as, at its first claim and every minute after.
 """
 
 from __future__ import annotations
@@ -42,7 +50,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
+import math
 import os
 import socket
 import time
@@ -58,8 +68,10 @@ from gateway.metrics import Metrics
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
 from .breaker import NotYet, TrialWatch, watch_trials
+from .errors import AttemptLost
 from .jobs import Job, depth, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
+from .views import escape_controls
 
 __all__ = ["Delivery", "JobHandler", "Worker"]
 
@@ -115,8 +127,15 @@ _UNWRITABLE = str.maketrans({0: "\ufffd"})
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     text = text.encode("utf-8", "replace").decode().translate(_UNWRITABLE)
+    # Nor is a terminal's command kept (ESC, BEL, a bidi override): a registry's words, which an
+    # operator reads in a terminal (outbox list) or a log viewer.
+    text = escape_controls(text)
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
+
+# How often the worker looks for jobs written on a clock since set back: they wait at most this
+# much longer than they were meant to.
+_REBASE_EVERY_S = 60.0
 
 # Store failures after which the lease is left to run out, for the job to be tried again: the
 # store is down or closing, not this job's fault. Any other (a failed query) counts an attempt.
@@ -172,6 +191,12 @@ class Worker:
         self.run_timeout = run_timeout
         self.drain_timeout = drain_timeout
         self._inflight: set[asyncio.Task[None]] = set()
+        # The jobs this worker is running: never taken over by itself, however expired their
+        # leases look (a stall, a clock step, the store locked by another process for longer
+        # than a lease) — a second run beside the first would call the registry twice and keep
+        # whichever result came last.
+        self._running: set[int] = set()
+        self._next_rebase = -math.inf  # on the event loop's (monotonic) clock
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -226,17 +251,54 @@ class Worker:
         return len(jobs)
 
     async def _claim(self, limit: int) -> list[Job]:
+        """Count the times written on a clock since set back from now (now and then), record
+        the attempts whose holders stopped, then claim up to ``limit`` due jobs."""
+        await self._rebase_now_and_then()
+        await self._take_over_lapsed(limit)
+        jobs = await self._take("outbox.claim", limit)
+        self._running.update(job.id for job in jobs)
+        return jobs
+
+    async def _take(self, query: str, limit: int, **params: Any) -> list[Job]:
         # A fresh token per claim: the owner fence then tells this claim from any earlier claim
         # of the same job by this same worker.
         owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         now = self.clock()
 
         def work(tx: Tx) -> list[Job]:
-            rows = tx.all("outbox.claim", owner=owner, now=now, lease=self.lease, limit=limit)
+            rows = tx.all(query, owner=owner, now=now, lease=self.lease, limit=limit, **params)
             return [job_from_row(r) for r in rows]
 
         jobs = await self.store.transact(work)
         return sorted(jobs, key=lambda j: j.id)
+
+    async def _rebase_now_and_then(self) -> None:
+        """At the first claim, then every :data:`_REBASE_EVERY_S`: the leases and due times
+        written on a clock since set back count from now (see ``outbox.rebase``). Not at every
+        poll: it reads every pending job, where a poll reads only the due ones."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_rebase:
+            return
+        now = self.clock()
+        moved = await self.store.transact(lambda tx: tx.execute("outbox.rebase", now=now))
+        self._next_rebase = loop.time() + _REBASE_EVERY_S
+        if moved:
+            log.warning(
+                "outbox: %d job(s) were last written on a clock ahead of this one (it was set "
+                "back since): their leases and waits now count from now",
+                moved,
+            )
+
+    async def _take_over_lapsed(self, limit: int) -> None:
+        """Take over the running jobs whose lease ran out and record, for each, the attempt its
+        holder was making as failed, its outcome unknown: retried by the job's policy, or dead
+        when that was its last attempt. Recorded before the job is tried again, so the handler
+        (a flow step's history) knows a request may have reached the registry unanswered."""
+        busy = json.dumps(sorted(self._running))
+        for job in await self._take("outbox.reclaim", limit, busy=busy):
+            lost = AttemptLost(job.attempts)
+            decision = self.policy_for(job).decide(lost, job.attempts)
+            await self._finish_failure(job, self.handlers.get(job.kind), lost, decision)
 
     async def _run_loop(self) -> None:
         while not self._stopping:
@@ -282,6 +344,12 @@ class Worker:
         return self._policy if isinstance(self._policy, RetryPolicy) else self._policy(job)
 
     async def _process(self, job: Job) -> None:
+        try:
+            await self._attempt(job)
+        finally:
+            self._running.discard(job.id)
+
+    async def _attempt(self, job: Job) -> None:
         handler = self.handlers.get(job.kind)
         if handler is None:
             await self._finish_failure(
@@ -339,7 +407,13 @@ class Worker:
                 log.warning("outbox: lease renewal failed", exc_info=True, extra=_extra(job))
                 continue
             if not kept:
-                log.warning("outbox: lease on job %s was lost", job.id, extra=_extra(job))
+                log.warning(
+                    "outbox: lost the lease on job %s: it ran out (this process stalled or was cut "
+                    "off from the store, or a clock stepped) and another gateway took the job "
+                    "over; this attempt's result will be discarded",
+                    job.id,
+                    extra=_extra(job),
+                )
                 return
 
     async def _finish_success(
@@ -524,8 +598,8 @@ class Worker:
 
     def _lost(self, job: Job, what: str) -> None:
         log.warning(
-            "outbox: job %s was re-claimed by another worker after our lease ran out; "
-            "our %s result is discarded",
+            "outbox: job %s: another gateway took the job over after its lease ran out; "
+            "this attempt's %s result is discarded",
             job.id,
             what,
             extra=_extra(job, outcome="discarded"),

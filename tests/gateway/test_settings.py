@@ -167,14 +167,19 @@ RANGES: dict[str, tuple[list[Any], list[tuple[Any, Any]]]] = {
             [(0.5, 0.5), (2, 2.0)],
         )
         for key in (
-            "outbox.lease_s",
-            "outbox.poll_s",
-            "outbox.breaker_reset_s",
             "gateway.callback_timeout_s",
             "gateway.lookup_timeout_s",
             "audit.checkpoint_interval_s",
             "registries.population.timeout_s",
         )
+    },
+    # Floors (tests/outbox/test_outbox_settings_floors.py says why).
+    **{
+        f"outbox.{key}": (
+            [0, -5, floor / 2, math.nan, math.inf, -math.inf, "nan", "inf", True, "lots", "0.25"],
+            [(floor, floor), (2, 2.0)],
+        )
+        for key, floor in (("lease_s", 1.0), ("poll_s", 0.01), ("breaker_reset_s", 0.1))
     },
     "audit.fail_closed_after_s": ([-1, math.nan, math.inf, "nan"], [(0, 0.0), (300, 300.0)]),
     f"{RETRY}.base_delay_s": ([-0.1, math.nan, math.inf, False], [(0, 0.0), (1.5, 1.5)]),

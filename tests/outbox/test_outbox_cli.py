@@ -86,12 +86,39 @@ def test_list_shows_a_table(config: Path) -> None:
     result = CliRunner().invoke(outbox, ["list", "--config", str(config)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "LAST", "ERROR"]
-    assert lines[1].split()[:5] == ["1", "flow.step", "D-1", "0", "pending"]
-    assert lines[2].split()[:5] == ["2", "flow.step", "D-2", "1", "dead"]
+    header = ["ID", "KIND", "DOSSIER", "ATTEMPTS", "STATE", "DUE", "LAST", "ERROR"]
+    assert lines[0].split() == header
+    # When a pending job is due (a running one: when its lease ends), so that an operator sees
+    # why a job waits.
+    assert lines[1].split()[:6] == [
+        "1", "flow.step", "D-1", "0", "pending", "1970-01-01T00:16:40+00:00"
+    ]  # fmt: skip
+    assert lines[2].split()[:6] == ["2", "flow.step", "D-2", "1", "dead", "-"]
     assert lines[2].endswith("PermanentError: registry said no to job 2")  # one line per job
-    assert lines[3].split()[:5] == ["3", "flow.step", "DOC-3", "1", "dead"]
+    assert lines[3].split()[:6] == ["3", "flow.step", "DOC-3", "1", "dead", "-"]
     assert len(lines) == 4
+
+
+def test_list_shows_when_a_running_jobs_lease_ends(config: Path) -> None:
+    async def claim() -> None:
+        async with SQLiteStore(config.parent / "data" / "lienthong.db") as store:
+            await store.transact(
+                lambda tx: tx.all("outbox.claim", owner="w/2", now=2000.0, lease=60, limit=1)
+            )
+
+    asyncio.run(claim())
+    result = CliRunner().invoke(outbox, ["list", "--config", str(config), "--state", "running"])
+    assert result.exit_code == 0, result.output
+    row = result.output.splitlines()[1].split()
+    assert row[:7] == [
+        "1",
+        "flow.step",
+        "D-1",
+        "1",
+        "running",
+        "lease",
+        "1970-01-01T00:34:20+00:00",
+    ]
 
 
 def test_list_dead_as_json_with_the_config_from_the_environment(config: Path) -> None:
@@ -251,3 +278,34 @@ def test_ids_beyond_the_stores_integers_are_usage_errors(config: Path, args: lis
     result = CliRunner().invoke(outbox, [*args, "--config", str(config)])
     assert result.exit_code == 2, result.output  # click's usage error, not an OverflowError
     assert "is not in the range" in result.output
+
+
+TRAP = "\x1b[2J\x1b[H\x1b[32mOK: outbox empty, no dead letters\x1b[8m\a\u202e"
+
+
+def test_list_never_prints_what_a_terminal_would_act_on(config: Path) -> None:
+    """A registry's or portal's words (an error page, a refusal) are quoted in last_error: an
+    escape sequence there cleared the operator's screen and wrote, in green, that nothing was
+    dead. They are shown escaped, as text."""
+    db = config.parent / "data" / "lienthong.db"
+    raw = sqlite3.connect(db)
+    raw.execute("UPDATE outbox_jobs SET last_error = ? WHERE id = 2", (f"E42: {TRAP}",))
+    raw.commit()
+    raw.close()
+    result = CliRunner().invoke(outbox, ["list", "--config", str(config), "--dead"])
+    assert result.exit_code == 0, result.output
+    assert all(ch.isprintable() for ch in result.output.replace("\n", ""))
+    assert r"E42: \x1b[2J\x1b[H\x1b[32mOK: outbox empty" in result.output
+
+
+def test_a_page_that_ends_the_list_says_no_more(config: Path) -> None:
+    """Three jobs, three asked for: no "… more" (its --after N then found nothing)."""
+    runner = CliRunner()
+    table = runner.invoke(outbox, ["list", "--config", str(config), "--limit", "3"]).output
+    assert "more" not in table and len(table.splitlines()) == 4
+    doc = json.loads(
+        runner.invoke(outbox, ["list", "--config", str(config), "--limit", "3", "--json"]).output
+    )
+    assert [j["id"] for j in doc["items"]] == [1, 2, 3] and doc["next"] is None
+    shorter = runner.invoke(outbox, ["list", "--config", str(config), "--limit", "2"]).output
+    assert shorter.splitlines()[-1] == "… more: --after 2"

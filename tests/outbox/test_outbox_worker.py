@@ -229,7 +229,14 @@ async def test_expired_lease_is_reclaimed_and_the_late_result_discarded(
     clock.advance(29)
     assert await b.run_once() == 0  # the lease still holds
     clock.advance(2)
-    assert await b.run_once() == 1  # A's lease ran out: B re-claims and delivers
+    # A's lease ran out: B takes the job over and records A's attempt, its outcome unknown, as
+    # a failed one, retried by the policy (in 2 s) …
+    assert await b.run_once() == 0
+    j = await job(store, job_id)
+    assert (j.state, j.attempts) == ("pending", 1)
+    assert j.last_error is not None and "stopped during attempt 1" in j.last_error
+    clock.advance(2)
+    assert await b.run_once() == 1  # … then delivers it
     j = await job(store, job_id)
     assert (j.state, j.attempts) == ("done", 2)
 
@@ -239,7 +246,7 @@ async def test_expired_lease_is_reclaimed_and_the_late_result_discarded(
     assert fast.recorded == [(job_id, 2)]
     assert (await job(store, job_id)).state == "done"
     events = await audit_entries(store)
-    assert [e["action"] for e in events] == ["step.delivered"]  # exactly once
+    assert [e["action"] for e in events] == ["step.failed", "step.delivered"]  # one each
     assert metrics_a.attempts.labels(kind="registry", outcome="discarded")._value.get() == 1
 
 
@@ -254,31 +261,37 @@ async def test_a_late_failure_from_a_lost_lease_changes_nothing(
     running_a = asyncio.create_task(a.run_once())
     await asyncio.wait_for(slow.started.wait(), 5)
     clock.advance(31)
-    await b.run_once()
+    await b.run_once()  # A's attempt recorded as lost; retried in 2 s
+    clock.advance(2)
+    assert await b.run_once() == 1
     gate.set()
     await asyncio.wait_for(running_a, 5)
     j = await job(store, job_id)
     assert (j.state, j.last_error) == ("done", None)
     assert slow.failures == []
-    assert [e["action"] for e in await audit_entries(store)] == ["step.delivered"]
+    assert [e["action"] for e in await audit_entries(store)] == ["step.failed", "step.delivered"]
 
 
-async def test_the_same_worker_reclaiming_is_fenced_too(
+async def test_a_worker_of_the_same_name_taking_over_is_fenced_too(
     store: SQLiteStore, clock: ManualClock
 ) -> None:
     gate = asyncio.Event()
     handler = ScriptedHandler(gate=gate)
     a = worker(store, clock, handler, owner="gw-a", concurrency=1)
+    again = worker(store, clock, handler, owner="gw-a", concurrency=1)  # restarted, same name
     job_id = await add(store, clock)
     first = asyncio.create_task(a.run_once())
     await asyncio.wait_for(handler.started.wait(), 5)
     clock.advance(31)
-    second = asyncio.create_task(a.run_once())  # same worker name, new claim
+    assert await again.run_once() == 0  # a new claim: attempt 1 recorded as lost
+    clock.advance(2)
+    second = asyncio.create_task(again.run_once())
     gate.set()
     assert await asyncio.wait_for(first, 5) == 1
     await asyncio.wait_for(second, 5)
     assert handler.recorded == [(job_id, 2)]
-    assert [e["action"] for e in await audit_entries(store)] == ["step.delivered"]
+    actions = [e["action"] for e in await audit_entries(store)]
+    assert actions == ["step.failed", "step.delivered"]
 
 
 async def test_lease_is_renewed_while_a_call_is_slow(store: SQLiteStore) -> None:
@@ -394,3 +407,19 @@ async def test_concurrency_bounds_one_batch(store: SQLiteStore, clock: ManualClo
     assert await w.run_once() == 2
     assert await w.run_once() == 0
     assert len(handler.recorded) == 5
+
+
+async def test_an_error_is_kept_without_what_a_terminal_would_act_on(
+    store: SQLiteStore, clock: ManualClock
+) -> None:
+    """The job's last_error and the audit detail quote the registry's words with their control
+    characters escaped: every reader (a terminal, a log viewer) sees text, not commands."""
+    trap = "\x1b[2J\x1b[32mOK: no dead letters\a\u202e\nsecond line"
+    w = worker(store, clock, ScriptedHandler(PermanentError("portal", f"E42: {trap}")))
+    job_id = await add(store, clock)
+    await w.run_once()
+    j = await job(store, job_id)
+    kept = r"E42: \x1b[2J\x1b[32mOK: no dead letters\x07\u202e" + "\nsecond line"
+    assert j.last_error == f"PermanentError: portal: {kept}"
+    [event] = await audit_entries(store)
+    assert "\x1b" not in event["detail"] and r"\x1b[2J" in event["detail"]

@@ -382,7 +382,12 @@ async def test_an_expired_lease_moves_to_the_other_instance(
     [first] = await wa._claim(5)
     assert await wb._claim(5) == []  # held under a live lease
     await _time_passes(a, store_url, clock, 31)
-    [second] = await wb._claim(5)
+    # B takes the job over, records A's attempt as lost, and puts it back (due in 0.5 s) …
+    assert await wb._claim(5) == []
+    lost = await b.read(lambda tx: get_job(tx, job_id))
+    assert lost is not None and (lost.state, lost.attempts) == ("pending", 1)
+    await _time_passes(a, store_url, clock, 1)
+    [second] = await wb._claim(5)  # … then claims it for attempt 2
     assert second.id == job_id and second.attempts == 2 and second.owner != first.owner
 
     def complete(owner: str | None) -> Any:

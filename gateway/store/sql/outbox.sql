@@ -32,26 +32,57 @@ VALUES (:kind, :key, :payload, :dossier, :document, 'pending', 0, :now + :delay,
 ON CONFLICT (key) DO NOTHING
 RETURNING id;
 
--- Due pending jobs, and running jobs whose holder's lease ran out (that gateway died or hung).
--- PostgreSQL: add FOR UPDATE SKIP LOCKED to the inner SELECT.
 -- name: claim
+-- Due pending jobs, each for one more attempt. (A running job whose lease ran out is taken over
+-- by reclaim, below, first.) PostgreSQL's version also locks the rows it takes.
 UPDATE outbox_jobs
 SET state = 'running', owner = :owner, lease_until = :now + :lease,
     attempts = attempts + 1, updated_at = :now
 WHERE id IN (
     SELECT id FROM outbox_jobs
-    WHERE (state = 'pending' AND run_after <= :now)
-       OR (state = 'running' AND lease_until < :now)
+    WHERE state = 'pending' AND run_after <= :now
     ORDER BY run_after, id
     LIMIT :limit
 )
 RETURNING id, kind, key, payload, dossier, document, state, attempts, run_after, owner,
           lease_until, last_error, created_at, updated_at;
 
+-- name: reclaim
+-- Running jobs whose holder's lease ran out: that gateway was killed, hung or lost the store in
+-- the middle of an attempt, whose outcome nobody recorded. Taken over (a new owner, attempts
+-- unchanged) only for the taker to record that attempt — failed, its outcome unknown — and put
+-- the job back by its retry policy or bury it: the lost attempt counts, and is told to the
+-- job's handler (a flow step's history shows a write whose answer was lost). Never one in :busy
+-- (a JSON array of job ids): the caller is running those itself, whatever their leases say.
+UPDATE outbox_jobs
+SET owner = :owner, lease_until = :now + :lease, updated_at = :now
+WHERE id IN (
+    SELECT id FROM outbox_jobs
+    WHERE state = 'running' AND lease_until < :now
+      AND id NOT IN (SELECT value FROM json_each(:busy))
+    ORDER BY lease_until, id
+    LIMIT :limit
+)
+RETURNING id, kind, key, payload, dossier, document, state, attempts, run_after, owner,
+          lease_until, last_error, created_at, updated_at;
+
+-- name: rebase
+-- The unfinished jobs last written (updated_at) on a clock ahead of :now: it has been set back
+-- since (it ran ahead until NTP or an operator corrected it). Their lease and due time are kept
+-- as the spans they were written as, counted from now: trusted as moments, a lease written 30
+-- days ahead held a dead gateway's job for 30 days, and a retry due "in 2 s" on that clock waited
+-- as long. No wait is cut short and no holder's lease ended: a live holder renews as before.
+UPDATE outbox_jobs
+SET run_after = :now + (run_after - updated_at),
+    lease_until = :now + (lease_until - updated_at),
+    updated_at = :now
+WHERE state IN ('pending', 'running') AND updated_at > :now;
+
 -- Every block below that finishes a claim is fenced by owner: a holder whose lease was taken
 -- over changes nothing.
 -- name: renew
-UPDATE outbox_jobs SET lease_until = :now + :lease
+-- updated_at too: it says on which clock the lease was written (see rebase).
+UPDATE outbox_jobs SET lease_until = :now + :lease, updated_at = :now
 WHERE id = :id AND owner = :owner AND state = 'running';
 
 -- name: complete

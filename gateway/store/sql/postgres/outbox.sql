@@ -40,7 +40,7 @@ CREATE INDEX IF NOT EXISTS outbox_jobs_lease ON outbox_jobs (lease_until) WHERE 
 CREATE INDEX IF NOT EXISTS outbox_jobs_dossier ON outbox_jobs (dossier) WHERE dossier IS NOT NULL;
 
 -- name: enqueue
--- base: 1a162fbab09a0307
+-- base: ef75930bf7b77923
 INSERT INTO outbox_jobs (kind, key, payload, dossier, document, state, attempts, run_after,
                          created_at, updated_at)
 VALUES (:kind, :key, :payload, :dossier, :document, 'pending', 0,
@@ -50,15 +50,14 @@ ON CONFLICT (key) DO NOTHING
 RETURNING id;
 
 -- name: claim
--- base: 25ae982f87df9a3d
+-- base: 863668d10c6de70e
 -- Several gateways claim at once: SKIP LOCKED passes over rows another claim holds (they are
 -- being taken) instead of waiting for them, and a row whose holder committed meanwhile is checked
 -- again against the WHERE on its new version, so no job is claimed twice. Locking below LIMIT
 -- means skipped rows do not use up the batch.
 WITH due AS (
     SELECT id FROM outbox_jobs
-    WHERE (state = 'pending' AND run_after <= date_part('epoch', statement_timestamp()))
-       OR (state = 'running' AND lease_until < date_part('epoch', statement_timestamp()))
+    WHERE state = 'pending' AND run_after <= date_part('epoch', statement_timestamp())
     ORDER BY run_after, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -72,10 +71,50 @@ WHERE j.id = due.id
 RETURNING j.id, j.kind, j.key, j.payload, j.dossier, j.document, j.state, j.attempts, j.run_after,
           j.owner, j.lease_until, j.last_error, j.created_at, j.updated_at;
 
+-- name: reclaim
+-- base: 1560c63046a9d0a3
+-- Locked as claim's rows are: two gateways never take over the same lapsed attempt, so it is
+-- recorded once.
+WITH lapsed AS (
+    SELECT id FROM outbox_jobs
+    WHERE state = 'running' AND lease_until < date_part('epoch', statement_timestamp())
+      AND id NOT IN (
+          SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST(:busy AS jsonb))
+      )
+    ORDER BY lease_until, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox_jobs AS j
+SET owner = :owner, lease_until = date_part('epoch', statement_timestamp()) + :lease,
+    updated_at = date_part('epoch', statement_timestamp())
+FROM lapsed
+WHERE j.id = lapsed.id
+RETURNING j.id, j.kind, j.key, j.payload, j.dossier, j.document, j.state, j.attempts, j.run_after,
+          j.owner, j.lease_until, j.last_error, j.created_at, j.updated_at;
+
 -- name: renew
--- base: ff80467ead44ffba
-UPDATE outbox_jobs SET lease_until = date_part('epoch', statement_timestamp()) + :lease
+-- base: ef752f3ffa433396
+UPDATE outbox_jobs SET lease_until = date_part('epoch', statement_timestamp()) + :lease,
+    updated_at = date_part('epoch', statement_timestamp())
 WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: rebase
+-- base: 7b0822e97ff5946d
+-- The server's clock set back. Rows another unit holds are left for the next rebase: waiting for
+-- them could deadlock with a unit that updates several of a dossier's jobs (due_now).
+WITH ahead AS (
+    SELECT id FROM outbox_jobs
+    WHERE state IN ('pending', 'running')
+      AND updated_at > date_part('epoch', statement_timestamp())
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox_jobs AS j
+SET run_after = date_part('epoch', statement_timestamp()) + (j.run_after - j.updated_at),
+    lease_until = date_part('epoch', statement_timestamp()) + (j.lease_until - j.updated_at),
+    updated_at = date_part('epoch', statement_timestamp())
+FROM ahead
+WHERE j.id = ahead.id;
 
 -- name: complete
 -- base: 7dbcb142cfbf5304
