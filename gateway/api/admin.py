@@ -43,8 +43,8 @@ async def list_outbox(request: web.Request) -> web.Response:
         )
     limit = query_int(request, "limit", 100, lo=1, hi=_MAX_LIMIT)
     after = query_int(request, "after", 0)
-    jobs = await request.app[RUNTIME].store.read(
-        lambda tx: list_jobs(tx, state=state, limit=limit, after_id=after)
+    jobs = await request.app[RUNTIME].store.read(  # one more: whether more follow
+        lambda tx: list_jobs(tx, state=state, limit=limit + 1, after_id=after)
     )
     return json_response(page(jobs, limit))
 

@@ -120,15 +120,15 @@ def list_command(
         )
 
     read: list[Job] = _run(config, work, readonly=True)
-    jobs, more = read[:limit], len(read) > limit
+    listed = page(read, limit)
     if as_json:
-        click.echo(msgspec.json.encode(page(jobs, limit, more=more)).decode())
-    elif not jobs:
+        click.echo(msgspec.json.encode(listed).decode())
+    elif not listed.items:
         click.echo(f"no {state + ' ' if state else ''}jobs")
     else:
-        click.echo(_table(jobs))
-        if more:
-            click.echo(f"… more: --after {jobs[-1].id}")
+        click.echo(_table(read[:limit]))
+        if listed.next is not None:
+            click.echo(f"… more: --after {listed.next}")
 
 
 @outbox.command("replay")

@@ -74,10 +74,9 @@ def view(job: Job) -> JobView:
     )
 
 
-def page(jobs: list[Job], limit: int, *, more: bool | None = None) -> JobList:
-    """A page of ``limit`` asked for. ``more``: whether jobs follow it, known to a caller that
-    read one more than ``limit``; None: guessed from a full page (``next`` then set whenever the
-    page came back full)."""
-    if more is None:
-        more = len(jobs) >= limit
+def page(read: list[Job], limit: int) -> JobList:
+    """A page of ``limit`` jobs from ``read``, up to ``limit + 1`` jobs: one more than the page
+    tells whether jobs follow it (``next`` set), which a full page alone does not."""
+    jobs = read[:limit]
+    more = len(read) > limit
     return JobList(items=[view(j) for j in jobs], next=jobs[-1].id if jobs and more else None)

@@ -84,6 +84,17 @@ async def test_lists_dead_jobs_with_a_cursor(
     assert len(everything["items"]) == 4
 
 
+async def test_a_full_last_page_has_no_next(
+    client: TestClient[Any, Any], store: SQLiteStore
+) -> None:
+    """``next`` was set whenever a page came back full, though no job followed it: a client
+    paging on ``next`` asked once more for an empty page."""
+    ids = [await dead_job(store, f"k{i}") for i in range(2)]
+    resp = await client.get("/v1/admin/outbox?state=dead&limit=2", headers=OPS)
+    body = await resp.json()
+    assert ([j["id"] for j in body["items"]], body["next"]) == (ids, None)
+
+
 @pytest.mark.parametrize("query", ["state=stuck", "limit=0", "limit=x", "after=-1"])
 async def test_bad_queries_are_problems(client: TestClient[Any, Any], query: str) -> None:
     resp = await client.get(f"/v1/admin/outbox?{query}", headers=OPS)
