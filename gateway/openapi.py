@@ -43,6 +43,7 @@ def _text(name: str, description: str, **schema: Any) -> Param:
 
 
 _FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}  # anything else is a 400
+_WHEN = ["2026-11-22T00:00:00+07:00", "2026-11-22"]  # a time with its zone, or a day in Vietnam
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,10 @@ OPERATIONS: tuple[Operation, ...] = (
               None, dict[str, Any], 200, (401, 403, 404, 409)),
     Operation("get", "/v1/audit/events", "Audit events by time, member, service, dossier, document",
               "audit.read", None, dict[str, Any], 200, (400, 401, 403),
-              (_text("from", "ISO 8601 time with its zone, or a date (00:00 in Vietnam, +07:00); inclusive"),
-               _text("to", "ISO 8601 time with its zone, or a date (00:00 in Vietnam, +07:00); exclusive"),
+              (_text("from", "ISO 8601 time with its zone, or a date (00:00 in Vietnam, +07:00); inclusive",
+                     examples=_WHEN),
+               _text("to", "ISO 8601 time with its zone, or a date (00:00 in Vietnam, +07:00); exclusive",
+                     examples=_WHEN),
                _text("member", "member id (VN:GOV:…)"), _text("service", "service name"),
                _text("dossier", "dossier code"), _text("document", "the hub's document id, or the letter's edXML DocumentId"),
                _text("cursor", "next page: the previous answer's next"),

@@ -99,6 +99,8 @@ def _right(schema: dict[str, Any]) -> str:
         return str(schema["enum"][0])
     if schema.get("type") == "integer":
         return str(max(1, schema.get("minimum", 0)))
+    if "examples" in schema:
+        return str(schema["examples"][0])
     if schema.get("format") == "date-time":
         return "2026-11-22T00:00:00+07:00"
     return "0" if schema.get("pattern", "").startswith("^[0-9]") else "x"
