@@ -83,7 +83,7 @@ async def test_a_write_whose_gateway_was_killed_is_remembered_as_unanswered(
                     f'token = "{ADMIN_TOKEN}"\nrights = ["admin"]\n'
                 )
             gateway = await _start_gateway(config, port)
-            dossier = next(iter(sample_dossiers(1, seed=3, death_share=0.0)))
+            dossier = next(iter(sample_dossiers(1, seed=0, death_share=0.0)))  # the sandbox's seed
             code = dossier["code"]
             base = f"http://127.0.0.1:{port}"
             async with aiohttp.ClientSession() as http:
