@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import io
 import itertools
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,6 +85,10 @@ async def _sign(
     field_name: str,
     reason: str | None,
 ) -> bytes:
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+    except Exception as exc:  # pyHanko's PdfReadError, or a bare AssertionError
+        raise SigningError(f"not a readable PDF: {_unreadable(exc)}") from exc
     backend = trust.new_backend() if trust is not None else None
     vc = None
     if level == "B-LT":
@@ -99,7 +104,6 @@ async def _sign(
         use_pades_lta=False,
     )
     try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
         out = io.BytesIO()
         async with contextlib.AsyncExitStack() as stack:
             stamper = None
@@ -131,8 +135,8 @@ async def sign_pdf(
     B-T and B-LT need ``tsa_url``; B-LT also needs ``trust`` (to fetch and embed CRLs/OCSP) and
     fails when that data cannot be had for the whole chain (the signer's and the TSA's): the
     result must validate from its DSS alone, as :func:`verify_pdf` then checks it.
-    Raises SigningError (bad arguments, not a PDF, field exists, B-LT without revocation data),
-    TimestampError, KeyLoadError.
+    Raises SigningError (bad arguments, not a readable PDF, field exists, B-LT without revocation
+    data), TimestampError, KeyLoadError.
     """
     if level not in ("B-B", "B-T", "B-LT"):
         raise SigningError(f"unknown PAdES level {level!r}")
@@ -156,7 +160,7 @@ async def sign_pdf(
             raise SigningError(
                 f"B-LT: cannot embed revocation data for the signer's chain: {_describe(cause)}"
             ) from exc
-        raise SigningError(f"cannot sign PDF: {type(exc).__name__}: {exc}") from exc
+        raise SigningError(f"cannot sign PDF: {type(exc).__name__}: {_describe(exc)}") from exc
     if level == "B-LT":
         assert trust is not None
         # What a verifier will see: a signature that validates from its DSS alone, nothing
@@ -225,6 +229,17 @@ def _read_dss(reader: PdfFileReader) -> _Embedded:
                 load(der)
                 dest.append(der)
     return out
+
+
+def _unreadable(exc: BaseException) -> str:
+    """Why pyHanko cannot read a PDF. Its reader stops on some malformed cross-reference data
+    with a bare ``assert`` (an AssertionError with no text)."""
+    if str(exc).strip():
+        return _describe(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames and frames[-1].filename.endswith("xref.py"):
+        return "its cross-reference data is corrupt"
+    return f"its structure is corrupt ({type(exc).__name__})"
 
 
 def _describe(exc: BaseException) -> str:
@@ -512,7 +527,7 @@ async def _verify(data: bytes, trust: TrustStore) -> list[SignatureReport]:
     except DocumentTooComplex:
         raise
     except Exception as exc:  # pyHanko's PdfReadError, PdfStrictReadError, ValueError …
-        raise SignatureInvalid(f"not a readable PDF: {exc}") from exc
+        raise SignatureInvalid(f"not a readable PDF: {_unreadable(exc)}") from exc
     try:
         dss = _read_dss(reader)
     except Exception:  # a DSS that cannot be read embeds nothing
