@@ -25,6 +25,16 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    DiffResult,
+    FormUpdatingRule,
+    GenericFieldModificationRule,
+    ModificationLevel,
+    SigFieldCreationRule,
+    SigFieldModificationRule,
+    StandardDiffPolicy,
+)
 from pyhanko.sign.fields import SigSeedSubFilter, enumerate_sig_fields
 from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
@@ -471,7 +481,7 @@ async def _judge(
     )
     try:
         status = await async_validate_pdf_signature(
-            sig, signer_validation_context=vc, ts_validation_context=ts_vc
+            sig, signer_validation_context=vc, ts_validation_context=ts_vc, diff_policy=_DIFF_POLICY
         )
     except Exception as exc:  # pyHanko: SignatureValidationError, WeakHashAlgorithmError, …
         return SignatureReport(
@@ -516,10 +526,11 @@ async def _judge(
             weaknesses=weak,
             **base,
         )
-    if status.docmdp_ok is False:
+    modified = _modification(sig, status)
+    if modified:
         return SignatureReport(
             valid=False,
-            reason="document modified after signing",
+            reason=modified,
             level=level,
             weaknesses=weak,
             **base,
@@ -541,6 +552,46 @@ async def _judge(
         certificate=leaf,
         **base,
     )
+
+
+# pyHanko's default policy, but for its allowance of a form field's appearance stream overwritten
+# in place: pyHanko 0.38 tests it against the stream's last change in the whole file, not up to
+# the revision checked, so it reports every text field whose appearance predates a signature as
+# changed after it (a second signature on a signed form named them). Without the allowance the
+# fields reported are those given a new value or appearance, and a stream overwritten in place is
+# a change pyHanko cannot explain (OTHER). Signature fields keep it: their changes are allowed.
+_DIFF_POLICY = StandardDiffPolicy(
+    global_rules=DEFAULT_DIFF_POLICY.global_rules,
+    form_rule=FormUpdatingRule(
+        field_rules=[
+            SigFieldCreationRule(),
+            SigFieldModificationRule(),
+            GenericFieldModificationRule(allow_in_place_appearance_stream_changes=False),
+        ]
+    ),
+)
+
+
+def _modification(sig: Any, status: Any) -> str | None:
+    """Why the revisions after the signature change what its signer signed (None: they do
+    not). They may add signatures in empty signature fields, document timestamps and DSS
+    updates (pyHanko's LTA_UPDATES, and its FORM_FILLING of signature fields alone). They may
+    not, even where pyHanko's policy for approval signatures allows it, give a form field
+    another value (the page then shows another name than the signer's) or add or change
+    annotations (a stamp over the text; pyHanko 0.38 explains none, they come out as OTHER)."""
+    if status.docmdp_ok is False:  # pyHanko's OTHER: changes it cannot explain
+        return "document modified after signing"
+    level = status.modification_level
+    if level == ModificationLevel.ANNOTATIONS:
+        return "document modified after signing: annotations added or changed"
+    if level == ModificationLevel.FORM_FILLING and isinstance(status.diff_result, DiffResult):
+        signatures = {name for name, _, _ in enumerate_sig_fields(sig.reader)}
+        changed = sorted(status.diff_result.changed_form_fields - signatures)
+        if changed:
+            fields = ", ".join(repr(name) for name in changed)
+            plural = "s" if len(changed) > 1 else ""
+            return f"document modified after signing: form field{plural} {fields} changed"
+    return None
 
 
 # ISO 32000-1 §7.5.5: a PDF's last line is %%EOF (each incremental update ends with one), and
