@@ -22,6 +22,7 @@ from typing import Any, Literal
 import aiohttp
 from asn1crypto import algos, core
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -39,10 +40,11 @@ from pyhanko.sign.fields import SigSeedSubFilter, enumerate_sig_fields
 from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 from pyhanko.sign.validation import async_validate_pdf_signature
-from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.dss import DocumentSecurityStore, async_add_validation_info
 from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationError
 from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko_certvalidator import CertificateValidator
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from . import pdf_limits
@@ -100,33 +102,70 @@ async def _sign(
         writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
     except Exception as exc:  # pyHanko's PdfReadError, or a bare AssertionError
         raise SigningError(f"not a readable PDF: {_unreadable(exc)}") from exc
-    backend = trust.new_backend() if trust is not None else None
-    vc = None
-    if level == "B-LT":
-        assert trust is not None and backend is not None
-        vc = trust.validation_context(other_certs=key.chain, backend=backend, for_signing=True)
     meta = PdfSignatureMetadata(
         field_name=field_name,
         reason=reason,
         md_algorithm="sha256",
         subfilter=SigSeedSubFilter.PADES,
-        embed_validation_info=level == "B-LT",
-        validation_context=vc,
         use_pades_lta=False,
     )
-    try:
-        out = io.BytesIO()
-        async with contextlib.AsyncExitStack() as stack:
-            stamper = None
-            if level != "B-B" and tsa_url:
-                stamper = await stack.enter_async_context(timestamper(tsa_url))
-            await PdfSigner(meta, _KeySigner(key), timestamper=stamper).async_sign_pdf(
-                writer, output=out
-            )
+    if level == "B-LT":
+        assert trust is not None
+        await _check_chain(key, trust)
+    out = io.BytesIO()
+    async with contextlib.AsyncExitStack() as stack:
+        stamper = None
+        if level != "B-B" and tsa_url:
+            stamper = await stack.enter_async_context(timestamper(tsa_url))
+        await PdfSigner(meta, _KeySigner(key), timestamper=stamper).async_sign_pdf(
+            writer, output=out
+        )
+    if level != "B-LT":
         return out.getvalue()
+    assert trust is not None
+    return await _add_revocation_data(out.getvalue(), field_name, key, trust)
+
+
+async def _check_chain(key: SigningKey, trust: TrustStore) -> None:
+    """Validate the signer's chain with its revocation data fetched (hard-fail), before anything
+    is signed or stamped: a chain whose data cannot be had, or a revoked signer, costs no key
+    operation and no timestamp. Raises pyhanko-certvalidator's errors."""
+    backend = trust.new_backend()
+    try:
+        vc = trust.validation_context(other_certs=key.chain, backend=backend, for_signing=True)
+        validator = CertificateValidator(to_asn1(key.certificate), validation_context=vc)
+        await validator.async_validate_usage(key_usage=set())
     finally:
-        if backend is not None:
-            await backend.close()
+        await backend.close()
+
+
+async def _add_revocation_data(
+    signed: bytes, field_name: str, key: SigningKey, trust: TrustStore
+) -> bytes:
+    """``signed`` with the CRLs and OCSP answers for the chains of its signature ``field_name``
+    and of that signature's timestamp in its DSS, in a revision of their own.
+
+    They are fetched now, after the timestamp: revocation data proves the signer's status at the
+    timestamp only if issued after it (:data:`REVOCATION_GRACE`), so none may come from the
+    trust store's cache either (an answer fetched minutes ago for an earlier document)."""
+    uncached = TrustStore(
+        trust.anchors,
+        revocation=trust.revocation,
+        intermediates=trust.intermediates,
+        fetch_timeout=trust.fetch_timeout,
+        cache_ttl=0,
+    )
+    backend = uncached.new_backend()
+    try:
+        vc = uncached.validation_context(other_certs=key.chain, backend=backend, for_signing=True)
+        reader = PdfFileReader(io.BytesIO(signed), strict=False)
+        sig_field = next(f for name, _, f in enumerate_sig_fields(reader) if name == field_name)
+        out = await async_add_validation_info(
+            EmbeddedPdfSignature(reader, sig_field, field_name), vc, embed_roots=False
+        )
+        return bytes(out.getvalue())
+    finally:
+        await backend.close()
 
 
 async def sign_pdf(
@@ -143,9 +182,10 @@ async def sign_pdf(
     by default the first of Signature1, Signature2, … the PDF does not have yet, so that a signed
     PDF can be signed again: each signature covers the revisions before it).
 
-    B-T and B-LT need ``tsa_url``; B-LT also needs ``trust`` (to fetch and embed CRLs/OCSP) and
-    fails when that data cannot be had for the whole chain (the signer's and the TSA's): the
-    result must validate from its DSS alone, as :func:`verify_pdf` then checks it.
+    B-T and B-LT need ``tsa_url``; B-LT also needs ``trust`` (to fetch and embed CRLs/OCSP, after
+    the timestamp, in the next revision) and fails when that data cannot be had for the whole
+    chain (the signer's and the TSA's): the result must validate from its DSS alone, as
+    :func:`verify_pdf` then checks it.
     Raises SigningError (bad arguments, not a readable PDF, field exists, B-LT without revocation
     data), TimestampError (naming the TSA and what went wrong), KeyLoadError.
     """
@@ -179,7 +219,7 @@ async def sign_pdf(
         assert trust is not None
         # What a verifier will see: a signature that validates from its DSS alone, nothing
         # fetched. Anything less is not B-LT, and is not written as such.
-        reports = await asyncio.to_thread(asyncio.run, _verify(out, trust))
+        reports = await asyncio.to_thread(asyncio.run, _verify(out, trust, dss_only=True))
         mine = next((r for r in reports if r.field_name == field_name), None)
         if mine is None or not mine.valid or mine.level != "PAdES-B-LT":
             why = mine.reason if mine is not None else "the new signature was not found"
@@ -239,6 +279,18 @@ def _validation_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
+# Revocation data proves a signer's status at its signature's timestamp only when issued after
+# that time (ETSI EN 319 102-1, 5.2.5.4): an OCSP "good" fetched before the signer was revoked
+# stays within its validity window for hours, a CRL for days, and whoever holds a revoked key
+# could put such an answer in the DSS of each new signature. Data about the signer's own
+# certificate therefore counts in a B-LT judgement only when issued (an OCSP answer's producedAt,
+# a CRL's thisUpdate) at most this long before the timestamp: the TSA's clock and the responder's
+# differ a little, and producedAt is in whole seconds (a signature made that soon after a
+# revocation could still stand on an answer from before it). (CA certificates' data counts while
+# valid at the timestamp: a CA's own CRL is issued for months.)
+REVOCATION_GRACE = dt.timedelta(seconds=5)
+
+
 @dataclass
 class _Embedded:
     """The certificates and revocation data (DER) a PDF's DSS carries, for B-LT validation."""
@@ -246,6 +298,42 @@ class _Embedded:
     certs: list[x509.Certificate] = field(default_factory=list)
     crls: list[bytes] = field(default_factory=list)
     ocsps: list[bytes] = field(default_factory=list)
+
+    def fresh_for(self, signer: x509.Certificate, stamped: dt.datetime) -> tuple[_Embedded, int]:
+        """This DSS less the revocation data about ``signer`` issued more than
+        REVOCATION_GRACE before ``stamped`` (its signature's timestamp), and how many entries
+        that left out."""
+        oldest = stamped - REVOCATION_GRACE
+
+        def stale(issued: dt.datetime | None) -> bool:
+            return issued is not None and issued < oldest
+
+        crls = [d for d in self.crls if not stale(_crl_issued(d, signer))]
+        ocsps = [d for d in self.ocsps if not stale(_ocsp_issued(d, signer))]
+        left_out = len(self.crls) - len(crls) + len(self.ocsps) - len(ocsps)
+        return _Embedded(self.certs, crls, ocsps), left_out
+
+
+def _crl_issued(der: bytes, cert: x509.Certificate) -> dt.datetime | None:
+    """When the CRL ``der`` was issued, if it is one of ``cert``'s issuer's (None if not)."""
+    crl = x509.load_der_x509_crl(der)
+    return crl.last_update_utc if crl.issuer == cert.issuer else None
+
+
+def _ocsp_issued(der: bytes, cert: x509.Certificate) -> dt.datetime | None:
+    """When the OCSP answer ``der`` was produced, if it speaks of ``cert`` (None if not)."""
+    answer = ocsp.load_der_ocsp_response(der)
+    if answer.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        return None
+    issuer = cert.issuer.public_bytes()
+    for single in answer.responses:
+        digest = hashes.Hash(single.hash_algorithm)
+        digest.update(issuer)
+        if single.serial_number == cert.serial_number and (
+            single.issuer_name_hash == digest.finalize()
+        ):
+            return answer.produced_at_utc
+    return None
 
 
 def _read_dss(reader: PdfFileReader) -> _Embedded:
@@ -398,11 +486,13 @@ def _padded(emb: Any) -> str | None:
     return None
 
 
-async def _verify_one(sig: Any, trust: TrustStore, dss: _Embedded) -> SignatureReport:
+async def _verify_one(
+    sig: Any, trust: TrustStore, dss: _Embedded, dss_only: bool
+) -> SignatureReport:
     if isinstance(sig, SignatureReport):
         return sig
     try:
-        return await _verify_parsed(sig, trust, dss)
+        return await _verify_parsed(sig, trust, dss, dss_only)
     except Exception as exc:  # a CMS that pyHanko parses lazily and only now finds broken
         return SignatureReport(
             valid=False,
@@ -420,7 +510,11 @@ def _signer_name(sig: Any) -> str:
         return "unknown"
 
 
-async def _verify_parsed(sig: Any, trust: TrustStore, dss: _Embedded) -> SignatureReport:
+async def _verify_parsed(
+    sig: Any, trust: TrustStore, dss: _Embedded, dss_only: bool
+) -> SignatureReport:
+    """One signature's report; ``dss_only``: judged from the DSS alone, never online (what
+    sign_pdf checks of the B-LT signature it made)."""
     subfilter = str(sig.sig_object.get("/SubFilter", ""))
     legacy = subfilter == "/adbe.pkcs7.detached"
     leaf = from_asn1(sig.signer_cert)
@@ -432,10 +526,15 @@ async def _verify_parsed(sig: Any, trust: TrustStore, dss: _Embedded) -> Signatu
         # does not, it is no B-LT signature and is judged as B-T, with what can be fetched.
         try:
             report = await _judge(sig, trust, leaf, [*others, *dss.certs], base, legacy, dss)
-        except Exception:  # data pyHanko cannot use: no B-LT signature either
-            report = None
-        if report is not None and report.valid:
+        except Exception as exc:  # data pyHanko cannot use: no B-LT signature either
+            why = f"its DSS cannot be used: {_describe(exc)}"
+            report = SignatureReport(valid=False, reason=why, level="unknown", **base)
+        if report.valid or dss_only:
             return report
+    elif dss_only:
+        return SignatureReport(
+            valid=False, reason="no revocation data in the DSS", level="unknown", **base
+        )
     return await _judge(sig, trust, leaf, others, base, legacy, None)
 
 
@@ -461,21 +560,25 @@ async def _judge(
     dss: _Embedded | None,
 ) -> SignatureReport:
     """One signature judged online (``dss`` None: revocation data fetched as the trust's policy
-    says) or offline from its DSS alone (B-LT: hard-fail, nothing fetched)."""
+    says) or offline from its DSS alone (B-LT: hard-fail, nothing fetched; the data about the
+    signer only if issued after the timestamp, see REVOCATION_GRACE)."""
     offline = dss is not None
-    revinfo: dict[str, Any] = (
-        {"crls": dss.crls, "ocsps": dss.ocsps, "offline": True} if dss is not None else {}
-    )
+    stamped = _stamp_time(sig)
+    revinfo: dict[str, Any] = {}
+    signer_revinfo: dict[str, Any] = {}
+    stale = 0
+    if dss is not None:
+        revinfo = {"crls": dss.crls, "ocsps": dss.ocsps, "offline": True}
+        fresh, stale = dss.fresh_for(leaf, stamped) if stamped else (dss, 0)
+        signer_revinfo = {"crls": fresh.crls, "ocsps": fresh.ocsps, "offline": True}
     weak = [LEGACY] if legacy else []
     level = LEGACY if legacy else "PAdES-B-B"
     backend = trust.new_backend()
-    vc = trust.validation_context(other_certs=others, backend=backend, **revinfo)
+    vc = trust.validation_context(other_certs=others, backend=backend, **signer_revinfo)
     # Offline, the timestamp's chain is judged as of the timestamp, with the data embedded then
     # (an OCSP answer in a DSS is not fresh for ever).
     ts_vc = (
-        trust.validation_context(
-            other_certs=others, backend=backend, moment=_stamp_time(sig), **revinfo
-        )
+        trust.validation_context(other_certs=others, backend=backend, moment=stamped, **revinfo)
         if offline
         else vc
     )
@@ -537,8 +640,14 @@ async def _judge(
         )
     try:
         # As for XML: judged as of the timestamp's time when there is one (signing/xml.py).
-        chain = await trust.validate(leaf, others, moment=proven, **revinfo)
+        chain = await trust.validate(leaf, others, moment=proven, **signer_revinfo)
     except UntrustedSigner as exc:
+        if stale:  # say why the DSS did not do (only sign_pdf's check of B-LT shows it)
+            exc = UntrustedSigner(
+                f"{exc.reason} (the DSS's revocation data about the signer was issued before "
+                "the signature timestamp)",
+                exc.kind,
+            )
         return SignatureReport.untrusted(
             exc, level=level, weaknesses=weak, signed_at=signed_at, **base
         )
@@ -600,7 +709,9 @@ def _modification(sig: Any, status: Any) -> str | None:
 _EOF_WINDOW = 1024
 
 
-async def _verify(data: bytes, trust: TrustStore) -> list[SignatureReport]:
+async def _verify(
+    data: bytes, trust: TrustStore, *, dss_only: bool = False
+) -> list[SignatureReport]:
     if b"%%EOF" not in data[-_EOF_WINDOW:]:
         raise SignatureInvalid(f"not a readable PDF: no %%EOF in its last {_EOF_WINDOW} bytes")
     try:
@@ -618,7 +729,7 @@ async def _verify(data: bytes, trust: TrustStore) -> list[SignatureReport]:
         dss = _read_dss(reader)
     except Exception:  # a DSS that cannot be read embeds nothing
         dss = _Embedded()
-    return [await _verify_one(s, trust, dss) for s in sigs]
+    return [await _verify_one(s, trust, dss, dss_only) for s in sigs]
 
 
 async def verify_pdf(data: bytes, trust: TrustStore) -> list[SignatureReport]:
