@@ -15,22 +15,36 @@ import contextlib
 import datetime as dt
 import io
 import itertools
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import aiohttp
 from asn1crypto import algos, core
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    DiffResult,
+    FormUpdatingRule,
+    GenericFieldModificationRule,
+    ModificationLevel,
+    SigFieldCreationRule,
+    SigFieldModificationRule,
+    StandardDiffPolicy,
+)
 from pyhanko.sign.fields import SigSeedSubFilter, enumerate_sig_fields
 from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner
 from pyhanko.sign.validation import async_validate_pdf_signature
-from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.dss import DocumentSecurityStore, async_add_validation_info
 from pyhanko.sign.validation.errors import NoDSSFoundError, SignatureValidationError
 from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko_certvalidator import CertificateValidator
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from . import pdf_limits
@@ -43,7 +57,7 @@ from .errors import (
 )
 from .keys import SigningKey
 from .report import SignatureReport
-from .timestamps import timestamper
+from .timestamps import _shown, timestamper
 from .trust import TrustStore, common_name, from_asn1, to_asn1
 
 __all__ = ["sign_pdf", "verify_pdf"]
@@ -84,34 +98,74 @@ async def _sign(
     field_name: str,
     reason: str | None,
 ) -> bytes:
-    backend = trust.new_backend() if trust is not None else None
-    vc = None
-    if level == "B-LT":
-        assert trust is not None and backend is not None
-        vc = trust.validation_context(other_certs=key.chain, backend=backend, for_signing=True)
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+    except Exception as exc:  # pyHanko's PdfReadError, or a bare AssertionError
+        raise SigningError(f"not a readable PDF: {_unreadable(exc)}") from exc
     meta = PdfSignatureMetadata(
         field_name=field_name,
         reason=reason,
         md_algorithm="sha256",
         subfilter=SigSeedSubFilter.PADES,
-        embed_validation_info=level == "B-LT",
-        validation_context=vc,
         use_pades_lta=False,
     )
-    try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
-        out = io.BytesIO()
-        async with contextlib.AsyncExitStack() as stack:
-            stamper = None
-            if level != "B-B" and tsa_url:
-                stamper = await stack.enter_async_context(timestamper(tsa_url))
-            await PdfSigner(meta, _KeySigner(key), timestamper=stamper).async_sign_pdf(
-                writer, output=out
-            )
+    if level == "B-LT":
+        assert trust is not None
+        await _check_chain(key, trust)
+    out = io.BytesIO()
+    async with contextlib.AsyncExitStack() as stack:
+        stamper = None
+        if level != "B-B" and tsa_url:
+            stamper = await stack.enter_async_context(timestamper(tsa_url))
+        await PdfSigner(meta, _KeySigner(key), timestamper=stamper).async_sign_pdf(
+            writer, output=out
+        )
+    if level != "B-LT":
         return out.getvalue()
+    assert trust is not None
+    return await _add_revocation_data(out.getvalue(), field_name, key, trust)
+
+
+async def _check_chain(key: SigningKey, trust: TrustStore) -> None:
+    """Validate the signer's chain with its revocation data fetched (hard-fail), before anything
+    is signed or stamped: a chain whose data cannot be had, or a revoked signer, costs no key
+    operation and no timestamp. Raises pyhanko-certvalidator's errors."""
+    backend = trust.new_backend()
+    try:
+        vc = trust.validation_context(other_certs=key.chain, backend=backend, for_signing=True)
+        validator = CertificateValidator(to_asn1(key.certificate), validation_context=vc)
+        await validator.async_validate_usage(key_usage=set())
     finally:
-        if backend is not None:
-            await backend.close()
+        await backend.close()
+
+
+async def _add_revocation_data(
+    signed: bytes, field_name: str, key: SigningKey, trust: TrustStore
+) -> bytes:
+    """``signed`` with the CRLs and OCSP answers for the chains of its signature ``field_name``
+    and of that signature's timestamp in its DSS, in a revision of their own.
+
+    They are fetched now, after the timestamp: revocation data proves the signer's status at the
+    timestamp only if issued after it (:data:`REVOCATION_GRACE`), so none may come from the
+    trust store's cache either (an answer fetched minutes ago for an earlier document)."""
+    uncached = TrustStore(
+        trust.anchors,
+        revocation=trust.revocation,
+        intermediates=trust.intermediates,
+        fetch_timeout=trust.fetch_timeout,
+        cache_ttl=0,
+    )
+    backend = uncached.new_backend()
+    try:
+        vc = uncached.validation_context(other_certs=key.chain, backend=backend, for_signing=True)
+        reader = PdfFileReader(io.BytesIO(signed), strict=False)
+        sig_field = next(f for name, _, f in enumerate_sig_fields(reader) if name == field_name)
+        out = await async_add_validation_info(
+            EmbeddedPdfSignature(reader, sig_field, field_name), vc, embed_roots=False
+        )
+        return bytes(out.getvalue())
+    finally:
+        await backend.close()
 
 
 async def sign_pdf(
@@ -128,11 +182,12 @@ async def sign_pdf(
     by default the first of Signature1, Signature2, … the PDF does not have yet, so that a signed
     PDF can be signed again: each signature covers the revisions before it).
 
-    B-T and B-LT need ``tsa_url``; B-LT also needs ``trust`` (to fetch and embed CRLs/OCSP) and
-    fails when that data cannot be had for the whole chain (the signer's and the TSA's): the
-    result must validate from its DSS alone, as :func:`verify_pdf` then checks it.
-    Raises SigningError (bad arguments, not a PDF, field exists, B-LT without revocation data),
-    TimestampError, KeyLoadError.
+    B-T and B-LT need ``tsa_url``; B-LT also needs ``trust`` (to fetch and embed CRLs/OCSP, after
+    the timestamp, in the next revision) and fails when that data cannot be had for the whole
+    chain (the signer's and the TSA's): the result must validate from its DSS alone, as
+    :func:`verify_pdf` then checks it.
+    Raises SigningError (bad arguments, not a readable PDF, field exists, B-LT without revocation
+    data), TimestampError (naming the TSA and what went wrong), KeyLoadError.
     """
     if level not in ("B-B", "B-T", "B-LT"):
         raise SigningError(f"unknown PAdES level {level!r}")
@@ -149,19 +204,22 @@ async def sign_pdf(
     except SigningError:
         raise
     except Exception as exc:  # pyHanko: PdfReadError, SigningError, TimestampRequestError, …
-        if "imestamp" in type(exc).__name__ or "imestamp" in str(exc):
-            raise TimestampError(f"PDF signature timestamp failed: {exc}") from exc
+        if tsa_url and ("imestamp" in type(exc).__name__ or "imestamp" in str(exc)):
+            raise TimestampError(
+                f"PDF signature timestamp from {_shown(tsa_url)} failed: "
+                f"{_tsa_failure(exc, tsa_url)}"
+            ) from exc
         cause = _validation_cause(exc)
         if level == "B-LT" and cause is not None:
             raise SigningError(
                 f"B-LT: cannot embed revocation data for the signer's chain: {_describe(cause)}"
             ) from exc
-        raise SigningError(f"cannot sign PDF: {type(exc).__name__}: {exc}") from exc
+        raise SigningError(f"cannot sign PDF: {type(exc).__name__}: {_describe(exc)}") from exc
     if level == "B-LT":
         assert trust is not None
         # What a verifier will see: a signature that validates from its DSS alone, nothing
         # fetched. Anything less is not B-LT, and is not written as such.
-        reports = await asyncio.to_thread(asyncio.run, _verify(out, trust))
+        reports = await asyncio.to_thread(asyncio.run, _verify(out, trust, dss_only=True))
         mine = next((r for r in reports if r.field_name == field_name), None)
         if mine is None or not mine.valid or mine.level != "PAdES-B-LT":
             why = mine.reason if mine is not None else "the new signature was not found"
@@ -169,6 +227,37 @@ async def sign_pdf(
                 f"B-LT: the signature does not validate from its embedded revocation data: {why}"
             )
     return out
+
+
+# pyHanko's text for every failed TSA request, whatever went wrong: the cause is chained to it.
+_PYHANKO_TSA_ERROR = "Error while contacting timestamp service"
+
+
+def _tsa_failure(exc: BaseException, tsa_url: str) -> str:
+    """What went wrong with a TSA request, in one line that shows no query value of the URL
+    (aiohttp's texts quote the URL whole; a TSA may take its key as ``?token=``)."""
+    cause = exc.__cause__
+    if str(exc) != _PYHANKO_TSA_ERROR or cause is None:
+        why = _describe(exc)
+    elif isinstance(cause, aiohttp.ContentTypeError):  # a reply, but no timestamp reply
+        why = cause.message
+    elif isinstance(cause, aiohttp.ClientResponseError):
+        why = f"the server answered HTTP {cause.status} {cause.message}".rstrip()
+    elif isinstance(cause, aiohttp.InvalidUrlClientError | aiohttp.NonHttpUrlClientError):
+        why = "not an http(s) URL"
+    elif isinstance(cause, aiohttp.ClientConnectorError):
+        os_error = cause.os_error
+        what = (
+            "connection refused"
+            if isinstance(os_error, ConnectionRefusedError)
+            else os_error.strerror or type(os_error).__name__
+        )
+        why = f"cannot connect to {cause.host}:{cause.port}: {what}"
+    elif isinstance(cause, TimeoutError):
+        why = "no answer in time"
+    else:
+        why = f"{type(cause).__name__}: {_describe(cause)}"
+    return why.replace(tsa_url, _shown(tsa_url))
 
 
 def _free_field_name(data: bytes) -> str:
@@ -190,6 +279,18 @@ def _validation_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
+# Revocation data proves a signer's status at its signature's timestamp only when issued after
+# that time (ETSI EN 319 102-1, 5.2.5.4): an OCSP "good" fetched before the signer was revoked
+# stays within its validity window for hours, a CRL for days, and whoever holds a revoked key
+# could put such an answer in the DSS of each new signature. Data about the signer's own
+# certificate therefore counts in a B-LT judgement only when issued (an OCSP answer's producedAt,
+# a CRL's thisUpdate) at most this long before the timestamp: the TSA's clock and the responder's
+# differ a little, and producedAt is in whole seconds (a signature made that soon after a
+# revocation could still stand on an answer from before it). (CA certificates' data counts while
+# valid at the timestamp: a CA's own CRL is issued for months.)
+REVOCATION_GRACE = dt.timedelta(seconds=5)
+
+
 @dataclass
 class _Embedded:
     """The certificates and revocation data (DER) a PDF's DSS carries, for B-LT validation."""
@@ -197,6 +298,42 @@ class _Embedded:
     certs: list[x509.Certificate] = field(default_factory=list)
     crls: list[bytes] = field(default_factory=list)
     ocsps: list[bytes] = field(default_factory=list)
+
+    def fresh_for(self, signer: x509.Certificate, stamped: dt.datetime) -> tuple[_Embedded, int]:
+        """This DSS less the revocation data about ``signer`` issued more than
+        REVOCATION_GRACE before ``stamped`` (its signature's timestamp), and how many entries
+        that left out."""
+        oldest = stamped - REVOCATION_GRACE
+
+        def stale(issued: dt.datetime | None) -> bool:
+            return issued is not None and issued < oldest
+
+        crls = [d for d in self.crls if not stale(_crl_issued(d, signer))]
+        ocsps = [d for d in self.ocsps if not stale(_ocsp_issued(d, signer))]
+        left_out = len(self.crls) - len(crls) + len(self.ocsps) - len(ocsps)
+        return _Embedded(self.certs, crls, ocsps), left_out
+
+
+def _crl_issued(der: bytes, cert: x509.Certificate) -> dt.datetime | None:
+    """When the CRL ``der`` was issued, if it is one of ``cert``'s issuer's (None if not)."""
+    crl = x509.load_der_x509_crl(der)
+    return crl.last_update_utc if crl.issuer == cert.issuer else None
+
+
+def _ocsp_issued(der: bytes, cert: x509.Certificate) -> dt.datetime | None:
+    """When the OCSP answer ``der`` was produced, if it speaks of ``cert`` (None if not)."""
+    answer = ocsp.load_der_ocsp_response(der)
+    if answer.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        return None
+    issuer = cert.issuer.public_bytes()
+    for single in answer.responses:
+        digest = hashes.Hash(single.hash_algorithm)
+        digest.update(issuer)
+        if single.serial_number == cert.serial_number and (
+            single.issuer_name_hash == digest.finalize()
+        ):
+            return answer.produced_at_utc
+    return None
 
 
 def _read_dss(reader: PdfFileReader) -> _Embedded:
@@ -225,6 +362,17 @@ def _read_dss(reader: PdfFileReader) -> _Embedded:
                 load(der)
                 dest.append(der)
     return out
+
+
+def _unreadable(exc: BaseException) -> str:
+    """Why pyHanko cannot read a PDF. Its reader stops on some malformed cross-reference data
+    with a bare ``assert`` (an AssertionError with no text)."""
+    if str(exc).strip():
+        return _describe(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames and frames[-1].filename.endswith("xref.py"):
+        return "its cross-reference data is corrupt"
+    return f"its structure is corrupt ({type(exc).__name__})"
 
 
 def _describe(exc: BaseException) -> str:
@@ -338,11 +486,13 @@ def _padded(emb: Any) -> str | None:
     return None
 
 
-async def _verify_one(sig: Any, trust: TrustStore, dss: _Embedded) -> SignatureReport:
+async def _verify_one(
+    sig: Any, trust: TrustStore, dss: _Embedded, dss_only: bool
+) -> SignatureReport:
     if isinstance(sig, SignatureReport):
         return sig
     try:
-        return await _verify_parsed(sig, trust, dss)
+        return await _verify_parsed(sig, trust, dss, dss_only)
     except Exception as exc:  # a CMS that pyHanko parses lazily and only now finds broken
         return SignatureReport(
             valid=False,
@@ -360,7 +510,11 @@ def _signer_name(sig: Any) -> str:
         return "unknown"
 
 
-async def _verify_parsed(sig: Any, trust: TrustStore, dss: _Embedded) -> SignatureReport:
+async def _verify_parsed(
+    sig: Any, trust: TrustStore, dss: _Embedded, dss_only: bool
+) -> SignatureReport:
+    """One signature's report; ``dss_only``: judged from the DSS alone, never online (what
+    sign_pdf checks of the B-LT signature it made)."""
     subfilter = str(sig.sig_object.get("/SubFilter", ""))
     legacy = subfilter == "/adbe.pkcs7.detached"
     leaf = from_asn1(sig.signer_cert)
@@ -372,10 +526,15 @@ async def _verify_parsed(sig: Any, trust: TrustStore, dss: _Embedded) -> Signatu
         # does not, it is no B-LT signature and is judged as B-T, with what can be fetched.
         try:
             report = await _judge(sig, trust, leaf, [*others, *dss.certs], base, legacy, dss)
-        except Exception:  # data pyHanko cannot use: no B-LT signature either
-            report = None
-        if report is not None and report.valid:
+        except Exception as exc:  # data pyHanko cannot use: no B-LT signature either
+            why = f"its DSS cannot be used: {_describe(exc)}"
+            report = SignatureReport(valid=False, reason=why, level="unknown", **base)
+        if report.valid or dss_only:
             return report
+    elif dss_only:
+        return SignatureReport(
+            valid=False, reason="no revocation data in the DSS", level="unknown", **base
+        )
     return await _judge(sig, trust, leaf, others, base, legacy, None)
 
 
@@ -401,27 +560,31 @@ async def _judge(
     dss: _Embedded | None,
 ) -> SignatureReport:
     """One signature judged online (``dss`` None: revocation data fetched as the trust's policy
-    says) or offline from its DSS alone (B-LT: hard-fail, nothing fetched)."""
+    says) or offline from its DSS alone (B-LT: hard-fail, nothing fetched; the data about the
+    signer only if issued after the timestamp, see REVOCATION_GRACE)."""
     offline = dss is not None
-    revinfo: dict[str, Any] = (
-        {"crls": dss.crls, "ocsps": dss.ocsps, "offline": True} if dss is not None else {}
-    )
+    stamped = _stamp_time(sig)
+    revinfo: dict[str, Any] = {}
+    signer_revinfo: dict[str, Any] = {}
+    stale = 0
+    if dss is not None:
+        revinfo = {"crls": dss.crls, "ocsps": dss.ocsps, "offline": True}
+        fresh, stale = dss.fresh_for(leaf, stamped) if stamped else (dss, 0)
+        signer_revinfo = {"crls": fresh.crls, "ocsps": fresh.ocsps, "offline": True}
     weak = [LEGACY] if legacy else []
     level = LEGACY if legacy else "PAdES-B-B"
     backend = trust.new_backend()
-    vc = trust.validation_context(other_certs=others, backend=backend, **revinfo)
+    vc = trust.validation_context(other_certs=others, backend=backend, **signer_revinfo)
     # Offline, the timestamp's chain is judged as of the timestamp, with the data embedded then
     # (an OCSP answer in a DSS is not fresh for ever).
     ts_vc = (
-        trust.validation_context(
-            other_certs=others, backend=backend, moment=_stamp_time(sig), **revinfo
-        )
+        trust.validation_context(other_certs=others, backend=backend, moment=stamped, **revinfo)
         if offline
         else vc
     )
     try:
         status = await async_validate_pdf_signature(
-            sig, signer_validation_context=vc, ts_validation_context=ts_vc
+            sig, signer_validation_context=vc, ts_validation_context=ts_vc, diff_policy=_DIFF_POLICY
         )
     except Exception as exc:  # pyHanko: SignatureValidationError, WeakHashAlgorithmError, …
         return SignatureReport(
@@ -466,18 +629,25 @@ async def _judge(
             weaknesses=weak,
             **base,
         )
-    if status.docmdp_ok is False:
+    modified = _modification(sig, status)
+    if modified:
         return SignatureReport(
             valid=False,
-            reason="document modified after signing",
+            reason=modified,
             level=level,
             weaknesses=weak,
             **base,
         )
     try:
         # As for XML: judged as of the timestamp's time when there is one (signing/xml.py).
-        chain = await trust.validate(leaf, others, moment=proven, **revinfo)
+        chain = await trust.validate(leaf, others, moment=proven, **signer_revinfo)
     except UntrustedSigner as exc:
+        if stale:  # say why the DSS did not do (only sign_pdf's check of B-LT shows it)
+            exc = UntrustedSigner(
+                f"{exc.reason} (the DSS's revocation data about the signer was issued before "
+                "the signature timestamp)",
+                exc.kind,
+            )
         return SignatureReport.untrusted(
             exc, level=level, weaknesses=weak, signed_at=signed_at, **base
         )
@@ -493,13 +663,55 @@ async def _judge(
     )
 
 
+# pyHanko's default policy, but for its allowance of a form field's appearance stream overwritten
+# in place: pyHanko 0.38 tests it against the stream's last change in the whole file, not up to
+# the revision checked, so it reports every text field whose appearance predates a signature as
+# changed after it (a second signature on a signed form named them). Without the allowance the
+# fields reported are those given a new value or appearance, and a stream overwritten in place is
+# a change pyHanko cannot explain (OTHER). Signature fields keep it: their changes are allowed.
+_DIFF_POLICY = StandardDiffPolicy(
+    global_rules=DEFAULT_DIFF_POLICY.global_rules,
+    form_rule=FormUpdatingRule(
+        field_rules=[
+            SigFieldCreationRule(),
+            SigFieldModificationRule(),
+            GenericFieldModificationRule(allow_in_place_appearance_stream_changes=False),
+        ]
+    ),
+)
+
+
+def _modification(sig: Any, status: Any) -> str | None:
+    """Why the revisions after the signature change what its signer signed (None: they do
+    not). They may add signatures in empty signature fields, document timestamps and DSS
+    updates (pyHanko's LTA_UPDATES, and its FORM_FILLING of signature fields alone). They may
+    not, even where pyHanko's policy for approval signatures allows it, give a form field
+    another value (the page then shows another name than the signer's) or add or change
+    annotations (a stamp over the text; pyHanko 0.38 explains none, they come out as OTHER)."""
+    if status.docmdp_ok is False:  # pyHanko's OTHER: changes it cannot explain
+        return "document modified after signing"
+    level = status.modification_level
+    if level == ModificationLevel.ANNOTATIONS:
+        return "document modified after signing: annotations added or changed"
+    if level == ModificationLevel.FORM_FILLING and isinstance(status.diff_result, DiffResult):
+        signatures = {name for name, _, _ in enumerate_sig_fields(sig.reader)}
+        changed = sorted(status.diff_result.changed_form_fields - signatures)
+        if changed:
+            fields = ", ".join(repr(name) for name in changed)
+            plural = "s" if len(changed) > 1 else ""
+            return f"document modified after signing: form field{plural} {fields} changed"
+    return None
+
+
 # ISO 32000-1 §7.5.5: a PDF's last line is %%EOF (each incremental update ends with one), and
 # readers look for it in the last 1,024 bytes. pyHanko searches the whole file backwards instead:
 # ~0.2 s of CPU per MB of a file that has none (a 60 MB "PDF" in a package: 13 s).
 _EOF_WINDOW = 1024
 
 
-async def _verify(data: bytes, trust: TrustStore) -> list[SignatureReport]:
+async def _verify(
+    data: bytes, trust: TrustStore, *, dss_only: bool = False
+) -> list[SignatureReport]:
     if b"%%EOF" not in data[-_EOF_WINDOW:]:
         raise SignatureInvalid(f"not a readable PDF: no %%EOF in its last {_EOF_WINDOW} bytes")
     try:
@@ -512,12 +724,12 @@ async def _verify(data: bytes, trust: TrustStore) -> list[SignatureReport]:
     except DocumentTooComplex:
         raise
     except Exception as exc:  # pyHanko's PdfReadError, PdfStrictReadError, ValueError …
-        raise SignatureInvalid(f"not a readable PDF: {exc}") from exc
+        raise SignatureInvalid(f"not a readable PDF: {_unreadable(exc)}") from exc
     try:
         dss = _read_dss(reader)
     except Exception:  # a DSS that cannot be read embeds nothing
         dss = _Embedded()
-    return [await _verify_one(s, trust, dss) for s in sigs]
+    return [await _verify_one(s, trust, dss, dss_only) for s in sigs]
 
 
 async def verify_pdf(data: bytes, trust: TrustStore) -> list[SignatureReport]:
