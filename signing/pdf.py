@@ -19,7 +19,6 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
 from asn1crypto import algos, core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -57,7 +56,7 @@ from .errors import (
 )
 from .keys import SigningKey
 from .report import SignatureReport
-from .timestamps import _shown, timestamper
+from .timestamps import _shown, timestamper, tsa_failure
 from .trust import TrustStore, common_name, from_asn1, to_asn1
 
 __all__ = ["sign_pdf", "verify_pdf"]
@@ -207,7 +206,7 @@ async def sign_pdf(
         if tsa_url and ("imestamp" in type(exc).__name__ or "imestamp" in str(exc)):
             raise TimestampError(
                 f"PDF signature timestamp from {_shown(tsa_url)} failed: "
-                f"{_tsa_failure(exc, tsa_url)}"
+                f"{tsa_failure(exc, tsa_url)}"
             ) from exc
         cause = _validation_cause(exc)
         if level == "B-LT" and cause is not None:
@@ -227,37 +226,6 @@ async def sign_pdf(
                 f"B-LT: the signature does not validate from its embedded revocation data: {why}"
             )
     return out
-
-
-# pyHanko's text for every failed TSA request, whatever went wrong: the cause is chained to it.
-_PYHANKO_TSA_ERROR = "Error while contacting timestamp service"
-
-
-def _tsa_failure(exc: BaseException, tsa_url: str) -> str:
-    """What went wrong with a TSA request, in one line that shows no query value of the URL
-    (aiohttp's texts quote the URL whole; a TSA may take its key as ``?token=``)."""
-    cause = exc.__cause__
-    if str(exc) != _PYHANKO_TSA_ERROR or cause is None:
-        why = _describe(exc)
-    elif isinstance(cause, aiohttp.ContentTypeError):  # a reply, but no timestamp reply
-        why = cause.message
-    elif isinstance(cause, aiohttp.ClientResponseError):
-        why = f"the server answered HTTP {cause.status} {cause.message}".rstrip()
-    elif isinstance(cause, aiohttp.InvalidUrlClientError | aiohttp.NonHttpUrlClientError):
-        why = "not an http(s) URL"
-    elif isinstance(cause, aiohttp.ClientConnectorError):
-        os_error = cause.os_error
-        what = (
-            "connection refused"
-            if isinstance(os_error, ConnectionRefusedError)
-            else os_error.strerror or type(os_error).__name__
-        )
-        why = f"cannot connect to {cause.host}:{cause.port}: {what}"
-    elif isinstance(cause, TimeoutError):
-        why = "no answer in time"
-    else:
-        why = f"{type(cause).__name__}: {_describe(cause)}"
-    return why.replace(tsa_url, _shown(tsa_url))
 
 
 def _free_field_name(data: bytes) -> str:

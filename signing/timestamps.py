@@ -67,17 +67,25 @@ async def request_timestamp(
         try:
             token = await stamper.async_timestamp(digest, md_algorithm)
         except Exception as exc:  # pyHanko raises IOError, TimestampRequestError, ValueError…
-            shown = _shown(tsa_url)
-            why = _failure(exc).replace(tsa_url, shown)  # in case a library's text quotes the URL
-            raise TimestampError(f"timestamp request to {shown} failed: {why}") from exc
+            why = tsa_failure(exc, tsa_url)
+            raise TimestampError(f"timestamp request to {_shown(tsa_url)} failed: {why}") from exc
     return bytes(token.dump())
 
 
-def _failure(exc: Exception) -> str:
+def tsa_failure(exc: BaseException, tsa_url: str) -> str:
+    """Why a request to ``tsa_url`` failed (``exc``, or what it was raised from), in one line
+    that shows no query value of the URL, in case a library's text quotes it."""
+    return " ".join(_failure(exc).split()).replace(tsa_url, _shown(tsa_url))
+
+
+def _failure(exc: BaseException) -> str:
     """Why a timestamp request failed. pyHanko says "Error while contacting timestamp service"
     whatever happened: the cause it chains says what (no connection, an HTTP error, no URL at
     all), in words that never quote the URL (an aiohttp error's text does, query and all)."""
-    cause = exc.__cause__ if isinstance(exc, TimestampRequestError) else None
+    seen: BaseException | None = exc  # the request's error, however deep signing wrapped it
+    while seen is not None and not isinstance(seen, TimestampRequestError):
+        seen = seen.__cause__ or seen.__context__
+    cause = seen.__cause__ if seen is not None else None
     if isinstance(cause, aiohttp.ContentTypeError):  # an answer, but not a timestamp reply
         return str(cause.message)
     if isinstance(cause, aiohttp.ClientResponseError):
