@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +60,18 @@ def held_port() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen()
         yield int(s.getsockname()[1])
+
+
+@pytest.fixture
+def debian_umask() -> Iterator[None]:
+    """The umask most accounts have (022): files readable by every local user unless made so."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def file_mode(path: Path) -> int:
+    """A file's permission bits (0o600: the owner's alone)."""
+    return stat.S_IMODE(path.stat().st_mode)

@@ -4,9 +4,6 @@ succeeds there; a missing openssl is named. Its private keys are readable by the
 
 from __future__ import annotations
 
-import os
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from gateway.settings import SettingsError, settings_from_mapping
 from signing.cli import pki as pki_group
 from signing.errors import SigningError
 from signing.testing import TestPKI
+from tests.conftest import file_mode
 
 BASE = "http://127.0.0.1:9"
 
@@ -29,30 +27,16 @@ def no_openssl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(empty))
 
 
-@pytest.fixture
-def debian_umask() -> Iterator[None]:
-    """The umask most accounts have (022): files readable by every local user unless made so."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
 @pytest.mark.usefixtures("debian_umask")
 def test_private_keys_are_the_owners_alone(tmp_path: Path) -> None:
     pki = TestPKI.create(tmp_path / "pki", base_url=BASE)
     keys = sorted(pki.directory.glob("*.key.pem"))
     assert {k.name for k in keys} >= {"root.key.pem", "intermediate.key.pem", "gateway.key.pem"}
-    assert {k.name: _mode(k) for k in keys} == {k.name: 0o600 for k in keys}
+    assert {k.name: file_mode(k) for k in keys} == {k.name: 0o600 for k in keys}
     p12s = sorted(pki.directory.glob("*.p12"))
-    assert {p.name: _mode(p) for p in p12s} == {p.name: 0o600 for p in p12s}
-    assert (_mode(pki.root_pem), _mode(pki.cert_path("gateway"))) == (0o644, 0o644)
-    assert _mode(pki.directory) == 0o755  # a folder as any other: its certificates are public
+    assert {p.name: file_mode(p) for p in p12s} == {p.name: 0o600 for p in p12s}
+    assert (file_mode(pki.root_pem), file_mode(pki.cert_path("gateway"))) == (0o644, 0o644)
+    assert file_mode(pki.directory) == 0o755  # a folder as any other: its certificates are public
 
 
 @pytest.mark.parametrize("existed", [False, True], ids=["new-folder", "empty-folder"])
@@ -69,12 +53,12 @@ def test_a_failed_creation_leaves_the_folder_as_it_was(
     assert str(info.value).startswith("openssl not found on PATH: ")
     assert sorted(p.name for p in folder.parent.iterdir()) == (["pki"] if existed else [])
     if existed:
-        assert list(folder.iterdir()) == [] and _mode(folder) == 0o750
+        assert list(folder.iterdir()) == [] and file_mode(folder) == 0o750
     made = TestPKI.create(folder, base_url=BASE)  # openssl back: the same folder takes it
     assert TestPKI.load(folder).subjects == made.subjects
     assert sorted(p.name for p in folder.parent.iterdir()) == ["pki"]
     if existed:
-        assert _mode(folder) == 0o750
+        assert file_mode(folder) == 0o750
 
 
 def test_a_pki_in_a_link_to_an_empty_folder_is_made_in_the_folder(tmp_path: Path) -> None:
