@@ -1,0 +1,86 @@
+"""What a registry says, and how much of it a lookup's client (and a flow step's error) gets.
+Each registry is a real server on a real socket (a fake one where the sandboxes do not
+misbehave that way)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from connectors.sandboxes import serve_app
+from gateway.samples import sample_dossiers
+from tests.e2e.test_lookups import (
+    PROBLEM,
+    _pointed_at,
+    _registry,
+    citizen_query,
+)
+
+API_KEY = "k3y-pop"  # the population registry's api_key in _pointed_at
+
+
+def _fault_echoing_the_request(padding: int = 0) -> web.Application:
+    """A population registry whose SOAP Fault quotes the headers it was sent, as a Java backend's
+    error text might, with an internal address, and ``padding`` characters more."""
+
+    async def fault(request: web.Request) -> web.Response:
+        said = (
+            f"Authentication backend error for ApiKey={request.headers.get('ApiKey')} "
+            f"Authorization={request.headers.get('Authorization')} "
+            "db=jdbc:oracle:thin:@10.12.0.5:1521/DANCU " + "x" * padding
+        )
+        body = (
+            '<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/'
+            'envelope/"><soap:Body><soap:Fault><faultcode>soap:Client</faultcode>'
+            f"<faultstring>{html.escape(said)}</faultstring></soap:Fault></soap:Body>"
+            "</soap:Envelope>"
+        )
+        return web.Response(status=500, text=body, content_type="text/xml")
+
+    return _registry(fault)
+
+
+def _credentials_in(text: str) -> list[str]:
+    return [s for s in (API_KEY, "Basic ", "s3cret-pop") if s in text]
+
+
+@pytest.mark.parametrize("padding", [0, 200_000], ids=["short", "200k-characters"])
+async def test_a_soap_fault_reaches_the_client_masked_and_cut(
+    make_gateway: Any, padding: int
+) -> None:
+    """Found by probing: a fault echoing the request headers gave every client the population
+    api_key and the signed Authorization header, and a fault of 200,000 characters a 200 KB
+    answer. A fault is quoted as an HTTP error page is."""
+    async with (
+        serve_app(_fault_echoing_the_request(padding)) as url,
+        make_gateway(
+            registries={"population": _pointed_at(url, "population")},
+            gateway={"lookup_attempts": 1},
+        ) as gw,
+    ):
+        async with await gw.post("/v1/lookups/citizen", citizen_query()) as r:
+            raw = await r.read()
+            problem = await r.json()
+    assert (r.status, problem["type"]) == (502, PROBLEM + "registry-refused"), problem
+    assert "SOAP fault Client: Authentication backend error" in problem["detail"], problem
+    assert not _credentials_in(problem["detail"]), problem
+    assert len(problem["detail"]) < 300 and len(raw) < 2000, len(raw)
+
+
+async def test_a_flow_steps_error_quotes_a_soap_fault_masked_and_cut(make_gateway: Any) -> None:
+    """The same fault, met by a dossier's verification: the step's stored error, shown by
+    GET /v1/dossiers/{code} and the callbacks, was the fault word for word."""
+    doc = next(sample_dossiers(1, seed=0, death_share=0))
+    async with (
+        serve_app(_fault_echoing_the_request(200_000)) as url,
+        make_gateway(registries={"population": _pointed_at(url, "population")}) as gw,
+    ):
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202, await r.text()
+        view = await gw.wait_status(doc["code"], {"needs_attention", "failed", "completed"})
+    errors = [s["error"] for s in view["steps"] if s["error"]]
+    assert errors and "Authentication backend error" in errors[0], view
+    assert not _credentials_in(errors[0]) and len(errors[0]) < 300, errors[0]
