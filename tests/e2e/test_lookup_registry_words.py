@@ -14,6 +14,7 @@ from connectors.sandboxes import serve_app
 from gateway.samples import sample_dossiers
 from tests.e2e.test_lookups import (
     PROBLEM,
+    _look_up,
     _pointed_at,
     _registry,
     citizen_query,
@@ -84,3 +85,31 @@ async def test_a_flow_steps_error_quotes_a_soap_fault_masked_and_cut(make_gatewa
     errors = [s["error"] for s in view["steps"] if s["error"]]
     assert errors and "Authentication backend error" in errors[0], view
     assert not _credentials_in(errors[0]) and len(errors[0]) < 300, errors[0]
+
+
+PASSWORD = "S3cret&<pw>'x\"q"
+
+
+async def test_an_html_error_page_echoing_the_bhxh_password_never_shows_it(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: an HTML error page quotes the request URL HTML-escaped (& as &amp;,
+    ' as &#x27;), a spelling the masking did not know; a password with any of & < > ' " (as
+    generated passwords have) showed in full."""
+
+    async def page(request: web.Request) -> web.Response:
+        quoted = html.escape(request.raw_path)
+        said = html.escape(request.query.get("password", ""))
+        body = f"<html><body><p>Request: {quoted}</p><p>password={said}</p></body></html>"
+        return web.Response(status=500, text=body, content_type="text/html")
+
+    insurance = {**_pointed_at("", "insurance"), "password": PASSWORD}
+    async with serve_app(_registry(page)) as url:
+        async with make_gateway(
+            registries={"insurance": {**insurance, "url": url}}, gateway={"lookup_attempts": 1}
+        ) as gw:
+            status, problem = await _look_up(gw, "insurance")
+    assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+    assert "Request: /api/egw/" in problem["detail"], problem
+    for piece in ("S3cret", "pw>", "pw&gt;", "%3Cpw"):
+        assert piece not in problem["detail"], problem
