@@ -113,3 +113,21 @@ async def test_an_html_error_page_echoing_the_bhxh_password_never_shows_it(
     assert "Request: /api/egw/" in problem["detail"], problem
     for piece in ("S3cret", "pw>", "pw&gt;", "%3Cpw"):
         assert piece not in problem["detail"], problem
+
+
+@pytest.mark.parametrize("registry", ["population", "insurance", "business"])
+async def test_an_unreachable_registry_is_not_named_by_its_address(
+    make_gateway: Any, registry: str
+) -> None:
+    """Found by probing: the REST registries' 502 said "Connect call failed ('10.…', 8443)",
+    their address on the government network, to every client."""
+    async with serve_app(web.Application()) as gone:
+        pass  # closed: nothing listens there any more
+    port = gone.rsplit(":", 1)[1]
+    async with make_gateway(
+        registries={registry: _pointed_at(gone, registry)}, gateway={"lookup_attempts": 1}
+    ) as gw:
+        status, problem = await _look_up(gw, registry)
+    assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
+    assert "connection failed: ConnectionRefusedError" in problem["detail"], problem
+    assert "127.0.0.1" not in problem["detail"] and port not in problem["detail"], problem
