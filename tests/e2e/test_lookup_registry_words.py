@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from connectors.insurance.sandbox import scenarios
 from connectors.sandboxes import serve_app
 from gateway.samples import sample_dossiers
 from tests.e2e.test_lookups import (
@@ -131,3 +132,37 @@ async def test_an_unreachable_registry_is_not_named_by_its_address(
     assert (status, problem["type"]) == (502, PROBLEM + "registry-unavailable"), problem
     assert "connection failed: ConnectionRefusedError" in problem["detail"], problem
     assert "127.0.0.1" not in problem["detail"] and port not in problem["detail"], problem
+
+
+@pytest.mark.parametrize(
+    ("said", "told"),
+    [("120", "120"), ("86400", "300"), ("0", "1")],
+    ids=["two-minutes", "a-day-capped", "at-once"],
+)
+@pytest.mark.parametrize("registry", ["population", "insurance", "business"])
+async def test_a_registrys_retry_after_is_passed_on(
+    make_gateway: Any, registry: str, said: str, told: str
+) -> None:
+    """Found by probing: a registry's 503 with Retry-After: 120 reached the client as a 502
+    without one, and a client that retried at once kept hitting a registry down for two
+    minutes. It is passed on, at most 300 s."""
+
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="maintenance", headers={"Retry-After": said})
+
+    async with (
+        serve_app(_registry(busy)) as url,
+        make_gateway(
+            registries={registry: _pointed_at(url, registry)}, gateway={"lookup_attempts": 1}
+        ) as gw,
+    ):
+        if registry == "business":
+            response = await gw.get("/v1/lookups/enterprises/0100233488")
+        else:
+            body = citizen_query() if registry == "population" else scenarios(0)["000"]
+            path = "citizen" if registry == "population" else "insurance-card"
+            response = await gw.post(f"/v1/lookups/{path}", body)
+        async with response:
+            problem = await response.json()
+    assert (response.status, problem["registry_code"]) == (502, "http-503"), problem
+    assert response.headers.get("Retry-After") == told, dict(response.headers)
