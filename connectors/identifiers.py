@@ -56,11 +56,17 @@ _SEXES = ("male", "female")
 VIETNAM = timezone(timedelta(hours=7))
 
 
-def province_from_registry(code: str) -> str:
-    """A registry's 2-digit province code (the statistics office's: ``"40"``, as the population
+def province_from_registry(code: str | None) -> str | None:
+    """A registry's province code (the statistics office's 2 digits: ``"40"``, as the population
     and business registries send it) as the 3-digit one of personal ids and of every answer of
-    the gateway (``"040"``: "0" + it, spec/identifiers.md); any other code as it is."""
-    return f"0{code}" if len(code) == 2 else code
+    the gateway (``"040"``: "0" + it, spec/identifiers.md). A code that lost its leading zero
+    (``"1"``, Hà Nội's ``"01"``) is padded; None for no code, or one that names no province
+    (the record is answered all the same, without a code its reader would take for one)."""
+    code = (code or "").strip()
+    if not (code.isascii() and code.isdigit() and len(code) <= 3):
+        return None
+    code = code.zfill(3)
+    return code if code in PROVINCES else None
 
 
 @dataclass(frozen=True)

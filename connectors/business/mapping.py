@@ -115,7 +115,7 @@ def to_record(wire: WireEnterprise) -> dict[str, Any]:
             "district_code": address.maQuanHuyen,
             "district_name": nfc(address.tenQuanHuyen),
             # The registry's 2-digit code ("08"); the gateway answers 3 digits ("008"), as
-            # its citizen records and personal ids do.
+            # its citizen records and personal ids do, or null (none, or no province's).
             "province_code": province_from_registry(address.maTinhThanh),
             "province_name": nfc(address.tenTinhThanh),
         },

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from connectors.api import Endpoint, PermanentError, excerpt
+from connectors.identifiers import province_from_registry
 from connectors.population.client import PopulationConnector
 from connectors.population.sandbox import SANDBOX_OFFICER_ID as OFFICER
 from connectors.sandboxes import serve_app
@@ -94,3 +95,25 @@ async def test_a_soap_fault_is_quoted_masked_and_cut() -> None:
 async def test_a_soap_faults_own_code_still_comes_through() -> None:
     caught = await _fault_for("no such citizen", "KHONG_TIM_THAY")
     assert (caught.code, caught.message) == ("KHONG_TIM_THAY", "SOAP fault Client: no such citizen")
+
+
+@pytest.mark.parametrize(
+    ("sent", "answered"),
+    [
+        ("40", "040"),
+        ("08", "008"),
+        ("1", "001"),  # Hà Nội's 01 without its zero
+        ("001", "001"),
+        (" 40 ", "040"),
+        ("99", None),  # no province's
+        ("400", None),
+        ("4O", None),
+        ("\u0664\u0660", None),  # Arabic-Indic digits
+        ("", None),
+        (None, None),  # MaTinhThanh is minOccurs=0
+    ],
+)
+def test_a_registrys_province_code_is_answered_with_3_digits_or_none(
+    sent: str | None, answered: str | None
+) -> None:
+    assert province_from_registry(sent) == answered

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from connectors.business.sandbox import generate_enterprises
 from connectors.insurance.sandbox import scenarios
 from connectors.sandboxes import serve_app
 from gateway.samples import sample_dossiers
@@ -166,3 +167,37 @@ async def test_a_registrys_retry_after_is_passed_on(
             problem = await response.json()
     assert (response.status, problem["registry_code"]) == (502, "http-503"), problem
     assert response.headers.get("Retry-After") == told, dict(response.headers)
+
+
+def _enterprise(**change: Any) -> dict[str, Any]:
+    tax_code, wire = next(iter(generate_enterprises(0, count=1).items()))
+    return {**wire, "maSoDoanhNghiep": tax_code, **change}
+
+
+async def _enterprise_answered(make_gateway: Any, wire: dict[str, Any]) -> dict[str, Any]:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(wire)
+
+    async with (
+        serve_app(_registry(answer)) as url,
+        make_gateway(registries={"business": _pointed_at(url, "business")}) as gw,
+    ):
+        async with await gw.get(f"/v1/lookups/enterprises/{wire['maSoDoanhNghiep']}") as r:
+            found: dict[str, Any] = await r.json()
+            assert r.status == 200, found
+    return found
+
+
+@pytest.mark.parametrize(
+    ("sent", "answered"),
+    [("1", "001"), ("01", "001"), ("40", "040"), ("040", "040"), ("99", None), ("", None)],
+)
+async def test_an_enterprises_province_code_has_3_digits_or_is_null(
+    make_gateway: Any, sent: str, answered: str | None
+) -> None:
+    """Found by probing: "1" (Hà Nội's "01" without its zero) was answered "1", a code of no
+    province as it came, where README promises 3 digits."""
+    wire = _enterprise()
+    wire["diaChiTruSo"] = {**wire["diaChiTruSo"], "maTinhThanh": sent}
+    found = await _enterprise_answered(make_gateway, wire)
+    assert found["head_office"]["province_code"] == answered, found
