@@ -22,6 +22,7 @@ __all__ = [
     "check_tax_code",
     "make_personal_id",
     "make_tax_code",
+    "mask_personal_id",
     "province_from_registry",
     "tax_check_digit",
 ]
@@ -67,6 +68,18 @@ def province_from_registry(code: str | None) -> str | None:
         return None
     code = code.zfill(3)
     return code if code in PROVINCES else None
+
+
+def mask_personal_id(value: str) -> str:
+    """A personal id as an answer may show it: a 12-character one with its province code and its
+    last 3 digits (``"040******123"``, as the business registry masks it), anything else with its
+    last 3 at most (an old 9-digit ID card number, a value the registry garbled); the rest ``*``.
+    Whatever was sent, masked or not: the gateway, not the registry, keeps the promise."""
+    value = value.strip()
+    shown_head = 3 if len(value) == 12 else 0
+    shown_tail = 3 if len(value) >= 7 else 0
+    hidden = len(value) - shown_head - shown_tail
+    return value[:shown_head] + "*" * hidden + value[len(value) - shown_tail :]
 
 
 @dataclass(frozen=True)

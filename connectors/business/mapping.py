@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from connectors.identifiers import province_from_registry
+from connectors.identifiers import mask_personal_id, province_from_registry
 from connectors.text import nfc, parse_date
 
 __all__ = [
@@ -122,7 +122,9 @@ def to_record(wire: WireEnterprise) -> dict[str, Any]:
         "legal_representative": {
             "full_name": nfc(wire.nguoiDaiDien.hoTen),
             "title": nfc(wire.nguoiDaiDien.chucDanh),
-            "personal_id_masked": wire.nguoiDaiDien.soGiayToMaHoa,
+            # Masked here whatever the registry sent: an enterprise lookup's right is not a
+            # citizen lookup's, and a full id under this name reads as harmless.
+            "personal_id_masked": mask_personal_id(wire.nguoiDaiDien.soGiayToMaHoa),
         },
         "charter_capital": wire.vonDieuLe,
         "main_business_line": {

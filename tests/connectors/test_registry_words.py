@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from connectors.api import Endpoint, PermanentError, excerpt
-from connectors.identifiers import province_from_registry
+from connectors.identifiers import mask_personal_id, province_from_registry
 from connectors.population.client import PopulationConnector
 from connectors.population.sandbox import SANDBOX_OFFICER_ID as OFFICER
 from connectors.sandboxes import serve_app
@@ -117,3 +117,19 @@ def test_a_registrys_province_code_is_answered_with_3_digits_or_none(
     sent: str | None, answered: str | None
 ) -> None:
     assert province_from_registry(sent) == answered
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("001092110867", "001******867"),  # a registry that did not mask it
+        ("001******867", "001******867"),
+        ("**********67", "**********67"),
+        ("123456789", "******789"),  # an old ID card's 9 digits
+        ("0010921108671", "**********671"),
+        ("12345", "*****"),
+        ("", ""),
+    ],
+)
+def test_a_representatives_personal_id_is_masked_by_the_gateway(sent: str, shown: str) -> None:
+    assert mask_personal_id(sent) == shown

@@ -188,6 +188,17 @@ async def _enterprise_answered(make_gateway: Any, wire: dict[str, Any]) -> dict[
     return found
 
 
+async def test_a_representatives_personal_id_is_masked_whatever_the_registry_sends(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: soGiayToMaHoa was copied as sent; a registry sending the full id gave
+    it, under the name personal_id_masked, to callers without the right to look citizens up."""
+    wire = _enterprise()
+    wire["nguoiDaiDien"] = {**wire["nguoiDaiDien"], "soGiayToMaHoa": "001092110867"}
+    found = await _enterprise_answered(make_gateway, wire)
+    assert found["legal_representative"]["personal_id_masked"] == "001******867", found
+
+
 @pytest.mark.parametrize(
     ("sent", "answered"),
     [("1", "001"), ("01", "001"), ("40", "040"), ("040", "040"), ("99", None), ("", None)],
