@@ -1,4 +1,6 @@
-"""What the connectors quote of a registry, and what they take from it and send it."""
+"""What the connectors quote of a registry, and what they take from it and send it: error text
+masked in every spelling an echo uses, SOAP faults quoted as error pages are, province codes of
+3 digits, representatives' ids masked, names without invisible characters."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ from aiohttp import web
 
 from connectors.api import Endpoint, PermanentError, excerpt
 from connectors.identifiers import mask_personal_id, province_from_registry
+from connectors.insurance.mapping import card_check_body
+from connectors.population import mapping as population
 from connectors.population.client import PopulationConnector
 from connectors.population.sandbox import SANDBOX_OFFICER_ID as OFFICER
 from connectors.sandboxes import serve_app
+from connectors.text import fold, nfc
 
 SECRET = "S3cret&<pw>'x\"q"
 
@@ -133,3 +138,26 @@ def test_a_registrys_province_code_is_answered_with_3_digits_or_none(
 )
 def test_a_representatives_personal_id_is_masked_by_the_gateway(sent: str, shown: str) -> None:
     assert mask_personal_id(sent) == shown
+
+
+INVISIBLE = ["\u200b", "\u00ad", "\ufeff", "\u2060", "\u200e", "\u202e"]
+
+
+@pytest.mark.parametrize("mark", INVISIBLE, ids=[f"U+{ord(c):04X}" for c in INVISIBLE])
+def test_invisible_format_characters_are_not_part_of_a_name(mark: str) -> None:
+    """Found by probing: a name pasted from Word with a zero-width space (a soft hyphen, a BOM,
+    a word joiner) was sent to the registries as it came, and answered "does not match"."""
+    pasted = f"{mark}Nguy{mark}ễn Thị{mark} Lan{mark}"
+    assert fold(pasted) == "NGUYEN THI LAN"
+    assert nfc(pasted) == "Nguyễn Thị Lan"
+    asked = population.lookup_request(
+        {**LOOKUP, "full_name": pasted},
+        "r1",
+        service_code="1.001193",
+        officer_id=OFFICER,
+        agency_id="000.00.00.H41",
+        account="u",
+    )
+    assert asked["HoVaTen"] == "NGUYEN THI LAN"
+    card = {"card_number": "HS4010120878811", "full_name": pasted, "birth_date": "1992-01-01"}
+    assert card_check_body(card, "Cán Bộ", OFFICER)["hoTen"] == "Nguyễn Thị Lan"

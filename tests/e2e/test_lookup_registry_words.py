@@ -1,6 +1,7 @@
-"""What a registry says, and how much of it a lookup's client (and a flow step's error) gets.
-Each registry is a real server on a real socket (a fake one where the sandboxes do not
-misbehave that way)."""
+"""What a registry says, and how much of it a lookup's client (and a flow step's error) gets:
+its error text masked and cut, its Retry-After, its records' codes and masked ids, and names
+compared without the invisible characters copy-paste brings. Each registry is a real server on
+a real socket (a fake one where the sandboxes do not misbehave that way)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from connectors.business.sandbox import generate_enterprises
 from connectors.insurance.sandbox import scenarios
 from connectors.sandboxes import serve_app
 from gateway.samples import sample_dossiers
+from tests.e2e.conftest import Gateway
 from tests.e2e.test_lookups import (
     PROBLEM,
     _look_up,
     _pointed_at,
+    _post,
     _registry,
     citizen_query,
 )
@@ -212,3 +215,31 @@ async def test_an_enterprises_province_code_has_3_digits_or_is_null(
     wire["diaChiTruSo"] = {**wire["diaChiTruSo"], "maTinhThanh": sent}
     found = await _enterprise_answered(make_gateway, wire)
     assert found["head_office"]["province_code"] == answered, found
+
+
+INVISIBLE = {
+    "zero-width-space": lambda name: name + "\u200b",
+    "soft-hyphen": lambda name: name[:2] + "\u00ad" + name[2:],
+    "byte-order-mark": lambda name: "\ufeff" + name,
+    "word-joiner": lambda name: name.replace(" ", "\u2060 ", 1),
+}
+
+
+@pytest.mark.parametrize("how", list(INVISIBLE))
+async def test_a_name_pasted_with_invisible_characters_still_matches(
+    gateway: Gateway, how: str
+) -> None:
+    """Found by probing: a name copied from Word or a PDF form with a zero-width space, a soft
+    hyphen, a BOM or a word joiner in it was answered "name does not match"."""
+    name = citizen_query()["full_name"]
+    status, found = await _post(
+        gateway, "/v1/lookups/citizen", citizen_query(full_name=INVISIBLE[how](name))
+    )
+    assert (status, found["match"], found["mismatches"]) == (200, True, []), found
+    card = scenarios(0)["000"]
+    status, valid = await _post(
+        gateway,
+        "/v1/lookups/insurance-card",
+        {**card, "full_name": INVISIBLE[how](str(card["full_name"]))},
+    )
+    assert (status, valid["code"]) == (200, "000"), valid
