@@ -168,8 +168,10 @@ async def _call(
         ),
         durable=False,
     )
-    # Shielded: a second cancellation (a stop while this is written) must not drop the event.
-    await (asyncio.shield(record) if outcome == "cancelled" else record)
+    # Shielded: a cancellation while this is written (the client leaving once the registry has
+    # answered, or a second one, a stop) must not drop the event: on PostgreSQL a unit still
+    # waiting for a connection is dropped when its caller is cancelled.
+    await asyncio.shield(record)
     if unexpected is not None:
         raise unexpected
     if problem is not None:
