@@ -17,7 +17,9 @@ Exceptions (nothing else escapes a public call; foreign errors are translated at
 from __future__ import annotations
 
 import abc
+import html
 import json
+import re
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -114,25 +116,43 @@ def retry_after(value: str | None, *, now: datetime | None = None) -> float | No
 def excerpt(raw: bytes, *, hide: Collection[str] = (), limit: int = 200) -> str:
     """The start of a reply's body for an error message (stored as a step's error, shown to
     clients), with each of ``hide`` — the credentials the request carried — replaced by ``***``,
-    as it is, percent-encoded or JSON-escaped (as sent, or as an echo may re-encode it), before
-    it is cut: an error page may echo the request, its query or its JSON body."""
+    as it is, percent-encoded or JSON-escaped (as sent, or as an echo may re-encode it), also
+    inside an HTML page, before it is cut: an error page may echo the request, its query or its
+    JSON body. An HTML page's character references (``&amp;``, ``&#x27;``, ``&#39;`` …) are read
+    as the characters they stand for: however its server escaped an echo, it is masked."""
     # Only the start matters (the cut keeps ``limit`` characters): not megabytes on the loop.
     text = raw[: 16 * 1024].decode("utf-8", "replace")
-    for value in hide:
-        if len(value) >= 4:  # shorter ones (a flag, a digit) say nothing and would garble it
-            for form in sorted(_spellings(value), key=len, reverse=True):
-                text = text.replace(form, "***")
-    return text[:limit].strip()
+    forms = sorted(
+        # shorter ones (a flag, a digit) say nothing and would garble it
+        {form for value in hide if len(value) >= 4 for form in _spellings(value)},
+        key=len,
+        reverse=True,
+    )
+    # Masked as it came (a secret may itself hold "&amp;"), then as an HTML page reads: a
+    # page quotes the request URL with & < > ' " escaped, each server in its own way.
+    text = html.unescape(_masked(text, forms))
+    return _masked(text, forms)[:limit].strip()
+
+
+def _masked(text: str, forms: Collection[str]) -> str:
+    for form in forms:
+        text = text.replace(form, "***")
+    return text
+
+
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
 def _spellings(value: str) -> set[str]:
     """How an echo may spell ``value``: as sent in a query (aiohttp's encoding), percent-encoded
-    otherwise, or inside a JSON string (escaped, non-ASCII as it is or as ``\\uXXXX``, and
-    ``/`` as ``\\/``, as PHP writes it)."""
+    otherwise (in upper- or lower-case hex: .NET writes ``%3c``), or inside a JSON string
+    (escaped, non-ASCII as it is or as ``\\uXXXX``, and ``/`` as ``\\/``, as PHP writes it)."""
     sent = URL.build(query={"v": value}).raw_query_string[2:]
+    encoded = {sent, quote(value, safe=""), quote_plus(value)}
+    encoded |= {_PERCENT_ESCAPE.sub(lambda m: m[0].lower(), form) for form in encoded}
     in_json = {json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]}
     in_json |= {form.replace("/", "\\/") for form in in_json}
-    return {value, sent, quote(value, safe=""), quote_plus(value), *in_json}
+    return {value, *encoded, *in_json}
 
 
 @dataclass(frozen=True, kw_only=True)

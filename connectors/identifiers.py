@@ -22,6 +22,7 @@ __all__ = [
     "check_tax_code",
     "make_personal_id",
     "make_tax_code",
+    "mask_personal_id",
     "province_from_registry",
     "tax_check_digit",
 ]
@@ -56,11 +57,29 @@ _SEXES = ("male", "female")
 VIETNAM = timezone(timedelta(hours=7))
 
 
-def province_from_registry(code: str) -> str:
-    """A registry's 2-digit province code (the statistics office's: ``"40"``, as the population
+def province_from_registry(code: str | None) -> str | None:
+    """A registry's province code (the statistics office's 2 digits: ``"40"``, as the population
     and business registries send it) as the 3-digit one of personal ids and of every answer of
-    the gateway (``"040"``: "0" + it, spec/identifiers.md); any other code as it is."""
-    return f"0{code}" if len(code) == 2 else code
+    the gateway (``"040"``: "0" + it, spec/identifiers.md). A code that lost its leading zero
+    (``"1"``, Hà Nội's ``"01"``) is padded; None for no code, or one that names no province
+    (the record is answered all the same, without a code its reader would take for one)."""
+    code = (code or "").strip()
+    if not (code.isascii() and code.isdigit() and len(code) <= 3):
+        return None
+    code = code.zfill(3)
+    return code if code in PROVINCES else None
+
+
+def mask_personal_id(value: str) -> str:
+    """A personal id as an answer may show it: a 12-character one with its province code and its
+    last 3 digits (``"040******123"``, as the business registry masks it), anything else with its
+    last 3 at most (an old 9-digit ID card number, a value the registry garbled); the rest ``*``.
+    Whatever was sent, masked or not: the gateway, not the registry, keeps the promise."""
+    value = value.strip()
+    shown_head = 3 if len(value) == 12 else 0
+    shown_tail = 3 if len(value) >= 7 else 0
+    hidden = len(value) - shown_head - shown_tail
+    return value[:shown_head] + "*" * hidden + value[len(value) - shown_tail :]
 
 
 @dataclass(frozen=True)

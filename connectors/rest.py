@@ -85,8 +85,10 @@ def translate_errors(registry: str) -> Iterator[None]:
         ) from exc
     except OSError as exc:
         # Refused, reset, dropped: the request may or may not have been processed (lost reply),
-        # which is why writes carry an idempotency key. Its text names a host and port at most.
-        raise TransientError(registry, f"connection failed: {type(exc).__name__}: {exc}") from exc
+        # which is why writes carry an idempotency key. Its text names the registry's address on
+        # the government network, which is no client's business: the kind of failure only, as
+        # the SOAP transport says it (the exception, chained, keeps the rest).
+        raise TransientError(registry, f"connection failed: {type(exc).__name__}") from exc
     except ReplyTooLarge as exc:
         raise TransientError(registry, str(exc)) from exc
     except BadReply as exc:

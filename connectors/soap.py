@@ -258,7 +258,7 @@ class SoapClient:
             reply = await http.request("POST", self._url, headers, body)
         response = _Reply(reply.status, reply.body, reply.headers, reply.charset)
         self._check_status(response, sent=auth.values())
-        with self._translate("reply"):
+        with self._translate("reply", sent=auth.values()):
             if len(response.content) <= _INLINE_PARSE_BYTES:
                 # A lookup's few kilobytes parse faster than a thread hand-off would take.
                 result = self._process(operation, response)
@@ -305,7 +305,8 @@ class SoapClient:
 
     # --- the one place foreign errors are translated -----------------------------------------
     @contextlib.contextmanager
-    def _translate(self, phase: str) -> Iterator[None]:
+    def _translate(self, phase: str, sent: Collection[str] = ()) -> Iterator[None]:
+        """``sent``: the credentials the request carried, which a fault's text may echo."""
         registry = self.registry
         try:
             yield
@@ -329,11 +330,13 @@ class SoapClient:
                 ) from exc
             fault = _fault(exc)
             cls = self._classify(fault)
-            raise cls(
-                registry,
-                f"SOAP fault {fault.code}: {fault.message}",
-                code=fault.detail_code or fault.code,
-            ) from exc
+            # A fault is the SOAP registry's error page: its text is quoted as an HTTP error
+            # page's is, cut and without the credentials sent (a Java backend's faultstring may
+            # quote the request's headers), and so is its MaLoi.
+            hide = [*sent, *self.endpoint.secrets()]
+            message = excerpt(f"SOAP fault {fault.code}: {fault.message}".encode(), hide=hide)
+            code = excerpt((fault.detail_code or fault.code).encode(), hide=hide)
+            raise cls(registry, message, code=code) from exc
         except zeep.exceptions.TransportError as exc:
             # zeep raises this for a reply that is not XML at all (the HTML "502" page).
             raise TransientError(registry, f"malformed reply (HTTP {exc.status_code})") from exc

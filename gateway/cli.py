@@ -202,6 +202,10 @@ def serve(config: Path | None, log_level: str) -> None:
             ssl_context=_tls_context(settings),
             print=lambda msg: click.echo(msg, err=True),
             access_log=None,
+            # A client that goes away mid-request cancels its handler (aiohttp's default since
+            # 3.7 is to run it to its end): a lookup is then audited "cancelled" and logged 499,
+            # as aiohttp's test server, which every test runs on, has always done.
+            handler_cancellation=True,
         )
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):  # taken since _check_listen

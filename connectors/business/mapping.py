@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from connectors.identifiers import province_from_registry
+from connectors.identifiers import mask_personal_id, province_from_registry
 from connectors.text import nfc, parse_date
 
 __all__ = [
@@ -115,14 +115,16 @@ def to_record(wire: WireEnterprise) -> dict[str, Any]:
             "district_code": address.maQuanHuyen,
             "district_name": nfc(address.tenQuanHuyen),
             # The registry's 2-digit code ("08"); the gateway answers 3 digits ("008"), as
-            # its citizen records and personal ids do.
+            # its citizen records and personal ids do, or null (none, or no province's).
             "province_code": province_from_registry(address.maTinhThanh),
             "province_name": nfc(address.tenTinhThanh),
         },
         "legal_representative": {
             "full_name": nfc(wire.nguoiDaiDien.hoTen),
             "title": nfc(wire.nguoiDaiDien.chucDanh),
-            "personal_id_masked": wire.nguoiDaiDien.soGiayToMaHoa,
+            # Masked here whatever the registry sent: an enterprise lookup's right is not a
+            # citizen lookup's, and a full id under this name reads as harmless.
+            "personal_id_masked": mask_personal_id(wire.nguoiDaiDien.soGiayToMaHoa),
         },
         "charter_capital": wire.vonDieuLe,
         "main_business_line": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +37,14 @@ from gateway.requestid import REQUEST_ID_KEY
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
+
+# The longest a registry's own Retry-After is passed on to a lookup's client.
+MAX_RETRY_AFTER_S = 300
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    """A Retry-After header of whole seconds, at least 1, never before ``seconds`` have passed."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 async def _call(
@@ -99,7 +108,7 @@ async def _call(
             "registry-unavailable",
             f"the {registry} registry is failing; calls resume in {exc.retry_after:.0f} s",
             registry=registry,
-            headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+            headers=_retry_after(exc.retry_after),
         )
     except TransientError as exc:
         outcome = "failed"
@@ -107,11 +116,15 @@ async def _call(
         # words; a registry's (or its proxy's) 502/503/504 is an answer, a bad one: 502, its
         # status in registry_code.
         coded: dict[str, Any] = {"registry_code": exc.code} if exc.code else {}
+        # A registry that said when to come back (its 503 or 429 with Retry-After): the client
+        # is told, within reason (a registry's date a year ahead is not the province's problem).
+        wait = None if exc.wait_s is None else _retry_after(min(exc.wait_s, MAX_RETRY_AFTER_S))
         problem = Problem(
             504 if exc.timed_out else 502,
             "registry-timeout" if exc.timed_out else "registry-unavailable",
             f"the {registry} registry did not answer usably: {exc.message}",
             registry=registry,
+            headers=wait,
             **coded,  # BHXH's 100/101: it answered, with a code saying to ask again later
         )
     except PermanentError as exc:
@@ -155,8 +168,10 @@ async def _call(
         ),
         durable=False,
     )
-    # Shielded: a second cancellation (a stop while this is written) must not drop the event.
-    await (asyncio.shield(record) if outcome == "cancelled" else record)
+    # Shielded: a cancellation while this is written (the client leaving once the registry has
+    # answered, or a second one, a stop) must not drop the event: on PostgreSQL a unit still
+    # waiting for a connection is dropped when its caller is cancelled.
+    await asyncio.shield(record)
     if unexpected is not None:
         raise unexpected
     if problem is not None:
