@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-from collections.abc import Awaitable
 from typing import Any
 
 from gateway.store import Row, Store, Tx
+from gateway.threadwork import to_its_end
 
 from .merkle import MerkleTree
 
@@ -29,22 +28,6 @@ class ProofUnavailable(ValueError):
 
 def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
-
-
-async def _to_its_end(work: Awaitable[None]) -> None:
-    """Await ``work``; if the caller is cancelled meanwhile (its client went away), wait for it
-    to end all the same before the cancellation goes on. A thread cannot be stopped: released
-    while one still extends the tree, the lock let the next proof extend it too, from a size
-    read half-way, and every proof after that was wrong."""
-    task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([task])
-        task.exception()  # retrieved (shielded, it cannot itself be cancelled): no warning
-        raise
 
 
 class LogTree:
@@ -73,7 +56,7 @@ class LogTree:
                 if rows[-1]["seq"] != start + len(rows) - 1:
                     raise ProofUnavailable(f"the stored log has a gap after entry {start}")
                 leaves = [bytes(r["leaf_hash"]) for r in rows]
-                await _to_its_end(asyncio.to_thread(self.tree.extend, leaves))
+                await to_its_end(asyncio.to_thread(self.tree.extend, leaves))
             return self.tree.size
 
     async def inclusion(self, index: int, size: int) -> dict[str, Any]:

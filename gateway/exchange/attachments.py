@@ -43,6 +43,7 @@ from gateway.exchange.errors import (
     SignatureInvalid,
 )
 from gateway.exchange.model import AttachmentInfo, Package
+from gateway.threadwork import to_its_end
 
 __all__ = [
     "DEFAULT_MAX_PDF",
@@ -423,8 +424,8 @@ async def verify_pdf_source(
     from signing.pdf import verify_pdf
 
     try:
-        async with _pdf_check_slot():
-            found = await verify_pdf(data, trust)
+        async with _pdf_check_slot():  # held until the check's thread is done, cancelled or not
+            found = await to_its_end(verify_pdf(data, trust))
     except DocumentTooComplex as exc:
         raise PayloadTooLarge(
             f"attachment {label}: {exc.reason}: its signatures cannot be checked",

@@ -5,6 +5,7 @@ a bounded number of PDFs at once, whatever the number of packages."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,48 @@ async def test_pdf_verifications_at_once_are_bounded(
     reports = await asyncio.gather(*tasks)
     assert [r["signatures"][0]["valid"] for r in reports] == [True] * len(tasks)
     assert most == attachments.MAX_CONCURRENT_PDF_CHECKS
+
+
+async def test_a_cancelled_verification_keeps_its_slot_until_its_thread_ends(
+    trust: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve`` cancels a handler whose client went away, but not the thread checking its PDF:
+    the slot went free at once, and a client uploading and hanging up had any number of checks
+    running. The slot is now held until the thread is done."""
+    release, lock = threading.Event(), threading.Lock()
+    threads, most = 0, 0
+
+    def check() -> list[Any]:
+        nonlocal threads, most
+        with lock:
+            threads += 1
+            most = max(most, threads)
+        release.wait()
+        with lock:
+            threads -= 1
+        return []
+
+    async def in_a_thread(data: bytes, trust: Any) -> Any:
+        return await asyncio.to_thread(check)
+
+    monkeypatch.setattr(signing.pdf, "verify_pdf", in_a_thread)
+    n = attachments.MAX_CONCURRENT_PDF_CHECKS
+    tasks = [
+        asyncio.create_task(attachments.verify_pdf_source(f"c{i}.pdf", b"%PDF-", trust))
+        for i in range(2 * n)
+    ]
+    try:
+        for _ in range(500):  # until the first n are in their threads
+            if threads == n:
+                break
+            await asyncio.sleep(0.01)
+        assert threads == n
+        for t in tasks[:n]:
+            t.cancel()
+        for _ in range(20):  # the others' chance to take a slot the cancelled let go
+            await asyncio.sleep(0.01)
+        assert most == n, f"{most} checks ran at once"
+    finally:
+        release.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert [t.cancelled() for t in tasks] == [True] * n + [False] * n
