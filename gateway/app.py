@@ -418,7 +418,8 @@ async def _sweep_blobs(hub: DocumentHub, every_s: float = 3600, first_s: float =
 
 async def _start_checkpointer(runtime: Runtime, stack: AsyncExitStack) -> None:
     """Signed, timestamped audit checkpoints; with ``fail_closed_after_s`` the gateway refuses new
-    work (503 ``not-accepting``, and /readyz says why) while checkpoints cannot be timestamped."""
+    work (503 ``not-accepting``, and /readyz says why) while checkpoints cannot be timestamped;
+    before that (or with no limit) /readyz names the failure in a ready answer."""
     from gateway.audit.checkpoints import Checkpointer
     from signing.timestamps import serve_tsa
 
@@ -440,11 +441,12 @@ async def _start_checkpointer(runtime: Runtime, stack: AsyncExitStack) -> None:
         every=audit.checkpoint_every,
         interval_s=audit.checkpoint_interval_s,
         fail_closed_after_s=audit.fail_closed_after_s,
+        metrics=runtime.metrics,
     )
     await checkpointer.start()
     stack.push_async_callback(_last_checkpoint, checkpointer)
     runtime.extras["checkpointer"] = checkpointer
-    runtime.extras.setdefault("readiness", {})["audit"] = lambda: checkpointer.healthy
+    runtime.extras.setdefault("readiness", {})["audit"] = lambda: checkpointer.readiness
     runtime.extras["accepting"] = lambda: checkpointer.healthy
 
 

@@ -78,6 +78,23 @@ class Metrics:
         self.audit_entries = Gauge(
             "lienthong_audit_entries", "Entries in the audit log, read at each scrape", registry=r
         )
+        self.checkpoints = Counter(
+            "lienthong_audit_checkpoints",
+            "Periodic audit checkpoints attempted, by outcome: ok (signed, timestamped, stored) "
+            "or failed (retried at the next poll)",
+            ["outcome"],
+            registry=r,
+        )
+        self.checkpoint_size = Gauge(
+            "lienthong_audit_last_checkpoint_size",
+            "Entries the latest audit checkpoint covers (the log's entries past it are unsealed)",
+            registry=r,
+        )
+        self.checkpoint_time = Gauge(
+            "lienthong_audit_last_checkpoint_timestamp_seconds",
+            "When the latest audit checkpoint was signed, in Unix time",
+            registry=r,
+        )
         # labels() takes a lock and checks its arguments on every call, twice a request: the
         # series are kept here instead. As many as the registry holds: routes are the app's own.
         self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}

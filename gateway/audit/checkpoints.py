@@ -19,8 +19,9 @@ the sync (lookups'), after the checkpointer read them.
 
 **Fail closed**: :class:`Checkpointer` retries until a timestamp is had; once it has failed for
 longer than ``fail_closed_after_s``, :attr:`Checkpointer.healthy` turns false (with the reason) and
-the gateway must stop accepting new work until checkpoints flow again (``0`` disables this: the
-failure is then only logged and shown in ``last_error``).
+the gateway must stop accepting new work until checkpoints flow again (``0`` disables this).
+From the first failure until then, :attr:`Checkpointer.readiness` names it (ready, not "ok"), as
+the log does, once when it starts or changes and every ``REPEAT_WARNING_S`` while it lasts.
 
 Exceptions::
 
@@ -38,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -49,6 +50,9 @@ from gateway.store import Row, Store, StoreError, Tx
 
 from .events import GENESIS
 from .merkle import RootStack
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
 
 __all__ = [
     "DEFAULT_ORIGIN",
@@ -73,6 +77,9 @@ log = logging.getLogger("lienthong.audit.checkpoints")
 DEFAULT_ORIGIN = "lienthong.local/audit"  # [audit] origin's default too (gateway.settings)
 _DASH = "\u2014"  # signed-note signature lines start with an em dash
 _PAGE = 5000
+# A failing checkpoint is retried every poll (a second): its WARNING is repeated this often while
+# the reason stays the same (it was one a second, 86,400 lines a day for one condition).
+REPEAT_WARNING_S = 600.0
 
 
 class CheckpointError(Exception):
@@ -369,7 +376,8 @@ class Checkpointer:
 
     ``key`` is a :class:`signing.keys.SigningKey`; ``timestamper`` defaults to
     :func:`signing.timestamps.request_timestamp` against ``tsa_url`` (tests may pass another
-    ``async (digest) -> token``).
+    ``async (digest) -> token``). With ``metrics``, each periodic attempt is counted by outcome
+    and the latest checkpoint's size and time are kept as gauges.
     """
 
     def __init__(
@@ -385,6 +393,7 @@ class Checkpointer:
         poll_s: float | None = None,
         timestamper: Callable[[bytes], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         if timestamper is None and tsa_url is None:
             raise CheckpointError("a TSA url (audit.tsa_url) is required")
@@ -407,6 +416,11 @@ class Checkpointer:
         self._lock = asyncio.Lock()
         self._last_time = clock()
         self._failing_since: float | None = None
+        self._warned_at = -float("inf")  # when the last failure was logged (clock())
+        self._metrics = metrics
+        if metrics is not None:
+            for outcome in ("ok", "failed"):  # both series from the start: rate() needs them
+                metrics.checkpoints.labels(outcome)
         self._broken: str | None = None  # a condition retrying cannot fix (log ≠ checkpoint)
         # The latest checkpoint, until the log has been read up to its size and its root matched.
         self._pending: Checkpoint | None = None
@@ -453,10 +467,37 @@ class Checkpointer:
                 )
         return True, "ok"
 
+    @property
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, what /readyz says of the audit log). Not ready when :attr:`healthy` is false
+        (new work is refused). Ready, but not "ok", while checkpoints fail within
+        ``fail_closed_after_s`` (or with no limit), or would fail (the signing certificate ran
+        out, and an idle log attempts none): the gateway still takes work its log cannot seal,
+        and an operator must hear of it before the limit, or at all."""
+        ok, reason = self.healthy
+        if not ok:
+            return False, reason
+        if self._failing_since is not None:
+            failing = self._clock() - self._failing_since
+            then = (
+                f"new work refused after {self.fail_closed_after_s:.0f}s"
+                if self.fail_closed_after_s > 0
+                else "new work still taken: fail_closed_after_s = 0"
+            )
+            return True, f"checkpoints failing for {failing:.0f}s ({then}): {self.last_error}"
+        from signing.errors import UntrustedSigner
+        from signing.trust import check_valid_now
+
+        try:
+            check_valid_now((self.key.certificate, *self.key.chain))  # dates only: cheap
+        except UntrustedSigner as exc:
+            return True, f"cannot sign checkpoints: {exc.reason}"
+        return True, "ok"
+
     # --- work ---
     async def _load(self) -> None:
         row = await self.store.read(lambda tx: tx.one("checkpoints.latest"))
-        self.latest = Checkpoint.from_row(row) if row is not None else None
+        self._keep_latest(Checkpoint.from_row(row) if row is not None else None)
         self._pending = self.latest
         size = await self._catch_up()
         if self._pending is not None and size < self._pending.size:
@@ -607,8 +648,16 @@ class Checkpointer:
         except StoreError as exc:
             self._stale = True
             raise CheckpointError(f"cannot store checkpoint: {exc}", size=size) from exc
-        self.latest = cp
+        self._keep_latest(cp)
         return cp
+
+    def _keep_latest(self, cp: Checkpoint | None) -> None:
+        self.latest = cp
+        if self._metrics is None or cp is None:
+            return
+        self._metrics.checkpoint_size.set(cp.size)
+        with contextlib.suppress(ValueError):  # a hand-edited row: the gauge keeps its value
+            self._metrics.checkpoint_time.set(datetime.fromisoformat(cp.at).timestamp())
 
     async def _timestamp(self, digest: bytes, size: int) -> bytes:
         try:
@@ -634,18 +683,34 @@ class Checkpointer:
             except asyncio.CancelledError:
                 raise
             except CheckpointError as exc:
-                if self._failing_since is None:
-                    self._failing_since = self._clock()
-                self.last_error = str(exc)
-                log.warning("audit checkpoint failed (will retry): %s", exc)
+                self._failed(str(exc))
             except Exception as exc:  # keep the loop alive; the reason goes to healthy
                 if isinstance(exc, StoreError):  # see checkpoint_now
                     self._stale = True
-                if self._failing_since is None:
-                    self._failing_since = self._clock()
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("audit checkpointer error (will retry)")
+                self._failed(f"{type(exc).__name__}: {exc}", unexpected=exc)
             await asyncio.sleep(self.poll_s)
+
+    def _failed(self, reason: str, unexpected: Exception | None = None) -> None:
+        """Count a failed attempt; log it when failures start, when their reason changes, and
+        every REPEAT_WARNING_S while it lasts (``unexpected``: at ERROR, with its traceback)."""
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        if self._metrics is not None:
+            self._metrics.checkpoints.labels("failed").inc()
+        if reason != self.last_error or now - self._warned_at >= REPEAT_WARNING_S:
+            self._warned_at = now
+            log.log(
+                logging.WARNING if unexpected is None else logging.ERROR,
+                "audit checkpoint failed (retrying every %gs; logged again when the reason "
+                "changes, or in %.0f min): %s",
+                self.poll_s,
+                REPEAT_WARNING_S / 60,
+                reason,
+                exc_info=unexpected,
+                extra={"failing_s": round(now - self._failing_since, 1)},
+            )
+        self.last_error = reason
 
     async def _tick(self) -> None:
         if self._broken:
@@ -666,7 +731,10 @@ class Checkpointer:
             return
         await self.checkpoint_now()
         self._last_time = self._clock()
+        if self._metrics is not None:
+            self._metrics.checkpoints.labels("ok").inc()
         if self._failing_since is not None:
             log.info("audit checkpoints flowing again")
         self._failing_since = None
+        self._warned_at = -float("inf")
         self.last_error = None

@@ -1,0 +1,106 @@
+"""What the checkpointer tells operators while checkpoints fail: readiness names it from the
+first failure (with the default fail_closed_after_s = 0 it never did), metrics count it, and the
+log says it once, not every second."""
+
+# ruff: noqa: F811 - pytest fixtures imported from test_checkpoints are parameters here
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+
+from gateway.audit.checkpoints import Checkpointer
+from gateway.metrics import Metrics
+from gateway.store import SQLiteStore
+from signing.testing import TestPKI
+from tests.audit.test_checkpoints import pki, store, tsa_url  # noqa: F401 - fixtures
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(3000):  # bounded: 30 s; a condition, never a time
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+def _sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_failing_checkpoints_are_named_in_readiness_counted_and_logged_once(
+    store: SQLiteStore, pki: TestPKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def tsa_down(digest: bytes) -> bytes:
+        raise ConnectionRefusedError("TSA down")
+
+    metrics = Metrics()
+    cpr = Checkpointer(
+        store,
+        pki.key("gateway"),
+        timestamper=tsa_down,
+        every=1,
+        poll_s=0.01,
+        fail_closed_after_s=0,  # the default: never refuse work
+        metrics=metrics,
+    )
+    caplog.set_level(logging.WARNING, logger="lienthong.audit.checkpoints")
+    await cpr.start()
+    try:
+        failed = "lienthong_audit_checkpoints_total"
+        await _until(lambda: _sample(metrics, failed, outcome="failed") >= 5)
+        ready, said = cpr.readiness
+        assert ready, said  # work is still taken: not a 503 for the load balancer
+        assert "checkpoints failing for" in said and "TSA down" in said, said
+        assert "fail_closed_after_s = 0" in said
+        assert cpr.healthy == (True, "ok")  # nothing is refused (fail closed stays off)
+    finally:
+        await cpr.stop()
+    warnings = [r for r in caplog.records if r.name == "lienthong.audit.checkpoints"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "TSA down" in warnings[0].getMessage()
+    assert _sample(metrics, "lienthong_audit_checkpoints_total", outcome="ok") == 0
+    assert _sample(metrics, "lienthong_audit_last_checkpoint_size") == 0
+
+
+async def test_a_checkpoint_made_is_counted_with_its_size_and_time(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    metrics = Metrics()
+    cpr = Checkpointer(
+        store, pki.key("gateway"), tsa_url=tsa_url, every=1, poll_s=0.01, metrics=metrics
+    )
+    await cpr.start()
+    try:
+        await _until(lambda: cpr.latest is not None)
+    finally:
+        await cpr.stop()
+    assert cpr.latest is not None
+    assert _sample(metrics, "lienthong_audit_checkpoints_total", outcome="ok") == 1
+    assert _sample(metrics, "lienthong_audit_last_checkpoint_size") == cpr.latest.size == 25
+    signed_at = datetime.fromisoformat(cpr.latest.at).timestamp()
+    assert _sample(metrics, "lienthong_audit_last_checkpoint_timestamp_seconds") == signed_at
+    # A restart reads the latest checkpoint back: the gauges hold it before any new one.
+    again = Metrics()
+    restarted = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url, metrics=again)
+    await restarted.start()
+    await restarted.stop()
+    assert _sample(again, "lienthong_audit_last_checkpoint_size") == 25
+
+
+async def test_an_expired_signing_certificate_is_named_before_any_checkpoint_fails(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    """An idle log attempts no checkpoint, so none failed, and the gateway said "ok" with a key
+    that can sign none."""
+    cpr = Checkpointer(store, pki.key("expired"), tsa_url=tsa_url, every=1000, interval_s=3600)
+    await cpr.start()
+    try:
+        ready, said = cpr.readiness
+    finally:
+        await cpr.stop()
+    assert ready and said.startswith("cannot sign checkpoints: certificate expired: "), said
