@@ -10,7 +10,7 @@ import msgspec
 
 from gateway.audit.events import withhold_numbers
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["OWN_LOGGERS", "JsonFormatter", "configure_logging"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _encoder = msgspec.json.Encoder(enc_hook=str)  # anything else a caller passes: its str()
@@ -33,10 +33,31 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(entry).decode()
 
 
+# The packages whose loggers follow --log-level. Every other logger is a library's, and logs at
+# WARNING at least whatever the level: at DEBUG, signxml logs each document it signs or verifies
+# whole (a civil-status request: the mother's personal id, names, birth dates), zeep its
+# messages, fontTools and asyncio their internals; none of it is the gateway's to show.
+OWN_LOGGERS = ("lienthong", "gateway", "connectors", "signing")
+
+
+def _own(record: logging.LogRecord) -> bool:
+    return record.name.split(".", 1)[0] in OWN_LOGGERS
+
+
+def _libraries_at_warning(record: logging.LogRecord) -> bool:
+    # The root's level stops most of a library's lines; this stops those of a library that set
+    # its own logger's level.
+    return record.levelno >= logging.WARNING or _own(record)
+
+
 def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr: the gateway's own loggers at ``level``, libraries' at WARNING or
+    above (see OWN_LOGGERS)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(_libraries_at_warning)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # we log requests ourselves
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())
