@@ -52,7 +52,7 @@ def _libraries_at_warning(record: logging.LogRecord) -> bool:
 
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr: the gateway's own loggers at ``level``, libraries' at WARNING or
-    above (see OWN_LOGGERS)."""
+    above (see OWN_LOGGERS), pyHanko's not at all."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(_libraries_at_warning)
@@ -61,3 +61,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(level.upper())
+    # Not even their warnings: each names a certificate by its full subject, a person's name and
+    # CCCD number on a personal certificate (as every command but serve has them silenced).
+    from signing.cli import silence_pyhanko
+
+    silence_pyhanko()

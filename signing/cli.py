@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from .keys import SigningKey, load_key
 from .report import SignatureReport
 from .trust import TrustStore, check_strength, check_usage, check_valid_now
 
-__all__ = ["commands", "pki", "quiet_pyhanko", "sign", "tsa", "verify"]
+__all__ = ["commands", "pki", "quiet_pyhanko", "sign", "silence_pyhanko", "tsa", "verify"]
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -75,21 +76,35 @@ def _write(path: str, data: bytes) -> None:
         _fail(f"cannot write {path}: {exc.strerror or exc}")
 
 
-@contextlib.contextmanager
-def quiet_pyhanko() -> Any:
-    """pyHanko and pyhanko-certvalidator log each failed validation (a warning with the whole
-    story, or a traceback) on stderr; the commands print their own report, one line on failure.
-    (Every ``lienthong`` command but ``serve`` runs inside it: ``audit verify`` checks timestamps
-    with pyHanko too.)"""
+def silence_pyhanko() -> Callable[[], None]:
+    """Silence pyHanko's and pyhanko-certvalidator's loggers; return what restores them.
+
+    They log each failed validation (a warning with the whole story, or a traceback), and at INFO
+    each certificate they check, each time naming it by its full subject: a personal
+    certificate's holds its holder's name and CCCD number (``UID=CCCD:…``). The commands print
+    their own report; ``serve`` answers with a problem and never logs a subject."""
     loggers = [logging.getLogger(n) for n in ("pyhanko", "pyhanko_certvalidator")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL + 1)
+
+    def restore() -> None:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+    return restore
+
+
+@contextlib.contextmanager
+def quiet_pyhanko() -> Any:
+    """pyHanko silenced (:func:`silence_pyhanko`) while the command runs. (Every ``lienthong``
+    command but ``serve`` runs inside it, ``audit verify`` checking timestamps with pyHanko too;
+    ``serve`` silences it for good: gateway.logs.configure_logging.)"""
+    restore = silence_pyhanko()
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+        restore()
 
 
 def _check_signer(key: SigningKey, trust: TrustStore | None) -> None:
