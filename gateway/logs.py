@@ -1,4 +1,5 @@
-"""JSON logs, one object a line, carrying the request id and whatever ``extra`` a caller gave."""
+"""JSON logs, one object a line, carrying whatever ``extra`` a caller gave, and the id of the request
+being served, if any, whoever logs the line."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from gateway.audit.events import withhold_numbers
+from gateway.requestid import current_request_id
 
 __all__ = ["OWN_LOGGERS", "JsonFormatter", "configure_logging"]
 
@@ -25,6 +27,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        # Any line logged while a request is served names it, not only those that pass it.
+        if entry.get("request_id") is None and (request_id := current_request_id()):
+            entry["request_id"] = request_id
         if record.exc_info:
             # An exception's text is foreign words (a registry's, a library's quoting a value)
             # and may carry a personal id: withheld as the audit log withholds it.
