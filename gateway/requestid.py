@@ -10,7 +10,7 @@ from contextvars import ContextVar
 
 from aiohttp import web
 
-__all__ = ["REQUEST_ID_KEY", "current_request_id", "request_id_middleware"]
+__all__ = ["REQUEST_ID_KEY", "current_request_id", "echo_request_id", "request_id_middleware"]
 
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 # The request being served, in its task and in the threads and tasks it starts (they copy the
@@ -29,14 +29,18 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     request[REQUEST_ID_KEY] = rid
     token = _CURRENT.set(rid)
     try:
-        response = await handler(request)
-    except web.HTTPException as exc:  # answered by aiohttp as raised: a redirect (/console)
-        exc.headers["X-Request-Id"] = rid
-        raise
+        return await handler(request)
     finally:
         _CURRENT.reset(token)
-    response.headers["X-Request-Id"] = rid
-    return response
+
+
+async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the request's id on its answer, whatever made it (a handler, a
+    raised redirect), set as it is sent: the access log's middleware sends the body itself, before
+    a middleware around it could add a header."""
+    rid = request.get(REQUEST_ID_KEY)
+    if rid is not None:
+        response.headers["X-Request-Id"] = rid
 
 
 def current_request_id() -> str | None:

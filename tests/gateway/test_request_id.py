@@ -8,11 +8,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import console
 from gateway.problems import problem_middleware
-from gateway.requestid import request_id_middleware
+from gateway.requestid import echo_request_id, request_id_middleware
 
 
 def _app() -> web.Application:
     app = web.Application(middlewares=[request_id_middleware, problem_middleware])
+    app.on_response_prepare.append(echo_request_id)
     app.router.add_routes(console.routes)
     return app
 
