@@ -36,7 +36,9 @@ class Metrics:
         )
         self.store_up = Gauge(
             "lienthong_store_up",
-            "1 if the store answered this scrape within 2 s (else the outbox depth is stale)",
+            "1 if the store answered this scrape within 2 s and can be written: 0 from a write "
+            "that failed for want of it (a full disk) until one succeeds (if it did not answer, "
+            "the outbox depth is stale)",
             registry=r,
         )
         self.attempts = Counter(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import os
 
 import msgspec
 from aiohttp import web
@@ -12,16 +12,18 @@ from gateway.api.common import json_response
 from gateway.app import RUNTIME
 from gateway.auth import IDENTITY_KEY, Identity
 from gateway.outbox.jobs import depth
-from gateway.problems import STORE_RETRY_AFTER_S, Problem
-from gateway.store import StoreError, Tx
+from gateway.problems import Problem
+from gateway.store import Store, StoreError, Tx
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
-# How long a write that failed for want of the store (a full disk) keeps the gateway unready: as
-# long as the Retry-After its 503 gave.
-STORE_TROUBLE_S = float(STORE_RETRY_AFTER_S)
+# Once a write failed for want of the store (a full disk), a probe writes this much, and removes
+# it in the same transaction, to tell whether the store can be written again: about what a
+# dossier with its job and audit event takes, so that a store with room for less is not ready.
+_PROBE_KEY = "ops.write-probe"
+_PROBE_BYTES = 64 * 1024
 # How long a probe or a scrape waits for the store: an unreachable PostgreSQL made each wait the
 # pool's connect timeout (10 s), Prometheus' whole scrape timeout, and a readiness probe's
 # timeout came before its 503.
@@ -38,19 +40,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready to accept work: the store answers, the worker runs, the audit log can checkpoint."""
     runtime = request.app[RUNTIME]
-    checks: dict[str, str] = {}
-    trouble = runtime.store.unavailable
-    if trouble is not None and (since := time.monotonic() - trouble[0]) < STORE_TROUBLE_S:
-        checks["store"] = f"failing {since:.0f} s ago: {trouble[1]}"
-    else:
-        try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S):
-                await runtime.store.read(lambda tx: tx.one("kv.count"))
-            checks["store"] = "ok"
-        except StoreError as exc:
-            checks["store"] = f"failing: {exc}"
-        except TimeoutError:
-            checks["store"] = f"failing: no answer within {PROBE_TIMEOUT_S:g} s"
+    checks = {"store": await store_check(runtime.store)}
     worker = runtime.worker
     if worker is None:
         checks["outbox"] = "not running"
@@ -81,6 +71,32 @@ def _shown(name: str, said: str, unready: set[str]) -> str:
     return "failing" if name in unready else "degraded"
 
 
+async def store_check(store: Store) -> str:
+    """The store's check: ``ok``, or ``failing: <why>``. A read, while writes succeed; from a
+    write that failed for want of the store (a full disk, which still answers reads; a lost
+    database) until one succeeds, a write (:func:`_write_probe`), which ends the failure when it
+    succeeds."""
+    trouble = store.unavailable
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            if trouble is None:
+                await store.read(lambda tx: tx.one("kv.count"))
+            else:
+                await store.transact(_write_probe, durable=False)
+                if store.unavailable is trouble:  # and no other write failed meanwhile
+                    store.unavailable = None
+    except StoreError as exc:
+        return f"failing: {exc}"
+    except TimeoutError:
+        return f"failing: no answer within {PROBE_TIMEOUT_S:g} s"
+    return "ok"
+
+
+def _write_probe(tx: Tx) -> None:
+    tx.execute("kv.put", k=_PROBE_KEY, v=os.urandom(_PROBE_BYTES // 2).hex())
+    tx.execute("kv.delete", k=_PROBE_KEY)
+
+
 def _scraped(tx: Tx) -> tuple[dict[str, int], int]:
     """What a scrape reads from the store: the outbox's depth, the audit log's size."""
     head = tx.one("audit.head")  # read-only: takes no turn on a shared store
@@ -97,11 +113,13 @@ async def metrics(request: web.Request) -> web.Response:
         for state, n in jobs.items():
             runtime.metrics.outbox_jobs.labels(state).set(n)
         runtime.metrics.audit_entries.set(entries)
-        runtime.metrics.store_up.set(1)
+        # Read: up, unless writes have been failing (a full disk answers reads), as /readyz says.
+        up = runtime.store.unavailable is None or await store_check(runtime.store) == "ok"
     except (StoreError, TimeoutError):
         # The scrape still shows everything else; the depth is the last one read, and
         # lienthong_store_up says it is stale (/readyz says why).
-        runtime.metrics.store_up.set(0)
+        up = False
+    runtime.metrics.store_up.set(1 if up else 0)
     return web.Response(body=runtime.metrics.render(), content_type="text/plain", charset="utf-8")
 
 

@@ -109,8 +109,8 @@ class Store(abc.ABC):
     """Durable state. Use as ``async with``; units of work via :meth:`transact` and :meth:`read`."""
 
     # When (time.monotonic()) and why a write last failed with StoreUnavailable. Readiness
-    # reports it for a while: a full disk fails some writes (new rows) and not others, so one
-    # write that succeeds says little.
+    # reports it until a write of its own that needs room succeeds (gateway.api.ops): a full
+    # disk fails some writes (new rows) and not others, so any write that succeeds says little.
     unavailable: tuple[float, str] | None = None
 
     @abc.abstractmethod

@@ -15,3 +15,6 @@ SELECT v FROM kv WHERE k = :k;
 
 -- name: count
 SELECT count(*) AS n FROM kv;
+
+-- name: delete
+DELETE FROM kv WHERE k = :k;
