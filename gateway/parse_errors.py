@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from functools import cache, wraps
 from typing import Any
@@ -34,6 +35,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, LineTooLong
 
+from .audit.events import withhold_numbers
 from .problems import PROBLEM_TYPE_PREFIX, SERVER, Problem
 
 __all__ = [
@@ -59,15 +61,28 @@ ACCEPTED_CODINGS = "gzip, deflate"
 _QUOTE = 60  # at most this many characters of aiohttp's message, which may quote the client's bytes
 
 
+# A credential the client's bytes may hold where a message quotes them: a header's value, a
+# token after its scheme.
+_CREDENTIAL_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|x-api-key)\s*:.*")
+_SCHEME_TOKEN = re.compile(r"(?i)\b(bearer|basic|digest)\s+\S+")
+
+
 def _summary(exc: BaseException) -> str:
     """What aiohttp's message for ``exc`` says is wrong: one printable line, at most ``_QUOTE``
-    characters."""
+    characters, holding none of the client's bytes that may be a person's number or a credential
+    (the log keeps no more of them than of an access line's path)."""
     if isinstance(exc, web.RequestPayloadError) and exc.__cause__ is not None:
         exc = exc.__cause__  # "400, message: …" around the parser's own error
+    if isinstance(exc, LineTooLong):  # its message quotes the line's start: what, not that
+        limit = str(exc.args[1])
+        what = {str(MAX_REQUEST_LINE): "the request line", str(MAX_HEADER_FIELD): "a header"}
+        return f"Got more than {limit} bytes when reading {what.get(limit, 'a line')}"
     text = str(getattr(exc, "message", "") or exc).strip()
     # The parser's messages: what is wrong (over one or two lines), a blank line, the bytes.
     line = " ".join(text.split("\n\n", 1)[0].split()).rstrip(":")
     line = "".join(c if c.isprintable() else "?" for c in line)
+    line = _SCHEME_TOKEN.sub(r"\1 ***", _CREDENTIAL_HEADER.sub(r"\1: ***", line))
+    line = withhold_numbers(line)
     return line if len(line) <= _QUOTE else line[: _QUOTE - 1] + "…"
 
 
