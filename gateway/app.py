@@ -91,10 +91,19 @@ RUNTIME = web.AppKey("runtime", Runtime)
 REGISTRY_SECONDS_KEY = web.RequestKey("registry_seconds", float)
 
 
-def _route_name(request: web.Request) -> str:
-    route = request.match_info.route
-    resource = route.resource
-    return resource.canonical if resource is not None else "unmatched"
+async def _route_name(request: web.Request) -> str:
+    """The template of the route that answered; for a 405, of the resource whose path matched
+    (the method did not), so that a route's 405s are not counted with scanners' 404s; for a path
+    no route has, "unmatched"."""
+    match = request.match_info
+    if match.route.resource is not None:
+        return match.route.resource.canonical
+    if isinstance(match.http_exception, web.HTTPMethodNotAllowed):
+        for resource in request.app.router.resources():
+            _, allowed = await resource.resolve(request)  # a match of the path alone: no I/O
+            if allowed:
+                return resource.canonical
+    return "unmatched"
 
 
 # A tax code is an individual's personal id since 1 July 2025 (identifiers.md), and access logs
@@ -147,7 +156,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         elapsed = time.perf_counter() - started
-        route = _route_name(request)
+        route = await _route_name(request)
         metrics = request.app[RUNTIME].metrics if RUNTIME in request.app else None
         if metrics is not None:
             metrics.answered(request.method, route, status, elapsed)
