@@ -187,7 +187,7 @@ def build_app(settings: Settings, **extras: Any) -> web.Application:
 )
 def serve(config: Path | None, log_level: str) -> None:
     """Run the gateway."""
-    from gateway.logs import configure_logging
+    from gateway.logs import configure_logging, log_banner
 
     settings = open_settings(config, needs_citizen_key=True)
     configure_logging(log_level)
@@ -200,7 +200,7 @@ def serve(config: Path | None, log_level: str) -> None:
             host=host or "127.0.0.1",
             port=int(port),
             ssl_context=_tls_context(settings),
-            print=lambda msg: click.echo(msg, err=True),
+            print=log_banner,
             access_log=None,
             # A client that goes away mid-request cancels its handler (aiohttp's default since
             # 3.7 is to run it to its end): a lookup is then audited "cancelled" and logged 499,

@@ -12,7 +12,7 @@ import msgspec
 from gateway.audit.events import withhold_numbers
 from gateway.requestid import current_request_id
 
-__all__ = ["OWN_LOGGERS", "JsonFormatter", "configure_logging"]
+__all__ = ["OWN_LOGGERS", "JsonFormatter", "configure_logging", "log_banner"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _encoder = msgspec.json.Encoder(enc_hook=str)  # anything else a caller passes: its str()
@@ -71,3 +71,12 @@ def configure_logging(level: str = "INFO") -> None:
     from signing.cli import silence_pyhanko
 
     silence_pyhanko()
+
+
+def log_banner(message: str) -> None:
+    """aiohttp's start-up message (``======== Running on http://… ========``, ``(Press CTRL+C to
+    quit)``) as JSON lines, one for each of its lines: printed, it broke a log that is otherwise
+    one JSON object a line, as a shipper parses it."""
+    for line in message.splitlines():
+        if text := line.strip("= \t"):
+            logging.getLogger("lienthong").info(text)
