@@ -131,7 +131,9 @@ def list_command(
             click.echo(f"… more: --after {listed.next}")
 
 
-@outbox.command("replay")
+# A negative id would be parsed as an unknown option ("No such option '-1'"): taken as the
+# argument instead, it gets the range's own message.
+@outbox.command("replay", context_settings={"ignore_unknown_options": True})
 @config_option
 @click.argument("job_id", type=click.IntRange(1, 2**63 - 1))
 @json_option

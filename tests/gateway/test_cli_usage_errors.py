@@ -68,6 +68,11 @@ CASES = {
         "lienthong outbox replay",
         ["Invalid value for 'JOB_ID': 'abc' is not a valid integer range"],
     ),
+    "nested: negative argument": (
+        ["outbox", "replay", "-1"],
+        "lienthong outbox replay",
+        ["Invalid value for 'JOB_ID': -1 is not in the range"],
+    ),
     "nested: out of range": (
         ["outbox", "list", "--after", "-1"],
         "lienthong outbox list",
