@@ -26,7 +26,7 @@ from gateway.audit.query import (
     query_events,
 )
 from gateway.auth import require
-from gateway.exchange.model import normal_document_id
+from gateway.exchange.hub import hub_document_id
 from gateway.models import AuditExport, AuditSearch
 from gateway.problems import Problem
 
@@ -70,22 +70,6 @@ def _pins(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-async def _hub_document(runtime: Runtime, document: str | None) -> str | None:
-    """The hub's id a ``document`` filter names. A DocumentId (``{OrganId},{yyyy/MM/dd},
-    {number}``: what an auditor holding the letter has, its date in any spelling the hub accepts)
-    names the letter the hub filed under it from that OrganId, a new or replacing document (one
-    per DocumentId; a revoke or update of it is a package with a hub id of its own); found
-    through the sender's index of its documents. Any other text is a hub id, as given."""
-    if not document or "," not in document:  # a hub id holds no comma
-        return document
-    filed = normal_document_id(document.strip())
-    sender = filed.partition(",")[0]
-    row = await runtime.store.read(
-        lambda tx: tx.one("documents.originals", sender=sender, document_id=filed)
-    )
-    return document if row is None else str(row["id"])
-
-
 def _query_problem(exc: FilterError) -> Problem:
     named: dict[str, Any] = {} if exc.parameter is None else {"parameter": exc.parameter}
     return Problem(400, "invalid-query", str(exc), **named)
@@ -97,7 +81,7 @@ async def events(request: web.Request) -> web.Response:
     only_parameters(request, "from", "to", "member", "service", "dossier", "document", "cursor",
                     "limit")  # fmt: skip
     runtime = request.app[RUNTIME]
-    document = await _hub_document(runtime, query_text(request, "document"))
+    document = await hub_document_id(runtime.store, query_text(request, "document"))
     try:
         flt = EventFilter.build(
             start=query_text(request, "from"),
@@ -234,7 +218,7 @@ async def export(request: web.Request) -> web.Response:
     # An empty filter is no filter (it was a 404 nothing-to-export: no scope reads as an empty one)
     scope = Scope(
         dossier=body.dossier or None,
-        document=await _hub_document(runtime, body.document or None),
+        document=await hub_document_id(runtime.store, body.document or None),
         start=body.start or None,
         stop=body.stop or None,
     )

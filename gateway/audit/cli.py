@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +235,9 @@ def query_cmd(
     as_json: bool,
 ) -> None:
     """Events matching every filter given, in log order, a page (--limit) at a time."""
-    from .query import EventFilter, FilterError, query_events
+    from gateway.exchange.hub import hub_document_id  # the hub keeps its letters' index
+
+    from .query import EventFilter, EventPage, FilterError, query_events
 
     _window(start, stop)
     # Hashed with the gateway's key: a non-embedded gateway's log holds no development-key hash.
@@ -253,8 +256,13 @@ def query_cmd(
         )
     except FilterError as exc:
         raise click.ClickException(str(exc)) from None
+
+    async def work(store: Store) -> EventPage:
+        named = replace(flt, document=await hub_document_id(store, flt.document))
+        return await query_events(store, named, cursor=cursor, limit=limit)
+
     try:
-        page = _run(settings, lambda store: query_events(store, flt, cursor=cursor, limit=limit))
+        page = _run(settings, work)
     except FilterError as exc:  # a cursor this command never printed
         raise click.BadParameter(str(exc), param_hint="'--cursor'") from None
     if as_json:
@@ -293,6 +301,8 @@ def export_cmd(
     as_json: bool,
 ) -> None:
     """Write the evidence bundle for a dossier, a document or a time range to OUT.zip."""
+    from gateway.exchange.hub import hub_document_id  # the hub keeps its letters' index
+
     from .bundle import BundleError, Scope, build_bundle
 
     given = [o for o, v in (("--dossier", dossier), ("--document", document)) if v is not None]
@@ -310,9 +320,14 @@ def export_cmd(
         )
     _window(start, stop)
     settings = open_settings(config)
-    scope = Scope(dossier=dossier, document=document, start=start, stop=stop)
+
+    async def work(store: Store) -> bytes:
+        named = await hub_document_id(store, document)
+        scope = Scope(dossier=dossier, document=named, start=start, stop=stop)
+        return await build_bundle(store, scope)
+
     try:
-        data = _run(settings, lambda store: build_bundle(store, scope))
+        data = _run(settings, work)
     except BundleError as exc:
         raise click.ClickException(str(exc)) from None
     try:

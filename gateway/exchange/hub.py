@@ -47,7 +47,7 @@ from gateway.exchange.receipt import Receipt, build_receipt, sign_receipt
 from gateway.exchange.status import MEANINGS, advance, replay
 from gateway.exchange.trace import forward_copy
 from gateway.outbox import enqueue
-from gateway.store import Tx
+from gateway.store import Store, Tx
 
 __all__ = [
     "MAX_PARTS",
@@ -57,6 +57,7 @@ __all__ = [
     "AgencyRoute",
     "DocumentHub",
     "IncomingPart",
+    "hub_document_id",
 ]
 
 log = logging.getLogger("lienthong.documents")
@@ -99,6 +100,23 @@ def _namesakes(tx: Tx, pkg: Package, sender: str) -> list[dict[str, Any]]:
         document_id=normal_document_id(pkg.header.document_id),
         doc_type=pkg.doc_type,
     )
+
+
+async def hub_document_id(store: Store, document: str | None) -> str | None:
+    """The hub's id an auditor's ``document`` filter names. A DocumentId (``{OrganId},
+    {yyyy/MM/dd},{number}``: what an auditor holding the letter has, its date in any spelling the
+    hub accepts) names the letter the hub filed under it from that OrganId, a new or replacing
+    document (one per DocumentId; a revoke or update of it is a package with a hub id of its
+    own); found through the sender's index of its documents. Any other text is a hub id, as
+    given (a hub id holds no comma)."""
+    if not document or "," not in document:
+        return document
+    filed = normal_document_id(document.strip())
+    sender = filed.partition(",")[0]
+    row = await store.read(
+        lambda tx: tx.one("documents.originals", sender=sender, document_id=filed)
+    )
+    return document if row is None else str(row["id"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -338,6 +338,37 @@ WIDE = {"from": "2000-01-01", "to": "2100-01-01"}
 LETTER = "000.00.11.H53,2026/12/07,2491/STC-BCTC"  # an agency's DocumentId, as the letter says
 
 
+def file_letter(tx: Any, hub_id: str) -> None:
+    """LETTER filed by the hub as ``hub_id``, accepted and delivered (audited so)."""
+    tx.execute(
+        "documents.insert",
+        id=hub_id,
+        document_id=LETTER,
+        sender="000.00.11.H53",
+        doc_type=0,
+        package_sha256="a" * 64,
+        forward_sha256="b" * 64,
+        size=1,
+        media_type="application/xml",
+        subject="",
+        target=None,
+        received_at="2026-12-07T02:00:00+00:00",
+        receipt=b"r",
+        meta="{}",
+    )
+    for action in ("document.accepted", "document.delivered"):
+        append(
+            tx,
+            AuditEvent(
+                action=action,
+                member="VN:GOV:000.00.11.H53",
+                service="documents.exchange",
+                document=hub_id,
+                reference=LETTER,
+            ),
+        )
+
+
 async def test_a_letter_is_found_by_its_documentid_as_by_its_hub_id(
     tmp_path: Path, pki: TestPKI, tsa_url: str
 ) -> None:
@@ -346,36 +377,7 @@ async def test_a_letter_is_found_by_its_documentid_as_by_its_hub_id(
     store = await seeded_store(tmp_path / "letters.db", pki, tsa_url)
     hub_id = "d" + "5" * 32
 
-    def file_letter(tx: Any) -> None:
-        tx.execute(
-            "documents.insert",
-            id=hub_id,
-            document_id=LETTER,
-            sender="000.00.11.H53",
-            doc_type=0,
-            package_sha256="a" * 64,
-            forward_sha256="b" * 64,
-            size=1,
-            media_type="application/xml",
-            subject="",
-            target=None,
-            received_at="2026-12-07T02:00:00+00:00",
-            receipt=b"r",
-            meta="{}",
-        )
-        for action in ("document.accepted", "document.delivered"):
-            append(
-                tx,
-                AuditEvent(
-                    action=action,
-                    member="VN:GOV:000.00.11.H53",
-                    service="documents.exchange",
-                    document=hub_id,
-                    reference=LETTER,
-                ),
-            )
-
-    await store.transact(file_letter)
+    await store.transact(lambda tx: file_letter(tx, hub_id))
     await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
     signing = {"signing": _Signing(pki.trust(revocation="off"), pki.key("gateway"))}
     try:

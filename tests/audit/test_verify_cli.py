@@ -19,6 +19,7 @@ from gateway.audit.checkpoints import Checkpointer, key_fingerprint
 from gateway.audit.cli import audit
 from gateway.store import SQLiteStore
 from signing.testing import TestPKI
+from tests.audit.test_api import LETTER, file_letter
 from tests.audit.test_checkpoints import add_events, pki, tsa_url  # noqa: F401 - fixtures
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -129,6 +130,36 @@ async def test_query_pages_on_with_the_cursor_it_prints(config: Path) -> None:
     assert code == 0 and out.splitlines()[0].split()[0] == "5", out
     code, out = await _invoke(*base, "--cursor", "!!")
     assert code == 2 and "Invalid value for '--cursor': malformed cursor" in out, out
+
+
+async def test_a_letter_is_queried_and_exported_by_its_documentid(
+    config: Path, pki: TestPKI, tsa_url: str, tmp_path: Path
+) -> None:
+    # Found in review: the API and console took a letter's DocumentId, the CLI only the hub's id
+    # (the DocumentId found "no event matches" and nothing to export).
+    hub_id = "d" + "7" * 32
+    async with SQLiteStore(config.parent / "gw.db") as store:
+        await store.transact(lambda tx: file_letter(tx, hub_id))
+        assert await Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url).checkpoint_now()
+    for document in (hub_id, LETTER, "000.00.11.H53,07/12/2026,2491/STC-BCTC"):
+        code, out = await _invoke("query", "--config", str(config), "--document", document,
+                                  "--json")  # fmt: skip
+        items = json.loads(out)["items"]
+        assert code == 0 and [e["action"] for e in items] == [
+            "document.accepted",
+            "document.delivered",
+        ], document
+        assert {e["document"] for e in items} == {hub_id}
+    bundle = tmp_path / "letter.zip"
+    code, out = await _invoke("export", "--config", str(config), "--document", LETTER, str(bundle))
+    assert code == 0, out
+    signer = str(pki.cert_path("gateway"))
+    code, out = await _invoke("verify-bundle", str(bundle), "--trust", str(pki.root_pem),
+                              "--signer", signer, "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["events"] == 2, out
+    unknown = "000.00.11.H53,2026/12/08,2491/STC-BCTC"
+    code, out = await _invoke("query", "--config", str(config), "--document", unknown)
+    assert (code, out.strip()) == (0, "no event matches")
 
 
 async def test_query_says_when_nothing_matches(config: Path) -> None:
