@@ -252,25 +252,34 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Job]:
         """Count the times written on a clock since set back from now (now and then), record
-        the attempts whose holders stopped, then claim up to ``limit`` due jobs."""
+        the attempts whose holders stopped, then return up to ``limit`` due jobs, claimed."""
         await self._rebase_now_and_then()
-        await self._take_over_lapsed(limit)
-        jobs = await self._take("outbox.claim", limit)
+        lapsed, jobs = await self._take(limit)
+        while lapsed:  # rare (a holder stopped): their retries may be due now, as the rest are
+            await self._record_lost(lapsed)
+            lapsed, more = await self._take(limit - len(jobs))
+            jobs += more
         self._running.update(job.id for job in jobs)
         return jobs
 
-    async def _take(self, query: str, limit: int, **params: Any) -> list[Job]:
+    async def _take(self, limit: int) -> tuple[list[Job], list[Job]]:
+        """In one unit: the running jobs whose lease ran out, taken over (never one this worker
+        runs itself, whatever its lease says: a stall, a clock step), and the due pending jobs,
+        claimed for an attempt each."""
         # A fresh token per claim: the owner fence then tells this claim from any earlier claim
         # of the same job by this same worker.
         owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         now = self.clock()
+        busy = json.dumps(sorted(self._running))
+        params = {"owner": owner, "now": now, "lease": self.lease, "limit": limit}
 
-        def work(tx: Tx) -> list[Job]:
-            rows = tx.all(query, owner=owner, now=now, lease=self.lease, limit=limit, **params)
-            return [job_from_row(r) for r in rows]
+        def work(tx: Tx) -> tuple[list[Job], list[Job]]:
+            lapsed = tx.all("outbox.reclaim", busy=busy, **params)
+            due = tx.all("outbox.claim", **params)
+            return [job_from_row(r) for r in lapsed], [job_from_row(r) for r in due]
 
-        jobs = await self.store.transact(work)
-        return sorted(jobs, key=lambda j: j.id)
+        lapsed, due = await self.store.transact(work)
+        return sorted(lapsed, key=lambda j: j.id), sorted(due, key=lambda j: j.id)
 
     async def _rebase_now_and_then(self) -> None:
         """At the first claim, then every :data:`_REBASE_EVERY_S`: the leases and due times
@@ -289,13 +298,12 @@ class Worker:
                 moved,
             )
 
-    async def _take_over_lapsed(self, limit: int) -> None:
-        """Take over the running jobs whose lease ran out and record, for each, the attempt its
-        holder was making as failed, its outcome unknown: retried by the job's policy, or dead
-        when that was its last attempt. Recorded before the job is tried again, so the handler
-        (a flow step's history) knows a request may have reached the registry unanswered."""
-        busy = json.dumps(sorted(self._running))
-        for job in await self._take("outbox.reclaim", limit, busy=busy):
+    async def _record_lost(self, lapsed: list[Job]) -> None:
+        """For each job taken over from a holder whose lease ran out, record the attempt it was
+        making as failed, its outcome unknown: retried by the job's policy, or dead when that was
+        its last attempt. Recorded before the job is tried again, so the handler (a flow step's
+        history) knows a request may have reached the registry unanswered."""
+        for job in lapsed:
             lost = AttemptLost(job.attempts)
             decision = self.policy_for(job).decide(lost, job.attempts)
             await self._finish_failure(job, self.handlers.get(job.kind), lost, decision)
