@@ -25,7 +25,7 @@ import click
 from aiohttp import web
 
 from gateway.demo_stories import evidence_story, exchange_story
-from gateway.logs import JsonFormatter
+from gateway.logs import configure_logging
 from gateway.outbox.jobs import depth
 from gateway.samples import dossier_code, sample_dossiers
 from gateway.settings import Settings, load_settings
@@ -237,10 +237,7 @@ def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
         raise OutputError(f"cannot write in {output}: {_reason(exc)}") from None
     except SigningError as exc:  # openssl missing
         raise OutputError(f"cannot make the test PKI in {output / 'pki'}: {exc}") from None
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    configure_logging("INFO", handler)  # as serve logs: libraries at WARNING, no pyHanko
     return pki, load_settings(config, environ={})
 
 
@@ -425,7 +422,8 @@ async def run_demo(
             certificates.append((code, base64.b64decode(data["certificate_pdf"])))
 
     app = build_app(settings, on_result=keep)
-    runner = web.AppRunner(app, access_log=None)
+    # As serve runs it: a handler whose client left is cancelled (and logged so), not run on.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     summary: dict[str, Any] = {"ok": False}
     async with serve_pki(pki):
         await runner.setup()

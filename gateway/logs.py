@@ -55,10 +55,10 @@ def _libraries_at_warning(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or _own(record)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """JSON lines on stderr: the gateway's own loggers at ``level``, libraries' at WARNING or
-    above (see OWN_LOGGERS), pyHanko's not at all."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str = "INFO", handler: logging.Handler | None = None) -> None:
+    """JSON lines on stderr (or to ``handler``: the demo's file): the gateway's own loggers at
+    ``level``, libraries' at WARNING or above (see OWN_LOGGERS), pyHanko's not at all."""
+    handler = handler or logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(_libraries_at_warning)
     root = logging.getLogger()

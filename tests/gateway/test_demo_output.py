@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,3 +84,22 @@ def test_each_demo_pki_serves_revocation_on_a_port_of_its_own(tmp_path: Path) ->
     assert port is not None and port != 8791  # the default every test PKI shares
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # free: nothing else listens there
+
+
+def test_the_demos_log_is_the_gateways_as_serve_writes_it(tmp_path: Path) -> None:
+    """Found in review: the demo logged every library at INFO into lienthong.log (fontTools'
+    glyph lists, a hundred lines a run, drowned the gateway's own), where serve keeps libraries at
+    WARNING and pyHanko silent. Run as a shell runs it: the demo configures the process's
+    logging."""
+    out = tmp_path / "demo-output"
+    done = subprocess.run(
+        [sys.executable, "-c", "from gateway.cli import main; main()", "demo", "--json",
+         "--output", str(out), "--dossiers", "2"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [json.loads(line) for line in (out / "lienthong.log").read_text().splitlines()]
+    assert any(e["logger"].startswith("lienthong.") and e["level"] == "info" for e in lines)
+    foreign = [e for e in lines if not e["logger"].startswith("lienthong")]
+    assert [e for e in foreign if e["level"] in ("debug", "info")] == []
+    assert [e for e in foreign if e["logger"].startswith("pyhanko")] == []
