@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography import x509
 
 from gateway.auth import ClientRevocation
-from gateway.settings import Settings, SettingsError
+from gateway.settings import UNLESS_SANDBOXED, Settings, SettingsError
 from signing.errors import SigningError, UntrustedSigner
 from signing.keys import SigningKey, is_pkcs11_uri, load_key, shown_key
 from signing.testing import TestPKI
@@ -41,7 +41,7 @@ def key_spec(settings: Settings, key: str) -> str:
 
 def signing_setup(settings: Settings) -> SigningSetup:
     """Load the configured key and anchors. Raises SettingsError naming what failed."""
-    pki = _sandbox_pki(settings.path(settings.sandbox.pki)) if settings.sandbox.embedded else None
+    pki = _sandbox_pki(settings.path(settings.sandbox.pki)) if settings.sandboxed else None
     s = settings.signing
     try:
         if s.key:
@@ -57,7 +57,7 @@ def signing_setup(settings: Settings) -> SigningSetup:
         elif pki is not None:
             signer = pki.key("gateway")
         else:
-            raise SettingsError("[signing] key is required when the sandboxes are not embedded")
+            raise SettingsError(f"[signing] key is required {UNLESS_SANDBOXED}")
         if s.trust:
             trust = TrustStore.from_pem_files(
                 [settings.path(t) for t in s.trust], revocation=s.revocation
@@ -65,7 +65,7 @@ def signing_setup(settings: Settings) -> SigningSetup:
         elif pki is not None:
             trust = pki.trust(revocation=s.revocation)
         else:
-            raise SettingsError("[signing] trust is required when the sandboxes are not embedded")
+            raise SettingsError(f"[signing] trust is required {UNLESS_SANDBOXED}")
     except SigningError as exc:
         raise SettingsError(f"[signing]: {exc}") from None
     register = pki.key("register") if pki is not None else None
@@ -141,7 +141,7 @@ def audit_certificate(settings: Settings) -> x509.Certificate | None:
             return key.certificate
         finally:
             key.close()
-    if settings.sandbox.embedded:
+    if settings.sandboxed:
         path = settings.path(settings.sandbox.pki) / "gateway.cert.pem"
         if path.is_file():
             return _first_certificate(path, "[sandbox] pki")

@@ -36,6 +36,7 @@ from connectors.identifiers import check_personal_id
 
 __all__ = [
     "SERVICES",
+    "UNLESS_SANDBOXED",
     "AgencySettings",
     "AuditSettings",
     "DocumentsSettings",
@@ -571,6 +572,16 @@ class Settings:
     def registry(self, name: str) -> RegistrySettings:
         return self.registries.get(name, RegistrySettings())
 
+    @property
+    def sandboxed(self) -> tuple[str, ...]:
+        """The registries served by their embedded sandbox: those without a url, while
+        ``[sandbox] embedded`` (the default). Only while one is do the development defaults
+        apply (the test PKI, the development citizen key): a config giving every registry's url
+        is a real gateway's, whatever ``embedded`` says."""
+        if not self.sandbox.embedded:
+            return ()
+        return tuple(n for n in REGISTRY_NAMES if self.registry(n).url is None)
+
     def path(self, value: str) -> Path:
         """A path from the config, relative to the config file's folder."""
         p = Path(value)
@@ -792,20 +803,23 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids
 DEVELOPMENT_CITIZEN_KEY = b"lienthong-development-citizen-key"
+# When the development defaults do not apply (Settings.sandboxed).
+UNLESS_SANDBOXED = "unless a registry runs on its embedded sandbox (one without a url)"
 
 
 def citizen_key(settings: Settings) -> bytes:
     """The HMAC key personal ids are hashed under in the audit log: ``[audit] citizen_id_key``
-    (hex, at least 16 bytes) or, with the embedded sandboxes only, a fixed development key.
+    (hex, at least 16 bytes) or, while a registry runs on its embedded sandbox, a fixed
+    development key.
     Raises SettingsError naming the key (never showing it)."""
     key = settings.audit.citizen_id_key
     if not key:
-        if not settings.sandbox.embedded:
+        if not settings.sandboxed:
             raise SettingsError(
-                "audit.citizen_id_key: required when the sandboxes are not embedded"
+                f"audit.citizen_id_key: required {UNLESS_SANDBOXED}"
                 " (32 random bytes as hex: openssl rand -hex 32)"
             )
-        # The embedded default only: a fixed key still keeps raw ids out of the log, but anyone
+        # While a sandbox runs only: a fixed key still keeps raw ids out of the log, but anyone
         # with the source could test guesses against it.
         return DEVELOPMENT_CITIZEN_KEY
     try:

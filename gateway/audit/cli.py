@@ -36,7 +36,7 @@ def _trust(settings: Any, extra: tuple[Path, ...]) -> Any | None:
     revocation = settings.signing.revocation
     if not paths:
         paths = [settings.path(t) for t in settings.signing.trust]
-    if not paths and settings.sandbox.embedded:
+    if not paths and settings.sandboxed:
         root = settings.path(settings.sandbox.pki) / "root.pem"
         if root.exists():
             paths = [root]

@@ -22,20 +22,46 @@ GOOD_KEY = "8f3a" * 16  # 32 bytes
 DEV_KEY = b"lienthong-development-citizen-key"
 
 
-def _config(tmp_path: Path, *, embedded: bool, key: str | None) -> Path:
+# Every registry at a url of its own, with the credentials each requires.
+REAL_REGISTRIES = "".join(
+    f'[registries.{name}]\nurl = "https://{name}.example.vn/"\n{credentials}'
+    for name, credentials in (
+        (
+            "population",
+            'username = "u"\nsecret = "s"\napi_key = "k"\nofficer_id = "001099012345"\n'
+            'service_code = "1.001"\n',
+        ),
+        ("civil_status", ""),
+        (
+            "insurance",
+            'username = "u"\npassword = "p"\nofficer_name = "Lê Văn Tám"\n'
+            'officer_id = "001099012345"\n',
+        ),
+        ("business", 'api_key = "k"\n'),
+        ("portal", 'username = "u"\npassword = "p"\n'),
+    )
+)
+
+
+def _config(tmp_path: Path, *, embedded: bool | None, key: str | None, body: str = "") -> Path:
+    """``embedded`` None: no [sandbox] section (its default)."""
     pki = tmp_path / "no-such-pki"  # never read: the key check comes first
     audit = f'[audit]\ncitizen_id_key = "{key}"\n' if key is not None else ""
+    sandbox = "" if embedded is None else f"[sandbox]\nembedded = {str(embedded).lower()}\n"
     text = (
         f'[store]\nurl = "sqlite:///{tmp_path / "gw.db"}"\n'
         f'[signing]\nkey = "{pki / "k.pem"}"\ncert = "{pki / "c.pem"}"\n'
-        f"{audit}[sandbox]\nembedded = {'true' if embedded else 'false'}\n"
+        f"{audit}{sandbox}{body}"
     )
     path = tmp_path / "lienthong.toml"
     path.write_text(text, encoding="utf-8")
     return path
 
 
-REQUIRED = "audit.citizen_id_key: required when the sandboxes are not embedded"
+REQUIRED = (
+    "audit.citizen_id_key: required unless a registry runs on its embedded sandbox (one without a"
+    " url)"
+)
 NOT_HEX = "audit.citizen_id_key: must be hex (secret: not shown)"
 SHORT = "audit.citizen_id_key: must be at least 16 bytes (32 hex digits)"
 
@@ -63,6 +89,34 @@ def test_serve_refuses_a_missing_or_weak_key_in_one_line_naming_the_file(
     line = _one_line(CliRunner().invoke(main, ["serve", "--config", str(config)]))
     assert line.startswith(f"Error: {config}: {message}"), line
     assert not (tmp_path / "gw.db").exists()  # refused before anything was opened
+
+
+@pytest.mark.parametrize("embedded", [None, True])
+def test_a_gateway_whose_registries_all_have_urls_needs_its_own_key(
+    tmp_path: Path, embedded: bool | None
+) -> None:
+    """Found by probing: ``[sandbox] embedded`` defaults to true, so a real gateway's config that
+    left the section out hashed personal ids under the development key, which is in the
+    source, though no sandbox ran (and made a test PKI beside the config)."""
+    config = _config(tmp_path, embedded=embedded, key=None, body=REAL_REGISTRIES)
+    line = _one_line(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert line.startswith(f"Error: {config}: {REQUIRED}"), line
+    assert not (tmp_path / "pki").exists() and not (tmp_path / "gw.db").exists()
+
+
+def test_without_a_signing_key_such_a_gateway_makes_no_test_pki(tmp_path: Path) -> None:
+    config = tmp_path / "lienthong.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path / "gw.db"}"\n'
+        f'[audit]\ncitizen_id_key = "{GOOD_KEY}"\n{REAL_REGISTRIES}',
+        encoding="utf-8",
+    )
+    line = _one_line(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert line == (
+        "Error: [signing] key is required unless a registry runs on its embedded"
+        " sandbox (one without a url)"
+    ), line
+    assert not (tmp_path / "pki").exists()
 
 
 @pytest.mark.parametrize("embedded", [True, False])
