@@ -543,11 +543,12 @@ async def _judge(
     level = LEGACY if legacy else "PAdES-B-B"
     backend = trust.new_backend()
     vc = trust.validation_context(other_certs=others, backend=backend, **signer_revinfo)
-    # Offline, the timestamp's chain is judged as of the timestamp, with the data embedded then
-    # (an OCSP answer in a DSS is not fresh for ever).
+    # The timestamp's chain is judged as of the timestamp (as signing.timestamps judges every
+    # token: a TSA's certificate expired since still vouches for what it stamped), offline with
+    # the data embedded then (an OCSP answer in a DSS is not fresh for ever).
     ts_vc = (
         trust.validation_context(other_certs=others, backend=backend, moment=stamped, **revinfo)
-        if offline
+        if offline or stamped
         else vc
     )
     try:

@@ -169,16 +169,19 @@ async def verify_timestamp(token: bytes, data: bytes, trust: TrustStore) -> Time
             raise ValueError("not SignedData")
         certs: SignedDataCerts = extract_certificate_info(signed_data)
         tsa_cert = certs.signer_cert
+        gen_time: dt.datetime = signed_data["encap_content_info"]["content"].parsed[
+            "gen_time"
+        ].native
     except Exception as exc:  # asn1crypto parses lazily and raises many types
         raise TimestampError(f"malformed timestamp token: {exc}") from exc
-    # The TSA chain: anchors from our configuration, the revocation policy applies too.
-    await trust.validate(
-        from_asn1(tsa_cert), [from_asn1(c) for c in certs.other_certs], usage="timestamping"
-    )
+    # The TSA chain: anchors from our configuration, the revocation policy applies too. Judged as
+    # of the token's time, with revocation data issued since, as the signers a token dates are:
+    # judged now, every token a TSA ever issued failed once its certificate expired (a few years)
+    # and with them every audit checkpoint and bundle it stamped, untouched as they were.
+    others = [from_asn1(c) for c in certs.other_certs]
+    await trust.validate(from_asn1(tsa_cert), others, usage="timestamping", moment=gen_time)
     backend = trust.new_backend()  # the revocation data just fetched is in the trust's cache
-    vc = trust.validation_context(
-        other_certs=[from_asn1(c) for c in certs.other_certs], backend=backend
-    )
+    vc = trust.validation_context(other_certs=others, moment=gen_time, backend=backend)
 
     def imprint(algo: str) -> bytes:
         return hashlib.new(

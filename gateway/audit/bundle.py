@@ -468,7 +468,10 @@ Or by hand, with standard tools:
     openssl ts -verify -token_in -in checkpoints/{n}.tsr -data checkpoints/{n}.note \\
         -CAfile ROOT.pem -untrusted certs/tsa-chain.pem
 
-   (the same for every checkpoints/<size>.tsr). "Verification: OK" is the expected answer.
+   (the same for every checkpoints/<size>.tsr). "Verification: OK" is the expected answer. Once
+   the TSA's certificate has expired, add -attime with the token's time in seconds since 1970
+   (its "Time stamp:" in `openssl ts -reply -token_in -in checkpoints/{n}.tsr -text`): a token
+   is judged as of its own time.
 
 2. The checkpoint signature (SHA-256, RSA PKCS#1 v1.5 or ECDSA) over the note's body:
 
