@@ -199,7 +199,7 @@ def status_message(pki: TestPKI, who: str, document_id: str, code: str, note: st
             document_id.split(",")[0], document_id.split(",")[-1], date(2020, 10, 30), document_id
         ),
         status_code=code,
-        timestamp=datetime(2020, 10, 30, 10, int(code), tzinfo=VN_TZ),
+        timestamp=datetime.now(VN_TZ),
         description=note or f"Trạng thái {code}",
         staff_info=StaffInfo("Văn phòng", "Lê Văn Minh"),
     )
@@ -854,7 +854,7 @@ def _status_for(pki: TestPKI, who: str, organ_id: str, document_id: str, code: s
         from_=Organization(who),
         response_for=ResponseFor(organ_id, "2491/STC-BCTC", date(2020, 10, 30), document_id),
         status_code=code,
-        timestamp=datetime(2020, 10, 30, 10, int(code), tzinfo=VN_TZ),
+        timestamp=datetime.now(VN_TZ),
         description=f"Trạng thái {code}",
     )
     return sign_bytes(build_status(msg), pki.key(f"agency-{who}"))

@@ -129,11 +129,11 @@ async def test_statuses_reach_the_sender_in_order_after_a_retry(
     worker = _worker(hub, session, clock, concurrency=8)
     doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
     await hub.fetch(doc, NGHE_AN, subsystem="s")
-    at = datetime(2020, 10, 30, 11, tzinfo=VN_TZ)
+    at = datetime.now(VN_TZ)
     codes: dict[str, str] = {}
 
     async def status(code: str, n: int) -> None:
-        message = signed_status(key, NGHE_AN, code, at=at + timedelta(hours=n))
+        message = signed_status(key, NGHE_AN, code, at=at + timedelta(seconds=n))
         codes[hashlib.sha256(message).hexdigest()] = code
         await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
 
@@ -249,10 +249,10 @@ async def test_a_push_waiting_behind_a_retried_one_comes_back_when_that_one_is_d
     worker = _worker(hub, session, clock, concurrency=8)
     doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
     await hub.fetch(doc, NGHE_AN, subsystem="s")
-    at = datetime(2020, 10, 30, 11, tzinfo=VN_TZ)
+    at = datetime.now(VN_TZ)
     ep.failing = 1  # the 01 is put back for 10 s
     for n, code in enumerate(("01", "03")):
-        message = signed_status(key, NGHE_AN, code, at=at + timedelta(hours=n))
+        message = signed_status(key, NGHE_AN, code, at=at + timedelta(seconds=n))
         await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
         await worker.run_once()
     first, second = sorted(await _jobs(hub, "pending"), key=lambda j: j.id)
@@ -294,11 +294,11 @@ async def test_a_replayed_dead_status_is_not_sent_after_the_later_ones(
     worker = _worker(hub, session, clock, concurrency=8, max_attempts=1)
     doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
     await hub.fetch(doc, NGHE_AN, subsystem="s")
-    at = datetime(2020, 10, 30, 11, tzinfo=VN_TZ)
+    at = datetime.now(VN_TZ)
     codes: dict[str, str] = {}
 
     async def status(code: str, n: int) -> None:
-        message = signed_status(key, NGHE_AN, code, at=at + timedelta(hours=n))
+        message = signed_status(key, NGHE_AN, code, at=at + timedelta(seconds=n))
         codes[hashlib.sha256(message).hexdigest()] = code
         await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
 
