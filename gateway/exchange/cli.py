@@ -12,6 +12,7 @@ import asyncio
 import json
 import tempfile
 import unicodedata
+import xml.parsers.expat
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,8 +23,10 @@ import click
 
 from gateway.exchange.builder import FileAttachment, build_status, write_package
 from gateway.exchange.check import certificate_agency
+from gateway.exchange.edxml import PROLOG_LIMIT
 from gateway.exchange.errors import ExchangeError, InvalidEdxml
 from gateway.exchange.model import (
+    NS,
     VN_TZ,
     Business,
     Code,
@@ -173,8 +176,9 @@ def send(
     token: str | None,
     as_json: bool,
 ) -> None:
-    """Send FILE: an edXML package as it is (its To must be --to), or any other file (a signed
-    PDF…) wrapped into a signed Công văn from --from to --to with --key."""
+    """Send FILE: an edXML package (its root element edXML's) as it is (its To must be --to),
+    or any other file (a signed PDF, an XML, HTML or SVG document…) wrapped into a signed Công
+    văn from --from to --to with --key."""
     conn = _connection(config, url, token)
     if receipt_out is not None and not receipt_out.parent.is_dir():
         # Checked before sending: once the hub has accepted the document, a failure to keep its
@@ -273,8 +277,8 @@ def _package(
     tmp: Path,
 ) -> Path:
     with file.open("rb") as f:
-        head = f.read(1024).lstrip(b"\xef\xbb\xbf \r\n\t")
-    if head.startswith(b"<"):
+        head = f.read(2 * PROLOG_LIMIT)
+    if _root_element(head) == _EDXML_ROOT:
         scan = scan_file(file, None, max_bytes=1 << 62)
         named = [
             el.text.strip()
@@ -299,7 +303,8 @@ def _package(
         return file
     if not sender or not key or not (number or "").strip() or not notation.strip():
         raise click.UsageError(
-            "to wrap a file into a package give --from, --key and --number (and a --notation)"
+            f"{_shown(file)} is not an edXML package: to wrap it into one give --from, --key "
+            "and --number (and a --notation)"
         )
     assert number is not None
     try:
@@ -329,6 +334,76 @@ def _package(
     signed = tmp / "package.xml"
     sign_file(unsigned, signed, _key(key))
     return signed
+
+
+_EDXML_ROOT = f"{NS} edXML"  # the root element's name as expat gives it (namespace, space, name)
+
+
+class _Root(Exception):
+    """The root element's name, raised from expat's first start-element event."""
+
+
+def _root_element(head: bytes) -> str | None:
+    """The name of the root element in ``head`` (a file's first bytes), as expat gives it with
+    namespaces (``{namespace} {name}``, or the name alone), or None when ``head`` has none
+    that is XML. Only the root's start tag is parsed: the prolog before it (comments,
+    processing instructions, a DOCTYPE) is skipped as text, so a DOCTYPE is never processed —
+    no entity in it is expanded, no DTD read — and an HTML page's ``<!DOCTYPE html>`` is just
+    bytes of a file to wrap."""
+    i = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+    while i < len(head) and not (head.startswith(b"<", i) and head[i + 1 : i + 2] not in b"!?"):
+        if head[i] in b" \t\r\n":
+            i += 1
+            continue
+        if head.startswith(b"<?", i):
+            end, skip = head.find(b"?>", i + 2), 2
+        elif head.startswith(b"<!--", i):
+            end, skip = head.find(b"-->", i + 4), 3
+        elif head.startswith(b"<!DOCTYPE", i):
+            end, skip = _doctype_end(head, i), 1
+        else:
+            return None  # text before the root, or another declaration: no XML document
+        if end < 0:
+            return None
+        i = end + skip
+
+    def start(name: str, attributes: Any) -> None:
+        raise _Root(name)
+
+    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(head[i:], False)
+    except _Root as root:
+        return str(root.args[0])
+    except xml.parsers.expat.ExpatError:
+        return None
+    return None
+
+
+def _doctype_end(head: bytes, at: int) -> int:
+    """The offset of the ``>`` that ends the DOCTYPE declaration at ``at`` (-1 if ``head`` holds
+    no end): quoted strings, comments and the internal subset (``[…]``) read as text."""
+    depth, quote, i = 0, 0, at + 2
+    while i < len(head):
+        c = head[i]
+        if quote:
+            quote = 0 if c == quote else quote
+        elif c in b"\"'":
+            quote = c
+        elif head.startswith(b"<!--", i):
+            end = head.find(b"-->", i + 4)
+            if end < 0:
+                return -1
+            i = end + 2
+        elif c == ord("["):
+            depth += 1
+        elif c == ord("]"):
+            depth -= 1
+        elif c == ord(">") and depth <= 0:
+            return i
+        i += 1
+    return -1
 
 
 @docs.command("inbox")

@@ -607,15 +607,18 @@ async def test_cli_send_inbox_status(
         assert len(result.output.strip().splitlines()) == 1 or code == 2, result.output
         assert all(w in result.output for w in words), result.output
 
-    bad = {
-        "truncated.xml": (SAMPLES / "cong-van-stc-tay-ninh.xml").read_bytes()[:500],
+    truncated = tmp_path / "truncated.xml"  # an edXML root: a package, which cannot be read
+    truncated.write_bytes((SAMPLES / "cong-van-stc-tay-ninh.xml").read_bytes()[:500])
+    result = await cli(TAY_NINH_STC, "send", str(truncated), "--to", NGHE_AN)
+    one_line(result, 1, f"{truncated}: ")
+    # Another root, a DOCTYPE (never processed): a file to wrap, which needs --from, --key, --number.
+    for name, content in {
         "doctype.xml": b'<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>',
         "other-root.xml": b"<a><b/></a>",
-    }
-    for name, content in bad.items():
+    }.items():
         (tmp_path / name).write_bytes(content)
         result = await cli(TAY_NINH_STC, "send", str(tmp_path / name), "--to", NGHE_AN)
-        one_line(result, 1, f"{tmp_path / name}: ")
+        one_line(result, 2, "is not an edXML package", "--number")
     no_number = await cli(TAY_NINH_STC, "send", str(pdf), "--to", NGHE_AN, "--from", TAY_NINH_STC, "--key", key)  # fmt: skip
     one_line(no_number, 2, "--number")
     signed = tmp_path / "signed.xml"

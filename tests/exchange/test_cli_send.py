@@ -1,0 +1,85 @@
+"""``lienthong docs send|inbox`` over real sockets: against the gateway (its document API and hub),
+or against a recorder that counts what reaches it (a usage error is told before anything is sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from gateway.cli import main
+from gateway.exchange.receipt import read_receipt
+from signing.testing import TestPKI
+from tests.e2e.test_documents import TOKENS, Hub, running_hub
+
+from .factories import NGHE_AN, SAMPLES, TAY_NINH_STC
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, pki: TestPKI) -> AsyncIterator[Hub]:
+    async with running_hub(tmp_path, pki) as h:
+        yield h
+
+
+async def _cli(url: str, who: str, *args: str) -> Result:
+    env = {"LIENTHONG_URL": url, "LIENTHONG_TOKEN": TOKENS[who]}
+    # The CLI runs its own event loop: in a thread, beside the servers on this one.
+    return await asyncio.to_thread(CliRunner().invoke, main, ["docs", *args], env=env)
+
+
+def _key(pki: TestPKI, agency: str) -> str:
+    return str(pki.key_path(f"agency-{agency}"))
+
+
+# Files that start with "<" but are no edXML package. The DOCTYPE's entities are never expanded:
+# the file is wrapped as the bytes it is.
+NOT_PACKAGES = {
+    "bao-cao.xml": b'<?xml version="1.0" encoding="UTF-8"?>\n<BaoCao><SoLieu>42</SoLieu></BaoCao>\n',
+    "thong-bao.html": b"<!DOCTYPE html>\n<html><body>Th\xc3\xb4ng b\xc3\xa1o<br></body></html>\n",
+    "logo.svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect/></svg>\n',
+    "entities.xml": (
+        b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+        b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>\n<x>&c;&c;&c;</x>\n'
+    ),
+    # The root's name is edXML, but in no edXML namespace.
+    "other-edxml.xml": b'<edXML xmlns="urn:example:other"><a/></edXML>\n',
+    "not-xml.xml": b"<<< not XML at all\n",
+}
+
+
+async def test_send_wraps_an_xml_html_or_svg_file_that_is_no_edxml_package(
+    hub: Hub, pki: TestPKI, tmp_path: Path
+) -> None:
+    """Found by probing: any file starting with "<" was taken for an edXML package, so an XML
+    report, an HTML page or an SVG could not be wrapped and signed as the README offers: exit 1,
+    "the root element must be edXML:edXML, not BaoCao", or "doctype-forbidden" for HTML. A file
+    is now sent as it is only when its root element is edXML's; any other is wrapped."""
+    for n, (name, content) in enumerate(NOT_PACKAGES.items()):
+        path = tmp_path / name
+        path.write_bytes(content)
+        receipt_out = tmp_path / f"{name}.receipt.xml"
+        # one line of text edXML carries; each its own number, as a register gives
+        result = await _cli(hub.url, TAY_NINH_STC, "send", str(path), "--to", NGHE_AN,
+                            "--from", TAY_NINH_STC, "--key", _key(pki, TAY_NINH_STC),
+                            "--number", str(300 + n), "--receipt-out", str(receipt_out))  # fmt: skip
+        assert result.exit_code == 0, (name, result.output)
+        receipt = read_receipt(receipt_out.read_bytes())
+        (attachment,) = receipt.attachments
+        # The hub decoded the attachment: the file's very bytes, under its name.
+        assert attachment.name == name
+        assert attachment.sha256 == hashlib.sha256(content).hexdigest(), name
+    # Without what wrapping needs, the file is named as no package (a usage error, nothing sent).
+    path = tmp_path / "thong-bao.html"
+    refused = await _cli(hub.url, TAY_NINH_STC, "send", str(path), "--to", NGHE_AN)
+    assert refused.exit_code == 2, refused.output
+    assert len(refused.output.strip().splitlines()) == 1, refused.output
+    assert "is not an edXML package" in refused.output and "--number" in refused.output
+    # An edXML package still goes as it is: its own addressing is checked against --to.
+    package = SAMPLES / "cong-van-stc-tay-ninh.xml"
+    wrong = await _cli(hub.url, TAY_NINH_STC, "send", str(package), "--to", "000.00.00.G15")
+    assert wrong.exit_code == 2 and "addressed to 000.00.00.H41" in wrong.output
