@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import aiohttp
 import click
 
+from connectors.identifiers import InvalidIdentifier, check_agency_id
 from gateway.exchange.builder import FileAttachment, build_status, write_package
 from gateway.exchange.check import certificate_agency
 from gateway.exchange.edxml import PROLOG_LIMIT
@@ -152,14 +153,59 @@ def docs() -> None:
     """Send and receive edXML documents through the hub."""
 
 
+def _agency_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """``--to``/``--from``: agency ids (shared/spec/identifiers.md), checked before anything is
+    signed or sent (the hub would refuse the package in the XSD's words)."""
+    for agency in value if isinstance(value, tuple) else (value,):
+        if agency is None:
+            continue
+        try:
+            check_agency_id(agency)
+        except InvalidIdentifier as exc:
+            raise click.BadParameter(f"{agency!r} is not an agency id: {exc.reason}") from None
+    return value
+
+
+def _code_part(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--number``/``--notation``: a part of the DocumentId ``{OrganId},{yyyy/MM/dd},
+    {CodeNumber}/{CodeNotation}``, which a comma would split, without the blanks around it
+    (which the hub refuses in a DocumentId)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if "," in value:
+        raise click.BadParameter(
+            f"{value!r} holds a comma, which separates the parts of the DocumentId"
+        )
+    return value
+
+
 @docs.command("send")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--to", "to", multiple=True, required=True, help="recipient agency id (repeat)")
-@click.option("--from", "sender", help="your agency id (when FILE is not yet a package)")
+@click.option(
+    "--to",
+    "to",
+    multiple=True,
+    required=True,
+    callback=_agency_ids,
+    help="recipient agency id (repeat)",
+)
+@click.option(
+    "--from",
+    "sender",
+    callback=_agency_ids,
+    help="your agency id (when FILE is not yet a package)",
+)
 @click.option("--key", help="signing key (PEM, .p12, pkcs11: URI) to package and sign FILE")
 @click.option("--subject", default="", help="Subject of the Công văn built around FILE")
-@click.option("--number", help="CodeNumber from your register (when FILE is not yet a package)")
-@click.option("--notation", default="CV", show_default=True, help="CodeNotation")
+@click.option(
+    "--number",
+    callback=_code_part,
+    help="CodeNumber from your register (when FILE is not yet a package)",
+)
+@click.option(
+    "--notation", default="CV", show_default=True, callback=_code_part, help="CodeNotation"
+)
 @click.option("--receipt-out", type=click.Path(dir_okay=False, path_type=Path))
 @_options
 def send(
@@ -301,12 +347,11 @@ def _package(
             sign_file(file, signed, _key(key))
             return signed
         return file
-    if not sender or not key or not (number or "").strip() or not notation.strip():
+    if not sender or not key or not number or not notation:
         raise click.UsageError(
             f"{_shown(file)} is not an edXML package: to wrap it into one give --from, --key "
             "and --number (and a --notation)"
         )
-    assert number is not None
     try:
         file.name.encode("utf-8")
     except UnicodeEncodeError:

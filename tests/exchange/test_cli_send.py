@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 
 from gateway.cli import main
@@ -24,6 +26,25 @@ from .factories import NGHE_AN, SAMPLES, TAY_NINH_STC
 async def hub(tmp_path: Path, pki: TestPKI) -> AsyncIterator[Hub]:
     async with running_hub(tmp_path, pki) as h:
         yield h
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[tuple[str, list[str]]]:
+    """A server that records every request it gets (and answers each 500)."""
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/"), seen
+    finally:
+        await server.close()
 
 
 async def _cli(url: str, who: str, *args: str) -> Result:
@@ -83,3 +104,50 @@ async def test_send_wraps_an_xml_html_or_svg_file_that_is_no_edxml_package(
     package = SAMPLES / "cong-van-stc-tay-ninh.xml"
     wrong = await _cli(hub.url, TAY_NINH_STC, "send", str(package), "--to", "000.00.00.G15")
     assert wrong.exit_code == 2 and "addressed to 000.00.00.H41" in wrong.output
+
+
+async def test_send_refuses_malformed_arguments_before_anything_is_sent(
+    recorder: tuple[str, list[str]], pki: TestPKI, tmp_path: Path
+) -> None:
+    """Found by probing: ``--to bogus`` was signed, sent and refused by the gateway (exit 1, the
+    XSD's words); the README makes a malformed argument a usage error, told in one line before
+    anything is sent, as ``docs status`` does."""
+    url, seen = recorder
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"hello\n")
+    package = str(SAMPLES / "cong-van-stc-tay-ninh.xml")
+    wrap = ["--key", _key(pki, TAY_NINH_STC)]
+    cases = [
+        ("--to", ["send", str(note), "--to", "bogus", "--from", TAY_NINH_STC, *wrap, "--number", "7"]),
+        ("--to", ["send", str(note), "--to", NGHE_AN, "--to", "000.00.00.h41", "--from",
+                  TAY_NINH_STC, *wrap, "--number", "7"]),
+        ("--to", ["send", package, "--to", "bogus"]),
+        ("--from", ["send", str(note), "--to", NGHE_AN, "--from", "bogus", *wrap, "--number", "7"]),
+        ("--number", ["send", str(note), "--to", NGHE_AN, "--from", TAY_NINH_STC, *wrap,
+                      "--number", "7,8"]),
+        ("--number", ["send", str(note), "--to", NGHE_AN, "--from", TAY_NINH_STC, *wrap,
+                      "--number", "  "]),
+        ("--notation", ["send", str(note), "--to", NGHE_AN, "--from", TAY_NINH_STC, *wrap,
+                        "--number", "7", "--notation", "CV,X"]),
+    ]  # fmt: skip
+    for option, args in cases:
+        result = await _cli(url, TAY_NINH_STC, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert option in result.output, result.output
+    assert seen == []
+
+
+async def test_send_strips_the_blanks_around_a_number(
+    hub: Hub, pki: TestPKI, tmp_path: Path
+) -> None:
+    """Found by probing: ``--number " 12 "`` passed the CLI's blank check but kept its blanks,
+    and the hub refused the DocumentId it made (exit 1, "is not three parts")."""
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"hello\n")
+    result = await _cli(hub.url, TAY_NINH_STC, "send", str(note), "--to", NGHE_AN,
+                        "--from", TAY_NINH_STC, "--key", _key(pki, TAY_NINH_STC),
+                        "--number", " 12 ", "--notation", " STC-BCTC ", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.count('"document_id"') == 1
+    assert ',12/STC-BCTC"' in result.output, result.output
