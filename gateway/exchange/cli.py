@@ -129,6 +129,8 @@ async def _check(resp: aiohttp.ClientResponse) -> None:
         return
     try:
         problem = await resp.json(content_type=None)
+        if not isinstance(problem, dict):  # an empty body (None), or JSON but no problem
+            raise ValueError(problem)
         message = f"{problem.get('type', resp.status)}: {problem.get('detail', '')}"
         if str(problem.get("type", "")).endswith(":duplicate-conflict") and problem.get("id"):
             # A retry of `send --key` signs again, so it is other bytes than the package the

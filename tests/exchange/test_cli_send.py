@@ -151,3 +151,14 @@ async def test_send_strips_the_blanks_around_a_number(
     assert result.exit_code == 0, result.output
     assert result.output.count('"document_id"') == 1
     assert ',12/STC-BCTC"' in result.output, result.output
+
+
+async def test_an_error_answer_without_a_body_is_told_in_one_line(
+    recorder: tuple[str, list[str]],
+) -> None:
+    """Found while testing the above: a 500 with an empty body (a proxy's, a crashed server's)
+    made the CLI fail on reading its problem (None) with a traceback."""
+    url, seen = recorder
+    result = await _cli(url, NGHE_AN, "inbox")
+    assert (result.exit_code, result.output) == (1, "Error: HTTP 500\n")
+    assert seen == ["GET /v1/documents/inbox"]
