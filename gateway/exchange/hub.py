@@ -786,9 +786,10 @@ class DocumentHub:
     # -- pull delivery ---------------------------------------------------------------------
 
     async def inbox(self, agency: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
-        rows = await self.store.read(
-            lambda tx: tx.all("documents.inbox", recipient=agency, after=after, limit=limit)
+        rows = await self.store.read(  # one more than the page tells whether more follow
+            lambda tx: tx.all("documents.inbox", recipient=agency, after=after, limit=limit + 1)
         )
+        more, rows = len(rows) > limit, rows[:limit]
         items = [
             {
                 "id": r["id"],
@@ -804,7 +805,7 @@ class DocumentHub:
         ]
         return {
             "items": items,
-            "next": str(rows[-1]["seq"]) if rows else (str(after) if after else None),
+            "next": str(rows[-1]["seq"]) if more else None,
         }
 
     async def fetch(

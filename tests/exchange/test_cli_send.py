@@ -153,6 +153,21 @@ async def test_send_strips_the_blanks_around_a_number(
     assert ',12/STC-BCTC"' in result.output, result.output
 
 
+async def test_inbox_names_a_next_page_only_when_more_follow(
+    hub: Hub, pki: TestPKI, tmp_path: Path
+) -> None:
+    """Found by probing: ``docs inbox`` printed ``next: --after N`` on its last, short page."""
+    note = tmp_path / "note.txt"
+    note.write_bytes(b"hello\n")
+    sent = await _cli(hub.url, TAY_NINH_STC, "send", str(note), "--to", NGHE_AN,
+                      "--from", TAY_NINH_STC, "--key", _key(pki, TAY_NINH_STC), "--number", "12")  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    box = await _cli(hub.url, NGHE_AN, "inbox")
+    assert box.exit_code == 0, box.output
+    lines = box.output.strip().splitlines()
+    assert len(lines) == 1 and "next" not in box.output, lines
+
+
 async def test_an_error_answer_without_a_body_is_told_in_one_line(
     recorder: tuple[str, list[str]],
 ) -> None:

@@ -211,6 +211,9 @@ async def test_inbox_pages_with_a_cursor(
     second = await hub.inbox(NGHE_AN, after=int(first["next"]), limit=2)
     third = await hub.inbox(NGHE_AN, after=int(second["next"]), limit=2)
     assert [i["id"] for i in first["items"] + second["items"] + third["items"]] == ids
+    # A next page is named only when more follow: not after the last, short or full.
+    assert third["next"] is None
+    assert (await hub.inbox(NGHE_AN, after=int(second["next"]), limit=1))["next"] is None
     assert (await hub.inbox(TU_PHAP))["items"] == []
     with pytest.raises(NotDelivered):  # an ack stands for a delivery: fetched (or pushed) first
         await hub.ack(ids[0], NGHE_AN, subsystem="s")
