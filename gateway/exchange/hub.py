@@ -747,7 +747,9 @@ class DocumentHub:
                         "delivery": d["state"],
                         "mode": d["mode"],
                         "attempts": d["attempts"],
-                        "last_error": d["last_error"],
+                        # A failed push's error while it is current: not once the delivery
+                        # is acked (a later push went, or the agency pulled and acked).
+                        "last_error": d["last_error"] if d["state"] != "acked" else None,
                         "delivered_at": d["delivered_at"],
                         "acked_at": d["acked_at"],
                         "status": state.last,

@@ -365,7 +365,8 @@ async def test_both_directions_with_status_round_trips(
     status, view = await hub.json("GET", f"/v1/documents/{back_id}/status", NGHE_AN)
     (line,) = view["recipients"]
     assert (line["delivery"], line["mode"], line["status"]) == ("acked", "push", "02")
-    assert line["attempts"] >= 1 and "503" in (line["last_error"] or "")
+    # Its first push was answered 503 and retried: the error is gone once the push went.
+    assert line["attempts"] >= 1 and line["last_error"] is None
 
 
 async def test_duplicates_reissue_the_receipt_and_deliver_nothing_twice(

@@ -374,3 +374,44 @@ async def test_a_replayed_dead_push_with_nothing_sent_after_it_is_sent(
     got = [h["X-Lienthong-Document"] for h, _ in ep.received]
     assert got == [other.id, new.id, revoke.id]
     assert all(j.state == "done" for j in await _jobs(hub))
+
+
+async def test_a_delivery_once_acked_shows_no_earlier_error(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    """Found by probing: a push that failed (503) and then went, or that the agency pulled and
+    acknowledged meanwhile, showed its sender ``delivery: acked`` beside ``last_error: …
+    answered 503``, which reads as a failure. The error is shown while it is current (the
+    delivery not acked); ``attempts`` still counts the failed pushes."""
+    ep, url = endpoint
+    hub = _pushing(hub, NGHE_AN, url)
+    clock = ManualClock()
+    worker = _worker(hub, session, clock, concurrency=1)
+
+    async def line(doc: str) -> dict[str, Any]:
+        (shown,) = (await hub.statuses(doc, TAY_NINH_STC))["recipients"]
+        return {k: shown[k] for k in ("delivery", "attempts", "last_error")}
+
+    pushed = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    ep.failing = 1
+    await worker.run_once()
+    failed = await line(pushed)
+    assert (failed["delivery"], failed["attempts"]) == ("pending", 1)
+    assert "answered 503" in failed["last_error"]
+    clock.advance(10)
+    await worker.run_once()  # the retry goes
+    assert await line(pushed) == {"delivery": "acked", "attempts": 1, "last_error": None}
+
+    ep.down = True
+    pulled = (
+        await hub.receive(chunks(make_package(number="2492")), sender=TAY_NINH_STC, subsystem="s")
+    ).id
+    await worker.run_once()
+    assert "answered 503" in (await line(pulled))["last_error"]
+    await hub.fetch(pulled, NGHE_AN, subsystem="s")
+    assert "answered 503" in (await line(pulled))["last_error"]  # delivered: not yet confirmed
+    await hub.ack(pulled, NGHE_AN, subsystem="s")
+    assert await line(pulled) == {"delivery": "acked", "attempts": 1, "last_error": None}
