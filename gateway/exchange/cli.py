@@ -12,6 +12,7 @@ import asyncio
 import json
 import tempfile
 import unicodedata
+import xml.parsers.expat
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,10 +21,13 @@ from typing import Any, TypeVar
 import aiohttp
 import click
 
+from connectors.identifiers import InvalidIdentifier, check_agency_id
 from gateway.exchange.builder import FileAttachment, build_status, write_package
 from gateway.exchange.check import certificate_agency
+from gateway.exchange.edxml import PROLOG_LIMIT
 from gateway.exchange.errors import ExchangeError, InvalidEdxml
 from gateway.exchange.model import (
+    NS,
     VN_TZ,
     Business,
     Code,
@@ -125,6 +129,8 @@ async def _check(resp: aiohttp.ClientResponse) -> None:
         return
     try:
         problem = await resp.json(content_type=None)
+        if not isinstance(problem, dict):  # an empty body (None), or JSON but no problem
+            raise ValueError(problem)
         message = f"{problem.get('type', resp.status)}: {problem.get('detail', '')}"
         if str(problem.get("type", "")).endswith(":duplicate-conflict") and problem.get("id"):
             # A retry of `send --key` signs again, so it is other bytes than the package the
@@ -149,14 +155,59 @@ def docs() -> None:
     """Send and receive edXML documents through the hub."""
 
 
+def _agency_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """``--to``/``--from``: agency ids (shared/spec/identifiers.md), checked before anything is
+    signed or sent (the hub would refuse the package in the XSD's words)."""
+    for agency in value if isinstance(value, tuple) else (value,):
+        if agency is None:
+            continue
+        try:
+            check_agency_id(agency)
+        except InvalidIdentifier as exc:
+            raise click.BadParameter(f"{agency!r} is not an agency id: {exc.reason}") from None
+    return value
+
+
+def _code_part(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--number``/``--notation``: a part of the DocumentId ``{OrganId},{yyyy/MM/dd},
+    {CodeNumber}/{CodeNotation}``, which a comma would split, without the blanks around it
+    (which the hub refuses in a DocumentId)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if "," in value:
+        raise click.BadParameter(
+            f"{value!r} holds a comma, which separates the parts of the DocumentId"
+        )
+    return value
+
+
 @docs.command("send")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--to", "to", multiple=True, required=True, help="recipient agency id (repeat)")
-@click.option("--from", "sender", help="your agency id (when FILE is not yet a package)")
+@click.option(
+    "--to",
+    "to",
+    multiple=True,
+    required=True,
+    callback=_agency_ids,
+    help="recipient agency id (repeat)",
+)
+@click.option(
+    "--from",
+    "sender",
+    callback=_agency_ids,
+    help="your agency id (when FILE is not yet a package)",
+)
 @click.option("--key", help="signing key (PEM, .p12, pkcs11: URI) to package and sign FILE")
 @click.option("--subject", default="", help="Subject of the Công văn built around FILE")
-@click.option("--number", help="CodeNumber from your register (when FILE is not yet a package)")
-@click.option("--notation", default="CV", show_default=True, help="CodeNotation")
+@click.option(
+    "--number",
+    callback=_code_part,
+    help="CodeNumber from your register (when FILE is not yet a package)",
+)
+@click.option(
+    "--notation", default="CV", show_default=True, callback=_code_part, help="CodeNotation"
+)
 @click.option("--receipt-out", type=click.Path(dir_okay=False, path_type=Path))
 @_options
 def send(
@@ -173,8 +224,9 @@ def send(
     token: str | None,
     as_json: bool,
 ) -> None:
-    """Send FILE: an edXML package as it is (its To must be --to), or any other file (a signed
-    PDF…) wrapped into a signed Công văn from --from to --to with --key."""
+    """Send FILE: an edXML package (its root element edXML's) as it is (its To must be --to),
+    or any other file (a signed PDF, an XML, HTML or SVG document…) wrapped into a signed Công
+    văn from --from to --to with --key."""
     conn = _connection(config, url, token)
     if receipt_out is not None and not receipt_out.parent.is_dir():
         # Checked before sending: once the hub has accepted the document, a failure to keep its
@@ -273,8 +325,8 @@ def _package(
     tmp: Path,
 ) -> Path:
     with file.open("rb") as f:
-        head = f.read(1024).lstrip(b"\xef\xbb\xbf \r\n\t")
-    if head.startswith(b"<"):
+        head = f.read(2 * PROLOG_LIMIT)
+    if _root_element(head) == _EDXML_ROOT:
         scan = scan_file(file, None, max_bytes=1 << 62)
         named = [
             el.text.strip()
@@ -297,11 +349,11 @@ def _package(
             sign_file(file, signed, _key(key))
             return signed
         return file
-    if not sender or not key or not (number or "").strip() or not notation.strip():
+    if not sender or not key or not number or not notation:
         raise click.UsageError(
-            "to wrap a file into a package give --from, --key and --number (and a --notation)"
+            f"{_shown(file)} is not an edXML package: to wrap it into one give --from, --key "
+            "and --number (and a --notation)"
         )
-    assert number is not None
     try:
         file.name.encode("utf-8")
     except UnicodeEncodeError:
@@ -329,6 +381,76 @@ def _package(
     signed = tmp / "package.xml"
     sign_file(unsigned, signed, _key(key))
     return signed
+
+
+_EDXML_ROOT = f"{NS} edXML"  # the root element's name as expat gives it (namespace, space, name)
+
+
+class _Root(Exception):
+    """The root element's name, raised from expat's first start-element event."""
+
+
+def _root_element(head: bytes) -> str | None:
+    """The name of the root element in ``head`` (a file's first bytes), as expat gives it with
+    namespaces (``{namespace} {name}``, or the name alone), or None when ``head`` has none
+    that is XML. Only the root's start tag is parsed: the prolog before it (comments,
+    processing instructions, a DOCTYPE) is skipped as text, so a DOCTYPE is never processed —
+    no entity in it is expanded, no DTD read — and an HTML page's ``<!DOCTYPE html>`` is just
+    bytes of a file to wrap."""
+    i = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+    while i < len(head) and not (head.startswith(b"<", i) and head[i + 1 : i + 2] not in b"!?"):
+        if head[i] in b" \t\r\n":
+            i += 1
+            continue
+        if head.startswith(b"<?", i):
+            end, skip = head.find(b"?>", i + 2), 2
+        elif head.startswith(b"<!--", i):
+            end, skip = head.find(b"-->", i + 4), 3
+        elif head.startswith(b"<!DOCTYPE", i):
+            end, skip = _doctype_end(head, i), 1
+        else:
+            return None  # text before the root, or another declaration: no XML document
+        if end < 0:
+            return None
+        i = end + skip
+
+    def start(name: str, attributes: Any) -> None:
+        raise _Root(name)
+
+    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(head[i:], False)
+    except _Root as root:
+        return str(root.args[0])
+    except xml.parsers.expat.ExpatError:
+        return None
+    return None
+
+
+def _doctype_end(head: bytes, at: int) -> int:
+    """The offset of the ``>`` that ends the DOCTYPE declaration at ``at`` (-1 if ``head`` holds
+    no end): quoted strings, comments and the internal subset (``[…]``) read as text."""
+    depth, quote, i = 0, 0, at + 2
+    while i < len(head):
+        c = head[i]
+        if quote:
+            quote = 0 if c == quote else quote
+        elif c in b"\"'":
+            quote = c
+        elif head.startswith(b"<!--", i):
+            end = head.find(b"-->", i + 4)
+            if end < 0:
+                return -1
+            i = end + 2
+        elif c == ord("["):
+            depth += 1
+        elif c == ord("]"):
+            depth -= 1
+        elif c == ord(">") and depth <= 0:
+            return i
+        i += 1
+    return -1
 
 
 @docs.command("inbox")

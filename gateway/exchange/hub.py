@@ -152,18 +152,33 @@ def _iso(t: datetime) -> str:
     return t.isoformat(timespec="microseconds")
 
 
-CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the hub's clock a sender's may run
+CLOCK_SKEW = timedelta(minutes=5)  # how far a sender's clock may run from the hub's
 
 
-def _in_time(at: datetime, before: list[datetime]) -> None:
-    """A status says when it happened: not ahead of the hub's clock (give or take its skew),
-    nor before the recipient's earlier statuses — the sender reads the times back as the
+def _in_time(
+    at: datetime, received: datetime, before: list[datetime], recall: datetime | None
+) -> None:
+    """A status says when it happened: not ahead of the hub's clock, nor before the hub received
+    the document, nor, answering a recall (15, 16), before the hub recorded the 13 it answers
+    (``recall``) — each give or take CLOCK_SKEW, as the recipient's clock may run from the
+    hub's (and a status has whole seconds, where the hub's times have microseconds) —, nor
+    before the recipient's earlier statuses (``before``): the sender reads the times back as the
     document's course. Raises InvalidEdxml."""
     if at > _now() + CLOCK_SKEW:
         raise InvalidEdxml(f"Timestamp {_iso(at)} is in the future", field="Timestamp")
+    if at < received - CLOCK_SKEW:
+        raise InvalidEdxml(
+            f"Timestamp {_iso(at)} is before the hub received the document ({_iso(received)})",
+            field="Timestamp",
+        )
     if before and at < (last := max(before)):
         raise InvalidEdxml(
             f"Timestamp {_iso(at)} is before this recipient's previous status ({_iso(last)})",
+            field="Timestamp",
+        )
+    if recall is not None and at < recall - CLOCK_SKEW:
+        raise InvalidEdxml(
+            f"Timestamp {_iso(at)} is before the recall (13) it answers ({_iso(recall)})",
             field="Timestamp",
         )
 
@@ -696,7 +711,16 @@ class DocumentHub:
         if any(r["message_sha256"] == message_sha for r in rows):
             return doc, history, True
         advance(history, st.status_code)
-        _in_time(st.timestamp, [datetime.fromisoformat(r["at"]) for r in rows if r["code"] != "13"])
+        times = [(r["code"], datetime.fromisoformat(r["at"])) for r in rows]
+        _in_time(
+            st.timestamp,
+            datetime.fromisoformat(doc["received_at"]),
+            [at for code, at in times if code != "13"],
+            # The 13 a 15 or 16 answers: the last (advance allows them only while one is pending).
+            max((at for code, at in times if code == "13"), default=None)
+            if st.status_code in ("15", "16")
+            else None,
+        )
         return doc, history, False
 
     async def statuses(self, doc_id: str, agency: str) -> dict[str, Any]:
@@ -723,7 +747,9 @@ class DocumentHub:
                         "delivery": d["state"],
                         "mode": d["mode"],
                         "attempts": d["attempts"],
-                        "last_error": d["last_error"],
+                        # A failed push's error while it is current: not once the delivery
+                        # is acked (a later push went, or the agency pulled and acked).
+                        "last_error": d["last_error"] if d["state"] != "acked" else None,
                         "delivered_at": d["delivered_at"],
                         "acked_at": d["acked_at"],
                         "status": state.last,
@@ -762,9 +788,10 @@ class DocumentHub:
     # -- pull delivery ---------------------------------------------------------------------
 
     async def inbox(self, agency: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
-        rows = await self.store.read(
-            lambda tx: tx.all("documents.inbox", recipient=agency, after=after, limit=limit)
+        rows = await self.store.read(  # one more than the page tells whether more follow
+            lambda tx: tx.all("documents.inbox", recipient=agency, after=after, limit=limit + 1)
         )
+        more, rows = len(rows) > limit, rows[:limit]
         items = [
             {
                 "id": r["id"],
@@ -780,7 +807,7 @@ class DocumentHub:
         ]
         return {
             "items": items,
-            "next": str(rows[-1]["seq"]) if rows else (str(after) if after else None),
+            "next": str(rows[-1]["seq"]) if more else None,
         }
 
     async def fetch(

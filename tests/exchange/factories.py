@@ -91,13 +91,15 @@ def signed_status(
     *,
     organ_id: str = TAY_NINH_STC,
     doc: str = STATUS_DOCUMENT_ID,
-    at: datetime = datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
+    at: datetime | None = None,
 ) -> bytes:
-    """A status message from ``who`` answering make_package()'s Công văn, signed with its key."""
+    """A status message from ``who`` answering make_package()'s Công văn, signed with its key;
+    dated ``at``, by default now (the hub takes no status dated before it received the
+    document)."""
     msg = StatusMessage(
         Organization(who),
         ResponseFor(organ_id, "2491/STC-BCTC", date(2020, 10, 30), doc),
         code,
-        at,
+        at or datetime.now(VN_TZ),
     )
     return sign_bytes(build_status(msg), key(who))

@@ -152,10 +152,48 @@ async def test_a_status_must_not_be_dated_ahead_or_before_the_last(
     assert refused.value.extra == {"field": "Timestamp"}
     await send("01", now + timedelta(minutes=1))  # a clock a little ahead is no lie
     with pytest.raises(InvalidEdxml, match="is before this recipient's previous status"):
-        await send("03", now - timedelta(days=1))
+        await send("03", now)
     await send("03", now + timedelta(minutes=1))  # the same instant is not before it
     view = await hub.statuses(doc, TAY_NINH_STC)
     assert [h["code"] for h in view["recipients"][0]["history"]] == ["01", "03"]
+
+
+async def test_a_status_must_not_be_dated_before_the_document_or_the_recall_it_answers(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    key: Callable[[str], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by probing: a 03 dated 2001 for a document the hub received that day, and a 16
+    dated before the 13 (recall requested) it answers, were recorded, and the sender read them
+    back as the document's course. A recipient's clock may lag the hub's by the skew a status
+    may run ahead (and a status has whole seconds where the hub's 13 has microseconds)."""
+    from gateway.exchange import hub as hub_module
+
+    now = datetime.now(UTC)
+    clock = [now - timedelta(hours=1)]  # the hub's clock: the document came an hour ago
+    monkeypatch.setattr(hub_module, "_now", lambda: clock[0])
+    doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    await hub.fetch(doc, NGHE_AN, subsystem="s")
+    received = clock[0]
+
+    async def send(code: str, at: datetime) -> None:
+        message = signed_status(key, NGHE_AN, code, at=at)
+        await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
+
+    for early in (datetime(2001, 1, 1, tzinfo=VN_TZ), received - timedelta(minutes=6)):
+        with pytest.raises(InvalidEdxml, match="is before the hub received the document") as no:
+            await send("01", early)
+        assert no.value.extra == {"field": "Timestamp"}
+    await send("01", received - timedelta(minutes=4))  # a recipient's clock a little behind
+    clock[0] = now  # an hour later the sender revokes it: 13, at the hub's time
+    await hub.receive(chunks(make_package(doc_type=1)), sender=TAY_NINH_STC, subsystem="s")
+    with pytest.raises(InvalidEdxml, match=r"is before the recall \(13\) it answers") as no:
+        await send("16", now - timedelta(minutes=30))  # after the 01, before the 13
+    assert no.value.extra == {"field": "Timestamp"}
+    await send("16", now - timedelta(minutes=4))
+    view = await hub.statuses(doc, TAY_NINH_STC)
+    assert [h["code"] for h in view["recipients"][0]["history"]] == ["01", "13", "16"]
 
 
 async def test_inbox_pages_with_a_cursor(
@@ -173,6 +211,9 @@ async def test_inbox_pages_with_a_cursor(
     second = await hub.inbox(NGHE_AN, after=int(first["next"]), limit=2)
     third = await hub.inbox(NGHE_AN, after=int(second["next"]), limit=2)
     assert [i["id"] for i in first["items"] + second["items"] + third["items"]] == ids
+    # A next page is named only when more follow: not after the last, short or full.
+    assert third["next"] is None
+    assert (await hub.inbox(NGHE_AN, after=int(second["next"]), limit=1))["next"] is None
     assert (await hub.inbox(TU_PHAP))["items"] == []
     with pytest.raises(NotDelivered):  # an ack stands for a delivery: fetched (or pushed) first
         await hub.ack(ids[0], NGHE_AN, subsystem="s")
@@ -336,7 +377,7 @@ async def test_a_status_whose_text_a_comment_splits_is_refused(
         Organization(NGHE_AN),
         ResponseFor(TAY_NINH_STC, "2491/STC-BCTC", date(2020, 10, 30), STATUS_DOCUMENT_ID),
         "01",
-        datetime(2020, 10, 30, 11, tzinfo=VN_TZ),
+        datetime.now(VN_TZ),
         description="Da tiep nhan, chuyen xu ly",
     )
     signed = sign_bytes(build_status(message), key(NGHE_AN))

@@ -129,11 +129,11 @@ async def test_statuses_reach_the_sender_in_order_after_a_retry(
     worker = _worker(hub, session, clock, concurrency=8)
     doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
     await hub.fetch(doc, NGHE_AN, subsystem="s")
-    at = datetime(2020, 10, 30, 11, tzinfo=VN_TZ)
+    at = datetime.now(VN_TZ)
     codes: dict[str, str] = {}
 
     async def status(code: str, n: int) -> None:
-        message = signed_status(key, NGHE_AN, code, at=at + timedelta(hours=n))
+        message = signed_status(key, NGHE_AN, code, at=at + timedelta(seconds=n))
         codes[hashlib.sha256(message).hexdigest()] = code
         await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
 
@@ -249,10 +249,10 @@ async def test_a_push_waiting_behind_a_retried_one_comes_back_when_that_one_is_d
     worker = _worker(hub, session, clock, concurrency=8)
     doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
     await hub.fetch(doc, NGHE_AN, subsystem="s")
-    at = datetime(2020, 10, 30, 11, tzinfo=VN_TZ)
+    at = datetime.now(VN_TZ)
     ep.failing = 1  # the 01 is put back for 10 s
     for n, code in enumerate(("01", "03")):
-        message = signed_status(key, NGHE_AN, code, at=at + timedelta(hours=n))
+        message = signed_status(key, NGHE_AN, code, at=at + timedelta(seconds=n))
         await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
         await worker.run_once()
     first, second = sorted(await _jobs(hub, "pending"), key=lambda j: j.id)
@@ -294,11 +294,11 @@ async def test_a_replayed_dead_status_is_not_sent_after_the_later_ones(
     worker = _worker(hub, session, clock, concurrency=8, max_attempts=1)
     doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
     await hub.fetch(doc, NGHE_AN, subsystem="s")
-    at = datetime(2020, 10, 30, 11, tzinfo=VN_TZ)
+    at = datetime.now(VN_TZ)
     codes: dict[str, str] = {}
 
     async def status(code: str, n: int) -> None:
-        message = signed_status(key, NGHE_AN, code, at=at + timedelta(hours=n))
+        message = signed_status(key, NGHE_AN, code, at=at + timedelta(seconds=n))
         codes[hashlib.sha256(message).hexdigest()] = code
         await hub.record_status(doc, chunks(message), sender=NGHE_AN, subsystem="s")
 
@@ -374,3 +374,44 @@ async def test_a_replayed_dead_push_with_nothing_sent_after_it_is_sent(
     got = [h["X-Lienthong-Document"] for h, _ in ep.received]
     assert got == [other.id, new.id, revoke.id]
     assert all(j.state == "done" for j in await _jobs(hub))
+
+
+async def test_a_delivery_once_acked_shows_no_earlier_error(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    """Found by probing: a push that failed (503) and then went, or that the agency pulled and
+    acknowledged meanwhile, showed its sender ``delivery: acked`` beside ``last_error: …
+    answered 503``, which reads as a failure. The error is shown while it is current (the
+    delivery not acked); ``attempts`` still counts the failed pushes."""
+    ep, url = endpoint
+    hub = _pushing(hub, NGHE_AN, url)
+    clock = ManualClock()
+    worker = _worker(hub, session, clock, concurrency=1)
+
+    async def line(doc: str) -> dict[str, Any]:
+        (shown,) = (await hub.statuses(doc, TAY_NINH_STC))["recipients"]
+        return {k: shown[k] for k in ("delivery", "attempts", "last_error")}
+
+    pushed = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    ep.failing = 1
+    await worker.run_once()
+    failed = await line(pushed)
+    assert (failed["delivery"], failed["attempts"]) == ("pending", 1)
+    assert "answered 503" in failed["last_error"]
+    clock.advance(10)
+    await worker.run_once()  # the retry goes
+    assert await line(pushed) == {"delivery": "acked", "attempts": 1, "last_error": None}
+
+    ep.down = True
+    pulled = (
+        await hub.receive(chunks(make_package(number="2492")), sender=TAY_NINH_STC, subsystem="s")
+    ).id
+    await worker.run_once()
+    assert "answered 503" in (await line(pulled))["last_error"]
+    await hub.fetch(pulled, NGHE_AN, subsystem="s")
+    assert "answered 503" in (await line(pulled))["last_error"]  # delivered: not yet confirmed
+    await hub.ack(pulled, NGHE_AN, subsystem="s")
+    assert await line(pulled) == {"delivery": "acked", "attempts": 1, "last_error": None}
