@@ -19,11 +19,13 @@ from typing import Any, Literal
 import aiohttp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as cv_errors
+from pyhanko_certvalidator.authority import Authority, AuthorityWithCert, CertTrustAnchor
 from pyhanko_certvalidator.errors import CRLFetchError, OCSPFetchError
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers.cert_fetch_client import (
@@ -124,6 +126,72 @@ def _private(value: Any) -> Any:
     numbered 1 is present in this PublicKeyInfo", a birth certificate refused as malformed).
     """
     return type(value).load(value.dump())
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s key signed ``cert`` under ``cert``'s issuer name (itself: self-signed)."""
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _split_anchors(
+    anchors: Sequence[x509.Certificate],
+) -> tuple[list[x509.Certificate], list[x509.Certificate], list[x509.Certificate]]:
+    """The anchors as pyhanko-certvalidator is given them: self-signed roots; CA certificates
+    issued under those (through others listed, maybe), to build chains with; and the rest,
+    certificates that are not self-signed but end chains, as configured (an intermediate alone).
+
+    An intermediate listed beside its root (the README's advice for senders that leave it out, or
+    a ``client_ca`` bundle) is checked under its root as one a signer sends is (validity, the
+    root's CRL): listing it decides nothing the root alone would not. Taken as an anchor it ended
+    the path before the root, where the CRLs it signs could not be placed (see
+    :class:`_AnchorIssuesOwnCert`), and a root's revocation of it went unseen.
+    """
+    roots = [a for a in anchors if _issued_by(a, a)]
+    under: list[x509.Certificate] = []
+    rest = [a for a in anchors if a not in roots]
+    while True:
+        found = next((c for c in rest if any(_issued_by(c, i) for i in roots + under)), None)
+        if found is None:
+            return roots, under, rest
+        rest.remove(found)
+        under.append(found)
+
+
+class _AnchorIssuesOwnCert(AuthorityWithCert):
+    """An anchor that is not self-signed (an intermediate CA listed without its root).
+
+    pyhanko-certvalidator (0.33) places a CRL's signer by finding the signer certificate's issuer
+    in the path being validated, the anchor first. A self-signed anchor issues its own
+    certificate, so a CRL it signs is placed at the anchor; an intermediate anchor's certificate
+    names the root as issuer, found nowhere, so every CRL it signs was refused ("the chain of
+    trust for the CRL issuer … could not be determined"): a certificate whose CA publishes only a
+    CRL was "revocation status unknown", refused even under soft-fail, revoked or not. Here its
+    own certificate is taken as the anchor itself, as a self-signed one's is. Path building is
+    not changed: it asks an anchor only about certificates naming it as their issuer.
+    """
+
+    def is_potential_issuer_of(self, cert: asn1_x509.Certificate) -> bool:
+        if cert.sha256 == self.certificate.sha256:
+            return True
+        return bool(super().is_potential_issuer_of(cert))
+
+
+class _IntermediateAnchor(CertTrustAnchor):
+    """A trust anchor given as a certificate that is not self-signed (see above)."""
+
+    def __init__(self, cert: asn1_x509.Certificate) -> None:
+        super().__init__(cert)
+        self._own = _AnchorIssuesOwnCert(cert)
+
+    @property
+    def authority(self) -> Authority:
+        return self._own
 
 
 class _NoIssuerFetching(CertificateFetcher):
@@ -308,6 +376,7 @@ class TrustStore:
             raise SigningError(f"unknown revocation policy {revocation!r}")
         self.anchors = tuple(anchors)
         self.intermediates = tuple(intermediates)
+        self._roots, self._under_roots, self._other_ends = _split_anchors(self.anchors)
         self.revocation: RevocationMode = revocation
         self.fetch_timeout = fetch_timeout
         self._cache = _Cache(cache_ttl)
@@ -357,8 +426,13 @@ class TrustStore:
         hard = self.revocation == "hard-fail" or for_signing or offline
         mode = "hard-fail" if hard else "soft-fail"
         return ValidationContext(
-            trust_roots=[to_asn1(a) for a in self.anchors],
-            other_certs=[to_asn1(c) for c in (*self.intermediates, *other_certs)],
+            trust_roots=[
+                *(to_asn1(a) for a in self._roots),
+                *(_IntermediateAnchor(to_asn1(a)) for a in self._other_ends),
+            ],
+            other_certs=[
+                to_asn1(c) for c in (*self._under_roots, *self.intermediates, *other_certs)
+            ],
             allow_fetching=fetch,
             crls=list(crls),
             ocsps=list(ocsps),

@@ -12,13 +12,16 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
-from signing.errors import SignatureInvalid
+from signing.errors import SignatureInvalid, UntrustedSigner
 from signing.pdf import sign_pdf, verify_pdf
 from signing.testing import EDXML_HEADER, SAMPLE_XML, sample_pdf
 from signing.timestamps import request_timestamp
+from signing.trust import TrustStore
 from signing.xml import DS, XADES, sign_xml, verify_xml
 
 pytestmark = pytest.mark.interop
@@ -176,6 +179,58 @@ async def test_openssl_verifies_tsa_tokens(pki, tsa_url, tmp_path):
             str(pki.intermediate_pem),
         )
         assert (code == 0 and "Verification: OK" in out) is ok, out
+
+
+# ---- trust anchors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("anchors", ["root+intermediate", "intermediate"])
+@pytest.mark.parametrize("subject", ["good-crl-only", "revoked-crl"])
+async def test_openssl_agrees_on_crl_only_status_under_an_intermediate_anchor(
+    pki, pki_server, tmp_path, anchors, subject
+):
+    # The same certificate, the same anchors, the same CRLs: OpenSSL's verdict and ours agree
+    # (an intermediate listed as an anchor made ours "revocation status unknown").
+    if subject == "good-crl-only":
+        private = ec.generate_private_key(ec.SECP256R1())
+        leaf = pki.issue(subject, private.public_key())  # a CRL distribution point, no OCSP
+    else:
+        leaf = pki.certificate(subject)
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    crls = tmp_path / "crls.pem"
+    crls.write_bytes(
+        b"".join(
+            x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
+            for der in pki.crls().values()
+        )
+    )
+    files = (
+        [pki.intermediate_pem]
+        if anchors == "intermediate"
+        else [pki.root_pem, pki.intermediate_pem]
+    )
+    trusted = [arg for f in files for arg in ("-trusted", str(f))]
+    code, out = await run(
+        "openssl",
+        "verify",
+        "-partial_chain",
+        *trusted,
+        "-crl_check",
+        "-CRLfile",
+        str(crls),
+        str(tmp_path / "leaf.pem"),
+    )
+    inter = x509.load_pem_x509_certificate(pki.intermediate_pem.read_bytes())
+    trust = TrustStore(
+        [x509.load_pem_x509_certificate(f.read_bytes()) for f in files], revocation="hard-fail"
+    )
+    if subject == "good-crl-only":
+        assert code == 0 and ": OK" in out, out
+        assert (await trust.validate(leaf, [inter])).revocation == "good"
+    else:
+        assert code != 0 and "certificate revoked" in out, out
+        with pytest.raises(UntrustedSigner, match=r"^certificate revoked \(CRL\): revoked-crl$"):
+            await trust.validate(leaf, [inter])
 
 
 # ---- PDF -------------------------------------------------------------------------------------
