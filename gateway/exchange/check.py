@@ -59,6 +59,10 @@ __all__ = [
 # alike: PostgreSQL cannot index a key over about 2,700 bytes (the sender's DocumentIds are a
 # unique key), so without a bound a long one was a 500 there and accepted by SQLite.
 MAX_DOCUMENT_ID = 255
+# What a DocumentId may not hold: it is one line of text, as the JSON API's names are — no control
+# character (C0, DEL, C1) and no line or paragraph separator. Recipients file the document by it,
+# and a push carries it in a header (X-Lienthong-Document-Id), which cannot hold a DEL or a C0.
+_NOT_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 # An agency identifier (identifiers.md: ``ddd.dd.dd.Xdd``) as a whole token: not inside a longer
@@ -215,7 +219,8 @@ def _document_id_fits(header: MessageHeader, sender: str) -> None:
     its date and number those the header gives in ``PromulgationInfo`` and ``Code``, where it
     gives them. Recipients file and answer the document by this id, so one that says something
     else than the header would be registered under the wrong number; one over MAX_DOCUMENT_ID
-    characters is refused whole. Raises InvalidEdxml."""
+    characters is refused whole, and one that holds a control character (_NOT_TEXT). Raises
+    InvalidEdxml."""
     document_id = header.document_id
     form = "{OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}"
 
@@ -228,6 +233,12 @@ def _document_id_fits(header: MessageHeader, sender: str) -> None:
         raise InvalidEdxml(
             f"DocumentId is {len(document_id)} characters, longer than {MAX_DOCUMENT_ID} "
             "characters: shorten its CodeNumber/CodeNotation",
+            field="MessageHeader/DocumentId",
+        )
+    if (control := _NOT_TEXT.search(document_id)) is not None:
+        raise InvalidEdxml(
+            f"DocumentId {document_id!r} holds the control character "
+            f"U+{ord(control.group()):04X}: a DocumentId is one line of text",
             field="MessageHeader/DocumentId",
         )
     parts = document_id.split(",")
