@@ -45,6 +45,7 @@ from gateway.exchange.xmldsig import EnvelopeSignature, verify_envelope
 
 __all__ = [
     "MAX_DOCUMENT_ID",
+    "MAX_SUBJECT",
     "CheckPolicy",
     "Checked",
     "CheckedStatus",
@@ -59,6 +60,14 @@ __all__ = [
 # alike: PostgreSQL cannot index a key over about 2,700 bytes (the sender's DocumentIds are a
 # unique key), so without a bound a long one was a 500 there and accepted by SQLite.
 MAX_DOCUMENT_ID = 255
+# The longest Subject (trích yếu) the hub takes, in characters. spec/edxml.md sets no length; the
+# rules on administrative documents (Decree 30/2020/NĐ-CP, Annex I) make it one short sentence or
+# phrase summing the document up, a few hundred characters at the most in real letters; the text
+# itself goes in Content or an attachment. 2,000 is several times the longest, and keeps an inbox
+# page (100 items, each with its Subject) under a megabyte or so, where the 8 MiB envelope cap
+# alone let one page be 750 MB of JSON.
+MAX_SUBJECT = 2000
+
 # What a DocumentId may not hold: it is one line of text, as the JSON API's names are — no control
 # character (C0, DEL, C1) and no line or paragraph separator. Recipients file the document by it,
 # and a push carries it in a header (X-Lienthong-Document-Id), which cannot hold a DEL or a C0.
@@ -167,6 +176,7 @@ async def check_package(
             claimed=pkg.header.from_.organ_id,
         )
     _document_id_fits(pkg.header, sender)
+    _subject_fits(pkg.header)
     if all(t.organ_id != sender for t in pkg.trace.trace_headers):
         # Every system that handles a package appends its TraceHeader, the sender's first; the
         # hub appends its own to the list, and one without was forwarded with no trace of it.
@@ -264,6 +274,18 @@ def _document_id_fits(header: MessageHeader, sender: str) -> None:
         raise refuse(
             f"says {issued:%Y/%m/%d}, the header's PromulgationDate says "
             f"{info.promulgation_date:%Y/%m/%d}"
+        )
+
+
+def _subject_fits(header: MessageHeader) -> None:
+    """A Subject of at most MAX_SUBJECT characters (recipients list it in their inbox). Raises
+    InvalidEdxml."""
+    if len(header.subject) > MAX_SUBJECT:  # said, not quoted: it may be megabytes
+        raise InvalidEdxml(
+            f"Subject is {len(header.subject)} characters, longer than {MAX_SUBJECT}: a Subject "
+            "(trích yếu) sums the document up in a sentence; its text goes in Content or an "
+            "attachment",
+            field="MessageHeader/Subject",
         )
 
 

@@ -26,7 +26,13 @@ from gateway.audit import AuditEvent
 from gateway.audit import append as audit_append
 from gateway.exchange.attachments import DEFAULT_MAX_PDFS
 from gateway.exchange.blobs import BlobStore
-from gateway.exchange.check import Checked, CheckPolicy, check_package, check_status
+from gateway.exchange.check import (
+    MAX_SUBJECT,
+    Checked,
+    CheckPolicy,
+    check_package,
+    check_status,
+)
 from gateway.exchange.errors import (
     BlobError,
     DuplicateConflict,
@@ -762,8 +768,17 @@ class DocumentHub:
     # -- pull delivery ---------------------------------------------------------------------
 
     async def inbox(self, agency: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """``agency``'s documents not acked yet, after the cursor ``after``, ``limit`` at most.
+        Each Subject is at most MAX_SUBJECT characters (intake refuses longer ones; one an
+        earlier version took is cut, ending "…"): a page stays small."""
         rows = await self.store.read(
-            lambda tx: tx.all("documents.inbox", recipient=agency, after=after, limit=limit)
+            lambda tx: tx.all(
+                "documents.inbox",
+                recipient=agency,
+                after=after,
+                limit=limit,
+                subject_chars=MAX_SUBJECT + 1,
+            )
         )
         items = [
             {
@@ -773,7 +788,7 @@ class DocumentHub:
                 "received_at": r["received_at"],
                 "size": r["size"],
                 "doc_type": r["doc_type"],
-                "subject": r["subject"],
+                "subject": _listed(r["subject"]),
                 "cursor": str(r["seq"]),
             }
             for r in rows
@@ -869,3 +884,8 @@ class DocumentHub:
 
         result: dict[str, Any] = await self.store.transact(unit)
         return result
+
+
+def _listed(subject: str) -> str:
+    """A Subject as the inbox lists it: at most MAX_SUBJECT characters, cut ending "…"."""
+    return subject if len(subject) <= MAX_SUBJECT else subject[: MAX_SUBJECT - 1] + "…"
