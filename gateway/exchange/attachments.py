@@ -37,6 +37,7 @@ most MAX_ZIP_INFLATE bytes a package (413 beyond: a zip bomb).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import functools
 import logging
@@ -70,6 +71,7 @@ __all__ = [
     "is_pdf",
     "looks_like_pdf",
     "media_type",
+    "named_parts",
     "pdf_sources",
     "verify_pdf_source",
     "verify_pdfs",
@@ -168,6 +170,23 @@ def _cid(value: str) -> str:
     return value.strip().removeprefix("cid:").strip("<>")
 
 
+def _is_path(name: str) -> bool:
+    """Whether an attachment name is a path rather than a file name (recipients file attachments
+    by name: ``../../etc/cron.d/x.pdf`` would land elsewhere than the document's folder)."""
+    return "/" in name or "\\" in name or name in (".", "..")
+
+
+def named_parts(pkg: Package, parts: Sequence[AttachmentInfo]) -> list[AttachmentInfo]:
+    """``parts`` (multipart/related), each sent without a file name named as its manifest
+    Reference names it: the manifest, which the envelope's signature covers, names them; a part
+    the manifest does not reference is left for check_manifest to refuse."""
+    names = {_cid(r.content_id): r.attachment_name for r in pkg.references}
+    return [
+        p if p.name else dataclasses.replace(p, name=names.get(_cid(p.content_id), ""))
+        for p in parts
+    ]
+
+
 def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
     """Every manifest Reference has its Attachment and every Attachment its Reference, and no
     ContentId repeats; every MIME part (``parts``, multipart/related) is one the manifest
@@ -176,10 +195,20 @@ def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
     and AttachmentName as its Reference: the hub judges an attachment by the Attachment element
     (is it a PDF, whose signature must be checked?), while recipients file it as the manifest
     says (a Reference ``cong-van.pdf``, ``application/pdf`` for an Attachment ``cong-van.bin``,
-    ``application/octet-stream`` was an unsigned PDF let through).
+    ``application/octet-stream`` was an unsigned PDF let through). A part's file name (its
+    Content-Disposition, which no signature covers; ``named_parts`` names one sent without) is
+    its Reference's AttachmentName likewise, and no AttachmentName is a path.
     Raises InvalidEdxml."""
     references = {_cid(r.content_id): r for r in pkg.references}
     referenced = references.keys()
+    for r in pkg.references:
+        if _is_path(r.attachment_name):
+            raise InvalidEdxml(
+                f"manifest Reference {r.content_id} names its attachment {r.attachment_name!r}, "
+                "which is a path: an AttachmentName is a file name (no / or \\, not . or ..)",
+                field="AttachmentName",
+                content_id=_cid(r.content_id),
+            )
     for part in parts:
         if _cid(part.content_id) not in referenced:
             raise InvalidEdxml(
@@ -202,8 +231,17 @@ def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
             )
         seen.add(cid)
         r = references[cid]
-        if a not in parts and (
-            a.name != r.attachment_name or media_type(a.content_type) != media_type(r.content_type)
+        if a in parts:
+            if a.name != r.attachment_name:
+                raise InvalidEdxml(
+                    f"part <{cid}> is named {a.name!r}, but its manifest Reference says "
+                    f"{r.attachment_name!r}: a part is named as the manifest names it (or sent "
+                    "without a file name)",
+                    field="Attachment",
+                    content_id=cid,
+                )
+        elif a.name != r.attachment_name or media_type(a.content_type) != media_type(
+            r.content_type
         ):
             raise InvalidEdxml(
                 f"attachment {a.content_id} is {a.name!r} ({a.content_type}), but its manifest "

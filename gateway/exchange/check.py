@@ -10,6 +10,7 @@ content-addressed and unreferenced, hence harmless (a sweeper may collect them).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from gateway.exchange.attachments import (
     SignerOk,
     check_manifest,
     media_type,
+    named_parts,
     pdf_sources,
     verify_pdfs,
 )
@@ -125,6 +127,7 @@ class Checked:
     package: Package
     signature: EnvelopeSignature | None
     pdf_reports: list[dict[str, Any]] = field(default_factory=list)
+    parts: list[AttachmentInfo] = field(default_factory=list)  # named as the manifest names them
 
 
 @dataclass
@@ -160,7 +163,8 @@ async def check_package(
     """Check the package stored at ``path`` sent by the authenticated agency ``sender``.
 
     ``parts`` are attachments that came as MIME parts beside the envelope (multipart/related),
-    already in ``blobs``; they join the ones embedded in the package.
+    already in ``blobs``; they join the ones embedded in the package, a part sent without a file
+    name named as the manifest names it (``Checked.parts``).
 
     Raises PayloadTooLarge, DoctypeForbidden, InvalidEdxml/SchemaInvalid, ForgedSender,
     UnknownRecipient, SignatureInvalid, BlobError.
@@ -169,7 +173,9 @@ async def check_package(
     await asyncio.to_thread(schema.validate, scan.root)
     if is_status_message(scan.root):
         raise InvalidEdxml("this is a status message: POST it to /v1/documents/{id}/status")
-    pkg = read_package(scan.root, [*scan.attachments, *parts])
+    pkg = read_package(scan.root, scan.attachments)
+    parts = named_parts(pkg, parts)
+    pkg = dataclasses.replace(pkg, attachments=(*pkg.attachments, *parts))
     if pkg.header.from_.organ_id != sender:
         raise ForgedSender(
             f"From/OrganId {pkg.header.from_.organ_id} is not the authenticated sender {sender}",
@@ -207,7 +213,7 @@ async def check_package(
             max_pdfs=policy.max_pdfs,
         )
         reports = await verify_pdfs(sources, trust, _signer_ok(parts, sender, policy))
-    return Checked(scan, pkg, sig, reports)
+    return Checked(scan, pkg, sig, reports, list(parts))
 
 
 def _signer_ok(

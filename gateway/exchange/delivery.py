@@ -111,7 +111,9 @@ def attachment_disposition(name: str) -> str:
     """``Content-Disposition`` of an attachment part named ``name``, as MIME readers decode it: a
     quoted ``filename`` for a printable ASCII name, else ``filename*=UTF-8''…`` (RFC 2231/6266).
     (aiohttp's own percent-encodes into a plain ``filename="C%C3%B4ng…"``, which no reader
-    decodes back.)"""
+    decodes back.) An attachment without a name is ``attachment`` alone."""
+    if not name:
+        return "attachment"
     if name.isascii() and name.isprintable():
         quoted = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'attachment; filename="{quoted}"'

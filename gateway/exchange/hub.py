@@ -137,7 +137,7 @@ class IncomingPart:
     """An attachment sent as a MIME part beside the envelope (multipart/related)."""
 
     content_id: str
-    name: str
+    name: str  # its file name as sent; "" for none (it takes its manifest Reference's)
     content_type: str
     chunks: AsyncIterator[bytes]
     description: str = ""
@@ -296,6 +296,7 @@ class DocumentHub:
                 parts=mime_parts,
             )
             pkg = checked.package
+            mime_parts = checked.parts  # named as the manifest names them
             existing = await self.store.read(lambda tx: _namesakes(tx, pkg, sender))
             if existing:
                 return self._duplicate(existing, checked.scan.sha256, mime_parts)
