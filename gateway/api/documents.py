@@ -386,7 +386,7 @@ async def _multipart(
             encoding = _transfer_encoding(part, f"part <{content_id}>")
             yield IncomingPart(
                 content_id=f"cid:{content_id}",
-                name=part.filename or content_id,
+                name=part.filename or "",  # none: the manifest's (check.named_parts)
                 content_type=part.headers.get("Content-Type", "application/octet-stream")
                 .split(";")[0]
                 .strip(),

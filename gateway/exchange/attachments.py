@@ -19,13 +19,29 @@ compressed otherwise than stored or deflated (zipfile inflates bzip2 and LZMA wh
 named ``*.zip``): its PDFs would escape the check, and inflating archives within archives is
 where zip bombs live; the sender attaches the inner files, or the inner zip, directly. Every
 member is looked into (its first KiB), so an encrypted one is refused whatever its name.
+
+A zip is known by its content too (``PK\x03\x04`` at its start), as a PDF is: one attached as
+``ho-so.bin``, or a ``.docx`` (a zip), is opened and its members looked into. And it is read two
+ways at once: zipfile reads the central directory at its end, while streaming readers
+(``java.util.zip.ZipInputStream``, as many document systems unpack) read one local header after
+another from its start. A zip on which the two disagree is refused (400 ``invalid-edxml``): a
+local entry the directory does not list (a PDF hidden from the hub, handed to recipients),
+members overlapping, bytes before the first, between two or after the last, a local header that
+says another name, method or size than the directory. Where a member's data ends is known without
+inflating it from its sizes, except for a deflated member written with a data descriptor (its
+local header gives no size: a streaming reader inflates it to its end, then reads the next
+header): such members are inflated to check that their data ends where the directory says, at
+most MAX_ZIP_INFLATE bytes a package (413 beyond: a zip bomb).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import functools
 import logging
+import struct
 import weakref
 import zipfile
 import zlib
@@ -55,6 +71,7 @@ __all__ = [
     "is_pdf",
     "looks_like_pdf",
     "media_type",
+    "named_parts",
     "pdf_sources",
     "verify_pdf_source",
     "verify_pdfs",
@@ -113,6 +130,15 @@ MAX_ZIP_DIRECTORY = 1024 * 1024
 _EOCD = b"PK\x05\x06"  # end of central directory record (22 bytes + a comment of up to 64 KiB)
 _ZIP64_LOCATOR = b"PK\x06\x07"  # 20 bytes, just before it in a zip64 file
 _ZIP64_EOCD = b"PK\x06\x06"  # 56 bytes, just before the locator
+_LOCAL_HEADER = b"PK\x03\x04"  # a local file header: where a zip begins
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")  # its fixed 30 bytes
+_DESCRIPTOR = b"PK\x07\x08"  # the signature a data descriptor may begin with
+_ZIP64_EXTRA = 0x0001
+# What the layout check may inflate of one package's zips: the deflated members written with a
+# data descriptor, whose end only inflating them tells: about 1 s of one CPU for 1 GiB of a zip
+# bomb's zeros (text inflates slower, but a package is at most max_document_bytes compressed).
+MAX_ZIP_INFLATE = 1 << 30
+_INFLATE_CHUNK = 64 * 1024
 
 # PDFs verified at once in one gateway, all packages together: each takes a CPU (pyHanko's work is
 # Python, under the GIL: more at once are no faster) and up to some hundreds of MB; the rest wait
@@ -144,6 +170,23 @@ def _cid(value: str) -> str:
     return value.strip().removeprefix("cid:").strip("<>")
 
 
+def _is_path(name: str) -> bool:
+    """Whether an attachment name is a path rather than a file name (recipients file attachments
+    by name: ``../../etc/cron.d/x.pdf`` would land elsewhere than the document's folder)."""
+    return "/" in name or "\\" in name or name in (".", "..")
+
+
+def named_parts(pkg: Package, parts: Sequence[AttachmentInfo]) -> list[AttachmentInfo]:
+    """``parts`` (multipart/related), each sent without a file name named as its manifest
+    Reference names it: the manifest, which the envelope's signature covers, names them; a part
+    the manifest does not reference is left for check_manifest to refuse."""
+    names = {_cid(r.content_id): r.attachment_name for r in pkg.references}
+    return [
+        p if p.name else dataclasses.replace(p, name=names.get(_cid(p.content_id), ""))
+        for p in parts
+    ]
+
+
 def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
     """Every manifest Reference has its Attachment and every Attachment its Reference, and no
     ContentId repeats; every MIME part (``parts``, multipart/related) is one the manifest
@@ -152,10 +195,20 @@ def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
     and AttachmentName as its Reference: the hub judges an attachment by the Attachment element
     (is it a PDF, whose signature must be checked?), while recipients file it as the manifest
     says (a Reference ``cong-van.pdf``, ``application/pdf`` for an Attachment ``cong-van.bin``,
-    ``application/octet-stream`` was an unsigned PDF let through).
+    ``application/octet-stream`` was an unsigned PDF let through). A part's file name (its
+    Content-Disposition, which no signature covers; ``named_parts`` names one sent without) is
+    its Reference's AttachmentName likewise, and no AttachmentName is a path.
     Raises InvalidEdxml."""
     references = {_cid(r.content_id): r for r in pkg.references}
     referenced = references.keys()
+    for r in pkg.references:
+        if _is_path(r.attachment_name):
+            raise InvalidEdxml(
+                f"manifest Reference {r.content_id} names its attachment {r.attachment_name!r}, "
+                "which is a path: an AttachmentName is a file name (no / or \\, not . or ..)",
+                field="AttachmentName",
+                content_id=_cid(r.content_id),
+            )
     for part in parts:
         if _cid(part.content_id) not in referenced:
             raise InvalidEdxml(
@@ -178,8 +231,17 @@ def check_manifest(pkg: Package, parts: Sequence[AttachmentInfo] = ()) -> None:
             )
         seen.add(cid)
         r = references[cid]
-        if a not in parts and (
-            a.name != r.attachment_name or media_type(a.content_type) != media_type(r.content_type)
+        if a in parts:
+            if a.name != r.attachment_name:
+                raise InvalidEdxml(
+                    f"part <{cid}> is named {a.name!r}, but its manifest Reference says "
+                    f"{r.attachment_name!r}: a part is named as the manifest names it (or sent "
+                    "without a file name)",
+                    field="Attachment",
+                    content_id=cid,
+                )
+        elif a.name != r.attachment_name or media_type(a.content_type) != media_type(
+            r.content_type
         ):
             raise InvalidEdxml(
                 f"attachment {a.content_id} is {a.name!r} ({a.content_type}), but its manifest "
@@ -218,9 +280,13 @@ def _head(blobs: BlobStore, a: AttachmentInfo) -> bytes:
             raise BlobError(f"cannot read attachment {a.name}: {exc.strerror or exc}") from exc
 
 
-def _is_zip(name: str, content_type: str) -> bool:
-    return media_type(content_type) in ("application/zip", "application/x-zip-compressed") or (
-        name.lower().endswith(".zip")
+def _is_zip(name: str, content_type: str, head: bytes = b"") -> bool:
+    """Whether an attachment is a zip: by its name or type, or by its first bytes (a local
+    header: what a streaming reader unpacks, whatever the file is called)."""
+    return (
+        media_type(content_type) in ("application/zip", "application/x-zip-compressed")
+        or name.lower().endswith(".zip")
+        or head.startswith(_LOCAL_HEADER)
     )
 
 
@@ -263,6 +329,8 @@ class _BlobFile:
         try:
             return int(self._f.seek(offset, whence))
         except OSError as exc:
+            if exc.errno == errno.EINVAL:  # before the start: a zip too short for what it says
+                raise  # (zipfile looks for a zip64 record 20 bytes before a 22-byte empty zip)
             raise BlobError(f"cannot read attachment {self.name}: {exc.strerror or exc}") from exc
 
     def tell(self) -> int:
@@ -292,6 +360,131 @@ _UNREADABLE_ZIP = (
 )
 
 
+class _Disagree(Exception):
+    """The zip's local headers and its central directory disagree (the reason)."""
+
+
+class _Overinflated(Exception):
+    """Finding where the zip's members end would inflate more than MAX_ZIP_INFLATE bytes."""
+
+
+def _zip64_sizes(extra: bytes) -> tuple[int, int] | None:
+    """``(inflated, compressed)`` from a local header's zip64 extra field, if it has one."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack_from("<HH", extra, at)
+        if kind == _ZIP64_EXTRA and size >= 16:
+            inflated, compressed = struct.unpack_from("<QQ", extra, at + 4)
+            return inflated, compressed
+        at += 4 + size
+    return None
+
+
+def _descriptor(f: Any, at: int, info: zipfile.ZipInfo, zip64: bool) -> int:
+    """The length of the data descriptor at ``at`` (after a member's data), as a streaming reader
+    reads it: signed or not, its CRC and sizes the directory's. Raises _Disagree."""
+    f.seek(at)
+    raw = f.read(24)
+    signed = raw[:4] == _DESCRIPTOR
+    body = raw[4:] if signed else raw
+    width = 8 if zip64 else 4
+    if len(body) >= 4 + 2 * width:
+        crc = int.from_bytes(body[:4], "little")
+        compressed = int.from_bytes(body[4 : 4 + width], "little")
+        inflated = int.from_bytes(body[4 + width : 4 + 2 * width], "little")
+        if (crc, compressed, inflated) == (info.CRC, info.compress_size, info.file_size):
+            return (4 if signed else 0) + 4 + 2 * width
+    raise _Disagree(f"{info.filename}: no data descriptor where its data ends")
+
+
+def _inflate_to_end(f: Any, start: int, info: zipfile.ZipInfo, room: int) -> int:
+    """Inflate the deflated data of ``info`` at ``start``: it must end exactly after the
+    directory's compressed size, as the directory's size and CRC. Returns the bytes inflated;
+    raises _Disagree, _Overinflated past ``room`` bytes."""
+    f.seek(start)
+    inflater = zlib.decompressobj(-15)
+    left, size, crc = info.compress_size, 0, 0
+    while left and not inflater.eof:
+        data = f.read(min(left, _INFLATE_CHUNK))
+        if not data:
+            break
+        left -= len(data)
+        while data and not inflater.eof:
+            piece = inflater.decompress(data, _INFLATE_CHUNK)
+            size += len(piece)
+            if size > room:
+                raise _Overinflated
+            crc = zlib.crc32(piece, crc)
+            data = inflater.unconsumed_tail
+    if not inflater.eof:
+        raise _Disagree(
+            f"{info.filename}: its deflated data does not end within the "
+            f"{info.compress_size} bytes its directory gives it"
+        )
+    if left or inflater.unused_data:
+        raise _Disagree(
+            f"{info.filename}: its deflated data ends before the {info.compress_size} bytes "
+            "its directory gives it"
+        )
+    if (size, crc) != (info.file_size, info.CRC):
+        raise _Disagree(f"{info.filename}: it inflates to other data than its directory says")
+    return size
+
+
+def _check_layout(f: Any, zf: zipfile.ZipFile, room: int) -> int:
+    """Check that the zip in ``f`` is, read from its start as streaming readers read it, the
+    members its directory (``zf``) lists, one after the other from byte 0 to the directory, each
+    local header saying what its directory entry says. Returns the bytes inflated to find where
+    data ends (see _inflate_to_end). Raises _Disagree, _Overinflated (past ``room``)."""
+    at = inflated = 0
+    for info in sorted(zf.infolist(), key=lambda i: i.header_offset):
+        if info.header_offset < at:
+            raise _Disagree(f"{info.filename} overlaps the member before it")
+        if info.header_offset > at:
+            where = "" if at == 0 else " between members"
+            raise _Disagree(
+                f"bytes {at} to {info.header_offset}{where} are no member its directory lists"
+            )
+        f.seek(at)
+        fixed = f.read(_LOCAL.size)
+        if len(fixed) < _LOCAL.size or fixed[:4] != _LOCAL_HEADER:
+            raise _Disagree(f"{info.filename}: no local header where its directory says")
+        _, _, flags, method, _, _, crc, compressed, size, name_len, extra_len = _LOCAL.unpack(fixed)
+        name = f.read(name_len)
+        extra = f.read(extra_len)
+        listed = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+        if name != listed:
+            local = name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+            raise _Disagree(f"{info.filename}: its local header names {local!r}")
+        # Bit 0: encrypted; bit 3: sizes in a data descriptor after the data.
+        if method != info.compress_type or (flags ^ info.flag_bits) & 0x09:
+            raise _Disagree(
+                f"{info.filename}: its local header says another compression or encryption"
+            )
+        zip64 = _zip64_sizes(extra)
+        start = at + _LOCAL.size + name_len + extra_len
+        at = start + info.compress_size
+        if flags & 0x08:
+            if method == zipfile.ZIP_DEFLATED and not flags & 0x01:  # encrypted: refused below
+                inflated += _inflate_to_end(f, start, info, room - inflated)
+            at += _descriptor(f, at, info, zip64 is not None)
+            continue
+        if 0xFFFFFFFF in (compressed, size) and zip64 is not None:
+            size, compressed = zip64
+        if (crc, compressed, size) != (info.CRC, info.compress_size, info.file_size):
+            raise _Disagree(
+                f"{info.filename}: its local header says {compressed} bytes ({size} inflated), "
+                f"its directory {info.compress_size} ({info.file_size})"
+            )
+    if at < zf.start_dir:
+        raise _Disagree(
+            f"bytes {at} to {zf.start_dir}, before its directory, are no member it lists"
+        )
+    if at > zf.start_dir:
+        raise _Disagree("its last member runs into its directory")
+    return inflated
+
+
 def pdf_sources(
     pkg: Package,
     blobs: BlobStore,
@@ -311,6 +504,7 @@ def pdf_sources(
     """
     count = 0
     total = 0
+    inflated = 0  # by _check_layout, all the package's zips together
 
     def take(label: str, size: int) -> int:
         """Count one more PDF of (at least) ``size`` bytes; how many bytes it may have."""
@@ -341,10 +535,10 @@ def pdf_sources(
     for a in pkg.attachments:
         # A zip is read as one (its members checked below), even when a stored PDF member puts
         # "%PDF-" in its first KiB; anything else that is a PDF by its content is one.
-        zipped = _is_zip(a.name, a.content_type)
-        if is_pdf(a.name, a.content_type) or (
-            not zipped and a.size > 0 and looks_like_pdf(_head(blobs, a))
-        ):
+        named_pdf = is_pdf(a.name, a.content_type)
+        head = b"" if named_pdf or a.size == 0 else _head(blobs, a)
+        zipped = _is_zip(a.name, a.content_type, head)
+        if named_pdf or (not zipped and looks_like_pdf(head)):
             take(a.name, a.size)
             total += a.size
             yield a.name, blobs.read(a.sha256), a
@@ -360,6 +554,24 @@ def pdf_sources(
                             max_bytes=MAX_ZIP_DIRECTORY,
                         )
                     with zipfile.ZipFile(f) as zf:
+                        try:
+                            inflated += _check_layout(f, zf, MAX_ZIP_INFLATE - inflated)
+                        except _Disagree as exc:
+                            raise InvalidEdxml(
+                                f"attachment {a.name}: its local headers and its directory "
+                                f"disagree ({exc}): a reader that unpacks it entry by entry "
+                                "would find other files than the hub checked",
+                                attachment=a.name,
+                            ) from None
+                        except _Overinflated:
+                            raise PayloadTooLarge(
+                                f"attachment {a.name}: its members written with a data "
+                                f"descriptor inflate to over {MAX_ZIP_INFLATE} bytes (the "
+                                "package's zips together): where their data ends cannot be "
+                                "checked",
+                                attachment=a.name,
+                                max_bytes=MAX_ZIP_INFLATE,
+                            ) from None
                         for info in zf.infolist():
                             lower = info.filename.lower()
                             if info.is_dir():

@@ -10,6 +10,7 @@ content-addressed and unreferenced, hence harmless (a sweeper may collect them).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from gateway.exchange.attachments import (
     SignerOk,
     check_manifest,
     media_type,
+    named_parts,
     pdf_sources,
     verify_pdfs,
 )
@@ -45,6 +47,7 @@ from gateway.exchange.xmldsig import EnvelopeSignature, verify_envelope
 
 __all__ = [
     "MAX_DOCUMENT_ID",
+    "MAX_SUBJECT",
     "CheckPolicy",
     "Checked",
     "CheckedStatus",
@@ -59,6 +62,18 @@ __all__ = [
 # alike: PostgreSQL cannot index a key over about 2,700 bytes (the sender's DocumentIds are a
 # unique key), so without a bound a long one was a 500 there and accepted by SQLite.
 MAX_DOCUMENT_ID = 255
+# The longest Subject (trích yếu) the hub takes, in characters. spec/edxml.md sets no length; the
+# rules on administrative documents (Decree 30/2020/NĐ-CP, Annex I) make it one short sentence or
+# phrase summing the document up, a few hundred characters at the most in real letters; the text
+# itself goes in Content or an attachment. 2,000 is several times the longest, and keeps an inbox
+# page (100 items, each with its Subject) under a megabyte or so, where the 8 MiB envelope cap
+# alone let one page be 750 MB of JSON.
+MAX_SUBJECT = 2000
+
+# What a DocumentId may not hold: it is one line of text, as the JSON API's names are — no control
+# character (C0, DEL, C1) and no line or paragraph separator. Recipients file the document by it,
+# and a push carries it in a header (X-Lienthong-Document-Id), which cannot hold a DEL or a C0.
+_NOT_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 # An agency identifier (identifiers.md: ``ddd.dd.dd.Xdd``) as a whole token: not inside a longer
@@ -112,6 +127,7 @@ class Checked:
     package: Package
     signature: EnvelopeSignature | None
     pdf_reports: list[dict[str, Any]] = field(default_factory=list)
+    parts: list[AttachmentInfo] = field(default_factory=list)  # named as the manifest names them
 
 
 @dataclass
@@ -147,7 +163,8 @@ async def check_package(
     """Check the package stored at ``path`` sent by the authenticated agency ``sender``.
 
     ``parts`` are attachments that came as MIME parts beside the envelope (multipart/related),
-    already in ``blobs``; they join the ones embedded in the package.
+    already in ``blobs``; they join the ones embedded in the package, a part sent without a file
+    name named as the manifest names it (``Checked.parts``).
 
     Raises PayloadTooLarge, DoctypeForbidden, InvalidEdxml/SchemaInvalid, ForgedSender,
     UnknownRecipient, SignatureInvalid, BlobError.
@@ -156,13 +173,16 @@ async def check_package(
     await asyncio.to_thread(schema.validate, scan.root)
     if is_status_message(scan.root):
         raise InvalidEdxml("this is a status message: POST it to /v1/documents/{id}/status")
-    pkg = read_package(scan.root, [*scan.attachments, *parts])
+    pkg = read_package(scan.root, scan.attachments)
+    parts = named_parts(pkg, parts)
+    pkg = dataclasses.replace(pkg, attachments=(*pkg.attachments, *parts))
     if pkg.header.from_.organ_id != sender:
         raise ForgedSender(
             f"From/OrganId {pkg.header.from_.organ_id} is not the authenticated sender {sender}",
             claimed=pkg.header.from_.organ_id,
         )
     _document_id_fits(pkg.header, sender)
+    _subject_fits(pkg.header)
     if all(t.organ_id != sender for t in pkg.trace.trace_headers):
         # Every system that handles a package appends its TraceHeader, the sender's first; the
         # hub appends its own to the list, and one without was forwarded with no trace of it.
@@ -193,7 +213,7 @@ async def check_package(
             max_pdfs=policy.max_pdfs,
         )
         reports = await verify_pdfs(sources, trust, _signer_ok(parts, sender, policy))
-    return Checked(scan, pkg, sig, reports)
+    return Checked(scan, pkg, sig, reports, list(parts))
 
 
 def _signer_ok(
@@ -215,7 +235,8 @@ def _document_id_fits(header: MessageHeader, sender: str) -> None:
     its date and number those the header gives in ``PromulgationInfo`` and ``Code``, where it
     gives them. Recipients file and answer the document by this id, so one that says something
     else than the header would be registered under the wrong number; one over MAX_DOCUMENT_ID
-    characters is refused whole. Raises InvalidEdxml."""
+    characters is refused whole, and one that holds a control character (_NOT_TEXT). Raises
+    InvalidEdxml."""
     document_id = header.document_id
     form = "{OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}"
 
@@ -228,6 +249,12 @@ def _document_id_fits(header: MessageHeader, sender: str) -> None:
         raise InvalidEdxml(
             f"DocumentId is {len(document_id)} characters, longer than {MAX_DOCUMENT_ID} "
             "characters: shorten its CodeNumber/CodeNotation",
+            field="MessageHeader/DocumentId",
+        )
+    if (control := _NOT_TEXT.search(document_id)) is not None:
+        raise InvalidEdxml(
+            f"DocumentId {document_id!r} holds the control character "
+            f"U+{ord(control.group()):04X}: a DocumentId is one line of text",
             field="MessageHeader/DocumentId",
         )
     parts = document_id.split(",")
@@ -253,6 +280,18 @@ def _document_id_fits(header: MessageHeader, sender: str) -> None:
         raise refuse(
             f"says {issued:%Y/%m/%d}, the header's PromulgationDate says "
             f"{info.promulgation_date:%Y/%m/%d}"
+        )
+
+
+def _subject_fits(header: MessageHeader) -> None:
+    """A Subject of at most MAX_SUBJECT characters (recipients list it in their inbox). Raises
+    InvalidEdxml."""
+    if len(header.subject) > MAX_SUBJECT:  # said, not quoted: it may be megabytes
+        raise InvalidEdxml(
+            f"Subject is {len(header.subject)} characters, longer than {MAX_SUBJECT}: a Subject "
+            "(trích yếu) sums the document up in a sentence; its text goes in Content or an "
+            "attachment",
+            field="MessageHeader/Subject",
         )
 
 

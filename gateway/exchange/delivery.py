@@ -15,6 +15,7 @@ without using attempts.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -88,6 +89,20 @@ def package_body(
     return writer, content_type
 
 
+# What aiohttp refuses in a header (RFC 9110 5.5, RFC 9112 4: a C0 but HTAB, or DEL): it raises
+# ValueError as it writes the request. The hub refuses such a DocumentId at intake; one accepted
+# before still fails its push, permanently and with a reason, and sends nothing.
+_NOT_IN_HEADERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _unsendable(headers: Mapping[str, str]) -> str | None:
+    """Why ``headers`` cannot be sent (the first that holds what no header carries), or None."""
+    for name, value in headers.items():
+        if (found := _NOT_IN_HEADERS.search(value)) is not None:
+            return f"{name} would hold the control character U+{ord(found.group()):04X}"
+    return None
+
+
 # RFC 8187's attr-char beside letters and digits (quote() keeps "_.-~" itself).
 _ATTR_CHARS = "!#$&+^`|"
 
@@ -96,7 +111,9 @@ def attachment_disposition(name: str) -> str:
     """``Content-Disposition`` of an attachment part named ``name``, as MIME readers decode it: a
     quoted ``filename`` for a printable ASCII name, else ``filename*=UTF-8''…`` (RFC 2231/6266).
     (aiohttp's own percent-encodes into a plain ``filename="C%C3%B4ng…"``, which no reader
-    decodes back.)"""
+    decodes back.) An attachment without a name is ``attachment`` alone."""
+    if not name:
+        return "attachment"
     if name.isascii() and name.isprintable():
         quoted = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'attachment; filename="{quoted}"'
@@ -158,6 +175,15 @@ class PushHandler:
         }
         if route.token:
             headers["Authorization"] = f"Bearer {route.token}"
+        if (why := _unsendable(headers)) is not None:
+            # Before the breaker: nothing is sent, and it says nothing of the endpoint.
+            what = "status message" if status else "package"
+            raise PermanentError(
+                "documents",
+                f"{why}, which no HTTP header can carry: the {what} of {doc_id} "
+                f"({doc['document_id']!r}) cannot be pushed"
+                + ("" if status else f"; {recipient} can fetch it from its inbox"),
+            )
         # While the agency's endpoint is failing, its pushes wait without using attempts
         # (CircuitOpen is a NotYet), as callbacks do: an agency down for a redeploy gets them
         # when it is back instead of dead letters.
@@ -179,6 +205,14 @@ class PushHandler:
             raise
         try:
             await self._post(route.endpoint, body, headers)
+        except ValueError as exc:
+            # aiohttp could not write the request (a header it refuses): nothing reached the
+            # endpoint, and the same request would fail the same way at every attempt.
+            breaker.release()
+            await _close(body)
+            raise PermanentError(
+                "documents", f"the push of {doc_id} to {route.endpoint} cannot be sent: {exc}"
+            ) from None
         except BaseException as exc:
             breaker.record(exc)
             raise
@@ -272,6 +306,13 @@ class PushHandler:
                 recipient=str(job.payload["recipient"]),
                 error=f"{type(error).__name__}: {error}"[:500],
             )
+
+
+async def _close(body: Any) -> None:
+    """Close a body that was not sent (a file, or a multipart writer of files)."""
+    done = body.close()
+    if asyncio.iscoroutine(done):
+        await done
 
 
 def _superseded(

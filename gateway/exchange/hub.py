@@ -26,7 +26,13 @@ from gateway.audit import AuditEvent
 from gateway.audit import append as audit_append
 from gateway.exchange.attachments import DEFAULT_MAX_PDFS
 from gateway.exchange.blobs import BlobStore
-from gateway.exchange.check import Checked, CheckPolicy, check_package, check_status
+from gateway.exchange.check import (
+    MAX_SUBJECT,
+    Checked,
+    CheckPolicy,
+    check_package,
+    check_status,
+)
 from gateway.exchange.errors import (
     BlobError,
     DuplicateConflict,
@@ -131,7 +137,7 @@ class IncomingPart:
     """An attachment sent as a MIME part beside the envelope (multipart/related)."""
 
     content_id: str
-    name: str
+    name: str  # its file name as sent; "" for none (it takes its manifest Reference's)
     content_type: str
     chunks: AsyncIterator[bytes]
     description: str = ""
@@ -305,6 +311,7 @@ class DocumentHub:
                 parts=mime_parts,
             )
             pkg = checked.package
+            mime_parts = checked.parts  # named as the manifest names them
             existing = await self.store.read(lambda tx: _namesakes(tx, pkg, sender))
             if existing:
                 return self._duplicate(existing, checked.scan.sha256, mime_parts)
@@ -788,8 +795,17 @@ class DocumentHub:
     # -- pull delivery ---------------------------------------------------------------------
 
     async def inbox(self, agency: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """``agency``'s documents not acked yet, after the cursor ``after``, ``limit`` at most.
+        Each Subject is at most MAX_SUBJECT characters (intake refuses longer ones; one an
+        earlier version took is cut, ending "…"): a page stays small."""
         rows = await self.store.read(  # one more than the page tells whether more follow
-            lambda tx: tx.all("documents.inbox", recipient=agency, after=after, limit=limit + 1)
+            lambda tx: tx.all(
+                "documents.inbox",
+                recipient=agency,
+                after=after,
+                limit=limit + 1,
+                subject_chars=MAX_SUBJECT + 1,
+            )
         )
         more, rows = len(rows) > limit, rows[:limit]
         items = [
@@ -800,7 +816,7 @@ class DocumentHub:
                 "received_at": r["received_at"],
                 "size": r["size"],
                 "doc_type": r["doc_type"],
-                "subject": r["subject"],
+                "subject": _listed(r["subject"]),
                 "cursor": str(r["seq"]),
             }
             for r in rows
@@ -896,3 +912,8 @@ class DocumentHub:
 
         result: dict[str, Any] = await self.store.transact(unit)
         return result
+
+
+def _listed(subject: str) -> str:
+    """A Subject as the inbox lists it: at most MAX_SUBJECT characters, cut ending "…"."""
+    return subject if len(subject) <= MAX_SUBJECT else subject[: MAX_SUBJECT - 1] + "…"

@@ -291,7 +291,9 @@ async def test_an_inbox_cursor_never_passes_a_delivery_committed_late(
             await asyncio.sleep(0.05)
 
         def inbox(after: int) -> Callable[[Tx], list[Row]]:
-            return lambda tx: tx.all("documents.inbox", recipient="B", after=after, limit=100)
+            return lambda tx: tx.all(
+                "documents.inbox", recipient="B", after=after, limit=100, subject_chars=2001
+            )
 
         page = await store.read(inbox(0))
         cursor = page[-1]["seq"] if page else 0

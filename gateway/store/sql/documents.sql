@@ -127,8 +127,10 @@ UPDATE document_deliveries SET attempts = attempts + 1, last_error = :error
 WHERE document = :document AND recipient = :recipient;
 
 -- name: inbox
+-- At most :subject_chars characters of each Subject: one taken whole by an earlier version (up to
+-- the 8 MiB envelope) made each page hundreds of megabytes.
 SELECT d.seq, d.document AS id, doc.document_id, doc.sender, doc.received_at, doc.size,
-       doc.doc_type, doc.subject, d.state
+       doc.doc_type, substr(doc.subject, 1, :subject_chars) AS subject, d.state
 FROM document_deliveries d JOIN documents doc ON doc.id = d.document
 WHERE d.recipient = :recipient AND d.seq > :after AND d.state != 'acked'
 ORDER BY d.seq LIMIT :limit;
