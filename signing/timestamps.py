@@ -169,9 +169,9 @@ async def verify_timestamp(token: bytes, data: bytes, trust: TrustStore) -> Time
             raise ValueError("not SignedData")
         certs: SignedDataCerts = extract_certificate_info(signed_data)
         tsa_cert = certs.signer_cert
-        gen_time: dt.datetime = signed_data["encap_content_info"]["content"].parsed[
-            "gen_time"
-        ].native
+        gen_time: dt.datetime = (
+            signed_data["encap_content_info"]["content"].parsed["gen_time"].native
+        )
     except Exception as exc:  # asn1crypto parses lazily and raises many types
         raise TimestampError(f"malformed timestamp token: {exc}") from exc
     # The TSA chain: anchors from our configuration, the revocation policy applies too. Judged as
