@@ -94,7 +94,7 @@ class ClientRevocation:
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         if not isinstance(ssl_object, ssl.SSLObject):
             return
-        chain = _verified_chain(ssl_object)
+        chain = _client_chain(ssl_object)
         if not chain:
             return
         leaf = chain[0].public_bytes(serialization.Encoding.DER)
@@ -115,19 +115,28 @@ class ClientRevocation:
             self._unknown[leaf] = now + self.unknown_s
 
 
-def _verified_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
-    """The chain the handshake verified, leaf first (with the intermediates the client sent,
-    which a client_ca of roots alone needs). Public as ``get_verified_chain`` from Python 3.13;
-    in 3.11 the same method is on the private ``_sslobj``. Without it: the leaf alone."""
-    getter = getattr(ssl_object, "get_verified_chain", None) or getattr(
-        getattr(ssl_object, "_sslobj", None), "get_verified_chain", None
-    )
-    if getter is not None:
-        ders = [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in getter()]
-    else:
-        leaf = ssl_object.getpeercert(binary_form=True)
-        ders = [leaf] if leaf else []
-    return [x509.load_der_x509_certificate(der) for der in ders]
+def _client_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
+    """The client's certificate, leaf first, with what its path to client_ca is built from.
+
+    After a full handshake: the chain the handshake verified (with the intermediates the client
+    sent, which a client_ca of roots alone needs). On a resumed session OpenSSL keeps no verified
+    chain (None: a 500 on every request, found by probing); the session from the server's cache
+    keeps the chain the client sent at its full handshake, which is taken instead; failing that,
+    the leaf alone. Never nothing for a client that presented a certificate: what this returns is
+    validated against client_ca's anchors by the caller, the revocation check, which a missing
+    chain must not skip (a revoked certificate would pass on every resumed session). Public as
+    ``get_verified_chain`` / ``get_unverified_chain`` from Python 3.13; in 3.11 the same methods
+    are on the private ``_sslobj``."""
+    for name in ("get_verified_chain", "get_unverified_chain"):
+        getter = getattr(ssl_object, name, None) or getattr(
+            getattr(ssl_object, "_sslobj", None), name, None
+        )
+        certs = getter() if getter is not None else None
+        if certs:
+            ders = [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in certs]
+            return [x509.load_der_x509_certificate(der) for der in ders]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [x509.load_der_x509_certificate(leaf)] if leaf else []
 
 
 def require(request: web.Request, service: str) -> Identity:
