@@ -309,3 +309,24 @@ async def test_a_session_resumed_from_a_ticket_never_passes_a_revoked_certificat
         assert reused
         assert status == 401, body
         assert b"the client certificate is refused" in body, body
+
+
+async def test_client_ca_may_be_the_issuing_intermediate_alone(
+    tmp_path: Path, pki: TestPKI, pki_server: str
+) -> None:
+    """Found by probing: with client_ca naming the CA that issues the clients' certificates, an
+    intermediate (not a self-signed root), every client certificate failed the handshake: the
+    TLS verifier wanted a root, where the revocation check took client_ca as its anchors. Now
+    both take what client_ca holds as trusted, as configured."""
+    settings, server_cert = await _tls_settings(tmp_path, pki, client_ca=pki.intermediate_pem)
+    async with _serving(settings, _tls_context(settings)) as (url, _):
+        subject = "agency-000.00.00.H41"
+        ctx = _client_ssl(server_cert, pki.cert_path(subject), pki.key_path(subject))
+        status, body = await _lookup(url, ctx)
+        assert (status, body["match"]) == (200, True), body
+        ctx = _client_ssl(server_cert, pki.cert_path("revoked"), pki.key_path("revoked"))
+        status, problem = await _lookup(url, ctx)
+        assert status == 401 and "revoked" in problem["detail"], problem
+        rogue_cert, rogue_key = await asyncio.to_thread(self_signed, tmp_path, "rogue-client")
+        with pytest.raises(aiohttp.ClientError):
+            await _lookup(url, _client_ssl(server_cert, rogue_cert, rogue_key))
