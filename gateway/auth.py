@@ -10,6 +10,7 @@ from __future__ import annotations
 import _ssl
 import hashlib
 import hmac
+import logging
 import ssl
 import time
 from dataclasses import dataclass
@@ -24,7 +25,16 @@ from signing.trust import TrustStore
 from .problems import Problem
 from .settings import Subsystem
 
-__all__ = ["IDENTITY_KEY", "Authenticator", "ClientRevocation", "Identity", "require"]
+__all__ = [
+    "IDENTITY_KEY",
+    "Authenticator",
+    "ClientRevocation",
+    "Identity",
+    "report_refused_handshakes",
+    "require",
+]
+
+log = logging.getLogger("lienthong.tls")
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,73 @@ def _client_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
             return [x509.load_der_x509_certificate(der) for der in ders]
     leaf = ssl_object.getpeercert(binary_form=True)
     return [x509.load_der_x509_certificate(leaf)] if leaf else []
+
+
+def report_refused_handshakes(ctx: ssl.SSLContext) -> None:
+    """Have ``ctx``'s server connections tell of a client certificate their handshake refuses
+    (expired, not yet valid, of another CA, without its intermediate, for another use): the
+    client gets the TLS alert that says why, and the log a WARNING with OpenSSL's reason and the
+    certificate's SHA-256 — never its subject, which on a personal certificate names its holder
+    and CCCD number. Before, neither side was told anything."""
+    ctx.sslobject_class = _ReportingSSLObject
+    # OpenSSL drops the certificate of a handshake it fails: the one place that still sees it is
+    # the message callback, a debugging hook of CPython's ssl (private, there since 3.8). Without
+    # it, the line names no certificate.
+    if hasattr(ctx, "_msg_callback"):
+        setattr(ctx, "_msg_callback", _note_certificate)  # noqa: B010 - a private attribute
+
+
+_HANDSHAKE, _CERTIFICATE = 22, 11  # TLS content type and handshake message type
+
+
+def _note_certificate(
+    conn: object, direction: str, version: int, content_type: int, msg_type: int, data: bytes
+) -> None:
+    """Keep the first certificate of the client's Certificate message on its SSLObject. It must
+    not raise: ssl would raise its exception from the handshake."""
+    if not (
+        isinstance(conn, _ReportingSSLObject)
+        and direction == "read"
+        and content_type == _HANDSHAKE
+        and msg_type == _CERTIFICATE
+    ):
+        return
+    # Type (1), length (3); in TLS 1.3 a request context (its length, 1, and itself); the list's
+    # length (3), then each certificate's length (3) and DER.
+    at = 4 + (1 + data[4] if version >= ssl.TLSVersion.TLSv1_3 and len(data) > 4 else 0) + 3
+    size = int.from_bytes(data[at : at + 3], "big")
+    der = data[at + 3 : at + 3 + size]
+    conn.presented = der if size and len(der) == size else None
+
+
+class _ReportingSSLObject(ssl.SSLObject):
+    """A server connection's TLS that reports a client certificate its handshake refuses."""
+
+    presented: bytes | None = None  # the client's certificate (DER), as its handshake sent it
+    _refused: ssl.SSLCertVerificationError | None = None
+
+    def do_handshake(self) -> None:
+        if self._refused is not None:
+            raise self._refused
+        try:
+            super().do_handshake()
+        except ssl.SSLCertVerificationError as exc:
+            self._refused = exc
+            reason = exc.verify_message or exc.reason or "verification failed"
+            digest = hashlib.sha256(self.presented).hexdigest() if self.presented else None
+            log.warning(
+                "client certificate refused in the TLS handshake: %s (certificate SHA-256 %s)",
+                reason,
+                digest or "not seen",
+                extra={"reason": reason, "certificate_sha256": digest},
+            )
+            # asyncio closes a connection whose handshake failed without sending what OpenSSL
+            # wrote for the client, the alert that says why (certificate expired, unknown CA):
+            # the client read an empty answer. Told that more input is wanted, it sends what is
+            # pending first. The client, reading the alert, closes; anything more it sends gets
+            # the error above.
+            raise ssl.SSLWantReadError(ssl.SSL_ERROR_WANT_READ, "sending the alert") from None
+        self.presented = None
 
 
 def require(request: web.Request, service: str) -> Identity:

@@ -142,6 +142,9 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
         # the clients' certificates (OpenSSL wants a self-signed root unless told so, and every
         # handshake failed), as the revocation check takes it (its anchors are client_ca's).
         ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        from gateway.auth import report_refused_handshakes
+
+        report_refused_handshakes(ctx)
         try:
             ctx.load_verify_locations(settings.path(g.client_ca))
         except (OSError, ssl.SSLError) as exc:

@@ -330,3 +330,44 @@ async def test_client_ca_may_be_the_issuing_intermediate_alone(
         rogue_cert, rogue_key = await asyncio.to_thread(self_signed, tmp_path, "rogue-client")
         with pytest.raises(aiohttp.ClientError):
             await _lookup(url, _client_ssl(server_cert, rogue_cert, rogue_key))
+
+
+def _refused_handshake(port: int, ctx: ssl.SSLContext) -> str:
+    """What a client whose certificate the gateway refuses is told: the error its TLS library
+    raises (a TLS 1.3 client learns it on its first read, its handshake done on its side)."""
+    with pytest.raises(ssl.SSLError) as refused:
+        _get_over(port, ctx, "/healthz")
+    return str(refused.value)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_a_certificate_refused_in_the_handshake_is_told_to_the_client_and_logged(
+    tls_gateway: Any,
+    pki: TestPKI,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    version: ssl.TLSVersion,
+) -> None:
+    """Found by probing: a client certificate the handshake refused (expired, of another CA…)
+    was told to nobody: the connection was closed without the TLS alert OpenSSL wrote (the
+    client read an empty answer or an EOF), and the gateway logged nothing at any level. Now
+    the client gets the alert, and the gateway logs a WARNING with OpenSSL's reason and the
+    certificate's SHA-256, never its subject (a personal certificate's names its holder)."""
+    url, server_cert, _ = tls_gateway
+    port = int(url.rsplit(":", 1)[1])
+    rogue_cert, rogue_key = await asyncio.to_thread(self_signed, tmp_path, "rogue-client")
+    for cert, key, alert, reason, named in (
+        (pki.cert_path("expired"), pki.key_path("expired"), "certificate expired",
+         "certificate has expired", "lienthong test PKI"),  # its subject's O
+        (rogue_cert, rogue_key, "unknown ca", "self-signed certificate", "rogue-client"),
+    ):  # fmt: skip
+        ctx = _client_ssl(server_cert, cert, key)
+        ctx.maximum_version = version
+        caplog.clear()
+        told = await asyncio.to_thread(_refused_handshake, port, ctx)
+        assert f"alert {alert}" in told, told
+        refusals = [r for r in caplog.records if r.name == "lienthong.tls"]
+        assert [r.levelname for r in refusals] == ["WARNING"], caplog.text
+        line = refusals[0].getMessage()
+        assert reason in line and _fingerprint(cert) in line, line
+        assert named not in caplog.text, caplog.text
