@@ -68,13 +68,11 @@ class Authenticator:
         }
 
     def identify(self, request: web.Request) -> Identity | None:
-        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-        if isinstance(ssl_object, ssl.SSLObject):
-            der = ssl_object.getpeercert(binary_form=True)
-            if der:
-                sub = self._by_cert.get(hashlib.sha256(der).hexdigest())
-                if sub is not None:
-                    return Identity(sub, "mtls")
+        der = _peer_certificate(request)
+        if der:
+            sub = self._by_cert.get(hashlib.sha256(der).hexdigest())
+            if sub is not None:
+                return Identity(sub, "mtls")
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token:
@@ -123,6 +121,14 @@ class ClientRevocation:
         if result.revocation.startswith("unknown"):
             self._unknown = {k: t for k, t in self._unknown.items() if t > now}  # stays small
             self._unknown[leaf] = now + self.unknown_s
+
+
+def _peer_certificate(request: web.Request) -> bytes | None:
+    """The client certificate (DER) the request's connection verified, if any."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    if isinstance(ssl_object, ssl.SSLObject):
+        return ssl_object.getpeercert(binary_form=True)
+    return None
 
 
 def _client_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
@@ -220,10 +226,17 @@ def require(request: web.Request, service: str) -> Identity:
     """The caller's identity, if it holds ``service``. Raises Problem 401 / 403."""
     identity: Identity | None = request.get(IDENTITY_KEY)
     if identity is None:
+        detail = "present a client certificate or an Authorization: Bearer token"
+        if presented := _peer_certificate(request):
+            detail = (
+                f"the client certificate presented (SHA-256 {hashlib.sha256(presented).hexdigest()})"
+                " is not mapped to a subsystem (an operator maps it by that SHA-256), and no"
+                " known bearer token came with it"
+            )
         raise Problem(
             401,
             "unauthenticated",
-            "present a client certificate or an Authorization: Bearer token",
+            detail,
             headers={"WWW-Authenticate": 'Bearer realm="lienthong"'},
         )
     if not identity.may(service):

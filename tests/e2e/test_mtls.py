@@ -371,3 +371,20 @@ async def test_a_certificate_refused_in_the_handshake_is_told_to_the_client_and_
         line = refusals[0].getMessage()
         assert reason in line and _fingerprint(cert) in line, line
         assert named not in caplog.text, caplog.text
+
+
+async def test_an_unmapped_certificate_is_told_so(tls_gateway: Any, pki: TestPKI) -> None:
+    """Found by probing: a valid certificate no subsystem has got the 401 for no credential at
+    all ("present a client certificate…") though one was presented. The 401 now says that the
+    certificate presented, by its SHA-256 (what an operator maps), is not mapped."""
+    url, server_cert, _ = tls_gateway
+    other = "agency-000.00.11.H53"
+    status, problem = await _lookup(
+        url, _client_ssl(server_cert, pki.cert_path(other), pki.key_path(other))
+    )
+    assert (status, problem["type"]) == (401, "urn:lienthong:problem:unauthenticated")
+    fingerprint = _fingerprint(pki.cert_path(other))
+    assert fingerprint in problem["detail"], problem
+    assert "is not mapped to a subsystem" in problem["detail"], problem
+    status, problem = await _lookup(url, _client_ssl(server_cert))
+    assert problem["detail"] == "present a client certificate or an Authorization: Bearer token"
