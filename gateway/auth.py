@@ -68,6 +68,8 @@ class Authenticator:
         }
 
     def identify(self, request: web.Request) -> Identity | None:
+        if _several_authorizations(request):
+            return None  # no one caller: require() says why
         der = _peer_certificate(request)
         if der:
             sub = self._by_cert.get(hashlib.sha256(der).hexdigest())
@@ -121,6 +123,13 @@ class ClientRevocation:
         if result.revocation.startswith("unknown"):
             self._unknown = {k: t for k, t in self._unknown.items() if t > now}  # stays small
             self._unknown[leaf] = now + self.unknown_s
+
+
+def _several_authorizations(request: web.Request) -> bool:
+    """Whether the request has more than one Authorization header. The field is no list (RFC
+    9110 §11.6.2): the gateway reading the first and a proxy in front the last would each take
+    another caller, so neither is taken, whatever the certificate or the headers hold."""
+    return len(request.headers.getall("Authorization", ())) > 1
 
 
 def _peer_certificate(request: web.Request) -> bytes | None:
@@ -227,7 +236,9 @@ def require(request: web.Request, service: str) -> Identity:
     identity: Identity | None = request.get(IDENTITY_KEY)
     if identity is None:
         detail = "present a client certificate or an Authorization: Bearer token"
-        if presented := _peer_certificate(request):
+        if _several_authorizations(request):
+            detail = "more than one Authorization header: send one"
+        elif presented := _peer_certificate(request):
             detail = (
                 f"the client certificate presented (SHA-256 {hashlib.sha256(presented).hexdigest()})"
                 " is not mapped to a subsystem (an operator maps it by that SHA-256), and no"
