@@ -1,8 +1,8 @@
 """Who is calling, and may they call this service.
 
 A subsystem is identified by its client certificate (mutual TLS: the SHA-256 fingerprint of the
-DER certificate, configured per subsystem) or, for development, a bearer token from the config.
-No identity → 401 ``unauthenticated``; no right to the service → 403 ``forbidden-service``.
+DER certificate, configured per subsystem: one, or several while a client renews its certificate)
+or, for development, a bearer token from the config. No identity → 401 ``unauthenticated``; no right to the service → 403 ``forbidden-service``.
 """
 
 from __future__ import annotations
@@ -63,9 +63,7 @@ class Authenticator:
     def __init__(self, subsystems: tuple[Subsystem, ...]) -> None:
         # Keyed by digest so lookups do not leak token prefixes through timing.
         self._by_token = {_digest(s.token): s for s in subsystems if s.token}
-        self._by_cert = {
-            s.cert_fingerprint.lower().replace(":", ""): s for s in subsystems if s.cert_fingerprint
-        }
+        self._by_cert = {value: s for s in subsystems for value in s.fingerprints}
 
     def identify(self, request: web.Request) -> Identity | None:
         if _several_authorizations(request):

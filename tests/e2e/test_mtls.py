@@ -31,7 +31,10 @@ def _fingerprint(cert_pem: Path) -> str:
 
 
 async def _tls_settings(
-    tmp_path: Path, pki: TestPKI, client_ca: Path | None = None
+    tmp_path: Path,
+    pki: TestPKI,
+    client_ca: Path | None = None,
+    subsystems: list[dict[str, Any]] | None = None,
 ) -> tuple[Settings, Path]:
     """The gateway's settings with TLS (a server certificate of its own) and client_ca (the
     PKI's root unless given), and the server certificate for clients to trust."""
@@ -44,7 +47,7 @@ async def _tls_settings(
         pki.directory,
         gateway={"tls_cert": str(server_cert), "tls_key": str(server_key),
                  "client_ca": str(client_ca or pki.root_pem)},
-        subsystems=[
+        subsystems=subsystems or [
             {"id": "VN:GOV:000.00.00.H41:motcua", "cert_fingerprint": _fingerprint(pki.cert_path(subject)),
              "rights": ["lookups.citizen", "admin"]},
             {"id": "VN:GOV:000.00.00.H41:dev", "token": "dev-token", "rights": ["lookups.citizen"]},
@@ -388,3 +391,26 @@ async def test_an_unmapped_certificate_is_told_so(tls_gateway: Any, pki: TestPKI
     assert "is not mapped to a subsystem" in problem["detail"], problem
     status, problem = await _lookup(url, _client_ssl(server_cert))
     assert problem["detail"] == "present a client certificate or an Authorization: Bearer token"
+
+
+async def test_a_subsystem_renewing_its_certificate_is_known_by_both(
+    tmp_path: Path, pki: TestPKI
+) -> None:
+    """Found by probing: one cert_fingerprint per subsystem, so a client renewing its certificate
+    was locked out until the gateway restarted with the new one at the moment it switched. A
+    list is taken: the old and the new certificate both identify the subsystem meanwhile."""
+    old, new = "agency-000.00.00.H41", "agency-000.00.11.H53"
+    motcua = {
+        "id": "VN:GOV:000.00.00.H41:motcua",
+        "cert_fingerprint": [_fingerprint(pki.cert_path(old)), _fingerprint(pki.cert_path(new))],
+        "rights": ["admin"],
+    }
+    settings, server_cert = await _tls_settings(tmp_path, pki, subsystems=[motcua])
+    async with _serving(settings, _tls_context(settings)) as (url, _):
+        for subject in (old, new):
+            ctx = _client_ssl(server_cert, pki.cert_path(subject), pki.key_path(subject))
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(url + "/v1/admin/outbox", ssl=ctx) as r,
+            ):
+                assert r.status == 200, await r.text()

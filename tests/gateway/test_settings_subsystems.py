@@ -178,3 +178,42 @@ def test_callback_urls_with_a_callback_secret_load_and_a_secret_alone_too() -> N
     )
     assert settings.subsystems[0].allows_callback("https://motcua.example.vn/cb/1")
     assert settings.subsystems[1].callback_urls == ()
+
+
+# --- a subsystem may have several certificates: the old and the new while a client renews ---
+
+
+def test_a_list_of_fingerprints_loads_in_any_spelling() -> None:
+    """Found by probing: one cert_fingerprint per subsystem (a list was refused, "expected a
+    string"), so a client could not renew its certificate without a lockout: the gateway had to
+    be restarted the moment the client switched."""
+    subsystem = {"id": VANHANH, "cert_fingerprint": [FINGERPRINT, ":".join(["CD"] * 32)]}
+    settings = settings_from_mapping({"subsystems": [subsystem], "gateway": MTLS}, environ={})
+    assert settings.subsystems[0].fingerprints == (FINGERPRINT, "cd" * 32)
+    one = {"id": VANHANH, "cert_fingerprint": FINGERPRINT.upper()}
+    settings = settings_from_mapping({"subsystems": [one], "gateway": MTLS}, environ={})
+    assert settings.subsystems[0].fingerprints == (FINGERPRINT,)
+
+
+def test_a_fingerprint_in_two_subsystems_lists_is_refused() -> None:
+    message = _refused(
+        {"id": MOTCUA, "cert_fingerprint": ["cd" * 32, FINGERPRINT]},
+        {"id": VANHANH, "cert_fingerprint": ["ef" * 32, FINGERPRINT.upper()]},
+        gateway=MTLS,
+    )
+    assert message == (
+        f"subsystems {MOTCUA} and {VANHANH} have the same cert_fingerprint:"
+        " each must identify one subsystem"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["cd" * 32, "ab" * 31], f"subsystem {MOTCUA}: cert_fingerprint[1] is not a SHA-256"),
+        (["cd" * 32, 7], "subsystems[0].cert_fingerprint[1]: expected a string, got 7"),
+        ([], f"subsystem {MOTCUA}: needs a token or a cert_fingerprint"),
+    ],
+)
+def test_a_list_with_a_wrong_fingerprint_is_refused(given: list[Any], said: str) -> None:
+    assert _refused({"id": MOTCUA, "cert_fingerprint": given}, gateway=MTLS).startswith(said)
