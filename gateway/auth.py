@@ -2,7 +2,8 @@
 
 A subsystem is identified by its client certificate (mutual TLS: the SHA-256 fingerprint of the
 DER certificate, configured per subsystem: one, or several while a client renews its certificate)
-or, for development, a bearer token from the config. No identity → 401 ``unauthenticated``; no right to the service → 403 ``forbidden-service``.
+or, for development, a bearer token from the config. No identity → 401 ``unauthenticated``; no
+right to the service → 403 ``forbidden-service``.
 """
 
 from __future__ import annotations
