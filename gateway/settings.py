@@ -802,6 +802,7 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             raise SettingsError(f"{_shown(variable)}: {why}")
 
 
+MIN_TOKEN = 16  # characters of a subsystem's bearer token
 MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids
 DEVELOPMENT_CITIZEN_KEY = b"lienthong-development-citizen-key"
 
@@ -849,6 +850,13 @@ def _check_together(settings: Settings) -> None:
             raise SettingsError(f"subsystem {_shown(sub.id)}: token has blanks around it")
         if sub.token is not None and not _HEADER_TOKEN.fullmatch(sub.token):
             raise SettingsError(f"subsystem {_shown(sub.id)}: token {_HEADER_TOKEN_RULE}")
+        # A token is all a caller shows for the rights it holds (admin, audit.read): one that
+        # can be guessed is no credential.
+        if sub.token is not None and len(sub.token) < MIN_TOKEN:
+            raise SettingsError(
+                f"subsystem {_shown(sub.id)}: token must be at least {MIN_TOKEN} characters"
+                " (e.g. openssl rand -hex 16)"
+            )
         for i, digest in enumerate(sub.fingerprints):
             if not _SHA256_HEX.fullmatch(digest):
                 key = (

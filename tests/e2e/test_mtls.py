@@ -50,7 +50,7 @@ async def _tls_settings(
         subsystems=subsystems or [
             {"id": "VN:GOV:000.00.00.H41:motcua", "cert_fingerprint": _fingerprint(pki.cert_path(subject)),
              "rights": ["lookups.citizen", "admin"]},
-            {"id": "VN:GOV:000.00.00.H41:dev", "token": "dev-token", "rights": ["lookups.citizen"]},
+            {"id": "VN:GOV:000.00.00.H41:dev", "token": "dev-token-0123456789", "rights": ["lookups.citizen"]},
             {"id": "VN:GOV:000.00.00.H41:stolen", "cert_fingerprint": _fingerprint(pki.cert_path("revoked")),
              "rights": ["lookups.citizen"]},
         ],
@@ -129,7 +129,9 @@ async def test_no_or_unknown_certificate_is_401_and_tokens_still_work(
         url, _client_ssl(server_cert, pki.cert_path(other), pki.key_path(other))
     )
     assert (status, problem["type"]) == (401, "urn:lienthong:problem:unauthenticated")
-    status, _ = await _lookup(url, _client_ssl(server_cert), {"Authorization": "Bearer dev-token"})
+    status, _ = await _lookup(
+        url, _client_ssl(server_cert), {"Authorization": "Bearer dev-token-0123456789"}
+    )
     assert status == 200
 
 
