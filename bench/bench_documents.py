@@ -129,10 +129,14 @@ async def hub_server(pki: Any, folder: Path) -> AsyncIterator[str]:
     settings = settings_from_mapping(
         {
             "subsystems": [
-                {"id": f"VN:GOV:{STC}:vanban", "token": "t-stc", "rights": ["documents.exchange"]},
+                {
+                    "id": f"VN:GOV:{STC}:vanban",
+                    "token": "t-stc-0123456789",
+                    "rights": ["documents.exchange"],
+                },
                 {
                     "id": f"VN:GOV:{UBND}:vanban",
-                    "token": "t-ubnd",
+                    "token": "t-ubnd-0123456789",
                     "rights": ["documents.exchange"],
                 },
             ],
@@ -172,13 +176,13 @@ async def _round_trip(http: aiohttp.ClientSession, url: str, path: Path) -> None
         async with http.post(
             url + "/v1/documents",
             data=body,
-            headers={"Authorization": "Bearer t-stc", "Content-Type": "application/xml"},
+            headers={"Authorization": "Bearer t-stc-0123456789", "Content-Type": "application/xml"},
         ) as r:
             if r.status != 202:
                 raise RuntimeError(f"{r.status}: {await r.text()}")
             doc = r.headers["X-Lienthong-Document"]
     async with http.get(
-        f"{url}/v1/documents/{doc}", headers={"Authorization": "Bearer t-ubnd"}
+        f"{url}/v1/documents/{doc}", headers={"Authorization": "Bearer t-ubnd-0123456789"}
     ) as r:
         async for _ in r.content.iter_chunked(MB):
             pass

@@ -131,6 +131,20 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     if g.client_ca:
         # Optional: token clients still connect; certificate clients are verified against client_ca.
         ctx.verify_mode = ssl.CERT_OPTIONAL
+        # No session tickets (TLS 1.2's, nor TLS 1.3's, by which alone 1.3 resumes): a session
+        # resumed from one brings back the client's certificate without the intermediates it
+        # sent, and the revocation check, run on every request (gateway.auth.ClientRevocation),
+        # could not build its path to a client_ca of roots alone. TLS 1.2 still resumes from
+        # the server's session cache, which keeps that chain.
+        ctx.options |= ssl.OP_NO_TICKET
+        ctx.num_tickets = 0
+        # What client_ca holds is trusted as configured, a root or the intermediate that issues
+        # the clients' certificates (OpenSSL wants a self-signed root unless told so, and every
+        # handshake failed), as the revocation check takes it (its anchors are client_ca's).
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        from gateway.auth import report_refused_handshakes
+
+        report_refused_handshakes(ctx)
         try:
             ctx.load_verify_locations(settings.path(g.client_ca))
         except (OSError, ssl.SSLError) as exc:

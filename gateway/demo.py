@@ -67,13 +67,13 @@ rights = ["audit.read"]
 [[subsystems]]
 id = "VN:GOV:000.00.11.H53:vanban"
 name = "Sở Tài chính Tây Ninh — văn bản điện tử"
-token = "demo-stc-token"
+token = "demo-stc-vanban-token"
 rights = ["documents.exchange"]
 
 [[subsystems]]
 id = "VN:GOV:000.00.00.H41:vanban"
 name = "UBND tỉnh Nghệ An — văn bản điện tử"
-token = "demo-ubnd-token"
+token = "demo-ubnd-vanban-token"
 rights = ["documents.exchange"]
 
 [[agencies]]

@@ -37,8 +37,8 @@ __all__ = ["AGENCIES", "evidence_story", "exchange_story"]
 
 STC, UBND = "000.00.11.H53", "000.00.00.H41"
 AGENCIES = {
-    STC: ("Sở Tài chính tỉnh Tây Ninh", "demo-stc-token"),
-    UBND: ("Ủy ban nhân dân tỉnh Nghệ An", "demo-ubnd-token"),
+    STC: ("Sở Tài chính tỉnh Tây Ninh", "demo-stc-vanban-token"),
+    UBND: ("Ủy ban nhân dân tỉnh Nghệ An", "demo-ubnd-vanban-token"),
 }
 
 

@@ -434,13 +434,21 @@ class Subsystem:
     id: SubsystemId
     rights: tuple[str, ...] = ()
     token: str | None = field(default=None, repr=False)
-    cert_fingerprint: str | None = None  # SHA-256 hex of the client certificate (DER)
+    # SHA-256 hex of the client certificate (DER), or a list of them: the old and the new
+    # certificate while a client renews its own (the config is read at start only).
+    cert_fingerprint: str | tuple[str, ...] | None = None
     callback_secret: str | None = field(default=None, repr=False)  # HMAC key for callbacks
     # Where its dossiers' callback_url may point (URL prefixes); none: it gets no callbacks. The
     # gateway POSTs from inside the province's network, so a URL a client may choose freely
     # would let it reach whatever the gateway can (databases, admin ports, the registries).
     callback_urls: tuple[CallbackBase, ...] = ()
     name: str = ""
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        """Its certificates' SHA-256 fingerprints, as compared (:func:`fingerprint`)."""
+        given = self.cert_fingerprint or ()  # "": none, as before lists were taken
+        return tuple(map(fingerprint, (given,) if isinstance(given, str) else given))
 
     def allows_callback(self, url: str) -> bool:
         return callback_allowed(url, self.callback_urls)
@@ -635,6 +643,10 @@ def _convert(tp: Any, value: Any, where: str, secret: bool = False) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        # A value or a list of them (str | tuple[str, ...]): a list is converted as the list.
+        lists = [a for a in args if typing.get_origin(a) is tuple]
+        if lists and isinstance(value, list):
+            return _convert(lists[0], value, where, secret)
         return _convert(args[0], value, where, secret)
     if origin is Literal:
         if not isinstance(value, str) or value not in typing.get_args(tp):
@@ -801,6 +813,7 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             raise SettingsError(f"{_shown(variable)}: {why}")
 
 
+MIN_TOKEN = 16  # characters of a subsystem's bearer token
 MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids
 DEVELOPMENT_CITIZEN_KEY = b"lienthong-development-citizen-key"
 # When the development defaults do not apply (Settings.sandboxed).
@@ -843,7 +856,7 @@ def _check_together(settings: Settings) -> None:
         wrong = sorted(set(sub.rights) - set(SERVICES))
         if wrong:
             raise SettingsError(f"subsystem {_shown(sub.id)}: unknown right(s): {_names(wrong)}")
-        if not sub.token and not sub.cert_fingerprint:
+        if not sub.token and not sub.fingerprints:
             raise SettingsError(f"subsystem {_shown(sub.id)}: needs a token or a cert_fingerprint")
         # Either would otherwise never match, and the subsystem be refused without a word why:
         # a bearer token is read without the blanks around it, a fingerprint is a SHA-256.
@@ -851,14 +864,27 @@ def _check_together(settings: Settings) -> None:
             raise SettingsError(f"subsystem {_shown(sub.id)}: token has blanks around it")
         if sub.token is not None and not _HEADER_TOKEN.fullmatch(sub.token):
             raise SettingsError(f"subsystem {_shown(sub.id)}: token {_HEADER_TOKEN_RULE}")
-        if sub.cert_fingerprint and not _SHA256_HEX.fullmatch(fingerprint(sub.cert_fingerprint)):
+        # A token is all a caller shows for the rights it holds (admin, audit.read): one that
+        # can be guessed is no credential.
+        if sub.token is not None and len(sub.token) < MIN_TOKEN:
             raise SettingsError(
-                f"subsystem {_shown(sub.id)}: cert_fingerprint is not a SHA-256 (64 hex digits,"
-                " colons allowed)"
+                f"subsystem {_shown(sub.id)}: token must be at least {MIN_TOKEN} characters"
+                " (e.g. openssl rand -hex 16)"
             )
+        for i, digest in enumerate(sub.fingerprints):
+            if not _SHA256_HEX.fullmatch(digest):
+                key = (
+                    "cert_fingerprint"
+                    if isinstance(sub.cert_fingerprint, str)
+                    else f"cert_fingerprint[{i}]"
+                )
+                raise SettingsError(
+                    f"subsystem {_shown(sub.id)}: {key} is not a SHA-256 (64 hex digits,"
+                    " colons allowed)"
+                )
         # Without client_ca the server asks for no client certificate: every request of such a
         # subsystem would be a 401, and nothing would say why.
-        if sub.cert_fingerprint and not sub.token and not g.client_ca:
+        if sub.fingerprints and not sub.token and not g.client_ca:
             raise SettingsError(
                 f"subsystem {_shown(sub.id)}: its only credential, cert_fingerprint, needs"
                 " gateway.client_ca (and tls_cert): without it no client certificate is asked for"
@@ -877,7 +903,7 @@ def _check_together(settings: Settings) -> None:
     for sub in settings.subsystems:
         for kind, value in (
             ("token", sub.token),
-            ("cert_fingerprint", sub.cert_fingerprint and fingerprint(sub.cert_fingerprint)),
+            *(("cert_fingerprint", digest) for digest in sub.fingerprints),
         ):
             if value and (other := holders.setdefault((kind, value), sub.id)) != sub.id:
                 raise SettingsError(

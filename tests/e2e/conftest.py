@@ -25,10 +25,10 @@ from gateway.settings import Settings, settings_from_mapping
 
 MOTCUA = "VN:GOV:000.00.00.H41:motcua"
 TOKENS = {
-    "motcua": "t-motcua",
-    "operator": "t-operator",
-    "auditor": "t-auditor",
-    "outsider": "t-outsider",
+    "motcua": "t-motcua-0123456789",
+    "operator": "t-operator-0123456789",
+    "auditor": "t-auditor-0123456789",
+    "outsider": "t-outsider-0123456789",
 }
 FAST_RETRY = {"max_attempts": 4, "base_delay_s": 0.02, "max_delay_s": 0.1, "jitter": 0.1}
 

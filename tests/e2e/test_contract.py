@@ -11,7 +11,7 @@ from tests.e2e.conftest import MOTCUA, TOKENS
 
 PROBLEM = "urn:lienthong:problem:"
 DOSSIER = "000.00.00.H41-261122-0001"
-AGENCY_TOKEN = "t-agency"
+AGENCY_TOKEN = "t-agency-0123456789"
 # How every endpoint refuses a parameter's value (other problems, such as a proof of a tree the
 # log has not reached, are about the log, not the parameter).
 QUERY_REFUSAL = PROBLEM + "invalid-query"

@@ -45,7 +45,12 @@ from tests.exchange.factories import (
     trace_for,
 )
 
-TOKENS = {TAY_NINH_STC: "t-stc", NGHE_AN: "t-ubnd", TU_PHAP: "t-btp", "outsider": "t-out"}
+TOKENS = {
+    TAY_NINH_STC: "t-stc-0123456789",
+    NGHE_AN: "t-ubnd-0123456789",
+    TU_PHAP: "t-btp-0123456789",
+    "outsider": "t-out-0123456789",
+}
 PROBLEM = "urn:lienthong:problem:"
 
 

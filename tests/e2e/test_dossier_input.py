@@ -375,13 +375,13 @@ async def test_a_code_taken_by_another_subsystem_says_only_that(make_gateway: An
     which was untrue, and hinted at what the other system had sent."""
     subsystems = [
         {"id": MOTCUA, "token": TOKENS["motcua"], "rights": ["dossiers.submit"]},
-        {"id": MOTCUA + "2", "token": "t-motcua2", "rights": ["dossiers.submit"]},
+        {"id": MOTCUA + "2", "token": "t-motcua2-0123456789", "rights": ["dossiers.submit"]},
     ]
     async with make_gateway(subsystems=subsystems) as gw:
         doc = birth()
         async with await gw.post("/v1/dossiers", doc) as r:
             assert r.status == 202
-        other = {"Authorization": "Bearer t-motcua2"}
+        other = {"Authorization": "Bearer t-motcua2-0123456789"}
         async with await gw.post("/v1/dossiers", doc, headers=other) as r:
             problem = await r.json()
         assert (r.status, problem["type"]) == (409, PROBLEM + "duplicate-conflict")
@@ -408,8 +408,8 @@ async def test_a_token_that_is_not_utf8_is_a_401(gateway: Gateway) -> None:
         ({}, 401, "unauthenticated"),
         ({"Authorization": "Bearer not-a-token"}, 401, "unauthenticated"),
         ({"Authorization": "Basic dXNlcjpwYXNz"}, 401, "unauthenticated"),
-        ({"Authorization": "Bearer t-outsider"}, 403, "forbidden-service"),
-        ({"Authorization": "Bearer t-auditor"}, 403, "forbidden-service"),
+        ({"Authorization": "Bearer t-outsider-0123456789"}, 403, "forbidden-service"),
+        ({"Authorization": "Bearer t-auditor-0123456789"}, 403, "forbidden-service"),
     ],
 )
 async def test_identity_and_rights(

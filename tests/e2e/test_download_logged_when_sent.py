@@ -27,7 +27,7 @@ from signing.testing import TestPKI
 from tests.e2e.conftest import gateway_config
 from tests.exchange.factories import NGHE_AN, TAY_NINH_STC, cong_van_header, trace_for
 
-TOKENS = {TAY_NINH_STC: "t-stc", NGHE_AN: "t-ubnd"}
+TOKENS = {TAY_NINH_STC: "t-stc-0123456789", NGHE_AN: "t-ubnd-0123456789"}
 ROUTE = 'lienthong_http_requests_total{method="GET",route="/v1/documents/{id}",status="%d"}'
 
 

@@ -470,10 +470,10 @@ async def _filed_by_ho_chi_minh_city(make_gateway: Any, doc: dict[str, Any]) -> 
     """Run ``doc`` to its end as Hồ Chí Minh City's one-stop system filed it; its final view."""
     hcm = "VN:GOV:000.00.00.H29:motcua"
     async with make_gateway(
-        subsystems=[{"id": hcm, "token": "t-hcm", "rights": ["dossiers.submit"]}]
+        subsystems=[{"id": hcm, "token": "t-hcm-0123456789", "rights": ["dossiers.submit"]}]
     ) as gw:
         doc["code"] = "000.00.00.H29-" + doc["code"].split("-", 1)[1]
-        auth = {"Authorization": "Bearer t-hcm"}
+        auth = {"Authorization": "Bearer t-hcm-0123456789"}
         async with await gw.post("/v1/dossiers", doc, headers=auth) as r:
             assert r.status == 202, await r.text()
         deadline = asyncio.get_running_loop().time() + 60

@@ -190,7 +190,7 @@ async def test_a_client_gone_mid_body_is_no_server_error(
     unhandled error with a traceback, and counted as a 500."""
     _, writer = await asyncio.open_connection(*_address(gateway))
     writer.write(
-        b"POST /v1/dossiers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t-motcua\r\n"
+        b"POST /v1/dossiers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t-motcua-0123456789\r\n"
         b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"code": '
     )
     await writer.drain()

@@ -435,13 +435,13 @@ async def test_the_population_registry_is_told_which_agency_asks(make_gateway: A
     hcm = "VN:GOV:000.00.00.H29:motcua"
     subsystems = [
         {"id": MOTCUA, "token": TOKENS["motcua"], "rights": ["lookups.citizen"]},
-        {"id": hcm, "token": "t-hcm", "rights": ["lookups.citizen"]},
+        {"id": hcm, "token": "t-hcm-0123456789", "rights": ["lookups.citizen"]},
     ]
     async with population_registry() as registry:
         async with make_gateway(
             registries={"population": registry.settings}, subsystems=subsystems
         ) as gw:
-            for token in ("t-hcm", TOKENS["motcua"]):
+            for token in ("t-hcm-0123456789", TOKENS["motcua"]):
                 auth = {"Authorization": f"Bearer {token}"}
                 async with await gw.post("/v1/lookups/citizen", citizen_query(), headers=auth) as r:
                     assert (r.status, (await r.json())["match"]) == (200, True)

@@ -32,7 +32,7 @@ from tests.e2e.conftest import TOKENS
 from tests.e2e.test_lookups import _pointed_at, _registry, citizen_query
 
 LIENTHONG = str(Path(sys.executable).with_name("lienthong"))
-CLIENT, AUDITOR = "t-client", "t-auditor"
+CLIENT, AUDITOR = "t-client-0123456789", "t-auditor-0123456789"
 
 
 def _config(tmp: Path, pki: TestPKI, port: int, population: dict[str, Any] | None) -> Path:

@@ -272,7 +272,7 @@ async def test_cli_send_failures_are_one_line_and_a_nonzero_exit(
 
     from gateway.cli import main
 
-    async def cli(*args: str, url: str = hub.url, token: str = "t-stc") -> Any:
+    async def cli(*args: str, url: str = hub.url, token: str = "t-stc-0123456789") -> Any:
         env = {"LIENTHONG_URL": url, "LIENTHONG_TOKEN": token}
         # Not catch_exceptions=False: a traceback is what is tested against.
         return await asyncio.to_thread(
@@ -358,13 +358,15 @@ async def test_cli_status_is_sent_by_a_recipient_only(
     no_agency_key = str(pki.key_path("gateway"))  # its certificate names no agency
     one = await _delivered_to_nghe_an(hub, package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf))
     # The sender, known by its key, by --from, or by the view it gets (every recipient).
-    refused(await cli("t-stc", one, "03", "--key", stc_key), f"{TAY_NINH_STC}'s own document")
-    refused(await cli("t-stc", one, "03", "--key", ubnd_key, "--from", TAY_NINH_STC))
+    refused(
+        await cli("t-stc-0123456789", one, "03", "--key", stc_key), f"{TAY_NINH_STC}'s own document"
+    )
+    refused(await cli("t-stc-0123456789", one, "03", "--key", ubnd_key, "--from", TAY_NINH_STC))
     two = package(pki, TAY_NINH_STC, (NGHE_AN, TU_PHAP), signed_pdf, number="2492")
     async with await hub.send(TAY_NINH_STC, two) as r:
         assert r.status == 202, await r.text()
         both = r.headers["X-Lienthong-Document"]
-    refused(await cli("t-stc", both, "03", "--key", no_agency_key), "every recipient")
+    refused(await cli("t-stc-0123456789", both, "03", "--key", no_agency_key), "every recipient")
     _, view = await hub.json("GET", f"/v1/documents/{one}/status", TAY_NINH_STC)
     assert [r["history"] for r in view["recipients"]] == [[]]  # nothing was sent
 
@@ -387,13 +389,13 @@ async def test_cli_status_is_sent_by_a_recipient_only(
         ("--description", "a\x01b", "U+0001"),
         ("--staff", "a\udcffb", "not valid UTF-8"),
     ):
-        bad = await cli("t-ubnd", one, "03", "--key", ubnd_key, option, value)
+        bad = await cli("t-ubnd-0123456789", one, "03", "--key", ubnd_key, option, value)
         assert bad.exception is None or isinstance(bad.exception, SystemExit), bad.exc_info
         assert bad.exit_code == 2, bad.output
         assert len(bad.output.strip().splitlines()) == 1, bad.output
         assert option in bad.output and said in bad.output, bad.output
     # The recipient sends, as before.
-    sent = await cli("t-ubnd", one, "01", "--key", ubnd_key)
+    sent = await cli("t-ubnd-0123456789", one, "01", "--key", ubnd_key)
     assert sent.exit_code == 0, sent.output
 
 
@@ -435,7 +437,7 @@ async def test_inbox_fetch_keeps_a_multipart_package_as_a_mime_entity(
     ) as r:
         assert r.status == 202, await r.text()
         doc = r.headers["X-Lienthong-Document"]
-    env = {"LIENTHONG_URL": hub.url, "LIENTHONG_TOKEN": "t-ubnd"}
+    env = {"LIENTHONG_URL": hub.url, "LIENTHONG_TOKEN": "t-ubnd-0123456789"}
     args = ["docs", "inbox", "--fetch", str(tmp_path / "in"), "--json"]
     result = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
     assert result.exit_code == 0, result.output

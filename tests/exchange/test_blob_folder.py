@@ -125,7 +125,7 @@ listen = "127.0.0.1:0"
 url = "{url}"
 [[subsystems]]
 id = "VN:GOV:000.00.00.H41:motcua"
-token = "t"
+token = "token-0123456789"
 rights = ["lookups.citizen"]
 [documents]
 blob_dir = "own-blobs"

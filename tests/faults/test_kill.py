@@ -25,7 +25,7 @@ from signing.testing import TestPKI, free_port
 from signing.timestamps import serve_tsa
 
 LIENTHONG = str(Path(sys.executable).with_name("lienthong"))
-TOKEN = "kill-test-token"
+TOKEN = "kill-test-token-0123456789"
 COUNT = 40
 pytestmark = pytest.mark.slow
 

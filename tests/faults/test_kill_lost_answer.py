@@ -28,7 +28,7 @@ from signing.timestamps import serve_tsa
 from tests.faults.test_kill import LIENTHONG, TOKEN, _config, _start_gateway
 
 pytestmark = pytest.mark.slow
-ADMIN_TOKEN = "kill-test-admin"
+ADMIN_TOKEN = "kill-test-admin-0123456789"
 
 
 def _register_stand_in(asked: asyncio.Event, release: asyncio.Event) -> web.Application:

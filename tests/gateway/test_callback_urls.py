@@ -12,7 +12,7 @@ MOTCUA = "VN:GOV:000.00.00.H41:motcua"
 def _subsystem(callback_urls: Any) -> dict[str, Any]:
     return {
         "id": MOTCUA,
-        "token": "t",
+        "token": "token-0123456789",
         "rights": [],
         "callback_secret": "cb-secret",
         "callback_urls": callback_urls,
@@ -24,7 +24,7 @@ def test_callback_urls_load_and_default_to_none() -> None:
         {
             "subsystems": [
                 _subsystem(["https://motcua.hanoi.gov.vn/hook"]),
-                {"id": "VN:GOV:000.00.00.H41:kiemtoan", "token": "u"},
+                {"id": "VN:GOV:000.00.00.H41:kiemtoan", "token": "token-u-0123456789"},
             ]
         },
         environ={},

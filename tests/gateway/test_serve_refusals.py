@@ -27,7 +27,7 @@ url = "{store}"
 
 [[subsystems]]
 id = "VN:GOV:000.00.00.H41:motcua"
-token = "t"
+token = "token-0123456789"
 rights = ["lookups.citizen"]
 
 [sandbox]

@@ -20,7 +20,7 @@ url = "sqlite:///data/lienthong.db"
 
 [[subsystems]]
 id = "VN:GOV:000.00.00.H41:motcua"
-token = "secret-token"
+token = "secret-token-0123456789"
 rights = ["dossiers.submit", "lookups.citizen"]
 
 [registries.population]

@@ -16,7 +16,11 @@ import pytest
 
 from gateway.settings import SettingsError, settings_from_mapping
 
-SUB = {"id": "VN:GOV:000.00.00.H41:motcua", "token": "t", "rights": ["dossiers.submit"]}
+SUB = {
+    "id": "VN:GOV:000.00.00.H41:motcua",
+    "token": "token-0123456789",
+    "rights": ["dossiers.submit"],
+}
 
 
 def _refused(data: dict[str, Any], environ: dict[str, str] | None = None) -> str:

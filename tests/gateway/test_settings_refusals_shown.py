@@ -8,7 +8,11 @@ import pytest
 
 from gateway.settings import SettingsError, settings_from_mapping
 
-SUB = {"id": "VN:GOV:000.00.00.H41:motcua", "token": "t", "rights": ["dossiers.submit"]}
+SUB = {
+    "id": "VN:GOV:000.00.00.H41:motcua",
+    "token": "token-0123456789",
+    "rights": ["dossiers.submit"],
+}
 
 
 def test_a_callback_url_with_a_query_is_refused_without_its_values() -> None:

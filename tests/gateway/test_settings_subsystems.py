@@ -57,14 +57,18 @@ def test_distinct_tokens_and_fingerprints_load() -> None:
     settings = settings_from_mapping(
         {
             "subsystems": [
-                {"id": MOTCUA, "token": "t-1", "cert_fingerprint": FINGERPRINT},
-                {"id": VANHANH, "token": "t-2", "cert_fingerprint": "cd" * 32},
-                {"id": "VN:GOV:000.00.00.H41:kiemtoan", "token": "t-3"},
+                {"id": MOTCUA, "token": "token-1-0123456789", "cert_fingerprint": FINGERPRINT},
+                {"id": VANHANH, "token": "token-2-0123456789", "cert_fingerprint": "cd" * 32},
+                {"id": "VN:GOV:000.00.00.H41:kiemtoan", "token": "token-3-0123456789"},
             ]
         },
         environ={},
     )
-    assert [s.token for s in settings.subsystems] == ["t-1", "t-2", "t-3"]
+    assert [s.token for s in settings.subsystems] == [
+        "token-1-0123456789",
+        "token-2-0123456789",
+        "token-3-0123456789",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -103,7 +107,10 @@ def test_a_fingerprint_alone_without_client_ca_is_refused(gateway: dict[str, str
 def test_a_fingerprint_loads_with_client_ca_or_beside_a_token() -> None:
     alone = {"id": VANHANH, "cert_fingerprint": FINGERPRINT}
     assert settings_from_mapping({"subsystems": [alone], "gateway": MTLS}, environ={}).subsystems
-    beside = {**alone, "token": "t-1"}  # the token still identifies it over plain HTTP
+    beside = {
+        **alone,
+        "token": "token-1-0123456789",
+    }  # the token still identifies it over plain HTTP
     assert settings_from_mapping({"subsystems": [beside]}, environ={}).subsystems
 
 
@@ -128,7 +135,7 @@ def test_a_fingerprint_loads_with_client_ca_or_beside_a_token() -> None:
     ],
 )
 def test_an_id_that_is_not_member_and_subsystem_is_refused(subsystem_id: str) -> None:
-    message = _refused({"id": subsystem_id, "token": "t"})
+    message = _refused({"id": subsystem_id, "token": "token-0123456789"})
     assert message.startswith("subsystems[0].id: ")
     assert "VN:GOV:<agency id>:<subsystem>" in message or "invalid agency id" in message
 
@@ -143,7 +150,7 @@ def test_an_id_that_is_not_member_and_subsystem_is_refused(subsystem_id: str) ->
 )
 def test_a_member_and_subsystem_id_loads_with_its_agency(subsystem_id: str, agency: str) -> None:
     settings = settings_from_mapping(
-        {"subsystems": [{"id": subsystem_id, "token": "t"}]}, environ={}
+        {"subsystems": [{"id": subsystem_id, "token": "token-0123456789"}]}, environ={}
     )
     assert settings.subsystems[0].agency == agency
 
@@ -153,7 +160,11 @@ def test_a_member_and_subsystem_id_loads_with_its_agency(subsystem_id: str, agen
 
 @pytest.mark.parametrize("secret", [None, ""])
 def test_callback_urls_without_a_callback_secret_are_refused(secret: str | None) -> None:
-    subsystem = {"id": MOTCUA, "token": "t", "callback_urls": ["https://motcua.example.vn/cb"]}
+    subsystem = {
+        "id": MOTCUA,
+        "token": "token-0123456789",
+        "callback_urls": ["https://motcua.example.vn/cb"],
+    }
     if secret is not None:
         subsystem["callback_secret"] = secret
     assert _refused(subsystem) == (
@@ -167,14 +178,74 @@ def test_callback_urls_with_a_callback_secret_load_and_a_secret_alone_too() -> N
             "subsystems": [
                 {
                     "id": MOTCUA,
-                    "token": "t-1",
+                    "token": "token-1-0123456789",
                     "callback_secret": "s",
                     "callback_urls": ["https://motcua.example.vn/cb"],
                 },
-                {"id": VANHANH, "token": "t-2", "callback_secret": "s2"},  # gets no callbacks
+                {
+                    "id": VANHANH,
+                    "token": "token-2-0123456789",
+                    "callback_secret": "s2",
+                },  # gets no callbacks
             ]
         },
         environ={},
     )
     assert settings.subsystems[0].allows_callback("https://motcua.example.vn/cb/1")
     assert settings.subsystems[1].callback_urls == ()
+
+
+# --- a subsystem may have several certificates: the old and the new while a client renews ---
+
+
+def test_a_list_of_fingerprints_loads_in_any_spelling() -> None:
+    """Found by probing: one cert_fingerprint per subsystem (a list was refused, "expected a
+    string"), so a client could not renew its certificate without a lockout: the gateway had to
+    be restarted the moment the client switched."""
+    subsystem = {"id": VANHANH, "cert_fingerprint": [FINGERPRINT, ":".join(["CD"] * 32)]}
+    settings = settings_from_mapping({"subsystems": [subsystem], "gateway": MTLS}, environ={})
+    assert settings.subsystems[0].fingerprints == (FINGERPRINT, "cd" * 32)
+    one = {"id": VANHANH, "cert_fingerprint": FINGERPRINT.upper()}
+    settings = settings_from_mapping({"subsystems": [one], "gateway": MTLS}, environ={})
+    assert settings.subsystems[0].fingerprints == (FINGERPRINT,)
+
+
+def test_a_fingerprint_in_two_subsystems_lists_is_refused() -> None:
+    message = _refused(
+        {"id": MOTCUA, "cert_fingerprint": ["cd" * 32, FINGERPRINT]},
+        {"id": VANHANH, "cert_fingerprint": ["ef" * 32, FINGERPRINT.upper()]},
+        gateway=MTLS,
+    )
+    assert message == (
+        f"subsystems {MOTCUA} and {VANHANH} have the same cert_fingerprint:"
+        " each must identify one subsystem"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["cd" * 32, "ab" * 31], f"subsystem {MOTCUA}: cert_fingerprint[1] is not a SHA-256"),
+        (["cd" * 32, 7], "subsystems[0].cert_fingerprint[1]: expected a string, got 7"),
+        ([], f"subsystem {MOTCUA}: needs a token or a cert_fingerprint"),
+    ],
+)
+def test_a_list_with_a_wrong_fingerprint_is_refused(given: list[Any], said: str) -> None:
+    assert _refused({"id": MOTCUA, "cert_fingerprint": given}, gateway=MTLS).startswith(said)
+
+
+# --- a token must not be guessable ---
+
+
+@pytest.mark.parametrize("token", ["x", "a" * 15])
+def test_a_short_token_is_refused_without_showing_it(token: str) -> None:
+    """Found by probing: ``token = "x"`` for a subsystem with the admin right started."""
+    message = _refused({"id": VANHANH, "token": token, "rights": ["admin"]})
+    assert message == (
+        f"subsystem {VANHANH}: token must be at least 16 characters (e.g. openssl rand -hex 16)"
+    )
+
+
+def test_a_token_of_16_characters_loads() -> None:
+    subsystem = {"id": VANHANH, "token": "a" * 16, "rights": ["admin"]}
+    assert settings_from_mapping({"subsystems": [subsystem]}, environ={}).subsystems

@@ -20,7 +20,11 @@ from gateway.settings import (
 )
 from gateway.store import PostgresStore, StoreError
 
-SUB = {"id": "VN:GOV:000.00.00.H41:motcua", "token": "t", "rights": ["dossiers.submit"]}
+SUB = {
+    "id": "VN:GOV:000.00.00.H41:motcua",
+    "token": "token-0123456789",
+    "rights": ["dossiers.submit"],
+}
 
 STORE_URLS = [
     "postgresql://u:HUNTER2pw@[::1/db",  # an IPv6 host left open: libpq quotes the whole URL
