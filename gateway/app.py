@@ -519,9 +519,10 @@ def create_app(
         ],
         client_max_size=settings.gateway.max_body_bytes,
         # What aiohttp's HTTP parser refuses, before any middleware: problem+json, one WARNING,
-        # counted as requests of the route "malformed" (the method is unknown: "-").
+        # counted as requests of the route "malformed", or "unsupported-encoding" for a body in
+        # br or zstd (the method and path are unknown: "-").
         handler_args=server_handler_args(
-            lambda status: metrics.requests.labels("-", "malformed", str(status)).inc()
+            lambda route, status: metrics.requests.labels("-", route, str(status)).inc()
         ),
     )
     app[RUNTIME] = Runtime(
