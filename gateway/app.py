@@ -246,15 +246,25 @@ def _preload_connectors() -> None:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     await asyncio.to_thread(_preload_connectors)
+    configured = None
     if runtime.extras.pop("load_keys", False):
-        from gateway.keys import signing_setup
+        from gateway.keys import configured_signing
 
-        # Reading key files (and making the development PKI on a first start) is disk and CPU
-        # work: off the loop.
-        runtime.extras["signing"] = await asyncio.to_thread(signing_setup, runtime.settings)
+        # Reading key files is disk and CPU work: off the loop. A key refused is told before
+        # the store is opened, or made.
+        configured = await asyncio.to_thread(configured_signing, runtime.settings)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(runtime.store)
         await _bind_blob_folder(runtime)
+        if configured is not None:
+            from gateway.keys import completed_signing
+
+            # The development PKI (its CAs' private keys) is made on a first start only once the
+            # store and the blob folder are this gateway's: a start refused for them (another
+            # application's database) leaves nothing beside the config. Off the loop too.
+            runtime.extras["signing"] = await asyncio.to_thread(
+                completed_signing, runtime.settings, configured
+            )
         await _start_checkpointer(runtime, stack)
         await _start_registries(runtime, stack)
         await _start_worker(runtime, stack)
@@ -509,9 +519,10 @@ def create_app(
         ],
         client_max_size=settings.gateway.max_body_bytes,
         # What aiohttp's HTTP parser refuses, before any middleware: problem+json, one WARNING,
-        # counted as requests of the route "malformed" (the method is unknown: "-").
+        # counted as requests of the route "malformed", or "unsupported-encoding" for a body in
+        # br or zstd (the method and path are unknown: "-").
         handler_args=server_handler_args(
-            lambda status: metrics.requests.labels("-", "malformed", str(status)).inc()
+            lambda route, status: metrics.requests.labels("-", route, str(status)).inc()
         ),
     )
     app[RUNTIME] = Runtime(

@@ -16,7 +16,15 @@ from signing.keys import SigningKey, is_pkcs11_uri, load_key, shown_key
 from signing.testing import TestPKI
 from signing.trust import TrustStore, check_strength, check_usage, check_valid_now
 
-__all__ = ["SigningSetup", "audit_certificate", "key_spec", "signing_setup"]
+__all__ = [
+    "ConfiguredSigning",
+    "SigningSetup",
+    "audit_certificate",
+    "completed_signing",
+    "configured_signing",
+    "key_spec",
+    "signing_setup",
+]
 
 log = logging.getLogger("lienthong.signing")
 
@@ -40,9 +48,29 @@ def key_spec(settings: Settings, key: str) -> str:
 
 
 def signing_setup(settings: Settings) -> SigningSetup:
-    """Load the configured key and anchors. Raises SettingsError naming what failed."""
-    pki = _sandbox_pki(settings.path(settings.sandbox.pki)) if settings.sandboxed else None
+    """Load the configured key and anchors, then the sandboxes' test PKI for what they leave out.
+    Raises SettingsError naming what failed."""
+    return completed_signing(settings, configured_signing(settings))
+
+
+@dataclass(frozen=True)
+class ConfiguredSigning:
+    """What ``[signing]`` and ``[gateway] client_ca`` name, read and checked without writing
+    anything: ``serve`` reads them before it opens (or makes) the store, and makes the sandboxes'
+    test PKI (CA private keys) only once the store is known to be its own
+    (:func:`completed_signing`), so that a start refused for either leaves nothing new behind."""
+
+    signer: SigningKey | None
+    trust: TrustStore | None
+    clients: ClientRevocation | None
+
+
+def configured_signing(settings: Settings) -> ConfiguredSigning:
+    """Load the configured key and anchors. Raises SettingsError naming what failed, or what is
+    missing where no sandbox's test PKI stands in for it."""
     s = settings.signing
+    signer: SigningKey | None = None
+    trust: TrustStore | None = None
     try:
         if s.key:
             signer = load_key(
@@ -54,21 +82,16 @@ def signing_setup(settings: Settings) -> SigningSetup:
                 if s.cert
                 else f"[signing] key {shown_key(key_spec(settings, s.key))}",
             )
-        elif pki is not None:
-            signer = pki.key("gateway")
-        else:
+        elif not settings.sandboxed:
             raise SettingsError(f"[signing] key is required {UNLESS_SANDBOXED}")
         if s.trust:
             trust = TrustStore.from_pem_files(
                 [settings.path(t) for t in s.trust], revocation=s.revocation
             )
-        elif pki is not None:
-            trust = pki.trust(revocation=s.revocation)
-        else:
+        elif not settings.sandboxed:
             raise SettingsError(f"[signing] trust is required {UNLESS_SANDBOXED}")
     except SigningError as exc:
         raise SettingsError(f"[signing]: {exc}") from None
-    register = pki.key("register") if pki is not None else None
     clients = None
     if settings.gateway.client_ca:
         try:
@@ -79,7 +102,29 @@ def signing_setup(settings: Settings) -> SigningSetup:
             )
         except SigningError as exc:
             raise SettingsError(f"[gateway] client_ca: {exc}") from None
-    return SigningSetup(signer=signer, trust=trust, register=register, pki=pki, clients=clients)
+    return ConfiguredSigning(signer=signer, trust=trust, clients=clients)
+
+
+def completed_signing(settings: Settings, configured: ConfiguredSigning) -> SigningSetup:
+    """``configured``, with the sandboxes' test PKI (``[sandbox] pki``, made there on a first
+    start) for the key and anchors it leaves out and the register's key, while a registry runs
+    on its sandbox. Raises SettingsError naming the PKI's folder and what is wrong with it."""
+    pki = _sandbox_pki(settings.path(settings.sandbox.pki)) if settings.sandboxed else None
+    signer, trust = configured.signer, configured.trust
+    if pki is not None:
+        signer = signer or pki.key("gateway")
+        trust = trust or pki.trust(revocation=settings.signing.revocation)
+    if signer is None:
+        raise SettingsError(f"[signing] key is required {UNLESS_SANDBOXED}")
+    if trust is None:
+        raise SettingsError(f"[signing] trust is required {UNLESS_SANDBOXED}")
+    return SigningSetup(
+        signer=signer,
+        trust=trust,
+        register=pki.key("register") if pki is not None else None,
+        pki=pki,
+        clients=configured.clients,
+    )
 
 
 def _sandbox_pki(folder: Path) -> TestPKI:

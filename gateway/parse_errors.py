@@ -97,6 +97,27 @@ def unsupported_coding() -> Problem:
     )
 
 
+# aiohttp's parser names the coding it cannot decode in its message ("Can not decode
+# content-encoding: brotli (br). Please install `Brotli`"): one of its own words, never the
+# client's bytes (it refuses only the codings it knows).
+_UNDECODED_CODING = re.compile(r"\((br|zstd)\)")
+
+
+def _refused_route(exc: HttpProcessingError) -> str:
+    """The ``route`` label of a request aiohttp's parser refused with ``exc``: its path was never
+    read, so the label says why. A request in a coding aiohttp does not decode (br, zstd) may be
+    well-formed, and is refused by design: it is no ``malformed`` one."""
+    return "unsupported-encoding" if isinstance(exc, ContentEncodingError) else "malformed"
+
+
+def _undecoded(exc: ContentEncodingError) -> str:
+    """The log's words for a request in a coding aiohttp does not decode: which codings this
+    gateway takes, not aiohttp's advice to install a decoder."""
+    found = _UNDECODED_CODING.search(str(exc.message))
+    coding = f"Content-Encoding {found[1]}" if found else "Content-Encoding"
+    return f"its {coding} is not one this gateway decodes ({ACCEPTED_CODINGS})"
+
+
 def parse_problem(exc: HttpProcessingError) -> Problem:
     """What to answer for a request aiohttp's parser refused with ``exc``."""
     if isinstance(exc, ContentEncodingError):
@@ -155,9 +176,10 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
     """aiohttp's connection handlers' logger in this gateway: ``aiohttp.server``, but a client's
     malformed request is one WARNING line, not an ERROR with a traceback."""
 
-    def __init__(self, on_refused: Callable[[int], None] | None = None) -> None:
+    def __init__(self, on_refused: Callable[[str, int], None] | None = None) -> None:
         super().__init__(logging.getLogger("aiohttp.server"), {})
-        self.on_refused = on_refused  # told the status of each refusal (the gateway's metrics)
+        # told the route label and status of each refusal (the gateway's metrics)
+        self.on_refused = on_refused
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info")
@@ -197,12 +219,17 @@ def _answer_parse_errors(aiohttp_handle_error: _HandleError) -> _HandleError:
             return aiohttp_handle_error(self, request, status, exc, message)
         problem = parse_problem(exc)
         if self.logger.on_refused is not None:
-            self.logger.on_refused(problem.status)
+            self.logger.on_refused(_refused_route(exc), problem.status)
         request_id = os.urandom(16).hex()
+        if isinstance(exc, ContentEncodingError):
+            what, why = "a request", _undecoded(exc)
+        else:
+            what, why = "a malformed request", _summary(exc)
         log.warning(
-            "refused a malformed request from %s: %s",
+            "refused %s from %s: %s",
+            what,
             request.remote,
-            _summary(exc),
+            why,
             extra={"request_id": request_id, "status": problem.status, "problem": problem.slug},
         )
         return _answer(problem, request_id)
@@ -226,9 +253,12 @@ def _install() -> None:
     web.RequestHandler.handle_error = _answer_parse_errors(current)  # type: ignore[method-assign]
 
 
-def server_handler_args(on_refused: Callable[[int], None] | None = None) -> Mapping[str, Any]:
+def server_handler_args(
+    on_refused: Callable[[str, int], None] | None = None,
+) -> Mapping[str, Any]:
     """``web.Application(handler_args=...)`` for the gateway (see the module's docstring);
-    ``on_refused`` is told the status of every request refused here."""
+    ``on_refused`` is told the route label (:func:`_refused_route`) and status of every request
+    refused here."""
     _install()
     return {
         "logger": ServerLog(on_refused),

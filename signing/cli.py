@@ -202,10 +202,12 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     "--level",
     default=None,
     type=click.Choice(["XMLDSig", "B-B", "B-T", "B-LT"]),
-    help="XML: XMLDSig (default), B-B, B-T; PDF: B-B (default), B-T, B-LT",
+    help="XML: XMLDSig (default), B-B, B-T (not B-LT); PDF: B-B (default), B-T, B-LT (not XMLDSig)",
 )
 @click.option("--tsa", "tsa_url", default=None, help="RFC 3161 TSA URL (for B-T, B-LT)")
-@click.option("--trust", "trust_files", multiple=True, help="anchors, for B-LT revocation data")
+@click.option(
+    "--trust", "trust_files", multiple=True, help="anchors, for B-LT revocation data (PDF only)"
+)
 def sign(
     kind: str,
     infile: str,

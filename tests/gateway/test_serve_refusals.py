@@ -92,6 +92,25 @@ def test_serve_refuses_another_applications_sqlite_database(tmp_path: Path) -> N
     assert error.startswith(f"Error: store: {crm} is not a lienthong store"), error
     assert crm.read_bytes() == before
     assert not (tmp_path / "crm.db-wal").exists()
+    # Found by probing: the sandboxes' test PKI (CA private keys) was made beside the config
+    # before the store was opened and refused.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.db", "lienthong.toml"]
+
+
+def test_a_blob_folder_serve_refuses_leaves_no_test_pki(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    config = _config(tmp_path, sections='[documents]\nblob_dir = "file/blobs"')
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert error.startswith("Error: cannot start: cannot create blob directory"), error
+    assert not (tmp_path / "pki").exists()
+
+
+def test_serve_refuses_a_bad_key_before_it_makes_a_store_or_a_test_pki(tmp_path: Path) -> None:
+    (tmp_path / "junk.pem").write_text("not a key")
+    config = _config(tmp_path, sections='[signing]\nkey = "junk.pem"\ntrust = ["junk.pem"]')
+    error = _one_error(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert error.startswith("Error: [signing]: "), error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.pem", "lienthong.toml"]
 
 
 @pytest.mark.parametrize(

@@ -291,6 +291,26 @@ def test_sign_refuses_a_timestamped_level_without_tsa(
     one_line_error(result, 2, f"--level {level} needs --tsa URL")
 
 
+@pytest.mark.parametrize(
+    ("kind", "level", "refusal"),
+    [
+        ("xml", "B-LT", "XML signatures support XMLDSig, B-B and B-T"),
+        ("pdf", "XMLDSig", "PDF signatures support B-B, B-T and B-LT"),
+    ],
+)
+def test_sign_help_says_which_level_a_kind_refuses(
+    pki: TestPKI, tmp_path: Path, kind: str, level: str, refusal: str
+) -> None:
+    """Found by probing: ``sign --help`` offered ``--level B-LT`` to XML too, which refuses it."""
+    infile = tmp_path / f"in.{kind}"
+    infile.write_bytes(SAMPLE_XML if kind == "xml" else sample_pdf())
+    args = [kind, str(infile), str(tmp_path / "o"), "--key", str(pki.key_path("gateway"))]
+    one_line_error(CliRunner().invoke(sign, [*args, "--level", level]), 2, refusal)
+    shown = " ".join(CliRunner().invoke(sign, ["--help"]).output.split())
+    [said] = [part for part in shown.split(";") if f" {kind.upper()}: " in f" {part}"]
+    assert f"(not {level})" in said, shown
+
+
 def test_sign_refuses_trust_without_b_lt(pki: TestPKI, tmp_path: Path) -> None:
     (tmp_path / "in.pdf").write_bytes(sample_pdf())
     args = ["pdf", str(tmp_path / "in.pdf"), str(tmp_path / "o.pdf")]
