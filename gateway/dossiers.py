@@ -19,6 +19,7 @@ from gateway.audit import Actor, AuditEvent, append, citizen_hash
 from gateway.flows.definitions import FLOWS, Context, Flow, Step
 from gateway.models import DossierSummary, DossierView, StepAttempt, StepView
 from gateway.outbox.jobs import Job, enqueue, get_job, replay
+from gateway.outbox.worker import storable
 from gateway.store import Tx
 
 __all__ = [
@@ -341,8 +342,11 @@ def step_failed(
 
     A permanent refusal (the registry understood and said no) needs a correction: status
     ``needs_attention``. Attempts used up on transient faults: ``failed``. Both can be resumed.
+    ``error`` is kept as the job's own error is (:func:`~gateway.outbox.storable`): a registry's
+    page with a NUL in it, which PostgreSQL refuses, left the dossier running for ever.
     """
     now = now_iso()
+    error = storable(error, limit=1000)
     status = "failed" if dead else "pending"
     tx.execute(
         "dossiers.step_failed",

@@ -137,7 +137,7 @@ class FlowStepHandler:
             job.dossier,
             int(job.payload["index"]),
             attempts=job.attempts,
-            error=str(error)[:1000],
+            error=str(error),
             dead=dead,
             permanent=isinstance(error, PermanentError),
         )

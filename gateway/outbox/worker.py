@@ -73,7 +73,7 @@ from .jobs import Job, depth, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
 from .views import escape_controls
 
-__all__ = ["Delivery", "JobHandler", "Worker"]
+__all__ = ["Delivery", "JobHandler", "Worker", "storable"]
 
 log = logging.getLogger("lienthong.outbox")
 
@@ -124,13 +124,19 @@ class _LeaseLost(Exception):
 _UNWRITABLE = str.maketrans({0: "\ufffd"})
 
 
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+def storable(text: str, *, limit: int = _MAX_ERROR) -> str:
+    """``text`` — an error's words, a registry's among them — as either store keeps it, and as
+    it is shown: the job's ``last_error`` and a flow step's error alike (one text on SQLite and
+    on PostgreSQL), at most ``limit`` characters."""
     text = text.encode("utf-8", "replace").decode().translate(_UNWRITABLE)
     # Nor is a terminal's command kept (ESC, BEL, a bidi override): a registry's words, which an
     # operator reads in a terminal (outbox list) or a log viewer.
     text = escape_controls(text)
-    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _describe(exc: BaseException) -> str:
+    return storable(f"{type(exc).__name__}: {exc}")
 
 
 # How often the worker looks for jobs written on a clock since set back: they wait at most this
