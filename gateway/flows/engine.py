@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from connectors.api import Connector, PermanentError
+from connectors.api import Connector, ConnectorError, PermanentError
 from gateway import dossiers
 from gateway.flows.definitions import FLOWS, Context, Step
 from gateway.metrics import Metrics
@@ -140,4 +140,6 @@ class FlowStepHandler:
             error=str(error),
             dead=dead,
             permanent=isinstance(error, PermanentError),
+            # The registry recorded the write, whatever became of the call after it.
+            reference=error.recorded if isinstance(error, ConnectorError) else None,
         )
