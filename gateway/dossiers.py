@@ -646,12 +646,16 @@ def resume(tx: Tx, code: str, *, actor: Actor, request_id: str | None = None) ->
     flow, now = FLOWS[row["flow"]], now_iso()
     pending = next(s for s in tx.all("dossiers.steps", dossier=code) if s["status"] != "done")
     idx = pending["idx"]
+    step = flow.step(pending["name"])
     job = get_job(tx, pending["job_id"]) if pending["job_id"] is not None else None
     if job is not None and job.state == "dead":
         replay(tx, job.id, actor=actor, request_id=request_id)
         tx.execute("dossiers.step_scheduled", dossier=code, idx=idx, job_id=job.id, now=now)
+        # A request a correction forgot is built now, from the corrected dossier, and kept: the
+        # attempts from here on send it, whatever an upgrade would build.
+        _keep_request(tx, code, step, idx)
     else:
-        _step_job(tx, code, flow.step(pending["name"]), idx, now=now)
+        _step_job(tx, code, step, idx, now=now)
     _history(tx, code, idx, pending["attempts"], "resumed")
     _changed(tx, code, "in_progress", now=now)
     append(

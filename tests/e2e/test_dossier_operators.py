@@ -634,3 +634,38 @@ async def sandbox_stats(gw: Gateway, name: str) -> dict[str, Any]:
     async with gw.http.get(root + "/_sandbox/stats") as r:
         stats: dict[str, Any] = await r.json()
         return stats
+
+
+async def test_a_corrected_write_keeps_its_rebuilt_request_through_an_upgrade(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by probing: a correction forgets the kept request of a refused write so that it is
+    built again; the resume replayed the step's dead job without keeping the new one, so every
+    later attempt built it anew: after an upgrade, another request under the key the register
+    may hold. Now the resume keeps it, and the attempts after it send it."""
+    async with birth_behind_a_waf(make_gateway, ["refuse", "refuse"]) as (gw, doc, view):
+        assert view["status"] == "needs_attention", view
+        code = doc["code"]
+        renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}
+        status, body = await patch(gw, code, {"reason": "tên", "data": renamed})
+        assert status == 200, body
+        view = await resumed(gw, code)  # the proxy refuses the corrected request too
+        assert view["status"] == "needs_attention", view
+        assert await kept_request(gw, code, 2) is not None
+
+        birth = FLOWS["birth"]
+        register = birth.step("register_birth")
+
+        def params_now(ctx: Context) -> dict[str, Any]:  # the upgrade builds it otherwise
+            p = register.params(ctx)
+            return {**p, "declarant": {**p["declarant"], "relation": "Mẹ đẻ"}}
+
+        upgraded = replace(register, params=params_now)
+        steps = tuple(upgraded if s is register else s for s in birth.steps)
+        monkeypatch.setitem(FLOWS, "birth", replace(birth, steps=steps))
+
+        view = await resumed(gw, code)
+        assert view["status"] == "completed", view
+        sent = gw.runtime.connectors["civil_status"].sent
+        assert len(sent) == 3 and sent[2] == sent[1], sent
+        assert sent[1]["child"]["full_name"] == "Nguyễn Văn Đổi", sent
