@@ -134,14 +134,17 @@ def _changed(tx: Tx, code: str, status: str, *, now: str) -> None:
         )
     # The portal sync is frozen now too: a retry under the same idempotency key must send the
     # same content, however the dossier moves on meanwhile (the portal refuses a key reused).
-    applicant = msgspec.json.decode(row["body"])["applicant"]
+    filed = msgspec.json.decode(row["body"])
+    applicant = filed["applicant"]
     snapshot = {
         "code": code,
         "version": version,
         "procedure": row["procedure"],
         "status": status,
         "at": now,
-        "received_at": row["created_at"],
+        # NgayTiepNhan: when the one-stop system received the dossier, not when it reached the
+        # gateway (days later after an outage): the portal counts processing times from it.
+        "received_at": filed["submitted_at"],
         "applicant": {k: applicant.get(k) for k in ("full_name", "personal_id", "phone")},
     }
     enqueue(tx, kind="portal.sync", key=f"{code}/portal/{version}", payload=snapshot, dossier=code)
