@@ -137,7 +137,7 @@ class FlowStepHandler:
             job.dossier,
             int(job.payload["index"]),
             attempts=job.attempts,
-            error=str(error),
+            error=str(error) or type(error).__name__,  # never empty: a bare TimeoutError
             dead=dead,
             permanent=isinstance(error, PermanentError),
             # The registry recorded the write, whatever became of the call after it.

@@ -27,7 +27,8 @@ fails alone with nothing else calling its endpoint waits the same way, a try eve
 periods: from its calls alone it cannot be told from an endpoint that is down.)
 
 Leases: the lease is RENEWED every ``lease / 3`` seconds while a handler runs, so a slow registry
-call keeps its job; ``run_timeout`` bounds a call that hangs. A gateway killed mid-delivery stops
+call keeps its job; ``run_timeout`` (300 s; a registry's ``timeout_s`` is less) bounds a call
+that hangs, and the attempt's error says it was stopped. A gateway killed mid-delivery stops
 renewing; once ``lease_until`` passes, the next worker to claim takes the job over and records
 the attempt it was making as failed, its outcome unknown (:class:`~gateway.outbox.AttemptLost`,
 told to the handler, audited ``step.failed`` or ``job.dead``), then the job is retried by its
@@ -65,6 +66,7 @@ from typing import Any, Protocol, Self
 from connectors.api import ConnectorError, PermanentError
 from gateway.audit import AuditEvent, append, withhold_numbers
 from gateway.metrics import Metrics
+from gateway.settings import ATTEMPT_TIMEOUT_S
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
 from .breaker import NotYet, TrialWatch, watch_trials
@@ -176,7 +178,7 @@ class Worker:
         owner: str | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
-        run_timeout: float = 300.0,
+        run_timeout: float = ATTEMPT_TIMEOUT_S,
         drain_timeout: float = 10.0,
     ) -> None:
         if concurrency < 1:
@@ -374,8 +376,7 @@ class Worker:
         try:
             try:
                 with watch_trials() as trials:
-                    async with asyncio.timeout(self.run_timeout):
-                        record = await handler.run(job)
+                    record = await self._run(handler, job)
             except NotYet as exc:
                 await self._defer(job, exc)
                 return
@@ -408,6 +409,22 @@ class Worker:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
+
+    async def _run(self, handler: JobHandler, job: Job) -> Callable[[Tx], Any]:
+        """``handler.run(job)``, stopped after ``run_timeout`` seconds. Raises what it raised, or
+        a TimeoutError that says it was stopped (asyncio's says nothing: the step's error was
+        empty)."""
+        cut = asyncio.timeout(self.run_timeout)
+        try:
+            async with cut:
+                return await handler.run(job)
+        except TimeoutError as exc:
+            if not cut.expired():
+                raise  # the handler's own
+            raise TimeoutError(
+                f"the attempt ran for {self.run_timeout:g} s, the outbox worker's limit on one "
+                "attempt, and was stopped: its outcome is unknown"
+            ) from exc
 
     async def _renew(self, job: Job) -> None:
         def renew(tx: Tx, now: float) -> int:

@@ -75,3 +75,46 @@ async def test_a_registry_error_holding_a_nul_stops_the_flow_on_either_store(
 async def resume(gw: Gateway, code: str) -> None:
     async with await gw.post(f"/v1/dossiers/{code}/resume", None, who="operator") as r:
         assert r.status == 202, await r.text()
+
+
+async def test_an_attempt_the_worker_cuts_says_so(make_gateway: Any) -> None:
+    """Found by probing: a registry slower than the outbox worker's bound on an attempt (300 s,
+    above which a registry's timeout_s is now refused) stopped the flow with an empty error, on
+    the step and in its history. The bound is lowered here, to be reached in a test."""
+    async with make_gateway(
+        registries={"insurance": {"timeout_s": 2.0, "retry": RETRY}},
+        sandbox={"faults": {"insurance": {"timeout_rate": 1.0, "hang_s": 5.0}}},
+    ) as gw:
+        gw.runtime.worker.run_timeout = 0.3
+        doc = dossiers(1, death_share=0)[0]
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202, await r.text()
+        view = await gw.wait_status(doc["code"], STOPPED)
+    card = _step(view, "issue_health_card")
+    assert (view["status"], card["status"]) == ("failed", "failed"), view
+    assert "0.3 s" in card["error"] and "outbox worker" in card["error"], card
+    assert [h["error"] for h in card["history"]] == [card["error"]] * 2, card
+
+
+class Timeouts:
+    """A registry connector whose card issues fail with a TimeoutError that says nothing."""
+
+    def __init__(self, connector: Any) -> None:
+        self.connector = connector
+
+    async def call(self, operation: str, params: Any, **kw: Any) -> Any:
+        if operation == "card.issue_newborn":
+            raise TimeoutError
+        return await self.connector.call(operation, params, **kw)
+
+
+async def test_an_error_without_words_is_named_by_its_kind(make_gateway: Any) -> None:
+    async with make_gateway(registries={"insurance": {"timeout_s": 2.0, "retry": RETRY}}) as gw:
+        gw.runtime.connectors["insurance"] = Timeouts(gw.runtime.connectors["insurance"])
+        doc = dossiers(1, death_share=0)[0]
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202, await r.text()
+        view = await gw.wait_status(doc["code"], STOPPED)
+    card = _step(view, "issue_health_card")
+    assert (view["status"], card["error"]) == ("failed", "TimeoutError"), card
+    assert [h["error"] for h in card["history"]] == ["TimeoutError"] * 2, card
