@@ -6,7 +6,8 @@ back into plain data. Everything registry-specific stays behind :meth:`Connector
 
 Exceptions (nothing else escapes a public call; foreign errors are translated at the transport)::
 
-    ConnectorError            base; carries the registry name and the registry's own code
+    ConnectorError            base; carries the registry name, the registry's own code, and
+                              the reference of a write it recorded before the call failed
     ├── TransientError        may succeed if tried again: timeouts, resets, 5xx, outages,
     │                         malformed replies (a reference holding a control character
     │                         included), "server busy" result codes
@@ -47,13 +48,19 @@ __all__ = [
 
 
 class ConnectorError(Exception):
-    """A registry call failed. ``code`` is the registry's own result code, when it gave one."""
+    """A registry call failed. ``code`` is the registry's own result code, when it gave one.
+    ``recorded``: the registry's reference for a write it did record, the failure coming after
+    it (a birth registered, its certificate's signature then refused by the gateway): the write
+    is done at the registry whatever becomes of the call; None when that is not known."""
 
-    def __init__(self, registry: str, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, registry: str, message: str, *, code: str | None = None, recorded: str | None = None
+    ) -> None:
         super().__init__(f"{registry}: {message}")
         self.registry = registry
         self.message = message
         self.code = code
+        self.recorded = recorded
 
 
 class TransientError(ConnectorError):
@@ -71,11 +78,12 @@ class TransientError(ConnectorError):
         message: str,
         *,
         code: str | None = None,
+        recorded: str | None = None,
         wait_s: float | None = None,
         answered: bool = False,
         timed_out: bool = False,
     ) -> None:
-        super().__init__(registry, message, code=code)
+        super().__init__(registry, message, code=code, recorded=recorded)
         self.wait_s = wait_s
         self.answered = answered
         self.timed_out = timed_out
@@ -239,26 +247,34 @@ class Connector(abc.ABC):
         request_id: str | None = None,
     ) -> Result:
         """Check the operation is one this registry offers, then :meth:`handle` it; a result
-        whose reference holds a control character is a malformed reply (TransientError)."""
+        whose reference holds a control character is a malformed reply (TransientError), and so
+        is a failure whose ``recorded`` reference holds one."""
         if operation not in self.operations:
             raise PermanentError(self.registry, f"unknown operation {operation!r}")
-        result = await self.handle(
-            Request(
-                operation=operation,
-                params=params,
-                idempotency_key=idempotency_key,
-                request_id=request_id,
+        try:
+            result = await self.handle(
+                Request(
+                    operation=operation,
+                    params=params,
+                    idempotency_key=idempotency_key,
+                    request_id=request_id,
+                )
             )
-        )
+        except ConnectorError as exc:
+            if exc.recorded is not None and _has_control(exc.recorded):
+                raise self._malformed(exc.recorded) from exc
+            raise
         if result.reference is not None and _has_control(result.reference):
-            # The reference is kept as text with the step's history: PostgreSQL refuses a NUL
-            # there (after the registry did the write), SQLite would keep it and show it on.
-            raise TransientError(
-                self.registry,
-                f"malformed reply: its reference {result.reference[:64]!r} "
-                "holds a control character",
-            )
+            raise self._malformed(result.reference)
         return result
+
+    def _malformed(self, reference: str) -> TransientError:
+        # The reference is kept as text with the step's history: PostgreSQL refuses a NUL there
+        # (after the registry did the write), SQLite would keep it and show it on.
+        return TransientError(
+            self.registry,
+            f"malformed reply: its reference {reference[:64]!r} holds a control character",
+        )
 
 
 def _has_control(text: str) -> bool:

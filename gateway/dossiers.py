@@ -19,6 +19,7 @@ from gateway.audit import Actor, AuditEvent, append, citizen_hash
 from gateway.flows.definitions import FLOWS, Context, Flow, Step
 from gateway.models import DossierSummary, DossierView, StepAttempt, StepView
 from gateway.outbox.jobs import Job, enqueue, get_job, replay
+from gateway.outbox.worker import storable
 from gateway.store import Tx
 
 __all__ = [
@@ -133,14 +134,17 @@ def _changed(tx: Tx, code: str, status: str, *, now: str) -> None:
         )
     # The portal sync is frozen now too: a retry under the same idempotency key must send the
     # same content, however the dossier moves on meanwhile (the portal refuses a key reused).
-    applicant = msgspec.json.decode(row["body"])["applicant"]
+    filed = msgspec.json.decode(row["body"])
+    applicant = filed["applicant"]
     snapshot = {
         "code": code,
         "version": version,
         "procedure": row["procedure"],
         "status": status,
         "at": now,
-        "received_at": row["created_at"],
+        # NgayTiepNhan: when the one-stop system received the dossier, not when it reached the
+        # gateway (days later after an outage): the portal counts processing times from it.
+        "received_at": filed["submitted_at"],
         "applicant": {k: applicant.get(k) for k in ("full_name", "personal_id", "phone")},
     }
     enqueue(tx, kind="portal.sync", key=f"{code}/portal/{version}", payload=snapshot, dossier=code)
@@ -335,14 +339,28 @@ def step_delivered(
 
 
 def step_failed(
-    tx: Tx, code: str, idx: int, *, attempts: int, error: str, dead: bool, permanent: bool
+    tx: Tx,
+    code: str,
+    idx: int,
+    *,
+    attempts: int,
+    error: str,
+    dead: bool,
+    permanent: bool,
+    reference: str | None = None,
 ) -> None:
     """Record a failed attempt; when it was the last, stop the flow where an operator sees it.
 
     A permanent refusal (the registry understood and said no) needs a correction: status
     ``needs_attention``. Attempts used up on transient faults: ``failed``. Both can be resumed.
+    ``reference``: the registry recorded the step's write before the attempt failed (a birth
+    registered, its certificate then refused): shown with the step, and what the step sent is
+    corrected no more (see :func:`_registered`).
+    ``error`` is kept as the job's own error is (:func:`~gateway.outbox.storable`): a registry's
+    page with a NUL in it, which PostgreSQL refuses, left the dossier running for ever.
     """
     now = now_iso()
+    error = storable(error, limit=1000)
     status = "failed" if dead else "pending"
     tx.execute(
         "dossiers.step_failed",
@@ -351,9 +369,10 @@ def step_failed(
         status=status,
         attempts=attempts,
         error=error,
+        reference=reference,
         now=now,
     )
-    _history(tx, code, idx, attempts, "dead" if dead else "retry", error=error)
+    _history(tx, code, idx, attempts, "dead" if dead else "retry", error=error, reference=reference)
     if dead:
         _changed(tx, code, "needs_attention" if permanent else "failed", now=now)
 
@@ -473,13 +492,22 @@ def correct(
     before = msgspec.json.decode(row["body"])
     after = change(before)
     unanswered = _unanswered(tx, code, stopped_on_a_fault=row["status"] == "failed")
-    _finished_steps_unchanged(tx, code, FLOWS[row["flow"]], before, after, unanswered=unanswered)
+    registered = _registered(tx, code)
+    _finished_steps_unchanged(
+        tx,
+        code,
+        FLOWS[row["flow"]],
+        before,
+        after,
+        unanswered=unanswered,
+        registered=registered,
+    )
     body = canonical(after)
     tx.execute("dossiers.set_body", code=code, body=body, now=now_iso())
     # A kept request the registry has had no chance to hold (its step never ran, or was
-    # answered) is built again from the corrected dossier when the flow resumes.
+    # answered with a refusal) is built again from the corrected dossier when the flow resumes.
     for s in tx.all("dossiers.steps", dossier=code):
-        if s["status"] != "done" and s["idx"] not in unanswered:
+        if s["status"] != "done" and s["idx"] not in unanswered and s["idx"] not in registered:
             tx.execute("dossiers.forget_request", dossier=code, idx=s["idx"])
     append(
         tx,
@@ -537,6 +565,17 @@ def _unanswered(tx: Tx, code: str, *, stopped_on_a_fault: bool) -> set[int]:
     }
 
 
+def _registered(tx: Tx, code: str) -> dict[int, str]:
+    """The steps whose write the registry recorded although the attempt failed after it (the
+    gateway refused the birth certificate's signature), with the registry's reference: done at
+    the registry for ever, whatever resumes came since."""
+    return {
+        h["idx"]: h["reference"]
+        for h in tx.all("dossiers.history", dossier=code)
+        if h["outcome"] in ("retry", "dead") and h["reference"]
+    }
+
+
 def _finished_steps_unchanged(
     tx: Tx,
     code: str,
@@ -545,6 +584,7 @@ def _finished_steps_unchanged(
     after: dict[str, Any],
     *,
     unanswered: set[int],
+    registered: Mapping[int, str],
 ) -> None:
     """Raise NotCorrectable if a correction changes what a finished step sent: finished steps
     are not repeated, so the registry keeps the old data while the later steps would send the new
@@ -555,25 +595,36 @@ def _finished_steps_unchanged(
     it (see :func:`_unanswered`). Their requests are kept too: changed, they went under the same
     idempotency key, which the registry refused for ever as another request, while it held the
     first. Resumed as it was, the step learns the outcome.
+
+    ``registered``: the steps whose writes the registry recorded before the attempt failed (see
+    :func:`_registered`): as finished as a done step, at the registry.
     """
     steps = tx.all("dossiers.steps", dossier=code)
     outputs = step_outputs(steps)
     for s in steps:
         step = flow.step(s["name"])
         done = s["status"] == "done"
+        recorded = registered.get(s["idx"]) if step.writes and not done else None
         unknown = step.writes and s["idx"] in unanswered and not done
-        if not (done or unknown):
+        if not (done or recorded or unknown):
             continue
         sent = [_params_or_none(step.params, Context(doc, outputs)) for doc in (before, after)]
-        if sent[0] != sent[1]:
-            raise NotCorrectable(
-                f"dossier {code}: the correction changes what step {step.name}, already done, "
-                f"sent to {step.registry}; a finished step is not repeated"
-                if done
-                else f"dossier {code}: the correction changes what step {step.name} sent to "
-                f"{step.registry}, whose answer was lost (it may have registered it): resume "
-                "the dossier first to learn the outcome"
+        if sent[0] == sent[1]:
+            continue
+        what = f"dossier {code}: the correction changes what step {step.name}"
+        if done:
+            why = f", already done, sent to {step.registry}; a finished step is not repeated"
+        elif recorded:
+            why = (
+                f" sent to {step.registry}, which registered it ({recorded}) before the gateway "
+                "refused its answer; a registered write is not repeated"
             )
+        else:
+            why = (
+                f" sent to {step.registry}, whose answer was lost (it may have registered it): "
+                "resume the dossier first to learn the outcome"
+            )
+        raise NotCorrectable(what + why)
 
 
 def _params_or_none(params: Callable[[Context], dict[str, Any]], ctx: Context) -> Any:
@@ -598,12 +649,16 @@ def resume(tx: Tx, code: str, *, actor: Actor, request_id: str | None = None) ->
     flow, now = FLOWS[row["flow"]], now_iso()
     pending = next(s for s in tx.all("dossiers.steps", dossier=code) if s["status"] != "done")
     idx = pending["idx"]
+    step = flow.step(pending["name"])
     job = get_job(tx, pending["job_id"]) if pending["job_id"] is not None else None
     if job is not None and job.state == "dead":
         replay(tx, job.id, actor=actor, request_id=request_id)
         tx.execute("dossiers.step_scheduled", dossier=code, idx=idx, job_id=job.id, now=now)
+        # A request a correction forgot is built now, from the corrected dossier, and kept: the
+        # attempts from here on send it, whatever an upgrade would build.
+        _keep_request(tx, code, step, idx)
     else:
-        _step_job(tx, code, flow.step(pending["name"]), idx, now=now)
+        _step_job(tx, code, step, idx, now=now)
     _history(tx, code, idx, pending["attempts"], "resumed")
     _changed(tx, code, "in_progress", now=now)
     append(

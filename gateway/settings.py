@@ -112,7 +112,20 @@ def _at_least(floor: float, unit: str = "") -> Callable[[float, str], None]:
     return check
 
 
+def _below(limit: float, unit: str = "") -> Callable[[float, str], None]:
+    """A check that a value is less than ``limit``: a time that what holds it would cut."""
+
+    def check(value: float, where: str) -> None:
+        if not value < limit:
+            raise SettingsError(f"{where}: must be less than {limit:g}{unit}, got {value!r}")
+
+    return check
+
+
 DAY_S = 86_400.0
+# How long the outbox worker lets one attempt of a job run (a flow step's registry call among
+# them) before it stops it as timed out: a registry's timeout_s must end an exchange before.
+ATTEMPT_TIMEOUT_S = 300.0
 
 
 def _officer_id(value: str, where: str) -> None:
@@ -500,7 +513,9 @@ class RegistrySettings:
     # The public service a citizen lookup is made for (population MaDVC; a flow's calls name
     # their dossier's procedure).
     service_code: str = ""
-    timeout_s: PositiveFloat = 10.0
+    timeout_s: Annotated[
+        float, _positive, _below(ATTEMPT_TIMEOUT_S, " s (the outbox worker stops an attempt then)")
+    ] = 10.0
     sign_requests: bool | None = None  # None: as the registry requires (civil status: signed)
     retry: RetrySettings = RetrySettings()
 

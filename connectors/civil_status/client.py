@@ -118,7 +118,9 @@ class CivilStatusConnector(Connector):
             return Result(data=data, reference=data["death_record_number"])
         reply = await self._soap.call("DangKyKhaiSinh", fields, sign=sign)
         data, pdf = self._map_birth(reply, fields)
-        data["certificate_signer"] = await self._verify_certificate(pdf)
+        data["certificate_signer"] = await self._verify_certificate(
+            pdf, registered=data["registration_number"]
+        )
         data["certificate_pdf"] = base64.b64encode(pdf).decode("ascii")
         return Result(data=data, reference=data["registration_number"])
 
@@ -130,9 +132,11 @@ class CivilStatusConnector(Connector):
         except (ValueError, KeyError, TypeError) as exc:
             raise TransientError(self.registry, f"malformed reply: {exc}") from exc
 
-    async def _verify_certificate(self, pdf: bytes) -> str | None:
+    async def _verify_certificate(self, pdf: bytes, *, registered: str) -> str | None:
         """The signer's name. Raises PermanentError (``signature-invalid``) when it does not
-        verify against ``trust``: the registration happened, but its evidence is not acceptable."""
+        verify against ``trust``: the registration happened, but its evidence is not acceptable.
+        Every error raised carries the registration number as ``recorded``: the birth is
+        registered, and a step that sent another request under its key would be refused."""
         if self.trust is None:
             return None
         try:
@@ -142,18 +146,22 @@ class CivilStatusConnector(Connector):
                 # Hard-fail and the CRL/OCSP server did not answer: ask again later; the
                 # registry's idempotency record gives back the same certificate.
                 raise TransientError(
-                    self.registry, f"birth certificate not yet verifiable: {exc.reason}"
+                    self.registry,
+                    f"birth certificate not yet verifiable: {exc.reason}",
+                    recorded=registered,
                 ) from exc
             raise PermanentError(
                 self.registry,
                 f"birth certificate signature refused: {exc.reason}",
                 code="signature-invalid",
+                recorded=registered,
             ) from exc
         except SigningError as exc:
             raise PermanentError(
                 self.registry,
                 f"birth certificate cannot be verified: {exc}",
                 code="signature-invalid",
+                recorded=registered,
             ) from exc
         valid = [r for r in reports if r.valid]
         if len(valid) != len(reports):
@@ -162,5 +170,6 @@ class CivilStatusConnector(Connector):
                 self.registry,
                 f"birth certificate carries an invalid signature: {bad.reason}",
                 code="signature-invalid",
+                recorded=registered,
             )
         return valid[-1].signer

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from connectors.api import Connector, PermanentError
+from connectors.api import Connector, ConnectorError, PermanentError
 from gateway import dossiers
 from gateway.flows.definitions import FLOWS, Context, Step
 from gateway.metrics import Metrics
@@ -137,7 +137,9 @@ class FlowStepHandler:
             job.dossier,
             int(job.payload["index"]),
             attempts=job.attempts,
-            error=str(error)[:1000],
+            error=str(error) or type(error).__name__,  # never empty: a bare TimeoutError
             dead=dead,
             permanent=isinstance(error, PermanentError),
+            # The registry recorded the write, whatever became of the call after it.
+            reference=error.recorded if isinstance(error, ConnectorError) else None,
         )

@@ -16,7 +16,7 @@ from .breaker import (
 from .errors import AttemptLost, JobNotFound, NotDead, OutboxError
 from .jobs import STATES, Job, JobState, counts, enqueue, get_job, list_jobs, replay
 from .retry import RetryDecision, RetryPolicy, call_with_retries
-from .worker import Delivery, JobHandler, Worker
+from .worker import Delivery, JobHandler, Worker, storable
 
 __all__ = [
     "STATES",
@@ -43,5 +43,6 @@ __all__ = [
     "get_job",
     "list_jobs",
     "replay",
+    "storable",
     "wait_behind",
 ]

@@ -27,7 +27,8 @@ fails alone with nothing else calling its endpoint waits the same way, a try eve
 periods: from its calls alone it cannot be told from an endpoint that is down.)
 
 Leases: the lease is RENEWED every ``lease / 3`` seconds while a handler runs, so a slow registry
-call keeps its job; ``run_timeout`` bounds a call that hangs. A gateway killed mid-delivery stops
+call keeps its job; ``run_timeout`` (300 s; a registry's ``timeout_s`` is less) bounds a call
+that hangs, and the attempt's error says it was stopped. A gateway killed mid-delivery stops
 renewing; once ``lease_until`` passes, the next worker to claim takes the job over and records
 the attempt it was making as failed, its outcome unknown (:class:`~gateway.outbox.AttemptLost`,
 told to the handler, audited ``step.failed`` or ``job.dead``), then the job is retried by its
@@ -65,6 +66,7 @@ from typing import Any, Protocol, Self
 from connectors.api import ConnectorError, PermanentError
 from gateway.audit import AuditEvent, append, withhold_numbers
 from gateway.metrics import Metrics
+from gateway.settings import ATTEMPT_TIMEOUT_S
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
 from .breaker import NotYet, TrialWatch, watch_trials
@@ -73,7 +75,7 @@ from .jobs import Job, depth, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
 from .views import escape_controls
 
-__all__ = ["Delivery", "JobHandler", "Worker"]
+__all__ = ["Delivery", "JobHandler", "Worker", "storable"]
 
 log = logging.getLogger("lienthong.outbox")
 
@@ -124,13 +126,19 @@ class _LeaseLost(Exception):
 _UNWRITABLE = str.maketrans({0: "\ufffd"})
 
 
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+def storable(text: str, *, limit: int = _MAX_ERROR) -> str:
+    """``text`` — an error's words, a registry's among them — as either store keeps it, and as
+    it is shown: the job's ``last_error`` and a flow step's error alike (one text on SQLite and
+    on PostgreSQL), at most ``limit`` characters."""
     text = text.encode("utf-8", "replace").decode().translate(_UNWRITABLE)
     # Nor is a terminal's command kept (ESC, BEL, a bidi override): a registry's words, which an
     # operator reads in a terminal (outbox list) or a log viewer.
     text = escape_controls(text)
-    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _describe(exc: BaseException) -> str:
+    return storable(f"{type(exc).__name__}: {exc}")
 
 
 # How often the worker looks for jobs written on a clock since set back: they wait at most this
@@ -170,7 +178,7 @@ class Worker:
         owner: str | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
-        run_timeout: float = 300.0,
+        run_timeout: float = ATTEMPT_TIMEOUT_S,
         drain_timeout: float = 10.0,
     ) -> None:
         if concurrency < 1:
@@ -368,8 +376,7 @@ class Worker:
         try:
             try:
                 with watch_trials() as trials:
-                    async with asyncio.timeout(self.run_timeout):
-                        record = await handler.run(job)
+                    record = await self._run(handler, job)
             except NotYet as exc:
                 await self._defer(job, exc)
                 return
@@ -402,6 +409,22 @@ class Worker:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
+
+    async def _run(self, handler: JobHandler, job: Job) -> Callable[[Tx], Any]:
+        """``handler.run(job)``, stopped after ``run_timeout`` seconds. Raises what it raised, or
+        a TimeoutError that says it was stopped (asyncio's says nothing: the step's error was
+        empty)."""
+        cut = asyncio.timeout(self.run_timeout)
+        try:
+            async with cut:
+                return await handler.run(job)
+        except TimeoutError as exc:
+            if not cut.expired():
+                raise  # the handler's own
+            raise TimeoutError(
+                f"the attempt ran for {self.run_timeout:g} s, the outbox worker's limit on one "
+                "attempt, and was stopped: its outcome is unknown"
+            ) from exc
 
     async def _renew(self, job: Job) -> None:
         def renew(tx: Tx, now: float) -> int:

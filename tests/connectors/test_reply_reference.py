@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
-from connectors.api import TransientError
+from connectors.api import Connector, PermanentError, Request, Result, TransientError
 from connectors.insurance.client import InsuranceConnector
 from connectors.insurance.sandbox import create_app, endpoint
 from connectors.sandboxes import serve_app
@@ -72,3 +72,35 @@ async def test_a_plain_reference_is_taken() -> None:
     async with insurance_marking_references("") as url, InsuranceConnector(endpoint(url)) as bhxh:
         issued = await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="nb-1")
     assert issued.reference and issued.reference.isprintable()
+
+
+class RefusedAfterWriting(Connector):
+    """A registry that records the write, after which the call fails (the gateway refusing the
+    answer's evidence), naming the reference it recorded."""
+
+    registry = "civil_status"
+    operations = frozenset({"birth.register"})
+
+    def __init__(self, recorded: str) -> None:
+        self.recorded = recorded
+
+    async def handle(self, request: Request) -> Result:
+        raise PermanentError(self.registry, "certificate refused", recorded=self.recorded)
+
+
+async def test_a_write_recorded_before_a_failure_names_its_reference() -> None:
+    async with RefusedAfterWriting("KS.040.2026.000001") as register:
+        with pytest.raises(PermanentError) as failed:
+            await register.call("birth.register", {})
+    assert failed.value.recorded == "KS.040.2026.000001"
+
+
+@pytest.mark.parametrize("mark", ["\x00", "\x1b", "\n"], ids=["nul", "escape", "newline"])
+async def test_a_recorded_reference_with_a_control_character_is_a_malformed_reply(
+    mark: str,
+) -> None:
+    async with RefusedAfterWriting(f"KS.040{mark}") as register:
+        with pytest.raises(TransientError) as failed:
+            await register.call("birth.register", {})
+    assert "malformed reply" in failed.value.message and mark not in failed.value.message
+    assert failed.value.recorded is None

@@ -20,6 +20,7 @@ from gateway.flows.definitions import FLOWS, Context
 from gateway.outbox import list_jobs
 from gateway.samples import sample_dossiers
 from gateway.store import StoreUnavailable
+from signing.testing import TestPKI
 from tests.e2e.conftest import Gateway
 
 PROBLEM = "urn:lienthong:problem:"
@@ -573,3 +574,98 @@ async def test_an_unknown_query_parameter_is_named(gateway: Gateway) -> None:
     assert "dossier" in problem["detail"]  # what the route reads
     async with await gateway.get("/v1/audit/events?dossier=X&limit=5", who="auditor") as r:
         assert r.status == 200, await r.text()
+
+
+async def test_a_birth_registered_before_its_certificate_was_refused_is_not_corrected(
+    make_gateway: Any, store_section: dict[str, str], tmp_path: Any
+) -> None:
+    """Found by probing: the register registered the birth, then the gateway refused the
+    certificate's signature (its trust anchors missed the register's CA). The step stopped
+    needs_attention with only the refusal shown; a correction of the child's name was accepted
+    (200) and the kept request dropped, so the resumed step sent another request under the same
+    idempotency key, refused for ever while the register held the birth under the old name. Now
+    the step shows the registration, and what it sent is not corrected."""
+    retry = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.02, "jitter": 0.0}
+    registries = {"civil_status": {"timeout_s": 5.0, "retry": retry}}
+    async with make_gateway(store=store_section, registries=registries) as gw:
+        register = gw.runtime.connectors["civil_status"]
+        trusted = register.trust
+        stranger = TestPKI.create(tmp_path / "other", base_url="http://127.0.0.1:9")
+        register.trust = stranger.trust()  # the register's CA is missing from the anchors
+        doc = copy.deepcopy(next(sample_dossiers(1, seed=0, death_share=0)))
+        code = doc["code"]
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202
+        view = await gw.wait_status(code, {"failed", "needs_attention", "completed"})
+        assert view["status"] == "needs_attention", view
+        born = step(view, "register_birth")
+        assert "signature refused" in born["error"], born
+        # What the register answered is shown: the birth is registered, under this number.
+        number = born["reference"]
+        assert number and number.startswith("KS."), born
+        assert born["history"][-1]["reference"] == number, born
+        assert (await sandbox_stats(gw, "civil_status"))["writes"] == {"birth.register": 1}
+
+        before = await stored_body(gw, code)
+        renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}
+        status, body = await patch(gw, code, {"reason": "tên", "data": renamed})
+        assert (status, body["type"]) == (409, PROBLEM + "status-transition"), body
+        assert "register_birth" in body["detail"] and number in body["detail"], body
+        assert await stored_body(gw, code) == before
+        # What the registered step did not send may still be corrected; its request stays kept.
+        phone = {**doc["applicant"], "phone": "0912345678"}
+        status, body = await patch(gw, code, {"reason": "số điện thoại", "applicant": phone})
+        assert status == 200, body
+        assert await kept_request(gw, code, 2) is not None
+
+        register.trust = trusted  # the operator adds the register's CA
+        view = await resumed(gw, code)
+        assert view["status"] == "completed", view
+        assert step(view, "register_birth")["reference"] == number, view
+        assert (await sandbox_stats(gw, "civil_status"))["writes"] == {"birth.register": 1}
+
+
+async def kept_request(gw: Gateway, code: str, idx: int) -> Any:
+    return await gw.runtime.store.read(lambda tx: tx.one("dossiers.request", dossier=code, idx=idx))
+
+
+async def sandbox_stats(gw: Gateway, name: str) -> dict[str, Any]:
+    root = "/".join(gw.sandbox(name).split("/")[:3])
+    async with gw.http.get(root + "/_sandbox/stats") as r:
+        stats: dict[str, Any] = await r.json()
+        return stats
+
+
+async def test_a_corrected_write_keeps_its_rebuilt_request_through_an_upgrade(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by probing: a correction forgets the kept request of a refused write so that it is
+    built again; the resume replayed the step's dead job without keeping the new one, so every
+    later attempt built it anew: after an upgrade, another request under the key the register
+    may hold. Now the resume keeps it, and the attempts after it send it."""
+    async with birth_behind_a_waf(make_gateway, ["refuse", "refuse"]) as (gw, doc, view):
+        assert view["status"] == "needs_attention", view
+        code = doc["code"]
+        renamed = {"child": {**doc["data"]["child"], "full_name": "Nguyễn Văn Đổi"}}
+        status, body = await patch(gw, code, {"reason": "tên", "data": renamed})
+        assert status == 200, body
+        view = await resumed(gw, code)  # the proxy refuses the corrected request too
+        assert view["status"] == "needs_attention", view
+        assert await kept_request(gw, code, 2) is not None
+
+        birth = FLOWS["birth"]
+        register = birth.step("register_birth")
+
+        def params_now(ctx: Context) -> dict[str, Any]:  # the upgrade builds it otherwise
+            p = register.params(ctx)
+            return {**p, "declarant": {**p["declarant"], "relation": "Mẹ đẻ"}}
+
+        upgraded = replace(register, params=params_now)
+        steps = tuple(upgraded if s is register else s for s in birth.steps)
+        monkeypatch.setitem(FLOWS, "birth", replace(birth, steps=steps))
+
+        view = await resumed(gw, code)
+        assert view["status"] == "completed", view
+        sent = gw.runtime.connectors["civil_status"].sent
+        assert len(sent) == 3 and sent[2] == sent[1], sent
+        assert sent[1]["child"]["full_name"] == "Nguyễn Văn Đổi", sent

@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from connectors.identifiers import check_personal_id
 from connectors.population.sandbox import REGISTRY_KEY
 from connectors.testdata import Population
+from connectors.text import VIETNAM
 from gateway.audit import decode_entry, verify_chain
 from gateway.cli import main
 from gateway.flows import verify_callback
@@ -191,6 +193,31 @@ async def test_same_dossier_twice_is_one_and_a_changed_one_is_a_conflict(gateway
     assert _step(view, "register_birth")["status"] == "done"
     stats = await sandbox_stats(gateway, "civil_status")
     assert stats["writes"].get("birth.register") == 1
+
+
+async def test_the_portal_is_told_when_the_one_stop_system_received_the_dossier(
+    gateway: Gateway,
+) -> None:
+    """Found by probing: NgayTiepNhan (the date the dossier was received) was the gateway's
+    acceptance time, so a dossier a one-stop system received weeks before it could push it was
+    reported to the portal as received that day, skewing its processing times. It is the
+    dossier's submitted_at, in Vietnam time."""
+    doc = dossiers(1, death_share=0)[0]
+    filed = datetime.fromisoformat(doc["submitted_at"])
+    assert datetime.now(VIETNAM) - filed > timedelta(days=1), doc["submitted_at"]
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        assert r.status == 202, await r.text()
+    await gateway.wait_status(doc["code"], {"completed"})
+    root = "/".join(gateway.sandbox("portal").split("/")[:3])
+    portal: dict[str, Any] = {}
+    for _ in range(100):  # the sync is queued with the change; give the outbox its moment
+        async with gateway.http.get(f"{root}/_sandbox/dossiers/{doc['code']}") as r:
+            portal = (await r.json()).get("dossier", {}) if r.status == 200 else {}
+        if str(portal.get("TrangThaiHoSo")) == "10":
+            break
+        await asyncio.sleep(0.05)
+    assert str(portal.get("TrangThaiHoSo")) == "10", portal
+    assert portal["NgayTiepNhan"] == filed.astimezone(VIETNAM).strftime("%Y%m%d%H%M%S"), portal
 
 
 def _nfd(doc: dict[str, Any]) -> dict[str, Any]:

@@ -201,6 +201,9 @@ BOUNDS: dict[str, tuple[Any, Any]] = {  # key → (the largest accepted, the sma
     # `audit verify` crashed (OverflowError) on a log checked with these, which `serve` ran with.
     "audit.checkpoint_interval_s": (86_400, 3e11),
     "audit.fail_closed_after_s": (604_800, 1e300),
+    # The outbox worker stops an attempt at 300 s: a registry's longer exchange never ran out, its
+    # step was cut there instead, stopped with an empty error.
+    "registries.population.timeout_s": (299.5, 300),
 }
 for key, (largest, refused) in BOUNDS.items():
     RANGES[key][0].append(refused)
@@ -447,6 +450,10 @@ def test_a_file_that_is_not_utf8_or_not_a_file_is_refused(tmp_path: Path) -> Non
         (b"[outbox]\nlease_s = nan\n", "outbox.lease_s: expected a finite number"),
         (b"[audit]\ncheckpoint_interval_s = 1e300\n", "audit.checkpoint_interval_s: must be at"),
         (b"[audit]\nfail_closed_after_s = 3e11\n", "audit.fail_closed_after_s: must be at most"),
+        (
+            b"[registries.insurance]\ntimeout_s = 400\n",
+            "registries.insurance.timeout_s: must be less than 300 s",
+        ),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8 text"),
     ],
 )

@@ -396,6 +396,21 @@ async def test_a_hung_call_times_out_as_transient(store: SQLiteStore, clock: Man
     j = await job(store, job_id)
     assert j.state == "pending"
     assert j.last_error is not None and j.last_error.startswith("TimeoutError")
+    # What timed out is said, to the handler (a flow step's error) as in the job: it was empty.
+    [failure] = handler.failures
+    assert "0.05 s" in failure.error and "outbox worker" in failure.error, failure
+    assert failure.error in j.last_error
+
+
+async def test_a_timeout_of_the_handlers_own_is_not_called_the_workers(
+    store: SQLiteStore, clock: ManualClock
+) -> None:
+    handler = ScriptedHandler(TimeoutError("the registry's token request timed out"))
+    w = worker(store, clock, handler, run_timeout=30)
+    await add(store, clock)
+    await asyncio.wait_for(w.run_once(), 5)
+    [failure] = handler.failures
+    assert failure.error == "the registry's token request timed out"
 
 
 async def test_concurrency_bounds_one_batch(store: SQLiteStore, clock: ManualClock) -> None:

@@ -92,7 +92,9 @@ UPDATE dossier_steps SET status = 'done', attempts = :attempts, result = :result
 WHERE dossier = :dossier AND idx = :idx;
 
 -- name: step_failed
-UPDATE dossier_steps SET status = :status, attempts = :attempts, error = :error, updated_at = :now
+-- A reference: the registry recorded the write before the attempt failed (kept once known).
+UPDATE dossier_steps SET status = :status, attempts = :attempts, error = :error,
+    reference = COALESCE(:reference, reference), updated_at = :now
 WHERE dossier = :dossier AND idx = :idx;
 
 -- name: request

@@ -23,7 +23,7 @@ from connectors.identifiers import check_personal_id
 from connectors.soap import SoapClient
 from connectors.testdata import WELL_KNOWN
 from signing.pdf import verify_pdf
-from signing.testing import AGENCIES
+from signing.testing import AGENCIES, TestPKI
 
 LAN, MINH, HUNG = WELL_KNOWN[0], WELL_KNOWN[1], WELL_KNOWN[2]
 BIRTH = {
@@ -147,6 +147,22 @@ async def test_a_certificate_whose_revocation_cannot_be_had_is_asked_for_again(p
                 await c.call("birth.register", BIRTH, idempotency_key="birth-unknown")
     finally:
         await runner.cleanup()
+
+
+async def test_a_refused_certificate_names_the_registration_it_came_with(
+    sandbox: Sandbox, pki: Any, tmp_path: Path
+) -> None:
+    """The gateway refuses the certificate's signature after the register registered the birth
+    (its trust anchors miss the register's CA): the refusal says which registration it was."""
+    stranger = TestPKI.create(tmp_path / "other", base_url="http://127.0.0.1:9")
+    endpoint = sandbox_endpoint(sandbox.base_url, timeout=5.0, sign_requests=True)
+    signer = pki.key("gateway")
+    async with CivilStatusConnector(endpoint, signer=signer, trust=stranger.trust()) as c:
+        with pytest.raises(PermanentError) as refused:
+            await c.call("birth.register", BIRTH, idempotency_key="birth-refused")
+    assert refused.value.code == "signature-invalid"
+    assert refused.value.recorded and refused.value.recorded.startswith("KS.040."), refused.value
+    assert (await sandbox.stats())["writes"] == {"birth.register": 1}
 
 
 async def test_the_certificate_says_the_names_as_registered_and_the_relation(
