@@ -422,8 +422,10 @@ class Checkpointer:
             for outcome in ("ok", "failed"):  # both series from the start: rate() needs them
                 metrics.checkpoints.labels(outcome)
         self._broken: str | None = None  # a condition retrying cannot fix (log ≠ checkpoint)
-        # The latest checkpoint, until the log has been read up to its size and its root matched.
-        self._pending: Checkpoint | None = None
+        # The checkpoints the log must match, smallest first, until the stack has been read up to
+        # each one's size and its root compared: the latest stored, and when the log is read
+        # again, the one this checkpointer held (see _rebuild).
+        self._pending: list[Checkpoint] = []
         self.last_error: str | None = None
         self.latest: Checkpoint | None = None
 
@@ -495,16 +497,42 @@ class Checkpointer:
         return True, "ok"
 
     # --- work ---
-    async def _load(self) -> None:
+    async def _load(self, held: Checkpoint | None = None) -> None:
+        """Read the latest stored checkpoint and the log, checked against it — and against
+        ``held``, the checkpoint this checkpointer signed or loaded before, when the log is read
+        again: the store holds no smaller checkpoint than that one, and the log its entries."""
         row = await self.store.read(lambda tx: tx.one("checkpoints.latest"))
-        self._keep_latest(Checkpoint.from_row(row) if row is not None else None)
-        self._pending = self.latest
+        stored = Checkpoint.from_row(row) if row is not None else None
+        if held is not None and (
+            stored is None
+            or stored.size < held.size
+            or (stored.size == held.size and stored.root != held.root)
+        ):
+            # Checkpoints are stored by durable commits, after the entries they cover: no crash
+            # of the store takes one, nor those entries, once stored. Someone deleted it (and
+            # maybe rewrote the entries it covered: a checkpoint of the log now, checked against
+            # an older one, would sign that). The stack is not read: nothing brings this back.
+            latest = "none" if stored is None else stored.size
+            self._broken = (
+                f"checkpoint {held.size}, which this gateway signed or loaded, is no longer "
+                f"stored (the latest stored is {latest}): checkpoints were deleted or replaced "
+                "in the store, and the entries they covered may have been rewritten; not "
+                f"signing the log again (checkpoint {held.size}'s root: "
+                f"{base64.b64encode(held.root).decode()})"
+            )
+            log.error("%s", self._broken)
+            return
+        self._keep_latest(stored)
+        self._pending = [c for c in (held, stored) if c is not None]
+        if held is not None and stored is not None and held.size == stored.size:
+            self._pending = [stored]  # the same root (above)
         size = await self._catch_up()
-        if self._pending is not None and size < self._pending.size:
+        if self._pending and size < self._pending[-1].size:
             # Signing the head now would sign a fork: the next appends reuse the removed
             # entries' sequence numbers, and a checkpoint of them contradicts this one.
             self._broken = (
-                f"audit log truncated below checkpoint {self._pending.size}: it has {size} entries"
+                f"audit log truncated below checkpoint {self._pending[-1].size}: it has {size} "
+                "entries"
             )
             log.error("%s", self._broken)
 
@@ -534,21 +562,25 @@ class Checkpointer:
         for row in rows:
             if row["seq"] != self._stack.size:
                 self._broken = f"audit log has a gap at entry {self._stack.size}"
-                self._pending = None  # nothing brings this back
+                self._pending = []  # nothing brings this back
                 raise CheckpointError(self._broken)
             leaf = bytes(row["leaf_hash"])
             self._stack.append(leaf)
             self._chain = hashlib.sha256(self._chain + leaf).digest()
-            check = self._pending
+            check = self._pending[0] if self._pending else None
             if check is not None and self._stack.size == check.size:
-                self._pending = None
+                del self._pending[0]
                 if self._stack.root() != check.root:
+                    # Nothing brings this back: a later checkpoint the log matches (one signed
+                    # over the altered entries by a gateway that never held this one) included.
+                    self._pending = []
                     self._broken = (
                         f"audit log does not match checkpoint {check.size}: altered entries"
                     )
                     log.error("%s", self._broken)
                     raise CheckpointError(self._broken, size=check.size)
-                if self._broken is not None:  # truncated, and now the same entries again
+                if self._broken is not None and not self._pending:
+                    # truncated, and now the same entries again
                     log.warning("audit log matches checkpoint %d again", check.size)
                     self._broken = None
 
@@ -557,7 +589,9 @@ class Checkpointer:
         None if nothing is new). Raises CheckpointError if signing, timestamping or storing fails,
         or if the log no longer holds the entries read (lost in a crash of the store); StoreError
         if the log cannot be read. After a store failure or lost entries, the next call reads the
-        whole log again before it signs.
+        whole log again before it signs, and refuses to sign (for good) a log that no longer holds
+        the entries of the checkpoint this checkpointer signed or loaded, or a store that no
+        longer holds that checkpoint.
         """
         async with self._lock:
             if self._broken:
@@ -574,10 +608,13 @@ class Checkpointer:
 
     async def _rebuild(self) -> None:
         """Drop the stack and read it again from the log, checked against the latest stored
-        checkpoint, as at start."""
+        checkpoint, as at start, and against the one this checkpointer holds: a crash of the
+        store loses only entries no stored checkpoint covers, so the store must still hold that
+        checkpoint, and the log its entries. Trusting the store alone, a log rewritten under its
+        deleted newer checkpoints (consistent with the older ones left) was signed again."""
         log.warning("audit checkpointer: reading the log again (a store failure or lost entries)")
-        self._stack, self._chain, self._pending = RootStack(), GENESIS, None
-        await self._load()
+        self._stack, self._chain, self._pending = RootStack(), GENESIS, []
+        await self._load(held=self.latest)
         self._stale = False
 
     async def _sign_head(self) -> Checkpoint | None:
@@ -714,7 +751,7 @@ class Checkpointer:
 
     async def _tick(self) -> None:
         if self._broken:
-            if self._pending is not None:
+            if self._pending:
                 # Truncated: follow the log back to the checkpoint's size, where its root says
                 # whether the removed entries came back or others took their places.
                 async with self._lock:
