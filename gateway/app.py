@@ -458,6 +458,7 @@ async def _start_checkpointer(runtime: Runtime, stack: AsyncExitStack) -> None:
         every=audit.checkpoint_every,
         interval_s=audit.checkpoint_interval_s,
         fail_closed_after_s=audit.fail_closed_after_s,
+        trust=signing.trust,
         metrics=runtime.metrics,
     )
     await checkpointer.start()

@@ -376,8 +376,11 @@ class Checkpointer:
 
     ``key`` is a :class:`signing.keys.SigningKey`; ``timestamper`` defaults to
     :func:`signing.timestamps.request_timestamp` against ``tsa_url`` (tests may pass another
-    ``async (digest) -> token``). With ``metrics``, each periodic attempt is counted by outcome
-    and the latest checkpoint's size and time are kept as gauges.
+    ``async (digest) -> token``). With ``trust`` (a :class:`signing.trust.TrustStore`: the
+    gateway's anchors), each token is verified as ``audit verify`` will (imprint, the TSA's chain
+    and usage) before the checkpoint is stored: a token that fails is a failed checkpoint, not a
+    checkpoint every verification refuses. With ``metrics``, each periodic attempt is counted by
+    outcome and the latest checkpoint's size and time are kept as gauges.
     """
 
     def __init__(
@@ -392,6 +395,7 @@ class Checkpointer:
         fail_closed_after_s: float = 300.0,
         poll_s: float | None = None,
         timestamper: Callable[[bytes], Any] | None = None,
+        trust: Any | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
     ) -> None:
@@ -404,6 +408,7 @@ class Checkpointer:
         self.poll_s = poll_s if poll_s is not None else min(1.0, interval_s)
         self._tsa_url = tsa_url
         self._timestamper = timestamper
+        self._trust = trust
         self._clock = clock
         self._stack = RootStack()
         # The chain hash of the stack's last leaf, computed from the leaves fed (as the log's
@@ -638,6 +643,7 @@ class Checkpointer:
         except Exception as exc:  # a token key may fail in many ways; say so, keep going
             raise CheckpointError(f"cannot sign checkpoint: {exc}", size=size) from exc
         token = await self._timestamp(hashlib.sha256(note).digest(), size)
+        await self._check_timestamp(token, note, size)
         cp = Checkpoint(
             size=size,
             root=root,
@@ -712,6 +718,25 @@ class Checkpointer:
             raise
         except Exception as exc:  # an injected timestamper is foreign code
             raise CheckpointError(f"timestamp failed: {exc}", size=size) from exc
+
+    async def _check_timestamp(self, token: bytes, note: bytes, size: int) -> None:
+        """Verify ``token`` over ``note`` against the anchors, as verify_checkpoint does. A
+        TSA outside them (another CA's, a public one, one under a root not added yet) stamped
+        checkpoints that were stored, counted ``ok`` and never failed the gateway closed, while
+        every `audit verify` and the API's own ``verified`` refused them."""
+        if self._trust is None:
+            return
+        from signing.errors import SigningError
+        from signing.timestamps import verify_timestamp
+
+        try:
+            await verify_timestamp(token, note, self._trust)
+        except SigningError as exc:
+            raise CheckpointError(
+                f"checkpoint {size} not stored: its timestamp does not verify against the trust "
+                f"anchors ([signing] trust): {' '.join(str(exc).split())}",
+                size=size,
+            ) from exc
 
     async def _run(self) -> None:
         while True:
