@@ -433,6 +433,9 @@ class Checkpointer:
         self._pending: list[Checkpoint] = []
         self.last_error: str | None = None
         self.latest: Checkpoint | None = None
+        # What the checkpoint being made is doing (waiting for), to say so when it is given up
+        # (the stop's, after 10 s: a TimeoutError says nothing).
+        self.step = "idle"
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -598,6 +601,7 @@ class Checkpointer:
         the entries of the checkpoint this checkpointer signed or loaded, or a store that no
         longer holds that checkpoint.
         """
+        self.step = "waiting for the checkpoint in progress"
         async with self._lock:
             if self._broken:
                 raise CheckpointError(f"not signing: {self._broken}")
@@ -618,11 +622,13 @@ class Checkpointer:
         checkpoint, and the log its entries. Trusting the store alone, a log rewritten under its
         deleted newer checkpoints (consistent with the older ones left) was signed again."""
         log.warning("audit checkpointer: reading the log again (a store failure or lost entries)")
+        self.step = "reading the log again"
         self._stack, self._chain, self._pending = RootStack(), GENESIS, []
         await self._load(held=self.latest)
         self._stale = False
 
     async def _sign_head(self) -> Checkpoint | None:
+        self.step = "reading the log"
         size = await self._catch_up()
         if size == 0 or (self.latest is not None and self.latest.size >= size):
             return None
@@ -638,11 +644,14 @@ class Checkpointer:
             check_valid_now((self.key.certificate, *self.key.chain))
         except UntrustedSigner as exc:
             raise CheckpointError(f"cannot sign checkpoint: {exc.reason}", size=size) from None
+        self.step = "signing with the audit key"
         try:
             note = await asyncio.to_thread(sign_note, self.key, self.origin, size, root, at)
         except Exception as exc:  # a token key may fail in many ways; say so, keep going
             raise CheckpointError(f"cannot sign checkpoint: {exc}", size=size) from exc
+        self.step = "waiting for the TSA"
         token = await self._timestamp(hashlib.sha256(note).digest(), size)
+        self.step = "verifying the timestamp"
         await self._check_timestamp(token, note, size)
         cp = Checkpoint(
             size=size,
@@ -679,6 +688,7 @@ class Checkpointer:
             # and flushes nothing: that one's commit flushed the same entries, checked alike.)
             tx.execute("checkpoints.insert", **cp.to_row())
 
+        self.step = "storing the checkpoint"
         try:
             await self.store.transact(insert)
         except _LogLost:

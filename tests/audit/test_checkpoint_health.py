@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app import _last_checkpoint
 from gateway.audit.checkpoints import Checkpointer, load_checkpoints
 from gateway.metrics import Metrics
 from gateway.store import SQLiteStore
@@ -178,3 +179,32 @@ async def test_the_gateway_tells_of_a_tsa_outside_its_anchors(pki: TestPKI, tmp_
             assert "no chain to a configured trust anchor: tsa" in audit, told
             async with await gw.get("/v1/audit/checkpoints/latest", who="auditor") as r:
                 assert r.status == 404  # nothing stored that the gateway itself would refuse
+
+
+async def test_a_tail_checkpoint_that_times_out_at_stop_says_what_it_waited_for(
+    store: SQLiteStore, pki: TestPKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stop signs the log's tail, for at most 10 s. A TSA that never answered left the line
+    `no checkpoint of the log's tail at stop: ` — empty after the colon (an exception is always
+    truthy, and a TimeoutError's text is '')."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # takes the request, answers nothing
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    caplog.set_level(logging.WARNING, logger="lienthong.audit")
+    try:
+        cpr = Checkpointer(store, pki.key("gateway"), tsa_url=f"http://127.0.0.1:{port}/")
+        await _last_checkpoint(cpr, timeout_s=0.5)
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    [said] = [r.getMessage() for r in caplog.records if r.name == "lienthong.audit"]
+    assert said == (
+        "no checkpoint of the log's tail at stop: not done within 0.5 s: waiting for the TSA"
+    ), said
+    assert await load_checkpoints(store) == []
