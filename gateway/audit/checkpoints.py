@@ -46,7 +46,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from gateway.store import Row, Store, StoreError, Tx
+from gateway.store import QueryError, Row, Store, StoreError, Tx
 
 from .events import GENESIS
 from .merkle import RootStack
@@ -61,6 +61,7 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "NoteContent",
+    "checkpoint_rows",
     "describe_signer",
     "key_fingerprint",
     "key_id",
@@ -77,6 +78,7 @@ log = logging.getLogger("lienthong.audit.checkpoints")
 DEFAULT_ORIGIN = "lienthong.local/audit"  # [audit] origin's default too (gateway.settings)
 _DASH = "\u2014"  # signed-note signature lines start with an em dash
 _PAGE = 5000
+_NO_LIMIT = 2**63 - 1  # the largest integer SQLite and PostgreSQL take
 # A failing checkpoint is retried every poll (a second): its WARNING is repeated this often while
 # the reason stays the same (it was one a second, 86,400 lines a day for one condition).
 REPEAT_WARNING_S = 600.0
@@ -275,9 +277,79 @@ def _cn(cert: x509.Certificate) -> str:
 
 
 async def load_checkpoints(store: Store) -> list[Checkpoint]:
-    """Every checkpoint, smallest first. Raises CheckpointError on an unreadable row."""
-    rows = await store.read(lambda tx: tx.all("checkpoints.all"))
+    """Every checkpoint, smallest first. Raises CheckpointError on an unreadable row (one the
+    store cannot hand over too, such as a note edited into text that is not UTF-8: the first one,
+    by its size)."""
+    try:
+        rows = await store.read(lambda tx: tx.all("checkpoints.all"))
+    except QueryError as failure:
+        raise await _first_unreadable(store, failure) from failure
     return [Checkpoint.from_row(r) for r in rows]
+
+
+async def checkpoint_rows(
+    store: Store, *, before: int = _NO_LIMIT, limit: int = 1
+) -> list[Row | CheckpointError]:
+    """The rows of up to ``limit`` checkpoints smaller than ``before``, largest first. A row the
+    store cannot hand over (SQLite: a text column that is not UTF-8, written around the gateway)
+    is, in its place, a CheckpointError naming it; the page's others are then read one by one.
+    Raises StoreError if the store fails otherwise."""
+    try:
+        rows: list[Row | CheckpointError] = list(
+            await store.read(lambda tx: tx.all("checkpoints.page", before=before, limit=limit))
+        )
+        return rows
+    except QueryError as failure:
+        sizes = await store.read(lambda tx: tx.all("checkpoints.sizes", before=before, limit=limit))
+        out: list[Row | CheckpointError] = []
+        for size in (int(r["size"]) for r in sizes):
+
+            def get(tx: Tx, size: int = size) -> Row | None:
+                return tx.one("checkpoints.get", size=size)
+
+            try:
+                row = await store.read(get)
+            except QueryError as exc:
+                out.append(_unreadable(size, exc, "checkpoints.get"))
+                continue
+            if row is not None:  # deleted meanwhile
+                out.append(row)
+        if not any(isinstance(item, CheckpointError) for item in out):
+            raise failure from None  # not a row's: the page's own
+        return out
+
+
+async def _first_unreadable(store: Store, failure: QueryError) -> CheckpointError:
+    """The first checkpoint whose row the store cannot hand over, found by halving the rows;
+    raises ``failure`` if no row fails on its own."""
+    rows = await store.read(
+        lambda tx: tx.all("checkpoints.sizes", before=_NO_LIMIT, limit=_NO_LIMIT)
+    )
+    sizes = sorted(int(r["size"]) for r in rows)
+
+    async def failing(low: int, high: int) -> QueryError | None:  # the rows of sizes[low:high]
+        try:
+            await store.read(
+                lambda tx: tx.all("checkpoints.page", before=sizes[high - 1] + 1, limit=high - low)
+            )
+        except QueryError as exc:
+            return exc
+        return None
+
+    low, high = 0, len(sizes)  # the first unreadable row is in sizes[low:high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if await failing(low, middle) is None else (low, middle)
+    if sizes and (exc := await failing(low, low + 1)) is not None:
+        return _unreadable(sizes[low], exc, "checkpoints.page")
+    raise failure
+
+
+def _unreadable(size: int, exc: QueryError, query: str) -> CheckpointError:
+    # SQLite's message quotes the text it could not decode: a note is several lines, signature
+    # bytes among them. The column says enough.
+    reason = str(exc).removeprefix(f"{query}: ").partition(" with text ")[0]
+    return CheckpointError(f"the store cannot read it ({' '.join(reason.split())})", size=size)
 
 
 @dataclass(frozen=True)
@@ -534,8 +606,12 @@ class Checkpointer:
         """Read the latest stored checkpoint and the log, checked against it — and against
         ``held``, the checkpoint this checkpointer signed or loaded before, when the log is read
         again: the store holds no smaller checkpoint than that one, and the log its entries."""
-        row = await self.store.read(lambda tx: tx.one("checkpoints.latest"))
-        stored = Checkpoint.from_row(row) if row is not None else None
+        rows = await checkpoint_rows(self.store)  # the latest
+        stored = None
+        for row in rows:
+            if isinstance(row, CheckpointError):  # one the store cannot hand over
+                raise CheckpointError(f"checkpoint {row.size}: {row}", size=row.size)
+            stored = Checkpoint.from_row(row)
         if held is not None and (
             stored is None
             or stored.size < held.size
