@@ -468,6 +468,7 @@ async def _start_checkpointer(runtime: Runtime, stack: AsyncExitStack) -> None:
         every=audit.checkpoint_every,
         interval_s=audit.checkpoint_interval_s,
         fail_closed_after_s=audit.fail_closed_after_s,
+        trust=signing.trust,
         metrics=runtime.metrics,
     )
     await checkpointer.start()
@@ -477,20 +478,26 @@ async def _start_checkpointer(runtime: Runtime, stack: AsyncExitStack) -> None:
     runtime.extras["accepting"] = lambda: checkpointer.healthy
 
 
-async def _last_checkpoint(checkpointer: Any) -> None:
+async def _last_checkpoint(checkpointer: Any, timeout_s: float = 10) -> None:
     """Stop the checkpointer, then sign the log's tail: by now the server and the outbox have
     stopped, so nothing is appended after it, and a stopped gateway's log is covered whole (an
     auditor's copy of its store verified only up to the last periodic checkpoint). Bounded: a
-    TSA that does not answer delays the stop by at most 10 s, and only this is lost."""
+    TSA that does not answer delays the stop by at most ``timeout_s``, and only this is lost."""
     from gateway.audit.checkpoints import CheckpointError
 
     await checkpointer.stop()
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(timeout_s):
             await checkpointer.checkpoint_now()
-    except (CheckpointError, TimeoutError) as exc:
+    except CheckpointError as exc:
         logging.getLogger("lienthong.audit").warning(
-            "no checkpoint of the log's tail at stop: %s", exc or "the TSA did not answer"
+            "no checkpoint of the log's tail at stop: %s", exc
+        )
+    except TimeoutError:  # its text is '': say what the checkpoint was waiting for
+        logging.getLogger("lienthong.audit").warning(
+            "no checkpoint of the log's tail at stop: not done within %g s: %s",
+            timeout_s,
+            checkpointer.step,
         )
 
 

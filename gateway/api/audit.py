@@ -16,7 +16,12 @@ from gateway.audit.bundle import (
     Scope,
     build_bundle,
 )
-from gateway.audit.checkpoints import Checkpoint, CheckpointError, verify_checkpoint
+from gateway.audit.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    checkpoint_rows,
+    verify_checkpoint,
+)
 from gateway.audit.proofs import LogTree, ProofUnavailable
 from gateway.audit.query import (
     EventFilter,
@@ -130,15 +135,17 @@ async def search(request: web.Request) -> web.Response:
 
 
 async def _summaries(
-    runtime: Runtime, rows: list[dict[str, Any]], verify: bool
+    runtime: Runtime, rows: list[dict[str, Any] | CheckpointError], verify: bool
 ) -> list[dict[str, Any]]:
     out = []
     trust, pins = _trust(runtime), _pins(runtime)
     for row in rows:
         try:
+            if isinstance(row, CheckpointError):  # a row the store could not hand over
+                raise row
             cp = Checkpoint.from_row(row)
         except CheckpointError as exc:
-            out.append({"size": row.get("size"), "verified": False, "problem": str(exc)})
+            out.append({"size": exc.size, "verified": False, "problem": str(exc)})
             continue
         item = cp.summary()
         if verify:
@@ -162,23 +169,21 @@ async def checkpoints(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     limit = query_int(request, "limit", 20, lo=1, hi=200)
     before = query_int(request, "before", SQL_INT_MAX)
-    rows = await runtime.store.read(
-        lambda tx: tx.all("checkpoints.page", before=before, limit=limit + 1)
-    )
+    rows = await checkpoint_rows(runtime.store, before=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     items = await _summaries(runtime, rows, query_flag(request, "verify"))
-    return json_response({"items": items, "next": str(rows[-1]["size"]) if more else None})
+    return json_response({"items": items, "next": str(items[-1]["size"]) if more else None})
 
 
 @routes.get("/v1/audit/checkpoints/latest")
 async def latest(request: web.Request) -> web.Response:
     require(request, SERVICE)
     runtime = request.app[RUNTIME]
-    row = await runtime.store.read(lambda tx: tx.one("checkpoints.latest"))
-    if row is None:
+    rows = await checkpoint_rows(runtime.store)
+    if not rows:
         raise Problem(404, "no-checkpoint", "no checkpoint has been written yet")
-    return json_response((await _summaries(runtime, [row], True))[0])
+    return json_response((await _summaries(runtime, rows, True))[0])
 
 
 @routes.get("/v1/audit/proofs/inclusion")

@@ -46,7 +46,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from gateway.store import Row, Store, StoreError, Tx
+from gateway.store import QueryError, Row, Store, StoreError, Tx
 
 from .events import GENESIS
 from .merkle import RootStack
@@ -61,6 +61,7 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "NoteContent",
+    "checkpoint_rows",
     "describe_signer",
     "key_fingerprint",
     "key_id",
@@ -77,6 +78,7 @@ log = logging.getLogger("lienthong.audit.checkpoints")
 DEFAULT_ORIGIN = "lienthong.local/audit"  # [audit] origin's default too (gateway.settings)
 _DASH = "\u2014"  # signed-note signature lines start with an em dash
 _PAGE = 5000
+_NO_LIMIT = 2**63 - 1  # the largest integer SQLite and PostgreSQL take
 # A failing checkpoint is retried every poll (a second): its WARNING is repeated this often while
 # the reason stays the same (it was one a second, 86,400 lines a day for one condition).
 REPEAT_WARNING_S = 600.0
@@ -275,9 +277,79 @@ def _cn(cert: x509.Certificate) -> str:
 
 
 async def load_checkpoints(store: Store) -> list[Checkpoint]:
-    """Every checkpoint, smallest first. Raises CheckpointError on an unreadable row."""
-    rows = await store.read(lambda tx: tx.all("checkpoints.all"))
+    """Every checkpoint, smallest first. Raises CheckpointError on an unreadable row (one the
+    store cannot hand over too, such as a note edited into text that is not UTF-8: the first one,
+    by its size)."""
+    try:
+        rows = await store.read(lambda tx: tx.all("checkpoints.all"))
+    except QueryError as failure:
+        raise await _first_unreadable(store, failure) from failure
     return [Checkpoint.from_row(r) for r in rows]
+
+
+async def checkpoint_rows(
+    store: Store, *, before: int = _NO_LIMIT, limit: int = 1
+) -> list[Row | CheckpointError]:
+    """The rows of up to ``limit`` checkpoints smaller than ``before``, largest first. A row the
+    store cannot hand over (SQLite: a text column that is not UTF-8, written around the gateway)
+    is, in its place, a CheckpointError naming it; the page's others are then read one by one.
+    Raises StoreError if the store fails otherwise."""
+    try:
+        rows: list[Row | CheckpointError] = list(
+            await store.read(lambda tx: tx.all("checkpoints.page", before=before, limit=limit))
+        )
+        return rows
+    except QueryError as failure:
+        sizes = await store.read(lambda tx: tx.all("checkpoints.sizes", before=before, limit=limit))
+        out: list[Row | CheckpointError] = []
+        for size in (int(r["size"]) for r in sizes):
+
+            def get(tx: Tx, size: int = size) -> Row | None:
+                return tx.one("checkpoints.get", size=size)
+
+            try:
+                row = await store.read(get)
+            except QueryError as exc:
+                out.append(_unreadable(size, exc, "checkpoints.get"))
+                continue
+            if row is not None:  # deleted meanwhile
+                out.append(row)
+        if not any(isinstance(item, CheckpointError) for item in out):
+            raise failure from None  # not a row's: the page's own
+        return out
+
+
+async def _first_unreadable(store: Store, failure: QueryError) -> CheckpointError:
+    """The first checkpoint whose row the store cannot hand over, found by halving the rows;
+    raises ``failure`` if no row fails on its own."""
+    rows = await store.read(
+        lambda tx: tx.all("checkpoints.sizes", before=_NO_LIMIT, limit=_NO_LIMIT)
+    )
+    sizes = sorted(int(r["size"]) for r in rows)
+
+    async def failing(low: int, high: int) -> QueryError | None:  # the rows of sizes[low:high]
+        try:
+            await store.read(
+                lambda tx: tx.all("checkpoints.page", before=sizes[high - 1] + 1, limit=high - low)
+            )
+        except QueryError as exc:
+            return exc
+        return None
+
+    low, high = 0, len(sizes)  # the first unreadable row is in sizes[low:high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if await failing(low, middle) is None else (low, middle)
+    if sizes and (exc := await failing(low, low + 1)) is not None:
+        return _unreadable(sizes[low], exc, "checkpoints.page")
+    raise failure
+
+
+def _unreadable(size: int, exc: QueryError, query: str) -> CheckpointError:
+    # SQLite's message quotes the text it could not decode: a note is several lines, signature
+    # bytes among them. The column says enough.
+    reason = str(exc).removeprefix(f"{query}: ").partition(" with text ")[0]
+    return CheckpointError(f"the store cannot read it ({' '.join(reason.split())})", size=size)
 
 
 @dataclass(frozen=True)
@@ -366,6 +438,31 @@ async def verify_checkpoint(
 # --- the background writer -----------------------------------------------------------------------
 
 
+def _tsa_failure(exc: Exception) -> str:
+    """Why a timestamp request failed: ``exc``'s text, except for a stale reply. pyHanko (0.38)
+    refuses a token whose nonce is not the request's (a TSA, or a cache before it, replaying an
+    old reply) but fails to word its own refusal (``nonce.hex()`` on an int): the AttributeError
+    raised in its ``handle_tsp_response`` came through as ``'int' object has no attribute
+    'hex'``, in the log, /readyz and the 503 not-accepting."""
+    text = str(exc)
+    cause = exc.__cause__
+    if isinstance(cause, AttributeError) and _raised_in(cause, "handle_tsp_response"):
+        request, sep, _ = text.partition(" failed: ")
+        if sep:
+            return (
+                f"{request} failed: the TSA's reply does not answer this request (its nonce is "
+                "another request's: a stale or replayed token)"
+            )
+    return text
+
+
+def _raised_in(exc: BaseException, function: str) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name == function
+
+
 class _LogLost(Exception):
     """The log no longer holds the entries a checkpoint about to be stored covers."""
 
@@ -376,8 +473,11 @@ class Checkpointer:
 
     ``key`` is a :class:`signing.keys.SigningKey`; ``timestamper`` defaults to
     :func:`signing.timestamps.request_timestamp` against ``tsa_url`` (tests may pass another
-    ``async (digest) -> token``). With ``metrics``, each periodic attempt is counted by outcome
-    and the latest checkpoint's size and time are kept as gauges.
+    ``async (digest) -> token``). With ``trust`` (a :class:`signing.trust.TrustStore`: the
+    gateway's anchors), each token is verified as ``audit verify`` will (imprint, the TSA's chain
+    and usage) before the checkpoint is stored: a token that fails is a failed checkpoint, not a
+    checkpoint every verification refuses. With ``metrics``, each periodic attempt is counted by
+    outcome and the latest checkpoint's size and time are kept as gauges.
     """
 
     def __init__(
@@ -392,6 +492,7 @@ class Checkpointer:
         fail_closed_after_s: float = 300.0,
         poll_s: float | None = None,
         timestamper: Callable[[bytes], Any] | None = None,
+        trust: Any | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
     ) -> None:
@@ -404,6 +505,7 @@ class Checkpointer:
         self.poll_s = poll_s if poll_s is not None else min(1.0, interval_s)
         self._tsa_url = tsa_url
         self._timestamper = timestamper
+        self._trust = trust
         self._clock = clock
         self._stack = RootStack()
         # The chain hash of the stack's last leaf, computed from the leaves fed (as the log's
@@ -422,10 +524,15 @@ class Checkpointer:
             for outcome in ("ok", "failed"):  # both series from the start: rate() needs them
                 metrics.checkpoints.labels(outcome)
         self._broken: str | None = None  # a condition retrying cannot fix (log ≠ checkpoint)
-        # The latest checkpoint, until the log has been read up to its size and its root matched.
-        self._pending: Checkpoint | None = None
+        # The checkpoints the log must match, smallest first, until the stack has been read up to
+        # each one's size and its root compared: the latest stored, and when the log is read
+        # again, the one this checkpointer held (see _rebuild).
+        self._pending: list[Checkpoint] = []
         self.last_error: str | None = None
         self.latest: Checkpoint | None = None
+        # What the checkpoint being made is doing (waiting for), to say so when it is given up
+        # (the stop's, after 10 s: a TimeoutError says nothing).
+        self.step = "idle"
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -495,16 +602,46 @@ class Checkpointer:
         return True, "ok"
 
     # --- work ---
-    async def _load(self) -> None:
-        row = await self.store.read(lambda tx: tx.one("checkpoints.latest"))
-        self._keep_latest(Checkpoint.from_row(row) if row is not None else None)
-        self._pending = self.latest
+    async def _load(self, held: Checkpoint | None = None) -> None:
+        """Read the latest stored checkpoint and the log, checked against it — and against
+        ``held``, the checkpoint this checkpointer signed or loaded before, when the log is read
+        again: the store holds no smaller checkpoint than that one, and the log its entries."""
+        rows = await checkpoint_rows(self.store)  # the latest
+        stored = None
+        for row in rows:
+            if isinstance(row, CheckpointError):  # one the store cannot hand over
+                raise CheckpointError(f"checkpoint {row.size}: {row}", size=row.size)
+            stored = Checkpoint.from_row(row)
+        if held is not None and (
+            stored is None
+            or stored.size < held.size
+            or (stored.size == held.size and stored.root != held.root)
+        ):
+            # Checkpoints are stored by durable commits, after the entries they cover: no crash
+            # of the store takes one, nor those entries, once stored. Someone deleted it (and
+            # maybe rewrote the entries it covered: a checkpoint of the log now, checked against
+            # an older one, would sign that). The stack is not read: nothing brings this back.
+            latest = "none" if stored is None else stored.size
+            self._broken = (
+                f"checkpoint {held.size}, which this gateway signed or loaded, is no longer "
+                f"stored (the latest stored is {latest}): checkpoints were deleted or replaced "
+                "in the store, and the entries they covered may have been rewritten; not "
+                f"signing the log again (checkpoint {held.size}'s root: "
+                f"{base64.b64encode(held.root).decode()})"
+            )
+            log.error("%s", self._broken)
+            return
+        self._keep_latest(stored)
+        self._pending = [c for c in (held, stored) if c is not None]
+        if held is not None and stored is not None and held.size == stored.size:
+            self._pending = [stored]  # the same root (above)
         size = await self._catch_up()
-        if self._pending is not None and size < self._pending.size:
+        if self._pending and size < self._pending[-1].size:
             # Signing the head now would sign a fork: the next appends reuse the removed
             # entries' sequence numbers, and a checkpoint of them contradicts this one.
             self._broken = (
-                f"audit log truncated below checkpoint {self._pending.size}: it has {size} entries"
+                f"audit log truncated below checkpoint {self._pending[-1].size}: it has {size} "
+                "entries"
             )
             log.error("%s", self._broken)
 
@@ -534,21 +671,25 @@ class Checkpointer:
         for row in rows:
             if row["seq"] != self._stack.size:
                 self._broken = f"audit log has a gap at entry {self._stack.size}"
-                self._pending = None  # nothing brings this back
+                self._pending = []  # nothing brings this back
                 raise CheckpointError(self._broken)
             leaf = bytes(row["leaf_hash"])
             self._stack.append(leaf)
             self._chain = hashlib.sha256(self._chain + leaf).digest()
-            check = self._pending
+            check = self._pending[0] if self._pending else None
             if check is not None and self._stack.size == check.size:
-                self._pending = None
+                del self._pending[0]
                 if self._stack.root() != check.root:
+                    # Nothing brings this back: a later checkpoint the log matches (one signed
+                    # over the altered entries by a gateway that never held this one) included.
+                    self._pending = []
                     self._broken = (
                         f"audit log does not match checkpoint {check.size}: altered entries"
                     )
                     log.error("%s", self._broken)
                     raise CheckpointError(self._broken, size=check.size)
-                if self._broken is not None:  # truncated, and now the same entries again
+                if self._broken is not None and not self._pending:
+                    # truncated, and now the same entries again
                     log.warning("audit log matches checkpoint %d again", check.size)
                     self._broken = None
 
@@ -557,8 +698,11 @@ class Checkpointer:
         None if nothing is new). Raises CheckpointError if signing, timestamping or storing fails,
         or if the log no longer holds the entries read (lost in a crash of the store); StoreError
         if the log cannot be read. After a store failure or lost entries, the next call reads the
-        whole log again before it signs.
+        whole log again before it signs, and refuses to sign (for good) a log that no longer holds
+        the entries of the checkpoint this checkpointer signed or loaded, or a store that no
+        longer holds that checkpoint.
         """
+        self.step = "waiting for the checkpoint in progress"
         async with self._lock:
             if self._broken:
                 raise CheckpointError(f"not signing: {self._broken}")
@@ -574,13 +718,18 @@ class Checkpointer:
 
     async def _rebuild(self) -> None:
         """Drop the stack and read it again from the log, checked against the latest stored
-        checkpoint, as at start."""
+        checkpoint, as at start, and against the one this checkpointer holds: a crash of the
+        store loses only entries no stored checkpoint covers, so the store must still hold that
+        checkpoint, and the log its entries. Trusting the store alone, a log rewritten under its
+        deleted newer checkpoints (consistent with the older ones left) was signed again."""
         log.warning("audit checkpointer: reading the log again (a store failure or lost entries)")
-        self._stack, self._chain, self._pending = RootStack(), GENESIS, None
-        await self._load()
+        self.step = "reading the log again"
+        self._stack, self._chain, self._pending = RootStack(), GENESIS, []
+        await self._load(held=self.latest)
         self._stale = False
 
     async def _sign_head(self) -> Checkpoint | None:
+        self.step = "reading the log"
         size = await self._catch_up()
         if size == 0 or (self.latest is not None and self.latest.size >= size):
             return None
@@ -596,11 +745,15 @@ class Checkpointer:
             check_valid_now((self.key.certificate, *self.key.chain))
         except UntrustedSigner as exc:
             raise CheckpointError(f"cannot sign checkpoint: {exc.reason}", size=size) from None
+        self.step = "signing with the audit key"
         try:
             note = await asyncio.to_thread(sign_note, self.key, self.origin, size, root, at)
         except Exception as exc:  # a token key may fail in many ways; say so, keep going
             raise CheckpointError(f"cannot sign checkpoint: {exc}", size=size) from exc
+        self.step = "waiting for the TSA"
         token = await self._timestamp(hashlib.sha256(note).digest(), size)
+        self.step = "verifying the timestamp"
+        await self._check_timestamp(token, note, size)
         cp = Checkpoint(
             size=size,
             root=root,
@@ -636,6 +789,7 @@ class Checkpointer:
             # and flushes nothing: that one's commit flushed the same entries, checked alike.)
             tx.execute("checkpoints.insert", **cp.to_row())
 
+        self.step = "storing the checkpoint"
         try:
             await self.store.transact(insert)
         except _LogLost:
@@ -670,11 +824,30 @@ class Checkpointer:
             try:
                 return await request_timestamp(self._tsa_url, digest)
             except SigningError as exc:
-                raise CheckpointError(str(exc), size=size) from exc
+                raise CheckpointError(_tsa_failure(exc), size=size) from exc
         except CheckpointError:
             raise
         except Exception as exc:  # an injected timestamper is foreign code
             raise CheckpointError(f"timestamp failed: {exc}", size=size) from exc
+
+    async def _check_timestamp(self, token: bytes, note: bytes, size: int) -> None:
+        """Verify ``token`` over ``note`` against the anchors, as verify_checkpoint does. A
+        TSA outside them (another CA's, a public one, one under a root not added yet) stamped
+        checkpoints that were stored, counted ``ok`` and never failed the gateway closed, while
+        every `audit verify` and the API's own ``verified`` refused them."""
+        if self._trust is None:
+            return
+        from signing.errors import SigningError
+        from signing.timestamps import verify_timestamp
+
+        try:
+            await verify_timestamp(token, note, self._trust)
+        except SigningError as exc:
+            raise CheckpointError(
+                f"checkpoint {size} not stored: its timestamp does not verify against the trust "
+                f"anchors ([signing] trust): {' '.join(str(exc).split())}",
+                size=size,
+            ) from exc
 
     async def _run(self) -> None:
         while True:
@@ -714,7 +887,7 @@ class Checkpointer:
 
     async def _tick(self) -> None:
         if self._broken:
-            if self._pending is not None:
+            if self._pending:
                 # Truncated: follow the log back to the checkpoint's size, where its root says
                 # whether the removed entries came back or others took their places.
                 async with self._lock:

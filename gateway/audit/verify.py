@@ -25,8 +25,11 @@ What each check catches:
   should have covered them: judged against the log's newest entry when a checkpoint covers part
   of the log (an auditor's copy verified days later still passes), against the verifier's clock
   when none does (nothing signed vouches for any of it: only a gateway whose first checkpoint is
-  not yet due passes). A log rewritten whole with its checkpoints deleted, or whose later
-  checkpoints were deleted, fails here.
+  not yet due passes). A log rewritten whole with its checkpoints deleted fails here. One whose
+  later checkpoints were deleted fails only when the entries past the latest one left span more
+  than the policy allows (judged against the newest entry): the newest checkpoint deleted, and
+  entries only it covered rewritten with their hashes, pass — only a copy of that checkpoint
+  kept elsewhere shows it.
 """
 
 from __future__ import annotations

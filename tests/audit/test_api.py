@@ -501,3 +501,31 @@ async def test_console_is_served_with_a_strict_policy(api: str) -> None:
             assert r.status == 200 and r.content_type == "text/javascript"
         async with s.get(f"{api}/console/../settings.py") as r:
             assert r.status == 404
+
+
+async def test_a_checkpoint_the_store_cannot_read_is_listed_as_a_bad_one(
+    tmp_path: Path, pki: TestPKI, tsa_url: str
+) -> None:
+    """A checkpoint row whose note was edited into text that is not UTF-8 (SQLite: PostgreSQL
+    holds no such text): GET /v1/audit/checkpoints was a 500 for the whole page; the row is now
+    an item the API shows unverified, with why, as it shows any other bad row."""
+    store = await seeded_store(tmp_path / "api.db", pki, tsa_url)
+    tamper(store, "UPDATE audit_checkpoints SET note = x'ff' || note WHERE size = 33")
+    signing = _Signing(pki.trust(revocation="off"), pki.key("gateway"))
+    problem = "the store cannot read it (Could not decode to UTF-8 column 'note')"
+    try:
+        async with serve_audit_app(store, {"signing": signing}) as url:
+            async with aiohttp.ClientSession(headers=_auth()) as s:
+                for verify in ("0", "1"):
+                    async with s.get(f"{url}/v1/audit/checkpoints", params={"verify": verify}) as r:
+                        assert r.status == 200, await r.text()
+                        page = await r.json()
+                    good, bad = page["items"]
+                    assert good["size"] == 37 and good.get("verified", True) is True, good
+                    assert bad == {"size": 33, "verified": False, "problem": problem}
+                tamper(store, "UPDATE audit_checkpoints SET note = x'ff' || note WHERE size = 37")
+                async with s.get(f"{url}/v1/audit/checkpoints/latest") as r:
+                    assert r.status == 200, await r.text()
+                    assert await r.json() == {"size": 37, "verified": False, "problem": problem}
+    finally:
+        await store.close()

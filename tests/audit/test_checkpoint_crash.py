@@ -213,3 +213,38 @@ async def test_after_a_store_failure_the_tree_is_read_again(
     cp = await cpr.checkpoint_now()
     assert cp is not None and cp.size == 25
     await _assert_covered_and_verified(store, pki, 25)
+
+
+@pytest.mark.parametrize("new", [0, 3])
+async def test_entries_lost_after_a_checkpoint_this_gateway_signed_are_not_signed(
+    backend: tuple[Store, Lose], pki: TestPKI, tsa_url: str, new: int
+) -> None:
+    """The crash after a checkpoint: it stays (stored by a durable commit, which synced the
+    entries it covers), the entries after it are lost. The log is read again against the
+    checkpoint the checkpointer holds as well as the stored one (the same here), and the next
+    checkpoint covers the log as it is — no false alarm of a deleted checkpoint."""
+    store, lose = backend
+    stamper = _stamper(tsa_url)
+    cpr = Checkpointer(store, pki.key("gateway"), timestamper=stamper)
+    first = await cpr.checkpoint_now()
+    assert first is not None and first.size == 25
+    await _add(store, 5, "lookup")
+    stamper.down[0] = True
+    with pytest.raises(CheckpointError, match="TSA down"):
+        await cpr.checkpoint_now()  # read 25..29
+    stamper.down[0] = False
+    await _crash(store, lose, keep=25, new=new)
+    with pytest.raises(CheckpointError, match="no longer holds the entries"):
+        await cpr.checkpoint_now()
+    cp = await cpr.checkpoint_now()
+    if new == 0:
+        assert cp is None  # nothing new past checkpoint 25
+    else:
+        assert cp is not None and cp.size == 25 + new
+    assert [c.size for c in await load_checkpoints(store)] == [25] + ([25 + new] if new else [])
+    await _add(store, 1, "lookup")
+    later = await cpr.checkpoint_now()  # and it goes on signing
+    assert later is not None and later.size == 26 + new
+    report = await verify_log(store, pki.trust(revocation="off"))
+    assert report.ok, report.describe()
+    assert report.entries == 26 + new

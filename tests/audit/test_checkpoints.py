@@ -478,3 +478,27 @@ async def test_a_signer_whose_certificate_expired_signs_no_checkpoint(
     with pytest.raises(CheckpointError, match="certificate expired"):
         await Checkpointer(store, pki.key("expired"), tsa_url=tsa_url).checkpoint_now()
     assert await load_checkpoints(store) == []
+
+
+async def test_the_first_checkpoint_the_store_cannot_read_is_named(
+    store: SQLiteStore, pki: TestPKI, tsa_url: str
+) -> None:
+    """Rows whose text is not UTF-8 (edited around the gateway; SQLite alone holds such text):
+    the store cannot hand them over, and the whole read failed, naming none of them."""
+    cpr = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    for n in range(5):
+        await add_events(store, 1, first=25 + n)
+        await cpr.checkpoint_now()  # 26 .. 30
+    tamper(store, "UPDATE audit_checkpoints SET note = x'ff' || note WHERE size IN (27, 30)")
+    with pytest.raises(CheckpointError) as unreadable:
+        await load_checkpoints(store)
+    assert unreadable.value.size == 27
+    assert str(unreadable.value) == (
+        "the store cannot read it (Could not decode to UTF-8 column 'note')"
+    )
+    restarted = Checkpointer(store, pki.key("gateway"), tsa_url=tsa_url)
+    with pytest.raises(CheckpointError) as at_start:  # the latest, 30: `serve` cannot start
+        await restarted.start()
+    assert str(at_start.value) == (
+        "checkpoint 30: the store cannot read it (Could not decode to UTF-8 column 'note')"
+    )

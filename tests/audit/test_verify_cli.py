@@ -559,3 +559,21 @@ async def test_a_swapped_timestamp_is_told_in_one_line_by_the_installed_command(
     assert done.stderr.splitlines() == [
         "Error: checkpoint 13: timestamp: timestamp imprint does not match the signed data"
     ], done.stderr
+
+
+async def test_a_checkpoint_the_store_cannot_read_is_named_in_one_line(config: Path) -> None:
+    """A checkpoint's note edited into text that is not UTF-8: the store cannot hand the row
+    over. `audit verify` stopped with `Error: store: checkpoints.all: Could not decode …` and
+    the raw note over six lines (its signature bytes too), naming no checkpoint; it now names
+    the checkpoint, in one line, as it names an entry the store cannot read. (SQLite alone: a
+    PostgreSQL column holds no such text.)"""
+    _tamper(config, "UPDATE audit_checkpoints SET note = x'ff' || note")
+    code, out = await _invoke("verify", "--config", str(config))
+    assert code == 1
+    unreadable = "checkpoint 13: the store cannot read it (Could not decode to UTF-8 column 'note')"
+    assert out.splitlines() == [f"audit log FAILED: {unreadable}", f"Error: {unreadable}"], out
+    code, out = await _invoke("verify", "--config", str(config), "--json")
+    report, error = out.split("\nError: ")
+    doc = json.loads(report)
+    assert code == 1 and doc["problems"] == [unreadable] and doc["first_bad_checkpoint"] == 13
+    assert error == f"{unreadable}\n"

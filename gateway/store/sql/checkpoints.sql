@@ -29,6 +29,11 @@ SELECT size, root, at, note, signer_chain, timestamp FROM audit_checkpoints ORDE
 SELECT size, root, at, note, signer_chain, timestamp FROM audit_checkpoints
 WHERE size < :before ORDER BY size DESC LIMIT :limit;
 
+-- name: sizes
+-- The sizes alone (an integer column the store always reads): which rows a page that cannot be
+-- read holds, to read them one by one (gateway/audit/checkpoints.py, checkpoint_rows).
+SELECT size FROM audit_checkpoints WHERE size < :before ORDER BY size DESC LIMIT :limit;
+
 -- name: covering
 -- The first checkpoint that covers leaf :seq (size > seq).
 SELECT size, root, at, note, signer_chain, timestamp FROM audit_checkpoints
