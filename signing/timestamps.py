@@ -82,6 +82,11 @@ def _failure(exc: BaseException) -> str:
     """Why a timestamp request failed. pyHanko says "Error while contacting timestamp service"
     whatever happened: the cause it chains says what (no connection, an HTTP error, no URL at
     all), in words that never quote the URL (an aiohttp error's text does, query and all)."""
+    if _stale_reply(exc):
+        return (
+            "the TSA's reply does not answer this request (its nonce is another request's: a "
+            "stale or replayed token)"
+        )
     seen: BaseException | None = exc  # the request's error, however deep signing wrapped it
     while seen is not None and not isinstance(seen, TimestampRequestError):
         seen = seen.__cause__ or seen.__context__
@@ -100,6 +105,22 @@ def _failure(exc: BaseException) -> str:
     if isinstance(cause, TimeoutError):
         return "no answer in time"
     return str(exc)
+
+
+def _stale_reply(exc: BaseException) -> bool:
+    """pyHanko (0.38) refuses a token whose nonce is not the request's (a TSA, or a cache before
+    it, replaying an old reply) but fails to word its own refusal (``nonce.hex()`` on an int):
+    the AttributeError raised in its ``handle_tsp_response`` read ``'int' object has no attribute
+    'hex'`` in the log, /readyz, the 503 not-accepting and a signing command's error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, AttributeError):
+            tb = seen.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            return tb is not None and tb.tb_frame.f_code.co_name == "handle_tsp_response"
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _shown(url: str) -> str:

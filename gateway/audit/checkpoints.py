@@ -438,31 +438,6 @@ async def verify_checkpoint(
 # --- the background writer -----------------------------------------------------------------------
 
 
-def _tsa_failure(exc: Exception) -> str:
-    """Why a timestamp request failed: ``exc``'s text, except for a stale reply. pyHanko (0.38)
-    refuses a token whose nonce is not the request's (a TSA, or a cache before it, replaying an
-    old reply) but fails to word its own refusal (``nonce.hex()`` on an int): the AttributeError
-    raised in its ``handle_tsp_response`` came through as ``'int' object has no attribute
-    'hex'``, in the log, /readyz and the 503 not-accepting."""
-    text = str(exc)
-    cause = exc.__cause__
-    if isinstance(cause, AttributeError) and _raised_in(cause, "handle_tsp_response"):
-        request, sep, _ = text.partition(" failed: ")
-        if sep:
-            return (
-                f"{request} failed: the TSA's reply does not answer this request (its nonce is "
-                "another request's: a stale or replayed token)"
-            )
-    return text
-
-
-def _raised_in(exc: BaseException, function: str) -> bool:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_name == function
-
-
 class _LogLost(Exception):
     """The log no longer holds the entries a checkpoint about to be stored covers."""
 
@@ -824,7 +799,7 @@ class Checkpointer:
             try:
                 return await request_timestamp(self._tsa_url, digest)
             except SigningError as exc:
-                raise CheckpointError(_tsa_failure(exc), size=size) from exc
+                raise CheckpointError(str(exc), size=size) from exc
         except CheckpointError:
             raise
         except Exception as exc:  # an injected timestamper is foreign code
