@@ -314,7 +314,7 @@ async def _start_registries(runtime: Runtime, stack: AsyncExitStack) -> None:
     """The sandboxes for registries without a url (embedded default), then every connector."""
     settings = runtime.settings
     sandboxed = [n for n in REGISTRY_NAMES if settings.registry(n).url is None]
-    if sandboxed and not settings.sandbox.embedded:
+    if sandboxed and not settings.embedded:
         raise SettingsError(
             f"no url for registr{'y' if len(sandboxed) == 1 else 'ies'} {', '.join(sandboxed)}: "
             "set [registries.<name>] url, or [sandbox] embedded = true"

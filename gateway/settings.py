@@ -572,7 +572,9 @@ class DocumentsSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class SandboxSettings:
-    embedded: bool = True  # start the registry sandboxes inside the gateway process
+    # Start the sandboxes of registries without a url inside the gateway process. Left out: only
+    # while no registry has a url (Settings.embedded).
+    embedded: bool | None = None
     seed: NonNegativeInt = 0
     pki: str = "pki"  # test PKI folder (made on first start) for the sandboxes and dev signing
     faults: FaultPlans = field(default_factory=dict)
@@ -596,12 +598,22 @@ class Settings:
         return self.registries.get(name, RegistrySettings())
 
     @property
+    def embedded(self) -> bool:
+        """Whether registries without a url run on their embedded sandbox: ``[sandbox]
+        embedded``, or, left out, only while no registry has a url. A config giving one
+        registry's url is a real gateway's: a registry it forgot is an error at start, not a
+        sandbox, and with it the development defaults (test PKI, fixed citizen key)."""
+        if self.sandbox.embedded is not None:
+            return self.sandbox.embedded
+        return all(self.registry(n).url is None for n in REGISTRY_NAMES)
+
+    @property
     def sandboxed(self) -> tuple[str, ...]:
         """The registries served by their embedded sandbox: those without a url, while
-        ``[sandbox] embedded`` (the default). Only while one is do the development defaults
-        apply (the test PKI, the development citizen key): a config giving every registry's url
-        is a real gateway's, whatever ``embedded`` says."""
-        if not self.sandbox.embedded:
+        :attr:`embedded`. Only while one is do the development defaults apply (the test PKI,
+        the development citizen key): a config giving every registry's url is a real gateway's,
+        whatever ``embedded`` says."""
+        if not self.embedded:
             return ()
         return tuple(n for n in REGISTRY_NAMES if self.registry(n).url is None)
 
@@ -957,6 +969,15 @@ def _check_together(settings: Settings) -> None:
                 f"registries.{name}.retry.max_delay_s: must be at least base_delay_s"
                 f" ({retry.base_delay_s}), got {retry.max_delay_s}"
             )
+    missing = [n for n in REGISTRY_NAMES if settings.registry(n).url is None]
+    if settings.sandbox.embedded is None and 0 < len(missing) < len(REGISTRY_NAMES):
+        # A gateway in front of real registries that forgot one: not a sandbox for it (and the
+        # development keys with it) without a word; [sandbox] embedded = true says it is meant.
+        raise SettingsError(
+            f"no url for registr{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)}"
+            " while the others have one: set it, or [sandbox] embedded = true to run"
+            f" {'its sandbox' if len(missing) == 1 else 'their sandboxes'} in the gateway"
+        )
 
 
 def settings_from_mapping(

@@ -167,3 +167,27 @@ def test_a_given_key_is_the_one_used(tmp_path: Path) -> None:
 
 def test_the_embedded_default_needs_no_key(tmp_path: Path) -> None:
     assert _key_used(_config(tmp_path, embedded=True, key=None)) == DEV_KEY
+
+
+def test_a_config_giving_some_registries_urls_runs_no_sandbox_unsaid(tmp_path: Path) -> None:
+    """Found by probing: four registries at their urls and the business registry forgotten, the
+    gateway ran that registry's sandbox, and with it the development citizen key and test PKI,
+    without a word. Running sandboxes beside real registries must be asked for."""
+    population = REAL_REGISTRIES.split("[registries.civil_status]")[0]
+    config = _config(tmp_path, embedded=None, key=GOOD_KEY, body=population)
+    line = _one_line(CliRunner().invoke(main, ["serve", "--config", str(config)]))
+    assert line == (
+        f"Error: {config}: no url for registries civil_status, insurance, business, portal while"
+        " the others have one: set it, or [sandbox] embedded = true to run their sandboxes in"
+        " the gateway"
+    ), line
+    assert not (tmp_path / "pki").exists() and not (tmp_path / "gw.db").exists()
+    asked = load_settings(_config(tmp_path, embedded=True, key=None, body=population))
+    assert asked.sandboxed == ("civil_status", "insurance", "business", "portal")
+    assert load_settings(_config(tmp_path, embedded=None, key=None)).sandboxed == (
+        "population",
+        "civil_status",
+        "insurance",
+        "business",
+        "portal",
+    )  # no url at all: the embedded default

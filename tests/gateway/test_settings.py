@@ -35,6 +35,9 @@ retry = { max_attempts = 4 }
 
 [outbox]
 workers = 4
+
+[sandbox]
+embedded = true  # the other registries' sandboxes, beside the population registry at its url
 """
 
 
@@ -352,7 +355,10 @@ def test_an_unsupported_store_url_is_named_by_its_scheme_only() -> None:
     "url", ["http://127.0.0.1:9100/", "https://tsa.example.vn/tsr", "HTTPS://[::1]:8443/x?y=1"]
 )
 def test_http_urls_still_load(where: str, url: str) -> None:
-    assert _lookup(settings_from_mapping(_nested(where, url), environ={}), where) == url
+    data = _nested(where, url)
+    if where.startswith("registries."):  # the other registries on their sandboxes
+        data["sandbox"] = {"embedded": True}
+    assert _lookup(settings_from_mapping(data, environ={}), where) == url
 
 
 @pytest.mark.parametrize(
@@ -388,7 +394,10 @@ def test_a_bad_fault_plan_is_refused(faults: Any, message: str) -> None:
 def test_a_fault_plan_for_a_registry_with_a_url_is_refused() -> None:
     """The plan was dropped at start without a word: no sandbox serves that registry."""
     business = {"url": "http://127.0.0.1:1/api", "api_key": "k"}
-    data = {"registries": {"business": business}, "sandbox": {"faults": {"business": {}}}}
+    data = {
+        "registries": {"business": business},
+        "sandbox": {"embedded": True, "faults": {"business": {}}},
+    }
     assert _refused(data) == (
         "sandbox.faults.business: the business registry has a url: there is no sandbox to"
         " inject faults into"

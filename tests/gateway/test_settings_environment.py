@@ -2,6 +2,7 @@
 ``LIENTHONG_REGISTRIES_<NAME>_<KEY>``; a mistyped one is refused, not silently ignored."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,8 @@ INSURANCE = {
             "officer_name": "Nguyễn Văn Cán Bộ",
             "officer_id": "040088101111",
         }
-    }
+    },
+    "sandbox": {"embedded": True},  # the other registries on their sandboxes
 }
 
 
@@ -38,7 +40,10 @@ def test_a_registrys_credentials_come_from_the_environment() -> None:
 
 
 def test_the_environment_wins_over_a_registrys_table_and_leaves_the_callers_alone() -> None:
-    data = {"registries": {"civil_status": {"timeout_s": 3, "retry": {"max_attempts": 2}}}}
+    data: dict[str, Any] = {
+        "registries": {"civil_status": {"timeout_s": 3, "retry": {"max_attempts": 2}}},
+        "sandbox": {"embedded": True},  # the other registries on their sandboxes
+    }
     environ = {
         "LIENTHONG_REGISTRIES_CIVIL_STATUS_TIMEOUT_S": "7.5",
         "LIENTHONG_REGISTRIES_CIVIL_STATUS_URL": "https://hotich.example.vn/soap",
@@ -47,7 +52,7 @@ def test_the_environment_wins_over_a_registrys_table_and_leaves_the_callers_alon
     registry = settings_from_mapping(data, environ=environ).registry("civil_status")
     assert (registry.timeout_s, registry.url) == (7.5, "https://hotich.example.vn/soap")
     assert (registry.retry.max_attempts, registry.retry.jitter) == (2, 0.5)
-    assert data == {"registries": {"civil_status": {"timeout_s": 3, "retry": {"max_attempts": 2}}}}
+    assert data["registries"] == {"civil_status": {"timeout_s": 3, "retry": {"max_attempts": 2}}}
 
 
 def test_a_registry_set_only_from_the_environment() -> None:

@@ -68,7 +68,7 @@ def test_the_environments_text_is_still_converted() -> None:
         },
     )
     assert settings.outbox.workers == 32 and settings.outbox.poll_s == 0.25
-    assert settings.sandbox.embedded is True
+    assert settings.sandbox.embedded is True and settings.embedded
     assert settings.registry("portal").sign_requests is False
     assert settings.signing.trust == ("root.pem",)
     assert settings.signing.revocation == "hard-fail"

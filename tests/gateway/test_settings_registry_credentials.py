@@ -29,7 +29,9 @@ GIVEN = {
 
 
 def _load(name: str, table: dict[str, Any], environ: dict[str, str] | None = None) -> Any:
-    return settings_from_mapping({"registries": {name: table}}, environ=environ or {})
+    # The other registries on their sandboxes, as a mixed config must say.
+    mapping = {"registries": {name: table}, "sandbox": {"embedded": True}}
+    return settings_from_mapping(mapping, environ=environ or {})
 
 
 @pytest.mark.parametrize(
