@@ -100,6 +100,11 @@ async def dead_callbacks(gw: Gateway, code: str, *, within: float = 30.0) -> lis
         "/hook/..%2f..%2fadmin",
         "/hook/x%5C..%5C..%5Cadmin",
         "/hook/x/%2E%2E/y",  # a dot segment spelled encoded
+        # Sent as written: Tomcat, Jetty and Spring drop each segment's ";…" before they
+        # resolve dot segments, and serve /admin.
+        "/hook/..;/admin",
+        "/hook/%2e%2e;/admin",
+        "/hook/..%3B/admin",
         "/",
     ],
 )
