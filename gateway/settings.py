@@ -852,6 +852,7 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 MIN_TOKEN = 16  # characters of a subsystem's bearer token
 MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids
+MIN_CALLBACK_SECRET = 16  # bytes (UTF-8), as for citizen_id_key
 DEVELOPMENT_CITIZEN_KEY = b"lienthong-development-citizen-key"
 # When the development defaults do not apply (Settings.sandboxed).
 UNLESS_SANDBOXED = "unless a registry runs on its embedded sandbox (one without a url)"
@@ -930,6 +931,13 @@ def _check_together(settings: Settings) -> None:
             raise SettingsError(
                 f"subsystem {_shown(sub.id)}: callback_urls need a callback_secret to sign"
                 " the callbacks with"
+            )
+        # A key anyone could guess (one space was taken) signs forged callbacks as well as any.
+        secret = sub.callback_secret
+        if secret and (len(secret.encode()) < MIN_CALLBACK_SECRET or not secret.strip()):
+            raise SettingsError(
+                f"subsystem {_shown(sub.id)}: callback_secret must be at least"
+                f" {MIN_CALLBACK_SECRET} bytes, not only blanks (secret: not shown)"
             )
     ids = [s.id for s in settings.subsystems]
     if len(ids) != len(set(ids)):

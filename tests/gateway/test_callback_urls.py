@@ -14,7 +14,7 @@ def _subsystem(callback_urls: Any) -> dict[str, Any]:
         "id": MOTCUA,
         "token": "token-0123456789",
         "rights": [],
-        "callback_secret": "cb-secret",
+        "callback_secret": "cb-secret-of-motcua",
         "callback_urls": callback_urls,
     }
 
