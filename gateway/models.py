@@ -68,11 +68,12 @@ DossierStatus = Literal["accepted", "in_progress", "completed", "needs_attention
 
 class Strict(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     def __post_init__(self) -> None:
-        # A name has a letter (or digit) in it. The pattern cannot say so in Python's re: a name
-        # of marks outside its ranges (U+0483, U+3099) or of a zero-width space passed, and
-        # reached the registry empty (THIEU_TRUONG: a 502, or a flow stopped).
+        # A name has a letter in it. The pattern cannot say so in Python's re: a name of marks
+        # outside its ranges (U+0483, U+3099) or of a zero-width space passed, and reached the
+        # registry empty (THIEU_TRUONG: a 502, or a flow stopped); one of digits ("12345", a
+        # form's fields mixed up) was registered as the child's name.
         name = getattr(self, "full_name", None)
-        if name is not None and not any(map(str.isalnum, name)):
+        if name is not None and not any(map(str.isalpha, name)):
             raise ValueError("full_name: a name has at least one letter")
 
 

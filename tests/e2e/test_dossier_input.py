@@ -97,6 +97,11 @@ BAD_DOSSIERS = [
     ("invalid-request", 422, _set("data.mother.full_name", "\u093c")),
     ("invalid-request", 422, _set("data.child.full_name", "\u200b")),
     ("invalid-request", 422, _set("data.child.full_name", "Lan\u0085")),
+    # Found by probing (December): a name of digits (a form's fields mixed up) was accepted, and
+    # the birth, residence and card registered under the name "12345". A name has a letter.
+    ("invalid-request", 422, _set("data.child.full_name", "12345")),
+    ("invalid-request", 422, _set("applicant.full_name", "0 1\u0301")),
+    ("invalid-request", 422, _set("data.mother.full_name", "\u0661\u0662")),  # Arabic digits
     ("invalid-request", 422, _set("data.residence.detail", "Số 1\u2028Lê Lợi")),
     # Accepted, then the birth registered and the residence refused.
     ("invalid-request", 422, _set("data.residence.province_code", "999")),

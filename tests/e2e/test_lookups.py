@@ -398,7 +398,7 @@ async def test_a_cards_data_error_does_not_open_the_registrys_circuit(make_gatew
         assert gw.runtime.breakers.states()["insurance"] == "closed"
 
 
-@pytest.mark.parametrize("name", ["\u0483", "\u3099", "\u093c", "\u05b0\u05b0", "\u200b"])
+@pytest.mark.parametrize("name", ["\u0483", "\u3099", "\u093c", "\u05b0\u05b0", "\u200b", "12345"])
 async def test_a_name_with_no_letter_is_refused_before_the_registry(
     gateway: Gateway, name: str
 ) -> None:
