@@ -543,3 +543,31 @@ async def test_a_death_filed_before_it_happened_is_inconsistent(gateway: Gateway
         problem = await r.json()
     assert (r.status, problem["type"]) == (422, PROBLEM + "inconsistent-dossier"), problem
     assert problem["field"] == "submitted_at"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "words"),
+    [
+        ("data.child.full_name", "Lan\nAnh", "character 4 is a control character (U+000A)"),
+        ("data.child.full_name", "Lan\u2028Anh", "character 4 is a line or paragraph separator (U+2028)"),
+        ("data.child.full_name", "   ", "it holds nothing but spaces and combining marks"),
+        ("data.child.birth_place", "", "it holds nothing but spaces and combining marks"),
+        ("applicant.full_name", "An\u0007", "character 3 is a control character (U+0007)"),
+        ("data.child.birth_place", "Bệnh viện\uffff", "character 10 is U+FFFF, which XML cannot carry"),
+        ("data.residence.detail", "Số 1\rLê Lợi", "character 5 is a control character (U+000D)"),
+        ("data.mother.ethnicity", "Kinh\u0085", "character 5 is a control character (U+0085)"),
+    ],
+)  # fmt: skip
+async def test_text_that_is_no_line_is_told_in_words(
+    gateway: Gateway, path: str, value: str, words: str
+) -> None:
+    """Found by probing: a name with a newline, a U+2028 or only spaces was refused with the
+    pattern's 400 characters of regular expression as ``detail``, which tells a one-stop
+    system's developer nothing. Now ``detail`` says what is wrong, and where."""
+    doc = birth()
+    _set(path, value)(doc)
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+    assert (r.status, problem["type"]) == (422, PROBLEM + "invalid-request"), problem
+    assert problem["detail"] == f"Expected one line of text: {words} - at `$.{path}`", problem
+    assert await _count_dossiers(gateway) == 0
