@@ -42,6 +42,12 @@ BAD_DOSSIERS = [
     ("invalid-personal-id", 422, _set("data.mother.personal_id", "040990012345")),  # born 2099
     ("invalid-agency-id", 422, _set("code", "000.00.00.h41-261122-0001")),
     ("invalid-dossier-code", 422, _set("code", "000.00.00.H41-261322-0001")),  # month 13
+    # Found by probing (December): a code without a dash was judged as an agency id whole,
+    # 422 invalid-agency-id "code: must look like 000.00.00.H41".
+    ("invalid-dossier-code", 422, _set("code", "bad")),
+    ("invalid-dossier-code", 422, _set("code", "000.00.00.H41")),
+    ("invalid-dossier-code", 422, _set("code", "000.00.00.H41_261122_0001")),
+    ("invalid-dossier-code", 422, _set("code", "")),
     ("invalid-procedure-code", 422, _set("procedure", "1001193")),
     ("unknown-procedure", 422, _set("procedure", "1.000894")),  # marriage: not a flow here
     # Hồ Chí Minh City's local variant, in a dossier Nghệ An's system files.
@@ -571,3 +577,18 @@ async def test_text_that_is_no_line_is_told_in_words(
     assert (r.status, problem["type"]) == (422, PROBLEM + "invalid-request"), problem
     assert problem["detail"] == f"Expected one line of text: {words} - at `$.{path}`", problem
     assert await _count_dossiers(gateway) == 0
+
+
+@pytest.mark.parametrize("code", ["bad", "000.00.00.H41", "000.00.00.H41 261122 0001"])
+async def test_a_code_without_a_dash_is_told_the_shape_of_a_dossier_code(
+    gateway: Gateway, code: str
+) -> None:
+    doc = birth()
+    doc["code"] = code
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+    assert (r.status, problem["type"]) == (422, PROBLEM + "invalid-dossier-code"), problem
+    assert problem["field"] == "code"
+    assert problem["detail"] == (
+        "code: must look like 000.00.00.H41-261122-0001 (a sequence of 4 to 6 digits)"
+    )
