@@ -376,7 +376,13 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
     from gateway.api import documents
 
     settings = runtime.settings
-    session = await stack.enter_async_context(aiohttp.ClientSession())
+    # Every callback and agency push, to any receiver: no cookie jar, or one receiver's cookies
+    # went back with every later request to its host (another subsystem's callbacks, an
+    # agency's pushes), and a receiver could grow the jar, and those requests' Cookie header,
+    # without bound. The registries' calls go over connectors.http1, which keeps no cookies.
+    session = await stack.enter_async_context(
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    )
     handlers: dict[str, JobHandler] = {
         "flow.step": FlowStepHandler(
             runtime.store,

@@ -3,6 +3,7 @@ document. Unknown fields are refused, so a typo never silently drops data."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -12,6 +13,7 @@ from msgspec import Meta, Struct
 from connectors.identifiers import DOSSIER_CODE_MAX, PROVINCES
 
 __all__ = [
+    "TEXT_PATTERNS",
     "Accepted",
     "Address",
     "Applicant",
@@ -33,6 +35,7 @@ __all__ = [
     "ProblemDetails",
     "StepAttempt",
     "StepView",
+    "text_fault",
 ]
 
 # Patterns end in (?!\n)$ where nothing else excludes a newline: $ alone also matches before a
@@ -52,6 +55,31 @@ OptionalLine = Annotated[str, Meta(max_length=500, pattern=_LINE_OR_EMPTY)]
 Name = Annotated[
     str, Meta(min_length=1, max_length=200, pattern=_LINE, description="Full name, NFC")
 ]
+# The patterns above, as msgspec quotes them when a value fails one: gateway.api.common tells
+# what is wrong in words (text_fault) instead of quoting 400 characters of regular expression.
+TEXT_PATTERNS = (_LINE, _LINE_OR_EMPTY)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SEPARATOR = re.compile(r"[\u2028\u2029]")
+_NOT_XML = re.compile(r"[\ud800-\udfff\ufffe\uffff]")
+_SOMETHING = re.compile(rf"[^\s{_NOT_TEXT}{_MARKS}]")
+
+
+def text_fault(text: str) -> str | None:
+    """What keeps ``text`` from being one line of text (``Line``), in words; None if nothing
+    but its being empty or blank, which only ``Line`` refuses (``OptionalLine`` takes "")."""
+    for pattern, what in (
+        (_CONTROL, "a control character"),
+        (_SEPARATOR, "a line or paragraph separator"),
+    ):
+        if found := pattern.search(text):
+            return f"character {found.start() + 1} is {what} (U+{ord(found[0]):04X})"
+    if found := _NOT_XML.search(text):
+        return f"character {found.start() + 1} is U+{ord(found[0]):04X}, which XML cannot carry"
+    if not _SOMETHING.search(text):
+        return "it holds nothing but spaces and combining marks"
+    return None
+
+
 PersonalIdStr = Annotated[str, Meta(description="12-digit personal identification number")]
 # A lookup's date of birth: older records hold only the year, which both registries take
 # (population NgayThangNamSinh/Nam, BHXH ngaySinh yyyy). The handler checks the date itself.
@@ -68,11 +96,12 @@ DossierStatus = Literal["accepted", "in_progress", "completed", "needs_attention
 
 class Strict(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     def __post_init__(self) -> None:
-        # A name has a letter (or digit) in it. The pattern cannot say so in Python's re: a name
-        # of marks outside its ranges (U+0483, U+3099) or of a zero-width space passed, and
-        # reached the registry empty (THIEU_TRUONG: a 502, or a flow stopped).
+        # A name has a letter in it. The pattern cannot say so in Python's re: a name of marks
+        # outside its ranges (U+0483, U+3099) or of a zero-width space passed, and reached the
+        # registry empty (THIEU_TRUONG: a 502, or a flow stopped); one of digits ("12345", a
+        # form's fields mixed up) was registered as the child's name.
         name = getattr(self, "full_name", None)
-        if name is not None and not any(map(str.isalnum, name)):
+        if name is not None and not any(map(str.isalpha, name)):
             raise ValueError("full_name: a name has at least one letter")
 
 

@@ -252,6 +252,23 @@ def _encoded_dot_segment(path: str) -> bool:
     return any("%2e" in s.lower() and unquote(s) in (".", "..") for s in path.split("/"))
 
 
+def _hidden_dot_segment(raw_path: str) -> bool:
+    """Whether ``raw_path`` (as it will be sent, yarl's dot segments resolved) has a segment a
+    receiver may still read as ``.`` or ``..``: once its path parameters (``;…``) are dropped, as
+    Tomcat, Jetty and Spring drop them before they resolve dot segments (``/cb/..;/admin`` is
+    ``/admin`` to them), or once it is percent-decoded, however many times (``%252e%252e``), and
+    with what it decodes to split at slashes and backslashes."""
+    for segment in raw_path.split("/"):
+        for _ in range(8):  # %25 nested deeper is no URL anyone sends
+            if (decoded := unquote(segment)) == segment:
+                break
+            segment = decoded
+        for piece in re.split(r"[/\\]", segment):
+            if piece.split(";", 1)[0] in (".", ".."):
+                return True
+    return False
+
+
 def callback_allowed(url: str, bases: tuple[str, ...]) -> bool:
     """Whether ``url`` lies under one of ``bases`` (a subsystem's ``callback_urls``): the same
     scheme, host and port, and a path equal to the base's or below it as a folder
@@ -260,15 +277,20 @@ def callback_allowed(url: str, bases: tuple[str, ...]) -> bool:
     Judged on the URL as aiohttp will send it (yarl's parsing: ``..`` and ``.`` segments resolved,
     the default port filled in), so that no spelling reaches what the comparison did not see. A
     URL carrying credentials is never admitted, nor one whose path holds an encoded slash or
-    backslash, a backslash, or a dot segment spelled encoded: the receiver might decode them
-    before resolving the path, and serve another folder than the one compared."""
+    backslash, a backslash, or a dot segment spelled encoded or with path parameters (``..;``):
+    the receiver might decode them, or drop the parameters, before resolving the path, and serve
+    another folder than the one compared."""
     try:
         target = URL(url)
         # yarl reads the parts lazily: a host that is not valid IDNA ("xn--") fails only here.
         origin = (target.scheme, target.raw_host, target.port)
         if target.raw_user is not None or target.raw_password is not None:
             return False
-        if _ENCODED_SEPARATOR.search(target.raw_path) or _encoded_dot_segment(urlsplit(url).path):
+        if (
+            _ENCODED_SEPARATOR.search(target.raw_path)
+            or _encoded_dot_segment(urlsplit(url).path)
+            or _hidden_dot_segment(target.raw_path)
+        ):
             return False
     except (ValueError, TypeError):
         return False
@@ -842,6 +864,7 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 MIN_TOKEN = 16  # characters of a subsystem's bearer token
 MIN_CITIZEN_KEY = 16  # bytes: below this, guessing the key is easier than guessing the ids
+MIN_CALLBACK_SECRET = 16  # bytes (UTF-8), as for citizen_id_key
 DEVELOPMENT_CITIZEN_KEY = b"lienthong-development-citizen-key"
 # When the development defaults do not apply (Settings.sandboxed).
 UNLESS_SANDBOXED = "unless a registry runs on its embedded sandbox (one without a url)"
@@ -920,6 +943,13 @@ def _check_together(settings: Settings) -> None:
             raise SettingsError(
                 f"subsystem {_shown(sub.id)}: callback_urls need a callback_secret to sign"
                 " the callbacks with"
+            )
+        # A key anyone could guess (one space was taken) signs forged callbacks as well as any.
+        secret = sub.callback_secret
+        if secret and (len(secret.encode()) < MIN_CALLBACK_SECRET or not secret.strip()):
+            raise SettingsError(
+                f"subsystem {_shown(sub.id)}: callback_secret must be at least"
+                f" {MIN_CALLBACK_SECRET} bytes, not only blanks (secret: not shown)"
             )
     ids = [s.id for s in settings.subsystems]
     if len(ids) != len(set(ids)):

@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from connectors.text import VIETNAM
+from gateway.models import TEXT_PATTERNS, text_fault
 from gateway.parse_errors import unsupported_coding
 from gateway.problems import Problem, not_accepting, send_continue
 
@@ -93,10 +94,12 @@ def decode(body: bytes, model: type[T], *, where: str = "$") -> T:
     (``\u0301``), so strings are normalised after parsing, then converted. Raises Problem 400 / 422
     with msgspec's own path to the offending field.
     """
+    value: Any = None
     try:
         value = msgspec.json.decode(body)
         _refuse_duplicate_keys(body)
-        return msgspec.convert(nfc(value), model)
+        value = nfc(value)
+        return msgspec.convert(value, model)
     except RecursionError:
         # Arrays in arrays a few hundred deep (a kilobyte of JSON) exhaust the stack in the
         # decoder or in nfc(); no body of ours nests more than a few levels.
@@ -108,7 +111,7 @@ def decode(body: bytes, model: type[T], *, where: str = "$") -> T:
             400, "malformed-json", f"the key {exc.key!r} appears twice in one object"
         ) from None
     except msgspec.ValidationError as exc:
-        message = str(exc)
+        message = _in_words(str(exc), value)
         if where != "$":  # a part decoded on its own: its paths, and its root, are within where
             at = message.rfind(" - at `$")
             message = (
@@ -121,6 +124,48 @@ def decode(body: bytes, model: type[T], *, where: str = "$") -> T:
         raise Problem(422, "unknown-field" if unknown else "invalid-request", message) from None
     except msgspec.DecodeError as exc:
         raise Problem(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
+
+
+# msgspec's words for a string that fails one of the models' text patterns: the pattern, some
+# 400 characters of regular expression, quoted whole.
+_TEXT_FAILED = tuple(f"Expected `str` matching regex {p!r} - at `" for p in TEXT_PATTERNS)
+_PATH_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[([0-9]+)\]")
+_NOT_ONE_LINE = (
+    "no control character, line or paragraph separator, U+FFFE or U+FFFF, and more than spaces"
+    " and combining marks"
+)
+
+
+def _in_words(message: str, value: Any) -> str:
+    """msgspec's ``message`` about ``value`` (the JSON decoded), where it quotes a text pattern
+    of gateway.models, saying instead what is wrong with the text it names: the character that
+    is no part of a line of text, and where, or that it is blank."""
+    if not message.startswith(_TEXT_FAILED):
+        return message
+    path = message[message.index(" - at `") + len(" - at `") : -1]
+    text = _at(value, path)
+    fault = text_fault(text) if isinstance(text, str) else None
+    return f"Expected one line of text: {fault or _NOT_ONE_LINE} - at `{path}`"
+
+
+def _at(value: Any, path: str) -> Any:
+    """The part of ``value`` at msgspec's ``path`` (``$.data.children[0].name``), or None."""
+    if not path.startswith("$"):
+        return None
+    found, at = value, 1
+    while at < len(path):
+        step = _PATH_STEP.match(path, at)
+        if step is None:
+            return None
+        key, index = step.groups()
+        if key is not None and isinstance(found, dict):
+            found = found.get(key)
+        elif index is not None and isinstance(found, list) and int(index) < len(found):
+            found = found[int(index)]
+        else:
+            return None
+        at = step.end()
+    return found
 
 
 class _DuplicateKey(Exception):

@@ -223,7 +223,10 @@ def validate(doc: DossierIn) -> dict[str, Any]:
 
     Raises Problem 422 with a slug per rule (shared/spec/identifiers.md).
     """
-    _check(check_agency_id, doc.code.split("-", 1)[0], "code")  # the issuing agency comes first
+    # The issuing agency comes first, when there is one: a code with no dash ("bad") is no
+    # dossier code, not an agency id gone wrong.
+    if "-" in doc.code:
+        _check(check_agency_id, doc.code.split("-", 1)[0], "code")
     _check(check_dossier_code, doc.code, "code")
     # yymmdd: the day the one-stop system received it; a day's grace for clocks either side of
     # midnight.

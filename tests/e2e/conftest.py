@@ -30,6 +30,7 @@ TOKENS = {
     "auditor": "t-auditor-0123456789",
     "outsider": "t-outsider-0123456789",
 }
+CALLBACK_SECRET = "cb-secret-of-motcua"  # at least 16 bytes
 FAST_RETRY = {"max_attempts": 4, "base_delay_s": 0.02, "max_delay_s": 0.1, "jitter": 0.1}
 
 
@@ -40,7 +41,7 @@ def gateway_config(
     config: dict[str, Any] = {
         "store": {"url": f"sqlite:///{tmp / 'gateway.db'}"},
         "subsystems": [
-            {"id": MOTCUA, "token": TOKENS["motcua"], "callback_secret": "cb-secret",
+            {"id": MOTCUA, "token": TOKENS["motcua"], "callback_secret": CALLBACK_SECRET,
              "callback_urls": list(callback_urls),
              "rights": ["dossiers.submit", "lookups.citizen", "lookups.insurance-card", "lookups.enterprise"]},
             {"id": "VN:GOV:000.00.00.H41:vanhanh", "token": TOKENS["operator"], "rights": ["admin"]},

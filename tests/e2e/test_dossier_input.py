@@ -42,6 +42,12 @@ BAD_DOSSIERS = [
     ("invalid-personal-id", 422, _set("data.mother.personal_id", "040990012345")),  # born 2099
     ("invalid-agency-id", 422, _set("code", "000.00.00.h41-261122-0001")),
     ("invalid-dossier-code", 422, _set("code", "000.00.00.H41-261322-0001")),  # month 13
+    # Found by probing (December): a code without a dash was judged as an agency id whole,
+    # 422 invalid-agency-id "code: must look like 000.00.00.H41".
+    ("invalid-dossier-code", 422, _set("code", "bad")),
+    ("invalid-dossier-code", 422, _set("code", "000.00.00.H41")),
+    ("invalid-dossier-code", 422, _set("code", "000.00.00.H41_261122_0001")),
+    ("invalid-dossier-code", 422, _set("code", "")),
     ("invalid-procedure-code", 422, _set("procedure", "1001193")),
     ("unknown-procedure", 422, _set("procedure", "1.000894")),  # marriage: not a flow here
     # Hồ Chí Minh City's local variant, in a dossier Nghệ An's system files.
@@ -97,6 +103,11 @@ BAD_DOSSIERS = [
     ("invalid-request", 422, _set("data.mother.full_name", "\u093c")),
     ("invalid-request", 422, _set("data.child.full_name", "\u200b")),
     ("invalid-request", 422, _set("data.child.full_name", "Lan\u0085")),
+    # Found by probing (December): a name of digits (a form's fields mixed up) was accepted, and
+    # the birth, residence and card registered under the name "12345". A name has a letter.
+    ("invalid-request", 422, _set("data.child.full_name", "12345")),
+    ("invalid-request", 422, _set("applicant.full_name", "0 1\u0301")),
+    ("invalid-request", 422, _set("data.mother.full_name", "\u0661\u0662")),  # Arabic digits
     ("invalid-request", 422, _set("data.residence.detail", "Số 1\u2028Lê Lợi")),
     # Accepted, then the birth registered and the residence refused.
     ("invalid-request", 422, _set("data.residence.province_code", "999")),
@@ -538,3 +549,46 @@ async def test_a_death_filed_before_it_happened_is_inconsistent(gateway: Gateway
         problem = await r.json()
     assert (r.status, problem["type"]) == (422, PROBLEM + "inconsistent-dossier"), problem
     assert problem["field"] == "submitted_at"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "words"),
+    [
+        ("data.child.full_name", "Lan\nAnh", "character 4 is a control character (U+000A)"),
+        ("data.child.full_name", "Lan\u2028Anh", "character 4 is a line or paragraph separator (U+2028)"),
+        ("data.child.full_name", "   ", "it holds nothing but spaces and combining marks"),
+        ("data.child.birth_place", "", "it holds nothing but spaces and combining marks"),
+        ("applicant.full_name", "An\u0007", "character 3 is a control character (U+0007)"),
+        ("data.child.birth_place", "Bệnh viện\uffff", "character 10 is U+FFFF, which XML cannot carry"),
+        ("data.residence.detail", "Số 1\rLê Lợi", "character 5 is a control character (U+000D)"),
+        ("data.mother.ethnicity", "Kinh\u0085", "character 5 is a control character (U+0085)"),
+    ],
+)  # fmt: skip
+async def test_text_that_is_no_line_is_told_in_words(
+    gateway: Gateway, path: str, value: str, words: str
+) -> None:
+    """Found by probing: a name with a newline, a U+2028 or only spaces was refused with the
+    pattern's 400 characters of regular expression as ``detail``, which tells a one-stop
+    system's developer nothing. Now ``detail`` says what is wrong, and where."""
+    doc = birth()
+    _set(path, value)(doc)
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+    assert (r.status, problem["type"]) == (422, PROBLEM + "invalid-request"), problem
+    assert problem["detail"] == f"Expected one line of text: {words} - at `$.{path}`", problem
+    assert await _count_dossiers(gateway) == 0
+
+
+@pytest.mark.parametrize("code", ["bad", "000.00.00.H41", "000.00.00.H41 261122 0001"])
+async def test_a_code_without_a_dash_is_told_the_shape_of_a_dossier_code(
+    gateway: Gateway, code: str
+) -> None:
+    doc = birth()
+    doc["code"] = code
+    async with await gateway.post("/v1/dossiers", doc) as r:
+        problem = await r.json()
+    assert (r.status, problem["type"]) == (422, PROBLEM + "invalid-dossier-code"), problem
+    assert problem["field"] == "code"
+    assert problem["detail"] == (
+        "code: must look like 000.00.00.H41-261122-0001 (a sequence of 4 to 6 digits)"
+    )

@@ -25,7 +25,7 @@ from gateway.audit import decode_entry, verify_chain
 from gateway.cli import main
 from gateway.flows import verify_callback
 from gateway.samples import sample_dossiers
-from tests.e2e.conftest import Gateway, population_registry
+from tests.e2e.conftest import CALLBACK_SECRET, Gateway, population_registry
 
 PROBLEM = "urn:lienthong:problem:"
 
@@ -127,7 +127,7 @@ async def test_birth_and_death_complete_with_signed_callbacks_and_portal_sync(
         # Callbacks: HMAC-signed, versions increasing, the last one says completed.
         assert received
         for body, headers in received:
-            assert verify_callback(b"cb-secret", body, headers["X-Lienthong-Signature"])
+            assert verify_callback(CALLBACK_SECRET.encode(), body, headers["X-Lienthong-Signature"])
             assert not verify_callback(b"wrong-secret", body, headers["X-Lienthong-Signature"])
         # The national portal holds each dossier at TrangThaiHoSo 10 (result returned).
         root = "/".join(gateway.sandbox("portal").split("/")[:3])

@@ -398,7 +398,18 @@ async def test_a_cards_data_error_does_not_open_the_registrys_circuit(make_gatew
         assert gw.runtime.breakers.states()["insurance"] == "closed"
 
 
-@pytest.mark.parametrize("name", ["\u0483", "\u3099", "\u093c", "\u05b0\u05b0", "\u200b"])
+async def test_a_name_that_is_no_line_of_text_is_told_in_words(gateway: Gateway) -> None:
+    """It was refused with the pattern's 400 characters of regular expression."""
+    status, problem = await _post(
+        gateway, "/v1/lookups/citizen", citizen_query(full_name="Mai\u0007")
+    )
+    assert (status, problem["type"]) == (422, PROBLEM + "invalid-request"), problem
+    assert problem["detail"] == (
+        "Expected one line of text: character 4 is a control character (U+0007) - at `$.full_name`"
+    )
+
+
+@pytest.mark.parametrize("name", ["\u0483", "\u3099", "\u093c", "\u05b0\u05b0", "\u200b", "12345"])
 async def test_a_name_with_no_letter_is_refused_before_the_registry(
     gateway: Gateway, name: str
 ) -> None:

@@ -14,7 +14,7 @@ def _subsystem(callback_urls: Any) -> dict[str, Any]:
         "id": MOTCUA,
         "token": "token-0123456789",
         "rights": [],
-        "callback_secret": "cb-secret",
+        "callback_secret": "cb-secret-of-motcua",
         "callback_urls": callback_urls,
     }
 
@@ -69,6 +69,10 @@ BASES = ("https://motcua.hanoi.gov.vn/hook", "http://10.0.0.7:8081/")
         "https://motcua.hanoi.gov.vn/hook/v1%2E0",  # an encoded dot in a name: no dot segment
         "https://motcua.hanoi.gov.vn/hook/caf%C3%A9/a%20b",
         "https://motcua.hanoi.gov.vn/hook/x?next=%2Fadmin%5C",  # the query is no path
+        # Path parameters on a name: a servlet container drops them and still reads a name.
+        "https://motcua.hanoi.gov.vn/hook/x;v=1/y",
+        "https://motcua.hanoi.gov.vn/hook/x;..",
+        "https://motcua.hanoi.gov.vn/hook/.../..a/a..",
     ],
 )
 def test_urls_under_a_base_are_admitted(url: str) -> None:
@@ -94,6 +98,19 @@ def test_urls_under_a_base_are_admitted(url: str) -> None:
         "https://motcua.hanoi.gov.vn/hook/x/%2e%2E/y",
         "https://motcua.hanoi.gov.vn/hook/.%2e/hook/y",
         "https://motcua.hanoi.gov.vn/hook/%2E/y",
+        # A dot segment with path parameters: Tomcat, Jetty and Spring drop the ";…" of each
+        # segment before they resolve dot segments, so /hook/..;/admin is /admin to them (yarl
+        # sends it as written, and decodes %3B to ";").
+        "https://motcua.hanoi.gov.vn/hook/..;/admin",
+        "https://motcua.hanoi.gov.vn/hook/..;jsessionid=1/admin",
+        "https://motcua.hanoi.gov.vn/hook/%2e%2e;/admin",
+        "https://motcua.hanoi.gov.vn/hook/..%3B/admin",
+        "https://motcua.hanoi.gov.vn/hook/%2E%2E%3b/admin",
+        "https://motcua.hanoi.gov.vn/hook/x/.;/y",
+        # Encoded twice, for a receiver that decodes twice.
+        "https://motcua.hanoi.gov.vn/hook/%252e%252e%252fadmin",
+        "https://motcua.hanoi.gov.vn/hook/%252e%252e/admin",
+        "https://motcua.hanoi.gov.vn/hook/..%253B/admin",
         "http://motcua.hanoi.gov.vn/hook",  # another scheme
         "https://motcua.hanoi.gov.vn:8443/hook",  # another port
         "https://motcua.hanoi.gov.vn.evil.example/hook",

@@ -1,9 +1,12 @@
 """``[[subsystems]]``: what makes a subsystem's identity and its callbacks trustworthy."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from gateway.cli import main
 from gateway.settings import SettingsError, settings_from_mapping
 
 MOTCUA, VANHANH = "VN:GOV:000.00.00.H41:motcua", "VN:GOV:000.00.00.H41:vanhanh"
@@ -179,14 +182,11 @@ def test_callback_urls_with_a_callback_secret_load_and_a_secret_alone_too() -> N
                 {
                     "id": MOTCUA,
                     "token": "token-1-0123456789",
-                    "callback_secret": "s",
+                    "callback_secret": "s" * 16,
                     "callback_urls": ["https://motcua.example.vn/cb"],
                 },
-                {
-                    "id": VANHANH,
-                    "token": "token-2-0123456789",
-                    "callback_secret": "s2",
-                },  # gets no callbacks
+                # Gets no callbacks. 12 letters, 18 bytes of UTF-8: bytes are counted.
+                {"id": VANHANH, "token": "token-2-0123456789", "callback_secret": "Đặng Đức Anh"},
             ]
         },
         environ={},
@@ -249,3 +249,43 @@ def test_a_short_token_is_refused_without_showing_it(token: str) -> None:
 def test_a_token_of_16_characters_loads() -> None:
     subsystem = {"id": VANHANH, "token": "a" * 16, "rights": ["admin"]}
     assert settings_from_mapping({"subsystems": [subsystem]}, environ={}).subsystems
+
+
+# --- callbacks are signed with a key no one can guess ---
+
+
+WEAK_SECRET = (
+    f"subsystem {MOTCUA}: callback_secret must be at least 16 bytes, not only blanks"
+    " (secret: not shown)"
+)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [" ", "x", "cb-secret", "s" * 15, "Đặng Đứ", " " * 16, "\t" * 20],
+)
+@pytest.mark.parametrize("callback_urls", [["https://motcua.example.vn/cb"], []])
+def test_a_callback_secret_anyone_could_guess_is_refused(
+    secret: str, callback_urls: list[str]
+) -> None:
+    """Found by probing: one space was taken, and every callback signed with it, so a receiver
+    checking X-Lienthong-Signature took forged status pushes; ``[audit] citizen_id_key`` needs
+    16 bytes. A secret given is held to it with or without callback_urls, as that key is."""
+    subsystem = {"id": MOTCUA, "token": "token-0123456789", "callback_secret": secret}
+    message = _refused({**subsystem, "callback_urls": callback_urls})
+    assert message == WEAK_SECRET  # the secret is not shown
+
+
+def test_serve_refuses_a_weak_callback_secret_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "lienthong.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{tmp_path / "gw.db"}"\n'
+        f'[[subsystems]]\nid = "{MOTCUA}"\ntoken = "token-0123456789"\ncallback_secret = " "\n'
+        'callback_urls = ["https://motcua.example.vn/cb"]\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["serve", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"Error: {config}: {WEAK_SECRET}"], result.output
+    assert not (tmp_path / "gw.db").exists()  # refused before anything was opened
