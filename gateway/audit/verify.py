@@ -372,7 +372,8 @@ async def verify_log(
 
 
 async def _stored_beyond(store: Store, size: int) -> tuple[int, str] | None:
-    """A row stored outside entries 0..size-1 (after a gap, or before 0): where, and why."""
+    """A row stored outside entries 0..size-1 (after a gap, or before 0): where, and why. Entry
+    ``size`` itself is no such row: a running gateway appended it after the last page was read."""
     row = await store.read(lambda tx: tx.one("audit.count"))
     if (int(row["n"]) if row is not None else 0) == size:
         return None
@@ -382,10 +383,12 @@ async def _stored_beyond(store: Store, size: int) -> tuple[int, str] | None:
         return lambda tx: tx.all("audit.query", after=after, limit=1, citizen=None, **filters)
 
     after = await store.read(first_after(size - 1))
-    if after:
+    if after and int(after[0]["seq"]) != size:
         return size, out_of_sequence(size, int(after[0]["seq"]))
-    (before,) = await store.read(first_after(-(2**63)))  # the count says there is one
-    return int(before["seq"]), "stored before entry 0 (inserted out of sequence)"
+    before = await store.read(first_after(-(2**63)))
+    if before and int(before[0]["seq"]) < 0:
+        return int(before[0]["seq"]), "stored before entry 0 (inserted out of sequence)"
+    return None
 
 
 async def _entry_time(store: Store, seq: int) -> datetime | None:
