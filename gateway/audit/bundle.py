@@ -51,9 +51,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from gateway.store import Row, Store, Tx
+from gateway.store import QueryError, Row, Store, Tx
 
-from .checkpoints import Checkpoint, CheckpointError, load_checkpoints, parse_note
+from .checkpoints import Checkpoint, CheckpointError, parse_note
 from .events import decode_entry
 from .merkle import MerkleTree
 from .proofs import LogTree
@@ -307,14 +307,11 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
     entries are checked, proven and zipped in a worker thread (a wide range is a few hundred
     thousand of each: seconds of CPU the event loop must not wait for)."""
     scope = scope.check()
-    try:
-        checkpoints = await load_checkpoints(store)
-    except CheckpointError as exc:
-        raise ExportNotReady(f"unreadable checkpoint {exc.size}: {exc}") from exc
-    extent = await _extent(store, scope, checkpoints[-1].size if checkpoints else 0)
+    (latest,) = await _checkpoints(store, lambda tx: [tx.one("checkpoints.latest")])
+    extent = await _extent(store, scope, latest.size if latest is not None else 0)
     if not extent.events:
         raise NothingToExport(f"no audit events for {scope.describe()}")
-    if not checkpoints:
+    if latest is None:
         raise ExportNotReady("no checkpoint yet: wait for the checkpointer and export again")
     if extent.least_bytes > MAX_TOTAL:
         raise BundleTooLarge(_too_large(scope, f"at least {extent.least_bytes} bytes"))
@@ -325,8 +322,9 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
             f"the index selects entries that are not about {scope.describe()} "
             f"({outside}): the log's columns were edited; run `lienthong audit verify`"
         )
-    latest = checkpoints[-1]
-    if not any(r["seq"] < latest.size for r in rows):
+    anchor = latest.size
+    covered = await asyncio.to_thread(lambda: [int(r["seq"]) for r in rows if r["seq"] < anchor])
+    if not covered:
         raise ExportNotReady(
             "the events are newer than the latest checkpoint: export again shortly"
         )
@@ -335,23 +333,54 @@ async def build_bundle(store: Store, scope: Scope, *, tree: LogTree | None = Non
         raise ExportNotReady(
             "the stored log does not match the latest checkpoint: run `lienthong audit verify`"
         )
-    return await asyncio.to_thread(_assemble, rows, scope, checkpoints, tree.tree)
+    first_in = await _checkpoints(store, lambda tx: _first_in(tx, covered, anchor))
+    included = [c for c in first_in if c is not None] + [latest]
+    return await asyncio.to_thread(_assemble, rows, scope, included, tree.tree)
 
 
-def _assemble(
-    rows: list[Row], scope: Scope, checkpoints: list[Checkpoint], tree: MerkleTree
-) -> bytes:
-    """The zip of the events in ``rows`` proven against the latest of ``checkpoints`` (whose
-    tree ``tree`` holds). Runs in a worker thread; reads only the part of ``tree`` the latest
-    checkpoint covers, which appends beyond it do not change. Raises BundleTooLarge."""
-    latest = checkpoints[-1]
+def _first_in(tx: Tx, seqs: list[int], anchor: int) -> list[Row | None]:
+    """The checkpoints in which the entries ``seqs`` (in log order) first appear, below ``anchor``:
+    one indexed read each, not one per entry nor every checkpoint (a gateway writes ~1,440 a day
+    while it has traffic)."""
+    found: list[Row | None] = []
+    i = 0
+    while i < len(seqs):
+        row = tx.one("checkpoints.covering", seq=seqs[i])
+        if row is None or int(row["size"]) >= anchor:
+            break
+        found.append(row)
+        i = bisect.bisect_left(seqs, int(row["size"]), i)  # the first entry it does not cover
+    return found
+
+
+async def _checkpoints(
+    store: Store, read: Callable[[Tx], list[Row | None]]
+) -> list[Checkpoint | None]:
+    """The checkpoint rows ``read`` selects, parsed in a worker thread (PEM chains: the event
+    loop answers every other request meanwhile). Raises ExportNotReady for one that cannot be
+    read or parsed."""
+    try:
+        rows = await store.read(read)
+        return await asyncio.to_thread(
+            lambda: [Checkpoint.from_row(r) if r is not None else None for r in rows]
+        )
+    except CheckpointError as exc:
+        raise ExportNotReady(f"unreadable checkpoint {exc.size}: {exc}") from exc
+    except QueryError as exc:  # SQLite: a text column that is not UTF-8, written around us
+        why = " ".join(str(exc).partition(" with text ")[0].split())
+        raise ExportNotReady(
+            f"a checkpoint cannot be read from the store ({why}): run `lienthong audit verify`"
+        ) from exc
+
+
+def _assemble(rows: list[Row], scope: Scope, included: list[Checkpoint], tree: MerkleTree) -> bytes:
+    """The zip of the events in ``rows`` proven against the last of ``included`` (whose tree
+    ``tree`` holds), with the checkpoints each first appears in: ``included``, ascending. Runs in
+    a worker thread; reads only the part of ``tree`` the latest checkpoint covers, which appends
+    beyond it do not change. Raises BundleTooLarge."""
+    latest = included[-1]
     covered = [r for r in rows if r["seq"] < latest.size]
     pending = [r["seq"] for r in rows if r["seq"] >= latest.size]
-    sizes = [c.size for c in checkpoints]
-    chosen = {latest.size}
-    for r in covered:  # the checkpoint in which each event first appeared
-        chosen.add(sizes[bisect.bisect_right(sizes, r["seq"])])
-    included = [c for c in checkpoints if c.size in chosen]
 
     files: dict[str, bytes] = {}
     budget = _Budget(scope)

@@ -139,7 +139,9 @@ def verify_cmd(
     with quick_handoffs():  # the store's readers read the next pages while this thread checks
         report = _run(
             settings,
-            lambda store: verify_log(store, trust, signers=signers, origin=origin, policy=policy),
+            lambda store: verify_log(
+                store, trust, signers=signers, origin=origin, policy=policy, keep_checked=as_json
+            ),
         )
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "trust_checked": trust is not None}, indent=2))

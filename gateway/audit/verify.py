@@ -29,7 +29,10 @@ What each check catches:
   later checkpoints were deleted fails only when the entries past the latest one left span more
   than the policy allows (judged against the newest entry): the newest checkpoint deleted, and
   entries only it covered rewritten with their hashes, pass — only a copy of that checkpoint
-  kept elsewhere shows it.
+  kept elsewhere shows it;
+- checkpoints are read a page at a time (:data:`_CHECKPOINT_PAGE`), in order: only those stored
+  when the verification started (a running gateway's later ones cover entries it may not have
+  read).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import json
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,7 +54,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from gateway.store import QueryError, Store, StoreError
+from gateway.store import QueryError, Row, Store, StoreError, Tx
 
 from .bundle import (
     BUNDLE_FORMAT,
@@ -70,7 +73,6 @@ from .checkpoints import (
     Checkpoint,
     CheckpointCheck,
     CheckpointError,
-    load_checkpoints,
     parse_note,
     verify_checkpoint,
 )
@@ -174,7 +176,7 @@ class LogReport:
     first_bad_entry: int | None = None
     first_bad_checkpoint: int | None = None
     problems: list[str] = field(default_factory=list)
-    checked: list[dict[str, Any]] = field(default_factory=list)  # one per checkpoint
+    checked: list[dict[str, Any]] = field(default_factory=list)  # one per checkpoint, if asked
     signers: list[dict[str, str]] = field(default_factory=list)
     signer_pinned: bool = False
     notes: list[str] = field(default_factory=list)
@@ -270,6 +272,7 @@ async def verify_log(
     origin: str | None = None,
     policy: CheckpointPolicy | None = None,
     now: datetime | None = None,
+    keep_checked: bool = True,
 ) -> LogReport:
     """Check everything; never raises for a bad log (the report says what failed, and where).
 
@@ -279,16 +282,16 @@ async def verify_log(
     ``origin``: the log's name (``[audit] origin``). See the module's docstring for what is
     checked without them. ``policy``: when the gateway checkpoints (default: the settings'
     defaults), which says how long entries may go uncovered; ``now``: the verifier's clock (a
-    log no checkpoint covers is judged against it). Raises :class:`gateway.store.StoreError`
-    only if the store cannot be read.
+    log no checkpoint covers is judged against it). ``keep_checked``: keep each checkpoint's verdict
+    in :attr:`LogReport.checked` (``--json`` prints them), about 1 KB each; without it, the
+    checkpoints take no memory beyond the page being checked, however many there are. Raises
+    :class:`gateway.store.StoreError` only if the store cannot be read.
     """
     report = LogReport(signer_pinned=signers is not None)
-    try:
-        checkpoints = await load_checkpoints(store)
-    except CheckpointError as exc:
-        report.problems.append(f"checkpoint {exc.size}: {exc}")
-        report.first_bad_checkpoint = exc.size
-        checkpoints = []
+    # The checkpoints stored now cover entries stored now: a running gateway's later ones may
+    # cover entries appended after the walk below read the log's end (it would read as truncated).
+    newest = await store.read(lambda tx: tx.one("checkpoints.newest_size"))
+    upto = -1 if newest is None or newest["size"] is None else int(newest["size"])
     tree = MerkleTree()
     start, prev = 0, GENESIS
 
@@ -363,9 +366,9 @@ async def verify_log(
             failed(*beyond)
     report.entries = tree.size
     who = _Signers(pinned=signers is not None, origin_pinned=origin is not None)
-    await _check_checkpoints(report, checkpoints, tree, trust, who, signers, origin)
+    pages = _checkpoints(store, upto)
+    await _check_checkpoints(report, pages, tree, trust, who, signers, origin, keep=keep_checked)
     who.tell(report)
-    report.covered = max((c["size"] for c in report.checked if c["ok"]), default=0)
     if report.first_bad_entry is None and report.entries > report.covered:
         await _coverage(report, store, policy or CheckpointPolicy(), now or datetime.now(UTC))
     return report
@@ -389,6 +392,79 @@ async def _stored_beyond(store: Store, size: int) -> tuple[int, str] | None:
     if before and int(before[0]["seq"]) < 0:
         return int(before[0]["seq"]), "stored before entry 0 (inserted out of sequence)"
     return None
+
+
+# Checkpoints read at a time (~6 KB each as stored, a few times that parsed): what `audit verify`
+# holds of them at once, where it read every one first (100,000 of them, 69 days at the default
+# interval, took 1.7 GB).
+_CHECKPOINT_PAGE = 500
+
+
+async def _checkpoints(
+    store: Store, upto: int
+) -> AsyncIterator[list[Checkpoint | CheckpointError]]:
+    """The checkpoints up to size ``upto``, smallest first, a page at a time, each parsed (in a
+    worker thread) or, for a row that cannot be, the CheckpointError that names it."""
+    after = -1
+    while after < upto:
+
+        def page(tx: Tx, after: int = after) -> list[Row]:
+            return tx.all("checkpoints.after", after=after, upto=upto, limit=_CHECKPOINT_PAGE)
+
+        try:
+            rows: list[Row | CheckpointError] = list(await store.read(page))
+        except QueryError as failure:  # a row the store cannot hand over: the others one by one
+            rows = await _one_by_one(store, after, upto, failure)
+        if not rows:
+            return
+        last = rows[-1]
+        if isinstance(last, CheckpointError):
+            assert last.size is not None  # _one_by_one names each row it could not read
+            after = last.size
+        else:
+            after = int(last["size"])
+        yield await asyncio.to_thread(_parsed, rows)
+        del rows
+
+
+def _parsed(rows: list[Row | CheckpointError]) -> list[Checkpoint | CheckpointError]:
+    out: list[Checkpoint | CheckpointError] = []
+    for row in rows:
+        try:
+            out.append(row if isinstance(row, CheckpointError) else Checkpoint.from_row(row))
+        except CheckpointError as exc:
+            out.append(exc)
+    return out
+
+
+async def _one_by_one(
+    store: Store, after: int, upto: int, failure: QueryError
+) -> list[Row | CheckpointError]:
+    """The page after ``after`` read row by row, each row the store cannot hand over (SQLite: a
+    text column that is not UTF-8, written around the gateway) a CheckpointError naming it in
+    one line; raises ``failure`` if none fails on its own."""
+    sizes = await store.read(
+        lambda tx: tx.all("checkpoints.sizes_after", after=after, upto=upto, limit=_CHECKPOINT_PAGE)
+    )
+    out: list[Row | CheckpointError] = []
+    for size in (int(r["size"]) for r in sizes):
+
+        def get(tx: Tx, size: int = size) -> Row | None:
+            return tx.one("checkpoints.get", size=size)
+
+        try:
+            row = await store.read(get)
+        except QueryError as exc:
+            # SQLite's message quotes the text it could not decode: a note is several lines,
+            # signature bytes among them. The column says enough.
+            reason = str(exc).removeprefix("checkpoints.get: ").partition(" with text ")[0]
+            out.append(CheckpointError(f"the store cannot read it ({_line(reason)})", size=size))
+            continue
+        if row is not None:
+            out.append(row)
+    if not any(isinstance(item, CheckpointError) for item in out):
+        raise failure
+    return out
 
 
 async def _entry_time(store: Store, seq: int) -> datetime | None:
@@ -441,42 +517,60 @@ async def _coverage(
 
 async def _check_checkpoints(
     report: LogReport,
-    checkpoints: list[Checkpoint],
+    pages: AsyncIterator[list[Checkpoint | CheckpointError]],
     tree: MerkleTree,
     trust: Any | None,
     who: _Signers,
     signers: Sequence[x509.Certificate] | None,
     origin: str | None,
+    *,
+    keep: bool,
 ) -> None:
     previous: Checkpoint | None = None
     chain_broken = report.first_bad_entry is not None
-    for cp in checkpoints:
-        report.checkpoints += 1
-        check = await verify_checkpoint(cp, trust, signers=signers, origin=origin)
-        status: dict[str, Any] = {
-            "size": cp.size,
-            "at": cp.at,
-            "signer": check.signer,
-            "key_sha256": check.key,
-            "origin": check.origin,
-            "tsa": check.tsa,
-            "timestamp_time": check.timestamp_time,
-        }
-        problem = check.problem
-        if problem is None:
-            problem = who.check(cp.size, check)
-        if problem is None:
-            problem = _against_tree(cp, previous, tree, chain_broken)
-        problem = _line(problem) if problem is not None else None
-        status["ok"] = problem is None
-        status["problem"] = problem
+    async for page in pages:
+        for cp in page:
+            report.checkpoints += 1
+            if isinstance(cp, CheckpointError):  # a row that could not be read or parsed
+                _checked(report, {"size": cp.size, **dict.fromkeys(_STATUS)}, str(cp), keep)
+                continue
+            check = await verify_checkpoint(cp, trust, signers=signers, origin=origin)
+            status: dict[str, Any] = {
+                "size": cp.size,
+                "at": cp.at,
+                "signer": check.signer,
+                "key_sha256": check.key,
+                "origin": check.origin,
+                "tsa": check.tsa,
+                "timestamp_time": check.timestamp_time,
+            }
+            problem = check.problem
+            if problem is None:
+                problem = who.check(cp.size, check)
+            if problem is None:
+                problem = _against_tree(cp, previous, tree, chain_broken)
+            _checked(report, status, problem, keep)
+            if problem is None:  # a bad checkpoint is no base for the next consistency proof
+                previous = cp
+                report.covered = cp.size
+        del page  # not held while the next page is read
+
+
+_STATUS = ("at", "signer", "key_sha256", "origin", "tsa", "timestamp_time")
+
+
+def _checked(report: LogReport, status: dict[str, Any], problem: str | None, keep: bool) -> None:
+    """Record one checkpoint's verdict: ``status`` in ``checked`` if ``keep``, and ``problem``
+    if it failed."""
+    problem = _line(problem) if problem is not None else None
+    status["ok"] = problem is None
+    status["problem"] = problem
+    if keep:
         report.checked.append(status)
-        if problem is not None:
-            report.problems.append(f"checkpoint {cp.size}: {problem}")
-            if report.first_bad_checkpoint is None:
-                report.first_bad_checkpoint = cp.size
-            continue  # a bad checkpoint is no base for the next consistency proof
-        previous = cp
+    if problem is not None:
+        report.problems.append(f"checkpoint {status['size']}: {problem}")
+        if report.first_bad_checkpoint is None:
+            report.first_bad_checkpoint = status["size"]
 
 
 def _against_tree(

@@ -38,3 +38,16 @@ SELECT size FROM audit_checkpoints WHERE size < :before ORDER BY size DESC LIMIT
 -- The first checkpoint that covers leaf :seq (size > seq).
 SELECT size, root, at, note, signer_chain, timestamp FROM audit_checkpoints
 WHERE size > :seq ORDER BY size LIMIT 1;
+
+-- name: newest_size
+-- The latest checkpoint's size (NULL when there is none): an integer the store always reads.
+SELECT max(size) AS size FROM audit_checkpoints;
+
+-- name: after
+-- A page of checkpoints in order, up to :upto (`audit verify` reads them a page at a time).
+SELECT size, root, at, note, signer_chain, timestamp FROM audit_checkpoints
+WHERE size > :after AND size <= :upto ORDER BY size LIMIT :limit;
+
+-- name: sizes_after
+-- The sizes alone of the page `after` reads: which rows a page the store cannot hand over holds.
+SELECT size FROM audit_checkpoints WHERE size > :after AND size <= :upto ORDER BY size LIMIT :limit;
