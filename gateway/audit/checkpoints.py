@@ -38,7 +38,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from gateway.metrics import Metrics
 
 __all__ = [
+    "CLOCK_TOLERANCE",
     "DEFAULT_ORIGIN",
     "Checkpoint",
     "CheckpointCheck",
@@ -69,6 +70,7 @@ __all__ = [
     "make_note_body",
     "parse_note",
     "sign_note",
+    "signed_time_problem",
     "verify_checkpoint",
     "verify_note_signature",
 ]
@@ -409,6 +411,9 @@ async def verify_checkpoint(
             info = await verify_timestamp(cp.timestamp, cp.note, trust)
         except SigningError as exc:
             raise CheckpointError(f"timestamp: {exc}") from exc
+        contradiction = signed_time_problem(content.at, info.time)
+        if contradiction is not None:
+            raise CheckpointError(contradiction)
         try:
             await trust.validate(
                 cp.signer_chain[0], cp.signer_chain[1:], usage="signing", moment=info.time
@@ -432,6 +437,31 @@ async def verify_checkpoint(
         timestamp_time=info.time.isoformat(),
         key=key,
         origin=content.origin,
+    )
+
+
+# How far a checkpoint's signed time may be from its timestamp's: the checkpointer asks the TSA
+# right after signing (10 s at most), and the two clocks may differ a little. Farther, the gateway's
+# clock was wrong when it signed — and when it dated the entries the checkpoint covers. (`audit
+# verify` holds the entries no checkpoint covers to its own clock with the same tolerance.)
+CLOCK_TOLERANCE = timedelta(minutes=5)
+
+
+def signed_time_problem(at: str, stamped: datetime) -> str | None:
+    """Why a checkpoint's signed time ``at`` (its note's) contradicts ``stamped``, its RFC 3161
+    timestamp's time; None when they agree within :data:`CLOCK_TOLERANCE`."""
+    try:
+        signed = datetime.fromisoformat(at)
+    except ValueError:
+        return f"signed time {at!r} is not a time"
+    if signed.tzinfo is None:
+        return f"signed time {at!r} has no time zone"
+    if abs(signed - stamped) <= CLOCK_TOLERANCE:
+        return None
+    return (
+        f"signed time {at} contradicts its timestamp ({stamped.isoformat()}): more than "
+        f"{CLOCK_TOLERANCE.total_seconds() / 60:g} minutes apart: the gateway's clock was wrong "
+        "when it signed"
     )
 
 

@@ -43,7 +43,7 @@ POSTGRES_URL = os.environ.get(
     "LIENTHONG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
-Tamper = Callable[[str], None]  # run SQL on the store, around the gateway
+Tamper = Callable[..., None]  # run SQL (parameters as ?) on the store, around the gateway
 
 
 def _postgres_admin(sql: str) -> None:
@@ -66,10 +66,10 @@ async def backend(
     if request.param == "sqlite":
         path = tmp_path / "audit.db"
 
-        def tamper(sql: str) -> None:
+        def tamper(sql: str, *params: object) -> None:
             conn = sqlite3.connect(path)
             with conn:
-                conn.execute(sql)
+                conn.execute(sql, params)
             conn.close()
 
         async with SQLiteStore(path) as store:
@@ -81,9 +81,9 @@ async def backend(
     url = f"{POSTGRES_URL}?options={quote(f'-c search_path={schema}')}"
     try:
 
-        def tamper(sql: str) -> None:
+        def tamper(sql: str, *params: object) -> None:
             with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(sql.encode())
+                conn.execute(sql.replace("?", "%s").encode(), params)
 
         async with open_store(url) as store:
             await _checkpointed(store, pki, tsa_url)

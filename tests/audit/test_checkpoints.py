@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import hashlib
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
@@ -18,19 +19,21 @@ import pytest
 
 from gateway.audit import AuditEvent, append
 from gateway.audit.checkpoints import (
+    DEFAULT_ORIGIN,
     Checkpoint,
     Checkpointer,
     CheckpointError,
     key_fingerprint,
     load_checkpoints,
     parse_note,
+    sign_note,
     verify_checkpoint,
     verify_note_signature,
 )
 from gateway.audit.merkle import root
 from gateway.store import SQLiteStore
 from signing.testing import TestPKI, free_port, serve_pki
-from signing.timestamps import serve_tsa
+from signing.timestamps import request_timestamp, serve_tsa
 from signing.trust import RevocationMode
 
 
@@ -431,11 +434,15 @@ def test_requires_a_tsa(tmp_path: Path) -> None:
 
 
 async def _checkpoint(store: SQLiteStore, pki: TestPKI, signer: str, at: dt.datetime) -> Checkpoint:
-    """A checkpoint of the log whose timestamp says ``at`` (the PKI's TSA, its clock set back)."""
+    """A checkpoint of the log made at ``at``: its note signed with that time, its timestamp
+    saying it (the PKI's TSA, its clock set back), as the checkpointer made it then."""
     async with serve_tsa(pki.directory, at=at) as url:
         made = await Checkpointer(store, pki.key(signer), tsa_url=url).checkpoint_now()
-    assert made is not None
-    return made
+        assert made is not None
+        then = at.isoformat(timespec="microseconds")
+        note = sign_note(pki.key(signer), DEFAULT_ORIGIN, made.size, made.root, then)
+        token = await request_timestamp(url, hashlib.sha256(note).digest())
+    return Checkpoint(made.size, made.root, then, note, made.signer_chain, token)
 
 
 @pytest.mark.parametrize("revocation", ["soft-fail", "hard-fail"])
