@@ -29,7 +29,9 @@ What each check catches:
   later checkpoints were deleted fails only when the entries past the latest one left span more
   than the policy allows (judged against the newest entry): the newest checkpoint deleted, and
   entries only it covered rewritten with their hashes, pass — only a copy of that checkpoint
-  kept elsewhere shows it;
+  kept elsewhere shows it. Nothing signed vouches for those entries' times either: the due time
+  runs from the oldest of them, and one dated after the verifier's clock (beyond
+  :data:`~gateway.audit.checkpoints.CLOCK_TOLERANCE`) fails the log by itself;
 - checkpoints are read a page at a time (:data:`_CHECKPOINT_PAGE`), in order: only those stored
   when the verification started (a running gateway's later ones cover entries it may not have
   read).
@@ -70,6 +72,7 @@ from .bundle import (
 )
 from .chain import PAGE_QUERY, VERIFY_QUERY, out_of_sequence, verify_page, verify_rows
 from .checkpoints import (
+    CLOCK_TOLERANCE,
     Checkpoint,
     CheckpointCheck,
     CheckpointError,
@@ -467,39 +470,86 @@ async def _one_by_one(
     return out
 
 
-async def _entry_time(store: Store, seq: int) -> datetime | None:
-    """Entry ``seq``'s time (its column, which the chain check found equal to the entry's)."""
-    rows = await store.read(lambda tx: tx.tuples(VERIFY_QUERY, start=seq, stop=seq + 1))
-    try:
-        when = datetime.fromisoformat(str(rows[0][4]))
-    except (IndexError, ValueError):
-        return None
-    return when if when.tzinfo is not None else None
+@dataclass
+class _Times:
+    """What the times of the entries no checkpoint covers say, read so far."""
+
+    oldest: datetime | None = None
+    newest: datetime | None = None
+    nth: datetime | None = None  # the every-th's
+    untimed: int | None = None  # the first entry without a time (with its zone)
+    future: tuple[int, str] | None = None  # the first dated after the verifier's clock, and when
+
+
+def _scan_times(rows: list[tuple[Any, ...]], nth: int, latest: datetime, found: _Times) -> bool:
+    """Fold a page of (seq, at) into ``found``; False at the first entry with no time, or one
+    dated after ``latest`` (runs in a worker thread: a log no checkpoint covers may be long)."""
+    for seq, at in rows:
+        try:
+            when = datetime.fromisoformat(str(at))
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            found.untimed = seq
+            return False
+        if when > latest:
+            found.future = (seq, str(at))
+            return False
+        if found.oldest is None or when < found.oldest:
+            found.oldest = when
+        if found.newest is None or when > found.newest:
+            found.newest = when
+        if seq == nth:
+            found.nth = when
+    return True
 
 
 async def _coverage(
     report: LogReport, store: Store, policy: CheckpointPolicy, now: datetime
 ) -> None:
-    """Name the entries no good checkpoint covers; fail the log if one should have by now."""
+    """Name the entries no good checkpoint covers; fail the log if one should have by now.
+
+    Nothing signed vouches for their times: each is read. One dated after the verifier's clock
+    (beyond :data:`CLOCK_TOLERANCE`) was not written then, and fails the log: it put the due time
+    off (a log rewritten whole, its first entry dated 2099, passed). The checkpoint was due
+    ``interval_s`` after the oldest of them (not the first's own claim), or at the every-th."""
     first, last = report.covered, report.entries - 1
     report.uncovered = (first, last)
     what = f"entries {first}..{last} are covered by no signed checkpoint"
-    # The checkpoint was due interval_s after the first of them, or at the every-th.
     nth = first + policy.every - 1
-    times = {seq: await _entry_time(store, seq) for seq in {first, min(nth, last), last}}
-    if any(t is None for t in times.values()):
-        bad = min(seq for seq, t in times.items() if t is None)
+    found, start = _Times(), first
+    while start <= last:
+        stop = min(start + _PAGE, last + 1)
+
+        def page(tx: Tx, a: int = start, b: int = stop) -> list[tuple[Any, ...]]:
+            return tx.tuples("audit.times", start=a, stop=b)
+
+        rows = await store.read(page)
+        if not rows or not await asyncio.to_thread(
+            _scan_times, rows, nth, now + CLOCK_TOLERANCE, found
+        ):
+            break
+        start = stop
+    clock = f"it is now {now.astimezone(UTC).isoformat(timespec='seconds')}"
+    if found.future is not None:
+        seq, at = found.future
+        report.first_bad_entry = seq
+        report.problems.append(
+            f"entry {seq}: dated {at}, after the verifier's clock ({clock}, "
+            f"{CLOCK_TOLERANCE.total_seconds() / 60:g} minutes of tolerance): no entry is written "
+            f"after it is verified; no signed checkpoint covers entries {first}..{last}"
+        )
+        return
+    if found.untimed is not None or found.oldest is None or found.newest is None:
+        bad = found.untimed if found.untimed is not None else start
         report.problems.append(f"{what}, and entry {bad} has no time to judge them by")
         return
-    start, newest = times[first], times[last]
-    assert start is not None and newest is not None
-    due = start + timedelta(seconds=policy.interval_s)
-    if nth <= last:
-        nth_time = times[nth]
-        assert nth_time is not None
-        due = min(due, nth_time)
+    due = found.oldest + timedelta(seconds=policy.interval_s)
+    if found.nth is not None:
+        due = min(due, found.nth)
     due += timedelta(seconds=policy.grace_s)
     report.checkpoint_due_by = due.astimezone(UTC).isoformat(timespec="seconds")
+    newest = found.newest
     if report.covered:
         # A checkpoint vouches for the log up to it: judge the rest by the log's own clock, so
         # that a copy of a live store, verified later, still passes.
@@ -507,8 +557,7 @@ async def _coverage(
     else:
         # Nothing signed vouches for any of it: only a gateway whose first checkpoint is not due
         # yet may have such a log.
-        reference = max(now, newest)
-        against = f"it is now {now.astimezone(UTC).isoformat(timespec='seconds')}"
+        reference, against = max(now, newest), clock
     if reference > due:
         report.problems.append(
             f"{what}: one was due by {report.checkpoint_due_by} ({policy.describe()}) and {against}"

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 
+from gateway.audit import leaf_hash
 from gateway.audit.checkpoints import (
     DEFAULT_ORIGIN,
     Checkpoint,
@@ -94,3 +96,102 @@ async def test_a_signed_time_within_the_tolerance_passes(
         near = await _signed_at(latest, _iso(_now() + dt.timedelta(minutes=minutes)), pki, tsa_url)
         check = await verify_checkpoint(near, pki.trust(revocation="off"))
         assert check.ok, check.problem
+
+
+# --- entries no checkpoint covers, against the verifier's clock ---------------------------------
+
+
+async def _redate(store: Store, tamper: Tamper, times: dict[int, str], forge: bool = False) -> None:
+    """Give entries ``times`` (entry and column) and recompute every leaf and chain hash from the
+    first of them on, as someone with write access to the store would; ``forge``: and say in the
+    first that its dossier was another."""
+    rows = await store.read(lambda tx: tx.all("audit.range", start=0, stop=10**9))
+    first = min(times)
+    prev = bytes(rows[first - 1]["chain_hash"]) if first else b"\0" * 32
+    for row in rows[first:]:
+        seq, entry = row["seq"], bytes(row["entry"])
+        old = (await store.read(lambda tx, s=seq: tx.one("audit.get", seq=s)))["at"]  # type: ignore[index]
+        at = times.get(seq, old)
+        entry = entry.replace(f'"at":"{old}"'.encode(), f'"at":"{at}"'.encode(), 1)
+        if forge and seq == first:
+            entry = entry.replace(b'"dossier":"D', b'"dossier":"X', 1)
+        leaf = leaf_hash(entry)
+        prev = hashlib.sha256(prev + leaf).digest()
+        tamper(
+            "UPDATE audit_events SET at = ?, dossier = ?, entry = ?, leaf_hash = ?, chain_hash = ? "
+            "WHERE seq = ?",
+            at,
+            json.loads(entry).get("dossier"),
+            entry,
+            leaf,
+            prev,
+            seq,
+        )
+
+
+async def test_a_log_rewritten_whole_and_dated_in_the_future_fails(
+    backend: tuple[Store, Tamper], pki: TestPKI
+) -> None:
+    """Every checkpoint deleted, entry 0 rewritten (another dossier) and dated 2099, every hash
+    recomputed: the checkpoint looked due only in 2099, and `audit verify` said intact ("entries
+    0..24 are covered by no signed checkpoint yet (one is due by 2099-01-01T00:02:00+00:00)")."""
+    store, tamper = backend
+    tamper("DELETE FROM audit_checkpoints")
+    future = "2099-01-01T00:00:00.000000+00:00"
+    await _redate(store, tamper, {0: future}, forge=True)
+    report = await verify_log(store, pki.trust(revocation="off"))
+    assert not report.ok and report.first_bad_entry == 0, report.describe()
+    assert report.problems[0].startswith(
+        f"entry 0: dated {future}, after the verifier's clock (it is now 20"
+    ), report.problems
+    assert report.problems[0].endswith(
+        "5 minutes of tolerance): no entry is written after it is verified; "
+        "no signed checkpoint covers entries 0..24"
+    ), report.problems
+
+
+async def test_an_uncovered_entry_dated_in_the_future_fails(
+    backend: tuple[Store, Tamper], pki: TestPKI
+) -> None:
+    """The checkpoints after 12 deleted and entry 20 dated tomorrow: the entries after the latest
+    checkpoint were judged by the first and the last of them alone."""
+    store, tamper = backend
+    tamper("DELETE FROM audit_checkpoints WHERE size > 12")
+    tomorrow = _iso(_now() + dt.timedelta(days=1))
+    await _redate(store, tamper, {20: tomorrow})
+    report = await verify_log(store, pki.trust(revocation="off"))
+    assert not report.ok and report.first_bad_entry == 20, report.describe()
+    assert report.problems[0].startswith(f"entry 20: dated {tomorrow}, after the verifier's clock")
+    assert report.covered == 12
+
+
+async def test_a_checkpoint_is_due_from_the_oldest_entry_it_should_cover(
+    backend: tuple[Store, Tamper], pki: TestPKI
+) -> None:
+    """Every checkpoint deleted, two hours later, and entry 0 re-dated to a minute before the
+    verifier's clock: the checkpoint looked due two minutes after that (entry 0's time), though
+    entries 1..24 say the log is two hours old."""
+    store, tamper = backend
+    tamper("DELETE FROM audit_checkpoints")
+    later = _now() + dt.timedelta(hours=2)
+    await _redate(store, tamper, {0: _iso(later - dt.timedelta(minutes=1))})
+    report = await verify_log(store, pki.trust(revocation="off"), now=later)
+    assert not report.ok and report.first_bad_entry is None, report.describe()
+    assert report.problems[0].startswith(
+        "entries 0..24 are covered by no signed checkpoint: one was due by "
+    ), report.problems
+    # An honest young log, its gateway's clock two minutes ahead of the verifier's, passes.
+    young = await _redate_all(store, tamper, _now() + dt.timedelta(minutes=2))
+    report = await verify_log(store, pki.trust(revocation="off"))
+    assert report.ok and report.uncovered == (0, 24), report.problems
+    assert report.checkpoint_due_by == (young + dt.timedelta(seconds=120)).isoformat(
+        timespec="seconds"
+    )
+
+
+async def _redate_all(store: Store, tamper: Tamper, start: dt.datetime) -> dt.datetime:
+    """Date the entries a millisecond apart from ``start`` (hashes recomputed); ``start``,
+    to the second the report shows."""
+    times = {seq: _iso(start + dt.timedelta(milliseconds=seq)) for seq in range(25)}
+    await _redate(store, tamper, times)
+    return start.replace(microsecond=0)

@@ -117,3 +117,7 @@ SELECT count(*) AS n,
        coalesce(sum(CASE WHEN seq < :anchor THEN 1 END), 0) AS covered,
        coalesce(sum(CASE WHEN seq < :split THEN 1 END), 0) AS left_side
 FROM audit_events WHERE at >= :start AND at < :stop;
+
+-- name: times
+-- Each entry's time (its column, which `audit verify` has found equal to the entry's own), in order.
+SELECT seq, at FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
