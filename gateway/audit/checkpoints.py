@@ -836,23 +836,28 @@ class Checkpointer:
             raise CheckpointError(f"timestamp failed: {exc}", size=size) from exc
 
     async def _check_timestamp(self, token: bytes, note: bytes, size: int) -> None:
-        """Verify ``token`` over ``note`` against the anchors, as verify_checkpoint does. A
-        TSA outside them (another CA's, a public one, one under a root not added yet) stamped
-        checkpoints that were stored, counted ``ok`` and never failed the gateway closed, while
-        every `audit verify` and the API's own ``verified`` refused them."""
+        """Verify ``token`` over ``note`` against the anchors, and the note's time against the
+        token's, as verify_checkpoint does. A TSA outside them (another CA's, a public one, one
+        under a root not added yet) stamped checkpoints that were stored, counted ``ok`` and never
+        failed the gateway closed, while every `audit verify` and the API's own ``verified``
+        refused them."""
         if self._trust is None:
             return
         from signing.errors import SigningError
         from signing.timestamps import verify_timestamp
 
         try:
-            await verify_timestamp(token, note, self._trust)
+            info = await verify_timestamp(token, note, self._trust)
         except SigningError as exc:
             raise CheckpointError(
                 f"checkpoint {size} not stored: its timestamp does not verify against the trust "
                 f"anchors ([signing] trust): {' '.join(str(exc).split())}",
                 size=size,
             ) from exc
+        # A clock off the TSA's signs checkpoints (and dates entries) every verification refuses.
+        contradiction = signed_time_problem(parse_note(note).at, info.time)
+        if contradiction is not None:
+            raise CheckpointError(f"checkpoint {size} not stored: {contradiction}", size=size)
 
     async def _run(self) -> None:
         while True:

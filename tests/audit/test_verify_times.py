@@ -13,19 +13,23 @@ import datetime as dt
 import hashlib
 import json
 
+import pytest
+
 from gateway.audit import leaf_hash
 from gateway.audit.checkpoints import (
     DEFAULT_ORIGIN,
     Checkpoint,
+    Checkpointer,
+    CheckpointError,
     sign_note,
     verify_checkpoint,
 )
 from gateway.audit.verify import verify_log
 from gateway.store import Store
 from signing.testing import TestPKI
-from signing.timestamps import request_timestamp
+from signing.timestamps import request_timestamp, serve_tsa
 from tests.audit.test_checkpoint_reads import Tamper, backend  # noqa: F401 - fixtures
-from tests.audit.test_checkpoints import pki, tsa_url  # noqa: F401 - fixtures
+from tests.audit.test_checkpoints import add_events, pki, tsa_url  # noqa: F401 - fixtures
 
 
 def _now() -> dt.datetime:
@@ -96,6 +100,31 @@ async def test_a_signed_time_within_the_tolerance_passes(
         near = await _signed_at(latest, _iso(_now() + dt.timedelta(minutes=minutes)), pki, tsa_url)
         check = await verify_checkpoint(near, pki.trust(revocation="off"))
         assert check.ok, check.problem
+
+
+async def test_a_gateway_whose_clock_is_wrong_stores_no_checkpoint_verify_would_refuse(
+    backend: tuple[Store, Tamper], pki: TestPKI
+) -> None:
+    """The gateway's clock an hour off the TSA's (here the TSA's is set back): every checkpoint it
+    signed would fail `audit verify`, as above. The checkpointer checks its token before storing
+    it: this is a failed checkpoint (named in /readyz, counted, the gateway closed after
+    fail_closed_after_s), and nothing is stored."""
+    store, _ = backend
+    await add_events(store, 2, first=25)  # type: ignore[arg-type]
+    trust = pki.trust(revocation="off")
+    async with serve_tsa(pki.directory, at=_now() - dt.timedelta(hours=1)) as behind:
+        cpr = Checkpointer(store, pki.key("gateway"), tsa_url=behind, trust=trust)
+        with pytest.raises(CheckpointError) as refused:
+            await cpr.checkpoint_now()
+    assert str(refused.value).startswith("checkpoint 27 not stored: signed time 20"), refused.value
+    assert str(refused.value).endswith(
+        "more than 5 minutes apart: the gateway's clock was wrong when it signed"
+    )
+    assert (await _latest(store)).size == 25
+    async with serve_tsa(pki.directory) as right:
+        cpr = Checkpointer(store, pki.key("gateway"), tsa_url=right, trust=trust)
+        made = await cpr.checkpoint_now()
+    assert made is not None and (await _latest(store)).size == 27
 
 
 # --- entries no checkpoint covers, against the verifier's clock ---------------------------------
