@@ -517,7 +517,14 @@ CREDENTIALS = {
 
 @dataclass(frozen=True, kw_only=True)
 class RegistrySettings:
-    url: HttpUrl | None = None  # None: the embedded sandbox's URL (and its credentials)
+    # None: the embedded sandbox's URL (and its credentials).
+    url: (
+        Annotated[
+            HttpUrl,
+            _without_credentials("the credentials given in username, password, secret, api_key"),
+        ]
+        | None
+    ) = None
     username: str = ""
     password: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)

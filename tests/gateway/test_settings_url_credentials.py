@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import CREDENTIALS, SettingsError, settings_from_mapping
+from gateway.settings import CREDENTIALS, REGISTRY_NAMES, SettingsError, settings_from_mapping
 
 AGENCY = {"id": "000.00.11.H53", "token": "push-token-0123456789"}
 
@@ -43,6 +43,14 @@ def test_an_agency_endpoint_with_credentials_is_refused_at_load(url: str) -> Non
     assert message.startswith("agencies[0].endpoint: "), message
     assert "token" in message and "agency.example.vn/inbox" in message, message
     assert "PushPassword42" not in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("name", REGISTRY_NAMES)
+def test_a_registry_url_with_credentials_is_refused_at_load(name: str) -> None:
+    message = _refusal(_registry(name, "https://svc:RegPassword42@registry.example.vn/api"))
+    assert message.startswith(f"registries.{name}.url: "), message
+    assert "svc:***@registry.example.vn/api" in message, message
+    assert "RegPassword42" not in message and "\n" not in message, message
 
 
 def test_a_query_key_is_still_taken() -> None:
