@@ -179,8 +179,18 @@ class Endpoint:
     def secrets(self) -> tuple[str, ...]:
         """The configured credentials, which no error text may quote: a registry's error page
         may echo a request's body (BHXH's token request holds the password), not only its query
-        and headers."""
-        return tuple(value for value in (self.password, self.secret, self.api_key) if value)
+        and headers. The URL's own are among them: every value of its query (an API gateway
+        before a registry may take its key as ``?apikey=``, and no list of names is complete)
+        and the password of a ``user:password@``, as written and decoded."""
+        found = [self.password, self.secret, self.api_key]
+        try:
+            url = URL(self.url)
+            found += [url.raw_password or "", url.password or "", *url.query.values()]
+        except ValueError:
+            pass  # not a URL a request could be sent to: nothing of it was sent
+        raw_query = self.url.partition("?")[2].partition("#")[0]
+        found += [item.partition("=")[2] for item in raw_query.split("&")]
+        return tuple(dict.fromkeys(value for value in found if value))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -114,7 +114,13 @@ class RestTransport:
         self.registry = registry
         self.endpoint = endpoint
         self._headers = dict(headers or {})
-        self._base = URL(endpoint.url.rstrip("/") + "/")
+        # The paths are joined onto the url as onto a folder, whether or not it ends in a slash
+        # and has a query (``http://h/bhxh?k=…`` lost "bhxh" and the query: RFC 3986 joins onto
+        # the parent of a last segment), and the url's query (an API gateway's key before the
+        # registry) goes with every request, before the request's own parameters.
+        configured = URL(endpoint.url)
+        self._base = configured.with_path(configured.raw_path.rstrip("/") + "/", encoded=True)
+        self._query = configured.query
         self._http: HttpClient | None = None
 
     async def open(self) -> None:
@@ -141,7 +147,8 @@ class RestTransport:
     ) -> RestReply:
         """Send one request and decode its JSON reply (into ``type`` when given).
 
-        ``path`` is relative to the endpoint URL (no leading slash keeps any base path).
+        ``path`` is relative to the endpoint URL, below its path (a leading slash too); the
+        endpoint URL's query comes first, then ``params``.
 
         Raises:
             TransientError: unreachable, timed out, 5xx, 408, 425, 429, or a reply that is not the
@@ -160,6 +167,8 @@ class RestTransport:
         if body is not None:
             sent["Content-Type"] = "application/json"
         url = self._base.join(URL(path.lstrip("/")))
+        if self._query:
+            url = url.with_query(self._query)
         if params:
             url = url.extend_query(params)
         with translate_errors(self.registry):

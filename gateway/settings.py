@@ -54,6 +54,7 @@ __all__ = [
     "is_http_url",
     "load_settings",
     "settings_from_mapping",
+    "shown_url",
     "url_without_password",
     "without_url_secrets",
 ]
@@ -172,14 +173,30 @@ def is_http_url(value: str) -> bool:
 def _http_url(value: str, where: str) -> None:
     if not is_http_url(value):
         raise SettingsError(
-            f"{where}: expected an http:// or https:// URL, got {_refused_url(value)!r}"
+            f"{where}: expected an http:// or https:// URL, got {shown_url(value)!r}"
         )
 
 
-def _refused_url(value: str) -> str:
-    """A refused URL as its refusal shows it: without its password, and with every query value
-    hidden, as a TSA URL's are in the errors of a running gateway: a service may take its key as
-    ?token=, ?apikey=…, and no list of names is complete."""
+def _without_credentials(theirs: str) -> Callable[[str, str], None]:
+    """A check that a URL carries no ``user[:password]@``: the gateway sends ``theirs`` (its own
+    credentials for what the URL names) in an Authorization header, and a URL's credentials are
+    sent in that header too: the two cannot go together, and every call would fail."""
+
+    def check(value: str, where: str) -> None:
+        if "@" in urlsplit(value).netloc:
+            raise SettingsError(
+                f"{where}: expected a URL without user or password (the gateway sends {theirs}),"
+                f" got {shown_url(value)!r}"
+            )
+
+    return check
+
+
+def shown_url(value: str) -> str:
+    """A URL as a refusal or an error shows it (a registry's, an agency's push endpoint, a
+    dossier's callback_url): without its password, and with every query value hidden, as a TSA
+    URL's are in the errors of a running gateway: a service may take its key as ?token=,
+    ?apikey=…, and no list of names is complete."""
     return _QUERY_VALUE.sub(r"\1***", url_without_password(value))
 
 
@@ -235,7 +252,7 @@ def _callback_base(value: str, where: str) -> None:
     if parts.query or parts.fragment or "@" in parts.netloc:
         raise SettingsError(
             f"{where}: expected scheme://host[:port][/path], without user, query or fragment,"
-            f" got {_refused_url(value)!r}"
+            f" got {shown_url(value)!r}"
         )
 
 
@@ -522,7 +539,14 @@ CREDENTIALS = {
 
 @dataclass(frozen=True, kw_only=True)
 class RegistrySettings:
-    url: HttpUrl | None = None  # None: the embedded sandbox's URL (and its credentials)
+    # None: the embedded sandbox's URL (and its credentials).
+    url: (
+        Annotated[
+            HttpUrl,
+            _without_credentials("the credentials given in username, password, secret, api_key"),
+        ]
+        | None
+    ) = None
     username: str = ""
     password: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
@@ -582,7 +606,10 @@ class AuditSettings:
 class AgencySettings:
     id: AgencyId
     name: str = ""
-    endpoint: HttpUrl | None = None  # push delivery URL; None: the agency pulls its inbox
+    # Push delivery URL; None: the agency pulls its inbox. Pushes carry the token.
+    endpoint: (
+        Annotated[HttpUrl, _without_credentials("the agency's token as a bearer token")] | None
+    ) = None
     token: str | None = field(default=None, repr=False)
 
 

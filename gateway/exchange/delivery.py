@@ -29,6 +29,7 @@ from connectors.api import PermanentError, TransientError, transient_status
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
 from gateway.outbox import Breakers, Delivery, Job, NotYet, endpoint_of, wait_behind
+from gateway.settings import shown_url
 from gateway.store import Row, Tx
 
 __all__ = [
@@ -211,7 +212,8 @@ class PushHandler:
             breaker.release()
             await _close(body)
             raise PermanentError(
-                "documents", f"the push of {doc_id} to {route.endpoint} cannot be sent: {exc}"
+                "documents",
+                f"the push of {doc_id} to {shown_url(route.endpoint)} cannot be sent: {exc}",
             ) from None
         except BaseException as exc:
             breaker.record(exc)
@@ -271,7 +273,12 @@ class PushHandler:
 
     async def _post(self, endpoint: str, body: Any, headers: dict[str, str]) -> None:
         """POST one message. Raises TransientError (no answer, 408/425/429/5xx) or
-        PermanentError (a redirect, another 4xx)."""
+        PermanentError (a redirect, another 4xx).
+
+        The errors name the endpoint as :func:`~gateway.settings.shown_url` shows it (its query
+        values ``***``): they are logged, audited for good and shown to the document's sender,
+        another agency, and an endpoint may take its key in the query (``?apikey=…``)."""
+        shown = shown_url(endpoint)
         try:
             async with self._session().post(
                 endpoint,
@@ -284,13 +291,13 @@ class PushHandler:
             ) as resp:
                 code = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError("documents", f"{endpoint}: {type(exc).__name__}") from None
+            raise TransientError("documents", f"{shown}: {type(exc).__name__}") from None
         if transient_status(code):
-            raise TransientError("documents", f"{endpoint} answered {code}")
+            raise TransientError("documents", f"{shown} answered {code}")
         if 300 <= code < 400:
-            raise PermanentError("documents", f"{endpoint} redirected the package ({code})")
+            raise PermanentError("documents", f"{shown} redirected the package ({code})")
         if code >= 400:
-            raise PermanentError("documents", f"{endpoint} refused the package with {code}")
+            raise PermanentError("documents", f"{shown} refused the package with {code}")
 
     def failed(
         self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None

@@ -24,7 +24,7 @@ from gateway.outbox.breaker import Breakers, NotYet, call_registry
 from gateway.outbox.jobs import Job
 from gateway.outbox.worker import Delivery
 from gateway.procedures import flow_of
-from gateway.settings import Subsystem
+from gateway.settings import Subsystem, shown_url
 from gateway.store import Store, Tx
 
 __all__ = ["CallbackHandler", "PortalSyncHandler", "sign_callback", "verify_callback"]
@@ -169,7 +169,7 @@ class CallbackHandler:
         subsystem = self.subsystems.get(client)
         if subsystem is None or not subsystem.allows_callback(url):
             raise PermanentError(
-                "callback", f"{url} is not under the callback_urls of subsystem {client}"
+                "callback", f"{shown_url(url)} is not under the callback_urls of subsystem {client}"
             )
         if (earlier := _first_unfinished(others, mine)) is not None:
             raise NotYet(
@@ -189,6 +189,10 @@ class CallbackHandler:
         return _then_wake(job, _noop)
 
     async def _post(self, url: str, code: str, body: bytes, subsystem: Subsystem) -> None:
+        """POST the callback. Its errors name the URL as :func:`~gateway.settings.shown_url`
+        shows it (its query values ``***``): they are logged, kept in the job's ``last_error`` and
+        in audit events for good, and a receiver may take its token in the query."""
+        shown = shown_url(url)
         headers = {"Content-Type": "application/json", "X-Lienthong-Dossier": code}
         if subsystem.callback_secret:
             headers[SIGNATURE_HEADER] = sign_callback(subsystem.callback_secret.encode(), body)
@@ -202,13 +206,16 @@ class CallbackHandler:
             ) as resp:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError("callback", f"{url}: {type(exc).__name__}: {exc}") from None
+            said = str(exc).replace(url, shown)  # an invalid URL's error is the URL
+            raise TransientError("callback", f"{shown}: {type(exc).__name__}: {said}") from None
         if transient_status(status):
-            raise TransientError("callback", f"{url} answered {status}")
+            raise TransientError("callback", f"{shown} answered {status}")
         if status >= 400:
-            raise PermanentError("callback", f"{url} refused the callback with {status}")
+            raise PermanentError("callback", f"{shown} refused the callback with {status}")
         if status >= 300:
-            raise PermanentError("callback", f"{url} answered {status}: redirects are not followed")
+            raise PermanentError(
+                "callback", f"{shown} answered {status}: redirects are not followed"
+            )
 
     def failed(
         self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -470,3 +471,70 @@ async def test_a_soap_error_page_never_shows_the_endpoints_secrets() -> None:
     message = str(caught.value)
     assert "upstream config" in message and "pop-secret" not in message, message
     assert "K%2Fapi" not in message, message
+
+
+@pytest.mark.parametrize("tail", ["", "/", "?gw=GwKey1234", "/?gw=GwKey1234"])
+async def test_registries_served_under_a_path_are_called_under_it(tail: str) -> None:
+    """Found by probing: a url without a trailing slash and with a query (``http://h/bhxh?k=…``)
+    lost its last segment and its query: the BHXH connector called ``http://h/api/token/take``.
+    The three REST sandboxes, mounted under a path each, are called under it, with the url's
+    query on every request."""
+    from connectors.business import sandbox as business
+    from connectors.business.sandbox import generate_enterprises
+    from connectors.insurance import sandbox as insurance
+    from connectors.portal import sandbox as portal
+    from connectors.portal.client import PortalConnector
+
+    seen: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        seen.append(request.path_qs)
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
+    app.add_subapp("/gw/bhxh/", insurance.create_app(seed=3, today=date(2026, 11, 22)))
+    app.add_subapp("/gw/dkkd/", business.create_app())
+    app.add_subapp("/gw/dvcqg/", portal.create_app())
+    sync = {
+        "code": "000.00.00.H41-261122-0007",
+        "procedure": "1.001193",
+        "procedure_name": "Đăng ký khai sinh",
+        "applicant": {"full_name": "Nguyễn Thị Lan", "personal_id": "040190012345"},
+        "status": "accepted",
+        "received_at": "2026-11-22T09:15:00+07:00",
+        "agency": "000.00.00.H41",
+    }
+    async with serve_app(app) as base:
+        bhxh_at = insurance.endpoint(f"{base}/gw/bhxh{tail}")
+        async with InsuranceConnector(bhxh_at, **insurance.SANDBOX_OFFICER) as bhxh:
+            card = await bhxh.call("card.check", insurance.scenarios(3)["000"])
+        async with BusinessConnector(business.endpoint(f"{base}/gw/dkkd{tail}")) as dkkd:
+            tax_code = next(iter(generate_enterprises(0, 3000)))
+            enterprise = await dkkd.call("enterprise.lookup", {"tax_code": tax_code})
+        async with PortalConnector(portal.endpoint(f"{base}/gw/dvcqg{tail}")) as dvcqg:
+            synced = await dvcqg.call("dossier.sync", sync)
+    assert card.data["status"] == "valid" and enterprise.reference == tax_code, seen
+    assert synced.reference, seen
+    registries = sorted({path.split("/")[2] for path in seen})
+    assert registries == ["bhxh", "dkkd", "dvcqg"] and all(p.startswith("/gw/") for p in seen)
+    if "?" in tail:
+        assert all("gw=GwKey1234" in path for path in seen), seen
+
+
+async def test_an_error_page_echoing_the_request_never_shows_the_urls_query_values() -> None:
+    """The url's query now goes with every request: an error page quoting the request line
+    must not carry its values (an API gateway's key) into the error, as for SOAP registries."""
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(status=502, text=f"bad gateway for {request.path_qs}")
+
+    app = web.Application()
+    app.router.add_get("/dn/api/doanhnghiep/{code}", echo)
+    async with serve_app(app) as base:
+        endpoint = Endpoint(url=f"{base}/dn?apikey=GwQueryKey123", api_key="k")
+        async with BusinessConnector(endpoint) as business:
+            with pytest.raises(TransientError) as caught:
+                await business.call("enterprise.lookup", {"tax_code": "0100233488"})
+    message = str(caught.value)
+    assert "bad gateway for /dn/api/doanhnghiep/0100233488?apikey=***" in message, message

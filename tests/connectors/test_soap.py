@@ -1,4 +1,5 @@
 import asyncio
+import html
 import importlib
 
 import pytest
@@ -190,6 +191,36 @@ async def test_an_error_page_echoing_the_request_never_shows_its_credentials() -
     message = str(caught.value)
     assert caught.value.code == "http-502" and "upstream failed" in message, message
     assert "API-KEY-123456" not in message and "Basic " not in message, message
+
+
+@pytest.mark.parametrize("page", ["plain", "html", "fault"])
+async def test_an_error_page_echoing_the_request_never_shows_the_urls_query_values(
+    page: str,
+) -> None:
+    """Found by probing: a registry behind an API gateway that takes its key in the query
+    (``url = "https://x-road…/dancu?apikey=…"``) and an error page (or a SOAP fault) quoting the
+    request line put the key into a lookup client's 502 ``detail``, a flow step's error and the
+    audit log. The README promises the query's values are ``***``."""
+    key = "PopQueryKeyAbcdef"
+
+    async def echo(request: web.Request) -> web.Response:
+        said = f"POST {request.path_qs} ({request.query_string})"
+        if page == "fault":
+            fault = f"<s:Fault><faultcode>s:Server</faultcode><faultstring>{html.escape(said)}</faultstring></s:Fault>"
+            return web.Response(status=500, body=ENV % fault.encode(), content_type="text/xml")
+        text = f"<html><pre>{html.escape(said)}</pre></html>" if page == "html" else said
+        return web.Response(status=500, text=text, content_type=f"text/{page}")
+
+    app = web.Application()
+    app.router.add_post("/soap", echo)
+    async with serve_app(app) as base:
+        endpoint = Endpoint(url=f"{base}/soap?apikey={key}&v=2", username="u", secret="s")
+        async with PopulationConnector(endpoint, officer_id=OFFICER) as population:
+            with pytest.raises(TransientError) as caught:
+                await population.call("citizen.lookup", LOOKUP)
+    message = str(caught.value)
+    assert "POST /soap?apikey=***" in message, message
+    assert key not in message and key not in (caught.value.code or ""), message
 
 
 def test_parse_request_returns_the_operation() -> None:

@@ -7,6 +7,7 @@ freely would let it reach whatever the gateway can reach (databases, admin ports
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -165,6 +166,34 @@ async def test_redirects_are_not_followed(make_gateway: Any) -> None:
         assert dead and "307: redirects are not followed" in dead[0]["last_error"]
         assert rx.hits.get("/redirect", 0) >= 1
         assert "/elsewhere" not in rx.hits
+
+
+@pytest.mark.parametrize(("status", "said"), [(503, "answered 503"), (403, "refused the callback")])
+async def test_a_callback_urls_query_values_are_never_shown_when_a_callback_fails(
+    make_gateway: Any, caplog: pytest.LogCaptureFixture, status: int, said: str
+) -> None:
+    """Found by probing: a receiver taking its token in the query (``?access_token=…``, allowed:
+    the query is the client's) had it quoted whole in each failed callback's error: the log, the
+    outbox job's last_error (``outbox list``, the admin API) and the audit events the auditors'
+    API and the evidence bundles return, from an append-only log."""
+    token = "CbAccessTokenAbCdEfGhIj"
+    async with receiver() as rx, make_gateway(callback_urls=[rx.base + "/hook"]) as gw:
+        rx.status = status
+        doc = birth(1, f"{rx.base}/hook/q?access_token={token}&v=2")
+        with caplog.at_level(logging.INFO):
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            dead = await dead_callbacks(gw, doc["code"])
+        async with await gw.get(f"/v1/audit/events?dossier={doc['code']}", who="auditor") as r:
+            events = await r.text()
+            assert r.status == 200, events
+    assert dead and said in dead[0]["last_error"], dead
+    assert "/hook/q?access_token=***&v=***" in dead[0]["last_error"], dead
+    assert [j["last_error"] for j in dead if token in j["last_error"]] == []
+    assert '"job.dead"' in events and token not in events
+    # The receiver (this test's server) logs its requests; the gateway's lines must not.
+    logged = [r.getMessage() for r in caplog.records if r.name != "aiohttp.access"]
+    assert [line for line in logged if token in line] == []
 
 
 async def test_callback_urls_are_checked_again_when_the_callback_is_sent(

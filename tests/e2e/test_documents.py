@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -61,11 +62,15 @@ class AgencyEndpoint:
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     fail_first: int = 1
     calls: int = 0
+    failure: int = 503  # how it fails: an HTTP status, or 0 to hang up without an answer
 
     async def handle(self, request: web.Request) -> web.Response:
         self.calls += 1
         if self.calls <= self.fail_first:
-            return web.Response(status=503)
+            if not self.failure:
+                assert request.transport is not None
+                request.transport.close()
+            return web.Response(status=self.failure or 503)
         assert request.headers["Authorization"] == "Bearer push-secret"
         self.received.append((dict(request.headers), await request.read()))
         return web.Response(status=200)
@@ -136,9 +141,11 @@ async def running_hub(
     pki: TestPKI,
     store: dict[str, str] | None = None,
     unlisted: tuple[str, ...] = (),
+    push_to: str = "/edoc",
     **gateway: Any,
 ) -> AsyncIterator[Hub]:
-    """The hub with the three agencies' subsystems; ``unlisted`` left out of [[agencies]]."""
+    """The hub with the three agencies' subsystems; ``unlisted`` left out of [[agencies]];
+    ``push_to``: Tây Ninh's endpoint on its server (a path, and perhaps a query)."""
     endpoint = AgencyEndpoint()
     receiver = web.Application()
     receiver.router.add_post("/edoc", endpoint.handle)
@@ -153,7 +160,7 @@ async def running_hub(
         ] + [{"id": "VN:GOV:000.00.00.H29:motcua", "token": TOKENS["outsider"], "rights": ["dossiers.submit"]}],
         agencies=[a for a in [
             {"id": TAY_NINH_STC, "name": "Sở Tài chính Tây Ninh",
-             "endpoint": str(agency_server.make_url("/edoc")), "token": "push-secret"},
+             "endpoint": str(agency_server.make_url("")).rstrip("/") + push_to, "token": "push-secret"},
             {"id": NGHE_AN, "name": "UBND tỉnh Nghệ An"},
             {"id": TU_PHAP, "name": "Bộ Tư pháp"},
         ] if a["id"] not in unlisted],
@@ -372,6 +379,61 @@ async def test_both_directions_with_status_round_trips(
     assert (line["delivery"], line["mode"], line["status"]) == ("acked", "push", "02")
     # Its first push was answered 503 and retried: the error is gone once the push went.
     assert line["attempts"] >= 1 and line["last_error"] is None
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [(503, "answered 503"), (403, "refused the package with 403"), (0, "ServerDisconnected")],
+)
+async def test_a_push_endpoints_credentials_are_never_shown_when_a_push_fails(
+    tmp_path: Path,
+    pki: TestPKI,
+    pki_server: str,
+    stc_pdf: bytes,
+    caplog: pytest.LogCaptureFixture,
+    failure: int,
+    said: str,
+) -> None:
+    """Found by probing: an agency endpoint taking its key in the query (``?apikey=…``) was
+    quoted whole in each failed push's error: the sender's ``GET …/status`` (another agency),
+    the log, and the append-only audit log, where a credential stays for good."""
+    key = "PushApiKeyXyz42"
+    async with running_hub(tmp_path, pki, push_to=f"/edoc?apikey={key}&v=2") as hub:
+        hub.endpoint.fail_first, hub.endpoint.failure = 10**6, failure
+        ubnd_pdf = await sign_pdf(sample_pdf("Cong van 77/UBND-KT"), pki.key(f"agency-{NGHE_AN}"))
+        with caplog.at_level(logging.INFO):
+            async with await hub.send(
+                NGHE_AN, package(pki, NGHE_AN, (TAY_NINH_STC,), ubnd_pdf)
+            ) as r:
+                assert r.status == 202, await r.text()
+                doc = r.headers["X-Lienthong-Document"]
+            errors: list[str] = []
+
+            async def failed() -> bool:
+                _, view = await hub.json("GET", f"/v1/documents/{doc}/status", NGHE_AN)
+                errors[:] = [
+                    line["last_error"] for line in view["recipients"] if line["last_error"]
+                ]
+                return bool(errors)
+
+            await eventually(failed, "the push's failure shown to its sender")
+
+            async def audited() -> bool:
+                rows = await hub.runtime.store.read(
+                    lambda tx: tx.all("audit.range", start=0, stop=1000)
+                )
+                failures = (b'"step.failed"', b'"job.dead"')
+                return any(a in bytes(row["entry"]) for row in rows for a in failures)
+
+            await eventually(audited, "the failed push audited")
+        rows = await hub.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=1000))
+    [error] = errors
+    assert said in error and "/edoc?apikey=***&v=***" in error, error
+    assert key not in error
+    assert [bytes(row["entry"]) for row in rows if key.encode() in bytes(row["entry"])] == []
+    # The agency's own server (this test's) logs its requests; the gateway's lines must not.
+    logged = [r for r in caplog.records if r.name != "aiohttp.access"]
+    assert [r.getMessage() for r in logged if key in r.getMessage()] == []
 
 
 async def test_duplicates_reissue_the_receipt_and_deliver_nothing_twice(
