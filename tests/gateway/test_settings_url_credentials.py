@@ -59,6 +59,7 @@ def test_a_query_key_is_still_taken() -> None:
         {
             "agencies": [{**AGENCY, "endpoint": "https://agency.example.vn/inbox?apikey=k"}],
             **_registry("business", "https://registry.example.vn/dn?apikey=k"),
+            "sandbox": {"embedded": True},  # the other registries on their sandboxes
         },
         environ={},
     )
