@@ -3,7 +3,8 @@
 The Reference (``URI=""``, enveloped-signature) takes the whole Signature out of the digest, so
 anything put inside it after signing is signed by no one — and xmlsec1 verifies such a package
 all the same. Found by probing: a ``ds:Object`` holding a forged ``MessageHeader`` and an
-unsigned PDF ``Attachment`` was stored and handed to the recipient (202).
+unsigned PDF ``Attachment`` was stored and handed to the recipient (202); a KeyInfo padded with
+4,000 copies of a certificate (KeyInfo is not signed either) cost the hub 43 s.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from gateway.exchange.errors import SignatureInvalid
 from gateway.exchange.stream import scan_file
 from gateway.exchange.xmldsig import check_envelope
+from signing.pdf_limits import MAX_CMS_CERTIFICATES
 from signing.testing import TestPKI, sample_pdf
 from tests.e2e.test_documents import PROBLEM, Hub, package, running_hub
 
@@ -135,3 +138,63 @@ def test_a_signature_without_key_info_names_what_is_missing(
     data = re.sub(rb"<ds:KeyInfo>.*</ds:KeyInfo>", b"", make_package(), flags=re.S)
     with pytest.raises(SignatureInvalid, match="no X509Certificate in KeyInfo"):
         check_envelope(_scan(tmp_path, data))
+
+
+def _padded(data: bytes, copies: int, certificate: bytes | None = None) -> bytes:
+    """``data`` with ``copies`` more X509Certificates before the signer's (the first)."""
+    found = re.findall(rb"<ds:X509Certificate>(.*?)</ds:X509Certificate>", data, flags=re.S)
+    pad = certificate if certificate is not None else found[1]  # the intermediate
+    extra = b"".join(
+        b"<ds:X509Certificate>" + pad + b"</ds:X509Certificate>" for _ in range(copies)
+    )
+    return data.replace(b"<ds:X509Data>", b"<ds:X509Data>" + extra, 1)
+
+
+async def test_key_info_holds_at_most_as_many_certificates_as_a_pdf_signature(
+    running: Hub, pki: TestPKI, signed_pdf: bytes
+) -> None:
+    data = package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf)
+    held = data.count(b"<ds:X509Certificate>")
+    async with await running.send(TAY_NINH_STC, _padded(data, MAX_CMS_CERTIFICATES - held)) as r:
+        assert r.status == 202, await r.text()
+    other = package(pki, TAY_NINH_STC, (NGHE_AN,), signed_pdf, number="2492")
+    async with await running.send(
+        TAY_NINH_STC, _padded(other, MAX_CMS_CERTIFICATES + 1 - held)
+    ) as r:
+        assert r.status == 422, await r.text()
+        body = await r.json(content_type=None)
+        assert body["type"] == PROBLEM + "signature-invalid", body
+        assert body["detail"] == (
+            f"too many certificates in KeyInfo: it carries {MAX_CMS_CERTIFICATES + 1}, more than"
+            f" the {MAX_CMS_CERTIFICATES} checked"
+        )
+
+
+def test_certificates_are_counted_before_any_is_read(
+    tmp_path: Path, make_package: Callable[..., bytes]
+) -> None:
+    data = _padded(make_package(), MAX_CMS_CERTIFICATES, certificate=b"bm90IGEgY2VydGlmaWNhdGU=")
+    with pytest.raises(SignatureInvalid, match="too many certificates in KeyInfo"):
+        check_envelope(_scan(tmp_path, data))
+
+
+def test_the_signer_is_found_comparing_each_certificate_a_bounded_number_of_times(
+    tmp_path: Path, make_package: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signer was searched for by comparing every pair of certificates (4,000 copies: 43 s).
+    Counted, not timed: the names compared grow with the certificates, not with their square."""
+    data = make_package()
+    held = data.count(b"<ds:X509Certificate>")
+    compared = {"n": 0}
+    equal = x509.Name.__eq__
+
+    def counting(self: x509.Name, other: object) -> bool:
+        compared["n"] += 1
+        return equal(self, other)
+
+    monkeypatch.setattr(x509.Name, "__eq__", counting)
+    for copies in (0, MAX_CMS_CERTIFICATES - held):
+        compared["n"] = 0
+        signature, others = check_envelope(_scan(tmp_path, _padded(data, copies)))
+        assert signature.signer == f"agency-{TAY_NINH_STC}" and len(others) == held - 1 + copies
+        assert compared["n"] <= 4 * (held + copies), (copies, compared["n"])
