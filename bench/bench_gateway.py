@@ -338,6 +338,7 @@ def _gateway_config(tmp: Path, pki: Path, sandbox_soap: str, tsa: Server) -> Pat
         f'[registries.{name}]\nurl = "http://127.0.0.1:9/{name}"\n'
         'username = "unused"\npassword = "unused"\nsecret = "unused"\napi_key = "unused"\n'
         'officer_name = "unused"\nofficer_id = "040088101111"\n'
+        + (f'signer_fingerprint = "{"0" * 64}"\n' if name == "civil_status" else "")
         for name in ("civil_status", "insurance", "business", "portal")
     )
     text = f"""

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from cryptography.hazmat.primitives import hashes
 
 from connectors import create_connector
 from connectors.api import Connector, Endpoint
@@ -323,7 +324,11 @@ async def _start_registries(runtime: Runtime, stack: AsyncExitStack) -> None:
     sandbox_options: dict[str, Any] = {}
     signing = runtime.extras.get("signing")
     if signing is not None:
-        civil_options = {"signer": signing.signer, "trust": signing.trust}
+        civil_options = {
+            "signer": signing.signer,
+            "trust": signing.trust,
+            "register_fingerprints": _register_fingerprints(settings, signing.register),
+        }
         if "civil_status" in sandboxed:
             # The register takes requests from this gateway only, as the real one from the
             # members whose certificates it registered.
@@ -349,6 +354,16 @@ async def _start_registries(runtime: Runtime, stack: AsyncExitStack) -> None:
         runtime.connectors[name] = await stack.enter_async_context(
             create_connector(name, endpoint, **options)
         )
+
+
+def _register_fingerprints(settings: Settings, sandbox_register: Any) -> tuple[str, ...]:
+    """The certificates whose signatures on a birth certificate are the register's:
+    ``[registries.civil_status] signer_fingerprint`` (required with its url), else the embedded
+    sandbox's register key, of the development PKI."""
+    configured = settings.registry("civil_status").signer_fingerprints
+    if configured or sandbox_register is None:
+        return configured
+    return (sandbox_register.certificate.fingerprint(hashes.SHA256()).hex(),)
 
 
 def _officer(settings: Settings, name: str) -> dict[str, str]:

@@ -529,7 +529,9 @@ class RetrySettings:
 CREDENTIALS = {
     # signed Basic auth, ApiKey header; MaCanBo: the officer on whose behalf the gateway asks
     "population": ("username", "secret", "api_key", "officer_id", "service_code"),
-    "civil_status": (),  # signed requests (XMLDSig), no account
+    # signed requests (XMLDSig), no account; the register's certificate, the only signer of the
+    # birth certificates it answers (the sandbox's is the development PKI's)
+    "civil_status": ("signer_fingerprint",),
     # a token taken with the account; hoTenCb, cccdCb: the officer asking
     "insurance": ("username", "password", "officer_name", "officer_id"),
     "business": ("api_key",),
@@ -563,7 +565,17 @@ class RegistrySettings:
         float, _positive, _below(ATTEMPT_TIMEOUT_S, " s (the outbox worker stops an attempt then)")
     ] = 10.0
     sign_requests: bool | None = None  # None: as the registry requires (civil status: signed)
+    # civil_status: the SHA-256 of the register's certificate (DER) that signs the birth
+    # certificates, or a list (the old and the new while it renews its own). A chain to a trusted
+    # root is not enough: an agency's certificate, or the gateway's, chains to the same root.
+    signer_fingerprint: str | tuple[str, ...] | None = None
     retry: RetrySettings = RetrySettings()
+
+    @property
+    def signer_fingerprints(self) -> tuple[str, ...]:
+        """``signer_fingerprint``, as compared (:func:`fingerprint`)."""
+        given = self.signer_fingerprint or ()
+        return tuple(map(fingerprint, (given,) if isinstance(given, str) else given))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1009,6 +1021,21 @@ def _check_together(settings: Settings) -> None:
     if g.client_ca and not g.tls_cert:
         raise SettingsError("gateway.client_ca is set without gateway.tls_cert")
     for name, registry in settings.registries.items():
+        if registry.signer_fingerprint is not None and name != "civil_status":
+            raise SettingsError(
+                f"registries.{name}.signer_fingerprint: only the civil_status registry answers"
+                " with a signed document (its birth certificates)"
+            )
+        for i, digest in enumerate(registry.signer_fingerprints):
+            if not _SHA256_HEX.fullmatch(digest):
+                key = (
+                    "signer_fingerprint"
+                    if isinstance(registry.signer_fingerprint, str)
+                    else f"signer_fingerprint[{i}]"
+                )
+                raise SettingsError(
+                    f"registries.{name}.{key}: not a SHA-256 (64 hex digits, colons allowed)"
+                )
         missing = [key for key in CREDENTIALS[name] if registry.url and not getattr(registry, key)]
         if missing:
             raise SettingsError(

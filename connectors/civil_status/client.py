@@ -3,17 +3,22 @@ registration over SOAP, requests signed (XMLDSig) and birth certificates verifie
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import re
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
 import schemas
 from connectors.api import Connector, Endpoint, PermanentError, Request, Result, TransientError
 from connectors.civil_status import mapping
+from connectors.civil_status.pdftext import signed_text
 from connectors.soap import SOAP_ENV, SoapClient
 from connectors.text import VIETNAM
 from signing.errors import SignatureInvalid, SigningError, UntrustedSigner
@@ -26,6 +31,7 @@ __all__ = ["WSDL", "CivilStatusConnector", "add_soap_header"]
 
 WSDL = schemas.path("wsdl", "civil_status.wsdl")
 _HEADER = f"{{{SOAP_ENV}}}Header"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def add_soap_header(envelope: bytes) -> bytes:
@@ -45,14 +51,24 @@ class CivilStatusConnector(Connector):
     ``signer`` signs every request when ``endpoint.sign_requests`` (enveloped XMLDSig over the whole
     envelope, in ``soap:Header``); ``trust`` verifies the register's signature on the birth
     certificate before the result is accepted — with ``trust=None`` the certificate is passed on
-    unverified and ``certificate_signer`` is None. ``province_code`` (``maTinhDangKy``) and
+    unverified and ``certificate_signer`` is None. A chain to a trusted root is not enough (an
+    agency's certificate, or the gateway's, chains to the same root): every signature on the
+    certificate must be made with one of ``register_fingerprints`` (the SHA-256 of the register's
+    certificates, hex, any case, colons or not: the old and the new while it renews its own),
+    and the revision it signed must show the registration number and the personal id the reply
+    gives. ``province_code`` (``maTinhDangKy``) and
     ``agency_id`` (``maDonVi``) are the registering authority, overridable per call by
     ``params["place"]["province_code"]``.
 
     :meth:`call` raises :class:`PermanentError` for bad params, Client faults, 4xx, a certificate
-    whose signature does not verify (``code="signature-invalid"``) and a request that cannot be
-    signed (``code="signing-failed"``); :class:`TransientError` for network failures, 5xx, Server
-    faults and malformed replies.
+    whose signature does not verify or is not the register's (``code="signature-invalid"``) and
+    a request that cannot be signed (``code="signing-failed"``); :class:`TransientError` for
+    network failures, 5xx, Server faults and malformed replies (a certificate that does not show
+    the registration it came with among them).
+
+    Raises:
+        ValueError: ``sign_requests`` without a ``signer``; ``trust`` without
+            ``register_fingerprints``, or one of them not a SHA-256 fingerprint.
     """
 
     registry: ClassVar[str] = "civil_status"
@@ -67,12 +83,23 @@ class CivilStatusConnector(Connector):
         agency_id: str = "000.00.00.H41",
         province_code: str = "040",
         wsdl: Path = WSDL,
+        register_fingerprints: Iterable[str] = (),
     ) -> None:
         if endpoint.sign_requests and signer is None:
             raise ValueError("endpoint.sign_requests needs a signer")
+        pinned = frozenset(f.lower().replace(":", "") for f in register_fingerprints)
+        if trust is not None and not pinned:
+            raise ValueError(
+                "trust needs register_fingerprints: the certificates of the register, the only "
+                "signers of a birth certificate (another agency's chains to the same root)"
+            )
+        bad = sorted(f for f in pinned if not _SHA256_HEX.fullmatch(f))
+        if bad:
+            raise ValueError(f"register_fingerprints: {bad[0]!r} is not a SHA-256 fingerprint")
         self.endpoint = endpoint
         self.signer = signer
         self.trust = trust
+        self.register_fingerprints = pinned
         self.agency_id = agency_id
         self.province_code = province_code
         self._soap = SoapClient(self.registry, endpoint, wsdl)
@@ -119,7 +146,7 @@ class CivilStatusConnector(Connector):
         reply = await self._soap.call("DangKyKhaiSinh", fields, sign=sign)
         data, pdf = self._map_birth(reply, fields)
         data["certificate_signer"] = await self._verify_certificate(
-            pdf, registered=data["registration_number"]
+            pdf, registered=data["registration_number"], personal_id=data["personal_id"]
         )
         data["certificate_pdf"] = base64.b64encode(pdf).decode("ascii")
         return Result(data=data, reference=data["registration_number"])
@@ -132,11 +159,15 @@ class CivilStatusConnector(Connector):
         except (ValueError, KeyError, TypeError) as exc:
             raise TransientError(self.registry, f"malformed reply: {exc}") from exc
 
-    async def _verify_certificate(self, pdf: bytes, *, registered: str) -> str | None:
+    async def _verify_certificate(
+        self, pdf: bytes, *, registered: str, personal_id: str
+    ) -> str | None:
         """The signer's name. Raises PermanentError (``signature-invalid``) when it does not
-        verify against ``trust``: the registration happened, but its evidence is not acceptable.
-        Every error raised carries the registration number as ``recorded``: the birth is
-        registered, and a step that sent another request under its key would be refused."""
+        verify against ``trust`` or is not the register's, TransientError (a malformed reply)
+        when it does not show ``registered`` and ``personal_id``: the registration happened, but
+        its evidence is not acceptable. Every error raised carries the registration number as
+        ``recorded``: the birth is registered, and a step that sent another request under its
+        key would be refused."""
         if self.trust is None:
             return None
         try:
@@ -172,4 +203,40 @@ class CivilStatusConnector(Connector):
                 code="signature-invalid",
                 recorded=registered,
             )
+        for report in reports:
+            cert = report.certificate
+            sha256 = cert.fingerprint(hashes.SHA256()).hex() if cert is not None else None
+            if sha256 not in self.register_fingerprints:
+                raise PermanentError(
+                    self.registry,
+                    f"birth certificate signed by {report.signer}, not by the civil-status "
+                    f"register (SHA-256 {sha256 or 'unknown'} is not among its certificates)",
+                    code="signature-invalid",
+                    recorded=registered,
+                )
+        await self._check_shows(pdf, registered, personal_id)
         return valid[-1].signer
+
+    async def _check_shows(self, pdf: bytes, registered: str, personal_id: str) -> None:
+        """The register signed a certificate of this birth: the revision it signed shows the
+        registration number and the child's personal id of the reply (a genuine certificate of
+        another child, handed back with this registration, would be filed as this child's).
+        Each must stand apart, not inside a longer number. Raises TransientError."""
+        try:
+            text = await asyncio.to_thread(signed_text, pdf)
+        except ValueError as exc:
+            raise TransientError(
+                self.registry,
+                f"malformed reply: the birth certificate cannot be read: {exc}",
+                recorded=registered,
+            ) from exc
+        for value, what in (
+            (registered, f"registration number {registered}"),
+            (personal_id, "the personal id the register answered"),
+        ):
+            if not re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text):
+                raise TransientError(
+                    self.registry,
+                    f"malformed reply: the birth certificate does not show {what}",
+                    recorded=registered,
+                )

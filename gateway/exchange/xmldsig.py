@@ -8,8 +8,12 @@ streamed in at its placeholder: exact, because base64 text canonicalises to itse
 The profile is narrow on purpose (signature wrapping cannot hide behind it): exactly one
 ``ds:Signature``, a child of ``edXMLHeader``; exactly one ``Reference`` with ``URI=""``; the
 enveloped-signature transform and at most one canonicalisation; RSA or ECDSA with SHA-256/384/512,
-or RSA-SHA1 / SHA-1 digests from older systems (verified, reported as weak, never produced). The
-certificate chain is checked by ``signing.trust.TrustStore`` against the configured anchors.
+or RSA-SHA1 / SHA-1 digests from older systems (verified, reported as weak, never produced). That
+Reference leaves the whole Signature out of what is signed, so the Signature may hold nothing but
+its own parts: SignedInfo, SignatureValue and KeyInfo/X509Data/X509Certificate (at most
+``MAX_CMS_CERTIFICATES`` of them, as in a PDF signature's CMS) — no ``ds:Object``, no other
+element, no text: whatever else it held would reach recipients signed by no one. The certificate
+chain is checked by ``signing.trust.TrustStore`` against the configured anchors.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from lxml import etree  # type: ignore[import-untyped,unused-ignore]
 from gateway.exchange.builder import SIGNATURE_PARENT
 from gateway.exchange.edxml import DS_NS, parse_bytes, q
 from gateway.exchange.errors import InvalidEdxml, SignatureInvalid
+from gateway.exchange.model import NS
 from gateway.exchange.stream import Scan, scan_file
 
 __all__ = [
@@ -192,6 +197,80 @@ def _document_digest(
     return h.digest()
 
 
+def _shown_tag(el: etree._Element) -> str:
+    name = etree.QName(el)
+    prefix = {DS_NS: "ds:", NS: "edXML:"}.get(name.namespace or "")
+    return f"{prefix}{name.localname}" if prefix else name.text
+
+
+def _unsigned(where: str, what: str) -> SignatureInvalid:
+    return SignatureInvalid(
+        f"{where} holds {what}, which is not signed (the Reference leaves the whole ds:Signature "
+        "out of what it signs): a signature carries only SignedInfo, SignatureValue and "
+        "KeyInfo/X509Data/X509Certificate"
+    )
+
+
+def _only(parent: etree._Element, allowed: frozenset[str]) -> list[etree._Element]:
+    """``parent``'s elements, each one of ``allowed``, with no text between them (comments are
+    left out of every digest and read by no one: they may be there)."""
+    where = _shown_tag(parent)
+    children = []
+    if (parent.text or "").strip():
+        raise _unsigned(where, "text")
+    for child in parent:
+        if (child.tail or "").strip():
+            raise _unsigned(where, "text")
+        if not isinstance(child.tag, str):  # a comment or processing instruction
+            continue
+        if child.tag not in allowed:
+            raise _unsigned(where, _shown_tag(child))
+        children.append(child)
+    return children
+
+
+def _text_only(el: etree._Element) -> None:
+    """``el`` holds base64 text, no element (the text before one is all that is read)."""
+    for child in el:
+        if isinstance(child.tag, str):
+            raise _unsigned(_shown_tag(el), _shown_tag(child))
+
+
+_IN_SIGNATURE = frozenset({_ds("SignedInfo"), _ds("SignatureValue"), _ds("KeyInfo")})
+_IN_KEY_INFO = frozenset({_ds("X509Data")})
+_IN_X509_DATA = frozenset({_ds("X509Certificate")})
+
+
+def _check_contents(signature: etree._Element) -> None:
+    """Refuse what the Signature holds beyond its own parts, and more certificates than a PDF
+    signature may carry: KeyInfo is not signed, so anyone on the way can pad it (4,000 copies of
+    a certificate cost the hub 43 s), and a ``ds:Object`` holding a MessageHeader or an
+    Attachment would reach recipients unsigned (xmlsec1 verifies such a package all the same).
+    SignedInfo is signed: what it holds is the signer's. Raises SignatureInvalid."""
+    from signing.pdf_limits import MAX_CMS_CERTIFICATES  # loads pyHanko: only when needed
+
+    parts = _only(signature, _IN_SIGNATURE)
+    key_infos = [p for p in parts if p.tag == _ds("KeyInfo")]
+    if len(key_infos) > 1:
+        raise _unsigned("ds:Signature", f"{len(key_infos)} ds:KeyInfo")
+    for part in parts:
+        if part.tag == _ds("SignatureValue"):
+            _text_only(part)
+    certificates = [
+        certificate
+        for key_info in key_infos
+        for data in _only(key_info, _IN_KEY_INFO)
+        for certificate in _only(data, _IN_X509_DATA)
+    ]
+    if len(certificates) > MAX_CMS_CERTIFICATES:
+        raise SignatureInvalid(
+            f"too many certificates in KeyInfo: it carries {len(certificates)}, more than the "
+            f"{MAX_CMS_CERTIFICATES} checked"
+        )
+    for certificate in certificates:
+        _text_only(certificate)
+
+
 def _certificates(signature: etree._Element) -> tuple[x509.Certificate, list[x509.Certificate]]:
     certs = []
     for el in signature.iterfind(f"{_ds('KeyInfo')}/{_ds('X509Data')}/{_ds('X509Certificate')}"):
@@ -206,11 +285,9 @@ def _certificates(signature: etree._Element) -> tuple[x509.Certificate, list[x50
     # XMLDSig sets no order in X509Data: the signer's certificate is the one that issues none of
     # the others, and a self-signed one (a root sent along, as some systems do, first or not) is
     # the signer only when it is alone. The chain built from the rest is checked afterwards.
-    leaves = [
-        c
-        for c in certs
-        if c.subject != c.issuer and not any(d is not c and d.issuer == c.subject for d in certs)
-    ]
+    # One pass against the set of issuers, not every pair compared (4,000 certificates: 43 s).
+    issuers = {c.issuer for c in certs}
+    leaves = [c for c in certs if c.subject != c.issuer and c.subject not in issuers]
     leaf = leaves[0] if leaves else certs[0]
     return leaf, [c for c in certs if c is not leaf]
 
@@ -249,6 +326,7 @@ def check_envelope(scan: Scan) -> tuple[EnvelopeSignature, list[x509.Certificate
     parent = sig.getparent()
     if parent is None or parent.tag != SIGNATURE_PARENT or parent.getparent() is None:
         raise SignatureInvalid("ds:Signature must be a child of edXMLHeader")
+    _check_contents(sig)
     si = _one(sig, _ds("SignedInfo"), "SignedInfo")
     cm = _one(si, _ds("CanonicalizationMethod"), "CanonicalizationMethod")
     cm_alg = cm.get("Algorithm", "")

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from connectors.sandboxes import sandbox_endpoint
 from gateway.samples import sample_dossiers
@@ -52,6 +53,9 @@ def _config(tmp: Path, pki: TestPKI, urls: dict[str, str], tsa_url: str, port: i
             'officer_name = "Cán bộ một cửa"\nofficer_id = "040088101111"\nservice_code = "1.001193"\n'
             "retry = { max_attempts = 50, base_delay_s = 0.02, max_delay_s = 0.2 }\n"
         )
+        if name == "civil_status":  # the register's certificate, which signs birth certificates
+            register = pki.certificate("register").fingerprint(hashes.SHA256()).hex()
+            lines.append(f'signer_fingerprint = "{register}"\n')
     path = tmp / "lienthong.toml"
     path.write_text("\n".join(lines))
     return path

@@ -31,7 +31,7 @@ REAL_REGISTRIES = "".join(
             'username = "u"\nsecret = "s"\napi_key = "k"\nofficer_id = "001099012345"\n'
             'service_code = "1.001"\n',
         ),
-        ("civil_status", ""),
+        ("civil_status", f'signer_fingerprint = "{"ab" * 32}"\n'),
         (
             "insurance",
             'username = "u"\npassword = "p"\nofficer_name = "Lê Văn Tám"\n'

@@ -48,6 +48,7 @@ def test_the_environment_wins_over_a_registrys_table_and_leaves_the_callers_alon
         "LIENTHONG_REGISTRIES_CIVIL_STATUS_TIMEOUT_S": "7.5",
         "LIENTHONG_REGISTRIES_CIVIL_STATUS_URL": "https://hotich.example.vn/soap",
         "LIENTHONG_REGISTRIES_CIVIL_STATUS_RETRY_JITTER": "0.5",
+        "LIENTHONG_REGISTRIES_CIVIL_STATUS_SIGNER_FINGERPRINT": "ab" * 32,
     }
     registry = settings_from_mapping(data, environ=environ).registry("civil_status")
     assert (registry.timeout_s, registry.url) == (7.5, "https://hotich.example.vn/soap")

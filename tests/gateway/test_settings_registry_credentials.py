@@ -1,6 +1,7 @@
 """A registry's url needs that registry's credentials beside it: the embedded sandboxes bring their
 own, and no default credential may ever be sent to a real registry."""
 
+import re
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from gateway.settings import SettingsError, settings_from_mapping
 # What each registry's connector sends (README, [registries.<name>]).
 CREDENTIALS = {
     "population": ("username", "secret", "api_key", "officer_id", "service_code"),
-    "civil_status": (),
+    "civil_status": ("signer_fingerprint",),
     "insurance": ("username", "password", "officer_name", "officer_id"),
     "business": ("api_key",),
     "portal": ("username", "password"),
@@ -25,6 +26,7 @@ GIVEN = {
     "officer_name": "Nguyễn Văn Cán Bộ",  # who asks: the registries log it
     "officer_id": "040088101111",
     "service_code": "2.002156",  # the public service a lookup is for (population MaDVC)
+    "signer_fingerprint": "ab" * 32,  # the register's certificate, which signs what it answers
 }
 
 
@@ -74,8 +76,37 @@ def test_no_url_needs_no_credentials_and_has_none(name: str) -> None:
     assert (registry.username, registry.password, registry.secret, registry.api_key) == ("",) * 4
 
 
-def test_civil_status_needs_only_its_url() -> None:
-    assert _load("civil_status", {"url": URL}).registry("civil_status").url == URL
+def test_civil_status_needs_the_registers_certificate_beside_its_url() -> None:
+    """Found by probing: a birth certificate signed by any key under the trust anchors (an
+    agency's, the gateway's own) was taken for the register's; the embedded sandbox's register
+    key is of the development PKI, no default for a real register."""
+    with pytest.raises(SettingsError, match="civil_status: url is set without signer_fingerprint"):
+        _load("civil_status", {"url": URL})
+    pinned = ["AB:" * 31 + "AB", "cd" * 32]  # the old and the new certificate, as copied
+    registry = _load("civil_status", {"url": URL, "signer_fingerprint": pinned}).registry(
+        "civil_status"
+    )
+    assert registry.signer_fingerprints == ("ab" * 32, "cd" * 32)
+    environ = {"LIENTHONG_REGISTRIES_CIVIL_STATUS_SIGNER_FINGERPRINT": "ef" * 32}
+    registry = _load("civil_status", {"url": URL}, environ).registry("civil_status")
+    assert registry.signer_fingerprints == ("ef" * 32,)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("ab" * 31, "registries.civil_status.signer_fingerprint: not a SHA-256"),
+        (["ab" * 32, "xyz"], "registries.civil_status.signer_fingerprint[1]: not a SHA-256"),
+    ],
+)
+def test_a_signer_fingerprint_is_a_sha256(value: Any, says: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(says)):
+        _load("civil_status", {"url": URL, "signer_fingerprint": value})
+
+
+def test_only_the_civil_status_registry_takes_a_signer_fingerprint() -> None:
+    with pytest.raises(SettingsError, match=r"registries\.business\.signer_fingerprint: only"):
+        _load("business", {"url": URL, "api_key": "k", "signer_fingerprint": "ab" * 32})
 
 
 @pytest.mark.parametrize("officer_id", ["VN:GOV:000.00.00.H41:lienthong", "12345", "040099999999x"])

@@ -13,13 +13,15 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives import hashes
 
 from connectors.api import PermanentError, TransientError
 from connectors.civil_status import CivilStatusConnector, certificate, mapping
+from connectors.civil_status import sandbox as register
 from connectors.civil_status.client import WSDL
 from connectors.civil_status.sandbox import REGISTRY_KEY, create_app, sandbox_endpoint
 from connectors.faults import FAULTS_KEY, FaultPlan
-from connectors.identifiers import check_personal_id
+from connectors.identifiers import check_personal_id, make_personal_id
 from connectors.soap import SoapClient
 from connectors.testdata import WELL_KNOWN
 from signing.pdf import verify_pdf
@@ -77,6 +79,14 @@ def text_of(pdf: bytes) -> str:
     return read.stdout.decode("utf-8")
 
 
+def pinned(pki: Any, *subjects: str) -> list[str]:
+    """The SHA-256 fingerprints of ``subjects``' certificates (default: the register's), as the
+    connector is told which certificates sign birth certificates."""
+    return [
+        pki.certificate(s).fingerprint(hashes.SHA256()).hex() for s in subjects or ("register",)
+    ]
+
+
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app, shutdown_timeout=0.2)
     await runner.setup()
@@ -109,7 +119,9 @@ async def sandbox(pki: Any, pki_server: str) -> AsyncIterator[Sandbox]:
 @pytest.fixture
 async def connector(sandbox: Sandbox, pki: Any) -> AsyncIterator[CivilStatusConnector]:
     endpoint = sandbox_endpoint(sandbox.base_url, timeout=5.0, sign_requests=True)
-    async with CivilStatusConnector(endpoint, signer=pki.key("gateway"), trust=pki.trust()) as c:
+    async with CivilStatusConnector(
+        endpoint, signer=pki.key("gateway"), trust=pki.trust(), register_fingerprints=pinned(pki)
+    ) as c:
         yield c
 
 
@@ -142,7 +154,9 @@ async def test_a_certificate_whose_revocation_cannot_be_had_is_asked_for_again(p
     try:
         endpoint = sandbox_endpoint(url, timeout=5.0, sign_requests=True)
         trust = pki.trust(revocation="hard-fail")
-        async with CivilStatusConnector(endpoint, signer=pki.key("gateway"), trust=trust) as c:
+        async with CivilStatusConnector(
+            endpoint, signer=pki.key("gateway"), trust=trust, register_fingerprints=pinned(pki)
+        ) as c:
             with pytest.raises(TransientError, match="not yet verifiable: revocation status"):
                 await c.call("birth.register", BIRTH, idempotency_key="birth-unknown")
     finally:
@@ -156,8 +170,10 @@ async def test_a_refused_certificate_names_the_registration_it_came_with(
     (its trust anchors miss the register's CA): the refusal says which registration it was."""
     stranger = TestPKI.create(tmp_path / "other", base_url="http://127.0.0.1:9")
     endpoint = sandbox_endpoint(sandbox.base_url, timeout=5.0, sign_requests=True)
-    signer = pki.key("gateway")
-    async with CivilStatusConnector(endpoint, signer=signer, trust=stranger.trust()) as c:
+    signer, trust = pki.key("gateway"), stranger.trust()
+    async with CivilStatusConnector(
+        endpoint, signer=signer, trust=trust, register_fingerprints=pinned(pki)
+    ) as c:
         with pytest.raises(PermanentError) as refused:
             await c.call("birth.register", BIRTH, idempotency_key="birth-refused")
     assert refused.value.code == "signature-invalid"
@@ -361,10 +377,106 @@ async def test_tampered_certificate_is_refused(
     assert "birth certificate" in info.value.message
 
 
+@pytest.mark.parametrize("signer", [AGENCIES[1], "gateway"])
+async def test_a_certificate_signed_by_another_than_the_register_is_refused(
+    pki: Any, pki_server: str, signer: str
+) -> None:
+    """Found by probing: a birth certificate signed by any key under the trust anchors (another
+    agency's, the gateway's own) was taken as the register's, its signer named in
+    ``certificate_signer``. Whatever answers at the register's url (a proxy, a misrouted
+    endpoint) could certify a birth."""
+    app = create_app(
+        seed=3, signer=pki.key(signer), trust=pki.trust(), callers=[pki.certificate("gateway")]
+    )
+    runner, url = await serve(app)
+    try:
+        endpoint = sandbox_endpoint(url, timeout=5.0, sign_requests=True)
+        async with CivilStatusConnector(
+            endpoint,
+            signer=pki.key("gateway"),
+            trust=pki.trust(),
+            register_fingerprints=pinned(pki),
+        ) as c:
+            with pytest.raises(PermanentError) as refused:
+                await c.call("birth.register", BIRTH, idempotency_key="birth-not-the-register")
+    finally:
+        await runner.cleanup()
+    assert refused.value.code == "signature-invalid"
+    assert f"signed by {signer}, not by the civil-status register" in refused.value.message
+    registered = runner.app[REGISTRY_KEY].births
+    assert refused.value.recorded == next(iter(registered.values()))
+
+
+async def test_any_of_the_registers_pinned_certificates_signs(pki: Any, pki_server: str) -> None:
+    """A register renewing its certificate: the old and the new are both pinned for a while
+    (fingerprints as an operator copies them, in capitals and with colons, are the same)."""
+    runner, url = await serve(register_app(pki))
+    try:
+        endpoint = sandbox_endpoint(url, timeout=5.0, sign_requests=True)
+        shown = [":".join(f[i : i + 2] for i in range(0, 64, 2)).upper() for f in pinned(pki)]
+        async with CivilStatusConnector(
+            endpoint,
+            signer=pki.key("gateway"),
+            trust=pki.trust(),
+            register_fingerprints=[*pinned(pki, "gateway"), *shown],
+        ) as c:
+            result = await c.call("birth.register", BIRTH, idempotency_key="birth-renewed")
+    finally:
+        await runner.cleanup()
+    assert result.data["certificate_signer"] == "register"
+
+
+def test_a_connector_that_verifies_certificates_needs_the_registers_certificate(
+    pki: Any,
+) -> None:
+    with pytest.raises(ValueError, match="register_fingerprints"):
+        CivilStatusConnector(sandbox_endpoint("http://127.0.0.1:1"), trust=pki.trust())
+    with pytest.raises(ValueError, match="not a SHA-256 fingerprint"):
+        CivilStatusConnector(
+            sandbox_endpoint("http://127.0.0.1:1"), trust=pki.trust(), register_fingerprints=["ab"]
+        )
+
+
+async def test_the_registers_certificate_of_another_birth_is_a_malformed_reply(
+    connector: CivilStatusConnector, sandbox: Sandbox
+) -> None:
+    """Found by probing: nothing tied the signed certificate to the registration it came with.
+    A genuine certificate of one child, handed back with another's registration, was filed as
+    that child's. It must show the reply's registration number and personal id."""
+    first = await connector.call("birth.register", BIRTH, idempotency_key="birth-first")
+    theirs = base64.b64decode(first.data["certificate_pdf"])
+    sandbox.app[REGISTRY_KEY].after_signing = lambda pdf: theirs
+    twin = {**BIRTH, "child": {**BIRTH["child"], "full_name": "Trần Minh Khang"}}
+    with pytest.raises(TransientError, match="malformed reply") as caught:
+        await connector.call("birth.register", twin, idempotency_key="birth-second")
+    second = next(n for n in sandbox.app[REGISTRY_KEY].births.values() if n != first.reference)
+    assert f"does not show registration number {second}" in str(caught.value)
+    assert caught.value.recorded == second
+
+
+async def test_a_certificate_showing_another_childs_personal_id_is_a_malformed_reply(
+    connector: CivilStatusConnector, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = register._certificate
+
+    async def for_another_child(reg: Any, asked: Any, number: str, *rest: Any) -> bytes:
+        book, child_id, now = rest
+        other = make_personal_id("040", "male", 2026, (int(child_id[-6:]) + 1) % 1_000_000)
+        return await made(reg, asked, number, book, other, now)
+
+    monkeypatch.setattr(register, "_certificate", for_another_child)
+    with pytest.raises(TransientError, match="malformed reply") as caught:
+        await connector.call("birth.register", BIRTH, idempotency_key="birth-other-id")
+    assert "does not show the personal id the register answered" in str(caught.value)
+    assert caught.value.recorded == next(iter(sandbox.app[REGISTRY_KEY].births.values()))
+
+
 async def test_certificate_from_an_untrusted_register_is_refused(pki: Any, pki_server: str) -> None:
     runner, url = await serve(create_app(signer=pki.key("revoked")))
     try:
-        async with CivilStatusConnector(sandbox_endpoint(url), trust=pki.trust()) as c:
+        async with CivilStatusConnector(
+            sandbox_endpoint(url), trust=pki.trust(), register_fingerprints=pinned(pki, "revoked")
+        ) as c:
             with pytest.raises(PermanentError) as info:
                 await c.call("birth.register", BIRTH)
         assert info.value.code == "signature-invalid" and "revoked" in info.value.message
@@ -375,7 +487,9 @@ async def test_certificate_from_an_untrusted_register_is_refused(pki: Any, pki_s
 async def test_unsigned_certificate_is_refused_when_trust_is_configured(pki: Any) -> None:
     runner, url = await serve(create_app())
     try:
-        async with CivilStatusConnector(sandbox_endpoint(url), trust=pki.trust()) as c:
+        async with CivilStatusConnector(
+            sandbox_endpoint(url), trust=pki.trust(), register_fingerprints=pinned(pki)
+        ) as c:
             with pytest.raises(PermanentError, match="no signature"):
                 await c.call("birth.register", BIRTH)
         other = {**BIRTH, "child": {**BIRTH["child"], "full_name": "Trần Minh Khang"}}
@@ -387,7 +501,9 @@ async def test_unsigned_certificate_is_refused_when_trust_is_configured(pki: Any
 
 
 async def test_unsigned_request_refused_by_the_register(sandbox: Sandbox, pki: Any) -> None:
-    async with CivilStatusConnector(sandbox_endpoint(sandbox.base_url), trust=pki.trust()) as c:
+    async with CivilStatusConnector(
+        sandbox_endpoint(sandbox.base_url), trust=pki.trust(), register_fingerprints=pinned(pki)
+    ) as c:
         with pytest.raises(PermanentError) as info:
             await c.call("death.register", DEATH)
     assert info.value.code == "CHU_KY" and "must be signed" in info.value.message
@@ -395,7 +511,9 @@ async def test_unsigned_request_refused_by_the_register(sandbox: Sandbox, pki: A
 
 async def test_request_signed_by_an_untrusted_key_refused(sandbox: Sandbox, pki: Any) -> None:
     endpoint = sandbox_endpoint(sandbox.base_url, sign_requests=True)
-    async with CivilStatusConnector(endpoint, signer=pki.key("revoked"), trust=pki.trust()) as c:
+    async with CivilStatusConnector(
+        endpoint, signer=pki.key("revoked"), trust=pki.trust(), register_fingerprints=pinned(pki)
+    ) as c:
         with pytest.raises(PermanentError) as info:
             await c.call("death.register", DEATH)
     assert info.value.code == "CHU_KY" and "revoked" in info.value.message
@@ -434,7 +552,9 @@ def test_a_register_that_checks_signatures_needs_its_callers(pki: Any) -> None:
 
 async def test_request_altered_after_signing_refused(sandbox: Sandbox, pki: Any) -> None:
     endpoint = sandbox_endpoint(sandbox.base_url, sign_requests=True)
-    async with CivilStatusConnector(endpoint, signer=pki.key("gateway"), trust=pki.trust()) as c:
+    async with CivilStatusConnector(
+        endpoint, signer=pki.key("gateway"), trust=pki.trust(), register_fingerprints=pinned(pki)
+    ) as c:
         original = c._sign
 
         async def sign_then_alter(envelope: bytes) -> bytes:
