@@ -93,7 +93,8 @@ def _wait_for(other: _Other, job: Job) -> float:
 
 
 def _then_wake(job: Job, unit: Callable[[Tx], Any]) -> Callable[[Tx], Any]:
-    """``unit``, then the dossier's jobs of ``job``'s kind that wait for it made due now."""
+    """``unit``, then the next of the dossier's jobs of ``job``'s kind (the first still pending),
+    which waits for it, made due now: each wakes the one after it in turn."""
 
     def run(tx: Tx) -> Any:
         _wake(tx, job)
@@ -118,11 +119,13 @@ class CallbackHandler:
     and port) has its own circuit breaker (while it is open, callbacks wait without using
     attempts: a receiver being redeployed does not run them dead) and at most
     ``max_in_flight`` of its callbacks are sent at once (a receiver that hangs holds that many
-    workers, not all of them). A dossier's callbacks arrive in order: one waits while an earlier
-    version is still to be sent (until that one is due again; its being done or dead makes the
-    later ones due at once), and one sent after a later version was (a dead callback an operator
-    replays) is done unsent, "superseded by version N", so a receiver never hears an older status
-    after a newer one.
+    workers, not all of them). Either way a callback held back is parked on the receiver's
+    circuit (gateway.outbox.worker, "Parking"): it comes back as the receiver answers, not in a
+    herd at each reset of the circuit, nor each second. A dossier's callbacks arrive in order:
+    one waits while an earlier version is still to be sent (until that one is due again; its
+    being done or dead makes the next one due at once), and one sent after a later version was
+    (a dead callback an operator replays) is done unsent, "superseded by version N", so a
+    receiver never hears an older status after a newer one.
     """
 
     def __init__(
@@ -178,9 +181,15 @@ class CallbackHandler:
                 f"an earlier callback of this dossier (version {earlier.number}) is not sent yet",
             )
         receiver = endpoint_of(url)
-        if self._in_flight.get(receiver, 0) >= self.max_in_flight:
-            raise NotYet("callback", 1.0, f"{self.max_in_flight} callbacks to {receiver} in flight")
         breaker = self.breakers.get(f"callback {receiver}")
+        if self._in_flight.get(receiver, 0) >= self.max_in_flight:
+            # Parked on the receiver (woken by its answers), not looking again every second.
+            raise NotYet(
+                "callback",
+                1.0,
+                f"{self.max_in_flight} callbacks to {receiver} in flight",
+                circuit=breaker,
+            )
         self._in_flight[receiver] = self._in_flight.get(receiver, 0) + 1
         try:  # CircuitOpen (a NotYet) while the receiver is failing
             await breaker.call(lambda: self._post(url, code, body, subsystem))
@@ -318,8 +327,9 @@ class PortalSyncHandler(_PortalJob):
 
         def delivered(tx: Tx) -> Any:
             # The dossier's progress records wait for this (once a minute if a dead sync held
-            # them): they go now. "Now" is when this attempt was claimed, on the clock of the
-            # jobs' times (the worker's; PostgreSQL's, its server's).
+            # them): the first goes now, and wakes the next when it is sent. "Now" is when this
+            # attempt was claimed, on the clock of the jobs' times (the worker's; PostgreSQL's,
+            # its server's).
             tx.execute(
                 "outbox.due_now", dossier=p["code"], kind="portal.progress", now=job.updated_at
             )
@@ -337,14 +347,14 @@ class PortalProgressHandler(_PortalJob):
     a portal outage every sync but the newest is superseded and the newest dies — the records
     then went out, died ("dossier not synced"), and replaying the sync did not bring them back.
     While the newest sync is dead they wait for it to be replayed (or for the dossier's next
-    change, whose sync supersedes it); its delivery makes them due at once.
+    change, whose sync supersedes it); its delivery makes the first due at once.
 
     And they reach the portal in the order of their steps: one waits while an earlier one is
     still to be sent or retried (a dead one no longer holds the rest back).
 
     A record waits until what it waits for is due again (the sync, the earlier record), not
-    looking every second: the sync's delivery, the earlier record's being done or dead, makes it
-    due at once."""
+    looking every second: the sync's delivery (for the first), the earlier record's being done or
+    dead, makes it due at once."""
 
     async def run(self, job: Job) -> Callable[[Tx], Any]:
         syncs, progress = await self._others(job, "portal.sync", "portal.progress")

@@ -10,6 +10,13 @@ States: ``closed`` (calls pass; ``failure_threshold`` consecutive failures open 
 failure re-opens). A trial whose outcome is never recorded (its caller was cancelled) stops
 blocking others after ``reset_after``.
 
+A job the circuit refuses is parked on it (:class:`CircuitOpen` carries the breaker): it waits
+for the endpoint, not for a time. The worker takes one parked job as the next try when the
+circuit lets a call through (:meth:`CircuitBreaker.ready`), and each answer the endpoint gives
+(:attr:`TrialWatch.answered`) wakes a few more. Before, every refused job came back at the
+circuit's reset, all together, and a receiver down with 12,000 callbacks for it had the outbox
+claim and put back 1,000 jobs a second ahead of every other job.
+
 The trial is a real job's call, and its failure says the endpoint is still down, not that the
 job is wrong: the worker :func:`watches <watch_trials>` each attempt, and an attempt whose trial
 failed is put back without using one of the job's attempts, like a job the open circuit refused.
@@ -52,14 +59,25 @@ log = logging.getLogger("lienthong.outbox")
 
 class NotYet(TransientError):
     """A job cannot run yet, for a reason outside it: the outbox worker reschedules it after
-    ``retry_after`` s without using an attempt (nothing was attempted)."""
+    ``retry_after`` s without using an attempt (nothing was attempted).
+
+    With ``circuit``, what it waits for is that endpoint (its circuit is open, or as many calls
+    to it as it may take are in flight): the worker parks the job on the circuit instead, until
+    the endpoint answers a call or the circuit lets one through (see gateway.outbox.worker)."""
 
     def __init__(
-        self, endpoint: str, retry_after: float, message: str, *, code: str = "not-yet"
+        self,
+        endpoint: str,
+        retry_after: float,
+        message: str,
+        *,
+        code: str = "not-yet",
+        circuit: CircuitBreaker | None = None,
     ) -> None:
         super().__init__(endpoint, message, code=code)
         self.endpoint = endpoint
         self.retry_after = retry_after
+        self.circuit = circuit
 
 
 # A job waiting for an earlier one comes back when that one is due, this much later (for it to
@@ -87,23 +105,29 @@ def endpoint_of(url: str) -> str:
 
 
 class CircuitOpen(NotYet):
-    """The breaker for ``endpoint`` refuses calls for now; try again after ``retry_after`` s."""
+    """The breaker for ``endpoint`` refuses calls for now; try again after ``retry_after`` s (a
+    lookup's answer says so). ``circuit``: that breaker, on which an outbox job is parked."""
 
-    def __init__(self, endpoint: str, retry_after: float) -> None:
+    def __init__(
+        self, endpoint: str, retry_after: float, *, circuit: CircuitBreaker | None = None
+    ) -> None:
         super().__init__(
             endpoint,
             retry_after,
             f"circuit open; retry after {retry_after:.1f}s",
             code="circuit-open",
+            circuit=circuit,
         )
 
 
 class TrialWatch:
     """What one outbox attempt's calls through breakers told: whether one of them, let through as
     a half-open circuit's trial, failed (the endpoint is still down), and for how long that
-    circuit then refuses calls. See :func:`watch_trials`."""
+    circuit then refuses calls; and which endpoints answered (the jobs parked on them can go).
+    See :func:`watch_trials`."""
 
     def __init__(self) -> None:
+        self.answered: set[str] = set()  # the breakers' names whose endpoints answered a call
         self.trials: set[CircuitBreaker] = set()  # breakers whose trial a call of ours holds
         self.failed_trial: str | None = None  # the endpoint whose trial failed
         self.reopened_for = 0.0  # seconds until its circuit lets a call through again
@@ -188,18 +212,29 @@ class CircuitBreaker:
             self._tick()
             now = self._clock()
             if self._state == "open":
-                raise CircuitOpen(self.name, self.reset_after - (now - self._opened_at))
+                left = self.reset_after - (now - self._opened_at)
+                raise CircuitOpen(self.name, left, circuit=self)
             trial = self._state == "half-open"
             if trial:
                 started = self._trial_started
                 if started is not None and now - started < self.reset_after:
-                    raise CircuitOpen(self.name, self.reset_after - (now - started))
+                    raise CircuitOpen(self.name, self.reset_after - (now - started), circuit=self)
                 self._trial_started = now
         if (watch := _watch.get()) is not None:
             if trial:
                 watch.trials.add(self)
             else:
                 watch.trials.discard(self)
+
+    def ready(self) -> bool:
+        """Whether :meth:`before_call` would let a call through now: the circuit is closed, or
+        half-open with its trial not taken."""
+        with self._lock:
+            self._tick()
+            if self._state != "half-open":
+                return self._state == "closed"
+            started = self._trial_started
+            return started is None or self._clock() - started >= self.reset_after
 
     def record_success(self) -> None:
         with self._lock:
@@ -239,10 +274,11 @@ class CircuitBreaker:
         raised, or None.
 
         An answer counts as a success, a refusal (PermanentError) too, and a result code saying
-        to try again later (``TransientError.answered``): the registry answered, so it is up. A TransientError (other than CircuitOpen), TimeoutError or OSError counts as a
-        failure. Anything else (the caller was cancelled, a bug of ours) says nothing about the
-        registry: it only releases the trial slot. A failed trial is told to the attempt that
-        watches its context (:func:`watch_trials`).
+        to try again later (``TransientError.answered``): the registry answered, so it is up. A
+        TransientError (other than CircuitOpen), TimeoutError or OSError counts as a failure.
+        Anything else (the caller was cancelled, a bug of ours) says nothing about the registry:
+        it only releases the trial slot. An answer and a failed trial are told to the attempt
+        that watches its context (:func:`watch_trials`).
         """
         watch = self._was_trial()
         if (
@@ -251,6 +287,8 @@ class CircuitBreaker:
             or (isinstance(error, TransientError) and error.answered)
         ):
             self.record_success()
+            if (attempt := _watch.get()) is not None:
+                attempt.answered.add(self.name)
         elif isinstance(error, TransientError | TimeoutError | OSError) and not isinstance(
             error, CircuitOpen
         ):

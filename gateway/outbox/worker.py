@@ -11,8 +11,8 @@ One attempt of one job::
 
 Auditing: every attempt produces exactly one event, and ``step.attempted`` is FOLDED into it — the
 event that closes the attempt (``step.delivered`` / ``step.failed`` / ``job.dead``) is the record
-that the attempt happened. Not audited, because nothing was attempted: a job deferred by an open
-circuit (rescheduled at ``retry_after``, its attempt refunded). An attempt whose holder lost the
+that the attempt happened. Not audited, because nothing was attempted: a job deferred (a
+:class:`~gateway.outbox.breaker.NotYet`: rescheduled, or parked, its attempt refunded). An attempt whose holder lost the
 lease is audited by the worker that takes the job over, as failed, its outcome unknown (see
 Leases); the holder's own late result is discarded.
 
@@ -25,6 +25,26 @@ alone, while others' trials find the endpoint up, then runs out of attempts with
 closed and goes dead; a registry down for an hour keeps its work pending, not dead. (A job that
 fails alone with nothing else calling its endpoint waits the same way, a try every two reset
 periods: from its calls alone it cannot be told from an endpoint that is down.)
+
+Parking: a job held back by an endpoint — its circuit is open, or its trial is in flight, or as
+many calls to it are in flight as it may take (a :class:`NotYet` that names a ``circuit``) —
+waits for the endpoint, not for a time. It is parked: pending, a row in ``outbox_parked`` names
+the endpoint, and its ``run_after`` is :data:`_PARKED_S` ahead, only a fallback. It comes back
+ - when the endpoint answers a call (any job's, on any gateway sharing the store: the attempt's
+   closing transaction makes the :data:`_WAKE_PER_ANSWER` oldest jobs parked on it due), and
+ - as a try: at each claim, a worker takes the oldest job parked on an endpoint whose circuit, in
+   this process, lets a call through (closed, or half-open with its trial free: the trial), one
+   at a time per endpoint, at most once per reset period of its circuit.
+So while a receiver is down its callbacks cost one claim per reset period, not one each (every
+refused job used to come back at the circuit's reset, all together, claimed ahead of every newer
+job: 12,000 callbacks for a receiver down made 1,000 claims a second and flows 100 times
+slower); the trial's success wakes two, whose answers wake two each, so a receiver back gets its
+backlog as fast as it takes it. Each gateway has its own breakers but the parked jobs are shared:
+a gateway whose circuit is closed (it never called the endpoint, or a lookup's answer closed it)
+takes a try at once, and one whose circuit is open its trial at the reset, so a job parked by a
+gateway that stopped, or just after the answer that would have woken it, still comes back within
+a reset period of the endpoint's first answer. The order of a dossier's (or a document's) jobs is
+the handlers' to keep: they check it when a job runs, whenever it was claimed.
 
 Leases: the lease is RENEWED every ``lease / 3`` seconds while a handler runs, so a slow registry
 call keeps its job; ``run_timeout`` (300 s; a registry's ``timeout_s`` is less) bounds a call
@@ -58,7 +78,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -69,7 +89,7 @@ from gateway.metrics import Metrics
 from gateway.settings import ATTEMPT_TIMEOUT_S
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
-from .breaker import NotYet, TrialWatch, watch_trials
+from .breaker import CircuitBreaker, NotYet, TrialWatch, watch_trials
 from .errors import AttemptLost
 from .jobs import Job, depth, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
@@ -145,6 +165,16 @@ def _describe(exc: BaseException) -> str:
 # much longer than they were meant to.
 _REBASE_EVERY_S = 60.0
 
+# A parked job's fallback: it is claimed again after this even if nothing woke it (see Parking:
+# nothing should have to, unless every worker is kept busy by due jobs). Long: while the
+# endpoint stays down, each parked job (and each behind it) costs one claim per this period.
+_PARKED_S = 3600.0
+# The jobs parked on an endpoint each of its answers makes due.
+_WAKE_PER_ANSWER = 2
+# How often a worker takes a try of an endpoint whose circuit it does not know (it never parked
+# a job on it); else once per reset period of the circuit.
+_TRY_S = 1.0
+
 # Store failures after which the lease is left to run out, for the job to be tried again: the
 # store is down or closing, not this job's fault. Any other (a failed query) counts an attempt.
 _OUTAGE = (StoreUnavailable, StoreClosed)
@@ -205,6 +235,12 @@ class Worker:
         # whichever result came last.
         self._running: set[int] = set()
         self._next_rebase = -math.inf  # on the event loop's (monotonic) clock
+        # Parking (see the module's docstring), by endpoint: the circuits this worker's jobs were
+        # parked on, the endpoints that had parked jobs at the last claim (or that it parked a
+        # job on since), and the parked job it last took as a try.
+        self._circuits: dict[str, CircuitBreaker] = {}
+        self._parked: frozenset[str] = frozenset()
+        self._tries: dict[str, tuple[int, float]] = {}  # the last try: its job, when (clock())
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -272,21 +308,60 @@ class Worker:
 
     async def _take(self, limit: int) -> tuple[list[Job], list[Job]]:
         """In one unit: the running jobs whose lease ran out, taken over (never one this worker
-        runs itself, whatever its lease says: a stall, a clock step), and the due pending jobs,
-        claimed for an attempt each."""
+        runs itself, whatever its lease says: a stall, a clock step), the due pending jobs,
+        claimed for an attempt each, and, in the room the batch has left, a parked job as the
+        try of each endpoint whose circuit lets a call through (see Parking)."""
         # A fresh token per claim: the owner fence then tells this claim from any earlier claim
         # of the same job by this same worker.
         owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         now = self.clock()
         busy = json.dumps(sorted(self._running))
         params = {"owner": owner, "now": now, "lease": self.lease, "limit": limit}
+        circuits = dict(self._circuits)
+        # One try at a time per endpoint, and one per reset period of its circuit: a circuit
+        # closed here (another gateway's is open, or calls to it are as many as it may take)
+        # lets every call through, and its endpoint's answers wake its parked jobs anyway.
+        waiting = {
+            endpoint
+            for endpoint, (job_id, at) in self._tries.items()
+            if job_id in self._running
+            or 0 <= now - at < (c.reset_after if (c := self._circuits.get(endpoint)) else _TRY_S)
+        }
 
-        def work(tx: Tx) -> tuple[list[Job], list[Job]]:
-            lapsed = tx.all("outbox.reclaim", busy=busy, **params)
-            due = tx.all("outbox.claim", **params)
-            return [job_from_row(r) for r in lapsed], [job_from_row(r) for r in due]
+        def work(tx: Tx) -> tuple[list[Job], list[Job], list[str] | None, list[tuple[str, Job]]]:
+            lapsed = [job_from_row(r) for r in tx.all("outbox.reclaim", busy=busy, **params)]
+            due = [job_from_row(r) for r in tx.all("outbox.claim", **params)]
+            if len(due) >= limit:  # no room for a try: not even a look
+                return lapsed, due, None, []
+            parked = [str(r["endpoint"]) for r in tx.all("outbox.parked_endpoints")]
+            tries: list[tuple[str, Job]] = []
+            for endpoint in parked:
+                if len(due) + len(tries) >= limit:
+                    break
+                circuit = circuits.get(endpoint)  # none: this process never called it
+                if endpoint in waiting or (circuit is not None and not circuit.ready()):
+                    continue
+                taken = tx.all(
+                    "outbox.claim_parked",
+                    endpoint=endpoint,
+                    owner=owner,
+                    now=now,
+                    lease=self.lease,
+                    limit=1,
+                )
+                if taken:
+                    tx.execute("outbox.unpark", job=taken[0]["id"])
+                    tries.append((endpoint, job_from_row(taken[0])))
+                else:  # what is left of it are jobs taken at their fallback time since
+                    tx.execute("outbox.prune_parked", endpoint=endpoint)
+            return lapsed, due, parked, tries
 
-        lapsed, due = await self.store.transact(work)
+        lapsed, due, parked, tries = await self.store.transact(work)
+        if parked is not None:
+            self._parked = frozenset(parked)
+        for endpoint, job in tries:
+            self._tries[endpoint] = (job.id, now)
+            due.append(job)
         return sorted(lapsed, key=lambda j: j.id), sorted(due, key=lambda j: j.id)
 
     async def _rebase_now_and_then(self) -> None:
@@ -402,9 +477,11 @@ class Worker:
                     decision = _after_trial(trials)
                 else:
                     decision = self.policy_for(job).decide(exc, job.attempts)
-                await self._finish_failure(job, handler, exc, decision, trial=trial)
+                await self._finish_failure(
+                    job, handler, exc, decision, trial=trial, answered=trials.answered
+                )
                 return
-            await self._finish_success(job, handler, record)
+            await self._finish_success(job, handler, record, trials.answered)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -447,11 +524,30 @@ class Worker:
                 )
                 return
 
+    def _wakes(self, answered: Collection[str]) -> list[str]:
+        """The endpoints among ``answered`` whose parked jobs an attempt's transaction wakes:
+        those that had some at the last claim (or that this worker parked a job on since). One
+        parked later by another gateway is taken as a try at a next claim instead."""
+        return sorted(self._parked.intersection(answered))
+
+    @staticmethod
+    def _wake_parked(tx: Tx, endpoints: list[str], now: float) -> None:
+        for endpoint in endpoints:
+            for row in tx.all(
+                "outbox.wake_parked", endpoint=endpoint, now=now, limit=_WAKE_PER_ANSWER
+            ):
+                tx.execute("outbox.unpark", job=row["id"])
+
     async def _finish_success(
-        self, job: Job, handler: JobHandler, record: Callable[[Tx], Any]
+        self,
+        job: Job,
+        handler: JobHandler,
+        record: Callable[[Tx], Any],
+        answered: Collection[str] = (),
     ) -> None:
         now = self.clock()
         recorded: list[Delivery] = []
+        wakes = self._wakes(answered)
 
         def work(tx: Tx) -> None:
             recorded.clear()  # a unit the store runs again starts afresh
@@ -459,6 +555,7 @@ class Worker:
             # the handler's recording never runs for a result that is being discarded.
             if not tx.execute("outbox.complete", id=job.id, owner=job.owner, now=now):
                 raise _LeaseLost
+            self._wake_parked(tx, wakes, now)
             outcome = record(tx)
             d = outcome if isinstance(outcome, Delivery) else Delivery()
             recorded.append(d)
@@ -514,11 +611,14 @@ class Worker:
         decision: RetryDecision | None,
         *,
         trial: str | None = None,
+        answered: Collection[str] = (),
     ) -> None:
         """Record a failed attempt: retried after ``decision``'s delay, or dead when it is None.
         ``trial``: the endpoint whose half-open circuit's trial this attempt's call was; it failed,
-        so the attempt is refunded (see the module's Attempts)."""
+        so the attempt is refunded (see the module's Attempts). ``answered``: the endpoints that
+        answered its calls (a refusal is an answer), whose parked jobs it wakes."""
         now = self.clock()
+        wakes = self._wakes(answered)
         text = _describe(error)
         dead = decision is None
         retry_in = None if decision is None else decision.delay
@@ -540,6 +640,7 @@ class Worker:
                 )
             if not changed:
                 raise _LeaseLost
+            self._wake_parked(tx, wakes, now)
             if with_handler and handler is not None:
                 handler.failed(tx, job, error, dead=dead, retry_in=retry_in)
             append(
@@ -594,25 +695,34 @@ class Worker:
 
     async def _defer(self, job: Job, exc: NotYet) -> None:
         now = self.clock()
-        delay = max(exc.retry_after, 0.0)
-        try:
-            changed = await self.store.transact(
-                lambda tx: tx.execute(
-                    "outbox.retry",
-                    id=job.id,
-                    owner=job.owner,
-                    error=None,  # keep the last real error: a wait is not about this job
-                    delay=delay,
-                    refund=1,
-                    now=now,
-                )
+        circuit = exc.circuit  # what it waits for is an endpoint: parked on it (see Parking)
+        delay = _PARKED_S if circuit is not None else max(exc.retry_after, 0.0)
+
+        def work(tx: Tx) -> int:
+            changed = tx.execute(
+                "outbox.retry",
+                id=job.id,
+                owner=job.owner,
+                error=None,  # keep the last real error: a wait is not about this job
+                delay=delay,
+                refund=1,
+                now=now,
             )
+            if changed and circuit is not None:
+                tx.execute("outbox.park", job=job.id, endpoint=circuit.name)
+            return changed
+
+        try:
+            changed = await self.store.transact(work)
         except StoreError:
             log.exception("outbox: could not defer job", extra=_extra(job))
             return
         if not changed:
             self._lost(job, "deferred")
             return
+        if circuit is not None:
+            self._circuits[circuit.name] = circuit
+            self._parked |= {circuit.name}
         # A wait, not an attempt (it is refunded): lienthong_outbox_attempts_total counts what
         # reached, or was meant to reach, the other side.
         if self.metrics is not None:
@@ -620,9 +730,9 @@ class Worker:
         # Routine (an open circuit, an earlier job of the dossier unsent): DEBUG. The circuit's
         # opening and closing, and each failed attempt, are logged where they happen.
         log.debug(
-            "outbox: job %s deferred %.1fs: %s",
+            "outbox: job %s deferred %s: %s",
             job.id,
-            delay,
+            f"{delay:.1f}s" if circuit is None else f"until {circuit.name} answers (parked)",
             withhold_numbers(str(exc)),
             extra=_extra(job, outcome="deferred", endpoint=exc.endpoint),
         )
@@ -644,9 +754,9 @@ class Worker:
 
 def _after_trial(trials: TrialWatch) -> RetryDecision:
     """When a job whose call was a circuit's failed trial comes back: at the circuit's next trial
-    and one reset period later, so that trial is another waiting job's (they are due when the
-    circuit lets one through), and a job that alone fails does not keep the circuit open for all
-    of them."""
+    and one reset period later, so that trial is another waiting job's (a parked one is taken
+    when the circuit lets one through), and a job that alone fails does not keep the circuit open
+    for all of them."""
     return RetryDecision(trials.reopened_for + trials.reset_after)
 
 

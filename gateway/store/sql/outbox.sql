@@ -24,6 +24,16 @@ CREATE TABLE IF NOT EXISTS outbox_jobs (
 CREATE INDEX IF NOT EXISTS outbox_jobs_due ON outbox_jobs (state, run_after);
 CREATE INDEX IF NOT EXISTS outbox_jobs_lease ON outbox_jobs (lease_until) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS outbox_jobs_dossier ON outbox_jobs (dossier) WHERE dossier IS NOT NULL;
+-- Parked jobs: pending jobs that wait for an endpoint (a receiver, an agency, a registry) whose
+-- circuit refused them, not for a time (gateway.outbox.worker, "Parking"). A row says which; the
+-- job's run_after is only a late fallback. Woken a few at a time as the endpoint answers, one
+-- taken as the next try when a circuit lets a call through. A row whose job has moved on (done,
+-- dead) is pruned when its endpoint has no pending parked job left.
+CREATE TABLE IF NOT EXISTS outbox_parked (
+    job         INTEGER PRIMARY KEY,      -- outbox_jobs.id
+    endpoint    TEXT    NOT NULL          -- the circuit's name: "callback https://host:443"
+);
+CREATE INDEX IF NOT EXISTS outbox_parked_endpoint ON outbox_parked (endpoint, job);
 
 -- name: enqueue
 INSERT INTO outbox_jobs (kind, key, payload, dossier, document, state, attempts, run_after,
@@ -140,9 +150,72 @@ SELECT state, count(*) AS n FROM outbox_jobs
 WHERE state IN ('pending', 'running', 'dead') GROUP BY state;
 
 -- name: due_now
--- A dossier's waiting jobs of one kind, made due now: the portal's progress records, once a sync
--- has brought the portal the dossier, and the jobs that waited for an earlier one of their kind
--- (a callback, a progress record), once it is done or dead (they waited without looking every
--- second).
+-- The next of a dossier's waiting jobs of one kind (the first queued still pending), made due
+-- now: the portal's first progress record, once a sync has brought the portal the dossier, and
+-- the job that waited for an earlier one of its kind (a callback, a progress record), once that
+-- one is done or dead (they waited without looking every second). Only the next, which wakes the
+-- one after it in turn: woken all at each step, the fourth version behind a receiver that was
+-- down was claimed, and put back, once for each of the three ahead of it.
 UPDATE outbox_jobs SET run_after = :now
-WHERE dossier = :dossier AND kind = :kind AND state = 'pending' AND run_after > :now;
+WHERE id = (
+    SELECT id FROM outbox_jobs
+    WHERE dossier = :dossier AND kind = :kind AND state = 'pending'
+    ORDER BY id
+    LIMIT 1
+) AND run_after > :now;
+
+-- name: park
+-- A job the circuit of :endpoint held back (outbox.retry has put it back, far ahead).
+INSERT INTO outbox_parked (job, endpoint) VALUES (:job, :endpoint)
+ON CONFLICT (job) DO UPDATE SET endpoint = excluded.endpoint;
+
+-- name: unpark
+DELETE FROM outbox_parked WHERE job = :job;
+
+-- name: parked_endpoints
+-- The endpoints that have parked jobs, one index seek each (a skip scan: the rows are many, the
+-- endpoints few), for every claim.
+WITH RECURSIVE e (endpoint) AS (
+    SELECT min(endpoint) FROM outbox_parked
+    UNION ALL
+    SELECT (SELECT min(p.endpoint) FROM outbox_parked AS p WHERE p.endpoint > e.endpoint)
+    FROM e WHERE e.endpoint IS NOT NULL
+)
+SELECT endpoint FROM e WHERE endpoint IS NOT NULL;
+
+-- name: claim_parked
+-- The first :limit pending jobs parked on :endpoint (the oldest), claimed now whatever their
+-- run_after says (made now): the circuit lets a call through, and these are the next tries.
+UPDATE outbox_jobs
+SET state = 'running', owner = :owner, lease_until = :now + :lease, run_after = :now,
+    attempts = attempts + 1, updated_at = :now
+WHERE id IN (
+    SELECT p.job FROM outbox_parked AS p JOIN outbox_jobs AS j ON j.id = p.job
+    WHERE p.endpoint = :endpoint AND j.state = 'pending'
+    ORDER BY p.job
+    LIMIT :limit
+)
+RETURNING id, kind, key, payload, dossier, document, state, attempts, run_after, owner,
+          lease_until, last_error, created_at, updated_at;
+
+-- name: wake_parked
+-- The first :limit jobs parked on :endpoint made due now: it answered. (Each answer wakes a few,
+-- not all: a receiver back after a day's outage gets its backlog as fast as it takes it, and
+-- the other jobs keep their place in the claims.)
+UPDATE outbox_jobs SET run_after = :now
+WHERE id IN (
+    SELECT p.job FROM outbox_parked AS p JOIN outbox_jobs AS j ON j.id = p.job
+    WHERE p.endpoint = :endpoint AND j.state = 'pending' AND j.run_after > :now
+    ORDER BY p.job
+    LIMIT :limit
+)
+RETURNING id;
+
+-- name: prune_parked
+-- The rows of :endpoint whose jobs are done or dead (taken when their fallback time came).
+-- Never a pending or running one's: that may be being parked again as this runs.
+DELETE FROM outbox_parked
+WHERE endpoint = :endpoint AND NOT EXISTS (
+    SELECT 1 FROM outbox_jobs AS j
+    WHERE j.id = outbox_parked.job AND j.state IN ('pending', 'running')
+);

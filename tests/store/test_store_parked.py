@@ -1,0 +1,221 @@
+"""Callbacks parked on a receiver's circuit, with several gateways on one store (both backends).
+
+Each gateway has its own breakers; the parked jobs are in the store. A gateway that parked a
+receiver's callbacks may stop, or keep its circuit open while another's is closed: the receiver
+back still gets every callback, in each dossier's order, within a few reset periods, and none is
+lost. A real receiver over a real socket; times moved by hand (the breakers' and workers' clock,
+and on PostgreSQL the jobs' times, which are the server's).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import psycopg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.flows.notify import CallbackHandler
+from gateway.metrics import Metrics
+from gateway.outbox import Breakers, RetryPolicy, Worker, endpoint_of, enqueue, list_jobs
+from gateway.outbox.testing import ManualClock
+from gateway.settings import Subsystem
+from gateway.store import PostgresStore, Store, Tx
+
+StoreFactory = Callable[[], Awaitable[Store]]  # the conftest's new_store
+
+CLIENT = "VN:GOV:000.00.00.H41:motcua"
+DOSSIERS = 20
+VERSIONS = 3
+RESET = 10.0
+POLICY = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=300.0, rng=lambda: 0.0)
+
+
+def code(n: int) -> str:
+    return f"000.00.00.H41-261207-{n:04d}"
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.down = True
+        self.got: list[tuple[str, int]] = []
+
+    async def hook(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.down:
+            return web.Response(status=503)
+        self.got.append((body["code"], body["version"]))
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    got = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", got.hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield got, str(server.make_url("/hook"))
+    finally:
+        await server.close()
+
+
+class Gateway:
+    """One gateway instance: its own store connection, breakers, callback handler and worker."""
+
+    def __init__(
+        self, store: Store, url: str, session: aiohttp.ClientSession, clock: ManualClock
+    ) -> None:
+        self.breakers = Breakers(failure_threshold=5, reset_after=RESET, clock=clock)
+        subsystem = Subsystem(id=CLIENT, callback_urls=(url.rsplit("/", 1)[0] + "/",))
+        handler = CallbackHandler(
+            store, lambda: session, {CLIENT: subsystem}, breakers=self.breakers, max_in_flight=4
+        )
+        self.circuit = self.breakers.get(f"callback {endpoint_of(url)}")
+        self.metrics = Metrics()
+        self.worker = Worker(
+            store, {"callback": handler}, policy=POLICY, clock=clock, metrics=self.metrics
+        )
+
+    def claims(self) -> float:
+        """Its callbacks' attempts and waits: one each time it claimed one."""
+        m = self.metrics
+        return m.waits.labels(kind="callback")._value.get() + sum(
+            m.attempts.labels(kind="callback", outcome=o)._value.get()
+            for o in ("delivered", "superseded", "retry", "dead", "discarded")
+        )
+
+    async def poll(self) -> None:
+        for _ in range(200):  # bounded
+            if not await self.worker.run_once():
+                return
+
+
+class Time:
+    """Moves the breakers' and workers' clock and, on PostgreSQL, the jobs' times (the server's,
+    which a test cannot move: the jobs' times move back instead)."""
+
+    def __init__(self, store: Store, url: str) -> None:
+        self.clock = ManualClock()
+        self.pg = isinstance(store, PostgresStore)
+        self.url = url
+
+    def passes(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        if self.pg:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE outbox_jobs SET run_after = run_after - %(s)s,"
+                    " lease_until = lease_until - %(s)s",
+                    {"s": seconds},
+                )
+
+
+def queue(url: str, now: float) -> Callable[[Tx], None]:
+    def work(tx: Tx) -> None:
+        for n in range(DOSSIERS):
+            tx.execute(
+                "dossiers.insert",
+                code=code(n),
+                client=CLIENT,
+                procedure="1.001193",
+                flow="death",
+                body=b"{}",
+                digest="0" * 64,
+                callback_url=url,
+                request_id=None,
+                now="2026-12-07T08:00:00+07:00",
+            )
+            for version in range(1, VERSIONS + 1):
+                enqueue(
+                    tx,
+                    kind="callback",
+                    key=f"{code(n)}/callback/{version}",
+                    payload={
+                        "code": code(n),
+                        "version": version,
+                        "document": {"code": code(n), "version": version},
+                    },
+                    dossier=code(n),
+                    now=now,
+                )
+
+    return work
+
+
+async def states(store: Store) -> Counter[str]:
+    jobs = await store.read(lambda tx: list_jobs(tx, limit=1000))
+    return Counter(j.state for j in jobs)
+
+
+def in_order(got: list[tuple[str, int]]) -> None:
+    assert len(got) == DOSSIERS * VERSIONS  # each once
+    for n in range(DOSSIERS):
+        assert [v for c, v in got if c == code(n)] == list(range(1, VERSIONS + 1))
+
+
+async def test_callbacks_a_stopped_gateway_parked_go_out_through_another(
+    new_store: StoreFactory, store_url: str, receiver: tuple[Receiver, str]
+) -> None:
+    got, url = receiver
+    a, b = await new_store(), await new_store()
+    time = Time(a, store_url)
+    async with aiohttp.ClientSession() as session:
+        first = Gateway(a, url, session, time.clock)
+        await a.transact(queue(url, time.clock()))
+        for _ in range(8):  # the receiver down: A's circuit opens, its callbacks are parked
+            time.passes(0.25)
+            await first.poll()
+        assert first.circuit.state == "open"
+        parked = await a.read(lambda tx: tx.all("outbox.parked_endpoints"))
+        assert parked == [{"endpoint": first.circuit.name}]
+        assert await states(a) == {"pending": DOSSIERS * VERSIONS}
+
+        # A stops for good. B never called the receiver (its circuit is closed); it comes back.
+        got.down = False
+        second = Gateway(b, url, session, time.clock)
+        for _ in range(4 * 4):  # a second of polls
+            time.passes(0.25)
+            await second.poll()
+        assert await states(b) == {"done": DOSSIERS * VERSIONS}
+    in_order(got.got)
+    assert await b.read(lambda tx: tx.all("outbox.parked_endpoints")) == []
+
+
+async def test_two_gateways_with_their_own_circuits_deliver_everything_in_order(
+    new_store: StoreFactory, store_url: str, receiver: tuple[Receiver, str]
+) -> None:
+    got, url = receiver
+    a, b = await new_store(), await new_store()
+    time = Time(a, store_url)
+    async with aiohttp.ClientSession() as session:
+        gateways = [Gateway(a, url, session, time.clock), Gateway(b, url, session, time.clock)]
+        await a.transact(queue(url, time.clock()))
+        for _ in range(round(3 * RESET / 0.25)):  # down for three resets
+            time.passes(0.25)
+            for gateway in gateways:
+                await gateway.poll()
+        assert [g.circuit.state for g in gateways] != ["closed", "closed"]
+        before = sum(g.claims() for g in gateways)
+        for _ in range(round(5 * RESET / 0.25)):  # and five more, counted
+            time.passes(0.25)
+            for gateway in gateways:
+                await gateway.poll()
+        # Each gateway's trial and the failed trial before it coming back: not the 60 each time
+        assert sum(g.claims() for g in gateways) - before <= 5 * 2 * 3
+        assert await states(a) == {"pending": DOSSIERS * VERSIONS}
+        assert got.got == []
+
+        got.down = False
+        for _ in range(round(3 * RESET / 0.25)):  # back: everything within three resets
+            time.passes(0.25)
+            for gateway in gateways:
+                await gateway.poll()
+            if await states(a) == {"done": DOSSIERS * VERSIONS}:
+                break
+        assert await states(a) == {"done": DOSSIERS * VERSIONS}
+    in_order(got.got)
