@@ -10,7 +10,9 @@ responses) fetched over HTTP are cached per TrustStore for ``cache_ttl`` seconds
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,19 +101,49 @@ class ChainResult:
     certificates: list[x509.Certificate] = field(default_factory=list)
 
 
+_monotonic = time.monotonic  # the caches' clock (a test's may be another)
+
+
 class _Cache:
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._items: dict[Any, tuple[float, Any]] = {}
+    """Values kept for ``ttl`` seconds (or a shorter time given with one), at most ``max_items``
+    of them. Nothing outlives its time in memory: an expired entry is dropped when it is read,
+    and those first in line are dropped whenever another is added; past the cap, the oldest go
+    first. Keys are per certificate (a chain, an OCSP answer): a store kept for the life of a
+    gateway sees signer after signer, and kept them all until it was restarted.
+
+    Validations run on threads of their own as well as on the event loop: one lock guards it.
+    """
+
+    def __init__(self, ttl: float, *, max_items: int = 2048) -> None:
+        self.ttl, self.max_items = ttl, max_items
+        # key -> (put at, expires after, value), oldest first
+        self._items: OrderedDict[Any, tuple[float, float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def get(self, key: Any) -> Any:
-        hit = self._items.get(key)
-        if hit is None or time.monotonic() - hit[0] > self.ttl:
-            return None
-        return hit[1]
+        now = _monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            if now - hit[0] > hit[1]:
+                del self._items[key]
+                return None
+            return hit[2]
 
-    def put(self, key: Any, value: Any) -> None:
-        self._items[key] = (time.monotonic(), value)
+    def put(self, key: Any, value: Any, *, ttl: float | None = None) -> None:
+        now = _monotonic()
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = (now, self.ttl if ttl is None else min(ttl, self.ttl), value)
+            while self._items:
+                put_at, lasts, _ = next(iter(self._items.values()))
+                if now - put_at <= lasts and len(self._items) <= self.max_items:
+                    break
+                self._items.popitem(last=False)
 
 
 _NETWORK_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
@@ -359,6 +391,9 @@ class TrustStore:
     ``revocation``: ``"hard-fail"`` refuses a signer whose revocation status cannot be had,
     ``"soft-fail"`` accepts it and reports ``"unknown (soft-fail)"``, ``"off"`` reports
     ``"not checked"``. A certificate found revoked is refused in every mode but ``"off"``.
+
+    Revocation answers and chains found good are cached for ``cache_ttl`` seconds, at most
+    ``cache_size`` entries (about 10 KiB each; the oldest go first).
     """
 
     def __init__(
@@ -368,6 +403,7 @@ class TrustStore:
         revocation: RevocationMode = "soft-fail",
         intermediates: Sequence[x509.Certificate] = (),
         cache_ttl: float = 300.0,
+        cache_size: int = 2048,
         fetch_timeout: float = 5.0,
     ) -> None:
         if not anchors:
@@ -379,7 +415,7 @@ class TrustStore:
         self._roots, self._under_roots, self._other_ends = _split_anchors(self.anchors)
         self.revocation: RevocationMode = revocation
         self.fetch_timeout = fetch_timeout
-        self._cache = _Cache(cache_ttl)
+        self._cache = _Cache(cache_ttl, max_items=cache_size)
 
     @classmethod
     def from_pem_files(
