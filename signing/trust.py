@@ -457,6 +457,7 @@ class TrustStore:
         self.fetch_timeout = fetch_timeout
         self.failed_fetch_ttl = min(failed_fetch_ttl, cache_ttl)
         self._cache = _Cache(cache_ttl, max_items=cache_size)
+        self._verdicts = _Cache(cache_ttl, max_items=cache_size)  # see remember()
 
     @classmethod
     def from_pem_files(
@@ -534,6 +535,20 @@ class TrustStore:
             weak_hash_algos={"md2", "md5"},
             **kwargs,
         )
+
+    def recall(self, key: Any) -> Any:
+        """What :meth:`remember` kept under ``key``; None once its time is up."""
+        return self._verdicts.get(key)
+
+    def remember(self, key: Any, value: Any, *, revocation: str) -> None:
+        """Keep a caller's verdict that rests on this store's answers (an audit checkpoint's:
+        its TSA's chain and its signer's, judged at its timestamp) for as long as the revocation
+        answers it rests on are kept, so that a revocation is noticed as soon as for a chain:
+        ``cache_ttl``, or ``failed_fetch_ttl`` when ``revocation``, the weakest status the
+        verdict was given, is unknown (soft-fail). Kept apart from the store's own entries, at
+        most ``cache_size`` of them."""
+        ttl = self.failed_fetch_ttl if revocation.startswith("unknown") else None
+        self._verdicts.put(key, value, ttl=ttl)
 
     def new_backend(self) -> CappedFetcherBackend:
         return CappedFetcherBackend(per_request_timeout=self.fetch_timeout)
