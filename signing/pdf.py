@@ -194,8 +194,8 @@ async def sign_pdf(
         raise SigningError(f"{level} needs a TSA URL")
     if level == "B-LT" and trust is None:
         raise SigningError("B-LT needs a trust store to collect revocation data")
-    if field_name is None:
-        field_name = _free_field_name(data)
+    if field_name is None:  # reading the PDF's fields is CPU work (25 ms for a certificate)
+        field_name = await asyncio.to_thread(_free_field_name, data)
     try:
         out = await asyncio.to_thread(
             asyncio.run, _sign(data, key, level, tsa_url, trust, field_name, reason)

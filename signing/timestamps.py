@@ -50,6 +50,7 @@ __all__ = ["TimestampInfo", "request_timestamp", "serve_tsa", "timestamper", "ve
 class TimestampInfo:
     time: dt.datetime
     tsa: str  # the TSA certificate's common name
+    revocation: str  # the TSA's chain's revocation status (ChainResult.revocation)
 
 
 async def request_timestamp(
@@ -200,7 +201,7 @@ async def verify_timestamp(token: bytes, data: bytes, trust: TrustStore) -> Time
     # judged now, every token a TSA ever issued failed once its certificate expired (a few years)
     # and with them every audit checkpoint and bundle it stamped, untouched as they were.
     others = [from_asn1(c) for c in certs.other_certs]
-    await trust.validate(from_asn1(tsa_cert), others, usage="timestamping", moment=gen_time)
+    chain = await trust.validate(from_asn1(tsa_cert), others, usage="timestamping", moment=gen_time)
     backend = trust.new_backend()  # the revocation data just fetched is in the trust's cache
     vc = trust.validation_context(other_certs=others, moment=gen_time, backend=backend)
 
@@ -220,7 +221,9 @@ async def verify_timestamp(token: bytes, data: bytes, trust: TrustStore) -> Time
         raise TimestampError("timestamp imprint does not match the signed data")
     if not status.get("valid"):
         raise TimestampError("timestamp token signature does not verify")
-    return TimestampInfo(time=status["timestamp"], tsa=common_name(tsa_cert))
+    return TimestampInfo(
+        time=status["timestamp"], tsa=common_name(tsa_cert), revocation=chain.revocation
+    )
 
 
 class _LocalTSA(DummyTimeStamper):

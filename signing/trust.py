@@ -10,7 +10,9 @@ responses) fetched over HTTP are cached per TrustStore for ``cache_ttl`` seconds
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,19 +101,49 @@ class ChainResult:
     certificates: list[x509.Certificate] = field(default_factory=list)
 
 
+_monotonic = time.monotonic  # the caches' clock (a test's may be another)
+
+
 class _Cache:
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._items: dict[Any, tuple[float, Any]] = {}
+    """Values kept for ``ttl`` seconds (or a shorter time given with one), at most ``max_items``
+    of them. Nothing outlives its time in memory: an expired entry is dropped when it is read,
+    and those first in line are dropped whenever another is added; past the cap, the oldest go
+    first. Keys are per certificate (a chain, an OCSP answer): a store kept for the life of a
+    gateway sees signer after signer, and kept them all until it was restarted.
+
+    Validations run on threads of their own as well as on the event loop: one lock guards it.
+    """
+
+    def __init__(self, ttl: float, *, max_items: int = 2048) -> None:
+        self.ttl, self.max_items = ttl, max_items
+        # key -> (put at, expires after, value), oldest first
+        self._items: OrderedDict[Any, tuple[float, float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def get(self, key: Any) -> Any:
-        hit = self._items.get(key)
-        if hit is None or time.monotonic() - hit[0] > self.ttl:
-            return None
-        return hit[1]
+        now = _monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            if now - hit[0] > hit[1]:
+                del self._items[key]
+                return None
+            return hit[2]
 
-    def put(self, key: Any, value: Any) -> None:
-        self._items[key] = (time.monotonic(), value)
+    def put(self, key: Any, value: Any, *, ttl: float | None = None) -> None:
+        now = _monotonic()
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = (now, self.ttl if ttl is None else min(ttl, self.ttl), value)
+            while self._items:
+                put_at, lasts, _ = next(iter(self._items.values()))
+                if now - put_at <= lasts and len(self._items) <= self.max_items:
+                    break
+                self._items.popitem(last=False)
 
 
 _NETWORK_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
@@ -229,12 +261,30 @@ def _note_too_large(exc: BaseException, refusals: list[str]) -> None:
         refusals.append(str(cause))
 
 
+def _failed_before(cache: _Cache, key: Any, failures_ttl: float) -> str | None:
+    """Why the fetch of ``key`` failed, when it failed within the last ``failures_ttl`` s."""
+    return cache.get(("failed", key)) if failures_ttl > 0 else None
+
+
+def _failed(cache: _Cache, key: Any, failures_ttl: float, exc: Exception) -> None:
+    if failures_ttl > 0:
+        cache.put(("failed", key), str(exc), ttl=failures_ttl)
+
+
 class _CachingCRLFetcher(CRLFetcher):
     """Delegates to a per-call network fetcher; answers repeated requests from the cache.
-    ``refusals`` collects why an answer was refused (over its cap), for a hard-fail's reason."""
+    ``refusals`` collects why an answer was refused (over its cap), for a hard-fail's reason.
+    ``failures_ttl``: how long a failed fetch is remembered, and not tried again (0: never)."""
 
-    def __init__(self, inner: Any, cache: _Cache, refusals: list[str] | None = None) -> None:
-        self._inner, self._cache = inner, cache
+    def __init__(
+        self,
+        inner: Any,
+        cache: _Cache,
+        refusals: list[str] | None = None,
+        *,
+        failures_ttl: float = 0.0,
+    ) -> None:
+        self._inner, self._cache, self._failures_ttl = inner, cache, failures_ttl
         self._refusals = [] if refusals is None else refusals
         self._seen: dict[Any, list[Any]] = {}
 
@@ -245,14 +295,19 @@ class _CachingCRLFetcher(CRLFetcher):
         )
         hit = self._cache.get(key)
         if hit is None:
+            if (why := _failed_before(self._cache, key, self._failures_ttl)) is not None:
+                raise CRLFetchError(why)
             try:
                 hit = list(await self._inner.fetch(cert, use_deltas=use_deltas))
             except _NETWORK_ERRORS as exc:
                 # The fetcher contract is CRLFetchError; a leaked timeout would bypass the
                 # revocation policy and fail the whole validation instead of soft-failing.
-                raise CRLFetchError(f"CRL not fetched: {type(exc).__name__}: {exc}") from exc
+                failure = CRLFetchError(f"CRL not fetched: {type(exc).__name__}: {exc}")
+                _failed(self._cache, key, self._failures_ttl, failure)
+                raise failure from exc
             except CRLFetchError as exc:
                 _note_too_large(exc, self._refusals)
+                _failed(self._cache, key, self._failures_ttl, exc)
                 raise
             self._cache.put(key, hit)
         hit = [_private(c) for c in hit]
@@ -268,8 +323,17 @@ class _CachingCRLFetcher(CRLFetcher):
 
 
 class _CachingOCSPFetcher(OCSPFetcher):
-    def __init__(self, inner: Any, cache: _Cache, refusals: list[str] | None = None) -> None:
-        self._inner, self._cache = inner, cache
+    """As :class:`_CachingCRLFetcher`, for OCSP answers."""
+
+    def __init__(
+        self,
+        inner: Any,
+        cache: _Cache,
+        refusals: list[str] | None = None,
+        *,
+        failures_ttl: float = 0.0,
+    ) -> None:
+        self._inner, self._cache, self._failures_ttl = inner, cache, failures_ttl
         self._refusals = [] if refusals is None else refusals
         self._seen: dict[Any, Any] = {}
 
@@ -277,12 +341,17 @@ class _CachingOCSPFetcher(OCSPFetcher):
         key = ("ocsp", cert.issuer.sha256, cert.serial_number)
         hit = self._cache.get(key)
         if hit is None:
+            if (why := _failed_before(self._cache, key, self._failures_ttl)) is not None:
+                raise OCSPFetchError(why)
             try:
                 hit = await self._inner.fetch(cert, authority)
             except _NETWORK_ERRORS as exc:
-                raise OCSPFetchError(f"OCSP not fetched: {type(exc).__name__}: {exc}") from exc
+                failure = OCSPFetchError(f"OCSP not fetched: {type(exc).__name__}: {exc}")
+                _failed(self._cache, key, self._failures_ttl, failure)
+                raise failure from exc
             except OCSPFetchError as exc:
                 _note_too_large(exc, self._refusals)
+                _failed(self._cache, key, self._failures_ttl, exc)
                 raise
             self._cache.put(key, hit)
         hit = _private(hit)
@@ -359,6 +428,11 @@ class TrustStore:
     ``revocation``: ``"hard-fail"`` refuses a signer whose revocation status cannot be had,
     ``"soft-fail"`` accepts it and reports ``"unknown (soft-fail)"``, ``"off"`` reports
     ``"not checked"``. A certificate found revoked is refused in every mode but ``"off"``.
+
+    Revocation answers and chains found good are cached for ``cache_ttl`` seconds, at most
+    ``cache_size`` entries (about 10 KiB each; the oldest go first). Under soft-fail, a CRL or
+    OCSP fetch that failed is not tried again for ``failed_fetch_ttl`` seconds (the status stays
+    unknown meanwhile); under hard-fail every validation asks.
     """
 
     def __init__(
@@ -368,7 +442,9 @@ class TrustStore:
         revocation: RevocationMode = "soft-fail",
         intermediates: Sequence[x509.Certificate] = (),
         cache_ttl: float = 300.0,
+        cache_size: int = 2048,
         fetch_timeout: float = 5.0,
+        failed_fetch_ttl: float = 30.0,
     ) -> None:
         if not anchors:
             raise SigningError("a trust store needs at least one anchor")
@@ -379,7 +455,9 @@ class TrustStore:
         self._roots, self._under_roots, self._other_ends = _split_anchors(self.anchors)
         self.revocation: RevocationMode = revocation
         self.fetch_timeout = fetch_timeout
-        self._cache = _Cache(cache_ttl)
+        self.failed_fetch_ttl = min(failed_fetch_ttl, cache_ttl)
+        self._cache = _Cache(cache_ttl, max_items=cache_size)
+        self._verdicts = _Cache(cache_ttl, max_items=cache_size)  # see remember()
 
     @classmethod
     def from_pem_files(
@@ -415,16 +493,25 @@ class TrustStore:
         """
         fetch = (self.revocation != "off" or for_signing) and not offline
         kwargs: dict[str, Any] = {}
+        hard = self.revocation == "hard-fail" or for_signing or offline
+        mode = "hard-fail" if hard else "soft-fail"
         if fetch and backend is not None:
             net = backend.get_fetchers()
             refusals = backend.refusals if isinstance(backend, CappedFetcherBackend) else []
+            # Under soft-fail a fetch that failed leaves the status unknown, and accepted: asked
+            # again at once, the CA's server down made every validation wait for it (up to the
+            # fetch timeout) to learn the same. Under hard-fail it refuses the signer: each
+            # validation asks, lest one lost answer refuse every signer for a while.
+            failures_ttl = 0.0 if hard else self.failed_fetch_ttl
             kwargs["fetchers"] = Fetchers(
-                ocsp_fetcher=_CachingOCSPFetcher(net.ocsp_fetcher, self._cache, refusals),
-                crl_fetcher=_CachingCRLFetcher(net.crl_fetcher, self._cache, refusals),
+                ocsp_fetcher=_CachingOCSPFetcher(
+                    net.ocsp_fetcher, self._cache, refusals, failures_ttl=failures_ttl
+                ),
+                crl_fetcher=_CachingCRLFetcher(
+                    net.crl_fetcher, self._cache, refusals, failures_ttl=failures_ttl
+                ),
                 cert_fetcher=_NoIssuerFetching(net.cert_fetcher),
             )
-        hard = self.revocation == "hard-fail" or for_signing or offline
-        mode = "hard-fail" if hard else "soft-fail"
         return ValidationContext(
             trust_roots=[
                 *(to_asn1(a) for a in self._roots),
@@ -448,6 +535,20 @@ class TrustStore:
             weak_hash_algos={"md2", "md5"},
             **kwargs,
         )
+
+    def recall(self, key: Any) -> Any:
+        """What :meth:`remember` kept under ``key``; None once its time is up."""
+        return self._verdicts.get(key)
+
+    def remember(self, key: Any, value: Any, *, revocation: str) -> None:
+        """Keep a caller's verdict that rests on this store's answers (an audit checkpoint's:
+        its TSA's chain and its signer's, judged at its timestamp) for as long as the revocation
+        answers it rests on are kept, so that a revocation is noticed as soon as for a chain:
+        ``cache_ttl``, or ``failed_fetch_ttl`` when ``revocation``, the weakest status the
+        verdict was given, is unknown (soft-fail). Kept apart from the store's own entries, at
+        most ``cache_size`` of them."""
+        ttl = self.failed_fetch_ttl if revocation.startswith("unknown") else None
+        self._verdicts.put(key, value, ttl=ttl)
 
     def new_backend(self) -> CappedFetcherBackend:
         return CappedFetcherBackend(per_request_timeout=self.fetch_timeout)

@@ -125,6 +125,21 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    from gateway.openapi import document
+    """The document, made once per app (in a thread) and then served as the same bytes: it was
+    made again for every request, on the event loop, every JSON schema through msgspec — 3 ms
+    of CPU, seven /healthz' worth, for any client, no login needed. It cannot change while the
+    process runs."""
+    extras = request.app[RUNTIME].extras
+    body = extras.get(_OPENAPI)
+    if not isinstance(body, bytes):
+        body = extras[_OPENAPI] = await asyncio.to_thread(_openapi_bytes)
+    return web.Response(body=body, content_type="application/json")
 
-    return web.Response(body=msgspec.json.encode(document()), content_type="application/json")
+
+_OPENAPI = "openapi.json"
+
+
+def _openapi_bytes() -> bytes:
+    from gateway import openapi as contract
+
+    return msgspec.json.encode(contract.document())

@@ -44,8 +44,12 @@ async def test_good_chain_is_validated_once_per_store(
 
 
 async def test_soft_fail_unknown_is_not_reused(pki: TestPKI) -> None:
+    # The chain is not kept; the failed fetches are not remembered here either (for how long
+    # they are by default: test_trust_failed_fetches).
     leaf, chain = pki.certificate(SIGNER), [_intermediate(pki)]
-    trust = TrustStore(pki.trust().anchors, revocation="soft-fail", fetch_timeout=0.5)
+    trust = TrustStore(
+        pki.trust().anchors, revocation="soft-fail", fetch_timeout=0.5, failed_fetch_ttl=0
+    )
     assert (await trust.validate(leaf, chain)).revocation == "unknown (soft-fail)"
     async with serve_pki(pki):
         assert (await trust.validate(leaf, chain)).revocation == "good"
