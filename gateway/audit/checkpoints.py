@@ -892,8 +892,8 @@ class Checkpointer:
         from signing.errors import SigningError
         from signing.timestamps import verify_timestamp
 
-        try:
-            info = await verify_timestamp(token, note, self._trust)
+        try:  # in a thread of its own, as verify_checkpoint: ~10–40 ms of CPU off the loop
+            info = await asyncio.to_thread(asyncio.run, verify_timestamp(token, note, self._trust))
         except SigningError as exc:
             raise CheckpointError(
                 f"checkpoint {size} not stored: its timestamp does not verify against the trust "
