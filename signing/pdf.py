@@ -563,7 +563,7 @@ async def _judge(
         await backend.close()
     if status.md_algorithm in ("sha1", "md5"):
         weak.append(f"{status.md_algorithm.upper()} digest")
-    signed_at, proven = status.signer_reported_dt, None
+    claimed, proven = status.signer_reported_dt, None
     stamp = status.timestamp_validity
     if stamp is not None:
         if not legacy:
@@ -579,7 +579,7 @@ async def _judge(
                 level=level,
                 **base,
             )
-        signed_at = proven = stamp.timestamp
+        proven = stamp.timestamp
     elif offline:  # revocation data but no timestamp: B-B with a DSS, not B-LT
         return SignatureReport(valid=False, reason="no signature timestamp", level=level, **base)
     if not status.intact:
@@ -618,12 +618,18 @@ async def _judge(
                 exc.kind,
             )
         return SignatureReport.untrusted(
-            exc, level=level, weaknesses=weak, signed_at=signed_at, **base
+            exc,
+            level=level,
+            weaknesses=weak,
+            signed_at=proven,
+            claimed_signing_time=claimed,
+            **base,
         )
     return SignatureReport(
         valid=True,
         chain=chain.chain,
-        signed_at=signed_at,
+        signed_at=proven,
+        claimed_signing_time=claimed,
         level=level,
         revocation=chain.revocation,
         weaknesses=weak + chain.weaknesses,

@@ -41,7 +41,8 @@ async def test_round_trip(pki, pki_server, tsa_url, subject, level):
     assert r.valid and r.signer == subject and r.revocation == "good"
     assert r.level == {"XMLDSig": "XMLDSig", "B-B": "XAdES-B-B", "B-T": "XAdES-B-T"}[level]
     assert r.chain == [subject, "lienthong Test Intermediate CA", "lienthong Test Root CA"]
-    assert (r.signed_at is None) == (level == "XMLDSig")
+    assert (r.signed_at is None) == (level != "B-T")  # proven by a timestamp only
+    assert (r.claimed_signing_time is None) == (level == "XMLDSig")
     # Only the signed content is returned: the whole document, without the Signature.
     assert result.signed.tag == "{http://www.mic.gov.vn/TBT/QCVN_102_2016}edXMLEnvelope"
     assert result.signed.find(".//ds:Signature", NS) is None
