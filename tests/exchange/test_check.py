@@ -142,6 +142,24 @@ async def test_pdf_signed_by_untrusted_ca(
         await _check(tmp_path, blobs, trust, data)
 
 
+async def test_a_pdf_signed_with_an_rsa_1024_key_is_refused(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    pki: TestPKI,
+    make_package: Callable[..., bytes],
+) -> None:
+    # Accepted before, the key listed under the PDF report's weaknesses.
+    pdf = await sign_pdf(sample_pdf(), pki.key("weak-rsa1024"))
+    data = make_package(attachments=[NewAttachment("cv.pdf", pdf)])
+    with pytest.raises(SignatureInvalid) as info:
+        await _check(tmp_path, blobs, trust, data)
+    assert info.value.extra["attachment"] == "cv.pdf"
+    assert "a 1024-bit key is too weak to sign (RSA keys of at least 2048 bits): weak-rsa1024" in (
+        str(info.value)
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "sender", "error", "slug"),
     [
