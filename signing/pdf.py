@@ -563,7 +563,7 @@ async def _judge(
         await backend.close()
     if status.md_algorithm in ("sha1", "md5"):
         weak.append(f"{status.md_algorithm.upper()} digest")
-    signed_at, proven = status.signer_reported_dt, None
+    claimed, proven = status.signer_reported_dt, None
     stamp = status.timestamp_validity
     if stamp is not None:
         if not legacy:
@@ -579,7 +579,7 @@ async def _judge(
                 level=level,
                 **base,
             )
-        signed_at = proven = stamp.timestamp
+        proven = stamp.timestamp
     elif offline:  # revocation data but no timestamp: B-B with a DSS, not B-LT
         return SignatureReport(valid=False, reason="no signature timestamp", level=level, **base)
     if not status.intact:
@@ -618,12 +618,18 @@ async def _judge(
                 exc.kind,
             )
         return SignatureReport.untrusted(
-            exc, level=level, weaknesses=weak, signed_at=signed_at, **base
+            exc,
+            level=level,
+            weaknesses=weak,
+            signed_at=proven,
+            claimed_signing_time=claimed,
+            **base,
         )
     return SignatureReport(
         valid=True,
         chain=chain.chain,
-        signed_at=signed_at,
+        signed_at=proven,
+        claimed_signing_time=claimed,
         level=level,
         revocation=chain.revocation,
         weaknesses=weak + chain.weaknesses,
@@ -637,7 +643,8 @@ async def _judge(
 # the revision checked, so it reports every text field whose appearance predates a signature as
 # changed after it (a second signature on a signed form named them). Without the allowance the
 # fields reported are those given a new value or appearance, and a stream overwritten in place is
-# a change pyHanko cannot explain (OTHER). Signature fields keep it: their changes are allowed.
+# a change pyHanko cannot explain (OTHER). Signature fields keep it; a new one may be created
+# with any appearance (SigFieldCreationRule): _modification then holds it to being signed.
 _DIFF_POLICY = StandardDiffPolicy(
     global_rules=DEFAULT_DIFF_POLICY.global_rules,
     form_rule=FormUpdatingRule(
@@ -652,17 +659,27 @@ _DIFF_POLICY = StandardDiffPolicy(
 
 def _modification(sig: Any, status: Any) -> str | None:
     """Why the revisions after the signature change what its signer signed (None: they do
-    not). They may add signatures in empty signature fields, document timestamps and DSS
+    not). They may add signatures, in new or empty signature fields, document timestamps and DSS
     updates (pyHanko's LTA_UPDATES, and its FORM_FILLING of signature fields alone). They may
     not, even where pyHanko's policy for approval signatures allows it, give a form field
-    another value (the page then shows another name than the signer's) or add or change
-    annotations (a stamp over the text; pyHanko 0.38 explains none, they come out as OTHER)."""
+    another value (the page then shows another name than the signer's), add or change
+    annotations (a stamp over the text; pyHanko 0.38 explains none, they come out as OTHER), or
+    add a signature field that nobody signs: pyHanko accepts a new signature field with any
+    appearance, and its widget's can paint over the page (a white box and another amount) with
+    no key at all. A later signature's appearance is its signer's: that signature is judged on
+    its own, and every signature of a document must stand (the hub, the civil-status
+    connector; ``verify`` exits 1 otherwise)."""
     if status.docmdp_ok is False:  # pyHanko's OTHER: changes it cannot explain
         return "document modified after signing"
     level = status.modification_level
     if level == ModificationLevel.ANNOTATIONS:
         return "document modified after signing: annotations added or changed"
-    if level == ModificationLevel.FORM_FILLING and isinstance(status.diff_result, DiffResult):
+    if not isinstance(status.diff_result, DiffResult):  # nothing after the signature
+        return None
+    unsigned = _unsigned_since(sig)
+    if unsigned:
+        return f"document modified after signing: {unsigned}"
+    if level == ModificationLevel.FORM_FILLING:
         signatures = {name for name, _, _ in enumerate_sig_fields(sig.reader)}
         changed = sorted(status.diff_result.changed_form_fields - signatures)
         if changed:
@@ -670,6 +687,27 @@ def _modification(sig: Any, status: Any) -> str | None:
             plural = "s" if len(changed) > 1 else ""
             return f"document modified after signing: form field{plural} {fields} changed"
     return None
+
+
+def _unsigned_since(sig: Any) -> str | None:
+    """The signature fields added after ``sig`` that are still empty, said in words (None: there
+    are none). (A signature field that existed empty when ``sig`` was made may only be signed
+    since: pyHanko's policy refuses any other change to it.)"""
+    try:
+        then = {
+            name
+            for name, _, _ in enumerate_sig_fields(
+                sig.reader.get_historical_resolver(sig.signed_revision)
+            )
+        }
+        empty = {name for name, _, _ in enumerate_sig_fields(sig.reader, filled_status=False)}
+    except Exception:  # a form pyHanko's diff has just read: never seen to fail
+        return "its signature fields cannot be read"
+    added = sorted(empty - then)
+    if not added:
+        return None
+    plural = "s" if len(added) > 1 else ""
+    return f"signature field{plural} {', '.join(repr(n) for n in added)} added, not signed"
 
 
 # ISO 32000-1 §7.5.5: a PDF's last line is %%EOF (each incremental update ends with one), and

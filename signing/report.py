@@ -18,7 +18,10 @@ class SignatureReport:
     """What a verifier found about one signature.
 
     ``level``: "XMLDSig", "XAdES-B-B", "XAdES-B-T", "PAdES-B-B", "PAdES-B-T", "PAdES-B-LT" or
-    "legacy adbe.pkcs7.detached". ``revocation``: "good", "revoked", "unknown (soft-fail)",
+    "legacy adbe.pkcs7.detached". ``signed_at``: the time a verified signature timestamp proves
+    (None without one); ``claimed_signing_time``: the time the signer wrote into the signature
+    (XAdES SigningTime, the PDF's signing time), its own claim, which proves nothing (any signer
+    sets it as it likes). ``revocation``: "good", "revoked", "unknown (soft-fail)",
     "unknown" (refused: the status could not be had or decided) or "not checked". ``reason`` is
     set when ``valid`` is false; ``cause`` when the signer was refused: the
     :class:`UntrustedSigner` kind ("revoked", "expired", "no-chain", …), for code to branch on
@@ -30,6 +33,7 @@ class SignatureReport:
     signer: str
     chain: list[str] = field(default_factory=list)
     signed_at: dt.datetime | None = None
+    claimed_signing_time: dt.datetime | None = None
     level: str = "XMLDSig"
     revocation: str = "not checked"
     weaknesses: list[str] = field(default_factory=list)
@@ -54,6 +58,8 @@ class SignatureReport:
         d = asdict(self)
         del d["certificate"], d["cause"]
         d["signed_at"] = self.signed_at.isoformat() if self.signed_at else None
+        claimed = self.claimed_signing_time
+        d["claimed_signing_time"] = claimed.isoformat() if claimed else None
         return d
 
     def as_text(self) -> str:
@@ -62,10 +68,20 @@ class SignatureReport:
             + (f" in field {self.field_name}" if self.field_name else ""),
             f"  signer:     {self.signer}",
             f"  chain:      {' -> '.join(self.chain) if self.chain else '-'}",
-            f"  signed at:  {self.signed_at.isoformat() if self.signed_at else 'unknown'}",
+            self._when(),
             f"  revocation: {self.revocation}",
             f"  weaknesses: {', '.join(self.weaknesses) if self.weaknesses else 'none'}",
         ]
         if self.reason:
             lines.append(f"  reason:     {self.reason}")
         return "\n".join(lines)
+
+    def _when(self) -> str:
+        if self.signed_at:
+            return f"  signed at:  {self.signed_at.isoformat()} (signature timestamp)"
+        if self.claimed_signing_time:
+            return (
+                f"  claimed:    {self.claimed_signing_time.isoformat()} (signing time claimed by "
+                "the signer; no timestamp proves it)"
+            )
+        return "  signed at:  unknown"

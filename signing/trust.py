@@ -79,16 +79,26 @@ def from_asn1(cert: asn1_x509.Certificate) -> x509.Certificate:
 
 
 def weaknesses_of(certs: Iterable[x509.Certificate]) -> list[str]:
-    """SHA-1 certificate signatures and RSA keys under 2048 bits, one line each."""
-    out = []
-    for cert in certs:
-        cn = common_name(cert)
-        if isinstance(cert.signature_hash_algorithm, hashes.SHA1):
-            out.append(f"SHA-1 certificate signature ({cn})")
-        pub = cert.public_key()
-        if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < 2048:
-            out.append(f"RSA-{pub.key_size} key ({cn})")
-    return out
+    """SHA-1 certificate signatures, one line each (what older documents' chains carry: the norm
+    lets them be verified, flagged; a key too weak is refused, see :func:`_too_weak`)."""
+    return [
+        f"SHA-1 certificate signature ({common_name(cert)})"
+        for cert in certs
+        if isinstance(cert.signature_hash_algorithm, hashes.SHA1)
+    ]
+
+
+def _too_weak(cert: x509.Certificate) -> str | None:
+    """Why ``cert``'s key is too weak for the norms (spec/signatures.md: RSA of at least 2048
+    bits; elliptic curves of 256), or None. A 512-bit RSA modulus is factored in hours: the key
+    signs for anyone, whenever it signed (the norm's leniency for older documents is for SHA-1
+    alone)."""
+    pub = cert.public_key()
+    if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < 2048:
+        return f"a {pub.key_size}-bit key is too weak to sign (RSA keys of at least 2048 bits)"
+    if isinstance(pub, ec.EllipticCurvePublicKey) and pub.key_size < 256:
+        return f"a {pub.key_size}-bit key is too weak to sign (curves of at least 256 bits)"
+    return None
 
 
 @dataclass
@@ -568,9 +578,11 @@ class TrustStore:
 
         Raises :class:`UntrustedSigner` with a precise reason: no chain to an anchor, expired,
         not yet valid, revoked, revocation status unknown (under hard-fail, or data that cannot
-        decide), or a key usage that does not allow ``usage``. ``moment``: validate as of then
-        (a trusted timestamp's time), with revocation data issued since. ``crls``, ``ocsps``
-        and ``offline``: as for :meth:`validation_context` (a B-LT signature's embedded data).
+        decide), a key usage that does not allow ``usage``, or a key in the chain too weak for
+        the norms (kind "weak": RSA under 2048 bits, a curve under 256). ``moment``: validate as
+        of then (a trusted timestamp's time), with revocation data issued since. ``crls``,
+        ``ocsps`` and ``offline``: as for :meth:`validation_context` (a B-LT signature's
+        embedded data).
         """
         others = tuple(others)
         crls, ocsps = tuple(crls), tuple(ocsps)
@@ -630,6 +642,10 @@ class TrustStore:
             await backend.close()
         check_usage(leaf, usage)
         certs = [from_asn1(c) for c in path.iter_certs(include_root=True)][::-1]
+        for cert in certs:  # the signer's key, or a key it chains through
+            weak = _too_weak(cert)
+            if weak is not None:
+                raise UntrustedSigner(f"{weak}: {common_name(cert)}", "weak")
         if self.revocation == "off" and not offline:
             revocation = "not checked"
         elif vc.soft_fail_exceptions:
@@ -700,19 +716,14 @@ def check_strength(certs: Iterable[x509.Certificate]) -> None:
     """Raise :class:`UntrustedSigner` ("weak") naming the first of ``certs`` (a signer's
     certificate and the issuers given with it) the norms do not let anyone sign with: an RSA key
     under 2048 bits, an elliptic curve under 256, a SHA-1 certificate signature. A verifier
-    refuses or flags such signatures (:func:`weaknesses_of`); the gateway and ``lienthong
-    sign`` never make them."""
+    refuses such keys too (:meth:`TrustStore.validate`) and flags SHA-1 (:func:`weaknesses_of`);
+    the gateway and ``lienthong sign`` never make them."""
     for cert in certs:
-        pub = cert.public_key()
-        if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < 2048:
-            why = f"a {pub.key_size}-bit key is too weak to sign (RSA keys of at least 2048 bits)"
-        elif isinstance(pub, ec.EllipticCurvePublicKey) and pub.key_size < 256:
-            why = f"a {pub.key_size}-bit key is too weak to sign (curves of at least 256 bits)"
-        elif isinstance(cert.signature_hash_algorithm, hashes.SHA1):
+        why = _too_weak(cert)
+        if why is None and isinstance(cert.signature_hash_algorithm, hashes.SHA1):
             why = "a SHA-1 certificate signature is too weak to sign under"
-        else:
-            continue
-        raise UntrustedSigner(f"{why}: {common_name(cert)}", "weak")
+        if why is not None:
+            raise UntrustedSigner(f"{why}: {common_name(cert)}", "weak")
 
 
 def check_usage(leaf: x509.Certificate, usage: Usage) -> None:

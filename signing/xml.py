@@ -731,9 +731,9 @@ async def _verify_xml(
 ) -> XMLVerification:
     """What :func:`verify_xml` does, without the failure report."""
     checked = await asyncio.to_thread(_verify_sync, data, max_bytes, max_nodes, allow_sha1)
-    signed_at, proven = checked.signing_time, None
+    proven = None
     if checked.timestamp is not None:
-        signed_at = proven = (await _verify_signature_timestamp(*checked.timestamp, trust)).time
+        proven = (await _verify_signature_timestamp(*checked.timestamp, trust)).time
     # A trusted timestamp proves the signature existed then: the signer is judged as of that
     # moment (a certificate that expired, or was revoked, since still stands; one revoked before
     # does not). Without one, the signer's own claim of time proves nothing: judged now.
@@ -747,7 +747,8 @@ async def _verify_xml(
                 exc,
                 signer=common_name(checked.leaf),
                 level=checked.level,
-                signed_at=signed_at,
+                signed_at=proven,
+                claimed_signing_time=checked.signing_time,
                 weaknesses=checked.weaknesses,
             )
         ]
@@ -756,7 +757,8 @@ async def _verify_xml(
         valid=True,
         signer=common_name(checked.leaf),
         chain=chain.chain,
-        signed_at=signed_at,
+        signed_at=proven,
+        claimed_signing_time=checked.signing_time,
         level=checked.level,
         revocation=chain.revocation,
         weaknesses=[*checked.weaknesses, *chain.weaknesses],

@@ -11,7 +11,10 @@ at most MAX_CONCURRENT_PDF_CHECKS PDFs at once, all packages together.
 
 A PDF is known by its content as well as by its name and type: PDF readers open any file with
 ``%PDF-`` in its first 1,024 bytes as one, whatever it is called, so an unsigned PDF attached as
-``cong-van.bin`` (``application/octet-stream``) must not escape the check. Zip members alike.
+``cong-van.bin`` (``application/octet-stream``) must not escape the check. They open one whose
+header is altered or gone as well, by its ``startxref`` or its trailer dictionary, wherever in the
+file (pdf_body_in): every attachment is read to its end for them. Zip members alike (what is read
+of them counts in MAX_ZIP_INFLATE).
 
 A zip whose PDFs cannot all be read is refused (400 ``invalid-edxml``) rather than passed with
 a signature unchecked: a member that is encrypted, or whose compressed data does not inflate, or
@@ -45,7 +48,7 @@ import struct
 import weakref
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -270,6 +273,60 @@ def looks_like_pdf(head: bytes) -> bool:
     """Whether a PDF reader would open a file that begins with ``head`` (at least its first
     PDF_HEADER_WINDOW + 4 bytes, or the whole file) as a PDF: ``%PDF-`` starts in its first KiB."""
     return head.find(b"%PDF-", 0, PDF_HEADER_WINDOW + 4) >= 0
+
+
+# A reader opens a file whose header is altered or missing too (poppler: "May not be a PDF file
+# (continuing anyway)"): by the startxref that points to its cross-reference data, or, repairing
+# it, by a trailer dictionary, wherever either is (poppler found one 25 KB before the end, past any
+# window the norm names). A file that holds either is a PDF.
+_TRAILER_GAP = 32  # the white space looked through between "trailer" and its "<<"
+_PDF_WHITE = b"\0\t\n\f\r "
+_BODY_CARRY = 48  # what a piece read keeps of the one before: a marker may straddle the two
+
+
+def pdf_body_in(pieces: Iterable[bytes]) -> bool:
+    """Whether the file read as ``pieces`` holds a PDF's ``startxref`` or ``trailer <<``."""
+    carry = b""
+    for piece in pieces:
+        data = carry + piece
+        if b"startxref" in data:
+            return True
+        at = data.find(b"trailer")
+        while at >= 0:
+            if data[at + 7 : at + 9 + _TRAILER_GAP].lstrip(_PDF_WHITE).startswith(b"<<"):
+                return True
+            at = data.find(b"trailer", at + 7)
+        carry = data[-_BODY_CARRY:]
+    return False
+
+
+def _blob_pieces(blobs: BlobStore, a: AttachmentInfo) -> Iterator[bytes]:
+    with blobs.open(a.sha256) as raw:
+        f = _BlobFile(raw, a.name)
+        while piece := f.read(_INFLATE_CHUNK):
+            yield piece
+
+
+def _member_is_pdf(zf: zipfile.ZipFile, info: zipfile.ZipInfo, room: int) -> tuple[bool, int]:
+    """Whether a zip member is a PDF by its content (looks_like_pdf, pdf_body_in), and how many
+    bytes past its first KiB were read to tell. Raises _Overinflated past ``room`` bytes."""
+    read = 0
+    with zf.open(info) as member:
+        head = member.read(PDF_HEADER_WINDOW + 4)
+        if looks_like_pdf(head):
+            return True, 0
+
+        def pieces() -> Iterator[bytes]:
+            nonlocal read
+            yield head
+            while piece := member.read(_INFLATE_CHUNK):
+                read += len(piece)
+                if read > room:
+                    raise _Overinflated
+                yield piece
+
+        found = pdf_body_in(pieces())
+    return found, read
 
 
 def _head(blobs: BlobStore, a: AttachmentInfo) -> bytes:
@@ -538,7 +595,9 @@ def pdf_sources(
         named_pdf = is_pdf(a.name, a.content_type)
         head = b"" if named_pdf or a.size == 0 else _head(blobs, a)
         zipped = _is_zip(a.name, a.content_type, head)
-        if named_pdf or (not zipped and looks_like_pdf(head)):
+        if named_pdf or (
+            not zipped and (looks_like_pdf(head) or pdf_body_in(_blob_pieces(blobs, a)))
+        ):
             take(a.name, a.size)
             total += a.size
             yield a.name, blobs.read(a.sha256), a
@@ -597,13 +656,26 @@ def pdf_sources(
                                     "or deflated members are read (zip it with deflate)",
                                     attachment=label,
                                 )
-                            with zf.open(info) as member:
-                                head = member.read(PDF_HEADER_WINDOW + 4)
-                                if not (lower.endswith(".pdf") or looks_like_pdf(head)):
+                            if not lower.endswith(".pdf"):
+                                try:
+                                    found, read = _member_is_pdf(
+                                        zf, info, MAX_ZIP_INFLATE - inflated
+                                    )
+                                except _Overinflated:
+                                    raise PayloadTooLarge(
+                                        f"attachment {a.name}: its members inflate to over "
+                                        f"{MAX_ZIP_INFLATE} bytes (the package's zips "
+                                        "together): whether each is a PDF cannot be checked",
+                                        attachment=a.name,
+                                        max_bytes=MAX_ZIP_INFLATE,
+                                    ) from None
+                                inflated += read
+                                if not found:
                                     continue
+                            with zf.open(info) as member:
                                 room = take(label, info.file_size)
                                 # Read one byte past the room: the header's size may lie (zip bomb).
-                                data = head + member.read(max(0, room + 1 - len(head)))
+                                data = member.read(room + 1)
                             if len(data) > room:
                                 over(label, len(data))
                             total += len(data)

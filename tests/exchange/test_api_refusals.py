@@ -265,6 +265,35 @@ async def test_a_multipart_part_the_manifest_does_not_reference_is_refused(
     assert await hub.store_counts() == before
 
 
+async def test_a_signed_pdf_painted_over_on_the_way_is_refused_as_a_part_and_embedded(
+    hub: Hub, pki: TestPKI, signed_pdf: bytes
+) -> None:
+    """Anyone on the way (no key needed) can append an empty signature field to the agency's
+    signed PDF whose widget paints another text over the page: accepted (202) both as a
+    multipart part and embedded in a package re-signed by the forwarder, the PDF reported valid."""
+    from tests.signing.pdf_edits import add_signature_field
+
+    painted = add_signature_field(
+        signed_pdf, "Signature9", (60, 700, 560, 760), paint="Cong van 9999/STC-BCTC"
+    )
+    why = "document modified after signing: signature field 'Signature9' added, not signed"
+    before = await hub.store_counts()
+    envelope, cid = _envelope_without_attachments(pki, signed_pdf, "3103")
+    async with await hub.http.post(
+        hub.url + "/v1/documents",
+        data=_related(envelope, (cid, painted)),
+        headers=hub.h(TAY_NINH_STC),
+    ) as r:
+        status, slug, body = await _problem(r)
+    assert (status, slug) == (422, "signature-invalid"), body
+    assert body["attachment"] == "cong-van.pdf" and why in body["detail"], body
+    async with await hub.send(TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), painted)) as r:
+        status, slug, body = await _problem(r)
+    assert (status, slug) == (422, "signature-invalid"), body
+    assert why in body["detail"], body
+    assert await hub.store_counts() == before
+
+
 async def test_cli_send_failures_are_one_line_and_a_nonzero_exit(
     hub: Hub, pki: TestPKI, signed_pdf: bytes, tmp_path: Path
 ) -> None:

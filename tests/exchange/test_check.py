@@ -19,7 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from gateway.exchange.attachments import MAX_ZIP_DIRECTORY, _zip_directory_size, looks_like_pdf
+from gateway.exchange.attachments import (
+    MAX_ZIP_DIRECTORY,
+    _zip_directory_size,
+    looks_like_pdf,
+    pdf_body_in,
+)
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.builder import NewAttachment, build_package
 from gateway.exchange.check import (
@@ -135,6 +140,24 @@ async def test_pdf_signed_by_untrusted_ca(
     data = make_package(attachments=[NewAttachment("cv.pdf", pdf)])
     with pytest.raises(SignatureInvalid, match=r"cv\.pdf"):
         await _check(tmp_path, blobs, trust, data)
+
+
+async def test_a_pdf_signed_with_an_rsa_1024_key_is_refused(
+    tmp_path: Path,
+    blobs: BlobStore,
+    trust: Any,
+    pki: TestPKI,
+    make_package: Callable[..., bytes],
+) -> None:
+    # Accepted before, the key listed under the PDF report's weaknesses.
+    pdf = await sign_pdf(sample_pdf(), pki.key("weak-rsa1024"))
+    data = make_package(attachments=[NewAttachment("cv.pdf", pdf)])
+    with pytest.raises(SignatureInvalid) as info:
+        await _check(tmp_path, blobs, trust, data)
+    assert info.value.extra["attachment"] == "cv.pdf"
+    assert "a 1024-bit key is too weak to sign (RSA keys of at least 2048 bits): weak-rsa1024" in (
+        str(info.value)
+    )
 
 
 @pytest.mark.parametrize(
@@ -517,25 +540,35 @@ async def test_a_pdf_is_known_by_its_content_whatever_it_is_called(
     signed_pdf: bytes,
 ) -> None:
     """A PDF reader opens a file with %PDF- in its first KiB as a PDF, whatever its name: an
-    unsigned one called cong-van.bin (application/octet-stream, in the manifest too) passed."""
+    unsigned one called cong-van.bin (application/octet-stream, in the manifest too) passed. It
+    opens one whose header was altered or pushed further too, by the cross-reference data its
+    end points to (poppler: "May not be a PDF file (continuing anyway)"): such a phu-luc.bin
+    passed unchecked."""
     octets = "application/octet-stream"
     unsigned = sample_pdf("Cong van khong ky")
-    for content in (unsigned, b"\r\n" * 400 + unsigned):
+    headless = unsigned.replace(b"%PDF-", b"%XYZ-", 1)
+    assert b"%PDF-" not in headless
+    contents = (
+        unsigned,
+        b"\r\n" * 400 + unsigned,
+        b"\0" * 1024 + unsigned,
+        headless,
+        headless + b"x" * 3000,  # poppler finds its startxref that far from the end, and more
+    )
+    for content in contents:
         data = make_package(attachments=[NewAttachment("cong-van.bin", content, octets)])
         with pytest.raises(SignatureInvalid, match=r"cong-van\.bin"):
             await _check(tmp_path, blobs, trust, data)
     # Zip members alike (a member that cannot even be looked into is refused: see README).
-    for member in ("scan.bin", "scan"):
+    for member, content in (("scan.bin", unsigned), ("scan", unsigned), ("scan.dat", headless)):
         data = make_package(
-            attachments=[
-                NewAttachment("phu-luc.zip", _zip([(member, unsigned)]), "application/zip")
-            ]
+            attachments=[NewAttachment("phu-luc.zip", _zip([(member, content)]), "application/zip")]
         )
         with pytest.raises(SignatureInvalid, match=rf"phu-luc\.zip/{member}"):
             await _check(tmp_path, blobs, trust, data)
     # A signed PDF so named is checked and accepted; what is no PDF is not looked at further,
-    # nor a header past the first KiB, where no reader looks. A zip is read as a zip, even when
-    # a PDF stored in it (not deflated) puts %PDF- in its first KiB.
+    # nor a header past the first KiB with no PDF after it (no reader opens that). A zip is read
+    # as a zip, even when a PDF stored in it (not deflated) puts %PDF- in its first KiB.
     stored = io.BytesIO()
     with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("cv.pdf", signed_pdf)
@@ -544,7 +577,7 @@ async def test_a_pdf_is_known_by_its_content_whatever_it_is_called(
         attachments=[
             NewAttachment("cong-van.bin", signed_pdf, octets),
             NewAttachment("ghi-chu.txt", "Công văn số 2491".encode(), "text/plain"),
-            NewAttachment("khac.bin", b"\0" * 1024 + unsigned, octets),
+            NewAttachment("khac.bin", b"\0" * 1024 + b"%PDF-1.7 trailer xref", octets),
             NewAttachment("phu-luc.zip", _zip([("doc.txt", b"van ban")]), "application/zip"),
             NewAttachment("ban-goc.zip", stored.getvalue(), "application/zip"),
         ]
@@ -566,3 +599,25 @@ async def test_a_pdf_is_known_by_its_content_whatever_it_is_called(
 )
 def test_a_pdf_header_counts_in_the_first_kib(head: bytes, pdf: bool) -> None:
     assert looks_like_pdf(head) is pdf
+
+
+@pytest.mark.parametrize(
+    ("body", "pdf"),
+    [
+        (b"%XYZ-1.7\n1 0 obj <<>> endobj\nstartxref\n9\n%%EOF", True),
+        (b"1 0 obj <</Type /Catalog>> endobj\ntrailer\n<< /Root 1 0 R >>", True),
+        (b"x" * 100_000 + b"trailer" + b" " * 32 + b"<<" + b"x" * 100_000, True),
+        (b"The trailer of the film", False),
+        (b"trailer" + b" " * 33 + b"<<", False),
+        (b"start xref, %%EOF", False),
+        (b"", False),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 64 * 1024])
+def test_a_pdf_is_known_by_its_cross_reference_data_wherever_it_is(
+    body: bytes, pdf: bool, size: int
+) -> None:
+    """What readers open a PDF whose header is altered or gone by (poppler: startxref, or its
+    repair's trailer dictionary), read piece by piece (a marker may straddle two)."""
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    assert pdf_body_in(pieces) is pdf

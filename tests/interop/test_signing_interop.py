@@ -324,3 +324,53 @@ async def test_we_verify_pdfsig_output(pki, pki_server, tmp_path):
     assert report.signer == "agency-000.00.00.H41" and report.field_name == "Sig1"
     if report.level.startswith("legacy"):
         assert "legacy adbe.pkcs7.detached" in report.weaknesses
+
+
+async def test_poppler_shows_what_an_empty_field_paints_over_a_signed_page(pki, tmp_path):
+    """The shadow attack is real: poppler draws the widget of a signature field added (empty,
+    with no key) after the agency signed, so the text it extracts says another amount; verify_pdf
+    calls the signature INVALID, as pdfsig says the document is not wholly signed."""
+    from tests.signing.pdf_edits import add_signature_field
+
+    signed = await sign_pdf(sample_pdf("So tien: 1.000.000 dong"), pki.key("agency-000.00.11.H53"))
+    painted = add_signature_field(
+        signed, "Signature9", (60, 700, 560, 760), paint="So tien: 9.000.000.000 dong"
+    )
+    f = tmp_path / "painted.pdf"
+    f.write_bytes(painted)
+    code, text = await run("pdftotext", str(f), "-")
+    assert code == 0 and "9.000.000.000" in text, text
+    _code, out = await run("pdfsig", "-nssdir", await nss_db(pki, tmp_path), str(f))
+    assert "Not total document signed" in out and "is not signed" in out, out
+    with pytest.raises(SignatureInvalid) as refused:
+        await verify_pdf(painted, pki.trust(revocation="off"))
+    assert refused.value.reason == (
+        "document modified after signing: signature field 'Signature9' added, not signed"
+    )
+
+
+async def test_a_pdfsig_signature_after_ours_leaves_ours_valid(pki, pki_server, tmp_path):
+    """Poppler adds its signature field and signs it in one revision: a later signature, which
+    the check of fields added after a signature lets through."""
+    db = await nss_db(pki, tmp_path, "agency-000.00.00.H41")
+    src, out = tmp_path / "in.pdf", tmp_path / "out.pdf"
+    src.write_bytes(await sign_pdf(sample_pdf(), pki.key("gateway")))
+    code, text = await run(
+        "pdfsig",
+        "-nssdir",
+        db,
+        "-add-signature",
+        "-nick",
+        "agency-000.00.00.H41",
+        "-new-signature-field-name",
+        "Sig2",
+        "-digest",
+        "SHA256",
+        str(src),
+        str(out),
+    )
+    assert code == 0 and out.exists(), text
+    reports = await verify_pdf(out.read_bytes(), pki.trust(revocation="hard-fail"))
+    assert [(r.field_name, r.valid) for r in reports] == [("Signature1", True), ("Sig2", True)], [
+        r.reason for r in reports
+    ]

@@ -156,5 +156,5 @@ async def test_pdf_verify_keeps_pyhanko_logs_off_stderr(pki, inputs):
         r = lienthong(
             "verify", "pdf", str(path), "--trust", str(pki.root_pem), "--revocation", "off"
         )
-        assert r.returncode == (1 if subject == "expired" else 0), r.stdout
+        assert r.returncode == 1, r.stdout  # both refused (a weak key too: test_weak_keys.py)
         assert r.stderr == "", r.stderr

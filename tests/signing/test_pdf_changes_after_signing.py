@@ -1,5 +1,5 @@
 """What the revisions after a PDF signature may change: other signatures, document timestamps and
-DSS updates, nothing the signer signed. A form field filled in again after signing (the birth
+DSS updates, nothing the signer signed (nor what the page shows). A form field filled in again after signing (the birth
 certificate's name) was accepted, as pyHanko's policy for approval signatures allows it: the page
 showed another name under a VALID signature. Real signatures from the session's test PKI; the
 edits are incremental updates as any PDF editor writes them; the CLI in its own process."""
@@ -15,7 +15,8 @@ from pyhanko.pdf_utils.writer import PdfFileWriter
 
 from signing.errors import SignatureInvalid
 from signing.pdf import sign_pdf, verify_pdf
-from signing.testing import TestPKI
+from signing.testing import TestPKI, sample_pdf
+from tests.signing.pdf_edits import add_signature_field
 from tests.signing.run_cli import lienthong
 
 
@@ -193,3 +194,91 @@ async def test_an_appearance_overwritten_in_place_after_signing_is_a_modificatio
     with pytest.raises(SignatureInvalid) as refused:
         await verify_pdf(edited, pki.trust(revocation="off"))
     assert refused.value.reason == "document modified after signing"
+
+
+# An agency's signed payment order, and what anyone (no key needed) may append to it: an empty
+# signature field whose widget paints a white box and another amount over the signed one.
+AMOUNT_BOX = (60, 700, 560, 760)
+PAINTED = "So tien: 9.000.000.000 dong"
+
+
+@pytest.fixture(scope="module")
+def signed_amount(pki: TestPKI) -> bytes:
+    import asyncio
+
+    return asyncio.run(
+        sign_pdf(sample_pdf("So tien: 1.000.000 dong"), pki.key("agency-000.00.11.H53"))
+    )
+
+
+async def test_an_empty_signature_field_painted_over_the_text_is_a_modification(
+    pki: TestPKI, signed_amount: bytes
+) -> None:
+    # pyHanko's policy accepts any new signature field, with any appearance: VALID, while every
+    # viewer showed 9.000.000.000 where the agency signed 1.000.000 (tests/interop renders it).
+    painted = add_signature_field(signed_amount, "Signature9", AMOUNT_BOX, paint=PAINTED)
+    assert f"({PAINTED}) Tj".encode() in painted[len(signed_amount) :]
+    with pytest.raises(SignatureInvalid) as refused:
+        await verify_pdf(painted, pki.trust(revocation="off"))
+    [report] = refused.value.reports  # type: ignore[attr-defined]
+    assert (report.valid, report.signer) == (False, "agency-000.00.11.H53")
+    assert report.reason == (
+        "document modified after signing: signature field 'Signature9' added, not signed"
+    )
+
+
+async def test_an_empty_signature_field_added_after_signing_is_a_modification(
+    pki: TestPKI, signed_amount: bytes
+) -> None:
+    # Invisible or not: a field nobody signed is no later signature, and nothing else may follow.
+    for box in (None, AMOUNT_BOX):
+        added = add_signature_field(signed_amount, "Signature2", box)
+        with pytest.raises(SignatureInvalid) as refused:
+            await verify_pdf(added, pki.trust(revocation="off"))
+        assert refused.value.reason == (
+            "document modified after signing: signature field 'Signature2' added, not signed"
+        ), box
+
+
+async def test_an_empty_field_added_beside_a_later_signature_voids_the_first_only(
+    pki: TestPKI, signed_amount: bytes
+) -> None:
+    added = add_signature_field(signed_amount, "Signature2", AMOUNT_BOX, paint=PAINTED)
+    cosigned = await sign_pdf(added, pki.key("gateway"))  # in Signature3: Signature2 stays empty
+    first, second = await verify_pdf(cosigned, pki.trust(revocation="off"))
+    assert (first.field_name, first.valid, first.reason) == (
+        "Signature1",
+        False,
+        "document modified after signing: signature field 'Signature2' added, not signed",
+    )
+    # The gateway signed the page as it then looked, the painted field included.
+    assert (second.field_name, second.valid) == ("Signature3", True)
+
+
+async def test_a_field_added_after_signing_and_then_signed_is_a_later_signature(
+    pki: TestPKI, signed_amount: bytes
+) -> None:
+    """A co-signer's visible stamp is a signature's appearance like any: the field prepared in a
+    revision of its own, then signed, over the text. Both signatures stand: the co-signer signed
+    the page as it shows, stamp included, and is accountable for it (README)."""
+    prepared = add_signature_field(signed_amount, "Signature2", AMOUNT_BOX, paint=PAINTED)
+    cosigned = await sign_pdf(prepared, pki.key("gateway"), field_name="Signature2")
+    reports = await verify_pdf(cosigned, pki.trust(revocation="off"))
+    assert [(r.field_name, r.signer, r.valid) for r in reports] == [
+        ("Signature1", "agency-000.00.11.H53", True),
+        ("Signature2", "gateway", True),
+    ]
+
+
+def test_verify_pdf_names_the_field_painted_after_signing(  # type: ignore[no-untyped-def]
+    pki: TestPKI, signed_amount: bytes, tmp_path
+) -> None:
+    path = tmp_path / "painted.pdf"
+    path.write_bytes(add_signature_field(signed_amount, "Signature9", AMOUNT_BOX, paint=PAINTED))
+    r = lienthong("verify", "pdf", str(path), "--trust", str(pki.root_pem), "--revocation", "off")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout.startswith("INVALID PAdES-B-B signature in field Signature1")
+    assert (
+        "reason:     document modified after signing: signature field 'Signature9' added, "
+        "not signed"
+    ) in r.stdout
