@@ -15,7 +15,7 @@ from connectors.civil_status import CivilStatusConnector
 from connectors.civil_status.sandbox import create_app, sandbox_endpoint
 from signing.testing import TestPKI
 from signing.trust import TrustStore
-from tests.connectors.civil_status.test_civil_status_connector import BIRTH, serve
+from tests.connectors.civil_status.test_civil_status_connector import BIRTH, pinned, serve
 
 
 async def test_request_checks_and_certificate_signing_run_off_the_loop(
@@ -47,7 +47,10 @@ async def test_request_checks_and_certificate_signing_run_off_the_loop(
     try:
         endpoint = sandbox_endpoint(url, timeout=10.0, sign_requests=True)
         async with CivilStatusConnector(
-            endpoint, signer=pki.key("gateway"), trust=TrustStore(pki.trust().anchors)
+            endpoint,
+            signer=pki.key("gateway"),
+            trust=TrustStore(pki.trust().anchors),
+            register_fingerprints=pinned(pki),
         ) as c:
             result = await c.call("birth.register", BIRTH, idempotency_key="birth-off-loop")
     finally:
