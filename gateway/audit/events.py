@@ -54,7 +54,7 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     citizen: str | None = None  # citizen_hash(), never a personal id
     request_id: str | None = None
     digests: dict[str, str] = {}  # name → sha256 hex of a payload
-    reference: str | None = None  # the registry's reference number
+    reference: str | None = None  # the registry's reference number (a personal one: hashed)
     detail: str | None = None
 
 
@@ -79,6 +79,10 @@ class Actor:
 # more is withheld from ``detail``, also one written in groups of 2 to 4 digits split by one
 # space, dash or dot, the same throughout ("079 198 105 555", "CCCD-079-198-105-555"): a date
 # (2026-12-07, 8 digits), a time (its colons), a dossier code (its 6-digit date) is no such run.
+# ``reference`` is not withheld: a registry's reference can hold such a run, no one's (a portal
+# transaction id, GD026000000001) or someone's (a health-insurance card number, which holds its
+# holder's social-insurance code): a step whose reference is personal has it hashed before it
+# comes here (Step.personal_reference).
 _LONG_NUMBER = re.compile(
     r"(?<![0-9])(?:[0-9]{9,}|[0-9]{2,4}([ .-])[0-9]{2,4}(?:\1[0-9]{2,4})+)(?![0-9])"
 )
