@@ -4,14 +4,20 @@ The log is append-only, kept for ever and exported in every evidence bundle of a
 enters it cannot be erased. Found by probing: a newborn's health-insurance card number (whose
 last 10 digits are the child's social-insurance code) was the ``reference`` of its
 ``issue_health_card`` step's ``step.delivered`` event, in clear, although a card lookup's own
-event keeps only a keyed hash of what was asked (``params_hmac``).
+event keeps only a keyed hash of what was asked (``params_hmac``); a registry's refusal quoting
+a child's name and birth date went into it verbatim.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
+import logging
+from datetime import date
 from typing import Any
+
+import pytest
 
 from gateway.audit import decode_entry
 from tests.e2e.conftest import Gateway
@@ -52,3 +58,65 @@ async def test_a_health_insurance_card_number_enters_the_audit_log_as_a_keyed_ha
     social_insurance_code = number[-10:]
     rows = await gateway.runtime.store.read(lambda tx: tx.all("audit.range", start=0, stop=10**6))
     assert [r["seq"] for r in rows if social_insurance_code.encode() in bytes(r["entry"])] == []
+
+
+async def _dead_jobs(gw: Gateway, code: str) -> list[dict[str, Any]]:
+    async with await gw.get("/v1/admin/outbox?state=dead", who="operator") as r:
+        assert r.status == 200, await r.text()
+        return [j for j in (await r.json())["items"] if j["dossier"] == code]
+
+
+async def _filed_twice(gw: Gateway, doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``doc`` run to its end, then the same birth or death under another code: the register
+    refuses it (DA_DANG_KY). The second's view, and its code."""
+    again = {**copy.deepcopy(doc), "code": doc["code"][:-4] + "9999"}
+    for filed in (doc, again):
+        async with await gw.post("/v1/dossiers", filed) as r:
+            assert r.status == 202, await r.text()
+        view = await gw.wait_status(filed["code"], {"completed", "needs_attention", "failed"})
+    assert view["status"] == "needs_attention", view
+    return view, again["code"]
+
+
+async def test_a_registrys_refusal_quoting_a_name_and_birth_date_stays_with_the_dossier(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by probing: the register's refusal of a birth filed twice ("the birth of Phạm Khánh
+    Yến on 01/11/2026 to this mother is already registered (KS…)") went verbatim into the
+    job.dead audit event, the ERROR log line and the outbox's last_error (outbox list, the admin
+    API): only runs of 9+ digits were withheld. Those keep the registry's code; its words stay
+    in the dossier's step history, which its client reads."""
+    caplog.set_level(logging.INFO, logger="lienthong.outbox")
+    doc = dossiers(1, death_share=0)[0]
+    child = doc["data"]["child"]
+    name, born = child["full_name"], date.fromisoformat(child["birth_date"])
+    view, code = await _filed_twice(gateway, doc)
+    step = _step(view, "register_birth")
+    said = f"the birth of {name} on {born:%d/%m/%Y} to this mother is already registered"
+    assert said in step["error"], step  # the owning client's view keeps the words
+    assert [said in h["error"] for h in step["history"] if h["outcome"] == "dead"] == [True]
+
+    personal = (name, f"{born:%d/%m/%Y}", name.split()[-1])
+    [job] = await _dead_jobs(gateway, code)
+    assert "DA_DANG_KY" in job["last_error"], job
+    assert [p for p in personal if p in job["last_error"]] == [], job
+    events = await _events(gateway, code)
+    [dead] = [e for e in events if e["action"] == "job.dead"]
+    assert "DA_DANG_KY" in dead["detail"], dead
+    assert [e for e in events if any(p in str(e) for p in personal)] == []
+    lines = [r.getMessage() for r in caplog.records if "is dead" in r.getMessage()]
+    assert len(lines) == 1 and "DA_DANG_KY" in lines[0], lines
+    assert [p for p in personal if p in lines[0]] == [], lines
+
+
+async def test_a_registrys_refusal_quoting_a_personal_id_is_not_shown_by_the_outbox(
+    gateway: Gateway,
+) -> None:
+    """Found by probing: outbox list and GET /v1/admin/outbox showed "death of 001143310063
+    already registered", the id the audit and log copies withheld."""
+    doc = dossiers(10, death_share=1)[0]
+    view, code = await _filed_twice(gateway, doc)
+    dead = doc["data"]["deceased"]["personal_id"]
+    assert dead in _step(view, "register_death")["error"]
+    [job] = await _dead_jobs(gateway, code)
+    assert dead not in job["last_error"] and "DA_DANG_KY" in job["last_error"], job
