@@ -5,7 +5,8 @@ enters it cannot be erased. Found by probing: a newborn's health-insurance card 
 last 10 digits are the child's social-insurance code) was the ``reference`` of its
 ``issue_health_card`` step's ``step.delivered`` event, in clear, although a card lookup's own
 event keeps only a keyed hash of what was asked (``params_hmac``); a registry's refusal quoting
-a child's name and birth date went into it verbatim.
+a child's name and birth date went into it verbatim; a citizen lookup disclosing the parents
+left no trace an auditor's search by a parent's id could find.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 import pytest
 
 from gateway.audit import decode_entry
-from tests.e2e.conftest import Gateway
+from tests.e2e.conftest import MOTCUA, Gateway
 from tests.e2e.test_flows import _step, dossiers
+from tests.e2e.test_lookups import citizen_query
 
 
 async def _events(gw: Gateway, code: str) -> list[dict[str, Any]]:
@@ -120,3 +122,45 @@ async def test_a_registrys_refusal_quoting_a_personal_id_is_not_shown_by_the_out
     assert dead in _step(view, "register_death")["error"]
     [job] = await _dead_jobs(gateway, code)
     assert dead not in job["last_error"] and "DA_DANG_KY" in job["last_error"], job
+
+
+async def _search(gw: Gateway, personal_id: str) -> dict[str, Any]:
+    async with await gw.post("/v1/audit/search", {"personal_id": personal_id}, who="auditor") as r:
+        assert r.status == 200, await r.text()
+        found: dict[str, Any] = await r.json()
+        return found
+
+
+async def test_an_auditors_search_by_a_parents_id_finds_the_lookups_that_disclosed_them(
+    gateway: Gateway,
+) -> None:
+    """Found by probing: a citizen lookup answers the father's and mother's names and personal
+    ids, but its audit event named only the citizen looked up: a search by a parent's id (a data
+    subject's request under Decree 13) found nothing, though their data went to the subsystem."""
+    query = citizen_query()
+    async with await gateway.post("/v1/lookups/citizen", query) as r:
+        assert r.status == 200, await r.text()
+        request_id = r.headers["X-Request-Id"]
+        citizen = (await r.json())["citizen"]
+    parents = {role: citizen[role]["personal_id"] for role in ("father", "mother")}
+    assert all(parents.values()) and len(set(parents.values())) == 2, citizen
+    for role, personal_id in parents.items():
+        found = await _search(gateway, personal_id)
+        [event] = found["items"]
+        assert (event["action"], event["detail"]) == ("lookup.discloses", f"discloses the {role}")
+        assert event["subsystem"] == MOTCUA and event["service"] == "lookups.citizen"
+        assert event["request_id"] == request_id
+        assert [(a["member"], a["action"], a["n"]) for a in found["accessors"]] == [
+            ("VN:GOV:000.00.00.H41", "lookup.discloses", 1)
+        ]
+    # The citizen's own search finds the lookup, not the events about their parents.
+    assert [e["action"] for e in (await _search(gateway, query["personal_id"]))["items"]] == [
+        "lookup.citizen"
+    ]
+    # An answer that discloses no one (a name that does not match: no record) adds nothing.
+    async with await gateway.post(
+        "/v1/lookups/citizen", {**query, "full_name": "Trần Văn Khác"}
+    ) as r:
+        assert r.status == 200 and (await r.json())["citizen"] is None
+    for personal_id in parents.values():
+        assert len((await _search(gateway, personal_id))["items"]) == 1
