@@ -11,7 +11,6 @@ import contextlib
 import gc
 import importlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
@@ -27,6 +26,7 @@ from connectors import create_connector
 from connectors.api import Connector, Endpoint
 from connectors.faults import FaultPlan
 from connectors.sandboxes import run_sandboxes, sandbox_endpoint
+from gateway.audit import withhold_numbers
 from gateway.auth import IDENTITY_KEY, Authenticator
 from gateway.crossorigin import cross_site_middleware
 from gateway.exchange import DocumentHub, ExchangeError
@@ -117,8 +117,8 @@ _TAX_CODE_PREFIX = _TAX_CODE_ROUTE.removesuffix("{tax_code}")
 
 # Any other path may hold what a client typed there by mistake (``//v1/lookups/enterprises/…``, a
 # personal id as a dossier code): runs of 9 or more digits (an old ID card has 9, a personal id
-# 12, a tax code 10 or 13) are masked. Dossier codes and document ids have shorter ones.
-_ID_LIKE = re.compile(r"[0-9]{9,}")
+# 12, a tax code 10 or 13), also typed in groups (``094 182 054 845``), are masked, as free text
+# in the audit log is (withhold_numbers). Dossier codes and document ids have no such run.
 
 
 def _logged_path(request: web.Request) -> str:
@@ -127,7 +127,7 @@ def _logged_path(request: web.Request) -> str:
     path = request.path
     if path.startswith(_TAX_CODE_PREFIX):
         return _TAX_CODE_ROUTE
-    return _ID_LIKE.sub("…", path)
+    return withhold_numbers(path, "…")
 
 
 @web.middleware

@@ -30,7 +30,7 @@ from gateway.outbox.jobs import depth
 from gateway.samples import dossier_code, sample_dossiers
 from gateway.settings import Settings, load_settings
 from signing.errors import SigningError
-from signing.testing import TestPKI, free_port
+from signing.testing import TestPKI, free_port, open_private, write_private
 
 __all__ = ["make_pki", "run_demo"]
 
@@ -232,6 +232,8 @@ def _prepare(output: Path, seed: int) -> tuple[TestPKI, Settings]:
     try:
         config = _write_config(output, seed)  # first: it marks the folder as a demo's (_clear)
         pki = make_pki(output / "pki")
+        # The owner's alone, as the store: a log line can quote a registry's words.
+        open_private(output / "lienthong.log", "a").close()  # the handler keeps its mode
         handler = logging.FileHandler(output / "lienthong.log", encoding="utf-8")
     except OSError as exc:  # a full disk
         raise OutputError(f"cannot write in {output}: {_reason(exc)}") from None
@@ -483,8 +485,8 @@ async def run_demo(
     evidence.update(log=log.describe(), log_ok=log.ok, checkpoints=log.checkpoints)
     for code, pdf in certificates:
         (output / "artifacts").mkdir(exist_ok=True)
-        await asyncio.to_thread(
-            (output / "artifacts" / f"birth-certificate-{code}.pdf").write_bytes, pdf
+        await asyncio.to_thread(  # names, personal ids: the owner's alone, as the store
+            write_private, output / "artifacts" / f"birth-certificate-{code}.pdf", pdf
         )
     outcomes = Counter(final.values())
     summary = {

@@ -31,7 +31,7 @@ from gateway.exchange.model import (
 )
 from gateway.exchange.xmldsig import sign_bytes
 from signing.pdf import sign_pdf
-from signing.testing import TestPKI, sample_pdf
+from signing.testing import TestPKI, sample_pdf, write_private
 
 __all__ = ["AGENCIES", "evidence_story", "exchange_story"]
 
@@ -137,7 +137,7 @@ async def evidence_story(runtime: Any, code: str, trust_pem: Path, out: Path) ->
     bundle = await build_bundle(runtime.store, Scope(dossier=code))
     path = out / "artifacts" / f"evidence-{code}.zip"
     signer_pem = out / "artifacts" / "audit-signer.pem"
-    await asyncio.to_thread(path.write_bytes, bundle)
+    await asyncio.to_thread(write_private, path, bundle)  # the owner's alone, as the store
     await asyncio.to_thread(
         signer_pem.write_bytes, signing.signer.certificate.public_bytes(Encoding.PEM)
     )

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -40,7 +40,15 @@ from .errors import SigningError
 from .keys import FileKey, SigningKey, load_key
 from .trust import RevocationMode, TrustStore
 
-__all__ = ["AGENCIES", "SUBJECTS", "TestPKI", "self_signed", "serve_pki"]
+__all__ = [
+    "AGENCIES",
+    "SUBJECTS",
+    "TestPKI",
+    "open_private",
+    "self_signed",
+    "serve_pki",
+    "write_private",
+]
 
 UTC = dt.UTC
 AGENCIES = ("agency-000.00.00.H41", "agency-000.00.11.H53", "agency-000.00.00.G15")
@@ -244,15 +252,15 @@ class TestPKI:
             .sign(root_key, hashes.SHA256())
         )
         (directory / "root.pem").write_bytes(_pem_cert(root))
-        _write_private(directory / "root.key.pem", _pem_key(root_key))
+        write_private(directory / "root.key.pem", _pem_key(root_key))
         (directory / "intermediate.pem").write_bytes(_pem_cert(inter))
-        _write_private(directory / "intermediate.key.pem", _pem_key(inter_key))
+        write_private(directory / "intermediate.key.pem", _pem_key(inter_key))
         subjects: dict[str, Any] = {}
         for subject, spec in SUBJECTS.items():
             key = _new_key(spec.key)
             cert = cls._issue(subject, key.public_key(), spec, inter, inter_key, base, now)
             subjects[subject] = {"serial": cert.serial_number, "revoked": spec.revoked}
-            _write_private(directory / f"{subject}.key.pem", _pem_key(key))
+            write_private(directory / f"{subject}.key.pem", _pem_key(key))
             (directory / f"{subject}.cert.pem").write_bytes(_pem_cert(cert, inter))
             _write_p12(directory, subject)
         index = {"base_url": base, "subjects": subjects, "revoked_at": now.isoformat()}
@@ -477,10 +485,25 @@ def _folder_beside(directory: Path) -> Path:
     return building
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``path`` readable by its owner alone (0600, whatever the umask): a private key."""
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-        os.fchmod(f.fileno(), 0o600)  # a file written over keeps its mode otherwise
+_CREATE = {"w": os.O_TRUNC, "x": os.O_EXCL, "a": os.O_APPEND}
+
+
+def open_private(path: Path, mode: str = "wb", **kw: Any) -> IO[Any]:
+    """``path`` opened to write (``mode`` "w", "x" — never over an existing file:
+    FileExistsError — or "a", with "b" or not; ``kw`` as for open()), readable by its owner alone
+    (0600, whatever the umask): a private key, or a file of personal data."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | _CREATE[mode[0]], 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a file written over keeps its mode otherwise
+        return open(fd, mode.replace("x", "w"), **kw)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` readable by its owner alone (0600, whatever the umask)."""
+    with open_private(path) as f:
         f.write(data)
 
 
@@ -584,7 +607,7 @@ def self_signed(folder: Path, name: str, *, ip: str | None = None) -> tuple[Path
     cert = builder.sign(key, hashes.SHA256())
     cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(key_path, _pem_key(key))
+    write_private(key_path, _pem_key(key))
     return cert_path, key_path
 
 

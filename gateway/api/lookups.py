@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -33,6 +33,7 @@ from gateway.outbox.breaker import CircuitOpen, call_registry
 from gateway.outbox.retry import call_with_retries
 from gateway.problems import Problem
 from gateway.requestid import REQUEST_ID_KEY
+from gateway.store import Tx
 
 __all__ = ["routes"]
 
@@ -57,6 +58,7 @@ async def _call(
     params: Mapping[str, Any],
     citizen: str | None = None,
     names_unit: bool = False,
+    discloses: Callable[[Result], dict[str, list[str]]] | None = None,
 ) -> Result:
     """Call a registry with bounded retries; audit the access; translate failures to problems.
 
@@ -64,6 +66,9 @@ async def _call(
     the asking subsystem's agency, as a flow's calls name the agency that filed the dossier —
     not the connector's default, one province's. ``params`` (what was asked) is digested
     without it: the event names the member already.
+    ``discloses``: the other people whose personal ids the answer hands out (personal id →
+    roles): each gets a ``lookup.discloses`` event holding its hash, beside the lookup's own,
+    as a dossier naming someone gets a ``dossier.concerns`` one (an event holds one hash).
     """
     runtime: Runtime = request.app[RUNTIME]
     refuse_unless_accepting(runtime.extras)  # a lookup appends to the audit log too
@@ -149,25 +154,41 @@ async def _call(
     # guesses for a province and year).
     params_hmac = hmac.new(runtime.citizen_key, msgspec.json.encode(params), hashlib.sha256)
     digests = {"params_hmac": params_hmac.hexdigest()}
-    # Committed before the answer leaves, so a crash of the gateway never loses it; not waiting
-    # for the disk's sync, whose tail (tens of ms on a shared disk) would be every lookup's.
-    record = runtime.store.transact(
-        lambda tx: append(
+    disclosed = discloses(result) if discloses is not None and result is not None else {}
+    member, subsystem = identity.subsystem.member, identity.id
+
+    def audit(tx: Tx) -> None:
+        append(
             tx,
             AuditEvent(
                 action=f"lookup.{service.split('.', 1)[1]}",
                 outcome=outcome,
-                member=identity.subsystem.member,
-                subsystem=identity.id,
-                service=service,
                 citizen=citizen,
                 request_id=request_id,
                 digests=digests,
                 detail=f"{registry}/{operation}",
+                member=member,
+                subsystem=subsystem,
+                service=service,
             ),
-        ),
-        durable=False,
-    )
+        )
+        for personal_id, roles in disclosed.items():
+            append(
+                tx,
+                AuditEvent(
+                    action="lookup.discloses",
+                    citizen=citizen_hash(runtime.citizen_key, personal_id),
+                    request_id=request_id,
+                    detail="discloses the " + " and the ".join(roles),
+                    member=member,
+                    subsystem=subsystem,
+                    service=service,
+                ),
+            )
+
+    # Committed before the answer leaves, so a crash of the gateway never loses it; not waiting
+    # for the disk's sync, whose tail (tens of ms on a shared disk) would be every lookup's.
+    record = runtime.store.transact(audit, durable=False)
     # Shielded: a cancellation while this is written (the client leaving once the registry has
     # answered, or a second one, a stop) must not drop the event: on PostgreSQL a unit still
     # waiting for a connection is dropped when its caller is cancelled.
@@ -213,6 +234,7 @@ async def citizen(request: web.Request) -> web.Response:
         },
         citizen=citizen_hash(runtime.citizen_key, query.personal_id),
         names_unit=True,  # MaDonVi; BHXH and the business registry are told no unit
+        discloses=_parents,
     )
     data = result.data
     return json_response(
@@ -222,6 +244,19 @@ async def citizen(request: web.Request) -> web.Response:
             citizen=data.get("citizen"),
         )
     )
+
+
+def _parents(result: Result) -> dict[str, list[str]]:
+    """The parents a citizen's record names (``father``, ``mother``: their names and personal
+    ids go to the asking subsystem with it), by personal id: an auditor's search by a parent's
+    id finds the lookups that disclosed them."""
+    named: dict[str, list[str]] = {}
+    record = result.data.get("citizen") or {}
+    for role in ("father", "mother"):
+        parent = record.get(role)
+        if isinstance(parent, Mapping) and parent.get("personal_id"):
+            named.setdefault(str(parent["personal_id"]), []).append(role)
+    return named
 
 
 @routes.post("/v1/lookups/insurance-card")

@@ -22,6 +22,7 @@ from gateway.cliopts import config_option, existing_store, json_option, open_set
 from gateway.gil import quick_handoffs
 from gateway.settings import citizen_key
 from gateway.store import Store, StoreError
+from signing.testing import open_private
 
 __all__ = ["audit", "commands"]
 
@@ -333,7 +334,9 @@ def export_cmd(
     except BundleError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        with out.open("xb") as f:  # never over an existing file (a store, an earlier bundle)
+        # Never over an existing file (a store, an earlier bundle); the owner's alone, as the
+        # store: its events name dossiers and hold their citizens' hashes.
+        with open_private(out, "xb") as f:
             f.write(data)
     except FileExistsError:
         raise click.ClickException(f"{out} exists: a bundle is never written over a file") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import time
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     citizen: str | None = None  # citizen_hash(), never a personal id
     request_id: str | None = None
     digests: dict[str, str] = {}  # name → sha256 hex of a payload
-    reference: str | None = None  # the registry's reference number
+    reference: str | None = None  # the registry's reference number (a personal one: hashed)
     detail: str | None = None
 
 
@@ -75,16 +76,41 @@ class Actor:
 # Free text in an event (a registry's fault, an operator's reason) can quote a personal id
 # ("no citizen 019053987654"), an old 9-digit id, a health-insurance card or a social-insurance
 # code. The log is kept for ever and exported in evidence bundles: every run of nine digits or
-# more is withheld from ``detail``. (No reference, dossier code or document id has such a run.)
-_LONG_NUMBER = re.compile(r"(?<![0-9])[0-9]{9,}(?![0-9])")
+# more is withheld from ``detail``, also one written in groups of 2 to 4 digits split by one
+# space, dash or dot, the same throughout ("079 198 105 555", "CCCD-079-198-105-555"): a date
+# (2026-12-07, 8 digits), a time (its colons), a dossier code (its 6-digit date) is no such run.
+# ``reference`` is not withheld: a registry's reference can hold such a run, no one's (a portal
+# transaction id, GD026000000001) or someone's (a health-insurance card number, which holds its
+# holder's social-insurance code): a step whose reference is personal has it hashed before it
+# comes here (Step.personal_reference).
+_LONG_NUMBER = re.compile(
+    r"(?<![0-9])(?:[0-9]{9,}|[0-9]{2,4}([ .-])[0-9]{2,4}(?:\1[0-9]{2,4})+)(?![0-9])"
+)
 WITHHELD = "[number withheld]"
 
 
-def withhold_numbers(text: str) -> str:
-    """``text`` with each run of nine digits or more ``[number withheld]``: what an event's
+def withhold_numbers(text: str, mark: str = WITHHELD) -> str:
+    """``text`` with each run of nine digits or more (see _LONG_NUMBER) ``mark``: what an event's
     ``detail`` keeps of free text, and what a log line keeps of a registry's words (logs are
     shipped and read more widely than the audit log, which keeps no personal id either)."""
-    return _LONG_NUMBER.sub(WITHHELD, text)
+
+    def withheld(run: re.Match[str]) -> str:
+        found = run.group()
+        if sum(c.isdigit() for c in found) < 9 or _ipv4(found):
+            return found  # 2026-12-07: a date; 192.168.100.200: an address
+        return mark
+
+    return _LONG_NUMBER.sub(withheld, text)
+
+
+def _ipv4(text: str) -> bool:
+    """Whether ``text`` is a dotted-quad IPv4 address (no part with a leading 0, as a personal
+    id's province code has: 079.198.105.155 is none)."""
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 _encoder = msgspec.json.Encoder()

@@ -48,6 +48,7 @@ from gateway.exchange.status import MEANINGS
 from gateway.exchange.stream import scan_file
 from gateway.exchange.xmldsig import sign_bytes, sign_file
 from signing.errors import SigningError
+from signing.testing import open_private
 
 __all__ = ["commands", "docs"]
 
@@ -511,7 +512,8 @@ def inbox(
                 # disk or a dropped connection leaves no cut-off package under the package's name.
                 part = target.with_name(f".{target.name}.part")
                 try:
-                    out = await asyncio.to_thread(part.open, "wb")
+                    # The owner's alone, as the store: a letter can name citizens.
+                    out = await asyncio.to_thread(open_private, part, "wb")
                     try:  # file I/O off the loop, one megabyte at a time
                         if head:
                             await asyncio.to_thread(out.write, head)

@@ -54,6 +54,11 @@ class Step:
     # Who the personal id in the answer is issued to (the child, by the birth registration):
     # the dossier then names them too, and an auditor's search by that id finds it.
     issues: str | None = None
+    # The registry's reference identifies a person (a health-insurance card number holds its
+    # holder's social-insurance code): the permanent audit log keeps its keyed hash
+    # (digests.reference_hmac), as a card lookup's event keeps its parameters' (params_hmac);
+    # the dossier's step, which its client reads, keeps the number.
+    personal_reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,13 @@ BIRTH = Flow(
         VERIFY_MOTHER,
         Step("register_birth", "civil_status", "birth.register", _birth_params, issues="child"),
         Step("register_residence", "population", "residence.register", _residence_params),
-        Step("issue_health_card", "insurance", "card.issue_newborn", _card_params),
+        Step(
+            "issue_health_card",
+            "insurance",
+            "card.issue_newborn",
+            _card_params,
+            personal_reference=True,
+        ),
     ),
 )
 

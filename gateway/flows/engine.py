@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -113,6 +114,12 @@ class FlowStepHandler:
         data, digests = slim(kept)
 
         issued = str(result.data.get("personal_id") or "") if step.issues else ""
+        audited = result.reference  # what the step.delivered event says of the reference
+        if step.personal_reference and result.reference:
+            audited = None
+            digests["reference_hmac"] = hmac.new(
+                self.citizen_key, result.reference.encode(), hashlib.sha256
+            ).hexdigest()
 
         def record(tx: Tx) -> Delivery:
             dossiers.step_delivered(
@@ -121,7 +128,7 @@ class FlowStepHandler:
             if issued:
                 dossiers.issued(tx, code, issued, str(step.issues), self.citizen_key)
             return Delivery(
-                reference=result.reference,
+                reference=audited,
                 service=f"{step.registry}/{step.operation}",
                 digests=digests,
             )

@@ -98,6 +98,7 @@ def _then_wake(job: Job, unit: Callable[[Tx], Any]) -> Callable[[Tx], Any]:
 
     def run(tx: Tx) -> Any:
         _wake(tx, job)
+        _forget(tx, job)
         return unit(tx)
 
     return run
@@ -106,6 +107,17 @@ def _then_wake(job: Job, unit: Callable[[Tx], Any]) -> Callable[[Tx], Any]:
 def _wake(tx: Tx, job: Job) -> None:
     # "Now" is when this attempt was claimed, on the clock of the jobs' times.
     tx.execute("outbox.due_now", dossier=job.dossier, kind=job.kind, now=job.updated_at)
+
+
+def _forget(tx: Tx, job: Job) -> None:
+    """A notification done (sent, or superseded) keeps no copy of the dossier's personal data:
+    its payload froze the status document (the child's personal id, the card number) or the
+    applicant's id, name and phone, and nothing reads a done job's payload again (superseding
+    compares versions and states; only a dead job is replayed). What ``outbox list`` shows of it
+    (a progress record's step) is kept. Run in the transaction that marks the job done, after
+    it: a job that is not done (its recording failed, its lease was lost) keeps its payload."""
+    kept = {"step": job.payload["step"]} if "step" in job.payload else {}
+    tx.execute("outbox.forget_payload", id=job.id, payload=msgspec.json.encode(kept).decode())
 
 
 class CallbackHandler:
@@ -333,6 +345,7 @@ class PortalSyncHandler(_PortalJob):
             tx.execute(
                 "outbox.due_now", dossier=p["code"], kind="portal.progress", now=job.updated_at
             )
+            _forget(tx, job)
             return sent(tx)
 
         return delivered
@@ -393,7 +406,12 @@ def _superseded(job: Job, version: int) -> Callable[[Tx], Delivery]:
     not_sent = Delivery(
         detail=f"attempt {job.attempts}: not sent, superseded by version {version}", superseded=True
     )
-    return lambda tx: not_sent
+
+    def done(tx: Tx) -> Delivery:
+        _forget(tx, job)
+        return not_sent
+
+    return done
 
 
 def _number(key: str) -> int:

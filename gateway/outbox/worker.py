@@ -158,7 +158,18 @@ def storable(text: str, *, limit: int = _MAX_ERROR) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    return storable(f"{type(exc).__name__}: {exc}")
+    """What the job's ``last_error`` (outbox list, the admin API), its audit event (kept for
+    ever) and the log keep of a failure. A registry's words can name a person ("the birth of
+    <name> on <date> … is already registered", "death of <id> …"): an error that carries the
+    registry's code (a SOAP fault's MaLoi, BHXH's maKetQua, ``http-503``) is kept as that code;
+    the words stay in the dossier's step history (``handler.failed``), which its client reads.
+    Any other text (the gateway's own words: a timeout, a malformed reply) keeps no long number."""
+    if isinstance(exc, ConnectorError) and exc.code:
+        done = "refused the request" if isinstance(exc, PermanentError) else "failed"
+        said = f"{exc.registry} {done} (code {exc.code})"
+    else:
+        said = str(exc)
+    return storable(withhold_numbers(f"{type(exc).__name__}: {said}"))
 
 
 # How often the worker looks for jobs written on a clock since set back: they wait at most this

@@ -87,12 +87,14 @@ async def test_permanent_error_is_dead_at_once(store: SQLiteStore, clock: Manual
     await w.run_once()
     j = await job(store, job_id)
     assert (j.state, j.attempts) == ("dead", 1)
-    assert j.last_error == "PermanentError: civil_status: mother's id unknown"
+    # The registry's code, not its words (they can name a person): the dossier keeps those.
+    assert j.last_error == "PermanentError: civil_status refused the request (code E404)"
+    assert [f.error for f in handler.failures] == ["civil_status: mother's id unknown"]
     assert [(f.dead, f.retry_in) for f in handler.failures] == [(True, None)]
     assert handler.recorded == []
     [event] = await audit_entries(store)
     assert (event["action"], event["outcome"], event["job"]) == ("job.dead", "dead", job_id)
-    assert "mother's id unknown" in event["detail"]
+    assert event["detail"] == f"attempt 1: {j.last_error}"
     assert metrics.dead_letters.labels(kind="registry")._value.get() == 1
     assert metrics.attempts.labels(kind="registry", outcome="dead")._value.get() == 1
     assert metrics.outbox_jobs.labels(state="dead")._value.get() == 1

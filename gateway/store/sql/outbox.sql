@@ -114,6 +114,11 @@ UPDATE outbox_jobs
 SET state = 'dead', owner = NULL, lease_until = NULL, last_error = :error, updated_at = :now
 WHERE id = :id AND owner = :owner AND state = 'running';
 
+-- name: forget_payload
+-- A done job's payload replaced by what is left of it (gateway.flows.notify: a notification's
+-- frozen copy of a dossier's personal data). Never a job still to be run, retried or replayed.
+UPDATE outbox_jobs SET payload = :payload WHERE id = :id AND state = 'done';
+
 -- name: replay
 UPDATE outbox_jobs
 SET state = 'pending', attempts = 0, run_after = :now, updated_at = :now
