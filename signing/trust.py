@@ -442,7 +442,8 @@ class TrustStore:
     Revocation answers and chains found good are cached for ``cache_ttl`` seconds, at most
     ``cache_size`` entries (about 10 KiB each; the oldest go first). Under soft-fail, a CRL or
     OCSP fetch that failed is not tried again for ``failed_fetch_ttl`` seconds (the status stays
-    unknown meanwhile); under hard-fail every validation asks.
+    unknown meanwhile), and a chain found good with its status unknown is kept that long too;
+    under hard-fail every validation asks.
     """
 
     def __init__(
@@ -658,8 +659,11 @@ class TrustStore:
             weaknesses=weaknesses_of(certs),
             certificates=certs,
         )
-        if key is not None and revocation != "unknown (soft-fail)":  # ask again next time
-            self._cache.put(key, result)
+        if key is not None:
+            # A verdict given without revocation data is kept only as long as the failed fetch
+            # it rests on (failed_fetch_ttl): the same answer until the responder is asked again.
+            soft = revocation == "unknown (soft-fail)"
+            self._cache.put(key, result, ttl=self.failed_fetch_ttl if soft else None)
         return result
 
 

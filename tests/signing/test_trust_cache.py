@@ -87,3 +87,31 @@ async def test_each_validation_reads_its_own_copy_of_cached_revocation_data(pki:
     assert len({id(ocsp1), id(ocsp2), id(cached_ocsp)}) == 3
     assert crls1 and [c.dump() for c in crls1] == [c.dump() for c in crls2]
     assert not {id(c) for c in crls1} & {id(c) for c in crls2}
+
+
+async def test_soft_fail_unknown_is_kept_as_long_as_its_failed_fetch(
+    pki: TestPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reused while the failed fetch it rests on is (the same answer until the responder is asked
+    # again), then asked again: the responder back, the status is known.
+    clock = [1000.0]
+    monkeypatch.setattr(trust_module, "_monotonic", lambda: clock[0])
+    built: list[object] = []
+    real = trust_module.CertificateValidator
+
+    def counting(*args: object, **kwargs: object) -> object:
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trust_module, "CertificateValidator", counting)
+    leaf, chain = pki.certificate(SIGNER), [_intermediate(pki)]
+    trust = TrustStore(
+        pki.trust().anchors, revocation="soft-fail", fetch_timeout=0.5, failed_fetch_ttl=30
+    )
+    for _ in range(2):
+        assert (await trust.validate(leaf, chain)).revocation == "unknown (soft-fail)"
+    assert len(built) == 1
+    clock[0] += 31
+    async with serve_pki(pki):
+        assert (await trust.validate(leaf, chain)).revocation == "good"
+    assert len(built) == 2
