@@ -31,17 +31,17 @@ from pyhanko.sign.general import (
     SignedDataCerts,
     as_signing_certificate,
     extract_certificate_info,
+    extract_signer_info,
     simple_cms_attribute,
 )
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko.sign.validation.generic_cms import (
-    DEFAULT_ALGORITHM_USAGE_POLICY,
     extract_certs_for_validation,
-    extract_signer_info,
     validate_sig_integrity,
 )
+from pyhanko.sign.validation.utils import DEFAULT_ALGORITHM_USAGE_POLICY
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
 from .capped import ReplyTooLarge, TsaReply
