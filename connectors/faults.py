@@ -13,6 +13,10 @@ Kinds, as a client sees them:
 - ``lost_reply_rate``: the request IS processed, then the connection is dropped — the case that
   only idempotency keys make safe;
 - ``malformed_rate``: 200 with a body that is not the contract's;
+- ``throttle_rate``: 429 with ``Retry-After: retry_after_s`` (whole seconds, rounded up) before
+  the request is processed, as a rate-limiting registry or API gateway answers;
+- ``cut_reply_rate``: the request IS processed, then its reply's head and half its body are
+  sent (its ``Content-Length`` promising the whole) and the connection is dropped;
 - ``latency_ms``: added to every answer;
 - ``outages``: windows ``(start_s, end_s)`` after the sandbox started during which it answers 503.
 """
@@ -32,7 +36,8 @@ from aiohttp import web
 
 __all__ = ["FAULTS_KEY", "FaultPlan", "FaultState", "fault_middleware", "fault_routes"]
 
-_KINDS = ("error", "timeout", "reset", "lost_reply", "malformed")
+# Drawn in this order: a kind added at the end leaves every earlier plan's draws as they were.
+_KINDS = ("error", "timeout", "reset", "lost_reply", "malformed", "throttle", "cut_reply")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,9 +49,12 @@ class FaultPlan:
     reset_rate: float = 0.0
     lost_reply_rate: float = 0.0
     malformed_rate: float = 0.0
+    throttle_rate: float = 0.0
+    cut_reply_rate: float = 0.0
     latency_ms: float = 0.0
     outages: tuple[tuple[float, float], ...] = ()
     hang_s: float = 30.0
+    retry_after_s: float = 5.0
     seed: int = 0
 
     @classmethod
@@ -55,7 +63,7 @@ class FaultPlan:
 
         Raises:
             ValueError: naming the field: an unknown key; a rate that is not a number between 0
-                and 1; ``latency_ms`` or ``hang_s`` not a finite number >= 0; ``outages`` not a
+                and 1; ``latency_ms``, ``hang_s`` or ``retry_after_s`` not a finite number >= 0; ``outages`` not a
                 list of ``[start_s, end_s]`` with 0 <= start_s <= end_s; ``seed`` not an integer;
                 rates that add up to more than 1 (each request draws at most one fault).
                 Numbers are JSON numbers: neither strings nor booleans.
@@ -168,6 +176,15 @@ def _drop(request: web.Request) -> web.StreamResponse:
     raise asyncio.CancelledError
 
 
+async def _cut(request: web.Request, response: web.Response) -> web.StreamResponse:
+    body = response.body if isinstance(response.body, bytes) else b""
+    cut = web.StreamResponse(status=response.status, headers=response.headers)
+    cut.content_length = len(body)
+    await cut.prepare(request)
+    await cut.write(body[: len(body) // 2])
+    return _drop(request)
+
+
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/_sandbox/"):
@@ -181,11 +198,18 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if fault == "timeout":
         await asyncio.sleep(state.plan.hang_s)
         return web.Response(status=504, text="Gateway Timeout (sandbox fault)")
+    if fault == "throttle":
+        wait = str(math.ceil(state.plan.retry_after_s))
+        return web.Response(
+            status=429, text="Too Many Requests (sandbox fault)", headers={"Retry-After": wait}
+        )
     if fault == "reset":
         return _drop(request)
     response = await handler(request)
     if fault == "lost_reply":
         return _drop(request)
+    if fault == "cut_reply" and isinstance(response, web.Response):
+        return await _cut(request, response)
     if fault == "malformed":
         return web.Response(status=200, body=MALFORMED_BODY, content_type=response.content_type)
     return response

@@ -9,8 +9,9 @@ a fifth of its main thread in aiohttp's client (see docs/lookup-bench.md). This 
 request with one ``write`` and reads the reply with httptools (llhttp, the parser Node.js uses).
 It does only what registry calls need: any method but HEAD, ``Content-Length`` or chunked replies
 (or a body that ends when the server closes), pooled keep-alive connections, TLS, a deadline over
-the whole exchange, a cap on the reply's size. No redirects (a registry answers on one fixed URL),
-no cookies, no compression, no proxies, and no request is ever sent twice.
+the whole exchange, a cap on the reply's size (and on its head's, counted as it arrives). No
+redirects (a registry answers on one fixed URL), no cookies, no compression, no proxies, and no
+request is ever sent twice.
 
 Errors: :class:`TimeoutError` past the deadline; :class:`OSError` (ConnectionError among them)
 when a connection cannot be made or is lost before the reply is whole; :class:`BadReply` (a
@@ -131,7 +132,7 @@ class HttpClient:
             except BaseException:
                 conn.close()  # cancelled, timed out or failed: its state is unknown
                 raise
-        if conn.reusable:
+        if conn.reusable and not conn.lost:
             self._keep(origin, conn)
         else:
             conn.close()
@@ -202,6 +203,7 @@ class _Connection(asyncio.Protocol):
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._body: list[bytes] = []
         self._size = self._head_size = 0
+        self._head_done, self._head_read = False, 0
         self._until_close = False  # no length given: the body ends when the server closes
         self.lost = False
         self.reusable = False
@@ -213,6 +215,7 @@ class _Connection(asyncio.Protocol):
             raise ConnectionResetError("connection closed")
         self._waiter = asyncio.get_running_loop().create_future()
         self._headers, self._body, self._size, self._head_size = CIMultiDict(), [], 0, 0
+        self._head_done, self._head_read = False, 0
         self._until_close, self.reusable = False, False
         self._transport.write(request)
         return await self._waiter
@@ -241,6 +244,14 @@ class _Connection(asyncio.Protocol):
             self._fail(
                 cause if isinstance(cause, BadReply) else BadReply(f"not an HTTP/1.x reply: {exc}")
             )
+            return
+        if not self._head_done:
+            # httptools holds a header until its line ends, and on_header counts it only then:
+            # a line that never ends grew in memory until the deadline. Counted as it arrives
+            # (the body's first bytes in the same read too: at most one read more than the cap).
+            self._head_read += len(data)
+            if self._head_read > _MAX_HEAD:
+                self._fail(BadReply(f"reply headers larger than {_MAX_HEAD} bytes"))
 
     def eof_received(self) -> bool | None:
         self._end_of_stream()
@@ -250,6 +261,13 @@ class _Connection(asyncio.Protocol):
         self._end_of_stream(exc)
 
     # --- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._waiter is None:
+            # A second reply after the one asked for (in the same read: one later is refused
+            # in data_received). Kept, the connection would give it, or a reply framed by it,
+            # to the next request.
+            raise BadReply("the server sent a reply nobody asked for")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > _MAX_HEAD:
@@ -257,6 +275,7 @@ class _Connection(asyncio.Protocol):
         self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
         status = self._parser.get_status_code()
         headers = self._headers
         self._until_close = (
@@ -276,6 +295,7 @@ class _Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # 100 Continue and the like: the reply itself follows
             self._headers, self._body, self._size, self._head_size = CIMultiDict(), [], 0, 0
+            self._head_done, self._head_read = False, 0
             return
         self.reusable = self._parser.should_keep_alive() and not self._until_close
         self._finish(status)

@@ -436,7 +436,7 @@ def _fault_plans(plans: Mapping[str, Mapping[str, Any]], where: str) -> None:
                 f"{where}: unknown registry: {_shown(name)} (known: {', '.join(REGISTRY_NAMES)})"
             )
         plan = _convert(FaultPlan, table, f"{where}.{name}")  # keys, types, finite numbers
-        for key in ("latency_ms", "hang_s"):
+        for key in ("latency_ms", "hang_s", "retry_after_s"):
             _not_negative(getattr(plan, key), f"{where}.{name}.{key}")
         try:
             FaultPlan.from_mapping(dataclasses.asdict(plan))  # the rates, between 0 and 1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
 import pytest
 
+from connectors.business.sandbox import API_KEY
+from connectors.business.sandbox import create_app as business_app
 from connectors.faults import FaultPlan, FaultState
 from connectors.sandboxes import new_sandbox_app, serve_app
 
@@ -80,6 +83,8 @@ def test_outage_window_overrides_rates() -> None:
         ([("error_rate", 0.5)], "a fault plan must be an object"),
         # One draw per request: 0.7 + 0.7 timed out 30 % of the requests, not 70 %.
         ({"error_rate": 0.7, "timeout_rate": 0.7}, "add up to more than 1"),
+        ({"error_rate": 0.7, "throttle_rate": 0.2, "cut_reply_rate": 0.2}, "add up to more than 1"),
+        ({"retry_after_s": -1}, "retry_after_s must not be negative"),
     ],
 )
 def test_from_mapping_refuses(data: Any, message: str) -> None:
@@ -90,6 +95,24 @@ def test_from_mapping_refuses(data: Any, message: str) -> None:
 def test_rates_adding_up_to_one_are_taken() -> None:
     plan = FaultPlan.from_mapping({"error_rate": 0.5, "reset_rate": 0.3, "lost_reply_rate": 0.2})
     assert plan.error_rate + plan.reset_rate + plan.lost_reply_rate == 1.0
+
+
+async def test_a_cut_reply_sends_the_head_and_part_of_the_body_then_drops() -> None:
+    # What a client meets: a reply whose Content-Length promises more than ever comes.
+    async with serve_app(business_app(count=5, faults=FaultPlan(cut_reply_rate=1.0))) as base:
+        host, port = base.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        key = API_KEY.encode()
+        writer.write(
+            b"GET /api/doanhnghiep/0100233488 HTTP/1.1\r\nHost: x\r\nApiKey: %s\r\n\r\n" % key
+        )
+        received = await reader.read()  # until the sandbox drops the connection
+        writer.close()
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = [line.split(b":", 1) for line in head.split(b"\r\n")[1:]]
+    length = int(next(value for name, value in lines if name.lower() == b"content-length"))
+    assert head.startswith(b"HTTP/1.1 404 ")  # processed: the registry's own answer, begun
+    assert 0 < len(body) < length
 
 
 def test_from_mapping_round_trip() -> None:

@@ -287,3 +287,41 @@ async def test_https_checks_the_server_certificate(tmp_path: Path) -> None:
         async with HttpClient(timeout=5, max_reply=100) as client:  # the system's anchors
             with pytest.raises(ssl.SSLCertVerificationError):
                 await client.request("GET", server.url, {})
+
+
+async def test_a_header_that_never_ends_is_refused_at_the_cap_not_buffered_to_the_deadline() -> (
+    None
+):
+    # One header line of megabytes, no line end: httptools keeps a header whole until it ends, so
+    # counting whole headers let the reply grow in memory until the deadline (the 60 s below).
+    endless = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 4_000_000
+    answers = iter([endless, OK])
+    async with (
+        serving(lambda head, body: next(answers)) as server,
+        HttpClient(timeout=60, max_reply=100) as client,
+    ):
+        with pytest.raises(BadReply, match="headers larger"):
+            await client.request("GET", server.url, {})
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "surplus",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 45\r\n\r\n",  # a reply's start, not its end
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nPHANTOM",  # a whole reply nobody asked for
+    ],
+)
+async def test_a_reply_followed_by_another_drops_its_connection(surplus: bytes) -> None:
+    # Sent with the first reply, in one write: a second reply nobody asked for. Kept, the
+    # connection would give the next request that reply, or the next reply's bytes as its body.
+    answers = iter([OK + surplus, b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nCORRECT"])
+    async with (
+        serving(lambda head, body: next(answers, OK)) as server,
+        HttpClient(timeout=5, max_reply=100) as client,
+    ):
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+        second = await client.request("GET", server.url, {})
+    assert (second.status, second.body) == (200, b"CORRECT")
+    assert server.connections == 2

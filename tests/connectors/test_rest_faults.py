@@ -60,6 +60,8 @@ async def lookup(url: str, limit: float = 5.0) -> Any:
         ({"lost_reply_rate": 1.0}, "lost_reply", "connection failed", 1),
         ({"malformed_rate": 1.0}, "malformed", "malformed reply", 1),
         ({"outages": [[0, 3600]]}, "outage", "HTTP 503", 1),
+        ({"throttle_rate": 1.0}, "throttle", "HTTP 429", 1),
+        ({"cut_reply_rate": 1.0}, "cut_reply", "connection failed", 1),
     ],
 )
 async def test_fault_is_transient(
@@ -69,6 +71,14 @@ async def test_fault_is_transient(
     with pytest.raises(TransientError, match=match):
         await lookup(url)
     assert (await injected(url)) == {kind: deliveries}
+
+
+async def test_a_throttled_request_carries_the_sandboxs_retry_after(url: str) -> None:
+    # A registry that rate-limits says when to ask again; the sandbox says it as a real one does.
+    await arm(url, {"throttle_rate": 1.0, "retry_after_s": 7})
+    with pytest.raises(TransientError) as caught:
+        await lookup(url)
+    assert (caught.value.code, caught.value.wait_s) == ("http-429", 7.0)
 
 
 async def test_timeout_fault_with_a_short_client_timeout(url: str) -> None:
@@ -125,7 +135,8 @@ async def test_mixed_plan_under_a_seed_meets_the_same_faults() -> None:
     assert {"ok", "HTTP 503", "malformed reply"} <= set(first)
 
 
-async def test_portal_write_under_lost_reply_is_one_write() -> None:
+@pytest.mark.parametrize("fault", ["lost_reply", "cut_reply"])
+async def test_portal_write_under_a_lost_or_cut_reply_is_one_write(fault: str) -> None:
     params = {
         "code": "000.00.00.H41-261122-0007",
         "procedure": "1.001193",
@@ -135,7 +146,7 @@ async def test_portal_write_under_lost_reply_is_one_write() -> None:
         "received_at": "2026-11-22T09:15:00+07:00",
         "agency": "000.00.00.H41",
     }
-    plan = FaultPlan(lost_reply_rate=1.0)
+    plan = FaultPlan.from_mapping({f"{fault}_rate": 1.0})
     async with serve_app(portal_app(faults=plan)) as url:
         async with PortalConnector(portal_endpoint(url)) as portal:
             for _ in range(2):

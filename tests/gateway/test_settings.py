@@ -370,6 +370,14 @@ def test_http_urls_still_load(where: str, url: str) -> None:
         ({"portal": {"latency_ms": -1}}, "sandbox.faults.portal.latency_ms: must be 0 or more"),
         ({"portal": {"hang_s": math.inf}}, "sandbox.faults.portal.hang_s: expected a finite"),
         (
+            {"portal": {"retry_after_s": -1}},
+            "sandbox.faults.portal.retry_after_s: must be 0 or more",
+        ),
+        (
+            {"portal": {"throttle_rate": 0.6, "cut_reply_rate": 0.6}},
+            "sandbox.faults.portal: the fault rates add up to more than 1",
+        ),
+        (
             {"portal": {"error_rate": math.nan}},
             "sandbox.faults.portal.error_rate: expected a finite",
         ),
