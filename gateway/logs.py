@@ -66,6 +66,9 @@ def configure_logging(level: str = "INFO", handler: logging.Handler | None = Non
     root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(level.upper())
+    # A library's warning (cryptography's on a certificate a client sent) is a line of this log,
+    # logger py.warnings: Python printed it on stderr as plain text, two lines of it.
+    logging.captureWarnings(True)
     # Not even their warnings: each names a certificate by its full subject, a person's name and
     # CCCD number on a personal certificate (as every command but serve has them silenced).
     from signing.cli import silence_pyhanko

@@ -66,7 +66,8 @@ class Metrics:
         )
         self.registry_calls = Counter(
             "lienthong_registry_calls",
-            "Calls to national registries",
+            "Calls to national registries, by outcome: ok, refused (the registry said no), error "
+            "(any other failure), cancelled (the caller stopped waiting)",
             ["registry", "operation", "outcome"],
             registry=r,
         )
@@ -117,17 +118,20 @@ class Metrics:
         series[1].observe(seconds)
 
     def called(self, registry: str, operation: str, outcome: str, seconds: float) -> None:
-        """Count one call to a registry (``outcome``: ok, refused or error) and its duration.
-        Lookups and deliveries alike; each in-request retry is a call of its own."""
+        """Count one call to a registry (``outcome``: ok, refused, error or cancelled) and its
+        duration. Lookups and deliveries alike; each in-request retry is a call of its own. A
+        cancelled call (its caller stopped waiting) is counted but not timed: it was not
+        answered, and the time its caller waited is no time the registry took to answer."""
         key = (registry, operation, outcome)
         series = self._called.get(key)
         if series is None:
             series = self._called[key] = (
                 self.registry_calls.labels(registry, operation, outcome),
-                self.registry_latency.labels(registry),
+                None if outcome == "cancelled" else self.registry_latency.labels(registry),
             )
         series[0].inc()
-        series[1].observe(seconds)
+        if series[1] is not None:
+            series[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

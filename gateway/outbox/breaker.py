@@ -27,6 +27,7 @@ Breakers live in one process: each gateway instance keeps its own view of each r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -326,7 +327,7 @@ async def call_registry(
 ) -> T:
     """One call to the registry ``breaker`` guards, as lookups and flow steps make it: through the
     breaker (judged by :meth:`CircuitBreaker.record`), counted and timed in ``metrics`` (outcome
-    ok, refused or error); ``spent`` is told the seconds the call took. Raises
+    ok, refused, error or cancelled); ``spent`` is told the seconds the call took. Raises
     :class:`CircuitOpen` before any call, or what ``fn`` raised."""
     breaker.before_call()
     outcome = "error"
@@ -337,6 +338,10 @@ async def call_registry(
     except BaseException as exc:
         if isinstance(exc, PermanentError):
             outcome = "refused"
+        elif isinstance(exc, asyncio.CancelledError):
+            # Our caller stopped waiting (a client that left, a gateway stopping): nothing is
+            # known of the registry, whose failures "error" counts.
+            outcome = "cancelled"
         breaker.record(exc)
         raise
     finally:

@@ -769,3 +769,47 @@ async def test_a_lookup_its_client_gave_up_on_is_audited_as_cancelled(make_gatew
         events = await lookups()
     who = citizen_hash(gw.runtime.citizen_key, citizen_query()["personal_id"])
     assert [(e["outcome"], e["citizen"]) for e in events] == [("cancelled", who)], events
+
+
+async def test_a_call_its_client_gave_up_on_is_counted_cancelled_not_as_a_registry_error(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: a lookup whose client left while the registry was still answering was
+    counted ``outcome="error"`` and timed as a call that took as long as the client waited, so
+    impatient clients showed on an operator's dashboard as a failing, fast registry. It is a
+    call of its own outcome, ``cancelled``, and no time to answer is recorded for it."""
+    from connectors.sandboxes import serve_app
+
+    asked = asyncio.Event()
+
+    async def hang(request: Any) -> Any:
+        asked.set()
+        await _hang(request)
+
+    async def scraped() -> str:
+        async with gw.http.get(gw.url + "/metrics") as r:
+            return await r.text()
+
+    async with (
+        serve_app(_registry(hang)) as url,
+        make_gateway(registries={"population": _pointed_at(url, "population")}) as gw,
+    ):
+        lookup = asyncio.create_task(_look_up(gw, "population"))
+        await asyncio.wait_for(asked.wait(), 10)
+        lookup.cancel()  # the client goes away: its connection is closed
+        with pytest.raises(asyncio.CancelledError):
+            await lookup
+        calls = "lienthong_registry_calls_total"
+        for _ in range(200):  # the handler is cancelled once the server sees the client gone
+            if calls + "{" in (text := await scraped()):
+                break
+            await asyncio.sleep(0.05)
+    counted = {
+        line.split()[0]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(calls + "{")
+    }
+    assert counted == {
+        calls + '{operation="citizen.lookup",outcome="cancelled",registry="population"}': 1.0
+    }, counted
+    assert 'lienthong_registry_call_duration_seconds_count{registry="population"}' not in text
