@@ -135,17 +135,11 @@ def _write_config(output: Path, seed: int) -> Path:
         for n in ("population", "civil_status", "insurance", "business", "portal")
     )
     path = output / "lienthong.toml"
-    path.write_text(
-        CONFIG.format(
-            path=path,
-            token=TOKEN,
-            operator=OPERATOR,
-            auditor=AUDITOR,
-            seed=seed,
-            registries=registries,
-        ),
-        encoding="utf-8",
+    text = CONFIG.format(
+        path=path, token=TOKEN, operator=OPERATOR, auditor=AUDITOR, seed=seed, registries=registries
     )
+    with open_private(path, "w", encoding="utf-8") as f:  # the subsystems' tokens and secrets
+        f.write(text)
     return path
 
 
@@ -508,10 +502,10 @@ async def run_demo(
         "audit": {"ok": chain.ok, "entries": chain.entries, "report": chain.describe(), **evidence},
         "output": str(output),
     }
-    await asyncio.to_thread(
-        (output / "summary.json").write_text,
-        json.dumps(summary, ensure_ascii=False, indent=2),
-        "utf-8",
+    await asyncio.to_thread(  # the official who handled the letter is named: as the store
+        write_private,
+        output / "summary.json",
+        json.dumps(summary, ensure_ascii=False, indent=2).encode(),
     )
     if not quiet:
         _print_summary(summary)
