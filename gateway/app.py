@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -55,10 +55,14 @@ from gateway.requestid import REQUEST_ID_KEY, echo_request_id, request_id_middle
 from gateway.settings import REGISTRY_NAMES, Settings, SettingsError, citizen_key
 from gateway.store import Store, StoreError, open_store
 
+if TYPE_CHECKING:
+    from signing.testing import TestPKI
+
 __all__ = ["RUNTIME", "Runtime", "create_app"]
 
 log = logging.getLogger("lienthong.http")
 _documents_log = logging.getLogger("lienthong.documents")
+_pki_log = logging.getLogger("lienthong.signing")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -266,6 +270,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             runtime.extras["signing"] = await asyncio.to_thread(
                 completed_signing, runtime.settings, configured
             )
+            if runtime.extras.pop("serve_pki", False):
+                await _serve_test_pki(runtime.extras["signing"].pki, stack)
         await _start_checkpointer(runtime, stack)
         await _start_registries(runtime, stack)
         await _start_worker(runtime, stack)
@@ -464,6 +470,31 @@ async def _sweep_blobs(hub: DocumentHub, every_s: float = 3600, first_s: float =
             )
 
 
+async def _serve_test_pki(pki: TestPKI | None, stack: AsyncExitStack) -> None:
+    """The sandboxes' test PKI's CRLs and OCSP, at the URLs its certificates name, as the demo
+    serves them while it runs: without them every revocation check of its certificates (a
+    revoked agency's signature among them) found the status unknown and, under soft-fail,
+    accepted it. A port another program holds (`lienthong pki serve` of the same PKI, another
+    gateway's PKI) is logged, not refused: a development convenience does not stop the start."""
+    if pki is None:
+        return
+    from signing.testing import serve_pki
+
+    try:
+        url = await stack.enter_async_context(serve_pki(pki))
+    except OSError as exc:
+        _pki_log.warning(
+            "cannot serve the test PKI's CRLs and OCSP on %s (%s): its certificates' revocation "
+            "status is asked there, and is unknown unless something there answers "
+            "(`lienthong pki serve %s`)",
+            pki.base_url,
+            exc.strerror or exc,
+            pki.directory,
+        )
+    else:
+        _pki_log.info("serving the test PKI's CRLs and OCSP on %s (development only)", url)
+
+
 async def _start_checkpointer(runtime: Runtime, stack: AsyncExitStack) -> None:
     """Signed, timestamped audit checkpoints; with ``fail_closed_after_s`` the gateway refuses new
     work (503 ``not-accepting``, and /readyz says why) while checkpoints cannot be timestamped;
@@ -529,8 +560,9 @@ def create_app(
     extras: Mapping[str, Any] | None = None,
 ) -> web.Application:
     """Build the gateway. ``extras`` carries optional parts (``load_keys``: load ``[signing]`` at
-    start; or ``signing``: a ready SigningSetup; extra ``handlers`` by job kind; an ``on_result``
-    hook for the demo)."""
+    start, and with it ``serve_pki``: serve the CRLs and OCSP of the sandboxes' test PKI, if one
+    is used; or ``signing``: a ready SigningSetup; extra ``handlers`` by job kind; an
+    ``on_result`` hook for the demo)."""
     from gateway import console
     from gateway.api import admin, audit, documents, dossiers, lookups, ops
 

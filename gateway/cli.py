@@ -207,7 +207,8 @@ def serve(config: Path | None, log_level: str) -> None:
     configure_logging(log_level)
     try:
         _check_listen(settings.gateway.listen)
-        app = build_app(settings)
+        # The sandboxes' test PKI, if one is in use, answers its revocation checks, as in the demo.
+        app = build_app(settings, serve_pki=True)
         host, _, port = settings.gateway.listen.rpartition(":")
         web.run_app(
             app,

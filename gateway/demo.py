@@ -135,17 +135,11 @@ def _write_config(output: Path, seed: int) -> Path:
         for n in ("population", "civil_status", "insurance", "business", "portal")
     )
     path = output / "lienthong.toml"
-    path.write_text(
-        CONFIG.format(
-            path=path,
-            token=TOKEN,
-            operator=OPERATOR,
-            auditor=AUDITOR,
-            seed=seed,
-            registries=registries,
-        ),
-        encoding="utf-8",
+    text = CONFIG.format(
+        path=path, token=TOKEN, operator=OPERATOR, auditor=AUDITOR, seed=seed, registries=registries
     )
+    with open_private(path, "w", encoding="utf-8") as f:  # the subsystems' tokens and secrets
+        f.write(text)
     return path
 
 
@@ -409,7 +403,6 @@ async def run_demo(
     from gateway.audit.verify import verify_log
     from gateway.cli import build_app
     from gateway.store import open_store
-    from signing.testing import serve_pki
 
     _say(
         quiet,
@@ -423,55 +416,52 @@ async def run_demo(
         if "certificate_pdf" in data and len(certificates) < 3:
             certificates.append((code, base64.b64decode(data["certificate_pdf"])))
 
-    app = build_app(settings, on_result=keep)
+    app = build_app(settings, on_result=keep, serve_pki=True)
     # As serve runs it: a handler whose client left is cancelled (and logged so), not run on.
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     summary: dict[str, Any] = {"ok": False}
-    async with serve_pki(pki):
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = runner.addresses[0][1]
-            runtime = app[RUNTIME]
-            base = f"http://127.0.0.1:{port}"
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        runtime = app[RUNTIME]
+        base = f"http://127.0.0.1:{port}"
+        _say(
+            quiet,
+            f"gateway on {base}; sandboxes: "
+            + ", ".join(f"{k} {v}" for k, v in runtime.registry_urls.items()),
+        )
+        async with aiohttp.ClientSession() as http:
+            client = _Client(http, base)
+            dossiers, story_dossier = _batch_and_story(count, seed)
+            started = time.monotonic()
+            submitted = await _submit_all(client, dossiers, quiet)
+            final = await _wait_all(client, [d["code"] for d in dossiers], quiet)
+            elapsed = time.monotonic() - started
+            story = await _correction_story(client, story_dossier, quiet)
+            lookups = await _lookups(client, seed)
+            exchange = await exchange_story(http, base, pki, output)
+            _say(quiet, f"\n• Công văn {exchange['document']}: sent {exchange['sent']}, "
+                 f"statuses {exchange['statuses']}, a backwards status refused {exchange['backwards_status'][0]}", fg="green")  # fmt: skip
+            evidence = await evidence_story(runtime, dossiers[0]["code"], pki.root_pem, output)
             _say(
                 quiet,
-                f"gateway on {base}; sandboxes: "
-                + ", ".join(f"{k} {v}" for k, v in runtime.registry_urls.items()),
+                f"• evidence bundle for {dossiers[0]['code']}: {evidence['bundle_report']}",
+                fg="green",
             )
-            async with aiohttp.ClientSession() as http:
-                client = _Client(http, base)
-                dossiers, story_dossier = _batch_and_story(count, seed)
-                started = time.monotonic()
-                submitted = await _submit_all(client, dossiers, quiet)
-                final = await _wait_all(client, [d["code"] for d in dossiers], quiet)
-                elapsed = time.monotonic() - started
-                story = await _correction_story(client, story_dossier, quiet)
-                lookups = await _lookups(client, seed)
-                exchange = await exchange_story(http, base, pki, output)
-                _say(quiet, f"\n• Công văn {exchange['document']}: sent {exchange['sent']}, "
-                     f"statuses {exchange['statuses']}, a backwards status refused {exchange['backwards_status'][0]}", fg="green")  # fmt: skip
-                evidence = await evidence_story(runtime, dossiers[0]["code"], pki.root_pem, output)
-                _say(
-                    quiet,
-                    f"• evidence bundle for {dossiers[0]['code']}: {evidence['bundle_report']}",
-                    fg="green",
-                )
-                await _notifications_sent(runtime)
-                sandboxes = await _sandbox_stats(http, runtime.registry_urls)
-            jobs = await runtime.store.read(lambda tx: tx.all("outbox.counts"))
-            signing = runtime.extras["signing"]
-            calls = {
-                f"{s.labels['registry']}/{s.labels['operation']}/{s.labels['outcome']}": int(
-                    s.value
-                )
-                for metric in runtime.metrics.registry_calls.collect()
-                for s in metric.samples
-                if s.name.endswith("_total")
-            }
-        finally:
-            await runner.cleanup()
+            await _notifications_sent(runtime)
+            sandboxes = await _sandbox_stats(http, runtime.registry_urls)
+        jobs = await runtime.store.read(lambda tx: tx.all("outbox.counts"))
+        signing = runtime.extras["signing"]
+        calls = {
+            f"{s.labels['registry']}/{s.labels['operation']}/{s.labels['outcome']}": int(s.value)
+            for metric in runtime.metrics.registry_calls.collect()
+            for s in metric.samples
+            if s.name.endswith("_total")
+        }
+    finally:
+        await runner.cleanup()
     # Verified as an auditor would find the store: the gateway stopped, its last checkpoint
     # (signed as it stopped) covering the whole log.
     async with open_store(settings.store.url, base=settings.base_dir, readonly=True) as store:
@@ -508,10 +498,10 @@ async def run_demo(
         "audit": {"ok": chain.ok, "entries": chain.entries, "report": chain.describe(), **evidence},
         "output": str(output),
     }
-    await asyncio.to_thread(
-        (output / "summary.json").write_text,
-        json.dumps(summary, ensure_ascii=False, indent=2),
-        "utf-8",
+    await asyncio.to_thread(  # the official who handled the letter is named: as the store
+        write_private,
+        output / "summary.json",
+        json.dumps(summary, ensure_ascii=False, indent=2).encode(),
     )
     if not quiet:
         _print_summary(summary)

@@ -46,7 +46,9 @@ def _auth(agency: str, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {AGENCIES[agency][1]}", **extra}
 
 
-def _package(pki: TestPKI, pdf: bytes, today: date) -> tuple[bytes, str]:
+def _package(
+    pki: TestPKI, pdf: bytes, today: date, signer: str = f"agency-{STC}"
+) -> tuple[bytes, str]:
     document_id = f"{STC},{today:%Y/%m/%d},2491/STC-BCTC"
     header = MessageHeader(
         from_=Organization(STC, AGENCIES[STC][0]),
@@ -59,7 +61,7 @@ def _package(pki: TestPKI, pdf: bytes, today: date) -> tuple[bytes, str]:
     )
     trace = TraceHeaderList((TraceHeader(STC, datetime.now(UTC)),), Business(document_id, 0))
     package = build_package(header, trace, [NewAttachment("bao-cao.pdf", pdf)])
-    return sign_bytes(package, pki.key(f"agency-{STC}")), document_id
+    return sign_bytes(package, pki.key(signer)), document_id
 
 
 def _status(pki: TestPKI, document_id: str, code: str, note: str) -> bytes:
