@@ -122,7 +122,8 @@ _TAX_CODE_PREFIX = _TAX_CODE_ROUTE.removesuffix("{tax_code}")
 # Any other path may hold what a client typed there by mistake (``//v1/lookups/enterprises/…``, a
 # personal id as a dossier code): runs of 9 or more digits (an old ID card has 9, a personal id
 # 12, a tax code 10 or 13), also typed in groups (``094 182 054 845``), are masked, as free text
-# in the audit log is (withhold_numbers). Dossier codes and document ids have no such run.
+# in the audit log is (withhold_numbers), which keeps an amount of money ("100.000.000 đồng").
+# Dossier codes and document ids have no such run.
 
 
 def _logged_path(request: web.Request) -> str:

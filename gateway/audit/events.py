@@ -76,31 +76,71 @@ class Actor:
 # Free text in an event (a registry's fault, an operator's reason) can quote a personal id
 # ("no citizen 019053987654"), an old 9-digit id, a health-insurance card or a social-insurance
 # code. The log is kept for ever and exported in evidence bundles: every run of nine digits or
-# more is withheld from ``detail``, also one written in groups of 2 to 4 digits split by one
-# space, dash or dot, the same throughout ("079 198 105 555", "CCCD-079-198-105-555"): a date
-# (2026-12-07, 8 digits), a time (its colons), a dossier code (its 6-digit date) is no such run.
-# ``reference`` is not withheld: a registry's reference can hold such a run, no one's (a portal
-# transaction id, GD026000000001) or someone's (a health-insurance card number, which holds its
-# holder's social-insurance code): a step whose reference is personal has it hashed before it
-# comes here (Step.personal_reference).
+# more is withheld from ``detail``, also one written in groups of 1 to 4 digits (then 2 to 4)
+# split by one space (a no-break one too, as a web page or a word processor writes it), dash or
+# dot, the same throughout ("079 198 105 555", "CCCD-079-198-105-555"): a date (2026-12-07, 8
+# digits), a time (its colons), a dossier code (its 6-digit date) is no such run. ``reference``
+# is not withheld: a registry's reference can hold such a run, no one's (a portal transaction
+# id, GD026000000001) or someone's (a health-insurance card number, which holds its holder's
+# social-insurance code): a step whose reference is personal has it hashed before it comes here
+# (Step.personal_reference).
 _LONG_NUMBER = re.compile(
-    r"(?<![0-9])(?:[0-9]{9,}|[0-9]{2,4}([ .-])[0-9]{2,4}(?:\1[0-9]{2,4})+)(?![0-9])"
+    r"(?<![0-9])(?:[0-9]{9,}|[0-9]{1,4}([ \u00a0\u202f.-])[0-9]{2,4}(?:\1[0-9]{2,4})+)(?![0-9])"
 )
 WITHHELD = "[number withheld]"
 
+# Nor is an amount of money, written the Vietnamese way ("100.000.000 đồng", "1.500.000.000 VNĐ",
+# "2.000.000.000đ"), a fee or an allowance that means nothing without its figure. An amount is
+# grouped in threes by dots or by spaces (no-break ones too), the same throughout, after a first
+# group of 1 to 3 digits that starts with no 0, and is followed (after one space or none) by a
+# currency word: đồng, đ, VND, VNĐ, ₫, in any case. No personal id passes for one: a CCCD starts
+# with its province code (001 to 096), a phone number with 0; a social-insurance code or an old
+# tax code is never written 1-3-3-3; only a 9-digit CMND fits, written in threes, and a currency
+# word is what tells it from one: so at nine digits a word after "đồng" or "đ" (past spaces, "/"
+# or ".") withholds the number, since "đồng ý", "đồng bộ", "Đồng Tháp", "đ/c" (an address) can
+# follow a CMND: "100.000.000 đồng." is kept, "100.000.000 đồng cho …" is not; VND, VNĐ and ₫
+# begin no other word. A leading group of one digit is part of the number ("0 912 345 678"); a
+# number grouped otherwise, unbroken, or preceded by more of its digits, is withheld.
+_AMOUNT = re.compile(
+    r"(?<![0-9][ \u00a0\u202f.-])[1-9][0-9]{0,2}([ \u00a0\u202f.])[0-9]{3}(?:\1[0-9]{3})+"
+)
+_CURRENCY = re.compile(  # "đồng" also as an NFD source writes it
+    r"[ \u00a0\u202f]?(?:vn[dđ]|₫|(đ(?:ồ|ô\u0300|o\u0302\u0300)ng|đ))(?![^\W_]|[\u0300-\u036f])",
+    re.IGNORECASE,
+)
+_PHRASE_GOES_ON = re.compile(r"[\s/.]*[^\W_]")
+_CMND_DIGITS = 9
+
 
 def withhold_numbers(text: str, mark: str = WITHHELD) -> str:
-    """``text`` with each run of nine digits or more (see _LONG_NUMBER) ``mark``: what an event's
-    ``detail`` keeps of free text, and what a log line keeps of a registry's words (logs are
-    shipped and read more widely than the audit log, which keeps no personal id either)."""
+    """``text`` with each run of nine digits or more (see _LONG_NUMBER) ``mark``, but for an
+    amount of money (see _AMOUNT): what an event's ``detail`` keeps of free text, and what a log
+    line keeps of a registry's words (logs are shipped and read more widely than the audit log,
+    which keeps no personal id either)."""
 
     def withheld(run: re.Match[str]) -> str:
         found = run.group()
-        if sum(c.isdigit() for c in found) < 9 or _ipv4(found):
-            return found  # 2026-12-07: a date; 192.168.100.200: an address
+        digits = sum(c.isdigit() for c in found)
+        if digits < 9 or _ipv4(found) or _amount(run, digits):
+            return found  # 2026-12-07: a date; 192.168.100.200: an address; 100.000.000 đồng
         return mark
 
     return _LONG_NUMBER.sub(withheld, text)
+
+
+def _amount(run: re.Match[str], digits: int) -> bool:
+    """Whether ``run``, a long number in its text, is an amount of money (see _AMOUNT)."""
+    text = run.string
+    if not _AMOUNT.fullmatch(text, run.start(), run.end()):
+        return False
+    currency = _CURRENCY.match(text, run.end())
+    if currency is None:
+        return False
+    return not (
+        digits == _CMND_DIGITS
+        and currency.group(1) is not None
+        and _PHRASE_GOES_ON.match(text, currency.end())
+    )
 
 
 def _ipv4(text: str) -> bool:

@@ -30,6 +30,9 @@ from gateway.store import SQLiteStore
         ("phone 0912 345 678", f"phone {WITHHELD}"),
         ("BHXH 79 1234 5678", f"BHXH {WITHHELD}"),
         ("card TE1 79 7912345678", f"card TE1 79 {WITHHELD}"),
+        # A no-break space (a web page's, a word processor's, a locale's thousands separator).
+        ("no citizen 079\u00a0198\u00a0105\u00a0555", f"no citizen {WITHHELD}"),
+        ("no citizen 079\u202f198\u202f105\u202f555", f"no citizen {WITHHELD}"),
     ],
 )
 def test_a_personal_id_written_in_groups_is_withheld(text: str, kept: str) -> None:

@@ -74,3 +74,17 @@ def test_a_librarys_warning_is_one_json_line_of_the_log() -> None:
     assert warned[0]["level"] == "warning"
     assert "CryptographyDeprecationWarning" in warned[0]["message"]
     assert entries[-1]["message"] == "loaded"
+
+
+def test_a_traceback_keeps_its_amounts_of_money() -> None:
+    """An amount written the Vietnamese way ("2.000.000.000đ") is no personal id and is kept; a
+    personal id before a currency word is withheld all the same (tests/audit/test_withhold_amounts)."""
+    try:
+        raise ValueError("mức 2.000.000.000đ vượt hạn mức của 079 198 105 555 đồng")
+    except ValueError:
+        record = logging.getLogger("t").makeRecord(
+            "t", logging.ERROR, __file__, 1, "payment failed", None, sys.exc_info()
+        )
+    error = json.loads(JsonFormatter().format(record))["error"]
+    assert "079 198 105 555" not in error
+    assert "ValueError: mức 2.000.000.000đ vượt hạn mức của [number withheld] đồng" in error
