@@ -26,6 +26,7 @@ def artifacts_dir() -> Path:
 #   without it, soft-fail reports "unknown (soft-fail)" and hard-fail refuses).
 # `tsa_url`: a local RFC 3161 TSA signing with the PKI's `tsa` key, for one test.
 # `stale_tsa_url`: a front for `tsa_url` replaying its first reply to every request, for one test.
+# `trust_clock`: the trust store's caches' clock, moved by hand (``trust_clock.now += 31.0``).
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from signing.testing import TestPKI, free_port
@@ -79,6 +80,23 @@ async def stale_tsa_url(tsa_url: str) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
     finally:
         await runner.cleanup()
+
+
+class TrustClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def trust_clock(monkeypatch: pytest.MonkeyPatch) -> TrustClock:
+    from signing import trust
+
+    fake = TrustClock()
+    monkeypatch.setattr(trust, "_monotonic", fake)
+    return fake
 
 
 # ---- end signing ------------------------------------------------------------------------------
