@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,8 @@ def artifacts_dir() -> Path:
 # `pki_server`: serves those CRLs and OCSP for one test (revocation checks need it running;
 #   without it, soft-fail reports "unknown (soft-fail)" and hard-fail refuses).
 # `tsa_url`: a local RFC 3161 TSA signing with the PKI's `tsa` key, for one test.
+# `stale_tsa_url`: a front for `tsa_url` replaying its first reply to every request, for one test.
+# `trust_clock`: the trust store's caches' clock, moved by hand (``trust_clock.now += 31.0``).
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from signing.testing import TestPKI, free_port
@@ -48,6 +50,53 @@ async def tsa_url(pki):  # type: ignore[no-untyped-def]
 
     async with serve_tsa(pki.directory) as url:
         yield url
+
+
+@pytest.fixture
+async def stale_tsa_url(tsa_url: str) -> AsyncIterator[str]:
+    """A TSA (or a caching proxy before it) answering every request with the first reply it
+    gave: the first request is answered rightly, every later one with another request's token.
+    The TSA behind it is whichever `tsa_url` the test sees (audit's signs with its own PKI)."""
+    import aiohttp
+    from aiohttp import web
+
+    replies: list[bytes] = []
+
+    async def stale(request: web.Request) -> web.Response:
+        body = await request.read()
+        if not replies:
+            async with aiohttp.ClientSession() as http:
+                headers = {"Content-Type": "application/timestamp-query"}
+                async with http.post(tsa_url, data=body, headers=headers) as r:
+                    replies.append(await r.read())
+        return web.Response(body=replies[0], content_type="application/timestamp-reply")
+
+    app = web.Application()
+    app.router.add_post("/", stale)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    finally:
+        await runner.cleanup()
+
+
+class TrustClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def trust_clock(monkeypatch: pytest.MonkeyPatch) -> TrustClock:
+    from signing import trust
+
+    fake = TrustClock()
+    monkeypatch.setattr(trust, "_monotonic", fake)
+    return fake
 
 
 # ---- end signing ------------------------------------------------------------------------------

@@ -11,9 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
 
 from gateway.app import _last_checkpoint
 from gateway.audit.checkpoints import Checkpointer, CheckpointError, load_checkpoints
@@ -213,42 +211,21 @@ async def test_a_tail_checkpoint_that_times_out_at_stop_says_what_it_waited_for(
 
 
 async def test_a_tsa_replaying_a_stale_token_is_named_as_such(
-    store: SQLiteStore, pki: TestPKI, tsa_url: str
+    store: SQLiteStore, pki: TestPKI, stale_tsa_url: str
 ) -> None:
     """A TSA (or a caching proxy before it) that answers every request with the first reply it
     gave: the token is refused (its nonce is another request's), but the reason logged and shown
     by /readyz was pyHanko's own failure to word it, `'int' object has no attribute 'hex'`."""
-    replies: list[bytes] = []
-
-    async def stale(request: web.Request) -> web.Response:
-        body = await request.read()
-        if not replies:
-            async with aiohttp.ClientSession() as http:
-                headers = {"Content-Type": "application/timestamp-query"}
-                async with http.post(tsa_url, data=body, headers=headers) as r:
-                    replies.append(await r.read())
-        return web.Response(body=replies[0], content_type="application/timestamp-reply")
-
-    app = web.Application()
-    app.router.add_post("/", stale)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    front = f"http://127.0.0.1:{runner.addresses[0][1]}/"
-    try:
-        cpr = Checkpointer(
-            store, pki.key("gateway"), tsa_url=front, trust=pki.trust(revocation="off")
-        )
-        first = await cpr.checkpoint_now()  # the first reply answers its own request
-        assert first is not None and first.size == 25
-        await add_events(store, 1, first=25)
-        with pytest.raises(CheckpointError) as refused:
-            await cpr.checkpoint_now()
-    finally:
-        await runner.cleanup()
+    cpr = Checkpointer(
+        store, pki.key("gateway"), tsa_url=stale_tsa_url, trust=pki.trust(revocation="off")
+    )
+    first = await cpr.checkpoint_now()  # the first reply answers its own request
+    assert first is not None and first.size == 25
+    await add_events(store, 1, first=25)
+    with pytest.raises(CheckpointError) as refused:
+        await cpr.checkpoint_now()
     assert str(refused.value) == (
-        f"timestamp request to {front} failed: the TSA's reply does not answer this request "
-        "(its nonce is another request's: a stale or replayed token)"
+        f"timestamp request to {stale_tsa_url} failed: the TSA's reply does not answer this "
+        "request (its nonce is another request's: a stale or replayed token)"
     )
     assert [c.size for c in await load_checkpoints(store)] == [25]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sqlite3
 import threading
 import uuid
@@ -37,24 +36,10 @@ from gateway.audit.verify import verify_bundle, verify_log
 from gateway.store import SQLiteStore, Store, open_store
 from signing.testing import TestPKI
 from tests.audit.test_api import AUDITOR, _Signing, serve_audit_app
+from tests.audit.test_checkpoint_crash import POSTGRES_URL, _postgres_admin
 from tests.audit.test_checkpoints import add_events, pki, tsa_url  # noqa: F401 - fixtures
 
-POSTGRES_URL = os.environ.get(
-    "LIENTHONG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
-
 Tamper = Callable[..., None]  # run SQL (parameters as ?) on the store, around the gateway
-
-
-def _postgres_admin(sql: str) -> None:
-    try:
-        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(sql.encode())
-    except psycopg.OperationalError as exc:
-        reason = f"PostgreSQL is not reachable at {POSTGRES_URL}: {str(exc).strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: the postgres tests must run)", pytrace=False)
-        pytest.skip(reason)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -18,26 +18,11 @@ import pytest
 import signing.timestamps
 from gateway.audit.checkpoints import Checkpoint, Checkpointer, verify_checkpoint
 from gateway.store import SQLiteStore
-from signing import trust as trust_module
 from signing.testing import TestPKI, serve_pki
 from signing.trust import TrustStore
 from tests.audit.test_api import _auth, _Signing, seeded_store, serve_audit_app
 from tests.audit.test_checkpoints import add_events, pki, tsa_url  # noqa: F401 - fixtures
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(trust_module, "_monotonic", fake)
-    return fake
+from tests.conftest import TrustClock
 
 
 @pytest.fixture
@@ -96,7 +81,7 @@ async def test_a_page_shown_again_is_not_verified_again_nor_on_the_loop(
 
 
 async def test_a_revoked_signer_is_noticed_once_the_cache_time_is_up(
-    tmp_path: Path, pki: TestPKI, tsa_url: str, clock: Clock, verified: list[int]
+    tmp_path: Path, pki: TestPKI, tsa_url: str, trust_clock: TrustClock, verified: list[int]
 ) -> None:
     cp = await _checkpoint(tmp_path / "a.db", pki, tsa_url)
     trust = TrustStore(pki.trust().anchors, revocation="hard-fail", cache_ttl=300.0)
@@ -104,25 +89,25 @@ async def test_a_revoked_signer_is_noticed_once_the_cache_time_is_up(
     async with serve_pki(pki):
         assert (await verify_checkpoint(cp, trust, **pins)).ok
     async with serve_pki(_revoked(pki, "gateway")):  # the CA revokes the audit key
-        clock.now += 299.0
+        trust_clock.now += 299.0
         check = await verify_checkpoint(cp, trust, **pins)
         assert check.ok and len(verified) == 1  # still the answer found 299 s ago
-        clock.now += 2.0
+        trust_clock.now += 2.0
         check = await verify_checkpoint(cp, trust, **pins)
     assert len(verified) == 2
     assert not check.ok and check.problem and "revoked" in check.problem, check
 
 
 async def test_a_check_soft_failed_is_kept_only_as_long_as_a_failed_fetch(
-    tmp_path: Path, pki: TestPKI, tsa_url: str, clock: Clock, verified: list[int]
+    tmp_path: Path, pki: TestPKI, tsa_url: str, trust_clock: TrustClock, verified: list[int]
 ) -> None:
     cp = await _checkpoint(tmp_path / "s.db", pki, tsa_url)
     trust = TrustStore(pki.trust().anchors, revocation="soft-fail", fetch_timeout=2.0)
     assert (await verify_checkpoint(cp, trust)).ok  # no CA server runs: status unknown
-    clock.now += 29.0
+    trust_clock.now += 29.0
     assert (await verify_checkpoint(cp, trust)).ok
     assert len(verified) == 1
-    clock.now += 2.0  # past the store's failed_fetch_ttl (30 s), not its cache_ttl (300 s)
+    trust_clock.now += 2.0  # past the store's failed_fetch_ttl (30 s), not its cache_ttl (300 s)
     async with serve_pki(_revoked(pki, "gateway")):
         check = await verify_checkpoint(cp, trust)
     assert len(verified) == 2
@@ -130,7 +115,7 @@ async def test_a_check_soft_failed_is_kept_only_as_long_as_a_failed_fetch(
 
 
 async def test_a_failed_check_is_not_kept(
-    tmp_path: Path, pki: TestPKI, tsa_url: str, clock: Clock, verified: list[int]
+    tmp_path: Path, pki: TestPKI, tsa_url: str, trust_clock: TrustClock, verified: list[int]
 ) -> None:
     cp = await _checkpoint(tmp_path / "f.db", pki, tsa_url)
     trust = TrustStore(pki.trust().anchors, revocation="hard-fail", fetch_timeout=2.0)

@@ -15,113 +15,36 @@ timing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from gateway.flows.notify import CallbackHandler
 from gateway.metrics import Metrics
-from gateway.outbox import Breakers, Job, RetryPolicy, Worker, endpoint_of, enqueue, list_jobs
+from gateway.outbox import Breakers, Worker, endpoint_of, enqueue, list_jobs
 from gateway.outbox.testing import ManualClock, ScriptedHandler
-from gateway.settings import Subsystem
-from gateway.store import SQLiteStore, Tx
+from gateway.store import SQLiteStore
+from tests.outbox.callbacks import (
+    POLICY,
+    Counting,
+    Receiver,
+    callback_handler,
+    code,
+    poll,
+    queue_callbacks,
+    serve_receiver,
+)
 
-CLIENT = "VN:GOV:000.00.00.H41:motcua"
 DOSSIERS = 100
 VERSIONS = 4
 RESET = 10.0
-POLICY = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=300.0, rng=lambda: 0.0)
-
-
-def code(n: int) -> str:
-    return f"000.00.00.H41-261206-{n:04d}"
-
-
-class Receiver:
-    """A provincial system's callback endpoint: answers 503 while ``down``."""
-
-    def __init__(self) -> None:
-        self.down = True
-        self.got: list[tuple[str, int]] = []  # (dossier, version) taken, in order
-
-    async def hook(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if self.down:
-            return web.Response(status=503)
-        self.got.append((body["code"], body["version"]))
-        return web.Response(status=204)
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    got = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", got.hook)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield got, str(server.make_url("/hook"))
-    finally:
-        await server.close()
-
-
-class Counting:
-    """Wraps a handler; counts its runs (claims) by job key."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.runs: Counter[str] = Counter()
-
-    async def run(self, job: Job) -> Callable[[Tx], Any]:
-        self.runs[job.key] += 1
-        result: Callable[[Tx], Any] = await self.inner.run(job)
-        return result
-
-    def failed(self, tx: Tx, job: Job, error: BaseException, **kw: Any) -> None:
-        self.inner.failed(tx, job, error, **kw)
-
-
-def queue_callbacks(url: str, now: float) -> Callable[[Tx], None]:
-    def queue(tx: Tx) -> None:
-        for n in range(DOSSIERS):
-            tx.execute(
-                "dossiers.insert",
-                code=code(n),
-                client=CLIENT,
-                procedure="1.001193",
-                flow="death",
-                body=b"{}",
-                digest="0" * 64,
-                callback_url=url,
-                request_id=None,
-                now="2026-12-06T08:00:00+07:00",
-            )
-            for version in range(1, VERSIONS + 1):
-                document = {"code": code(n), "status": "in_progress", "version": version}
-                enqueue(
-                    tx,
-                    kind="callback",
-                    key=f"{code(n)}/callback/{version}",
-                    payload={"code": code(n), "version": version, "document": document},
-                    dossier=code(n),
-                    now=now,
-                )
-
-    return queue
-
-
-async def poll(worker: Worker, clock: ManualClock, seconds: float, step: float = 0.25) -> None:
-    """Poll as the worker's loop does, every ``step`` s of the clock, running all that is due."""
-    for _ in range(round(seconds / step)):
-        clock.advance(step)
-        for _ in range(200):  # bounded
-            if not await worker.run_once():
-                break
+    async with serve_receiver(down_status=503) as served:
+        yield served
 
 
 async def test_callbacks_for_a_receiver_down_cost_a_claim_per_reset_not_one_each(
@@ -130,15 +53,10 @@ async def test_callbacks_for_a_receiver_down_cost_a_claim_per_reset_not_one_each
     got, url = receiver
     clock = ManualClock()
     breakers = Breakers(failure_threshold=5, reset_after=RESET, clock=clock)
-    subsystem = Subsystem(id=CLIENT, callback_urls=(url.rsplit("/", 1)[0] + "/",))
     metrics = Metrics()
     waits = metrics.waits.labels(kind="callback")
     async with SQLiteStore(tmp_path / "gw.db") as store, aiohttp.ClientSession() as session:
-        callbacks = Counting(
-            CallbackHandler(
-                store, lambda: session, {CLIENT: subsystem}, breakers=breakers, max_in_flight=4
-            )
-        )
+        callbacks = Counting(callback_handler(store, session, url, breakers, max_in_flight=4))
         steps = ScriptedHandler()  # a registry's flow step: it succeeds
         worker = Worker(
             store,
@@ -148,7 +66,7 @@ async def test_callbacks_for_a_receiver_down_cost_a_claim_per_reset_not_one_each
             concurrency=8,
             metrics=metrics,
         )
-        await store.transact(queue_callbacks(url, clock()))
+        await store.transact(queue_callbacks(url, clock(), dossiers=DOSSIERS, versions=VERSIONS))
         await poll(worker, clock, 2 * RESET)  # the circuit opens; the callbacks wait
         assert breakers.get(f"callback {endpoint_of(url)}").state == "open"
         claims, waited = callbacks.runs.total(), waits._value.get()
@@ -190,15 +108,10 @@ async def test_a_receiver_back_gets_every_callback_in_order_within_a_few_resets(
     got, url = receiver
     clock = ManualClock()
     breakers = Breakers(failure_threshold=5, reset_after=RESET, clock=clock)
-    subsystem = Subsystem(id=CLIENT, callback_urls=(url.rsplit("/", 1)[0] + "/",))
     async with SQLiteStore(tmp_path / "gw.db") as store, aiohttp.ClientSession() as session:
-        callbacks = Counting(
-            CallbackHandler(
-                store, lambda: session, {CLIENT: subsystem}, breakers=breakers, max_in_flight=4
-            )
-        )
+        callbacks = Counting(callback_handler(store, session, url, breakers, max_in_flight=4))
         worker = Worker(store, {"callback": callbacks}, policy=POLICY, clock=clock, concurrency=8)
-        await store.transact(queue_callbacks(url, clock()))
+        await store.transact(queue_callbacks(url, clock(), dossiers=DOSSIERS, versions=VERSIONS))
         await poll(worker, clock, 5 * RESET)  # down for five resets
         assert got.got == []
 

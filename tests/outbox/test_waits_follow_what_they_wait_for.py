@@ -12,84 +12,37 @@ dead makes it due at once. Counted in claims over a clock moved by hand: no timi
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from connectors.api import Connector, Result, TransientError
-from gateway.flows.notify import CallbackHandler, PortalProgressHandler, PortalSyncHandler
-from gateway.outbox import Breakers, Job, RetryPolicy, Worker, enqueue, list_jobs
+from gateway.flows.notify import PortalProgressHandler, PortalSyncHandler
+from gateway.outbox import Breakers, Worker, enqueue, list_jobs
 from gateway.outbox.testing import ManualClock
-from gateway.settings import Subsystem
 from gateway.store import SQLiteStore, Tx
+from tests.outbox.callbacks import (
+    POLICY,
+    Counting,
+    Receiver,
+    callback_handler,
+    code,
+    poll,
+    queue_callbacks,
+    serve_receiver,
+)
 
-CLIENT = "VN:GOV:000.00.00.H41:motcua"
 DOSSIERS = 30
 VERSIONS = 3
-POLICY = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=300.0, rng=lambda: 0.0)
-
-
-def code(n: int) -> str:
-    return f"000.00.00.H41-261206-{n:04d}"
-
-
-class Receiver:
-    """A provincial system's callback endpoint: answers 500 while ``down``."""
-
-    def __init__(self) -> None:
-        self.down = True
-        self.got: list[tuple[str, int]] = []  # (dossier, version) taken, in order
-
-    async def hook(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if self.down:
-            return web.Response(status=500)
-        self.got.append((body["code"], body["version"]))
-        return web.Response(status=204)
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    got = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", got.hook)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield got, str(server.make_url("/hook"))
-    finally:
-        await server.close()
-
-
-class Counting:
-    """Wraps a handler; counts its runs (claims) by job key."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.runs: Counter[str] = Counter()
-
-    async def run(self, job: Job) -> Callable[[Tx], Any]:
-        self.runs[job.key] += 1
-        result: Callable[[Tx], Any] = await self.inner.run(job)
-        return result
-
-    def failed(self, tx: Tx, job: Job, error: BaseException, **kw: Any) -> None:
-        self.inner.failed(tx, job, error, **kw)
-
-
-async def run_for(worker: Worker, clock: ManualClock, seconds: float, step: float = 0.25) -> None:
-    """Poll as the worker's loop does, every ``step`` s of the clock, running all that is due."""
-    for _ in range(int(seconds / step)):
-        clock.advance(step)
-        for _ in range(100):  # bounded
-            if not await worker.run_once():
-                break
+    async with serve_receiver(down_status=500) as served:
+        yield served
 
 
 async def test_callbacks_behind_a_down_receiver_look_no_more_often_than_the_first_is_tried(
@@ -98,43 +51,12 @@ async def test_callbacks_behind_a_down_receiver_look_no_more_often_than_the_firs
     got, url = receiver
     clock = ManualClock()
     breakers = Breakers(failure_threshold=5, reset_after=10.0, clock=clock)
-    subsystem = Subsystem(id=CLIENT, callback_urls=(url.rsplit("/", 1)[0] + "/",))
     async with SQLiteStore(tmp_path / "gw.db") as store, aiohttp.ClientSession() as session:
-        handler = Counting(
-            CallbackHandler(
-                store, lambda: session, {CLIENT: subsystem}, breakers=breakers, max_in_flight=100
-            )
-        )
+        handler = Counting(callback_handler(store, session, url, breakers, max_in_flight=100))
         worker = Worker(store, {"callback": handler}, policy=POLICY, clock=clock, concurrency=8)
-
-        def queue(tx: Tx) -> None:
-            for n in range(DOSSIERS):
-                tx.execute(
-                    "dossiers.insert",
-                    code=code(n),
-                    client=CLIENT,
-                    procedure="1.001193",
-                    flow="death",
-                    body=b"{}",
-                    digest="0" * 64,
-                    callback_url=url,
-                    request_id=None,
-                    now="2026-12-06T08:00:00+07:00",
-                )
-                for version in range(1, VERSIONS + 1):
-                    document = {"code": code(n), "status": "in_progress", "version": version}
-                    enqueue(
-                        tx,
-                        kind="callback",
-                        key=f"{code(n)}/callback/{version}",
-                        payload={"code": code(n), "version": version, "document": document},
-                        dossier=code(n),
-                        now=clock(),
-                    )
-
-        await store.transact(queue)
+        await store.transact(queue_callbacks(url, clock(), dossiers=DOSSIERS, versions=VERSIONS))
         caplog.set_level(logging.DEBUG, logger="lienthong.outbox")
-        await run_for(worker, clock, 120)  # two minutes of the receiver down
+        await poll(worker, clock, 120)  # two minutes of the receiver down
 
         jobs = await store.read(lambda tx: list_jobs(tx, limit=1000))
         assert {j.state for j in jobs} == {"pending"}  # none dead: the circuit is open
@@ -148,7 +70,7 @@ async def test_callbacks_behind_a_down_receiver_look_no_more_often_than_the_firs
         assert deferrals and {r.levelno for r in deferrals} == {logging.DEBUG}
 
         got.down = False
-        await run_for(worker, clock, 60)
+        await poll(worker, clock, 60)
         jobs = await store.read(lambda tx: list_jobs(tx, limit=1000))
     assert {j.state for j in jobs} == {"done"}
     for n in range(DOSSIERS):
@@ -216,7 +138,7 @@ async def test_progress_records_behind_a_down_portal_look_no_more_often_than_the
                     )
 
         await store.transact(queue)
-        await run_for(worker, clock, 120)
+        await poll(worker, clock, 120)
         for n in range(DOSSIERS):
             tried = sync.runs[f"{code(n)}/portal/1"]
             for idx in range(2):
@@ -226,7 +148,7 @@ async def test_progress_records_behind_a_down_portal_look_no_more_often_than_the
         assert {j.state for j in jobs} == {"pending"}
 
         portal.down = False
-        await run_for(worker, clock, 60)
+        await poll(worker, clock, 60)
         jobs = await store.read(lambda tx: list_jobs(tx, limit=1000))
     assert {j.state for j in jobs} == {"done"}
     for n in range(DOSSIERS):

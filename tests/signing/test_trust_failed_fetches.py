@@ -13,27 +13,12 @@ import pytest
 from aiohttp import web
 from cryptography import x509
 
-from signing import trust as trust_module
 from signing.errors import UntrustedSigner
 from signing.testing import TestPKI, serve_pki
 from signing.trust import RevocationMode, TrustStore
+from tests.conftest import TrustClock
 
 SIGNER = "agency-000.00.11.H53"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(trust_module, "_monotonic", fake)
-    return fake
 
 
 @pytest.fixture
@@ -66,7 +51,7 @@ def _chain(pki: TestPKI) -> tuple[x509.Certificate, list[x509.Certificate]]:
 
 
 async def test_soft_fail_does_not_ask_a_failed_server_again_for_a_while(
-    pki: TestPKI, clock: Clock, ca_down: list[str]
+    pki: TestPKI, trust_clock: TrustClock, ca_down: list[str]
 ) -> None:
     trust = _store(pki, "soft-fail")
     leaf, chain = _chain(pki)
@@ -74,29 +59,29 @@ async def test_soft_fail_does_not_ask_a_failed_server_again_for_a_while(
     first = len(ca_down)
     assert first > 0
     for _ in range(3):
-        clock.now += 9.0
+        trust_clock.now += 9.0
         assert (await trust.validate(leaf, chain)).revocation == "unknown (soft-fail)"
     assert len(ca_down) == first, "a server that had just failed was asked again"
-    clock.now += 4.0  # 31 s after the failures: their time is up
+    trust_clock.now += 4.0  # 31 s after the failures: their time is up
     assert (await trust.validate(leaf, chain)).revocation == "unknown (soft-fail)"
     assert len(ca_down) == 2 * first
 
 
 async def test_a_server_back_up_is_asked_once_the_failure_time_is_up(
-    pki: TestPKI, clock: Clock
+    pki: TestPKI, trust_clock: TrustClock
 ) -> None:
     trust = _store(pki, "soft-fail")
     leaf, chain = _chain(pki)
     assert (await trust.validate(leaf, chain)).revocation == "unknown (soft-fail)"  # none runs
     async with serve_pki(pki):
-        clock.now += 29.0
+        trust_clock.now += 29.0
         assert (await trust.validate(leaf, chain)).revocation == "unknown (soft-fail)"
-        clock.now += 2.0
+        trust_clock.now += 2.0
         assert (await trust.validate(leaf, chain)).revocation == "good"
 
 
 async def test_hard_fail_asks_again_each_time(
-    pki: TestPKI, clock: Clock, ca_down: list[str]
+    pki: TestPKI, trust_clock: TrustClock, ca_down: list[str]
 ) -> None:
     trust = _store(pki, "hard-fail")
     leaf, chain = _chain(pki)
@@ -109,12 +94,14 @@ async def test_hard_fail_asks_again_each_time(
     assert len(ca_down) == 2 * first
 
 
-async def test_a_revoked_signer_is_still_found_after_a_failure(pki: TestPKI, clock: Clock) -> None:
+async def test_a_revoked_signer_is_still_found_after_a_failure(
+    pki: TestPKI, trust_clock: TrustClock
+) -> None:
     trust = _store(pki, "soft-fail")
     inter = x509.load_pem_x509_certificate(pki.intermediate_pem.read_bytes())
     revoked = pki.certificate("revoked")
     assert (await trust.validate(revoked, [inter])).revocation == "unknown (soft-fail)"
-    clock.now += 31.0
+    trust_clock.now += 31.0
     async with serve_pki(pki):
         with pytest.raises(UntrustedSigner, match="revoked"):
             await trust.validate(revoked, [inter])

@@ -15,53 +15,31 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import psycopg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from gateway.flows.notify import CallbackHandler
 from gateway.metrics import Metrics
-from gateway.outbox import Breakers, RetryPolicy, Worker, endpoint_of, enqueue, list_jobs
+from gateway.outbox import Breakers, Worker, endpoint_of, list_jobs
 from gateway.outbox.testing import ManualClock
-from gateway.settings import Subsystem
-from gateway.store import PostgresStore, Store, Tx
+from gateway.store import PostgresStore, Store
+from tests.outbox.callbacks import (
+    POLICY,
+    Receiver,
+    callback_handler,
+    code,
+    queue_callbacks,
+    serve_receiver,
+)
 
 StoreFactory = Callable[[], Awaitable[Store]]  # the conftest's new_store
 
-CLIENT = "VN:GOV:000.00.00.H41:motcua"
 DOSSIERS = 20
 VERSIONS = 3
 RESET = 10.0
-POLICY = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=300.0, rng=lambda: 0.0)
-
-
-def code(n: int) -> str:
-    return f"000.00.00.H41-261207-{n:04d}"
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.down = True
-        self.got: list[tuple[str, int]] = []
-
-    async def hook(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if self.down:
-            return web.Response(status=503)
-        self.got.append((body["code"], body["version"]))
-        return web.Response(status=204)
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    got = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", got.hook)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield got, str(server.make_url("/hook"))
-    finally:
-        await server.close()
+    async with serve_receiver(down_status=503) as served:
+        yield served
 
 
 class Gateway:
@@ -71,10 +49,7 @@ class Gateway:
         self, store: Store, url: str, session: aiohttp.ClientSession, clock: ManualClock
     ) -> None:
         self.breakers = Breakers(failure_threshold=5, reset_after=RESET, clock=clock)
-        subsystem = Subsystem(id=CLIENT, callback_urls=(url.rsplit("/", 1)[0] + "/",))
-        handler = CallbackHandler(
-            store, lambda: session, {CLIENT: subsystem}, breakers=self.breakers, max_in_flight=4
-        )
+        handler = callback_handler(store, session, url, self.breakers, max_in_flight=4)
         self.circuit = self.breakers.get(f"callback {endpoint_of(url)}")
         self.metrics = Metrics()
         self.worker = Worker(
@@ -115,38 +90,6 @@ class Time:
                 )
 
 
-def queue(url: str, now: float) -> Callable[[Tx], None]:
-    def work(tx: Tx) -> None:
-        for n in range(DOSSIERS):
-            tx.execute(
-                "dossiers.insert",
-                code=code(n),
-                client=CLIENT,
-                procedure="1.001193",
-                flow="death",
-                body=b"{}",
-                digest="0" * 64,
-                callback_url=url,
-                request_id=None,
-                now="2026-12-07T08:00:00+07:00",
-            )
-            for version in range(1, VERSIONS + 1):
-                enqueue(
-                    tx,
-                    kind="callback",
-                    key=f"{code(n)}/callback/{version}",
-                    payload={
-                        "code": code(n),
-                        "version": version,
-                        "document": {"code": code(n), "version": version},
-                    },
-                    dossier=code(n),
-                    now=now,
-                )
-
-    return work
-
-
 async def states(store: Store) -> Counter[str]:
     jobs = await store.read(lambda tx: list_jobs(tx, limit=1000))
     return Counter(j.state for j in jobs)
@@ -166,7 +109,7 @@ async def test_callbacks_a_stopped_gateway_parked_go_out_through_another(
     time = Time(a, store_url)
     async with aiohttp.ClientSession() as session:
         first = Gateway(a, url, session, time.clock)
-        await a.transact(queue(url, time.clock()))
+        await a.transact(queue_callbacks(url, time.clock(), dossiers=DOSSIERS, versions=VERSIONS))
         for _ in range(8):  # the receiver down: A's circuit opens, its callbacks are parked
             time.passes(0.25)
             await first.poll()
@@ -194,7 +137,7 @@ async def test_two_gateways_with_their_own_circuits_deliver_everything_in_order(
     time = Time(a, store_url)
     async with aiohttp.ClientSession() as session:
         gateways = [Gateway(a, url, session, time.clock), Gateway(b, url, session, time.clock)]
-        await a.transact(queue(url, time.clock()))
+        await a.transact(queue_callbacks(url, time.clock(), dossiers=DOSSIERS, versions=VERSIONS))
         for _ in range(round(3 * RESET / 0.25)):  # down for three resets
             time.passes(0.25)
             for gateway in gateways:
