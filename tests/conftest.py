@@ -99,6 +99,22 @@ def trust_clock(monkeypatch: pytest.MonkeyPatch) -> TrustClock:
     return fake
 
 
+@pytest.fixture
+def path_validations(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """One item per certificate path the trust store validates (a CertificateValidator made)."""
+    from signing import trust
+
+    built: list[object] = []
+    real = trust.CertificateValidator
+
+    def counting(*args: object, **kwargs: object) -> object:
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trust, "CertificateValidator", counting)
+    return built
+
+
 # ---- end signing ------------------------------------------------------------------------------
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from asn1crypto import cms, tsp
 
-from signing import trust as trust_module
 from signing.errors import TimestampError
 from signing.testing import TestPKI
 from signing.timestamps import _load_stamper, verify_timestamp
@@ -31,23 +30,11 @@ def _token(pki: TestPKI, *, md: str | None = None) -> bytes:
     return bytes(stamper.request_tsa_response(request)["time_stamp_token"].dump())
 
 
-def _count_paths(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    built: list[object] = []
-    real = trust_module.CertificateValidator
-
-    def counting(*args: object, **kwargs: object) -> object:
-        built.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trust_module, "CertificateValidator", counting)
-    return built
-
-
 async def test_fresh_tokens_validate_their_tsa_path_once(
-    pki: TestPKI, pki_server: Any, monkeypatch: pytest.MonkeyPatch
+    pki: TestPKI, pki_server: Any, path_validations: list[object]
 ) -> None:
     trust = pki.trust(revocation="hard-fail")
-    built = _count_paths(monkeypatch)
+    built = path_validations
     for _ in range(3):
         info = await verify_timestamp(_token(pki), DATA, trust, fresh=True)
         assert (info.tsa, info.revocation) == ("tsa", "good")
@@ -55,11 +42,11 @@ async def test_fresh_tokens_validate_their_tsa_path_once(
 
 
 async def test_tokens_judged_at_their_time_validate_each_time(
-    pki: TestPKI, pki_server: Any, monkeypatch: pytest.MonkeyPatch
+    pki: TestPKI, pki_server: Any, path_validations: list[object]
 ) -> None:
     # As of each token's own time (an audit verification, a B-T signature): no chain is reused.
     trust = pki.trust(revocation="hard-fail")
-    built = _count_paths(monkeypatch)
+    built = path_validations
     for _ in range(2):
         await verify_timestamp(_token(pki), DATA, trust)
     assert len(built) == 2

@@ -6,10 +6,10 @@ import pytest
 from cryptography import x509
 from pyhanko_certvalidator.authority import AuthorityWithCert
 
-from signing import trust as trust_module
 from signing.errors import UntrustedSigner
 from signing.testing import TestPKI, serve_pki
 from signing.trust import TrustStore, _CachingCRLFetcher, _CachingOCSPFetcher, to_asn1
+from tests.conftest import TrustClock
 
 SIGNER = "agency-000.00.11.H53"
 
@@ -23,16 +23,9 @@ def _hard_fail(pki: TestPKI) -> TrustStore:
 
 
 async def test_good_chain_is_validated_once_per_store(
-    pki: TestPKI, monkeypatch: pytest.MonkeyPatch
+    pki: TestPKI, path_validations: list[object]
 ) -> None:
-    built: list[object] = []
-    real = trust_module.CertificateValidator
-
-    def counting(*args: object, **kwargs: object) -> object:
-        built.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trust_module, "CertificateValidator", counting)
+    built = path_validations
     leaf, chain = pki.certificate(SIGNER), [_intermediate(pki)]
     trust = _hard_fail(pki)
     async with serve_pki(pki):
@@ -90,20 +83,11 @@ async def test_each_validation_reads_its_own_copy_of_cached_revocation_data(pki:
 
 
 async def test_soft_fail_unknown_is_kept_as_long_as_its_failed_fetch(
-    pki: TestPKI, monkeypatch: pytest.MonkeyPatch
+    pki: TestPKI, path_validations: list[object], trust_clock: TrustClock
 ) -> None:
     # Reused while the failed fetch it rests on is (the same answer until the responder is asked
     # again), then asked again: the responder back, the status is known.
-    clock = [1000.0]
-    monkeypatch.setattr(trust_module, "_monotonic", lambda: clock[0])
-    built: list[object] = []
-    real = trust_module.CertificateValidator
-
-    def counting(*args: object, **kwargs: object) -> object:
-        built.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trust_module, "CertificateValidator", counting)
+    built = path_validations
     leaf, chain = pki.certificate(SIGNER), [_intermediate(pki)]
     trust = TrustStore(
         pki.trust().anchors, revocation="soft-fail", fetch_timeout=0.5, failed_fetch_ttl=30
@@ -111,7 +95,7 @@ async def test_soft_fail_unknown_is_kept_as_long_as_its_failed_fetch(
     for _ in range(2):
         assert (await trust.validate(leaf, chain)).revocation == "unknown (soft-fail)"
     assert len(built) == 1
-    clock[0] += 31
+    trust_clock.now += 31
     async with serve_pki(pki):
         assert (await trust.validate(leaf, chain)).revocation == "good"
     assert len(built) == 2
