@@ -3,7 +3,9 @@ indexed columns no longer say what the entry says.
 
 The hash covers only the entry. Queries, exports and the access report select by the columns stored
 beside it (time, action, member, service, dossier, document, citizen), so an edited column rewrites
-their answers without touching a hash: each entry's own fields are compared with its columns.
+their answers without touching a hash: each entry's own fields are compared with its columns. So
+are the rows of ``audit_discloses`` (the people an entry disclosed, which a search by person also
+finds it by) with its ``discloses``: a row removed would hide a disclosure, one added invent one.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Any
 
 import msgspec
 
-from gateway.store import Store, Tx
+from gateway.store import Row, Store, Tx
 
 from .events import GENESIS
 
 __all__ = [
+    "DISCLOSES_OUTSIDE",
     "INDEXED",
     "PAGE_QUERY",
     "VERIFY_QUERY",
@@ -33,10 +36,13 @@ __all__ = [
 _PAGE = 5000
 
 # The block the verifiers read the log with: seq, entry, leaf_hash, chain_hash, then the columns
-# stored beside each entry for queries, in this order.
+# stored beside each entry for queries, in this order, then its rows of audit_discloses.
 VERIFY_QUERY = "audit.verify_range"
-# The same range as one row, for verify_page: n, first, last, odd, entries, leaves, chains, columns.
+# The same range as one row, for verify_page: n, first, last, odd, entries, leaves, chains, columns,
+# and the range's rows of audit_discloses.
 PAGE_QUERY = "audit.verify_page"
+# The first row of audit_discloses that names no entry of a log of ``size`` entries, if any.
+DISCLOSES_OUTSIDE = "audit.discloses_outside"
 INDEXED = ("at", "action", "member", "service", "dossier", "document", "citizen")
 
 
@@ -50,10 +56,12 @@ class _Indexed(msgspec.Struct, gc=False):
     dossier: str | None = None
     document: str | None = None
     citizen: str | None = None
+    discloses: dict[str, Any] | None = None  # indexed in audit_discloses: only its keys
 
 
 _decode_indexed = msgspec.json.Decoder(_Indexed).decode
 _encode = msgspec.json.encode
+_decode = msgspec.json.decode
 
 
 @dataclass(frozen=True)
@@ -76,10 +84,11 @@ def verify_rows(
     prev: bytes = GENESIS,
     leaves: bytearray | None = None,
 ) -> ChainReport:
-    """Check rows of :data:`VERIFY_QUERY`, tuples ``(seq, entry, leaf_hash, chain_hash, *INDEXED)``
-    in ``seq`` order (:meth:`~gateway.store.Tx.tuples`): each entry in its place, its hashes,
-    and its :data:`INDEXED` columns equal to its own fields; stop at the first that fails. The leaf
-    hash of each good row is added to ``leaves``, back to back (for
+    """Check rows of :data:`VERIFY_QUERY`, tuples ``(seq, entry, leaf_hash, chain_hash, *INDEXED,
+    discloses)`` in ``seq`` order (:meth:`~gateway.store.Tx.tuples`): each entry in its place, its
+    hashes, its :data:`INDEXED` columns equal to its own fields and its rows of audit_discloses
+    (``discloses``: their citizens as a JSON array, or None) to its ``discloses``; stop at the
+    first that fails. The leaf hash of each good row is added to ``leaves``, back to back (for
     :meth:`MerkleTree.extend_packed`).
 
     The loop is the verifier's hot path (hundreds of thousands of entries): tuples unpacked in
@@ -101,6 +110,7 @@ def verify_rows(
         dossier,
         document,
         citizen,
+        disclosed,
     ) in rows:
         if type(entry) is not bytes:
             # A hand-edited entry may come back as TEXT; hash what is stored, whatever its type.
@@ -132,6 +142,10 @@ def verify_rows(
         ):
             columns = (at, action, member, service, dossier, document, citizen)
             return ChainReport(False, count, seq, _columns_differ(f, columns))
+        if (f.discloses or disclosed is not None) and (
+            problem := _disclosures_differ(f.discloses, disclosed)
+        ):
+            return ChainReport(False, count, seq, problem)
         out += leaf
         expected += 1
         count += 1
@@ -143,9 +157,12 @@ def verify_page(
 ) -> bytes | None:
     """Check a page of the log as one row of :data:`PAGE_QUERY` holds it, from ``prev``, the
     chain hash before it: what :func:`verify_rows` checks, each entry's columns compared as JSON
-    arrays. Returns the chain hash of its last entry, the page's leaf hashes added to ``leaves``
-    — or None, with ``leaves`` untouched, when anything in the page fails or cannot be checked
-    this way: then :func:`verify_rows`, on the same range, says what and where.
+    arrays, and the page's rows of audit_discloses with the people its entries disclose, at once
+    (an entry that discloses no one costs nothing more). Returns the chain hash of its last
+    entry, the page's leaf hashes added to ``leaves`` — or None, with ``leaves`` untouched, when
+    anything in the page fails or cannot be checked this way: then :func:`verify_rows`, on the
+    same range, says what and where (a row of audit_discloses past the log's last entry, which
+    no entry of the page can be compared with: :data:`DISCLOSES_OUTSIDE`).
 
     Why: reading a row per entry cost about as much as checking it (~2 us), and took the GIL back
     for each, so the next page could not be read while this one was checked. The store builds
@@ -153,7 +170,7 @@ def verify_page(
     JSON encoding of its own values), so the check is exact; arrays that differ only in how they
     escape a character fall back to the row-by-row check.
     """
-    n, first, last, odd, entries, leaf_hashes, chain_hashes, columns = page
+    n, first, last, odd, entries, leaf_hashes, chain_hashes, columns, disclosed = page
     if not n or first != start_seq or last - first + 1 != n or odd:
         return None
     split_entries, split_columns = bytes(entries).split(b"\n"), bytes(columns).split(b"\n")
@@ -161,6 +178,7 @@ def verify_page(
         return None
     sha256, decode, encode = hashlib.sha256, _decode_indexed, _encode
     ours, chains = bytearray(), bytearray()
+    said: list[list[Any]] = []  # [seq, citizen] of each person the entries disclose, in order
     for seq, entry, stored in zip(
         range(start_seq, start_seq + n), split_entries, split_columns, strict=True
     ):
@@ -179,7 +197,14 @@ def verify_page(
             != stored
         ):
             return None
+        if f.discloses:
+            said.extend([seq, c] for c in sorted(f.discloses))
     if ours != leaf_hashes or chains != chain_hashes:
+        return None
+    try:
+        if _decode(disclosed) != said:
+            return None
+    except (msgspec.DecodeError, TypeError):
         return None
     leaves += ours
     return prev
@@ -212,6 +237,38 @@ def _columns_differ(fields: _Indexed, columns: tuple[Any, ...]) -> str:
     )
 
 
+def _disclosures_differ(said: dict[str, Any] | None, stored: str | bytes | None) -> str | None:
+    """Why an entry's rows of audit_discloses (``stored``: their citizens, a JSON array) are not
+    the people its ``discloses`` names, or None when they are."""
+    try:
+        indexed = [] if stored is None else _decode(stored)
+        if not isinstance(indexed, list) or not all(isinstance(c, str) for c in indexed):
+            raise TypeError
+    except (msgspec.DecodeError, TypeError):
+        return f"its disclosures' index cannot be read: {stored!r}"
+    named = sorted(said or ())
+    if sorted(indexed) == named:
+        return None
+    missing, extra = sorted(set(named) - set(indexed)), sorted(set(indexed) - set(named))
+    how = [f"without {', '.join(missing)}"] if missing else []
+    how += [f"with {', '.join(extra)}, whom the entry does not name"] if extra else []
+    return (
+        "the index of the people it disclosed (audit_discloses) differs from the entry, so a "
+        "search by person finds something else than what was logged: "
+        + ("; ".join(how) or f"a person listed twice: {indexed}")
+    )
+
+
+def discloses_outside(row: Row | None) -> str | None:
+    """Why a row of :data:`DISCLOSES_OUTSIDE` is wrong, or None for no row."""
+    if row is None:
+        return None
+    return (
+        f"audit_discloses names a person ({row['citizen']!r}) for entry {row['seq']}, which is "
+        "not in the log: a search by that person would find the entry appended there"
+    )
+
+
 def _misplaced(entry: bytes, seq: int) -> str:
     """Why an entry does not begin with its own sequence number (the slow path: it failed)."""
     try:
@@ -230,9 +287,16 @@ async def verify_chain(store: Store) -> ChainReport:
     def page(tx: Tx) -> list[tuple[Any, ...]]:
         return tx.tuples(VERIFY_QUERY, start=start, stop=start + _PAGE)
 
+    def outside(tx: Tx) -> Row | None:
+        return tx.one(DISCLOSES_OUTSIDE, size=total)
+
     while True:
         rows = await store.read(page)
         if not rows:
+            orphan = await store.read(outside)
+            if (problem := discloses_outside(orphan)) is not None:
+                assert orphan is not None
+                return ChainReport(False, total, orphan["seq"], problem)
             return ChainReport(True, total)
         report = verify_rows(rows, start_seq=start, prev=prev)
         if not report.ok:

@@ -52,6 +52,10 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     job: int | None = None
     step: str | None = None
     citizen: str | None = None  # citizen_hash(), never a personal id
+    # The other people the event handed out data of (a citizen lookup's answer names the parents
+    # with their personal ids): citizen_hash() -> roles ("father", "mother"). The store indexes
+    # them beside ``citizen`` (audit_discloses), so that a search by person finds the event.
+    discloses: dict[str, list[str]] = {}
     request_id: str | None = None
     digests: dict[str, str] = {}  # name → sha256 hex of a payload
     reference: str | None = None  # the registry's reference number (a personal one: hashed)

@@ -4,7 +4,9 @@ What each check catches:
 
 - the chain (:func:`gateway.audit.chain.verify_rows`): a modified, removed, reordered or inserted
   entry, located at its sequence number, and an entry whose indexed columns (what queries, exports
-  and the access report select by) differ from its own fields;
+  and the access report select by) differ from its own fields, or whose rows of the index of the
+  people it disclosed (``audit_discloses``) differ from its ``discloses``; and a row of that index
+  naming no entry;
 - the tree against every checkpoint: a log rewritten consistently (chain hashes recomputed) after a
   checkpoint was signed — located to the range between two checkpoints — and a **truncated** log
   (entries removed from the end), which the chain alone cannot see: the latest checkpoint's size
@@ -70,7 +72,15 @@ from .bundle import (
     scope_test,
     tsa_certificates,
 )
-from .chain import PAGE_QUERY, VERIFY_QUERY, out_of_sequence, verify_page, verify_rows
+from .chain import (
+    DISCLOSES_OUTSIDE,
+    PAGE_QUERY,
+    VERIFY_QUERY,
+    discloses_outside,
+    out_of_sequence,
+    verify_page,
+    verify_rows,
+)
 from .checkpoints import (
     CLOCK_TOLERANCE,
     Checkpoint,
@@ -367,6 +377,11 @@ async def verify_log(
         beyond = await _stored_beyond(store, tree.size)
         if beyond is not None:
             failed(*beyond)
+        else:
+            outside = await store.read(lambda tx: tx.one(DISCLOSES_OUTSIDE, size=tree.size))
+            if (problem := discloses_outside(outside)) is not None:
+                assert outside is not None
+                failed(int(outside["seq"]), problem)
     report.entries = tree.size
     who = _Signers(pinned=signers is not None, origin_pinned=origin is not None)
     pages = _checkpoints(store, upto)

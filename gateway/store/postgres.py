@@ -46,7 +46,7 @@ from psycopg.rows import dict_row, tuple_row
 from gateway.settings import without_url_secrets
 
 from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable, raisable
-from .queries import CORE_TABLES, queries, schema_scripts, sql_tokens
+from .queries import CORE_TABLES, LATER_TABLES, queries, schema_scripts, sql_tokens
 
 __all__ = ["PostgresStore", "to_psycopg"]
 
@@ -126,6 +126,15 @@ def _configure(conn: psycopg.Connection[Row], waits: tuple[float, float]) -> Non
 
 def _configure_readonly(conn: psycopg.Connection[Row], waits: tuple[float, float]) -> None:
     _configure(conn, waits)
+    # An empty temporary table for each of LATER_TABLES an older store lacks. Where the role may
+    # not make one, the queries that read the table fail instead, saying which is missing.
+    have = _tables(conn)
+    for name, columns in LATER_TABLES:
+        if name not in have:
+            try:
+                conn.execute(f"CREATE TEMP TABLE {name} ({columns})".encode())
+            except psycopg.Error:
+                pass
     # The store refuses units that write; the server then refuses any write that got past.
     conn.execute("SET default_transaction_read_only = on")
 
@@ -291,9 +300,13 @@ def _lost_race(failure: StoreError | None) -> TypeGuard[StoreError]:
 
 def _tables(conn: psycopg.Connection[Any]) -> set[str]:
     """The tables of the schema the store's tables go in (the first of the search path)."""
-    rows = conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-    ).fetchall()
+    rows = (
+        conn.cursor(row_factory=tuple_row)  # whatever rows the connection makes (a pool's: dicts)
+        .execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        .fetchall()
+    )
     return {row[0] for row in rows}
 
 

@@ -24,11 +24,17 @@ from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
 
-__all__ = ["CORE_TABLES", "DIALECTS", "positional", "queries", "schema_scripts"]
+__all__ = ["CORE_TABLES", "DIALECTS", "LATER_TABLES", "positional", "queries", "schema_scripts"]
 
 # Tables every lienthong store has had since its first version: a database without them is not
 # one (an operator's command given a wrong URL must not turn it into one).
 CORE_TABLES = ("audit_events", "dossiers", "outbox_jobs")
+
+# Tables that queries read and stores made by an earlier version lack, with their columns. Opening
+# a store writable creates them (the schema scripts); a reader of an older store opened read-only
+# (an auditor's copy, where nothing may be created) stands each in with an empty temporary table,
+# as it would be there: the queries that read it then work, and find what that version logged.
+LATER_TABLES = (("audit_discloses", "citizen TEXT NOT NULL, seq BIGINT NOT NULL"),)
 
 DIALECTS = ("sqlite", "postgres")
 _HEADER = re.compile(r"^--\s*name:\s*([\w.]+)\s*$", re.MULTILINE)

@@ -58,7 +58,7 @@ from .api import (
     StoreUnavailable,
     raisable,
 )
-from .queries import CORE_TABLES, positional, queries, schema_scripts
+from .queries import CORE_TABLES, LATER_TABLES, positional, queries, schema_scripts
 
 CHECKPOINT_S = 1.0  # while commits come, the WAL is checkpointed this often (_WalKeeper)
 WAL_RESTART_BYTES = 8 << 20  # a larger WAL is started over at its next checkpoint (_WalKeeper)
@@ -282,12 +282,24 @@ def _connect(path: Path, *, readonly: bool = False, uri: str = "") -> sqlite3.Co
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
+        _stand_in_later_tables(conn)
         conn.execute("PRAGMA query_only = ON")
     else:
         _set_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the WAL keeper's work (_WalKeeper)
     return conn
+
+
+def _stand_in_later_tables(conn: sqlite3.Connection) -> None:
+    """An empty temporary table for each of LATER_TABLES the store lacks (an older store read)."""
+    try:
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return  # no database it can read (not one, a -wal without its -shm): its caller says so
+    for name, columns in LATER_TABLES:
+        if name not in have:
+            conn.execute(f"CREATE TEMP TABLE {name} ({columns})")
 
 
 def _create_private(path: Path) -> None:

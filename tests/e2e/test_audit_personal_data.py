@@ -136,7 +136,10 @@ async def test_an_auditors_search_by_a_parents_id_finds_the_lookups_that_disclos
 ) -> None:
     """Found by probing: a citizen lookup answers the father's and mother's names and personal
     ids, but its audit event named only the citizen looked up: a search by a parent's id (a data
-    subject's request under Decree 13) found nothing, though their data went to the subsystem."""
+    subject's request under Decree 13) found nothing, though their data went to the subsystem.
+    Then each parent got an event of their own (lookup.discloses): three entries a lookup, and
+    the lookup's p99 tripled. The lookup's one entry now holds the parents' hashes, by role."""
+    store, key = gateway.runtime.store, gateway.runtime.citizen_key
     query = citizen_query()
     async with await gateway.post("/v1/lookups/citizen", query) as r:
         assert r.status == 200, await r.text()
@@ -144,23 +147,32 @@ async def test_an_auditors_search_by_a_parents_id_finds_the_lookups_that_disclos
         citizen = (await r.json())["citizen"]
     parents = {role: citizen[role]["personal_id"] for role in ("father", "mother")}
     assert all(parents.values()) and len(set(parents.values())) == 2, citizen
-    for role, personal_id in parents.items():
+    [row] = await store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    lookup = decode_entry(bytes(row["entry"]))
+    assert lookup["action"] == "lookup.citizen" and lookup["request_id"] == request_id
+    assert lookup["discloses"] == {
+        hmac.new(key, pid.encode(), hashlib.sha256).hexdigest(): [role]
+        for role, pid in parents.items()
+    }
+    assert not {pid for pid in parents.values() if pid.encode() in bytes(row["entry"])}
+    for personal_id in parents.values():
         found = await _search(gateway, personal_id)
         [event] = found["items"]
-        assert (event["action"], event["detail"]) == ("lookup.discloses", f"discloses the {role}")
+        assert (event["seq"], event["action"]) == (row["seq"], "lookup.citizen")
         assert event["subsystem"] == MOTCUA and event["service"] == "lookups.citizen"
-        assert event["request_id"] == request_id
         assert [(a["member"], a["action"], a["n"]) for a in found["accessors"]] == [
-            ("VN:GOV:000.00.00.H41", "lookup.discloses", 1)
+            ("VN:GOV:000.00.00.H41", "lookup.citizen", 1)
         ]
-    # The citizen's own search finds the lookup, not the events about their parents.
-    assert [e["action"] for e in (await _search(gateway, query["personal_id"]))["items"]] == [
-        "lookup.citizen"
+    # The citizen's own search finds the same lookup.
+    assert [e["seq"] for e in (await _search(gateway, query["personal_id"]))["items"]] == [
+        row["seq"]
     ]
-    # An answer that discloses no one (a name that does not match: no record) adds nothing.
+    # An answer that discloses no one (a name that does not match: no record) names no one.
     async with await gateway.post(
         "/v1/lookups/citizen", {**query, "full_name": "Trần Văn Khác"}
     ) as r:
         assert r.status == 200 and (await r.json())["citizen"] is None
+    rows = await store.read(lambda tx: tx.all("audit.range", start=0, stop=100))
+    assert len(rows) == 2 and b"discloses" not in bytes(rows[1]["entry"])
     for personal_id in parents.values():
         assert len((await _search(gateway, personal_id))["items"]) == 1

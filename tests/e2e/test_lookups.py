@@ -464,7 +464,7 @@ async def test_the_population_registry_is_told_which_agency_asks(make_gateway: A
     assert services == [[registry.settings["service_code"].encode()]] * 2
     # What was asked is digested as before: the unit is the event's member, not the question.
     asked = hmac.new(gw.runtime.citizen_key, msgspec.json.encode(citizen_query()), hashlib.sha256)
-    events = [e for r in rows if (e := decode_entry(r["entry"]))["action"] == "lookup.citizen"]
+    events = [decode_entry(r["entry"]) for r in rows]
     assert [(e["member"], e["digests"]["params_hmac"]) for e in events] == [
         ("VN:GOV:000.00.00.H29", asked.hexdigest()),
         ("VN:GOV:000.00.00.H41", asked.hexdigest()),

@@ -16,6 +16,25 @@ CREATE INDEX IF NOT EXISTS audit_events_dossier ON audit_events (dossier) WHERE 
 CREATE INDEX IF NOT EXISTS audit_events_document ON audit_events (document) WHERE document IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_events_citizen ON audit_events (citizen) WHERE citizen IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at);
+-- The people an entry's event disclosed besides its citizen (its "discloses": keyed hashes, the
+-- parents a citizen lookup's answer names), one row each, so that a search by person finds the
+-- entry as it finds it by its citizen column. Written by the trigger below from the entry itself,
+-- in the statement that inserts it: no other statement in the writer's batch, and no row that
+-- can differ from the entry but by tampering, which `audit verify` compares (audit.verify_range,
+-- audit.verify_page). The WHEN test keeps every other entry's insert as it was; an entry's
+-- strings are JSON-escaped, so '"discloses":' in it can only be that key (or a digest's name).
+CREATE TABLE IF NOT EXISTS audit_discloses (
+    citizen    TEXT    NOT NULL,         -- keyed hash of a personal id, never the id
+    seq        INTEGER NOT NULL,         -- audit_events.seq
+    PRIMARY KEY (citizen, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_discloses_seq ON audit_discloses (seq);
+CREATE TRIGGER IF NOT EXISTS audit_discloses_index AFTER INSERT ON audit_events
+WHEN instr(NEW.entry, CAST('"discloses":' AS BLOB)) > 0
+BEGIN
+    INSERT INTO audit_discloses (citizen, seq)
+    SELECT key, NEW.seq FROM json_each(CAST(NEW.entry AS TEXT), '$.discloses');
+END;
 
 -- name: head
 SELECT seq, chain_hash FROM audit_events ORDER BY seq DESC LIMIT 1;
@@ -29,8 +48,11 @@ SELECT seq, entry, leaf_hash, chain_hash FROM audit_events WHERE seq >= :start A
 
 -- name: verify_range
 -- What the verifiers read: the hashed entry and, after it, the columns queries select by, which
--- must say what the entry says (gateway/audit/chain.py, INDEXED).
-SELECT seq, entry, leaf_hash, chain_hash, at, action, member, service, dossier, document, citizen
+-- must say what the entry says (gateway/audit/chain.py, INDEXED), and the citizens the entry's
+-- rows of audit_discloses name, as a JSON array (NULL when none), which must be its "discloses".
+SELECT seq, entry, leaf_hash, chain_hash, at, action, member, service, dossier, document, citizen,
+       (SELECT json_group_array(d.citizen) FROM audit_discloses AS d
+        WHERE d.seq = audit_events.seq HAVING count(*) > 0) AS discloses
 FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
 
 -- name: verify_page
@@ -40,7 +62,8 @@ FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
 -- the entries joined by newlines (an entry holding one splits into too many), the leaf and the
 -- chain hashes back to back, and each entry's columns as a JSON array, joined by newlines (a
 -- column holding a blob fails the query: json_array refuses blobs, and the verifier then reads
--- the page row by row).
+-- the page row by row); last, every row of audit_discloses in the range, as a JSON array of
+-- [seq, citizen] in that order (one read of its seq index: nothing per entry).
 SELECT count(*) AS n, min(seq) AS first, max(seq) AS last,
        count(*) - count(entry) + total(
            typeof(leaf_hash) != 'blob' OR length(leaf_hash) != 32
@@ -50,8 +73,19 @@ SELECT count(*) AS n, min(seq) AS first, max(seq) AS last,
        CAST(group_concat(leaf_hash, x'') AS BLOB) AS leaves,
        CAST(group_concat(chain_hash, x'') AS BLOB) AS chains,
        CAST(group_concat(json_array(at, action, member, service, dossier, document, citizen), x'0a')
-            AS BLOB) AS columns
+            AS BLOB) AS columns,
+       (SELECT json_group_array(json_array(seq, citizen)) FROM (
+            SELECT seq, citizen FROM audit_discloses WHERE seq >= :start AND seq < :stop
+            ORDER BY seq, citizen)) AS discloses
 FROM (SELECT * FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq);
+
+-- name: discloses_outside
+-- A row of audit_discloses that names no entry (those of entries 0..:size-1, which the verifier
+-- read, are compared with their entry; a running gateway's newer entries have their own): a
+-- search by its citizen would find the entry appended at its seq.
+SELECT seq, citizen FROM audit_discloses AS d
+WHERE (seq < 0 OR seq >= :size) AND NOT EXISTS (SELECT 1 FROM audit_events AS e WHERE e.seq = d.seq)
+ORDER BY seq LIMIT 1;
 
 -- name: count
 SELECT count(*) AS n FROM audit_events;
@@ -71,7 +105,9 @@ WHERE seq > :after
   -- A citizen's events: those that hold their hash, and every event of a dossier that names them
   -- (its dossier.accepted or dossier.concerns holds the hash; its steps hold none).
   AND (:citizen IS NULL OR citizen = :citizen OR dossier IN (
-      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL))
+      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL)
+      -- and the events that disclosed them (a lookup answering their names and ids)
+      OR seq IN (SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen))
 ORDER BY seq LIMIT :limit;
 
 -- name: leaves
@@ -90,7 +126,8 @@ SELECT seq, entry FROM audit_events WHERE at >= :start AND at < :stop ORDER BY s
 -- Who touched a citizen's data: one row per member, service and action, with counts and span.
 SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS last_at
 FROM audit_events WHERE (citizen = :citizen OR dossier IN (
-      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL))
+      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL)
+      OR seq IN (SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen))
   AND (:start IS NULL OR at >= :start) AND (:stop IS NULL OR at < :stop)
 GROUP BY member, service, action ORDER BY min(at);
 

@@ -2,7 +2,7 @@
 -- block it ports, so a change there fails tests/store until this file follows.
 
 -- name: schema
--- base: 658298d86b1ce0d1
+-- base: 466bf0f83a357d76
 -- seq is given by audit.append, never by a default: no identity. BIGINT = SQLite's 64-bit INTEGER.
 CREATE TABLE IF NOT EXISTS audit_events (
     seq        BIGINT  PRIMARY KEY,
@@ -21,6 +21,25 @@ CREATE INDEX IF NOT EXISTS audit_events_dossier ON audit_events (dossier) WHERE 
 CREATE INDEX IF NOT EXISTS audit_events_document ON audit_events (document) WHERE document IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_events_citizen ON audit_events (citizen) WHERE citizen IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at);
+-- See ../audit.sql: the people an entry disclosed, written from the entry as it is inserted.
+-- (CREATE OR REPLACE: this script runs again, whole, whenever it changes.)
+CREATE TABLE IF NOT EXISTS audit_discloses (
+    citizen    TEXT    NOT NULL,
+    seq        BIGINT  NOT NULL,
+    PRIMARY KEY (citizen, seq)
+);
+CREATE INDEX IF NOT EXISTS audit_discloses_seq ON audit_discloses (seq);
+CREATE OR REPLACE FUNCTION lienthong_audit_discloses() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO audit_discloses (citizen, seq)
+    SELECT jsonb_object_keys(convert_from(NEW.entry, 'UTF8')::jsonb -> 'discloses'), NEW.seq;
+    RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE TRIGGER audit_discloses_index AFTER INSERT ON audit_events FOR EACH ROW
+WHEN (position(convert_to('"discloses":', 'UTF8') IN NEW.entry) > 0)
+EXECUTE FUNCTION lienthong_audit_discloses();
 -- audit.append reads the head, then inserts seq + 1. Concurrent writers must take turns or two of
 -- them read the same head. The lock cannot sit in the head query itself: a READ COMMITTED
 -- statement's snapshot is taken before it waits, so it would still miss the entry the previous
@@ -48,7 +67,7 @@ $fn$;
 SELECT seq, chain_hash FROM lienthong_audit_head();
 
 -- name: query
--- base: 80c515edb64966e5
+-- base: f96c2e2981948329
 -- PostgreSQL cannot type a parameter whose first use is ":x IS NULL": cast it.
 SELECT seq, entry FROM audit_events
 WHERE seq > :after
@@ -59,19 +78,21 @@ WHERE seq > :after
   AND (CAST(:dossier AS TEXT) IS NULL OR dossier = :dossier)
   AND (CAST(:document AS TEXT) IS NULL OR document = :document)
   AND (CAST(:citizen AS TEXT) IS NULL OR citizen = :citizen OR dossier IN (
-      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL))
+      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL)
+      OR seq IN (SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen))
 ORDER BY seq LIMIT :limit;
 
 -- name: accessors
--- base: 0c61b8d81283b852
+-- base: 2ad507b0477b1368
 SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS last_at
 FROM audit_events WHERE (citizen = :citizen OR dossier IN (
-      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL))
+      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL)
+      OR seq IN (SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen))
   AND (CAST(:start AS TEXT) IS NULL OR at >= :start) AND (CAST(:stop AS TEXT) IS NULL OR at < :stop)
 GROUP BY member, service, action ORDER BY min(at);
 
 -- name: verify_page
--- base: 367234ac8ec87581
+-- base: 5fd6db9721f015da
 -- PostgreSQL's aggregates take their order; its columns cannot hold a blob, nor its entry and
 -- hashes a NULL. Each array is written as msgspec writes the entry's fields (no spaces), so that a
 -- clean entry's compare equal; one that differs only in how it escapes falls back to
@@ -86,5 +107,16 @@ SELECT count(*) AS n, min(seq) AS first, max(seq) AS last,
            || ',' || coalesce(to_json(member)::text, 'null') || ',' || coalesce(to_json(service)::text, 'null')
            || ',' || coalesce(to_json(dossier)::text, 'null') || ',' || coalesce(to_json(document)::text, 'null')
            || ',' || coalesce(to_json(citizen)::text, 'null') || ']',
-           E'\n' ORDER BY seq), 'UTF8') AS columns
+           E'\n' ORDER BY seq), 'UTF8') AS columns,
+       (SELECT coalesce(json_agg(json_build_array(d.seq, d.citizen)
+                                 ORDER BY d.seq, d.citizen COLLATE "C")::text, '[]')
+        FROM audit_discloses AS d WHERE d.seq >= :start AND d.seq < :stop) AS discloses
 FROM audit_events WHERE seq >= :start AND seq < :stop;
+
+-- name: verify_range
+-- base: 9124548e6dac9825
+-- json_agg for SQLite's json_group_array; an aggregate of no rows is NULL here without HAVING.
+SELECT seq, entry, leaf_hash, chain_hash, at, action, member, service, dossier, document, citizen,
+       (SELECT json_agg(d.citizen) FROM audit_discloses AS d
+        WHERE d.seq = audit_events.seq)::text AS discloses
+FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;

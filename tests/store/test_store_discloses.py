@@ -1,0 +1,193 @@
+"""The people an audit entry disclosed besides its citizen (a citizen lookup's answer names the
+parents with their personal ids), on both backends: one entry holds their keyed hashes, the store
+indexes them (``audit_discloses``), every search by person finds the entry through that index, and
+``audit verify`` finds a row of it removed, added or altered, naming the entry.
+
+Before, each disclosed person had an entry of their own (``lookup.discloses``): a lookup wrote three
+entries, and its p99 tripled. Logs holding such entries stay valid and searchable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import psycopg
+import pytest
+
+from gateway.audit import AuditEvent, append, citizen_hash, verify_chain
+from gateway.audit import verify as verify_module
+from gateway.audit.query import EventFilter, access_report, query_events
+from gateway.audit.verify import verify_log
+from gateway.store import Store, open_store
+
+KEY = b"k" * 32
+CHILD, FATHER, MOTHER, OTHER = "001204000001", "001080000002", "001182000003", "079090000004"
+SUBSYSTEM = "VN:GOV:000.00.00.H41:motcua"
+
+
+def _hash(personal_id: str) -> str:
+    return citizen_hash(KEY, personal_id)
+
+
+def _lookup(**fields: Any) -> AuditEvent:
+    return AuditEvent(
+        **{
+            "action": "lookup.citizen",
+            "member": "VN:GOV:000.00.00.H41",
+            "subsystem": SUBSYSTEM,
+            "service": "lookups.citizen",
+            "citizen": _hash(CHILD),
+            "detail": "population/citizen.lookup",
+            **fields,
+        }
+    )
+
+
+DISCLOSING = _lookup(discloses={_hash(FATHER): ["father"], _hash(MOTHER): ["mother"]})
+
+
+async def _log(store: Store, *events: AuditEvent) -> None:
+    for event in events:
+        await store.transact(lambda tx, e=event: append(tx, e))
+
+
+async def _found(store: Store, personal_id: str) -> list[tuple[int, str]]:
+    page = await query_events(store, EventFilter.build(personal_id=personal_id, citizen_key=KEY))
+    return [(e["seq"], e["action"]) for e in page.items]
+
+
+def _tamper(store_url: str, sql: str) -> None:
+    """Change the store behind the gateway's back, as someone with access to the database can."""
+    if store_url.startswith("sqlite:"):
+        conn = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+        with conn:
+            conn.executescript(sql)
+        conn.close()
+        return
+    with psycopg.connect(store_url, autocommit=True) as pg:
+        pg.execute(sql.encode())
+
+
+async def test_one_entry_holds_the_people_it_disclosed_and_each_finds_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _log(store, _lookup(), DISCLOSING, _lookup(citizen=_hash(OTHER)))
+    entries = await store.read(lambda tx: tx.all("audit.range", start=0, stop=10))
+    assert len(entries) == 3
+    assert b'"discloses":{"' in bytes(entries[1]["entry"])
+    assert b"discloses" not in bytes(entries[0]["entry"])  # omitted when no one: as before
+    assert await _found(store, FATHER) == [(1, "lookup.citizen")]
+    assert await _found(store, MOTHER) == [(1, "lookup.citizen")]
+    assert await _found(store, CHILD) == [(0, "lookup.citizen"), (1, "lookup.citizen")]
+    assert await _found(store, OTHER) == [(2, "lookup.citizen")]
+    for parent in (FATHER, MOTHER):
+        [row] = await access_report(store, KEY, parent)
+        assert (row["member"], row["service"], row["action"], row["n"]) == (
+            "VN:GOV:000.00.00.H41",
+            "lookups.citizen",
+            "lookup.citizen",
+            1,
+        )
+
+    # The log verifies, each page in one piece (no fallback to the row-by-row check).
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a page was checked row by row")
+
+    monkeypatch.setattr(verify_module, "verify_rows", never)
+    report = await verify_log(store)
+    assert report.ok and report.entries == 3, report.problems
+    assert (await verify_chain(store)).ok
+
+
+async def test_an_old_lookup_discloses_entry_is_still_found_and_verifies(store: Store) -> None:
+    """Entries of the version that logged an event per person disclosed (its citizen column)."""
+    old = AuditEvent(
+        action="lookup.discloses",
+        member="VN:GOV:000.00.00.H41",
+        subsystem=SUBSYSTEM,
+        service="lookups.citizen",
+        citizen=_hash(FATHER),
+        detail="discloses the father",
+    )
+    await _log(store, _lookup(), old, DISCLOSING)
+    assert await _found(store, FATHER) == [(1, "lookup.discloses"), (2, "lookup.citizen")]
+    actions = {r["action"]: r["n"] for r in await access_report(store, KEY, FATHER)}
+    assert actions == {"lookup.discloses": 1, "lookup.citizen": 1}
+    report = await verify_log(store)
+    assert report.ok and report.entries == 3, report.problems
+
+
+# Each row of the index is compared with its entry: entry 1 discloses the father and the mother.
+_FATHERS = "'" + _hash(FATHER) + "'"
+_OTHERS = "'" + _hash(OTHER) + "'"
+
+
+@pytest.mark.parametrize(
+    ("sql", "entry", "words"),
+    [
+        (f"DELETE FROM audit_discloses WHERE citizen = {_FATHERS}", 1, "without " + _hash(FATHER)),
+        (
+            f"INSERT INTO audit_discloses (citizen, seq) VALUES ({_OTHERS}, 1)",
+            1,
+            f"with {_hash(OTHER)}, whom the entry does not name",
+        ),
+        (
+            f"INSERT INTO audit_discloses (citizen, seq) VALUES ({_OTHERS}, 2)",
+            2,
+            f"with {_hash(OTHER)}, whom the entry does not name",
+        ),
+        (
+            f"UPDATE audit_discloses SET citizen = {_OTHERS} WHERE citizen = {_FATHERS}",
+            1,
+            f"without {_hash(FATHER)}; with {_hash(OTHER)}",
+        ),
+        (f"UPDATE audit_discloses SET seq = 0 WHERE citizen = {_FATHERS}", 0, "with "),
+        (
+            f"INSERT INTO audit_discloses (citizen, seq) VALUES ({_OTHERS}, 3)",
+            3,
+            "for entry 3, which is not in the log",
+        ),
+        (
+            f"INSERT INTO audit_discloses (citizen, seq) VALUES ({_OTHERS}, -1)",
+            -1,
+            "for entry -1, which is not in the log",
+        ),
+    ],
+    ids=["removed", "added", "added-to-another", "altered", "moved", "beyond-the-log", "before"],
+)
+async def test_a_row_of_the_index_removed_added_or_altered_is_found_and_located(
+    store: Store, store_url: str, sql: str, entry: int, words: str
+) -> None:
+    await _log(store, _lookup(), DISCLOSING, _lookup(citizen=_hash(OTHER)))
+    assert (await verify_log(store)).ok
+    _tamper(store_url, sql)
+    report = await verify_log(store)
+    assert not report.ok and report.first_bad_entry == entry, report.problems
+    assert words in report.problems[0] and "audit_discloses" in report.problems[0]
+    chain = await verify_chain(store)
+    assert not chain.ok and chain.first_bad == entry and words in (chain.problem or "")
+
+
+async def test_a_store_of_the_previous_version_gets_the_index_on_open(store_url: str) -> None:
+    async with open_store(store_url) as store:
+        await _log(store, _lookup())
+    if store_url.startswith("sqlite:"):
+        _tamper(store_url, "DROP TABLE audit_discloses; DROP TRIGGER audit_discloses_index")
+    else:
+        _tamper(
+            store_url,
+            "DROP TABLE audit_discloses; DROP FUNCTION lienthong_audit_discloses() CASCADE;"
+            "UPDATE lienthong_schema SET digest = 'an earlier version'",
+        )
+    async with open_store(store_url, readonly=True) as old:
+        # An auditor's reading of the old store (opened read-only: nothing may be created in it).
+        assert await _found(old, CHILD) == [(0, "lookup.citizen")]
+        assert await _found(old, FATHER) == []
+        report = await verify_log(old)
+        assert report.ok and report.entries == 1, report.problems
+    async with open_store(store_url) as store:
+        await _log(store, DISCLOSING)
+        assert await _found(store, FATHER) == [(1, "lookup.citizen")]
+        report = await verify_log(store)
+        assert report.ok and report.entries == 2, report.problems
