@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from .errors import KeyLoadError
 
@@ -377,7 +378,20 @@ class Pkcs11Key(SigningKey):
         _release_token(self._shared)
 
 
+def _check_signing_algorithm(certificate: x509.Certificate) -> None:
+    """Refuse a certificate whose key may make no signature of ours: an RSA-PSS key (RFC 4055)
+    may make PSS signatures only, and ours are PKCS#1 v1.5 (cryptography loads such a key as any
+    RSA key and signs with it; verifiers then refuse the signature)."""
+    if certificate.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+        raise KeyLoadError(
+            "the certificate's key is RSA-PSS (id-RSASSA-PSS), restricted to PSS signatures: "
+            "lienthong signs with RSA PKCS#1 v1.5 or ECDSA; use an RSA (rsaEncryption) or "
+            "ECDSA key"
+        )
+
+
 def _check_pair(public_key: Any, certificate: x509.Certificate) -> None:
+    _check_signing_algorithm(certificate)
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if public_key.public_bytes(*fmt) != certificate.public_key().public_bytes(*fmt):
         raise KeyLoadError("the certificate does not match the private key")
@@ -646,6 +660,7 @@ def _check_token_pair(key: Pkcs11Key) -> None:
     """The token's key must be the certificate's: a signature it makes must verify with the
     certificate's public key (the token may hold no public-key object to compare). Raises
     KeyLoadError if not."""
+    _check_signing_algorithm(key.certificate)
     probe = b"lienthong: does this certificate belong to this key?"
     try:
         signature = key.sign(probe)
