@@ -11,12 +11,14 @@ from __future__ import annotations
 import abc
 import contextlib
 import ctypes
+import functools
 import hashlib
 import hmac
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from .errors import KeyLoadError
 
@@ -40,6 +43,7 @@ __all__ = [
 
 DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 Algorithm = Literal["rsa", "ecdsa"]
+T = TypeVar("T")
 
 
 class SigningKey(abc.ABC):
@@ -94,17 +98,108 @@ class _TokenSession:
     token share one session, opened and logged in with the first key and closed with the last
     (closing the last session of a token logs the application out). The lock serialises its use:
     a session must not be used from two threads at once.
+
+    A session can be lost under a running gateway (the token pulled out and put back, an HSM
+    restarted, its network link reset): :meth:`use` then opens it again, once per call, so that
+    signing resumes when the token is back instead of failing until a restart.
     """
 
-    def __init__(self, ident: tuple[str, bytes], session: Any, pin: bytes) -> None:
-        self.ident, self.session, self.pin = ident, session, pin
+    def __init__(self, ident: tuple[str, bytes], lib: Any, label: str, slot_id: int) -> None:
+        self.ident, self.lib, self.label, self.slot_id = ident, lib, label, slot_id
+        self.session: Any = None
+        self.pin = b""  # a salted hash: what another key's PIN is compared with
+        self._pin = ""  # the PIN itself, to log in again after a lost session
         self.lock = threading.Lock()
         self.refs = 0
+        self.generation = 0  # one more at each session opened: object handles are per session
+        self.refused: str | None = None  # the PIN was refused when logging in again
+
+    def login(self, token: Any, pin: str) -> None:
+        """Open and log in a session on ``token``. Raises PKCS11Error from the module."""
+        from pkcs11.exceptions import PKCS11Error
+
+        try:
+            session = token.open(user_pin=pin)
+        except PKCS11Error:
+            # python-pkcs11 opens the session, then logs in; when C_Login fails it raises
+            # without closing the session. No key of ours holds another session on this token
+            # (there is one shared session per token, and it is not open), so every session of
+            # this process on its slot is that one.
+            _close_all_sessions(self.ident[0], self.slot_id)
+            raise
+        self.session, self.pin, self._pin = session, _pin_digest(pin), pin
+        self.generation += 1
+
+    def use(self, operation: Callable[[Any], T]) -> T:
+        """``operation(session)`` under the lock. If the session was lost, it is opened again and
+        ``operation`` run once more. Raises PKCS11Error from the module (``operation``'s, or what
+        a lost session answered if the token cannot be opened again), KeyLoadError if the token
+        refused the PIN when logging in again (never tried again: tokens lock the PIN)."""
+        from pkcs11.exceptions import PKCS11Error
+
+        with self.lock:
+            if self.refused is not None:
+                raise KeyLoadError(self.refused)
+            if _logged_in(self.ident[0], self.session):
+                try:
+                    return operation(self.session)
+                except PKCS11Error as exc:  # lost since it was asked
+                    if not isinstance(exc, _lost_session_errors()):
+                        raise
+            self._reopen()
+            return operation(self.session)
+
+    def _reopen(self) -> None:
+        """Log in again on the token of the same serial, found by its label. Caller holds the
+        lock. Raises as :meth:`use`."""
+        from pkcs11.exceptions import PinExpired, PinIncorrect, PinInvalid, PinLocked, PKCS11Error
+
+        with contextlib.suppress(PKCS11Error):  # lost already: closing it may fail too
+            self.session.close()
+        try:
+            token = self.lib.get_token(token_label=self.label)
+            if bytes(token.serial) != self.ident[1]:
+                raise KeyLoadError(
+                    f"PKCS#11 token {self.label!r} lost its session, and the token of that label "
+                    "now is another one (another serial number): restart to use it"
+                )
+            self.slot_id = token.slot.slot_id  # a token put back may sit in another slot
+            self.login(token, self._pin)
+        except (PinIncorrect, PinInvalid, PinLocked, PinExpired) as exc:
+            self.refused = (
+                f"PKCS#11 token {self.label!r} refused the PIN when its lost session was opened "
+                f"again ({type(exc).__name__}): not tried again, as a token locks its PIN after a "
+                "few wrong ones; restart with the token's PIN in LIENTHONG_PKCS11_PIN"
+            )
+            raise KeyLoadError(self.refused) from exc
+        except PKCS11Error as exc:
+            raise KeyLoadError(
+                f"PKCS#11 token {self.label!r} lost its session and cannot be opened again "
+                f"({type(exc).__name__}): is it present and its module working? Each signature "
+                "tries again"
+            ) from exc
+
+
+def _lost_session_errors() -> tuple[type[Exception], ...]:
+    """What a module answers on a session it no longer has (PKCS#11 2.40 §5.1): the session is
+    opened again. Anything else (a mechanism the key does not do, a device fault) is the answer."""
+    from pkcs11 import exceptions as e
+
+    return (
+        e.SessionHandleInvalid,
+        e.SessionClosed,
+        e.UserNotLoggedIn,
+        e.ObjectHandleInvalid,
+        e.KeyHandleInvalid,
+        e.DeviceRemoved,
+        e.TokenNotPresent,
+        e.TokenNotRecognised,
+    )
 
 
 _tokens: dict[tuple[str, bytes], _TokenSession] = {}  # by (module path, token serial)
 _tokens_lock = threading.Lock()
-_PIN_SALT = os.urandom(16)  # the PIN a session was opened with is kept only as a salted hash
+_PIN_SALT = os.urandom(16)  # another key's PIN is compared with a salted hash of the session's
 
 
 def _pin_digest(pin: str) -> bytes:
@@ -115,23 +210,14 @@ def _open_token(lib: Any, module: str, token_label: str, pin: str) -> _TokenSess
     """The token's shared session, logged in (opened now if no key holds it), with one more
     reference. Raises PKCS11Error from the module, KeyLoadError for a PIN other than the one the
     shared session was opened with."""
-    from pkcs11.exceptions import PKCS11Error
-
     with _tokens_lock:
         token = lib.get_token(token_label=token_label)
         ident = (module, bytes(token.serial))
         shared = _tokens.get(ident)
         if shared is None:
-            try:
-                session = token.open(user_pin=pin)
-            except PKCS11Error:
-                # python-pkcs11 opens the session, then logs in; when C_Login fails it raises
-                # without closing the session. No key of ours holds a session on this token
-                # (we hold the lock, and there is no shared one), so every session of this
-                # process on its slot is that one.
-                _close_all_sessions(module, token.slot.slot_id)
-                raise
-            shared = _tokens[ident] = _TokenSession(ident, session, _pin_digest(pin))
+            shared = _TokenSession(ident, lib, token_label, token.slot.slot_id)
+            shared.login(token, pin)
+            _tokens[ident] = shared
         elif not hmac.compare_digest(shared.pin, _pin_digest(pin)):
             # The token is logged in already: a wrong PIN would otherwise be let through.
             raise KeyLoadError(
@@ -159,7 +245,7 @@ class _CK_VERSION(ctypes.Structure):
 
 
 class _CK_FUNCTION_LIST(ctypes.Structure):
-    """The head of CK_FUNCTION_LIST, up to C_CloseAllSessions (PKCS#11 2.40 §5.1)."""
+    """The head of CK_FUNCTION_LIST, up to C_GetSessionInfo (PKCS#11 2.40 §5.1)."""
 
     _fields_ = [("version", _CK_VERSION)] + [
         (name, ctypes.c_void_p)
@@ -179,23 +265,54 @@ class _CK_FUNCTION_LIST(ctypes.Structure):
             "C_OpenSession",
             "C_CloseSession",
             "C_CloseAllSessions",
+            "C_GetSessionInfo",
         )
     ]
 
 
-def _close_all_sessions(module: str, slot_id: int) -> None:
-    """C_CloseAllSessions on ``slot_id``, which python-pkcs11 does not expose. The module is the
-    one python-pkcs11 loaded (the same path: dlopen returns the same library)."""
+class _CK_SESSION_INFO(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_ulong) for name in ("slotID", "state", "flags", "ulDeviceError")]
+
+
+_CKS_USER_FUNCTIONS = (1, 3)  # CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS: logged in
+_CKR_FUNCTION_NOT_SUPPORTED = 0x54
+
+
+@functools.cache
+def _function(module: str, name: str) -> int | None:
+    """The address of ``name`` in ``module``'s function list, for the functions python-pkcs11 does
+    not expose; None if the module gives none. The module is the one python-pkcs11 loaded (the
+    same path: dlopen returns the same library)."""
     try:
         so = ctypes.CDLL(module)
         functions = ctypes.POINTER(_CK_FUNCTION_LIST)()
         if so.C_GetFunctionList(ctypes.byref(functions)) != 0 or not functions:
-            return
-        address = functions.contents.C_CloseAllSessions
-        if address:
-            ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong)(address)(slot_id)
+            return None
+        address: int | None = getattr(functions.contents, name)
+        return address
     except (OSError, AttributeError, ValueError):  # not a loadable module: nothing was opened
-        pass
+        return None
+
+
+def _close_all_sessions(module: str, slot_id: int) -> None:
+    """C_CloseAllSessions on ``slot_id``."""
+    if address := _function(module, "C_CloseAllSessions"):
+        ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong)(address)(slot_id)
+
+
+def _logged_in(module: str, session: Any) -> bool:
+    """Whether ``session`` is open and logged in (C_GetSessionInfo), asked before it is used: a
+    search started on a lost session fails, and python-pkcs11 then ends it again when it is
+    garbage-collected, which prints a traceback. True if the module cannot say."""
+    address = _function(module, "C_GetSessionInfo")
+    if not address:
+        return True
+    info = _CK_SESSION_INFO()
+    function = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(_CK_SESSION_INFO))
+    rv = function(address)(session.handle, ctypes.byref(info))
+    if rv == _CKR_FUNCTION_NOT_SUPPORTED:
+        return True
+    return rv == 0 and info.state in _CKS_USER_FUNCTIONS
 
 
 class Pkcs11Key(SigningKey):
@@ -205,15 +322,27 @@ class Pkcs11Key(SigningKey):
     def __init__(
         self,
         token: _TokenSession,
+        label: str,
         private_key: Any,
         certificate: x509.Certificate,
         chain: tuple[x509.Certificate, ...],
     ) -> None:
         self._shared = token
         self._closed = False
+        self._label = label
         self._key = private_key
+        self._generation = token.generation  # of the session ``_key``'s handle belongs to
         self.certificate = certificate
         self.chain = chain
+
+    def _handle(self, session: Any) -> Any:
+        """The private key's object on ``session``: found again on a session opened again (object
+        handles are per session), by the label it was loaded with."""
+        if self._generation != self._shared.generation:
+            what = f"PKCS#11 token {self._shared.label!r}, object {self._label!r}"
+            self._key = _private_key(session, self._label, what)
+            self._generation = self._shared.generation
+        return self._key
 
     def sign(self, data: bytes) -> bytes:
         from pkcs11 import Mechanism
@@ -221,16 +350,21 @@ class Pkcs11Key(SigningKey):
 
         if self._closed:
             raise KeyLoadError("PKCS#11 key used after close()")
+        rsa_key = self.algorithm == "rsa"
+
+        def operation(session: Any) -> bytes:
+            key = self._handle(session)
+            if rsa_key:
+                return bytes(key.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
+            # SoftHSM 2.6 has no CKM_ECDSA_SHA256: hash here, sign the digest with CKM_ECDSA.
+            return bytes(key.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA))
+
         try:
-            with self._shared.lock:
-                if self.algorithm == "rsa":
-                    return bytes(self._key.sign(data, mechanism=Mechanism.SHA256_RSA_PKCS))
-                # SoftHSM 2.6 has no CKM_ECDSA_SHA256: hash here, sign the digest with CKM_ECDSA.
-                raw = bytes(
-                    self._key.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA)
-                )
+            raw = self._shared.use(operation)
         except PKCS11Error as exc:
             raise KeyLoadError(f"PKCS#11 signing failed: {type(exc).__name__}") from exc
+        if rsa_key:
+            return raw
         half = len(raw) // 2
         return encode_dss_signature(
             int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
@@ -244,7 +378,20 @@ class Pkcs11Key(SigningKey):
         _release_token(self._shared)
 
 
+def _check_signing_algorithm(certificate: x509.Certificate) -> None:
+    """Refuse a certificate whose key may make no signature of ours: an RSA-PSS key (RFC 4055)
+    may make PSS signatures only, and ours are PKCS#1 v1.5 (cryptography loads such a key as any
+    RSA key and signs with it; verifiers then refuse the signature)."""
+    if certificate.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+        raise KeyLoadError(
+            "the certificate's key is RSA-PSS (id-RSASSA-PSS), restricted to PSS signatures: "
+            "lienthong signs with RSA PKCS#1 v1.5 or ECDSA; use an RSA (rsaEncryption) or "
+            "ECDSA key"
+        )
+
+
 def _check_pair(public_key: Any, certificate: x509.Certificate) -> None:
+    _check_signing_algorithm(certificate)
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if public_key.public_bytes(*fmt) != certificate.public_key().public_bytes(*fmt):
         raise KeyLoadError("the certificate does not match the private key")
@@ -386,7 +533,6 @@ def parse_pkcs11_uri(uri: str) -> dict[str, str]:
 
 def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
     import pkcs11
-    from pkcs11 import Attribute, ObjectClass
     from pkcs11.exceptions import PKCS11Error
 
     attrs = parse_pkcs11_uri(uri)
@@ -412,30 +558,17 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
     except PKCS11Error as exc:
         # Type names only (PinIncorrect, NoSuchToken…): never echo the PIN.
         raise KeyLoadError(f"{what}: {type(exc).__name__}") from exc
+
+    def find(session: Any) -> Pkcs11Key:
+        priv = _private_key(session, label, what)
+        if cert is not None:
+            leaf, chain = _split_chain(_load_cert_file(cert))
+        else:
+            leaf, chain = _token_certificates(session, label)
+        return Pkcs11Key(shared, label, priv, leaf, chain)  # under the lock: of this generation
+
     try:
-        with shared.lock:
-            # The whole search is read (and ended) here. session.get_key() raised
-            # MultipleObjectsReturned with its search still open; the session was then closed,
-            # and the search, ended when garbage-collected, printed a SessionHandleInvalid
-            # traceback after our one-line error.
-            found = list(
-                shared.session.get_objects(
-                    {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}
-                )
-            )
-            if not found:
-                raise KeyLoadError(f"{what}: NoSuchKey")
-            if len(found) > 1:
-                raise KeyLoadError(
-                    f"{what}: {len(found)} private keys have this label on the token: "
-                    "give each its own label"
-                )
-            [priv] = found
-            if cert is not None:
-                leaf, chain = _split_chain(_load_cert_file(cert))
-            else:
-                leaf, chain = _token_certificates(shared.session, label)
-        key = Pkcs11Key(shared, priv, leaf, chain)
+        key = shared.use(find)
     except PKCS11Error as exc:
         _release_token(shared)
         raise KeyLoadError(f"{what}: {type(exc).__name__}") from exc
@@ -448,6 +581,28 @@ def _load_pkcs11(uri: str, *, cert: str | None) -> SigningKey:
         key.close()
         raise
     return key
+
+
+def _private_key(session: Any, label: str, what: str) -> Any:
+    """The one private key labelled ``label`` on the token. Raises KeyLoadError if there is none
+    or more than one; PKCS11Error from the token."""
+    from pkcs11 import Attribute, ObjectClass
+
+    # The whole search is read (and ended) here. session.get_key() raised
+    # MultipleObjectsReturned with its search still open; the session was then closed, and the
+    # search, ended when garbage-collected, printed a SessionHandleInvalid traceback after our
+    # one-line error.
+    found = list(
+        session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label})
+    )
+    if not found:
+        raise KeyLoadError(f"{what}: NoSuchKey")
+    if len(found) > 1:
+        raise KeyLoadError(
+            f"{what}: {len(found)} private keys have this label on the token: "
+            "give each its own label"
+        )
+    return found[0]
 
 
 def _module_failure(exc: BaseException, module: str) -> str:
@@ -505,6 +660,7 @@ def _check_token_pair(key: Pkcs11Key) -> None:
     """The token's key must be the certificate's: a signature it makes must verify with the
     certificate's public key (the token may hold no public-key object to compare). Raises
     KeyLoadError if not."""
+    _check_signing_algorithm(key.certificate)
     probe = b"lienthong: does this certificate belong to this key?"
     try:
         signature = key.sign(probe)

@@ -303,3 +303,86 @@ def test_pkcs11_two_keys_under_one_label(pki, token, tmp_path, monkeypatch):
         load_key("pkcs11:token=lienthong;object=twice", cert=str(pki.cert_path("gateway")))
     assert str(refused.value) == message
     assert _open_sessions() == before
+
+
+def _lose_sessions(key) -> None:
+    """Every session of this process on the key's token closed under it, as the module does when
+    the token is pulled out, or an HSM restarts or its network link is reset."""
+    so = ctypes.CDLL(MODULE)
+    assert so.C_CloseAllSessions(ctypes.c_ulong(key._shared.session.token.slot.slot_id)) == 0
+
+
+def _verifies(key, data: bytes, signature: bytes) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    public = key.certificate.public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+
+
+def test_pkcs11_a_lost_session_is_opened_again(token, monkeypatch):
+    """A token's session lost while the gateway runs. Before, every later signature failed for
+    good (`PKCS#11 signing failed: SessionHandleInvalid`: no receipt, no audit checkpoint, so new
+    work refused) until a restart, and a key loaded again in the process failed too, a traceback
+    after its error. Now the session is opened again and logged in, and the signature made."""
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    before = _open_sessions()
+    ec = load_key("pkcs11:token=lienthong;object=eckey", cert=str(token / "eckey.cert.pem"))
+    rsa = load_key("pkcs11:token=lienthong;object=rsakey", cert=str(token / "rsakey.cert.pem"))
+    try:
+        for round in range(2):  # lost twice: the session opened again is used, and lost again
+            _lose_sessions(ec)
+            for key in (ec, rsa):  # both keys of the token, sharing the session opened again
+                data = f"after a lost session, round {round}".encode()
+                _verifies(key, data, key.sign(data))
+        _lose_sessions(ec)
+        again = load_key("pkcs11:token=lienthong;object=eckey", cert=str(token / "eckey.cert.pem"))
+        _verifies(again, b"loaded again", again.sign(b"loaded again"))
+        assert len(_open_sessions()) == len(before) + 1  # still one session for the token
+        again.close()
+    finally:
+        ec.close()
+        rsa.close()
+    assert _open_sessions() == before
+
+
+def test_pkcs11_a_pin_refused_when_logging_in_again_is_not_tried_again(token, monkeypatch):
+    """A token that no longer takes the PIN (changed meanwhile) when a lost session is opened
+    again: that one failed login is the last, as a login at each signature would lock the token
+    (tokens lock the user PIN after a few wrong ones). The error says so, and what to do."""
+    monkeypatch.setenv("LIENTHONG_PKCS11_PIN", "1234")
+    before = _open_sessions()
+    key = load_key("pkcs11:token=lienthong;object=eckey", cert=str(token / "eckey.cert.pem"))
+
+    def change_pin(old: str, new: str) -> None:  # in this process: SoftHSM keeps the PIN it read
+        import pkcs11
+
+        session = pkcs11.lib(MODULE).get_token(token_label="lienthong").open(rw=True)
+        try:
+            session.set_pin(old, new)
+        finally:
+            session.close()
+
+    change_pin("1234", "4321")
+    try:
+        _lose_sessions(key)
+        message = (
+            "PKCS#11 token 'lienthong' refused the PIN when its lost session was opened again "
+            "(PinIncorrect): not tried again, as a token locks its PIN after a few wrong ones; "
+            "restart with the token's PIN in LIENTHONG_PKCS11_PIN"
+        )
+        with pytest.raises(KeyLoadError) as refused:
+            key.sign(b"x")
+        assert str(refused.value) == message
+        assert _open_sessions() == before  # the failed login's session is not left open
+    finally:
+        change_pin("4321", "1234")
+    with pytest.raises(KeyLoadError) as again:  # the right PIN again: still no login tried
+        key.sign(b"x")
+    assert str(again.value) == message
+    key.close()
+    assert _open_sessions() == before
+    load_key("pkcs11:token=lienthong;object=eckey").close()  # a key loaded anew opens the token
