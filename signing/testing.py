@@ -15,15 +15,18 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import fcntl
+import glob
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -200,13 +203,15 @@ class TestPKI:
         directory = Path(directory)
         base = base_url.rstrip("/")
         target = directory.resolve()  # "." has no name to build beside; a link stays a link
-        building = _folder_beside(target)
-        try:
-            index = cls._generate(building, base)
-            os.replace(building, target)  # rename(2) takes the place of an empty folder
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _building_beside(target):
+            building = _folder_beside(target)
+            try:
+                index = cls._generate(building, base)
+                os.replace(building, target)  # rename(2) takes the place of an empty folder
+            except BaseException:
+                shutil.rmtree(building, ignore_errors=True)
+                raise
         return cls(directory, base, index)
 
     @classmethod
@@ -474,10 +479,46 @@ class TestPKI:
         return b.sign(responder_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
+@contextlib.contextmanager
+def _building_beside(directory: Path) -> Iterator[None]:
+    """Hold the lock of ``directory``'s parent while a PKI is built beside it, and first remove
+    the folders an earlier creation was building there when it was killed (SIGKILL, a power
+    cut: its ``except`` never ran), each holding a CA's private keys. Every creation under way
+    holds this lock, which the kernel releases when its process dies, so a folder found while
+    holding it is no live creation's. Where the parent cannot be locked (a file system without
+    flock), nothing is removed."""
+    try:
+        fd = os.open(directory.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        else:
+            for left in directory.parent.glob(f".{glob.escape(directory.name)}.*.partial"):
+                if building_name(directory.name, left.name) and left.is_dir():
+                    shutil.rmtree(left, ignore_errors=True)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
+
+
+def building_name(name: str, other: str) -> bool:
+    """Whether ``other`` names a folder that a creation of a test PKI named ``name`` builds in
+    (beside it: see :func:`_folder_beside`)."""
+    prefix = f".{name}."
+    return other.startswith(prefix) and _BUILDING.fullmatch(other[len(prefix) :]) is not None
+
+
+_BUILDING = re.compile(r"[0-9a-f]{8}\.partial")  # what _folder_beside adds to the name
+
+
 def _folder_beside(directory: Path) -> Path:
-    """A new folder beside ``directory`` (whose parents are made), to build it in: with the mode
+    """A new folder beside ``directory`` (whose parent exists), to build it in: with the mode
     ``directory`` has, or else the one a new folder gets (the umask's)."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
     building = directory.with_name(f".{directory.name}.{secrets.token_hex(4)}.partial")
     building.mkdir()
     with contextlib.suppress(FileNotFoundError):

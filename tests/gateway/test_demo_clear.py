@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.demo import _clear, _write_config
+from gateway.demo import OutputError, _clear, _write_config
 
 AS_ROOT = os.geteuid() == 0
 
@@ -101,3 +103,39 @@ def test_a_demo_without_openssl_is_one_line(
         f"Error: cannot make the test PKI in {out / 'pki'}: openssl not found on PATH: it "
         "writes the test PKI's .p12 files (install openssl)\n"
     )
+
+
+def test_a_demo_killed_while_making_its_pki_leaves_a_folder_the_next_run_takes(
+    tmp_path: Path,
+) -> None:
+    """Found by probing: a demo killed (SIGKILL, the OOM killer, a closed terminal's SIGHUP)
+    while it made its test PKI left `.pki.<hex>.partial` in its folder, and every later run
+    refused the folder: `holds files a demo did not write (.pki.….partial)`."""
+    out = tmp_path / "demo-output"
+    argv = [sys.executable, "-c", "from gateway.cli import main; main()",
+            "demo", "--output", str(out), "--dossiers", "1"]  # fmt: skip
+    for _ in range(20):  # a PKI made before it is seen: cleared, and tried again
+        demo = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while demo.poll() is None and not list(out.glob(".pki.*.partial/root.key.pem")):
+                time.sleep(0.002)
+        finally:
+            demo.send_signal(signal.SIGKILL)
+            demo.wait()
+        if list(out.glob(".pki.*.partial")):
+            break
+        _clear(out)
+    else:
+        pytest.fail("every demo made its PKI before it could be killed")
+    _clear(out)
+    assert list(out.iterdir()) == []
+
+
+def test_a_folder_beside_a_pki_is_not_a_demos_unless_named_as_the_pki_builds_it(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "demo-output"
+    _earlier_demo(out)
+    (out / ".pki.notours.partial").mkdir()
+    with pytest.raises(OutputError, match=r"holds files a demo did not write \(\.pki\.notours"):
+        _clear(out)

@@ -4,6 +4,12 @@ succeeds there; a missing openssl is named. Its private keys are readable by the
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +100,50 @@ def test_the_sandbox_pki_is_made_at_the_start_after_one_that_failed(
     assert not (tmp_path / "pki").exists()
     setup = signing_setup(settings)
     assert setup.pki is not None and setup.pki.directory == tmp_path / "pki"
+
+
+def _kill_while_building(folder: Path) -> Path:
+    """Start a creation of a test PKI in ``folder`` in another process and SIGKILL it once its
+    root key is written in the folder it builds in; that folder, left behind."""
+    code = "import sys; from signing.testing import TestPKI; TestPKI.create(sys.argv[1])"
+    for _ in range(20):  # a creation that ends before it is seen is tried again
+        proc = subprocess.Popen([sys.executable, "-c", code, str(folder)])
+        try:
+            while proc.poll() is None:
+                building = [p for p in folder.parent.glob(f".{folder.name}.*.partial")]
+                if building and (building[0] / "root.key.pem").exists():
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return building[0]
+                time.sleep(0.002)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+    pytest.fail("every creation ended before it could be killed")
+
+
+def test_a_creation_killed_midway_leaves_nothing_once_the_pki_is_made(tmp_path: Path) -> None:
+    """Found by probing: `serve` (or the demo) killed while it made the sandboxes' PKI left
+    `.pki.<hex>.partial` beside it, the CA's private keys in it, for good: the next start made
+    the PKI and kept the half-made one."""
+    folder = tmp_path / "pki"
+    left = _kill_while_building(folder)
+    assert not folder.exists() and (left / "root.key.pem").is_file()
+    TestPKI.create(folder, base_url=BASE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pki"]
+    assert (folder / "index.json").is_file()
+
+
+def test_creations_side_by_side_do_not_take_each_others_folders(tmp_path: Path) -> None:
+    """Another process's creation in progress is left alone: only one that was killed is taken."""
+    code = "import sys; from signing.testing import TestPKI; TestPKI.create(sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path / name)])
+        for name in ("pki", "pki", "other")
+    ]
+    codes = sorted(p.wait(timeout=120) for p in procs)
+    assert codes == [0, 0, 1]  # of two creations of one folder, the second finds it made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "pki"]
+    assert TestPKI.load(tmp_path / "pki").subjects == TestPKI.load(tmp_path / "other").subjects
