@@ -460,11 +460,17 @@ class Worker:
                 job, None, LookupError(f"no handler for job kind {job.kind!r}"), None
             )
             return
-        renewer = asyncio.create_task(self._renew(job), name=f"outbox-lease-{job.id}")
+        # Set once the attempt is being recorded: a renewal then finding the job no longer
+        # running may have met its own closing transaction, which tells a real takeover itself.
+        closing = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(job, closing), name=f"outbox-lease-{job.id}")
         try:
             try:
                 with watch_trials() as trials:
-                    record = await self._run(handler, job)
+                    try:
+                        record = await self._run(handler, job)
+                    finally:
+                        closing.set()
             except NotYet as exc:
                 await self._defer(job, exc, trials)
                 return
@@ -514,7 +520,7 @@ class Worker:
                 "attempt, and was stopped: its outcome is unknown"
             ) from exc
 
-    async def _renew(self, job: Job) -> None:
+    async def _renew(self, job: Job, closing: asyncio.Event) -> None:
         def renew(tx: Tx, now: float) -> int:
             return tx.execute("outbox.renew", id=job.id, owner=job.owner, now=now, lease=self.lease)
 
@@ -526,6 +532,10 @@ class Worker:
                 log.warning("outbox: lease renewal failed", exc_info=True, extra=_extra(job))
                 continue
             if not kept:
+                if closing.is_set():
+                    # Done, retried or dead by the attempt's own closing transaction, or taken
+                    # over: that transaction's fence says which (see _lost), not this renewal.
+                    return
                 log.warning(
                     "outbox: lost the lease on job %s: it ran out (this process stalled or was cut "
                     "off from the store, or a clock stepped) and another gateway took the job "
