@@ -124,10 +124,11 @@ class CircuitOpen(NotYet):
 class TrialWatch:
     """What one outbox attempt's calls through breakers told: whether one of them, let through as
     a half-open circuit's trial, failed (the endpoint is still down), and for how long that
-    circuit then refuses calls; and which endpoints answered (the jobs parked on them can go).
-    See :func:`watch_trials`."""
+    circuit then refuses calls; which endpoints it called, and which answered (the jobs parked on
+    them can go). See :func:`watch_trials`."""
 
     def __init__(self) -> None:
+        self.called: set[str] = set()  # the breakers' names that let a call of ours through
         self.answered: set[str] = set()  # the breakers' names whose endpoints answered a call
         self.trials: set[CircuitBreaker] = set()  # breakers whose trial a call of ours holds
         self.failed_trial: str | None = None  # the endpoint whose trial failed
@@ -222,6 +223,7 @@ class CircuitBreaker:
                     raise CircuitOpen(self.name, self.reset_after - (now - started), circuit=self)
                 self._trial_started = now
         if (watch := _watch.get()) is not None:
+            watch.called.add(self.name)
             if trial:
                 watch.trials.add(self)
             else:

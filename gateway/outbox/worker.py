@@ -35,6 +35,9 @@ the endpoint, and its ``run_after`` is :data:`_PARKED_S` ahead, only a fallback.
  - as a try: at each claim, a worker takes the oldest job parked on an endpoint whose circuit, in
    this process, lets a call through (closed, or half-open with its trial free: the trial), one
    at a time per endpoint, at most once per reset period of its circuit.
+Its row stays until the attempt ends: one woken or tried that ends without calling the endpoint
+(done unsent, superseded by a newer one; failed before its call) wakes the next parked there in
+its place, as nothing answered to do it.
 So while a receiver is down its callbacks cost one claim per reset period, not one each (every
 refused job used to come back at the circuit's reset, all together, claimed ahead of every newer
 job: 12,000 callbacks for a receiver down made 1,000 claims a second and flows 100 times
@@ -78,7 +81,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -360,8 +363,7 @@ class Worker:
                     lease=self.lease,
                     limit=1,
                 )
-                if taken:
-                    tx.execute("outbox.unpark", job=taken[0]["id"])
+                if taken:  # its row stays until the attempt ends (see _release)
                     tries.append((endpoint, job_from_row(taken[0])))
                 else:  # what is left of it are jobs taken at their fallback time since
                     tx.execute("outbox.prune_parked", endpoint=endpoint)
@@ -458,13 +460,19 @@ class Worker:
                 job, None, LookupError(f"no handler for job kind {job.kind!r}"), None
             )
             return
-        renewer = asyncio.create_task(self._renew(job), name=f"outbox-lease-{job.id}")
+        # Set once the attempt is being recorded: a renewal then finding the job no longer
+        # running may have met its own closing transaction, which tells a real takeover itself.
+        closing = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(job, closing), name=f"outbox-lease-{job.id}")
         try:
             try:
                 with watch_trials() as trials:
-                    record = await self._run(handler, job)
+                    try:
+                        record = await self._run(handler, job)
+                    finally:
+                        closing.set()
             except NotYet as exc:
-                await self._defer(job, exc)
+                await self._defer(job, exc, trials)
                 return
             except asyncio.CancelledError:
                 # Stopping: put the job back now rather than after the lease, then stop for real.
@@ -488,11 +496,9 @@ class Worker:
                     decision = _after_trial(trials)
                 else:
                     decision = self.policy_for(job).decide(exc, job.attempts)
-                await self._finish_failure(
-                    job, handler, exc, decision, trial=trial, answered=trials.answered
-                )
+                await self._finish_failure(job, handler, exc, decision, trial=trial, calls=trials)
                 return
-            await self._finish_success(job, handler, record, trials.answered)
+            await self._finish_success(job, handler, record, trials)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -514,7 +520,7 @@ class Worker:
                 "attempt, and was stopped: its outcome is unknown"
             ) from exc
 
-    async def _renew(self, job: Job) -> None:
+    async def _renew(self, job: Job, closing: asyncio.Event) -> None:
         def renew(tx: Tx, now: float) -> int:
             return tx.execute("outbox.renew", id=job.id, owner=job.owner, now=now, lease=self.lease)
 
@@ -526,6 +532,10 @@ class Worker:
                 log.warning("outbox: lease renewal failed", exc_info=True, extra=_extra(job))
                 continue
             if not kept:
+                if closing.is_set():
+                    # Done, retried or dead by the attempt's own closing transaction, or taken
+                    # over: that transaction's fence says which (see _lost), not this renewal.
+                    return
                 log.warning(
                     "outbox: lost the lease on job %s: it ran out (this process stalled or was cut "
                     "off from the store, or a clock stepped) and another gateway took the job "
@@ -535,30 +545,38 @@ class Worker:
                 )
                 return
 
-    def _wakes(self, answered: Collection[str]) -> list[str]:
-        """The endpoints among ``answered`` whose parked jobs an attempt's transaction wakes:
-        those that had some at the last claim (or that this worker parked a job on since). One
-        parked later by another gateway is taken as a try at a next claim instead."""
-        return sorted(self._parked.intersection(answered))
-
-    @staticmethod
-    def _wake_parked(tx: Tx, endpoints: list[str], now: float) -> None:
-        for endpoint in endpoints:
-            for row in tx.all(
-                "outbox.wake_parked", endpoint=endpoint, now=now, limit=_WAKE_PER_ANSWER
-            ):
-                tx.execute("outbox.unpark", job=row["id"])
+    def _release(self, tx: Tx, job: Job, calls: TrialWatch | None, now: float) -> None:
+        """In the transaction that ends an attempt of ``job``: its parked row, if it had one,
+        removed, and the jobs parked on the endpoints it reached woken. Each endpoint that
+        answered its calls wakes :data:`_WAKE_PER_ANSWER`: those that had parked jobs at the last
+        claim (or that this worker parked a job on since; one parked later by another gateway is
+        taken as a try at a next claim instead), and the one it was parked on. And a job woken
+        from (or tried on) an endpoint it then did not call — done unsent, superseded by a newer
+        one; failed before its call; its holder gone — passes its turn on, waking the next one
+        parked there: else, nothing answering, the backlog behind an endpoint back from an outage
+        went out one try per reset period (about an hour for 300 superseded portal syncs)."""
+        called = calls.called if calls is not None else set()
+        answered = calls.answered if calls is not None else set()
+        wakes = dict.fromkeys(self._parked.intersection(answered), _WAKE_PER_ANSWER)
+        row = tx.one("outbox.unpark", job=job.id)
+        if row is not None:
+            endpoint = str(row["endpoint"])
+            if endpoint in answered:
+                wakes[endpoint] = _WAKE_PER_ANSWER
+            elif endpoint not in called:
+                wakes.setdefault(endpoint, 1)
+        for endpoint, limit in sorted(wakes.items()):
+            tx.all("outbox.wake_parked", endpoint=endpoint, now=now, limit=limit)
 
     async def _finish_success(
         self,
         job: Job,
         handler: JobHandler,
         record: Callable[[Tx], Any],
-        answered: Collection[str] = (),
+        calls: TrialWatch | None = None,
     ) -> None:
         now = self.clock()
         recorded: list[Delivery] = []
-        wakes = self._wakes(answered)
 
         def work(tx: Tx) -> None:
             recorded.clear()  # a unit the store runs again starts afresh
@@ -566,7 +584,7 @@ class Worker:
             # the handler's recording never runs for a result that is being discarded.
             if not tx.execute("outbox.complete", id=job.id, owner=job.owner, now=now):
                 raise _LeaseLost
-            self._wake_parked(tx, wakes, now)
+            self._release(tx, job, calls, now)
             outcome = record(tx)
             d = outcome if isinstance(outcome, Delivery) else Delivery()
             recorded.append(d)
@@ -602,7 +620,7 @@ class Worker:
             # count a failed attempt; the idempotency key makes resending safe.
             log.error("outbox: recording a delivery failed", exc_info=exc, extra=_extra(job))
             await self._finish_failure(
-                job, handler, exc, self.policy_for(job).decide(exc, job.attempts)
+                job, handler, exc, self.policy_for(job).decide(exc, job.attempts), calls=calls
             )
             return
         outcome = "superseded" if recorded and recorded[-1].superseded else "delivered"
@@ -622,14 +640,14 @@ class Worker:
         decision: RetryDecision | None,
         *,
         trial: str | None = None,
-        answered: Collection[str] = (),
+        calls: TrialWatch | None = None,
     ) -> None:
         """Record a failed attempt: retried after ``decision``'s delay, or dead when it is None.
         ``trial``: the endpoint whose half-open circuit's trial this attempt's call was; it failed,
-        so the attempt is refunded (see the module's Attempts). ``answered``: the endpoints that
-        answered its calls (a refusal is an answer), whose parked jobs it wakes."""
+        so the attempt is refunded (see the module's Attempts). ``calls``: what the attempt's
+        calls told (the endpoints it called, and those that answered: a refusal is an answer),
+        for the parked jobs it wakes (see :meth:`_release`)."""
         now = self.clock()
-        wakes = self._wakes(answered)
         text = _describe(error)
         dead = decision is None
         retry_in = None if decision is None else decision.delay
@@ -651,7 +669,7 @@ class Worker:
                 )
             if not changed:
                 raise _LeaseLost
-            self._wake_parked(tx, wakes, now)
+            self._release(tx, job, calls, now)
             if with_handler and handler is not None:
                 handler.failed(tx, job, error, dead=dead, retry_in=retry_in)
             append(
@@ -704,7 +722,7 @@ class Worker:
             extra=_extra(job, outcome="dead" if dead else "retry", retry_in=retry_in),
         )
 
-    async def _defer(self, job: Job, exc: NotYet) -> None:
+    async def _defer(self, job: Job, exc: NotYet, calls: TrialWatch | None = None) -> None:
         now = self.clock()
         circuit = exc.circuit  # what it waits for is an endpoint: parked on it (see Parking)
         delay = _PARKED_S if circuit is not None else max(exc.retry_after, 0.0)
@@ -719,8 +737,12 @@ class Worker:
                 refund=1,
                 now=now,
             )
-            if changed and circuit is not None:
+            if not changed:
+                return changed
+            if circuit is not None:  # parked again: it keeps its place, and no turn is passed
                 tx.execute("outbox.park", job=job.id, endpoint=circuit.name)
+            else:
+                self._release(tx, job, calls, now)
             return changed
 
         try:

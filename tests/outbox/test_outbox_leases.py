@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -213,6 +215,61 @@ async def test_another_gateway_takes_over_a_job_whose_holder_stalled(
     assert stalled.recorded == []
     assert (await job(store, job_id)).state == "done"
     assert "another gateway took the job over after its lease ran out" in caplog.text
+
+
+async def test_a_renewal_that_meets_the_job_just_done_does_not_say_it_was_taken_over(
+    store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is renewed until the attempt's closing transaction has committed; a renewal sent
+    while that transaction ran found the job done, not running, and, its answer back first,
+    logged that another gateway had taken the job over and this attempt's result would be
+    discarded — beside "delivered", on a job that nobody took (seen probing three gateways on one
+    PostgreSQL store). Here the renewal is sent while the closing transaction runs (its
+    recording waits for it), and its answer reaches the worker first."""
+    renewing, renewed = threading.Event(), asyncio.Event()
+    closing = False
+    units: list[Any] = []
+    transact = store.transact
+
+    async def watched(work: Any, **kw: Any) -> Any:
+        if not closing:
+            return await transact(work, **kw)
+        units.append(work)
+        if len(units) == 1:  # the closing transaction; its answer reaches the worker last
+            result = await transact(work, **kw)
+            await asyncio.wait_for(renewed.wait(), 10)
+            return result
+        renewing.set()  # a renewal, sent while the closing transaction runs
+        try:
+            return await transact(work, **kw)
+        finally:
+            renewed.set()
+
+    monkeypatch.setattr(store, "transact", watched)
+
+    class SlowToRecord(ScriptedHandler):
+        """Its result's recording, inside the closing transaction, lasts until a renewal is sent."""
+
+        async def run(self, job: Job) -> Callable[[Tx], Any]:
+            recorded = await super().run(job)
+
+            def record(tx: Tx) -> Any:
+                assert renewing.wait(10), "no renewal was sent while the job was being closed"
+                return recorded(tx)
+
+            nonlocal closing
+            closing = True
+            return record
+
+    handler = SlowToRecord()
+    worker = Worker(store, {"registry": handler}, policy=NOW, lease=0.3, owner="gw-a")
+    job_id = await add(store)
+    assert await asyncio.wait_for(worker.run_once(), 30) == 1
+    assert renewing.is_set()
+    assert handler.recorded == [(job_id, 1)]
+    assert (await job(store, job_id)).state == "done"
+    assert "lost the lease" not in caplog.text
+    assert "discarded" not in caplog.text
 
 
 def written_ahead(url: str, seconds: float) -> None:

@@ -162,3 +162,113 @@ async def test_two_gateways_with_their_own_circuits_deliver_everything_in_order(
                 break
         assert await states(a) == {"done": DOSSIERS * VERSIONS}
     in_order(got.got)
+
+
+# --- Parked jobs that finish without calling their endpoint pass their turn on ------------------
+#
+# Found by probing three gateways on one PostgreSQL store: the national portal down while 60
+# dossiers moved on left ~300 portal syncs parked, most of them older versions of a dossier's sync
+# that a newer one supersedes. When the portal came back, each woken older sync was done at once,
+# unsent ("superseded"), so nothing answered and nothing woke the next: the backlog went out at the
+# circuit's try, one job per reset period per gateway (6 a minute for one gateway with the default
+# 10 s), about an hour for those 300, and every progress record waited behind them.
+
+SYNCS = 20  # dossiers, each with a sync parked while the portal was down and two newer ones
+
+
+def sync_snapshot(n: int, version: int) -> dict[str, object]:
+    return {
+        "code": code(n),
+        "procedure": "1.001193",
+        "applicant": {"full_name": "Nguyễn Văn An", "personal_id": "040090001234"},
+        "status": "in_progress" if version < 3 else "completed",
+        "received_at": "2026-12-07T08:00:00+07:00",
+        "at": "2026-12-07T08:00:05+07:00",
+        "version": version,
+    }
+
+
+def queue_syncs(version: int, now: float) -> Callable[[Tx], None]:
+    def work(tx: Tx) -> None:
+        for n in range(SYNCS):
+            enqueue(
+                tx,
+                kind="portal.sync",
+                key=f"{code(n)}/portal/{version}",
+                payload=sync_snapshot(n, version),
+                dossier=code(n),
+                now=now,
+            )
+
+    return work
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[tuple[web.Application, str]]:
+    """The portal sandbox over a real socket, down (503 to every call) until told otherwise."""
+    from connectors.faults import FaultPlan
+    from connectors.portal.sandbox import create_app
+    from connectors.sandboxes import serve_app
+
+    app = create_app(faults=FaultPlan(error_rate=1.0))
+    async with serve_app(app) as url:
+        yield app, url
+
+
+async def test_superseded_syncs_parked_while_the_portal_was_down_do_not_hold_the_rest_back(
+    new_store: StoreFactory, store_url: str, portal: tuple[web.Application, str]
+) -> None:
+    from connectors.faults import FAULTS_KEY, FaultPlan
+    from connectors.portal.client import PortalConnector
+    from connectors.portal.sandbox import endpoint
+    from connectors.sandboxes import LEDGER_KEY
+    from gateway.flows.notify import PortalSyncHandler
+
+    app, url = portal
+    a, b = await new_store(), await new_store()
+    time = Time(a, store_url)
+    connector = PortalConnector(endpoint(url))
+    await connector.open()
+    try:
+        gateways, circuits = [], []
+        for store in (a, b):
+            breakers = Breakers(failure_threshold=5, reset_after=RESET, clock=time.clock)
+            handler = PortalSyncHandler(connector, store, breakers)
+            gateways.append(
+                Worker(store, {"portal.sync": handler}, policy=POLICY, clock=time.clock)
+            )
+            circuits.append(breakers.get("portal"))
+
+        async def poll_for(seconds: float, *only: Worker) -> None:
+            for _ in range(round(seconds / 0.25)):
+                time.passes(0.25)
+                for worker in only or gateways:
+                    for _ in range(200):  # bounded
+                        if not await worker.run_once():
+                            break
+
+        # The portal down: A's circuit opens, the first syncs are parked on it. The dossiers
+        # move on meanwhile, and B takes their newer syncs: the newest of each is parked (B's
+        # circuit opens too), the one between is done unsent. So each gateway has parked jobs.
+        await a.transact(queue_syncs(1, time.clock()))
+        await poll_for(2.0, gateways[0])
+        await a.transact(queue_syncs(2, time.clock()))
+        await a.transact(queue_syncs(3, time.clock()))
+        await poll_for(2.0, gateways[1])
+        assert [c.state for c in circuits] == ["open", "open"]
+        parked = await a.read(lambda tx: tx.all("outbox.parked_endpoints"))
+        assert parked == [{"endpoint": "portal"}]
+        waiting = await states(a)
+        assert waiting["pending"] >= 2 * SYNCS - 4, waiting  # a try or two of the first ones
+
+        app[FAULTS_KEY].set_plan(FaultPlan())  # back
+        for _ in range(round(3 * RESET / 0.25)):  # everything within three resets
+            await poll_for(0.25)
+            if await states(a) == {"done": 3 * SYNCS}:
+                break
+        assert await states(a) == {"done": 3 * SYNCS}
+    finally:
+        await connector.close()
+    assert await a.read(lambda tx: tx.all("outbox.parked_endpoints")) == []
+    # The portal got each dossier's newest sync, once; the older ones were superseded, unsent.
+    assert app[LEDGER_KEY].writes == {"dossier.sync": SYNCS}

@@ -175,7 +175,13 @@ INSERT INTO outbox_parked (job, endpoint) VALUES (:job, :endpoint)
 ON CONFLICT (job) DO UPDATE SET endpoint = excluded.endpoint;
 
 -- name: unpark
-DELETE FROM outbox_parked WHERE job = :job;
+-- When the job's attempt ends (done, retried, dead, put back): the endpoint it was parked on, if
+-- any. The row is kept while the job is woken and run, so that one that ends without calling that
+-- endpoint (a sync or a callback superseded, done unsent) passes its turn on to the next parked
+-- there: nothing answered to wake it, and the backlog behind a receiver back from an outage went
+-- out one try per reset period.
+DELETE FROM outbox_parked WHERE job = :job
+RETURNING endpoint;
 
 -- name: parked_endpoints
 -- The endpoints that have parked jobs, one index seek each (a skip scan: the rows are many, the
