@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import psycopg
 import pytest
+from aiohttp import web
 
 from gateway.metrics import Metrics
-from gateway.outbox import Breakers, Worker, endpoint_of, list_jobs
+from gateway.outbox import Breakers, Worker, endpoint_of, enqueue, list_jobs
 from gateway.outbox.testing import ManualClock
-from gateway.store import PostgresStore, Store
+from gateway.store import PostgresStore, Store, Tx
 from tests.outbox.callbacks import (
     POLICY,
     Receiver,
