@@ -161,6 +161,15 @@ def check_tax_code(value: str) -> str:
                 "1 July 2025), not an enterprise's: an enterprise's has 10 digits, optionally "
                 "followed by -NNN",
             )
+        if len(value) == 13 and value.isascii() and value.isdigit():
+            # identifiers.md writes a branch only with its dash: say where it goes, by the spec's
+            # example rather than the value (the 12-digit case above echoes none either).
+            raise InvalidIdentifier(
+                kind,
+                value,
+                "13 digits is a branch's code, written with a dash after the 10th digit: "
+                "NNNNNNNNNN-NNN, as 0314409058-002",
+            )
         raise InvalidIdentifier(kind, value, "must be 10 digits, optionally followed by -NNN")
     main, branch = m.groups()
     if main[2:9] == "0000000":

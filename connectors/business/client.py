@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 from urllib.parse import quote
 
 from connectors.api import Connector, Endpoint, PermanentError, Request, Result, TransientError
-from connectors.business.mapping import WireEnterprise, to_record
+from connectors.business.mapping import UNKNOWN_STATUS, WireEnterprise, to_record
 from connectors.identifiers import InvalidIdentifier, check_tax_code
 from connectors.rest import RestTransport
 
 __all__ = ["BusinessConnector"]
+
+log = logging.getLogger("lienthong.registries")
+
+# The unknown status codes a connector remembers having logged: a registry that sent a new code
+# in every reply would otherwise grow the set without end (past it, no more are logged).
+_UNKNOWN_STATUSES_LOGGED = 100
 
 
 class BusinessConnector(Connector):
@@ -22,6 +29,7 @@ class BusinessConnector(Connector):
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self._http = RestTransport(self.registry, endpoint, headers={"ApiKey": endpoint.api_key})
+        self._unknown_statuses: set[str] = set()
 
     async def open(self) -> None:
         await self._http.open()
@@ -79,4 +87,23 @@ class BusinessConnector(Connector):
             record = to_record(wire)
         except ValueError as exc:
             raise TransientError(self.registry, f"malformed reply: {exc}") from exc
+        if record["status"] == UNKNOWN_STATUS:
+            self._log_unknown_status(record["status_code"], record["status_label"])
         return Result(data=record, reference=tax_code)
+
+    def _log_unknown_status(self, code: str, label: str) -> None:
+        # Once a code: every lookup of such an enterprise meets it, and it is news only once
+        # (until STATUSES has it, it is answered as "unknown").
+        if (
+            code in self._unknown_statuses
+            or len(self._unknown_statuses) >= _UNKNOWN_STATUSES_LOGGED
+        ):
+            return
+        self._unknown_statuses.add(code)
+        log.warning(
+            "business: enterprise status code %r (%r) is not one the gateway knows: "
+            "answered as status %r with the code beside it",
+            code[:100],
+            label[:200],
+            UNKNOWN_STATUS,
+        )

@@ -23,6 +23,7 @@ from connectors.text import nfc, parse_date
 __all__ = [
     "LEGAL_FORMS",
     "STATUSES",
+    "UNKNOWN_STATUS",
     "WireEnterprise",
     "to_record",
 ]
@@ -35,6 +36,10 @@ STATUSES: dict[str, tuple[str, str]] = {
     "DA_GIAI_THE": ("dissolved", "Đã giải thể"),
     "PHA_SAN": ("bankrupt", "Đã phá sản"),
 }
+
+# The status of an enterprise whose tinhTrang.ma is none of STATUSES': a code the registry added
+# after this contract was written. The record still carries the code and the registry's words.
+UNKNOWN_STATUS = "unknown"
 
 # loaiHinh.ma → (Vietnamese name, English name): the legal forms of the Law on Enterprises 2020.
 LEGAL_FORMS: dict[str, tuple[str, str]] = {
@@ -93,11 +98,15 @@ class WireEnterprise(msgspec.Struct):
 
 
 def to_record(wire: WireEnterprise) -> dict[str, Any]:
-    """The gateway's enterprise record. Raises ValueError on an unknown status or a bad date."""
-    try:
-        status, _ = STATUSES[wire.tinhTrang.ma]
-    except KeyError:
-        raise ValueError(f"unknown enterprise status code {wire.tinhTrang.ma!r}") from None
+    """The gateway's enterprise record. Raises ValueError on an empty status code or a bad date.
+
+    A status code outside :data:`STATUSES` is :data:`UNKNOWN_STATUS`, never an error: the
+    enterprise is still the registry's answer, and its code is in ``status_code``.
+    """
+    code = wire.tinhTrang.ma
+    if not code.strip():
+        raise ValueError("tinhTrang.ma is empty")
+    status = STATUSES[code][0] if code in STATUSES else UNKNOWN_STATUS
     address = wire.diaChiTruSo
     return {
         "tax_code": wire.maSoDoanhNghiep,
@@ -106,6 +115,7 @@ def to_record(wire: WireEnterprise) -> dict[str, Any]:
         "short_name": nfc(wire.tenVietTat),
         "legal_form": {"code": wire.loaiHinh.ma, "name": nfc(wire.loaiHinh.ten)},
         "status": status,
+        "status_code": code,
         "status_label": nfc(wire.tinhTrang.ten),
         "registered_on": parse_date(wire.ngayCap, "dd/MM/yyyy").isoformat(),
         "head_office": {

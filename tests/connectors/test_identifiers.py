@@ -70,12 +70,22 @@ def test_tax_code_valid(value: str) -> None:
         ("031440905", "10 digits"),
         ("0314409058-02", "10 digits"),
         ("001099012345", "personal identification number"),  # an individual's, since July 2025
-        ("0010990123456", "10 digits"),
+        ("0010990123456", "dash after the 10th digit"),
     ],
 )
 def test_tax_code_invalid(value: str, reason: str) -> None:
     with pytest.raises(InvalidIdentifier, match=reason):
         check_tax_code(value)
+
+
+def test_a_branch_code_without_its_dash_is_told_the_dashed_form() -> None:
+    """Found by probing: "0314409058002" was told only "must be 10 digits, optionally followed
+    by -NNN". identifiers.md writes a branch only as NNNNNNNNNN-NNN, so it stays refused, but
+    the reason now says where the dash goes."""
+    with pytest.raises(InvalidIdentifier) as caught:
+        check_tax_code("0314409058002")
+    assert "dash after the 10th digit" in caught.value.reason
+    assert "NNNNNNNNNN-NNN" in caught.value.reason
 
 
 def test_make_tax_code_matches_check() -> None:

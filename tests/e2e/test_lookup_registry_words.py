@@ -217,6 +217,21 @@ async def test_an_enterprises_province_code_has_3_digits_or_is_null(
     assert found["head_office"]["province_code"] == answered, found
 
 
+async def test_an_enterprise_status_the_gateway_does_not_know_is_answered_as_sent(
+    make_gateway: Any,
+) -> None:
+    """Found by probing: a status code outside the five known (one the registry adds) made
+    every lookup of that enterprise a 502 "malformed reply"."""
+    label = "Không hoạt động tại địa chỉ đã đăng ký"
+    wire = _enterprise(tinhTrang={"ma": "KHONG_HOAT_DONG_TAI_DIA_CHI", "ten": label})
+    found = await _enterprise_answered(make_gateway, wire)
+    assert (found["status"], found["status_code"], found["status_label"]) == (
+        "unknown",
+        "KHONG_HOAT_DONG_TAI_DIA_CHI",
+        label,
+    ), found
+
+
 INVISIBLE = {
     "zero-width-space": lambda name: name + "\u200b",
     "soft-hyphen": lambda name: name[:2] + "\u00ad" + name[2:],

@@ -155,6 +155,10 @@ async def test_bad_lookups_are_refused_before_any_call(gateway: Gateway) -> None
         assert (r.status, problem["type"]) == (422, PROBLEM + "invalid-tax-code")
         assert "personal identification number" in problem["detail"]
         assert "040190012345" not in problem["detail"]
+    async with await gateway.get("/v1/lookups/enterprises/0314409058002") as r:  # no dash
+        problem = await r.json()
+        assert (r.status, problem["type"]) == (422, PROBLEM + "invalid-tax-code")
+        assert "NNNNNNNNNN-NNN" in problem["detail"], problem
     async with gateway.http.get(root + "/_sandbox/stats") as r:
         assert (await r.json())["requests"] == before  # refused before any call
     async with await gateway.get("/v1/lookups/enterprises/0100233480", who="outsider") as r:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -99,6 +100,8 @@ async def test_every_status(url: str, wire_status: str) -> None:
     async with BusinessConnector(endpoint(url)) as connector:
         result = await connector.call("enterprise.lookup", {"tax_code": found[0]})
     assert result.data["status"] == STATUSES[wire_status][0]
+    assert result.data["status_code"] == wire_status
+    assert result.data["status_label"] == STATUSES[wire_status][1]
 
 
 async def test_branch_code(url: str) -> None:
@@ -183,3 +186,58 @@ async def test_closed_registry_is_transient() -> None:
     async with BusinessConnector(endpoint(base)) as connector:
         with pytest.raises(TransientError, match="connection failed"):
             await connector.call("enterprise.lookup", {"tax_code": "0100233488"})
+
+
+def _registry_answering(wire: dict[str, Any]) -> Any:
+    """A registry that answers ``wire`` (as the sandbox holds it, changed) to every lookup."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(wire)
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", answer)
+    return serve_app(app)
+
+
+async def test_an_unknown_status_is_answered_with_the_registrys_code(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by probing: a status outside the five the gateway knows (the day the registry adds
+    one) made every lookup of that enterprise a "malformed reply", retried as a fault."""
+    tax_code, wire = next(iter(generate_enterprises(SEED, 50).items()))
+    label = "Không hoạt động tại địa chỉ đã đăng ký"
+    wire = {**wire, "tinhTrang": {"ma": "KHONG_HOAT_DONG_TAI_DIA_CHI", "ten": label}}
+    caplog.set_level(logging.WARNING)
+    async with _registry_answering(wire) as base, BusinessConnector(endpoint(base)) as connector:
+        for _ in range(3):
+            result = await connector.call("enterprise.lookup", {"tax_code": tax_code})
+            assert result.data["status"] == "unknown"
+            assert result.data["status_code"] == "KHONG_HOAT_DONG_TAI_DIA_CHI"
+            assert result.data["status_label"] == label
+            assert result.data["name"] == wire["tenDoanhNghiep"]
+    warnings = [r for r in caplog.records if "KHONG_HOAT_DONG_TAI_DIA_CHI" in r.getMessage()]
+    assert [r.levelno for r in warnings] == [logging.WARNING]  # once, not at every lookup
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        None,  # no tinhTrang at all
+        {"ten": "Đang hoạt động"},
+        {"ma": "HOAT_DONG"},
+        {"ma": 1, "ten": "Đang hoạt động"},
+        {"ma": "", "ten": "Đang hoạt động"},
+        {"ma": "  ", "ten": "Đang hoạt động"},
+        "HOAT_DONG",
+    ],
+    ids=["missing", "no-code", "no-text", "code-not-text", "empty-code", "blank-code", "bare"],
+)
+async def test_a_malformed_status_is_still_a_malformed_reply(status: Any) -> None:
+    tax_code, wire = next(iter(generate_enterprises(SEED, 50).items()))
+    wire = {k: v for k, v in wire.items() if k != "tinhTrang"}
+    if status is not None:
+        wire["tinhTrang"] = status
+    async with _registry_answering(wire) as base, BusinessConnector(endpoint(base)) as connector:
+        with pytest.raises(TransientError, match="malformed reply"):
+            await connector.call("enterprise.lookup", {"tax_code": tax_code})
