@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sqlite3
 import sys
 import threading
@@ -30,6 +29,7 @@ from gateway.samples import sample_dossiers
 from signing.testing import TestPKI, free_port
 from tests.e2e.conftest import TOKENS
 from tests.e2e.test_lookups import _pointed_at, _registry, citizen_query
+from tests.serving import serving
 
 LIENTHONG = str(Path(sys.executable).with_name("lienthong"))
 CLIENT, AUDITOR = "t-client-0123456789", "t-auditor-0123456789"
@@ -61,34 +61,8 @@ async def _serve(
     """``lienthong serve`` on a free port until the block ends; its base URL and its log."""
     port = free_port()
     log = tmp / "gateway.log"
-    with log.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            LIENTHONG, "serve", "--config", str(_config(tmp, pki, port, population)),
-            stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(600):
-                try:
-                    async with http.get(base + "/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert process.returncode is None, log.read_text("utf-8")
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"the gateway did not become ready: {log.read_text('utf-8')}")
+    async with serving(_config(tmp, pki, port, population), port, log) as base:
         yield base, log
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 async def _send_and_leave(

@@ -24,6 +24,7 @@ from gateway.demo_stories import STC, _auth, _package
 from gateway.exchange.model import VN_TZ
 from signing.testing import TestPKI, free_port, sample_pdf
 from tests.conftest import file_mode
+from tests.serving import serving
 
 LIENTHONG = str(Path(sys.executable).with_name("lienthong"))
 
@@ -81,30 +82,8 @@ async def _serve(folder: Path) -> AsyncIterator[tuple[str, Path]]:
     port = free_port()
     log = folder.parent / "serve.log"
     env = {**os.environ, "LIENTHONG_GATEWAY_LISTEN": f"127.0.0.1:{port}"}
-    with log.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            LIENTHONG, "serve", "--config", str(folder / "lienthong.toml"),
-            stdout=asyncio.subprocess.DEVNULL, stderr=stderr, env=env,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(1200):
-                try:
-                    async with http.get(base + "/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert process.returncode is None, log.read_text("utf-8")
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"serve never ready: {log.read_text('utf-8')}")
+    async with serving(folder / "lienthong.toml", port, log, env) as base:
         yield base, log
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        await process.wait()
 
 
 async def _send_signed_by(base: str, pki: TestPKI, subject: str) -> tuple[int, dict[str, str]]:
