@@ -19,7 +19,11 @@ WORKDIR /home/lienthong
 ENV LIENTHONG_CONFIG=/etc/lienthong/lienthong.toml \
     LIENTHONG_GATEWAY_LISTEN=0.0.0.0:8080
 EXPOSE 8080
-# /healthz at the configured listen address, over HTTPS when [gateway] tls_cert is set.
-HEALTHCHECK CMD ["python", "-m", "gateway.healthcheck"]
+# /healthz at the configured listen address, over HTTPS when [gateway] tls_cert is set. A first
+# start creates the store (or migrates PostgreSQL's) and, for the sandboxes, a test PKI: on a slow
+# host that takes a while, and probes failing meanwhile must not count. The check waits 5 s for an
+# answer: 10 s leaves it the interpreter's start too, and its own one-line reason.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "gateway.healthcheck"]
 ENTRYPOINT ["lienthong"]
 CMD ["serve"]

@@ -619,12 +619,17 @@ def _deferring_expect(route: web.AbstractRouteDef) -> web.AbstractRouteDef:
     return web.RouteDef(route.method, route.path, route.handler, kwargs)
 
 
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp's default (Python/3.11 aiohttp/3.14.5) tells any client which versions to attack.
     response.headers["Server"] = SERVER
     # The API's answers carry personal data (a dossier's people, a child's issued personal id, a
-    # lookup's citizen, a document): no browser or proxy in between may keep them on disk.
-    if request.path.startswith("/v1/"):
+    # lookup's citizen, a document): no browser or proxy in between may keep them on disk. The
+    # probes' neither: /readyz tells an operator why a check fails (paths, database hosts), which
+    # a shared cache would hand to anyone, and a kept probe or scrape is a stale one.
+    if request.path.startswith("/v1/") or request.path in _PROBES:
         response.headers.setdefault("Cache-Control", "no-store")
 
 

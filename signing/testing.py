@@ -47,6 +47,7 @@ __all__ = [
     "AGENCIES",
     "SUBJECTS",
     "TestPKI",
+    "fsync_dir",
     "open_private",
     "self_signed",
     "serve_pki",
@@ -540,6 +541,16 @@ def open_private(path: Path, mode: str = "wb", **kw: Any) -> IO[Any]:
     except BaseException:
         os.close(fd)
         raise
+
+
+def fsync_dir(path: Path) -> None:
+    """Sync the directory ``path``: a file just created or renamed in it keeps its name after a
+    power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from gateway.cliopts import config_option, existing_store, json_option, open_set
 from gateway.gil import quick_handoffs
 from gateway.settings import citizen_key
 from gateway.store import Store, StoreError
-from signing.testing import open_private
+from signing.testing import fsync_dir, open_private
 
 __all__ = ["audit", "commands"]
 
@@ -286,6 +287,33 @@ def query_cmd(
         )
 
 
+def _publish(out: Path, data: bytes) -> None:
+    """Write ``data`` to ``out`` whole or not at all, and never over an existing file (a store, an
+    earlier bundle). Written beside it first, synced, then linked into place: a full disk or a kill
+    mid-write leaves no cut-off bundle under the bundle's name (one the next export would refuse to
+    write over, or an auditor could take for a whole one). The owner's alone, as the store: its
+    events name dossiers and hold their citizens' hashes."""
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    os.close(fd)
+    part = Path(name)
+    try:
+        with open_private(part, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(part, out)  # unlike a rename, refuses an existing target
+        except FileExistsError:
+            raise
+        except OSError:
+            # No hard links (a FAT-formatted stick): claim the name, then rename over the claim.
+            open_private(out, "xb").close()
+            os.replace(part, out)
+        fsync_dir(out.parent)
+    finally:
+        part.unlink(missing_ok=True)
+
+
 @audit.command("export")
 @config_option
 @click.option("--dossier", callback=_filter)
@@ -334,10 +362,7 @@ def export_cmd(
     except BundleError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        # Never over an existing file (a store, an earlier bundle); the owner's alone, as the
-        # store: its events name dossiers and hold their citizens' hashes.
-        with open_private(out, "xb") as f:
-            f.write(data)
+        _publish(out, data)
     except FileExistsError:
         raise click.ClickException(f"{out} exists: a bundle is never written over a file") from None
     except OSError as exc:

@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from gateway.exchange.errors import BlobError, BlobStoreUnavailable, PayloadTooLarge
+from signing.testing import fsync_dir
 
 __all__ = ["MARK_FILE", "BlobRef", "BlobStore", "BlobWriter", "bind_to_store"]
 
@@ -101,7 +102,7 @@ class BlobWriter:
                 self._tmp.unlink()
             else:
                 os.replace(self._tmp, final)
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
         except OSError as exc:
             self.abort()
             raise _failed(f"cannot store blob {digest}", exc) from exc
@@ -127,14 +128,6 @@ class BlobWriter:
     ) -> None:
         if self.ref is None:
             self.abort()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BlobStore:
@@ -181,7 +174,7 @@ class BlobStore:
                     f.flush()
                     os.fsync(f.fileno())
                 os.link(temp, self.root / MARK_FILE)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
             finally:
                 os.unlink(temp)
         except FileExistsError:
@@ -253,7 +246,7 @@ class BlobStore:
                     os.utime(final)
                 except FileNotFoundError:
                     os.replace(path, final)
-                    _fsync_dir(final.parent)
+                    fsync_dir(final.parent)
                 moved.append(path.name)
         except OSError as exc:
             raise _failed("cannot adopt staged blobs", exc) from exc

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from gateway.audit import AuditEvent, append, citizen_hash
+from gateway.audit import bundle as bundle_module
+from gateway.audit import cli as cli_module
+from gateway.audit.bundle import Scope, build_bundle
 from gateway.audit.checkpoints import Checkpointer, key_fingerprint
 from gateway.audit.cli import audit
 from gateway.store import SQLiteStore
@@ -197,6 +203,102 @@ async def test_export_and_verify_bundle(config: Path, pki: TestPKI, tmp_path: Pa
         "verify-bundle", str(out_zip), "--trust", str(other.root_pem), "--signer", signer
     )
     assert code == 1 and out.startswith("bundle FAILED") and "Error: checkpoint 13" in out
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+class _FullDisk:
+    """A file on a disk that fills up halfway through the bundle: half written, then ENOSPC."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def write(self, data: bytes) -> int:
+        self._f.write(data[: len(data) // 2])
+        self._f.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+async def test_an_export_cut_short_leaves_nothing_behind(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk full (or a kill) mid-write once left a cut-off bundle under the bundle's name, which
+    the next export refused to write over and an auditor could take for a whole one."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out_zip = out_dir / "D1.zip"
+    real = cli_module.open_private
+    monkeypatch.setattr(cli_module, "open_private", lambda *a, **kw: _FullDisk(real(*a, **kw)))
+    code, out = await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip))
+    assert (code, out.strip()) == (1, f"Error: cannot write {out_zip}: No space left on device")
+    assert _listing(out_dir) == []  # neither the bundle nor the file it was written to
+    monkeypatch.setattr(cli_module, "open_private", real)
+    code, out = await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip))
+    assert code == 0, out
+    async with SQLiteStore(config.parent / "gw.db") as store:
+        assert out_zip.read_bytes() == await build_bundle(store, Scope(dossier="D1"))
+    assert _listing(out_dir) == ["D1.zip"]
+    assert out_zip.stat().st_mode & 0o777 == 0o600
+
+
+async def test_an_export_to_a_disk_without_hard_links(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FAT-formatted USB stick (an auditor's) has no hard links: the bundle is written all the
+    same, whole, and still never over a file."""
+
+    def no_links(*args: object, **kw: object) -> None:
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "link", no_links)
+    out_dir = tmp_path / "usb"
+    out_dir.mkdir()
+    out_zip = out_dir / "D1.zip"
+    code, out = await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip))
+    assert code == 0, out
+    async with SQLiteStore(config.parent / "gw.db") as store:
+        assert out_zip.read_bytes() == await build_bundle(store, Scope(dossier="D1"))
+    assert _listing(out_dir) == ["D1.zip"]
+    assert out_zip.stat().st_mode & 0o777 == 0o600
+    code, out = await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip))
+    assert (code, out.strip()) == (
+        1,
+        f"Error: {out_zip} exists: a bundle is never written over a file",
+    )
+    assert _listing(out_dir) == ["D1.zip"]
+
+
+async def test_a_file_made_during_the_export_is_not_written_over(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target is checked when the bundle is put in place, not only before it is built."""
+    out_zip = tmp_path / "D1.zip"
+    built = bundle_module.build_bundle
+
+    async def meanwhile(*args: Any, **kw: Any) -> bytes:
+        data = await built(*args, **kw)
+        out_zip.write_bytes(b"someone else's")
+        return data
+
+    monkeypatch.setattr(bundle_module, "build_bundle", meanwhile)
+    code, out = await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip))
+    assert (code, out.strip()) == (
+        1,
+        f"Error: {out_zip} exists: a bundle is never written over a file",
+    )
+    assert out_zip.read_bytes() == b"someone else's"
+    assert [n for n in _listing(tmp_path) if "D1" in n] == ["D1.zip"]
 
 
 def _fp(pki: TestPKI, subject: str) -> str:

@@ -130,3 +130,29 @@ async def test_a_stopped_gateways_log_is_covered_by_a_checkpoint(
         latest = await store.read(lambda tx: tx.one("checkpoints.latest"))
     assert head is not None and latest is not None
     assert latest["size"] == head["seq"] + 1
+
+
+async def test_probe_answers_are_not_stored_by_caches(make_gateway: Any) -> None:
+    """Found by probing: /readyz tells an operator why a check fails (paths, database hosts), with
+    no Cache-Control, so a shared cache or a proxy in front could hand that answer to anyone; and
+    a kept /healthz, /readyz or /metrics answer is a stale one. None may be stored, ready or not."""
+    async with make_gateway() as gw:
+        for path, who in (("/healthz", "motcua"), ("/metrics", "motcua"), ("/readyz", "operator"),
+                          ("/readyz", "motcua")):  # fmt: skip
+            async with await gw.get(path, who=who) as r:
+                assert (r.status, r.headers.get("Cache-Control")) == (200, "no-store"), path
+        store = gw.runtime.store
+        never = asyncio.Event()
+
+        async def hang(work: Any) -> Any:
+            await never.wait()
+            return await real(work)
+
+        real, store.read = store.read, hang
+        try:
+            async with await gw.get("/readyz", who="operator") as r:
+                assert (r.status, r.headers.get("Cache-Control")) == (503, "no-store")
+                assert "no answer within" in (await r.json())["checks"]["store"]
+        finally:
+            store.read = real
+            never.set()

@@ -6,6 +6,7 @@ so a TLS gateway, or one on another port, was unhealthy for its whole life."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import re
@@ -17,17 +18,22 @@ import pytest
 from aiohttp import web
 
 from gateway.cli import _tls_context, build_app
-from gateway.healthcheck import main, probe_url
+from gateway.healthcheck import check, main, probe_url
 from gateway.settings import load_settings, settings_from_mapping
 from signing.testing import TestPKI, free_port, self_signed
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
 
+def _joined(text: str) -> str:
+    """The Dockerfile's instructions one a line: its continued lines joined."""
+    return re.sub(r" *\\\n *", " ", text)
+
+
 def _image() -> tuple[list[str], dict[str, str]]:
     """The HEALTHCHECK's command (exec form) and the image's ENV, as the Dockerfile gives them."""
     text = DOCKERFILE.read_text()
-    found = re.search(r"^HEALTHCHECK(?: --\S+)* CMD (\[.*\])$", text, re.MULTILINE)
+    found = re.search(r"^HEALTHCHECK(?: --\S+)* CMD (\[.*\])$", _joined(text), re.MULTILINE)
     assert found, "the HEALTHCHECK is not in exec form (CMD [...])"
     env_block = re.search(r"^ENV ((?:.*\\\n)*.*)$", text, re.MULTILINE)
     assert env_block
@@ -127,3 +133,28 @@ def test_the_probe_url_follows_the_listen_address_and_scheme(
     if tls:
         gateway |= {"tls_cert": "gw.pem", "tls_key": "gw.key"}
     assert probe_url(settings_from_mapping({"gateway": gateway}, environ={})) == url
+
+
+def _healthcheck_options() -> dict[str, str]:
+    found = re.search(r"^HEALTHCHECK((?: --\S+)*) CMD ", _joined(DOCKERFILE.read_text()), re.M)
+    assert found
+    return dict(re.findall(r"--([\w-]+)=(\S+)", found[1]))
+
+
+def _seconds(duration: str) -> float:
+    found = re.fullmatch(r"(\d+)(s|m)", duration)
+    assert found, f"{duration}: not a duration in s or m"
+    return int(found[1]) * (60 if found[2] == "m" else 1)
+
+
+def test_the_healthcheck_allows_a_slow_first_start() -> None:
+    """Found by probing: the HEALTHCHECK had no --start-period, so the probes failed during a slow
+    first start (a store being created and migrated, a test PKI made) counted towards "unhealthy".
+    Its timeout leaves the check its own (5 s) and an interpreter's start, so that a gateway too
+    slow to answer is reported as such, in the check's own line, not killed as a hung check."""
+    options = _healthcheck_options()
+    assert _seconds(options["start-period"]) >= 60
+    check_timeout = inspect.signature(check).parameters["timeout_s"].default
+    assert _seconds(options["timeout"]) >= check_timeout + 5
+    assert _seconds(options["interval"]) == 30  # as gateway.healthcheck says: every 30 seconds
+    assert int(options["retries"]) >= 3
