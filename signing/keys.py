@@ -33,11 +33,14 @@ from .errors import KeyLoadError
 
 __all__ = [
     "DEFAULT_PKCS11_MODULE",
+    "PSS_ONLY",
     "FileKey",
     "Pkcs11Key",
     "SigningKey",
     "is_pkcs11_uri",
     "load_key",
+    "pkcs1_not_allowed",
+    "pss_only",
     "shown_key",
 ]
 
@@ -378,15 +381,28 @@ class Pkcs11Key(SigningKey):
         _release_token(self._shared)
 
 
+PSS_ONLY = "the certificate's key is RSA-PSS (id-RSASSA-PSS), restricted to PSS signatures"
+
+
+def pss_only(certificate: x509.Certificate) -> bool:
+    """Whether ``certificate``'s key is an RSA-PSS key (RFC 4055), which may make PSS signatures
+    only: cryptography loads it as any RSA key, and signs and verifies PKCS#1 v1.5 with it."""
+    return certificate.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS
+
+
+def pkcs1_not_allowed(algorithm: str) -> str:
+    """Why a PKCS#1 v1.5 signature (``algorithm``, as the document names it) of a key that
+    :func:`pss_only` is refused."""
+    return f"signature algorithm {algorithm} (RSA PKCS#1 v1.5) not allowed: {PSS_ONLY}"
+
+
 def _check_signing_algorithm(certificate: x509.Certificate) -> None:
-    """Refuse a certificate whose key may make no signature of ours: an RSA-PSS key (RFC 4055)
-    may make PSS signatures only, and ours are PKCS#1 v1.5 (cryptography loads such a key as any
-    RSA key and signs with it; verifiers then refuse the signature)."""
-    if certificate.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+    """Refuse a certificate whose key may make no signature of ours: ours are PKCS#1 v1.5 or
+    ECDSA (verifiers refuse a PKCS#1 v1.5 signature of an RSA-PSS key)."""
+    if pss_only(certificate):
         raise KeyLoadError(
-            "the certificate's key is RSA-PSS (id-RSASSA-PSS), restricted to PSS signatures: "
-            "lienthong signs with RSA PKCS#1 v1.5 or ECDSA; use an RSA (rsaEncryption) or "
-            "ECDSA key"
+            f"{PSS_ONLY}: lienthong signs with RSA PKCS#1 v1.5 or ECDSA; use an RSA "
+            "(rsaEncryption) or ECDSA key"
         )
 
 

@@ -54,7 +54,7 @@ from .errors import (
     TimestampError,
     UntrustedSigner,
 )
-from .keys import SigningKey
+from .keys import SigningKey, pkcs1_not_allowed
 from .report import SignatureReport
 from .timestamps import _shown, timestamper, tsa_failure
 from .trust import TrustStore, common_name, from_asn1, to_asn1
@@ -518,6 +518,35 @@ def _stamp_time(sig: Any) -> dt.datetime | None:
         return None
 
 
+# The signatures each kind of key may make (asn1crypto's names): pyHanko only asserts it, and a
+# signature of another kind fails as a bare AssertionError. An RSA-PSS key (RFC 4055) makes PSS
+# signatures alone.
+_KEY_SIGNATURES = {
+    "rsa": {"rsassa_pkcs1v15", "rsassa_pss"},
+    "rsassa_pss": {"rsassa_pss"},
+    "ec": {"ecdsa"},
+    "dsa": {"dsa"},
+    "ed25519": {"ed25519"},
+    "ed448": {"ed448"},
+}
+
+
+def _algorithm_mismatch(sig: Any) -> str | None:
+    """Why the signer's key may not have made a signature of the kind the CMS names, or None."""
+    algorithm = sig.signer_info["signature_algorithm"]
+    key = sig.signer_cert.public_key.algorithm
+    try:
+        made = algorithm.signature_algo
+    except ValueError:  # one pyHanko refuses itself, saying so
+        return None
+    if made in _KEY_SIGNATURES.get(key, {made}):
+        return None
+    name = algorithm["algorithm"].native
+    if key == "rsassa_pss" and made == "rsassa_pkcs1v15":
+        return pkcs1_not_allowed(name)
+    return f"signature algorithm {name} does not fit the certificate's {key} key"
+
+
 async def _judge(
     sig: Any,
     trust: TrustStore,
@@ -551,6 +580,9 @@ async def _judge(
         if offline or stamped
         else vc
     )
+    mismatch = _algorithm_mismatch(sig)
+    if mismatch:
+        return SignatureReport(valid=False, reason=mismatch, level=level, **base)
     try:
         status = await async_validate_pdf_signature(
             sig, signer_validation_context=vc, ts_validation_context=ts_vc, diff_policy=_DIFF_POLICY

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
 from .errors import SignatureInvalid, SigningError, TimestampError, UntrustedSigner
-from .keys import SigningKey
+from .keys import SigningKey, pkcs1_not_allowed, pss_only
 from .report import SignatureReport
 from .timestamps import TimestampInfo, request_timestamp, verify_timestamp
 from .trust import TrustStore, common_name
@@ -568,6 +568,25 @@ def _verifier_class() -> Any:
     return Verifier
 
 
+def _check_signature_method(
+    uri: str | None, accepted: Mapping[str, Any], leaf: x509.Certificate
+) -> None:
+    """Refuse a SignatureMethod that is not one of ``accepted`` (signxml's by URI), or that the
+    signer's key may not make: an RSA-PSS key (RFC 4055) makes PSS signatures alone, and
+    signxml verifies PKCS#1 v1.5 with it as with any RSA key. (None: signxml says what is
+    missing.)"""
+    if uri is None:
+        return
+    method = accepted.get(uri)
+    if method is None:
+        pss = uri.endswith(("-rsa-MGF1", "#rsa-pss"))
+        raise SignatureInvalid(
+            f"unsupported signature algorithm: {uri}" + (" (RSASSA-PSS)" if pss else "")
+        )
+    if method.name.startswith("RSA_") and pss_only(leaf):
+        raise SignatureInvalid(pkcs1_not_allowed(uri.rpartition("#")[2]))
+
+
 def _verify_sync(data: bytes, max_bytes: int, max_nodes: int, allow_sha1: bool) -> _Checked:
     from signxml import exceptions as sx
     from signxml.algorithms import DigestAlgorithm, SignatureMethod
@@ -576,6 +595,8 @@ def _verify_sync(data: bytes, max_bytes: int, max_nodes: int, allow_sha1: bool) 
     tree = _safe_parse(data, max_bytes, max_nodes)
     sig, weak = _profile_check(tree.getroot(), allow_sha1)
     leaf, others = _keyinfo_certs(sig)
+    method = sig.find(f"{_ds('SignedInfo')}/{_ds('SignatureMethod')}")
+    method_uri = None if method is None else method.get("Algorithm")
     n_refs = len(sig.findall(f"{_ds('SignedInfo')}/{_ds('Reference')}"))
     token_b64 = sig.findtext(
         f"{_ds('Object')}/{_xa('QualifyingProperties')}/"
@@ -597,6 +618,7 @@ def _verify_sync(data: bytes, max_bytes: int, max_nodes: int, allow_sha1: bool) 
         digests.add(DigestAlgorithm.SHA1)
     else:
         methods = {m for m in methods if "SHA1" not in m.name}
+    _check_signature_method(method_uri, {m.value: m for m in methods}, leaf)
     config = SignatureConfiguration(
         location=".//",
         expect_references=n_refs,

@@ -36,6 +36,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     )
 
 
+# `pss`: the folder of an RSA-PSS key and certificate issued by `pki` (tests/signing/rsa_pss.py).
+@pytest.fixture(scope="session")
+def pss(pki, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    from tests.signing.rsa_pss import make_pss
+
+    return make_pss(pki, tmp_path_factory.mktemp("rsa-pss"))
+
+
 @pytest.fixture
 async def pki_server(pki):  # type: ignore[no-untyped-def]
     from signing.testing import serve_pki

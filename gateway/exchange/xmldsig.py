@@ -43,6 +43,7 @@ from gateway.exchange.edxml import DS_NS, parse_bytes, q
 from gateway.exchange.errors import InvalidEdxml, SignatureInvalid
 from gateway.exchange.model import NS
 from gateway.exchange.stream import Scan, scan_file
+from signing.keys import pkcs1_not_allowed, pss_only
 
 __all__ = [
     "EnvelopeSignature",
@@ -295,6 +296,8 @@ def _certificates(signature: etree._Element) -> tuple[x509.Certificate, list[x50
 def _verify_value(cert: x509.Certificate, method: str, signed: bytes, value: bytes) -> None:
     kind, hash_alg, _ = _SIGS[method]
     pub = cert.public_key()
+    if kind == "rsa" and pss_only(cert):  # cryptography would verify it as any RSA key's
+        raise SignatureInvalid(pkcs1_not_allowed(method.rpartition("#")[2]))
     try:
         if kind == "rsa" and isinstance(pub, rsa.RSAPublicKey):
             pub.verify(value, signed, padding.PKCS1v15(), hash_alg)

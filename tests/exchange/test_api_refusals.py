@@ -527,6 +527,25 @@ async def test_a_pdf_signed_under_an_untrusted_pki_logs_no_traceback(
     assert "Traceback" not in caplog.text
 
 
+async def test_a_pdf_signed_pkcs1_by_an_rsa_pss_key_is_a_422_saying_why(
+    hub: Hub, pki: TestPKI, pss: Path
+) -> None:
+    """Its reason was "malformed signature: AssertionError" (pyHanko's assert on the key)."""
+    from tests.signing.rsa_pss import UncheckedKey
+
+    pdf = await sign_pdf(sample_pdf("Ky boi khoa RSA-PSS"), UncheckedKey(pss))
+    before = await hub.store_counts()
+    async with await hub.send(TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), pdf)) as r:
+        status, slug, body = await _problem(r)
+    assert (status, slug) == (422, "signature-invalid"), body
+    why = (
+        "signature algorithm sha256_rsa (RSA PKCS#1 v1.5) not allowed: the certificate's key is "
+        "RSA-PSS (id-RSASSA-PSS), restricted to PSS signatures"
+    )
+    assert body["attachment"] == "cong-van.pdf" and why in body["detail"], body
+    assert await hub.store_counts() == before
+
+
 async def test_a_relative_namespace_uri_is_invalid_edxml_on_both_endpoints(
     hub: Hub, pki: TestPKI, signed_pdf: bytes
 ) -> None:

@@ -321,3 +321,19 @@ async def test_a_root_listed_first_in_key_info_is_accepted_by_the_hub_and_xmlsec
         str(signed),
     )
     assert code == 0, out
+
+
+async def test_a_pkcs1_envelope_signature_of_an_rsa_pss_key_is_refused(
+    tmp_path: Path, pss: Path, make_package: Callable[..., bytes]
+) -> None:
+    """An RSA-PSS key (RFC 4055) may make PSS signatures only: its rsa-sha256 signature was
+    checked as any RSA key's, and the envelope accepted (xmlsec1 will not use the key)."""
+    from tests.signing.rsa_pss import UncheckedKey
+
+    data = sign_bytes(make_package(signed=False), UncheckedKey(pss))
+    with pytest.raises(SignatureInvalid) as refused:
+        check_envelope(_scan(tmp_path, data))
+    assert str(refused.value) == (
+        "signature algorithm rsa-sha256 (RSA PKCS#1 v1.5) not allowed: the certificate's key is "
+        "RSA-PSS (id-RSASSA-PSS), restricted to PSS signatures"
+    )
