@@ -259,12 +259,23 @@ def _disclosures_differ(said: dict[str, Any] | None, stored: str | bytes | None)
     )
 
 
-def discloses_outside(row: Row | None) -> str | None:
-    """Why a row of :data:`DISCLOSES_OUTSIDE` is wrong, or None for no row."""
+def discloses_outside(row: Row | None, size: int) -> tuple[int, str] | None:
+    """The entry a row of :data:`DISCLOSES_OUTSIDE` (a log of ``size`` entries) is reported at,
+    and why it is wrong; None for no row."""
     if row is None:
         return None
-    return (
-        f"audit_discloses names a person ({row['citizen']!r}) for entry {row['seq']}, which is "
+    seq, citizen, entry = row["seq"], row["citizen"], row["entry"]
+    if type(seq) is not int and type(seq) is not float:
+        # Stored as text or a blob: the verifier's pages never hold it, the search may.
+        finds = (
+            "a row no writer makes" if entry is None else f"a search by them finds entry {entry}"
+        )
+        return (size if entry is None else entry), (
+            f"audit_discloses names a person ({citizen!r}) with a seq that is not an entry's "
+            f"number ({seq!r}): {finds}"
+        )
+    return int(entry), (
+        f"audit_discloses names a person ({citizen!r}) for entry {seq}, which is "
         "not in the log: a search by that person would find the entry appended there"
     )
 
@@ -293,10 +304,9 @@ async def verify_chain(store: Store) -> ChainReport:
     while True:
         rows = await store.read(page)
         if not rows:
-            orphan = await store.read(outside)
-            if (problem := discloses_outside(orphan)) is not None:
-                assert orphan is not None
-                return ChainReport(False, total, orphan["seq"], problem)
+            orphan = discloses_outside(await store.read(outside), total)
+            if orphan is not None:
+                return ChainReport(False, total, *orphan)
             return ChainReport(True, total)
         report = verify_rows(rows, start_seq=start, prev=prev)
         if not report.ok:

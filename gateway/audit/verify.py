@@ -379,9 +379,8 @@ async def verify_log(
             failed(*beyond)
         else:
             outside = await store.read(lambda tx: tx.one(DISCLOSES_OUTSIDE, size=tree.size))
-            if (problem := discloses_outside(outside)) is not None:
-                assert outside is not None
-                failed(int(outside["seq"]), problem)
+            if (orphan := discloses_outside(outside, tree.size)) is not None:
+                failed(*orphan)
     report.entries = tree.size
     who = _Signers(pinned=signers is not None, origin_pinned=origin is not None)
     pages = _checkpoints(store, upto)

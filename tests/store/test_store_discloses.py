@@ -191,3 +191,33 @@ async def test_a_store_of_the_previous_version_gets_the_index_on_open(store_url:
         assert await _found(store, FATHER) == [(1, "lookup.citizen")]
         report = await verify_log(store)
         assert report.ok and report.entries == 2, report.problems
+
+
+@pytest.mark.parametrize("seq", ["'1'", "X'31'"], ids=["text", "blob"])
+async def test_a_row_whose_seq_is_not_stored_as_a_number_is_found(
+    store: Store, store_url: str, seq: str
+) -> None:
+    """SQLite compares a column of no type by its value's own type: a table made again without
+    one (the writer of the database can) holds '1' as text, which the search by person matches
+    with entry 1 (the entries' seq converts it) but which sorts after every number, outside the
+    pages the verifier reads. It is no entry's number: found, at the entry it points to."""
+    if not store_url.startswith("sqlite:"):
+        pytest.skip("PostgreSQL types the column: '1' cannot be stored beside the entries' seq")
+    await _log(store, _lookup(), DISCLOSING, _lookup(citizen=_hash(OTHER)))
+    _tamper(
+        store_url,
+        "ALTER TABLE audit_discloses RENAME TO kept;"
+        "CREATE TABLE audit_discloses (citizen TEXT NOT NULL, seq NOT NULL,"
+        " PRIMARY KEY (citizen, seq)) WITHOUT ROWID;"
+        "INSERT INTO audit_discloses SELECT citizen, seq FROM kept; DROP TABLE kept;"
+        f"INSERT INTO audit_discloses (citizen, seq) VALUES ({_OTHERS}, {seq})",
+    )
+    if seq == "'1'":  # the invented disclosure a search by that person now finds
+        assert await _found(store, OTHER) == [(1, "lookup.citizen"), (2, "lookup.citizen")]
+    log, chain = await verify_log(store), await verify_chain(store)
+    entry = 1 if seq == "'1'" else 3  # the entry the search finds it with, or the log's end
+    assert not log.ok and log.first_bad_entry == entry, log.problems
+    assert not chain.ok and chain.first_bad == entry, chain.problem
+    assert "audit_discloses" in log.problems[0] and "not an entry's number" in log.problems[0]
+    # The row-by-row check compares each entry with the rows its seq matches, as the search does.
+    assert "audit_discloses" in (chain.problem or "") and _hash(OTHER) in (chain.problem or "")

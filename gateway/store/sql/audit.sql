@@ -82,9 +82,18 @@ FROM (SELECT * FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY se
 -- name: discloses_outside
 -- A row of audit_discloses that names no entry (those of entries 0..:size-1, which the verifier
 -- read, are compared with their entry; a running gateway's newer entries have their own): a
--- search by its citizen would find the entry appended at its seq.
-SELECT seq, citizen FROM audit_discloses AS d
-WHERE (seq < 0 OR seq >= :size) AND NOT EXISTS (SELECT 1 FROM audit_events AS e WHERE e.seq = d.seq)
+-- search by its citizen would find the entry appended at its seq. And a row whose seq is not
+-- stored as a number (a table made again without the column's type): text and blobs sort after
+-- every number, outside the pages the verifier reads, yet the search matches '1' with entry 1
+-- (the entries' seq converts it). entry: its seq, or for one that is no number the entry the
+-- search finds with it (NULL: none).
+SELECT seq, citizen,
+       CASE WHEN typeof(seq) IN ('integer', 'real') THEN seq
+            ELSE (SELECT e.seq FROM audit_events AS e WHERE e.seq = d.seq)
+       END AS entry
+FROM audit_discloses AS d
+WHERE (seq < 0 OR seq >= :size) AND NOT EXISTS (
+    SELECT 1 FROM audit_events AS e WHERE e.seq = d.seq AND typeof(d.seq) = 'integer')
 ORDER BY seq LIMIT 1;
 
 -- name: count

@@ -120,3 +120,10 @@ SELECT seq, entry, leaf_hash, chain_hash, at, action, member, service, dossier, 
        (SELECT json_agg(d.citizen) FROM audit_discloses AS d
         WHERE d.seq = audit_events.seq)::text AS discloses
 FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
+
+-- name: discloses_outside
+-- base: 2451fcdc7b2ae919
+-- The column is typed here: every seq is a number, and entry is it.
+SELECT seq, citizen, seq AS entry FROM audit_discloses AS d
+WHERE (seq < 0 OR seq >= :size) AND NOT EXISTS (SELECT 1 FROM audit_events AS e WHERE e.seq = d.seq)
+ORDER BY seq LIMIT 1;
