@@ -160,8 +160,9 @@ async def test_an_auditors_search_by_a_parents_id_finds_the_lookups_that_disclos
         [event] = found["items"]
         assert (event["seq"], event["action"]) == (row["seq"], "lookup.citizen")
         assert event["subsystem"] == MOTCUA and event["service"] == "lookups.citizen"
+        # Named as a parent, not looked up themselves: counted as a disclosure.
         assert [(a["member"], a["action"], a["n"]) for a in found["accessors"]] == [
-            ("VN:GOV:000.00.00.H41", "lookup.citizen", 1)
+            ("VN:GOV:000.00.00.H41", "lookup.discloses", 1)
         ]
     # The citizen's own search finds the same lookup.
     assert [e["seq"] for e in (await _search(gateway, query["personal_id"]))["items"]] == [

@@ -133,11 +133,18 @@ SELECT seq, entry FROM audit_events WHERE at >= :start AND at < :stop ORDER BY s
 
 -- name: accessors
 -- Who touched a citizen's data: one row per member, service and action, with counts and span.
+-- An event found only by its index of disclosed people (a lookup whose answer named them as a
+-- parent) counts as lookup.discloses, as a log of an earlier version recorded it: not as a
+-- lookup of them.
 SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS last_at
-FROM audit_events WHERE (citizen = :citizen OR dossier IN (
-      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL)
-      OR seq IN (SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen))
-  AND (:start IS NULL OR at >= :start) AND (:stop IS NULL OR at < :stop)
+FROM (SELECT member, service, at,
+             CASE WHEN citizen IS NOT :citizen AND seq IN (
+                      SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen)
+                  THEN 'lookup.discloses' ELSE action END AS action
+      FROM audit_events WHERE (citizen = :citizen OR dossier IN (
+            SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL)
+            OR seq IN (SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen))
+        AND (:start IS NULL OR at >= :start) AND (:stop IS NULL OR at < :stop))
 GROUP BY member, service, action ORDER BY min(at);
 
 -- name: extent_dossier

@@ -83,12 +83,17 @@ WHERE seq > :after
 ORDER BY seq LIMIT :limit;
 
 -- name: accessors
--- base: 2ad507b0477b1368
+-- base: 5db5577fcf32cca2
 SELECT member, service, action, count(*) AS n, min(at) AS first_at, max(at) AS last_at
-FROM audit_events WHERE (citizen = :citizen OR dossier IN (
-      SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL)
-      OR seq IN (SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen))
-  AND (CAST(:start AS TEXT) IS NULL OR at >= :start) AND (CAST(:stop AS TEXT) IS NULL OR at < :stop)
+FROM (SELECT member, service, at,
+             CASE WHEN citizen IS DISTINCT FROM :citizen AND seq IN (
+                      SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen)
+                  THEN 'lookup.discloses' ELSE action END AS action
+      FROM audit_events WHERE (citizen = :citizen OR dossier IN (
+            SELECT n.dossier FROM audit_events AS n WHERE n.citizen = :citizen AND n.dossier IS NOT NULL)
+            OR seq IN (SELECT d.seq FROM audit_discloses AS d WHERE d.citizen = :citizen))
+        AND (CAST(:start AS TEXT) IS NULL OR at >= :start) AND (CAST(:stop AS TEXT) IS NULL OR at < :stop)
+     ) AS touched
 GROUP BY member, service, action ORDER BY min(at);
 
 -- name: verify_page
