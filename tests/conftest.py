@@ -37,7 +37,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
 
 
 # `pss`: the folder of an RSA-PSS key and certificate issued by `pki` (tests/signing/rsa_pss.py).
-@pytest.fixture(scope="session")
+# Per module: some test folders have a `pki` of their own (tests/exchange), and a key issued by
+# another's would chain to no root the module trusts.
+@pytest.fixture(scope="module")
 def pss(pki, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     from tests.signing.rsa_pss import make_pss
 
