@@ -24,7 +24,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -336,6 +336,15 @@ _HEADER_TOKEN_RULE = (
     " letter outside ASCII): it is presented in an Authorization header"
 )
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _not_sha256(name: str, given: object, digests: Sequence[str]) -> str | None:
+    """The key (``name``, or ``name[i]`` in a list) of the first of ``digests`` that is not a
+    SHA-256, as the config spells it; None if all are."""
+    for i, digest in enumerate(digests):
+        if not _SHA256_HEX.fullmatch(digest):
+            return name if isinstance(given, str) else f"{name}[{i}]"
+    return None
 
 
 def _listen_address(value: str, where: str) -> None:
@@ -960,17 +969,12 @@ def _check_together(settings: Settings) -> None:
                 f"subsystem {_shown(sub.id)}: token must be at least {MIN_TOKEN} characters"
                 " (e.g. openssl rand -hex 16)"
             )
-        for i, digest in enumerate(sub.fingerprints):
-            if not _SHA256_HEX.fullmatch(digest):
-                key = (
-                    "cert_fingerprint"
-                    if isinstance(sub.cert_fingerprint, str)
-                    else f"cert_fingerprint[{i}]"
-                )
-                raise SettingsError(
-                    f"subsystem {_shown(sub.id)}: {key} is not a SHA-256 (64 hex digits,"
-                    " colons allowed)"
-                )
+        key = _not_sha256("cert_fingerprint", sub.cert_fingerprint, sub.fingerprints)
+        if key is not None:
+            raise SettingsError(
+                f"subsystem {_shown(sub.id)}: {key} is not a SHA-256 (64 hex digits,"
+                " colons allowed)"
+            )
         # Without client_ca the server asks for no client certificate: every request of such a
         # subsystem would be a 401, and nothing would say why.
         if sub.fingerprints and not sub.token and not g.client_ca:
@@ -1026,16 +1030,13 @@ def _check_together(settings: Settings) -> None:
                 f"registries.{name}.signer_fingerprint: only the civil_status registry answers"
                 " with a signed document (its birth certificates)"
             )
-        for i, digest in enumerate(registry.signer_fingerprints):
-            if not _SHA256_HEX.fullmatch(digest):
-                key = (
-                    "signer_fingerprint"
-                    if isinstance(registry.signer_fingerprint, str)
-                    else f"signer_fingerprint[{i}]"
-                )
-                raise SettingsError(
-                    f"registries.{name}.{key}: not a SHA-256 (64 hex digits, colons allowed)"
-                )
+        key = _not_sha256(
+            "signer_fingerprint", registry.signer_fingerprint, registry.signer_fingerprints
+        )
+        if key is not None:
+            raise SettingsError(
+                f"registries.{name}.{key}: not a SHA-256 (64 hex digits, colons allowed)"
+            )
         missing = [key for key in CREDENTIALS[name] if registry.url and not getattr(registry, key)]
         if missing:
             raise SettingsError(

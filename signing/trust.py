@@ -281,7 +281,7 @@ def _failed(cache: _Cache, key: Any, failures_ttl: float, exc: Exception) -> Non
         cache.put(("failed", key), str(exc), ttl=failures_ttl)
 
 
-class _CachingCRLFetcher(CRLFetcher):
+class _Caching:
     """Delegates to a per-call network fetcher; answers repeated requests from the cache.
     ``refusals`` collects why an answer was refused (over its cap), for a hard-fail's reason.
     ``failures_ttl``: how long a failed fetch is remembered, and not tried again (0: never)."""
@@ -296,7 +296,11 @@ class _CachingCRLFetcher(CRLFetcher):
     ) -> None:
         self._inner, self._cache, self._failures_ttl = inner, cache, failures_ttl
         self._refusals = [] if refusals is None else refusals
-        self._seen: dict[Any, list[Any]] = {}
+        self._seen: dict[Any, Any] = {}  # what this validation was handed, by certificate
+
+
+class _CachingCRLFetcher(_Caching, CRLFetcher):
+    """CRLs, cached (see :class:`_Caching`)."""
 
     async def fetch(self, cert: Any, *, use_deltas: Any = None) -> Any:
         key = (
@@ -332,20 +336,8 @@ class _CachingCRLFetcher(CRLFetcher):
         return self._seen[(cert.issuer.sha256, cert.serial_number)]
 
 
-class _CachingOCSPFetcher(OCSPFetcher):
-    """As :class:`_CachingCRLFetcher`, for OCSP answers."""
-
-    def __init__(
-        self,
-        inner: Any,
-        cache: _Cache,
-        refusals: list[str] | None = None,
-        *,
-        failures_ttl: float = 0.0,
-    ) -> None:
-        self._inner, self._cache, self._failures_ttl = inner, cache, failures_ttl
-        self._refusals = [] if refusals is None else refusals
-        self._seen: dict[Any, Any] = {}
+class _CachingOCSPFetcher(_Caching, OCSPFetcher):
+    """OCSP answers, cached (see :class:`_Caching`)."""
 
     async def fetch(self, cert: Any, authority: Any) -> Any:
         key = ("ocsp", cert.issuer.sha256, cert.serial_number)

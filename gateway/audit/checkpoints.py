@@ -303,22 +303,31 @@ async def checkpoint_rows(
         return rows
     except QueryError as failure:
         sizes = await store.read(lambda tx: tx.all("checkpoints.sizes", before=before, limit=limit))
-        out: list[Row | CheckpointError] = []
-        for size in (int(r["size"]) for r in sizes):
+        return await rows_one_by_one(store, [int(r["size"]) for r in sizes], failure)
 
-            def get(tx: Tx, size: int = size) -> Row | None:
-                return tx.one("checkpoints.get", size=size)
 
-            try:
-                row = await store.read(get)
-            except QueryError as exc:
-                out.append(_unreadable(size, exc, "checkpoints.get"))
-                continue
-            if row is not None:  # deleted meanwhile
-                out.append(row)
-        if not any(isinstance(item, CheckpointError) for item in out):
-            raise failure from None  # not a row's: the page's own
-        return out
+async def rows_one_by_one(
+    store: Store, sizes: list[int], failure: QueryError
+) -> list[Row | CheckpointError]:
+    """The rows of the checkpoints of ``sizes`` (a page the store could not hand over), read one
+    by one, each row it cannot hand over a CheckpointError naming it in one line; raises
+    ``failure`` if none fails on its own (the page's failure was not a row's)."""
+    out: list[Row | CheckpointError] = []
+    for size in sizes:
+
+        def get(tx: Tx, size: int = size) -> Row | None:
+            return tx.one("checkpoints.get", size=size)
+
+        try:
+            row = await store.read(get)
+        except QueryError as exc:
+            out.append(_unreadable(size, exc, "checkpoints.get"))
+            continue
+        if row is not None:  # deleted meanwhile
+            out.append(row)
+    if not any(isinstance(item, CheckpointError) for item in out):
+        raise failure from None
+    return out
 
 
 async def _first_unreadable(store: Store, failure: QueryError) -> CheckpointError:

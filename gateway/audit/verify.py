@@ -87,6 +87,7 @@ from .checkpoints import (
     CheckpointCheck,
     CheckpointError,
     parse_note,
+    rows_one_by_one,
     verify_checkpoint,
 )
 from .events import GENESIS, decode_entry, leaf_hash
@@ -457,31 +458,11 @@ def _parsed(rows: list[Row | CheckpointError]) -> list[Checkpoint | CheckpointEr
 async def _one_by_one(
     store: Store, after: int, upto: int, failure: QueryError
 ) -> list[Row | CheckpointError]:
-    """The page after ``after`` read row by row, each row the store cannot hand over (SQLite: a
-    text column that is not UTF-8, written around the gateway) a CheckpointError naming it in
-    one line; raises ``failure`` if none fails on its own."""
+    """The page after ``after`` read row by row (checkpoints.rows_one_by_one)."""
     sizes = await store.read(
         lambda tx: tx.all("checkpoints.sizes_after", after=after, upto=upto, limit=_CHECKPOINT_PAGE)
     )
-    out: list[Row | CheckpointError] = []
-    for size in (int(r["size"]) for r in sizes):
-
-        def get(tx: Tx, size: int = size) -> Row | None:
-            return tx.one("checkpoints.get", size=size)
-
-        try:
-            row = await store.read(get)
-        except QueryError as exc:
-            # SQLite's message quotes the text it could not decode: a note is several lines,
-            # signature bytes among them. The column says enough.
-            reason = str(exc).removeprefix("checkpoints.get: ").partition(" with text ")[0]
-            out.append(CheckpointError(f"the store cannot read it ({_line(reason)})", size=size))
-            continue
-        if row is not None:
-            out.append(row)
-    if not any(isinstance(item, CheckpointError) for item in out):
-        raise failure
-    return out
+    return await rows_one_by_one(store, [int(r["size"]) for r in sizes], failure)
 
 
 @dataclass
