@@ -229,9 +229,14 @@ async def _serve(app: web.Application, profile: Path | None = None) -> None:
 
 
 async def _serve_tsa(pki_dir: Path) -> None:
+    """The TSA, and the test PKI's CRLs and OCSP, as a real TSA's CA answers them: unanswered,
+    the gateway's check of each checkpoint's token found the TSA's revocation status unknown,
+    kept that verdict only ``failed_fetch_ttl`` (30 s) and validated the TSA's path again."""
+    from signing.testing import TestPKI, serve_pki
     from signing.timestamps import serve_tsa
 
-    async with serve_tsa(pki_dir) as url:
+    pki = await asyncio.to_thread(TestPKI.load, pki_dir)
+    async with serve_tsa(pki_dir) as url, serve_pki(pki):
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -383,12 +383,14 @@ embedded = false
 
 
 async def _run(profile: Profile) -> None:
-    from signing.testing import TestPKI
+    from signing.testing import TestPKI, free_port
 
     with tempfile.TemporaryDirectory(prefix="lienthong-bench-gw-") as name:
         tmp = Path(name)
         pki_dir = tmp / "pki"
-        await asyncio.to_thread(TestPKI.create, pki_dir)
+        # Its CRLs and OCSP are served by the TSA's process (bench/_servers.py), on a free port.
+        base_url = f"http://127.0.0.1:{free_port()}"
+        await asyncio.to_thread(TestPKI.create, pki_dir, base_url=base_url)
         async with AsyncExitStack() as stack:
             sandbox = await stack.enter_async_context(
                 server_process(

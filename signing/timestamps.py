@@ -23,7 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp import web
 from asn1crypto import cms, core, keys, tsp
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -32,6 +34,7 @@ from pyhanko.sign.general import (
     as_signing_certificate,
     extract_certificate_info,
     extract_signer_info,
+    find_unique_cms_attribute,
     simple_cms_attribute,
 )
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
@@ -42,6 +45,10 @@ from pyhanko.sign.validation.generic_cms import (
     validate_sig_integrity,
 )
 from pyhanko.sign.validation.utils import DEFAULT_ALGORITHM_USAGE_POLICY
+from pyhanko_certvalidator.sig_validate import (
+    DefaultSignatureValidator,
+    SignatureValidationContext,
+)
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
 from .capped import ReplyTooLarge, TsaReply
@@ -190,7 +197,9 @@ async def verify_timestamp(
 
     ``fresh``: the token was just issued to the caller (an audit checkpoint's, stamped a moment
     ago): its TSA's chain is judged as of now, where the trust store keeps a chain found good, so
-    that the TSA's path is validated once per cache time, not for every token it stamps.
+    that the TSA's path is validated once per cache time, not for every token it stamps; and a
+    token shaped as one already checked whole (see :func:`_shape`) has only what differs from
+    token to token checked: its signature, its content's digest and its imprint.
 
     Raises :class:`TimestampError` if the token is malformed, its imprint does not match ``data``,
     its signature does not verify or uses an algorithm the norms no longer allow;
@@ -201,29 +210,107 @@ async def verify_timestamp(
         signed_data = content["content"]
         if content["content_type"].native != "signed_data":
             raise ValueError("not SignedData")
-        certs: SignedDataCerts = extract_certificate_info(signed_data)
-        tsa_cert = certs.signer_cert
         tst_info = signed_data["encap_content_info"]["content"].parsed
         if not isinstance(tst_info, tsp.TSTInfo):
             raise ValueError("SignedData does not encapsulate TSTInfo")
         gen_time: dt.datetime = tst_info["gen_time"].native
+        shape = _shape(signed_data) if fresh else None
+        known: _Signer | None = trust.recall(shape) if shape is not None else None
+        signer = known or _signer(signed_data)
     except Exception as exc:  # asn1crypto parses lazily and raises many types
         raise TimestampError(f"malformed timestamp token: {exc}") from exc
     # The TSA chain: anchors from our configuration, the revocation policy applies too. Judged as
     # of the token's time, with revocation data issued since, as the signers a token dates are:
     # judged now, every token a TSA ever issued failed once its certificate expired (a few years)
     # and with them every audit checkpoint and bundle it stamped, untouched as they were.
-    others = [from_asn1(c) for c in certs.other_certs]
     chain = await trust.validate(
-        from_asn1(tsa_cert),
-        others,
-        usage="timestamping",
-        moment=None if fresh else gen_time,
+        signer.cert, signer.others, usage="timestamping", moment=None if fresh else gen_time
     )
     # The chain is ours to judge (above); what is left is the token's own integrity. pyHanko's
     # validate_tst_signed_data would validate the TSA's path a second time (half its ~3 ms).
-    _check_token_integrity(signed_data, tst_info, data, gen_time)
-    return TimestampInfo(time=gen_time, tsa=common_name(tsa_cert), revocation=chain.revocation)
+    if known is None:
+        _check_token_integrity(signed_data, tst_info, data, gen_time)
+        if shape is not None:
+            trust.remember(shape, signer, revocation=chain.revocation)
+    else:
+        _check_signature(signed_data, tst_info, data, known)
+    return TimestampInfo(time=gen_time, tsa=signer.name, revocation=chain.revocation)
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """A token's signing TSA: its certificate, as pyHanko and as pyca hold it, and the other
+    certificates the token carries."""
+
+    asn1: asn1_x509.Certificate
+    cert: x509.Certificate
+    others: tuple[x509.Certificate, ...]
+    name: str
+
+
+def _signer(signed_data: cms.SignedData) -> _Signer:
+    certs: SignedDataCerts = extract_certificate_info(signed_data)
+    tsa_cert = certs.signer_cert
+    others = tuple(from_asn1(c) for c in certs.other_certs)
+    return _Signer(tsa_cert, from_asn1(tsa_cert), others, common_name(tsa_cert))
+
+
+# The signed attributes that differ from one token of a TSA to the next.
+_PER_TOKEN = frozenset({"message_digest", "signing_time"})
+
+
+def _shape(signed_data: cms.SignedData) -> tuple[str | bytes, ...]:
+    """What a TSA's tokens have in common, byte for byte: the certificates they carry, the
+    signer's identifier and algorithms, the signed attributes but the digest and the time (the
+    content type, the ESS signing-certificate naming the TSA's certificate, any algorithm
+    protection). A token of a shape already checked whole (the signer's certificate found among
+    those carried, the ESS attribute naming it, the algorithms allowed: :func:`_check_token_integrity`,
+    5-8 ms of CPU in asn1crypto, most of a checkpoint's, on a thread that holds the GIL
+    against the event loop) need only have its signature and digests checked, in pyca's C."""
+    (signer_info,) = signed_data["signer_infos"]
+    attrs = signer_info["signed_attrs"]
+    return (
+        "timestamp-token-shape",
+        signed_data["certificates"].dump(),
+        signer_info["sid"].dump(),
+        signer_info["digest_algorithm"].dump(),
+        signer_info["signature_algorithm"].dump(),
+        *(a.dump() for a in attrs if a["type"].native not in _PER_TOKEN),
+    )
+
+
+def _check_signature(
+    signed_data: cms.SignedData, tst_info: tsp.TSTInfo, data: bytes, signer: _Signer
+) -> None:
+    """A known shape's token (see :func:`_shape`): its content's digest as its signed
+    attributes say, its signature over them by ``signer``, and its imprint over ``data``."""
+    try:
+        (signer_info,) = signed_data["signer_infos"]
+        md = signer_info["digest_algorithm"]["algorithm"].native
+        content = bytes(signed_data["encap_content_info"]["content"])
+        said = find_unique_cms_attribute(signer_info["signed_attrs"], "message_digest").native
+        digested = said == _digest(md, content)
+        DefaultSignatureValidator().validate_signature(
+            signer_info["signature"].native,
+            signer_info["signed_attrs"].untag().dump(),
+            signer.asn1.public_key,
+            signer_info["signature_algorithm"],
+            SignatureValidationContext(contextual_md_algorithm=md),
+        )
+        imprint = tst_info["message_imprint"]
+        algo = imprint["hash_algorithm"]["algorithm"].native
+        imprinted = imprint["hashed_message"].native == _digest(algo, data)
+    except InvalidSignature as exc:
+        raise TimestampError("timestamp token signature does not verify") from exc
+    except Exception as exc:
+        raise TimestampError(f"timestamp token does not verify: {exc}") from exc
+    if not (digested and imprinted):
+        raise TimestampError("timestamp imprint does not match the signed data")
+
+
+def _digest(algo: str, data: bytes) -> bytes:
+    """``data``'s digest by asn1crypto's name of the algorithm (sha256, sha3_256…)."""
+    return hashlib.new(algo.replace("_", "-") if algo.startswith("sha3") else algo, data).digest()
 
 
 def _check_token_integrity(
@@ -260,8 +347,7 @@ def _check_token_integrity(
             signer_info, cert, expected_content_type="tst_info", actual_digest=digest.finalize()
         )
         algo = tst_info["message_imprint"]["hash_algorithm"]["algorithm"].native
-        expected = hashlib.new(algo.replace("_", "-") if algo.startswith("sha3") else algo, data)
-        imprinted = tst_info["message_imprint"]["hashed_message"].native == expected.digest()
+        imprinted = tst_info["message_imprint"]["hashed_message"].native == _digest(algo, data)
     except Exception as exc:  # pyHanko's and asn1crypto's errors, an unknown hash: the token's
         raise TimestampError(f"timestamp token does not verify: {exc}") from exc
     if not (intact and imprinted):
