@@ -440,6 +440,7 @@ async def _start_worker(runtime: Runtime, stack: AsyncExitStack) -> None:
         concurrency=settings.outbox.workers,
         lease=settings.outbox.lease_s,
         poll_interval=settings.outbox.poll_s,
+        give_up_after=settings.outbox.give_up_after_s,
         metrics=runtime.metrics,
     )
     await stack.enter_async_context(runtime.worker)

@@ -127,6 +127,10 @@ DAY_S = 86_400.0
 # How long the outbox worker lets one attempt of a job run (a flow step's registry call among
 # them) before it stops it as timed out: a registry's timeout_s must end an exchange before.
 ATTEMPT_TIMEOUT_S = 300.0
+# How long an outbox job may keep failing, its circuit's trials included, before it is given up
+# (dead): a registry down for hours keeps its work pending, one that fails a job alone for a day
+# lets it go, for an operator to see and replay.
+GIVE_UP_AFTER_S = DAY_S
 
 
 def _officer_id(value: str, where: str) -> None:
@@ -598,6 +602,10 @@ class OutboxSettings:
     breaker_failures: PositiveInt = 5  # consecutive failures that open a registry's circuit
     breaker_reset_s: Annotated[float, _at_least(0.1, " s"), _at_most(DAY_S, " s (a day)")] = (
         10.0  # open, then one trial
+    )
+    # A job failing this long (its trials included) is given up at its next failure; 0: never.
+    give_up_after_s: Annotated[float, _not_negative, _at_most(366 * DAY_S, " s (a year)")] = (
+        GIVE_UP_AFTER_S
     )
 
 

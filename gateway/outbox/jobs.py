@@ -155,8 +155,9 @@ def replay(
     request_id: str | None = None,
     now: float | None = None,
 ) -> Job:
-    """Give a dead job a fresh set of attempts: dead → pending, due now (``now`` on SQLite, the
-    server's clock on PostgreSQL), attempts 0.
+    """Give a dead job a fresh set of attempts and a fresh time to fail in (``[outbox]
+    give_up_after_s`` counts from its next failure): dead → pending, due now (``now`` on SQLite,
+    the server's clock on PostgreSQL), attempts 0.
 
     ``last_error`` is kept until the next attempt so an operator still sees why it died. Appends the
     audit event ``job.replayed`` (by ``actor``, service ``admin``, as the operator's other actions
@@ -174,6 +175,9 @@ def replay(
         # (PostgreSQL, READ COMMITTED). Say the state it is in now.
         now_job = get_job(tx, job_id)
         raise NotDead(job_id, now_job.state if now_job is not None else "gone")
+    # Its failing clock starts again at its next failure. (The worker clears it as the job dies;
+    # cleared here too, a replay says so itself.)
+    tx.execute("outbox.recovered", job=job_id)
     append(
         tx,
         AuditEvent(

@@ -7,7 +7,8 @@ One attempt of one job::
       → ONE transaction, fenced by owner:
           success: handler's recording unit + job done + audit "step.delivered"
           failure: handler.failed(...) + job pending (run_after = now + delay) + audit "step.failed"
-                   or, when the policy gives up: handler.failed(...) + job dead + audit "job.dead"
+                   or, when the policy gives up, or the job has been failing for give_up_after
+                   (see Giving up): handler.failed(...) + job dead + audit "job.dead"
 
 Auditing: every attempt produces exactly one event, and ``step.attempted`` is FOLDED into it — the
 event that closes the attempt (``step.delivered`` / ``step.failed`` / ``job.dead``) is the record
@@ -22,9 +23,22 @@ call (audited ``step.failed``, told to the handler) but gets its attempt back to
 still down, which is not the job's fault. It waits for the circuit's next trial and one reset
 period more, so that the next trial is another waiting job's if there is one: a job that fails
 alone, while others' trials find the endpoint up, then runs out of attempts with the circuit
-closed and goes dead; a registry down for an hour keeps its work pending, not dead. (A job that
-fails alone with nothing else calling its endpoint waits the same way, a try every two reset
-periods: from its calls alone it cannot be told from an endpoint that is down.)
+closed and goes dead; a registry down for an hour keeps its work pending, not dead. A job that
+fails alone with nothing else calling its endpoint is every time the trial (from its calls alone
+it cannot be told from an endpoint that is down): attempts never end it, time does (below).
+
+Giving up: a job that has been failing for ``give_up_after`` seconds (``[outbox]
+give_up_after_s``, a day; 0: never) is given up at its next failure, whatever its attempts: dead,
+its ``last_error`` and ``job.dead`` event saying so ("given up: failing for 1 d 0 h since its
+first failed try (97 failed tries; …); last error: …"), told to its handler as any death, and
+replayable. The clock is the job's first failed try, trials included, not its creation: a job
+queued, or parked, behind a circuit that others' failures keep open has failed nothing. Only a
+failed try ends it: a job refused by the open circuit, parked on it, or waiting for an earlier one
+is never given up while it waits, however long; its first try after the limit decides. A job
+done, dead or replayed loses its clock (``outbox_failing``, written on the store's clock as the
+job's times are): a replay gives it the full time again. An attempt the worker cuts short as it
+stops is no failure of the job's and counts nothing. Every kind of job alike: a flow step (its
+dossier then fails, to be resumed), a callback, a portal sync or a document's push.
 
 Parking: a job held back by an endpoint — its circuit is open, or its trial is in flight, or as
 many calls to it are in flight as it may take (a :class:`NotYet` that names a ``circuit``) —
@@ -89,7 +103,7 @@ from typing import Any, Protocol, Self
 from connectors.api import ConnectorError, PermanentError
 from gateway.audit import AuditEvent, append, withhold_numbers
 from gateway.metrics import Metrics
-from gateway.settings import ATTEMPT_TIMEOUT_S
+from gateway.settings import ATTEMPT_TIMEOUT_S, GIVE_UP_AFTER_S
 from gateway.store import Store, StoreClosed, StoreError, StoreUnavailable, Tx
 
 from .breaker import CircuitBreaker, NotYet, TrialWatch, watch_trials
@@ -224,11 +238,14 @@ class Worker:
         clock: Callable[[], float] = time.time,
         run_timeout: float = ATTEMPT_TIMEOUT_S,
         drain_timeout: float = 10.0,
+        give_up_after: float = GIVE_UP_AFTER_S,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if lease <= 0:
             raise ValueError("lease must be positive")
+        if not give_up_after >= 0:
+            raise ValueError("give_up_after must be 0 (never) or more")
         self.store = store
         self.handlers = dict(handlers)
         # Why the last claim failed, while claims fail (readiness reports it), else None.
@@ -242,6 +259,9 @@ class Worker:
         self.clock = clock
         self.run_timeout = run_timeout
         self.drain_timeout = drain_timeout
+        # Seconds of failing (see Giving up) after which a job's next failure is its last; 0:
+        # never (its attempts alone end it).
+        self.give_up_after = give_up_after
         self._inflight: set[asyncio.Task[None]] = set()
         # The jobs this worker is running: never taken over by itself, however expired their
         # leases look (a stall, a clock step, the store locked by another process for longer
@@ -476,8 +496,13 @@ class Worker:
                 return
             except asyncio.CancelledError:
                 # Stopping: put the job back now rather than after the lease, then stop for real.
+                # Not the job's failure, nor its endpoint's: not one that can give it up.
                 await self._finish_failure(
-                    job, handler, RuntimeError("interrupted: the worker stopped"), RetryDecision(0)
+                    job,
+                    handler,
+                    RuntimeError("interrupted: the worker stopped"),
+                    RetryDecision(0),
+                    judged=False,
                 )
                 raise
             except Exception as exc:
@@ -584,6 +609,8 @@ class Worker:
             # the handler's recording never runs for a result that is being discarded.
             if not tx.execute("outbox.complete", id=job.id, owner=job.owner, now=now):
                 raise _LeaseLost
+            if job.last_error is not None:  # only a job that failed has a failing clock
+                tx.execute("outbox.recovered", job=job.id)
             self._release(tx, job, calls, now)
             outcome = record(tx)
             d = outcome if isinstance(outcome, Delivery) else Delivery()
@@ -641,35 +668,44 @@ class Worker:
         *,
         trial: str | None = None,
         calls: TrialWatch | None = None,
+        judged: bool = True,
     ) -> None:
-        """Record a failed attempt: retried after ``decision``'s delay, or dead when it is None.
+        """Record a failed attempt: retried after ``decision``'s delay, or dead when it is None,
+        or when the job has now been failing for :attr:`give_up_after` (see Giving up).
         ``trial``: the endpoint whose half-open circuit's trial this attempt's call was; it failed,
         so the attempt is refunded (see the module's Attempts). ``calls``: what the attempt's
         calls told (the endpoints it called, and those that answered: a refusal is an answer),
-        for the parked jobs it wakes (see :meth:`_release`)."""
+        for the parked jobs it wakes (see :meth:`_release`). ``judged``: False for an attempt cut
+        short by the worker (stopping), which counts as no failure of the job's."""
         now = self.clock()
         text = _describe(error)
-        dead = decision is None
-        retry_in = None if decision is None else decision.delay
-        counted = "" if trial is None else f" (the trial of circuit {trial}: not counted)"
 
-        def work(tx: Tx, *, with_handler: bool) -> None:
+        def work(tx: Tx, *, with_handler: bool) -> tuple[bool, str]:
+            dead = decision is None
+            reason = text
+            if not dead and judged and (given_up := self._failing(tx, job, now)) is not None:
+                dead, reason = True, _clip(f"{given_up}; last error: {text}")
             if dead:
-                changed = tx.execute("outbox.bury", id=job.id, owner=job.owner, error=text, now=now)
+                changed = tx.execute(
+                    "outbox.bury", id=job.id, owner=job.owner, error=reason, now=now
+                )
             else:
-                assert retry_in is not None
+                assert decision is not None
                 changed = tx.execute(
                     "outbox.retry",
                     id=job.id,
                     owner=job.owner,
                     error=text,
-                    delay=retry_in,
+                    delay=decision.delay,
                     refund=0 if trial is None else 1,
                     now=now,
                 )
             if not changed:
                 raise _LeaseLost
+            if dead:
+                tx.execute("outbox.recovered", job=job.id)  # a replay starts its clock afresh
             self._release(tx, job, calls, now)
+            retry_in = None if dead or decision is None else decision.delay
             if with_handler and handler is not None:
                 handler.failed(tx, job, error, dead=dead, retry_in=retry_in)
             append(
@@ -683,14 +719,15 @@ class Worker:
                     step=step_of(job),
                     service=_service_of(job),
                     request_id=_str(job.payload.get("request_id")),
-                    detail=f"attempt {job.attempts}{counted}: {text}"
-                    + ("" if dead else f"; retry in {retry_in:.1f}s"),
+                    detail=f"attempt {job.attempts}{_counted(trial, dead)}: {reason}"
+                    + ("" if retry_in is None else f"; retry in {retry_in:.1f}s"),
                 ),
             )
+            return dead, reason
 
         try:
             try:
-                await self.store.transact(lambda tx: work(tx, with_handler=True))
+                dead, reason = await self.store.transact(lambda tx: work(tx, with_handler=True))
             except (_LeaseLost, *_OUTAGE):
                 raise
             except Exception:
@@ -700,13 +737,14 @@ class Worker:
                 log.exception(
                     "outbox: handler.failed raised; recording without it", extra=_extra(job)
                 )
-                await self.store.transact(lambda tx: work(tx, with_handler=False))
+                dead, reason = await self.store.transact(lambda tx: work(tx, with_handler=False))
         except _LeaseLost:
             self._lost(job, "failed")
             return
         except StoreError:
             log.exception("outbox: could not record a failed attempt", extra=_extra(job))
             return
+        retry_in = None if dead or decision is None else decision.delay
         self._count(job, "dead" if dead else "retry")
         if dead and self.metrics is not None:
             self.metrics.dead_letters.labels(kind=job.kind).inc()
@@ -716,10 +754,24 @@ class Worker:
             logging.ERROR if dead else logging.WARNING,
             "outbox: job %s %s%s: %s",
             job.id,
-            "is dead" if dead else f"will retry in {retry_in:.1f}s",
-            counted,
-            withhold_numbers(text),
+            "is dead" if retry_in is None else f"will retry in {retry_in:.1f}s",
+            _counted(trial, dead),
+            withhold_numbers(reason),
             extra=_extra(job, outcome="dead" if dead else "retry", retry_in=retry_in),
+        )
+
+    def _failing(self, tx: Tx, job: Job, now: float) -> str | None:
+        """In the transaction that records a failed try of ``job``: the try counted on its
+        failing clock (started by its first failed try), and why it is given up if it has now
+        been failing for :attr:`give_up_after`, else None."""
+        row = tx.one("outbox.failed", job=job.id, now=now)
+        assert row is not None  # an upsert returns its row
+        failing_for, tries = float(row["failing_for"]), int(row["tries"])
+        if not self.give_up_after or failing_for < self.give_up_after:
+            return None
+        return (
+            f"given up: failing for {_span(failing_for)} since its first failed try ({tries} "
+            f"failed tries; [outbox] give_up_after_s = {self.give_up_after:g})"
         )
 
     async def _defer(self, job: Job, exc: NotYet, calls: TrialWatch | None = None) -> None:
@@ -783,6 +835,32 @@ class Worker:
     def _count(self, job: Job, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.attempts.labels(kind=job.kind, outcome=outcome).inc()
+
+
+def _counted(trial: str | None, dead: bool) -> str:
+    """What a failed attempt's log and audit event say of its circuit's trial: refunded, unless
+    it was the job's last (given up)."""
+    if trial is None:
+        return ""
+    return f" (the trial of circuit {trial}{'' if dead else ': not counted'})"
+
+
+def _span(seconds: float) -> str:
+    """``seconds`` as an operator reads a long time: 2 d 1 h, 1 h 0 min, 5 min 3 s, 42 s."""
+    whole = int(max(seconds, 0.0))
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _clip(text: str) -> str:
+    """``text`` cut to what a job's ``last_error`` keeps (its parts are storable already)."""
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
 
 def _after_trial(trials: TrialWatch) -> RetryDecision:

@@ -16,68 +16,34 @@ the times on its own clock) see the same thing without waiting.
 from __future__ import annotations
 
 import asyncio
-import os
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import psycopg
 import pytest
 
 from gateway.outbox import Job, RetryPolicy, Worker, enqueue, get_job
 from gateway.outbox.testing import ScriptedHandler, audit_entries
 from gateway.store import Store, Tx, open_store
+from tests.outbox.stores import raw_sql, store_urls
 
-POSTGRES_URL = os.environ.get(
-    "LIENTHONG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
 NOW = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0, rng=lambda: 0.0)
 LATER = RetryPolicy(max_attempts=2, base_delay=600.0, max_delay=600.0, rng=lambda: 0.0)
-
-
-def _postgres_admin(sql: str) -> None:
-    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(sql.encode())
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh SQLite file, or a fresh schema of the real PostgreSQL server (dropped after)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'outbox.db'}"
-        return
-    schema = f"lost_{uuid.uuid4().hex}"
-    _postgres_admin(f'CREATE SCHEMA "{schema}"')
-    try:
-        sep = "&" if "?" in POSTGRES_URL else "?"
-        yield f"{POSTGRES_URL}{sep}options={quote(f'-c search_path={schema}')}"
-    finally:
-        _postgres_admin(f'DROP SCHEMA "{schema}" CASCADE')
+    yield from store_urls(request.param, tmp_path, "lost")
 
 
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
     async with open_store(store_url) as s:
         yield s
-
-
-def raw_sql(url: str, sql: str) -> None:
-    """Run ``sql`` on the store's database beside the store (what time does to the rows)."""
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=10)
-        try:
-            conn.execute(sql)
-            conn.commit()
-        finally:
-            conn.close()
-    else:
-        with psycopg.connect(url, autocommit=True) as pg:
-            pg.execute(sql.encode())
 
 
 def leases_run_out(url: str) -> None:

@@ -34,6 +34,18 @@ CREATE TABLE IF NOT EXISTS outbox_parked (
     endpoint    TEXT    NOT NULL          -- the circuit's name: "callback https://host:443"
 );
 CREATE INDEX IF NOT EXISTS outbox_parked_endpoint ON outbox_parked (endpoint, job);
+-- Failing jobs: since when a job has been failing, and how many failed tries it has made since,
+-- the half-open circuits' trials included (which give the job its attempt back). A job whose
+-- calls fail alone is each time its circuit's trial and never runs out of attempts: it is given
+-- up once it has been failing for [outbox] give_up_after_s (gateway.outbox.worker, "Giving
+-- up"). A row is written at a job's first failed try and goes when the job is done, dead or
+-- replayed: a replay starts the clock again. (A table of its own, not a column: a store made by
+-- an earlier version gets it as it opens, and a job that never failed costs nothing.)
+CREATE TABLE IF NOT EXISTS outbox_failing (
+    job         INTEGER PRIMARY KEY,      -- outbox_jobs.id
+    since       REAL    NOT NULL,         -- its first failed try (the store's clock)
+    tries       INTEGER NOT NULL          -- failed tries since, trials included
+);
 
 -- name: enqueue
 INSERT INTO outbox_jobs (kind, key, payload, dossier, document, state, attempts, run_after,
@@ -113,6 +125,20 @@ WHERE id = :id AND owner = :owner AND state = 'running';
 UPDATE outbox_jobs
 SET state = 'dead', owner = NULL, lease_until = NULL, last_error = :error, updated_at = :now
 WHERE id = :id AND owner = :owner AND state = 'running';
+
+-- name: failed
+-- One more failed try of job :job (in the transaction that records it): how long it has now been
+-- failing (failing_for, seconds) and its failed tries, this one included. A first failure starts
+-- its clock. A clock set back since its first (a time ahead of :now) restarts it from now: an
+-- error of the clock never makes a job look as if it had failed longer than it has.
+INSERT INTO outbox_failing (job, since, tries) VALUES (:job, :now, 1)
+ON CONFLICT (job) DO UPDATE SET tries = outbox_failing.tries + 1,
+                                since = min(outbox_failing.since, excluded.since)
+RETURNING tries, :now - since AS failing_for;
+
+-- name: recovered
+-- Job :job is done, dead or replayed: it is failing no longer (a replay starts its clock again).
+DELETE FROM outbox_failing WHERE job = :job;
 
 -- name: forget_payload
 -- A done job's payload replaced by what is left of it (gateway.flows.notify: a notification's
