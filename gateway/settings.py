@@ -128,9 +128,9 @@ DAY_S = 86_400.0
 # them) before it stops it as timed out: a registry's timeout_s must end an exchange before.
 ATTEMPT_TIMEOUT_S = 300.0
 # How long an outbox job may keep failing, its circuit's trials included, before it is given up
-# (dead): a registry down for hours keeps its work pending, one that fails a job alone for a day
-# lets it go, for an operator to see and replay.
-GIVE_UP_AFTER_S = DAY_S
+# (dead): a registry down for a weekend keeps its work pending, one that fails a job alone for
+# three days lets it go, for an operator to see and replay.
+GIVE_UP_AFTER_S = 3 * DAY_S
 
 
 def _officer_id(value: str, where: str) -> None:

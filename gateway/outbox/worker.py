@@ -28,7 +28,7 @@ fails alone with nothing else calling its endpoint is every time the trial (from
 it cannot be told from an endpoint that is down): attempts never end it, time does (below).
 
 Giving up: a job that has been failing for ``give_up_after`` seconds (``[outbox]
-give_up_after_s``, a day; 0: never) is given up at its next failure, whatever its attempts: dead,
+give_up_after_s``, three days; 0: never) is given up at its next failure, whatever its attempts: dead,
 its ``last_error`` and ``job.dead`` event saying so ("given up: failing for 1 d 0 h since its
 first failed try (97 failed tries; …); last error: …"), told to its handler as any death, and
 replayable. The clock is the job's first failed try, trials included, not its creation: a job

@@ -291,8 +291,8 @@ async def test_a_stopping_worker_does_not_give_a_job_up(
     assert j.last_error is not None and "interrupted" in j.last_error
 
 
-def test_give_up_after_s_defaults_to_a_day_and_takes_zero() -> None:
-    assert settings_from_mapping({}, environ={}).outbox.give_up_after_s == 86_400
+def test_give_up_after_s_defaults_to_three_days_and_takes_zero() -> None:
+    assert settings_from_mapping({}, environ={}).outbox.give_up_after_s == 259_200
     zero = settings_from_mapping({"outbox": {"give_up_after_s": 0}}, environ={})
     assert zero.outbox.give_up_after_s == 0
     env = settings_from_mapping({}, environ={"LIENTHONG_OUTBOX_GIVE_UP_AFTER_S": "7200"})
