@@ -23,7 +23,7 @@ from gateway.cliopts import config_option, existing_store, json_option, open_set
 from gateway.gil import quick_handoffs
 from gateway.settings import citizen_key
 from gateway.store import Store, StoreError
-from signing.testing import fsync_dir, open_private
+from signing.files import fsync_dir, open_private
 
 __all__ = ["audit", "commands"]
 
