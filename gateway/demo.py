@@ -30,7 +30,8 @@ from gateway.outbox.jobs import depth
 from gateway.samples import dossier_code, sample_dossiers
 from gateway.settings import Settings, load_settings
 from signing.errors import SigningError
-from signing.testing import TestPKI, building_name, free_port, open_private, write_private
+from signing.files import open_private, write_private
+from signing.testing import TestPKI, building_name, free_port
 
 __all__ = ["make_pki", "run_demo"]
 

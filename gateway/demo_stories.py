@@ -30,8 +30,9 @@ from gateway.exchange.model import (
     TraceHeaderList,
 )
 from gateway.exchange.xmldsig import sign_bytes
+from signing.files import write_private
 from signing.pdf import sign_pdf
-from signing.testing import TestPKI, sample_pdf, write_private
+from signing.testing import TestPKI, sample_pdf
 
 __all__ = ["AGENCIES", "evidence_story", "exchange_story"]
 

@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -40,6 +40,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import SigningError
+from .files import write_private
 from .keys import FileKey, SigningKey, load_key
 from .trust import RevocationMode, TrustStore
 
@@ -47,11 +48,8 @@ __all__ = [
     "AGENCIES",
     "SUBJECTS",
     "TestPKI",
-    "fsync_dir",
-    "open_private",
     "self_signed",
     "serve_pki",
-    "write_private",
 ]
 
 UTC = dt.UTC
@@ -525,38 +523,6 @@ def _folder_beside(directory: Path) -> Path:
     with contextlib.suppress(FileNotFoundError):
         building.chmod(stat.S_IMODE(directory.stat().st_mode))
     return building
-
-
-_CREATE = {"w": os.O_TRUNC, "x": os.O_EXCL, "a": os.O_APPEND}
-
-
-def open_private(path: Path, mode: str = "wb", **kw: Any) -> IO[Any]:
-    """``path`` opened to write (``mode`` "w", "x" — never over an existing file:
-    FileExistsError — or "a", with "b" or not; ``kw`` as for open()), readable by its owner alone
-    (0600, whatever the umask): a private key, or a file of personal data."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | _CREATE[mode[0]], 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # a file written over keeps its mode otherwise
-        return open(fd, mode.replace("x", "w"), **kw)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def fsync_dir(path: Path) -> None:
-    """Sync the directory ``path``: a file just created or renamed in it keeps its name after a
-    power cut."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``path`` readable by its owner alone (0600, whatever the umask)."""
-    with open_private(path) as f:
-        f.write(data)
 
 
 def _write_p12(directory: Path, subject: str) -> None:

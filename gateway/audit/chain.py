@@ -242,21 +242,34 @@ def _disclosures_differ(said: dict[str, Any] | None, stored: str | bytes | None)
     the people its ``discloses`` names, or None when they are."""
     try:
         indexed = [] if stored is None else _decode(stored)
-        if not isinstance(indexed, list) or not all(isinstance(c, str) for c in indexed):
+        if not isinstance(indexed, list):
             raise TypeError
+        people = [c for c in indexed if isinstance(c, str)]
+        blobs = [_blob(c) for c in indexed if not isinstance(c, str)]
     except (msgspec.DecodeError, TypeError):
         return f"its disclosures' index cannot be read: {stored!r}"
     named = sorted(said or ())
-    if sorted(indexed) == named:
+    if not blobs and sorted(people) == named:
         return None
-    missing, extra = sorted(set(named) - set(indexed)), sorted(set(indexed) - set(named))
+    missing, extra = sorted(set(named) - set(people)), sorted(set(people) - set(named))
     how = [f"without {', '.join(missing)}"] if missing else []
+    extra += [
+        f"{b} (stored as bytes, not text: a search by person finds no one by it)" for b in blobs
+    ]
     how += [f"with {', '.join(extra)}, whom the entry does not name"] if extra else []
     return (
         "the index of the people it disclosed (audit_discloses) differs from the entry, so a "
         "search by person finds something else than what was logged: "
         + ("; ".join(how) or f"a person listed twice: {indexed}")
     )
+
+
+def _blob(item: Any) -> str:
+    """A citizen audit.verify_range found stored as a blob (``{"blob": hex}``), as SQL writes a
+    blob (X'…'). Raises TypeError for anything else."""
+    if isinstance(item, dict) and item.keys() == {"blob"} and isinstance(item["blob"], str):
+        return f"X'{item['blob']}'"
+    raise TypeError(item)
 
 
 def discloses_outside(row: Row | None, size: int) -> tuple[int, str] | None:

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from gateway.exchange.errors import BlobError, BlobStoreUnavailable, PayloadTooLarge
-from signing.testing import fsync_dir
+from signing.files import fsync_dir
 
 __all__ = ["MARK_FILE", "BlobRef", "BlobStore", "BlobWriter", "bind_to_store"]
 

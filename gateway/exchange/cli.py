@@ -48,7 +48,7 @@ from gateway.exchange.status import MEANINGS
 from gateway.exchange.stream import scan_file
 from gateway.exchange.xmldsig import sign_bytes, sign_file
 from signing.errors import SigningError
-from signing.testing import open_private
+from signing.files import open_private
 
 __all__ = ["commands", "docs"]
 

@@ -223,3 +223,41 @@ async def test_a_row_whose_seq_is_not_stored_as_a_number_is_found(
     assert "audit_discloses" in log.problems[0] and "not an entry's number" in log.problems[0]
     # The row-by-row check compares each entry with the rows its seq matches, as the search does.
     assert "audit_discloses" in (chain.problem or "") and _hash(OTHER) in (chain.problem or "")
+
+
+# SQLite's alone: PostgreSQL's text column converts a bytea given to it to text ('\x…'), which
+# the altered-row case above covers; SQLite keeps a blob a blob, whatever the column's type.
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("sql", "entry", "words"),
+    [
+        (
+            f"UPDATE audit_discloses SET citizen = CAST(citizen AS BLOB) WHERE citizen = {_FATHERS}",
+            1,
+            f"without {_hash(FATHER)}; with X'{_hash(FATHER).encode().hex().upper()}'",
+        ),
+        (
+            "INSERT INTO audit_discloses (citizen, seq) VALUES (X'00FF', 2)",
+            2,
+            "with X'00FF' (stored as bytes, not text: a search by person finds no one by it), "
+            "whom the entry does not name",
+        ),
+    ],
+    ids=["altered", "added"],
+)
+async def test_a_row_of_the_index_whose_citizen_is_a_blob_is_found_as_altered(
+    store: Store, store_url: str, sql: str, entry: int, words: str
+) -> None:
+    """A blob in audit_discloses' citizen column was reported as a row the store cannot read, not
+    as what it is: the index differing from the entry (a search by person, which compares text,
+    never finds the entry by it)."""
+    await _log(store, _lookup(), DISCLOSING, _lookup(citizen=_hash(OTHER)))
+    _tamper(store_url, sql)
+    if entry == 1:  # the disclosure of the father, hidden from a search by him
+        assert await _found(store, FATHER) == []
+    report = await verify_log(store)
+    assert not report.ok and report.first_bad_entry == entry, report.problems
+    assert "the store cannot read it" not in report.problems[0]
+    assert "audit_discloses" in report.problems[0] and words in report.problems[0]
+    chain = await verify_chain(store)
+    assert not chain.ok and chain.first_bad == entry and words in (chain.problem or "")

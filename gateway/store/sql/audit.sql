@@ -50,9 +50,12 @@ SELECT seq, entry, leaf_hash, chain_hash FROM audit_events WHERE seq >= :start A
 -- What the verifiers read: the hashed entry and, after it, the columns queries select by, which
 -- must say what the entry says (gateway/audit/chain.py, INDEXED), and the citizens the entry's
 -- rows of audit_discloses name, as a JSON array (NULL when none), which must be its "discloses".
+-- A citizen stored as a blob (written around the gateway), which JSON cannot hold and no search
+-- by person (text) finds, is {"blob": its bytes in hex}: compared, it differs from every person.
 SELECT seq, entry, leaf_hash, chain_hash, at, action, member, service, dossier, document, citizen,
-       (SELECT json_group_array(d.citizen) FROM audit_discloses AS d
-        WHERE d.seq = audit_events.seq HAVING count(*) > 0) AS discloses
+       (SELECT json_group_array(CASE typeof(d.citizen) WHEN 'blob'
+                                THEN json_object('blob', hex(d.citizen)) ELSE d.citizen END)
+        FROM audit_discloses AS d WHERE d.seq = audit_events.seq HAVING count(*) > 0) AS discloses
 FROM audit_events WHERE seq >= :start AND seq < :stop ORDER BY seq;
 
 -- name: verify_page

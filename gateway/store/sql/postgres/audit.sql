@@ -119,8 +119,9 @@ SELECT count(*) AS n, min(seq) AS first, max(seq) AS last,
 FROM audit_events WHERE seq >= :start AND seq < :stop;
 
 -- name: verify_range
--- base: 9124548e6dac9825
+-- base: 388f6fcdeeb6543c
 -- json_agg for SQLite's json_group_array; an aggregate of no rows is NULL here without HAVING.
+-- The citizen column is text, and holds nothing else: a bytea written to it is converted to text.
 SELECT seq, entry, leaf_hash, chain_hash, at, action, member, service, dossier, document, citizen,
        (SELECT json_agg(d.citizen) FROM audit_discloses AS d
         WHERE d.seq = audit_events.seq)::text AS discloses
