@@ -159,13 +159,7 @@ class HttpClient:
             except ConnectionError as exc:
                 if not (repeatable and conn.closed_while_idle and not _spent(deadline)):
                     raise
-                self.resent += 1
-                log.info(
-                    "registry %s://%s:%s closed a kept-alive connection as a request met it "
-                    "(%s, nothing of a reply read): sent again on a new connection",
-                    *origin,
-                    type(exc.__cause__).__name__ if exc.__cause__ else "closed",
-                )
+                self._count_resend(origin, exc)
                 conn = await self._connect(origin)
                 reply = await _exchange(conn, request)
         if conn.reusable and not conn.lost:
@@ -173,6 +167,15 @@ class HttpClient:
         else:
             conn.close()
         return reply
+
+    def _count_resend(self, origin: tuple[str, str, int], exc: ConnectionError) -> None:
+        self.resent += 1
+        log.info(
+            "registry %s://%s:%s closed a kept-alive connection as a request met it "
+            "(%s, nothing of a reply read): sent again on a new connection",
+            *origin,
+            type(exc.__cause__).__name__ if exc.__cause__ else "closed",
+        )
 
     def _reuse(self, origin: tuple[str, str, int]) -> _Connection | None:
         pool = self._idle.get(origin)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import socket
 import ssl
 import struct
@@ -378,7 +379,10 @@ def port_of(server: Server) -> int:
 
 
 @pytest.mark.parametrize("how", ["close", "reset"])
-async def test_a_reused_connection_dropped_as_the_request_arrived_is_resent_once(how: str) -> None:
+async def test_a_reused_connection_dropped_as_the_request_arrived_is_resent_once(
+    how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "lienthong.registries")
     holder: list[Server] = []
     script = (
         scripted(lambda: holder[0], OK, None, OK)
@@ -395,6 +399,9 @@ async def test_a_reused_connection_dropped_as_the_request_arrived_is_resent_once
     assert server.connections == 2
     assert len(server.requests) == 4
     assert server.requests[1] == server.requests[2]  # the same request, byte for byte
+    (record,) = caplog.records
+    assert "closed a kept-alive connection as a request met it" in record.getMessage()
+    assert ("ConnectionResetError" if how == "reset" else "(closed,") in record.getMessage()
 
 
 async def test_a_reused_connection_closed_before_the_request_was_written_is_resent_once() -> None:
