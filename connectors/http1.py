@@ -10,8 +10,16 @@ request with one ``write`` and reads the reply with httptools (llhttp, the parse
 It does only what registry calls need: any method but HEAD, ``Content-Length`` or chunked replies
 (or a body that ends when the server closes), pooled keep-alive connections, TLS, a deadline over
 the whole exchange, a cap on the reply's size (and on its head's, counted as it arrives). No
-redirects (a registry answers on one fixed URL), no cookies, no compression, no proxies, and no
-request is ever sent twice.
+redirects (a registry answers on one fixed URL), no cookies, no compression, no proxies.
+
+A request is sent twice in one case only, as every mature client does (urllib3, Go's net/http,
+curl): a reused keep-alive connection that the server closed as the request met it (its idle
+timeout firing as the client writes: reset, EOF, broken pipe) before a byte of the reply came
+back. It is sent once more, on a new connection, within the same deadline, when it is safe to
+repeat (RFC 9112 §9.3.1): an idempotent method, a request carrying ``Idempotency-Key``, or one the
+caller marks ``repeatable`` (a read sent as POST, a SOAP write keyed in its body). Never after a
+byte of the reply, a timeout, the deadline, or a failure of a new connection (the server had
+accepted that connection: the failure is its answer). :attr:`HttpClient.resent` counts them.
 
 Errors: :class:`TimeoutError` past the deadline; :class:`OSError` (ConnectionError among them)
 when a connection cannot be made or is lost before the reply is whole; :class:`BadReply` (a
@@ -25,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import logging
 import re
 import ssl
 import time
@@ -38,6 +47,8 @@ from yarl import URL
 
 __all__ = ["BadReply", "HttpClient", "Reply", "ReplyTooLarge"]
 
+log = logging.getLogger("lienthong.registries")
+
 # A server closes a keep-alive connection that stays idle past its own timeout (aiohttp's: 75 s,
 # nginx: 75 s, IIS: 120 s). One idle for less than this is reused; an older one is closed rather
 # than risked against a server closing it in the same instant (aiohttp's client keeps 15 s).
@@ -45,6 +56,8 @@ IDLE_S = 15.0
 _MAX_IDLE = 64  # idle connections kept per client; more are closed
 _MAX_HEAD = 64 * 1024  # status line and headers together
 _UNSAFE = re.compile(r"[\r\n\x00]")  # in a header name or value: a second header, or a request
+# Idempotent by definition (RFC 9110 §9.2.2; HEAD is refused): the same request again does no harm.
+_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
 
 class BadReply(ValueError):
@@ -93,6 +106,7 @@ class HttpClient:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._slots = asyncio.Semaphore(max_connections)  # as aiohttp's connector limit
         self._closed = False
+        self.resent = 0  # requests sent again on a new connection (see the module's docstring)
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -108,9 +122,20 @@ class HttpClient:
         self._idle.clear()
 
     async def request(
-        self, method: str, url: str | URL, headers: Mapping[str, str], body: bytes = b""
+        self,
+        method: str,
+        url: str | URL,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        *,
+        repeatable: bool = False,
     ) -> Reply:
-        """Send one request and return its whole reply (see the module's docstring)."""
+        """Send one request and return its whole reply (see the module's docstring).
+
+        ``repeatable``: the caller knows the request is safe to send twice though its method is
+        not idempotent (a read sent as POST, a write the server performs once under a key its
+        body carries). An idempotent method, or an ``Idempotency-Key`` header, says so already.
+        """
         if self._closed:
             raise RuntimeError("HttpClient used after close()")
         u = url if isinstance(url, URL) else URL(url)
@@ -119,24 +144,38 @@ class HttpClient:
         if method == "HEAD":  # its reply announces a body it does not carry; no registry needs it
             raise ValueError("HEAD is not supported")
         if u.user is not None:  # as aiohttp: user:password@ is sent as Basic authorization
-            if any(name.lower() == "authorization" for name in headers):
+            if _has_header(headers, "authorization"):
                 raise ValueError("credentials in the URL and an Authorization header")
             pair = f"{u.user}:{u.password or ''}".encode()
             headers = {**headers, "Authorization": "Basic " + base64.b64encode(pair).decode()}
         head = _head(method, u, headers, len(body))
+        request = head + body if body else head
+        repeatable = repeatable or method in _IDEMPOTENT or _has_header(headers, "idempotency-key")
         origin = (u.scheme, u.host, u.port or (443 if u.scheme == "https" else 80))
-        async with self._slots, asyncio.timeout(self.timeout):
+        async with self._slots, asyncio.timeout(self.timeout) as deadline:
             conn = self._reuse(origin) or await self._connect(origin)
             try:
-                reply = await conn.exchange(head + body if body else head)
-            except BaseException:
-                conn.close()  # cancelled, timed out or failed: its state is unknown
-                raise
+                reply = await _exchange(conn, request)
+            except ConnectionError as exc:
+                if not (repeatable and conn.closed_while_idle and not _spent(deadline)):
+                    raise
+                self._count_resend(origin, exc)
+                conn = await self._connect(origin)
+                reply = await _exchange(conn, request)
         if conn.reusable and not conn.lost:
             self._keep(origin, conn)
         else:
             conn.close()
         return reply
+
+    def _count_resend(self, origin: tuple[str, str, int], exc: ConnectionError) -> None:
+        self.resent += 1
+        log.info(
+            "registry %s://%s:%s closed a kept-alive connection as a request met it "
+            "(%s, nothing of a reply read): sent again on a new connection",
+            *origin,
+            type(exc.__cause__).__name__ if exc.__cause__ else "closed",
+        )
 
     def _reuse(self, origin: tuple[str, str, int]) -> _Connection | None:
         pool = self._idle.get(origin)
@@ -170,6 +209,23 @@ class HttpClient:
         pool.append(conn)
         if len(pool) > _MAX_IDLE:
             pool.pop(0).close()
+
+
+async def _exchange(conn: _Connection, request: bytes) -> Reply:
+    try:
+        return await conn.exchange(request)
+    except BaseException:
+        conn.close()  # cancelled, timed out or failed: its state is unknown
+        raise
+
+
+def _has_header(headers: Mapping[str, str], lowercase_name: str) -> bool:
+    return any(name.lower() == lowercase_name for name in headers)
+
+
+def _spent(deadline: asyncio.Timeout) -> bool:
+    when = deadline.when()
+    return when is not None and asyncio.get_running_loop().time() >= when
 
 
 @functools.cache
@@ -208,9 +264,19 @@ class _Connection(asyncio.Protocol):
         self.lost = False
         self.reusable = False
         self.idle_since = 0.0
+        self._served = 0  # replies read whole on this connection
+        self._heard = False  # any byte of the current exchange's reply
 
     # --- what the caller does --------------------------------------------------------------
+    @property
+    def closed_while_idle(self) -> bool:
+        """Whether a failed exchange met a connection the server closed while it sat idle: one
+        that had served a reply, and sent nothing of this one's (so the server, if it read the
+        request at all, did not begin to answer it)."""
+        return self._served > 0 and not self._heard
+
     async def exchange(self, request: bytes) -> Reply:
+        self._heard = False
         if self.lost or self._transport is None:
             raise ConnectionResetError("connection closed")
         self._waiter = asyncio.get_running_loop().create_future()
@@ -231,6 +297,7 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self._heard = True
         if self._waiter is None or self._waiter.done():
             self._fail(BadReply("the server sent bytes nobody asked for"))
             return
@@ -304,6 +371,7 @@ class _Connection(asyncio.Protocol):
     def _finish(self, status: int) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
+            self._served += 1
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
             waiter.set_result(Reply(status, CIMultiDictProxy(self._headers), body))
 

@@ -22,8 +22,11 @@ one deadline over each exchange. Every foreign failure is translated in ONE plac
 - a body that is not the expected JSON (the sandbox ``malformed`` fault answers HTML with a 200;
   JSON nested deeper than the decoder reads) → TransientError: a garbled reply says nothing about whether the request was acceptable.
 
-No request is sent twice by the transport; all retrying is the caller's (the gateway's outbox and
-retry policy, a lookup's in-request retries).
+The transport retries nothing itself; retrying is the caller's (the gateway's outbox and retry
+policy, a lookup's in-request retries). The HTTP client below it sends a request once more only
+when a kept-alive connection was closed under it before any reply (see :mod:`connectors.http1`),
+and only a request safe to repeat: a GET, a write with its ``Idempotency-Key``, or a read sent as
+POST that its caller marks ``repeatable``.
 
 Writes carry ``Idempotency-Key`` so a registry performs them once however often they are
 delivered; every request carries ``X-Request-Id`` for correlation in both sides' logs.
@@ -144,11 +147,14 @@ class RestTransport:
         request_id: str | None = None,
         accept: Collection[int] = (),
         type: type[T] | Any = Any,
+        repeatable: bool = False,
     ) -> RestReply:
         """Send one request and decode its JSON reply (into ``type`` when given).
 
         ``path`` is relative to the endpoint URL, below its path (a leading slash too); the
-        endpoint URL's query comes first, then ``params``.
+        endpoint URL's query comes first, then ``params``. ``repeatable``: the request is a read
+        though sent as POST, safe to send again (a GET, or a request with an
+        ``idempotency_key``, is without saying).
 
         Raises:
             TransientError: unreachable, timed out, 5xx, 408, 425, 429, or a reply that is not the
@@ -174,7 +180,7 @@ class RestTransport:
         with translate_errors(self.registry):
             # A registry answers where it is configured; a redirect is a misconfiguration (or an
             # attempt to collect the credentials a request carries) and is not followed.
-            reply = await self._http.request(method, url, sent, body or b"")
+            reply = await self._http.request(method, url, sent, body or b"", repeatable=repeatable)
             raw, status = reply.body, reply.status
             wait_s = retry_after(reply.headers.get("Retry-After"))
             if transient_status(status) or (status >= 400 and status not in accept):

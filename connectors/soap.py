@@ -234,9 +234,13 @@ class SoapClient:
         params: Mapping[str, Any],
         *,
         sign: Signer | None = None,
+        repeatable: bool = False,
     ) -> dict[str, Any]:
         """Call ``operation`` with ``params`` (zeep-style keyword values) and return the reply
-        body as plain dicts and lists.
+        body as plain dicts and lists. ``repeatable``: the call is safe to send twice (a read,
+        or a write the registry performs once under the request id its envelope carries), so
+        the HTTP client may send it again when a kept-alive connection was closed under it
+        before any reply (see :mod:`connectors.http1`).
 
         Raises :class:`TransientError` or :class:`PermanentError` (see the module docstring).
         """
@@ -255,7 +259,7 @@ class SoapClient:
         headers.update(auth)
         with self._translate("send"):
             # Registries answer on one fixed URL: a redirect is an answer like any other.
-            reply = await http.request("POST", self._url, headers, body)
+            reply = await http.request("POST", self._url, headers, body, repeatable=repeatable)
         response = _Reply(reply.status, reply.body, reply.headers, reply.charset)
         self._check_status(response, sent=auth.values())
         with self._translate("reply", sent=auth.values()):

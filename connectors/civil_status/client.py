@@ -139,11 +139,14 @@ class CivilStatusConnector(Connector):
             PermanentError,
         )
         sign = self._sign if self.endpoint.sign_requests else None
+        # Both operations are writes the register performs once per maYeuCau (always set, above;
+        # a repeated id gets the original answer), which a second sending of the same signed
+        # envelope carries: safe to send twice.
         if request.operation == "death.register":
-            reply = await self._soap.call("DangKyKhaiTu", fields, sign=sign)
+            reply = await self._soap.call("DangKyKhaiTu", fields, sign=sign, repeatable=True)
             data = self._map(lambda: mapping.death_result(reply), TransientError)
             return Result(data=data, reference=data["death_record_number"])
-        reply = await self._soap.call("DangKyKhaiSinh", fields, sign=sign)
+        reply = await self._soap.call("DangKyKhaiSinh", fields, sign=sign, repeatable=True)
         data, pdf = self._map_birth(reply, fields)
         data["certificate_signer"] = await self._verify_certificate(
             pdf, registered=data["registration_number"], personal_id=data["personal_id"]

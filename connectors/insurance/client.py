@@ -204,6 +204,8 @@ class InsuranceConnector(Connector):
                 request_id=request.request_id,
                 accept=(401,),
                 type=wire,
+                # A card check is a read; the writes are safe to repeat by their key alone.
+                repeatable=path == CARD_CHECK,
             )
             if reply.status != 401:
                 return reply.data
@@ -224,6 +226,9 @@ class InsuranceConnector(Connector):
             return self._token
 
     async def _take_token(self) -> _Token:
+        # Not repeatable: each take issues a new credential, under no idempotency key, and
+        # whether a registry counts, limits or revokes earlier ones on a take is not ours to
+        # know. A take that meets a dropped kept-alive connection fails like any other.
         reply = await self._http.request(
             "POST",
             "api/token/take",

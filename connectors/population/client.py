@@ -92,7 +92,9 @@ class PopulationConnector(Connector):
             "account": self.endpoint.username,
         }
         fields = self._map(lambda: build(params, request_id, **header), PermanentError)
-        reply = await self._soap.call(soap_operation, fields)
+        # Safe to send twice: the lookup is a read, and a write is registered once per MaYeuCau
+        # (always set, above), which a second sending of the same envelope carries.
+        reply = await self._soap.call(soap_operation, fields, repeatable=True)
         if request.operation == "citizen.lookup":
             asked = fields["SoDinhDanh"]
             data = self._map(lambda: mapping.lookup_result(reply, asked), TransientError)

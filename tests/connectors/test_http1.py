@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +36,7 @@ class Server:
         self.script = script
         self.connections = 0
         self.close_after = False  # close each connection after its first answer
+        self.reset = False  # the next close is a reset (RST), not a FIN
         self.requests: list[tuple[bytes, bytes]] = []
         self.url = ""
 
@@ -58,6 +62,12 @@ class Server:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass  # the client went away, or the test is over
         finally:
+            if self.reset:
+                self.reset = False
+                linger = struct.pack("ii", 1, 0)  # on, 0 s: the close sends RST at once
+                writer.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, linger
+                )
             writer.close()
 
 
@@ -325,3 +335,165 @@ async def test_a_reply_followed_by_another_drops_its_connection(surplus: bytes) 
         second = await client.request("GET", server.url, {})
     assert (second.status, second.body) == (200, b"CORRECT")
     assert server.connections == 2
+
+
+# --- a reused connection the server closed while it was idle ------------------------------------
+# The race every keep-alive client meets: the server's idle timeout closes a connection just as
+# the client sends the next request on it. Nothing of a reply came back, and the connection had
+# served one already: the request is sent once more, on a new connection, when it is safe to
+# repeat (a read, or a write the server performs once under its idempotency key).
+
+PARTIAL = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
+
+
+def scripted(server_of: Callable[[], Server], *answers: bytes | None) -> Script:
+    """Answers in turn (None: close without answering); PARTIAL also closes after it."""
+    queue = iter(answers)
+
+    def answer(head: bytes, body: bytes) -> bytes | None:
+        reply = next(queue, OK)
+        server_of().close_after = reply == PARTIAL
+        return reply
+
+    return answer
+
+
+def reset_on_second_request(server_of: Callable[[], Server]) -> Script:
+    """The first request of each connection answered; the second read, then the connection reset
+    (RST, SO_LINGER 0), as a server whose idle timeout fired as it arrived."""
+    count = 0
+
+    def answer(head: bytes, body: bytes) -> bytes | None:
+        nonlocal count
+        count += 1
+        if count == 2:
+            server_of().reset = True
+            return None
+        return OK
+
+    return answer
+
+
+def port_of(server: Server) -> int:
+    return int(server.url.split(":")[2].split("/")[0])
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+async def test_a_reused_connection_dropped_as_the_request_arrived_is_resent_once(
+    how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "lienthong.registries")
+    holder: list[Server] = []
+    script = (
+        scripted(lambda: holder[0], OK, None, OK)
+        if how == "close"
+        else reset_on_second_request(lambda: holder[0])
+    )
+    async with serving(script) as server, HttpClient(timeout=5, max_reply=100) as client:
+        holder.append(server)
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+        assert (await client.request("GET", server.url, {"X-Q": "2"})).body == b"hello"
+        assert client.resent == 1
+        # The new connection is kept for the next request as any other.
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+    assert server.connections == 2
+    assert len(server.requests) == 4
+    assert server.requests[1] == server.requests[2]  # the same request, byte for byte
+    (record,) = caplog.records
+    assert "closed a kept-alive connection as a request met it" in record.getMessage()
+    assert ("ConnectionResetError" if how == "reset" else "(closed,") in record.getMessage()
+
+
+async def test_a_reused_connection_closed_before_the_request_was_written_is_resent_once() -> None:
+    # The server answers and closes at once; the client sends its next request before its loop
+    # has read the close (the reply's bytes and the FIN are two reads): the request meets a
+    # closed connection, which the server never read.
+    async with serving(always(OK)) as server, HttpClient(timeout=5, max_reply=100) as client:
+        server.close_after = True
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+        assert (await client.request("GET", server.url, {})).body == b"hello"
+        assert client.resent == 1
+    assert server.connections == 2
+    assert len(server.requests) == 2  # the first connection never read the second request
+
+
+def test_the_resend_works_on_uvloop_too() -> None:
+    async def exchange() -> None:
+        holder: list[Server] = []
+        async with (
+            serving(scripted(lambda: holder[0], OK, None, OK)) as server,
+            HttpClient(timeout=5, max_reply=100) as client,
+        ):
+            holder.append(server)
+            for _ in range(2):
+                assert (await client.request("GET", server.url, {})).body == b"hello"
+            assert client.resent == 1
+        assert len(server.requests) == 3
+
+    uvloop.run(exchange())
+
+
+@pytest.mark.parametrize(
+    ("headers", "repeatable"),
+    [
+        pytest.param({"Idempotency-Key": "job-1"}, False, id="idempotency-key"),
+        pytest.param({}, True, id="the-caller-says-so"),
+    ],
+)
+async def test_a_post_safe_to_repeat_is_resent(headers: dict[str, str], repeatable: bool) -> None:
+    holder: list[Server] = []
+    async with (
+        serving(scripted(lambda: holder[0], OK, None, OK)) as server,
+        HttpClient(timeout=5, max_reply=100) as client,
+    ):
+        holder.append(server)
+        await client.request("POST", server.url, headers, b"<a/>", repeatable=repeatable)
+        reply = await client.request("POST", server.url, headers, b"<b/>", repeatable=repeatable)
+    assert reply.body == b"hello"
+    assert [body for _, body in server.requests] == [b"<a/>", b"<b/>", b"<b/>"]
+
+
+async def test_a_post_not_known_safe_to_repeat_is_not_resent() -> None:
+    holder: list[Server] = []
+    async with (
+        serving(scripted(lambda: holder[0], OK, None, OK)) as server,
+        HttpClient(timeout=5, max_reply=100) as client,
+    ):
+        holder.append(server)
+        await client.request("POST", server.url, {}, b"<a/>")
+        with pytest.raises(ConnectionError, match="before its reply was whole"):
+            await client.request("POST", server.url, {}, b"<b/>")
+        assert client.resent == 0
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("answers", "deadline_s", "error", "requests"),
+    [
+        # A new connection that fails: the server saw the request, and said nothing.
+        pytest.param((None,), 5, ConnectionError, 1, id="fresh-connection"),
+        # The reply began: the server has the request.
+        pytest.param((OK, PARTIAL), 5, ConnectionError, 2, id="partial-reply"),
+        # No answer in time: the server may be working on it.
+        pytest.param((OK, b""), 0.3, TimeoutError, 2, id="timeout"),
+        # Resent once, and the resend failed too (on its new connection): not a third time.
+        pytest.param((OK, None, None), 5, ConnectionError, 3, id="resend-failed"),
+        # The resend has no deadline of its own: the caller's, spent, ends it.
+        pytest.param((OK, None, b""), 0.3, TimeoutError, 3, id="resend-past-the-deadline"),
+    ],
+)
+async def test_what_is_not_resent(
+    answers: tuple[bytes | None, ...], deadline_s: float, error: type[Exception], requests: int
+) -> None:
+    holder: list[Server] = []
+    async with (
+        serving(scripted(lambda: holder[0], *answers)) as server,
+        HttpClient(timeout=deadline_s, max_reply=1000) as client,
+    ):
+        holder.append(server)
+        with pytest.raises(error):
+            for _ in answers:
+                await client.request("GET", server.url, {})
+        assert len(server.requests) == requests
+        # Never kept: the next request takes a connection of its own, and works.
+        assert (await client.request("GET", server.url, {})).body == b"hello"

@@ -20,6 +20,7 @@ from connectors.insurance.client import InsuranceConnector
 from connectors.population.sandbox import SANDBOX_OFFICER_ID as OFFICER
 from connectors.rest import RestTransport
 from connectors.sandboxes import serve_app
+from tests.connectors.dropping import dropping
 
 seen: list[CIMultiDict[str]] = []
 
@@ -538,3 +539,28 @@ async def test_an_error_page_echoing_the_request_never_shows_the_urls_query_valu
                 await business.call("enterprise.lookup", {"tax_code": "0100233488"})
     message = str(caught.value)
     assert "bad gateway for /dn/api/doanhnghiep/0100233488?apikey=***" in message, message
+
+
+@pytest.mark.parametrize(
+    ("safe", "resent"),
+    [
+        pytest.param({"idempotency_key": "job-1"}, True, id="a-write-with-its-key"),
+        pytest.param({"repeatable": True}, True, id="a-read-sent-as-post"),
+        pytest.param({}, False, id="neither"),
+    ],
+)
+async def test_a_post_meeting_a_kept_alive_connection_dropped_is_resent_only_if_safe(
+    safe: dict[str, Any], resent: bool
+) -> None:
+    app = web.Application()
+    app.router.add_post("/base/ok", ok)
+    seen = dropping(app, 2)
+    async with serve_app(app) as base, _transport(base + "/base", 5.0) as transport:
+        await transport.request("POST", "ok", json={"n": 1})
+        if resent:
+            reply = await transport.request("POST", "ok", json={"n": 2}, **safe)
+            assert json.loads(reply.data["echo"]) == {"n": 2}
+        else:
+            with pytest.raises(TransientError, match="connection failed: ConnectionResetError"):
+                await transport.request("POST", "ok", json={"n": 2}, **safe)
+    assert seen == ["/base/ok"] * (3 if resent else 2)

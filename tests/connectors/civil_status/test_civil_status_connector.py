@@ -26,6 +26,7 @@ from connectors.soap import SoapClient
 from connectors.testdata import WELL_KNOWN
 from signing.pdf import verify_pdf
 from signing.testing import AGENCIES, TestPKI
+from tests.connectors.dropping import dropping
 
 LAN, MINH, HUNG = WELL_KNOWN[0], WELL_KNOWN[1], WELL_KNOWN[2]
 BIRTH = {
@@ -726,3 +727,31 @@ async def test_a_personal_id_that_cannot_be_the_childs_is_a_malformed_reply(
     with pytest.raises(TransientError, match="malformed reply") as caught:
         await connector.call("birth.register", BIRTH, idempotency_key="birth-wrong-id")
     assert says in str(caught.value)
+
+
+async def test_a_signed_write_meeting_a_kept_alive_connection_dropped_is_sent_again(
+    pki: Any, pki_server: str
+) -> None:
+    """The register closed the connection kept from the death registration as the birth's request
+    arrived (its idle timeout): the same signed envelope, under the same maYeuCau, is sent once
+    more on a new connection and registered once, where the step used to spend an attempt."""
+    app = register_app(pki)
+    seen = dropping(app, 2)
+    runner, url = await serve(app)
+    try:
+        endpoint = sandbox_endpoint(url, timeout=5.0, sign_requests=True)
+        async with CivilStatusConnector(
+            endpoint,
+            signer=pki.key("gateway"),
+            trust=pki.trust(),
+            register_fingerprints=pinned(pki),
+        ) as c:
+            await c.call("death.register", DEATH, idempotency_key="death-1")
+            born = await c.call("birth.register", BIRTH, idempotency_key="birth-1")
+        assert born.data["personal_id"]
+        assert len(seen) == 3
+        stats = runner.app[REGISTRY_KEY].ledger.stats()
+        assert stats["writes"] == {"death.register": 1, "birth.register": 1}
+        assert stats["replays"] == 0
+    finally:
+        await runner.cleanup()

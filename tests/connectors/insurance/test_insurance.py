@@ -23,6 +23,7 @@ from connectors.insurance.sandbox import (
 )
 from connectors.sandboxes import serve_app
 from connectors.testdata import Population
+from tests.connectors.dropping import dropping
 
 SEED = 3
 TODAY = date(2026, 11, 22)
@@ -342,9 +343,12 @@ async def test_newborn_under_lost_reply_registers_once() -> None:
             issued = await bhxh.call("card.issue_newborn", NEWBORN, idempotency_key="nb")
         stats = await admin(url, "/_sandbox/stats")
     assert issued.data["card_number"].startswith("TE140")
-    # The first delivery registered; the two lost retries and the last one were replays.
+    # The first delivery registered; its answer lost on the connection kept from the card check,
+    # the client sent it once more on a new one (nothing of a reply had come back, and its key
+    # makes it safe): a replay, lost too. The two retries (new connections, not sent twice) and
+    # the last one were replays as well.
     assert stats["writes"] == {"card.issue_newborn": 1}
-    assert stats["replays"] == 3
+    assert stats["replays"] == 4
 
 
 async def test_funeral_under_lost_reply_pays_once() -> None:
@@ -358,7 +362,9 @@ async def test_funeral_under_lost_reply_pays_once() -> None:
             paid = await bhxh.call("funeral.pay", FUNERAL, idempotency_key="f")
         stats = await admin(url, "/_sandbox/stats")
     assert paid.data["amount"] == 23_400_000
-    assert stats["writes"] == {"funeral.pay": 1} and stats["replays"] == 1
+    # The lost delivery was sent once more by the client (a kept-alive connection dropped before
+    # any reply; the key makes it safe): a replay; the last delivery another.
+    assert stats["writes"] == {"funeral.pay": 1} and stats["replays"] == 2
 
 
 def _fake_bhxh(card_answer: dict[str, Any]) -> aiohttp.web.Application:
@@ -482,3 +488,31 @@ def test_the_sandbox_knows_what_day_it_is_after_midnight(monkeypatch: pytest.Mon
     died = {**funeral_body(FUNERAL), "ngayChet": tomorrow.strftime("%d/%m/%Y")}
     status, reply, outcome = registry.pay_funeral(died)
     assert (status, reply["maKetQua"], outcome) == (200, "000", "written"), reply
+
+
+async def test_a_card_check_meeting_a_kept_alive_connection_dropped_is_sent_again() -> None:
+    """A card check is a read sent as POST: the registry closing the kept-alive connection as it
+    arrived (its idle timeout) costs it nothing but a new connection."""
+    app = create_app(seed=SEED, today=TODAY)
+    seen = dropping(app, 3)  # the token, a check, then the next check's connection drops
+    async with serve_app(app) as url:
+        async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
+            await bhxh.call("card.check", SCENARIOS["000"])
+            checked = await bhxh.call("card.check", SCENARIOS["010"])
+    assert checked.data["code"] == "010"
+    assert seen == ["/api/token/take"] + ["/api/egw/KQNhanLichSuKCB2024"] * 3
+
+
+async def test_a_token_take_meeting_a_kept_alive_connection_dropped_is_not_sent_again() -> None:
+    """A take issues a credential under no idempotency key: not known safe to repeat, it fails
+    as before (a transient error, the caller's retry)."""
+    app = create_app(seed=SEED, today=TODAY)
+    seen = dropping(app, 4)  # the token, a check, a check refused (expired), the take drops
+    async with serve_app(app) as url:
+        async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
+            await bhxh.call("card.check", SCENARIOS["000"])
+            await admin(url, "/_sandbox/tokens/expire", method="POST")
+            with pytest.raises(TransientError, match="connection failed"):
+                await bhxh.call("card.check", SCENARIOS["000"])
+    check = "/api/egw/KQNhanLichSuKCB2024"
+    assert seen == ["/api/token/take", check, check, "/api/token/take"]

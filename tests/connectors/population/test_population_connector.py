@@ -20,6 +20,7 @@ from connectors.population.sandbox import REGISTRY_KEY, SOAP_PATH, create_app, s
 from connectors.population.sandbox import SANDBOX_OFFICER_ID as OFFICER
 from connectors.sandboxes import serve_app
 from connectors.testdata import WELL_KNOWN, Population
+from tests.connectors.dropping import dropping
 
 SEED = 5
 LAN, MINH, HUNG = WELL_KNOWN[0], WELL_KNOWN[1], WELL_KNOWN[2]
@@ -570,3 +571,31 @@ async def test_registration_refused_by_result_code_is_permanent(operation: str, 
 async def test_registration_unknown_result_code_is_transient(operation: str) -> None:
     with pytest.raises(TransientError, match="MaKetQua '7'"):
         await _registration_answered(operation, "7")
+
+
+# --- a kept-alive connection closed under a request ----------------------------------------------
+@pytest.mark.parametrize(
+    ("operation", "params", "key"),
+    [
+        pytest.param("citizen.lookup", lookup(MINH), None, id="a-lookup"),
+        pytest.param("residence.register", NEWBORN, "dossier-1:residence", id="a-write"),
+    ],
+)
+async def test_a_call_meeting_a_kept_alive_connection_dropped_is_sent_again(
+    operation: str, params: dict[str, Any], key: str | None
+) -> None:
+    """The registry closed the connection kept from the first lookup as the next call arrived
+    (its idle timeout): the call is sent once more on a new connection, and succeeds, where it
+    used to fail (a lookup's retry, or an attempt of the outbox's job, spent on nothing)."""
+    app = create_app(seed=SEED, citizens=300)
+    seen = dropping(app, 2)
+    async with serve_app(app) as base:
+        async with PopulationConnector(sandbox_endpoint(base), officer_id=OFFICER) as c:
+            await c.call("citizen.lookup", lookup(LAN))
+            result = await c.call(operation, params, idempotency_key=key)
+        assert len(seen) == 3
+        stats = app[REGISTRY_KEY].ledger.stats()
+    if key is None:
+        assert result.data["match"] is True
+    else:
+        assert stats["writes"] == {"residence.register": 1} and stats["replays"] == 0
