@@ -156,13 +156,18 @@ def _bound_waits(conn: psycopg.Connection[Any], lock_s: float, idle_s: float) ->
         )
 
 
-# TCP keepalives, unless the URL sets its own: a server gone without a FIN (a partition) is
-# noticed in about a minute, not after the kernel's two hours.
+# TCP keepalives and a user timeout, unless the URL sets its own: a server gone without a FIN (a
+# partition) is noticed in about a minute, not after the kernel's two hours. Keepalives probe only
+# an idle connection: a statement sent into the partition (a unit's BEGIN, a commit) waited for
+# the kernel's retransmissions instead, about 15 minutes, holding its request and its connection.
+# TCP_USER_TIMEOUT (milliseconds) bounds how long sent data may go unacknowledged; it never cuts
+# a slow statement short, whose data the server's kernel acknowledges at once.
 _KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
 }
 
 

@@ -87,6 +87,30 @@ async def test_an_unreachable_server_is_a_store_error() -> None:
     await store.close()  # nothing to close, and no error
 
 
+async def test_a_statement_the_server_never_acknowledges_fails_within_a_minute(
+    pg_schema: tuple[str, str],
+) -> None:
+    """Found by probing a gateway across a network partition (a veth link taken down): keepalives
+    probe only an idle connection, so a statement sent into the partition (a unit's BEGIN, a
+    lookup's audit commit) waited for the kernel's retransmissions, about 15 minutes, holding its
+    request and its pool connection (a 150 s partition: the statement answered after 150.5 s).
+    TCP_USER_TIMEOUT bounds the time sent data may go unacknowledged: every connection of the
+    store carries it, and a URL's own tcp_user_timeout (as its keepalives) wins."""
+    url, _ = pg_schema
+
+    def parameters(tx: Any) -> dict[str, str]:
+        return dict(tx._conn.info.get_parameters())
+
+    async with PostgresStore(url, pool_size=1) as store:
+        unit = await store.transact(parameters)
+        read = await store.read(parameters)
+    assert unit["tcp_user_timeout"] == read["tcp_user_timeout"] == "60000"
+    assert unit["keepalives_idle"] == "30"
+    sep = "&" if "?" in url else "?"
+    async with PostgresStore(f"{url}{sep}tcp_user_timeout=5000", pool_size=1) as store:
+        assert (await store.transact(parameters))["tcp_user_timeout"] == "5000"
+
+
 async def test_a_search_path_without_a_schema_is_a_store_error(postgres_server: str) -> None:
     sep = "&" if "?" in postgres_server else "?"
     url = f"{postgres_server}{sep}options=-csearch_path%3Dt_no_such_schema"
