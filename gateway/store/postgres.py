@@ -205,6 +205,12 @@ def _up_to_date(conn: psycopg.Connection[Any]) -> bool:
     return row is not None and row[0] == _schema_digest()
 
 
+def _one_line(exc: BaseException) -> str:
+    """The server's or libpq's message on one line: it runs over several ("…\nCONTEXT:  SQL
+    statement …", "…\n\tIs the server running…"), and a 503's detail and a log line need one."""
+    return " ".join(str(exc).split())
+
+
 def _failure(what: str, exc: psycopg.Error) -> StoreError:
     # OperationalError: the server is gone, shutting down, out of disk or memory; not the unit.
     # But a program limit (SQLSTATE class 54: a key too long for its index, too many columns) is
@@ -216,7 +222,7 @@ def _failure(what: str, exc: psycopg.Error) -> StoreError:
         isinstance(exc, psycopg.OperationalError)
         and not isinstance(exc, psycopg.errors.ProgramLimitExceeded)
     ) or isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout)
-    return (StoreUnavailable if unavailable else QueryError)(f"{what}: {exc}")
+    return (StoreUnavailable if unavailable else QueryError)(f"{what}: {_one_line(exc)}")
 
 
 def _rollback_quietly(conn: psycopg.Connection[Row]) -> None:
@@ -400,8 +406,7 @@ class PostgresStore(Store):
                 with conn.transaction():
                     self._prepare(conn)
         except psycopg.Error as exc:
-            # libpq's messages run over several lines ("…\n\tIs the server running…"): one line.
-            detail = without_url_secrets(" ".join(str(exc).split()), self.url)
+            detail = without_url_secrets(_one_line(exc), self.url)
             raise StoreError(f"PostgreSQL store could not open: {detail}") from exc
         configure = functools.partial(
             _configure_readonly if self._readonly else _configure,
@@ -422,7 +427,7 @@ class PostgresStore(Store):
             pool.open(wait=True, timeout=self.connect_timeout)
         except psycopg_pool.PoolTimeout as exc:
             pool.close()
-            detail = without_url_secrets(str(exc), self.url)
+            detail = without_url_secrets(_one_line(exc), self.url)
             raise StoreError(f"PostgreSQL store could not fill its pool: {detail}") from exc
         return pool
 
@@ -524,12 +529,14 @@ class PostgresStore(Store):
                             # replace every dead idle connection, then try once more.
                             stale = True
                             continue
-                        raise StoreUnavailable(f"could not begin a transaction: {exc}") from exc
+                        raise StoreUnavailable(
+                            f"could not begin a transaction: {_one_line(exc)}"
+                        ) from exc
                     return self._run(conn, work)
             except psycopg_pool.PoolClosed as exc:
                 raise StoreClosed("the store is closing") from exc
             except psycopg_pool.PoolTimeout as exc:
-                raise StoreUnavailable(f"no PostgreSQL connection: {exc}") from exc
+                raise StoreUnavailable(f"no PostgreSQL connection: {_one_line(exc)}") from exc
         raise StoreUnavailable("could not begin a transaction: the server closed two connections")
 
     def _run(self, conn: psycopg.Connection[Row], work: Callable[[Any], T]) -> T:

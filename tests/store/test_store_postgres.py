@@ -353,8 +353,11 @@ async def test_an_instance_frozen_holding_the_audit_turn_holds_the_others_a_boun
 
         stuck = asyncio.ensure_future(frozen.transact(freeze))
         await asyncio.to_thread(holding.wait, 30)
-        with pytest.raises(StoreUnavailable, match="lock timeout"):
+        with pytest.raises(StoreUnavailable, match="lock timeout") as waited:
             await other.transact(lambda tx: append(tx, AuditEvent(action="waits")))
+        # One line, as a 503's detail and a log line need it: the server's text went on with
+        # "\nCONTEXT:  SQL statement …\nPL/pgSQL function lienthong_audit_head() line 4 …".
+        assert "\n" not in str(waited.value) and "CONTEXT: " in str(waited.value)
         appended = None
         for _ in range(200):  # bounded: the server ends the frozen session after a second
             try:
