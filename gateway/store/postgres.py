@@ -171,12 +171,15 @@ _KEEPALIVES = {
 }
 
 
-def _connect_options(url: str) -> dict[str, Any]:
+def _connect_options(url: str, connect_timeout: int) -> dict[str, Any]:
+    """The store's connection options the URL does not set itself: the URL's own win (passed as
+    keywords, the store's replaced them), and libpq checks them at the first connect."""
+    defaults = {"connect_timeout": connect_timeout, **_KEEPALIVES}
     try:
         given = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:  # the connect that follows says what is wrong, without the password
-        return dict(_KEEPALIVES)
-    return {k: v for k, v in _KEEPALIVES.items() if k not in given}
+        return defaults
+    return {k: v for k, v in defaults.items() if k not in given}
 
 
 # The digest of the schema scripts this code creates, stored in the schema once they have run:
@@ -398,7 +401,7 @@ class PostgresStore(Store):
 
     def _open(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[Row]]:
         timeout = max(2, round(self.connect_timeout))  # libpq counts whole seconds, 2 at least
-        options = {"connect_timeout": timeout, **_connect_options(self.url)}
+        options = _connect_options(self.url, timeout)
         # One direct connection first: it reports WHY a server cannot be reached (a pool only
         # says it timed out), and it creates the schema before any unit can run.
         try:

@@ -111,6 +111,25 @@ async def test_a_statement_the_server_never_acknowledges_fails_within_a_minute(
         assert (await store.transact(parameters))["tcp_user_timeout"] == "5000"
 
 
+async def test_a_urls_own_connect_timeout_is_kept(pg_schema: tuple[str, str]) -> None:
+    """Found by probing: the store's own connect_timeout (10 s) replaced the URL's, silently, so
+    an operator's ?connect_timeout=30 for a distant server was dropped, and even one libpq cannot
+    read (?connect_timeout=abc) started a gateway. The URL's is now kept, and checked by libpq."""
+    url, _ = pg_schema
+    sep = "&" if "?" in url else "?"
+
+    def parameters(tx: Any) -> dict[str, str]:
+        return dict(tx._conn.info.get_parameters())
+
+    async with PostgresStore(f"{url}{sep}connect_timeout=7", pool_size=1) as store:
+        assert (await store.transact(parameters))["connect_timeout"] == "7"
+    async with PostgresStore(url, pool_size=1) as store:
+        assert (await store.transact(parameters))["connect_timeout"] == "10"
+    store = PostgresStore(f"{url}{sep}connect_timeout=abc", pool_size=1)
+    with pytest.raises(StoreError, match=r"could not open: .*connect_timeout"):
+        await store.open()
+
+
 async def test_a_search_path_without_a_schema_is_a_store_error(postgres_server: str) -> None:
     sep = "&" if "?" in postgres_server else "?"
     url = f"{postgres_server}{sep}options=-csearch_path%3Dt_no_such_schema"
