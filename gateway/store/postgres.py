@@ -214,6 +214,15 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _connect_error(url: str, options: dict[str, Any]) -> str | None:
+    """What the server answers one more connection: None if it takes it."""
+    try:
+        psycopg.connect(url, autocommit=True, **options).close()
+    except psycopg.Error as exc:
+        return _one_line(exc)
+    return None
+
+
 def _failure(what: str, exc: psycopg.Error) -> StoreError:
     # OperationalError: the server is gone, shutting down, out of disk or memory; not the unit.
     # But a program limit (SQLSTATE class 54: a key too long for its index, too many columns) is
@@ -426,13 +435,30 @@ class PostgresStore(Store):
             timeout=self.connect_timeout,
             name="lienthong",
         )
-        try:
-            pool.open(wait=True, timeout=self.connect_timeout)
-        except psycopg_pool.PoolTimeout as exc:
-            pool.close()
-            detail = without_url_secrets(_one_line(exc), self.url)
-            raise StoreError(f"PostgreSQL store could not fill its pool: {detail}") from exc
+        self._fill(pool, options)
         return pool
+
+    def _fill(
+        self, pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]], options: dict[str, Any]
+    ) -> None:
+        """Open ``pool`` and wait until it holds its ``pool_size`` connections.
+
+        Not ``pool.open(wait=True)``: timed out, it closes the pool first, and says only that it
+        timed out (why, in a warning it logged). Here one more connection is asked for while the
+        pool still holds those it got, so that a limit they reached (max_connections, the role's
+        CONNECTION LIMIT) is named in the error."""
+        pool.open(wait=False)
+        deadline = time.monotonic() + self.connect_timeout
+        while pool.get_stats().get("pool_available", 0) < self.pool_size:
+            if time.monotonic() >= deadline:
+                why = _connect_error(self.url, options) or "it takes one more connection now"
+                pool.close()
+                detail = without_url_secrets(why, self.url)
+                raise StoreError(
+                    f"PostgreSQL store could not fill its pool of {self.pool_size} within"
+                    f" {self.connect_timeout:g} s: {detail}"
+                )
+            time.sleep(0.05)
 
     def _prepare(self, conn: psycopg.Connection[Any]) -> None:
         """Check the schema the store goes in; create or update its tables if they are not this

@@ -416,6 +416,32 @@ async def test_a_role_without_create_rights_runs_an_existing_store(
         admin(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
 
 
+async def test_a_pool_the_server_will_not_fill_says_why(pg_schema: tuple[str, str]) -> None:
+    """Found by probing: a gateway whose pool_size the server's connection limits could not
+    serve stopped with 'could not fill its pool: pool initialization incomplete after 10.0 sec',
+    the reason ('sorry, too many clients already') only in a warning logged before it. The
+    one-line error now ends with what the server answers a connection."""
+    url, schema = pg_schema
+    async with PostgresStore(url):  # the owner makes the tables
+        pass
+    role = f"{schema}_one"
+    admin(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+    try:
+        admin(
+            f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}";'
+            f' GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}";'
+            f' GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA "{schema}" TO "{role}"'
+        )
+        as_role = re.sub(r"//[^@/]*@", f"//{role}@", url)
+        store = PostgresStore(as_role, pool_size=2, connect_timeout=2)
+        with pytest.raises(StoreError, match="could not fill its pool of 2") as refused:
+            await store.open()
+        message = str(refused.value)
+        assert "too many connections for role" in message and "\n" not in message
+    finally:
+        admin(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+
+
 # -- the outbox keeps the server's clock ---------------------------------------------------------
 # Gateways sharing the database read each other's leases and due times: written and compared on
 # each instance's own clock, one whose clock ran ahead took over the jobs the others were running.
