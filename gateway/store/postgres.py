@@ -156,22 +156,30 @@ def _bound_waits(conn: psycopg.Connection[Any], lock_s: float, idle_s: float) ->
         )
 
 
-# TCP keepalives, unless the URL sets its own: a server gone without a FIN (a partition) is
-# noticed in about a minute, not after the kernel's two hours.
+# TCP keepalives and a user timeout, unless the URL sets its own: a server gone without a FIN (a
+# partition) is noticed in about a minute, not after the kernel's two hours. Keepalives probe only
+# an idle connection: a statement sent into the partition (a unit's BEGIN, a commit) waited for
+# the kernel's retransmissions instead, about 15 minutes, holding its request and its connection.
+# TCP_USER_TIMEOUT (milliseconds) bounds how long sent data may go unacknowledged; it never cuts
+# a slow statement short, whose data the server's kernel acknowledges at once.
 _KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
 }
 
 
-def _connect_options(url: str) -> dict[str, Any]:
+def _connect_options(url: str, connect_timeout: int) -> dict[str, Any]:
+    """The store's connection options the URL does not set itself: the URL's own win (passed as
+    keywords, the store's replaced them), and libpq checks them at the first connect."""
+    defaults = {"connect_timeout": connect_timeout, **_KEEPALIVES}
     try:
         given = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:  # the connect that follows says what is wrong, without the password
-        return dict(_KEEPALIVES)
-    return {k: v for k, v in _KEEPALIVES.items() if k not in given}
+        return defaults
+    return {k: v for k, v in defaults.items() if k not in given}
 
 
 # The digest of the schema scripts this code creates, stored in the schema once they have run:
@@ -200,6 +208,21 @@ def _up_to_date(conn: psycopg.Connection[Any]) -> bool:
     return row is not None and row[0] == _schema_digest()
 
 
+def _one_line(exc: BaseException) -> str:
+    """The server's or libpq's message on one line: it runs over several ("…\nCONTEXT:  SQL
+    statement …", "…\n\tIs the server running…"), and a 503's detail and a log line need one."""
+    return " ".join(str(exc).split())
+
+
+def _connect_error(url: str, options: dict[str, Any]) -> str | None:
+    """What the server answers one more connection: None if it takes it."""
+    try:
+        psycopg.connect(url, autocommit=True, **options).close()
+    except psycopg.Error as exc:
+        return _one_line(exc)
+    return None
+
+
 def _failure(what: str, exc: psycopg.Error) -> StoreError:
     # OperationalError: the server is gone, shutting down, out of disk or memory; not the unit.
     # But a program limit (SQLSTATE class 54: a key too long for its index, too many columns) is
@@ -211,7 +234,7 @@ def _failure(what: str, exc: psycopg.Error) -> StoreError:
         isinstance(exc, psycopg.OperationalError)
         and not isinstance(exc, psycopg.errors.ProgramLimitExceeded)
     ) or isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout)
-    return (StoreUnavailable if unavailable else QueryError)(f"{what}: {exc}")
+    return (StoreUnavailable if unavailable else QueryError)(f"{what}: {_one_line(exc)}")
 
 
 def _rollback_quietly(conn: psycopg.Connection[Row]) -> None:
@@ -387,7 +410,7 @@ class PostgresStore(Store):
 
     def _open(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[Row]]:
         timeout = max(2, round(self.connect_timeout))  # libpq counts whole seconds, 2 at least
-        options = {"connect_timeout": timeout, **_connect_options(self.url)}
+        options = _connect_options(self.url, timeout)
         # One direct connection first: it reports WHY a server cannot be reached (a pool only
         # says it timed out), and it creates the schema before any unit can run.
         try:
@@ -395,8 +418,7 @@ class PostgresStore(Store):
                 with conn.transaction():
                     self._prepare(conn)
         except psycopg.Error as exc:
-            # libpq's messages run over several lines ("…\n\tIs the server running…"): one line.
-            detail = without_url_secrets(" ".join(str(exc).split()), self.url)
+            detail = without_url_secrets(_one_line(exc), self.url)
             raise StoreError(f"PostgreSQL store could not open: {detail}") from exc
         configure = functools.partial(
             _configure_readonly if self._readonly else _configure,
@@ -413,13 +435,30 @@ class PostgresStore(Store):
             timeout=self.connect_timeout,
             name="lienthong",
         )
-        try:
-            pool.open(wait=True, timeout=self.connect_timeout)
-        except psycopg_pool.PoolTimeout as exc:
-            pool.close()
-            detail = without_url_secrets(str(exc), self.url)
-            raise StoreError(f"PostgreSQL store could not fill its pool: {detail}") from exc
+        self._fill(pool, options)
         return pool
+
+    def _fill(
+        self, pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]], options: dict[str, Any]
+    ) -> None:
+        """Open ``pool`` and wait until it holds its ``pool_size`` connections.
+
+        Not ``pool.open(wait=True)``: timed out, it closes the pool first, and says only that it
+        timed out (why, in a warning it logged). Here one more connection is asked for while the
+        pool still holds those it got, so that a limit they reached (max_connections, the role's
+        CONNECTION LIMIT) is named in the error."""
+        pool.open(wait=False)
+        deadline = time.monotonic() + self.connect_timeout
+        while pool.get_stats().get("pool_available", 0) < self.pool_size:
+            if time.monotonic() >= deadline:
+                why = _connect_error(self.url, options) or "it takes one more connection now"
+                pool.close()
+                detail = without_url_secrets(why, self.url)
+                raise StoreError(
+                    f"PostgreSQL store could not fill its pool of {self.pool_size} within"
+                    f" {self.connect_timeout:g} s: {detail}"
+                )
+            time.sleep(0.05)
 
     def _prepare(self, conn: psycopg.Connection[Any]) -> None:
         """Check the schema the store goes in; create or update its tables if they are not this
@@ -519,12 +558,14 @@ class PostgresStore(Store):
                             # replace every dead idle connection, then try once more.
                             stale = True
                             continue
-                        raise StoreUnavailable(f"could not begin a transaction: {exc}") from exc
+                        raise StoreUnavailable(
+                            f"could not begin a transaction: {_one_line(exc)}"
+                        ) from exc
                     return self._run(conn, work)
             except psycopg_pool.PoolClosed as exc:
                 raise StoreClosed("the store is closing") from exc
             except psycopg_pool.PoolTimeout as exc:
-                raise StoreUnavailable(f"no PostgreSQL connection: {exc}") from exc
+                raise StoreUnavailable(f"no PostgreSQL connection: {_one_line(exc)}") from exc
         raise StoreUnavailable("could not begin a transaction: the server closed two connections")
 
     def _run(self, conn: psycopg.Connection[Row], work: Callable[[Any], T]) -> T:

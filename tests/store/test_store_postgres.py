@@ -87,6 +87,49 @@ async def test_an_unreachable_server_is_a_store_error() -> None:
     await store.close()  # nothing to close, and no error
 
 
+async def test_a_statement_the_server_never_acknowledges_fails_within_a_minute(
+    pg_schema: tuple[str, str],
+) -> None:
+    """Found by probing a gateway across a network partition (a veth link taken down): keepalives
+    probe only an idle connection, so a statement sent into the partition (a unit's BEGIN, a
+    lookup's audit commit) waited for the kernel's retransmissions, about 15 minutes, holding its
+    request and its pool connection (a 150 s partition: the statement answered after 150.5 s).
+    TCP_USER_TIMEOUT bounds the time sent data may go unacknowledged: every connection of the
+    store carries it, and a URL's own tcp_user_timeout (as its keepalives) wins."""
+    url, _ = pg_schema
+
+    def parameters(tx: Any) -> dict[str, str]:
+        return dict(tx._conn.info.get_parameters())
+
+    async with PostgresStore(url, pool_size=1) as store:
+        unit = await store.transact(parameters)
+        read = await store.read(parameters)
+    assert unit["tcp_user_timeout"] == read["tcp_user_timeout"] == "60000"
+    assert unit["keepalives_idle"] == "30"
+    sep = "&" if "?" in url else "?"
+    async with PostgresStore(f"{url}{sep}tcp_user_timeout=5000", pool_size=1) as store:
+        assert (await store.transact(parameters))["tcp_user_timeout"] == "5000"
+
+
+async def test_a_urls_own_connect_timeout_is_kept(pg_schema: tuple[str, str]) -> None:
+    """Found by probing: the store's own connect_timeout (10 s) replaced the URL's, silently, so
+    an operator's ?connect_timeout=30 for a distant server was dropped, and even one libpq cannot
+    read (?connect_timeout=abc) started a gateway. The URL's is now kept, and checked by libpq."""
+    url, _ = pg_schema
+    sep = "&" if "?" in url else "?"
+
+    def parameters(tx: Any) -> dict[str, str]:
+        return dict(tx._conn.info.get_parameters())
+
+    async with PostgresStore(f"{url}{sep}connect_timeout=7", pool_size=1) as store:
+        assert (await store.transact(parameters))["connect_timeout"] == "7"
+    async with PostgresStore(url, pool_size=1) as store:
+        assert (await store.transact(parameters))["connect_timeout"] == "10"
+    store = PostgresStore(f"{url}{sep}connect_timeout=abc", pool_size=1)
+    with pytest.raises(StoreError, match=r"could not open: .*connect_timeout"):
+        await store.open()
+
+
 async def test_a_search_path_without_a_schema_is_a_store_error(postgres_server: str) -> None:
     sep = "&" if "?" in postgres_server else "?"
     url = f"{postgres_server}{sep}options=-csearch_path%3Dt_no_such_schema"
@@ -329,8 +372,11 @@ async def test_an_instance_frozen_holding_the_audit_turn_holds_the_others_a_boun
 
         stuck = asyncio.ensure_future(frozen.transact(freeze))
         await asyncio.to_thread(holding.wait, 30)
-        with pytest.raises(StoreUnavailable, match="lock timeout"):
+        with pytest.raises(StoreUnavailable, match="lock timeout") as waited:
             await other.transact(lambda tx: append(tx, AuditEvent(action="waits")))
+        # One line, as a 503's detail and a log line need it: the server's text went on with
+        # "\nCONTEXT:  SQL statement …\nPL/pgSQL function lienthong_audit_head() line 4 …".
+        assert "\n" not in str(waited.value) and "CONTEXT: " in str(waited.value)
         appended = None
         for _ in range(200):  # bounded: the server ends the frozen session after a second
             try:
@@ -366,6 +412,32 @@ async def test_a_role_without_create_rights_runs_an_existing_store(
         async with PostgresStore(as_role) as store:
             await store.transact(lambda tx: tx.execute("kv.put", k="a", v="1"))
             assert await store.read(lambda tx: tx.one("kv.get", k="a")) == {"v": "1"}
+    finally:
+        admin(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+
+
+async def test_a_pool_the_server_will_not_fill_says_why(pg_schema: tuple[str, str]) -> None:
+    """Found by probing: a gateway whose pool_size the server's connection limits could not
+    serve stopped with 'could not fill its pool: pool initialization incomplete after 10.0 sec',
+    the reason ('sorry, too many clients already') only in a warning logged before it. The
+    one-line error now ends with what the server answers a connection."""
+    url, schema = pg_schema
+    async with PostgresStore(url):  # the owner makes the tables
+        pass
+    role = f"{schema}_one"
+    admin(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+    try:
+        admin(
+            f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}";'
+            f' GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}";'
+            f' GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA "{schema}" TO "{role}"'
+        )
+        as_role = re.sub(r"//[^@/]*@", f"//{role}@", url)
+        store = PostgresStore(as_role, pool_size=2, connect_timeout=2)
+        with pytest.raises(StoreError, match="could not fill its pool of 2") as refused:
+            await store.open()
+        message = str(refused.value)
+        assert "too many connections for role" in message and "\n" not in message
     finally:
         admin(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
 
