@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import HttpVersion10, HttpVersion11, web
 
 from .requestid import REQUEST_ID_KEY
-from .store import StoreUnavailable
+from .store import CommitUncertain, StoreUnavailable
 
 __all__ = [
     "CLIENT_CLOSED",
@@ -168,6 +168,16 @@ def problem_response(request: web.Request, problem: Problem) -> web.Response:
 
 
 STORE_RETRY_AFTER_S = 30  # a full disk or a lost database is not fixed in a second
+STORE_NOTHING_KEPT = (
+    "the gateway cannot store anything now; nothing of this request was kept: send it again later"
+)
+# Every request that can reach a commit answers its own repeat: a dossier's same code and body,
+# a document's same DocumentId and package, a status message: as the first time; a resume or a
+# replay already done: 409 (the flow runs again, the job is no longer dead).
+STORE_COMMIT_UNCERTAIN = (
+    "the gateway lost its store while saving this request: it may have been stored; sending the "
+    "same request again is safe: the same dossier code and body get the same answer"
+)
 # Fail-closed: audit checkpoints cannot be timestamped (a TSA down, a key gone). The checkpointer
 # retries every second and new work is accepted again at its first success, but what stopped it
 # is rarely fixed that fast.
@@ -239,14 +249,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return problem_response(request, Problem(exc.status, slug, detail, headers=allow))
     except StoreUnavailable as exc:
+        # The store's reason (a database server's own message, its CONTEXT) is for the operator:
+        # the log and /readyz. The client gets a stable detail that says what became of its request.
         log.error("store unavailable: %s", exc, extra={"request_id": request.get(REQUEST_ID_KEY)})
         return problem_response(
             request,
             Problem(
                 503,
                 "store-unavailable",
-                f"the gateway cannot store anything now ({exc}); nothing of this request was "
-                "kept: send it again later",
+                STORE_COMMIT_UNCERTAIN if isinstance(exc, CommitUncertain) else STORE_NOTHING_KEPT,
                 headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
             ),
         )

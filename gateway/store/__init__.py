@@ -5,11 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable, Tx
+from .api import (
+    CommitUncertain,
+    QueryError,
+    Row,
+    Store,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
+    Tx,
+)
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "CommitUncertain",
     "PostgresStore",
     "QueryError",
     "Row",

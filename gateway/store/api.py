@@ -11,6 +11,7 @@ Exceptions::
     StoreError            base
     ├── StoreClosed       the store is not open (shutting down, or never opened)
     ├── StoreUnavailable  the store cannot work now (disk full, I/O error, database unreachable)
+    │   └── CommitUncertain   … and the COMMIT's answer was lost with it: it may have been made
     └── QueryError        a named query failed (constraint, syntax, unknown name)
 """
 
@@ -23,6 +24,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 __all__ = [
     "RELAXED_SYNC_S",
+    "CommitUncertain",
     "QueryError",
     "Row",
     "Store",
@@ -50,6 +52,12 @@ class StoreClosed(StoreError):
 class StoreUnavailable(StoreError):
     """The store cannot work now: its disk is full or failing, its server is unreachable or has
     been locked too long. The unit was rolled back; the same work may succeed later."""
+
+
+class CommitUncertain(StoreUnavailable):
+    """The connection was lost while the COMMIT was under way (a server restarted or failed
+    over, a session terminated): the server may have committed the unit before it went, and no
+    answer says whether it did. A caller must not claim that nothing was kept."""
 
 
 class QueryError(StoreError):

@@ -45,7 +45,16 @@ from psycopg.rows import dict_row, tuple_row
 
 from gateway.settings import without_url_secrets
 
-from .api import QueryError, Row, Store, StoreClosed, StoreError, StoreUnavailable, raisable
+from .api import (
+    CommitUncertain,
+    QueryError,
+    Row,
+    Store,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
+    raisable,
+)
 from .queries import CORE_TABLES, LATER_TABLES, queries, schema_scripts, sql_tokens
 
 __all__ = ["PostgresStore", "to_psycopg"]
@@ -497,7 +506,8 @@ class PostgresStore(Store):
         ``durable=False``: with ``synchronous_commit = off`` (see :meth:`Store.transact`).
 
         Raises :class:`StoreClosed`; :class:`StoreUnavailable` when no connection could be had or
-        the server failed (unreachable, shutting down, out of disk); :class:`QueryError` for a
+        the server failed (unreachable, shutting down, out of disk), :class:`CommitUncertain`
+        when it was lost during the COMMIT (which may then have been made); :class:`QueryError` for a
         failed statement or COMMIT, and for a unit that went on after one of its statements
         failed; or whatever ``work`` raised. In every failing case the transaction is rolled back.
         On a store opened ``readonly``, raises StoreError.
@@ -591,5 +601,10 @@ class PostgresStore(Store):
             conn.execute("COMMIT")
         except psycopg.Error as exc:
             _rollback_quietly(conn)
-            raise _failure("commit failed", exc) from exc
+            failure = _failure("commit failed", exc)
+            if isinstance(failure, StoreUnavailable) and conn.broken:
+                # An error the server sent back means it rolled back; a connection lost instead
+                # of an answer may have taken a commit the server made with it.
+                raise CommitUncertain(str(failure)) from exc
+            raise failure from exc
         return result

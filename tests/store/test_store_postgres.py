@@ -21,6 +21,7 @@ from connectors.api import TransientError
 from gateway.outbox import RetryPolicy, Worker, enqueue, get_job
 from gateway.outbox.testing import ScriptedHandler
 from gateway.store import (
+    CommitUncertain,
     PostgresStore,
     QueryError,
     Row,
@@ -558,3 +559,37 @@ async def test_every_time_the_outbox_writes_is_the_servers(pg_schema: tuple[str,
     assert server(done["updated_at"]) and done["state"] == "done"
     assert server(buried["updated_at"]) and buried["state"] == "dead"
     assert server(replayed["run_after"]) and replayed["updated_at"] == replayed["run_after"]
+
+
+async def test_a_commit_whose_connection_is_lost_may_have_committed(
+    pg_schema: tuple[str, str],
+) -> None:
+    """The server ends the session during COMMIT (here a deferred trigger terminates it; a
+    failover or restart does the same): the client cannot know whether the commit was made, so
+    it is told so (CommitUncertain), not that nothing was kept. A failure before the COMMIT stays
+    a plain StoreUnavailable: the server rolls back a transaction it loses."""
+    url, name = pg_schema
+    async with PostgresStore(url, pool_size=1) as store:
+        admin(
+            f'CREATE FUNCTION "{name}".cut_off() RETURNS trigger LANGUAGE plpgsql AS $$'
+            " BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$;"
+            f' CREATE CONSTRAINT TRIGGER cut_off AFTER INSERT ON "{name}".kv'
+            f' DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "{name}".cut_off()'
+        )
+        with pytest.raises(CommitUncertain) as lost:
+            await store.transact(lambda tx: tx.execute("kv.put", k="lost", v="1"))
+        assert isinstance(lost.value, StoreUnavailable)  # a 503 to retry, as before
+        assert store.unavailable is not None and "commit" in store.unavailable[1]
+        admin(f'DROP TRIGGER cut_off ON "{name}".kv')
+
+        def cut_off(tx: Any) -> None:  # lost before the COMMIT: certainly not committed
+            tx.execute("kv.put", k="early", v="1")
+            tx.execute("kv.count")
+            pid = tx._conn.info.backend_pid
+            with psycopg.connect(url, autocommit=True) as killer:
+                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            tx.execute("kv.put", k="late", v="1")
+
+        with pytest.raises(StoreUnavailable) as early:
+            await store.transact(cut_off)
+        assert not isinstance(early.value, CommitUncertain)
