@@ -206,6 +206,43 @@ _TRY_S = 1.0
 # Store failures after which the lease is left to run out, for the job to be tried again: the
 # store is down or closing, not this job's fault. Any other (a failed query) counts an attempt.
 _OUTAGE = (StoreUnavailable, StoreClosed)
+# While the store is out (a failover, a restart) every job meets it: its reason is logged when it
+# starts or changes and again every REPEAT_WARNING_S, as audit checkpoints log theirs.
+REPEAT_WARNING_S = 600.0
+
+
+class _OutageLog:
+    """One WARNING per distinct reason of a store outage, none repeated within REPEAT_WARNING_S,
+    and one INFO when the store works again: not an ERROR and a traceback per job."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._since: float | None = None
+        self._said: dict[str, float] = {}  # reason → when it was last logged
+
+    def failed(self, exc: BaseException) -> None:
+        now = self._clock()
+        if self._since is None:
+            self._since = now
+        reason = f"{type(exc).__name__}: {exc}"
+        if now - self._said.get(reason, -float("inf")) >= REPEAT_WARNING_S:
+            self._said[reason] = now
+            log.warning(
+                "outbox: the store is unavailable; jobs wait for it (logged again when the "
+                "reason changes, or in %.0f min): %s",
+                REPEAT_WARNING_S / 60,
+                reason,
+                extra={"failing_s": round(now - self._since, 1)},
+            )
+
+    def recovered(self) -> None:
+        if self._since is not None:
+            log.info(
+                "outbox: the store is available again after %.1f s",
+                self._clock() - self._since,
+            )
+        self._since = None
+        self._said.clear()
 
 
 def _extra(job: Job, **more: Any) -> dict[str, Any]:
@@ -257,6 +294,7 @@ class Worker:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.metrics = metrics
         self.clock = clock
+        self._outage = _OutageLog(time.monotonic if clock is time.time else clock)
         self.run_timeout = run_timeout
         self.drain_timeout = drain_timeout
         # Seconds of failing (see Giving up) after which a job's next failure is its last; 0:
@@ -324,6 +362,7 @@ class Worker:
     async def run_once(self) -> int:
         """Claim up to ``concurrency`` due jobs, run them all to the end; return how many ran."""
         jobs = await self._claim(self.concurrency)
+        self._outage.recovered()
         await asyncio.gather(*(self._process(job) for job in jobs))
         await self._refresh_gauge()
         return len(jobs)
@@ -432,8 +471,12 @@ class Worker:
                 try:
                     claimed = await self._claim(free)
                     self.claim_failure = None
+                    self._outage.recovered()
                 except Exception as exc:  # the loop must outlive any one bad poll
-                    log.exception("outbox: claiming jobs failed; will try again")
+                    if isinstance(exc, _OUTAGE):
+                        self._outage.failed(exc)
+                    else:
+                        log.exception("outbox: claiming jobs failed; will try again")
                     self.claim_failure = f"claiming jobs fails: {type(exc).__name__}: {exc}"[:300]
                 for job in claimed:
                     t = asyncio.create_task(self._process(job), name=f"outbox-job-{job.id}")
@@ -506,7 +549,9 @@ class Worker:
                 )
                 raise
             except Exception as exc:
-                if not isinstance(exc, (TimeoutError, OSError, ConnectorError)):
+                if isinstance(exc, _OUTAGE):
+                    self._outage.failed(exc)
+                elif not isinstance(exc, (TimeoutError, OSError, ConnectorError)):
                     log.error(
                         "outbox: handler for %s raised unexpectedly; retrying as transient",
                         job.kind,
@@ -637,9 +682,9 @@ class Worker:
         except _LeaseLost:
             self._lost(job, "delivered")
             return
-        except _OUTAGE:
+        except _OUTAGE as exc:
             # Nothing was recorded; the lease runs out and the job is tried again.
-            log.exception("outbox: could not record delivery", extra=_extra(job))
+            self._outage.failed(exc)
             return
         except Exception as exc:
             # The external work happened but its recording failed (a bug, a constraint, a value
@@ -741,6 +786,9 @@ class Worker:
         except _LeaseLost:
             self._lost(job, "failed")
             return
+        except _OUTAGE as exc:
+            self._outage.failed(exc)
+            return
         except StoreError:
             log.exception("outbox: could not record a failed attempt", extra=_extra(job))
             return
@@ -799,6 +847,9 @@ class Worker:
 
         try:
             changed = await self.store.transact(work)
+        except _OUTAGE as outage:
+            self._outage.failed(outage)
+            return
         except StoreError:
             log.exception("outbox: could not defer job", extra=_extra(job))
             return
