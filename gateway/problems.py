@@ -29,6 +29,7 @@ __all__ = [
     "problem_middleware",
     "problem_response",
     "send_continue",
+    "store_unavailable",
 ]
 
 PROBLEM_TYPE_PREFIX = "urn:lienthong:problem:"
@@ -184,6 +185,23 @@ STORE_COMMIT_UNCERTAIN = (
 NOT_ACCEPTING_RETRY_AFTER_S = 30
 
 
+def store_unavailable(
+    request: web.Request, reason: Exception, *, title: str | None = None
+) -> Problem:
+    """The 503 ``store-unavailable`` for a request the store (or the document blob folder) could
+    not take. ``reason`` (a database server's own message and CONTEXT, a folder's path and the
+    system's error) is for the operator: it is logged here (and /readyz shows the store's). The
+    client gets a stable detail that says what became of its request."""
+    log.error("store unavailable: %s", reason, extra={"request_id": request.get(REQUEST_ID_KEY)})
+    return Problem(
+        503,
+        "store-unavailable",
+        STORE_COMMIT_UNCERTAIN if isinstance(reason, CommitUncertain) else STORE_NOTHING_KEPT,
+        title=title,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+    )
+
+
 def not_accepting(reason: str) -> Problem:
     """The 503 ``not-accepting`` for new work refused while the audit log fails closed."""
     return Problem(
@@ -249,18 +267,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return problem_response(request, Problem(exc.status, slug, detail, headers=allow))
     except StoreUnavailable as exc:
-        # The store's reason (a database server's own message, its CONTEXT) is for the operator:
-        # the log and /readyz. The client gets a stable detail that says what became of its request.
-        log.error("store unavailable: %s", exc, extra={"request_id": request.get(REQUEST_ID_KEY)})
-        return problem_response(
-            request,
-            Problem(
-                503,
-                "store-unavailable",
-                STORE_COMMIT_UNCERTAIN if isinstance(exc, CommitUncertain) else STORE_NOTHING_KEPT,
-                headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
-            ),
-        )
+        return problem_response(request, store_unavailable(request, exc))
     except Exception as exc:
         if isinstance(exc, ConnectionResetError) and client_gone(request):
             # The client went away before its body was read: no fault of ours, and no one to

@@ -39,10 +39,16 @@ from gateway.auth import Identity, require
 from gateway.exchange import delivery
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.check import CheckPolicy
-from gateway.exchange.errors import ExchangeError, InvalidEdxml, PayloadTooLarge, UnknownDocument
+from gateway.exchange.errors import (
+    BlobStoreUnavailable,
+    ExchangeError,
+    InvalidEdxml,
+    PayloadTooLarge,
+    UnknownDocument,
+)
 from gateway.exchange.hub import AgencyRoute, DocumentHub, IncomingPart
 from gateway.outbox import JobHandler
-from gateway.problems import STORE_RETRY_AFTER_S, Problem, send_continue
+from gateway.problems import STORE_RETRY_AFTER_S, Problem, send_continue, store_unavailable
 from gateway.requestid import REQUEST_ID_KEY
 
 __all__ = ["HUB_KEY", "RIGHT", "agency_routes", "blob_dir", "hub_for", "job_handlers", "routes"]
@@ -139,9 +145,12 @@ async def hub_for(runtime: Runtime) -> DocumentHub:
 
 
 @contextmanager
-def _problems() -> Any:
+def _problems(request: web.Request) -> Any:
     try:
         yield
+    except BlobStoreUnavailable as exc:
+        # As a database outage: the folder's path and the system's error are the operator's.
+        raise store_unavailable(request, exc, title=exc.title) from None
     except ExchangeError as exc:
         retry = {"Retry-After": str(STORE_RETRY_AFTER_S)} if exc.status == 503 else None
         raise Problem(
@@ -407,7 +416,7 @@ async def send(request: web.Request) -> web.Response:
         body, parts = await _multipart(request, hub.policy.max_bytes)
     else:
         body = await _body(request, hub.policy.max_bytes)
-    with _problems():
+    with _problems(request):
         accepted = await hub.receive(
             body,
             sender=_agency(identity),
@@ -448,7 +457,7 @@ async def fetch(request: web.Request) -> web.StreamResponse:
     only_parameters(request, "original")
     asked = query_flag(request, "original")  # checked before the fetch, which delivers
     hub = await hub_for(request.app[RUNTIME])
-    with _problems():
+    with _problems(request):
         doc = await hub.fetch(
             _path_id(request),
             _agency(identity),
@@ -492,7 +501,7 @@ async def _whole_file(path: Path, content_type: str) -> web.Response:
 async def ack(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
     hub = await hub_for(request.app[RUNTIME])
-    with _problems():
+    with _problems(request):
         result = await hub.ack(
             _path_id(request),
             _agency(identity),
@@ -510,7 +519,7 @@ async def post_status(request: web.Request) -> web.Response:
     body = await _body(
         request, min(hub.policy.max_bytes, 8 << 20), "an edXML status message as application/xml"
     )
-    with _problems():
+    with _problems(request):
         result = await hub.record_status(
             _path_id(request),
             body,
@@ -526,6 +535,6 @@ async def post_status(request: web.Request) -> web.Response:
 async def get_status(request: web.Request) -> web.Response:
     identity = require(request, RIGHT)
     hub = await hub_for(request.app[RUNTIME])
-    with _problems():
+    with _problems(request):
         result = await hub.statuses(_path_id(request), _agency(identity))
     return json_response(result)

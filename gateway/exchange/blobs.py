@@ -32,15 +32,34 @@ from signing.files import fsync_dir
 __all__ = ["MARK_FILE", "BlobRef", "BlobStore", "BlobWriter", "bind_to_store"]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
-# No room, or no working disk: the sender may try again later (503), unlike a broken store (500).
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+# No room, no working disk, or a folder gone or unwritable (an unmounted volume, its owner or
+# mode changed): nothing of the request was kept, and once the operator has seen to it (told by
+# the log) the same request succeeds: the sender may try again later (503), as when the database
+# is unavailable. Any other error is a broken store (500).
+_UNAVAILABLE = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EROFS,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EACCES,
+        errno.EPERM,
+    }
+)
 # The id of the store a blob folder belongs to: in the folder, and under this key in the store.
 MARK_FILE = "store-id"
 MARK_KEY = "blob_folder"
 
 
 def _failed(what: str, exc: OSError) -> BlobError:
-    return (BlobStoreUnavailable if exc.errno in _NO_ROOM else BlobError)(f"{what}: {exc.strerror}")
+    if exc.errno in _UNAVAILABLE:
+        # Logged, never answered (see gateway.problems.store_unavailable): the path tells the
+        # operator which folder to see to.
+        where = f" ({exc.filename})" if exc.filename else ""
+        return BlobStoreUnavailable(f"{what}: {exc.strerror}{where}")
+    return BlobError(f"{what}: {exc.strerror}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ Hierarchy::
     ├── DuplicateConflict              duplicate-conflict       409
     ├── ReceiptUnsigned                documents-unavailable    503  (the hub's key cannot sign)
     └── BlobError                      blob-store               500
-        └── BlobStoreUnavailable       store-unavailable        503  (no room on its disk)
+        └── BlobStoreUnavailable       store-unavailable        503  (no room, folder gone)
 
 Foreign exceptions (lxml, expat, binascii, zipfile, OSError) are translated into one of these at
 the module that calls the foreign code; nothing else escapes the public functions of this package.
@@ -154,7 +154,8 @@ class BlobError(ExchangeError):
 
 
 class BlobStoreUnavailable(BlobError):
-    """The blob store's disk is full or failing: the same request may succeed later."""
+    """The blob store's disk is full or failing, or its folder gone or unwritable: the same
+    request may succeed later. Its text names the folder: for the log, not the client."""
 
     slug = "store-unavailable"
     title = "The gateway cannot store documents now"

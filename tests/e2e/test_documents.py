@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from gateway.exchange.edxml import q
 from gateway.exchange.model import VN_TZ, Organization, ResponseFor, StaffInfo, StatusMessage
 from gateway.exchange.receipt import read_receipt
 from gateway.exchange.xmldsig import sign_bytes, sign_file
+from gateway.problems import STORE_NOTHING_KEPT
 from signing.pdf import sign_pdf
 from signing.testing import TestPKI, sample_pdf
 from signing.xml import sign_xml, verify_xml
@@ -546,10 +548,54 @@ async def test_a_full_disk_is_a_503_to_retry_and_stores_nothing(
         body = await r.json()
         assert (r.status, body["type"]) == (503, PROBLEM + "store-unavailable"), body
         assert r.headers["Retry-After"].isdigit()
+        assert body["detail"] == STORE_NOTHING_KEPT  # not the system's "No space left on device"
     assert await hub.store_counts() == before
     monkeypatch.undo()  # room again: the same package is taken
     async with await hub.send(TAY_NINH_STC, data) as r:
         assert r.status == 202, await r.text()
+
+
+def _lose_the_folder(blobs: Path) -> None:
+    shutil.rmtree(blobs)  # an unmounted volume, a folder removed by hand
+
+
+def _make_it_unwritable(blobs: Path) -> None:
+    # Its temp area cannot take a file (root writes through a mode bit: a file in its place).
+    shutil.rmtree(blobs / "tmp")
+    (blobs / "tmp").write_bytes(b"")
+
+
+@pytest.mark.parametrize("break_folder", [_lose_the_folder, _make_it_unwritable])
+async def test_a_blob_folder_gone_or_unwritable_is_a_503_that_names_no_path(
+    hub: Hub,
+    pki: TestPKI,
+    stc_pdf: bytes,
+    break_folder: Callable[[Path], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As a database outage: the sender is told to send again later, in the same fixed words;
+    why (the folder's path, the system's error) is the operator's, in the log."""
+    first = package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf, number="1")
+    async with await hub.send(TAY_NINH_STC, first) as r:
+        assert r.status == 202, await r.text()  # the hub is built, its folder taken
+    break_folder(hub.blob_dir)
+    before = await hub.runtime.store.read(_document_count)
+    with caplog.at_level(logging.WARNING):
+        async with await hub.send(
+            TAY_NINH_STC, package(pki, TAY_NINH_STC, (NGHE_AN,), stc_pdf)
+        ) as r:
+            body = await r.json()
+    assert (r.status, body["type"]) == (503, PROBLEM + "store-unavailable"), body
+    assert r.headers["Retry-After"].isdigit()
+    assert body["detail"] == STORE_NOTHING_KEPT
+    assert str(hub.blob_dir) not in json.dumps(body)
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("lienthong")]
+    assert any(str(hub.blob_dir) in m for m in logged), logged  # the operator sees which, why
+    assert await hub.runtime.store.read(_document_count) == before
+
+
+def _document_count(tx: Any) -> int:
+    return _n(tx, "documents")
 
 
 async def test_packages_shaped_like_those_in_service(
