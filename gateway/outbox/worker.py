@@ -484,6 +484,8 @@ class Worker:
                     t.add_done_callback(self._finished)
             try:
                 await self._refresh_gauge()
+            except _OUTAGE as exc:
+                self._outage.failed(exc)
             except Exception:
                 log.warning("outbox: could not read job counts", exc_info=True)
             if claimed and len(claimed) == free:
@@ -598,6 +600,11 @@ class Worker:
             await asyncio.sleep(self.lease / 3)
             try:
                 kept = await self.store.transact(functools.partial(renew, now=self.clock()))
+            except _OUTAGE as exc:
+                # Renewed again in a third of the lease; one that runs out lets the job be
+                # taken over, and the attempt's recording says so (see _lost).
+                self._outage.failed(exc)
+                continue
             except StoreError:
                 log.warning("outbox: lease renewal failed", exc_info=True, extra=_extra(job))
                 continue
