@@ -227,7 +227,7 @@ class Accepted(Struct):
 class StepAttempt(Struct, omit_defaults=True):
     at: str
     attempt: int
-    outcome: Literal["delivered", "retry", "failed", "dead", "replayed", "resumed"]
+    outcome: Literal["delivered", "refused", "retry", "failed", "dead", "replayed", "resumed"]
     error: str | None = None
     reference: str | None = None
 
@@ -236,7 +236,7 @@ class StepView(Struct):  # every field always present (null when empty): clients
     name: str
     registry: str
     operation: str
-    status: Literal["pending", "running", "done", "failed"]
+    status: Literal["pending", "running", "done", "refused", "failed"]
     attempts: int
     result: dict[str, Any] | None = None
     reference: str | None = None

@@ -59,6 +59,11 @@ class Step:
     # (digests.reference_hmac), as a card lookup's event keeps its parameters' (params_hmac);
     # the dossier's step, which its client reads, keeps the number.
     personal_reference: bool = False
+    # The registry's verdict on the merits (connectors.api.Verdict: the funeral allowance the
+    # deceased is not eligible for) ends the step ``refused`` and the flow goes on, as after an
+    # answer: what came before is registered for good, and no correction would change the
+    # verdict. Any other refusal stops the flow needs_attention, to be corrected.
+    final_refusal: bool = False
 
 
 @dataclass(frozen=True)
@@ -307,7 +312,13 @@ DEATH = Flow(
         VERIFY_DECEASED,
         Step("register_death", "civil_status", "death.register", _death_params),
         Step("deregister_residence", "population", "residence.deregister", _deregister_params),
-        Step("pay_funeral_allowance", "insurance", "funeral.pay", _funeral_params),
+        Step(
+            "pay_funeral_allowance",
+            "insurance",
+            "funeral.pay",
+            _funeral_params,
+            final_refusal=True,
+        ),
     ),
 )
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from connectors.api import Connector, ConnectorError, PermanentError
+from connectors.api import Connector, ConnectorError, PermanentError, Verdict
 from gateway import dossiers
 from gateway.flows.definitions import FLOWS, Context, Step
 from gateway.metrics import Metrics
@@ -90,17 +90,22 @@ class FlowStepHandler:
             raise PermanentError(
                 step.registry, f"the dossier has no {exc.args[0]!r} for {step.name}"
             ) from None
-        result = await call_registry(
-            self.breakers.get(step.registry),
-            step.operation,
-            lambda: self.connectors[step.registry].call(
+        try:
+            result = await call_registry(
+                self.breakers.get(step.registry),
                 step.operation,
-                params,
-                idempotency_key=job.key,
-                request_id=str(job.payload.get("request_id") or job.key),
-            ),
-            self.metrics,
-        )
+                lambda: self.connectors[step.registry].call(
+                    step.operation,
+                    params,
+                    idempotency_key=job.key,
+                    request_id=str(job.payload.get("request_id") or job.key),
+                ),
+                self.metrics,
+            )
+        except Verdict as verdict:
+            if not step.final_refusal:
+                raise  # stops the flow as any refusal does
+            return self._refused(code, idx, step, job, verdict)
         if step.judge is not None:
             step.judge(ctx, result.data)
         if self.on_result is not None:
@@ -131,6 +136,32 @@ class FlowStepHandler:
                 reference=audited,
                 service=f"{step.registry}/{step.operation}",
                 digests=digests,
+            )
+
+        return record
+
+    @staticmethod
+    def _refused(
+        code: str, idx: int, step: Step, job: Job, verdict: Verdict
+    ) -> Callable[[Tx], Delivery]:
+        """The unit that ends the step with the registry's verdict as its outcome, told to the
+        dossier's client with the registry's code and words, and moves the flow on."""
+
+        def record(tx: Tx) -> Delivery:
+            dossiers.step_refused(
+                tx,
+                code,
+                idx,
+                attempts=job.attempts,
+                verdict={"code": verdict.code, "reason": verdict.reason},
+                error=str(verdict),
+            )
+            return Delivery(
+                refused=True,
+                service=f"{step.registry}/{step.operation}",
+                # The code, not the words (which may name a person): as a failed step's event.
+                detail=f"attempt {job.attempts}: {step.registry} refused the request "
+                f"(code {verdict.code}), a verdict: the flow goes on without it",
             )
 
         return record

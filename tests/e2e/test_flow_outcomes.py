@@ -1,0 +1,174 @@
+"""How a flow ends when a registry's answer is not the one hoped for, over real sockets: a
+verdict the citizen is told of (the funeral allowance refused as not eligible), a person to pay
+verified before anything is registered, a birth whose mother has died."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from connectors.insurance.sandbox import PASSWORD, USERNAME, create_app
+from connectors.sandboxes import serve_app
+from connectors.testdata import Citizen, Population
+from gateway.audit import decode_entry, verify_chain
+from gateway.samples import death_dossier, dossier_code
+from tests.e2e.conftest import FAST_RETRY, Gateway
+from tests.e2e.test_flows import _step, callback_receiver, sandbox_stats
+
+ENDED = {"completed", "needs_attention", "failed"}
+PEOPLE = Population(0).citizens(2000)  # the embedded population sandbox's (seed 0)
+
+
+def _child() -> Citizen:
+    """A citizen under the working age: BHXH never insured them (its sandbox's rule)."""
+    return next(c for c in PEOPLE if 2 <= c.age_on() < 15)
+
+
+def _adult(*besides: Citizen) -> Citizen:
+    return next(c for c in PEOPLE if 25 <= c.age_on() < 60 and c not in besides)
+
+
+async def _portal(gw: Gateway, code: str, wanted: Callable[[dict[str, Any]], bool]) -> Any:
+    """The portal sandbox's record of the dossier (and its progress log) once ``wanted`` says."""
+    root = "/".join(gw.sandbox("portal").split("/")[:3])
+    held: dict[str, Any] = {}
+    for _ in range(200):  # the sync is queued with the change; give the outbox its moment
+        async with gw.http.get(f"{root}/_sandbox/dossiers/{code}") as r:
+            held = await r.json() if r.status == 200 else {}
+        if held and wanted(held):
+            return held
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the portal holds {held}")
+
+
+async def _audit(gw: Gateway, code: str) -> list[dict[str, Any]]:
+    rows = await gw.runtime.store.read(lambda tx: tx.all("audit.by_dossier", dossier=code))
+    return [decode_entry(r["entry"]) for r in rows]
+
+
+async def test_a_funeral_allowance_refused_as_not_eligible_ends_the_flow_completed(
+    make_gateway: Any, store_section: dict[str, str]
+) -> None:
+    """Found as an open decision: BHXH's 207 for a deceased who was never insured stopped the
+    dossier needs_attention for ever, the death registered and the residence de-registered, and
+    nothing an operator could correct. The verdict now ends the flow: completed, the step
+    ``refused`` with BHXH's code and words, told by callback and to the portal as finished."""
+    child = _child()
+    declarant = _adult(child)
+    async with (
+        callback_receiver() as (url, received),
+        make_gateway(store=store_section, callback_urls=[url]) as gw,
+    ):
+        doc = death_dossier(
+            dossier_code(7001), child, declarant, random.Random(1), callback_url=url
+        )
+        doc["data"]["relation"] = "parent"
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202, await r.text()
+        view = await gw.wait_status(doc["code"], ENDED)
+        assert view["status"] == "completed", view
+        paid = _step(view, "pay_funeral_allowance")
+        assert paid["status"] == "refused", paid
+        assert paid["result"]["code"] == "207", paid
+        assert "never contributed to social insurance" in paid["result"]["reason"], paid
+        assert "not eligible" in paid["error"] and "never contributed" in paid["error"], paid
+        assert [h["outcome"] for h in paid["history"]] == ["refused"], paid
+        assert paid["history"][-1]["error"] == paid["error"]
+        assert all(s["status"] == "done" for s in view["steps"][:-1]), view
+        # Nothing paid; the death registered and the residence de-registered stand.
+        assert (await sandbox_stats(gw, "insurance"))["writes"] == {}
+        # The citizen's system hears the dossier finished, the refusal in it.
+        last: dict[str, Any] = {}
+        for _ in range(200):
+            bodies = [json.loads(body) for body, _ in received]
+            last = max(bodies, key=lambda b: b["version"]) if bodies else {}
+            if last.get("status") == "completed":
+                break
+            await asyncio.sleep(0.05)
+        assert last["status"] == "completed", last
+        told = next(s for s in last["steps"] if s["name"] == "pay_funeral_allowance")
+        assert told["status"] == "refused" and told["result"] == paid["result"], told
+        # The portal: result returned (TrangThaiHoSo 10), the refusal in its progress log.
+        held = await _portal(
+            gw,
+            doc["code"],
+            lambda h: (
+                str(h["dossier"].get("TrangThaiHoSo")) == "10"
+                and len(h["progress"]) == len(view["steps"])
+            ),
+        )
+        assert held["dossier"]["NgayTra"], held
+        record = next(p for p in held["progress"] if p["PhongBanXuLy"] == "pay_funeral_allowance")
+        assert record["TrangThai"] == "10" and "refused" in record["NoiDungXuLy"], record
+        assert "never contributed" in record["NoiDungXuLy"], record
+        # Audited as its own outcome, by BHXH's code (not its words); the chain holds.
+        events = await _audit(gw, doc["code"])
+        [refused] = [e for e in events if e["action"] == "step.refused"]
+        assert refused["outcome"] == "refused" and refused["step"] == "pay_funeral_allowance"
+        assert "code 207" in refused["detail"], refused
+        [completed] = [e for e in events if e["action"] == "dossier.completed"]
+        assert "pay_funeral_allowance" in completed["detail"], completed
+        assert (await verify_chain(gw.runtime.store)).ok
+        # Finished: nothing to resume.
+        async with await gw.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
+            assert r.status == 409, await r.text()
+
+
+@asynccontextmanager
+async def insurance_refusing_once(answer: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """The BHXH sandbox, whose first funeral allowance request is answered ``answer`` (a refusal
+    of its data), the later ones by the sandbox; yields the gateway's [registries.insurance]."""
+    refused: list[bool] = []
+
+    @web.middleware
+    async def once(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.endswith("/TroCapMaiTang") and not refused:
+            refused.append(True)
+            return web.json_response(answer)
+        return await handler(request)
+
+    app = create_app(seed=0)
+    app.middlewares.append(once)
+    async with serve_app(app) as url:
+        yield {"url": url, "username": USERNAME, "password": PASSWORD, "timeout_s": 2.0,
+               "officer_name": "Cán Bộ", "officer_id": "040088101111", "retry": FAST_RETRY}  # fmt: skip
+
+
+async def test_a_funeral_allowance_refused_for_its_data_still_stops_for_an_operator(
+    make_gateway: Any,
+) -> None:
+    """BHXH's 207 says the data are wrong too (the beneficiary is the deceased, maLyDo
+    NGUOI_HUONG): no verdict, the flow stops needs_attention for an operator, and a resume once
+    the cause is dealt with pays the allowance."""
+    people = [c for c in PEOPLE if c.age_on() >= 60]
+    dead, declarant = people[0], _adult()
+    doc = death_dossier(dossier_code(7002), dead, declarant, random.Random(2))
+    wrong = {"maKetQua": "207", "maLyDo": "NGUOI_HUONG",
+             "ghiChu": "Không đủ điều kiện hưởng: the beneficiary cannot be the deceased"}  # fmt: skip
+    async with (
+        insurance_refusing_once(wrong) as insurance,
+        make_gateway(registries={"insurance": insurance}) as gw,
+    ):
+        async with await gw.post("/v1/dossiers", doc) as r:
+            assert r.status == 202, await r.text()
+        view = await gw.wait_status(doc["code"], ENDED)
+        assert view["status"] == "needs_attention", view
+        stopped = _step(view, "pay_funeral_allowance")
+        assert stopped["status"] == "failed", stopped
+        assert "the beneficiary cannot be the deceased" in stopped["error"], stopped
+        events = await _audit(gw, doc["code"])
+        assert not [e for e in events if e["action"] in ("step.refused", "dossier.completed")]
+        async with await gw.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
+            assert r.status == 202, await r.text()
+        view = await gw.wait_status(doc["code"], {"completed", "failed"})
+    assert view["status"] == "completed", view
+    paid = _step(view, "pay_funeral_allowance")
+    assert paid["status"] == "done" and paid["result"]["amount"] > 0, paid
