@@ -19,6 +19,7 @@ __all__ = [
     "Applicant",
     "AuditExport",
     "AuditSearch",
+    "Beneficiary",
     "BirthData",
     "Child",
     "CitizenLookup",
@@ -188,11 +189,19 @@ class Deceased(Strict):
     residence: Address | None = None
 
 
+class Beneficiary(Strict):
+    full_name: Name
+    personal_id: PersonalIdStr
+    # Required: a beneficiary other than the applicant is verified against the population
+    # registry (by id, name and birth date, as the applicant is) before the death is registered.
+    birth_date: date
+
+
 class DeathData(Strict):
     """Death → residence de-registration → funeral allowance (Decree 63/2024)."""
 
     deceased: Deceased
-    beneficiary: Person | None = None  # who receives the allowance; default: the applicant
+    beneficiary: Beneficiary | None = None  # who receives the allowance; default: the applicant
     relation: Line = "child"
 
 

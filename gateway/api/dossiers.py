@@ -80,7 +80,13 @@ def _person_ids(data: BirthData | DeathData) -> list[tuple[str, str, date | None
         return found
     found = [("data.deceased.personal_id", data.deceased.personal_id, data.deceased.birth_date)]
     if data.beneficiary is not None:
-        found.append(("data.beneficiary.personal_id", data.beneficiary.personal_id, None))
+        found.append(
+            (
+                "data.beneficiary.personal_id",
+                data.beneficiary.personal_id,
+                data.beneficiary.birth_date,
+            )
+        )
     return found
 
 
@@ -98,6 +104,10 @@ def _check_dates(doc: DossierIn, data: BirthData | DeathData) -> None:
         dates += [
             ("data.deceased.death_date", data.deceased.death_date),
             ("data.deceased.birth_date", data.deceased.birth_date),
+            (
+                "data.beneficiary.birth_date",
+                data.beneficiary.birth_date if data.beneficiary else None,
+            ),
         ]
     for where, day in dates:
         check_life_date(day, where)

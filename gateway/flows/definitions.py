@@ -64,6 +64,10 @@ class Step:
     # answer: what came before is registered for good, and no correction would change the
     # verdict. Any other refusal stops the flow needs_attention, to be corrected.
     final_refusal: bool = False
+    # Why the step has nothing to do for this dossier ("" or None: it runs): it is then done
+    # without a call, its result ``{"skipped": why}``. Judged when it runs, on the dossier as
+    # corrected by then.
+    skip: Callable[[Context], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ def _verified(
     keep: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
     *,
     living: bool = True,
+    skip: Callable[[Context], str | None] | None = None,
 ) -> Step:
     """A step that looks ``person`` up in the population registry (by id, name and birth date:
     service 037 asks for all three) and stops the flow unless the registry holds them as given
@@ -144,6 +149,7 @@ def _verified(
         judge,
         keep=kept,
         writes=False,
+        skip=skip,
     )
 
 
@@ -290,12 +296,28 @@ def _deregister_params(ctx: Context) -> dict[str, Any]:
     }
 
 
+def _beneficiary_is_applicant(ctx: Context) -> str | None:
+    named = ctx.data.get("beneficiary")
+    if not named or named["personal_id"] == ctx.applicant["personal_id"]:
+        return "the beneficiary is the applicant, verified by verify_applicant"
+    return None
+
+
+# Before the death is registered, which cannot be undone: the allowance was paid to whoever the
+# dossier named, unverified (a mistyped id, someone dead). Alive, as the applicant is.
+VERIFY_BENEFICIARY = _verified(
+    "verify_beneficiary",
+    "beneficiary (data.beneficiary)",
+    lambda ctx: ctx.data["beneficiary"],
+    skip=_beneficiary_is_applicant,
+)
+
+
 def _funeral_params(ctx: Context) -> dict[str, Any]:
     dead = _deceased(ctx)
-    beneficiary = ctx.data.get("beneficiary") or {
-        "full_name": ctx.applicant["full_name"],
-        "personal_id": ctx.applicant["personal_id"],
-    }
+    named = ctx.data.get("beneficiary") or ctx.applicant
+    # Who BHXH pays, by name and id (the birth date was the population registry's to check).
+    beneficiary = {"full_name": named["full_name"], "personal_id": named["personal_id"]}
     return {
         "personal_id": dead["personal_id"],
         "full_name": dead["full_name"],
@@ -310,6 +332,7 @@ DEATH = Flow(
     (
         VERIFY_APPLICANT,
         VERIFY_DECEASED,
+        VERIFY_BENEFICIARY,
         Step("register_death", "civil_status", "death.register", _death_params),
         Step("deregister_residence", "population", "residence.deregister", _deregister_params),
         Step(

@@ -83,6 +83,9 @@ class FlowStepHandler:
         code, idx = job.dossier, int(job.payload["index"])
         assert code is not None
         ctx, step, kept = await self.store.read(lambda tx: self._load(tx, code, idx))
+        why = step.skip(ctx) if step.skip is not None else None
+        if why:
+            return self._skipped(code, idx, step, job, why)
         try:
             # A write sends what it was first built as: the registry may hold it under this key.
             params = kept if kept is not None else step.params(ctx)
@@ -137,6 +140,18 @@ class FlowStepHandler:
                 service=f"{step.registry}/{step.operation}",
                 digests=digests,
             )
+
+        return record
+
+    @staticmethod
+    def _skipped(code: str, idx: int, step: Step, job: Job, why: str) -> Callable[[Tx], Delivery]:
+        """The unit that records a step with nothing to do for this dossier, done unsent."""
+
+        def record(tx: Tx) -> Delivery:
+            dossiers.step_delivered(
+                tx, code, idx, attempts=job.attempts, data={"skipped": why}, reference=None
+            )
+            return Delivery(service=f"{step.registry}/{step.operation}", detail=f"not sent: {why}")
 
         return record
 

@@ -9,6 +9,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -172,3 +173,119 @@ async def test_a_funeral_allowance_refused_for_its_data_still_stops_for_an_opera
     assert view["status"] == "completed", view
     paid = _step(view, "pay_funeral_allowance")
     assert paid["status"] == "done" and paid["result"]["amount"] > 0, paid
+
+
+def _as_beneficiary(c: Citizen) -> dict[str, str]:
+    return {"full_name": c.full_name, "personal_id": c.personal_id,
+            "birth_date": c.birth_date.isoformat()}  # fmt: skip
+
+
+def _elder_death(seq: int, *besides: Citizen) -> tuple[dict[str, Any], Citizen]:
+    """A death dossier of an insured elder, filed by an adult; and another adult, neither."""
+    dead = next(c for c in PEOPLE if c.age_on() >= 60 and c not in besides)
+    declarant = _adult(dead, *besides)
+    other = _adult(dead, declarant, *besides)
+    return death_dossier(dossier_code(seq), dead, declarant, random.Random(seq)), other
+
+
+async def test_a_named_beneficiary_is_verified_before_the_death_is_registered(
+    gateway: Gateway,
+) -> None:
+    """Found as an open decision: ``data.beneficiary``, who receives the funeral allowance, went
+    to BHXH unverified (a mistyped id was paid). A beneficiary other than the applicant is now
+    looked up like the applicant, before the death is registered; a mismatch stops the flow
+    there, naming the beneficiary, and a correction of them is taken and completes it. A dossier
+    naming none (or the applicant) makes no lookup: its applicant is verified already."""
+    doc, other = _elder_death(7101)
+    right = _as_beneficiary(other)
+    born = other.birth_date
+    wrong = born + timedelta(days=1 if (born.month, born.day) != (12, 31) else -1)
+    doc["data"]["beneficiary"] = {**right, "birth_date": wrong.isoformat()}  # not the registry's
+    plain, _ = _elder_death(7102, other, _citizen(doc["data"]["deceased"]["personal_id"]))
+    plain["data"]["beneficiary"] = _as_beneficiary(_citizen(plain["applicant"]["personal_id"]))
+    for d in (doc, plain):
+        async with await gateway.post("/v1/dossiers", d) as r:
+            assert r.status == 202, await r.text()
+    view = await gateway.wait_status(doc["code"], ENDED)
+    assert view["status"] == "needs_attention", view
+    stopped = _step(view, "verify_beneficiary")
+    assert stopped["status"] == "failed", stopped
+    assert "the beneficiary (data.beneficiary) does not match" in stopped["error"], stopped
+    assert "birth_date" in stopped["error"], stopped
+    assert _step(view, "register_death")["attempts"] == 0, view
+    view = await gateway.wait_status(plain["code"], ENDED)
+    assert view["status"] == "completed", view
+    assert _step(view, "verify_beneficiary")["result"] == {
+        "skipped": "the beneficiary is the applicant, verified by verify_applicant"
+    }
+    # Only the plain dossier's death is registered so far.
+    assert (await sandbox_stats(gateway, "civil_status"))["writes"] == {"death.register": 1}
+    fix = {"reason": "ngày sinh người hưởng", "data": {"beneficiary": right}}
+    async with gateway.http.patch(
+        f"{gateway.url}/v1/dossiers/{doc['code']}", json=fix, headers=gateway.headers("operator")
+    ) as r:
+        assert r.status == 200, await r.text()
+    async with await gateway.post(f"/v1/dossiers/{doc['code']}/resume", None, who="operator") as r:
+        assert r.status == 202, await r.text()
+    view = await gateway.wait_status(doc["code"], ENDED)
+    assert view["status"] == "completed", view
+    verified = _step(view, "verify_beneficiary")
+    assert verified["result"]["match"] is True, verified
+    assert [h["outcome"] for h in verified["history"]] == ["dead", "resumed", "delivered"]
+    assert _step(view, "pay_funeral_allowance")["status"] == "done", view
+
+
+def _citizen(personal_id: str) -> Citizen:
+    return next(c for c in PEOPLE if c.personal_id == personal_id)
+
+
+async def test_a_beneficiary_the_population_registry_holds_dead_is_not_paid(
+    make_gateway: Any,
+) -> None:
+    """The beneficiary must be alive, as the applicant: a dead one stops the flow before the
+    death is registered."""
+    from dataclasses import replace
+
+    from connectors.population.sandbox import REGISTRY_KEY
+    from gateway.samples import sample_dossiers
+    from tests.e2e.conftest import population_registry
+
+    doc = next(sample_dossiers(1, seed=0, population=100, death_share=1))
+    named = {doc["applicant"]["personal_id"], doc["data"]["deceased"]["personal_id"]}
+    other = next(
+        c for c in Population(0).citizens(100) if c.age_on() >= 18 and c.personal_id not in named
+    )
+    doc["data"]["beneficiary"] = _as_beneficiary(other)
+    async with population_registry() as registry:
+        people = registry.app[REGISTRY_KEY].people
+        people[other.personal_id] = replace(
+            people[other.personal_id], deceased="KT.040.2026.000098"
+        )
+        async with make_gateway(registries={"population": registry.settings}) as gw:
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            view = await gw.wait_status(doc["code"], ENDED)
+            writes = (await sandbox_stats(gw, "civil_status"))["writes"]
+    assert view["status"] == "needs_attention", view
+    stopped = _step(view, "verify_beneficiary")
+    assert "the beneficiary (data.beneficiary) is recorded deceased" in stopped["error"], stopped
+    assert writes == {}
+
+
+async def test_a_beneficiary_is_checked_like_every_person_at_acceptance(gateway: Gateway) -> None:
+    """Bad input is a problem at POST, not a flow stopped later: the birth date the lookup needs
+    is required, and the personal id checked as every other."""
+    doc, other = _elder_death(7103)
+    cases = [
+        ({"full_name": other.full_name, "personal_id": other.personal_id}, "invalid-request",
+         "birth_date"),
+        ({**_as_beneficiary(other), "personal_id": "040"}, "invalid-personal-id",
+         "data.beneficiary.personal_id"),
+    ]  # fmt: skip
+    for beneficiary, kind, where in cases:
+        bad = {**doc, "data": {**doc["data"], "beneficiary": beneficiary}}
+        async with await gateway.post("/v1/dossiers", bad) as r:
+            problem = await r.json()
+            assert r.status == 422, problem
+            assert r.content_type == "application/problem+json"
+            assert problem["type"].endswith(kind) and where in problem["detail"], problem
