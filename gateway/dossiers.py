@@ -245,6 +245,10 @@ def _named(document: dict[str, Any]) -> dict[str, list[str]]:
         person = data.get(role)
         if isinstance(person, dict) and person.get("personal_id"):
             named.setdefault(str(person["personal_id"]), []).append(role)
+    residence = data.get("residence")
+    if isinstance(residence, dict) and residence.get("household_head_id"):
+        # A birth's child joins their household: the registry's record of it will name them.
+        named.setdefault(str(residence["household_head_id"]), []).append("household head")
     return named
 
 

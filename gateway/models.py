@@ -34,6 +34,7 @@ __all__ = [
     "Parent",
     "Person",
     "ProblemDetails",
+    "Residence",
     "StepAttempt",
     "StepView",
     "text_fault",
@@ -163,12 +164,23 @@ class Child(Strict):
     nationality: Line = "VN"
 
 
+class Residence(Address):
+    """A birth's residence: where the child lives, and whose household it joins there."""
+
+    # The person whose household the child joins (its head, or a member): default the mother.
+    # Needed when she has died: a dead household head takes no one in.
+    household_head_id: PersonalIdStr | None = None
+    # The child's relation to that person (ChuHo/QuanHe): CH03 their child (the default), CH05
+    # other (a grandchild, a ward). Only with household_head_id.
+    household_relation: Literal["CH03", "CH05"] | None = None
+
+
 class BirthData(Strict):
     """Birth → permanent residence → health-insurance card for the child (Decree 63/2024)."""
 
     child: Child
     mother: Mother
-    residence: Address  # district_code and ward_code required: the child's residence
+    residence: Residence  # district_code and ward_code required: the child's residence
     father: Parent | None = None
     # The applicant's relation to the child, on the birth certificate. Default: mother or
     # father, when the applicant is that parent; required otherwise.

@@ -109,6 +109,16 @@ class FlowStepHandler:
             if not step.final_refusal:
                 raise  # stops the flow as any refusal does
             return self._refused(code, idx, step, job, verdict)
+        except PermanentError as refusal:
+            hint = step.advice(ctx, refusal) if step.advice is not None else None
+            if not hint:
+                raise
+            raise PermanentError(
+                refusal.registry,
+                f"{refusal.message}: {hint}",
+                code=refusal.code,
+                recorded=refusal.recorded,
+            ) from refusal
         if step.judge is not None:
             step.judge(ctx, result.data)
         if self.on_result is not None:

@@ -289,3 +289,168 @@ async def test_a_beneficiary_is_checked_like_every_person_at_acceptance(gateway:
             assert r.status == 422, problem
             assert r.content_type == "application/problem+json"
             assert problem["type"].endswith(kind) and where in problem["detail"], problem
+
+
+def _applicant(c: Citizen) -> dict[str, str]:
+    return {"full_name": c.full_name, "personal_id": c.personal_id,
+            "birth_date": c.birth_date.isoformat()}  # fmt: skip
+
+
+def _births_by_kin(n: int) -> list[tuple[dict[str, Any], Citizen]]:
+    """``n`` birth dossiers of distinct mothers of the 100-citizen population registry, each
+    filed by a grandparent-aged relative (a mother who died files nothing), and that relative."""
+    from gateway.samples import birth_dossier
+
+    people = Population(0).citizens(100)
+    mothers = [c for c in people if c.sex == "female" and 18 <= c.age_on() <= 45]
+    kin = [c for c in people if 45 < c.age_on() < 80]
+    found = []
+    for i, (mother, relative) in enumerate(zip(mothers, kin, strict=False)):
+        if i == n:
+            break
+        doc = birth_dossier(dossier_code(7200 + i), mother, random.Random(i))
+        doc["applicant"], doc["data"]["relation"] = _applicant(relative), "grandparent"
+        found.append((doc, relative))
+    assert len(found) == n
+    return found
+
+
+def _dead(app: web.Application, personal_id: str, record: str) -> None:
+    from dataclasses import replace
+
+    from connectors.population.sandbox import REGISTRY_KEY
+
+    people = app[REGISTRY_KEY].people
+    people[personal_id] = replace(people[personal_id], deceased=record)
+
+
+def _joining(doc: dict[str, Any], head: Citizen, relation: str = "CH05") -> dict[str, Any]:
+    return {**doc["data"]["residence"], "household_head_id": head.personal_id,
+            "household_relation": relation}  # fmt: skip
+
+
+async def _patch_and_resume(gw: Gateway, code: str, fix: dict[str, Any]) -> dict[str, Any]:
+    async with gw.http.patch(
+        f"{gw.url}/v1/dossiers/{code}", json=fix, headers=gw.headers("operator")
+    ) as r:
+        assert r.status == 200, await r.text()
+    async with await gw.post(f"/v1/dossiers/{code}/resume", None, who="operator") as r:
+        assert r.status == 202, await r.text()
+    return await gw.wait_status(code, ENDED)
+
+
+async def test_a_birth_whose_mother_has_died_joins_the_household_the_dossier_names(
+    make_gateway: Any,
+) -> None:
+    """Found as an open decision: the child always joined its mother's household, and a dead
+    mother stopped the flow at verify_mother, so a child whose mother died could never be
+    registered through the gateway. The dossier may now name the household the child joins
+    (data.residence.household_head_id, household_relation): a dead mother, who must still match
+    the registry, then stops nothing. Naming none stops the flow before the birth is registered,
+    saying which field to give; the correction giving it completes the flow."""
+    from connectors.population.sandbox import REGISTRY_KEY
+    from tests.e2e.conftest import population_registry
+
+    (silent, kin), (named, other_kin), (misnamed, third_kin) = _births_by_kin(3)
+    # The household of someone else than the applicant (the applicant's is the usual case).
+    named["data"]["residence"] = _joining(named, third_kin)
+    misnamed["data"]["residence"] = _joining(misnamed, other_kin, "CH03")
+    misnamed["data"]["mother"]["full_name"] = "Nguyễn Thị Khác"
+    async with population_registry() as registry:
+        for i, doc in enumerate((silent, named, misnamed)):
+            _dead(registry.app, doc["data"]["mother"]["personal_id"], f"KT.040.2026.00009{i}")
+        async with make_gateway(registries={"population": registry.settings}) as gw:
+            views = {}
+            for doc in (silent, named, misnamed):
+                async with await gw.post("/v1/dossiers", doc) as r:
+                    assert r.status == 202, await r.text()
+                views[doc["code"]] = await gw.wait_status(doc["code"], ENDED)
+            view = views[named["code"]]
+            assert view["status"] == "completed", view
+            view = views[misnamed["code"]]
+            assert view["status"] == "needs_attention", view
+            assert "the mother does not match" in _step(view, "verify_mother")["error"], view
+            view = views[silent["code"]]
+            assert view["status"] == "needs_attention", view
+            stopped = _step(view, "verify_mother")
+            assert "the mother is recorded deceased" in stopped["error"], stopped
+            assert "give data.residence.household_head_id" in stopped["error"], stopped
+            assert _step(view, "register_birth")["attempts"] == 0, view
+            # Whose household the child joins is someone the dossier names: an auditor's search
+            # by them finds it.
+            search = {"personal_id": third_kin.personal_id}
+            async with await gw.post("/v1/audit/search", search, who="auditor") as r:
+                found = (await r.json())["items"]
+            assert any(
+                e["action"] == "dossier.concerns"
+                and e.get("dossier") == named["code"]
+                and e.get("detail") == "names the household head"
+                for e in found
+            ), found
+            fix = {
+                "reason": "mẹ đã mất; trẻ nhập hộ bà",
+                "data": {"residence": _joining(silent, kin)},
+            }
+            view = await _patch_and_resume(gw, silent["code"], fix)
+            births = (await sandbox_stats(gw, "civil_status"))["writes"]
+    assert view["status"] == "completed", view
+    assert births == {"birth.register": 2}
+    people = registry.app[REGISTRY_KEY].people
+    for doc, head in ((silent, kin), (named, third_kin)):
+        done = views[doc["code"]] if doc is named else view
+        child = people[_step(done, "register_birth")["result"]["personal_id"]]
+        assert child.household_head == (people[head.personal_id].household_head or head.personal_id)
+        assert child.relation == "CH05", child
+
+
+async def test_a_mother_who_dies_after_the_birth_is_registered_is_corrected_at_the_residence(
+    make_gateway: Any,
+) -> None:
+    """The mother dies after the birth was registered, before the child's residence: her
+    household refuses the child (the registry's CHU_HO). The residence step is not done, so a
+    correction naming another household is taken, and the resumed flow completes without
+    registering the birth again."""
+    ((doc, kin),) = _births_by_kin(1)
+    mother = doc["data"]["mother"]["personal_id"]
+
+    def dies_before_the_residence(app: web.Application, body: bytes) -> None:
+        if b"DangKyThuongTru" in body and b"XoaDangKyThuongTru" not in body:
+            _dead(app, mother, "KT.040.2026.000095")
+
+    from tests.e2e.conftest import population_registry
+
+    async with population_registry(on_request=dies_before_the_residence) as registry:
+        async with make_gateway(registries={"population": registry.settings}) as gw:
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            view = await gw.wait_status(doc["code"], ENDED)
+            assert view["status"] == "needs_attention", view
+            assert _step(view, "register_birth")["status"] == "done", view
+            refused = _step(view, "register_residence")
+            assert "household head" in refused["error"] and "deceased" in refused["error"]
+            assert "give data.residence.household_head_id" in refused["error"], refused
+            fix = {"reason": "mẹ đã mất", "data": {"residence": _joining(doc, kin, "CH05")}}
+            view = await _patch_and_resume(gw, doc["code"], fix)
+            births = (await sandbox_stats(gw, "civil_status"))["writes"]
+    assert view["status"] == "completed", view
+    assert births == {"birth.register": 1}
+
+
+async def test_the_household_a_child_joins_is_checked_at_acceptance(gateway: Gateway) -> None:
+    ((doc, kin),) = _births_by_kin(1)
+    residence = doc["data"]["residence"]
+    cases = [
+        ({**residence, "household_head_id": "12345"}, "invalid-personal-id",
+         "data.residence.household_head_id"),
+        ({**residence, "household_head_id": kin.personal_id, "household_relation": "CH01"},
+         "invalid-request", "household_relation"),
+        ({**residence, "household_relation": "CH05"}, "invalid-request",
+         "data.residence.household_head_id"),
+    ]  # fmt: skip
+    for given, kind, where in cases:
+        bad = {**doc, "data": {**doc["data"], "residence": given}}
+        async with await gateway.post("/v1/dossiers", bad) as r:
+            problem = await r.json()
+            assert r.status == 422, problem
+            assert r.content_type == "application/problem+json"
+            assert problem["type"].endswith(kind) and where in problem["detail"], problem
