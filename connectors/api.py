@@ -12,7 +12,9 @@ Exceptions (nothing else escapes a public call; foreign errors are translated at
     │                         malformed replies (a reference holding a control character
     │                         included), "server busy" result codes
     └── PermanentError        will not succeed as sent: rejected data, unknown citizen,
-                              unknown operation, a reply whose signature does not verify
+        │                     unknown operation, a reply whose signature does not verify
+        └── Verdict           the registry judged the request as it stands, and said no
+                              (BHXH: the deceased was never insured): nothing to correct
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "Request",
     "Result",
     "TransientError",
+    "Verdict",
     "excerpt",
     "retry_after",
     "transient_status",
@@ -91,6 +94,17 @@ class TransientError(ConnectorError):
 
 class PermanentError(ConnectorError):
     """Not worth retrying: the registry understood the request and refused it."""
+
+
+class Verdict(PermanentError):
+    """A refusal on the merits: the request's data are right and complete, and the answer to
+    them is no (a funeral allowance the deceased is not eligible for). No correction of the
+    request changes it; a caller that knows no better treats it as any refusal. ``reason``:
+    the registry's own words, for the citizen who is told of it."""
+
+    def __init__(self, registry: str, message: str, *, code: str, reason: str) -> None:
+        super().__init__(registry, message, code=code)
+        self.reason = reason
 
 
 # 408 Request Timeout, 425 Too Early, 429 Too Many Requests: the server refused the request for

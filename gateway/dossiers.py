@@ -36,11 +36,15 @@ __all__ = [
     "step_delivered",
     "step_failed",
     "step_outputs",
+    "step_refused",
     "view",
 ]
 
 _encode = msgspec.json.Encoder(order="sorted").encode
 RESUMABLE = ("needs_attention", "failed")
+# A step that ended for good: answered, or refused by its registry's verdict (step_refused).
+# Neither is run again; only a done step's result is an output later steps build on.
+FINISHED = ("done", "refused")
 
 
 class DossierError(Exception):
@@ -241,6 +245,10 @@ def _named(document: dict[str, Any]) -> dict[str, list[str]]:
         person = data.get(role)
         if isinstance(person, dict) and person.get("personal_id"):
             named.setdefault(str(person["personal_id"]), []).append(role)
+    residence = data.get("residence")
+    if isinstance(residence, dict) and residence.get("household_head_id"):
+        # A birth's child joins their household: the registry's record of it will name them.
+        named.setdefault(str(residence["household_head_id"]), []).append("household head")
     return named
 
 
@@ -301,35 +309,75 @@ def step_delivered(
     tx: Tx, code: str, idx: int, *, attempts: int, data: dict[str, Any], reference: str | None
 ) -> None:
     """Record a step's result, then schedule the next step or complete the dossier."""
-    row = tx.one("dossiers.get", code=code)
-    if row is None:
-        raise UnknownDossier(code)
-    flow, now = FLOWS[row["flow"]], now_iso()
     tx.execute(
         "dossiers.step_done",
         dossier=code,
         idx=idx,
+        status="done",
         attempts=attempts,
         result=canonical(data),
         reference=reference,
-        now=now,
+        error=None,
+        now=now_iso(),
     )
     _history(tx, code, idx, attempts, "delivered", reference=reference)
-    names = [s["name"] for s in tx.all("dossiers.steps", dossier=code)]  # the dossier's own list
+    _advance(tx, code, idx, said=reference or "")
+
+
+def step_refused(
+    tx: Tx, code: str, idx: int, *, attempts: int, verdict: dict[str, Any], error: str
+) -> None:
+    """Record the registry's verdict as a step's outcome (status ``refused``: its code and
+    words in ``result`` and ``error``, and in its history), then go on as after an answer: what
+    the earlier steps registered stands, and no correction would change a verdict on the merits
+    (see ``Step.final_refusal``). The citizen's system is told with the rest of the dossier."""
+    error = storable(error, limit=1000)
+    tx.execute(
+        "dossiers.step_done",
+        dossier=code,
+        idx=idx,
+        status="refused",
+        attempts=attempts,
+        result=canonical(verdict),
+        reference=None,
+        error=error,
+        now=now_iso(),
+    )
+    _history(tx, code, idx, attempts, "refused", error=error)
+    _advance(tx, code, idx, said=f"refused: {error}")
+
+
+def _advance(tx: Tx, code: str, idx: int, *, said: str) -> None:
+    """After step ``idx`` ended (done, or refused for good): schedule the next step or complete
+    the dossier, and queue the portal's progress record of the step (``said``: its outcome)."""
+    row = tx.one("dossiers.get", code=code)
+    if row is None:
+        raise UnknownDossier(code)
+    flow, now = FLOWS[row["flow"]], now_iso()
+    steps = tx.all("dossiers.steps", dossier=code)  # the dossier's own list
+    names = [s["name"] for s in steps]
     done = idx + 1 == len(names)
     if not done:
         _step_job(tx, code, flow.step(names[idx + 1]), idx + 1, now=now)
         _changed(tx, code, "in_progress", now=now)
     else:
         _changed(tx, code, "completed", now=now)
-        append(tx, AuditEvent(action="dossier.completed", dossier=code, service="dossiers.submit"))
-    # The portal's progress log (CapNhatTienDoHoSoMC): one record per step done, frozen now.
+        refused = [s["name"] for s in steps if s["status"] == "refused"]
+        append(
+            tx,
+            AuditEvent(
+                action="dossier.completed",
+                dossier=code,
+                service="dossiers.submit",
+                detail=f"refused by its registry: {', '.join(refused)}" if refused else None,
+            ),
+        )
+    # The portal's progress log (CapNhatTienDoHoSoMC): one record per step ended, frozen now.
     step = flow.step(names[idx])
     progress = {
         "code": code,
         "step": step.name,
-        "content": f"{step.name}: {step.registry}/{step.operation}"
-        + (f", {reference}" if reference else ""),
+        "content": f"{step.name}: {step.registry}/{step.operation}" + (f", {said}" if said else ""),
         "status": "completed" if done else "in_progress",
         "at": now,
     }
@@ -507,7 +555,11 @@ def correct(
     # A kept request the registry has had no chance to hold (its step never ran, or was
     # answered with a refusal) is built again from the corrected dossier when the flow resumes.
     for s in tx.all("dossiers.steps", dossier=code):
-        if s["status"] != "done" and s["idx"] not in unanswered and s["idx"] not in registered:
+        if (
+            s["status"] not in FINISHED
+            and s["idx"] not in unanswered
+            and s["idx"] not in registered
+        ):
             tx.execute("dossiers.forget_request", dossier=code, idx=s["idx"])
     append(
         tx,
@@ -603,7 +655,7 @@ def _finished_steps_unchanged(
     outputs = step_outputs(steps)
     for s in steps:
         step = flow.step(s["name"])
-        done = s["status"] == "done"
+        done = s["status"] in FINISHED
         recorded = registered.get(s["idx"]) if step.writes and not done else None
         unknown = step.writes and s["idx"] in unanswered and not done
         if not (done or recorded or unknown):
@@ -647,7 +699,7 @@ def resume(tx: Tx, code: str, *, actor: Actor, request_id: str | None = None) ->
     if row["status"] not in RESUMABLE:
         raise NotCorrectable(f"dossier {code} is {row['status']}; only a stopped flow is resumed")
     flow, now = FLOWS[row["flow"]], now_iso()
-    pending = next(s for s in tx.all("dossiers.steps", dossier=code) if s["status"] != "done")
+    pending = next(s for s in tx.all("dossiers.steps", dossier=code) if s["status"] not in FINISHED)
     idx = pending["idx"]
     step = flow.step(pending["name"])
     job = get_job(tx, pending["job_id"]) if pending["job_id"] is not None else None

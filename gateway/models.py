@@ -19,6 +19,7 @@ __all__ = [
     "Applicant",
     "AuditExport",
     "AuditSearch",
+    "Beneficiary",
     "BirthData",
     "Child",
     "CitizenLookup",
@@ -33,6 +34,7 @@ __all__ = [
     "Parent",
     "Person",
     "ProblemDetails",
+    "Residence",
     "StepAttempt",
     "StepView",
     "text_fault",
@@ -162,12 +164,23 @@ class Child(Strict):
     nationality: Line = "VN"
 
 
+class Residence(Address):
+    """A birth's residence: where the child lives, and whose household it joins there."""
+
+    # The person whose household the child joins (its head, or a member): default the mother.
+    # Needed when she has died: a dead household head takes no one in.
+    household_head_id: PersonalIdStr | None = None
+    # The child's relation to that person (ChuHo/QuanHe): CH03 their child (the default), CH05
+    # other (a grandchild, a ward). Only with household_head_id.
+    household_relation: Literal["CH03", "CH05"] | None = None
+
+
 class BirthData(Strict):
     """Birth → permanent residence → health-insurance card for the child (Decree 63/2024)."""
 
     child: Child
     mother: Mother
-    residence: Address  # district_code and ward_code required: the child's residence
+    residence: Residence  # district_code and ward_code required: the child's residence
     father: Parent | None = None
     # The applicant's relation to the child, on the birth certificate. Default: mother or
     # father, when the applicant is that parent; required otherwise.
@@ -188,11 +201,19 @@ class Deceased(Strict):
     residence: Address | None = None
 
 
+class Beneficiary(Strict):
+    full_name: Name
+    personal_id: PersonalIdStr
+    # Required: a beneficiary other than the applicant is verified against the population
+    # registry (by id, name and birth date, as the applicant is) before the death is registered.
+    birth_date: date
+
+
 class DeathData(Strict):
     """Death → residence de-registration → funeral allowance (Decree 63/2024)."""
 
     deceased: Deceased
-    beneficiary: Person | None = None  # who receives the allowance; default: the applicant
+    beneficiary: Beneficiary | None = None  # who receives the allowance; default: the applicant
     relation: Line = "child"
 
 
@@ -227,7 +248,7 @@ class Accepted(Struct):
 class StepAttempt(Struct, omit_defaults=True):
     at: str
     attempt: int
-    outcome: Literal["delivered", "retry", "failed", "dead", "replayed", "resumed"]
+    outcome: Literal["delivered", "refused", "retry", "failed", "dead", "replayed", "resumed"]
     error: str | None = None
     reference: str | None = None
 
@@ -236,7 +257,7 @@ class StepView(Struct):  # every field always present (null when empty): clients
     name: str
     registry: str
     operation: str
-    status: Literal["pending", "running", "done", "failed"]
+    status: Literal["pending", "running", "done", "refused", "failed"]
     attempts: int
     result: dict[str, Any] | None = None
     reference: str | None = None

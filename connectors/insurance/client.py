@@ -14,9 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from connectors.api import Connector, Endpoint, PermanentError, Request, Result, TransientError
+from connectors.api import (
+    Connector,
+    Endpoint,
+    PermanentError,
+    Request,
+    Result,
+    TransientError,
+    Verdict,
+)
 from connectors.insurance.mapping import (
     CARD_CODES,
+    FUNERAL_VERDICTS,
     WRITE_CODES,
     WireCard,
     WireFuneral,
@@ -29,6 +38,7 @@ from connectors.insurance.mapping import (
     newborn_body,
 )
 from connectors.rest import RestTransport
+from connectors.text import nfc
 
 __all__ = ["InsuranceConnector"]
 
@@ -96,7 +106,9 @@ class InsuranceConnector(Connector):
         Raises:
             PermanentError: ``"invalid-params"`` (nothing sent), ``"http-401"`` (credentials
                 refused, or a fresh token refused again), the registry's ``"205"`` / ``"206"`` /
-                ``"207"`` (missing field, invalid data, not eligible), other 4xx.
+                ``"207"`` (missing field, invalid data, not eligible), other 4xx; a
+                :class:`~connectors.api.Verdict` (code ``"207"``) when BHXH's reason for a
+                funeral allowance's 207 is a verdict on eligibility (``FUNERAL_VERDICTS``).
             TransientError: unreachable, 5xx, timeouts, malformed replies (a card check
                 answered about another card, whatever its code, among them), result codes
                 ``100``/``101`` (registry data / server error), an unknown result code.
@@ -161,6 +173,12 @@ class InsuranceConnector(Connector):
             data = {"card_number": issued.maThe, "valid_from": valid_from, "valid_to": valid_to}
             return Result(data=data, reference=issued.maThe)
         paid = await self._call(FUNERAL, body, WireFuneral, request)
+        if paid.maKetQua == "207" and paid.maLyDo in FUNERAL_VERDICTS:
+            # Not eligible, the request as it should be: the allowance is refused, for good.
+            note = nfc(paid.ghiChu) if paid.ghiChu else WRITE_CODES["207"].vietnamese
+            raise Verdict(
+                self.registry, f"{WRITE_CODES['207'].message} ({note})", code="207", reason=note
+            )
         self._check_write(paid.maKetQua, paid.ghiChu)
         if not paid.maHoSo or paid.soTien is None:
             raise TransientError(self.registry, "malformed reply: no maHoSo or soTien")

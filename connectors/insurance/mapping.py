@@ -19,6 +19,8 @@ from connectors.text import nfc, parse_date
 
 __all__ = [
     "CARD_CODES",
+    "FUNERAL_DATA_FAULTS",
+    "FUNERAL_VERDICTS",
     "WRITE_CODES",
     "CardCode",
     "WireCard",
@@ -98,6 +100,18 @@ WRITE_CODES: dict[str, CardCode] = {
     "207": CardCode("not-eligible", "not eligible", "Không đủ điều kiện hưởng"),
 }
 
+# Why TroCapMaiTang answered 207 (maLyDo, the project's own design, as the service is): BHXH
+# uses the one code both for its verdict on the deceased's eligibility, which no correction of
+# the request changes (the flow ends, the allowance refused), and for data of the request it
+# cannot pay on (the beneficiary is the deceased), which an operator corrects. Only the reasons
+# named here are verdicts; any other 207, or one without a reason, is taken for a correctable one.
+FUNERAL_VERDICTS: dict[str, str] = {
+    "CHUA_THAM_GIA": "the deceased never contributed to social insurance nor drew a pension",
+}
+FUNERAL_DATA_FAULTS: dict[str, str] = {
+    "NGUOI_HUONG": "the beneficiary cannot be the deceased",
+}
+
 _SEX_TO_WIRE = {"male": "Nam", "female": "Nữ"}
 _SEX_FROM_WIRE = {"Nam": "male", "Nữ": "female", "1": "male", "2": "female"}
 
@@ -142,6 +156,7 @@ class WireNewbornCard(msgspec.Struct):
 class WireFuneral(msgspec.Struct):
     maKetQua: str
     ghiChu: str | None = None
+    maLyDo: str | None = None  # why a 207: FUNERAL_VERDICTS, FUNERAL_DATA_FAULTS
     maHoSo: str | None = None
     soTien: int | None = None
 

@@ -30,7 +30,12 @@ from aiohttp import web
 from connectors.api import Endpoint
 from connectors.faults import FaultPlan
 from connectors.identifiers import PROVINCES, VIETNAM, InvalidIdentifier, check_personal_id
-from connectors.insurance.mapping import CARD_CODES, WRITE_CODES
+from connectors.insurance.mapping import (
+    CARD_CODES,
+    FUNERAL_DATA_FAULTS,
+    FUNERAL_VERDICTS,
+    WRITE_CODES,
+)
 from connectors.sandboxes import Outcome, idempotent_write, new_sandbox_app
 from connectors.testdata import WELL_KNOWN, Population
 from connectors.text import fold
@@ -57,6 +62,7 @@ SANDBOX_OFFICER = {"officer_name": WELL_KNOWN[1].full_name, "officer_id": WELL_K
 STATE_CODES = ("001", "002", "003", "004", "010", "080", "090", "100", "101", "110",
                "120", "121", "122", "123", "124", "130")  # fmt: skip
 _CARD_RE = re.compile(r"^[A-Z]{2}[1-5]\d{2}\d{10}$")
+_WORKING_AGE = 15  # the youngest anyone is insured (the sandbox's funeral eligibility)
 # Funeral allowance = 10 × the statutory base salary in force on the date of death.
 _BASE_SALARY = ((date(2024, 7, 1), 2_340_000), (date(2023, 7, 1), 1_800_000),
                 (date(2019, 7, 1), 1_490_000), (date(1900, 1, 1), 1_390_000))  # fmt: skip
@@ -297,10 +303,15 @@ class Registry:
         if died > self.today or died.year < deceased.birth_year:
             return _write_error("206", f"impossible date of death {died}")
         if beneficiary["soDinhDanh"] == body["soDinhDanh"]:
-            return _write_error("207", "the beneficiary cannot be the deceased")
+            return _write_error("207", reason="NGUOI_HUONG")
         pid = body["soDinhDanh"]
         if pid in self.funerals:
             return 200, {**self.funerals[pid], "ghiChu": "Đã chi trả trước đó"}, "found"
+        if died.year - deceased.birth_year < _WORKING_AGE:
+            # The allowance is paid for the insured and pensioners (Law on Social Insurance):
+            # the sandbox holds as insured everyone who died at working age or older, and no one
+            # younger. A verdict: the dossier's data are right, and no correction changes it.
+            return _write_error("207", reason="CHUA_THAM_GIA")
         base = next(amount for start, amount in _BASE_SALARY if died >= start)
         self._counter += 1
         reply = {"maKetQua": "000", "ghiChu": "Đã duyệt chi trợ cấp mai táng",
@@ -322,10 +333,19 @@ def _officer_refusal(name: str, personal_id: str) -> str:
     return ""
 
 
-def _write_error(code: str, detail: str = "") -> tuple[int, dict[str, Any], Outcome]:
+def _write_error(
+    code: str, detail: str = "", *, reason: str = ""
+) -> tuple[int, dict[str, Any], Outcome]:
+    """A refusal; ``reason``: a 207's maLyDo (FUNERAL_VERDICTS, FUNERAL_DATA_FAULTS), which says
+    it in the note too."""
+    if reason:
+        detail = (FUNERAL_VERDICTS | FUNERAL_DATA_FAULTS)[reason]
     note = WRITE_CODES[code].vietnamese + (f": {detail}" if detail else "")
     # Application errors travel as HTTP 200 with a result code, as the card check does.
-    return 200, {"maKetQua": code, "ghiChu": note}, "rejected"
+    reply = {"maKetQua": code, "ghiChu": note}
+    if reason:
+        reply["maLyDo"] = reason
+    return 200, reply, "rejected"
 
 
 def scenarios(seed: int = 0, *, holders: int = 2000) -> dict[str, dict[str, Any]]:

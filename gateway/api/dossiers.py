@@ -77,10 +77,20 @@ def _person_ids(data: BirthData | DeathData) -> list[tuple[str, str, date | None
             found.append(
                 ("data.father.personal_id", data.father.personal_id, data.father.birth_date)
             )
+        if data.residence.household_head_id is not None:
+            found.append(
+                ("data.residence.household_head_id", data.residence.household_head_id, None)
+            )
         return found
     found = [("data.deceased.personal_id", data.deceased.personal_id, data.deceased.birth_date)]
     if data.beneficiary is not None:
-        found.append(("data.beneficiary.personal_id", data.beneficiary.personal_id, None))
+        found.append(
+            (
+                "data.beneficiary.personal_id",
+                data.beneficiary.personal_id,
+                data.beneficiary.birth_date,
+            )
+        )
     return found
 
 
@@ -98,6 +108,10 @@ def _check_dates(doc: DossierIn, data: BirthData | DeathData) -> None:
         dates += [
             ("data.deceased.death_date", data.deceased.death_date),
             ("data.deceased.birth_date", data.deceased.birth_date),
+            (
+                "data.beneficiary.birth_date",
+                data.beneficiary.birth_date if data.beneficiary else None,
+            ),
         ]
     for where, day in dates:
         check_life_date(day, where)
@@ -278,6 +292,14 @@ def validate(doc: DossierIn) -> dict[str, Any]:
     _check_dates(doc, data)
     if isinstance(data, BirthData):
         data = _birth_declarant(doc, data)
+        if data.residence.household_relation and data.residence.household_head_id is None:
+            raise Problem(
+                422,
+                "invalid-request",
+                "data.residence.household_relation: a relation to no one; give "
+                "data.residence.household_head_id, whose household the child joins",
+                field="data.residence.household_relation",
+            )
         for key in ("district_code", "ward_code"):  # where the child's residence is registered
             if getattr(data.residence, key) is None:
                 raise Problem(

@@ -59,6 +59,18 @@ class Step:
     # (digests.reference_hmac), as a card lookup's event keeps its parameters' (params_hmac);
     # the dossier's step, which its client reads, keeps the number.
     personal_reference: bool = False
+    # The registry's verdict on the merits (connectors.api.Verdict: the funeral allowance the
+    # deceased is not eligible for) ends the step ``refused`` and the flow goes on, as after an
+    # answer: what came before is registered for good, and no correction would change the
+    # verdict. Any other refusal stops the flow needs_attention, to be corrected.
+    final_refusal: bool = False
+    # Why the step has nothing to do for this dossier ("" or None: it runs): it is then done
+    # without a call, its result ``{"skipped": why}``. Judged when it runs, on the dossier as
+    # corrected by then.
+    skip: Callable[[Context], str | None] | None = None
+    # What the dossier should give, said with a refusal of the registry's (None: nothing to add):
+    # the operator reads it where the flow stopped.
+    advice: Callable[[Context, PermanentError], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,12 +107,15 @@ def _verified(
     person: Callable[[Context], Mapping[str, Any]],
     keep: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
     *,
-    living: bool = True,
+    living: bool | Callable[[Context], str | None] = True,
+    skip: Callable[[Context], str | None] | None = None,
 ) -> Step:
     """A step that looks ``person`` up in the population registry (by id, name and birth date:
     service 037 asks for all three) and stops the flow unless the registry holds them as given
-    — and, when ``living``, alive. It keeps the verdict, not the citizen's record: the less
-    personal data stored, the less can leak; and what ``keep`` takes of the record besides."""
+    — and, when ``living``, alive (a function of the dossier: None when their death does not
+    stop this dossier, else what the dossier should give instead, said with the refusal). It
+    keeps the verdict, not the citizen's record: the less personal data stored, the less can
+    leak; and what ``keep`` takes of the record besides."""
 
     def kept(result: Mapping[str, Any]) -> dict[str, Any]:
         verdict = {"match": result.get("match"), "mismatches": result.get("mismatches")}
@@ -123,12 +138,14 @@ def _verified(
                 "population", f"the {who} does not match the population registry ({what})"
             )
         died = result["citizen"].get("death_record_number")
-        if living and died:
+        instead = living(ctx) if callable(living) else ("" if living else None)
+        if died and instead is not None:
             # A dead mother's household refuses her child after the birth is registered, which
-            # cannot be undone; the dead declare nothing.
+            # cannot be undone; the dead declare nothing, nor are they paid.
             raise PermanentError(
                 "population",
-                f"the {who} is recorded deceased by the population registry (death record {died})",
+                f"the {who} is recorded deceased by the population registry (death record {died})"
+                + (f": {instead}" if instead else ""),
             )
 
     return Step(
@@ -139,12 +156,52 @@ def _verified(
         judge,
         keep=kept,
         writes=False,
+        skip=skip,
     )
 
 
 VERIFY_APPLICANT = _verified("verify_applicant", "applicant", lambda ctx: ctx.applicant)
-# Before the birth is registered, which cannot be undone: the child joins her household next.
-VERIFY_MOTHER = _verified("verify_mother", "mother", lambda ctx: ctx.data["mother"])
+
+# What a birth's residence says of the household the child joins (models.Residence), which the
+# address sent to the population registry does not carry.
+_HOUSEHOLD = ("household_head_id", "household_relation")
+
+
+def _household(ctx: Context) -> tuple[str, str]:
+    """Whose household the child joins, and its relation to them (ChuHo/QuanHe codes): as the
+    dossier names it, else the mother's, as her child."""
+    residence = ctx.data["residence"]
+    head = residence.get("household_head_id")
+    if head:
+        return str(head), str(residence.get("household_relation") or "CH03")
+    return str(ctx.data["mother"]["personal_id"]), "CH03"
+
+
+_GIVE_HOUSEHOLD = (
+    "give data.residence.household_head_id, the personal id of whom the child lives with (and "
+    "data.residence.household_relation: CH03 their child, CH05 other)"
+)
+
+
+def _mothers_household(ctx: Context) -> str | None:
+    """Why a deceased mother stops the birth (None: she does not; the child joins another's)."""
+    if _household(ctx)[0] != ctx.data["mother"]["personal_id"]:
+        return None
+    return f"the child cannot join her household; {_GIVE_HOUSEHOLD}"
+
+
+def _household_refused(ctx: Context, refusal: PermanentError) -> str | None:
+    """The household named (the mother's, by default) takes no one in: its head died since she
+    was verified, or the id names no one. The residence step is not done: a correction naming
+    another household is taken."""
+    return _GIVE_HOUSEHOLD if refusal.code == "CHU_HO" else None
+
+
+# Before the birth is registered, which cannot be undone: the child joins a household next, hers
+# unless the dossier names another (a dead household head takes no one in).
+VERIFY_MOTHER = _verified(
+    "verify_mother", "mother", lambda ctx: ctx.data["mother"], living=_mothers_household
+)
 
 
 def _declarant(ctx: Context) -> dict[str, Any]:
@@ -191,11 +248,12 @@ def _child(ctx: Context) -> dict[str, Any]:
 
 
 def _residence_params(ctx: Context) -> dict[str, Any]:
+    head, relation = _household(ctx)
     return {
         **{k: v for k, v in _child(ctx).items() if k != "sex"},
-        "address": ctx.data["residence"],
-        "household_head_id": ctx.data["mother"]["personal_id"],
-        "relation": "CH03",  # the mother's child (ChuHo/QuanHe codes)
+        "address": {k: v for k, v in ctx.data["residence"].items() if k not in _HOUSEHOLD},
+        "household_head_id": head,
+        "relation": relation,
         **_asking(ctx),
     }
 
@@ -211,7 +269,13 @@ BIRTH = Flow(
         VERIFY_APPLICANT,
         VERIFY_MOTHER,
         Step("register_birth", "civil_status", "birth.register", _birth_params, issues="child"),
-        Step("register_residence", "population", "residence.register", _residence_params),
+        Step(
+            "register_residence",
+            "population",
+            "residence.register",
+            _residence_params,
+            advice=_household_refused,
+        ),
         Step(
             "issue_health_card",
             "insurance",
@@ -285,12 +349,28 @@ def _deregister_params(ctx: Context) -> dict[str, Any]:
     }
 
 
+def _beneficiary_is_applicant(ctx: Context) -> str | None:
+    named = ctx.data.get("beneficiary")
+    if not named or named["personal_id"] == ctx.applicant["personal_id"]:
+        return "the beneficiary is the applicant, verified by verify_applicant"
+    return None
+
+
+# Before the death is registered, which cannot be undone: the allowance was paid to whoever the
+# dossier named, unverified (a mistyped id, someone dead). Alive, as the applicant is.
+VERIFY_BENEFICIARY = _verified(
+    "verify_beneficiary",
+    "beneficiary (data.beneficiary)",
+    lambda ctx: ctx.data["beneficiary"],
+    skip=_beneficiary_is_applicant,
+)
+
+
 def _funeral_params(ctx: Context) -> dict[str, Any]:
     dead = _deceased(ctx)
-    beneficiary = ctx.data.get("beneficiary") or {
-        "full_name": ctx.applicant["full_name"],
-        "personal_id": ctx.applicant["personal_id"],
-    }
+    named = ctx.data.get("beneficiary") or ctx.applicant
+    # Who BHXH pays, by name and id (the birth date was the population registry's to check).
+    beneficiary = {"full_name": named["full_name"], "personal_id": named["personal_id"]}
     return {
         "personal_id": dead["personal_id"],
         "full_name": dead["full_name"],
@@ -305,9 +385,16 @@ DEATH = Flow(
     (
         VERIFY_APPLICANT,
         VERIFY_DECEASED,
+        VERIFY_BENEFICIARY,
         Step("register_death", "civil_status", "death.register", _death_params),
         Step("deregister_residence", "population", "residence.deregister", _deregister_params),
-        Step("pay_funeral_allowance", "insurance", "funeral.pay", _funeral_params),
+        Step(
+            "pay_funeral_allowance",
+            "insurance",
+            "funeral.pay",
+            _funeral_params,
+            final_refusal=True,
+        ),
     ),
 )
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from connectors.api import Connector, ConnectorError, PermanentError
+from connectors.api import Connector, ConnectorError, PermanentError, Verdict
 from gateway import dossiers
 from gateway.flows.definitions import FLOWS, Context, Step
 from gateway.metrics import Metrics
@@ -83,6 +83,9 @@ class FlowStepHandler:
         code, idx = job.dossier, int(job.payload["index"])
         assert code is not None
         ctx, step, kept = await self.store.read(lambda tx: self._load(tx, code, idx))
+        why = step.skip(ctx) if step.skip is not None else None
+        if why:
+            return self._skipped(code, idx, step, job, why)
         try:
             # A write sends what it was first built as: the registry may hold it under this key.
             params = kept if kept is not None else step.params(ctx)
@@ -90,17 +93,32 @@ class FlowStepHandler:
             raise PermanentError(
                 step.registry, f"the dossier has no {exc.args[0]!r} for {step.name}"
             ) from None
-        result = await call_registry(
-            self.breakers.get(step.registry),
-            step.operation,
-            lambda: self.connectors[step.registry].call(
+        try:
+            result = await call_registry(
+                self.breakers.get(step.registry),
                 step.operation,
-                params,
-                idempotency_key=job.key,
-                request_id=str(job.payload.get("request_id") or job.key),
-            ),
-            self.metrics,
-        )
+                lambda: self.connectors[step.registry].call(
+                    step.operation,
+                    params,
+                    idempotency_key=job.key,
+                    request_id=str(job.payload.get("request_id") or job.key),
+                ),
+                self.metrics,
+            )
+        except Verdict as verdict:
+            if not step.final_refusal:
+                raise  # stops the flow as any refusal does
+            return self._refused(code, idx, step, job, verdict)
+        except PermanentError as refusal:
+            hint = step.advice(ctx, refusal) if step.advice is not None else None
+            if not hint:
+                raise
+            raise PermanentError(
+                refusal.registry,
+                f"{refusal.message}: {hint}",
+                code=refusal.code,
+                recorded=refusal.recorded,
+            ) from refusal
         if step.judge is not None:
             step.judge(ctx, result.data)
         if self.on_result is not None:
@@ -131,6 +149,44 @@ class FlowStepHandler:
                 reference=audited,
                 service=f"{step.registry}/{step.operation}",
                 digests=digests,
+            )
+
+        return record
+
+    @staticmethod
+    def _skipped(code: str, idx: int, step: Step, job: Job, why: str) -> Callable[[Tx], Delivery]:
+        """The unit that records a step with nothing to do for this dossier, done unsent."""
+
+        def record(tx: Tx) -> Delivery:
+            dossiers.step_delivered(
+                tx, code, idx, attempts=job.attempts, data={"skipped": why}, reference=None
+            )
+            return Delivery(service=f"{step.registry}/{step.operation}", detail=f"not sent: {why}")
+
+        return record
+
+    @staticmethod
+    def _refused(
+        code: str, idx: int, step: Step, job: Job, verdict: Verdict
+    ) -> Callable[[Tx], Delivery]:
+        """The unit that ends the step with the registry's verdict as its outcome, told to the
+        dossier's client with the registry's code and words, and moves the flow on."""
+
+        def record(tx: Tx) -> Delivery:
+            dossiers.step_refused(
+                tx,
+                code,
+                idx,
+                attempts=job.attempts,
+                verdict={"code": verdict.code, "reason": verdict.reason},
+                error=str(verdict),
+            )
+            return Delivery(
+                refused=True,
+                service=f"{step.registry}/{step.operation}",
+                # The code, not the words (which may name a person): as a failed step's event.
+                detail=f"attempt {job.attempts}: {step.registry} refused the request "
+                f"(code {verdict.code}), a verdict: the flow goes on without it",
             )
 
         return record

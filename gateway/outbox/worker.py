@@ -151,6 +151,9 @@ class Delivery:
     # Done without being sent (a newer notification carries the news): counted apart from the
     # deliveries, as lienthong_outbox_attempts_total{outcome="superseded"}.
     superseded: bool = False
+    # Done with the registry's refusal as its outcome (a verdict: connectors.api.Verdict):
+    # audited ``step.refused``, outcome ``refused``, instead of ``step.delivered``.
+    refused: bool = False
 
 
 class _LeaseLost(Exception):
@@ -670,8 +673,8 @@ class Worker:
             append(
                 tx,
                 AuditEvent(
-                    action="step.delivered",
-                    outcome="ok",
+                    action="step.refused" if d.refused else "step.delivered",
+                    outcome="refused" if d.refused else "ok",
                     dossier=job.dossier,
                     document=job.document,
                     job=job.id,

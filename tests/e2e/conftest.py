@@ -131,7 +131,11 @@ class PopulationRegistry:
 
 
 @asynccontextmanager
-async def population_registry(seed: int = 0) -> AsyncIterator[PopulationRegistry]:
+async def population_registry(
+    seed: int = 0, *, on_request: Callable[[web.Application, bytes], None] | None = None
+) -> AsyncIterator[PopulationRegistry]:
+    """``on_request``: told of each request (its body) before the registry handles it, to change
+    the registry's records as the world changes meanwhile (a mother dying mid-flow)."""
     from connectors.population.sandbox import SANDBOX_OFFICER_ID, SOAP_PATH, create_app
     from connectors.sandboxes import serve_app
 
@@ -140,7 +144,10 @@ async def population_registry(seed: int = 0) -> AsyncIterator[PopulationRegistry
 
     @web.middleware
     async def keep(request: web.Request, handler: Any) -> web.StreamResponse:
-        requests.append(await request.read())
+        body = await request.read()
+        requests.append(body)
+        if on_request is not None:
+            on_request(app, body)
         return await handler(request)
 
     app.middlewares.append(keep)

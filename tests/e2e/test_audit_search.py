@@ -34,7 +34,11 @@ def _adult(sex: str, *, besides: set[str]) -> dict[str, str]:
         for c in Population(0).citizens(2000)
         if c.sex == sex and 25 <= c.age_on() < 60 and c.personal_id not in besides
     )
-    return {"full_name": person.full_name, "personal_id": person.personal_id}
+    return {
+        "full_name": person.full_name,
+        "personal_id": person.personal_id,
+        "birth_date": person.birth_date.isoformat(),
+    }
 
 
 async def test_a_search_finds_every_person_a_dossier_names_and_its_steps(

@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS dossier_steps (
     name       TEXT    NOT NULL,
     registry   TEXT    NOT NULL,
     operation  TEXT    NOT NULL,
-    status     TEXT    NOT NULL,           -- pending | running | done | failed
+    status     TEXT    NOT NULL,           -- pending | running | done | refused | failed
     attempts   INTEGER NOT NULL DEFAULT 0,
     job_id     INTEGER,
     result     BLOB,
@@ -87,8 +87,9 @@ UPDATE dossier_steps SET status = 'pending', job_id = :job_id, error = NULL, upd
 WHERE dossier = :dossier AND idx = :idx;
 
 -- name: step_done
-UPDATE dossier_steps SET status = 'done', attempts = :attempts, result = :result, reference = :reference,
-    error = NULL, updated_at = :now
+-- status: done, or refused (a registry's verdict, in error; the flow went on).
+UPDATE dossier_steps SET status = :status, attempts = :attempts, result = :result, reference = :reference,
+    error = :error, updated_at = :now
 WHERE dossier = :dossier AND idx = :idx;
 
 -- name: step_failed

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connectors.api import Endpoint, PermanentError, TransientError
+from connectors.api import Endpoint, PermanentError, TransientError, Verdict
 from connectors.identifiers import VIETNAM
 from connectors.insurance.client import InsuranceConnector
 from connectors.insurance.mapping import CARD_CODES, funeral_body
@@ -322,6 +322,29 @@ async def test_funeral_refusals(url: str) -> None:
             await bhxh.call("funeral.pay", {**FUNERAL, "beneficiary": None})
     assert (not_eligible.value.code, invalid.value.code) == ("207", "206")
     assert params.value.code == "invalid-params"
+    # The beneficiary being the deceased is the request's data, which an operator corrects: a
+    # 207, and no verdict on eligibility.
+    assert not isinstance(not_eligible.value, Verdict)
+    assert "the beneficiary cannot be the deceased" in str(not_eligible.value)
+
+
+async def test_a_funeral_allowance_the_deceased_is_not_eligible_for_is_a_verdict(url: str) -> None:
+    """BHXH answers 207 both for its verdict (the deceased was never insured: a child) and for
+    data it cannot pay on; maLyDo tells them apart, and only the verdict is one the gateway may
+    end a flow on. Nothing is paid, and the same request is refused the same way again."""
+    child = {**FUNERAL, "personal_id": "040215012345", "death_date": "2026-11-20"}
+    async with InsuranceConnector(endpoint(url), **SANDBOX_OFFICER) as bhxh:
+        refusals = []
+        for key in ("v-1", "v-2"):
+            with pytest.raises(Verdict) as caught:
+                await bhxh.call("funeral.pay", child, idempotency_key=key)
+            refusals.append(caught.value)
+    assert [(v.code, v.reason) for v in refusals] == [
+        ("207", "Không đủ điều kiện hưởng: "
+                "the deceased never contributed to social insurance nor drew a pension")
+    ] * 2  # fmt: skip
+    assert "not eligible" in str(refusals[0])
+    assert (await admin(url, "/_sandbox/stats"))["writes"] == {}
 
 
 async def set_faults(url: str, plan: dict[str, Any]) -> None:
