@@ -1,7 +1,7 @@
 -- PostgreSQL versions of blocks in ../dossiers.sql (see audit.sql here for the "base:" lines).
 
 -- name: schema
--- base: 2053c0c5a3208668
+-- base: 6e1b1957011bf91d
 CREATE TABLE IF NOT EXISTS dossiers (
     code         TEXT PRIMARY KEY,
     client       TEXT NOT NULL,
@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS dossier_steps (
     name       TEXT    NOT NULL,
     registry   TEXT    NOT NULL,
     operation  TEXT    NOT NULL,
-    status     TEXT    NOT NULL,
+    status     TEXT    NOT NULL,           -- pending | running | done | refused | failed
     attempts   BIGINT  NOT NULL DEFAULT 0,
     job_id     BIGINT,
     result     BYTEA,
