@@ -226,3 +226,22 @@ async def test_the_part_of_a_fetcher_still_writing_survives_another_fetch(
         assert await finished(writing) == [str(folder / f"{doc}.xml")]
     assert listing(folder) == [f"{doc}.xml"]
     assert (folder / f"{doc}.xml").read_bytes() == stored
+
+
+async def test_only_abandoned_parts_of_packages_are_removed(hub: Hub, tmp_path: Path) -> None:
+    """An abandoned part of a package (``.<id>.xml.<hex>.part``, ``.mime`` alike) goes, even with
+    the inbox empty; files that merely look alike (another program's, a user's) stay."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    abandoned = [".d0123.xml.0123456789abcdef.part", ".d4567.mime.fedcba9876543210.part"]
+    others = [
+        ".d0123.xml.part",  # an earlier version's fixed name: no lock tells whether it is written
+        ".notes.txt.0123456789abcdef.part",
+        ".d0123.xml.0123456789ABCDEF.part",
+        "d0123.xml.0123456789abcdef.part",
+    ]
+    for name in abandoned + others:
+        (folder / name).write_bytes(b"cut short")
+    (folder / ".d8901.xml.0123456789abcdef.part").mkdir()  # not a file: left alone
+    assert await finished(await fetcher(hub.url, folder)) == []
+    assert listing(folder) == sorted([".d8901.xml.0123456789abcdef.part", *others])
