@@ -17,7 +17,7 @@ import xml.parsers.expat
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import aiohttp
 import click
@@ -483,7 +483,7 @@ async def _save(resp: aiohttp.ClientResponse, head: bytes, target: Path) -> None
         raise click.ClickException(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
-def _put_in_place(out: Any, part: Path, target: Path) -> None:
+def _put_in_place(out: IO[bytes], part: Path, target: Path) -> None:
     """Sync ``part`` (open as ``out``) and rename it to ``target``: a power cut leaves one or the
     other, never a package cut short under the package's name."""
     out.flush()
