@@ -9,18 +9,12 @@ error naming the option, exit status 2.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import fcntl
 import json
 import os
-import re
-import secrets
-import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
@@ -28,7 +22,7 @@ from gateway.cliopts import config_option, existing_store, json_option, open_set
 from gateway.gil import quick_handoffs
 from gateway.settings import citizen_key
 from gateway.store import Store, StoreError
-from signing.files import fsync_dir, open_private
+from signing.files import fsync_dir, locked_part, open_private, remove_abandoned_parts
 
 __all__ = ["audit", "commands"]
 
@@ -298,8 +292,8 @@ def _publish(out: Path, data: bytes) -> None:
     mid-write leaves no cut-off bundle under the bundle's name (one the next export would refuse to
     write over, or an auditor could take for a whole one). The owner's alone, as the store: its
     events name dossiers and hold their citizens' hashes."""
-    _remove_abandoned_parts(out)
-    with _locked_part(out) as (part, f):
+    remove_abandoned_parts(out.parent, out.name.__eq__)
+    with locked_part(out) as (part, f):
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -312,92 +306,6 @@ def _publish(out: Path, data: bytes) -> None:
             open_private(out, "xb").close()
             os.replace(part, out)
         fsync_dir(out.parent)
-
-
-def _part_of(out: Path) -> Path:
-    """A new name for the file ``out`` is written to first: hidden, beside it."""
-    return out.with_name(f".{out.name}.{secrets.token_hex(_PART_TOKEN_BYTES)}.part")
-
-
-_PART_TOKEN_BYTES = 8
-_PART_TOKEN = re.compile(f"[0-9a-f]{{{2 * _PART_TOKEN_BYTES}}}")
-
-
-def _is_part_of(name: str, out: Path) -> bool:
-    """Whether ``name`` is one :func:`_part_of` gives ``out`` (not another program's look-alike)."""
-    head, tail = f".{out.name}.", ".part"
-    return (
-        name.startswith(head)
-        and name.endswith(tail)
-        and _PART_TOKEN.fullmatch(name[len(head) : -len(tail)]) is not None
-    )
-
-
-@contextlib.contextmanager
-def _locked_part(out: Path) -> Iterator[tuple[Path, IO[bytes]]]:
-    """A new file to write ``out`` in first, open, and locked (flock) until it is removed: the
-    mark, for another export to the same name, that it is being written. The kernel drops the lock
-    with the process however it ends (SIGKILL too), which a pid written in its name cannot tell as
-    surely (pids are reused, and differ between containers sharing the folder)."""
-    while True:
-        part = _part_of(out)
-        f = open_private(part, "xb")
-        try:
-            if _lock(f.fileno()) and os.fstat(f.fileno()).st_nlink:
-                break
-        except BaseException:
-            f.close()
-            part.unlink(missing_ok=True)
-            raise
-        # Taken for abandoned by another export between its creation and its lock (removed, or
-        # locked to be removed: that export's to remove): another name.
-        f.close()
-    try:
-        yield part, f
-    finally:
-        part.unlink(missing_ok=True)  # while still locked: never seen unlocked under this name
-        f.close()
-
-
-def _lock(fd: int) -> bool:
-    """Take the flock of ``fd``'s file: False if another process holds it. On a file system
-    without locks (ENOLCK) True, unlocked: no export can lock the file there to remove it either."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as exc:
-        if exc.errno != errno.ENOLCK:
-            raise
-    return True
-
-
-def _remove_abandoned_parts(out: Path) -> None:
-    """Remove the files exports to ``out`` were cut short writing (killed, a power cut): those no
-    process holds locked. Done as well as it can be: what it cannot remove is left as it was, and
-    the export goes on."""
-    try:
-        with os.scandir(out.parent) as entries:
-            names = [e.name for e in entries if _is_part_of(e.name, out)]
-    except OSError:  # a folder that cannot be listed: writing in it tells what is wrong
-        return
-    for name in names:
-        with contextlib.suppress(OSError):
-            _remove_if_abandoned(out.parent / name)
-
-
-def _remove_if_abandoned(part: Path) -> None:
-    """Remove ``part`` if it is a file no process holds locked (see :func:`_locked_part`)."""
-    fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # no symlink, no FIFO wait
-    try:
-        held = os.fstat(fd)
-        if not stat.S_ISREG(held.st_mode):
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if its exporter is writing it
-        if os.path.samestat(held, os.stat(part, follow_symlinks=False)):
-            part.unlink()
-    finally:
-        os.close(fd)
 
 
 @audit.command("export")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import unicodedata
 import xml.parsers.expat
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import aiohttp
 import click
@@ -48,7 +49,7 @@ from gateway.exchange.status import MEANINGS
 from gateway.exchange.stream import scan_file
 from gateway.exchange.xmldsig import sign_bytes, sign_file
 from signing.errors import SigningError
-from signing.files import open_private
+from signing.files import discard_part, fsync_dir, open_locked_part, remove_abandoned_parts
 
 __all__ = ["commands", "docs"]
 
@@ -454,6 +455,43 @@ def _doctype_end(head: bytes, at: int) -> int:
     return -1
 
 
+def _is_fetched_name(name: str) -> bool:
+    """Whether ``name`` is one ``inbox --fetch`` gives a package (``<id>.xml``, ``<id>.mime``)."""
+    return name.endswith((".xml", ".mime"))
+
+
+async def _save(resp: aiohttp.ClientResponse, head: bytes, target: Path) -> None:
+    """Write ``head`` and then ``resp``'s body to ``target``, whole or not at all: to a part of
+    this fetch's own beside it (signing.files: another fetch at the same time writes its own,
+    and the next fetch removes one a killed fetch left), synced, then renamed into place — over
+    an earlier copy of the same document, fetched again while still in the inbox. Readable by
+    its owner alone, as the store: a letter can name citizens. Raises ClickException when it
+    cannot be written."""
+    try:
+        part, out = await asyncio.to_thread(open_locked_part, target)
+        try:  # file I/O off the loop, one megabyte at a time
+            if head:
+                await asyncio.to_thread(out.write, head)
+            async for chunk in resp.content.iter_chunked(1 << 20):
+                await asyncio.to_thread(out.write, chunk)
+            await asyncio.to_thread(_put_in_place, out, part, target)
+        finally:
+            await asyncio.to_thread(discard_part, part, out)
+    except OSError as exc:
+        if isinstance(exc, aiohttp.ClientError):  # the hub's connection, not the file
+            raise
+        raise click.ClickException(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def _put_in_place(out: IO[bytes], part: Path, target: Path) -> None:
+    """Sync ``part`` (open as ``out``) and rename it to ``target``: a power cut leaves one or the
+    other, never a package cut short under the package's name."""
+    out.flush()
+    os.fsync(out.fileno())
+    os.replace(part, target)
+    fsync_dir(target.parent)
+
+
 @docs.command("inbox")
 @click.option("--after", default="", help="cursor from a previous answer")
 @click.option(
@@ -484,6 +522,7 @@ def inbox(
             raise click.ClickException(
                 f"--fetch: cannot make {fetch_dir}: {exc.strerror}"
             ) from None
+        remove_abandoned_parts(fetch_dir, _is_fetched_name)
 
     async def work(http: aiohttp.ClientSession) -> dict[str, Any]:
         async with http.get(
@@ -508,27 +547,7 @@ def inbox(
                     target = fetch_dir / f"{item['id']}.mime"
                     content_type = resp.headers.get("Content-Type", "")
                     head = f"MIME-Version: 1.0\r\nContent-Type: {content_type}\r\n\r\n".encode()
-                # Whole or not at all: fetched beside it, renamed once complete, so that a full
-                # disk or a dropped connection leaves no cut-off package under the package's name.
-                part = target.with_name(f".{target.name}.part")
-                try:
-                    # The owner's alone, as the store: a letter can name citizens.
-                    out = await asyncio.to_thread(open_private, part, "wb")
-                    try:  # file I/O off the loop, one megabyte at a time
-                        if head:
-                            await asyncio.to_thread(out.write, head)
-                        async for chunk in resp.content.iter_chunked(1 << 20):
-                            await asyncio.to_thread(out.write, chunk)
-                    finally:
-                        await asyncio.to_thread(out.close)
-                    await asyncio.to_thread(part.replace, target)
-                except BaseException as exc:
-                    await asyncio.to_thread(part.unlink, missing_ok=True)
-                    if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientError):
-                        raise click.ClickException(
-                            f"cannot write {target}: {exc.strerror or exc}"
-                        ) from None
-                    raise
+                await _save(resp, head, target)
             item["file"] = str(target)
             if ack:
                 async with http.post(

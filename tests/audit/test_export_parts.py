@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway.audit import cli as cli_module
+from signing import files
 from signing.testing import TestPKI
 from tests.audit.test_checkpoints import pki, tsa_url  # noqa: F401 - fixtures
 from tests.audit.test_verify_cli import _invoke, _listing, config  # noqa: F401 - fixture
@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # says "stalled" on stdout and then waits to be killed: an exporter caught mid-write.
 _STALLED_EXPORT = """
 import sys, time
-from gateway.audit import cli
+from signing import files
 
-real = cli.open_private
+real = files.open_private
 
 
 class Stalled:
@@ -53,7 +53,7 @@ class Stalled:
         time.sleep(3600)
 
 
-cli.open_private = lambda *a, **kw: Stalled(real(*a, **kw))
+files.open_private = lambda *a, **kw: Stalled(real(*a, **kw))
 from gateway.cli import main
 
 main(sys.argv[1:], prog_name="lienthong")
@@ -163,14 +163,14 @@ async def test_a_part_taken_for_abandoned_before_its_exporter_locks_it_is_made_a
     """Between a part's creation and its lock another export may take it for abandoned: having
     removed it ("done"), or holding its lock to ("at-work"). The exporter writes to a new one."""
     out_zip = tmp_path / "D1.zip"
-    real = cli_module.open_private
+    real = files.open_private
     taken: list[int] = []  # the fd the other export holds the part's lock with
 
     def raced(path: Path, mode: str = "wb", **kw: Any) -> Any:
         f = real(path, mode, **kw)
         if path.name.endswith(".part") and not taken:
             if remover == "done":  # another export, at that very moment
-                cli_module._remove_abandoned_parts(out_zip)
+                files.remove_abandoned_parts(out_zip.parent, out_zip.name.__eq__)
                 assert not path.exists()
                 taken.append(-1)
             else:
@@ -179,7 +179,7 @@ async def test_a_part_taken_for_abandoned_before_its_exporter_locks_it_is_made_a
                 taken.append(fd)
         return f
 
-    monkeypatch.setattr(cli_module, "open_private", raced)
+    monkeypatch.setattr(files, "open_private", raced)
     try:
         code, out = await _invoke(
             "export", "--config", str(config), "--dossier", "D1", str(out_zip)
