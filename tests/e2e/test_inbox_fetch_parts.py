@@ -82,9 +82,11 @@ class Valve:
 
 
 @asynccontextmanager
-async def valve(hub: Hub, port: int, budget: int) -> AsyncIterator[tuple[Valve, str]]:
+async def valve(hub: Hub, budget: int) -> AsyncIterator[tuple[Valve, str]]:
+    """A front for the hub on a port the kernel picks, letting ``budget`` bytes through."""
     v = Valve(int(hub.url.rsplit(":", 1)[1]), budget)
-    server = await asyncio.start_server(v.serve, "127.0.0.1", port)
+    server = await asyncio.start_server(v.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
     try:
         yield v, f"http://127.0.0.1:{port}"
     finally:
@@ -161,8 +163,8 @@ async def test_two_fetches_at_once_each_end_with_the_document_whole(
     doc, stored = await deliver(hub, pki, pdf, "12")
     folder = tmp_path / "in"
     async with (
-        valve(hub, 9201, BUDGET) as (first_valve, first_url),
-        valve(hub, 9202, BUDGET) as (second_valve, second_url),
+        valve(hub, BUDGET) as (first_valve, first_url),
+        valve(hub, BUDGET) as (second_valve, second_url),
     ):
         first = await fetcher(first_url, folder)
         await first_valve.holding.wait()
@@ -188,7 +190,7 @@ async def test_the_part_of_a_fetcher_killed_mid_write_is_removed_by_the_next_fet
     meanwhile (another run, another system of the agency's), and it never comes again."""
     doc, _ = await deliver(hub, pki, pdf, "12")
     folder = tmp_path / "in"
-    async with valve(hub, 9203, BUDGET) as (held, url):
+    async with valve(hub, BUDGET) as (held, url):
         killed = await fetcher(url, folder)
         await held.holding.wait()
         await until(lambda: any(parts(folder).values()), "the fetcher's part")
@@ -210,7 +212,7 @@ async def test_the_part_of_a_fetcher_still_writing_survives_another_fetch(
 ) -> None:
     doc, stored = await deliver(hub, pki, pdf, "12")
     folder = tmp_path / "in"
-    async with valve(hub, 9204, BUDGET) as (held, url):
+    async with valve(hub, BUDGET) as (held, url):
         writing = await fetcher(url, folder)
         await held.holding.wait()
         await until(lambda: any(parts(folder).values()), "the fetcher's part")
