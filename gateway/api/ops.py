@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from gateway.api.common import json_response
+from gateway.api.documents import HUB_KEY
 from gateway.app import RUNTIME
 from gateway.auth import IDENTITY_KEY, Identity
+from gateway.exchange.blobs import BlobStore
+from gateway.exchange.hub import DocumentHub
 from gateway.outbox.jobs import depth
 from gateway.problems import Problem
 from gateway.store import Store, StoreError, Tx
@@ -28,6 +32,12 @@ _PROBE_BYTES = 64 * 1024
 # pool's connect timeout (10 s), Prometheus' whole scrape timeout, and a readiness probe's
 # timeout came before its 503.
 PROBE_TIMEOUT_S = 2.0
+# A blob folder with less room than this is full: it takes no edXML package worth the name (a
+# signed one with its PDF is tens of KiB, and is written twice: the package, then its files).
+BLOB_ROOM_BYTES = 1024 * 1024
+# In Runtime.extras: the blob folder's check in flight. A poll that comes while it has not
+# answered (a hung network mount) waits for it rather than tie up another thread.
+_BLOB_CHECK = "ops.blob-check"
 
 
 @routes.get("/healthz")
@@ -38,7 +48,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to accept work: the store answers, the worker runs, the audit log can checkpoint."""
+    """Ready to accept work: the store answers, the document blob folder can be written (when
+    the hub takes documents), the worker runs, the audit log can checkpoint."""
     runtime = request.app[RUNTIME]
     checks = {"store": await store_check(runtime.store)}
     worker = runtime.worker
@@ -46,6 +57,9 @@ async def readyz(request: web.Request) -> web.Response:
         checks["outbox"] = "not running"
     else:  # a worker whose every claim fails delivers nothing, however alive it is
         checks["outbox"] = f"failing: {worker.claim_failure}" if worker.claim_failure else "ok"
+    hub = runtime.extras.get(HUB_KEY)
+    if isinstance(hub, DocumentHub):  # documents are taken: each needs its blobs written
+        checks["blobs"] = await blobs_check(runtime.extras, hub.blobs)
     unready = {name for name, v in checks.items() if v != "ok"}
     # The other checks (the audit log's) may be ready and still say something is wrong: their
     # checkpoints fail, but new work is still taken (fail_closed_after_s not reached, or 0).
@@ -90,6 +104,22 @@ async def store_check(store: Store) -> str:
     except TimeoutError:
         return f"failing: no answer within {PROBE_TIMEOUT_S:g} s"
     return "ok"
+
+
+async def blobs_check(extras: dict[str, Any], blobs: BlobStore) -> str:
+    """The blob folder's check: ``ok``, or ``failing: <why>`` (the folder gone, not a
+    directory, unwritable, full: every POST /v1/documents would answer 503). No write: a stat,
+    on a worker thread, at most one at a time."""
+    pending = extras.get(_BLOB_CHECK)
+    if not isinstance(pending, asyncio.Future) or pending.done():
+        pending = asyncio.ensure_future(asyncio.to_thread(blobs.trouble, BLOB_ROOM_BYTES))
+        extras[_BLOB_CHECK] = pending
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            trouble = await asyncio.shield(pending)
+    except TimeoutError:
+        return f"failing: no answer within {PROBE_TIMEOUT_S:g} s"
+    return "ok" if trouble is None else f"failing: {trouble}"
 
 
 def _write_probe(tx: Tx) -> None:

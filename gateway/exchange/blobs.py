@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -160,6 +161,29 @@ class BlobStore:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BlobError(f"cannot create blob directory {self.root}: {exc.strerror}") from exc
+
+    def trouble(self, min_free_bytes: int) -> str | None:
+        """Why no blob can be written here now (naming the folder), or None. Writes nothing:
+        /readyz asks at every poll. A stat and an access(2) of the folder and its temp area
+        (where every intake is staged), and the room left on their file system."""
+        for folder in (self.root, self.tmp_dir):
+            try:
+                if not stat.S_ISDIR(os.stat(folder).st_mode):
+                    return f"{folder}: not a directory"
+                # access(2) answers EROFS for a read-only mount, even to root.
+                if not os.access(folder, os.W_OK | os.X_OK):
+                    return f"{folder}: not writable by this process"
+            except OSError as exc:
+                return f"{folder}: {exc.strerror}"
+        try:
+            fs = os.statvfs(self.tmp_dir)
+        except OSError as exc:
+            return f"{self.tmp_dir}: {exc.strerror}"
+        # Root may write into the blocks the file system keeps back from everyone else.
+        free = (fs.f_bfree if os.geteuid() == 0 else fs.f_bavail) * fs.f_frsize
+        if free < min_free_bytes:
+            return f"{self.root}: full ({free} bytes free, less than {min_free_bytes})"
+        return None
 
     def path(self, sha256: str) -> Path:
         if not _HEX.match(sha256):

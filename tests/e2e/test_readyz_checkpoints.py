@@ -42,6 +42,7 @@ async def test_readiness_names_failing_checkpoints_while_work_is_still_taken(
             assert r.status == 200
             assert (await r.json())["checks"] == {
                 "store": "ok",
+                "blobs": "ok",
                 "outbox": "ok",
                 "audit": "degraded",
             }

@@ -134,3 +134,23 @@ def test_purge_deletes_all_but_what_a_row_names_after_all(tmp_path: Path) -> Non
     assert not a.path.exists() and b.path.read_bytes() == b"named by a row committed meanwhile"
     assert blobs.stale(DAY) == [b.sha256]  # still old: the next sweep asks the store again
     assert not list(blobs.trash_dir.iterdir())
+
+
+# -- trouble(): what /readyz is told of the folder, without a write ---------------------------
+
+
+def test_a_writable_folder_with_room_has_no_trouble(tmp_path: Path) -> None:
+    assert BlobStore(tmp_path / "b").trouble(min_free_bytes=1) is None
+
+
+def test_a_folder_with_less_room_than_asked_is_full(tmp_path: Path) -> None:
+    # The real file system's free space, asked for more than any disk holds.
+    said = BlobStore(tmp_path / "b").trouble(min_free_bytes=2**62)
+    assert said is not None and said.startswith(f"{tmp_path / 'b'}: full ("), said
+
+
+def test_trouble_names_the_missing_folder_and_writes_nothing(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "b")
+    blobs.tmp_dir.rmdir()
+    assert blobs.trouble(min_free_bytes=1) == f"{blobs.tmp_dir}: No such file or directory"
+    assert not blobs.tmp_dir.exists()  # not made again: the check only looks
