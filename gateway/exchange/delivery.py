@@ -300,7 +300,14 @@ class PushHandler:
             raise PermanentError("documents", f"{shown} refused the package with {code}")
 
     def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+        self,
+        tx: Tx,
+        job: Job,
+        error: BaseException,
+        *,
+        dead: bool,
+        retry_in: float | None,
+        given_up: str | None = None,
     ) -> None:
         if dead:  # it holds nothing back any more
             doc = tx.one("documents.get", id=str(job.payload["document"]))
