@@ -28,7 +28,15 @@ from aiohttp.payload import BufferedReaderPayload
 from connectors.api import PermanentError, TransientError, transient_status
 from gateway.exchange.blobs import BlobStore
 from gateway.exchange.hub import PUSH_KIND, STATUS_PUSH_KIND, AgencyRoute
-from gateway.outbox import Breakers, Delivery, Job, NotYet, endpoint_of, wait_behind
+from gateway.outbox import (
+    Breakers,
+    Delivery,
+    Job,
+    NotYet,
+    after_giving_up,
+    endpoint_of,
+    wait_behind,
+)
 from gateway.settings import shown_url
 from gateway.store import Row, Tx
 
@@ -300,18 +308,27 @@ class PushHandler:
             raise PermanentError("documents", f"{shown} refused the package with {code}")
 
     def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+        self,
+        tx: Tx,
+        job: Job,
+        error: BaseException,
+        *,
+        dead: bool,
+        retry_in: float | None,
+        given_up: str | None = None,
     ) -> None:
         if dead:  # it holds nothing back any more
             doc = tx.one("documents.get", id=str(job.payload["document"]))
             if doc is not None:
                 _wake(tx, job, doc["id"], str(doc["target"] or doc["id"]))
         if self.kind == PUSH_KIND:
+            # Shown to the sender: a push given up for its time of failing says so first.
+            said = f"{type(error).__name__}: {error}"
             tx.execute(
                 "documents.delivery_failed",
                 document=str(job.payload["document"]),
                 recipient=str(job.payload["recipient"]),
-                error=f"{type(error).__name__}: {error}"[:500],
+                error=(said if given_up is None else after_giving_up(given_up, said))[:500],
             )
 
 

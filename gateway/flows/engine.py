@@ -24,7 +24,7 @@ from gateway.flows.definitions import FLOWS, Context, Step
 from gateway.metrics import Metrics
 from gateway.outbox.breaker import Breakers, call_registry
 from gateway.outbox.jobs import Job
-from gateway.outbox.worker import Delivery
+from gateway.outbox.worker import Delivery, after_giving_up
 from gateway.store import Store, Tx
 
 __all__ = ["FlowStepHandler", "slim"]
@@ -192,15 +192,26 @@ class FlowStepHandler:
         return record
 
     def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+        self,
+        tx: Tx,
+        job: Job,
+        error: BaseException,
+        *,
+        dead: bool,
+        retry_in: float | None,
+        given_up: str | None = None,
     ) -> None:
+        """The step's failed attempt in its dossier, with the registry's own words (which the
+        job's last_error withholds); a step given up for its time of failing says so first: the
+        province's operator tells "BHXH failed every call for three days" from a few refusals."""
         assert job.dossier is not None
+        said = str(error) or type(error).__name__  # never empty: a bare TimeoutError
         dossiers.step_failed(
             tx,
             job.dossier,
             int(job.payload["index"]),
             attempts=job.attempts,
-            error=str(error) or type(error).__name__,  # never empty: a bare TimeoutError
+            error=said if given_up is None else after_giving_up(given_up, said),
             dead=dead,
             permanent=isinstance(error, PermanentError),
             # The registry recorded the write, whatever became of the call after it.

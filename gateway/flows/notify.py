@@ -239,7 +239,14 @@ class CallbackHandler:
             )
 
     def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+        self,
+        tx: Tx,
+        job: Job,
+        error: BaseException,
+        *,
+        dead: bool,
+        retry_in: float | None,
+        given_up: str | None = None,
     ) -> None:
         """The worker's job row and audit event say it all; the dossier is not changed by this.
         A dead callback no longer holds the later ones back: they are due now."""
@@ -291,7 +298,14 @@ class _PortalJob:
         return lambda tx: result.reference
 
     def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+        self,
+        tx: Tx,
+        job: Job,
+        error: BaseException,
+        *,
+        dead: bool,
+        retry_in: float | None,
+        given_up: str | None = None,
     ) -> None:
         """Nothing to record beside the job's own row and audit event."""
 
@@ -394,7 +408,14 @@ class PortalProgressHandler(_PortalJob):
         return _then_wake(job, await self._send("dossier.progress", dict(job.payload), job))
 
     def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+        self,
+        tx: Tx,
+        job: Job,
+        error: BaseException,
+        *,
+        dead: bool,
+        retry_in: float | None,
+        given_up: str | None = None,
     ) -> None:
         """A dead record no longer holds the later ones back: they are due now."""
         if dead:

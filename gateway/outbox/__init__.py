@@ -16,7 +16,7 @@ from .breaker import (
 from .errors import AttemptLost, JobNotFound, NotDead, OutboxError
 from .jobs import STATES, Job, JobState, counts, enqueue, get_job, list_jobs, replay
 from .retry import RetryDecision, RetryPolicy, call_with_retries
-from .worker import Delivery, JobHandler, Worker, storable
+from .worker import Delivery, JobHandler, Worker, after_giving_up, storable
 
 __all__ = [
     "STATES",
@@ -36,6 +36,7 @@ __all__ = [
     "RetryDecision",
     "RetryPolicy",
     "Worker",
+    "after_giving_up",
     "call_with_retries",
     "counts",
     "endpoint_of",

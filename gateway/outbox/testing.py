@@ -41,6 +41,7 @@ class Failure:
     error: str
     dead: bool
     retry_in: float | None
+    given_up: str | None = None  # why it was given up for its time of failing (see Worker)
 
 
 class ScriptedHandler:
@@ -96,11 +97,18 @@ class ScriptedHandler:
         return record
 
     def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+        self,
+        tx: Tx,
+        job: Job,
+        error: BaseException,
+        *,
+        dead: bool,
+        retry_in: float | None,
+        given_up: str | None = None,
     ) -> None:
         if self.failed_error is not None:
             raise self.failed_error
-        self.failures.append(Failure(job.id, job.attempts, str(error), dead, retry_in))
+        self.failures.append(Failure(job.id, job.attempts, str(error), dead, retry_in, given_up))
 
 
 async def audit_entries(store: Store) -> list[dict[str, Any]]:

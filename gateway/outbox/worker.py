@@ -30,7 +30,8 @@ it cannot be told from an endpoint that is down): attempts never end it, time do
 Giving up: a job that has been failing for ``give_up_after`` seconds (``[outbox]
 give_up_after_s``, three days; 0: never) is given up at its next failure, whatever its attempts: dead,
 its ``last_error`` and ``job.dead`` event saying so ("given up: failing for 1 d 0 h since its
-first failed try (97 failed tries; …); last error: …"), told to its handler as any death, and
+first failed try (97 failed tries; …); last error: …"), told to its handler as a death with
+that reason (``given_up``: a flow step's error and history in its dossier say it too), and
 replayable. The clock is the job's first failed try, trials included, not its creation: a job
 queued, or parked, behind a circuit that others' failures keep open has failed nothing. Only a
 failed try ends it: a job refused by the open circuit, parked on it, or waiting for an earlier one
@@ -112,7 +113,7 @@ from .jobs import Job, depth, job_from_row, step_of
 from .retry import RetryDecision, RetryPolicy
 from .views import escape_controls
 
-__all__ = ["Delivery", "JobHandler", "Worker", "storable"]
+__all__ = ["Delivery", "JobHandler", "Worker", "after_giving_up", "storable"]
 
 log = logging.getLogger("lienthong.outbox")
 
@@ -133,10 +134,21 @@ class JobHandler(Protocol):
         ...
 
     def failed(
-        self, tx: Tx, job: Job, error: BaseException, *, dead: bool, retry_in: float | None
+        self,
+        tx: Tx,
+        job: Job,
+        error: BaseException,
+        *,
+        dead: bool,
+        retry_in: float | None,
+        given_up: str | None = None,
     ) -> None:
         """Record a failed attempt in the handler's own state, inside the worker's transaction
-        (with the job update and the audit event). ``retry_in`` is None when ``dead``."""
+        (with the job update and the audit event). ``retry_in`` is None when ``dead``.
+        ``given_up``: why the job is dead when it is not ``error`` itself — it has been failing
+        for ``[outbox] give_up_after_s`` ("given up: failing for 3 d 0 h since its first failed
+        try (…)"), else None; what the handler shows of the death should say it, before the
+        error's own words (:func:`after_giving_up`)."""
         ...
 
 
@@ -738,8 +750,9 @@ class Worker:
         def work(tx: Tx, *, with_handler: bool) -> tuple[bool, str]:
             dead = decision is None
             reason = text
+            given_up: str | None = None
             if not dead and judged and (given_up := self._failing(tx, job, now)) is not None:
-                dead, reason = True, _clip(f"{given_up}; last error: {text}")
+                dead, reason = True, _clip(after_giving_up(given_up, text))
             if dead:
                 changed = tx.execute(
                     "outbox.bury", id=job.id, owner=job.owner, error=reason, now=now
@@ -762,7 +775,7 @@ class Worker:
             self._release(tx, job, calls, now)
             retry_in = None if dead or decision is None else decision.delay
             if with_handler and handler is not None:
-                handler.failed(tx, job, error, dead=dead, retry_in=retry_in)
+                handler.failed(tx, job, error, dead=dead, retry_in=retry_in, given_up=given_up)
             append(
                 tx,
                 AuditEvent(
@@ -917,6 +930,13 @@ def _span(seconds: float) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def after_giving_up(given_up: str, last_error: str) -> str:
+    """What a job given up for its time of failing (``given_up``: why, from the worker) says of
+    its death: why first, then its last error — its ``last_error`` and ``job.dead`` event (the
+    error's code), and a flow step's error and history (the registry's words) alike."""
+    return f"{given_up}; last error: {last_error}"
 
 
 def _clip(text: str) -> str:

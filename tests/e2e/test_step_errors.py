@@ -11,6 +11,7 @@ from aiohttp import web
 
 from connectors.insurance.sandbox import PASSWORD, USERNAME, create_app
 from connectors.sandboxes import serve_app
+from gateway.outbox import list_jobs
 from tests.e2e.conftest import Gateway
 from tests.e2e.test_flows import _step, dossiers
 
@@ -118,3 +119,48 @@ async def test_an_error_without_words_is_named_by_its_kind(make_gateway: Any) ->
     card = _step(view, "issue_health_card")
     assert (view["status"], card["error"]) == ("failed", "TimeoutError"), card
     assert [h["error"] for h in card["history"]] == ["TimeoutError"] * 2, card
+
+
+async def test_a_step_given_up_after_give_up_after_s_says_so_on_the_dossier(
+    make_gateway: Any, store_section: dict[str, str]
+) -> None:
+    """Found by reading the give-up change: a flow step's job given up after ``[outbox]
+    give_up_after_s`` of failing had its job's last_error say "given up: failing for …", but the
+    dossier's step (its error, its history's last entry, and so the callback's document) said
+    only the registry's last error, as after any death: "BHXH failed every call for three days"
+    read as "BHXH refused a few times". Attempts enough that only the time can end it here."""
+    many = {"max_attempts": 1000, "base_delay_s": 0.01, "max_delay_s": 0.05, "jitter": 0.0}
+    hook = "http://127.0.0.1:8999/hook"  # nobody listens: only its frozen document is read
+    async with insurance_in_maintenance() as insurance:
+        insurance["retry"] = many
+        async with make_gateway(
+            store=store_section,
+            registries={"insurance": insurance},
+            outbox={"give_up_after_s": 0.5},
+            callback_urls=[hook],
+        ) as gw:
+            doc = dossiers(1, death_share=0, callback_url=hook)[0]
+            async with await gw.post("/v1/dossiers", doc) as r:
+                assert r.status == 202, await r.text()
+            view = await gw.wait_status(doc["code"], STOPPED)
+            callbacks = [
+                j.payload["document"]
+                for j in await gw.runtime.store.read(lambda tx: list_jobs(tx, limit=1000))
+                if j.kind == "callback"
+            ]
+    assert view["status"] == "failed", view
+    card = _step(view, "issue_health_card")
+    assert card["status"] == "failed", card
+    error = card["error"]
+    assert error.startswith("given up: failing for "), card
+    assert "since its first failed try (" in error and " failed tries; " in error, card
+    assert "[outbox] give_up_after_s = 0.5); last error: " in error, card
+    # The registry's own words, as the dossier keeps them (the job's last_error keeps its code).
+    assert error.endswith("maintenance)"), card
+    outcomes = [h["outcome"] for h in card["history"]]
+    assert outcomes[-1] == "dead" and set(outcomes[:-1]) == {"retry"}, card
+    assert card["history"][-1]["error"] == error, card
+    assert not any("given up" in h["error"] for h in card["history"][:-1]), card
+    # The callback telling the client of the failure carries the same step.
+    told = max(callbacks, key=lambda d: d["version"])
+    assert told["status"] == "failed" and _step(told, "issue_health_card") == card, told

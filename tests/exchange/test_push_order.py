@@ -415,3 +415,41 @@ async def test_a_delivery_once_acked_shows_no_earlier_error(
     assert "answered 503" in (await line(pulled))["last_error"]  # delivered: not yet confirmed
     await hub.ack(pulled, NGHE_AN, subsystem="s")
     assert await line(pulled) == {"delivery": "acked", "attempts": 1, "last_error": None}
+
+
+async def test_a_push_given_up_for_its_time_of_failing_says_so_to_the_sender(
+    hub: DocumentHub,
+    make_package: Callable[..., bytes],
+    endpoint: tuple[Endpoint, str],
+    session: aiohttp.ClientSession,
+) -> None:
+    """Found with the dossiers' give-up fix: a push given up after ``[outbox] give_up_after_s``
+    of failing showed its sender (``last_error``) only the agency's last 503, as if it had
+    failed a few times, not for that long."""
+    ep, url = endpoint
+    ep.down = True
+    hub = _pushing(hub, NGHE_AN, url)
+    clock = ManualClock()
+    handlers = delivery.handlers(
+        hub.store,
+        hub.blobs,
+        hub.agencies,
+        lambda: session,
+        breakers=Breakers(failure_threshold=10_000, clock=clock),
+    )
+    worker = Worker(
+        hub.store,
+        handlers,
+        policy=RetryPolicy(max_attempts=100, base_delay=10, max_delay=10, jitter=0),
+        concurrency=1,
+        clock=clock,
+        give_up_after=60,
+    )
+    doc = (await hub.receive(chunks(make_package()), sender=TAY_NINH_STC, subsystem="s")).id
+    await _drain(worker, clock, 10)
+    (job,) = await _jobs(hub, "dead")
+    (shown,) = (await hub.statuses(doc, TAY_NINH_STC))["recipients"]
+    assert shown["last_error"].startswith("given up: failing for 1 min 0 s since its first"), shown
+    assert "[outbox] give_up_after_s = 60); last error: " in shown["last_error"], shown
+    assert shown["last_error"].endswith("answered 503"), shown
+    assert job.last_error is not None and job.last_error.startswith("given up: failing for")

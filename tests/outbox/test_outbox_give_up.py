@@ -140,6 +140,13 @@ async def test_a_job_failing_alone_goes_dead_once_it_has_failed_for_the_limit(
     assert (events[-1]["action"], events[-1]["outcome"]) == ("job.dead", "dead")
     assert events[-1]["detail"] == f"attempt 2 (the trial of circuit civil_status): {j.last_error}"
     assert [f.dead for f in handler.failures] == [False] * tries + [True]
+    # The handler is told why, apart from the error itself (whose type and recorded reference it
+    # reads): a flow step's dossier shows it (tests/e2e/test_step_errors.py).
+    last = handler.failures[-1]
+    assert last.error == "civil_status: HTTP 503: Service Unavailable"
+    assert last.given_up is not None and j.last_error.startswith(last.given_up + "; last error: ")
+    assert last.given_up.endswith("[outbox] give_up_after_s = 3600)")
+    assert [f.given_up for f in handler.failures[:-1]] == [None] * tries
     assert metrics.dead_letters.labels(kind="registry")._value.get() == 1
 
     # Nothing more happens to it.
