@@ -71,9 +71,9 @@ def _innermost_context(error: BaseException) -> click.Context | None:
 class _Lienthong(click.Group):
     """The ``lienthong`` group: every click usage error under it, at any depth, is one line.
 
-    Only the usage error's rendering changes: click's ``main`` still does everything else (help,
-    ``--version``, ``sys.exit(n)``/``ctx.exit(n)``, ``Error: …`` exit 1 for other ClickExceptions,
-    ``Aborted!``, EPIPE, shell completion). A bare group (``lienthong``, ``lienthong outbox``) still
+    Only the usage error's and the interrupt's rendering change: click's ``main`` still does
+    everything else (help, ``--version``, ``sys.exit(n)``/``ctx.exit(n)``, ``Error: …`` exit 1 for
+    other ClickExceptions, ``Aborted!`` for click.Abort, EPIPE, shell completion). A bare group (``lienthong``, ``lienthong outbox``) still
     prints its help, as click's NoArgsIsHelpError does."""
 
     def make_context(
@@ -97,6 +97,26 @@ class _Lienthong(click.Group):
             if _told_as_click_does(exc):
                 raise
             raise _OneLineUsageError(exc, ctx.command_path) from exc
+        except KeyboardInterrupt as exc:
+            raise _Interrupted((_innermost_context(exc) or ctx).command_path) from None
+
+
+class _Interrupted(click.ClickException):
+    """Ctrl-C: ``Error: <command>: interrupted``, exit 130 (128 + SIGINT, as shells report it).
+
+    click said ``Aborted!`` after a blank line, exit 1 — the code of a command that failed, so that
+    ``lienthong audit verify || alarm`` took an interrupt for an altered log. The commands that
+    serve until interrupted catch it themselves and exit 0."""
+
+    exit_code = 130
+
+    def __init__(self, command_path: str) -> None:
+        super().__init__(f"{command_path}: interrupted")
+
+    def show(self, file: Any = None) -> None:
+        if sys.stderr.isatty():  # after the terminal's ^C, not on its line
+            click.echo(err=True)
+        super().show(file)
 
 
 def _told_as_click_does(error: click.UsageError) -> bool:

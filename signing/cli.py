@@ -71,8 +71,10 @@ def _write(path: str, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(part, target)
-    except OSError as exc:
+    except BaseException as exc:  # a Ctrl-C too: no .OUT.part left behind
         part.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
         _fail(f"cannot write {path}: {exc.strerror or exc}")
 
 
