@@ -3,6 +3,10 @@ assembles them and turns every expected failure into a one-line message and a no
 
 from __future__ import annotations
 
+# First, before the imports that take a second or two: Ctrl-C meanwhile is one line, exit 130.
+from gateway import clistart
+
+# isort: split
 import asyncio
 import errno
 import importlib
@@ -337,6 +341,8 @@ for _module in (
 ):
     for _command in importlib.import_module(_module).commands:
         main.add_command(_command)
+
+clistart.imported()  # every group imported: Ctrl-C is KeyboardInterrupt again (see _Interrupted)
 
 
 if __name__ == "__main__":  # python -m gateway.cli

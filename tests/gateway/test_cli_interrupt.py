@@ -96,3 +96,35 @@ def test_sign_interrupted_writes_nothing(
     )
     assert (code, out, err) == (130, "", "Error: lienthong sign: interrupted\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.xml"]
+
+
+def test_interrupted_while_starting_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """Ctrl-C in the second or two ``lienthong`` spends importing its modules (pyHanko, aiohttp,
+    lxml) was a Python traceback through the import machinery. The interrupt is made to land
+    there: a ``sitecustomize`` holds the import of aiohttp (which gateway.cli makes) until
+    SIGINT comes."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import sys, time\n"
+        "class Hold:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'aiohttp':\n"
+        "            sys.stdout.write('importing\\n'); sys.stdout.flush(); time.sleep(60)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Hold())\n"
+    )
+    with subprocess.Popen(
+        [str(ENTRY_POINT), "--version"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{ROOT}"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "importing\n"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert (process.returncode, out, err) == (130, "", "Error: lienthong: interrupted\n")
