@@ -72,13 +72,38 @@ def _innermost_context(error: BaseException) -> click.Context | None:
     return found
 
 
+def _writing_stdout(error: BaseException) -> bool:
+    """Whether ``error`` was raised by click.echo writing to standard output."""
+    import traceback
+
+    return any(
+        frame.f_code is click.utils.echo.__code__ and frame.f_locals.get("file") is sys.stdout
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+    )
+
+
 class _Lienthong(click.Group):
     """The ``lienthong`` group: every click usage error under it, at any depth, is one line.
 
-    Only the usage error's and the interrupt's rendering change: click's ``main`` still does
+    Only the usage error's, the interrupt's and an unwritable output's rendering change (the
+    last: ``Error: <command>: cannot write the output: …``, exit 1): click's ``main`` still does
     everything else (help, ``--version``, ``sys.exit(n)``/``ctx.exit(n)``, ``Error: …`` exit 1 for
     other ClickExceptions, ``Aborted!`` for click.Abort, EPIPE, shell completion). A bare group (``lienthong``, ``lienthong outbox``) still
     prints its help, as click's NoArgsIsHelpError does."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as exc:
+            # click's main tells a closed pipe (EPIPE) itself, silently; any other failure to
+            # write the output (a full disk: ENOSPC, EIO) was a traceback.
+            if not kwargs.get("standalone_mode", True) or not _writing_stdout(exc):
+                raise
+            sys.stdout = open(os.devnull, "w")  # else flushed again at exit, failing
+            ctx = _innermost_context(exc)
+            where = ctx.command_path if ctx is not None else self.name or "lienthong"
+            click.echo(f"Error: {where}: cannot write the output: {exc.strerror or exc}", err=True)
+            sys.exit(1)
 
     def make_context(
         self,
