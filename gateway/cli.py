@@ -22,7 +22,14 @@ import click
 from aiohttp import web
 
 from gateway.audit.checkpoints import CheckpointError
-from gateway.cliopts import cli_user, config_option, existing_store, json_option, open_settings
+from gateway.cliopts import (
+    cli_user,
+    config_option,
+    existing_store,
+    json_option,
+    open_settings,
+    require_utf8,
+)
 from gateway.exchange.errors import ExchangeError
 from gateway.settings import Settings, SettingsError
 from gateway.store import StoreError
@@ -296,6 +303,7 @@ def _not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """An empty argument is a usage error (exit 2), as the README says, not "no dossier ''"."""
     if not value.strip():
         raise click.BadParameter("is empty: name the dossier to resume", ctx=ctx, param=param)
+    require_utf8(ctx, param, value)
     return value
 
 

@@ -116,6 +116,21 @@ CASES = {
         "lienthong flows resume",
         ["Invalid value for 'CODE'", "is empty"],
     ),
+    # bytes of the command line that are not UTF-8 (Python's surrogates), where a name is matched
+    # against the store: each was a traceback (UnicodeEncodeError) once the store was opened
+    "nested: argument not UTF-8": (
+        ["flows", "resume", "\udcff"],
+        "lienthong flows resume",
+        ["Invalid value for 'CODE'", "not UTF-8", "'\\xff'"],
+    ),
+    **{
+        f"audit query {option}: not UTF-8": (
+            ["audit", "query", option, "a\udcffb"],
+            "lienthong audit query",
+            [f"Invalid value for '{option}'", "not UTF-8", "'a\\xffb'"],
+        )
+        for option in ("--dossier", "--document", "--member", "--service", "--cursor")
+    },
     # bad choice
     "top-level command: bad choice": (
         ["sign", "docx", "a", "b", "--key", "k"],
