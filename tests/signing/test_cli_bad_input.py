@@ -237,6 +237,27 @@ def test_sign_interrupted_while_writing_leaves_no_part(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.xml", "o.xml"]
 
 
+def test_a_file_name_in_bytes_that_are_not_utf8_is_shown_escaped(
+    pki: TestPKI, tmp_path: Path
+) -> None:
+    """Found by probing: ``sign xml $'\\xff.xml' …`` said ``error: \\udcff.xml …``, Python's
+    surrogate for the byte, where ``docs`` shows it as ``\\xff``."""
+    name = os.fsdecode(b"\xff.xml")  # the str Python makes of that file name: '\udcff.xml'
+    (tmp_path / name).write_bytes(b"<a/>")
+    result = CliRunner().invoke(
+        sign,
+        [
+            "pdf",
+            str(tmp_path / name),
+            str(tmp_path / "o.pdf"),
+            "--key",
+            str(pki.key_path("gateway")),
+        ],
+    )
+    line = one_line_error(result, 2, "\\xff.xml is not a PDF")
+    assert "udcff" not in line
+
+
 # ---- 7. input that is not an XML / PDF document at all ----------------------------------------
 @pytest.mark.parametrize(
     ("kind", "content", "words"),
