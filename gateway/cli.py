@@ -3,6 +3,10 @@ assembles them and turns every expected failure into a one-line message and a no
 
 from __future__ import annotations
 
+# First, before the imports that take a second or two: Ctrl-C meanwhile is one line, exit 130.
+from gateway import clistart
+
+# isort: split
 import asyncio
 import errno
 import importlib
@@ -18,7 +22,14 @@ import click
 from aiohttp import web
 
 from gateway.audit.checkpoints import CheckpointError
-from gateway.cliopts import cli_user, config_option, existing_store, json_option, open_settings
+from gateway.cliopts import (
+    cli_user,
+    config_option,
+    existing_store,
+    json_option,
+    open_settings,
+    require_utf8,
+)
 from gateway.exchange.errors import ExchangeError
 from gateway.settings import Settings, SettingsError
 from gateway.store import StoreError
@@ -68,13 +79,38 @@ def _innermost_context(error: BaseException) -> click.Context | None:
     return found
 
 
+def _writing_stdout(error: BaseException) -> bool:
+    """Whether ``error`` was raised by click.echo writing to standard output."""
+    import traceback
+
+    return any(
+        frame.f_code is click.utils.echo.__code__ and frame.f_locals.get("file") is sys.stdout
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+    )
+
+
 class _Lienthong(click.Group):
     """The ``lienthong`` group: every click usage error under it, at any depth, is one line.
 
-    Only the usage error's rendering changes: click's ``main`` still does everything else (help,
-    ``--version``, ``sys.exit(n)``/``ctx.exit(n)``, ``Error: …`` exit 1 for other ClickExceptions,
-    ``Aborted!``, EPIPE, shell completion). A bare group (``lienthong``, ``lienthong outbox``) still
+    Only the usage error's, the interrupt's and an unwritable output's rendering change (the
+    last: ``Error: <command>: cannot write the output: …``, exit 1): click's ``main`` still does
+    everything else (help, ``--version``, ``sys.exit(n)``/``ctx.exit(n)``, ``Error: …`` exit 1 for
+    other ClickExceptions, ``Aborted!`` for click.Abort, EPIPE, shell completion). A bare group (``lienthong``, ``lienthong outbox``) still
     prints its help, as click's NoArgsIsHelpError does."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as exc:
+            # click's main tells a closed pipe (EPIPE) itself, silently; any other failure to
+            # write the output (a full disk: ENOSPC, EIO) was a traceback.
+            if not kwargs.get("standalone_mode", True) or not _writing_stdout(exc):
+                raise
+            sys.stdout = open(os.devnull, "w")  # else flushed again at exit, failing
+            ctx = _innermost_context(exc)
+            where = ctx.command_path if ctx is not None else self.name or "lienthong"
+            click.echo(f"Error: {where}: cannot write the output: {exc.strerror or exc}", err=True)
+            sys.exit(1)
 
     def make_context(
         self,
@@ -97,6 +133,26 @@ class _Lienthong(click.Group):
             if _told_as_click_does(exc):
                 raise
             raise _OneLineUsageError(exc, ctx.command_path) from exc
+        except KeyboardInterrupt as exc:
+            raise _Interrupted((_innermost_context(exc) or ctx).command_path) from None
+
+
+class _Interrupted(click.ClickException):
+    """Ctrl-C: ``Error: <command>: interrupted``, exit 130 (128 + SIGINT, as shells report it).
+
+    click said ``Aborted!`` after a blank line, exit 1 — the code of a command that failed, so that
+    ``lienthong audit verify || alarm`` took an interrupt for an altered log. The commands that
+    serve until interrupted catch it themselves and exit 0."""
+
+    exit_code = 130
+
+    def __init__(self, command_path: str) -> None:
+        super().__init__(f"{command_path}: interrupted")
+
+    def show(self, file: Any = None) -> None:
+        if sys.stderr.isatty():  # after the terminal's ^C, not on its line
+            click.echo(err=True)
+        super().show(file)
 
 
 def _told_as_click_does(error: click.UsageError) -> bool:
@@ -247,6 +303,7 @@ def _not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """An empty argument is a usage error (exit 2), as the README says, not "no dossier ''"."""
     if not value.strip():
         raise click.BadParameter("is empty: name the dossier to resume", ctx=ctx, param=param)
+    require_utf8(ctx, param, value)
     return value
 
 
@@ -317,6 +374,8 @@ for _module in (
 ):
     for _command in importlib.import_module(_module).commands:
         main.add_command(_command)
+
+clistart.imported()  # every group imported: Ctrl-C is KeyboardInterrupt again (see _Interrupted)
 
 
 if __name__ == "__main__":  # python -m gateway.cli

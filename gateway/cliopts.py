@@ -14,7 +14,14 @@ import click
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.store import Store, open_store
 
-__all__ = ["cli_user", "config_option", "existing_store", "json_option", "open_settings"]
+__all__ = [
+    "cli_user",
+    "config_option",
+    "existing_store",
+    "json_option",
+    "open_settings",
+    "require_utf8",
+]
 
 config_option = click.option(
     "--config",
@@ -24,6 +31,22 @@ config_option = click.option(
     help="lienthong.toml (or $LIENTHONG_CONFIG)",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def require_utf8(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    """Refuse (BadParameter: exit 2) a name given in bytes that are not UTF-8: Python hands them
+    over as surrogates, which no store can take (they were a UnicodeEncodeError's traceback once
+    the store was opened), and which no name in the store holds. File names are not checked this
+    way: a file may be named in any bytes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise click.BadParameter(
+            f"'{shown}' is not UTF-8 text (bytes of the command line that are not UTF-8)",
+            ctx=ctx,
+            param=param,
+        ) from None
 
 
 def cli_user() -> str:

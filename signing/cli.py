@@ -33,8 +33,13 @@ __all__ = ["commands", "pki", "quiet_pyhanko", "sign", "silence_pyhanko", "tsa",
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    # One line whatever the message carries (an exception's text may hold newlines).
-    click.echo(f"error: {' '.join(message.split())}", err=True)
+    # One line whatever the message carries (an exception's text may hold newlines), and a file
+    # name's bytes that are not UTF-8 shown as such ('\xff'), not as Python's surrogates ('\udcff').
+    try:
+        shown = message.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name's byte makes
+        shown = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    click.echo(f"error: {' '.join(shown.split())}", err=True)
     sys.exit(code)
 
 
@@ -71,8 +76,10 @@ def _write(path: str, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(part, target)
-    except OSError as exc:
+    except BaseException as exc:  # a Ctrl-C too: no .OUT.part left behind
         part.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
         _fail(f"cannot write {path}: {exc.strerror or exc}")
 
 

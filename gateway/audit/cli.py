@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from gateway.cliopts import config_option, existing_store, json_option, open_settings
+from gateway.cliopts import config_option, existing_store, json_option, open_settings, require_utf8
 from gateway.gil import quick_handoffs
 from gateway.settings import citizen_key
 from gateway.store import Store, StoreError
@@ -169,6 +169,8 @@ def _filter(ctx: click.Context, param: click.Parameter, value: str | None) -> st
             ctx=ctx,
             param=param,
         )
+    if value is not None:
+        require_utf8(ctx, param, value)
     return value
 
 

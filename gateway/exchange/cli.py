@@ -71,7 +71,17 @@ def _connection(config: Path | None, url: str | None, token: str | None) -> _Con
         raise click.BadParameter(
             "a bearer token is visible ASCII, with no space", param_hint="--token"
         )
+    from gateway.settings import is_http_url, shown_url
+
     if url:
+        if not is_http_url(url):
+            # Else told as "cannot reach the gateway: notaurl/v1/documents/inbox" (exit 1), and
+            # only once a package was built and signed.
+            raise click.BadParameter(
+                f"{shown_url(url)!r} is not an http:// or https:// URL with a host "
+                "(e.g. http://127.0.0.1:8080)",
+                param_hint="'--url'",
+            )
         if not token:
             raise click.UsageError("--url needs --token (or $LIENTHONG_TOKEN)")
         return _Conn(url, token)

@@ -177,3 +177,25 @@ async def test_an_error_answer_without_a_body_is_told_in_one_line(
     result = await _cli(url, NGHE_AN, "inbox")
     assert (result.exit_code, result.output) == (1, "Error: HTTP 500\n")
     assert seen == ["GET /v1/documents/inbox"]
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "127.0.0.1:8080", "ftp://127.0.0.1", "http://", "http://h:99999"]
+)
+@pytest.mark.parametrize(
+    "command", [["inbox"], ["status", "d0"], ["send", "FILE", "--to", NGHE_AN]]
+)
+def test_a_url_that_names_no_gateway_is_a_usage_error(
+    url: str, command: list[str], tmp_path: Path
+) -> None:
+    """Found by probing: ``docs inbox --url notaurl`` said ``cannot reach the gateway:
+    notaurl/v1/documents/inbox`` (exit 1), ``send`` after building its package; a --url that is
+    no http(s) URL is a malformed argument (exit 2), told before anything is read or sent."""
+    args = [tmp_path.joinpath("note.txt") if a == "FILE" else a for a in command]
+    tmp_path.joinpath("note.txt").write_bytes(b"hello\n")
+    result = CliRunner().invoke(
+        main, ["docs", *map(str, args), "--url", url, "--token", "t"], prog_name="lienthong"
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    assert f"Invalid value for '--url': {url!r} is not an http:// or https:// URL" in result.stderr

@@ -1,6 +1,7 @@
 """click's usage errors under ``lienthong``: one line on stderr (the command, click's reason, a
 pointer to --help), nothing on stdout, exit 2. Everything else click does at the entry point stays
-as click does it: --help, --version, ``Error: …`` exit 1, ``Aborted!``, explicit exit codes."""
+as click does it: --help, --version, ``Error: …`` exit 1, ``Aborted!``, explicit exit codes; an
+interrupt (Ctrl-C) is one line, exit 130."""
 
 from __future__ import annotations
 
@@ -115,6 +116,21 @@ CASES = {
         "lienthong flows resume",
         ["Invalid value for 'CODE'", "is empty"],
     ),
+    # bytes of the command line that are not UTF-8 (Python's surrogates), where a name is matched
+    # against the store: each was a traceback (UnicodeEncodeError) once the store was opened
+    "nested: argument not UTF-8": (
+        ["flows", "resume", "\udcff"],
+        "lienthong flows resume",
+        ["Invalid value for 'CODE'", "not UTF-8", "'\\xff'"],
+    ),
+    **{
+        f"audit query {option}: not UTF-8": (
+            ["audit", "query", option, "a\udcffb"],
+            "lienthong audit query",
+            [f"Invalid value for '{option}'", "not UTF-8", "'a\\xffb'"],
+        )
+        for option in ("--dossier", "--document", "--member", "--service", "--cursor")
+    },
     # bad choice
     "top-level command: bad choice": (
         ["sign", "docx", "a", "b", "--key", "k"],
@@ -249,12 +265,22 @@ def test_explicit_exit_codes_are_kept(command: str, code: int) -> None:
 
 
 @pytest.mark.usefixtures("extra_commands")
-@pytest.mark.parametrize("command", ["aborts", "interrupted"])
-def test_abort_is_still_aborted_and_exit_1(command: str) -> None:
-    result = run(command)
+def test_abort_is_still_aborted_and_exit_1() -> None:
+    result = run("aborts")
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.strip() == "Aborted!"
+
+
+@pytest.mark.usefixtures("extra_commands")
+def test_an_interrupt_is_one_line_and_exit_130() -> None:
+    """Ctrl-C is no failure of the command's: exit 130 (128 + SIGINT, as shells say it), one line,
+    so that ``lienthong audit verify || alarm`` does not take an interrupt for an altered log
+    (it said ``Aborted!`` after a blank line, exit 1: the exit code of a failed verification)."""
+    result = run("interrupted")
+    assert result.exit_code == 130
+    assert result.stdout == ""
+    assert result.stderr == "Error: lienthong interrupted: interrupted\n"
 
 
 def test_without_standalone_mode_the_error_propagates_as_a_usage_error() -> None:

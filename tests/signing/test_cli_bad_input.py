@@ -210,6 +210,54 @@ def test_sign_reports_a_failed_write(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.xml", "o.xml"]
 
 
+def test_sign_interrupted_while_writing_leaves_no_part(
+    pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C between the ``.OUT.part`` being opened and its rename: the earlier OUT as it was,
+    and no ``.o.xml.part`` beside it (only an OSError removed it)."""
+    (tmp_path / "in.xml").write_bytes(SAMPLE_XML)
+    (tmp_path / "o.xml").write_bytes(b"an earlier, good OUT")
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    result = CliRunner().invoke(
+        sign,
+        [
+            "xml",
+            str(tmp_path / "in.xml"),
+            str(tmp_path / "o.xml"),
+            "--key",
+            str(pki.key_path("gateway")),
+        ],
+    )
+    assert result.exit_code == 1  # CliRunner: click's Abort; lienthong's own exit is 130
+    assert (tmp_path / "o.xml").read_bytes() == b"an earlier, good OUT"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.xml", "o.xml"]
+
+
+def test_a_file_name_in_bytes_that_are_not_utf8_is_shown_escaped(
+    pki: TestPKI, tmp_path: Path
+) -> None:
+    """Found by probing: ``sign xml $'\\xff.xml' …`` said ``error: \\udcff.xml …``, Python's
+    surrogate for the byte, where ``docs`` shows it as ``\\xff``."""
+    name = os.fsdecode(b"\xff.xml")  # the str Python makes of that file name: '\udcff.xml'
+    (tmp_path / name).write_bytes(b"<a/>")
+    result = CliRunner().invoke(
+        sign,
+        [
+            "pdf",
+            str(tmp_path / name),
+            str(tmp_path / "o.pdf"),
+            "--key",
+            str(pki.key_path("gateway")),
+        ],
+    )
+    line = one_line_error(result, 2, "\\xff.xml is not a PDF")
+    assert "udcff" not in line
+
+
 # ---- 7. input that is not an XML / PDF document at all ----------------------------------------
 @pytest.mark.parametrize(
     ("kind", "content", "words"),
