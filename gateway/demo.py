@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import shutil
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -183,6 +184,12 @@ def _clear(output: Path) -> None:
             f"{output} is not an earlier demo's output (its lienthong.toml is not the one a "
             "demo writes): choose another --output"
         )
+    later = _entries_since_the_demo(output)
+    if later:
+        raise OutputError(
+            f"{output} holds work done after its demo ({later} audit entries since: a gateway "
+            "served its store): move it away, or delete it yourself, or choose another --output"
+        )
     try:
         for entry in (output / name for name in sorted(names, key=_toml_last)):
             if entry.is_dir() and not entry.is_symlink():
@@ -207,6 +214,24 @@ def _reason(exc: OSError) -> str:
     """An OSError in words, with the file it is about: "Permission denied: demo/artifacts/x"."""
     why = exc.strerror or str(exc)
     return f"{why}: {exc.filename}" if exc.filename else why
+
+
+def _entries_since_the_demo(output: Path) -> int:
+    """How many audit entries the demo's store has past those its summary counted (work a
+    gateway served over the folder since: `serve --config demo-output/lienthong.toml`), which a
+    clear would delete. 0 when either cannot be read: a demo cut short wrote no summary, and
+    its store is its own."""
+    try:
+        summary = json.loads((output / "summary.json").read_bytes())
+        counted = int(summary["audit"]["entries"])
+        db = sqlite3.connect(f"{(output / 'lienthong.db').resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            (last,) = db.execute("SELECT max(seq) FROM audit_events").fetchone()
+        finally:
+            db.close()
+    except (OSError, ValueError, KeyError, TypeError, sqlite3.Error):
+        return 0
+    return max(0, (last + 1 if last is not None else 0) - counted)
 
 
 def _written_by_a_demo(config: Path) -> bool:

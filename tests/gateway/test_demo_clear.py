@@ -4,9 +4,11 @@ folder the next run still takes."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -139,3 +141,42 @@ def test_a_folder_beside_a_pki_is_not_a_demos_unless_named_as_the_pki_builds_it(
     (out / ".pki.notours.partial").mkdir()
     with pytest.raises(OutputError, match=r"holds files a demo did not write \(\.pki\.notours"):
         _clear(out)
+
+
+def _demo_with_log(out: Path, *, counted: int | None, stored: int) -> None:
+    """An earlier demo whose summary counted ``counted`` audit entries (None: no summary, a run
+    cut short) and whose store now holds ``stored``."""
+    _earlier_demo(out)
+    (out / "lienthong.db").unlink()
+    with sqlite3.connect(out / "lienthong.db") as db:
+        db.execute("CREATE TABLE audit_events (seq INTEGER PRIMARY KEY)")
+        db.executemany("INSERT INTO audit_events VALUES (?)", [(i,) for i in range(stored)])
+    db.close()
+    if counted is not None:
+        summary = {"ok": True, "audit": {"ok": True, "entries": counted}}
+        (out / "summary.json").write_text(json.dumps(summary))
+
+
+def test_an_output_a_gateway_served_since_is_not_cleared(tmp_path: Path) -> None:
+    """Found by probing: `serve --config demo-output/lienthong.toml` (as README suggests) took
+    documents into the demo's store, and the next `make demo` deleted them without a word."""
+    out = tmp_path / "demo-output"
+    _demo_with_log(out, counted=5, stored=7)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(OutputError, match=r"holds work done after its demo \(2 audit entries"):
+        _clear(out)
+    assert sorted(p.name for p in out.iterdir()) == before
+    result = CliRunner().invoke(main, ["demo", "--output", str(out)])
+    assert result.exit_code == 1
+    last = result.output.splitlines()[-1]  # after the demo's banner: one line
+    assert last.startswith("Error: ") and "holds work done after its demo" in last
+
+
+@pytest.mark.parametrize(("counted", "stored"), [(5, 5), (None, 7)])
+def test_an_output_as_its_demo_left_it_is_cleared(
+    tmp_path: Path, counted: int | None, stored: int
+) -> None:
+    out = tmp_path / "demo-output"
+    _demo_with_log(out, counted=counted, stored=stored)
+    _clear(out)
+    assert list(out.iterdir()) == []
