@@ -21,11 +21,11 @@ from click.testing import CliRunner
 
 from gateway.audit import AuditEvent, append, citizen_hash
 from gateway.audit import bundle as bundle_module
-from gateway.audit import cli as cli_module
 from gateway.audit.bundle import Scope, build_bundle
 from gateway.audit.checkpoints import Checkpointer, key_fingerprint
 from gateway.audit.cli import audit
 from gateway.store import SQLiteStore
+from signing import files
 from signing.testing import TestPKI
 from tests.audit.test_api import LETTER, file_letter
 from tests.audit.test_checkpoints import add_events, pki, tsa_url  # noqa: F401 - fixtures
@@ -251,12 +251,12 @@ async def test_an_export_cut_short_leaves_nothing_behind(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out_zip = out_dir / "D1.zip"
-    real = cli_module.open_private
-    monkeypatch.setattr(cli_module, "open_private", lambda *a, **kw: _FullDisk(real(*a, **kw)))
+    real = files.open_private  # the export's part is opened by signing.files
+    monkeypatch.setattr(files, "open_private", lambda *a, **kw: _FullDisk(real(*a, **kw)))
     code, out = await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip))
     assert (code, out.strip()) == (1, f"Error: cannot write {out_zip}: No space left on device")
     assert _listing(out_dir) == []  # neither the bundle nor the file it was written to
-    monkeypatch.setattr(cli_module, "open_private", real)
+    monkeypatch.setattr(files, "open_private", real)
     code, out = await _invoke("export", "--config", str(config), "--dossier", "D1", str(out_zip))
     assert code == 0, out
     async with SQLiteStore(config.parent / "gw.db") as store:
