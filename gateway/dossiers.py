@@ -309,17 +309,7 @@ def step_delivered(
     tx: Tx, code: str, idx: int, *, attempts: int, data: dict[str, Any], reference: str | None
 ) -> None:
     """Record a step's result, then schedule the next step or complete the dossier."""
-    tx.execute(
-        "dossiers.step_done",
-        dossier=code,
-        idx=idx,
-        status="done",
-        attempts=attempts,
-        result=canonical(data),
-        reference=reference,
-        error=None,
-        now=now_iso(),
-    )
+    _step_ended(tx, code, idx, "done", attempts, canonical(data), reference, None)
     _history(tx, code, idx, attempts, "delivered", reference=reference)
     _advance(tx, code, idx, said=reference or "")
 
@@ -332,19 +322,33 @@ def step_refused(
     the earlier steps registered stands, and no correction would change a verdict on the merits
     (see ``Step.final_refusal``). The citizen's system is told with the rest of the dossier."""
     error = storable(error, limit=1000)
+    _step_ended(tx, code, idx, "refused", attempts, canonical(verdict), None, error)
+    _history(tx, code, idx, attempts, "refused", error=error)
+    _advance(tx, code, idx, said=f"refused: {error}")
+
+
+def _step_ended(
+    tx: Tx,
+    code: str,
+    idx: int,
+    status: str,
+    attempts: int,
+    result: Any,
+    reference: str | None,
+    error: str | None,
+) -> None:
+    """A step's outcome (``done``, or ``refused`` by a verdict) in its row."""
     tx.execute(
         "dossiers.step_done",
         dossier=code,
         idx=idx,
-        status="refused",
+        status=status,
         attempts=attempts,
-        result=canonical(verdict),
-        reference=None,
+        result=result,
+        reference=reference,
         error=error,
         now=now_iso(),
     )
-    _history(tx, code, idx, attempts, "refused", error=error)
-    _advance(tx, code, idx, said=f"refused: {error}")
 
 
 def _advance(tx: Tx, code: str, idx: int, *, said: str) -> None:
